@@ -1,0 +1,505 @@
+//! The conformance suite: one set of behavioural checks every engine must pass.
+//!
+//! An engine's tests call [`run_all`] with a factory that opens a fresh, empty store for a node
+//! (as chitchat runs one transport suite against every transport). The suite panics on the first
+//! failed check, naming it. It is compiled only for tests and with the `conformance` feature.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use crate::contract::{CasOutcome, Delta, Mutation, Origin, ScanRequest, Store, StoreExt};
+use crate::error::StoreError;
+use crate::key::{Key, Keyspace};
+use crate::node::{NodeId, RegionId};
+use crate::version::VersionVector;
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::Arc;
+
+const KS: Keyspace = Keyspace::new("t");
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// The node ids the suite opens stores for.
+pub fn nodes() -> [NodeId; 2] {
+    [
+        NodeId::new(RegionId::from_name("us"), 1),
+        NodeId::new(RegionId::from_name("eu"), 2),
+    ]
+}
+
+/// Runs every check; `open` must return a fresh, empty store for the given node each call.
+pub async fn run_all<F, Fut>(open: F)
+where
+    F: Fn(NodeId) -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let [a, b] = nodes();
+    registers(open(a).await).await;
+    siblings_and_contexts(open(a).await).await;
+    sets_and_counters(open(a).await).await;
+    kinds_do_not_mix(open(a).await).await;
+    cas_semantics(open(a).await).await;
+    cas_under_contention(open(a).await).await;
+    scans(open(a).await).await;
+    change_feed(open(a).await).await;
+    limits(open(a).await).await;
+    replication(open(a).await, open(b).await).await;
+    anti_entropy_by_buckets(open(a).await, open(b).await).await;
+    tombstone_purge(open(a).await).await;
+}
+
+async fn registers(s: Arc<dyn Store>) {
+    let k = KS.key().str("reg").finish();
+    assert_eq!(s.get(&k).await.unwrap(), None, "absent key");
+    let v1 = s.put(&k, b("one")).await.unwrap();
+    let got = s.get(&k).await.unwrap().unwrap();
+    assert_eq!(got.value, Some(b("one")));
+    assert_eq!(got.version, v1);
+    let v2 = s.put(&k, b("two")).await.unwrap();
+    assert!(
+        v2.dominates(&v1) && v2 != v1,
+        "a later write has a later version"
+    );
+    s.delete(&k).await.unwrap();
+    let dead = s.get(&k).await.unwrap().unwrap();
+    assert_eq!(dead.value, None, "a deleted key reads as a tombstone");
+    s.put(&k, b("three")).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().unwrap().value, Some(b("three")));
+}
+
+async fn siblings_and_contexts(s: Arc<dyn Store>) {
+    let k = KS.key().str("sib").finish();
+    let empty = VersionVector::new();
+    s.mutate(&k, Mutation::Put(b("x")), Some(&empty))
+        .await
+        .unwrap();
+    // A writer that had seen nothing does not replace "x": both are kept, last writer visible.
+    s.mutate(&k, Mutation::Put(b("y")), Some(&empty))
+        .await
+        .unwrap();
+    let v = s.get(&k).await.unwrap().unwrap();
+    assert_eq!(v.siblings, 2);
+    assert_eq!(v.value, Some(b("y")));
+    // A writer that had seen both collapses them.
+    s.mutate(&k, Mutation::Put(b("z")), Some(&v.version))
+        .await
+        .unwrap();
+    let v = s.get(&k).await.unwrap().unwrap();
+    assert_eq!((v.siblings, v.value), (1, Some(b("z"))));
+}
+
+async fn sets_and_counters(s: Arc<dyn Store>) {
+    let e = KS.key().str("set").u64(7).finish();
+    s.add(&e, Bytes::new()).await.unwrap();
+    assert_eq!(s.get(&e).await.unwrap().unwrap().value, Some(Bytes::new()));
+    s.remove(&e).await.unwrap();
+    assert_eq!(s.get(&e).await.unwrap().unwrap().value, None);
+    let c = KS.key().str("count").finish();
+    assert_eq!(s.counter(&c).await.unwrap(), 0);
+    assert_eq!(s.incr(&c, 5).await.unwrap(), 5);
+    assert_eq!(s.incr(&c, -7).await.unwrap(), -2);
+    assert_eq!(s.counter(&c).await.unwrap(), -2);
+}
+
+async fn kinds_do_not_mix(s: Arc<dyn Store>) {
+    let c = KS.key().str("kind").finish();
+    s.incr(&c, 1).await.unwrap();
+    let err = s.put(&c, b("x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::KindMismatch { .. }), "{err}");
+    let err = s.get(&c).await.unwrap_err();
+    assert!(matches!(err, StoreError::KindMismatch { .. }), "{err}");
+    assert_eq!(
+        s.counter(&c).await.unwrap(),
+        1,
+        "a refused write changes nothing"
+    );
+}
+
+async fn cas_semantics(s: Arc<dyn Store>) {
+    let k = KS.key().str("handle").str("alice").finish();
+    let CasOutcome::Applied(v1) = s.cas(&k, None, Some(b("u1"))).await.unwrap() else {
+        panic!("cas on an absent key with expected None must apply");
+    };
+    match s.cas(&k, None, Some(b("u2"))).await.unwrap() {
+        CasOutcome::Conflict(Some(cur)) => assert_eq!(cur.value, Some(b("u1"))),
+        other => panic!("second claim must conflict, got {other:?}"),
+    }
+    let stale = VersionVector::new();
+    assert!(matches!(
+        s.cas(&k, Some(&stale), Some(b("u3"))).await.unwrap(),
+        CasOutcome::Conflict(_)
+    ));
+    let CasOutcome::Applied(v2) = s.cas(&k, Some(&v1.version), None).await.unwrap() else {
+        panic!("cas with the current version must apply");
+    };
+    assert_eq!(v2.value, None, "cas to None leaves a tombstone");
+    assert_eq!(s.get(&k).await.unwrap().unwrap().value, None);
+    let CasOutcome::Applied(_) = s.cas(&k, Some(&v2.version), Some(b("u4"))).await.unwrap() else {
+        panic!("a released key can be claimed again with the tombstone's version");
+    };
+    let c = KS.key().str("kind-cas").finish();
+    s.incr(&c, 1).await.unwrap();
+    assert!(
+        s.cas(&c, None, None).await.is_err(),
+        "cas only on registers"
+    );
+}
+
+async fn cas_under_contention(s: Arc<dyn Store>) {
+    // Ten tasks each increment a register 20 times by read + cas + retry: no update is lost.
+    let k = KS.key().str("cas-counter").finish();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = s.clone();
+        let k = k.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0u32;
+            for _ in 0..20 {
+                loop {
+                    let cur = s.get(&k).await.unwrap();
+                    let n: u64 = cur
+                        .as_ref()
+                        .and_then(|v| v.value.as_ref())
+                        .map_or(0, |b| crate::codec::from_value(b).unwrap());
+                    let next = crate::codec::to_value(&(n + 1)).unwrap();
+                    match s
+                        .cas(&k, cur.as_ref().map(|v| &v.version), Some(next))
+                        .await
+                    {
+                        Ok(CasOutcome::Applied(_)) => break,
+                        Ok(CasOutcome::Conflict(_)) => conflicts += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            conflicts
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let v: u64 = s.get_typed(&k).await.unwrap().unwrap().value.unwrap();
+    assert_eq!(v, 200, "every successful cas is counted exactly once");
+}
+
+async fn scans(s: Arc<dyn Store>) {
+    let ks = Keyspace::new("scan");
+    for i in 0..50u64 {
+        s.put(&ks.key().u64(i).finish(), b(&i.to_string()))
+            .await
+            .unwrap();
+    }
+    for i in (0..50u64).step_by(5) {
+        s.delete(&ks.key().u64(i).finish()).await.unwrap();
+    }
+    // Neighbours outside the prefix must never show up.
+    s.put(&Keyspace::new("scam").key().u64(1).finish(), b("x"))
+        .await
+        .unwrap();
+    s.put(&Keyspace::new("scao").key().u64(1).finish(), b("x"))
+        .await
+        .unwrap();
+    for reverse in [false, true] {
+        let mut seen = Vec::new();
+        let mut req = ScanRequest::prefix(ks.prefix(), 7);
+        req.reverse = reverse;
+        loop {
+            let page = s.scan(&req).await.unwrap();
+            assert!(page.items.len() <= 7);
+            seen.extend(
+                page.items
+                    .iter()
+                    .map(|(k, _)| crate::key::read_u64(k.as_bytes(), 5).unwrap()),
+            );
+            match page.next {
+                Some(n) => req.after = Some(n),
+                None => break,
+            }
+        }
+        let mut want: Vec<u64> = (0..50).filter(|i| i % 5 != 0).collect();
+        if reverse {
+            want.reverse();
+        }
+        assert_eq!(
+            seen, want,
+            "paging visits each live key once, in order (reverse={reverse})"
+        );
+    }
+    let mut req = ScanRequest::prefix(ks.prefix(), 100);
+    req.include_tombstones = true;
+    let page = s.scan(&req).await.unwrap();
+    assert_eq!(page.items.len(), 50);
+    assert_eq!(
+        page.items.iter().filter(|(_, v)| v.value.is_none()).count(),
+        10
+    );
+    req.limit = 0;
+    assert!(s.scan(&req).await.is_err(), "limit 0 is refused");
+    req.limit = s.limits().max_scan + 1;
+    assert!(
+        s.scan(&req).await.is_err(),
+        "limit above the cap is refused"
+    );
+    let mut req = ScanRequest::prefix(ks.prefix(), 10);
+    req.after = Some(Key::from("elsewhere"));
+    assert!(
+        s.scan(&req).await.is_err(),
+        "a cursor outside the prefix is refused"
+    );
+}
+
+async fn change_feed(s: Arc<dyn Store>) {
+    let start = s.last_seq();
+    let mut rx = s.subscribe();
+    let k1 = KS.key().str("feed1").finish();
+    let k2 = KS.key().str("feed2").finish();
+    s.put(&k1, b("a")).await.unwrap();
+    s.put(&k2, b("b")).await.unwrap();
+    s.put(&k1, b("c")).await.unwrap();
+    rx.changed().await.unwrap();
+    assert_eq!(*rx.borrow_and_update(), start + 3);
+    let ch = s.changes(start, 100).await.unwrap();
+    assert_eq!(ch.len(), 3);
+    assert_eq!(
+        ch.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![start + 1, start + 2, start + 3]
+    );
+    assert_eq!(ch[1].key, k2);
+    assert!(ch.iter().all(|c| c.origin == Origin::Local));
+    // Resuming from a position returns exactly what follows it.
+    let rest = s.changes(start + 1, 100).await.unwrap();
+    assert_eq!(rest, ch[1..].to_vec());
+    // A write that changes nothing (a duplicate delta) is not logged.
+    let rec = s.get_record(&k1).await.unwrap().unwrap();
+    let rep = s
+        .apply(&[Delta {
+            key: k1.clone(),
+            record: rec,
+        }])
+        .await
+        .unwrap();
+    assert_eq!((rep.changed, rep.unchanged), (0, 1));
+    assert_eq!(s.last_seq(), start + 3);
+    // Trimming forgets the old entries but never reuses a number.
+    s.trim_changes(start + 2).await.unwrap();
+    assert_eq!(s.changes(0, 100).await.unwrap(), ch[2..].to_vec());
+    s.put(&k2, b("d")).await.unwrap();
+    assert_eq!(s.last_seq(), start + 4);
+}
+
+async fn limits(s: Arc<dyn Store>) {
+    let l = s.limits();
+    let long = Key::from(vec![b'k'; l.max_key + 1]);
+    assert!(matches!(
+        s.put(&long, b("x")).await,
+        Err(StoreError::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.get(&long).await,
+        Err(StoreError::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.put(&Key::from(""), b("x")).await,
+        Err(StoreError::EmptyKey)
+    ));
+    let k = KS.key().str("big").finish();
+    let big = Bytes::from(vec![0u8; l.max_value + 1]);
+    assert!(matches!(
+        s.put(&k, big.clone()).await,
+        Err(StoreError::ValueTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.cas(&k, None, Some(big.clone())).await,
+        Err(StoreError::ValueTooLarge { .. })
+    ));
+    assert_eq!(
+        s.get(&k).await.unwrap(),
+        None,
+        "refused writes change nothing"
+    );
+    // The same limits hold for records arriving from peers.
+    let mut r = crate::record::Record::empty(crate::record::Kind::Register);
+    let dot = crate::version::Dot {
+        hlc: crate::hlc::Hlc(1),
+        node: nodes()[1],
+    };
+    r.write_register(dot, Some(big), None).unwrap();
+    let rep = s
+        .apply(&[Delta {
+            key: k.clone(),
+            record: r,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(rep.rejected, 1);
+    assert_eq!(s.get(&k).await.unwrap(), None);
+}
+
+async fn replication(a: Arc<dyn Store>, b_: Arc<dyn Store>) {
+    // Concurrent writes on two replicas, then an exchange of every changed record both ways.
+    let ks = Keyspace::new("rep");
+    for i in 0..20u64 {
+        a.put(&ks.key().u64(i).finish(), b(&format!("a{i}")))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            b_.put(&ks.key().u64(i).finish(), b(&format!("b{i}")))
+                .await
+                .unwrap();
+        }
+        if i % 3 == 0 {
+            b_.add(&ks.key().str("follows").u64(i).finish(), Bytes::new())
+                .await
+                .unwrap();
+        }
+    }
+    a.incr(&ks.key().str("n").finish(), 3).await.unwrap();
+    b_.incr(&ks.key().str("n").finish(), 4).await.unwrap();
+    ship_changes(&a, &b_).await;
+    ship_changes(&b_, &a).await;
+    assert_eq!(
+        a.digests(),
+        b_.digests(),
+        "replicas converge after exchanging changes"
+    );
+    assert_eq!(a.counter(&ks.key().str("n").finish()).await.unwrap(), 7);
+    for i in 0..20u64 {
+        let k = ks.key().u64(i).finish();
+        let (x, y) = (
+            a.get(&k).await.unwrap().unwrap(),
+            b_.get(&k).await.unwrap().unwrap(),
+        );
+        assert_eq!(x, y, "key {i} reads the same on both replicas");
+    }
+    // Shipping again is a no-op.
+    let before = a.last_seq();
+    ship_changes(&b_, &a).await;
+    assert_eq!(a.last_seq(), before, "duplicates change nothing");
+    // Remote changes are logged as remote.
+    let ch = a.changes(0, 10_000).await.unwrap();
+    assert!(ch.iter().any(|c| c.origin == Origin::Remote));
+}
+
+/// Sends every record `from` has logged to `to`.
+async fn ship_changes(from: &Arc<dyn Store>, to: &Arc<dyn Store>) {
+    let mut deltas = Vec::new();
+    for c in from.changes(0, 100_000).await.unwrap() {
+        let record = from.get_record(&c.key).await.unwrap().unwrap();
+        deltas.push(Delta { key: c.key, record });
+    }
+    to.apply(&deltas).await.unwrap();
+}
+
+async fn anti_entropy_by_buckets(a: Arc<dyn Store>, b_: Arc<dyn Store>) {
+    let ks = Keyspace::new("ae");
+    for i in 0..300u64 {
+        a.put(&ks.key().u64(i).finish(), b("v")).await.unwrap();
+    }
+    for i in 250..400u64 {
+        b_.put(&ks.key().u64(i).finish(), b("w")).await.unwrap();
+    }
+    // Only buckets whose digests differ are shipped, in pages.
+    for _ in 0..2 {
+        let (da, db) = (a.digests(), b_.digests());
+        for bucket in da.differing(&db) {
+            for (src, dst) in [(&a, &b_), (&b_, &a)] {
+                let mut after: Option<Key> = None;
+                loop {
+                    let (page, next) = src.bucket(bucket, after.as_ref(), 2).await.unwrap();
+                    dst.apply(&page).await.unwrap();
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(a.digests(), b_.digests());
+    assert_eq!(a.digests().root(), b_.digests().root());
+    let mut req = ScanRequest::prefix(ks.prefix(), 1000);
+    req.include_tombstones = true;
+    assert_eq!(b_.scan(&req).await.unwrap().items.len(), 400);
+    assert!(a.bucket(u32::MAX, None, 1).await.is_err());
+}
+
+async fn tombstone_purge(s: Arc<dyn Store>) {
+    let ks = Keyspace::new("gc");
+    for i in 0..10u64 {
+        s.put(&ks.key().u64(i).finish(), b("v")).await.unwrap();
+    }
+    for i in 0..5u64 {
+        s.delete(&ks.key().u64(i).finish()).await.unwrap();
+    }
+    let before = s.digests();
+    // A horizon before the deletes collects nothing.
+    assert_eq!(s.purge_tombstones(crate::hlc::Hlc(1)).await.unwrap(), 0);
+    let horizon = crate::hlc::HlcClock::new().now();
+    let later = crate::hlc::Hlc(horizon.0 + (1 << 20));
+    assert_eq!(s.purge_tombstones(later).await.unwrap(), 5);
+    assert_ne!(before, s.digests(), "purged records leave the digests");
+    assert_eq!(s.get(&ks.key().u64(1).finish()).await.unwrap(), None);
+    assert!(s.get(&ks.key().u64(7).finish()).await.unwrap().is_some());
+    let mut req = ScanRequest::prefix(ks.prefix(), 100);
+    req.include_tombstones = true;
+    assert_eq!(s.scan(&req).await.unwrap().items.len(), 5);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Limits;
+    use crate::engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
+    use crate::hlc::HlcClock;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_engine_conforms() {
+        run_all(
+            |node| async move { open_memory(node, Arc::new(HlcClock::new()), Limits::default()) },
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_engine_conforms() {
+        let root = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicU32::new(0);
+        let root_path = root.path().to_path_buf();
+        run_all(|node| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = root_path.join(format!("s{i}"));
+            async move {
+                let mut o = EmbeddedOptions::new(dir);
+                o.cache_bytes = 4 << 20;
+                // Alternate policies so both acknowledgement paths run the suite.
+                if i % 2 == 0 {
+                    o.fsync = FsyncPolicy::Always;
+                }
+                open_embedded(node, Arc::new(HlcClock::new()), &o).unwrap()
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn embedded_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = nodes()[0];
+        let opts = EmbeddedOptions::new(dir.path());
+        let k = KS.key().str("persist").finish();
+        let (digests, seq) = {
+            let s = open_embedded(node, Arc::new(HlcClock::new()), &opts).unwrap();
+            s.put(&k, b("kept")).await.unwrap();
+            s.incr(&KS.key().str("c").finish(), 9).await.unwrap();
+            (s.digests(), s.last_seq())
+        };
+        let s = open_embedded(node, Arc::new(HlcClock::new()), &opts).unwrap();
+        assert_eq!(s.get(&k).await.unwrap().unwrap().value, Some(b("kept")));
+        assert_eq!(s.digests(), digests, "digests are rebuilt at open");
+        assert_eq!(s.last_seq(), seq, "the change feed resumes where it was");
+        s.put(&k, b("again")).await.unwrap();
+        assert_eq!(s.last_seq(), seq + 1);
+    }
+}

@@ -1,0 +1,324 @@
+//! The key-value contract every engine implements: [`Store`], its requests and answers.
+//!
+//! The trait is object-safe (`Arc<dyn Store>`), async (the ScyllaDB engine talks to a network),
+//! and small: typed conveniences live in [`StoreExt`], implemented once for every store.
+
+use crate::digest::DigestTree;
+use crate::error::Result;
+use crate::hlc::Hlc;
+use crate::key::Key;
+use crate::node::NodeId;
+use crate::record::{Kind, Record, Versioned};
+use crate::version::VersionVector;
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::fmt::Debug;
+use tokio::sync::watch;
+
+/// Size limits enforced on every write, local or remote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest key, in bytes.
+    pub max_key: usize,
+    /// Longest value, in bytes (blobs belong in the blob store, not here).
+    pub max_value: usize,
+    /// Largest page a scan returns.
+    pub max_scan: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key: 1024,
+            max_value: 1 << 20,
+            max_scan: 1000,
+        }
+    }
+}
+
+/// A local change to one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Set a register.
+    Put(Bytes),
+    /// Delete a register (leaves a tombstone).
+    Delete,
+    /// Add a set element, with a payload (may be empty).
+    Add(Bytes),
+    /// Remove a set element (the adds seen; concurrent adds win).
+    Remove,
+    /// Change a counter.
+    Count(i64),
+}
+
+impl Mutation {
+    /// The kind of record this mutation works on.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Mutation::Put(_) | Mutation::Delete => Kind::Register,
+            Mutation::Add(_) | Mutation::Remove => Kind::Set,
+            Mutation::Count(_) => Kind::Counter,
+        }
+    }
+}
+
+/// Whether a logged change was made here or arrived from a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Origin {
+    /// Accepted by this node.
+    Local,
+    /// Merged from another replica.
+    Remote,
+}
+
+/// One entry of the change feed: key `key` changed at local sequence number `seq`. Read the key to
+/// get its state; several entries may name the same key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Local, strictly increasing, persistent sequence number.
+    pub seq: u64,
+    /// The key that changed.
+    pub key: Key,
+    /// Where the change came from.
+    pub origin: Origin,
+}
+
+/// A record shipped between replicas: the unit of replication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The key.
+    pub key: Key,
+    /// Its full state at the sender.
+    pub record: Record,
+}
+
+impl Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Key(Bytes::deserialize(d)?))
+    }
+}
+
+/// What `apply` did with a batch of deltas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Deltas that changed the local state.
+    pub changed: usize,
+    /// Deltas already known (duplicates, older versions).
+    pub unchanged: usize,
+    /// Deltas refused (over the size limits, or of another kind than the key holds).
+    pub rejected: usize,
+}
+
+/// The answer of a compare-and-swap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The expected version matched; the new value is stored.
+    Applied(Versioned<Bytes>),
+    /// It did not; here is what is stored now (`None`: the key does not exist).
+    Conflict(Option<Versioned<Bytes>>),
+}
+
+/// A prefix scan request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanRequest {
+    /// Only keys starting with these bytes.
+    pub prefix: Key,
+    /// Resume after this key (the `next` of the previous page).
+    pub after: Option<Key>,
+    /// At most this many items (1 ..= `Limits::max_scan`).
+    pub limit: usize,
+    /// Largest keys first.
+    pub reverse: bool,
+    /// Also return tombstones (value `None`).
+    pub include_tombstones: bool,
+}
+
+impl ScanRequest {
+    /// The first page of keys under `prefix`, in key order, without tombstones.
+    pub fn prefix(prefix: Key, limit: usize) -> Self {
+        ScanRequest {
+            prefix,
+            after: None,
+            limit,
+            reverse: false,
+            include_tombstones: false,
+        }
+    }
+}
+
+/// A page of a scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Keys and their visible values, in scan order.
+    pub items: Vec<(Key, Versioned<Bytes>)>,
+    /// Where to resume; `None` when the prefix is exhausted. A page may be short (even empty)
+    /// and still have a `next`, when it stopped at the scan's work budget among tombstones.
+    pub next: Option<Key>,
+}
+
+/// The versioned key-value store. See ARCHITECTURE.md for the guarantees.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// The node whose writes this store stamps.
+    fn node(&self) -> NodeId;
+
+    /// Limits enforced on writes.
+    fn limits(&self) -> Limits;
+
+    /// The visible value of a register or set element with its version; `None` if the key was
+    /// never written (or its tombstone was collected); `value: None` for a tombstone.
+    async fn get(&self, key: &Key) -> Result<Option<Versioned<Bytes>>>;
+
+    /// The full replicated state of a key.
+    async fn get_record(&self, key: &Key) -> Result<Option<Record>>;
+
+    /// Applies a local change. `ctx` is the version the writer read (the writes it replaces);
+    /// `None` replaces everything this replica has seen. Acknowledged (returns) once durable at
+    /// the configured level. Returns the key's new state.
+    async fn mutate(
+        &self,
+        key: &Key,
+        mutation: Mutation,
+        ctx: Option<&VersionVector>,
+    ) -> Result<Record>;
+
+    /// Writes `new` (a value, or a tombstone for `None`) to a register only if its version is
+    /// `expected` (`None`: the key must not exist). Linearizable per key on one replica; the
+    /// gossip layer routes it to the key's owner.
+    async fn cas(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome>;
+
+    /// A page of keys under a prefix.
+    async fn scan(&self, req: &ScanRequest) -> Result<ScanPage>;
+
+    /// Merges records from other replicas. Idempotent: applying a delta twice, or an older one,
+    /// changes nothing. The entry point of replication.
+    async fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport>;
+
+    /// Up to `limit` changes with `seq > after`, oldest first.
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>>;
+
+    /// The newest sequence number of the change feed.
+    fn last_seq(&self) -> u64;
+
+    /// A receiver that is told each new last sequence number.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// Forgets changes with `seq <= upto` (every consumer is past them). Sequence numbers are
+    /// never reused.
+    async fn trim_changes(&self, upto: u64) -> Result<()>;
+
+    /// The current digests over key-hash buckets.
+    fn digests(&self) -> DigestTree;
+
+    /// The records of one digest bucket, in key order, after `after`, for anti-entropy.
+    async fn bucket(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Delta>, Option<Key>)>;
+
+    /// Removes tombstones whose last write is older than `horizon` (every replica has them; the
+    /// gossip layer decides). Returns how many were removed. A full scan: run it in the background.
+    async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64>;
+
+    /// Makes every acknowledged write durable on stable storage now (fsync).
+    async fn flush(&self) -> Result<()>;
+}
+
+/// Typed conveniences over [`Store`].
+#[async_trait]
+pub trait StoreExt: Store {
+    /// Sets a register, replacing what this replica has seen.
+    async fn put(&self, key: &Key, value: Bytes) -> Result<VersionVector> {
+        Ok(self
+            .mutate(key, Mutation::Put(value), None)
+            .await?
+            .context()
+            .clone())
+    }
+
+    /// Deletes a register.
+    async fn delete(&self, key: &Key) -> Result<VersionVector> {
+        Ok(self
+            .mutate(key, Mutation::Delete, None)
+            .await?
+            .context()
+            .clone())
+    }
+
+    /// Adds a set element.
+    async fn add(&self, key: &Key, payload: Bytes) -> Result<VersionVector> {
+        Ok(self
+            .mutate(key, Mutation::Add(payload), None)
+            .await?
+            .context()
+            .clone())
+    }
+
+    /// Removes a set element.
+    async fn remove(&self, key: &Key) -> Result<VersionVector> {
+        Ok(self
+            .mutate(key, Mutation::Remove, None)
+            .await?
+            .context()
+            .clone())
+    }
+
+    /// Changes a counter; returns its new value here.
+    async fn incr(&self, key: &Key, delta: i64) -> Result<i64> {
+        Ok(self
+            .mutate(key, Mutation::Count(delta), None)
+            .await?
+            .count())
+    }
+
+    /// The value of a counter (0 if never written).
+    async fn counter(&self, key: &Key) -> Result<i64> {
+        Ok(self.get_record(key).await?.map_or(0, |r| r.count()))
+    }
+
+    /// Sets a register to a typed value.
+    async fn put_typed<T: Serialize + Sync>(&self, key: &Key, value: &T) -> Result<VersionVector> {
+        self.put(key, crate::codec::to_value(value)?).await
+    }
+
+    /// Reads a typed register value; `None` if absent or deleted.
+    async fn get_typed<T: DeserializeOwned>(&self, key: &Key) -> Result<Option<Versioned<T>>> {
+        match self.get(key).await? {
+            Some(v) if v.value.is_some() => {
+                let Versioned {
+                    value,
+                    version,
+                    hlc,
+                    siblings,
+                } = v;
+                let value = match value {
+                    Some(b) => Some(crate::codec::from_value::<T>(&b)?),
+                    None => None,
+                };
+                Ok(Some(Versioned {
+                    value,
+                    version,
+                    hlc,
+                    siblings,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}

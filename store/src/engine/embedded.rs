@@ -1,0 +1,215 @@
+//! Embedded backend on local disk: fjall (an LSM tree with a write-ahead journal).
+//!
+//! Every committed batch is written through to the operating system before `commit` returns
+//! (fjall's default, `manual_journal_persist = false`), so an acknowledged write survives
+//! `kill -9` of the process whatever the fsync policy; the policy decides what survives a power
+//! loss (see [`FsyncPolicy`]).
+//!
+//! The data directory holds a `STARLING_STORE` marker beside fjall's own folder, so a directory
+//! written by something else, or by an incompatible format, is refused at open with a clear
+//! error instead of being "repaired".
+
+use super::backend::{Backend, Op, RawRange, Space};
+use crate::error::{Result, StoreError};
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the marker file says; the first line names the format.
+const MARKER: &str = "STARLING_STORE";
+const FORMAT: &str = "starling-store format 1";
+
+/// When the journal is forced to stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Never explicitly: the OS writes back when it likes. Survives a process crash.
+    Never,
+    /// Every interval, in the background: a power loss loses at most that window.
+    Interval(Duration),
+    /// Before each write is acknowledged; concurrent writers share one fsync (group commit).
+    Always,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        FsyncPolicy::Interval(Duration::from_millis(100))
+    }
+}
+
+/// Prepares `dir` for a store: creates it with a marker, or checks the marker that is there.
+fn claim_dir(dir: &Path) -> Result<()> {
+    let io = |context: String| move |source| StoreError::Io { context, source };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let marker = dir.join(MARKER);
+    match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            let first = text.lines().next().unwrap_or_default();
+            if first == FORMAT {
+                Ok(())
+            } else {
+                Err(StoreError::IncompatibleFormat {
+                    path: dir.to_path_buf(),
+                    found: first.to_string(),
+                    expected: FORMAT,
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut entries =
+                std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))?;
+            if entries.next().is_some() {
+                return Err(StoreError::ForeignDataDir {
+                    path: dir.to_path_buf(),
+                });
+            }
+            let tmp = dir.join(format!("{MARKER}.tmp"));
+            std::fs::write(&tmp, format!("{FORMAT}\n"))
+                .map_err(io(format!("writing {}", tmp.display())))?;
+            std::fs::rename(&tmp, &marker).map_err(io(format!("writing {}", marker.display())))?;
+            Ok(())
+        }
+        Err(e) => Err(io(format!("reading {}", marker.display()))(e)),
+    }
+}
+
+/// The fjall backend.
+pub(crate) struct EmbeddedBackend {
+    db: Database,
+    spaces: [Keyspace; 4],
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBackend")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedBackend {
+    /// Opens (or creates) the store in `dir`, with a block cache of `cache_bytes`.
+    pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        claim_dir(dir)?;
+        let path = dir.join("kv");
+        let db = Database::builder(&path)
+            .cache_size(cache_bytes)
+            .open()
+            .map_err(|e| StoreError::Corrupt(format!("cannot open {}: {e}", path.display())))?;
+        let open = |s: Space| db.keyspace(s.name(), KeyspaceCreateOptions::default);
+        let spaces = [
+            open(Space::ALL[0])?,
+            open(Space::ALL[1])?,
+            open(Space::ALL[2])?,
+            open(Space::ALL[3])?,
+        ];
+        Ok(EmbeddedBackend { db, spaces, path })
+    }
+
+    fn space(&self, s: Space) -> &Keyspace {
+        &self.spaces[s as usize]
+    }
+}
+
+impl Backend for EmbeddedBackend {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .space(space)
+            .get(key)?
+            .map(|v| Bytes::copy_from_slice(&v)))
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        let mut batch = self.db.batch();
+        for op in ops {
+            let ks = self.space(op.space);
+            match op.value {
+                Some(v) => batch.insert(ks, op.key.as_ref(), v.as_ref()),
+                None => batch.remove(ks, op.key.as_ref()),
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        range: RawRange,
+        reverse: bool,
+        max: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        let it = self.space(space).range::<Bytes, _>(range);
+        let mut out = Vec::with_capacity(max.min(1024));
+        let mut push = |g: fjall::Guard| -> Result<()> {
+            let (k, v) = g.into_inner()?;
+            out.push((Bytes::copy_from_slice(&k), Bytes::copy_from_slice(&v)));
+            Ok(())
+        };
+        if reverse {
+            for g in it.rev().take(max) {
+                push(g)?;
+            }
+        } else {
+            for g in it.take(max) {
+                push(g)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_foreign_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("something.txt"), "hello").unwrap();
+        let err = EmbeddedBackend::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(matches!(err, StoreError::ForeignDataDir { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_another_format() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MARKER), "starling-store format 99\n").unwrap();
+        let err = EmbeddedBackend::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(
+            matches!(err, StoreError::IncompatibleFormat { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn damaged_engine_files_give_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = EmbeddedBackend::open(dir.path(), 1 << 20).unwrap();
+            b.commit(vec![Op::put(Space::Data, &b"k"[..], &b"v"[..])])
+                .unwrap();
+        }
+        // Overwrite every file fjall wrote with garbage.
+        fn scribble(p: &Path) {
+            for e in std::fs::read_dir(p).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    scribble(&p);
+                } else {
+                    std::fs::write(&p, b"\xde\xad\xbe\xef garbage").unwrap();
+                }
+            }
+        }
+        scribble(&dir.path().join("kv"));
+        let r = std::panic::catch_unwind(|| EmbeddedBackend::open(dir.path(), 1 << 20).err());
+        let err = r.expect("opening a damaged store must not panic");
+        assert!(err.is_some(), "a damaged store must not open silently");
+    }
+}

@@ -1,0 +1,669 @@
+//! The versioned engine: records, merges, the change feed and digests over any [`Backend`].
+//!
+//! Write path, for one key: take the key's stripe lock, read the stored record, compute the new
+//! one (a local mutation or a merge), and commit in one atomic batch the record, the change-feed
+//! entry and — for a new key — its digest-bucket index entry. Sequence numbers are assigned under
+//! a short commit lock so the feed has no holes a consumer could skip past. Locks are
+//! `parking_lot` mutexes held only in synchronous code, never across an `.await`.
+//!
+//! Durability: the backend commit reaches the OS before the write returns; with
+//! [`FsyncPolicy::Always`] the write then waits for a shared fsync (group commit: one writer
+//! syncs, the ones queued behind it find their write already covered).
+
+mod backend;
+mod embedded;
+mod memory;
+mod sync;
+
+pub use embedded::FsyncPolicy;
+
+use crate::codec::{decode_record, encode_record};
+use crate::contract::{
+    ApplyReport, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage, ScanRequest, Store,
+};
+use crate::digest::{DigestTree, Digests, LEAVES, bucket_of, entry_hash};
+use crate::error::{Result, StoreError};
+use crate::hlc::{Hlc, HlcClock};
+use crate::key::Key;
+use crate::node::NodeId;
+use crate::record::{Kind, Record, Versioned};
+use crate::version::{Dot, VersionVector};
+use async_trait::async_trait;
+use backend::{Backend, Op, Space, prefix_end};
+use bytes::{BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+use sync::Syncer;
+use tokio::sync::watch;
+
+const KEY_STRIPES: usize = 1024;
+const META_TRIMMED: &[u8] = b"changes-trimmed-to";
+
+/// Options of an embedded (on-disk) store.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// The data directory (created if missing).
+    pub dir: PathBuf,
+    /// When the journal is fsynced.
+    pub fsync: FsyncPolicy,
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+impl EmbeddedOptions {
+    /// Defaults for a directory: fsync every 100 ms, 64 MiB cache, default limits.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        EmbeddedOptions {
+            dir: dir.into(),
+            fsync: FsyncPolicy::default(),
+            cache_bytes: 64 << 20,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct Shared<B> {
+    backend: B,
+    node: NodeId,
+    clock: Arc<HlcClock>,
+    limits: Limits,
+    key_locks: Box<[Mutex<()>]>,
+    /// The last sequence number handed out; the lock orders feed entries.
+    commit: Mutex<u64>,
+    seq_tx: watch::Sender<u64>,
+    digests: Digests,
+}
+
+/// A store engine: the versioning logic over a backend. Cheap to share as `Arc<dyn Store>`.
+pub(crate) struct Engine<B: Backend> {
+    shared: Arc<Shared<B>>,
+    syncer: Syncer,
+}
+
+impl<B: Backend> std::fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.shared.node)
+            .field("backend", &self.shared.backend)
+            .field("last_seq", &*self.shared.seq_tx.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens an in-memory store for `node`.
+pub fn open_memory(node: NodeId, clock: Arc<HlcClock>, limits: Limits) -> Arc<dyn Store> {
+    let engine = Engine::new(memory::MemoryBackend::new(), node, clock, limits, None);
+    match engine {
+        Ok(e) => Arc::new(e),
+        // An empty memory backend cannot fail to scan; keep the signature infallible.
+        Err(e) => unreachable!("empty memory store failed to open: {e}"),
+    }
+}
+
+/// Opens (or creates) an embedded store in `opts.dir`.
+pub fn open_embedded(
+    node: NodeId,
+    clock: Arc<HlcClock>,
+    opts: &EmbeddedOptions,
+) -> Result<Arc<dyn Store>> {
+    let backend = embedded::EmbeddedBackend::open(&opts.dir, opts.cache_bytes)?;
+    let e = Engine::new(backend, node, clock, opts.limits, Some(opts.fsync))?;
+    Ok(Arc::new(e))
+}
+
+/// Owned key bytes for the digest-bucket index: bucket (u16 BE) ‖ key.
+fn index_key(key: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(2 + key.len());
+    b.put_u16(bucket_of(key) as u16);
+    b.put_slice(key);
+    b.freeze()
+}
+
+fn encode_change(key: &Key, origin: Origin) -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + key.len());
+    b.put_u8(match origin {
+        Origin::Local => 0,
+        Origin::Remote => 1,
+    });
+    b.put_slice(key.as_bytes());
+    b.freeze()
+}
+
+fn decode_change(seq_key: &[u8], v: &[u8]) -> Result<Change> {
+    let seq: [u8; 8] = seq_key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("change feed key is not a u64".into()))?;
+    let (origin, key) = match v.split_first() {
+        Some((0, k)) => (Origin::Local, k),
+        Some((1, k)) => (Origin::Remote, k),
+        _ => return Err(StoreError::Corrupt("change feed entry".into())),
+    };
+    Ok(Change {
+        seq: u64::from_be_bytes(seq),
+        key: Key(Bytes::copy_from_slice(key)),
+        origin,
+    })
+}
+
+/// What a keyed write did.
+struct Written {
+    old: Option<Record>,
+    new: Option<Record>,
+}
+
+impl<B: Backend> Engine<B> {
+    fn new(
+        backend: B,
+        node: NodeId,
+        clock: Arc<HlcClock>,
+        limits: Limits,
+        fsync: Option<FsyncPolicy>,
+    ) -> Result<Self> {
+        let digests = Digests::new();
+        let mut last_seq = backend
+            .get(Space::Meta, META_TRIMMED)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        if let Some((k, _)) = backend
+            .scan(
+                Space::Changes,
+                (Bound::Unbounded, Bound::Unbounded),
+                true,
+                1,
+            )?
+            .pop()
+        {
+            last_seq = last_seq.max(decode_change(&k, &[0])?.seq);
+        }
+        // Rebuild the digests from the stored records, and catch up the clock with them.
+        let mut cursor = Bound::Unbounded;
+        let mut max_seen = Hlc::ZERO;
+        loop {
+            let page = backend.scan(Space::Data, (cursor, Bound::Unbounded), false, 4096)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = Bound::Excluded(last.clone());
+            for (k, v) in &page {
+                digests.toggle(k, entry_hash(k, v));
+                max_seen = max_seen.max(decode_record(v)?.max_hlc());
+            }
+        }
+        clock.observe(max_seen);
+        let (seq_tx, _) = watch::channel(last_seq);
+        let shared = Arc::new(Shared {
+            backend,
+            node,
+            clock,
+            limits,
+            key_locks: (0..KEY_STRIPES).map(|_| Mutex::new(())).collect(),
+            commit: Mutex::new(last_seq),
+            seq_tx,
+            digests,
+        });
+        let syncer = Syncer::start(shared.clone(), fsync);
+        Ok(Engine { shared, syncer })
+    }
+}
+
+/// The sync surface the fsync machinery needs from an engine.
+pub(crate) trait Durable: Send + Sync + 'static {
+    fn sync(&self) -> Result<()>;
+    fn committed(&self) -> u64;
+}
+
+impl<B: Backend> Durable for Shared<B> {
+    fn sync(&self) -> Result<()> {
+        self.backend.sync()
+    }
+    fn committed(&self) -> u64 {
+        *self.seq_tx.borrow()
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    fn check_key(&self, key: &Key) -> Result<()> {
+        if key.is_empty() {
+            return Err(StoreError::EmptyKey);
+        }
+        if key.len() > self.limits.max_key {
+            return Err(StoreError::KeyTooLarge {
+                len: key.len(),
+                max: self.limits.max_key,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, len: usize) -> Result<()> {
+        if len > self.limits.max_value {
+            return Err(StoreError::ValueTooLarge {
+                len,
+                max: self.limits.max_value,
+            });
+        }
+        Ok(())
+    }
+
+    fn load(&self, key: &[u8]) -> Result<Option<Record>> {
+        self.backend
+            .get(Space::Data, key)?
+            .map(|b| decode_record(&b))
+            .transpose()
+    }
+
+    /// A dot for a local write to a record whose latest stamp is `floor`: strictly after every
+    /// write the record has seen, whatever this node's wall clock says.
+    fn next_dot(&self, floor: Hlc) -> Dot {
+        let mut hlc = self.clock.now();
+        if hlc <= floor {
+            self.clock.observe(floor);
+            hlc = self.clock.now().max(Hlc(floor.0 + 1));
+        }
+        Dot {
+            hlc,
+            node: self.node,
+        }
+    }
+
+    /// Read-modify-write of one key. `f` returns the new record, or `None` to change nothing.
+    fn write_with(
+        &self,
+        key: &Key,
+        origin: Origin,
+        f: impl FnOnce(Option<&Record>) -> Result<Option<Record>>,
+    ) -> Result<Written> {
+        let stripe = (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % KEY_STRIPES as u64) as usize;
+        let _key_guard = self.key_locks[stripe].lock();
+        let old_bytes = self.backend.get(Space::Data, key.as_bytes())?;
+        let old = old_bytes.as_deref().map(decode_record).transpose()?;
+        let Some(new) = f(old.as_ref())? else {
+            return Ok(Written { old, new: None });
+        };
+        let new_bytes = encode_record(&new)?;
+        let mut ops = Vec::with_capacity(3);
+        if old.is_none() {
+            ops.push(Op::put(
+                Space::Index,
+                index_key(key.as_bytes()),
+                Bytes::new(),
+            ));
+        }
+        ops.push(Op::put(Space::Data, key.0.clone(), new_bytes.clone()));
+        {
+            let mut seq = self.commit.lock();
+            let next = *seq + 1;
+            ops.push(Op::put(
+                Space::Changes,
+                next.to_be_bytes().to_vec(),
+                encode_change(key, origin),
+            ));
+            self.backend.commit(ops)?;
+            *seq = next;
+            self.seq_tx.send_replace(next);
+        }
+        if let Some(old_bytes) = &old_bytes {
+            self.digests
+                .toggle(key.as_bytes(), entry_hash(key.as_bytes(), old_bytes));
+        }
+        self.digests
+            .toggle(key.as_bytes(), entry_hash(key.as_bytes(), &new_bytes));
+        Ok(Written {
+            old,
+            new: Some(new),
+        })
+    }
+
+    fn mutate(&self, key: &Key, m: Mutation, ctx: Option<&VersionVector>) -> Result<Record> {
+        self.check_key(key)?;
+        if let Mutation::Put(v) | Mutation::Add(v) = &m {
+            self.check_value(v.len())?;
+        }
+        let kind = m.kind();
+        let w = self.write_with(key, Origin::Local, |old| {
+            let mut r = old.cloned().unwrap_or_else(|| Record::empty(kind));
+            let dot = self.next_dot(r.max_hlc());
+            match m {
+                Mutation::Put(v) => r.write_register(dot, Some(v), ctx)?,
+                Mutation::Delete => r.write_register(dot, None, ctx)?,
+                Mutation::Add(p) => r.add_element(dot, p, ctx)?,
+                Mutation::Remove => r.remove_element(dot, ctx)?,
+                Mutation::Count(d) => r.add_count(dot, d)?,
+            }
+            Ok(Some(r))
+        })?;
+        w.new
+            .ok_or(StoreError::InvalidArgument("mutation produced no record"))
+    }
+
+    fn cas(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome> {
+        self.check_key(key)?;
+        if let Some(v) = &new {
+            self.check_value(v.len())?;
+        }
+        let w = self.write_with(key, Origin::Local, |old| {
+            let matches = match (old, expected) {
+                (None, None) => true,
+                (Some(r), Some(e)) => r.context() == e,
+                _ => false,
+            };
+            if let Some(r) = old {
+                if r.kind() != Kind::Register {
+                    return Err(StoreError::KindMismatch {
+                        expected: Kind::Register,
+                        found: r.kind(),
+                    });
+                }
+            }
+            if !matches {
+                return Ok(None);
+            }
+            let mut r = old
+                .cloned()
+                .unwrap_or_else(|| Record::empty(Kind::Register));
+            let dot = self.next_dot(r.max_hlc());
+            r.write_register(dot, new, None)?;
+            Ok(Some(r))
+        })?;
+        Ok(match w.new {
+            Some(r) => CasOutcome::Applied(r.visible()),
+            None => CasOutcome::Conflict(w.old.map(|r| r.visible())),
+        })
+    }
+
+    fn check_remote(&self, d: &Delta) -> Result<()> {
+        self.check_key(&d.key)?;
+        let largest = d.record.visible_sizes().max().unwrap_or(0);
+        self.check_value(largest)
+    }
+
+    fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        for d in deltas {
+            if let Err(e) = self.check_remote(d) {
+                tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
+                report.rejected += 1;
+                continue;
+            }
+            self.clock.observe(d.record.max_hlc());
+            let res = self.write_with(&d.key, Origin::Remote, |old| match old {
+                None => Ok(Some(d.record.clone())),
+                Some(o) => {
+                    let mut m = o.clone();
+                    Ok(m.merge(&d.record)?.then_some(m))
+                }
+            });
+            match res {
+                Ok(Written { new: Some(_), .. }) => report.changed += 1,
+                Ok(Written { new: None, .. }) => report.unchanged += 1,
+                Err(e @ StoreError::KindMismatch { .. }) => {
+                    tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
+                    report.rejected += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
+        if req.limit == 0 || req.limit > self.limits.max_scan {
+            return Err(StoreError::InvalidArgument("scan limit out of range"));
+        }
+        if let Some(a) = &req.after {
+            if !a.starts_with(req.prefix.as_bytes()) {
+                return Err(StoreError::InvalidArgument(
+                    "scan cursor is not under the prefix",
+                ));
+            }
+        }
+        let prefix = req.prefix.0.clone();
+        let end = prefix_end(&prefix);
+        let mut cursor = req.after.as_ref().map(|k| k.0.clone());
+        let mut budget = (req.limit * 4).max(256);
+        let mut items = Vec::with_capacity(req.limit);
+        loop {
+            let range = match (&cursor, req.reverse) {
+                (None, _) => (Bound::Included(prefix.clone()), end.clone()),
+                (Some(c), false) => (Bound::Excluded(c.clone()), end.clone()),
+                (Some(c), true) => (Bound::Included(prefix.clone()), Bound::Excluded(c.clone())),
+            };
+            let want = (req.limit - items.len()).min(budget);
+            let page = self.backend.scan(Space::Data, range, req.reverse, want)?;
+            let exhausted = page.len() < want;
+            budget -= page.len();
+            for (k, v) in page {
+                let r = decode_record(&v)?;
+                cursor = Some(k.clone());
+                if r.kind() == Kind::Counter {
+                    continue;
+                }
+                if req.include_tombstones || !r.is_tombstone() {
+                    items.push((Key(k), r.visible()));
+                }
+            }
+            if exhausted {
+                return Ok(ScanPage { items, next: None });
+            }
+            if items.len() == req.limit || budget == 0 {
+                return Ok(ScanPage {
+                    items,
+                    next: cursor.map(Key),
+                });
+            }
+        }
+    }
+
+    fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        let from = Bytes::copy_from_slice(&after.saturating_add(1).to_be_bytes());
+        self.backend
+            .scan(
+                Space::Changes,
+                (Bound::Included(from), Bound::Unbounded),
+                false,
+                limit,
+            )?
+            .iter()
+            .map(|(k, v)| decode_change(k, v))
+            .collect()
+    }
+
+    fn trim_changes(&self, upto: u64) -> Result<()> {
+        let upto = upto.min(*self.commit.lock());
+        let mut ops: Vec<Op> = self
+            .backend
+            .scan(
+                Space::Changes,
+                (
+                    Bound::Unbounded,
+                    Bound::Included(Bytes::copy_from_slice(&upto.to_be_bytes())),
+                ),
+                false,
+                usize::MAX,
+            )?
+            .into_iter()
+            .map(|(k, _)| Op::remove(Space::Changes, k))
+            .collect();
+        ops.push(Op::put(
+            Space::Meta,
+            META_TRIMMED,
+            upto.to_be_bytes().to_vec(),
+        ));
+        self.backend.commit(ops)
+    }
+
+    fn bucket(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Delta>, Option<Key>)> {
+        if bucket as usize >= LEAVES {
+            return Err(StoreError::InvalidArgument("bucket out of range"));
+        }
+        let prefix = (bucket as u16).to_be_bytes();
+        let lower = match after {
+            Some(k) => Bound::Excluded(index_key(k.as_bytes())),
+            None => Bound::Included(Bytes::copy_from_slice(&prefix)),
+        };
+        let page = self
+            .backend
+            .scan(Space::Index, (lower, prefix_end(&prefix)), false, limit)?;
+        let full = page.len() == limit;
+        let mut out = Vec::with_capacity(page.len());
+        for (ik, _) in &page {
+            let key = Key(ik.slice(2..));
+            if let Some(record) = self.load(key.as_bytes())? {
+                out.push(Delta { key, record });
+            }
+        }
+        let next = if full {
+            page.last().map(|(ik, _)| Key(ik.slice(2..)))
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
+        let mut purged = 0;
+        let mut cursor = Bound::Unbounded;
+        loop {
+            let page = self
+                .backend
+                .scan(Space::Data, (cursor, Bound::Unbounded), false, 1024)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(purged);
+            };
+            cursor = Bound::Excluded(last.clone());
+            for (k, v) in page {
+                let r = decode_record(&v)?;
+                if !(r.is_tombstone() && r.max_hlc() < horizon) {
+                    continue;
+                }
+                let stripe = (xxhash_rust::xxh3::xxh3_64(&k) % KEY_STRIPES as u64) as usize;
+                let _g = self.key_locks[stripe].lock();
+                // Re-read under the lock: a write may have revived it since the scan.
+                let Some(now) = self.backend.get(Space::Data, &k)? else {
+                    continue;
+                };
+                if now != v {
+                    continue;
+                }
+                self.backend.commit(vec![
+                    Op::remove(Space::Data, k.clone()),
+                    Op::remove(Space::Index, index_key(&k)),
+                ])?;
+                self.digests.toggle(&k, entry_hash(&k, &now));
+                purged += 1;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Store for Engine<B> {
+    fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    fn limits(&self) -> Limits {
+        self.shared.limits
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Versioned<Bytes>>> {
+        self.shared.check_key(key)?;
+        match self.shared.load(key.as_bytes())? {
+            Some(r) if r.kind() == Kind::Counter => Err(StoreError::KindMismatch {
+                expected: Kind::Register,
+                found: Kind::Counter,
+            }),
+            r => Ok(r.map(|r| r.visible())),
+        }
+    }
+
+    async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
+        self.shared.check_key(key)?;
+        self.shared.load(key.as_bytes())
+    }
+
+    async fn mutate(
+        &self,
+        key: &Key,
+        mutation: Mutation,
+        ctx: Option<&VersionVector>,
+    ) -> Result<Record> {
+        let r = self.shared.mutate(key, mutation, ctx)?;
+        self.syncer.wait_durable(self.shared.committed()).await?;
+        Ok(r)
+    }
+
+    async fn cas(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome> {
+        let out = self.shared.cas(key, expected, new)?;
+        if matches!(out, CasOutcome::Applied(_)) {
+            self.syncer.wait_durable(self.shared.committed()).await?;
+        }
+        Ok(out)
+    }
+
+    async fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
+        self.shared.scan(req)
+    }
+
+    async fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
+        let report = self.shared.apply(deltas)?;
+        if report.changed > 0 {
+            self.syncer.wait_durable(self.shared.committed()).await?;
+        }
+        Ok(report)
+    }
+
+    async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
+        self.shared.changes(after, limit)
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.shared.committed()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.seq_tx.subscribe()
+    }
+
+    async fn trim_changes(&self, upto: u64) -> Result<()> {
+        self.shared.trim_changes(upto)
+    }
+
+    fn digests(&self) -> DigestTree {
+        self.shared.digests.snapshot()
+    }
+
+    async fn bucket(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Delta>, Option<Key>)> {
+        self.shared.bucket(bucket, after, limit)
+    }
+
+    async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
+        self.shared.purge_tombstones(horizon)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.syncer.sync_now().await
+    }
+}

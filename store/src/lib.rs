@@ -1,0 +1,38 @@
+//! Starling's versioned key-value layer.
+//!
+//! Every piece of Starling's data is a key whose value is a small CRDT [`Record`]: versioned by a
+//! dotted version vector, stamped by a hybrid logical clock, merged by its [`Kind`]'s rule. The
+//! [`Store`] trait is the one interface above it; engines implement it:
+//! - [`open_memory`]: sharded maps, for tests and caches;
+//! - [`open_embedded`]: fjall on local disk, the default, nothing to install.
+//!
+//! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
+//! [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
+//! [`contract`] (the trait and its types), [`digest`] (anti-entropy digests), `engine` (the
+//! shared write path over raw backends), [`conformance`] (the suite every engine passes).
+
+pub mod codec;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod contract;
+pub mod digest;
+mod engine;
+pub mod error;
+pub mod hlc;
+pub mod key;
+pub mod node;
+pub mod record;
+pub mod version;
+
+pub use contract::{
+    ApplyReport, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage, ScanRequest, Store,
+    StoreExt,
+};
+pub use digest::DigestTree;
+pub use engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
+pub use error::{Result, StoreError};
+pub use hlc::{Hlc, HlcClock};
+pub use key::{Key, Keyspace};
+pub use node::{NodeId, RegionId};
+pub use record::{Kind, Record, Versioned};
+pub use version::{Dot, VersionVector};
