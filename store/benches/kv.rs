@@ -1,1 +1,211 @@
-fn main() {}
+//! Store engines against their baselines, side by side in one process: for each operation the
+//! raw engine the embedded store wraps (fjall) and a plain in-memory map run beside our engines
+//! on the same keys and values. `infra/bench.sh` turns the figures into ratios in `bench/`.
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use fjall::{Database, KeyspaceCreateOptions};
+use starling_store::{
+    CasOutcome, EmbeddedOptions, FsyncPolicy, HlcClock, Keyspace, Limits, NodeId, RegionId,
+    ScanRequest, Store, StoreExt, open_embedded, open_memory,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::sync::Arc;
+
+const N: u64 = 100_000;
+const KS: Keyspace = Keyspace::new("bench");
+const VALUE: [u8; 100] = [7u8; 100];
+/// CAS runs on a hot set of keys (handles, sequence counters are hot).
+const CAS_KEYS: u64 = 1000;
+
+fn key(i: u64) -> Bytes {
+    KS.key().u64(i).finish().0
+}
+
+/// A cheap deterministic sequence of key indices.
+struct Xorshift(u64);
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % N
+    }
+}
+
+struct Fixture {
+    _dirs: Vec<tempfile::TempDir>,
+    rt: tokio::runtime::Runtime,
+    raw: fjall::Keyspace,
+    hash: HashMap<Bytes, Bytes>,
+    btree: BTreeMap<Bytes, Bytes>,
+    embedded: Arc<dyn Store>,
+    memory: Arc<dyn Store>,
+}
+
+fn fixture() -> Fixture {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let d1 = tempfile::tempdir().expect("tempdir");
+    let d2 = tempfile::tempdir().expect("tempdir");
+    let db = Database::builder(d1.path())
+        .cache_size(64 << 20)
+        .open()
+        .expect("fjall");
+    let raw = db
+        .keyspace("bench", KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    let node = NodeId::new(RegionId::from_name("bench"), 1);
+    let mut opts = EmbeddedOptions::new(d2.path());
+    opts.fsync = FsyncPolicy::Never; // raw fjall below also only flushes to the OS per write
+    let embedded = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
+    let memory = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+    let mut hash = HashMap::new();
+    let mut btree = BTreeMap::new();
+    let v = Bytes::from_static(&VALUE);
+    rt.block_on(async {
+        for i in 0..N {
+            let k = key(i);
+            raw.insert(k.as_ref(), &VALUE[..]).expect("raw insert");
+            hash.insert(k.clone(), v.clone());
+            btree.insert(k.clone(), v.clone());
+            let k = starling_store::Key(k);
+            embedded.put(&k, v.clone()).await.expect("put");
+            memory.put(&k, v.clone()).await.expect("put");
+        }
+    });
+    Fixture {
+        _dirs: vec![d1, d2],
+        rt,
+        raw,
+        hash,
+        btree,
+        embedded,
+        memory,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let mut f = fixture();
+    let v = Bytes::from_static(&VALUE);
+
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1));
+    let mut x = Xorshift(1);
+    g.bench_function("hashmap", |b| {
+        b.iter(|| black_box(f.hash.get(&key(x.next()))))
+    });
+    g.bench_function("raw-fjall", |b| {
+        b.iter(|| black_box(f.raw.get(key(x.next())).expect("get")))
+    });
+    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let k = starling_store::Key(key(x.next()));
+                black_box(f.rt.block_on(s.get(&k)).expect("get"))
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("scan100");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("btreemap", |b| {
+        b.iter(|| {
+            let start = key(x.next());
+            black_box(f.btree.range(start..).take(100).count())
+        })
+    });
+    g.bench_function("raw-fjall", |b| {
+        b.iter(|| {
+            let start = key(x.next());
+            let n = f
+                .raw
+                .range(start..)
+                .take(100)
+                .map(|g| g.into_inner().expect("kv"))
+                .count();
+            black_box(n)
+        })
+    });
+    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+        g.bench_with_input(BenchmarkId::from_parameter(name), s, |b, s| {
+            b.iter(|| {
+                let mut req = ScanRequest::prefix(KS.prefix(), 100);
+                req.after = Some(starling_store::Key(key(x.next())));
+                black_box(f.rt.block_on(s.scan(&req)).expect("scan").items.len())
+            })
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("put");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("hashmap", |b| {
+        b.iter(|| black_box(f.hash.insert(key(x.next()), v.clone())))
+    });
+    g.bench_function("raw-fjall", |b| {
+        b.iter(|| f.raw.insert(key(x.next()).as_ref(), &VALUE[..]).expect("insert"))
+    });
+    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let k = starling_store::Key(key(x.next()));
+                black_box(f.rt.block_on(s.put(&k, v.clone())).expect("put"))
+            })
+        });
+    }
+    g.finish();
+
+    // CAS: the raw baseline is the least a CAS must do on fjall (read, compare, write).
+    let mut g = c.benchmark_group("cas");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("raw-fjall", |b| {
+        b.iter(|| {
+            let k = key(x.next() % CAS_KEYS);
+            let cur = f.raw.get(&k).expect("get");
+            if cur.as_deref().map(|c| c.len()) == Some(VALUE.len()) {
+                f.raw.insert(k.as_ref(), &VALUE[..]).expect("insert");
+            }
+        })
+    });
+    g.bench_function("hashmap", |b| {
+        b.iter(|| {
+            let k = key(x.next() % CAS_KEYS);
+            if f.hash.get(&k).map(|c| c.len()) == Some(VALUE.len()) {
+                f.hash.insert(k, v.clone());
+            }
+        })
+    });
+    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+        // Each key's current version is known, as in a read-then-swap loop: every CAS applies.
+        let mut versions: Vec<starling_store::VersionVector> = (0..CAS_KEYS)
+            .map(|i| {
+                let k = starling_store::Key(key(i));
+                f.rt.block_on(s.get(&k)).expect("get").expect("seeded").version
+            })
+            .collect();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let i = x.next() % CAS_KEYS;
+                let k = starling_store::Key(key(i));
+                let expected = &versions[i as usize];
+                match f.rt.block_on(s.cas(&k, Some(expected), Some(v.clone()))) {
+                    Ok(CasOutcome::Applied(new)) => versions[i as usize] = new.version,
+                    other => panic!("cas did not apply: {other:?}"),
+                }
+            })
+        });
+    }
+    g.finish();
+
+    drop(f.hash.drain());
+}
+
+criterion_group! {
+    name = kv;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(kv);

@@ -8,7 +8,8 @@ use super::backend::{Backend, Op, RawRange, Space};
 use crate::error::Result;
 use bytes::Bytes;
 use parking_lot::RwLock;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
 
 const SHARDS: usize = 16;
 
@@ -61,31 +62,67 @@ impl Backend for MemoryBackend {
         reverse: bool,
         max: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
-        let mut all = Vec::new();
-        for shard in self.spaces[space as usize].iter() {
-            let shard = shard.read();
-            let it = shard.range::<Bytes, _>(range.clone());
-            let take = |it: &mut dyn Iterator<Item = (&Bytes, &Bytes)>| {
-                it.take(max)
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>()
-            };
-            if reverse {
-                all.extend(take(&mut it.rev()));
-            } else {
-                all.extend(take(&mut { it }));
+        // A k-way merge of the shards' ordered ranges: O(max · log SHARDS) after the seeks.
+        let guards: Vec<_> = self.spaces[space as usize].iter().map(|s| s.read()).collect();
+        let mut iters: Vec<Box<dyn Iterator<Item = (&Bytes, &Bytes)>>> = guards
+            .iter()
+            .map(|g| {
+                let it = g.range::<Bytes, _>(range.clone());
+                if reverse {
+                    Box::new(it.rev()) as Box<dyn Iterator<Item = _>>
+                } else {
+                    Box::new(it)
+                }
+            })
+            .collect();
+        let mut heads: BinaryHeap<(Ordered<'_>, usize)> = BinaryHeap::new();
+        for (i, it) in iters.iter_mut().enumerate() {
+            if let Some(kv) = it.next() {
+                heads.push((Ordered { kv, reverse }, i));
             }
         }
-        if reverse {
-            all.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        } else {
-            all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(max.min(1024));
+        while out.len() < max {
+            let Some((Ordered { kv: (k, v), .. }, i)) = heads.pop() else {
+                break;
+            };
+            out.push((k.clone(), v.clone()));
+            if let Some(kv) = iters[i].next() {
+                heads.push((Ordered { kv, reverse }, i));
+            }
         }
-        all.truncate(max);
-        Ok(all)
+        Ok(out)
     }
 
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// A shard's head entry, ordered so the max-heap pops the next key in scan order.
+struct Ordered<'a> {
+    kv: (&'a Bytes, &'a Bytes),
+    reverse: bool,
+}
+
+impl PartialEq for Ordered<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.kv.0 == other.kv.0
+    }
+}
+
+impl Eq for Ordered<'_> {}
+
+impl PartialOrd for Ordered<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ordered<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let natural = self.kv.0.cmp(other.kv.0);
+        // Forward scans pop the smallest key first, reverse scans the largest.
+        if self.reverse { natural } else { natural.reverse() }
     }
 }

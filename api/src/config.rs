@@ -1,0 +1,249 @@
+//! Node configuration: defaults, then a TOML file, then the environment, then flags.
+//!
+//! Every flag of `starling serve` is also read from `STARLING_<FLAG>` (clap does flags over
+//! environment) and from the `--config` TOML file; [`ServeConfig::resolve`] layers them and
+//! [`ServeConfig::validate`] refuses bad values with one clear message each.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+use starling_store::{FsyncPolicy, NodeId, RegionId};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Flags of `starling serve`. Every field is optional here: what is not given falls back to the
+/// file, then to the default.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "STARLING_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory of the embedded store.
+    #[arg(long, env = "STARLING_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region this node serves.
+    #[arg(long, env = "STARLING_REGION")]
+    pub region: Option<String>,
+    /// Name of this node (unique in its region); defaults to the host name and port.
+    #[arg(long, env = "STARLING_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Store engine: `embedded` (on disk, default) or `memory` (nothing persists).
+    #[arg(long, env = "STARLING_STORE")]
+    pub store: Option<String>,
+    /// When writes are fsynced: `always` (before each acknowledgement), `never`, or an interval
+    /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
+    #[arg(long, env = "STARLING_FSYNC")]
+    pub fsync: Option<String>,
+    /// A TOML file with any of these settings (names as the flags, `-` as `_`).
+    #[arg(long, env = "STARLING_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    region: Option<String>,
+    node_id: Option<String>,
+    store: Option<String>,
+    fsync: Option<String>,
+}
+
+/// Which store engine a node runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// fjall on local disk.
+    Embedded,
+    /// In memory; for trying things out and tests.
+    Memory,
+}
+
+/// The resolved, validated configuration of a node.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Region name.
+    pub region: String,
+    /// Node name.
+    pub node_name: String,
+    /// Store engine.
+    pub store: StoreKind,
+    /// Fsync policy of the embedded store.
+    pub fsync: FsyncPolicy,
+}
+
+impl ServeConfig {
+    /// Layers flags/environment (`args`) over the file named in them over the defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let node_name = args
+            .node_id
+            .or(file.node_id)
+            .unwrap_or_else(|| format!("node-{}", listen.port()));
+        let cfg = ServeConfig {
+            listen,
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./starling-data")),
+            region: args
+                .region
+                .or(file.region)
+                .unwrap_or_else(|| "local".into()),
+            node_name,
+            store: parse_store(args.store.or(file.store).as_deref())?,
+            fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses values that cannot work, with a message naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !name_ok(&self.region) {
+            bail!(
+                "--region {:?}: use 1-64 characters of [A-Za-z0-9_-]",
+                self.region
+            );
+        }
+        if !name_ok(&self.node_name) {
+            bail!(
+                "--node-id {:?}: use 1-64 characters of [A-Za-z0-9_-]",
+                self.node_name
+            );
+        }
+        Ok(())
+    }
+
+    /// This node's id in the store: derived from its region and name.
+    pub fn node(&self) -> NodeId {
+        NodeId::from_names(&self.region, &self.node_name)
+    }
+
+    /// This node's region id.
+    pub fn region_id(&self) -> RegionId {
+        RegionId::from_name(&self.region)
+    }
+}
+
+fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("reading config file {}", p.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", p.display()))
+}
+
+fn parse_store(s: Option<&str>) -> anyhow::Result<StoreKind> {
+    match s.unwrap_or("embedded") {
+        "embedded" => Ok(StoreKind::Embedded),
+        "memory" => Ok(StoreKind::Memory),
+        other => bail!("--store {other:?}: expected `embedded` or `memory`"),
+    }
+}
+
+fn parse_fsync(s: Option<&str>) -> anyhow::Result<FsyncPolicy> {
+    match s {
+        None => Ok(FsyncPolicy::default()),
+        Some("always") => Ok(FsyncPolicy::Always),
+        Some("never") => Ok(FsyncPolicy::Never),
+        Some(ms) => match ms.parse::<u64>() {
+            Ok(ms) if (1..=60_000).contains(&ms) => {
+                Ok(FsyncPolicy::Interval(Duration::from_millis(ms)))
+            }
+            _ => bail!(
+                "--fsync {ms:?}: expected `always`, `never` or milliseconds between 1 and 60000"
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_flags() {
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("./starling-data"));
+        assert_eq!(c.store, StoreKind::Embedded);
+        assert_eq!(c.fsync, FsyncPolicy::default());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nregion = \"eu\"\nfsync = \"always\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            region: Some("us".into()),
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.region, "us", "the flag wins");
+        assert_eq!(c.listen.port(), 9000, "the file fills what flags leave");
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        for (args, needle) in [
+            (
+                ServeArgs {
+                    store: Some("postgres".into()),
+                    ..ServeArgs::default()
+                },
+                "--store",
+            ),
+            (
+                ServeArgs {
+                    fsync: Some("sometimes".into()),
+                    ..ServeArgs::default()
+                },
+                "--fsync",
+            ),
+            (
+                ServeArgs {
+                    region: Some("us east".into()),
+                    ..ServeArgs::default()
+                },
+                "--region",
+            ),
+        ] {
+            let err = ServeConfig::resolve(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+}

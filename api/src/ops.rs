@@ -1,0 +1,68 @@
+//! Operations endpoints: liveness and readiness.
+
+use crate::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use starling_store::Key;
+
+/// `/healthz` and `/readyz`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// The process is up and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The store answers a read. (Gossip peers and Redis join this check with their issues.)
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.store.get(&Key::from("ops\0readyz-probe")).await {
+        Ok(_) => (StatusCode::OK, "ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe: store read failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AppState, router};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use starling_store::{HlcClock, Limits, NodeId, RegionId, open_memory};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    fn app() -> axum::Router {
+        let store = open_memory(
+            NodeId::new(RegionId::from_name("t"), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        router(AppState { store })
+    }
+
+    async fn get(path: &str) -> (StatusCode, String) {
+        let resp = app()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness() {
+        assert_eq!(get("/healthz").await, (StatusCode::OK, "ok".into()));
+        assert_eq!(get("/readyz").await, (StatusCode::OK, "ready".into()));
+        assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
+    }
+}

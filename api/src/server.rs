@@ -1,0 +1,77 @@
+//! Starting and stopping a node: open the store, bind, serve until a shutdown signal.
+
+use crate::config::{ServeConfig, StoreKind};
+use crate::{AppState, router};
+use anyhow::Context;
+use starling_store::{EmbeddedOptions, HlcClock, Limits, Store, open_embedded, open_memory};
+use std::sync::Arc;
+
+/// Opens the configured store; a bad data directory is one clear error.
+pub fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let clock = Arc::new(HlcClock::new());
+    match cfg.store {
+        StoreKind::Memory => Ok(open_memory(cfg.node(), clock, Limits::default())),
+        StoreKind::Embedded => {
+            let mut opts = EmbeddedOptions::new(&cfg.data_dir);
+            opts.fsync = cfg.fsync;
+            open_embedded(cfg.node(), clock, &opts)
+                .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
+        }
+    }
+}
+
+/// Runs a node until Ctrl-C or SIGTERM, then stops accepting, finishes requests in flight, and
+/// closes the store (which fsyncs it).
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let store = open_store(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr().context("local address")?;
+    let app = router(AppState {
+        store: store.clone(),
+    });
+    let data = match cfg.store {
+        StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
+        StoreKind::Memory => "memory store (nothing persists)".to_string(),
+    };
+    tracing::info!(
+        node = %cfg.node(),
+        region = %cfg.region,
+        "starling listening on http://{addr} ({data})"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    store.flush().await.context("flushing the store")?;
+    tracing::info!("starling stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
