@@ -12,6 +12,7 @@ case "$what" in
       "get:embedded/raw-fjall,hashmap" "get:memory/hashmap" \
       "put:embedded/raw-fjall,hashmap" "put:memory/hashmap" \
       "cas:embedded/raw-fjall,hashmap" "cas:memory/hashmap" \
+      "cas-64-clients:embedded/raw-fjall" "cas-64-clients:memory/raw-fjall" \
       "scan100:embedded/raw-fjall,btreemap" "scan100:memory/btreemap"
     ;;
   *) echo "unknown benchmark set: $what" >&2; exit 2 ;;

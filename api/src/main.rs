@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use starling_api::config::{ServeArgs, ServeConfig};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Starling: a multi-region social network backend.
@@ -18,13 +19,25 @@ enum Command {
     Serve(ServeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_env("STARLING_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line (with its causes), not a backtrace.
+            eprintln!("starling: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(args)?;

@@ -18,6 +18,8 @@ const KS: Keyspace = Keyspace::new("bench");
 const VALUE: [u8; 100] = [7u8; 100];
 /// CAS runs on a hot set of keys (handles, sequence counters are hot).
 const CAS_KEYS: u64 = 1000;
+/// Concurrent clients in the contended CAS benchmark.
+const TASKS: u64 = 64;
 
 fn key(i: u64) -> Bytes {
     KS.key().u64(i).finish().0
@@ -110,6 +112,77 @@ fn benches(c: &mut Criterion) {
     }
     g.finish();
 
+    // CAS from many concurrent clients (sequence numbers and handles are hit by many
+    // connections at once): 64 tasks on a 2-worker runtime, each on its own keys.
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("cas-64-clients");
+    g.throughput(Throughput::Elements(1));
+    let raw = f.raw.clone();
+    g.bench_function("raw-fjall", |b| {
+        b.iter_custom(|iters| {
+            let per = iters.div_ceil(TASKS);
+            let start = std::time::Instant::now();
+            mt.block_on(async {
+                let tasks: Vec<_> = (0..TASKS)
+                    .map(|t| {
+                        let raw = raw.clone();
+                        tokio::spawn(async move {
+                            for j in 0..per {
+                                let k = key((t * 16 + j % 16) % CAS_KEYS);
+                                let cur = raw.get(&k).expect("get");
+                                if cur.is_some() {
+                                    raw.insert(k.as_ref(), &VALUE[..]).expect("insert");
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+            });
+            start.elapsed()
+        })
+    });
+    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(TASKS);
+                let start = std::time::Instant::now();
+                mt.block_on(async {
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let s = s.clone();
+                            tokio::spawn(async move {
+                                let mut n = 0;
+                                while n < per {
+                                    let k = starling_store::Key(key((t * 16 + n % 16) % CAS_KEYS));
+                                    let cur = s.get(&k).await.expect("get").expect("seeded");
+                                    let next = Bytes::from_static(&VALUE);
+                                    if let CasOutcome::Applied(_) = s
+                                        .cas(&k, Some(&cur.version), Some(next))
+                                        .await
+                                        .expect("cas")
+                                    {
+                                        n += 1;
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("task");
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("scan100");
     g.throughput(Throughput::Elements(100));
     g.bench_function("btreemap", |b| {
@@ -125,8 +198,8 @@ fn benches(c: &mut Criterion) {
                 .raw
                 .range(start..)
                 .take(100)
-                .map(|g| g.into_inner().expect("kv"))
-                .count();
+                .map(|g| g.into_inner().expect("kv").1.len())
+                .sum::<usize>();
             black_box(n)
         })
     });
@@ -146,7 +219,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(f.hash.insert(key(x.next()), v.clone())))
     });
     g.bench_function("raw-fjall", |b| {
-        b.iter(|| f.raw.insert(key(x.next()).as_ref(), &VALUE[..]).expect("insert"))
+        b.iter(|| {
+            f.raw
+                .insert(key(x.next()).as_ref(), &VALUE[..])
+                .expect("insert")
+        })
     });
     for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
         g.bench_function(name, |b| {
@@ -183,7 +260,10 @@ fn benches(c: &mut Criterion) {
         let mut versions: Vec<starling_store::VersionVector> = (0..CAS_KEYS)
             .map(|i| {
                 let k = starling_store::Key(key(i));
-                f.rt.block_on(s.get(&k)).expect("get").expect("seeded").version
+                f.rt.block_on(s.get(&k))
+                    .expect("get")
+                    .expect("seeded")
+                    .version
             })
             .collect();
         g.bench_function(name, |b| {

@@ -474,7 +474,7 @@ mod tests {
                 let mut o = EmbeddedOptions::new(dir);
                 o.cache_bytes = 4 << 20;
                 // Alternate policies so both acknowledgement paths run the suite.
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     o.fsync = FsyncPolicy::Always;
                 }
                 open_embedded(node, Arc::new(HlcClock::new()), &o).unwrap()

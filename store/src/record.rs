@@ -20,7 +20,6 @@ use crate::node::NodeId;
 use crate::version::{Dot, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// How concurrent writes to a key resolve; fixed per keyspace by the code that writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,12 +42,49 @@ pub struct PnCount {
 }
 
 /// The replicated state of one key. See the module documentation for the merge rules.
+///
+/// Entries and counts are vectors sorted by dot and by node (a key has few of each); decoding
+/// refuses unsorted or duplicated ones so every record has exactly one encoding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RecordRepr")]
 pub struct Record {
     kind: Kind,
     context: VersionVector,
-    entries: BTreeMap<Dot, Option<Bytes>>,
-    counts: BTreeMap<NodeId, PnCount>,
+    entries: Vec<(Dot, Option<Bytes>)>,
+    counts: Vec<(NodeId, PnCount)>,
+}
+
+/// The wire/disk shape of a [`Record`], checked before it becomes one.
+#[derive(Deserialize)]
+struct RecordRepr {
+    kind: Kind,
+    context: VersionVector,
+    entries: Vec<(Dot, Option<Bytes>)>,
+    counts: Vec<(NodeId, PnCount)>,
+}
+
+impl TryFrom<RecordRepr> for Record {
+    type Error = &'static str;
+    fn try_from(r: RecordRepr) -> Result<Self, Self::Error> {
+        if !r.entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err("record entries are not sorted by dot");
+        }
+        if !r.counts.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err("record counts are not sorted by node");
+        }
+        if r.kind != Kind::Counter && !r.counts.is_empty() {
+            return Err("counts in a record that is not a counter");
+        }
+        if r.kind == Kind::Counter && !r.entries.is_empty() {
+            return Err("entries in a counter record");
+        }
+        Ok(Record {
+            kind: r.kind,
+            context: r.context,
+            entries: r.entries,
+            counts: r.counts,
+        })
+    }
 }
 
 /// A value as a reader sees it, with the version needed to overwrite it or compare-and-swap it.
@@ -83,8 +119,8 @@ impl Record {
         Record {
             kind,
             context: VersionVector::new(),
-            entries: BTreeMap::new(),
-            counts: BTreeMap::new(),
+            entries: Vec::new(),
+            counts: Vec::new(),
         }
     }
 
@@ -101,6 +137,29 @@ impl Record {
     /// The latest stamp this record has seen.
     pub fn max_hlc(&self) -> Hlc {
         self.context.max_hlc()
+    }
+
+    fn has_entry(&self, dot: &Dot) -> bool {
+        self.entries.binary_search_by(|(d, _)| d.cmp(dot)).is_ok()
+    }
+
+    /// Adds a live entry, keeping the order (a new local dot is normally the largest).
+    fn push_entry(&mut self, dot: Dot, value: Option<Bytes>) {
+        match self.entries.binary_search_by(|(d, _)| d.cmp(&dot)) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (dot, value)),
+        }
+    }
+
+    fn count_mut(&mut self, node: NodeId) -> &mut PnCount {
+        let i = match self.counts.binary_search_by_key(&node, |(n, _)| *n) {
+            Ok(i) => i,
+            Err(i) => {
+                self.counts.insert(i, (node, PnCount::default()));
+                i
+            }
+        };
+        &mut self.counts[i].1
     }
 
     fn check_kind(&self, kind: Kind) -> Result<(), StoreError> {
@@ -120,7 +179,7 @@ impl Record {
         match ctx {
             None => self.entries.clear(),
             Some(ctx) => {
-                self.entries.retain(|d, _| !ctx.contains(d));
+                self.entries.retain(|(d, _)| !ctx.contains(d));
                 self.context.join(ctx);
             }
         }
@@ -135,7 +194,7 @@ impl Record {
     ) -> Result<(), StoreError> {
         self.check_kind(Kind::Register)?;
         self.supersede(ctx);
-        self.entries.insert(dot, value);
+        self.push_entry(dot, value);
         self.context.insert(dot);
         Ok(())
     }
@@ -149,7 +208,7 @@ impl Record {
     ) -> Result<(), StoreError> {
         self.check_kind(Kind::Set)?;
         self.supersede(ctx);
-        self.entries.insert(dot, Some(payload));
+        self.push_entry(dot, Some(payload));
         self.context.insert(dot);
         Ok(())
     }
@@ -170,7 +229,7 @@ impl Record {
     /// A local counter change by `delta`.
     pub fn add_count(&mut self, dot: Dot, delta: i64) -> Result<(), StoreError> {
         self.check_kind(Kind::Counter)?;
-        let c = self.counts.entry(dot.node).or_default();
+        let c = self.count_mut(dot.node);
         if delta >= 0 {
             c.inc = c.inc.saturating_add(delta.unsigned_abs());
         } else {
@@ -186,15 +245,22 @@ impl Record {
         self.check_kind(other.kind)?;
         let before_len = self.entries.len();
         let mut changed = false;
+        // Entries only there arrive unless this side has seen (and so removed) them; decided
+        // against this side's entries and context as they were before the join.
+        let arriving: Vec<(Dot, Option<Bytes>)> = other
+            .entries
+            .iter()
+            .filter(|(d, _)| !self.has_entry(d) && !self.context.contains(d))
+            .cloned()
+            .collect();
         // Entries only here survive unless the other side has seen (and so removed) them.
         self.entries
-            .retain(|d, _| other.entries.contains_key(d) || !other.context.contains(d));
+            .retain(|(d, _)| other.has_entry(d) || !other.context.contains(d));
         changed |= self.entries.len() != before_len;
-        // Entries only there arrive unless this side has seen (and so removed) them.
-        for (d, v) in &other.entries {
-            if !self.entries.contains_key(d) && !self.context.contains(d) {
-                self.entries.insert(*d, v.clone());
-                changed = true;
+        if !arriving.is_empty() {
+            changed = true;
+            for (d, v) in arriving {
+                self.push_entry(d, v);
             }
         }
         if !self.context.dominates(&other.context) {
@@ -202,7 +268,7 @@ impl Record {
             changed = true;
         }
         for (node, theirs) in &other.counts {
-            let mine = self.counts.entry(*node).or_default();
+            let mine = self.count_mut(*node);
             if theirs.inc > mine.inc {
                 mine.inc = theirs.inc;
                 changed = true;
@@ -218,10 +284,7 @@ impl Record {
     /// Whether nothing is visible: a deleted register, an empty set element. Counters never are.
     pub fn is_tombstone(&self) -> bool {
         match self.kind {
-            Kind::Register => self
-                .entries
-                .last_key_value()
-                .is_none_or(|(_, v)| v.is_none()),
+            Kind::Register => self.entries.last().is_none_or(|(_, v)| v.is_none()),
             Kind::Set => self.entries.is_empty(),
             Kind::Counter => false,
         }
@@ -229,7 +292,7 @@ impl Record {
 
     /// The visible bytes of a register or set element.
     pub fn visible(&self) -> Versioned<Bytes> {
-        let last = self.entries.last_key_value();
+        let last = self.entries.last();
         Versioned {
             value: last.and_then(|(_, v)| v.clone()),
             version: self.context.clone(),
@@ -241,15 +304,19 @@ impl Record {
     /// Lengths of the values held in live entries (for size limits on remote records).
     pub fn visible_sizes(&self) -> impl Iterator<Item = usize> + '_ {
         self.entries
-            .values()
-            .map(|v| v.as_ref().map_or(0, Bytes::len))
+            .iter()
+            .map(|(_, v)| v.as_ref().map_or(0, Bytes::len))
     }
 
     /// The value of a counter: increments minus decrements over all nodes.
     pub fn count(&self) -> i64 {
-        let (inc, dec) = self.counts.values().fold((0u64, 0u64), |(i, d), c| {
-            (i.saturating_add(c.inc), d.saturating_add(c.dec))
-        });
+        let (inc, dec) = self
+            .counts
+            .iter()
+            .map(|(_, c)| c)
+            .fold((0u64, 0u64), |(i, d), c| {
+                (i.saturating_add(c.inc), d.saturating_add(c.dec))
+            });
         if inc >= dec {
             i64::try_from(inc - dec).unwrap_or(i64::MAX)
         } else {

@@ -1,6 +1,8 @@
 //! Property tests of the merge rules: the record join is commutative, associative and idempotent,
 //! and replicas that receive the same deltas in any order, with duplicates, end byte-identical.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use starling_store::codec::encode_record;

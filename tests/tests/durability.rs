@@ -3,9 +3,9 @@
 //! store, and checks that every acknowledged write is there, intact, and nothing is corrupt.
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use starling_store::{
-    EmbeddedOptions, HlcClock, NodeId, RegionId, ScanRequest, Store, StoreExt, open_embedded,
+    EmbeddedOptions, HlcClock, NodeId, RegionId, ScanRequest, StoreExt, open_embedded,
 };
 use starling_tests::{CAS, ELEMENTS, REGISTERS, counter_key, register_key, register_value};
 use std::io::{BufRead, BufReader};

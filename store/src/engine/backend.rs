@@ -80,6 +80,9 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
         max: usize,
     ) -> Result<Vec<(Bytes, Bytes)>>;
 
+    /// Hands committed batches to the operating system (they then survive a process crash).
+    fn flush(&self) -> Result<()>;
+
     /// Makes committed batches durable on stable storage.
     fn sync(&self) -> Result<()>;
 }

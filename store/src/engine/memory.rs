@@ -63,7 +63,10 @@ impl Backend for MemoryBackend {
         max: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
         // A k-way merge of the shards' ordered ranges: O(max · log SHARDS) after the seeks.
-        let guards: Vec<_> = self.spaces[space as usize].iter().map(|s| s.read()).collect();
+        let guards: Vec<_> = self.spaces[space as usize]
+            .iter()
+            .map(|s| s.read())
+            .collect();
         let mut iters: Vec<Box<dyn Iterator<Item = (&Bytes, &Bytes)>>> = guards
             .iter()
             .map(|g| {
@@ -92,6 +95,10 @@ impl Backend for MemoryBackend {
             }
         }
         Ok(out)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
     }
 
     fn sync(&self) -> Result<()> {
@@ -123,6 +130,10 @@ impl Ord for Ordered<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
         let natural = self.kv.0.cmp(other.kv.0);
         // Forward scans pop the smallest key first, reverse scans the largest.
-        if self.reverse { natural } else { natural.reverse() }
+        if self.reverse {
+            natural
+        } else {
+            natural.reverse()
+        }
     }
 }

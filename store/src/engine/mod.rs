@@ -6,9 +6,9 @@
 //! a short commit lock so the feed has no holes a consumer could skip past. Locks are
 //! `parking_lot` mutexes held only in synchronous code, never across an `.await`.
 //!
-//! Durability: the backend commit reaches the OS before the write returns; with
-//! [`FsyncPolicy::Always`] the write then waits for a shared fsync (group commit: one writer
-//! syncs, the ones queued behind it find their write already covered).
+//! Durability: before a write returns, its batch is handed to the OS (group flush: one writer
+//! flushes, the ones queued behind it find their batch already covered), so it survives a process
+//! crash; with [`FsyncPolicy::Always`] it then waits for a shared fsync the same way.
 
 mod backend;
 mod embedded;
@@ -210,11 +210,15 @@ impl<B: Backend> Engine<B> {
 
 /// The sync surface the fsync machinery needs from an engine.
 pub(crate) trait Durable: Send + Sync + 'static {
+    fn flush(&self) -> Result<()>;
     fn sync(&self) -> Result<()>;
     fn committed(&self) -> u64;
 }
 
 impl<B: Backend> Durable for Shared<B> {
+    fn flush(&self) -> Result<()> {
+        self.backend.flush()
+    }
     fn sync(&self) -> Result<()> {
         self.backend.sync()
     }
@@ -354,13 +358,13 @@ impl<B: Backend> Shared<B> {
                 (Some(r), Some(e)) => r.context() == e,
                 _ => false,
             };
-            if let Some(r) = old {
-                if r.kind() != Kind::Register {
-                    return Err(StoreError::KindMismatch {
-                        expected: Kind::Register,
-                        found: r.kind(),
-                    });
-                }
+            if let Some(r) = old
+                && r.kind() != Kind::Register
+            {
+                return Err(StoreError::KindMismatch {
+                    expected: Kind::Register,
+                    found: r.kind(),
+                });
             }
             if !matches {
                 return Ok(None);
@@ -417,12 +421,12 @@ impl<B: Backend> Shared<B> {
         if req.limit == 0 || req.limit > self.limits.max_scan {
             return Err(StoreError::InvalidArgument("scan limit out of range"));
         }
-        if let Some(a) = &req.after {
-            if !a.starts_with(req.prefix.as_bytes()) {
-                return Err(StoreError::InvalidArgument(
-                    "scan cursor is not under the prefix",
-                ));
-            }
+        if let Some(a) = &req.after
+            && !a.starts_with(req.prefix.as_bytes())
+        {
+            return Err(StoreError::InvalidArgument(
+                "scan cursor is not under the prefix",
+            ));
         }
         let prefix = req.prefix.0.clone();
         let end = prefix_end(&prefix);

@@ -11,12 +11,26 @@ use std::thread::JoinHandle;
 
 struct SyncState {
     durable: Arc<dyn Durable>,
+    /// The highest sequence number known to be handed to the OS; held while flushing.
+    flushed: Mutex<u64>,
     /// The highest sequence number known to be on stable storage. Held while syncing, so writers
     /// queue behind one fsync and then find their write already covered (group commit).
     synced: Mutex<u64>,
 }
 
 impl SyncState {
+    /// Group flush to the OS: cheap (one `write(2)`), so done inline on the caller's thread.
+    fn flush_through(&self, seq: u64) -> Result<()> {
+        let mut flushed = self.flushed.lock();
+        if *flushed >= seq {
+            return Ok(());
+        }
+        let target = self.durable.committed();
+        self.durable.flush()?;
+        *flushed = target;
+        Ok(())
+    }
+
     fn sync_through(&self, seq: u64) -> Result<()> {
         let mut synced = self.synced.lock();
         if *synced >= seq {
@@ -41,6 +55,7 @@ impl Syncer {
     pub(crate) fn start(durable: Arc<dyn Durable>, policy: Option<FsyncPolicy>) -> Self {
         let state = Arc::new(SyncState {
             durable,
+            flushed: Mutex::new(0),
             synced: Mutex::new(0),
         });
         let mut s = Syncer {
@@ -75,8 +90,10 @@ impl Syncer {
         s
     }
 
-    /// Waits until `seq` is durable, if the policy asks for it before acknowledging.
+    /// Waits until `seq` survives a process crash, and stable storage if the policy asks for it
+    /// before acknowledging.
     pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
+        self.state.flush_through(seq)?;
         if self.always {
             self.sync(seq).await
         } else {
