@@ -1,7 +1,22 @@
-//! Replication of the store between nodes and regions (issue: gossip).
+//! Replication of the store between nodes and regions: peer to peer, no master.
 //!
-//! Will own: SWIM membership and failure detection (foca) with each member's region; push of new
-//! deltas from the store's change feed to random peers (always one in another region); periodic
-//! anti-entropy over the store's digest tree; CAS routing to a key's owner; the simulated WAN
-//! (latency, jitter, loss, partitions between regions); the authenticated wire format. It knows
-//! nothing of users or posts: it moves `starling_store::Delta`s.
+//! - [`node`]: the sans-IO protocol core (SWIM membership through foca, push of new records,
+//!   anti-entropy over digest trees, CAS routing to a key's owner);
+//! - [`wire`]: authenticated, versioned, size-capped frames;
+//! - [`wan`]: the simulated WAN between regions (latency, jitter, loss, partitions);
+//! - [`peer`]: a member's identity;
+//! - [`sim`]: a seeded discrete-event simulation that drives many cores over the WAN model.
+//!
+//! **Architecture Invariant:** this crate moves `starling_store::Delta`s and knows nothing of
+//! users, posts or any other domain type.
+
+pub mod node;
+pub mod peer;
+pub mod sim;
+pub mod wan;
+pub mod wire;
+
+pub use node::{CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
+pub use peer::Peer;
+pub use wan::{Route, Wan, WanLink};
+pub use wire::{Envelope, FrameCodec, Message, WireError};

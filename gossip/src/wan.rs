@@ -182,7 +182,10 @@ mod tests {
     fn routes_follow_the_table() {
         let mut wan = Wan::default_three(["us", "eu", "ap"]);
         let mut rng = SmallRng::seed_from_u64(1);
-        assert_eq!(wan.route("us", "us", &mut rng), Route::Deliver(Duration::ZERO));
+        assert_eq!(
+            wan.route("us", "us", &mut rng),
+            Route::Deliver(Duration::ZERO)
+        );
         let Route::Deliver(d) = wan.route("us", "ap", &mut rng) else {
             panic!("dropped")
         };

@@ -1,0 +1,648 @@
+//! The sans-IO gossip core of one node.
+//!
+//! A [`GossipNode`] owns no socket and no clock: the caller feeds it messages ([`GossipNode::handle`])
+//! and the time ([`GossipNode::tick`]), and sends the [`Outbound`] messages it returns. Its state is
+//! the node's store plus protocol bookkeeping, so the same code runs under the tokio transport and
+//! under the deterministic simulation in `crate::sim`.
+//!
+//! What it does:
+//! - **Membership**: SWIM through `foca`; foca's timers are kept here and fired by `tick`.
+//! - **Push**: every change in the store's change feed (local writes, and remote records that were
+//!   new here) is sent at once to `fanout` peers: one in another region, the rest preferably in this
+//!   one. Records that change nothing are not logged, so they are not forwarded: a rumor dies when
+//!   everyone has it.
+//! - **Anti-entropy**: every `ae_interval`, one peer gets this node's digests at [`AE_DEPTH`]; the
+//!   peer answers with the leaves of the ranges that differ; this node ships its records of the
+//!   differing buckets and asks for the peer's. Each exchange is capped (`ae_max_ranges`,
+//!   `ae_max_records`) and chunked (`ae_chunk`), so a large repair spreads over several rounds.
+//! - **CAS routing**: a CAS runs at its owner: the live member of the owner region with the highest
+//!   rendezvous score for the key.
+
+use crate::peer::Peer;
+use crate::wire::{CasReply, Message};
+use bytes::Bytes;
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
+use starling_store::digest::{LEAF_BITS, LEAVES};
+use starling_store::{CasOutcome, Delta, Key, Store, StoreError, VersionVector, Versioned};
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Depth of the digest tree exchanged first: 2^6 = 64 ranges of 64 buckets.
+pub const AE_DEPTH: u32 = 6;
+const RANGE_WIDTH: usize = 1 << (LEAF_BITS - AE_DEPTH);
+
+/// Tuning of the protocol.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    /// Peers each new record is pushed to.
+    pub fanout: usize,
+    /// Changes read from the feed per push batch.
+    pub push_batch: usize,
+    /// Time between anti-entropy rounds.
+    pub ae_interval: Duration,
+    /// Ranges whose leaves are sent in one answer.
+    pub ae_max_ranges: usize,
+    /// Records per anti-entropy message.
+    pub ae_chunk: usize,
+    /// Records shipped per anti-entropy exchange, each way.
+    pub ae_max_records: usize,
+    /// How long a routed CAS waits for its owner.
+    pub cas_timeout: Duration,
+    /// SWIM settings.
+    pub swim: foca::Config,
+}
+
+impl GossipConfig {
+    /// Settings for regions 100–250 ms apart: SWIM probes tolerate WAN round trips.
+    pub fn wan(expected_nodes: u32) -> Self {
+        let mut swim = foca::Config::new_wan(
+            NonZeroU32::new(expected_nodes.max(1)).unwrap_or(NonZeroU32::MIN),
+        );
+        swim.probe_period = Duration::from_secs(2);
+        swim.probe_rtt = Duration::from_secs(1);
+        swim.suspect_to_down_after = Duration::from_secs(10);
+        swim.remove_down_after = Some(Duration::from_secs(300));
+        swim.max_packet_size =
+            std::num::NonZeroUsize::new(64 * 1024).unwrap_or(std::num::NonZeroUsize::MIN);
+        if let Some(p) = swim.periodic_announce_to_down_members.as_mut() {
+            p.frequency = Duration::from_secs(5);
+        }
+        if let Some(p) = swim.periodic_announce.as_mut() {
+            p.frequency = Duration::from_secs(10);
+        }
+        GossipConfig {
+            fanout: 3,
+            push_batch: 256,
+            ae_interval: Duration::from_millis(1000),
+            ae_max_ranges: 16,
+            ae_chunk: 256,
+            ae_max_records: 8192,
+            cas_timeout: Duration::from_secs(2),
+            swim,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outbound {
+    /// The receiver.
+    pub to: Peer,
+    /// The message.
+    pub msg: Message,
+}
+
+/// Why a routed CAS failed.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CasError {
+    /// No live member of the owner region answered in time.
+    #[error("the owner of the key in region {region} is unreachable")]
+    OwnerUnreachable {
+        /// The owner region.
+        region: String,
+    },
+    /// The owner refused or failed the operation.
+    #[error("the owner failed the operation: {0}")]
+    Failed(String),
+}
+
+/// How a CAS request started.
+#[derive(Debug)]
+pub enum CasStart {
+    /// Executed here (this node is the owner) or refused at once.
+    Done(Result<CasOutcome, CasError>),
+    /// Sent to the owner; the answer comes as a completion with this id.
+    Pending(u64),
+}
+
+/// Counters for `/metrics` and the benchmarks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GossipMetrics {
+    /// Records sent in pushes.
+    pub deltas_pushed: u64,
+    /// Records received in pushes.
+    pub deltas_received: u64,
+    /// Received records that changed the local store.
+    pub deltas_applied: u64,
+    /// Anti-entropy rounds started.
+    pub ae_rounds: u64,
+    /// Records shipped by anti-entropy.
+    pub ae_records_sent: u64,
+    /// Records received by anti-entropy that changed the local store (repairs).
+    pub ae_repairs: u64,
+    /// Messages handed to the transport.
+    pub messages_out: u64,
+}
+
+struct PendingCas {
+    deadline: Duration,
+    region: String,
+}
+
+type Swim = Foca<Peer, PostcardCodec, SmallRng, NoCustomBroadcast>;
+
+/// The protocol state of one node. See the module documentation.
+pub struct GossipNode {
+    me: Peer,
+    cfg: GossipConfig,
+    store: Arc<dyn Store>,
+    swim: Swim,
+    rt: AccumulatingRuntime<Peer>,
+    timers: BTreeMap<(Duration, u64), Timer<Peer>>,
+    timer_seq: u64,
+    rng: SmallRng,
+    cursor: u64,
+    now: Duration,
+    next_ae: Duration,
+    pending: BTreeMap<u64, PendingCas>,
+    completions: Vec<(u64, Result<CasOutcome, CasError>)>,
+    next_cas_id: u64,
+    metrics: GossipMetrics,
+    out: Vec<Outbound>,
+}
+
+impl std::fmt::Debug for GossipNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GossipNode")
+            .field("me", &self.me)
+            .field("members", &self.swim.num_members())
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GossipNode {
+    /// A node for `me` over `store`. `seed` makes its random choices reproducible. Pushing starts
+    /// from the store's current change-feed position: what was written before is left to
+    /// anti-entropy.
+    pub fn new(me: Peer, cfg: GossipConfig, store: Arc<dyn Store>, seed: u64) -> Self {
+        let swim = Foca::new(
+            me.clone(),
+            cfg.swim.clone(),
+            SmallRng::seed_from_u64(seed ^ 0x5eed),
+            PostcardCodec,
+        );
+        let cursor = store.last_seq();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let first_ae =
+            Duration::from_millis(rng.random_range(0..=cfg.ae_interval.as_millis() as u64));
+        GossipNode {
+            me,
+            cfg,
+            store,
+            swim,
+            rt: AccumulatingRuntime::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            rng,
+            cursor,
+            now: Duration::ZERO,
+            next_ae: first_ae,
+            pending: BTreeMap::new(),
+            completions: Vec::new(),
+            next_cas_id: 1,
+            metrics: GossipMetrics::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &Peer {
+        &self.me
+    }
+
+    /// The store this node replicates.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &GossipMetrics {
+        &self.metrics
+    }
+
+    /// The live members other than this node.
+    pub fn members(&self) -> Vec<Peer> {
+        self.swim.iter_members().map(|m| m.id().clone()).collect()
+    }
+
+    /// Announces this node to the seeds (known by address or fully).
+    pub fn join(&mut self, now: Duration, seeds: &[Peer]) -> Vec<Outbound> {
+        self.now = now;
+        for s in seeds {
+            if s.addr != self.me.addr
+                && let Err(e) = self.swim.announce(s.clone(), &mut self.rt)
+            {
+                tracing::warn!(seed = %s.addr, error = %e, "announce failed");
+            }
+        }
+        self.drain_swim();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Leaves the cluster gracefully.
+    pub fn leave(&mut self) -> Vec<Outbound> {
+        if let Err(e) = self.swim.leave_cluster(&mut self.rt) {
+            tracing::warn!(error = %e, "leave failed");
+        }
+        self.drain_swim();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Completed routed CAS requests since the last call.
+    pub fn take_completions(&mut self) -> Vec<(u64, Result<CasOutcome, CasError>)> {
+        std::mem::take(&mut self.completions)
+    }
+
+    /// Advances time: fires SWIM timers, pushes new changes, starts anti-entropy, expires CAS.
+    pub async fn tick(&mut self, now: Duration) -> Vec<Outbound> {
+        self.now = now;
+        while let Some((&(at, seq), _)) = self.timers.first_key_value() {
+            if at > now {
+                break;
+            }
+            if let Some(timer) = self.timers.remove(&(at, seq))
+                && let Err(e) = self.swim.handle_timer(timer, &mut self.rt)
+            {
+                tracing::debug!(error = %e, "swim timer");
+            }
+        }
+        self.drain_swim();
+        self.push_changes().await;
+        if now >= self.next_ae {
+            self.start_anti_entropy().await;
+            let jitter = self
+                .rng
+                .random_range(0..=self.cfg.ae_interval.as_millis() as u64 / 5);
+            self.next_ae = now + self.cfg.ae_interval + Duration::from_millis(jitter);
+        }
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.completions
+                    .push((id, Err(CasError::OwnerUnreachable { region: p.region })));
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Pushes what the store logged since the last push (call after local writes for the lowest
+    /// latency; `tick` does it too).
+    pub async fn on_local_writes(&mut self, now: Duration) -> Vec<Outbound> {
+        self.now = now;
+        self.push_changes().await;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Handles one message from `from`.
+    pub async fn handle(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
+        self.now = now;
+        match msg {
+            Message::Swim(data) => {
+                if let Err(e) = self.swim.handle_data(&data, &mut self.rt) {
+                    tracing::debug!(from = %from.addr, error = %e, "swim packet refused");
+                }
+                self.drain_swim();
+            }
+            Message::Push { deltas } => {
+                self.metrics.deltas_received += deltas.len() as u64;
+                let changed = self.apply(&deltas).await;
+                self.metrics.deltas_applied += changed;
+                self.push_changes().await;
+            }
+            Message::AeDigest { level } => self.answer_digest(from, &level),
+            Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges).await,
+            Message::AeWant { buckets } => self.send_buckets(&from, &buckets).await,
+            Message::AeRecords { deltas } => {
+                self.metrics.ae_repairs += self.apply(&deltas).await;
+                self.push_changes().await;
+            }
+            Message::CasRequest {
+                id,
+                key,
+                expected,
+                new,
+            } => {
+                let reply = match self.store.cas(&key, expected.as_ref(), new).await {
+                    Ok(CasOutcome::Applied(v)) => CasReply::Applied { version: v.version },
+                    Ok(CasOutcome::Conflict(cur)) => CasReply::Conflict {
+                        value: cur.as_ref().and_then(|v| v.value.clone()),
+                        version: cur.map(|v| v.version),
+                    },
+                    Err(e) => CasReply::Failed {
+                        reason: e.to_string(),
+                    },
+                };
+                self.push_changes().await;
+                self.send(from, Message::CasResponse { id, reply });
+            }
+            Message::CasResponse { id, reply } => {
+                if self.pending.remove(&id).is_some() {
+                    self.completions.push((id, reply_to_outcome(reply)));
+                }
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Starts a compare-and-swap at the owner of `key` in `region`.
+    pub async fn cas(
+        &mut self,
+        now: Duration,
+        region: &str,
+        key: Key,
+        expected: Option<VersionVector>,
+        new: Option<Bytes>,
+    ) -> (CasStart, Vec<Outbound>) {
+        self.now = now;
+        let Some(owner) = self.owner(region, &key) else {
+            return (
+                CasStart::Done(Err(CasError::OwnerUnreachable {
+                    region: region.to_string(),
+                })),
+                Vec::new(),
+            );
+        };
+        if owner.node == self.me.node {
+            let r = self
+                .store
+                .cas(&key, expected.as_ref(), new)
+                .await
+                .map_err(|e: StoreError| CasError::Failed(e.to_string()));
+            self.push_changes().await;
+            return (CasStart::Done(r), std::mem::take(&mut self.out));
+        }
+        let id = self.next_cas_id;
+        self.next_cas_id += 1;
+        self.pending.insert(
+            id,
+            PendingCas {
+                deadline: now + self.cfg.cas_timeout,
+                region: region.to_string(),
+            },
+        );
+        self.send(
+            owner,
+            Message::CasRequest {
+                id,
+                key,
+                expected,
+                new,
+            },
+        );
+        (CasStart::Pending(id), std::mem::take(&mut self.out))
+    }
+
+    /// The owner of `key` in `region`: the live member there (this node included) with the
+    /// highest rendezvous score.
+    pub fn owner(&self, region: &str, key: &Key) -> Option<Peer> {
+        let me = std::iter::once(&self.me);
+        self.swim
+            .iter_members()
+            .map(|m| m.id())
+            .chain(me)
+            .filter(|p| p.region == region)
+            .max_by_key(|p| {
+                let seed = p.node.0;
+                (
+                    xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed),
+                    p.node,
+                )
+            })
+            .cloned()
+    }
+
+    fn send(&mut self, to: Peer, msg: Message) {
+        self.metrics.messages_out += 1;
+        self.out.push(Outbound { to, msg });
+    }
+
+    fn drain_swim(&mut self) {
+        while let Some((to, data)) = self.rt.to_send() {
+            self.send(to, Message::Swim(data.to_vec()));
+        }
+        while let Some((after, timer)) = self.rt.to_schedule() {
+            self.timer_seq += 1;
+            self.timers
+                .insert((self.now + after, self.timer_seq), timer);
+        }
+        while let Some(n) = self.rt.to_notify() {
+            match n {
+                OwnedNotification::MemberUp(p) => {
+                    tracing::info!(member = %p.addr, region = %p.region, "member up");
+                }
+                OwnedNotification::MemberDown(p) => {
+                    tracing::info!(member = %p.addr, region = %p.region, "member down");
+                }
+                OwnedNotification::Rejoin(p) => {
+                    tracing::info!(me = %p.addr, incarnation = p.incarnation, "rejoined");
+                    self.me = p;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn apply(&mut self, deltas: &[Delta]) -> u64 {
+        match self.store.apply(deltas).await {
+            Ok(r) => r.changed as u64,
+            Err(e) => {
+                tracing::error!(error = %e, "applying remote records failed");
+                0
+            }
+        }
+    }
+
+    /// Peers for one push: one in another region (if any is live), the rest preferably here.
+    fn push_targets(&mut self) -> Vec<Peer> {
+        let members = self.members();
+        let (local, remote): (Vec<Peer>, Vec<Peer>) = members
+            .into_iter()
+            .partition(|p| p.region == self.me.region);
+        let mut chosen: Vec<Peer> = remote.choose(&mut self.rng).into_iter().cloned().collect();
+        let want = self.cfg.fanout.saturating_sub(chosen.len());
+        chosen.extend(local.sample(&mut self.rng, want).cloned());
+        if chosen.len() < self.cfg.fanout {
+            let more: Vec<Peer> = remote
+                .iter()
+                .filter(|p| !chosen.contains(p))
+                .cloned()
+                .collect();
+            let want = self.cfg.fanout - chosen.len();
+            chosen.extend(more.sample(&mut self.rng, want).cloned());
+        }
+        chosen
+    }
+
+    async fn push_changes(&mut self) {
+        loop {
+            let changes = match self.store.changes(self.cursor, self.cfg.push_batch).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the change feed failed");
+                    return;
+                }
+            };
+            let Some(last) = changes.last() else { return };
+            self.cursor = last.seq;
+            let keys: BTreeSet<Key> = changes.into_iter().map(|c| c.key).collect();
+            let mut deltas = Vec::with_capacity(keys.len());
+            for key in keys {
+                match self.store.get_record(&key).await {
+                    Ok(Some(record)) => deltas.push(Delta { key, record }),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "reading a changed record failed"),
+                }
+            }
+            if deltas.is_empty() {
+                continue;
+            }
+            for to in self.push_targets() {
+                self.metrics.deltas_pushed += deltas.len() as u64;
+                self.send(
+                    to,
+                    Message::Push {
+                        deltas: deltas.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    async fn start_anti_entropy(&mut self) {
+        let members = self.members();
+        let (local, remote): (Vec<&Peer>, Vec<&Peer>) =
+            members.iter().partition(|p| p.region == self.me.region);
+        // Mostly a near peer; a far one every third round on average, and whenever no near one.
+        let pick = if remote.is_empty() || (!local.is_empty() && self.rng.random_ratio(2, 3)) {
+            local.choose(&mut self.rng)
+        } else {
+            remote.choose(&mut self.rng)
+        };
+        let Some(peer) = pick.map(|p| (*p).clone()) else {
+            return;
+        };
+        self.metrics.ae_rounds += 1;
+        let level = self.store.digests().level(AE_DEPTH);
+        self.send(peer, Message::AeDigest { level });
+    }
+
+    fn answer_digest(&mut self, from: Peer, theirs: &[u64]) {
+        let tree = self.store.digests();
+        let mine = tree.level(AE_DEPTH);
+        if theirs.len() != mine.len() {
+            tracing::warn!(from = %from.addr, "anti-entropy digest of the wrong shape");
+            return;
+        }
+        let differing: Vec<usize> = (0..mine.len()).filter(|&i| mine[i] != theirs[i]).collect();
+        if differing.is_empty() {
+            return;
+        }
+        // Start at a random differing range so repeated rounds cover all of them.
+        let start = self.rng.random_range(0..differing.len());
+        let ranges = differing
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(differing.len().min(self.cfg.ae_max_ranges))
+            .map(|&r| {
+                let leaves = tree.leaves()[r * RANGE_WIDTH..(r + 1) * RANGE_WIDTH].to_vec();
+                (r as u32, leaves)
+            })
+            .collect();
+        self.send(from, Message::AeLeaves { ranges });
+    }
+
+    async fn compare_leaves(&mut self, from: Peer, ranges: &[(u32, Vec<u64>)]) {
+        let tree = self.store.digests();
+        let mut buckets = Vec::new();
+        for (r, theirs) in ranges {
+            let r = *r as usize;
+            if theirs.len() != RANGE_WIDTH || (r + 1) * RANGE_WIDTH > LEAVES {
+                tracing::warn!(from = %from.addr, "anti-entropy leaves of the wrong shape");
+                return;
+            }
+            let mine = &tree.leaves()[r * RANGE_WIDTH..(r + 1) * RANGE_WIDTH];
+            buckets.extend(
+                (0..RANGE_WIDTH)
+                    .filter(|&i| mine[i] != theirs[i])
+                    .map(|i| (r * RANGE_WIDTH + i) as u32),
+            );
+        }
+        if buckets.is_empty() {
+            return;
+        }
+        self.send_buckets(&from, &buckets).await;
+        self.send(from, Message::AeWant { buckets });
+    }
+
+    /// Ships this node's records of `buckets` to `to`, chunked, capped per exchange.
+    async fn send_buckets(&mut self, to: &Peer, buckets: &[u32]) {
+        let mut budget = self.cfg.ae_max_records;
+        let mut chunk: Vec<Delta> = Vec::new();
+        'buckets: for &b in buckets {
+            if b as usize >= LEAVES {
+                continue;
+            }
+            let mut after: Option<Key> = None;
+            loop {
+                let limit = self.cfg.ae_chunk.min(budget);
+                if limit == 0 {
+                    break 'buckets;
+                }
+                let (page, next) = match self.store.bucket(b, after.as_ref(), limit).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a bucket failed");
+                        break 'buckets;
+                    }
+                };
+                budget -= page.len();
+                chunk.extend(page);
+                if chunk.len() >= self.cfg.ae_chunk {
+                    self.metrics.ae_records_sent += chunk.len() as u64;
+                    let deltas = std::mem::take(&mut chunk);
+                    self.send(to.clone(), Message::AeRecords { deltas });
+                }
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            self.metrics.ae_records_sent += chunk.len() as u64;
+            self.send(to.clone(), Message::AeRecords { deltas: chunk });
+        }
+    }
+}
+
+fn reply_to_outcome(reply: CasReply) -> Result<CasOutcome, CasError> {
+    match reply {
+        CasReply::Applied { version } => Ok(CasOutcome::Applied(Versioned {
+            value: None,
+            version,
+            hlc: starling_store::Hlc::ZERO,
+            siblings: 1,
+        })),
+        CasReply::Conflict { value, version } => {
+            Ok(CasOutcome::Conflict(version.map(|version| Versioned {
+                value,
+                version,
+                hlc: starling_store::Hlc::ZERO,
+                siblings: 1,
+            })))
+        }
+        CasReply::Failed { reason } => Err(CasError::Failed(reason)),
+    }
+}

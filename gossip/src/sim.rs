@@ -1,0 +1,560 @@
+//! A seeded discrete-event simulation of a cluster: many [`GossipNode`]s, one clock, one WAN.
+//!
+//! Time is virtual and only advances from event to event, so minutes of cluster life run in
+//! milliseconds and every run with the same seed is identical. Each node has a memory store; every
+//! message is sealed into a real frame (HMAC and all), routed through the [`Wan`] (latency,
+//! jitter, loss, partitions), optionally duplicated and reordered, then opened by the receiver.
+//! Nodes can be killed (their store survives, as a disk would) and restarted with a new
+//! incarnation. Tests build scenarios from these operations.
+
+use crate::node::{GossipConfig, GossipMetrics, GossipNode, Outbound};
+use crate::peer::Peer;
+use crate::wan::{Route, Wan};
+use crate::wire::{Envelope, FrameCodec};
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use starling_store::codec::encode_record;
+use starling_store::digest::LEAVES;
+use starling_store::{HlcClock, Key, Limits, NodeId, Store, StoreExt, VersionVector, open_memory};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a simulation.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Seed of every random choice (network and nodes).
+    pub seed: u64,
+    /// How often each node ticks.
+    pub tick: Duration,
+    /// Probability that a message is delivered twice.
+    pub duplicate: f64,
+    /// Extra random delay (0..=this) per message, which reorders them.
+    pub reorder: Duration,
+    /// Protocol settings of every node.
+    pub gossip: GossipConfig,
+}
+
+impl SimConfig {
+    /// WAN protocol settings, 100 ms ticks, no duplication or reordering.
+    pub fn new(seed: u64, expected_nodes: u32) -> Self {
+        SimConfig {
+            seed,
+            tick: Duration::from_millis(100),
+            duplicate: 0.0,
+            reorder: Duration::ZERO,
+            gossip: GossipConfig::wan(expected_nodes),
+        }
+    }
+}
+
+/// Traffic counters of a simulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Frames delivered.
+    pub delivered: u64,
+    /// Frames lost to loss or partitions, or sent to dead nodes.
+    pub dropped: u64,
+    /// Frames refused by the receiver (bad secret, malformed).
+    pub refused: u64,
+    /// Bytes of delivered frames.
+    pub bytes: u64,
+    /// Bytes of delivered frames between regions.
+    pub wan_bytes: u64,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    at: Duration,
+    seq: u64,
+    kind: EventKind,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    Deliver { to: String, frame: Bytes },
+    Tick { addr: String, incarnation: u64 },
+}
+
+struct SimNode {
+    peer: Peer,
+    store: Arc<dyn Store>,
+    core: Option<GossipNode>,
+}
+
+/// The simulated cluster.
+pub struct Sim {
+    now: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Event>>,
+    nodes: BTreeMap<String, SimNode>,
+    wan: Wan,
+    rng: SmallRng,
+    codec: FrameCodec,
+    cfg: SimConfig,
+    stats: NetStats,
+    next_cas: BTreeMap<(String, u64), Option<Result<starling_store::CasOutcome, crate::CasError>>>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// An empty cluster over `wan`.
+    pub fn new(cfg: SimConfig, wan: Wan) -> Self {
+        Sim {
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: BTreeMap::new(),
+            wan,
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            codec: FrameCodec::new(b"simulated cluster secret"),
+            cfg,
+            stats: NetStats::default(),
+            next_cas: BTreeMap::new(),
+        }
+    }
+
+    /// Virtual time since the start.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Traffic so far.
+    pub fn stats(&self) -> &NetStats {
+        &self.stats
+    }
+
+    /// The WAN, to cut, heal or degrade links.
+    pub fn wan_mut(&mut self) -> &mut Wan {
+        &mut self.wan
+    }
+
+    /// The codec of the cluster (to forge frames in tests).
+    pub fn codec(&self) -> &FrameCodec {
+        &self.codec
+    }
+
+    /// Addresses of all nodes, dead or alive.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// Addresses of the live nodes.
+    pub fn live(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.core.is_some())
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Addresses of the nodes of a region.
+    pub fn region(&self, region: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.peer.region == region)
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// A node's store (alive or dead).
+    pub fn store(&self, addr: &str) -> Arc<dyn Store> {
+        self.node(addr).store.clone()
+    }
+
+    /// A live node's protocol counters.
+    pub fn metrics(&self, addr: &str) -> Option<GossipMetrics> {
+        self.node(addr).core.as_ref().map(|c| c.metrics().clone())
+    }
+
+    /// The members a live node sees.
+    pub fn members_seen_by(&self, addr: &str) -> Vec<Peer> {
+        self.node(addr)
+            .core
+            .as_ref()
+            .map(|c| c.members())
+            .unwrap_or_default()
+    }
+
+    fn node(&self, addr: &str) -> &SimNode {
+        match self.nodes.get(addr) {
+            Some(n) => n,
+            None => panic!("no simulated node {addr}"),
+        }
+    }
+
+    fn push(&mut self, at: Duration, kind: EventKind) {
+        self.seq += 1;
+        self.queue.push(Reverse(Event {
+            at,
+            seq: self.seq,
+            kind,
+        }));
+    }
+
+    /// Adds a node `name` in `region` and has it join through up to three live nodes.
+    pub async fn add_node(&mut self, region: &str, name: &str) -> String {
+        let node = NodeId::from_names(region, name);
+        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let peer = Peer {
+            node,
+            region: region.to_string(),
+            addr: name.to_string(),
+            incarnation: 1,
+        };
+        self.nodes.insert(
+            name.to_string(),
+            SimNode {
+                peer,
+                store,
+                core: None,
+            },
+        );
+        self.start(name).await;
+        name.to_string()
+    }
+
+    async fn start(&mut self, addr: &str) {
+        let seeds: Vec<Peer> = {
+            let live: Vec<Peer> = self
+                .nodes
+                .values()
+                .filter(|n| n.core.is_some() && n.peer.addr != addr)
+                .map(|n| n.peer.clone())
+                .collect();
+            let mut picked = Vec::new();
+            for _ in 0..3.min(live.len()) {
+                let i = self.rng.random_range(0..live.len());
+                if !picked.contains(&live[i]) {
+                    picked.push(live[i].clone());
+                }
+            }
+            picked
+        };
+        let seed = self.rng.random::<u64>();
+        let n = self
+            .nodes
+            .get_mut(addr)
+            .unwrap_or_else(|| panic!("no node {addr}"));
+        let mut core = GossipNode::new(
+            n.peer.clone(),
+            self.cfg.gossip.clone(),
+            n.store.clone(),
+            seed,
+        );
+        let out = core.join(self.now, &seeds);
+        let incarnation = n.peer.incarnation;
+        n.core = Some(core);
+        let from = n.peer.clone();
+        let first =
+            Duration::from_millis(self.rng.random_range(1..=self.cfg.tick.as_millis() as u64));
+        self.push(
+            self.now + first,
+            EventKind::Tick {
+                addr: addr.to_string(),
+                incarnation,
+            },
+        );
+        self.dispatch(&from, out);
+    }
+
+    /// Stops a node abruptly; its store survives.
+    pub fn kill(&mut self, addr: &str) {
+        if let Some(n) = self.nodes.get_mut(addr) {
+            n.core = None;
+        }
+    }
+
+    /// Restarts a killed node with a new incarnation over its old store.
+    pub async fn restart(&mut self, addr: &str) {
+        if let Some(n) = self.nodes.get_mut(addr) {
+            if n.core.is_some() {
+                return;
+            }
+            n.peer.incarnation += 1;
+        }
+        self.start(addr).await;
+    }
+
+    /// Kills every node of a region.
+    pub fn kill_region(&mut self, region: &str) {
+        for a in self.region(region) {
+            self.kill(&a);
+        }
+    }
+
+    /// Restarts every node of a region.
+    pub async fn restart_region(&mut self, region: &str) {
+        for a in self.region(region) {
+            self.restart(&a).await;
+        }
+    }
+
+    /// A local write on a live node, pushed at once. Returns the new version.
+    pub async fn write(&mut self, addr: &str, key: &Key, value: &[u8]) -> VersionVector {
+        let store = self.store(addr);
+        let v = store
+            .put(key, Bytes::copy_from_slice(value))
+            .await
+            .unwrap_or_else(|e| panic!("write on {addr}: {e}"));
+        self.after_local_write(addr).await;
+        v
+    }
+
+    /// Tells a live node that its store has new local writes.
+    pub async fn after_local_write(&mut self, addr: &str) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(addr) else {
+            return;
+        };
+        let from = n.peer.clone();
+        let Some(core) = n.core.as_mut() else { return };
+        let out = core.on_local_writes(now).await;
+        self.dispatch(&from, out);
+    }
+
+    /// Starts a routed CAS at a live node; poll [`Sim::cas_result`] with the returned handle.
+    pub async fn cas(
+        &mut self,
+        addr: &str,
+        region: &str,
+        key: Key,
+        expected: Option<VersionVector>,
+        new: Option<Bytes>,
+    ) -> (String, u64) {
+        let now = self.now;
+        let n = self
+            .nodes
+            .get_mut(addr)
+            .unwrap_or_else(|| panic!("no node {addr}"));
+        let from = n.peer.clone();
+        let core = n.core.as_mut().unwrap_or_else(|| panic!("{addr} is dead"));
+        let (start, out) = core.cas(now, region, key, expected, new).await;
+        let handle = match start {
+            crate::CasStart::Done(r) => {
+                self.seq += 1;
+                let h = (addr.to_string(), u64::MAX - self.seq);
+                self.next_cas.insert(h.clone(), Some(r));
+                h
+            }
+            crate::CasStart::Pending(id) => {
+                let h = (addr.to_string(), id);
+                self.next_cas.insert(h.clone(), None);
+                h
+            }
+        };
+        self.dispatch(&from, out);
+        handle
+    }
+
+    /// The result of a CAS started with [`Sim::cas`], once it is known.
+    pub fn cas_result(
+        &mut self,
+        handle: &(String, u64),
+    ) -> Option<Result<starling_store::CasOutcome, crate::CasError>> {
+        self.next_cas.get(handle).cloned().flatten()
+    }
+
+    fn collect_completions(&mut self, addr: &str) {
+        let Some(core) = self.nodes.get_mut(addr).and_then(|n| n.core.as_mut()) else {
+            return;
+        };
+        for (id, r) in core.take_completions() {
+            self.next_cas.insert((addr.to_string(), id), Some(r));
+        }
+    }
+
+    /// Delivers raw bytes as a frame to a node, as an attacker or a broken peer would.
+    pub fn inject(&mut self, to: &str, frame: Bytes) {
+        self.push(
+            self.now,
+            EventKind::Deliver {
+                to: to.to_string(),
+                frame,
+            },
+        );
+    }
+
+    fn dispatch(&mut self, from: &Peer, out: Vec<Outbound>) {
+        for Outbound { to, msg } in out {
+            // Seeds may be known by address only: the simulation knows every region.
+            let Some(to_region) = self.nodes.get(&to.addr).map(|n| n.peer.region.clone()) else {
+                self.stats.dropped += 1;
+                continue;
+            };
+            let env = Envelope {
+                from: from.clone(),
+                msg,
+            };
+            let frame = match self.codec.seal(&env) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "frame could not be sealed");
+                    continue;
+                }
+            };
+            let copies = if self.cfg.duplicate > 0.0 && self.rng.random_bool(self.cfg.duplicate) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                match self.wan.route(&from.region, &to_region, &mut self.rng) {
+                    Route::Drop => self.stats.dropped += 1,
+                    Route::Deliver(delay) => {
+                        let extra = if self.cfg.reorder.is_zero() {
+                            Duration::ZERO
+                        } else {
+                            Duration::from_micros(
+                                self.rng
+                                    .random_range(0..=self.cfg.reorder.as_micros() as u64),
+                            )
+                        };
+                        if to_region != from.region {
+                            self.stats.wan_bytes += frame.len() as u64;
+                        }
+                        self.push(
+                            self.now + delay + extra,
+                            EventKind::Deliver {
+                                to: to.addr.clone(),
+                                frame: frame.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    async fn step(&mut self, ev: Event) {
+        self.now = ev.at;
+        match ev.kind {
+            EventKind::Tick { addr, incarnation } => {
+                let now = self.now;
+                let Some(n) = self.nodes.get_mut(&addr) else {
+                    return;
+                };
+                if n.peer.incarnation != incarnation {
+                    return;
+                }
+                let from = n.peer.clone();
+                let Some(core) = n.core.as_mut() else { return };
+                let out = core.tick(now).await;
+                self.dispatch(&from, out);
+                self.collect_completions(&addr);
+                let next = self.now + self.cfg.tick;
+                self.push(next, EventKind::Tick { addr, incarnation });
+            }
+            EventKind::Deliver { to, frame } => {
+                let now = self.now;
+                let Some(n) = self.nodes.get_mut(&to) else {
+                    self.stats.dropped += 1;
+                    return;
+                };
+                let me = n.peer.clone();
+                let Some(core) = n.core.as_mut() else {
+                    self.stats.dropped += 1;
+                    return;
+                };
+                if frame.len() < 4 {
+                    self.stats.refused += 1;
+                    return;
+                }
+                let env = match self.codec.open(&frame[4..]) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        tracing::debug!(to = %to, error = %e, "frame refused");
+                        self.stats.refused += 1;
+                        return;
+                    }
+                };
+                self.stats.delivered += 1;
+                self.stats.bytes += frame.len() as u64;
+                let out = core.handle(now, env.from, env.msg).await;
+                self.dispatch(&me, out);
+                self.collect_completions(&to);
+            }
+        }
+    }
+
+    /// Runs the cluster for `d` of virtual time.
+    pub async fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(Reverse(ev)) = self.queue.peek() {
+            if ev.at > until {
+                break;
+            }
+            let Some(Reverse(ev)) = self.queue.pop() else {
+                break;
+            };
+            self.step(ev).await;
+        }
+        self.now = until;
+    }
+
+    /// Runs until every live node holds the same records (equal digests), checking every
+    /// `every`; returns how long it took, or `None` if not within `max`.
+    pub async fn run_until_converged(
+        &mut self,
+        every: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let start = self.now;
+        while self.now - start <= max {
+            if self.converged() {
+                return Some(self.now - start);
+            }
+            self.run_for(every).await;
+        }
+        None
+    }
+
+    /// Whether every live node's digests are equal.
+    pub fn converged(&self) -> bool {
+        let mut roots = self
+            .nodes
+            .values()
+            .filter(|n| n.core.is_some())
+            .map(|n| n.store.digests());
+        match roots.next() {
+            Some(first) => roots.all(|d| d == first),
+            None => true,
+        }
+    }
+
+    /// Every record a node holds, encoded: equal dumps mean byte-identical replicas.
+    pub async fn dump(&self, addr: &str) -> Vec<(Key, Bytes)> {
+        let store = self.store(addr);
+        let mut out = Vec::new();
+        for b in 0..LEAVES as u32 {
+            let mut after: Option<Key> = None;
+            loop {
+                let (page, next) = store
+                    .bucket(b, after.as_ref(), 1000)
+                    .await
+                    .unwrap_or_else(|e| panic!("dump of {addr}: {e}"));
+                for d in page {
+                    let bytes = encode_record(&d.record).unwrap_or_else(|e| panic!("{e}"));
+                    out.push((d.key, bytes));
+                }
+                match next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
