@@ -333,6 +333,14 @@ impl GossipNode {
                 expected,
                 new,
             } => {
+                // Only the owner executes: a sender whose membership view is behind is told to
+                // retry rather than having two nodes swap the same key.
+                let owner = self.owner(&self.me.region.clone(), &key);
+                if owner.as_ref().map(|o| o.node) != Some(self.me.node) {
+                    let reason = "not the owner of this key in my view".to_string();
+                    self.send(from, Message::CasResponse { id, reply: CasReply::Failed { reason } });
+                    return std::mem::take(&mut self.out);
+                }
                 let reply = match self.store.cas(&key, expected.as_ref(), new).await {
                     Ok(CasOutcome::Applied(v)) => CasReply::Applied { version: v.version },
                     Ok(CasOutcome::Conflict(cur)) => CasReply::Conflict {

@@ -187,6 +187,11 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// Who a live node thinks owns `key` in `region`.
+    pub fn owner_of(&self, addr: &str, region: &str, key: &Key) -> Option<Peer> {
+        self.node(addr).core.as_ref().and_then(|c| c.owner(region, key))
+    }
+
     fn node(&self, addr: &str) -> &SimNode {
         match self.nodes.get(addr) {
             Some(n) => n,

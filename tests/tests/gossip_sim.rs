@@ -237,3 +237,194 @@ fn unauthenticated_and_malformed_peers_are_refused_harmlessly() {
         assert_converged_without_loss(&sim, &[Acked { key: k, version: v }]).await;
     });
 }
+
+// ---- CAS linearizability -------------------------------------------------------------------
+
+/// One CAS as a client saw it: "if the value is `from`, make it `to`".
+#[derive(Clone, Debug)]
+struct CasOp {
+    invoked: Duration,
+    /// `None` while unknown (timed out or failed: it may or may not have taken effect).
+    returned: Option<Duration>,
+    from: Option<String>,
+    to: String,
+    outcome: CasSeen,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum CasSeen {
+    Applied,
+    /// Refused; the owner said the value was this.
+    Refused(Option<String>),
+    Unknown,
+}
+
+/// Wing & Gong's search with memoization (as Porcupine does): is there an order of the ops,
+/// consistent with real time, in which a single register explains every outcome? Unknown ops
+/// may take effect at any point after their invocation, or never.
+fn linearizable(ops: &[CasOp], initial: Option<String>) -> bool {
+    use std::collections::HashSet;
+    fn search(
+        ops: &[CasOp],
+        done: &mut Vec<bool>,
+        state: Option<String>,
+        seen: &mut HashSet<(Vec<bool>, Option<String>)>,
+    ) -> bool {
+        // Finished when every op with a known outcome is linearized.
+        if ops
+            .iter()
+            .zip(done.iter())
+            .all(|(o, d)| *d || o.outcome == CasSeen::Unknown)
+        {
+            return true;
+        }
+        if !seen.insert((done.clone(), state.clone())) {
+            return false;
+        }
+        // An op may go next only if it was invoked before every pending op returned.
+        let horizon = ops
+            .iter()
+            .zip(done.iter())
+            .filter(|(_, d)| !**d)
+            .filter_map(|(o, _)| o.returned)
+            .min()
+            .unwrap_or(Duration::MAX);
+        for i in 0..ops.len() {
+            if done[i] || ops[i].invoked > horizon {
+                continue;
+            }
+            let op = &ops[i];
+            let next = match &op.outcome {
+                CasSeen::Applied | CasSeen::Unknown if state == op.from => Some(Some(op.to.clone())),
+                CasSeen::Refused(seen) if *seen == state && state != op.from => Some(state.clone()),
+                _ => None,
+            };
+            if let Some(next) = next {
+                done[i] = true;
+                if search(ops, done, next, seen) {
+                    return true;
+                }
+                done[i] = false;
+            }
+        }
+        false
+    }
+    let mut done = vec![false; ops.len()];
+    search(ops, &mut done, initial, &mut HashSet::new())
+}
+
+#[test]
+fn the_checker_catches_a_lost_update() {
+    let op = |i: u64, r: u64, from: Option<&str>, to: &str, outcome| CasOp {
+        invoked: Duration::from_millis(i),
+        returned: Some(Duration::from_millis(r)),
+        from: from.map(String::from),
+        to: to.into(),
+        outcome,
+    };
+    // Two swaps from the same value both applied, one after the other: impossible.
+    let bad = [
+        op(0, 1, Some("a"), "b", CasSeen::Applied),
+        op(2, 3, Some("a"), "c", CasSeen::Applied),
+    ];
+    assert!(!linearizable(&bad, Some("a".into())));
+    // Concurrent, one applied, one refused having seen the other's value: fine.
+    let good = [
+        op(0, 5, Some("a"), "b", CasSeen::Applied),
+        op(1, 4, Some("a"), "c", CasSeen::Refused(Some("b".into()))),
+    ];
+    assert!(linearizable(&good, Some("a".into())));
+}
+
+#[test]
+fn cas_under_concurrency_and_owner_failure_is_linearizable() {
+    rt().block_on(async {
+        let mut sim = cluster(7, 3, |c| {
+            c.reorder = Duration::from_millis(5);
+        })
+        .await;
+        let key = KS.key().str("handle").finish();
+        let owner = {
+            let probe = sim.live()[0].clone();
+            sim.owner_of(&probe, "us", &key).unwrap()
+        };
+        // Five clients spread over the regions, none on the owner (which will be killed).
+        let clients: Vec<String> = ["us0", "us1", "us2", "eu0", "ap1", "eu2"]
+            .into_iter()
+            .filter(|c| *c != owner.addr)
+            .take(5)
+            .map(String::from)
+            .collect();
+        let mut ops: Vec<CasOp> = Vec::new();
+        let mut inflight: Vec<Option<((String, u64), usize)>> = vec![None; clients.len()];
+        let mut n = 0;
+        let mut killed = false;
+        let start = sim.now();
+        while ops.len() < 60 || inflight.iter().any(Option::is_some) {
+            assert!(sim.now() - start < 600 * S, "the run does not end");
+            if !killed && ops.len() >= 20 {
+                sim.kill(&owner.addr);
+                killed = true;
+            }
+            for (c, client) in clients.iter().enumerate() {
+                match &inflight[c] {
+                    Some((handle, i)) => {
+                        let Some(r) = sim.cas_result(handle) else { continue };
+                        let op = &mut ops[*i];
+                        match r {
+                            Ok(starling_store::CasOutcome::Applied(_)) => {
+                                op.outcome = CasSeen::Applied;
+                                op.returned = Some(sim.now());
+                            }
+                            Ok(starling_store::CasOutcome::Conflict(cur)) => {
+                                let seen = cur.and_then(|v| v.value).map(|b| String::from_utf8(b.to_vec()).unwrap());
+                                op.outcome = CasSeen::Refused(seen);
+                                op.returned = Some(sim.now());
+                            }
+                            Err(_) => {} // unknown: it may or may not have happened
+                        }
+                        inflight[c] = None;
+                    }
+                    None if ops.len() < 60 => {
+                        // Read this client's local replica (maybe stale), then swap from it.
+                        let cur = sim.store(client).get(&key).await.unwrap();
+                        let client = client.as_str();
+                        let from = cur.as_ref().and_then(|v| v.value.clone()).map(|b| String::from_utf8(b.to_vec()).unwrap());
+                        let to = format!("{client}-{n}");
+                        n += 1;
+                        let handle = sim
+                            .cas(client, "us", key.clone(), cur.map(|v| v.version), Some(Bytes::from(to.clone())))
+                            .await;
+                        ops.push(CasOp { invoked: sim.now(), returned: None, from, to, outcome: CasSeen::Unknown });
+                        inflight[c] = Some((handle, ops.len() - 1));
+                    }
+                    None => {}
+                }
+            }
+            sim.run_for(Duration::from_millis(20)).await;
+        }
+        let applied = ops.iter().filter(|o| o.outcome == CasSeen::Applied).count();
+        let unknown = ops.iter().filter(|o| o.outcome == CasSeen::Unknown).count();
+        eprintln!("cas history: {} ops, {applied} applied, {unknown} unknown, ends at {:?}", ops.len(), sim.now());
+        assert!(applied >= 5, "enough swaps applied to mean something ({applied})");
+        assert!(linearizable(&ops, None), "history is not linearizable: {ops:#?}");
+    });
+}
+
+#[test]
+fn cas_fails_fast_when_the_owner_region_is_unreachable() {
+    rt().block_on(async {
+        let mut sim = cluster(8, 2, |_| {}).await;
+        sim.wan_mut().partition("us", "eu", true);
+        sim.wan_mut().partition("us", "ap", true);
+        // Until SWIM declares the region down, a request times out; after, it fails at once.
+        sim.run_for(60 * S).await;
+        let key = KS.key().str("h").finish();
+        let h = sim.cas("eu0", "us", key, None, Some(Bytes::from_static(b"x"))).await;
+        let r = sim.cas_result(&h);
+        assert!(
+            matches!(r, Some(Err(starling_gossip::CasError::OwnerUnreachable { .. }))),
+            "{r:?}"
+        );
+    });
+}
