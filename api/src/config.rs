@@ -35,6 +35,23 @@ pub struct ServeArgs {
     /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
     #[arg(long, env = "STARLING_FSYNC")]
     pub fsync: Option<String>,
+    /// Address the gossip transport listens on (and peers reach this node at); enables
+    /// clustering.
+    #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
+    pub gossip_listen: Option<SocketAddr>,
+    /// Gossip addresses of nodes to join through, comma-separated.
+    #[arg(long, env = "STARLING_SEEDS", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Secret shared by the nodes of a cluster; frames without it are refused. Required with
+    /// `--gossip-listen`.
+    #[arg(long, env = "STARLING_CLUSTER_SECRET")]
+    pub cluster_secret: Option<String>,
+    /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
+    #[arg(long, env = "STARLING_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
+    #[arg(long, env = "STARLING_WAN_RTT")]
+    pub wan_rtt: Option<String>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -50,6 +67,11 @@ struct FileConfig {
     node_id: Option<String>,
     store: Option<String>,
     fsync: Option<String>,
+    gossip_listen: Option<SocketAddr>,
+    seeds: Option<Vec<String>>,
+    cluster_secret: Option<String>,
+    admin_token: Option<String>,
+    wan_rtt: Option<String>,
 }
 
 /// Which store engine a node runs.
@@ -76,6 +98,23 @@ pub struct ServeConfig {
     pub store: StoreKind,
     /// Fsync policy of the embedded store.
     pub fsync: FsyncPolicy,
+    /// Clustering, when enabled.
+    pub gossip: Option<GossipSettings>,
+    /// Admin token.
+    pub admin_token: Option<String>,
+}
+
+/// How this node joins a cluster.
+#[derive(Clone, Debug)]
+pub struct GossipSettings {
+    /// Where the gossip transport listens; also the address peers use.
+    pub listen: SocketAddr,
+    /// Nodes to join through.
+    pub seeds: Vec<String>,
+    /// The cluster secret.
+    pub secret: String,
+    /// Round trips between region pairs, in ms.
+    pub rtts: Vec<(String, String, u64)>,
 }
 
 impl ServeConfig {
@@ -106,6 +145,41 @@ impl ServeConfig {
             node_name,
             store: parse_store(args.store.or(file.store).as_deref())?,
             fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,
+            gossip: None,
+            admin_token: args.admin_token.or(file.admin_token),
+        };
+        let rtts = parse_rtts(args.wan_rtt.or(file.wan_rtt).as_deref())?;
+        let secret = args.cluster_secret.or(file.cluster_secret);
+        let seeds = args.seeds.or(file.seeds).unwrap_or_default();
+        let cfg = match args.gossip_listen.or(file.gossip_listen) {
+            None => {
+                if !seeds.is_empty() {
+                    bail!("--seeds needs --gossip-listen: a node joins a cluster by gossip");
+                }
+                cfg
+            }
+            Some(listen) => {
+                let Some(secret) = secret else {
+                    bail!(
+                        "--gossip-listen needs --cluster-secret: nodes of a cluster authenticate each other"
+                    );
+                };
+                if secret.len() < 16 {
+                    bail!("--cluster-secret: use at least 16 characters");
+                }
+                if listen.ip().is_unspecified() {
+                    bail!("--gossip-listen {listen}: give the address peers reach this node at");
+                }
+                ServeConfig {
+                    gossip: Some(GossipSettings {
+                        listen,
+                        seeds,
+                        secret,
+                        rtts,
+                    }),
+                    ..cfg
+                }
+            }
         };
         cfg.validate()?;
         Ok(cfg)
@@ -149,6 +223,23 @@ fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(p)
         .with_context(|| format!("reading config file {}", p.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {}", p.display()))
+}
+
+fn parse_rtts(s: Option<&str>) -> anyhow::Result<Vec<(String, String, u64)>> {
+    let Some(s) = s else { return Ok(Vec::new()) };
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let bad = || anyhow::anyhow!("--wan-rtt {pair:?}: expected REGION-REGION=MILLISECONDS");
+            let (regions, ms) = pair.trim().split_once('=').ok_or_else(bad)?;
+            let (a, b) = regions.split_once('-').ok_or_else(bad)?;
+            let ms: u64 = ms.trim_end_matches("ms").parse().map_err(|_| bad())?;
+            if a.is_empty() || b.is_empty() || a == b || ms > 60_000 {
+                return Err(bad());
+            }
+            Ok((a.to_string(), b.to_string(), ms))
+        })
+        .collect()
 }
 
 fn parse_store(s: Option<&str>) -> anyhow::Result<StoreKind> {

@@ -1,13 +1,17 @@
 //! Starling's HTTP server: the axum router, its state and the node's start-up.
 //!
-//! At this stage the router serves the operations endpoints (`/healthz`, `/readyz`); the REST API
-//! of the domain crates joins it issue by issue. [`router`] builds the whole router from an
+//! At this stage the router serves the operations endpoints (`/healthz`, `/readyz`) and the
+//! operator endpoints (`/v1/cluster`, `/v1/admin/wan`, `/v1/admin/kv/{key}`); the REST API of the
+//! domain crates joins it issue by issue. [`router`] builds the whole router from an
 //! [`AppState`] so tests can call it with `oneshot`, without a socket.
 
+pub mod admin;
 pub mod config;
 pub mod ops;
+pub mod problem;
 pub mod server;
 
+use starling_gossip::GossipHandle;
 use starling_store::Store;
 use std::sync::Arc;
 
@@ -16,9 +20,15 @@ use std::sync::Arc;
 pub struct AppState {
     /// The node's store.
     pub store: Arc<dyn Store>,
+    /// The region this node serves.
+    pub region: String,
+    /// The gossip service, when the node is part of a cluster.
+    pub gossip: Option<GossipHandle>,
+    /// The admin token; admin endpoints are disabled without one.
+    pub admin_token: Option<String>,
 }
 
 /// The whole HTTP API of a node.
 pub fn router(state: AppState) -> axum::Router {
-    ops::routes().with_state(state)
+    ops::routes().merge(admin::routes()).with_state(state)
 }

@@ -46,7 +46,12 @@ mod tests {
             Arc::new(HlcClock::new()),
             Limits::default(),
         );
-        router(AppState { store })
+        router(AppState {
+            store,
+            region: "t".into(),
+            gossip: None,
+            admin_token: Some("admin-secret".into()),
+        })
     }
 
     async fn get(path: &str) -> (StatusCode, String) {

@@ -1,8 +1,9 @@
 //! Starting and stopping a node: open the store, bind, serve until a shutdown signal.
 
-use crate::config::{ServeConfig, StoreKind};
+use crate::config::{GossipSettings, ServeConfig, StoreKind};
 use crate::{AppState, router};
 use anyhow::Context;
+use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
 use starling_store::{EmbeddedOptions, HlcClock, Limits, Store, open_embedded, open_memory};
 use std::sync::Arc;
 
@@ -28,8 +29,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr().context("local address")?;
+    let gossip = match &cfg.gossip {
+        Some(g) => Some(start_gossip(&cfg, g, store.clone()).await?),
+        None => None,
+    };
     let app = router(AppState {
         store: store.clone(),
+        region: cfg.region.clone(),
+        gossip: gossip.as_ref().map(GossipService::handle),
+        admin_token: cfg.admin_token.clone(),
     });
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -44,9 +52,57 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    if let Some(g) = gossip {
+        g.shutdown().await;
+    }
     store.flush().await.context("flushing the store")?;
     tracing::info!("starling stopped");
     Ok(())
+}
+
+/// Starts the gossip transport and joins the cluster through the seeds.
+async fn start_gossip(
+    cfg: &ServeConfig,
+    g: &GossipSettings,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<GossipService> {
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1);
+    let me = Peer {
+        node: cfg.node(),
+        region: cfg.region.clone(),
+        addr: g.listen.to_string(),
+        incarnation,
+    };
+    let mut regions: Vec<&str> = g
+        .rtts
+        .iter()
+        .flat_map(|(a, b, _)| [a.as_str(), b.as_str()])
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    let rtts: Vec<(&str, &str, u64)> = g
+        .rtts
+        .iter()
+        .map(|(a, b, ms)| (a.as_str(), b.as_str(), *ms))
+        .collect();
+    let wan = Wan::with_rtts(&regions, &rtts, 0);
+    let service = GossipService::start(
+        TransportConfig {
+            me,
+            listen: g.listen,
+            seeds: g.seeds.clone(),
+            secret: g.secret.as_bytes().to_vec(),
+            wan,
+            gossip: GossipConfig::wan(16),
+        },
+        store,
+    )
+    .await?;
+    tracing::info!(gossip = %service.local_addr(), seeds = ?g.seeds, "gossip listening");
+    Ok(service)
 }
 
 async fn shutdown_signal() {

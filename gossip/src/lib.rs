@@ -5,7 +5,8 @@
 //! - [`wire`]: authenticated, versioned, size-capped frames;
 //! - [`wan`]: the simulated WAN between regions (latency, jitter, loss, partitions);
 //! - [`peer`]: a member's identity;
-//! - [`sim`]: a seeded discrete-event simulation that drives many cores over the WAN model.
+//! - [`sim`]: a seeded discrete-event simulation that drives many cores over the WAN model;
+//! - [`transport`]: the tokio layer (TCP, timers, WAN delays) and the [`GossipHandle`].
 //!
 //! **Architecture Invariant:** this crate moves `starling_store::Delta`s and knows nothing of
 //! users, posts or any other domain type.
@@ -13,10 +14,12 @@
 pub mod node;
 pub mod peer;
 pub mod sim;
+pub mod transport;
 pub mod wan;
 pub mod wire;
 
 pub use node::{CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
 pub use peer::Peer;
+pub use transport::{GossipHandle, GossipService, TransportConfig, TransportError};
 pub use wan::{Route, Wan, WanLink};
 pub use wire::{Envelope, FrameCodec, Message, WireError};

@@ -338,7 +338,13 @@ impl GossipNode {
                 let owner = self.owner(&self.me.region.clone(), &key);
                 if owner.as_ref().map(|o| o.node) != Some(self.me.node) {
                     let reason = "not the owner of this key in my view".to_string();
-                    self.send(from, Message::CasResponse { id, reply: CasReply::Failed { reason } });
+                    self.send(
+                        from,
+                        Message::CasResponse {
+                            id,
+                            reply: CasReply::Failed { reason },
+                        },
+                    );
                     return std::mem::take(&mut self.out);
                 }
                 let reply = match self.store.cas(&key, expected.as_ref(), new).await {

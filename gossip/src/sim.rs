@@ -189,7 +189,10 @@ impl Sim {
 
     /// Who a live node thinks owns `key` in `region`.
     pub fn owner_of(&self, addr: &str, region: &str, key: &Key) -> Option<Peer> {
-        self.node(addr).core.as_ref().and_then(|c| c.owner(region, key))
+        self.node(addr)
+            .core
+            .as_ref()
+            .and_then(|c| c.owner(region, key))
     }
 
     fn node(&self, addr: &str) -> &SimNode {

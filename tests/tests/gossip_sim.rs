@@ -295,7 +295,9 @@ fn linearizable(ops: &[CasOp], initial: Option<String>) -> bool {
             }
             let op = &ops[i];
             let next = match &op.outcome {
-                CasSeen::Applied | CasSeen::Unknown if state == op.from => Some(Some(op.to.clone())),
+                CasSeen::Applied | CasSeen::Unknown if state == op.from => {
+                    Some(Some(op.to.clone()))
+                }
                 CasSeen::Refused(seen) if *seen == state && state != op.from => Some(state.clone()),
                 _ => None,
             };
@@ -369,7 +371,9 @@ fn cas_under_concurrency_and_owner_failure_is_linearizable() {
             for (c, client) in clients.iter().enumerate() {
                 match &inflight[c] {
                     Some((handle, i)) => {
-                        let Some(r) = sim.cas_result(handle) else { continue };
+                        let Some(r) = sim.cas_result(handle) else {
+                            continue;
+                        };
                         let op = &mut ops[*i];
                         match r {
                             Ok(starling_store::CasOutcome::Applied(_)) => {
@@ -377,7 +381,9 @@ fn cas_under_concurrency_and_owner_failure_is_linearizable() {
                                 op.returned = Some(sim.now());
                             }
                             Ok(starling_store::CasOutcome::Conflict(cur)) => {
-                                let seen = cur.and_then(|v| v.value).map(|b| String::from_utf8(b.to_vec()).unwrap());
+                                let seen = cur
+                                    .and_then(|v| v.value)
+                                    .map(|b| String::from_utf8(b.to_vec()).unwrap());
                                 op.outcome = CasSeen::Refused(seen);
                                 op.returned = Some(sim.now());
                             }
@@ -389,13 +395,28 @@ fn cas_under_concurrency_and_owner_failure_is_linearizable() {
                         // Read this client's local replica (maybe stale), then swap from it.
                         let cur = sim.store(client).get(&key).await.unwrap();
                         let client = client.as_str();
-                        let from = cur.as_ref().and_then(|v| v.value.clone()).map(|b| String::from_utf8(b.to_vec()).unwrap());
+                        let from = cur
+                            .as_ref()
+                            .and_then(|v| v.value.clone())
+                            .map(|b| String::from_utf8(b.to_vec()).unwrap());
                         let to = format!("{client}-{n}");
                         n += 1;
                         let handle = sim
-                            .cas(client, "us", key.clone(), cur.map(|v| v.version), Some(Bytes::from(to.clone())))
+                            .cas(
+                                client,
+                                "us",
+                                key.clone(),
+                                cur.map(|v| v.version),
+                                Some(Bytes::from(to.clone())),
+                            )
                             .await;
-                        ops.push(CasOp { invoked: sim.now(), returned: None, from, to, outcome: CasSeen::Unknown });
+                        ops.push(CasOp {
+                            invoked: sim.now(),
+                            returned: None,
+                            from,
+                            to,
+                            outcome: CasSeen::Unknown,
+                        });
                         inflight[c] = Some((handle, ops.len() - 1));
                     }
                     None => {}
@@ -405,9 +426,19 @@ fn cas_under_concurrency_and_owner_failure_is_linearizable() {
         }
         let applied = ops.iter().filter(|o| o.outcome == CasSeen::Applied).count();
         let unknown = ops.iter().filter(|o| o.outcome == CasSeen::Unknown).count();
-        eprintln!("cas history: {} ops, {applied} applied, {unknown} unknown, ends at {:?}", ops.len(), sim.now());
-        assert!(applied >= 5, "enough swaps applied to mean something ({applied})");
-        assert!(linearizable(&ops, None), "history is not linearizable: {ops:#?}");
+        eprintln!(
+            "cas history: {} ops, {applied} applied, {unknown} unknown, ends at {:?}",
+            ops.len(),
+            sim.now()
+        );
+        assert!(
+            applied >= 5,
+            "enough swaps applied to mean something ({applied})"
+        );
+        assert!(
+            linearizable(&ops, None),
+            "history is not linearizable: {ops:#?}"
+        );
     });
 }
 
@@ -420,10 +451,15 @@ fn cas_fails_fast_when_the_owner_region_is_unreachable() {
         // Until SWIM declares the region down, a request times out; after, it fails at once.
         sim.run_for(60 * S).await;
         let key = KS.key().str("h").finish();
-        let h = sim.cas("eu0", "us", key, None, Some(Bytes::from_static(b"x"))).await;
+        let h = sim
+            .cas("eu0", "us", key, None, Some(Bytes::from_static(b"x")))
+            .await;
         let r = sim.cas_result(&h);
         assert!(
-            matches!(r, Some(Err(starling_gossip::CasError::OwnerUnreachable { .. }))),
+            matches!(
+                r,
+                Some(Err(starling_gossip::CasError::OwnerUnreachable { .. }))
+            ),
             "{r:?}"
         );
     });

@@ -1,0 +1,143 @@
+//! Operator endpoints, behind the admin token: the cluster view, the simulated WAN table, and
+//! raw key inspection. Without a configured admin token they all answer 403.
+
+use crate::AppState;
+use crate::problem::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use starling_gossip::WanLink;
+use starling_store::{Key, StoreExt};
+
+/// `/v1/cluster`, `/v1/admin/wan`, `/v1/admin/kv/{key}`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/admin/wan", get(get_wan).put(put_wan))
+        .route("/v1/admin/kv/{key}", get(get_kv).put(put_kv))
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.admin_token.as_deref() else {
+        return Err(ApiError::Forbidden(
+            "admin endpoints are disabled: no admin token is configured",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct MemberView {
+    id: String,
+    region: String,
+    addr: String,
+    state: String,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct ClusterView {
+    node: String,
+    region: String,
+    members: Vec<MemberView>,
+}
+
+async fn cluster(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ClusterView>, ApiError> {
+    require_admin(&state, &headers)?;
+    let me = state.store.node();
+    let members = state
+        .gossip
+        .as_ref()
+        .map(|g| g.members())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| MemberView {
+            id: p.node.to_string(),
+            region: p.region,
+            addr: p.addr,
+            state: "alive".into(),
+        })
+        .collect();
+    Ok(Json(ClusterView {
+        node: me.to_string(),
+        region: state.region.clone(),
+        members,
+    }))
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(crate) struct WanTable {
+    links: Vec<WanLink>,
+}
+
+async fn get_wan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<WanTable>, ApiError> {
+    require_admin(&state, &headers)?;
+    let g = state
+        .gossip
+        .as_ref()
+        .ok_or(ApiError::NotFound("this node runs without gossip"))?;
+    Ok(Json(WanTable {
+        links: g.wan().links(),
+    }))
+}
+
+async fn put_wan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<WanTable>, ApiError> {
+    require_admin(&state, &headers)?;
+    let g = state
+        .gossip
+        .as_ref()
+        .ok_or(ApiError::NotFound("this node runs without gossip"))?;
+    let table: WanTable = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("WAN table: {e}")))?;
+    g.set_wan(table.links)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    Ok(Json(WanTable {
+        links: g.wan().links(),
+    }))
+}
+
+async fn get_kv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Bytes, ApiError> {
+    require_admin(&state, &headers)?;
+    let v = state.store.get(&Key::from(key.as_str())).await?;
+    v.and_then(|v| v.value)
+        .ok_or(ApiError::NotFound("no value at this key"))
+}
+
+async fn put_kv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    require_admin(&state, &headers)?;
+    state.store.put(&Key::from(key.as_str()), body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,504 @@
+//! The tokio layer around the sans-IO core: TCP, timers, the WAN delay, and a handle for the
+//! rest of the node.
+//!
+//! Tasks, all owned by [`GossipService`] and stopped when it is shut down or dropped:
+//! - the **core loop** owns the [`GossipNode`]: it takes inbound envelopes, ticks every 100 ms,
+//!   reacts at once to new local writes (the store's change-feed watch), runs CAS commands, and
+//!   routes every outbound message through the [`Wan`] (drop, or deliver after a delay);
+//! - the **listener** accepts peers; each connection gets a reader that opens frames and closes
+//!   the connection on the first bad one (counted in `frames_refused`);
+//! - one **writer per peer address** keeps a connection, reconnects with backoff, and sends each
+//!   frame no earlier than its WAN delivery time. Its queue is bounded: when full, the message is
+//!   dropped (counted) — gossip tolerates loss, anti-entropy repairs it.
+
+use crate::node::{CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
+use crate::peer::Peer;
+use crate::wan::{Route, Wan};
+use crate::wire::{Envelope, FrameCodec, MAX_FRAME};
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use starling_store::{CasOutcome, Key, Store, VersionVector};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+const TICK: Duration = Duration::from_millis(100);
+const INBOUND_QUEUE: usize = 4096;
+const PEER_QUEUE: usize = 1024;
+const COMMAND_QUEUE: usize = 1024;
+
+/// Settings of the transport.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// This node as peers see it (its `addr` is where it listens).
+    pub me: Peer,
+    /// Where to listen (may differ from `me.addr`, e.g. `0.0.0.0:7946`).
+    pub listen: SocketAddr,
+    /// Peers to join through, by address.
+    pub seeds: Vec<String>,
+    /// The cluster secret: frames are authenticated with it.
+    pub secret: Vec<u8>,
+    /// The WAN between regions at start.
+    pub wan: Wan,
+    /// Protocol settings.
+    pub gossip: GossipConfig,
+}
+
+/// Transport counters.
+#[derive(Debug, Default)]
+pub struct TransportMetrics {
+    /// Frames refused (bad secret, malformed, too large): the connection was closed.
+    pub frames_refused: AtomicU64,
+    /// Frames received and accepted.
+    pub frames_in: AtomicU64,
+    /// Frames written to peers.
+    pub frames_out: AtomicU64,
+    /// Bytes written to peers.
+    pub bytes_out: AtomicU64,
+    /// Messages dropped by the simulated WAN (loss or partition).
+    pub wan_dropped: AtomicU64,
+    /// Messages dropped because a peer's queue was full.
+    pub queue_dropped: AtomicU64,
+}
+
+/// Errors of the gossip service.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The listen address could not be bound.
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The service has stopped.
+    #[error("the gossip service has stopped")]
+    Stopped,
+}
+
+enum Command {
+    Cas {
+        region: String,
+        key: Key,
+        expected: Option<VersionVector>,
+        new: Option<Bytes>,
+        reply: oneshot::Sender<Result<CasOutcome, CasError>>,
+    },
+}
+
+/// A cheap, cloneable handle to the running gossip service.
+#[derive(Clone, Debug)]
+pub struct GossipHandle {
+    commands: mpsc::Sender<Command>,
+    members: watch::Receiver<Vec<Peer>>,
+    protocol: watch::Receiver<GossipMetrics>,
+    wan: Arc<RwLock<Wan>>,
+    metrics: Arc<TransportMetrics>,
+    me: Peer,
+}
+
+impl GossipHandle {
+    /// This node.
+    pub fn me(&self) -> &Peer {
+        &self.me
+    }
+
+    /// The live members other than this node.
+    pub fn members(&self) -> Vec<Peer> {
+        self.members.borrow().clone()
+    }
+
+    /// Protocol counters.
+    pub fn protocol_metrics(&self) -> GossipMetrics {
+        self.protocol.borrow().clone()
+    }
+
+    /// Transport counters.
+    pub fn transport_metrics(&self) -> &TransportMetrics {
+        &self.metrics
+    }
+
+    /// The current WAN table.
+    pub fn wan(&self) -> Wan {
+        self.wan.read().clone()
+    }
+
+    /// Replaces links of the WAN table at run time.
+    pub fn set_wan(&self, links: Vec<crate::wan::WanLink>) -> Result<(), crate::wan::WanError> {
+        self.wan.write().set(links)
+    }
+
+    /// Compare-and-swap at the key's owner in `region`.
+    pub async fn cas(
+        &self,
+        region: &str,
+        key: Key,
+        expected: Option<VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome, CasError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Cas {
+            region: region.to_string(),
+            key,
+            expected,
+            new,
+            reply: tx,
+        };
+        let stopped = || CasError::Failed("the gossip service has stopped".into());
+        self.commands.send(cmd).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// The running service; dropping it stops every task.
+#[derive(Debug)]
+pub struct GossipService {
+    tasks: JoinSet<()>,
+    shutdown: watch::Sender<bool>,
+    handle: GossipHandle,
+    local_addr: SocketAddr,
+}
+
+impl GossipService {
+    /// Binds the listener, joins through the seeds and starts the tasks.
+    pub async fn start(
+        cfg: TransportConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, TransportError> {
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| TransportError::Bind {
+                    addr: cfg.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let codec = FrameCodec::new(&cfg.secret);
+        let metrics = Arc::new(TransportMetrics::default());
+        let wan = Arc::new(RwLock::new(cfg.wan.clone()));
+        let (shutdown, _) = watch::channel(false);
+        let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
+        let (members_tx, members_rx) = watch::channel(Vec::new());
+        let (proto_tx, proto_rx) = watch::channel(GossipMetrics::default());
+        let mut tasks = JoinSet::new();
+
+        tasks.spawn(accept_loop(
+            listener,
+            codec.clone(),
+            inbound_tx,
+            metrics.clone(),
+            shutdown.subscribe(),
+        ));
+
+        let seed = xxhash_rust::xxh3::xxh3_64(cfg.me.addr.as_bytes()) ^ cfg.me.incarnation;
+        let core = GossipNode::new(cfg.me.clone(), cfg.gossip.clone(), store.clone(), seed);
+        let outbox = Outbox {
+            me: cfg.me.clone(),
+            codec,
+            wan: wan.clone(),
+            writers: Mutex::new(HashMap::new()),
+            metrics: metrics.clone(),
+            rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x0a7)),
+            shutdown: shutdown.subscribe(),
+        };
+        let seeds: Vec<Peer> = cfg.seeds.iter().map(|a| Peer::seed(a.clone())).collect();
+        tasks.spawn(core_loop(CoreLoop {
+            core,
+            store,
+            outbox: Arc::new(outbox),
+            inbound: inbound_rx,
+            commands: cmd_rx,
+            members: members_tx,
+            protocol: proto_tx,
+            seeds,
+            shutdown: shutdown.subscribe(),
+        }));
+        let handle = GossipHandle {
+            commands: cmd_tx,
+            members: members_rx,
+            protocol: proto_rx,
+            wan,
+            metrics,
+            me: cfg.me,
+        };
+        Ok(GossipService {
+            tasks,
+            shutdown,
+            handle,
+            local_addr,
+        })
+    }
+
+    /// The handle for the rest of the node.
+    pub fn handle(&self) -> GossipHandle {
+        self.handle.clone()
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Leaves the cluster and stops every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for GossipService {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.tasks.abort_all();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    codec: FrameCodec,
+    inbound: mpsc::Sender<Envelope>,
+    metrics: Arc<TransportMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut readers = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    readers.spawn(read_frames(stream, peer, codec.clone(), inbound.clone(), metrics.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a peer failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = readers.join_next(), if !readers.is_empty() => {}
+        }
+    }
+    readers.abort_all();
+}
+
+/// Reads frames until the peer closes or sends a bad one.
+async fn read_frames(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    codec: FrameCodec,
+    inbound: mpsc::Sender<Envelope>,
+    metrics: Arc<TransportMetrics>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let len = match stream.read_u32().await {
+            Ok(l) => l as usize,
+            Err(_) => return,
+        };
+        if len > MAX_FRAME {
+            metrics.frames_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, len, "frame over the cap; closing the connection");
+            return;
+        }
+        buf.resize(len, 0);
+        if stream.read_exact(&mut buf).await.is_err() {
+            return;
+        }
+        match codec.open(&buf) {
+            Ok(env) => {
+                metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                if inbound.send(env).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics.frames_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, error = %e, "refused a frame; closing the connection");
+                return;
+            }
+        }
+    }
+}
+
+/// Routes outbound messages through the WAN to per-peer writers.
+struct Outbox {
+    me: Peer,
+    codec: FrameCodec,
+    wan: Arc<RwLock<Wan>>,
+    writers: Mutex<HashMap<String, mpsc::Sender<(Instant, Bytes)>>>,
+    metrics: Arc<TransportMetrics>,
+    rng: Mutex<SmallRng>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Outbox {
+    fn send(&self, out: Vec<Outbound>, tasks: &mut JoinSet<()>) {
+        for Outbound { to, msg } in out {
+            let route = if to.region.is_empty() {
+                Route::Deliver(Duration::ZERO)
+            } else {
+                let wan = self.wan.read();
+                wan.route(&self.me.region, &to.region, &mut *self.rng.lock())
+            };
+            let Route::Deliver(delay) = route else {
+                self.metrics.wan_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let env = Envelope {
+                from: self.me.clone(),
+                msg,
+            };
+            let frame = match self.codec.seal(&env) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot seal a frame");
+                    continue;
+                }
+            };
+            let mut writers = self.writers.lock();
+            let tx = writers.entry(to.addr.clone()).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(PEER_QUEUE);
+                tasks.spawn(write_frames(
+                    to.addr.clone(),
+                    rx,
+                    self.metrics.clone(),
+                    self.shutdown.clone(),
+                ));
+                tx
+            });
+            if tx.try_send((Instant::now() + delay, frame)).is_err() {
+                self.metrics.queue_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Keeps one connection to a peer and writes its frames at their delivery time.
+async fn write_frames(
+    addr: String,
+    mut rx: mpsc::Receiver<(Instant, Bytes)>,
+    metrics: Arc<TransportMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conn: Option<TcpStream> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let (at, frame) = tokio::select! {
+            _ = shutdown.changed() => return,
+            next = rx.recv() => match next {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        tokio::time::sleep_until(at).await;
+        if conn.is_none() {
+            match TcpStream::connect(&addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(s);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "peer unreachable; dropping a frame");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            }
+        }
+        if let Some(s) = conn.as_mut() {
+            if s.write_all(&frame).await.is_ok() {
+                metrics.frames_out.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .bytes_out
+                    .fetch_add(frame.len() as u64, Ordering::Relaxed);
+            } else {
+                conn = None;
+            }
+        }
+    }
+}
+
+struct CoreLoop {
+    core: GossipNode,
+    store: Arc<dyn Store>,
+    outbox: Arc<Outbox>,
+    inbound: mpsc::Receiver<Envelope>,
+    commands: mpsc::Receiver<Command>,
+    members: watch::Sender<Vec<Peer>>,
+    protocol: watch::Sender<GossipMetrics>,
+    seeds: Vec<Peer>,
+    shutdown: watch::Receiver<bool>,
+}
+
+async fn core_loop(mut l: CoreLoop) {
+    let start = Instant::now();
+    let mut writers = JoinSet::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut changes = l.store.subscribe();
+    let mut pending: HashMap<u64, oneshot::Sender<Result<CasOutcome, CasError>>> = HashMap::new();
+    let mut rejoin_at = Instant::now();
+    loop {
+        let now = start.elapsed();
+        // Keep announcing to the seeds while alone (they may start after us).
+        if l.core.members().is_empty() && Instant::now() >= rejoin_at && !l.seeds.is_empty() {
+            let out = l.core.join(now, &l.seeds);
+            l.outbox.send(out, &mut writers);
+            rejoin_at = Instant::now() + Duration::from_secs(1);
+        }
+        let out = tokio::select! {
+            _ = l.shutdown.changed() => {
+                let out = l.core.leave();
+                l.outbox.send(out, &mut writers);
+                // Give the leave message a moment to go out.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                break;
+            }
+            _ = ticker.tick() => l.core.tick(start.elapsed()).await,
+            Ok(()) = changes.changed() => l.core.on_local_writes(start.elapsed()).await,
+            Some(env) = l.inbound.recv() => l.core.handle(start.elapsed(), env.from, env.msg).await,
+            Some(cmd) = l.commands.recv() => match cmd {
+                Command::Cas { region, key, expected, new, reply } => {
+                    let (started, out) = l.core.cas(start.elapsed(), &region, key, expected, new).await;
+                    match started {
+                        CasStart::Done(r) => { let _ = reply.send(r); }
+                        CasStart::Pending(id) => { pending.insert(id, reply); }
+                    }
+                    out
+                }
+            },
+            Some(_) = writers.join_next(), if !writers.is_empty() => Vec::new(),
+        };
+        l.outbox.send(out, &mut writers);
+        for (id, r) in l.core.take_completions() {
+            if let Some(tx) = pending.remove(&id) {
+                let _ = tx.send(r);
+            }
+        }
+        let members = l.core.members();
+        if *l.members.borrow() != members {
+            l.members.send_replace(members);
+        }
+        if *l.protocol.borrow() != *l.core.metrics() {
+            l.protocol.send_replace(l.core.metrics().clone());
+        }
+    }
+    writers.abort_all();
+}
