@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their side-by-side ratios to bench/. Takes a few minutes on
-# 2 cores. Usage: infra/bench.sh [kv]
+# 2 cores. Usage: infra/bench.sh [kv|gossip|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-kv}"
@@ -15,5 +15,13 @@ case "$what" in
       "cas-64-clients:embedded/raw-fjall" "cas-64-clients:memory/raw-fjall" \
       "scan100:embedded/raw-fjall,btreemap" "scan100:memory/btreemap"
     ;;
-  *) echo "unknown benchmark set: $what" >&2; exit 2 ;;
+  gossip)
+    # A seeded simulation: writes bench/gossip.md, gossip.json and gossip-rounds.svg itself.
+    cargo bench -p starling-gossip --bench propagation
+    ;;
+  all)
+    "$0" kv
+    "$0" gossip
+    ;;
+  *) echo "unknown benchmark set: $what (kv, gossip, all)" >&2; exit 2 ;;
 esac

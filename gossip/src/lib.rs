@@ -18,7 +18,7 @@ pub mod transport;
 pub mod wan;
 pub mod wire;
 
-pub use node::{CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
+pub use node::{Arrival, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
 pub use peer::Peer;
 pub use transport::{GossipHandle, GossipService, TransportConfig, TransportError};
 pub use wan::{Route, Wan, WanLink};

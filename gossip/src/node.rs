@@ -39,7 +39,9 @@ const RANGE_WIDTH: usize = 1 << (LEAF_BITS - AE_DEPTH);
 /// Tuning of the protocol.
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
-    /// Peers each new record is pushed to.
+    /// Least number of peers each new record is pushed to. The effective fanout grows with the
+    /// cluster: `max(fanout, ⌈ln(N + 1)⌉ + 1)`, so the share of nodes a push misses (about
+    /// e^-fanout for push-once gossip) stays small as N grows; anti-entropy catches the rest.
     pub fanout: usize,
     /// Changes read from the feed per push batch.
     pub push_batch: usize,
@@ -55,6 +57,8 @@ pub struct GossipConfig {
     pub cas_timeout: Duration,
     /// SWIM settings.
     pub swim: foca::Config,
+    /// Keep a log of when and after how many hops records arrived (simulation and benchmarks).
+    pub record_arrivals: bool,
 }
 
 impl GossipConfig {
@@ -84,6 +88,7 @@ impl GossipConfig {
             ae_max_records: 8192,
             cas_timeout: Duration::from_secs(2),
             swim,
+            record_arrivals: false,
         }
     }
 }
@@ -164,6 +169,26 @@ pub struct GossipNode {
     next_cas_id: u64,
     metrics: GossipMetrics,
     out: Vec<Outbound>,
+    arrivals: Vec<Arrival>,
+}
+
+/// When a record reached this node, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The key.
+    pub key: Key,
+    /// Push hops it travelled ([`Arrival::LOCAL`] for a local write, [`Arrival::REPAIR`] when
+    /// anti-entropy brought it).
+    pub hops: u8,
+    /// The node's time when it arrived.
+    pub at: Duration,
+}
+
+impl Arrival {
+    /// Written here.
+    pub const LOCAL: u8 = 0;
+    /// Brought by anti-entropy.
+    pub const REPAIR: u8 = u8::MAX;
 }
 
 impl std::fmt::Debug for GossipNode {
@@ -208,6 +233,7 @@ impl GossipNode {
             next_cas_id: 1,
             metrics: GossipMetrics::default(),
             out: Vec::new(),
+            arrivals: Vec::new(),
         }
     }
 
@@ -254,6 +280,11 @@ impl GossipNode {
         std::mem::take(&mut self.out)
     }
 
+    /// Arrivals logged since the last call (only with `record_arrivals`).
+    pub fn take_arrivals(&mut self) -> Vec<Arrival> {
+        std::mem::take(&mut self.arrivals)
+    }
+
     /// Completed routed CAS requests since the last call.
     pub fn take_completions(&mut self) -> Vec<(u64, Result<CasOutcome, CasError>)> {
         std::mem::take(&mut self.completions)
@@ -273,7 +304,7 @@ impl GossipNode {
             }
         }
         self.drain_swim();
-        self.push_changes().await;
+        self.push_changes(Arrival::LOCAL).await;
         if now >= self.next_ae {
             self.start_anti_entropy().await;
             let jitter = self
@@ -300,7 +331,7 @@ impl GossipNode {
     /// latency; `tick` does it too).
     pub async fn on_local_writes(&mut self, now: Duration) -> Vec<Outbound> {
         self.now = now;
-        self.push_changes().await;
+        self.push_changes(Arrival::LOCAL).await;
         std::mem::take(&mut self.out)
     }
 
@@ -314,18 +345,18 @@ impl GossipNode {
                 }
                 self.drain_swim();
             }
-            Message::Push { deltas } => {
+            Message::Push { deltas, hops } => {
                 self.metrics.deltas_received += deltas.len() as u64;
                 let changed = self.apply(&deltas).await;
                 self.metrics.deltas_applied += changed;
-                self.push_changes().await;
+                self.push_changes(hops.clamp(1, Arrival::REPAIR - 1)).await;
             }
             Message::AeDigest { level } => self.answer_digest(from, &level),
             Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges).await,
             Message::AeWant { buckets } => self.send_buckets(&from, &buckets).await,
             Message::AeRecords { deltas } => {
                 self.metrics.ae_repairs += self.apply(&deltas).await;
-                self.push_changes().await;
+                self.push_changes(Arrival::REPAIR).await;
             }
             Message::CasRequest {
                 id,
@@ -357,7 +388,7 @@ impl GossipNode {
                         reason: e.to_string(),
                     },
                 };
-                self.push_changes().await;
+                self.push_changes(Arrival::LOCAL).await;
                 self.send(from, Message::CasResponse { id, reply });
             }
             Message::CasResponse { id, reply } => {
@@ -393,7 +424,7 @@ impl GossipNode {
                 .cas(&key, expected.as_ref(), new)
                 .await
                 .map_err(|e: StoreError| CasError::Failed(e.to_string()));
-            self.push_changes().await;
+            self.push_changes(Arrival::LOCAL).await;
             return (CasStart::Done(r), std::mem::take(&mut self.out));
         }
         let id = self.next_cas_id;
@@ -483,22 +514,26 @@ impl GossipNode {
         let (local, remote): (Vec<Peer>, Vec<Peer>) = members
             .into_iter()
             .partition(|p| p.region == self.me.region);
+        let n = (local.len() + remote.len() + 1) as f64;
+        let fanout = self.cfg.fanout.max((n + 1.0).ln().ceil() as usize + 1);
         let mut chosen: Vec<Peer> = remote.choose(&mut self.rng).into_iter().cloned().collect();
-        let want = self.cfg.fanout.saturating_sub(chosen.len());
+        let want = fanout.saturating_sub(chosen.len());
         chosen.extend(local.sample(&mut self.rng, want).cloned());
-        if chosen.len() < self.cfg.fanout {
+        if chosen.len() < fanout {
             let more: Vec<Peer> = remote
                 .iter()
                 .filter(|p| !chosen.contains(p))
                 .cloned()
                 .collect();
-            let want = self.cfg.fanout - chosen.len();
+            let want = fanout - chosen.len();
             chosen.extend(more.sample(&mut self.rng, want).cloned());
         }
         chosen
     }
 
-    async fn push_changes(&mut self) {
+    /// Pushes what the change feed holds past the cursor. `arrived` says how those changes came:
+    /// [`Arrival::LOCAL`], after that many push hops, or [`Arrival::REPAIR`].
+    async fn push_changes(&mut self, arrived: u8) {
         loop {
             let changes = match self.store.changes(self.cursor, self.cfg.push_batch).await {
                 Ok(c) => c,
@@ -521,12 +556,26 @@ impl GossipNode {
             if deltas.is_empty() {
                 continue;
             }
+            if self.cfg.record_arrivals {
+                let at = self.now;
+                self.arrivals.extend(deltas.iter().map(|d| Arrival {
+                    key: d.key.clone(),
+                    hops: arrived,
+                    at,
+                }));
+            }
+            let hops = if arrived == Arrival::REPAIR {
+                1
+            } else {
+                arrived.saturating_add(1)
+            };
             for to in self.push_targets() {
                 self.metrics.deltas_pushed += deltas.len() as u64;
                 self.send(
                     to,
                     Message::Push {
                         deltas: deltas.clone(),
+                        hops,
                     },
                 );
             }

@@ -187,6 +187,15 @@ impl Sim {
             .unwrap_or_default()
     }
 
+    /// Arrivals a live node logged since the last call (needs `record_arrivals`).
+    pub fn take_arrivals(&mut self, addr: &str) -> Vec<crate::node::Arrival> {
+        self.nodes
+            .get_mut(addr)
+            .and_then(|n| n.core.as_mut())
+            .map(|c| c.take_arrivals())
+            .unwrap_or_default()
+    }
+
     /// Who a live node thinks owns `key` in `region`.
     pub fn owner_of(&self, addr: &str, region: &str, key: &Key) -> Option<Peer> {
         self.node(addr)

@@ -37,6 +37,8 @@ pub enum Message {
     Push {
         /// The records.
         deltas: Vec<Delta>,
+        /// Hops travelled, this one included (1: straight from the node that accepted them).
+        hops: u8,
     },
     /// Anti-entropy, step 1: the sender's digests at [`crate::node::AE_DEPTH`].
     AeDigest {

@@ -211,6 +211,7 @@ fn unauthenticated_and_malformed_peers_are_refused_harmlessly() {
                     key: evil_key.clone(),
                     record: rec,
                 }],
+                hops: 1,
             },
         };
         // Without the secret; garbage; truncated; a valid frame with a flipped bit.
