@@ -8,8 +8,7 @@ use starling_store::{EmbeddedOptions, HlcClock, Limits, Store, open_embedded, op
 use std::sync::Arc;
 
 /// Opens the configured store; a bad data directory is one clear error.
-pub fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    let clock = Arc::new(HlcClock::new());
+pub fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Result<Arc<dyn Store>> {
     match cfg.store {
         StoreKind::Memory => Ok(open_memory(cfg.node(), clock, Limits::default())),
         StoreKind::Embedded => {
@@ -24,13 +23,14 @@ pub fn open_store(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
 /// Runs a node until Ctrl-C or SIGTERM, then stops accepting, finishes requests in flight, and
 /// closes the store (which fsyncs it).
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let store = open_store(&cfg)?;
+    let clock = Arc::new(HlcClock::new());
+    let store = open_store(&cfg, clock.clone())?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr().context("local address")?;
     let gossip = match &cfg.gossip {
-        Some(g) => Some(start_gossip(&cfg, g, store.clone()).await?),
+        Some(g) => Some(start_gossip(&cfg, g, store.clone(), clock).await?),
         None => None,
     };
     let app = router(AppState {
@@ -65,6 +65,7 @@ async fn start_gossip(
     cfg: &ServeConfig,
     g: &GossipSettings,
     store: Arc<dyn Store>,
+    clock: Arc<HlcClock>,
 ) -> anyhow::Result<GossipService> {
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -97,6 +98,7 @@ async fn start_gossip(
             secret: g.secret.as_bytes().to_vec(),
             wan,
             gossip: GossipConfig::wan(16),
+            clock,
         },
         store,
     )

@@ -26,7 +26,9 @@ use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 use starling_store::digest::{LEAF_BITS, LEAVES};
-use starling_store::{CasOutcome, Delta, Key, Store, StoreError, VersionVector, Versioned};
+use starling_store::{
+    CasOutcome, Delta, Hlc, HlcClock, Key, Store, StoreError, VersionVector, Versioned,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -57,6 +59,10 @@ pub struct GossipConfig {
     pub cas_timeout: Duration,
     /// SWIM settings.
     pub swim: foca::Config,
+    /// Time between tombstone collections.
+    pub gc_interval: Duration,
+    /// Age after which a tombstone may be collected.
+    pub gc_grace: Duration,
     /// Keep a log of when and after how many hops records arrived (simulation and benchmarks).
     pub record_arrivals: bool,
 }
@@ -88,6 +94,8 @@ impl GossipConfig {
             ae_max_records: 8192,
             cas_timeout: Duration::from_secs(2),
             swim,
+            gc_interval: Duration::from_secs(60),
+            gc_grace: Duration::from_secs(3600),
             record_arrivals: false,
         }
     }
@@ -142,6 +150,8 @@ pub struct GossipMetrics {
     pub ae_repairs: u64,
     /// Messages handed to the transport.
     pub messages_out: u64,
+    /// Tombstones collected after the grace period.
+    pub tombstones_collected: u64,
 }
 
 struct PendingCas {
@@ -156,6 +166,8 @@ pub struct GossipNode {
     me: Peer,
     cfg: GossipConfig,
     store: Arc<dyn Store>,
+    /// The store's clock: tombstone ages are measured on it.
+    clock: Arc<HlcClock>,
     swim: Swim,
     rt: AccumulatingRuntime<Peer>,
     timers: BTreeMap<(Duration, u64), Timer<Peer>>,
@@ -170,6 +182,13 @@ pub struct GossipNode {
     metrics: GossipMetrics,
     out: Vec<Outbound>,
     arrivals: Vec<Arrival>,
+    /// Change-feed position up to which changes were considered for collection.
+    gc_done: u64,
+    /// Tombstones seen in the feed but still inside the grace period.
+    gc_young: BTreeSet<Key>,
+    /// Since when every known member has been alive, with no member joining or returning.
+    settled_since: Option<Duration>,
+    next_gc: Duration,
 }
 
 /// When a record reached this node, and how.
@@ -205,7 +224,13 @@ impl GossipNode {
     /// A node for `me` over `store`. `seed` makes its random choices reproducible. Pushing starts
     /// from the store's current change-feed position: what was written before is left to
     /// anti-entropy.
-    pub fn new(me: Peer, cfg: GossipConfig, store: Arc<dyn Store>, seed: u64) -> Self {
+    pub fn new(
+        me: Peer,
+        cfg: GossipConfig,
+        store: Arc<dyn Store>,
+        clock: Arc<HlcClock>,
+        seed: u64,
+    ) -> Self {
         let swim = Foca::new(
             me.clone(),
             cfg.swim.clone(),
@@ -213,6 +238,7 @@ impl GossipNode {
             PostcardCodec,
         );
         let cursor = store.last_seq();
+        let cfg_gc_interval = cfg.gc_interval;
         let mut rng = SmallRng::seed_from_u64(seed);
         let first_ae =
             Duration::from_millis(rng.random_range(0..=cfg.ae_interval.as_millis() as u64));
@@ -220,6 +246,7 @@ impl GossipNode {
             me,
             cfg,
             store,
+            clock,
             swim,
             rt: AccumulatingRuntime::new(),
             timers: BTreeMap::new(),
@@ -234,6 +261,11 @@ impl GossipNode {
             metrics: GossipMetrics::default(),
             out: Vec::new(),
             arrivals: Vec::new(),
+            gc_done: 0,
+            gc_young: BTreeSet::new(),
+            settled_since: Some(Duration::ZERO),
+            // Not before the node has had a collection interval to learn its members.
+            next_gc: cfg_gc_interval,
         }
     }
 
@@ -311,6 +343,10 @@ impl GossipNode {
                 .rng
                 .random_range(0..=self.cfg.ae_interval.as_millis() as u64 / 5);
             self.next_ae = now + self.cfg.ae_interval + Duration::from_millis(jitter);
+        }
+        if now >= self.next_gc {
+            self.next_gc = now + self.cfg.gc_interval;
+            self.collect_tombstones().await;
         }
         let expired: Vec<u64> = self
             .pending
@@ -485,9 +521,12 @@ impl GossipNode {
             match n {
                 OwnedNotification::MemberUp(p) => {
                     tracing::info!(member = %p.addr, region = %p.region, "member up");
+                    // A (re)joining member may lack tombstones: give it a whole grace to catch up.
+                    self.settled_since = Some(self.now);
                 }
                 OwnedNotification::MemberDown(p) => {
                     tracing::info!(member = %p.addr, region = %p.region, "member down");
+                    self.settled_since = None;
                 }
                 OwnedNotification::Rejoin(p) => {
                     tracing::info!(me = %p.addr, incarnation = p.incarnation, "rejoined");
@@ -499,6 +538,28 @@ impl GossipNode {
     }
 
     async fn apply(&mut self, deltas: &[Delta]) -> u64 {
+        // A tombstone past the grace period is garbage — unless it deletes something still live
+        // here (this node missed the delete): only then is it taken.
+        let horizon = self.gc_horizon();
+        let old = |d: &Delta| d.record.is_tombstone() && d.record.max_hlc() < horizon;
+        let mut kept: Vec<Delta> = Vec::new();
+        let deltas = if deltas.iter().any(old) {
+            for d in deltas {
+                if old(d) {
+                    let live_here = matches!(
+                        self.store.get_record(&d.key).await,
+                        Ok(Some(r)) if !r.is_tombstone()
+                    );
+                    if !live_here {
+                        continue;
+                    }
+                }
+                kept.push(d.clone());
+            }
+            &kept[..]
+        } else {
+            deltas
+        };
         match self.store.apply(deltas).await {
             Ok(r) => r.changed as u64,
             Err(e) => {
@@ -578,6 +639,56 @@ impl GossipNode {
                         hops,
                     },
                 );
+            }
+        }
+    }
+
+    /// Tombstones last written before this are garbage (see the module documentation).
+    fn gc_horizon(&self) -> Hlc {
+        let wall = self.clock.wall_millis();
+        Hlc::new(wall.saturating_sub(self.cfg.gc_grace.as_millis() as u64), 0)
+    }
+
+    /// Collects the tombstones past the grace period, once every known member has been alive,
+    /// with no member joining or returning, for a whole grace period (time for anti-entropy to
+    /// bring each of them every tombstone).
+    async fn collect_tombstones(&mut self) {
+        let all_alive = self
+            .swim
+            .iter_membership_state()
+            .all(|m| m.state() == foca::State::Alive);
+        if !all_alive {
+            self.settled_since = None;
+            return;
+        }
+        let since = *self.settled_since.get_or_insert(self.now);
+        if self.now.saturating_sub(since) < self.cfg.gc_grace {
+            return;
+        }
+        // Every key changed since the last pass may be a new tombstone.
+        loop {
+            let page = match self.store.changes(self.gc_done, 4096).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the change feed for collection failed");
+                    return;
+                }
+            };
+            let Some(end) = page.last().map(|c| c.seq) else {
+                break;
+            };
+            self.gc_young.extend(page.into_iter().map(|c| c.key));
+            self.gc_done = end;
+        }
+        let candidates: Vec<Key> = std::mem::take(&mut self.gc_young).into_iter().collect();
+        match self.store.purge(&candidates, self.gc_horizon()).await {
+            Ok((n, young)) => {
+                self.metrics.tombstones_collected += n;
+                self.gc_young = young.into_iter().collect();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "collecting tombstones failed");
+                self.gc_young = candidates.into_iter().collect();
             }
         }
     }

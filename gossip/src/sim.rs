@@ -1,7 +1,8 @@
 //! A seeded discrete-event simulation of a cluster: many [`GossipNode`]s, one clock, one WAN.
 //!
 //! Time is virtual and only advances from event to event, so minutes of cluster life run in
-//! milliseconds and every run with the same seed is identical. Each node has a memory store; every
+//! milliseconds and every run with the same seed is identical. The nodes' clocks read the
+//! virtual time too (from a fixed epoch), so stamps and tombstone ages follow the simulation. Each node has a memory store; every
 //! message is sealed into a real frame (HMAC and all), routed through the [`Wan`] (latency,
 //! jitter, loss, partitions), optionally duplicated and reordered, then opened by the receiver.
 //! Nodes can be killed (their store survives, as a disk would) and restarted with a new
@@ -20,7 +21,11 @@ use starling_store::{HlcClock, Key, Limits, NodeId, Store, StoreExt, VersionVect
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Wall-clock time at virtual time zero: 2026-01-01T00:00:00Z, so runs are reproducible.
+const EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// Settings of a simulation.
 #[derive(Clone, Debug)]
@@ -81,6 +86,7 @@ enum EventKind {
 struct SimNode {
     peer: Peer,
     store: Arc<dyn Store>,
+    clock: Arc<HlcClock>,
     core: Option<GossipNode>,
 }
 
@@ -95,6 +101,9 @@ pub struct Sim {
     codec: FrameCodec,
     cfg: SimConfig,
     stats: NetStats,
+    /// The wall clock every node reads: the start epoch plus virtual time.
+    wall: Arc<AtomicU64>,
+    epoch_ms: u64,
     next_cas: BTreeMap<(String, u64), Option<Result<starling_store::CasOutcome, crate::CasError>>>,
 }
 
@@ -121,6 +130,8 @@ impl Sim {
             codec: FrameCodec::new(b"simulated cluster secret"),
             cfg,
             stats: NetStats::default(),
+            wall: Arc::new(AtomicU64::new(EPOCH_MS)),
+            epoch_ms: EPOCH_MS,
             next_cas: BTreeMap::new(),
         }
     }
@@ -223,7 +234,8 @@ impl Sim {
     /// Adds a node `name` in `region` and has it join through up to three live nodes.
     pub async fn add_node(&mut self, region: &str, name: &str) -> String {
         let node = NodeId::from_names(region, name);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let clock = Arc::new(HlcClock::manual(self.wall.clone()));
+        let store = open_memory(node, clock.clone(), Limits::default());
         let peer = Peer {
             node,
             region: region.to_string(),
@@ -235,6 +247,7 @@ impl Sim {
             SimNode {
                 peer,
                 store,
+                clock,
                 core: None,
             },
         );
@@ -268,6 +281,7 @@ impl Sim {
             n.peer.clone(),
             self.cfg.gossip.clone(),
             n.store.clone(),
+            n.clock.clone(),
             seed,
         );
         let out = core.join(self.now, &seeds);
@@ -454,8 +468,14 @@ impl Sim {
         }
     }
 
+    fn set_now(&mut self, now: Duration) {
+        self.now = now;
+        self.wall
+            .store(self.epoch_ms + now.as_millis() as u64, Ordering::Release);
+    }
+
     async fn step(&mut self, ev: Event) {
-        self.now = ev.at;
+        self.set_now(ev.at);
         match ev.kind {
             EventKind::Tick { addr, incarnation } => {
                 let now = self.now;
@@ -517,7 +537,7 @@ impl Sim {
             };
             self.step(ev).await;
         }
-        self.now = until;
+        self.set_now(until);
     }
 
     /// Runs until every live node holds the same records (equal digests), checking every

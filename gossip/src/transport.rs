@@ -51,6 +51,8 @@ pub struct TransportConfig {
     pub wan: Wan,
     /// Protocol settings.
     pub gossip: GossipConfig,
+    /// The store's clock.
+    pub clock: Arc<starling_store::HlcClock>,
 }
 
 /// Transport counters.
@@ -208,7 +210,13 @@ impl GossipService {
         ));
 
         let seed = xxhash_rust::xxh3::xxh3_64(cfg.me.addr.as_bytes()) ^ cfg.me.incarnation;
-        let core = GossipNode::new(cfg.me.clone(), cfg.gossip.clone(), store.clone(), seed);
+        let core = GossipNode::new(
+            cfg.me.clone(),
+            cfg.gossip.clone(),
+            store.clone(),
+            cfg.clock.clone(),
+            seed,
+        );
         let outbox = Outbox {
             me: cfg.me.clone(),
             codec,

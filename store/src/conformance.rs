@@ -442,9 +442,22 @@ async fn tombstone_purge(s: Arc<dyn Store>) {
     assert_ne!(before, s.digests(), "purged records leave the digests");
     assert_eq!(s.get(&ks.key().u64(1).finish()).await.unwrap(), None);
     assert!(s.get(&ks.key().u64(7).finish()).await.unwrap().is_some());
+    // Purging named keys removes only tombstones.
+    s.delete(&ks.key().u64(9).finish()).await.unwrap();
+    let named = [ks.key().u64(8).finish(), ks.key().u64(9).finish()];
+    assert_eq!(
+        s.purge(&named, crate::hlc::Hlc(1)).await.unwrap(),
+        (0, vec![named[1].clone()])
+    );
+    assert_eq!(s.purge(&named, later).await.unwrap(), (1, vec![]));
+    assert!(
+        s.get(&named[0]).await.unwrap().is_some(),
+        "a live record stays"
+    );
+    assert_eq!(s.get_record(&named[1]).await.unwrap(), None);
     let mut req = ScanRequest::prefix(ks.prefix(), 100);
     req.include_tombstones = true;
-    assert_eq!(s.scan(&req).await.unwrap().items.len(), 5);
+    assert_eq!(s.scan(&req).await.unwrap().items.len(), 4);
 }
 
 #[cfg(test)]

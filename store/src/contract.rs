@@ -234,6 +234,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// gossip layer decides). Returns how many were removed. A full scan: run it in the background.
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64>;
 
+    /// Removes the records of `keys` that are tombstones last written before `horizon` (the gossip
+    /// layer decides every replica has them). Returns how many were removed, and the keys that are
+    /// tombstones still too young to go; live records are left alone.
+    async fn purge(&self, keys: &[Key], horizon: Hlc) -> Result<(u64, Vec<Key>)>;
+
     /// Makes every acknowledged write durable on stable storage now (fsync).
     async fn flush(&self) -> Result<()>;
 }

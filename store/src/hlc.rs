@@ -48,28 +48,46 @@ impl fmt::Display for Hlc {
 #[derive(Debug, Default)]
 pub struct HlcClock {
     last: AtomicU64,
+    /// A wall clock set by hand (simulations); `None` reads the system clock.
+    manual: Option<std::sync::Arc<AtomicU64>>,
 }
 
 impl HlcClock {
     /// How far ahead of the local wall clock an observed stamp may be before it is not followed.
     pub const MAX_DRIFT_MS: u64 = 60_000;
 
-    /// A clock starting at the current wall-clock time.
+    /// A clock on the system's wall clock.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn wall() -> u64 {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Hlc::new(millis, 0).0
+    /// A clock whose wall time is whatever `wall_ms` holds: a simulation moves it with its
+    /// virtual time, so stamps and ages follow the simulated world.
+    pub fn manual(wall_ms: std::sync::Arc<AtomicU64>) -> Self {
+        HlcClock {
+            last: AtomicU64::new(0),
+            manual: Some(wall_ms),
+        }
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch, as this clock sees them.
+    pub fn wall_millis(&self) -> u64 {
+        match &self.manual {
+            Some(m) => m.load(Ordering::Acquire),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    fn wall(&self) -> u64 {
+        Hlc::new(self.wall_millis(), 0).0
     }
 
     /// A new stamp, strictly larger than every stamp issued or observed before.
     pub fn now(&self) -> Hlc {
-        let wall = Self::wall();
+        let wall = self.wall();
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let next = if wall > last { wall } else { last + 1 };
@@ -86,7 +104,7 @@ impl HlcClock {
     /// Takes note of a stamp seen in a message or a stored record. Returns `false` (and leaves the
     /// clock alone) when the stamp is more than [`Self::MAX_DRIFT_MS`] ahead of the wall clock.
     pub fn observe(&self, seen: Hlc) -> bool {
-        let wall = Self::wall();
+        let wall = self.wall();
         if seen.millis() > Hlc(wall).millis() + Self::MAX_DRIFT_MS {
             return false;
         }

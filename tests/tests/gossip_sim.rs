@@ -7,7 +7,9 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use starling_gossip::sim::{Sim, SimConfig};
 use starling_gossip::{Envelope, FrameCodec, Message, Peer, Wan};
-use starling_store::{Delta, Key, Keyspace, Kind, NodeId, Record, RegionId, VersionVector};
+use starling_store::{
+    Delta, Key, Keyspace, Kind, NodeId, Record, RegionId, StoreExt, VersionVector,
+};
 use std::time::Duration;
 
 const REGIONS: [&str; 3] = ["us", "eu", "ap"];
@@ -463,5 +465,88 @@ fn cas_fails_fast_when_the_owner_region_is_unreachable() {
             ),
             "{r:?}"
         );
+    });
+}
+
+#[test]
+fn tombstones_are_collected_after_the_grace_and_stay_gone() {
+    rt().block_on(async {
+        let mut sim = cluster(9, 2, |c| {
+            c.gossip.gc_interval = 10 * S;
+            c.gossip.gc_grace = 20 * S;
+        })
+        .await;
+        let nodes = sim.live();
+        let keys: Vec<Key> = (0..40u64)
+            .map(|i| KS.key().str("gc").u64(i).finish())
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            sim.write(&nodes[i % nodes.len()], k, b"v").await;
+        }
+        sim.run_for(5 * S).await;
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let at = nodes[(i + 1) % nodes.len()].clone();
+            sim.store(&at).delete(k).await.unwrap();
+            sim.after_local_write(&at).await;
+        }
+        // Tombstones spread first, then go everywhere, and anti-entropy does not bring them back.
+        sim.run_for(2 * S).await;
+        assert!(
+            sim.store(&nodes[0])
+                .get_record(&keys[0])
+                .await
+                .unwrap()
+                .is_some()
+        );
+        sim.run_for(60 * S).await;
+        for a in &nodes {
+            let store = sim.store(a);
+            for (i, k) in keys.iter().enumerate() {
+                let rec = store.get_record(k).await.unwrap();
+                if i % 2 == 0 {
+                    assert_eq!(rec, None, "{a} still holds the tombstone of key {i}");
+                } else {
+                    assert!(
+                        rec.is_some_and(|r| !r.is_tombstone()),
+                        "{a} lost live key {i}"
+                    );
+                }
+            }
+            assert!(sim.metrics(a).unwrap().tombstones_collected > 0);
+        }
+        assert!(sim.converged());
+    });
+}
+
+#[test]
+fn nothing_is_collected_while_a_member_is_down() {
+    rt().block_on(async {
+        let mut sim = cluster(10, 2, |c| {
+            c.gossip.gc_interval = 5 * S;
+            // Longer than SWIM takes to notice a dead member.
+            c.gossip.gc_grace = 20 * S;
+        })
+        .await;
+        let k = KS.key().str("kept").finish();
+        sim.write("us0", &k, b"v").await;
+        sim.run_for(2 * S).await;
+        sim.kill("ap1");
+        sim.store("us0").delete(&k).await.unwrap();
+        sim.after_local_write("us0").await;
+        // ap1 missed the delete: while it is down the tombstone must stay, past the grace.
+        sim.run_for(60 * S).await;
+        for a in sim.live() {
+            let rec = sim.store(&a).get_record(&k).await.unwrap();
+            assert!(
+                rec.is_some_and(|r| r.is_tombstone()),
+                "{a} dropped the tombstone early"
+            );
+        }
+        // It comes back, gets the tombstone, and then everyone collects it.
+        sim.restart("ap1").await;
+        sim.run_for(90 * S).await;
+        for a in sim.live() {
+            assert_eq!(sim.store(&a).get_record(&k).await.unwrap(), None, "{a}");
+        }
     });
 }

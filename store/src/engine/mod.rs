@@ -549,26 +549,46 @@ impl<B: Backend> Shared<B> {
             cursor = Bound::Excluded(last.clone());
             for (k, v) in page {
                 let r = decode_record(&v)?;
-                if !(r.is_tombstone() && r.max_hlc() < horizon) {
-                    continue;
+                if r.is_tombstone() && r.max_hlc() < horizon {
+                    purged += u64::from(self.purge_one(&k, Some(&v))?);
                 }
-                let stripe = (xxhash_rust::xxh3::xxh3_64(&k) % KEY_STRIPES as u64) as usize;
-                let _g = self.key_locks[stripe].lock();
-                // Re-read under the lock: a write may have revived it since the scan.
-                let Some(now) = self.backend.get(Space::Data, &k)? else {
-                    continue;
-                };
-                if now != v {
-                    continue;
-                }
-                self.backend.commit(vec![
-                    Op::remove(Space::Data, k.clone()),
-                    Op::remove(Space::Index, index_key(&k)),
-                ])?;
-                self.digests.toggle(&k, entry_hash(&k, &now));
-                purged += 1;
             }
         }
+    }
+
+    fn purge(&self, keys: &[Key], horizon: Hlc) -> Result<(u64, Vec<Key>)> {
+        let mut purged = 0;
+        let mut young = Vec::new();
+        for k in keys {
+            self.check_key(k)?;
+            match self.load(k.as_bytes())? {
+                Some(r) if r.is_tombstone() && r.max_hlc() < horizon => {
+                    purged += u64::from(self.purge_one(&k.0, None)?);
+                }
+                Some(r) if r.is_tombstone() => young.push(k.clone()),
+                _ => {}
+            }
+        }
+        Ok((purged, young))
+    }
+
+    /// Removes one record if it is (still) a tombstone — and, with `seen`, still those bytes.
+    fn purge_one(&self, k: &Bytes, seen: Option<&Bytes>) -> Result<bool> {
+        let stripe = (xxhash_rust::xxh3::xxh3_64(k) % KEY_STRIPES as u64) as usize;
+        let _g = self.key_locks[stripe].lock();
+        // Re-read under the lock: a write may have revived it since the caller looked.
+        let Some(now) = self.backend.get(Space::Data, k)? else {
+            return Ok(false);
+        };
+        if seen.is_some_and(|s| *s != now) || !decode_record(&now)?.is_tombstone() {
+            return Ok(false);
+        }
+        self.backend.commit(vec![
+            Op::remove(Space::Data, k.clone()),
+            Op::remove(Space::Index, index_key(k)),
+        ])?;
+        self.digests.toggle(k, entry_hash(k, &now));
+        Ok(true)
     }
 }
 
@@ -665,6 +685,10 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
         self.shared.purge_tombstones(horizon)
+    }
+
+    async fn purge(&self, keys: &[Key], horizon: Hlc) -> Result<(u64, Vec<Key>)> {
+        self.shared.purge(keys, horizon)
     }
 
     async fn flush(&self) -> Result<()> {
