@@ -138,6 +138,12 @@ async fn put_kv(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &headers)?;
-    state.store.put(&Key::from(key.as_str()), body).await?;
+    let key = Key::from(key.as_str());
+    let version = state.store.put(&key, body).await?;
+    if let Some(g) = &state.gossip {
+        g.wait_durable(key, version, state.durable_regions)
+            .await
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

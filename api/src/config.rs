@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// In how many regions a write must be held before it is acknowledged (default 1: durable
+    /// on this node).
+    #[arg(long, env = "STARLING_DURABLE_REGIONS")]
+    pub durable_regions: Option<usize>,
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
     pub wan_rtt: Option<String>,
@@ -71,6 +75,7 @@ struct FileConfig {
     seeds: Option<Vec<String>>,
     cluster_secret: Option<String>,
     admin_token: Option<String>,
+    durable_regions: Option<usize>,
     wan_rtt: Option<String>,
 }
 
@@ -102,6 +107,8 @@ pub struct ServeConfig {
     pub gossip: Option<GossipSettings>,
     /// Admin token.
     pub admin_token: Option<String>,
+    /// Regions a write must reach before it is acknowledged.
+    pub durable_regions: usize,
 }
 
 /// How this node joins a cluster.
@@ -147,12 +154,22 @@ impl ServeConfig {
             fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,
             gossip: None,
             admin_token: args.admin_token.or(file.admin_token),
+            durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
         };
+        if !(1..=16).contains(&cfg.durable_regions) {
+            bail!(
+                "--durable-regions {}: expected 1 to 16",
+                cfg.durable_regions
+            );
+        }
         let rtts = parse_rtts(args.wan_rtt.or(file.wan_rtt).as_deref())?;
         let secret = args.cluster_secret.or(file.cluster_secret);
         let seeds = args.seeds.or(file.seeds).unwrap_or_default();
         let cfg = match args.gossip_listen.or(file.gossip_listen) {
             None => {
+                if cfg.durable_regions > 1 {
+                    bail!("--durable-regions above 1 needs a cluster (--gossip-listen)");
+                }
                 if !seeds.is_empty() {
                     bail!("--seeds needs --gossip-listen: a node joins a cluster by gossip");
                 }

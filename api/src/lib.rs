@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod metrics;
 pub mod ops;
 pub mod problem;
 pub mod server;
@@ -26,6 +27,31 @@ pub struct AppState {
     pub gossip: Option<GossipHandle>,
     /// The admin token; admin endpoints are disabled without one.
     pub admin_token: Option<String>,
+    /// In how many regions a write must be before it is acknowledged (1: here).
+    pub durable_regions: usize,
+    /// Metrics served at `/metrics`.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
+}
+
+impl AppState {
+    /// State for a node: its store, region, gossip service and admin token.
+    pub fn new(
+        store: Arc<dyn Store>,
+        region: String,
+        gossip: Option<GossipHandle>,
+        admin_token: Option<String>,
+        durable_regions: usize,
+    ) -> Self {
+        let metrics = Arc::new(metrics::registry(store.clone(), gossip.clone()));
+        AppState {
+            store,
+            region,
+            gossip,
+            admin_token,
+            durable_regions,
+            metrics,
+        }
+    }
 }
 
 /// The whole HTTP API of a node.

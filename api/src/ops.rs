@@ -1,4 +1,4 @@
-//! Operations endpoints: liveness and readiness.
+//! Operations endpoints: liveness, readiness, metrics.
 
 use crate::AppState;
 use axum::Router;
@@ -7,11 +7,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use starling_store::Key;
 
-/// `/healthz` and `/readyz`.
+/// `/healthz`, `/readyz` and `/metrics`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::metrics))
 }
 
 /// The process is up and serving HTTP.
@@ -46,12 +47,13 @@ mod tests {
             Arc::new(HlcClock::new()),
             Limits::default(),
         );
-        router(AppState {
+        router(AppState::new(
             store,
-            region: "t".into(),
-            gossip: None,
-            admin_token: Some("admin-secret".into()),
-        })
+            "t".into(),
+            None,
+            Some("admin-secret".into()),
+            1,
+        ))
     }
 
     async fn get(path: &str) -> (StatusCode, String) {
@@ -69,5 +71,8 @@ mod tests {
         assert_eq!(get("/healthz").await, (StatusCode::OK, "ok".into()));
         assert_eq!(get("/readyz").await, (StatusCode::OK, "ready".into()));
         assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
+        let (status, body) = get("/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("starling_store_change_seq"), "{body}");
     }
 }

@@ -33,12 +33,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Some(g) => Some(start_gossip(&cfg, g, store.clone(), clock).await?),
         None => None,
     };
-    let app = router(AppState {
-        store: store.clone(),
-        region: cfg.region.clone(),
-        gossip: gossip.as_ref().map(GossipService::handle),
-        admin_token: cfg.admin_token.clone(),
-    });
+    let app = router(AppState::new(
+        store.clone(),
+        cfg.region.clone(),
+        gossip.as_ref().map(GossipService::handle),
+        cfg.admin_token.clone(),
+        cfg.durable_regions,
+    ));
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),

@@ -15,12 +15,14 @@ const RTT: &str = "us-eu=100,us-ap=250,eu-ap=180";
 struct Cluster {
     _dir: tempfile::TempDir,
     nodes: Vec<(String, Node)>,
+    gossip_addrs: Vec<String>,
 }
 
 fn start_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     let mut seed: Option<String> = None;
+    let mut gossip_addrs = Vec::new();
     for region in ["us", "eu", "ap"] {
         for i in 0..2 {
             let name = format!("{region}{i}");
@@ -49,14 +51,19 @@ fn start_cluster() -> Cluster {
                 args.push("--seeds".into());
                 args.push(s.clone());
             }
-            seed.get_or_insert(gossip);
+            seed.get_or_insert(gossip.clone());
+            gossip_addrs.push(gossip);
             nodes.push((
                 region.to_string(),
                 Node::start(dir.path(), free_port(), &args),
             ));
         }
     }
-    Cluster { _dir: dir, nodes }
+    Cluster {
+        _dir: dir,
+        nodes,
+        gossip_addrs,
+    }
 }
 
 fn members_seen(n: &Node) -> usize {
@@ -102,6 +109,24 @@ fn a_write_reaches_every_region_and_partitions_hold_it_back() {
         "every node sees the five others"
     );
     let (us, eu, ap) = (&c.nodes[0].1, &c.nodes[2].1, &c.nodes[4].1);
+
+    // A peer without the cluster secret is refused and counted; the cluster does not notice.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&c.gossip_addrs[0]).unwrap();
+        let mut frame = 40u32.to_be_bytes().to_vec();
+        frame.extend([1u8; 40]);
+        s.write_all(&frame).unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (_, body) = us.http("GET", "/metrics", None, b"");
+            String::from_utf8_lossy(&body).contains("starling_gossip_frames_refused_total 1")
+        }),
+        "the refused frame shows in /metrics"
+    );
+    let (_, body) = us.http("GET", "/metrics", None, b"");
+    assert!(String::from_utf8_lossy(&body).contains("starling_gossip_members 5"));
 
     // Without the token, no access; with a wrong one neither.
     assert_eq!(us.http("GET", "/v1/cluster", None, b"").0, 401);

@@ -18,7 +18,9 @@ pub mod transport;
 pub mod wan;
 pub mod wire;
 
-pub use node::{Arrival, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
+pub use node::{
+    Arrival, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, NotDurable, Outbound,
+};
 pub use peer::Peer;
 pub use transport::{GossipHandle, GossipService, TransportConfig, TransportError};
 pub use wan::{Route, Wan, WanLink};

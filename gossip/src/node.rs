@@ -57,6 +57,8 @@ pub struct GossipConfig {
     pub ae_max_records: usize,
     /// How long a routed CAS waits for its owner.
     pub cas_timeout: Duration,
+    /// How long a write waits to be durable in K regions before it is reported as not.
+    pub durability_timeout: Duration,
     /// SWIM settings.
     pub swim: foca::Config,
     /// Time between tombstone collections.
@@ -93,6 +95,7 @@ impl GossipConfig {
             ae_chunk: 256,
             ae_max_records: 8192,
             cas_timeout: Duration::from_secs(2),
+            durability_timeout: Duration::from_secs(5),
             swim,
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
@@ -122,6 +125,25 @@ pub enum CasError {
     /// The owner refused or failed the operation.
     #[error("the owner failed the operation: {0}")]
     Failed(String),
+}
+
+/// A write that did not become durable in the regions asked for in time.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the write is durable in {reached} region(s), {wanted} were asked for")]
+pub struct NotDurable {
+    /// Regions known to hold the write (this one included).
+    pub reached: usize,
+    /// Regions asked for.
+    pub wanted: usize,
+}
+
+struct PendingDurability {
+    key: Key,
+    version: VersionVector,
+    wanted: usize,
+    reached: BTreeSet<String>,
+    deadline: Duration,
+    next_ask: Duration,
 }
 
 /// How a CAS request started.
@@ -179,6 +201,10 @@ pub struct GossipNode {
     pending: BTreeMap<u64, PendingCas>,
     completions: Vec<(u64, Result<CasOutcome, CasError>)>,
     next_cas_id: u64,
+    durability: BTreeMap<u64, PendingDurability>,
+    durable: Vec<(u64, Result<(), NotDurable>)>,
+    /// Have-requests in flight: request id → (durability wait, region asked).
+    have_asked: BTreeMap<u64, (u64, String)>,
     metrics: GossipMetrics,
     out: Vec<Outbound>,
     arrivals: Vec<Arrival>,
@@ -258,6 +284,9 @@ impl GossipNode {
             pending: BTreeMap::new(),
             completions: Vec::new(),
             next_cas_id: 1,
+            durability: BTreeMap::new(),
+            durable: Vec::new(),
+            have_asked: BTreeMap::new(),
             metrics: GossipMetrics::default(),
             out: Vec::new(),
             arrivals: Vec::new(),
@@ -317,6 +346,99 @@ impl GossipNode {
         std::mem::take(&mut self.arrivals)
     }
 
+    /// Finished durability waits since the last call.
+    pub fn take_durable(&mut self) -> Vec<(u64, Result<(), NotDurable>)> {
+        std::mem::take(&mut self.durable)
+    }
+
+    /// Waits until `version` of `key` (written here) is held in `regions` regions, this one
+    /// included. With `regions <= 1` it is done at once: the write is durable locally already.
+    /// Returns a wait id whose result comes from [`GossipNode::take_durable`].
+    pub fn wait_durable(
+        &mut self,
+        now: Duration,
+        key: Key,
+        version: VersionVector,
+        regions: usize,
+    ) -> (u64, Vec<Outbound>) {
+        self.now = now;
+        let id = self.next_cas_id;
+        self.next_cas_id += 1;
+        let mut reached = BTreeSet::new();
+        reached.insert(self.me.region.clone());
+        self.durability.insert(
+            id,
+            PendingDurability {
+                key,
+                version,
+                wanted: regions.max(1),
+                reached,
+                deadline: now + self.cfg.durability_timeout,
+                next_ask: now,
+            },
+        );
+        self.progress_durability();
+        (id, std::mem::take(&mut self.out))
+    }
+
+    /// Finishes satisfied or expired durability waits, and asks again where needed.
+    fn progress_durability(&mut self) {
+        let now = self.now;
+        let members = self.members();
+        let ids: Vec<u64> = self.durability.keys().copied().collect();
+        for id in ids {
+            let Some(p) = self.durability.get_mut(&id) else {
+                continue;
+            };
+            if p.reached.len() >= p.wanted {
+                self.durable.push((id, Ok(())));
+                self.durability.remove(&id);
+                continue;
+            }
+            if now >= p.deadline {
+                let e = NotDurable {
+                    reached: p.reached.len(),
+                    wanted: p.wanted,
+                };
+                self.durable.push((id, Err(e)));
+                self.durability.remove(&id);
+                continue;
+            }
+            if now < p.next_ask {
+                continue;
+            }
+            p.next_ask = now + Duration::from_millis(250);
+            let key = p.key.clone();
+            // Ask one random member of every region not yet known to hold it.
+            let mut by_region: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+            for m in &members {
+                if !p.reached.contains(&m.region) {
+                    by_region.entry(m.region.as_str()).or_default().push(m);
+                }
+            }
+            let asks: Vec<Peer> = by_region
+                .values()
+                .filter_map(|ms| ms.choose(&mut self.rng).map(|p| (*p).clone()))
+                .collect();
+            for to in asks {
+                let rid = self.next_cas_id;
+                self.next_cas_id += 1;
+                self.have_asked.insert(rid, (id, to.region.clone()));
+                self.send(
+                    to,
+                    Message::HaveRequest {
+                        id: rid,
+                        key: key.clone(),
+                    },
+                );
+            }
+        }
+        // Forget answers nobody waits for any more.
+        let live = &self.durability;
+        self.have_asked
+            .retain(|_, (wait, _)| live.contains_key(wait));
+    }
+
     /// Completed routed CAS requests since the last call.
     pub fn take_completions(&mut self) -> Vec<(u64, Result<CasOutcome, CasError>)> {
         std::mem::take(&mut self.completions)
@@ -348,6 +470,7 @@ impl GossipNode {
             self.next_gc = now + self.cfg.gc_interval;
             self.collect_tombstones().await;
         }
+        self.progress_durability();
         let expired: Vec<u64> = self
             .pending
             .iter()
@@ -426,6 +549,25 @@ impl GossipNode {
                 };
                 self.push_changes(Arrival::LOCAL).await;
                 self.send(from, Message::CasResponse { id, reply });
+            }
+            Message::HaveRequest { id, key } => {
+                let version = match self.store.get_record(&key).await {
+                    Ok(r) => r.map(|r| r.context().clone()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "answering a have-request failed");
+                        None
+                    }
+                };
+                self.send(from, Message::HaveResponse { id, version });
+            }
+            Message::HaveResponse { id, version } => {
+                if let Some((wait, region)) = self.have_asked.remove(&id)
+                    && let Some(p) = self.durability.get_mut(&wait)
+                    && version.is_some_and(|v| v.dominates(&p.version))
+                {
+                    p.reached.insert(region);
+                }
+                self.progress_durability();
             }
             Message::CasResponse { id, reply } => {
                 if self.pending.remove(&id).is_some() {

@@ -105,6 +105,7 @@ pub struct Sim {
     wall: Arc<AtomicU64>,
     epoch_ms: u64,
     next_cas: BTreeMap<(String, u64), Option<Result<starling_store::CasOutcome, crate::CasError>>>,
+    durable: BTreeMap<(String, u64), Result<(), crate::NotDurable>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -133,6 +134,7 @@ impl Sim {
             wall: Arc::new(AtomicU64::new(EPOCH_MS)),
             epoch_ms: EPOCH_MS,
             next_cas: BTreeMap::new(),
+            durable: BTreeMap::new(),
         }
     }
 
@@ -343,6 +345,34 @@ impl Sim {
         v
     }
 
+    /// A local write acknowledged only once `regions` regions hold it: returns a handle for
+    /// [`Sim::durable_result`].
+    pub async fn write_durable(
+        &mut self,
+        addr: &str,
+        key: &Key,
+        value: &[u8],
+        regions: usize,
+    ) -> (String, u64) {
+        let version = self.write(addr, key, value).await;
+        let now = self.now;
+        let n = self
+            .nodes
+            .get_mut(addr)
+            .unwrap_or_else(|| panic!("no node {addr}"));
+        let from = n.peer.clone();
+        let core = n.core.as_mut().unwrap_or_else(|| panic!("{addr} is dead"));
+        let (id, out) = core.wait_durable(now, key.clone(), version, regions);
+        self.dispatch(&from, out);
+        self.collect_completions(addr);
+        (addr.to_string(), id)
+    }
+
+    /// The outcome of a durable write, once known.
+    pub fn durable_result(&self, handle: &(String, u64)) -> Option<Result<(), crate::NotDurable>> {
+        self.durable.get(handle).cloned()
+    }
+
     /// Tells a live node that its store has new local writes.
     pub async fn after_local_write(&mut self, addr: &str) {
         let now = self.now;
@@ -403,6 +433,9 @@ impl Sim {
         };
         for (id, r) in core.take_completions() {
             self.next_cas.insert((addr.to_string(), id), Some(r));
+        }
+        for (id, r) in core.take_durable() {
+            self.durable.insert((addr.to_string(), id), r);
         }
     }
 

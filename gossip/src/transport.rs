@@ -90,6 +90,12 @@ pub enum TransportError {
 }
 
 enum Command {
+    Durable {
+        key: Key,
+        version: VersionVector,
+        regions: usize,
+        reply: oneshot::Sender<Result<(), crate::NotDurable>>,
+    },
     Cas {
         region: String,
         key: Key,
@@ -139,6 +145,32 @@ impl GossipHandle {
     /// Replaces links of the WAN table at run time.
     pub fn set_wan(&self, links: Vec<crate::wan::WanLink>) -> Result<(), crate::wan::WanError> {
         self.wan.write().set(links)
+    }
+
+    /// Waits until `version` of `key`, written on this node, is held in `regions` regions (this
+    /// one included).
+    pub async fn wait_durable(
+        &self,
+        key: Key,
+        version: VersionVector,
+        regions: usize,
+    ) -> Result<(), crate::NotDurable> {
+        if regions <= 1 {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let stopped = crate::NotDurable {
+            reached: 1,
+            wanted: regions,
+        };
+        let cmd = Command::Durable {
+            key,
+            version,
+            regions,
+            reply: tx,
+        };
+        self.commands.send(cmd).await.map_err(|_| stopped.clone())?;
+        rx.await.map_err(|_| stopped)?
     }
 
     /// Compare-and-swap at the key's owner in `region`.
@@ -462,6 +494,7 @@ async fn core_loop(mut l: CoreLoop) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut changes = l.store.subscribe();
     let mut pending: HashMap<u64, oneshot::Sender<Result<CasOutcome, CasError>>> = HashMap::new();
+    let mut durable: HashMap<u64, oneshot::Sender<Result<(), crate::NotDurable>>> = HashMap::new();
     let mut rejoin_at = Instant::now();
     loop {
         let now = start.elapsed();
@@ -483,6 +516,11 @@ async fn core_loop(mut l: CoreLoop) {
             Ok(()) = changes.changed() => l.core.on_local_writes(start.elapsed()).await,
             Some(env) = l.inbound.recv() => l.core.handle(start.elapsed(), env.from, env.msg).await,
             Some(cmd) = l.commands.recv() => match cmd {
+                Command::Durable { key, version, regions, reply } => {
+                    let (id, out) = l.core.wait_durable(start.elapsed(), key, version, regions);
+                    durable.insert(id, reply);
+                    out
+                }
                 Command::Cas { region, key, expected, new, reply } => {
                     let (started, out) = l.core.cas(start.elapsed(), &region, key, expected, new).await;
                     match started {
@@ -497,6 +535,11 @@ async fn core_loop(mut l: CoreLoop) {
         l.outbox.send(out, &mut writers);
         for (id, r) in l.core.take_completions() {
             if let Some(tx) = pending.remove(&id) {
+                let _ = tx.send(r);
+            }
+        }
+        for (id, r) in l.core.take_durable() {
+            if let Some(tx) = durable.remove(&id) {
                 let _ = tx.send(r);
             }
         }

@@ -60,6 +60,20 @@ pub enum Message {
         /// The records.
         deltas: Vec<Delta>,
     },
+    /// Which version of `key` do you hold? (For writes acknowledged when durable in K regions.)
+    HaveRequest {
+        /// Request id, unique at the sender.
+        id: u64,
+        /// The key.
+        key: Key,
+    },
+    /// The version held (`None`: nothing).
+    HaveResponse {
+        /// The request id.
+        id: u64,
+        /// The receiver's version of the key.
+        version: Option<VersionVector>,
+    },
     /// Execute a compare-and-swap at its owner.
     CasRequest {
         /// Request id, unique at the sender.

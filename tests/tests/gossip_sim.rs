@@ -550,3 +550,35 @@ fn nothing_is_collected_while_a_member_is_down() {
         }
     });
 }
+
+#[test]
+fn writes_can_wait_until_durable_in_k_regions() {
+    rt().block_on(async {
+        let mut sim = cluster(11, 2, |_| {}).await;
+        let k = KS.key().str("durable").finish();
+        let h = sim.write_durable("us0", &k, b"v", 3).await;
+        sim.run_for(2 * S).await;
+        assert_eq!(
+            sim.durable_result(&h),
+            Some(Ok(())),
+            "all three regions hold it"
+        );
+        // Cut us off: durable in 2 regions cannot be reached, and says how far it got.
+        sim.wan_mut().partition("us", "eu", true);
+        sim.wan_mut().partition("us", "ap", true);
+        let h = sim.write_durable("us1", &k, b"w", 2).await;
+        sim.run_for(10 * S).await;
+        let r = sim.durable_result(&h);
+        assert_eq!(
+            r,
+            Some(Err(starling_gossip::NotDurable {
+                reached: 1,
+                wanted: 2
+            })),
+            "{r:?}"
+        );
+        // Durable locally is immediate.
+        let h = sim.write_durable("us1", &k, b"x", 1).await;
+        assert_eq!(sim.durable_result(&h), Some(Ok(())));
+    });
+}

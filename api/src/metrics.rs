@@ -1,0 +1,153 @@
+//! `/metrics`: Prometheus/OpenMetrics text, read on each scrape from the store and the gossip
+//! service (a collector of constant metrics: nothing is kept twice).
+
+use crate::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use starling_gossip::GossipHandle;
+use starling_store::Store;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Reads the node's counters at scrape time.
+#[derive(Debug)]
+struct NodeCollector {
+    store: Arc<dyn Store>,
+    gossip: Option<GossipHandle>,
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let g = ConstGauge::new(v);
+    g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut enc;
+        gauge(
+            e,
+            "starling_store_change_seq",
+            "Last sequence number of the store's change feed",
+            i64::try_from(self.store.last_seq()).unwrap_or(i64::MAX),
+        )?;
+        let Some(g) = &self.gossip else {
+            return Ok(());
+        };
+        gauge(
+            e,
+            "starling_gossip_members",
+            "Live members seen, this node excluded",
+            g.members().len() as i64,
+        )?;
+        let p = g.protocol_metrics();
+        for (name, help, v) in [
+            (
+                "starling_gossip_deltas_pushed",
+                "Records sent in pushes",
+                p.deltas_pushed,
+            ),
+            (
+                "starling_gossip_deltas_received",
+                "Records received in pushes",
+                p.deltas_received,
+            ),
+            (
+                "starling_gossip_deltas_applied",
+                "Received records that changed the store",
+                p.deltas_applied,
+            ),
+            (
+                "starling_gossip_ae_rounds",
+                "Anti-entropy rounds started",
+                p.ae_rounds,
+            ),
+            (
+                "starling_gossip_ae_records_sent",
+                "Records shipped by anti-entropy",
+                p.ae_records_sent,
+            ),
+            (
+                "starling_gossip_ae_repairs",
+                "Records repaired by anti-entropy",
+                p.ae_repairs,
+            ),
+            (
+                "starling_gossip_messages_out",
+                "Messages handed to the transport",
+                p.messages_out,
+            ),
+            (
+                "starling_gossip_tombstones_collected",
+                "Tombstones collected",
+                p.tombstones_collected,
+            ),
+        ] {
+            counter(e, name, help, v)?;
+        }
+        let t = g.transport_metrics();
+        for (name, help, v) in [
+            (
+                "starling_gossip_frames_refused",
+                "Frames refused (bad secret, malformed, too large)",
+                &t.frames_refused,
+            ),
+            ("starling_gossip_frames_in", "Frames accepted", &t.frames_in),
+            (
+                "starling_gossip_frames_out",
+                "Frames written",
+                &t.frames_out,
+            ),
+            (
+                "starling_gossip_bytes_out",
+                "Bytes written to peers",
+                &t.bytes_out,
+            ),
+            (
+                "starling_gossip_wan_dropped",
+                "Messages dropped by the simulated WAN",
+                &t.wan_dropped,
+            ),
+            (
+                "starling_gossip_queue_dropped",
+                "Messages dropped on a full peer queue",
+                &t.queue_dropped,
+            ),
+        ] {
+            counter(e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+}
+
+/// A registry with the node's collector.
+pub fn registry(store: Arc<dyn Store>, gossip: Option<GossipHandle>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(NodeCollector { store, gossip }));
+    r
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.metrics) {
+        tracing::error!(error = %e, "encoding metrics failed");
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
