@@ -82,6 +82,13 @@ async fn cluster(
     }))
 }
 
+fn gossip(state: &AppState) -> Result<&starling_gossip::GossipHandle, ApiError> {
+    state
+        .gossip
+        .as_ref()
+        .ok_or(ApiError::NotFound("this node runs without gossip"))
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub(crate) struct WanTable {
     links: Vec<WanLink>,
@@ -92,10 +99,7 @@ async fn get_wan(
     headers: HeaderMap,
 ) -> Result<Json<WanTable>, ApiError> {
     require_admin(&state, &headers)?;
-    let g = state
-        .gossip
-        .as_ref()
-        .ok_or(ApiError::NotFound("this node runs without gossip"))?;
+    let g = gossip(&state)?;
     Ok(Json(WanTable {
         links: g.wan().links(),
     }))
@@ -107,10 +111,7 @@ async fn put_wan(
     body: Bytes,
 ) -> Result<Json<WanTable>, ApiError> {
     require_admin(&state, &headers)?;
-    let g = state
-        .gossip
-        .as_ref()
-        .ok_or(ApiError::NotFound("this node runs without gossip"))?;
+    let g = gossip(&state)?;
     let table: WanTable = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("WAN table: {e}")))?;
     g.set_wan(table.links)

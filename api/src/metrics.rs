@@ -51,6 +51,12 @@ impl Collector for NodeCollector {
             g.members().len() as i64,
         )?;
         let p = g.protocol_metrics();
+        gauge(
+            e,
+            "starling_gossip_convergence_lag_ms",
+            "Age on arrival of the newest record of the last push that changed this replica",
+            i64::try_from(p.convergence_lag_ms).unwrap_or(i64::MAX),
+        )?;
         for (name, help, v) in [
             (
                 "starling_gossip_deltas_pushed",

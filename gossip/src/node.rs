@@ -174,6 +174,9 @@ pub struct GossipMetrics {
     pub messages_out: u64,
     /// Tombstones collected after the grace period.
     pub tombstones_collected: u64,
+    /// Age, on arrival, of the newest record of the last push that changed something here (ms):
+    /// how far behind the writer this replica was.
+    pub convergence_lag_ms: u64,
 }
 
 struct PendingCas {
@@ -508,6 +511,12 @@ impl GossipNode {
                 self.metrics.deltas_received += deltas.len() as u64;
                 let changed = self.apply(&deltas).await;
                 self.metrics.deltas_applied += changed;
+                if changed > 0 {
+                    let newest = deltas.iter().map(|d| d.record.max_hlc()).max();
+                    let written = newest.map_or(0, Hlc::millis);
+                    self.metrics.convergence_lag_ms =
+                        self.clock.wall_millis().saturating_sub(written);
+                }
                 self.push_changes(hops.clamp(1, Arrival::REPAIR - 1)).await;
             }
             Message::AeDigest { level } => self.answer_digest(from, &level),

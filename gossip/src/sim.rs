@@ -356,16 +356,21 @@ impl Sim {
     ) -> (String, u64) {
         let version = self.write(addr, key, value).await;
         let now = self.now;
-        let n = self
-            .nodes
-            .get_mut(addr)
-            .unwrap_or_else(|| panic!("no node {addr}"));
-        let from = n.peer.clone();
-        let core = n.core.as_mut().unwrap_or_else(|| panic!("{addr} is dead"));
+        let (from, core) = self.live_core(addr);
         let (id, out) = core.wait_durable(now, key.clone(), version, regions);
         self.dispatch(&from, out);
         self.collect_completions(addr);
         (addr.to_string(), id)
+    }
+
+    /// A live node's identity and protocol core; panics (a test bug) if it is unknown or dead.
+    fn live_core(&mut self, addr: &str) -> (Peer, &mut GossipNode) {
+        let n = self
+            .nodes
+            .get_mut(addr)
+            .unwrap_or_else(|| panic!("no node {addr}"));
+        let core = n.core.as_mut().unwrap_or_else(|| panic!("{addr} is dead"));
+        (n.peer.clone(), core)
     }
 
     /// The outcome of a durable write, once known.
@@ -395,12 +400,7 @@ impl Sim {
         new: Option<Bytes>,
     ) -> (String, u64) {
         let now = self.now;
-        let n = self
-            .nodes
-            .get_mut(addr)
-            .unwrap_or_else(|| panic!("no node {addr}"));
-        let from = n.peer.clone();
-        let core = n.core.as_mut().unwrap_or_else(|| panic!("{addr} is dead"));
+        let (from, core) = self.live_core(addr);
         let (start, out) = core.cas(now, region, key, expected, new).await;
         let handle = match start {
             crate::CasStart::Done(r) => {
