@@ -553,3 +553,23 @@ async fn core_loop(mut l: CoreLoop) {
     }
     writers.abort_all();
 }
+
+#[async_trait::async_trait]
+impl starling_store::CasRouter for GossipHandle {
+    async fn cas_at(
+        &self,
+        region: &str,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> starling_store::Result<CasOutcome> {
+        self.cas(region, key.clone(), expected.cloned(), new)
+            .await
+            .map_err(|e| match e {
+                CasError::OwnerUnreachable { region } => {
+                    starling_store::StoreError::OwnerUnreachable { region }
+                }
+                CasError::Failed(reason) => starling_store::StoreError::Remote(reason),
+            })
+    }
+}

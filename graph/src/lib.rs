@@ -1,3 +1,88 @@
-//! The social graph (issue: social core): users, sessions and tokens, handles unique by CAS,
-//! follows (add-wins set elements), friend requests, blocks, follower/following lists by cursor,
-//! counts as CRDT counters. Talks only to `starling_store`.
+//! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
+//!
+//! Modules: [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
+//! sessions, profiles), [`follows`] (follow, unfollow, lists, counts), [`friends`] (friend
+//! requests and friendships), [`blocks`]. [`Graph`] is the cheap-to-clone handle every operation
+//! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
+//! keys): never to a network or a database directly.
+
+pub mod blocks;
+pub mod error;
+pub mod follows;
+pub mod friends;
+pub mod keys;
+pub mod users;
+
+pub use error::GraphError;
+pub use users::{Session, User};
+
+use starling_store::{CasRouter, IdGenerator, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tunables of the graph.
+#[derive(Clone, Debug)]
+pub struct GraphConfig {
+    /// The region this node serves: the home region of users who sign up here without asking
+    /// for another.
+    pub region: String,
+    /// The region whose owner node arbitrates handle uniqueness (the same on every node).
+    pub handle_region: String,
+    /// Argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_passes: u32,
+    /// How long a session token lives.
+    pub session_ttl: Duration,
+}
+
+impl GraphConfig {
+    /// Production settings for a node of `region` (handles arbitrated in `handle_region`).
+    pub fn new(region: impl Into<String>, handle_region: impl Into<String>) -> Self {
+        GraphConfig {
+            region: region.into(),
+            handle_region: handle_region.into(),
+            argon2_memory_kib: 19_456,
+            argon2_passes: 2,
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The graph service: a handle over the store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    store: Arc<dyn Store>,
+    cas: Arc<dyn CasRouter>,
+    ids: Arc<IdGenerator>,
+    cfg: Arc<GraphConfig>,
+}
+
+impl Graph {
+    /// A graph over `store`, with linearizable keys through `cas`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cas: Arc<dyn CasRouter>,
+        ids: Arc<IdGenerator>,
+        cfg: GraphConfig,
+    ) -> Self {
+        Graph {
+            store,
+            cas,
+            ids,
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

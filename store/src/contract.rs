@@ -327,3 +327,34 @@ pub trait StoreExt: Store {
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
+
+/// Where a linearizable compare-and-swap runs. On one node, the store itself; in a cluster, the
+/// key's owner in the region the data belongs to (the gossip layer implements it).
+#[async_trait]
+pub trait CasRouter: Send + Sync + Debug + 'static {
+    /// Compare-and-swap of a register at the owner of `key` in `region`.
+    async fn cas_at(
+        &self,
+        region: &str,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome>;
+}
+
+/// The single-node [`CasRouter`]: every CAS runs on this store, whatever the region.
+#[derive(Debug, Clone)]
+pub struct LocalCas(pub std::sync::Arc<dyn Store>);
+
+#[async_trait]
+impl CasRouter for LocalCas {
+    async fn cas_at(
+        &self,
+        _region: &str,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome> {
+        self.0.cas(key, expected, new).await
+    }
+}

@@ -73,6 +73,15 @@ pub enum StoreError {
     /// A value failed to encode or decode with the typed helpers.
     #[error("value codec: {0}")]
     Codec(#[from] postcard::Error),
+    /// The owner of a key (for CAS) cannot be reached: its region is down or cut off.
+    #[error("the owner of this key in region {region} is unreachable")]
+    OwnerUnreachable {
+        /// The owner region.
+        region: String,
+    },
+    /// A remote node failed an operation it was asked to run.
+    #[error("remote node failed: {0}")]
+    Remote(String),
     /// A background task the operation waited for is gone (the store is shutting down).
     #[error("store is shutting down")]
     Closed,

@@ -7,7 +7,7 @@
 //! - [`open_embedded`]: fjall on local disk, the default, nothing to install.
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
-//! [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
+//! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
 //! [`contract`] (the trait and its types), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
@@ -19,19 +19,21 @@ pub mod digest;
 mod engine;
 pub mod error;
 pub mod hlc;
+pub mod ids;
 pub mod key;
 pub mod node;
 pub mod record;
 pub mod version;
 
 pub use contract::{
-    ApplyReport, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage, ScanRequest, Store,
-    StoreExt,
+    ApplyReport, CasOutcome, CasRouter, Change, Delta, Limits, LocalCas, Mutation, Origin,
+    ScanPage, ScanRequest, Store, StoreExt,
 };
 pub use digest::DigestTree;
 pub use engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};
+pub use ids::IdGenerator;
 pub use key::{Key, Keyspace};
 pub use node::{NodeId, RegionId};
 pub use record::{Kind, Record, Versioned};

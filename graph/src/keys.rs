@@ -1,0 +1,48 @@
+//! The graph's keyspaces, and the merge policy of each (see ARCHITECTURE.md).
+//!
+//! | keyspace | key | kind | value |
+//! |---|---|---|---|
+//! | `gu` | user id | register (LWW) | [`crate::users::UserRecord`] |
+//! | `gc` | user id | register (LWW) | argon2id PHC string |
+//! | `gh` | handle | register, written only by CAS at the handle region's owner | user id |
+//! | `gs` | sha256(token) | register; delete revokes | [`crate::users::SessionRecord`] |
+//! | `gfo` | follower, followee | set element (add wins) | followed-at ms |
+//! | `gfi` | followee, follower | set element (add wins) | followed-at ms |
+//! | `gn` | user id, "followers"/"following" | counter | — |
+//! | `gr` | request id | register (LWW) | [`crate::friends::FriendRequest`] |
+//! | `gf` | user, friend | set element | — |
+//! | `gb` | blocker, blocked | set element | — |
+
+use starling_store::{Key, Keyspace};
+
+pub(crate) const USERS: Keyspace = Keyspace::new("gu");
+pub(crate) const CREDENTIALS: Keyspace = Keyspace::new("gc");
+pub(crate) const HANDLES: Keyspace = Keyspace::new("gh");
+pub(crate) const SESSIONS: Keyspace = Keyspace::new("gs");
+pub(crate) const FOLLOWING: Keyspace = Keyspace::new("gfo");
+pub(crate) const FOLLOWERS: Keyspace = Keyspace::new("gfi");
+pub(crate) const COUNTS: Keyspace = Keyspace::new("gn");
+pub(crate) const REQUESTS: Keyspace = Keyspace::new("gr");
+pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
+pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");
+
+pub(crate) fn user(id: u64) -> Key {
+    USERS.key().u64(id).finish()
+}
+
+pub(crate) fn pair(ks: Keyspace, a: u64, b: u64) -> Key {
+    ks.key().u64(a).u64(b).finish()
+}
+
+pub(crate) fn pair_prefix(ks: Keyspace, a: u64) -> Key {
+    ks.key().u64(a).finish()
+}
+
+/// The second id of a pair key.
+pub(crate) fn second(key: &Key, ks: Keyspace) -> Option<u64> {
+    starling_store::key::read_u64(key.as_bytes(), ks.name().len() + 1 + 8)
+}
+
+pub(crate) fn count(id: u64, which: &str) -> Key {
+    COUNTS.key().u64(id).str(which).finish()
+}
