@@ -49,6 +49,13 @@ pub struct ServeArgs {
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
+    /// Directory of the media blob store (default: DATA_DIR/media).
+    #[arg(long, env = "STARLING_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+    /// Region whose owner node arbitrates unique handles; the same on every node of a cluster
+    /// (default: this node's region).
+    #[arg(long, env = "STARLING_HANDLE_REGION")]
+    pub handle_region: Option<String>,
     /// In how many regions a write must be held before it is acknowledged (default 1: durable
     /// on this node).
     #[arg(long, env = "STARLING_DURABLE_REGIONS")]
@@ -76,6 +83,8 @@ struct FileConfig {
     cluster_secret: Option<String>,
     admin_token: Option<String>,
     durable_regions: Option<usize>,
+    media_dir: Option<PathBuf>,
+    handle_region: Option<String>,
     wan_rtt: Option<String>,
 }
 
@@ -109,6 +118,10 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Regions a write must reach before it is acknowledged.
     pub durable_regions: usize,
+    /// Media blob directory.
+    pub media_dir: PathBuf,
+    /// Region arbitrating handles.
+    pub handle_region: String,
 }
 
 /// How this node joins a cluster.
@@ -139,16 +152,26 @@ impl ServeConfig {
             .node_id
             .or(file.node_id)
             .unwrap_or_else(|| format!("node-{}", listen.port()));
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./starling-data"));
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "local".into());
         let cfg = ServeConfig {
             listen,
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./starling-data")),
-            region: args
-                .region
-                .or(file.region)
-                .unwrap_or_else(|| "local".into()),
+            media_dir: args
+                .media_dir
+                .or(file.media_dir)
+                .unwrap_or_else(|| data_dir.join("media")),
+            handle_region: args
+                .handle_region
+                .or(file.handle_region)
+                .unwrap_or_else(|| region.clone()),
+            data_dir,
+            region,
             node_name,
             store: parse_store(args.store.or(file.store).as_deref())?,
             fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,

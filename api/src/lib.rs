@@ -6,13 +6,25 @@
 //! [`AppState`] so tests can call it with `oneshot`, without a socket.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod json;
 pub mod metrics;
 pub mod ops;
+pub mod posts;
 pub mod problem;
+#[cfg(test)]
+mod rest_tests;
 pub mod server;
+pub mod social;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod users;
 
+use object_store::ObjectStore;
 use starling_gossip::GossipHandle;
+use starling_graph::Graph;
+use starling_posts::Posts;
 use starling_store::Store;
 use std::sync::Arc;
 
@@ -21,6 +33,12 @@ use std::sync::Arc;
 pub struct AppState {
     /// The node's store.
     pub store: Arc<dyn Store>,
+    /// Users, sessions and the social graph.
+    pub graph: Graph,
+    /// Posts and media references.
+    pub posts: Posts,
+    /// Where media bytes live.
+    pub media: Arc<dyn ObjectStore>,
     /// The region this node serves.
     pub region: String,
     /// The gossip service, when the node is part of a cluster.
@@ -33,22 +51,42 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
+/// What a node is made of, to build its [`AppState`].
+#[derive(Debug)]
+pub struct NodeParts {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Graph settings (region, handle region, argon2 cost).
+    pub graph: starling_graph::GraphConfig,
+    /// The blob store for media.
+    pub media: Arc<dyn ObjectStore>,
+    /// The gossip service, in a cluster.
+    pub gossip: Option<GossipHandle>,
+    /// The admin token.
+    pub admin_token: Option<String>,
+    /// Regions a write must reach before it is acknowledged.
+    pub durable_regions: usize,
+}
+
 impl AppState {
-    /// State for a node: its store, region, gossip service and admin token.
-    pub fn new(
-        store: Arc<dyn Store>,
-        region: String,
-        gossip: Option<GossipHandle>,
-        admin_token: Option<String>,
-        durable_regions: usize,
-    ) -> Self {
-        let metrics = Arc::new(metrics::registry(store.clone(), gossip.clone()));
+    /// The state of a node.
+    pub fn new(p: NodeParts) -> Self {
+        let metrics = Arc::new(metrics::registry(p.store.clone(), p.gossip.clone()));
+        let cas: Arc<dyn starling_store::CasRouter> = match &p.gossip {
+            Some(g) => Arc::new(g.clone()),
+            None => Arc::new(starling_store::LocalCas(p.store.clone())),
+        };
+        let ids = Arc::new(starling_store::IdGenerator::new(p.store.node()));
+        let region = p.graph.region.clone();
         AppState {
-            store,
+            graph: Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph),
+            posts: Posts::new(p.store.clone(), cas, ids),
+            media: p.media,
+            store: p.store,
             region,
-            gossip,
-            admin_token,
-            durable_regions,
+            gossip: p.gossip,
+            admin_token: p.admin_token,
+            durable_regions: p.durable_regions,
             metrics,
         }
     }
@@ -56,5 +94,11 @@ impl AppState {
 
 /// The whole HTTP API of a node.
 pub fn router(state: AppState) -> axum::Router {
-    ops::routes().merge(admin::routes()).with_state(state)
+    ops::routes()
+        .merge(admin::routes())
+        .merge(users::routes())
+        .merge(social::routes())
+        .merge(posts::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
+        .with_state(state)
 }

@@ -33,7 +33,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 #[cfg(test)]
 mod tests {
-    use crate::{AppState, router};
+    use crate::router;
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use http_body_util::BodyExt;
@@ -47,13 +47,7 @@ mod tests {
             Arc::new(HlcClock::new()),
             Limits::default(),
         );
-        router(AppState::new(
-            store,
-            "t".into(),
-            None,
-            Some("admin-secret".into()),
-            1,
-        ))
+        router(crate::testing::state(store))
     }
 
     async fn get(path: &str) -> (StatusCode, String) {

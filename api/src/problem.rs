@@ -19,6 +19,15 @@ pub enum ApiError {
     /// Unknown id or key.
     #[error("{0}")]
     NotFound(&'static str),
+    /// Unknown id, with a built message.
+    #[error("{0}")]
+    NotFoundMsg(String),
+    /// Not allowed, with a built message.
+    #[error("{0}")]
+    ForbiddenMsg(String),
+    /// A conflict (a taken handle, a request in progress).
+    #[error("{0}")]
+    Conflict(String),
     /// Malformed input.
     #[error("{0}")]
     BadRequest(String),
@@ -49,8 +58,9 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) | ApiError::ForbiddenMsg(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) | ApiError::NotFoundMsg(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -70,7 +80,38 @@ impl From<StoreError> for ApiError {
                 ApiError::TooLarge(e.to_string())
             }
             StoreError::KindMismatch { .. } => ApiError::Invalid(e.to_string()),
+            StoreError::OwnerUnreachable { .. } => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<starling_graph::GraphError> for ApiError {
+    fn from(e: starling_graph::GraphError) -> Self {
+        use starling_graph::GraphError as G;
+        match e {
+            G::InvalidHandle | G::WeakPassword(_) | G::Invalid(_) => {
+                ApiError::Invalid(e.to_string())
+            }
+            G::HandleTaken => ApiError::Conflict(e.to_string()),
+            G::WrongCredentials | G::InvalidToken => ApiError::Unauthorized,
+            G::NotFound(_) => ApiError::NotFoundMsg(e.to_string()),
+            G::Blocked => ApiError::ForbiddenMsg("blocked".into()),
+            G::Forbidden(m) => ApiError::Forbidden(m),
+            G::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<starling_posts::PostError> for ApiError {
+    fn from(e: starling_posts::PostError) -> Self {
+        use starling_posts::PostError as P;
+        match e {
+            P::Invalid(_) | P::UnknownMedia(_) => ApiError::Invalid(e.to_string()),
+            P::NotFound => ApiError::NotFound("post not found"),
+            P::Forbidden => ApiError::Forbidden("only the author may change a post"),
+            P::InProgress => ApiError::Conflict(e.to_string()),
+            P::Store(s) => s.into(),
         }
     }
 }

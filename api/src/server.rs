@@ -1,9 +1,10 @@
 //! Starting and stopping a node: open the store, bind, serve until a shutdown signal.
 
 use crate::config::{GossipSettings, ServeConfig, StoreKind};
-use crate::{AppState, router};
+use crate::{AppState, NodeParts, router};
 use anyhow::Context;
 use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
+use starling_graph::GraphConfig;
 use starling_store::{EmbeddedOptions, HlcClock, Limits, Store, open_embedded, open_memory};
 use std::sync::Arc;
 
@@ -33,13 +34,18 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Some(g) => Some(start_gossip(&cfg, g, store.clone(), clock).await?),
         None => None,
     };
-    let app = router(AppState::new(
-        store.clone(),
-        cfg.region.clone(),
-        gossip.as_ref().map(GossipService::handle),
-        cfg.admin_token.clone(),
-        cfg.durable_regions,
-    ));
+    std::fs::create_dir_all(&cfg.media_dir)
+        .with_context(|| format!("creating the media directory {}", cfg.media_dir.display()))?;
+    let media = object_store::local::LocalFileSystem::new_with_prefix(&cfg.media_dir)
+        .with_context(|| format!("opening the media directory {}", cfg.media_dir.display()))?;
+    let app = router(AppState::new(NodeParts {
+        store: store.clone(),
+        graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
+        media: Arc::new(media),
+        gossip: gossip.as_ref().map(GossipService::handle),
+        admin_token: cfg.admin_token.clone(),
+        durable_regions: cfg.durable_regions,
+    }));
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),

@@ -61,3 +61,50 @@ fn a_cluster_without_a_secret_is_refused() {
     let err = start_error(&["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"]);
     assert!(err.contains("--cluster-secret"), "{err}");
 }
+
+#[test]
+fn a_client_session_end_to_end_through_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), free_port(), &[]);
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
+    let post_json = |path: &str, token: Option<&str>, body: serde_json::Value| {
+        common::http_json(node.port, "POST", path, token, &body.to_string())
+    };
+    let (s, a) = post_json(
+        "/v1/users",
+        None,
+        serde_json::json!({"handle": "alice", "password": "password1"}),
+    );
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&a));
+    let (s, b) = post_json(
+        "/v1/users",
+        None,
+        serde_json::json!({"handle": "bob", "password": "password1"}),
+    );
+    assert_eq!(s, 201);
+    let (a, b) = (json(&a), json(&b));
+    let at = a["token"].as_str().unwrap();
+    let bob = b["id"].as_str().unwrap();
+    assert_eq!(
+        node.http("PUT", &format!("/v1/following/{bob}"), Some(at), b"")
+            .0,
+        204
+    );
+    let (s, p) = post_json(
+        "/v1/posts",
+        Some(b["token"].as_str().unwrap()),
+        serde_json::json!({"text": "hello from bob"}),
+    );
+    assert_eq!(s, 201);
+    let pid = json(&p)["id"].as_str().unwrap().to_string();
+    let (s, body) = node.http("GET", &format!("/v1/posts/{pid}"), Some(at), b"");
+    assert_eq!(s, 200);
+    assert_eq!(json(&body)["text"], "hello from bob");
+    let (s, body) = node.http("GET", &format!("/v1/users/{bob}"), Some(at), b"");
+    assert_eq!((s, json(&body)["followers_count"].as_i64()), (200, Some(1)));
+    // Bad input over a real socket: a clear 4xx, never a 500.
+    let (s, _) = common::http_json(node.port, "POST", "/v1/users", None, "{\"handle\":");
+    assert_eq!(s, 400);
+    assert_eq!(node.http("GET", "/v1/users/me", None, b"").0, 401);
+    assert!(node.terminate().success());
+}

@@ -119,7 +119,9 @@ fn list_key(author: u64, id: u64) -> Key {
 fn check_text(text: &str) -> Result<(), PostError> {
     let n = text.chars().count();
     if n == 0 || n > MAX_TEXT || text.trim().is_empty() {
-        return Err(PostError::Invalid("text is 1 to 5000 characters, not only spaces"));
+        return Err(PostError::Invalid(
+            "text is 1 to 5000 characters, not only spaces",
+        ));
     }
     if text.contains('\0') {
         return Err(PostError::Invalid("text may not contain NUL"));
@@ -318,7 +320,10 @@ mod tests {
         let p = posts();
         let mut ids = Vec::new();
         for i in 0..5 {
-            let (post, created) = p.create(1, "us", &format!("post {i}"), &[], None).await.unwrap();
+            let (post, created) = p
+                .create(1, "us", &format!("post {i}"), &[], None)
+                .await
+                .unwrap();
             assert!(created);
             ids.push(post.id);
         }
@@ -328,11 +333,17 @@ mod tests {
         let page2 = p.by_author(1, page.next, 3).await.unwrap();
         let got2: Vec<u64> = page2.posts.iter().map(|x| x.id).collect();
         assert_eq!(got2, vec![ids[1], ids[0]]);
-        assert!(matches!(p.edit(ids[0], 2, "hijack").await, Err(PostError::Forbidden)));
+        assert!(matches!(
+            p.edit(ids[0], 2, "hijack").await,
+            Err(PostError::Forbidden)
+        ));
         let e = p.edit(ids[0], 1, "edited").await.unwrap();
         assert_eq!(e.text, "edited");
         assert!(e.edited_at_ms.is_some());
-        assert!(matches!(p.delete(ids[0], 2).await, Err(PostError::Forbidden)));
+        assert!(matches!(
+            p.delete(ids[0], 2).await,
+            Err(PostError::Forbidden)
+        ));
         p.delete(ids[0], 1).await.unwrap();
         assert!(matches!(p.get(ids[0]).await, Err(PostError::NotFound)));
         assert_eq!(p.by_author(1, None, 100).await.unwrap().posts.len(), 4);
@@ -357,16 +368,32 @@ mod tests {
     async fn bad_posts_are_refused() {
         let p = posts();
         for t in ["", "   ", &"x".repeat(MAX_TEXT + 1), "nul\0"] {
-            assert!(matches!(p.create(1, "us", t, &[], None).await, Err(PostError::Invalid(_))));
+            assert!(matches!(
+                p.create(1, "us", t, &[], None).await,
+                Err(PostError::Invalid(_))
+            ));
         }
-        assert!(p.create(1, "us", &"é".repeat(MAX_TEXT), &[], None).await.is_ok());
+        assert!(
+            p.create(1, "us", &"é".repeat(MAX_TEXT), &[], None)
+                .await
+                .is_ok()
+        );
         assert!(matches!(
             p.create(1, "us", "x", &[42], None).await,
             Err(PostError::UnknownMedia(42))
         ));
-        let m = MediaRef { id: 7, owner: 2, content_type: "image/png".into(), size: 1, path: "x".into() };
+        let m = MediaRef {
+            id: 7,
+            owner: 2,
+            content_type: "image/png".into(),
+            size: 1,
+            path: "x".into(),
+        };
         p.put_media(&m).await.unwrap();
-        assert!(matches!(p.create(1, "us", "x", &[7], None).await, Err(PostError::UnknownMedia(7))));
+        assert!(matches!(
+            p.create(1, "us", "x", &[7], None).await,
+            Err(PostError::UnknownMedia(7))
+        ));
         assert!(p.create(2, "us", "x", &[7], None).await.is_ok());
     }
 }

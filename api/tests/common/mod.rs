@@ -89,14 +89,46 @@ pub fn http(
     token: Option<&str>,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    request(port, method, path, token, None, body)
+}
+
+/// One request with a JSON body.
+pub fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Vec<u8>) {
+    request(
+        port,
+        method,
+        path,
+        token,
+        Some("application/json"),
+        body.as_bytes(),
+    )
+}
+
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let ct = content_type
+        .map(|c| format!("Content-Type: {c}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}{ct}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();

@@ -1,0 +1,121 @@
+//! Wire helpers shared by the REST handlers: a JSON body extractor whose every rejection is a
+//! problem+json 4xx, id parsing, list parameters, and time formatting.
+
+use crate::problem::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Largest JSON body accepted, in bytes.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON body: 413 when too large, 400 when not JSON (or not UTF-8), 422 when well-formed but
+/// of the wrong shape.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let mime = ct.split(';').next().unwrap_or_default().trim();
+                mime.eq_ignore_ascii_case("application/json")
+            });
+        if !is_json {
+            return Err(ApiError::BadRequest(
+                "expected a body with Content-Type: application/json".into(),
+            ));
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(format!("a JSON body is at most {MAX_JSON_BODY} bytes"))
+            } else {
+                ApiError::BadRequest("the body could not be read".into())
+            }
+        })?;
+        if body.len() > MAX_JSON_BODY {
+            return Err(ApiError::TooLarge(format!(
+                "a JSON body is at most {MAX_JSON_BODY} bytes"
+            )));
+        }
+        serde_json::from_slice(&body).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::Invalid(format!("invalid body: {e}")),
+                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+            }
+        })
+    }
+}
+
+/// Parses an id sent as a decimal string.
+pub fn parse_id(s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{s:?} is not an id")))
+}
+
+/// `?limit=&cursor=` of list endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    /// 1–100, default 20.
+    pub limit: Option<String>,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    /// The validated limit and cursor.
+    pub fn parse(&self) -> Result<(usize, Option<u64>), ApiError> {
+        let limit = match &self.limit {
+            None => 20,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => return Err(ApiError::BadRequest("limit is 1 to 100".into())),
+            },
+        };
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(
+                c.parse::<u64>()
+                    .map_err(|_| ApiError::BadRequest("invalid cursor".into()))?,
+            ),
+        };
+        Ok((limit, cursor))
+    }
+}
+
+/// RFC 3339 (UTC, milliseconds) of a time in ms since the epoch.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_params() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(ListParams::default().parse().unwrap(), (20, None));
+        let p = ListParams {
+            limit: Some("101".into()),
+            cursor: None,
+        };
+        assert!(p.parse().is_err());
+        let p = ListParams {
+            limit: Some("5".into()),
+            cursor: Some("x".into()),
+        };
+        assert!(p.parse().is_err());
+        assert!(parse_id("12a").is_err());
+        assert_eq!(parse_id("12").unwrap(), 12);
+    }
+}

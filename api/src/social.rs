@@ -1,0 +1,164 @@
+//! `/v1/following`, followers/following lists, friend requests, friends, blocks.
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::json::{JsonBody, ListParams, parse_id};
+use crate::problem::ApiError;
+use crate::users::UserView;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use starling_graph::follows::IdPage;
+use starling_graph::friends::{FriendRequest, RequestState};
+
+/// A page of users.
+#[derive(Serialize, Debug)]
+pub struct UserList {
+    items: Vec<UserView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    to: String,
+}
+
+#[derive(Serialize, Debug)]
+struct RequestView {
+    id: String,
+    from: String,
+    to: String,
+    state: &'static str,
+}
+
+impl From<FriendRequest> for RequestView {
+    fn from(r: FriendRequest) -> Self {
+        RequestView {
+            id: r.id.to_string(),
+            from: r.from.to_string(),
+            to: r.to.to_string(),
+            state: match r.state {
+                RequestState::Pending => "pending",
+                RequestState::Accepted => "accepted",
+            },
+        }
+    }
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/following/{id}", put(follow).delete(unfollow))
+        .route("/v1/users/{id}/followers", get(followers))
+        .route("/v1/users/{id}/following", get(following))
+        .route("/v1/friend-requests", post(request_friend))
+        .route("/v1/friend-requests/{id}/accept", post(accept_friend))
+        .route("/v1/friends", get(friends))
+        .route("/v1/blocks/{id}", put(block).delete(unblock))
+}
+
+async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, ApiError> {
+    let users = state.graph.users(&page.ids).await?;
+    Ok(Json(UserList {
+        items: users.into_iter().map(UserView::from).collect(),
+        next_cursor: page.next.map(|n| n.to_string()),
+    }))
+}
+
+async fn follow(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.graph.follow(me, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unfollow(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.graph.unfollow(me, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn followers(
+    State(state): State<AppState>,
+    _: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<UserList>, ApiError> {
+    let id = parse_id(&id)?;
+    let (limit, cursor) = q.parse()?;
+    if !state.graph.exists(id).await? {
+        return Err(ApiError::NotFound("user not found"));
+    }
+    let page = state.graph.followers(id, cursor, limit).await?;
+    user_list(&state, page).await
+}
+
+async fn following(
+    State(state): State<AppState>,
+    _: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<UserList>, ApiError> {
+    let id = parse_id(&id)?;
+    let (limit, cursor) = q.parse()?;
+    if !state.graph.exists(id).await? {
+        return Err(ApiError::NotFound("user not found"));
+    }
+    let page = state.graph.following(id, cursor, limit).await?;
+    user_list(&state, page).await
+}
+
+async fn request_friend(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    JsonBody(b): JsonBody<NewRequest>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let to = parse_id(&b.to)?;
+    let r = state.graph.request_friend(me, to).await?;
+    Ok((StatusCode::CREATED, Json(r.into())))
+}
+
+async fn accept_friend(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let r = state.graph.accept_friend(parse_id(&id)?, me).await?;
+    Ok(Json(r.into()))
+}
+
+async fn friends(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Query(q): Query<ListParams>,
+) -> Result<Json<UserList>, ApiError> {
+    let (limit, cursor) = q.parse()?;
+    let page = state.graph.friends(me, cursor, limit).await?;
+    user_list(&state, page).await
+}
+
+async fn block(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.graph.block(me, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unblock(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.graph.unblock(me, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,25 @@
+//! Test support: an in-memory node state with cheap password hashing.
+
+use crate::{AppState, NodeParts};
+use starling_graph::GraphConfig;
+use starling_store::Store;
+use std::sync::Arc;
+
+/// The admin token of test states.
+#[allow(dead_code)] // for tests of the admin endpoints
+pub(crate) const ADMIN: &str = "admin-secret";
+
+/// A node state over `store`, media in memory, argon2 at its cheapest.
+pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
+    let mut graph = GraphConfig::new("t", "t");
+    graph.argon2_memory_kib = 64;
+    graph.argon2_passes = 1;
+    AppState::new(NodeParts {
+        store,
+        graph,
+        media: Arc::new(object_store::memory::InMemory::new()),
+        gossip: None,
+        admin_token: Some(ADMIN.into()),
+        durable_regions: 1,
+    })
+}

@@ -1,0 +1,174 @@
+//! `/v1/users`, `/v1/sessions`: sign-up, login, logout, profiles.
+
+use crate::AppState;
+use crate::auth::{AuthUser, bearer};
+use crate::json::{JsonBody, parse_id, rfc3339};
+use crate::problem::ApiError;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use starling_graph::User;
+
+/// A user on the wire (ids as decimal strings, times RFC 3339).
+#[derive(Serialize, Debug)]
+pub struct UserView {
+    id: String,
+    handle: String,
+    display_name: String,
+    region: String,
+    followers_count: i64,
+    following_count: i64,
+    created_at: String,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            id: u.id.to_string(),
+            handle: u.handle,
+            display_name: u.display_name,
+            region: u.region,
+            followers_count: u.followers_count,
+            following_count: u.following_count,
+            created_at: rfc3339(u.created_at_ms),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct SignUp {
+    handle: String,
+    password: String,
+    display_name: Option<String>,
+    region: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+struct SignedUp {
+    id: String,
+    handle: String,
+    display_name: String,
+    region: String,
+    token: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    handle: String,
+    password: String,
+}
+
+#[derive(Serialize, Debug)]
+struct SessionView {
+    token: String,
+    user_id: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ProfilePatch {
+    display_name: Option<String>,
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/users", post(sign_up))
+        .route("/v1/sessions", post(login).delete(logout))
+        .route("/v1/users/me", patch(update_me).get(get_me))
+        .route("/v1/users/by-handle/{handle}", get(by_handle))
+        .route("/v1/users/{id}", get(get_user))
+}
+
+async fn sign_up(
+    State(state): State<AppState>,
+    JsonBody(b): JsonBody<SignUp>,
+) -> Result<(StatusCode, Json<SignedUp>), ApiError> {
+    let (u, s) = state
+        .graph
+        .sign_up(
+            &b.handle,
+            &b.password,
+            b.display_name.as_deref(),
+            b.region.as_deref(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignedUp {
+            id: u.id.to_string(),
+            handle: u.handle,
+            display_name: u.display_name,
+            region: u.region,
+            token: s.token,
+        }),
+    ))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    JsonBody(b): JsonBody<Login>,
+) -> Result<Json<SessionView>, ApiError> {
+    let s = state.graph.login(&b.handle, &b.password).await?;
+    Ok(Json(SessionView {
+        token: s.token,
+        user_id: s.user_id.to_string(),
+    }))
+}
+
+/// The raw bearer token, for logout.
+struct Token(String);
+
+impl FromRequestParts<AppState> for Token {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        bearer(parts)
+            .map(|t| Token(t.to_string()))
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+async fn logout(State(state): State<AppState>, Token(t): Token) -> Result<StatusCode, ApiError> {
+    state.graph.logout(&t).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    _: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(state.graph.user(parse_id(&id)?).await?.into()))
+}
+
+async fn get_me(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(state.graph.user(me).await?.into()))
+}
+
+async fn by_handle(
+    State(state): State<AppState>,
+    _: AuthUser,
+    Path(handle): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(state.graph.user_by_handle(&handle).await?.into()))
+}
+
+async fn update_me(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    JsonBody(b): JsonBody<ProfilePatch>,
+) -> Result<Json<UserView>, ApiError> {
+    let u = match b.display_name {
+        Some(name) => state.graph.set_display_name(me, &name).await?,
+        None => state.graph.user(me).await?,
+    };
+    Ok(Json(u.into()))
+}
