@@ -56,6 +56,12 @@ pub struct ServeArgs {
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
     pub handle_region: Option<String>,
+    /// Sign-ups and logins allowed per client address and minute.
+    #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
+    pub auth_per_minute: Option<u32>,
+    /// Log format: `human` (default) or `json`.
+    #[arg(long, env = "STARLING_LOG_FORMAT")]
+    pub log_format: Option<String>,
     /// In how many regions a write must be held before it is acknowledged (default 1: durable
     /// on this node).
     #[arg(long, env = "STARLING_DURABLE_REGIONS")]
@@ -85,6 +91,8 @@ struct FileConfig {
     durable_regions: Option<usize>,
     media_dir: Option<PathBuf>,
     handle_region: Option<String>,
+    auth_per_minute: Option<u32>,
+    log_format: Option<String>,
     wan_rtt: Option<String>,
 }
 
@@ -122,6 +130,10 @@ pub struct ServeConfig {
     pub media_dir: PathBuf,
     /// Region arbitrating handles.
     pub handle_region: String,
+    /// Sign-ups and logins per address and minute.
+    pub auth_per_minute: u32,
+    /// Logs as JSON lines.
+    pub json_logs: bool,
 }
 
 /// How this node joins a cluster.
@@ -170,6 +182,12 @@ impl ServeConfig {
                 .handle_region
                 .or(file.handle_region)
                 .unwrap_or_else(|| region.clone()),
+            auth_per_minute: args.auth_per_minute.or(file.auth_per_minute).unwrap_or(60),
+            json_logs: match args.log_format.or(file.log_format).as_deref() {
+                None | Some("human") => false,
+                Some("json") => true,
+                Some(other) => bail!("--log-format {other:?}: expected `human` or `json`"),
+            },
             data_dir,
             region,
             node_name,
@@ -179,6 +197,9 @@ impl ServeConfig {
             admin_token: args.admin_token.or(file.admin_token),
             durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
         };
+        if cfg.auth_per_minute == 0 {
+            bail!("--auth-per-minute: at least 1");
+        }
         if !(1..=16).contains(&cfg.durable_regions) {
             bail!(
                 "--durable-regions {}: expected 1 to 16",

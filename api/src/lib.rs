@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod posts;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub durable_regions: usize,
     /// Metrics served at `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// Rate limit of sign-up and login per client address.
+    pub auth_limit: limits::AuthRateLimit,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -66,6 +69,8 @@ pub struct NodeParts {
     pub admin_token: Option<String>,
     /// Regions a write must reach before it is acknowledged.
     pub durable_regions: usize,
+    /// Sign-ups and logins per client address and minute (bursts of a fifth of it).
+    pub auth_per_minute: u32,
 }
 
 impl AppState {
@@ -88,6 +93,10 @@ impl AppState {
             admin_token: p.admin_token,
             durable_regions: p.durable_regions,
             metrics,
+            auth_limit: limits::AuthRateLimit::new(
+                p.auth_per_minute,
+                (p.auth_per_minute / 5).max(1),
+            ),
         }
     }
 }
@@ -96,9 +105,10 @@ impl AppState {
 pub fn router(state: AppState) -> axum::Router {
     ops::routes()
         .merge(admin::routes())
-        .merge(users::routes())
+        .merge(users::routes(state.auth_limit.clone()))
         .merge(social::routes())
         .merge(posts::routes())
         .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
+        .layer(axum::middleware::from_fn(limits::deadline))
         .with_state(state)
 }

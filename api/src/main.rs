@@ -19,13 +19,17 @@ enum Command {
     Serve(ServeArgs),
 }
 
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_env("STARLING_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(std::io::stdout().is_terminal()).init();
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_env("STARLING_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -41,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(args)?;
+            init_logs(cfg.json_logs);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// Well-formed but invalid.
     #[error("{0}")]
     Invalid(String),
+    /// Over a rate limit.
+    #[error("too many requests; retry later")]
+    TooManyRequests,
     /// A needed region or owner is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

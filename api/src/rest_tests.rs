@@ -692,3 +692,43 @@ async fn malformed_input_gets_a_4xx_and_changes_nothing() {
         "no bad request changed the store"
     );
 }
+
+#[tokio::test]
+async fn sign_up_and_login_are_rate_limited() {
+    let store = open_memory(
+        NodeId::new(RegionId::from_name("t"), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    );
+    let a = Api {
+        app: router(crate::testing::state_with_auth_limit(store.clone(), 10)),
+        store,
+    };
+    // A burst of two (a fifth of ten), then 429 with a Retry-After.
+    a.sign_up("first").await;
+    let (s, _) = a
+        .call(
+            Method::POST,
+            "/v1/sessions",
+            None,
+            Some(json!({"handle": "first", "password": "password1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let body = serde_json::to_vec(&json!({"handle": "third", "password": "password1"})).unwrap();
+    let req = Request::post("/v1/users")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = a.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    // Other endpoints are not limited.
+    let (s, _, _) = a.raw(Method::GET, "/healthz", None, None, vec![], &[]).await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -45,6 +45,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         gossip: gossip.as_ref().map(GossipService::handle),
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
+        auth_per_minute: cfg.auth_per_minute,
     }));
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -55,10 +56,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         region = %cfg.region,
         "starling listening on http://{addr} ({data})"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
     if let Some(g) = gossip {
         g.shutdown().await;
     }

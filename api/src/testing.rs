@@ -11,6 +11,11 @@ pub(crate) const ADMIN: &str = "admin-secret";
 
 /// A node state over `store`, media in memory, argon2 at its cheapest.
 pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
+    state_with_auth_limit(store, 100_000)
+}
+
+/// The same with a given sign-up/login rate per minute.
+pub(crate) fn state_with_auth_limit(store: Arc<dyn Store>, per_minute: u32) -> AppState {
     let mut graph = GraphConfig::new("t", "t");
     graph.argon2_memory_kib = 64;
     graph.argon2_passes = 1;
@@ -21,5 +26,6 @@ pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
         gossip: None,
         admin_token: Some(ADMIN.into()),
         durable_regions: 1,
+        auth_per_minute: per_minute,
     })
 }

@@ -3,6 +3,7 @@
 use crate::AppState;
 use crate::auth::{AuthUser, bearer};
 use crate::json::{JsonBody, parse_id, rfc3339};
+use crate::limits::{AuthRateLimit, rate_limit};
 use crate::problem::ApiError;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
@@ -75,11 +76,16 @@ struct ProfilePatch {
     display_name: Option<String>,
 }
 
-/// The routes of this module.
-pub fn routes() -> Router<AppState> {
+/// The routes of this module. Sign-up and login hash passwords: they are rate limited per
+/// client address.
+pub fn routes(limit: AuthRateLimit) -> Router<AppState> {
+    let limited = axum::middleware::from_fn_with_state(limit, rate_limit);
     Router::new()
-        .route("/v1/users", post(sign_up))
-        .route("/v1/sessions", post(login).delete(logout))
+        .route("/v1/users", post(sign_up).route_layer(limited.clone()))
+        .route(
+            "/v1/sessions",
+            post(login).route_layer(limited).delete(logout),
+        )
         .route("/v1/users/me", patch(update_me).get(get_me))
         .route("/v1/users/by-handle/{handle}", get(by_handle))
         .route("/v1/users/{id}", get(get_user))
