@@ -63,7 +63,8 @@ pub fn parse_id(s: &str) -> Result<u64, ApiError> {
 }
 
 /// `?limit=&cursor=` of list endpoints.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–100, default 20.
     pub limit: Option<String>,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod json;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod ops;
 pub mod posts;
 pub mod problem;
@@ -105,6 +106,7 @@ impl AppState {
 pub fn router(state: AppState) -> axum::Router {
     ops::routes()
         .merge(admin::routes())
+        .merge(openapi::routes())
         .merge(users::routes(state.auth_limit.clone()))
         .merge(social::routes())
         .merge(posts::routes())

@@ -26,8 +26,8 @@ pub const MEDIA_TYPES: [&str; 5] = [
     "video/mp4",
 ];
 
-#[derive(Serialize, Debug)]
-struct PostView {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct PostView {
     id: String,
     author: String,
     text: String,
@@ -49,28 +49,28 @@ impl From<Post> for PostView {
     }
 }
 
-#[derive(Serialize, Debug)]
-struct PostList {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct PostList {
     items: Vec<PostView>,
     next_cursor: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewPost {
+pub(crate) struct NewPost {
     text: String,
     #[serde(default)]
     media: Vec<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PostPatch {
+pub(crate) struct PostPatch {
     text: String,
 }
 
-#[derive(Serialize, Debug)]
-struct MediaView {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct MediaView {
     id: String,
     url: String,
     content_type: String,
@@ -90,7 +90,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/media/{id}", get(download))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])), request_body = NewPost,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the original post")),
+    responses((status = 201, description = "published", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid text or media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     headers: HeaderMap,
@@ -117,7 +120,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(post.into())))
 }
 
-async fn read(
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+    responses((status = 200, description = "the post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn read(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
@@ -125,7 +130,9 @@ async fn read(
     Ok(Json(state.posts.get(parse_id(&id)?).await?.into()))
 }
 
-async fn edit(
+#[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")), request_body = PostPatch,
+    responses((status = 200, description = "the edited post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn edit(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -136,7 +143,9 @@ async fn edit(
     ))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+    responses((status = 204, description = "deleted everywhere"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -145,7 +154,9 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn by_author(
+#[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "the author's posts, newest first", body = PostList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn by_author(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
@@ -170,7 +181,10 @@ fn media_id() -> Result<u64, ApiError> {
     Ok(u64::from_be_bytes(b) >> 1)
 }
 
-async fn upload(
+#[utoipa::path(post, path = "/v1/media", tag = "posts", security(("bearer" = [])),
+    request_body(content = Vec<u8>, description = "the bytes, with their Content-Type", content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored", body = MediaView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "over 10 MiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "content type not allowed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn upload(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     headers: HeaderMap,
@@ -229,7 +243,9 @@ async fn upload(
     ))
 }
 
-async fn download(
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "media id")),
+    responses((status = 200, description = "the bytes"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn download(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,

@@ -48,12 +48,17 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error body (RFC 9457 problem details).
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
+    kind: &'static str,
+    /// The status' reason phrase.
+    title: &'static str,
+    /// The HTTP status.
     status: u16,
+    /// What went wrong, for a person.
     detail: String,
 }
 

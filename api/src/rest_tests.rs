@@ -345,6 +345,11 @@ async fn a_whole_session_of_a_client() {
         .call(Method::GET, &format!("/v1/users/{bob}"), Some(&bt), None)
         .await;
     assert_eq!(v["followers_count"], 0);
+    // The OpenAPI document needs no token.
+    let (s, doc, _) = a.raw(Method::GET, "/openapi.json", None, None, vec![], &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert!(doc["paths"]["/v1/posts"]["post"].is_object());
     // Logout revokes.
     let (s, _) = a
         .call(Method::DELETE, "/v1/sessions", Some(&at), None)
@@ -729,6 +734,8 @@ async fn sign_up_and_login_are_rate_limited() {
         .unwrap();
     assert!((1..=60).contains(&retry));
     // Other endpoints are not limited.
-    let (s, _, _) = a.raw(Method::GET, "/healthz", None, None, vec![], &[]).await;
+    let (s, _, _) = a
+        .raw(Method::GET, "/healthz", None, None, vec![], &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
 }

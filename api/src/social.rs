@@ -14,20 +14,20 @@ use starling_graph::follows::IdPage;
 use starling_graph::friends::{FriendRequest, RequestState};
 
 /// A page of users.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 pub struct UserList {
     items: Vec<UserView>,
     next_cursor: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewRequest {
+pub(crate) struct NewRequest {
     to: String,
 }
 
-#[derive(Serialize, Debug)]
-struct RequestView {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct RequestView {
     id: String,
     from: String,
     to: String,
@@ -68,7 +68,9 @@ async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, Api
     }))
 }
 
-async fn follow(
+#[utoipa::path(put, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 204, description = "following (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn follow(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -77,7 +79,9 @@ async fn follow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unfollow(
+#[utoipa::path(delete, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 204, description = "not following (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn unfollow(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -86,7 +90,9 @@ async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn followers(
+#[utoipa::path(get, path = "/v1/users/{id}/followers", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "a page of followers", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn followers(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
@@ -101,7 +107,9 @@ async fn followers(
     user_list(&state, page).await
 }
 
-async fn following(
+#[utoipa::path(get, path = "/v1/users/{id}/following", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "a page of followed users", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn following(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
@@ -116,7 +124,9 @@ async fn following(
     user_list(&state, page).await
 }
 
-async fn request_friend(
+#[utoipa::path(post, path = "/v1/friend-requests", tag = "graph", security(("bearer" = [])), request_body = NewRequest,
+    responses((status = 201, description = "request sent", body = RequestView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn request_friend(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     JsonBody(b): JsonBody<NewRequest>,
@@ -126,7 +136,9 @@ async fn request_friend(
     Ok((StatusCode::CREATED, Json(r.into())))
 }
 
-async fn accept_friend(
+#[utoipa::path(post, path = "/v1/friend-requests/{id}/accept", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "request id")),
+    responses((status = 200, description = "accepted: mutual follow and friendship", body = RequestView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the addressee", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown request", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn accept_friend(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -135,7 +147,9 @@ async fn accept_friend(
     Ok(Json(r.into()))
 }
 
-async fn friends(
+#[utoipa::path(get, path = "/v1/friends", tag = "graph", security(("bearer" = [])), params(crate::json::ListParams),
+    responses((status = 200, description = "a page of friends", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn friends(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Query(q): Query<ListParams>,
@@ -145,7 +159,9 @@ async fn friends(
     user_list(&state, page).await
 }
 
-async fn block(
+#[utoipa::path(put, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 204, description = "blocked; follows removed both ways"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn block(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
@@ -154,7 +170,9 @@ async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn unblock(
+#[utoipa::path(delete, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 204, description = "unblocked"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn unblock(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use starling_graph::User;
 
 /// A user on the wire (ids as decimal strings, times RFC 3339).
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 pub struct UserView {
     id: String,
     handle: String,
@@ -39,17 +39,17 @@ impl From<User> for UserView {
     }
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SignUp {
+pub(crate) struct SignUp {
     handle: String,
     password: String,
     display_name: Option<String>,
     region: Option<String>,
 }
 
-#[derive(Serialize, Debug)]
-struct SignedUp {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct SignedUp {
     id: String,
     handle: String,
     display_name: String,
@@ -57,22 +57,22 @@ struct SignedUp {
     token: String,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub(crate) struct Login {
     handle: String,
     password: String,
 }
 
-#[derive(Serialize, Debug)]
-struct SessionView {
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct SessionView {
     token: String,
     user_id: String,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ProfilePatch {
+pub(crate) struct ProfilePatch {
     display_name: Option<String>,
 }
 
@@ -91,7 +91,9 @@ pub fn routes(limit: AuthRateLimit) -> Router<AppState> {
         .route("/v1/users/{id}", get(get_user))
 }
 
-async fn sign_up(
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = SignUp,
+    responses((status = 201, description = "signed up", body = SignedUp), (status = 409, description = "handle taken", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid handle, password or name", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn sign_up(
     State(state): State<AppState>,
     JsonBody(b): JsonBody<SignUp>,
 ) -> Result<(StatusCode, Json<SignedUp>), ApiError> {
@@ -116,7 +118,9 @@ async fn sign_up(
     ))
 }
 
-async fn login(
+#[utoipa::path(post, path = "/v1/sessions", tag = "users", request_body = Login,
+    responses((status = 200, description = "a new session", body = SessionView), (status = 401, description = "wrong handle or password", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 429, description = "rate limited", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn login(
     State(state): State<AppState>,
     JsonBody(b): JsonBody<Login>,
 ) -> Result<Json<SessionView>, ApiError> {
@@ -128,7 +132,7 @@ async fn login(
 }
 
 /// The raw bearer token, for logout.
-struct Token(String);
+pub(crate) struct Token(String);
 
 impl FromRequestParts<AppState> for Token {
     type Rejection = ApiError;
@@ -139,12 +143,19 @@ impl FromRequestParts<AppState> for Token {
     }
 }
 
-async fn logout(State(state): State<AppState>, Token(t): Token) -> Result<StatusCode, ApiError> {
+#[utoipa::path(delete, path = "/v1/sessions", tag = "users", security(("bearer" = [])),
+    responses((status = 204, description = "token revoked"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    Token(t): Token,
+) -> Result<StatusCode, ApiError> {
     state.graph.logout(&t).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn get_user(
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+    responses((status = 200, description = "the user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_user(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
@@ -152,14 +163,18 @@ async fn get_user(
     Ok(Json(state.graph.user(parse_id(&id)?).await?.into()))
 }
 
-async fn get_me(
+#[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "the caller", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<UserView>, ApiError> {
     Ok(Json(state.graph.user(me).await?.into()))
 }
 
-async fn by_handle(
+#[utoipa::path(get, path = "/v1/users/by-handle/{handle}", tag = "users", security(("bearer" = [])), params(("handle" = String, Path, description = "handle, any case")),
+    responses((status = 200, description = "the user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown handle", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn by_handle(
     State(state): State<AppState>,
     _: AuthUser,
     Path(handle): Path<String>,
@@ -167,7 +182,9 @@ async fn by_handle(
     Ok(Json(state.graph.user_by_handle(&handle).await?.into()))
 }
 
-async fn update_me(
+#[utoipa::path(patch, path = "/v1/users/me", tag = "users", security(("bearer" = [])), request_body = ProfilePatch,
+    responses((status = 200, description = "the updated user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid name", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn update_me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     JsonBody(b): JsonBody<ProfilePatch>,
