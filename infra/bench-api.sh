@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# REST throughput and latency of a real `starling serve` (release build, embedded store) on
+# loopback under wrk, beside /healthz on the same server as the ceiling. Writes bench/api.md.
+# Needs wrk (installed from Debian's packages if missing). About 2 minutes plus the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+cargo build --release -q -p starling-api --bin starling
+DUR="${DUR:-8s}"; CONN="${CONN:-32}"
+work=$(mktemp -d); port=$((20000 + RANDOM % 20000))
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+STARLING_LOG=warn target/release/starling serve --listen 127.0.0.1:$port --data-dir "$work/data" \
+  --auth-per-minute 100000000 > "$work/log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
+url=http://127.0.0.1:$port
+signup() { curl -sf -X POST -H 'content-type: application/json' -d "{\"handle\":\"$1\",\"password\":\"password1\"}" $url/v1/users; }
+me=$(signup benchuser); token=$(echo "$me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+ids=""
+for i in $(seq 200); do
+  id=$(signup "target$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'); ids="$ids,$id"
+done
+ids=${ids#,}
+post=$(curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $token" \
+  -d '{"text":"a post to read"}' $url/v1/posts | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+
+run() { # name, then wrk arguments
+  local name=$1; shift
+  wrk -t1 -c"$CONN" -d"$DUR" --latency "$@" > "$work/$name.txt"
+  python3 - "$name" "$work/$name.txt" >> "$work/rows" <<'PY'
+import re, sys
+name, path = sys.argv[1], sys.argv[2]
+t = open(path).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def ms(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(f"{name}\t{rps}\t{ms(50)}\t{ms(99)}\t{non2xx.group(1) if non2xx else 0}")
+PY
+}
+: > "$work/rows"
+run bare "$url/healthz"
+run post_get -H "Authorization: Bearer $token" "$url/v1/posts/$post"
+METHOD=POST TARGET_PATH=/v1/posts TOKEN=$token BODY='{"text":"benchmark post"}' run post_create -s infra/wrk/post_json.lua "$url"
+IDS=$ids TOKEN=$token run follow -s infra/wrk/follow.lua "$url"
+METHOD=POST TARGET_PATH=/v1/sessions TOKEN= BODY='{"handle":"benchuser","password":"password1"}' run login -s infra/wrk/post_json.lua "$url"
+RUN=$RANDOM run signup -s infra/wrk/signup.lua "$url"
+
+python3 - "$work/rows" "$DUR" "$CONN" > bench/api.md <<'PY'
+import sys, subprocess, datetime, os
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+bare = float(rows[0][1])
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print("# REST API under load (infra/bench-api.sh)\n")
+print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}`: release build, "
+      f"embedded store (fsync every 100 ms), wrk with 1 thread and {sys.argv[3]} connections for {sys.argv[2]} per row, "
+      f"on the same {os.cpu_count()}-core machine as the server. The ceiling is `/healthz` on the same server; "
+      "ratio = endpoint req/s ÷ ceiling req/s. wrk is closed-loop: latencies under saturation, not at a fixed rate.\n")
+print("| endpoint | req/s | ratio to ceiling | p50 | p99 | non-2xx |")
+print("|---|---|---|---|---|---|")
+names = {"bare": "GET /healthz (ceiling)", "post_get": "GET /v1/posts/{id}", "post_create": "POST /v1/posts",
+         "follow": "PUT /v1/following/{id}", "login": "POST /v1/sessions (argon2id)", "signup": "POST /v1/users (argon2id)"}
+for name, rps, p50, p99, bad in rows:
+    print(f"| {names[name]} | {float(rps):,.0f} | {float(rps)/bare:.3f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {bad} |")
+print("\n`PUT /v1/following/{id}` cycles over 200 seeded users: after the first pass a follow is the idempotent "
+      "path (a read that finds the edge). Sign-up and login are bound by argon2id (19 MiB, 2 passes), by design; they are also rate limited per address "
+      "(disabled for this run).")
+PY
+cat bench/api.md
