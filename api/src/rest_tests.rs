@@ -346,7 +346,9 @@ async fn a_whole_session_of_a_client() {
         .await;
     assert_eq!(v["followers_count"], 0);
     // The OpenAPI document needs no token.
-    let (s, doc, _) = a.raw(Method::GET, "/openapi.json", None, None, vec![], &[]).await;
+    let (s, doc, _) = a
+        .raw(Method::GET, "/openapi.json", None, None, vec![], &[])
+        .await;
     assert_eq!(s, StatusCode::OK);
     let doc: Value = serde_json::from_slice(&doc).unwrap();
     assert!(doc["paths"]["/v1/posts"]["post"].is_object());
