@@ -38,7 +38,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating the media directory {}", cfg.media_dir.display()))?;
     let media = object_store::local::LocalFileSystem::new_with_prefix(&cfg.media_dir)
         .with_context(|| format!("opening the media directory {}", cfg.media_dir.display()))?;
-    let app = router(AppState::new(NodeParts {
+    let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
         media: Arc::new(media),
@@ -46,7 +46,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
         auth_per_minute: cfg.auth_per_minute,
-    }));
+    });
+    // Follower counts are derived per node from the replicated edge sets: keep them current
+    // with what replication brings, until shutdown.
+    let (stop_counts, stopped) = tokio::sync::watch::channel(false);
+    let counts = tokio::spawn(state.graph.clone().run_counts(stopped));
+    let app = router(state);
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),
@@ -63,6 +68,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving HTTP")?;
+    let _ = stop_counts.send(true);
+    let _ = counts.await;
     if let Some(g) = gossip {
         g.shutdown().await;
     }

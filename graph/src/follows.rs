@@ -1,12 +1,8 @@
 //! Follows: asymmetric, idempotent. An edge is two add-wins set elements — `gfo/follower/followee`
-//! for the follower's list and `gfi/followee/follower` for the followee's — and two counters.
-//!
-//! Counts are PN-counters changed only when this replica sees the edge flip, so a repeated
-//! follow or unfollow changes nothing. Two devices following the same account at the same moment
-//! in two regions can each count it once (the CRDT cannot tell); reads clamp at zero and the
-//! count is repairable from the edge sets.
+//! for the follower's list and `gfi/followee/follower` for the followee's. Counts are derived
+//! from them per node (see [`crate::counts`]).
 
-use crate::keys::{self, FOLLOWERS, FOLLOWING, pair, pair_prefix, second};
+use crate::keys::{FOLLOWERS, FOLLOWING, pair, pair_prefix, second};
 use crate::{Graph, GraphError, User, now_ms};
 use bytes::Bytes;
 use starling_store::{Keyspace, ScanRequest, StoreExt};
@@ -53,13 +49,7 @@ impl Graph {
         self.store
             .add(&pair(FOLLOWING, follower, followee), at)
             .await?;
-        self.store
-            .incr(&keys::count(followee, "followers"), 1)
-            .await?;
-        self.store
-            .incr(&keys::count(follower, "following"), 1)
-            .await?;
-        Ok(())
+        self.catch_up_counts().await
     }
 
     /// `follower` stops following `followee`. Idempotent.
@@ -73,13 +63,7 @@ impl Graph {
         self.store
             .remove(&pair(FOLLOWERS, followee, follower))
             .await?;
-        self.store
-            .incr(&keys::count(followee, "followers"), -1)
-            .await?;
-        self.store
-            .incr(&keys::count(follower, "following"), -1)
-            .await?;
-        Ok(())
+        self.catch_up_counts().await
     }
 
     pub(crate) async fn id_page(

@@ -8,7 +8,7 @@
 //! | `gs` | sha256(token) | register; delete revokes | [`crate::users::SessionRecord`] |
 //! | `gfo` | follower, followee | set element (add wins) | followed-at ms |
 //! | `gfi` | followee, follower | set element (add wins) | followed-at ms |
-//! | `gn` | user id, "followers"/"following" | counter | — |
+//! | local `gn`, `gs`, `gcur` | counts derived per node, their shadows, the feed position | node-local | see [`crate::counts`] |
 //! | `gr` | request id | register (LWW) | [`crate::friends::FriendRequest`] |
 //! | `gf` | user, friend | set element | — |
 //! | `gb` | blocker, blocked | set element | — |
@@ -21,7 +21,6 @@ pub(crate) const HANDLES: Keyspace = Keyspace::new("gh");
 pub(crate) const SESSIONS: Keyspace = Keyspace::new("gs");
 pub(crate) const FOLLOWING: Keyspace = Keyspace::new("gfo");
 pub(crate) const FOLLOWERS: Keyspace = Keyspace::new("gfi");
-pub(crate) const COUNTS: Keyspace = Keyspace::new("gn");
 pub(crate) const REQUESTS: Keyspace = Keyspace::new("gr");
 pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
 pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");
@@ -40,9 +39,5 @@ pub(crate) fn pair_prefix(ks: Keyspace, a: u64) -> Key {
 
 /// The second id of a pair key.
 pub(crate) fn second(key: &Key, ks: Keyspace) -> Option<u64> {
-    starling_store::key::read_u64(key.as_bytes(), ks.name().len() + 1 + 8)
-}
-
-pub(crate) fn count(id: u64, which: &str) -> Key {
-    COUNTS.key().u64(id).str(which).finish()
+    starling_store::key::read_u64(key.as_bytes(), ks.prefix_len() + 8)
 }

@@ -1,12 +1,13 @@
 //! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
 //!
 //! Modules: [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
-//! sessions, profiles), [`follows`] (follow, unfollow, lists, counts), [`friends`] (friend
-//! requests and friendships), [`blocks`]. [`Graph`] is the cheap-to-clone handle every operation
+//! sessions, profiles), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
+//! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`]. [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
 
 pub mod blocks;
+pub mod counts;
 pub mod error;
 pub mod follows;
 pub mod friends;
@@ -56,6 +57,8 @@ pub struct Graph {
     cas: Arc<dyn CasRouter>,
     ids: Arc<IdGenerator>,
     cfg: Arc<GraphConfig>,
+    /// One count catch-up at a time (held across awaits: a tokio mutex).
+    counts_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Graph {
@@ -71,6 +74,7 @@ impl Graph {
             cas,
             ids,
             cfg: Arc::new(cfg),
+            counts_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -300,16 +300,16 @@ impl Graph {
             .user_record(id)
             .await?
             .ok_or(GraphError::NotFound("user"))?;
-        let followers = self.store.counter(&keys::count(id, "followers")).await?;
-        let following = self.store.counter(&keys::count(id, "following")).await?;
+        let followers = self.count(id, "followers").await?;
+        let following = self.count(id, "following").await?;
         Ok(User {
             id: rec.id,
             handle: rec.handle,
             display_name: rec.display_name,
             region: rec.region,
             created_at_ms: rec.created_at_ms,
-            followers_count: followers.max(0),
-            following_count: following.max(0),
+            followers_count: followers,
+            following_count: following,
         })
     }
 

@@ -47,6 +47,29 @@ where
     replication(open(a).await, open(b).await).await;
     anti_entropy_by_buckets(open(a).await, open(b).await).await;
     tombstone_purge(open(a).await).await;
+    local_keys(open(a).await).await;
+}
+
+async fn local_keys(s: Arc<dyn Store>) {
+    let ks = Keyspace::local("lc");
+    let k = ks.key().u64(1).finish();
+    let (seq, digests) = (s.last_seq(), s.digests());
+    s.put(&k, b("mine")).await.unwrap();
+    s.incr(&ks.key().u64(2).finish(), 3).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().unwrap().value, Some(b("mine")));
+    assert_eq!(s.last_seq(), seq, "local keys are not in the change feed");
+    assert_eq!(s.digests(), digests, "local keys are not in the digests");
+    let rec = s.get_record(&k).await.unwrap().unwrap();
+    let rep = s
+        .apply(&[Delta {
+            key: k.clone(),
+            record: rec,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(rep.rejected, 1, "peers may not write local keys");
+    let page = s.scan(&ScanRequest::prefix(ks.prefix(), 10)).await.unwrap();
+    assert_eq!(page.items.len(), 1, "counters are not listed by scans");
 }
 
 async fn registers(s: Arc<dyn Store>) {

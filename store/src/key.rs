@@ -39,7 +39,16 @@ impl Key {
     pub fn starts_with(&self, prefix: &[u8]) -> bool {
         self.0.starts_with(prefix)
     }
+
+    /// Whether this key is node-local derived state ([`Keyspace::local`]): never logged in the
+    /// change feed, never in digests, never replicated.
+    pub fn is_local(&self) -> bool {
+        self.0.first() == Some(&LOCAL_PREFIX)
+    }
 }
+
+/// First byte of every node-local key.
+pub const LOCAL_PREFIX: u8 = 0xff;
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,12 +73,24 @@ impl From<Vec<u8>> for Key {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keyspace {
     name: &'static str,
+    local: bool,
 }
 
 impl Keyspace {
-    /// A keyspace. `name` must not contain `0x00`.
+    /// A replicated keyspace. `name` must not contain `0x00`.
     pub const fn new(name: &'static str) -> Self {
-        Keyspace { name }
+        Keyspace { name, local: false }
+    }
+
+    /// A node-local keyspace: derived state this node computes for itself (counts, cursors).
+    /// Its keys start with [`LOCAL_PREFIX`]; the store never logs, digests or replicates them.
+    pub const fn local(name: &'static str) -> Self {
+        Keyspace { name, local: true }
+    }
+
+    /// Bytes before the first segment of every key of this keyspace.
+    pub fn prefix_len(&self) -> usize {
+        usize::from(self.local) + self.name.len() + 1
     }
 
     /// The name.
@@ -82,6 +103,9 @@ impl Keyspace {
         let mut b = KeyBuilder {
             buf: BytesMut::with_capacity(32),
         };
+        if self.local {
+            b.buf.put_u8(LOCAL_PREFIX);
+        }
         b.buf.put_slice(self.name.as_bytes());
         b.buf.put_u8(0);
         b
@@ -159,6 +183,17 @@ mod tests {
         assert_eq!(
             read_u64(USERS.key().u64(77).finish().as_bytes(), 2),
             Some(77)
+        );
+    }
+
+    #[test]
+    fn local_keyspaces_are_marked() {
+        let l = Keyspace::local("cnt").key().u64(3).finish();
+        assert!(l.is_local());
+        assert!(!USERS.key().u64(3).finish().is_local());
+        assert_eq!(
+            read_u64(l.as_bytes(), Keyspace::local("cnt").prefix_len()),
+            Some(3)
         );
     }
 

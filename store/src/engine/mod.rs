@@ -187,7 +187,9 @@ impl<B: Backend> Engine<B> {
             let Some((last, _)) = page.last() else { break };
             cursor = Bound::Excluded(last.clone());
             for (k, v) in &page {
-                digests.toggle(k, entry_hash(k, v));
+                if k.first() != Some(&crate::key::LOCAL_PREFIX) {
+                    digests.toggle(k, entry_hash(k, v));
+                }
                 max_seen = max_seen.max(decode_record(v)?.max_hlc());
             }
         }
@@ -287,6 +289,15 @@ impl<B: Backend> Shared<B> {
             return Ok(Written { old, new: None });
         };
         let new_bytes = encode_record(&new)?;
+        if key.is_local() {
+            // Node-local derived state: no change-feed entry, no digest, never replicated.
+            self.backend
+                .commit(vec![Op::put(Space::Data, key.0.clone(), new_bytes)])?;
+            return Ok(Written {
+                old,
+                new: Some(new),
+            });
+        }
         let mut ops = Vec::with_capacity(3);
         if old.is_none() {
             ops.push(Op::put(
@@ -384,6 +395,11 @@ impl<B: Backend> Shared<B> {
 
     fn check_remote(&self, d: &Delta) -> Result<()> {
         self.check_key(&d.key)?;
+        if d.key.is_local() {
+            return Err(StoreError::InvalidArgument(
+                "node-local keys are never replicated",
+            ));
+        }
         let largest = d.record.visible_sizes().max().unwrap_or(0);
         self.check_value(largest)
     }
@@ -587,7 +603,9 @@ impl<B: Backend> Shared<B> {
             Op::remove(Space::Data, k.clone()),
             Op::remove(Space::Index, index_key(k)),
         ])?;
-        self.digests.toggle(k, entry_hash(k, &now));
+        if k.first() != Some(&crate::key::LOCAL_PREFIX) {
+            self.digests.toggle(k, entry_hash(k, &now));
+        }
         Ok(true)
     }
 }

@@ -1,0 +1,154 @@
+//! Follower and following counts, as node-local derived state.
+//!
+//! A count is the size of an edge set, and each replica holds the sets: so each node counts the
+//! edges *it* holds, exactly, by tailing its store's change feed. For every change to an edge
+//! element it compares the element's visibility with the visibility it last counted (a local
+//! shadow) and moves the local count by one when they differ. Counts are therefore exact for the
+//! replica's state (two regions following the same pair at once count it once, an unfollow racing
+//! a follow resolves with the set), never negative, replicated by nothing (each region derives its
+//! own), and resumable: the feed position is persisted. The one window: a crash between moving a
+//! count and writing its shadow counts that edge twice — a count can be rebuilt from the sets.
+
+use crate::keys::{FOLLOWERS, FOLLOWING};
+use crate::{Graph, GraphError};
+use bytes::Bytes;
+use starling_store::{Key, Keyspace, StoreExt};
+use tokio::sync::watch;
+
+/// `gn/user/"followers"|"following"` → counter (local).
+const COUNTS: Keyspace = Keyspace::local("gn");
+/// `gs/edge key` → the visibility last counted, one byte (local).
+const SHADOWS: Keyspace = Keyspace::local("gs");
+/// The change-feed position processed so far (local).
+const CURSOR: Keyspace = Keyspace::local("gcur");
+
+pub(crate) fn count_key(id: u64, which: &str) -> Key {
+    COUNTS.key().u64(id).str(which).finish()
+}
+
+/// For an edge element key, the counter it moves.
+fn counter_of(key: &Key) -> Option<Key> {
+    for (ks, which) in [(FOLLOWERS, "followers"), (FOLLOWING, "following")] {
+        let prefix = ks.prefix();
+        if key.starts_with(prefix.as_bytes()) {
+            let owner = starling_store::key::read_u64(key.as_bytes(), ks.prefix_len())?;
+            return Some(count_key(owner, which));
+        }
+    }
+    None
+}
+
+impl Graph {
+    /// Brings the counts up to the store's change feed. Serialized: one catch-up at a time.
+    pub async fn catch_up_counts(&self) -> Result<(), GraphError> {
+        let _one = self.counts_lock.lock().await;
+        let cursor_key = CURSOR.key().finish();
+        let mut cursor = self
+            .store
+            .get(&cursor_key)
+            .await?
+            .and_then(|v| v.value)
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes);
+        loop {
+            let changes = self.store.changes(cursor, 1024).await?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(());
+            };
+            for c in changes {
+                let Some(counter) = counter_of(&c.key) else {
+                    continue;
+                };
+                let visible = self
+                    .store
+                    .get(&c.key)
+                    .await?
+                    .is_some_and(|v| v.value.is_some());
+                let shadow = SHADOWS.key().raw(c.key.as_bytes()).finish();
+                let counted = self
+                    .store
+                    .get(&shadow)
+                    .await?
+                    .and_then(|v| v.value)
+                    .is_some_and(|b| b.as_ref() == [1]);
+                if visible != counted {
+                    self.store
+                        .incr(&counter, if visible { 1 } else { -1 })
+                        .await?;
+                    self.store
+                        .put(
+                            &shadow,
+                            Bytes::from_static(if visible { &[1] } else { &[0] }),
+                        )
+                        .await?;
+                }
+            }
+            cursor = last;
+            self.store
+                .put(&cursor_key, Bytes::copy_from_slice(&cursor.to_be_bytes()))
+                .await?;
+        }
+    }
+
+    /// Keeps the counts current with remote changes until `shutdown` turns true.
+    pub async fn run_counts(self, mut shutdown: watch::Receiver<bool>) {
+        let mut changes = self.store.subscribe();
+        loop {
+            if let Err(e) = self.catch_up_counts().await {
+                tracing::error!(error = %e, "updating follower counts failed");
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    /// A user's count (`followers` or `following`) as this node derives it.
+    pub(crate) async fn count(&self, id: u64, which: &str) -> Result<i64, GraphError> {
+        Ok(self.store.counter(&count_key(id, which)).await?.max(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::users::tests::graph;
+    use bytes::Bytes;
+    use starling_store::{Delta, Dot, Hlc, Kind, NodeId, Record, RegionId};
+
+    #[tokio::test]
+    async fn concurrent_follows_of_the_same_pair_count_once() {
+        let g = graph();
+        let (a, _) = g.sign_up("alice", "password1", None, None).await.unwrap();
+        let (b, _) = g.sign_up("bob", "password1", None, None).await.unwrap();
+        g.follow(a.id, b.id).await.unwrap();
+        // The same follow, made concurrently in another region, arrives by replication.
+        let other = NodeId::new(RegionId::from_name("eu"), 9);
+        let mut deltas = Vec::new();
+        for key in [
+            crate::keys::pair(crate::keys::FOLLOWERS, b.id, a.id),
+            crate::keys::pair(crate::keys::FOLLOWING, a.id, b.id),
+        ] {
+            let mut r = Record::empty(Kind::Set);
+            r.add_element(
+                Dot {
+                    hlc: Hlc(1),
+                    node: other,
+                },
+                Bytes::new(),
+                None,
+            )
+            .unwrap();
+            deltas.push(Delta { key, record: r });
+        }
+        g.store().apply(&deltas).await.unwrap();
+        g.catch_up_counts().await.unwrap();
+        assert_eq!(g.user(b.id).await.unwrap().followers_count, 1);
+        assert_eq!(g.user(a.id).await.unwrap().following_count, 1);
+        // Unfollow removes both adds seen; the count follows the set.
+        g.unfollow(a.id, b.id).await.unwrap();
+        assert_eq!(g.user(b.id).await.unwrap().followers_count, 0);
+        g.catch_up_counts().await.unwrap();
+        assert_eq!(g.user(b.id).await.unwrap().followers_count, 0);
+    }
+}
