@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// Directory of the media blob store (default: DATA_DIR/media).
     #[arg(long, env = "STARLING_MEDIA_DIR")]
     pub media_dir: Option<PathBuf>,
+    /// An S3-compatible bucket for media instead of the directory, as `s3://BUCKET`; endpoint
+    /// and credentials from the usual AWS_* variables (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).
+    #[arg(long, env = "STARLING_MEDIA_STORE")]
+    pub media_store: Option<String>,
     /// Region whose owner node arbitrates unique handles; the same on every node of a cluster
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
@@ -90,6 +94,7 @@ struct FileConfig {
     admin_token: Option<String>,
     durable_regions: Option<usize>,
     media_dir: Option<PathBuf>,
+    media_store: Option<String>,
     handle_region: Option<String>,
     auth_per_minute: Option<u32>,
     log_format: Option<String>,
@@ -128,6 +133,8 @@ pub struct ServeConfig {
     pub durable_regions: usize,
     /// Media blob directory.
     pub media_dir: PathBuf,
+    /// An S3 bucket URL for media, instead of the directory.
+    pub media_store: Option<String>,
     /// Region arbitrating handles.
     pub handle_region: String,
     /// Sign-ups and logins per address and minute.
@@ -178,6 +185,12 @@ impl ServeConfig {
                 .media_dir
                 .or(file.media_dir)
                 .unwrap_or_else(|| data_dir.join("media")),
+            media_store: match args.media_store.or(file.media_store) {
+                Some(u) if !u.starts_with("s3://") || u.len() <= 5 => {
+                    bail!("--media-store {u:?}: expected s3://BUCKET")
+                }
+                other => other,
+            },
             handle_region: args
                 .handle_region
                 .or(file.handle_region)

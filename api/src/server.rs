@@ -34,14 +34,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         Some(g) => Some(start_gossip(&cfg, g, store.clone(), clock).await?),
         None => None,
     };
-    std::fs::create_dir_all(&cfg.media_dir)
-        .with_context(|| format!("creating the media directory {}", cfg.media_dir.display()))?;
-    let media = object_store::local::LocalFileSystem::new_with_prefix(&cfg.media_dir)
-        .with_context(|| format!("opening the media directory {}", cfg.media_dir.display()))?;
+    let media = open_media(&cfg).await?;
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
-        media: Arc::new(media),
+        media,
         gossip: gossip.as_ref().map(GossipService::handle),
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
@@ -76,6 +73,39 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     store.flush().await.context("flushing the store")?;
     tracing::info!("starling stopped");
     Ok(())
+}
+
+/// Opens the media blob store: a local directory, or an S3-compatible bucket that must answer
+/// at start (one clear error otherwise).
+pub async fn open_media(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
+    let Some(url) = &cfg.media_store else {
+        std::fs::create_dir_all(&cfg.media_dir)
+            .with_context(|| format!("creating the media directory {}", cfg.media_dir.display()))?;
+        let dir = object_store::local::LocalFileSystem::new_with_prefix(&cfg.media_dir)
+            .with_context(|| format!("opening the media directory {}", cfg.media_dir.display()))?;
+        return Ok(Arc::new(dir));
+    };
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_url(url.as_str())
+        .with_retry(object_store::RetryConfig {
+            max_retries: 1,
+            retry_timeout: std::time::Duration::from_secs(3),
+            ..Default::default()
+        })
+        .build()
+        .with_context(|| format!("media store {url}"))?;
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        object_store::ObjectStore::list_with_delimiter(&s3, None),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => Ok(Arc::new(s3)),
+        Ok(Err(e)) => Err(anyhow::anyhow!("media store {url} is not reachable: {e}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "media store {url} did not answer within 10 s"
+        )),
+    }
 }
 
 /// Starts the gossip transport and joins the cluster through the seeds.

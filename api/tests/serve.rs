@@ -108,3 +108,31 @@ fn a_client_session_end_to_end_through_the_real_binary() {
     assert_eq!(node.http("GET", "/v1/users/me", None, b"").0, 401);
     assert!(node.terminate().success());
 }
+
+#[test]
+fn an_unreachable_media_bucket_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &d,
+            "--media-store",
+            "s3://media",
+        ])
+        .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("media store s3://media"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
