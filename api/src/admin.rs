@@ -65,14 +65,14 @@ async fn cluster(
     let members = state
         .gossip
         .as_ref()
-        .map(|g| g.members())
+        .map(|g| g.membership())
         .unwrap_or_default()
         .into_iter()
-        .map(|p| MemberView {
+        .map(|(p, state)| MemberView {
             id: p.node.to_string(),
             region: p.region,
             addr: p.addr,
-            state: "alive".into(),
+            state: state.as_str().into(),
         })
         .collect();
     Ok(Json(ClusterView {

@@ -50,6 +50,22 @@ impl Collector for NodeCollector {
             "Live members seen, this node excluded",
             g.members().len() as i64,
         )?;
+        let membership = g.membership();
+        for (state, name, help) in [
+            (
+                starling_gossip::MemberState::Suspect,
+                "starling_gossip_members_suspect",
+                "Members suspected of being down",
+            ),
+            (
+                starling_gossip::MemberState::Down,
+                "starling_gossip_members_down",
+                "Members declared down, not yet removed",
+            ),
+        ] {
+            let n = membership.iter().filter(|(_, s)| *s == state).count();
+            gauge(e, name, help, n as i64)?;
+        }
         let p = g.protocol_metrics();
         gauge(
             e,

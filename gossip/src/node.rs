@@ -104,6 +104,28 @@ impl GossipConfig {
     }
 }
 
+/// A member's state as SWIM sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MemberState {
+    /// Answering probes.
+    Alive,
+    /// Missed probes; not yet declared down.
+    Suspect,
+    /// Declared down (kept until removed after the grace period).
+    Down,
+}
+
+impl MemberState {
+    /// Lower-case name, as the cluster API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Down => "down",
+        }
+    }
+}
+
 /// A message to send.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outbound {
@@ -314,6 +336,30 @@ impl GossipNode {
     /// Counters.
     pub fn metrics(&self) -> &GossipMetrics {
         &self.metrics
+    }
+
+    /// Every member the membership knows, other than this node, with its SWIM state: one entry
+    /// per node (its newest incarnation).
+    pub fn membership(&self) -> Vec<(Peer, MemberState)> {
+        let mut by_node: BTreeMap<starling_store::NodeId, (Peer, MemberState)> = BTreeMap::new();
+        for m in self.swim.iter_membership_state() {
+            let state = match m.state() {
+                foca::State::Alive => MemberState::Alive,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down => MemberState::Down,
+            };
+            let p = m.id().clone();
+            if p.node == self.me.node {
+                continue;
+            }
+            match by_node.get(&p.node) {
+                Some((old, _)) if old.incarnation >= p.incarnation => {}
+                _ => {
+                    by_node.insert(p.node, (p, state));
+                }
+            }
+        }
+        by_node.into_values().collect()
     }
 
     /// The live members other than this node.

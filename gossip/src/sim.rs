@@ -191,6 +191,15 @@ impl Sim {
         self.node(addr).core.as_ref().map(|c| c.metrics().clone())
     }
 
+    /// Every member a live node knows, with its state.
+    pub fn membership_seen_by(&self, addr: &str) -> Vec<(Peer, crate::MemberState)> {
+        self.node(addr)
+            .core
+            .as_ref()
+            .map(|c| c.membership())
+            .unwrap_or_default()
+    }
+
     /// The members a live node sees.
     pub fn members_seen_by(&self, addr: &str) -> Vec<Peer> {
         self.node(addr)

@@ -110,6 +110,7 @@ enum Command {
 pub struct GossipHandle {
     commands: mpsc::Sender<Command>,
     members: watch::Receiver<Vec<Peer>>,
+    membership: watch::Receiver<Vec<(Peer, crate::MemberState)>>,
     protocol: watch::Receiver<GossipMetrics>,
     wan: Arc<RwLock<Wan>>,
     metrics: Arc<TransportMetrics>,
@@ -125,6 +126,11 @@ impl GossipHandle {
     /// The live members other than this node.
     pub fn members(&self) -> Vec<Peer> {
         self.members.borrow().clone()
+    }
+
+    /// Every known member other than this node, with its SWIM state.
+    pub fn membership(&self) -> Vec<(Peer, crate::MemberState)> {
+        self.membership.borrow().clone()
     }
 
     /// Protocol counters.
@@ -230,6 +236,7 @@ impl GossipService {
         let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
         let (members_tx, members_rx) = watch::channel(Vec::new());
+        let (membership_tx, membership_rx) = watch::channel(Vec::new());
         let (proto_tx, proto_rx) = watch::channel(GossipMetrics::default());
         let mut tasks = JoinSet::new();
 
@@ -266,6 +273,7 @@ impl GossipService {
             inbound: inbound_rx,
             commands: cmd_rx,
             members: members_tx,
+            membership: membership_tx,
             protocol: proto_tx,
             seeds,
             shutdown: shutdown.subscribe(),
@@ -273,6 +281,7 @@ impl GossipService {
         let handle = GossipHandle {
             commands: cmd_tx,
             members: members_rx,
+            membership: membership_rx,
             protocol: proto_rx,
             wan,
             metrics,
@@ -482,6 +491,7 @@ struct CoreLoop {
     inbound: mpsc::Receiver<Envelope>,
     commands: mpsc::Receiver<Command>,
     members: watch::Sender<Vec<Peer>>,
+    membership: watch::Sender<Vec<(Peer, crate::MemberState)>>,
     protocol: watch::Sender<GossipMetrics>,
     seeds: Vec<Peer>,
     shutdown: watch::Receiver<bool>,
@@ -546,6 +556,10 @@ async fn core_loop(mut l: CoreLoop) {
         let members = l.core.members();
         if *l.members.borrow() != members {
             l.members.send_replace(members);
+        }
+        let membership = l.core.membership();
+        if *l.membership.borrow() != membership {
+            l.membership.send_replace(membership);
         }
         if *l.protocol.borrow() != *l.core.metrics() {
             l.protocol.send_replace(l.core.metrics().clone());

@@ -582,3 +582,33 @@ fn writes_can_wait_until_durable_in_k_regions() {
         assert_eq!(sim.durable_result(&h), Some(Ok(())));
     });
 }
+
+#[test]
+fn a_dead_member_is_suspected_then_declared_down_then_rejoins() {
+    rt().block_on(async {
+        let mut sim = cluster(12, 2, |_| {}).await;
+        let state_of = |sim: &Sim, who: &str| {
+            sim.membership_seen_by("us0")
+                .into_iter()
+                .find(|(p, _)| p.addr == who)
+                .map(|(_, s)| s)
+        };
+        assert_eq!(
+            state_of(&sim, "eu1"),
+            Some(starling_gossip::MemberState::Alive)
+        );
+        sim.kill("eu1");
+        sim.run_for(60 * S).await;
+        assert_eq!(
+            state_of(&sim, "eu1"),
+            Some(starling_gossip::MemberState::Down)
+        );
+        assert_eq!(sim.membership_seen_by("us0").len(), 5, "one entry per node");
+        sim.restart("eu1").await;
+        sim.run_for(20 * S).await;
+        assert_eq!(
+            state_of(&sim, "eu1"),
+            Some(starling_gossip::MemberState::Alive)
+        );
+    });
+}
