@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod feed;
 pub mod json;
 pub mod limits;
 pub mod metrics;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub graph: Graph,
     /// Posts and media references.
     pub posts: Posts,
+    /// Home timelines.
+    pub feed: starling_feed::Feed,
     /// Where media bytes live.
     pub media: Arc<dyn ObjectStore>,
     /// The region this node serves.
@@ -84,9 +87,17 @@ impl AppState {
         };
         let ids = Arc::new(starling_store::IdGenerator::new(p.store.node()));
         let region = p.graph.region.clone();
+        let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
+        let posts = Posts::new(p.store.clone(), cas, ids);
         AppState {
-            graph: Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph),
-            posts: Posts::new(p.store.clone(), cas, ids),
+            feed: starling_feed::Feed::new(
+                p.store.clone(),
+                graph.clone(),
+                posts.clone(),
+                starling_feed::FeedConfig::default(),
+            ),
+            graph,
+            posts,
             media: p.media,
             store: p.store,
             region,
@@ -110,6 +121,7 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(users::routes(state.auth_limit.clone()))
         .merge(social::routes())
         .merge(posts::routes())
+        .merge(feed::routes())
         .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn(limits::deadline))
         .with_state(state)

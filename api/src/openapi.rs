@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         social::unblock,
         posts::create, posts::read, posts::edit, posts::remove, posts::by_author,
         posts::upload, posts::download,
+        crate::feed::feed,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&Bearer),
@@ -86,6 +87,7 @@ mod tests {
             ("/v1/users/{id}/posts", &["get"]),
             ("/v1/media", &["post"]),
             ("/v1/media/{id}", &["get"]),
+            ("/v1/feed", &["get"]),
         ] {
             let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {

@@ -51,8 +51,8 @@ impl From<Post> for PostView {
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct PostList {
-    items: Vec<PostView>,
-    next_cursor: Option<String>,
+    pub(crate) items: Vec<PostView>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]

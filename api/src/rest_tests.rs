@@ -399,6 +399,7 @@ fn protected(alice: &str, post: &str, req: &str) -> Vec<(Method, String, Option<
         (Method::DELETE, format!("/v1/posts/{post}"), None),
         (Method::GET, format!("/v1/users/{alice}/posts"), None),
         (Method::GET, "/v1/media/1".into(), None),
+        (Method::GET, "/v1/feed".into(), None),
         (Method::DELETE, "/v1/sessions".into(), None),
     ]
 }

@@ -47,7 +47,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
-    let counts = tokio::spawn(state.graph.clone().run_counts(stopped));
+    let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
+    let fan_out = tokio::spawn(state.feed.clone().run(stopped));
     let app = router(state);
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -67,6 +68,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     .context("serving HTTP")?;
     let _ = stop_counts.send(true);
     let _ = counts.await;
+    let _ = fan_out.await;
     if let Some(g) = gossip {
         g.shutdown().await;
     }

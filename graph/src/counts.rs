@@ -106,6 +106,11 @@ impl Graph {
 
     /// A user's count (`followers` or `following`) as this node derives it.
     pub(crate) async fn count(&self, id: u64, which: &str) -> Result<i64, GraphError> {
+        self.count_of(id, which).await
+    }
+
+    /// A user's `followers` or `following` count as this node derives it (never negative).
+    pub async fn count_of(&self, id: u64, which: &str) -> Result<i64, GraphError> {
         Ok(self.store.counter(&count_key(id, which)).await?.max(0))
     }
 }

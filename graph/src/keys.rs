@@ -19,7 +19,8 @@ pub(crate) const USERS: Keyspace = Keyspace::new("gu");
 pub(crate) const CREDENTIALS: Keyspace = Keyspace::new("gc");
 pub(crate) const HANDLES: Keyspace = Keyspace::new("gh");
 pub(crate) const SESSIONS: Keyspace = Keyspace::new("gs");
-pub(crate) const FOLLOWING: Keyspace = Keyspace::new("gfo");
+/// The follower → followee edge elements (public: the feed tails them).
+pub const FOLLOWING: Keyspace = Keyspace::new("gfo");
 pub(crate) const FOLLOWERS: Keyspace = Keyspace::new("gfi");
 pub(crate) const REQUESTS: Keyspace = Keyspace::new("gr");
 pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");

@@ -18,7 +18,8 @@ use starling_store::{
 };
 use std::sync::Arc;
 
-const POSTS: Keyspace = Keyspace::new("pp");
+/// The posts keyspace (public: the feed tails it).
+pub const POSTS: Keyspace = Keyspace::new("pp");
 const BY_AUTHOR: Keyspace = Keyspace::new("pa");
 const IDEMPOTENCY: Keyspace = Keyspace::new("pi");
 const MEDIA: Keyspace = Keyspace::new("pm");
