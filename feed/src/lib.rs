@@ -20,7 +20,9 @@
 use bytes::Bytes;
 use starling_graph::{Graph, GraphError};
 use starling_posts::{Post, PostError, Posts};
-use starling_store::{Key, Keyspace, ScanRequest, Store, StoreError, StoreExt};
+use starling_store::{
+    FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, drive,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -28,7 +30,6 @@ use tokio::sync::watch;
 const TIMELINES: Keyspace = Keyspace::local("ft");
 const FANNED: Keyspace = Keyspace::local("ff");
 const SIZES: Keyspace = Keyspace::local("fz");
-const CURSOR: Keyspace = Keyspace::local("fcur");
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -124,17 +125,19 @@ impl Feed {
         Ok(())
     }
 
-    /// Drops the oldest entries past the cap.
-    async fn trim(&self, user: u64) -> Result<(), FeedError> {
-        let prefix = TIMELINES.key().u64(user).finish();
-        let mut req = ScanRequest::prefix(prefix, 1000);
-        let mut kept = 0usize;
-        let mut removed = 0i64;
+    /// Walks a timeline newest first and removes the entries `drop(position, author)` picks.
+    async fn remove_where(
+        &self,
+        user: u64,
+        mut drop: impl FnMut(usize, Option<u64>) -> bool,
+    ) -> Result<(), FeedError> {
+        let mut req = ScanRequest::prefix(TIMELINES.key().u64(user).finish(), 1000);
+        let (mut position, mut removed) = (0usize, 0i64);
         loop {
             let page = self.store.scan(&req).await?;
-            for (k, _) in &page.items {
-                kept += 1;
-                if kept > self.cfg.cap {
+            for (k, v) in &page.items {
+                position += 1;
+                if drop(position, v.value.as_deref().and_then(read_id)) {
                     self.store.remove(k).await?;
                     removed += 1;
                 }
@@ -150,27 +153,15 @@ impl Feed {
         Ok(())
     }
 
+    /// Drops the oldest entries past the cap.
+    async fn trim(&self, user: u64) -> Result<(), FeedError> {
+        let cap = self.cfg.cap;
+        self.remove_where(user, |position, _| position > cap).await
+    }
+
     /// Removes an author's posts from a timeline (unfollow, block).
     async fn remove_author(&self, user: u64, author: u64) -> Result<(), FeedError> {
-        let mut req = ScanRequest::prefix(TIMELINES.key().u64(user).finish(), 1000);
-        let mut removed = 0i64;
-        loop {
-            let page = self.store.scan(&req).await?;
-            for (k, v) in &page.items {
-                if v.value.as_deref().and_then(read_id) == Some(author) {
-                    self.store.remove(k).await?;
-                    removed += 1;
-                }
-            }
-            match page.next {
-                Some(n) => req.after = Some(n),
-                None => break,
-            }
-        }
-        self.store
-            .incr(&SIZES.key().u64(user).finish(), -removed)
-            .await?;
-        Ok(())
+        self.remove_where(user, |_, by| by == Some(author)).await
     }
 
     async fn fan_out(&self, post: &Post) -> Result<(), FeedError> {
@@ -222,18 +213,12 @@ impl Feed {
     /// changes. Resumes where it stopped after a restart (the position is persisted).
     pub async fn catch_up(&self) -> Result<(), FeedError> {
         let _one = self.lock.lock().await;
-        let cursor_key = CURSOR.key().finish();
-        let mut cursor = self
-            .store
-            .get(&cursor_key)
-            .await?
-            .and_then(|v| v.value)
-            .and_then(|b| read_id(&b))
-            .unwrap_or(0);
+        let consumer = FeedConsumer::new(self.store.clone(), "feed-fan-out");
+        let mut cursor = consumer.position().await?;
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
         loop {
-            let changes = self.store.changes(cursor, 1024).await?;
+            let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
@@ -253,24 +238,19 @@ impl Feed {
                 }
             }
             cursor = last;
-            self.store
-                .put(&cursor_key, Bytes::copy_from_slice(&cursor.to_be_bytes()))
-                .await?;
+            consumer.commit(cursor).await?;
         }
     }
 
     /// Keeps timelines current with local and replicated changes until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut changes = self.store.subscribe();
-        loop {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        drive(store, shutdown, || async {
             if let Err(e) = self.catch_up().await {
                 tracing::error!(error = %e, "feed fan-out failed");
             }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                r = changes.changed() => if r.is_err() { return },
-            }
-        }
+        })
+        .await;
     }
 
     /// A page of `user`'s home timeline, newest first, older than post `before`: the fanned-out

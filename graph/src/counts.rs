@@ -12,15 +12,13 @@
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
 use bytes::Bytes;
-use starling_store::{Key, Keyspace, StoreExt};
+use starling_store::{FeedConsumer, Key, Keyspace, StoreExt, drive};
 use tokio::sync::watch;
 
 /// `gn/user/"followers"|"following"` → counter (local).
 const COUNTS: Keyspace = Keyspace::local("gn");
 /// `gs/edge key` → the visibility last counted, one byte (local).
 const SHADOWS: Keyspace = Keyspace::local("gs");
-/// The change-feed position processed so far (local).
-const CURSOR: Keyspace = Keyspace::local("gcur");
 
 pub(crate) fn count_key(id: u64, which: &str) -> Key {
     COUNTS.key().u64(id).str(which).finish()
@@ -42,66 +40,60 @@ impl Graph {
     /// Brings the counts up to the store's change feed. Serialized: one catch-up at a time.
     pub async fn catch_up_counts(&self) -> Result<(), GraphError> {
         let _one = self.counts_lock.lock().await;
-        let cursor_key = CURSOR.key().finish();
-        let mut cursor = self
-            .store
-            .get(&cursor_key)
-            .await?
-            .and_then(|v| v.value)
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes);
+        let consumer = FeedConsumer::new(self.store.clone(), "graph-counts");
+        let mut cursor = consumer.position().await?;
         loop {
-            let changes = self.store.changes(cursor, 1024).await?;
+            let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
             for c in changes {
-                let Some(counter) = counter_of(&c.key) else {
-                    continue;
-                };
-                let visible = self
-                    .store
-                    .get(&c.key)
-                    .await?
-                    .is_some_and(|v| v.value.is_some());
-                let shadow = SHADOWS.key().raw(c.key.as_bytes()).finish();
-                let counted = self
-                    .store
-                    .get(&shadow)
-                    .await?
-                    .and_then(|v| v.value)
-                    .is_some_and(|b| b.as_ref() == [1]);
-                if visible != counted {
-                    self.store
-                        .incr(&counter, if visible { 1 } else { -1 })
-                        .await?;
-                    self.store
-                        .put(
-                            &shadow,
-                            Bytes::from_static(if visible { &[1] } else { &[0] }),
-                        )
-                        .await?;
+                if let Some(counter) = counter_of(&c.key) {
+                    self.recount(&c.key, &counter).await?;
                 }
             }
             cursor = last;
-            self.store
-                .put(&cursor_key, Bytes::copy_from_slice(&cursor.to_be_bytes()))
-                .await?;
+            consumer.commit(cursor).await?;
         }
     }
 
+    /// Moves `counter` by one if the edge's visibility differs from what was counted.
+    async fn recount(&self, edge: &Key, counter: &Key) -> Result<(), GraphError> {
+        let visible = self
+            .store
+            .get(edge)
+            .await?
+            .is_some_and(|v| v.value.is_some());
+        let shadow = SHADOWS.key().raw(edge.as_bytes()).finish();
+        let counted = self
+            .store
+            .get(&shadow)
+            .await?
+            .and_then(|v| v.value)
+            .is_some_and(|b| b.as_ref() == [1]);
+        if visible != counted {
+            self.store
+                .incr(counter, if visible { 1 } else { -1 })
+                .await?;
+            self.store
+                .put(
+                    &shadow,
+                    Bytes::from_static(if visible { &[1] } else { &[0] }),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Keeps the counts current with remote changes until `shutdown` turns true.
-    pub async fn run_counts(self, mut shutdown: watch::Receiver<bool>) {
-        let mut changes = self.store.subscribe();
-        loop {
+    pub async fn run_counts(self, shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        drive(store, shutdown, || async {
             if let Err(e) = self.catch_up_counts().await {
                 tracing::error!(error = %e, "updating follower counts failed");
             }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                r = changes.changed() => if r.is_err() { return },
-            }
-        }
+        })
+        .await;
     }
 
     /// A user's count (`followers` or `following`) as this node derives it.

@@ -8,12 +8,13 @@
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
-//! [`contract`] (the trait and its types), [`digest`] (anti-entropy digests), `engine` (the
+//! [`contract`] (the trait and its types), [`consumer`] (resumable change-feed consumers), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
 pub mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod consumer;
 pub mod contract;
 pub mod digest;
 mod engine;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod record;
 pub mod version;
 
+pub use consumer::{FeedConsumer, drive};
 pub use contract::{
     ApplyReport, CasOutcome, CasRouter, Change, Delta, Limits, LocalCas, Mutation, Origin,
     ScanPage, ScanRequest, Store, StoreExt,
