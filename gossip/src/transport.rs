@@ -507,13 +507,7 @@ async fn core_loop(mut l: CoreLoop) {
     let mut durable: HashMap<u64, oneshot::Sender<Result<(), crate::NotDurable>>> = HashMap::new();
     let mut rejoin_at = Instant::now();
     loop {
-        let now = start.elapsed();
-        // Keep announcing to the seeds while alone (they may start after us).
-        if l.core.members().is_empty() && Instant::now() >= rejoin_at && !l.seeds.is_empty() {
-            let out = l.core.join(now, &l.seeds);
-            l.outbox.send(out, &mut writers);
-            rejoin_at = Instant::now() + Duration::from_secs(1);
-        }
+        let mut ticked = false;
         let out = tokio::select! {
             _ = l.shutdown.changed() => {
                 let out = l.core.leave();
@@ -522,7 +516,10 @@ async fn core_loop(mut l: CoreLoop) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 break;
             }
-            _ = ticker.tick() => l.core.tick(start.elapsed()).await,
+            _ = ticker.tick() => {
+                ticked = true;
+                l.core.tick(start.elapsed()).await
+            }
             Ok(()) = changes.changed() => l.core.on_local_writes(start.elapsed()).await,
             Some(env) = l.inbound.recv() => l.core.handle(start.elapsed(), env.from, env.msg).await,
             Some(cmd) = l.commands.recv() => match cmd {
@@ -553,16 +550,26 @@ async fn core_loop(mut l: CoreLoop) {
                 let _ = tx.send(r);
             }
         }
-        let members = l.core.members();
-        if *l.members.borrow() != members {
-            l.members.send_replace(members);
-        }
-        let membership = l.core.membership();
-        if *l.membership.borrow() != membership {
-            l.membership.send_replace(membership);
-        }
-        if *l.protocol.borrow() != *l.core.metrics() {
-            l.protocol.send_replace(l.core.metrics().clone());
+        if ticked {
+            // Views for the rest of the node, refreshed every tick rather than after every
+            // message: building them walks the whole membership.
+            let members = l.core.members();
+            // Keep announcing to the seeds while alone (they may start after us).
+            if members.is_empty() && Instant::now() >= rejoin_at && !l.seeds.is_empty() {
+                let out = l.core.join(start.elapsed(), &l.seeds);
+                l.outbox.send(out, &mut writers);
+                rejoin_at = Instant::now() + Duration::from_secs(1);
+            }
+            if *l.members.borrow() != members {
+                l.members.send_replace(members);
+            }
+            let membership = l.core.membership();
+            if *l.membership.borrow() != membership {
+                l.membership.send_replace(membership);
+            }
+            if *l.protocol.borrow() != *l.core.metrics() {
+                l.protocol.send_replace(l.core.metrics().clone());
+            }
         }
     }
     writers.abort_all();
