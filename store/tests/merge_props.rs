@@ -43,6 +43,21 @@ fn node(r: usize) -> NodeId {
     NodeId::new(RegionId(r as u16 + 1), r as u64)
 }
 
+/// The record of key `k` on a replica, and the dot of a new local write there at `time`.
+fn local_write(
+    replica: &mut BTreeMap<usize, Record>,
+    k: usize,
+    r: usize,
+    time: u64,
+) -> (&mut Record, Dot) {
+    let rec = replica.entry(k).or_insert_with(|| Record::empty(KINDS[k]));
+    let dot = Dot {
+        hlc: Hlc(time.max(rec.max_hlc().0 + 1)),
+        node: node(r),
+    };
+    (rec, dot)
+}
+
 /// Runs a history; returns every record state produced along the way, per key.
 fn run(ops: &[Op]) -> Vec<Vec<Record>> {
     let mut replicas: Vec<BTreeMap<usize, Record>> = vec![BTreeMap::new(); REPLICAS];
@@ -52,13 +67,7 @@ fn run(ops: &[Op]) -> Vec<Vec<Record>> {
         time += 1;
         match *op {
             Op::Write { r, k, v } | Op::StaleWrite { r, k, v } => {
-                let rec = replicas[r]
-                    .entry(k)
-                    .or_insert_with(|| Record::empty(KINDS[k]));
-                let dot = Dot {
-                    hlc: Hlc(time.max(rec.max_hlc().0 + 1)),
-                    node: node(r),
-                };
+                let (rec, dot) = local_write(&mut replicas[r], k, r, time);
                 let empty = VersionVector::new();
                 let ctx = matches!(op, Op::StaleWrite { .. }).then_some(&empty);
                 let val = Bytes::copy_from_slice(&[v]);
@@ -70,13 +79,7 @@ fn run(ops: &[Op]) -> Vec<Vec<Record>> {
                 produced[k].push(rec.clone());
             }
             Op::Remove { r, k } => {
-                let rec = replicas[r]
-                    .entry(k)
-                    .or_insert_with(|| Record::empty(KINDS[k]));
-                let dot = Dot {
-                    hlc: Hlc(time.max(rec.max_hlc().0 + 1)),
-                    node: node(r),
-                };
+                let (rec, dot) = local_write(&mut replicas[r], k, r, time);
                 match KINDS[k] {
                     Kind::Register => rec.write_register(dot, None, None).unwrap(),
                     Kind::Set => rec.remove_element(dot, None).unwrap(),

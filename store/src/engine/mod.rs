@@ -253,6 +253,12 @@ impl<B: Backend> Shared<B> {
         Ok(())
     }
 
+    /// The stripe lock that serializes writes to `key`.
+    fn key_lock(&self, key: &[u8]) -> &Mutex<()> {
+        let stripe = (xxhash_rust::xxh3::xxh3_64(key) % KEY_STRIPES as u64) as usize;
+        &self.key_locks[stripe]
+    }
+
     fn load(&self, key: &[u8]) -> Result<Option<Record>> {
         self.backend
             .get(Space::Data, key)?
@@ -281,8 +287,7 @@ impl<B: Backend> Shared<B> {
         origin: Origin,
         f: impl FnOnce(Option<&Record>) -> Result<Option<Record>>,
     ) -> Result<Written> {
-        let stripe = (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % KEY_STRIPES as u64) as usize;
-        let _key_guard = self.key_locks[stripe].lock();
+        let _key_guard = self.key_lock(key.as_bytes()).lock();
         let old_bytes = self.backend.get(Space::Data, key.as_bytes())?;
         let old = old_bytes.as_deref().map(decode_record).transpose()?;
         let Some(new) = f(old.as_ref())? else {
@@ -590,8 +595,7 @@ impl<B: Backend> Shared<B> {
 
     /// Removes one record if it is (still) a tombstone — and, with `seen`, still those bytes.
     fn purge_one(&self, k: &Bytes, seen: Option<&Bytes>) -> Result<bool> {
-        let stripe = (xxhash_rust::xxh3::xxh3_64(k) % KEY_STRIPES as u64) as usize;
-        let _g = self.key_locks[stripe].lock();
+        let _g = self.key_lock(k).lock();
         // Re-read under the lock: a write may have revived it since the caller looked.
         let Some(now) = self.backend.get(Space::Data, k)? else {
             return Ok(false);
