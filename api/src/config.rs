@@ -73,6 +73,20 @@ pub struct ServeArgs {
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
     pub wan_rtt: Option<String>,
+    /// Redis as the region's shared cache of timelines and post bodies, `redis://HOST:PORT`;
+    /// without it everything is cached in process.
+    #[arg(long, env = "STARLING_REDIS")]
+    pub redis: Option<String>,
+    /// Entries kept per home timeline (default 800).
+    #[arg(long, env = "STARLING_FEED_CAP")]
+    pub feed_cap: Option<usize>,
+    /// Authors with more followers are pulled at read time, not fanned out (default 10000).
+    #[arg(long, env = "STARLING_FEED_CELEBRITY_FOLLOWERS")]
+    pub feed_celebrity_followers: Option<i64>,
+    /// Users who have not read their feed for this many days are skipped by fan-out and
+    /// rebuilt on their next read (default 30).
+    #[arg(long, env = "STARLING_FEED_INACTIVE_DAYS")]
+    pub feed_inactive_days: Option<u64>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -99,6 +113,10 @@ struct FileConfig {
     auth_per_minute: Option<u32>,
     log_format: Option<String>,
     wan_rtt: Option<String>,
+    redis: Option<String>,
+    feed_cap: Option<usize>,
+    feed_celebrity_followers: Option<i64>,
+    feed_inactive_days: Option<u64>,
 }
 
 /// Which store engine a node runs.
@@ -141,6 +159,10 @@ pub struct ServeConfig {
     pub auth_per_minute: u32,
     /// Logs as JSON lines.
     pub json_logs: bool,
+    /// Redis URL of the region's cache tier.
+    pub redis: Option<String>,
+    /// Home-timeline settings.
+    pub feed: starling_feed::FeedConfig,
 }
 
 /// How this node joins a cluster.
@@ -209,6 +231,18 @@ impl ServeConfig {
             gossip: None,
             admin_token: args.admin_token.or(file.admin_token),
             durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
+            redis: match args.redis.or(file.redis) {
+                Some(u) if !u.starts_with("redis://") => {
+                    bail!("--redis {u:?}: expected redis://HOST:PORT")
+                }
+                other => other,
+            },
+            feed: feed_config(
+                args.feed_cap.or(file.feed_cap),
+                args.feed_celebrity_followers
+                    .or(file.feed_celebrity_followers),
+                args.feed_inactive_days.or(file.feed_inactive_days),
+            )?,
         };
         if cfg.auth_per_minute == 0 {
             bail!("--auth-per-minute: at least 1");
@@ -338,6 +372,34 @@ fn parse_fsync(s: Option<&str>) -> anyhow::Result<FsyncPolicy> {
             ),
         },
     }
+}
+
+/// Home-timeline settings from the feed flags.
+fn feed_config(
+    cap: Option<usize>,
+    celebrity: Option<i64>,
+    inactive_days: Option<u64>,
+) -> anyhow::Result<starling_feed::FeedConfig> {
+    let mut f = starling_feed::FeedConfig::default();
+    if let Some(c) = cap {
+        if !(20..=100_000).contains(&c) {
+            bail!("--feed-cap {c}: expected 20 to 100000");
+        }
+        f.cap = c;
+    }
+    if let Some(c) = celebrity {
+        if c < 1 {
+            bail!("--feed-celebrity-followers {c}: at least 1");
+        }
+        f.celebrity_followers = c;
+    }
+    if let Some(d) = inactive_days {
+        if d == 0 {
+            bail!("--feed-inactive-days: at least 1");
+        }
+        f.inactive_after = std::time::Duration::from_secs(d * 86_400);
+    }
+    Ok(f)
 }
 
 #[cfg(test)]

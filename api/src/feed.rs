@@ -6,6 +6,7 @@ use crate::json::ListParams;
 use crate::posts::{PostList, PostView};
 use crate::problem::ApiError;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use starling_feed::FeedError;
@@ -16,6 +17,7 @@ impl From<FeedError> for ApiError {
             FeedError::Store(s) => s.into(),
             FeedError::Graph(g) => g.into(),
             FeedError::Posts(p) => p.into(),
+            FeedError::Tier(t) => ApiError::Internal(t.to_string()),
         }
     }
 }
@@ -26,18 +28,22 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/feed", tag = "posts", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, description = "posts of followed users, newest first", body = PostList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "posts of followed users, newest first", body = PostList), (status = 206, description = "the timeline is being rebuilt (the user was inactive or is new here): what is ready, same shape", body = PostList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn feed(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Query(q): Query<ListParams>,
-) -> Result<Json<PostList>, ApiError> {
+) -> Result<(StatusCode, Json<PostList>), ApiError> {
     let (limit, cursor) = q.parse()?;
-    // Read your own follows: apply what the local feed holds before answering.
-    state.feed.catch_up().await?;
     let page = state.feed.page(me, cursor, limit).await?;
-    Ok(Json(PostList {
-        items: page.posts.into_iter().map(PostView::from).collect(),
+    let status = if page.partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let list = PostList {
+        items: page.posts.iter().map(|p| PostView::from(&**p)).collect(),
         next_cursor: page.next.map(|n| n.to_string()),
-    }))
+    };
+    Ok((status, Json(list)))
 }

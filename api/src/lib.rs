@@ -75,6 +75,10 @@ pub struct NodeParts {
     pub durable_regions: usize,
     /// Sign-ups and logins per client address and minute (bursts of a fifth of it).
     pub auth_per_minute: u32,
+    /// Home-timeline settings.
+    pub feed: starling_feed::FeedConfig,
+    /// The region's Redis cache tier, connected.
+    pub redis: Option<starling_feed::redis_tier::RedisTier>,
 }
 
 impl AppState {
@@ -90,12 +94,18 @@ impl AppState {
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas, ids);
         AppState {
-            feed: starling_feed::Feed::new(
-                p.store.clone(),
-                graph.clone(),
-                posts.clone(),
-                starling_feed::FeedConfig::default(),
-            ),
+            feed: match p.redis {
+                Some(r) => starling_feed::Feed::with_redis(
+                    p.store.clone(),
+                    graph.clone(),
+                    posts.clone(),
+                    p.feed,
+                    r,
+                ),
+                None => {
+                    starling_feed::Feed::new(p.store.clone(), graph.clone(), posts.clone(), p.feed)
+                }
+            },
             graph,
             posts,
             media: p.media,

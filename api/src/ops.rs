@@ -20,9 +20,15 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// The store answers a read. (Gossip peers and Redis join this check with their issues.)
+/// The store answers a read. A configured Redis that does not answer is reported but does not
+/// make the node unready: feed reads fall back to the in-process cache and rebuilds (and every
+/// node of the region shares the Redis, so failing them all would be an outage).
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store.get(&Key::from("ops\0readyz-probe")).await {
+        Ok(_) if state.feed.cache_tier() == starling_feed::CacheTier::RedisDown => (
+            StatusCode::OK,
+            "ready (degraded: redis unavailable, feed served from the local cache)",
+        ),
         Ok(_) => (StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness probe: store read failed");

@@ -38,10 +38,16 @@ pub(crate) struct PostView {
 
 impl From<Post> for PostView {
     fn from(p: Post) -> Self {
+        PostView::from(&p)
+    }
+}
+
+impl From<&Post> for PostView {
+    fn from(p: &Post) -> Self {
         PostView {
             id: p.id.to_string(),
             author: p.author.to_string(),
-            text: p.text,
+            text: p.text.clone(),
             media: p.media.iter().map(u64::to_string).collect(),
             created_at: rfc3339(p.created_at_ms),
             edited_at: p.edited_at_ms.map(rfc3339),
@@ -138,9 +144,10 @@ pub(crate) async fn edit(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<PostPatch>,
 ) -> Result<Json<PostView>, ApiError> {
-    Ok(Json(
-        state.posts.edit(parse_id(&id)?, me, &b.text).await?.into(),
-    ))
+    let id = parse_id(&id)?;
+    let post = state.posts.edit(id, me, &b.text).await?;
+    state.feed.post_changed(id).await;
+    Ok(Json(post.into()))
 }
 
 #[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
@@ -150,7 +157,9 @@ pub(crate) async fn remove(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.posts.delete(parse_id(&id)?, me).await?;
+    let id = parse_id(&id)?;
+    state.posts.delete(id, me).await?;
+    state.feed.post_changed(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -35,6 +35,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     let media = open_media(&cfg).await?;
+    let redis = match &cfg.redis {
+        Some(url) => Some(
+            starling_feed::Feed::connect_redis(url, "starling:", &cfg.feed)
+                .await
+                .with_context(|| format!("redis at {url} does not answer (--redis)"))?,
+        ),
+        None => None,
+    };
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
@@ -43,12 +51,19 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
         auth_per_minute: cfg.auth_per_minute,
+        feed: cfg.feed.clone(),
+        redis,
     });
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
-    let fan_out = tokio::spawn(state.feed.clone().run(stopped));
+    let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
+    let redis_health = state
+        .feed
+        .redis()
+        .cloned()
+        .map(|r| tokio::spawn(r.watch_health(stopped)));
     let app = router(state);
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -69,6 +84,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;
+    if let Some(h) = redis_health {
+        let _ = h.await;
+    }
     if let Some(g) = gossip {
         g.shutdown().await;
     }

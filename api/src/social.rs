@@ -60,6 +60,17 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/blocks/{id}", put(block).delete(unblock))
 }
 
+/// Applies follow changes to the timelines now, so the caller reads their own follows; the
+/// feed worker applies them again from the change feed (idempotent), so a failure here only
+/// delays them.
+async fn feed_sees(state: &AppState, edges: &[(u64, u64)]) {
+    for (follower, followee) in edges {
+        if let Err(e) = state.feed.follow_changed(*follower, *followee).await {
+            tracing::warn!(error = %e, "timeline update after a follow change deferred to the feed worker");
+        }
+    }
+}
+
 async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, ApiError> {
     let users = state.graph.users(&page.ids).await?;
     Ok(Json(UserList {
@@ -75,7 +86,9 @@ pub(crate) async fn follow(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.graph.follow(me, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    state.graph.follow(me, id).await?;
+    feed_sees(&state, &[(me, id)]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -86,7 +99,9 @@ pub(crate) async fn unfollow(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.graph.unfollow(me, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    state.graph.unfollow(me, id).await?;
+    feed_sees(&state, &[(me, id)]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,6 +159,7 @@ pub(crate) async fn accept_friend(
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
     let r = state.graph.accept_friend(parse_id(&id)?, me).await?;
+    feed_sees(&state, &[(r.from, r.to), (r.to, r.from)]).await;
     Ok(Json(r.into()))
 }
 
@@ -166,7 +182,9 @@ pub(crate) async fn block(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.graph.block(me, parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    state.graph.block(me, id).await?;
+    feed_sees(&state, &[(me, id), (id, me)]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

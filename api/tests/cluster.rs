@@ -175,6 +175,42 @@ fn a_write_reaches_every_region_and_partitions_hold_it_back() {
             == Some(b"during")),
         "eu caught up after healing (relayed before the second cut: {relayed})"
     );
+    // The feed across regions: bob posts in us; alice, who reads in eu, finds it in her feed
+    // (eu fans out locally from the replicated post).
+    let sign_up = |n: &Node, handle: &str| -> (String, String) {
+        let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
+        let (s, b) = common::http_json(n.port, "POST", "/v1/users", None, &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
+    };
+    let (bob, bob_token) = sign_up(us, "bob");
+    let (_, alice_token) = sign_up(eu, "alice");
+    assert!(
+        eventually(Duration::from_secs(30), || eu
+            .http(
+                "PUT",
+                &format!("/v1/following/{bob}"),
+                Some(&alice_token),
+                b""
+            )
+            .0
+            == 204),
+        "bob's account reaches eu and alice follows him there"
+    );
+    let body = serde_json::json!({"text": "hello from us"}).to_string();
+    let (s, _) = common::http_json(us.port, "POST", "/v1/posts", Some(&bob_token), &body);
+    assert_eq!(s, 201);
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let (s, b) = eu.http("GET", "/v1/feed", Some(&alice_token), b"");
+            s == 200 && String::from_utf8_lossy(&b).contains("hello from us")
+        }),
+        "a post written in us is in a follower's feed in eu"
+    );
     for (_, n) in c.nodes {
         assert!(n.terminate().success(), "clean exit");
     }

@@ -136,3 +136,16 @@ fn an_unreachable_media_bucket_is_one_clear_error() {
     assert!(err.contains("media store s3://media"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn an_unreachable_redis_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let err = start_error(&["--listen", "127.0.0.1:0", "--data-dir", &d, "--redis", &url]);
+    assert!(
+        err.contains("redis") && err.contains("does not answer"),
+        "{err}"
+    );
+}

@@ -1,6 +1,9 @@
 use super::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use starling_graph::GraphConfig;
 use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 struct World {
     feed: Feed,
@@ -34,10 +37,33 @@ async fn user(w: &World, h: &str) -> u64 {
         .id
 }
 
+async fn post(w: &World, author: u64, text: &str) -> u64 {
+    w.posts
+        .create(author, "us", text, &[], None)
+        .await
+        .unwrap()
+        .0
+        .id
+}
+
 async fn texts(w: &World, u: u64) -> Vec<String> {
     w.feed.catch_up().await.unwrap();
     let p = w.feed.page(u, None, 100).await.unwrap();
-    p.posts.into_iter().map(|p| p.text).collect()
+    p.posts.iter().map(|p| p.text.clone()).collect()
+}
+
+/// Every post of a feed, paged with `limit`.
+async fn all_pages(w: &World, u: u64, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = w.feed.page(u, before, limit).await.unwrap();
+        seen.extend(page.posts.iter().map(|p| p.text.clone()));
+        match page.next {
+            Some(n) => before = Some(n),
+            None => return seen,
+        }
+    }
 }
 
 #[tokio::test]
@@ -50,26 +76,84 @@ async fn posts_fan_out_to_followers_newest_first() {
     );
     w.graph.follow(a, b).await.unwrap();
     for t in ["b1", "b2"] {
-        w.posts.create(b, "us", t, &[], None).await.unwrap();
+        post(&w, b, t).await;
     }
-    w.posts.create(c, "us", "c1", &[], None).await.unwrap();
+    post(&w, c, "c1").await;
     assert_eq!(
         texts(&w, a).await,
         vec!["b2", "b1"],
         "only followed authors, newest first"
     );
     assert!(texts(&w, b).await.is_empty());
-    // A follow backfills; an unfollow removes; a delete disappears.
+    // A follow backfills; an unfollow removes; a delete disappears; an edit shows.
     w.graph.follow(a, c).await.unwrap();
     assert_eq!(texts(&w, a).await, vec!["c1", "b2", "b1"]);
     w.graph.unfollow(a, b).await.unwrap();
     assert_eq!(texts(&w, a).await, vec!["c1"]);
-    let (p, _) = w.posts.create(c, "us", "c2", &[], None).await.unwrap();
+    let p = post(&w, c, "c2").await;
     assert_eq!(texts(&w, a).await, vec!["c2", "c1"]);
-    w.posts.delete(p.id, c).await.unwrap();
+    w.posts.edit(p, c, "c2 edited").await.unwrap();
+    assert_eq!(texts(&w, a).await, vec!["c2 edited", "c1"]);
+    w.posts.delete(p, c).await.unwrap();
     assert_eq!(texts(&w, a).await, vec!["c1"]);
-    // Catching up again changes nothing (each post fans out once).
-    assert_eq!(texts(&w, a).await, vec!["c1"]);
+    assert_eq!(
+        texts(&w, a).await,
+        vec!["c1"],
+        "catching up again changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn fan_out_reaches_every_active_follower_without_a_rebuild() {
+    let w = world(FeedConfig::default());
+    let author = user(&w, "author").await;
+    let mut fans = Vec::new();
+    for i in 0..40 {
+        let f = user(&w, &format!("fan{i}")).await;
+        w.graph.follow(f, author).await.unwrap();
+        fans.push(f);
+    }
+    w.feed.catch_up().await.unwrap();
+    for f in &fans {
+        assert!(w.feed.page(*f, None, 10).await.unwrap().posts.is_empty());
+    }
+    let id = post(&w, author, "hello").await;
+    w.feed.catch_up().await.unwrap();
+    for f in &fans {
+        let t = w
+            .feed
+            .cached(*f)
+            .expect("an active reader's timeline stays cached");
+        assert_eq!(
+            t.page(None, 10, false),
+            vec![(id, author)],
+            "fan-out inserted it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_api_path_applies_follows_before_the_worker() {
+    let w = world(FeedConfig::default());
+    let (a, b) = (user(&w, "alice").await, user(&w, "bob").await);
+    post(&w, b, "early").await;
+    w.feed.catch_up().await.unwrap();
+    assert!(w.feed.page(a, None, 10).await.unwrap().posts.is_empty());
+    w.graph.follow(a, b).await.unwrap();
+    w.feed.follow_changed(a, b).await.unwrap();
+    let page = w.feed.page(a, None, 10).await.unwrap();
+    assert_eq!(page.posts[0].text, "early", "read your own follow");
+}
+
+#[tokio::test]
+async fn blocks_remove_the_blocked_authors_posts() {
+    let w = world(FeedConfig::default());
+    let (a, b) = (user(&w, "alice").await, user(&w, "bob").await);
+    w.graph.follow(a, b).await.unwrap();
+    post(&w, b, "b1").await;
+    assert_eq!(texts(&w, a).await, vec!["b1"]);
+    w.graph.block(b, a).await.unwrap();
+    assert!(texts(&w, a).await.is_empty());
 }
 
 #[tokio::test]
@@ -78,10 +162,7 @@ async fn paging_never_skips_or_repeats_while_posts_arrive() {
     let (a, b) = (user(&w, "alice").await, user(&w, "bob").await);
     w.graph.follow(a, b).await.unwrap();
     for i in 0..25 {
-        w.posts
-            .create(b, "us", &format!("p{i}"), &[], None)
-            .await
-            .unwrap();
+        post(&w, b, &format!("p{i}")).await;
     }
     w.feed.catch_up().await.unwrap();
     let mut seen = Vec::new();
@@ -89,8 +170,7 @@ async fn paging_never_skips_or_repeats_while_posts_arrive() {
     loop {
         let page = w.feed.page(a, before, 7).await.unwrap();
         seen.extend(page.posts.iter().map(|p| p.text.clone()));
-        // New posts keep arriving between pages.
-        w.posts.create(b, "us", "late", &[], None).await.unwrap();
+        post(&w, b, "late").await;
         w.feed.catch_up().await.unwrap();
         match page.next {
             Some(n) => before = Some(n),
@@ -102,40 +182,205 @@ async fn paging_never_skips_or_repeats_while_posts_arrive() {
 }
 
 #[tokio::test]
-async fn timelines_are_capped_and_celebrities_are_pulled() {
+async fn a_seeded_reader_pages_while_a_writer_posts() {
+    let w = Arc::new(world(FeedConfig {
+        cap: 16,
+        backfill: 6,
+        ..FeedConfig::default()
+    }));
+    let reader = user(&w, "reader").await;
+    let mut authors = Vec::new();
+    for i in 0..4 {
+        let a = user(&w, &format!("author{i}")).await;
+        w.graph.follow(reader, a).await.unwrap();
+        authors.push(a);
+    }
+    for i in 0..60 {
+        post(&w, authors[i % 4], &format!("{i}")).await;
+    }
+    w.feed.catch_up().await.unwrap();
+    for round in 0..5u64 {
+        let mut rng = StdRng::seed_from_u64(round);
+        let writer = {
+            let w = w.clone();
+            let authors = authors.clone();
+            let seed = round;
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed + 100);
+                for i in 0..30 {
+                    let a = authors[rng.random_range(0..authors.len())];
+                    post(&w, a, &format!("new{seed}-{i}")).await;
+                    w.feed.catch_up().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut seen: Vec<u64> = Vec::new();
+        let mut before = None;
+        loop {
+            let page = w
+                .feed
+                .page(reader, before, rng.random_range(1..12))
+                .await
+                .unwrap();
+            seen.extend(page.posts.iter().map(|p| p.id));
+            tokio::task::yield_now().await;
+            match page.next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+        }
+        writer.await.unwrap();
+        assert!(
+            seen.windows(2).all(|p| p[0] > p[1]),
+            "strictly newest first, no repeat"
+        );
+        // Everything that existed below the first item was seen.
+        let mut want = Vec::new();
+        for a in &authors {
+            want.extend(w.posts.ids_by_author(*a, None, 1000).await.unwrap());
+        }
+        want.retain(|id| *id <= seen[0]);
+        want.sort_unstable_by(|x, y| y.cmp(x));
+        assert_eq!(seen, want, "round {round}: no gap");
+    }
+}
+
+#[tokio::test]
+async fn pages_continue_past_the_cap_from_the_store() {
     let w = world(FeedConfig {
         cap: 10,
-        celebrity_followers: 1,
         backfill: 5,
+        ..FeedConfig::default()
     });
-    let (a, b, star, fan) = (
+    let (a, b, c) = (
+        user(&w, "alice").await,
+        user(&w, "bob").await,
+        user(&w, "carol").await,
+    );
+    w.graph.follow(a, b).await.unwrap();
+    w.graph.follow(a, c).await.unwrap();
+    assert!(texts(&w, a).await.is_empty());
+    for i in 0..30 {
+        post(&w, if i % 3 == 0 { c } else { b }, &format!("{i}")).await;
+    }
+    w.feed.catch_up().await.unwrap();
+    let t = w.feed.cached(a).unwrap();
+    assert_eq!(t.len(), 10, "the timeline itself is capped");
+    let want: Vec<String> = (0..30).rev().map(|i| i.to_string()).collect();
+    for limit in [1, 4, 7, 100] {
+        assert_eq!(all_pages(&w, a, limit).await, want, "limit {limit}");
+    }
+}
+
+#[tokio::test]
+async fn celebrities_are_pulled_exactly_above_the_threshold() {
+    let w = world(FeedConfig {
+        celebrity_followers: 2,
+        ..FeedConfig::default()
+    });
+    let (a, b, c) = (
+        user(&w, "alice").await,
+        user(&w, "bob").await,
+        user(&w, "carol").await,
+    );
+    let (edge, star) = (user(&w, "edge").await, user(&w, "star").await);
+    for f in [a, b] {
+        w.graph.follow(f, edge).await.unwrap();
+    }
+    for f in [a, b, c] {
+        w.graph.follow(f, star).await.unwrap();
+    }
+    w.graph.catch_up_counts().await.unwrap();
+    assert!(texts(&w, a).await.is_empty());
+    let at = post(&w, edge, "at the threshold").await;
+    let over = post(&w, star, "over it").await;
+    w.feed.catch_up().await.unwrap();
+    let t = w.feed.cached(a).unwrap();
+    let ids: Vec<u64> = t.entries().map(|e| e.0).collect();
+    assert_eq!(ids, vec![at], "2 followers: fanned out; 3: not");
+    assert_eq!(texts(&w, a).await, vec!["over it", "at the threshold"]);
+    assert_eq!(texts(&w, c).await, vec!["over it"]);
+    let _ = over;
+}
+
+#[tokio::test]
+async fn an_author_crossing_the_threshold_is_pulled_from_then_on() {
+    let w = world(FeedConfig {
+        celebrity_followers: 1,
+        ..FeedConfig::default()
+    });
+    let (a, b, star) = (
         user(&w, "alice").await,
         user(&w, "bob").await,
         user(&w, "star").await,
-        user(&w, "fan").await,
     );
+    w.graph.follow(a, star).await.unwrap();
+    w.graph.catch_up_counts().await.unwrap();
+    assert!(texts(&w, a).await.is_empty());
+    post(&w, star, "one").await;
+    assert_eq!(texts(&w, a).await, vec!["one"], "fanned out while small");
+    w.graph.follow(b, star).await.unwrap();
+    w.graph.catch_up_counts().await.unwrap();
+    post(&w, star, "two").await;
+    assert_eq!(texts(&w, a).await, vec!["two", "one"], "pulled once large");
+    assert_eq!(w.feed.cached(a).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn inactive_users_are_skipped_and_rebuilt_on_read() {
+    let clock_ms = Arc::new(AtomicU64::new(1_000_000));
+    let w = world(FeedConfig {
+        inactive_after: std::time::Duration::from_secs(3600),
+        clock: Arc::new(HlcClock::manual(clock_ms.clone())),
+        ..FeedConfig::default()
+    });
+    let (a, b) = (user(&w, "alice").await, user(&w, "bob").await);
     w.graph.follow(a, b).await.unwrap();
-    for i in 0..30 {
-        w.posts
-            .create(b, "us", &format!("b{i}"), &[], None)
-            .await
-            .unwrap();
+    assert!(texts(&w, a).await.is_empty());
+    post(&w, b, "while active").await;
+    w.feed.catch_up().await.unwrap();
+    assert!(w.feed.cached(a).is_some());
+    clock_ms.fetch_add(3_600_001, Ordering::SeqCst);
+    post(&w, b, "while away").await;
+    w.feed.catch_up().await.unwrap();
+    assert!(
+        w.feed.cached(a).is_none(),
+        "fan-out dropped the inactive timeline"
+    );
+    assert_eq!(
+        texts(&w, a).await,
+        vec!["while away", "while active"],
+        "rebuilt on read"
+    );
+    assert!(w.feed.cached(a).is_some());
+}
+
+#[tokio::test]
+async fn a_large_rebuild_answers_partial_then_completes() {
+    let w = world(FeedConfig {
+        rebuild_budget: 2,
+        ..FeedConfig::default()
+    });
+    let reader = user(&w, "reader").await;
+    for i in 0..5 {
+        let a = user(&w, &format!("author{i}")).await;
+        w.graph.follow(reader, a).await.unwrap();
+        post(&w, a, &format!("from {i}")).await;
     }
     w.feed.catch_up().await.unwrap();
-    let page = w.feed.page(a, None, 100).await.unwrap();
-    assert!(
-        (10..=11).contains(&page.posts.len()),
-        "capped near 10: {}",
-        page.posts.len()
-    );
-    assert_eq!(page.posts[0].text, "b29");
-    // star has two followers (over the threshold of 1): not fanned out, merged at read time.
-    w.graph.follow(a, star).await.unwrap();
-    w.graph.follow(fan, star).await.unwrap();
-    w.posts
-        .create(star, "us", "shine", &[], None)
-        .await
-        .unwrap();
-    assert_eq!(texts(&w, fan).await, vec!["shine"]);
-    assert_eq!(texts(&w, a).await[0], "shine");
+    let first = w.feed.page(reader, None, 100).await.unwrap();
+    assert!(first.partial, "5 followees, a budget of 2: partial");
+    assert_eq!(first.posts.len(), 2);
+    let mut done = None;
+    for _ in 0..500 {
+        let p = w.feed.page(reader, None, 100).await.unwrap();
+        if !p.partial {
+            done = Some(p);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let done = done.expect("the background rebuild finishes");
+    assert_eq!(done.posts.len(), 5);
 }

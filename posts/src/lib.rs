@@ -252,6 +252,26 @@ impl Posts {
         Ok(())
     }
 
+    /// The ids of an author's posts, newest first, older than post `before` (exclusive): the
+    /// list index alone, without reading the posts (the feed's rebuilds and merges).
+    pub async fn ids_by_author(
+        &self,
+        author: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, PostError> {
+        let prefix = BY_AUTHOR.key().u64(author).finish();
+        let mut req = ScanRequest::prefix(prefix, limit.clamp(1, 1000));
+        req.after = before.map(|id| list_key(author, id));
+        let page = self.store.scan(&req).await?;
+        let off = BY_AUTHOR.name().len() + 1 + 8;
+        Ok(page
+            .items
+            .iter()
+            .filter_map(|(k, _)| starling_store::key::read_u64(k.as_bytes(), off).map(|d| !d))
+            .collect())
+    }
+
     /// An author's posts, newest first, after the post `before` (exclusive).
     pub async fn by_author(
         &self,

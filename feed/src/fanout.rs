@@ -1,0 +1,226 @@
+//! The write side: a worker tails the store's change feed and turns changes into timeline
+//! updates.
+//!
+//! - A new post of an ordinary author is inserted into the timeline of every follower that has
+//!   one in L1 (and, by the node that claims the post in Redis, into L2), a page of 1 000
+//!   followers at a time, one Redis round trip per 512 of them. A node-local mark per post means
+//!   a post that is edited later is not fanned out again.
+//! - An author above the threshold is not fanned out; the first time a node sees one, it tells
+//!   the cached timelines of their followers to pull them at read time instead.
+//! - Follows backfill the followee's posts newer than the timeline's floor; unfollows (blocks
+//!   unfollow) remove the author's entries; post edits and deletes drop the cached body.
+//! - Users whose last read is older than the inactivity period are dropped from L1 instead of
+//!   updated; L2 expires them by itself.
+//!
+//! The change feed is the queue: it is durable and bounded per batch (1 024 changes), and the
+//! consumer's persisted cursor means a restart resumes where it stopped. Timeline inserts are
+//! idempotent, so a batch replayed after a crash inserts nothing twice.
+
+use crate::{Feed, FeedError};
+use bytes::Bytes;
+use starling_posts::{Post, PostError};
+use starling_store::{FeedConsumer, Keyspace, StoreExt, drive};
+use tokio::sync::watch;
+
+/// Node-local marks: `ff/post` — this node has fanned the post out.
+const FANNED: Keyspace = Keyspace::local("ff");
+/// Node-local marks: `fc/author` — this node knows the author is pulled, not fanned out.
+const CELEBS: Keyspace = Keyspace::local("fc");
+
+impl Feed {
+    /// Brings the timelines up to the store's change feed. Resumes where it stopped after a
+    /// restart (the position is persisted).
+    pub async fn catch_up(&self) -> Result<(), FeedError> {
+        let _one = self.inner.lock.lock().await;
+        let consumer = FeedConsumer::new(self.inner.store.clone(), "feed-fan-out");
+        let mut cursor = consumer.position().await?;
+        let posts_prefix = starling_posts::POSTS.prefix();
+        let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
+        loop {
+            let changes = consumer.batch(cursor, 1024).await?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(());
+            };
+            for c in changes {
+                if c.key.starts_with(posts_prefix.as_bytes()) {
+                    let off = starling_posts::POSTS.prefix_len();
+                    let Some(id) = starling_store::key::read_u64(c.key.as_bytes(), off) else {
+                        continue;
+                    };
+                    self.inner.bodies.invalidate(id).await;
+                    match self.inner.posts.get(id).await {
+                        Ok(p) => {
+                            self.fan_out(&p).await?;
+                        }
+                        Err(PostError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                } else if c.key.starts_with(follows_prefix.as_bytes()) {
+                    let off = starling_graph::keys::FOLLOWING.prefix_len();
+                    if let (Some(a), Some(b)) = (
+                        starling_store::key::read_u64(c.key.as_bytes(), off),
+                        starling_store::key::read_u64(c.key.as_bytes(), off + 8),
+                    ) {
+                        self.follow_changed(a, b).await?;
+                    }
+                }
+            }
+            cursor = last;
+            consumer.commit(cursor).await?;
+        }
+    }
+
+    /// Keeps timelines current with local and replicated changes until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let store = self.inner.store.clone();
+        drive(store, shutdown, || async {
+            if let Err(e) = self.catch_up().await {
+                tracing::error!(error = %e, "feed fan-out failed");
+            }
+        })
+        .await;
+    }
+
+    /// A post changed on this node (edit, delete): drop its cached body now, so the author
+    /// sees the change in the next page without waiting for the worker.
+    pub async fn post_changed(&self, id: u64) {
+        self.inner.bodies.invalidate(id).await;
+    }
+
+    /// Whether `author` is pulled at read time; the first time this node sees an author over
+    /// the threshold, the cached timelines of their followers learn to pull them.
+    async fn pulled(&self, author: u64) -> Result<bool, FeedError> {
+        if !self.is_celebrity(author).await? {
+            return Ok(false);
+        }
+        let mark = CELEBS.key().u64(author).finish();
+        if self.inner.store.get(&mark).await?.is_none() {
+            let mut after = None;
+            loop {
+                let page = self.inner.graph.followers(author, after, 1000).await?;
+                for f in &page.ids {
+                    if let Some(slot) = self.inner.l1.slot(*f) {
+                        let mut s = slot.lock();
+                        if !s.celebs.contains(&author) {
+                            s.celebs.push(author);
+                        }
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            self.inner.store.put(&mark, Bytes::new()).await?;
+        }
+        Ok(true)
+    }
+
+    /// Inserts a post into its author's followers' timelines; returns how many L1 timelines
+    /// took it.
+    pub(crate) async fn fan_out(&self, post: &Post) -> Result<usize, FeedError> {
+        let mark = FANNED.key().u64(post.id).finish();
+        if self.inner.store.get(&mark).await?.is_some() || self.pulled(post.author).await? {
+            return Ok(0);
+        }
+        let node = self.inner.store.node().0;
+        let mut to_l2 = match &self.inner.l2 {
+            Some(l2) if l2.is_healthy() => l2.claim_fan_out(post.id, node).await.unwrap_or(false),
+            _ => false,
+        };
+        let (cap, now, inactive) = (
+            self.inner.l1.cap(),
+            self.now_ms(),
+            u64::try_from(self.inner.cfg.inactive_after.as_millis()).unwrap_or(u64::MAX),
+        );
+        let mut took = 0;
+        let mut after = None;
+        loop {
+            let page = self.inner.graph.followers(post.author, after, 1000).await?;
+            for f in &page.ids {
+                let Some(slot) = self.inner.l1.slot(*f) else {
+                    continue;
+                };
+                let mut s = slot.lock();
+                if now.saturating_sub(s.last_read_ms) > inactive && !s.building {
+                    drop(s);
+                    self.inner.l1.evict(*f);
+                } else if s.timeline.insert(post.id, post.author, cap) {
+                    took += 1;
+                }
+            }
+            if to_l2 && let Some(l2) = &self.inner.l2 {
+                use crate::TimelineStore;
+                if let Err(e) = l2.insert(&page.ids, post.id, post.author).await {
+                    tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
+                    to_l2 = false;
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        self.inner.store.put(&mark, Bytes::new()).await?;
+        Ok(took)
+    }
+
+    /// A follow edge `follower → followee` changed (followed, unfollowed, or removed by a
+    /// block): backfill or remove in the follower's timelines. Idempotent; the API calls it
+    /// right after the change so the caller reads their own follows, and the worker again
+    /// when it meets the change.
+    pub async fn follow_changed(&self, follower: u64, followee: u64) -> Result<(), FeedError> {
+        use crate::TimelineStore;
+        let l2 = self.inner.l2.as_ref().filter(|l| l.is_healthy());
+        let slot = self.inner.l1.slot(follower);
+        if !self.inner.graph.is_following(follower, followee).await? {
+            if let Some(slot) = &slot {
+                let mut s = slot.lock();
+                s.celebs.retain(|c| *c != followee);
+                s.timeline.remove_author(followee);
+            }
+            if let Some(l2) = l2 {
+                let _ = l2.remove_author(follower, followee).await;
+            }
+            return Ok(());
+        }
+        if self.is_celebrity(followee).await? {
+            if let Some(slot) = &slot {
+                let mut s = slot.lock();
+                if !s.celebs.contains(&followee) {
+                    s.celebs.push(followee);
+                }
+            }
+            return Ok(());
+        }
+        if slot.is_none() && l2.is_none() {
+            return Ok(());
+        }
+        let k = self.inner.cfg.backfill;
+        let ids = self.inner.posts.ids_by_author(followee, None, k).await?;
+        // Backfill is complete down to the oldest post read if the followee has more.
+        let floor = if ids.len() == k {
+            ids.last().copied()
+        } else {
+            None
+        };
+        if let Some(slot) = &slot {
+            let mut s = slot.lock();
+            if let Some(f) = floor {
+                s.timeline.floor = s.timeline.floor.max(f);
+            }
+            for id in &ids {
+                s.timeline.insert(*id, followee, self.inner.cfg.cap);
+            }
+        }
+        if let Some(l2) = l2 {
+            if let Some(f) = floor {
+                let _ = l2.raise_floor(follower, f).await;
+            }
+            for id in &ids {
+                let _ = l2.insert(&[follower], *id, followee).await;
+            }
+        }
+        Ok(())
+    }
+}

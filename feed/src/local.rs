@@ -1,0 +1,136 @@
+//! The in-process timeline tier (L1): a moka cache of timelines bounded in bytes, each behind
+//! its own small lock, plus what the read path needs beside the entries (followed large
+//! accounts, last read, whether a rebuild is running).
+//!
+//! A timeline missing here is not an error: it was never built, was evicted, or belonged to an
+//! inactive user; the read path loads it from L2 or rebuilds it.
+
+use crate::tier::{TierError, TimelineStore};
+use crate::timeline::Timeline;
+use async_trait::async_trait;
+use moka::sync::Cache;
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// One cached timeline and its read-side state.
+#[derive(Debug, Default)]
+pub struct Slot {
+    /// The entries and floor.
+    pub timeline: Timeline,
+    /// Followed accounts above the celebrity threshold, pulled at read time.
+    pub celebs: Vec<u64>,
+    /// Last feed read, ms since the epoch.
+    pub last_read_ms: u64,
+    /// A rebuild is filling this timeline; pages are partial until it ends.
+    pub building: bool,
+    /// Last time the L2 copy's expiry was pushed back, ms since the epoch.
+    pub l2_touched_ms: u64,
+}
+
+/// A shared slot.
+pub type SlotRef = Arc<Mutex<Slot>>;
+
+/// The L1 timeline cache.
+#[derive(Clone, Debug)]
+pub struct LocalTimelines {
+    cache: Cache<u64, SlotRef>,
+    cap: usize,
+}
+
+impl LocalTimelines {
+    /// A cache holding about `bytes` of timelines of at most `cap` entries each.
+    pub fn new(bytes: u64, cap: usize) -> Self {
+        // A full timeline: 16 bytes an entry, plus the slot and the cache's own bookkeeping.
+        let weight = u32::try_from(cap * 16 + 256).unwrap_or(u32::MAX);
+        LocalTimelines {
+            cache: Cache::builder()
+                .max_capacity(bytes)
+                .weigher(move |_, _| weight)
+                .build(),
+            cap,
+        }
+    }
+
+    /// The slot of `user`, if cached.
+    pub fn slot(&self, user: u64) -> Option<SlotRef> {
+        self.cache.get(&user)
+    }
+
+    /// The slot of `user`, created empty by `init` if missing; `true` when this call created it.
+    pub fn slot_or_insert(&self, user: u64, init: impl FnOnce() -> Slot) -> (SlotRef, bool) {
+        let entry = self
+            .cache
+            .entry(user)
+            .or_insert_with(|| Arc::new(Mutex::new(init())));
+        let fresh = entry.is_fresh();
+        (entry.into_value(), fresh)
+    }
+
+    /// Drops a timeline (inactive owner, or a failed rebuild).
+    pub fn evict(&self, user: u64) {
+        self.cache.invalidate(&user);
+    }
+
+    /// The entry cap.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Timelines held (approximate, for metrics).
+    pub fn len(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Whether no timeline is held (approximate).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl TimelineStore for LocalTimelines {
+    async fn load(&self, user: u64) -> Result<Option<Timeline>, TierError> {
+        Ok(self.slot(user).map(|s| s.lock().timeline.clone()))
+    }
+
+    async fn save(&self, user: u64, t: &Timeline) -> Result<(), TierError> {
+        let (slot, _) = self.slot_or_insert(user, Slot::default);
+        slot.lock().timeline = t.clone();
+        Ok(())
+    }
+
+    async fn insert(&self, users: &[u64], post: u64, author: u64) -> Result<usize, TierError> {
+        let mut took = 0;
+        for u in users {
+            if let Some(slot) = self.slot(*u)
+                && slot.lock().timeline.insert(post, author, self.cap)
+            {
+                took += 1;
+            }
+        }
+        Ok(took)
+    }
+
+    async fn raise_floor(&self, user: u64, floor: u64) -> Result<(), TierError> {
+        if let Some(slot) = self.slot(user) {
+            let mut s = slot.lock();
+            let t = &mut s.timeline;
+            if floor > t.floor {
+                t.floor = floor;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_author(&self, user: u64, author: u64) -> Result<(), TierError> {
+        if let Some(slot) = self.slot(user) {
+            slot.lock().timeline.remove_author(author);
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, user: u64) -> Result<(), TierError> {
+        self.evict(user);
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! The read side: a page of a home timeline.
+//!
+//! 1. The timeline comes from L1; on a miss from L2 (Redis), and on a miss there it is rebuilt:
+//!    the newest `backfill` posts of each followee, the floor raised to the newest of their
+//!    last-read posts so the result is complete above it. A rebuild does `rebuild_budget`
+//!    followees inline; if more remain, a background task finishes and the pages served
+//!    meanwhile say `partial` (HTTP 206).
+//! 2. Candidates for a page below cursor `before`: the timeline's entries down to its floor,
+//!    plus the recent posts of the followed accounts that are pulled rather than fanned out.
+//!    When that does not fill the page, it continues below the floor with a merge of every
+//!    followee's own post list — so the feed has no hard end at the cap, and no gap.
+//! 3. The newest `limit` candidates are hydrated from the post cache; deleted posts are
+//!    skipped, but the cursor moves past them. A cursor is a post id and every source is
+//!    filtered by it, so paging while posts arrive never skips or repeats one.
+
+use crate::local::{Slot, SlotRef};
+use crate::timeline::{Entry, Timeline};
+use crate::{Feed, FeedError, FeedPage, TimelineStore};
+use std::collections::BTreeSet;
+
+/// What a page needs from a timeline, copied out under its lock.
+struct View {
+    entries: Vec<Entry>,
+    floor: u64,
+    celebs: Vec<u64>,
+    building: bool,
+}
+
+impl Feed {
+    /// A page of `user`'s home timeline, newest first, older than post `before`.
+    pub async fn page(
+        &self,
+        user: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<FeedPage, FeedError> {
+        let limit = limit.clamp(1, 100);
+        let slot = self.timeline_of(user).await?;
+        let now = self.now_ms();
+        let view = {
+            let mut s = slot.lock();
+            s.last_read_ms = now;
+            View {
+                entries: s.timeline.page(before, limit, s.building),
+                floor: if s.building { 0 } else { s.timeline.floor },
+                celebs: s.celebs.clone(),
+                building: s.building,
+            }
+        };
+        self.touch_l2(user, &slot, now).await;
+        let mut ids: BTreeSet<u64> = view.entries.iter().map(|e| e.0).collect();
+        for c in &view.celebs {
+            let theirs = self.inner.posts.ids_by_author(*c, before, limit).await?;
+            ids.extend(theirs.into_iter().filter(|id| *id >= view.floor));
+        }
+        if !view.building && view.floor > 0 && ids.len() < limit {
+            let below = before.map_or(view.floor, |b| b.min(view.floor));
+            ids.extend(self.merge_below(user, below, limit).await?);
+        }
+        let page: Vec<u64> = ids.into_iter().rev().take(limit).collect();
+        let next = if page.len() == limit {
+            page.last().copied()
+        } else {
+            None
+        };
+        let posts = self.inner.bodies.hydrate(&page).await?;
+        Ok(FeedPage {
+            posts,
+            next,
+            partial: view.building,
+        })
+    }
+
+    /// Pushes back the L2 expiry of an active reader's timeline, at most every hour.
+    async fn touch_l2(&self, user: u64, slot: &SlotRef, now: u64) {
+        let Some(l2) = self.inner.l2.as_ref().filter(|l| l.is_healthy()) else {
+            return;
+        };
+        let due = {
+            let mut s = slot.lock();
+            let due = !s.building && now.saturating_sub(s.l2_touched_ms) > 3_600_000;
+            if due {
+                s.l2_touched_ms = now;
+            }
+            due
+        };
+        if due {
+            let _ = l2.touch(user).await;
+        }
+    }
+
+    /// The newest `limit` post ids below `below` across every followee.
+    async fn merge_below(
+        &self,
+        user: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, FeedError> {
+        let mut out: BTreeSet<u64> = BTreeSet::new();
+        let mut after = None;
+        loop {
+            let following = self.inner.graph.following(user, after, 1000).await?;
+            for f in &following.ids {
+                for id in self
+                    .inner
+                    .posts
+                    .ids_by_author(*f, Some(below), limit)
+                    .await?
+                {
+                    out.insert(id);
+                    if out.len() > limit {
+                        out.pop_first();
+                    }
+                }
+            }
+            match following.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The L1 slot of `user`'s timeline: cached, loaded from L2, or rebuilt.
+    async fn timeline_of(&self, user: u64) -> Result<SlotRef, FeedError> {
+        if let Some(slot) = self.inner.l1.slot(user) {
+            return Ok(slot);
+        }
+        if let Some(l2) = self.inner.l2.as_ref().filter(|l| l.is_healthy())
+            && let Ok(Some(t)) = l2.load(user).await
+        {
+            let celebs = self.pulled_followees(user).await?;
+            let now = self.now_ms();
+            let (slot, _) = self.inner.l1.slot_or_insert(user, || Slot {
+                timeline: t,
+                celebs,
+                last_read_ms: now,
+                building: false,
+                l2_touched_ms: now,
+            });
+            return Ok(slot);
+        }
+        self.rebuild(user).await
+    }
+
+    /// The followees of `user` that are pulled at read time.
+    async fn pulled_followees(&self, user: u64) -> Result<Vec<u64>, FeedError> {
+        let mut celebs = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.inner.graph.following(user, after, 1000).await?;
+            for f in &page.ids {
+                if self.is_celebrity(*f).await? {
+                    celebs.push(*f);
+                }
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        Ok(celebs)
+    }
+
+    /// Rebuilds `user`'s timeline from follows and posts: `rebuild_budget` followees now, the
+    /// rest in a background task. A second reader during a rebuild shares the same slot.
+    async fn rebuild(&self, user: u64) -> Result<SlotRef, FeedError> {
+        let now = self.now_ms();
+        let (slot, fresh) = self.inner.l1.slot_or_insert(user, || Slot {
+            building: true,
+            last_read_ms: now,
+            ..Slot::default()
+        });
+        if !fresh {
+            return Ok(slot);
+        }
+        let mut followees = Vec::new();
+        let mut after = None;
+        loop {
+            let page = match self.inner.graph.following(user, after, 1000).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.inner.l1.evict(user);
+                    return Err(e.into());
+                }
+            };
+            followees.extend(page.ids);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let budget = self.inner.cfg.rebuild_budget.max(1).min(followees.len());
+        let rest = followees.split_off(budget);
+        if let Err(e) = self.rebuild_part(&slot, &followees).await {
+            self.inner.l1.evict(user);
+            return Err(e);
+        }
+        if rest.is_empty() {
+            self.finish_rebuild(user, &slot).await;
+        } else {
+            let feed = self.clone();
+            let bg = slot.clone();
+            tokio::spawn(async move {
+                match feed.rebuild_part(&bg, &rest).await {
+                    Ok(()) => feed.finish_rebuild(user, &bg).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, user, "timeline rebuild failed; the next read retries");
+                        feed.inner.l1.evict(user);
+                    }
+                }
+            });
+        }
+        Ok(slot)
+    }
+
+    /// Reads `followees`' recent posts into a building timeline.
+    async fn rebuild_part(&self, slot: &SlotRef, followees: &[u64]) -> Result<(), FeedError> {
+        let k = self.inner.cfg.backfill;
+        let mut part = Vec::new();
+        let mut floor = 0;
+        let mut celebs = Vec::new();
+        for f in followees {
+            if self.is_celebrity(*f).await? {
+                celebs.push(*f);
+                continue;
+            }
+            let ids = self.inner.posts.ids_by_author(*f, None, k).await?;
+            if ids.len() == k
+                && let Some(last) = ids.last()
+            {
+                floor = floor.max(*last);
+            }
+            part.extend(ids.into_iter().map(|id| (id, *f)));
+        }
+        let cap = self.inner.cfg.cap;
+        let built = Timeline::from_entries(part, floor, cap);
+        let mut s = slot.lock();
+        s.timeline.merge(&built, cap);
+        for c in celebs {
+            if !s.celebs.contains(&c) {
+                s.celebs.push(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a rebuilt timeline ready and stores it in L2.
+    async fn finish_rebuild(&self, user: u64, slot: &SlotRef) {
+        let snapshot = {
+            let mut s = slot.lock();
+            s.building = false;
+            s.l2_touched_ms = self.now_ms();
+            s.timeline.clone()
+        };
+        if let Some(l2) = self.inner.l2.as_ref().filter(|l| l.is_healthy())
+            && let Err(e) = l2.save(user, &snapshot).await
+        {
+            tracing::debug!(error = %e, user, "could not store a rebuilt timeline in redis");
+        }
+    }
+}
+
+#[cfg(test)]
+impl Feed {
+    /// The cached timeline of `user`, if any (tests).
+    pub(crate) fn cached(&self, user: u64) -> Option<Timeline> {
+        self.inner.l1.slot(user).map(|s| s.lock().timeline.clone())
+    }
+}
