@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their side-by-side ratios to bench/. Takes a few minutes on
-# 2 cores. Usage: infra/bench.sh [kv|gossip|all]
+# 2 cores. Usage: infra/bench.sh [kv|gossip|feed|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-kv}"
@@ -19,9 +19,14 @@ case "$what" in
     # A seeded simulation: writes bench/gossip.md, gossip.json and gossip-rounds.svg itself.
     cargo bench -p starling-gossip --bench propagation
     ;;
+  feed)
+    # Fan-out and read figures: writes bench/feed.md itself (FEED_BENCH_USERS=… to shrink).
+    cargo bench -p starling-feed --bench feed
+    ;;
   all)
     "$0" kv
     "$0" gossip
+    "$0" feed
     ;;
-  *) echo "unknown benchmark set: $what (kv, gossip, all)" >&2; exit 2 ;;
+  *) echo "unknown benchmark set: $what (kv, gossip, feed, all)" >&2; exit 2 ;;
 esac

@@ -84,7 +84,7 @@ pub struct NodeParts {
 impl AppState {
     /// The state of a node.
     pub fn new(p: NodeParts) -> Self {
-        let metrics = Arc::new(metrics::registry(p.store.clone(), p.gossip.clone()));
+        let mut registry = metrics::registry(p.store.clone(), p.gossip.clone());
         let cas: Arc<dyn starling_store::CasRouter> = match &p.gossip {
             Some(g) => Arc::new(g.clone()),
             None => Arc::new(starling_store::LocalCas(p.store.clone())),
@@ -93,19 +93,20 @@ impl AppState {
         let region = p.graph.region.clone();
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas, ids);
+        let feed = match p.redis {
+            Some(r) => starling_feed::Feed::with_redis(
+                p.store.clone(),
+                graph.clone(),
+                posts.clone(),
+                p.feed,
+                r,
+            ),
+            None => starling_feed::Feed::new(p.store.clone(), graph.clone(), posts.clone(), p.feed),
+        };
+        metrics::register_feed(&mut registry, feed.clone());
+        let metrics = Arc::new(registry);
         AppState {
-            feed: match p.redis {
-                Some(r) => starling_feed::Feed::with_redis(
-                    p.store.clone(),
-                    graph.clone(),
-                    posts.clone(),
-                    p.feed,
-                    r,
-                ),
-                None => {
-                    starling_feed::Feed::new(p.store.clone(), graph.clone(), posts.clone(), p.feed)
-                }
-            },
+            feed,
             graph,
             posts,
             media: p.media,

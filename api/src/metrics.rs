@@ -152,6 +152,38 @@ impl Collector for NodeCollector {
     }
 }
 
+/// Reads the feed's cache state at scrape time.
+#[derive(Debug)]
+struct FeedCollector(starling_feed::Feed);
+
+impl Collector for FeedCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut enc;
+        gauge(
+            e,
+            "starling_feed_timelines_cached",
+            "Home timelines held in the in-process cache (approximate)",
+            i64::try_from(self.0.cached_timelines()).unwrap_or(i64::MAX),
+        )?;
+        let redis = match self.0.cache_tier() {
+            starling_feed::CacheTier::LocalOnly => -1,
+            starling_feed::CacheTier::RedisDown => 0,
+            starling_feed::CacheTier::RedisUp => 1,
+        };
+        gauge(
+            e,
+            "starling_feed_redis_up",
+            "1: the Redis tier answers; 0: configured but down (reads degrade to the local cache); -1: not configured",
+            redis,
+        )
+    }
+}
+
+/// Adds the feed's gauges to a registry.
+pub fn register_feed(r: &mut Registry, feed: starling_feed::Feed) {
+    r.register_collector(Box::new(FeedCollector(feed)));
+}
+
 /// A registry with the node's collector.
 pub fn registry(store: Arc<dyn Store>, gossip: Option<GossipHandle>) -> Registry {
     let mut r = Registry::default();

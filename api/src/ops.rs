@@ -74,5 +74,6 @@ mod tests {
         let (status, body) = get("/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("starling_store_change_seq"), "{body}");
+        assert!(body.contains("starling_feed_redis_up -1"), "{body}");
     }
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# GET /v1/feed (20 hydrated posts, warm) under wrk beside GET /healthz on the same server, on
+# a release `starling serve`: once with the in-process cache only, once with Redis as L2.
+# Writes bench/feed-api.md. Needs wrk and redis-server (installed from Debian's packages if
+# missing). About 2 minutes plus the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for p in wrk curl redis-server; do
+  command -v "$p" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$p"; }
+done
+cargo build --release -q -p starling-api --bin starling
+DUR="${DUR:-8s}"
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+rport=$((20000 + RANDOM % 20000))
+redis-server --port $rport --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
+pids+=($!)
+: > "$work/rows"
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+
+bench_server() { # label, extra serve flags...
+  local label=$1; shift
+  local port=$((20000 + RANDOM % 20000))
+  STARLING_LOG=warn target/release/starling serve --listen 127.0.0.1:$port \
+    --data-dir "$work/data-$label" --auth-per-minute 100000000 "$@" > "$work/$label.log" 2>&1 &
+  local pid=$!
+  pids+=($pid)
+  for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
+  local url=http://127.0.0.1:$port
+  signup() { curl -sf -X POST -H 'content-type: application/json' -d "{\"handle\":\"$1\",\"password\":\"password1\"}" $url/v1/users; }
+  local token
+  token=$(signup reader | json token)
+  for i in $(seq 50); do
+    local a atoken aid
+    a=$(signup "author$i"); atoken=$(echo "$a" | json token); aid=$(echo "$a" | json id)
+    curl -sf -X PUT -H "authorization: Bearer $token" $url/v1/following/$aid
+    for j in 1 2 3; do
+      curl -sf -o /dev/null -X POST -H 'content-type: application/json' -H "authorization: Bearer $atoken" \
+        -d "{\"text\":\"post $j of author $i, some words to make it look like a post\"}" $url/v1/posts
+    done
+  done
+  sleep 1
+  curl -sf -H "authorization: Bearer $token" "$url/v1/feed?limit=20" > "$work/page.json"
+  python3 -c "import json; n=len(json.load(open('$work/page.json'))['items']); assert n == 20, n"
+  for conns in 32 2; do
+    wrk -t1 -c$conns -d"$DUR" --latency "$url/healthz" > "$work/bare.txt"
+    wrk -t1 -c$conns -d"$DUR" --latency -H "Authorization: Bearer $token" "$url/v1/feed?limit=20" > "$work/feed.txt"
+    python3 - "$label" "$conns" "$work/bare.txt" "$work/feed.txt" >> "$work/rows" <<'PY'
+import re, sys
+label, conns = sys.argv[1], sys.argv[2]
+def parse(path):
+    t = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    def ms(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
+        v, u = float(m.group(1)), m.group(2)
+        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    return rps, ms(50), ms(99), int(bad.group(1)) if bad else 0
+b, f = parse(sys.argv[3]), parse(sys.argv[4])
+print("\t".join(map(str, [label, conns, *b, *f])))
+PY
+  done
+  kill $pid; wait $pid 2>/dev/null || true
+}
+
+bench_server moka
+bench_server redis --redis redis://127.0.0.1:$rport
+
+python3 - "$work/rows" "$DUR" > bench/feed-api.md <<'PY'
+import sys, subprocess, datetime, os
+rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print("# GET /v1/feed under load (infra/bench-feed.sh)\n")
+print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}`: release build, "
+      f"embedded store, wrk with 1 thread for {sys.argv[2]} per row on the same {os.cpu_count()}-core machine as the "
+      "server (and Redis). A reader follows 50 authors with 3 posts each; each request returns 20 hydrated posts "
+      "(warm). The baseline is `GET /healthz` on the same server in the same run (a bare axum handler); "
+      "ratio = feed req/s ÷ bare req/s. 32 connections saturate the server; 2 connections is light load. wrk is "
+      "closed-loop: the open-loop figures at a fixed rate come with the load generator.\n")
+print("| cache tiers | connections | bare req/s | feed req/s | ratio | bare p50 / p99 | feed p50 / p99 | non-2xx |")
+print("|---|---|---|---|---|---|---|---|")
+for label, conns, brps, bp50, bp99, bbad, frps, fp50, fp99, fbad in rows:
+    tiers = "moka (L1) only" if label == "moka" else "moka + Redis L2"
+    print(f"| {tiers} | {conns} | {float(brps):,.0f} | {float(frps):,.0f} | {float(frps)/float(brps):.2f} | "
+          f"{float(bp50):.2f} / {float(bp99):.2f} ms | {float(fp50):.2f} / {float(fp99):.2f} ms | {int(bbad)+int(fbad)} |")
+print("\nWarm reads are served from the in-process tier in both configurations; Redis is on the fan-out path "
+      "(one script call per 512 followers) and on L1 misses (a timeline load, an MGET of post bodies).")
+PY
+cat bench/feed-api.md
