@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod feed;
 pub mod json;
@@ -18,6 +19,7 @@ pub mod posts;
 pub mod problem;
 #[cfg(test)]
 mod rest_tests;
+pub mod seed;
 pub mod server;
 pub mod social;
 #[cfg(test)]

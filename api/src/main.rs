@@ -1,4 +1,5 @@
-//! The `starling` binary: `starling serve` runs one node.
+//! The `starling` binary: `starling serve` runs one node, `starling seed` generates a synthetic
+//! graph.
 
 use clap::{Parser, Subcommand};
 use starling_api::config::{ServeArgs, ServeConfig};
@@ -16,7 +17,13 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one node (embedded store, single region, no flags needed).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Generate a synthetic social graph (Zipf followers) into a stopped node's store or
+    /// through a running node's API.
+    Seed(starling_api::seed::SeedArgs),
+    /// Start a local multi-region cluster of real node processes with a simulated WAN
+    /// (`down` stops a detached one).
+    Cluster(starling_api::cluster::ClusterArgs),
 }
 
 fn init_logs(json: bool) {
@@ -44,12 +51,20 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let cfg = ServeConfig::resolve(args)?;
+            let cfg = ServeConfig::resolve(*args)?;
             init_logs(cfg.json_logs);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
                 .block_on(starling_api::server::serve(cfg))
         }
+        Command::Cluster(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(starling_api::cluster::cluster(args)),
+        Command::Seed(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(starling_api::seed::seed(args)),
     }
 }

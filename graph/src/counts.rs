@@ -12,7 +12,8 @@
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
 use bytes::Bytes;
-use starling_store::{FeedConsumer, Key, Keyspace, StoreExt, drive};
+use starling_store::{FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
+use std::collections::HashMap;
 use tokio::sync::watch;
 
 /// `gn/user/"followers"|"following"` → counter (local).
@@ -38,6 +39,8 @@ fn counter_of(key: &Key) -> Option<Key> {
 
 impl Graph {
     /// Brings the counts up to the store's change feed. Serialized: one catch-up at a time.
+    /// Each batch of changes becomes one batch of writes (count moves and shadows), written
+    /// with one durability wait before the position moves past it.
     pub async fn catch_up_counts(&self) -> Result<(), GraphError> {
         let _one = self.counts_lock.lock().await;
         let consumer = FeedConsumer::new(self.store.clone(), "graph-counts");
@@ -47,40 +50,56 @@ impl Graph {
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
+            let mut moves: HashMap<Key, i64> = HashMap::new();
+            let mut shadows: HashMap<Key, bool> = HashMap::new();
             for c in changes {
                 if let Some(counter) = counter_of(&c.key) {
-                    self.recount(&c.key, &counter).await?;
+                    self.recount(&c.key, counter, &mut moves, &mut shadows)
+                        .await?;
                 }
             }
+            let writes: Vec<(Key, Mutation)> = moves
+                .into_iter()
+                .filter(|(_, d)| *d != 0)
+                .map(|(k, d)| (k, Mutation::Count(d)))
+                .chain(shadows.into_iter().map(|(k, v)| {
+                    let b = Bytes::from_static(if v { &[1] } else { &[0] });
+                    (k, Mutation::Put(b))
+                }))
+                .collect();
+            self.store.mutate_many(&writes).await?;
             cursor = last;
             consumer.commit(cursor).await?;
         }
     }
 
-    /// Moves `counter` by one if the edge's visibility differs from what was counted.
-    async fn recount(&self, edge: &Key, counter: &Key) -> Result<(), GraphError> {
+    /// Moves `counter` by one if the edge's visibility differs from what was counted (the
+    /// batch's pending shadows first, then the stored one).
+    async fn recount(
+        &self,
+        edge: &Key,
+        counter: Key,
+        moves: &mut HashMap<Key, i64>,
+        shadows: &mut HashMap<Key, bool>,
+    ) -> Result<(), GraphError> {
         let visible = self
             .store
             .get(edge)
             .await?
             .is_some_and(|v| v.value.is_some());
         let shadow = SHADOWS.key().raw(edge.as_bytes()).finish();
-        let counted = self
-            .store
-            .get(&shadow)
-            .await?
-            .and_then(|v| v.value)
-            .is_some_and(|b| b.as_ref() == [1]);
+        let counted = match shadows.get(&shadow) {
+            Some(v) => *v,
+            None => self
+                .store
+                .get(&shadow)
+                .await?
+                .and_then(|v| v.value)
+                .is_some_and(|b| b.as_ref() == [1]),
+        };
         if visible != counted {
-            self.store
-                .incr(counter, if visible { 1 } else { -1 })
-                .await?;
-            self.store
-                .put(
-                    &shadow,
-                    Bytes::from_static(if visible { &[1] } else { &[0] }),
-                )
-                .await?;
+            *moves.entry(counter).or_default() += if visible { 1 } else { -1 };
+            shadows.insert(shadow, visible);
         }
         Ok(())
     }

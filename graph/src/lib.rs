@@ -7,6 +7,7 @@
 //! keys): never to a network or a database directly.
 
 pub mod blocks;
+pub mod bulk;
 pub mod counts;
 pub mod error;
 pub mod follows;

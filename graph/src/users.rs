@@ -126,7 +126,7 @@ impl Graph {
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
-    async fn hash_password(&self, password: String) -> Result<String, GraphError> {
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String, GraphError> {
         let a = self.argon2()?;
         tokio::task::spawn_blocking(move || {
             a.hash_password(password.as_bytes())

@@ -14,7 +14,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use starling_store::{
-    CasOutcome, CasRouter, IdGenerator, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt,
+    CasOutcome, CasRouter, IdGenerator, Key, Keyspace, Mutation, ScanRequest, Store, StoreError,
+    StoreExt,
 };
 use std::sync::Arc;
 
@@ -250,6 +251,32 @@ impl Posts {
         self.store.delete(&post_key(id)).await?;
         self.store.remove(&list_key(post.author, id)).await?;
         Ok(())
+    }
+
+    /// The writes of a new post, for bulk loads (`starling seed`): no idempotency key, no
+    /// media. Write them with `Store::mutate_many`.
+    pub fn bulk_create(
+        &self,
+        author: u64,
+        text: &str,
+        created_at_ms: u64,
+    ) -> Result<[(Key, Mutation); 2], PostError> {
+        check_text(text)?;
+        let post = Post {
+            id: self.ids.next_id(),
+            author,
+            text: text.to_string(),
+            media: Vec::new(),
+            created_at_ms,
+            edited_at_ms: None,
+        };
+        Ok([
+            (
+                post_key(post.id),
+                Mutation::Put(starling_store::codec::to_value(&post)?),
+            ),
+            (list_key(author, post.id), Mutation::Add(Bytes::new())),
+        ])
     }
 
     /// The ids of an author's posts, newest first, older than post `before` (exclusive): the

@@ -48,6 +48,34 @@ where
     anti_entropy_by_buckets(open(a).await, open(b).await).await;
     tombstone_purge(open(a).await).await;
     local_keys(open(a).await).await;
+    batches(open(a).await).await;
+}
+
+async fn batches(s: Arc<dyn Store>) {
+    let seq = s.last_seq();
+    let items: Vec<(Key, Mutation)> = (0..50u64)
+        .map(|i| (KS.key().str("batch").u64(i).finish(), Mutation::Put(b("x"))))
+        .chain([
+            (
+                KS.key().str("batch-set").u64(1).finish(),
+                Mutation::Add(b("e")),
+            ),
+            (KS.key().str("batch-n").finish(), Mutation::Count(5)),
+        ])
+        .collect();
+    s.mutate_many(&items).await.unwrap();
+    for (k, _) in &items[..50] {
+        assert_eq!(s.get(k).await.unwrap().unwrap().value, Some(b("x")));
+    }
+    assert_eq!(
+        s.counter(&KS.key().str("batch-n").finish()).await.unwrap(),
+        5
+    );
+    assert_eq!(
+        s.last_seq(),
+        seq + 52,
+        "every write of a batch is in the change feed"
+    );
 }
 
 async fn local_keys(s: Arc<dyn Store>) {

@@ -189,6 +189,16 @@ pub trait Store: Send + Sync + Debug + 'static {
         ctx: Option<&VersionVector>,
     ) -> Result<Record>;
 
+    /// Several blind mutations (no causal context), acknowledged together: one wait for
+    /// durability for the lot. For bulk loads; each key is still written atomically, the batch
+    /// as a whole is not. The default applies them one by one.
+    async fn mutate_many(&self, items: &[(Key, Mutation)]) -> Result<()> {
+        for (k, m) in items {
+            self.mutate(k, m.clone(), None).await?;
+        }
+        Ok(())
+    }
+
     /// Writes `new` (a value, or a tombstone for `None`) to a register only if its version is
     /// `expected` (`None`: the key must not exist). Linearizable per key on one replica; the
     /// gossip layer routes it to the key's owner.

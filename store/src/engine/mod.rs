@@ -651,6 +651,13 @@ impl<B: Backend> Store for Engine<B> {
         Ok(r)
     }
 
+    async fn mutate_many(&self, items: &[(Key, Mutation)]) -> Result<()> {
+        for (k, m) in items {
+            self.shared.mutate(k, m.clone(), None)?;
+        }
+        self.syncer.wait_durable(self.shared.committed()).await
+    }
+
     async fn cas(
         &self,
         key: &Key,

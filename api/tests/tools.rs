@@ -1,0 +1,132 @@
+//! The operator commands through the real binary: `starling seed` into a data directory that a
+//! node then serves, and `starling cluster` up (detached) and down.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Node, eventually, free_port};
+use std::process::Command;
+use std::time::Duration;
+
+fn starling(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap()
+}
+
+#[test]
+fn a_seeded_store_serves_logins_counts_and_feeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.display().to_string();
+    let (ok, out) = starling(&[
+        "seed",
+        "--users",
+        "400",
+        "--follows",
+        "12",
+        "--posts",
+        "2",
+        "--seed",
+        "7",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("seeded 400 users"), "{out}");
+    let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
+    let body = serde_json::json!({"handle": "user0", "password": "password1"}).to_string();
+    let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let token = json(&b)["token"].as_str().unwrap().to_string();
+    let (s, me) = node.http("GET", "/v1/users/me", Some(&token), b"");
+    assert_eq!(s, 200);
+    let me = json(&me);
+    let following = me["following_count"].as_i64().unwrap();
+    assert!((6..=18).contains(&following), "about 12 follows: {me}");
+    // The counts were derived at seeding time and match the edge lists.
+    let id = me["id"].as_str().unwrap();
+    let (s, list) = node.http(
+        "GET",
+        &format!("/v1/users/{id}/following?limit=100"),
+        Some(&token),
+        b"",
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        json(&list)["items"].as_array().unwrap().len() as i64,
+        following
+    );
+    // The feed is rebuilt on first read from the seeded follows and posts.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let (s, f) = node.http("GET", "/v1/feed?limit=50", Some(&token), b"");
+            s == 200 && !json(&f)["items"].as_array().unwrap().is_empty()
+        }),
+        "a seeded user's feed has posts"
+    );
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn a_detached_cluster_comes_up_replicates_and_goes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdir = dir.path().join("cluster");
+    let c = cdir.display().to_string();
+    // A base port with room for gossip (+1000) above it.
+    let base = loop {
+        let p = free_port();
+        if p < 60_000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let base_s = base.to_string();
+    let (ok, out) = starling(&[
+        "cluster",
+        "--regions",
+        "us,eu",
+        "--nodes-per-region",
+        "1",
+        "--base-port",
+        &base_s,
+        "--rtt",
+        "us-eu=60ms",
+        "--store",
+        "memory",
+        "--admin-token",
+        "tok",
+        "--dir",
+        &c,
+        "--detach",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("us0") && out.contains("eu0"), "{out}");
+    assert!(cdir.join("logs/us0.log").exists());
+    let (us, eu) = (base, base + 1);
+    assert_eq!(
+        common::http(us, "PUT", "/v1/admin/kv/greeting", Some("tok"), b"hi").0,
+        204
+    );
+    let replicated = eventually(Duration::from_secs(30), || {
+        common::http(eu, "GET", "/v1/admin/kv/greeting", Some("tok"), b"").0 == 200
+    });
+    let (ok, out) = starling(&["cluster", "down", "--dir", &c]);
+    assert!(ok, "{out}");
+    assert!(out.contains("stopped 2 nodes"), "{out}");
+    assert!(replicated, "a write in us reached eu");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", us)).is_err(),
+        "the nodes are gone"
+    );
+}
