@@ -89,7 +89,9 @@ impl From<StoreError> for ApiError {
                 ApiError::TooLarge(e.to_string())
             }
             StoreError::KindMismatch { .. } => ApiError::Invalid(e.to_string()),
-            StoreError::OwnerUnreachable { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::OwnerUnreachable { .. } | StoreError::Cluster(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -14,6 +14,8 @@ mod backend;
 mod embedded;
 mod memory;
 mod rules;
+#[cfg(feature = "scylla")]
+pub(crate) mod scylla;
 mod sync;
 
 pub use embedded::FsyncPolicy;
@@ -343,9 +345,7 @@ impl<B: Backend> Shared<B> {
                 continue;
             }
             self.clock.observe(d.record.max_hlc());
-            let res = self.write_with(&d.key, Origin::Remote, |old| {
-                rules::merged(old, &d.record)
-            });
+            let res = self.write_with(&d.key, Origin::Remote, |old| rules::merged(old, &d.record));
             match res {
                 Ok(Written { new: Some(_), .. }) => report.changed += 1,
                 Ok(Written { new: None, .. }) => report.unchanged += 1,
