@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their side-by-side ratios to bench/. Takes a few minutes on
-# 2 cores. Usage: infra/bench.sh [kv|gossip|all]
+# 2 cores. Usage: infra/bench.sh [kv|gossip|scylla|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-kv}"
@@ -19,9 +19,21 @@ case "$what" in
     # A seeded simulation: writes bench/gossip.md, gossip.json and gossip-rounds.svg itself.
     cargo bench -p starling-gossip --bench propagation
     ;;
+  scylla)
+    # The ScyllaDB engine beside the embedded one: against STARLING_SCYLLA_NODES, or a local
+    # Cassandra started (and stopped) here. Writes bench/scylla.md itself.
+    if [ -z "${STARLING_SCYLLA_NODES:-}" ]; then
+      export STARLING_CASSANDRA_STATE="${TMPDIR:-/tmp}/starling-cassandra-bench-$$"
+      trap 'infra/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
+      STARLING_SCYLLA_NODES="$(infra/cassandra.sh start)"
+      export STARLING_SCYLLA_NODES
+    fi
+    cargo bench -p starling-store --features scylla --bench scylla
+    ;;
   all)
     "$0" kv
     "$0" gossip
+    "$0" scylla
     ;;
-  *) echo "unknown benchmark set: $what (kv, gossip, all)" >&2; exit 2 ;;
+  *) echo "unknown benchmark set: $what (kv, gossip, scylla, all)" >&2; exit 2 ;;
 esac
