@@ -154,6 +154,154 @@ async fn measure(s: &Arc<dyn Store>, op: Op) -> Figures {
     summarize(lat, throughput)
 }
 
+/// The raw driver on plain tables: the round trip the engine cannot beat. `get` and `put` by
+/// key, `cas` as one LWT (`IF v = ?`) after an untimed read, `scan50` as one partition read.
+struct RawCql {
+    session: scylla::client::session::Session,
+    get: scylla::statement::prepared::PreparedStatement,
+    put: scylla::statement::prepared::PreparedStatement,
+    cas: scylla::statement::prepared::PreparedStatement,
+    scan: scylla::statement::prepared::PreparedStatement,
+}
+
+impl RawCql {
+    async fn open(nodes: &[String], ks: &str) -> RawCql {
+        let session = scylla::client::session_builder::SessionBuilder::new()
+            .known_nodes(nodes)
+            .build()
+            .await
+            .expect("session");
+        for stmt in [
+            format!("CREATE TABLE IF NOT EXISTS {ks}.raw (k bigint PRIMARY KEY, v blob)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.raw_scan (p bigint, i bigint, v blob, \
+                 PRIMARY KEY ((p), i))"
+            ),
+        ] {
+            session.query_unpaged(stmt, ()).await.expect("raw table");
+        }
+        let get = session
+            .prepare(format!("SELECT v FROM {ks}.raw WHERE k = ?"))
+            .await
+            .expect("prepare");
+        let put = session
+            .prepare(format!("INSERT INTO {ks}.raw (k, v) VALUES (?, ?)"))
+            .await
+            .expect("prepare");
+        let cas = session
+            .prepare(format!("UPDATE {ks}.raw SET v = ? WHERE k = ? IF v = ?"))
+            .await
+            .expect("prepare");
+        let scan = session
+            .prepare(format!(
+                "SELECT i, v FROM {ks}.raw_scan WHERE p = ? LIMIT 50"
+            ))
+            .await
+            .expect("prepare");
+        let insert_scan = session
+            .prepare(format!(
+                "INSERT INTO {ks}.raw_scan (p, i, v) VALUES (?, ?, ?)"
+            ))
+            .await
+            .expect("prepare");
+        for k in 0..KEYS as i64 {
+            session
+                .execute_unpaged(&put, (k, &VALUE[..]))
+                .await
+                .expect("load");
+        }
+        for e in 0..ENTITIES as i64 {
+            for i in 0..ITEMS as i64 {
+                session
+                    .execute_unpaged(&insert_scan, (e, i, &VALUE[..]))
+                    .await
+                    .expect("load");
+            }
+        }
+        RawCql {
+            session,
+            get,
+            put,
+            cas,
+            scan,
+        }
+    }
+
+    async fn run(&self, op: Op, n: u64) -> Duration {
+        let r = mix(n.wrapping_add(0x9e37_79b9));
+        let k = (r % KEYS) as i64;
+        match op {
+            Op::Get => {
+                let t = Instant::now();
+                self.session
+                    .execute_unpaged(&self.get, (k,))
+                    .await
+                    .expect("get");
+                t.elapsed()
+            }
+            Op::Put => {
+                let t = Instant::now();
+                self.session
+                    .execute_unpaged(&self.put, (k, &VALUE[..]))
+                    .await
+                    .expect("put");
+                t.elapsed()
+            }
+            Op::Cas => {
+                let cur: Option<Vec<u8>> = self
+                    .session
+                    .execute_unpaged(&self.get, (k,))
+                    .await
+                    .expect("get")
+                    .into_rows_result()
+                    .expect("rows")
+                    .maybe_first_row::<(Option<Vec<u8>>,)>()
+                    .expect("row")
+                    .and_then(|(v,)| v);
+                let t = Instant::now();
+                self.session
+                    .execute_unpaged(&self.cas, (&VALUE[..], k, cur))
+                    .await
+                    .expect("cas");
+                t.elapsed()
+            }
+            Op::Scan50 => {
+                let t = Instant::now();
+                self.session
+                    .execute_unpaged(&self.scan, ((r % ENTITIES) as i64,))
+                    .await
+                    .expect("scan");
+                t.elapsed()
+            }
+        }
+    }
+}
+
+async fn measure_raw(raw: &Arc<RawCql>, op: Op) -> Figures {
+    for n in 0..50 {
+        raw.run(op, n).await;
+    }
+    let mut lat = Vec::with_capacity(SEQUENTIAL);
+    for n in 0..SEQUENTIAL as u64 {
+        lat.push(raw.run(op, 1000 + n).await);
+    }
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS as u64 {
+        let raw = raw.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_CLIENT as u64 {
+                raw.run(op, 100_000 * (c + 1) + n).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let throughput = (CLIENTS * PER_CLIENT) as f64 / t.elapsed().as_secs_f64();
+    summarize(lat, throughput)
+}
+
 async fn load(s: &Arc<dyn Store>) {
     let v = Bytes::from_static(&VALUE);
     let mut tasks = Vec::new();
@@ -241,7 +389,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tag = std::process::id();
     let ks_names = [format!("bench_shared_{tag}"), format!("bench_single_{tag}")];
-    let mut rows: Vec<(Op, Figures, Figures, Figures)> = Vec::new();
+    let mut rows: Vec<(Op, Figures, Figures, Figures, Figures)> = Vec::new();
     let history = rt.block_on(async {
         let embedded = open_embedded(
             node,
@@ -262,12 +410,17 @@ fn main() {
         for s in [&embedded, &shared, &single] {
             load(s).await;
         }
+        let raw = Arc::new(RawCql::open(&nodes, &ks_names[1]).await);
         for op in OPS {
             let e = measure(&embedded, op).await;
+            let r = measure_raw(&raw, op).await;
             let sh = measure(&shared, op).await;
             let si = measure(&single, op).await;
-            eprintln!("{}: embedded {e:?} shared {sh:?} single {si:?}", op.name());
-            rows.push((op, e, sh, si));
+            eprintln!(
+                "{}: embedded {e:?} raw {r:?} shared {sh:?} single {si:?}",
+                op.name()
+            );
+            rows.push((op, e, r, sh, si));
         }
         let h = history_page_p99(&single_o).await;
         let s = scylla::client::session_builder::SessionBuilder::new()
@@ -304,17 +457,18 @@ fn main() {
     );
     let _ = writeln!(
         md,
-        "| op | engine | mean | p50 | p99 | ops/s ({CLIENTS} clients) | p99 ratio to embedded | ops/s ratio to embedded |\n|---|---|---|---|---|---|---|---|"
+        "| op | engine | mean | p50 | p99 | ops/s ({CLIENTS} clients) | p99 ÷ embedded | ops/s ÷ embedded | mean ÷ raw CQL |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for (op, e, sh, si) in &rows {
+    for (op, e, r, sh, si) in &rows {
         for (name, f) in [
             ("embedded", e),
+            ("raw CQL (driver only)", r),
             ("scylla shared", sh),
             ("scylla single", si),
         ] {
             let _ = writeln!(
                 md,
-                "| {} | {name} | {} | {} | {} | {:.0} | {:.1}× | {:.3}× |",
+                "| {} | {name} | {} | {} | {} | {:.0} | {:.1}× | {:.3}× | {:.2}× |",
                 op.name(),
                 us(f.mean),
                 us(f.p50),
@@ -322,9 +476,20 @@ fn main() {
                 f.throughput,
                 f.p99.as_secs_f64() / e.p99.as_secs_f64(),
                 f.throughput / e.throughput,
+                f.mean.as_secs_f64() / r.mean.as_secs_f64(),
             );
         }
     }
+    let _ = writeln!(
+        md,
+        "\nRaw CQL is the driver alone on plain tables (`get`/`put` by key, `cas` one LWT, \
+         `scan50` one partition read): the floor for any engine over this cluster. The engine \
+         adds to it the read of read-modify-write (put: read + change-feed row + record; CAS in \
+         `shared` mode: a `LOCAL_SERIAL` read + the LWT) and record decoding. The embedded \
+         engine answers in-process, so the ratios to it are mostly the loopback round trip to a \
+         JVM sharing the same 2 cores; a real ScyllaDB cluster on its own machines has lower \
+         and steadier latency than this Cassandra."
+    );
     let _ = writeln!(
         md,
         "\nMessage history (`messages` table, Discord layout), newest 50 of a 500-message \
