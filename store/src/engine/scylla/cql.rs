@@ -8,6 +8,7 @@ use crate::error::{Result, StoreError};
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use scylla::statement::Consistency as CqlConsistency;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use std::future::Future;
 use std::time::Duration;
@@ -17,7 +18,6 @@ const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(25);
 
 /// The prepared statements of one keyspace.
-#[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) get: PreparedStatement,
     pub(crate) get_serial: PreparedStatement,
@@ -46,6 +46,19 @@ pub(crate) struct Statements {
     pub(crate) get_trimmed: PreparedStatement,
     pub(crate) all_records: PreparedStatement,
     pub(crate) all_namespaces: PreparedStatement,
+    /// Single-writer commits as one LOGGED batch, record first (the batch is routed by its
+    /// first statement's token): record + feed entry + partition and bucket index rows (a new
+    /// replicated key), record + feed entry (an existing one), record + partition row (a new
+    /// node-local key).
+    pub(crate) batch_new: Batch,
+    pub(crate) batch_logged: Batch,
+    pub(crate) batch_local_new: Batch,
+}
+
+impl std::fmt::Debug for Statements {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statements").finish_non_exhaustive()
+    }
 }
 
 impl Statements {
@@ -64,10 +77,27 @@ impl Statements {
         all_records.set_page_size(1000);
         let mut all_namespaces = p(q("SELECT DISTINCT ns FROM {ks}.kv_parts")).await?;
         all_namespaces.set_page_size(1000);
+        let put = p(q("INSERT INTO {ks}.kv (p, k, rec) VALUES (?, ?, ?)")).await?;
+        let log = p(q(
+            "INSERT INTO {ks}.changes (node, chunk, seq, k, origin) VALUES (?, ?, ?, ?, ?)",
+        ))
+        .await?;
+        let add_part = p(q("INSERT INTO {ks}.kv_parts (ns, p) VALUES (?, ?)")).await?;
+        let add_bucket = p(q("INSERT INTO {ks}.kv_buckets (bucket, k) VALUES (?, ?)")).await?;
+        let batch = |stmts: &[&PreparedStatement]| {
+            let mut b = Batch::new(BatchType::Logged);
+            for s in stmts {
+                b.append_statement((*s).clone());
+            }
+            b
+        };
         Ok(Statements {
+            batch_new: batch(&[&put, &log, &add_part, &add_bucket]),
+            batch_logged: batch(&[&put, &log]),
+            batch_local_new: batch(&[&put, &add_part]),
             get: p(q("SELECT rec FROM {ks}.kv WHERE p = ? AND k = ?")).await?,
             get_serial,
-            put: p(q("INSERT INTO {ks}.kv (p, k, rec) VALUES (?, ?, ?)")).await?,
+            put,
             insert_if_absent: p(q(
                 "INSERT INTO {ks}.kv (p, k, rec) VALUES (?, ?, ?) IF NOT EXISTS",
             ))
@@ -90,18 +120,15 @@ impl Statements {
                 "SELECT p FROM {ks}.kv_parts WHERE ns = ? AND p > ? AND p < ? LIMIT ?",
             ))
             .await?,
-            add_part: p(q("INSERT INTO {ks}.kv_parts (ns, p) VALUES (?, ?)")).await?,
-            add_bucket: p(q("INSERT INTO {ks}.kv_buckets (bucket, k) VALUES (?, ?)")).await?,
+            add_part,
+            add_bucket,
             del_bucket: p(q("DELETE FROM {ks}.kv_buckets WHERE bucket = ? AND k = ?")).await?,
             bucket_first: p(q("SELECT k FROM {ks}.kv_buckets WHERE bucket = ? LIMIT ?")).await?,
             bucket_after: p(q(
                 "SELECT k FROM {ks}.kv_buckets WHERE bucket = ? AND k > ? LIMIT ?",
             ))
             .await?,
-            log: p(q(
-                "INSERT INTO {ks}.changes (node, chunk, seq, k, origin) VALUES (?, ?, ?, ?, ?)",
-            ))
-            .await?,
+            log,
             changes: p(q("SELECT seq, k, origin FROM {ks}.changes \
                  WHERE node = ? AND chunk = ? AND seq > ? AND seq <= ? LIMIT ?"))
             .await?,

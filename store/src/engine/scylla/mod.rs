@@ -6,13 +6,15 @@
 //! [`super::rules`] (the same mutate / CAS / merge code as the other engines).
 //!
 //! Write path, for one key: take the node's async key-stripe lock, read the stored record bytes,
-//! compute the new record, then (1) write the change-feed entry and, for a new key, its
-//! partition and digest-bucket index rows, all in parallel, then (2) write the record: with
-//! [`Writers::Shared`] a lightweight transaction conditioned on the bytes read (`IF rec = ?`,
-//! `IF NOT EXISTS`), re-merged and retried when another writer got there first; with
-//! [`Writers::Single`] a plain write. Index and feed rows go first so a crash between the two
-//! steps leaves at most a spurious feed entry (consumers re-read the key and find no change) or
-//! an index entry of an absent key (skipped), never a record the feed or anti-entropy miss.
+//! compute the new record, and commit it with its change-feed entry and, for a new key, its
+//! partition and digest-bucket index rows. With [`Writers::Single`] that is one LOGGED batch
+//! (one client round trip, all or nothing). With [`Writers::Shared`] the record write is a
+//! lightweight transaction conditioned on the bytes read (`IF rec = ?`, `IF NOT EXISTS`),
+//! re-merged and retried when another writer got there first; an LWT cannot share a batch with
+//! other partitions, so the feed and index rows are written first, in parallel. A crash between
+//! the two steps leaves at most a spurious feed entry (consumers re-read the key and find no
+//! change) or an index entry of an absent key (skipped), never a record the feed or
+//! anti-entropy miss.
 //!
 //! The feed's sequence numbers are handed out locally; `last_seq` only advances over numbers
 //! whose writes have finished (a watermark), so a consumer never skips past a write in flight.
@@ -193,6 +195,13 @@ impl std::fmt::Debug for ScyllaEngine {
             .field("writers", &self.writers)
             .field("last_seq", &self.feed.watermark())
             .finish_non_exhaustive()
+    }
+}
+
+fn origin_code(o: Origin) -> i8 {
+    match o {
+        Origin::Local => 0,
+        Origin::Remote => 1,
     }
 }
 
@@ -400,7 +409,52 @@ impl ScyllaEngine {
         )))
     }
 
-    /// Writes the feed entry and index rows, then the record.
+    /// Single writer: the record, its feed entry and (new key) index rows in one LOGGED batch —
+    /// one client round trip, all or nothing (the batch log replays a half-applied batch).
+    async fn commit_batch(
+        &self,
+        key: &Key,
+        seq: Option<u64>,
+        origin: Origin,
+        new_key: bool,
+        new: &Bytes,
+    ) -> Result<Committed> {
+        let k = key.as_bytes();
+        let part = layout::partition(k);
+        let ns = layout::namespace(k);
+        let rec = (part, k, new);
+        let st = &self.st;
+        let s = &self.session;
+        let what = "writing a record";
+        match seq {
+            Some(seq) => {
+                let log = (
+                    self.node_i64,
+                    (seq >> CHUNK_BITS) as i64,
+                    seq as i64,
+                    k,
+                    origin_code(origin),
+                );
+                if new_key {
+                    let bucket = (bucket_of(k) as i32, k);
+                    let v = (rec, log, (ns, part), bucket);
+                    retry(what, || s.batch(&st.batch_new, v)).await?;
+                } else {
+                    retry(what, || s.batch(&st.batch_logged, (rec, log))).await?;
+                }
+            }
+            None if new_key => {
+                retry(what, || s.batch(&st.batch_local_new, (rec, (ns, part)))).await?;
+            }
+            None => {
+                retry(what, || s.execute_unpaged(&st.put, rec)).await?;
+            }
+        }
+        Ok(Committed::Applied)
+    }
+
+    /// Writes the record; shared writers: the feed entry and index rows first, then the record
+    /// by a lightweight transaction (which cannot share a batch with other partitions).
     async fn commit(
         &self,
         key: &Key,
@@ -409,14 +463,16 @@ impl ScyllaEngine {
         old: Option<&Bytes>,
         new: &Bytes,
     ) -> Result<Committed> {
+        if self.writers == Writers::Single {
+            return self
+                .commit_batch(key, seq, origin, old.is_none(), new)
+                .await;
+        }
         let k = key.as_bytes();
         let part = layout::partition(k);
         let log = async {
             let Some(seq) = seq else { return Ok(()) };
-            let origin: i8 = match origin {
-                Origin::Local => 0,
-                Origin::Remote => 1,
-            };
+            let origin = origin_code(origin);
             let chunk = (seq >> CHUNK_BITS) as i64;
             retry("writing the change feed", || {
                 self.session
@@ -447,31 +503,23 @@ impl ScyllaEngine {
         let (a, b) = tokio::join!(log, index);
         a?;
         b?;
-        match (self.writers, old) {
-            (Writers::Single, _) => {
+        let res = match old {
+            None => {
                 retry("writing a record", || {
-                    self.session.execute_unpaged(&self.st.put, (part, k, new))
-                })
-                .await?;
-                Ok(Committed::Applied)
-            }
-            (Writers::Shared, None) => {
-                let res = retry("writing a record", || {
                     self.session
                         .execute_unpaged(&self.st.insert_if_absent, (part, k, new))
                 })
-                .await?;
-                Ok(Self::conditional(res, new)?)
+                .await?
             }
-            (Writers::Shared, Some(old)) => {
-                let res = retry("writing a record", || {
+            Some(old) => {
+                retry("writing a record", || {
                     self.session
                         .execute_unpaged(&self.st.update_if, (new, part, k, old))
                 })
-                .await?;
-                Ok(Self::conditional(res, new)?)
+                .await?
             }
-        }
+        };
+        Self::conditional(res, new)
     }
 
     fn conditional(res: QueryResult, new: &Bytes) -> Result<Committed> {

@@ -18,8 +18,14 @@
 //! - `messages ((conversation, bucket), message_id DESC, author, body)`: message history in
 //!   Discord's layout (see [`super::history`]).
 
+use super::cql::retry;
 use crate::error::{Result, StoreError};
 use scylla::client::session::Session;
+use scylla::statement::Statement;
+use std::time::Duration;
+
+/// Schema changes wait for every node to agree: slower than a request, longer timeout.
+const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i32 = 1;
@@ -44,23 +50,37 @@ fn cluster_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Cluster(format!("{what}: {e}"))
 }
 
+/// Runs one idempotent schema statement, retrying transient failures (a timed-out `CREATE … IF
+/// NOT EXISTS` may be sent again).
+async fn ddl(s: &Session, what: &str, cql: String) -> Result<()> {
+    let mut stmt = Statement::new(cql);
+    stmt.set_request_timeout(Some(DDL_TIMEOUT));
+    retry("changing the schema", || s.query_unpaged(stmt.clone(), ()))
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            StoreError::Cluster(m) => StoreError::Cluster(format!("{what}: {m}")),
+            other => other,
+        })
+}
+
 /// Creates or migrates the keyspace's schema.
 pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<()> {
-    s.query_unpaged(
+    ddl(
+        s,
+        &format!("creating keyspace {ks}"),
         format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
-        (),
     )
-    .await
-    .map_err(|e| cluster_err(&format!("creating keyspace {ks}"), e))?;
-    s.query_unpaged(
+    .await?;
+    ddl(
+        s,
+        "creating schema_version",
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.schema_version \
              (component text, version int, applied_at timestamp, PRIMARY KEY ((component), version))"
         ),
-        (),
     )
-    .await
-    .map_err(|e| cluster_err("creating schema_version", e))?;
+    .await?;
     let current = current_version(s, ks).await?;
     if current > SCHEMA_VERSION {
         return Err(StoreError::Cluster(format!(
@@ -74,9 +94,12 @@ pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<
             continue;
         }
         for stmt in *stmts {
-            s.query_unpaged(stmt.replace("{ks}", ks), ())
-                .await
-                .map_err(|e| cluster_err(&format!("schema migration {version}"), e))?;
+            ddl(
+                s,
+                &format!("schema migration {version}"),
+                stmt.replace("{ks}", ks),
+            )
+            .await?;
         }
         s.query_unpaged(
             format!(
