@@ -452,7 +452,7 @@ fn main() {
          operations; throughput: {CLIENTS} concurrent clients × {PER_CLIENT} operations. CAS \
          times the `cas` call only (its read of the current version is not timed). `shared` = \
          every record write a lightweight transaction (several Starling nodes per keyspace, the \
-         default); `single` = plain writes (`?writers=single`, one node per keyspace).\n",
+         default); `single` = one LOGGED batch per write (`?writers=single`, one node per keyspace).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     let _ = writeln!(
@@ -484,8 +484,8 @@ fn main() {
         md,
         "\nRaw CQL is the driver alone on plain tables (`get`/`put` by key, `cas` one LWT, \
          `scan50` one partition read): the floor for any engine over this cluster. The engine \
-         adds to it the read of read-modify-write (put: read + change-feed row + record; CAS in \
-         `shared` mode: a `LOCAL_SERIAL` read + the LWT) and record decoding. The embedded \
+         adds to it the read of read-modify-write (put: read + change-feed row + record, the \
+         latter two one LOGGED batch in `single` mode; CAS in `shared` mode: a `LOCAL_SERIAL` read + the LWT) and record decoding. The embedded \
          engine answers in-process, so the ratios to it are mostly the loopback round trip to a \
          JVM sharing the same 2 cores; a real ScyllaDB cluster on its own machines has lower \
          and steadier latency than this Cassandra."
