@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their side-by-side ratios to bench/. Takes a few minutes on
-# 2 cores. Usage: infra/bench.sh [kv|gossip|feed|all]
+# 2 cores. Usage: infra/bench.sh [kv|gossip|feed|scylla|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-kv}"
@@ -23,10 +23,22 @@ case "$what" in
     # Fan-out and read figures: writes bench/feed.md itself (FEED_BENCH_USERS=… to shrink).
     cargo bench -p starling-feed --bench feed
     ;;
+  scylla)
+    # The ScyllaDB engine beside the embedded one: against STARLING_SCYLLA_NODES, or a local
+    # Cassandra started (and stopped) here. Writes bench/scylla.md itself.
+    if [ -z "${STARLING_SCYLLA_NODES:-}" ]; then
+      export STARLING_CASSANDRA_STATE="${TMPDIR:-/tmp}/starling-cassandra-bench-$$"
+      trap 'infra/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
+      STARLING_SCYLLA_NODES="$(infra/cassandra.sh start)"
+      export STARLING_SCYLLA_NODES
+    fi
+    cargo bench -p starling-store --features scylla --bench scylla
+    ;;
   all)
     "$0" kv
     "$0" gossip
     "$0" feed
+    "$0" scylla
     ;;
-  *) echo "unknown benchmark set: $what (kv, gossip, feed, all)" >&2; exit 2 ;;
+  *) echo "unknown benchmark set: $what (kv, gossip, feed, scylla, all)" >&2; exit 2 ;;
 esac

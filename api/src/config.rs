@@ -7,7 +7,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use starling_store::{FsyncPolicy, NodeId, RegionId};
+use starling_store::{FsyncPolicy, NodeId, RegionId, ScyllaOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +28,9 @@ pub struct ServeArgs {
     /// Name of this node (unique in its region); defaults to the host name and port.
     #[arg(long, env = "STARLING_NODE_ID")]
     pub node_id: Option<String>,
-    /// Store engine: `embedded` (on disk, default) or `memory` (nothing persists).
+    /// Store engine: `embedded` (on disk, default), `memory` (nothing persists), or a ScyllaDB
+    /// cluster as `scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE[?replication=…&consistency=…]`
+    /// (see the README).
     #[arg(long, env = "STARLING_STORE")]
     pub store: Option<String>,
     /// When writes are fsynced: `always` (before each acknowledgement), `never`, or an interval
@@ -126,6 +128,8 @@ pub enum StoreKind {
     Embedded,
     /// In memory; for trying things out and tests.
     Memory,
+    /// A ScyllaDB (or Cassandra) cluster; the `scylla://` URL, checked at resolve.
+    Scylla(String),
 }
 
 /// The resolved, validated configuration of a node.
@@ -354,7 +358,13 @@ fn parse_store(s: Option<&str>) -> anyhow::Result<StoreKind> {
     match s.unwrap_or("embedded") {
         "embedded" => Ok(StoreKind::Embedded),
         "memory" => Ok(StoreKind::Memory),
-        other => bail!("--store {other:?}: expected `embedded` or `memory`"),
+        url if url.starts_with("scylla://") => match ScyllaOptions::from_url(url) {
+            Ok(_) => Ok(StoreKind::Scylla(url.to_string())),
+            Err(e) => bail!("--store {url:?}: {e}"),
+        },
+        other => bail!(
+            "--store {other:?}: expected `embedded`, `memory` or `scylla://HOST:PORT/KEYSPACE`"
+        ),
     }
 }
 
@@ -416,6 +426,17 @@ mod tests {
     }
 
     #[test]
+    fn a_scylla_url_selects_the_scylla_engine() {
+        let url = "scylla://10.0.0.1:9042,10.0.0.2:9042/starling?consistency=one";
+        let c = ServeConfig::resolve(ServeArgs {
+            store: Some(url.into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.store, StoreKind::Scylla(url.into()));
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("starling.toml");
@@ -441,6 +462,13 @@ mod tests {
             (
                 ServeArgs {
                     store: Some("postgres".into()),
+                    ..ServeArgs::default()
+                },
+                "--store",
+            ),
+            (
+                ServeArgs {
+                    store: Some("scylla://h:9042/bad-name".into()),
                     ..ServeArgs::default()
                 },
                 "--store",

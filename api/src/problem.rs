@@ -90,6 +90,11 @@ impl From<StoreError> for ApiError {
             }
             StoreError::KindMismatch { .. } => ApiError::Invalid(e.to_string()),
             StoreError::OwnerUnreachable { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::Cluster(_) => {
+                // The detail names hosts and driver internals: logged, not sent.
+                tracing::warn!(error = %e, "store cluster unavailable");
+                ApiError::Unavailable("the database is unavailable; retry later".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

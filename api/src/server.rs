@@ -5,13 +5,22 @@ use crate::{AppState, NodeParts, router};
 use anyhow::Context;
 use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
 use starling_graph::GraphConfig;
-use starling_store::{EmbeddedOptions, HlcClock, Limits, Store, open_embedded, open_memory};
+use starling_store::{
+    EmbeddedOptions, HlcClock, Limits, ScyllaOptions, Store, open_embedded, open_memory,
+    open_scylla,
+};
 use std::sync::Arc;
 
-/// Opens the configured store; a bad data directory is one clear error.
-pub fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Result<Arc<dyn Store>> {
-    match cfg.store {
+/// Opens the configured store; a bad data directory or an unreachable cluster is one clear error.
+pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Result<Arc<dyn Store>> {
+    match &cfg.store {
         StoreKind::Memory => Ok(open_memory(cfg.node(), clock, Limits::default())),
+        StoreKind::Scylla(url) => {
+            let opts = ScyllaOptions::from_url(url).with_context(|| format!("--store {url}"))?;
+            open_scylla(cfg.node(), clock, &opts)
+                .await
+                .with_context(|| format!("opening the ScyllaDB store {url}"))
+        }
         StoreKind::Embedded => {
             let mut opts = EmbeddedOptions::new(&cfg.data_dir);
             opts.fsync = cfg.fsync;
@@ -25,7 +34,7 @@ pub fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Result<Arc
 /// closes the store (which fsyncs it).
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let clock = Arc::new(HlcClock::new());
-    let store = open_store(&cfg, clock.clone())?;
+    let store = open_store(&cfg, clock.clone()).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -65,9 +74,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .cloned()
         .map(|r| tokio::spawn(r.watch_health(stopped)));
     let app = router(state);
-    let data = match cfg.store {
+    let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),
+        StoreKind::Scylla(url) => format!("ScyllaDB store {url}"),
     };
     tracing::info!(
         node = %cfg.node(),

@@ -149,3 +149,27 @@ fn an_unreachable_redis_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unreachable_scylla_cluster_is_one_clear_error() {
+    let dead = free_port();
+    let started = std::time::Instant::now();
+    let err = start_error(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        &format!("scylla://127.0.0.1:{dead}/starling"),
+    ]);
+    assert!(err.contains("ScyllaDB"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{dead}")), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "fails fast"
+    );
+}
+
+#[test]
+fn a_misconfigured_scylla_url_is_one_clear_error() {
+    let err = start_error(&["--listen", "127.0.0.1:0", "--store", "scylla://h:9042"]);
+    assert!(err.contains("--store") && err.contains("keyspace"), "{err}");
+}

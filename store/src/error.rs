@@ -82,6 +82,10 @@ pub enum StoreError {
     /// A remote node failed an operation it was asked to run.
     #[error("remote node failed: {0}")]
     Remote(String),
+    /// The database cluster behind the store (ScyllaDB/Cassandra) failed, refused the schema or
+    /// cannot be reached; transient failures were already retried.
+    #[error("database cluster: {0}")]
+    Cluster(String),
     /// A background task the operation waited for is gone (the store is shutting down).
     #[error("store is shutting down")]
     Closed,

@@ -9,7 +9,7 @@ use crate::node::NodeId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const EPOCH_MS: u64 = 1_704_067_200_000;
+pub(crate) const EPOCH_MS: u64 = 1_704_067_200_000;
 const NODE_BITS: u32 = 10;
 const SEQ_BITS: u32 = 12;
 

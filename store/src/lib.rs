@@ -4,7 +4,8 @@
 //! dotted version vector, stamped by a hybrid logical clock, merged by its [`Kind`]'s rule. The
 //! [`Store`] trait is the one interface above it; engines implement it:
 //! - [`open_memory`]: sharded maps, for tests and caches;
-//! - [`open_embedded`]: fjall on local disk, the default, nothing to install.
+//! - [`open_embedded`]: fjall on local disk, the default, nothing to install;
+//! - `open_scylla` (feature `scylla`): a ScyllaDB or Cassandra cluster.
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
@@ -32,6 +33,8 @@ pub use contract::{
     ScanPage, ScanRequest, Store, StoreExt,
 };
 pub use digest::DigestTree;
+#[cfg(feature = "scylla")]
+pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, history, open_scylla};
 pub use engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};

@@ -13,6 +13,9 @@
 mod backend;
 mod embedded;
 mod memory;
+mod rules;
+#[cfg(feature = "scylla")]
+pub(crate) mod scylla;
 mod sync;
 
 pub use embedded::FsyncPolicy;
@@ -26,8 +29,8 @@ use crate::error::{Result, StoreError};
 use crate::hlc::{Hlc, HlcClock};
 use crate::key::Key;
 use crate::node::NodeId;
-use crate::record::{Kind, Record, Versioned};
-use crate::version::{Dot, VersionVector};
+use crate::record::{Record, Versioned};
+use crate::version::VersionVector;
 use async_trait::async_trait;
 use backend::{Backend, Op, Space, prefix_end};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -70,6 +73,7 @@ struct Shared<B> {
     backend: B,
     node: NodeId,
     clock: Arc<HlcClock>,
+    stamper: rules::Stamper,
     limits: Limits,
     key_locks: Box<[Mutex<()>]>,
     /// The last sequence number handed out; the lock orders feed entries.
@@ -198,6 +202,10 @@ impl<B: Backend> Engine<B> {
         let shared = Arc::new(Shared {
             backend,
             node,
+            stamper: rules::Stamper {
+                node,
+                clock: clock.clone(),
+            },
             clock,
             limits,
             key_locks: (0..KEY_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -231,26 +239,7 @@ impl<B: Backend> Durable for Shared<B> {
 
 impl<B: Backend> Shared<B> {
     fn check_key(&self, key: &Key) -> Result<()> {
-        if key.is_empty() {
-            return Err(StoreError::EmptyKey);
-        }
-        if key.len() > self.limits.max_key {
-            return Err(StoreError::KeyTooLarge {
-                len: key.len(),
-                max: self.limits.max_key,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_value(&self, len: usize) -> Result<()> {
-        if len > self.limits.max_value {
-            return Err(StoreError::ValueTooLarge {
-                len,
-                max: self.limits.max_value,
-            });
-        }
-        Ok(())
+        rules::check_key(&self.limits, key)
     }
 
     /// The stripe lock that serializes writes to `key`.
@@ -264,20 +253,6 @@ impl<B: Backend> Shared<B> {
             .get(Space::Data, key)?
             .map(|b| decode_record(&b))
             .transpose()
-    }
-
-    /// A dot for a local write to a record whose latest stamp is `floor`: strictly after every
-    /// write the record has seen, whatever this node's wall clock says.
-    fn next_dot(&self, floor: Hlc) -> Dot {
-        let mut hlc = self.clock.now();
-        if hlc <= floor {
-            self.clock.observe(floor);
-            hlc = self.clock.now().max(Hlc(floor.0 + 1));
-        }
-        Dot {
-            hlc,
-            node: self.node,
-        }
     }
 
     /// Read-modify-write of one key. `f` returns the new record, or `None` to change nothing.
@@ -337,22 +312,9 @@ impl<B: Backend> Shared<B> {
     }
 
     fn mutate(&self, key: &Key, m: Mutation, ctx: Option<&VersionVector>) -> Result<Record> {
-        self.check_key(key)?;
-        if let Mutation::Put(v) | Mutation::Add(v) = &m {
-            self.check_value(v.len())?;
-        }
-        let kind = m.kind();
+        rules::check_mutation(&self.limits, key, &m)?;
         let w = self.write_with(key, Origin::Local, |old| {
-            let mut r = old.cloned().unwrap_or_else(|| Record::empty(kind));
-            let dot = self.next_dot(r.max_hlc());
-            match m {
-                Mutation::Put(v) => r.write_register(dot, Some(v), ctx)?,
-                Mutation::Delete => r.write_register(dot, None, ctx)?,
-                Mutation::Add(p) => r.add_element(dot, p, ctx)?,
-                Mutation::Remove => r.remove_element(dot, ctx)?,
-                Mutation::Count(d) => r.add_count(dot, d)?,
-            }
-            Ok(Some(r))
+            self.stamper.mutated(old, m, ctx).map(Some)
         })?;
         w.new
             .ok_or(StoreError::InvalidArgument("mutation produced no record"))
@@ -364,33 +326,9 @@ impl<B: Backend> Shared<B> {
         expected: Option<&VersionVector>,
         new: Option<Bytes>,
     ) -> Result<CasOutcome> {
-        self.check_key(key)?;
-        if let Some(v) = &new {
-            self.check_value(v.len())?;
-        }
+        rules::check_cas(&self.limits, key, new.as_ref())?;
         let w = self.write_with(key, Origin::Local, |old| {
-            let matches = match (old, expected) {
-                (None, None) => true,
-                (Some(r), Some(e)) => r.context() == e,
-                _ => false,
-            };
-            if let Some(r) = old
-                && r.kind() != Kind::Register
-            {
-                return Err(StoreError::KindMismatch {
-                    expected: Kind::Register,
-                    found: r.kind(),
-                });
-            }
-            if !matches {
-                return Ok(None);
-            }
-            let mut r = old
-                .cloned()
-                .unwrap_or_else(|| Record::empty(Kind::Register));
-            let dot = self.next_dot(r.max_hlc());
-            r.write_register(dot, new, None)?;
-            Ok(Some(r))
+            self.stamper.swapped(old, expected, new)
         })?;
         Ok(match w.new {
             Some(r) => CasOutcome::Applied(r.visible()),
@@ -398,33 +336,16 @@ impl<B: Backend> Shared<B> {
         })
     }
 
-    fn check_remote(&self, d: &Delta) -> Result<()> {
-        self.check_key(&d.key)?;
-        if d.key.is_local() {
-            return Err(StoreError::InvalidArgument(
-                "node-local keys are never replicated",
-            ));
-        }
-        let largest = d.record.visible_sizes().max().unwrap_or(0);
-        self.check_value(largest)
-    }
-
     fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         for d in deltas {
-            if let Err(e) = self.check_remote(d) {
+            if let Err(e) = rules::check_remote(&self.limits, d) {
                 tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
                 report.rejected += 1;
                 continue;
             }
             self.clock.observe(d.record.max_hlc());
-            let res = self.write_with(&d.key, Origin::Remote, |old| match old {
-                None => Ok(Some(d.record.clone())),
-                Some(o) => {
-                    let mut m = o.clone();
-                    Ok(m.merge(&d.record)?.then_some(m))
-                }
-            });
+            let res = self.write_with(&d.key, Origin::Remote, |old| rules::merged(old, &d.record));
             match res {
                 Ok(Written { new: Some(_), .. }) => report.changed += 1,
                 Ok(Written { new: None, .. }) => report.unchanged += 1,
@@ -439,16 +360,7 @@ impl<B: Backend> Shared<B> {
     }
 
     fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
-        if req.limit == 0 || req.limit > self.limits.max_scan {
-            return Err(StoreError::InvalidArgument("scan limit out of range"));
-        }
-        if let Some(a) = &req.after
-            && !a.starts_with(req.prefix.as_bytes())
-        {
-            return Err(StoreError::InvalidArgument(
-                "scan cursor is not under the prefix",
-            ));
-        }
+        rules::check_scan(&self.limits, req)?;
         let prefix = req.prefix.0.clone();
         let end = prefix_end(&prefix);
         let mut cursor = req.after.as_ref().map(|k| k.0.clone());
@@ -467,11 +379,8 @@ impl<B: Backend> Shared<B> {
             for (k, v) in page {
                 let r = decode_record(&v)?;
                 cursor = Some(k.clone());
-                if r.kind() == Kind::Counter {
-                    continue;
-                }
-                if req.include_tombstones || !r.is_tombstone() {
-                    items.push((Key(k), r.visible()));
+                if let Some(v) = rules::scan_item(&r, req.include_tombstones) {
+                    items.push((Key(k), v));
                 }
             }
             if exhausted {
@@ -626,13 +535,7 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Bytes>>> {
         self.shared.check_key(key)?;
-        match self.shared.load(key.as_bytes())? {
-            Some(r) if r.kind() == Kind::Counter => Err(StoreError::KindMismatch {
-                expected: Kind::Register,
-                found: Kind::Counter,
-            }),
-            r => Ok(r.map(|r| r.visible())),
-        }
+        rules::visible(self.shared.load(key.as_bytes())?)
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {

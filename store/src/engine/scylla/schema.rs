@@ -1,0 +1,135 @@
+//! The CQL schema and its versioned, idempotent migrations, applied at open.
+//!
+//! `schema_version` holds one row per applied migration. At open the engine creates the keyspace
+//! if missing, reads the highest applied version, refuses a keyspace written by a newer build,
+//! and applies the missing migrations in order; each statement is `IF NOT EXISTS`, so two nodes
+//! starting together, or a start interrupted half-way, converge on the same schema.
+//!
+//! Tables (in the configured keyspace):
+//! - `kv (p, k, rec)`: the records. Partition `p` = the key's namespace and entity id (see
+//!   [`super::layout`]), clustering `k` = the full key in byte order, `rec` = the encoded record
+//!   (value, dots, version vector: the same bytes as the embedded engine stores).
+//! - `kv_parts (ns, p)`: the partitions of each namespace in order, for scans whose prefix is
+//!   shorter than a partition. Written when a key is created.
+//! - `kv_buckets (bucket, k)`: the keys of each of the 4096 digest buckets, for anti-entropy.
+//!   Written when a key is created, removed when it is purged.
+//! - `changes ((node, chunk), seq, k, origin)`: each node's change feed, in chunks of 2^16
+//!   sequence numbers so no partition grows without bound; `feed_meta (node, trimmed)`.
+//! - `messages ((conversation, bucket), message_id DESC, author, body)`: message history in
+//!   Discord's layout (see [`super::history`]).
+
+use super::cql::retry;
+use crate::error::{Result, StoreError};
+use scylla::client::session::Session;
+use scylla::statement::Statement;
+use std::time::Duration;
+
+/// Schema changes wait for every node to agree: slower than a request, longer timeout.
+const DDL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+/// Migration `i + 1` is `MIGRATIONS[i]`; `{ks}` is replaced by the keyspace.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE IF NOT EXISTS {ks}.kv (p blob, k blob, rec blob, PRIMARY KEY ((p), k)) \
+     WITH CLUSTERING ORDER BY (k ASC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.kv_parts (ns blob, p blob, PRIMARY KEY ((ns), p)) \
+     WITH CLUSTERING ORDER BY (p ASC)",
+    "CREATE TABLE IF NOT EXISTS {ks}.kv_buckets (bucket int, k blob, PRIMARY KEY ((bucket), k))",
+    "CREATE TABLE IF NOT EXISTS {ks}.changes (node bigint, chunk bigint, seq bigint, k blob, \
+     origin tinyint, PRIMARY KEY ((node, chunk), seq))",
+    "CREATE TABLE IF NOT EXISTS {ks}.feed_meta (node bigint PRIMARY KEY, trimmed bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.messages (conversation bigint, bucket int, \
+     message_id bigint, author bigint, body blob, \
+     PRIMARY KEY ((conversation, bucket), message_id)) \
+     WITH CLUSTERING ORDER BY (message_id DESC)",
+]];
+
+fn cluster_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Cluster(format!("{what}: {e}"))
+}
+
+/// Runs one idempotent schema statement, retrying transient failures (a timed-out `CREATE … IF
+/// NOT EXISTS` may be sent again).
+async fn ddl(s: &Session, what: &str, cql: String) -> Result<()> {
+    let mut stmt = Statement::new(cql);
+    stmt.set_request_timeout(Some(DDL_TIMEOUT));
+    retry("changing the schema", || s.query_unpaged(stmt.clone(), ()))
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            StoreError::Cluster(m) => StoreError::Cluster(format!("{what}: {m}")),
+            other => other,
+        })
+}
+
+/// Creates or migrates the keyspace's schema.
+pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<()> {
+    ddl(
+        s,
+        &format!("creating keyspace {ks}"),
+        format!("CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {replication}"),
+    )
+    .await?;
+    ddl(
+        s,
+        "creating schema_version",
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.schema_version \
+             (component text, version int, applied_at timestamp, PRIMARY KEY ((component), version))"
+        ),
+    )
+    .await?;
+    let current = current_version(s, ks).await?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Cluster(format!(
+            "keyspace {ks} has schema version {current}, this build knows up to {SCHEMA_VERSION}; \
+             upgrade this node"
+        )));
+    }
+    for (i, stmts) in MIGRATIONS.iter().enumerate() {
+        let version = i as i32 + 1;
+        if version <= current {
+            continue;
+        }
+        for stmt in *stmts {
+            ddl(
+                s,
+                &format!("schema migration {version}"),
+                stmt.replace("{ks}", ks),
+            )
+            .await?;
+        }
+        s.query_unpaged(
+            format!(
+                "INSERT INTO {ks}.schema_version (component, version, applied_at) \
+                 VALUES ('store', ?, toTimestamp(now()))"
+            ),
+            (version,),
+        )
+        .await
+        .map_err(|e| cluster_err("recording the schema version", e))?;
+        tracing::info!(keyspace = ks, version, "applied schema migration");
+    }
+    Ok(())
+}
+
+async fn current_version(s: &Session, ks: &str) -> Result<i32> {
+    let rows = s
+        .query_unpaged(
+            format!(
+                "SELECT version FROM {ks}.schema_version WHERE component = 'store' \
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            (),
+        )
+        .await
+        .map_err(|e| cluster_err("reading schema_version", e))?
+        .into_rows_result()
+        .map_err(|e| cluster_err("reading schema_version", e))?;
+    let v = rows
+        .maybe_first_row::<(i32,)>()
+        .map_err(|e| cluster_err("reading schema_version", e))?;
+    Ok(v.map_or(0, |(v,)| v))
+}
