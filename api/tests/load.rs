@@ -71,7 +71,10 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             .await
             .unwrap();
         let logged = writer.finish().await.unwrap();
-        assert!(logged >= 6 * 2 + 6, "setup follows and posts are logged: {logged}");
+        assert!(
+            logged >= 6 * 2 + 6,
+            "setup follows and posts are logged: {logged}"
+        );
         let info = RunInfo {
             scenario: "read=6,post=2,follow=1,unfollow=1".into(),
             targets: vec![target.clone()],
@@ -108,7 +111,11 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
     assert!(back["ops"]["read"]["latency_us"]["p99"].as_u64().is_some());
     assert_eq!(Report::read_json(&json).unwrap(), report);
     for png in plot::plot(&report, &out, "").unwrap() {
-        assert!(std::fs::metadata(&png).unwrap().len() > 0, "{}", png.display());
+        assert!(
+            std::fs::metadata(&png).unwrap().len() > 0,
+            "{}",
+            png.display()
+        );
     }
 
     // Every acknowledged write reads back.
