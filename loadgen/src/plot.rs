@@ -166,7 +166,11 @@ pub fn plot(report: &Report, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, L
     let lat_path = dir.join(format!("{prefix}latency.png"));
     draw(
         &lat_path,
-        &format!("latency from intended start: {what}"),
+        &if run.mode == "closed" {
+            format!("latency (closed loop, from the send): {what}")
+        } else {
+            format!("latency from the intended start: {what}")
+        },
         "ms",
         &latency,
     )?;
