@@ -1,0 +1,184 @@
+//! The log of every write the server acknowledged (`--acked-log acked.jsonl`), one JSON object a
+//! line, so a fault test can check afterwards that none was lost ([`crate::verify`]).
+//!
+//! Lines are appended through a bounded channel by a writer task that owns the file; when the
+//! channel is full the recording operation waits (the log must be complete, so nothing is
+//! dropped), which shows up in that operation's latency rather than as a silent gap.
+
+use crate::LoadError;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// What kind of write was acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckedKind {
+    /// A post: `id` is the post's id.
+    Post,
+    /// A follow: `id` is the followee.
+    Follow,
+    /// An unfollow: `id` is the former followee.
+    Unfollow,
+    /// A chat message: `id` is the message id.
+    Message,
+}
+
+/// One acknowledged write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acked {
+    /// The kind of write.
+    pub kind: AckedKind,
+    /// The id it concerns (see [`AckedKind`]).
+    pub id: String,
+    /// The user who made it.
+    pub user: String,
+    /// The target it was sent to.
+    pub target: String,
+    /// When it was sent, µs since the Unix epoch.
+    pub sent_us: u64,
+    /// When the acknowledgement arrived, µs since the Unix epoch.
+    pub acked_us: u64,
+}
+
+/// Now, in µs since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A handle to the acked log: cheap to clone; [`AckedLog::close`] flushes it.
+#[derive(Debug, Clone)]
+pub struct AckedLog {
+    tx: mpsc::Sender<Acked>,
+}
+
+/// The writer task of an acked log; [`AckedWriter::finish`] waits until every line is on disk.
+#[derive(Debug)]
+pub struct AckedWriter {
+    task: JoinHandle<Result<u64, LoadError>>,
+}
+
+impl AckedLog {
+    /// Creates (truncates) `path` and starts its writer task.
+    pub fn create(path: &Path) -> Result<(AckedLog, AckedWriter), LoadError> {
+        let file = std::fs::File::create(path).map_err(|e| LoadError::io(path, e))?;
+        let (tx, mut rx) = mpsc::channel::<Acked>(4096);
+        let path: PathBuf = path.into();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut out = BufWriter::new(file);
+            let mut n = 0u64;
+            while let Some(a) = rx.blocking_recv() {
+                serde_json::to_writer(&mut out, &a).map_err(|source| LoadError::Json {
+                    path: path.clone(),
+                    line: n as usize + 1,
+                    source,
+                })?;
+                out.write_all(b"\n").map_err(|e| LoadError::io(&path, e))?;
+                n += 1;
+            }
+            out.flush().map_err(|e| LoadError::io(&path, e))?;
+            out.get_ref()
+                .sync_all()
+                .map_err(|e| LoadError::io(&path, e))?;
+            Ok(n)
+        });
+        Ok((AckedLog { tx }, AckedWriter { task }))
+    }
+
+    /// Appends one acknowledged write (waits while the writer is behind).
+    pub async fn record(&self, a: Acked) {
+        // The writer only stops after every handle is dropped, so a send cannot fail while
+        // `self` is alive unless the writer died on an I/O error, which `finish` reports.
+        let _ = self.tx.send(a).await;
+    }
+}
+
+impl AckedWriter {
+    /// Waits for the writer once every [`AckedLog`] handle is dropped; returns the lines written.
+    pub async fn finish(self) -> Result<u64, LoadError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(LoadError::io(
+                "acked log",
+                std::io::Error::other(e.to_string()),
+            )),
+        }
+    }
+}
+
+/// Reads an acked log.
+pub fn read(path: &Path) -> Result<Vec<Acked>, LoadError> {
+    let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| LoadError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line).map_err(|source| LoadError::Json {
+                path: path.into(),
+                line: i + 1,
+                source,
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn acked_log_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked.jsonl");
+        let (log, writer) = AckedLog::create(&path).unwrap();
+        let mut written = Vec::new();
+        for (i, kind) in [AckedKind::Post, AckedKind::Follow, AckedKind::Unfollow]
+            .into_iter()
+            .cycle()
+            .take(5000)
+            .enumerate()
+        {
+            let a = Acked {
+                kind,
+                id: format!("{}", 7_301_000_000_000 + i as u64),
+                user: format!("{}", i % 7),
+                target: "http://127.0.0.1:8080".into(),
+                sent_us: i as u64,
+                acked_us: i as u64 + 10,
+            };
+            let log = log.clone();
+            written.push(a.clone());
+            log.record(a).await;
+        }
+        drop(log);
+        assert_eq!(writer.finish().await.unwrap(), 5000);
+        assert_eq!(read(&path).unwrap(), written);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(r#"{"kind":"post","id":"7301000000000""#),
+            "{text:.80}"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked.jsonl");
+        std::fs::write(
+            &path,
+            "{\"kind\":\"post\",\"id\":\"1\",\"user\":\"2\",\"target\":\"t\",\"sent_us\":1,\"acked_us\":2}\n\nnot json\n",
+        )
+        .unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The REST calls of `shared/API.md` that the scenarios, the setup and `verify` make, typed by
+//! what they need back (ids as decimal strings, as on the wire).
+
+use crate::error::RequestError;
+use crate::http::Http;
+use hyper::Method;
+use serde_json::{Value, json};
+
+/// A logged-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user's id (decimal string).
+    pub user_id: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+fn field(v: &Value, name: &str) -> Result<String, RequestError> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| RequestError::Decode(format!("no string field {name:?}")))
+}
+
+fn body(v: &Value) -> Option<Vec<u8>> {
+    Some(v.to_string().into_bytes())
+}
+
+/// `POST /v1/users`: signs up; a taken handle is `Status { status: 409, .. }`.
+pub async fn sign_up(
+    http: &Http,
+    base: &str,
+    handle: &str,
+    password: &str,
+) -> Result<Session, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/users"),
+            None,
+            body(&json!({"handle": handle, "password": password})),
+            &[201],
+        )
+        .await?;
+    let v = a.json()?;
+    Ok(Session {
+        user_id: field(&v, "id")?,
+        token: field(&v, "token")?,
+    })
+}
+
+/// `POST /v1/sessions`: logs in.
+pub async fn log_in(
+    http: &Http,
+    base: &str,
+    handle: &str,
+    password: &str,
+) -> Result<Session, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/sessions"),
+            None,
+            body(&json!({"handle": handle, "password": password})),
+            &[200],
+        )
+        .await?;
+    let v = a.json()?;
+    Ok(Session {
+        user_id: field(&v, "user_id")?,
+        token: field(&v, "token")?,
+    })
+}
+
+/// `PUT /v1/following/{id}`.
+pub async fn follow(http: &Http, base: &str, token: &str, id: &str) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/following/{id}");
+    http.expect(Method::PUT, &url, Some(token), None, &[204])
+        .await
+        .map(drop)
+}
+
+/// `DELETE /v1/following/{id}`.
+pub async fn unfollow(http: &Http, base: &str, token: &str, id: &str) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/following/{id}");
+    http.expect(Method::DELETE, &url, Some(token), None, &[204])
+        .await
+        .map(drop)
+}
+
+/// `POST /v1/posts`: returns the new post's id.
+pub async fn post(
+    http: &Http,
+    base: &str,
+    token: &str,
+    text: &str,
+) -> Result<String, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/posts"),
+            Some(token),
+            body(&json!({ "text": text })),
+            &[201],
+        )
+        .await?;
+    field(&a.json()?, "id")
+}
+
+/// `GET /v1/feed?limit=`: returns how many posts the page held (206 while a cold timeline is
+/// rebuilt is a success).
+pub async fn feed(http: &Http, base: &str, token: &str, limit: u32) -> Result<usize, RequestError> {
+    let url = format!("{base}/v1/feed?limit={limit}");
+    let a = http
+        .expect(Method::GET, &url, Some(token), None, &[200, 206])
+        .await?;
+    Ok(a.json()?
+        .get("items")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len))
+}
+
+/// `GET /healthz`.
+pub async fn health(http: &Http, base: &str) -> Result<(), RequestError> {
+    http.expect(Method::GET, &format!("{base}/healthz"), None, None, &[200])
+        .await
+        .map(drop)
+}
+
+/// `GET /v1/posts/{id}`: `Ok(true)` if it is there, `Ok(false)` on 404.
+pub async fn post_exists(
+    http: &Http,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> Result<bool, RequestError> {
+    let url = format!("{base}/v1/posts/{id}");
+    let a = http
+        .expect(Method::GET, &url, Some(token), None, &[200, 404])
+        .await?;
+    Ok(a.status == 200)
+}
+
+/// `GET /v1/users/{id}/following`, every page: the ids the user follows.
+pub async fn following(
+    http: &Http,
+    base: &str,
+    token: &str,
+    user: &str,
+) -> Result<Vec<String>, RequestError> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/users/{user}/following?limit=100");
+        if let Some(c) = &cursor {
+            url.push_str("&cursor=");
+            url.push_str(c);
+        }
+        let v = http
+            .expect(Method::GET, &url, Some(token), None, &[200])
+            .await?
+            .json()?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| RequestError::Decode("no items".into()))?;
+        for item in items {
+            ids.push(field(item, "id")?);
+        }
+        match v.get("next_cursor").and_then(Value::as_str) {
+            Some(c) if !items.is_empty() => cursor = Some(c.to_string()),
+            _ => return Ok(ids),
+        }
+    }
+}
+
+/// `POST /v1/conversations`: returns the conversation's id.
+pub async fn create_conversation(
+    http: &Http,
+    base: &str,
+    token: &str,
+    members: &[String],
+) -> Result<String, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/conversations"),
+            Some(token),
+            body(&json!({ "members": members })),
+            &[200, 201],
+        )
+        .await?;
+    field(&a.json()?, "id")
+}

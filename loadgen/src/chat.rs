@@ -1,0 +1,573 @@
+//! WebSocket chatters: the wire frames of `GET /v1/ws` (API.md), the delivery bookkeeping, and
+//! the chat runner.
+//!
+//! Every chatter holds one connection. A dispatcher sends messages at a fixed open-loop rate from
+//! random members of the conversations (1:1 with `group_size` 2, groups above). The body stamps
+//! the intended send time (`t=<µs since the epoch>`), so receivers measure delivery latency end to
+//! end (`chat_deliver`); the sender measures the ack (`chat_send`). The [`DeliveryBook`] then checks
+//! that every acknowledged message reached every other member exactly once after dedup by id.
+//! Receivers measure with their own clock: across machines the clocks must be synchronised.
+
+use crate::LoadError;
+use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::api;
+use crate::error::RequestError;
+use crate::http::Http;
+use crate::report::ChatReport;
+use crate::schedule::{Arrivals, Schedule};
+use crate::stats::Stats;
+use crate::users::User;
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// A frame the client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Send a message.
+    Send {
+        /// Conversation id.
+        conv: String,
+        /// The client's id for the message (a retry with it gets the original ack).
+        client_id: String,
+        /// The text.
+        body: String,
+    },
+    /// Ask for every stored message after `after_seq`, then live ones.
+    Resume {
+        /// Conversation id.
+        conv: String,
+        /// The last seq the client has.
+        after_seq: u64,
+    },
+    /// Keep-alive.
+    Ping,
+}
+
+/// A frame the server sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The server stored the sender's message.
+    Ack {
+        /// Conversation id.
+        conv: String,
+        /// The client's id of the message.
+        client_id: String,
+        /// Its sequence number in the conversation.
+        seq: u64,
+        /// Its id.
+        id: String,
+    },
+    /// A message of one of the user's conversations.
+    Message {
+        /// Conversation id.
+        conv: String,
+        /// Sequence number, gap-free from 1.
+        seq: u64,
+        /// Message id.
+        id: String,
+        /// Sender's user id.
+        sender: String,
+        /// The text.
+        body: String,
+        /// The sender's client id.
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    /// The end of a resume's catch-up.
+    Resumed {
+        /// Conversation id.
+        conv: String,
+        /// The last stored seq.
+        last_seq: u64,
+    },
+    /// Answer to a ping.
+    Pong,
+    /// A bad frame was refused; the connection stays open.
+    Error {
+        /// Machine-readable code.
+        #[serde(default)]
+        code: serde_json::Value,
+        /// Human-readable text.
+        #[serde(default)]
+        message: String,
+    },
+    /// Typing, read markers, presence and frames added later: ignored by the load generator.
+    #[serde(other)]
+    Other,
+}
+
+impl ServerFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<Self, RequestError> {
+        serde_json::from_str(text).map_err(|e| RequestError::Decode(format!("ws frame: {e}")))
+    }
+}
+
+/// The body of a load message: the intended send time, then padding to `len` bytes.
+pub fn stamp_body(sent_us: u64, len: usize) -> String {
+    let mut b = format!("t={sent_us} ");
+    while b.len() < len {
+        b.push('x');
+    }
+    b
+}
+
+/// The send time stamped in a body by [`stamp_body`].
+pub fn parse_stamp(body: &str) -> Option<u64> {
+    body.strip_prefix("t=")?.split(' ').next()?.parse().ok()
+}
+
+/// Who must receive what, and who did: every acknowledged message must reach every member of
+/// its conversation except the sender exactly once (deliveries are deduplicated by message id).
+#[derive(Debug, Default)]
+pub struct DeliveryBook {
+    members: HashMap<String, Vec<String>>,
+    sent: u64,
+    /// Acked message id → (conversation, sender).
+    acked: HashMap<String, (String, String)>,
+    /// (message id, receiving member) seen.
+    seen: HashSet<(String, String)>,
+    duplicates: u64,
+}
+
+impl DeliveryBook {
+    /// Declares a conversation and its members.
+    pub fn conversation(&mut self, conv: &str, members: Vec<String>) {
+        self.members.insert(conv.to_string(), members);
+    }
+
+    /// A message was sent.
+    pub fn on_sent(&mut self) {
+        self.sent += 1;
+    }
+
+    /// The sender got the ack for message `id`.
+    pub fn on_ack(&mut self, conv: &str, id: &str, sender: &str) {
+        self.acked
+            .insert(id.to_string(), (conv.to_string(), sender.to_string()));
+    }
+
+    /// `member` received message `id`; returns whether it was the first time.
+    pub fn on_delivery(&mut self, member: &str, id: &str) -> bool {
+        let first = self.seen.insert((id.to_string(), member.to_string()));
+        if !first {
+            self.duplicates += 1;
+        }
+        first
+    }
+
+    /// The check.
+    pub fn report(&self) -> ChatReport {
+        let mut expected = 0u64;
+        let mut delivered = 0u64;
+        for (id, (conv, sender)) in &self.acked {
+            for m in self.members.get(conv).into_iter().flatten() {
+                if m == sender {
+                    continue;
+                }
+                expected += 1;
+                if self.seen.contains(&(id.clone(), m.clone())) {
+                    delivered += 1;
+                }
+            }
+        }
+        let unacked_delivered = self
+            .seen
+            .iter()
+            .filter(|(id, _)| !self.acked.contains_key(id))
+            .map(|(id, _)| id)
+            .collect::<HashSet<_>>()
+            .len() as u64;
+        ChatReport {
+            sent: self.sent,
+            acked: self.acked.len() as u64,
+            expected_deliveries: expected,
+            delivered,
+            missing: expected - delivered,
+            duplicates: self.duplicates,
+            unacked_delivered,
+        }
+    }
+}
+
+/// How to drive the chat scenario.
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    /// Members per conversation (2 = 1:1).
+    pub group_size: usize,
+    /// Messages per second over all conversations.
+    pub rate: f64,
+    /// Arrival process.
+    pub arrivals: Arrivals,
+    /// Measured time.
+    pub duration: Duration,
+    /// Unmeasured time before it.
+    pub warmup: Duration,
+    /// Time to wait for the last deliveries after the last send.
+    pub grace: Duration,
+    /// Body length in bytes.
+    pub body_bytes: usize,
+    /// Per-connection send queue (frames); a full queue drops the send (counted).
+    pub queue: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// The WebSocket URL of a user's target: `http://h:p` → `ws://h:p/v1/ws?token=…`.
+pub fn ws_url(target: &str, token: &str) -> String {
+    let base = target
+        .strip_prefix("http://")
+        .map_or_else(|| target.to_string(), |rest| format!("ws://{rest}"));
+    format!("{base}/v1/ws?token={token}")
+}
+
+/// State shared by the connections; the lock is never held across an await.
+#[derive(Debug)]
+struct Shared {
+    book: DeliveryBook,
+    stats: Stats,
+    /// client_id → (intended send, whether it is measured).
+    pending: HashMap<String, (Instant, bool)>,
+}
+
+/// Runs the chat scenario: creates the conversations, connects every member, sends at the
+/// configured rate, waits `grace`, and returns the measurements and the delivery check.
+pub async fn run_chat(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    cfg: &ChatConfig,
+    acked: Option<AckedLog>,
+) -> Result<(Stats, ChatReport), LoadError> {
+    let g = cfg.group_size.max(2);
+    if users.len() < g {
+        return Err(LoadError::config(
+            "users",
+            format!("chat needs at least group-size ({g}) users"),
+        ));
+    }
+    // Conversations: consecutive users in groups of g.
+    let mut convs: Vec<(String, Vec<usize>)> = Vec::new();
+    for chunk in (0..users.len()).collect::<Vec<_>>().chunks(g) {
+        if chunk.len() < g {
+            break;
+        }
+        let owner = &users[chunk[0]];
+        let others: Vec<String> = chunk[1..].iter().map(|&i| users[i].id.clone()).collect();
+        let conv = api::create_conversation(http, &owner.target, &owner.token, &others)
+            .await
+            .map_err(|e| LoadError::setup(format!("conversation of {}", owner.handle), e))?;
+        convs.push((conv, chunk.to_vec()));
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        book: DeliveryBook::default(),
+        stats: Stats::new(),
+        pending: HashMap::new(),
+    }));
+    {
+        let mut s = shared.lock();
+        for (conv, members) in &convs {
+            let ids = members.iter().map(|&i| users[i].id.clone()).collect();
+            s.book.conversation(conv, ids);
+        }
+        s.stats.op("chat_send");
+        s.stats.op("chat_deliver");
+    }
+
+    let start = Instant::now();
+    let measure = start + cfg.warmup;
+    let end = measure + cfg.duration;
+    // One connection per member of a conversation.
+    let mut senders: HashMap<usize, mpsc::Sender<ClientFrame>> = HashMap::new();
+    let mut conns = JoinSet::new();
+    for &i in convs.iter().flat_map(|(_, m)| m) {
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        senders.insert(i, tx);
+        let user = users[i].clone();
+        let (shared, acked) = (shared.clone(), acked.clone());
+        conns.spawn(connection(user, rx, shared, acked, measure));
+    }
+
+    let mut schedule = Schedule::new(cfg.rate, cfg.arrivals, cfg.seed);
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(17));
+    let mut n = 0u64;
+    loop {
+        let intended = start + schedule.next_offset();
+        if intended >= end {
+            break;
+        }
+        tokio::time::sleep_until(intended).await;
+        let (conv, members) = &convs[rng.random_range(0..convs.len())];
+        let who = members[rng.random_range(0..members.len())];
+        let client_id = format!("{}-{n}", users[who].id);
+        n += 1;
+        let stamp =
+            now_us().saturating_sub(u64::try_from(intended.elapsed().as_micros()).unwrap_or(0));
+        let frame = ClientFrame::Send {
+            conv: conv.clone(),
+            client_id: client_id.clone(),
+            body: stamp_body(stamp, cfg.body_bytes),
+        };
+        let Some(tx) = senders.get(&who) else {
+            continue;
+        };
+        let mut s = shared.lock();
+        s.book.on_sent();
+        match tx.try_send(frame) {
+            Ok(()) => {
+                s.pending.insert(client_id, (intended, intended >= measure));
+            }
+            Err(_) if intended >= measure => {
+                let at = Instant::now().saturating_duration_since(measure);
+                s.stats
+                    .record_error("chat_send", &RequestError::Dropped.kind(), at);
+            }
+            Err(_) => {}
+        }
+    }
+    tokio::time::sleep(cfg.grace).await;
+    drop(senders);
+    while conns.join_next().await.is_some() {}
+    let s = shared.lock();
+    Ok((s.stats.clone(), s.book.report()))
+}
+
+/// One member's connection: writes the frames it is given, reads acks and messages, until its
+/// sender is dropped (then closes) or the server closes.
+async fn connection(
+    user: User,
+    mut rx: mpsc::Receiver<ClientFrame>,
+    shared: Arc<Mutex<Shared>>,
+    acked: Option<AckedLog>,
+    measure: Instant,
+) {
+    let since = |t: Instant| t.saturating_duration_since(measure);
+    let ws = match tokio_tungstenite::connect_async(ws_url(&user.target, &user.token)).await {
+        Ok((ws, _)) => ws,
+        Err(e) => {
+            let kind = match e {
+                tokio_tungstenite::tungstenite::Error::Http(r) => RequestError::Status {
+                    status: r.status().as_u16(),
+                    body: String::new(),
+                }
+                .kind(),
+                _ => RequestError::Connect(e.to_string()).kind(),
+            };
+            shared
+                .lock()
+                .stats
+                .record_error("chat_connect", &kind, since(Instant::now()));
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else {
+                    let _ = sink.close().await;
+                    return;
+                };
+                let text = match serde_json::to_string(&frame) {
+                    Ok(t) => t,
+                    Err(_) => continue,
+                };
+                if sink.send(WsMessage::text(text)).await.is_err() {
+                    shared.lock().stats.record_error("chat_send", "transport", since(Instant::now()));
+                    return;
+                }
+            }
+            msg = stream.next() => {
+                let now = Instant::now();
+                let text = match msg {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        let code = frame.map_or(1005, |f| u16::from(f.code));
+                        shared.lock().stats.record_error(
+                            "chat_connect", &RequestError::WsClose(code).kind(), since(now));
+                        return;
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => {
+                        shared.lock().stats.record_error("chat_connect", "transport", since(now));
+                        return;
+                    }
+                };
+                let record = handle_frame(&user, text.as_str(), now, measure, &shared);
+                if let (Some(log), Some(a)) = (&acked, record) {
+                    log.record(a).await;
+                }
+            }
+        }
+    }
+}
+
+/// Books one server frame; returns the acked-log entry of an ack.
+fn handle_frame(
+    user: &User,
+    text: &str,
+    now: Instant,
+    measure: Instant,
+    shared: &Mutex<Shared>,
+) -> Option<Acked> {
+    let since = |t: Instant| t.saturating_duration_since(measure);
+    let mut s = shared.lock();
+    match ServerFrame::parse(text) {
+        Ok(ServerFrame::Ack {
+            conv,
+            client_id,
+            id,
+            ..
+        }) => {
+            s.book.on_ack(&conv, &id, &user.id);
+            if let Some((intended, measured)) = s.pending.remove(&client_id) {
+                if measured {
+                    s.stats
+                        .record_ok("chat_send", since(intended), since(intended), since(now));
+                }
+                let sent_us = now_us().saturating_sub(
+                    u64::try_from(now.saturating_duration_since(intended).as_micros()).unwrap_or(0),
+                );
+                return Some(Acked {
+                    kind: AckedKind::Message,
+                    id,
+                    user: user.id.clone(),
+                    target: user.target.clone(),
+                    sent_us,
+                    acked_us: now_us(),
+                });
+            }
+            None
+        }
+        Ok(ServerFrame::Message {
+            id, body, sender, ..
+        }) => {
+            if sender != user.id
+                && s.book.on_delivery(&user.id, &id)
+                && let Some(stamp) = parse_stamp(&body)
+            {
+                let latency = Duration::from_micros(now_us().saturating_sub(stamp));
+                let sent = now.checked_sub(latency).unwrap_or(now);
+                if sent >= measure {
+                    s.stats
+                        .record_ok("chat_deliver", since(sent), since(sent), since(now));
+                }
+            }
+            None
+        }
+        Ok(ServerFrame::Error { .. }) => {
+            s.stats
+                .record_error("chat_send", "ws_error_frame", since(now));
+            None
+        }
+        Ok(_) => None,
+        Err(e) => {
+            s.stats.record_error("chat_send", &e.kind(), since(now));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_serialize_as_in_the_protocol() {
+        let f = ClientFrame::Send {
+            conv: "7".into(),
+            client_id: "c1".into(),
+            body: "hi".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&f).unwrap(),
+            serde_json::json!({"type":"send","conv":"7","client_id":"c1","body":"hi"})
+        );
+        let f = ClientFrame::Resume {
+            conv: "7".into(),
+            after_seq: 3,
+        };
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"type":"resume","conv":"7","after_seq":3}"#
+        );
+    }
+
+    #[test]
+    fn server_frames_parse() {
+        let ack =
+            ServerFrame::parse(r#"{"type":"ack","conv":"7","client_id":"c1","seq":4,"id":"99"}"#);
+        assert_eq!(
+            ack.unwrap(),
+            ServerFrame::Ack {
+                conv: "7".into(),
+                client_id: "c1".into(),
+                seq: 4,
+                id: "99".into()
+            }
+        );
+        let m = ServerFrame::parse(
+            r#"{"type":"message","conv":"7","seq":4,"id":"99","sender":"5","body":"t=1 x","client_id":"c1","sent_at":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert!(matches!(m, ServerFrame::Message { seq: 4, ref sender, .. } if sender == "5"));
+        assert_eq!(
+            ServerFrame::parse(r#"{"type":"presence","user":"5","online":true}"#).unwrap(),
+            ServerFrame::Other
+        );
+        assert!(matches!(
+            ServerFrame::parse(r#"{"type":"error","code":"bad_frame","message":"no"}"#).unwrap(),
+            ServerFrame::Error { .. }
+        ));
+        assert_eq!(ServerFrame::parse("{}").unwrap_err().kind(), "decode");
+    }
+
+    #[test]
+    fn bodies_carry_the_send_time() {
+        let b = stamp_body(1_700_000_000_123_456, 64);
+        assert_eq!(b.len(), 64);
+        assert_eq!(parse_stamp(&b), Some(1_700_000_000_123_456));
+        assert_eq!(parse_stamp("hello"), None);
+        assert_eq!(
+            ws_url("http://127.0.0.1:80", "tok"),
+            "ws://127.0.0.1:80/v1/ws?token=tok"
+        );
+    }
+
+    #[test]
+    fn the_book_counts_missing_and_duplicate_deliveries() {
+        let mut book = DeliveryBook::default();
+        book.conversation("c", vec!["a".into(), "b".into(), "c".into()]);
+        for _ in 0..3 {
+            book.on_sent();
+        }
+        book.on_ack("c", "m1", "a");
+        book.on_ack("c", "m2", "b");
+        // m1 reaches b twice (at-least-once delivery) and c once; m2 reaches a only.
+        assert!(book.on_delivery("b", "m1"));
+        assert!(!book.on_delivery("b", "m1"));
+        assert!(book.on_delivery("c", "m1"));
+        assert!(book.on_delivery("a", "m2"));
+        // m3 was delivered but its ack never came back.
+        assert!(book.on_delivery("b", "m3"));
+        let r = book.report();
+        assert_eq!(r.sent, 3);
+        assert_eq!(r.acked, 2);
+        assert_eq!(r.expected_deliveries, 4);
+        assert_eq!(r.delivered, 3);
+        assert_eq!(r.missing, 1);
+        assert_eq!(r.duplicates, 1);
+        assert_eq!(r.unacked_delivered, 1);
+    }
+}

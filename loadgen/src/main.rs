@@ -1,0 +1,292 @@
+//! `starling-load`: the command line of the load generator.
+//!
+//! `starling-load run --target http://a,http://b --users 100 --mix read=99,post=1 --rate 500`
+//! sets up the users, drives the scenario, prints a table and writes the JSON report, the plots
+//! and the acked log; `starling-load verify --acked-log acked.jsonl --target …` reads every
+//! acknowledged write back. See the README's "Load testing" section.
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use starling_loadgen::chat::{ChatConfig, run_chat};
+use starling_loadgen::http::Http;
+use starling_loadgen::report::{Report, RunInfo};
+use starling_loadgen::run::{RunConfig, run};
+use starling_loadgen::schedule::{Arrivals, Mix, Rate};
+use starling_loadgen::users::{Setup, setup};
+use starling_loadgen::{acked, plot, verify};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "starling-load", version, about = "Load generator for Starling")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Set up users and drive a scenario.
+    Run(Box<RunArgs>),
+    /// Read back every acknowledged write of an acked log.
+    Verify(VerifyArgs),
+}
+
+#[derive(Parser, Debug)]
+struct RunArgs {
+    /// Base URLs of the nodes, comma separated; users are spread over them round-robin.
+    #[arg(
+        long,
+        env = "STARLING_LOAD_TARGET",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    target: Vec<String>,
+    /// Scenario: `rest` (the --mix) or `chat` (WebSocket chatters).
+    #[arg(long, default_value = "rest")]
+    scenario: String,
+    /// Weighted REST operations: read, post, follow, unfollow, health, e.g. `read=99,post=1`.
+    #[arg(long, default_value = "read=99,post=1")]
+    mix: String,
+    /// Requests (or chat messages) per second, open loop; `max` for closed loop.
+    #[arg(long, default_value = "100")]
+    rate: String,
+    /// Arrivals of the open loop: `poisson` or `uniform`.
+    #[arg(long, default_value = "poisson")]
+    arrivals: String,
+    /// Closed loop: workers. Open loop: requests in flight at most (more are dropped, counted).
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Measured time.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured warm-up before it.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Users taking part.
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Handle pattern: `{i}` the user's index, `{run}` a random tag of this run.
+    #[arg(long, default_value = "ld{run}_{i}")]
+    handles: String,
+    /// Password of every user.
+    #[arg(long, default_value = "password1")]
+    password: String,
+    /// Log in existing users (e.g. `--handles 'user{i}'` after `starling seed`) instead of
+    /// signing up.
+    #[arg(long)]
+    login: bool,
+    /// Setup: each user follows this many others.
+    #[arg(long, default_value_t = 0)]
+    follows: usize,
+    /// Setup: each user writes this many posts.
+    #[arg(long, default_value_t = 0)]
+    posts: usize,
+    /// Setup requests in flight.
+    #[arg(long, default_value_t = 16)]
+    setup_concurrency: usize,
+    /// Feed page size of reads.
+    #[arg(long, default_value_t = 20)]
+    feed_limit: u32,
+    /// Chat: members per conversation (2 = 1:1).
+    #[arg(long, default_value_t = 2)]
+    group_size: usize,
+    /// Chat: bytes per message body.
+    #[arg(long, default_value_t = 64)]
+    body_bytes: usize,
+    /// Chat: time to wait for the last deliveries.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+    /// Seed of the schedule and of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the JSON report here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write `<prefix>latency.png` and `<prefix>throughput.png` into this directory.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// File-name prefix of the plots.
+    #[arg(long, default_value = "")]
+    plot_prefix: String,
+    /// Log every acknowledged write here (JSON lines) for `verify`.
+    #[arg(long)]
+    acked_log: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Parser, Debug)]
+struct VerifyArgs {
+    /// Base URLs of the nodes to check, comma separated: every write is checked on each.
+    #[arg(
+        long,
+        env = "STARLING_LOAD_TARGET",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8080"
+    )]
+    target: Vec<String>,
+    /// The acked log written by `run --acked-log`.
+    #[arg(long)]
+    acked_log: PathBuf,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Write the verification as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+}
+
+fn run_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+    format!("{:06x}", (nanos ^ std::process::id()) & 0xff_ffff)
+}
+
+async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
+    let rate: Rate = a.rate.parse()?;
+    let arrivals: Arrivals = a.arrivals.parse()?;
+    let http = Http::new(a.timeout, a.concurrency);
+    let (log, writer) = match &a.acked_log {
+        Some(p) => {
+            let (l, w) = acked::AckedLog::create(p)?;
+            (Some(l), Some(w))
+        }
+        None => (None, None),
+    };
+    let setup_cfg = Setup {
+        users: a.users,
+        handles: a.handles.clone(),
+        password: a.password.clone(),
+        login_only: a.login,
+        follows: a.follows,
+        posts: a.posts,
+        concurrency: a.setup_concurrency,
+        run_tag: run_tag(),
+    };
+    eprintln!(
+        "setting up {} users on {} target(s)…",
+        a.users,
+        a.target.len()
+    );
+    let users = Arc::new(setup(&http, &a.target, &setup_cfg, log.as_ref()).await?);
+    let (mode, rate_value) = match rate {
+        Rate::Fixed(r) => ("open", Some(r)),
+        Rate::Max => ("closed", None),
+    };
+    let mut info = RunInfo {
+        scenario: String::new(),
+        targets: a.target.clone(),
+        mode: mode.into(),
+        rate: rate_value,
+        concurrency: a.concurrency,
+        duration_s: a.duration.as_secs_f64(),
+        warmup_s: a.warmup.as_secs_f64(),
+        users: users.len(),
+    };
+    let report = match a.scenario.as_str() {
+        "rest" => {
+            let mix: Mix = a.mix.parse()?;
+            info.scenario = a.mix.clone();
+            let cfg = RunConfig {
+                mix,
+                rate,
+                arrivals,
+                concurrency: a.concurrency,
+                duration: a.duration,
+                warmup: a.warmup,
+                seed: a.seed,
+                feed_limit: a.feed_limit,
+                progress: !a.quiet,
+            };
+            let stats = run(&http, users, &cfg, log).await?;
+            Report::new(info, &stats)
+        }
+        "chat" => {
+            let Rate::Fixed(r) = rate else {
+                bail!("chat runs at a fixed --rate of messages per second");
+            };
+            info.scenario = format!("chat, groups of {}", a.group_size);
+            let cfg = ChatConfig {
+                group_size: a.group_size,
+                rate: r,
+                arrivals,
+                duration: a.duration,
+                warmup: a.warmup,
+                grace: a.grace,
+                body_bytes: a.body_bytes,
+                queue: 1024,
+                seed: a.seed,
+            };
+            let (stats, chat) = run_chat(&http, users, &cfg, log).await?;
+            let mut report = Report::new(info, &stats);
+            report.chat = Some(chat);
+            report
+        }
+        other => bail!("unknown --scenario {other:?}: rest or chat"),
+    };
+    if let Some(w) = writer {
+        let n = w.finish().await?;
+        eprintln!("{n} acknowledged writes logged");
+    }
+    print!("{}", report.table());
+    if let Some(p) = &a.report {
+        report.write_json(p)?;
+        eprintln!("report: {}", p.display());
+    }
+    if let Some(dir) = &a.plots {
+        for f in plot::plot(&report, dir, &a.plot_prefix)? {
+            eprintln!("plot: {}", f.display());
+        }
+        if !plot::font_available() {
+            eprintln!("no TTF font under /usr/share/fonts: plots drawn without text");
+        }
+    }
+    Ok(())
+}
+
+async fn cmd_verify(a: VerifyArgs) -> anyhow::Result<()> {
+    let entries = acked::read(&a.acked_log)?;
+    let http = Http::new(a.timeout, a.concurrency);
+    let v = verify::verify_log(&http, &a.target, &a.acked_log, a.concurrency).await?;
+    println!(
+        "{} acked writes: {} posts and {} edges checked on {} target(s), {} ambiguous edges, {} not checked (chat), {} missing",
+        entries.len(),
+        v.posts,
+        v.edges,
+        v.targets,
+        v.ambiguous,
+        v.skipped,
+        v.missing.len()
+    );
+    for m in v.missing.iter().take(20) {
+        println!(
+            "missing {} {} (user {:?}) at {}",
+            m.kind, m.id, m.user, m.target
+        );
+    }
+    if let Some(p) = &a.report {
+        std::fs::write(p, serde_json::to_vec_pretty(&v)?)?;
+    }
+    if !v.ok() {
+        bail!("{} acknowledged writes missing", v.missing.len());
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(a) => cmd_run(*a).await,
+        Command::Verify(a) => cmd_verify(a).await,
+    }
+}

@@ -1,0 +1,309 @@
+//! The REST scenario runner. Open loop (`Rate::Fixed`): one dispatcher task sleeps until each
+//! request's intended start from the [`Schedule`] and spawns it, never waiting for answers; up
+//! to `concurrency` requests are in flight, and a request that finds the limit reached is
+//! counted as a `dropped` error rather than delayed (a delay would bend the schedule). Closed
+//! loop (`Rate::Max`): `concurrency` workers each send their next request when the previous one
+//! is answered. Requests whose intended start falls in the warm-up run but are not measured.
+
+use crate::LoadError;
+use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::api;
+use crate::error::RequestError;
+use crate::http::Http;
+use crate::schedule::{Arrivals, Mix, Op, Rate, Schedule};
+use crate::stats::Stats;
+use crate::users::User;
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How to drive the REST scenario.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Which operations, by weight.
+    pub mix: Mix,
+    /// Fixed open-loop rate or closed-loop max.
+    pub rate: Rate,
+    /// Arrival process of the open loop.
+    pub arrivals: Arrivals,
+    /// Closed loop: workers. Open loop: the in-flight limit.
+    pub concurrency: usize,
+    /// Measured time.
+    pub duration: Duration,
+    /// Unmeasured time before it.
+    pub warmup: Duration,
+    /// Seed of the schedule and of the choices of users and operations.
+    pub seed: u64,
+    /// `limit` of feed reads.
+    pub feed_limit: u32,
+    /// Show progress bars on the terminal.
+    pub progress: bool,
+}
+
+/// One request, chosen by the dispatcher.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    op: Op,
+    user: usize,
+    other: usize,
+    n: u64,
+}
+
+fn pick(mix: &Mix, users: usize, rng: &mut StdRng, n: u64) -> Pick {
+    let op = mix.pick(rng);
+    let user = rng.random_range(0..users);
+    // Another user than `user` when there is one.
+    let other = if users > 1 {
+        (user + rng.random_range(1..users)) % users
+    } else {
+        user
+    };
+    Pick { op, user, other, n }
+}
+
+/// What the requests share.
+#[derive(Debug)]
+struct Ctx {
+    http: Http,
+    users: Arc<Vec<User>>,
+    acked: Option<AckedLog>,
+    feed_limit: u32,
+    ok: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Ctx {
+    /// Executes one request and logs it if it was an acknowledged write.
+    async fn execute(&self, p: Pick) -> Result<(), RequestError> {
+        let u = &self.users[p.user];
+        let other = &self.users[p.other];
+        let sent_us = now_us();
+        let write = match p.op {
+            Op::Read => {
+                api::feed(&self.http, &u.target, &u.token, self.feed_limit).await?;
+                None
+            }
+            Op::Health => {
+                api::health(&self.http, &u.target).await?;
+                None
+            }
+            Op::Post => {
+                let text = format!("load post {} by {}", p.n, u.handle);
+                let id = api::post(&self.http, &u.target, &u.token, &text).await?;
+                Some((AckedKind::Post, id))
+            }
+            Op::Follow => {
+                api::follow(&self.http, &u.target, &u.token, &other.id).await?;
+                Some((AckedKind::Follow, other.id.clone()))
+            }
+            Op::Unfollow => {
+                api::unfollow(&self.http, &u.target, &u.token, &other.id).await?;
+                Some((AckedKind::Unfollow, other.id.clone()))
+            }
+        };
+        if let (Some(log), Some((kind, id))) = (&self.acked, write) {
+            log.record(Acked {
+                kind,
+                id,
+                user: u.id.clone(),
+                target: u.target.clone(),
+                sent_us,
+                acked_us: now_us(),
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Executes and records one request, measured from `intended` if that is after `measure`.
+    async fn execute_and_record(
+        &self,
+        p: Pick,
+        intended: Instant,
+        measure: Instant,
+        stats: &Mutex<Stats>,
+    ) {
+        let sent = Instant::now();
+        let result = self.execute(p).await;
+        let done = Instant::now();
+        match &result {
+            Ok(()) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        if intended < measure {
+            return;
+        }
+        let off = |t: Instant| t.saturating_duration_since(measure);
+        // The lock is held for a few histogram updates, never across an await.
+        let mut s = stats.lock();
+        match result {
+            Ok(()) => s.record_ok(p.op.name(), off(intended), off(sent), off(done)),
+            Err(e) => s.record_error(p.op.name(), &e.kind(), off(done)),
+        }
+    }
+}
+
+/// A progress bar over the whole run (warm-up included), updated by a task it owns.
+struct Progress {
+    bar: ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(show: bool, total: Duration, ctx: Arc<Ctx>, label: String) -> Self {
+        let bar = if show {
+            ProgressBar::new(total.as_secs().max(1))
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} s {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_prefix(label);
+        let b = bar.clone();
+        let started = Instant::now();
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                b.set_position(started.elapsed().as_secs());
+                b.set_message(format!(
+                    "ok {} err {}",
+                    ctx.ok.load(Ordering::Relaxed),
+                    ctx.errors.load(Ordering::Relaxed)
+                ));
+            }
+        });
+        Progress { bar, ticker }
+    }
+
+    fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Runs the scenario and returns what was measured. Every operation of the mix appears in the
+/// result, even one that never completed.
+pub async fn run(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    cfg: &RunConfig,
+    acked: Option<AckedLog>,
+) -> Result<Stats, LoadError> {
+    if users.is_empty() {
+        return Err(LoadError::config("users", "at least one user"));
+    }
+    if cfg.concurrency == 0 {
+        return Err(LoadError::config("concurrency", "at least 1"));
+    }
+    let ctx = Arc::new(Ctx {
+        http: http.clone(),
+        users,
+        acked,
+        feed_limit: cfg.feed_limit,
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
+    let label = match cfg.rate {
+        Rate::Fixed(r) => format!("{r}/s"),
+        Rate::Max => format!("max×{}", cfg.concurrency),
+    };
+    let progress = Progress::start(cfg.progress, cfg.warmup + cfg.duration, ctx.clone(), label);
+    let mut stats = match cfg.rate {
+        Rate::Fixed(rate) => open_loop(ctx, cfg, rate).await,
+        Rate::Max => closed_loop(ctx, cfg).await,
+    }?;
+    progress.finish();
+    for op in cfg.mix.ops() {
+        stats.op(op.name());
+    }
+    Ok(stats)
+}
+
+async fn open_loop(ctx: Arc<Ctx>, cfg: &RunConfig, rate: f64) -> Result<Stats, LoadError> {
+    let stats = Arc::new(Mutex::new(Stats::new()));
+    let start = Instant::now();
+    let measure = start + cfg.warmup;
+    let end = measure + cfg.duration;
+    let mut schedule = Schedule::new(rate, cfg.arrivals, cfg.seed);
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(0x9e37_79b9));
+    let limit = Arc::new(Semaphore::new(cfg.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut n = 0u64;
+    loop {
+        let intended = start + schedule.next_offset();
+        if intended >= end {
+            break;
+        }
+        tokio::time::sleep_until(intended).await;
+        let p = pick(&cfg.mix, ctx.users.len(), &mut rng, n);
+        n += 1;
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let (ctx, stats) = (ctx.clone(), stats.clone());
+                tasks.spawn(async move {
+                    ctx.execute_and_record(p, intended, measure, &stats).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                ctx.errors.fetch_add(1, Ordering::Relaxed);
+                if intended >= measure {
+                    let at = Instant::now().saturating_duration_since(measure);
+                    stats
+                        .lock()
+                        .record_error(p.op.name(), &RequestError::Dropped.kind(), at);
+                }
+            }
+        }
+        // Reap finished requests so the set stays the size of what is in flight.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let s = stats.lock().clone();
+    Ok(s)
+}
+
+async fn closed_loop(ctx: Arc<Ctx>, cfg: &RunConfig) -> Result<Stats, LoadError> {
+    let start = Instant::now();
+    let measure = start + cfg.warmup;
+    let end = measure + cfg.duration;
+    let mut workers = JoinSet::new();
+    for w in 0..cfg.concurrency {
+        let ctx = ctx.clone();
+        let mix = cfg.mix.clone();
+        let seed = cfg.seed.wrapping_add(w as u64);
+        workers.spawn(async move {
+            // Each worker records into its own stats; they are merged at the end.
+            let stats = Mutex::new(Stats::new());
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut n = 0u64;
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let p = pick(&mix, ctx.users.len(), &mut rng, n);
+                n += 1;
+                ctx.execute_and_record(p, now, measure, &stats).await;
+            }
+            stats.into_inner()
+        });
+    }
+    let mut total = Stats::new();
+    while let Some(s) = workers.join_next().await {
+        let s = s.map_err(|e| LoadError::io("worker", std::io::Error::other(e.to_string())))?;
+        total.merge(&s)?;
+    }
+    Ok(total)
+}

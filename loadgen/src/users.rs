@@ -1,0 +1,203 @@
+//! The setup phase: sign up `--users N` users (or log in existing ones, e.g. the `user{i}` graph
+//! made by `starling seed`), spread round-robin over the targets, then optionally build a small
+//! follow graph (user i follows the next `follows` users) and give everyone a few posts so feeds
+//! are not empty. Setup writes are acknowledged writes too and go to the acked log.
+
+use crate::LoadError;
+use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::api::{self, Session};
+use crate::error::RequestError;
+use crate::http::Http;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use std::time::Duration;
+
+/// A user taking part in the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Index in the run (0..N).
+    pub index: usize,
+    /// The handle.
+    pub handle: String,
+    /// The user's id.
+    pub id: String,
+    /// A session token.
+    pub token: String,
+    /// The base URL this user talks to.
+    pub target: String,
+}
+
+/// How to get the users.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// How many users.
+    pub users: usize,
+    /// Handle pattern: `{i}` is the user's index, `{run}` a random tag of this run
+    /// (so repeated runs against one server do not collide), e.g. `ld{run}_{i}` or `user{i}`.
+    pub handles: String,
+    /// Every user's password.
+    pub password: String,
+    /// Only log in (the users exist already); otherwise sign up, and log in if the handle is taken.
+    pub login_only: bool,
+    /// Each user follows this many others.
+    pub follows: usize,
+    /// Each user writes this many posts.
+    pub posts: usize,
+    /// Setup requests in flight.
+    pub concurrency: usize,
+    /// The `{run}` tag.
+    pub run_tag: String,
+}
+
+impl Setup {
+    /// The handle of user `i`.
+    pub fn handle(&self, i: usize) -> String {
+        self.handles
+            .replace("{i}", &i.to_string())
+            .replace("{run}", &self.run_tag)
+    }
+}
+
+/// Retries a sign-up or login refused with 429 (auth is rate limited per client address).
+async fn with_retry<F, Fut>(mut f: F) -> Result<Session, RequestError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Session, RequestError>>,
+{
+    let mut tries = 0;
+    loop {
+        match f().await {
+            Err(e) if e.status() == Some(429) && tries < 120 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Signs up or logs in every user, then builds the follow graph and the posts.
+pub async fn setup(
+    http: &Http,
+    targets: &[String],
+    cfg: &Setup,
+    acked: Option<&AckedLog>,
+) -> Result<Vec<User>, LoadError> {
+    if targets.is_empty() {
+        return Err(LoadError::config("target", "at least one target"));
+    }
+    let c = cfg.concurrency.max(1);
+    let mut users: Vec<User> = stream::iter(0..cfg.users)
+        .map(|i| {
+            let target = targets[i % targets.len()].clone();
+            let handle = cfg.handle(i);
+            async move {
+                let pw = cfg.password.as_str();
+                let session = if cfg.login_only {
+                    with_retry(|| api::log_in(http, &target, &handle, pw)).await
+                } else {
+                    match with_retry(|| api::sign_up(http, &target, &handle, pw)).await {
+                        Err(e) if e.status() == Some(409) => {
+                            with_retry(|| api::log_in(http, &target, &handle, pw)).await
+                        }
+                        r => r,
+                    }
+                }
+                .map_err(|e| LoadError::setup(format!("user {handle} at {target}"), e))?;
+                Ok::<_, LoadError>(User {
+                    index: i,
+                    handle,
+                    id: session.user_id,
+                    token: session.token,
+                    target,
+                })
+            }
+        })
+        .buffer_unordered(c)
+        .try_collect()
+        .await?;
+    users.sort_by_key(|u| u.index);
+
+    let n = users.len();
+    let follows = cfg.follows.min(n.saturating_sub(1));
+    let edges: Vec<(usize, usize)> = (0..n)
+        .flat_map(|i| (1..=follows).map(move |k| (i, (i + k) % n)))
+        .collect();
+    let users_ref = &users;
+    stream::iter(edges)
+        .map(|(a, b)| async move {
+            let (u, v) = (&users_ref[a], &users_ref[b]);
+            let sent_us = now_us();
+            api::follow(http, &u.target, &u.token, &v.id)
+                .await
+                .map_err(|e| LoadError::setup(format!("{} follows {}", u.handle, v.handle), e))?;
+            if let Some(log) = acked {
+                log.record(Acked {
+                    kind: AckedKind::Follow,
+                    id: v.id.clone(),
+                    user: u.id.clone(),
+                    target: u.target.clone(),
+                    sent_us,
+                    acked_us: now_us(),
+                })
+                .await;
+            }
+            Ok::<_, LoadError>(())
+        })
+        .buffer_unordered(c)
+        .try_collect::<()>()
+        .await?;
+
+    let posts: Vec<(usize, usize)> = (0..n)
+        .flat_map(|i| (0..cfg.posts).map(move |k| (i, k)))
+        .collect();
+    stream::iter(posts)
+        .map(|(i, k)| async move {
+            let u = &users_ref[i];
+            let sent_us = now_us();
+            let text = format!("setup post {k} by {}", u.handle);
+            let id = api::post(http, &u.target, &u.token, &text)
+                .await
+                .map_err(|e| LoadError::setup(format!("post by {}", u.handle), e))?;
+            if let Some(log) = acked {
+                log.record(Acked {
+                    kind: AckedKind::Post,
+                    id,
+                    user: u.id.clone(),
+                    target: u.target.clone(),
+                    sent_us,
+                    acked_us: now_us(),
+                })
+                .await;
+            }
+            Ok::<_, LoadError>(())
+        })
+        .buffer_unordered(c)
+        .try_collect::<()>()
+        .await?;
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_follow_the_pattern() {
+        let s = Setup {
+            users: 3,
+            handles: "ld{run}_{i}".into(),
+            password: "password1".into(),
+            login_only: false,
+            follows: 0,
+            posts: 0,
+            concurrency: 1,
+            run_tag: "a1b2c3".into(),
+        };
+        assert_eq!(s.handle(7), "lda1b2c3_7");
+        let s = Setup {
+            handles: "user{i}".into(),
+            ..s
+        };
+        assert_eq!(s.handle(0), "user0");
+    }
+}
