@@ -73,6 +73,24 @@ pub struct ServeArgs {
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
     pub wan_rtt: Option<String>,
+    /// Redis URL (`redis://HOST:PORT`): in-region fan-out of chat events between gateway
+    /// nodes through pub/sub. Without it, events stay in-process (messages still reach other
+    /// nodes by replication).
+    #[arg(long, env = "STARLING_REDIS")]
+    pub redis: Option<String>,
+    /// WebSocket connections one user may hold on this node (default 16).
+    #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
+    pub ws_max_per_user: Option<usize>,
+    /// WebSocket connections this node accepts (default 200000).
+    #[arg(long, env = "STARLING_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<usize>,
+    /// Bytes a WebSocket connection's send queue may hold before it is closed as too slow
+    /// (4008; default 1048576).
+    #[arg(long, env = "STARLING_WS_QUEUE_BYTES")]
+    pub ws_queue_bytes: Option<usize>,
+    /// Most members of a group conversation (default 1000).
+    #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
+    pub max_group_members: Option<usize>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -99,6 +117,11 @@ struct FileConfig {
     auth_per_minute: Option<u32>,
     log_format: Option<String>,
     wan_rtt: Option<String>,
+    redis: Option<String>,
+    ws_max_per_user: Option<usize>,
+    ws_max_connections: Option<usize>,
+    ws_queue_bytes: Option<usize>,
+    max_group_members: Option<usize>,
 }
 
 /// Which store engine a node runs.
@@ -141,6 +164,34 @@ pub struct ServeConfig {
     pub auth_per_minute: u32,
     /// Logs as JSON lines.
     pub json_logs: bool,
+    /// Redis URL for the in-region chat bus.
+    pub redis: Option<String>,
+    /// Chat limits.
+    pub chat: ChatSettings,
+}
+
+/// Limits of the messenger and its WebSocket gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatSettings {
+    /// Connections per user on this node.
+    pub max_per_user: usize,
+    /// Connections on this node.
+    pub max_connections: usize,
+    /// Send-queue budget of one connection, in bytes.
+    pub queue_bytes: usize,
+    /// Largest group.
+    pub max_group_members: usize,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            max_per_user: 16,
+            max_connections: 200_000,
+            queue_bytes: 1 << 20,
+            max_group_members: 1000,
+        }
+    }
 }
 
 /// How this node joins a cluster.
@@ -209,7 +260,43 @@ impl ServeConfig {
             gossip: None,
             admin_token: args.admin_token.or(file.admin_token),
             durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
+            redis: match args.redis.or(file.redis) {
+                Some(u) if !u.starts_with("redis://") => {
+                    bail!("--redis {u:?}: expected redis://HOST:PORT")
+                }
+                other => other,
+            },
+            chat: {
+                let d = ChatSettings::default();
+                ChatSettings {
+                    max_per_user: args
+                        .ws_max_per_user
+                        .or(file.ws_max_per_user)
+                        .unwrap_or(d.max_per_user),
+                    max_connections: args
+                        .ws_max_connections
+                        .or(file.ws_max_connections)
+                        .unwrap_or(d.max_connections),
+                    queue_bytes: args
+                        .ws_queue_bytes
+                        .or(file.ws_queue_bytes)
+                        .unwrap_or(d.queue_bytes),
+                    max_group_members: args
+                        .max_group_members
+                        .or(file.max_group_members)
+                        .unwrap_or(d.max_group_members),
+                }
+            },
         };
+        if cfg.chat.max_per_user == 0 || cfg.chat.max_connections == 0 {
+            bail!("--ws-max-per-user and --ws-max-connections: at least 1");
+        }
+        if cfg.chat.queue_bytes < 16 * 1024 {
+            bail!("--ws-queue-bytes: at least 16384 (one largest message must fit)");
+        }
+        if !(2..=100_000).contains(&cfg.chat.max_group_members) {
+            bail!("--max-group-members: 2 to 100000");
+        }
         if cfg.auth_per_minute == 0 {
             bail!("--auth-per-minute: at least 1");
         }

@@ -35,6 +35,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     let media = open_media(&cfg).await?;
+    let (bus, bus_rx) = match &cfg.redis {
+        Some(url) => {
+            let (bus, rx) = starling_messenger::Bus::redis(url, &cfg.region, cfg.node().0)
+                .await
+                .with_context(|| format!("connecting to redis at {url}"))?;
+            (bus, Some(rx))
+        }
+        None => (starling_messenger::Bus::in_process(), None),
+    };
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
@@ -43,12 +52,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
         auth_per_minute: cfg.auth_per_minute,
+        chat: cfg.chat,
+        bus,
     });
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
-    let fan_out = tokio::spawn(state.feed.clone().run(stopped));
+    let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
+    let mut chat = crate::start_chat(&state, bus_rx, stopped);
     let app = router(state);
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -69,6 +81,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;
+    while chat.join_next().await.is_some() {}
     if let Some(g) = gossip {
         g.shutdown().await;
     }

@@ -27,5 +27,7 @@ pub(crate) fn state_with_auth_limit(store: Arc<dyn Store>, per_minute: u32) -> A
         admin_token: Some(ADMIN.into()),
         durable_regions: 1,
         auth_per_minute: per_minute,
+        chat: crate::config::ChatSettings::default(),
+        bus: starling_messenger::Bus::in_process(),
     })
 }

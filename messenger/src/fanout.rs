@@ -2,13 +2,13 @@
 //! nodes of the region through the [`Bus`], and — for messages — every other node through
 //! replication of the log (each node's [`tail`](crate::tail) delivers what arrives).
 
+use crate::Messenger;
 use crate::bus::{Bus, BusEvent};
 use crate::error::MessengerError;
 use crate::hub::Hub;
 use crate::model::{Conversation, Message};
 use crate::outbox::OutItem;
 use crate::protocol::{self, ServerFrame};
-use crate::Messenger;
 
 /// Hub, bus and the conversations they need. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -72,7 +72,8 @@ impl Fanout {
             user: user.to_string(),
             seq,
         });
-        self.hub.deliver(&conv.members, None, &OutItem::Frame(frame));
+        self.hub
+            .deliver(&conv.members, None, &OutItem::Frame(frame));
     }
 
     /// `user` came online or went offline: to `contacts`.

@@ -1,9 +1,9 @@
 //! Reading the log: one message, a range after a seq (resume), a page before a seq, the head.
 
+use crate::Messenger;
 use crate::error::MessengerError;
 use crate::keys;
 use crate::model::Message;
-use crate::Messenger;
 use starling_store::{ScanRequest, StoreExt, codec};
 
 impl Messenger {

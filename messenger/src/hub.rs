@@ -9,7 +9,7 @@ use crate::outbox::{OutItem, Outbox};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 const SHARDS: usize = 16;
 
@@ -52,6 +52,22 @@ pub struct Conn {
     pub user: u64,
     /// Its send queue.
     pub outbox: Outbox,
+    /// Whether it takes deliveries yet: set at the client's first frame, so a client whose
+    /// first frame is `resume` gets that conversation exactly from its seq, never a live
+    /// message the server queued before it knew what the client holds.
+    live: AtomicBool,
+}
+
+impl Conn {
+    /// Starts deliveries to this connection.
+    pub fn go_live(&self) {
+        self.live.store(true, Ordering::Release);
+    }
+
+    /// Whether deliveries have started.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
 }
 
 #[derive(Debug)]
@@ -131,6 +147,7 @@ impl Hub {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             user,
             outbox: Outbox::new(self.inner.limits.outbox_bytes),
+            live: AtomicBool::new(false),
         });
         let mut shard = self.shard(user).write();
         let list = shard.entry(user).or_default();
@@ -185,7 +202,7 @@ impl Hub {
             }
             let shard = self.shard(u).read();
             if let Some(list) = shard.get(&u) {
-                for c in list {
+                for c in list.iter().filter(|c| c.is_live()) {
                     // A full outbox marks the connection; its task closes it with 4008.
                     if c.outbox.push(item.clone()) {
                         n += 1;
@@ -211,10 +228,13 @@ mod tests {
         });
         let a1 = hub.connect(1).unwrap();
         assert!(a1.first);
+        a1.conn().go_live();
         let a2 = hub.connect(1).unwrap();
+        a2.conn().go_live();
         assert!(!a2.first);
         assert_eq!(hub.connect(1).unwrap_err(), Refused::PerUser);
-        let _b = hub.connect(2).unwrap();
+        let b = hub.connect(2).unwrap();
+        b.conn().go_live();
         assert_eq!(hub.connect(3).unwrap_err(), Refused::Node);
         let item = OutItem::Frame(Bytes::from_static(b"x"));
         assert_eq!(hub.deliver(&[1, 2], Some(2), &item), 2);

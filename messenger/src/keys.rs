@@ -80,7 +80,12 @@ pub fn parse_message(key: &Key) -> Option<(u64, u64)> {
 
 /// The client-id index entry.
 pub fn client_id(conv: u64, sender: u64, client_id: &str) -> Key {
-    CLIENT_IDS.key().u64(conv).u64(sender).str(client_id).finish()
+    CLIENT_IDS
+        .key()
+        .u64(conv)
+        .u64(sender)
+        .str(client_id)
+        .finish()
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ pub mod protocol;
 pub mod send;
 pub mod tail;
 
-pub use conversations::ConversationsPage;
 pub use bus::{Bus, BusEvent, BusReceiver};
+pub use conversations::ConversationsPage;
 pub use error::MessengerError;
 pub use fanout::Fanout;
 pub use hub::{ConnHandle, Hub, HubLimits};
@@ -120,4 +120,3 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
-

@@ -83,7 +83,10 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     if !TYPES.contains(&kind.as_str()) {
         return Err(FrameError {
             code: "unknown_type",
-            message: format!("unknown frame type {:?}", kind.chars().take(32).collect::<String>()),
+            message: format!(
+                "unknown frame type {:?}",
+                kind.chars().take(32).collect::<String>()
+            ),
             reference,
         });
     }
@@ -229,7 +232,10 @@ mod tests {
         );
         assert_eq!(parse("{nope").unwrap_err().code, "bad_json");
         assert_eq!(parse("[1]").unwrap_err().code, "bad_frame");
-        assert_eq!(parse(r#"{"type":"dance"}"#).unwrap_err().code, "unknown_type");
+        assert_eq!(
+            parse(r#"{"type":"dance"}"#).unwrap_err().code,
+            "unknown_type"
+        );
         let e = parse(r#"{"type":"send","conv":"1","client_id":"c1"}"#).unwrap_err();
         assert_eq!((e.code, e.reference.as_deref()), ("bad_frame", Some("c1")));
     }
@@ -253,6 +259,9 @@ mod tests {
         );
         let v: serde_json::Value =
             serde_json::from_slice(&error_frame("bad_json", "x", None)).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"error","code":"bad_json","message":"x"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"error","code":"bad_json","message":"x"})
+        );
     }
 }

@@ -34,6 +34,8 @@ pub struct Sent {
     pub message: Message,
     /// Whether this call stored it (`false`: a retry answered with the original).
     pub new: bool,
+    /// The slot's version when this call stored it (to wait for K-region durability).
+    pub version: Option<starling_store::VersionVector>,
 }
 
 /// Checks a body and a client id.
@@ -71,6 +73,7 @@ impl Messenger {
             return Ok(Sent {
                 message: m,
                 new: false,
+                version: None,
             });
         }
         let (head, found) = self.search_tail(conv.id, sender, client_id).await?;
@@ -79,6 +82,7 @@ impl Messenger {
             return Ok(Sent {
                 message: m,
                 new: false,
+                version: None,
             });
         }
         let mut seq = head + 1;
@@ -99,11 +103,12 @@ impl Messenger {
                 .cas_at(&conv.home_region, &key, None, Some(value))
                 .await?
             {
-                CasOutcome::Applied(_) => {
+                CasOutcome::Applied(v) => {
                     self.index(&idx, seq).await?;
                     return Ok(Sent {
                         message: msg,
                         new: true,
+                        version: Some(v.version),
                     });
                 }
                 CasOutcome::Conflict(Some(v)) => {
@@ -114,6 +119,7 @@ impl Messenger {
                             return Ok(Sent {
                                 message: other,
                                 new: false,
+                                version: None,
                             });
                         }
                     }
