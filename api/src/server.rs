@@ -61,6 +61,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
     let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
     let mut chat = crate::start_chat(&state, bus_rx, stopped);
+    let hub = state.fanout.hub.clone();
     let app = router(state);
     let data = match cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -75,9 +76,20 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        let hub = hub.clone();
+        async move {
+            shutdown_signal().await;
+            // WebSocket sessions outlive their HTTP connection: tell them to close (1001).
+            hub.close_all();
+        }
+    })
     .await
     .context("serving HTTP")?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;

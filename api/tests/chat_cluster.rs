@@ -195,3 +195,27 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
     drop(us);
     drop(eu);
 }
+
+#[test]
+fn sigterm_closes_websockets_with_1001() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        common::free_port(),
+        &["--store".to_string(), "memory".to_string()],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt.block_on(async {
+        let u = sign_up_retrying(addr, "carol").await;
+        Client::connect(addr, &u.token).await
+    });
+    let status = node.terminate();
+    assert!(status.success(), "{status:?}");
+    let end = rt.block_on(client.ended());
+    assert_eq!(end, common::chat::Ended::Closed(1001));
+}

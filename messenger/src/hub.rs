@@ -76,6 +76,7 @@ struct Inner {
     total: AtomicUsize,
     next_id: AtomicU64,
     limits: HubLimits,
+    closing: AtomicBool,
 }
 
 /// The hub: a cheap-to-clone handle.
@@ -122,6 +123,7 @@ impl Hub {
                 total: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 limits,
+                closing: AtomicBool::new(false),
             }),
         }
     }
@@ -138,6 +140,9 @@ impl Hub {
 
     /// Registers a connection of `user`, within the caps.
     pub fn connect(&self, user: u64) -> Result<ConnHandle, Refused> {
+        if self.is_closing() {
+            return Err(Refused::Node);
+        }
         let total = self.inner.total.fetch_add(1, Ordering::AcqRel);
         if total >= self.inner.limits.max_connections {
             self.inner.total.fetch_sub(1, Ordering::AcqRel);
@@ -180,6 +185,23 @@ impl Hub {
             }
         }
         last
+    }
+
+    /// Asks every connection to close (the node is shutting down) and refuses new ones.
+    pub fn close_all(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        for shard in &self.inner.shards {
+            for list in shard.read().values() {
+                for c in list {
+                    c.outbox.wake();
+                }
+            }
+        }
+    }
+
+    /// Whether the node is shutting down.
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Acquire)
     }
 
     /// Connections held now.

@@ -95,6 +95,12 @@ impl Outbox {
         self.state.lock().overflowed
     }
 
+    /// Wakes the connection's task without queuing anything (to make it look at the hub's
+    /// state, e.g. a shutdown).
+    pub fn wake(&self) {
+        self.notify.notify_one();
+    }
+
     /// Waits until something is pushed (or the queue overflows).
     pub async fn ready(&self) {
         self.notify.notified().await;

@@ -135,6 +135,9 @@ impl Session {
 
     /// Writes what the hub queued, in cursor order.
     async fn flush_outbox(&mut self) -> Option<End> {
+        if self.state.fanout.hub.is_closing() {
+            return Some(End::Close(close::GOING_AWAY, "the server is shutting down"));
+        }
         let mut items = std::mem::take(&mut self.items);
         if self.conn.outbox.take(&mut items) {
             return Some(End::Close(close::TOO_SLOW, "too slow: send queue full"));
