@@ -110,16 +110,18 @@ impl Session {
         loop {
             tokio::select! {
                 biased;
+                // The handlers' futures are boxed: an idle session's task then holds only this
+                // loop's small state, not the largest handler's (memory per idle socket).
                 () = self.conn.outbox.ready() => {
-                    if let Some(end) = self.flush_outbox().await {
+                    if let Some(end) = Box::pin(self.flush_outbox()).await {
                         return end;
                     }
                 }
                 m = self.socket.recv() => {
                     let end = match m {
                         None => Some(End::Gone),
-                        Some(Ok(m)) => self.on_frame(m).await,
-                        Some(Err(e)) => self.on_read_error(e).await,
+                        Some(Ok(m)) => Box::pin(self.on_frame(m)).await,
+                        Some(Err(e)) => Box::pin(self.on_read_error(e)).await,
                     };
                     if let Some(end) = end {
                         return end;
