@@ -92,7 +92,7 @@ pub struct NodeParts {
 impl AppState {
     /// The state of a node.
     pub fn new(p: NodeParts) -> Self {
-        let metrics = Arc::new(metrics::registry(p.store.clone(), p.gossip.clone()));
+        let mut registry = metrics::registry(p.store.clone(), p.gossip.clone());
         let cas: Arc<dyn starling_store::CasRouter> = match &p.gossip {
             Some(g) => Arc::new(g.clone()),
             None => Arc::new(starling_store::LocalCas(p.store.clone())),
@@ -115,6 +115,8 @@ impl AppState {
             hub,
             bus: p.bus,
         };
+        metrics::register_chat(&mut registry, fanout.clone());
+        let metrics = Arc::new(registry);
         AppState {
             messenger,
             fanout,
