@@ -31,7 +31,7 @@ out=bench/chat.md
   echo "Starling stores each message (CAS-claimed slot + client-id index in the memory engine),"
   echo "acks the sender, and delivers to the receiver and to the sender's own connection."
   echo
-  bench latency --server starling --starling target/release/starling --rates "$RATES" --secs "$SECS"
+  bench latency --server starling --starling "$PWD/target/release/starling" --rates "$RATES" --secs "$SECS"
   bench latency --server baseline --rates "$RATES" --secs "$SECS" | tail -n +3
   echo
   echo "## Idle connections and memory per connection"
@@ -39,7 +39,7 @@ out=bench/chat.md
   echo "fd limit in this run: $LIMIT (wanted $WANT connections; opened $CONNS). RSS is the server"
   echo "process's resident memory (user space; kernel socket buffers are not in it)."
   echo
-  bench idle --server starling --starling target/release/starling --conns "$CONNS"
+  bench idle --server starling --starling "$PWD/target/release/starling" --conns "$CONNS"
   bench idle --server baseline --conns "$CONNS" | tail -n +3
 } > "$out.tmp"
 mv "$out.tmp" "$out"

@@ -142,7 +142,7 @@ fn start_server(a: &Args) -> Server {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .env("STARLING_LOG", "warn")
+        .env("STARLING_LOG", "info")
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
