@@ -110,11 +110,7 @@ impl AppState {
             max_connections: p.chat.max_connections,
             outbox_bytes: p.chat.queue_bytes,
         });
-        let fanout = starling_messenger::Fanout {
-            messenger: messenger.clone(),
-            hub,
-            bus: p.bus,
-        };
+        let fanout = starling_messenger::Fanout::new(messenger.clone(), hub, p.bus);
         metrics::register_chat(&mut registry, fanout.clone());
         let metrics = Arc::new(registry);
         AppState {

@@ -9,6 +9,34 @@ use crate::hub::Hub;
 use crate::model::{Conversation, Message};
 use crate::outbox::OutItem;
 use crate::protocol::{self, ServerFrame};
+use parking_lot::Mutex;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Messages this node delivered itself, remembered so its change-feed tail does not read,
+/// decode and deliver them a second time (bounded: the oldest are forgotten; forgetting early
+/// only costs a duplicate that the cursors drop).
+#[derive(Debug, Default)]
+pub struct Recent {
+    set: HashSet<(u64, u64)>,
+    order: VecDeque<(u64, u64)>,
+}
+
+/// How many delivered messages are remembered.
+const RECENT: usize = 1 << 16;
+
+impl Recent {
+    fn insert(&mut self, k: (u64, u64)) {
+        if self.set.insert(k) {
+            self.order.push_back(k);
+            if self.order.len() > RECENT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
 
 /// Hub, bus and the conversations they need. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -19,13 +47,31 @@ pub struct Fanout {
     pub hub: Hub,
     /// The in-region bus.
     pub bus: Bus,
+    /// Messages delivered here by their sender's node (see [`Recent`]).
+    pub recent: Arc<Mutex<Recent>>,
 }
 
 impl Fanout {
+    /// Hub and bus over `messenger`.
+    pub fn new(messenger: Messenger, hub: Hub, bus: Bus) -> Self {
+        Fanout {
+            messenger,
+            hub,
+            bus,
+            recent: Arc::default(),
+        }
+    }
+
     /// Delivers a message to the members connected here, and publishes it on the bus.
     pub fn message(&self, conv: &Conversation, m: &Message) {
+        self.recent.lock().insert((m.conv, m.seq));
         self.local_message(conv, m);
         self.bus.publish(BusEvent::Message(m.clone()));
+    }
+
+    /// Whether this node already delivered message `seq` of `conv`.
+    pub fn delivered(&self, conv: u64, seq: u64) -> bool {
+        self.recent.lock().set.contains(&(conv, seq))
     }
 
     /// Delivers a message to the members connected here.

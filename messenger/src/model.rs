@@ -56,9 +56,9 @@ pub struct Message {
     pub sent_at_ms: u64,
 }
 
-/// The first two fields of a stored [`Message`], decoded without the rest.
+/// The first two fields of a stored [`Message`], decoded without the rest and without copying.
 #[derive(Debug, Deserialize)]
-pub(crate) struct MessageHead {
+pub(crate) struct MessageHead<'a> {
     pub(crate) sender: u64,
-    pub(crate) client_id: String,
+    pub(crate) client_id: &'a str,
 }

@@ -30,6 +30,13 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
             let Some((conv, seq)) = keys::parse_message(&c.key) else {
                 continue;
             };
+            // Written here (this node is the slot's owner) and already delivered by the
+            // sender's path on this node: it was stored before that delivery, so a resume
+            // finds it. A replicated one is always delivered: a resume may have run before
+            // it arrived here, and its cursor waits for it.
+            if c.origin == starling_store::Origin::Local && fanout.delivered(conv, seq) {
+                continue;
+            }
             let delivered = async {
                 let conv = fanout.messenger.conversation(conv).await?;
                 if let Some(m) = fanout.messenger.message(conv.id, seq).await? {

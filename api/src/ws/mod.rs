@@ -26,7 +26,7 @@ use std::time::Duration;
 /// Largest frame and message a client may send (a 4000-character body in JSON fits).
 pub const MAX_FRAME: usize = 32 * 1024;
 /// tungstenite's read buffer per connection (grows for a larger frame, then is reused).
-pub const READ_BUFFER: usize = 2 * 1024;
+pub const READ_BUFFER: usize = 1024;
 /// Bytes tungstenite may buffer for writing before a write waits on the socket.
 pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
 
