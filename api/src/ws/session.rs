@@ -37,7 +37,8 @@ enum End {
 
 struct Session {
     socket: WebSocket,
-    state: AppState,
+    /// Shared with the outer task: one `AppState` per connection, not two (memory per socket).
+    state: Arc<AppState>,
     user: u64,
     conn: Arc<Conn>,
     cursors: Cursors,
@@ -50,6 +51,7 @@ struct Session {
 
 /// Runs a connection of `user` until either side ends it.
 pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
+    let state = Arc::new(state);
     let handle = match state.fanout.hub.connect(user) {
         Ok(h) => h,
         Err(Refused::PerUser) => {
@@ -91,7 +93,7 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
     }
 }
 
-fn presence(state: &AppState, user: u64, online: bool) {
+fn presence(state: &Arc<AppState>, user: u64, online: bool) {
     let state = state.clone();
     tokio::spawn(async move {
         match state.messenger.contacts_of(user, PRESENCE_CONVS).await {
