@@ -75,8 +75,10 @@ pub struct ServeArgs {
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
     pub wan_rtt: Option<String>,
-    /// Redis as the region's shared cache of timelines and post bodies, `redis://HOST:PORT`;
-    /// without it everything is cached in process.
+    /// Redis of the region, `redis://HOST:PORT`: the shared cache of timelines and post bodies,
+    /// and the pub/sub bus of chat events between the region's gateway nodes. Without it,
+    /// everything is cached and fanned out in process (messages still reach other nodes by
+    /// replication).
     #[arg(long, env = "STARLING_REDIS")]
     pub redis: Option<String>,
     /// Entries kept per home timeline (default 800).
@@ -89,6 +91,19 @@ pub struct ServeArgs {
     /// rebuilt on their next read (default 30).
     #[arg(long, env = "STARLING_FEED_INACTIVE_DAYS")]
     pub feed_inactive_days: Option<u64>,
+    /// WebSocket connections one user may hold on this node (default 16).
+    #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
+    pub ws_max_per_user: Option<usize>,
+    /// WebSocket connections this node accepts (default 200000).
+    #[arg(long, env = "STARLING_WS_MAX_CONNECTIONS")]
+    pub ws_max_connections: Option<usize>,
+    /// Bytes a WebSocket connection's send queue may hold before it is closed as too slow
+    /// (4008; default 1048576).
+    #[arg(long, env = "STARLING_WS_QUEUE_BYTES")]
+    pub ws_queue_bytes: Option<usize>,
+    /// Most members of a group conversation (default 1000).
+    #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
+    pub max_group_members: Option<usize>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -119,6 +134,10 @@ struct FileConfig {
     feed_cap: Option<usize>,
     feed_celebrity_followers: Option<i64>,
     feed_inactive_days: Option<u64>,
+    ws_max_per_user: Option<usize>,
+    ws_max_connections: Option<usize>,
+    ws_queue_bytes: Option<usize>,
+    max_group_members: Option<usize>,
 }
 
 /// Which store engine a node runs.
@@ -163,10 +182,36 @@ pub struct ServeConfig {
     pub auth_per_minute: u32,
     /// Logs as JSON lines.
     pub json_logs: bool,
-    /// Redis URL of the region's cache tier.
+    /// Redis URL of the region: feed cache tier and chat bus.
     pub redis: Option<String>,
     /// Home-timeline settings.
     pub feed: starling_feed::FeedConfig,
+    /// Chat limits.
+    pub chat: ChatSettings,
+}
+
+/// Limits of the messenger and its WebSocket gateway.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatSettings {
+    /// Connections per user on this node.
+    pub max_per_user: usize,
+    /// Connections on this node.
+    pub max_connections: usize,
+    /// Send-queue budget of one connection, in bytes.
+    pub queue_bytes: usize,
+    /// Largest group.
+    pub max_group_members: usize,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            max_per_user: 16,
+            max_connections: 200_000,
+            queue_bytes: 1 << 20,
+            max_group_members: 1000,
+        }
+    }
 }
 
 /// How this node joins a cluster.
@@ -247,7 +292,37 @@ impl ServeConfig {
                     .or(file.feed_celebrity_followers),
                 args.feed_inactive_days.or(file.feed_inactive_days),
             )?,
+            chat: {
+                let d = ChatSettings::default();
+                ChatSettings {
+                    max_per_user: args
+                        .ws_max_per_user
+                        .or(file.ws_max_per_user)
+                        .unwrap_or(d.max_per_user),
+                    max_connections: args
+                        .ws_max_connections
+                        .or(file.ws_max_connections)
+                        .unwrap_or(d.max_connections),
+                    queue_bytes: args
+                        .ws_queue_bytes
+                        .or(file.ws_queue_bytes)
+                        .unwrap_or(d.queue_bytes),
+                    max_group_members: args
+                        .max_group_members
+                        .or(file.max_group_members)
+                        .unwrap_or(d.max_group_members),
+                }
+            },
         };
+        if cfg.chat.max_per_user == 0 || cfg.chat.max_connections == 0 {
+            bail!("--ws-max-per-user and --ws-max-connections: at least 1");
+        }
+        if cfg.chat.queue_bytes < 16 * 1024 {
+            bail!("--ws-queue-bytes: at least 16384 (one largest message must fit)");
+        }
+        if !(2..=100_000).contains(&cfg.chat.max_group_members) {
+            bail!("--max-group-members: 2 to 100000");
+        }
         if cfg.auth_per_minute == 0 {
             bail!("--auth-per-minute: at least 1");
         }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod conversations;
 pub mod feed;
 pub mod json;
 pub mod limits;
@@ -25,6 +26,7 @@ pub mod social;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod users;
+pub mod ws;
 
 use object_store::ObjectStore;
 use starling_gossip::GossipHandle;
@@ -58,6 +60,12 @@ pub struct AppState {
     pub metrics: Arc<prometheus_client::registry::Registry>,
     /// Rate limit of sign-up and login per client address.
     pub auth_limit: limits::AuthRateLimit,
+    /// Conversations and messages.
+    pub messenger: starling_messenger::Messenger,
+    /// Chat fan-out: this node's WebSocket hub and the in-region bus.
+    pub fanout: starling_messenger::Fanout,
+    /// Chat limits.
+    pub chat: config::ChatSettings,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -81,6 +89,10 @@ pub struct NodeParts {
     pub feed: starling_feed::FeedConfig,
     /// The region's Redis cache tier, connected.
     pub redis: Option<starling_feed::redis_tier::RedisTier>,
+    /// Chat limits.
+    pub chat: config::ChatSettings,
+    /// The in-region chat bus (in-process, or Redis).
+    pub bus: starling_messenger::Bus,
 }
 
 impl AppState {
@@ -93,8 +105,19 @@ impl AppState {
         };
         let ids = Arc::new(starling_store::IdGenerator::new(p.store.node()));
         let region = p.graph.region.clone();
+        let mut chat_cfg = starling_messenger::MessengerConfig::new(p.graph.handle_region.clone());
+        chat_cfg.max_group_members = p.chat.max_group_members;
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
-        let posts = Posts::new(p.store.clone(), cas, ids);
+        let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
+        let messenger =
+            starling_messenger::Messenger::new(p.store.clone(), cas, ids, graph.clone(), chat_cfg);
+        let hub = starling_messenger::Hub::new(starling_messenger::HubLimits {
+            max_per_user: p.chat.max_per_user,
+            max_connections: p.chat.max_connections,
+            outbox_bytes: p.chat.queue_bytes,
+        });
+        let fanout = starling_messenger::Fanout::new(messenger.clone(), hub, p.bus);
+        metrics::register_chat(&mut registry, fanout.clone());
         let feed = match p.redis {
             Some(r) => starling_feed::Feed::with_redis(
                 p.store.clone(),
@@ -108,6 +131,9 @@ impl AppState {
         metrics::register_feed(&mut registry, feed.clone());
         let metrics = Arc::new(registry);
         AppState {
+            messenger,
+            fanout,
+            chat: p.chat,
             feed,
             graph,
             posts,
@@ -126,6 +152,25 @@ impl AppState {
     }
 }
 
+/// Starts the node's chat background work: the change-feed tail that delivers replicated
+/// messages, and the Redis bus receiver when there is one. Both stop when `shutdown` turns true.
+pub fn start_chat(
+    state: &AppState,
+    bus: Option<starling_messenger::BusReceiver>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(starling_messenger::tail::run(
+        state.fanout.clone(),
+        state.store.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(rx) = bus {
+        tasks.spawn(rx.run(state.fanout.clone(), shutdown));
+    }
+    tasks
+}
+
 /// The whole HTTP API of a node.
 pub fn router(state: AppState) -> axum::Router {
     ops::routes()
@@ -135,6 +180,8 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(social::routes())
         .merge(posts::routes())
         .merge(feed::routes())
+        .merge(conversations::routes())
+        .merge(ws::routes())
         .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn(limits::deadline))
         .with_state(state)

@@ -191,6 +191,42 @@ pub fn registry(store: Arc<dyn Store>, gossip: Option<GossipHandle>) -> Registry
     r
 }
 
+/// Chat gauges and counters, read at scrape time from the hub and the bus.
+#[derive(Debug)]
+struct ChatCollector {
+    fanout: starling_messenger::Fanout,
+}
+
+impl Collector for ChatCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut enc;
+        gauge(
+            e,
+            "starling_chat_connections",
+            "WebSocket connections held by this node",
+            self.fanout.hub.connections() as i64,
+        )?;
+        let (dropped, published) = self.fanout.bus.counters();
+        counter(
+            e,
+            "starling_chat_bus_published",
+            "Chat events published on the in-region Redis bus",
+            published,
+        )?;
+        counter(
+            e,
+            "starling_chat_bus_dropped",
+            "Chat events dropped because the bus publisher's queue was full or Redis failed",
+            dropped,
+        )
+    }
+}
+
+/// Adds the chat metrics to a registry.
+pub fn register_chat(r: &mut Registry, fanout: starling_messenger::Fanout) {
+    r.register_collector(Box::new(ChatCollector { fanout }));
+}
+
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();

@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         posts::create, posts::read, posts::edit, posts::remove, posts::by_author,
         posts::upload, posts::download,
         crate::feed::feed,
+        crate::conversations::create, crate::conversations::list,
+        crate::conversations::messages, crate::conversations::send,
     ),
     components(schemas(crate::problem::Problem)),
     modifiers(&Bearer),
@@ -31,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Sign-up, sessions, profiles"),
         (name = "graph", description = "Follows, friends, blocks"),
         (name = "posts", description = "Posts and media"),
+        (name = "chat", description = "Conversations and messages (live delivery: the WebSocket at /v1/ws)"),
     )
 )]
 struct ApiDoc;
@@ -88,6 +91,8 @@ mod tests {
             ("/v1/media", &["post"]),
             ("/v1/media/{id}", &["get"]),
             ("/v1/feed", &["get"]),
+            ("/v1/conversations", &["get", "post"]),
+            ("/v1/conversations/{id}/messages", &["get", "post"]),
         ] {
             let p = paths.get(path).unwrap_or_else(|| panic!("{path} missing"));
             for m in methods {

@@ -130,6 +130,22 @@ impl From<starling_posts::PostError> for ApiError {
     }
 }
 
+impl From<starling_messenger::MessengerError> for ApiError {
+    fn from(e: starling_messenger::MessengerError) -> Self {
+        use starling_messenger::MessengerError as M;
+        match e {
+            M::Invalid(_) | M::TooManyMembers(_) => ApiError::Invalid(e.to_string()),
+            M::NotFound => ApiError::NotFound("conversation not found"),
+            M::UnknownUser(_) => ApiError::NotFoundMsg(e.to_string()),
+            M::NotMember => ApiError::Forbidden("not a member of this conversation"),
+            M::Blocked => ApiError::Forbidden("blocked"),
+            M::Contended => ApiError::Conflict(e.to_string()),
+            M::Store(s) => s.into(),
+            M::Redis(r) => ApiError::Internal(r),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -52,6 +52,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let (bus, bus_rx) = match &cfg.redis {
+        Some(url) => {
+            let (bus, rx) = starling_messenger::Bus::redis(url, &cfg.region, cfg.node().0)
+                .await
+                .with_context(|| format!("connecting to redis at {url}"))?;
+            (bus, Some(rx))
+        }
+        None => (starling_messenger::Bus::in_process(), None),
+    };
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
@@ -62,6 +71,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         auth_per_minute: cfg.auth_per_minute,
         feed: cfg.feed.clone(),
         redis,
+        chat: cfg.chat,
+        bus,
     });
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
@@ -72,7 +83,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .feed
         .redis()
         .cloned()
-        .map(|r| tokio::spawn(r.watch_health(stopped)));
+        .map(|r| tokio::spawn(r.watch_health(stopped.clone())));
+    let mut chat = crate::start_chat(&state, bus_rx, stopped);
+    let hub = state.fanout.hub.clone();
     let app = router(state);
     let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -88,15 +101,27 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown({
+        let hub = hub.clone();
+        async move {
+            shutdown_signal().await;
+            // WebSocket sessions outlive their HTTP connection: tell them to close (1001).
+            hub.close_all();
+        }
+    })
     .await
     .context("serving HTTP")?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;
     if let Some(h) = redis_health {
         let _ = h.await;
     }
+    while chat.join_next().await.is_some() {}
     if let Some(g) = gossip {
         g.shutdown().await;
     }

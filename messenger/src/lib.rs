@@ -1,3 +1,125 @@
-//! Chat (issue: messenger): 1:1 and group conversations, gap-free per-conversation sequence
-//! numbers assigned by CAS at the conversation's home region, idempotent sends by client id,
-//! exact resume, ephemeral typing and presence, the WebSocket protocol core (sans-IO).
+//! Chat: 1:1 and group conversations, gap-free per-conversation sequence numbers claimed by CAS
+//! at the conversation's home region, idempotent sends by client id, exact resume, ephemeral
+//! typing, read markers and presence, and the per-node delivery hub.
+//!
+//! Modules:
+//! - [`model`]: the domain types ([`Conversation`], [`Message`]) as stored;
+//! - [`keys`]: the keyspaces and the Discord-like message layout;
+//! - [`conversations`]: create (1:1 deduplicated by a CAS'd pair key), read, list, authorize;
+//! - [`send`]: the seq/idempotency protocol (see ARCHITECTURE.md, "Messenger");
+//! - [`history`]: reading the log by seq range;
+//! - [`protocol`]: the WebSocket wire frames (JSON, versioned by the `type` tag);
+//! - [`outbox`]: a per-connection send queue bounded in bytes;
+//! - [`cursor`]: per-connection, per-conversation ordering and dedup (the resume seam);
+//! - [`hub`]: per-node registry of connections and fan-out to them;
+//! - [`fanout`]: hub + bus + replication: where each kind of event goes;
+//! - [`bus`]: in-region fan-out between gateway nodes (in-process, or Redis pub/sub);
+//! - [`tail`]: turns messages arriving in the local store (replication) into deliveries.
+//!
+//! Talks only to `starling_store`, `starling_graph` (users, blocks) and Redis through [`bus`].
+
+pub mod bus;
+pub mod conversations;
+pub mod cursor;
+pub mod error;
+pub mod fanout;
+pub mod history;
+pub mod hub;
+pub mod keys;
+pub mod model;
+pub mod outbox;
+pub mod protocol;
+pub mod send;
+pub mod tail;
+
+pub use bus::{Bus, BusEvent, BusReceiver};
+pub use conversations::ConversationsPage;
+pub use error::MessengerError;
+pub use fanout::Fanout;
+pub use hub::{ConnHandle, Hub, HubLimits};
+pub use model::{Conversation, ConversationKind, Message};
+pub use outbox::{OutItem, Outbox};
+
+use starling_graph::Graph;
+use starling_store::{CasRouter, IdGenerator, Store};
+use std::sync::Arc;
+
+/// Tunables of the messenger.
+#[derive(Clone, Debug)]
+pub struct MessengerConfig {
+    /// Most members of a group (the creator included).
+    pub max_group_members: usize,
+    /// The region whose owner node arbitrates 1:1 pair keys (the same on every node).
+    pub pair_region: String,
+    /// How many of the newest stored messages a send searches for its client id when the
+    /// client-id index has no entry (the crash window of the protocol; see [`send`]).
+    pub dedup_window: usize,
+}
+
+impl MessengerConfig {
+    /// Defaults: groups of up to 1000, pairs arbitrated in `pair_region`.
+    pub fn new(pair_region: impl Into<String>) -> Self {
+        MessengerConfig {
+            max_group_members: 1000,
+            pair_region: pair_region.into(),
+            dedup_window: 64,
+        }
+    }
+}
+
+/// The messenger service: a cheap-to-clone handle over the store.
+#[derive(Clone, Debug)]
+pub struct Messenger {
+    store: Arc<dyn Store>,
+    cas: Arc<dyn CasRouter>,
+    ids: Arc<IdGenerator>,
+    graph: Graph,
+    cfg: Arc<MessengerConfig>,
+    /// Conversations are immutable once created (members never change in this version), so a
+    /// node caches them without invalidation. Bounded: cleared when it grows past its cap.
+    cache: Arc<parking_lot::RwLock<std::collections::HashMap<u64, Arc<Conversation>>>>,
+}
+
+/// Most conversations kept in the cache before it is cleared.
+const CACHE_CAP: usize = 100_000;
+
+impl Messenger {
+    /// A messenger over `store`; sequence slots and pair keys are claimed through `cas`; users
+    /// and blocks come from `graph`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cas: Arc<dyn CasRouter>,
+        ids: Arc<IdGenerator>,
+        graph: Graph,
+        cfg: MessengerConfig,
+    ) -> Self {
+        Messenger {
+            store,
+            cas,
+            ids,
+            graph,
+            cfg: Arc::new(cfg),
+            cache: Arc::default(),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MessengerConfig {
+        &self.cfg
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;

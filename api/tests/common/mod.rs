@@ -178,3 +178,5 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+pub mod chat;

@@ -1,0 +1,498 @@
+//! Chat benchmark: delivery latency at fixed send rates, and memory per idle WebSocket
+//! connection, for the real `starling` binary and, side by side in the same run, a bare
+//! tokio-tungstenite relay (the baseline: no auth, no storage, no ordering — a frame in, the
+//! same frame out to the addressee).
+//!
+//! ```text
+//! cargo bench -p starling-api --bench chat -- latency --starling target/release/starling --rates 1000,10000,20000 --secs 5
+//! cargo bench -p starling-api --bench chat -- idle --starling target/release/starling --conns 19000
+//! ```
+//! `infra/bench-chat.sh` runs both against both servers and writes `bench/chat.md`.
+//! Latency is measured from the sender's `send` to the receiver reading the `message` frame;
+//! both ends are in this process (one clock). Memory is the server process's RSS growth divided
+//! by the connections opened (user space only: kernel socket buffers are not in RSS).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)] // a benchmark tool: fail loudly; the handshake callback type is tungstenite's
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Sender/receiver pairs of the latency run.
+const PAIRS: usize = 50;
+
+struct Args {
+    mode: String,
+    starling: Option<String>,
+    server: String,
+    rates: Vec<u64>,
+    secs: u64,
+    conns: usize,
+    listen: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        mode: String::new(),
+        starling: None,
+        server: "starling".into(),
+        rates: vec![1000, 10_000, 20_000],
+        secs: 5,
+        conns: 10_000,
+        listen: None,
+    };
+    let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--starling" => a.starling = it.next(),
+            "--server" => a.server = it.next().unwrap(),
+            "--rates" => {
+                a.rates = it
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|r| r.parse().unwrap())
+                    .collect()
+            }
+            "--secs" => a.secs = it.next().unwrap().parse().unwrap(),
+            "--conns" => a.conns = it.next().unwrap().parse().unwrap(),
+            "--listen" => a.listen = it.next(),
+            m if a.mode.is_empty() => a.mode = m.to_string(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn main() {
+    let a = args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    match a.mode.as_str() {
+        "baseline-serve" => rt.block_on(baseline_serve(a.listen.clone().unwrap())),
+        "latency" => rt.block_on(latency(&a)),
+        "idle" => rt.block_on(idle(&a)),
+        // `cargo bench` with no arguments (or `cargo test --benches`): nothing to do.
+        _ => eprintln!("usage: chat latency|idle --starling PATH [--server starling|baseline]"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_server(a: &Args) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = if a.server == "baseline" {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args(["baseline-serve", "--listen", &listen]);
+        c
+    } else {
+        let mut c = Command::new(a.starling.as_deref().expect("--starling PATH"));
+        c.args([
+            "serve",
+            "--listen",
+            &listen,
+            "--store",
+            "memory",
+            "--auth-per-minute",
+            "1000000",
+            "--ws-max-per-user",
+            "1000000",
+            "--ws-max-connections",
+            "1000000",
+        ]);
+        c.arg("--data-dir").arg(dir.path());
+        c
+    };
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("STARLING_LOG", "info")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let l = lines.next().expect("server exited").unwrap();
+        if l.contains("listening on") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        addr: listen.parse().unwrap(),
+        _dir: dir,
+    }
+}
+
+/// The baseline: a bare tokio-tungstenite relay. `ws://addr/?id=N` registers connection N; a
+/// text frame with `"conv":"M"` is forwarded unchanged to connection M.
+async fn baseline_serve(listen: String) {
+    type Peers = Arc<parking_lot::Mutex<HashMap<u64, tokio::sync::mpsc::Sender<Message>>>>;
+    let peers: Peers = Arc::default();
+    let l = tokio::net::TcpListener::bind(&listen).await.unwrap();
+    println!("baseline listening on {listen}");
+    loop {
+        let Ok((s, _)) = l.accept().await else {
+            continue;
+        };
+        let peers = peers.clone();
+        tokio::spawn(async move {
+            let mut id = 0u64;
+            let cb = |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                id = req
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("id="))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Ok(resp)
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(s, cb).await else {
+                return;
+            };
+            let (mut tx, mut rx) = ws.split();
+            let (qtx, mut qrx) = tokio::sync::mpsc::channel::<Message>(1024);
+            peers.lock().insert(id, qtx);
+            let writer = tokio::spawn(async move {
+                while let Some(m) = qrx.recv().await {
+                    if tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(Ok(m)) = rx.next().await {
+                if let Message::Text(t) = &m {
+                    let to = serde_json::from_str::<Value>(t.as_str())
+                        .ok()
+                        .and_then(|v| v["conv"].as_str().and_then(|c| c.parse::<u64>().ok()));
+                    if let Some(to) = to {
+                        let q = peers.lock().get(&to).cloned();
+                        if let Some(q) = q {
+                            let _ = q.try_send(m);
+                        }
+                    } else {
+                        // ping → pong
+                        let q = peers.lock().get(&id).cloned();
+                        if let Some(q) = q {
+                            let _ = q.try_send(Message::text(r#"{"type":"pong"}"#));
+                        }
+                    }
+                }
+            }
+            peers.lock().remove(&id);
+            writer.abort();
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = body.to_string();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    serde_json::from_slice(&out[split + 4..]).unwrap_or(Value::Null)
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn connect(url: &str, from: Option<std::net::IpAddr>) -> Ws {
+    let target: SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(ip) = from {
+        sock.bind(SocketAddr::new(ip, 0)).unwrap();
+    }
+    let s = sock.connect(target).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(s))
+        .await
+        .unwrap();
+    ws
+}
+
+async fn ping(ws: &mut Ws) {
+    ws.send(Message::text(r#"{"type":"ping"}"#)).await.unwrap();
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Text(t) = m
+            && t.as_str().contains("pong")
+        {
+            return;
+        }
+    }
+    panic!("no pong");
+}
+
+struct Pair {
+    conv: String,
+    sender_url: String,
+    receiver_url: String,
+}
+
+async fn setup_pairs(a: &Args, addr: SocketAddr) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        if a.server == "baseline" {
+            let (s, r) = (2 * i as u64 + 1, 2 * i as u64 + 2);
+            pairs.push(Pair {
+                conv: r.to_string(),
+                sender_url: format!("ws://{addr}/?id={s}"),
+                receiver_url: format!("ws://{addr}/?id={r}"),
+            });
+            continue;
+        }
+        let nonce = std::process::id();
+        let s = http(
+            addr,
+            "POST",
+            "/v1/users",
+            None,
+            json!({"handle": format!("s{nonce}_{i}"), "password": "password1"}),
+        )
+        .await;
+        let r = http(
+            addr,
+            "POST",
+            "/v1/users",
+            None,
+            json!({"handle": format!("r{nonce}_{i}"), "password": "password1"}),
+        )
+        .await;
+        let (st, rt) = (s["token"].as_str().unwrap(), r["token"].as_str().unwrap());
+        let c = http(
+            addr,
+            "POST",
+            "/v1/conversations",
+            Some(st),
+            json!({"members": [r["id"]]}),
+        )
+        .await;
+        pairs.push(Pair {
+            conv: c["id"].as_str().unwrap().to_string(),
+            sender_url: format!("ws://{addr}/v1/ws?token={st}"),
+            receiver_url: format!("ws://{addr}/v1/ws?token={rt}"),
+        });
+    }
+    pairs
+}
+
+async fn latency(a: &Args) {
+    let server = start_server(a);
+    let pairs = setup_pairs(a, server.addr).await;
+    let epoch = Instant::now();
+    println!(
+        "| server | target msg/s | sent | delivered | achieved msg/s | p50 µs | p99 µs | p99.9 µs | max µs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &rate in &a.rates {
+        let hist = Arc::new(parking_lot::Mutex::new(
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
+        ));
+        let delivered = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let run = Duration::from_secs(a.secs);
+        let mut tasks = tokio::task::JoinSet::new();
+        let per_pair = rate as f64 / PAIRS as f64;
+        for (i, p) in pairs.iter().enumerate() {
+            let mut rx = connect(&p.receiver_url, None).await;
+            ping(&mut rx).await;
+            let mut tx = connect(&p.sender_url, None).await;
+            ping(&mut tx).await;
+            let (hist, delivered, sent) = (hist.clone(), delivered.clone(), sent.clone());
+            let conv = p.conv.clone();
+            tasks.spawn(async move {
+                let until = Instant::now() + run;
+                while let Ok(Some(Ok(m))) =
+                    tokio::time::timeout_at((until + Duration::from_secs(2)).into(), rx.next())
+                        .await
+                {
+                    let Message::Text(t) = m else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                        continue;
+                    };
+                    let Some(ns) = v["body"].as_str().and_then(|b| b.parse::<u64>().ok()) else {
+                        continue;
+                    };
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    let _ = hist.lock().record((now.saturating_sub(ns) / 1000).max(1));
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            tasks.spawn(async move {
+                let (mut w, mut r) = tx.split();
+                // Drain acks and the sender's own copies.
+                let drain = tokio::spawn(async move { while let Some(Ok(_)) = r.next().await {} });
+                let period = Duration::from_secs_f64(1.0 / per_pair);
+                let mut tick = tokio::time::interval_at(
+                    (Instant::now() + period.mul_f64(i as f64 / PAIRS as f64)).into(),
+                    period,
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let until = Instant::now() + run;
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    tick.tick().await;
+                    let ns = epoch.elapsed().as_nanos() as u64;
+                    let f = json!({"type":"send","conv":conv,"client_id":format!("{i}-{n}-{ns}"),"body":ns.to_string()});
+                    if w.send(Message::text(f.to_string())).await.is_err() {
+                        break;
+                    }
+                    n += 1;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = w.close().await;
+                drain.abort();
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let h = hist.lock();
+        let (s, d) = (
+            sent.load(Ordering::Relaxed),
+            delivered.load(Ordering::Relaxed),
+        );
+        println!(
+            "| {} | {rate} | {s} | {d} | {:.0} | {} | {} | {} | {} |",
+            a.server,
+            d as f64 / a.secs as f64,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        );
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn idle(a: &Args) {
+    let server = start_server(a);
+    let url = if a.server == "baseline" {
+        format!("ws://{}/?id=", server.addr)
+    } else {
+        let u = http(
+            server.addr,
+            "POST",
+            "/v1/users",
+            None,
+            json!({"handle": format!("idle{}", std::process::id()), "password": "password1"}),
+        )
+        .await;
+        format!(
+            "ws://{}/v1/ws?token={}&n=",
+            server.addr,
+            u["token"].as_str().unwrap()
+        )
+    };
+    // Warm up: one connection, so lazily made structures are there before the baseline RSS.
+    let mut first = connect(&format!("{url}0"), None).await;
+    ping(&mut first).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(server.child.id());
+    let opened = Arc::new(AtomicU64::new(0));
+    let sem = Arc::new(tokio::sync::Semaphore::new(128));
+    let mut conns = tokio::task::JoinSet::new();
+    let (hold_tx, hold_rx) = tokio::sync::watch::channel(false);
+    let t0 = Instant::now();
+    for i in 0..a.conns {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        // Spread over source addresses: one (src ip, dst) pair has ~28 k ports.
+        let from = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % 8) as u8));
+        let u = format!("{url}{}", i + 1);
+        let opened = opened.clone();
+        let mut hold = hold_rx.clone();
+        conns.spawn(async move {
+            let mut ws = connect(&u, Some(from)).await;
+            ping(&mut ws).await;
+            opened.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+            let _ = hold.changed().await;
+            drop(ws);
+        });
+    }
+    while opened.load(Ordering::Relaxed) < a.conns as u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(server.child.id());
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / a.conns as f64;
+    println!(
+        "| server | connections | RSS before KiB | RSS after KiB | bytes per connection | connect time s |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {before} | {after} | {per:.0} | {:.1} |",
+        a.server,
+        a.conns,
+        took.as_secs_f64()
+    );
+    let _ = hold_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    drop(first);
+}

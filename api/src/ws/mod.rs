@@ -1,0 +1,131 @@
+//! `GET /v1/ws`: the chat WebSocket gateway (protocol in `../shared/API.md` and
+//! [`starling_messenger::protocol`]).
+//!
+//! The upgrade is always accepted; a bad or expired token is then closed with 4001 (a browser
+//! cannot read an HTTP status of a refused upgrade), and so are the connection caps (1013).
+//! Deliveries to a connection start at its first frame (send `resume`s first for an exact
+//! seam, or a `ping`).
+//! Buffers are set explicitly and small: tungstenite's default 128 KiB read buffer would cost a
+//! gigabyte at 10 k idle sockets. Frames and messages over [`MAX_FRAME`] close with 1009.
+
+mod session;
+
+use crate::AppState;
+use crate::auth::bearer;
+use crate::problem::ApiError;
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use starling_messenger::Message as ChatMessage;
+use std::time::Duration;
+
+/// Largest frame and message a client may send (a 4000-character body in JSON fits).
+pub const MAX_FRAME: usize = 32 * 1024;
+/// tungstenite's read buffer per connection (grows for a larger frame, then is reused).
+pub const READ_BUFFER: usize = 1024;
+/// Bytes tungstenite may buffer for writing before a write waits on the socket.
+pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
+
+/// Close codes of the protocol.
+pub mod close {
+    /// Bad or expired token.
+    pub const BAD_TOKEN: u16 = 4001;
+    /// The send queue overflowed: the client was too slow.
+    pub const TOO_SLOW: u16 = 4008;
+    /// A frame or message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// A text frame that is not UTF-8.
+    pub const BAD_DATA: u16 = 1007;
+    /// Repeated protocol abuse.
+    pub const POLICY: u16 = 1008;
+    /// Connection caps reached; try again later.
+    pub const TRY_LATER: u16 = 1013;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+}
+
+#[derive(Deserialize, Debug, Default)]
+struct WsQuery {
+    token: Option<String>,
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/ws", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let mut parts = axum::http::Request::new(());
+    *parts.headers_mut() = headers;
+    let (parts, ()) = parts.into_parts();
+    let token = bearer(&parts).map(str::to_string).or(query.token);
+    let user = match token {
+        Some(t) => state.graph.authenticate(&t).await.ok(),
+        None => None,
+    };
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_frame_size(MAX_FRAME)
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            match user {
+                Some(u) => session::run(socket, state, u).await,
+                None => close_with(socket, close::BAD_TOKEN, "bad or expired token").await,
+            }
+        })
+}
+
+/// Sends a close frame and waits briefly for the client's.
+pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = socket.recv().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Authorizes, stores (durably, at the configured level) and fans out a message; a retry
+/// returns the original. Shared by the WebSocket `send` and `POST …/messages`.
+pub async fn send_and_fan_out(
+    state: &AppState,
+    sender: u64,
+    conv: u64,
+    client_id: &str,
+    body: &str,
+) -> Result<ChatMessage, ApiError> {
+    let c = state.messenger.authorize_send(sender, conv).await?;
+    let sent = state.messenger.send(&c, sender, client_id, body).await?;
+    if let (Some(g), Some(version)) = (&state.gossip, sent.version.clone()) {
+        g.wait_durable(
+            starling_messenger::keys::message(conv, sent.message.seq),
+            version,
+            state.durable_regions,
+        )
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    }
+    // A retry fans out again: harmless (cursors drop duplicates), and it delivers the message
+    // if the first attempt died between storing and fanning out.
+    state.fanout.message(&c, &sent.message);
+    Ok(sent.message)
+}

@@ -1,0 +1,396 @@
+//! One WebSocket connection: registered with the hub before anything else, it runs one loop
+//! that either writes what the hub queued (through the per-conversation cursors) or handles a
+//! client frame. Sends run as tasks of the session (up to [`MAX_IN_FLIGHT`]) so a slow CAS
+//! across regions never stalls reading; their acks come back through the outbox.
+
+use super::{MAX_FRAME, close, close_with, send_and_fan_out};
+use crate::AppState;
+use crate::problem::ApiError;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use starling_messenger::cursor::Cursors;
+use starling_messenger::hub::{Conn, Refused};
+use starling_messenger::protocol::{self, ClientFrame, ServerFrame};
+use starling_messenger::{MessengerError, OutItem};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Sends of one connection awaiting their ack.
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
+/// Bad frames within [`STRIKE_WINDOW`] before the connection is closed with 1008.
+pub(crate) const MAX_STRIKES: u32 = 10;
+const STRIKE_WINDOW: Duration = Duration::from_secs(60);
+/// How long one write may wait on a client that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages per history page of a resume.
+const RESUME_PAGE: usize = 256;
+/// Conversations whose members hear a user's presence.
+const PRESENCE_CONVS: usize = 100;
+
+enum End {
+    /// The client left (or the socket failed): nothing to send.
+    Gone,
+    /// Close with this code.
+    Close(u16, &'static str),
+}
+
+struct Session {
+    socket: WebSocket,
+    /// Shared with the outer task: one `AppState` per connection, not two (memory per socket).
+    state: Arc<AppState>,
+    user: u64,
+    conn: Arc<Conn>,
+    cursors: Cursors,
+    sends: JoinSet<()>,
+    strikes: u32,
+    first_strike: Instant,
+    items: Vec<OutItem>,
+    ready: Vec<Bytes>,
+}
+
+/// Runs a connection of `user` until either side ends it.
+pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
+    let state = Arc::new(state);
+    let handle = match state.fanout.hub.connect(user) {
+        Ok(h) => h,
+        Err(Refused::PerUser) => {
+            return close_with(
+                socket,
+                close::TRY_LATER,
+                "too many connections for this user",
+            )
+            .await;
+        }
+        Err(Refused::Node) => {
+            return close_with(socket, close::TRY_LATER, "this node is full").await;
+        }
+    };
+    if handle.first {
+        presence(&state, user, true);
+    }
+    let mut s = Session {
+        socket,
+        state: state.clone(),
+        user,
+        conn: handle.conn().clone(),
+        cursors: Cursors::default(),
+        sends: JoinSet::new(),
+        strikes: 0,
+        first_strike: Instant::now(),
+        items: Vec::new(),
+        ready: Vec::new(),
+    };
+    let end = s.run().await;
+    // Sends in flight finish on their own (their acks go nowhere): a half-done send is what
+    // the idempotency protocol is for, but there is no reason to make one.
+    s.sends.detach_all();
+    if handle.close() {
+        presence(&state, user, false);
+    }
+    if let End::Close(code, reason) = end {
+        close_with(s.socket, code, reason).await;
+    }
+}
+
+fn presence(state: &Arc<AppState>, user: u64, online: bool) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        match state.messenger.contacts_of(user, PRESENCE_CONVS).await {
+            Ok(contacts) => state.fanout.presence(user, online, contacts),
+            Err(e) => tracing::debug!(error = %e, "presence not sent"),
+        }
+    });
+}
+
+fn text(b: Bytes) -> Option<Message> {
+    Utf8Bytes::try_from(b).ok().map(Message::Text)
+}
+
+impl Session {
+    async fn run(&mut self) -> End {
+        loop {
+            tokio::select! {
+                biased;
+                // The handlers' futures are boxed: an idle session's task then holds only this
+                // loop's small state, not the largest handler's (memory per idle socket).
+                () = self.conn.outbox.ready() => {
+                    if let Some(end) = Box::pin(self.flush_outbox()).await {
+                        return end;
+                    }
+                }
+                m = self.socket.recv() => {
+                    let end = match m {
+                        None => Some(End::Gone),
+                        Some(Ok(m)) => Box::pin(self.on_frame(m)).await,
+                        Some(Err(e)) => Box::pin(self.on_read_error(e)).await,
+                    };
+                    if let Some(end) = end {
+                        return end;
+                    }
+                    if self.strikes >= MAX_STRIKES {
+                        return End::Close(close::POLICY, "too many bad frames");
+                    }
+                }
+                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
+            }
+        }
+    }
+
+    /// Writes what the hub queued, in cursor order.
+    async fn flush_outbox(&mut self) -> Option<End> {
+        if self.state.fanout.hub.is_closing() {
+            return Some(End::Close(close::GOING_AWAY, "the server is shutting down"));
+        }
+        let mut items = std::mem::take(&mut self.items);
+        if self.conn.outbox.take(&mut items) {
+            return Some(End::Close(close::TOO_SLOW, "too slow: send queue full"));
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        for it in items.drain(..) {
+            match it {
+                OutItem::Message { conv, seq, frame } => {
+                    if self.cursors.offer(conv, seq, frame, &mut ready).is_err() {
+                        return Some(End::Close(close::TOO_SLOW, "too slow: too far behind"));
+                    }
+                }
+                OutItem::Frame(f) => ready.push(f),
+            }
+        }
+        self.items = items;
+        let end = self.write_all(&mut ready).await;
+        self.ready = ready;
+        end
+    }
+
+    async fn write_all(&mut self, frames: &mut Vec<Bytes>) -> Option<End> {
+        for f in frames.drain(..) {
+            let Some(m) = text(f) else { continue };
+            match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await {
+                Ok(Ok(())) => {}
+                _ => return Some(End::Gone),
+            }
+        }
+        None
+    }
+
+    async fn write_one(&mut self, f: Bytes) -> Option<End> {
+        let mut v = vec![f];
+        self.write_all(&mut v).await
+    }
+
+    async fn strike(&mut self, code: &str, message: &str, reference: Option<&str>) -> Option<End> {
+        if self.first_strike.elapsed() > STRIKE_WINDOW {
+            self.strikes = 0;
+            self.first_strike = Instant::now();
+        }
+        self.strikes += 1;
+        self.write_one(protocol::error_frame(code, message, reference))
+            .await
+    }
+
+    async fn on_read_error(&mut self, e: axum::Error) -> Option<End> {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let inner = e.into_inner();
+        match inner.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(_)) => Some(End::Close(close::TOO_BIG, "frame too large")),
+            // tungstenite cannot go on reading after a bad text payload: RFC 6455 says 1007.
+            Some(WsError::Utf8(_)) => Some(End::Close(close::BAD_DATA, "text frames are UTF-8")),
+            _ => Some(End::Gone),
+        }
+    }
+
+    async fn on_frame(&mut self, m: Message) -> Option<End> {
+        // Deliveries start at the first frame: whatever it is, it is handled before anything
+        // queued after this point is written (a `resume` sets its cursor first).
+        self.conn.go_live();
+        match m {
+            Message::Text(t) => {
+                if t.len() > MAX_FRAME {
+                    return Some(End::Close(close::TOO_BIG, "frame too large"));
+                }
+                match protocol::parse(t.as_str()) {
+                    Ok(f) => self.on_client_frame(f).await,
+                    Err(e) => {
+                        self.strike(e.code, &e.message, e.reference.as_deref())
+                            .await
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                self.strike(
+                    "binary",
+                    "frames are JSON text; binary is not supported",
+                    None,
+                )
+                .await
+            }
+            Message::Close(_) => Some(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => None,
+        }
+    }
+
+    async fn on_client_frame(&mut self, f: ClientFrame) -> Option<End> {
+        match f {
+            ClientFrame::Ping => self.write_one(protocol::encode(&ServerFrame::Pong)).await,
+            ClientFrame::Send {
+                conv,
+                client_id,
+                body,
+            } => {
+                let Ok(conv) = conv.parse::<u64>() else {
+                    return self
+                        .strike("bad_frame", "conv is an id", Some(&client_id))
+                        .await;
+                };
+                if self.sends.len() >= MAX_IN_FLIGHT {
+                    return self
+                        .write_one(protocol::error_frame(
+                            "busy",
+                            "too many sends awaiting their ack",
+                            Some(&client_id),
+                        ))
+                        .await;
+                }
+                let state = self.state.clone();
+                let conn = self.conn.clone();
+                let user = self.user;
+                self.sends.spawn(async move {
+                    let frame = match send_and_fan_out(&state, user, conv, &client_id, &body).await
+                    {
+                        Ok(m) => protocol::encode(&ServerFrame::Ack {
+                            conv: conv.to_string(),
+                            client_id: &client_id,
+                            seq: m.seq,
+                            id: m.id.to_string(),
+                        }),
+                        Err(e) => {
+                            let (code, msg) = api_error_code(&e);
+                            protocol::error_frame(code, &msg, Some(&client_id))
+                        }
+                    };
+                    conn.outbox.push(OutItem::Frame(frame));
+                });
+                None
+            }
+            ClientFrame::Resume { conv, after_seq } => {
+                let Ok(conv) = conv.parse::<u64>() else {
+                    return self.strike("bad_frame", "conv is an id", None).await;
+                };
+                self.resume(conv, after_seq).await
+            }
+            ClientFrame::Typing { conv } => {
+                match self.member_conv(&conv).await {
+                    Ok(c) => self.state.fanout.typing(&c, self.user),
+                    Err(f) => return self.write_one(f).await,
+                }
+                None
+            }
+            ClientFrame::Read { conv, seq } => {
+                match self.member_conv(&conv).await {
+                    Ok(c) => self.state.fanout.read(&c, self.user, seq),
+                    Err(f) => return self.write_one(f).await,
+                }
+                None
+            }
+        }
+    }
+
+    /// The conversation if the user is a member, else the `error` frame to answer (takes
+    /// `&mut self`: the socket is not `Sync`, so `&self` cannot be held across an await).
+    async fn member_conv(
+        &mut self,
+        conv: &str,
+    ) -> Result<Arc<starling_messenger::Conversation>, Bytes> {
+        let Ok(id) = conv.parse::<u64>() else {
+            return Err(protocol::error_frame("bad_frame", "conv is an id", None));
+        };
+        let messenger = self.state.messenger.clone();
+        messenger.authorize(self.user, id).await.map_err(|e| {
+            let (code, msg) = messenger_error_code(&e);
+            protocol::error_frame(code, &msg, None)
+        })
+    }
+
+    /// Sends every stored message after `after`, then `resumed`; live ones queued meanwhile
+    /// follow through the cursor, which drops what history already sent.
+    async fn resume(&mut self, conv: u64, after: u64) -> Option<End> {
+        if let Err(f) = self.member_conv(&conv.to_string()).await {
+            return self.write_one(f).await;
+        }
+        self.cursors.resume(conv, after);
+        let mut from = after;
+        let mut ready = Vec::new();
+        loop {
+            let page = match self
+                .state
+                .messenger
+                .after(conv, from, RESUME_PAGE, false)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    let (code, msg) = messenger_error_code(&e);
+                    return self
+                        .write_one(protocol::error_frame(code, &msg, None))
+                        .await;
+                }
+            };
+            let n = page.len();
+            for m in &page {
+                from = m.seq;
+                if self
+                    .cursors
+                    .offer(conv, m.seq, protocol::message_frame(m), &mut ready)
+                    .is_err()
+                {
+                    return Some(End::Close(close::TOO_SLOW, "too slow: too far behind"));
+                }
+            }
+            if let Some(end) = self.write_all(&mut ready).await {
+                return Some(end);
+            }
+            if n < RESUME_PAGE {
+                break;
+            }
+        }
+        let done = protocol::encode(&ServerFrame::Resumed {
+            conv: conv.to_string(),
+            last_seq: self.cursors.last(conv),
+        });
+        self.write_one(done).await
+    }
+}
+
+fn messenger_error_code(e: &MessengerError) -> (&'static str, String) {
+    let code = match e {
+        MessengerError::Invalid(_) | MessengerError::TooManyMembers(_) => "invalid",
+        MessengerError::NotFound | MessengerError::UnknownUser(_) => "not_found",
+        MessengerError::NotMember => "forbidden",
+        MessengerError::Blocked => "blocked",
+        MessengerError::Contended => "busy",
+        MessengerError::Store(starling_store::StoreError::OwnerUnreachable { .. }) => "unavailable",
+        MessengerError::Store(_) | MessengerError::Redis(_) => {
+            tracing::error!(error = %e, "chat operation failed");
+            return ("internal", "the server failed; the error is logged".into());
+        }
+    };
+    (code, e.to_string())
+}
+
+fn api_error_code(e: &ApiError) -> (&'static str, String) {
+    let code = match e {
+        ApiError::Forbidden(m) if *m == "blocked" => "blocked",
+        ApiError::Forbidden(_) | ApiError::ForbiddenMsg(_) => "forbidden",
+        ApiError::NotFound(_) | ApiError::NotFoundMsg(_) => "not_found",
+        ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::TooLarge(_) => "invalid",
+        ApiError::Conflict(_) | ApiError::TooManyRequests => "busy",
+        ApiError::Unavailable(_) => "unavailable",
+        ApiError::Unauthorized => "unauthorized",
+        ApiError::Internal(d) => {
+            tracing::error!(detail = %d, "chat send failed");
+            return ("internal", "the server failed; the error is logged".into());
+        }
+    };
+    (code, e.to_string())
+}

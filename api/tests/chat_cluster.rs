@@ -1,0 +1,221 @@
+//! A chat between users homed in different regions, over real `starling` processes: one node in
+//! `us`, one in `eu`, gossip with a simulated 100 ms round trip. The conversation's home region
+//! is the creator's (`us`); a send from `eu` is forwarded to the owner in `us` by CAS routing;
+//! each side receives the other's messages through replication, pushed at once.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::Node;
+use common::chat::{Client, User, http};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "test-cluster-secret-0123456789";
+
+fn start_region(dir: &std::path::Path, region: &str, gossip: &str, seed: Option<&str>) -> Node {
+    let mut args: Vec<String> = [
+        "--region",
+        region,
+        "--node-id",
+        region,
+        "--gossip-listen",
+        gossip,
+        "--cluster-secret",
+        SECRET,
+        "--handle-region",
+        "us",
+        "--wan-rtt",
+        "us-eu=100",
+        "--store",
+        "memory",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(s) = seed {
+        args.push("--seeds".into());
+        args.push(s.into());
+    }
+    Node::start(dir, common::free_port(), &args)
+}
+
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn sign_up_retrying(addr: SocketAddr, handle: &str) -> User {
+    // Handles are arbitrated in `us`: from `eu` that needs the cluster formed first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, v) = http(
+            addr,
+            "POST",
+            "/v1/users",
+            None,
+            Some(json!({"handle": handle, "password": "password1"})),
+        )
+        .await;
+        if s == 201 {
+            return User {
+                id: v["id"].as_str().unwrap().into(),
+                token: v["token"].as_str().unwrap().into(),
+            };
+        }
+        assert!(Instant::now() < deadline, "sign-up of {handle}: {s} {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn users_homed_in_different_regions_chat_through_the_home_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let g_us = format!("127.0.0.1:{}", common::free_port());
+    let g_eu = format!("127.0.0.1:{}", common::free_port());
+    let us = start_region(dir.path(), "us", &g_us, None);
+    let eu = start_region(dir.path(), "eu", &g_eu, Some(&g_us));
+    let us_addr: SocketAddr = format!("127.0.0.1:{}", us.port).parse().unwrap();
+    let eu_addr: SocketAddr = format!("127.0.0.1:{}", eu.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let alice = sign_up_retrying(us_addr, "alice").await;
+        let bob = sign_up_retrying(eu_addr, "bob").await;
+        // Alice (home: us) needs Bob's account replicated to her region to start a chat.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conv = loop {
+            let (s, v) = http(
+                us_addr,
+                "POST",
+                "/v1/conversations",
+                Some(&alice.token),
+                Some(json!({"members": [bob.id]})),
+            )
+            .await;
+            if s == 201 || s == 200 {
+                assert_eq!(v["home_region"], "us");
+                break v["id"].as_str().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bob's account never reached us: {s} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        until("the conversation in eu", || {
+            let (bob, conv) = (bob.clone(), conv.clone());
+            async move {
+                let (s, v) =
+                    http(eu_addr, "GET", "/v1/conversations", Some(&bob.token), None).await;
+                s == 200
+                    && v["items"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|c| c["id"] == conv.as_str()))
+            }
+        })
+        .await;
+        let mut a = Client::connect_only(us_addr, &alice.token).await;
+        a.send(json!({"type":"resume","conv":conv,"after_seq":0}))
+            .await;
+        assert_eq!(a.next_of(&["resumed"]).await["last_seq"], 0);
+        let mut b = Client::connect_only(eu_addr, &bob.token).await;
+        b.send(json!({"type":"resume","conv":conv,"after_seq":0}))
+            .await;
+        assert_eq!(b.next_of(&["resumed"]).await["last_seq"], 0);
+
+        // us → eu: stored at home, replicated, delivered by eu's tail.
+        a.send(json!({"type":"send","conv":conv,"client_id":"a1","body":"hello from us"}))
+            .await;
+        let m = b.next_of(&["message"]).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["body"].as_str()),
+            (Some(1), Some("hello from us"))
+        );
+        // eu → us: the seq slot is claimed at the owner in us (CAS routed across the WAN).
+        b.send(json!({"type":"send","conv":conv,"client_id":"b1","body":"hello from eu"}))
+            .await;
+        let ack = b.next_of(&["ack"]).await;
+        assert_eq!(ack["seq"], 2);
+        let m = a.next_of(&["message"]).await;
+        assert_eq!(m["seq"], 1, "alice's own message first");
+        let m = a.next_of(&["message"]).await;
+        assert_eq!(
+            (m["seq"].as_u64(), m["body"].as_str()),
+            (Some(2), Some("hello from eu"))
+        );
+        // A retry from eu answers the original, across regions too.
+        b.send(json!({"type":"send","conv":conv,"client_id":"b1","body":"hello from eu"}))
+            .await;
+        assert_eq!(b.next_of(&["ack"]).await["seq"], 2);
+        // Several senders on both sides: one gap-free sequence, same on both sides.
+        for i in 0..10 {
+            a.send(json!({"type":"send","conv":conv,"client_id":format!("a-{i}"),"body":"x"}))
+                .await;
+            b.send(json!({"type":"send","conv":conv,"client_id":format!("b-{i}"),"body":"y"}))
+                .await;
+        }
+        for cl in [&mut a, &mut b] {
+            let mut want = 2;
+            while want < 22 {
+                let m = cl.next_of(&["message"]).await;
+                let seq = m["seq"].as_u64().unwrap();
+                if seq <= 2 {
+                    continue;
+                }
+                want += 1;
+                assert_eq!(seq, want, "in order, without gaps");
+            }
+        }
+        let (s, v) = http(
+            eu_addr,
+            "GET",
+            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(v["items"].as_array().unwrap().len(), 22);
+    });
+    drop(us);
+    drop(eu);
+}
+
+#[test]
+fn sigterm_closes_websockets_with_1001() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        common::free_port(),
+        &["--store".to_string(), "memory".to_string()],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = rt.block_on(async {
+        let u = sign_up_retrying(addr, "carol").await;
+        Client::connect(addr, &u.token).await
+    });
+    let status = node.terminate();
+    assert!(status.success(), "{status:?}");
+    let end = rt.block_on(client.ended());
+    assert_eq!(end, common::chat::Ended::Closed(1001));
+}

@@ -1,0 +1,277 @@
+//! In-process chat servers on `127.0.0.1:0` and real WebSocket clients (tokio-tungstenite).
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use starling_api::config::ChatSettings;
+use starling_api::{AppState, NodeParts, router, start_chat};
+use starling_graph::GraphConfig;
+use starling_messenger::{Bus, BusReceiver};
+use starling_store::{HlcClock, Limits, NodeId, RegionId, Store, open_memory};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for one frame.
+pub const FRAME_WAIT: Duration = Duration::from_secs(20);
+
+/// A node serving HTTP and WebSocket in this process; stopped on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A fresh in-memory store.
+pub fn memory_store() -> Arc<dyn Store> {
+    open_memory(
+        NodeId::new(RegionId(1), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    )
+}
+
+/// Starts a node over `store` with `chat` limits and `bus`.
+pub async fn start_with(
+    store: Arc<dyn Store>,
+    chat: ChatSettings,
+    bus: (Bus, Option<BusReceiver>),
+) -> Server {
+    let mut graph = GraphConfig::new("t", "t");
+    graph.argon2_memory_kib = 64;
+    graph.argon2_passes = 1;
+    let state = AppState::new(NodeParts {
+        store,
+        graph,
+        media: Arc::new(object_store::memory::InMemory::new()),
+        gossip: None,
+        admin_token: None,
+        durable_regions: 1,
+        auth_per_minute: 1_000_000,
+        chat,
+        bus: bus.0,
+        feed: starling_feed::FeedConfig::default(),
+        redis: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut tasks = start_chat(&state, bus.1, stopped.clone());
+    let app = router(state.clone());
+    let mut until = stopped.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = until.changed().await;
+        })
+        .await;
+        while tasks.join_next().await.is_some() {}
+    });
+    Server { addr, state, stop }
+}
+
+/// Starts a node with default limits and the in-process bus.
+pub async fn start() -> Server {
+    start_with(
+        memory_store(),
+        ChatSettings::default(),
+        (Bus::in_process(), None),
+    )
+    .await
+}
+
+/// One HTTP/1.1 request over a real socket; (status, JSON body or Null).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let raw = &out[split + 4..];
+    let raw = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(raw)
+    } else {
+        raw.to_vec()
+    };
+    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// A signed-up user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+pub async fn sign_up(addr: SocketAddr, handle: &str) -> User {
+    let (s, v) = http(
+        addr,
+        "POST",
+        "/v1/users",
+        None,
+        Some(json!({"handle": handle, "password": "password1"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    User {
+        id: v["id"].as_str().unwrap().to_string(),
+        token: v["token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Creates a conversation of `me` with `others`; returns its id.
+pub async fn conversation(addr: SocketAddr, me: &User, others: &[&User]) -> String {
+    let members: Vec<&str> = others.iter().map(|u| u.id.as_str()).collect();
+    let (s, v) = http(
+        addr,
+        "POST",
+        "/v1/conversations",
+        Some(&me.token),
+        Some(json!({ "members": members })),
+    )
+    .await;
+    assert!(s == 201 || s == 200, "{s} {v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// A WebSocket client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the server ended a connection with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    Closed(u16),
+    Dropped,
+}
+
+impl Client {
+    /// Connects and waits until the server has registered the connection (a ping answered):
+    /// live delivery starts there; what came before is for `resume`.
+    pub async fn connect(addr: SocketAddr, token: &str) -> Client {
+        let mut c = Self::connect_only(addr, token).await;
+        c.send(serde_json::json!({"type":"ping"})).await;
+        c.next_of(&["pong"]).await;
+        c
+    }
+
+    /// Connects without waiting for anything.
+    pub async fn connect_only(addr: SocketAddr, token: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?token={token}"))
+            .await
+            .unwrap();
+        Client { ws }
+    }
+
+    /// Connects over a socket with a small receive buffer (a slow reader fills it soon).
+    pub async fn connect_small_buffer(addr: SocketAddr, token: &str) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{addr}/v1/ws?token={token}"),
+            MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .unwrap();
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.unwrap();
+    }
+
+    /// The next JSON frame (panics on close or after [`FRAME_WAIT`]).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("the connection is open")
+                .expect("a frame");
+            match m {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+                Message::Close(c) => panic!("closed: {c:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next frame of one of `types`, skipping others (presence, typing, read, …).
+    pub async fn next_of(&mut self, types: &[&str]) -> Value {
+        loop {
+            let v = self.next().await;
+            if types.contains(&v["type"].as_str().unwrap_or_default()) {
+                return v;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            match tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("the end in time")
+            {
+                None | Some(Err(_)) => return Ended::Dropped,
+                Some(Ok(Message::Close(Some(c)))) => return Ended::Closed(u16::from(c.code)),
+                Some(Ok(Message::Close(None))) => {
+                    return Ended::Closed(u16::from(CloseCode::Status));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}

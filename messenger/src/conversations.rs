@@ -1,0 +1,231 @@
+//! Conversations: create (a 1:1 pair is deduplicated by a pair key CAS-created in the pair
+//! region), read (cached: conversations are immutable), list a user's, and authorize.
+
+use crate::error::MessengerError;
+use crate::keys;
+use crate::model::{Conversation, ConversationKind};
+use crate::{CACHE_CAP, Messenger, now_ms};
+use bytes::Bytes;
+use starling_graph::GraphError;
+use starling_store::{CasOutcome, ScanRequest, StoreExt, codec};
+use std::sync::Arc;
+
+/// A page of a user's conversations, newest first.
+#[derive(Clone, Debug)]
+pub struct ConversationsPage {
+    /// The conversations.
+    pub items: Vec<Arc<Conversation>>,
+    /// Cursor of the next page (the last conversation's id).
+    pub next: Option<u64>,
+}
+
+fn graph_err(e: GraphError) -> MessengerError {
+    match e {
+        GraphError::Store(s) => MessengerError::Store(s),
+        GraphError::NotFound(_) => MessengerError::Invalid("unknown user"),
+        _ => MessengerError::Invalid("user lookup failed"),
+    }
+}
+
+impl Messenger {
+    /// Creates a conversation of `creator` with `others`. One other user makes a 1:1
+    /// conversation, returned again (`false`) if the pair already has one; more make a group.
+    /// The home region is the creator's.
+    pub async fn create(
+        &self,
+        creator: u64,
+        others: &[u64],
+    ) -> Result<(Arc<Conversation>, bool), MessengerError> {
+        let mut members: Vec<u64> = others.iter().copied().filter(|&u| u != creator).collect();
+        members.sort_unstable();
+        members.dedup();
+        if members.is_empty() {
+            return Err(MessengerError::Invalid(
+                "a conversation needs at least one other member",
+            ));
+        }
+        if members.len() + 1 > self.cfg.max_group_members {
+            return Err(MessengerError::TooManyMembers(self.cfg.max_group_members));
+        }
+        for &m in &members {
+            if !self.graph.exists(m).await.map_err(graph_err)? {
+                return Err(MessengerError::UnknownUser(m));
+            }
+        }
+        let home_region = self.graph.user(creator).await.map_err(graph_err)?.region;
+        let kind = if members.len() == 1 {
+            ConversationKind::Direct
+        } else {
+            ConversationKind::Group
+        };
+        if kind == ConversationKind::Direct
+            && self
+                .graph
+                .blocked_either(creator, members[0])
+                .await
+                .map_err(graph_err)?
+        {
+            return Err(MessengerError::Blocked);
+        }
+        members.push(creator);
+        members.sort_unstable();
+        let conv = Conversation {
+            id: self.ids.next_id(),
+            kind,
+            members,
+            home_region,
+            created_by: creator,
+            created_at_ms: now_ms(),
+        };
+        if kind == ConversationKind::Direct {
+            // The pair key decides: it holds the whole conversation, so the loser of a race
+            // learns the winner's from the CAS answer even before the record replicates here.
+            let pk = keys::pair(conv.members[0], conv.members[1]);
+            let value = codec::to_value(&conv)?;
+            match self
+                .cas
+                .cas_at(&self.cfg.pair_region, &pk, None, Some(value))
+                .await?
+            {
+                CasOutcome::Applied(_) => {}
+                CasOutcome::Conflict(Some(v)) => {
+                    let Some(b) = v.value else {
+                        return Err(MessengerError::Invalid("pair key was deleted"));
+                    };
+                    let existing: Conversation = codec::from_value(&b)?;
+                    // Make sure the record and memberships exist here (idempotent writes):
+                    // the creator of the winning attempt may have crashed before writing them.
+                    self.persist(&existing).await?;
+                    return Ok((Arc::new(existing), false));
+                }
+                CasOutcome::Conflict(None) => return Err(MessengerError::Contended),
+            }
+        }
+        self.persist(&conv).await?;
+        Ok((Arc::new(conv), true))
+    }
+
+    /// Writes the conversation record and each member's list element.
+    async fn persist(&self, conv: &Conversation) -> Result<(), MessengerError> {
+        self.store
+            .put_typed(&keys::conversation(conv.id), conv)
+            .await?;
+        for &m in &conv.members {
+            self.store
+                .add(&keys::by_user(m, conv.id), Bytes::new())
+                .await?;
+        }
+        self.remember(conv.clone());
+        Ok(())
+    }
+
+    fn remember(&self, conv: Conversation) -> Arc<Conversation> {
+        let conv = Arc::new(conv);
+        let mut cache = self.cache.write();
+        if cache.len() >= CACHE_CAP {
+            cache.clear();
+        }
+        cache.insert(conv.id, conv.clone());
+        conv
+    }
+
+    /// A conversation by id (from the node's cache, else the store).
+    pub async fn conversation(&self, id: u64) -> Result<Arc<Conversation>, MessengerError> {
+        if let Some(c) = self.cache.read().get(&id) {
+            return Ok(c.clone());
+        }
+        let conv = self
+            .store
+            .get_typed::<Conversation>(&keys::conversation(id))
+            .await?
+            .and_then(|v| v.value)
+            .ok_or(MessengerError::NotFound)?;
+        Ok(self.remember(conv))
+    }
+
+    /// The conversation if `user` is a member; `NotMember` otherwise (`NotFound` if unknown).
+    pub async fn authorize(
+        &self,
+        user: u64,
+        conv: u64,
+    ) -> Result<Arc<Conversation>, MessengerError> {
+        let c = self.conversation(conv).await?;
+        if c.is_member(user) {
+            Ok(c)
+        } else {
+            Err(MessengerError::NotMember)
+        }
+    }
+
+    /// May `sender` send in `conv` now: a member, and for a 1:1 no block either way.
+    pub async fn authorize_send(
+        &self,
+        sender: u64,
+        conv: u64,
+    ) -> Result<Arc<Conversation>, MessengerError> {
+        let c = self.authorize(sender, conv).await?;
+        if c.kind == ConversationKind::Direct {
+            let other = c.members.iter().copied().find(|&m| m != sender);
+            if let Some(o) = other
+                && self
+                    .graph
+                    .blocked_either(sender, o)
+                    .await
+                    .map_err(graph_err)?
+            {
+                return Err(MessengerError::Blocked);
+            }
+        }
+        Ok(c)
+    }
+
+    /// A page of `user`'s conversations, newest first, after conversation `after`.
+    pub async fn conversations_of(
+        &self,
+        user: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<ConversationsPage, MessengerError> {
+        let mut req = ScanRequest::prefix(keys::by_user_prefix(user), limit.clamp(1, 1000));
+        req.after = after.map(|c| keys::by_user(user, c));
+        let page = self.store.scan(&req).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for (k, _) in &page.items {
+            let p = keys::BY_USER.prefix_len() + 8;
+            let Some(id) = starling_store::key::read_u64(k.as_bytes(), p).map(|v| !v) else {
+                continue;
+            };
+            match self.conversation(id).await {
+                Ok(c) => items.push(c),
+                // The membership replicated before the record: skip it for now.
+                Err(MessengerError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let next = if page.next.is_some() && items.len() == limit {
+            items.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(ConversationsPage { items, next })
+    }
+
+    /// The users who share a conversation with `user` (among its newest `max_convs`), for
+    /// presence.
+    pub async fn contacts_of(
+        &self,
+        user: u64,
+        max_convs: usize,
+    ) -> Result<Vec<u64>, MessengerError> {
+        let page = self.conversations_of(user, None, max_convs).await?;
+        let mut out: Vec<u64> = page
+            .items
+            .iter()
+            .flat_map(|c| c.members.iter().copied())
+            .filter(|&m| m != user)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+}

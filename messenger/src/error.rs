@@ -1,0 +1,35 @@
+//! Errors of the messenger.
+
+use starling_store::StoreError;
+
+/// What a messenger operation can fail with; the API maps each to a status or an error frame.
+#[derive(Debug, thiserror::Error)]
+pub enum MessengerError {
+    /// A field out of its bounds.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// No such conversation (or the caller may not know it exists).
+    #[error("conversation not found")]
+    NotFound,
+    /// The caller is not a member.
+    #[error("not a member of this conversation")]
+    NotMember,
+    /// A block between the two users forbids it.
+    #[error("blocked")]
+    Blocked,
+    /// A user named as a member does not exist.
+    #[error("unknown user {0}")]
+    UnknownUser(u64),
+    /// The group would exceed the member cap.
+    #[error("a group has at most {0} members")]
+    TooManyMembers(usize),
+    /// Sequence claims kept losing races; retry.
+    #[error("the conversation is too busy; retry")]
+    Contended,
+    /// The store failed (or the owner is unreachable).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The Redis bus failed.
+    #[error("redis: {0}")]
+    Redis(String),
+}

@@ -1,0 +1,162 @@
+//! Fan-out of events to the members' connections: this node's hub at once, the other gateway
+//! nodes of the region through the [`Bus`], and — for messages — every other node through
+//! replication of the log (each node's [`tail`](crate::tail) delivers what arrives).
+
+use crate::Messenger;
+use crate::bus::{Bus, BusEvent};
+use crate::error::MessengerError;
+use crate::hub::Hub;
+use crate::model::{Conversation, Message};
+use crate::outbox::OutItem;
+use crate::protocol::{self, ServerFrame};
+use parking_lot::Mutex;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+/// Messages this node delivered itself, remembered so its change-feed tail does not read,
+/// decode and deliver them a second time (bounded: the oldest are forgotten; forgetting early
+/// only costs a duplicate that the cursors drop).
+#[derive(Debug, Default)]
+pub struct Recent {
+    set: HashSet<(u64, u64)>,
+    order: VecDeque<(u64, u64)>,
+}
+
+/// How many delivered messages are remembered.
+const RECENT: usize = 1 << 16;
+
+impl Recent {
+    fn insert(&mut self, k: (u64, u64)) {
+        if self.set.insert(k) {
+            self.order.push_back(k);
+            if self.order.len() > RECENT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// Hub, bus and the conversations they need. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    /// Conversations (for members).
+    pub messenger: Messenger,
+    /// This node's connections.
+    pub hub: Hub,
+    /// The in-region bus.
+    pub bus: Bus,
+    /// Messages delivered here by their sender's node (see [`Recent`]).
+    pub recent: Arc<Mutex<Recent>>,
+}
+
+impl Fanout {
+    /// Hub and bus over `messenger`.
+    pub fn new(messenger: Messenger, hub: Hub, bus: Bus) -> Self {
+        Fanout {
+            messenger,
+            hub,
+            bus,
+            recent: Arc::default(),
+        }
+    }
+
+    /// Delivers a message to the members connected here, and publishes it on the bus.
+    pub fn message(&self, conv: &Conversation, m: &Message) {
+        self.recent.lock().insert((m.conv, m.seq));
+        self.local_message(conv, m);
+        self.bus.publish(BusEvent::Message(m.clone()));
+    }
+
+    /// Whether this node already delivered message `seq` of `conv`.
+    pub fn delivered(&self, conv: u64, seq: u64) -> bool {
+        self.recent.lock().set.contains(&(conv, seq))
+    }
+
+    /// Delivers a message to the members connected here.
+    pub fn local_message(&self, conv: &Conversation, m: &Message) {
+        let item = OutItem::Message {
+            conv: m.conv,
+            seq: m.seq,
+            frame: protocol::message_frame(m),
+        };
+        self.hub.deliver(&conv.members, None, &item);
+    }
+
+    /// A member is typing: to the other members.
+    pub fn typing(&self, conv: &Conversation, user: u64) {
+        self.local_typing(conv, user);
+        self.bus.publish(BusEvent::Typing {
+            conv: conv.id,
+            user,
+        });
+    }
+
+    fn local_typing(&self, conv: &Conversation, user: u64) {
+        let frame = protocol::encode(&ServerFrame::Typing {
+            conv: conv.id.to_string(),
+            user: user.to_string(),
+        });
+        self.hub
+            .deliver(&conv.members, Some(user), &OutItem::Frame(frame));
+    }
+
+    /// A member read up to `seq`: to the members (their other devices too).
+    pub fn read(&self, conv: &Conversation, user: u64, seq: u64) {
+        self.local_read(conv, user, seq);
+        self.bus.publish(BusEvent::Read {
+            conv: conv.id,
+            user,
+            seq,
+        });
+    }
+
+    fn local_read(&self, conv: &Conversation, user: u64, seq: u64) {
+        let frame = protocol::encode(&ServerFrame::Read {
+            conv: conv.id.to_string(),
+            user: user.to_string(),
+            seq,
+        });
+        self.hub
+            .deliver(&conv.members, None, &OutItem::Frame(frame));
+    }
+
+    /// `user` came online or went offline: to `contacts`.
+    pub fn presence(&self, user: u64, online: bool, contacts: Vec<u64>) {
+        self.local_presence(user, online, &contacts);
+        self.bus.publish(BusEvent::Presence {
+            user,
+            online,
+            to: contacts,
+        });
+    }
+
+    fn local_presence(&self, user: u64, online: bool, contacts: &[u64]) {
+        let frame = protocol::encode(&ServerFrame::Presence {
+            user: user.to_string(),
+            online,
+        });
+        self.hub.deliver(contacts, None, &OutItem::Frame(frame));
+    }
+
+    /// Delivers an event another node published on the bus to this node's connections.
+    pub async fn from_bus(&self, ev: BusEvent) -> Result<(), MessengerError> {
+        match ev {
+            BusEvent::Message(m) => {
+                let conv = self.messenger.conversation(m.conv).await?;
+                self.local_message(&conv, &m);
+            }
+            BusEvent::Typing { conv, user } => {
+                let conv = self.messenger.conversation(conv).await?;
+                self.local_typing(&conv, user);
+            }
+            BusEvent::Read { conv, user, seq } => {
+                let conv = self.messenger.conversation(conv).await?;
+                self.local_read(&conv, user, seq);
+            }
+            BusEvent::Presence { user, online, to } => self.local_presence(user, online, &to),
+        }
+        Ok(())
+    }
+}

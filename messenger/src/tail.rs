@@ -1,0 +1,59 @@
+//! Turns messages that arrive in this node's store — replicated from the home region's owner,
+//! or CAS'd here for a sender on another node — into deliveries to this node's connections.
+//! Starts at the feed's end (a client that missed something resumes); duplicates of what the
+//! sender's node already delivered are dropped by each connection's cursor.
+
+use crate::fanout::Fanout;
+use crate::keys;
+use starling_store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Changes read per step.
+const BATCH: usize = 1000;
+
+/// Runs until `shutdown` turns true.
+pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    let mut pos = store.last_seq();
+    let mut grown = store.subscribe();
+    loop {
+        let changes = match store.changes(pos, BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "messenger tail: reading the change feed failed");
+                Vec::new()
+            }
+        };
+        let full = changes.len() == BATCH;
+        for c in changes {
+            pos = c.seq;
+            let Some((conv, seq)) = keys::parse_message(&c.key) else {
+                continue;
+            };
+            // Written here (this node is the slot's owner) and already delivered by the
+            // sender's path on this node: it was stored before that delivery, so a resume
+            // finds it. A replicated one is always delivered: a resume may have run before
+            // it arrived here, and its cursor waits for it.
+            if c.origin == starling_store::Origin::Local && fanout.delivered(conv, seq) {
+                continue;
+            }
+            let delivered = async {
+                let conv = fanout.messenger.conversation(conv).await?;
+                if let Some(m) = fanout.messenger.message(conv.id, seq).await? {
+                    fanout.local_message(&conv, &m);
+                }
+                Ok::<_, crate::MessengerError>(())
+            };
+            if let Err(e) = delivered.await {
+                tracing::debug!(error = %e, conv, seq, "messenger tail: not delivered");
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = grown.changed() => if r.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Domain tests of the seq/idempotency protocol and of conversations, on the memory engine.
+
+use crate::{Messenger, MessengerConfig, MessengerError};
+use starling_graph::{Graph, GraphConfig};
+use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+async fn setup(users: usize) -> (Messenger, Vec<u64>) {
+    let store = open_memory(
+        NodeId::new(RegionId(1), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    );
+    let cas = Arc::new(LocalCas(store.clone()));
+    let ids = Arc::new(IdGenerator::new(store.node()));
+    let mut cfg = GraphConfig::new("r", "r");
+    cfg.argon2_memory_kib = 64;
+    cfg.argon2_passes = 1;
+    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
+    let mut out = Vec::new();
+    for i in 0..users {
+        let (u, _) = graph
+            .sign_up(&format!("user{i}"), "password1", None, None)
+            .await
+            .unwrap();
+        out.push(u.id);
+    }
+    let m = Messenger::new(store, cas, ids, graph, MessengerConfig::new("r"));
+    (m, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_and_retries_make_one_gap_free_log() {
+    let (m, users) = setup(4).await;
+    let (conv, _) = m.create(users[0], &users[1..]).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (t, &sender) in users.iter().enumerate() {
+        let (m, conv) = (m.clone(), conv.clone());
+        tasks.spawn(async move {
+            for i in 0..60 {
+                // Every client id is sent twice, the second time concurrently with others.
+                let cid = format!("t{t}-{i}");
+                let a = m.send(&conv, sender, &cid, "x").await.unwrap();
+                let b = m.send(&conv, sender, &cid, "x").await.unwrap();
+                assert!(a.new && !b.new);
+                assert_eq!(a.message, b.message);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let log = m.after(conv.id, 0, 1000, true).await.unwrap();
+    assert_eq!(log.len(), 240);
+    assert!(
+        log.iter()
+            .enumerate()
+            .all(|(i, msg)| msg.seq == i as u64 + 1)
+    );
+    let distinct: BTreeSet<(u64, &str)> = log
+        .iter()
+        .map(|x| (x.sender, x.client_id.as_str()))
+        .collect();
+    assert_eq!(distinct.len(), 240, "each send stored once");
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 240);
+    let page = m.before(conv.id, Some(11), 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|x| x.seq).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_has_one_conversation_and_groups_are_capped() {
+    let (m, u) = setup(3).await;
+    let (a, new) = m.create(u[0], &[u[1]]).await.unwrap();
+    assert!(new);
+    let (b, new) = m.create(u[1], &[u[0], u[1]]).await.unwrap();
+    assert!(!new);
+    assert_eq!(a.id, b.id);
+    let (g, _) = m.create(u[0], &[u[1], u[2]]).await.unwrap();
+    assert_ne!(g.id, a.id);
+    assert!(matches!(
+        m.create(u[0], &[u[0]]).await,
+        Err(MessengerError::Invalid(_))
+    ));
+    assert!(matches!(
+        m.create(u[0], &[12345]).await,
+        Err(MessengerError::UnknownUser(12345))
+    ));
+    assert!(matches!(
+        m.authorize(u[2], a.id).await,
+        Err(MessengerError::NotMember)
+    ));
+    let page = m.conversations_of(u[1], None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0].id, g.id, "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_attempts_with_one_client_id_store_one_message() {
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    for i in 0..50 {
+        let cid = format!("race-{i}");
+        let (m1, m2, c1, c2) = (m.clone(), m.clone(), conv.clone(), conv.clone());
+        let (k1, k2) = (cid.clone(), cid.clone());
+        let s = u[0];
+        let a = tokio::spawn(async move { m1.send(&c1, s, &k1, "once").await.unwrap() });
+        let b = tokio::spawn(async move { m2.send(&c2, s, &k2, "once").await.unwrap() });
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        assert_eq!(a.message, b.message, "round {i}");
+        assert!(a.new != b.new || !a.new, "at most one stored it");
+    }
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 50);
+}
