@@ -1,5 +1,5 @@
 //! `starling serve --store scylla://…` end to end against a real CQL node (ScyllaDB or Apache
-//! Cassandra) at `STARLING_SCYLLA_NODES`: sign up, follow, post, read the home feed over HTTP,
+//! Cassandra) at `STARLING_SCYLLA_NODES`: sign up, follow, post, read the home feed, chat over HTTP,
 //! restart on the same keyspace and find everything again; `/readyz` follows the cluster's
 //! reachability at run time. Under `CI=true` a missing
 //! `STARLING_SCYLLA_NODES` fails; locally the test is skipped with a loud message.
@@ -89,6 +89,23 @@ fn serve_on_scylla_signs_up_posts_and_serves_the_feed() {
         eventually(Duration::from_secs(20), || feed_has_post(&node)),
         "bob's post reaches alice's home feed"
     );
+    // Chat on the same store: a 1:1 conversation, an idempotent send, the history.
+    let body = serde_json::json!({"members": [bob_id]}).to_string();
+    let (s, c) = common::http_json(node.port, "POST", "/v1/conversations", Some(&at), &body);
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&c));
+    let conv = json(&c)["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/conversations/{conv}/messages");
+    let body = serde_json::json!({"body": "hi bob", "client_id": "c1"}).to_string();
+    for _ in 0..2 {
+        let (s, m) = common::http_json(node.port, "POST", &path, Some(&at), &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&m));
+        assert_eq!(json(&m)["seq"], 1, "a retry returns the original message");
+    }
+    let (s, h) = node.http("GET", &path, Some(&bt), b"");
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&h));
+    let items = json(&h)["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["body"], "hi bob");
     assert!(node.terminate().success());
     // A new process on the same keyspace serves the same data.
     let node = Node::start(dir.path(), free_port(), &args);
