@@ -97,28 +97,34 @@ impl Feed {
         limit: usize,
     ) -> Result<Vec<u64>, FeedError> {
         let mut out: BTreeSet<u64> = BTreeSet::new();
-        let mut after = None;
-        loop {
-            let following = self.inner.graph.following(user, after, 1000).await?;
-            for f in &following.ids {
-                for id in self
-                    .inner
-                    .posts
-                    .ids_by_author(*f, Some(below), limit)
-                    .await?
-                {
-                    out.insert(id);
-                    if out.len() > limit {
-                        out.pop_first();
-                    }
+        for f in self.followees(user).await? {
+            for id in self
+                .inner
+                .posts
+                .ids_by_author(f, Some(below), limit)
+                .await?
+            {
+                out.insert(id);
+                if out.len() > limit {
+                    out.pop_first();
                 }
-            }
-            match following.next {
-                Some(n) => after = Some(n),
-                None => break,
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// Everyone `user` follows, in id order.
+    async fn followees(&self, user: u64) -> Result<Vec<u64>, FeedError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.inner.graph.following(user, after, 1000).await?;
+            all.extend(page.ids);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// The L1 slot of `user`'s timeline: cached, loaded from L2, or rebuilt.
@@ -146,17 +152,9 @@ impl Feed {
     /// The followees of `user` that are pulled at read time.
     async fn pulled_followees(&self, user: u64) -> Result<Vec<u64>, FeedError> {
         let mut celebs = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self.inner.graph.following(user, after, 1000).await?;
-            for f in &page.ids {
-                if self.is_celebrity(*f).await? {
-                    celebs.push(*f);
-                }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
+        for f in self.followees(user).await? {
+            if self.is_celebrity(f).await? {
+                celebs.push(f);
             }
         }
         Ok(celebs)
@@ -174,22 +172,13 @@ impl Feed {
         if !fresh {
             return Ok(slot);
         }
-        let mut followees = Vec::new();
-        let mut after = None;
-        loop {
-            let page = match self.inner.graph.following(user, after, 1000).await {
-                Ok(p) => p,
-                Err(e) => {
-                    self.inner.l1.evict(user);
-                    return Err(e.into());
-                }
-            };
-            followees.extend(page.ids);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
+        let mut followees = match self.followees(user).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.inner.l1.evict(user);
+                return Err(e);
             }
-        }
+        };
         let budget = self.inner.cfg.rebuild_budget.max(1).min(followees.len());
         let rest = followees.split_off(budget);
         if let Err(e) = self.rebuild_part(&slot, &followees).await {
