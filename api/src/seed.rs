@@ -4,14 +4,18 @@
 //! others drawn from a Zipf distribution over the users (exponent `--zipf`, default 1.0), so a
 //! few accounts collect 10 k–1 M followers while most have a handful, as in real networks; and
 //! `--posts` posts per user on average. Two ways in:
-//! - `--data-dir DIR`: straight into a node's embedded store (the node must be stopped), through
-//!   the graph's bulk-load path, several writers at once; then the follower counts are derived
-//!   by the usual consumer. Serve it afterwards with `starling serve --data-dir DIR`.
+//! - `--data-dir DIR`: straight into a fresh node's embedded store (the node must be stopped)
+//!   by the store's bulk-load path: the graph is generated in memory (adjacency lists both
+//!   ways, one thread per core), then every keyspace is streamed in key order into sorted
+//!   files, with the derived follower counts — no journal, no change feed, one durability
+//!   point at the end. Serve it afterwards with `starling serve --data-dir DIR`.
 //! - `--target http://HOST:PORT`: through the REST API of a running node (sign-up hashes every
 //!   password with argon2id, so this is for small N).
 //!
 //! Generation is split into fixed chunks of users, each with its own RNG seeded from
-//! `(seed, chunk)`, so the graph is the same whatever the number of writers.
+//! `(seed, chunk)`, and ids come from the seed's fixed time (`--at-ms`), so the same flags give
+//! the same bytes whatever the number of threads: every node of a cluster seeded alike holds
+//! identical records, and their digests agree without a transfer.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -19,10 +23,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 use rand_distr::{Distribution, Zipf};
+use starling_graph::bulk::{Adjacency, SeedGraph};
 use starling_graph::{Graph, GraphConfig};
-use starling_posts::Posts;
+use starling_posts::Post;
 use starling_store::{
-    EmbeddedOptions, FsyncPolicy, HlcClock, IdGenerator, LocalCas, NodeId, Store, open_embedded,
+    Dot, EmbeddedOptions, FsyncPolicy, Hlc, HlcClock, IdGenerator, LocalCas, NodeId, Store,
+    load_runs, open_embedded,
 };
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -56,14 +62,16 @@ pub struct SeedArgs {
     /// Or go through the REST API of a running node.
     #[arg(long)]
     pub target: Option<String>,
-    /// Concurrent writers (default: 4 per core).
+    /// Threads generating the graph (default: one per core).
     #[arg(long)]
     pub writers: Option<usize>,
+    /// The seeded accounts' creation time (Unix ms), which also fixes their ids: the same
+    /// flags give the same bytes, so every node of a cluster can be seeded alike.
+    #[arg(long, default_value_t = 1_767_225_600_000)]
+    pub at_ms: u64,
 }
 
 const CHUNK: u64 = 4096;
-/// Writes per durability wait.
-const BATCH: usize = 2048;
 const PASSWORD: &str = "password1";
 
 /// The followees of user `i` in chunk RNG `rng`, without repeats or self-follows.
@@ -134,186 +142,184 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
 
 async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
     let started = Instant::now();
+    let n = args.users;
+    if n > u64::from(u32::MAX) {
+        bail!("--users: at most {}", u32::MAX);
+    }
     let node = NodeId::from_names(&args.region, "seed");
     let clock = Arc::new(HlcClock::new());
-    // Acknowledged writes are handed to the OS either way; one fsync at the end is enough for
-    // a load that is simply run again if the machine dies under it.
+    // The load is made durable once, at its end; a load cut short is simply run again.
     let mut opts = EmbeddedOptions::new(&dir);
     opts.fsync = FsyncPolicy::Never;
     let store: Arc<dyn Store> = open_embedded(node, clock.clone(), &opts)
         .with_context(|| format!("opening the store in {}", dir.display()))?;
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(node));
     let graph = Graph::new(
         store.clone(),
-        cas.clone(),
-        ids.clone(),
+        Arc::new(LocalCas(store.clone())),
+        Arc::new(IdGenerator::new(node)),
         GraphConfig::new(args.region.clone(), args.region.clone()),
     );
-    let posts = Posts::new(store.clone(), cas, ids.clone());
-    let phc = graph.seed_password_hash(PASSWORD).await?;
-    let n = args.users;
-    let writers = args
-        .writers
-        .unwrap_or_else(|| 4 * std::thread::available_parallelism().map_or(2, |c| c.get()));
-
-    // Users: ids from the node's generator, in order.
-    let user_ids: Arc<Vec<u64>> = Arc::new((0..n).map(|_| ids.next_id()).collect());
-    let pb = bar(n, "users");
-    let now = clock.wall_millis();
-    run_chunks(n, writers, |lo, hi| {
-        let (graph, user_ids, phc, region, pb) = (
-            graph.clone(),
-            user_ids.clone(),
-            phc.clone(),
-            args.region.clone(),
-            pb.clone(),
-        );
-        async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            for i in lo..hi {
-                batch.extend(Graph::bulk_user(
-                    user_ids[i as usize],
-                    &format!("user{i}"),
-                    &region,
-                    &phc,
-                    now,
-                )?);
-                if batch.len() >= BATCH {
-                    graph.bulk_write(&batch).await?;
-                    batch.clear();
-                }
-            }
-            graph.bulk_write(&batch).await?;
-            pb.inc(hi - lo);
-            Ok(())
-        }
-    })
-    .await?;
-    pb.finish();
-
-    // Follows.
-    let zipf = Zipf::new(n as f64, args.zipf).context("the Zipf distribution")?;
-    let pb = bar(n * args.follows, "follows");
-    let edges = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    run_chunks(n, writers, |lo, hi| {
-        let (graph, user_ids, pb, edges) =
-            (graph.clone(), user_ids.clone(), pb.clone(), edges.clone());
-        let (seed, avg) = (args.seed, args.follows);
-        async move {
-            let mut rng = StdRng::seed_from_u64(seed ^ (lo / CHUNK).wrapping_mul(0x9E37_79B9));
-            let mut batch = Vec::with_capacity(BATCH);
-            for i in lo..hi {
-                let fs = followees(i, n, avg, &zipf, &mut rng);
-                for f in &fs {
-                    batch.extend(Graph::bulk_follow(
-                        user_ids[i as usize],
-                        user_ids[*f as usize],
-                        now,
-                    ));
-                }
-                if batch.len() >= BATCH {
-                    graph.bulk_write(&batch).await?;
-                    batch.clear();
-                }
-                pb.inc(fs.len() as u64);
-                edges.fetch_add(fs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            graph.bulk_write(&batch).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    pb.finish();
-
-    // Posts.
-    let pb = bar(n * args.posts, "posts");
-    let posted = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    run_chunks(n, writers, |lo, hi| {
-        let (posts, graph, user_ids, pb, posted) = (
-            posts.clone(),
-            graph.clone(),
-            user_ids.clone(),
-            pb.clone(),
-            posted.clone(),
-        );
-        let (seed, avg) = (args.seed, args.posts);
-        async move {
-            let mut rng = StdRng::seed_from_u64(!seed ^ (lo / CHUNK).wrapping_mul(0x5851_F42D));
-            let mut batch = Vec::with_capacity(BATCH);
-            for i in lo..hi {
-                let k = if avg == 0 {
-                    0
-                } else {
-                    rng.random_range(0..=2 * avg)
-                };
-                for p in 0..k {
-                    let words = rng.next_u32() % 40 + 3;
-                    let text = format!(
-                        "post {p} of user{i}: {}",
-                        "lorem ipsum ".repeat(words as usize / 2)
-                    );
-                    batch.extend(posts.bulk_create(user_ids[i as usize], text.trim(), now)?);
-                }
-                if batch.len() >= BATCH {
-                    graph.bulk_write(&batch).await?;
-                    batch.clear();
-                }
-                pb.inc(k);
-                posted.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
-            }
-            graph.bulk_write(&batch).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    pb.finish();
-
-    // Derived state: follower counts by the usual consumer.
-    let counting = Instant::now();
-    eprintln!("deriving follower counts…");
-    graph.catch_up_counts().await?;
-    let counts_s = counting.elapsed().as_secs_f64();
-    store.flush().await?;
+    let phc = graph.seed_password_hash(PASSWORD, args.seed).await?;
     drop(graph);
-    drop(posts);
+    let threads = args
+        .writers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |c| c.get()));
+
+    // Ids from the seed's own fixed time, so the same flags give the same bytes.
+    let mut ids = IdGenerator::sequence(node, args.at_ms);
+    let user_ids: Vec<u64> = ids.by_ref().take(n as usize).collect();
+    let zipf = Zipf::new(n as f64, args.zipf).context("the Zipf distribution")?;
+    let (avg, seed, posts_avg) = (args.follows, args.seed, args.posts);
+    let pb = bar(n, "graph");
+    let gen_pb = pb.clone();
+    let following = tokio::task::spawn_blocking(move || {
+        generate(n, threads, seed, |i, rng| {
+            gen_pb.inc(1);
+            followees(i, n, avg, &zipf, rng)
+                .into_iter()
+                .map(|f| f as u32)
+                .collect()
+        })
+    })
+    .await?;
+    pb.finish();
+    let followers = following.transpose();
+    let edges = following.targets.len() as u64;
+    let posts = generate_posts(n, posts_avg, seed, &user_ids, &mut ids, args.at_ms);
+    let generated_s = started.elapsed().as_secs_f64();
+
+    let graph = SeedGraph {
+        ids: user_ids,
+        handles: (0..n).map(|i| format!("user{i}")).collect(),
+        following,
+        followers,
+        region: args.region.clone(),
+        phc,
+        at_ms: args.at_ms,
+    };
+    let keys = 3 * n + 2 * edges + 2 * n + 2 * posts.len() as u64;
+    let pb = bar(keys, "keys");
+    let loading = Instant::now();
+    let dot = Dot {
+        hlc: Hlc::new(args.at_ms, 0),
+        node,
+    };
+    let (report, posts_n) = {
+        let store = store.clone();
+        let pb = pb.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut load = store.bulk_load(dot)?;
+            let mut runs = graph.runs(dot)?;
+            runs.extend(starling_posts::seed_runs(&posts)?);
+            load_runs(load.as_mut(), runs, &mut |k| pb.inc(k))?;
+            Ok((load.finish()?, posts.len()))
+        })
+        .await??
+    };
+    pb.finish();
+    let load_s = loading.elapsed().as_secs_f64();
+    let digest = store.digests().root();
     drop(store);
     let size = dir_size(&dir);
-    let edges = edges.load(std::sync::atomic::Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seeded {n} users, {edges} follows, {} posts into {} in {secs:.1} s ({:.0} writes/s; counts {counts_s:.1} s); store size {:.1} MiB",
-        posted.load(std::sync::atomic::Ordering::Relaxed),
+        "seeded {n} users, {edges} follows, {posts_n} posts into {} in {secs:.1} s \
+         (generation {generated_s:.1} s, load {load_s:.1} s: {} keys, {:.0} keys/s); \
+         store size {:.1} MiB; peak memory {}; digest {digest:016x}",
         dir.display(),
-        (3 * n + 2 * edges) as f64 / secs,
-        size as f64 / (1 << 20) as f64
+        report.keys,
+        report.keys as f64 / load_s,
+        size as f64 / (1 << 20) as f64,
+        peak_rss().map_or_else(
+            || "unknown".into(),
+            |b| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+        ),
     );
     println!("log in as user0 … user{} with password {PASSWORD:?}", n - 1);
     Ok(())
 }
 
-/// Runs `job(lo, hi)` over `0..n` in chunks of [`CHUNK`], `writers` at a time.
-async fn run_chunks<F, Fut>(n: u64, writers: usize, job: F) -> anyhow::Result<()>
-where
-    F: Fn(u64, u64) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
-{
-    let mut set = tokio::task::JoinSet::new();
-    let mut lo = 0;
-    while lo < n {
-        while set.len() >= writers.max(1) {
-            if let Some(r) = set.join_next().await {
-                r.context("a seeding task")??;
+/// Runs `user(i, rng)` for every user in chunks of [`CHUNK`] on `threads` threads, each chunk
+/// with its own RNG seeded from the chunk number, and gathers the lists in user order.
+fn generate(
+    n: u64,
+    threads: usize,
+    seed: u64,
+    user: impl Fn(u64, &mut StdRng) -> Vec<u32> + Sync,
+) -> Adjacency {
+    let chunks = n.div_ceil(CHUNK) as usize;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<std::sync::Mutex<Vec<Vec<u32>>>> =
+        (0..chunks).map(|_| std::sync::Mutex::default()).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if c >= chunks {
+                        return;
+                    }
+                    let lo = c as u64 * CHUNK;
+                    let mut rng =
+                        StdRng::seed_from_u64(seed ^ (c as u64).wrapping_mul(0x9E37_79B9));
+                    let lists = (lo..(lo + CHUNK).min(n))
+                        .map(|i| user(i, &mut rng))
+                        .collect();
+                    if let Ok(mut slot) = done[c].lock() {
+                        *slot = lists;
+                    }
+                }
+            });
+        }
+    });
+    let lists: Vec<Vec<Vec<u32>>> = done
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_default())
+        .collect();
+    Adjacency::from_lists(lists.iter().flatten().map(Vec::as_slice))
+}
+/// About `avg` posts per user (0 to twice that), ids drawn in order from `ids`.
+fn generate_posts(
+    n: u64,
+    avg: u64,
+    seed: u64,
+    users: &[u64],
+    ids: &mut impl Iterator<Item = u64>,
+    at_ms: u64,
+) -> Vec<Post> {
+    let mut out = Vec::new();
+    if avg == 0 {
+        return out;
+    }
+    for c in 0..n.div_ceil(CHUNK) {
+        let mut rng = StdRng::seed_from_u64(!seed ^ c.wrapping_mul(0x5851_F42D));
+        for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            for p in 0..rng.random_range(0..=2 * avg) {
+                let words = rng.next_u32() % 40 + 3;
+                let text = format!(
+                    "post {p} of user{i}: {}",
+                    "lorem ipsum ".repeat(words as usize / 2)
+                );
+                out.push(Post {
+                    id: ids.next().unwrap_or_default(),
+                    author: users[i as usize],
+                    text: text.trim().to_string(),
+                    media: Vec::new(),
+                    created_at_ms: at_ms,
+                    edited_at_ms: None,
+                });
             }
         }
-        let hi = (lo + CHUNK).min(n);
-        set.spawn(job(lo, hi));
-        lo = hi;
     }
-    while let Some(r) = set.join_next().await {
-        r.context("a seeding task")??;
-    }
-    Ok(())
+    out
+}
+
+/// The process's peak resident memory, from `/proc` (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {

@@ -45,6 +45,42 @@ fn a_seeded_store_serves_logins_counts_and_feeds() {
     ]);
     assert!(ok, "{out}");
     assert!(out.contains("seeded 400 users"), "{out}");
+    // The same flags give the same records: a second node seeded alike agrees by digest.
+    let twin = dir.path().join("twin").display().to_string();
+    let (ok, again) = starling(&[
+        "seed",
+        "--users",
+        "400",
+        "--follows",
+        "12",
+        "--posts",
+        "2",
+        "--seed",
+        "7",
+        "--writers",
+        "1",
+        "--data-dir",
+        &twin,
+    ]);
+    assert!(ok, "{again}");
+    let digest = |s: &str| s.split("digest ").nth(1).unwrap()[..16].to_string();
+    assert_eq!(digest(&out), digest(&again), "{out}\n{again}");
+    let (ok, other) = starling(&[
+        "seed",
+        "--users",
+        "400",
+        "--follows",
+        "12",
+        "--seed",
+        "8",
+        "--data-dir",
+        &dir.path().join("other").display().to_string(),
+    ]);
+    assert!(ok, "{other}");
+    assert_ne!(digest(&out), digest(&other), "another seed, another graph");
+    // A bulk load goes into a fresh store only.
+    let (ok, refused) = starling(&["seed", "--users", "10", "--data-dir", &d]);
+    assert!(!ok && refused.contains("no replicated record"), "{refused}");
     let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
     let body = serde_json::json!({"handle": "user0", "password": "password1"}).to_string();
     let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
@@ -68,6 +104,31 @@ fn a_seeded_store_serves_logins_counts_and_feeds() {
         json(&list)["items"].as_array().unwrap().len() as i64,
         following
     );
+    // The loaded counts move with later follows and unfollows (the edges' shadows were loaded).
+    let first = json(&list)["items"][0]["id"].as_str().unwrap().to_string();
+    let followers_of = |who: &str| {
+        let (s, u) = node.http("GET", &format!("/v1/users/{who}"), Some(&token), b"");
+        assert_eq!(s, 200);
+        json(&u)["followers_count"].as_i64().unwrap()
+    };
+    let before = followers_of(&first);
+    let (s, _) = node.http(
+        "DELETE",
+        &format!("/v1/following/{first}"),
+        Some(&token),
+        b"",
+    );
+    assert_eq!(s, 204);
+    assert_eq!(followers_of(&first), before - 1);
+    let (s, me2) = node.http("GET", "/v1/users/me", Some(&token), b"");
+    assert_eq!(s, 200);
+    assert_eq!(
+        json(&me2)["following_count"].as_i64().unwrap(),
+        following - 1
+    );
+    let (s, _) = node.http("PUT", &format!("/v1/following/{first}"), Some(&token), b"");
+    assert_eq!(s, 204);
+    assert_eq!(followers_of(&first), before);
     // The feed is rebuilt on first read from the seeded follows and posts.
     assert!(
         eventually(Duration::from_secs(10), || {

@@ -8,18 +8,25 @@
 //! a follow resolves with the set), never negative, replicated by nothing (each region derives its
 //! own), and resumable: the feed position is persisted. The one window: a crash between moving a
 //! count and writing its shadow counts that edge twice — a count can be rebuilt from the sets.
+//!
+//! A bulk load (`starling seed`, [`crate::bulk`]) writes the counts of the graph it loads and,
+//! instead of a shadow per edge, one local marker holding the load's dot: an edge without a
+//! shadow whose record has seen that dot was loaded, hence counted. A node that was not loaded
+//! has no marker, and counts the same edges one by one as they replicate in.
 
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
 use bytes::Bytes;
-use starling_store::{FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
+use starling_store::{Dot, FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
 use std::collections::HashMap;
 use tokio::sync::watch;
 
 /// `gn/user/"followers"|"following"` → counter (local).
-const COUNTS: Keyspace = Keyspace::local("gn");
+pub(crate) const COUNTS: Keyspace = Keyspace::local("gn");
 /// `gs/edge key` → the visibility last counted, one byte (local).
 const SHADOWS: Keyspace = Keyspace::local("gs");
+/// `gl` → the dot of the bulk load this node's counts include, if any (local).
+pub(crate) const LOADED: Keyspace = Keyspace::local("gl");
 
 pub(crate) fn count_key(id: u64, which: &str) -> Key {
     COUNTS.key().u64(id).str(which).finish()
@@ -45,6 +52,7 @@ impl Graph {
         let _one = self.counts_lock.lock().await;
         let consumer = FeedConsumer::new(self.store.clone(), "graph-counts");
         let mut cursor = consumer.position().await?;
+        let loaded = self.loaded_dot().await?;
         loop {
             let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
@@ -54,7 +62,7 @@ impl Graph {
             let mut shadows: HashMap<Key, bool> = HashMap::new();
             for c in changes {
                 if let Some(counter) = counter_of(&c.key) {
-                    self.recount(&c.key, counter, &mut moves, &mut shadows)
+                    self.recount(&c.key, counter, loaded.as_ref(), &mut moves, &mut shadows)
                         .await?;
                 }
             }
@@ -73,29 +81,40 @@ impl Graph {
         }
     }
 
+    /// The dot of the bulk load whose counts this node's counts include.
+    async fn loaded_dot(&self) -> Result<Option<Dot>, GraphError> {
+        match self
+            .store
+            .get(&LOADED.prefix())
+            .await?
+            .and_then(|v| v.value)
+        {
+            Some(b) => Ok(Some(starling_store::codec::from_value(&b)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Moves `counter` by one if the edge's visibility differs from what was counted (the
-    /// batch's pending shadows first, then the stored one).
+    /// batch's pending shadows first, then the stored one, then whether the edge was loaded).
     async fn recount(
         &self,
         edge: &Key,
         counter: Key,
+        loaded: Option<&Dot>,
         moves: &mut HashMap<Key, i64>,
         shadows: &mut HashMap<Key, bool>,
     ) -> Result<(), GraphError> {
-        let visible = self
-            .store
-            .get(edge)
-            .await?
-            .is_some_and(|v| v.value.is_some());
+        let record = self.store.get_record(edge).await?;
+        let visible = record.as_ref().is_some_and(|r| r.visible().value.is_some());
         let shadow = SHADOWS.key().raw(edge.as_bytes()).finish();
         let counted = match shadows.get(&shadow) {
             Some(v) => *v,
-            None => self
-                .store
-                .get(&shadow)
-                .await?
-                .and_then(|v| v.value)
-                .is_some_and(|b| b.as_ref() == [1]),
+            None => match self.store.get(&shadow).await?.and_then(|v| v.value) {
+                Some(b) => b.as_ref() == [1],
+                None => {
+                    loaded.is_some_and(|d| record.as_ref().is_some_and(|r| r.context().contains(d)))
+                }
+            },
         };
         if visible != counted {
             *moves.entry(counter).or_default() += if visible { 1 } else { -1 };

@@ -137,6 +137,22 @@ impl Graph {
         .map_err(|_| GraphError::Invalid("password hashing was interrupted"))?
     }
 
+    /// [`Graph::hash_password`] with a given salt, for bulk loads that must be reproducible.
+    pub(crate) async fn hash_password_salted(
+        &self,
+        password: String,
+        salt: Vec<u8>,
+    ) -> Result<String, GraphError> {
+        let a = self.argon2()?;
+        tokio::task::spawn_blocking(move || {
+            a.hash_password_with_salt(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|_| GraphError::Invalid("password cannot be hashed"))
+        })
+        .await
+        .map_err(|_| GraphError::Invalid("password hashing was interrupted"))?
+    }
+
     async fn verify_password(&self, password: String, phc: String) -> Result<bool, GraphError> {
         let a = self.argon2()?;
         tokio::task::spawn_blocking(move || {

@@ -253,32 +253,6 @@ impl Posts {
         Ok(())
     }
 
-    /// The writes of a new post, for bulk loads (`starling seed`): no idempotency key, no
-    /// media. Write them with `Store::mutate_many`.
-    pub fn bulk_create(
-        &self,
-        author: u64,
-        text: &str,
-        created_at_ms: u64,
-    ) -> Result<[(Key, Mutation); 2], PostError> {
-        check_text(text)?;
-        let post = Post {
-            id: self.ids.next_id(),
-            author,
-            text: text.to_string(),
-            media: Vec::new(),
-            created_at_ms,
-            edited_at_ms: None,
-        };
-        Ok([
-            (
-                post_key(post.id),
-                Mutation::Put(starling_store::codec::to_value(&post)?),
-            ),
-            (list_key(author, post.id), Mutation::Add(Bytes::new())),
-        ])
-    }
-
     /// The ids of an author's posts, newest first, older than post `before` (exclusive): the
     /// list index alone, without reading the posts (the feed's rebuilds and merges).
     pub async fn ids_by_author(
@@ -346,6 +320,41 @@ impl Posts {
             .await?
             .and_then(|v| v.value))
     }
+}
+
+/// The keys of `posts` (ascending ids, text checked, no media, no idempotency key) for a bulk
+/// load (`starling seed`): the posts, and each author's list.
+pub fn seed_runs(posts: &[Post]) -> Result<Vec<starling_store::BulkRun<'_>>, PostError> {
+    for p in posts {
+        check_text(&p.text)?;
+    }
+    if !posts.windows(2).all(|w| w[0].id < w[1].id) {
+        return Err(PostError::Invalid(
+            "seeded posts must come in ascending id order",
+        ));
+    }
+    let mut listed: Vec<(u64, std::cmp::Reverse<u64>)> = posts
+        .iter()
+        .map(|p| (p.author, std::cmp::Reverse(p.id)))
+        .collect();
+    listed.sort_unstable();
+    Ok(vec![
+        starling_store::BulkRun {
+            prefix: POSTS.prefix(),
+            items: Box::new(posts.iter().map(|p| {
+                let v = starling_store::codec::to_value(p)?;
+                Ok((post_key(p.id), Mutation::Put(v)))
+            })),
+        },
+        starling_store::BulkRun {
+            prefix: BY_AUTHOR.prefix(),
+            items: Box::new(
+                listed
+                    .into_iter()
+                    .map(|(author, id)| Ok((list_key(author, id.0), Mutation::Add(Bytes::new())))),
+            ),
+        },
+    ])
 }
 
 #[cfg(test)]

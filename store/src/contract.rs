@@ -4,12 +4,12 @@
 //! and small: typed conveniences live in [`StoreExt`], implemented once for every store.
 
 use crate::digest::DigestTree;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::hlc::Hlc;
 use crate::key::Key;
 use crate::node::NodeId;
 use crate::record::{Kind, Record, Versioned};
-use crate::version::VersionVector;
+use crate::version::{Dot, VersionVector};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -199,6 +199,19 @@ pub trait Store: Send + Sync + Debug + 'static {
         Ok(())
     }
 
+    /// Starts a bulk load into this store, which must hold no replicated record yet (a fresh
+    /// node being seeded): records are written straight into the engine's sorted files, every
+    /// one stamped with the same `dot`, without change-feed entries (so no consumer or peer
+    /// replays them) but with digests, so replicas loaded with the same records agree at once.
+    /// Nothing else may write to the store while it loads. Engines without such a path return
+    /// [`StoreError::InvalidArgument`]; use [`Store::mutate_many`] there.
+    fn bulk_load(&self, dot: Dot) -> Result<Box<dyn BulkLoad>> {
+        let _ = dot;
+        Err(StoreError::InvalidArgument(
+            "this engine has no bulk-load path; use mutate_many",
+        ))
+    }
+
     /// Writes `new` (a value, or a tombstone for `None`) to a register only if its version is
     /// `expected` (`None`: the key must not exist). Linearizable per key on one replica; the
     /// gossip layer routes it to the key's owner.
@@ -367,4 +380,70 @@ impl CasRouter for LocalCas {
     ) -> Result<CasOutcome> {
         self.0.cas(key, expected, new).await
     }
+}
+
+/// A bulk load in progress ([`Store::bulk_load`]). Synchronous: run it on a blocking thread.
+pub trait BulkLoad: Send {
+    /// Adds one key, written as `mutation` applied to nothing. Keys must come in strictly
+    /// ascending byte order over the whole load (node-local keys, which start with `0xff`, last).
+    fn push(&mut self, key: Key, mutation: Mutation) -> Result<()>;
+
+    /// Writes what is buffered, waits for every writer and makes the load durable.
+    fn finish(self: Box<Self>) -> Result<BulkReport>;
+}
+
+/// The keys of one keyspace for a bulk load, in ascending order, all under `prefix`.
+pub struct BulkRun<'a> {
+    /// The prefix every key of the run starts with.
+    pub prefix: Key,
+    /// The keys and their mutations, ascending.
+    pub items: Box<dyn Iterator<Item = Result<(Key, Mutation)>> + Send + 'a>,
+}
+
+impl std::fmt::Debug for BulkRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkRun")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads runs of disjoint keyspaces: sorted by prefix, then pushed one after the other; calls
+/// `progress` with the number of keys pushed every 65 536 keys.
+pub fn load_runs(
+    load: &mut dyn BulkLoad,
+    mut runs: Vec<BulkRun<'_>>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    runs.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    let mut since = 0u64;
+    for run in runs {
+        for item in run.items {
+            let (key, m) = item?;
+            if !key.starts_with(run.prefix.as_bytes()) {
+                return Err(StoreError::InvalidArgument(
+                    "a bulk-run key outside its prefix",
+                ));
+            }
+            load.push(key, m)?;
+            since += 1;
+            if since == 1 << 16 {
+                progress(since);
+                since = 0;
+            }
+        }
+    }
+    progress(since);
+    Ok(())
+}
+
+/// What a bulk load wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BulkReport {
+    /// Keys written.
+    pub keys: u64,
+    /// Of which replicated (the rest are node-local).
+    pub replicated: u64,
+    /// Bytes of keys and encoded records.
+    pub bytes: u64,
 }

@@ -42,7 +42,12 @@ impl Digests {
 
     /// XORs `h` into the bucket of `key`.
     pub(crate) fn toggle(&self, key: &[u8], h: u64) {
-        self.leaves[bucket_of(key) as usize].fetch_xor(h, Ordering::AcqRel);
+        self.toggle_in(bucket_of(key), h);
+    }
+
+    /// [`Digests::toggle`] for a key whose bucket is known.
+    pub(crate) fn toggle_in(&self, bucket: u32, h: u64) {
+        self.leaves[bucket as usize].fetch_xor(h, Ordering::AcqRel);
     }
 
     pub(crate) fn snapshot(&self) -> DigestTree {

@@ -29,8 +29,8 @@ pub mod version;
 
 pub use consumer::{FeedConsumer, drive};
 pub use contract::{
-    ApplyReport, CasOutcome, CasRouter, Change, Delta, Limits, LocalCas, Mutation, Origin,
-    ScanPage, ScanRequest, Store, StoreExt,
+    ApplyReport, BulkLoad, BulkReport, BulkRun, CasOutcome, CasRouter, Change, Delta, Limits,
+    LocalCas, Mutation, Origin, ScanPage, ScanRequest, Store, StoreExt, load_runs,
 };
 pub use digest::DigestTree;
 #[cfg(feature = "scylla")]

@@ -61,6 +61,49 @@ impl Op {
     }
 }
 
+/// Where [`Backend::ingest`] writes a run's entries.
+pub(crate) trait Sink {
+    /// The next entry (keys strictly ascending).
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+}
+
+/// A function writing one entry.
+pub(crate) type WriteFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
+/// A [`Sink`] that calls a function.
+pub(crate) struct FnSink<'a, 'f>(pub(crate) &'a mut WriteFn<'f>);
+
+impl Sink for FnSink<'_, '_> {
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        (self.0)(key, value)
+    }
+}
+
+/// The default [`Sink`]: batches of [`INGEST_BATCH`] committed ops.
+struct BatchSink<'a, B: ?Sized> {
+    backend: &'a B,
+    space: Space,
+    ops: Vec<Op>,
+}
+
+impl<B: Backend + ?Sized> Sink for BatchSink<'_, B> {
+    fn write(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.ops.push(Op::put(
+            self.space,
+            Bytes::copy_from_slice(key),
+            Bytes::copy_from_slice(value),
+        ));
+        if self.ops.len() == INGEST_BATCH {
+            let ops = std::mem::replace(&mut self.ops, Vec::with_capacity(INGEST_BATCH));
+            self.backend.commit(ops)?;
+        }
+        Ok(())
+    }
+}
+
+/// Ops per batch of the default [`Backend::ingest`].
+const INGEST_BATCH: usize = 4096;
+
 /// A range of raw keys, owned.
 pub(crate) type RawRange = (Bound<Bytes>, Bound<Bytes>);
 
@@ -79,6 +122,27 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
         reverse: bool,
         max: usize,
     ) -> Result<Vec<(Bytes, Bytes)>>;
+
+    /// Writes one sorted run (a bulk load: see `super::bulk`): `fill` hands every entry to the
+    /// sink, in strictly ascending key order. Durable once [`Backend::sync`] returns after it.
+    /// The default commits batches.
+    fn ingest(
+        &self,
+        space: Space,
+        fill: &mut dyn FnMut(&mut dyn Sink) -> Result<()>,
+    ) -> Result<()> {
+        let mut sink = BatchSink {
+            backend: self,
+            space,
+            ops: Vec::with_capacity(INGEST_BATCH),
+        };
+        fill(&mut sink)?;
+        let ops = std::mem::take(&mut sink.ops);
+        if !ops.is_empty() {
+            self.commit(ops)?;
+        }
+        Ok(())
+    }
 
     /// Hands committed batches to the operating system (they then survive a process crash).
     fn flush(&self) -> Result<()>;

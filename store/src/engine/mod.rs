@@ -11,6 +11,7 @@
 //! crash; with [`FsyncPolicy::Always`] it then waits for a shared fsync the same way.
 
 mod backend;
+mod bulk;
 mod embedded;
 mod memory;
 mod rules;
@@ -22,7 +23,8 @@ pub use embedded::FsyncPolicy;
 
 use crate::codec::{decode_record, encode_record};
 use crate::contract::{
-    ApplyReport, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage, ScanRequest, Store,
+    ApplyReport, BulkLoad, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage,
+    ScanRequest, Store,
 };
 use crate::digest::{DigestTree, Digests, LEAVES, bucket_of, entry_hash};
 use crate::error::{Result, StoreError};
@@ -30,7 +32,7 @@ use crate::hlc::{Hlc, HlcClock};
 use crate::key::Key;
 use crate::node::NodeId;
 use crate::record::{Record, Versioned};
-use crate::version::VersionVector;
+use crate::version::{Dot, VersionVector};
 use async_trait::async_trait;
 use backend::{Backend, Op, Space, prefix_end};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -559,6 +561,10 @@ impl<B: Backend> Store for Engine<B> {
             self.shared.mutate(k, m.clone(), None)?;
         }
         self.syncer.wait_durable(self.shared.committed()).await
+    }
+
+    fn bulk_load(&self, dot: Dot) -> Result<Box<dyn BulkLoad>> {
+        Ok(Box::new(bulk::Loader::start(self.shared.clone(), dot)?))
     }
 
     async fn cas(

@@ -104,6 +104,23 @@ pub(crate) fn visible(r: Option<Record>) -> Result<Option<Versioned<Bytes>>> {
     }
 }
 
+/// Applies mutation `m`, stamped `dot`, to record `r`.
+pub(crate) fn write(
+    r: &mut Record,
+    dot: Dot,
+    m: Mutation,
+    ctx: Option<&VersionVector>,
+) -> Result<()> {
+    match m {
+        Mutation::Put(v) => r.write_register(dot, Some(v), ctx)?,
+        Mutation::Delete => r.write_register(dot, None, ctx)?,
+        Mutation::Add(p) => r.add_element(dot, p, ctx)?,
+        Mutation::Remove => r.remove_element(dot, ctx)?,
+        Mutation::Count(d) => r.add_count(dot, d)?,
+    }
+    Ok(())
+}
+
 /// Stamps this node's local writes.
 #[derive(Debug, Clone)]
 pub(crate) struct Stamper {
@@ -135,13 +152,7 @@ impl Stamper {
     ) -> Result<Record> {
         let mut r = old.cloned().unwrap_or_else(|| Record::empty(m.kind()));
         let dot = self.dot(r.max_hlc());
-        match m {
-            Mutation::Put(v) => r.write_register(dot, Some(v), ctx)?,
-            Mutation::Delete => r.write_register(dot, None, ctx)?,
-            Mutation::Add(p) => r.add_element(dot, p, ctx)?,
-            Mutation::Remove => r.remove_element(dot, ctx)?,
-            Mutation::Count(d) => r.add_count(dot, d)?,
-        }
+        write(&mut r, dot, m, ctx)?;
         Ok(r)
     }
 
