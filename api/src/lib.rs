@@ -12,6 +12,8 @@ pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod feed;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod json;
 pub mod limits;
 pub mod metrics;
