@@ -124,6 +124,27 @@ cargo fmt --all -- --check
 log "clippy"
 cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D warnings
 
+# cargo-deny: licenses, bans and sources of the dependency graph (deny.toml), offline.
+# Advisories are left out: the RustSec database lives on GitHub, which CI cannot reach.
+# Building cargo-deny from source does not fit CI's time budget (see RELIABILITY.md), so this
+# step runs when `cargo deny` is installed, or installs it first with STARLING_CARGO_DENY=install;
+# STARLING_CARGO_DENY=skip skips it even when installed.
+case "${STARLING_CARGO_DENY:-auto}" in
+  skip) log "cargo-deny: skipped (STARLING_CARGO_DENY=skip)" ;;
+  *)
+    if ! cargo deny --version >/dev/null 2>&1 && [ "${STARLING_CARGO_DENY:-auto}" = install ]; then
+      log "installing cargo-deny (STARLING_CARGO_DENY=install)"
+      cargo install cargo-deny --locked
+    fi
+    if cargo deny --version >/dev/null 2>&1; then
+      log "cargo-deny (licenses, bans, sources)"
+      cargo deny --locked --offline check --hide-inclusion-graph licenses bans sources
+    else
+      log "cargo-deny is not installed: skipped (STARLING_CARGO_DENY=install to install it)"
+    fi
+    ;;
+esac
+
 if [ -n "${cassandra_launcher:-}" ]; then
   log "waiting for the local Cassandra node"
   wait "$cassandra_launcher"

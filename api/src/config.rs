@@ -104,6 +104,24 @@ pub struct ServeArgs {
     /// Most members of a group conversation (default 1000).
     #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
     pub max_group_members: Option<usize>,
+    /// Open HTTP and WebSocket sockets this node accepts; more are closed at once
+    /// (default 250000).
+    #[arg(long, env = "STARLING_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open sockets from one client address; more are closed at once (default 50000).
+    #[arg(long, env = "STARLING_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Time a client has to send a whole request head, e.g. `30s` (also how long an idle
+    /// keep-alive connection stays open; default 30s).
+    #[arg(long, env = "STARLING_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// Deadline of a request, body upload included, e.g. `30s`; past it the answer is 503
+    /// (default 30s).
+    #[arg(long, env = "STARLING_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
+    #[arg(long, env = "STARLING_SESSION_TTL")]
+    pub session_ttl: Option<String>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -138,6 +156,11 @@ struct FileConfig {
     ws_max_connections: Option<usize>,
     ws_queue_bytes: Option<usize>,
     max_group_members: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    header_read_timeout: Option<String>,
+    request_timeout: Option<String>,
+    session_ttl: Option<String>,
 }
 
 /// Which store engine a node runs.
@@ -188,6 +211,12 @@ pub struct ServeConfig {
     pub feed: starling_feed::FeedConfig,
     /// Chat limits.
     pub chat: ChatSettings,
+    /// Connection caps and the header-read timeout of the accept loop.
+    pub conn: crate::accept::ConnLimits,
+    /// Deadline of one request.
+    pub request_timeout: Duration,
+    /// Lifetime of a session token.
+    pub session_ttl: Duration,
 }
 
 /// Limits of the messenger and its WebSocket gateway.
@@ -292,6 +321,45 @@ impl ServeConfig {
                     .or(file.feed_celebrity_followers),
                 args.feed_inactive_days.or(file.feed_inactive_days),
             )?,
+            conn: {
+                let d = crate::accept::ConnLimits::default();
+                crate::accept::ConnLimits {
+                    max_connections: args
+                        .max_connections
+                        .or(file.max_connections)
+                        .unwrap_or(d.max_connections),
+                    max_per_ip: args
+                        .max_connections_per_ip
+                        .or(file.max_connections_per_ip)
+                        .unwrap_or(d.max_per_ip),
+                    header_read_timeout: parse_timeout(
+                        "--header-read-timeout",
+                        args.header_read_timeout
+                            .or(file.header_read_timeout)
+                            .as_deref(),
+                        d.header_read_timeout,
+                    )?,
+                }
+            },
+            session_ttl: match args.session_ttl.or(file.session_ttl) {
+                None => Duration::from_secs(30 * 24 * 3600),
+                Some(s) => {
+                    let d = humantime::parse_duration(s.trim()).map_err(|e| {
+                        anyhow::anyhow!(
+                            "--session-ttl {s:?}: expected a duration such as 30d ({e})"
+                        )
+                    })?;
+                    if d < Duration::from_secs(1) {
+                        bail!("--session-ttl {s:?}: at least 1s");
+                    }
+                    d
+                }
+            },
+            request_timeout: parse_timeout(
+                "--request-timeout",
+                args.request_timeout.or(file.request_timeout).as_deref(),
+                crate::limits::REQUEST_DEADLINE,
+            )?,
             chat: {
                 let d = ChatSettings::default();
                 ChatSettings {
@@ -314,6 +382,9 @@ impl ServeConfig {
                 }
             },
         };
+        if cfg.conn.max_connections == 0 || cfg.conn.max_per_ip == 0 {
+            bail!("--max-connections and --max-connections-per-ip: at least 1");
+        }
         if cfg.chat.max_per_user == 0 || cfg.chat.max_connections == 0 {
             bail!("--ws-max-per-user and --ws-max-connections: at least 1");
         }
@@ -441,6 +512,17 @@ fn parse_store(s: Option<&str>) -> anyhow::Result<StoreKind> {
             "--store {other:?}: expected `embedded`, `memory` or `scylla://HOST:PORT/KEYSPACE`"
         ),
     }
+}
+
+/// A duration such as `30s` or `500ms`, between 100 ms and one hour.
+fn parse_timeout(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
+    let Some(s) = s else { return Ok(default) };
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: expected a duration such as 30s ({e})"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        bail!("{flag} {s:?}: between 100ms and 1h");
+    }
+    Ok(d)
 }
 
 fn parse_fsync(s: Option<&str>) -> anyhow::Result<FsyncPolicy> {

@@ -34,6 +34,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "expected a body with Content-Type: application/json".into(),
             ));
         }
+        // A declared length over the limit is refused before any of the body is awaited: a
+        // client announcing gigabytes and sending nothing must not hold the request open.
+        if declared_length(&req).is_some_and(|n| n > MAX_JSON_BODY as u64) {
+            return Err(ApiError::TooLarge(format!(
+                "a JSON body is at most {MAX_JSON_BODY} bytes"
+            )));
+        }
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(format!("a JSON body is at most {MAX_JSON_BODY} bytes"))
@@ -54,6 +61,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             }
         })
     }
+}
+
+/// The `Content-Length` a request declares, if any and well-formed.
+pub fn declared_length<B>(req: &axum::http::Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Parses an id sent as a decimal string.

@@ -5,12 +5,15 @@
 //! domain crates joins it issue by issue. [`router`] builds the whole router from an
 //! [`AppState`] so tests can call it with `oneshot`, without a socket.
 
+pub mod accept;
 pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod feed;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod json;
 pub mod limits;
 pub mod metrics;
@@ -171,8 +174,13 @@ pub fn start_chat(
     tasks
 }
 
-/// The whole HTTP API of a node.
+/// The whole HTTP API of a node, with the default request deadline.
 pub fn router(state: AppState) -> axum::Router {
+    router_with_deadline(state, limits::REQUEST_DEADLINE)
+}
+
+/// The whole HTTP API of a node; a request not answered within `deadline` gets 503.
+pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> axum::Router {
     ops::routes()
         .merge(admin::routes())
         .merge(openapi::routes())
@@ -183,6 +191,10 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(conversations::routes())
         .merge(ws::routes())
         .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
-        .layer(axum::middleware::from_fn(limits::deadline))
+        .layer(axum::middleware::from_fn(limits::declared_size))
+        .layer(axum::middleware::from_fn_with_state(
+            deadline,
+            limits::deadline,
+        ))
         .with_state(state)
 }

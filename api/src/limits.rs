@@ -15,14 +15,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How long a request may take before it is answered 503.
+/// How long a request may take before it is answered 503 (default of `--request-timeout`).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Answers 503 (problem+json) to a request that is not done by its deadline.
-pub async fn deadline(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+/// Answers 503 (problem+json) to a request that is not done by its deadline `limit`: a slow
+/// handler, or a client that never finishes sending its body (the body is read inside).
+pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => ApiError::Unavailable("the request took too long".into()).into_response(),
+    }
+}
+
+/// Answers 413 at once to a request whose declared `Content-Length` exceeds the largest body
+/// any route accepts (media), instead of waiting for a body that may never come. Routes with a
+/// smaller limit check their own (see `json::JsonBody`).
+pub async fn declared_size(req: Request, next: Next) -> Response {
+    match crate::json::declared_length(&req) {
+        Some(n) if n > crate::posts::MAX_MEDIA_BYTES as u64 => ApiError::TooLarge(format!(
+            "a request body is at most {} bytes",
+            crate::posts::MAX_MEDIA_BYTES
+        ))
+        .into_response(),
+        _ => next.run(req).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Starting and stopping a node: open the store, bind, serve until a shutdown signal.
 
 use crate::config::{GossipSettings, ServeConfig, StoreKind};
-use crate::{AppState, NodeParts, router};
+use crate::{AppState, NodeParts};
 use anyhow::Context;
 use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
 use starling_graph::GraphConfig;
@@ -63,7 +63,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let state = AppState::new(NodeParts {
         store: store.clone(),
-        graph: GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone()),
+        graph: {
+            let mut g = GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone());
+            g.session_ttl = cfg.session_ttl;
+            g
+        },
         media,
         gossip: gossip.as_ref().map(GossipService::handle),
         admin_token: cfg.admin_token.clone(),
@@ -86,7 +90,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .map(|r| tokio::spawn(r.watch_health(stopped.clone())));
     let mut chat = crate::start_chat(&state, bus_rx, stopped);
     let hub = state.fanout.hub.clone();
-    let app = router(state);
+    let app = crate::router_with_deadline(state, cfg.request_timeout);
     let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),
@@ -97,11 +101,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         region = %cfg.region,
         "starling listening on http://{addr} ({data})"
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown({
+    crate::accept::serve(listener, app, cfg.conn, {
         let hub = hub.clone();
         async move {
             shutdown_signal().await;
@@ -109,8 +109,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             hub.close_all();
         }
     })
-    .await
-    .context("serving HTTP")?;
+    .await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -40,6 +40,8 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// A text frame that is not UTF-8.
     pub const BAD_DATA: u16 = 1007;
+    /// A WebSocket framing violation (RFC 6455).
+    pub const PROTOCOL: u16 = 1002;
     /// Repeated protocol abuse.
     pub const POLICY: u16 = 1008;
     /// Connection caps reached; try again later.

@@ -196,6 +196,9 @@ impl Session {
             Some(WsError::Capacity(_)) => Some(End::Close(close::TOO_BIG, "frame too large")),
             // tungstenite cannot go on reading after a bad text payload: RFC 6455 says 1007.
             Some(WsError::Utf8(_)) => Some(End::Close(close::BAD_DATA, "text frames are UTF-8")),
+            // A framing violation (a stray continuation, an oversized or fragmented control
+            // frame, reserved bits): RFC 6455 fails the connection with 1002.
+            Some(WsError::Protocol(_)) => Some(End::Close(close::PROTOCOL, "protocol error")),
             _ => Some(End::Gone),
         }
     }

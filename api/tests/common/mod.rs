@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn free_port() -> u16 {
@@ -21,38 +22,80 @@ pub struct Node {
     pub child: Child,
     pub port: u16,
     pub ready_line: String,
+    /// Everything the node wrote to stdout and stderr so far.
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Node {
     /// Starts `starling serve` with `args` in `dir` and waits (≤ 60 s) for its ready line.
     pub fn start(dir: &Path, port: u16, args: &[String]) -> Node {
+        Self::start_logging(dir, port, args, "info")
+    }
+
+    /// As [`Node::start`], with `STARLING_LOG=filter`.
+    pub fn start_logging(dir: &Path, port: u16, args: &[String], filter: &str) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
             .current_dir(dir)
-            .env("STARLING_LOG", "info")
+            .env("STARLING_LOG", filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        // Stderr is copied to the test's stderr (shown when it fails) and to the log.
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let err_log = log.clone();
+        std::thread::spawn(move || {
+            for line in err.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                let mut l = err_log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(60);
         let ready_line = loop {
             assert!(Instant::now() < deadline, "no ready line in 60 s");
             let line = lines.next().expect("the node exited early").unwrap();
+            {
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
             if line.contains("starling listening on") {
                 break line;
             }
         };
         // Keep draining stdout so the node never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let out_log = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut l = out_log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
         Node {
             child,
             port,
             ready_line,
+            log,
         }
+    }
+
+    /// The node's output so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// One HTTP request; returns (status, body).

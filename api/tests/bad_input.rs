@@ -1,0 +1,549 @@
+//! Malformed input, against the real `starling` binary: a table of HTTP requests (bad JSON,
+//! wrong types, missing fields, oversized bodies, invalid UTF-8, unknown ids, wrong
+//! content-type, huge headers, bad path parameters, bad limits and cursors, broken framing) and
+//! a table of WebSocket frames (bad JSON, binary, oversized, invalid UTF-8, unknown types,
+//! fields of the wrong type, protocol violations). Each must get its documented 4xx, `error`
+//! frame or close code — never a 500, never a crash — and afterwards the process is alive,
+//! `/healthz` answers, and a read-back shows nothing changed. The counts of inputs tried are
+//! printed (RELIABILITY.md).
+//!
+//! The in-process chat tests (`chat.rs`) keep the abuse counter (ten bad frames → 1008); this
+//! table covers the frame kinds one by one, each on a fresh connection, over the real binary.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::chat::{Client, Ended};
+use common::{Node, free_port};
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+
+/// What a row must get.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// One of these statuses.
+    Status(&'static [u16]),
+    /// One of these statuses, or the connection closed without an answer (hyper refuses some
+    /// framing errors that way).
+    StatusOrClosed(&'static [u16]),
+}
+
+/// What the server did with a raw request.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// Answered with this status.
+    Status(u16),
+    /// Closed the connection without an answer.
+    Closed,
+    /// Neither answered nor closed within 20 s: always a failure (a client could hold it).
+    Hung,
+}
+
+/// Sends raw bytes and reads the answer's status line.
+fn raw(port: u16, bytes: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server may answer (413, 431) and close before reading everything: ignore write errors.
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if out.is_empty() {
+                    return Answer::Hung;
+                }
+                break;
+            }
+            Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                if out.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        }
+    }
+    let head = String::from_utf8_lossy(&out);
+    head.strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .map_or(Answer::Closed, Answer::Status)
+}
+
+fn req(method: &str, path: &str, token: Option<&str>, ct: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        r.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some(c) = ct {
+        r.push_str(&format!("Content-Type: {c}\r\n"));
+    }
+    r.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut v = r.into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+fn json_req(method: &str, path: &str, token: Option<&str>, body: &str) -> Vec<u8> {
+    req(
+        method,
+        path,
+        token,
+        Some("application/json"),
+        body.as_bytes(),
+    )
+}
+
+fn get(path: &str, token: &str) -> Vec<u8> {
+    req("GET", path, Some(token), None, b"")
+}
+
+fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let (s, b) = common::http_json(port, method, path, token, &body.to_string());
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+/// What the users see: compared before and after the table.
+fn snapshot(port: u16, token: &str, me: &str, post: &str, conv: &str) -> Vec<(u16, Value)> {
+    [
+        "/v1/users/me".to_string(),
+        format!("/v1/users/{me}/posts"),
+        format!("/v1/posts/{post}"),
+        format!("/v1/users/{me}/following"),
+        "/v1/conversations".to_string(),
+        format!("/v1/conversations/{conv}/messages?after_seq=0"),
+    ]
+    .iter()
+    .map(|p| {
+        let (s, b) = common::http(port, "GET", p, Some(token), b"");
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut node = Node::start(dir.path(), free_port(), &args);
+    let port = node.port;
+    let (s, a) = call(
+        port,
+        "POST",
+        "/v1/users",
+        None,
+        json!({"handle":"alice","password":"password1"}),
+    );
+    assert_eq!(s, 201);
+    let (s, b) = call(
+        port,
+        "POST",
+        "/v1/users",
+        None,
+        json!({"handle":"bob","password":"password1"}),
+    );
+    assert_eq!(s, 201);
+    let t = a["token"].as_str().unwrap().to_string();
+    let me = a["id"].as_str().unwrap().to_string();
+    let bob = b["id"].as_str().unwrap().to_string();
+    let (s, p) = call(
+        port,
+        "POST",
+        "/v1/posts",
+        Some(&t),
+        json!({"text":"original"}),
+    );
+    assert_eq!(s, 201);
+    let post = p["id"].as_str().unwrap().to_string();
+    let (s, c) = call(
+        port,
+        "POST",
+        "/v1/conversations",
+        Some(&t),
+        json!({"members":[bob]}),
+    );
+    assert_eq!(s, 201);
+    let conv = c["id"].as_str().unwrap().to_string();
+    let before = snapshot(port, &t, &me, &post, &conv);
+
+    let t = t.as_str();
+    let big_json = format!("{{\"text\":\"{}\"}}", "x".repeat(70 * 1024));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let many_headers: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge_header = format!("X-Big: {}\r\n", "a".repeat(1 << 20));
+    let long_handle = "h".repeat(5000);
+    let pp = format!("/v1/posts/{post}");
+    let msgs = format!("/v1/conversations/{conv}/messages");
+    let followers = format!("/v1/users/{me}/followers");
+    const BAD: &[u16] = &[400];
+    const SHAPE: &[u16] = &[422];
+    const NF: &[u16] = &[404];
+    let table: Vec<(&str, Vec<u8>, Want)> = vec![
+        // JSON bodies.
+        ("post: not JSON", json_req("POST", "/v1/posts", Some(t), "{not json"), Want::Status(BAD)),
+        ("post: empty body", json_req("POST", "/v1/posts", Some(t), ""), Want::Status(BAD)),
+        ("post: null", json_req("POST", "/v1/posts", Some(t), "null"), Want::Status(SHAPE)),
+        ("post: array", json_req("POST", "/v1/posts", Some(t), "[]"), Want::Status(SHAPE)),
+        ("post: text is a number", json_req("POST", "/v1/posts", Some(t), r#"{"text":5}"#), Want::Status(SHAPE)),
+        ("post: text is null", json_req("POST", "/v1/posts", Some(t), r#"{"text":null}"#), Want::Status(SHAPE)),
+        ("post: missing text", json_req("POST", "/v1/posts", Some(t), "{}"), Want::Status(SHAPE)),
+        ("post: empty text", json_req("POST", "/v1/posts", Some(t), r#"{"text":""}"#), Want::Status(SHAPE)),
+        ("post: 5001 chars", json_req("POST", "/v1/posts", Some(t), &format!("{{\"text\":\"{}\"}}", "y".repeat(5001))), Want::Status(SHAPE)),
+        ("post: media not a list", json_req("POST", "/v1/posts", Some(t), r#"{"text":"a","media":"x"}"#), Want::Status(SHAPE)),
+        ("post: media not ids", json_req("POST", "/v1/posts", Some(t), r#"{"text":"a","media":["zz"]}"#), Want::Status(&[400, 422])),
+        ("post: unknown media", json_req("POST", "/v1/posts", Some(t), r#"{"text":"a","media":["12345"]}"#), Want::Status(&[404, 422])),
+        ("post: trailing garbage", json_req("POST", "/v1/posts", Some(t), r#"{"text":"a"} x"#), Want::Status(BAD)),
+        ("post: duplicate field", json_req("POST", "/v1/posts", Some(t), r#"{"text":"a","text":"b"}"#), Want::Status(SHAPE)),
+        ("post: invalid UTF-8", req("POST", "/v1/posts", Some(t), Some("application/json"), b"{\"text\":\"\xff\xfe\"}"), Want::Status(BAD)),
+        ("post: lone surrogate escape", json_req("POST", "/v1/posts", Some(t), r#"{"text":"\ud800"}"#), Want::Status(&[400, 422])),
+        ("post: nested 5000 deep", json_req("POST", "/v1/posts", Some(t), &deep), Want::Status(&[400, 422])),
+        ("post: over 64 KiB", json_req("POST", "/v1/posts", Some(t), &big_json), Want::StatusOrClosed(&[413])),
+        ("post: claims 10 GB", {
+            let mut r = format!("POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n").into_bytes();
+            r.extend_from_slice(b"{\"text\":");
+            r
+        }, Want::Status(&[413])),
+        ("post: chunked over 64 KiB", {
+            let chunk = "z".repeat(16 * 1024);
+            let mut r = format!("POST /v1/posts HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+            r.push_str("8\r\n{\"text\":\r\n");
+            for _ in 0..5 {
+                r.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+            }
+            r.push_str("0\r\n\r\n");
+            r.into_bytes()
+        }, Want::StatusOrClosed(&[413])),
+        ("post: text/plain", req("POST", "/v1/posts", Some(t), Some("text/plain"), br#"{"text":"a"}"#), Want::Status(BAD)),
+        ("post: no content-type", req("POST", "/v1/posts", Some(t), None, br#"{"text":"a"}"#), Want::Status(BAD)),
+        ("post: form content-type", req("POST", "/v1/posts", Some(t), Some("application/x-www-form-urlencoded"), b"text=a"), Want::Status(BAD)),
+        ("post: content-length not a number", format!("POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{{}}").into_bytes(), Want::StatusOrClosed(BAD)),
+        ("post: content-length and chunked", format!("POST /v1/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").into_bytes(), Want::StatusOrClosed(BAD)),
+        ("edit: not JSON", json_req("PATCH", &pp, Some(t), "{"), Want::Status(BAD)),
+        ("edit: empty text", json_req("PATCH", &pp, Some(t), r#"{"text":""}"#), Want::Status(SHAPE)),
+        ("edit: text is a list", json_req("PATCH", &pp, Some(t), r#"{"text":["a"]}"#), Want::Status(SHAPE)),
+        ("me: display_name a number", json_req("PATCH", "/v1/users/me", Some(t), r#"{"display_name":7}"#), Want::Status(SHAPE)),
+        ("me: display_name 10k chars", json_req("PATCH", "/v1/users/me", Some(t), &format!("{{\"display_name\":\"{}\"}}", "d".repeat(10_000))), Want::Status(SHAPE)),
+        ("sign-up: bad handle", json_req("POST", "/v1/users", None, r#"{"handle":"a b","password":"password1"}"#), Want::Status(SHAPE)),
+        ("sign-up: handle a number", json_req("POST", "/v1/users", None, r#"{"handle":1,"password":"password1"}"#), Want::Status(SHAPE)),
+        ("sign-up: 5000-char handle", json_req("POST", "/v1/users", None, &format!("{{\"handle\":\"{long_handle}\",\"password\":\"password1\"}}")), Want::Status(SHAPE)),
+        ("sign-up: no password", json_req("POST", "/v1/users", None, r#"{"handle":"carol"}"#), Want::Status(SHAPE)),
+        ("sign-up: taken handle", json_req("POST", "/v1/users", None, r#"{"handle":"alice","password":"password1"}"#), Want::Status(&[409])),
+        ("login: no password", json_req("POST", "/v1/sessions", None, r#"{"handle":"alice"}"#), Want::Status(SHAPE)),
+        ("login: wrong password", json_req("POST", "/v1/sessions", None, r#"{"handle":"alice","password":"nope-nope"}"#), Want::Status(&[401])),
+        ("login: unknown handle", json_req("POST", "/v1/sessions", None, r#"{"handle":"nobody","password":"nope-nope"}"#), Want::Status(&[401])),
+        ("conversation: members not a list", json_req("POST", "/v1/conversations", Some(t), r#"{"members":"x"}"#), Want::Status(SHAPE)),
+        ("conversation: member not an id", json_req("POST", "/v1/conversations", Some(t), r#"{"members":["abc"]}"#), Want::Status(&[400, 422])),
+        ("conversation: unknown member", json_req("POST", "/v1/conversations", Some(t), r#"{"members":["4242"]}"#), Want::Status(NF)),
+        ("conversation: 2000 members", json_req("POST", "/v1/conversations", Some(t), &json!({"members": (1..2000).map(|i| i.to_string()).collect::<Vec<_>>()}).to_string()), Want::Status(&[404, 422])),
+        ("message: empty body", json_req("POST", &msgs, Some(t), r#"{"body":"","client_id":"c"}"#), Want::Status(SHAPE)),
+        ("message: no client_id", json_req("POST", &msgs, Some(t), r#"{"body":"x"}"#), Want::Status(SHAPE)),
+        ("message: client_id 10k", json_req("POST", &msgs, Some(t), &format!("{{\"body\":\"x\",\"client_id\":\"{}\"}}", "c".repeat(10_000))), Want::Status(SHAPE)),
+        ("message: body an object", json_req("POST", &msgs, Some(t), r#"{"body":{},"client_id":"c"}"#), Want::Status(SHAPE)),
+        ("message: body 60k chars", json_req("POST", &msgs, Some(t), &format!("{{\"body\":\"{}\",\"client_id\":\"c\"}}", "b".repeat(60_000))), Want::Status(SHAPE)),
+        ("friend request: to not an id", json_req("POST", "/v1/friend-requests", Some(t), r#"{"to":"me"}"#), Want::Status(&[400, 422])),
+        ("friend request: to unknown", json_req("POST", "/v1/friend-requests", Some(t), r#"{"to":"4242"}"#), Want::Status(NF)),
+        ("media: empty body", req("POST", "/v1/media", Some(t), Some("image/png"), b""), Want::Status(&[400, 422])),
+        ("media: claims 11 MiB", {
+            let mut r = format!("POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n", 11 << 20).into_bytes();
+            r.extend_from_slice(b"\x89PNG");
+            r
+        }, Want::Status(&[413])),
+        // Path parameters and unknown ids.
+        ("post id not a number", get("/v1/posts/abc", t), Want::Status(BAD)),
+        ("post id negative", get("/v1/posts/-1", t), Want::Status(BAD)),
+        ("post id overflows u64", get("/v1/posts/99999999999999999999999", t), Want::Status(BAD)),
+        ("post id unknown", get("/v1/posts/123", t), Want::Status(NF)),
+        ("post id 0", get("/v1/posts/0", t), Want::Status(NF)),
+        ("post id percent-encoded invalid UTF-8", get("/v1/posts/%FF%FE", t), Want::Status(BAD)),
+        ("delete unknown post", req("DELETE", "/v1/posts/123", Some(t), None, b""), Want::Status(NF)),
+        ("user id not a number", get("/v1/users/abc", t), Want::Status(BAD)),
+        ("user id unknown", get("/v1/users/123", t), Want::Status(NF)),
+        ("handle unknown", get("/v1/users/by-handle/nobody", t), Want::Status(NF)),
+        ("handle with NUL", get("/v1/users/by-handle/%00", t), Want::Status(&[400, 404])),
+        ("handle 5000 chars", get(&format!("/v1/users/by-handle/{long_handle}"), t), Want::Status(&[400, 404])),
+        ("follow id not a number", req("PUT", "/v1/following/abc", Some(t), None, b""), Want::Status(BAD)),
+        ("follow unknown", req("PUT", "/v1/following/123", Some(t), None, b""), Want::Status(NF)),
+        ("follow myself", req("PUT", &format!("/v1/following/{me}"), Some(t), None, b""), Want::Status(&[400, 403, 409, 422])),
+        ("block id not a number", req("PUT", "/v1/blocks/x", Some(t), None, b""), Want::Status(BAD)),
+        ("block unknown", req("PUT", "/v1/blocks/123", Some(t), None, b""), Want::Status(NF)),
+        ("accept id not a number", req("POST", "/v1/friend-requests/x/accept", Some(t), None, b""), Want::Status(BAD)),
+        ("accept unknown", req("POST", "/v1/friend-requests/123/accept", Some(t), None, b""), Want::Status(NF)),
+        ("conversation id not a number", get("/v1/conversations/x/messages", t), Want::Status(BAD)),
+        ("conversation unknown", get("/v1/conversations/123/messages", t), Want::Status(NF)),
+        ("send to unknown conversation", json_req("POST", "/v1/conversations/123/messages", Some(t), r#"{"body":"x","client_id":"c"}"#), Want::Status(NF)),
+        ("media id not a number", get("/v1/media/x", t), Want::Status(BAD)),
+        ("media unknown", get("/v1/media/123", t), Want::Status(NF)),
+        ("posts of unknown user", get("/v1/users/123/posts", t), Want::Status(&[200, 404])),
+        // Limits and cursors.
+        ("limit 0", get(&format!("{followers}?limit=0"), t), Want::Status(BAD)),
+        ("limit -1", get(&format!("{followers}?limit=-1"), t), Want::Status(BAD)),
+        ("limit 101", get(&format!("{followers}?limit=101"), t), Want::Status(BAD)),
+        ("limit huge", get(&format!("{followers}?limit=99999999999999999999999"), t), Want::Status(BAD)),
+        ("limit not a number", get(&format!("{followers}?limit=ten"), t), Want::Status(BAD)),
+        ("cursor not a number", get(&format!("{followers}?cursor=zz"), t), Want::Status(BAD)),
+        ("cursor negative", get(&format!("{followers}?cursor=-5"), t), Want::Status(BAD)),
+        ("cursor invalid UTF-8", get(&format!("{followers}?cursor=%FF"), t), Want::Status(BAD)),
+        ("feed limit 0", get("/v1/feed?limit=0", t), Want::Status(BAD)),
+        ("feed cursor bad", get("/v1/feed?cursor=%%%", t), Want::Status(BAD)),
+        ("user posts limit bad", get(&format!("/v1/users/{me}/posts?limit=1e3"), t), Want::Status(BAD)),
+        ("conversations limit 1000", get("/v1/conversations?limit=1000", t), Want::Status(BAD)),
+        ("messages after_seq -1", get(&format!("{msgs}?after_seq=-1"), t), Want::Status(BAD)),
+        ("messages after_seq text", get(&format!("{msgs}?after_seq=abc"), t), Want::Status(BAD)),
+        ("messages after and before", get(&format!("{msgs}?after_seq=1&before_seq=5"), t), Want::Status(BAD)),
+        ("messages limit 0", get(&format!("{msgs}?limit=0"), t), Want::Status(BAD)),
+        // Tokens and headers.
+        ("empty bearer", req("GET", "/v1/users/me", Some(""), None, b""), Want::Status(&[401])),
+        ("basic auth", b"GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic YTpi\r\n\r\n".to_vec(), Want::Status(&[401])),
+        ("non-ASCII token", b"GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer \xff\xfe\r\n\r\n".to_vec(), Want::Status(&[401])),
+        ("token 100 KiB", req("GET", "/v1/users/me", Some(&"t".repeat(100 * 1024)), None, b""), Want::StatusOrClosed(&[401, 431])),
+        ("300 headers", format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(), Want::StatusOrClosed(&[431, 400])),
+        ("one 1 MiB header", format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{huge_header}\r\n").into_bytes(), Want::StatusOrClosed(&[431, 400])),
+        ("header without colon", b"GET /healthz HTTP/1.1\r\nHost: x\r\nnonsense\r\n\r\n".to_vec(), Want::StatusOrClosed(BAD)),
+        ("garbage request line", b"HELLO THERE\r\n\r\n".to_vec(), Want::StatusOrClosed(BAD)),
+        ("binary garbage", vec![0u8, 1, 2, 255, 254, 13, 10, 13, 10], Want::StatusOrClosed(BAD)),
+        ("HTTP/2 preface on HTTP/1", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), Want::StatusOrClosed(&[400, 505])),
+        ("path 64 KiB", format!("GET /v1/posts/{} HTTP/1.1\r\nHost: x\r\n\r\n", "9".repeat(64 * 1024)).into_bytes(), Want::StatusOrClosed(&[400, 401, 414, 431])),
+        ("unknown path", get("/v1/nope", t), Want::Status(NF)),
+        ("wrong method", req("DELETE", "/v1/feed", Some(t), None, b""), Want::Status(&[405])),
+        ("wrong method on sign-up", req("PATCH", "/v1/users", None, None, b""), Want::Status(&[405])),
+        ("ws without upgrade headers", get("/v1/ws", t), Want::Status(&[400, 426])),
+        ("admin without token", req("PUT", "/v1/admin/kv/x", None, None, b"v"), Want::Status(&[401, 403])),
+    ];
+    let mut failures = Vec::new();
+    let tried = table.len();
+    for (name, bytes, want) in &table {
+        let got = raw(port, bytes);
+        let ok = match (want, &got) {
+            (Want::Status(s) | Want::StatusOrClosed(s), Answer::Status(g)) => s.contains(g),
+            (Want::StatusOrClosed(_), Answer::Closed) => true,
+            (_, Answer::Closed | Answer::Hung) => false,
+        };
+        if !ok {
+            failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+        assert!(node.alive(), "the node died at {name}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {tried} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+
+    // WebSocket frames, each on a fresh connection: (frame, the error code, or the close code).
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let control = |payload: Vec<u8>| {
+        Message::Frame(Frame::from_payload(
+            FrameHeader {
+                opcode: OpCode::Control(Control::Ping),
+                ..FrameHeader::default()
+            },
+            payload.into(),
+        ))
+    };
+    let continuation = Message::Frame(Frame::message(
+        b"orphan".to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    ));
+    let bad_utf8 = Message::Frame(Frame::message(
+        vec![0xffu8, 0xfe, 0x22],
+        OpCode::Data(Data::Text),
+        true,
+    ));
+    let c = conv.as_str();
+    let ws_table: Vec<(&str, Message, Result<&str, u16>)> = vec![
+        ("not JSON", Message::text("{nope"), Ok("bad_json")),
+        ("empty text", Message::text(""), Ok("bad_json")),
+        ("JSON array", Message::text("[1]"), Ok("bad_frame")),
+        ("JSON string", Message::text("\"send\""), Ok("bad_frame")),
+        ("empty object", Message::text("{}"), Ok("bad_frame")),
+        (
+            "type a number",
+            Message::text(r#"{"type":5}"#),
+            Ok("bad_frame"),
+        ),
+        (
+            "unknown type",
+            Message::text(r#"{"type":"launch"}"#),
+            Ok("unknown_type"),
+        ),
+        (
+            "unknown type 10 KiB",
+            Message::text(json!({"type": "x".repeat(10_000)}).to_string()),
+            Ok("unknown_type"),
+        ),
+        (
+            "send without body",
+            Message::text(json!({"type":"send","conv":c,"client_id":"a"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "send conv a number",
+            Message::text(json!({"type":"send","conv":5,"client_id":"a","body":"x"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "send body an object",
+            Message::text(json!({"type":"send","conv":c,"client_id":"a","body":{}}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "send client_id a number",
+            Message::text(json!({"type":"send","conv":c,"client_id":1,"body":"x"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "send conv not an id",
+            Message::text(
+                json!({"type":"send","conv":"abc","client_id":"a","body":"x"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "send unknown conv",
+            Message::text(
+                json!({"type":"send","conv":"4242","client_id":"a","body":"x"}).to_string(),
+            ),
+            Ok("not_found"),
+        ),
+        (
+            "send empty body",
+            Message::text(json!({"type":"send","conv":c,"client_id":"a","body":""}).to_string()),
+            Ok("invalid"),
+        ),
+        (
+            "send empty client_id",
+            Message::text(json!({"type":"send","conv":c,"client_id":"","body":"x"}).to_string()),
+            Ok("invalid"),
+        ),
+        (
+            "send client_id 10 KiB",
+            Message::text(
+                json!({"type":"send","conv":c,"client_id":"i".repeat(10_000),"body":"x"})
+                    .to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "resume after_seq negative",
+            Message::text(json!({"type":"resume","conv":c,"after_seq":-1}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "resume after_seq a string",
+            Message::text(json!({"type":"resume","conv":c,"after_seq":"1"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "resume after_seq 2^64",
+            Message::text(format!(
+                r#"{{"type":"resume","conv":"{c}","after_seq":18446744073709551616}}"#
+            )),
+            Ok("bad_frame"),
+        ),
+        (
+            "resume unknown conv",
+            Message::text(json!({"type":"resume","conv":"4242","after_seq":0}).to_string()),
+            Ok("not_found"),
+        ),
+        (
+            "read seq a float",
+            Message::text(json!({"type":"read","conv":c,"seq":1.5}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "typing without conv",
+            Message::text(r#"{"type":"typing"}"#),
+            Ok("bad_frame"),
+        ),
+        (
+            "typing conv null",
+            Message::text(r#"{"type":"typing","conv":null}"#),
+            Ok("bad_frame"),
+        ),
+        (
+            "nested 5000 deep",
+            Message::text(format!("{}{}", "[".repeat(5000), "]".repeat(5000))),
+            Ok("bad_json"),
+        ),
+        (
+            "binary frame",
+            Message::binary(vec![1u8, 2, 3]),
+            Ok("binary"),
+        ),
+        ("invalid UTF-8 text", bad_utf8, Err(1007)),
+        (
+            "text over 32 KiB",
+            Message::text("x".repeat(40 * 1024)),
+            Err(1009),
+        ),
+        (
+            "binary over 32 KiB",
+            Message::binary(vec![0u8; 40 * 1024]),
+            Err(1009),
+        ),
+        ("continuation without a start", continuation, Err(1002)),
+        ("ping of 200 bytes", control(vec![0u8; 200]), Err(1002)),
+    ];
+    let ws_tried = ws_table.len();
+    let mut ws_failures = Vec::new();
+    for (name, frame, want) in ws_table {
+        let mut cl = Client::connect(addr, t).await;
+        let _ = cl.ws.send(frame).await;
+        let got = match want {
+            Ok(_) => {
+                let e = cl.next_of(&["error", "ack", "resumed"]).await;
+                // The connection stays usable.
+                cl.send(json!({"type":"ping"})).await;
+                let pong = cl.next_of(&["pong"]).await;
+                assert_eq!(pong["type"], "pong");
+                Ok(e["code"].as_str().unwrap_or("(none)").to_string())
+            }
+            Err(_) => match cl.ended().await {
+                Ended::Closed(code) => Err(code),
+                Ended::Dropped => Err(0),
+            },
+        };
+        let same = match (&want, &got) {
+            (Ok(w), Ok(g)) => w == g,
+            (Err(w), Err(g)) => w == g,
+            _ => false,
+        };
+        if !same {
+            ws_failures.push(format!("{name}: got {got:?}, want {want:?}"));
+        }
+        assert!(node.alive(), "the node died at {name}");
+    }
+    assert!(
+        ws_failures.is_empty(),
+        "{} of {ws_tried} frames failed:\n{}",
+        ws_failures.len(),
+        ws_failures.join("\n")
+    );
+
+    // Alive, healthy, and nothing changed.
+    let (s, b) = common::http(port, "GET", "/healthz", None, b"");
+    assert_eq!((s, b.as_slice()), (200, &b"ok"[..]));
+    let after = snapshot(port, t, &me, &post, &conv);
+    assert_eq!(before, after, "a read-back after the tables");
+    let (_, m) = call(port, "GET", "/metrics", None, Value::Null);
+    let _ = m;
+    eprintln!("bad input: {tried} HTTP requests, {ws_tried} WebSocket frames");
+}
