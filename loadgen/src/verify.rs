@@ -331,9 +331,22 @@ pub async fn verify_log(
         .first()
         .ok_or_else(|| LoadError::config("target", "at least one target"))?;
     let handle = format!("vf{:x}", crate::acked::now_us() & 0xff_ffff_ffff);
-    let reader = api::sign_up(http, first, &handle, "verify-password")
-        .await
-        .map_err(|e| LoadError::setup(format!("signing up the reader {handle} at {first}"), e))?;
+    // A sign-up claims the handle by CAS: right after a fault (the case verify is for) its owner
+    // may still answer 503 (a restarted owner's grace) or 429; retry those for up to a minute.
+    let mut tries = 0;
+    let reader = loop {
+        match api::sign_up(http, first, &handle, "verify-password").await {
+            Err(e) if matches!(e.status(), Some(429 | 503)) && tries < 120 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            r => {
+                break r.map_err(|e| {
+                    LoadError::setup(format!("signing up the reader {handle} at {first}"), e)
+                })?;
+            }
+        }
+    };
     verify(http, targets, &reader, &ex, concurrency).await
 }
 
