@@ -1,7 +1,7 @@
 //! Starling's HTTP server: the axum router, its state and the node's start-up.
 //!
 //! At this stage the router serves the operations endpoints (`/healthz`, `/readyz`) and the
-//! operator endpoints (`/v1/cluster`, `/v1/admin/wan`, `/v1/admin/kv/{key}`); the REST API of the
+//! operator endpoints (`/v1/cluster`, `/v1/admin/wan`, `/v1/admin/digest`, `/v1/admin/kv/{key}`); the REST API of the
 //! domain crates joins it issue by issue. [`router`] builds the whole router from an
 //! [`AppState`] so tests can call it with `oneshot`, without a socket.
 

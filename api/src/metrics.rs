@@ -233,6 +233,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.metrics) {
         tracing::error!(error = %e, "encoding metrics failed");
     }
+    // The consumers' positions are store reads (async), so this gauge is written here rather
+    // than by a collector, before the closing `# EOF`.
+    let backlog = consumer_backlog(&state.store).await;
+    match body.rfind("# EOF") {
+        Some(at) => body.insert_str(at, &backlog),
+        None => body.push_str(&backlog),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -240,4 +247,30 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         )],
         body,
     )
+}
+
+/// The change-feed consumers whose backlog `/metrics` shows: the queues of derived state.
+const CONSUMERS: [&str; 2] = ["feed-fan-out", "graph-counts"];
+
+/// `starling_consumer_backlog{consumer}`: change-feed entries a consumer has not processed yet
+/// (the change feed is their durable queue; a soak checks that it does not grow).
+async fn consumer_backlog(store: &Arc<dyn Store>) -> String {
+    let mut out = String::from(
+        "# HELP starling_consumer_backlog Change-feed entries a consumer has not processed yet\n\
+         # TYPE starling_consumer_backlog gauge\n",
+    );
+    let last = store.last_seq();
+    for name in CONSUMERS {
+        match starling_store::FeedConsumer::new(store.clone(), name)
+            .position()
+            .await
+        {
+            Ok(at) => out.push_str(&format!(
+                "starling_consumer_backlog{{consumer=\"{name}\"}} {}\n",
+                last.saturating_sub(at)
+            )),
+            Err(e) => tracing::warn!(error = %e, consumer = name, "reading a consumer position"),
+        }
+    }
+    out
 }

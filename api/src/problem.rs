@@ -90,6 +90,13 @@ impl From<StoreError> for ApiError {
             }
             StoreError::KindMismatch { .. } => ApiError::Invalid(e.to_string()),
             StoreError::OwnerUnreachable { .. } => ApiError::Unavailable(e.to_string()),
+            StoreError::Remote(_) => {
+                // The owner refused (membership views disagree, or it just started): transient.
+                tracing::warn!(error = %e, "the owner did not take a CAS");
+                ApiError::Unavailable(
+                    "the owner of this key could not take the request; retry later".into(),
+                )
+            }
             StoreError::Cluster(_) => {
                 // The detail names hosts and driver internals: logged, not sent.
                 tracing::warn!(error = %e, "store cluster unavailable");
@@ -171,6 +178,12 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // An owner region or the database is away: SWIM notices a death in about 10 s, a
+            // healed partition re-merges within a few announces; 2 s spaces the retries.
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         resp
     }

@@ -742,3 +742,33 @@ async fn sign_up_and_login_are_rate_limited() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_digest_endpoint_is_admin_only_and_follows_the_replicated_data() {
+    use crate::testing::ADMIN;
+    let a = api();
+    assert_eq!(
+        a.call(Method::GET, "/v1/admin/digest", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, before) = a
+        .call(Method::GET, "/v1/admin/digest", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{before}");
+    assert_eq!(before["root"].as_str().unwrap().len(), 16);
+    assert_eq!(before["ranges"].as_array().unwrap().len(), 64);
+    a.sign_up("dora").await;
+    let (_, after) = a
+        .call(Method::GET, "/v1/admin/digest", Some(ADMIN), None)
+        .await;
+    assert_ne!(
+        before["root"], after["root"],
+        "a sign-up changes the digest"
+    );
+    assert_eq!(
+        after["root"].as_str().unwrap(),
+        format!("{:016x}", a.store.digests().root()),
+        "the store's own root"
+    );
+    assert!(after["buckets_used"].as_u64().unwrap() > before["buckets_used"].as_u64().unwrap());
+}

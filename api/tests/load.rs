@@ -51,6 +51,7 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             posts: 1,
             concurrency: 4,
             run_tag: "x".into(),
+            conversations: false,
         };
         let users = setup(&http, std::slice::from_ref(&target), &cfg, Some(&log))
             .await

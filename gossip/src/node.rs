@@ -57,6 +57,16 @@ pub struct GossipConfig {
     pub ae_max_records: usize,
     /// How long a routed CAS waits for its owner.
     pub cas_timeout: Duration,
+    /// How long after a restart this node refuses to act as a CAS owner, at most. A node that
+    /// just restarted knows few members yet, takes itself for the owner of keys another member
+    /// of its region owns, and would execute CASes against a replica that lacks their latest
+    /// values: two messages claimed the same sequence slot, and one acknowledged message was
+    /// lost, in the `kill -9` fault test (`api/tests/faults`). The grace ends 1 s after the
+    /// first member is learned when the node announced itself to seeds (a seed's answer lists
+    /// every member), or after this long, longer than the periodic announce (10 s), for a node
+    /// started without seeds. A node
+    /// whose store was empty at start (a new cluster) has none: it owned nothing before.
+    pub owner_grace: Duration,
     /// How long a write waits to be durable in K regions before it is reported as not.
     pub durability_timeout: Duration,
     /// SWIM settings.
@@ -95,6 +105,7 @@ impl GossipConfig {
             ae_chunk: 256,
             ae_max_records: 8192,
             cas_timeout: Duration::from_secs(2),
+            owner_grace: Duration::from_secs(12),
             durability_timeout: Duration::from_secs(5),
             swim,
             gc_interval: Duration::from_secs(60),
@@ -239,6 +250,12 @@ pub struct GossipNode {
     gc_young: BTreeSet<Key>,
     /// Since when every known member has been alive, with no member joining or returning.
     settled_since: Option<Duration>,
+    /// The store was empty at start: no CAS result of this node can be missing from it.
+    fresh: bool,
+    /// When the first member was learned (see [`GossipConfig::owner_grace`]).
+    first_member_at: Option<Duration>,
+    /// This node announced itself to a seed, whose answer lists every member.
+    announced: bool,
     next_gc: Duration,
 }
 
@@ -318,6 +335,9 @@ impl GossipNode {
             gc_done: 0,
             gc_young: BTreeSet::new(),
             settled_since: Some(Duration::ZERO),
+            fresh: cursor == 0,
+            first_member_at: None,
+            announced: false,
             // Not before the node has had a collection interval to learn its members.
             next_gc: cfg_gc_interval,
         }
@@ -371,10 +391,12 @@ impl GossipNode {
     pub fn join(&mut self, now: Duration, seeds: &[Peer]) -> Vec<Outbound> {
         self.now = now;
         for s in seeds {
-            if s.addr != self.me.addr
-                && let Err(e) = self.swim.announce(s.clone(), &mut self.rt)
-            {
-                tracing::warn!(seed = %s.addr, error = %e, "announce failed");
+            if s.addr == self.me.addr {
+                continue;
+            }
+            match self.swim.announce(s.clone(), &mut self.rt) {
+                Ok(()) => self.announced = true,
+                Err(e) => tracing::warn!(seed = %s.addr, error = %e, "announce failed"),
             }
         }
         self.drain_swim();
@@ -581,8 +603,12 @@ impl GossipNode {
                 // Only the owner executes: a sender whose membership view is behind is told to
                 // retry rather than having two nodes swap the same key.
                 let owner = self.owner(&self.me.region.clone(), &key);
-                if owner.as_ref().map(|o| o.node) != Some(self.me.node) {
-                    let reason = "not the owner of this key in my view".to_string();
+                if owner.as_ref().map(|o| o.node) != Some(self.me.node) || self.owner_grace() {
+                    let reason = if self.owner_grace() {
+                        "just started: not yet a CAS owner".to_string()
+                    } else {
+                        "not the owner of this key in my view".to_string()
+                    };
                     self.send(
                         from,
                         Message::CasResponse {
@@ -652,6 +678,14 @@ impl GossipNode {
             );
         };
         if owner.node == self.me.node {
+            if self.owner_grace() {
+                return (
+                    CasStart::Done(Err(CasError::OwnerUnreachable {
+                        region: region.to_string(),
+                    })),
+                    Vec::new(),
+                );
+            }
             let r = self
                 .store
                 .cas(&key, expected.as_ref(), new)
@@ -679,6 +713,17 @@ impl GossipNode {
             },
         );
         (CasStart::Pending(id), std::mem::take(&mut self.out))
+    }
+
+    /// Whether this node is still in its start-up grace and must not execute CASes as owner
+    /// (see [`GossipConfig::owner_grace`]).
+    fn owner_grace(&self) -> bool {
+        // A member learned from a probe is one member; a seed's answer to the join is all.
+        let joined = self.first_member_at.filter(|_| self.announced);
+        let ends = joined.map_or(self.cfg.owner_grace, |t| {
+            (t + Duration::from_secs(1)).min(self.cfg.owner_grace)
+        });
+        !self.fresh && self.now < ends
     }
 
     /// The owner of `key` in `region`: the live member there (this node included) with the
@@ -720,6 +765,7 @@ impl GossipNode {
                     tracing::info!(member = %p.addr, region = %p.region, "member up");
                     // A (re)joining member may lack tombstones: give it a whole grace to catch up.
                     self.settled_since = Some(self.now);
+                    self.first_member_at.get_or_insert(self.now);
                 }
                 OwnedNotification::MemberDown(p) => {
                     tracing::info!(member = %p.addr, region = %p.region, "member down");

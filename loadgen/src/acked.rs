@@ -17,13 +17,15 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AckedKind {
+    /// A sign-up: `id` (and `user`) is the new user's id.
+    User,
     /// A post: `id` is the post's id.
     Post,
     /// A follow: `id` is the followee.
     Follow,
     /// An unfollow: `id` is the former followee.
     Unfollow,
-    /// A chat message: `id` is the message id.
+    /// A chat message: `id` is the message id; `conv` and `seq` say where it is.
     Message,
 }
 
@@ -42,6 +44,12 @@ pub struct Acked {
     pub sent_us: u64,
     /// When the acknowledgement arrived, µs since the Unix epoch.
     pub acked_us: u64,
+    /// Chat messages: the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv: Option<String>,
+    /// Chat messages: the sequence number the server gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 /// Now, in µs since the Unix epoch.
@@ -154,6 +162,8 @@ mod tests {
                 target: "http://127.0.0.1:8080".into(),
                 sent_us: i as u64,
                 acked_us: i as u64 + 10,
+                conv: (kind == AckedKind::Post).then(|| "c".into()),
+                seq: (kind == AckedKind::Post).then_some(i as u64),
             };
             let log = log.clone();
             written.push(a.clone());

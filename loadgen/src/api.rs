@@ -192,3 +192,86 @@ pub async fn create_conversation(
         .await?;
     field(&a.json()?, "id")
 }
+
+/// `GET /v1/users/{id}`: `Ok(true)` if the user is there, `Ok(false)` on 404.
+pub async fn user_exists(
+    http: &Http,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> Result<bool, RequestError> {
+    let url = format!("{base}/v1/users/{id}");
+    let a = http
+        .expect(Method::GET, &url, Some(token), None, &[200, 404])
+        .await?;
+    Ok(a.status == 200)
+}
+
+/// A stored chat message as `verify` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its sequence number in the conversation.
+    pub seq: u64,
+    /// Its id.
+    pub id: String,
+}
+
+/// `POST /v1/conversations/{conv}/messages`: returns the stored message (a repeated `client_id`
+/// returns the original).
+pub async fn send_message(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+    client_id: &str,
+    text: &str,
+) -> Result<StoredMessage, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/conversations/{conv}/messages"),
+            Some(token),
+            body(&json!({ "body": text, "client_id": client_id })),
+            &[200, 201],
+        )
+        .await?;
+    stored_message(&a.json()?)
+}
+
+fn stored_message(v: &Value) -> Result<StoredMessage, RequestError> {
+    Ok(StoredMessage {
+        seq: v
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| RequestError::Decode("no numeric field \"seq\"".into()))?,
+        id: field(v, "id")?,
+    })
+}
+
+/// `GET /v1/conversations/{conv}/messages?after_seq=`, every page: the whole history, ascending.
+pub async fn messages(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+) -> Result<Vec<StoredMessage>, RequestError> {
+    let mut out: Vec<StoredMessage> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |m| m.seq);
+        let url = format!("{base}/v1/conversations/{conv}/messages?after_seq={after}&limit=100");
+        let v = http
+            .expect(Method::GET, &url, Some(token), None, &[200])
+            .await?
+            .json()?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| RequestError::Decode("no items".into()))?;
+        if items.is_empty() {
+            return Ok(out);
+        }
+        for item in items {
+            out.push(stored_message(item)?);
+        }
+    }
+}

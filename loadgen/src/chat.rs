@@ -428,7 +428,7 @@ fn handle_frame(
             conv,
             client_id,
             id,
-            ..
+            seq,
         }) => {
             s.book.on_ack(&conv, &id, &user.id);
             if let Some((intended, measured)) = s.pending.remove(&client_id) {
@@ -446,6 +446,8 @@ fn handle_frame(
                     target: user.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    conv: Some(conv),
+                    seq: Some(seq),
                 });
             }
             None

@@ -172,6 +172,12 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         posts: a.posts,
         concurrency: a.setup_concurrency,
         run_tag: run_tag(),
+        // The `chat` operation of the REST mix sends into each user's 1:1 conversation.
+        conversations: a.scenario == "rest"
+            && a.mix
+                .parse::<Mix>()?
+                .ops()
+                .any(|op| op == starling_loadgen::schedule::Op::Chat),
     };
     eprintln!(
         "setting up {} users on {} target(s)…",
@@ -259,8 +265,9 @@ async fn cmd_verify(a: VerifyArgs) -> anyhow::Result<()> {
     let http = Http::new(a.timeout, a.concurrency);
     let v = verify::verify_log(&http, &a.target, &a.acked_log, a.concurrency).await?;
     println!(
-        "{} acked writes: {} posts and {} edges checked on {} target(s), {} ambiguous edges, {} not checked (chat), {} missing",
+        "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges, {} not checked (chat), {} missing",
         entries.len(),
+        v.users,
         v.posts,
         v.edges,
         v.targets,

@@ -75,6 +75,10 @@ struct Ctx {
     users: Arc<Vec<User>>,
     acked: Option<AckedLog>,
     feed_limit: u32,
+    /// Chat client ids are `ld-{run}-{n}`: unique per run (a repeated client id would get the
+    /// original message back), whatever the seed.
+    run: u64,
+    chats: AtomicU64,
     ok: AtomicU64,
     errors: AtomicU64,
 }
@@ -85,6 +89,7 @@ impl Ctx {
         let u = &self.users[p.user];
         let other = &self.users[p.other];
         let sent_us = now_us();
+        let mut placed = None;
         let write = match p.op {
             Op::Read => {
                 api::feed(&self.http, &u.target, &u.token, self.feed_limit).await?;
@@ -107,6 +112,20 @@ impl Ctx {
                 api::unfollow(&self.http, &u.target, &u.token, &other.id).await?;
                 Some((AckedKind::Unfollow, other.id.clone()))
             }
+            Op::Chat => {
+                let conv = u.conv.as_deref().ok_or_else(|| {
+                    RequestError::Decode(
+                        "the chat operation needs conversations in the setup".into(),
+                    )
+                })?;
+                let n = self.chats.fetch_add(1, Ordering::Relaxed);
+                let client_id = format!("ld-{:x}-{n}", self.run);
+                let text = format!("load message {} by {}", p.n, u.handle);
+                let m = api::send_message(&self.http, &u.target, &u.token, conv, &client_id, &text)
+                    .await?;
+                placed = Some((conv.to_string(), m.seq));
+                Some((AckedKind::Message, m.id))
+            }
         };
         if let (Some(log), Some((kind, id))) = (&self.acked, write) {
             log.record(Acked {
@@ -116,6 +135,8 @@ impl Ctx {
                 target: u.target.clone(),
                 sent_us,
                 acked_us: now_us(),
+                seq: placed.as_ref().map(|(_, s)| *s),
+                conv: placed.map(|(c, _)| c),
             })
             .await;
         }
@@ -211,6 +232,8 @@ pub async fn run(
         users,
         acked,
         feed_limit: cfg.feed_limit,
+        run: now_us(),
+        chats: AtomicU64::new(0),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });

@@ -111,11 +111,21 @@ pub enum Op {
     Unfollow,
     /// `GET /healthz`: the baseline with no application work.
     Health,
+    /// `POST /v1/conversations/{id}/messages` into the user's 1:1 conversation (REST chat
+    /// sends; needs `Setup::conversations`).
+    Chat,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 5] = [Op::Read, Op::Post, Op::Follow, Op::Unfollow, Op::Health];
+    pub const ALL: [Op; 6] = [
+        Op::Read,
+        Op::Post,
+        Op::Follow,
+        Op::Unfollow,
+        Op::Health,
+        Op::Chat,
+    ];
 
     /// The name used in `--mix`, the report and the plots.
     pub fn name(self) -> &'static str {
@@ -125,6 +135,7 @@ impl Op {
             Op::Follow => "follow",
             Op::Unfollow => "unfollow",
             Op::Health => "health",
+            Op::Chat => "chat",
         }
     }
 }

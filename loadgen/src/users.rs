@@ -24,6 +24,8 @@ pub struct User {
     pub token: String,
     /// The base URL this user talks to.
     pub target: String,
+    /// The 1:1 conversation with the next user, when the setup opened conversations.
+    pub conv: Option<String>,
 }
 
 /// How to get the users.
@@ -46,6 +48,8 @@ pub struct Setup {
     pub concurrency: usize,
     /// The `{run}` tag.
     pub run_tag: String,
+    /// Open a 1:1 conversation between each user and the next (for the `chat` operation).
+    pub conversations: bool,
 }
 
 impl Setup {
@@ -92,23 +96,42 @@ pub async fn setup(
             let handle = cfg.handle(i);
             async move {
                 let pw = cfg.password.as_str();
-                let session = if cfg.login_only {
-                    with_retry(|| api::log_in(http, &target, &handle, pw)).await
+                let sent_us = now_us();
+                let (session, signed_up) = if cfg.login_only {
+                    with_retry(|| api::log_in(http, &target, &handle, pw))
+                        .await
+                        .map(|s| (s, false))
                 } else {
                     match with_retry(|| api::sign_up(http, &target, &handle, pw)).await {
                         Err(e) if e.status() == Some(409) => {
-                            with_retry(|| api::log_in(http, &target, &handle, pw)).await
+                            with_retry(|| api::log_in(http, &target, &handle, pw))
+                                .await
+                                .map(|s| (s, false))
                         }
-                        r => r,
+                        r => r.map(|s| (s, true)),
                     }
                 }
                 .map_err(|e| LoadError::setup(format!("user {handle} at {target}"), e))?;
+                if let (Some(log), true) = (acked, signed_up) {
+                    log.record(Acked {
+                        kind: AckedKind::User,
+                        id: session.user_id.clone(),
+                        user: session.user_id.clone(),
+                        target: target.clone(),
+                        sent_us,
+                        acked_us: now_us(),
+                        conv: None,
+                        seq: None,
+                    })
+                    .await;
+                }
                 Ok::<_, LoadError>(User {
                     index: i,
                     handle,
                     id: session.user_id,
                     token: session.token,
                     target,
+                    conv: None,
                 })
             }
         })
@@ -138,6 +161,8 @@ pub async fn setup(
                     target: u.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    conv: None,
+                    seq: None,
                 })
                 .await;
             }
@@ -166,6 +191,8 @@ pub async fn setup(
                     target: u.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    conv: None,
+                    seq: None,
                 })
                 .await;
             }
@@ -174,6 +201,30 @@ pub async fn setup(
         .buffer_unordered(c)
         .try_collect::<()>()
         .await?;
+
+    if cfg.conversations && n > 1 {
+        let convs: Vec<(usize, String)> = stream::iter(0..n)
+            .map(|i| async move {
+                let (u, v) = (&users_ref[i], &users_ref[(i + 1) % n]);
+                let conv = api::create_conversation(
+                    http,
+                    &u.target,
+                    &u.token,
+                    std::slice::from_ref(&v.id),
+                )
+                .await
+                .map_err(|e| {
+                    LoadError::setup(format!("conversation of {} and {}", u.handle, v.handle), e)
+                })?;
+                Ok::<_, LoadError>((i, conv))
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        for (i, conv) in convs {
+            users[i].conv = Some(conv);
+        }
+    }
     Ok(users)
 }
 
@@ -192,6 +243,7 @@ mod tests {
             posts: 0,
             concurrency: 1,
             run_tag: "a1b2c3".into(),
+            conversations: false,
         };
         assert_eq!(s.handle(7), "lda1b2c3_7");
         let s = Setup {

@@ -1,6 +1,8 @@
 //! `starling-load verify`: reads every acknowledged write of an acked log back from every target
-//! and reports those that are missing: posts that do not exist, follows whose edge is absent,
-//! unfollows whose edge is still there.
+//! and reports those that are missing: users and posts that do not exist, follows whose edge is
+//! absent, unfollows whose edge is still there. Chat messages need a member's token to read, so
+//! [`verify_messages`] checks them for callers that hold the users' sessions (the fault tests):
+//! every acknowledged message at its seq, and every conversation's history gap-free from 1.
 //!
 //! Follows and unfollows of the same edge can race in an open-loop run. The expected state of an
 //! edge is its last acknowledged operation, unless an operation of the other kind was still in
@@ -15,16 +17,23 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
+/// An acknowledged chat message: `(seq, message id, sender)`.
+pub type AckedMessage = (u64, String, String);
+
 /// What must hold after a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expectations {
+    /// User ids that must exist.
+    pub users: Vec<String>,
     /// Post ids that must exist.
     pub posts: Vec<String>,
+    /// Conversation → its acknowledged messages `(seq, message id, sender)`.
+    pub messages: BTreeMap<String, Vec<AckedMessage>>,
     /// (follower, followee) → whether the edge must exist.
     pub edges: BTreeMap<(String, String), bool>,
     /// Edges whose final state depends on an order the client could not see.
     pub ambiguous: u64,
-    /// Acked writes of kinds `verify` does not read back (chat messages).
+    /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
 }
 
@@ -34,12 +43,20 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut by_edge: BTreeMap<(String, String), Vec<&Acked>> = BTreeMap::new();
     for a in acked {
         match a.kind {
+            AckedKind::User => ex.users.push(a.id.clone()),
             AckedKind::Post => ex.posts.push(a.id.clone()),
             AckedKind::Follow | AckedKind::Unfollow => by_edge
                 .entry((a.user.clone(), a.id.clone()))
                 .or_default()
                 .push(a),
-            AckedKind::Message => ex.skipped += 1,
+            AckedKind::Message => match (&a.conv, a.seq) {
+                (Some(conv), Some(seq)) => ex.messages.entry(conv.clone()).or_default().push((
+                    seq,
+                    a.id.clone(),
+                    a.user.clone(),
+                )),
+                _ => ex.skipped += 1,
+            },
         }
     }
     for (edge, mut ops) in by_edge {
@@ -60,11 +77,12 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
 /// One write that did not read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Missing {
-    /// `post`, `follow` (edge absent) or `unfollow` (edge still present).
+    /// `user`, `post`, `follow` (edge absent), `unfollow` (edge still present), `message`
+    /// (not at its seq) or `gap` (a conversation's seqs are not 1, 2, 3, …).
     pub kind: String,
-    /// The post id or the followee.
+    /// The user, post or message id, the followee, or for a gap the first seq out of place.
     pub id: String,
-    /// The follower, for edges.
+    /// The follower, for edges; the conversation, for messages and gaps.
     pub user: Option<String>,
     /// Where it was missing.
     pub target: String,
@@ -75,13 +93,22 @@ pub struct Missing {
 pub struct Verification {
     /// Targets checked.
     pub targets: usize,
+    /// Users checked per target.
+    #[serde(default)]
+    pub users: u64,
     /// Posts checked per target.
     pub posts: u64,
+    /// Chat messages checked per target (by [`verify_messages`]).
+    #[serde(default)]
+    pub messages: u64,
+    /// Conversations whose whole history was checked gap-free per target.
+    #[serde(default)]
+    pub conversations: u64,
     /// Edges checked per target.
     pub edges: u64,
     /// Edges not checked because their final state is ambiguous.
     pub ambiguous: u64,
-    /// Acked writes not read back (chat messages).
+    /// Acked writes not read back (chat messages, unless [`verify_messages`] checked them).
     pub skipped: u64,
     /// Every write that did not read back, per target.
     pub missing: Vec<Missing>,
@@ -105,14 +132,34 @@ pub async fn verify(
 ) -> Result<Verification, LoadError> {
     let mut out = Verification {
         targets: targets.len(),
+        users: ex.users.len() as u64,
         posts: ex.posts.len() as u64,
         edges: ex.edges.len() as u64,
         ambiguous: ex.ambiguous,
-        skipped: ex.skipped,
-        missing: Vec::new(),
+        skipped: ex.skipped + ex.messages.values().map(|m| m.len() as u64).sum::<u64>(),
+        ..Verification::default()
     };
     let token = reader.token.as_str();
     for target in targets {
+        wait_for_session(http, target, reader).await?;
+        let missing_users: Vec<Missing> = stream::iter(ex.users.iter())
+            .map(|id| async move {
+                let there = api::user_exists(http, target, token, id)
+                    .await
+                    .map_err(|e| LoadError::setup(format!("reading user {id} at {target}"), e))?;
+                Ok::<_, LoadError>((!there).then(|| Missing {
+                    kind: "user".into(),
+                    id: id.clone(),
+                    user: None,
+                    target: target.clone(),
+                }))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_filter_map(|m| async move { Ok(m) })
+            .try_collect()
+            .await?;
+        out.missing.extend(missing_users);
+
         let missing_posts: Vec<Missing> = stream::iter(ex.posts.iter())
             .map(|id| async move {
                 let there = api::post_exists(http, target, token, id)
@@ -168,6 +215,109 @@ pub async fn verify(
     Ok(out)
 }
 
+/// Waits (≤ 30 s) until `target` knows the reader's session: it was made at another node a
+/// moment ago and reaches this one by replication.
+async fn wait_for_session(
+    http: &Http,
+    target: &str,
+    reader: &api::Session,
+) -> Result<(), LoadError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match api::user_exists(http, target, &reader.token, &reader.user_id).await {
+            Err(e) if e.status() == Some(401) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(LoadError::setup(
+                    format!("the reader's session at {target}"),
+                    e,
+                ));
+            }
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
+/// Reads every conversation of `ex.messages` back from every target, as one of its senders
+/// (`tokens`: user id → a session token), and checks that each acknowledged message is at its
+/// seq and that the history's seqs run 1, 2, 3, … without a gap or a repeat. Conversations none
+/// of whose senders has a token are counted in `skipped`.
+pub async fn verify_messages(
+    http: &Http,
+    targets: &[String],
+    ex: &Expectations,
+    tokens: &std::collections::HashMap<String, String>,
+    concurrency: usize,
+) -> Result<Verification, LoadError> {
+    let mut out = Verification {
+        targets: targets.len(),
+        ..Verification::default()
+    };
+    let mut checked: Vec<(&String, &str, &Vec<AckedMessage>)> = Vec::new();
+    for (conv, acked) in &ex.messages {
+        match acked.iter().find_map(|(_, _, who)| tokens.get(who)) {
+            Some(token) => checked.push((conv, token.as_str(), acked)),
+            None => out.skipped += acked.len() as u64,
+        }
+    }
+    out.conversations = checked.len() as u64;
+    out.messages = checked.iter().map(|c| c.2.len() as u64).sum();
+    for target in targets {
+        let found: Vec<Vec<Missing>> = stream::iter(checked.iter())
+            .map(|(conv, token, acked)| async move {
+                let history = api::messages(http, target, token, conv)
+                    .await
+                    .map_err(|e| {
+                        LoadError::setup(format!("reading conversation {conv} at {target}"), e)
+                    })?;
+                Ok::<_, LoadError>(check_history(conv, target, acked, &history))
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        out.missing.extend(found.into_iter().flatten());
+    }
+    Ok(out)
+}
+
+/// What is wrong with one conversation's history: gaps or repeats in its seqs, and acknowledged
+/// messages not at their seq.
+fn check_history(
+    conv: &str,
+    target: &str,
+    acked: &[AckedMessage],
+    history: &[api::StoredMessage],
+) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let missing = |kind: &str, id: String| Missing {
+        kind: kind.into(),
+        id,
+        user: Some(conv.to_string()),
+        target: target.to_string(),
+    };
+    if let Some((i, m)) = history
+        .iter()
+        .enumerate()
+        .find(|(i, m)| m.seq != *i as u64 + 1)
+    {
+        out.push(missing(
+            "gap",
+            format!("seq {} at position {}", m.seq, i + 1),
+        ));
+    }
+    for (seq, id, _) in acked {
+        let at = usize::try_from(*seq)
+            .ok()
+            .and_then(|s| s.checked_sub(1))
+            .and_then(|i| history.get(i));
+        if at.is_none_or(|m| m.seq != *seq || m.id != *id) {
+            out.push(missing("message", id.clone()));
+        }
+    }
+    out
+}
+
 /// Reads an acked log, signs up a reader at the first target, and verifies every write.
 pub async fn verify_log(
     http: &Http,
@@ -181,9 +331,22 @@ pub async fn verify_log(
         .first()
         .ok_or_else(|| LoadError::config("target", "at least one target"))?;
     let handle = format!("vf{:x}", crate::acked::now_us() & 0xff_ffff_ffff);
-    let reader = api::sign_up(http, first, &handle, "verify-password")
-        .await
-        .map_err(|e| LoadError::setup(format!("signing up the reader {handle} at {first}"), e))?;
+    // A sign-up claims the handle by CAS: right after a fault (the case verify is for) its owner
+    // may still answer 503 (a restarted owner's grace) or 429; retry those for up to a minute.
+    let mut tries = 0;
+    let reader = loop {
+        match api::sign_up(http, first, &handle, "verify-password").await {
+            Err(e) if matches!(e.status(), Some(429 | 503)) && tries < 120 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            r => {
+                break r.map_err(|e| {
+                    LoadError::setup(format!("signing up the reader {handle} at {first}"), e)
+                })?;
+            }
+        }
+    };
     verify(http, targets, &reader, &ex, concurrency).await
 }
 
@@ -199,6 +362,8 @@ mod tests {
             target: "t".into(),
             sent_us,
             acked_us,
+            conv: None,
+            seq: None,
         }
     }
 
@@ -221,6 +386,27 @@ mod tests {
         assert!(!ex.edges[&("1".to_string(), "2".to_string())]);
         assert!(ex.edges[&("1".to_string(), "3".to_string())]);
         assert_eq!(ex.ambiguous, 1);
-        assert_eq!(ex.skipped, 1);
+        assert_eq!(ex.skipped, 1, "a message without its conversation");
+    }
+
+    #[test]
+    fn a_history_with_a_gap_or_a_lost_message_is_reported() {
+        let m = |seq: u64, id: &str| api::StoredMessage { seq, id: id.into() };
+        let acked = vec![
+            (1, "a".to_string(), "u".to_string()),
+            (3, "c".into(), "u".into()),
+        ];
+        assert!(check_history("c1", "t", &acked, &[m(1, "a"), m(2, "b"), m(3, "c")]).is_empty());
+        let gap = check_history("c1", "t", &acked, &[m(1, "a"), m(3, "c")]);
+        assert_eq!(
+            gap.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>(),
+            ["gap", "message"],
+            "{gap:?}"
+        );
+        let lost = check_history("c1", "t", &acked, &[m(1, "a"), m(2, "b")]);
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].id, "c");
+        let other = check_history("c1", "t", &acked, &[m(1, "x"), m(2, "b"), m(3, "c")]);
+        assert_eq!(other[0].kind, "message");
     }
 }

@@ -161,6 +161,19 @@ pub fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = request_with_head(port, method, path, token, content_type, body);
+    (status, body)
+}
+
+/// One request; returns (status, the response head as text, body).
+pub fn request_with_head(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let auth = token
@@ -191,7 +204,7 @@ pub fn request(
     {
         body = dechunk(&body);
     }
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {

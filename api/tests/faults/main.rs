@@ -1,0 +1,365 @@
+//! Faults and soak against the real `starling` binary, multi-process on loopback, under mixed
+//! load from the `starling-loadgen` library with every acknowledged write logged:
+//!
+//! - `kill_9_rounds`: 2 regions × 2 nodes; a seeded RNG picks a node and a moment, `kill -9`s it
+//!   and restarts it on its data directory, `STARLING_FAULT_ROUNDS` (20) times.
+//! - `region_loss`: 3 regions × 1 node; the handle region dies for `STARLING_REGION_DOWN_SECS`
+//!   (20): the others keep serving what does not need it, and answer 503 with a problem body and
+//!   `Retry-After` for what does (a sign-up, a chat send into a conversation homed there).
+//! - `partition`: 3 regions × 1 node; one region cut off from both others through
+//!   `PUT /v1/admin/wan` for `STARLING_PARTITION_SECS` (30), then healed.
+//! - `redis_restart`: 1 region × 2 nodes on one `--redis`; Redis is killed and restarted
+//!   mid-run: no request may fail.
+//! - `soak`: 2 regions × 1 node at half the measured capacity for `STARLING_SOAK_SECS` (60; the
+//!   30-minute run is `infra/soak.sh`), sampling each node's RSS and the consumer backlogs.
+//!
+//! After every fault: the load stops, the replicas' digest roots (`GET /v1/admin/digest`) must
+//! become equal within a bounded wait, and every acknowledged write (users, posts, follows,
+//! unfollows, chat messages at their seq in a gap-free history) must read back from every node.
+//! Nothing asserts a timing; every test has a global timeout and kills its children however it
+//! ends. `STARLING_FAULT_SEED` changes the seed (printed by each test).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+mod soak;
+mod traffic;
+
+use harness::{Cluster, Options, Redis, Watchdog};
+use std::time::{Duration, Instant};
+use traffic::{Load, Traffic, counts, verify};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn seed(default: u64) -> u64 {
+    env_u64("STARLING_FAULT_SEED", default)
+}
+
+/// SplitMix64: the tests' seeded choices (which node, when).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3";
+
+fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
+    Load {
+        targets,
+        users,
+        mix: MIX,
+        rate,
+        seed,
+        timeout: Duration::from_secs(10),
+    }
+}
+
+/// Checks every acknowledged write on every running node and prints what was checked.
+fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
+    let v = verify(&c.urls(|m| m.is_up()), &t.acked_path, &t.users);
+    eprintln!(
+        "{name}: verified on {} nodes: {} users, {} posts, {} edges ({} ambiguous), {} messages in {} conversations; missing {}",
+        v.targets,
+        v.users,
+        v.posts,
+        v.edges,
+        v.ambiguous,
+        v.messages,
+        v.conversations,
+        v.missing.len()
+    );
+    assert!(
+        v.ok(),
+        "{name}: acknowledged writes missing: {:?}",
+        v.missing
+    );
+    assert!(
+        v.users > 0 && v.posts > 0 && v.edges > 0 && v.messages > 0,
+        "{name}: every kind was written and checked"
+    );
+    assert_eq!(v.skipped, 0, "{name}: every message was checked");
+    v.users + v.posts + v.edges + v.messages
+}
+
+#[test]
+fn kill_9_rounds() {
+    let rounds = env_u64("STARLING_FAULT_ROUNDS", 20);
+    let _w = Watchdog::arm("kill_9_rounds", Duration::from_secs(240 + rounds * 15));
+    let seed = seed(9);
+    let mut c = Cluster::start(&Options {
+        regions: &["us", "eu"],
+        per_region: 2,
+        rtt_ms: 20,
+        handle_region: "us",
+        redis: vec![],
+    });
+    let n = c.members.len();
+    let mut t = Traffic::start(
+        load(c.urls(|_| true), 16, 60.0, seed),
+        c.dir.path(),
+        "kills",
+    );
+    let mut rng = Rng(seed);
+    let started = Instant::now();
+    for round in 0..rounds {
+        let victim = rng.below(n as u64) as usize;
+        let wait = Duration::from_millis(200 + rng.below(1300));
+        let down = Duration::from_millis(rng.below(500));
+        std::thread::sleep(wait);
+        c.kill(victim);
+        std::thread::sleep(down);
+        c.restart(victim);
+        eprintln!(
+            "kill_9_rounds: round {}/{rounds}: kill -9 {} after {wait:?}, down {down:?}",
+            round + 1,
+            c.members[victim].name
+        );
+    }
+    t.phase("after");
+    std::thread::sleep(Duration::from_secs(2));
+    let reports = t.finish();
+    let took = started.elapsed();
+    let converged = c.converge(Duration::from_secs(120));
+    let checked = check_acked("kill_9_rounds", &c, &t);
+    let k = counts(&reports["kills"]);
+    eprintln!(
+        "kill_9_rounds (seed {seed}): {rounds} rounds in {took:?}; load {} ok, {} failed while nodes died; digests equal {converged:?} after the load stopped; {checked} acknowledged writes checked on {n} nodes",
+        k.ok, k.errors
+    );
+}
+
+#[test]
+fn region_loss() {
+    let down_for = Duration::from_secs(env_u64("STARLING_REGION_DOWN_SECS", 20));
+    let _w = Watchdog::arm("region_loss", Duration::from_secs(240) + down_for);
+    let seed = seed(11);
+    // ap holds the handles (and the pair keys of 1:1 conversations): losing it stops sign-ups.
+    let mut c = Cluster::start(&Options {
+        regions: &["us", "eu", "ap"],
+        per_region: 1,
+        rtt_ms: 40,
+        handle_region: "ap",
+        redis: vec![],
+    });
+    let (us, ap) = (c.members[0].port, c.members[2].port);
+    // A conversation homed in ap: created by a user who signed up there.
+    let sign_up = |port: u16, handle: &str| -> (String, String) {
+        let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
+        let (s, b) = common::http_json(port, "POST", "/v1/users", None, &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        (
+            v["id"].as_str().unwrap().into(),
+            v["token"].as_str().unwrap().into(),
+        )
+    };
+    let (_, ap_token) = sign_up(ap, "apuser");
+    let (us_id, us_token) = sign_up(us, "ususer");
+    let mut conv = String::new();
+    assert!(
+        common::eventually(Duration::from_secs(30), || {
+            let body = serde_json::json!({ "members": [us_id] }).to_string();
+            let (s, b) = common::http_json(ap, "POST", "/v1/conversations", Some(&ap_token), &body);
+            if s == 201 || s == 200 {
+                let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                conv = v["id"].as_str().unwrap().into();
+            }
+            !conv.is_empty()
+        }),
+        "a conversation homed in ap"
+    );
+    let msg = |client_id: &str| {
+        let body = serde_json::json!({"body": "hi", "client_id": client_id}).to_string();
+        common::request_with_head(
+            us,
+            "POST",
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&us_token),
+            Some("application/json"),
+            body.as_bytes(),
+        )
+    };
+    assert!(
+        common::eventually(Duration::from_secs(30), || msg("before").0 == 201),
+        "the conversation reached us and takes messages"
+    );
+
+    // Load on us and eu only, from users homed there.
+    let mut t = Traffic::start(
+        load(c.urls(|m| m.region != "ap"), 12, 40.0, seed),
+        c.dir.path(),
+        "before",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    c.kill(2);
+    t.phase("ap down");
+    let went_down = Instant::now();
+    // What needs ap answers 503 with a problem body and Retry-After, in bounded time.
+    let mut refused = Vec::new();
+    for i in 0..3 {
+        let body = serde_json::json!({"handle": format!("late{i}"), "password": "password1"});
+        let (s, head, b) = common::request_with_head(
+            us,
+            "POST",
+            "/v1/users",
+            None,
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        );
+        refused.push(("sign-up", s, head, b));
+        let (s, head, b) = msg(&format!("during-{i}"));
+        refused.push(("chat send into an ap conversation", s, head, b));
+    }
+    for (what, s, head, b) in &refused {
+        let head = head.to_ascii_lowercase();
+        assert_eq!(*s, 503, "{what}: {}", String::from_utf8_lossy(b));
+        assert!(
+            head.contains("content-type: application/problem+json"),
+            "{what}: {head}"
+        );
+        assert!(head.contains("retry-after: "), "{what}: {head}");
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+        assert_eq!(v["status"], 503, "{what}");
+    }
+    std::thread::sleep(down_for.saturating_sub(went_down.elapsed()));
+    t.phase("ap back");
+    c.restart(2);
+    std::thread::sleep(Duration::from_secs(3));
+    let reports = t.finish();
+    let down = counts(&reports["ap down"]);
+    eprintln!(
+        "region_loss: while ap was down:\n{}",
+        reports["ap down"].table()
+    );
+    let converged = c.converge(Duration::from_secs(120));
+    // ap is back: the conversation homed there takes messages again.
+    assert!(
+        common::eventually(Duration::from_secs(60), || msg("after").0 == 201),
+        "chat into ap's conversation works again"
+    );
+    let checked = check_acked("region_loss", &c, &t);
+    eprintln!(
+        "region_loss (seed {seed}): ap down {down_for:?}: {} ok, {} failed ({:.4} % success) on us and eu; {} requests needing ap answered 503; digests equal {converged:?} after the load stopped; {checked} acknowledged writes checked on 3 nodes",
+        down.ok,
+        down.errors,
+        100.0 * down.success(),
+        refused.len()
+    );
+    assert!(down.ok > 0, "load ran while ap was down");
+    assert!(
+        down.success() >= 0.999,
+        "≥ 99.9 % success without ap: {down:?}"
+    );
+}
+
+#[test]
+fn partition() {
+    let cut_for = Duration::from_secs(env_u64("STARLING_PARTITION_SECS", 30));
+    let _w = Watchdog::arm("partition", Duration::from_secs(240) + cut_for);
+    let seed = seed(13);
+    let c = Cluster::start(&Options {
+        regions: &["us", "eu", "ap"],
+        per_region: 1,
+        rtt_ms: 40,
+        handle_region: "us",
+        redis: vec![],
+    });
+    let mut t = Traffic::start(
+        load(c.urls(|_| true), 12, 40.0, seed),
+        c.dir.path(),
+        "before",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let cut = [("us", "eu"), ("eu", "ap")];
+    c.set_links(&cut, 40, true);
+    t.phase("partitioned");
+    std::thread::sleep(cut_for);
+    c.set_links(&cut, 40, false);
+    let healed = Instant::now();
+    t.phase("healed");
+    std::thread::sleep(Duration::from_secs(3));
+    let reports = t.finish();
+    let _ = c.converge(Duration::from_secs(120));
+    let converged = healed.elapsed();
+    let checked = check_acked("partition", &c, &t);
+    let p = counts(&reports["partitioned"]);
+    eprintln!(
+        "partition (seed {seed}): eu cut off for {cut_for:?}: {} ok, {} failed during the cut; digests equal {converged:?} after the heal (3 s of load after it included); {checked} acknowledged writes checked on 3 nodes",
+        p.ok, p.errors
+    );
+    for (phase, r) in &reports {
+        assert_eq!(
+            r.total_errors(),
+            0,
+            "{phase}: every request is served in its own region\n{}",
+            r.table()
+        );
+    }
+}
+
+#[test]
+fn redis_restart() {
+    let _w = Watchdog::arm("redis_restart", Duration::from_secs(240));
+    let seed = seed(17);
+    let rdir = tempfile::tempdir().unwrap();
+    let mut redis = Redis::start(rdir.path());
+    let c = Cluster::start(&Options {
+        regions: &["us"],
+        per_region: 2,
+        rtt_ms: 0,
+        handle_region: "us",
+        redis: vec![redis.url()],
+    });
+    let mut t = Traffic::start(
+        load(c.urls(|_| true), 12, 40.0, seed),
+        c.dir.path(),
+        "before",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    redis.kill();
+    t.phase("redis down");
+    std::thread::sleep(Duration::from_secs(5));
+    redis.restart();
+    t.phase("redis back");
+    std::thread::sleep(Duration::from_secs(5));
+    let reports = t.finish();
+    let mut errors = 0;
+    for (phase, r) in &reports {
+        eprintln!("redis_restart: {phase}:\n{}", r.table());
+        errors += r.total_errors();
+    }
+    let _ = c.converge(Duration::from_secs(60));
+    let checked = check_acked("redis_restart", &c, &t);
+    let down = counts(&reports["redis down"]);
+    eprintln!(
+        "redis_restart (seed {seed}): {} requests while Redis was down, {errors} errors in the whole run; {checked} acknowledged writes checked on 2 nodes",
+        down.ok + down.errors
+    );
+    assert!(down.ok > 0, "load ran while Redis was down");
+    assert_eq!(
+        errors, 0,
+        "no user-visible error when Redis dies and returns"
+    );
+}
+
+#[test]
+fn soak() {
+    soak::run();
+}

@@ -1,0 +1,251 @@
+//! Load for the fault tests, through the `starling-loadgen` library: a setup (users, a follow
+//! graph, posts, a 1:1 conversation per user) then open-loop chunks of the mixed REST scenario
+//! (feed reads, posts, follows, unfollows, chat sends) until stopped, every acknowledged write
+//! in an acked log. Each chunk's counts go to the *phase* that was current when it started, so a
+//! test can tell the requests made during a fault from the others. Then [`verify`] reads every
+//! acknowledged write back from every node: users, posts, edges, and every chat message at its
+//! seq in a gap-free history.
+
+use parking_lot::Mutex;
+use starling_loadgen::acked::{self, AckedLog};
+use starling_loadgen::http::Http;
+use starling_loadgen::report::{Report, RunInfo};
+use starling_loadgen::run::{RunConfig, run};
+use starling_loadgen::schedule::{Arrivals, Mix, Rate};
+use starling_loadgen::stats::Stats;
+use starling_loadgen::users::{Setup, User, setup};
+use starling_loadgen::verify::{self, Verification};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What to run.
+pub(crate) struct Load {
+    pub(crate) targets: Vec<String>,
+    pub(crate) users: usize,
+    pub(crate) mix: &'static str,
+    /// Requests per second (open loop); 0: half the capacity measured first (a closed loop of
+    /// 32 workers for 5 s after the setup).
+    pub(crate) rate: f64,
+    pub(crate) seed: u64,
+    /// Per-request timeout.
+    pub(crate) timeout: Duration,
+}
+
+/// Counts of one phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
+}
+
+impl Counts {
+    pub(crate) fn success(&self) -> f64 {
+        self.ok as f64 / (self.ok + self.errors).max(1) as f64
+    }
+}
+
+struct Shared {
+    phase: Mutex<String>,
+    stats: Mutex<BTreeMap<String, Stats>>,
+    stop: AtomicBool,
+}
+
+/// A load running in its own thread and runtime until [`Traffic::finish`].
+pub(crate) struct Traffic {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    pub(crate) users: Vec<User>,
+    pub(crate) acked_path: PathBuf,
+    /// The open-loop rate, and the measured capacity when the rate was derived from it.
+    pub(crate) rate: f64,
+    pub(crate) capacity: Option<f64>,
+    targets: Vec<String>,
+}
+
+const CHUNK: Duration = Duration::from_secs(1);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Traffic {
+    /// Sets the users up (blocking), then starts the load in phase `phase`.
+    pub(crate) fn start(load: Load, dir: &Path, phase: &str) -> Traffic {
+        let acked_path = dir.join(format!("acked-{}.jsonl", load.seed));
+        let shared = Arc::new(Shared {
+            phase: Mutex::new(phase.to_string()),
+            stats: Mutex::new(BTreeMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sh, path, targets) = (shared.clone(), acked_path.clone(), load.targets.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = runtime();
+            rt.block_on(async move {
+                let http = Http::new(load.timeout, 256);
+                let (log, writer) = AckedLog::create(&path).unwrap();
+                let cfg = Setup {
+                    users: load.users,
+                    handles: "ft{run}_{i}".into(),
+                    password: "password1".into(),
+                    login_only: false,
+                    follows: 3,
+                    posts: 1,
+                    concurrency: 8,
+                    run_tag: format!("{:x}", load.seed),
+                    conversations: true,
+                };
+                let users = Arc::new(setup(&http, &load.targets, &cfg, Some(&log)).await.unwrap());
+                let mix: Mix = load.mix.parse().unwrap();
+                let (rate, capacity) = if load.rate > 0.0 {
+                    (load.rate, None)
+                } else {
+                    let measure = Duration::from_secs(5);
+                    let cfg = RunConfig {
+                        mix: mix.clone(),
+                        rate: Rate::Max,
+                        arrivals: Arrivals::Poisson,
+                        concurrency: 32,
+                        duration: measure,
+                        warmup: Duration::from_secs(1),
+                        seed: load.seed,
+                        feed_limit: 20,
+                        progress: false,
+                    };
+                    let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
+                        .await
+                        .unwrap();
+                    let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
+                    let capacity = ok as f64 / measure.as_secs_f64();
+                    ((capacity / 2.0).max(1.0), Some(capacity))
+                };
+                tx.send((users.as_ref().clone(), rate, capacity)).unwrap();
+                let mut round = 0u64;
+                while !sh.stop.load(Ordering::Relaxed) {
+                    let phase = sh.phase.lock().clone();
+                    let cfg = RunConfig {
+                        mix: mix.clone(),
+                        rate: Rate::Fixed(rate),
+                        arrivals: Arrivals::Poisson,
+                        concurrency: 256,
+                        duration: CHUNK,
+                        warmup: Duration::ZERO,
+                        seed: load.seed.wrapping_mul(1_000_003).wrapping_add(round),
+                        feed_limit: 20,
+                        progress: false,
+                    };
+                    let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
+                        .await
+                        .unwrap();
+                    sh.stats
+                        .lock()
+                        .entry(phase)
+                        .or_default()
+                        .merge(&stats)
+                        .unwrap();
+                    round += 1;
+                }
+                drop(log);
+                writer.finish().await.unwrap();
+            });
+        });
+        let (users, rate, capacity) = rx.recv().expect("the load's setup failed (see its panic)");
+        Traffic {
+            shared,
+            thread: Some(thread),
+            users,
+            acked_path,
+            rate,
+            capacity,
+            targets,
+        }
+    }
+
+    /// Successes and failures so far, every phase together (chunks that finished).
+    pub(crate) fn so_far(&self) -> Counts {
+        let stats = self.shared.stats.lock();
+        let mut c = Counts::default();
+        for op in stats.values().flat_map(|s| s.ops.values()) {
+            c.ok += op.ok();
+            c.errors += op.error_count();
+        }
+        c
+    }
+
+    /// Chunks that start from now on count in `phase`.
+    pub(crate) fn phase(&self, phase: &str) {
+        *self.shared.phase.lock() = phase.to_string();
+    }
+
+    /// Stops the load (waits for the chunk in progress) and returns the report of each phase.
+    pub(crate) fn finish(&mut self) -> BTreeMap<String, Report> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the load thread panicked");
+        }
+        let stats = self.shared.stats.lock();
+        stats
+            .iter()
+            .map(|(phase, s)| {
+                let info = RunInfo {
+                    scenario: phase.clone(),
+                    targets: self.targets.clone(),
+                    mode: "open".into(),
+                    rate: Some(self.rate),
+                    concurrency: 256,
+                    duration_s: 0.0,
+                    warmup_s: 0.0,
+                    users: self.users.len(),
+                };
+                (phase.clone(), Report::new(info, s))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts of a report.
+pub(crate) fn counts(r: &Report) -> Counts {
+    Counts {
+        ok: r.ops.values().map(|o| o.ok).sum(),
+        errors: r.total_errors(),
+    }
+}
+
+/// Everything the acked log holds, read back from every target (users, posts, edges, and chat
+/// messages through their senders' sessions).
+pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> Verification {
+    let rt = runtime();
+    rt.block_on(async {
+        let http = Http::new(Duration::from_secs(20), 32);
+        let mut v = verify::verify_log(&http, targets, acked_path, 16)
+            .await
+            .unwrap();
+        let ex = verify::expectations(&acked::read(acked_path).unwrap());
+        let tokens: HashMap<String, String> = users
+            .iter()
+            .map(|u| (u.id.clone(), u.token.clone()))
+            .collect();
+        let m = verify::verify_messages(&http, targets, &ex, &tokens, 16)
+            .await
+            .unwrap();
+        v.messages = m.messages;
+        v.conversations = m.conversations;
+        v.skipped = m.skipped;
+        v.missing.extend(m.missing);
+        v
+    })
+}

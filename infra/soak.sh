@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The soak: mixed load (feed reads, posts, follows, unfollows, chat sends) at half the measured
+# capacity against a local cluster of real `starling` processes (2 regions × 1 node, simulated
+# WAN), sampling each node's RSS (/proc/PID/status) and the change-feed consumer backlogs
+# (starling_consumer_backlog in /metrics) over time. It fails on any failed request, on RSS growth
+# of 5 % or more after the warm-up, or on a growing queue. It is the `soak` test of
+# api/tests/faults (CI runs it for 60 s); this script runs it long:
+#
+#   infra/soak.sh            # 30 minutes (1800 s), warm-up 5 minutes
+#   infra/soak.sh 600        # 10 minutes
+#
+# Knobs (environment): SOAK_PROFILE (cargo profile, default release), STARLING_SOAK_WARMUP_SECS
+# (default a sixth of the run, at least 60 s), STARLING_SOAK_SAMPLE_SECS (10),
+# STARLING_SOAK_RSS_GROWTH (0.05), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
+# soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs="${1:-1800}"
+profile="${SOAK_PROFILE:-release}"
+out="${SOAK_OUT:-soak-out}"
+mkdir -p "$out"
+warmup=$((secs / 6))
+[ "$warmup" -ge 60 ] || warmup=60
+[ "$warmup" -lt "$secs" ] || warmup=$((secs / 4))
+
+export STARLING_SOAK_SECS="$secs"
+export STARLING_SOAK_WARMUP_SECS="${STARLING_SOAK_WARMUP_SECS:-$warmup}"
+export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
+STARLING_SOAK_OUT="$(cd "$out" && pwd)"
+export STARLING_SOAK_OUT
+
+echo "soak: ${secs} s (warm-up ${STARLING_SOAK_WARMUP_SECS} s), cargo profile ${profile}, output in ${out}/" >&2
+cargo test --profile "$profile" -p starling-api --test faults -- --exact soak --nocapture 2>&1 |
+  tee "$out/soak.log"
