@@ -124,7 +124,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(g) = gossip {
         g.shutdown().await;
     }
-    store.flush().await.context("flushing the store")?;
+    store.close().await.context("closing the store")?;
     tracing::info!("starling stopped");
     Ok(())
 }

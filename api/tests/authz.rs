@@ -75,6 +75,7 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("GET", "/v1/cluster", Guard::Admin),
     ("GET", "/v1/admin/wan", Guard::Admin),
     ("PUT", "/v1/admin/wan", Guard::Admin),
+    ("GET", "/v1/admin/digest", Guard::Admin),
     ("GET", "/v1/admin/kv/{key}", Guard::Admin),
     ("PUT", "/v1/admin/kv/{key}", Guard::Admin),
 ];

@@ -264,6 +264,13 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Makes every acknowledged write durable on stable storage now (fsync).
     async fn flush(&self) -> Result<()>;
+
+    /// Flushes, and saves what lets the next open start fast (the embedded engine: its digests,
+    /// instead of a scan of every record). Call it once nothing writes any more, at shutdown; a
+    /// later write simply undoes the saving.
+    async fn close(&self) -> Result<()> {
+        self.flush().await
+    }
 }
 
 /// Typed conveniences over [`Store`].

@@ -50,6 +50,13 @@ impl Digests {
         self.leaves[bucket as usize].fetch_xor(h, Ordering::AcqRel);
     }
 
+    /// Digests with these leaves (from a saved snapshot); `None` unless there are [`LEAVES`].
+    pub(crate) fn from_leaves(leaves: impl ExactSizeIterator<Item = u64>) -> Option<Self> {
+        (leaves.len() == LEAVES).then(|| Digests {
+            leaves: leaves.map(AtomicU64::new).collect(),
+        })
+    }
+
     pub(crate) fn snapshot(&self) -> DigestTree {
         DigestTree {
             leaves: self

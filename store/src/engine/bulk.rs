@@ -246,6 +246,7 @@ impl<B: Backend> BulkLoad for Loader<B> {
         self.write_index()?;
         join(self.index_writer.take())?;
         self.shared.backend.sync()?;
+        self.shared.save_digests()?;
         Ok(self.report)
     }
 }

@@ -40,11 +40,15 @@ use parking_lot::Mutex;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use sync::Syncer;
 use tokio::sync::watch;
 
 const KEY_STRIPES: usize = 1024;
 const META_TRIMMED: &[u8] = b"changes-trimmed-to";
+/// A snapshot of the digests: the clock's stamp (u64) then every leaf (u64), big-endian. Valid
+/// while it exists: every write that changes a digest removes it in its own batch.
+const META_DIGESTS: &[u8] = b"digests";
 
 /// Options of an embedded (on-disk) store.
 #[derive(Clone, Debug)]
@@ -82,6 +86,8 @@ struct Shared<B> {
     commit: Mutex<u64>,
     seq_tx: watch::Sender<u64>,
     digests: Digests,
+    /// Whether a digest snapshot is stored (the next digest-changing write removes it).
+    saved_digests: AtomicBool,
 }
 
 /// A store engine: the versioning logic over a backend. Cheap to share as `Arc<dyn Store>`.
@@ -185,7 +191,17 @@ impl<B: Backend> Engine<B> {
         {
             last_seq = last_seq.max(decode_change(&k, &[0])?.seq);
         }
-        // Rebuild the digests from the stored records, and catch up the clock with them.
+        // The digests saved at the last clean close (or bulk load), if no write came since;
+        // otherwise rebuilt from the stored records, catching up the clock with them.
+        if let Some((digests, hlc)) = backend
+            .get(Space::Meta, META_DIGESTS)?
+            .and_then(|b| load_digests(&b))
+        {
+            clock.observe(hlc);
+            return Ok(Self::assemble(
+                backend, node, clock, limits, fsync, digests, last_seq, true,
+            ));
+        }
         let mut cursor = Bound::Unbounded;
         let mut max_seen = Hlc::ZERO;
         loop {
@@ -200,6 +216,22 @@ impl<B: Backend> Engine<B> {
             }
         }
         clock.observe(max_seen);
+        Ok(Self::assemble(
+            backend, node, clock, limits, fsync, digests, last_seq, false,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        backend: B,
+        node: NodeId,
+        clock: Arc<HlcClock>,
+        limits: Limits,
+        fsync: Option<FsyncPolicy>,
+        digests: Digests,
+        last_seq: u64,
+        saved: bool,
+    ) -> Self {
         let (seq_tx, _) = watch::channel(last_seq);
         let shared = Arc::new(Shared {
             backend,
@@ -214,10 +246,23 @@ impl<B: Backend> Engine<B> {
             commit: Mutex::new(last_seq),
             seq_tx,
             digests,
+            saved_digests: AtomicBool::new(saved),
         });
         let syncer = Syncer::start(shared.clone(), fsync);
-        Ok(Engine { shared, syncer })
+        Engine { shared, syncer }
     }
+}
+
+/// Decodes a saved digest snapshot: the clock's stamp and the leaves.
+fn load_digests(b: &[u8]) -> Option<(Digests, Hlc)> {
+    let (hlc, leaves) = b.split_first_chunk::<8>()?;
+    if leaves.len() % 8 != 0 {
+        return None;
+    }
+    let leaves = leaves
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap_or_default()));
+    Some((Digests::from_leaves(leaves)?, Hlc(u64::from_be_bytes(*hlc))))
 }
 
 /// The sync surface the fsync machinery needs from an engine.
@@ -289,6 +334,7 @@ impl<B: Backend> Shared<B> {
             ));
         }
         ops.push(Op::put(Space::Data, key.0.clone(), new_bytes.clone()));
+        self.unsave_digests(&mut ops);
         {
             let mut seq = self.commit.lock();
             let next = *seq + 1;
@@ -311,6 +357,30 @@ impl<B: Backend> Shared<B> {
             old,
             new: Some(new),
         })
+    }
+
+    /// Adds the removal of the saved digest snapshot to a batch that changes a digest.
+    fn unsave_digests(&self, ops: &mut Vec<Op>) {
+        if self.saved_digests.swap(false, Ordering::AcqRel) {
+            ops.push(Op::remove(Space::Meta, META_DIGESTS));
+        }
+    }
+
+    /// Saves the digests and the clock, so the next open need not scan every record, and makes
+    /// them durable. Only when no write runs (a clean close, the end of a bulk load): the next
+    /// digest-changing write removes the snapshot in its own batch.
+    fn save_digests(&self) -> Result<()> {
+        let tree = self.digests.snapshot();
+        let leaves = tree.level(crate::digest::LEAF_BITS);
+        let mut b = BytesMut::with_capacity(8 * (1 + leaves.len()));
+        b.put_u64(self.clock.now().0);
+        for leaf in leaves {
+            b.put_u64(leaf);
+        }
+        self.backend
+            .commit(vec![Op::put(Space::Meta, META_DIGESTS, b.freeze())])?;
+        self.saved_digests.store(true, Ordering::Release);
+        self.backend.sync()
     }
 
     fn mutate(&self, key: &Key, m: Mutation, ctx: Option<&VersionVector>) -> Result<Record> {
@@ -514,10 +584,14 @@ impl<B: Backend> Shared<B> {
         if seen.is_some_and(|s| *s != now) || !decode_record(&now)?.is_tombstone() {
             return Ok(false);
         }
-        self.backend.commit(vec![
+        let mut ops = vec![
             Op::remove(Space::Data, k.clone()),
             Op::remove(Space::Index, index_key(k)),
-        ])?;
+        ];
+        if k.first() != Some(&crate::key::LOCAL_PREFIX) {
+            self.unsave_digests(&mut ops);
+        }
+        self.backend.commit(ops)?;
         if k.first() != Some(&crate::key::LOCAL_PREFIX) {
             self.digests.toggle(k, entry_hash(k, &now));
         }
@@ -631,5 +705,10 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn flush(&self) -> Result<()> {
         self.syncer.sync_now().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.syncer.sync_now().await?;
+        self.shared.save_digests()
     }
 }
