@@ -127,6 +127,15 @@ pub async fn health(http: &Http, base: &str) -> Result<(), RequestError> {
         .map(drop)
 }
 
+/// `GET {base}{path}`: `Ok(true)` if it is there, `Ok(false)` on 404.
+async fn exists(http: &Http, base: &str, token: &str, path: &str) -> Result<bool, RequestError> {
+    let url = format!("{base}{path}");
+    let a = http
+        .expect(Method::GET, &url, Some(token), None, &[200, 404])
+        .await?;
+    Ok(a.status == 200)
+}
+
 /// `GET /v1/posts/{id}`: `Ok(true)` if it is there, `Ok(false)` on 404.
 pub async fn post_exists(
     http: &Http,
@@ -134,11 +143,7 @@ pub async fn post_exists(
     token: &str,
     id: &str,
 ) -> Result<bool, RequestError> {
-    let url = format!("{base}/v1/posts/{id}");
-    let a = http
-        .expect(Method::GET, &url, Some(token), None, &[200, 404])
-        .await?;
-    Ok(a.status == 200)
+    exists(http, base, token, &format!("/v1/posts/{id}")).await
 }
 
 /// `GET /v1/users/{id}/following`, every page: the ids the user follows.
@@ -200,11 +205,7 @@ pub async fn user_exists(
     token: &str,
     id: &str,
 ) -> Result<bool, RequestError> {
-    let url = format!("{base}/v1/users/{id}");
-    let a = http
-        .expect(Method::GET, &url, Some(token), None, &[200, 404])
-        .await?;
-    Ok(a.status == 200)
+    exists(http, base, token, &format!("/v1/users/{id}")).await
 }
 
 /// A stored chat message as `verify` needs it.

@@ -121,6 +121,40 @@ impl Verification {
     }
 }
 
+/// The ids of `kind` that `exists` does not find at `target`, `concurrency` at a time.
+async fn missing_of<'a, I, F, Fut>(
+    ids: I,
+    kind: &str,
+    target: &str,
+    concurrency: usize,
+    exists: F,
+) -> Result<Vec<Missing>, LoadError>
+where
+    I: IntoIterator<Item = &'a String>,
+    F: Fn(&'a String) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, crate::error::RequestError>>,
+{
+    stream::iter(ids)
+        .map(|id| {
+            let there = exists(id);
+            async move {
+                let there = there
+                    .await
+                    .map_err(|e| LoadError::setup(format!("reading {kind} {id} at {target}"), e))?;
+                Ok::<_, LoadError>((!there).then(|| Missing {
+                    kind: kind.into(),
+                    id: id.clone(),
+                    user: None,
+                    target: target.to_string(),
+                }))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_filter_map(|m| async move { Ok(m) })
+        .try_collect()
+        .await
+}
+
 /// Reads back every expectation at every target, with `concurrency` requests in flight,
 /// authenticated as `reader` (any user: posts and follow lists are readable by every user).
 pub async fn verify(
@@ -142,41 +176,14 @@ pub async fn verify(
     let token = reader.token.as_str();
     for target in targets {
         wait_for_session(http, target, reader).await?;
-        let missing_users: Vec<Missing> = stream::iter(ex.users.iter())
-            .map(|id| async move {
-                let there = api::user_exists(http, target, token, id)
-                    .await
-                    .map_err(|e| LoadError::setup(format!("reading user {id} at {target}"), e))?;
-                Ok::<_, LoadError>((!there).then(|| Missing {
-                    kind: "user".into(),
-                    id: id.clone(),
-                    user: None,
-                    target: target.clone(),
-                }))
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_filter_map(|m| async move { Ok(m) })
-            .try_collect()
-            .await?;
-        out.missing.extend(missing_users);
-
-        let missing_posts: Vec<Missing> = stream::iter(ex.posts.iter())
-            .map(|id| async move {
-                let there = api::post_exists(http, target, token, id)
-                    .await
-                    .map_err(|e| LoadError::setup(format!("reading post {id} at {target}"), e))?;
-                Ok::<_, LoadError>((!there).then(|| Missing {
-                    kind: "post".into(),
-                    id: id.clone(),
-                    user: None,
-                    target: target.clone(),
-                }))
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_filter_map(|m| async move { Ok(m) })
-            .try_collect()
-            .await?;
-        out.missing.extend(missing_posts);
+        let users = missing_of(&ex.users, "user", target, concurrency, |id| async move {
+            api::user_exists(http, target, token, id).await
+        });
+        out.missing.extend(users.await?);
+        let posts = missing_of(&ex.posts, "post", target, concurrency, |id| async move {
+            api::post_exists(http, target, token, id).await
+        });
+        out.missing.extend(posts.await?);
 
         let mut by_user: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
         for ((user, followee), want) in &ex.edges {
