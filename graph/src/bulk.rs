@@ -108,17 +108,22 @@ impl SeedGraph {
     /// counts and the marker of the load.
     pub fn runs(&self, dot: Dot) -> Result<Vec<BulkRun<'_>>, GraphError> {
         let n = self.ids.len();
-        let mut handles: Vec<(String, u64)> = Vec::with_capacity(n);
-        for (h, id) in self.handles.iter().zip(&self.ids) {
-            handles.push((normalize_handle(h)?, *id));
-        }
+        let normalized = self
+            .handles
+            .iter()
+            .map(|h| normalize_handle(h))
+            .collect::<Result<Vec<String>, _>>()?;
+        let mut handles: Vec<(String, u64)> = normalized
+            .iter()
+            .cloned()
+            .zip(self.ids.iter().copied())
+            .collect();
         handles.sort_unstable();
         let at = Bytes::copy_from_slice(&self.at_ms.to_be_bytes());
         let mut runs = vec![
             run(
                 USERS.prefix(),
-                (0..n).map(|i| {
-                    let handle = normalize_handle(&self.handles[i]).map_err(store_err)?;
+                normalized.into_iter().enumerate().map(|(i, handle)| {
                     let rec = UserRecord {
                         id: self.ids[i],
                         display_name: handle.clone(),
@@ -202,10 +207,6 @@ fn run<'a>(
         prefix,
         items: Box::new(items),
     }
-}
-
-fn store_err(e: GraphError) -> starling_store::StoreError {
-    starling_store::StoreError::Remote(e.to_string())
 }
 
 #[cfg(test)]
