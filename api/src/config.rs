@@ -37,6 +37,13 @@ pub struct ServeArgs {
     /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
     #[arg(long, env = "STARLING_FSYNC")]
     pub fsync: Option<String>,
+    /// Block cache of the embedded store, e.g. `64MiB` (default 64MiB).
+    #[arg(long, env = "STARLING_STORE_CACHE")]
+    pub store_cache: Option<String>,
+    /// Most bytes of each of the embedded store's four memtables before it is flushed to disk,
+    /// e.g. `16MiB` (default 16MiB); applies to a new data directory.
+    #[arg(long, env = "STARLING_STORE_MEMTABLE")]
+    pub store_memtable: Option<String>,
     /// Address the gossip transport listens on (and peers reach this node at); enables
     /// clustering.
     #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
@@ -91,6 +98,9 @@ pub struct ServeArgs {
     /// rebuilt on their next read (default 30).
     #[arg(long, env = "STARLING_FEED_INACTIVE_DAYS")]
     pub feed_inactive_days: Option<u64>,
+    /// Post bodies kept in this process for feed pages (default 200000).
+    #[arg(long, env = "STARLING_FEED_POST_CACHE")]
+    pub feed_post_cache: Option<u64>,
     /// WebSocket connections one user may hold on this node (default 16).
     #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
     pub ws_max_per_user: Option<usize>,
@@ -137,6 +147,8 @@ struct FileConfig {
     node_id: Option<String>,
     store: Option<String>,
     fsync: Option<String>,
+    store_cache: Option<String>,
+    store_memtable: Option<String>,
     gossip_listen: Option<SocketAddr>,
     seeds: Option<Vec<String>>,
     cluster_secret: Option<String>,
@@ -152,6 +164,7 @@ struct FileConfig {
     feed_cap: Option<usize>,
     feed_celebrity_followers: Option<i64>,
     feed_inactive_days: Option<u64>,
+    feed_post_cache: Option<u64>,
     ws_max_per_user: Option<usize>,
     ws_max_connections: Option<usize>,
     ws_queue_bytes: Option<usize>,
@@ -189,6 +202,10 @@ pub struct ServeConfig {
     pub store: StoreKind,
     /// Fsync policy of the embedded store.
     pub fsync: FsyncPolicy,
+    /// Block cache of the embedded store, in bytes.
+    pub store_cache: u64,
+    /// Memtable bound of each space of the embedded store, in bytes.
+    pub store_memtable: u64,
     /// Clustering, when enabled.
     pub gossip: Option<GossipSettings>,
     /// Admin token.
@@ -306,6 +323,16 @@ impl ServeConfig {
             node_name,
             store: parse_store(args.store.or(file.store).as_deref())?,
             fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,
+            store_cache: parse_size(
+                "--store-cache",
+                args.store_cache.or(file.store_cache).as_deref(),
+                64 << 20,
+            )?,
+            store_memtable: parse_size(
+                "--store-memtable",
+                args.store_memtable.or(file.store_memtable).as_deref(),
+                16 << 20,
+            )?,
             gossip: None,
             admin_token: args.admin_token.or(file.admin_token),
             durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
@@ -320,6 +347,7 @@ impl ServeConfig {
                 args.feed_celebrity_followers
                     .or(file.feed_celebrity_followers),
                 args.feed_inactive_days.or(file.feed_inactive_days),
+                args.feed_post_cache.or(file.feed_post_cache),
             )?,
             conn: {
                 let d = crate::accept::ConnLimits::default();
@@ -525,6 +553,27 @@ fn parse_timeout(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Resu
     Ok(d)
 }
 
+/// A size in bytes such as `64MiB`, `512KiB`, `1GiB` or `1048576`, between 1 MiB and 64 GiB.
+fn parse_size(flag: &str, s: Option<&str>, default: u64) -> anyhow::Result<u64> {
+    let Some(s) = s else { return Ok(default) };
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let unit: u64 = match t[digits..].trim() {
+        "" | "B" => 1,
+        "K" | "KiB" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => bail!("{flag} {s:?}: expected a size such as 64MiB (units B, KiB, MiB, GiB)"),
+    };
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag} {s:?}: expected a size such as 64MiB"))?;
+    match n.checked_mul(unit) {
+        Some(b) if ((1 << 20)..=(64 << 30)).contains(&b) => Ok(b),
+        _ => bail!("{flag} {s:?}: between 1MiB and 64GiB"),
+    }
+}
+
 fn parse_fsync(s: Option<&str>) -> anyhow::Result<FsyncPolicy> {
     match s {
         None => Ok(FsyncPolicy::default()),
@@ -546,6 +595,7 @@ fn feed_config(
     cap: Option<usize>,
     celebrity: Option<i64>,
     inactive_days: Option<u64>,
+    post_cache: Option<u64>,
 ) -> anyhow::Result<starling_feed::FeedConfig> {
     let mut f = starling_feed::FeedConfig::default();
     if let Some(c) = cap {
@@ -565,6 +615,12 @@ fn feed_config(
             bail!("--feed-inactive-days: at least 1");
         }
         f.inactive_after = std::time::Duration::from_secs(d * 86_400);
+    }
+    if let Some(n) = post_cache {
+        if !(100..=100_000_000).contains(&n) {
+            bail!("--feed-post-cache {n}: expected 100 to 100000000");
+        }
+        f.post_cache_entries = n;
     }
     Ok(f)
 }
@@ -657,5 +713,37 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn store_memory_sizes_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(parse_size("--x", None, 7).unwrap(), 7);
+        assert_eq!(parse_size("--x", Some("64MiB"), 0).unwrap(), 64 << 20);
+        assert_eq!(parse_size("--x", Some(" 2 GiB "), 0).unwrap(), 2 << 30);
+        assert_eq!(parse_size("--x", Some("1024K"), 0).unwrap(), 1 << 20);
+        assert_eq!(parse_size("--x", Some("1048576"), 0).unwrap(), 1 << 20);
+        for bad in [
+            "",
+            "MiB",
+            "12XB",
+            "-1MiB",
+            "1.5GiB",
+            "1KiB",
+            "65GiB",
+            "99999999999999999999",
+        ] {
+            let err = parse_size("--store-cache", Some(bad), 0).unwrap_err();
+            assert!(
+                err.to_string().starts_with("--store-cache"),
+                "{bad:?}: {err}"
+            );
+        }
+        let c = ServeConfig::resolve(ServeArgs {
+            store_cache: Some("8MiB".into()),
+            store_memtable: Some("2MiB".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((c.store_cache, c.store_memtable), (8 << 20, 2 << 20));
     }
 }

@@ -24,6 +24,8 @@ pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Resu
         StoreKind::Embedded => {
             let mut opts = EmbeddedOptions::new(&cfg.data_dir);
             opts.fsync = cfg.fsync;
+            opts.cache_bytes = cfg.store_cache;
+            opts.memtable_bytes = cfg.store_memtable;
             open_embedded(cfg.node(), clock, &opts)
                 .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
         }

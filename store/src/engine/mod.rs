@@ -59,17 +59,23 @@ pub struct EmbeddedOptions {
     pub fsync: FsyncPolicy,
     /// Block cache size in bytes.
     pub cache_bytes: u64,
+    /// Most bytes of one space's memtable before it is flushed to a table; there are four
+    /// spaces. Applies to the spaces a new data directory creates (fjall keeps the size a space
+    /// was created with).
+    pub memtable_bytes: u64,
     /// Size limits.
     pub limits: Limits,
 }
 
 impl EmbeddedOptions {
-    /// Defaults for a directory: fsync every 100 ms, 64 MiB cache, default limits.
+    /// Defaults for a directory: fsync every 100 ms, 64 MiB cache, 16 MiB memtables, default
+    /// limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         EmbeddedOptions {
             dir: dir.into(),
             fsync: FsyncPolicy::default(),
             cache_bytes: 64 << 20,
+            memtable_bytes: 16 << 20,
             limits: Limits::default(),
         }
     }
@@ -122,7 +128,8 @@ pub fn open_embedded(
     clock: Arc<HlcClock>,
     opts: &EmbeddedOptions,
 ) -> Result<Arc<dyn Store>> {
-    let backend = embedded::EmbeddedBackend::open(&opts.dir, opts.cache_bytes)?;
+    let backend =
+        embedded::EmbeddedBackend::open(&opts.dir, opts.cache_bytes, opts.memtable_bytes)?;
     let e = Engine::new(backend, node, clock, opts.limits, Some(opts.fsync))?;
     Ok(Arc::new(e))
 }
