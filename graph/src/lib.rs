@@ -60,6 +60,8 @@ pub struct Graph {
     cfg: Arc<GraphConfig>,
     /// One count catch-up at a time (held across awaits: a tokio mutex).
     counts_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Permits for argon2 computations: one per core (see `Graph::argon2_job`).
+    hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Graph {
@@ -76,6 +78,9 @@ impl Graph {
             ids,
             cfg: Arc::new(cfg),
             counts_lock: Arc::new(tokio::sync::Mutex::new(())),
+            hashing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            )),
         }
     }
 

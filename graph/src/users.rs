@@ -3,9 +3,10 @@
 //! Sign-up writes the user's record and credentials first (invisible until a handle points at
 //! them), then claims the handle by CAS at the handle region's owner; a lost race deletes the
 //! orphan records and answers `HandleTaken`. Passwords are argon2id (hashing runs on the blocking
-//! pool). A session token is 32 random bytes shown once to the client; the store keeps only its
-//! SHA-256, so a leaked store does not leak usable tokens. Sessions replicate: a token works in
-//! every region. Logout deletes the session (a tombstone that replicates too).
+//! pool, one computation per core at a time). A session token is 32 random bytes shown once to
+//! the client; the store keeps only its SHA-256, so a leaked store does not leak usable tokens.
+//! Sessions replicate: a token works in every region. Logout deletes the session (a tombstone
+//! that replicates too).
 
 use crate::keys::{self, CREDENTIALS, HANDLES, SESSIONS};
 use crate::{Graph, GraphError, now_ms};
@@ -126,15 +127,35 @@ impl Graph {
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
-    pub(crate) async fn hash_password(&self, password: String) -> Result<String, GraphError> {
+    /// Runs one argon2id computation on the blocking pool, at most one per core at a time.
+    ///
+    /// Each computation holds `argon2_memory_kib` (19 MiB) while it runs: unbounded, a burst of
+    /// sign-ups or logins grows the process by that much per request (32 at once peaked at
+    /// 650 MiB), for no throughput, since the work is CPU-bound. Waiters queue on the semaphore,
+    /// which the request deadline bounds.
+    async fn argon2_job<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        job: impl FnOnce(Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, GraphError> {
         let a = self.argon2()?;
-        tokio::task::spawn_blocking(move || {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| GraphError::Invalid(what))?;
+        tokio::task::spawn_blocking(move || job(a))
+            .await
+            .map_err(|_| GraphError::Invalid(what))
+    }
+
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String, GraphError> {
+        self.argon2_job("password hashing was interrupted", move |a| {
             a.hash_password(password.as_bytes())
                 .map(|h| h.to_string())
                 .map_err(|_| GraphError::Invalid("password cannot be hashed"))
         })
-        .await
-        .map_err(|_| GraphError::Invalid("password hashing was interrupted"))?
+        .await?
     }
 
     /// [`Graph::hash_password`] with a given salt, for bulk loads that must be reproducible.
@@ -143,26 +164,22 @@ impl Graph {
         password: String,
         salt: Vec<u8>,
     ) -> Result<String, GraphError> {
-        let a = self.argon2()?;
-        tokio::task::spawn_blocking(move || {
+        self.argon2_job("password hashing was interrupted", move |a| {
             a.hash_password_with_salt(password.as_bytes(), &salt)
                 .map(|h| h.to_string())
                 .map_err(|_| GraphError::Invalid("password cannot be hashed"))
         })
-        .await
-        .map_err(|_| GraphError::Invalid("password hashing was interrupted"))?
+        .await?
     }
 
     async fn verify_password(&self, password: String, phc: String) -> Result<bool, GraphError> {
-        let a = self.argon2()?;
-        tokio::task::spawn_blocking(move || {
+        self.argon2_job("password check was interrupted", move |a| {
             let Ok(parsed) = PasswordHash::new(&phc) else {
                 return false;
             };
             a.verify_password(password.as_bytes(), &parsed).is_ok()
         })
         .await
-        .map_err(|_| GraphError::Invalid("password check was interrupted"))
     }
 
     /// Creates a user and a first session.
