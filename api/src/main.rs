@@ -6,6 +6,15 @@ use starling_api::config::{ServeArgs, ServeConfig};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc. A node's long-lived working set is small, but it passes
+/// through large short-lived buffers (argon2id's 19 MiB per password check, batch encodes): glibc
+/// raises its mmap threshold after the first such free and then keeps each buffer resident in
+/// the arena of whichever blocking thread ran it, so 32 sign-ups left a node at 569 MiB RSS
+/// instead of 25 MiB. mimalloc returns freed memory to the OS.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Starling: a multi-region social network backend.
 #[derive(Parser, Debug)]
 #[command(version, about)]
