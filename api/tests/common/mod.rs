@@ -34,7 +34,14 @@ impl Node {
 
     /// As [`Node::start`], with `STARLING_LOG=filter`.
     pub fn start_logging(dir: &Path, port: u16, args: &[String], filter: &str) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_starling"))
+        // For diagnosis (e.g. infra/soak.sh under heaptrack): `STARLING_TEST_WRAP` is a command
+        // the node is run under, `STARLING_TEST_BIN` another `starling` binary.
+        let bin = std::env::var("STARLING_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_starling").to_string());
+        let wrap = std::env::var("STARLING_TEST_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace().chain([bin.as_str()]);
+        let mut child = Command::new(words.next().unwrap())
+            .args(words)
             .arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))

@@ -95,6 +95,8 @@ pub(crate) struct Options<'a> {
     pub(crate) handle_region: &'a str,
     /// One Redis URL per region, if any.
     pub(crate) redis: Vec<String>,
+    /// More flags for every node.
+    pub(crate) extra: Vec<String>,
 }
 
 /// A cluster of restartable nodes; every process is killed on drop.
@@ -150,6 +152,7 @@ impl Cluster {
                 if let Some(url) = o.redis.get(ri) {
                     args.extend(["--redis".to_string(), url.clone()]);
                 }
+                args.extend(o.extra.iter().cloned());
                 seed.get_or_insert(gossip);
                 members.push(Member {
                     name,

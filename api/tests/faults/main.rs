@@ -109,6 +109,7 @@ fn kill_9_rounds() {
         rtt_ms: 20,
         handle_region: "us",
         redis: vec![],
+        extra: vec![],
     });
     let n = c.members.len();
     let mut t = Traffic::start(
@@ -157,6 +158,7 @@ fn region_loss() {
         rtt_ms: 40,
         handle_region: "ap",
         redis: vec![],
+        extra: vec![],
     });
     let (us, ap) = (c.members[0].port, c.members[2].port);
     // A conversation homed in ap: created by a user who signed up there.
@@ -280,6 +282,7 @@ fn partition() {
         rtt_ms: 40,
         handle_region: "us",
         redis: vec![],
+        extra: vec![],
     });
     let mut t = Traffic::start(
         load(c.urls(|_| true), 12, 40.0, seed),
@@ -326,6 +329,7 @@ fn redis_restart() {
         rtt_ms: 0,
         handle_region: "us",
         redis: vec![redis.url()],
+        extra: vec![],
     });
     let mut t = Traffic::start(
         load(c.urls(|_| true), 12, 40.0, seed),
