@@ -3,9 +3,9 @@
 //! `STARLING_SOAK_SAMPLE_SECS` (3) each node's RSS (`/proc/PID/status`) and its change-feed
 //! consumer backlogs (`starling_consumer_backlog` in `/metrics`: the fan-out and follower-count
 //! queues). After a warm-up (`STARLING_SOAK_WARMUP_SECS`, default half the run) it
-//! asserts: zero failed requests, RSS growth below `STARLING_SOAK_RSS_GROWTH` per node over the
-//! measured part (0.05 for runs of 10 minutes or more, as `infra/soak.sh`; 0.10 for shorter ones,
-//! whose 30 measured seconds are few), and no growing queue (the backlogs' mean over the last
+//! asserts: zero failed requests, RSS growth per node over the measured part below
+//! `STARLING_SOAK_RSS_GROWTH` (0.05) for runs of 10 minutes or more (as `infra/soak.sh`), or
+//! below `STARLING_SOAK_RSS_GROWTH_MIB` (24) MiB for shorter ones, and no growing queue (the backlogs' mean over the last
 //! third at most twice that of the first third plus 256 entries, and drained to 0 once the load
 //! stops). With `STARLING_SOAK_OUT=DIR` it writes `DIR/soak-samples.csv` and `DIR/soak.json`.
 //!
@@ -17,6 +17,11 @@
 //! of the first third of the measured part with the lowest of the last third. A leak raises the
 //! floor; a memtable awaiting its flush, a burst or the allocator holding freed pages for a while
 //! are peaks of a few MiB that come and go (±10 % on a short run's 80 MiB node).
+//!
+//! Why a short run's bound is absolute: its 30 measured seconds see RSS settle by up to
+//! 13 MiB (+18 % of a 70 MiB node in CI), which no relative bound separates from a leak. 24 MiB
+//! is what the 10 % bound of the earlier CI runs allowed on their 250 MiB nodes (glibc's malloc
+//! then kept argon2's buffers resident); it still fails a leak of 2-4 KiB per request.
 
 use crate::harness::{Cluster, Options, Watchdog, metric, rss_kib};
 use crate::traffic::{Load, Traffic, counts};
@@ -53,7 +58,8 @@ pub(crate) fn run() {
     let limit: f64 = std::env::var("STARLING_SOAK_RSS_GROWTH")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if secs >= 600 { 0.05 } else { 0.10 });
+        .unwrap_or(0.05);
+    let limit_mib = (secs < 600).then(|| env_u64("STARLING_SOAK_RSS_GROWTH_MIB", 24) as f64);
     let duration = Duration::from_secs(secs);
     let _w = Watchdog::arm("soak", duration + Duration::from_secs(300));
     let seed = seed(19);
@@ -159,13 +165,19 @@ pub(crate) fn run() {
             100.0 * growth,
             peak as f64 / 1024.0
         );
-        if growth >= limit {
-            failures.push(format!(
+        let grown_mib = (last - first) / 1024.0;
+        match limit_mib {
+            Some(mib) if grown_mib >= mib => failures.push(format!(
+                "{}: RSS grew {grown_mib:.1} MiB (limit {mib:.0} MiB)",
+                m.name
+            )),
+            None if growth >= limit => failures.push(format!(
                 "{}: RSS grew {:.2} % (limit {:.2} %)",
                 m.name,
                 100.0 * growth,
                 100.0 * limit
-            ));
+            )),
+            _ => {}
         }
     }
     eprintln!(
