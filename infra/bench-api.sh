@@ -2,15 +2,18 @@
 # REST throughput and latency of a real `starling serve` (release build, embedded store) on
 # loopback under wrk, beside /healthz on the same server as the ceiling. Writes bench/api.md.
 # Needs wrk (installed from Debian's packages if missing). About 2 minutes plus the build.
+# STARLING_BIN runs that binary instead of building one; API_OUT names the page (bench/api.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-cargo build --release -q -p starling-api --bin starling
+bin="${STARLING_BIN:-target/release/starling}"
+out="${API_OUT:-bench/api.md}"
+[ -n "${STARLING_BIN:-}" ] || cargo build --release -q -p starling-api --bin starling
 DUR="${DUR:-8s}"; CONN="${CONN:-32}"
 work=$(mktemp -d); port=$((20000 + RANDOM % 20000))
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-STARLING_LOG=warn target/release/starling serve --listen 127.0.0.1:$port --data-dir "$work/data" \
+STARLING_LOG=warn "$bin" serve --listen 127.0.0.1:$port --data-dir "$work/data" \
   --auth-per-minute 100000000 > "$work/log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
@@ -48,8 +51,9 @@ METHOD=POST TARGET_PATH=/v1/posts TOKEN=$token BODY='{"text":"benchmark post"}' 
 IDS=$ids TOKEN=$token run follow -s infra/wrk/follow.lua "$url"
 METHOD=POST TARGET_PATH=/v1/sessions TOKEN= BODY='{"handle":"benchuser","password":"password1"}' run login -s infra/wrk/post_json.lua "$url"
 RUN=$RANDOM run signup -s infra/wrk/signup.lua "$url"
+rss_mib=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$pid/status)
 
-python3 - "$work/rows" "$DUR" "$CONN" > bench/api.md <<'PY'
+python3 - "$work/rows" "$DUR" "$CONN" "$rss_mib" > "$out" <<'PY'
 import sys, subprocess, datetime, os
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 bare = float(rows[0][1])
@@ -68,5 +72,6 @@ for name, rps, p50, p99, bad in rows:
 print("\n`PUT /v1/following/{id}` cycles over 200 seeded users: after the first pass a follow is the idempotent "
       "path (a read that finds the edge). Sign-up and login are bound by argon2id (19 MiB, 2 passes), by design; they are also rate limited per address "
       "(disabled for this run).")
+print(f"\nThe server's RSS after all rows: {sys.argv[4]} MiB.")
 PY
-cat bench/api.md
+cat "$out"
