@@ -7,7 +7,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
-use starling_store::{FsyncPolicy, NodeId, RegionId, ScyllaOptions};
+use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId, ScyllaOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -326,12 +326,12 @@ impl ServeConfig {
             store_cache: parse_size(
                 "--store-cache",
                 args.store_cache.or(file.store_cache).as_deref(),
-                64 << 20,
+                EmbeddedOptions::DEFAULT_CACHE_BYTES,
             )?,
             store_memtable: parse_size(
                 "--store-memtable",
                 args.store_memtable.or(file.store_memtable).as_deref(),
-                16 << 20,
+                EmbeddedOptions::DEFAULT_MEMTABLE_BYTES,
             )?,
             gossip: None,
             admin_token: args.admin_token.or(file.admin_token),

@@ -68,14 +68,19 @@ pub struct EmbeddedOptions {
 }
 
 impl EmbeddedOptions {
+    /// The default block cache: 64 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+    /// The default memtable bound of each space: 16 MiB.
+    pub const DEFAULT_MEMTABLE_BYTES: u64 = 16 << 20;
+
     /// Defaults for a directory: fsync every 100 ms, 64 MiB cache, 16 MiB memtables, default
     /// limits.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         EmbeddedOptions {
             dir: dir.into(),
             fsync: FsyncPolicy::default(),
-            cache_bytes: 64 << 20,
-            memtable_bytes: 16 << 20,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            memtable_bytes: Self::DEFAULT_MEMTABLE_BYTES,
             limits: Limits::default(),
         }
     }
