@@ -114,6 +114,12 @@ impl AppState {
         let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
         let messenger =
             starling_messenger::Messenger::new(p.store.clone(), cas, ids, graph.clone(), chat_cfg);
+        if let Some(g) = &p.gossip {
+            g.serve(
+                starling_messenger::send::SEND_SERVICE,
+                Arc::new(messenger.send_handler()),
+            );
+        }
         let hub = starling_messenger::Hub::new(starling_messenger::HubLimits {
             max_per_user: p.chat.max_per_user,
             max_connections: p.chat.max_connections,

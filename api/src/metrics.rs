@@ -41,6 +41,32 @@ impl Collector for NodeCollector {
             "Last sequence number of the store's change feed",
             i64::try_from(self.store.last_seq()).unwrap_or(i64::MAX),
         )?;
+        if let Some(m) = self.store.memory() {
+            for (name, help, v) in [
+                (
+                    "starling_store_memtable_bytes",
+                    "Bytes in the store's memtables, active and sealed",
+                    m.memtable_bytes,
+                ),
+                (
+                    "starling_store_block_cache_bytes",
+                    "Bytes in the store's block cache",
+                    m.cache_bytes,
+                ),
+                (
+                    "starling_store_block_cache_capacity_bytes",
+                    "The store's block cache capacity",
+                    m.cache_capacity,
+                ),
+                (
+                    "starling_store_tables",
+                    "Tables (sorted files) of the store",
+                    m.tables,
+                ),
+            ] {
+                gauge(e, name, help, i64::try_from(v).unwrap_or(i64::MAX))?;
+            }
+        }
         let Some(g) = &self.gossip else {
             return Ok(());
         };
@@ -113,6 +139,16 @@ impl Collector for NodeCollector {
                 "starling_gossip_tombstones_collected",
                 "Tombstones collected",
                 p.tombstones_collected,
+            ),
+            (
+                "starling_gossip_calls_sent",
+                "Calls sent to a node of another region or this one (e.g. chat sends forwarded to their home region)",
+                p.calls_sent,
+            ),
+            (
+                "starling_gossip_calls_served",
+                "Calls run here for another node",
+                p.calls_served,
             ),
         ] {
             counter(e, name, help, v)?;

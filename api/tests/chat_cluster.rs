@@ -1,7 +1,8 @@
 //! A chat between users homed in different regions, over real `starling` processes: one node in
 //! `us`, one in `eu`, gossip with a simulated 100 ms round trip. The conversation's home region
-//! is the creator's (`us`); a send from `eu` is forwarded to the owner in `us` by CAS routing;
-//! each side receives the other's messages through replication, pushed at once.
+//! is the creator's (`us`); a send from `eu` is forwarded to a node in `us` (one call across the
+//! WAN, which claims the slot there); each side receives the other's messages through
+//! replication, pushed at once.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -54,6 +55,23 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// The value of counter `name` in a node's `/metrics`.
+async fn counter(addr: SocketAddr, name: &str) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let line = format!("{name}_total ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 async fn sign_up_retrying(addr: SocketAddr, handle: &str) -> User {
@@ -146,7 +164,11 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
             (m["seq"].as_u64(), m["body"].as_str()),
             (Some(1), Some("hello from us"))
         );
-        // eu → us: the seq slot is claimed at the owner in us (CAS routed across the WAN).
+        // eu → us: forwarded to a node in us, which claims the seq slot there.
+        let (sent0, served0) = (
+            counter(eu_addr, "starling_gossip_calls_sent").await,
+            counter(us_addr, "starling_gossip_calls_served").await,
+        );
         b.send(json!({"type":"send","conv":conv,"client_id":"b1","body":"hello from eu"}))
             .await;
         let ack = b.next_of(&["ack"]).await;
@@ -181,6 +203,13 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
                 assert_eq!(seq, want, "in order, without gaps");
             }
         }
+        // Each of eu's 11 new sends crossed the WAN as one call (its retry may too, when the
+        // client-id index had not replicated to eu yet); us sent none.
+        let sent = counter(eu_addr, "starling_gossip_calls_sent").await - sent0;
+        let served = counter(us_addr, "starling_gossip_calls_served").await - served0;
+        assert!((11..=12).contains(&sent), "eu sent {sent} calls");
+        assert_eq!(served, sent, "us served each of them");
+        assert_eq!(counter(us_addr, "starling_gossip_calls_sent").await, 0);
         let (s, v) = http(
             eu_addr,
             "GET",

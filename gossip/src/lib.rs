@@ -19,8 +19,8 @@ pub mod wan;
 pub mod wire;
 
 pub use node::{
-    Arrival, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, MemberState, NotDurable,
-    Outbound,
+    Arrival, CallStart, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, IncomingCall,
+    MemberState, NotDurable, Outbound,
 };
 pub use peer::Peer;
 pub use transport::{GossipHandle, GossipService, TransportConfig, TransportError};

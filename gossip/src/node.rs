@@ -57,6 +57,9 @@ pub struct GossipConfig {
     pub ae_max_records: usize,
     /// How long a routed CAS waits for its owner.
     pub cas_timeout: Duration,
+    /// How long a routed call ([`GossipNode::call`]) waits for its answer. Longer than a CAS:
+    /// the handler at the other end may run several CASes of its own region.
+    pub call_timeout: Duration,
     /// How long after a restart this node refuses to act as a CAS owner, at most. A node that
     /// just restarted knows few members yet, takes itself for the owner of keys another member
     /// of its region owns, and would execute CASes against a replica that lacks their latest
@@ -105,6 +108,7 @@ impl GossipConfig {
             ae_chunk: 256,
             ae_max_records: 8192,
             cas_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(3),
             owner_grace: Duration::from_secs(12),
             durability_timeout: Duration::from_secs(5),
             swim,
@@ -188,6 +192,31 @@ pub enum CasStart {
     Pending(u64),
 }
 
+/// How a routed call started.
+#[derive(Debug)]
+pub enum CallStart {
+    /// This node is the owner of the route key: run the handler here.
+    Local,
+    /// Refused at once (no live member in the region).
+    Failed(CasError),
+    /// Sent to the owner; the answer comes as a call completion with this id.
+    Pending(u64),
+}
+
+/// A call another node asked this one to run ([`GossipNode::take_incoming_calls`]); its answer
+/// goes back through [`GossipNode::answer_call`].
+#[derive(Debug)]
+pub struct IncomingCall {
+    /// Who asked (the answer goes there).
+    pub from: Peer,
+    /// The asker's request id.
+    pub id: u64,
+    /// Which handler.
+    pub service: String,
+    /// Its input.
+    pub body: Bytes,
+}
+
 /// Counters for `/metrics` and the benchmarks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GossipMetrics {
@@ -207,6 +236,10 @@ pub struct GossipMetrics {
     pub messages_out: u64,
     /// Tombstones collected after the grace period.
     pub tombstones_collected: u64,
+    /// Calls sent to another node ([`GossipNode::call`]).
+    pub calls_sent: u64,
+    /// Calls other nodes asked this one to run.
+    pub calls_served: u64,
     /// Age, on arrival, of the newest record of the last push that changed something here (ms):
     /// how far behind the writer this replica was.
     pub convergence_lag_ms: u64,
@@ -236,6 +269,9 @@ pub struct GossipNode {
     next_ae: Duration,
     pending: BTreeMap<u64, PendingCas>,
     completions: Vec<(u64, Result<CasOutcome, CasError>)>,
+    calls: BTreeMap<u64, PendingCas>,
+    call_completions: Vec<(u64, Result<Bytes, CasError>)>,
+    incoming_calls: Vec<IncomingCall>,
     next_cas_id: u64,
     durability: BTreeMap<u64, PendingDurability>,
     durable: Vec<(u64, Result<(), NotDurable>)>,
@@ -325,6 +361,9 @@ impl GossipNode {
             next_ae: first_ae,
             pending: BTreeMap::new(),
             completions: Vec::new(),
+            calls: BTreeMap::new(),
+            call_completions: Vec::new(),
+            incoming_calls: Vec::new(),
             next_cas_id: 1,
             durability: BTreeMap::new(),
             durable: Vec::new(),
@@ -515,6 +554,64 @@ impl GossipNode {
         std::mem::take(&mut self.completions)
     }
 
+    /// Completed routed calls since the last call.
+    pub fn take_call_completions(&mut self) -> Vec<(u64, Result<Bytes, CasError>)> {
+        std::mem::take(&mut self.call_completions)
+    }
+
+    /// Calls other nodes asked this one to run since the last call.
+    pub fn take_incoming_calls(&mut self) -> Vec<IncomingCall> {
+        std::mem::take(&mut self.incoming_calls)
+    }
+
+    /// The answer to an [`IncomingCall`].
+    pub fn answer_call(
+        &mut self,
+        to: Peer,
+        id: u64,
+        reply: Result<Bytes, String>,
+    ) -> Vec<Outbound> {
+        self.send(to, Message::CallResponse { id, reply });
+        std::mem::take(&mut self.out)
+    }
+
+    /// Starts a call of `service` at the owner of `route` in `region` (the same rendezvous
+    /// choice as a CAS of that key). The answer comes back as a call completion; a call the
+    /// owner does not answer within [`GossipConfig::call_timeout`] fails as unreachable.
+    pub fn call(
+        &mut self,
+        now: Duration,
+        region: &str,
+        route: &Key,
+        service: String,
+        body: Bytes,
+    ) -> (CallStart, Vec<Outbound>) {
+        self.now = now;
+        let Some(owner) = self.owner(region, route) else {
+            return (
+                CallStart::Failed(CasError::OwnerUnreachable {
+                    region: region.to_string(),
+                }),
+                Vec::new(),
+            );
+        };
+        if owner.node == self.me.node {
+            return (CallStart::Local, Vec::new());
+        }
+        let id = self.next_cas_id;
+        self.next_cas_id += 1;
+        self.calls.insert(
+            id,
+            PendingCas {
+                deadline: now + self.cfg.call_timeout,
+                region: region.to_string(),
+            },
+        );
+        self.metrics.calls_sent += 1;
+        self.send(owner, Message::CallRequest { id, service, body });
+        (CallStart::Pending(id), std::mem::take(&mut self.out))
+    }
+
     /// Advances time: fires SWIM timers, pushes new changes, starts anti-entropy, expires CAS.
     pub async fn tick(&mut self, now: Duration) -> Vec<Outbound> {
         self.now = now;
@@ -542,17 +639,13 @@ impl GossipNode {
             self.collect_tombstones().await;
         }
         self.progress_durability();
-        let expired: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            if let Some(p) = self.pending.remove(&id) {
-                self.completions
-                    .push((id, Err(CasError::OwnerUnreachable { region: p.region })));
-            }
+        for (id, region) in expire(&mut self.pending, now) {
+            self.completions
+                .push((id, Err(CasError::OwnerUnreachable { region })));
+        }
+        for (id, region) in expire(&mut self.calls, now) {
+            self.call_completions
+                .push((id, Err(CasError::OwnerUnreachable { region })));
         }
         std::mem::take(&mut self.out)
     }
@@ -655,6 +748,21 @@ impl GossipNode {
                     self.completions.push((id, reply_to_outcome(reply)));
                 }
             }
+            Message::CallRequest { id, service, body } => {
+                self.metrics.calls_served += 1;
+                self.incoming_calls.push(IncomingCall {
+                    from,
+                    id,
+                    service,
+                    body,
+                });
+            }
+            Message::CallResponse { id, reply } => {
+                if self.calls.remove(&id).is_some() {
+                    self.call_completions
+                        .push((id, reply.map_err(CasError::Failed)));
+                }
+            }
         }
         std::mem::take(&mut self.out)
     }
@@ -730,19 +838,17 @@ impl GossipNode {
     /// highest rendezvous score.
     pub fn owner(&self, region: &str, key: &Key) -> Option<Peer> {
         let me = std::iter::once(&self.me);
-        self.swim
-            .iter_members()
-            .map(|m| m.id())
-            .chain(me)
-            .filter(|p| p.region == region)
-            .max_by_key(|p| {
-                let seed = p.node.0;
-                (
-                    xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), seed),
-                    p.node,
-                )
-            })
-            .cloned()
+        rendezvous_owner(
+            self.swim.iter_members().map(|m| m.id()).chain(me),
+            region,
+            key,
+        )
+        .cloned()
+    }
+
+    /// Whether this node may execute CASes as an owner (its start-up grace is over).
+    pub fn owner_ready(&self) -> bool {
+        !self.owner_grace()
     }
 
     fn send(&mut self, to: Peer, msg: Message) {
@@ -1042,6 +1148,34 @@ impl GossipNode {
             self.send(to.clone(), Message::AeRecords { deltas: chunk });
         }
     }
+}
+
+/// Removes the requests past their deadline; returns their ids and owner regions.
+fn expire(pending: &mut BTreeMap<u64, PendingCas>, now: Duration) -> Vec<(u64, String)> {
+    let expired: Vec<u64> = pending
+        .iter()
+        .filter(|(_, p)| p.deadline <= now)
+        .map(|(id, _)| *id)
+        .collect();
+    expired
+        .into_iter()
+        .filter_map(|id| pending.remove(&id).map(|p| (id, p.region)))
+        .collect()
+}
+
+/// Among `members`, the one of `region` with the highest rendezvous score for `key`: the owner
+/// of the key's CASes and calls there.
+pub fn rendezvous_owner<'a>(
+    members: impl Iterator<Item = &'a Peer>,
+    region: &str,
+    key: &Key,
+) -> Option<&'a Peer> {
+    members.filter(|p| p.region == region).max_by_key(|p| {
+        (
+            xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), p.node.0),
+            p.node,
+        )
+    })
 }
 
 fn reply_to_outcome(reply: CasReply) -> Result<CasOutcome, CasError> {

@@ -111,6 +111,7 @@ pub struct Sim {
     epoch_ms: u64,
     next_cas: BTreeMap<(String, u64), Option<Result<starling_store::CasOutcome, crate::CasError>>>,
     durable: BTreeMap<(String, u64), Result<(), crate::NotDurable>>,
+    calls: BTreeMap<(String, u64), Option<Result<Bytes, crate::CasError>>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -140,6 +141,7 @@ impl Sim {
             epoch_ms: EPOCH_MS,
             next_cas: BTreeMap::new(),
             durable: BTreeMap::new(),
+            calls: BTreeMap::new(),
         }
     }
 
@@ -441,6 +443,49 @@ impl Sim {
         self.next_cas.get(handle).cloned().flatten()
     }
 
+    /// Starts a routed call ([`GossipNode::call`]) at a live node; poll [`Sim::call_result`].
+    /// Every simulated node serves one service, [`SIM_ECHO`]: it answers `name:body`, where
+    /// `name` is its own (so a test sees which node ran it); any other service fails.
+    pub fn call(
+        &mut self,
+        addr: &str,
+        region: &str,
+        route: &Key,
+        service: &str,
+        body: Bytes,
+    ) -> (String, u64) {
+        let now = self.now;
+        let (from, core) = self.live_core(addr);
+        let (start, out) = core.call(now, region, route, service.to_string(), body.clone());
+        self.seq += 1;
+        let local = (addr.to_string(), u64::MAX - self.seq);
+        let handle = match start {
+            crate::CallStart::Local => {
+                self.calls.insert(
+                    local.clone(),
+                    Some(sim_serve(addr, service, &body).map_err(crate::CasError::Failed)),
+                );
+                local
+            }
+            crate::CallStart::Failed(e) => {
+                self.calls.insert(local.clone(), Some(Err(e)));
+                local
+            }
+            crate::CallStart::Pending(id) => {
+                let h = (addr.to_string(), id);
+                self.calls.insert(h.clone(), None);
+                h
+            }
+        };
+        self.dispatch(&from, out);
+        handle
+    }
+
+    /// The result of a call started with [`Sim::call`], once it is known.
+    pub fn call_result(&self, handle: &(String, u64)) -> Option<Result<Bytes, crate::CasError>> {
+        self.calls.get(handle).cloned().flatten()
+    }
+
     fn collect_completions(&mut self, addr: &str) {
         let Some(core) = self.nodes.get_mut(addr).and_then(|n| n.core.as_mut()) else {
             return;
@@ -450,6 +495,19 @@ impl Sim {
         }
         for (id, r) in core.take_durable() {
             self.durable.insert((addr.to_string(), id), r);
+        }
+        for (id, r) in core.take_call_completions() {
+            self.calls.insert((addr.to_string(), id), Some(r));
+        }
+        let mut answers = Vec::new();
+        for c in core.take_incoming_calls() {
+            let reply = sim_serve(addr, &c.service, &c.body);
+            answers.extend(core.answer_call(c.from, c.id, reply));
+        }
+        if !answers.is_empty()
+            && let Some(me) = self.nodes.get(addr).map(|n| n.peer.clone())
+        {
+            self.dispatch(&me, answers);
         }
     }
 
@@ -641,4 +699,16 @@ impl Sim {
         out.sort();
         out
     }
+}
+
+/// The one service simulated nodes serve (see [`Sim::call`]).
+pub const SIM_ECHO: &str = "echo";
+
+fn sim_serve(node: &str, service: &str, body: &[u8]) -> Result<Bytes, String> {
+    if service != SIM_ECHO {
+        return Err(format!("no handler for {service} on this node"));
+    }
+    let mut out = format!("{node}:").into_bytes();
+    out.extend_from_slice(body);
+    Ok(Bytes::from(out))
 }

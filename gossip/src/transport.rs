@@ -11,7 +11,9 @@
 //!   frame no earlier than its WAN delivery time. Its queue is bounded: when full, the message is
 //!   dropped (counted) — gossip tolerates loss, anti-entropy repairs it.
 
-use crate::node::{CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, Outbound};
+use crate::node::{
+    CallStart, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, IncomingCall, Outbound,
+};
 use crate::peer::Peer;
 use crate::wan::{Route, Wan};
 use crate::wire::{Envelope, FrameCodec, MAX_FRAME};
@@ -19,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use starling_store::{CasOutcome, Key, Store, VersionVector};
+use starling_store::{CallHandler, CasOutcome, Key, Store, VersionVector};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +37,12 @@ const TICK: Duration = Duration::from_millis(100);
 const INBOUND_QUEUE: usize = 4096;
 const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
+/// Calls from other nodes running here at once, at most; past it a call is refused at once
+/// (the caller sees the owner fail, as for a CAS it could not execute).
+const MAX_SERVING: usize = 1024;
+
+/// The handlers this node serves calls with, by service name.
+type Handlers = Arc<RwLock<HashMap<String, Arc<dyn CallHandler>>>>;
 
 /// Settings of the transport.
 #[derive(Clone, Debug)]
@@ -103,18 +111,38 @@ enum Command {
         new: Option<Bytes>,
         reply: oneshot::Sender<Result<CasOutcome, CasError>>,
     },
+    Call {
+        region: String,
+        route: Key,
+        service: String,
+        body: Bytes,
+        reply: oneshot::Sender<Result<Bytes, CasError>>,
+    },
 }
 
 /// A cheap, cloneable handle to the running gossip service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GossipHandle {
     commands: mpsc::Sender<Command>,
+    handlers: Handlers,
+    store: Arc<dyn Store>,
+    /// Whether the core says this node may execute CASes as owner (refreshed every tick).
+    ready: watch::Receiver<bool>,
     members: watch::Receiver<Vec<Peer>>,
     membership: watch::Receiver<Vec<(Peer, crate::MemberState)>>,
     protocol: watch::Receiver<GossipMetrics>,
     wan: Arc<RwLock<Wan>>,
     metrics: Arc<TransportMetrics>,
     me: Peer,
+}
+
+impl std::fmt::Debug for GossipHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GossipHandle")
+            .field("me", &self.me)
+            .field("services", &self.handlers.read().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GossipHandle {
@@ -187,6 +215,18 @@ impl GossipHandle {
         expected: Option<VersionVector>,
         new: Option<Bytes>,
     ) -> Result<CasOutcome, CasError> {
+        // This node owns the key: run it here, on the caller's task, rather than queue it
+        // behind everything the core loop does (pushes, anti-entropy, applying replicas). The
+        // store's watch wakes the core loop to push the result, as for any local write. The
+        // view is the core's, at most one tick old: the same window as any membership change
+        // (see ARCHITECTURE.md, "CAS routing").
+        if self.owns(region, &key) {
+            return self
+                .store
+                .cas(&key, expected.as_ref(), new)
+                .await
+                .map_err(|e| CasError::Failed(e.to_string()));
+        }
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Cas {
             region: region.to_string(),
@@ -198,6 +238,53 @@ impl GossipHandle {
         let stopped = || CasError::Failed("the gossip service has stopped".into());
         self.commands.send(cmd).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
+    }
+
+    /// Whether this node, out of its start-up grace, owns `key` in `region` in the latest view.
+    fn owns(&self, region: &str, key: &Key) -> bool {
+        if region != self.me.region || !*self.ready.borrow() {
+            return false;
+        }
+        let members = self.members.borrow();
+        crate::node::rendezvous_owner(members.iter().chain(std::iter::once(&self.me)), region, key)
+            .is_some_and(|o| o.node == self.me.node)
+    }
+
+    /// Serves calls of `service` on this node with `handler` (replacing an earlier one).
+    pub fn serve(&self, service: &str, handler: Arc<dyn CallHandler>) {
+        self.handlers.write().insert(service.to_string(), handler);
+    }
+
+    /// Runs `service` with `body` on the owner of `route` in `region` (this node, if it is the
+    /// owner) and returns the handler's answer. A region without live members fails at once,
+    /// an owner that does not answer within the call timeout as unreachable.
+    pub async fn call(
+        &self,
+        region: &str,
+        route: Key,
+        service: &str,
+        body: Bytes,
+    ) -> Result<Bytes, CasError> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Call {
+            region: region.to_string(),
+            route,
+            service: service.to_string(),
+            body,
+            reply: tx,
+        };
+        let stopped = || CasError::Failed("the gossip service has stopped".into());
+        self.commands.send(cmd).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs one call through this node's handler for its service.
+async fn serve_call(handlers: &Handlers, service: &str, body: Bytes) -> Result<Bytes, String> {
+    let handler = handlers.read().get(service).cloned();
+    match handler {
+        Some(h) => h.handle(body).await,
+        None => Err(format!("no handler for {service} on this node")),
     }
 }
 
@@ -238,6 +325,7 @@ impl GossipService {
         let (members_tx, members_rx) = watch::channel(Vec::new());
         let (membership_tx, membership_rx) = watch::channel(Vec::new());
         let (proto_tx, proto_rx) = watch::channel(GossipMetrics::default());
+        let (ready_tx, ready_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
         tasks.spawn(accept_loop(
@@ -249,6 +337,7 @@ impl GossipService {
         ));
 
         let seed = xxhash_rust::xxh3::xxh3_64(cfg.me.addr.as_bytes()) ^ cfg.me.incarnation;
+        let store_for_handle = store.clone();
         let core = GossipNode::new(
             cfg.me.clone(),
             cfg.gossip.clone(),
@@ -266,8 +355,11 @@ impl GossipService {
             shutdown: shutdown.subscribe(),
         };
         let seeds: Vec<Peer> = cfg.seeds.iter().map(|a| Peer::seed(a.clone())).collect();
+        let handlers = Handlers::default();
         tasks.spawn(core_loop(CoreLoop {
             core,
+            ready: ready_tx,
+            handlers: handlers.clone(),
             store,
             outbox: Arc::new(outbox),
             inbound: inbound_rx,
@@ -280,6 +372,9 @@ impl GossipService {
         }));
         let handle = GossipHandle {
             commands: cmd_tx,
+            handlers,
+            store: store_for_handle,
+            ready: ready_rx,
             members: members_rx,
             membership: membership_rx,
             protocol: proto_rx,
@@ -486,6 +581,8 @@ async fn write_frames(
 
 struct CoreLoop {
     core: GossipNode,
+    ready: watch::Sender<bool>,
+    handlers: Handlers,
     store: Arc<dyn Store>,
     outbox: Arc<Outbox>,
     inbound: mpsc::Receiver<Envelope>,
@@ -505,6 +602,10 @@ async fn core_loop(mut l: CoreLoop) {
     let mut changes = l.store.subscribe();
     let mut pending: HashMap<u64, oneshot::Sender<Result<CasOutcome, CasError>>> = HashMap::new();
     let mut durable: HashMap<u64, oneshot::Sender<Result<(), crate::NotDurable>>> = HashMap::new();
+    let mut calls: HashMap<u64, oneshot::Sender<Result<Bytes, CasError>>> = HashMap::new();
+    // Calls running here: other nodes' (answered when done) and this node's own.
+    let mut serving: JoinSet<(Peer, u64, Result<Bytes, String>)> = JoinSet::new();
+    let mut local_calls: JoinSet<()> = JoinSet::new();
     let mut rejoin_at = Instant::now();
     loop {
         let mut ticked = false;
@@ -536,7 +637,31 @@ async fn core_loop(mut l: CoreLoop) {
                     }
                     out
                 }
+                Command::Call { region, route, service, body, reply } => {
+                    let (started, out) = l.core.call(start.elapsed(), &region, &route, service.clone(), body.clone());
+                    match started {
+                        CallStart::Local => {
+                            let handlers = l.handlers.clone();
+                            local_calls.spawn(async move {
+                                let r = serve_call(&handlers, &service, body).await;
+                                let _ = reply.send(r.map_err(CasError::Failed));
+                            });
+                        }
+                        CallStart::Failed(e) => { let _ = reply.send(Err(e)); }
+                        CallStart::Pending(id) => { calls.insert(id, reply); }
+                    }
+                    out
+                }
             },
+            Some(done) = serving.join_next(), if !serving.is_empty() => match done {
+                Ok((to, id, reply)) => l.core.answer_call(to, id, reply),
+                Err(e) => {
+                    // Its caller times out.
+                    tracing::error!(error = %e, "a call handler panicked");
+                    Vec::new()
+                }
+            },
+            Some(_) = local_calls.join_next(), if !local_calls.is_empty() => Vec::new(),
             Some(_) = writers.join_next(), if !writers.is_empty() => Vec::new(),
         };
         l.outbox.send(out, &mut writers);
@@ -544,6 +669,31 @@ async fn core_loop(mut l: CoreLoop) {
             if let Some(tx) = pending.remove(&id) {
                 let _ = tx.send(r);
             }
+        }
+        for (id, r) in l.core.take_call_completions() {
+            if let Some(tx) = calls.remove(&id) {
+                let _ = tx.send(r);
+            }
+        }
+        for IncomingCall {
+            from,
+            id,
+            service,
+            body,
+        } in l.core.take_incoming_calls()
+        {
+            if serving.len() >= MAX_SERVING {
+                let out = l
+                    .core
+                    .answer_call(from, id, Err("too many calls in progress".into()));
+                l.outbox.send(out, &mut writers);
+                continue;
+            }
+            let handlers = l.handlers.clone();
+            serving.spawn(async move {
+                let r = serve_call(&handlers, &service, body).await;
+                (from, id, r)
+            });
         }
         for (id, r) in l.core.take_durable() {
             if let Some(tx) = durable.remove(&id) {
@@ -567,12 +717,20 @@ async fn core_loop(mut l: CoreLoop) {
             if *l.membership.borrow() != membership {
                 l.membership.send_replace(membership);
             }
+            let ready = l.core.owner_ready();
+            if *l.ready.borrow() != ready {
+                l.ready.send_replace(ready);
+            }
             if *l.protocol.borrow() != *l.core.metrics() {
                 l.protocol.send_replace(l.core.metrics().clone());
             }
         }
     }
     writers.abort_all();
+    serving.abort_all();
+    local_calls.abort_all();
+    // Handlers hold services that hold this handle: let them go with the service.
+    l.handlers.write().clear();
 }
 
 #[async_trait::async_trait]
@@ -586,11 +744,31 @@ impl starling_store::CasRouter for GossipHandle {
     ) -> starling_store::Result<CasOutcome> {
         self.cas(region, key.clone(), expected.cloned(), new)
             .await
-            .map_err(|e| match e {
-                CasError::OwnerUnreachable { region } => {
-                    starling_store::StoreError::OwnerUnreachable { region }
-                }
-                CasError::Failed(reason) => starling_store::StoreError::Remote(reason),
-            })
+            .map_err(store_error)
+    }
+
+    fn local_region(&self) -> Option<&str> {
+        Some(&self.me.region)
+    }
+
+    async fn call_at(
+        &self,
+        region: &str,
+        route: &Key,
+        service: &str,
+        body: Bytes,
+    ) -> starling_store::Result<Bytes> {
+        self.call(region, route.clone(), service, body)
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn store_error(e: CasError) -> starling_store::StoreError {
+    match e {
+        CasError::OwnerUnreachable { region } => {
+            starling_store::StoreError::OwnerUnreachable { region }
+        }
+        CasError::Failed(reason) => starling_store::StoreError::Remote(reason),
     }
 }

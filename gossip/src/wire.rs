@@ -92,6 +92,23 @@ pub enum Message {
         /// The outcome.
         reply: CasReply,
     },
+    /// Run `body` through the handler registered for `service` at the receiver (the owner of
+    /// the call's route key in its region; see `GossipHandle::call`).
+    CallRequest {
+        /// Request id, unique at the sender.
+        id: u64,
+        /// Which handler.
+        service: String,
+        /// Its input, opaque here.
+        body: Bytes,
+    },
+    /// The handler's answer.
+    CallResponse {
+        /// The request id.
+        id: u64,
+        /// Its output, or why there is none (no such service, or the handler failed).
+        reply: Result<Bytes, String>,
+    },
 }
 
 /// A CAS outcome on the wire.

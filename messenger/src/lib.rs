@@ -78,7 +78,15 @@ pub struct Messenger {
     /// Conversations are immutable once created (members never change in this version), so a
     /// node caches them without invalidation. Bounded: cleared when it grows past its cap.
     cache: Arc<parking_lot::RwLock<std::collections::HashMap<u64, Arc<Conversation>>>>,
+    /// Claims of one conversation on this node take turns (striped by conversation id): claims
+    /// racing from one replica all read the same head, and each loser walks on slot by slot, so
+    /// k concurrent sends cost k² CASes; in turn, each claim reads the head its predecessor
+    /// wrote and its first CAS wins. Races with other nodes are still settled by the CAS.
+    claims: Arc<[tokio::sync::Mutex<()>]>,
 }
+
+/// Stripes of [`Messenger::claims`].
+const CLAIM_STRIPES: usize = 1024;
 
 /// Most conversations kept in the cache before it is cleared.
 const CACHE_CAP: usize = 100_000;
@@ -100,6 +108,9 @@ impl Messenger {
             graph,
             cfg: Arc::new(cfg),
             cache: Arc::default(),
+            claims: (0..CLAIM_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 

@@ -12,13 +12,24 @@
 //!    conflict answers the slot's current message: ours (same sender and client id — a
 //!    concurrent retry won) → the original; another → try the next slot.
 //! 4. Write the client-id index (a plain replicated put; losing it to a crash is step 2's case).
+//!
+//! A send that arrives in another region than the conversation's home is *forwarded*: after
+//! step 1 (a local read), steps 2–4 run on a node of the home region ([`SEND_SERVICE`], served
+//! by [`SendHandler`] through the cluster's call routing), whose replica is at most an
+//! in-region push behind the slots' owners. So the send crosses the WAN once, where claiming
+//! slot by slot from the lagging foreign replica cost a round trip per slot it had not seen
+//! yet — and a busy conversation gains slots faster than that walk (seconds per send, measured
+//! in the soak).
 
 use crate::error::MessengerError;
 use crate::keys;
-use crate::model::{Message, MessageHead};
+use crate::model::{Conversation, Message, MessageHead};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
-use starling_store::{CasOutcome, ScanRequest, StoreExt, codec};
+use serde::{Deserialize, Serialize};
+use starling_store::{
+    CallHandler, CasOutcome, ScanRequest, StoreError, StoreExt, VersionVector, codec,
+};
 
 /// Longest message body, in characters.
 pub const MAX_BODY: usize = 4000;
@@ -27,15 +38,37 @@ pub const MAX_CLIENT_ID: usize = 64;
 /// Slots tried before giving up on a very busy conversation.
 const MAX_ATTEMPTS: usize = 10_000;
 
+/// The call service of a send forwarded to its conversation's home region.
+pub const SEND_SERVICE: &str = "chat.send";
+
 /// The outcome of a send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     /// The stored message (the original one for a retry).
     pub message: Message,
     /// Whether this call stored it (`false`: a retry answered with the original).
     pub new: bool,
     /// The slot's version when this call stored it (to wait for K-region durability).
-    pub version: Option<starling_store::VersionVector>,
+    pub version: Option<VersionVector>,
+}
+
+/// A send forwarded to the home region: everything the claim needs, the conversation included
+/// (it may not have replicated there yet).
+#[derive(Serialize, Deserialize)]
+struct Forwarded {
+    conv: Conversation,
+    sender: u64,
+    client_id: String,
+    body: String,
+}
+
+/// The home region's answer to a [`Forwarded`] send.
+#[derive(Serialize, Deserialize)]
+enum ForwardReply {
+    Sent(Sent),
+    Contended,
+    Unreachable(String),
+    Failed(String),
 }
 
 /// Checks a body and a client id.
@@ -67,15 +100,83 @@ impl Messenger {
     ) -> Result<Sent, MessengerError> {
         validate(body, client_id)?;
         let idx = keys::client_id(conv.id, sender, client_id);
-        if let Some(seq) = self.indexed(&idx).await?
-            && let Some(m) = self.message(conv.id, seq).await?
+        if let Some(sent) = self.original(conv.id, &idx).await? {
+            return Ok(sent);
+        }
+        match self.cas.local_region() {
+            Some(here) if here != conv.home_region => {
+                self.forward(conv, sender, client_id, body).await
+            }
+            _ => self.claim(conv, sender, client_id, body).await,
+        }
+    }
+
+    /// Step 1: the message already stored under this client id, if the index here has it.
+    async fn original(
+        &self,
+        conv: u64,
+        idx: &starling_store::Key,
+    ) -> Result<Option<Sent>, MessengerError> {
+        if let Some(seq) = self.indexed(idx).await?
+            && let Some(m) = self.message(conv, seq).await?
         {
-            return Ok(Sent {
+            return Ok(Some(Sent {
                 message: m,
                 new: false,
                 version: None,
-            });
+            }));
         }
+        Ok(None)
+    }
+
+    /// Steps 2–4 run by a node of the home region, through the cluster's call routing (to the
+    /// owner of the conversation's key there).
+    async fn forward(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        client_id: &str,
+        body: &str,
+    ) -> Result<Sent, MessengerError> {
+        let req = Forwarded {
+            conv: conv.clone(),
+            sender,
+            client_id: client_id.to_string(),
+            body: body.to_string(),
+        };
+        let answer = self
+            .cas
+            .call_at(
+                &conv.home_region,
+                &keys::conversation(conv.id),
+                SEND_SERVICE,
+                codec::to_value(&req)?,
+            )
+            .await?;
+        match codec::from_value::<ForwardReply>(&answer)? {
+            ForwardReply::Sent(sent) => Ok(sent),
+            ForwardReply::Contended => Err(MessengerError::Contended),
+            ForwardReply::Unreachable(region) => {
+                Err(StoreError::OwnerUnreachable { region }.into())
+            }
+            ForwardReply::Failed(reason) => Err(StoreError::Remote(reason).into()),
+        }
+    }
+
+    /// Steps 2–4 (step 1 was done by the caller): claims the next slot from this replica's
+    /// head in the home region.
+    async fn claim(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        client_id: &str,
+        body: &str,
+    ) -> Result<Sent, MessengerError> {
+        let idx = keys::client_id(conv.id, sender, client_id);
+        // Fibonacci hashing: the top bits of id × 2^64/φ, well spread whatever the id's layout.
+        let stripe =
+            (conv.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % crate::CLAIM_STRIPES;
+        let _turn = self.claims[stripe].lock().await;
         let (head, found) = self.search_tail(conv.id, sender, client_id).await?;
         if let Some(m) = found {
             self.index(&idx, m.seq).await?;
@@ -131,6 +232,11 @@ impl Messenger {
         Err(MessengerError::Contended)
     }
 
+    /// The handler of [`SEND_SERVICE`] for this node (register it with the cluster's router).
+    pub fn send_handler(&self) -> SendHandler {
+        SendHandler(self.clone())
+    }
+
     async fn indexed(&self, idx: &starling_store::Key) -> Result<Option<u64>, MessengerError> {
         Ok(self
             .store
@@ -176,5 +282,36 @@ impl Messenger {
             }
         }
         Ok((head, None))
+    }
+}
+
+/// Serves sends forwarded from other regions: runs the claim (steps 2–4) here, in the
+/// conversation's home region. The caller authorized the sender and validated the input where
+/// the request arrived; the input is checked again (a peer holds the cluster secret, but a bug
+/// there must not store what a client could not).
+#[derive(Clone, Debug)]
+pub struct SendHandler(Messenger);
+
+#[async_trait::async_trait]
+impl CallHandler for SendHandler {
+    async fn handle(&self, body: Bytes) -> Result<Bytes, String> {
+        let req: Forwarded =
+            codec::from_value(&body).map_err(|e| format!("malformed forwarded send: {e}"))?;
+        let reply = match validate(&req.body, &req.client_id) {
+            Err(e) => ForwardReply::Failed(e.to_string()),
+            Ok(()) => match self
+                .0
+                .claim(&req.conv, req.sender, &req.client_id, &req.body)
+                .await
+            {
+                Ok(sent) => ForwardReply::Sent(sent),
+                Err(MessengerError::Contended) => ForwardReply::Contended,
+                Err(MessengerError::Store(StoreError::OwnerUnreachable { region })) => {
+                    ForwardReply::Unreachable(region)
+                }
+                Err(e) => ForwardReply::Failed(e.to_string()),
+            },
+        };
+        codec::to_value(&reply).map_err(|e| e.to_string())
     }
 }

@@ -115,3 +115,95 @@ async fn racing_attempts_with_one_client_id_store_one_message() {
     }
     assert_eq!(m.last_seq(conv.id).await.unwrap(), 50);
 }
+
+/// A router for a node in region `eu` whose calls run the home region's handler in-process,
+/// over the same store (the "home node" of this test): the forwarding path without a network.
+#[derive(Debug)]
+struct Foreign {
+    cas: LocalCas,
+    home: std::sync::OnceLock<crate::send::SendHandler>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl starling_store::CasRouter for Foreign {
+    async fn cas_at(
+        &self,
+        region: &str,
+        key: &starling_store::Key,
+        expected: Option<&starling_store::VersionVector>,
+        new: Option<bytes::Bytes>,
+    ) -> starling_store::Result<starling_store::CasOutcome> {
+        self.cas.cas_at(region, key, expected, new).await
+    }
+
+    fn local_region(&self) -> Option<&str> {
+        Some("eu")
+    }
+
+    async fn call_at(
+        &self,
+        region: &str,
+        _route: &starling_store::Key,
+        service: &str,
+        body: bytes::Bytes,
+    ) -> starling_store::Result<bytes::Bytes> {
+        use starling_store::CallHandler;
+        assert_eq!((region, service), ("r", crate::send::SEND_SERVICE));
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = self.home.get().expect("the home handler is set");
+        h.handle(body)
+            .await
+            .map_err(starling_store::StoreError::Remote)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_from_another_region_are_forwarded_and_share_one_gap_free_log() {
+    let (home, users) = setup(2).await;
+    let (conv, _) = home.create(users[0], &[users[1]]).await.unwrap();
+    let router = Arc::new(Foreign {
+        cas: LocalCas(home.store().clone()),
+        home: std::sync::OnceLock::new(),
+        calls: std::sync::atomic::AtomicU64::new(0),
+    });
+    let _ = router.home.set(home.send_handler());
+    let foreign = Messenger::new(
+        home.store().clone(),
+        router.clone(),
+        Arc::new(IdGenerator::new(home.store().node())),
+        home.graph.clone(),
+        MessengerConfig::new("r"),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for (t, m) in [home.clone(), foreign.clone()].into_iter().enumerate() {
+        let conv = conv.clone();
+        let sender = users[t];
+        tasks.spawn(async move {
+            for i in 0..40 {
+                let cid = format!("c{t}-{i}");
+                let a = m.send(&conv, sender, &cid, "x").await.unwrap();
+                let b = m.send(&conv, sender, &cid, "x").await.unwrap();
+                assert!(a.new && !b.new, "{cid}");
+                assert_eq!(a.message, b.message);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let log = home.after(conv.id, 0, 1000, true).await.unwrap();
+    assert_eq!(log.len(), 80);
+    assert!(log.iter().enumerate().all(|(i, m)| m.seq == i as u64 + 1));
+    // Every new foreign send was one call; its retries were answered from the index here.
+    assert_eq!(router.calls.load(std::sync::atomic::Ordering::Relaxed), 40);
+    // The home node checks what it is handed.
+    use starling_store::CallHandler;
+    assert!(
+        home.send_handler()
+            .handle(bytes::Bytes::from_static(b"\xff"))
+            .await
+            .is_err()
+    );
+}

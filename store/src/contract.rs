@@ -163,6 +163,19 @@ pub struct ScanPage {
     pub next: Option<Key>,
 }
 
+/// What an engine holds in memory that grows with use, for `/metrics` and the soak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Bytes in memtables, active and sealed (not yet flushed).
+    pub memtable_bytes: u64,
+    /// Bytes in the block cache.
+    pub cache_bytes: u64,
+    /// The block cache's capacity.
+    pub cache_capacity: u64,
+    /// Tables (sorted files) on disk; each keeps a little metadata in memory.
+    pub tables: u64,
+}
+
 /// The versioned key-value store. See ARCHITECTURE.md for the guarantees.
 #[async_trait]
 pub trait Store: Send + Sync + Debug + 'static {
@@ -234,6 +247,11 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// The newest sequence number of the change feed.
     fn last_seq(&self) -> u64;
+
+    /// The engine's memory that grows with use (`None`: the engine does not say).
+    fn memory(&self) -> Option<MemoryStats> {
+        None
+    }
 
     /// A receiver that is told each new last sequence number.
     fn subscribe(&self) -> watch::Receiver<u64>;
@@ -359,7 +377,8 @@ pub trait StoreExt: Store {
 impl<S: Store + ?Sized> StoreExt for S {}
 
 /// Where a linearizable compare-and-swap runs. On one node, the store itself; in a cluster, the
-/// key's owner in the region the data belongs to (the gossip layer implements it).
+/// key's owner in the region the data belongs to (the gossip layer implements it). The same
+/// routing carries calls: a request run by a node of another region (see [`CallHandler`]).
 #[async_trait]
 pub trait CasRouter: Send + Sync + Debug + 'static {
     /// Compare-and-swap of a register at the owner of `key` in `region`.
@@ -370,6 +389,36 @@ pub trait CasRouter: Send + Sync + Debug + 'static {
         expected: Option<&VersionVector>,
         new: Option<Bytes>,
     ) -> Result<CasOutcome>;
+
+    /// This node's region; `None` on a single node, where every region is here and nothing is
+    /// worth a call.
+    fn local_region(&self) -> Option<&str> {
+        None
+    }
+
+    /// Runs the [`CallHandler`] registered as `service` on the owner of `route` in `region`
+    /// (the node that owns a CAS of that key) with `body`, and returns its answer. Fails with
+    /// [`StoreError::OwnerUnreachable`] when that region does not answer in time.
+    async fn call_at(
+        &self,
+        region: &str,
+        _route: &Key,
+        service: &str,
+        _body: Bytes,
+    ) -> Result<Bytes> {
+        Err(StoreError::Remote(format!(
+            "no cluster to run {service} in region {region}"
+        )))
+    }
+}
+
+/// Serves calls that another node of the cluster routed here ([`CasRouter::call_at`]). The
+/// caller holds the cluster secret, so its input is as trusted as a replicated record; its
+/// user was authorized where the request arrived.
+#[async_trait]
+pub trait CallHandler: Send + Sync + 'static {
+    /// Answers one call (`Err`: why it failed, for the caller's logs and error).
+    async fn handle(&self, body: Bytes) -> std::result::Result<Bytes, String>;
 }
 
 /// The single-node [`CasRouter`]: every CAS runs on this store, whatever the region.

@@ -469,6 +469,62 @@ fn cas_fails_fast_when_the_owner_region_is_unreachable() {
 }
 
 #[test]
+fn calls_run_at_the_route_owner_of_the_region_once_across_the_wan() {
+    use starling_gossip::sim::SIM_ECHO;
+    rt().block_on(async {
+        let mut sim = cluster(9, 3, |_| {}).await;
+        for i in 0..20 {
+            let route = KS.key().str("conv").u64(i).finish();
+            let owner = sim.owner_of("eu0", "us", &route).unwrap();
+            let started = sim.now();
+            let h = sim.call("eu0", "us", &route, SIM_ECHO, Bytes::from(format!("m{i}")));
+            let mut answered = None;
+            while answered.is_none() && sim.now() < started + 5 * S {
+                sim.run_for(Duration::from_millis(5)).await;
+                answered = sim.call_result(&h);
+            }
+            let expected = format!("{}:m{i}", owner.addr);
+            assert_eq!(
+                answered.unwrap().unwrap(),
+                Bytes::from(expected),
+                "run by the owner of the route in us"
+            );
+            // One WAN round trip (us-eu: 100 ms), not one per anything (virtual time).
+            let took = sim.now() - started;
+            assert!(took < Duration::from_millis(200), "{took:?}");
+        }
+        // A node of the region itself runs it locally or in-region.
+        let route = KS.key().str("conv").u64(99).finish();
+        let h = sim.call("us0", "us", &route, SIM_ECHO, Bytes::from_static(b"x"));
+        sim.run_for(S).await;
+        assert!(sim.call_result(&h).unwrap().is_ok());
+        // An unknown service fails with the owner's reason.
+        let h = sim.call("eu0", "us", &route, "nope", Bytes::new());
+        sim.run_for(2 * S).await;
+        let r = sim.call_result(&h);
+        assert!(
+            matches!(&r, Some(Err(starling_gossip::CasError::Failed(why))) if why.contains("no handler")),
+            "{r:?}"
+        );
+        // A region cut off: the call times out, then (region declared down) fails at once.
+        sim.wan_mut().partition("us", "eu", true);
+        let h = sim.call("eu0", "us", &route, SIM_ECHO, Bytes::new());
+        sim.run_for(6 * S).await;
+        assert!(matches!(
+            sim.call_result(&h),
+            Some(Err(starling_gossip::CasError::OwnerUnreachable { .. }))
+        ));
+        sim.wan_mut().partition("us", "ap", true);
+        sim.run_for(60 * S).await;
+        let h = sim.call("eu0", "us", &route, SIM_ECHO, Bytes::new());
+        assert!(matches!(
+            sim.call_result(&h),
+            Some(Err(starling_gossip::CasError::OwnerUnreachable { .. }))
+        ));
+    });
+}
+
+#[test]
 fn tombstones_are_collected_after_the_grace_and_stay_gone() {
     rt().block_on(async {
         let mut sim = cluster(9, 2, |c| {

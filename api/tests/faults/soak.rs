@@ -32,6 +32,12 @@ use std::time::{Duration, Instant};
 /// Flags of a short soak's nodes: memory bounds small enough to be full within its warm-up.
 const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000";
 
+/// The store's bounded memory, reported beside the RSS: what is left is the rest of the node.
+const STORE_MEMORY: [&str; 2] = [
+    "starling_store_memtable_bytes",
+    "starling_store_block_cache_bytes",
+];
+
 const BACKLOGS: [&str; 2] = [
     "starling_consumer_backlog{consumer=\"feed-fan-out\"}",
     "starling_consumer_backlog{consumer=\"graph-counts\"}",
@@ -42,6 +48,8 @@ struct Sample {
     at: f64,
     node: String,
     rss_kib: u64,
+    /// The store's memtables and block cache (`/metrics`), bounded parts of the RSS.
+    store_kib: u64,
     backlog: [f64; 2],
     ok: u64,
     errors: u64,
@@ -103,6 +111,10 @@ pub(crate) fn run() {
                 at: start.elapsed().as_secs_f64(),
                 node: m.name.clone(),
                 rss_kib: rss_kib(pid).unwrap(),
+                store_kib: STORE_MEMORY
+                    .iter()
+                    .map(|g| metric(m.port, g).unwrap_or(0.0) as u64 / 1024)
+                    .sum(),
                 backlog: BACKLOGS.map(|b| metric(m.port, b).unwrap()),
                 ok: so_far.ok,
                 errors: so_far.errors,
@@ -137,6 +149,18 @@ pub(crate) fn run() {
             floor(&measured[measured.len() - third..]),
         );
         let peak = measured.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        // The same floors without the store's memtables and block cache.
+        let rest = |w: &[&Sample]| {
+            w.iter()
+                .map(|s| s.rss_kib.saturating_sub(s.store_kib))
+                .min()
+                .unwrap_or(0) as f64
+        };
+        let (rest_first, rest_last) = (
+            rest(&measured[..third]),
+            rest(&measured[measured.len() - third..]),
+        );
+        let store_last = measured.last().map_or(0, |s| s.store_kib);
         let growth = last / first - 1.0;
         let mut queues = String::new();
         for (q, name) in ["fan-out", "counts"].iter().enumerate() {
@@ -158,12 +182,16 @@ pub(crate) fn run() {
         }
         let _ = writeln!(
             summary,
-            "{}: RSS {:.1} MiB after the warm-up → {:.1} MiB at the end (floors of the first and last thirds; {:+.2} %, peak {:.1} MiB);{queues}",
+            "{}: RSS {:.1} MiB after the warm-up → {:.1} MiB at the end (floors of the first and last thirds; {:+.2} %, peak {:.1} MiB); without the store's memtables and block cache ({:.1} MiB at the end) {:.1} → {:.1} MiB ({:+.2} %);{queues}",
             m.name,
             first / 1024.0,
             last / 1024.0,
             100.0 * growth,
-            peak as f64 / 1024.0
+            peak as f64 / 1024.0,
+            store_last as f64 / 1024.0,
+            rest_first / 1024.0,
+            rest_last / 1024.0,
+            100.0 * (rest_last / rest_first.max(1.0) - 1.0),
         );
         let grown_mib = (last - first) / 1024.0;
         match limit_mib {
@@ -190,13 +218,14 @@ pub(crate) fn run() {
     if let Ok(dir) = std::env::var("STARLING_SOAK_OUT") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut csv =
-            String::from("seconds,node,rss_kib,fanout_backlog,counts_backlog,ok,errors\n");
+        let mut csv = String::from(
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors\n",
+        );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{}",
-                s.at, s.node, s.rss_kib, s.backlog[0], s.backlog[1], s.ok, s.errors
+                "{:.1},{},{},{},{},{},{},{}",
+                s.at, s.node, s.rss_kib, s.store_kib, s.backlog[0], s.backlog[1], s.ok, s.errors
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();

@@ -109,6 +109,11 @@ pub(crate) type RawRange = (Bound<Bytes>, Bound<Bytes>);
 
 /// An ordered byte store with atomic batches.
 pub(crate) trait Backend: Send + Sync + Debug + 'static {
+    /// What the backend holds in memory (`None`: it does not say).
+    fn memory(&self) -> Option<crate::contract::MemoryStats> {
+        None
+    }
+
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// Applies every op or none (a crash in the middle leaves none applied).

@@ -137,6 +137,15 @@ impl EmbeddedBackend {
 }
 
 impl Backend for EmbeddedBackend {
+    fn memory(&self) -> Option<crate::contract::MemoryStats> {
+        Some(crate::contract::MemoryStats {
+            memtable_bytes: self.db.write_buffer_size(),
+            cache_bytes: self.db.cache_size(),
+            cache_capacity: self.db.cache_capacity(),
+            tables: self.spaces.iter().map(|s| s.table_count() as u64).sum(),
+        })
+    }
+
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
         Ok(self
             .space(space)

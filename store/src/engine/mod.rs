@@ -617,6 +617,10 @@ impl<B: Backend> Store for Engine<B> {
         self.shared.node
     }
 
+    fn memory(&self) -> Option<crate::contract::MemoryStats> {
+        self.shared.backend.memory()
+    }
+
     fn limits(&self) -> Limits {
         self.shared.limits
     }
