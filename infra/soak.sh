@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The soak: mixed load (feed reads, posts, follows, unfollows, chat sends) at half the measured
 # capacity against a local cluster of real `starling` processes (2 regions × 1 node, simulated
-# WAN), sampling each node's RSS (/proc/PID/status) and the change-feed consumer backlogs
-# (starling_consumer_backlog in /metrics) over time. It fails on any failed request, on RSS growth
+# WAN), sampling each node's RSS (/proc/PID/status), its store's memtables and block cache, and
+# the change-feed consumer backlogs (starling_store_* and starling_consumer_backlog in /metrics)
+# over time. It fails on any failed request, on RSS growth
 # of 5 % or more after the warm-up, or on a growing queue. It is the `soak` test of
 # api/tests/faults (CI runs it for 60 s); this script runs it long:
 #
@@ -11,7 +12,8 @@
 #
 # Knobs (environment): SOAK_PROFILE (cargo profile, default release), STARLING_SOAK_WARMUP_SECS
 # (default a sixth of the run, at least 60 s), STARLING_SOAK_SAMPLE_SECS (10),
-# STARLING_SOAK_RSS_GROWTH (0.05), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
+# STARLING_SOAK_RSS_GROWTH (0.05), STARLING_SOAK_CAPACITY_SECS (20: how long the capacity is
+# measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
 # soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -131,6 +131,11 @@ impl Collector for NodeCollector {
                 p.ae_repairs,
             ),
             (
+                "starling_gossip_ae_repairs_settled",
+                "Records repaired by anti-entropy that were older than the settle time (writes pushes missed)",
+                p.ae_repairs_settled,
+            ),
+            (
                 "starling_gossip_messages_out",
                 "Messages handed to the transport",
                 p.messages_out,

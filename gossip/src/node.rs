@@ -15,6 +15,9 @@
 //!   peer answers with the leaves of the ranges that differ; this node ships its records of the
 //!   differing buckets and asks for the peer's. Each exchange is capped (`ae_max_ranges`,
 //!   `ae_max_records`) and chunked (`ae_chunk`), so a large repair spreads over several rounds.
+//!   Rounds that repair nothing settled back off (the interval doubles up to
+//!   `ae_max_interval`): under a steady write load the digests always differ by the writes
+//!   still in flight, and each round shipped whole buckets that the peer already had.
 //! - **CAS routing**: a CAS runs at its owner: the live member of the owner region with the highest
 //!   rendezvous score for the key.
 
@@ -47,8 +50,15 @@ pub struct GossipConfig {
     pub fanout: usize,
     /// Changes read from the feed per push batch.
     pub push_batch: usize,
-    /// Time between anti-entropy rounds.
+    /// Time between anti-entropy rounds while they repair something.
     pub ae_interval: Duration,
+    /// Longest time between rounds: after each round that repaired no settled record, the
+    /// interval doubles up to this; a settled repair or a membership change brings it back to
+    /// `ae_interval`.
+    pub ae_max_interval: Duration,
+    /// How old a record must be for its repair to count as settled: younger ones are most
+    /// likely still on their way by push (a repair race, not a lost write).
+    pub ae_settle: Duration,
     /// Ranges whose leaves are sent in one answer.
     pub ae_max_ranges: usize,
     /// Records per anti-entropy message.
@@ -104,6 +114,8 @@ impl GossipConfig {
             fanout: 3,
             push_batch: 256,
             ae_interval: Duration::from_millis(1000),
+            ae_max_interval: Duration::from_secs(8),
+            ae_settle: Duration::from_secs(2),
             ae_max_ranges: 16,
             ae_chunk: 256,
             ae_max_records: 8192,
@@ -232,6 +244,8 @@ pub struct GossipMetrics {
     pub ae_records_sent: u64,
     /// Records received by anti-entropy that changed the local store (repairs).
     pub ae_repairs: u64,
+    /// Of those, records older than `ae_settle`: writes that pushes had missed.
+    pub ae_repairs_settled: u64,
     /// Messages handed to the transport.
     pub messages_out: u64,
     /// Tombstones collected after the grace period.
@@ -267,6 +281,8 @@ pub struct GossipNode {
     cursor: u64,
     now: Duration,
     next_ae: Duration,
+    /// Anti-entropy rounds in a row that repaired nothing settled (the back-off exponent).
+    ae_idle_rounds: u32,
     pending: BTreeMap<u64, PendingCas>,
     completions: Vec<(u64, Result<CasOutcome, CasError>)>,
     calls: BTreeMap<u64, PendingCas>,
@@ -359,6 +375,7 @@ impl GossipNode {
             cursor,
             now: Duration::ZERO,
             next_ae: first_ae,
+            ae_idle_rounds: 0,
             pending: BTreeMap::new(),
             completions: Vec::new(),
             calls: BTreeMap::new(),
@@ -629,10 +646,15 @@ impl GossipNode {
         self.push_changes(Arrival::LOCAL).await;
         if now >= self.next_ae {
             self.start_anti_entropy().await;
-            let jitter = self
-                .rng
-                .random_range(0..=self.cfg.ae_interval.as_millis() as u64 / 5);
-            self.next_ae = now + self.cfg.ae_interval + Duration::from_millis(jitter);
+            let interval = self
+                .cfg
+                .ae_interval
+                .saturating_mul(1 << self.ae_idle_rounds.min(16))
+                .min(self.cfg.ae_max_interval.max(self.cfg.ae_interval));
+            let jitter = self.rng.random_range(0..=interval.as_millis() as u64 / 5);
+            self.next_ae = now + interval + Duration::from_millis(jitter);
+            // Reset by a settled repair before the next round.
+            self.ae_idle_rounds = self.ae_idle_rounds.saturating_add(1);
         }
         if now >= self.next_gc {
             self.next_gc = now + self.cfg.gc_interval;
@@ -684,7 +706,19 @@ impl GossipNode {
             Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges).await,
             Message::AeWant { buckets } => self.send_buckets(&from, &buckets).await,
             Message::AeRecords { deltas } => {
-                self.metrics.ae_repairs += self.apply(&deltas).await;
+                let settled_before = self
+                    .clock
+                    .wall_millis()
+                    .saturating_sub(self.cfg.ae_settle.as_millis() as u64);
+                let (settled, young): (Vec<Delta>, Vec<Delta>) = deltas
+                    .into_iter()
+                    .partition(|d| d.record.max_hlc().millis() <= settled_before);
+                let repaired = self.apply(&settled).await;
+                self.metrics.ae_repairs += repaired + self.apply(&young).await;
+                self.metrics.ae_repairs_settled += repaired;
+                if repaired > 0 {
+                    self.ae_hurry();
+                }
                 self.push_changes(Arrival::REPAIR).await;
             }
             Message::CasRequest {
@@ -869,12 +903,14 @@ impl GossipNode {
             match n {
                 OwnedNotification::MemberUp(p) => {
                     tracing::info!(member = %p.addr, region = %p.region, "member up");
+                    self.ae_hurry();
                     // A (re)joining member may lack tombstones: give it a whole grace to catch up.
                     self.settled_since = Some(self.now);
                     self.first_member_at.get_or_insert(self.now);
                 }
                 OwnedNotification::MemberDown(p) => {
                     tracing::info!(member = %p.addr, region = %p.region, "member down");
+                    self.ae_hurry();
                     self.settled_since = None;
                 }
                 OwnedNotification::Rejoin(p) => {
@@ -1040,6 +1076,13 @@ impl GossipNode {
                 self.gc_young = candidates.into_iter().collect();
             }
         }
+    }
+
+    /// Back to anti-entropy every `ae_interval`, starting within one: there is something to
+    /// repair, or a member came or went.
+    fn ae_hurry(&mut self) {
+        self.ae_idle_rounds = 0;
+        self.next_ae = self.next_ae.min(self.now + self.cfg.ae_interval);
     }
 
     async fn start_anti_entropy(&mut self) {

@@ -18,8 +18,7 @@
 //! by [`SendHandler`] through the cluster's call routing), whose replica is at most an
 //! in-region push behind the slots' owners. So the send crosses the WAN once, where claiming
 //! slot by slot from the lagging foreign replica cost a round trip per slot it had not seen
-//! yet — and a busy conversation gains slots faster than that walk (seconds per send, measured
-//! in the soak).
+//! yet, and a busy conversation can gain slots faster than that walk advances.
 
 use crate::error::MessengerError;
 use crate::keys;

@@ -193,6 +193,52 @@ fn loss_duplication_and_reordering_reach_the_same_state() {
     });
 }
 
+/// Anti-entropy rounds started by every live node so far.
+fn ae_rounds(sim: &Sim) -> u64 {
+    sim.live()
+        .iter()
+        .map(|a| sim.metrics(a).unwrap().ae_rounds)
+        .sum()
+}
+
+#[test]
+fn anti_entropy_backs_off_while_it_repairs_nothing_and_hurries_when_it_does() {
+    rt().block_on(async {
+        let mut sim = cluster(12, 2, |_| {}).await;
+        let mut rng = SmallRng::seed_from_u64(121);
+        let nodes = sim.live();
+        // A steady write load on a lossless WAN: pushes deliver everything, so rounds find
+        // only writes in flight and back off (at most one per `ae_max_interval` = 8 s per node,
+        // where a fixed 1 s interval gives about 0.9 per second per node).
+        let (r0, t0) = (ae_rounds(&sim), sim.now());
+        let mut acked = random_writes(&mut sim, &mut rng, 1200, 400, &nodes).await;
+        let secs = (sim.now() - t0).as_secs_f64();
+        let idle = (ae_rounds(&sim) - r0) as f64 / secs / nodes.len() as f64;
+        // Pushes lost: rounds repair settled writes and speed up again.
+        sim.wan_mut().set_loss_everywhere(0.3);
+        let (r1, t1) = (ae_rounds(&sim), sim.now());
+        acked.extend(random_writes(&mut sim, &mut rng, 1200, 400, &nodes).await);
+        sim.wan_mut().set_loss_everywhere(0.0);
+        let took = sim.run_until_converged(S / 10, 120 * S).await;
+        let lossy = (ae_rounds(&sim) - r1) as f64 / (sim.now() - t1).as_secs_f64() / nodes.len() as f64;
+        let settled: u64 = nodes
+            .iter()
+            .map(|a| sim.metrics(a).unwrap().ae_repairs_settled)
+            .sum();
+        eprintln!("rounds per node per second: {idle:.3} without loss, {lossy:.3} with; {settled} settled repairs; converged after {took:?}");
+        assert!(idle < 0.25, "backed off without loss: {idle:.3}");
+        assert!(settled > 0, "lost pushes were repaired");
+        assert!(lossy > idle, "hurried while repairing: {lossy:.3} vs {idle:.3}");
+        // A repair brings the rounds back to every second: the lost writes are not left to
+        // 8 s rounds.
+        assert!(
+            took.is_some_and(|t| t < 20 * S),
+            "converged soon after the loss stopped: {took:?}"
+        );
+        assert_converged_without_loss(&sim, &acked).await;
+    });
+}
+
 #[test]
 fn unauthenticated_and_malformed_peers_are_refused_harmlessly() {
     rt().block_on(async {

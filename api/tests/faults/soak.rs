@@ -1,8 +1,9 @@
 //! The soak: mixed load at half the measured capacity for `STARLING_SOAK_SECS` (60 in CI;
 //! `infra/soak.sh` runs 1800) against 2 regions × 1 node, sampling every
-//! `STARLING_SOAK_SAMPLE_SECS` (3) each node's RSS (`/proc/PID/status`) and its change-feed
-//! consumer backlogs (`starling_consumer_backlog` in `/metrics`: the fan-out and follower-count
-//! queues). After a warm-up (`STARLING_SOAK_WARMUP_SECS`, default half the run) it
+//! `STARLING_SOAK_SAMPLE_SECS` (3) each node's RSS (`/proc/PID/status`), its store's memtables
+//! and block cache (`starling_store_*` in `/metrics`, reported apart: the rest of the RSS is the
+//! node's own) and its change-feed consumer backlogs (`starling_consumer_backlog`: the fan-out
+//! and follower-count queues). After a warm-up (`STARLING_SOAK_WARMUP_SECS`, default half the run) it
 //! asserts: zero failed requests, RSS growth per node over the measured part below
 //! `STARLING_SOAK_RSS_GROWTH` (0.05) for runs of 10 minutes or more (as `infra/soak.sh`), or
 //! below `STARLING_SOAK_RSS_GROWTH_MIB` (24) MiB for shorter ones, and no growing queue (the backlogs' mean over the last
@@ -88,7 +89,11 @@ pub(crate) fn run() {
             targets: c.urls(|_| true),
             users: 32,
             mix: MIX,
-            rate: 0.0,
+            // `STARLING_SOAK_RATE` fixes the rate (to compare builds at the same load).
+            rate: std::env::var("STARLING_SOAK_RATE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0),
             seed,
             timeout: Duration::from_secs(10),
         },
