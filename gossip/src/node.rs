@@ -600,8 +600,8 @@ impl GossipNode {
         now: Duration,
         region: &str,
         route: &Key,
-        service: String,
-        body: Bytes,
+        service: &str,
+        body: &Bytes,
     ) -> (CallStart, Vec<Outbound>) {
         self.now = now;
         let Some(owner) = self.owner(region, route) else {
@@ -615,16 +615,10 @@ impl GossipNode {
         if owner.node == self.me.node {
             return (CallStart::Local, Vec::new());
         }
-        let id = self.next_cas_id;
-        self.next_cas_id += 1;
-        self.calls.insert(
-            id,
-            PendingCas {
-                deadline: now + self.cfg.call_timeout,
-                region: region.to_string(),
-            },
-        );
+        let (id, waiting) = self.request(now + self.cfg.call_timeout, region);
+        self.calls.insert(id, waiting);
         self.metrics.calls_sent += 1;
+        let (service, body) = (service.to_string(), body.clone());
         self.send(owner, Message::CallRequest { id, service, body });
         (CallStart::Pending(id), std::mem::take(&mut self.out))
     }
@@ -836,15 +830,8 @@ impl GossipNode {
             self.push_changes(Arrival::LOCAL).await;
             return (CasStart::Done(r), std::mem::take(&mut self.out));
         }
-        let id = self.next_cas_id;
-        self.next_cas_id += 1;
-        self.pending.insert(
-            id,
-            PendingCas {
-                deadline: now + self.cfg.cas_timeout,
-                region: region.to_string(),
-            },
-        );
+        let (id, waiting) = self.request(now + self.cfg.cas_timeout, region);
+        self.pending.insert(id, waiting);
         self.send(
             owner,
             Message::CasRequest {
@@ -878,6 +865,18 @@ impl GossipNode {
             key,
         )
         .cloned()
+    }
+
+    /// A new request id (unique at this node across CASes and calls) and what waits for its
+    /// answer until `deadline`.
+    fn request(&mut self, deadline: Duration, region: &str) -> (u64, PendingCas) {
+        let id = self.next_cas_id;
+        self.next_cas_id += 1;
+        let waiting = PendingCas {
+            deadline,
+            region: region.to_string(),
+        };
+        (id, waiting)
     }
 
     /// Whether this node may execute CASes as an owner (its start-up grace is over).

@@ -456,7 +456,7 @@ impl Sim {
     ) -> (String, u64) {
         let now = self.now;
         let (from, core) = self.live_core(addr);
-        let (start, out) = core.call(now, region, route, service.to_string(), body.clone());
+        let (start, out) = core.call(now, region, route, service, &body);
         self.seq += 1;
         let local = (addr.to_string(), u64::MAX - self.seq);
         let handle = match start {

@@ -638,7 +638,7 @@ async fn core_loop(mut l: CoreLoop) {
                     out
                 }
                 Command::Call { region, route, service, body, reply } => {
-                    let (started, out) = l.core.call(start.elapsed(), &region, &route, service.clone(), body.clone());
+                    let (started, out) = l.core.call(start.elapsed(), &region, &route, &service, &body);
                     match started {
                         CallStart::Local => {
                             let handlers = l.handlers.clone();
