@@ -204,9 +204,21 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
             }
         }
         // Each of eu's 11 new sends crossed the WAN as one call (its retry may too, when the
-        // client-id index had not replicated to eu yet); us sent none.
-        let sent = counter(eu_addr, "starling_gossip_calls_sent").await - sent0;
-        let served = counter(us_addr, "starling_gossip_calls_served").await - served0;
+        // client-id index had not replicated to eu yet); us sent none. The gossip counters in
+        // `/metrics` are a view refreshed every tick (100 ms), so they are read once both
+        // nodes' views have caught up with the sends.
+        let calls = || async {
+            (
+                counter(eu_addr, "starling_gossip_calls_sent").await - sent0,
+                counter(us_addr, "starling_gossip_calls_served").await - served0,
+            )
+        };
+        until("the calls counted on both sides", || async {
+            let (sent, served) = calls().await;
+            sent >= 11 && served >= sent
+        })
+        .await;
+        let (sent, served) = calls().await;
         assert!((11..=12).contains(&sent), "eu sent {sent} calls");
         assert_eq!(served, sent, "us served each of them");
         assert_eq!(counter(us_addr, "starling_gossip_calls_sent").await, 0);
