@@ -15,7 +15,7 @@
 //! they are full: a long run (10 minutes or more) keeps the defaults and a warm-up of minutes; a
 //! shorter one runs its nodes with small bounds (`SMALL_BOUNDS`), full within its warm-up. The
 //! measured part also waits for every node's block cache to be 90 % full (it fills with the
-//! data blocks point reads touch: at 2 626 req/s heaptrack showed +41 MiB of them between the
+//! data blocks point reads touch: at 1 200 req/s heaptrack showed +41 MiB of them between the
 //! 4th and the 9th minute, the whole growth of the live heap), up to half the run.
 //! `STARLING_SOAK_NODE_ARGS` replaces those flags. RSS growth compares floors: the lowest sample
 //! of the first third of the measured part with the lowest of the last third. A leak raises the
