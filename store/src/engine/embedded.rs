@@ -39,9 +39,13 @@ impl Default for FsyncPolicy {
     }
 }
 
+/// An I/O error of the store's own file handling, with what it was doing.
+fn io(context: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |source| StoreError::Io { context, source }
+}
+
 /// Prepares `dir` for a store: creates it with a marker, or checks the marker that is there.
 fn claim_dir(dir: &Path) -> Result<()> {
-    let io = |context: String| move |source| StoreError::Io { context, source };
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let marker = dir.join(MARKER);
     match std::fs::read_to_string(&marker) {
@@ -252,13 +256,10 @@ impl ActiveJournal {
 
     /// The number of the newest `N.jnl` in the folder.
     fn newest(&self) -> Result<Option<u64>> {
-        let io = |source| StoreError::Io {
-            context: format!("listing journals in {}", self.dir.display()),
-            source,
-        };
+        let listing = || io(format!("listing journals in {}", self.dir.display()));
         let mut newest = None;
-        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
-            let name = entry.map_err(io)?.file_name();
+        for entry in std::fs::read_dir(&self.dir).map_err(listing())? {
+            let name = entry.map_err(listing())?.file_name();
             let id = name
                 .to_str()
                 .and_then(|n| n.strip_suffix(".jnl"))
@@ -279,9 +280,8 @@ impl ActiveJournal {
                     self.dir.display()
                 )));
             };
-            match open.take() {
-                Some((at, file)) if at == id => break (id, file),
-                _ => {}
+            if let Some(cached) = open.take().filter(|(at, _)| *at == id) {
+                break cached;
             }
             let path = self.dir.join(format!("{id}.jnl"));
             match std::fs::File::open(&path) {
@@ -292,18 +292,13 @@ impl ActiveJournal {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
                     attempts += 1;
                 }
-                Err(source) => {
-                    return Err(StoreError::Io {
-                        context: format!("opening {}", path.display()),
-                        source,
-                    });
-                }
+                Err(e) => return Err(io(format!("opening {}", path.display()))(e)),
             }
         };
-        let synced = file.sync_data().map_err(|source| StoreError::Io {
-            context: format!("syncing journal {id} in {}", self.dir.display()),
-            source,
-        });
+        let synced = file.sync_data().map_err(io(format!(
+            "syncing journal {id} in {}",
+            self.dir.display()
+        )));
         *open = Some((id, file));
         synced
     }
