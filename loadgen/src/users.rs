@@ -1,7 +1,7 @@
 //! The setup phase: sign up `--users N` users (or log in existing ones, e.g. the `user{i}` graph
-//! made by `starling seed`), spread round-robin over the targets, then optionally build a small
-//! follow graph (user i follows the next `follows` users) and give everyone a few posts so feeds
-//! are not empty. Setup writes are acknowledged writes too and go to the acked log.
+//! made by `starling seed`), spread round-robin over the targets, wait until every target sees
+//! every user, then optionally build a small follow graph (user i follows the next `follows`
+//! users) and give everyone a few posts so feeds are not empty. Setup writes are acknowledged writes too and go to the acked log.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, now_us};
@@ -79,7 +79,51 @@ where
     }
 }
 
-/// Signs up or logs in every user, then builds the follow graph and the posts.
+/// How long a user signed up at one target may take to be visible at the others.
+const REPLICATION_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until every user is visible at every target (`GET /v1/users/{id}` with the token of a
+/// user of that target), so that the follows and conversations made next, each at the
+/// follower's target, do not meet a 404 for a user signed up elsewhere whose record is still on
+/// its way (replication is asynchronous: a CI run's setup followed a user 404 that way).
+async fn await_replicated(http: &Http, users: &[User], c: usize) -> Result<(), LoadError> {
+    let mut viewers: Vec<&User> = Vec::new();
+    for u in users {
+        if !viewers.iter().any(|v| v.target == u.target) {
+            viewers.push(u);
+        }
+    }
+    let checks: Vec<(&User, &User)> = viewers
+        .iter()
+        .flat_map(|v| {
+            users
+                .iter()
+                .filter(|u| u.target != v.target)
+                .map(move |u| (*v, u))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + REPLICATION_WAIT;
+    stream::iter(checks)
+        .map(|(viewer, u)| async move {
+            let step = || format!("user {} visible at {}", u.handle, viewer.target);
+            loop {
+                match api::user_exists(http, &viewer.target, &viewer.token, &u.id).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok(false) => return Err(LoadError::setup(step(), RequestError::Timeout)),
+                    Err(e) => return Err(LoadError::setup(step(), e)),
+                }
+            }
+        })
+        .buffer_unordered(c)
+        .try_collect::<()>()
+        .await
+}
+
+/// Signs up or logs in every user, waits until each is visible at every target, then builds
+/// the follow graph, the posts and the conversations.
 pub async fn setup(
     http: &Http,
     targets: &[String],
@@ -139,6 +183,9 @@ pub async fn setup(
         .try_collect()
         .await?;
     users.sort_by_key(|u| u.index);
+    if cfg.follows > 0 || cfg.conversations {
+        await_replicated(http, &users, c).await?;
+    }
 
     let n = users.len();
     let follows = cfg.follows.min(n.saturating_sub(1));
