@@ -59,6 +59,11 @@ impl Collector for NodeCollector {
                     m.cache_capacity,
                 ),
                 (
+                    "starling_store_pinned_bytes",
+                    "Bytes of index and filter blocks the store holds outside its block cache",
+                    m.pinned_bytes,
+                ),
+                (
                     "starling_store_tables",
                     "Tables (sorted files) of the store",
                     m.tables,

@@ -174,6 +174,8 @@ pub struct MemoryStats {
     pub cache_capacity: u64,
     /// Tables (sorted files) on disk; each keeps a little metadata in memory.
     pub tables: u64,
+    /// Index and filter blocks held outside the block cache (pinned), which grow with the data.
+    pub pinned_bytes: u64,
 }
 
 /// The versioned key-value store. See ARCHITECTURE.md for the guarantees.

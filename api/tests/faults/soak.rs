@@ -2,7 +2,8 @@
 //! `infra/soak.sh` runs 1800) against 2 regions × 1 node, sampling every
 //! `STARLING_SOAK_SAMPLE_SECS` (3) each node's RSS (`/proc/PID/status`), its store's memtables
 //! and block cache (`starling_store_*` in `/metrics`, reported apart: the rest of the RSS is the
-//! node's own) and its change-feed consumer backlogs (`starling_consumer_backlog`: the fan-out
+//! node's own; the blocks the store pins outside its cache are recorded too, 0 since nothing is
+//! pinned) and its change-feed consumer backlogs (`starling_consumer_backlog`: the fan-out
 //! and follower-count queues). After a warm-up (`STARLING_SOAK_WARMUP_SECS`, default half the run) it
 //! asserts: zero failed requests, RSS growth per node over the measured part below
 //! `STARLING_SOAK_RSS_GROWTH` (0.05) for runs of 10 minutes or more (as `infra/soak.sh`), or
@@ -40,6 +41,8 @@ const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post
 const MEMTABLES: &str = "starling_store_memtable_bytes";
 const BLOCK_CACHE: &str = "starling_store_block_cache_bytes";
 const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
+/// Index and filter blocks outside the cache (none pinned since 2026-12-01), reported apart.
+const PINNED: &str = "starling_store_pinned_bytes";
 
 /// The block cache counts as full (the warm-up may end) at this share of its capacity.
 const CACHE_FULL: f64 = 0.9;
@@ -59,6 +62,7 @@ struct Sample {
     /// The block cache alone, and its capacity.
     cache_kib: u64,
     cache_capacity_kib: u64,
+    pinned_kib: u64,
     backlog: [f64; 2],
     ok: u64,
     errors: u64,
@@ -129,6 +133,7 @@ pub(crate) fn run() {
                 store_kib: kib(MEMTABLES) + cache_kib,
                 cache_kib,
                 cache_capacity_kib: kib(BLOCK_CACHE_CAPACITY),
+                pinned_kib: kib(PINNED),
                 backlog: BACKLOGS.map(|b| metric(m.port, b).unwrap()),
                 ok: so_far.ok,
                 errors: so_far.errors,
@@ -261,12 +266,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -276,7 +281,8 @@ pub(crate) fn run() {
                 s.ok,
                 s.errors,
                 s.cache_kib,
-                s.cache_capacity_kib
+                s.cache_capacity_kib,
+                s.pinned_kib
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();
