@@ -1,7 +1,8 @@
 //! The setup phase: sign up `--users N` users (or log in existing ones, e.g. the `user{i}` graph
 //! made by `starling seed`), spread round-robin over the targets, wait until every target sees
 //! every user, then optionally build a small follow graph (user i follows the next `follows`
-//! users) and give everyone a few posts so feeds are not empty. Setup writes are acknowledged writes too and go to the acked log.
+//! users) and give everyone a few posts so feeds are not empty. Setup writes are acknowledged
+//! writes too and go to the acked log.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, now_us};
