@@ -403,7 +403,7 @@ mod tests {
         // A flush writes a level-0 table, whose index and filter fjall would pin.
         b.space(Space::Data).rotate_memtable_and_wait().unwrap();
         let m = b.memory().unwrap();
-        assert!(m.tables > 0, "the ingestion wrote tables: {m:?}");
+        assert!(m.tables > 0, "the flush wrote a table: {m:?}");
         assert_eq!(m.pinned_bytes, 0, "{m:?}");
         assert_eq!(
             b.get(Space::Data, &12_345u32.to_be_bytes()).unwrap(),
