@@ -14,7 +14,9 @@
 # Knobs (environment): SOAK_PROFILE (cargo profile, default release), STARLING_SOAK_WARMUP_SECS
 # (default a sixth of the run, at least 60 s), STARLING_SOAK_SAMPLE_SECS (10),
 # STARLING_SOAK_RSS_GROWTH (0.05), STARLING_SOAK_CAPACITY_SECS (20: how long the capacity is
-# measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
+# measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity),
+# STARLING_SOAK_PACING=steady (a strict open loop: no arrival skipped, a second of arrivals in
+# flight, RELIABILITY.md "Soak"), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
 # soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -59,6 +59,24 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// Raises the open-file limit to the hard limit: every socket is a file, and a soft limit of
+/// 1 024 (many distributions' default) would make `accept` fail with EMFILE long before
+/// `--max-connections`. Says at start when even the hard limit is below that cap (the accept
+/// loop then backs off on EMFILE instead of spinning, and the cap cannot be reached).
+fn open_files_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < u64::try_from(max_connections).unwrap_or(u64::MAX) => {
+            tracing::warn!(
+                limit,
+                max_connections,
+                "the open-file limit is below --max-connections; raise it (ulimit -n, LimitNOFILE=)"
+            );
+        }
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -77,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = ServeConfig::resolve(*args)?;
             init_logs(cfg.json_logs);
             no_transparent_huge_pages();
+            open_files_limit(cfg.conn.max_connections);
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

@@ -39,7 +39,7 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
         .enable_all()
         .build()
         .unwrap();
-    let report = rt.block_on(async {
+    let (report, late) = rt.block_on(async {
         let http = Http::new(Duration::from_secs(20), 64);
         let (log, writer) = AckedLog::create(&acked_path).unwrap();
         let cfg = Setup {
@@ -67,11 +67,25 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             seed,
             feed_limit: 20,
             progress: false,
+            origin: None,
         };
-        let stats = run(&http, Arc::new(users), &run_cfg, Some(log))
+        let users = Arc::new(users);
+        let stats = run(&http, users.clone(), &run_cfg, Some(log))
             .await
             .unwrap();
         let logged = writer.finish().await.unwrap();
+        // A run whose time zero is already 2 s past (a chunk of a steady load that starts late):
+        // it still sends every arrival of its window, the missed ones at once, and measures
+        // their latency from their intended start rather than from when they went out.
+        let late = RunConfig {
+            mix: "health=1".parse().unwrap(),
+            warmup: Duration::ZERO,
+            // Room for the ~80 arrivals that are due at once.
+            concurrency: 256,
+            origin: Some(tokio::time::Instant::now() - Duration::from_secs(2)),
+            ..run_cfg.clone()
+        };
+        let late_stats = run(&http, users, &late, None).await.unwrap();
         assert!(
             logged >= 6 * 2 + 6,
             "setup follows and posts are logged: {logged}"
@@ -86,8 +100,35 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             warmup_s: warmup.as_secs_f64(),
             users: 6,
         };
-        Report::new(info, &stats)
+        (Report::new(info, &stats), late_stats)
     });
+    let mut schedule = Schedule::new(rate, Arrivals::Poisson, seed);
+    let window = std::iter::from_fn(|| Some(schedule.next_offset()))
+        .take_while(|t| *t < duration)
+        .count() as u64;
+    assert_eq!(
+        late.total(),
+        (window, 0),
+        "the late run sent its whole window"
+    );
+    let late = Report::new(
+        RunInfo {
+            scenario: "health=1".into(),
+            targets: vec![target.clone()],
+            mode: "open".into(),
+            rate: Some(rate),
+            concurrency: 64,
+            duration_s: duration.as_secs_f64(),
+            warmup_s: 0.0,
+            users: 6,
+        },
+        &late,
+    );
+    let max_us = late.ops["health"].latency_us.max;
+    assert!(
+        max_us >= 1_900_000,
+        "the first arrivals were due 2 s before they went out: max latency {max_us} us"
+    );
 
     // Zero errors, and every scheduled request of the measured window was recorded.
     assert_eq!(report.total_errors(), 0, "{}", report.table());

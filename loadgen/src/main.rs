@@ -155,6 +155,14 @@ fn run_tag() -> String {
 async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
     let rate: Rate = a.rate.parse()?;
     let arrivals: Arrivals = a.arrivals.parse()?;
+    // Every request in flight is a socket; a soft limit of 1 024 open files is common.
+    let files = rlimit::increase_nofile_limit(u64::MAX)?;
+    if files < u64::try_from(a.concurrency).unwrap_or(u64::MAX) + 64 {
+        eprintln!(
+            "warning: the open-file limit ({files}) is below --concurrency ({}); requests beyond it fail to connect",
+            a.concurrency
+        );
+    }
     let http = Http::new(a.timeout, a.concurrency);
     let (log, writer) = match &a.acked_log {
         Some(p) => {
@@ -213,6 +221,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
                 seed: a.seed,
                 feed_limit: a.feed_limit,
                 progress: !a.quiet,
+                origin: None,
             };
             let stats = run(&http, users, &cfg, log).await?;
             Report::new(info, &stats)

@@ -45,6 +45,12 @@ pub struct RunConfig {
     pub feed_limit: u32,
     /// Show progress bars on the terminal.
     pub progress: bool,
+    /// Open loop: the schedule's time zero (`None`: now). A load run as consecutive chunks
+    /// passes each chunk its own slot (the previous chunk's origin plus its duration), so a chunk
+    /// that starts late, after waiting for the previous chunk's last answers, sends the requests
+    /// it missed at once and measures their latency from their intended start: the wait is not
+    /// a silent gap in the load (coordinated omission).
+    pub origin: Option<Instant>,
 }
 
 /// One request, chosen by the dispatcher.
@@ -255,7 +261,7 @@ pub async fn run(
 
 async fn open_loop(ctx: Arc<Ctx>, cfg: &RunConfig, rate: f64) -> Result<Stats, LoadError> {
     let stats = Arc::new(Mutex::new(Stats::new()));
-    let start = Instant::now();
+    let start = cfg.origin.unwrap_or_else(Instant::now);
     let measure = start + cfg.warmup;
     let end = measure + cfg.duration;
     let mut schedule = Schedule::new(rate, cfg.arrivals, cfg.seed);

@@ -43,7 +43,7 @@ fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 use std::time::{Duration, Instant};
-use traffic::{Load, Traffic, counts, verify};
+use traffic::{Load, Pacing, Traffic, counts, verify};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -83,6 +83,7 @@ fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
         rate,
         seed,
         timeout: Duration::from_secs(10),
+        pacing: Pacing::PerChunk,
     }
 }
 

@@ -9,7 +9,10 @@
 //! `STARLING_SOAK_RSS_GROWTH` (0.05) for runs of 10 minutes or more (as `infra/soak.sh`), or
 //! below `STARLING_SOAK_RSS_GROWTH_MIB` (24) MiB for shorter ones, and no growing queue (the backlogs' mean over the last
 //! third at most twice that of the first third plus 256 entries, and drained to 0 once the load
-//! stops). With `STARLING_SOAK_OUT=DIR` it writes `DIR/soak-samples.csv` and `DIR/soak.json`.
+//! stops). With `STARLING_SOAK_OUT=DIR` it writes `DIR/soak-samples.csv` (with each node's
+//! table count) and `DIR/soak.json`. The load runs in chunks of 256 in flight at most
+//! ([`Pacing::PerChunk`]); `STARLING_SOAK_PACING=steady` makes it a strict open loop
+//! ([`Pacing::Steady`]).
 //!
 //! A node's memory has bounded parts that fill with use (the store's memtables and block
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
@@ -29,7 +32,7 @@
 //! then kept argon2's buffers resident); it still fails a leak of 2-4 KiB per request.
 
 use crate::harness::{Cluster, Options, Watchdog, metric, rss_kib};
-use crate::traffic::{Load, Traffic, counts};
+use crate::traffic::{Load, Pacing, Traffic, counts};
 use crate::{MIX, env_u64, seed};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -43,6 +46,7 @@ const BLOCK_CACHE: &str = "starling_store_block_cache_bytes";
 const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
 /// Index and filter blocks outside the cache (none pinned since 2026-12-01), reported apart.
 const PINNED: &str = "starling_store_pinned_bytes";
+const TABLES: &str = "starling_store_tables";
 
 /// The block cache counts as full (the warm-up may end) at this share of its capacity.
 const CACHE_FULL: f64 = 0.9;
@@ -63,6 +67,8 @@ struct Sample {
     cache_kib: u64,
     cache_capacity_kib: u64,
     pinned_kib: u64,
+    /// The store's tables on disk (`starling_store_tables`): compaction debt shows as growth.
+    tables: u64,
     backlog: [f64; 2],
     ok: u64,
     errors: u64,
@@ -108,6 +114,11 @@ pub(crate) fn run() {
                 .unwrap_or(0.0),
             seed,
             timeout: Duration::from_secs(10),
+            // `STARLING_SOAK_PACING=steady`: a strict open loop (see [`Pacing::Steady`]).
+            pacing: match std::env::var("STARLING_SOAK_PACING").as_deref() {
+                Ok("steady") => Pacing::Steady,
+                _ => Pacing::PerChunk,
+            },
         },
         c.dir.path(),
         "soak",
@@ -134,6 +145,7 @@ pub(crate) fn run() {
                 cache_kib,
                 cache_capacity_kib: kib(BLOCK_CACHE_CAPACITY),
                 pinned_kib: kib(PINNED),
+                tables: metric(m.port, TABLES).unwrap_or(0.0) as u64,
                 backlog: BACKLOGS.map(|b| metric(m.port, b).unwrap()),
                 ok: so_far.ok,
                 errors: so_far.errors,
@@ -266,12 +278,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -282,7 +294,8 @@ pub(crate) fn run() {
                 s.errors,
                 s.cache_kib,
                 s.cache_capacity_kib,
-                s.pinned_kib
+                s.pinned_kib,
+                s.tables
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();

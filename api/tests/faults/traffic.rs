@@ -37,7 +37,33 @@ pub(crate) struct Load {
     pub(crate) seed: u64,
     /// Per-request timeout.
     pub(crate) timeout: Duration,
+    /// How the open loop runs on from one chunk to the next.
+    pub(crate) pacing: Pacing,
 }
+
+/// How the open loop runs on from one chunk to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pacing {
+    /// Each chunk restarts the schedule once the previous chunk's last answer is in, with at most
+    /// [`FAULT_IN_FLIGHT`] requests in flight (more are dropped, counted): a fault's timeouts
+    /// (10 s) pause the load rather than turn into a burst once the fault is over. The fault
+    /// tests and, by default, the soak.
+    PerChunk,
+    /// A strict open loop: one schedule across the chunks (a chunk that starts late sends what
+    /// it missed at once, latency measured from each request's intended start, so no arrival is
+    /// skipped) and up to [`STEADY_IN_FLIGHT`] of arrivals (at least [`FAULT_IN_FLIGHT`]) in
+    /// flight, over a pool that keeps as many connections. A stall shows as latency and backlog,
+    /// and a request is dropped only when the nodes are that far behind. The soak's
+    /// `STARLING_SOAK_PACING=steady`: it showed that the per-chunk cap (60 ms of arrivals at
+    /// 4 255 req/s) sheds the load of the stalls, and that without it the nodes fall behind at
+    /// 4 454 req/s (RELIABILITY.md, "Soak").
+    Steady,
+}
+
+/// Requests in flight at most, per chunk, under [`Pacing::PerChunk`].
+const FAULT_IN_FLIGHT: usize = 256;
+/// Arrivals in flight at most under [`Pacing::Steady`], as time at the load's rate.
+const STEADY_IN_FLIGHT: Duration = Duration::from_secs(1);
 
 /// Counts of one phase.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,10 +93,23 @@ pub(crate) struct Traffic {
     /// The open-loop rate, and the measured capacity when the rate was derived from it.
     pub(crate) rate: f64,
     pub(crate) capacity: Option<f64>,
+    /// The open loop's in-flight limit.
+    pub(crate) in_flight: usize,
     targets: Vec<String>,
 }
 
 const CHUNK: Duration = Duration::from_secs(1);
+
+/// The open loop's in-flight limit at `rate` under `pacing`.
+fn in_flight(pacing: Pacing, rate: f64) -> usize {
+    match pacing {
+        Pacing::PerChunk => FAULT_IN_FLIGHT,
+        // A float to a count: the rate is finite and positive, far below usize::MAX.
+        Pacing::Steady => {
+            FAULT_IN_FLIGHT.max((rate * STEADY_IN_FLIGHT.as_secs_f64()).ceil() as usize)
+        }
+    }
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -83,6 +122,9 @@ fn runtime() -> tokio::runtime::Runtime {
 impl Traffic {
     /// Sets the users up (blocking), then starts the load in phase `phase`.
     pub(crate) fn start(load: Load, dir: &Path, phase: &str) -> Traffic {
+        // Every request in flight is a socket: a soft limit of 1 024 open files (many CI
+        // machines) is below what a steady load of a few thousand req/s may hold.
+        rlimit::increase_nofile_limit(u64::MAX).expect("raise the open-file limit");
         let acked_path = dir.join(format!("acked-{}.jsonl", load.seed));
         let shared = Arc::new(Shared {
             phase: Mutex::new(phase.to_string()),
@@ -94,7 +136,7 @@ impl Traffic {
         let thread = std::thread::spawn(move || {
             let rt = runtime();
             rt.block_on(async move {
-                let http = Http::new(load.timeout, 256);
+                let http = Http::new(load.timeout, FAULT_IN_FLIGHT);
                 let (log, writer) = AckedLog::create(&path).unwrap();
                 let cfg = Setup {
                     users: load.users,
@@ -124,6 +166,7 @@ impl Traffic {
                         seed: load.seed,
                         feed_limit: 20,
                         progress: false,
+                        origin: None,
                     };
                     let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
                         .await
@@ -132,20 +175,29 @@ impl Traffic {
                     let capacity = ok as f64 / measure.as_secs_f64();
                     ((capacity / 2.0).max(1.0), Some(capacity))
                 };
-                tx.send((users.as_ref().clone(), rate, capacity)).unwrap();
+                let in_flight = in_flight(load.pacing, rate);
+                // As many idle connections kept as may be in flight: a pool smaller than that
+                // closes the connections a burst opened and opens them again at the next one.
+                let http = Http::new(load.timeout, in_flight);
+                tx.send((users.as_ref().clone(), rate, capacity, in_flight))
+                    .unwrap();
+                let first = tokio::time::Instant::now();
                 let mut round = 0u64;
                 while !sh.stop.load(Ordering::Relaxed) {
                     let phase = sh.phase.lock().clone();
+                    let origin = (load.pacing == Pacing::Steady)
+                        .then(|| first + CHUNK * u32::try_from(round).unwrap_or(u32::MAX));
                     let cfg = RunConfig {
                         mix: mix.clone(),
                         rate: Rate::Fixed(rate),
                         arrivals: Arrivals::Poisson,
-                        concurrency: 256,
+                        concurrency: in_flight,
                         duration: CHUNK,
                         warmup: Duration::ZERO,
                         seed: load.seed.wrapping_mul(1_000_003).wrapping_add(round),
                         feed_limit: 20,
                         progress: false,
+                        origin,
                     };
                     let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
                         .await
@@ -162,7 +214,8 @@ impl Traffic {
                 writer.finish().await.unwrap();
             });
         });
-        let (users, rate, capacity) = rx.recv().expect("the load's setup failed (see its panic)");
+        let (users, rate, capacity, in_flight) =
+            rx.recv().expect("the load's setup failed (see its panic)");
         Traffic {
             shared,
             thread: Some(thread),
@@ -170,6 +223,7 @@ impl Traffic {
             acked_path,
             rate,
             capacity,
+            in_flight,
             targets,
         }
     }
@@ -205,7 +259,7 @@ impl Traffic {
                     targets: self.targets.clone(),
                     mode: "open".into(),
                     rate: Some(self.rate),
-                    concurrency: 256,
+                    concurrency: self.in_flight,
                     duration_s: 0.0,
                     warmup_s: 0.0,
                     users: self.users.len(),
