@@ -16,7 +16,9 @@
 # STARLING_SOAK_RSS_GROWTH (0.05), STARLING_SOAK_CAPACITY_SECS (20: how long the capacity is
 # measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity),
 # STARLING_SOAK_PACING=steady (a strict open loop: no arrival skipped, a second of arrivals in
-# flight, RELIABILITY.md "Soak"), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
+# flight, RELIABILITY.md "Soak"), STARLING_SOAK_CAPACITY_AFTER=1 (measure the capacity again on
+# the grown store once the load is over), STARLING_SOAK_GROW_SECS (load the store that long at half
+# the empty store's capacity, then run at half of the grown store's), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
 # soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -84,6 +84,7 @@ fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
         seed,
         timeout: Duration::from_secs(10),
         pacing: Pacing::PerChunk,
+        grow: Duration::ZERO,
     }
 }
 

@@ -12,7 +12,10 @@
 //! stops). With `STARLING_SOAK_OUT=DIR` it writes `DIR/soak-samples.csv` (with each node's
 //! table count) and `DIR/soak.json`. The load runs in chunks of 256 in flight at most
 //! ([`Pacing::PerChunk`]); `STARLING_SOAK_PACING=steady` makes it a strict open loop
-//! ([`Pacing::Steady`]).
+//! ([`Pacing::Steady`]). `STARLING_SOAK_CAPACITY_AFTER=1` measures the capacity again once the
+//! load is over and the queues are drained, on the store the load has grown (`capacity_after_rps`).
+//! `STARLING_SOAK_GROW_SECS=N` loads the store for N seconds at half of the empty store's capacity
+//! first, then derives the rate from the capacity of the grown store.
 //!
 //! A node's memory has bounded parts that fill with use (the store's memtables and block
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
@@ -88,7 +91,9 @@ pub(crate) fn run() {
         .unwrap_or(0.05);
     let limit_mib = (secs < 600).then(|| env_u64("STARLING_SOAK_RSS_GROWTH_MIB", 24) as f64);
     let duration = Duration::from_secs(secs);
-    let _w = Watchdog::arm("soak", duration + Duration::from_secs(300));
+    // `STARLING_SOAK_GROW_SECS`: load the store that long before the capacity is measured (again).
+    let grow = Duration::from_secs(env_u64("STARLING_SOAK_GROW_SECS", 0));
+    let _w = Watchdog::arm("soak", duration + grow + Duration::from_secs(300));
     let seed = seed(19);
     let c = Cluster::start(&Options {
         regions: &["us", "eu"],
@@ -119,6 +124,7 @@ pub(crate) fn run() {
                 Ok("steady") => Pacing::Steady,
                 _ => Pacing::PerChunk,
             },
+            grow,
         },
         c.dir.path(),
         "soak",
@@ -162,6 +168,17 @@ pub(crate) fn run() {
             .iter()
             .all(|m| BACKLOGS.iter().all(|b| metric(m.port, b) == Some(0.0)))
     });
+
+    // `STARLING_SOAK_CAPACITY_AFTER=1`: the capacity again, on the store the load has grown and
+    // once its queues are drained, to compare with the one the rate was derived from.
+    let capacity_after = (std::env::var("STARLING_SOAK_CAPACITY_AFTER").as_deref() == Ok("1"))
+        .then(|| t.capacity_now(MIX, seed.wrapping_add(1)));
+    if let Some(after) = capacity_after {
+        eprintln!(
+            "soak: capacity after the load {after:.0} req/s (before: {:.0})",
+            t.capacity.unwrap_or(0.0)
+        );
+    }
 
     // The measured part starts after the warm-up and once every node's block cache is full:
     // the cache fills with the data blocks that point reads touch, for minutes at production
@@ -303,7 +320,7 @@ pub(crate) fn run() {
             "seconds": secs, "warmup_seconds": warmup.as_secs(), "measured_from_seconds": measured_from,
             "block_caches_full_at_seconds": cache_full_at.is_finite().then_some(cache_full_at),
             "seed": seed,
-            "capacity_rps": t.capacity, "rate_rps": t.rate,
+            "capacity_rps": t.capacity, "capacity_after_rps": capacity_after, "rate_rps": t.rate,
             "ok": total.ok, "errors": total.errors, "queues_drained": drained,
             "summary": summary, "failures": failures,
         });

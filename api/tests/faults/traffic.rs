@@ -39,6 +39,10 @@ pub(crate) struct Load {
     pub(crate) timeout: Duration,
     /// How the open loop runs on from one chunk to the next.
     pub(crate) pacing: Pacing,
+    /// With a rate derived from the capacity: how long to load the store (at half of the
+    /// empty store's capacity) before measuring the capacity again, on the grown store, and
+    /// deriving the rate from that one. Zero: the empty store's capacity.
+    pub(crate) grow: Duration,
 }
 
 /// How the open loop runs on from one chunk to the next.
@@ -100,6 +104,33 @@ pub(crate) struct Traffic {
 
 const CHUNK: Duration = Duration::from_secs(1);
 
+/// The capacity in ok/s: a closed loop of 32 workers for `STARLING_SOAK_CAPACITY_SECS` (20)
+/// after 5 s of warm-up; its writes go to `log` when given.
+async fn capacity(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    mix: &Mix,
+    seed: u64,
+    log: Option<AckedLog>,
+) -> f64 {
+    let measure = Duration::from_secs(crate::env_u64("STARLING_SOAK_CAPACITY_SECS", 20));
+    let cfg = RunConfig {
+        mix: mix.clone(),
+        rate: Rate::Max,
+        arrivals: Arrivals::Poisson,
+        concurrency: 32,
+        duration: measure,
+        warmup: Duration::from_secs(5),
+        seed,
+        feed_limit: 20,
+        progress: false,
+        origin: None,
+    };
+    let stats = run(http, users, &cfg, log).await.unwrap();
+    let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
+    ok as f64 / measure.as_secs_f64()
+}
+
 /// The open loop's in-flight limit at `rate` under `pacing`.
 fn in_flight(pacing: Pacing, rate: f64) -> usize {
     match pacing {
@@ -154,26 +185,38 @@ impl Traffic {
                 let (rate, capacity) = if load.rate > 0.0 {
                     (load.rate, None)
                 } else {
-                    let measure =
-                        Duration::from_secs(crate::env_u64("STARLING_SOAK_CAPACITY_SECS", 20));
-                    let cfg = RunConfig {
-                        mix: mix.clone(),
-                        rate: Rate::Max,
-                        arrivals: Arrivals::Poisson,
-                        concurrency: 32,
-                        duration: measure,
-                        warmup: Duration::from_secs(5),
-                        seed: load.seed,
-                        feed_limit: 20,
-                        progress: false,
-                        origin: None,
-                    };
-                    let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
-                        .await
-                        .unwrap();
-                    let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
-                    let capacity = ok as f64 / measure.as_secs_f64();
-                    ((capacity / 2.0).max(1.0), Some(capacity))
+                    let mut cap =
+                        capacity(&http, users.clone(), &mix, load.seed, Some(log.clone())).await;
+                    if !load.grow.is_zero() {
+                        // Grow the store at half of the empty store's capacity, then measure
+                        // again: the load runs at half of what the grown store sustains.
+                        let cfg = RunConfig {
+                            mix: mix.clone(),
+                            rate: Rate::Fixed((cap / 2.0).max(1.0)),
+                            arrivals: Arrivals::Poisson,
+                            concurrency: FAULT_IN_FLIGHT,
+                            duration: load.grow,
+                            warmup: Duration::ZERO,
+                            seed: load.seed ^ 0x6772_6f77,
+                            feed_limit: 20,
+                            progress: false,
+                            origin: None,
+                        };
+                        let grown = run(&http, users.clone(), &cfg, Some(log.clone()))
+                            .await
+                            .unwrap();
+                        let empty = cap;
+                        cap = capacity(&http, users.clone(), &mix, load.seed, Some(log.clone()))
+                            .await;
+                        eprintln!(
+                            "load: capacity {empty:.0} req/s on the empty store; {:?} at {:.0} req/s grew it ({} ok, {} failed, not counted); capacity {cap:.0} req/s on the grown store",
+                            load.grow,
+                            empty / 2.0,
+                            grown.total().0,
+                            grown.total().1
+                        );
+                    }
+                    ((cap / 2.0).max(1.0), Some(cap))
                 };
                 let in_flight = in_flight(load.pacing, rate);
                 // As many idle connections kept as may be in flight: a pool smaller than that
@@ -226,6 +269,17 @@ impl Traffic {
             in_flight,
             targets,
         }
+    }
+
+    /// The capacity now (after [`Traffic::finish`]: on the store the load has grown), measured
+    /// as at the start; its writes are not logged as acknowledged.
+    pub(crate) fn capacity_now(&self, mix: &str, seed: u64) -> f64 {
+        let mix: Mix = mix.parse().unwrap();
+        let users = Arc::new(self.users.clone());
+        runtime().block_on(async {
+            let http = Http::new(Duration::from_secs(10), FAULT_IN_FLIGHT);
+            capacity(&http, users, &mix, seed, None).await
+        })
     }
 
     /// Successes and failures so far, every phase together (chunks that finished).
