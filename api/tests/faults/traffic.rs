@@ -131,6 +131,29 @@ async fn capacity(
     ok as f64 / measure.as_secs_f64()
 }
 
+/// An open-loop run of `mix` at `rate` (Poisson arrivals, no warm-up).
+fn open_loop(
+    mix: &Mix,
+    rate: f64,
+    in_flight: usize,
+    duration: Duration,
+    seed: u64,
+    origin: Option<tokio::time::Instant>,
+) -> RunConfig {
+    RunConfig {
+        mix: mix.clone(),
+        rate: Rate::Fixed(rate),
+        arrivals: Arrivals::Poisson,
+        concurrency: in_flight,
+        duration,
+        warmup: Duration::ZERO,
+        seed,
+        feed_limit: 20,
+        progress: false,
+        origin,
+    }
+}
+
 /// The open loop's in-flight limit at `rate` under `pacing`.
 fn in_flight(pacing: Pacing, rate: f64) -> usize {
     match pacing {
@@ -190,18 +213,14 @@ impl Traffic {
                     if !load.grow.is_zero() {
                         // Grow the store at half of the empty store's capacity, then measure
                         // again: the load runs at half of what the grown store sustains.
-                        let cfg = RunConfig {
-                            mix: mix.clone(),
-                            rate: Rate::Fixed((cap / 2.0).max(1.0)),
-                            arrivals: Arrivals::Poisson,
-                            concurrency: FAULT_IN_FLIGHT,
-                            duration: load.grow,
-                            warmup: Duration::ZERO,
-                            seed: load.seed ^ 0x6772_6f77,
-                            feed_limit: 20,
-                            progress: false,
-                            origin: None,
-                        };
+                        let cfg = open_loop(
+                            &mix,
+                            (cap / 2.0).max(1.0),
+                            FAULT_IN_FLIGHT,
+                            load.grow,
+                            load.seed ^ 0x6772_6f77,
+                            None,
+                        );
                         let grown = run(&http, users.clone(), &cfg, Some(log.clone()))
                             .await
                             .unwrap();
@@ -221,7 +240,11 @@ impl Traffic {
                 let in_flight = in_flight(load.pacing, rate);
                 // As many idle connections kept as may be in flight: a pool smaller than that
                 // closes the connections a burst opened and opens them again at the next one.
-                let http = Http::new(load.timeout, in_flight);
+                let http = if in_flight > FAULT_IN_FLIGHT {
+                    Http::new(load.timeout, in_flight)
+                } else {
+                    http
+                };
                 tx.send((users.as_ref().clone(), rate, capacity, in_flight))
                     .unwrap();
                 let first = tokio::time::Instant::now();
@@ -230,18 +253,8 @@ impl Traffic {
                     let phase = sh.phase.lock().clone();
                     let origin = (load.pacing == Pacing::Steady)
                         .then(|| first + CHUNK * u32::try_from(round).unwrap_or(u32::MAX));
-                    let cfg = RunConfig {
-                        mix: mix.clone(),
-                        rate: Rate::Fixed(rate),
-                        arrivals: Arrivals::Poisson,
-                        concurrency: in_flight,
-                        duration: CHUNK,
-                        warmup: Duration::ZERO,
-                        seed: load.seed.wrapping_mul(1_000_003).wrapping_add(round),
-                        feed_limit: 20,
-                        progress: false,
-                        origin,
-                    };
+                    let seed = load.seed.wrapping_mul(1_000_003).wrapping_add(round);
+                    let cfg = open_loop(&mix, rate, in_flight, CHUNK, seed, origin);
                     let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
                         .await
                         .unwrap();
