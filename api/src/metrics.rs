@@ -211,6 +211,12 @@ impl Collector for FeedCollector {
             "Home timelines held in the in-process cache (approximate)",
             i64::try_from(self.0.cached_timelines()).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            e,
+            "starling_feed_follower_lists_cached",
+            "Authors' follower lists the fan-out worker holds (approximate)",
+            i64::try_from(self.0.cached_follower_lists()).unwrap_or(i64::MAX),
+        )?;
         let redis = match self.0.cache_tier() {
             starling_feed::CacheTier::LocalOnly => -1,
             starling_feed::CacheTier::RedisDown => 0,

@@ -2,9 +2,10 @@
 //! updates.
 //!
 //! - A new post of an ordinary author is inserted into the timeline of every follower that has
-//!   one in L1 (and, by the node that claims the post in Redis, into L2), a page of 1 000
-//!   followers at a time, one Redis round trip per 512 of them. A node-local mark per post means
-//!   a post that is edited later is not fanned out again.
+//!   one in L1 (and, by the node that claims the post in Redis, into L2), one Redis round trip
+//!   per 512 of them. The author's follower list comes from the worker's cache
+//!   ([`crate::followers`]), read whole from the store when missing. A node-local mark per post
+//!   means a post that is edited later is not fanned out again.
 //! - An author above the threshold is not fanned out; the first time a node sees one, it tells
 //!   the cached timelines of their followers to pull them at read time instead.
 //! - Follows backfill the followee's posts newer than the timeline's floor; unfollows (blocks
@@ -20,8 +21,11 @@ use crate::{Feed, FeedError};
 use bytes::Bytes;
 use starling_posts::{Post, PostError};
 use starling_store::{FeedConsumer, Keyspace, StoreExt, drive};
+use std::sync::Arc;
 use tokio::sync::watch;
 
+/// Followers per Redis fan-out call (the tier pipelines them in rounds of its own).
+const L2_CHUNK: usize = 1000;
 /// Node-local marks: `ff/post` — this node has fanned the post out.
 const FANNED: Keyspace = Keyspace::local("ff");
 /// Node-local marks: `fc/author` — this node knows the author is pulled, not fanned out.
@@ -36,6 +40,7 @@ impl Feed {
         let mut cursor = consumer.position().await?;
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
+        let followers_prefix = starling_graph::keys::FOLLOWERS.prefix();
         loop {
             let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
@@ -54,6 +59,11 @@ impl Feed {
                         }
                         Err(PostError::NotFound) => {}
                         Err(e) => return Err(e.into()),
+                    }
+                } else if c.key.starts_with(followers_prefix.as_bytes()) {
+                    let off = starling_graph::keys::FOLLOWERS.prefix_len();
+                    if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                        self.inner.followers.invalidate(author);
                     }
                 } else if c.key.starts_with(follows_prefix.as_bytes()) {
                     let off = starling_graph::keys::FOLLOWING.prefix_len();
@@ -95,20 +105,13 @@ impl Feed {
         }
         let mark = CELEBS.key().u64(author).finish();
         if self.inner.store.get(&mark).await?.is_none() {
-            let mut after = None;
-            loop {
-                let page = self.inner.graph.followers(author, after, 1000).await?;
-                for f in &page.ids {
-                    if let Some(slot) = self.inner.l1.slot(*f) {
-                        let mut s = slot.lock();
-                        if !s.celebs.contains(&author) {
-                            s.celebs.push(author);
-                        }
+            // Once per author and node, and a large list: read, not cached.
+            for f in self.inner.graph.all_followers(author).await? {
+                if let Some(slot) = self.inner.l1.slot(f) {
+                    let mut s = slot.lock();
+                    if !s.celebs.contains(&author) {
+                        s.celebs.push(author);
                     }
-                }
-                match page.next {
-                    Some(n) => after = Some(n),
-                    None => break,
                 }
             }
             self.inner.store.put(&mark, Bytes::new()).await?;
@@ -124,7 +127,7 @@ impl Feed {
             return Ok(0);
         }
         let node = self.inner.store.node().0;
-        let mut to_l2 = match &self.inner.l2 {
+        let to_l2 = match &self.inner.l2 {
             Some(l2) if l2.is_healthy() => l2.claim_fan_out(post.id, node).await.unwrap_or(false),
             _ => false,
         };
@@ -134,35 +137,41 @@ impl Feed {
             u64::try_from(self.inner.cfg.inactive_after.as_millis()).unwrap_or(u64::MAX),
         );
         let mut took = 0;
-        let mut after = None;
-        loop {
-            let page = self.inner.graph.followers(post.author, after, 1000).await?;
-            for f in &page.ids {
-                let Some(slot) = self.inner.l1.slot(*f) else {
-                    continue;
-                };
-                let mut s = slot.lock();
-                if now.saturating_sub(s.last_read_ms) > inactive && !s.building {
-                    drop(s);
-                    self.inner.l1.evict(*f);
-                } else if s.timeline.insert(post.id, post.author, cap) {
-                    took += 1;
-                }
+        let followers = self.followers_of(post.author).await?;
+        for f in followers.iter() {
+            let Some(slot) = self.inner.l1.slot(*f) else {
+                continue;
+            };
+            let mut s = slot.lock();
+            if now.saturating_sub(s.last_read_ms) > inactive && !s.building {
+                drop(s);
+                self.inner.l1.evict(*f);
+            } else if s.timeline.insert(post.id, post.author, cap) {
+                took += 1;
             }
-            if to_l2 && let Some(l2) = &self.inner.l2 {
-                use crate::TimelineStore;
-                if let Err(e) = l2.insert(&page.ids, post.id, post.author).await {
+        }
+        if to_l2 && let Some(l2) = &self.inner.l2 {
+            use crate::TimelineStore;
+            for chunk in followers.chunks(L2_CHUNK) {
+                if let Err(e) = l2.insert(chunk, post.id, post.author).await {
                     tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
-                    to_l2 = false;
+                    break;
                 }
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
             }
         }
         self.inner.store.put(&mark, Bytes::new()).await?;
         Ok(took)
+    }
+
+    /// The followers of `author`, from the worker's cache or read whole from the store (see
+    /// [`crate::followers`] for why a cached list is current enough).
+    async fn followers_of(&self, author: u64) -> Result<Arc<[u64]>, FeedError> {
+        if let Some(ids) = self.inner.followers.get(author) {
+            return Ok(ids);
+        }
+        let ids: Arc<[u64]> = self.inner.graph.all_followers(author).await?.into();
+        self.inner.followers.insert(author, ids.clone());
+        Ok(ids)
     }
 
     /// A follow edge `follower → followee` changed (followed, unfollowed, or removed by a

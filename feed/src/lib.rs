@@ -10,6 +10,7 @@
 //! write side and [`read`] for the read side.
 
 pub mod fanout;
+mod followers;
 pub mod hydrate;
 pub mod local;
 pub mod read;
@@ -17,6 +18,7 @@ pub mod redis_tier;
 pub mod tier;
 pub mod timeline;
 
+use followers::FollowerLists;
 use hydrate::PostCache;
 use local::LocalTimelines;
 use redis_tier::RedisTier;
@@ -44,6 +46,8 @@ pub struct FeedConfig {
     pub rebuild_budget: usize,
     /// Bytes of timelines kept in process.
     pub l1_bytes: u64,
+    /// Bytes of authors' follower lists the fan-out worker keeps in process.
+    pub follower_lists_bytes: u64,
     /// Post bodies kept in process.
     pub post_cache_entries: u64,
     /// How long Redis keeps a post body.
@@ -61,6 +65,7 @@ impl Default for FeedConfig {
             inactive_after: Duration::from_secs(30 * 86_400),
             rebuild_budget: 200,
             l1_bytes: 512 << 20,
+            follower_lists_bytes: 32 << 20,
             post_cache_entries: 200_000,
             post_ttl: Duration::from_secs(3600),
             clock: Arc::new(starling_store::HlcClock::new()),
@@ -116,6 +121,8 @@ struct Inner {
     l1: LocalTimelines,
     l2: Option<RedisTier>,
     bodies: PostCache,
+    /// Follower lists of authors, for the fan-out worker only.
+    followers: FollowerLists,
     /// One catch-up at a time (held across awaits: a tokio mutex).
     lock: tokio::sync::Mutex<()>,
 }
@@ -153,6 +160,7 @@ impl Feed {
         Feed {
             inner: Arc::new(Inner {
                 l1: LocalTimelines::new(cfg.l1_bytes, cfg.cap),
+                followers: FollowerLists::new(cfg.follower_lists_bytes),
                 bodies: PostCache::new(posts.clone(), cfg.post_cache_entries, l2.clone()),
                 store,
                 graph,
@@ -192,6 +200,11 @@ impl Feed {
     /// Timelines held in process (approximate).
     pub fn cached_timelines(&self) -> u64 {
         self.inner.l1.len()
+    }
+
+    /// Follower lists the fan-out worker holds (approximate).
+    pub fn cached_follower_lists(&self) -> u64 {
+        self.inner.followers.len()
     }
 
     /// The Redis tier, if configured (its health check is run by the server).

@@ -132,6 +132,53 @@ async fn fan_out_reaches_every_active_follower_without_a_rebuild() {
     }
 }
 
+/// The worker's cached follower list follows the follows and unfollows it meets: a post after
+/// them reaches exactly the followers of that moment.
+#[tokio::test]
+async fn fan_out_follows_list_changes_met_between_posts() {
+    let w = world(FeedConfig::default());
+    let author = user(&w, "author").await;
+    let (f1, f2) = (user(&w, "fan1").await, user(&w, "fan2").await);
+    w.graph.follow(f1, author).await.unwrap();
+    for f in [f1, f2] {
+        w.feed.page(f, None, 10).await.unwrap();
+    }
+    let ids = |f: u64| -> Vec<u64> {
+        let t = w.feed.cached(f).expect("a reader's timeline stays cached");
+        t.page(None, 10, false)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    };
+    let p1 = post(&w, author, "p1").await;
+    w.feed.catch_up().await.unwrap();
+    let kept = || {
+        w.feed
+            .inner
+            .followers
+            .get(author)
+            .as_deref()
+            .map(<[u64]>::to_vec)
+    };
+    assert_eq!(kept(), Some(vec![f1]), "the fan-out kept the list");
+    assert_eq!((ids(f1), ids(f2)), (vec![p1], vec![]));
+
+    // A follow met by the worker (which backfills p1), then a post: fanned out to f2 too.
+    w.graph.follow(f2, author).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    assert_eq!(kept(), None, "the follow dropped the list");
+    let p2 = post(&w, author, "p2").await;
+    w.feed.catch_up().await.unwrap();
+    assert_eq!((ids(f1), ids(f2)), (vec![p2, p1], vec![p2, p1]));
+
+    // An unfollow met by the worker, then a post: not fanned out to f1.
+    w.graph.unfollow(f1, author).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let p3 = post(&w, author, "p3").await;
+    w.feed.catch_up().await.unwrap();
+    assert_eq!((ids(f1), ids(f2)), (vec![], vec![p3, p2, p1]));
+}
+
 #[tokio::test]
 async fn the_api_path_applies_follows_before_the_worker() {
     let w = world(FeedConfig::default());

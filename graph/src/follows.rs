@@ -7,6 +7,9 @@ use crate::{Graph, GraphError, User, now_ms};
 use bytes::Bytes;
 use starling_store::{Keyspace, ScanRequest, StoreExt};
 
+/// The largest page of ids the API's lists return.
+pub(crate) const API_PAGE: usize = 100;
+
 /// A page of user ids and where the next one starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdPage {
@@ -66,6 +69,8 @@ impl Graph {
         self.catch_up_counts().await
     }
 
+    /// A page of at most `limit` ids (1 ..= the store's largest scan; the API's pages are
+    /// clamped to [`API_PAGE`]).
     pub(crate) async fn id_page(
         &self,
         ks: Keyspace,
@@ -73,7 +78,7 @@ impl Graph {
         after: Option<u64>,
         limit: usize,
     ) -> Result<IdPage, GraphError> {
-        let mut req = ScanRequest::prefix(pair_prefix(ks, owner), limit.clamp(1, 100));
+        let mut req = ScanRequest::prefix(pair_prefix(ks, owner), limit);
         req.after = after.map(|a| pair(ks, owner, a));
         let page = self.store.scan(&req).await?;
         let ids: Vec<u64> = page
@@ -92,7 +97,25 @@ impl Graph {
         after: Option<u64>,
         limit: usize,
     ) -> Result<IdPage, GraphError> {
-        self.id_page(FOLLOWERS, id, after, limit).await
+        self.id_page(FOLLOWERS, id, after, limit.clamp(1, API_PAGE))
+            .await
+    }
+
+    /// Every follower of `id`, ascending, read in the store's largest pages: for the fan-out,
+    /// which needs whole lists (the API's pages of 100 would cost ten scans for a thousand
+    /// followers, each over every memtable and table).
+    pub async fn all_followers(&self, id: u64) -> Result<Vec<u64>, GraphError> {
+        let page_size = self.store.limits().max_scan.max(1);
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.id_page(FOLLOWERS, id, after, page_size).await?;
+            ids.extend(page.ids);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(ids),
+            }
+        }
     }
 
     /// Whom `id` follows, by followee id.
@@ -102,7 +125,8 @@ impl Graph {
         after: Option<u64>,
         limit: usize,
     ) -> Result<IdPage, GraphError> {
-        self.id_page(FOLLOWING, id, after, limit).await
+        self.id_page(FOLLOWING, id, after, limit.clamp(1, API_PAGE))
+            .await
     }
 
     /// The users of `ids` that exist, in order.
@@ -121,7 +145,40 @@ impl Graph {
 
 #[cfg(test)]
 mod tests {
-    use crate::users::tests::graph;
+    use crate::Graph;
+    use crate::users::tests::{graph, graph_with};
+
+    /// A user `star` and `n` users following them, in sign-up order.
+    async fn star_with_fans(g: &Graph, n: usize) -> (u64, Vec<u64>) {
+        let (star, _) = g.sign_up("star", "password1", None, None).await.unwrap();
+        let mut fans = Vec::new();
+        for i in 0..n {
+            let (f, _) = g
+                .sign_up(&format!("fan{i}"), "password1", None, None)
+                .await
+                .unwrap();
+            g.follow(f.id, star.id).await.unwrap();
+            fans.push(f.id);
+        }
+        (star.id, fans)
+    }
+
+    /// A whole list is read in the store's largest pages, across page boundaries, without the
+    /// users who unfollowed.
+    #[tokio::test]
+    async fn all_followers_reads_every_page() {
+        let limits = starling_store::Limits {
+            max_scan: 3,
+            ..Default::default()
+        };
+        let g = graph_with(limits);
+        let (star, mut fans) = star_with_fans(&g, 8).await;
+        g.unfollow(fans[4], star).await.unwrap();
+        fans.remove(4);
+        fans.sort_unstable();
+        assert_eq!(g.all_followers(star).await.unwrap(), fans);
+        assert_eq!(g.all_followers(fans[0]).await.unwrap(), Vec::<u64>::new());
+    }
 
     #[tokio::test]
     async fn follow_is_idempotent_and_counted_once() {
@@ -147,20 +204,11 @@ mod tests {
     #[tokio::test]
     async fn lists_page_by_cursor_without_gaps() {
         let g = graph();
-        let (star, _) = g.sign_up("star", "password1", None, None).await.unwrap();
-        let mut fans = Vec::new();
-        for i in 0..25 {
-            let (f, _) = g
-                .sign_up(&format!("fan{i}"), "password1", None, None)
-                .await
-                .unwrap();
-            g.follow(f.id, star.id).await.unwrap();
-            fans.push(f.id);
-        }
+        let (star, mut fans) = star_with_fans(&g, 25).await;
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let p = g.followers(star.id, after, 10).await.unwrap();
+            let p = g.followers(star, after, 10).await.unwrap();
             seen.extend(p.ids);
             match p.next {
                 Some(n) => after = Some(n),

@@ -97,7 +97,8 @@ impl Graph {
         after: Option<u64>,
         limit: usize,
     ) -> Result<crate::follows::IdPage, GraphError> {
-        self.id_page(FRIENDS, id, after, limit).await
+        self.id_page(FRIENDS, id, after, limit.clamp(1, crate::follows::API_PAGE))
+            .await
     }
 }
 

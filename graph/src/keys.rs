@@ -21,7 +21,8 @@ pub(crate) const HANDLES: Keyspace = Keyspace::new("gh");
 pub(crate) const SESSIONS: Keyspace = Keyspace::new("gs");
 /// The follower → followee edge elements (public: the feed tails them).
 pub const FOLLOWING: Keyspace = Keyspace::new("gfo");
-pub(crate) const FOLLOWERS: Keyspace = Keyspace::new("gfi");
+/// The followee → follower edge elements (public: the fan-out worker tails them).
+pub const FOLLOWERS: Keyspace = Keyspace::new("gfi");
 pub(crate) const REQUESTS: Keyspace = Keyspace::new("gr");
 pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
 pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");

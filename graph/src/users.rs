@@ -384,8 +384,13 @@ pub(crate) mod tests {
     use std::sync::Arc;
 
     pub(crate) fn graph() -> Graph {
+        graph_with(Limits::default())
+    }
+
+    /// A graph over a memory store with `limits`.
+    pub(crate) fn graph_with(limits: Limits) -> Graph {
         let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let store = open_memory(node, Arc::new(HlcClock::new()), limits);
         let mut cfg = GraphConfig::new("us", "us");
         cfg.argon2_memory_kib = 64;
         cfg.argon2_passes = 1;
