@@ -11,14 +11,21 @@
 #   infra/soak.sh            # 30 minutes (1800 s), warm-up 5 minutes
 #   infra/soak.sh 600        # 10 minutes
 #
+# The capacity it runs at half of is the capacity of a grown store: it first loads the store for
+# 5 minutes at half the empty store's capacity (STARLING_SOAK_GROW_SECS=300), because a store
+# that has grown serves less than an empty one and keeps growing through the run. And it paces
+# the load as a strict open loop (STARLING_SOAK_PACING=steady): no arrival skipped, latency from
+# each request's intended start, a second of arrivals in flight. RELIABILITY.md "Soak" has the
+# runs with the other choices (the empty store's capacity, 1-second chunks of 256 in flight).
+#
 # Knobs (environment): SOAK_PROFILE (cargo profile, default release), STARLING_SOAK_WARMUP_SECS
 # (default a sixth of the run, at least 60 s), STARLING_SOAK_SAMPLE_SECS (10),
 # STARLING_SOAK_RSS_GROWTH (0.05), STARLING_SOAK_CAPACITY_SECS (20: how long the capacity is
 # measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity),
-# STARLING_SOAK_PACING=steady (a strict open loop: no arrival skipped, a second of arrivals in
-# flight, RELIABILITY.md "Soak"), STARLING_SOAK_CAPACITY_AFTER=1 (measure the capacity again on
-# the grown store once the load is over), STARLING_SOAK_GROW_SECS (load the store that long at half
-# the empty store's capacity, then run at half of the grown store's), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
+# STARLING_SOAK_PACING (steady here; chunks: the test's own default of
+# 1-second chunks, at most 256 in flight), STARLING_SOAK_CAPACITY_AFTER=1 (measure the capacity again on
+# the grown store once the load is over), STARLING_SOAK_GROW_SECS (300 here, 0 for none: load the
+# store that long at half the empty store's capacity, then run at half of the grown store's), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
 # soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +39,13 @@ warmup=$((secs / 6))
 [ "$warmup" -lt "$secs" ] || warmup=$((secs / 4))
 
 export STARLING_SOAK_SECS="$secs"
+export STARLING_SOAK_GROW_SECS="${STARLING_SOAK_GROW_SECS:-300}"
+export STARLING_SOAK_PACING="${STARLING_SOAK_PACING:-steady}"
 export STARLING_SOAK_WARMUP_SECS="${STARLING_SOAK_WARMUP_SECS:-$warmup}"
 export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
 STARLING_SOAK_OUT="$(cd "$out" && pwd)"
 export STARLING_SOAK_OUT
 
-echo "soak: ${secs} s (warm-up ${STARLING_SOAK_WARMUP_SECS} s), cargo profile ${profile}, output in ${out}/" >&2
+echo "soak: ${secs} s (warm-up ${STARLING_SOAK_WARMUP_SECS} s, grow ${STARLING_SOAK_GROW_SECS} s, pacing ${STARLING_SOAK_PACING}), cargo profile ${profile}, output in ${out}/" >&2
 cargo test --profile "$profile" -p starling-api --test faults -- --exact soak --nocapture 2>&1 |
   tee "$out/soak.log"

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
     #[arg(long, env = "STARLING_FSYNC")]
     pub fsync: Option<String>,
-    /// Block cache of the embedded store, e.g. `64MiB` (default 64MiB).
+    /// Block cache of the embedded store, e.g. `1GiB` (default 256MiB).
     #[arg(long, env = "STARLING_STORE_CACHE")]
     pub store_cache: Option<String>,
     /// Most bytes of each of the embedded store's four memtables before it is flushed to disk,

@@ -53,7 +53,7 @@ fn fixture() -> Fixture {
     let d1 = tempfile::tempdir().expect("tempdir");
     let d2 = tempfile::tempdir().expect("tempdir");
     let db = Database::builder(d1.path())
-        .cache_size(64 << 20)
+        .cache_size(EmbeddedOptions::DEFAULT_CACHE_BYTES) // the same cache as the engine's
         .open()
         .expect("fjall");
     let raw = db

@@ -15,7 +15,8 @@
 //! ([`Pacing::Steady`]). `STARLING_SOAK_CAPACITY_AFTER=1` measures the capacity again once the
 //! load is over and the queues are drained, on the store the load has grown (`capacity_after_rps`).
 //! `STARLING_SOAK_GROW_SECS=N` loads the store for N seconds at half of the empty store's capacity
-//! first, then derives the rate from the capacity of the grown store.
+//! first, then derives the rate from the capacity of the grown store. `infra/soak.sh` sets both
+//! (300 s, steady); CI's short run keeps the chunks and the empty store's capacity.
 //!
 //! A node's memory has bounded parts that fill with use (the store's memtables and block
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
@@ -182,7 +183,7 @@ pub(crate) fn run() {
 
     // The measured part starts after the warm-up and once every node's block cache is full:
     // the cache fills with the data blocks that point reads touch, for minutes at production
-    // bounds (64 MiB), and RSS growth while it fills is the bound being reached, not a leak.
+    // bounds (256 MiB), and RSS growth while it fills is the bound being reached, not a leak.
     // At most half the run is warm-up; a cache still filling then is said in the summary.
     let cache_full_at = c
         .members
