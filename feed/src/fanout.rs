@@ -24,8 +24,6 @@ use starling_store::{FeedConsumer, Keyspace, StoreExt, drive};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-/// Followers per Redis fan-out call (the tier pipelines them in rounds of its own).
-const L2_CHUNK: usize = 1000;
 /// Node-local marks: `ff/post` — this node has fanned the post out.
 const FANNED: Keyspace = Keyspace::local("ff");
 /// Node-local marks: `fc/author` — this node knows the author is pulled, not fanned out.
@@ -152,11 +150,8 @@ impl Feed {
         }
         if to_l2 && let Some(l2) = &self.inner.l2 {
             use crate::TimelineStore;
-            for chunk in followers.chunks(L2_CHUNK) {
-                if let Err(e) = l2.insert(chunk, post.id, post.author).await {
-                    tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
-                    break;
-                }
+            if let Err(e) = l2.insert(&followers, post.id, post.author).await {
+                tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
             }
         }
         self.inner.store.put(&mark, Bytes::new()).await?;
