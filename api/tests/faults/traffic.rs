@@ -104,8 +104,9 @@ pub(crate) struct Traffic {
 
 const CHUNK: Duration = Duration::from_secs(1);
 
-/// The capacity in ok/s: a closed loop of 32 workers for `STARLING_SOAK_CAPACITY_SECS` (20)
-/// after 5 s of warm-up; its writes go to `log` when given.
+/// The capacity in ok/s: a closed loop of 32 workers (the open loop's config at the maximum
+/// rate) for `STARLING_SOAK_CAPACITY_SECS` (20) after 5 s of warm-up; its writes go to `log`
+/// when given.
 async fn capacity(
     http: &Http,
     users: Arc<Vec<User>>,
@@ -115,16 +116,9 @@ async fn capacity(
 ) -> f64 {
     let measure = Duration::from_secs(crate::env_u64("STARLING_SOAK_CAPACITY_SECS", 20));
     let cfg = RunConfig {
-        mix: mix.clone(),
         rate: Rate::Max,
-        arrivals: Arrivals::Poisson,
-        concurrency: 32,
-        duration: measure,
         warmup: Duration::from_secs(5),
-        seed,
-        feed_limit: 20,
-        progress: false,
-        origin: None,
+        ..open_loop(mix, 1.0, 32, measure, seed, None)
     };
     let stats = run(http, users, &cfg, log).await.unwrap();
     let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
