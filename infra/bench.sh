@@ -13,7 +13,8 @@ case "$what" in
       "put:embedded/raw-fjall,hashmap" "put:memory/hashmap" \
       "cas:embedded/raw-fjall,hashmap" "cas:memory/hashmap" \
       "cas-64-clients:embedded/raw-fjall" "cas-64-clients:memory/raw-fjall" \
-      "scan100:embedded/raw-fjall,btreemap" "scan100:memory/btreemap"
+      "scan100:embedded/raw-fjall,btreemap" "scan100:memory/btreemap" \
+      "bucket:hashes/records"
     ;;
   gossip)
     # A seeded simulation: writes bench/gossip.md, gossip.json and gossip-rounds.svg itself.

@@ -131,6 +131,11 @@ impl Collector for NodeCollector {
                 p.ae_records_sent,
             ),
             (
+                "starling_gossip_ae_summary_keys_sent",
+                "Keys listed in anti-entropy bucket summaries sent",
+                p.ae_summary_keys_sent,
+            ),
+            (
                 "starling_gossip_ae_repairs",
                 "Records repaired by anti-entropy",
                 p.ae_repairs,

@@ -2,6 +2,8 @@
 //!
 //! - [`node`]: the sans-IO protocol core (SWIM membership through foca, push of new records,
 //!   anti-entropy over digest trees, CAS routing to a key's owner);
+//! - [`reconcile`]: anti-entropy's comparison of a digest bucket by (key hash, entry hash)
+//!   summaries, so only the records that differ are shipped;
 //! - [`wire`]: authenticated, versioned, size-capped frames;
 //! - [`wan`]: the simulated WAN between regions (latency, jitter, loss, partitions);
 //! - [`peer`]: a member's identity;
@@ -13,6 +15,7 @@
 
 pub mod node;
 pub mod peer;
+pub mod reconcile;
 pub mod sim;
 pub mod transport;
 pub mod wan;

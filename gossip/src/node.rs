@@ -12,16 +12,19 @@
 //!   one. Records that change nothing are not logged, so they are not forwarded: a rumor dies when
 //!   everyone has it.
 //! - **Anti-entropy**: every `ae_interval`, one peer gets this node's digests at [`AE_DEPTH`]; the
-//!   peer answers with the leaves of the ranges that differ; this node ships its records of the
-//!   differing buckets and asks for the peer's. Each exchange is capped (`ae_max_ranges`,
-//!   `ae_max_records`) and chunked (`ae_chunk`), so a large repair spreads over several rounds.
+//!   peer answers with the leaves of the ranges that differ; this node sends its summaries of
+//!   the differing buckets (a key hash and an entry hash per key, [`crate::reconcile`]); the peer
+//!   ships its records of the keys that differ and asks for this node's. Each exchange is capped
+//!   (`ae_max_ranges`, `ae_max_summary`, `ae_max_records`) and chunked (`ae_summary_chunk`,
+//!   `ae_chunk`), so a large repair spreads over several rounds.
 //!   Rounds that repair nothing settled back off (the interval doubles up to
 //!   `ae_max_interval`): under a steady write load the digests always differ by the writes
-//!   still in flight, and each round shipped whole buckets that the peer already had.
+//!   still in flight, and each round finds only those.
 //! - **CAS routing**: a CAS runs at its owner: the live member of the owner region with the highest
 //!   rendezvous score for the key.
 
 use crate::peer::Peer;
+use crate::reconcile::{self, BucketSummary};
 use crate::wire::{CasReply, Message};
 use bytes::Bytes;
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
@@ -32,7 +35,7 @@ use starling_store::digest::{LEAF_BITS, LEAVES};
 use starling_store::{
     CasOutcome, Delta, Hlc, HlcClock, Key, Store, StoreError, VersionVector, Versioned,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +43,8 @@ use std::time::Duration;
 /// Depth of the digest tree exchanged first: 2^6 = 64 ranges of 64 buckets.
 pub const AE_DEPTH: u32 = 6;
 const RANGE_WIDTH: usize = 1 << (LEAF_BITS - AE_DEPTH);
+/// (key, entry hash) pairs read from the store per call while reading a bucket.
+const BUCKET_PAGE: usize = 4096;
 
 /// Tuning of the protocol.
 #[derive(Clone, Debug)]
@@ -65,6 +70,11 @@ pub struct GossipConfig {
     pub ae_chunk: usize,
     /// Records shipped per anti-entropy exchange, each way.
     pub ae_max_records: usize,
+    /// Keys summarized per exchange (whole buckets while they fit; at 20 bytes a key at most,
+    /// a summary stays far below [`crate::wire::MAX_FRAME`]).
+    pub ae_max_summary: usize,
+    /// Keys per summary message (a bucket is never split, so a larger one goes alone).
+    pub ae_summary_chunk: usize,
     /// How long a routed CAS waits for its owner.
     pub cas_timeout: Duration,
     /// How long a routed call ([`GossipNode::call`]) waits for its answer. Longer than a CAS:
@@ -119,6 +129,8 @@ impl GossipConfig {
             ae_max_ranges: 16,
             ae_chunk: 256,
             ae_max_records: 8192,
+            ae_max_summary: 65_536,
+            ae_summary_chunk: 8192,
             cas_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(3),
             owner_grace: Duration::from_secs(12),
@@ -242,6 +254,8 @@ pub struct GossipMetrics {
     pub ae_rounds: u64,
     /// Records shipped by anti-entropy.
     pub ae_records_sent: u64,
+    /// Keys listed in the anti-entropy summaries sent.
+    pub ae_summary_keys_sent: u64,
     /// Records received by anti-entropy that changed the local store (repairs).
     pub ae_repairs: u64,
     /// Of those, records older than `ae_settle`: writes that pushes had missed.
@@ -699,6 +713,8 @@ impl GossipNode {
             Message::AeDigest { level } => self.answer_digest(from, &level),
             Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges).await,
             Message::AeWant { buckets } => self.send_buckets(&from, &buckets).await,
+            Message::AeSummary { buckets } => self.reconcile(from, &buckets).await,
+            Message::AeWantKeys { buckets } => self.send_wanted(&from, &buckets).await,
             Message::AeRecords { deltas } => {
                 let settled_before = self
                     .clock
@@ -1147,11 +1163,141 @@ impl GossipNode {
         if buckets.is_empty() {
             return;
         }
-        self.send_buckets(&from, &buckets).await;
-        self.send(from, Message::AeWant { buckets });
+        self.send_summaries(&from, &buckets).await;
     }
 
-    /// Ships this node's records of `buckets` to `to`, chunked, capped per exchange.
+    /// Sends `to` this node's summaries of `buckets`: whole buckets while `ae_max_summary`
+    /// allows (the first one cut at it if it is larger), `ae_summary_chunk` keys a message.
+    async fn send_summaries(&mut self, to: &Peer, buckets: &[u32]) {
+        let mut budget = self.cfg.ae_max_summary;
+        let (mut batch, mut keys) = (Vec::new(), 0);
+        for &b in buckets {
+            if budget == 0 || b as usize >= LEAVES {
+                break;
+            }
+            let Some((mine, complete)) = self.read_bucket(b, budget).await else {
+                break;
+            };
+            if !batch.is_empty() && keys + mine.len() > self.cfg.ae_summary_chunk {
+                let buckets = std::mem::take(&mut batch);
+                self.send(to.clone(), Message::AeSummary { buckets });
+                keys = 0;
+            }
+            budget -= mine.len();
+            keys += mine.len();
+            self.metrics.ae_summary_keys_sent += mine.len() as u64;
+            batch.push(reconcile::summarize(b, &mine, complete));
+        }
+        if !batch.is_empty() {
+            self.send(to.clone(), Message::AeSummary { buckets: batch });
+        }
+    }
+
+    /// Up to `limit` of this node's (key, entry hash) pairs of `bucket`, in key order, and
+    /// whether they are all of them; `None` (logged) if the store fails.
+    async fn read_bucket(&self, bucket: u32, limit: usize) -> Option<(Vec<(Key, u64)>, bool)> {
+        let mut out = Vec::new();
+        let mut after: Option<Key> = None;
+        loop {
+            let want = (limit - out.len()).min(BUCKET_PAGE);
+            if want == 0 {
+                return Some((out, false));
+            }
+            match self.store.bucket_hashes(bucket, after.as_ref(), want).await {
+                Ok((page, next)) => {
+                    out.extend(page);
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => return Some((out, true)),
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading a bucket's hashes failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Answers an asker's summaries: ships this node's records that differ from (or are missing
+    /// in) the asker's, and asks for the asker's that differ from (or are missing in) its own,
+    /// at most `ae_max_records` each way.
+    async fn reconcile(&mut self, from: Peer, summaries: &[BucketSummary]) {
+        let (mut send, mut wants, mut wanted) = (Vec::new(), Vec::new(), 0);
+        for s in summaries {
+            if s.bucket as usize >= LEAVES {
+                tracing::warn!(from = %from.addr, "anti-entropy summary of a bucket out of range");
+                return;
+            }
+            let Some((mine, _)) = self.read_bucket(s.bucket, self.cfg.ae_max_summary).await else {
+                break;
+            };
+            let mut plan = reconcile::plan(&mine, s);
+            plan.send
+                .truncate(self.cfg.ae_max_records.saturating_sub(send.len()));
+            plan.want
+                .truncate(self.cfg.ae_max_records.saturating_sub(wanted));
+            send.extend(plan.send);
+            if !plan.want.is_empty() {
+                wanted += plan.want.len();
+                wants.push((s.bucket, plan.want));
+            }
+        }
+        self.send_records(&from, &send).await;
+        if !wants.is_empty() {
+            self.send(from, Message::AeWantKeys { buckets: wants });
+        }
+    }
+
+    /// Ships `to` this node's records of the keys it asked for by hash, at most `ae_max_records`.
+    async fn send_wanted(&mut self, to: &Peer, wanted: &[(u32, Vec<u64>)]) {
+        let mut keys = Vec::new();
+        for (b, hashes) in wanted {
+            if *b as usize >= LEAVES {
+                tracing::warn!(from = %to.addr, "anti-entropy want of a bucket out of range");
+                return;
+            }
+            let hashes: HashSet<u64> = hashes.iter().copied().collect();
+            let Some((mine, _)) = self.read_bucket(*b, self.cfg.ae_max_summary).await else {
+                break;
+            };
+            keys.extend(
+                mine.into_iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| hashes.contains(&reconcile::key_hash(k.as_bytes()))),
+            );
+        }
+        keys.truncate(self.cfg.ae_max_records);
+        self.send_records(to, &keys).await;
+    }
+
+    /// Ships `to` this node's records of `keys`, `ae_chunk` a message.
+    async fn send_records(&mut self, to: &Peer, keys: &[Key]) {
+        for chunk in keys.chunks(self.cfg.ae_chunk.max(1)) {
+            let mut deltas = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                match self.store.get_record(key).await {
+                    Ok(Some(record)) => deltas.push(Delta {
+                        key: key.clone(),
+                        record,
+                    }),
+                    // Purged since it was listed.
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a record to repair failed");
+                        return;
+                    }
+                }
+            }
+            if !deltas.is_empty() {
+                self.metrics.ae_records_sent += deltas.len() as u64;
+                self.send(to.clone(), Message::AeRecords { deltas });
+            }
+        }
+    }
+
+    /// Ships this node's records of `buckets` to `to`, chunked, capped per exchange (the
+    /// answer to [`Message::AeWant`] of earlier builds).
     async fn send_buckets(&mut self, to: &Peer, buckets: &[u32]) {
         let mut budget = self.cfg.ae_max_records;
         let mut chunk: Vec<Delta> = Vec::new();

@@ -7,6 +7,7 @@
 //! transport closes that connection and nothing else.
 
 use crate::peer::Peer;
+use crate::reconcile::BucketSummary;
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,8 @@ pub enum Message {
         /// (range index, its leaves).
         ranges: Vec<(u32, Vec<u64>)>,
     },
-    /// Step 3: send me your records of these buckets (the asker sends its own alongside).
+    /// Ships whole buckets: send me your records of these buckets (the asker sends its own
+    /// alongside). Sent by builds before [`Message::AeSummary`]; still answered.
     AeWant {
         /// Bucket numbers.
         buckets: Vec<u32>,
@@ -108,6 +110,18 @@ pub enum Message {
         id: u64,
         /// Its output, or why there is none (no such service, or the handler failed).
         reply: Result<Bytes, String>,
+    },
+    /// Anti-entropy, step 3: the asker's summaries of the buckets that differ; the peer ships
+    /// its records that differ ([`Message::AeRecords`]) and asks for the asker's
+    /// ([`Message::AeWantKeys`]). See [`crate::reconcile`].
+    AeSummary {
+        /// Whole buckets, in the order compared.
+        buckets: Vec<BucketSummary>,
+    },
+    /// Step 4: send me your records of these keys.
+    AeWantKeys {
+        /// (bucket, [`crate::reconcile::key_hash`] of each key wanted).
+        buckets: Vec<(u32, Vec<u64>)>,
     },
 }
 
@@ -247,6 +261,21 @@ mod tests {
         let len = u32::from_be_bytes(f[..4].try_into().unwrap()) as usize;
         assert_eq!(len, f.len() - 4);
         assert_eq!(c.open(&f[4..]).unwrap(), env());
+    }
+
+    #[test]
+    fn a_summary_at_the_exchange_cap_fits_a_frame() {
+        let cap = crate::node::GossipConfig::wan(8).ae_max_summary;
+        let mut e = env();
+        e.msg = Message::AeSummary {
+            buckets: vec![BucketSummary {
+                bucket: 4095,
+                entries: vec![(u64::MAX, u64::MAX); cap],
+                complete: false,
+            }],
+        };
+        let f = FrameCodec::new(b"secret").seal(&e).unwrap();
+        assert!(f.len() <= MAX_FRAME, "{} bytes", f.len());
     }
 
     #[test]

@@ -213,6 +213,27 @@ fn benches(c: &mut Criterion) {
         });
     }
     g.finish();
+    // Anti-entropy's read of one digest bucket (~24 keys here): the keys' entry hashes from the
+    // bucket index (`bucket_hashes`, all a summary needs) against the records (`bucket`, what
+    // shipping whole buckets read).
+    let mut g = c.benchmark_group("bucket");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("records", |b| {
+        b.iter(|| {
+            let bucket = (x.next() % starling_store::digest::LEAVES as u64) as u32;
+            let page = f.rt.block_on(f.embedded.bucket(bucket, None, 1000));
+            black_box(page.expect("bucket").0.len())
+        })
+    });
+    g.bench_function("hashes", |b| {
+        b.iter(|| {
+            let bucket = (x.next() % starling_store::digest::LEAVES as u64) as u32;
+            let page = f.rt.block_on(f.embedded.bucket_hashes(bucket, None, 1000));
+            black_box(page.expect("bucket").0.len())
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("put");
     g.throughput(Throughput::Elements(1));
     g.bench_function("hashmap", |b| {

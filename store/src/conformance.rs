@@ -46,6 +46,7 @@ where
     limits(open(a).await).await;
     replication(open(a).await, open(b).await).await;
     anti_entropy_by_buckets(open(a).await, open(b).await).await;
+    bucket_hashes_fold_to_digests(open(a).await, open(b).await).await;
     tombstone_purge(open(a).await).await;
     local_keys(open(a).await).await;
     batches(open(a).await).await;
@@ -474,6 +475,60 @@ async fn anti_entropy_by_buckets(a: Arc<dyn Store>, b_: Arc<dyn Store>) {
     req.include_tombstones = true;
     assert_eq!(b_.scan(&req).await.unwrap().items.len(), 400);
     assert!(a.bucket(u32::MAX, None, 1).await.is_err());
+}
+
+/// Every bucket's `bucket_hashes`, read in pages, list its keys (those `bucket` ships) and XOR
+/// to its digest leaf, through overwrites, deletes, remote records and purges.
+async fn bucket_hashes_fold_to_digests(s: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let ks = Keyspace::new("bh");
+    let key = |i: u64| ks.key().u64(i).finish();
+    for i in 0..120u64 {
+        s.put(&key(i), b("v")).await.unwrap();
+    }
+    for i in 0..40u64 {
+        s.put(&key(i), b("overwritten")).await.unwrap();
+    }
+    for i in 40..60u64 {
+        s.delete(&key(i)).await.unwrap();
+    }
+    for i in 100..140u64 {
+        other.put(&key(i), b("remote")).await.unwrap();
+    }
+    ship_changes(&other, &s).await;
+    let later = crate::hlc::Hlc(crate::hlc::HlcClock::new().now().0 + (3_600_000 << 16));
+    let doomed: Vec<Key> = (50..60).map(key).collect();
+    assert_eq!(s.purge(&doomed, later).await.unwrap().0, 10);
+    let digests = s.digests();
+    let buckets: std::collections::BTreeSet<u32> = (0..140)
+        .map(|i| crate::digest::bucket_of(key(i).as_bytes()))
+        .collect();
+    let mut listed = 0;
+    for &bucket in &buckets {
+        let (mut keys, mut xor, mut after) = (Vec::new(), 0u64, None::<Key>);
+        loop {
+            let (page, next) = s.bucket_hashes(bucket, after.as_ref(), 3).await.unwrap();
+            for (k, h) in page {
+                xor ^= h;
+                keys.push(k);
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(xor, digests.leaves()[bucket as usize], "bucket {bucket}");
+        let (shipped, _) = s.bucket(bucket, None, 1000).await.unwrap();
+        let shipped: Vec<Key> = shipped.into_iter().map(|d| d.key).collect();
+        assert_eq!(keys, shipped, "bucket {bucket}");
+        listed += keys.len();
+    }
+    assert_eq!(listed, 130, "140 keys written, 10 purged");
+    assert!(
+        (0..crate::digest::LEAVES as u32)
+            .filter(|b| !buckets.contains(b))
+            .all(|b| digests.leaves()[b as usize] == 0)
+    );
+    assert!(s.bucket_hashes(u32::MAX, None, 1).await.is_err());
 }
 
 async fn tombstone_purge(s: Arc<dyn Store>) {

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::fmt::Debug;
 use tokio::sync::watch;
 
+/// A page of one digest bucket's keys, each with its record's entry hash, and the key to
+/// continue after (`None`: the bucket's last page). See [`Store::bucket_hashes`].
+pub type BucketHashes = (Vec<(Key, u64)>, Option<Key>);
+
 /// Size limits enforced on every write, local or remote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -272,6 +276,27 @@ pub trait Store: Send + Sync + Debug + 'static {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<(Vec<Delta>, Option<Key>)>;
+
+    /// The keys of one digest bucket, in key order, after `after`, each with its record's
+    /// contribution to the bucket's digest ([`crate::digest::entry_hash`] of the stored bytes):
+    /// what anti-entropy compares before it ships a record. The XOR of a whole bucket's hashes
+    /// is its leaf in [`Store::digests`]. The default reads every record ([`Store::bucket`]);
+    /// an engine that keeps the hashes beside its bucket index answers without reading any.
+    async fn bucket_hashes(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<BucketHashes> {
+        let (page, next) = self.bucket(bucket, after, limit).await?;
+        let mut out = Vec::with_capacity(page.len());
+        for d in page {
+            let bytes = crate::codec::encode_record(&d.record)?;
+            let h = crate::digest::entry_hash(d.key.as_bytes(), &bytes);
+            out.push((d.key, h));
+        }
+        Ok((out, next))
+    }
 
     /// Removes tombstones whose last write is older than `horizon` (every replica has them; the
     /// gossip layer decides). Returns how many were removed. A full scan: run it in the background.

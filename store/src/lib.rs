@@ -29,9 +29,9 @@ pub mod version;
 
 pub use consumer::{FeedConsumer, drive};
 pub use contract::{
-    ApplyReport, BulkLoad, BulkReport, BulkRun, CallHandler, CasOutcome, CasRouter, Change, Delta,
-    Limits, LocalCas, MemoryStats, Mutation, Origin, ScanPage, ScanRequest, Store, StoreExt,
-    load_runs,
+    ApplyReport, BucketHashes, BulkLoad, BulkReport, BulkRun, CallHandler, CasOutcome, CasRouter,
+    Change, Delta, Limits, LocalCas, MemoryStats, Mutation, Origin, ScanPage, ScanRequest, Store,
+    StoreExt, load_runs,
 };
 pub use digest::DigestTree;
 #[cfg(feature = "scylla")]

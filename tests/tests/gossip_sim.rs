@@ -239,6 +239,67 @@ fn anti_entropy_backs_off_while_it_repairs_nothing_and_hurries_when_it_does() {
     });
 }
 
+/// Records shipped by anti-entropy from every live node so far.
+fn ae_records_sent(sim: &Sim) -> u64 {
+    sim.live()
+        .iter()
+        .map(|a| sim.metrics(a).unwrap().ae_records_sent)
+        .sum()
+}
+
+#[test]
+fn anti_entropy_under_steady_writes_ships_the_writes_in_flight_not_whole_buckets() {
+    rt().block_on(async {
+        const WRITES: u64 = 10_000;
+        let mut sim = cluster(17, 2, |_| {}).await;
+        // The same 40 000 records on every replica: about 10 in each digest bucket.
+        let seeded = starling_store::Dot {
+            hlc: starling_store::Hlc(1 << 20),
+            node: NodeId::new(RegionId::from_name("us"), 900),
+        };
+        let deltas: Vec<Delta> = (0..40_000u64)
+            .map(|i| {
+                let mut record = Record::empty(Kind::Register);
+                record
+                    .write_register(seeded, Some(Bytes::from_static(b"seed")), None)
+                    .unwrap();
+                let key = Keyspace::new("seed").key().u64(i).finish();
+                Delta { key, record }
+            })
+            .collect();
+        for a in sim.live() {
+            sim.store(&a).apply(&deltas).await.unwrap();
+        }
+        assert!(sim.run_until_converged(S / 10, 60 * S).await.is_some());
+        // A steady write load: every round finds buckets that differ by the writes in flight.
+        let (sent0, rounds0) = (ae_records_sent(&sim), ae_rounds(&sim));
+        // 250 writes a second for 40 s, so every round meets writes in flight.
+        let mut rng = SmallRng::seed_from_u64(171);
+        let nodes = sim.live();
+        let mut acked = Vec::new();
+        for i in 0..WRITES {
+            let at = &nodes[rng.random_range(0..nodes.len())];
+            let key = KS.key().u64(rng.random_range(0..5000)).finish();
+            let version = sim.write(at, &key, format!("v{i}").as_bytes()).await;
+            acked.push(Acked { key, version });
+            sim.run_for(Duration::from_millis(4)).await;
+        }
+        let took = sim.run_until_converged(S / 10, 60 * S).await;
+        let (sent, rounds) = (ae_records_sent(&sim) - sent0, ae_rounds(&sim) - rounds0);
+        eprintln!(
+            "{rounds} rounds shipped {sent} records for {WRITES} writes; converged after {took:?}"
+        );
+        assert!(rounds >= 20, "rounds ran: {rounds}");
+        // Shipping whole differing buckets both ways costs ~20 records per bucket per round.
+        assert!(
+            sent < WRITES / 10,
+            "anti-entropy shipped {sent} records in {rounds} rounds for {WRITES} writes"
+        );
+        assert!(took.is_some());
+        assert_converged_without_loss(&sim, &acked).await;
+    });
+}
+
 #[test]
 fn unauthenticated_and_malformed_peers_are_refused_harmlessly() {
     rt().block_on(async {

@@ -14,7 +14,8 @@ use std::ops::Bound;
 pub(crate) enum Space {
     /// key → encoded record.
     Data,
-    /// bucket (u16, big-endian) ‖ key → nothing: the keys of each digest bucket.
+    /// bucket (u16, big-endian) ‖ key → the record's entry hash (u64, big-endian; empty in
+    /// entries written before it was kept): the keys of each digest bucket.
     Index,
     /// seq (u64, big-endian) → encoded change.
     Changes,

@@ -5,7 +5,7 @@
 //! entry; a bulk load skips all of it. Records are encoded once per distinct mutation (every
 //! follow edge of a seed is the same record, only its key differs) and handed in chunks to a
 //! writer thread that streams them into the backend as one sorted run (fjall: new tables,
-//! no journal). Digest-bucket index entries (`bucket ‖ key`) are appended to one buffer per
+//! no journal). Digest-bucket index entries (`bucket ‖ key` → the record's entry hash) are appended to one buffer per
 //! bucket — keys arrive ascending, so each buffer is already in index order — and every
 //! [`INDEX_RUN`] keys written as a run of their own by another thread, bucket after bucket.
 //! Digests are toggled as keys pass.
@@ -38,8 +38,9 @@ const INDEX_RUN: usize = if cfg!(test) { 1000 } else { 32 << 20 };
 type Writer = JoinHandle<Result<()>>;
 
 /// Index entries waiting for their run, already in index order: one buffer per digest bucket,
-/// each entry a key's length (u32, little-endian) and bytes, appended in key order — so the run
-/// is written by walking the buckets in turn, with no sort and sequential reads.
+/// each entry a key's length (u32, little-endian), its bytes and its record's entry hash (u64,
+/// big-endian), appended in key order — so the run is written by walking the buckets in turn,
+/// with no sort and sequential reads.
 struct IndexBuckets {
     buckets: Vec<Vec<u8>>,
     entries: usize,
@@ -53,15 +54,17 @@ impl IndexBuckets {
         }
     }
 
-    fn push(&mut self, bucket: u32, key: &[u8]) {
+    fn push(&mut self, bucket: u32, key: &[u8], hash: u64) {
         let buf = &mut self.buckets[bucket as usize];
         // Keys are bounded by `Limits::max_key`, far below u32::MAX.
         buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
         buf.extend_from_slice(key);
+        buf.extend_from_slice(&hash.to_be_bytes());
         self.entries += 1;
     }
 
-    /// Writes every entry, `bucket (u16, big-endian) ‖ key`, in order.
+    /// Writes every entry, `bucket (u16, big-endian) ‖ key` → the record's entry hash (u64,
+    /// big-endian), in order.
     fn write_to(&self, sink: &mut dyn Sink) -> Result<()> {
         let mut entry = Vec::with_capacity(2 + 1024);
         for (bucket, buf) in self.buckets.iter().enumerate() {
@@ -69,10 +72,11 @@ impl IndexBuckets {
             while let Some((len, tail)) = rest.split_first_chunk::<4>() {
                 let len = u32::from_le_bytes(*len) as usize;
                 let (key, tail) = tail.split_at(len.min(tail.len()));
+                let (hash, tail) = tail.split_at(8.min(tail.len()));
                 entry.clear();
                 entry.extend_from_slice(&(bucket as u16).to_be_bytes());
                 entry.extend_from_slice(key);
-                sink.write(&entry, &[])?;
+                sink.write(&entry, hash)?;
                 rest = tail;
             }
         }
@@ -221,10 +225,9 @@ impl<B: Backend> BulkLoad for Loader<B> {
         if !key.is_local() {
             self.report.replicated += 1;
             let bucket = bucket_of(key.as_bytes());
-            self.shared
-                .digests
-                .toggle_in(bucket, entry_hash(key.as_bytes(), &value));
-            self.index.push(bucket, key.as_bytes());
+            let hash = entry_hash(key.as_bytes(), &value);
+            self.shared.digests.toggle_in(bucket, hash);
+            self.index.push(bucket, key.as_bytes(), hash);
             if self.index.entries >= INDEX_RUN {
                 self.write_index()?;
             }

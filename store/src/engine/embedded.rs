@@ -367,6 +367,43 @@ mod tests {
         assert!(s.get(&Key::from("c")).await.unwrap().unwrap().hlc > stamp);
     }
 
+    /// Index entries written before the index kept entry hashes are empty: `bucket_hashes`
+    /// reads their records instead and answers the same.
+    #[tokio::test]
+    async fn bucket_hashes_read_records_for_index_entries_without_a_hash() {
+        use crate::digest::bucket_of;
+        use crate::{EmbeddedOptions, HlcClock, Key, NodeId, StoreExt, open_embedded};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EmbeddedOptions::new(dir.path());
+        let node = NodeId::from_names("local", "n1");
+        let open = || open_embedded(node, Arc::new(HlcClock::new()), &opts).unwrap();
+        let keys: Vec<Key> = (0..50)
+            .map(|i| Key::from(format!("k{i}").as_str()))
+            .collect();
+        let bucket = bucket_of(keys[0].as_bytes());
+        let before = {
+            let s = open();
+            for k in &keys {
+                s.put(k, Bytes::from_static(b"v")).await.unwrap();
+            }
+            s.close().await.unwrap();
+            s.bucket_hashes(bucket, None, 100).await.unwrap()
+        };
+        assert!(!before.0.is_empty());
+        {
+            let b = EmbeddedBackend::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+            let ops = keys
+                .iter()
+                .map(|k| Op::put(Space::Index, super::super::index_key(k.as_bytes()), vec![]))
+                .collect();
+            b.commit(ops).unwrap();
+            b.sync().unwrap();
+        }
+        let s = open();
+        assert_eq!(s.bucket_hashes(bucket, None, 100).await.unwrap(), before);
+    }
+
     #[test]
     fn the_journal_synced_is_the_newest_one() {
         let dir = tempfile::tempdir().unwrap();

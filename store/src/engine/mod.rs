@@ -23,8 +23,8 @@ pub use embedded::FsyncPolicy;
 
 use crate::codec::{decode_record, encode_record};
 use crate::contract::{
-    ApplyReport, BulkLoad, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage,
-    ScanRequest, Store,
+    ApplyReport, BucketHashes, BulkLoad, CasOutcome, Change, Delta, Limits, Mutation, Origin,
+    ScanPage, ScanRequest, Store,
 };
 use crate::digest::{DigestTree, Digests, LEAVES, bucket_of, entry_hash};
 use crate::error::{Result, StoreError};
@@ -141,12 +141,26 @@ pub fn open_embedded(
     Ok(Arc::new(e))
 }
 
+/// A page of a bucket index: (key, index value) pairs, and the key to continue after.
+type IndexPage = (Vec<(Key, Bytes)>, Option<Key>);
+
 /// Owned key bytes for the digest-bucket index: bucket (u16 BE) ‖ key.
 fn index_key(key: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(2 + key.len());
     b.put_u16(bucket_of(key) as u16);
     b.put_slice(key);
     b.freeze()
+}
+
+/// The digest-bucket index's value: the record's [`entry_hash`] (u64 BE). Entries written
+/// before the index carried it are empty, and [`decode_index_value`] says so.
+fn index_value(hash: u64) -> Bytes {
+    Bytes::copy_from_slice(&hash.to_be_bytes())
+}
+
+/// The hash an index value carries, if it carries one.
+fn decode_index_value(v: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)
 }
 
 fn encode_change(key: &Key, origin: Origin) -> Bytes {
@@ -339,14 +353,15 @@ impl<B: Backend> Shared<B> {
                 new: Some(new),
             });
         }
-        let mut ops = Vec::with_capacity(3);
-        if old.is_none() {
-            ops.push(Op::put(
-                Space::Index,
-                index_key(key.as_bytes()),
-                Bytes::new(),
-            ));
-        }
+        let new_hash = entry_hash(key.as_bytes(), &new_bytes);
+        let mut ops = Vec::with_capacity(4);
+        // The index entry carries the record's digest contribution, so anti-entropy compares
+        // a bucket from the index alone (`bucket_hashes`).
+        ops.push(Op::put(
+            Space::Index,
+            index_key(key.as_bytes()),
+            index_value(new_hash),
+        ));
         ops.push(Op::put(Space::Data, key.0.clone(), new_bytes.clone()));
         self.unsave_digests(&mut ops);
         {
@@ -365,8 +380,7 @@ impl<B: Backend> Shared<B> {
             self.digests
                 .toggle(key.as_bytes(), entry_hash(key.as_bytes(), old_bytes));
         }
-        self.digests
-            .toggle(key.as_bytes(), entry_hash(key.as_bytes(), &new_bytes));
+        self.digests.toggle(key.as_bytes(), new_hash);
         Ok(Written {
             old,
             new: Some(new),
@@ -519,12 +533,9 @@ impl<B: Backend> Shared<B> {
         self.backend.commit(ops)
     }
 
-    fn bucket(
-        &self,
-        bucket: u32,
-        after: Option<&Key>,
-        limit: usize,
-    ) -> Result<(Vec<Delta>, Option<Key>)> {
+    /// A page of the bucket index of `bucket` after `after`: (key, index value) pairs, and the
+    /// key to continue after if the page is full.
+    fn index_page(&self, bucket: u32, after: Option<&Key>, limit: usize) -> Result<IndexPage> {
         if bucket as usize >= LEAVES {
             return Err(StoreError::InvalidArgument("bucket out of range"));
         }
@@ -537,18 +548,54 @@ impl<B: Backend> Shared<B> {
             .backend
             .scan(Space::Index, (lower, prefix_end(&prefix)), false, limit)?;
         let full = page.len() == limit;
+        let page: Vec<(Key, Bytes)> = page
+            .into_iter()
+            .map(|(ik, v)| (Key(ik.slice(2..)), v))
+            .collect();
+        let next = if full {
+            page.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    fn bucket(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<(Vec<Delta>, Option<Key>)> {
+        let (page, next) = self.index_page(bucket, after, limit)?;
         let mut out = Vec::with_capacity(page.len());
-        for (ik, _) in &page {
-            let key = Key(ik.slice(2..));
+        for (key, _) in page {
             if let Some(record) = self.load(key.as_bytes())? {
                 out.push(Delta { key, record });
             }
         }
-        let next = if full {
-            page.last().map(|(ik, _)| Key(ik.slice(2..)))
-        } else {
-            None
-        };
+        Ok((out, next))
+    }
+
+    fn bucket_hashes(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<BucketHashes> {
+        let (page, next) = self.index_page(bucket, after, limit)?;
+        let mut out = Vec::with_capacity(page.len());
+        for (key, v) in page {
+            match decode_index_value(&v) {
+                Some(h) => out.push((key, h)),
+                // An entry from before the index carried hashes: read the record.
+                None => {
+                    if let Some(bytes) = self.backend.get(Space::Data, key.as_bytes())? {
+                        let h = entry_hash(key.as_bytes(), &bytes);
+                        out.push((key, h));
+                    }
+                }
+            }
+        }
         Ok((out, next))
     }
 
@@ -711,6 +758,15 @@ impl<B: Backend> Store for Engine<B> {
         limit: usize,
     ) -> Result<(Vec<Delta>, Option<Key>)> {
         self.shared.bucket(bucket, after, limit)
+    }
+
+    async fn bucket_hashes(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> Result<BucketHashes> {
+        self.shared.bucket_hashes(bucket, after, limit)
     }
 
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
