@@ -39,9 +39,8 @@ pub(crate) struct Load {
     pub(crate) timeout: Duration,
     /// How the open loop runs on from one chunk to the next.
     pub(crate) pacing: Pacing,
-    /// With a rate derived from the capacity: how long to load the store (at half of the
-    /// empty store's capacity) before measuring the capacity again, on the grown store, and
-    /// deriving the rate from that one. Zero: the empty store's capacity.
+    /// With a rate derived from the capacity: how long to measure the sustained capacity
+    /// ([`sustained_capacity`]), the rate's base then. Zero: the empty store's burst capacity.
     pub(crate) grow: Duration,
 }
 
@@ -125,6 +124,80 @@ async fn capacity(
     ok as f64 / measure.as_secs_f64()
 }
 
+/// What [`sustained_capacity`] measured.
+struct Sustained {
+    rps: f64,
+    ok: u64,
+    failed: u64,
+    /// From the end of the closed loop until every consumer backlog was 0.
+    drain: Duration,
+    /// Whether they reached 0 within [`DRAIN_CAP`].
+    drained: bool,
+}
+
+/// The longest wait for the consumers to drain after the sustained-capacity loop.
+const DRAIN_CAP: Duration = Duration::from_secs(300);
+
+/// The capacity the nodes sustain: a closed loop of 32 workers at the maximum rate for `secs`
+/// (the store grows through it), then a wait until every node's change-feed consumers
+/// (fan-out, follower counts) have caught up; its successes over both times. A short burst
+/// leaves that work, and the peers' merges and the compactions, for after it.
+async fn sustained_capacity(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    mix: &Mix,
+    seed: u64,
+    log: Option<AckedLog>,
+    secs: Duration,
+    targets: &[String],
+) -> Sustained {
+    let cfg = RunConfig {
+        rate: Rate::Max,
+        ..open_loop(mix, 1.0, 32, secs, seed, None)
+    };
+    let stats = run(http, users, &cfg, log).await.unwrap();
+    let (ok, failed) = stats.total();
+    let ports: Vec<u16> = targets
+        .iter()
+        .map(|t| {
+            let port = t
+                .trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .unwrap_or_default();
+            port.parse().unwrap()
+        })
+        .collect();
+    let stopped = tokio::time::Instant::now();
+    let drained = loop {
+        let ports = ports.clone();
+        let idle = tokio::task::spawn_blocking(move || {
+            ports.iter().all(|&p| {
+                crate::soak::BACKLOGS
+                    .iter()
+                    .all(|b| crate::harness::metric(p, b) == Some(0.0))
+            })
+        })
+        .await
+        .unwrap();
+        if idle {
+            break true;
+        }
+        if stopped.elapsed() >= DRAIN_CAP {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let drain = stopped.elapsed();
+    Sustained {
+        rps: ok as f64 / (secs + drain).as_secs_f64(),
+        ok,
+        failed,
+        drain,
+        drained,
+    }
+}
+
 /// An open-loop run of `mix` at `rate` (Poisson arrivals, no warm-up).
 fn open_loop(
     mix: &Mix,
@@ -205,28 +278,26 @@ impl Traffic {
                     let mut cap =
                         capacity(&http, users.clone(), &mix, load.seed, Some(log.clone())).await;
                     if !load.grow.is_zero() {
-                        // Grow the store at half of the empty store's capacity, then measure
-                        // again: the load runs at half of what the grown store sustains.
-                        let cfg = open_loop(
+                        // The load runs at half of what the nodes sustain, not of a burst.
+                        let burst = cap;
+                        let s = sustained_capacity(
+                            &http,
+                            users.clone(),
                             &mix,
-                            (cap / 2.0).max(1.0),
-                            FAULT_IN_FLIGHT,
-                            load.grow,
                             load.seed ^ 0x6772_6f77,
-                            None,
-                        );
-                        let grown = run(&http, users.clone(), &cfg, Some(log.clone()))
-                            .await
-                            .unwrap();
-                        let empty = cap;
-                        cap = capacity(&http, users.clone(), &mix, load.seed, Some(log.clone()))
-                            .await;
-                        eprintln!(
-                            "load: capacity {empty:.0} req/s on the empty store; {:?} at {:.0} req/s grew it ({} ok, {} failed, not counted); capacity {cap:.0} req/s on the grown store",
+                            Some(log.clone()),
                             load.grow,
-                            empty / 2.0,
-                            grown.total().0,
-                            grown.total().1
+                            &load.targets,
+                        )
+                        .await;
+                        cap = s.rps;
+                        eprintln!(
+                            "load: capacity {burst:.0} req/s in a 20 s burst on the empty store; sustained {cap:.0} req/s: {} ok ({} failed) in {:?} of a closed loop, the consumers drained {:.1} s after it{}",
+                            s.ok,
+                            s.failed,
+                            load.grow,
+                            s.drain.as_secs_f64(),
+                            if s.drained { "" } else { " (not drained: capped)" }
                         );
                     }
                     ((cap / 2.0).max(1.0), Some(cap))
