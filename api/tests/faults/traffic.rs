@@ -103,9 +103,8 @@ pub(crate) struct Traffic {
 
 const CHUNK: Duration = Duration::from_secs(1);
 
-/// The capacity in ok/s: a closed loop of 32 workers (the open loop's config at the maximum
-/// rate) for `STARLING_SOAK_CAPACITY_SECS` (20) after 5 s of warm-up; its writes go to `log`
-/// when given.
+/// The capacity in ok/s: the closed loop ([`closed_loop`]) for `STARLING_SOAK_CAPACITY_SECS`
+/// (20) after 5 s of warm-up; its writes go to `log` when given.
 async fn capacity(
     http: &Http,
     users: Arc<Vec<User>>,
@@ -114,11 +113,7 @@ async fn capacity(
     log: Option<AckedLog>,
 ) -> f64 {
     let measure = Duration::from_secs(crate::env_u64("STARLING_SOAK_CAPACITY_SECS", 20));
-    let cfg = RunConfig {
-        rate: Rate::Max,
-        warmup: Duration::from_secs(5),
-        ..open_loop(mix, 1.0, 32, measure, seed, None)
-    };
+    let cfg = closed_loop(mix, measure, Duration::from_secs(5), seed);
     let stats = run(http, users, &cfg, log).await.unwrap();
     let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
     ok as f64 / measure.as_secs_f64()
@@ -151,10 +146,7 @@ async fn sustained_capacity(
     secs: Duration,
     targets: &[String],
 ) -> Sustained {
-    let cfg = RunConfig {
-        rate: Rate::Max,
-        ..open_loop(mix, 1.0, 32, secs, seed, None)
-    };
+    let cfg = closed_loop(mix, secs, Duration::ZERO, seed);
     let stats = run(http, users, &cfg, log).await.unwrap();
     let (ok, failed) = stats.total();
     let ports: Vec<u16> = targets
@@ -195,6 +187,16 @@ async fn sustained_capacity(
         failed,
         drain,
         drained,
+    }
+}
+
+/// The capacity measurements' closed loop: 32 workers at the maximum rate for `duration`
+/// after `warmup` (the open loop's config otherwise).
+fn closed_loop(mix: &Mix, duration: Duration, warmup: Duration, seed: u64) -> RunConfig {
+    RunConfig {
+        rate: Rate::Max,
+        warmup,
+        ..open_loop(mix, 1.0, 32, duration, seed, None)
     }
 }
 
