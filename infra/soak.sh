@@ -4,7 +4,7 @@
 # WAN), sampling each node's RSS (/proc/PID/status), its store's memtables and block cache, and
 # the change-feed consumer backlogs (starling_store_* and starling_consumer_backlog in /metrics)
 # over time. It fails on any failed request, on RSS growth
-# of 5 % or more after the warm-up (which lasts until every node's block cache is 90 % full, at
+# of 5 % or more after the warm-up (which lasts until every node's block cache is 98 % full, at
 # most half the run), or on a growing queue. It is the `soak` test of
 # api/tests/faults (CI runs it for 60 s); this script runs it long:
 #

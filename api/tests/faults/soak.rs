@@ -25,7 +25,7 @@
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
 //! they are full: a long run (10 minutes or more) keeps the defaults and a warm-up of minutes; a
 //! shorter one runs its nodes with small bounds (`SMALL_BOUNDS`), full within its warm-up. The
-//! measured part also waits for every node's block cache to be 90 % full (it fills with the
+//! measured part also waits for every node's block cache to be 98 % full (it fills with the
 //! data blocks point reads touch: at 1 200 req/s heaptrack showed +41 MiB of them between the
 //! 4th and the 9th minute, the whole growth of the live heap), up to half the run.
 //! `STARLING_SOAK_NODE_ARGS` replaces those flags. RSS growth compares floors: the lowest sample
@@ -55,8 +55,12 @@ const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
 const PINNED: &str = "starling_store_pinned_bytes";
 const TABLES: &str = "starling_store_tables";
 
-/// The block cache counts as full (the warm-up may end) at this share of its capacity.
-const CACHE_FULL: f64 = 0.9;
+/// The block cache counts as full (the warm-up may end) at this share of its capacity. A full
+/// cache hovers at 96-100 % as blocks come and go. Until the sixth session this was 90 %, and
+/// the last tenth of a 256 MiB cache (26 MiB) then filled inside the measured part: 5.9 % of a
+/// 435 MiB node, more than the bound by itself (us0 of the seed-23 run at 3 197 req/s grew
+/// +5.74 % from a first floor taken with its cache at 238 MiB).
+const CACHE_FULL: f64 = 0.98;
 
 pub(crate) const BACKLOGS: [&str; 2] = [
     "starling_consumer_backlog{consumer=\"feed-fan-out\"}",
