@@ -9,7 +9,8 @@ port="$1"
 out="$2"
 every="${3:-90}"
 while true; do
-  for pid in $(pgrep -f "starling-glibc serve"); do
+  # The node listening on PORT, whatever its binary is called (glibc-node.sh's GLIBC_BIN).
+  for pid in $(pgrep -f -- "--listen 127.0.0.1:$port( |$)"); do
     m=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" |
       grep -E "^starling_store_(memtable_bytes|block_cache_bytes|tables) " |
       awk '{printf "%s=%s ", $1, $2}')
