@@ -13,7 +13,7 @@ SUITE = [
     ("feed.md", "fan-out to 1 k–100 k followers, timeline inserts, feed reads 10 k vs 1 M users", "infra/bench.sh feed"),
     ("feed-api.md", "GET /v1/feed beside /healthz on the same server", "infra/bench-feed.sh"),
     ("api.md", "REST endpoints against the /healthz ceiling", "infra/bench-api.sh"),
-    ("alloc.md", "the binary with mimalloc beside glibc malloc: REST req/s, p99, RSS", "infra/bench-alloc.sh"),
+    ("alloc.md", "the binary with mimalloc 2.x beside mimalloc 3.x and glibc malloc: REST req/s, p99, RSS", "infra/bench-alloc.sh"),
     ("chat.md", "chat delivery same region, throughput, idle connections, against a bare relay", "infra/bench-chat.sh"),
     ("load.md", "the load generator's scenarios, open and closed loop", "infra/bench-load.sh"),
     ("seed.md", "seeding 1 M users / 100 M follows, start, read-heavy mix at 1 M vs 10 k users", "infra/bench-seed.sh"),

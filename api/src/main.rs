@@ -11,7 +11,10 @@ use tracing_subscriber::EnvFilter;
 /// raises its mmap threshold after the first such free and then keeps each buffer resident in
 /// the arena of whichever blocking thread ran it, so 32 sign-ups left a node at 569 MiB RSS
 /// instead of 25 MiB. mimalloc returns freed memory to the OS.
-#[cfg(feature = "mimalloc")]
+///
+/// mimalloc v2 (2.3), not the crate's default v3 (3.3): under the soak's steady churn a v3 node's
+/// RSS kept growing past its live heap (RELIABILITY.md "Soak"; mimalloc issues #1014, #1282).
+#[cfg(any(feature = "mimalloc", feature = "mimalloc-v3"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
