@@ -12,8 +12,9 @@ use tracing_subscriber::EnvFilter;
 /// the arena of whichever blocking thread ran it, so 32 sign-ups left a node at 569 MiB RSS
 /// instead of 25 MiB. mimalloc returns freed memory to the OS.
 ///
-/// mimalloc v2 (2.3), not the crate's default v3 (3.3): under the soak's steady churn a v3 node's
-/// RSS kept growing past its live heap (RELIABILITY.md "Soak"; mimalloc issues #1014, #1282).
+/// mimalloc v2 (2.3), not the crate's default v3 (3.3): v3 nodes' RSS grew past their live heap
+/// in two soaks (not in a third), v2 serves the REST rows as fast or faster with less RSS
+/// (bench/alloc.md), and v3 is reported to hold memory under churn (mimalloc #1014, #1282).
 #[cfg(any(feature = "mimalloc", feature = "mimalloc-v3"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
