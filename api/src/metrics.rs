@@ -165,6 +165,21 @@ impl Collector for NodeCollector {
                 "Calls run here for another node",
                 p.calls_served,
             ),
+            (
+                "starling_gossip_cas_repair_reads",
+                "CASes owned here that first read their key from the region (after a restart)",
+                p.cas_repair_reads,
+            ),
+            (
+                "starling_gossip_cas_repaired",
+                "Records those reads brought that changed the store (CASes saved from a stale value)",
+                p.cas_repaired,
+            ),
+            (
+                "starling_gossip_cas_repair_timeouts",
+                "Those reads that ran out of time with a member silent",
+                p.cas_repair_timeouts,
+            ),
         ] {
             counter(e, name, help, v)?;
         }

@@ -21,7 +21,10 @@
 //!   `ae_max_interval`): under a steady write load the digests always differ by the writes
 //!   still in flight, and each round finds only those.
 //! - **CAS routing**: a CAS runs at its owner: the live member of the owner region with the highest
-//!   rendezvous score for the key.
+//!   rendezvous score for the key. For `cas_repair` after its start-up grace, an owner first
+//!   reads the key from the other live members of its region ([`Message::FetchRequest`]) and
+//!   merges what they hold, so a replica that is catching up after a restart does not execute
+//!   CASes against values it has not received yet.
 
 use crate::peer::Peer;
 use crate::reconcile::{self, BucketSummary};
@@ -33,7 +36,8 @@ use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 use starling_store::digest::{LEAF_BITS, LEAVES};
 use starling_store::{
-    CasOutcome, Delta, Hlc, HlcClock, Key, Store, StoreError, VersionVector, Versioned,
+    CasOutcome, Delta, Hlc, HlcClock, Key, Keyspace, NodeId, Store, StoreError, StoreExt,
+    VersionVector, Versioned,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::NonZeroU32;
@@ -85,11 +89,29 @@ pub struct GossipConfig {
     /// of its region owns, and would execute CASes against a replica that lacks their latest
     /// values: two messages claimed the same sequence slot, and one acknowledged message was
     /// lost, in the `kill -9` fault test (`api/tests/faults`). The grace ends 1 s after the
-    /// first member is learned when the node announced itself to seeds (a seed's answer lists
-    /// every member), or after this long, longer than the periodic announce (10 s), for a node
-    /// started without seeds. A node
-    /// whose store was empty at start (a new cluster) has none: it owned nothing before.
+    /// first member is learned when the node announced itself to seeds, or after this long,
+    /// longer than the periodic announce (10 s), for a node started without seeds. A seed's
+    /// answer need not list every member (a seed that restarted itself a moment ago knows few):
+    /// so a node saves the members it sees (node-local key `gm`), announces itself to them too
+    /// after a restart, and its grace lasts, up to this long, until every member of its region
+    /// it remembers is back in its view. A node whose store was empty at start (a new cluster)
+    /// has none: it owned nothing before.
     pub owner_grace: Duration,
+    /// How long after its start-up grace, and after anti-entropy last repaired a write pushes
+    /// had missed here, a node, before it executes a CAS as owner, reads the key from every
+    /// other live member of its region and merges what they hold. A node back
+    /// from a crash owns keys again as soon as its grace ends, but its replica lacks what the
+    /// member that owned them meanwhile wrote until anti-entropy brings it: executed against
+    /// that replica, a create-CAS of a chat slot the other member had filled was applied a
+    /// second time (two messages in one slot; the `kill -9` fault test lost an acknowledged
+    /// message that way about one run in fifteen). A replica still catching up keeps finding
+    /// missed writes, which keeps the window open; inside it a CAS costs one round trip in the
+    /// region more (and runs in the core loop, not on the caller's task).
+    pub cas_repair: Duration,
+    /// How long such a read waits for the members that have not answered. Past it the CAS
+    /// fails (503 to a client): a member dead but not yet declared down may hold the key's
+    /// newest value (the `kill -9` test lost a message when the CAS ran without it).
+    pub cas_repair_timeout: Duration,
     /// How long a write waits to be durable in K regions before it is reported as not.
     pub durability_timeout: Duration,
     /// SWIM settings.
@@ -134,6 +156,8 @@ impl GossipConfig {
             cas_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(3),
             owner_grace: Duration::from_secs(12),
+            cas_repair: Duration::from_secs(30),
+            cas_repair_timeout: Duration::from_millis(500),
             durability_timeout: Duration::from_secs(5),
             swim,
             gc_interval: Duration::from_secs(60),
@@ -271,11 +295,44 @@ pub struct GossipMetrics {
     /// Age, on arrival, of the newest record of the last push that changed something here (ms):
     /// how far behind the writer this replica was.
     pub convergence_lag_ms: u64,
+    /// CASes this node held, as owner, to read the key from its region first
+    /// ([`GossipConfig::cas_repair`]).
+    pub cas_repair_reads: u64,
+    /// Records those reads brought that changed the local store: CASes that would have run
+    /// against a stale value.
+    pub cas_repaired: u64,
+    /// Reads that ran out of time with a member still silent (the CAS failed).
+    pub cas_repair_timeouts: u64,
 }
 
 struct PendingCas {
     deadline: Duration,
     region: String,
+}
+
+/// Node-local: the members this node last saw (postcard `Vec<Peer>`), so that after a restart it
+/// announces itself to them and holds its start-up grace until those of its region are back in
+/// its view (see [`GossipConfig::owner_grace`]).
+const REMEMBERED: Keyspace = Keyspace::local("gm");
+
+/// A CAS this node owns, held until the other live members of its region have answered a
+/// fetch of its key or `cas_repair_timeout` has passed ([`GossipConfig::cas_repair`]).
+struct HeldCas {
+    deadline: Duration,
+    /// Members yet to answer.
+    waiting: BTreeSet<NodeId>,
+    key: Key,
+    expected: Option<VersionVector>,
+    new: Option<Bytes>,
+    answer: HeldAnswer,
+}
+
+/// Where the outcome of a held CAS goes.
+enum HeldAnswer {
+    /// A `CasResponse` to the member that routed it here.
+    Remote { to: Peer, id: u64 },
+    /// A completion of this node's own CAS `id` ([`GossipNode::take_completions`]).
+    Local { id: u64 },
 }
 
 type Swim = Foca<Peer, PostcardCodec, SmallRng, NoCustomBroadcast>;
@@ -298,6 +355,8 @@ pub struct GossipNode {
     /// Anti-entropy rounds in a row that repaired nothing settled (the back-off exponent).
     ae_idle_rounds: u32,
     pending: BTreeMap<u64, PendingCas>,
+    /// CASes owned here waiting for their region's fetch answers, by fetch id.
+    held: BTreeMap<u64, HeldCas>,
     completions: Vec<(u64, Result<CasOutcome, CasError>)>,
     calls: BTreeMap<u64, PendingCas>,
     call_completions: Vec<(u64, Result<Bytes, CasError>)>,
@@ -320,6 +379,17 @@ pub struct GossipNode {
     fresh: bool,
     /// When the first member was learned (see [`GossipConfig::owner_grace`]).
     first_member_at: Option<Duration>,
+    /// The caller's time when this node was first given one: the start-up grace, the repair
+    /// window and the first timers count from it (a simulated node restarts late in a run).
+    started: Option<Duration>,
+    /// When anti-entropy last repaired a settled record here (a write pushes had missed).
+    last_settled_repair: Option<Duration>,
+    /// The members of this region remembered from before the restart, by node id.
+    expected: BTreeSet<NodeId>,
+    /// The remembered members were read (on the first tick).
+    restored: bool,
+    /// The members (node, address) last saved under [`REMEMBERED`].
+    saved: Vec<(NodeId, String)>,
     /// This node announced itself to a seed, whose answer lists every member.
     announced: bool,
     next_gc: Duration,
@@ -391,6 +461,7 @@ impl GossipNode {
             next_ae: first_ae,
             ae_idle_rounds: 0,
             pending: BTreeMap::new(),
+            held: BTreeMap::new(),
             completions: Vec::new(),
             calls: BTreeMap::new(),
             call_completions: Vec::new(),
@@ -407,9 +478,24 @@ impl GossipNode {
             settled_since: Some(Duration::ZERO),
             fresh: cursor == 0,
             first_member_at: None,
+            started: None,
+            last_settled_repair: None,
+            expected: BTreeSet::new(),
+            restored: false,
+            saved: Vec::new(),
             announced: false,
             // Not before the node has had a collection interval to learn its members.
             next_gc: cfg_gc_interval,
+        }
+    }
+
+    /// Takes the caller's time; the first one starts the node's clocks.
+    fn set_now(&mut self, now: Duration) {
+        self.now = now;
+        if self.started.is_none() {
+            self.started = Some(now);
+            self.next_ae += now;
+            self.next_gc += now;
         }
     }
 
@@ -459,7 +545,7 @@ impl GossipNode {
 
     /// Announces this node to the seeds (known by address or fully).
     pub fn join(&mut self, now: Duration, seeds: &[Peer]) -> Vec<Outbound> {
-        self.now = now;
+        self.set_now(now);
         for s in seeds {
             if s.addr == self.me.addr {
                 continue;
@@ -502,7 +588,7 @@ impl GossipNode {
         version: VersionVector,
         regions: usize,
     ) -> (u64, Vec<Outbound>) {
-        self.now = now;
+        self.set_now(now);
         let id = self.next_cas_id;
         self.next_cas_id += 1;
         let mut reached = BTreeSet::new();
@@ -617,7 +703,7 @@ impl GossipNode {
         service: &str,
         body: &Bytes,
     ) -> (CallStart, Vec<Outbound>) {
-        self.now = now;
+        self.set_now(now);
         let Some(owner) = self.owner(region, route) else {
             return (
                 CallStart::Failed(CasError::OwnerUnreachable {
@@ -639,7 +725,12 @@ impl GossipNode {
 
     /// Advances time: fires SWIM timers, pushes new changes, starts anti-entropy, expires CAS.
     pub async fn tick(&mut self, now: Duration) -> Vec<Outbound> {
-        self.now = now;
+        self.set_now(now);
+        if !self.restored {
+            self.restored = true;
+            self.restore_members().await;
+        }
+        self.save_members().await;
         while let Some((&(at, seq), _)) = self.timers.first_key_value() {
             if at > now {
                 break;
@@ -669,6 +760,7 @@ impl GossipNode {
             self.collect_tombstones().await;
         }
         self.progress_durability();
+        self.fail_expired_holds();
         for (id, region) in expire(&mut self.pending, now) {
             self.completions
                 .push((id, Err(CasError::OwnerUnreachable { region })));
@@ -683,14 +775,14 @@ impl GossipNode {
     /// Pushes what the store logged since the last push (call after local writes for the lowest
     /// latency; `tick` does it too).
     pub async fn on_local_writes(&mut self, now: Duration) -> Vec<Outbound> {
-        self.now = now;
+        self.set_now(now);
         self.push_changes(Arrival::LOCAL).await;
         std::mem::take(&mut self.out)
     }
 
     /// Handles one message from `from`.
     pub async fn handle(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
-        self.now = now;
+        self.set_now(now);
         match msg {
             Message::Swim(data) => {
                 if let Err(e) = self.swim.handle_data(&data, &mut self.rt) {
@@ -728,6 +820,7 @@ impl GossipNode {
                 self.metrics.ae_repairs_settled += repaired;
                 if repaired > 0 {
                     self.ae_hurry();
+                    self.last_settled_repair = Some(self.now);
                 }
                 self.push_changes(Arrival::REPAIR).await;
             }
@@ -755,18 +848,44 @@ impl GossipNode {
                     );
                     return std::mem::take(&mut self.out);
                 }
-                let reply = match self.store.cas(&key, expected.as_ref(), new).await {
-                    Ok(CasOutcome::Applied(v)) => CasReply::Applied { version: v.version },
-                    Ok(CasOutcome::Conflict(cur)) => CasReply::Conflict {
-                        value: cur.as_ref().and_then(|v| v.value.clone()),
-                        version: cur.map(|v| v.version),
-                    },
-                    Err(e) => CasReply::Failed {
-                        reason: e.to_string(),
-                    },
+                let held = HeldCas {
+                    deadline: self.now + self.cfg.cas_repair_timeout,
+                    waiting: BTreeSet::new(),
+                    key,
+                    expected,
+                    new,
+                    answer: HeldAnswer::Remote { to: from, id },
                 };
-                self.push_changes(Arrival::LOCAL).await;
-                self.send(from, Message::CasResponse { id, reply });
+                if let Some(now) = self.hold(held) {
+                    self.execute(now).await;
+                }
+            }
+            Message::FetchRequest { id, keys } => {
+                let mut deltas = Vec::with_capacity(keys.len());
+                for key in keys.into_iter().take(self.cfg.ae_chunk.max(1)) {
+                    match self.store.get_record(&key).await {
+                        Ok(Some(record)) => deltas.push(Delta { key, record }),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "answering a fetch failed"),
+                    }
+                }
+                self.send(from, Message::FetchResponse { id, deltas });
+            }
+            Message::FetchResponse { id, deltas } => {
+                let Some(held) = self.held.get_mut(&id) else {
+                    return std::mem::take(&mut self.out);
+                };
+                if !held.waiting.remove(&from.node) {
+                    return std::mem::take(&mut self.out);
+                }
+                // Only the held key: a fetch answers nothing else.
+                let key = held.key.clone();
+                let done = held.waiting.is_empty();
+                let ours: Vec<Delta> = deltas.into_iter().filter(|d| d.key == key).collect();
+                self.metrics.cas_repaired += self.apply(&ours).await;
+                if done && let Some(held) = self.held.remove(&id) {
+                    self.execute(held).await;
+                }
             }
             Message::HaveRequest { id, key } => {
                 let version = match self.store.get_record(&key).await {
@@ -820,7 +939,7 @@ impl GossipNode {
         expected: Option<VersionVector>,
         new: Option<Bytes>,
     ) -> (CasStart, Vec<Outbound>) {
-        self.now = now;
+        self.set_now(now);
         let Some(owner) = self.owner(region, &key) else {
             return (
                 CasStart::Done(Err(CasError::OwnerUnreachable {
@@ -838,13 +957,21 @@ impl GossipNode {
                     Vec::new(),
                 );
             }
-            let r = self
-                .store
-                .cas(&key, expected.as_ref(), new)
-                .await
-                .map_err(|e: StoreError| CasError::Failed(e.to_string()));
-            self.push_changes(Arrival::LOCAL).await;
-            return (CasStart::Done(r), std::mem::take(&mut self.out));
+            let id = self.next_cas_id;
+            self.next_cas_id += 1;
+            let held = HeldCas {
+                deadline: now + self.cfg.cas_repair_timeout,
+                waiting: BTreeSet::new(),
+                key,
+                expected,
+                new,
+                answer: HeldAnswer::Local { id },
+            };
+            let start = match self.hold(held) {
+                None => CasStart::Pending(id),
+                Some(h) => CasStart::Done(self.run_cas(&h.key, h.expected.as_ref(), h.new).await),
+            };
+            return (start, std::mem::take(&mut self.out));
         }
         let (id, waiting) = self.request(now + self.cfg.cas_timeout, region);
         self.pending.insert(id, waiting);
@@ -863,12 +990,192 @@ impl GossipNode {
     /// Whether this node is still in its start-up grace and must not execute CASes as owner
     /// (see [`GossipConfig::owner_grace`]).
     fn owner_grace(&self) -> bool {
+        !self.fresh && self.now < self.grace_ends()
+    }
+
+    /// When the start-up grace ends (or would, for a node that has none).
+    fn grace_ends(&self) -> Duration {
+        let longest = self.started.unwrap_or(self.now) + self.cfg.owner_grace;
+        // A member of this region seen before the restart and not yet back in the view would
+        // make this node take its keys for its own.
+        let missing = self
+            .expected
+            .iter()
+            .any(|n| !self.swim.iter_members().any(|m| m.id().node == *n));
+        if missing {
+            return longest;
+        }
         // A member learned from a probe is one member; a seed's answer to the join is all.
         let joined = self.first_member_at.filter(|_| self.announced);
-        let ends = joined.map_or(self.cfg.owner_grace, |t| {
-            (t + Duration::from_secs(1)).min(self.cfg.owner_grace)
-        });
-        !self.fresh && self.now < ends
+        joined.map_or(longest, |t| (t + Duration::from_secs(1)).min(longest))
+    }
+
+    /// Reads the members saved before a restart: announces itself to each (a seed that is
+    /// sure to know this region) and expects those of its region back before owning keys.
+    async fn restore_members(&mut self) {
+        let key = REMEMBERED.key().finish();
+        let peers: Vec<Peer> = match self.store.get(&key).await {
+            Ok(Some(v)) => v
+                .value
+                .and_then(|b| postcard::from_bytes(&b).ok())
+                .unwrap_or_default(),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the remembered members failed");
+                Vec::new()
+            }
+        };
+        for p in peers.into_iter().filter(|p| p.node != self.me.node) {
+            if p.region == self.me.region {
+                self.expected.insert(p.node);
+            }
+            match self.swim.announce(p.clone(), &mut self.rt) {
+                Ok(()) => self.announced = true,
+                Err(e) => tracing::debug!(member = %p.addr, error = %e, "announce failed"),
+            }
+        }
+        self.drain_swim();
+    }
+
+    /// Saves the members under [`REMEMBERED`] when they changed (node or address).
+    async fn save_members(&mut self) {
+        let members = self.members();
+        let mut now: Vec<(NodeId, String)> =
+            members.iter().map(|p| (p.node, p.addr.clone())).collect();
+        now.sort();
+        if now == self.saved || members.is_empty() {
+            return;
+        }
+        let value = match postcard::to_allocvec(&members) {
+            Ok(v) => Bytes::from(v),
+            Err(_) => return,
+        };
+        match self.store.put(&REMEMBERED.key().finish(), value).await {
+            Ok(_) => self.saved = now,
+            Err(e) => tracing::warn!(error = %e, "saving the members failed"),
+        }
+    }
+
+    /// Whether a CAS owned here is still preceded by a read of its key from the region (see
+    /// [`GossipConfig::cas_repair`]): until `cas_repair` has passed since the start-up grace
+    /// ended and since anti-entropy last found a write this replica had missed. A fresh node
+    /// too: its empty replica is the stalest.
+    fn cas_repairing(&self) -> bool {
+        let since = self
+            .last_settled_repair
+            .map_or(self.grace_ends(), |t| t.max(self.grace_ends()));
+        self.now < since + self.cfg.cas_repair
+    }
+
+    /// Whether a CAS this node owns may run straight on its store, outside this core (the
+    /// transport's fast path): out of the start-up grace and of the repair window.
+    pub fn cas_direct(&self) -> bool {
+        !self.owner_grace() && !self.cas_repairing()
+    }
+
+    /// Inside the repair window, with other live members in the region: asks them for the
+    /// CAS's key and holds it until they answer (`None`). Otherwise gives it back to run now.
+    fn hold(&mut self, mut held: HeldCas) -> Option<HeldCas> {
+        if self.cas_repairing() {
+            held.waiting = self
+                .members()
+                .into_iter()
+                .filter(|p| p.region == self.me.region)
+                .map(|p| p.node)
+                .collect();
+        }
+        if held.waiting.is_empty() {
+            return Some(held);
+        }
+        let id = self.next_cas_id;
+        self.next_cas_id += 1;
+        self.metrics.cas_repair_reads += 1;
+        for peer in self.members() {
+            if held.waiting.contains(&peer.node) {
+                let keys = vec![held.key.clone()];
+                self.send(peer, Message::FetchRequest { id, keys });
+            }
+        }
+        self.held.insert(id, held);
+        None
+    }
+
+    /// Executes a CAS owned here on the store and pushes its result.
+    async fn run_cas(
+        &mut self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> Result<CasOutcome, CasError> {
+        let r = self
+            .store
+            .cas(key, expected, new)
+            .await
+            .map_err(|e: StoreError| CasError::Failed(e.to_string()));
+        self.push_changes(Arrival::LOCAL).await;
+        r
+    }
+
+    /// Executes a CAS owned here and sends or records its outcome.
+    async fn execute(&mut self, held: HeldCas) {
+        let r = self
+            .run_cas(&held.key, held.expected.as_ref(), held.new)
+            .await;
+        match held.answer {
+            HeldAnswer::Local { id } => self.completions.push((id, r)),
+            HeldAnswer::Remote { to, id } => {
+                let reply = match r {
+                    Ok(CasOutcome::Applied(v)) => CasReply::Applied { version: v.version },
+                    Ok(CasOutcome::Conflict(cur)) => CasReply::Conflict {
+                        value: cur.as_ref().and_then(|v| v.value.clone()),
+                        version: cur.map(|v| v.version),
+                    },
+                    Err(CasError::Failed(reason)) => CasReply::Failed { reason },
+                    Err(e) => CasReply::Failed {
+                        reason: e.to_string(),
+                    },
+                };
+                self.send(to, Message::CasResponse { id, reply });
+            }
+        }
+    }
+
+    /// Runs the held CASes whose silent members ran out of time.
+    /// Fails the held CASes whose read of the region ran out of time: a member that does not
+    /// answer (dead, not yet declared down) may be the one holding the key's newest value, so
+    /// executing without it could apply a CAS against a stale one. The caller sees the owner
+    /// fail (a 503 to a client) and may retry once the member answers or is declared down.
+    fn fail_expired_holds(&mut self) {
+        let now = self.now;
+        let expired: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(held) = self.held.remove(&id) else {
+                continue;
+            };
+            self.metrics.cas_repair_timeouts += 1;
+            let reason = format!(
+                "{} member(s) of region {} did not answer the read before the CAS",
+                held.waiting.len(),
+                self.me.region
+            );
+            match held.answer {
+                HeldAnswer::Local { id } => {
+                    self.completions.push((id, Err(CasError::Failed(reason))));
+                }
+                HeldAnswer::Remote { to, id } => self.send(
+                    to,
+                    Message::CasResponse {
+                        id,
+                        reply: CasReply::Failed { reason },
+                    },
+                ),
+            }
+        }
     }
 
     /// The owner of `key` in `region`: the live member there (this node included) with the
@@ -893,11 +1200,6 @@ impl GossipNode {
             region: region.to_string(),
         };
         (id, waiting)
-    }
-
-    /// Whether this node may execute CASes as an owner (its start-up grace is over).
-    pub fn owner_ready(&self) -> bool {
-        !self.owner_grace()
     }
 
     fn send(&mut self, to: Peer, msg: Message) {

@@ -274,7 +274,13 @@ impl Sim {
     }
 
     async fn start(&mut self, addr: &str) {
-        let seeds: Vec<Peer> = {
+        self.start_with(addr, true).await;
+    }
+
+    async fn start_with(&mut self, addr: &str, with_seeds: bool) {
+        let seeds: Vec<Peer> = if !with_seeds {
+            Vec::new()
+        } else {
             let live: Vec<Peer> = self
                 .nodes
                 .values()
@@ -334,6 +340,18 @@ impl Sim {
             n.peer.incarnation += 1;
         }
         self.start(addr).await;
+    }
+
+    /// Restarts a killed node like [`Sim::restart`] but with no seeds: it can only find the
+    /// cluster through the members it remembers from before.
+    pub async fn restart_without_seeds(&mut self, addr: &str) {
+        if let Some(n) = self.nodes.get_mut(addr) {
+            if n.core.is_some() {
+                return;
+            }
+            n.peer.incarnation += 1;
+        }
+        self.start_with(addr, false).await;
     }
 
     /// Kills every node of a region.

@@ -126,7 +126,8 @@ pub struct GossipHandle {
     commands: mpsc::Sender<Command>,
     handlers: Handlers,
     store: Arc<dyn Store>,
-    /// Whether the core says this node may execute CASes as owner (refreshed every tick).
+    /// Whether the core lets a CAS this node owns run straight on the store: out of the
+    /// start-up grace and of the repair window (refreshed every tick; `GossipNode::cas_direct`).
     ready: watch::Receiver<bool>,
     members: watch::Receiver<Vec<Peer>>,
     membership: watch::Receiver<Vec<(Peer, crate::MemberState)>>,
@@ -240,7 +241,8 @@ impl GossipHandle {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Whether this node, out of its start-up grace, owns `key` in `region` in the latest view.
+    /// Whether this node owns `key` in `region` in the latest view and may run its CAS here,
+    /// on the caller's task (out of the start-up grace and the repair window).
     fn owns(&self, region: &str, key: &Key) -> bool {
         if region != self.me.region || !*self.ready.borrow() {
             return false;
@@ -717,7 +719,7 @@ async fn core_loop(mut l: CoreLoop) {
             if *l.membership.borrow() != membership {
                 l.membership.send_replace(membership);
             }
-            let ready = l.core.owner_ready();
+            let ready = l.core.cas_direct();
             if *l.ready.borrow() != ready {
                 l.ready.send_replace(ready);
             }

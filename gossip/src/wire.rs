@@ -123,6 +123,21 @@ pub enum Message {
         /// (bucket, [`crate::reconcile::key_hash`] of each key wanted).
         buckets: Vec<(u32, Vec<u64>)>,
     },
+    /// Send me your records of these keys: a CAS owner reading its region before it executes
+    /// (`GossipConfig::cas_repair`).
+    FetchRequest {
+        /// Request id, unique at the sender.
+        id: u64,
+        /// The keys.
+        keys: Vec<Key>,
+    },
+    /// The records held of a [`Message::FetchRequest`]'s keys (keys held nowhere left out).
+    FetchResponse {
+        /// The request id.
+        id: u64,
+        /// The records.
+        deltas: Vec<Delta>,
+    },
 }
 
 /// A CAS outcome on the wire.

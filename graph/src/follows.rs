@@ -55,17 +55,27 @@ impl Graph {
         self.catch_up_counts().await
     }
 
-    /// `follower` stops following `followee`. Idempotent.
+    /// `follower` stops following `followee`. Idempotent: a retry after a crash between the two
+    /// removals removes what is left (the followee's index, which the fan-out reads: left alone,
+    /// the follower would go on receiving posts while their list no longer shows the edge).
     pub async fn unfollow(&self, follower: u64, followee: u64) -> Result<(), GraphError> {
-        if !self.is_following(follower, followee).await? {
+        let following = pair(FOLLOWING, follower, followee);
+        let listed = pair(FOLLOWERS, followee, follower);
+        let present =
+            |r: Option<starling_store::Versioned<Bytes>>| r.is_some_and(|v| v.value.is_some());
+        let (in_following, in_followers) = (
+            present(self.store.get(&following).await?),
+            present(self.store.get(&listed).await?),
+        );
+        if !in_following && !in_followers {
             return Ok(());
         }
-        self.store
-            .remove(&pair(FOLLOWING, follower, followee))
-            .await?;
-        self.store
-            .remove(&pair(FOLLOWERS, followee, follower))
-            .await?;
+        if in_following {
+            self.store.remove(&following).await?;
+        }
+        if in_followers {
+            self.store.remove(&listed).await?;
+        }
         self.catch_up_counts().await
     }
 
@@ -199,6 +209,24 @@ mod tests {
         assert!(g.followers(b.id, None, 20).await.unwrap().ids.is_empty());
         assert!(g.follow(a.id, a.id).await.is_err());
         assert!(g.follow(a.id, 12345).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unfollow_retried_after_a_crash_between_its_removals_completes() {
+        use crate::keys::{FOLLOWING, pair};
+        use starling_store::StoreExt;
+        let g = graph();
+        let (a, _) = g.sign_up("alice", "password1", None, None).await.unwrap();
+        let (b, _) = g.sign_up("bob", "password1", None, None).await.unwrap();
+        g.follow(a.id, b.id).await.unwrap();
+        // The first removal landed, the process died before the second.
+        g.store.remove(&pair(FOLLOWING, a.id, b.id)).await.unwrap();
+        assert!(!g.is_following(a.id, b.id).await.unwrap());
+        assert_eq!(g.all_followers(b.id).await.unwrap(), vec![a.id]);
+        g.unfollow(a.id, b.id).await.unwrap();
+        assert!(g.all_followers(b.id).await.unwrap().is_empty());
+        assert_eq!(g.user(b.id).await.unwrap().followers_count, 0);
+        assert_eq!(g.user(a.id).await.unwrap().following_count, 0);
     }
 
     #[tokio::test]

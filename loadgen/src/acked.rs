@@ -1,5 +1,9 @@
 //! The log of every write the server acknowledged (`--acked-log acked.jsonl`), one JSON object a
-//! line, so a fault test can check afterwards that none was lost ([`crate::verify`]).
+//! line, so a fault test can check afterwards that none was lost ([`crate::verify`]). Follows and
+//! unfollows whose request failed without telling whether the server applied it (the connection
+//! broke, a 5xx, a timeout) are logged too, as [`Outcome::Unknown`] or [`Outcome::TimedOut`]: a
+//! node killed between its commit and its answer leaves such a write in the store, and it decides
+//! an edge's final state as much as an acknowledged one.
 //!
 //! Lines are appended through a bounded channel by a writer task that owns the file; when the
 //! channel is full the recording operation waits (the log must be complete, so nothing is
@@ -29,7 +33,28 @@ pub enum AckedKind {
     Message,
 }
 
-/// One acknowledged write.
+/// Whether the server is known to have applied a logged write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Acknowledged: applied, and durable where the server says so.
+    #[default]
+    Acked,
+    /// Failed after it was sent (broken connection, 5xx, an answer that did not decode): the
+    /// server may have applied it, no later than `acked_us` (when the failure was seen).
+    Unknown,
+    /// Timed out: the server may have applied it, even after `acked_us`.
+    TimedOut,
+}
+
+impl Outcome {
+    /// Acknowledged.
+    pub fn is_acked(&self) -> bool {
+        *self == Outcome::Acked
+    }
+}
+
+/// One acknowledged write (or, for edges, one whose outcome is unknown: see [`Outcome`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acked {
     /// The kind of write.
@@ -42,8 +67,11 @@ pub struct Acked {
     pub target: String,
     /// When it was sent, µs since the Unix epoch.
     pub sent_us: u64,
-    /// When the acknowledgement arrived, µs since the Unix epoch.
+    /// When the acknowledgement (or the failure) arrived, µs since the Unix epoch.
     pub acked_us: u64,
+    /// Whether it was acknowledged (absent in the log: it was).
+    #[serde(default, skip_serializing_if = "Outcome::is_acked")]
+    pub outcome: Outcome,
     /// Chat messages: the conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conv: Option<String>,
@@ -162,6 +190,11 @@ mod tests {
                 target: "http://127.0.0.1:8080".into(),
                 sent_us: i as u64,
                 acked_us: i as u64 + 10,
+                outcome: if i % 11 == 3 {
+                    Outcome::Unknown
+                } else {
+                    Outcome::Acked
+                },
                 conv: (kind == AckedKind::Post).then(|| "c".into()),
                 seq: (kind == AckedKind::Post).then_some(i as u64),
             };

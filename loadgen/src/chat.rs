@@ -9,7 +9,7 @@
 //! Receivers measure with their own clock: across machines the clocks must be synchronised.
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
 use crate::api;
 use crate::error::RequestError;
 use crate::http::Http;
@@ -446,6 +446,7 @@ fn handle_frame(
                     target: user.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    outcome: Outcome::Acked,
                     conv: Some(conv),
                     seq: Some(seq),
                 });

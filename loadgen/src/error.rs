@@ -1,6 +1,7 @@
 //! The library's errors: bad configuration, failed setup, files, and one failed request
 //! ([`RequestError`], which a scenario counts by [`RequestError::kind`] instead of failing on).
 
+use crate::acked::Outcome;
 use std::path::PathBuf;
 
 /// A failed run, setup or verification.
@@ -122,6 +123,20 @@ impl RequestError {
             RequestError::Decode(_) => "decode".into(),
             RequestError::WsClose(code) => format!("ws_close_{code}"),
             RequestError::Dropped => "dropped".into(),
+        }
+    }
+
+    /// For a write that failed this way, whether the server may still have applied it: `None`
+    /// when it certainly did not (no connection, a 4xx, dropped here before it was sent).
+    pub fn write_outcome(&self) -> Option<Outcome> {
+        match self {
+            RequestError::Status { status, .. } if *status < 500 => None,
+            RequestError::Connect(_) | RequestError::Dropped => None,
+            RequestError::Timeout => Some(Outcome::TimedOut),
+            RequestError::Status { .. }
+            | RequestError::Transport(_)
+            | RequestError::Decode(_)
+            | RequestError::WsClose(_) => Some(Outcome::Unknown),
         }
     }
 

@@ -274,13 +274,14 @@ async fn cmd_verify(a: VerifyArgs) -> anyhow::Result<()> {
     let http = Http::new(a.timeout, a.concurrency);
     let v = verify::verify_log(&http, &a.target, &a.acked_log, a.concurrency).await?;
     println!(
-        "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges, {} not checked (chat), {} missing",
+        "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges ({} by a write of unknown outcome), {} not checked (chat), {} missing",
         entries.len(),
         v.users,
         v.posts,
         v.edges,
         v.targets,
         v.ambiguous,
+        v.unknown,
         v.skipped,
         v.missing.len()
     );

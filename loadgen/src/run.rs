@@ -6,7 +6,7 @@
 //! is answered. Requests whose intended start falls in the warm-up run but are not measured.
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
 use crate::api;
 use crate::error::RequestError;
 use crate::http::Http;
@@ -111,12 +111,16 @@ impl Ctx {
                 Some((AckedKind::Post, id))
             }
             Op::Follow => {
-                api::follow(&self.http, &u.target, &u.token, &other.id).await?;
-                Some((AckedKind::Follow, other.id.clone()))
+                let r = api::follow(&self.http, &u.target, &u.token, &other.id).await;
+                self.edge_done(AckedKind::Follow, u, other, sent_us, r)
+                    .await?;
+                None
             }
             Op::Unfollow => {
-                api::unfollow(&self.http, &u.target, &u.token, &other.id).await?;
-                Some((AckedKind::Unfollow, other.id.clone()))
+                let r = api::unfollow(&self.http, &u.target, &u.token, &other.id).await;
+                self.edge_done(AckedKind::Unfollow, u, other, sent_us, r)
+                    .await?;
+                None
             }
             Op::Chat => {
                 let conv = u.conv.as_deref().ok_or_else(|| {
@@ -141,12 +145,44 @@ impl Ctx {
                 target: u.target.clone(),
                 sent_us,
                 acked_us: now_us(),
+                outcome: Outcome::Acked,
                 seq: placed.as_ref().map(|(_, s)| *s),
                 conv: placed.map(|(c, _)| c),
             })
             .await;
         }
         Ok(())
+    }
+
+    /// Logs a follow or unfollow of `other` by `u` that was acknowledged, or that failed in a
+    /// way that leaves unknown whether the server applied it, and passes its result on.
+    async fn edge_done(
+        &self,
+        kind: AckedKind,
+        u: &User,
+        other: &User,
+        sent_us: u64,
+        result: Result<(), RequestError>,
+    ) -> Result<(), RequestError> {
+        let outcome = match &result {
+            Ok(()) => Some(Outcome::Acked),
+            Err(e) => e.write_outcome(),
+        };
+        if let (Some(log), Some(outcome)) = (&self.acked, outcome) {
+            log.record(Acked {
+                kind,
+                id: other.id.clone(),
+                user: u.id.clone(),
+                target: u.target.clone(),
+                sent_us,
+                acked_us: now_us(),
+                outcome,
+                seq: None,
+                conv: None,
+            })
+            .await;
+        }
+        result
     }
 
     /// Executes and records one request, measured from `intended` if that is after `measure`.

@@ -5,7 +5,7 @@
 //! writes too and go to the acked log.
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind, AckedLog, now_us};
+use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
 use crate::api::{self, Session};
 use crate::error::RequestError;
 use crate::http::Http;
@@ -165,6 +165,7 @@ pub async fn setup(
                         target: target.clone(),
                         sent_us,
                         acked_us: now_us(),
+                        outcome: Outcome::Acked,
                         conv: None,
                         seq: None,
                     })
@@ -209,6 +210,7 @@ pub async fn setup(
                     target: u.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    outcome: Outcome::Acked,
                     conv: None,
                     seq: None,
                 })
@@ -239,6 +241,7 @@ pub async fn setup(
                     target: u.target.clone(),
                     sent_us,
                     acked_us: now_us(),
+                    outcome: Outcome::Acked,
                     conv: None,
                     seq: None,
                 })

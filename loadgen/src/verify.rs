@@ -5,12 +5,15 @@
 //! every acknowledged message at its seq, and every conversation's history gap-free from 1.
 //!
 //! Follows and unfollows of the same edge can race in an open-loop run. The expected state of an
-//! edge is its last acknowledged operation, unless an operation of the other kind was still in
-//! flight when that last one was sent (its ack came after the last one's send): then the server
-//! may have applied them in either order, and the edge is counted as ambiguous, not checked.
+//! edge is its last acknowledged operation, unless an operation of the other kind may have been
+//! applied after it: one still in flight when that last one was sent (its ack, or the failure
+//! of a request whose outcome is unknown, came after the last one's send), or one that timed out
+//! (the server may finish it later). Then the server may have applied them in either order, and
+//! the edge is counted as ambiguous, not checked. A node killed between a commit and its answer
+//! makes such unknown outcomes: the write it applied is as real as an acknowledged one.
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind};
+use crate::acked::{Acked, AckedKind, Outcome};
 use crate::api;
 use crate::http::Http;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -33,6 +36,8 @@ pub struct Expectations {
     pub edges: BTreeMap<(String, String), bool>,
     /// Edges whose final state depends on an order the client could not see.
     pub ambiguous: u64,
+    /// Of those, the edges made ambiguous by an operation whose outcome is unknown.
+    pub unknown: u64,
     /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
 }
@@ -42,6 +47,10 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut ex = Expectations::default();
     let mut by_edge: BTreeMap<(String, String), Vec<&Acked>> = BTreeMap::new();
     for a in acked {
+        if !a.outcome.is_acked() && !matches!(a.kind, AckedKind::Follow | AckedKind::Unfollow) {
+            // Only edges log unknown outcomes; anything else of the kind is not an expectation.
+            continue;
+        }
         match a.kind {
             AckedKind::User => ex.users.push(a.id.clone()),
             AckedKind::Post => ex.posts.push(a.id.clone()),
@@ -61,14 +70,24 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     }
     for (edge, mut ops) in by_edge {
         ops.sort_by_key(|a| a.acked_us);
-        let Some(last) = ops.last() else { continue };
-        let raced = ops
-            .iter()
-            .any(|o| o.kind != last.kind && o.acked_us > last.sent_us);
-        if raced {
-            ex.ambiguous += 1;
-        } else {
+        let Some(last) = ops.iter().rev().find(|o| o.outcome.is_acked()) else {
+            continue; // nothing acknowledged: nothing expected
+        };
+        let may_follow = |o: &&&Acked| {
+            o.kind != last.kind
+                && match o.outcome {
+                    Outcome::Acked | Outcome::Unknown => o.acked_us > last.sent_us,
+                    Outcome::TimedOut => true,
+                }
+        };
+        let raced: Vec<&&Acked> = ops.iter().filter(may_follow).collect();
+        if raced.is_empty() {
             ex.edges.insert(edge, last.kind == AckedKind::Follow);
+        } else {
+            ex.ambiguous += 1;
+            if raced.iter().any(|o| !o.outcome.is_acked()) {
+                ex.unknown += 1;
+            }
         }
     }
     ex
@@ -108,6 +127,9 @@ pub struct Verification {
     pub edges: u64,
     /// Edges not checked because their final state is ambiguous.
     pub ambiguous: u64,
+    /// Of those, the edges made ambiguous by an operation whose outcome is unknown.
+    #[serde(default)]
+    pub unknown: u64,
     /// Acked writes not read back (chat messages, unless [`verify_messages`] checked them).
     pub skipped: u64,
     /// Every write that did not read back, per target.
@@ -170,6 +192,7 @@ pub async fn verify(
         posts: ex.posts.len() as u64,
         edges: ex.edges.len() as u64,
         ambiguous: ex.ambiguous,
+        unknown: ex.unknown,
         skipped: ex.skipped + ex.messages.values().map(|m| m.len() as u64).sum::<u64>(),
         ..Verification::default()
     };
@@ -369,9 +392,54 @@ mod tests {
             target: "t".into(),
             sent_us,
             acked_us,
+            outcome: Outcome::Acked,
             conv: None,
             seq: None,
         }
+    }
+
+    fn failed(
+        outcome: Outcome,
+        kind: AckedKind,
+        user: &str,
+        id: &str,
+        sent: u64,
+        at: u64,
+    ) -> Acked {
+        Acked {
+            outcome,
+            ..op(kind, user, id, sent, at)
+        }
+    }
+
+    #[test]
+    fn a_write_of_unknown_outcome_makes_its_edge_ambiguous_when_it_may_have_come_last() {
+        use AckedKind::*;
+        use Outcome::*;
+        let e = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let log = vec![
+            // The node died after committing the unfollow: the follow acked after it is undone.
+            op(Follow, "1", "2", 0, 10),
+            failed(Unknown, Unfollow, "1", "2", 5, 20),
+            // An unknown unfollow that failed before the follow was sent cannot come after it.
+            failed(Unknown, Unfollow, "1", "3", 0, 4),
+            op(Follow, "1", "3", 5, 10),
+            // A timed-out unfollow may be finished by the server at any time.
+            failed(TimedOut, Unfollow, "1", "4", 0, 4),
+            op(Follow, "1", "4", 5, 10),
+            // One of the same kind changes nothing; one with nothing acknowledged expects nothing.
+            op(Follow, "1", "5", 0, 10),
+            failed(Unknown, Follow, "1", "5", 5, 20),
+            failed(Unknown, Follow, "1", "6", 5, 20),
+            // Only edges log unknown outcomes; a post of unknown outcome is not expected.
+            failed(Unknown, Post, "1", "p", 0, 1),
+        ];
+        let ex = expectations(&log);
+        assert_eq!(ex.edges.len(), 2, "{:?}", ex.edges);
+        assert!(ex.edges[&e("1", "3")]);
+        assert!(ex.edges[&e("1", "5")]);
+        assert_eq!((ex.ambiguous, ex.unknown), (2, 2));
+        assert!(ex.posts.is_empty());
     }
 
     #[test]
