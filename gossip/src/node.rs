@@ -1076,25 +1076,24 @@ impl GossipNode {
     /// Inside the repair window, with other live members in the region: asks them for the
     /// CAS's key and holds it until they answer (`None`). Otherwise gives it back to run now.
     fn hold(&mut self, mut held: HeldCas) -> Option<HeldCas> {
-        if self.cas_repairing() {
-            held.waiting = self
-                .members()
+        let peers: Vec<Peer> = if self.cas_repairing() {
+            self.members()
                 .into_iter()
                 .filter(|p| p.region == self.me.region)
-                .map(|p| p.node)
-                .collect();
-        }
-        if held.waiting.is_empty() {
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if peers.is_empty() {
             return Some(held);
         }
         let id = self.next_cas_id;
         self.next_cas_id += 1;
         self.metrics.cas_repair_reads += 1;
-        for peer in self.members() {
-            if held.waiting.contains(&peer.node) {
-                let keys = vec![held.key.clone()];
-                self.send(peer, Message::FetchRequest { id, keys });
-            }
+        held.waiting = peers.iter().map(|p| p.node).collect();
+        for peer in peers {
+            let keys = vec![held.key.clone()];
+            self.send(peer, Message::FetchRequest { id, keys });
         }
         self.held.insert(id, held);
         None

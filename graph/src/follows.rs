@@ -61,12 +61,12 @@ impl Graph {
     pub async fn unfollow(&self, follower: u64, followee: u64) -> Result<(), GraphError> {
         let following = pair(FOLLOWING, follower, followee);
         let listed = pair(FOLLOWERS, followee, follower);
-        let present =
-            |r: Option<starling_store::Versioned<Bytes>>| r.is_some_and(|v| v.value.is_some());
-        let (in_following, in_followers) = (
-            present(self.store.get(&following).await?),
-            present(self.store.get(&listed).await?),
-        );
+        let in_following = self.is_following(follower, followee).await?;
+        let in_followers = self
+            .store
+            .get(&listed)
+            .await?
+            .is_some_and(|v| v.value.is_some());
         if !in_following && !in_followers {
             return Ok(());
         }

@@ -137,7 +137,25 @@ impl Ctx {
                 Some((AckedKind::Message, m.id))
             }
         };
-        if let (Some(log), Some((kind, id))) = (&self.acked, write) {
+        if let Some((kind, id)) = write {
+            self.log_write(kind, id, u, sent_us, Outcome::Acked, placed)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Records a write of `kind` on `id` by `u`, sent at `sent_us`, in the acked log (when
+    /// there is one), with its chat placement (conversation, seq) when it has one.
+    async fn log_write(
+        &self,
+        kind: AckedKind,
+        id: String,
+        u: &User,
+        sent_us: u64,
+        outcome: Outcome,
+        placed: Option<(String, u64)>,
+    ) {
+        if let Some(log) = &self.acked {
             log.record(Acked {
                 kind,
                 id,
@@ -145,13 +163,12 @@ impl Ctx {
                 target: u.target.clone(),
                 sent_us,
                 acked_us: now_us(),
-                outcome: Outcome::Acked,
+                outcome,
                 seq: placed.as_ref().map(|(_, s)| *s),
                 conv: placed.map(|(c, _)| c),
             })
             .await;
         }
-        Ok(())
     }
 
     /// Logs a follow or unfollow of `other` by `u` that was acknowledged, or that failed in a
@@ -168,19 +185,9 @@ impl Ctx {
             Ok(()) => Some(Outcome::Acked),
             Err(e) => e.write_outcome(),
         };
-        if let (Some(log), Some(outcome)) = (&self.acked, outcome) {
-            log.record(Acked {
-                kind,
-                id: other.id.clone(),
-                user: u.id.clone(),
-                target: u.target.clone(),
-                sent_us,
-                acked_us: now_us(),
-                outcome,
-                seq: None,
-                conv: None,
-            })
-            .await;
+        if let Some(outcome) = outcome {
+            self.log_write(kind, other.id.clone(), u, sent_us, outcome, None)
+                .await;
         }
         result
     }
