@@ -138,8 +138,14 @@ pub(crate) fn run() {
         c.dir.path(),
         "soak",
     );
+    // The wall clock at the start, to line the samples up with outside diagnostics
+    // (infra/diag/thread-states.py records epoch seconds).
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     eprintln!(
-        "soak (seed {seed}): capacity {:.0} req/s measured, running at {:.0} req/s for {duration:?} (warm-up {warmup:?})",
+        "soak (seed {seed}): capacity {:.0} req/s measured, running at {:.0} req/s for {duration:?} (warm-up {warmup:?}), from {epoch:.1} s after the Unix epoch",
         t.capacity.unwrap_or(0.0),
         t.rate
     );
