@@ -140,10 +140,7 @@ pub(crate) fn run() {
     );
     // The wall clock at the start, to line the samples up with outside diagnostics
     // (infra/diag/thread-states.py records epoch seconds).
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
+    let epoch = starling_loadgen::acked::now_us() as f64 / 1e6;
     eprintln!(
         "soak (seed {seed}): capacity {:.0} req/s measured, running at {:.0} req/s for {duration:?} (warm-up {warmup:?}), from {epoch:.1} s after the Unix epoch",
         t.capacity.unwrap_or(0.0),
