@@ -3,7 +3,8 @@
 #   infra/test.sh
 # It installs what is missing (Redis from Debian's packages; Java 17 and Maven for a local
 # Cassandra), starts the services the tests need for the run, then runs rustfmt, clippy and the
-# whole test suite. CI (.ci/run) calls exactly this.
+# whole test suite, and validates the WebSocket protocol's AsyncAPI document (infra/asyncapi.sh,
+# Node.js from Debian's packages if missing). CI (.ci/run) calls exactly this.
 #
 # Redis: a redis-server on a free loopback port (STARLING_TEST_REDIS_URL), stopped on exit.
 # The ScyllaDB engine is tested against a real CQL node: the cluster named by
@@ -158,6 +159,12 @@ else
   cargo fetch --locked --quiet
   cargo deny --locked --offline check --hide-inclusion-graph licenses bans sources
 fi
+
+# The WebSocket protocol's AsyncAPI document, checked by the AsyncAPI parser (Node.js, installed
+# if missing; the npm packages cached under ~/.cache/starling). The Rust side, that it lists
+# exactly the server's frame types, is messenger/tests/asyncapi.rs.
+log "AsyncAPI document"
+infra/asyncapi.sh
 
 if [ -n "${cassandra_launcher:-}" ]; then
   log "waiting for the local Cassandra node"

@@ -7,36 +7,80 @@ use crate::json::{JsonBody, ListParams, parse_id, rfc3339};
 use crate::problem::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, patch, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use starling_messenger::{Conversation, Message};
+use starling_messenger::{Change, Conversation, Message, Role};
+
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct MemberView {
+    id: String,
+    /// `owner`, `admin` or `member` (both members of a 1:1 are `member`).
+    role: &'static str,
+}
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct ConversationView {
     id: String,
     /// `direct` (1:1) or `group`.
     kind: &'static str,
-    members: Vec<String>,
+    /// A group's name ("" for none).
+    name: String,
+    /// A group's topic ("" for none).
+    topic: String,
+    /// A group's avatar (a media id), or null.
+    avatar: Option<String>,
+    members: Vec<MemberView>,
+    members_count: usize,
     home_region: String,
     created_at: String,
+    /// The seq of the newest change of the conversation (0: as created).
+    epoch: u64,
     /// The newest seq this node holds (lists only).
     #[serde(skip_serializing_if = "Option::is_none")]
     last_seq: Option<u64>,
+    /// The caller's read-up-to marker (lists only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_seq: Option<u64>,
+    /// Others' messages after the marker (lists only; exact up to 100 entries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unread_count: Option<u64>,
+    /// The newest entry (lists only; null when there is none yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_message: Option<Option<MessageView>>,
+    /// The newest entry's time, else the creation's (lists only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_activity_at: Option<String>,
 }
 
 impl ConversationView {
-    fn new(c: &Conversation, last_seq: Option<u64>) -> Self {
+    fn new(c: &Conversation) -> Self {
         ConversationView {
             id: c.id.to_string(),
             kind: match c.kind {
                 starling_messenger::ConversationKind::Direct => "direct",
                 starling_messenger::ConversationKind::Group => "group",
             },
-            members: c.members.iter().map(u64::to_string).collect(),
+            name: c.name.clone(),
+            topic: c.topic.clone(),
+            avatar: c.avatar.map(|a| a.to_string()),
+            members: c
+                .members
+                .iter()
+                .map(|m| MemberView {
+                    id: m.user.to_string(),
+                    role: m.role.as_str(),
+                })
+                .collect(),
+            members_count: c.members.len(),
             home_region: c.home_region.clone(),
             created_at: rfc3339(c.created_at_ms),
-            last_seq,
+            epoch: c.epoch,
+            last_seq: None,
+            read_seq: None,
+            unread_count: None,
+            last_message: None,
+            last_activity_at: None,
         }
     }
 }
@@ -50,24 +94,49 @@ pub(crate) struct MessageView {
     body: String,
     client_id: String,
     sent_at: String,
+    /// `text`; `member_added`, `member_removed`, `member_left`, `renamed`, `role_changed` (events
+    /// of the group, `target` the user concerned); `edit`, `delete` (of entry `target_seq`).
+    kind: &'static str,
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    /// When the text was last edited, or null.
+    edited_at: Option<String>,
+    /// Deleted: the body is gone.
+    deleted: bool,
 }
 
-impl From<Message> for MessageView {
-    fn from(m: Message) -> Self {
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
         MessageView {
             conv: m.conv.to_string(),
             seq: m.seq,
             id: m.id.to_string(),
             sender: m.sender.to_string(),
-            body: m.body,
-            client_id: m.client_id,
+            body: m.body.clone(),
+            client_id: m.client_id.clone(),
             sent_at: rfc3339(m.sent_at_ms),
+            kind: m.kind.as_str(),
+            target: m.target.map(|t| t.to_string()),
+            target_seq: m.target_seq,
+            role: m.role.map(Role::as_str),
+            edited_at: m.edited_at_ms.map(rfc3339),
+            deleted: m.deleted,
         }
+    }
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        (&m).into()
     }
 }
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct ConversationList {
+    /// Most recent activity first.
     items: Vec<ConversationView>,
     next_cursor: Option<String>,
 }
@@ -81,8 +150,15 @@ pub(crate) struct MessageList {
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewConversation {
-    /// The other members' ids (the caller is always a member). One id: a 1:1 conversation.
+    /// The other members' ids (the caller is always a member). One id and no name: a 1:1
+    /// conversation; a name or more ids: a group owned by the caller.
     members: Vec<String>,
+    /// A group's name (up to 100 characters).
+    name: Option<String>,
+    /// A group's topic (up to 500 characters).
+    topic: Option<String>,
+    /// A group's avatar (a media id).
+    avatar: Option<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
@@ -90,6 +166,49 @@ pub(crate) struct NewConversation {
 pub(crate) struct NewMessage {
     body: String,
     client_id: String,
+}
+
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConversationPatch {
+    /// New name (up to 100 characters).
+    name: Option<String>,
+    /// New topic (up to 500 characters).
+    topic: Option<String>,
+    /// New avatar (a media id; null removes it).
+    #[serde(default, deserialize_with = "some_or_null")]
+    #[schema(value_type = Option<String>)]
+    avatar: Option<Option<String>>,
+}
+
+/// A present field, null or not (`Some(None)` for null); absent stays `None` by `default`.
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RoleChange {
+    /// `admin`, `member`, or `owner` (transfers ownership: the caller becomes an admin).
+    role: String,
+}
+
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReadMarker {
+    /// Read up to this seq (markers never move backwards; capped at the newest seq).
+    seq: u64,
+}
+
+#[derive(Deserialize, Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MessageEdit {
+    /// The new text (1–4000 characters).
+    body: String,
+    /// Idempotency key (1–64 bytes): a retry with it answers the same edit.
+    client_id: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default, utoipa::IntoParams)]
@@ -107,15 +226,23 @@ pub(crate) struct MessageParams {
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/conversations", get(list).post(create))
+        .route("/v1/conversations/{id}", get(read).patch(update))
+        .route(
+            "/v1/conversations/{id}/members/{user}",
+            put(add_member).delete(remove_member),
+        )
+        .route("/v1/conversations/{id}/members/{user}/role", put(set_role))
+        .route("/v1/conversations/{id}/read", put(mark_read))
         .route("/v1/conversations/{id}/messages", get(messages).post(send))
+        .route(
+            "/v1/conversations/{id}/messages/{seq}",
+            patch(edit_message).delete(delete_message),
+        )
 }
 
 #[utoipa::path(post, path = "/v1/conversations", tag = "chat", security(("bearer" = [])), request_body = NewConversation,
     responses((status = 201, description = "created", body = ConversationView), (status = 200, description = "the existing 1:1 conversation of this pair", body = ConversationView),
-        (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "a block forbids a 1:1", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown member", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "no other member, or over the member cap", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "a block forbids a 1:1", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "no other member, over the member cap, or a name/topic too long", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -126,34 +253,200 @@ pub(crate) async fn create(
         .iter()
         .map(|m| parse_id(m))
         .collect::<Result<Vec<u64>, _>>()?;
-    let (conv, new) = state.messenger.create(me, &members).await?;
+    let avatar = b.avatar.as_deref().map(parse_id).transpose()?;
+    let (conv, new) = state
+        .messenger
+        .create_group(me, &members, b.name, b.topic.unwrap_or_default(), avatar)
+        .await?;
     let status = if new {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(ConversationView::new(&conv, None))))
+    Ok((status, Json(ConversationView::new(&conv))))
 }
 
-#[utoipa::path(get, path = "/v1/conversations", tag = "chat", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, description = "the caller's conversations, newest first, with the newest seq held here", body = ConversationList),
-        (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+/// `?limit=&cursor=` of the inbox (the cursor is opaque: the last item's activity and id).
+#[derive(Deserialize, Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxParams {
+    /// 1–100, default 20.
+    limit: Option<String>,
+    /// Opaque cursor from a previous page.
+    cursor: Option<String>,
+}
+
+fn parse_inbox_cursor(c: &str) -> Option<(u64, u64)> {
+    let (t, id) = c.split_once('.')?;
+    Some((t.parse().ok()?, id.parse().ok()?))
+}
+
+#[utoipa::path(get, path = "/v1/conversations", tag = "chat", security(("bearer" = [])), params(InboxParams),
+    responses((status = 200, description = "the caller's conversations, most recent activity first, each with its newest seq and message, the caller's read marker and unread count", body = ConversationList),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Query(p): Query<ListParams>,
+    Query(p): Query<InboxParams>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let (limit, cursor) = p.parse()?;
-    let page = state.messenger.conversations_of(me, cursor, limit).await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for c in &page.items {
-        let last = state.messenger.last_seq(c.id).await?;
-        items.push(ConversationView::new(c, Some(last)));
+    let (limit, _) = ListParams {
+        limit: p.limit.clone(),
+        cursor: None,
     }
+    .parse()?;
+    let cursor = match p.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            parse_inbox_cursor(c).ok_or_else(|| ApiError::BadRequest("invalid cursor".into()))?,
+        ),
+    };
+    let page = state.messenger.inbox(me, cursor, limit).await?;
+    let items = page
+        .items
+        .iter()
+        .map(|i| {
+            let mut v = ConversationView::new(&i.conv);
+            v.last_seq = Some(i.last_seq);
+            v.read_seq = Some(i.read_seq);
+            v.unread_count = Some(i.unread);
+            v.last_message = Some(i.last.as_deref().map(MessageView::from));
+            v.last_activity_at = Some(rfc3339(i.activity_ms));
+            v
+        })
+        .collect();
     Ok(Json(ConversationList {
         items,
-        next_cursor: page.next.map(|n| n.to_string()),
+        next_cursor: page.next.map(|(t, id)| format!("{t}.{id}")),
     }))
+}
+
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")),
+    responses((status = 200, description = "the conversation with its members and their roles", body = ConversationView),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let conv = state.messenger.authorize_read(me, parse_id(&id)?).await?;
+    Ok(Json(ConversationView::new(&conv)))
+}
+
+/// Runs one change of a group by `me` and fans out its entry.
+async fn change(
+    state: &AppState,
+    me: u64,
+    conv: u64,
+    change: Change,
+) -> Result<Option<Message>, ApiError> {
+    let c = state.messenger.authorize(me, conv).await?;
+    let r = state
+        .messenger
+        .change(&c, me, change)
+        .await
+        .map_err(ApiError::from);
+    match crate::ws::deliver(state, vec![r]).await.pop() {
+        Some(r) => r,
+        None => Ok(None),
+    }
+}
+
+#[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")), request_body = ConversationPatch,
+    responses((status = 200, description = "renamed (a `renamed` entry in the log), or unchanged", body = ConversationView),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ConversationPatch>,
+) -> Result<Json<ConversationView>, ApiError> {
+    let conv = parse_id(&id)?;
+    let avatar = match b.avatar {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(a)) => Some(Some(parse_id(&a)?)),
+    };
+    let rename = Change::Rename {
+        name: b.name,
+        topic: b.topic,
+        avatar,
+    };
+    let done = change(&state, me, conv, rename).await?;
+    let c = match done.and_then(|m| m.state) {
+        Some(s) => *s,
+        None => (*state.messenger.conversation(conv).await?).clone(),
+    };
+    Ok(Json(ConversationView::new(&c)))
+}
+
+#[utoipa::path(put, path = "/v1/conversations/{id}/members/{user}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the user to add")),
+    responses((status = 204, description = "a member (a `member_added` entry in the log, unless already one)"),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn add_member(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (conv, user) = (parse_id(&id)?, parse_id(&user)?);
+    change(&state, me, conv, Change::Add(user)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the member to remove (oneself: leave)")),
+    responses((status = 204, description = "not a member any more (a `member_removed` or `member_left` entry, unless already gone); they read nothing after it"),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the owner transfers ownership before leaving", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn remove_member(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (conv, user) = (parse_id(&id)?, parse_id(&user)?);
+    let op = if user == me {
+        Change::Leave
+    } else {
+        Change::Remove(user)
+    };
+    change(&state, me, conv, op).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/v1/conversations/{id}/members/{user}/role", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the member")), request_body = RoleChange,
+    responses((status = 204, description = "the member has the role (a `role_changed` entry, unless they had it)"),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn set_role(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path((id, user)): Path<(String, String)>,
+    JsonBody(b): JsonBody<RoleChange>,
+) -> Result<StatusCode, ApiError> {
+    let (conv, user) = (parse_id(&id)?, parse_id(&user)?);
+    let role = Role::parse(&b.role)
+        .ok_or_else(|| ApiError::Invalid("role is owner, admin or member".into()))?;
+    change(&state, me, conv, Change::SetRole { user, role }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/v1/conversations/{id}/read", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id")), request_body = ReadMarker,
+    responses((status = 204, description = "the marker is at least there (it never moves backwards); the caller's other devices get a `read` frame"),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn mark_read(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ReadMarker>,
+) -> Result<StatusCode, ApiError> {
+    let c = state.messenger.authorize(me, parse_id(&id)?).await?;
+    let (seq, moved) = state.messenger.mark_read(me, c.id, b.seq).await?;
+    if moved {
+        state.fanout.read(&c, me, seq);
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn parse_seq(s: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
@@ -167,10 +460,8 @@ fn parse_seq(s: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
 
 #[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path, description = "conversation id"), MessageParams),
-    responses((status = 200, description = "messages ascending by seq; with after_seq, contiguous from it", body = MessageList),
-        (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it. A former member reads up to their removal", body = MessageList),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -186,29 +477,53 @@ pub(crate) async fn messages(
     .0;
     let after = parse_seq(&p.after_seq, "after_seq")?;
     let before = parse_seq(&p.before_seq, "before_seq")?;
-    state.messenger.authorize(me, conv).await?;
+    let c = state.messenger.authorize_read(me, conv).await?;
+    // A former member reads up to their last removal, nothing after it.
+    let until = (!c.is_member(me)).then(|| {
+        c.past
+            .iter()
+            .filter(|x| x.user == me)
+            .map(|x| x.until)
+            .max()
+            .unwrap_or(0)
+    });
     let items = match (after, before) {
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
                 "give after_seq or before_seq, not both".into(),
             ));
         }
-        (Some(a), None) => state.messenger.after(conv, a, limit, true).await?,
-        (None, b) => state.messenger.before(conv, b, limit).await?,
+        (Some(a), None) => {
+            if until.is_some_and(|u| a >= u) {
+                return Err(ApiError::Forbidden("removed from this conversation"));
+            }
+            state.messenger.after(conv, a, limit, true).await?
+        }
+        (None, b) => {
+            let b = match (b, until) {
+                (Some(b), Some(u)) => Some(b.min(u + 1)),
+                (None, Some(u)) => Some(u + 1),
+                (b, None) => b,
+            };
+            state.messenger.before(conv, b, limit).await?
+        }
     };
-    Ok(Json(MessageList {
-        items: items.into_iter().map(MessageView::from).collect(),
-    }))
+    let mut out = Vec::with_capacity(items.len());
+    for m in &items {
+        if until.is_some_and(|u| m.seq > u) {
+            break;
+        }
+        if state.messenger.visible(me, &c, m).await? {
+            out.push(MessageView::from(m));
+        }
+    }
+    Ok(Json(MessageList { items: out }))
 }
 
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path, description = "conversation id")), request_body = NewMessage,
     responses((status = 201, description = "stored (durably) and fanned out; a repeated client_id answers the original message", body = MessageView),
-        (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a member, or blocked", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid body or client_id", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn send(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -218,4 +533,69 @@ pub(crate) async fn send(
     let conv = parse_id(&id)?;
     let m = crate::ws::send_and_fan_out(&state, me, conv, &b.client_id, &b.body).await?;
     Ok((StatusCode::CREATED, Json(m.into())))
+}
+
+#[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")), request_body = MessageEdit,
+    responses((status = 200, description = "the message as edited (an `edit` entry in the log; members get an `edited` frame)", body = MessageView),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the message was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn edit_message(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path((id, seq)): Path<(String, String)>,
+    JsonBody(b): JsonBody<MessageEdit>,
+) -> Result<Json<MessageView>, ApiError> {
+    let conv = parse_id(&id)?;
+    let seq = parse_seq(&Some(seq), "seq")?.unwrap_or(0);
+    let c = state.messenger.authorize_send(me, conv).await?;
+    let client_id = b
+        .client_id
+        .unwrap_or_else(|| starling_messenger::edit::fresh_client_id(&state.messenger));
+    let r = state
+        .messenger
+        .edit(&c, me, seq, &b.body, &client_id)
+        .await
+        .map(Some)
+        .map_err(ApiError::from);
+    let entry = match crate::ws::deliver(&state, vec![r]).await.pop() {
+        Some(Ok(Some(m))) => m,
+        Some(Err(e)) => return Err(e),
+        _ => return Err(ApiError::Conflict("the edit changed nothing".into())),
+    };
+    let mut m = state
+        .messenger
+        .message(conv, seq)
+        .await?
+        .ok_or(ApiError::NotFound("message not found"))?;
+    if m.edited_at_ms.is_none_or(|t| t < entry.sent_at_ms) {
+        // This replica has not received the rewritten slot yet: show what the edit made.
+        m.body = entry.body;
+        m.edited_at_ms = Some(entry.sent_at_ms);
+    }
+    Ok(Json(m.into()))
+}
+
+#[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")),
+    responses((status = 204, description = "deleted (a `delete` entry in the log; members get a `deleted` frame)"),
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn delete_message(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path((id, seq)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let conv = parse_id(&id)?;
+    let seq = parse_seq(&Some(seq), "seq")?.unwrap_or(0);
+    let c = state.messenger.authorize(me, conv).await?;
+    let client_id = starling_messenger::edit::delete_client_id(seq);
+    let r = state
+        .messenger
+        .delete_message(&c, me, seq, &client_id)
+        .await
+        .map(Some)
+        .map_err(ApiError::from);
+    match crate::ws::deliver(&state, vec![r]).await.pop() {
+        Some(Err(e)) => Err(e),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
 }

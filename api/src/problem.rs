@@ -8,7 +8,7 @@ use serde::Serialize;
 use starling_store::StoreError;
 
 /// A failed request.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ApiError {
     /// No or bad credentials.
     #[error("missing or invalid token")]
@@ -141,7 +141,12 @@ impl From<starling_messenger::MessengerError> for ApiError {
     fn from(e: starling_messenger::MessengerError) -> Self {
         use starling_messenger::MessengerError as M;
         match e {
-            M::Invalid(_) | M::TooManyMembers(_) => ApiError::Invalid(e.to_string()),
+            M::Invalid(_) | M::InvalidMsg(_) | M::TooManyMembers(_) => {
+                ApiError::Invalid(e.to_string())
+            }
+            M::ForbiddenMsg(m) => ApiError::ForbiddenMsg(m),
+            M::ConflictMsg(m) => ApiError::Conflict(m),
+            M::MessageNotFound => ApiError::NotFound("message not found"),
             M::NotFound => ApiError::NotFound("conversation not found"),
             M::UnknownUser(_) => ApiError::NotFoundMsg(e.to_string()),
             M::NotMember => ApiError::Forbidden("not a member of this conversation"),

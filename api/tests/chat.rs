@@ -352,15 +352,11 @@ async fn retries_return_the_original_and_store_nothing_new() {
     // writing the client-id index. The retry finds it in the log instead of storing a copy.
     let conv: u64 = dm.parse().unwrap();
     let sender: u64 = alice.id.parse().unwrap();
-    let orphan = starling_messenger::Message {
-        sender,
-        client_id: "crashed".into(),
-        conv,
-        seq: 4,
-        id: 42,
-        body: "stored before the crash".into(),
-        sent_at_ms: 1,
-    };
+    let mut orphan =
+        starling_messenger::Message::text(sender, "crashed", conv, "stored before the crash");
+    orphan.seq = 4;
+    orphan.id = 42;
+    orphan.sent_at_ms = 1;
     let applied = s
         .state
         .store

@@ -1,10 +1,12 @@
 //! Conversations: create (a 1:1 pair is deduplicated by a pair key CAS-created in the pair
-//! region), read (cached: conversations are immutable), list a user's, and authorize.
+//! region), read (cached by epoch: a newer state replaces an older one, never the reverse),
+//! change a group (an entry of its log), list a user's, and authorize.
 
 use crate::error::MessengerError;
 use crate::keys;
-use crate::model::{Conversation, ConversationKind};
-use crate::{CACHE_CAP, Messenger, now_ms};
+use crate::model::{Conversation, ConversationKind, Member, Role};
+use crate::send::{Change, Draft, Item, Sent};
+use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use starling_graph::GraphError;
 use starling_store::{CasOutcome, ScanRequest, StoreExt, codec};
@@ -28,14 +30,36 @@ fn graph_err(e: GraphError) -> MessengerError {
 }
 
 impl Messenger {
-    /// Creates a conversation of `creator` with `others`. One other user makes a 1:1
-    /// conversation, returned again (`false`) if the pair already has one; more make a group.
-    /// The home region is the creator's.
+    /// Creates a conversation of `creator` with `others`. One other user and no name makes a
+    /// 1:1 conversation, returned again (`false`) if the pair already has one; a name or more
+    /// others make a group, owned by its creator. The home region is the creator's.
     pub async fn create(
         &self,
         creator: u64,
         others: &[u64],
     ) -> Result<(Arc<Conversation>, bool), MessengerError> {
+        self.create_group(creator, others, None, String::new(), None)
+            .await
+    }
+
+    /// [`Messenger::create`] with a group's name (`Some`: always a group), topic and avatar.
+    pub async fn create_group(
+        &self,
+        creator: u64,
+        others: &[u64],
+        name: Option<String>,
+        topic: String,
+        avatar: Option<u64>,
+    ) -> Result<(Arc<Conversation>, bool), MessengerError> {
+        let rename = Item {
+            client_id: "create".into(),
+            draft: Draft::Change(Change::Rename {
+                name: name.clone(),
+                topic: Some(topic.clone()),
+                avatar: None,
+            }),
+        };
+        crate::send::validate_item(&rename)?;
         let mut members: Vec<u64> = others.iter().copied().filter(|&u| u != creator).collect();
         members.sort_unstable();
         members.dedup();
@@ -53,7 +77,7 @@ impl Messenger {
             }
         }
         let home_region = self.graph.user(creator).await.map_err(graph_err)?.region;
-        let kind = if members.len() == 1 {
+        let kind = if members.len() == 1 && name.is_none() {
             ConversationKind::Direct
         } else {
             ConversationKind::Group
@@ -69,6 +93,18 @@ impl Messenger {
         }
         members.push(creator);
         members.sort_unstable();
+        let members = members
+            .into_iter()
+            .map(|user| Member {
+                user,
+                role: if user == creator && kind == ConversationKind::Group {
+                    Role::Owner
+                } else {
+                    Role::Member
+                },
+                since: 1,
+            })
+            .collect();
         let conv = Conversation {
             id: self.ids.next_id(),
             kind,
@@ -76,11 +112,16 @@ impl Messenger {
             home_region,
             created_by: creator,
             created_at_ms: now_ms(),
+            name: name.unwrap_or_default(),
+            topic,
+            avatar,
+            epoch: 0,
+            past: Vec::new(),
         };
         if kind == ConversationKind::Direct {
             // The pair key decides: it holds the whole conversation, so the loser of a race
             // learns the winner's from the CAS answer even before the record replicates here.
-            let pk = keys::pair(conv.members[0], conv.members[1]);
+            let pk = keys::pair(conv.members[0].user, conv.members[1].user);
             let value = codec::to_value(&conv)?;
             match self
                 .cas
@@ -110,30 +151,36 @@ impl Messenger {
         self.store
             .put_typed(&keys::conversation(conv.id), conv)
             .await?;
-        for &m in &conv.members {
+        for m in &conv.members {
             self.store
-                .add(&keys::by_user(m, conv.id), Bytes::new())
+                .add(&keys::by_user(m.user, conv.id), Bytes::new())
                 .await?;
         }
         self.remember(conv.clone());
         Ok(())
     }
 
-    fn remember(&self, conv: Conversation) -> Arc<Conversation> {
+    /// Caches `conv` unless the cache holds a newer state of it; returns the newest.
+    pub(crate) fn remember(&self, conv: Conversation) -> Arc<Conversation> {
         let conv = Arc::new(conv);
-        let mut cache = self.cache.write();
-        if cache.len() >= CACHE_CAP {
-            cache.clear();
-        }
-        cache.insert(conv.id, conv.clone());
-        conv
+        let entry = self.cache.entry(conv.id).and_upsert_with(|old| match old {
+            Some(o) if o.value().epoch >= conv.epoch => o.into_value(),
+            _ => conv.clone(),
+        });
+        entry.into_value()
     }
 
-    /// A conversation by id (from the node's cache, else the store).
+    /// A conversation by id, in its newest state known here (the node's cache, else the
+    /// store's record).
     pub async fn conversation(&self, id: u64) -> Result<Arc<Conversation>, MessengerError> {
-        if let Some(c) = self.cache.read().get(&id) {
-            return Ok(c.clone());
+        if let Some(c) = self.cache.get(&id) {
+            return Ok(c);
         }
+        self.reload(id).await
+    }
+
+    /// Reads the record from the store (it replicated, or changed) into the cache.
+    pub async fn reload(&self, id: u64) -> Result<Arc<Conversation>, MessengerError> {
         let conv = self
             .store
             .get_typed::<Conversation>(&keys::conversation(id))
@@ -141,6 +188,72 @@ impl Messenger {
             .and_then(|v| v.value)
             .ok_or(MessengerError::NotFound)?;
         Ok(self.remember(conv))
+    }
+
+    /// The state an entry was written under (or a newer one, which answers the same for it):
+    /// the one it carries, the cached one, or the change entry it names.
+    pub async fn state_for(&self, m: &crate::Message) -> Result<Arc<Conversation>, MessengerError> {
+        if let Some(s) = &m.state {
+            return Ok(self.remember((**s).clone()));
+        }
+        let mut known = self.conversation(m.conv).await?;
+        if known.epoch >= m.epoch {
+            return Ok(known);
+        }
+        let conv = known.clone();
+        self.state_at(&conv, m.epoch, &mut known).await
+    }
+
+    /// Changes a group: one entry of its log, made by `actor` (the caller authorized them as a
+    /// member). `Ok(None)`: it changes nothing (already a member, already gone, the same name).
+    /// Membership lists (`cu`) follow.
+    pub async fn change(
+        &self,
+        conv: &Conversation,
+        actor: u64,
+        change: Change,
+    ) -> Result<Option<Sent>, MessengerError> {
+        if let Change::Add(user) = change
+            && !self.graph.exists(user).await.map_err(graph_err)?
+        {
+            return Err(MessengerError::UnknownUser(user));
+        }
+        let item = Item {
+            client_id: format!("chg-{}", self.ids.next_id()),
+            draft: Draft::Change(change.clone()),
+        };
+        let sent = match self.append(conv, actor, vec![item]).await.pop() {
+            Some(r) => r?,
+            None => return Err(MessengerError::Contended),
+        };
+        let (user, member) = match change {
+            Change::Add(u) => (u, true),
+            Change::Remove(u) => (u, false),
+            Change::Leave => (actor, false),
+            Change::Rename { .. } | Change::SetRole { .. } => return Ok(sent),
+        };
+        let key = keys::by_user(user, conv.id);
+        if member {
+            self.store.add(&key, Bytes::new()).await?;
+        } else {
+            self.store.remove(&key).await?;
+        }
+        Ok(sent)
+    }
+
+    /// The conversation if `user` may read some of it: a member now, or a former member (who
+    /// reads up to their removal); `NotMember` otherwise (`NotFound` if unknown).
+    pub async fn authorize_read(
+        &self,
+        user: u64,
+        conv: u64,
+    ) -> Result<Arc<Conversation>, MessengerError> {
+        let c = self.conversation(conv).await?;
+        if c.is_member(user) || c.past.iter().any(|p| p.user == user) {
+            Ok(c)
+        } else {
+            Err(MessengerError::NotMember)
+        }
     }
 
     /// The conversation if `user` is a member; `NotMember` otherwise (`NotFound` if unknown).
@@ -165,7 +278,7 @@ impl Messenger {
     ) -> Result<Arc<Conversation>, MessengerError> {
         let c = self.authorize(sender, conv).await?;
         if c.kind == ConversationKind::Direct {
-            let other = c.members.iter().copied().find(|&m| m != sender);
+            let other = c.members.iter().map(|m| m.user).find(|&m| m != sender);
             if let Some(o) = other
                 && self
                     .graph
@@ -196,7 +309,8 @@ impl Messenger {
                 continue;
             };
             match self.conversation(id).await {
-                Ok(c) => items.push(c),
+                Ok(c) if c.is_member(user) => items.push(c),
+                Ok(_) => {}
                 // The membership replicated before the record: skip it for now.
                 Err(MessengerError::NotFound) => {}
                 Err(e) => return Err(e),
@@ -221,7 +335,7 @@ impl Messenger {
         let mut out: Vec<u64> = page
             .items
             .iter()
-            .flat_map(|c| c.members.iter().copied())
+            .flat_map(|c| c.members.iter().map(|m| m.user))
             .filter(|&m| m != user)
             .collect();
         out.sort_unstable();

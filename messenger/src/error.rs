@@ -23,6 +23,18 @@ pub enum MessengerError {
     /// The group would exceed the member cap.
     #[error("a group has at most {0} members")]
     TooManyMembers(usize),
+    /// A field out of its bounds (with a computed message).
+    #[error("{0}")]
+    InvalidMsg(String),
+    /// The caller's role does not allow it.
+    #[error("{0}")]
+    ForbiddenMsg(String),
+    /// The current state does not allow it (e.g. an owner leaving without a successor).
+    #[error("{0}")]
+    ConflictMsg(String),
+    /// No such message in the conversation.
+    #[error("message not found")]
+    MessageNotFound,
     /// Sequence claims kept losing races; retry.
     #[error("the conversation is too busy; retry")]
     Contended,

@@ -6,7 +6,7 @@ use crate::Messenger;
 use crate::bus::{Bus, BusEvent};
 use crate::error::MessengerError;
 use crate::hub::Hub;
-use crate::model::{Conversation, Message};
+use crate::model::{Conversation, Message, MessageKind};
 use crate::outbox::OutItem;
 use crate::protocol::{self, ServerFrame};
 use parking_lot::Mutex;
@@ -62,7 +62,8 @@ impl Fanout {
         }
     }
 
-    /// Delivers a message to the members connected here, and publishes it on the bus.
+    /// Delivers a log entry to the members connected here, and publishes it on the bus.
+    /// `conv` is the state it was written under (or newer).
     pub fn message(&self, conv: &Conversation, m: &Message) {
         self.recent.lock().insert((m.conv, m.seq));
         self.local_message(conv, m);
@@ -74,14 +75,44 @@ impl Fanout {
         self.recent.lock().set.contains(&(conv, seq))
     }
 
-    /// Delivers a message to the members connected here.
+    /// Delivers a log entry to the members connected here who may read it: the members of
+    /// the state it was written under (or of the state it makes, for a change) who joined at or
+    /// before it, and the user a removal concerns (with a `removed` frame after it). A member
+    /// it adds gets it as the start of their cursor.
     pub fn local_message(&self, conv: &Conversation, m: &Message) {
+        self.messenger.note_head(m);
+        let state = m.state.as_deref().unwrap_or(conv);
+        let frame = protocol::message_frame(m);
+        let concerned = match m.kind {
+            MessageKind::MemberAdded | MessageKind::MemberRemoved | MessageKind::MemberLeft => {
+                m.target
+            }
+            _ => None,
+        };
+        let readers: Vec<u64> = state
+            .members
+            .iter()
+            .filter(|x| x.since <= m.seq && Some(x.user) != concerned)
+            .map(|x| x.user)
+            .collect();
         let item = OutItem::Message {
             conv: m.conv,
             seq: m.seq,
-            frame: protocol::message_frame(m),
+            frame: frame.clone(),
+            extra: None,
+            restart: false,
         };
-        self.hub.deliver(&conv.members, None, &item);
+        self.hub.deliver(&readers, None, &item);
+        if let Some(user) = concerned {
+            let item = OutItem::Message {
+                conv: m.conv,
+                seq: m.seq,
+                frame,
+                extra: (m.kind != MessageKind::MemberAdded).then(|| protocol::removed_frame(m)),
+                restart: m.kind == MessageKind::MemberAdded,
+            };
+            self.hub.deliver(&[user], None, &item);
+        }
     }
 
     /// A member is typing: to the other members.
@@ -99,7 +130,7 @@ impl Fanout {
             user: user.to_string(),
         });
         self.hub
-            .deliver(&conv.members, Some(user), &OutItem::Frame(frame));
+            .deliver(&conv.member_ids(), Some(user), &OutItem::Frame(frame));
     }
 
     /// A member read up to `seq`: to the members (their other devices too).
@@ -112,14 +143,15 @@ impl Fanout {
         });
     }
 
-    fn local_read(&self, conv: &Conversation, user: u64, seq: u64) {
+    /// A member read up to `seq`: to the members connected here.
+    pub fn local_read(&self, conv: &Conversation, user: u64, seq: u64) {
         let frame = protocol::encode(&ServerFrame::Read {
             conv: conv.id.to_string(),
             user: user.to_string(),
             seq,
         });
         self.hub
-            .deliver(&conv.members, None, &OutItem::Frame(frame));
+            .deliver(&conv.member_ids(), None, &OutItem::Frame(frame));
     }
 
     /// `user` came online or went offline: to `contacts`.
@@ -144,7 +176,7 @@ impl Fanout {
     pub async fn from_bus(&self, ev: BusEvent) -> Result<(), MessengerError> {
         match ev {
             BusEvent::Message(m) => {
-                let conv = self.messenger.conversation(m.conv).await?;
+                let conv = self.messenger.state_for(&m).await?;
                 self.local_message(&conv, &m);
             }
             BusEvent::Typing { conv, user } => {

@@ -3,7 +3,7 @@
 use crate::Messenger;
 use crate::error::MessengerError;
 use crate::keys;
-use crate::model::Message;
+use crate::model::{Conversation, Message};
 use starling_store::{ScanRequest, StoreExt, codec};
 
 impl Messenger {
@@ -86,5 +86,21 @@ impl Messenger {
             .first()
             .and_then(|(k, _)| keys::parse_message(k))
             .map_or(0, |(_, s)| s))
+    }
+}
+
+impl Messenger {
+    /// Whether `user` may read entry `m` of `conv` (`conv` in any state at or after the one
+    /// `m` was written under answers; an older one is brought up to date first).
+    pub async fn visible(
+        &self,
+        user: u64,
+        conv: &Conversation,
+        m: &Message,
+    ) -> Result<bool, MessengerError> {
+        if conv.epoch >= m.epoch {
+            return Ok(conv.may_read(user, m.seq));
+        }
+        Ok(self.state_for(m).await?.may_read(user, m.seq))
     }
 }

@@ -7,6 +7,7 @@
 //! | `cu` | user, conv id (descending) | set element | — (a user's conversations, newest first) |
 //! | `mm` | conv, bucket (descending), seq (descending) | register, CAS-created at the home region | [`Message`](crate::Message) |
 //! | `mc` | conv, sender, client id | register | seq (8 bytes) |
+//! | `rd` | user, conv, seq (descending) | set element | — (read-up-to markers: the first is the marker) |
 //!
 //! Messages follow Discord's layout: a partition per (conversation, bucket), rows clustered by
 //! seq descending, so "the newest page" is a forward scan from the conversation's prefix and
@@ -26,6 +27,42 @@ pub const BY_USER: Keyspace = Keyspace::new("cu");
 pub const MESSAGES: Keyspace = Keyspace::new("mm");
 /// Client id → seq.
 pub const CLIENT_IDS: Keyspace = Keyspace::new("mc");
+
+/// Read-up-to markers.
+pub const READ: Keyspace = Keyspace::new("rd");
+
+/// A read-up-to marker element.
+pub fn read(user: u64, conv: u64, seq: u64) -> Key {
+    READ.key().u64(user).u64(conv).u64_desc(seq).finish()
+}
+
+/// The prefix of one user's markers in one conversation.
+pub fn read_prefix(user: u64, conv: u64) -> Key {
+    READ.key().u64(user).u64(conv).finish()
+}
+
+/// The user, conversation and seq of a marker key, if `key` is one.
+pub fn parse_read(key: &Key) -> Option<(u64, u64, u64)> {
+    let b = key.as_bytes();
+    let p = READ.prefix_len();
+    if !key.starts_with(READ.prefix().as_bytes()) || b.len() != p + 24 {
+        return None;
+    }
+    let user = starling_store::key::read_u64(b, p)?;
+    let conv = starling_store::key::read_u64(b, p + 8)?;
+    let seq = !starling_store::key::read_u64(b, p + 16)?;
+    Some((user, conv, seq))
+}
+
+/// The conversation id of a conversation record's key, if `key` is one.
+pub fn parse_conversation(key: &Key) -> Option<u64> {
+    let b = key.as_bytes();
+    let p = CONVERSATIONS.prefix_len();
+    if !key.starts_with(CONVERSATIONS.prefix().as_bytes()) || b.len() != p + 8 {
+        return None;
+    }
+    starling_store::key::read_u64(b, p)
+}
 
 /// Messages per bucket (a power of two).
 pub const BUCKET_BITS: u32 = 10;
@@ -103,5 +140,10 @@ mod tests {
         assert_eq!(parse_message(&c), Some((7, 5000)));
         assert_eq!(parse_message(&conversation(7)), None);
         assert_eq!(pair(3, 1), pair(1, 3));
+        assert!(read(1, 7, 9) < read(1, 7, 8), "markers: the highest first");
+        assert_eq!(parse_read(&read(1, 7, 9)), Some((1, 7, 9)));
+        assert_eq!(parse_read(&a), None);
+        assert_eq!(parse_conversation(&conversation(7)), Some(7));
+        assert_eq!(parse_conversation(&a), None);
     }
 }

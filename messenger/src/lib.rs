@@ -5,9 +5,13 @@
 //! Modules:
 //! - [`model`]: the domain types ([`Conversation`], [`Message`]) as stored;
 //! - [`keys`]: the keyspaces and the Discord-like message layout;
-//! - [`conversations`]: create (1:1 deduplicated by a CAS'd pair key), read, list, authorize;
-//! - [`send`]: the seq/idempotency protocol (see ARCHITECTURE.md, "Messenger");
+//! - [`conversations`]: create (1:1 deduplicated by a CAS'd pair key), read, change a group,
+//!   list, authorize;
+//! - [`send`]: appending to the log: the seq/idempotency protocol, one sender's order, each
+//!   entry checked against the membership of its slot (see ARCHITECTURE.md, "Messenger");
+//! - [`edit`]: editing and deleting messages;
 //! - [`history`]: reading the log by seq range;
+//! - [`inbox`]: read-up-to markers (max-merging, replicated) and the inbox by last activity;
 //! - [`protocol`]: the WebSocket wire frames (JSON, versioned by the `type` tag);
 //! - [`outbox`]: a per-connection send queue bounded in bytes;
 //! - [`cursor`]: per-connection, per-conversation ordering and dedup (the resume seam);
@@ -21,10 +25,12 @@
 pub mod bus;
 pub mod conversations;
 pub mod cursor;
+pub mod edit;
 pub mod error;
 pub mod fanout;
 pub mod history;
 pub mod hub;
+pub mod inbox;
 pub mod keys;
 pub mod model;
 pub mod outbox;
@@ -37,8 +43,10 @@ pub use conversations::ConversationsPage;
 pub use error::MessengerError;
 pub use fanout::Fanout;
 pub use hub::{ConnHandle, Hub, HubLimits};
-pub use model::{Conversation, ConversationKind, Message};
+pub use inbox::{InboxItem, InboxPage};
+pub use model::{Conversation, ConversationKind, Member, Message, MessageKind, Role};
 pub use outbox::{OutItem, Outbox};
+pub use send::{Change, Draft, Item, ItemResult, Sent};
 
 use starling_graph::Graph;
 use starling_store::{CasRouter, IdGenerator, Store};
@@ -75,9 +83,11 @@ pub struct Messenger {
     ids: Arc<IdGenerator>,
     graph: Graph,
     cfg: Arc<MessengerConfig>,
-    /// Conversations are immutable once created (members never change in this version), so a
-    /// node caches them without invalidation. Bounded: cleared when it grows past its cap.
-    cache: Arc<parking_lot::RwLock<std::collections::HashMap<u64, Arc<Conversation>>>>,
+    /// Conversations in the newest state seen here (a state only ever replaces an older one:
+    /// see [`Messenger::remember`]); bounded, least recently used out.
+    cache: moka::sync::Cache<u64, Arc<Conversation>>,
+    /// The newest entry of each conversation seen here (for the inbox), bounded likewise.
+    heads: moka::sync::Cache<u64, Arc<Message>>,
     /// Claims of one conversation on this node take turns (striped by conversation id): claims
     /// racing from one replica all read the same head, and each loser walks on slot by slot, so
     /// k concurrent sends cost k² CASes; in turn, each claim reads the head its predecessor
@@ -88,8 +98,8 @@ pub struct Messenger {
 /// Stripes of [`Messenger::claims`].
 const CLAIM_STRIPES: usize = 1024;
 
-/// Most conversations kept in the cache before it is cleared.
-const CACHE_CAP: usize = 100_000;
+/// Most conversations (and conversation heads) kept in the caches.
+const CACHE_CAP: u64 = 100_000;
 
 impl Messenger {
     /// A messenger over `store`; sequence slots and pair keys are claimed through `cas`; users
@@ -107,7 +117,8 @@ impl Messenger {
             ids,
             graph,
             cfg: Arc::new(cfg),
-            cache: Arc::default(),
+            cache: moka::sync::Cache::new(CACHE_CAP),
+            heads: moka::sync::Cache::new(CACHE_CAP),
             claims: (0..CLAIM_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),

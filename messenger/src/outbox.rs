@@ -17,8 +17,13 @@ pub enum OutItem {
         conv: u64,
         /// Seq.
         seq: u64,
-        /// The encoded `message` frame (shared by every recipient).
+        /// The encoded entry's frame (shared by every recipient).
         frame: Bytes,
+        /// A frame for this recipient alone, written right after `frame` (`removed`).
+        extra: Option<Bytes>,
+        /// The recipient has nothing before this entry (they were just added): the
+        /// connection's cursor moves up to it instead of waiting for what precedes it.
+        restart: bool,
     },
     /// Any other frame (ack, typing, read, presence).
     Frame(Bytes),
@@ -27,7 +32,10 @@ pub enum OutItem {
 impl OutItem {
     fn len(&self) -> usize {
         match self {
-            OutItem::Message { frame, .. } | OutItem::Frame(frame) => frame.len(),
+            OutItem::Message { frame, extra, .. } => {
+                frame.len() + extra.as_ref().map_or(0, Bytes::len)
+            }
+            OutItem::Frame(frame) => frame.len(),
         }
     }
 }

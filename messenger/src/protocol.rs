@@ -3,7 +3,7 @@
 //! bad JSON, unknown types and missing fields apart, so the client gets a precise `error`.
 //! These are wire types: they change only with a new protocol version.
 
-use crate::model::Message;
+use crate::model::{Message, MessageKind, Role};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
@@ -42,6 +42,26 @@ pub enum ClientFrame {
     },
     /// Liveness check.
     Ping,
+    /// Edit one's own message.
+    Edit {
+        /// Conversation id.
+        conv: String,
+        /// The message's seq.
+        seq: u64,
+        /// The new text.
+        body: String,
+        /// Idempotency key (default: derived from the seq and the text).
+        client_id: Option<String>,
+    },
+    /// Delete one's own message (or any, for a group's owner and admins).
+    Delete {
+        /// Conversation id.
+        conv: String,
+        /// The message's seq.
+        seq: u64,
+        /// Idempotency key (default: derived from the seq).
+        client_id: Option<String>,
+    },
 }
 
 /// Why a frame was refused: sent back as an `error` frame.
@@ -55,7 +75,14 @@ pub struct FrameError {
     pub reference: Option<String>,
 }
 
-const TYPES: [&str; 5] = ["send", "resume", "typing", "read", "ping"];
+/// Every frame type a client may send (the AsyncAPI document lists each; a test checks).
+pub const CLIENT_TYPES: [&str; 7] = ["send", "resume", "typing", "read", "ping", "edit", "delete"];
+
+/// Every frame type the server sends (see [`ServerFrame::type_name`]).
+pub const SERVER_TYPES: [&str; 11] = [
+    "ack", "message", "edited", "deleted", "removed", "resumed", "typing", "read", "presence",
+    "error", "pong",
+];
 
 /// Parses a client frame.
 pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
@@ -80,7 +107,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
             reference,
         });
     };
-    if !TYPES.contains(&kind.as_str()) {
+    if !CLIENT_TYPES.contains(&kind.as_str()) {
         return Err(FrameError {
             code: "unknown_type",
             message: format!(
@@ -156,6 +183,59 @@ pub enum ServerFrame<'a> {
     },
     /// Answer to `ping`.
     Pong,
+    /// A message was edited (log entry `log_seq` of kind `edit`).
+    Edited {
+        /// Conversation id.
+        conv: String,
+        /// The edited message's seq.
+        seq: u64,
+        /// The edit's own seq in the log.
+        log_seq: u64,
+        /// Who edited (the message's sender).
+        sender: String,
+        /// The new text.
+        body: &'a str,
+        /// RFC 3339.
+        edited_at: String,
+    },
+    /// A message was deleted (log entry `log_seq` of kind `delete`).
+    Deleted {
+        /// Conversation id.
+        conv: String,
+        /// The deleted message's seq.
+        seq: u64,
+        /// The delete's own seq in the log.
+        log_seq: u64,
+        /// Who deleted it.
+        by: String,
+    },
+    /// The connection's user was removed from (or left) the conversation at `seq`: nothing
+    /// later reaches them.
+    Removed {
+        /// Conversation id.
+        conv: String,
+        /// The removal's seq.
+        seq: u64,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame's `type` (every one is in [`SERVER_TYPES`]).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Message(_) => "message",
+            ServerFrame::Resumed { .. } => "resumed",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::Read { .. } => "read",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Pong => "pong",
+            ServerFrame::Edited { .. } => "edited",
+            ServerFrame::Deleted { .. } => "deleted",
+            ServerFrame::Removed { .. } => "removed",
+        }
+    }
 }
 
 /// A message on the wire (also the REST shape).
@@ -175,10 +255,33 @@ pub struct MessageView<'a> {
     pub client_id: &'a str,
     /// RFC 3339.
     pub sent_at: String,
+    /// `text`, a membership or metadata event, `edit` or `delete` (see [`MessageKind`]).
+    pub kind: &'static str,
+    /// The user a membership event concerns.
+    pub target: Option<String>,
+    /// The entry an `edit` or `delete` applies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_seq: Option<u64>,
+    /// The role a `role_changed` gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// A `renamed` event's new name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// A `renamed` event's new topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<&'a str>,
+    /// When the text was last edited (RFC 3339), or null.
+    pub edited_at: Option<String>,
+    /// Deleted: the body is gone.
+    pub deleted: bool,
 }
 
 impl<'a> From<&'a Message> for MessageView<'a> {
     fn from(m: &'a Message) -> Self {
+        let renamed = (m.kind == MessageKind::Renamed)
+            .then_some(m.state.as_deref())
+            .flatten();
         MessageView {
             conv: m.conv.to_string(),
             seq: m.seq,
@@ -187,6 +290,14 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             body: &m.body,
             client_id: &m.client_id,
             sent_at: rfc3339(m.sent_at_ms),
+            kind: m.kind.as_str(),
+            target: m.target.map(|t| t.to_string()),
+            target_seq: m.target_seq,
+            role: m.role.map(Role::as_str),
+            name: renamed.map(|c| c.name.as_str()),
+            topic: renamed.map(|c| c.topic.as_str()),
+            edited_at: m.edited_at_ms.map(rfc3339),
+            deleted: m.deleted,
         }
     }
 }
@@ -202,9 +313,33 @@ pub fn encode(f: &ServerFrame<'_>) -> Bytes {
     Bytes::from(serde_json::to_vec(f).unwrap_or_default())
 }
 
-/// The `message` frame of a message.
+/// The frame of a log entry: `message`, or `edited` / `deleted` for an edit or delete entry.
 pub fn message_frame(m: &Message) -> Bytes {
-    encode(&ServerFrame::Message(m.into()))
+    match (m.kind, m.target_seq) {
+        (MessageKind::Edit, Some(target)) => encode(&ServerFrame::Edited {
+            conv: m.conv.to_string(),
+            seq: target,
+            log_seq: m.seq,
+            sender: m.sender.to_string(),
+            body: &m.body,
+            edited_at: rfc3339(m.sent_at_ms),
+        }),
+        (MessageKind::Delete, Some(target)) => encode(&ServerFrame::Deleted {
+            conv: m.conv.to_string(),
+            seq: target,
+            log_seq: m.seq,
+            by: m.sender.to_string(),
+        }),
+        _ => encode(&ServerFrame::Message(m.into())),
+    }
+}
+
+/// The `removed` frame for the user a removal or leave entry concerns.
+pub fn removed_frame(m: &Message) -> Bytes {
+    encode(&ServerFrame::Removed {
+        conv: m.conv.to_string(),
+        seq: m.seq,
+    })
 }
 
 /// The `error` frame of a refused frame.
@@ -241,21 +376,96 @@ mod tests {
     }
 
     #[test]
+    fn every_server_frame_type_is_listed_and_encoded_under_its_name() {
+        let m = Message::text(1, "c", 1, "b");
+        let frames = [
+            ServerFrame::Ack {
+                conv: "1".into(),
+                client_id: "c",
+                seq: 1,
+                id: "2".into(),
+            },
+            ServerFrame::Message((&m).into()),
+            ServerFrame::Resumed {
+                conv: "1".into(),
+                last_seq: 0,
+            },
+            ServerFrame::Typing {
+                conv: "1".into(),
+                user: "2".into(),
+            },
+            ServerFrame::Read {
+                conv: "1".into(),
+                user: "2".into(),
+                seq: 1,
+            },
+            ServerFrame::Presence {
+                user: "2".into(),
+                online: true,
+            },
+            ServerFrame::Error {
+                code: "x",
+                message: "y",
+                reference: None,
+            },
+            ServerFrame::Pong,
+            ServerFrame::Edited {
+                conv: "1".into(),
+                seq: 1,
+                log_seq: 2,
+                sender: "3".into(),
+                body: "b",
+                edited_at: rfc3339(0),
+            },
+            ServerFrame::Deleted {
+                conv: "1".into(),
+                seq: 1,
+                log_seq: 2,
+                by: "3".into(),
+            },
+            ServerFrame::Removed {
+                conv: "1".into(),
+                seq: 1,
+            },
+        ];
+        let mut names: Vec<&str> = frames.iter().map(ServerFrame::type_name).collect();
+        for f in &frames {
+            let v: serde_json::Value = serde_json::from_slice(&encode(f)).unwrap();
+            assert_eq!(v["type"], f.type_name());
+        }
+        names.sort_unstable();
+        let mut listed = SERVER_TYPES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+        for t in CLIENT_TYPES {
+            assert_ne!(
+                parse(&format!(r#"{{"type":"{t}"}}"#)).map_err(|e| e.code),
+                Err("unknown_type")
+            );
+        }
+    }
+
+    #[test]
     fn frames_have_the_documented_shape() {
-        let m = Message {
-            sender: 2,
-            client_id: "c".into(),
-            conv: 1,
-            seq: 7,
-            id: 9,
-            body: "hi".into(),
-            sent_at_ms: 0,
-        };
+        let mut m = Message::text(2, "c", 1, "hi");
+        m.seq = 7;
+        m.id = 9;
         let v: serde_json::Value = serde_json::from_slice(&message_frame(&m)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"message","conv":"1","seq":7,"id":"9","sender":"2",
-                "body":"hi","client_id":"c","sent_at":"1970-01-01T00:00:00.000Z"})
+                "body":"hi","client_id":"c","sent_at":"1970-01-01T00:00:00.000Z",
+                "kind":"text","target":null,"edited_at":null,"deleted":false})
+        );
+        let mut e = Message::text(2, "e", 1, "better");
+        e.seq = 8;
+        e.kind = MessageKind::Edit;
+        e.target_seq = Some(7);
+        let v: serde_json::Value = serde_json::from_slice(&message_frame(&e)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"edited","conv":"1","seq":7,"log_seq":8,"sender":"2",
+                "body":"better","edited_at":"1970-01-01T00:00:00.000Z"})
         );
         let v: serde_json::Value =
             serde_json::from_slice(&error_frame("bad_json", "x", None)).unwrap();

@@ -1,49 +1,63 @@
-//! Sending: gap-free sequence numbers by CAS, idempotent by client id.
+//! Appending to a conversation's log: gap-free sequence numbers by CAS, idempotent by client id,
+//! in the order one sender submits, each entry checked against the conversation as it is at the
+//! slot it lands in.
 //!
-//! The protocol (ARCHITECTURE.md, "Messenger", says why each step is there):
-//! 1. Look up the client-id index `mc/conv/sender/client_id`: present → the original message.
+//! The protocol (ARCHITECTURE.md, "Messenger", says why each step is there), for a batch of
+//! entries from one sender to one conversation, in order:
+//! 1. Look up each entry's client-id index `mc/conv/sender/client_id`: present → the original.
 //! 2. Read the local head (the newest stored seq) and search the newest `dedup_window` stored
-//!    messages for (sender, client id): found → the original (this closes the crash window
-//!    between step 3 and 4 for retries that reach a replica holding the message).
-//! 3. Claim slot `head + 1` by CAS-creating `mm/conv/bucket/seq` at the owner of that key in the
-//!    home region, with the *whole message* as the value. The slot is the message: there is
-//!    no counter to advance, so no crash can leave a claimed seq without a message (no gap) and
-//!    a slot is only ever attempted when the one below it is known to exist (no hole). A
-//!    conflict answers the slot's current message: ours (same sender and client id — a
-//!    concurrent retry won) → the original; another → try the next slot.
-//! 4. Write the client-id index (a plain replicated put; losing it to a crash is step 2's case).
+//!    entries for (sender, client id): found → the original (this closes the crash window
+//!    between step 3 and 4 for retries that reach a replica holding the entry). The head entry
+//!    also tells the *epoch* the next slot lands under (the newest conversation change).
+//! 3. For each entry in turn, claim slot `head + 1` by CAS-creating `mm/conv/bucket/seq` at the
+//!    owner of that key in the home region, with the *whole entry* as the value, after checking
+//!    it against the conversation as of the epoch of the slot below (is the sender a member
+//!    there; for a change, what it changes). The slot is the entry: no counter to advance, so no
+//!    crash leaves a claimed seq without an entry (no gap), and a slot is only attempted when the
+//!    one below is known to exist. A conflict answers the slot's current entry: ours (same
+//!    sender and client id: a concurrent retry won) → the original; another → its epoch is now
+//!    the one below, try the next slot. The next entry of the batch starts above this one, so
+//!    one sender's entries keep the order they were submitted in.
+//! 4. Write each client-id index entry (a plain replicated put; losing it is step 2's case).
 //!
-//! A send that arrives in another region than the conversation's home is *forwarded*: after
-//! step 1 (a local read), steps 2–4 run on a node of the home region ([`SEND_SERVICE`], served
-//! by [`SendHandler`] through the cluster's call routing), whose replica is at most an
-//! in-region push behind the slots' owners. So the send crosses the WAN once, where claiming
-//! slot by slot from the lagging foreign replica cost a round trip per slot it had not seen
-//! yet, and a busy conversation can gain slots faster than that walk advances.
+//! Because each slot is checked against the state of the slot below it, a membership change
+//! racing a send cannot let a removed member's message in after the removal: whichever claims
+//! the higher slot was checked against a state that includes the other.
+//!
+//! A batch that arrives in another region than the conversation's home is *forwarded* after
+//! step 1: steps 2–4 run on a node of the home region ([`SEND_SERVICE`], served by
+//! [`SendHandler`] through the cluster's call routing), so the batch crosses the WAN once.
 
 use crate::error::MessengerError;
 use crate::keys;
-use crate::model::{Conversation, Message, MessageHead};
+use crate::model::{Conversation, ConversationKind, Message, MessageHead, MessageKind, Role};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use starling_store::{
-    CallHandler, CasOutcome, ScanRequest, StoreError, StoreExt, VersionVector, codec,
+    CallHandler, CasOutcome, Key, ScanRequest, StoreError, StoreExt, VersionVector, codec,
 };
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest message body, in characters.
 pub const MAX_BODY: usize = 4000;
 /// Longest client id, in bytes.
 pub const MAX_CLIENT_ID: usize = 64;
+/// Longest group name, in characters.
+pub const MAX_NAME: usize = 100;
+/// Longest group topic, in characters.
+pub const MAX_TOPIC: usize = 500;
 /// Slots tried before giving up on a very busy conversation.
 const MAX_ATTEMPTS: usize = 10_000;
 
-/// The call service of a send forwarded to its conversation's home region.
+/// The call service of a batch forwarded to its conversation's home region.
 pub const SEND_SERVICE: &str = "chat.send";
 
-/// The outcome of a send.
+/// The outcome of an append.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
-    /// The stored message (the original one for a retry).
+    /// The stored entry (the original one for a retry).
     pub message: Message,
     /// Whether this call stored it (`false`: a retry answered with the original).
     pub new: bool,
@@ -51,23 +65,92 @@ pub struct Sent {
     pub version: Option<VersionVector>,
 }
 
-/// A send forwarded to the home region: everything the claim needs, the conversation included
+/// A change of a group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Add a member (owner/admin).
+    Add(u64),
+    /// Remove a member (owner/admin; only the owner removes an admin; nobody the owner).
+    Remove(u64),
+    /// The sender leaves (an owner transfers ownership first, unless alone).
+    Leave,
+    /// Rename (owner/admin): each field given replaces the current one.
+    Rename {
+        /// New name.
+        name: Option<String>,
+        /// New topic.
+        topic: Option<String>,
+        /// New avatar (`Some(None)`: remove it).
+        avatar: Option<Option<u64>>,
+    },
+    /// Give `user` a role (owner only; `Owner` transfers ownership, the old owner becomes admin).
+    SetRole {
+        /// Whom.
+        user: u64,
+        /// The role.
+        role: Role,
+    },
+}
+
+/// What one log entry will be.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Draft {
+    /// A text message.
+    Text(String),
+    /// The record that entry `target_seq` was edited to `body` (the slot itself is rewritten
+    /// first, by [`Messenger::edit`]).
+    Edit {
+        /// The edited entry.
+        target_seq: u64,
+        /// Its new text.
+        body: String,
+    },
+    /// The record that entry `target_seq` was deleted.
+    Delete {
+        /// The deleted entry.
+        target_seq: u64,
+    },
+    /// A change of the group.
+    Change(Change),
+}
+
+/// One entry to append, with its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// The sender's idempotency key (1–64 bytes).
+    pub client_id: String,
+    /// The entry.
+    pub draft: Draft,
+}
+
+/// A batch forwarded to the home region: everything the claims need, the conversation included
 /// (it may not have replicated there yet).
 #[derive(Serialize, Deserialize)]
 struct Forwarded {
     conv: Conversation,
     sender: u64,
-    client_id: String,
-    body: String,
+    items: Vec<Item>,
 }
 
-/// The home region's answer to a [`Forwarded`] send.
+/// The home region's answer to one entry of a [`Forwarded`] batch.
 #[derive(Serialize, Deserialize)]
 enum ForwardReply {
     Sent(Sent),
+    Unchanged,
+    Refused(Refusal),
     Contended,
     Unreachable(String),
     Failed(String),
+}
+
+/// Refusals that travel back from the home region as they are.
+#[derive(Serialize, Deserialize)]
+enum Refusal {
+    NotMember,
+    Forbidden(String),
+    Conflict(String),
+    Invalid(String),
+    TooManyMembers(usize),
 }
 
 /// Checks a body and a client id.
@@ -78,43 +161,129 @@ pub fn validate(body: &str, client_id: &str) -> Result<(), MessengerError> {
             "body is 1 to 4000 characters, not only spaces",
         ));
     }
-    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
-        return Err(MessengerError::Invalid("client_id is 1 to 64 bytes"));
-    }
-    if body.contains('\0') || client_id.contains('\0') {
+    validate_client_id(client_id)?;
+    if body.contains('\0') {
         return Err(MessengerError::Invalid("NUL is not allowed"));
     }
     Ok(())
 }
+
+/// Checks a client id.
+pub fn validate_client_id(client_id: &str) -> Result<(), MessengerError> {
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID {
+        return Err(MessengerError::Invalid("client_id is 1 to 64 bytes"));
+    }
+    if client_id.contains('\0') {
+        return Err(MessengerError::Invalid("NUL is not allowed"));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_item(item: &Item) -> Result<(), MessengerError> {
+    validate_client_id(&item.client_id)?;
+    match &item.draft {
+        Draft::Text(body) | Draft::Edit { body, .. } => validate(body, &item.client_id),
+        Draft::Delete { .. } => Ok(()),
+        Draft::Change(Change::Rename { name, topic, .. }) => {
+            if name.is_none() && topic.is_none() {
+                return Ok(());
+            }
+            for (v, max, what) in [
+                (
+                    name,
+                    MAX_NAME,
+                    "name is at most 100 characters, without control characters",
+                ),
+                (
+                    topic,
+                    MAX_TOPIC,
+                    "topic is at most 500 characters, without control characters",
+                ),
+            ] {
+                if let Some(s) = v
+                    && (s.chars().count() > max || s.chars().any(char::is_control))
+                {
+                    return Err(MessengerError::Invalid(what));
+                }
+            }
+            Ok(())
+        }
+        Draft::Change(_) => Ok(()),
+    }
+}
+
+/// The outcome of one entry of a batch: stored (or the original), or a change that changes
+/// nothing (`Ok(None)`: already a member, already removed, the same name…).
+pub type ItemResult = Result<Option<Sent>, MessengerError>;
 
 impl Messenger {
     /// Sends `body` from `sender` to `conv` (the caller authorized it). A retry with the same
     /// client id returns the original message and stores nothing.
     pub async fn send(
         &self,
-        conv: &crate::Conversation,
+        conv: &Conversation,
         sender: u64,
         client_id: &str,
         body: &str,
     ) -> Result<Sent, MessengerError> {
-        validate(body, client_id)?;
-        let idx = keys::client_id(conv.id, sender, client_id);
-        if let Some(sent) = self.original(conv.id, &idx).await? {
-            return Ok(sent);
-        }
-        match self.cas.local_region() {
-            Some(here) if here != conv.home_region => {
-                self.forward(conv, sender, client_id, body).await
-            }
-            _ => self.claim(conv, sender, client_id, body).await,
+        let item = Item {
+            client_id: client_id.to_string(),
+            draft: Draft::Text(body.to_string()),
+        };
+        match self.append(conv, sender, vec![item]).await.pop() {
+            Some(Ok(Some(sent))) => Ok(sent),
+            Some(Ok(None)) | None => Err(MessengerError::Contended),
+            Some(Err(e)) => Err(e),
         }
     }
 
-    /// Step 1: the message already stored under this client id, if the index here has it.
-    async fn original(
+    /// Appends `items` from `sender` to `conv`'s log, in this order (the caller authorized the
+    /// sender to act in `conv`). One result per item, in the same order; an item after a
+    /// refused one is still tried.
+    pub async fn append(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        items: Vec<Item>,
+    ) -> Vec<ItemResult> {
+        let mut out: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
+        let mut todo = Vec::new();
+        let mut todo_at = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            if let Err(e) = validate_item(&item) {
+                out.push(Some(Err(e)));
+                continue;
+            }
+            let idx = keys::client_id(conv.id, sender, &item.client_id);
+            match self.original(conv.id, &idx).await {
+                Ok(Some(sent)) => out.push(Some(Ok(Some(sent)))),
+                Ok(None) => {
+                    out.push(None);
+                    todo.push(item);
+                    todo_at.push(i);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        if !todo.is_empty() {
+            let results = match self.cas.local_region() {
+                Some(here) if here != conv.home_region => self.forward(conv, sender, todo).await,
+                _ => self.claim_batch(conv, sender, todo).await,
+            };
+            for (i, r) in todo_at.into_iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(MessengerError::Contended)))
+            .collect()
+    }
+
+    /// Step 1: the entry already stored under this client id, if the index here has it.
+    pub(crate) async fn original(
         &self,
         conv: u64,
-        idx: &starling_store::Key,
+        idx: &Key,
     ) -> Result<Option<Sent>, MessengerError> {
         if let Some(seq) = self.indexed(idx).await?
             && let Some(m) = self.message(conv, seq).await?
@@ -130,102 +299,427 @@ impl Messenger {
 
     /// Steps 2–4 run by a node of the home region, through the cluster's call routing (to the
     /// owner of the conversation's key there).
-    async fn forward(
-        &self,
-        conv: &Conversation,
-        sender: u64,
-        client_id: &str,
-        body: &str,
-    ) -> Result<Sent, MessengerError> {
+    async fn forward(&self, conv: &Conversation, sender: u64, items: Vec<Item>) -> Vec<ItemResult> {
+        let n = items.len();
         let req = Forwarded {
             conv: conv.clone(),
             sender,
-            client_id: client_id.to_string(),
-            body: body.to_string(),
+            items,
         };
-        let answer = self
-            .cas
-            .call_at(
-                &conv.home_region,
-                &keys::conversation(conv.id),
-                SEND_SERVICE,
-                codec::to_value(&req)?,
-            )
-            .await?;
-        match codec::from_value::<ForwardReply>(&answer)? {
-            ForwardReply::Sent(sent) => Ok(sent),
-            ForwardReply::Contended => Err(MessengerError::Contended),
-            ForwardReply::Unreachable(region) => {
-                Err(StoreError::OwnerUnreachable { region }.into())
-            }
-            ForwardReply::Failed(reason) => Err(StoreError::Remote(reason).into()),
+        let answer = async {
+            let body = codec::to_value(&req)?;
+            let answer = self
+                .cas
+                .call_at(
+                    &conv.home_region,
+                    &keys::conversation(conv.id),
+                    SEND_SERVICE,
+                    body,
+                )
+                .await?;
+            Ok::<_, MessengerError>(codec::from_value::<Vec<ForwardReply>>(&answer)?)
         }
+        .await;
+        let replies = match answer {
+            Ok(r) if r.len() == n => r,
+            Ok(_) => {
+                return (0..n)
+                    .map(|_| Err(StoreError::Remote("malformed forward reply".into()).into()))
+                    .collect();
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let unreachable = match &e {
+                    MessengerError::Store(StoreError::OwnerUnreachable { region }) => {
+                        Some(region.clone())
+                    }
+                    _ => None,
+                };
+                return (0..n)
+                    .map(|_| match &unreachable {
+                        Some(region) => Err(StoreError::OwnerUnreachable {
+                            region: region.clone(),
+                        }
+                        .into()),
+                        None => Err(StoreError::Remote(reason.clone()).into()),
+                    })
+                    .collect();
+            }
+        };
+        replies
+            .into_iter()
+            .map(|r| match r {
+                ForwardReply::Sent(sent) => Ok(Some(sent)),
+                ForwardReply::Unchanged => Ok(None),
+                ForwardReply::Refused(r) => Err(match r {
+                    Refusal::NotMember => MessengerError::NotMember,
+                    Refusal::Forbidden(m) => MessengerError::ForbiddenMsg(m),
+                    Refusal::Conflict(m) => MessengerError::ConflictMsg(m),
+                    Refusal::Invalid(m) => MessengerError::InvalidMsg(m),
+                    Refusal::TooManyMembers(n) => MessengerError::TooManyMembers(n),
+                }),
+                ForwardReply::Contended => Err(MessengerError::Contended),
+                ForwardReply::Unreachable(region) => {
+                    Err(StoreError::OwnerUnreachable { region }.into())
+                }
+                ForwardReply::Failed(reason) => Err(StoreError::Remote(reason).into()),
+            })
+            .collect()
     }
 
-    /// Steps 2–4 (step 1 was done by the caller): claims the next slot from this replica's
-    /// head in the home region.
-    async fn claim(
+    /// Steps 2–4 (step 1 was done by the caller): claims the next slots from this replica's
+    /// head in the home region, one item after the other.
+    async fn claim_batch(
         &self,
         conv: &Conversation,
         sender: u64,
-        client_id: &str,
-        body: &str,
-    ) -> Result<Sent, MessengerError> {
-        let idx = keys::client_id(conv.id, sender, client_id);
+        items: Vec<Item>,
+    ) -> Vec<ItemResult> {
         // Fibonacci hashing: the top bits of id × 2^64/φ, well spread whatever the id's layout.
         let stripe =
             (conv.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % crate::CLAIM_STRIPES;
         let _turn = self.claims[stripe].lock().await;
-        let (head, found) = self.search_tail(conv.id, sender, client_id).await?;
-        if let Some(m) = found {
-            self.index(&idx, m.seq).await?;
-            return Ok(Sent {
-                message: m,
-                new: false,
-                version: None,
-            });
+        let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
+        let (head, mut found) = match self.search_tail(conv.id, sender, &ids).await {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = e.to_string();
+                return items
+                    .iter()
+                    .map(|_| Err(StoreError::Remote(reason.clone()).into()))
+                    .collect();
+            }
+        };
+        let mut known = match self.conversation(conv.id).await {
+            Ok(c) if c.epoch >= conv.epoch => c,
+            _ => Arc::new(conv.clone()),
+        };
+        let mut slot = Slot {
+            seq: head.as_ref().map_or(1, |m| m.seq + 1),
+            epoch: head.as_ref().map_or(0, |m| m.epoch),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(m) = found.remove(&item.client_id) {
+                let idx = keys::client_id(conv.id, sender, &item.client_id);
+                let r = self.index(&idx, m.seq).await.map(|()| {
+                    Some(Sent {
+                        message: m,
+                        new: false,
+                        version: None,
+                    })
+                });
+                out.push(r);
+                continue;
+            }
+            let r = self
+                .claim_one(conv, sender, &item, &mut slot, &mut known)
+                .await;
+            if let Ok(Some(s)) = &r {
+                // A second item of this batch with the same client id gets this one.
+                found.insert(item.client_id.clone(), s.message.clone());
+            }
+            out.push(r);
         }
-        let mut seq = head + 1;
+        out
+    }
+
+    /// Claims one slot for `item` from `slot` upwards.
+    async fn claim_one(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        item: &Item,
+        slot: &mut Slot,
+        known: &mut Arc<Conversation>,
+    ) -> ItemResult {
+        let idx = keys::client_id(conv.id, sender, &item.client_id);
         for _ in 0..MAX_ATTEMPTS {
-            let msg = Message {
-                sender,
-                client_id: client_id.to_string(),
-                conv: conv.id,
-                seq,
-                id: self.ids.next_id(),
-                body: body.to_string(),
-                sent_at_ms: now_ms(),
+            let state = self.state_at(conv, slot.epoch, known).await?;
+            let Some(msg) = self.draft_entry(&state, sender, item, slot.seq)? else {
+                return Ok(None);
             };
             let value = codec::to_value(&msg)?;
-            let key = keys::message(conv.id, seq);
+            let key = keys::message(conv.id, slot.seq);
             match self
                 .cas
                 .cas_at(&conv.home_region, &key, None, Some(value))
                 .await?
             {
                 CasOutcome::Applied(v) => {
-                    self.index(&idx, seq).await?;
-                    return Ok(Sent {
+                    slot.seq += 1;
+                    slot.epoch = msg.epoch;
+                    self.index(&idx, msg.seq).await?;
+                    if let Some(s) = &msg.state {
+                        *known = self.remember((**s).clone());
+                        self.store_record(s).await?;
+                    }
+                    return Ok(Some(Sent {
                         message: msg,
                         new: true,
                         version: Some(v.version),
-                    });
+                    }));
                 }
                 CasOutcome::Conflict(Some(v)) => {
+                    slot.seq += 1;
                     if let Some(b) = v.value {
                         let other: Message = codec::from_value(&b)?;
-                        if other.sender == sender && other.client_id == client_id {
-                            self.index(&idx, seq).await?;
-                            return Ok(Sent {
+                        if other.sender == sender && other.client_id == item.client_id {
+                            self.index(&idx, other.seq).await?;
+                            return Ok(Some(Sent {
                                 message: other,
                                 new: false,
                                 version: None,
-                            });
+                            }));
+                        }
+                        slot.epoch = other.epoch;
+                        if let Some(s) = other.state {
+                            *known = self.remember(*s);
                         }
                     }
-                    seq += 1;
                 }
-                CasOutcome::Conflict(None) => seq += 1,
+                CasOutcome::Conflict(None) => slot.seq += 1,
+            }
+        }
+        Err(MessengerError::Contended)
+    }
+
+    /// The entry `item` makes at `seq` under `state`, or `None` for a change that changes
+    /// nothing; refused if `sender` may not make it there.
+    fn draft_entry(
+        &self,
+        state: &Conversation,
+        sender: u64,
+        item: &Item,
+        seq: u64,
+    ) -> Result<Option<Message>, MessengerError> {
+        let Some(me) = state.member(sender) else {
+            return Err(MessengerError::NotMember);
+        };
+        let mut m = Message::text(sender, &item.client_id, state.id, "");
+        m.seq = seq;
+        m.id = self.ids.next_id();
+        m.sent_at_ms = now_ms();
+        m.epoch = state.epoch;
+        match &item.draft {
+            Draft::Text(body) => m.body.clone_from(body),
+            Draft::Edit { target_seq, body } => {
+                m.kind = MessageKind::Edit;
+                m.target_seq = Some(*target_seq);
+                m.body.clone_from(body);
+            }
+            Draft::Delete { target_seq } => {
+                m.kind = MessageKind::Delete;
+                m.target_seq = Some(*target_seq);
+            }
+            Draft::Change(change) => {
+                let Some((kind, target, role, next)) =
+                    self.changed(state, me.role, sender, change, seq)?
+                else {
+                    return Ok(None);
+                };
+                m.kind = kind;
+                m.target = target;
+                m.role = role;
+                m.epoch = seq;
+                m.state = Some(Box::new(next));
+            }
+        }
+        Ok(Some(m))
+    }
+
+    /// What `change` by `sender` (of role `my_role`) makes of `state` at `seq`: the entry's
+    /// kind, target, role and the new state; `None` if it changes nothing.
+    #[allow(clippy::type_complexity)]
+    fn changed(
+        &self,
+        state: &Conversation,
+        my_role: Role,
+        sender: u64,
+        change: &Change,
+        seq: u64,
+    ) -> Result<Option<(MessageKind, Option<u64>, Option<Role>, Conversation)>, MessengerError>
+    {
+        if state.kind == ConversationKind::Direct {
+            return Err(MessengerError::Invalid(
+                "a 1:1 conversation has no members to change or name",
+            ));
+        }
+        let forbidden = |m: &str| Err(MessengerError::ForbiddenMsg(m.to_string()));
+        let mut next = state.clone();
+        next.epoch = seq;
+        let out = match change {
+            Change::Add(user) => {
+                if my_role < Role::Admin {
+                    return forbidden("only the owner and admins add members");
+                }
+                if state.is_member(*user) {
+                    return Ok(None);
+                }
+                if state.members.len() + 1 > self.cfg.max_group_members {
+                    return Err(MessengerError::TooManyMembers(self.cfg.max_group_members));
+                }
+                next.add_member(*user, Role::Member, seq);
+                (MessageKind::MemberAdded, Some(*user), None)
+            }
+            Change::Remove(user) if *user == sender => {
+                return self.changed(state, my_role, sender, &Change::Leave, seq);
+            }
+            Change::Remove(user) => {
+                if my_role < Role::Admin {
+                    return forbidden("only the owner and admins remove members");
+                }
+                let Some(them) = state.member(*user) else {
+                    return Ok(None);
+                };
+                if them.role >= my_role {
+                    return forbidden("the owner is never removed; only the owner removes admins");
+                }
+                next.remove_member(*user, seq);
+                (MessageKind::MemberRemoved, Some(*user), None)
+            }
+            Change::Leave => {
+                if my_role == Role::Owner && state.members.len() > 1 {
+                    return Err(MessengerError::ConflictMsg(
+                        "the owner transfers ownership before leaving".into(),
+                    ));
+                }
+                next.remove_member(sender, seq);
+                (MessageKind::MemberLeft, Some(sender), None)
+            }
+            Change::Rename {
+                name,
+                topic,
+                avatar,
+            } => {
+                if my_role < Role::Admin {
+                    return forbidden("only the owner and admins rename a group");
+                }
+                if let Some(n) = name {
+                    next.name.clone_from(n);
+                }
+                if let Some(t) = topic {
+                    next.topic.clone_from(t);
+                }
+                if let Some(a) = avatar {
+                    next.avatar = *a;
+                }
+                if (&next.name, &next.topic, next.avatar)
+                    == (&state.name, &state.topic, state.avatar)
+                {
+                    return Ok(None);
+                }
+                (MessageKind::Renamed, None, None)
+            }
+            Change::SetRole { user, role } => {
+                if my_role != Role::Owner {
+                    return forbidden("only the owner changes roles");
+                }
+                if *user == sender {
+                    return Err(MessengerError::Invalid(
+                        "the owner gives ownership to another member instead",
+                    ));
+                }
+                let Some(them) = state.member(*user) else {
+                    return Err(MessengerError::InvalidMsg("not a member".into()));
+                };
+                if them.role == *role {
+                    return Ok(None);
+                }
+                for m in &mut next.members {
+                    if m.user == *user {
+                        m.role = *role;
+                    } else if *role == Role::Owner && m.user == sender {
+                        m.role = Role::Admin;
+                    }
+                }
+                (MessageKind::RoleChanged, Some(*user), Some(*role))
+            }
+        };
+        Ok(Some((out.0, out.1, out.2, next)))
+    }
+
+    /// The conversation as of `epoch` (a state at a later epoch stands for it: a slot landing
+    /// under it is taken, so the CAS will say so). Reads the change entry at `epoch` when
+    /// `known` is older: here first, else at its owner in the home region.
+    pub(crate) async fn state_at(
+        &self,
+        conv: &Conversation,
+        epoch: u64,
+        known: &mut Arc<Conversation>,
+    ) -> Result<Arc<Conversation>, MessengerError> {
+        if known.epoch >= epoch {
+            return Ok(known.clone());
+        }
+        if let Ok(c) = self.conversation(conv.id).await
+            && c.epoch >= epoch
+        {
+            *known = c.clone();
+            return Ok(c);
+        }
+        let key = keys::message(conv.id, epoch);
+        let entry = match self.message(conv.id, epoch).await? {
+            Some(m) => Some(m),
+            None => self
+                .read_at_owner(&conv.home_region, &key)
+                .await?
+                .map(|(b, _)| codec::from_value::<Message>(&b))
+                .transpose()?,
+        };
+        let Some(state) = entry.and_then(|m| m.state) else {
+            return Err(StoreError::Remote(format!(
+                "conversation {} lacks its change at seq {epoch}",
+                conv.id
+            ))
+            .into());
+        };
+        let c = self.remember(*state);
+        self.store_record(&c).await?;
+        *known = c.clone();
+        Ok(c)
+    }
+
+    /// Reads `key` at its owner in `region` without writing (a CAS that cannot match).
+    pub(crate) async fn read_at_owner(
+        &self,
+        region: &str,
+        key: &Key,
+    ) -> Result<Option<(Bytes, VersionVector)>, MessengerError> {
+        let never = VersionVector::default();
+        match self.cas.cas_at(region, key, Some(&never), None).await? {
+            CasOutcome::Conflict(Some(v)) => Ok(v.value.map(|b| (b, v.version))),
+            CasOutcome::Conflict(None) => Ok(None),
+            CasOutcome::Applied(_) => Err(StoreError::Remote(
+                "a read at the owner wrote; the store's CAS is broken".into(),
+            )
+            .into()),
+        }
+    }
+
+    /// Moves the conversation record forward to `state` (never backwards: by CAS at its owner in
+    /// the home region, from whatever epoch it holds).
+    pub(crate) async fn store_record(&self, state: &Conversation) -> Result<(), MessengerError> {
+        let key = keys::conversation(state.id);
+        let value = codec::to_value(state)?;
+        for _ in 0..16 {
+            let current = self.read_at_owner(&state.home_region, &key).await?;
+            let expected = match &current {
+                Some((b, v)) => {
+                    if let Ok(c) = codec::from_value::<Conversation>(b)
+                        && c.epoch >= state.epoch
+                    {
+                        return Ok(());
+                    }
+                    Some(v)
+                }
+                None => None,
+            };
+            if let CasOutcome::Applied(_) = self
+                .cas
+                .cas_at(&state.home_region, &key, expected, Some(value.clone()))
+                .await?
+            {
+                return Ok(());
             }
         }
         Err(MessengerError::Contended)
@@ -236,7 +730,7 @@ impl Messenger {
         SendHandler(self.clone())
     }
 
-    async fn indexed(&self, idx: &starling_store::Key) -> Result<Option<u64>, MessengerError> {
+    async fn indexed(&self, idx: &Key) -> Result<Option<u64>, MessengerError> {
         Ok(self
             .store
             .get(idx)
@@ -246,45 +740,56 @@ impl Messenger {
             .map(u64::from_be_bytes))
     }
 
-    async fn index(&self, idx: &starling_store::Key, seq: u64) -> Result<(), MessengerError> {
+    async fn index(&self, idx: &Key, seq: u64) -> Result<(), MessengerError> {
         self.store
             .put(idx, Bytes::copy_from_slice(&seq.to_be_bytes()))
             .await?;
         Ok(())
     }
 
-    /// The newest stored seq here (0: none) and, among the newest `dedup_window` messages, the
-    /// one from `sender` with `client_id`, if any.
+    /// The newest stored entry here (`None`: none) and, among the newest `dedup_window`
+    /// entries, those from `sender` with one of `client_ids`.
     async fn search_tail(
         &self,
         conv: u64,
         sender: u64,
-        client_id: &str,
-    ) -> Result<(u64, Option<Message>), MessengerError> {
+        client_ids: &[&str],
+    ) -> Result<(Option<Message>, HashMap<String, Message>), MessengerError> {
         let window = self.cfg.dedup_window.max(1);
         let page = self
             .store
             .scan(&ScanRequest::prefix(keys::messages_prefix(conv), window))
             .await?;
-        let mut head = 0;
+        let mut head: Option<Message> = None;
+        let mut found = HashMap::new();
         for (k, v) in &page.items {
             let Some((_, seq)) = keys::parse_message(k) else {
                 continue;
             };
-            head = head.max(seq);
             let Some(b) = &v.value else { continue };
+            if head.as_ref().is_none_or(|h| h.seq < seq) {
+                head = Some(codec::from_value(b)?);
+            }
             if let Ok((h, _)) = postcard::take_from_bytes::<MessageHead>(b)
                 && h.sender == sender
-                && h.client_id == client_id
+                && client_ids.contains(&h.client_id)
+                && !found.contains_key(h.client_id)
             {
-                return Ok((head, Some(codec::from_value(b)?)));
+                let m: Message = codec::from_value(b)?;
+                found.insert(m.client_id.clone(), m);
             }
         }
-        Ok((head, None))
+        Ok((head, found))
     }
 }
 
-/// Serves sends forwarded from other regions: runs the claim (steps 2–4) here, in the
+/// Where the next claim of a batch starts: the slot, and the epoch of the slot below it.
+struct Slot {
+    seq: u64,
+    epoch: u64,
+}
+
+/// Serves batches forwarded from other regions: runs the claims (steps 2–4) here, in the
 /// conversation's home region. The caller authorized the sender and validated the input where
 /// the request arrived; the input is checked again (a peer holds the cluster secret, but a bug
 /// there must not store what a client could not).
@@ -296,21 +801,53 @@ impl CallHandler for SendHandler {
     async fn handle(&self, body: Bytes) -> Result<Bytes, String> {
         let req: Forwarded =
             codec::from_value(&body).map_err(|e| format!("malformed forwarded send: {e}"))?;
-        let reply = match validate(&req.body, &req.client_id) {
-            Err(e) => ForwardReply::Failed(e.to_string()),
-            Ok(()) => match self
-                .0
-                .claim(&req.conv, req.sender, &req.client_id, &req.body)
-                .await
-            {
-                Ok(sent) => ForwardReply::Sent(sent),
-                Err(MessengerError::Contended) => ForwardReply::Contended,
-                Err(MessengerError::Store(StoreError::OwnerUnreachable { region })) => {
-                    ForwardReply::Unreachable(region)
-                }
-                Err(e) => ForwardReply::Failed(e.to_string()),
-            },
-        };
-        codec::to_value(&reply).map_err(|e| e.to_string())
+        let mut items = Vec::with_capacity(req.items.len());
+        let mut refused = Vec::with_capacity(req.items.len());
+        for item in req.items {
+            refused.push(validate_item(&item).err());
+            items.push(item);
+        }
+        let valid: Vec<Item> = items
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| i.clone())
+            .collect();
+        let mut results = self
+            .0
+            .claim_batch(&req.conv, req.sender, valid)
+            .await
+            .into_iter();
+        let replies: Vec<ForwardReply> = refused
+            .into_iter()
+            .map(|r| match r {
+                Some(e) => ForwardReply::Refused(Refusal::Invalid(e.to_string())),
+                None => match results.next() {
+                    Some(r) => reply_of(r),
+                    None => ForwardReply::Failed("lost a result".into()),
+                },
+            })
+            .collect();
+        codec::to_value(&replies).map_err(|e| e.to_string())
+    }
+}
+
+fn reply_of(r: ItemResult) -> ForwardReply {
+    match r {
+        Ok(Some(sent)) => ForwardReply::Sent(sent),
+        Ok(None) => ForwardReply::Unchanged,
+        Err(e) => match e {
+            MessengerError::NotMember => ForwardReply::Refused(Refusal::NotMember),
+            MessengerError::ForbiddenMsg(m) => ForwardReply::Refused(Refusal::Forbidden(m)),
+            MessengerError::ConflictMsg(m) => ForwardReply::Refused(Refusal::Conflict(m)),
+            MessengerError::Invalid(m) => ForwardReply::Refused(Refusal::Invalid(m.into())),
+            MessengerError::InvalidMsg(m) => ForwardReply::Refused(Refusal::Invalid(m)),
+            MessengerError::TooManyMembers(n) => ForwardReply::Refused(Refusal::TooManyMembers(n)),
+            MessengerError::Contended => ForwardReply::Contended,
+            MessengerError::Store(StoreError::OwnerUnreachable { region }) => {
+                ForwardReply::Unreachable(region)
+            }
+            e => ForwardReply::Failed(e.to_string()),
+        },
     }
 }

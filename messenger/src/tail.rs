@@ -1,7 +1,9 @@
-//! Turns messages that arrive in this node's store — replicated from the home region's owner,
+//! Turns log entries that arrive in this node's store — replicated from the home region's owner,
 //! or CAS'd here for a sender on another node — into deliveries to this node's connections.
 //! Starts at the feed's end (a client that missed something resumes); duplicates of what the
-//! sender's node already delivered are dropped by each connection's cursor.
+//! sender's node already delivered are dropped by each connection's cursor. Also: a
+//! conversation record that changed refreshes the node's cache, and a read marker replicated
+//! from another region reaches the members connected here (the user's other devices).
 
 use crate::fanout::Fanout;
 use crate::keys;
@@ -27,6 +29,23 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
         let full = changes.len() == BATCH;
         for c in changes {
             pos = c.seq;
+            if let Some(conv) = keys::parse_conversation(&c.key) {
+                if let Err(e) = fanout.messenger.reload(conv).await {
+                    tracing::debug!(error = %e, conv, "messenger tail: record not reloaded");
+                }
+                continue;
+            }
+            if let Some((user, conv, _)) = keys::parse_read(&c.key) {
+                // Elements come and go (a writer removes those below its own): the marker is
+                // the highest one now.
+                if c.origin != starling_store::Origin::Local
+                    && let Ok(conv) = fanout.messenger.conversation(conv).await
+                    && let Ok(seq) = fanout.messenger.read_marker(user, conv.id).await
+                {
+                    fanout.local_read(&conv, user, seq);
+                }
+                continue;
+            }
             let Some((conv, seq)) = keys::parse_message(&c.key) else {
                 continue;
             };
@@ -38,8 +57,8 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
                 continue;
             }
             let delivered = async {
-                let conv = fanout.messenger.conversation(conv).await?;
-                if let Some(m) = fanout.messenger.message(conv.id, seq).await? {
+                if let Some(m) = fanout.messenger.message(conv, seq).await? {
+                    let conv = fanout.messenger.state_for(&m).await?;
                     fanout.local_message(&conv, &m);
                 }
                 Ok::<_, crate::MessengerError>(())

@@ -20,7 +20,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
-use starling_messenger::Message as ChatMessage;
+use starling_messenger::{Draft, Item, Message as ChatMessage, Sent};
 use std::time::Duration;
 
 /// Largest frame and message a client may send (a 4000-character body in JSON fits).
@@ -107,7 +107,8 @@ pub(crate) async fn close_with(mut socket: WebSocket, code: u16, reason: &'stati
 }
 
 /// Authorizes, stores (durably, at the configured level) and fans out a message; a retry
-/// returns the original. Shared by the WebSocket `send` and `POST …/messages`.
+/// returns the original. Shared by `POST …/messages` and (through [`append_and_fan_out`]) the
+/// WebSocket `send`.
 pub async fn send_and_fan_out(
     state: &AppState,
     sender: u64,
@@ -115,19 +116,86 @@ pub async fn send_and_fan_out(
     client_id: &str,
     body: &str,
 ) -> Result<ChatMessage, ApiError> {
-    let c = state.messenger.authorize_send(sender, conv).await?;
-    let sent = state.messenger.send(&c, sender, client_id, body).await?;
-    if let (Some(g), Some(version)) = (&state.gossip, sent.version.clone()) {
-        g.wait_durable(
-            starling_messenger::keys::message(conv, sent.message.seq),
-            version,
-            state.durable_regions,
-        )
+    let item = Item {
+        client_id: client_id.to_string(),
+        draft: Draft::Text(body.to_string()),
+    };
+    match append_and_fan_out(state, sender, conv, vec![item])
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .pop()
+    {
+        Some(Ok(Some(m))) => Ok(m),
+        Some(Ok(None)) | None => Err(ApiError::Conflict("the send changed nothing".into())),
+        Some(Err(e)) => Err(e),
     }
-    // A retry fans out again: harmless (cursors drop duplicates), and it delivers the message
-    // if the first attempt died between storing and fanning out.
-    state.fanout.message(&c, &sent.message);
-    Ok(sent.message)
+}
+
+/// Authorizes `sender` to send in `conv`, appends `items` in this order (one sender's order),
+/// waits until each stored entry is durable at the configured level, and fans them out in
+/// order. One result per item (`Ok(None)`: a change that changed nothing).
+pub async fn append_and_fan_out(
+    state: &AppState,
+    sender: u64,
+    conv: u64,
+    items: Vec<Item>,
+) -> Vec<Result<Option<ChatMessage>, ApiError>> {
+    let n = items.len();
+    let c = match state.messenger.authorize_send(sender, conv).await {
+        Ok(c) => c,
+        Err(e) => {
+            let e = ApiError::from(e);
+            return (0..n).map(|_| Err(e.clone())).collect();
+        }
+    };
+    let results = state.messenger.append(&c, sender, items).await;
+    deliver(
+        state,
+        results
+            .into_iter()
+            .map(|r| r.map_err(ApiError::from))
+            .collect(),
+    )
+    .await
+}
+
+/// Waits for the durability of each newly stored entry (together), then fans out every stored
+/// one in order: a retry fans out again, harmless (cursors drop duplicates), and it delivers
+/// the entry if the first attempt died between storing and fanning out.
+pub async fn deliver(
+    state: &AppState,
+    results: Vec<Result<Option<Sent>, ApiError>>,
+) -> Vec<Result<Option<ChatMessage>, ApiError>> {
+    let waits = results.iter().map(|r| async move {
+        match (r, &state.gossip) {
+            (Ok(Some(sent)), Some(g)) => match &sent.version {
+                Some(version) => g
+                    .wait_durable(
+                        starling_messenger::keys::message(sent.message.conv, sent.message.seq),
+                        version.clone(),
+                        state.durable_regions,
+                    )
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string())),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    });
+    let durable = futures_util::future::join_all(waits).await;
+    let mut out = Vec::with_capacity(results.len());
+    for (r, d) in results.into_iter().zip(durable) {
+        out.push(match (r, d) {
+            (Ok(Some(sent)), Ok(())) => {
+                match state.messenger.state_for(&sent.message).await {
+                    Ok(conv) => state.fanout.message(&conv, &sent.message),
+                    Err(e) => tracing::debug!(error = %e, "entry stored, not fanned out here"),
+                }
+                Ok(Some(sent.message))
+            }
+            (Ok(Some(_)), Err(e)) => Err(e),
+            (Ok(None), _) => Ok(None),
+            (Err(e), _) => Err(e),
+        });
+    }
+    out
 }

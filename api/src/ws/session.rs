@@ -1,22 +1,27 @@
 //! One WebSocket connection: registered with the hub before anything else, it runs one loop
 //! that either writes what the hub queued (through the per-conversation cursors) or handles a
-//! client frame. Sends run as tasks of the session (up to [`MAX_IN_FLIGHT`]) so a slow CAS
-//! across regions never stalls reading; their acks come back through the outbox.
+//! client frame. Sends, edits and deletes queue in the connection's lane (up to
+//! [`MAX_IN_FLIGHT`]) and run in a task of the session, one batch at a time, in the order they
+//! arrived — so one connection's messages get seqs in the order it sent them and its acks come
+//! back in that order — while reading goes on (a slow CAS across regions never stalls it).
+//! Consecutive sends to one conversation go as one batch: one claim walk, one forward.
 
-use super::{MAX_FRAME, close, close_with, send_and_fan_out};
+use super::{MAX_FRAME, append_and_fan_out, close, close_with, deliver};
 use crate::AppState;
 use crate::problem::ApiError;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use starling_messenger::cursor::Cursors;
+use starling_messenger::cursor::Frames;
 use starling_messenger::hub::{Conn, Refused};
 use starling_messenger::protocol::{self, ClientFrame, ServerFrame};
-use starling_messenger::{MessengerError, OutItem};
+use starling_messenger::{Draft, Item, MessengerError, OutItem};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-/// Sends of one connection awaiting their ack.
+/// Sends, edits and deletes of one connection awaiting their ack.
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
 /// Bad frames within [`STRIKE_WINDOW`] before the connection is closed with 1008.
 pub(crate) const MAX_STRIKES: u32 = 10;
@@ -42,7 +47,12 @@ struct Session {
     user: u64,
     conn: Arc<Conn>,
     cursors: Cursors,
+    /// The lane: operations waiting for the running batch to end, in arrival order.
+    lane: VecDeque<LaneOp>,
+    /// The running batch (at most one task).
     sends: JoinSet<()>,
+    /// Operations in the running batch.
+    running: usize,
     strikes: u32,
     first_strike: Instant,
     items: Vec<OutItem>,
@@ -75,7 +85,9 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
         user,
         conn: handle.conn().clone(),
         cursors: Cursors::default(),
+        lane: VecDeque::new(),
         sends: JoinSet::new(),
+        running: 0,
         strikes: 0,
         first_strike: Instant::now(),
         items: Vec::new(),
@@ -132,7 +144,10 @@ impl Session {
                         return End::Close(close::POLICY, "too many bad frames");
                     }
                 }
-                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
+                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {
+                    self.running = 0;
+                    self.start_batch();
+                }
             }
         }
     }
@@ -149,8 +164,22 @@ impl Session {
         let mut ready = std::mem::take(&mut self.ready);
         for it in items.drain(..) {
             match it {
-                OutItem::Message { conv, seq, frame } => {
-                    if self.cursors.offer(conv, seq, frame, &mut ready).is_err() {
+                OutItem::Message {
+                    conv,
+                    seq,
+                    frame,
+                    extra,
+                    restart,
+                } => {
+                    let frames = Frames {
+                        frame: Some(frame),
+                        extra,
+                    };
+                    if self
+                        .cursors
+                        .offer(conv, seq, frames, restart, &mut ready)
+                        .is_err()
+                    {
                         return Some(End::Close(close::TOO_SLOW, "too slow: too far behind"));
                     }
                 }
@@ -241,40 +270,42 @@ impl Session {
                 client_id,
                 body,
             } => {
-                let Ok(conv) = conv.parse::<u64>() else {
-                    return self
-                        .strike("bad_frame", "conv is an id", Some(&client_id))
-                        .await;
+                let item = Item {
+                    client_id,
+                    draft: Draft::Text(body),
                 };
-                if self.sends.len() >= MAX_IN_FLIGHT {
-                    return self
-                        .write_one(protocol::error_frame(
-                            "busy",
-                            "too many sends awaiting their ack",
-                            Some(&client_id),
-                        ))
-                        .await;
-                }
-                let state = self.state.clone();
-                let conn = self.conn.clone();
-                let user = self.user;
-                self.sends.spawn(async move {
-                    let frame = match send_and_fan_out(&state, user, conv, &client_id, &body).await
-                    {
-                        Ok(m) => protocol::encode(&ServerFrame::Ack {
-                            conv: conv.to_string(),
-                            client_id: &client_id,
-                            seq: m.seq,
-                            id: m.id.to_string(),
-                        }),
-                        Err(e) => {
-                            let (code, msg) = api_error_code(&e);
-                            protocol::error_frame(code, &msg, Some(&client_id))
-                        }
-                    };
-                    conn.outbox.push(OutItem::Frame(frame));
+                self.queue(&conv, LaneKind::Append(item)).await
+            }
+            ClientFrame::Edit {
+                conv,
+                seq,
+                body,
+                client_id,
+            } => {
+                let client_id = client_id.unwrap_or_else(|| {
+                    starling_messenger::edit::fresh_client_id(&self.state.messenger)
                 });
-                None
+                let item = Item {
+                    client_id,
+                    draft: Draft::Edit {
+                        target_seq: seq,
+                        body,
+                    },
+                };
+                self.queue(&conv, LaneKind::Edit(item)).await
+            }
+            ClientFrame::Delete {
+                conv,
+                seq,
+                client_id,
+            } => {
+                let client_id =
+                    client_id.unwrap_or_else(|| starling_messenger::edit::delete_client_id(seq));
+                let item = Item {
+                    client_id,
+                    draft: Draft::Delete { target_seq: seq },
+                };
+                self.queue(&conv, LaneKind::Edit(item)).await
             }
             ClientFrame::Resume { conv, after_seq } => {
                 let Ok(conv) = conv.parse::<u64>() else {
@@ -290,13 +321,116 @@ impl Session {
                 None
             }
             ClientFrame::Read { conv, seq } => {
-                match self.member_conv(&conv).await {
-                    Ok(c) => self.state.fanout.read(&c, self.user, seq),
+                let c = match self.member_conv(&conv).await {
+                    Ok(c) => c,
                     Err(f) => return self.write_one(f).await,
+                };
+                match self.state.messenger.mark_read(self.user, c.id, seq).await {
+                    Ok((seq, true)) => self.state.fanout.read(&c, self.user, seq),
+                    Ok((_, false)) => {}
+                    Err(e) => {
+                        let (code, msg) = messenger_error_code(&e);
+                        return self
+                            .write_one(protocol::error_frame(code, &msg, None))
+                            .await;
+                    }
                 }
                 None
             }
         }
+    }
+
+    /// Queues an operation in the lane (`busy` past [`MAX_IN_FLIGHT`]).
+    async fn queue(&mut self, conv: &str, kind: LaneKind) -> Option<End> {
+        let client_id = match &kind {
+            LaneKind::Append(i) | LaneKind::Edit(i) => i.client_id.clone(),
+        };
+        let Ok(conv) = conv.parse::<u64>() else {
+            return self
+                .strike("bad_frame", "conv is an id", Some(&client_id))
+                .await;
+        };
+        if self.lane.len() + self.running >= MAX_IN_FLIGHT {
+            return self
+                .write_one(protocol::error_frame(
+                    "busy",
+                    "too many sends awaiting their ack",
+                    Some(&client_id),
+                ))
+                .await;
+        }
+        self.lane.push_back(LaneOp { conv, kind });
+        if self.sends.is_empty() {
+            self.start_batch();
+        }
+        None
+    }
+
+    /// Runs everything the lane holds as one task: consecutive appends to one conversation as
+    /// one batch, each edit or delete alone, in order; acks (or errors) to the outbox in order.
+    fn start_batch(&mut self) {
+        if self.lane.is_empty() {
+            return;
+        }
+        let ops: Vec<LaneOp> = self.lane.drain(..).collect();
+        self.running = ops.len();
+        let state = self.state.clone();
+        let conn = self.conn.clone();
+        let user = self.user;
+        self.sends.spawn(async move {
+            let mut ops = ops.into_iter().peekable();
+            while let Some(op) = ops.next() {
+                let conv = op.conv;
+                let results = match op.kind {
+                    LaneKind::Append(item) => {
+                        let mut items = vec![item];
+                        while let Some(LaneOp {
+                            conv: c,
+                            kind: LaneKind::Append(_),
+                        }) = ops.peek()
+                        {
+                            if *c != conv {
+                                break;
+                            }
+                            if let Some(LaneOp {
+                                kind: LaneKind::Append(i),
+                                ..
+                            }) = ops.next()
+                            {
+                                items.push(i);
+                            }
+                        }
+                        let ids: Vec<String> = items.iter().map(|i| i.client_id.clone()).collect();
+                        let r = append_and_fan_out(&state, user, conv, items).await;
+                        ids.into_iter().zip(r).collect::<Vec<_>>()
+                    }
+                    LaneKind::Edit(item) => {
+                        let id = item.client_id.clone();
+                        vec![(id, edit(&state, user, conv, item).await)]
+                    }
+                };
+                for (client_id, r) in results {
+                    let frame = match r {
+                        Ok(Some(m)) => protocol::encode(&ServerFrame::Ack {
+                            conv: conv.to_string(),
+                            client_id: &client_id,
+                            seq: m.seq,
+                            id: m.id.to_string(),
+                        }),
+                        Ok(None) => protocol::error_frame(
+                            "busy",
+                            "the conversation is too busy; retry",
+                            Some(&client_id),
+                        ),
+                        Err(e) => {
+                            let (code, msg) = api_error_code(&e);
+                            protocol::error_frame(code, &msg, Some(&client_id))
+                        }
+                    };
+                    conn.outbox.push(OutItem::Frame(frame));
+                }
+            }
+        });
     }
 
     /// The conversation if the user is a member, else the `error` frame to answer (takes
@@ -315,12 +449,37 @@ impl Session {
         })
     }
 
+    /// The conversation if the user may read some of it (a former member too).
+    async fn read_conv(
+        &mut self,
+        conv: u64,
+    ) -> Result<Arc<starling_messenger::Conversation>, Bytes> {
+        let messenger = self.state.messenger.clone();
+        messenger
+            .authorize_read(self.user, conv)
+            .await
+            .map_err(|e| {
+                let (code, msg) = messenger_error_code(&e);
+                protocol::error_frame(code, &msg, None)
+            })
+    }
+
     /// Sends every stored message after `after`, then `resumed`; live ones queued meanwhile
     /// follow through the cursor, which drops what history already sent.
     async fn resume(&mut self, conv: u64, after: u64) -> Option<End> {
-        if let Err(f) = self.member_conv(&conv.to_string()).await {
-            return self.write_one(f).await;
-        }
+        let c = match self.read_conv(conv).await {
+            Ok(c) => c,
+            Err(f) => return self.write_one(f).await,
+        };
+        // A former member reads up to their removal.
+        let until = (!c.is_member(self.user)).then(|| {
+            c.past
+                .iter()
+                .filter(|x| x.user == self.user)
+                .map(|x| x.until)
+                .max()
+                .unwrap_or(0)
+        });
         self.cursors.resume(conv, after);
         let mut from = after;
         let mut ready = Vec::new();
@@ -341,10 +500,24 @@ impl Session {
             };
             let n = page.len();
             for m in &page {
+                if until.is_some_and(|u| m.seq > u) {
+                    break;
+                }
                 from = m.seq;
+                // An entry the user may not read still moves the cursor (no gap to wait on).
+                let frames = match self.state.messenger.visible(self.user, &c, m).await {
+                    Ok(true) => Frames::one(protocol::message_frame(m)),
+                    Ok(false) => Frames::default(),
+                    Err(e) => {
+                        let (code, msg) = messenger_error_code(&e);
+                        return self
+                            .write_one(protocol::error_frame(code, &msg, None))
+                            .await;
+                    }
+                };
                 if self
                     .cursors
-                    .offer(conv, m.seq, protocol::message_frame(m), &mut ready)
+                    .offer(conv, m.seq, frames, false, &mut ready)
                     .is_err()
                 {
                     return Some(End::Close(close::TOO_SLOW, "too slow: too far behind"));
@@ -353,7 +526,7 @@ impl Session {
             if let Some(end) = self.write_all(&mut ready).await {
                 return Some(end);
             }
-            if n < RESUME_PAGE {
+            if n < RESUME_PAGE || until.is_some_and(|u| from >= u) {
                 break;
             }
         }
@@ -367,9 +540,14 @@ impl Session {
 
 fn messenger_error_code(e: &MessengerError) -> (&'static str, String) {
     let code = match e {
-        MessengerError::Invalid(_) | MessengerError::TooManyMembers(_) => "invalid",
-        MessengerError::NotFound | MessengerError::UnknownUser(_) => "not_found",
-        MessengerError::NotMember => "forbidden",
+        MessengerError::Invalid(_)
+        | MessengerError::InvalidMsg(_)
+        | MessengerError::TooManyMembers(_) => "invalid",
+        MessengerError::NotFound
+        | MessengerError::UnknownUser(_)
+        | MessengerError::MessageNotFound => "not_found",
+        MessengerError::NotMember | MessengerError::ForbiddenMsg(_) => "forbidden",
+        MessengerError::ConflictMsg(_) => "conflict",
         MessengerError::Blocked => "blocked",
         MessengerError::Contended => "busy",
         MessengerError::Store(starling_store::StoreError::OwnerUnreachable { .. }) => "unavailable",
@@ -387,7 +565,9 @@ fn api_error_code(e: &ApiError) -> (&'static str, String) {
         ApiError::Forbidden(_) | ApiError::ForbiddenMsg(_) => "forbidden",
         ApiError::NotFound(_) | ApiError::NotFoundMsg(_) => "not_found",
         ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::TooLarge(_) => "invalid",
-        ApiError::Conflict(_) | ApiError::TooManyRequests => "busy",
+        ApiError::Conflict(m) if m.contains("busy") => "busy",
+        ApiError::Conflict(_) => "conflict",
+        ApiError::TooManyRequests => "busy",
         ApiError::Unavailable(_) => "unavailable",
         ApiError::Unauthorized => "unauthorized",
         ApiError::Internal(d) => {
@@ -396,4 +576,46 @@ fn api_error_code(e: &ApiError) -> (&'static str, String) {
         }
     };
     (code, e.to_string())
+}
+
+/// One operation of a connection's lane.
+struct LaneOp {
+    conv: u64,
+    kind: LaneKind,
+}
+
+enum LaneKind {
+    /// A send: batched with the sends right after it to the same conversation.
+    Append(Item),
+    /// An edit or delete: alone.
+    Edit(Item),
+}
+
+/// Runs an edit or delete entry (its draft says which) and fans it out.
+async fn edit(
+    state: &AppState,
+    user: u64,
+    conv: u64,
+    item: Item,
+) -> Result<Option<starling_messenger::Message>, ApiError> {
+    let c = state.messenger.authorize_send(user, conv).await?;
+    let r = match item.draft {
+        Draft::Edit { target_seq, body } => {
+            state
+                .messenger
+                .edit(&c, user, target_seq, &body, &item.client_id)
+                .await
+        }
+        Draft::Delete { target_seq } => {
+            state
+                .messenger
+                .delete_message(&c, user, target_seq, &item.client_id)
+                .await
+        }
+        Draft::Text(_) | Draft::Change(_) => return Ok(None),
+    };
+    deliver(state, vec![r.map(Some).map_err(ApiError::from)])
+        .await
+        .pop()
+        .unwrap_or(Ok(None))
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Validates docs/asyncapi.json, the AsyncAPI 3 document of the WebSocket chat protocol
+# (`GET /v1/ws`), with the AsyncAPI parser: infra/asyncapi/validate.mjs prints the parser's
+# diagnostics and fails on one of error severity, on a document that is not AsyncAPI 3.x, and on
+# a message example that its own payload schema rejects. infra/test.sh (so CI) runs it.
+#   infra/asyncapi.sh [DOCUMENT]      (default: docs/asyncapi.json)
+#
+# Installs Node.js and npm from Debian's packages if missing. The npm packages pinned in
+# infra/asyncapi/package-lock.json are installed with `npm ci` once per lock file into
+# ~/.cache/starling/asyncapi-<hash of the lock file> (a fresh clone reuses them) and linked as
+# infra/asyncapi/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+# A Debian package by name, installed if missing.
+need_deb_pkg() { # need_deb_pkg PACKAGE
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  log "installing $1"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y -q "$1" >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null; } ||
+    { echo "could not install $1 (needed to validate the AsyncAPI document)" >&2; exit 1; }
+}
+
+# A command from a Debian package, installed if missing.
+need_deb() { # need_deb COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
+}
+
+need_deb node nodejs
+need_deb npm npm
+# The parser's dependencies (Spectral) need Node.js 18.18 or later.
+if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 18) ? 0 : 1)'; then
+  echo "Node.js $(node --version) is too old for the AsyncAPI parser (18.18 or later needed)" >&2
+  exit 1
+fi
+
+dir=infra/asyncapi
+hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+cache_root="$HOME/.cache/starling"
+cache="$cache_root/asyncapi-$hash"
+if [ ! -d "$cache/node_modules" ]; then
+  log "installing the AsyncAPI parser (npm ci, once; cached in $cache)"
+  mkdir -p "$cache_root"
+  tmp="$(mktemp -d "$cache_root/asyncapi-tmp.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
+  # --ignore-scripts: no package here needs an install script, and one (@scarf/scarf, pulled in by
+  # Spectral) would only report the install to its vendor.
+  (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  # Published whole or not at all; a concurrent run that got there first wins.
+  mv -T "$tmp" "$cache" 2>/dev/null || [ -d "$cache/node_modules" ]
+fi
+if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modules" ]; then
+  rm -rf "$dir/node_modules"
+  ln -s "$cache/node_modules" "$dir/node_modules"
+fi
+
+node "$dir/validate.mjs" "$@"
