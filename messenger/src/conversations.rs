@@ -63,9 +63,9 @@ impl Messenger {
         let mut members: Vec<u64> = others.iter().copied().filter(|&u| u != creator).collect();
         members.sort_unstable();
         members.dedup();
-        if members.is_empty() {
+        if members.is_empty() && name.is_none() {
             return Err(MessengerError::Invalid(
-                "a conversation needs at least one other member",
+                "a conversation needs another member, or a name (a group)",
             ));
         }
         if members.len() + 1 > self.cfg.max_group_members {
