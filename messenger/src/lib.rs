@@ -93,7 +93,14 @@ pub struct Messenger {
     /// k concurrent sends cost k² CASes; in turn, each claim reads the head its predecessor
     /// wrote and its first CAS wins. Races with other nodes are still settled by the CAS.
     claims: Arc<[tokio::sync::Mutex<()>]>,
+    /// What this node's claims of each conversation have seen of its newest slots (see
+    /// [`send`]'s "tail cache"): saves the scan of the newest `dedup_window` entries per
+    /// claim. Bounded by weight (entries remembered), least recently used out.
+    tails: moka::sync::Cache<u64, Arc<parking_lot::Mutex<send::Tail>>>,
 }
+
+/// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
+const TAIL_ENTRIES: u64 = 1 << 20;
 
 /// Stripes of [`Messenger::claims`].
 const CLAIM_STRIPES: usize = 1024;
@@ -119,6 +126,12 @@ impl Messenger {
             cfg: Arc::new(cfg),
             cache: moka::sync::Cache::new(CACHE_CAP),
             heads: moka::sync::Cache::new(CACHE_CAP),
+            tails: moka::sync::Cache::builder()
+                .max_capacity(TAIL_ENTRIES)
+                .weigher(|_, t: &Arc<parking_lot::Mutex<send::Tail>>| {
+                    u32::try_from(t.lock().recent.len() + 1).unwrap_or(u32::MAX)
+                })
+                .build(),
             claims: (0..CLAIM_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),

@@ -20,6 +20,14 @@
 //!    one sender's entries keep the order they were submitted in.
 //! 4. Write each client-id index entry (a plain replicated put; losing it is step 2's case).
 //!
+//! **Tail cache.** Step 2's scan decodes up to `dedup_window` entries per claim. A node keeps,
+//! per conversation, what its claims have seen of the newest slots: the head, its epoch, and
+//! (sender, hash of the client id, seq) of the newest `dedup_window` entries, built from one
+//! scan and then advanced slot by slot (every slot a claim passes is its own CAS or a CAS
+//! conflict that showed the entry), so it holds exactly what the scan would hold from the same
+//! head. A claim reads only the head key here; when the replica is ahead of the cache (other
+//! nodes claimed), the cache is rebuilt by a scan. A hash match is confirmed by reading the slot.
+//!
 //! Because each slot is checked against the state of the slot below it, a membership change
 //! racing a send cannot let a removed member's message in after the removal: whichever claims
 //! the higher slot was checked against a state that includes the other.
@@ -37,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use starling_store::{
     CallHandler, CasOutcome, Key, ScanRequest, StoreError, StoreExt, VersionVector, codec,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Longest message body, in characters.
@@ -380,7 +388,7 @@ impl Messenger {
             (conv.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % crate::CLAIM_STRIPES;
         let _turn = self.claims[stripe].lock().await;
         let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
-        let (head, mut found) = match self.search_tail(conv.id, sender, &ids).await {
+        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids).await {
             Ok(t) => t,
             Err(e) => {
                 let reason = e.to_string();
@@ -394,10 +402,7 @@ impl Messenger {
             Ok(c) if c.epoch >= conv.epoch => c,
             _ => Arc::new(conv.clone()),
         };
-        let mut slot = Slot {
-            seq: head.as_ref().map_or(1, |m| m.seq + 1),
-            epoch: head.as_ref().map_or(0, |m| m.epoch),
-        };
+        let mut slot = slot;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(m) = found.remove(&item.client_id) {
@@ -447,6 +452,7 @@ impl Messenger {
                 .await?
             {
                 CasOutcome::Applied(v) => {
+                    self.saw(conv.id, msg.seq, msg.epoch, Some((sender, &msg.client_id)));
                     slot.seq += 1;
                     slot.epoch = msg.epoch;
                     self.index(&idx, msg.seq).await?;
@@ -464,6 +470,12 @@ impl Messenger {
                     slot.seq += 1;
                     if let Some(b) = v.value {
                         let other: Message = codec::from_value(&b)?;
+                        self.saw(
+                            conv.id,
+                            other.seq,
+                            other.epoch,
+                            Some((other.sender, &other.client_id)),
+                        );
                         if other.sender == sender && other.client_id == item.client_id {
                             self.index(&idx, other.seq).await?;
                             return Ok(Some(Sent {
@@ -478,10 +490,91 @@ impl Messenger {
                         }
                     }
                 }
-                CasOutcome::Conflict(None) => slot.seq += 1,
+                CasOutcome::Conflict(None) => {
+                    self.saw(conv.id, slot.seq, slot.epoch, None);
+                    slot.seq += 1;
+                }
             }
         }
         Err(MessengerError::Contended)
+    }
+
+    /// Where the next claim starts and, among the newest `dedup_window` entries, those from
+    /// `sender` with one of `client_ids`: from the tail cache when the replica here is not
+    /// ahead of it, else from a scan that rebuilds it.
+    async fn tail_for(
+        &self,
+        conv: u64,
+        sender: u64,
+        client_ids: &[&str],
+    ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
+        let replica_head = self.last_seq(conv).await?;
+        if let Some(t) = self.tails.get(&conv) {
+            let (slot, candidates) = {
+                let t = t.lock();
+                let slot = Slot {
+                    seq: t.head + 1,
+                    epoch: t.epoch,
+                };
+                let wanted: Vec<u64> = client_ids.iter().map(|c| cid_hash(c)).collect();
+                let candidates: Vec<u64> = t
+                    .recent
+                    .iter()
+                    .filter(|e| e.sender == sender && wanted.contains(&e.cid))
+                    .map(|e| e.seq)
+                    .collect();
+                (slot, candidates)
+            };
+            if replica_head < slot.seq {
+                let mut found = HashMap::new();
+                for seq in candidates {
+                    if let Some(m) = self.message(conv, seq).await?
+                        && m.sender == sender
+                        && client_ids.contains(&m.client_id.as_str())
+                    {
+                        found.entry(m.client_id.clone()).or_insert(m);
+                    }
+                }
+                return Ok((slot, found));
+            }
+        }
+        let (head, found, recent) = self.search_tail(conv, sender, client_ids).await?;
+        let slot = Slot {
+            seq: head.as_ref().map_or(1, |m| m.seq + 1),
+            epoch: head.as_ref().map_or(0, |m| m.epoch),
+        };
+        let tail = Tail {
+            head: slot.seq - 1,
+            epoch: slot.epoch,
+            recent,
+        };
+        self.tails
+            .insert(conv, Arc::new(parking_lot::Mutex::new(tail)));
+        Ok((slot, found))
+    }
+
+    /// Notes slot `seq` (and its entry's sender and client id, when it has one) in the tail
+    /// cache, if the cache has reached the slot below it (so it stays contiguous).
+    fn saw(&self, conv: u64, seq: u64, epoch: u64, entry: Option<(u64, &str)>) {
+        let Some(t) = self.tails.get(&conv) else {
+            return;
+        };
+        let mut t = t.lock();
+        if seq != t.head + 1 {
+            return;
+        }
+        t.head = seq;
+        t.epoch = epoch;
+        if let Some((sender, client_id)) = entry {
+            t.recent.push_back(Seen {
+                sender,
+                cid: cid_hash(client_id),
+                seq,
+            });
+        }
+        while t.recent.len() > self.cfg.dedup_window.max(1) {
+            t.recent.pop_front();
+        }
     }
 
     /// The entry `item` makes at `seq` under `state`, or `None` for a change that changes
@@ -747,14 +840,14 @@ impl Messenger {
         Ok(())
     }
 
-    /// The newest stored entry here (`None`: none) and, among the newest `dedup_window`
-    /// entries, those from `sender` with one of `client_ids`.
+    /// The newest stored entry here (`None`: none), among the newest `dedup_window` entries
+    /// those from `sender` with one of `client_ids`, and what the tail cache keeps of them.
     async fn search_tail(
         &self,
         conv: u64,
         sender: u64,
         client_ids: &[&str],
-    ) -> Result<(Option<Message>, HashMap<String, Message>), MessengerError> {
+    ) -> Result<(Option<Message>, HashMap<String, Message>, VecDeque<Seen>), MessengerError> {
         let window = self.cfg.dedup_window.max(1);
         let page = self
             .store
@@ -762,6 +855,7 @@ impl Messenger {
             .await?;
         let mut head: Option<Message> = None;
         let mut found = HashMap::new();
+        let mut recent = VecDeque::with_capacity(page.items.len());
         for (k, v) in &page.items {
             let Some((_, seq)) = keys::parse_message(k) else {
                 continue;
@@ -770,23 +864,55 @@ impl Messenger {
             if head.as_ref().is_none_or(|h| h.seq < seq) {
                 head = Some(codec::from_value(b)?);
             }
-            if let Ok((h, _)) = postcard::take_from_bytes::<MessageHead>(b)
-                && h.sender == sender
-                && client_ids.contains(&h.client_id)
-                && !found.contains_key(h.client_id)
-            {
-                let m: Message = codec::from_value(b)?;
-                found.insert(m.client_id.clone(), m);
+            if let Ok((h, _)) = postcard::take_from_bytes::<MessageHead>(b) {
+                // Newest first here: the cache keeps them oldest first.
+                recent.push_front(Seen {
+                    sender: h.sender,
+                    cid: cid_hash(h.client_id),
+                    seq,
+                });
+                if h.sender == sender
+                    && client_ids.contains(&h.client_id)
+                    && !found.contains_key(h.client_id)
+                {
+                    let m: Message = codec::from_value(b)?;
+                    found.insert(m.client_id.clone(), m);
+                }
             }
         }
-        Ok((head, found))
+        Ok((head, found, recent))
     }
 }
 
 /// Where the next claim of a batch starts: the slot, and the epoch of the slot below it.
+#[derive(Clone, Copy)]
 struct Slot {
     seq: u64,
     epoch: u64,
+}
+
+/// What this node's claims have seen of a conversation's newest slots (the tail cache).
+#[derive(Debug)]
+pub struct Tail {
+    /// Every slot up to this one exists and was seen.
+    head: u64,
+    /// The epoch of slot `head`.
+    epoch: u64,
+    /// The newest `dedup_window` entries, oldest first.
+    pub(crate) recent: VecDeque<Seen>,
+}
+
+/// One entry of a [`Tail`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    sender: u64,
+    /// xxh3 of the client id (a match is confirmed by reading the slot).
+    cid: u64,
+    seq: u64,
+}
+
+fn cid_hash(client_id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(client_id.as_bytes())
 }
 
 /// Serves batches forwarded from other regions: runs the claims (steps 2–4) here, in the

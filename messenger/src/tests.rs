@@ -2,7 +2,9 @@
 
 use crate::{Messenger, MessengerConfig, MessengerError};
 use starling_graph::{Graph, GraphConfig};
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use starling_store::{
+    HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, StoreExt, open_memory,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -206,4 +208,47 @@ async fn sends_from_another_region_are_forwarded_and_share_one_gap_free_log() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_cache_finds_entries_other_nodes_claimed() {
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    for i in 0..3 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+    }
+    // Another node claimed slot 4 and died before writing its client-id index: this node's
+    // cache has not seen it, the replica has.
+    let mut orphan = crate::Message::text(u[1], "theirs", conv.id, "from elsewhere");
+    orphan.seq = 4;
+    orphan.id = 99;
+    let applied = m
+        .store()
+        .cas(
+            &crate::keys::message(conv.id, 4),
+            None,
+            Some(starling_store::codec::to_value(&orphan).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(applied, starling_store::CasOutcome::Applied(_)));
+    let retry = m
+        .send(&conv, u[1], "theirs", "from elsewhere")
+        .await
+        .unwrap();
+    assert!(!retry.new);
+    assert_eq!((retry.message.seq, retry.message.id), (4, 99));
+    let next = m.send(&conv, u[0], "c3", "x").await.unwrap();
+    assert_eq!(
+        next.message.seq, 5,
+        "the cache moved past the slot it had not claimed"
+    );
+    // A retry of this node's own claim is found in the cache (the index is gone: the crash).
+    m.store()
+        .delete(&crate::keys::client_id(conv.id, u[0], "c1"))
+        .await
+        .unwrap();
+    let again = m.send(&conv, u[0], "c1", "x").await.unwrap();
+    assert_eq!((again.new, again.message.seq), (false, 2));
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 5);
 }

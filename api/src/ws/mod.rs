@@ -6,7 +6,7 @@
 //! Deliveries to a connection start at its first frame (send `resume`s first for an exact
 //! seam, or a `ping`).
 //! Buffers are set explicitly and small: tungstenite's default 128 KiB read buffer would cost a
-//! gigabyte at 10 k idle sockets. Frames and messages over [`MAX_FRAME`] close with 1009.
+//! gigabyte at 10 k idle sockets; writes gather up to 4 KiB (one write call per outbox drain). Frames and messages over [`MAX_FRAME`] close with 1009.
 
 mod session;
 
@@ -27,6 +27,10 @@ use std::time::Duration;
 pub const MAX_FRAME: usize = 32 * 1024;
 /// tungstenite's read buffer per connection (grows for a larger frame, then is reused).
 pub const READ_BUFFER: usize = 1024;
+/// Bytes tungstenite gathers before it writes to the socket: the frames of one outbox drain go
+/// out in one write call (the session flushes after each drain). The buffer is allocated only
+/// once a connection is written to, and grows to about this size.
+pub const WRITE_BUFFER: usize = 4 * 1024;
 /// Bytes tungstenite may buffer for writing before a write waits on the socket.
 pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
 
@@ -75,7 +79,7 @@ async fn upgrade(
         None => None,
     };
     ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_FRAME)

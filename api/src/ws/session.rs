@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::problem::ApiError;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
+use futures_util::SinkExt;
 use starling_messenger::cursor::Cursors;
 use starling_messenger::cursor::Frames;
 use starling_messenger::hub::{Conn, Refused};
@@ -192,15 +193,26 @@ impl Session {
         end
     }
 
+    /// Writes `frames` with one flush at the end (one write call for many frames when the
+    /// socket takes them), within [`WRITE_TIMEOUT`].
     async fn write_all(&mut self, frames: &mut Vec<Bytes>) -> Option<End> {
-        for f in frames.drain(..) {
-            let Some(m) = text(f) else { continue };
-            match tokio::time::timeout(WRITE_TIMEOUT, self.socket.send(m)).await {
-                Ok(Ok(())) => {}
-                _ => return Some(End::Gone),
-            }
+        if frames.is_empty() {
+            return None;
         }
-        None
+        let socket = &mut self.socket;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            for f in frames.drain(..) {
+                let Some(m) = text(f) else { continue };
+                socket.feed(m).await?;
+            }
+            socket.flush().await
+        })
+        .await;
+        frames.clear();
+        match written {
+            Ok(Ok(())) => None,
+            _ => Some(End::Gone),
+        }
     }
 
     async fn write_one(&mut self, f: Bytes) -> Option<End> {
