@@ -6,7 +6,12 @@
 //! ```text
 //! cargo bench -p starling-api --bench chat -- latency --starling target/release/starling --rates 1000,10000,20000 --secs 5
 //! cargo bench -p starling-api --bench chat -- idle --starling target/release/starling --conns 19000
+//! cargo bench -p starling-api --bench chat -- members --starling target/release/starling --conns 1000 --secs 20
 //! ```
+//! `members`: a group of `--conns` members, each connected; the owner adds and removes one
+//! more user `--secs` times each, and sends as many text messages over REST beside them (the
+//! baseline in the same run): the time from the request to each member's receipt of the entry,
+//! and to the last member's.
 //! `infra/bench-chat.sh` runs both against both servers and writes `bench/chat.md`.
 //! Latency is measured from the sender's `send` to the receiver reading the `message` frame;
 //! both ends are in this process (one clock). Memory is the server process's RSS growth divided
@@ -84,6 +89,7 @@ fn main() {
         "baseline-serve" => rt.block_on(baseline_serve(a.listen.clone().unwrap())),
         "latency" => rt.block_on(latency(&a)),
         "idle" => rt.block_on(idle(&a)),
+        "members" => rt.block_on(members(&a)),
         // `cargo bench` with no arguments (or `cargo test --benches`): nothing to do.
         _ => eprintln!("usage: chat latency|idle --starling PATH [--server starling|baseline]"),
     }
@@ -495,4 +501,165 @@ async fn idle(a: &Args) {
     let _ = hold_tx.send(true);
     while conns.join_next().await.is_some() {}
     drop(first);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Membership changes of a large group
+
+/// Signs up `n` users (`prefix{i}`), a few at a time; their ids and tokens.
+async fn sign_up_many(addr: SocketAddr, prefix: &str, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(16) {
+        let batch = chunk.iter().map(|i| async move {
+            let v = http(
+                addr,
+                "POST",
+                "/v1/users",
+                None,
+                json!({"handle": format!("{prefix}{i}"), "password": "password1"}),
+            )
+            .await;
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["token"].as_str().unwrap().to_string(),
+            )
+        });
+        out.extend(futures_util::future::join_all(batch).await);
+    }
+    out
+}
+
+async fn members(a: &Args) {
+    let server = start_server(a);
+    let addr = server.addr;
+    let n = a.conns.max(2);
+    let rounds = a.secs.max(1) as usize;
+    let nonce = std::process::id();
+    let users = sign_up_many(addr, &format!("m{nonce}_"), n).await;
+    let extra = sign_up_many(addr, &format!("x{nonce}_"), 1).await.remove(0);
+    let (owner, owner_token) = users[0].clone();
+    let others: Vec<&str> = users[1..].iter().map(|(id, _)| id.as_str()).collect();
+    let conv = http(
+        addr,
+        "POST",
+        "/v1/conversations",
+        Some(&owner_token),
+        json!({"members": others, "name": "big"}),
+    )
+    .await["id"]
+        .as_str()
+        .expect("group created")
+        .to_string();
+    let _ = owner;
+    // Each member connected and resumed: receipts by seq, as time since `epoch`.
+    let epoch = Instant::now();
+    let receipts: Arc<parking_lot::Mutex<HashMap<u64, Vec<u64>>>> = Arc::default();
+    let mut readers = tokio::task::JoinSet::new();
+    for (_, token) in &users {
+        let mut ws = connect(&format!("ws://{addr}/v1/ws?token={token}"), None).await;
+        ws.send(Message::text(
+            json!({"type":"resume","conv":conv,"after_seq":0}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let receipts = receipts.clone();
+        readers.spawn(async move {
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Text(t) = m else { continue };
+                let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                if v["type"] == "message"
+                    && let Some(seq) = v["seq"].as_u64()
+                {
+                    let now = epoch.elapsed().as_micros() as u64;
+                    receipts.lock().entry(seq).or_default().push(now);
+                }
+            }
+        });
+    }
+    // Wait until every member is live (the first entry reaches all of them).
+    let warm = http(
+        addr,
+        "POST",
+        &format!("/v1/conversations/{conv}/messages"),
+        Some(&owner_token),
+        json!({"body": "warm-up", "client_id": "warm"}),
+    )
+    .await;
+    let warm_seq = warm["seq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receipts.lock().get(&warm_seq).map_or(0, Vec::len) < n {
+        assert!(Instant::now() < deadline, "members never all live");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut change_at: Vec<(u64, u64)> = Vec::new();
+    let mut text_at: Vec<(u64, u64)> = Vec::new();
+    let mut seq = warm_seq;
+    for r in 0..rounds {
+        for (method, kind) in [("PUT", "add"), ("DELETE", "remove")] {
+            let t0 = epoch.elapsed().as_micros() as u64;
+            http(
+                addr,
+                method,
+                &format!("/v1/conversations/{conv}/members/{}", extra.0),
+                Some(&owner_token),
+                Value::Null,
+            )
+            .await;
+            seq += 1;
+            change_at.push((seq, t0));
+            let _ = kind;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let t0 = epoch.elapsed().as_micros() as u64;
+        http(
+            addr,
+            "POST",
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&owner_token),
+            json!({"body": "text", "client_id": format!("t{r}")}),
+        )
+        .await;
+        seq += 1;
+        text_at.push((seq, t0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    readers.abort_all();
+    let receipts = receipts.lock();
+    let summarize = |events: &[(u64, u64)]| {
+        let mut each = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        let mut last = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        let mut got = 0usize;
+        for (seq, t0) in events {
+            let r = receipts.get(seq).cloned().unwrap_or_default();
+            got += r.len();
+            for t in &r {
+                let _ = each.record(t.saturating_sub(*t0).max(1));
+            }
+            if let Some(m) = r.iter().max() {
+                let _ = last.record(m.saturating_sub(*t0).max(1));
+            }
+        }
+        (each, last, got, events.len() * n)
+    };
+    println!(
+        "| entry | members | events | delivered | each member p50 ms | p99 ms | last member p50 ms | p99 ms | max ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (name, events) in [
+        ("member added / removed", &change_at),
+        ("text message (baseline)", &text_at),
+    ] {
+        let (each, last, got, want) = summarize(events);
+        // The removed user is not connected: each entry reaches the n connected members.
+        println!(
+            "| {name} | {n} | {} | {got}/{want} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            events.len(),
+            each.value_at_quantile(0.5) as f64 / 1000.0,
+            each.value_at_quantile(0.99) as f64 / 1000.0,
+            last.value_at_quantile(0.5) as f64 / 1000.0,
+            last.value_at_quantile(0.99) as f64 / 1000.0,
+            last.max() as f64 / 1000.0,
+        );
+    }
 }

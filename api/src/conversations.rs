@@ -254,6 +254,7 @@ pub(crate) async fn create(
         .map(|m| parse_id(m))
         .collect::<Result<Vec<u64>, _>>()?;
     let avatar = b.avatar.as_deref().map(parse_id).transpose()?;
+    check_avatar(&state, me, avatar).await?;
     let (conv, new) = state
         .messenger
         .create_group(me, &members, b.name, b.topic.unwrap_or_default(), avatar)
@@ -264,6 +265,15 @@ pub(crate) async fn create(
         StatusCode::OK
     };
     Ok((status, Json(ConversationView::new(&conv))))
+}
+
+/// A group's avatar is a media id the caller uploaded (as a post's media must be).
+async fn check_avatar(state: &AppState, me: u64, avatar: Option<u64>) -> Result<(), ApiError> {
+    let Some(id) = avatar else { return Ok(()) };
+    match state.posts.media(id).await? {
+        Some(m) if m.owner == me => Ok(()),
+        _ => Err(ApiError::Invalid(format!("unknown media id {id}"))),
+    }
 }
 
 /// `?limit=&cursor=` of the inbox (the cursor is opaque: the last item's activity and id).
@@ -368,6 +378,7 @@ pub(crate) async fn update(
         Some(None) => Some(None),
         Some(Some(a)) => Some(Some(parse_id(&a)?)),
     };
+    check_avatar(&state, me, avatar.flatten()).await?;
     let rename = Change::Rename {
         name: b.name,
         topic: b.topic,
@@ -434,6 +445,7 @@ pub(crate) async fn set_role(
 #[utoipa::path(put, path = "/v1/conversations/{id}/read", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path, description = "conversation id")), request_body = ReadMarker,
     responses((status = 204, description = "the marker is at least there (it never moves backwards); the caller's other devices get a `read` frame"),
+        (status = 422, description = "seq is not a non-negative integer", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn mark_read(
     State(state): State<AppState>,

@@ -6,11 +6,13 @@
 //! no token, garbage, an unknown well-formed token, a revoked token, an expired token and the
 //! admin token (→ 401; a bad WebSocket token → close 4001); admin routes with user tokens
 //! (→ 401) and on a node without an admin token (→ 403). Then the cross-user cells (editing or
-//! deleting another's post, reading, sending, resuming, typing and marking read in a
-//! conversation one is not a member of, accepting another's friend request) answer 403 as
-//! API.md says, and a read-back shows that nothing changed. Last, the secrets: passwords are
-//! stored as argon2id PHC strings, tokens carry 256 random bits, expire, are revoked by
-//! logout, and no token, password or secret appears in the node's log output.
+//! deleting another's post, reading, sending, resuming, typing, marking read, editing or
+//! deleting messages and changing members in a conversation one is not a member of, accepting
+//! another's friend request) and the roles of a group (a member, an admin and a former member
+//! doing what only an admin, the owner or a message's sender may; the owner leaving first)
+//! answer 403 (409) as API.md says, and a read-back shows that nothing changed. Last, the
+//! secrets: passwords are stored as argon2id PHC strings, tokens carry 256 random bits, expire,
+//! are revoked by logout, and no token, password or secret appears in the node's log output.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -69,8 +71,32 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("GET", "/v1/feed", Guard::User),
     ("GET", "/v1/conversations", Guard::User),
     ("POST", "/v1/conversations", Guard::User),
+    ("GET", "/v1/conversations/{id}", Guard::User),
+    ("PATCH", "/v1/conversations/{id}", Guard::User),
+    ("PUT", "/v1/conversations/{id}/members/{user}", Guard::User),
+    (
+        "DELETE",
+        "/v1/conversations/{id}/members/{user}",
+        Guard::User,
+    ),
+    (
+        "PUT",
+        "/v1/conversations/{id}/members/{user}/role",
+        Guard::User,
+    ),
+    ("PUT", "/v1/conversations/{id}/read", Guard::User),
     ("GET", "/v1/conversations/{id}/messages", Guard::User),
     ("POST", "/v1/conversations/{id}/messages", Guard::User),
+    (
+        "PATCH",
+        "/v1/conversations/{id}/messages/{seq}",
+        Guard::User,
+    ),
+    (
+        "DELETE",
+        "/v1/conversations/{id}/messages/{seq}",
+        Guard::User,
+    ),
     ("GET", "/v1/ws", Guard::User),
     ("GET", "/v1/cluster", Guard::Admin),
     ("GET", "/v1/admin/wan", Guard::Admin),
@@ -80,8 +106,9 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("PUT", "/v1/admin/kv/{key}", Guard::Admin),
 ];
 
-/// The WebSocket ops of the protocol, each with a frame for conversation `conv`.
-const WS_OPS: &[&str] = &["send", "resume", "typing", "read", "ping"];
+/// The WebSocket ops of the protocol, each with a frame for conversation `conv` (whose message
+/// 1 is alice's).
+const WS_OPS: &[&str] = &["send", "resume", "typing", "read", "ping", "edit", "delete"];
 
 fn ws_frame(op: &str, conv: &str, n: usize) -> Value {
     match op {
@@ -89,6 +116,10 @@ fn ws_frame(op: &str, conv: &str, n: usize) -> Value {
         "resume" => json!({"type":"resume","conv":conv,"after_seq":0}),
         "typing" => json!({"type":"typing","conv":conv}),
         "read" => json!({"type":"read","conv":conv,"seq":1}),
+        "edit" => {
+            json!({"type":"edit","conv":conv,"seq":1,"body":"pwned","client_id":format!("x{n}")})
+        }
+        "delete" => json!({"type":"delete","conv":conv,"seq":1,"client_id":format!("x{n}")}),
         _ => json!({"type":"ping"}),
     }
 }
@@ -153,7 +184,10 @@ fn merged_modules() -> BTreeSet<String> {
 /// The protocol's list of client frame types, read from its source.
 fn protocol_types() -> BTreeSet<String> {
     let src = include_str!("../../messenger/src/protocol.rs");
-    let line = src.lines().find(|l| l.starts_with("const TYPES")).unwrap();
+    let line = src
+        .lines()
+        .find(|l| l.starts_with("pub const CLIENT_TYPES"))
+        .unwrap();
     line.split('"')
         .skip(1)
         .step_by(2)
@@ -223,6 +257,8 @@ struct Ids {
     post: String,
     media: String,
     conv: String,
+    /// A group of alice's (owner), bob and dave (admins), carol (member); erin was removed.
+    group: String,
     request: String,
 }
 
@@ -241,7 +277,10 @@ fn concrete(path: &str, ids: &Ids) -> String {
     } else {
         &ids.user
     };
-    path.replace("{id}", id).replace("{key}", id)
+    path.replace("{id}", id)
+        .replace("{key}", id)
+        .replace("{user}", &ids.user)
+        .replace("{seq}", "1")
 }
 
 /// A body that would be accepted by the route if the caller were allowed (so a refusal is
@@ -254,6 +293,10 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Vec<u8> {
         ("POST", "/v1/conversations") => json!({"members": [ids.user]}),
         ("POST", "/v1/friend-requests") => json!({"to": ids.user}),
         ("POST", p) if p.ends_with("/messages") => json!({"body":"hi","client_id":"authz"}),
+        ("PATCH", p) if p.ends_with("/messages/{seq}") => json!({"body":"changed"}),
+        ("PATCH", "/v1/conversations/{id}") => json!({"name":"changed","topic":"changed"}),
+        ("PUT", p) if p.ends_with("/role") => json!({"role":"admin"}),
+        ("PUT", "/v1/conversations/{id}/read") => json!({"seq":1}),
         ("POST", "/v1/posts") | ("PATCH", _) => json!({"text":"changed","display_name":"changed"}),
         ("POST", "/v1/users") | ("POST", "/v1/sessions") => {
             json!({"handle":"zed","password":PASSWORD})
@@ -276,7 +319,10 @@ fn snapshot(port: u16, owner: &Account, ids: &Ids) -> Vec<(String, u16, Value)> 
         format!("/v1/users/{}/following", owner.id),
         "/v1/friends".to_string(),
         "/v1/conversations".to_string(),
+        format!("/v1/conversations/{}", ids.conv),
         format!("/v1/conversations/{}/messages?after_seq=0", ids.conv),
+        format!("/v1/conversations/{}", ids.group),
+        format!("/v1/conversations/{}/messages?after_seq=0", ids.group),
     ] {
         let (s, v) = call(port, "GET", &path, t, b"");
         out.push((path, s, v));
@@ -419,7 +465,7 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
     );
     assert_eq!(s, 201, "{conv}");
     let conv_id = conv["id"].as_str().unwrap().to_string();
-    let (s, _) = json_call(
+    let (s, first) = json_call(
         port,
         "POST",
         &format!("/v1/conversations/{conv_id}/messages"),
@@ -427,6 +473,48 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         json!({"body":"secret plans","client_id":"a1"}),
     );
     assert_eq!(s, 201);
+    assert_eq!(first["seq"], 1, "ws_frame's seq is alice's message");
+    // A group: alice owns it, bob and dave are admins, carol a member; erin was removed.
+    let carol = sign_up(port, "carol");
+    let dave = sign_up(port, "dave");
+    let erin = sign_up(port, "erin");
+    let (s, group) = json_call(
+        port,
+        "POST",
+        "/v1/conversations",
+        Some(&alice.token),
+        json!({"members": [bob.id, carol.id, dave.id, erin.id], "name": "plans"}),
+    );
+    assert_eq!(s, 201, "{group}");
+    let group_id = group["id"].as_str().unwrap().to_string();
+    let g = format!("/v1/conversations/{group_id}");
+    for admin in [&bob, &dave] {
+        let (s, v) = json_call(
+            port,
+            "PUT",
+            &format!("{g}/members/{}/role", admin.id),
+            Some(&alice.token),
+            json!({"role":"admin"}),
+        );
+        assert_eq!(s, 204, "{v}");
+    }
+    let (s, v) = call(
+        port,
+        "DELETE",
+        &format!("{g}/members/{}", erin.id),
+        Some(&alice.token),
+        b"",
+    );
+    assert_eq!(s, 204, "{v}");
+    let (s, gm) = json_call(
+        port,
+        "POST",
+        &format!("{g}/messages"),
+        Some(&alice.token),
+        json!({"body":"group plans","client_id":"g1"}),
+    );
+    assert_eq!(s, 201, "{gm}");
+    let gseq = gm["seq"].as_u64().unwrap();
     let (s, req) = json_call(
         port,
         "POST",
@@ -453,6 +541,7 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         post: post["id"].as_str().unwrap().to_string(),
         media: media["id"].as_str().unwrap().to_string(),
         conv: conv_id.clone(),
+        group: group_id.clone(),
         request: req["id"].as_str().unwrap().to_string(),
     };
 
@@ -538,7 +627,31 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
     // --- Another user's resources: 403 (API.md), never a change.
     let post_path = format!("/v1/posts/{}", ids.post);
     let msgs = format!("/v1/conversations/{conv_id}/messages");
+    let c1 = format!("/v1/conversations/{conv_id}");
     let cross: Vec<(&str, String, Value, u16)> = vec![
+        ("GET", c1.clone(), Value::Null, 403),
+        ("PATCH", c1.clone(), json!({"name":"pwned"}), 403),
+        (
+            "PUT",
+            format!("{c1}/members/{}", mallory.id),
+            Value::Null,
+            403,
+        ),
+        (
+            "DELETE",
+            format!("{c1}/members/{}", bob.id),
+            Value::Null,
+            403,
+        ),
+        (
+            "PUT",
+            format!("{c1}/members/{}/role", mallory.id),
+            json!({"role":"owner"}),
+            403,
+        ),
+        ("PUT", format!("{c1}/read"), json!({"seq":1}), 403),
+        ("PATCH", format!("{msgs}/1"), json!({"body":"pwned"}), 403),
+        ("DELETE", format!("{msgs}/1"), Value::Null, 403),
         ("PATCH", post_path.clone(), json!({"text":"pwned"}), 403),
         ("DELETE", post_path.clone(), Value::Null, 403),
         ("GET", format!("{msgs}?after_seq=0"), Value::Null, 403),
@@ -569,6 +682,105 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
     // Mallory's conversation list does not show theirs.
     let (_, list) = call(port, "GET", "/v1/conversations", Some(&mallory.token), b"");
     assert!(!list.to_string().contains(&conv_id), "{list}");
+    assert!(!list.to_string().contains(&group_id), "{list}");
+    cells += 1;
+
+    // --- Roles in the group: what a member, an admin, a former member, a stranger and the
+    // owner may not do (API.md: owner/admin change the group, only the owner changes roles,
+    // only the sender edits, the sender or an owner/admin deletes; never a change).
+    let gmsg = format!("{g}/messages/{gseq}");
+    let member = |u: &Account| format!("{g}/members/{}", u.id);
+    let role = |u: &Account| format!("{g}/members/{}/role", u.id);
+    let pwned = || json!({"body":"pwned"});
+    let roles: Vec<(&Account, &str, String, Value, u16)> = vec![
+        // carol: a plain member.
+        (&carol, "PATCH", g.clone(), json!({"name":"pwned"}), 403),
+        (&carol, "PATCH", g.clone(), json!({"avatar":null}), 403),
+        (&carol, "PUT", member(&mallory), Value::Null, 403),
+        (&carol, "DELETE", member(&bob), Value::Null, 403),
+        (&carol, "DELETE", member(&alice), Value::Null, 403),
+        (&carol, "PUT", role(&carol), json!({"role":"admin"}), 403),
+        (&carol, "PUT", role(&bob), json!({"role":"member"}), 403),
+        (&carol, "PATCH", gmsg.clone(), pwned(), 403),
+        (&carol, "DELETE", gmsg.clone(), Value::Null, 403),
+        // bob: an admin, who removes neither the owner nor another admin, nor changes roles,
+        // nor edits another's message.
+        (&bob, "DELETE", member(&alice), Value::Null, 403),
+        (&bob, "DELETE", member(&dave), Value::Null, 403),
+        (&bob, "PUT", role(&carol), json!({"role":"admin"}), 403),
+        (&bob, "PUT", role(&dave), json!({"role":"member"}), 403),
+        (&bob, "PUT", role(&bob), json!({"role":"owner"}), 403),
+        (&bob, "PATCH", gmsg.clone(), pwned(), 403),
+        // erin: removed; she reads the group up to her removal, nothing after it, and does
+        // nothing.
+        (&erin, "GET", g.clone(), Value::Null, 200),
+        (
+            &erin,
+            "GET",
+            format!("{g}/messages?after_seq={gseq}"),
+            Value::Null,
+            403,
+        ),
+        (&erin, "PATCH", g.clone(), json!({"name":"pwned"}), 403),
+        (&erin, "PUT", member(&erin), Value::Null, 403),
+        (&erin, "DELETE", member(&carol), Value::Null, 403),
+        (&erin, "PUT", role(&erin), json!({"role":"owner"}), 403),
+        (&erin, "PUT", format!("{g}/read"), json!({"seq":1}), 403),
+        (
+            &erin,
+            "POST",
+            format!("{g}/messages"),
+            json!({"body":"pwned","client_id":"e1"}),
+            403,
+        ),
+        (&erin, "PATCH", gmsg.clone(), pwned(), 403),
+        (&erin, "DELETE", gmsg.clone(), Value::Null, 403),
+        // mallory: never a member.
+        (&mallory, "GET", g.clone(), Value::Null, 403),
+        (
+            &mallory,
+            "GET",
+            format!("{g}/messages?after_seq=0"),
+            Value::Null,
+            403,
+        ),
+        (&mallory, "PATCH", g.clone(), json!({"name":"pwned"}), 403),
+        (&mallory, "PUT", member(&mallory), Value::Null, 403),
+        (&mallory, "DELETE", member(&carol), Value::Null, 403),
+        (
+            &mallory,
+            "PUT",
+            role(&mallory),
+            json!({"role":"owner"}),
+            403,
+        ),
+        (&mallory, "PUT", role(&carol), json!({"role":"admin"}), 403),
+        (&mallory, "PUT", format!("{g}/read"), json!({"seq":1}), 403),
+        (&mallory, "PATCH", gmsg.clone(), pwned(), 403),
+        (&mallory, "DELETE", gmsg.clone(), Value::Null, 403),
+        // alice: the owner hands the group over before leaving it.
+        (&alice, "DELETE", member(&alice), Value::Null, 409),
+    ];
+    for (who, method, path, body, want) in &roles {
+        let b = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (s, v) = call(port, method, path, Some(&who.token), &b);
+        assert_eq!(s, *want, "{} {method} {path}: {v}", who.handle);
+        cells += 1;
+    }
+    // What erin reads ends at her removal: alice's later message is not in it.
+    let (s, v) = call(
+        port,
+        "GET",
+        &format!("{g}/messages?after_seq=0"),
+        Some(&erin.token),
+        b"",
+    );
+    assert_eq!(s, 200, "{v}");
+    assert!(!v.to_string().contains("group plans"), "{v}");
     cells += 1;
 
     // --- WebSocket: bad tokens close with 4001 whatever op follows; a non-member's ops are
@@ -602,7 +814,9 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
     for (n, op) in WS_OPS.iter().enumerate().filter(|(_, op)| **op != "ping") {
         m.send(ws_frame(op, &conv_id, n)).await;
         let e = m
-            .next_of(&["error", "ack", "message", "resumed", "typing", "read"])
+            .next_of(&[
+                "error", "ack", "message", "resumed", "typing", "read", "edited", "deleted",
+            ])
             .await;
         assert_eq!(
             (e["type"].as_str(), e["code"].as_str()),
@@ -611,9 +825,37 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         );
         cells += 1;
     }
+    // In the group, over the WebSocket: a member, an admin, a former member and a stranger
+    // edit or delete alice's message.
+    let edit =
+        |n: &str| json!({"type":"edit","conv":group_id,"seq":gseq,"body":"pwned","client_id":n});
+    let delete = |n: &str| json!({"type":"delete","conv":group_id,"seq":gseq,"client_id":n});
+    let ws_roles: Vec<(&Account, Value)> = vec![
+        (&carol, edit("w1")),
+        (&carol, delete("w2")),
+        (&bob, edit("w3")),
+        (&erin, edit("w4")),
+        (&erin, delete("w5")),
+        (&mallory, edit("w6")),
+        (&mallory, delete("w7")),
+    ];
+    for (who, frame) in &ws_roles {
+        let mut c = Client::connect(addr, &who.token).await;
+        c.send(frame.clone()).await;
+        let e = c.next_of(&["error", "ack", "edited", "deleted"]).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some("forbidden")),
+            "{} {frame}",
+            who.handle
+        );
+        cells += 1;
+    }
     // Bob heard nothing of it: the next frame he gets is the answer to his own ping.
     bob_ws.send(json!({"type":"ping"})).await;
-    let next = bob_ws.next_of(&["pong", "message", "typing", "read"]).await;
+    let next = bob_ws
+        .next_of(&["pong", "message", "typing", "read", "edited", "deleted"])
+        .await;
     assert_eq!(next["type"], "pong", "bob got {next}");
     // A session revoked while its socket is open cannot open another.
     let extra = login(port, "bob");
@@ -751,6 +993,7 @@ async fn expired_tokens_and_disabled_admin_are_refused() {
         post: "1".into(),
         media: "1".into(),
         conv: "1".into(),
+        group: "1".into(),
         request: "1".into(),
     };
     let mut cells = 0;

@@ -117,14 +117,24 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: Value) -
 }
 
 /// What the users see: compared before and after the table.
-fn snapshot(port: u16, token: &str, me: &str, post: &str, conv: &str) -> Vec<(u16, Value)> {
+fn snapshot(
+    port: u16,
+    token: &str,
+    me: &str,
+    post: &str,
+    conv: &str,
+    group: &str,
+) -> Vec<(u16, Value)> {
     [
         "/v1/users/me".to_string(),
         format!("/v1/users/{me}/posts"),
         format!("/v1/posts/{post}"),
         format!("/v1/users/{me}/following"),
         "/v1/conversations".to_string(),
+        format!("/v1/conversations/{conv}"),
         format!("/v1/conversations/{conv}/messages?after_seq=0"),
+        format!("/v1/conversations/{group}"),
+        format!("/v1/conversations/{group}/messages?after_seq=0"),
     ]
     .iter()
     .map(|p| {
@@ -137,10 +147,18 @@ fn snapshot(port: u16, token: &str, me: &str, post: &str, conv: &str) -> Vec<(u1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // Groups of at most 3: the group below is full.
+    let args: Vec<String> = [
+        "--store",
+        "memory",
+        "--auth-per-minute",
+        "1000000",
+        "--max-group-members",
+        "3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut node = Node::start(dir.path(), free_port(), &args);
     let port = node.port;
     let (s, a) = call(
@@ -180,7 +198,52 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
     );
     assert_eq!(s, 201);
     let conv = c["id"].as_str().unwrap().to_string();
-    let before = snapshot(port, &t, &me, &post, &conv);
+    // In the 1:1: alice's message 1, her message 2 deleted by the entry at 3.
+    let msgs = format!("/v1/conversations/{conv}/messages");
+    for (seq, body, id) in [(1, "original message", "o1"), (2, "deleted message", "o2")] {
+        let (s, m) = call(
+            port,
+            "POST",
+            &msgs,
+            Some(&t),
+            json!({"body": body, "client_id": id}),
+        );
+        assert_eq!((s, m["seq"].as_u64()), (201, Some(seq)), "{m}");
+    }
+    let (s, _) = common::http(port, "DELETE", &format!("{msgs}/2"), Some(&t), b"");
+    assert_eq!(s, 204);
+    // A full group owned by alice (bob, carol), with alice's message; dave is in neither.
+    let mut others = Vec::new();
+    for handle in ["carol", "dave"] {
+        let (s, u) = call(
+            port,
+            "POST",
+            "/v1/users",
+            None,
+            json!({"handle":handle,"password":"password1"}),
+        );
+        assert_eq!(s, 201);
+        others.push(u["id"].as_str().unwrap().to_string());
+    }
+    let (carol, dave) = (others[0].clone(), others[1].clone());
+    let (s, gv) = call(
+        port,
+        "POST",
+        "/v1/conversations",
+        Some(&t),
+        json!({"members":[bob, carol],"name":"plans"}),
+    );
+    assert_eq!(s, 201, "{gv}");
+    let group = gv["id"].as_str().unwrap().to_string();
+    let (s, m) = call(
+        port,
+        "POST",
+        &format!("/v1/conversations/{group}/messages"),
+        Some(&t),
+        json!({"body":"group message","client_id":"g1"}),
+    );
+    assert_eq!(s, 201, "{m}");
+    let before = snapshot(port, &t, &me, &post, &conv, &group);
 
     let t = t.as_str();
     let big_json = format!("{{\"text\":\"{}\"}}", "x".repeat(70 * 1024));
@@ -189,7 +252,10 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
     let huge_header = format!("X-Big: {}\r\n", "a".repeat(1 << 20));
     let long_handle = "h".repeat(5000);
     let pp = format!("/v1/posts/{post}");
-    let msgs = format!("/v1/conversations/{conv}/messages");
+    let c1 = format!("/v1/conversations/{conv}");
+    let g = format!("/v1/conversations/{group}");
+    let m1 = format!("{msgs}/1");
+    let long = |n: usize| "n".repeat(n);
     let followers = format!("/v1/users/{me}/followers");
     const BAD: &[u16] = &[400];
     const SHAPE: &[u16] = &[422];
@@ -251,11 +317,86 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         ("conversation: member not an id", json_req("POST", "/v1/conversations", Some(t), r#"{"members":["abc"]}"#), Want::Status(&[400, 422])),
         ("conversation: unknown member", json_req("POST", "/v1/conversations", Some(t), r#"{"members":["4242"]}"#), Want::Status(NF)),
         ("conversation: 2000 members", json_req("POST", "/v1/conversations", Some(t), &json!({"members": (1..2000).map(|i| i.to_string()).collect::<Vec<_>>()}).to_string()), Want::Status(&[404, 422])),
+        ("conversation: name 101 chars", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":long(101)}).to_string()), Want::Status(SHAPE)),
+        ("conversation: topic 501 chars", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":"g","topic":long(501)}).to_string()), Want::Status(SHAPE)),
+        ("conversation: name with a control character", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":"a\u{7}b"}).to_string()), Want::Status(SHAPE)),
+        ("conversation: topic with a newline", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":"g","topic":"a\nb"}).to_string()), Want::Status(SHAPE)),
+        ("conversation: name a number", json_req("POST", "/v1/conversations", Some(t), r#"{"members":[],"name":5}"#), Want::Status(SHAPE)),
+        ("conversation: a 1:1 with a topic", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"topic":"t"}).to_string()), Want::Status(&[422])),
+        ("conversation: an avatar that is no media", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":"g","avatar":"12345"}).to_string()), Want::Status(&[422])),
+        ("conversation: avatar not an id", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"name":"g","avatar":"x"}).to_string()), Want::Status(BAD)),
+        ("conversation: unknown field", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[bob],"colour":"red"}).to_string()), Want::Status(SHAPE)),
+        ("conversation: no members field", json_req("POST", "/v1/conversations", Some(t), "{}"), Want::Status(SHAPE)),
+        ("conversation: no one else, no name", json_req("POST", "/v1/conversations", Some(t), &json!({"members":[me]}).to_string()), Want::Status(SHAPE)),
+        ("conversation: not JSON", json_req("POST", "/v1/conversations", Some(t), "{\"members\":"), Want::Status(BAD)),
         ("message: empty body", json_req("POST", &msgs, Some(t), r#"{"body":"","client_id":"c"}"#), Want::Status(SHAPE)),
         ("message: no client_id", json_req("POST", &msgs, Some(t), r#"{"body":"x"}"#), Want::Status(SHAPE)),
         ("message: client_id 10k", json_req("POST", &msgs, Some(t), &format!("{{\"body\":\"x\",\"client_id\":\"{}\"}}", "c".repeat(10_000))), Want::Status(SHAPE)),
         ("message: body an object", json_req("POST", &msgs, Some(t), r#"{"body":{},"client_id":"c"}"#), Want::Status(SHAPE)),
         ("message: body 60k chars", json_req("POST", &msgs, Some(t), &format!("{{\"body\":\"{}\",\"client_id\":\"c\"}}", "b".repeat(60_000))), Want::Status(SHAPE)),
+        ("rename: a 1:1", json_req("PATCH", &c1, Some(t), r#"{"name":"x"}"#), Want::Status(SHAPE)),
+        ("rename: name 101 chars", json_req("PATCH", &g, Some(t), &json!({"name":long(101)}).to_string()), Want::Status(SHAPE)),
+        ("rename: topic 501 chars", json_req("PATCH", &g, Some(t), &json!({"topic":long(501)}).to_string()), Want::Status(SHAPE)),
+        ("rename: name with a control character", json_req("PATCH", &g, Some(t), &json!({"name":"a\u{1b}b"}).to_string()), Want::Status(SHAPE)),
+        ("rename: name a number", json_req("PATCH", &g, Some(t), r#"{"name":1}"#), Want::Status(SHAPE)),
+        ("rename: avatar not an id", json_req("PATCH", &g, Some(t), r#"{"avatar":"x"}"#), Want::Status(BAD)),
+        ("rename: avatar a number", json_req("PATCH", &g, Some(t), r#"{"avatar":5}"#), Want::Status(SHAPE)),
+        ("rename: unknown field", json_req("PATCH", &g, Some(t), r#"{"title":"x"}"#), Want::Status(SHAPE)),
+        ("rename: not JSON", json_req("PATCH", &g, Some(t), "{"), Want::Status(BAD)),
+        ("rename: unknown conversation", json_req("PATCH", "/v1/conversations/123", Some(t), r#"{"name":"x"}"#), Want::Status(NF)),
+        ("rename: id not a number", json_req("PATCH", "/v1/conversations/x", Some(t), r#"{"name":"x"}"#), Want::Status(BAD)),
+        ("add: to a 1:1", req("PUT", &format!("{c1}/members/{carol}"), Some(t), None, b""), Want::Status(SHAPE)),
+        ("add: over the member cap", req("PUT", &format!("{g}/members/{dave}"), Some(t), None, b""), Want::Status(SHAPE)),
+        ("add: unknown user", req("PUT", &format!("{g}/members/4242"), Some(t), None, b""), Want::Status(NF)),
+        ("add: user not an id", req("PUT", &format!("{g}/members/abc"), Some(t), None, b""), Want::Status(BAD)),
+        ("add: user negative", req("PUT", &format!("{g}/members/-1"), Some(t), None, b""), Want::Status(BAD)),
+        ("add: to an unknown conversation", req("PUT", &format!("/v1/conversations/123/members/{dave}"), Some(t), None, b""), Want::Status(NF)),
+        ("remove: from a 1:1", req("DELETE", &format!("{c1}/members/{bob}"), Some(t), None, b""), Want::Status(SHAPE)),
+        ("leave: a 1:1", req("DELETE", &format!("{c1}/members/{me}"), Some(t), None, b""), Want::Status(SHAPE)),
+        ("remove: user not an id", req("DELETE", &format!("{g}/members/abc"), Some(t), None, b""), Want::Status(BAD)),
+        ("remove: from an unknown conversation", req("DELETE", &format!("/v1/conversations/123/members/{bob}"), Some(t), None, b""), Want::Status(NF)),
+        ("role: unknown role", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), r#"{"role":"king"}"#), Want::Status(SHAPE)),
+        ("role: empty role", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), r#"{"role":""}"#), Want::Status(SHAPE)),
+        ("role: role a number", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), r#"{"role":1}"#), Want::Status(SHAPE)),
+        ("role: no role", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), "{}"), Want::Status(SHAPE)),
+        ("role: unknown field", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), r#"{"role":"admin","why":"x"}"#), Want::Status(SHAPE)),
+        ("role: not JSON", json_req("PUT", &format!("{g}/members/{bob}/role"), Some(t), "role=admin"), Want::Status(BAD)),
+        ("role: not a member", json_req("PUT", &format!("{g}/members/{dave}/role"), Some(t), r#"{"role":"admin"}"#), Want::Status(SHAPE)),
+        ("role: unknown user", json_req("PUT", &format!("{g}/members/4242/role"), Some(t), r#"{"role":"admin"}"#), Want::Status(SHAPE)),
+        ("role: the owner's own", json_req("PUT", &format!("{g}/members/{me}/role"), Some(t), r#"{"role":"member"}"#), Want::Status(SHAPE)),
+        ("role: in a 1:1", json_req("PUT", &format!("{c1}/members/{bob}/role"), Some(t), r#"{"role":"admin"}"#), Want::Status(SHAPE)),
+        ("role: user not an id", json_req("PUT", &format!("{g}/members/x/role"), Some(t), r#"{"role":"admin"}"#), Want::Status(BAD)),
+        ("read marker: seq negative", json_req("PUT", &format!("{c1}/read"), Some(t), r#"{"seq":-1}"#), Want::Status(SHAPE)),
+        ("read marker: seq a string", json_req("PUT", &format!("{c1}/read"), Some(t), r#"{"seq":"1"}"#), Want::Status(SHAPE)),
+        ("read marker: seq a float", json_req("PUT", &format!("{c1}/read"), Some(t), r#"{"seq":1.5}"#), Want::Status(SHAPE)),
+        ("read marker: seq 2^64", json_req("PUT", &format!("{c1}/read"), Some(t), r#"{"seq":18446744073709551616}"#), Want::Status(SHAPE)),
+        ("read marker: no seq", json_req("PUT", &format!("{c1}/read"), Some(t), "{}"), Want::Status(SHAPE)),
+        ("read marker: not JSON", json_req("PUT", &format!("{c1}/read"), Some(t), "{\"seq\":"), Want::Status(BAD)),
+        ("read marker: unknown conversation", json_req("PUT", "/v1/conversations/123/read", Some(t), r#"{"seq":1}"#), Want::Status(NF)),
+        ("read marker: id not a number", json_req("PUT", "/v1/conversations/x/read", Some(t), r#"{"seq":1}"#), Want::Status(BAD)),
+        ("edit message: empty body", json_req("PATCH", &m1, Some(t), r#"{"body":""}"#), Want::Status(SHAPE)),
+        ("edit message: only spaces", json_req("PATCH", &m1, Some(t), r#"{"body":"   "}"#), Want::Status(SHAPE)),
+        ("edit message: body 4001 chars", json_req("PATCH", &m1, Some(t), &json!({"body":"b".repeat(4001)}).to_string()), Want::Status(SHAPE)),
+        ("edit message: client_id 65 bytes", json_req("PATCH", &m1, Some(t), &json!({"body":"changed","client_id":"c".repeat(65)}).to_string()), Want::Status(SHAPE)),
+        ("edit message: empty client_id", json_req("PATCH", &m1, Some(t), r#"{"body":"changed","client_id":""}"#), Want::Status(SHAPE)),
+        ("edit message: body a number", json_req("PATCH", &m1, Some(t), r#"{"body":5}"#), Want::Status(SHAPE)),
+        ("edit message: no body", json_req("PATCH", &m1, Some(t), "{}"), Want::Status(SHAPE)),
+        ("edit message: unknown field", json_req("PATCH", &m1, Some(t), r#"{"body":"changed","text":"x"}"#), Want::Status(SHAPE)),
+        ("edit message: not JSON", json_req("PATCH", &m1, Some(t), "{"), Want::Status(BAD)),
+        ("edit message: seq not a number", json_req("PATCH", &format!("{msgs}/abc"), Some(t), r#"{"body":"changed"}"#), Want::Status(BAD)),
+        ("edit message: seq negative", json_req("PATCH", &format!("{msgs}/-1"), Some(t), r#"{"body":"changed"}"#), Want::Status(BAD)),
+        ("edit message: seq overflows u64", json_req("PATCH", &format!("{msgs}/99999999999999999999999"), Some(t), r#"{"body":"changed"}"#), Want::Status(BAD)),
+        ("edit message: unknown seq", json_req("PATCH", &format!("{msgs}/999"), Some(t), r#"{"body":"changed"}"#), Want::Status(NF)),
+        ("edit message: seq 0", json_req("PATCH", &format!("{msgs}/0"), Some(t), r#"{"body":"changed"}"#), Want::Status(NF)),
+        ("edit message: deleted", json_req("PATCH", &format!("{msgs}/2"), Some(t), r#"{"body":"changed"}"#), Want::Status(&[409])),
+        ("edit message: a delete entry", json_req("PATCH", &format!("{msgs}/3"), Some(t), r#"{"body":"changed"}"#), Want::Status(SHAPE)),
+        ("edit message: unknown conversation", json_req("PATCH", "/v1/conversations/123/messages/1", Some(t), r#"{"body":"changed"}"#), Want::Status(NF)),
+        ("delete message: unknown seq", req("DELETE", &format!("{msgs}/999"), Some(t), None, b""), Want::Status(NF)),
+        ("delete message: seq 0", req("DELETE", &format!("{msgs}/0"), Some(t), None, b""), Want::Status(NF)),
+        ("delete message: seq not a number", req("DELETE", &format!("{msgs}/abc"), Some(t), None, b""), Want::Status(BAD)),
+        ("delete message: seq 1.5", req("DELETE", &format!("{msgs}/1.5"), Some(t), None, b""), Want::Status(BAD)),
+        ("delete message: a delete entry", req("DELETE", &format!("{msgs}/3"), Some(t), None, b""), Want::Status(SHAPE)),
+        ("delete message: unknown conversation", req("DELETE", "/v1/conversations/123/messages/1", Some(t), None, b""), Want::Status(NF)),
         ("friend request: to not an id", json_req("POST", "/v1/friend-requests", Some(t), r#"{"to":"me"}"#), Want::Status(&[400, 422])),
         ("friend request: to unknown", json_req("POST", "/v1/friend-requests", Some(t), r#"{"to":"4242"}"#), Want::Status(NF)),
         ("media: empty body", req("POST", "/v1/media", Some(t), Some("image/png"), b""), Want::Status(&[400, 422])),
@@ -287,6 +428,9 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         ("conversation id not a number", get("/v1/conversations/x/messages", t), Want::Status(BAD)),
         ("conversation unknown", get("/v1/conversations/123/messages", t), Want::Status(NF)),
         ("send to unknown conversation", json_req("POST", "/v1/conversations/123/messages", Some(t), r#"{"body":"x","client_id":"c"}"#), Want::Status(NF)),
+        ("conversation get: id not a number", get("/v1/conversations/x", t), Want::Status(BAD)),
+        ("conversation get: id overflows u64", get("/v1/conversations/99999999999999999999999", t), Want::Status(BAD)),
+        ("conversation get: unknown", get("/v1/conversations/123", t), Want::Status(NF)),
         ("media id not a number", get("/v1/media/x", t), Want::Status(BAD)),
         ("media unknown", get("/v1/media/123", t), Want::Status(NF)),
         ("posts of unknown user", get("/v1/users/123/posts", t), Want::Status(&[200, 404])),
@@ -303,6 +447,11 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         ("feed cursor bad", get("/v1/feed?cursor=%%%", t), Want::Status(BAD)),
         ("user posts limit bad", get(&format!("/v1/users/{me}/posts?limit=1e3"), t), Want::Status(BAD)),
         ("conversations limit 1000", get("/v1/conversations?limit=1000", t), Want::Status(BAD)),
+        ("conversations limit 0", get("/v1/conversations?limit=0", t), Want::Status(BAD)),
+        ("conversations limit 101", get("/v1/conversations?limit=101", t), Want::Status(BAD)),
+        ("conversations cursor nope", get("/v1/conversations?cursor=nope", t), Want::Status(BAD)),
+        ("conversations cursor without a dot", get("/v1/conversations?cursor=5", t), Want::Status(BAD)),
+        ("conversations cursor half a number", get("/v1/conversations?cursor=5.x", t), Want::Status(BAD)),
         ("messages after_seq -1", get(&format!("{msgs}?after_seq=-1"), t), Want::Status(BAD)),
         ("messages after_seq text", get(&format!("{msgs}?after_seq=abc"), t), Want::Status(BAD)),
         ("messages after and before", get(&format!("{msgs}?after_seq=1&before_seq=5"), t), Want::Status(BAD)),
@@ -469,6 +618,160 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
             Ok("bad_frame"),
         ),
         (
+            "edit without seq",
+            Message::text(json!({"type":"edit","conv":c,"body":"x","client_id":"e"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit seq a string",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":"1","body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit seq negative",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":-1,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit seq a float",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1.5,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit without body",
+            Message::text(json!({"type":"edit","conv":c,"seq":1,"client_id":"e"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit body a number",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1,"body":5,"client_id":"e"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit client_id a number",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1,"body":"x","client_id":1}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit conv not an id",
+            Message::text(
+                json!({"type":"edit","conv":"abc","seq":1,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "edit unknown conv",
+            Message::text(
+                json!({"type":"edit","conv":"4242","seq":1,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("not_found"),
+        ),
+        (
+            "edit unknown seq",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":999,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("not_found"),
+        ),
+        (
+            "edit empty body",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1,"body":"","client_id":"e"}).to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "edit body 4001 chars",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1,"body":"b".repeat(4001),"client_id":"e"})
+                    .to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "edit client_id 65 bytes",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":1,"body":"x","client_id":"i".repeat(65)})
+                    .to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "edit a deleted message",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":2,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("conflict"),
+        ),
+        (
+            "edit a delete entry",
+            Message::text(
+                json!({"type":"edit","conv":c,"seq":3,"body":"x","client_id":"e"}).to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "delete without seq",
+            Message::text(json!({"type":"delete","conv":c,"client_id":"d"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "delete seq a string",
+            Message::text(json!({"type":"delete","conv":c,"seq":"1","client_id":"d"}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "delete seq negative",
+            Message::text(json!({"type":"delete","conv":c,"seq":-1}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "delete client_id a number",
+            Message::text(json!({"type":"delete","conv":c,"seq":1,"client_id":7}).to_string()),
+            Ok("bad_frame"),
+        ),
+        (
+            "delete conv not an id",
+            Message::text(
+                json!({"type":"delete","conv":"abc","seq":1,"client_id":"d"}).to_string(),
+            ),
+            Ok("bad_frame"),
+        ),
+        (
+            "delete unknown conv",
+            Message::text(
+                json!({"type":"delete","conv":"4242","seq":1,"client_id":"d"}).to_string(),
+            ),
+            Ok("not_found"),
+        ),
+        (
+            "delete unknown seq",
+            Message::text(json!({"type":"delete","conv":c,"seq":999,"client_id":"d"}).to_string()),
+            Ok("not_found"),
+        ),
+        (
+            "delete client_id 65 bytes",
+            Message::text(
+                json!({"type":"delete","conv":c,"seq":1,"client_id":"i".repeat(65)}).to_string(),
+            ),
+            Ok("invalid"),
+        ),
+        (
+            "delete a delete entry",
+            Message::text(json!({"type":"delete","conv":c,"seq":3,"client_id":"d"}).to_string()),
+            Ok("invalid"),
+        ),
+        (
             "typing without conv",
             Message::text(r#"{"type":"typing"}"#),
             Ok("bad_frame"),
@@ -541,7 +844,7 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
     // Alive, healthy, and nothing changed.
     let (s, b) = common::http(port, "GET", "/healthz", None, b"");
     assert_eq!((s, b.as_slice()), (200, &b"ok"[..]));
-    let after = snapshot(port, t, &me, &post, &conv);
+    let after = snapshot(port, t, &me, &post, &conv, &group);
     assert_eq!(before, after, "a read-back after the tables");
     let (_, m) = call(port, "GET", "/metrics", None, Value::Null);
     let _ = m;

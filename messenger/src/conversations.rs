@@ -82,6 +82,11 @@ impl Messenger {
         } else {
             ConversationKind::Group
         };
+        if kind == ConversationKind::Direct && (!topic.is_empty() || avatar.is_some()) {
+            return Err(MessengerError::Invalid(
+                "a 1:1 conversation has no topic or avatar (give a name to make a group)",
+            ));
+        }
         if kind == ConversationKind::Direct
             && self
                 .graph
