@@ -14,22 +14,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# A Debian package by name, installed if missing.
-need_deb_pkg() { # need_deb_pkg PACKAGE
-  dpkg -s "$1" >/dev/null 2>&1 && return 0
-  log "installing $1"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo -n"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q "$1" >/dev/null 2>&1 ||
-    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null; } ||
-    { echo "could not install $1 (needed to validate the AsyncAPI document)" >&2; exit 1; }
-}
-
-# A command from a Debian package, installed if missing.
-need_deb() { # need_deb COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
-}
+# need_deb_pkg, need_deb
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 need_deb node nodejs
 need_deb npm npm

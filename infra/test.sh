@@ -33,22 +33,9 @@ need_rust() {
   done
 }
 
-# A Debian package by name, installed if missing.
-need_deb_pkg() { # need_deb_pkg PACKAGE
-  dpkg -s "$1" >/dev/null 2>&1 && return 0
-  log "installing $1"
-  local sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo -n"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get install -y -q "$1" >/dev/null 2>&1 ||
-    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$1" >/dev/null; } ||
-    { echo "could not install $1 (needed by the tests)" >&2; exit 1; }
-}
-
-# A command from a Debian package, installed if missing.
-need_deb() { # need_deb COMMAND PACKAGE
-  command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
-}
+# need_deb_pkg, need_deb
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

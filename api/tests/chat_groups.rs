@@ -31,6 +31,17 @@ async fn group(s: &Server, owner: &User, others: &[&User], name: &str) -> String
     v["id"].as_str().unwrap().to_string()
 }
 
+/// The status of one request.
+async fn status(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> u16 {
+    http(s.addr, method, path, token, body).await.0
+}
+
 async fn history(s: &Server, user: &User, conv: &str, after: u64) -> (u16, Vec<Value>) {
     let (st, v) = http(
         s.addr,
@@ -155,8 +166,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     b.next_of(&["resumed"]).await;
 
     // A member cannot add; the owner can; the event is delivered live with its own seq.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}", carol.id)),
         Some(&bob.token),
@@ -180,8 +191,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     );
     assert_eq!(ev["target"].as_str(), Some(carol.id.as_str()));
     // Adding again changes nothing.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}", carol.id)),
         Some(&owner.token),
@@ -190,8 +201,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     .await;
     assert_eq!(st, 204);
     // Promote Bob: now he adds Dave; the cap (4) then refuses Erin.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}/role", bob.id)),
         Some(&owner.token),
@@ -199,8 +210,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     )
     .await;
     assert_eq!(st, 204);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}", dave.id)),
         Some(&bob.token),
@@ -208,8 +219,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     )
     .await;
     assert_eq!(st, 204);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}", erin.id)),
         Some(&bob.token),
@@ -218,8 +229,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     .await;
     assert_eq!(st, 422);
     // An admin does not remove the owner; a member does not rename.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &path(&format!("/members/{}", owner.id)),
         Some(&bob.token),
@@ -227,8 +238,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     )
     .await;
     assert_eq!(st, 403);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PATCH",
         &path(""),
         Some(&carol.token),
@@ -271,8 +282,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     c.send(json!({"type":"resume","conv":g,"after_seq":0}))
         .await;
     c.next_of(&["resumed"]).await;
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &path(&format!("/members/{}", carol.id)),
         Some(&bob.token),
@@ -302,8 +313,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     assert_eq!(st, 403);
 
     // Re-added: she reads from the re-add on, never the stretch she was out.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}", carol.id)),
         Some(&owner.token),
@@ -339,8 +350,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     assert!(resumed.contains(&"welcome".to_string()), "{resumed:?}");
 
     // The owner cannot leave before transferring; after the transfer they can.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &path(&format!("/members/{}", owner.id)),
         Some(&owner.token),
@@ -348,8 +359,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     )
     .await;
     assert_eq!(st, 409);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &path(&format!("/members/{}/role", dave.id)),
         Some(&owner.token),
@@ -357,8 +368,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     )
     .await;
     assert_eq!(st, 204);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &path(&format!("/members/{}", owner.id)),
         Some(&owner.token),
@@ -402,8 +413,8 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     );
     // A 1:1 has no membership changes.
     let dm = conversation(s.addr, &bob, &[&erin]).await;
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &format!("/v1/conversations/{dm}/members/{}", carol.id),
         Some(&bob.token),
@@ -455,8 +466,8 @@ async fn edits_and_deletes_reach_members_live_on_resume_and_in_history() {
         ),
         (Some(1), Some(3), Some("hello"))
     );
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &format!("/v1/conversations/{g}/messages/2"),
         Some(&carol.token),
@@ -464,8 +475,8 @@ async fn edits_and_deletes_reach_members_live_on_resume_and_in_history() {
     )
     .await;
     assert_eq!(st, 403, "a member deletes only their own");
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "DELETE",
         &format!("/v1/conversations/{g}/messages/2"),
         Some(&alice.token),
@@ -478,8 +489,8 @@ async fn edits_and_deletes_reach_members_live_on_resume_and_in_history() {
         (del["seq"].as_u64(), del["log_seq"].as_u64()),
         (Some(2), Some(4))
     );
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PATCH",
         &format!("/v1/conversations/{g}/messages/2"),
         Some(&alice.token),
@@ -487,8 +498,8 @@ async fn edits_and_deletes_reach_members_live_on_resume_and_in_history() {
     )
     .await;
     assert_eq!(st, 409, "a deleted message is not edited");
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PATCH",
         &format!("/v1/conversations/{g}/messages/99"),
         Some(&alice.token),
@@ -570,8 +581,8 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
     assert!(v["next_cursor"].is_null());
     // Marking read on one device reaches the other live; a lower marker changes nothing.
     let mut a2 = Client::connect(s.addr, &alice.token).await;
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &format!("/v1/conversations/{first}/read"),
         Some(&alice.token),
@@ -622,8 +633,8 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
         (Some(3), Some(0))
     );
     // Bad input changes nothing.
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "GET",
         "/v1/conversations?cursor=nope",
         Some(&alice.token),
@@ -631,8 +642,8 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
     )
     .await;
     assert_eq!(st, 400);
-    let (st, _) = http(
-        s.addr,
+    let st = status(
+        &s,
         "PUT",
         &format!("/v1/conversations/{first}/read"),
         Some(&carol.token),
