@@ -3,10 +3,11 @@
 //! token they all answer 403.
 
 use crate::AppState;
+use crate::json::{Path, RawBody};
 use crate::problem::ApiError;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -22,18 +23,14 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/admin/kv/{key}", get(get_kv).put(put_kv))
 }
 
-/// Checks `Authorization: Bearer <admin token>` in constant time.
+/// Checks `Authorization: Bearer <admin token>` (the scheme in any case) in constant time.
 fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.admin_token.as_deref() else {
         return Err(ApiError::Forbidden(
             "admin endpoints are disabled: no admin token is configured",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
+    let given = crate::auth::bearer_token(headers).ok_or(ApiError::Unauthorized)?;
     let (a, b) = (given.as_bytes(), expected.as_bytes());
     let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
     if same {
@@ -110,7 +107,7 @@ async fn get_wan(
 async fn put_wan(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<WanTable>, ApiError> {
     require_admin(&state, &headers)?;
     let g = gossip(&state)?;
@@ -167,7 +164,7 @@ async fn put_kv(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(key): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&state, &headers)?;
     let key = Key::from(key.as_str());

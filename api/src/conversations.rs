@@ -3,9 +3,9 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, parse_id, rfc3339};
+use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
 use crate::problem::ApiError;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, put};
 use axum::{Json, Router};

@@ -3,9 +3,10 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::ListParams;
+use crate::json::Query;
 use crate::posts::{PostList, PostView};
 use crate::problem::ApiError;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(get, path = "/v1/feed", tag = "posts", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, description = "posts of followed users, newest first", body = PostList), (status = 206, description = "the timeline is being rebuilt (the user was inactive or is new here): what is ready, same shape", body = PostList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "posts of followed users, newest first", body = PostList), (status = 206, description = "the timeline is being rebuilt (the user was inactive or is new here): what is ready, same shape", body = PostList), (status = 400, description = "bad limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn feed(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

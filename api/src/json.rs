@@ -1,10 +1,11 @@
-//! Wire helpers shared by the REST handlers: a JSON body extractor whose every rejection is a
-//! problem+json 4xx, id parsing, list parameters, and time formatting.
+//! Wire helpers shared by the REST handlers: JSON body, path and query extractors whose every
+//! rejection is a problem+json 4xx, id parsing, list parameters, and time formatting.
 
 use crate::problem::ApiError;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
+use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, UNIX_EPOCH};
@@ -60,6 +61,60 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
             }
         })
+    }
+}
+
+/// Path parameters (axum's `Path`): a parameter that does not deserialize is a problem+json 400
+/// (a route declaring parameters its handler does not take is a bug: 500).
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) if e.status().is_server_error() => Err(ApiError::Internal(e.body_text())),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
+/// The query string (axum's `Query`): one that does not deserialize (a repeated or malformed
+/// parameter) is a problem+json 400.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// A raw body (axum's `Bytes`): 413 over the route's limit, 400 when it cannot be read.
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge("the body is over this route's limit".into())
+                } else {
+                    ApiError::BadRequest("the body could not be read".into())
+                }
+            })
     }
 }
 

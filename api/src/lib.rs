@@ -196,6 +196,13 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(feed::routes())
         .merge(conversations::routes())
         .merge(ws::routes())
+        // The router's own answers are problems too: an unknown path 404, a known path with
+        // another method 405 (axum adds `Allow`), and any `text/plain` rejection left.
+        .fallback(problem::no_route)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::map_response(
+            problem::plain_errors_as_problems,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn(limits::declared_size))
         .layer(axum::middleware::from_fn_with_state(

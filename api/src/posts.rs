@@ -2,11 +2,11 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, parse_id, rfc3339};
-use crate::problem::ApiError;
+use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
+use crate::problem::{ApiError, Refusal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,8 @@ use starling_posts::{MediaRef, Post};
 
 /// Largest media upload.
 pub const MAX_MEDIA_BYTES: usize = 10 << 20;
-/// Content types accepted for media.
+/// Content types accepted for media: passive formats only (no SVG, HTML or anything a browser
+/// would run). Any other is refused with 415.
 pub const MEDIA_TYPES: [&str; 5] = [
     "image/png",
     "image/jpeg",
@@ -25,6 +26,45 @@ pub const MEDIA_TYPES: [&str; 5] = [
     "image/webp",
     "video/mp4",
 ];
+
+/// The file extension of an accepted media type.
+fn extension(content_type: &str) -> Option<&'static str> {
+    Some(match content_type {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "video/mp4" => "mp4",
+        _ => return None,
+    })
+}
+
+/// Major brands of an ISO base media file that are MP4 (not QuickTime, HEIF or AVIF).
+const MP4_BRANDS: [&[u8; 4]; 14] = [
+    b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"mp71", b"avc1",
+    b"dash", b"mmp4", b"M4V ", b"MSNV",
+];
+
+/// The accepted media type the bytes are, by their magic numbers.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        Some("image/webp")
+    } else if bytes.get(4..8) == Some(b"ftyp")
+        && bytes
+            .get(8..12)
+            .is_some_and(|brand| MP4_BRANDS.iter().any(|b| &b[..] == brand))
+    {
+        Some("video/mp4")
+    } else {
+        None
+    }
+}
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct PostView {
@@ -97,14 +137,15 @@ pub fn routes() -> Router<AppState> {
 }
 
 #[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])), request_body = NewPost,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the original post")),
-    responses((status = 201, description = "published", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid text or media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    description = "Publishes a post. With an `Idempotency-Key` (1–128 bytes, per author), a retry returns the original post and publishes nothing new. The key is claimed after the post is written; a retry whose key is claimed but whose post is not there answers: **410 Gone** when the author deleted that post (a retry never publishes it again: use a new key); **201** with the post under the claimed id when the first attempt failed after its claim may have landed (it took its post back, the retry completes the create); **409** while the post is not in this region yet or the failed attempt is still taking its post back, for at most 60 s after the claim, then 410 — a retry is never \"in progress\" for good.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the original post (see the description for a deleted or failed original)")),
+    responses((status = 201, description = "published (or the original, on a retry)", body = PostView), (status = 400, description = "malformed JSON or Idempotency-Key", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the first request with this Idempotency-Key is still being applied; retry", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 410, description = "the post created with this Idempotency-Key was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body over 64 KiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid text or media", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     headers: HeaderMap,
     JsonBody(b): JsonBody<NewPost>,
-) -> Result<(StatusCode, Json<PostView>), ApiError> {
+) -> Result<(StatusCode, Json<PostView>), Refusal> {
     let idem = match headers.get("idempotency-key") {
         Some(v) => Some(
             v.to_str()
@@ -118,7 +159,7 @@ pub(crate) async fn create(
         .iter()
         .map(|m| parse_id(m))
         .collect::<Result<Vec<u64>, _>>()?;
-    let region = state.graph.user(me).await?.region;
+    let region = state.graph.user(me).await.map_err(ApiError::from)?.region;
     let (post, _) = state
         .posts
         .create(me, &region, &b.text, &media, idem.as_deref())
@@ -164,7 +205,7 @@ pub(crate) async fn remove(
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
-    responses((status = 200, description = "the author's posts, newest first", body = PostList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the author's posts, newest first", body = PostList), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn by_author(
     State(state): State<AppState>,
     _: AuthUser,
@@ -191,14 +232,15 @@ fn media_id() -> Result<u64, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/media", tag = "posts", security(("bearer" = [])),
-    request_body(content = Vec<u8>, description = "the bytes, with their Content-Type", content_type = "application/octet-stream"),
-    responses((status = 201, description = "stored", body = MediaView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "over 10 MiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "content type not allowed", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    description = "Stores media. The Content-Type must be one of image/png, image/jpeg, image/gif, image/webp, video/mp4 (anything else, SVG and HTML included, is 415), and the bytes must be of that type by their magic numbers (else 422).",
+    request_body(content = Vec<u8>, description = "the bytes, with their Content-Type: image/png, image/jpeg, image/gif, image/webp or video/mp4", content_type = "application/octet-stream"),
+    responses((status = 201, description = "stored", body = MediaView), (status = 400, description = "the body could not be read", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "over 10 MiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 415, description = "content type not allowed (only image/png, image/jpeg, image/gif, image/webp, video/mp4)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "empty, or the bytes are not of the declared content type", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<MediaView>), ApiError> {
+) -> Result<(StatusCode, Json<MediaView>), Refusal> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(format!("media is at most {MAX_MEDIA_BYTES} bytes"))
@@ -218,12 +260,25 @@ pub(crate) async fn upload(
         })
         .unwrap_or_default();
     if !MEDIA_TYPES.contains(&content_type.as_str()) {
-        return Err(ApiError::Invalid(format!(
+        return Err(Refusal::UnsupportedMediaType(format!(
             "content type {content_type:?} is not one of {MEDIA_TYPES:?}"
         )));
     }
     if body.is_empty() {
-        return Err(ApiError::Invalid("empty media".into()));
+        return Err(ApiError::Invalid("empty media".into()).into());
+    }
+    match sniff(&body) {
+        Some(t) if t == content_type => {}
+        Some(t) => {
+            return Err(Refusal::Api(ApiError::Invalid(format!(
+                "the bytes are {t}, not the declared {content_type}"
+            ))));
+        }
+        None => {
+            return Err(Refusal::Api(ApiError::Invalid(format!(
+                "the bytes are not {content_type} (their signature does not match)"
+            ))));
+        }
     }
     let id = media_id()?;
     let path = object_store::path::Path::from(format!("{id}"));
@@ -253,15 +308,16 @@ pub(crate) async fn upload(
 }
 
 #[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "media id")),
-    responses((status = 200, description = "the bytes"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the bytes, with `X-Content-Type-Options: nosniff` and `Content-Disposition: inline; filename=\"<id>.<ext>\"`", content_type = "application/octet-stream"), (status = 400, description = "bad id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
     let r = state
         .posts
-        .media(parse_id(&id)?)
+        .media(id)
         .await?
         .ok_or(ApiError::NotFound("media not found"))?;
     let path = object_store::path::Path::from(r.path.as_str());
@@ -277,7 +333,61 @@ pub(crate) async fn download(
         }
         Err(e) => return Err(ApiError::Internal(format!("blob store: {e}"))),
     };
-    let ct = HeaderValue::from_str(&r.content_type)
-        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    Ok(([(header::CONTENT_TYPE, ct)], bytes).into_response())
+    // Served as passive content only: the stored type when it is an accepted one (uploads
+    // check it against the bytes), never sniffed, and named by its id, not by anything a
+    // user sent.
+    let (ct, disposition) = match extension(&r.content_type) {
+        Some(ext) => (
+            HeaderValue::from_str(&r.content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            format!("inline; filename=\"{id}.{ext}\""),
+        ),
+        None => (
+            HeaderValue::from_static("application/octet-stream"),
+            format!("attachment; filename=\"{id}.bin\""),
+        ),
+    };
+    let disposition = HeaderValue::from_str(&disposition)
+        .map_err(|e| ApiError::Internal(format!("content-disposition: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, ct),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_is_known_by_its_magic_numbers() {
+        assert_eq!(sniff(crate::testing::PNG_1X1), Some("image/png"));
+        assert_eq!(sniff(b"\xff\xd8\xff\xe0\0\x10JFIF"), Some("image/jpeg"));
+        assert_eq!(sniff(b"GIF89a\x01\0\x01\0"), Some("image/gif"));
+        assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff(b"\0\0\0\x18ftypmp42\0\0\0\0"), Some("video/mp4"));
+        for other in [
+            &b"\0\0\0\x18ftypqt  \0\0\0\0"[..],
+            &b"\0\0\0\x18ftypheic"[..],
+            b"RIFF\x24\0\0\0WAVEfmt ",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+            b"<html><script>",
+            b"\x89PNG fake",
+            b"",
+        ] {
+            assert_eq!(sniff(other), None, "{other:?}");
+        }
+        for t in MEDIA_TYPES {
+            assert!(extension(t).is_some(), "{t}");
+        }
+        assert_eq!(extension("image/svg+xml"), None);
+    }
 }

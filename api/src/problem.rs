@@ -31,6 +31,7 @@ pub enum ApiError {
     /// Malformed input.
     #[error("{0}")]
     BadRequest(String),
+
     /// Body or value too large.
     #[error("{0}")]
     TooLarge(String),
@@ -132,6 +133,8 @@ impl From<starling_posts::PostError> for ApiError {
             P::NotFound => ApiError::NotFound("post not found"),
             P::Forbidden => ApiError::Forbidden("only the author may change a post"),
             P::InProgress => ApiError::Conflict(e.to_string()),
+            // Only a create answers it, through [`Refusal`] (410); elsewhere: not there.
+            P::Gone => ApiError::NotFoundMsg(e.to_string()),
             P::Store(s) => s.into(),
         }
     }
@@ -158,6 +161,113 @@ impl From<starling_messenger::MessengerError> for ApiError {
     }
 }
 
+/// A failure with a status [`ApiError`] has no variant for (405, 410, 415), or an [`ApiError`]:
+/// what a handler that may answer one of those fails with. (`ApiError` keeps its variants: the
+/// chat protocol maps each to an error code.)
+#[derive(Debug)]
+pub enum Refusal {
+    /// One of the usual failures.
+    Api(ApiError),
+    /// The route exists, not with this method (axum adds the `Allow` header).
+    MethodNotAllowed(String),
+    /// Was there, is no more, for good.
+    Gone(String),
+    /// A body of a content type the route does not take.
+    UnsupportedMediaType(String),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Refusal::Api(e)
+    }
+}
+
+impl From<starling_posts::PostError> for Refusal {
+    fn from(e: starling_posts::PostError) -> Self {
+        match e {
+            starling_posts::PostError::Gone => Refusal::Gone(e.to_string()),
+            other => Refusal::Api(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Api(e) => e.into_response(),
+            Refusal::MethodNotAllowed(d) => problem_response(StatusCode::METHOD_NOT_ALLOWED, d),
+            Refusal::Gone(d) => problem_response(StatusCode::GONE, d),
+            Refusal::UnsupportedMediaType(d) => {
+                problem_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, d)
+            }
+        }
+    }
+}
+
+/// The router's fallback: no route matches the path.
+pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFoundMsg(format!("no route matches {}", uri.path()))
+}
+
+/// The router's fallback for a route that exists without the request's method; axum adds the
+/// `Allow` header to this answer.
+pub async fn method_not_allowed(method: axum::http::Method) -> Refusal {
+    Refusal::MethodNotAllowed(format!("{method} is not allowed on this route"))
+}
+
+/// Largest `text/plain` error body [`plain_errors_as_problems`] carries over as the detail.
+const MAX_PLAIN_DETAIL: usize = 4 * 1024;
+
+/// The last line of the problem+json contract: an error answered as `text/plain` (the rejection
+/// of an axum extractor a handler takes directly, such as `WebSocketUpgrade`) is turned into a
+/// problem with the same status and headers, its text as the detail. Handlers should use the
+/// extractors of [`crate::json`], whose rejections are an [`ApiError`] already.
+pub async fn plain_errors_as_problems(resp: Response) -> Response {
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let detail = match axum::body::to_bytes(body, MAX_PLAIN_DETAIL).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let detail = if detail.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        detail
+    };
+    let mut out = problem_response(status, detail);
+    let mut headers = parts.headers;
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    let ours = std::mem::replace(out.headers_mut(), headers);
+    out.headers_mut().extend(ours);
+    out
+}
+
+/// A problem+json answer.
+fn problem_response(status: StatusCode, detail: String) -> Response {
+    let title = status.canonical_reason().unwrap_or("error");
+    let body = Problem {
+        kind: "about:blank",
+        title,
+        status: status.as_u16(),
+        detail,
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -168,18 +278,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let title = status.canonical_reason().unwrap_or("error");
-        let body = Problem {
-            kind: "about:blank",
-            title,
-            status: status.as_u16(),
-            detail,
-        };
-        let mut resp = (status, Json(body)).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        let mut resp = problem_response(status, detail);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -239,7 +239,7 @@ async fn a_whole_session_of_a_client() {
             "/v1/media",
             Some(&at),
             Some("image/png"),
-            b"\x89PNG fake".to_vec(),
+            crate::testing::PNG_1X1.to_vec(),
             &[],
         )
         .await;
@@ -258,7 +258,7 @@ async fn a_whole_session_of_a_client() {
         .await;
     assert_eq!(
         (s, bytes.as_slice(), ct.as_str()),
-        (StatusCode::OK, &b"\x89PNG fake"[..], "image/png")
+        (StatusCode::OK, crate::testing::PNG_1X1, "image/png")
     );
     let body = serde_json::to_vec(&json!({"text": "hello", "media": [mid]})).unwrap();
     let (s, p1, _) = a
@@ -665,7 +665,7 @@ async fn malformed_input_gets_a_4xx_and_changes_nothing() {
             "/v1/media".into(),
             Some("text/html"),
             b"<script>".to_vec(),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (
             Method::POST,
@@ -680,6 +680,55 @@ async fn malformed_input_gets_a_4xx_and_changes_nothing() {
             None,
             vec![],
             StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::POST,
+            "/v1/media".into(),
+            Some("image/svg+xml"),
+            br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Method::POST,
+            "/v1/media".into(),
+            Some("image/png"),
+            b"\xff\xd8\xff\xe0\0\x10JFIF\0".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::POST,
+            "/v1/media".into(),
+            Some("image/gif"),
+            b"<html><script>alert(1)</script>".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Method::GET,
+            "/v1/feed?limit=1&limit=2".into(),
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/v1/users/{alice}/posts?cursor=1&cursor=2"),
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/v1/no-such-route".into(),
+            None,
+            vec![],
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::PUT,
+            "/v1/posts".into(),
+            None,
+            vec![],
+            StatusCode::METHOD_NOT_ALLOWED,
         ),
     ];
     for (m, path, ct, body, want) in cases {

@@ -3,9 +3,10 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{JsonBody, ListParams, parse_id};
+use crate::json::{Path, Query};
 use crate::problem::ApiError;
 use crate::users::UserView;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};

@@ -33,3 +33,7 @@ pub(crate) fn state_with_auth_limit(store: Arc<dyn Store>, per_minute: u32) -> A
         bus: starling_messenger::Bus::in_process(),
     })
 }
+
+/// A real 1×1 PNG (media uploads are checked against their declared type).
+#[allow(dead_code)] // for tests of media
+pub(crate) const PNG_1X1: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\xdac`\x00\x02\x00\x00\x05\x00\x01\xe9\xfa\xdc\xd8\x00\x00\x00\x00IEND\xaeB`\x82";

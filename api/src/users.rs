@@ -2,10 +2,11 @@
 
 use crate::AppState;
 use crate::auth::{AuthUser, bearer};
+use crate::json::Path;
 use crate::json::{JsonBody, parse_id, rfc3339};
 use crate::limits::{AuthRateLimit, rate_limit};
 use crate::problem::ApiError;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, patch, post};

@@ -287,7 +287,7 @@ fn concrete(path: &str, ids: &Ids) -> String {
 /// the guard's, not the parser's).
 fn body_for(method: &str, path: &str, ids: &Ids) -> Vec<u8> {
     let v = match (method, path) {
-        ("POST", "/v1/media") => return b"\x89PNG not really".to_vec(),
+        ("POST", "/v1/media") => return common::PNG_1X1.to_vec(),
         ("PUT", p) if p.starts_with("/v1/admin/kv/") => return b"overwritten".to_vec(),
         ("PUT", "/v1/admin/wan") => json!({"links": []}),
         ("POST", "/v1/conversations") => json!({"members": [ids.user]}),
@@ -453,7 +453,7 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         "POST",
         "/v1/media",
         Some(&alice.token),
-        b"\x89PNG alice",
+        common::PNG_1X1,
     );
     assert_eq!(s, 201, "{media}");
     let (s, conv) = json_call(

@@ -405,6 +405,10 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
             r.extend_from_slice(b"\x89PNG");
             r
         }, Want::Status(&[413])),
+        ("media: PNG declared, JPEG bytes", req("POST", "/v1/media", Some(t), Some("image/png"), b"\xff\xd8\xff\xe0\0\x10JFIF\0"), Want::Status(SHAPE)),
+        ("media: HTML declared as GIF", req("POST", "/v1/media", Some(t), Some("image/gif"), b"<html><script>alert(1)</script>"), Want::Status(SHAPE)),
+        ("media: SVG", req("POST", "/v1/media", Some(t), Some("image/svg+xml"), br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#), Want::Status(&[415])),
+        ("media: HTML", req("POST", "/v1/media", Some(t), Some("text/html"), b"<script>alert(1)</script>"), Want::Status(&[415])),
         // Path parameters and unknown ids.
         ("post id not a number", get("/v1/posts/abc", t), Want::Status(BAD)),
         ("post id negative", get("/v1/posts/-1", t), Want::Status(BAD)),
@@ -436,6 +440,8 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         ("posts of unknown user", get("/v1/users/123/posts", t), Want::Status(&[200, 404])),
         // Limits and cursors.
         ("limit 0", get(&format!("{followers}?limit=0"), t), Want::Status(BAD)),
+        ("limit repeated", get(&format!("{followers}?limit=1&limit=2"), t), Want::Status(BAD)),
+        ("feed limit repeated", get("/v1/feed?limit=1&limit=2", t), Want::Status(BAD)),
         ("limit -1", get(&format!("{followers}?limit=-1"), t), Want::Status(BAD)),
         ("limit 101", get(&format!("{followers}?limit=101"), t), Want::Status(BAD)),
         ("limit huge", get(&format!("{followers}?limit=99999999999999999999999"), t), Want::Status(BAD)),
@@ -458,6 +464,8 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         ("messages limit 0", get(&format!("{msgs}?limit=0"), t), Want::Status(BAD)),
         // Tokens and headers.
         ("empty bearer", req("GET", "/v1/users/me", Some(""), None, b""), Want::Status(&[401])),
+        ("lower-case bearer accepted", format!("GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: bearer {t}\r\n\r\n").into_bytes(), Want::Status(&[200])),
+        ("upper-case BEARER accepted", format!("GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: BEARER {t}\r\n\r\n").into_bytes(), Want::Status(&[200])),
         ("basic auth", b"GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic YTpi\r\n\r\n".to_vec(), Want::Status(&[401])),
         ("non-ASCII token", b"GET /v1/users/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer \xff\xfe\r\n\r\n".to_vec(), Want::Status(&[401])),
         ("token 100 KiB", req("GET", "/v1/users/me", Some(&"t".repeat(100 * 1024)), None, b""), Want::StatusOrClosed(&[401, 431])),

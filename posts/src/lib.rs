@@ -7,6 +7,7 @@
 //! | `pa` | author, post id (descending) | set element | — (the author's list, newest first) |
 //! | `pi` | author, idempotency key | register, written by CAS in the author's home region | post id |
 //! | `pm` | media id | register | [`MediaRef`] |
+//! | `px` | post id | register | — (the create of this post, under an idempotency key, failed after its claim may have landed: see [`Posts::create`]) |
 //!
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
 //! replicated. Talks only to `starling_store`.
@@ -24,6 +25,12 @@ pub const POSTS: Keyspace = Keyspace::new("pp");
 const BY_AUTHOR: Keyspace = Keyspace::new("pa");
 const IDEMPOTENCY: Keyspace = Keyspace::new("pi");
 const MEDIA: Keyspace = Keyspace::new("pm");
+const ABANDONED: Keyspace = Keyspace::new("px");
+
+/// How long an idempotency claim may point to a post this region has not received yet (the
+/// post and the claim replicate separately) before a retry takes the post as gone; also how
+/// long a retry waits for a failed attempt to take its post back.
+pub const IDEMPOTENCY_GRACE_MS: u64 = 60_000;
 
 /// Longest post, in characters.
 pub const MAX_TEXT: usize = 5000;
@@ -82,6 +89,11 @@ pub enum PostError {
     /// The first request with this idempotency key is still being applied.
     #[error("a request with this idempotency key is in progress")]
     InProgress,
+    /// The post created with this idempotency key was deleted: a retry does not publish it again.
+    #[error(
+        "the post created with this idempotency key was deleted; use a new key to publish again"
+    )]
+    Gone,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,8 +126,26 @@ fn post_key(id: u64) -> Key {
     POSTS.key().u64(id).finish()
 }
 
+fn abandoned_key(id: u64) -> Key {
+    ABANDONED.key().u64(id).finish()
+}
+
+/// What an idempotency claim leads to.
+enum Claimed {
+    /// The post it was claimed for.
+    Original(Post),
+    /// The attempt that claimed it failed and took its post back: a retry publishes it, under
+    /// the claimed id.
+    Abandoned(u64),
+}
+
 fn list_key(author: u64, id: u64) -> Key {
     BY_AUTHOR.key().u64(author).u64_desc(id).finish()
+}
+
+/// The post id a claim holds.
+fn claim_id(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
 }
 
 fn check_text(text: &str) -> Result<(), PostError> {
@@ -138,7 +168,16 @@ impl Posts {
     }
 
     /// Publishes a post. With an idempotency key, a retry returns the original post and writes
-    /// nothing new; the key is claimed by CAS in the author's home region.
+    /// nothing new; the key is claimed by CAS in the author's home region. The rule of a retry
+    /// whose key is claimed but whose post is not there:
+    /// - the first attempt failed after its claim may have landed (its CAS answered an error)
+    ///   and took its post back, leaving a `px` mark: the retry publishes the post under the
+    ///   claimed id (`created`); while that post is still live (the take-back not done yet,
+    ///   under [`IDEMPOTENCY_GRACE_MS`]) the retry is [`PostError::InProgress`];
+    /// - the post is a tombstone without a mark: the author deleted it, [`PostError::Gone`];
+    /// - no record of the post at all: it has not replicated here yet, [`PostError::InProgress`]
+    ///   for [`IDEMPOTENCY_GRACE_MS`] after the claim, then [`PostError::Gone`] (its tombstone
+    ///   was collected, or it was lost) — never "in progress" for good.
     pub async fn create(
         &self,
         author: u64,
@@ -164,10 +203,14 @@ impl Posts {
             Some(k) => Some(IDEMPOTENCY.key().u64(author).str(k).finish()),
             None => None,
         };
-        if let Some(ik) = &idem
-            && let Some(original) = self.claimed(ik).await?
-        {
-            return Ok((original, false));
+        if let Some(ik) = &idem {
+            match self.claimed(ik).await? {
+                None => {}
+                Some(Claimed::Original(original)) => return Ok((original, false)),
+                Some(Claimed::Abandoned(id)) => {
+                    return Ok((self.republish(id, author, text, media).await?, true));
+                }
+            }
         }
         let post = Post {
             id: self.ids.next_id(),
@@ -178,45 +221,118 @@ impl Posts {
             edited_at_ms: None,
         };
         self.store.put_typed(&post_key(post.id), &post).await?;
-        self.store
+        if let Err(e) = self
+            .store
             .add(&list_key(author, post.id), Bytes::new())
-            .await?;
+            .await
+        {
+            // Unlisted and unclaimed: take it back (best effort) so no retry duplicates it.
+            let _ = self.store.delete(&post_key(post.id)).await;
+            return Err(e.into());
+        }
         if let Some(ik) = &idem {
             let claim = Bytes::copy_from_slice(&post.id.to_be_bytes());
             match self.cas.cas_at(author_region, ik, None, Some(claim)).await {
                 Ok(CasOutcome::Applied(_)) => {}
-                other => {
-                    // Another attempt claimed the key first (or the owner is unreachable):
-                    // take this post back and answer with the original.
-                    self.store.delete(&post_key(post.id)).await?;
-                    self.store.remove(&list_key(author, post.id)).await?;
-                    other?;
-                    return match self.claimed(ik).await? {
-                        Some(original) => Ok((original, false)),
-                        None => Err(PostError::InProgress),
+                Ok(CasOutcome::Conflict(current)) => {
+                    // Another attempt claimed the key first: take this post back and answer
+                    // with the original.
+                    self.take_back(author, post.id).await?;
+                    let claimed = current.and_then(|v| Some((claim_id(v.value.as_ref()?)?, v.hlc)));
+                    let resolved = match claimed {
+                        Some((id, hlc)) => self.resolve(id, hlc.millis()).await?,
+                        None => self.claimed(ik).await?.ok_or(PostError::InProgress)?,
                     };
+                    return match resolved {
+                        Claimed::Original(original) => Ok((original, false)),
+                        Claimed::Abandoned(id) => {
+                            Ok((self.republish(id, author, text, media).await?, true))
+                        }
+                    };
+                }
+                Err(e) => {
+                    // The owner did not answer: the claim may have landed all the same. Mark
+                    // the post abandoned before taking it back, so a retry that finds the
+                    // claim publishes it again rather than taking it for deleted.
+                    self.store
+                        .put(&abandoned_key(post.id), Bytes::new())
+                        .await?;
+                    self.take_back(author, post.id).await?;
+                    return Err(e.into());
                 }
             }
         }
         Ok((post, true))
     }
 
-    /// The post an idempotency key was claimed for, if it is there yet.
-    async fn claimed(&self, ik: &Key) -> Result<Option<Post>, PostError> {
-        let Some(id) = self
+    /// Deletes a post this attempt wrote and could not keep.
+    async fn take_back(&self, author: u64, id: u64) -> Result<(), PostError> {
+        self.store.delete(&post_key(id)).await?;
+        self.store.remove(&list_key(author, id)).await?;
+        Ok(())
+    }
+
+    /// Publishes, under `id`, the post an abandoned attempt claimed `id` for (a retry carries
+    /// the same body), and clears the mark.
+    async fn republish(
+        &self,
+        id: u64,
+        author: u64,
+        text: &str,
+        media: &[u64],
+    ) -> Result<Post, PostError> {
+        let post = Post {
+            id,
+            author,
+            text: text.to_string(),
+            media: media.to_vec(),
+            created_at_ms: now_ms(),
+            edited_at_ms: None,
+        };
+        self.store.put_typed(&post_key(id), &post).await?;
+        self.store.add(&list_key(author, id), Bytes::new()).await?;
+        self.store.delete(&abandoned_key(id)).await?;
+        Ok(post)
+    }
+
+    /// What the claim of an idempotency key leads to; `None` if the key is not claimed (here).
+    async fn claimed(&self, ik: &Key) -> Result<Option<Claimed>, PostError> {
+        let Some((id, hlc)) = self
             .store
             .get(ik)
             .await?
-            .and_then(|v| v.value)
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map(u64::from_be_bytes)
+            .and_then(|v| Some((claim_id(v.value.as_ref()?)?, v.hlc)))
         else {
             return Ok(None);
         };
-        match self.get(id).await {
-            Ok(p) => Ok(Some(p)),
-            Err(PostError::NotFound) => Err(PostError::InProgress),
-            Err(e) => Err(e),
+        self.resolve(id, hlc.millis()).await.map(Some)
+    }
+
+    /// The rule of [`Posts::create`] for a key claimed, at `claimed_at_ms`, for post `id`.
+    async fn resolve(&self, id: u64, claimed_at_ms: u64) -> Result<Claimed, PostError> {
+        let record = self.store.get(&post_key(id)).await?;
+        let live = match record.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(b) => Some(starling_store::codec::from_value::<Post>(b)?),
+            None => None,
+        };
+        let mark = self.store.get(&abandoned_key(id)).await?;
+        let marked_at = mark.filter(|v| v.value.is_some()).map(|v| v.hlc.millis());
+        let since = |t: u64| now_ms().saturating_sub(t);
+        match (live, marked_at) {
+            (Some(p), None) => Ok(Claimed::Original(p)),
+            // The failed attempt has not taken its post back yet.
+            (Some(_), Some(t)) if since(t) < IDEMPOTENCY_GRACE_MS => Err(PostError::InProgress),
+            // It never will (it died): the post stands.
+            (Some(p), Some(_)) => {
+                let _ = self.store.delete(&abandoned_key(id)).await;
+                Ok(Claimed::Original(p))
+            }
+            (None, Some(_)) => Ok(Claimed::Abandoned(id)),
+            (None, None) if record.is_some() => Err(PostError::Gone),
+            (None, None) if since(claimed_at_ms) < IDEMPOTENCY_GRACE_MS => {
+                Err(PostError::InProgress)
+            }
+            (None, None) => Err(PostError::Gone),
         }
     }
 
@@ -419,6 +535,118 @@ mod tests {
         assert!(created);
         assert_ne!(c.id, a.id);
         assert_eq!(p.by_author(1, None, 10).await.unwrap().posts.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_the_original_was_deleted_is_gone_not_in_progress() {
+        let p = posts();
+        let (a, _) = p.create(1, "us", "hello", &[], Some("k1")).await.unwrap();
+        p.delete(a.id, 1).await.unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                p.create(1, "us", "hello", &[], Some("k1")).await,
+                Err(PostError::Gone)
+            ));
+        }
+        // Nothing was published again; a new key publishes.
+        assert!(p.by_author(1, None, 10).await.unwrap().posts.is_empty());
+        let (b, created) = p.create(1, "us", "hello", &[], Some("k2")).await.unwrap();
+        assert!(created);
+        assert_ne!(a.id, b.id);
+    }
+
+    /// A CAS router whose owner applies the claim but whose answer is lost, once.
+    #[derive(Debug)]
+    struct LostAnswer {
+        store: Arc<dyn Store>,
+        lose: std::sync::atomic::AtomicBool,
+    }
+
+    // `CasRouter` is an `async_trait`: its method, desugared (posts has no async-trait).
+    impl CasRouter for LostAnswer {
+        fn cas_at<'a, 'b, 'c, 'd, 't>(
+            &'a self,
+            _region: &'b str,
+            key: &'c Key,
+            expected: Option<&'d starling_store::VersionVector>,
+            new: Option<Bytes>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = starling_store::Result<CasOutcome>> + Send + 't>>
+        where
+            'a: 't,
+            'b: 't,
+            'c: 't,
+            'd: 't,
+            Self: 't,
+        {
+            Box::pin(async move {
+                let out = self.store.cas(key, expected, new).await?;
+                if self.lose.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    return Err(StoreError::Remote("the answer was lost".into()));
+                }
+                Ok(out)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_failed_create_publishes_it_once() {
+        let node = NodeId::new(RegionId::from_name("us"), 1);
+        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let cas = Arc::new(LostAnswer {
+            store: store.clone(),
+            lose: true.into(),
+        });
+        let p = Posts::new(store, cas, Arc::new(IdGenerator::new(node)));
+        // The claim landed, the answer did not: the attempt fails and takes its post back.
+        assert!(matches!(
+            p.create(1, "us", "hello", &[], Some("k1")).await,
+            Err(PostError::Store(StoreError::Remote(_)))
+        ));
+        assert!(p.by_author(1, None, 10).await.unwrap().posts.is_empty());
+        // The retry completes the create under the claimed id; the next returns it.
+        let (a, created) = p.create(1, "us", "hello", &[], Some("k1")).await.unwrap();
+        assert!(created);
+        let (b, created) = p.create(1, "us", "hello", &[], Some("k1")).await.unwrap();
+        assert!(!created);
+        assert_eq!(a, b);
+        assert_eq!(p.get(a.id).await.unwrap(), a);
+        let listed = p.by_author(1, None, 10).await.unwrap().posts;
+        assert_eq!(listed, vec![a.clone()]);
+        // Deleted afterwards: gone, not published a third time.
+        p.delete(a.id, 1).await.unwrap();
+        assert!(matches!(
+            p.create(1, "us", "hello", &[], Some("k1")).await,
+            Err(PostError::Gone)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_post_never_arrives_is_in_progress_then_gone() {
+        // The claim of post 42, which never reaches this store: in progress while young...
+        let p = posts();
+        let ik = IDEMPOTENCY.key().u64(1).str("k1").finish();
+        let claim = Bytes::copy_from_slice(&42u64.to_be_bytes());
+        p.store.cas(&ik, None, Some(claim.clone())).await.unwrap();
+        assert!(matches!(
+            p.create(1, "us", "hello", &[], Some("k1")).await,
+            Err(PostError::InProgress)
+        ));
+        // ... and gone once older than the grace.
+        let wall = Arc::new(std::sync::atomic::AtomicU64::new(
+            now_ms() - IDEMPOTENCY_GRACE_MS - 1000,
+        ));
+        let node = NodeId::new(RegionId::from_name("us"), 1);
+        let store = open_memory(node, Arc::new(HlcClock::manual(wall)), Limits::default());
+        store.cas(&ik, None, Some(claim)).await.unwrap();
+        let p = Posts::new(
+            store.clone(),
+            Arc::new(LocalCas(store)),
+            Arc::new(IdGenerator::new(node)),
+        );
+        assert!(matches!(
+            p.create(1, "us", "hello", &[], Some("k1")).await,
+            Err(PostError::Gone)
+        ));
     }
 
     #[tokio::test]

@@ -12,10 +12,11 @@ mod session;
 
 use crate::AppState;
 use crate::auth::bearer;
+use crate::json::Query;
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A real 1×1 PNG: media uploads are checked against their declared type by magic numbers.
+pub const PNG_1X1: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\xdac`\x00\x02\x00\x00\x05\x00\x01\xe9\xfa\xdc\xd8\x00\x00\x00\x00IEND\xaeB`\x82";
+
 /// A port for a node to listen on. Not from the kernel's ephemeral range (32768–60999 on
 /// Linux): a port the kernel hands out for `bind(0)` and that is then closed can be taken by any
 /// outgoing connection's local end before the node binds it (seen in CI: "Address already in
