@@ -294,6 +294,90 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
         assert_eq!(ack["type"], "ack", "{ack}");
         let ed = a.next_of(&["edited"]).await;
         assert_eq!((ed["seq"].as_u64(), ed["body"].as_str()), (Some(2), Some("edited from eu")));
+
+        // A group homed in us with a member connected in eu: removed in us, the removal reaches
+        // eu by replication, then nothing later; eu's node refuses the removed member's send.
+        let (s, v) = http(
+            us_addr,
+            "POST",
+            "/v1/conversations",
+            Some(&alice.token),
+            Some(json!({"members": [bob.id], "name": "across"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let g = v["id"].as_str().unwrap().to_string();
+        until("the group in eu", || {
+            let (bob, g) = (bob.clone(), g.clone());
+            async move {
+                let (s, _) = http(eu_addr, "GET", &format!("/v1/conversations/{g}"), Some(&bob.token), None).await;
+                s == 200
+            }
+        })
+        .await;
+        b.send(json!({"type":"resume","conv":g,"after_seq":0})).await;
+        b.next_of(&["resumed"]).await;
+        let (s, _) = http(
+            us_addr,
+            "DELETE",
+            &format!("/v1/conversations/{g}/members/{}", bob.id),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 204);
+        let ev = b.next_of(&["message"]).await;
+        assert_eq!((ev["kind"].as_str(), ev["seq"].as_u64()), (Some("member_removed"), Some(1)));
+        assert_eq!(b.next_of(&["removed"]).await["seq"].as_u64(), Some(1));
+        let (s, _) = http(
+            us_addr,
+            "POST",
+            &format!("/v1/conversations/{g}/messages"),
+            Some(&alice.token),
+            Some(json!({"body": "after bob left", "client_id": "after"})),
+        )
+        .await;
+        assert_eq!(s, 201);
+        // Once the record reached eu, eu refuses bob's send and his later pages.
+        until("bob refused in eu", || {
+            let (bob, g) = (bob.clone(), g.clone());
+            async move {
+                let (s, _) = http(
+                    eu_addr,
+                    "POST",
+                    &format!("/v1/conversations/{g}/messages"),
+                    Some(&bob.token),
+                    Some(json!({"body": "let me in", "client_id": "x"})),
+                )
+                .await;
+                s == 403
+            }
+        })
+        .await;
+        let (s, _) = http(
+            eu_addr,
+            "GET",
+            &format!("/v1/conversations/{g}/messages?after_seq=1"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 403);
+        let (s, v) = http(
+            eu_addr,
+            "GET",
+            &format!("/v1/conversations/{g}/messages?after_seq=0"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        let seqs: Vec<u64> = v["items"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, vec![1], "bob reads up to his removal, nothing after");
+        // The ping proves nothing later was queued for bob before it.
+        b.send(json!({"type":"ping"})).await;
+        let next = b.next_of(&["pong", "message"]).await;
+        assert_eq!(next["type"], "pong", "{next}");
     });
     drop(us);
     drop(eu);
