@@ -607,7 +607,11 @@ async fn members(a: &Args) {
                 Value::Null,
             )
             .await;
-            let _ = answers.record((epoch.elapsed().as_micros() as u64).saturating_sub(t0).max(1));
+            let _ = answers.record(
+                (epoch.elapsed().as_micros() as u64)
+                    .saturating_sub(t0)
+                    .max(1),
+            );
             // The change's seq is the conversation's epoch now.
             let seq = http(
                 addr,
@@ -631,7 +635,11 @@ async fn members(a: &Args) {
             json!({"body": "text", "client_id": format!("t{r}")}),
         )
         .await;
-        let _ = answers.record((epoch.elapsed().as_micros() as u64).saturating_sub(t0).max(1));
+        let _ = answers.record(
+            (epoch.elapsed().as_micros() as u64)
+                .saturating_sub(t0)
+                .max(1),
+        );
         text_at.push((sent["seq"].as_u64().expect("a message"), t0));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

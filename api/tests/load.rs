@@ -52,6 +52,7 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             concurrency: 4,
             run_tag: "x".into(),
             conversations: false,
+            groups: false,
         };
         let users = setup(&http, std::slice::from_ref(&target), &cfg, Some(&log))
             .await

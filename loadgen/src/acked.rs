@@ -1,9 +1,10 @@
 //! The log of every write the server acknowledged (`--acked-log acked.jsonl`), one JSON object a
-//! line, so a fault test can check afterwards that none was lost ([`crate::verify`]). Follows and
-//! unfollows whose request failed without telling whether the server applied it (the connection
-//! broke, a 5xx, a timeout) are logged too, as [`Outcome::Unknown`] or [`Outcome::TimedOut`]: a
-//! node killed between its commit and its answer leaves such a write in the store, and it decides
-//! an edge's final state as much as an acknowledged one.
+//! line, so a fault test can check afterwards that none was lost ([`crate::verify`]). Follows,
+//! unfollows, group membership changes and message edits whose request failed without telling
+//! whether the server applied it (the connection broke, a 5xx, a timeout) are logged too, as
+//! [`Outcome::Unknown`] or [`Outcome::TimedOut`]: a node killed between its commit and its answer
+//! leaves such a write in the store, and it decides an edge's (a membership's, a message's text's)
+//! final state as much as an acknowledged one.
 //!
 //! Lines are appended through a bounded channel by a writer task that owns the file; when the
 //! channel is full the recording operation waits (the log must be complete, so nothing is
@@ -31,6 +32,12 @@ pub enum AckedKind {
     Unfollow,
     /// A chat message: `id` is the message id; `conv` and `seq` say where it is.
     Message,
+    /// A group membership change by `user` (the group's owner): `id` is the user added or
+    /// removed, `conv` the group, `added` which of the two.
+    Member,
+    /// An edit of a chat message by its sender: `id` is the message id, `conv` and `seq` say
+    /// where it is, `body` is its new text.
+    Edit,
 }
 
 /// Whether the server is known to have applied a logged write.
@@ -54,7 +61,8 @@ impl Outcome {
     }
 }
 
-/// One acknowledged write (or, for edges, one whose outcome is unknown: see [`Outcome`]).
+/// One acknowledged write (or, for edges, memberships and edits, one whose outcome is unknown: see
+/// [`Outcome`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acked {
     /// The kind of write.
@@ -72,12 +80,18 @@ pub struct Acked {
     /// Whether it was acknowledged (absent in the log: it was).
     #[serde(default, skip_serializing_if = "Outcome::is_acked")]
     pub outcome: Outcome,
-    /// Chat messages: the conversation.
+    /// Chat messages and edits: the conversation; membership changes: the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conv: Option<String>,
-    /// Chat messages: the sequence number the server gave it.
+    /// Chat messages and edits: the message's sequence number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Membership changes: `true` for an addition, `false` for a removal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<bool>,
+    /// Edits: the message's new text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 /// Now, in µs since the Unix epoch.
@@ -177,11 +191,17 @@ mod tests {
         let path = dir.path().join("acked.jsonl");
         let (log, writer) = AckedLog::create(&path).unwrap();
         let mut written = Vec::new();
-        for (i, kind) in [AckedKind::Post, AckedKind::Follow, AckedKind::Unfollow]
-            .into_iter()
-            .cycle()
-            .take(5000)
-            .enumerate()
+        for (i, kind) in [
+            AckedKind::Post,
+            AckedKind::Follow,
+            AckedKind::Unfollow,
+            AckedKind::Member,
+            AckedKind::Edit,
+        ]
+        .into_iter()
+        .cycle()
+        .take(5000)
+        .enumerate()
         {
             let a = Acked {
                 kind,
@@ -197,6 +217,8 @@ mod tests {
                 },
                 conv: (kind == AckedKind::Post).then(|| "c".into()),
                 seq: (kind == AckedKind::Post).then_some(i as u64),
+                added: (kind == AckedKind::Member).then_some(i % 2 == 0),
+                body: (kind == AckedKind::Edit).then(|| format!("edited {i}")),
             };
             let log = log.clone();
             written.push(a.clone());

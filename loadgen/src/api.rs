@@ -198,6 +198,75 @@ pub async fn create_conversation(
     field(&a.json()?, "id")
 }
 
+/// `POST /v1/conversations` with a name: a group owned by the caller, with `members`; returns
+/// its id.
+pub async fn create_group(
+    http: &Http,
+    base: &str,
+    token: &str,
+    members: &[String],
+    name: &str,
+) -> Result<String, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/conversations"),
+            Some(token),
+            body(&json!({ "members": members, "name": name })),
+            &[201],
+        )
+        .await?;
+    field(&a.json()?, "id")
+}
+
+/// `PUT /v1/conversations/{conv}/members/{user}`: `user` is a member (idempotent).
+pub async fn add_member(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+    user: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/conversations/{conv}/members/{user}");
+    http.expect(Method::PUT, &url, Some(token), None, &[204])
+        .await
+        .map(drop)
+}
+
+/// `DELETE /v1/conversations/{conv}/members/{user}`: `user` is not a member (idempotent).
+pub async fn remove_member(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+    user: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/conversations/{conv}/members/{user}");
+    http.expect(Method::DELETE, &url, Some(token), None, &[204])
+        .await
+        .map(drop)
+}
+
+/// `GET /v1/conversations/{conv}`: the ids of its members.
+pub async fn members(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+) -> Result<Vec<String>, RequestError> {
+    let url = format!("{base}/v1/conversations/{conv}");
+    let v = http
+        .expect(Method::GET, &url, Some(token), None, &[200])
+        .await?
+        .json()?;
+    v.get("members")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RequestError::Decode("no members".into()))?
+        .iter()
+        .map(|m| field(m, "id"))
+        .collect()
+}
+
 /// `GET /v1/users/{id}`: `Ok(true)` if the user is there, `Ok(false)` on 404.
 pub async fn user_exists(
     http: &Http,
@@ -208,13 +277,19 @@ pub async fn user_exists(
     exists(http, base, token, &format!("/v1/users/{id}")).await
 }
 
-/// A stored chat message as `verify` needs it.
+/// A stored entry of a conversation's log (a chat message, or an event such as an edit or a
+/// membership change) as `verify` needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     /// Its sequence number in the conversation.
     pub seq: u64,
     /// Its id.
     pub id: String,
+    /// `text` for a chat message; `edit`, `delete`, `member_added`, `member_removed`, … for the
+    /// other entries of the log.
+    pub kind: String,
+    /// Its current text (a chat message's as last edited).
+    pub body: String,
 }
 
 /// `POST /v1/conversations/{conv}/messages`: returns the stored message (a repeated `client_id`
@@ -239,13 +314,44 @@ pub async fn send_message(
     stored_message(&a.json()?)
 }
 
+/// `PATCH /v1/conversations/{conv}/messages/{seq}`: edits one's own message to `text`; returns
+/// the message as edited (a retry with the same `client_id` answers the same edit).
+pub async fn edit_message(
+    http: &Http,
+    base: &str,
+    token: &str,
+    conv: &str,
+    seq: u64,
+    client_id: &str,
+    text: &str,
+) -> Result<StoredMessage, RequestError> {
+    let a = http
+        .expect(
+            Method::PATCH,
+            &format!("{base}/v1/conversations/{conv}/messages/{seq}"),
+            Some(token),
+            body(&json!({ "body": text, "client_id": client_id })),
+            &[200],
+        )
+        .await?;
+    stored_message(&a.json()?)
+}
+
 fn stored_message(v: &Value) -> Result<StoredMessage, RequestError> {
+    let text = |name: &str, absent: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or(absent)
+            .to_string()
+    };
     Ok(StoredMessage {
         seq: v
             .get("seq")
             .and_then(Value::as_u64)
             .ok_or_else(|| RequestError::Decode("no numeric field \"seq\"".into()))?,
         id: field(v, "id")?,
+        kind: text("kind", "text"),
+        body: text("body", ""),
     })
 }
 

@@ -7,12 +7,22 @@
 //! end (`chat_deliver`); the sender measures the ack (`chat_send`). The [`DeliveryBook`] then checks
 //! that every acknowledged message reached every other member exactly once after dedup by id.
 //! Receivers measure with their own clock: across machines the clocks must be synchronised.
+//!
+//! The same runner speaks Centrifugo's protocol ([`Protocol::Centrifugo`], module
+//! [`crate::centrifugo`]): conversations are channels, sends are publishes, acks are their replies,
+//! so one schedule and one set of histograms measure both servers. Every connection is ready
+//! before the first send (Starling: resumed its conversations from seq 0, so registered with the
+//! hub and delivering each conversation from its first message; Centrifugo: connected and
+//! subscribed with recovery), and with `server_pid` the report charges the server's CPU time over the
+//! measured window to the deliveries received in it.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
 use crate::api;
+use crate::centrifugo;
 use crate::error::RequestError;
 use crate::http::Http;
+use crate::procstat;
 use crate::report::ChatReport;
 use crate::schedule::{Arrivals, Schedule};
 use crate::stats::Stats;
@@ -23,9 +33,10 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -198,6 +209,37 @@ impl DeliveryBook {
             missing: expected - delivered,
             duplicates: self.duplicates,
             unacked_delivered,
+            ..ChatReport::default()
+        }
+    }
+
+    /// Acks and distinct deliveries booked so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.acked.len() as u64, self.seen.len() as u64)
+    }
+}
+
+/// Which server's chat protocol the runner speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// Starling's `GET /v1/ws` (docs/asyncapi.json); conversations made over REST.
+    #[default]
+    Starling,
+    /// Centrifugo's JSON protocol at `/connection/websocket`; conversations are channels.
+    Centrifugo,
+}
+
+impl FromStr for Protocol {
+    type Err = LoadError;
+
+    fn from_str(s: &str) -> Result<Self, LoadError> {
+        match s {
+            "starling" => Ok(Protocol::Starling),
+            "centrifugo" => Ok(Protocol::Centrifugo),
+            other => Err(LoadError::config(
+                "protocol",
+                format!("{other:?}: starling or centrifugo"),
+            )),
         }
     }
 }
@@ -223,7 +265,14 @@ pub struct ChatConfig {
     pub queue: usize,
     /// Seed.
     pub seed: u64,
+    /// The server's protocol.
+    pub protocol: Protocol,
+    /// The server process, whose CPU time over the measured window the report gives.
+    pub server_pid: Option<u32>,
 }
+
+/// How long a connection may take to open and become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The WebSocket URL of a user's target: `http://h:p` → `ws://h:p/v1/ws?token=…`.
 pub fn ws_url(target: &str, token: &str) -> String {
@@ -259,15 +308,20 @@ pub async fn run_chat(
     }
     // Conversations: consecutive users in groups of g.
     let mut convs: Vec<(String, Vec<usize>)> = Vec::new();
-    for chunk in (0..users.len()).collect::<Vec<_>>().chunks(g) {
+    for (k, chunk) in (0..users.len()).collect::<Vec<_>>().chunks(g).enumerate() {
         if chunk.len() < g {
             break;
         }
-        let owner = &users[chunk[0]];
-        let others: Vec<String> = chunk[1..].iter().map(|&i| users[i].id.clone()).collect();
-        let conv = api::create_conversation(http, &owner.target, &owner.token, &others)
-            .await
-            .map_err(|e| LoadError::setup(format!("conversation of {}", owner.handle), e))?;
+        let conv = match cfg.protocol {
+            Protocol::Starling => {
+                let owner = &users[chunk[0]];
+                let others: Vec<String> = chunk[1..].iter().map(|&i| users[i].id.clone()).collect();
+                api::create_conversation(http, &owner.target, &owner.token, &others)
+                    .await
+                    .map_err(|e| LoadError::setup(format!("conversation of {}", owner.handle), e))?
+            }
+            Protocol::Centrifugo => centrifugo::channel(k),
+        };
         convs.push((conv, chunk.to_vec()));
     }
     let shared = Arc::new(Mutex::new(Shared {
@@ -285,23 +339,55 @@ pub async fn run_chat(
         s.stats.op("chat_deliver");
     }
 
+    // One connection per member of a conversation, each ready before the first send.
+    let mut senders: HashMap<usize, mpsc::Sender<ClientFrame>> = HashMap::new();
+    let mut conns = JoinSet::new();
+    let (ready_tx, mut ready_rx) = mpsc::channel::<()>(64);
+    let (go_tx, go_rx) = watch::channel(None::<Instant>);
+    for (conv, members) in &convs {
+        for &i in members {
+            let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+            senders.insert(i, tx);
+            let c = Conn {
+                user: users[i].clone(),
+                channels: vec![conv.clone()],
+                protocol: cfg.protocol,
+                shared: shared.clone(),
+                acked: acked.clone(),
+            };
+            conns.spawn(connection(c, rx, ready_tx.clone(), go_rx.clone()));
+        }
+    }
+    drop(ready_tx);
+    // Every connection reports once, ready or failed (bounded by its own timeout).
+    while ready_rx.recv().await.is_some() {}
+
     let start = Instant::now();
     let measure = start + cfg.warmup;
     let end = measure + cfg.duration;
-    // One connection per member of a conversation.
-    let mut senders: HashMap<usize, mpsc::Sender<ClientFrame>> = HashMap::new();
-    let mut conns = JoinSet::new();
-    for &i in convs.iter().flat_map(|(_, m)| m) {
-        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-        senders.insert(i, tx);
-        let user = users[i].clone();
-        let (shared, acked) = (shared.clone(), acked.clone());
-        conns.spawn(connection(user, rx, shared, acked, measure));
-    }
+    let _ = go_tx.send(Some(measure));
+    let window = tokio::spawn({
+        let (shared, pid) = (shared.clone(), cfg.server_pid);
+        async move {
+            let sample = || {
+                let (acks, deliveries) = shared.lock().book.counts();
+                let server = pid.and_then(procstat::cpu_us);
+                (acks, deliveries, server, procstat::self_cpu_us())
+            };
+            tokio::time::sleep_until(measure).await;
+            let a = sample();
+            tokio::time::sleep_until(end).await;
+            let b = sample();
+            let diff = |x: Option<u64>, y: Option<u64>| Some(y?.saturating_sub(x?));
+            (b.0 - a.0, b.1 - a.1, diff(a.2, b.2), diff(a.3, b.3))
+        }
+    });
 
     let mut schedule = Schedule::new(cfg.rate, cfg.arrivals, cfg.seed);
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(17));
     let mut n = 0u64;
+    // Client ids unique across runs over the same users: a repeated one gets the original ack.
+    let run_tag = now_us() % 0x100_0000_0000;
     loop {
         let intended = start + schedule.next_offset();
         if intended >= end {
@@ -310,7 +396,7 @@ pub async fn run_chat(
         tokio::time::sleep_until(intended).await;
         let (conv, members) = &convs[rng.random_range(0..convs.len())];
         let who = members[rng.random_range(0..members.len())];
-        let client_id = format!("{}-{n}", users[who].id);
+        let client_id = format!("{}-{run_tag:x}-{n}", users[who].id);
         n += 1;
         let stamp =
             now_us().saturating_sub(u64::try_from(intended.elapsed().as_micros()).unwrap_or(0));
@@ -339,38 +425,159 @@ pub async fn run_chat(
     tokio::time::sleep(cfg.grace).await;
     drop(senders);
     while conns.join_next().await.is_some() {}
+    let window = window.await.ok();
     let s = shared.lock();
-    Ok((s.stats.clone(), s.book.report()))
+    let mut report = s.book.report();
+    if let Some((acks, deliveries, server, client)) = window {
+        report.window_acks = acks;
+        report.window_deliveries = deliveries;
+        report.server_cpu_us = server;
+        report.client_cpu_us = client;
+    }
+    Ok((s.stats.clone(), report))
 }
 
-/// One member's connection: writes the frames it is given, reads acks and messages, until its
-/// sender is dropped (then closes) or the server closes.
-async fn connection(
+/// What a member's connection needs.
+struct Conn {
     user: User,
-    mut rx: mpsc::Receiver<ClientFrame>,
+    /// The conversations to resume (Starling) or channels to subscribe to (Centrifugo).
+    channels: Vec<String>,
+    protocol: Protocol,
     shared: Arc<Mutex<Shared>>,
     acked: Option<AckedLog>,
-    measure: Instant,
-) {
-    let since = |t: Instant| t.saturating_duration_since(measure);
-    let ws = match tokio_tungstenite::connect_async(ws_url(&user.target, &user.token)).await {
-        Ok((ws, _)) => ws,
-        Err(e) => {
-            let kind = match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) => RequestError::Status {
-                    status: r.status().as_u16(),
-                    body: String::new(),
-                }
-                .kind(),
-                _ => RequestError::Connect(e.to_string()).kind(),
+}
+
+/// An open WebSocket of the load generator.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `user`'s connection and makes it ready to chat. Starling's resumes each conversation of
+/// `channels` after seq 0 and waits for every `resumed` (the session is registered with the hub
+/// before it reads, and a resumed conversation is delivered from its first message, in seq
+/// order: without a resume a connection starts at whichever live message reaches it first, and
+/// drops an older one that arrives after it); with no conversation it waits for the answer to a
+/// ping. Centrifugo's connects and subscribes to the `channels` with recovery. The error is a
+/// [`RequestError::kind`]-style label and the cause.
+pub async fn open(
+    protocol: Protocol,
+    user: &User,
+    channels: &[String],
+    session: &mut centrifugo::Session,
+) -> Result<Ws, (String, String)> {
+    let url = match protocol {
+        Protocol::Starling => ws_url(&user.target, &user.token),
+        Protocol::Centrifugo => centrifugo::ws_url(&user.target),
+    };
+    let connect = tokio::time::timeout(READY_TIMEOUT, tokio_tungstenite::connect_async(url));
+    let mut ws = match connect.await {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) => {
+            let status = r.status().as_u16();
+            let e = RequestError::Status {
+                status,
+                body: String::new(),
             };
+            return Err((e.kind(), format!("upgrade answered {status}")));
+        }
+        Ok(Err(e)) => {
+            let e = RequestError::Connect(e.to_string());
+            return Err((e.kind(), e.to_string()));
+        }
+        Err(_) => return Err(("timeout".into(), "connect timed out".into())),
+    };
+    let ready = match protocol {
+        Protocol::Starling => starling_ready(&mut ws, channels).await,
+        Protocol::Centrifugo => {
+            centrifugo::handshake(&mut ws, session, &user.token, channels, READY_TIMEOUT).await
+        }
+    };
+    match ready {
+        Ok(()) => Ok(ws),
+        Err(e) => Err(("handshake".into(), e)),
+    }
+}
+
+/// Resumes `convs` from seq 0 (or, with none, pings) and waits for every answer.
+async fn starling_ready(ws: &mut Ws, convs: &[String]) -> Result<(), String> {
+    let frames: Vec<ClientFrame> = if convs.is_empty() {
+        vec![ClientFrame::Ping]
+    } else {
+        convs
+            .iter()
+            .map(|c| ClientFrame::Resume {
+                conv: c.clone(),
+                after_seq: 0,
+            })
+            .collect()
+    };
+    for f in &frames {
+        let text = serde_json::to_string(f).map_err(|e| e.to_string())?;
+        ws.send(WsMessage::text(text))
+            .await
+            .map_err(|e| format!("resume: {e}"))?;
+    }
+    let mut waiting = frames.len();
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while waiting > 0 {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| format!("{waiting} answers to resume/ping missing"))?;
+        match msg {
+            Some(Ok(WsMessage::Text(t))) => match ServerFrame::parse(t.as_str()) {
+                Ok(ServerFrame::Pong | ServerFrame::Resumed { .. }) => waiting -= 1,
+                Ok(ServerFrame::Error { code, message }) => {
+                    return Err(format!("resume refused: {code} {message}"));
+                }
+                _ => {}
+            },
+            Some(Ok(WsMessage::Close(f))) => {
+                return Err(format!(
+                    "closed: {}",
+                    f.map_or_else(|| "1005".into(), |f| format!("{} {}", f.code, f.reason))
+                ));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("closed".into()),
+        }
+    }
+    Ok(())
+}
+
+/// One member's connection: opens it, reports ready (or failed), waits for the start, then
+/// writes the frames it is given and reads acks and messages, until its sender is dropped (then
+/// closes) or the server closes.
+async fn connection(
+    c: Conn,
+    mut rx: mpsc::Receiver<ClientFrame>,
+    ready: mpsc::Sender<()>,
+    mut go: watch::Receiver<Option<Instant>>,
+) {
+    let Conn {
+        user,
+        channels,
+        protocol,
+        shared,
+        acked,
+    } = c;
+    let mut session = centrifugo::Session::default();
+    let opened = open(protocol, &user, &channels, &mut session).await;
+    let _ = ready.send(()).await;
+    drop(ready);
+    let ws = match opened {
+        Ok(ws) => ws,
+        Err((kind, _)) => {
             shared
                 .lock()
                 .stats
-                .record_error("chat_connect", &kind, since(Instant::now()));
+                .record_error("chat_connect", &kind, Duration::ZERO);
             return;
         }
     };
+    let Ok(Some(measure)) = go.wait_for(Option::is_some).await.map(|m| *m) else {
+        return;
+    };
+    let since = |t: Instant| t.saturating_duration_since(measure);
     let (mut sink, mut stream) = ws.split();
     loop {
         tokio::select! {
@@ -379,9 +586,15 @@ async fn connection(
                     let _ = sink.close().await;
                     return;
                 };
-                let text = match serde_json::to_string(&frame) {
-                    Ok(t) => t,
-                    Err(_) => continue,
+                let text = match protocol {
+                    Protocol::Starling => match serde_json::to_string(&frame) {
+                        Ok(t) => t,
+                        Err(_) => continue,
+                    },
+                    Protocol::Centrifugo => match session.publish(&frame, &user.id) {
+                        Some(t) => t,
+                        None => continue,
+                    },
                 };
                 if sink.send(WsMessage::text(text)).await.is_err() {
                     shared.lock().stats.record_error("chat_send", "transport", since(Instant::now()));
@@ -404,9 +617,33 @@ async fn connection(
                         return;
                     }
                 };
-                let record = handle_frame(&user, text.as_str(), now, measure, &shared);
-                if let (Some(log), Some(a)) = (&acked, record) {
-                    log.record(a).await;
+                let mut pong = false;
+                let frames = match protocol {
+                    Protocol::Starling => vec![ServerFrame::parse(text.as_str())],
+                    Protocol::Centrifugo => match centrifugo::parse_frame(text.as_str()) {
+                        Ok(ms) => {
+                            let mut v = Vec::with_capacity(ms.len());
+                            for m in ms {
+                                if m == centrifugo::Incoming::Ping {
+                                    pong = true;
+                                } else if let Some(f) = session.translate(m) {
+                                    v.push(Ok(f));
+                                }
+                            }
+                            v
+                        }
+                        Err(e) => vec![Err(e)],
+                    },
+                };
+                if pong && sink.send(WsMessage::text("{}")).await.is_err() {
+                    shared.lock().stats.record_error("chat_connect", "transport", since(now));
+                    return;
+                }
+                for frame in frames {
+                    let record = handle_frame(&user, frame, now, measure, &shared);
+                    if let (Some(log), Some(a)) = (&acked, record) {
+                        log.record(a).await;
+                    }
                 }
             }
         }
@@ -416,14 +653,14 @@ async fn connection(
 /// Books one server frame; returns the acked-log entry of an ack.
 fn handle_frame(
     user: &User,
-    text: &str,
+    frame: Result<ServerFrame, RequestError>,
     now: Instant,
     measure: Instant,
     shared: &Mutex<Shared>,
 ) -> Option<Acked> {
     let since = |t: Instant| t.saturating_duration_since(measure);
     let mut s = shared.lock();
-    match ServerFrame::parse(text) {
+    match frame {
         Ok(ServerFrame::Ack {
             conv,
             client_id,
@@ -449,6 +686,8 @@ fn handle_frame(
                     outcome: Outcome::Acked,
                     conv: Some(conv),
                     seq: Some(seq),
+                    added: None,
+                    body: None,
                 });
             }
             None

@@ -15,17 +15,25 @@
 //! - [`acked`]: the log of every acknowledged write, and [`verify`] that reads them back.
 //! - [`run`]: the REST scenario runner (open and closed loop) with progress bars.
 //! - [`chat`]: the WebSocket chat protocol, the delivery bookkeeping and the chat runner.
+//! - [`centrifugo`]: Centrifugo's client protocol, so the chat runner measures it side by side.
+//! - [`idle`]: idle authenticated sockets and the server's memory per socket.
+//! - [`procstat`]: CPU time and resident memory of a process from `/proc`.
+//! - [`sessions`]: signed-up users saved to a file and reused by later runs.
 //! - [`error`]: the library's error type.
 
 pub mod acked;
 pub mod api;
+pub mod centrifugo;
 pub mod chat;
 pub mod error;
 pub mod http;
+pub mod idle;
 pub mod plot;
+pub mod procstat;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod sessions;
 pub mod stats;
 pub mod users;
 pub mod verify;

@@ -7,13 +7,14 @@
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
-use starling_loadgen::chat::{ChatConfig, run_chat};
+use starling_loadgen::chat::{ChatConfig, Protocol, run_chat};
 use starling_loadgen::http::Http;
+use starling_loadgen::idle::{IdleConfig, run_idle};
 use starling_loadgen::report::{Report, RunInfo};
 use starling_loadgen::run::{RunConfig, run};
-use starling_loadgen::schedule::{Arrivals, Mix, Rate};
+use starling_loadgen::schedule::{Arrivals, Mix, Op, Rate};
 use starling_loadgen::users::{Setup, setup};
-use starling_loadgen::{acked, plot, verify};
+use starling_loadgen::{acked, centrifugo, plot, sessions, verify};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,10 +44,34 @@ struct RunArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     target: Vec<String>,
-    /// Scenario: `rest` (the --mix) or `chat` (WebSocket chatters).
+    /// Scenario: `rest` (the --mix), `chat` (WebSocket chatters) or `idle` (--conns idle
+    /// sockets and the server's memory per socket; needs --server-pid).
     #[arg(long, default_value = "rest")]
     scenario: String,
-    /// Weighted REST operations: read, post, follow, unfollow, health, e.g. `read=99,post=1`.
+    /// Chat and idle: the server's protocol, `starling` or `centrifugo` (then --target is
+    /// `ws://HOST:PORT`, conversations are channels `chat:<k>` and there is no REST setup).
+    #[arg(long, default_value = "starling")]
+    protocol: String,
+    /// Centrifugo: the HMAC secret of its connection JWTs (HS256, `sub` = `u<i>`); without it
+    /// sockets connect without a token (the server's insecure client mode).
+    #[arg(long, env = "STARLING_LOAD_CENTRIFUGO_SECRET")]
+    centrifugo_secret: Option<String>,
+    /// Chat and idle: the server's process id; the report gives its CPU time over the measured
+    /// window per delivery (chat) or its resident memory per socket (idle).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Idle: sockets to open.
+    #[arg(long, default_value_t = 1000)]
+    conns: usize,
+    /// Idle: how long to hold them open before reading the server's memory.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    hold: Duration,
+    /// Starling: reuse the users saved in this file by an earlier run (against the same
+    /// server), or set them up and save them there.
+    #[arg(long)]
+    sessions: Option<PathBuf>,
+    /// Weighted REST operations: read, post, follow, unfollow, health, chat, group, edit, e.g.
+    /// `read=99,post=1`.
     #[arg(long, default_value = "read=99,post=1")]
     mix: String,
     /// Requests (or chat messages) per second, open loop; `max` for closed loop.
@@ -171,6 +196,11 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         }
         None => (None, None),
     };
+    let ops: Vec<Op> = if a.scenario == "rest" {
+        a.mix.parse::<Mix>()?.ops().collect()
+    } else {
+        Vec::new()
+    };
     let setup_cfg = Setup {
         users: a.users,
         handles: a.handles.clone(),
@@ -180,19 +210,47 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         posts: a.posts,
         concurrency: a.setup_concurrency,
         run_tag: run_tag(),
-        // The `chat` operation of the REST mix sends into each user's 1:1 conversation.
-        conversations: a.scenario == "rest"
-            && a.mix
-                .parse::<Mix>()?
-                .ops()
-                .any(|op| op == starling_loadgen::schedule::Op::Chat),
+        // The `chat` operation of the REST mix sends into each user's 1:1 conversation, and
+        // `edit` edits those messages; `group` changes the members of each user's group.
+        conversations: ops.iter().any(|op| matches!(op, Op::Chat | Op::Edit)),
+        groups: ops.contains(&Op::Group),
     };
-    eprintln!(
-        "setting up {} users on {} target(s)…",
-        a.users,
-        a.target.len()
-    );
-    let users = Arc::new(setup(&http, &a.target, &setup_cfg, log.as_ref()).await?);
+    let protocol: Protocol = a.protocol.parse()?;
+    if protocol == Protocol::Centrifugo && a.scenario == "rest" {
+        bail!("--protocol centrifugo speaks the chat and idle scenarios only");
+    }
+    let saved = match &a.sessions {
+        Some(p) if protocol == Protocol::Starling => sessions::load(p, a.users)?,
+        _ => None,
+    };
+    let users = match (protocol, saved) {
+        (Protocol::Centrifugo, _) => {
+            // One user per socket: an idle run may ask for more sockets than --users.
+            let n = if a.scenario == "idle" {
+                a.users.max(a.conns)
+            } else {
+                a.users
+            };
+            centrifugo::users(n, &a.target, a.centrifugo_secret.as_deref())
+        }
+        (Protocol::Starling, Some(users)) => {
+            eprintln!("{} users from the sessions file", users.len());
+            users
+        }
+        (Protocol::Starling, None) => {
+            eprintln!(
+                "setting up {} users on {} target(s)…",
+                a.users,
+                a.target.len()
+            );
+            let users = setup(&http, &a.target, &setup_cfg, log.as_ref()).await?;
+            if let Some(p) = &a.sessions {
+                sessions::save(p, &users)?;
+            }
+            users
+        }
+    };
+    let users = Arc::new(users);
     let (mode, rate_value) = match rate {
         Rate::Fixed(r) => ("open", Some(r)),
         Rate::Max => ("closed", None),
@@ -230,7 +288,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
             let Rate::Fixed(r) = rate else {
                 bail!("chat runs at a fixed --rate of messages per second");
             };
-            info.scenario = format!("chat, groups of {}", a.group_size);
+            info.scenario = format!("chat ({}), groups of {}", a.protocol, a.group_size);
             let cfg = ChatConfig {
                 group_size: a.group_size,
                 rate: r,
@@ -241,13 +299,34 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
                 body_bytes: a.body_bytes,
                 queue: 1024,
                 seed: a.seed,
+                protocol,
+                server_pid: a.server_pid,
             };
             let (stats, chat) = run_chat(&http, users, &cfg, log).await?;
             let mut report = Report::new(info, &stats);
             report.chat = Some(chat);
             report
         }
-        other => bail!("unknown --scenario {other:?}: rest or chat"),
+        "idle" => {
+            let Some(server_pid) = a.server_pid else {
+                bail!("--scenario idle reads the server's memory: give --server-pid");
+            };
+            let cfg = IdleConfig {
+                protocol,
+                conns: a.conns,
+                concurrency: a.setup_concurrency.max(64),
+                hold: a.hold,
+                server_pid,
+            };
+            let r = run_idle(&users, &cfg).await?;
+            println!("{}", r.line());
+            if let Some(p) = &a.report {
+                std::fs::write(p, serde_json::to_vec_pretty(&r)?)?;
+                eprintln!("report: {}", p.display());
+            }
+            return Ok(());
+        }
+        other => bail!("unknown --scenario {other:?}: rest, chat or idle"),
     };
     if let Some(w) = writer {
         let n = w.finish().await?;
@@ -274,7 +353,7 @@ async fn cmd_verify(a: VerifyArgs) -> anyhow::Result<()> {
     let http = Http::new(a.timeout, a.concurrency);
     let v = verify::verify_log(&http, &a.target, &a.acked_log, a.concurrency).await?;
     println!(
-        "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges ({} by a write of unknown outcome), {} not checked (chat), {} missing",
+        "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges ({} by a write of unknown outcome), {} not checked (chat messages, edits, group members), {} missing",
         entries.len(),
         v.users,
         v.posts,

@@ -157,6 +157,19 @@ pub struct ChatReport {
     pub duplicates: u64,
     /// Deliveries of messages that were never acknowledged to the sender (sent but no ack).
     pub unacked_delivered: u64,
+    /// Acks received during the measured window.
+    #[serde(default)]
+    pub window_acks: u64,
+    /// Distinct deliveries received during the measured window.
+    #[serde(default)]
+    pub window_deliveries: u64,
+    /// CPU time (user + system) of the server process (`--server-pid`) over the measured
+    /// window, µs.
+    #[serde(default)]
+    pub server_cpu_us: Option<u64>,
+    /// CPU time of the load generator over the measured window, µs.
+    #[serde(default)]
+    pub client_cpu_us: Option<u64>,
 }
 
 /// The whole report.
@@ -266,6 +279,19 @@ impl Report {
                 c.duplicates,
                 c.unacked_delivered
             );
+            if let Some(cpu) = c.server_cpu_us {
+                let per = cpu as f64 / c.window_deliveries.max(1) as f64;
+                let client = c.client_cpu_us.map_or_else(String::new, |u| {
+                    format!("; load generator {:.2} s", u as f64 / 1e6)
+                });
+                let _ = writeln!(
+                    out,
+                    "server CPU: {:.2} s over the window, {per:.1} µs per delivery ({} deliveries, {} acks in it){client}",
+                    cpu as f64 / 1e6,
+                    c.window_deliveries,
+                    c.window_acks
+                );
+            }
         }
         out
     }

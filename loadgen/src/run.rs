@@ -4,6 +4,12 @@
 //! counted as a `dropped` error rather than delayed (a delay would bend the schedule). Closed
 //! loop (`Rate::Max`): `concurrency` workers each send their next request when the previous one
 //! is answered. Requests whose intended start falls in the warm-up run but are not measured.
+//!
+//! A user's `group` operations run one at a time: one that finds the user's previous membership
+//! change still in flight waits for it (the wait counts in its latency, measured from its
+//! intended start, as any other queueing), so each member's last acknowledged change is well
+//! defined. The `edit` operation takes a chat message the user's `chat` operations had
+//! acknowledged, each at most once (when there is none, it sends one first).
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -85,6 +91,8 @@ struct Ctx {
     /// original message back), whatever the seed.
     run: u64,
     chats: AtomicU64,
+    /// The mix has edits: acknowledged chat messages are kept for them.
+    edits: bool,
     ok: AtomicU64,
     errors: AtomicU64,
 }
@@ -123,18 +131,20 @@ impl Ctx {
                 None
             }
             Op::Chat => {
-                let conv = u.conv.as_deref().ok_or_else(|| {
-                    RequestError::Decode(
-                        "the chat operation needs conversations in the setup".into(),
-                    )
-                })?;
-                let n = self.chats.fetch_add(1, Ordering::Relaxed);
-                let client_id = format!("ld-{:x}-{n}", self.run);
-                let text = format!("load message {} by {}", p.n, u.handle);
-                let m = api::send_message(&self.http, &u.target, &u.token, conv, &client_id, &text)
-                    .await?;
-                placed = Some((conv.to_string(), m.seq));
+                let (conv, m) = self.chat(u, p.n).await?;
+                if self.edits {
+                    u.live.editable(&conv, m.seq, &m.id);
+                }
+                placed = Some((conv, m.seq));
                 Some((AckedKind::Message, m.id))
+            }
+            Op::Group => {
+                self.toggle_member(u, p).await?;
+                None
+            }
+            Op::Edit => {
+                self.edit(u, p.n).await?;
+                None
             }
         };
         if let Some((kind, id)) = write {
@@ -142,6 +152,127 @@ impl Ctx {
                 .await;
         }
         Ok(())
+    }
+
+    /// Sends a chat message from `u` into their 1:1 conversation; returns the conversation and
+    /// the stored message.
+    async fn chat(&self, u: &User, n: u64) -> Result<(String, api::StoredMessage), RequestError> {
+        let conv = u.conv.as_deref().ok_or_else(|| {
+            RequestError::Decode(
+                "the chat and edit operations need conversations in the setup".into(),
+            )
+        })?;
+        let k = self.chats.fetch_add(1, Ordering::Relaxed);
+        let client_id = format!("ld-{:x}-{k}", self.run);
+        let text = format!("load message {n} by {}", u.handle);
+        let m = api::send_message(&self.http, &u.target, &u.token, conv, &client_id, &text).await?;
+        Ok((conv.to_string(), m))
+    }
+
+    /// Adds one of the candidates of `u`'s group if it is not a member as last requested,
+    /// removes it if it is; logs the change if it was acknowledged or its outcome is unknown.
+    async fn toggle_member(&self, u: &User, p: Pick) -> Result<(), RequestError> {
+        let group = u.group.as_deref().ok_or_else(|| {
+            RequestError::Decode("the group operation needs groups in the setup".into())
+        })?;
+        // Held until the change is answered: one membership change of the user in flight.
+        let mut members = u.live.members.lock().await;
+        if members.is_empty() {
+            return Err(RequestError::Decode("a group with no candidates".into()));
+        }
+        let k = p.other % members.len();
+        let (target, was) = members[k].clone();
+        let sent_us = now_us();
+        let result = if was {
+            api::remove_member(&self.http, &u.target, &u.token, group, &target).await
+        } else {
+            api::add_member(&self.http, &u.target, &u.token, group, &target).await
+        };
+        let outcome = match &result {
+            Ok(()) => Some(Outcome::Acked),
+            Err(e) => e.write_outcome(),
+        };
+        if let Some(outcome) = outcome {
+            // Applied, or maybe: the next change of this member goes the other way (both are
+            // idempotent, so one that finds it done already changes nothing).
+            members[k].1 = !was;
+            if let Some(log) = &self.acked {
+                log.record(Acked {
+                    kind: AckedKind::Member,
+                    id: target,
+                    user: u.id.clone(),
+                    target: u.target.clone(),
+                    sent_us,
+                    acked_us: now_us(),
+                    outcome,
+                    conv: Some(group.to_string()),
+                    seq: None,
+                    added: Some(!was),
+                    body: None,
+                })
+                .await;
+            }
+        }
+        result
+    }
+
+    /// Edits one of `u`'s acknowledged chat messages not edited yet (sending one first when
+    /// there is none); logs the edit if it was acknowledged or its outcome is unknown.
+    async fn edit(&self, u: &User, n: u64) -> Result<(), RequestError> {
+        let taken = u.live.editable.lock().pop_front();
+        let (conv, seq, id) = match taken {
+            Some(m) => m,
+            None => {
+                let sent_us = now_us();
+                let (conv, m) = self.chat(u, n).await?;
+                let placed = Some((conv.clone(), m.seq));
+                self.log_write(
+                    AckedKind::Message,
+                    m.id.clone(),
+                    u,
+                    sent_us,
+                    Outcome::Acked,
+                    placed,
+                )
+                .await;
+                (conv, m.seq, m.id)
+            }
+        };
+        let k = self.chats.fetch_add(1, Ordering::Relaxed);
+        let client_id = format!("ld-{:x}-e{k}", self.run);
+        let body = format!("edited {n} by {}", u.handle);
+        let sent_us = now_us();
+        let result = api::edit_message(
+            &self.http, &u.target, &u.token, &conv, seq, &client_id, &body,
+        )
+        .await;
+        let result = match result {
+            Ok(m) if m.seq != seq || m.id != id || m.body != body => Err(RequestError::Decode(
+                format!("the edit of {conv}/{seq} answered {m:?}"),
+            )),
+            r => r.map(drop),
+        };
+        let outcome = match &result {
+            Ok(()) => Some(Outcome::Acked),
+            Err(e) => e.write_outcome(),
+        };
+        if let (Some(outcome), Some(log)) = (outcome, &self.acked) {
+            log.record(Acked {
+                kind: AckedKind::Edit,
+                id,
+                user: u.id.clone(),
+                target: u.target.clone(),
+                sent_us,
+                acked_us: now_us(),
+                outcome,
+                conv: Some(conv),
+                seq: Some(seq),
+                added: None,
+                body: Some(body),
+            })
+            .await;
+        }
+        result
     }
 
     /// Records a write of `kind` on `id` by `u`, sent at `sent_us`, in the acked log (when
@@ -166,6 +297,8 @@ impl Ctx {
                 outcome,
                 seq: placed.as_ref().map(|(_, s)| *s),
                 conv: placed.map(|(c, _)| c),
+                added: None,
+                body: None,
             })
             .await;
         }
@@ -283,6 +416,7 @@ pub async fn run(
         feed_limit: cfg.feed_limit,
         run: now_us(),
         chats: AtomicU64::new(0),
+        edits: cfg.mix.ops().any(|op| op == Op::Edit),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });

@@ -114,17 +114,26 @@ pub enum Op {
     /// `POST /v1/conversations/{id}/messages` into the user's 1:1 conversation (REST chat
     /// sends; needs `Setup::conversations`).
     Chat,
+    /// `PUT` or `DELETE /v1/conversations/{id}/members/{user}`: the user toggles one member of
+    /// the group they own (needs `Setup::groups`); one change per user in flight at a time.
+    Group,
+    /// `PATCH /v1/conversations/{id}/messages/{seq}`: the user edits one of their acknowledged
+    /// chat messages not edited yet (sending one first when there is none; needs
+    /// `Setup::conversations`).
+    Edit,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 8] = [
         Op::Read,
         Op::Post,
         Op::Follow,
         Op::Unfollow,
         Op::Health,
         Op::Chat,
+        Op::Group,
+        Op::Edit,
     ];
 
     /// The name used in `--mix`, the report and the plots.
@@ -136,6 +145,8 @@ impl Op {
             Op::Unfollow => "unfollow",
             Op::Health => "health",
             Op::Chat => "chat",
+            Op::Group => "group",
+            Op::Edit => "edit",
         }
     }
 }
@@ -153,9 +164,10 @@ impl FromStr for Op {
             .into_iter()
             .find(|op| op.name() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = Op::ALL.iter().map(|op| op.name()).collect();
                 LoadError::config(
                     "mix",
-                    format!("unknown operation {s:?} (read, post, follow, unfollow, health)"),
+                    format!("unknown operation {s:?} ({})", names.join(", ")),
                 )
             })
     }
@@ -281,6 +293,11 @@ mod tests {
             .count();
         assert!((700..1300).contains(&posts), "{posts} posts in 100k");
         assert_eq!("read".parse::<Mix>().unwrap(), Mix::only(Op::Read));
+        let mix: Mix = "read=70,post=10,chat=10,group=5,edit=5".parse().unwrap();
+        assert_eq!(
+            mix.ops().collect::<Vec<_>>(),
+            [Op::Read, Op::Post, Op::Chat, Op::Group, Op::Edit]
+        );
         assert!("read=0".parse::<Mix>().is_err());
         assert!("read=1,read=2".parse::<Mix>().is_err());
         assert!("write=1".parse::<Mix>().is_err());

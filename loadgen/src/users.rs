@@ -1,8 +1,10 @@
 //! The setup phase: sign up `--users N` users (or log in existing ones, e.g. the `user{i}` graph
 //! made by `starling seed`), spread round-robin over the targets, wait until every target sees
 //! every user, then optionally build a small follow graph (user i follows the next `follows`
-//! users) and give everyone a few posts so feeds are not empty. Setup writes are acknowledged
-//! writes too and go to the acked log.
+//! users), give everyone a few posts so feeds are not empty, open a 1:1 conversation between each
+//! user and the next, and give each user a group of their own (made with the next
+//! [`GROUP_MEMBERS`] users; the `group` operation adds and removes the next
+//! [`GROUP_CANDIDATES`]). Setup writes are acknowledged writes too and go to the acked log.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -10,10 +12,22 @@ use crate::api::{self, Session};
 use crate::error::RequestError;
 use crate::http::Http;
 use futures_util::{StreamExt, TryStreamExt, stream};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
+/// The members a user's group starts with besides its owner: the next users.
+pub const GROUP_MEMBERS: usize = 3;
+/// The users the `group` operation adds to or removes from a user's group: the next ones.
+pub const GROUP_CANDIDATES: usize = 6;
+/// Acknowledged chat messages a user keeps for the `edit` operation, at most (the oldest go).
+pub const EDITABLE_CAP: usize = 64;
+
+/// A candidate of a user's group: their id, and whether they are a member as last requested.
+pub type Candidate = (String, bool);
+
 /// A user taking part in the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct User {
     /// Index in the run (0..N).
     pub index: usize,
@@ -27,6 +41,69 @@ pub struct User {
     pub target: String,
     /// The 1:1 conversation with the next user, when the setup opened conversations.
     pub conv: Option<String>,
+    /// The group this user owns, when the setup made groups.
+    pub group: Option<String>,
+    /// What the `group` and `edit` operations remember of this user: shared by the clones.
+    pub live: Arc<Live>,
+}
+
+/// Two users are equal when everything but their [`Live`] state is (that state changes under
+/// the load).
+impl PartialEq for User {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.index,
+            &self.handle,
+            &self.id,
+            &self.token,
+            &self.target,
+            &self.conv,
+            &self.group,
+        ) == (
+            o.index, &o.handle, &o.id, &o.token, &o.target, &o.conv, &o.group,
+        )
+    }
+}
+
+impl Eq for User {}
+
+/// What the `group` and `edit` operations keep of a user from one request to the next, and from
+/// one run to the next over the same users (the fault tests run the load as consecutive runs).
+#[derive(Debug, Default)]
+pub struct Live {
+    /// The candidates of the user's group (ids of the next [`GROUP_CANDIDATES`] users), each
+    /// with whether it is a member as last requested. The `group` operation holds it for the
+    /// whole of its request: one membership change of a user in flight at a time, so the last
+    /// acknowledged change of each member is well defined.
+    pub members: tokio::sync::Mutex<Vec<Candidate>>,
+    /// The user's acknowledged chat messages not edited yet, `(conversation, seq, message id)`,
+    /// oldest first: the `edit` operation takes each at most once, so no two edits of a message
+    /// race.
+    pub editable: parking_lot::Mutex<VecDeque<(String, u64, String)>>,
+}
+
+impl Live {
+    /// Remembers an acknowledged chat message for the `edit` operation.
+    pub fn editable(&self, conv: &str, seq: u64, id: &str) {
+        let mut q = self.editable.lock();
+        if q.len() >= EDITABLE_CAP {
+            q.pop_front();
+        }
+        q.push_back((conv.to_string(), seq, id.to_string()));
+    }
+}
+
+/// The indexes of user `i`'s group candidates among `n` users: the next [`GROUP_CANDIDATES`],
+/// without `i` itself or a repeat (fewer when there are fewer users).
+pub fn group_candidates(i: usize, n: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for k in 1..=GROUP_CANDIDATES {
+        let j = (i + k) % n.max(1);
+        if j != i && !out.contains(&j) {
+            out.push(j);
+        }
+    }
+    out
 }
 
 /// How to get the users.
@@ -49,8 +126,12 @@ pub struct Setup {
     pub concurrency: usize,
     /// The `{run}` tag.
     pub run_tag: String,
-    /// Open a 1:1 conversation between each user and the next (for the `chat` operation).
+    /// Open a 1:1 conversation between each user and the next (for the `chat` and `edit`
+    /// operations).
     pub conversations: bool,
+    /// Give each user a group of their own with the next [`GROUP_MEMBERS`] users (for the
+    /// `group` operation).
+    pub groups: bool,
 }
 
 impl Setup {
@@ -168,6 +249,8 @@ pub async fn setup(
                         outcome: Outcome::Acked,
                         conv: None,
                         seq: None,
+                        added: None,
+                        body: None,
                     })
                     .await;
                 }
@@ -178,6 +261,8 @@ pub async fn setup(
                     token: session.token,
                     target,
                     conv: None,
+                    group: None,
+                    live: Arc::default(),
                 })
             }
         })
@@ -185,7 +270,7 @@ pub async fn setup(
         .try_collect()
         .await?;
     users.sort_by_key(|u| u.index);
-    if cfg.follows > 0 || cfg.conversations {
+    if cfg.follows > 0 || cfg.conversations || cfg.groups {
         await_replicated(http, &users, c).await?;
     }
 
@@ -213,6 +298,8 @@ pub async fn setup(
                     outcome: Outcome::Acked,
                     conv: None,
                     seq: None,
+                    added: None,
+                    body: None,
                 })
                 .await;
             }
@@ -244,6 +331,8 @@ pub async fn setup(
                     outcome: Outcome::Acked,
                     conv: None,
                     seq: None,
+                    added: None,
+                    body: None,
                 })
                 .await;
             }
@@ -276,6 +365,58 @@ pub async fn setup(
             users[i].conv = Some(conv);
         }
     }
+
+    if cfg.groups && n > 1 {
+        let users_ref = &users;
+        let groups: Vec<(usize, String, Vec<Candidate>)> = stream::iter(0..n)
+            .map(|i| async move {
+                let u = &users_ref[i];
+                let candidates: Vec<Candidate> = group_candidates(i, n)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, j)| (users_ref[j].id.clone(), k < GROUP_MEMBERS))
+                    .collect();
+                let members: Vec<String> = candidates
+                    .iter()
+                    .filter(|(_, member)| *member)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let sent_us = now_us();
+                let group = api::create_group(http, &u.target, &u.token, &members, "g")
+                    .await
+                    .map_err(|e| LoadError::setup(format!("group of {}", u.handle), e))?;
+                if let Some(log) = acked {
+                    let acked_us = now_us();
+                    for m in &members {
+                        log.record(Acked {
+                            kind: AckedKind::Member,
+                            id: m.clone(),
+                            user: u.id.clone(),
+                            target: u.target.clone(),
+                            sent_us,
+                            acked_us,
+                            outcome: Outcome::Acked,
+                            conv: Some(group.clone()),
+                            seq: None,
+                            added: Some(true),
+                            body: None,
+                        })
+                        .await;
+                    }
+                }
+                Ok::<_, LoadError>((i, group, candidates))
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        for (i, group, candidates) in groups {
+            users[i].group = Some(group);
+            users[i].live = Arc::new(Live {
+                members: tokio::sync::Mutex::new(candidates),
+                ..Live::default()
+            });
+        }
+    }
     Ok(users)
 }
 
@@ -295,6 +436,7 @@ mod tests {
             concurrency: 1,
             run_tag: "a1b2c3".into(),
             conversations: false,
+            groups: false,
         };
         assert_eq!(s.handle(7), "lda1b2c3_7");
         let s = Setup {
@@ -302,5 +444,13 @@ mod tests {
             ..s
         };
         assert_eq!(s.handle(0), "user0");
+    }
+
+    #[test]
+    fn group_candidates_are_the_next_users_without_oneself() {
+        assert_eq!(group_candidates(0, 16), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(group_candidates(14, 16), [15, 0, 1, 2, 3, 4]);
+        assert_eq!(group_candidates(1, 4), [2, 3, 0]);
+        assert!(group_candidates(0, 1).is_empty());
     }
 }

@@ -1,8 +1,11 @@
 //! `starling-load verify`: reads every acknowledged write of an acked log back from every target
 //! and reports those that are missing: users and posts that do not exist, follows whose edge is
-//! absent, unfollows whose edge is still there. Chat messages need a member's token to read, so
-//! [`verify_messages`] checks them for callers that hold the users' sessions (the fault tests):
-//! every acknowledged message at its seq, and every conversation's history gap-free from 1.
+//! absent, unfollows whose edge is still there. Chat messages, message edits and group
+//! memberships need a member's token to read, so [`verify_messages`] checks them for callers that
+//! hold the users' sessions (the fault tests): every acknowledged message at its seq, every
+//! conversation's history gap-free from 1 (edits, deletes and membership changes are entries of
+//! the log with seqs of their own), every acknowledged edit's text in its message, and every
+//! group's members as its acknowledged changes left them.
 //!
 //! Follows and unfollows of the same edge can race in an open-loop run. The expected state of an
 //! edge is its last acknowledged operation, unless an operation of the other kind may have been
@@ -11,6 +14,11 @@
 //! (the server may finish it later). Then the server may have applied them in either order, and
 //! the edge is counted as ambiguous, not checked. A node killed between a commit and its answer
 //! makes such unknown outcomes: the write it applied is as real as an acknowledged one.
+//!
+//! The same rule ([`resolve`]) decides a group member (the last acknowledged addition or removal
+//! of that user, ambiguous when a change the other way of unknown outcome may have come after
+//! it) and a message's text (its acknowledged edit; the load edits a message at most once, so an
+//! edit of unknown outcome leaves its message's text ambiguous, counted, not checked).
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, Outcome};
@@ -18,10 +26,22 @@ use crate::api;
 use crate::http::Http;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// An acknowledged chat message: `(seq, message id, sender)`.
 pub type AckedMessage = (u64, String, String);
+
+/// An acknowledged edit: `(seq of the message, its new text, the editor)`.
+pub type AckedEdit = (u64, String, String);
+
+/// What must hold of a group's members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupExpectation {
+    /// Who changed its membership (its owner, a member throughout: the group is read as them).
+    pub by: String,
+    /// User → whether they must be a member.
+    pub members: BTreeMap<String, bool>,
+}
 
 /// What must hold after a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,17 +58,78 @@ pub struct Expectations {
     pub ambiguous: u64,
     /// Of those, the edges made ambiguous by an operation whose outcome is unknown.
     pub unknown: u64,
+    /// Conversation → the acknowledged edits whose text its messages must hold.
+    pub edits: BTreeMap<String, Vec<AckedEdit>>,
+    /// Messages whose text is not checked: an edit of theirs has an unknown outcome.
+    pub edits_ambiguous: u64,
+    /// Group → what must hold of its members.
+    pub groups: BTreeMap<String, GroupExpectation>,
+    /// Memberships (group, user) whose final state depends on an order the client could not see.
+    pub members_ambiguous: u64,
+    /// Of those, the memberships made ambiguous by a change whose outcome is unknown.
+    pub members_unknown: u64,
     /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
+}
+
+/// The expected final state of one thing that writes set (an edge, a membership, a message's
+/// text), from those writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved<S> {
+    /// Nothing acknowledged: nothing expected.
+    Nothing,
+    /// The state the last acknowledged write set must hold.
+    Expect(S),
+    /// A write setting another state may have been applied after the last acknowledged one;
+    /// `unknown` when one of those has an unknown outcome (rather than only acknowledged ones
+    /// that raced it).
+    Ambiguous {
+        /// Made ambiguous by a write whose outcome is unknown.
+        unknown: bool,
+    },
+}
+
+/// Resolves the writes of one thing, each with the state it sets: the state of the last
+/// acknowledged write (by acknowledgement time), unless a write setting another state may have
+/// been applied after it: one whose acknowledgement (or failure of unknown outcome) came after
+/// that last write was sent, or one that timed out (the server may finish it at any time).
+pub fn resolve<S: PartialEq>(mut ops: Vec<(&Acked, S)>) -> Resolved<S> {
+    ops.sort_by_key(|(a, _)| a.acked_us);
+    let Some(i) = ops.iter().rposition(|(a, _)| a.outcome.is_acked()) else {
+        return Resolved::Nothing;
+    };
+    let (last, state) = (ops[i].0, &ops[i].1);
+    let mut raced = ops.iter().filter(|(o, s)| {
+        s != state
+            && match o.outcome {
+                Outcome::Acked | Outcome::Unknown => o.acked_us > last.sent_us,
+                Outcome::TimedOut => true,
+            }
+    });
+    match raced.next() {
+        None => Resolved::Expect(ops.swap_remove(i).1),
+        Some(first) => Resolved::Ambiguous {
+            unknown: std::iter::once(first)
+                .chain(raced)
+                .any(|(o, _)| !o.outcome.is_acked()),
+        },
+    }
 }
 
 /// Derives what must hold from an acked log.
 pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut ex = Expectations::default();
-    let mut by_edge: BTreeMap<(String, String), Vec<&Acked>> = BTreeMap::new();
+    let mut by_edge: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
+    let mut by_member: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
+    let mut by_edit: BTreeMap<(String, u64), Vec<(&Acked, String)>> = BTreeMap::new();
     for a in acked {
-        if !a.outcome.is_acked() && !matches!(a.kind, AckedKind::Follow | AckedKind::Unfollow) {
-            // Only edges log unknown outcomes; anything else of the kind is not an expectation.
+        let logs_unknown = matches!(
+            a.kind,
+            AckedKind::Follow | AckedKind::Unfollow | AckedKind::Member | AckedKind::Edit
+        );
+        if !a.outcome.is_acked() && !logs_unknown {
+            // Only edges, memberships and edits log unknown outcomes; anything else of the kind
+            // is not an expectation.
             continue;
         }
         match a.kind {
@@ -57,7 +138,7 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
             AckedKind::Follow | AckedKind::Unfollow => by_edge
                 .entry((a.user.clone(), a.id.clone()))
                 .or_default()
-                .push(a),
+                .push((a, a.kind == AckedKind::Follow)),
             AckedKind::Message => match (&a.conv, a.seq) {
                 (Some(conv), Some(seq)) => ex.messages.entry(conv.clone()).or_default().push((
                     seq,
@@ -66,28 +147,62 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
                 )),
                 _ => ex.skipped += 1,
             },
+            AckedKind::Member => match (&a.conv, a.added) {
+                (Some(conv), Some(added)) => {
+                    ex.groups
+                        .entry(conv.clone())
+                        .or_insert_with(|| GroupExpectation {
+                            by: a.user.clone(),
+                            members: BTreeMap::new(),
+                        });
+                    by_member
+                        .entry((conv.clone(), a.id.clone()))
+                        .or_default()
+                        .push((a, added));
+                }
+                _ => ex.skipped += 1,
+            },
+            AckedKind::Edit => match (&a.conv, a.seq, &a.body) {
+                (Some(conv), Some(seq), Some(body)) => by_edit
+                    .entry((conv.clone(), seq))
+                    .or_default()
+                    .push((a, body.clone())),
+                _ => ex.skipped += 1,
+            },
         }
     }
-    for (edge, mut ops) in by_edge {
-        ops.sort_by_key(|a| a.acked_us);
-        let Some(last) = ops.iter().rev().find(|o| o.outcome.is_acked()) else {
-            continue; // nothing acknowledged: nothing expected
-        };
-        let may_follow = |o: &&&Acked| {
-            o.kind != last.kind
-                && match o.outcome {
-                    Outcome::Acked | Outcome::Unknown => o.acked_us > last.sent_us,
-                    Outcome::TimedOut => true,
-                }
-        };
-        let raced: Vec<&&Acked> = ops.iter().filter(may_follow).collect();
-        if raced.is_empty() {
-            ex.edges.insert(edge, last.kind == AckedKind::Follow);
-        } else {
-            ex.ambiguous += 1;
-            if raced.iter().any(|o| !o.outcome.is_acked()) {
-                ex.unknown += 1;
+    for (edge, ops) in by_edge {
+        match resolve(ops) {
+            Resolved::Nothing => {} // nothing acknowledged: nothing expected
+            Resolved::Expect(follows) => {
+                ex.edges.insert(edge, follows);
             }
+            Resolved::Ambiguous { unknown } => {
+                ex.ambiguous += 1;
+                ex.unknown += u64::from(unknown);
+            }
+        }
+    }
+    for ((conv, user), ops) in by_member {
+        match resolve(ops) {
+            Resolved::Nothing => {}
+            Resolved::Expect(member) => {
+                if let Some(g) = ex.groups.get_mut(&conv) {
+                    g.members.insert(user, member);
+                }
+            }
+            Resolved::Ambiguous { unknown } => {
+                ex.members_ambiguous += 1;
+                ex.members_unknown += u64::from(unknown);
+            }
+        }
+    }
+    for ((conv, seq), ops) in by_edit {
+        let editor = ops.first().map(|(a, _)| a.user.clone()).unwrap_or_default();
+        match resolve(ops) {
+            Resolved::Expect(body) => ex.edits.entry(conv).or_default().push((seq, body, editor)),
+            // Edited at most once: an edit of unknown outcome leaves the old or the new text.
+            Resolved::Nothing | Resolved::Ambiguous { .. } => ex.edits_ambiguous += 1,
         }
     }
     ex
@@ -97,11 +212,14 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Missing {
     /// `user`, `post`, `follow` (edge absent), `unfollow` (edge still present), `message`
-    /// (not at its seq) or `gap` (a conversation's seqs are not 1, 2, 3, …).
+    /// (not at its seq), `gap` (a conversation's seqs are not 1, 2, 3, …), `edit` (a message
+    /// without its acknowledged text), `member_added` (not a member) or `member_removed` (still
+    /// a member).
     pub kind: String,
-    /// The user, post or message id, the followee, or for a gap the first seq out of place.
+    /// The user, post or message id, the followee, the member; for a gap the first seq out of
+    /// place, for an edit the seq and the text found.
     pub id: String,
-    /// The follower, for edges; the conversation, for messages and gaps.
+    /// The follower, for edges; the conversation, for messages, gaps, edits and members.
     pub user: Option<String>,
     /// Where it was missing.
     pub target: String,
@@ -130,7 +248,26 @@ pub struct Verification {
     /// Of those, the edges made ambiguous by an operation whose outcome is unknown.
     #[serde(default)]
     pub unknown: u64,
-    /// Acked writes not read back (chat messages, unless [`verify_messages`] checked them).
+    /// Acknowledged edits checked per target (by [`verify_messages`]).
+    #[serde(default)]
+    pub edits: u64,
+    /// Edited messages whose text was not checked: an edit of unknown outcome.
+    #[serde(default)]
+    pub edits_ambiguous: u64,
+    /// Groups whose members were read per target (by [`verify_messages`]).
+    #[serde(default)]
+    pub groups: u64,
+    /// Memberships (group, user) checked per target.
+    #[serde(default)]
+    pub memberships: u64,
+    /// Memberships not checked because their final state is ambiguous.
+    #[serde(default)]
+    pub memberships_ambiguous: u64,
+    /// Of those, the memberships made ambiguous by a change whose outcome is unknown.
+    #[serde(default)]
+    pub memberships_unknown: u64,
+    /// Acked writes not read back (chat messages, edits and memberships, unless
+    /// [`verify_messages`] checked them).
     pub skipped: u64,
     /// Every write that did not read back, per target.
     pub missing: Vec<Missing>,
@@ -193,7 +330,13 @@ pub async fn verify(
         edges: ex.edges.len() as u64,
         ambiguous: ex.ambiguous,
         unknown: ex.unknown,
-        skipped: ex.skipped + ex.messages.values().map(|m| m.len() as u64).sum::<u64>(),
+        skipped: ex.skipped
+            + ex.messages.values().map(|m| m.len() as u64).sum::<u64>()
+            + ex.edits.values().map(|e| e.len() as u64).sum::<u64>()
+            + ex.groups
+                .values()
+                .map(|g| g.members.len() as u64)
+                .sum::<u64>(),
         ..Verification::default()
     };
     let token = reader.token.as_str();
@@ -269,10 +412,23 @@ async fn wait_for_session(
     }
 }
 
-/// Reads every conversation of `ex.messages` back from every target, as one of its senders
-/// (`tokens`: user id → a session token), and checks that each acknowledged message is at its
-/// seq and that the history's seqs run 1, 2, 3, … without a gap or a repeat. Conversations none
-/// of whose senders has a token are counted in `skipped`.
+/// One conversation [`verify_messages`] reads: as whom, and what must hold of it.
+struct ConvCheck<'a> {
+    conv: &'a str,
+    token: &'a str,
+    acked: &'a [AckedMessage],
+    edits: &'a [AckedEdit],
+    group: Option<&'a GroupExpectation>,
+}
+
+/// Reads every conversation of `ex.messages`, `ex.edits` and `ex.groups` back from every target,
+/// as one who wrote to it (`tokens`: user id → a session token; a group as the one who changed
+/// its members, else a sender or an editor), and checks that each acknowledged message is at its
+/// seq, that the history's seqs run 1, 2, 3, … without a gap or a repeat (edits and membership
+/// changes included: entries of the log with seqs of their own), that each acknowledged edit's
+/// text is its message's, and that each group's members are as its acknowledged changes left
+/// them (`GET /v1/conversations/{id}`). Conversations none of whose writers has a token are
+/// counted in `skipped`.
 pub async fn verify_messages(
     http: &Http,
     targets: &[String],
@@ -282,26 +438,69 @@ pub async fn verify_messages(
 ) -> Result<Verification, LoadError> {
     let mut out = Verification {
         targets: targets.len(),
+        edits_ambiguous: ex.edits_ambiguous,
+        memberships_ambiguous: ex.members_ambiguous,
+        memberships_unknown: ex.members_unknown,
         ..Verification::default()
     };
-    let mut checked: Vec<(&String, &str, &Vec<AckedMessage>)> = Vec::new();
-    for (conv, acked) in &ex.messages {
-        match acked.iter().find_map(|(_, _, who)| tokens.get(who)) {
-            Some(token) => checked.push((conv, token.as_str(), acked)),
-            None => out.skipped += acked.len() as u64,
+    let convs: BTreeSet<&String> = ex
+        .messages
+        .keys()
+        .chain(ex.edits.keys())
+        .chain(ex.groups.keys())
+        .collect();
+    let mut checked: Vec<ConvCheck<'_>> = Vec::new();
+    for conv in convs {
+        let acked = ex.messages.get(conv).map_or(&[][..], Vec::as_slice);
+        let edits = ex.edits.get(conv).map_or(&[][..], Vec::as_slice);
+        let group = ex.groups.get(conv);
+        let token = group
+            .and_then(|g| tokens.get(&g.by))
+            .or_else(|| acked.iter().find_map(|(_, _, who)| tokens.get(who)))
+            .or_else(|| edits.iter().find_map(|(_, _, who)| tokens.get(who)));
+        match token {
+            Some(token) => checked.push(ConvCheck {
+                conv,
+                token,
+                acked,
+                edits,
+                group,
+            }),
+            None => {
+                out.skipped += (acked.len() + edits.len()) as u64
+                    + group.map_or(0, |g| g.members.len() as u64);
+            }
         }
     }
     out.conversations = checked.len() as u64;
-    out.messages = checked.iter().map(|c| c.2.len() as u64).sum();
+    out.messages = checked.iter().map(|c| c.acked.len() as u64).sum();
+    out.edits = checked.iter().map(|c| c.edits.len() as u64).sum();
+    out.groups = checked.iter().filter(|c| c.group.is_some()).count() as u64;
+    out.memberships = checked
+        .iter()
+        .filter_map(|c| c.group)
+        .map(|g| g.members.len() as u64)
+        .sum();
     for target in targets {
         let found: Vec<Vec<Missing>> = stream::iter(checked.iter())
-            .map(|(conv, token, acked)| async move {
-                let history = api::messages(http, target, token, conv)
+            .map(|c| async move {
+                let history = api::messages(http, target, c.token, c.conv)
                     .await
                     .map_err(|e| {
-                        LoadError::setup(format!("reading conversation {conv} at {target}"), e)
+                        LoadError::setup(format!("reading conversation {} at {target}", c.conv), e)
                     })?;
-                Ok::<_, LoadError>(check_history(conv, target, acked, &history))
+                let mut missing = check_history(c.conv, target, c.acked, &history);
+                missing.extend(check_edits(c.conv, target, c.edits, &history));
+                if let Some(g) = c.group {
+                    let members =
+                        api::members(http, target, c.token, c.conv)
+                            .await
+                            .map_err(|e| {
+                                LoadError::setup(format!("reading group {} at {target}", c.conv), e)
+                            })?;
+                    missing.extend(check_members(c.conv, target, &g.members, &members));
+                }
+                Ok::<_, LoadError>(missing)
             })
             .buffer_unordered(concurrency.max(1))
             .try_collect()
@@ -312,7 +511,8 @@ pub async fn verify_messages(
 }
 
 /// What is wrong with one conversation's history: gaps or repeats in its seqs, and acknowledged
-/// messages not at their seq.
+/// messages not at their seq. Entries that are not chat messages (edits, membership changes)
+/// have seqs of their own and count in the gap check like any other.
 fn check_history(
     conv: &str,
     target: &str,
@@ -337,15 +537,68 @@ fn check_history(
         ));
     }
     for (seq, id, _) in acked {
-        let at = usize::try_from(*seq)
-            .ok()
-            .and_then(|s| s.checked_sub(1))
-            .and_then(|i| history.get(i));
-        if at.is_none_or(|m| m.seq != *seq || m.id != *id) {
+        if at_seq(history, *seq).is_none_or(|m| m.id != *id || m.kind != "text") {
             out.push(missing("message", id.clone()));
         }
     }
     out
+}
+
+/// The entry of a whole history at `seq`: at position `seq` (none when a gap moved it).
+fn at_seq(history: &[api::StoredMessage], seq: u64) -> Option<&api::StoredMessage> {
+    usize::try_from(seq)
+        .ok()
+        .and_then(|s| s.checked_sub(1))
+        .and_then(|i| history.get(i))
+        .filter(|m| m.seq == seq)
+}
+
+/// The acknowledged edits of one conversation whose message does not hold their text.
+fn check_edits(
+    conv: &str,
+    target: &str,
+    edits: &[AckedEdit],
+    history: &[api::StoredMessage],
+) -> Vec<Missing> {
+    edits
+        .iter()
+        .filter_map(|(seq, body, _)| {
+            let found = at_seq(history, *seq).filter(|m| m.kind == "text");
+            (found.is_none_or(|m| m.body != *body)).then(|| Missing {
+                kind: "edit".into(),
+                id: format!(
+                    "seq {seq}: {body:?} expected, {:?} found",
+                    found.map(|m| m.body.as_str())
+                ),
+                user: Some(conv.to_string()),
+                target: target.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The memberships of one group that are not as `want` says, given its `members` now.
+fn check_members(
+    conv: &str,
+    target: &str,
+    want: &BTreeMap<String, bool>,
+    members: &[String],
+) -> Vec<Missing> {
+    let have: HashSet<&str> = members.iter().map(String::as_str).collect();
+    want.iter()
+        .filter(|(user, must)| have.contains(user.as_str()) != **must)
+        .map(|(user, must)| Missing {
+            kind: if *must {
+                "member_added"
+            } else {
+                "member_removed"
+            }
+            .into(),
+            id: user.clone(),
+            user: Some(conv.to_string()),
+            target: target.to_string(),
+        })
+        .collect()
 }
 
 /// Reads an acked log, signs up a reader at the first target, and verifies every write.
@@ -395,6 +648,8 @@ mod tests {
             outcome: Outcome::Acked,
             conv: None,
             seq: None,
+            added: None,
+            body: None,
         }
     }
 
@@ -409,6 +664,34 @@ mod tests {
         Acked {
             outcome,
             ..op(kind, user, id, sent, at)
+        }
+    }
+
+    fn entry(seq: u64, id: &str, kind: &str, body: &str) -> api::StoredMessage {
+        api::StoredMessage {
+            seq,
+            id: id.into(),
+            kind: kind.into(),
+            body: body.into(),
+        }
+    }
+
+    /// A membership change of `member` in group `conv` by its owner `o`.
+    fn member(added: bool, member: &str, sent: u64, at: u64) -> Acked {
+        Acked {
+            conv: Some("g1".into()),
+            added: Some(added),
+            ..op(AckedKind::Member, "o", member, sent, at)
+        }
+    }
+
+    /// An edit by `u` of message `seq` of `conv` to `body`.
+    fn edit(conv: &str, seq: u64, body: &str, sent: u64, at: u64) -> Acked {
+        Acked {
+            conv: Some(conv.into()),
+            seq: Some(seq),
+            body: Some(body.into()),
+            ..op(AckedKind::Edit, "u", &format!("m{seq}"), sent, at)
         }
     }
 
@@ -466,7 +749,7 @@ mod tests {
 
     #[test]
     fn a_history_with_a_gap_or_a_lost_message_is_reported() {
-        let m = |seq: u64, id: &str| api::StoredMessage { seq, id: id.into() };
+        let m = |seq: u64, id: &str| entry(seq, id, "text", "");
         let acked = vec![
             (1, "a".to_string(), "u".to_string()),
             (3, "c".into(), "u".into()),
@@ -483,5 +766,155 @@ mod tests {
         assert_eq!(lost[0].id, "c");
         let other = check_history("c1", "t", &acked, &[m(1, "x"), m(2, "b"), m(3, "c")]);
         assert_eq!(other[0].kind, "message");
+    }
+
+    #[test]
+    fn the_last_acknowledged_membership_change_wins_unless_one_of_unknown_outcome_came_after() {
+        let log = vec![
+            // The setup's member, removed later: must be absent.
+            member(true, "a", 0, 1),
+            member(false, "a", 10, 12),
+            // The node died after committing the removal: the addition acked before is undone.
+            member(true, "b", 0, 1),
+            Acked {
+                outcome: Outcome::Unknown,
+                ..member(false, "b", 10, 15)
+            },
+            // A removal of unknown outcome that failed before the addition was sent came first.
+            Acked {
+                outcome: Outcome::Unknown,
+                ..member(false, "c", 0, 1)
+            },
+            member(true, "c", 5, 8),
+            // A timed-out removal may be finished by the server at any time.
+            Acked {
+                outcome: Outcome::TimedOut,
+                ..member(false, "d", 0, 10)
+            },
+            member(true, "d", 20, 25),
+            // Nothing acknowledged: nothing expected, not ambiguous.
+            Acked {
+                outcome: Outcome::Unknown,
+                ..member(true, "e", 0, 5)
+            },
+            // A repeat of the same change of unknown outcome changes nothing (idempotent).
+            member(false, "f", 0, 5),
+            Acked {
+                outcome: Outcome::Unknown,
+                ..member(false, "f", 10, 20)
+            },
+            // A change logged without its group cannot be checked.
+            Acked {
+                conv: None,
+                ..member(true, "g", 0, 1)
+            },
+        ];
+        let ex = expectations(&log);
+        let g = &ex.groups["g1"];
+        assert_eq!(g.by, "o", "the group is read as the one who changed it");
+        let want: BTreeMap<String, bool> = [("a", false), ("c", true), ("f", false)]
+            .into_iter()
+            .map(|(u, m)| (u.to_string(), m))
+            .collect();
+        assert_eq!(g.members, want);
+        assert_eq!((ex.members_ambiguous, ex.members_unknown), (2, 2));
+        assert_eq!(ex.skipped, 1);
+        assert!(ex.edges.is_empty());
+    }
+
+    #[test]
+    fn resolve_takes_the_last_acknowledged_state_by_acknowledgement_time() {
+        let a = |sent, at| op(AckedKind::Edit, "u", "m", sent, at);
+        let (x, y, z) = (a(15, 30), a(0, 10), a(20, 25));
+        // Logged out of order: the acknowledgement times decide. y was acked before x and z
+        // were sent.
+        assert_eq!(resolve(vec![(&x, "x"), (&y, "y")]), Resolved::Expect("x"));
+        assert_eq!(resolve(vec![(&y, "y"), (&z, "z")]), Resolved::Expect("z"));
+        // x was acked after z was sent: they raced.
+        assert_eq!(
+            resolve(vec![(&x, "x"), (&z, "z")]),
+            Resolved::Ambiguous { unknown: false }
+        );
+        assert_eq!(resolve::<&str>(vec![]), Resolved::Nothing);
+    }
+
+    #[test]
+    fn an_acknowledged_edit_must_hold_and_one_of_unknown_outcome_is_not_checked() {
+        let log = vec![
+            edit("c1", 2, "edited 1", 0, 5),
+            Acked {
+                outcome: Outcome::Unknown,
+                ..edit("c1", 4, "edited 2", 0, 5)
+            },
+            Acked {
+                outcome: Outcome::TimedOut,
+                ..edit("c2", 1, "edited 3", 0, 5)
+            },
+            // An edit of unknown outcome whose message had no acknowledged edit is not expected.
+            Acked {
+                outcome: Outcome::Unknown,
+                ..op(AckedKind::Post, "u", "p", 0, 1)
+            },
+        ];
+        let ex = expectations(&log);
+        assert_eq!(
+            ex.edits,
+            BTreeMap::from([(
+                "c1".to_string(),
+                vec![(2, "edited 1".to_string(), "u".to_string())]
+            )])
+        );
+        assert_eq!(ex.edits_ambiguous, 2);
+        assert!(ex.posts.is_empty());
+    }
+
+    #[test]
+    fn entries_other_than_messages_keep_the_history_gap_free_and_edits_read_back() {
+        let history = [
+            entry(1, "a", "text", "edited 1"),
+            entry(2, "x", "member_added", ""),
+            entry(3, "b", "text", "load message"),
+            entry(4, "y", "edit", "edited 1"),
+        ];
+        let acked = vec![
+            (1, "a".to_string(), "u".to_string()),
+            (3, "b".into(), "u".into()),
+        ];
+        assert!(check_history("c1", "t", &acked, &history).is_empty());
+        let edited = vec![(1, "edited 1".to_string(), "u".to_string())];
+        assert!(check_edits("c1", "t", &edited, &history).is_empty());
+        // The text not edited, and an edit expected of an entry that is not a message.
+        let lost = vec![
+            (3, "edited 2".to_string(), "u".to_string()),
+            (4, "edited 1".into(), "u".into()),
+            (9, "edited 3".into(), "u".into()),
+        ];
+        let missing = check_edits("c1", "t", &lost, &history);
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert!(missing.iter().all(|m| m.kind == "edit"));
+        assert_eq!(
+            missing[0].id,
+            r#"seq 3: "edited 2" expected, Some("load message") found"#
+        );
+        // A message whose seq holds another kind of entry is not there.
+        let moved = check_history("c1", "t", &[(2, "x".into(), "u".into())], &history);
+        assert_eq!(moved[0].kind, "message");
+    }
+
+    #[test]
+    fn members_are_checked_both_ways() {
+        let want: BTreeMap<String, bool> = [("a", true), ("b", false), ("c", true)]
+            .into_iter()
+            .map(|(u, m)| (u.to_string(), m))
+            .collect();
+        let have = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_members("g1", "t", &want, &have(&["o", "a", "c"])).is_empty());
+        let wrong = check_members("g1", "t", &want, &have(&["o", "a", "b"]));
+        let got: Vec<(&str, &str)> = wrong
+            .iter()
+            .map(|m| (m.kind.as_str(), m.id.as_str()))
+            .collect();
+        assert_eq!(got, [("member_removed", "b"), ("member_added", "c")]);
+        assert_eq!(wrong[0].user.as_deref(), Some("g1"));
     }
 }

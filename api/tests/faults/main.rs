@@ -13,12 +13,18 @@
 //! - `soak`: 2 regions × 1 node at half the measured capacity for `STARLING_SOAK_SECS` (60; the
 //!   30-minute run is `infra/soak.sh`), sampling each node's RSS and the consumer backlogs.
 //!
+//! The load of the fault tests is [`FAULT_MIX`]: feed reads, posts, follows, unfollows, chat
+//! sends into each user's 1:1 conversation, membership changes of each user's group (`group`:
+//! its owner adds or removes one of the next 6 users, one change per owner in flight) and edits
+//! of acknowledged chat messages (`edit`: each message at most once).
+//!
 //! After every fault: the load stops, the replicas' digest roots (`GET /v1/admin/digest`) must
 //! become equal within a bounded wait, and every acknowledged write (users, posts, follows,
-//! unfollows, chat messages at their seq in a gap-free history) must read back from every node.
-//! An edge is checked only when no follow or unfollow of it whose outcome is unknown (a node
-//! killed between its commit and its answer) may have been applied after its last acknowledged
-//! one ([`starling_loadgen::verify`]).
+//! unfollows, chat messages at their seq in a gap-free history, edits' texts in their messages,
+//! group memberships) must read back from every node. An edge (a membership) is checked only when
+//! no follow or unfollow of it (no addition or removal) whose outcome is unknown (a node killed
+//! between its commit and its answer) may have been applied after its last acknowledged one, and
+//! an edit only when it was acknowledged ([`starling_loadgen::verify`]).
 //! Nothing asserts a timing; every test has a global timeout and kills its children however it
 //! ends. `STARLING_FAULT_SEED` changes the seed (printed by each test).
 //!
@@ -76,13 +82,17 @@ impl Rng {
     }
 }
 
+/// The soak's mix (its capacity figures in RELIABILITY.md are of it).
 const MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3";
+
+/// The fault tests' mix: the soak's, with group membership changes and message edits.
+const FAULT_MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3,group=3,edit=3";
 
 fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
     Load {
         targets,
         users,
-        mix: MIX,
+        mix: FAULT_MIX,
         rate,
         seed,
         timeout: Duration::from_secs(10),
@@ -95,7 +105,7 @@ fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
 fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
     let v = verify(&c.urls(|m| m.is_up()), &t.acked_path, &t.users);
     eprintln!(
-        "{name}: verified on {} nodes: {} users, {} posts, {} edges ({} ambiguous, {} of them by a write of unknown outcome), {} messages in {} conversations; missing {}",
+        "{name}: verified on {} nodes: {} users, {} posts, {} edges ({} ambiguous, {} of them by a write of unknown outcome), {} messages in {} conversations, {} edits ({} of unknown outcome not checked), {} memberships of {} groups ({} ambiguous, {} of them by a change of unknown outcome); missing {}",
         v.targets,
         v.users,
         v.posts,
@@ -104,6 +114,12 @@ fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
         v.unknown,
         v.messages,
         v.conversations,
+        v.edits,
+        v.edits_ambiguous,
+        v.memberships,
+        v.groups,
+        v.memberships_ambiguous,
+        v.memberships_unknown,
         v.missing.len()
     );
     assert!(
@@ -112,11 +128,19 @@ fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
         v.missing
     );
     assert!(
-        v.users > 0 && v.posts > 0 && v.edges > 0 && v.messages > 0,
+        v.users > 0
+            && v.posts > 0
+            && v.edges > 0
+            && v.messages > 0
+            && v.edits > 0
+            && v.memberships > 0,
         "{name}: every kind was written and checked"
     );
-    assert_eq!(v.skipped, 0, "{name}: every message was checked");
-    v.users + v.posts + v.edges + v.messages
+    assert_eq!(
+        v.skipped, 0,
+        "{name}: every message, edit and membership was checked"
+    );
+    v.users + v.posts + v.edges + v.messages + v.edits + v.memberships
 }
 
 #[test]

@@ -1,17 +1,20 @@
 //! Load for the fault tests, through the `starling-loadgen` library: a setup (users, a follow
-//! graph, posts, a 1:1 conversation per user) then open-loop chunks of the mixed REST scenario
-//! (feed reads, posts, follows, unfollows, chat sends) until stopped, every acknowledged write
-//! in an acked log. Each chunk's counts go to the *phase* that was current when it started, so a
+//! graph, posts, a 1:1 conversation per user, and a group per user when the mix has `group`)
+//! then open-loop chunks of the mixed REST scenario (feed reads, posts, follows, unfollows, chat
+//! sends, and in the fault tests' mix group membership changes and message edits) until
+//! stopped, every acknowledged write in an acked log (membership changes and edits of unknown
+//! outcome too). Each chunk's counts go to the *phase* that was current when it started, so a
 //! test can tell the requests made during a fault from the others. Then [`verify`] reads every
-//! acknowledged write back from every node: users, posts, edges, and every chat message at its
-//! seq in a gap-free history.
+//! acknowledged write back from every node: users, posts, edges, every chat message at its seq
+//! in a gap-free history, every acknowledged edit's text in its message, and every group's
+//! members as its last acknowledged changes left them.
 
 use parking_lot::Mutex;
 use starling_loadgen::acked::{self, AckedLog};
 use starling_loadgen::http::Http;
 use starling_loadgen::report::{Report, RunInfo};
 use starling_loadgen::run::{RunConfig, run};
-use starling_loadgen::schedule::{Arrivals, Mix, Rate};
+use starling_loadgen::schedule::{Arrivals, Mix, Op, Rate};
 use starling_loadgen::stats::Stats;
 use starling_loadgen::users::{Setup, User, setup};
 use starling_loadgen::verify::{self, Verification};
@@ -261,6 +264,7 @@ impl Traffic {
             rt.block_on(async move {
                 let http = Http::new(load.timeout, FAULT_IN_FLIGHT);
                 let (log, writer) = AckedLog::create(&path).unwrap();
+                let mix: Mix = load.mix.parse().unwrap();
                 let cfg = Setup {
                     users: load.users,
                     handles: "ft{run}_{i}".into(),
@@ -271,9 +275,9 @@ impl Traffic {
                     concurrency: 8,
                     run_tag: format!("{:x}", load.seed),
                     conversations: true,
+                    groups: mix.ops().any(|op| op == Op::Group),
                 };
                 let users = Arc::new(setup(&http, &load.targets, &cfg, Some(&log)).await.unwrap());
-                let mix: Mix = load.mix.parse().unwrap();
                 let (rate, capacity) = if load.rate > 0.0 {
                     (load.rate, None)
                 } else {
@@ -418,8 +422,8 @@ pub(crate) fn counts(r: &Report) -> Counts {
     }
 }
 
-/// Everything the acked log holds, read back from every target (users, posts, edges, and chat
-/// messages through their senders' sessions).
+/// Everything the acked log holds, read back from every target (users, posts, edges; chat
+/// messages, edits and group memberships through their writers' sessions).
 pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> Verification {
     let rt = runtime();
     rt.block_on(async {
@@ -437,6 +441,12 @@ pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> V
             .unwrap();
         v.messages = m.messages;
         v.conversations = m.conversations;
+        v.edits = m.edits;
+        v.edits_ambiguous = m.edits_ambiguous;
+        v.groups = m.groups;
+        v.memberships = m.memberships;
+        v.memberships_ambiguous = m.memberships_ambiguous;
+        v.memberships_unknown = m.memberships_unknown;
         v.skipped = m.skipped;
         v.missing.extend(m.missing);
         v
