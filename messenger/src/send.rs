@@ -25,8 +25,10 @@
 //! (sender, hash of the client id, seq) of the newest `dedup_window` entries, built from one
 //! scan and then advanced slot by slot (every slot a claim passes is its own CAS or a CAS
 //! conflict that showed the entry), so it holds exactly what the scan would hold from the same
-//! head. A claim reads only the head key here; when the replica is ahead of the cache (other
-//! nodes claimed), the cache is rebuilt by a scan. A hash match is confirmed by reading the slot.
+//! head. A claim reads only the slot above the cached head here (one point read): when it is
+//! here, the replica is ahead of the cache (other nodes claimed) and the cache is rebuilt by a
+//! scan; a higher slot that arrived out of order is met by the CAS walk, which inspects every
+//! slot from the head up. A hash match is confirmed by reading the slot.
 //!
 //! Because each slot is checked against the state of the slot below it, a membership change
 //! racing a send cannot let a removed member's message in after the removal: whichever claims
@@ -508,7 +510,6 @@ impl Messenger {
         sender: u64,
         client_ids: &[&str],
     ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
-        let replica_head = self.last_seq(conv).await?;
         if let Some(t) = self.tails.get(&conv) {
             let (slot, candidates) = {
                 let t = t.lock();
@@ -525,7 +526,15 @@ impl Messenger {
                     .collect();
                 (slot, candidates)
             };
-            if replica_head < slot.seq {
+            // One point read (a scan costs a range search in every shard of the memory engine):
+            // the slot above the cache's head is not here, so this replica is not ahead of
+            // it (a higher slot that arrived out of order is met by the CAS walk).
+            if self
+                .store
+                .get(&keys::message(conv, slot.seq))
+                .await?
+                .is_none()
+            {
                 let mut found = HashMap::new();
                 for seq in candidates {
                     if let Some(m) = self.message(conv, seq).await?

@@ -74,5 +74,14 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
             _ = shutdown.changed() => return,
             r = grown.changed() => if r.is_err() { return },
         }
+        // A burst of arrivals is one read of the feed (see `starling_store::consumer::LINGER`;
+        // shorter here: this is the delivery path of replicated messages).
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(TAIL_LINGER) => {}
+        }
     }
 }
+
+/// How long the tail lets arrivals gather after a wake-up.
+const TAIL_LINGER: std::time::Duration = std::time::Duration::from_millis(1);

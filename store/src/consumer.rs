@@ -57,7 +57,13 @@ impl FeedConsumer {
     }
 }
 
-/// Calls `step` now and every time the store's change feed grows, until `shutdown` turns true.
+/// How long a consumer lets the feed grow after it was woken before it reads: a burst of writes
+/// is then one read of the feed, not one per write (at 5 000 chat messages/s the per-write
+/// wake-ups cost a tenth of a node's CPU in feed reads). The delay a change waits is at most this.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Calls `step` now and every time the store's change feed grows (at most every [`LINGER`]),
+/// until `shutdown` turns true.
 pub async fn drive<F, Fut>(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>, mut step: F)
 where
     F: FnMut() -> Fut,
@@ -69,6 +75,10 @@ where
         tokio::select! {
             _ = shutdown.changed() => return,
             r = grown.changed() => if r.is_err() { return },
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(LINGER) => {}
         }
     }
 }
