@@ -66,8 +66,6 @@ async fn gateway_nodes_of_a_region_fan_out_through_redis() {
     }
     let typing = arrived.expect("typing crossed nodes through redis");
     assert_eq!(typing["user"], alice.id.as_str());
-    on_a.send(json!({"type":"read","conv":dm,"seq":0})).await;
-    assert_eq!(on_b.next_of(&["read"]).await["user"], alice.id.as_str());
     // Bob answers from node B; Alice on node A gets it, in order, once.
     for i in 1..=20u64 {
         on_b.send(
@@ -79,6 +77,13 @@ async fn gateway_nodes_of_a_region_fan_out_through_redis() {
         let m = on_a.next_of(&["message"]).await;
         assert_eq!(m["seq"].as_u64(), Some(want));
     }
+    // A read marker that moves reaches the other node's connections too.
+    on_a.send(json!({"type":"read","conv":dm,"seq":20})).await;
+    let read = on_b.next_of(&["read"]).await;
+    assert_eq!(
+        (read["user"].as_str(), read["seq"].as_u64()),
+        (Some(alice.id.as_str()), Some(20))
+    );
     let (_, published) = b.state.fanout.bus.counters();
     assert!(published > 0, "node B published on redis");
 }

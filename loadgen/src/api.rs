@@ -219,30 +219,19 @@ pub async fn create_group(
     field(&a.json()?, "id")
 }
 
-/// `PUT /v1/conversations/{conv}/members/{user}`: `user` is a member (idempotent).
-pub async fn add_member(
+/// `PUT` (`member`) or `DELETE /v1/conversations/{conv}/members/{user}`: `user` is (or is not)
+/// a member (idempotent).
+pub async fn set_member(
     http: &Http,
     base: &str,
     token: &str,
     conv: &str,
     user: &str,
+    member: bool,
 ) -> Result<(), RequestError> {
     let url = format!("{base}/v1/conversations/{conv}/members/{user}");
-    http.expect(Method::PUT, &url, Some(token), None, &[204])
-        .await
-        .map(drop)
-}
-
-/// `DELETE /v1/conversations/{conv}/members/{user}`: `user` is not a member (idempotent).
-pub async fn remove_member(
-    http: &Http,
-    base: &str,
-    token: &str,
-    conv: &str,
-    user: &str,
-) -> Result<(), RequestError> {
-    let url = format!("{base}/v1/conversations/{conv}/members/{user}");
-    http.expect(Method::DELETE, &url, Some(token), None, &[204])
+    let method = if member { Method::PUT } else { Method::DELETE };
+    http.expect(method, &url, Some(token), None, &[204])
         .await
         .map(drop)
 }

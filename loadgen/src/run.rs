@@ -183,11 +183,7 @@ impl Ctx {
         let k = p.other % members.len();
         let (target, was) = members[k].clone();
         let sent_us = now_us();
-        let result = if was {
-            api::remove_member(&self.http, &u.target, &u.token, group, &target).await
-        } else {
-            api::add_member(&self.http, &u.target, &u.token, group, &target).await
-        };
+        let result = api::set_member(&self.http, &u.target, &u.token, group, &target, !was).await;
         let outcome = match &result {
             Ok(()) => Some(Outcome::Acked),
             Err(e) => e.write_outcome(),
