@@ -497,7 +497,9 @@ pub async fn open(
     }
 }
 
-/// Resumes `convs` from seq 0 (or, with none, pings) and waits for every answer.
+/// Resumes `convs` from seq 0 (or, with none, pings), one after the other, each until its
+/// answer. A conversation not found is tried again every 100 ms until the deadline: across
+/// regions its record may not have replicated to this node yet.
 async fn starling_ready(ws: &mut Ws, convs: &[String]) -> Result<(), String> {
     let frames: Vec<ClientFrame> = if convs.is_empty() {
         vec![ClientFrame::Ping]
@@ -510,23 +512,37 @@ async fn starling_ready(ws: &mut Ws, convs: &[String]) -> Result<(), String> {
             })
             .collect()
     };
+    let deadline = Instant::now() + READY_TIMEOUT;
     for f in &frames {
         let text = serde_json::to_string(f).map_err(|e| e.to_string())?;
-        ws.send(WsMessage::text(text))
-            .await
-            .map_err(|e| format!("resume: {e}"))?;
+        loop {
+            ws.send(WsMessage::text(text.clone()))
+                .await
+                .map_err(|e| format!("resume: {e}"))?;
+            match ready_answer(ws, deadline).await? {
+                None => break,
+                Some(code) if code.starts_with("not_found") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Some(code) => return Err(format!("resume refused: {code}")),
+            }
+        }
     }
-    let mut waiting = frames.len();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while waiting > 0 {
+    Ok(())
+}
+
+/// The answer to one resume or ping: `None` for `resumed` / `pong`, the code and message of an
+/// `error`.
+async fn ready_answer(ws: &mut Ws, deadline: Instant) -> Result<Option<String>, String> {
+    loop {
         let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .map_err(|_| format!("{waiting} answers to resume/ping missing"))?;
+            .map_err(|_| "an answer to resume/ping missing".to_string())?;
         match msg {
             Some(Ok(WsMessage::Text(t))) => match ServerFrame::parse(t.as_str()) {
-                Ok(ServerFrame::Pong | ServerFrame::Resumed { .. }) => waiting -= 1,
+                Ok(ServerFrame::Pong | ServerFrame::Resumed { .. }) => return Ok(None),
                 Ok(ServerFrame::Error { code, message }) => {
-                    return Err(format!("resume refused: {code} {message}"));
+                    return Ok(Some(format!("{} {message}", code.as_str().unwrap_or("?"))));
                 }
                 _ => {}
             },
@@ -541,7 +557,6 @@ async fn starling_ready(ws: &mut Ws, convs: &[String]) -> Result<(), String> {
             None => return Err("closed".into()),
         }
     }
-    Ok(())
 }
 
 /// One member's connection: opens it, reports ready (or failed), waits for the start, then
