@@ -193,20 +193,10 @@ impl Ctx {
             // idempotent, so one that finds it done already changes nothing).
             members[k].1 = !was;
             if let Some(log) = &self.acked {
-                log.record(Acked {
-                    kind: AckedKind::Member,
-                    id: target,
-                    user: u.id.clone(),
-                    target: u.target.clone(),
-                    sent_us,
-                    acked_us: now_us(),
-                    outcome,
-                    conv: Some(group.to_string()),
-                    seq: None,
-                    added: Some(!was),
-                    body: None,
-                })
-                .await;
+                let mut a = entry(AckedKind::Member, target, u, sent_us, outcome);
+                a.conv = Some(group.to_string());
+                a.added = Some(!was);
+                log.record(a).await;
             }
         }
         result
@@ -253,20 +243,11 @@ impl Ctx {
             Err(e) => e.write_outcome(),
         };
         if let (Some(outcome), Some(log)) = (outcome, &self.acked) {
-            log.record(Acked {
-                kind: AckedKind::Edit,
-                id,
-                user: u.id.clone(),
-                target: u.target.clone(),
-                sent_us,
-                acked_us: now_us(),
-                outcome,
-                conv: Some(conv),
-                seq: Some(seq),
-                added: None,
-                body: Some(body),
-            })
-            .await;
+            let mut a = entry(AckedKind::Edit, id, u, sent_us, outcome);
+            a.conv = Some(conv);
+            a.seq = Some(seq);
+            a.body = Some(body);
+            log.record(a).await;
         }
         result
     }
@@ -283,20 +264,10 @@ impl Ctx {
         placed: Option<(String, u64)>,
     ) {
         if let Some(log) = &self.acked {
-            log.record(Acked {
-                kind,
-                id,
-                user: u.id.clone(),
-                target: u.target.clone(),
-                sent_us,
-                acked_us: now_us(),
-                outcome,
-                seq: placed.as_ref().map(|(_, s)| *s),
-                conv: placed.map(|(c, _)| c),
-                added: None,
-                body: None,
-            })
-            .await;
+            let mut a = entry(kind, id, u, sent_us, outcome);
+            a.seq = placed.as_ref().map(|(_, s)| *s);
+            a.conv = placed.map(|(c, _)| c);
+            log.record(a).await;
         }
     }
 
@@ -508,4 +479,22 @@ async fn closed_loop(ctx: Arc<Ctx>, cfg: &RunConfig) -> Result<Stats, LoadError>
         total.merge(&s)?;
     }
     Ok(total)
+}
+
+/// The acked-log entry of a write of `kind` on `id` by `u`, sent at `sent_us` and answered now,
+/// without a chat placement, membership direction or text (the callers add theirs).
+fn entry(kind: AckedKind, id: String, u: &User, sent_us: u64, outcome: Outcome) -> Acked {
+    Acked {
+        kind,
+        id,
+        user: u.id.clone(),
+        target: u.target.clone(),
+        sent_us,
+        acked_us: now_us(),
+        outcome,
+        conv: None,
+        seq: None,
+        added: None,
+        body: None,
+    }
 }
