@@ -572,7 +572,7 @@ pub(crate) async fn edit_message(
     let entry = match crate::ws::deliver(&state, vec![r]).await.pop() {
         Some(Ok(Some(m))) => m,
         Some(Err(e)) => return Err(e),
-        _ => return Err(ApiError::Conflict("the edit changed nothing".into())),
+        _ => return Err(ApiError::Busy("the edit changed nothing; retry".into())),
     };
     let mut m = state
         .messenger

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// A conflict (a taken handle, a request in progress).
     #[error("{0}")]
     Conflict(String),
+    /// Contention that a retry resolves (a busy conversation): 409, `busy` on the WebSocket.
+    #[error("{0}")]
+    Busy(String),
     /// Malformed input.
     #[error("{0}")]
     BadRequest(String),
@@ -69,7 +72,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ForbiddenMsg(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NotFoundMsg(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Busy(_) => StatusCode::CONFLICT,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -154,7 +157,7 @@ impl From<starling_messenger::MessengerError> for ApiError {
             M::UnknownUser(_) => ApiError::NotFoundMsg(e.to_string()),
             M::NotMember => ApiError::Forbidden("not a member of this conversation"),
             M::Blocked => ApiError::Forbidden("blocked"),
-            M::Contended => ApiError::Conflict(e.to_string()),
+            M::Contended => ApiError::Busy(e.to_string()),
             M::Store(s) => s.into(),
             M::Redis(r) => ApiError::Internal(r),
         }

@@ -130,7 +130,7 @@ pub async fn send_and_fan_out(
         .pop()
     {
         Some(Ok(Some(m))) => Ok(m),
-        Some(Ok(None)) | None => Err(ApiError::Conflict("the send changed nothing".into())),
+        Some(Ok(None)) | None => Err(ApiError::Busy("the send changed nothing; retry".into())),
         Some(Err(e)) => Err(e),
     }
 }

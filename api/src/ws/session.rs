@@ -577,9 +577,8 @@ fn api_error_code(e: &ApiError) -> (&'static str, String) {
         ApiError::Forbidden(_) | ApiError::ForbiddenMsg(_) => "forbidden",
         ApiError::NotFound(_) | ApiError::NotFoundMsg(_) => "not_found",
         ApiError::Invalid(_) | ApiError::BadRequest(_) | ApiError::TooLarge(_) => "invalid",
-        ApiError::Conflict(m) if m.contains("busy") => "busy",
         ApiError::Conflict(_) => "conflict",
-        ApiError::TooManyRequests => "busy",
+        ApiError::Busy(_) | ApiError::TooManyRequests => "busy",
         ApiError::Unavailable(_) => "unavailable",
         ApiError::Unauthorized => "unauthorized",
         ApiError::Internal(d) => {
