@@ -7,6 +7,8 @@
 //! - [`wire`]: authenticated, versioned, size-capped frames;
 //! - [`wan`]: the simulated WAN between regions (latency, jitter, loss, partitions);
 //! - [`peer`]: a member's identity;
+//! - [`reaper`]: the tombstone reaper, bounded passes from a saved position, beside the core;
+//! - [`seeds`]: seeds by IP or DNS name, every record used, resolved on every join attempt;
 //! - [`sim`]: a seeded discrete-event simulation that drives many cores over the WAN model;
 //! - [`transport`]: the tokio layer (TCP, timers, WAN delays) and the [`GossipHandle`].
 //!
@@ -15,7 +17,9 @@
 
 pub mod node;
 pub mod peer;
+pub mod reaper;
 pub mod reconcile;
+pub mod seeds;
 pub mod sim;
 pub mod transport;
 pub mod wan;
@@ -23,7 +27,7 @@ pub mod wire;
 
 pub use node::{
     Arrival, CallStart, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, IncomingCall,
-    MemberState, NotDurable, Outbound,
+    MemberState, NotDurable, Outbound, PUSH_CONSUMER,
 };
 pub use peer::Peer;
 pub use transport::{GossipHandle, GossipService, TransportConfig, TransportError};

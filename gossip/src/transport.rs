@@ -51,7 +51,8 @@ pub struct TransportConfig {
     pub me: Peer,
     /// Where to listen (may differ from `me.addr`, e.g. `0.0.0.0:7946`).
     pub listen: SocketAddr,
-    /// Peers to join through, by address.
+    /// Peers to join through, as `HOST:PORT` (an IP or a DNS name, resolved again on every
+    /// join attempt; every address of a name is used, see [`crate::seeds`]).
     pub seeds: Vec<String>,
     /// The cluster secret: frames are authenticated with it.
     pub secret: Vec<u8>,
@@ -78,6 +79,29 @@ pub struct TransportMetrics {
     pub wan_dropped: AtomicU64,
     /// Messages dropped because a peer's queue was full.
     pub queue_dropped: AtomicU64,
+    /// Peers (host and version) refused for speaking a protocol version this node does not
+    /// accept.
+    pub incompatible_peers: AtomicU64,
+    /// Those peers, to log each once (bounded: past [`MAX_INCOMPATIBLE`] they are counted again).
+    incompatible_seen: Mutex<std::collections::HashSet<(std::net::IpAddr, u8)>>,
+}
+
+/// Most incompatible peers remembered for logging once.
+const MAX_INCOMPATIBLE: usize = 1024;
+
+impl TransportMetrics {
+    /// Notes a peer refused for its version; whether it is a new one (to log).
+    fn incompatible(&self, ip: std::net::IpAddr, version: u8) -> bool {
+        let mut seen = self.incompatible_seen.lock();
+        if seen.len() >= MAX_INCOMPATIBLE {
+            seen.clear();
+        }
+        let new = seen.insert((ip, version));
+        if new {
+            self.incompatible_peers.fetch_add(1, Ordering::Relaxed);
+        }
+        new
+    }
 }
 
 /// Errors of the gossip service.
@@ -134,6 +158,7 @@ pub struct GossipHandle {
     protocol: watch::Receiver<GossipMetrics>,
     wan: Arc<RwLock<Wan>>,
     metrics: Arc<TransportMetrics>,
+    reaper: Arc<crate::reaper::ReaperStats>,
     me: Peer,
 }
 
@@ -165,6 +190,11 @@ impl GossipHandle {
     /// Protocol counters.
     pub fn protocol_metrics(&self) -> GossipMetrics {
         self.protocol.borrow().clone()
+    }
+
+    /// The tombstone reaper's counters.
+    pub fn reaper_stats(&self) -> &crate::reaper::ReaperStats {
+        &self.reaper
     }
 
     /// Transport counters.
@@ -328,7 +358,23 @@ impl GossipService {
         let (membership_tx, membership_rx) = watch::channel(Vec::new());
         let (proto_tx, proto_rx) = watch::channel(GossipMetrics::default());
         let (ready_tx, ready_rx) = watch::channel(false);
+        let (collectable_tx, collectable_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        // The tombstone reaper: a task of its own, never on the core loop.
+        let reaper = Arc::new(crate::reaper::ReaperStats::default());
+        tasks.spawn(
+            crate::reaper::Reaper::new(
+                store.clone(),
+                cfg.clock.clone(),
+                (&cfg.gossip).into(),
+                reaper.clone(),
+            )
+            .run(
+                cfg.gossip.gc_interval,
+                move || *collectable_rx.borrow(),
+                shutdown.subscribe(),
+            ),
+        );
 
         tasks.spawn(accept_loop(
             listener,
@@ -356,11 +402,12 @@ impl GossipService {
             rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x0a7)),
             shutdown: shutdown.subscribe(),
         };
-        let seeds: Vec<Peer> = cfg.seeds.iter().map(|a| Peer::seed(a.clone())).collect();
+        let seeds = cfg.seeds.clone();
         let handlers = Handlers::default();
         tasks.spawn(core_loop(CoreLoop {
             core,
             ready: ready_tx,
+            collectable: collectable_tx,
             handlers: handlers.clone(),
             store,
             outbox: Arc::new(outbox),
@@ -382,6 +429,7 @@ impl GossipService {
             protocol: proto_rx,
             wan,
             metrics,
+            reaper,
             me: cfg.me,
         };
         Ok(GossipService {
@@ -473,6 +521,20 @@ async fn read_frames(
                     return;
                 }
             }
+            Err(crate::wire::WireError::Version(v)) => {
+                metrics.frames_refused.fetch_add(1, Ordering::Relaxed);
+                // One line per peer host and version, however often it reconnects.
+                if metrics.incompatible(peer.ip(), v) {
+                    tracing::error!(
+                        %peer,
+                        theirs = v,
+                        ours = crate::wire::PROTOCOL_VERSION,
+                        accepted = ?codec.accepts(),
+                        "refusing a peer of an incompatible gossip protocol version; upgrade one version at a time"
+                    );
+                }
+                return;
+            }
             Err(e) => {
                 metrics.frames_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%peer, error = %e, "refused a frame; closing the connection");
@@ -510,7 +572,7 @@ impl Outbox {
                 from: self.me.clone(),
                 msg,
             };
-            let frame = match self.codec.seal(&env) {
+            let frame = match self.codec.seal_for(&to.addr, &env) {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot seal a frame");
@@ -584,6 +646,8 @@ async fn write_frames(
 struct CoreLoop {
     core: GossipNode,
     ready: watch::Sender<bool>,
+    /// Whether the reaper may collect ([`GossipNode::collectable`]), refreshed every tick.
+    collectable: watch::Sender<bool>,
     handlers: Handlers,
     store: Arc<dyn Store>,
     outbox: Arc<Outbox>,
@@ -592,7 +656,8 @@ struct CoreLoop {
     members: watch::Sender<Vec<Peer>>,
     membership: watch::Sender<Vec<(Peer, crate::MemberState)>>,
     protocol: watch::Sender<GossipMetrics>,
-    seeds: Vec<Peer>,
+    /// The seeds as given: names are resolved on each join attempt.
+    seeds: Vec<String>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -609,6 +674,8 @@ async fn core_loop(mut l: CoreLoop) {
     let mut serving: JoinSet<(Peer, u64, Result<Bytes, String>)> = JoinSet::new();
     let mut local_calls: JoinSet<()> = JoinSet::new();
     let mut rejoin_at = Instant::now();
+    // At most one resolution of the seeds at a time; its addresses are announced to when done.
+    let mut resolving: JoinSet<Vec<String>> = JoinSet::new();
     loop {
         let mut ticked = false;
         let out = tokio::select! {
@@ -665,6 +732,16 @@ async fn core_loop(mut l: CoreLoop) {
             },
             Some(_) = local_calls.join_next(), if !local_calls.is_empty() => Vec::new(),
             Some(_) = writers.join_next(), if !writers.is_empty() => Vec::new(),
+            Some(resolved) = resolving.join_next(), if !resolving.is_empty() => match resolved {
+                Ok(addrs) => {
+                    let seeds: Vec<Peer> = addrs.into_iter().map(Peer::seed).collect();
+                    l.core.join(start.elapsed(), &seeds)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "resolving the seeds panicked");
+                    Vec::new()
+                }
+            },
         };
         l.outbox.send(out, &mut writers);
         for (id, r) in l.core.take_completions() {
@@ -707,9 +784,14 @@ async fn core_loop(mut l: CoreLoop) {
             // message: building them walks the whole membership.
             let members = l.core.members();
             // Keep announcing to the seeds while alone (they may start after us).
-            if members.is_empty() && Instant::now() >= rejoin_at && !l.seeds.is_empty() {
-                let out = l.core.join(start.elapsed(), &l.seeds);
-                l.outbox.send(out, &mut writers);
+            // Names are resolved again each time: the pods behind them come and go.
+            if members.is_empty()
+                && Instant::now() >= rejoin_at
+                && !l.seeds.is_empty()
+                && resolving.is_empty()
+            {
+                let seeds = l.seeds.clone();
+                resolving.spawn(async move { crate::seeds::resolve(&seeds).await });
                 rejoin_at = Instant::now() + Duration::from_secs(1);
             }
             if *l.members.borrow() != members {
@@ -718,6 +800,10 @@ async fn core_loop(mut l: CoreLoop) {
             let membership = l.core.membership();
             if *l.membership.borrow() != membership {
                 l.membership.send_replace(membership);
+            }
+            let collectable = l.core.collectable();
+            if *l.collectable.borrow() != collectable {
+                l.collectable.send_replace(collectable);
             }
             let ready = l.core.cas_direct();
             if *l.ready.borrow() != ready {
@@ -729,6 +815,7 @@ async fn core_loop(mut l: CoreLoop) {
         }
     }
     writers.abort_all();
+    resolving.abort_all();
     serving.abort_all();
     local_calls.abort_all();
     // Handlers hold services that hold this handle: let them go with the service.
