@@ -153,6 +153,12 @@ fi
 log "AsyncAPI document"
 infra/asyncapi.sh
 
+# The Helm chart: helm lint, helm template with each value set, kubeconform -strict against
+# offline Kubernetes schemas (tools built from their Go modules once, cached under
+# ~/.cache/starling: seconds when cached, a few minutes on a fresh machine).
+log "Helm chart"
+infra/helm-check.sh
+
 if [ -n "${cassandra_launcher:-}" ]; then
   log "waiting for the local Cassandra node"
   wait "$cassandra_launcher"
