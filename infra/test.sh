@@ -167,3 +167,9 @@ if [ -n "${cassandra_launcher:-}" ]; then
 fi
 log "tests (ScyllaDB engine against $STARLING_SCYLLA_NODES)"
 cargo test --workspace --locked --features "$FEATURES"
+
+# The web client (web/): its JSDoc types with tsc, then its browser tests (playwright-core driving
+# Debian's chromium, both installed if missing and cached) against the target/debug/starling that
+# the tests above built.
+log "web client"
+infra/web-test.sh

@@ -132,6 +132,13 @@ pub struct ServeArgs {
     /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
     #[arg(long, env = "STARLING_SESSION_TTL")]
     pub session_ttl: Option<String>,
+    /// Do not serve the web client at `/` (the API is served either way).
+    #[arg(long, env = "STARLING_NO_WEB")]
+    pub no_web: bool,
+    /// Serve the web client's files from this directory (the repository's `web/`) instead of
+    /// the copy embedded in the binary: for working on the client without rebuilding.
+    #[arg(long, env = "STARLING_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -174,6 +181,8 @@ struct FileConfig {
     header_read_timeout: Option<String>,
     request_timeout: Option<String>,
     session_ttl: Option<String>,
+    no_web: Option<bool>,
+    web_dir: Option<PathBuf>,
 }
 
 /// Which store engine a node runs.
@@ -234,6 +243,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Lifetime of a session token.
     pub session_ttl: Duration,
+    /// The web client served at `/`, from the binary or a directory; `None`: `--no-web`.
+    pub web: Option<crate::web::Source>,
 }
 
 /// Limits of the messenger and its WebSocket gateway.
@@ -383,6 +394,14 @@ impl ServeConfig {
                     d
                 }
             },
+            web: if args.no_web || file.no_web.unwrap_or(false) {
+                None
+            } else {
+                Some(match args.web_dir.or(file.web_dir) {
+                    Some(dir) => crate::web::Source::Dir(dir),
+                    None => crate::web::Source::Embedded,
+                })
+            },
             request_timeout: parse_timeout(
                 "--request-timeout",
                 args.request_timeout.or(file.request_timeout).as_deref(),
@@ -473,6 +492,14 @@ impl ServeConfig {
 
     /// Refuses values that cannot work, with a message naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(crate::web::Source::Dir(d)) = &self.web
+            && !d.join("index.html").is_file()
+        {
+            bail!(
+                "--web-dir {}: no index.html there (give the repository's web/ directory)",
+                d.display()
+            );
+        }
         let name_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64

@@ -29,6 +29,7 @@ pub mod social;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod users;
+pub mod web;
 pub mod ws;
 
 use object_store::ObjectStore;

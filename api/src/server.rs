@@ -92,7 +92,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .map(|r| tokio::spawn(r.watch_health(stopped.clone())));
     let mut chat = crate::start_chat(&state, bus_rx, stopped);
     let hub = state.fanout.hub.clone();
-    let app = crate::router_with_deadline(state, cfg.request_timeout);
+    let mut app = crate::router_with_deadline(state, cfg.request_timeout);
+    if let Some(source) = cfg.web.clone() {
+        app = app.merge(crate::web::routes(source));
+    }
     let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),

@@ -1,0 +1,123 @@
+//! The web client from the real binary: `starling serve` answers `/` with the page and
+//! `/web/…` with its modules and styles (right content types, revalidation by ETag), every
+//! module the page imports is served, the API beside it is untouched, and `--no-web` turns the
+//! client off. The client itself is tested in a real browser by `infra/web-test.sh`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Node, free_port, request_with_head};
+use std::io::{Read, Write};
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The modules a file imports (`from './x.js'`), resolved against its own path.
+fn imports(path: &str, text: &str) -> Vec<String> {
+    let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    text.split("from '")
+        .skip(1)
+        .filter_map(|s| s.split_once('\'').map(|(p, _)| p))
+        .filter(|p| p.starts_with('.'))
+        .map(|p| {
+            let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+            for seg in p.split('/') {
+                match seg {
+                    "." => {}
+                    ".." => {
+                        parts.pop();
+                    }
+                    s => parts.push(s),
+                }
+            }
+            format!("/{}", parts.join("/"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_binary_serves_the_client_and_every_module_it_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        free_port(),
+        &["--store".into(), "memory".into()],
+    );
+    let (s, head, page) = request_with_head(node.port, "GET", "/", None, None, b"");
+    assert_eq!(s, 200);
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(header(&head, "cache-control"), Some("no-cache"));
+    assert!(header(&head, "content-security-policy").is_some());
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains(r#"<script type="module" src="/web/js/app.js">"#));
+
+    // Walk the module graph from the entry: each module is served as JavaScript.
+    let mut todo = vec!["/web/js/app.js".to_string()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(path) = todo.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let (s, head, body) = request_with_head(node.port, "GET", &path, None, None, b"");
+        assert_eq!(s, 200, "{path}");
+        assert_eq!(
+            header(&head, "content-type"),
+            Some("text/javascript; charset=utf-8"),
+            "{path}"
+        );
+        todo.extend(imports(&path, &String::from_utf8(body).unwrap()));
+    }
+    assert!(seen.len() >= 10, "the whole client: {seen:?}");
+    let (s, head, _) = request_with_head(node.port, "GET", "/web/style.css", None, None, b"");
+    assert_eq!(
+        (s, header(&head, "content-type")),
+        (200, Some("text/css; charset=utf-8"))
+    );
+
+    // Revalidation: the same ETag gets 304 and no body.
+    let etag = header(&head, "etag").unwrap().to_string();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    write!(
+        sock,
+        "GET /web/style.css HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nIf-None-Match: {etag}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    sock.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 304"), "{out}");
+
+    // The API beside it is as before, and an unknown file is a problem+json 404.
+    assert_eq!(
+        node.http("GET", "/healthz", None, b""),
+        (200, b"ok".to_vec())
+    );
+    assert_eq!(node.http("GET", "/openapi.json", None, b"").0, 200);
+    let (s, head, _) = request_with_head(node.port, "GET", "/web/nope.js", None, None, b"");
+    assert_eq!(
+        (s, header(&head, "content-type")),
+        (404, Some("application/problem+json"))
+    );
+}
+
+#[test]
+fn no_web_turns_the_client_off_and_leaves_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(
+        dir.path(),
+        free_port(),
+        &["--store".into(), "memory".into(), "--no-web".into()],
+    );
+    assert_eq!(node.http("GET", "/", None, b"").0, 404);
+    assert_eq!(node.http("GET", "/web/js/app.js", None, b"").0, 404);
+    assert_eq!(
+        node.http("GET", "/healthz", None, b""),
+        (200, b"ok".to_vec())
+    );
+}

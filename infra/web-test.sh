@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The web client's checks (web/): its JSDoc types with `tsc --noEmit --checkJs`, then its
+# browser tests (web/tests/*.test.mjs) with playwright-core driving Debian's chromium against
+# real `starling serve` processes and a two-region `starling cluster`. infra/test.sh runs it
+# after cargo has built the binary.
+#   infra/web-test.sh [--types-only] [TEST-FILE…]
+#
+# Uses target/debug/starling (STARLING_BIN to choose another; built with cargo when missing).
+# Installs chromium, Node.js and npm from Debian's packages if missing. The npm packages pinned
+# in web/package-lock.json (typescript, playwright-core, axe-core) are installed with `npm ci`
+# once per lock file into ~/.cache/starling/web-<hash of the lock file> and linked as
+# web/node_modules; playwright downloads no browser of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+# need_deb_pkg, need_deb
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
+
+need_deb node nodejs
+need_deb npm npm
+
+dir=web
+hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+cache_root="$HOME/.cache/starling"
+cache="$cache_root/web-$hash"
+if [ ! -d "$cache/node_modules" ]; then
+  log "installing typescript, playwright-core and axe-core (npm ci, once; cached in $cache)"
+  mkdir -p "$cache_root"
+  tmp="$(mktemp -d "$cache_root/web-tmp.XXXXXX")"
+  trap 'rm -rf "$tmp"' EXIT
+  cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
+  (cd "$tmp" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  mv -T "$tmp" "$cache" 2>/dev/null || [ -d "$cache/node_modules" ]
+fi
+if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modules" ]; then
+  rm -rf "$dir/node_modules"
+  ln -s "$cache/node_modules" "$dir/node_modules"
+fi
+
+log "web client: tsc --noEmit --checkJs"
+node "$dir/node_modules/typescript/bin/tsc" -p "$dir/tsconfig.json"
+if [ "${1:-}" = --types-only ]; then
+  exit 0
+fi
+
+need_deb_pkg chromium
+export STARLING_CHROMIUM="${STARLING_CHROMIUM:-/usr/bin/chromium}"
+export STARLING_BIN="${STARLING_BIN:-$PWD/target/debug/starling}"
+if [ ! -x "$STARLING_BIN" ]; then
+  log "building the starling binary"
+  cargo build --locked -p starling-api --bin starling
+fi
+log "web client: browser tests (chromium $("$STARLING_CHROMIUM" --version 2>/dev/null | awk '{print $2}'))"
+if [ "$#" -gt 0 ]; then
+  files=("$@")
+else
+  files=("$dir"/tests/*.test.mjs)
+fi
+node --test --test-concurrency=1 "${files[@]}"

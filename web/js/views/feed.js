@@ -1,0 +1,205 @@
+// @ts-check
+/**
+ * @file The home feed: compose a post (text and an image), the timeline with infinite scroll
+ * (`next_cursor`), a "new posts" button when the first page has changed, and the server's 206
+ * "still building" state said plainly.
+ */
+import { ApiError } from '../api.js';
+import { h, notice, randomId, time } from '../dom.js';
+
+/** @typedef {import('../app.js').Ctx} Ctx */
+/** @typedef {import('../types.js').Post} Post */
+
+const POLL_MS = 15_000;
+
+/**
+ * @param {Ctx} ctx @param {HTMLElement} main
+ * @returns {() => void} cleanup
+ */
+export function render(ctx, main) {
+  const list = h('ol', { class: 'posts', 'aria-label': 'Home feed', id: 'feed-list' });
+  const building = h('p', { class: 'banner', role: 'status', hidden: true, id: 'feed-building' },
+    'Your timeline is still being built: showing what is ready. It fills in by itself.');
+  const fresh = h('button', { type: 'button', class: 'new-posts', hidden: true, id: 'new-posts', onclick: () => reload() }, 'New posts');
+  const empty = h('p', { class: 'muted', hidden: true }, 'Nothing here yet: follow people (People tab) and their posts show up here.');
+  const sentinel = h('div', { class: 'sentinel', 'aria-hidden': 'true' });
+  const more = h('p', { class: 'muted center', hidden: true }, 'Loading…');
+  main.append(h('h1', { class: 'visually-hidden' }, 'Home'), compose(ctx, () => reload()), building, fresh, list, empty, more, sentinel);
+
+  /** @type {string | null} */
+  let cursor = null;
+  let done = false;
+  let loading = false;
+  let topId = '';
+  const shown = new Set();
+  let alive = true;
+
+  async function load(first = false) {
+    if (loading || (done && !first)) return;
+    loading = true;
+    more.hidden = first;
+    try {
+      const page = await ctx.api.feed(first ? null : cursor);
+      if (!alive) return;
+      if (first) {
+        list.replaceChildren();
+        shown.clear();
+        topId = page.items[0]?.id || '';
+      }
+      for (const p of page.items) {
+        if (shown.has(p.id)) continue;
+        shown.add(p.id);
+        list.append(h('li', {}, postCard(ctx, p)));
+      }
+      cursor = page.next_cursor;
+      done = !cursor;
+      building.hidden = !page.partial;
+      empty.hidden = list.childElementCount > 0;
+      // A timeline being rebuilt fills in soon: read it again rather than show a hole.
+      if (page.partial && first) setTimeout(() => alive && reload(), 2000);
+    } catch (e) {
+      notice(e instanceof Error ? e.message : 'The feed could not be loaded', 'error');
+    } finally {
+      loading = false;
+      more.hidden = true;
+    }
+  }
+
+  function reload() {
+    fresh.hidden = true;
+    done = false;
+    return load(true);
+  }
+
+  const io = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && !done) load();
+  });
+  io.observe(sentinel);
+
+  const poll = setInterval(async () => {
+    try {
+      const page = await ctx.api.feed(null, 5);
+      const newer = page.items.findIndex((p) => p.id === topId);
+      const count = newer < 0 ? page.items.length : newer;
+      if (alive && count > 0 && page.items[0]?.id !== topId) {
+        fresh.textContent = `${count}${newer < 0 ? '+' : ''} new post${count > 1 ? 's' : ''}`;
+        fresh.hidden = false;
+      }
+    } catch {
+      // The next poll tries again.
+    }
+  }, POLL_MS);
+
+  load(true);
+  return () => {
+    alive = false;
+    io.disconnect();
+    clearInterval(poll);
+  };
+}
+
+/**
+ * The compose box: text, an optional image (uploaded first), one Idempotency-Key per post so a
+ * retried click never posts twice.
+ * @param {Ctx} ctx @param {() => void} posted
+ */
+function compose(ctx, posted) {
+  let key = randomId();
+  const text = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'compose-text', rows: 3, maxlength: 5000, required: true, placeholder: 'What is happening?' }));
+  const file = /** @type {HTMLInputElement} */ (h('input', { id: 'compose-image', type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp', class: 'visually-hidden' }));
+  const preview = h('div', { class: 'preview' });
+  const button = h('button', { type: 'submit', class: 'primary', id: 'compose-submit' }, 'Post');
+  file.addEventListener('change', () => {
+    preview.replaceChildren();
+    const f = file.files?.[0];
+    if (f) {
+      const url = URL.createObjectURL(f);
+      preview.append(h('img', { src: url, alt: `Selected image ${f.name}` }), h('button', { type: 'button', class: 'ghost', onclick: () => { file.value = ''; preview.replaceChildren(); } }, 'Remove image'));
+    }
+  });
+  return h(
+    'form',
+    {
+      class: 'card compose',
+      'aria-label': 'New post',
+      onsubmit: async (/** @type {SubmitEvent} */ ev) => {
+        ev.preventDefault();
+        if (!text.value.trim()) return;
+        button.setAttribute('disabled', '');
+        try {
+          const media = [];
+          const f = file.files?.[0];
+          if (f) media.push((await ctx.api.upload(f)).id);
+          await ctx.api.createPost(text.value, media, key);
+          key = randomId();
+          text.value = '';
+          file.value = '';
+          preview.replaceChildren();
+          notice('Posted.');
+          posted();
+        } catch (e) {
+          notice(e instanceof ApiError ? `Not posted: ${e.message}` : 'Not posted: the server cannot be reached.', 'error');
+        } finally {
+          button.removeAttribute('disabled');
+        }
+      },
+    },
+    h('label', { for: 'compose-text', class: 'visually-hidden' }, 'Post text'),
+    text,
+    preview,
+    h('div', { class: 'row' }, h('label', { for: 'compose-image', class: 'button ghost' }, 'Add image'), file, h('span', { class: 'grow' }), button),
+  );
+}
+
+/**
+ * One post: author, time, text, images, and the interactions the server has.
+ * @param {Ctx} ctx @param {Post} p
+ * @returns {HTMLElement}
+ */
+export function postCard(ctx, p) {
+  const authorId = typeof p.author === 'string' ? p.author : p.author.id;
+  const images = (p.media || []).map((m) => (typeof m === 'string' ? m : m.id));
+  const article = h(
+    'article',
+    { class: 'card post', 'data-post': p.id },
+    h('header', {}, ctx.users.link(p.author), h('span', { class: 'dot' }, '·'), time(p.created_at), p.edited_at ? h('span', { class: 'muted' }, ' (edited)') : null),
+    h('p', { class: 'text' }, p.text),
+    images.map((id) => ctx.media.image(id, 'Image attached to the post')),
+  );
+  const actions = h('div', { class: 'actions' });
+  if (p.counts && p.viewer) {
+    const viewer = p.viewer;
+    const counts = p.counts;
+    const like = h('button', { type: 'button', class: 'ghost', 'aria-pressed': String(viewer.liked) }, `♥ ${counts.likes}`);
+    like.addEventListener('click', async () => {
+      const on = !viewer.liked;
+      try {
+        await ctx.api.like(p.id, on);
+        viewer.liked = on;
+        counts.likes += on ? 1 : -1;
+        like.textContent = `♥ ${counts.likes}`;
+        like.setAttribute('aria-pressed', String(on));
+      } catch (e) {
+        notice(e instanceof Error ? e.message : 'failed', 'error');
+      }
+    });
+    actions.append(like);
+  }
+  if (authorId === ctx.me.id) {
+    actions.append(
+      h('button', {
+        type: 'button', class: 'ghost', onclick: async () => {
+          if (!confirm('Delete this post?')) return;
+          try {
+            await ctx.api.deletePost(p.id);
+            article.remove();
+          } catch (e) {
+            notice(e instanceof Error ? e.message : 'failed', 'error');
+          }
+        },
+      }, 'Delete'),
+    );
+  }
+  if (actions.childElementCount) article.append(actions);
+  return article;
+}

@@ -1,0 +1,165 @@
+// Two users in two browser contexts against one real `starling serve`: sign up, follow, a post
+// with an image reaching the other's feed, a chat both ways with live delivery, typing and read
+// markers, then one side offline while the other sends: on reconnect the missed messages appear
+// exactly once, in order, and what the offline side sent meanwhile is delivered once.
+// axe-core on the main screens; screenshots when STARLING_SCREENSHOTS is set.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { findUser, launch, messageTexts, openPage, png, screenshot, seriousViolations, signUp, startNode } from './harness.mjs';
+
+let node;
+let browser;
+before(async () => {
+  node = await startNode();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await node?.stop();
+});
+
+test('the binary serves the client, which runs without errors under its CSP', async () => {
+  const res = await fetch(`${node.url}/`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-security-policy'), /script-src 'self'/);
+  const { context, page, errors } = await openPage(browser, node.url);
+  await page.getByRole('heading', { name: 'Log in to Starling' }).waitFor();
+  assert.deepEqual(await seriousViolations(page), []);
+  await screenshot(page, 'login');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('two users: follow, a post with an image, chat live both ways, exact resume after going offline', async () => {
+  const a = await openPage(browser, node.url);
+  const b = await openPage(browser, node.url);
+  await signUp(a.page, 'alice', 'Alice Liddell');
+  await signUp(b.page, 'bob', 'Bob Marley');
+
+  // Alice finds Bob and follows him.
+  await findUser(a.page, 'bob');
+  await a.page.locator('#follow-button', { hasText: 'Follow' }).click();
+  await a.page.locator('#follow-button', { hasText: 'Unfollow' }).waitFor();
+  assert.deepEqual(await seriousViolations(a.page), [], 'profile screen');
+  await screenshot(a.page, 'profile');
+
+  // Bob posts a text with an image.
+  await b.page.getByLabel('Post text').fill('Sunset from the roof, 7 pm');
+  await b.page.locator('#compose-image').setInputFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: png() });
+  await b.page.getByRole('button', { name: 'Post', exact: true }).click();
+  await b.page.locator('#notice', { hasText: 'Posted.' }).waitFor();
+
+  // Alice sees it in her feed, image included (fetched with her token, shown from a blob URL).
+  await a.page.getByRole('link', { name: 'Feed' }).click();
+  const post = a.page.locator('article.post', { hasText: 'Sunset from the roof' });
+  await post.waitFor();
+  await post.locator('.user-link', { hasText: '@bob' }).waitFor();
+  const img = post.locator('img.media');
+  await img.waitFor();
+  await a.page.waitForFunction((el) => el.complete && el.naturalWidth === 320, await img.elementHandle());
+  assert.deepEqual(await seriousViolations(a.page), [], 'feed screen');
+  await screenshot(a.page, 'feed');
+
+  // Alice opens a chat with Bob and writes; Bob sees the conversation, unread, and the message.
+  await findUser(a.page, 'bob');
+  await a.page.getByRole('button', { name: 'Message' }).click();
+  await a.page.locator('#message-input').waitFor();
+  await a.page.locator('#message-input').fill('hi bob');
+  await a.page.keyboard.press('Enter');
+  await a.page.locator('#messages li.msg[data-seq="1"]').waitFor();
+
+  await b.page.getByRole('link', { name: /Chat/ }).click();
+  const conv = b.page.locator('#conv-list a.conv', { hasText: 'Alice Liddell' });
+  await conv.locator('.badge', { hasText: '1' }).waitFor();
+  await conv.click();
+  await b.page.locator('#messages li.msg', { hasText: 'hi bob' }).waitFor();
+
+  // Bob's read marker reaches Alice ("Seen by"); Bob typing shows on Alice's side.
+  await a.page.locator('.seen', { hasText: 'Bob Marley' }).waitFor();
+  await b.page.locator('#message-input').pressSequentially('hi al', { delay: 20 });
+  await a.page.locator('#typing', { hasText: 'Bob Marley is typing' }).waitFor();
+  await b.page.locator('#message-input').fill('hi alice');
+  await b.page.getByRole('button', { name: 'Send' }).click();
+  await a.page.locator('#messages li.msg', { hasText: 'hi alice' }).waitFor();
+  assert.deepEqual(await messageTexts(a.page), ['hi bob', 'hi alice']);
+  assert.deepEqual(await seriousViolations(b.page), [], 'chat screen');
+  await screenshot(a.page, 'chat');
+
+  // Bob goes offline; Alice sends three messages; Bob writes one meanwhile (shown as sending).
+  await b.context.setOffline(true);
+  await b.page.locator('#conn-status[data-status="offline"]').waitFor();
+  for (const t of ['while you were away 1', 'while you were away 2', 'while you were away 3']) {
+    await a.page.locator('#message-input').fill(t);
+    await a.page.keyboard.press('Enter');
+  }
+  await a.page.locator('#messages li.msg[data-seq="5"]').waitFor();
+  assert.equal(await a.page.locator('#messages li.pending').count(), 0);
+  await b.page.locator('#message-input').fill('written offline');
+  await b.page.keyboard.press('Enter');
+  await b.page.locator('#messages li.pending', { hasText: 'written offline' }).waitFor();
+  await screenshot(b.page, 'chat-offline');
+
+  // Back online: the missed messages exactly once, in order, then Bob's queued one, acked.
+  await b.context.setOffline(false);
+  await b.page.locator('#conn-status[data-status="online"]').waitFor();
+  await b.page.locator('#messages li.msg[data-seq="6"]').waitFor();
+  assert.equal(await b.page.locator('#messages li.pending').count(), 0);
+  const expected = ['hi bob', 'hi alice', 'while you were away 1', 'while you were away 2', 'while you were away 3', 'written offline'];
+  assert.deepEqual(await messageTexts(b.page), expected);
+  await a.page.locator('#messages li.msg', { hasText: 'written offline' }).waitFor();
+  assert.deepEqual(await messageTexts(a.page), expected);
+  const seqs = await b.page.locator('#messages li.msg').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
+  assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6]);
+
+  // A phone-sized viewport: one pane, navigation at the bottom.
+  await a.page.setViewportSize({ width: 390, height: 780 });
+  await screenshot(a.page, 'chat-phone');
+  await a.page.getByRole('link', { name: '← All chats' }).click();
+  await a.page.locator('#conv-list a.conv', { hasText: 'Bob Marley' }).waitFor();
+  assert.deepEqual(await seriousViolations(a.page), [], 'chat list on a phone');
+
+  assert.deepEqual(a.errors, []);
+  assert.deepEqual(b.errors, []);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('a group: created, a member added and removed, messages reach members live', async () => {
+  const a = await openPage(browser, node.url);
+  const b = await openPage(browser, node.url);
+  const c = await openPage(browser, node.url);
+  await signUp(a.page, 'carol', 'Carol');
+  await signUp(b.page, 'dave', 'Dave');
+  await signUp(c.page, 'erin', 'Erin');
+  await a.page.getByRole('link', { name: /Chat/ }).click();
+  await a.page.getByText('New conversation').click();
+  await a.page.getByLabel('With (handles)').fill('dave');
+  await a.page.getByLabel('Group name').fill('Book club');
+  await a.page.getByRole('button', { name: 'Start' }).click();
+  await a.page.locator('#thread-title', { hasText: 'Book club' }).waitFor();
+  await a.page.getByText('Members (2)').click();
+  await a.page.getByLabel('Add', { exact: true }).fill('erin');
+  await a.page.getByRole('button', { name: 'Add', exact: true }).click();
+  await a.page.getByText('Members (3)').waitFor();
+  await a.page.locator('#message-input').fill('welcome both');
+  await a.page.keyboard.press('Enter');
+  for (const p of [b.page, c.page]) {
+    await p.getByRole('link', { name: /Chat/ }).click();
+    await p.locator('#conv-list a.conv', { hasText: 'Book club' }).click();
+    await p.locator('#messages li.msg', { hasText: 'welcome both' }).waitFor();
+  }
+  await screenshot(a.page, 'group');
+  // Erin is removed: she sees the removal, Dave keeps getting messages.
+  await a.page.getByText('Members (3)').click();
+  await a.page.locator('.member-panel li', { hasText: 'Erin' }).getByRole('button', { name: 'Remove' }).click();
+  await a.page.getByText('Members (2)').waitFor();
+  await c.page.locator('#messages li.event', { hasText: 'removed' }).waitFor();
+  await a.page.locator('#message-input').fill('just us now');
+  await a.page.keyboard.press('Enter');
+  await b.page.locator('#messages li.msg', { hasText: 'just us now' }).waitFor();
+  assert.deepEqual(await messageTexts(c.page), ['welcome both']);
+  for (const x of [a, b, c]) {
+    assert.deepEqual(x.errors, []);
+    await x.context.close();
+  }
+});
