@@ -9,11 +9,11 @@ case "$what" in
     cargo bench -p starling-store --bench kv
     python3 infra/bench-summary.py target/criterion bench/kv.md \
       "Store engines against their baselines (store/benches/kv.rs)" \
-      "get:embedded/raw-fjall,hashmap" "get:memory/hashmap" \
-      "put:embedded/raw-fjall,hashmap" "put:memory/hashmap" \
-      "cas:embedded/raw-fjall,hashmap" "cas:memory/hashmap" \
-      "cas-64-clients:embedded/raw-fjall" "cas-64-clients:memory/raw-fjall" \
-      "scan100:embedded/raw-fjall,btreemap" "scan100:memory/btreemap" \
+      "get:embedded/raw-fjall,hashmap,embedded-inline" "get:memory/hashmap" \
+      "put:embedded/raw-fjall,hashmap,embedded-inline" "put:memory/hashmap" \
+      "cas:embedded/raw-fjall,hashmap,embedded-inline" "cas:memory/hashmap" \
+      "cas-64-clients:embedded/raw-fjall,embedded-inline" "cas-64-clients:memory/raw-fjall" \
+      "scan100:embedded/raw-fjall,btreemap,embedded-inline" "scan100:memory/btreemap" \
       "bucket:hashes/records"
     ;;
   gossip)

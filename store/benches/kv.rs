@@ -43,6 +43,9 @@ struct Fixture {
     hash: HashMap<Bytes, Bytes>,
     btree: BTreeMap<Bytes, Bytes>,
     embedded: Arc<dyn Store>,
+    /// The same engine with its calls on the caller's thread (no blocking-pool hop): the
+    /// baseline of what running fjall off tokio's workers costs.
+    inline: Arc<dyn Store>,
     memory: Arc<dyn Store>,
 }
 
@@ -52,6 +55,7 @@ fn fixture() -> Fixture {
         .expect("runtime");
     let d1 = tempfile::tempdir().expect("tempdir");
     let d2 = tempfile::tempdir().expect("tempdir");
+    let d3 = tempfile::tempdir().expect("tempdir");
     let db = Database::builder(d1.path())
         .cache_size(EmbeddedOptions::DEFAULT_CACHE_BYTES) // the same cache as the engine's
         .open()
@@ -63,6 +67,9 @@ fn fixture() -> Fixture {
     let mut opts = EmbeddedOptions::new(d2.path());
     opts.fsync = FsyncPolicy::Never; // raw fjall below also only flushes to the OS per write
     let embedded = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
+    opts.dir = d3.path().to_path_buf();
+    opts.inline = true;
+    let inline = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
     let memory = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
     let mut hash = HashMap::new();
     let mut btree = BTreeMap::new();
@@ -75,16 +82,18 @@ fn fixture() -> Fixture {
             btree.insert(k.clone(), v.clone());
             let k = starling_store::Key(k);
             embedded.put(&k, v.clone()).await.expect("put");
+            inline.put(&k, v.clone()).await.expect("put");
             memory.put(&k, v.clone()).await.expect("put");
         }
     });
     Fixture {
-        _dirs: vec![d1, d2],
+        _dirs: vec![d1, d2, d3],
         rt,
         raw,
         hash,
         btree,
         embedded,
+        inline,
         memory,
     }
 }
@@ -102,7 +111,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("raw-fjall", |b| {
         b.iter(|| black_box(f.raw.get(key(x.next())).expect("get")))
     });
-    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("memory", &f.memory),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let k = starling_store::Key(key(x.next()));
@@ -147,7 +160,11 @@ fn benches(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("memory", &f.memory),
+    ] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let per = iters.div_ceil(TASKS);
@@ -203,7 +220,11 @@ fn benches(c: &mut Criterion) {
             black_box(n)
         })
     });
-    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("memory", &f.memory),
+    ] {
         g.bench_with_input(BenchmarkId::from_parameter(name), s, |b, s| {
             b.iter(|| {
                 let mut req = ScanRequest::prefix(KS.prefix(), 100);
@@ -246,7 +267,11 @@ fn benches(c: &mut Criterion) {
                 .expect("insert")
         })
     });
-    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("memory", &f.memory),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let k = starling_store::Key(key(x.next()));
@@ -276,7 +301,11 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    for (name, s) in [("embedded", &f.embedded), ("memory", &f.memory)] {
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("memory", &f.memory),
+    ] {
         // Each key's current version is known, as in a read-then-swap loop: every CAS applies.
         let mut versions: Vec<starling_store::VersionVector> = (0..CAS_KEYS)
             .map(|i| {

@@ -110,6 +110,12 @@ pub(crate) type RawRange = (Bound<Bytes>, Bound<Bytes>);
 
 /// An ordered byte store with atomic batches.
 pub(crate) trait Backend: Send + Sync + Debug + 'static {
+    /// Whether calls may wait on the disk: the engine then runs them on the blocking pool, off
+    /// tokio's workers.
+    fn blocking(&self) -> bool {
+        false
+    }
+
     /// What the backend holds in memory (`None`: it does not say).
     fn memory(&self) -> Option<crate::contract::MemoryStats> {
         None

@@ -87,6 +87,8 @@ pub(crate) struct EmbeddedBackend {
     spaces: [Keyspace; 4],
     path: PathBuf,
     journal: ActiveJournal,
+    /// Run store calls on the caller's thread ([`crate::EmbeddedOptions::inline`]).
+    pub(crate) inline: bool,
 }
 
 impl std::fmt::Debug for EmbeddedBackend {
@@ -147,6 +149,7 @@ impl EmbeddedBackend {
             spaces,
             journal: ActiveJournal::new(path.clone()),
             path,
+            inline: false,
         })
     }
 
@@ -156,6 +159,10 @@ impl EmbeddedBackend {
 }
 
 impl Backend for EmbeddedBackend {
+    fn blocking(&self) -> bool {
+        !self.inline
+    }
+
     fn memory(&self) -> Option<crate::contract::MemoryStats> {
         Some(crate::contract::MemoryStats {
             memtable_bytes: self.db.write_buffer_size(),

@@ -65,6 +65,9 @@ pub struct EmbeddedOptions {
     pub memtable_bytes: u64,
     /// Size limits.
     pub limits: Limits,
+    /// Run store calls on the caller's thread instead of tokio's blocking pool: only to measure
+    /// what the pool costs (`store/benches/kv.rs`); a tokio worker then waits on the disk.
+    pub inline: bool,
 }
 
 impl EmbeddedOptions {
@@ -84,6 +87,7 @@ impl EmbeddedOptions {
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             memtable_bytes: Self::DEFAULT_MEMTABLE_BYTES,
             limits: Limits::default(),
+            inline: false,
         }
     }
 }
@@ -135,8 +139,9 @@ pub fn open_embedded(
     clock: Arc<HlcClock>,
     opts: &EmbeddedOptions,
 ) -> Result<Arc<dyn Store>> {
-    let backend =
+    let mut backend =
         embedded::EmbeddedBackend::open(&opts.dir, opts.cache_bytes, opts.memtable_bytes)?;
+    backend.inline = opts.inline;
     let e = Engine::new(backend, node, clock, opts.limits, Some(opts.fsync))?;
     Ok(Arc::new(e))
 }
@@ -660,6 +665,52 @@ impl<B: Backend> Shared<B> {
     }
 }
 
+impl<B: Backend> Engine<B> {
+    /// Runs `f` on the engine: on tokio's blocking pool for a backend whose calls wait on the
+    /// disk ([`Backend::blocking`]: fjall's reads, commits and journal writes), so no tokio
+    /// worker ever sits in disk wait; inline for one that never waits (memory).
+    async fn off_runtime<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared<B>) -> Result<T> + Send + 'static,
+    {
+        if !self.shared.backend.blocking() {
+            return f(&self.shared);
+        }
+        let shared = self.shared.clone();
+        match tokio::task::spawn_blocking(move || f(&shared)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Runs a write `f`, hands what it committed to the OS in the same blocking call (group
+    /// flush), then waits for the fsync if the policy asks for one before acknowledging.
+    /// `durable` says whether the write committed anything that needs it.
+    async fn write<T, F>(&self, f: F, durable: fn(&T) -> bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared<B>) -> Result<T> + Send + 'static,
+    {
+        let flusher = self.syncer.flusher();
+        let (out, seq) = self
+            .off_runtime(move |s| {
+                let out = f(s)?;
+                let seq = s.committed();
+                if durable(&out) {
+                    flusher.flush_through(seq)?;
+                }
+                Ok((out, seq))
+            })
+            .await?;
+        if durable(&out) {
+            self.syncer.wait_synced(seq).await?;
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait]
 impl<B: Backend> Store for Engine<B> {
     fn node(&self) -> NodeId {
@@ -676,12 +727,15 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Bytes>>> {
         self.shared.check_key(key)?;
-        rules::visible(self.shared.load(key.as_bytes())?)
+        let key = key.clone();
+        self.off_runtime(move |s| rules::visible(s.load(key.as_bytes())?))
+            .await
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
         self.shared.check_key(key)?;
-        self.shared.load(key.as_bytes())
+        let key = key.clone();
+        self.off_runtime(move |s| s.load(key.as_bytes())).await
     }
 
     async fn mutate(
@@ -690,16 +744,23 @@ impl<B: Backend> Store for Engine<B> {
         mutation: Mutation,
         ctx: Option<&VersionVector>,
     ) -> Result<Record> {
-        let r = self.shared.mutate(key, mutation, ctx)?;
-        self.syncer.wait_durable(self.shared.committed()).await?;
-        Ok(r)
+        let (key, ctx) = (key.clone(), ctx.cloned());
+        self.write(move |s| s.mutate(&key, mutation, ctx.as_ref()), |_| true)
+            .await
     }
 
     async fn mutate_many(&self, items: &[(Key, Mutation)]) -> Result<()> {
-        for (k, m) in items {
-            self.shared.mutate(k, m.clone(), None)?;
-        }
-        self.syncer.wait_durable(self.shared.committed()).await
+        let items = items.to_vec();
+        self.write(
+            move |s| {
+                for (k, m) in items {
+                    s.mutate(&k, m, None)?;
+                }
+                Ok(())
+            },
+            |_| true,
+        )
+        .await
     }
 
     fn bulk_load(&self, dot: Dot) -> Result<Box<dyn BulkLoad>> {
@@ -712,27 +773,27 @@ impl<B: Backend> Store for Engine<B> {
         expected: Option<&VersionVector>,
         new: Option<Bytes>,
     ) -> Result<CasOutcome> {
-        let out = self.shared.cas(key, expected, new)?;
-        if matches!(out, CasOutcome::Applied(_)) {
-            self.syncer.wait_durable(self.shared.committed()).await?;
-        }
-        Ok(out)
+        let (key, expected) = (key.clone(), expected.cloned());
+        self.write(
+            move |s| s.cas(&key, expected.as_ref(), new),
+            |out| matches!(out, CasOutcome::Applied(_)),
+        )
+        .await
     }
 
     async fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
-        self.shared.scan(req)
+        let req = req.clone();
+        self.off_runtime(move |s| s.scan(&req)).await
     }
 
     async fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
-        let report = self.shared.apply(deltas)?;
-        if report.changed > 0 {
-            self.syncer.wait_durable(self.shared.committed()).await?;
-        }
-        Ok(report)
+        let deltas = deltas.to_vec();
+        self.write(move |s| s.apply(&deltas), |r| r.changed > 0)
+            .await
     }
 
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-        self.shared.changes(after, limit)
+        self.off_runtime(move |s| s.changes(after, limit)).await
     }
 
     fn last_seq(&self) -> u64 {
@@ -744,7 +805,7 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn trim_changes(&self, upto: u64) -> Result<()> {
-        self.shared.trim_changes(upto)
+        self.off_runtime(move |s| s.trim_changes(upto)).await
     }
 
     fn digests(&self) -> DigestTree {
@@ -757,7 +818,9 @@ impl<B: Backend> Store for Engine<B> {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<(Vec<Delta>, Option<Key>)> {
-        self.shared.bucket(bucket, after, limit)
+        let after = after.cloned();
+        self.off_runtime(move |s| s.bucket(bucket, after.as_ref(), limit))
+            .await
     }
 
     async fn bucket_hashes(
@@ -766,15 +829,18 @@ impl<B: Backend> Store for Engine<B> {
         after: Option<&Key>,
         limit: usize,
     ) -> Result<BucketHashes> {
-        self.shared.bucket_hashes(bucket, after, limit)
+        let after = after.cloned();
+        self.off_runtime(move |s| s.bucket_hashes(bucket, after.as_ref(), limit))
+            .await
     }
 
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
-        self.shared.purge_tombstones(horizon)
+        self.off_runtime(move |s| s.purge_tombstones(horizon)).await
     }
 
     async fn purge(&self, keys: &[Key], horizon: Hlc) -> Result<(u64, Vec<Key>)> {
-        self.shared.purge(keys, horizon)
+        let keys = keys.to_vec();
+        self.off_runtime(move |s| s.purge(&keys, horizon)).await
     }
 
     async fn flush(&self) -> Result<()> {
@@ -783,6 +849,6 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn close(&self) -> Result<()> {
         self.syncer.sync_now().await?;
-        self.shared.save_digests()
+        self.off_runtime(Shared::save_digests).await
     }
 }

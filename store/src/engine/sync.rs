@@ -19,7 +19,7 @@ struct SyncState {
 }
 
 impl SyncState {
-    /// Group flush to the OS: cheap (one `write(2)`), so done inline on the caller's thread.
+    /// Group flush to the OS: one `write(2)` for every writer queued behind it.
     fn flush_through(&self, seq: u64) -> Result<()> {
         let mut flushed = self.flushed.lock();
         if *flushed >= seq {
@@ -40,6 +40,17 @@ impl SyncState {
         self.durable.sync()?;
         *synced = target;
         Ok(())
+    }
+}
+
+/// Group flush to the OS, called on the thread that committed (a blocking one for a disk
+/// backend).
+pub(crate) struct Flusher(Arc<SyncState>);
+
+impl Flusher {
+    /// Makes sure everything up to `seq` is handed to the OS (survives a process crash).
+    pub(crate) fn flush_through(&self, seq: u64) -> Result<()> {
+        self.0.flush_through(seq)
     }
 }
 
@@ -90,10 +101,14 @@ impl Syncer {
         s
     }
 
-    /// Waits until `seq` survives a process crash, and stable storage if the policy asks for it
-    /// before acknowledging.
-    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<()> {
-        self.state.flush_through(seq)?;
+    /// What hands committed writes to the OS, for the blocking call that committed them.
+    pub(crate) fn flusher(&self) -> Flusher {
+        Flusher(self.state.clone())
+    }
+
+    /// After [`Flusher::flush_through`]: waits until `seq` is on stable storage if the policy
+    /// asks for it before acknowledging (the fsync runs on the blocking pool).
+    pub(crate) async fn wait_synced(&self, seq: u64) -> Result<()> {
         if self.always {
             self.sync(seq).await
         } else {
