@@ -15,13 +15,17 @@ export const BIN = process.env.STARLING_BIN || join(here, '../../target/debug/st
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 /**
- * One `starling serve` with an in-memory store on a port the kernel picks (read back from its
- * ready line, so no other process can take it in between); resolves once it listens.
+ * One `starling serve` on a port the kernel picks (read back from its ready line, so no other
+ * process can take it in between); resolves once it listens. By default its store is in memory;
+ * `{ dir, port }` runs the embedded store in `dir` on `port` instead (to restart a node where it
+ * was, with its data). `stop()` ends it with SIGTERM (a clean shutdown).
  */
-export async function startNode(extra = []) {
-  const dir = mkdtempSync(join(tmpdir(), 'starling-web-'));
-  let port = 0;
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir, '--store', 'memory', '--auth-per-minute', '600', ...extra], {
+export async function startNode(extra = [], opts = {}) {
+  const own = !opts.dir;
+  const dir = opts.dir || mkdtempSync(join(tmpdir(), 'starling-web-'));
+  const store = own ? ['--store', 'memory'] : [];
+  let port = opts.port || 0;
+  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), ...store, '--auth-per-minute', '600', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STARLING_LOG: 'info' },
   });
@@ -43,11 +47,15 @@ export async function startNode(extra = []) {
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    port,
+    dir,
     log: () => log,
     stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r)));
-      rmSync(dir, { recursive: true, force: true });
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.on('exit', r));
+      }
+      if (own) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
