@@ -9,6 +9,7 @@
 //!   list, authorize;
 //! - [`send`]: appending to the log: the seq/idempotency protocol, one sender's order, each
 //!   entry checked against the membership of its slot (see ARCHITECTURE.md, "Messenger");
+//! - [`pipeline`]: one sender's order with several of its batches in flight;
 //! - [`edit`]: editing and deleting messages;
 //! - [`history`]: reading the log by seq range;
 //! - [`inbox`]: read-up-to markers (max-merging, replicated) and the inbox by last activity;
@@ -34,6 +35,7 @@ pub mod inbox;
 pub mod keys;
 pub mod model;
 pub mod outbox;
+pub mod pipeline;
 pub mod protocol;
 pub mod send;
 pub mod tail;
@@ -46,6 +48,7 @@ pub use hub::{ConnHandle, Hub, HubLimits};
 pub use inbox::{InboxItem, InboxPage};
 pub use model::{Conversation, ConversationKind, Member, Message, MessageKind, Role};
 pub use outbox::{OutItem, Outbox};
+pub use pipeline::{Order, PipelineStats};
 pub use send::{Change, Draft, Item, ItemResult, Sent};
 
 use starling_graph::Graph;
@@ -97,7 +100,22 @@ pub struct Messenger {
     /// [`send`]'s "tail cache"): saves the scan of the newest `dedup_window` entries per
     /// claim. Bounded by weight (entries remembered), least recently used out.
     tails: moka::sync::Cache<u64, Arc<parking_lot::Mutex<send::Tail>>>,
+    /// Batches whose claims ended on this node, by token (see [`pipeline::Order`]): a pipelined
+    /// batch waits here until its sender's previous batch to the conversation is in it.
+    /// Bounded, and forgotten after [`BATCH_MEMORY`].
+    batches: moka::sync::Cache<u64, ()>,
+    /// Woken (by claim stripe) when a batch's claims end.
+    batch_done: Arc<[tokio::sync::Notify]>,
+    /// Counters of pipelined batches.
+    pipeline: Arc<pipeline::PipelineStats>,
 }
+
+/// Batch tokens remembered (see [`Messenger::batches`]).
+const BATCHES: u64 = 1 << 16;
+
+/// How long a finished batch's token is remembered: far longer than two batches of one sender
+/// can be apart in flight.
+const BATCH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
 const TAIL_ENTRIES: u64 = 1 << 20;
@@ -135,6 +153,14 @@ impl Messenger {
             claims: (0..CLAIM_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
+            batches: moka::sync::Cache::builder()
+                .max_capacity(BATCHES)
+                .time_to_live(BATCH_MEMORY)
+                .build(),
+            batch_done: (0..CLAIM_STRIPES)
+                .map(|_| tokio::sync::Notify::new())
+                .collect(),
+            pipeline: Arc::default(),
         }
     }
 

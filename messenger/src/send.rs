@@ -41,6 +41,7 @@
 use crate::error::MessengerError;
 use crate::keys;
 use crate::model::{Conversation, ConversationKind, Message, MessageHead, MessageKind, Role};
+use crate::pipeline::{EndOnDrop, Order};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -140,6 +141,7 @@ struct Forwarded {
     conv: Conversation,
     sender: u64,
     items: Vec<Item>,
+    order: Order,
 }
 
 /// The home region's answer to one entry of a [`Forwarded`] batch.
@@ -256,6 +258,19 @@ impl Messenger {
         sender: u64,
         items: Vec<Item>,
     ) -> Vec<ItemResult> {
+        self.append_in_order(conv, sender, items, Order::default())
+            .await
+    }
+
+    /// [`Messenger::append`] for a batch of a sender's pipeline (see [`crate::pipeline`]): its
+    /// claims start after those of the batch `order.after` names, wherever they run.
+    pub async fn append_in_order(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        items: Vec<Item>,
+        order: Order,
+    ) -> Vec<ItemResult> {
         let mut out: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
         let mut todo = Vec::new();
         let mut todo_at = Vec::new();
@@ -275,10 +290,14 @@ impl Messenger {
                 Err(e) => out.push(Some(Err(e))),
             }
         }
-        if !todo.is_empty() {
+        // A pipelined batch with nothing left to claim still goes where its claims would have
+        // run, so that a batch following it there does not wait for it in vain.
+        if !todo.is_empty() || order.token != 0 {
             let results = match self.cas.local_region() {
-                Some(here) if here != conv.home_region => self.forward(conv, sender, todo).await,
-                _ => self.claim_batch(conv, sender, todo).await,
+                Some(here) if here != conv.home_region => {
+                    self.forward(conv, sender, todo, order).await
+                }
+                _ => self.claim_batch(conv, sender, todo, order).await,
             };
             for (i, r) in todo_at.into_iter().zip(results) {
                 out[i] = Some(r);
@@ -309,12 +328,19 @@ impl Messenger {
 
     /// Steps 2–4 run by a node of the home region, through the cluster's call routing (to the
     /// owner of the conversation's key there).
-    async fn forward(&self, conv: &Conversation, sender: u64, items: Vec<Item>) -> Vec<ItemResult> {
+    async fn forward(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        items: Vec<Item>,
+        order: Order,
+    ) -> Vec<ItemResult> {
         let n = items.len();
         let req = Forwarded {
             conv: conv.clone(),
             sender,
             items,
+            order,
         };
         let answer = async {
             let body = codec::to_value(&req)?;
@@ -384,10 +410,25 @@ impl Messenger {
         conv: &Conversation,
         sender: u64,
         items: Vec<Item>,
+        order: Order,
     ) -> Vec<ItemResult> {
         // Fibonacci hashing: the top bits of id × 2^64/φ, well spread whatever the id's layout.
         let stripe =
             (conv.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % crate::CLAIM_STRIPES;
+        let _ended = EndOnDrop {
+            messenger: self,
+            stripe,
+            order,
+        };
+        if !self.batch_turn(stripe, order).await {
+            return items
+                .iter()
+                .map(|_| Err(MessengerError::Contended))
+                .collect();
+        }
+        if items.is_empty() {
+            return Vec::new();
+        }
         let _turn = self.claims[stripe].lock().await;
         let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
         let (slot, mut found) = match self.tail_for(conv.id, sender, &ids).await {
@@ -950,7 +991,7 @@ impl CallHandler for SendHandler {
             .collect();
         let mut results = self
             .0
-            .claim_batch(&req.conv, req.sender, valid)
+            .claim_batch(&req.conv, req.sender, valid, req.order)
             .await
             .into_iter();
         let replies: Vec<ForwardReply> = refused

@@ -252,3 +252,88 @@ async fn the_tail_cache_finds_entries_other_nodes_claimed() {
     assert_eq!((again.new, again.message.seq), (false, 2));
     assert_eq!(m.last_seq(conv.id).await.unwrap(), 5);
 }
+
+fn text_items(prefix: &str, n: usize) -> Vec<crate::Item> {
+    (0..n)
+        .map(|i| crate::Item {
+            client_id: format!("{prefix}-{i}"),
+            draft: crate::Draft::Text(format!("{prefix} {i}")),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_batch_that_arrives_first_still_lands_after_the_one_it_follows() {
+    use crate::Order;
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let first = m.batch_token();
+    let second = m.batch_token();
+    // The second batch starts first: it must wait for the first.
+    let early = {
+        let (m, conv, sender) = (m.clone(), conv.clone(), u[0]);
+        tokio::spawn(async move {
+            let order = Order {
+                token: second,
+                after: Some(first),
+            };
+            m.append_in_order(&conv, sender, text_items("b", 3), order)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let order = Order {
+        token: first,
+        after: None,
+    };
+    let a = m
+        .append_in_order(&conv, u[0], text_items("a", 3), order)
+        .await;
+    let b = early.await.unwrap();
+    let seqs = |r: Vec<crate::ItemResult>| -> Vec<u64> {
+        r.into_iter()
+            .map(|x| x.unwrap().unwrap().message.seq)
+            .collect()
+    };
+    assert_eq!(seqs(a), vec![1, 2, 3]);
+    assert_eq!(seqs(b), vec![4, 5, 6]);
+    let stats = m.pipeline_stats();
+    assert_eq!(stats.waited.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.timed_out.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipelined_batch_whose_predecessor_never_comes_is_busy_and_stores_nothing() {
+    use crate::Order;
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let order = Order {
+        token: m.batch_token(),
+        after: Some(m.batch_token()),
+    };
+    let r = m
+        .append_in_order(&conv, u[0], text_items("c", 2), order)
+        .await;
+    assert!(
+        r.iter()
+            .all(|x| matches!(x, Err(MessengerError::Contended)))
+    );
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 0);
+    // Its own token is ended all the same: a batch after it is not held up.
+    let next = Order {
+        token: m.batch_token(),
+        after: Some(order.token),
+    };
+    let r = m
+        .append_in_order(&conv, u[0], text_items("d", 1), next)
+        .await;
+    assert_eq!(r[0].as_ref().unwrap().as_ref().unwrap().message.seq, 1);
+    let stats = m.pipeline_stats();
+    assert_eq!(
+        stats.timed_out.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}

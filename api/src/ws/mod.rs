@@ -21,7 +21,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
-use starling_messenger::{Draft, Item, Message as ChatMessage, Sent};
+use starling_messenger::{Draft, Item, Message as ChatMessage, Order, Sent};
 use std::time::Duration;
 
 /// Largest frame and message a client may send (a 4000-character body in JSON fits).
@@ -56,7 +56,7 @@ pub mod close {
 }
 
 #[derive(Deserialize, Debug, Default)]
-struct WsQuery {
+pub(crate) struct WsQuery {
     token: Option<String>,
 }
 
@@ -65,7 +65,15 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/ws", get(upgrade))
 }
 
-async fn upgrade(
+/// The upgrade of the chat WebSocket. Frames are described by the AsyncAPI document
+/// `docs/asyncapi.json`.
+#[utoipa::path(get, path = "/v1/ws", tag = "chat",
+    description = "Upgrades to the chat WebSocket (RFC 6455). The frames of the protocol are described by the AsyncAPI 3 document `docs/asyncapi.json` of the repository. The token is the `Authorization: Bearer` header or, for a browser, the `token` query parameter; a bad or expired one is closed with code 4001 after the upgrade (a browser cannot read the status of a refused upgrade), and so are the connection caps (1013).",
+    security((), ("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "the session token, for clients that cannot set a header")),
+    responses((status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket upgrade request (missing `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13` or `Sec-WebSocket-Key`), or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
@@ -125,7 +133,7 @@ pub async fn send_and_fan_out(
         client_id: client_id.to_string(),
         draft: Draft::Text(body.to_string()),
     };
-    match append_and_fan_out(state, sender, conv, vec![item])
+    match append_and_fan_out(state, sender, conv, vec![item], Order::default())
         .await
         .pop()
     {
@@ -135,14 +143,16 @@ pub async fn send_and_fan_out(
     }
 }
 
-/// Authorizes `sender` to send in `conv`, appends `items` in this order (one sender's order),
-/// waits until each stored entry is durable at the configured level, and fans them out in
-/// order. One result per item (`Ok(None)`: a change that changed nothing).
+/// Authorizes `sender` to send in `conv`, appends `items` in this order (one sender's order;
+/// `order` places the batch in its connection's pipeline), waits until each stored entry is
+/// durable at the configured level, and fans them out in order. One result per item
+/// (`Ok(None)`: a change that changed nothing).
 pub async fn append_and_fan_out(
     state: &AppState,
     sender: u64,
     conv: u64,
     items: Vec<Item>,
+    order: Order,
 ) -> Vec<Result<Option<ChatMessage>, ApiError>> {
     let n = items.len();
     let c = match state.messenger.authorize_send(sender, conv).await {
@@ -152,7 +162,10 @@ pub async fn append_and_fan_out(
             return (0..n).map(|_| Err(e.clone())).collect();
         }
     };
-    let results = state.messenger.append(&c, sender, items).await;
+    let results = state
+        .messenger
+        .append_in_order(&c, sender, items, order)
+        .await;
     deliver(
         state,
         results

@@ -1,10 +1,14 @@
 //! One WebSocket connection: registered with the hub before anything else, it runs one loop
 //! that either writes what the hub queued (through the per-conversation cursors) or handles a
 //! client frame. Sends, edits and deletes queue in the connection's lane (up to
-//! [`MAX_IN_FLIGHT`]) and run in a task of the session, one batch at a time, in the order they
-//! arrived — so one connection's messages get seqs in the order it sent them and its acks come
-//! back in that order — while reading goes on (a slow CAS across regions never stalls it).
-//! Consecutive sends to one conversation go as one batch: one claim walk, one forward.
+//! [`MAX_IN_FLIGHT`]) and run as batches in tasks of the session, while reading goes on (a slow
+//! CAS across regions never stalls it). Consecutive queued sends to one conversation go as one
+//! batch: one claim walk, one forward. Up to [`PIPELINE`] send batches are in flight at once
+//! (a send from a region that is not the conversation's home does not wait for the previous
+//! one's round trip); each names the connection's previous batch to its conversation, and the
+//! claiming node runs them in that order (`starling_messenger::pipeline`), so one connection's
+//! messages get seqs in the order it sent them. Acks go out in that order too: each batch hands
+//! the turn to write acks to the next. An edit or delete runs alone (nothing else in flight).
 
 use super::{MAX_FRAME, append_and_fan_out, close, close_with, deliver};
 use crate::AppState;
@@ -12,6 +16,7 @@ use crate::problem::ApiError;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::SinkExt;
+use starling_messenger::Order;
 use starling_messenger::cursor::Cursors;
 use starling_messenger::cursor::Frames;
 use starling_messenger::hub::{Conn, Refused};
@@ -20,10 +25,13 @@ use starling_messenger::{Draft, Item, MessengerError, OutItem};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 /// Sends, edits and deletes of one connection awaiting their ack.
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
+/// Send batches of one connection in flight at once.
+const PIPELINE: usize = 8;
 /// Bad frames within [`STRIKE_WINDOW`] before the connection is closed with 1008.
 pub(crate) const MAX_STRIKES: u32 = 10;
 const STRIKE_WINDOW: Duration = Duration::from_secs(60);
@@ -48,12 +56,18 @@ struct Session {
     user: u64,
     conn: Arc<Conn>,
     cursors: Cursors,
-    /// The lane: operations waiting for the running batch to end, in arrival order.
+    /// The lane: operations not started yet, in arrival order.
     lane: VecDeque<LaneOp>,
-    /// The running batch (at most one task).
-    sends: JoinSet<()>,
-    /// Operations in the running batch.
+    /// The running batches (≤ [`PIPELINE`]).
+    sends: JoinSet<Ended>,
+    /// Operations in the running batches.
     running: usize,
+    /// An edit or delete is running (nothing starts beside it).
+    alone: bool,
+    /// The newest running batch to each conversation, by token (≤ [`PIPELINE`] entries).
+    newest: Vec<(u64, u64)>,
+    /// The turn to write acks: fires when the newest started batch has written its acks.
+    acks: Option<oneshot::Receiver<()>>,
     strikes: u32,
     first_strike: Instant,
     items: Vec<OutItem>,
@@ -89,6 +103,9 @@ pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
         lane: VecDeque::new(),
         sends: JoinSet::new(),
         running: 0,
+        alone: false,
+        newest: Vec::new(),
+        acks: None,
         strikes: 0,
         first_strike: Instant::now(),
         items: Vec::new(),
@@ -145,9 +162,21 @@ impl Session {
                         return End::Close(close::POLICY, "too many bad frames");
                     }
                 }
-                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {
-                    self.running = 0;
-                    self.start_batch();
+                Some(ended) = self.sends.join_next(), if !self.sends.is_empty() => {
+                    if let Ok(e) = ended {
+                        self.running -= e.ops;
+                        self.newest.retain(|&(c, t)| (c, t) != (e.conv, e.token));
+                        if e.alone {
+                            self.alone = false;
+                        }
+                    }
+                    if self.sends.is_empty() {
+                        // A batch that panicked left its counts behind: none is running now.
+                        self.running = 0;
+                        self.alone = false;
+                        self.newest.clear();
+                    }
+                    self.start_batches();
                 }
             }
         }
@@ -372,77 +401,73 @@ impl Session {
                 .await;
         }
         self.lane.push_back(LaneOp { conv, kind });
-        if self.sends.is_empty() {
-            self.start_batch();
-        }
+        self.start_batches();
         None
     }
 
-    /// Runs everything the lane holds as one task: consecutive appends to one conversation as
-    /// one batch, each edit or delete alone, in order; acks (or errors) to the outbox in order.
-    fn start_batch(&mut self) {
-        if self.lane.is_empty() {
-            return;
-        }
-        let ops: Vec<LaneOp> = self.lane.drain(..).collect();
-        self.running = ops.len();
-        let state = self.state.clone();
-        let conn = self.conn.clone();
-        let user = self.user;
-        self.sends.spawn(async move {
-            let mut ops = ops.into_iter().peekable();
-            while let Some(op) = ops.next() {
-                let conv = op.conv;
-                let results = match op.kind {
-                    LaneKind::Append(item) => {
-                        let mut items = vec![item];
-                        while let Some(LaneOp {
-                            conv: c,
-                            kind: LaneKind::Append(_),
-                        }) = ops.peek()
-                        {
-                            if *c != conv {
-                                break;
-                            }
-                            if let Some(LaneOp {
-                                kind: LaneKind::Append(i),
-                                ..
-                            }) = ops.next()
-                            {
-                                items.push(i);
-                            }
+    /// Starts what the lane holds, front first, as far as it may: consecutive sends to one
+    /// conversation as one batch (while fewer than [`PIPELINE`] are running and no edit is),
+    /// an edit or delete alone once nothing else runs.
+    fn start_batches(&mut self) {
+        while let Some(front) = self.lane.front() {
+            let edit = matches!(front.kind, LaneKind::Edit(_));
+            if !self.sends.is_empty() && (edit || self.alone || self.sends.len() >= PIPELINE) {
+                return;
+            }
+            let Some(op) = self.lane.pop_front() else {
+                return;
+            };
+            let conv = op.conv;
+            let mut batch = Batch {
+                conv,
+                items: Vec::new(),
+                alone: false,
+                order: Order::default(),
+            };
+            match op.kind {
+                LaneKind::Edit(item) => {
+                    batch.items.push(item);
+                    batch.alone = true;
+                    self.alone = true;
+                }
+                LaneKind::Append(item) => {
+                    batch.items.push(item);
+                    while let Some(LaneOp {
+                        conv: c,
+                        kind: LaneKind::Append(_),
+                    }) = self.lane.front()
+                    {
+                        if *c != conv {
+                            break;
                         }
-                        let ids: Vec<String> = items.iter().map(|i| i.client_id.clone()).collect();
-                        let r = append_and_fan_out(&state, user, conv, items).await;
-                        ids.into_iter().zip(r).collect::<Vec<_>>()
+                        if let Some(LaneOp {
+                            kind: LaneKind::Append(i),
+                            ..
+                        }) = self.lane.pop_front()
+                        {
+                            batch.items.push(i);
+                        }
                     }
-                    LaneKind::Edit(item) => {
-                        let id = item.client_id.clone();
-                        vec![(id, edit(&state, user, conv, item).await)]
-                    }
-                };
-                for (client_id, r) in results {
-                    let frame = match r {
-                        Ok(Some(m)) => protocol::encode(&ServerFrame::Ack {
-                            conv: conv.to_string(),
-                            client_id: &client_id,
-                            seq: m.seq,
-                            id: m.id.to_string(),
-                        }),
-                        Ok(None) => protocol::error_frame(
-                            "busy",
-                            "the conversation is too busy; retry",
-                            Some(&client_id),
-                        ),
-                        Err(e) => {
-                            let (code, msg) = api_error_code(&e);
-                            protocol::error_frame(code, &msg, Some(&client_id))
+                    let token = self.state.messenger.batch_token();
+                    let after = match self.newest.iter_mut().find(|(c, _)| *c == conv) {
+                        Some(entry) => Some(std::mem::replace(&mut entry.1, token)),
+                        None => {
+                            self.newest.push((conv, token));
+                            None
                         }
                     };
-                    conn.outbox.push(OutItem::Frame(frame));
+                    batch.order = Order { token, after };
                 }
             }
-        });
+            self.running += batch.items.len();
+            let (done, next) = oneshot::channel();
+            let turn = self.acks.replace(next);
+            let state = self.state.clone();
+            let conn = self.conn.clone();
+            let user = self.user;
+            self.sends
+                .spawn(async move { run_batch(state, conn, user, batch, turn, done).await });
+        }
     }
 
     /// The conversation if the user is a member, else the `error` frame to answer (takes
@@ -587,6 +612,82 @@ fn api_error_code(e: &ApiError) -> (&'static str, String) {
         }
     };
     (code, e.to_string())
+}
+
+/// A batch of the lane: sends to one conversation, or one edit or delete.
+struct Batch {
+    conv: u64,
+    items: Vec<Item>,
+    alone: bool,
+    order: Order,
+}
+
+/// What a batch's task tells the session when it ends.
+struct Ended {
+    ops: usize,
+    conv: u64,
+    token: u64,
+    alone: bool,
+}
+
+/// Runs one batch, then writes its acks (or errors) in order once the batch started before it
+/// has written its own (`turn`), and passes the turn on (`done`).
+async fn run_batch(
+    state: Arc<AppState>,
+    conn: Arc<Conn>,
+    user: u64,
+    batch: Batch,
+    turn: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+) -> Ended {
+    let Batch {
+        conv,
+        items,
+        alone,
+        order,
+    } = batch;
+    let ended = Ended {
+        ops: items.len(),
+        conv,
+        token: order.token,
+        alone,
+    };
+    let ids: Vec<String> = items.iter().map(|i| i.client_id.clone()).collect();
+    let results = if alone {
+        let mut r = Vec::with_capacity(1);
+        for item in items {
+            r.push(edit(&state, user, conv, item).await);
+        }
+        r
+    } else {
+        append_and_fan_out(&state, user, conv, items, order).await
+    };
+    if let Some(turn) = turn {
+        // An error means the batch before was dropped (the session ended): go on.
+        let _ = turn.await;
+    }
+    for (client_id, r) in ids.into_iter().zip(results) {
+        let frame = match r {
+            Ok(Some(m)) => protocol::encode(&ServerFrame::Ack {
+                conv: conv.to_string(),
+                client_id: &client_id,
+                seq: m.seq,
+                id: m.id.to_string(),
+            }),
+            Ok(None) => protocol::error_frame(
+                "busy",
+                "the conversation is too busy; retry",
+                Some(&client_id),
+            ),
+            Err(e) => {
+                let (code, msg) = api_error_code(&e);
+                protocol::error_frame(code, &msg, Some(&client_id))
+            }
+        };
+        conn.outbox.push(OutItem::Frame(frame));
+    }
+    let _ = done.send(());
+    ended
 }
 
 /// One operation of a connection's lane.
