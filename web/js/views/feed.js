@@ -76,7 +76,8 @@ export function render(ctx, main) {
   });
   io.observe(sentinel);
 
-  const poll = setInterval(async () => {
+  // Newer posts than the top one shown? Asked every 15 s and when the window gets focus again.
+  const check = async () => {
     try {
       const page = await ctx.api.feed(null, 5);
       const newer = page.items.findIndex((p) => p.id === topId);
@@ -88,13 +89,16 @@ export function render(ctx, main) {
     } catch {
       // The next poll tries again.
     }
-  }, POLL_MS);
+  };
+  const poll = setInterval(check, POLL_MS);
+  window.addEventListener('focus', check);
 
   load(true);
   return () => {
     alive = false;
     io.disconnect();
     clearInterval(poll);
+    window.removeEventListener('focus', check);
   };
 }
 

@@ -1,0 +1,60 @@
+// The feed in a browser: log in with the form, infinite scroll through more than a page (every
+// post once, newest first), the "new posts" button when the window gets focus back, log out.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, openPage, rest, seriousViolations, startNode } from './harness.mjs';
+
+let node;
+let browser;
+before(async () => {
+  node = await startNode();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await node?.stop();
+});
+
+test('log in, scroll past the first page, new posts, log out', async () => {
+  const password = 'correct horse battery';
+  const writer = await rest(node.url, 'POST', '/v1/users', null, { handle: 'writer', password, display_name: 'Prolific Writer' });
+  const reader = await rest(node.url, 'POST', '/v1/users', null, { handle: 'reader', password });
+  await rest(node.url, 'PUT', `/v1/following/${writer.id}`, reader.token);
+  for (let i = 1; i <= 25; i++) {
+    await rest(node.url, 'POST', '/v1/posts', writer.token, { text: `post number ${i}` }, { 'idempotency-key': `p-${i}` });
+  }
+
+  const { context, page, errors } = await openPage(browser, node.url);
+  await page.getByLabel('Handle').fill('reader');
+  await page.getByLabel('Password').fill(password);
+  await page.getByLabel('Password').press('Enter');
+  await page.locator('#conn-status[data-status="online"]').waitFor();
+
+  const posts = page.locator('#feed-list article.post .text');
+  await page.locator('#feed-list article.post').nth(19).waitFor();
+  assert.equal(await posts.count(), 20, 'one page first');
+  await page.locator('.sentinel').scrollIntoViewIfNeeded();
+  await page.locator('#feed-list article.post').nth(24).waitFor();
+  const want = Array.from({ length: 25 }, (_, i) => `post number ${25 - i}`);
+  assert.deepEqual(await posts.allTextContents(), want, 'every post once, newest first');
+
+  await rest(node.url, 'POST', '/v1/posts', writer.token, { text: 'a fresh one' }, { 'idempotency-key': 'p-fresh' });
+  await page.evaluate(() => window.dispatchEvent(new Event('focus')));
+  await page.getByRole('button', { name: '1 new post' }).click();
+  await page.locator('#feed-list article.post').first().filter({ hasText: 'a fresh one' }).waitFor();
+  const after = await posts.allTextContents();
+  assert.equal(after[0], 'a fresh one', 'the first page again, the new post on top');
+  assert.equal(new Set(after).size, after.length, 'no post twice');
+  assert.deepEqual(await seriousViolations(page), []);
+
+  // Log out: the page forgets the session and the server revokes its token.
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem('starling.session') || '{}').token);
+  assert.equal((await fetch(`${node.url}/v1/feed`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByRole('heading', { name: 'Log in to Starling' }).waitFor();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Log in to Starling' }).waitFor();
+  assert.equal((await fetch(`${node.url}/v1/feed`, { headers: { authorization: `Bearer ${token}` } })).status, 401);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
