@@ -57,6 +57,8 @@ export class ChatClient extends EventTarget {
     this.convs = new Map();
     /** @type {Map<string, Pending>} in send order */
     this.pending = new Map();
+    /** @type {Map<string, {conv: string, seq: number, body: string | null}>} edits and deletes awaiting their ack (`body` null: a delete) */
+    this.changes = new Map();
     this.attempt = 0;
     this.stopped = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -190,6 +192,14 @@ export class ChatClient extends EventTarget {
         break;
       }
       case 'ack': {
+        const c = this.changes.get(f.client_id);
+        if (c) {
+          this.changes.delete(f.client_id);
+          this.onFrame(c.body === null
+            ? { type: 'deleted', conv: c.conv, seq: c.seq, log_seq: f.seq, by: this.me }
+            : { type: 'edited', conv: c.conv, seq: c.seq, log_seq: f.seq, sender: this.me, body: c.body, edited_at: new Date().toISOString() });
+          break;
+        }
         const p = this.pending.get(f.client_id);
         if (!p) break;
         this.pending.delete(f.client_id);
@@ -226,6 +236,7 @@ export class ChatClient extends EventTarget {
         break;
       }
       case 'error': {
+        if (f.ref && this.changes.has(f.ref)) this.changes.delete(f.ref);
         const p = f.ref ? this.pending.get(f.ref) : undefined;
         if (p) {
           p.state = 'failed';
@@ -366,6 +377,19 @@ export class ChatClient extends EventTarget {
     const p = this.pending.get(client_id);
     this.pending.delete(client_id);
     if (p) this.emit('change', { conv: p.conv });
+  }
+
+  /**
+   * Edits one's own message (`body`), or deletes a message (`body` null). Applied when the
+   * server acks it; every member gets an `edited` / `deleted` frame.
+   * @param {string} conv @param {number} seq @param {string | null} body
+   * @returns {boolean} whether it was sent (the connection is up)
+   */
+  change(conv, seq, body) {
+    const client_id = `web-${crypto.randomUUID()}`;
+    const sent = this.frame(body === null ? { type: 'delete', conv, seq, client_id } : { type: 'edit', conv, seq, body, client_id });
+    if (sent) this.changes.set(client_id, { conv, seq, body });
+    return sent;
   }
 
   /** Says the user is typing (at most every 2.5 s). @param {string} conv */

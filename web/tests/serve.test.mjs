@@ -111,6 +111,21 @@ test('two users: follow, a post with an image, chat live both ways, exact resume
   const seqs = await b.page.locator('#messages li.msg').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-seq'))));
   assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6]);
 
+  // Alice edits her first message, Bob deletes his offline one: both sides see both.
+  await a.page.getByRole('button', { name: 'Edit “hi bob”' }).click();
+  await a.page.getByLabel('Edit message').fill('hi bob, edited');
+  await a.page.getByLabel('Edit message').press('Enter');
+  b.page.once('dialog', (d) => d.accept());
+  await b.page.getByRole('button', { name: 'Delete “written offline”' }).click();
+  for (const p of [a.page, b.page]) {
+    await p.locator('#messages li.msg[data-seq="1"] .body', { hasText: 'hi bob, edited' }).waitFor();
+    await p.locator('#messages li.msg[data-seq="1"] .meta', { hasText: 'edited' }).waitFor();
+    await p.locator('#messages li.msg[data-seq="6"] .body', { hasText: 'message deleted' }).waitFor();
+  }
+  const changed = ['hi bob, edited', ...expected.slice(1, 5), 'message deleted'];
+  assert.deepEqual(await messageTexts(a.page), changed);
+  assert.deepEqual(await messageTexts(b.page), changed);
+
   // A phone-sized viewport: one pane, navigation at the bottom.
   await a.page.setViewportSize({ width: 390, height: 780 });
   await screenshot(a.page, 'chat-phone');

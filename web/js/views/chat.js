@@ -167,6 +167,32 @@ function openThread(ctx, pane, convId, on) {
   const readBy = new Map();
   /** @type {Map<string, ReturnType<typeof setTimeout>>} */
   const typers = new Map();
+  /** The own message being edited, and the draft (kept across redraws). */
+  const editing = { seq: 0, draft: '' };
+  /** @type {MessageActions} */
+  const actions = {
+    editing,
+    edit: (seq, body) => {
+      editing.seq = seq;
+      editing.draft = body;
+      draw();
+      /** @type {HTMLInputElement | null} */ (messages.querySelector('.edit-input'))?.focus();
+    },
+    cancel: () => {
+      editing.seq = 0;
+      draw();
+    },
+    save: (seq, body) => {
+      if (!body.trim()) return;
+      if (!ctx.chat.change(convId, seq, body)) return notice('Offline: try again when connected.', 'error');
+      editing.seq = 0;
+      draw();
+    },
+    remove: (seq) => {
+      if (!confirm('Delete this message for everyone?')) return;
+      if (!ctx.chat.change(convId, seq, null)) notice('Offline: try again when connected.', 'error');
+    },
+  };
 
   const draw = () => {
     const atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
@@ -174,7 +200,7 @@ function openThread(ctx, pane, convId, on) {
     const mine = v.messages.filter((m) => m.sender === ctx.me.id && m.kind === 'text');
     replace(
       messages,
-      v.messages.map((m) => messageItem(ctx, m, mine, readBy)),
+      v.messages.map((m) => messageItem(ctx, m, mine, readBy, actions)),
       v.pending.map((p) =>
         h(
           'li',
@@ -277,10 +303,19 @@ function openThread(ctx, pane, convId, on) {
 }
 
 /**
- * @param {Ctx} ctx @param {Message} m @param {Message[]} mine  own text messages, ascending
- * @param {Map<string, number>} readBy
+ * @typedef {object} MessageActions
+ * @property {{seq: number, draft: string}} editing
+ * @property {(seq: number, body: string) => void} edit
+ * @property {() => void} cancel
+ * @property {(seq: number, body: string) => void} save
+ * @property {(seq: number) => void} remove
  */
-function messageItem(ctx, m, mine, readBy) {
+
+/**
+ * @param {Ctx} ctx @param {Message} m @param {Message[]} mine  own text messages, ascending
+ * @param {Map<string, number>} readBy @param {MessageActions} act
+ */
+function messageItem(ctx, m, mine, readBy, act) {
   if (m.kind !== 'text') {
     const what = {
       member_added: 'added',
@@ -298,11 +333,28 @@ function messageItem(ctx, m, mine, readBy) {
     const readers = [...readBy].filter(([, s]) => s >= m.seq).map(([u]) => u);
     if (readers.length) seen = h('span', { class: 'meta muted seen' }, 'Seen by ', readers.map((u, i) => [i ? ', ' : '', ctx.users.name(u)]));
   }
+  if (own && act.editing.seq === m.seq) {
+    const input = /** @type {HTMLInputElement} */ (h('input', { class: 'edit-input', value: act.editing.draft, maxlength: 4000, 'aria-label': 'Edit message' }));
+    input.addEventListener('input', () => (act.editing.draft = input.value));
+    input.addEventListener('keydown', (ev) => ev.key === 'Escape' && act.cancel());
+    return h(
+      'li',
+      { class: 'msg own editing', 'data-seq': m.seq },
+      h('form', { class: 'row', onsubmit: (/** @type {SubmitEvent} */ ev) => { ev.preventDefault(); act.save(m.seq, input.value); } },
+        input, h('button', { type: 'submit', class: 'link' }, 'Save'), h('button', { type: 'button', class: 'link', onclick: () => act.cancel() }, 'Cancel')),
+    );
+  }
+  const tools = own && !m.deleted
+    ? h('span', { class: 'tools' },
+      h('button', { type: 'button', class: 'link', onclick: () => act.edit(m.seq, m.body), 'aria-label': `Edit “${m.body.slice(0, 40)}”` }, 'Edit'),
+      h('button', { type: 'button', class: 'link', onclick: () => act.remove(m.seq), 'aria-label': `Delete “${m.body.slice(0, 40)}”` }, 'Delete'))
+    : null;
   return h(
     'li',
     { class: own ? 'msg own' : 'msg', 'data-seq': m.seq, 'data-client-id': m.client_id },
     own ? null : h('span', { class: 'sender' }, ctx.users.name(m.sender)),
-    h('span', { class: 'body' }, m.deleted ? h('em', { class: 'muted' }, 'message deleted') : m.body),
+    h('span', { class: 'body' }, m.deleted ? h('em', {}, 'message deleted') : m.body),
+    tools,
     h('span', { class: 'meta muted' }, m.sent_at ? time(m.sent_at) : null, m.edited_at ? ' · edited' : null),
     seen,
   );
