@@ -26,6 +26,14 @@ test('the binary serves the client, which runs without errors under its CSP', as
   await page.getByRole('heading', { name: 'Log in to Starling' }).waitFor();
   assert.deepEqual(await seriousViolations(page), []);
   await screenshot(page, 'login');
+  // Keyboard only: Tab to the fields, Enter to submit; a refusal is said in the form.
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('nobody');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('not the password');
+  await page.keyboard.press('Enter');
+  await page.locator('#auth-error[role="alert"]').filter({ hasText: /\S/ }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'auth-password');
   assert.deepEqual(errors, []);
   await context.close();
 });
