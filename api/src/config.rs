@@ -132,6 +132,19 @@ pub struct ServeArgs {
     /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
     #[arg(long, env = "STARLING_SESSION_TTL")]
     pub session_ttl: Option<String>,
+    /// Time between passes of the change feed's trimmer, e.g. `10s` (default 10s).
+    #[arg(long, env = "STARLING_FEED_TRIM_INTERVAL")]
+    pub feed_trim_interval: Option<String>,
+    /// Change-feed entries kept behind its slowest consumer (default 0).
+    #[arg(long, env = "STARLING_FEED_RETAIN")]
+    pub feed_retain: Option<u64>,
+    /// Time between passes of the tombstone reaper, e.g. `60s` (default 60s).
+    #[arg(long, env = "STARLING_GC_INTERVAL")]
+    pub gc_interval: Option<String>,
+    /// How old a tombstone must be, and how long every member must have been alive, before it
+    /// is collected, e.g. `1h` (default 1h).
+    #[arg(long, env = "STARLING_GC_GRACE")]
+    pub gc_grace: Option<String>,
     /// Do not serve the web client at `/` (the API is served either way).
     #[arg(long, env = "STARLING_NO_WEB")]
     pub no_web: bool,
@@ -181,6 +194,10 @@ struct FileConfig {
     header_read_timeout: Option<String>,
     request_timeout: Option<String>,
     session_ttl: Option<String>,
+    feed_trim_interval: Option<String>,
+    feed_retain: Option<u64>,
+    gc_interval: Option<String>,
+    gc_grace: Option<String>,
     no_web: Option<bool>,
     web_dir: Option<PathBuf>,
 }
@@ -243,6 +260,12 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Lifetime of a session token.
     pub session_ttl: Duration,
+    /// The change feed's trimmer.
+    pub trim: starling_store::TrimConfig,
+    /// Time between passes of the tombstone reaper.
+    pub gc_interval: Duration,
+    /// Age of a collectable tombstone, and how long the membership must be settled first.
+    pub gc_grace: Duration,
     /// The web client served at `/`, from the binary or a directory; `None`: `--no-web`.
     pub web: Option<crate::web::Source>,
 }
@@ -402,6 +425,27 @@ impl ServeConfig {
                     None => crate::web::Source::Embedded,
                 })
             },
+            trim: starling_store::TrimConfig {
+                interval: parse_span(
+                    "--feed-trim-interval",
+                    args.feed_trim_interval
+                        .or(file.feed_trim_interval)
+                        .as_deref(),
+                    starling_store::TrimConfig::default().interval,
+                )?,
+                retain: args.feed_retain.or(file.feed_retain).unwrap_or(0),
+                ..starling_store::TrimConfig::default()
+            },
+            gc_interval: parse_span(
+                "--gc-interval",
+                args.gc_interval.or(file.gc_interval).as_deref(),
+                Duration::from_secs(60),
+            )?,
+            gc_grace: parse_span(
+                "--gc-grace",
+                args.gc_grace.or(file.gc_grace).as_deref(),
+                Duration::from_secs(3600),
+            )?,
             request_timeout: parse_timeout(
                 "--request-timeout",
                 args.request_timeout.or(file.request_timeout).as_deref(),
@@ -576,6 +620,18 @@ fn parse_timeout(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Resu
         .map_err(|e| anyhow::anyhow!("{flag} {s:?}: expected a duration such as 30s ({e})"))?;
     if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
         bail!("{flag} {s:?}: between 100ms and 1h");
+    }
+    Ok(d)
+}
+
+/// A period of housekeeping such as `10s` or `1h`, between 100 ms and 30 days (short ones
+/// compress time in tests).
+fn parse_span(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
+    let Some(s) = s else { return Ok(default) };
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: expected a duration such as 10s ({e})"))?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(30 * 24 * 3600) {
+        bail!("{flag} {s:?}: between 100ms and 30d");
     }
     Ok(d)
 }

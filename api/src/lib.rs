@@ -70,6 +70,9 @@ pub struct AppState {
     pub fanout: starling_messenger::Fanout,
     /// Chat limits.
     pub chat: config::ChatSettings,
+    /// What the change feed's trimmer reports (`/metrics`); the trimmer runs beside the server
+    /// ([`server::serve`]).
+    pub trim: Arc<starling_store::TrimStats>,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -139,6 +142,8 @@ impl AppState {
             None => starling_feed::Feed::new(p.store.clone(), graph.clone(), posts.clone(), p.feed),
         };
         metrics::register_feed(&mut registry, feed.clone());
+        let trim = Arc::new(starling_store::TrimStats::default());
+        metrics::register_trim(&mut registry, trim.clone());
         let metrics = Arc::new(registry);
         AppState {
             messenger,
@@ -154,6 +159,7 @@ impl AppState {
             admin_token: p.admin_token,
             durable_regions: p.durable_regions,
             metrics,
+            trim,
             auth_limit: limits::AuthRateLimit::new(
                 p.auth_per_minute,
                 (p.auth_per_minute / 5).max(1),

@@ -104,6 +104,19 @@ impl Collector for NodeCollector {
             "Age on arrival of the newest record of the last push that changed this replica",
             i64::try_from(p.convergence_lag_ms).unwrap_or(i64::MAX),
         )?;
+        let r = g.reaper_stats();
+        gauge(
+            e,
+            "starling_gossip_reaper_last_pass_us",
+            "How long the tombstone reaper's last pass took, in microseconds",
+            i64::try_from(r.last_pass_us.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "starling_gossip_reaper_position_ppm",
+            "How far the reaper's sweep of the key space is, in millionths",
+            i64::try_from(r.position_ppm.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
         for (name, help, v) in [
             (
                 "starling_gossip_deltas_pushed",
@@ -152,8 +165,28 @@ impl Collector for NodeCollector {
             ),
             (
                 "starling_gossip_tombstones_collected",
-                "Tombstones collected",
-                p.tombstones_collected,
+                "Tombstones collected by the reaper",
+                g.reaper_stats().collected.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_passes",
+                "Passes of the tombstone reaper",
+                g.reaper_stats().passes.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_skipped",
+                "Reaper passes that collected nothing because a member was not alive or the grace had not passed",
+                g.reaper_stats().skipped.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_sweeps",
+                "Sweeps of the whole key space the reaper finished",
+                g.reaper_stats().sweeps.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_failures",
+                "Reaper passes that failed (logged)",
+                g.reaper_stats().failures.load(Ordering::Relaxed),
             ),
             (
                 "starling_gossip_calls_sent",
@@ -211,6 +244,11 @@ impl Collector for NodeCollector {
                 "Messages dropped on a full peer queue",
                 &t.queue_dropped,
             ),
+            (
+                "starling_gossip_incompatible_peers",
+                "Peers (host and protocol version) refused for a gossip protocol version this node does not accept",
+                &t.incompatible_peers,
+            ),
         ] {
             counter(e, name, help, v.load(Ordering::Relaxed))?;
         }
@@ -254,6 +292,55 @@ impl Collector for FeedCollector {
 /// Adds the feed's gauges to a registry.
 pub fn register_feed(r: &mut Registry, feed: starling_feed::Feed) {
     r.register_collector(Box::new(FeedCollector(feed)));
+}
+
+/// Reads the change feed's trimmer at scrape time.
+#[derive(Debug)]
+struct TrimCollector(Arc<starling_store::TrimStats>);
+
+impl Collector for TrimCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut enc;
+        let t = &self.0;
+        let v = |a: &std::sync::atomic::AtomicU64| {
+            i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+        };
+        gauge(
+            e,
+            "starling_change_feed_length",
+            "Entries in the store's change feed after the trimmer's last pass",
+            v(&t.length),
+        )?;
+        gauge(
+            e,
+            "starling_change_feed_oldest_age_ms",
+            "Age of the change feed's oldest entry after the trimmer's last pass (at least; to within one trim interval)",
+            v(&t.oldest_age_ms),
+        )?;
+        counter(
+            e,
+            "starling_change_feed_trimmed",
+            "Change-feed entries removed below the slowest consumer",
+            t.trimmed.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "starling_change_feed_trim_passes",
+            "Passes of the change feed's trimmer",
+            t.passes.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "starling_change_feed_trim_failures",
+            "Passes of the change feed's trimmer that failed (logged)",
+            t.failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Adds the change-feed trimmer's gauges and counters to a registry.
+pub fn register_trim(r: &mut Registry, stats: Arc<starling_store::TrimStats>) {
+    r.register_collector(Box::new(TrimCollector(stats)));
 }
 
 /// A registry with the node's collector.
@@ -307,7 +394,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     }
     // The consumers' positions are store reads (async), so this gauge is written here rather
     // than by a collector, before the closing `# EOF`.
-    let backlog = consumer_backlog(&state.store).await;
+    let backlog = consumer_backlog(&state.store, state.gossip.is_some()).await;
     match body.rfind("# EOF") {
         Some(at) => body.insert_str(at, &backlog),
         None => body.push_str(&backlog),
@@ -321,18 +408,29 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     )
 }
 
-/// The change-feed consumers whose backlog `/metrics` shows: the queues of derived state.
-const CONSUMERS: [&str; 2] = ["feed-fan-out", "graph-counts"];
+/// The change-feed consumers of a node: the queues of derived state, the chat tail and, in a
+/// cluster, the gossip push. `/metrics` shows their backlog, and the trimmer never passes them.
+pub fn feed_consumers(gossip: bool) -> Vec<&'static str> {
+    let mut c = vec![
+        starling_feed::fanout::CONSUMER,
+        starling_graph::counts::CONSUMER,
+        starling_messenger::tail::CONSUMER,
+    ];
+    if gossip {
+        c.push(starling_gossip::PUSH_CONSUMER);
+    }
+    c
+}
 
 /// `starling_consumer_backlog{consumer}`: change-feed entries a consumer has not processed yet
 /// (the change feed is their durable queue; a soak checks that it does not grow).
-async fn consumer_backlog(store: &Arc<dyn Store>) -> String {
+async fn consumer_backlog(store: &Arc<dyn Store>, gossip: bool) -> String {
     let mut out = String::from(
         "# HELP starling_consumer_backlog Change-feed entries a consumer has not processed yet\n\
          # TYPE starling_consumer_backlog gauge\n",
     );
     let last = store.last_seq();
-    for name in CONSUMERS {
+    for name in feed_consumers(gossip) {
         match starling_store::FeedConsumer::new(store.clone(), name)
             .position()
             .await

@@ -85,6 +85,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
     let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
+    // The change feed is trimmed below the slowest of its consumers, off the request path.
+    let trimmer = tokio::spawn(
+        starling_store::Trimmer::new(
+            store.clone(),
+            &crate::metrics::feed_consumers(gossip.is_some()),
+            cfg.trim.clone(),
+            state.trim.clone(),
+        )
+        .run(stopped.clone()),
+    );
     let redis_health = state
         .feed
         .redis()
@@ -122,6 +132,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;
+    let _ = trimmer.await;
     if let Some(h) = redis_health {
         let _ = h.await;
     }
@@ -204,7 +215,12 @@ async fn start_gossip(
             seeds: g.seeds.clone(),
             secret: g.secret.as_bytes().to_vec(),
             wan,
-            gossip: GossipConfig::wan(16),
+            gossip: {
+                let mut c = GossipConfig::wan(16);
+                c.gc_interval = cfg.gc_interval;
+                c.gc_grace = cfg.gc_grace;
+                c
+            },
             clock,
         },
         store,

@@ -28,13 +28,15 @@ use tokio::sync::watch;
 const FANNED: Keyspace = Keyspace::local("ff");
 /// Node-local marks: `fc/author` — this node knows the author is pulled, not fanned out.
 const CELEBS: Keyspace = Keyspace::local("fc");
+/// The fan-out's name as a change-feed consumer (its saved position).
+pub const CONSUMER: &str = "feed-fan-out";
 
 impl Feed {
     /// Brings the timelines up to the store's change feed. Resumes where it stopped after a
     /// restart (the position is persisted).
     pub async fn catch_up(&self) -> Result<(), FeedError> {
         let _one = self.inner.lock.lock().await;
-        let consumer = FeedConsumer::new(self.inner.store.clone(), "feed-fan-out");
+        let consumer = FeedConsumer::new(self.inner.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();

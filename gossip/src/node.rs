@@ -36,8 +36,8 @@ use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 use starling_store::digest::{LEAF_BITS, LEAVES};
 use starling_store::{
-    CasOutcome, Delta, Hlc, HlcClock, Key, Keyspace, NodeId, Store, StoreError, StoreExt,
-    VersionVector, Versioned,
+    CasOutcome, Delta, FeedConsumer, Hlc, HlcClock, Key, Keyspace, NodeId, Store, StoreError,
+    StoreExt, VersionVector, Versioned,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::num::NonZeroU32;
@@ -116,10 +116,15 @@ pub struct GossipConfig {
     pub durability_timeout: Duration,
     /// SWIM settings.
     pub swim: foca::Config,
-    /// Time between tombstone collections.
+    /// Time between passes of the tombstone reaper ([`crate::reaper`]).
     pub gc_interval: Duration,
-    /// Age after which a tombstone may be collected.
+    /// Age after which a tombstone may be collected, and how long every member must have been
+    /// alive, with none joining or returning, before any is.
     pub gc_grace: Duration,
+    /// Records the reaper reads per page.
+    pub gc_page: usize,
+    /// Pages the reaper reads per pass.
+    pub gc_pages: usize,
     /// Keep a log of when and after how many hops records arrived (simulation and benchmarks).
     pub record_arrivals: bool,
 }
@@ -162,6 +167,8 @@ impl GossipConfig {
             swim,
             gc_interval: Duration::from_secs(60),
             gc_grace: Duration::from_secs(3600),
+            gc_page: 1000,
+            gc_pages: 16,
             record_arrivals: false,
         }
     }
@@ -286,8 +293,6 @@ pub struct GossipMetrics {
     pub ae_repairs_settled: u64,
     /// Messages handed to the transport.
     pub messages_out: u64,
-    /// Tombstones collected after the grace period.
-    pub tombstones_collected: u64,
     /// Calls sent to another node ([`GossipNode::call`]).
     pub calls_sent: u64,
     /// Calls other nodes asked this one to run.
@@ -309,6 +314,13 @@ struct PendingCas {
     deadline: Duration,
     region: String,
 }
+
+/// The push's position in the change feed, as a [`FeedConsumer`]: the feed is trimmed below it
+/// (`starling_store::trim`), and a restarted node pushes what it had not pushed yet.
+pub const PUSH_CONSUMER: &str = "gossip-push";
+
+/// How often the push cursor is saved, at most.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Node-local: the members this node last saw (postcard `Vec<Peer>`), so that after a restart it
 /// announces itself to them and holds its start-up grace until those of its region are back in
@@ -350,6 +362,8 @@ pub struct GossipNode {
     timer_seq: u64,
     rng: SmallRng,
     cursor: u64,
+    /// The push cursor as last saved ([`PUSH_CONSUMER`]), and when.
+    cursor_saved: (u64, Duration),
     now: Duration,
     next_ae: Duration,
     /// Anti-entropy rounds in a row that repaired nothing settled (the back-off exponent).
@@ -369,10 +383,6 @@ pub struct GossipNode {
     metrics: GossipMetrics,
     out: Vec<Outbound>,
     arrivals: Vec<Arrival>,
-    /// Change-feed position up to which changes were considered for collection.
-    gc_done: u64,
-    /// Tombstones seen in the feed but still inside the grace period.
-    gc_young: BTreeSet<Key>,
     /// Since when every known member has been alive, with no member joining or returning.
     settled_since: Option<Duration>,
     /// The store was empty at start: no CAS result of this node can be missing from it.
@@ -392,7 +402,6 @@ pub struct GossipNode {
     saved: Vec<(NodeId, String)>,
     /// This node announced itself to a seed, whose answer lists every member.
     announced: bool,
-    next_gc: Duration,
 }
 
 /// When a record reached this node, and how.
@@ -442,7 +451,6 @@ impl GossipNode {
             PostcardCodec,
         );
         let cursor = store.last_seq();
-        let cfg_gc_interval = cfg.gc_interval;
         let mut rng = SmallRng::seed_from_u64(seed);
         let first_ae =
             Duration::from_millis(rng.random_range(0..=cfg.ae_interval.as_millis() as u64));
@@ -457,6 +465,7 @@ impl GossipNode {
             timer_seq: 0,
             rng,
             cursor,
+            cursor_saved: (0, Duration::ZERO),
             now: Duration::ZERO,
             next_ae: first_ae,
             ae_idle_rounds: 0,
@@ -473,8 +482,6 @@ impl GossipNode {
             metrics: GossipMetrics::default(),
             out: Vec::new(),
             arrivals: Vec::new(),
-            gc_done: 0,
-            gc_young: BTreeSet::new(),
             settled_since: Some(Duration::ZERO),
             fresh: cursor == 0,
             first_member_at: None,
@@ -484,8 +491,6 @@ impl GossipNode {
             restored: false,
             saved: Vec::new(),
             announced: false,
-            // Not before the node has had a collection interval to learn its members.
-            next_gc: cfg_gc_interval,
         }
     }
 
@@ -495,7 +500,6 @@ impl GossipNode {
         if self.started.is_none() {
             self.started = Some(now);
             self.next_ae += now;
-            self.next_gc += now;
         }
     }
 
@@ -729,6 +733,7 @@ impl GossipNode {
         if !self.restored {
             self.restored = true;
             self.restore_members().await;
+            self.restore_cursor().await;
         }
         self.save_members().await;
         while let Some((&(at, seq), _)) = self.timers.first_key_value() {
@@ -755,10 +760,8 @@ impl GossipNode {
             // Reset by a settled repair before the next round.
             self.ae_idle_rounds = self.ae_idle_rounds.saturating_add(1);
         }
-        if now >= self.next_gc {
-            self.next_gc = now + self.cfg.gc_interval;
-            self.collect_tombstones().await;
-        }
+        self.watch_settled();
+        self.save_cursor().await;
         self.progress_durability();
         self.fail_expired_holds();
         for (id, region) in expire(&mut self.pending, now) {
@@ -1035,6 +1038,41 @@ impl GossipNode {
             }
         }
         self.drain_swim();
+    }
+
+    /// Resumes pushing where the last run stopped: what was written and not pushed before a
+    /// crash goes out now rather than waiting for anti-entropy. (A node whose feed was trimmed
+    /// past it, or that never saved a cursor, starts at the feed's end.)
+    async fn restore_cursor(&mut self) {
+        match FeedConsumer::new(self.store.clone(), PUSH_CONSUMER)
+            .position()
+            .await
+        {
+            Ok(at) => {
+                if at > 0 && at < self.cursor {
+                    self.cursor = at;
+                }
+                // Saved within a second if it differs (a position never saved holds the
+                // trimmer back).
+                self.cursor_saved = (at, self.now);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the push cursor failed"),
+        }
+    }
+
+    /// Saves the push cursor, when it moved, at most every [`CURSOR_SAVE_EVERY`].
+    async fn save_cursor(&mut self) {
+        let (saved, at) = self.cursor_saved;
+        if self.cursor == saved || self.now < at + CURSOR_SAVE_EVERY {
+            return;
+        }
+        match FeedConsumer::new(self.store.clone(), PUSH_CONSUMER)
+            .commit(self.cursor)
+            .await
+        {
+            Ok(()) => self.cursor_saved = (self.cursor, self.now),
+            Err(e) => tracing::warn!(error = %e, "saving the push cursor failed"),
+        }
     }
 
     /// Saves the members under [`REMEMBERED`] when they changed (node or address).
@@ -1350,48 +1388,32 @@ impl GossipNode {
         Hlc::new(wall.saturating_sub(self.cfg.gc_grace.as_millis() as u64), 0)
     }
 
-    /// Collects the tombstones past the grace period, once every known member has been alive,
-    /// with no member joining or returning, for a whole grace period (time for anti-entropy to
-    /// bring each of them every tombstone).
-    async fn collect_tombstones(&mut self) {
+    /// Notes since when every known member has been alive (see [`GossipNode::collectable`]).
+    fn watch_settled(&mut self) {
         let all_alive = self
             .swim
             .iter_membership_state()
             .all(|m| m.state() == foca::State::Alive);
-        if !all_alive {
+        if all_alive {
+            self.settled_since.get_or_insert(self.now);
+        } else {
             self.settled_since = None;
-            return;
         }
-        let since = *self.settled_since.get_or_insert(self.now);
-        if self.now.saturating_sub(since) < self.cfg.gc_grace {
-            return;
-        }
-        // Every key changed since the last pass may be a new tombstone.
-        loop {
-            let page = match self.store.changes(self.gc_done, 4096).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the change feed for collection failed");
-                    return;
-                }
-            };
-            let Some(end) = page.last().map(|c| c.seq) else {
-                break;
-            };
-            self.gc_young.extend(page.into_iter().map(|c| c.key));
-            self.gc_done = end;
-        }
-        let candidates: Vec<Key> = std::mem::take(&mut self.gc_young).into_iter().collect();
-        match self.store.purge(&candidates, self.gc_horizon()).await {
-            Ok((n, young)) => {
-                self.metrics.tombstones_collected += n;
-                self.gc_young = young.into_iter().collect();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "collecting tombstones failed");
-                self.gc_young = candidates.into_iter().collect();
-            }
-        }
+    }
+
+    /// Whether tombstones older than the grace period may be collected now: every known member
+    /// has been alive, with no member joining or returning, for a whole grace period (time for
+    /// anti-entropy to bring each of them every tombstone). The reaper ([`crate::reaper`]) asks
+    /// before each page; a node that has not yet been given a time says no.
+    pub fn collectable(&self) -> bool {
+        let Some(started) = self.started else {
+            return false;
+        };
+        // Not before the node has had a whole grace to learn its members.
+        self.now.saturating_sub(started) >= self.cfg.gc_grace
+            && self
+                .settled_since
+                .is_some_and(|since| self.now.saturating_sub(since) >= self.cfg.gc_grace)
     }
 
     /// Back to anti-entropy every `ae_interval`, starting within one: there is something to

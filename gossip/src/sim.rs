@@ -73,7 +73,12 @@ pub struct NetStats {
     pub bytes: u64,
     /// Bytes of delivered frames between regions.
     pub wan_bytes: u64,
+    /// Frames refused for a protocol version the receiver does not accept.
+    pub incompatible: u64,
 }
+
+/// The simulated cluster's secret.
+const SECRET: &[u8] = b"simulated cluster secret";
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Event {
@@ -93,6 +98,12 @@ struct SimNode {
     store: Arc<dyn Store>,
     clock: Arc<HlcClock>,
     core: Option<GossipNode>,
+    /// Its frame codec: the protocol versions it speaks and accepts, and what it heard.
+    codec: FrameCodec,
+    /// The reaper's counters (they outlive restarts; its position is in the store).
+    reaper: Arc<crate::reaper::ReaperStats>,
+    /// When the reaper next runs.
+    next_gc: Duration,
 }
 
 /// The simulated cluster.
@@ -134,7 +145,7 @@ impl Sim {
             nodes: BTreeMap::new(),
             wan,
             rng: SmallRng::seed_from_u64(cfg.seed),
-            codec: FrameCodec::new(b"simulated cluster secret"),
+            codec: FrameCodec::new(SECRET),
             cfg,
             stats: NetStats::default(),
             wall: Arc::new(AtomicU64::new(EPOCH_MS)),
@@ -191,6 +202,11 @@ impl Sim {
     /// A node's store (alive or dead).
     pub fn store(&self, addr: &str) -> Arc<dyn Store> {
         self.node(addr).store.clone()
+    }
+
+    /// A node's reaper counters.
+    pub fn reaper_stats(&self, addr: &str) -> Arc<crate::reaper::ReaperStats> {
+        self.node(addr).reaper.clone()
     }
 
     /// A live node's protocol counters.
@@ -251,6 +267,20 @@ impl Sim {
 
     /// Adds a node `name` in `region` and has it join through up to three live nodes.
     pub async fn add_node(&mut self, region: &str, name: &str) -> String {
+        let c = FrameCodec::new(SECRET);
+        self.add_node_speaking(region, name, c.speaks(), c.accepts())
+            .await
+    }
+
+    /// [`Sim::add_node`] for a build that speaks protocol version `speaks` and accepts
+    /// `accepts`.
+    pub async fn add_node_speaking(
+        &mut self,
+        region: &str,
+        name: &str,
+        speaks: u8,
+        accepts: std::ops::RangeInclusive<u8>,
+    ) -> String {
         let node = NodeId::from_names(region, name);
         let clock = Arc::new(HlcClock::manual(self.wall.clone()));
         let store = open_memory(node, clock.clone(), Limits::default());
@@ -267,6 +297,9 @@ impl Sim {
                 store,
                 clock,
                 core: None,
+                codec: FrameCodec::with_versions(SECRET, speaks, accepts),
+                reaper: Arc::default(),
+                next_gc: Duration::ZERO,
             },
         );
         self.start(name).await;
@@ -309,6 +342,7 @@ impl Sim {
             seed,
         );
         let out = core.join(self.now, &seeds);
+        n.next_gc = self.now + self.cfg.gossip.gc_interval;
         let incarnation = n.peer.incarnation;
         n.core = Some(core);
         let from = n.peer.clone();
@@ -322,6 +356,14 @@ impl Sim {
             },
         );
         self.dispatch(&from, out);
+    }
+
+    /// Sets the protocol versions a node speaks and accepts, from now on (a rolling upgrade:
+    /// [`Sim::kill`], this, [`Sim::restart`]); it forgets what it heard.
+    pub fn set_protocol(&mut self, addr: &str, speaks: u8, accepts: std::ops::RangeInclusive<u8>) {
+        if let Some(n) = self.nodes.get_mut(addr) {
+            n.codec = FrameCodec::with_versions(SECRET, speaks, accepts);
+        }
     }
 
     /// Stops a node abruptly; its store survives.
@@ -551,7 +593,11 @@ impl Sim {
                 from: from.clone(),
                 msg,
             };
-            let frame = match self.codec.seal(&env) {
+            let sealed = match self.nodes.get(&from.addr) {
+                Some(n) => n.codec.seal_for(&to.addr, &env),
+                None => self.codec.seal(&env),
+            };
+            let frame = match sealed {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "frame could not be sealed");
@@ -611,6 +657,20 @@ impl Sim {
                 let from = n.peer.clone();
                 let Some(core) = n.core.as_mut() else { return };
                 let out = core.tick(now).await;
+                // The reaper runs beside the core (a task of its own under the transport).
+                if now >= n.next_gc {
+                    n.next_gc = now + self.cfg.gossip.gc_interval;
+                    let allowed = core.collectable();
+                    let reaper = crate::reaper::Reaper::new(
+                        n.store.clone(),
+                        n.clock.clone(),
+                        (&self.cfg.gossip).into(),
+                        n.reaper.clone(),
+                    );
+                    if let Err(e) = reaper.pass(|| allowed).await {
+                        tracing::warn!(node = %addr, error = %e, "reaper pass failed");
+                    }
+                }
                 self.dispatch(&from, out);
                 self.collect_completions(&addr);
                 let next = self.now + self.cfg.tick;
@@ -631,8 +691,14 @@ impl Sim {
                     self.stats.refused += 1;
                     return;
                 }
-                let env = match self.codec.open(&frame[4..]) {
+                let env = match n.codec.open(&frame[4..]) {
                     Ok(env) => env,
+                    Err(crate::wire::WireError::Version(v)) => {
+                        tracing::debug!(to = %to, version = v, "frame of an incompatible version");
+                        self.stats.refused += 1;
+                        self.stats.incompatible += 1;
+                        return;
+                    }
                     Err(e) => {
                         tracing::debug!(to = %to, error = %e, "frame refused");
                         self.stats.refused += 1;

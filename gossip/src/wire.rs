@@ -1,21 +1,43 @@
 //! The wire format between nodes: authenticated, versioned, size-capped frames.
 //!
 //! A frame is `len: u32 BE` (of what follows) ‖ `version: u8` ‖ `tag: [u8; 32]` ‖ `body`, where
-//! `body` is the postcard encoding of an [`Envelope`] and `tag` is HMAC-SHA256 of
-//! `version ‖ body` under the cluster secret. A frame over [`MAX_FRAME`], of another version,
-//! with a wrong tag, or whose body does not decode is refused with a [`WireError`]; the
-//! transport closes that connection and nothing else.
+//! `version` is the protocol version the sender speaks to this receiver, `body` is the postcard
+//! encoding of an [`Envelope`] and `tag` is HMAC-SHA256 of `version ‖ body` under the cluster
+//! secret. A frame over [`MAX_FRAME`], of a version this node does not accept, with a wrong tag,
+//! or whose body does not decode is refused with a [`WireError`]; the transport closes that
+//! connection and nothing else.
+//!
+//! **Versions and rolling upgrades.** A node speaks [`PROTOCOL_VERSION`] and accepts frames of
+//! the versions next to it ([`FrameCodec::accepts`]: one below, its own, one above), so a
+//! cluster is upgraded one node at a time. It speaks to each peer the lower of the two versions:
+//! to a peer it has not heard from yet the oldest one it accepts, and once a peer's frame
+//! arrives, `min(ours, theirs)` ([`FrameCodec::seal_for`]). The rule a new version keeps: it may
+//! add messages only at the end of [`Message`] (postcard numbers variants in order), and sends
+//! them only to peers heard speaking it.
+//!
+//! - Version 1: the messages up to [`Message::FetchRequest`] and [`Message::FetchResponse`];
+//!   a node accepted its own version only.
+//! - Version 2: the same messages; a node accepts the adjacent versions and speaks each peer's.
 
 use crate::peer::Peer;
 use crate::reconcile::BucketSummary;
 use bytes::{BufMut, Bytes, BytesMut};
 use hmac::{Hmac, KeyInit, Mac};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use starling_store::{Delta, Key, VersionVector};
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
 
-/// The wire version this build speaks.
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The first version: what a frame of a peer not yet heard from is sealed at.
 pub const WIRE_VERSION: u8 = 1;
+/// Most peers whose version a codec remembers (a cluster has far fewer; past it, peers not yet
+/// remembered are spoken to at the oldest accepted version, which they accept too).
+const MAX_PEERS: usize = 4096;
 /// The largest frame accepted, in bytes (after the length prefix).
 pub const MAX_FRAME: usize = 4 << 20;
 const TAG: usize = 32;
@@ -171,8 +193,8 @@ pub enum WireError {
     /// Too short to hold a version and a tag.
     #[error("truncated frame")]
     Truncated,
-    /// Another wire version.
-    #[error("unsupported wire version {0}")]
+    /// A protocol version this node does not accept (see [`FrameCodec::accepts`]).
+    #[error("gossip protocol version {0} is not one this node accepts")]
     Version(u8),
     /// The tag does not match: the sender does not have the cluster secret.
     #[error("frame not authenticated by the cluster secret")]
@@ -182,47 +204,103 @@ pub enum WireError {
     Malformed,
 }
 
-/// Seals and opens frames under one cluster secret.
+/// Seals and opens frames under one cluster secret, for one node: it remembers the version
+/// each peer speaks (clones share that memory).
 #[derive(Clone)]
 pub struct FrameCodec {
     mac: Hmac<Sha256>,
+    speaks: u8,
+    accepts: RangeInclusive<u8>,
+    /// The version each peer (by address) was last heard speaking.
+    heard: Arc<Mutex<HashMap<String, u8>>>,
 }
+
+// What a panic could leave half-done in the shared map is one peer's version, which the next
+// frame from that peer sets again: a codec stays usable across a caught panic.
+impl std::panic::UnwindSafe for FrameCodec {}
+impl std::panic::RefUnwindSafe for FrameCodec {}
 
 impl std::fmt::Debug for FrameCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FrameCodec(<secret>)")
+        f.debug_struct("FrameCodec")
+            .field("speaks", &self.speaks)
+            .field("accepts", &self.accepts)
+            .finish_non_exhaustive()
     }
 }
 
 impl FrameCodec {
-    /// A codec for a cluster secret (any length; HMAC hashes long keys).
+    /// A codec for a cluster secret (any length; HMAC hashes long keys), speaking
+    /// [`PROTOCOL_VERSION`] and accepting the versions next to it.
     pub fn new(secret: &[u8]) -> Self {
+        let v = PROTOCOL_VERSION;
+        Self::with_versions(secret, v, v.saturating_sub(1).max(1)..=v.saturating_add(1))
+    }
+
+    /// A codec speaking `speaks` at most and accepting `accepts` (simulations of rolling
+    /// upgrades; `with_versions(s, 1, 1..=1)` is a version-1 build).
+    pub fn with_versions(secret: &[u8], speaks: u8, accepts: RangeInclusive<u8>) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        FrameCodec { mac }
+        FrameCodec {
+            mac,
+            speaks,
+            accepts,
+            heard: Arc::default(),
+        }
     }
 
-    /// Encodes an envelope as a whole frame, length prefix included.
+    /// The protocol version this codec speaks at most.
+    pub fn speaks(&self) -> u8 {
+        self.speaks
+    }
+
+    /// The versions of the frames it opens.
+    pub fn accepts(&self) -> RangeInclusive<u8> {
+        self.accepts.clone()
+    }
+
+    /// The version spoken to the peer at `addr`: the lower of ours and the one it was last heard
+    /// speaking, or the oldest we accept before it is heard.
+    pub fn version_for(&self, addr: &str) -> u8 {
+        match self.heard.lock().get(addr) {
+            Some(&theirs) => theirs.min(self.speaks),
+            None => *self.accepts.start(),
+        }
+    }
+
+    /// Encodes an envelope as a whole frame, length prefix included, at the version this codec
+    /// speaks.
     pub fn seal(&self, env: &Envelope) -> Result<Bytes, WireError> {
+        self.seal_at(env, self.speaks)
+    }
+
+    /// Encodes an envelope for the peer at `addr`, at [`FrameCodec::version_for`] it.
+    pub fn seal_for(&self, addr: &str, env: &Envelope) -> Result<Bytes, WireError> {
+        self.seal_at(env, self.version_for(addr))
+    }
+
+    fn seal_at(&self, env: &Envelope, version: u8) -> Result<Bytes, WireError> {
         let body = postcard::to_allocvec(env).map_err(|_| WireError::Malformed)?;
         let len = 1 + TAG + body.len();
         if len > MAX_FRAME {
             return Err(WireError::TooLarge(len));
         }
         let mut mac = self.mac.clone();
-        mac.update(&[WIRE_VERSION]);
+        mac.update(&[version]);
         mac.update(&body);
         let tag = mac.finalize().into_bytes();
         let mut out = BytesMut::with_capacity(4 + len);
         out.put_u32(len as u32);
-        out.put_u8(WIRE_VERSION);
+        out.put_u8(version);
         out.put_slice(&tag);
         out.put_slice(&body);
         Ok(out.freeze())
     }
 
-    /// Decodes the part of a frame after its length prefix.
+    /// Decodes the part of a frame after its length prefix, and remembers the version its
+    /// sender speaks.
     pub fn open(&self, frame: &[u8]) -> Result<Envelope, WireError> {
         if frame.len() > MAX_FRAME {
             return Err(WireError::TooLarge(frame.len()));
@@ -231,7 +309,7 @@ impl FrameCodec {
             return Err(WireError::Truncated);
         }
         let (version, rest) = (frame[0], &frame[1..]);
-        if version != WIRE_VERSION {
+        if !self.accepts.contains(&version) {
             return Err(WireError::Version(version));
         }
         let (tag, body) = rest.split_at(TAG);
@@ -242,11 +320,14 @@ impl FrameCodec {
             .map_err(|_| WireError::Unauthenticated)?;
         let (env, tail) =
             postcard::take_from_bytes::<Envelope>(body).map_err(|_| WireError::Malformed)?;
-        if tail.is_empty() {
-            Ok(env)
-        } else {
-            Err(WireError::Malformed)
+        if !tail.is_empty() {
+            return Err(WireError::Malformed);
         }
+        let mut heard = self.heard.lock();
+        if heard.len() < MAX_PEERS || heard.contains_key(&env.from.addr) {
+            heard.insert(env.from.addr.clone(), version);
+        }
+        Ok(env)
     }
 }
 
@@ -294,6 +375,40 @@ mod tests {
     }
 
     #[test]
+    fn adjacent_versions_are_accepted_and_each_peer_is_spoken_its_own() {
+        let new = FrameCodec::new(b"secret");
+        let old = FrameCodec::with_versions(b"secret", 1, 1..=1);
+        let next = FrameCodec::with_versions(b"secret", 3, 2..=4);
+        assert_eq!(new.accepts(), 1..=3);
+        // Before hearing from a peer, the oldest accepted version: a version-1 build opens it.
+        let addr = &env().from.addr;
+        assert_eq!(new.version_for(addr), 1);
+        assert_eq!(
+            old.open(&new.seal_for(addr, &env()).unwrap()[4..]),
+            Ok(env())
+        );
+        // Heard at 1: still 1. Heard at 3: ours, 2.
+        assert_eq!(new.open(&old.seal(&env()).unwrap()[4..]), Ok(env()));
+        assert_eq!(new.version_for(addr), 1);
+        assert_eq!(new.open(&next.seal(&env()).unwrap()[4..]), Ok(env()));
+        assert_eq!(new.version_for(addr), 2);
+        assert_eq!(
+            next.open(&new.seal_for(addr, &env()).unwrap()[4..]),
+            Ok(env())
+        );
+        // Two versions apart: refused both ways.
+        assert_eq!(
+            old.open(&next.seal(&env()).unwrap()[4..]),
+            Err(WireError::Version(3))
+        );
+        let far = FrameCodec::with_versions(b"secret", 4, 4..=4);
+        assert_eq!(
+            new.open(&far.seal(&env()).unwrap()[4..]),
+            Err(WireError::Version(4))
+        );
+    }
+
+    #[test]
     fn a_peer_without_the_secret_is_refused() {
         let f = FrameCodec::new(b"other").seal(&env()).unwrap();
         assert_eq!(
@@ -310,9 +425,9 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         assert_eq!(c.open(&flipped), Err(WireError::Unauthenticated));
-        let mut v2 = f[4..].to_vec();
-        v2[0] = 2;
-        assert_eq!(c.open(&v2), Err(WireError::Version(2)));
+        let mut v9 = f[4..].to_vec();
+        v9[0] = 9;
+        assert_eq!(c.open(&v9), Err(WireError::Version(9)));
         assert_eq!(c.open(&f[4..10]), Err(WireError::Truncated));
         assert!(matches!(
             c.open(&vec![1u8; MAX_FRAME + 1]),

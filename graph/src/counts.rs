@@ -27,6 +27,8 @@ pub(crate) const COUNTS: Keyspace = Keyspace::local("gn");
 const SHADOWS: Keyspace = Keyspace::local("gs");
 /// `gl` → the dot of the bulk load this node's counts include, if any (local).
 pub(crate) const LOADED: Keyspace = Keyspace::local("gl");
+/// The counts' name as a change-feed consumer (its saved position).
+pub const CONSUMER: &str = "graph-counts";
 
 pub(crate) fn count_key(id: u64, which: &str) -> Key {
     COUNTS.key().u64(id).str(which).finish()
@@ -50,7 +52,7 @@ impl Graph {
     /// with one durability wait before the position moves past it.
     pub async fn catch_up_counts(&self) -> Result<(), GraphError> {
         let _one = self.counts_lock.lock().await;
-        let consumer = FeedConsumer::new(self.store.clone(), "graph-counts");
+        let consumer = FeedConsumer::new(self.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
         let loaded = self.loaded_dot().await?;
         loop {

@@ -14,11 +14,26 @@ use tokio::sync::watch;
 /// Changes read per step.
 const BATCH: usize = 1000;
 
+/// The tail's position in the change feed, saved (at most every [`SAVE_EVERY`]) so that the
+/// feed's trimmer (`starling_store::trim`) does not pass it. A restart still starts at the end.
+pub const CONSUMER: &str = "messenger-tail";
+
+/// How often the tail saves its position, at most.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs until `shutdown` turns true.
 pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
     let mut pos = store.last_seq();
+    let cursor = starling_store::FeedConsumer::new(store.clone(), CONSUMER);
+    let mut saved: Option<(u64, tokio::time::Instant)> = None;
     let mut grown = store.subscribe();
     loop {
+        if saved.is_none_or(|(at, when)| at != pos && when.elapsed() >= SAVE_EVERY) {
+            match cursor.commit(pos).await {
+                Ok(()) => saved = Some((pos, tokio::time::Instant::now())),
+                Err(e) => tracing::warn!(error = %e, "messenger tail: saving the position failed"),
+            }
+        }
         let changes = match store.changes(pos, BATCH).await {
             Ok(c) => c,
             Err(e) => {

@@ -9,7 +9,7 @@
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
-//! [`contract`] (the trait and its types), [`consumer`] (resumable change-feed consumers), [`digest`] (anti-entropy digests), `engine` (the
+//! [`contract`] (the trait and its types), [`consumer`] (resumable change-feed consumers), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
 pub mod codec;
@@ -25,6 +25,7 @@ pub mod ids;
 pub mod key;
 pub mod node;
 pub mod record;
+pub mod trim;
 pub mod version;
 
 pub use consumer::{FeedConsumer, drive};
@@ -43,4 +44,5 @@ pub use ids::IdGenerator;
 pub use key::{Key, Keyspace};
 pub use node::{NodeId, RegionId};
 pub use record::{Kind, Record, Versioned};
+pub use trim::{TrimConfig, TrimStats, Trimmer};
 pub use version::{Dot, VersionVector};

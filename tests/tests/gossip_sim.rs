@@ -802,7 +802,8 @@ fn tombstones_are_collected_after_the_grace_and_stay_gone() {
                     );
                 }
             }
-            assert!(sim.metrics(a).unwrap().tombstones_collected > 0);
+            let reaped = sim.reaper_stats(a);
+            assert!(reaped.collected.load(std::sync::atomic::Ordering::Relaxed) > 0);
         }
         assert!(sim.converged());
     });
@@ -900,5 +901,108 @@ fn a_dead_member_is_suspected_then_declared_down_then_rejoins() {
             state_of(&sim, "eu1"),
             Some(starling_gossip::MemberState::Alive)
         );
+    });
+}
+
+#[test]
+fn a_peer_down_longer_than_the_trimmed_feed_catches_up_by_anti_entropy() {
+    use starling_store::{TrimConfig, TrimStats, Trimmer};
+    use std::sync::Arc;
+    rt().block_on(async {
+        let mut sim = cluster(12, 2, |_| {}).await;
+        let mut rng = SmallRng::seed_from_u64(121);
+        let nodes = sim.live();
+        let mut acked = random_writes(&mut sim, &mut rng, 40, 300, &nodes).await;
+        sim.run_for(3 * S).await;
+        sim.kill("ap1");
+        let alive: Vec<String> = sim.live();
+        for _ in 0..5 {
+            acked.extend(random_writes(&mut sim, &mut rng, 20, 300, &alive).await);
+            sim.run_for(2 * S).await;
+        }
+        // Every live node's feed is trimmed below its push: what ap1 missed is nowhere in any
+        // feed any more.
+        for a in &alive {
+            let store = sim.store(a);
+            let stats = Arc::new(TrimStats::default());
+            let trimmer = Trimmer::new(
+                store.clone(),
+                &[starling_gossip::PUSH_CONSUMER],
+                TrimConfig::default(),
+                stats,
+            );
+            let pass = trimmer.pass().await.unwrap();
+            assert!(pass.trimmed > 0, "{a} trimmed nothing");
+            assert!(
+                pass.length < 20,
+                "{a} kept {} entries behind its push",
+                pass.length
+            );
+        }
+        sim.restart("ap1").await;
+        let took = sim.run_until_converged(S / 10, 120 * S).await;
+        assert!(took.is_some(), "ap1 did not catch up in 120 s");
+        assert_converged_without_loss(&sim, &acked).await;
+        assert!(sim.metrics("ap1").unwrap().ae_repairs > 0);
+    });
+}
+
+#[test]
+fn a_rolling_upgrade_from_protocol_1_converges_and_a_far_version_is_refused() {
+    rt().block_on(async {
+        let mut c = SimConfig::new(13, 6);
+        c.gossip.ae_max_interval = 2 * S;
+        let mut sim = Sim::new(c, Wan::default_three(REGIONS));
+        // A cluster of version-1 builds: they speak 1 and accept 1 only.
+        for i in 0..2 {
+            for r in REGIONS {
+                sim.add_node_speaking(r, &format!("{r}{i}"), 1, 1..=1).await;
+            }
+        }
+        sim.run_for(15 * S).await;
+        let nodes = sim.live();
+        let mut rng = SmallRng::seed_from_u64(131);
+        let mut acked = random_writes(&mut sim, &mut rng, 30, 200, &nodes).await;
+        // One node at a time: stop, upgrade, start, keep writing everywhere.
+        for (i, a) in nodes.iter().enumerate() {
+            sim.kill(a);
+            sim.set_protocol(a, 2, 1..=3);
+            sim.run_for(S).await;
+            sim.restart(a).await;
+            let live = sim.live();
+            acked.extend(random_writes(&mut sim, &mut rng, 20, 200, &live).await);
+            sim.run_for(5 * S).await;
+            if i == nodes.len() / 2 {
+                let took = sim.run_until_converged(S / 10, 60 * S).await;
+                assert!(took.is_some(), "a half-upgraded cluster did not converge");
+                assert_converged_without_loss(&sim, &acked).await;
+            }
+        }
+        let took = sim.run_until_converged(S / 10, 60 * S).await;
+        assert!(took.is_some(), "the upgraded cluster did not converge");
+        assert_converged_without_loss(&sim, &acked).await;
+        assert_eq!(
+            sim.stats().incompatible,
+            0,
+            "adjacent versions always understood"
+        );
+        for a in &nodes {
+            let mut seen: Vec<String> =
+                sim.members_seen_by(a).into_iter().map(|p| p.addr).collect();
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), nodes.len() - 1, "{a} sees {seen:?}");
+        }
+        // A build two versions ahead is refused both ways and never becomes a member.
+        sim.add_node_speaking("us", "far", 4, 4..=4).await;
+        sim.run_for(20 * S).await;
+        assert!(sim.stats().incompatible > 0);
+        assert!(sim.members_seen_by("far").is_empty());
+        for a in &nodes {
+            assert!(
+                sim.members_seen_by(a).iter().all(|p| p.addr != "far"),
+                "{a} took in a peer of an incompatible version"
+            );
+        }
     });
 }
