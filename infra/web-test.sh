@@ -6,9 +6,12 @@
 #   infra/web-test.sh [--types-only] [TEST-FILE…]
 #
 # Uses target/debug/starling (STARLING_BIN to choose another; built with cargo when missing).
-# Installs chromium, Node.js and npm from Debian's packages if missing. The npm packages pinned
-# in web/package-lock.json (typescript, playwright-core, axe-core) are installed with `npm ci`
-# once per lock file into ~/.cache/starling/web-<hash of the lock file> and linked as
+# Installs chromium, Node.js and npm from Debian's packages if missing. playwright-core needs
+# Node.js 20 or later: where the one on the PATH is older (Debian 12 ships 18), Node.js
+# $NODE_VERSION is taken from the npm registry's node-linux-<arch> package (the official binary),
+# once, into ~/.cache/starling/node-<version>-<arch>. The npm packages pinned in
+# web/package-lock.json (typescript, playwright-core, axe-core) are installed with `npm ci` once
+# per lock file into ~/.cache/starling/web-<hash of the lock file> and linked as
 # web/node_modules; playwright downloads no browser of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +25,34 @@ log() { printf '==> %s\n' "$*"; }
 need_deb node nodejs
 need_deb npm npm
 
+cache_root="$HOME/.cache/starling"
+NODE_VERSION=22.23.5
+need_node20() {
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' && return 0
+  local arch
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64) arch=arm64 ;;
+    *) echo "Node.js 20 or later is needed (playwright-core); found $(node --version)" >&2; exit 1 ;;
+  esac
+  local home="$cache_root/node-$NODE_VERSION-$arch"
+  if [ ! -x "$home/bin/node" ]; then
+    log "Node.js $(node --version) is too old for playwright-core: fetching Node.js $NODE_VERSION (npm package node-linux-$arch, once; cached in $home)"
+    mkdir -p "$cache_root"
+    local tmp
+    tmp="$(mktemp -d "$cache_root/node-tmp.XXXXXX")"
+    (cd "$tmp" && npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null &&
+      tar xzf "node-linux-$arch-$NODE_VERSION.tgz" package/bin/node &&
+      mkdir -p dist/bin && mv package/bin/node dist/bin/node)
+    mv -T "$tmp/dist" "$home" 2>/dev/null || [ -x "$home/bin/node" ]
+    rm -rf "$tmp"
+  fi
+  export PATH="$home/bin:$PATH"
+}
+need_node20
+
 dir=web
 hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
-cache_root="$HOME/.cache/starling"
 cache="$cache_root/web-$hash"
 if [ ! -d "$cache/node_modules" ]; then
   log "installing typescript, playwright-core and axe-core (npm ci, once; cached in $cache)"
