@@ -121,3 +121,47 @@ fn no_web_turns_the_client_off_and_leaves_the_api() {
         (200, b"ok".to_vec())
     );
 }
+
+#[test]
+fn web_dir_serves_the_files_of_a_directory_and_refuses_one_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("index.html"), "<p>from the directory</p>").unwrap();
+    let web_dir = web.path().display().to_string();
+    let node = Node::start(
+        dir.path(),
+        free_port(),
+        &[
+            "--store".into(),
+            "memory".into(),
+            "--web-dir".into(),
+            web_dir.clone(),
+        ],
+    );
+    let (s, body) = node.http("GET", "/", None, b"");
+    assert_eq!(
+        (s, String::from_utf8(body).unwrap()),
+        (200, "<p>from the directory</p>".to_string())
+    );
+    // A file of the client missing from the directory is a 404, not an error of the node.
+    assert_eq!(node.http("GET", "/web/js/app.js", None, b"").0, 404);
+    // Only the client's own files are served: nothing else of the directory.
+    std::fs::write(web.path().join("secret.txt"), "no").unwrap();
+    assert_eq!(node.http("GET", "/web/secret.txt", None, b"").0, 404);
+    assert_eq!(node.http("GET", "/web/../secret.txt", None, b"").0, 404);
+    drop(node);
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+        .arg("--web-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--web-dir") && err.contains("index.html"),
+        "{err}"
+    );
+}
