@@ -1,5 +1,6 @@
 // The feed in a browser: log in with the form, infinite scroll through more than a page (every
-// post once, newest first), the "new posts" button when the window gets focus back, log out.
+// post once, newest first), the "new posts" button when the window gets focus back; a friend
+// request and the friends list, a block (which removes the follow), log out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, openPage, rest, seriousViolations, startNode } from './harness.mjs';
@@ -46,6 +47,25 @@ test('log in, scroll past the first page, new posts, log out', async () => {
   assert.equal(after[0], 'a fresh one', 'the first page again, the new post on top');
   assert.equal(new Set(after).size, after.length, 'no post twice');
   assert.deepEqual(await seriousViolations(page), []);
+
+  // A friend request from the writer's page; once accepted, the writer is in "Friends".
+  await page.goto(`${node.url}/#/u/writer`);
+  await page.getByRole('button', { name: 'Add friend' }).click();
+  await page.locator('#notice', { hasText: 'Friend request sent to @writer.' }).waitFor();
+  const mine = await rest(node.url, 'POST', '/v1/friend-requests', reader.token, { to: writer.id });
+  await rest(node.url, 'POST', `/v1/friend-requests/${mine.id}/accept`, writer.token);
+  await page.getByRole('link', { name: 'People' }).click();
+  await page.getByRole('list', { name: 'Friends' }).getByRole('link', { name: /@writer/ }).waitFor();
+
+  // Blocking removes the follow: the page says so and the server agrees.
+  await page.getByRole('list', { name: 'Friends' }).getByRole('link', { name: /@writer/ }).click();
+  await page.locator('#follow-button', { hasText: 'Unfollow' }).waitFor();
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Block' }).click();
+  await page.getByRole('button', { name: 'Unblock' }).waitFor();
+  await page.locator('#follow-button', { hasText: 'Follow' }).waitFor();
+  const following = await rest(node.url, 'GET', `/v1/users/${reader.id}/following`, reader.token);
+  assert.deepEqual(following.items, []);
 
   // Log out: the page forgets the session and the server revokes its token.
   const token = await page.evaluate(() => JSON.parse(localStorage.getItem('starling.session') || '{}').token);
