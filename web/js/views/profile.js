@@ -53,7 +53,7 @@ export function render(ctx, main, handle) {
         h('h1', { id: 'profile-name' }, u.display_name || u.handle),
         h('p', { class: 'handle' }, `@${u.handle}`, u.region ? h('span', { class: 'muted' }, ` · region ${u.region}`) : null),
         u.bio ? h('p', {}, u.bio) : null,
-        h('p', { class: 'counts' }, h('strong', {}, String(u.followers_count ?? 0)), ' followers · ', h('strong', {}, String(u.following_count ?? 0)), ' following'),
+        h('p', { class: 'counts' }, h('strong', { id: 'followers-count' }, String(u.followers_count ?? 0)), ' followers · ', h('strong', {}, String(u.following_count ?? 0)), ' following'),
         actions),
     );
     const posts = h('ol', { class: 'posts', 'aria-label': `Posts by @${u.handle}` });
@@ -93,6 +93,8 @@ async function otherActions(ctx, u, actions) {
       await (following ? ctx.api.unfollow(u.id) : ctx.api.follow(u.id));
       following = !following;
       label();
+      const count = document.getElementById('followers-count');
+      if (count) count.textContent = String(Math.max(0, Number(count.textContent) + (following ? 1 : -1)));
       notice(following ? `Following @${u.handle}.` : `Unfollowed @${u.handle}.`);
     } catch (e) {
       notice(e instanceof ApiError && e.status === 403 ? 'You cannot follow this user.' : String(e instanceof Error ? e.message : e), 'error');
