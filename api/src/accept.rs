@@ -12,7 +12,9 @@
 //! - at most [`ConnLimits::max_connections`] sockets are open, and at most
 //!   [`ConnLimits::max_per_ip`] from one client address: a socket over either cap is accepted and
 //!   closed at once (so the kernel's backlog never fills and other clients are still served).
-//!   The count covers a socket's whole life, WebSocket included (the guard travels with the IO).
+//!   The count covers a socket's whole life, WebSocket included (the guard travels with the IO);
+//! - with TLS ([`crate::tls`]), each socket's handshake runs in its own task within the
+//!   header-read timeout, so a client that never finishes one holds nothing else up.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -158,6 +160,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let tally = Tally {
@@ -186,30 +189,50 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(CountedStream {
+        let stream = CountedStream {
             inner: stream,
             _guard: guard,
-        });
-        tokio::spawn(serve_connection(
-            io,
-            app.clone(),
-            remote,
-            limits.header_read_timeout,
-            stop_rx.clone(),
-        ));
+        };
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        let timeout = limits.header_read_timeout;
+        match &tls {
+            None => {
+                tokio::spawn(serve_connection(
+                    TokioIo::new(stream),
+                    app,
+                    remote,
+                    timeout,
+                    stop,
+                ));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_connection(TokioIo::new(tls), app, remote, timeout, stop).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     let _ = stop_tx.send(true);
     drop(stop_rx);
     stop_tx.closed().await;
 }
 
-async fn serve_connection(
-    io: TokioIo<CountedStream>,
+async fn serve_connection<S>(
+    io: TokioIo<S>,
     app: Router,
     remote: SocketAddr,
     header_read_timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(remote));
         let mut app = app.clone();

@@ -44,11 +44,16 @@ pub struct ServeArgs {
     /// e.g. `16MiB` (default 16MiB); applies to a new data directory.
     #[arg(long, env = "STARLING_STORE_MEMTABLE")]
     pub store_memtable: Option<String>,
-    /// Address the gossip transport listens on (and peers reach this node at); enables
-    /// clustering.
+    /// Address the gossip transport listens on, e.g. `0.0.0.0:7946`; enables clustering.
     #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
     pub gossip_listen: Option<SocketAddr>,
-    /// Gossip addresses of nodes to join through, comma-separated.
+    /// `HOST:PORT` peers reach this node's gossip at (default: the listen address when it is
+    /// not `0.0.0.0`/`::`, else `$POD_IP` with the listen port, else this host name's address).
+    #[arg(long, env = "STARLING_GOSSIP_ADVERTISE")]
+    pub gossip_advertise: Option<String>,
+    /// Gossip addresses of nodes to join through, comma-separated `HOST:PORT`; a host may be a
+    /// DNS name (e.g. a headless Service), resolved again on each join attempt, every A/AAAA
+    /// record used.
     #[arg(long, env = "STARLING_SEEDS", value_delimiter = ',')]
     pub seeds: Option<Vec<String>>,
     /// Secret shared by the nodes of a cluster; frames without it are refused. Required with
@@ -152,6 +157,17 @@ pub struct ServeArgs {
     /// the copy embedded in the binary: for working on the client without rebuilding.
     #[arg(long, env = "STARLING_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
+    /// PEM certificate chain: serve HTTPS and WSS instead of HTTP (with `--tls-key`); both
+    /// files are read again on SIGHUP.
+    #[arg(long, env = "STARLING_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "STARLING_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Origins browsers may call the API from, comma-separated (`https://app.example`), or
+    /// `*`; CORS is off without.
+    #[arg(long, env = "STARLING_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     pub config: Option<PathBuf>,
@@ -170,7 +186,11 @@ struct FileConfig {
     store_cache: Option<String>,
     store_memtable: Option<String>,
     gossip_listen: Option<SocketAddr>,
+    gossip_advertise: Option<String>,
     seeds: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    cors_origins: Option<String>,
     cluster_secret: Option<String>,
     admin_token: Option<String>,
     durable_regions: Option<usize>,
@@ -234,6 +254,10 @@ pub struct ServeConfig {
     pub store_memtable: u64,
     /// Clustering, when enabled.
     pub gossip: Option<GossipSettings>,
+    /// HTTPS: the certificate chain and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// CORS, when enabled.
+    pub cors: Option<crate::cors::CorsOrigins>,
     /// Admin token.
     pub admin_token: Option<String>,
     /// Regions a write must reach before it is acknowledged.
@@ -297,8 +321,10 @@ impl Default for ChatSettings {
 /// How this node joins a cluster.
 #[derive(Clone, Debug)]
 pub struct GossipSettings {
-    /// Where the gossip transport listens; also the address peers use.
+    /// Where the gossip transport listens (may be `0.0.0.0:PORT`).
     pub listen: SocketAddr,
+    /// `HOST:PORT` peers reach this node at.
+    pub advertise: String,
     /// Nodes to join through.
     pub seeds: Vec<String>,
     /// The cluster secret.
@@ -368,6 +394,20 @@ impl ServeConfig {
                 EmbeddedOptions::DEFAULT_MEMTABLE_BYTES,
             )?,
             gossip: None,
+            tls: match (
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+            ) {
+                (None, None) => None,
+                (Some(c), Some(k)) => Some((c, k)),
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
+            cors: args
+                .cors_origins
+                .or(file.cors_origins)
+                .map(|o| crate::cors::CorsOrigins::parse(&o))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?,
             admin_token: args.admin_token.or(file.admin_token),
             durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
             redis: match args.redis.or(file.redis) {
@@ -516,12 +556,22 @@ impl ServeConfig {
                 if secret.len() < 16 {
                     bail!("--cluster-secret: use at least 16 characters");
                 }
-                if listen.ip().is_unspecified() {
-                    bail!("--gossip-listen {listen}: give the address peers reach this node at");
+                if let Some(bad) = seeds
+                    .iter()
+                    .find(|s| !starling_gossip::seeds::is_well_formed(s))
+                {
+                    bail!("--seeds {bad:?}: expected HOST:PORT (an IP address or a DNS name)");
                 }
+                let advertise = advertise_address(
+                    args.gossip_advertise.or(file.gossip_advertise),
+                    listen,
+                    std::env::var("POD_IP").ok(),
+                    host_address,
+                )?;
                 ServeConfig {
                     gossip: Some(GossipSettings {
                         listen,
+                        advertise,
                         seeds,
                         secret,
                         rtts,
@@ -574,6 +624,54 @@ impl ServeConfig {
     pub fn region_id(&self) -> RegionId {
         RegionId::from_name(&self.region)
     }
+}
+
+/// The gossip address peers reach this node at: `--gossip-advertise` if given; else the listen
+/// address unless it is unspecified (`0.0.0.0`, `::`); else `$POD_IP` (Kubernetes' downward
+/// API) with the listen port; else what this host's name resolves to (`host_ip(port)`, a
+/// container's address on compose networks).
+fn advertise_address(
+    flag: Option<String>,
+    listen: SocketAddr,
+    pod_ip: Option<String>,
+    host_ip: impl Fn(u16) -> Option<SocketAddr>,
+) -> anyhow::Result<String> {
+    if let Some(a) = flag {
+        let a = a.trim().to_string();
+        if !starling_gossip::seeds::is_well_formed(&a) {
+            bail!("--gossip-advertise {a:?}: expected HOST:PORT (an IP address or a DNS name)");
+        }
+        if a.parse::<SocketAddr>()
+            .is_ok_and(|s| s.ip().is_unspecified())
+        {
+            bail!("--gossip-advertise {a}: give the address peers reach this node at");
+        }
+        return Ok(a);
+    }
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    if let Some(ip) = pod_ip.filter(|p| !p.trim().is_empty()) {
+        let ip: std::net::IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("$POD_IP {ip:?}: not an IP address"))?;
+        return Ok(SocketAddr::new(ip, listen.port()).to_string());
+    }
+    match host_ip(listen.port()) {
+        Some(a) => Ok(a.to_string()),
+        None => bail!(
+            "--gossip-listen {listen}: give --gossip-advertise HOST:PORT, the address peers reach this node at"
+        ),
+    }
+}
+
+/// The first address other than loopback this host's name resolves to, with `port`.
+fn host_address(port: u16) -> Option<SocketAddr> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    std::net::ToSocketAddrs::to_socket_addrs(&(name.trim(), port))
+        .ok()?
+        .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
 }
 
 fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
@@ -796,6 +894,63 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+
+    #[test]
+    fn the_gossip_advertise_address_defaults_to_what_peers_can_reach() {
+        let any: SocketAddr = "0.0.0.0:7946".parse().unwrap();
+        let none = |_| None;
+        let given = advertise_address(Some("starling-us-0.gossip:7946".into()), any, None, none);
+        assert_eq!(given.unwrap(), "starling-us-0.gossip:7946");
+        let lo: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        assert_eq!(
+            advertise_address(None, lo, None, none).unwrap(),
+            "127.0.0.1:7001"
+        );
+        let pod = advertise_address(None, any, Some("10.1.2.3".into()), none);
+        assert_eq!(pod.unwrap(), "10.1.2.3:7946");
+        let pod6 = advertise_address(None, any, Some("fd00::7".into()), none);
+        assert_eq!(pod6.unwrap(), "[fd00::7]:7946");
+        let host = advertise_address(None, any, None, |p| {
+            Some(SocketAddr::from(([10, 89, 0, 4], p)))
+        });
+        assert_eq!(host.unwrap(), "10.89.0.4:7946");
+        for (flag, pod, needle) in [
+            (None, None, "--gossip-advertise"),
+            (Some("0.0.0.0:7946"), None, "--gossip-advertise"),
+            (Some("no port"), None, "--gossip-advertise"),
+            (None, Some("not-an-ip"), "POD_IP"),
+        ] {
+            let err = advertise_address(flag.map(Into::into), any, pod.map(Into::into), none)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn seeds_may_be_names_and_listening_everywhere_is_allowed() {
+        let c = ServeConfig::resolve(ServeArgs {
+            gossip_listen: Some("0.0.0.0:7946".parse().unwrap()),
+            gossip_advertise: Some("10.0.0.5:7946".into()),
+            seeds: Some(vec![
+                "starling-us-gossip.starling.svc.cluster.local:7946".into(),
+            ]),
+            cluster_secret: Some("a-secret-of-16-chars".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let g = c.gossip.unwrap();
+        assert_eq!(g.listen.to_string(), "0.0.0.0:7946");
+        assert_eq!(g.advertise, "10.0.0.5:7946");
+        let err = ServeConfig::resolve(ServeArgs {
+            gossip_listen: Some("127.0.0.1:7946".parse().unwrap()),
+            seeds: Some(vec!["under_score:7946".into()]),
+            cluster_secret: Some("a-secret-of-16-chars".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().starts_with("--seeds"), "{err}");
     }
 
     #[test]

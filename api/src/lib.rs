@@ -11,10 +11,12 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conversations;
+pub mod cors;
 pub mod feed;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod json;
+pub mod http_metrics;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -26,6 +28,7 @@ mod rest_tests;
 pub mod seed;
 pub mod server;
 pub mod social;
+pub mod tls;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod users;
@@ -73,6 +76,8 @@ pub struct AppState {
     /// What the change feed's trimmer reports (`/metrics`); the trimmer runs beside the server
     /// ([`server::serve`]).
     pub trim: Arc<starling_store::TrimStats>,
+    /// Per-route HTTP metrics (requests, latency, in flight).
+    pub http: http_metrics::HttpMetrics,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -144,6 +149,7 @@ impl AppState {
         metrics::register_feed(&mut registry, feed.clone());
         let trim = Arc::new(starling_store::TrimStats::default());
         metrics::register_trim(&mut registry, trim.clone());
+        let http = http_metrics::HttpMetrics::register(&mut registry);
         let metrics = Arc::new(registry);
         AppState {
             messenger,
@@ -160,6 +166,7 @@ impl AppState {
             durable_regions: p.durable_regions,
             metrics,
             trim,
+            http,
             auth_limit: limits::AuthRateLimit::new(
                 p.auth_per_minute,
                 (p.auth_per_minute / 5).max(1),
@@ -215,6 +222,11 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .layer(axum::middleware::from_fn_with_state(
             deadline,
             limits::deadline,
+        ))
+        // Outermost: counts every answer, the deadline's 503 and the size limits' 413 too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.http.clone(),
+            http_metrics::track,
         ))
         .with_state(state)
 }

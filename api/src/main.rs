@@ -37,6 +37,39 @@ enum Command {
     /// Start a local multi-region cluster of real node processes with a simulated WAN
     /// (`down` stops a detached one).
     Cluster(starling_api::cluster::ClusterArgs),
+    /// Exit 0 when a local node answers `/healthz` (a container's health check: the image
+    /// has no shell or curl).
+    Health(HealthArgs),
+}
+
+/// Flags of `starling health`.
+#[derive(clap::Args, Debug)]
+struct HealthArgs {
+    /// The node's listen address (`0.0.0.0`/`::` is probed on loopback).
+    #[arg(long, env = "STARLING_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+}
+
+/// Probes `/healthz` of the node listening at `listen`, within 3 s.
+fn health(args: &HealthArgs) -> anyhow::Result<()> {
+    let mut addr = args.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(3)))
+        .build()
+        .into();
+    let url = format!("http://{addr}/healthz");
+    agent
+        .get(&url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    Ok(())
 }
 
 fn init_logs(json: bool) {
@@ -109,6 +142,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(starling_api::cluster::cluster(args)),
+        Command::Health(args) => health(&args),
         Command::Seed(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?

@@ -41,6 +41,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr().context("local address")?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => {
+            Some(crate::tls::Tls::load(cert, key).context("loading --tls-cert/--tls-key")?)
+        }
+        None => None,
+    };
     let gossip = match &cfg.gossip {
         Some(g) => Some(start_gossip(&cfg, g, store.clone(), clock).await?),
         None => None,
@@ -106,6 +112,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(source) = cfg.web.clone() {
         app = app.merge(crate::web::routes(source));
     }
+    // Outside the router: a preflight is answered before routing (no route has OPTIONS).
+    if let Some(origins) = &cfg.cors {
+        app = app.layer(origins.layer());
+    }
+    let (stop_tls, tls_stopped) = tokio::sync::watch::channel(false);
+    let tls_reload = tls
+        .clone()
+        .map(|t| tokio::spawn(t.reload_on_sighup(tls_stopped)));
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),
@@ -114,9 +129,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(
         node = %cfg.node(),
         region = %cfg.region,
-        "starling listening on http://{addr} ({data})"
+        "starling listening on {scheme}://{addr} ({data})"
     );
-    crate::accept::serve(listener, app, cfg.conn, {
+    let acceptor = tls.as_ref().map(|t| t.acceptor().clone());
+    crate::accept::serve(listener, app, cfg.conn, acceptor, {
         let hub = hub.clone();
         async move {
             shutdown_signal().await;
@@ -125,6 +141,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     })
     .await;
+    let _ = stop_tls.send(true);
+    if let Some(t) = tls_reload {
+        let _ = t.await;
+    }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -192,7 +212,7 @@ async fn start_gossip(
     let me = Peer {
         node: cfg.node(),
         region: cfg.region.clone(),
-        addr: g.listen.to_string(),
+        addr: g.advertise.clone(),
         incarnation,
     };
     let mut regions: Vec<&str> = g
@@ -226,7 +246,12 @@ async fn start_gossip(
         store,
     )
     .await?;
-    tracing::info!(gossip = %service.local_addr(), seeds = ?g.seeds, "gossip listening");
+    tracing::info!(
+        gossip = %service.local_addr(),
+        advertise = %g.advertise,
+        seeds = ?g.seeds,
+        "gossip listening"
+    );
     Ok(service)
 }
 

@@ -1,0 +1,190 @@
+//! HTTPS and CORS through the real binary: `starling serve --tls-cert --tls-key` with a
+//! self-signed certificate made here (rcgen) answers over TLS and not in plain text, presents a
+//! new certificate after SIGHUP once its files change, keeps the old one when the new files are
+//! bad, and `--cors-origins` answers preflights for listed origins only.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Node, eventually, free_port};
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A self-signed certificate for `localhost`: (DER, certificate PEM, key PEM).
+fn self_signed() -> (CertificateDer<'static>, String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (
+        ck.cert.der().clone(),
+        ck.cert.pem(),
+        ck.signing_key.serialize_pem(),
+    )
+}
+
+fn write_pair(dir: &Path, cert: &str, key: &str) {
+    std::fs::write(dir.join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.join("key.pem"), key).unwrap();
+}
+
+/// One request over TLS trusting only `trust`; returns (the certificate the server presented,
+/// the raw response).
+fn https(
+    port: u16,
+    trust: &CertificateDer<'static>,
+    request: &str,
+) -> (CertificateDer<'static>, String) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    // A peer closing without close_notify ends the read with an error after the data.
+    let _ = tls.read_to_end(&mut out);
+    let presented = tls.conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    (presented, String::from_utf8_lossy(&out).into_owned())
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{extra}connection: close\r\n\r\n")
+}
+
+#[test]
+fn https_serves_reloads_on_sighup_and_cors_answers_listed_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let (der_a, cert_a, key_a) = self_signed();
+    write_pair(dir.path(), &cert_a, &key_a);
+    let port = free_port();
+    let node = Node::start(
+        dir.path(),
+        port,
+        &[
+            "--store".into(),
+            "memory".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--tls-cert".into(),
+            dir.path().join("cert.pem").display().to_string(),
+            "--tls-key".into(),
+            dir.path().join("key.pem").display().to_string(),
+            "--cors-origins".into(),
+            "https://app.example".into(),
+        ],
+    );
+    assert!(node.ready_line.contains("https://"), "{}", node.ready_line);
+
+    let (presented, res) = https(port, &der_a, &get("/healthz", ""));
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.ends_with("ok"), "{res}");
+    assert_eq!(presented, der_a);
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain.write_all(get("/healthz", "").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = plain.read_to_end(&mut out);
+    assert!(!out.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
+
+    // CORS: a listed origin's preflight is allowed, another origin's is not.
+    let preflight = |origin: &str| {
+        let req = format!(
+            "OPTIONS /v1/posts HTTP/1.1\r\nhost: localhost\r\norigin: {origin}\r\n\
+             access-control-request-method: POST\r\n\
+             access-control-request-headers: authorization, content-type, idempotency-key\r\n\
+             connection: close\r\n\r\n"
+        );
+        https(port, &der_a, &req).1.to_ascii_lowercase()
+    };
+    let ok = preflight("https://app.example");
+    assert!(ok.starts_with("http/1.1 200"), "{ok}");
+    assert!(
+        ok.contains("access-control-allow-origin: https://app.example"),
+        "{ok}"
+    );
+    assert!(ok.contains("idempotency-key"), "{ok}");
+    let refused = preflight("https://evil.example");
+    assert!(
+        !refused.contains("access-control-allow-origin"),
+        "{refused}"
+    );
+    let (_, simple) = https(
+        port,
+        &der_a,
+        &get("/healthz", "origin: https://app.example\r\n"),
+    );
+    assert!(
+        simple
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: https://app.example"),
+        "{simple}"
+    );
+
+    // New files and SIGHUP: new handshakes present the new certificate.
+    let (der_b, cert_b, key_b) = self_signed();
+    write_pair(dir.path(), &cert_b, &key_b);
+    let pid = nix::unistd::Pid::from_raw(node.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || node
+            .log_text()
+            .contains("TLS certificate reloaded")),
+        "no reload logged"
+    );
+    let (presented, res) = https(port, &der_b, &get("/healthz", ""));
+    assert_eq!(presented, der_b);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+
+    // A bad pair (b's certificate, a's key) is refused and b stays.
+    write_pair(dir.path(), &cert_b, &key_a);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || node
+            .log_text()
+            .contains("TLS reload failed")),
+        "no failed reload logged"
+    );
+    let (presented, res) = https(port, &der_b, &get("/healthz", ""));
+    assert_eq!(presented, der_b);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_stops_the_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert_a, _) = self_signed();
+    let (_, _, key_b) = self_signed();
+    write_pair(dir.path(), &cert_a, &key_b);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+        .args(["serve", "--store", "memory", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--tls-cert")
+        .arg(dir.path().join("cert.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("key.pem"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-cert"), "{err}");
+}
