@@ -18,7 +18,7 @@ case "$what" in
     ;;
   gossip)
     # A seeded simulation: writes bench/gossip.md, gossip.json and gossip-rounds.svg itself.
-    cargo bench -p starling-gossip --bench propagation
+    cargo bench -p starling-gossip --features sim --bench propagation
     ;;
   feed)
     # Fan-out and read figures: writes bench/feed.md itself (FEED_BENCH_USERS=… to shrink).

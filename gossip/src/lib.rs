@@ -9,7 +9,8 @@
 //! - [`peer`]: a member's identity;
 //! - [`reaper`]: the tombstone reaper, bounded passes from a saved position, beside the core;
 //! - [`seeds`]: seeds by IP or DNS name, every record used, resolved on every join attempt;
-//! - [`sim`]: a seeded discrete-event simulation that drives many cores over the WAN model;
+//! - `sim` (cargo feature `sim`, for tests and benchmarks; not in the release library): a seeded
+//!   discrete-event simulation that drives many cores over the WAN model;
 //! - [`transport`]: the tokio layer (TCP, timers, WAN delays) and the [`GossipHandle`].
 //!
 //! **Architecture Invariant:** this crate moves `starling_store::Delta`s and knows nothing of
@@ -20,6 +21,7 @@ pub mod peer;
 pub mod reaper;
 pub mod reconcile;
 pub mod seeds;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod transport;
 pub mod wan;
