@@ -12,6 +12,9 @@
 //!   mid-run: no request may fail.
 //! - `soak`: 2 regions × 1 node at half the measured capacity for `STARLING_SOAK_SECS` (60; the
 //!   30-minute run is `infra/soak.sh`), sampling each node's RSS and the consumer backlogs.
+//! - `bounded_run`: 2 regions × 1 node for `STARLING_BOUNDED_SECS` (75) with the change feed's
+//!   trimming and tombstone collection compressed to seconds: the feed stays bounded, entries
+//!   are trimmed, tombstones collected, nothing acknowledged is lost (`bounded.rs`).
 //!
 //! The load of the fault tests is [`FAULT_MIX`]: feed reads, posts, follows, unfollows, chat
 //! sends into each user's 1:1 conversation, membership changes of each user's group (`group`:
@@ -34,6 +37,7 @@
 //! burst that way).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod bounded;
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
@@ -410,6 +414,12 @@ fn redis_restart() {
         errors, 0,
         "no user-visible error when Redis dies and returns"
     );
+}
+
+#[test]
+fn bounded_run() {
+    let _machine = shared_machine();
+    bounded::run();
 }
 
 #[test]
