@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmarks and writes their side-by-side ratios to bench/. Takes a few minutes on
-# 2 cores. Usage: infra/bench.sh [kv|gossip|feed|scylla|all]
+# 2 cores. Usage: infra/bench.sh [kv|gossip|feed|likes|scylla|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-kv}"
@@ -35,11 +35,17 @@ case "$what" in
     fi
     cargo bench -p starling-store --features scylla --bench scylla
     ;;
+  likes)
+    # One hot post against distinct posts (posts/benches/likes.rs): writes bench/likes.md.
+    cargo bench -p starling-posts --bench likes
+    python3 infra/bench-likes.py target/criterion bench/likes.md
+    ;;
   all)
     "$0" kv
     "$0" gossip
     "$0" feed
+    "$0" likes
     "$0" scylla
     ;;
-  *) echo "unknown benchmark set: $what (kv, gossip, feed, scylla, all)" >&2; exit 2 ;;
+  *) echo "unknown benchmark set: $what (kv, gossip, feed, likes, scylla, all)" >&2; exit 2 ;;
 esac

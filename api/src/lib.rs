@@ -17,6 +17,7 @@ pub mod feed;
 mod fuzz_tests;
 pub mod json;
 pub mod http_metrics;
+pub mod likes;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -207,6 +208,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(users::routes(state.auth_limit.clone()))
         .merge(social::routes())
         .merge(posts::routes())
+        .merge(likes::routes())
         .merge(feed::routes())
         .merge(conversations::routes())
         .merge(ws::routes())

@@ -414,6 +414,7 @@ pub fn feed_consumers(gossip: bool) -> Vec<&'static str> {
     let mut c = vec![
         starling_feed::fanout::CONSUMER,
         starling_graph::counts::CONSUMER,
+        starling_posts::likes::CONSUMER,
         starling_messenger::tail::CONSUMER,
     ];
     if gossip {

@@ -74,6 +74,45 @@ pub(crate) struct PostView {
     media: Vec<String>,
     created_at: String,
     edited_at: Option<String>,
+    /// The post's counters, on a single post's read (`GET /v1/posts/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counts: Option<PostCounts>,
+    /// The caller's state towards the post, on a single post's read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    viewer: Option<ViewerState>,
+}
+
+/// A post's counters, as the serving node derives them (a few milliseconds behind the writes).
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct PostCounts {
+    /// Distinct users who like the post.
+    likes: u64,
+}
+
+/// What the caller did to a post (read from their own records: never behind).
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct ViewerState {
+    /// The caller likes the post.
+    liked: bool,
+}
+
+impl PostView {
+    /// The view with its like count and whether `viewer` likes it.
+    pub(crate) async fn with_likes(
+        mut self,
+        state: &AppState,
+        post: u64,
+        viewer: u64,
+    ) -> Result<Self, ApiError> {
+        let likes = state.posts.likes();
+        self.counts = Some(PostCounts {
+            likes: likes.count(post).await?,
+        });
+        self.viewer = Some(ViewerState {
+            liked: likes.liked(post, viewer).await?,
+        });
+        Ok(self)
+    }
 }
 
 impl From<Post> for PostView {
@@ -91,6 +130,8 @@ impl From<&Post> for PostView {
             media: p.media.iter().map(u64::to_string).collect(),
             created_at: rfc3339(p.created_at_ms),
             edited_at: p.edited_at_ms.map(rfc3339),
+            counts: None,
+            viewer: None,
         }
     }
 }
@@ -171,10 +212,12 @@ pub(crate) async fn create(
     responses((status = 200, description = "the post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read(
     State(state): State<AppState>,
-    _: AuthUser,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<PostView>, ApiError> {
-    Ok(Json(state.posts.get(parse_id(&id)?).await?.into()))
+    let id = parse_id(&id)?;
+    let view = PostView::from(state.posts.get(id).await?);
+    Ok(Json(view.with_likes(&state, id, me).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")), request_body = PostPatch,

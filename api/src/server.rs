@@ -91,6 +91,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
     let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
+    // Like counts, derived per node from the replicated likes the same way.
+    let like_counts = tokio::spawn(state.posts.likes().clone().run(stopped.clone()));
     // The change feed is trimmed below the slowest of its consumers, off the request path.
     let trimmer = tokio::spawn(
         starling_store::Trimmer::new(
@@ -152,6 +154,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_counts.send(true);
     let _ = counts.await;
     let _ = fan_out.await;
+    let _ = like_counts.await;
     let _ = trimmer.await;
     if let Some(h) = redis_health {
         let _ = h.await;

@@ -72,7 +72,7 @@ async fn feed_sees(state: &AppState, edges: &[(u64, u64)]) {
     }
 }
 
-async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, ApiError> {
+pub(crate) async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, ApiError> {
     let users = state.graph.users(&page.ids).await?;
     Ok(Json(UserList {
         items: users.into_iter().map(UserView::from).collect(),

@@ -66,6 +66,9 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("GET", "/v1/posts/{id}", Guard::User),
     ("PATCH", "/v1/posts/{id}", Guard::User),
     ("DELETE", "/v1/posts/{id}", Guard::User),
+    ("PUT", "/v1/posts/{id}/like", Guard::User),
+    ("DELETE", "/v1/posts/{id}/like", Guard::User),
+    ("GET", "/v1/posts/{id}/likes", Guard::User),
     ("POST", "/v1/media", Guard::User),
     ("GET", "/v1/media/{id}", Guard::User),
     ("GET", "/v1/feed", Guard::User),
@@ -132,6 +135,7 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
     ("users", include_str!("../src/users.rs")),
     ("social", include_str!("../src/social.rs")),
     ("posts", include_str!("../src/posts.rs")),
+    ("likes", include_str!("../src/likes.rs")),
     ("feed", include_str!("../src/feed.rs")),
     ("conversations", include_str!("../src/conversations.rs")),
     ("ws", include_str!("../src/ws/mod.rs")),
@@ -679,6 +683,33 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         assert_eq!(s, *want, "mallory {method} {path}: {v}");
         cells += 1;
     }
+    // A like is the liker's own: another user's unlike answers 204 (idempotent) and takes only
+    // their own like back (on a post of bob's, outside the read-back).
+    let (s, liked) = json_call(
+        port,
+        "POST",
+        "/v1/posts",
+        Some(&bob.token),
+        json!({"text":"liked"}),
+    );
+    assert_eq!(s, 201);
+    let liked = format!("/v1/posts/{}", liked["id"].as_str().unwrap());
+    let like = format!("{liked}/like");
+    assert_eq!(call(port, "PUT", &like, Some(&bob.token), b"").0, 204);
+    assert_eq!(
+        call(port, "DELETE", &like, Some(&mallory.token), b"").0,
+        204
+    );
+    let (s, likers) = call(
+        port,
+        "GET",
+        &format!("{liked}/likes"),
+        Some(&mallory.token),
+        b"",
+    );
+    assert_eq!(s, 200);
+    assert!(likers.to_string().contains(&bob.id), "{likers}");
+    cells += 2;
     // Mallory's conversation list does not show theirs.
     let (_, list) = call(port, "GET", "/v1/conversations", Some(&mallory.token), b"");
     assert!(!list.to_string().contains(&conv_id), "{list}");

@@ -10,7 +10,9 @@
 //! | `px` | post id | register | — (the create of this post, under an idempotency key, failed after its claim may have landed: see [`Posts::create`]) |
 //!
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
-//! replicated. Talks only to `starling_store`.
+//! replicated. Likes and their counts live in [`likes`]. Talks only to `starling_store`.
+
+pub mod likes;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -114,6 +116,7 @@ pub struct Posts {
     store: Arc<dyn Store>,
     cas: Arc<dyn CasRouter>,
     ids: Arc<IdGenerator>,
+    likes: likes::Likes,
 }
 
 fn now_ms() -> u64 {
@@ -164,7 +167,17 @@ fn check_text(text: &str) -> Result<(), PostError> {
 impl Posts {
     /// Posts over `store`; idempotency keys are claimed through `cas`.
     pub fn new(store: Arc<dyn Store>, cas: Arc<dyn CasRouter>, ids: Arc<IdGenerator>) -> Self {
-        Posts { store, cas, ids }
+        Posts {
+            likes: likes::Likes::new(store.clone()),
+            store,
+            cas,
+            ids,
+        }
+    }
+
+    /// Likes of posts, and their counts.
+    pub fn likes(&self) -> &likes::Likes {
+        &self.likes
     }
 
     /// Publishes a post. With an idempotency key, a retry returns the original post and writes

@@ -1,0 +1,329 @@
+//! Likes: who liked a post, how many did, and whether the viewer did.
+//!
+//! | keyspace | key | kind | value |
+//! |---|---|---|---|
+//! | `pl` | post id, liker id | set element (add-wins) | liked-at, ms (8 bytes big-endian) |
+//! | `plc` (local) | post id | counter | the likes of the post this node holds |
+//! | `pls` (local) | like key | register | whether that like is counted (one byte) |
+//!
+//! A like is one set element per (post, liker): a retry, or the same user liking from two regions
+//! at once, is the same element, so it exists once however often it is written; an unlike racing
+//! a like resolves add-wins, like every set. The count is the number of visible elements, derived
+//! on each node by a change-feed consumer ([`Likes::catch_up`], the way follower counts are): for
+//! each change to a like it compares the element's visibility with the visibility it last counted
+//! (a local shadow) and moves the post's local counter by one when they differ. Each node's count
+//! is therefore exactly the likes its replica holds: never negative, never a retry twice, and
+//! replicated by nothing (every region derives its own). The one window: a crash between moving a
+//! count and writing its shadow counts that like twice (the same window as follower counts).
+//!
+//! **The hot post.** A like's request path writes only its own element — a distinct key, so a
+//! distinct stripe lock and record — and never the counter: a post liked thousands of times a
+//! second from every region does not serialize on one key. The consumer folds a batch of up to
+//! [`BATCH`] changes into one counter write per post, so the hot post's counter costs one write
+//! per batch, whatever the rate. The price: a count lags the likes by one consumer pass
+//! (milliseconds, [`starling_store::consumer::LINGER`] after the write); the viewer's own state
+//! (`liked`) is read from their element and never lags.
+
+use bytes::Bytes;
+use starling_store::{
+    FeedConsumer, Key, Keyspace, Mutation, ScanRequest, Store, StoreError, StoreExt, drive,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The likes keyspace: `pl/post/liker`.
+const LIKES: Keyspace = Keyspace::new("pl");
+/// `plc/post` → the post's like count on this node (local).
+const COUNTS: Keyspace = Keyspace::local("plc");
+/// `pls/like key` → the visibility last counted, one byte (local).
+const SHADOWS: Keyspace = Keyspace::local("pls");
+
+/// The change-feed consumer that derives the counts (the feed is not trimmed past it; `/metrics`
+/// shows its backlog).
+pub const CONSUMER: &str = "post-likes";
+
+/// Changes one consumer pass reads and folds into one write batch: bounds its memory.
+pub const BATCH: usize = 1024;
+
+/// Largest page of likers.
+pub const MAX_PAGE: usize = 100;
+
+fn like_key(post: u64, liker: u64) -> Key {
+    LIKES.key().u64(post).u64(liker).finish()
+}
+
+fn count_key(post: u64) -> Key {
+    COUNTS.key().u64(post).finish()
+}
+
+/// The post a like key belongs to, if `key` is one.
+fn post_of(key: &Key) -> Option<u64> {
+    if key.len() != LIKES.prefix_len() + 16 || !key.starts_with(LIKES.prefix().as_bytes()) {
+        return None;
+    }
+    starling_store::key::read_u64(key.as_bytes(), LIKES.prefix_len())
+}
+
+/// The liker of a like key.
+fn liker_of(key: &Key) -> Option<u64> {
+    starling_store::key::read_u64(key.as_bytes(), LIKES.prefix_len() + 8)
+}
+
+/// A page of likers and where the next one starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LikerPage {
+    /// User ids, ascending.
+    pub ids: Vec<u64>,
+    /// The cursor of the next page (the last id of this one).
+    pub next: Option<u64>,
+}
+
+/// Likes over the store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Likes {
+    store: Arc<dyn Store>,
+    /// One consumer pass at a time (held across awaits: a tokio mutex).
+    pass: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Likes {
+    /// Likes over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Likes {
+            store,
+            pass: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// `liker` likes `post`. Idempotent: a like already there is not written again. Returns
+    /// whether it is new. The caller checks that the post exists and may be liked.
+    pub async fn like(&self, post: u64, liker: u64) -> Result<bool, StoreError> {
+        let at_ms = crate::now_ms();
+        let key = like_key(post, liker);
+        if self
+            .store
+            .get(&key)
+            .await?
+            .is_some_and(|v| v.value.is_some())
+        {
+            return Ok(false);
+        }
+        self.store
+            .add(&key, Bytes::copy_from_slice(&at_ms.to_be_bytes()))
+            .await?;
+        Ok(true)
+    }
+
+    /// `liker` no longer likes `post`. Idempotent. Returns whether there was a like.
+    pub async fn unlike(&self, post: u64, liker: u64) -> Result<bool, StoreError> {
+        if !self.liked(post, liker).await? {
+            return Ok(false);
+        }
+        let key = like_key(post, liker);
+        self.store.remove(&key).await?;
+        Ok(true)
+    }
+
+    /// Whether `viewer` likes `post` (read from the element: never lags).
+    pub async fn liked(&self, post: u64, viewer: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get(&like_key(post, viewer))
+            .await?
+            .is_some_and(|v| v.value.is_some()))
+    }
+
+    /// The post's like count as this node derives it (never negative).
+    pub async fn count(&self, post: u64) -> Result<u64, StoreError> {
+        let n = self.store.counter(&count_key(post)).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A page of at most `limit` (1 ..= [`MAX_PAGE`]) likers of `post`, ascending by id, after
+    /// the liker `after`.
+    pub async fn likers(
+        &self,
+        post: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<LikerPage, StoreError> {
+        let mut req = ScanRequest::prefix(LIKES.key().u64(post).finish(), limit.clamp(1, MAX_PAGE));
+        req.after = after.map(|a| like_key(post, a));
+        let page = self.store.scan(&req).await?;
+        Ok(LikerPage {
+            ids: page.items.iter().filter_map(|(k, _)| liker_of(k)).collect(),
+            next: page.next.as_ref().and_then(liker_of),
+        })
+    }
+
+    /// Brings the counts up to the store's change feed: each batch of changes becomes one batch
+    /// of writes (one counter move per post, and the shadows), written before the position moves
+    /// past it. One pass at a time.
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let _one = self.pass.lock().await;
+        let consumer = FeedConsumer::new(self.store.clone(), CONSUMER);
+        let mut cursor = consumer.position().await?;
+        loop {
+            let changes = consumer.batch(cursor, BATCH).await?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(());
+            };
+            let mut moves: HashMap<u64, i64> = HashMap::new();
+            let mut shadows: HashMap<Key, bool> = HashMap::new();
+            for c in changes {
+                if let Some(post) = post_of(&c.key) {
+                    self.recount(&c.key, post, &mut moves, &mut shadows).await?;
+                }
+            }
+            let writes: Vec<(Key, Mutation)> = moves
+                .into_iter()
+                .filter(|(_, d)| *d != 0)
+                .map(|(post, d)| (count_key(post), Mutation::Count(d)))
+                .chain(shadows.into_iter().map(|(k, v)| {
+                    let b = Bytes::from_static(if v { &[1] } else { &[0] });
+                    (k, Mutation::Put(b))
+                }))
+                .collect();
+            self.store.mutate_many(&writes).await?;
+            cursor = last;
+            consumer.commit(cursor).await?;
+        }
+    }
+
+    /// Moves the post's count by one if the like's visibility differs from what was counted
+    /// (the batch's pending shadows first, then the stored one).
+    async fn recount(
+        &self,
+        like: &Key,
+        post: u64,
+        moves: &mut HashMap<u64, i64>,
+        shadows: &mut HashMap<Key, bool>,
+    ) -> Result<(), StoreError> {
+        let visible = self
+            .store
+            .get_record(like)
+            .await?
+            .is_some_and(|r| r.visible().value.is_some());
+        let shadow = SHADOWS.key().raw(like.as_bytes()).finish();
+        let counted = match shadows.get(&shadow) {
+            Some(v) => *v,
+            None => self
+                .store
+                .get(&shadow)
+                .await?
+                .and_then(|v| v.value)
+                .is_some_and(|b| b.as_ref() == [1]),
+        };
+        if visible != counted {
+            *moves.entry(post).or_default() += if visible { 1 } else { -1 };
+            shadows.insert(shadow, visible);
+        }
+        Ok(())
+    }
+
+    /// Keeps the counts current with local and replicated likes until `shutdown` turns true.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let store = self.store.clone();
+        drive(store, shutdown, || async {
+            if let Err(e) = self.catch_up().await {
+                tracing::error!(error = %e, "updating like counts failed");
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_store::{
+        Delta, Dot, Hlc, HlcClock, Kind, Limits, NodeId, Record, RegionId, open_memory,
+    };
+
+    fn likes() -> Likes {
+        let node = NodeId::new(RegionId::from_name("us"), 1);
+        Likes::new(open_memory(
+            node,
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        ))
+    }
+
+    /// The same like made concurrently in another region, as replication delivers it.
+    fn remote_like(post: u64, liker: u64) -> Delta {
+        let mut r = Record::empty(Kind::Set);
+        r.add_element(
+            Dot {
+                hlc: Hlc(1),
+                node: NodeId::new(RegionId::from_name("eu"), 9),
+            },
+            Bytes::new(),
+            None,
+        )
+        .unwrap();
+        Delta {
+            key: like_key(post, liker),
+            record: r,
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_and_the_same_like_from_two_regions_count_once() {
+        let l = likes();
+        assert!(l.like(7, 1).await.unwrap());
+        assert!(!l.like(7, 1).await.unwrap());
+        l.store.apply(&[remote_like(7, 1)]).await.unwrap();
+        l.like(7, 2).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(7).await.unwrap(), 2);
+        assert!(l.liked(7, 1).await.unwrap());
+        assert!(!l.liked(7, 3).await.unwrap());
+        // A second pass over nothing new moves nothing; a replayed delta is no change.
+        l.store.apply(&[remote_like(7, 1)]).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(7).await.unwrap(), 2);
+        // Unlike removes every add seen (both regions'); idempotent.
+        assert!(l.unlike(7, 1).await.unwrap());
+        assert!(!l.unlike(7, 1).await.unwrap());
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(7).await.unwrap(), 1);
+        assert_eq!(l.likers(7, None, 10).await.unwrap().ids, vec![2]);
+        assert_eq!(l.count(8).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn likers_page_by_cursor_and_posts_do_not_mix() {
+        let l = likes();
+        for u in 1..=25 {
+            l.like(5, u).await.unwrap();
+        }
+        l.like(6, 99).await.unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = l.likers(5, after, 10).await.unwrap();
+            seen.extend(p.ids);
+            match p.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(5).await.unwrap(), 25);
+        assert_eq!(l.count(6).await.unwrap(), 1);
+    }
+
+    #[test]
+    fn only_like_keys_are_counted() {
+        assert_eq!(post_of(&like_key(3, 4)), Some(3));
+        assert_eq!(liker_of(&like_key(3, 4)), Some(4));
+        assert_eq!(post_of(&LIKES.key().u64(3).finish()), None);
+        assert_eq!(
+            post_of(&Keyspace::new("plx").key().u64(3).u64(4).finish()),
+            None
+        );
+        assert_eq!(post_of(&count_key(3)), None);
+    }
+}
