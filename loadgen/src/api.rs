@@ -153,10 +153,59 @@ pub async fn following(
     token: &str,
     user: &str,
 ) -> Result<Vec<String>, RequestError> {
+    let list = format!("{base}/v1/users/{user}/following?limit=100");
+    user_ids(http, token, &list).await
+}
+
+/// `PUT` (`on`) or `DELETE /v1/posts/{id}/like`.
+pub async fn like(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+    on: bool,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/posts/{post}/like");
+    let method = if on { Method::PUT } else { Method::DELETE };
+    http.expect(method, &url, Some(token), None, &[204])
+        .await
+        .map(drop)
+}
+
+/// `GET /v1/posts/{id}/likes`, every page: the ids of the users who like the post.
+pub async fn likers(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+) -> Result<Vec<String>, RequestError> {
+    let list = format!("{base}/v1/posts/{post}/likes?limit=100");
+    user_ids(http, token, &list).await
+}
+
+/// `GET /v1/posts/{id}`: the post's `counts.likes` as the node serving it derives them.
+pub async fn like_count(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+) -> Result<u64, RequestError> {
+    let url = format!("{base}/v1/posts/{post}");
+    let v = http
+        .expect(Method::GET, &url, Some(token), None, &[200])
+        .await?
+        .json()?;
+    v.pointer("/counts/likes")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| RequestError::Decode("a post without counts.likes".into()))
+}
+
+/// Every page of a list of users (`list` ends in its query, `limit` included): their ids.
+async fn user_ids(http: &Http, token: &str, list: &str) -> Result<Vec<String>, RequestError> {
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{base}/v1/users/{user}/following?limit=100");
+        let mut url = list.to_string();
         if let Some(c) = &cursor {
             url.push_str("&cursor=");
             url.push_str(c);

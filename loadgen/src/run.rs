@@ -9,7 +9,10 @@
 //! change still in flight waits for it (the wait counts in its latency, measured from its
 //! intended start, as any other queueing), so each member's last acknowledged change is well
 //! defined. The `edit` operation takes a chat message the user's `chat` operations had
-//! acknowledged, each at most once (when there is none, it sends one first).
+//! acknowledged, each at most once (when there is none, it sends one first). The `like` and
+//! `unlike` operations take half their posts from one hot post (the run's first acknowledged
+//! post) and half from the last [`RECENT_POSTS`] acknowledged ones: the skew of a real network,
+//! where a few posts draw most likes.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -29,6 +32,37 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// Acknowledged posts the `like` and `unlike` operations choose from (besides the hot post).
+pub const RECENT_POSTS: usize = 1024;
+
+/// The posts likes go to: the hot one and a bounded window of recent ones.
+#[derive(Debug, Default)]
+struct LikedPosts {
+    hot: Option<String>,
+    recent: std::collections::VecDeque<String>,
+}
+
+impl LikedPosts {
+    fn add(&mut self, id: &str) {
+        if self.hot.is_none() {
+            self.hot = Some(id.to_string());
+        }
+        if self.recent.len() == RECENT_POSTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(id.to_string());
+    }
+
+    /// Even `n`: the hot post; odd: a recent one.
+    fn pick(&self, n: u64) -> Option<String> {
+        if n.is_multiple_of(2) || self.recent.is_empty() {
+            return self.hot.clone();
+        }
+        let i = usize::try_from(n / 2).unwrap_or(0) % self.recent.len();
+        self.recent.get(i).cloned()
+    }
+}
 
 /// How to drive the REST scenario.
 #[derive(Debug, Clone)]
@@ -93,6 +127,9 @@ struct Ctx {
     chats: AtomicU64,
     /// The mix has edits: acknowledged chat messages are kept for them.
     edits: bool,
+    /// Posts for the `like` and `unlike` operations (a lock held for a push or a pick, never
+    /// across an await).
+    liked: Mutex<LikedPosts>,
     ok: AtomicU64,
     errors: AtomicU64,
 }
@@ -116,7 +153,21 @@ impl Ctx {
             Op::Post => {
                 let text = format!("load post {} by {}", p.n, u.handle);
                 let id = api::post(&self.http, &u.target, &u.token, &text).await?;
+                self.liked.lock().add(&id);
                 Some((AckedKind::Post, id))
+            }
+            Op::Like | Op::Unlike => {
+                let on = p.op == Op::Like;
+                let post = self.post_to_like(u, p.n).await?;
+                let sent_us = now_us();
+                let r = api::like(&self.http, &u.target, &u.token, &post, on).await;
+                let kind = if on {
+                    AckedKind::Like
+                } else {
+                    AckedKind::Unlike
+                };
+                self.write_done(kind, post, u, sent_us, r).await?;
+                None
             }
             Op::Follow => {
                 let r = api::follow(&self.http, &u.target, &u.token, &other.id).await;
@@ -281,15 +332,50 @@ impl Ctx {
         sent_us: u64,
         result: Result<(), RequestError>,
     ) -> Result<(), RequestError> {
+        self.write_done(kind, other.id.clone(), u, sent_us, result)
+            .await
+    }
+
+    /// Logs an idempotent write of `kind` on `id` by `u` that was acknowledged, or that failed
+    /// in a way that leaves unknown whether the server applied it, and passes its result on.
+    async fn write_done(
+        &self,
+        kind: AckedKind,
+        id: String,
+        u: &User,
+        sent_us: u64,
+        result: Result<(), RequestError>,
+    ) -> Result<(), RequestError> {
         let outcome = match &result {
             Ok(()) => Some(Outcome::Acked),
             Err(e) => e.write_outcome(),
         };
         if let Some(outcome) = outcome {
-            self.log_write(kind, other.id.clone(), u, sent_us, outcome, None)
-                .await;
+            self.log_write(kind, id, u, sent_us, outcome, None).await;
         }
         result
+    }
+
+    /// The post the `n`th like or unlike goes to; `u` posts one first when the run has none.
+    async fn post_to_like(&self, u: &User, n: u64) -> Result<String, RequestError> {
+        let picked = self.liked.lock().pick(n);
+        if let Some(id) = picked {
+            return Ok(id);
+        }
+        let sent_us = now_us();
+        let text = format!("load post {n} by {} to like", u.handle);
+        let id = api::post(&self.http, &u.target, &u.token, &text).await?;
+        self.liked.lock().add(&id);
+        self.log_write(
+            AckedKind::Post,
+            id.clone(),
+            u,
+            sent_us,
+            Outcome::Acked,
+            None,
+        )
+        .await;
+        Ok(id)
     }
 
     /// Executes and records one request, measured from `intended` if that is after `measure`.
@@ -384,6 +470,7 @@ pub async fn run(
         run: now_us(),
         chats: AtomicU64::new(0),
         edits: cfg.mix.ops().any(|op| op == Op::Edit),
+        liked: Mutex::new(LikedPosts::default()),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
@@ -496,5 +583,24 @@ fn entry(kind: AckedKind, id: String, u: &User, sent_us: u64, outcome: Outcome) 
         seq: None,
         added: None,
         body: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn likes_go_half_to_the_hot_post_and_the_window_is_bounded() {
+        let mut l = LikedPosts::default();
+        assert_eq!(l.pick(1), None);
+        for i in 0..RECENT_POSTS + 10 {
+            l.add(&format!("p{i}"));
+        }
+        assert_eq!(l.recent.len(), RECENT_POSTS);
+        assert_eq!(l.pick(0).as_deref(), Some("p0"));
+        assert_eq!(l.pick(2).as_deref(), Some("p0"));
+        assert_eq!(l.pick(1).as_deref(), Some("p10"), "the oldest kept");
+        assert!((0..100).filter_map(|n| l.pick(n)).all(|p| p != "p5"));
     }
 }

@@ -121,11 +121,16 @@ pub enum Op {
     /// chat messages not edited yet (sending one first when there is none; needs
     /// `Setup::conversations`).
     Edit,
+    /// `PUT /v1/posts/{id}/like`: half on the run's hot post (its first acknowledged post),
+    /// half on one of its recent acknowledged posts (posting one first when there is none).
+    Like,
+    /// `DELETE /v1/posts/{id}/like`, on a post chosen as for [`Op::Like`].
+    Unlike,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 8] = [
+    pub const ALL: [Op; 10] = [
         Op::Read,
         Op::Post,
         Op::Follow,
@@ -134,6 +139,8 @@ impl Op {
         Op::Chat,
         Op::Group,
         Op::Edit,
+        Op::Like,
+        Op::Unlike,
     ];
 
     /// The name used in `--mix`, the report and the plots.
@@ -147,6 +154,8 @@ impl Op {
             Op::Chat => "chat",
             Op::Group => "group",
             Op::Edit => "edit",
+            Op::Like => "like",
+            Op::Unlike => "unlike",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! `starling-load verify`: reads every acknowledged write of an acked log back from every target
 //! and reports those that are missing: users and posts that do not exist, follows whose edge is
-//! absent, unfollows whose edge is still there. Chat messages, message edits and group
+//! absent, unfollows whose edge is still there, likes not among their post's likers and unlikes
+//! still there (resolved like edges), and each liked post whose count never settles on its number
+//! of likers (counts are derived a consumer pass behind). Chat messages, message edits and group
 //! memberships need a member's token to read, so [`verify_messages`] checks them for callers that
 //! hold the users' sessions (the fault tests): every acknowledged message at its seq, every
 //! conversation's history gap-free from 1 (edits, deletes and membership changes are entries of
@@ -68,6 +70,10 @@ pub struct Expectations {
     pub members_ambiguous: u64,
     /// Of those, the memberships made ambiguous by a change whose outcome is unknown.
     pub members_unknown: u64,
+    /// (post, liker) → whether the like must exist (the rule of edges).
+    pub likes: BTreeMap<(String, String), bool>,
+    /// Likes whose final state depends on an order the client could not see.
+    pub likes_ambiguous: u64,
     /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
 }
@@ -122,10 +128,16 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut by_edge: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     let mut by_member: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     let mut by_edit: BTreeMap<(String, u64), Vec<(&Acked, String)>> = BTreeMap::new();
+    let mut by_like: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     for a in acked {
         let logs_unknown = matches!(
             a.kind,
-            AckedKind::Follow | AckedKind::Unfollow | AckedKind::Member | AckedKind::Edit
+            AckedKind::Follow
+                | AckedKind::Unfollow
+                | AckedKind::Member
+                | AckedKind::Edit
+                | AckedKind::Like
+                | AckedKind::Unlike
         );
         if !a.outcome.is_acked() && !logs_unknown {
             // Only edges, memberships and edits log unknown outcomes; anything else of the kind
@@ -139,6 +151,10 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
                 .entry((a.user.clone(), a.id.clone()))
                 .or_default()
                 .push((a, a.kind == AckedKind::Follow)),
+            AckedKind::Like | AckedKind::Unlike => by_like
+                .entry((a.id.clone(), a.user.clone()))
+                .or_default()
+                .push((a, a.kind == AckedKind::Like)),
             AckedKind::Message => match (&a.conv, a.seq) {
                 (Some(conv), Some(seq)) => ex.messages.entry(conv.clone()).or_default().push((
                     seq,
@@ -197,6 +213,15 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
             }
         }
     }
+    for (like, ops) in by_like {
+        match resolve(ops) {
+            Resolved::Nothing => {}
+            Resolved::Expect(liked) => {
+                ex.likes.insert(like, liked);
+            }
+            Resolved::Ambiguous { .. } => ex.likes_ambiguous += 1,
+        }
+    }
     for ((conv, seq), ops) in by_edit {
         let editor = ops.first().map(|(a, _)| a.user.clone()).unwrap_or_default();
         match resolve(ops) {
@@ -213,8 +238,9 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
 pub struct Missing {
     /// `user`, `post`, `follow` (edge absent), `unfollow` (edge still present), `message`
     /// (not at its seq), `gap` (a conversation's seqs are not 1, 2, 3, …), `edit` (a message
-    /// without its acknowledged text), `member_added` (not a member) or `member_removed` (still
-    /// a member).
+    /// without its acknowledged text), `member_added` (not a member), `member_removed` (still
+    /// a member), `like` (not among the post's likers), `unlike` (still among them) or
+    /// `like_count` (the post's count never settled on its number of likers).
     pub kind: String,
     /// The user, post or message id, the followee, the member; for a gap the first seq out of
     /// place, for an edit the seq and the text found.
@@ -266,6 +292,12 @@ pub struct Verification {
     /// Of those, the memberships made ambiguous by a change whose outcome is unknown.
     #[serde(default)]
     pub memberships_unknown: u64,
+    /// Likes (post, liker) checked per target; each liked post's count is checked too.
+    #[serde(default)]
+    pub likes: u64,
+    /// Likes not checked because their final state is ambiguous.
+    #[serde(default)]
+    pub likes_ambiguous: u64,
     /// Acked writes not read back (chat messages, edits and memberships, unless
     /// [`verify_messages`] checked them).
     pub skipped: u64,
@@ -330,6 +362,8 @@ pub async fn verify(
         edges: ex.edges.len() as u64,
         ambiguous: ex.ambiguous,
         unknown: ex.unknown,
+        likes: ex.likes.len() as u64,
+        likes_ambiguous: ex.likes_ambiguous,
         skipped: ex.skipped
             + ex.messages.values().map(|m| m.len() as u64).sum::<u64>()
             + ex.edits.values().map(|e| e.len() as u64).sum::<u64>()
@@ -384,8 +418,71 @@ pub async fn verify(
             .try_collect()
             .await?;
         out.missing.extend(missing_edges.into_iter().flatten());
+
+        let mut by_post: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
+        for ((post, liker), want) in &ex.likes {
+            by_post
+                .entry(post.as_str())
+                .or_default()
+                .push((liker.as_str(), *want));
+        }
+        let missing_likes: Vec<Vec<Missing>> = stream::iter(by_post)
+            .map(|(post, likes)| async move {
+                let (have, counted) = settled_likes(http, target, token, post).await?;
+                let mut out: Vec<Missing> = likes
+                    .into_iter()
+                    .filter(|(liker, want)| have.contains(*liker) != *want)
+                    .map(|(liker, want)| Missing {
+                        kind: if want { "like" } else { "unlike" }.into(),
+                        id: post.to_string(),
+                        user: Some(liker.to_string()),
+                        target: target.clone(),
+                    })
+                    .collect();
+                if counted != have.len() as u64 {
+                    out.push(Missing {
+                        kind: "like_count".into(),
+                        id: format!("{post}: {counted} counted, {} likers", have.len()),
+                        user: None,
+                        target: target.clone(),
+                    });
+                }
+                Ok::<_, LoadError>(out)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        out.missing.extend(missing_likes.into_iter().flatten());
     }
     Ok(out)
+}
+
+/// A post's likers at `target` and its like count there, once the count (derived a consumer
+/// pass behind the likes) equals the number of likers, or as last read after 30 s.
+async fn settled_likes(
+    http: &Http,
+    target: &str,
+    token: &str,
+    post: &str,
+) -> Result<(HashSet<String>, u64), LoadError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let read = |what: &str, e| {
+            LoadError::setup(format!("reading the {what} of {post} at {target}"), e)
+        };
+        let have: HashSet<String> = api::likers(http, target, token, post)
+            .await
+            .map_err(|e| read("likers", e))?
+            .into_iter()
+            .collect();
+        let counted = api::like_count(http, target, token, post)
+            .await
+            .map_err(|e| read("like count", e))?;
+        if counted == have.len() as u64 || tokio::time::Instant::now() >= deadline {
+            return Ok((have, counted));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Waits (≤ 30 s) until `target` knows the reader's session: it was made at another node a
@@ -745,6 +842,29 @@ mod tests {
         assert!(ex.edges[&("1".to_string(), "3".to_string())]);
         assert_eq!(ex.ambiguous, 1);
         assert_eq!(ex.skipped, 1, "a message without its conversation");
+    }
+
+    #[test]
+    fn likes_resolve_per_post_and_liker_like_edges() {
+        use AckedKind::*;
+        use Outcome::*;
+        let k = |post: &str, liker: &str| (post.to_string(), liker.to_string());
+        let log = vec![
+            op(Like, "1", "p1", 0, 10),
+            op(Like, "1", "p1", 5, 12), // a retry: still liked
+            op(Like, "2", "p1", 0, 10),
+            op(Unlike, "2", "p1", 20, 30), // after the like: must be absent
+            op(Like, "1", "p2", 0, 50),
+            op(Unlike, "1", "p2", 10, 40), // in flight together: ambiguous
+            failed(Unknown, Like, "3", "p1", 0, 5), // nothing acknowledged: nothing expected
+            op(Follow, "1", "p1", 0, 10),  // an edge, not a like
+        ];
+        let ex = expectations(&log);
+        assert_eq!(ex.likes.len(), 2, "{:?}", ex.likes);
+        assert!(ex.likes[&k("p1", "1")]);
+        assert!(!ex.likes[&k("p1", "2")]);
+        assert_eq!(ex.likes_ambiguous, 1);
+        assert_eq!(ex.edges.len(), 1);
     }
 
     #[test]

@@ -18,8 +18,10 @@
 //!
 //! The load of the fault tests is [`FAULT_MIX`]: feed reads, posts, follows, unfollows, chat
 //! sends into each user's 1:1 conversation, membership changes of each user's group (`group`:
-//! its owner adds or removes one of the next 6 users, one change per owner in flight) and edits
-//! of acknowledged chat messages (`edit`: each message at most once).
+//! its owner adds or removes one of the next 6 users, one change per owner in flight), edits
+//! of acknowledged chat messages (`edit`: each message at most once) and likes and unlikes (half
+//! on one hot post; every acknowledged like is among its post's likers on every node afterwards,
+//! and every liked post's count equals its number of likers there).
 //!
 //! After every fault: the load stops, the replicas' digest roots (`GET /v1/admin/digest`) must
 //! become equal within a bounded wait, and every acknowledged write (users, posts, follows,
@@ -90,7 +92,7 @@ impl Rng {
 const MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3";
 
 /// The fault tests' mix: the soak's, with group membership changes and message edits.
-const FAULT_MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3,group=3,edit=3";
+const FAULT_MIX: &str = "read=4,post=3,follow=1,unfollow=1,chat=3,group=3,edit=3,like=2,unlike=1";
 
 fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
     Load {
@@ -109,7 +111,7 @@ fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
 fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
     let v = verify(&c.urls(|m| m.is_up()), &t.acked_path, &t.users);
     eprintln!(
-        "{name}: verified on {} nodes: {} users, {} posts, {} edges ({} ambiguous, {} of them by a write of unknown outcome), {} messages in {} conversations, {} edits ({} of unknown outcome not checked), {} memberships of {} groups ({} ambiguous, {} of them by a change of unknown outcome); missing {}",
+        "{name}: verified on {} nodes: {} users, {} posts, {} edges ({} ambiguous, {} of them by a write of unknown outcome), {} messages in {} conversations, {} edits ({} of unknown outcome not checked), {} memberships of {} groups ({} ambiguous, {} of them by a change of unknown outcome), {} likes ({} ambiguous); missing {}",
         v.targets,
         v.users,
         v.posts,
@@ -124,6 +126,8 @@ fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
         v.groups,
         v.memberships_ambiguous,
         v.memberships_unknown,
+        v.likes,
+        v.likes_ambiguous,
         v.missing.len()
     );
     assert!(
@@ -137,14 +141,15 @@ fn check_acked(name: &str, c: &Cluster, t: &Traffic) -> u64 {
             && v.edges > 0
             && v.messages > 0
             && v.edits > 0
-            && v.memberships > 0,
+            && v.memberships > 0
+            && v.likes > 0,
         "{name}: every kind was written and checked"
     );
     assert_eq!(
         v.skipped, 0,
         "{name}: every message, edit and membership was checked"
     );
-    v.users + v.posts + v.edges + v.messages + v.edits + v.memberships
+    v.users + v.posts + v.edges + v.messages + v.edits + v.memberships + v.likes
 }
 
 #[test]
