@@ -173,3 +173,12 @@ cargo test --workspace --locked --features "$FEATURES"
 # the tests above built.
 log "web client"
 infra/web-test.sh
+
+# The API contract, against the target/debug/starling the tests built: Schemathesis fuzzes every
+# operation of /openapi.json with every check (authenticated and not, fixed seed; pinned, cached
+# in a venv under ~/.cache/starling), and the typed TypeScript client (clients/ts) must be what the
+# document generates and must type-check (openapi-typescript, tsc; npm packages cached).
+log "API contract: schemathesis"
+infra/schemathesis.sh target/debug/starling
+log "API contract: the TypeScript client"
+clients/ts/generate.sh --check target/debug/starling

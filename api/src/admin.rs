@@ -40,7 +40,8 @@ fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
+#[schema(as = ClusterMember)]
 pub(crate) struct MemberView {
     id: String,
     region: String,
@@ -48,14 +49,16 @@ pub(crate) struct MemberView {
     state: String,
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub(crate) struct ClusterView {
     node: String,
     region: String,
     members: Vec<MemberView>,
 }
 
-async fn cluster(
+#[utoipa::path(get, path = "/v1/cluster", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "this node and the cluster's members as gossip sees them", body = ClusterView), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn cluster(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<ClusterView>, ApiError> {
@@ -88,12 +91,37 @@ fn gossip(state: &AppState) -> Result<&starling_gossip::GossipHandle, ApiError> 
         .ok_or(ApiError::NotFound("this node runs without gossip"))
 }
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub(crate) struct WanTable {
+    #[schema(value_type = Vec<WanLinkView>)]
     links: Vec<WanLink>,
 }
 
-async fn get_wan(
+/// One direction of a simulated link between two regions (the wire form of
+/// [`starling_gossip::WanLink`], for the document).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only: the handlers (de)serialize `WanLink` itself
+pub(crate) struct WanLinkView {
+    /// Sending region.
+    from: String,
+    /// Receiving region.
+    to: String,
+    /// One-way latency in milliseconds.
+    #[schema(minimum = 0)]
+    latency_ms: u64,
+    /// Uniform jitter added to the latency, in milliseconds.
+    #[schema(minimum = 0)]
+    jitter_ms: u64,
+    /// Probability in [0, 1] that a message is lost.
+    #[schema(minimum = 0, maximum = 1)]
+    loss: f64,
+    /// Whether the link is cut.
+    partitioned: bool,
+}
+
+#[utoipa::path(get, path = "/v1/admin/wan", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "the simulated WAN table", body = WanTable), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "this node runs without gossip", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_wan(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<WanTable>, ApiError> {
@@ -104,7 +132,9 @@ async fn get_wan(
     }))
 }
 
-async fn put_wan(
+#[utoipa::path(put, path = "/v1/admin/wan", tag = "admin", security(("admin" = [])), request_body = WanTable,
+    responses((status = 200, description = "the table now in force", body = WanTable), (status = 400, description = "not a WAN table", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "this node runs without gossip", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "an invalid link (loss outside [0, 1], an unknown region)", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn put_wan(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawBody(body): RawBody,
@@ -122,7 +152,7 @@ async fn put_wan(
 
 /// The replica's anti-entropy digest: equal roots mean byte-identical replicated data
 /// (node-local keys are not in it). Fault tests compare it across nodes after a heal.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, utoipa::ToSchema)]
 pub(crate) struct DigestView {
     node: String,
     region: String,
@@ -134,7 +164,9 @@ pub(crate) struct DigestView {
     buckets_used: usize,
 }
 
-async fn digest(
+#[utoipa::path(get, path = "/v1/admin/digest", tag = "admin", security(("admin" = [])),
+    responses((status = 200, description = "the replica's anti-entropy digest", body = DigestView), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn digest(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<DigestView>, ApiError> {
@@ -149,7 +181,9 @@ async fn digest(
     }))
 }
 
-async fn get_kv(
+#[utoipa::path(get, path = "/v1/admin/kv/{key}", tag = "admin", security(("admin" = [])), params(("key" = String, Path, description = "a raw store key (UTF-8)")),
+    responses((status = 200, description = "the value's bytes", body = crate::contract::Binary, content_type = "application/octet-stream"), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "no value at this key", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "the key is over the store's limit", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn get_kv(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(key): Path<String>,
@@ -160,7 +194,10 @@ async fn get_kv(
         .ok_or(ApiError::NotFound("no value at this key"))
 }
 
-async fn put_kv(
+#[utoipa::path(put, path = "/v1/admin/kv/{key}", tag = "admin", security(("admin" = [])), params(("key" = String, Path, description = "a raw store key (UTF-8)")),
+    request_body(content = Option<crate::contract::Binary>, description = "the value's bytes (up to 64 KiB; none: an empty value)", content_type = "application/octet-stream"),
+    responses((status = 204, description = "stored (and held in the configured number of regions)"), (status = 403, description = "admin endpoints are disabled: the node has no admin token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "the key or the value is over the store's limit", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn put_kv(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(key): Path<String>,

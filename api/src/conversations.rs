@@ -4,9 +4,10 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
+use crate::paging::Page;
 use crate::problem::ApiError;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::routing::{get, patch, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,13 @@ impl From<Message> for MessageView {
 pub(crate) struct ConversationList {
     /// Most recent activity first.
     items: Vec<ConversationView>,
+    /// The next (older) page's `cursor`, or null on the last page.
+    #[schema(pattern = "^[0-9]{1,19}\\.[0-9]{1,19}$")]
     next_cursor: Option<String>,
+    /// The position of this page's newest item (or the request's `since` when it has none):
+    /// pass it as `since` later to get only the conversations with newer activity.
+    #[schema(pattern = "^[0-9]{1,19}\\.[0-9]{1,19}$")]
+    since_cursor: Option<String>,
 }
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
@@ -152,32 +159,52 @@ pub(crate) struct MessageList {
 pub(crate) struct NewConversation {
     /// The other members' ids (the caller is always a member). One id and no name: a 1:1
     /// conversation; a name or more ids: a group owned by the caller.
+    #[schema(value_type = Vec<crate::contract::Id>)]
     members: Vec<String>,
-    /// A group's name (up to 100 characters).
+    /// A group's name (up to 100 characters, no control characters).
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,100}$")]
     name: Option<String>,
-    /// A group's topic (up to 500 characters).
+    /// A group's topic (up to 500 characters, no control characters).
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,500}$")]
     topic: Option<String>,
-    /// A group's avatar (a media id).
+    /// A group's avatar (a media id the caller uploaded).
+    #[schema(value_type = Option<crate::contract::Id>)]
     avatar: Option<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewMessage {
+    /// 1–4000 characters, not only spaces, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
+        example = "hi!"
+    )]
     body: String,
+    /// The sender's idempotency key (1–64 bytes, no NUL): a retry with it answers the original.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00]*$",
+        example = "c-1"
+    )]
     client_id: String,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConversationPatch {
-    /// New name (up to 100 characters).
+    /// New name (up to 100 characters, no control characters).
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,100}$")]
     name: Option<String>,
-    /// New topic (up to 500 characters).
+    /// New topic (up to 500 characters, no control characters).
+    #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{0,500}$")]
     topic: Option<String>,
-    /// New avatar (a media id; null removes it).
+    /// New avatar (a media id the caller uploaded; null removes it).
     #[serde(default, deserialize_with = "some_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::contract::Id>)]
     avatar: Option<Option<String>>,
 }
 
@@ -192,6 +219,7 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleChange {
     /// `admin`, `member`, or `owner` (transfers ownership: the caller becomes an admin).
+    #[schema(pattern = "^(owner|admin|member)$", example = "admin")]
     role: String,
 }
 
@@ -199,26 +227,42 @@ pub(crate) struct RoleChange {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadMarker {
     /// Read up to this seq (markers never move backwards; capped at the newest seq).
+    #[serde(deserialize_with = "crate::json::integral_u63")]
     seq: u64,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MessageEdit {
-    /// The new text (1–4000 characters).
+    /// The new text (1–4000 characters, not only spaces, no NUL).
+    #[schema(
+        min_length = 1,
+        max_length = 4000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
+        example = "hi!"
+    )]
     body: String,
-    /// Idempotency key (1–64 bytes): a retry with it answers the same edit.
+    /// Idempotency key (1–64 bytes, no NUL): a retry with it answers the same edit.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00]*$",
+        example = "c-1"
+    )]
     client_id: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct MessageParams {
-    /// Messages with a larger seq (ascending from there).
+    /// Messages with a larger seq (ascending from there; with `before_seq` too, those between).
+    #[param(value_type = Option<u64>, minimum = 0)]
     after_seq: Option<String>,
     /// Messages with a smaller seq (the newest page when neither is given).
+    #[param(value_type = Option<u64>, minimum = 0)]
     before_seq: Option<String>,
     /// 1–100, default 20.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     limit: Option<String>,
 }
 
@@ -281,24 +325,31 @@ async fn check_avatar(state: &AppState, me: u64, avatar: Option<u64>) -> Result<
 #[into_params(parameter_in = Query)]
 pub(crate) struct InboxParams {
     /// 1–100, default 20.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// Opaque cursor from a previous page.
+    /// Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`).
+    #[param(pattern = "^[0-9]{1,19}\\.[0-9]{1,19}$")]
     cursor: Option<String>,
+    /// A previous answer's `since_cursor`: only conversations with activity after it (a new
+    /// message, a change, a new conversation); the pages end where they reach it.
+    #[param(pattern = "^[0-9]{1,19}\\.[0-9]{1,19}$")]
+    since: Option<String>,
 }
 
 fn parse_inbox_cursor(c: &str) -> Option<(u64, u64)> {
     let (t, id) = c.split_once('.')?;
-    Some((t.parse().ok()?, id.parse().ok()?))
+    Some((parse_id(t).ok()?, parse_id(id).ok()?))
 }
 
 #[utoipa::path(get, path = "/v1/conversations", tag = "chat", security(("bearer" = [])), params(InboxParams),
-    responses((status = 200, description = "the caller's conversations, most recent activity first, each with its newest seq and message, the caller's read marker and unread count", body = ConversationList),
+    responses((status = 200, description = "the caller's conversations, most recent activity first, each with its newest seq and message, the caller's read marker and unread count", body = ConversationList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
+    uri: Uri,
     Query(p): Query<InboxParams>,
-) -> Result<Json<ConversationList>, ApiError> {
+) -> Result<Page<ConversationList>, ApiError> {
     let (limit, _) = ListParams {
         limit: p.limit.clone(),
         cursor: None,
@@ -310,10 +361,35 @@ pub(crate) async fn list(
             parse_inbox_cursor(c).ok_or_else(|| ApiError::BadRequest("invalid cursor".into()))?,
         ),
     };
+    let since = match p.since.as_deref() {
+        None => None,
+        Some(c) => Some(
+            parse_inbox_cursor(c).ok_or_else(|| ApiError::BadRequest("invalid since".into()))?,
+        ),
+    };
     let page = state.messenger.inbox(me, cursor, limit).await?;
+    // Most recent first: once a page reaches `since`, nothing after it is newer.
+    let newer = |at: (u64, u64)| since.is_none_or(|s| at > s);
+    let mut next = page.next;
+    if page
+        .items
+        .iter()
+        .any(|i| !newer((i.activity_ms, i.conv.id)))
+        || next.is_some_and(|n| !newer(n))
+    {
+        next = None;
+    }
+    let since_cursor = page
+        .items
+        .first()
+        .map(|i| (i.activity_ms, i.conv.id))
+        .filter(|&at| newer(at))
+        .or(since)
+        .map(|(t, id)| format!("{t}.{id}"));
     let items = page
         .items
         .iter()
+        .filter(|i| newer((i.activity_ms, i.conv.id)))
         .map(|i| {
             let mut v = ConversationView::new(&i.conv);
             v.last_seq = Some(i.last_seq);
@@ -324,14 +400,21 @@ pub(crate) async fn list(
             v
         })
         .collect();
-    Ok(Json(ConversationList {
-        items,
-        next_cursor: page.next.map(|(t, id)| format!("{t}.{id}")),
-    }))
+    let next = next.map(|(t, id)| format!("{t}.{id}"));
+    let link = next.as_deref().map(|n| ("cursor", n));
+    Ok(Page::new(
+        &uri,
+        link,
+        ConversationList {
+            items,
+            next_cursor: next.clone(),
+            since_cursor,
+        },
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id")),
+    params(("id" = crate::contract::Id, Path, description = "conversation id")),
     responses((status = 200, description = "the conversation with its members and their roles", body = ConversationView),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read(
@@ -363,7 +446,7 @@ async fn change(
 }
 
 #[utoipa::path(patch, path = "/v1/conversations/{id}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id")), request_body = ConversationPatch,
+    params(("id" = crate::contract::Id, Path, description = "conversation id")), request_body = ConversationPatch,
     responses((status = 200, description = "renamed (a `renamed` entry in the log), or unchanged", body = ConversationView),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn update(
@@ -393,7 +476,7 @@ pub(crate) async fn update(
 }
 
 #[utoipa::path(put, path = "/v1/conversations/{id}/members/{user}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the user to add")),
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), ("user" = crate::contract::Id, Path, description = "the user to add")),
     responses((status = 204, description = "a member (a `member_added` entry in the log, unless already one)"),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn add_member(
@@ -407,7 +490,7 @@ pub(crate) async fn add_member(
 }
 
 #[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the member to remove (oneself: leave)")),
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), ("user" = crate::contract::Id, Path, description = "the member to remove (oneself: leave)")),
     responses((status = 204, description = "not a member any more (a `member_removed` or `member_left` entry, unless already gone); they read nothing after it"),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the owner transfers ownership before leaving", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn remove_member(
@@ -426,9 +509,9 @@ pub(crate) async fn remove_member(
 }
 
 #[utoipa::path(put, path = "/v1/conversations/{id}/members/{user}/role", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), ("user" = String, Path, description = "the member")), request_body = RoleChange,
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), ("user" = crate::contract::Id, Path, description = "the member")), request_body = RoleChange,
     responses((status = 204, description = "the member has the role (a `role_changed` entry, unless they had it)"),
-        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or the caller's role does not allow it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation, or the user is not a member of it", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "not a group, over the member cap, or an invalid name, topic or role", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn set_role(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -438,12 +521,17 @@ pub(crate) async fn set_role(
     let (conv, user) = (parse_id(&id)?, parse_id(&user)?);
     let role = Role::parse(&b.role)
         .ok_or_else(|| ApiError::Invalid("role is owner, admin or member".into()))?;
+    // The path names a member: one that is not there is 404, as any unknown resource.
+    let c = state.messenger.authorize(me, conv).await?;
+    if !c.is_member(user) {
+        return Err(ApiError::NotFound("not a member of this conversation"));
+    }
     change(&state, me, conv, Change::SetRole { user, role }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(put, path = "/v1/conversations/{id}/read", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id")), request_body = ReadMarker,
+    params(("id" = crate::contract::Id, Path, description = "conversation id")), request_body = ReadMarker,
     responses((status = 204, description = "the marker is at least there (it never moves backwards); the caller's other devices get a `read` frame"),
         (status = 422, description = "seq is not a non-negative integer", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
@@ -464,22 +552,27 @@ pub(crate) async fn mark_read(
 fn parse_seq(s: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
     s.as_deref()
         .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("{name} is a non-negative integer")))
+            parse_id(v)
+                .ok()
+                .filter(|s| i64::try_from(*s).is_ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("{name} is an integer of 0 to 2^63 - 1"))
+                })
         })
         .transpose()
 }
 
 #[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), MessageParams),
-    responses((status = 200, description = "log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it. A former member reads up to their removal", body = MessageList),
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), MessageParams),
+    responses((status = 200, description = "log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it. A former member reads up to their removal. A full page has a `Link` to the next: the entries after it with after_seq, else those before it", body = MessageList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
+    uri: Uri,
     Query(p): Query<MessageParams>,
-) -> Result<Json<MessageList>, ApiError> {
+) -> Result<Page<MessageList>, ApiError> {
     let conv = parse_id(&id)?;
     let limit = ListParams {
         limit: p.limit.clone(),
@@ -500,16 +593,16 @@ pub(crate) async fn messages(
             .unwrap_or(0)
     });
     let items = match (after, before) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give after_seq or before_seq, not both".into(),
-            ));
-        }
-        (Some(a), None) => {
+        (Some(a), b) => {
             if until.is_some_and(|u| a >= u) {
                 return Err(ApiError::Forbidden("removed from this conversation"));
             }
-            state.messenger.after(conv, a, limit, true).await?
+            let mut items = state.messenger.after(conv, a, limit, true).await?;
+            // Both: the entries between them (the first page of a gap a client fills).
+            if let Some(b) = b {
+                items.retain(|m| m.seq < b);
+            }
+            items
         }
         (None, b) => {
             let b = match (b, until) {
@@ -520,6 +613,16 @@ pub(crate) async fn messages(
             state.messenger.before(conv, b, limit).await?
         }
     };
+    // A full page may have more: after it (ascending from after_seq), or before it (the newest
+    // page and before_seq page towards the oldest).
+    let next = match (after, items.first(), items.last()) {
+        _ if items.len() < limit => None,
+        (Some(_), _, Some(last)) if before.is_none_or(|b| last.seq + 1 < b) => {
+            Some(("after_seq", last.seq))
+        }
+        (None, Some(first), _) if first.seq > 1 => Some(("before_seq", first.seq)),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(items.len());
     for m in &items {
         if until.is_some_and(|u| m.seq > u) {
@@ -529,11 +632,13 @@ pub(crate) async fn messages(
             out.push(MessageView::from(m));
         }
     }
-    Ok(Json(MessageList { items: out }))
+    let seq = next.map(|(_, s)| s.to_string());
+    let link = next.zip(seq.as_deref()).map(|((name, _), s)| (name, s));
+    Ok(Page::new(&uri, link, MessageList { items: out }))
 }
 
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id")), request_body = NewMessage,
+    params(("id" = crate::contract::Id, Path, description = "conversation id")), request_body = NewMessage,
     responses((status = 201, description = "stored (durably) and fanned out; a repeated client_id answers the original message", body = MessageView),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn send(
@@ -548,7 +653,7 @@ pub(crate) async fn send(
 }
 
 #[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")), request_body = MessageEdit,
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")), request_body = MessageEdit,
     responses((status = 200, description = "the message as edited (an `edit` entry in the log; members get an `edited` frame)", body = MessageView),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the message was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn edit_message(
@@ -588,7 +693,7 @@ pub(crate) async fn edit_message(
 }
 
 #[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
-    params(("id" = String, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")),
+    params(("id" = crate::contract::Id, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")),
     responses((status = 204, description = "deleted (a `delete` entry in the log; members get a `deleted` frame)"),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn delete_message(

@@ -2,14 +2,15 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::ListParams;
 use crate::json::Query;
+use crate::json::{ListParams, parse_id};
+use crate::paging::Page;
 use crate::posts::{PostList, PostView};
 use crate::problem::ApiError;
+use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::routing::get;
-use axum::{Json, Router};
 use starling_feed::FeedError;
 
 impl From<FeedError> for ApiError {
@@ -23,28 +24,66 @@ impl From<FeedError> for ApiError {
     }
 }
 
+/// `?limit=&cursor=&since=` of the feed.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedParams {
+    /// 1–100, default 20.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`).
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
+    cursor: Option<String>,
+    /// Only posts newer than this post id (the newest a client holds): the pages end where
+    /// they reach it.
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
+    since: Option<String>,
+}
+
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/feed", get(feed))
 }
 
-#[utoipa::path(get, path = "/v1/feed", tag = "posts", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, description = "posts of followed users, newest first", body = PostList), (status = 206, description = "the timeline is being rebuilt (the user was inactive or is new here): what is ready, same shape", body = PostList), (status = 400, description = "bad limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/feed", tag = "posts", security(("bearer" = [])), params(FeedParams),
+    responses((status = 200, description = "posts of followed users, newest first", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 206, description = "the timeline is being rebuilt (the user was inactive or is new here): what is ready, same shape", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn feed(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
-    Query(q): Query<ListParams>,
-) -> Result<(StatusCode, Json<PostList>), ApiError> {
-    let (limit, cursor) = q.parse()?;
+    uri: Uri,
+    Query(q): Query<FeedParams>,
+) -> Result<Page<PostList>, ApiError> {
+    let (limit, cursor) = ListParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .parse()?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| parse_id(s).map_err(|_| ApiError::BadRequest("since is a post id".into())))
+        .transpose()?;
     let page = state.feed.page(me, cursor, limit).await?;
     let status = if page.partial {
         StatusCode::PARTIAL_CONTENT
     } else {
         StatusCode::OK
     };
+    let mut next = page.next;
+    // Newest first: once a page reaches `since`, nothing after it is newer.
+    let newer = |id: u64| since.is_none_or(|s| id > s);
+    if page.posts.iter().any(|p| !newer(p.id)) || next.is_some_and(|n| !newer(n)) {
+        next = None;
+    }
+    let next = next.map(|n| n.to_string());
     let list = PostList {
-        items: page.posts.iter().map(|p| PostView::from(&**p)).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
+        items: page
+            .posts
+            .iter()
+            .filter(|p| newer(p.id))
+            .map(|p| PostView::from(&**p))
+            .collect(),
+        next_cursor: next.clone(),
     };
-    Ok((status, Json(list)))
+    Ok(Page::new(&uri, next.as_deref().map(|n| ("cursor", n)), list).with_status(status))
 }

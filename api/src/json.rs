@@ -14,7 +14,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// A JSON body: 413 when too large, 400 when not JSON (or not UTF-8), 422 when well-formed but
-/// of the wrong shape.
+/// of the wrong shape. Every body of the API is an object: anything else is 422 (serde would
+/// otherwise read a struct from an array of its fields, `[null, null]`).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -54,13 +55,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "a JSON body is at most {MAX_JSON_BODY} bytes"
             )));
         }
-        serde_json::from_slice(&body).map(JsonBody).map_err(|e| {
+        let malformed = |e: serde_json::Error| {
             use serde_json::error::Category;
             match e.classify() {
                 Category::Data => ApiError::Invalid(format!("invalid body: {e}")),
                 _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
             }
-        })
+        };
+        // An object is parsed once, straight into `T`; anything else is read as a value only to
+        // tell malformed JSON (400) from JSON that is not an object (422).
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
+            return Err(ApiError::Invalid("the body is a JSON object".into()));
+        }
+        serde_json::from_slice(&body)
+            .map(JsonBody)
+            .map_err(malformed)
     }
 }
 
@@ -129,10 +139,31 @@ pub fn declared_length<B>(req: &axum::http::Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// Parses an id sent as a decimal string.
+/// A JSON integer of 0 to 2^63 - 1, written as an integer or as an integral number (`12.0`,
+/// which JSON Schema counts as an integer). For `#[serde(deserialize_with)]`.
+pub fn integral_u63<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    let v = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => Some(v),
+        // Integral and below 2^63 (`i64::MAX as f64` rounds to 2^63 exactly, so `<` bounds it).
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..i64::MAX as f64).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    v.filter(|v| i64::try_from(*v).is_ok())
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer of 0 to 2^63 - 1")))
+}
+
+/// Parses an id sent as a decimal string: 1 to 19 ASCII digits (`contract::ID_PATTERN`; no
+/// sign, no spaces, which `u64::from_str` would take or refuse inconsistently with the document).
 pub fn parse_id(s: &str) -> Result<u64, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::BadRequest(format!("{s:?} is not an id")))
+    let digits = !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| s.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::BadRequest(format!("{s:?} is not an id")))
 }
 
 /// `?limit=&cursor=` of list endpoints.
@@ -140,8 +171,10 @@ pub fn parse_id(s: &str) -> Result<u64, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–100, default 20.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// Opaque cursor from a previous page.
+    /// Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`).
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -151,16 +184,15 @@ impl ListParams {
         let limit = match &self.limit {
             None => 20,
             Some(l) => match l.parse::<usize>() {
-                Ok(n) if (1..=100).contains(&n) => n,
+                Ok(n) if (1..=100).contains(&n) && l.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => return Err(ApiError::BadRequest("limit is 1 to 100".into())),
             },
         };
         let cursor = match &self.cursor {
             None => None,
-            Some(c) => Some(
-                c.parse::<u64>()
-                    .map_err(|_| ApiError::BadRequest("invalid cursor".into()))?,
-            ),
+            Some(c) => {
+                Some(parse_id(c).map_err(|_| ApiError::BadRequest("invalid cursor".into()))?)
+            }
         };
         Ok((limit, cursor))
     }
@@ -189,7 +221,9 @@ mod tests {
             cursor: Some("x".into()),
         };
         assert!(p.parse().is_err());
-        assert!(parse_id("12a").is_err());
+        for bad in ["12a", "+5", "-1", " 1", "", "12345678901234567890"] {
+            assert!(parse_id(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(parse_id("12").unwrap(), 12);
     }
 }

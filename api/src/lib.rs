@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod contract;
 pub mod conversations;
 pub mod cors;
 pub mod feed;
@@ -22,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod paging;
 pub mod posts;
 pub mod problem;
 #[cfg(test)]

@@ -387,6 +387,8 @@ pub fn register_chat(r: &mut Registry, fanout: starling_messenger::Fanout) {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "the node's metrics in the OpenMetrics text format (store, gossip, feed, chat, HTTP)", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &state.metrics) {

@@ -1,10 +1,16 @@
-//! The OpenAPI 3 document, generated from the handlers' annotations and the wire types, served
-//! at `/openapi.json`.
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the wire types, served
+//! at `/openapi.json`: every route the router serves (a test holds it to that), the statuses of
+//! the shared layers attached by [`crate::contract::SharedResponses`]. The WebSocket's frames
+//! are in the AsyncAPI document (`docs/asyncapi.json`).
 
+use crate::contract::SharedResponses;
 use crate::{AppState, posts, social, users};
-use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -12,7 +18,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Starling",
-        description = "A multi-region social network backend. Ids are 64-bit integers sent as decimal strings; times are RFC 3339 in UTC; errors are application/problem+json.",
+        description = "A multi-region social network backend. Ids are 64-bit integers sent as decimal strings; times are RFC 3339 in UTC; every error is application/problem+json (RFC 9457), the router's own 404 and 405 included. Lists are pages: `next_cursor` in the body and a `Link: <…>; rel=\"next\"` header while there is more.",
         version = "1"
     ),
     paths(
@@ -31,14 +37,20 @@ use utoipa::{Modify, OpenApi};
         crate::conversations::add_member, crate::conversations::remove_member,
         crate::conversations::set_role, crate::conversations::mark_read,
         crate::conversations::edit_message, crate::conversations::delete_message,
+        crate::ws::upgrade,
+        openapi_json, crate::ops::healthz, crate::ops::readyz, crate::metrics::metrics,
+        crate::admin::cluster, crate::admin::get_wan, crate::admin::put_wan,
+        crate::admin::digest, crate::admin::get_kv, crate::admin::put_kv,
     ),
-    components(schemas(crate::problem::Problem)),
-    modifiers(&Bearer),
+    components(schemas(crate::problem::Problem, crate::contract::Id, crate::contract::Binary)),
+    modifiers(&Bearer, &SharedResponses),
     tags(
         (name = "users", description = "Sign-up, sessions, profiles"),
         (name = "graph", description = "Follows, friends, blocks"),
         (name = "posts", description = "Posts and media"),
         (name = "chat", description = "Conversations and messages (live delivery: the WebSocket at /v1/ws)"),
+        (name = "ops", description = "Liveness, readiness, metrics (no token)"),
+        (name = "admin", description = "Operator endpoints, behind the node's admin token (`--admin-token`); 403 on a node without one"),
     )
 )]
 struct ApiDoc;
@@ -50,7 +62,23 @@ impl Modify for Bearer {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token from `POST /v1/users` or `POST /v1/sessions`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The node's admin token (`--admin-token`)."))
+                    .build(),
+            ),
         );
     }
 }
@@ -60,13 +88,25 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The document as served, serialized once.
+static SERVED: LazyLock<Bytes> = LazyLock::new(|| {
+    serde_json::to_vec(&document())
+        .map(Bytes::from)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the OpenAPI document does not serialize");
+            Bytes::new()
+        })
+});
+
 /// `/openapi.json` (no token needed).
 pub fn routes() -> Router<AppState> {
-    let doc = document();
-    Router::new().route(
-        "/openapi.json",
-        get(move || async move { Json(doc.clone()) }),
-    )
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "this document (OpenAPI 3.1)", body = Object, content_type = "application/json")))]
+pub(crate) async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], SERVED.clone())
 }
 
 #[cfg(test)]

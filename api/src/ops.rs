@@ -16,14 +16,19 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The process is up and serving HTTP.
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "`ok`: the process serves HTTP", body = String, content_type = "text/plain", example = "ok")))]
+pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
 /// The store answers a read. A configured Redis that does not answer is reported but does not
 /// make the node unready: feed reads fall back to the in-process cache and rebuilds (and every
 /// node of the region shares the Redis, so failing them all would be an outage).
-async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+#[utoipa::path(get, path = "/readyz", tag = "ops",
+    responses((status = 200, description = "`ready`, or `ready (degraded: …)` when the region's Redis does not answer (feeds are served from the local cache)", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, description = "`store unavailable`: the store does not answer a read", body = String, content_type = "text/plain", example = "store unavailable")))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match state.store.get(&Key::from("ops\0readyz-probe")).await {
         Ok(_) if state.feed.cache_tier() == starling_feed::CacheTier::RedisDown => (
             StatusCode::OK,

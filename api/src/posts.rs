@@ -145,14 +145,30 @@ pub(crate) struct PostList {
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewPost {
+    /// 1–5000 characters, not only spaces, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
+        example = "hello, world"
+    )]
     text: String,
+    /// Up to 4 media ids, each uploaded by the author (`POST /v1/media`).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::contract::Id>, max_items = 4)]
     media: Vec<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostPatch {
+    /// 1–5000 characters, not only spaces, no NUL.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = "^[^\\x00]*[^\\s\\x00][^\\x00]*$",
+        example = "hello, world"
+    )]
     text: String,
 }
 
@@ -179,7 +195,7 @@ pub fn routes() -> Router<AppState> {
 
 #[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])), request_body = NewPost,
     description = "Publishes a post. With an `Idempotency-Key` (1–128 bytes, per author), a retry returns the original post and publishes nothing new. The key is claimed after the post is written; a retry whose key is claimed but whose post is not there answers: **410 Gone** when the author deleted that post (a retry never publishes it again: use a new key); **201** with the post under the claimed id when the first attempt failed after its claim may have landed (it took its post back, the retry completes the create); **409** while the post is not in this region yet or the failed attempt is still taking its post back, for at most 60 s after the claim, then 410 — a retry is never \"in progress\" for good.",
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key returns the original post (see the description for a deleted or failed original)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[\\x21-\\x7e]([\\x20-\\x7e]{0,126}[\\x21-\\x7e])?$", example = "3f1c2a9e-post-1", description = "1–128 visible ASCII characters; a retry with the same key returns the original post (see the description for a deleted or failed original)")),
     responses((status = 201, description = "published (or the original, on a retry)", body = PostView), (status = 400, description = "malformed JSON or Idempotency-Key", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the first request with this Idempotency-Key is still being applied; retry", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 410, description = "the post created with this Idempotency-Key was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "body over 64 KiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid text or media", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -208,7 +224,7 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(post.into())))
 }
 
-#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+#[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
     responses((status = 200, description = "the post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read(
     State(state): State<AppState>,
@@ -220,7 +236,7 @@ pub(crate) async fn read(
     Ok(Json(view.with_likes(&state, id, me).await?))
 }
 
-#[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")), request_body = PostPatch,
+#[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")), request_body = PostPatch,
     responses((status = 200, description = "the edited post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn edit(
     State(state): State<AppState>,
@@ -234,7 +250,7 @@ pub(crate) async fn edit(
     Ok(Json(post.into()))
 }
 
-#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+#[utoipa::path(delete, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
     responses((status = 204, description = "deleted everywhere"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
@@ -247,24 +263,28 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
-    responses((status = 200, description = "the author's posts, newest first", body = PostList), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "the author's posts, newest first", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn by_author(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
+    uri: axum::http::Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<PostList>, ApiError> {
+) -> Result<crate::paging::Page<PostList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     if !state.graph.exists(id).await? {
         return Err(ApiError::NotFound("user not found"));
     }
     let page = state.posts.by_author(id, cursor, limit).await?;
-    Ok(Json(PostList {
+    let next = page.next.map(|n| n.to_string());
+    let list = PostList {
         items: page.posts.into_iter().map(PostView::from).collect(),
-        next_cursor: page.next.map(|n| n.to_string()),
-    }))
+        next_cursor: next.clone(),
+    };
+    let link = next.as_deref().map(|n| ("cursor", n));
+    Ok(crate::paging::Page::new(&uri, link, list))
 }
 
 fn media_id() -> Result<u64, ApiError> {
@@ -276,7 +296,10 @@ fn media_id() -> Result<u64, ApiError> {
 
 #[utoipa::path(post, path = "/v1/media", tag = "posts", security(("bearer" = [])),
     description = "Stores media. The Content-Type must be one of image/png, image/jpeg, image/gif, image/webp, video/mp4 (anything else, SVG and HTML included, is 415), and the bytes must be of that type by their magic numbers (else 422).",
-    request_body(content = Vec<u8>, description = "the bytes, with their Content-Type: image/png, image/jpeg, image/gif, image/webp or video/mp4", content_type = "application/octet-stream"),
+    request_body(description = "the bytes, with their Content-Type", content(
+        (crate::contract::Binary = "image/png"), (crate::contract::Binary = "image/jpeg"),
+        (crate::contract::Binary = "image/gif"), (crate::contract::Binary = "image/webp"),
+        (crate::contract::Binary = "video/mp4"))),
     responses((status = 201, description = "stored", body = MediaView), (status = 400, description = "the body could not be read", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 413, description = "over 10 MiB", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 415, description = "content type not allowed (only image/png, image/jpeg, image/gif, image/webp, video/mp4)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "empty, or the bytes are not of the declared content type", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn upload(
     State(state): State<AppState>,
@@ -350,8 +373,11 @@ pub(crate) async fn upload(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "media id")),
-    responses((status = 200, description = "the bytes, with `X-Content-Type-Options: nosniff` and `Content-Disposition: inline; filename=\"<id>.<ext>\"`", content_type = "application/octet-stream"), (status = 400, description = "bad id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "media id")),
+    responses((status = 200, description = "the bytes, with their stored type, `X-Content-Type-Options: nosniff` and `Content-Disposition: inline; filename=\"<id>.<ext>\"`", content(
+        (crate::contract::Binary = "image/png"), (crate::contract::Binary = "image/jpeg"),
+        (crate::contract::Binary = "image/gif"), (crate::contract::Binary = "image/webp"),
+        (crate::contract::Binary = "video/mp4"), (crate::contract::Binary = "application/octet-stream"))), (status = 400, description = "bad id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     _: AuthUser,

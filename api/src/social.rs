@@ -4,10 +4,11 @@ use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{JsonBody, ListParams, parse_id};
 use crate::json::{Path, Query};
+use crate::paging::Page;
 use crate::problem::ApiError;
 use crate::users::UserView;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ pub struct UserList {
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewRequest {
+    /// The user asked.
+    #[schema(value_type = crate::contract::Id)]
     to: String,
 }
 
@@ -32,6 +35,7 @@ pub(crate) struct RequestView {
     id: String,
     from: String,
     to: String,
+    #[schema(value_type = String, pattern = "^(pending|accepted)$", example = "pending")]
     state: &'static str,
 }
 
@@ -72,6 +76,7 @@ async fn feed_sees(state: &AppState, edges: &[(u64, u64)]) {
     }
 }
 
+/// A page of users as the body alone (no `Link`); see [`user_page`].
 pub(crate) async fn user_list(state: &AppState, page: IdPage) -> Result<Json<UserList>, ApiError> {
     let users = state.graph.users(&page.ids).await?;
     Ok(Json(UserList {
@@ -80,8 +85,19 @@ pub(crate) async fn user_list(state: &AppState, page: IdPage) -> Result<Json<Use
     }))
 }
 
-#[utoipa::path(put, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
-    responses((status = 204, description = "following (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+/// A page of users with the `Link` of the next page.
+pub(crate) async fn user_page(
+    state: &AppState,
+    uri: &Uri,
+    page: IdPage,
+) -> Result<Page<UserList>, ApiError> {
+    let link = page.next.map(|n| n.to_string());
+    let Json(list) = user_list(state, page).await?;
+    Ok(Page::new(uri, link.as_deref().map(|n| ("cursor", n)), list))
+}
+
+#[utoipa::path(put, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id")),
+    responses((status = 204, description = "following (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "one cannot follow oneself", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn follow(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -93,7 +109,7 @@ pub(crate) async fn follow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+#[utoipa::path(delete, path = "/v1/following/{id}", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id")),
     responses((status = 204, description = "not following (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn unfollow(
     State(state): State<AppState>,
@@ -106,42 +122,44 @@ pub(crate) async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/followers", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
-    responses((status = 200, description = "a page of followers", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/users/{id}/followers", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "a page of followers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn followers(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
+    uri: Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<UserList>, ApiError> {
+) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     if !state.graph.exists(id).await? {
         return Err(ApiError::NotFound("user not found"));
     }
     let page = state.graph.followers(id, cursor, limit).await?;
-    user_list(&state, page).await
+    user_page(&state, &uri, page).await
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/following", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id"), crate::json::ListParams),
-    responses((status = 200, description = "a page of followed users", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/v1/users/{id}/following", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+    responses((status = 200, description = "a page of followed users", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn following(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
+    uri: Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<UserList>, ApiError> {
+) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     if !state.graph.exists(id).await? {
         return Err(ApiError::NotFound("user not found"));
     }
     let page = state.graph.following(id, cursor, limit).await?;
-    user_list(&state, page).await
+    user_page(&state, &uri, page).await
 }
 
 #[utoipa::path(post, path = "/v1/friend-requests", tag = "graph", security(("bearer" = [])), request_body = NewRequest,
-    responses((status = 201, description = "request sent", body = RequestView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 201, description = "request sent", body = RequestView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "blocked", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "one cannot befriend oneself", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn request_friend(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -152,7 +170,7 @@ pub(crate) async fn request_friend(
     Ok((StatusCode::CREATED, Json(r.into())))
 }
 
-#[utoipa::path(post, path = "/v1/friend-requests/{id}/accept", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "request id")),
+#[utoipa::path(post, path = "/v1/friend-requests/{id}/accept", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "request id")),
     responses((status = 200, description = "accepted: mutual follow and friendship", body = RequestView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the addressee", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown request", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn accept_friend(
     State(state): State<AppState>,
@@ -165,19 +183,20 @@ pub(crate) async fn accept_friend(
 }
 
 #[utoipa::path(get, path = "/v1/friends", tag = "graph", security(("bearer" = [])), params(crate::json::ListParams),
-    responses((status = 200, description = "a page of friends", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "a page of friends", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn friends(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
+    uri: Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<UserList>, ApiError> {
+) -> Result<Page<UserList>, ApiError> {
     let (limit, cursor) = q.parse()?;
     let page = state.graph.friends(me, cursor, limit).await?;
-    user_list(&state, page).await
+    user_page(&state, &uri, page).await
 }
 
-#[utoipa::path(put, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
-    responses((status = 204, description = "blocked; follows removed both ways"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id")),
+    responses((status = 204, description = "blocked; follows removed both ways"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "one cannot block oneself", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn block(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -189,7 +208,7 @@ pub(crate) async fn block(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+#[utoipa::path(delete, path = "/v1/blocks/{id}", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id")),
     responses((status = 204, description = "unblocked"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn unblock(
     State(state): State<AppState>,

@@ -17,6 +17,7 @@ use starling_graph::User;
 /// A user on the wire (ids as decimal strings, times RFC 3339).
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub struct UserView {
+    #[schema(value_type = crate::contract::Id)]
     id: String,
     handle: String,
     display_name: String,
@@ -43,14 +44,26 @@ impl From<User> for UserView {
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignUp {
+    /// 3–30 of `A-Z a-z 0-9 _`, unique in any case (stored lower-cased).
+    #[schema(pattern = "^[A-Za-z0-9_]{3,30}$", example = "ada")]
     handle: String,
+    /// 8–256 characters.
+    #[schema(min_length = 8, max_length = 256, example = "correct horse battery")]
     password: String,
+    /// 1–64 characters, no control characters (default: the handle).
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$",
+        example = "Ada Lovelace"
+    )]
     display_name: Option<String>,
+    /// The user's home region (default: the node's).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "us")]
     region: Option<String>,
 }
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct SignedUp {
+    #[schema(value_type = crate::contract::Id)]
     id: String,
     handle: String,
     display_name: String,
@@ -74,6 +87,11 @@ pub(crate) struct SessionView {
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProfilePatch {
+    /// 1–64 characters, no control characters.
+    #[schema(
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,64}$",
+        example = "Ada Lovelace"
+    )]
     display_name: Option<String>,
 }
 
@@ -154,7 +172,7 @@ pub(crate) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "user id")),
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id")),
     responses((status = 200, description = "the user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_user(
     State(state): State<AppState>,

@@ -394,17 +394,25 @@ fn every_route_and_op_is_in_the_matrix() {
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             let key = (method.to_uppercase(), path.clone());
-            // The document says which operations need the bearer token: so does the matrix.
-            let secured = op.get("security").is_some();
+            // The document says which operations need which token (`bearer`: a user's,
+            // `admin`: the node's admin token): so does the matrix.
+            let schemes: BTreeSet<String> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_object())
+                .flat_map(|r| r.keys().cloned())
+                .collect();
             let row = MATRIX
                 .iter()
                 .find(|(m, p, _)| (m.to_string(), p.to_string()) == key)
                 .unwrap_or_else(|| panic!("{key:?} is documented but not in the matrix"));
-            assert_eq!(
-                secured,
-                row.2 == Guard::User,
-                "{key:?}: security in the document"
-            );
+            let want: BTreeSet<String> = match row.2 {
+                Guard::User => ["bearer".to_string()].into(),
+                Guard::Admin => ["admin".to_string()].into(),
+                Guard::Public => BTreeSet::new(),
+            };
+            assert_eq!(schemes, want, "{key:?}: security in the document");
             documented.insert(key);
         }
     }

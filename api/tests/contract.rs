@@ -301,3 +301,94 @@ fn media_is_checked_on_upload_and_served_passively() {
         Some(format!("inline; filename=\"{id}.png\""))
     );
 }
+
+/// Every `.route("…", …)` path of the server's source (`api/src/**/*.rs`), in the document's
+/// `{name}` form: the API's. The browser client's files (`web.rs`: `/`, `/web/{*path}`) are
+/// pages, not operations of the API, and are left out.
+fn route_paths() -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && path.file_name().is_some_and(|n| n != "web.rs")
+            {
+                let src = std::fs::read_to_string(&path).unwrap();
+                // Routes of a module's unit tests are not the server's.
+                let src = src.split("#[cfg(test)]\nmod tests").next().unwrap();
+                for (at, _) in src.match_indices(".route(") {
+                    let rest = src[at + ".route(".len()..].trim_start();
+                    if let Some(lit) = rest.strip_prefix('"') {
+                        let end = lit.find('"').unwrap();
+                        out.push(lit[..end].to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut out,
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The document lists every route the router serves with every method it serves there (each
+/// route of the source asked with each method through the real binary: whatever is not the
+/// router's 405 is served), and documents nothing it does not serve.
+#[test]
+fn the_document_lists_every_route_and_method_the_router_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node(dir.path());
+    let port = node.port;
+    let (s, b) = common::http(port, "GET", "/openapi.json", None, b"");
+    assert_eq!(s, 200);
+    let doc: Value = serde_json::from_slice(&b).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let routes = route_paths();
+    assert!(routes.len() > 30, "{routes:?}");
+    let mut wrong = Vec::new();
+    for route in &routes {
+        let concrete: String = route
+            .split('/')
+            .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            let (s, _, _) = raw(port, method, &concrete, "", b"");
+            let documented = paths
+                .get(route.as_str())
+                .and_then(|p| p.get(method.to_ascii_lowercase()))
+                .is_some();
+            if (s != 405) != documented {
+                wrong.push(format!(
+                    "{method} {route}: answers {s}, documented: {documented}"
+                ));
+            }
+        }
+    }
+    for path in paths.keys() {
+        if !routes.contains(path) {
+            wrong.push(format!("{path} is documented, not served"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // Every problem response is the shared component, never a copy.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                let inline_problem = resp
+                    .get("content")
+                    .is_some_and(|c| c.get("application/problem+json").is_some());
+                assert!(
+                    !inline_problem,
+                    "{method} {path} {status}: an inline problem response"
+                );
+            }
+        }
+    }
+}

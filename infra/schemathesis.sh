@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Fuzzes a real node against its own OpenAPI document with Schemathesis: every operation of
+# /openapi.json, every check (`--checks all`: status_code_conformance, content_type_conformance,
+# response_schema_conformance, response_headers_conformance, positive_data_acceptance,
+# negative_data_rejection, missing_required_header, unsupported_method, ignored_auth, …), once
+# with a signed-up user's token and once without, a fixed seed. Any finding fails the run.
+# infra/test.sh (so CI) runs it after the cargo build.
+#   infra/schemathesis.sh [STARLING_BINARY]     (default: target/debug/starling, built if missing)
+#
+# Environment: STARLING_SCHEMATHESIS_EXAMPLES (examples per operation and phase, default 40),
+# STARLING_SCHEMATHESIS_SEED (default 20261206), STARLING_SCHEMATHESIS_REPORT (a directory:
+# keep the JUnit and NDJSON reports there).
+#
+# Schemathesis (pinned below) is installed from PyPI once into a venv under ~/.cache/starling.
+# infra/schemathesis/schemathesis.toml holds its settings: the few statuses a schema cannot
+# promise (a reference to another user's media is well-formed JSON and still 422), each with why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*"; }
+
+# need_deb_pkg, need_deb
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
+
+SCHEMATHESIS_VERSION=4.32.5
+venv="$HOME/.cache/starling/schemathesis-$SCHEMATHESIS_VERSION"
+# A venv's scripts name its own path, so it is built in place; `.complete` marks a finished one.
+if [ ! -f "$venv/.complete" ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (from PyPI, once; cached in $venv)"
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$venv/.complete"
+fi
+
+bin="${1:-target/debug/starling}"
+if [ ! -x "$bin" ]; then
+  log "building the starling binary"
+  cargo build --locked -p starling-api --bin starling
+fi
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+work="$(mktemp -d)"
+node_pid=""
+cleanup() {
+  if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(free_port)"
+admin_token="schemathesis-admin-$RANDOM$RANDOM"
+base="http://127.0.0.1:$port"
+log "starting a node on $base (embedded store in $work)"
+"$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --region us \
+  --admin-token "$admin_token" --auth-per-minute 1000000 >"$work/node.log" 2>&1 &
+node_pid=$!
+for _ in $(seq 1 300); do
+  if curl -fsS "$base/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$node_pid" 2>/dev/null; then
+    echo "the node exited:" >&2
+    cat "$work/node.log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+curl -fsS "$base/readyz" >/dev/null
+
+# A signed-up user's token.
+new_token() { # new_token HANDLE
+  curl -fsS -H 'Content-Type: application/json' \
+    -d "{\"handle\":\"$1\",\"password\":\"schemathesis-password\"}" "$base/v1/users" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'
+}
+token="$(new_token schemathesis)"
+
+examples="${STARLING_SCHEMATHESIS_EXAMPLES:-40}"
+seed="${STARLING_SCHEMATHESIS_SEED:-20261206}"
+report_dir="${STARLING_SCHEMATHESIS_REPORT:-$work/report}"
+
+run() { # run NAME [HEADER…]
+  local name="$1"
+  shift
+  log "schemathesis ($name): every operation, every check, seed $seed, $examples examples"
+  "$venv/bin/st" --config-file infra/schemathesis/schemathesis.toml --no-color run "$base/openapi.json" \
+    --checks all --seed "$seed" --max-examples "$examples" \
+    --phases examples,coverage,fuzzing,stateful --workers 2 --request-timeout 30 \
+    --generation-database none --report junit,ndjson --report-dir "$report_dir/$name" "$@"
+}
+
+# Logging out revokes the token the run sends: that operation gets a run and a token of its own.
+status=0
+run authenticated -H "Authorization: Bearer $token" --exclude-operation-id logout || status=1
+run logout --include-operation-id logout -H "Authorization: Bearer $(new_token logout)" || status=1
+run unauthenticated || status=1
+run admin --include-tag admin -H "Authorization: Bearer $admin_token" || status=1
+if [ "$status" != 0 ]; then
+  echo "schemathesis found problems (reports in $report_dir); the node's log:" >&2
+  tail -n 50 "$work/node.log" >&2
+fi
+exit "$status"
