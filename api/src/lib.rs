@@ -16,8 +16,8 @@ pub mod cors;
 pub mod feed;
 #[cfg(test)]
 mod fuzz_tests;
-pub mod json;
 pub mod http_metrics;
+pub mod json;
 pub mod likes;
 pub mod limits;
 pub mod metrics;
@@ -31,6 +31,7 @@ mod rest_tests;
 pub mod seed;
 pub mod server;
 pub mod social;
+pub mod threads;
 pub mod tls;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -211,6 +212,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(social::routes())
         .merge(posts::routes())
         .merge(likes::routes())
+        .merge(threads::routes())
         .merge(feed::routes())
         .merge(conversations::routes())
         .merge(ws::routes())

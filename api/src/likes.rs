@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/posts/{id}/likes", get(likers))
 }
 
-#[utoipa::path(put, path = "/v1/posts/{id}/like", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+#[utoipa::path(put, path = "/v1/posts/{id}/like", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
     description = "Likes a post. Idempotent: a retry, or the same like from another region, is one like. The post's `counts.likes` follows within milliseconds (it is derived from the replicated likes on each node); the caller's `viewer.liked` at once.",
     responses((status = 204, description = "liked (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn like(
@@ -37,7 +37,7 @@ pub(crate) async fn like(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/v1/posts/{id}/like", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id")),
+#[utoipa::path(delete, path = "/v1/posts/{id}/like", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
     description = "Takes the caller's like back. Idempotent, and allowed on a deleted post (204 whether or not there was a like).",
     responses((status = 204, description = "not liked (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn unlike(
@@ -50,7 +50,7 @@ pub(crate) async fn unlike(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = String, Path, description = "post id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
     description = "The users who like a post, by ascending id; `cursor` is the last id of the previous page.",
     responses((status = 200, description = "a page of likers", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn likers(

@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         social::unblock,
         posts::create, posts::read, posts::edit, posts::remove, posts::by_author,
         posts::upload, posts::download,
-        crate::likes::like, crate::likes::unlike, crate::likes::likers,
+        crate::likes::like, crate::likes::unlike, crate::likes::likers, crate::threads::thread,
         crate::feed::feed,
         crate::conversations::create, crate::conversations::list,
         crate::conversations::messages, crate::conversations::send,
@@ -138,6 +138,7 @@ mod tests {
             ("/v1/feed", &["get"]),
             ("/v1/posts/{id}/like", &["put", "delete"]),
             ("/v1/posts/{id}/likes", &["get"]),
+            ("/v1/posts/{id}/thread", &["get"]),
             ("/v1/conversations", &["get", "post"]),
             ("/v1/conversations/{id}/messages", &["get", "post"]),
         ] {

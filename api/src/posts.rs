@@ -74,7 +74,11 @@ pub(crate) struct PostView {
     media: Vec<String>,
     created_at: String,
     edited_at: Option<String>,
-    /// The post's counters, on a single post's read (`GET /v1/posts/{id}`).
+    /// The post this one answers, on a single post's read, a thread and a create (absent from
+    /// list items for now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<String>,
+    /// The post's counters, on a single post's read (`GET /v1/posts/{id}`) and a thread.
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<PostCounts>,
     /// The caller's state towards the post, on a single post's read.
@@ -87,6 +91,8 @@ pub(crate) struct PostView {
 pub(crate) struct PostCounts {
     /// Distinct users who like the post.
     likes: u64,
+    /// Direct replies to the post.
+    replies: u64,
 }
 
 /// What the caller did to a post (read from their own records: never behind).
@@ -97,21 +103,20 @@ pub(crate) struct ViewerState {
 }
 
 impl PostView {
-    /// The view with its like count and whether `viewer` likes it.
-    pub(crate) async fn with_likes(
-        mut self,
-        state: &AppState,
-        post: u64,
-        viewer: u64,
-    ) -> Result<Self, ApiError> {
-        let likes = state.posts.likes();
-        self.counts = Some(PostCounts {
-            likes: likes.count(post).await?,
+    /// The view of `post` with what it answers, its counters and `viewer`'s state.
+    pub(crate) async fn full(state: &AppState, post: Post, viewer: u64) -> Result<Self, ApiError> {
+        let id = post.id;
+        let mut view = PostView::from(post);
+        let counts = state.posts.likes();
+        view.reply_to = state.posts.reply_to(id).await?.map(|p| p.to_string());
+        view.counts = Some(PostCounts {
+            likes: counts.count(id).await?,
+            replies: counts.reply_count(id).await?,
         });
-        self.viewer = Some(ViewerState {
-            liked: likes.liked(post, viewer).await?,
+        view.viewer = Some(ViewerState {
+            liked: counts.liked(id, viewer).await?,
         });
-        Ok(self)
+        Ok(view)
     }
 }
 
@@ -130,6 +135,7 @@ impl From<&Post> for PostView {
             media: p.media.iter().map(u64::to_string).collect(),
             created_at: rfc3339(p.created_at_ms),
             edited_at: p.edited_at_ms.map(rfc3339),
+            reply_to: None,
             counts: None,
             viewer: None,
         }
@@ -157,6 +163,10 @@ pub(crate) struct NewPost {
     #[serde(default)]
     #[schema(value_type = Vec<crate::contract::Id>, max_items = 4)]
     media: Vec<String>,
+    /// The post this one answers (422 if there is no such post, 403 across a block).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::contract::Id>)]
+    reply_to: Option<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
@@ -216,12 +226,40 @@ pub(crate) async fn create(
         .iter()
         .map(|m| parse_id(m))
         .collect::<Result<Vec<u64>, _>>()?;
+    let parent = match &b.reply_to {
+        Some(r) => {
+            let parent = match state.posts.get(parse_id(r)?).await {
+                Ok(p) => p,
+                Err(starling_posts::PostError::NotFound) => {
+                    return Err(ApiError::Invalid("reply_to: no such post".into()).into());
+                }
+                Err(e) => return Err(ApiError::from(e).into()),
+            };
+            if parent.author != me
+                && state
+                    .graph
+                    .blocked_either(me, parent.author)
+                    .await
+                    .map_err(ApiError::from)?
+            {
+                return Err(ApiError::Forbidden("blocked").into());
+            }
+            Some(parent.id)
+        }
+        None => None,
+    };
     let region = state.graph.user(me).await.map_err(ApiError::from)?.region;
     let (post, _) = state
         .posts
         .create(me, &region, &b.text, &media, idem.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(post.into())))
+    // Linked after the post is written, and again by a retry (idempotent).
+    if let Some(parent) = parent {
+        state.posts.link_reply(post.id, parent).await?;
+    }
+    let mut view = PostView::from(post);
+    view.reply_to = parent.map(|p| p.to_string());
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
@@ -231,9 +269,8 @@ pub(crate) async fn read(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<PostView>, ApiError> {
-    let id = parse_id(&id)?;
-    let view = PostView::from(state.posts.get(id).await?);
-    Ok(Json(view.with_likes(&state, id, me).await?))
+    let post = state.posts.get(parse_id(&id)?).await?;
+    Ok(Json(PostView::full(&state, post, me).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")), request_body = PostPatch,

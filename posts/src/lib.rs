@@ -10,9 +10,10 @@
 //! | `px` | post id | register | — (the create of this post, under an idempotency key, failed after its claim may have landed: see [`Posts::create`]) |
 //!
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
-//! replicated. Likes and their counts live in [`likes`]. Talks only to `starling_store`.
+//! replicated. Likes and their counts live in [`likes`], replies and threads in [`replies`]. Talks only to `starling_store`.
 
 pub mod likes;
+pub mod replies;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -379,6 +380,7 @@ impl Posts {
         }
         self.store.delete(&post_key(id)).await?;
         self.store.remove(&list_key(post.author, id)).await?;
+        self.unlink_reply(id).await?;
         Ok(())
     }
 

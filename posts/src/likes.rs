@@ -4,7 +4,8 @@
 //! |---|---|---|---|
 //! | `pl` | post id, liker id | set element (add-wins) | liked-at, ms (8 bytes big-endian) |
 //! | `plc` (local) | post id | counter | the likes of the post this node holds |
-//! | `pls` (local) | like key | register | whether that like is counted (one byte) |
+//! | `pls` (local) | like or reply-list key | register | whether that element is counted (one byte) |
+//! | `prc` (local) | post id | counter | the post's direct replies this node holds |
 //!
 //! A like is one set element per (post, liker): a retry, or the same user liking from two regions
 //! at once, is the same element, so it exists once however often it is written; an unlike racing
@@ -23,6 +24,9 @@
 //! per batch, whatever the rate. The price: a count lags the likes by one consumer pass
 //! (milliseconds, [`starling_store::consumer::LINGER`] after the write); the viewer's own state
 //! (`liked`) is read from their element and never lags.
+//!
+//! The same consumer counts each post's direct replies (the `pt` elements of
+//! [`crate::replies`]) into `prc`, by the same rule.
 
 use bytes::Bytes;
 use starling_store::{
@@ -36,12 +40,14 @@ use tokio::sync::watch;
 const LIKES: Keyspace = Keyspace::new("pl");
 /// `plc/post` → the post's like count on this node (local).
 const COUNTS: Keyspace = Keyspace::local("plc");
-/// `pls/like key` → the visibility last counted, one byte (local).
+/// `pls/like or reply-list key` → the visibility last counted, one byte (local).
 const SHADOWS: Keyspace = Keyspace::local("pls");
+/// `prc/post` → the post's reply count on this node (local).
+const REPLY_COUNTS: Keyspace = Keyspace::local("prc");
 
 /// The change-feed consumer that derives the counts (the feed is not trimmed past it; `/metrics`
 /// shows its backlog).
-pub const CONSUMER: &str = "post-likes";
+pub const CONSUMER: &str = "post-counts";
 
 /// Changes one consumer pass reads and folds into one write batch: bounds its memory.
 pub const BATCH: usize = 1024;
@@ -63,6 +69,15 @@ fn post_of(key: &Key) -> Option<u64> {
         return None;
     }
     starling_store::key::read_u64(key.as_bytes(), LIKES.prefix_len())
+}
+
+/// The counter a changed element moves: its post's like count for a like, its parent's reply
+/// count for a reply-list element.
+fn counter_of(key: &Key) -> Option<Key> {
+    if let Some(post) = post_of(key) {
+        return Some(count_key(post));
+    }
+    crate::replies::parent_of(key).map(|p| REPLY_COUNTS.key().u64(p).finish())
 }
 
 /// The liker of a like key.
@@ -140,6 +155,15 @@ impl Likes {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// The post's count of direct replies as this node derives it (never negative).
+    pub async fn reply_count(&self, post: u64) -> Result<u64, StoreError> {
+        let n = self
+            .store
+            .counter(&REPLY_COUNTS.key().u64(post).finish())
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// A page of at most `limit` (1 ..= [`MAX_PAGE`]) likers of `post`, ascending by id, after
     /// the liker `after`.
     pub async fn likers(
@@ -169,17 +193,18 @@ impl Likes {
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
-            let mut moves: HashMap<u64, i64> = HashMap::new();
+            let mut moves: HashMap<Key, i64> = HashMap::new();
             let mut shadows: HashMap<Key, bool> = HashMap::new();
             for c in changes {
-                if let Some(post) = post_of(&c.key) {
-                    self.recount(&c.key, post, &mut moves, &mut shadows).await?;
+                if let Some(counter) = counter_of(&c.key) {
+                    self.recount(&c.key, counter, &mut moves, &mut shadows)
+                        .await?;
                 }
             }
             let writes: Vec<(Key, Mutation)> = moves
                 .into_iter()
                 .filter(|(_, d)| *d != 0)
-                .map(|(post, d)| (count_key(post), Mutation::Count(d)))
+                .map(|(counter, d)| (counter, Mutation::Count(d)))
                 .chain(shadows.into_iter().map(|(k, v)| {
                     let b = Bytes::from_static(if v { &[1] } else { &[0] });
                     (k, Mutation::Put(b))
@@ -191,13 +216,13 @@ impl Likes {
         }
     }
 
-    /// Moves the post's count by one if the like's visibility differs from what was counted
-    /// (the batch's pending shadows first, then the stored one).
+    /// Moves `counter` by one if the element's visibility differs from what was counted (the
+    /// batch's pending shadows first, then the stored one).
     async fn recount(
         &self,
         like: &Key,
-        post: u64,
-        moves: &mut HashMap<u64, i64>,
+        counter: Key,
+        moves: &mut HashMap<Key, i64>,
         shadows: &mut HashMap<Key, bool>,
     ) -> Result<(), StoreError> {
         let visible = self
@@ -216,7 +241,7 @@ impl Likes {
                 .is_some_and(|b| b.as_ref() == [1]),
         };
         if visible != counted {
-            *moves.entry(post).or_default() += if visible { 1 } else { -1 };
+            *moves.entry(counter).or_default() += if visible { 1 } else { -1 };
             shadows.insert(shadow, visible);
         }
         Ok(())

@@ -1,0 +1,92 @@
+//! `GET /v1/posts/{id}/thread`: a post's ancestors (oldest first, a deleted one as a
+//! placeholder), the post, and its direct replies page by page (oldest first).
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::json::{ListParams, Path, Query, parse_id};
+use crate::posts::PostView;
+use crate::problem::ApiError;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use starling_posts::replies::ThreadPost;
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/posts/{id}/thread", get(thread))
+}
+
+/// A post of a thread, or the placeholder of a deleted one.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ThreadItem {
+    /// The post.
+    Post(Box<PostView>),
+    /// A deleted post: `{"id", "deleted": true}`.
+    Deleted {
+        /// The deleted post's id.
+        id: String,
+        /// Always `true`.
+        deleted: bool,
+    },
+}
+
+/// A page of replies.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct ReplyList {
+    items: Vec<PostView>,
+    next_cursor: Option<String>,
+}
+
+/// A thread.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct Thread {
+    /// The post's ancestors, oldest first (at most 50, the nearest).
+    ancestors: Vec<ThreadItem>,
+    /// The post itself (a placeholder if it was deleted: its replies stay readable).
+    post: ThreadItem,
+    /// Its direct replies, oldest first.
+    replies: ReplyList,
+}
+
+async fn item(state: &AppState, p: ThreadPost, viewer: u64) -> Result<ThreadItem, ApiError> {
+    Ok(match p {
+        ThreadPost::Post(p) => ThreadItem::Post(Box::new(PostView::full(state, p, viewer).await?)),
+        ThreadPost::Deleted(id) => ThreadItem::Deleted {
+            id: id.to_string(),
+            deleted: true,
+        },
+    })
+}
+
+#[utoipa::path(get, path = "/v1/posts/{id}/thread", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
+    description = "A post in its thread: its ancestors (oldest first; a deleted one is `{\"id\",\"deleted\":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id).",
+    responses((status = 200, description = "the thread", body = Thread), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn thread(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<ListParams>,
+) -> Result<Json<Thread>, ApiError> {
+    let id = parse_id(&id)?;
+    let (limit, cursor) = q.parse()?;
+    let post = state.posts.thread_post(id).await?;
+    let mut ancestors = Vec::new();
+    for a in state.posts.ancestors(id).await? {
+        ancestors.push(item(&state, a, me).await?);
+    }
+    let page = state.posts.replies(id, cursor, limit).await?;
+    let mut items = Vec::with_capacity(page.posts.len());
+    for p in page.posts {
+        items.push(PostView::full(&state, p, me).await?);
+    }
+    Ok(Json(Thread {
+        ancestors,
+        post: item(&state, post, me).await?,
+        replies: ReplyList {
+            items,
+            next_cursor: page.next.map(|n| n.to_string()),
+        },
+    }))
+}

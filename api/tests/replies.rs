@@ -1,0 +1,160 @@
+//! Replies and threads through the real `starling` binary: `reply_to` on a new post, the thread
+//! (ancestors oldest first, the post, direct replies paged), reply counts, a deleted parent left
+//! as a placeholder with its replies readable, and a block refusing a reply.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Node, eventually, free_port};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let (s, b) = if body.is_null() {
+        n.http(method, path, Some(token), b"")
+    } else {
+        common::http_json(n.port, method, path, Some(token), &body.to_string())
+    };
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn sign_up(n: &Node, handle: &str) -> (String, String) {
+    let body = json!({"handle": handle, "password": "password1"}).to_string();
+    let (s, b) = common::http_json(n.port, "POST", "/v1/users", None, &body);
+    assert_eq!(s, 201);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Posts `text` as `token`, answering `parent` if given: the new post's view.
+fn post(n: &Node, token: &str, text: &str, parent: Option<&str>) -> Value {
+    let mut body = json!({ "text": text });
+    if let Some(p) = parent {
+        body["reply_to"] = json!(p);
+    }
+    let (s, v) = call(n, "POST", "/v1/posts", token, body);
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["reply_to"].as_str(), parent);
+    v
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+fn thread(n: &Node, post: &str, token: &str, query: &str) -> Value {
+    let (s, v) = call(
+        n,
+        "GET",
+        &format!("/v1/posts/{post}/thread{query}"),
+        token,
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+fn ids(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn replies_count(n: &Node, post: &str, token: &str) -> u64 {
+    let (_, v) = call(n, "GET", &format!("/v1/posts/{post}"), token, Value::Null);
+    v["counts"]["replies"].as_u64().unwrap()
+}
+
+#[test]
+fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let n = Node::start(dir.path(), free_port(), &args);
+    let (_, at) = sign_up(&n, "alice");
+    let (_, bt) = sign_up(&n, "bob");
+    let (carol, ct) = sign_up(&n, "carol");
+    let root = id(&post(&n, &at, "root", None));
+    let a = id(&post(&n, &bt, "a", Some(&root)));
+    let b = id(&post(&n, &ct, "b", Some(&root)));
+    let a1 = id(&post(&n, &at, "a1", Some(&a)));
+
+    // The deepest post: its ancestors oldest first, itself, no replies.
+    let t = thread(&n, &a1, &bt, "");
+    assert_eq!(ids(&t["ancestors"]), vec![root.clone(), a.clone()]);
+    assert_eq!(t["post"]["id"].as_str(), Some(a1.as_str()));
+    assert_eq!(t["post"]["reply_to"].as_str(), Some(a.as_str()));
+    assert!(t["replies"]["items"].as_array().unwrap().is_empty());
+    // The root: direct replies only, oldest first, one per page.
+    let t = thread(&n, &root, &bt, "?limit=1");
+    assert!(t["ancestors"].as_array().unwrap().is_empty());
+    assert_eq!(ids(&t["replies"]["items"]), vec![a.clone()]);
+    let cursor = t["replies"]["next_cursor"].as_str().unwrap().to_string();
+    let t = thread(&n, &root, &bt, &format!("?limit=1&cursor={cursor}"));
+    assert_eq!(ids(&t["replies"]["items"]), vec![b.clone()]);
+    assert!(eventually(WAIT, || replies_count(&n, &root, &at) == 2));
+    assert!(eventually(WAIT, || replies_count(&n, &a, &at) == 1));
+
+    // bob deletes `a`: a placeholder above a1, which stays readable, and a1 under it; the root
+    // keeps only `b`, and its count follows.
+    assert_eq!(
+        n.http("DELETE", &format!("/v1/posts/{a}"), Some(&bt), b"")
+            .0,
+        204
+    );
+    let t = thread(&n, &a1, &ct, "");
+    assert_eq!(t["ancestors"][0]["id"].as_str(), Some(root.as_str()));
+    assert_eq!(t["ancestors"][1], json!({"id": a, "deleted": true}));
+    let t = thread(&n, &a, &ct, "");
+    assert_eq!(t["post"], json!({"id": a, "deleted": true}));
+    assert_eq!(ids(&t["replies"]["items"]), vec![a1.clone()]);
+    assert_eq!(
+        ids(&thread(&n, &root, &ct, "")["replies"]["items"]),
+        vec![b.clone()]
+    );
+    assert!(eventually(WAIT, || replies_count(&n, &root, &at) == 1));
+
+    // No reply to a deleted or unknown post; none across a block; an unknown thread is 404.
+    for parent in [a.as_str(), "12345"] {
+        let (s, v) = call(
+            &n,
+            "POST",
+            "/v1/posts",
+            &ct,
+            json!({"text":"x","reply_to":parent}),
+        );
+        assert_eq!(s, 422, "{v}");
+    }
+    assert_eq!(
+        n.http("PUT", &format!("/v1/blocks/{carol}"), Some(&at), b"")
+            .0,
+        204
+    );
+    let (s, _) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        &ct,
+        json!({"text":"x","reply_to":root}),
+    );
+    assert_eq!(s, 403);
+    assert_eq!(
+        n.http("GET", "/v1/posts/12345/thread", Some(&at), b"").0,
+        404
+    );
+    assert_eq!(
+        ids(&thread(&n, &root, &at, "")["replies"]["items"]),
+        vec![b]
+    );
+    assert!(n.terminate().success());
+}
