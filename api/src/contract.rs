@@ -9,12 +9,14 @@
 //! 413 and 422 on a JSON body, 503 (the request deadline, an unreachable owner) everywhere.
 //! It also keeps two properties SDK generators rely on: operation ids are unique (a handler's
 //! name repeated in another module, `create`, becomes `<tag>_create`), and a parameter is never
-//! nullable (a query or header value is a string or absent, never `null`).
+//! nullable (a query or header value is a string or absent, never `null`). A path parameter
+//! named `id` or `user` that a handler declares as a bare string is an [`Id`]: every such segment
+//! goes through `json::parse_id`.
 //! So an operation added later is described as exactly as those already there.
 
 use utoipa::Modify;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
@@ -197,9 +199,18 @@ fn operations(openapi: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
 }
 
 /// Drops `null` from the types of an operation's parameters (`Option<T>` fields of query
-/// structs): absent is how a parameter is left out.
+/// structs): absent is how a parameter is left out. Makes a bare-string `id` or `user` path
+/// parameter an [`Id`].
 fn not_nullable(op: &mut Operation) {
     for p in op.parameters.iter_mut().flatten() {
+        let bare_string = matches!(&p.schema, Some(RefOr::T(Schema::Object(o)))
+            if o.schema_type == SchemaType::Type(Type::String) && o.pattern.is_none());
+        if p.parameter_in == ParameterIn::Path
+            && ["id", "user"].contains(&p.name.as_str())
+            && bare_string
+        {
+            p.schema = Some(RefOr::Ref(Ref::from_schema_name("Id")));
+        }
         if let Some(RefOr::T(Schema::Object(o))) = &mut p.schema
             && let SchemaType::Array(types) = &o.schema_type
         {
