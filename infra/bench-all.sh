@@ -15,6 +15,7 @@ step gossip infra/bench.sh gossip
 step feed infra/bench.sh feed
 step feed-api infra/bench-feed.sh
 step api infra/bench-api.sh
+step web infra/bench-web.sh
 step alloc infra/bench-alloc.sh
 step chat infra/bench-chat.sh
 step load infra/bench-load.sh

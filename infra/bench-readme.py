@@ -13,6 +13,7 @@ SUITE = [
     ("feed.md", "fan-out to 1 k–100 k followers, timeline inserts, feed reads 10 k vs 1 M users", "infra/bench.sh feed"),
     ("feed-api.md", "GET /v1/feed beside /healthz on the same server", "infra/bench-feed.sh"),
     ("api.md", "REST endpoints against the /healthz ceiling", "infra/bench-api.sh"),
+    ("web.md", "the web client's page and modules, and their 304 revalidation, against the /healthz ceiling", "infra/bench-web.sh"),
     ("alloc.md", "the binary with mimalloc 2.x beside mimalloc 3.x and glibc malloc: REST req/s, p99, RSS", "infra/bench-alloc.sh"),
     ("chat.md", "chat beside Centrifugo v6.9.1: delivery and ack latency, CPU per delivery, idle memory per socket", "infra/bench-chat.sh"),
     ("chat-members.md", "a membership change's delivery to a connected 1 000-member group, beside a text message", "cargo bench -p starling-api --bench chat -- members"),
