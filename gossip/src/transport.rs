@@ -47,7 +47,8 @@ type Handlers = Arc<RwLock<HashMap<String, Arc<dyn CallHandler>>>>;
 /// Settings of the transport.
 #[derive(Clone, Debug)]
 pub struct TransportConfig {
-    /// This node as peers see it (its `addr` is where it listens).
+    /// This node as peers see it: its `addr` is where peers reach it (a name is resolved to an
+    /// IP address at start).
     pub me: Peer,
     /// Where to listen (may differ from `me.addr`, e.g. `0.0.0.0:7946`).
     pub listen: SocketAddr,
@@ -116,9 +117,38 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// The advertised address is a name that does not resolve.
+    #[error("the advertised gossip address {addr} does not resolve: {reason}")]
+    Advertise {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
     /// The service has stopped.
     #[error("the gossip service has stopped")]
     Stopped,
+}
+
+/// The address this node is known by: `addr` itself if it is an IP address, else the first
+/// address its name resolves to now. Peers that join through a seed name announce to the
+/// addresses the name resolves to, and the membership protocol takes an announce only when it is
+/// addressed to the receiver's own address: so a node is known by an IP address, not a name.
+async fn identity_address(addr: &str) -> Result<String, TransportError> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(addr.to_string());
+    }
+    let bad = |reason: String| TransportError::Advertise {
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut found = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    found
+        .next()
+        .map(|a| a.to_string())
+        .ok_or_else(|| bad("no address".into()))
 }
 
 enum Command {
@@ -330,11 +360,13 @@ pub struct GossipService {
 }
 
 impl GossipService {
-    /// Binds the listener, joins through the seeds and starts the tasks.
+    /// Binds the listener, joins through the seeds and starts the tasks. A `me.addr` given as
+    /// a name is resolved here, once: the membership protocol matches announces by address.
     pub async fn start(
-        cfg: TransportConfig,
+        mut cfg: TransportConfig,
         store: Arc<dyn Store>,
     ) -> Result<Self, TransportError> {
+        cfg.me.addr = identity_address(&cfg.me.addr).await?;
         let listener =
             TcpListener::bind(cfg.listen)
                 .await

@@ -73,15 +73,17 @@ async fn a_node_joins_through_a_seed_name_that_starts_later() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.handle().members().is_empty());
-    // a listens on every interface and advertises its loopback address; it names itself as
-    // a seed too (as every pod of a StatefulSet does through its headless Service).
+    // a listens on every interface and advertises a name (resolved at its start, as peers
+    // announce to the addresses a seed name resolves to); it names itself as a seed too (as
+    // every pod of a StatefulSet does through its headless Service).
     let a = start(
         "a",
         format!("0.0.0.0:{pa}").parse().unwrap(),
-        format!("127.0.0.1:{pa}"),
+        format!("localhost:{pa}"),
         &[&seed],
     )
     .await;
+    assert_eq!(a.handle().me().addr, format!("127.0.0.1:{pa}"));
     let seen_by_b = members(&b, 1).await;
     assert_eq!(
         seen_by_b[0].addr,
