@@ -5,12 +5,13 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{ListParams, Path, Query, parse_id};
+use crate::paging::Page;
 use crate::problem::ApiError;
 use crate::social::UserList;
+use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::routing::{get, put};
-use axum::{Json, Router};
 use starling_graph::follows::IdPage;
 
 /// The routes of this module.
@@ -52,19 +53,21 @@ pub(crate) async fn unlike(
 
 #[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
     description = "The users who like a post, by ascending id; `cursor` is the last id of the previous page.",
-    responses((status = 200, description = "a page of likers", body = UserList), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "a page of likers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn likers(
     State(state): State<AppState>,
     _: AuthUser,
     Path(id): Path<String>,
+    uri: Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<UserList>, ApiError> {
+) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     state.posts.get(id).await?;
     let page = state.posts.likes().likers(id, cursor, limit).await?;
-    crate::social::user_list(
+    crate::social::user_page(
         &state,
+        &uri,
         IdPage {
             ids: page.ids,
             next: page.next,

@@ -4,11 +4,13 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{ListParams, Path, Query, parse_id};
+use crate::paging::Page;
 use crate::posts::PostView;
 use crate::problem::ApiError;
+use axum::Router;
 use axum::extract::State;
+use axum::http::Uri;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use starling_posts::replies::ThreadPost;
 
@@ -62,13 +64,14 @@ async fn item(state: &AppState, p: ThreadPost, viewer: u64) -> Result<ThreadItem
 
 #[utoipa::path(get, path = "/v1/posts/{id}/thread", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
     description = "A post in its thread: its ancestors (oldest first; a deleted one is `{\"id\",\"deleted\":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id).",
-    responses((status = 200, description = "the thread", body = Thread), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the thread", body = Thread, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page of replies, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn thread(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
+    uri: Uri,
     Query(q): Query<ListParams>,
-) -> Result<Json<Thread>, ApiError> {
+) -> Result<Page<Thread>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     let post = state.posts.thread_post(id).await?;
@@ -81,12 +84,15 @@ pub(crate) async fn thread(
     for p in page.posts {
         items.push(PostView::full(&state, p, me).await?);
     }
-    Ok(Json(Thread {
+    let next = page.next.map(|n| n.to_string());
+    let link = next.as_deref().map(|n| ("cursor", n));
+    let thread = Thread {
         ancestors,
         post: item(&state, post, me).await?,
         replies: ReplyList {
             items,
-            next_cursor: page.next.map(|n| n.to_string()),
+            next_cursor: next.clone(),
         },
-    }))
+    };
+    Ok(Page::new(&uri, link, thread))
 }

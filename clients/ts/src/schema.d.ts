@@ -448,6 +448,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/posts/{id}/thread": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A post in its thread: its ancestors (oldest first; a deleted one is `{"id","deleted":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id). */
+        get: operations["thread"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions": {
         parameters: {
             query?: never;
@@ -775,6 +792,7 @@ export interface components {
         NewPost: {
             /** @description Up to 4 media ids, each uploaded by the author (`POST /v1/media`). */
             media?: components["schemas"]["Id"][];
+            reply_to?: null | components["schemas"]["Id"];
             /**
              * @description 1–5000 characters, not only spaces, no NUL.
              * @example hello, world
@@ -792,6 +810,11 @@ export interface components {
              * @description Distinct users who like the post.
              */
             likes: number;
+            /**
+             * Format: int64
+             * @description Direct replies to the post.
+             */
+            replies: number;
         };
         PostList: {
             items: components["schemas"]["PostView"][];
@@ -811,6 +834,11 @@ export interface components {
             edited_at?: string | null;
             id: string;
             media: string[];
+            /**
+             * @description The post this one answers, on a single post's read, a thread and a create (absent from
+             *     list items for now).
+             */
+            reply_to?: string | null;
             text: string;
             viewer?: null | components["schemas"]["ViewerState"];
         };
@@ -841,6 +869,11 @@ export interface components {
              * @description Read up to this seq (markers never move backwards; capped at the newest seq).
              */
             seq: number;
+        };
+        /** @description A page of replies. */
+        ReplyList: {
+            items: components["schemas"]["PostView"][];
+            next_cursor?: string | null;
         };
         RequestView: {
             from: string;
@@ -888,6 +921,22 @@ export interface components {
             id: components["schemas"]["Id"];
             region: string;
             token: string;
+        };
+        /** @description A thread. */
+        Thread: {
+            /** @description The post's ancestors, oldest first (at most 50, the nearest). */
+            ancestors: components["schemas"]["ThreadItem"][];
+            /** @description The post itself (a placeholder if it was deleted: its replies stay readable). */
+            post: components["schemas"]["ThreadItem"];
+            /** @description Its direct replies, oldest first. */
+            replies: components["schemas"]["ReplyList"];
+        };
+        /** @description A post of a thread, or the placeholder of a deleted one. */
+        ThreadItem: components["schemas"]["PostView"] | {
+            /** @description Always `true`. */
+            deleted: boolean;
+            /** @description The deleted post's id. */
+            id: string;
         };
         /** @description A page of users. */
         UserList: {
@@ -2238,13 +2287,15 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            /** @description `reply_to` names a post of a user who blocked the caller, or whom the caller blocked */
+            403: components["responses"]["Forbidden"];
             /** @description the first request with this Idempotency-Key is still being applied; retry */
             409: components["responses"]["Conflict"];
             /** @description the post created with this Idempotency-Key was deleted */
             410: components["responses"]["Gone"];
             /** @description body over 64 KiB */
             413: components["responses"]["PayloadTooLarge"];
-            /** @description invalid text or media */
+            /** @description invalid text or media, or a `reply_to` that names no post */
             422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -2418,6 +2469,8 @@ export interface operations {
             /** @description a page of likers */
             200: {
                 headers: {
+                    /** @description `<…>; rel="next"`: the next page, while there is one */
+                    Link?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2428,6 +2481,42 @@ export interface operations {
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
             /** @description unknown or deleted post */
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    thread: {
+        parameters: {
+            query?: {
+                /** @description 1–100, default 20. */
+                limit?: number;
+                /** @description Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`). */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description post id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the thread */
+            200: {
+                headers: {
+                    /** @description `<…>; rel="next"`: the next page of replies, while there is one */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Thread"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description unknown post */
             404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
         };
