@@ -60,6 +60,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/views/chat.js", JS),
     asset!("js/views/feed.js", JS),
     asset!("js/views/people.js", JS),
+    asset!("js/views/post.js", JS),
     asset!("js/views/profile.js", JS),
 ];
 

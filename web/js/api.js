@@ -10,6 +10,7 @@
 /** @typedef {import('./types.js').Message} Message */
 /** @typedef {import('./types.js').FriendRequest} FriendRequest */
 /** @typedef {import('./types.js').Session} Session */
+/** @typedef {import('./types.js').Thread} Thread */
 /**
  * @template T
  * @typedef {import('./types.js').Page<T>} Page
@@ -180,10 +181,19 @@ export class Api {
   }
   /**
    * @param {string} text @param {string[]} media @param {string} key  the Idempotency-Key
+   * @param {string} [reply_to]  the post this one answers
    * @returns {Promise<Post>}
    */
-  async createPost(text, media, key) {
-    return (await this.request('POST', '/v1/posts', { json: { text, media }, headers: { 'idempotency-key': key } })).data;
+  async createPost(text, media, key, reply_to) {
+    return (await this.request('POST', '/v1/posts', { json: { text, media, reply_to }, headers: { 'idempotency-key': key } })).data;
+  }
+  /** A post in its thread. @param {string} id @param {string | null} [cursor] @returns {Promise<Thread>} */
+  async thread(id, cursor) {
+    return (await this.request('GET', `/v1/posts/${id}/thread`, { query: { limit: 50, cursor } })).data;
+  }
+  /** @param {string} id @returns {Promise<Page<User>>} */
+  async likers(id) {
+    return (await this.request('GET', `/v1/posts/${id}/likes`, { query: { limit: 20 } })).data;
   }
   /** @param {string} id */
   deletePost(id) {

@@ -3,7 +3,8 @@
  * @file The web client's entry: the session, the page's frame (header, navigation, connection
  * status) and a hash router (`#/feed`, `#/chat/<id>`, `#/u/<handle>`, `#/people`, `#/me`).
  * Every screen is a module of `views/` with a `render(ctx, main, ...args)` function; the one
- * shown is told to clean up (`dispose`) when another replaces it.
+ * shown is told to clean up (`dispose`) when another replaces it. `#/p/<id>` is a post in its
+ * thread.
  */
 import { Api } from './api.js';
 import { ChatClient } from './chat.js';
@@ -14,6 +15,7 @@ import * as auth from './views/auth.js';
 import * as chatView from './views/chat.js';
 import * as feed from './views/feed.js';
 import * as people from './views/people.js';
+import * as postView from './views/post.js';
 import * as profile from './views/profile.js';
 
 /** @typedef {import('./types.js').User} User */
@@ -169,7 +171,7 @@ function route() {
   const main = /** @type {HTMLElement} */ (document.getElementById('main'));
   const [, page = 'feed', arg] = location.hash.split('/').map(decodeURIComponent);
   for (const a of document.querySelectorAll('[data-nav]')) {
-    const on = a.getAttribute('data-nav') === `#/${page === 'u' ? 'people' : page}`;
+    const on = a.getAttribute('data-nav') === `#/${page === 'u' ? 'people' : page === 'p' ? 'feed' : page}`;
     if (on) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
@@ -185,6 +187,9 @@ function route() {
       break;
     case 'u':
       dispose = profile.render(ctx, main, arg);
+      break;
+    case 'p':
+      dispose = postView.render(ctx, main, arg);
       break;
     case 'me':
       dispose = profile.render(ctx, main, ctx.me.handle);

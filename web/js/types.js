@@ -33,8 +33,21 @@
  * @property {Array<string | MediaRef>} media
  * @property {string} created_at
  * @property {string | null} edited_at
- * @property {{likes: number, replies: number, reposts: number}} [counts]
- * @property {{liked: boolean, reposted: boolean}} [viewer]
+ * @property {string | null} [reply_to]  the post it answers (on a single read, a thread, a create)
+ * @property {{likes: number, replies: number, reposts?: number}} [counts]  on a single read and a thread
+ * @property {{liked: boolean, reposted?: boolean}} [viewer]  on a single read and a thread
+ */
+
+/**
+ * A post of a thread, or the placeholder of a deleted one.
+ * @typedef {Post | {id: string, deleted: true}} ThreadItem
+ */
+
+/**
+ * @typedef {object} Thread
+ * @property {ThreadItem[]} ancestors  oldest first
+ * @property {ThreadItem} post
+ * @property {Page<Post>} replies  oldest first
  */
 
 /**

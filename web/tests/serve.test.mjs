@@ -68,6 +68,22 @@ test('two users: follow, a post with an image, chat live both ways, exact resume
   assert.deepEqual(await seriousViolations(a.page), [], 'feed screen');
   await screenshot(a.page, 'feed');
 
+  // Alice opens the post, likes it and replies; Bob sees both on his post.
+  await post.locator('a.post-link').click();
+  const like = a.page.locator('#thread-post button.like');
+  await like.click();
+  await a.page.locator('#thread-post button.like[aria-pressed="true"]', { hasText: '♥ 1' }).waitFor();
+  await a.page.getByLabel('Reply text').fill('Lovely colours!');
+  await a.page.getByRole('button', { name: 'Reply', exact: true }).click();
+  await a.page.locator('#replies article.post', { hasText: 'Lovely colours!' }).waitFor();
+  await a.page.locator('#likers', { hasText: 'Alice Liddell' }).waitFor();
+  assert.deepEqual(await seriousViolations(a.page), [], 'thread screen');
+  await screenshot(a.page, 'thread');
+  await b.page.getByRole('link', { name: 'Profile' }).click();
+  await b.page.locator('article.post', { hasText: 'Sunset from the roof' }).locator('a.post-link').click();
+  await b.page.locator('#thread-post button.like[aria-pressed="false"]', { hasText: '♥ 1' }).waitFor();
+  await b.page.locator('#replies article.post', { hasText: 'Lovely colours!' }).locator('.user-link', { hasText: '@alice' }).waitFor();
+
   // Alice opens a chat with Bob and writes; Bob sees the conversation, unread, and the message.
   await findUser(a.page, 'bob');
   await a.page.getByRole('button', { name: 'Message' }).click();

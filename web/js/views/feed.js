@@ -166,7 +166,9 @@ export function postCard(ctx, p) {
   const article = h(
     'article',
     { class: 'card post', 'data-post': p.id },
-    h('header', {}, ctx.users.link(p.author), h('span', { class: 'dot' }, '·'), time(p.created_at), p.edited_at ? h('span', { class: 'muted' }, ' (edited)') : null),
+    h('header', {}, ctx.users.link(p.author), h('span', { class: 'dot' }, '·'),
+      h('a', { href: `#/p/${p.id}`, class: 'post-link' }, time(p.created_at), h('span', { class: 'visually-hidden' }, ', open the post')),
+      p.edited_at ? h('span', { class: 'muted' }, ' (edited)') : null),
     h('p', { class: 'text' }, p.text),
     images.map((id) => ctx.media.image(id, 'Image attached to the post')),
   );
@@ -174,20 +176,23 @@ export function postCard(ctx, p) {
   if (p.counts && p.viewer) {
     const viewer = p.viewer;
     const counts = p.counts;
-    const like = h('button', { type: 'button', class: 'ghost', 'aria-pressed': String(viewer.liked) }, `♥ ${counts.likes}`);
+    const likeText = () => [`♥ ${counts.likes}`, h('span', { class: 'visually-hidden' }, counts.likes === 1 ? ' like' : ' likes')];
+    const like = h('button', { type: 'button', class: 'ghost like', 'aria-pressed': String(viewer.liked) }, likeText());
     like.addEventListener('click', async () => {
       const on = !viewer.liked;
       try {
         await ctx.api.like(p.id, on);
         viewer.liked = on;
         counts.likes += on ? 1 : -1;
-        like.textContent = `♥ ${counts.likes}`;
+        like.replaceChildren(...likeText());
         like.setAttribute('aria-pressed', String(on));
       } catch (e) {
         notice(e instanceof Error ? e.message : 'failed', 'error');
       }
     });
-    actions.append(like);
+    actions.append(like, h('a', { href: `#/p/${p.id}`, class: 'button ghost' }, `Replies ${counts.replies}`));
+  } else {
+    actions.append(h('a', { href: `#/p/${p.id}`, class: 'button ghost' }, 'Like or reply'));
   }
   if (authorId === ctx.me.id) {
     actions.append(
