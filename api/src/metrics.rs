@@ -217,7 +217,18 @@ impl Collector for NodeCollector {
             counter(e, name, help, v)?;
         }
         let t = g.transport_metrics();
+        gauge(
+            e,
+            "starling_gossip_tick_gap_max_ms",
+            "Longest time between two ticks of the gossip core loop (100 ms apart when it is not stalled)",
+            i64::try_from(t.tick_gap_max_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
         for (name, help, v) in [
+            (
+                "starling_gossip_stalls",
+                "Ticks of the gossip core loop that came more than 100 ms late",
+                &t.stalls,
+            ),
             (
                 "starling_gossip_frames_refused",
                 "Frames refused (bad secret, malformed, too large)",

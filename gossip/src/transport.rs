@@ -34,6 +34,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 const TICK: Duration = Duration::from_millis(100);
+/// How late a tick may come before the core loop counts as stalled.
+const STALL: Duration = Duration::from_millis(100);
 const INBOUND_QUEUE: usize = 4096;
 const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
@@ -83,6 +85,11 @@ pub struct TransportMetrics {
     /// Peers (host and version) refused for speaking a protocol version this node does not
     /// accept.
     pub incompatible_peers: AtomicU64,
+    /// The longest the core loop has taken between two of its 100 ms ticks, in ms: a loop busy
+    /// with one message (or awaiting the store) delays the next tick by as much.
+    pub tick_gap_max_ms: AtomicU64,
+    /// Ticks that came more than [`STALL`] late: the core loop was stalled that long.
+    pub stalls: AtomicU64,
     /// Those peers, to log each once (bounded: past [`MAX_INCOMPATIBLE`] they are counted again).
     incompatible_seen: Mutex<std::collections::HashSet<(std::net::IpAddr, u8)>>,
 }
@@ -706,6 +713,7 @@ async fn core_loop(mut l: CoreLoop) {
     let mut serving: JoinSet<(Peer, u64, Result<Bytes, String>)> = JoinSet::new();
     let mut local_calls: JoinSet<()> = JoinSet::new();
     let mut rejoin_at = Instant::now();
+    let mut last_tick = Instant::now();
     // At most one resolution of the seeds at a time; its addresses are announced to when done.
     let mut resolving: JoinSet<Vec<String>> = JoinSet::new();
     loop {
@@ -812,6 +820,15 @@ async fn core_loop(mut l: CoreLoop) {
             }
         }
         if ticked {
+            let gap = last_tick.elapsed();
+            last_tick = Instant::now();
+            l.outbox
+                .metrics
+                .tick_gap_max_ms
+                .fetch_max(gap.as_millis() as u64, Ordering::Relaxed);
+            if gap > TICK + STALL {
+                l.outbox.metrics.stalls.fetch_add(1, Ordering::Relaxed);
+            }
             // Views for the rest of the node, refreshed every tick rather than after every
             // message: building them walks the whole membership.
             let members = l.core.members();

@@ -22,6 +22,8 @@ const LENGTH: &str = "starling_change_feed_length";
 const TRIMMED: &str = "starling_change_feed_trimmed_total";
 const PASSES: &str = "starling_gossip_reaper_passes_total";
 const COLLECTED: &str = "starling_gossip_tombstones_collected_total";
+const TICK_GAP: &str = "starling_gossip_tick_gap_max_ms";
+const STALLS: &str = "starling_gossip_stalls_total";
 
 pub(crate) fn run() {
     let secs = env_u64("STARLING_BOUNDED_SECS", 75);
@@ -69,8 +71,11 @@ pub(crate) fn run() {
         let trimmed = metric(m.port, TRIMMED).unwrap_or(0.0);
         let passes = metric(m.port, PASSES).unwrap_or(0.0);
         let collected = metric(m.port, COLLECTED).unwrap_or(0.0);
+        // Reported, not asserted (a timing): the longest gap between two core-loop ticks.
+        let gap = metric(m.port, TICK_GAP).unwrap_or(0.0);
+        let stalls = metric(m.port, STALLS).unwrap_or(0.0);
         eprintln!(
-            "bounded_run (seed {seed}) {}: feed length max {first} in the first third, {last} in the last; {trimmed} entries trimmed; {passes} reaper passes, {collected} tombstones collected",
+            "bounded_run (seed {seed}) {}: feed length max {first} in the first third, {last} in the last; {trimmed} entries trimmed; {passes} reaper passes, {collected} tombstones collected; gossip loop: longest tick gap {gap} ms, {stalls} ticks over 100 ms late",
             m.name
         );
         assert!(
