@@ -53,17 +53,18 @@ pub(crate) async fn unlike(
 
 #[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
     description = "The users who like a post, by ascending id; `cursor` is the last id of the previous page.",
-    responses((status = 200, description = "a page of likers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "a page of likers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn likers(
     State(state): State<AppState>,
-    _: AuthUser,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
     uri: Uri,
     Query(q): Query<ListParams>,
 ) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
-    state.posts.get(id).await?;
+    let post = state.posts.get(id).await?;
+    crate::posts::readable_by(&state, post.author, me).await?;
     let page = state.posts.likes().likers(id, cursor, limit).await?;
     crate::social::user_page(
         &state,

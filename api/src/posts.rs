@@ -102,6 +102,28 @@ pub(crate) struct ViewerState {
     liked: bool,
 }
 
+/// Whether `viewer` may see what `author` wrote: not when either blocked the other.
+pub(crate) async fn visible_to(
+    state: &AppState,
+    author: u64,
+    viewer: u64,
+) -> Result<bool, ApiError> {
+    Ok(author == viewer || !state.graph.blocked_either(viewer, author).await?)
+}
+
+/// `Forbidden` when either of `author` and `viewer` blocked the other.
+pub(crate) async fn readable_by(
+    state: &AppState,
+    author: u64,
+    viewer: u64,
+) -> Result<(), ApiError> {
+    if visible_to(state, author, viewer).await? {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("blocked"))
+    }
+}
+
 impl PostView {
     /// The view of `post` with what it answers, its counters and `viewer`'s state.
     pub(crate) async fn full(state: &AppState, post: Post, viewer: u64) -> Result<Self, ApiError> {
@@ -263,13 +285,14 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
-    responses((status = 200, description = "the post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the post", body = PostView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn read(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<PostView>, ApiError> {
     let post = state.posts.get(parse_id(&id)?).await?;
+    readable_by(&state, post.author, me).await?;
     Ok(Json(PostView::full(&state, post, me).await?))
 }
 
@@ -301,10 +324,10 @@ pub(crate) async fn remove(
 }
 
 #[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
-    responses((status = 200, description = "the author's posts, newest first", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the author's posts, newest first", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn by_author(
     State(state): State<AppState>,
-    _: AuthUser,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
     uri: axum::http::Uri,
     Query(q): Query<ListParams>,
@@ -314,6 +337,7 @@ pub(crate) async fn by_author(
     if !state.graph.exists(id).await? {
         return Err(ApiError::NotFound("user not found"));
     }
+    readable_by(&state, id, me).await?;
     let page = state.posts.by_author(id, cursor, limit).await?;
     let next = page.next.map(|n| n.to_string());
     let list = PostList {

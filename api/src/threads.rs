@@ -32,6 +32,13 @@ pub(crate) enum ThreadItem {
         /// Always `true`.
         deleted: bool,
     },
+    /// A post of a user who blocked the caller or whom the caller blocked: `{"id", "blocked": true}`.
+    Blocked {
+        /// The post's id.
+        id: String,
+        /// Always `true`.
+        blocked: bool,
+    },
 }
 
 /// A page of replies.
@@ -54,6 +61,12 @@ pub(crate) struct Thread {
 
 async fn item(state: &AppState, p: ThreadPost, viewer: u64) -> Result<ThreadItem, ApiError> {
     Ok(match p {
+        ThreadPost::Post(p) if !crate::posts::visible_to(state, p.author, viewer).await? => {
+            ThreadItem::Blocked {
+                id: p.id.to_string(),
+                blocked: true,
+            }
+        }
         ThreadPost::Post(p) => ThreadItem::Post(Box::new(PostView::full(state, p, viewer).await?)),
         ThreadPost::Deleted(id) => ThreadItem::Deleted {
             id: id.to_string(),
@@ -63,8 +76,8 @@ async fn item(state: &AppState, p: ThreadPost, viewer: u64) -> Result<ThreadItem
 }
 
 #[utoipa::path(get, path = "/v1/posts/{id}/thread", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
-    description = "A post in its thread: its ancestors (oldest first; a deleted one is `{\"id\",\"deleted\":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id).",
-    responses((status = 200, description = "the thread", body = Thread, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page of replies, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    description = "A post in its thread: its ancestors (oldest first; a deleted one is `{\"id\",\"deleted\":true}`, one across a block `{\"id\",\"blocked\":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id).",
+    responses((status = 200, description = "the thread", body = Thread, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page of replies, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the post's author blocked the caller, or the caller blocked them", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn thread(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -75,6 +88,9 @@ pub(crate) async fn thread(
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
     let post = state.posts.thread_post(id).await?;
+    if let ThreadPost::Post(p) = &post {
+        crate::posts::readable_by(&state, p.author, me).await?;
+    }
     let mut ancestors = Vec::new();
     for a in state.posts.ancestors(id).await? {
         ancestors.push(item(&state, a, me).await?);
@@ -82,7 +98,10 @@ pub(crate) async fn thread(
     let page = state.posts.replies(id, cursor, limit).await?;
     let mut items = Vec::with_capacity(page.posts.len());
     for p in page.posts {
-        items.push(PostView::full(&state, p, me).await?);
+        // Replies across a block are left out (the cursor still moves past them).
+        if crate::posts::visible_to(&state, p.author, me).await? {
+            items.push(PostView::full(&state, p, me).await?);
+        }
     }
     let next = page.next.map(|n| n.to_string());
     let link = next.as_deref().map(|n| ("cursor", n));

@@ -81,7 +81,7 @@ fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
         .map(|s| s.to_string())
         .collect();
     let n = Node::start(dir.path(), free_port(), &args);
-    let (_, at) = sign_up(&n, "alice");
+    let (alice, at) = sign_up(&n, "alice");
     let (_, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");
     let root = id(&post(&n, &at, "root", None));
@@ -152,8 +152,22 @@ fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
         n.http("GET", "/v1/posts/12345/thread", Some(&at), b"").0,
         404
     );
+    // Across the block neither reads the other's posts: carol gets 403 for alice's post, thread,
+    // likers and list; her own reply's thread shows alice's root as blocked; alice's view of the
+    // root leaves carol's reply out, bob's keeps it.
+    for path in [
+        format!("/v1/posts/{root}"),
+        format!("/v1/posts/{root}/thread"),
+        format!("/v1/posts/{root}/likes"),
+        format!("/v1/users/{alice}/posts"),
+    ] {
+        assert_eq!(n.http("GET", &path, Some(&ct), b"").0, 403, "{path}");
+    }
+    let t = thread(&n, &b, &ct, "");
+    assert_eq!(t["ancestors"][0], json!({"id": root, "blocked": true}));
+    assert!(ids(&thread(&n, &root, &at, "")["replies"]["items"]).is_empty());
     assert_eq!(
-        ids(&thread(&n, &root, &at, "")["replies"]["items"]),
+        ids(&thread(&n, &root, &bt, "")["replies"]["items"]),
         vec![b]
     );
     assert!(n.terminate().success());

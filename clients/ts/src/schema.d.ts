@@ -455,7 +455,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description A post in its thread: its ancestors (oldest first; a deleted one is `{"id","deleted":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id). */
+        /** @description A post in its thread: its ancestors (oldest first; a deleted one is `{"id","deleted":true}`, one across a block `{"id","blocked":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id). */
         get: operations["thread"];
         put?: never;
         post?: never;
@@ -936,6 +936,11 @@ export interface components {
             /** @description Always `true`. */
             deleted: boolean;
             /** @description The deleted post's id. */
+            id: string;
+        } | {
+            /** @description Always `true`. */
+            blocked: boolean;
+            /** @description The post's id. */
             id: string;
         };
         /** @description A page of users. */
@@ -2324,6 +2329,8 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            /** @description the author blocked the caller, or the caller blocked the author */
+            403: components["responses"]["Forbidden"];
             /** @description unknown or deleted */
             404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
@@ -2480,6 +2487,8 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            /** @description the author blocked the caller, or the caller blocked the author */
+            403: components["responses"]["Forbidden"];
             /** @description unknown or deleted post */
             404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
@@ -2516,6 +2525,8 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            /** @description the post's author blocked the caller, or the caller blocked them */
+            403: components["responses"]["Forbidden"];
             /** @description unknown post */
             404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
@@ -2823,6 +2834,8 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            /** @description the author blocked the caller, or the caller blocked the author */
+            403: components["responses"]["Forbidden"];
             /** @description unknown user */
             404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
