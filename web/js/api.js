@@ -2,6 +2,7 @@
 /**
  * @file The REST client: one `fetch` per call with the session's bearer token; an error answer
  * (`application/problem+json`) becomes an {@link ApiError} with the server's title and detail.
+ * The answers are typed by the declarations generated from `/openapi.json` (see types.js).
  */
 
 /** @typedef {import('./types.js').User} User */
@@ -11,6 +12,8 @@
 /** @typedef {import('./types.js').FriendRequest} FriendRequest */
 /** @typedef {import('./types.js').Session} Session */
 /** @typedef {import('./types.js').Thread} Thread */
+/** @typedef {import('./types.js').SignedUp} SignedUp */
+/** @typedef {import('./types.js').MediaView} MediaView */
 /**
  * @template T
  * @typedef {import('./types.js').Page<T>} Page
@@ -86,7 +89,7 @@ export class Api {
   // ---- users and sessions
   /**
    * @param {string} handle @param {string} password @param {string} [display_name]
-   * @returns {Promise<User & {token: string}>}
+   * @returns {Promise<SignedUp>}
    */
   async signUp(handle, password, display_name) {
     return (await this.request('POST', '/v1/users', { json: { handle, password, display_name: display_name || undefined } })).data;
@@ -199,7 +202,7 @@ export class Api {
   deletePost(id) {
     return this.request('DELETE', `/v1/posts/${id}`);
   }
-  /** @param {Blob} file @returns {Promise<{id: string, url: string, content_type: string, size: number}>} */
+  /** @param {Blob} file @returns {Promise<MediaView>} */
   async upload(file) {
     return (await this.request('POST', '/v1/media', { blob: file })).data;
   }

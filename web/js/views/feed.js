@@ -51,7 +51,7 @@ export function render(ctx, main) {
         shown.add(p.id);
         list.append(h('li', {}, postCard(ctx, p)));
       }
-      cursor = page.next_cursor;
+      cursor = page.next_cursor ?? null;
       done = !cursor;
       building.hidden = !page.partial;
       empty.hidden = list.childElementCount > 0;
@@ -161,8 +161,8 @@ function compose(ctx, posted) {
  * @returns {HTMLElement}
  */
 export function postCard(ctx, p) {
-  const authorId = typeof p.author === 'string' ? p.author : p.author.id;
-  const images = (p.media || []).map((m) => (typeof m === 'string' ? m : m.id));
+  const authorId = p.author;
+  const images = p.media;
   const article = h(
     'article',
     { class: 'card post', 'data-post': p.id },

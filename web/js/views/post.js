@@ -72,7 +72,7 @@ export function render(ctx, main, id) {
       }
       for (const r of t.replies.items) replies.append(h('li', {}, postCard(ctx, r)));
       if (!replies.childElementCount) replies.append(h('li', { class: 'muted' }, 'No replies yet.'));
-      cursor = t.replies.next_cursor;
+      cursor = t.replies.next_cursor ?? null;
       more.hidden = !cursor;
     } catch (e) {
       replace(main, h('h1', {}, 'Post not found'), h('p', {}, e instanceof ApiError && e.status === 404 ? 'This post does not exist, or was deleted.' : 'The server cannot be reached.'));

@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * @file A user's page: name, handle, region, counts, their posts; follow / unfollow, friend
- * request, block / unblock and "message" for others; editing one's own display name.
+ * request, block / unblock and "message" for others; editing one's own display name (the API
+ * has no bio or avatar yet).
  */
 import { ApiError } from '../api.js';
 import { h, notice, replace } from '../dom.js';
@@ -20,7 +21,7 @@ async function follows(ctx, id) {
   for (let i = 0; i < 10; i++) {
     const page = await ctx.api.relations(ctx.me.id, 'following', cursor);
     if (page.items.some((u) => u.id === id)) return true;
-    cursor = page.next_cursor;
+    cursor = page.next_cursor ?? null;
     if (!cursor) return false;
   }
   return false;
@@ -48,11 +49,10 @@ export function render(ctx, main, handle) {
     const card = h(
       'section',
       { class: 'card profile', 'aria-labelledby': 'profile-name' },
-      u.avatar ? ctx.media.image(u.avatar, `Avatar of @${u.handle}`) : h('div', { class: 'avatar', 'aria-hidden': 'true' }, (u.display_name || u.handle).slice(0, 1).toUpperCase()),
+      h('div', { class: 'avatar', 'aria-hidden': 'true' }, (u.display_name || u.handle).slice(0, 1).toUpperCase()),
       h('div', { class: 'grow' },
         h('h1', { id: 'profile-name' }, u.display_name || u.handle),
         h('p', { class: 'handle' }, `@${u.handle}`, u.region ? h('span', { class: 'muted' }, ` · region ${u.region}`) : null),
-        u.bio ? h('p', {}, u.bio) : null,
         h('p', { class: 'counts' }, h('strong', { id: 'followers-count' }, String(u.followers_count ?? 0)), ' followers · ', h('strong', {}, String(u.following_count ?? 0)), ' following'),
         actions),
     );
@@ -138,14 +138,11 @@ async function otherActions(ctx, u, actions) {
 }
 
 /**
- * Editing one's own profile: the display name (and a bio when the server keeps one).
+ * Editing one's own profile: the display name (what `PATCH /v1/users/me` takes today).
  * @param {Ctx} ctx @param {User} u
  */
 function editForm(ctx, u) {
   const name = /** @type {HTMLInputElement} */ (h('input', { id: 'edit-name', value: u.display_name || '', maxlength: 64 }));
-  const hasBio = 'bio' in u;
-  const bio = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'edit-bio', rows: 2, maxlength: 300 }));
-  bio.value = u.bio || '';
   return h(
     'form',
     {
@@ -155,7 +152,6 @@ function editForm(ctx, u) {
         ev.preventDefault();
         /** @type {Record<string, string>} */
         const patch = { display_name: name.value.trim() };
-        if (hasBio) patch.bio = bio.value;
         try {
           const me = await ctx.api.updateMe(patch);
           ctx.users.put(me);
@@ -170,7 +166,6 @@ function editForm(ctx, u) {
     },
     h('h2', {}, 'Edit profile'),
     h('div', { class: 'field' }, h('label', { for: 'edit-name' }, 'Display name'), name),
-    hasBio ? h('div', { class: 'field' }, h('label', { for: 'edit-bio' }, 'Bio'), bio) : null,
     h('button', { type: 'submit', class: 'primary' }, 'Save'),
   );
 }
