@@ -16,6 +16,7 @@ import { postCard } from './feed.js';
  */
 function itemCard(ctx, item) {
   if ('deleted' in item) return h('article', { class: 'card post muted' }, 'This post was deleted.');
+  if ('blocked' in item) return h('article', { class: 'card post muted' }, 'A post you cannot see (a block between you and its author).');
   return postCard(ctx, item);
 }
 
