@@ -1,5 +1,6 @@
 //! HTTPS and CORS through the real binary: `starling serve --tls-cert --tls-key` with a
-//! self-signed certificate made here (rcgen) answers over TLS and not in plain text, presents a
+//! self-signed certificate made here (rcgen) answers over TLS and not in plain text, switches a
+//! WebSocket upgrade over TLS (WSS), presents a
 //! new certificate after SIGHUP once its files change, keeps the old one when the new files are
 //! bad, and `--cors-origins` answers preflights for listed origins only.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -61,6 +62,33 @@ fn https(
     (presented, String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Opens a TLS connection trusting `trust`, sends `request` and returns the response head (the
+/// connection may stay open: a WebSocket upgrade).
+fn https_head(port: u16, trust: &CertificateDer<'static>, request: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).unwrap() == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{extra}connection: close\r\n\r\n")
 }
@@ -93,6 +121,32 @@ fn https_serves_reloads_on_sighup_and_cors_answers_listed_origins() {
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.ends_with("ok"), "{res}");
     assert_eq!(presented, der_a);
+
+    // WSS: a signed-up user's WebSocket upgrade over TLS is switched.
+    let body = r#"{"handle":"tlsuser","password":"correct horse battery"}"#;
+    let signup = format!(
+        "POST /v1/users HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (_, res) = https(port, &der_a, &signup);
+    assert!(res.starts_with("HTTP/1.1 201"), "{res}");
+    let json = &res[res.find("\r\n\r\n").unwrap() + 4..];
+    let token = serde_json::from_str::<serde_json::Value>(json).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let upgrade = format!(
+        "GET /v1/ws HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\
+         connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n\
+         sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let head = https_head(port, &der_a, &upgrade);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "the RFC 6455 accept key: {head}"
+    );
 
     // Plain HTTP on the TLS port gets no HTTP answer.
     let mut plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
