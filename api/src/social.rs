@@ -9,7 +9,7 @@ use crate::problem::ApiError;
 use crate::users::UserView;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use starling_graph::follows::IdPage;
@@ -59,8 +59,13 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/following/{id}", put(follow).delete(unfollow))
         .route("/v1/users/{id}/followers", get(followers))
         .route("/v1/users/{id}/following", get(following))
-        .route("/v1/friend-requests", post(request_friend))
+        .route(
+            "/v1/friend-requests",
+            post(request_friend).get(list_friend_requests),
+        )
+        .route("/v1/friend-requests/{id}", delete(cancel_friend))
         .route("/v1/friend-requests/{id}/accept", post(accept_friend))
+        .route("/v1/friend-requests/{id}/decline", post(decline_friend))
         .route("/v1/friends", get(friends))
         .route("/v1/blocks/{id}", put(block).delete(unblock))
 }
@@ -168,6 +173,92 @@ pub(crate) async fn request_friend(
     let to = parse_id(&b.to)?;
     let r = state.graph.request_friend(me, to).await?;
     Ok((StatusCode::CREATED, Json(r.into())))
+}
+
+/// `?direction=&limit=&cursor=` of the friend-request lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RequestListParams {
+    /// `incoming` (addressed to the caller; the default) or `outgoing` (sent by the caller).
+    #[param(value_type = Option<String>, pattern = "^(incoming|outgoing)$")]
+    direction: Option<String>,
+    /// 1–100, default 20.
+    #[param(value_type = Option<u8>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page (or its `Link: rel="next"`).
+    #[param(value_type = Option<String>, pattern = "^[0-9]{1,19}$")]
+    cursor: Option<String>,
+}
+
+/// A page of pending friend requests.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct RequestList {
+    items: Vec<RequestView>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/friend-requests", tag = "graph", security(("bearer" = [])), params(RequestListParams),
+    description = "The caller's pending friend requests, by request id: addressed to them (`direction=incoming`, the default) or sent by them (`outgoing`). Accepted, declined and cancelled requests are not listed.",
+    responses((status = 200, description = "a page of pending requests", body = RequestList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn list_friend_requests(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    uri: Uri,
+    Query(q): Query<RequestListParams>,
+) -> Result<Page<RequestList>, ApiError> {
+    let incoming = match q.direction.as_deref() {
+        None | Some("incoming") => true,
+        Some("outgoing") => false,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "direction is incoming or outgoing".into(),
+            ));
+        }
+    };
+    let (limit, cursor) = ListParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .parse()?;
+    let (requests, next) = state
+        .graph
+        .friend_requests(me, incoming, cursor, limit)
+        .await?;
+    let next = next.map(|n| n.to_string());
+    let list = RequestList {
+        items: requests.into_iter().map(RequestView::from).collect(),
+        next_cursor: next.clone(),
+    };
+    let link = next.as_deref().map(|n| ("cursor", n));
+    Ok(Page::new(&uri, link, list))
+}
+
+#[utoipa::path(post, path = "/v1/friend-requests/{id}/decline", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "request id")),
+    responses((status = 204, description = "declined: the request is deleted"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the addressee", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown request (or declined or cancelled already)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "accepted already", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn decline_friend(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .graph
+        .withdraw_friend_request(parse_id(&id)?, me, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/friend-requests/{id}", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "request id")),
+    responses((status = 204, description = "cancelled: the request is deleted"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not the sender", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown request (or declined or cancelled already)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "accepted already", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn cancel_friend(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .graph
+        .withdraw_friend_request(parse_id(&id)?, me, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/friend-requests/{id}/accept", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "request id")),

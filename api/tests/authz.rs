@@ -59,6 +59,9 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("DELETE", "/v1/following/{id}", Guard::User),
     ("POST", "/v1/friend-requests", Guard::User),
     ("POST", "/v1/friend-requests/{id}/accept", Guard::User),
+    ("GET", "/v1/friend-requests", Guard::User),
+    ("DELETE", "/v1/friend-requests/{id}", Guard::User),
+    ("POST", "/v1/friend-requests/{id}/decline", Guard::User),
     ("GET", "/v1/friends", Guard::User),
     ("PUT", "/v1/blocks/{id}", Guard::User),
     ("DELETE", "/v1/blocks/{id}", Guard::User),
@@ -682,6 +685,18 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
             Value::Null,
             403,
         ),
+        (
+            "POST",
+            format!("/v1/friend-requests/{}/decline", ids.request),
+            Value::Null,
+            403,
+        ),
+        (
+            "DELETE",
+            format!("/v1/friend-requests/{}", ids.request),
+            Value::Null,
+            403,
+        ),
     ];
     for (method, path, body, want) in &cross {
         let b = if body.is_null() {
@@ -693,6 +708,14 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
         assert_eq!(s, *want, "mallory {method} {path}: {v}");
         cells += 1;
     }
+    // The request mallory could neither decline nor cancel is still pending, on both lists.
+    for (who, direction) in [(&alice, "outgoing"), (&bob, "incoming")] {
+        let path = format!("/v1/friend-requests?direction={direction}");
+        let (s, list) = call(port, "GET", &path, Some(&who.token), b"");
+        assert_eq!(s, 200);
+        assert!(list.to_string().contains(&ids.request), "{list}");
+    }
+    cells += 2;
     // A like is the liker's own: another user's unlike answers 204 (idempotent) and takes only
     // their own like back (on a post of bob's, outside the read-back).
     let (s, liked) = json_call(

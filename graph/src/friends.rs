@@ -1,7 +1,10 @@
 //! Friend requests and friendships. A request is a register; accepting it (by its addressee
 //! only) makes both users follow each other and adds the friendship both ways (set elements).
+//! While it is pending it is listed under both users (`gri` by addressee, `gro` by sender);
+//! accepting, declining (the addressee) or cancelling (the sender) takes it off both lists, and
+//! the last two delete it.
 
-use crate::keys::{FRIENDS, REQUESTS, pair};
+use crate::keys::{FRIENDS, REQUESTS, REQUESTS_IN, REQUESTS_OUT, pair};
 use crate::{Graph, GraphError};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -50,7 +53,83 @@ impl Graph {
         self.store
             .put_typed(&REQUESTS.key().u64(req.id).finish(), &req)
             .await?;
+        self.store
+            .add(&pair(REQUESTS_IN, to, req.id), Bytes::new())
+            .await?;
+        self.store
+            .add(&pair(REQUESTS_OUT, from, req.id), Bytes::new())
+            .await?;
         Ok(req)
+    }
+
+    /// A request, if it exists (and was not declined or cancelled).
+    pub async fn friend_request(&self, id: u64) -> Result<FriendRequest, GraphError> {
+        self.store
+            .get_typed(&REQUESTS.key().u64(id).finish())
+            .await?
+            .and_then(|v| v.value)
+            .ok_or(GraphError::NotFound("friend request"))
+    }
+
+    /// Takes a request off both users' pending lists.
+    async fn unlist(&self, req: &FriendRequest) -> Result<(), GraphError> {
+        self.store
+            .remove(&pair(REQUESTS_IN, req.to, req.id))
+            .await?;
+        self.store
+            .remove(&pair(REQUESTS_OUT, req.from, req.id))
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a pending request: declined by its addressee (`by_sender` false) or cancelled by its
+    /// sender (true). Anyone else is refused; an accepted request is no longer pending.
+    pub async fn withdraw_friend_request(
+        &self,
+        id: u64,
+        caller: u64,
+        by_sender: bool,
+    ) -> Result<(), GraphError> {
+        let req = self.friend_request(id).await?;
+        let party = if by_sender { req.from } else { req.to };
+        if party != caller {
+            return Err(GraphError::Forbidden(if by_sender {
+                "only the sender cancels a friend request"
+            } else {
+                "only the addressee declines a friend request"
+            }));
+        }
+        if req.state != RequestState::Pending {
+            return Err(GraphError::Invalid(
+                "the friend request was accepted already",
+            ));
+        }
+        self.unlist(&req).await?;
+        self.store.delete(&REQUESTS.key().u64(id).finish()).await?;
+        Ok(())
+    }
+
+    /// `user`'s pending requests, `incoming` (addressed to them) or outgoing, by request id.
+    pub async fn friend_requests(
+        &self,
+        user: u64,
+        incoming: bool,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<(Vec<FriendRequest>, Option<u64>), GraphError> {
+        let ks = if incoming { REQUESTS_IN } else { REQUESTS_OUT };
+        let page = self
+            .id_page(ks, user, after, limit.clamp(1, crate::follows::API_PAGE))
+            .await?;
+        let mut out = Vec::with_capacity(page.ids.len());
+        for id in page.ids {
+            match self.friend_request(id).await {
+                Ok(r) if r.state == RequestState::Pending => out.push(r),
+                Ok(_) | Err(GraphError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((out, page.next))
     }
 
     /// The addressee accepts: mutual follow and friendship. Accepting twice is harmless.
@@ -80,6 +159,7 @@ impl Graph {
             .await?;
         req.state = RequestState::Accepted;
         self.store.put_typed(&key, &req).await?;
+        self.unlist(&req).await?;
         Ok(req)
     }
 
@@ -131,5 +211,75 @@ mod tests {
             g.accept_friend(999, b.id).await,
             Err(GraphError::NotFound(_))
         ));
+        // Accepted: on nobody's pending list, and neither declined nor cancelled any more.
+        assert!(
+            g.friend_requests(b.id, true, None, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        assert!(matches!(
+            g.withdraw_friend_request(r.id, b.id, false).await,
+            Err(GraphError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn pending_requests_are_listed_both_ways_until_declined_or_cancelled() {
+        let g = graph();
+        let (a, _) = g.sign_up("alice", "password1", None, None).await.unwrap();
+        let (b, _) = g.sign_up("bob", "password1", None, None).await.unwrap();
+        let (c, _) = g.sign_up("carol", "password1", None, None).await.unwrap();
+        let ab = g.request_friend(a.id, b.id).await.unwrap();
+        let cb = g.request_friend(c.id, b.id).await.unwrap();
+        let ids = |v: Vec<super::FriendRequest>| v.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let (incoming, _) = g.friend_requests(b.id, true, None, 10).await.unwrap();
+        assert_eq!(ids(incoming), vec![ab.id, cb.id]);
+        let (first, next) = g.friend_requests(b.id, true, None, 1).await.unwrap();
+        assert_eq!(ids(first), vec![ab.id]);
+        assert_eq!(
+            ids(g.friend_requests(b.id, true, next, 1).await.unwrap().0),
+            vec![cb.id]
+        );
+        assert_eq!(
+            ids(g.friend_requests(a.id, false, None, 10).await.unwrap().0),
+            vec![ab.id]
+        );
+        assert!(
+            g.friend_requests(a.id, true, None, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        // Only the addressee declines, only the sender cancels.
+        for (caller, by_sender) in [(a.id, false), (b.id, true), (c.id, false)] {
+            assert!(matches!(
+                g.withdraw_friend_request(ab.id, caller, by_sender).await,
+                Err(GraphError::Forbidden(_))
+            ));
+        }
+        g.withdraw_friend_request(ab.id, b.id, false).await.unwrap();
+        g.withdraw_friend_request(cb.id, c.id, true).await.unwrap();
+        assert!(
+            g.friend_requests(b.id, true, None, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        assert!(
+            g.friend_requests(a.id, false, None, 10)
+                .await
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        assert!(matches!(
+            g.accept_friend(ab.id, b.id).await,
+            Err(GraphError::NotFound(_))
+        ));
+        assert!(!g.is_following(a.id, b.id).await.unwrap());
     }
 }

@@ -10,6 +10,7 @@
 //! | `gfi` | followee, follower | set element (add wins) | followed-at ms |
 //! | local `gn`, `gs`, `gcur` | counts derived per node, their shadows, the feed position | node-local | see [`crate::counts`] |
 //! | `gr` | request id | register (LWW) | [`crate::friends::FriendRequest`] |
+//! | `gri`, `gro` | addressee or sender, request id | set element (while pending) | — |
 //! | `gf` | user, friend | set element | — |
 //! | `gb` | blocker, blocked | set element | — |
 
@@ -24,6 +25,10 @@ pub const FOLLOWING: Keyspace = Keyspace::new("gfo");
 /// The followee → follower edge elements (public: the fan-out worker tails them).
 pub const FOLLOWERS: Keyspace = Keyspace::new("gfi");
 pub(crate) const REQUESTS: Keyspace = Keyspace::new("gr");
+/// Pending requests by addressee.
+pub(crate) const REQUESTS_IN: Keyspace = Keyspace::new("gri");
+/// Pending requests by sender.
+pub(crate) const REQUESTS_OUT: Keyspace = Keyspace::new("gro");
 pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
 pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");
 

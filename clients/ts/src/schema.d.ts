@@ -306,10 +306,27 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** @description The caller's pending friend requests, by request id: addressed to them (`direction=incoming`, the default) or sent by them (`outgoing`). Accepted, declined and cancelled requests are not listed. */
+        get: operations["list_friend_requests"];
         put?: never;
         post: operations["request_friend"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/friend-requests/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["cancel_friend"];
         options?: never;
         head?: never;
         patch?: never;
@@ -325,6 +342,22 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["accept_friend"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/friend-requests/{id}/decline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["decline_friend"];
         delete?: never;
         options?: never;
         head?: never;
@@ -873,6 +906,11 @@ export interface components {
         /** @description A page of replies. */
         ReplyList: {
             items: components["schemas"]["PostView"][];
+            next_cursor?: string | null;
+        };
+        /** @description A page of pending friend requests. */
+        RequestList: {
+            items: components["schemas"]["RequestView"][];
             next_cursor?: string | null;
         };
         RequestView: {
@@ -2088,6 +2126,39 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    list_friend_requests: {
+        parameters: {
+            query?: {
+                /** @description `incoming` (addressed to the caller; the default) or `outgoing` (sent by the caller). */
+                direction?: string;
+                /** @description 1–100, default 20. */
+                limit?: number;
+                /** @description The `next_cursor` of the previous page (or its `Link: rel="next"`). */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of pending requests */
+            200: {
+                headers: {
+                    /** @description `<…>; rel="next"`: the next page, while there is one */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestList"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     request_friend: {
         parameters: {
             query?: never;
@@ -2123,6 +2194,37 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    cancel_friend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description request id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description cancelled: the request is deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description not the sender */
+            403: components["responses"]["Forbidden"];
+            /** @description unknown request (or declined or cancelled already) */
+            404: components["responses"]["NotFound"];
+            /** @description accepted already */
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     accept_friend: {
         parameters: {
             query?: never;
@@ -2151,6 +2253,37 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description unknown request */
             404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    decline_friend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description request id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description declined: the request is deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description not the addressee */
+            403: components["responses"]["Forbidden"];
+            /** @description unknown request (or declined or cancelled already) */
+            404: components["responses"]["NotFound"];
+            /** @description accepted already */
+            422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

@@ -1,0 +1,184 @@
+//! Friend requests through the real `starling` binary: pending requests listed incoming and
+//! outgoing (paged), declined by the addressee, cancelled by the sender, and gone afterwards.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::{Node, free_port};
+use serde_json::{Value, json};
+
+fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let (s, b) = if body.is_null() {
+        n.http(method, path, Some(token), b"")
+    } else {
+        common::http_json(n.port, method, path, Some(token), &body.to_string())
+    };
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+fn sign_up(n: &Node, handle: &str) -> (String, String) {
+    let body = json!({"handle": handle, "password": "password1"}).to_string();
+    let (s, b) = common::http_json(n.port, "POST", "/v1/users", None, &body);
+    assert_eq!(s, 201);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
+
+fn request(n: &Node, token: &str, to: &str) -> String {
+    let (s, v) = call(n, "POST", "/v1/friend-requests", token, json!({ "to": to }));
+    assert_eq!(s, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Every pending request of a list, page by page (`limit` per page).
+fn pending(n: &Node, token: &str, direction: &str, limit: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/v1/friend-requests?direction={direction}&limit={limit}{cursor}");
+        let (s, v) = call(n, "GET", &path, token, Value::Null);
+        assert_eq!(s, 200, "{v}");
+        for r in v["items"].as_array().unwrap() {
+            assert_eq!(r["state"], "pending");
+            out.push(r["id"].as_str().unwrap().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn requests_are_listed_until_declined_cancelled_or_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let n = Node::start(dir.path(), free_port(), &args);
+    let (_, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (_, ct) = sign_up(&n, "carol");
+    let (dave, dt) = sign_up(&n, "dave");
+    let ab = request(&n, &at, &bob);
+    let cb = request(&n, &ct, &bob);
+    let db = request(&n, &dt, &bob);
+    assert_eq!(
+        pending(&n, &bt, "incoming", 1),
+        vec![ab.clone(), cb.clone(), db.clone()]
+    );
+    assert_eq!(
+        pending(&n, &bt, "incoming", 100),
+        pending(&n, &bt, "incoming", 2)
+    );
+    assert_eq!(pending(&n, &at, "outgoing", 10), vec![ab.clone()]);
+    assert!(pending(&n, &at, "incoming", 10).is_empty());
+    assert!(pending(&n, &bt, "outgoing", 10).is_empty());
+
+    // The sender cannot decline, the addressee cannot cancel.
+    assert_eq!(
+        call(
+            &n,
+            "POST",
+            &format!("/v1/friend-requests/{ab}/decline"),
+            &at,
+            Value::Null
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            &n,
+            "DELETE",
+            &format!("/v1/friend-requests/{ab}"),
+            &bt,
+            Value::Null
+        )
+        .0,
+        403
+    );
+    // bob declines alice's, carol cancels hers, bob accepts dave's: none is pending any more.
+    assert_eq!(
+        call(
+            &n,
+            "POST",
+            &format!("/v1/friend-requests/{ab}/decline"),
+            &bt,
+            Value::Null
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &n,
+            "DELETE",
+            &format!("/v1/friend-requests/{cb}"),
+            &ct,
+            Value::Null
+        )
+        .0,
+        204
+    );
+    assert_eq!(
+        call(
+            &n,
+            "POST",
+            &format!("/v1/friend-requests/{db}/accept"),
+            &bt,
+            Value::Null
+        )
+        .0,
+        200
+    );
+    assert!(pending(&n, &bt, "incoming", 10).is_empty());
+    assert!(pending(&n, &at, "outgoing", 10).is_empty());
+    // Gone: not accepted, declined or cancelled again; an accepted one is not declined.
+    assert_eq!(
+        call(
+            &n,
+            "POST",
+            &format!("/v1/friend-requests/{ab}/accept"),
+            &bt,
+            Value::Null
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &n,
+            "DELETE",
+            &format!("/v1/friend-requests/{cb}"),
+            &ct,
+            Value::Null
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &n,
+            "POST",
+            &format!("/v1/friend-requests/{db}/decline"),
+            &bt,
+            Value::Null
+        )
+        .0,
+        422
+    );
+    let (_, friends) = call(&n, "GET", "/v1/friends", &bt, Value::Null);
+    let ids: Vec<&str> = friends["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![dave.as_str()]);
+    assert!(n.terminate().success());
+}
