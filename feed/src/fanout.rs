@@ -7,7 +7,8 @@
 //!   ([`crate::followers`]), read whole from the store when missing. A node-local mark per post
 //!   means a post that is edited later is not fanned out again.
 //! - An author above the threshold is not fanned out; the first time a node sees one, it tells
-//!   the cached timelines of their followers to pull them at read time instead.
+//!   the cached timelines of their followers to pull them at read time instead. A change to an
+//!   author's post list drops the in-process list of their recent posts ([`crate::recent`]).
 //! - Follows backfill the followee's posts newer than the timeline's floor; unfollows (blocks
 //!   unfollow) remove the author's entries; post edits and deletes drop the cached body.
 //! - Users whose last read is older than the inactivity period are dropped from L1 instead of
@@ -30,6 +31,10 @@ const FANNED: Keyspace = Keyspace::local("ff");
 const CELEBS: Keyspace = Keyspace::local("fc");
 /// The fan-out's name as a change-feed consumer (its saved position).
 pub const CONSUMER: &str = "feed-fan-out";
+/// The posts crate's lists of posts by author (`pa/author/!post`), whose changes drop the
+/// author's in-process list of recent posts (the name is checked against the posts crate by a
+/// test in `tests.rs`).
+pub(crate) const AUTHOR_LISTS: Keyspace = Keyspace::new("pa");
 
 impl Feed {
     /// Brings the timelines up to the store's change feed. Resumes where it stopped after a
@@ -41,6 +46,7 @@ impl Feed {
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
         let followers_prefix = starling_graph::keys::FOLLOWERS.prefix();
+        let lists_prefix = AUTHOR_LISTS.prefix();
         loop {
             let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
@@ -59,6 +65,11 @@ impl Feed {
                         }
                         Err(PostError::NotFound) => {}
                         Err(e) => return Err(e.into()),
+                    }
+                } else if c.key.starts_with(lists_prefix.as_bytes()) {
+                    let off = AUTHOR_LISTS.prefix_len();
+                    if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                        self.inner.recent.changed(author);
                     }
                 } else if c.key.starts_with(followers_prefix.as_bytes()) {
                     let off = starling_graph::keys::FOLLOWERS.prefix_len();
@@ -100,23 +111,47 @@ impl Feed {
     /// Whether `author` is pulled at read time; the first time this node sees an author over
     /// the threshold, the cached timelines of their followers learn to pull them.
     async fn pulled(&self, author: u64) -> Result<bool, FeedError> {
-        if !self.is_celebrity(author).await? {
+        let followers = self.inner.graph.count_of(author, "followers").await?;
+        if followers <= self.inner.cfg.celebrity_followers {
             return Ok(false);
         }
         let mark = CELEBS.key().u64(author).finish();
         if self.inner.store.get(&mark).await?.is_none() {
-            // Once per author and node, and a large list: read, not cached.
-            for f in self.inner.graph.all_followers(author).await? {
-                if let Some(slot) = self.inner.l1.slot(f) {
-                    let mut s = slot.lock();
-                    if !s.celebs.contains(&author) {
-                        s.celebs.push(author);
-                    }
-                }
-            }
+            self.tell_followers_to_pull(author, u64::try_from(followers).unwrap_or(0))
+                .await?;
             self.inner.store.put(&mark, Bytes::new()).await?;
         }
         Ok(true)
+    }
+
+    /// Adds `author` to the pulled accounts of their followers' cached timelines, once per
+    /// author and node. It walks whichever is shorter: the author's follower list, or the cached
+    /// timelines (asking the store whether each owner follows the author), so the work is
+    /// bounded by the L1's size however many followers a large account has. A timeline built
+    /// meanwhile finds the author pulled by itself (a rebuild checks each followee's count).
+    async fn tell_followers_to_pull(&self, author: u64, followers: u64) -> Result<(), FeedError> {
+        let add = |slot: crate::local::SlotRef| {
+            let mut s = slot.lock();
+            if !s.celebs.contains(&author) {
+                s.celebs.push(author);
+            }
+        };
+        if followers <= self.inner.l1.len() {
+            for f in self.inner.graph.all_followers(author).await? {
+                if let Some(slot) = self.inner.l1.slot(f) {
+                    add(slot);
+                }
+            }
+        } else {
+            for user in self.inner.l1.users() {
+                if let Some(slot) = self.inner.l1.slot(user)
+                    && self.inner.graph.is_following(user, author).await?
+                {
+                    add(slot);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Inserts a post into its author's followers' timelines; returns how many L1 timelines

@@ -14,6 +14,7 @@ mod followers;
 pub mod hydrate;
 pub mod local;
 pub mod read;
+mod recent;
 pub mod redis_tier;
 pub mod tier;
 pub mod timeline;
@@ -21,6 +22,7 @@ pub mod timeline;
 use followers::FollowerLists;
 use hydrate::PostCache;
 use local::LocalTimelines;
+use recent::RecentPosts;
 use redis_tier::RedisTier;
 use starling_graph::{Graph, GraphError};
 use starling_posts::{Post, PostError, Posts};
@@ -48,6 +50,11 @@ pub struct FeedConfig {
     pub l1_bytes: u64,
     /// Bytes of authors' follower lists the fan-out worker keeps in process.
     pub follower_lists_bytes: u64,
+    /// Bytes of pulled authors' recent post ids kept in process for the read-time merge.
+    pub pulled_lists_bytes: u64,
+    /// Post ids kept per pulled author; pages deeper than that read the author's list from
+    /// the store.
+    pub pulled_depth: usize,
     /// Post bodies kept in process.
     pub post_cache_entries: u64,
     /// How long Redis keeps a post body.
@@ -66,6 +73,8 @@ impl Default for FeedConfig {
             rebuild_budget: 200,
             l1_bytes: 512 << 20,
             follower_lists_bytes: 32 << 20,
+            pulled_lists_bytes: 16 << 20,
+            pulled_depth: 128,
             post_cache_entries: 200_000,
             post_ttl: Duration::from_secs(3600),
             clock: Arc::new(starling_store::HlcClock::new()),
@@ -123,6 +132,8 @@ struct Inner {
     bodies: PostCache,
     /// Follower lists of authors, for the fan-out worker only.
     followers: FollowerLists,
+    /// Recent post ids of pulled authors, for the read-time merge.
+    recent: RecentPosts,
     /// One catch-up at a time (held across awaits: a tokio mutex).
     lock: tokio::sync::Mutex<()>,
 }
@@ -161,6 +172,7 @@ impl Feed {
             inner: Arc::new(Inner {
                 l1: LocalTimelines::new(cfg.l1_bytes, cfg.cap),
                 followers: FollowerLists::new(cfg.follower_lists_bytes),
+                recent: RecentPosts::new(cfg.pulled_lists_bytes, cfg.pulled_depth),
                 bodies: PostCache::new(posts.clone(), cfg.post_cache_entries, l2.clone()),
                 store,
                 graph,
@@ -205,6 +217,17 @@ impl Feed {
     /// Follower lists the fan-out worker holds (approximate).
     pub fn cached_follower_lists(&self) -> u64 {
         self.inner.followers.len()
+    }
+
+    /// Pulled authors whose recent posts are held in process (approximate).
+    pub fn cached_author_lists(&self) -> u64 {
+        self.inner.recent.len()
+    }
+
+    /// Pulled authors' post lists read from the store since start (misses of the in-process
+    /// lists, and pages deeper than they reach).
+    pub fn author_list_reads(&self) -> u64 {
+        self.inner.recent.reads()
     }
 
     /// The Redis tier, if configured (its health check is run by the server).

@@ -5,6 +5,7 @@
 //! A timeline missing here is not an error: it was never built, was evicted, or belonged to an
 //! inactive user; the read path loads it from L2 or rebuilds it.
 
+use crate::recent::Recent;
 use crate::tier::{TierError, TimelineStore};
 use crate::timeline::Timeline;
 use async_trait::async_trait;
@@ -19,6 +20,9 @@ pub struct Slot {
     pub timeline: Timeline,
     /// Followed accounts above the celebrity threshold, pulled at read time.
     pub celebs: Vec<u64>,
+    /// The recent-post lists of `celebs` the last read used, in the same order (checked for
+    /// currency before use, see [`crate::recent`]).
+    pub(crate) lists: Vec<(u64, Arc<Recent>)>,
     /// Last feed read, ms since the epoch.
     pub last_read_ms: u64,
     /// A rebuild is filling this timeline; pages are partial until it ends.
@@ -69,6 +73,11 @@ impl LocalTimelines {
     /// Drops a timeline (inactive owner, or a failed rebuild).
     pub fn evict(&self, user: u64) {
         self.cache.invalidate(&user);
+    }
+
+    /// The owners of the cached timelines (a snapshot, as many as the cache's bound allows).
+    pub fn users(&self) -> Vec<u64> {
+        self.cache.iter().map(|(user, _)| *user).collect()
     }
 
     /// The entry cap.

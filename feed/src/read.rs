@@ -6,17 +6,23 @@
 //!    followees inline; if more remain, a background task finishes and the pages served
 //!    meanwhile say `partial` (HTTP 206).
 //! 2. Candidates for a page below cursor `before`: the timeline's entries down to its floor,
-//!    plus the recent posts of the followed accounts that are pulled rather than fanned out.
-//!    When that does not fill the page, it continues below the floor with a merge of every
-//!    followee's own post list — so the feed has no hard end at the cap, and no gap.
+//!    plus the recent posts of the followed accounts that are pulled rather than fanned out,
+//!    from the in-process lists of [`crate::recent`] (no store read unless a list is missing
+//!    or the page is deeper than it). One k-way merge over these sorted runs stops once the page
+//!    is full: a read costs O(pulled + limit · log pulled) in memory, whatever the authors'
+//!    histories. When that does not fill the page, it continues below the floor with a merge
+//!    of every followee's own post list — so the feed has no hard end at the cap, and no gap.
 //! 3. The newest `limit` candidates are hydrated from the post cache; deleted posts are
 //!    skipped, but the cursor moves past them. A cursor is a post id and every source is
 //!    filtered by it, so paging while posts arrive never skips or repeats one.
 
 use crate::local::{Slot, SlotRef};
+use crate::recent::{Recent, merge_newest};
 use crate::timeline::{Entry, Timeline};
 use crate::{Feed, FeedError, FeedPage, TimelineStore};
 use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// What a page needs from a timeline, copied out under its lock.
 struct View {
@@ -24,6 +30,23 @@ struct View {
     floor: u64,
     celebs: Vec<u64>,
     building: bool,
+}
+
+/// A pulled author's posts for one page, newest first.
+enum Pulled {
+    /// A range of the in-process list.
+    Cached(Arc<Recent>, Range<usize>),
+    /// Read from the store (a page deeper than the list).
+    Read(Vec<u64>),
+}
+
+impl Pulled {
+    fn ids(&self) -> &[u64] {
+        match self {
+            Pulled::Cached(list, range) => &list.ids()[range.clone()],
+            Pulled::Read(ids) => ids,
+        }
+    }
 }
 
 impl Feed {
@@ -37,27 +60,60 @@ impl Feed {
         let limit = limit.clamp(1, 100);
         let slot = self.timeline_of(user).await?;
         let now = self.now_ms();
-        let view = {
+        let recent = &self.inner.recent;
+        let (view, mut lists) = {
             let mut s = slot.lock();
             s.last_read_ms = now;
-            View {
+            // The lists the last read used, where still current: no cache lookup for them.
+            let lists: Vec<Option<Arc<Recent>>> = s
+                .celebs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    s.lists
+                        .get(i)
+                        .filter(|(a, l)| a == c && recent.is_current(*c, l))
+                        .map(|(_, l)| l.clone())
+                })
+                .collect();
+            let view = View {
                 entries: s.timeline.page(before, limit, s.building),
                 floor: if s.building { 0 } else { s.timeline.floor },
                 celebs: s.celebs.clone(),
                 building: s.building,
-            }
+            };
+            (view, lists)
         };
         self.touch_l2(user, &slot, now).await;
-        let mut ids: BTreeSet<u64> = view.entries.iter().map(|e| e.0).collect();
-        for c in &view.celebs {
-            let theirs = self.inner.posts.ids_by_author(*c, before, limit).await?;
-            ids.extend(theirs.into_iter().filter(|id| *id >= view.floor));
+        let timeline: Vec<u64> = view.entries.iter().map(|e| e.0).collect();
+        let mut fetched = false;
+        for (c, list) in view.celebs.iter().zip(lists.iter_mut()) {
+            if list.is_none() {
+                *list = Some(self.recent_list(*c).await?);
+                fetched = true;
+            }
         }
-        if !view.building && view.floor > 0 && ids.len() < limit {
+        let lists: Vec<Arc<Recent>> = lists.into_iter().flatten().collect();
+        let mut pulled = Vec::with_capacity(lists.len());
+        for (c, list) in view.celebs.iter().zip(&lists) {
+            pulled.push(self.pulled_posts(*c, list, before, limit).await?);
+        }
+        if fetched {
+            let mut s = slot.lock();
+            if s.celebs == view.celebs {
+                s.lists = view.celebs.iter().copied().zip(lists).collect();
+            }
+        }
+        let mut runs: Vec<&[u64]> = Vec::with_capacity(pulled.len() + 1);
+        runs.push(&timeline);
+        runs.extend(pulled.iter().map(Pulled::ids));
+        let mut page = merge_newest(&runs, view.floor, limit);
+        if !view.building && view.floor > 0 && page.len() < limit {
+            // Everything merged so far is at or above the floor, everything below it is older.
             let below = before.map_or(view.floor, |b| b.min(view.floor));
-            ids.extend(self.merge_below(user, below, limit).await?);
+            let more = self.merge_below(user, below, limit - page.len()).await?;
+            page.extend(more.into_iter().rev());
         }
-        let page: Vec<u64> = ids.into_iter().rev().take(limit).collect();
         let next = if page.len() == limit {
             page.last().copied()
         } else {
@@ -69,6 +125,47 @@ impl Feed {
             next,
             partial: view.building,
         })
+    }
+
+    /// The current list of `author`'s recent posts: cached, or read from the store.
+    async fn recent_list(&self, author: u64) -> Result<Arc<Recent>, FeedError> {
+        let recent = &self.inner.recent;
+        if let Some(list) = recent.get(author) {
+            return Ok(list);
+        }
+        let stamp = recent.stamp(author);
+        let depth = recent.depth();
+        let mut ids = self
+            .inner
+            .posts
+            .ids_by_author(author, None, depth + 1)
+            .await?;
+        let complete = ids.len() <= depth;
+        ids.truncate(depth);
+        let list = Arc::new(Recent::new(ids, complete, stamp));
+        recent.insert(author, list.clone());
+        Ok(list)
+    }
+
+    /// The newest `limit` posts of pulled author `author` below `before`: a range of its
+    /// in-process `list`, or read from the store for a page deeper than the list.
+    async fn pulled_posts(
+        &self,
+        author: u64,
+        list: &Arc<Recent>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Pulled, FeedError> {
+        if let Some(range) = list.below(before, limit) {
+            return Ok(Pulled::Cached(list.clone(), range));
+        }
+        self.inner.recent.note_read();
+        let ids = self
+            .inner
+            .posts
+            .ids_by_author(author, before, limit)
+            .await?;
+        Ok(Pulled::Read(ids))
     }
 
     /// Pushes back the L2 expiry of an active reader's timeline, at most every hour.
@@ -143,6 +240,7 @@ impl Feed {
                 last_read_ms: now,
                 building: false,
                 l2_touched_ms: now,
+                lists: Vec::new(),
             });
             return Ok(slot);
         }

@@ -431,3 +431,172 @@ async fn a_large_rebuild_answers_partial_then_completes() {
     let done = done.expect("the background rebuild finishes");
     assert_eq!(done.posts.len(), 5);
 }
+
+/// A world with `star` pulled (above a threshold of 1) and followed by `reader` and `other`.
+async fn pulled_star(cfg: FeedConfig) -> (World, u64, u64) {
+    let w = world(FeedConfig {
+        celebrity_followers: 1,
+        ..cfg
+    });
+    let (reader, other, star) = (
+        user(&w, "reader").await,
+        user(&w, "other").await,
+        user(&w, "star").await,
+    );
+    for f in [reader, other] {
+        w.graph.follow(f, star).await.unwrap();
+    }
+    w.graph.catch_up_counts().await.unwrap();
+    (w, reader, star)
+}
+
+#[tokio::test]
+async fn pulled_posts_are_read_from_memory_and_follow_creates_and_deletes() {
+    let (w, reader, star) = pulled_star(FeedConfig::default()).await;
+    post(&w, star, "one").await;
+    assert_eq!(texts(&w, reader).await, vec!["one"]);
+    let reads = w.feed.author_list_reads();
+    assert!(
+        w.feed.inner.recent.get(star).is_some(),
+        "the star's list is held"
+    );
+    for _ in 0..5 {
+        assert_eq!(texts(&w, reader).await, vec!["one"]);
+    }
+    assert_eq!(
+        w.feed.author_list_reads(),
+        reads,
+        "warm reads merge the in-process list, no store read"
+    );
+    let two = post(&w, star, "two").await;
+    assert_eq!(
+        texts(&w, reader).await,
+        vec!["two", "one"],
+        "a new post shows"
+    );
+    w.posts.delete(two, star).await.unwrap();
+    assert_eq!(texts(&w, reader).await, vec!["one"], "a deleted post goes");
+    w.graph.unfollow(reader, star).await.unwrap();
+    assert!(
+        texts(&w, reader).await.is_empty(),
+        "an unfollow is respected"
+    );
+}
+
+#[tokio::test]
+async fn a_block_hides_a_pulled_author() {
+    let (w, reader, star) = pulled_star(FeedConfig::default()).await;
+    post(&w, star, "one").await;
+    assert_eq!(texts(&w, reader).await, vec!["one"]);
+    w.graph.block(star, reader).await.unwrap();
+    assert!(texts(&w, reader).await.is_empty());
+}
+
+#[tokio::test]
+async fn pages_deeper_than_the_pulled_lists_read_the_store_without_a_gap() {
+    let (w, reader, star) = pulled_star(FeedConfig {
+        pulled_depth: 4,
+        ..FeedConfig::default()
+    })
+    .await;
+    let plain = user(&w, "plain").await;
+    w.graph.follow(reader, plain).await.unwrap();
+    for i in 0..15 {
+        post(&w, if i % 3 == 0 { plain } else { star }, &format!("{i}")).await;
+    }
+    w.feed.catch_up().await.unwrap();
+    let want: Vec<String> = (0..15).rev().map(|i| i.to_string()).collect();
+    for limit in [1, 2, 3, 5, 100] {
+        assert_eq!(all_pages(&w, reader, limit).await, want, "limit {limit}");
+    }
+    let before = w.feed.author_list_reads();
+    all_pages(&w, reader, 3).await;
+    assert!(
+        w.feed.author_list_reads() > before,
+        "past 4 posts the star's list comes from the store"
+    );
+}
+
+#[tokio::test]
+async fn many_pulled_authors_merge_into_one_page_in_order() {
+    let w = world(FeedConfig {
+        celebrity_followers: 1,
+        ..FeedConfig::default()
+    });
+    let (reader, fan) = (user(&w, "reader").await, user(&w, "fan").await);
+    let mut stars = Vec::new();
+    for i in 0..12 {
+        let s = user(&w, &format!("star{i}")).await;
+        for f in [reader, fan] {
+            w.graph.follow(f, s).await.unwrap();
+        }
+        stars.push(s);
+    }
+    w.graph.catch_up_counts().await.unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut ids = Vec::new();
+    for i in 0..80 {
+        let s = stars[rng.random_range(0..stars.len())];
+        ids.push(post(&w, s, &format!("{i}")).await);
+    }
+    w.feed.catch_up().await.unwrap();
+    let want: Vec<String> = (0..80).rev().map(|i| i.to_string()).collect();
+    assert_eq!(all_pages(&w, reader, 9).await, want);
+    let first = w.feed.page(reader, None, 20).await.unwrap();
+    assert_eq!(first.posts.len(), 20);
+    assert_eq!(
+        first.next,
+        Some(ids[60]),
+        "the cursor is the last post shown"
+    );
+}
+
+#[tokio::test]
+async fn an_account_crossing_the_threshold_is_pulled_by_the_cached_timelines_of_its_followers() {
+    // The star crosses the threshold after two timelines are cached: one of a follower, one of
+    // a stranger. Its followers (3) outnumber the cached timelines (2), so the worker walks
+    // the cached timelines rather than the follower list.
+    let w = world(FeedConfig {
+        celebrity_followers: 2,
+        ..FeedConfig::default()
+    });
+    let star = user(&w, "star").await;
+    let mut fans = Vec::new();
+    for i in 0..3 {
+        fans.push(user(&w, &format!("fan{i}")).await);
+    }
+    let stranger = user(&w, "stranger").await;
+    for f in &fans[..2] {
+        w.graph.follow(*f, star).await.unwrap();
+    }
+    w.graph.catch_up_counts().await.unwrap();
+    post(&w, star, "small").await;
+    assert_eq!(texts(&w, fans[0]).await, vec!["small"]);
+    assert!(texts(&w, stranger).await.is_empty());
+    w.graph.follow(fans[2], star).await.unwrap();
+    w.graph.catch_up_counts().await.unwrap();
+    post(&w, star, "big").await;
+    w.feed.catch_up().await.unwrap();
+    let celebs = |u: u64| w.feed.inner.l1.slot(u).unwrap().lock().celebs.clone();
+    assert_eq!(celebs(fans[0]), vec![star]);
+    assert!(celebs(stranger).is_empty());
+    assert_eq!(texts(&w, fans[0]).await, vec!["big", "small"]);
+    assert!(texts(&w, stranger).await.is_empty());
+    assert_eq!(texts(&w, fans[2]).await, vec!["big", "small"]);
+}
+
+#[tokio::test]
+async fn the_author_list_keyspace_is_the_posts_crate_one() {
+    let w = world(FeedConfig::default());
+    let a = user(&w, "alice").await;
+    let id = post(&w, a, "hello").await;
+    let prefix = crate::fanout::AUTHOR_LISTS.key().u64(a).finish();
+    let page = w
+        .feed
+        .inner
+        .store
+        .scan(&starling_store::ScanRequest::prefix(prefix, 10))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "one list entry for the post {id}");
+}
