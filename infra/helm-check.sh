@@ -36,7 +36,7 @@ go_tool() { # go_tool BIN MODULE@VERSION
   [ -x "$1" ] && return 0
   need_go
   log "building $2 (once, cached in $(dirname "$1"))"
-  GOFLAGS="${GOFLAGS:--p=1}" GOBIN="$(dirname "$1")" go install -trimpath "$2"
+  GOBIN="$(dirname "$1")" go install -trimpath "$2"
 }
 
 schemas() {
