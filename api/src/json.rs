@@ -55,23 +55,26 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "a JSON body is at most {MAX_JSON_BODY} bytes"
             )));
         }
-        let malformed = |e: serde_json::Error| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::Invalid(format!("invalid body: {e}")),
-                _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-            }
-        };
-        // An object is parsed once, straight into `T`; anything else is read as a value only to
-        // tell malformed JSON (400) from JSON that is not an object (422).
-        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(malformed)?;
-            return Err(ApiError::Invalid("the body is a JSON object".into()));
-        }
-        serde_json::from_slice(&body)
-            .map(JsonBody)
-            .map_err(malformed)
+        json_object(&body).map(JsonBody)
     }
+}
+
+/// Decodes a JSON object body into `T`: 400 when not JSON, 422 when it is not an object or not
+/// of `T`'s shape. An object is parsed once, straight into `T`; anything else is read (without
+/// being built) only to tell malformed JSON (400) from JSON that is not an object (422).
+pub fn json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: serde_json::Error| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::Invalid(format!("invalid body: {e}")),
+            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        }
+    };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(malformed)?;
+        return Err(ApiError::Invalid("the body is a JSON object".into()));
+    }
+    serde_json::from_slice(body).map_err(malformed)
 }
 
 /// Path parameters (axum's `Path`): a parameter that does not deserialize is a problem+json 400
