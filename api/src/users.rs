@@ -25,6 +25,29 @@ pub struct UserView {
     followers_count: i64,
     following_count: i64,
     created_at: String,
+    /// The bio (up to 300 characters), on a single user's read (absent from list items).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bio: Option<String>,
+    /// The avatar's media id (`GET /v1/media/{id}`), on a single user's read when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::contract::Id>)]
+    avatar: Option<String>,
+}
+
+impl UserView {
+    /// The view of `u` with its bio and avatar.
+    pub(crate) async fn with_profile(state: &AppState, u: User) -> Result<Self, ApiError> {
+        let p = state.graph.profile(u.id).await?;
+        let mut v = UserView::from(u);
+        v.bio = Some(p.bio);
+        v.avatar = p.avatar.map(|a| a.to_string());
+        Ok(v)
+    }
+}
+
+/// `Some(None)` for an explicit `null` (clears), `None` when the field is absent.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl From<User> for UserView {
@@ -37,6 +60,8 @@ impl From<User> for UserView {
             followers_count: u.followers_count,
             following_count: u.following_count,
             created_at: rfc3339(u.created_at_ms),
+            bio: None,
+            avatar: None,
         }
     }
 }
@@ -93,6 +118,13 @@ pub(crate) struct ProfilePatch {
         example = "Ada Lovelace"
     )]
     display_name: Option<String>,
+    /// Up to 300 characters; line breaks allowed, no other control characters.
+    #[schema(max_length = 300)]
+    bio: Option<String>,
+    /// An image the caller uploaded (`POST /v1/media`), or `null` to remove the avatar.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<crate::contract::Id>)]
+    avatar: Option<Option<String>>,
 }
 
 /// The routes of this module. Sign-up and login hash passwords: they are rate limited per
@@ -179,7 +211,8 @@ pub(crate) async fn get_user(
     _: AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(state.graph.user(parse_id(&id)?).await?.into()))
+    let u = state.graph.user(parse_id(&id)?).await?;
+    Ok(Json(UserView::with_profile(&state, u).await?))
 }
 
 #[utoipa::path(get, path = "/v1/users/me", tag = "users", security(("bearer" = [])),
@@ -188,7 +221,8 @@ pub(crate) async fn get_me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(state.graph.user(me).await?.into()))
+    let u = state.graph.user(me).await?;
+    Ok(Json(UserView::with_profile(&state, u).await?))
 }
 
 #[utoipa::path(get, path = "/v1/users/by-handle/{handle}", tag = "users", security(("bearer" = [])), params(("handle" = String, Path, description = "handle, any case")),
@@ -198,19 +232,44 @@ pub(crate) async fn by_handle(
     _: AuthUser,
     Path(handle): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(state.graph.user_by_handle(&handle).await?.into()))
+    let u = state.graph.user_by_handle(&handle).await?;
+    Ok(Json(UserView::with_profile(&state, u).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/users/me", tag = "users", security(("bearer" = [])), request_body = ProfilePatch,
-    responses((status = 200, description = "the updated user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid name", body = crate::problem::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "the updated user", body = UserView), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid name or bio, or an avatar that is not an image the caller uploaded", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn update_me(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
     JsonBody(b): JsonBody<ProfilePatch>,
 ) -> Result<Json<UserView>, ApiError> {
+    let avatar = match b.avatar {
+        Some(Some(m)) => {
+            let id = parse_id(&m)?;
+            match state.posts.media(id).await? {
+                Some(r) if r.owner == me && r.content_type.starts_with("image/") => Some(Some(id)),
+                _ => {
+                    return Err(ApiError::Invalid(
+                        "avatar: not an image the caller uploaded".into(),
+                    ));
+                }
+            }
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    if let Some(bio) = &b.bio {
+        starling_graph::profile::check_bio(bio)?;
+    }
     let u = match b.display_name {
         Some(name) => state.graph.set_display_name(me, &name).await?,
         None => state.graph.user(me).await?,
     };
-    Ok(Json(u.into()))
+    if b.bio.is_some() || avatar.is_some() {
+        state
+            .graph
+            .set_profile(me, b.bio.as_deref(), avatar)
+            .await?;
+    }
+    Ok(Json(UserView::with_profile(&state, u).await?))
 }

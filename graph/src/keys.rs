@@ -13,6 +13,7 @@
 //! | `gri`, `gro` | addressee or sender, request id | set element (while pending) | — |
 //! | `gf` | user, friend | set element | — |
 //! | `gb` | blocker, blocked | set element | — |
+//! | `gp` | user id | register (LWW) | [`crate::profile::Profile`] |
 
 use starling_store::{Key, Keyspace};
 

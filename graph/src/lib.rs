@@ -2,7 +2,7 @@
 //!
 //! Modules: [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
 //! sessions, profiles), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
-//! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`]. [`Graph`] is the cheap-to-clone handle every operation
+//! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar). [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
 
@@ -13,6 +13,7 @@ pub mod error;
 pub mod follows;
 pub mod friends;
 pub mod keys;
+pub mod profile;
 pub mod users;
 
 pub use error::GraphError;

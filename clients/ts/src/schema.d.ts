@@ -890,6 +890,9 @@ export interface components {
             type: string;
         };
         ProfilePatch: {
+            avatar?: null | components["schemas"]["Id"];
+            /** @description Up to 300 characters; line breaks allowed, no other control characters. */
+            bio?: string | null;
             /**
              * @description 1–64 characters, no control characters.
              * @example Ada Lovelace
@@ -988,6 +991,9 @@ export interface components {
         };
         /** @description A user on the wire (ids as decimal strings, times RFC 3339). */
         UserView: {
+            avatar?: null | components["schemas"]["Id"];
+            /** @description The bio (up to 300 characters), on a single user's read (absent from list items). */
+            bio?: string | null;
             created_at: string;
             display_name: string;
             /** Format: int64 */
@@ -2829,7 +2835,7 @@ export interface operations {
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
-            /** @description invalid name */
+            /** @description invalid name or bio, or an avatar that is not an image the caller uploaded */
             422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };
