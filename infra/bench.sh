@@ -23,6 +23,8 @@ case "$what" in
   feed)
     # Fan-out and read figures: writes bench/feed.md itself (FEED_BENCH_USERS=… to shrink).
     cargo bench -p starling-feed --bench feed
+    # Reads of users who follow pulled (large) accounts: writes bench/feed-pulled.md.
+    cargo bench -p starling-feed --bench pulled
     ;;
   scylla)
     # The ScyllaDB engine beside the embedded one: against STARLING_SCYLLA_NODES, or a local

@@ -194,9 +194,10 @@ fn main() {
     }
     writeln!(
         md,
-        "\nA pulled account costs a read one in-process cache lookup and its share of one k-way \
-         merge that stops at the page's 20th post; before the in-process lists, each was a \
-         range scan of the author's post list in the store."
+        "\nA pulled account costs a warm read one atomic load (the list its last read used, kept \
+         in the reader's timeline slot, is still current) and its share of one k-way merge that \
+         stops at the page's 20th post; before the in-process lists, each was a range scan of \
+         the author's post list in the store."
     )
     .unwrap();
     std::fs::write(
