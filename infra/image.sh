@@ -46,6 +46,9 @@ build() {
   mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$ctx/data"
   chmod 1777 "$root/tmp"
   install -m 0755 "$bin" "$root/usr/local/bin/starling"
+  # The release profile keeps line tables for profiling on a developer's machine; the image
+  # keeps the symbols (backtraces name functions) and drops the debug sections.
+  if command -v strip >/dev/null 2>&1; then strip --strip-debug "$root/usr/local/bin/starling"; fi
   # The binary's shared libraries and the dynamic loader, at the paths it looks them up at.
   ldd "$bin" | grep -oE '/[^ ]+' | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
