@@ -286,6 +286,18 @@ impl Collector for FeedCollector {
             "Authors' follower lists the fan-out worker holds (approximate)",
             i64::try_from(self.0.cached_follower_lists()).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            e,
+            "starling_feed_author_lists_cached",
+            "Pulled (large) accounts whose recent post ids are held in process for the read-time merge (approximate)",
+            i64::try_from(self.0.cached_author_lists()).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            e,
+            "starling_feed_author_list_reads",
+            "Pulled accounts' post lists read from the store by feed reads (list misses, retired lists, pages deeper than a list)",
+            self.0.author_list_reads(),
+        )?;
         let redis = match self.0.cache_tier() {
             starling_feed::CacheTier::LocalOnly => -1,
             starling_feed::CacheTier::RedisDown => 0,
@@ -388,19 +400,6 @@ impl Collector for ChatCollector {
             "starling_chat_bus_dropped",
             "Chat events dropped because the bus publisher's queue was full or Redis failed",
             dropped,
-        )?;
-        let p = self.fanout.messenger.pipeline_stats();
-        counter(
-            e,
-            "starling_chat_pipeline_waits",
-            "Send batches whose claims waited here for their connection's previous batch to the conversation",
-            p.waited.load(Ordering::Relaxed),
-        )?;
-        counter(
-            e,
-            "starling_chat_pipeline_timeouts",
-            "Send batches answered busy because their connection's previous batch did not end its claims here in time",
-            p.timed_out.load(Ordering::Relaxed),
         )
     }
 }
