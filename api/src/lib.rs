@@ -215,7 +215,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(threads::routes())
         .merge(feed::routes())
         .merge(conversations::routes())
-        .merge(ws::routes())
+        .merge(ws::routes(Arc::new(state.clone())))
         // The router's own answers are problems too: an unknown path 404, a known path with
         // another method 405 (axum adds `Allow`), and any `text/plain` rejection left.
         .fallback(problem::no_route)

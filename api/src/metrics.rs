@@ -400,6 +400,19 @@ impl Collector for ChatCollector {
             "starling_chat_bus_dropped",
             "Chat events dropped because the bus publisher's queue was full or Redis failed",
             dropped,
+        )?;
+        let p = self.fanout.messenger.pipeline_stats();
+        counter(
+            e,
+            "starling_chat_pipeline_waits",
+            "Send batches whose claims waited here for their connection's previous batch to the conversation",
+            p.waited.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "starling_chat_pipeline_timeouts",
+            "Send batches answered busy because their connection's previous batch did not end its claims here in time",
+            p.timed_out.load(Ordering::Relaxed),
         )
     }
 }

@@ -14,14 +14,15 @@ use crate::AppState;
 use crate::auth::bearer;
 use crate::json::Query;
 use crate::problem::ApiError;
+use axum::Extension;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use starling_messenger::{Draft, Item, Message as ChatMessage, Order, Sent};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest frame and message a client may send (a 4000-character body in JSON fits).
@@ -60,9 +61,13 @@ pub(crate) struct WsQuery {
     token: Option<String>,
 }
 
-/// The routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/ws", get(upgrade))
+/// The routes of this module. Every connection shares `shared`: one copy of the node's state
+/// for all of them (a clone of [`AppState`] is hundreds of bytes, which an idle socket would
+/// otherwise hold for its whole life).
+pub fn routes(shared: Arc<AppState>) -> Router<AppState> {
+    Router::new()
+        .route("/v1/ws", get(upgrade))
+        .layer(Extension(shared))
 }
 
 /// The upgrade of the chat WebSocket. Frames are described by the AsyncAPI document
@@ -74,7 +79,7 @@ pub fn routes() -> Router<AppState> {
     responses((status = 101, description = "switching to the WebSocket protocol"),
         (status = 400, description = "not a WebSocket upgrade request (missing `Connection: upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13` or `Sec-WebSocket-Key`), or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn upgrade(
-    State(state): State<AppState>,
+    Extension(state): Extension<Arc<AppState>>,
     headers: HeaderMap,
     Query(query): Query<WsQuery>,
     ws: WebSocketUpgrade,

@@ -51,7 +51,7 @@ enum End {
 
 struct Session {
     socket: WebSocket,
-    /// Shared with the outer task: one `AppState` per connection, not two (memory per socket).
+    /// The node's state, one copy shared by every connection (memory per socket).
     state: Arc<AppState>,
     user: u64,
     conn: Arc<Conn>,
@@ -75,8 +75,7 @@ struct Session {
 }
 
 /// Runs a connection of `user` until either side ends it.
-pub(crate) async fn run(socket: WebSocket, state: AppState, user: u64) {
-    let state = Arc::new(state);
+pub(crate) async fn run(socket: WebSocket, state: Arc<AppState>, user: u64) {
     let handle = match state.fanout.hub.connect(user) {
         Ok(h) => h,
         Err(Refused::PerUser) => {
