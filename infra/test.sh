@@ -172,6 +172,9 @@ cargo test --workspace --locked --features "$FEATURES"
 # Debian's chromium, both installed if missing and cached) against the target/debug/starling that
 # the tests above built.
 log "web client"
+STARLING_BIN="$PWD/${CARGO_TARGET_DIR:-target}/debug/starling"
+case "${CARGO_TARGET_DIR:-}" in /*) STARLING_BIN="$CARGO_TARGET_DIR/debug/starling" ;; esac
+export STARLING_BIN
 infra/web-test.sh
 
 # The API contract, against the target/debug/starling the tests built: Schemathesis fuzzes every
@@ -179,6 +182,6 @@ infra/web-test.sh
 # in a venv under ~/.cache/starling), and the typed TypeScript client (clients/ts) must be what the
 # document generates and must type-check (openapi-typescript, tsc; npm packages cached).
 log "API contract: schemathesis"
-infra/schemathesis.sh target/debug/starling
+infra/schemathesis.sh "$STARLING_BIN"
 log "API contract: the TypeScript client"
-clients/ts/generate.sh --check target/debug/starling
+clients/ts/generate.sh --check "$STARLING_BIN"
