@@ -31,10 +31,10 @@ mod rest_tests;
 pub mod seed;
 pub mod server;
 pub mod social;
-pub mod threads;
-pub mod tls;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod threads;
+pub mod tls;
 pub mod users;
 pub mod web;
 pub mod ws;
