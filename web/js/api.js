@@ -105,7 +105,11 @@ export class Api {
   async me() {
     return (await this.request('GET', '/v1/users/me')).data;
   }
-  /** @param {Record<string, string | null>} patch @returns {Promise<User>} */
+  /**
+   * `display_name`, `bio` (up to 300 characters), `avatar` (a media id the caller uploaded;
+   * `null` removes it): only the fields given change.
+   * @param {import('./types.js').ProfilePatch} patch @returns {Promise<User>}
+   */
   async updateMe(patch) {
     return (await this.request('PATCH', '/v1/users/me', { json: patch })).data;
   }
@@ -147,21 +151,21 @@ export class Api {
   acceptFriend(id) {
     return this.request('POST', `/v1/friend-requests/${id}/accept`);
   }
-  /** @param {string} id */
+  /** The addressee says no. @param {string} id */
   declineFriend(id) {
     return this.request('POST', `/v1/friend-requests/${id}/decline`);
   }
+  /** The sender takes a request back. @param {string} id */
+  cancelFriend(id) {
+    return this.request('DELETE', `/v1/friend-requests/${id}`);
+  }
   /**
-   * Pending requests, or `null` where the server has no list of them.
-   * @param {'incoming' | 'outgoing'} direction @returns {Promise<Page<FriendRequest> | null>}
+   * Pending requests to (`incoming`) or from (`outgoing`) the caller.
+   * @param {'incoming' | 'outgoing'} direction @param {string | null} [cursor]
+   * @returns {Promise<Page<FriendRequest>>}
    */
-  async friendRequests(direction) {
-    try {
-      return (await this.request('GET', '/v1/friend-requests', { query: { direction } })).data;
-    } catch (e) {
-      if (e instanceof ApiError && (e.status === 404 || e.status === 405)) return null;
-      throw e;
-    }
+  async friendRequests(direction, cursor) {
+    return (await this.request('GET', '/v1/friend-requests', { query: { direction, limit: 100, cursor } })).data;
   }
   /** @returns {Promise<Page<User>>} */
   async friends() {

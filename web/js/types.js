@@ -20,6 +20,7 @@
 /** @typedef {Schemas['MemberView']} Member */
 /** @typedef {Schemas['MessageView']} Message */
 /** @typedef {Schemas['RequestView']} FriendRequest */
+/** @typedef {Schemas['ProfilePatch']} ProfilePatch */
 
 /**
  * A page of a list (`limit`, `cursor`).

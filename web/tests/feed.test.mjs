@@ -1,6 +1,7 @@
 // The feed in a browser: log in with the form, infinite scroll through more than a page (every
-// post once, newest first), the "new posts" button when the window gets focus back; a friend
-// request and the friends list, a block (which removes the follow), log out.
+// post once, newest first), the "new posts" button when the window gets focus back; friend
+// requests on the People page (one sent and cancelled, one declined and one accepted with the
+// keyboard) and the friends list, a block (which removes the follow), log out.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, openPage, rest, seriousViolations, startNode } from './harness.mjs';
@@ -48,14 +49,40 @@ test('log in, scroll past the first page, new posts, log out', async () => {
   assert.equal(new Set(after).size, after.length, 'no post twice');
   assert.deepEqual(await seriousViolations(page), []);
 
-  // A friend request from the writer's page; once accepted, the writer is in "Friends".
+  // A friend request from the writer's page: listed under "Sent" on People, cancelled there.
   await page.goto(`${node.url}/#/u/writer`);
   await page.getByRole('button', { name: 'Add friend' }).click();
   await page.locator('#notice', { hasText: 'Friend request sent to @writer.' }).waitFor();
-  const mine = await rest(node.url, 'POST', '/v1/friend-requests', reader.token, { to: writer.id });
-  await rest(node.url, 'POST', `/v1/friend-requests/${mine.id}/accept`, writer.token);
   await page.getByRole('link', { name: 'People' }).click();
+  const sent = page.getByRole('list', { name: 'Sent' });
+  await sent.getByRole('link', { name: /@writer/ }).waitFor();
+  await sent.getByRole('button', { name: 'Cancel request to @writer' }).click();
+  await sent.getByText('No requests sent.').waitFor();
+  assert.deepEqual((await rest(node.url, 'GET', '/v1/friend-requests?direction=outgoing', reader.token)).items, []);
+
+  // Two requests received: the fan's declined, the writer's accepted, with the keyboard only
+  // (declining moves the focus to the next request's first button).
+  const fan = await rest(node.url, 'POST', '/v1/users', null, { handle: 'fan', password });
+  await rest(node.url, 'POST', '/v1/friend-requests', fan.token, { to: reader.id });
+  await rest(node.url, 'POST', '/v1/friend-requests', writer.token, { to: reader.id });
+  await page.reload();
+  const received = page.getByRole('list', { name: 'Received' });
+  await received.getByRole('button', { name: 'Accept @writer' }).waitFor();
+  await received.getByRole('button', { name: 'Decline @fan' }).waitFor();
+  assert.deepEqual(await seriousViolations(page), [], 'people screen');
+  await received.getByRole('button', { name: 'Decline @fan' }).focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#notice', { hasText: 'Declined @fan’s request.' }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Accept @writer');
+  await page.keyboard.press('Enter');
+  await page.locator('#notice', { hasText: 'You and @writer are now friends.' }).waitFor();
+  await received.getByText('No requests waiting.').waitFor();
   await page.getByRole('list', { name: 'Friends' }).getByRole('link', { name: /@writer/ }).waitFor();
+  assert.deepEqual((await rest(node.url, 'GET', '/v1/friend-requests?direction=outgoing', fan.token)).items, [], 'declined');
+  assert.deepEqual((await rest(node.url, 'GET', '/v1/friends', reader.token)).items.map((u) => u.handle), ['writer']);
+  await page.reload();
+  await page.getByRole('list', { name: 'Friends' }).getByRole('link', { name: /@writer/ }).waitFor();
+  await page.getByRole('list', { name: 'Received' }).getByText('No requests waiting.').waitFor();
 
   // Blocking removes the follow: the page says so and the server agrees.
   await page.getByRole('list', { name: 'Friends' }).getByRole('link', { name: /@writer/ }).click();

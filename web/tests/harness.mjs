@@ -25,7 +25,9 @@ export async function startNode(extra = [], opts = {}) {
   const dir = opts.dir || mkdtempSync(join(tmpdir(), 'starling-web-'));
   const store = own ? ['--store', 'memory'] : [];
   let port = opts.port || 0;
-  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), ...store, '--auth-per-minute', '600', ...extra], {
+  // STARLING_WEB_DIR=web serves the client from the directory (no rebuild while working on it).
+  const web = process.env.STARLING_WEB_DIR ? ['--web-dir', process.env.STARLING_WEB_DIR] : [];
+  const child = spawn(BIN, ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'data'), ...store, '--auth-per-minute', '600', ...web, ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, STARLING_LOG: 'info' },
   });

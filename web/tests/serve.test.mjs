@@ -1,4 +1,5 @@
-// Two users in two browser contexts against one real `starling serve`: sign up, follow, a post
+// Two users in two browser contexts against one real `starling serve`: sign up, a bio and an
+// avatar (uploaded, shown to the other, removed), follow, a post
 // with an image reaching the other's feed, a chat both ways with live delivery, typing and read
 // markers, then one side offline while the other sends: on reconnect the missed messages appear
 // exactly once, in order, and what the offline side sent meanwhile is delivered once.
@@ -44,14 +45,41 @@ test('two users: follow, a post with an image, chat live both ways, exact resume
   await signUp(a.page, 'alice', 'Alice Liddell');
   await signUp(b.page, 'bob', 'Bob Marley');
 
-  // Alice finds Bob and follows him.
+  // Bob writes a bio and uploads an avatar on his profile; then removes the avatar (below).
+  await b.page.getByRole('link', { name: 'Profile' }).click();
+  await b.page.getByLabel('Bio', { exact: true }).fill('Reggae, sunsets\nand rooftops.');
+  await b.page.getByLabel('Avatar image').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: png() });
+  await b.page.getByRole('img', { name: 'New avatar me.png' }).waitFor();
+  await b.page.getByRole('button', { name: 'Save' }).click();
+  await b.page.locator('#notice', { hasText: 'Profile saved.' }).waitFor();
+  await b.page.locator('#profile-bio', { hasText: 'Reggae, sunsets' }).waitFor();
+  await b.page.getByRole('img', { name: 'Avatar of @bob' }).waitFor();
+  assert.equal(await b.page.getByLabel('Bio', { exact: true }).inputValue(), 'Reggae, sunsets\nand rooftops.');
+  assert.deepEqual(await seriousViolations(b.page), [], 'own profile screen');
+
+  // Alice finds Bob: his bio and avatar (the image fetched with her token); she follows him.
   await findUser(a.page, 'bob');
+  await a.page.locator('#profile-bio', { hasText: 'Reggae, sunsets\nand rooftops.' }).waitFor();
+  const avatar = a.page.getByRole('img', { name: 'Avatar of @bob' });
+  await avatar.waitFor();
+  await a.page.waitForFunction((el) => el.complete && el.naturalWidth === 320, await avatar.elementHandle());
+  assert.equal(await a.page.getByRole('button', { name: 'Remove avatar' }).count(), 0, 'no editing of another user');
   await a.page.locator('#follow-button', { hasText: 'Follow' }).click();
   await a.page.locator('#follow-button', { hasText: 'Unfollow' }).waitFor();
   assert.deepEqual(await seriousViolations(a.page), [], 'profile screen');
   await screenshot(a.page, 'profile');
 
+  // Bob removes his avatar: his initial again, for him and for Alice (after a reload).
+  await b.page.getByRole('button', { name: 'Remove avatar' }).click();
+  await b.page.locator('#notice', { hasText: 'Avatar removed.' }).waitFor();
+  await b.page.locator('.profile .avatar', { hasText: 'B' }).waitFor();
+  assert.equal(await b.page.getByRole('img', { name: 'Avatar of @bob' }).count(), 0);
+  await a.page.reload();
+  await a.page.locator('#profile-bio', { hasText: 'Reggae' }).waitFor();
+  assert.equal(await a.page.getByRole('img', { name: 'Avatar of @bob' }).count(), 0);
+
   // Bob posts a text with an image.
+  await b.page.getByRole('link', { name: 'Feed' }).click();
   await b.page.getByLabel('Post text').fill('Sunset from the roof, 7 pm');
   await b.page.locator('#compose-image').setInputFiles({ name: 'sunset.png', mimeType: 'image/png', buffer: png() });
   await b.page.getByRole('button', { name: 'Post', exact: true }).click();

@@ -1,8 +1,8 @@
 // @ts-check
 /**
- * @file A user's page: name, handle, region, counts, their posts; follow / unfollow, friend
- * request, block / unblock and "message" for others; editing one's own display name (the API
- * has no bio or avatar yet).
+ * @file A user's page: avatar, name, handle, region, bio, counts, their posts; follow /
+ * unfollow, friend request, block / unblock and "message" for others; editing one's own display
+ * name, bio and avatar (an image uploaded with `POST /v1/media`, then named in the profile).
  */
 import { ApiError } from '../api.js';
 import { h, notice, replace } from '../dom.js';
@@ -49,10 +49,13 @@ export function render(ctx, main, handle) {
     const card = h(
       'section',
       { class: 'card profile', 'aria-labelledby': 'profile-name' },
-      h('div', { class: 'avatar', 'aria-hidden': 'true' }, (u.display_name || u.handle).slice(0, 1).toUpperCase()),
+      u.avatar
+        ? ctx.media.image(u.avatar, `Avatar of @${u.handle}`)
+        : h('div', { class: 'avatar', 'aria-hidden': 'true' }, (u.display_name || u.handle).slice(0, 1).toUpperCase()),
       h('div', { class: 'grow' },
         h('h1', { id: 'profile-name' }, u.display_name || u.handle),
         h('p', { class: 'handle' }, `@${u.handle}`, u.region ? h('span', { class: 'muted' }, ` · region ${u.region}`) : null),
+        u.bio ? h('p', { class: 'bio', id: 'profile-bio' }, u.bio) : null,
         h('p', { class: 'counts' }, h('strong', { id: 'followers-count' }, String(u.followers_count ?? 0)), ' followers · ', h('strong', {}, String(u.following_count ?? 0)), ' following'),
         actions),
     );
@@ -137,12 +140,48 @@ async function otherActions(ctx, u, actions) {
   actions.append(follow, message, friend, block);
 }
 
+/** Reloads the own profile after a change. @param {Ctx} ctx @param {User} me */
+function saved(ctx, me) {
+  ctx.users.put(me);
+  Object.assign(ctx.me, me);
+  location.hash = '#/me';
+  window.dispatchEvent(new HashChangeEvent('hashchange'));
+}
+
 /**
- * Editing one's own profile: the display name (what `PATCH /v1/users/me` takes today).
+ * Editing one's own profile: display name, bio (up to 300 characters) and avatar (an image
+ * uploaded when the form is saved; removed at once with its own button).
  * @param {Ctx} ctx @param {User} u
  */
 function editForm(ctx, u) {
   const name = /** @type {HTMLInputElement} */ (h('input', { id: 'edit-name', value: u.display_name || '', maxlength: 64 }));
+  const bio = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'edit-bio', rows: 3, maxlength: 300, 'aria-describedby': 'edit-bio-count' }));
+  bio.value = u.bio || '';
+  const count = h('span', { id: 'edit-bio-count', class: 'muted' });
+  const counted = () => (count.textContent = `${bio.value.length} / 300 characters`);
+  counted();
+  bio.addEventListener('input', counted);
+  const file = /** @type {HTMLInputElement} */ (h('input', { id: 'edit-avatar', type: 'file', accept: 'image/png,image/jpeg,image/gif,image/webp' }));
+  const preview = h('div', { class: 'preview' });
+  file.addEventListener('change', () => {
+    preview.replaceChildren();
+    const f = file.files?.[0];
+    if (f) preview.append(h('img', { src: URL.createObjectURL(f), alt: `New avatar ${f.name}` }));
+  });
+  const remove = u.avatar
+    ? h('button', {
+      type: 'button', class: 'ghost danger', onclick: async () => {
+        try {
+          const me = await ctx.api.updateMe({ avatar: null });
+          notice('Avatar removed.');
+          saved(ctx, me);
+        } catch (e) {
+          notice(e instanceof Error ? e.message : 'failed', 'error');
+        }
+      },
+    }, 'Remove avatar')
+    : null;
+  const button = h('button', { type: 'submit', class: 'primary' }, 'Save');
   return h(
     'form',
     {
@@ -150,22 +189,31 @@ function editForm(ctx, u) {
       'aria-label': 'Edit profile',
       onsubmit: async (/** @type {SubmitEvent} */ ev) => {
         ev.preventDefault();
-        /** @type {Record<string, string>} */
-        const patch = { display_name: name.value.trim() };
+        button.setAttribute('disabled', '');
         try {
+          /** @type {import('../types.js').ProfilePatch} */
+          const patch = { bio: bio.value };
+          const display = name.value.trim();
+          if (display) patch.display_name = display;
+          const f = file.files?.[0];
+          if (f) patch.avatar = (await ctx.api.upload(f)).id;
           const me = await ctx.api.updateMe(patch);
-          ctx.users.put(me);
-          Object.assign(ctx.me, me);
           notice('Profile saved.');
-          location.hash = '#/me';
-          window.dispatchEvent(new HashChangeEvent('hashchange'));
+          saved(ctx, me);
         } catch (e) {
-          notice(e instanceof Error ? e.message : 'failed', 'error');
+          notice(e instanceof ApiError ? `Not saved: ${e.message}` : 'Not saved: the server cannot be reached.', 'error');
+        } finally {
+          button.removeAttribute('disabled');
         }
       },
     },
     h('h2', {}, 'Edit profile'),
     h('div', { class: 'field' }, h('label', { for: 'edit-name' }, 'Display name'), name),
-    h('button', { type: 'submit', class: 'primary' }, 'Save'),
+    h('div', { class: 'field' }, h('label', { for: 'edit-bio' }, 'Bio'), bio, count),
+    h('div', { class: 'field' },
+      h('label', { for: 'edit-avatar' }, 'Avatar image'),
+      h('div', { class: 'avatar-edit' }, file, remove),
+      preview),
+    button,
   );
 }
