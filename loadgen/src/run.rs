@@ -10,7 +10,8 @@
 //! intended start, as any other queueing), so each member's last acknowledged change is well
 //! defined. The `edit` operation takes a chat message the user's `chat` operations had
 //! acknowledged, each at most once (when there is none, it sends one first). The `like` and
-//! `unlike` operations take half their posts from one hot post (the run's first acknowledged
+//! `unlike` operations, per target (a post its own node acknowledged, so a like never waits on
+//! replication from another region), take half their posts from one hot post (the first acknowledged
 //! post) and half from the last [`RECENT_POSTS`] acknowledged ones: the skew of a real network,
 //! where a few posts draw most likes.
 
@@ -26,6 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -129,7 +131,9 @@ struct Ctx {
     edits: bool,
     /// Posts for the `like` and `unlike` operations (a lock held for a push or a pick, never
     /// across an await).
-    liked: Mutex<LikedPosts>,
+    /// Per target: a like goes to a post acknowledged by the liker's own node, so it never
+    /// depends on replication from another region (which a partition or a region loss stops).
+    liked: Mutex<HashMap<String, LikedPosts>>,
     ok: AtomicU64,
     errors: AtomicU64,
 }
@@ -153,7 +157,11 @@ impl Ctx {
             Op::Post => {
                 let text = format!("load post {} by {}", p.n, u.handle);
                 let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-                self.liked.lock().add(&id);
+                self.liked
+                    .lock()
+                    .entry(u.target.clone())
+                    .or_default()
+                    .add(&id);
                 Some((AckedKind::Post, id))
             }
             Op::Like | Op::Unlike => {
@@ -358,14 +366,18 @@ impl Ctx {
 
     /// The post the `n`th like or unlike goes to; `u` posts one first when the run has none.
     async fn post_to_like(&self, u: &User, n: u64) -> Result<String, RequestError> {
-        let picked = self.liked.lock().pick(n);
+        let picked = self.liked.lock().get(&u.target).and_then(|l| l.pick(n));
         if let Some(id) = picked {
             return Ok(id);
         }
         let sent_us = now_us();
         let text = format!("load post {n} by {} to like", u.handle);
         let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-        self.liked.lock().add(&id);
+        self.liked
+            .lock()
+            .entry(u.target.clone())
+            .or_default()
+            .add(&id);
         self.log_write(
             AckedKind::Post,
             id.clone(),
@@ -470,7 +482,7 @@ pub async fn run(
         run: now_us(),
         chats: AtomicU64::new(0),
         edits: cfg.mix.ops().any(|op| op == Op::Edit),
-        liked: Mutex::new(LikedPosts::default()),
+        liked: Mutex::new(HashMap::new()),
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
