@@ -16,28 +16,12 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 fn call(n: &Node, method: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-    let (s, b) = if body.is_null() {
-        n.http(method, path, token, b"")
-    } else {
-        common::http_json(n.port, method, path, token, &body.to_string())
-    };
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    common::call_json(n, method, path, token, &body)
 }
 
 /// Signs up `handle` on `n`: (id, token).
 fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    let (s, v) = call(
-        n,
-        "POST",
-        "/v1/users",
-        None,
-        json!({"handle": handle, "password": "password1"}),
-    );
-    assert_eq!(s, 201, "{v}");
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["token"].as_str().unwrap().to_string(),
-    )
+    common::sign_up_user(n, handle)
 }
 
 /// The post as `token` sees it on `n`.

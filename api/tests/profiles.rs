@@ -9,23 +9,11 @@ use common::{Node, free_port};
 use serde_json::{Value, json};
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let (s, b) = if body.is_null() {
-        n.http(method, path, Some(token), b"")
-    } else {
-        common::http_json(n.port, method, path, Some(token), &body.to_string())
-    };
-    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    common::call_json(n, method, path, Some(token), &body)
 }
 
 fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    let body = json!({"handle": handle, "password": "password1"}).to_string();
-    let (s, b) = common::http_json(n.port, "POST", "/v1/users", None, &body);
-    assert_eq!(s, 201);
-    let v: Value = serde_json::from_slice(&b).unwrap();
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["token"].as_str().unwrap().to_string(),
-    )
+    common::sign_up_user(n, handle)
 }
 
 fn upload(n: &Node, token: &str) -> String {

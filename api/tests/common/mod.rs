@@ -264,3 +264,34 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 pub mod chat;
+
+/// A JSON call on `n`: the status and the body as JSON (null when it is not JSON). A null
+/// `body` sends no body.
+pub fn call_json(
+    n: &Node,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let (s, b) = if body.is_null() {
+        n.http(method, path, token, b"")
+    } else {
+        http_json(n.port, method, path, token, &body.to_string())
+    };
+    (
+        s,
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Signs up `handle` (password `password1`) on `n`: (id, token).
+pub fn sign_up_user(n: &Node, handle: &str) -> (String, String) {
+    let body = serde_json::json!({"handle": handle, "password": "password1"});
+    let (s, v) = call_json(n, "POST", "/v1/users", None, &body);
+    assert_eq!(s, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
