@@ -31,9 +31,7 @@ pub(crate) async fn like(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let post = state.posts.get(id).await?;
-    if post.author != me && state.graph.blocked_either(me, post.author).await? {
-        return Err(ApiError::Forbidden("blocked"));
-    }
+    crate::posts::readable_by(&state, post.author, me).await?;
     state.posts.likes().like(id, me).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -257,15 +257,7 @@ pub(crate) async fn create(
                 }
                 Err(e) => return Err(ApiError::from(e).into()),
             };
-            if parent.author != me
-                && state
-                    .graph
-                    .blocked_either(me, parent.author)
-                    .await
-                    .map_err(ApiError::from)?
-            {
-                return Err(ApiError::Forbidden("blocked").into());
-            }
+            readable_by(&state, parent.author, me).await?;
             Some(parent.id)
         }
         None => None,
