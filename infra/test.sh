@@ -108,6 +108,9 @@ start_redis
 # clippy also checks the engine's tests.
 FEATURES="starling-store/conformance,starling-store/scylla"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# CI builds everything once from scratch: incremental compilation caches would only add gigabytes
+# of disk (the dev profile in Cargo.toml also keeps debug info to line tables for the same reason).
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 # Deterministic proptest runs in CI; locally a developer may set their own.
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261125}"
 
@@ -167,6 +170,8 @@ if [ -n "${cassandra_launcher:-}" ]; then
 fi
 log "tests (ScyllaDB engine against $STARLING_SCYLLA_NODES)"
 cargo test --workspace --locked --features "$FEATURES"
+target_dir="${CARGO_TARGET_DIR:-target}"
+log "disk used by $target_dir: $(du -sh "$target_dir" 2>/dev/null | cut -f1) (free: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' '))"
 
 # The web client (web/): its JSDoc types with tsc, then its browser tests (playwright-core driving
 # Debian's chromium, both installed if missing and cached) against the target/debug/starling that
