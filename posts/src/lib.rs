@@ -12,6 +12,7 @@
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
 //! replicated. Likes and their counts live in [`likes`], replies and threads in [`replies`]. Talks only to `starling_store`.
 
+mod journal;
 pub mod likes;
 pub mod replies;
 

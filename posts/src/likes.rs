@@ -14,8 +14,9 @@
 //! each change to a like it compares the element's visibility with the visibility it last counted
 //! (a local shadow) and moves the post's local counter by one when they differ. Each node's count
 //! is therefore exactly the likes its replica holds: never negative, never a retry twice, and
-//! replicated by nothing (every region derives its own). The one window: a crash between moving a
-//! count and writing its shadow counts that like twice (the same window as follower counts).
+//! replicated by nothing (every region derives its own). A crash between moving a count and
+//! writing its shadow cannot count a like twice: each batch's writes are saved first as one
+//! journal record that is applied again, idempotently, after a restart ([`crate::journal`]).
 //!
 //! **The hot post.** A like's request path writes only its own element — a distinct key, so a
 //! distinct stripe lock and record — and never the counter: a post liked thousands of times a
@@ -28,9 +29,10 @@
 //! The same consumer counts each post's direct replies (the `pt` elements of
 //! [`crate::replies`]) into `prc`, by the same rule.
 
+use crate::journal::Journal;
 use bytes::Bytes;
 use starling_store::{
-    FeedConsumer, Key, Keyspace, Mutation, ScanRequest, Store, StoreError, StoreExt, drive,
+    FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, drive,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -182,38 +184,63 @@ impl Likes {
     }
 
     /// Brings the counts up to the store's change feed: each batch of changes becomes one batch
-    /// of writes (one counter move per post, and the shadows), written before the position moves
-    /// past it. One pass at a time.
+    /// of writes (one counter move per post, and the shadows), saved first as one journal
+    /// ([`crate::journal`]) and written before the position moves past it, so a crash anywhere in
+    /// between neither loses nor repeats a move. One pass at a time.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let _one = self.pass.lock().await;
         let consumer = FeedConsumer::new(self.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
+        if let Some(j) = Journal::load(self.store.as_ref()).await?
+            && j.upto > cursor
+        {
+            // A crash after the journal was saved: finish its batch (idempotent).
+            j.apply(self.store.as_ref()).await?;
+            cursor = j.upto;
+            consumer.commit(cursor).await?;
+        }
         loop {
             let changes = consumer.batch(cursor, BATCH).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
-            let mut moves: HashMap<Key, i64> = HashMap::new();
-            let mut shadows: HashMap<Key, bool> = HashMap::new();
-            for c in changes {
-                if let Some(counter) = counter_of(&c.key) {
-                    self.recount(&c.key, counter, &mut moves, &mut shadows)
-                        .await?;
-                }
+            let j = self.plan(&changes, last).await?;
+            if !j.counters.is_empty() || !j.shadows.is_empty() {
+                j.save(self.store.as_ref()).await?;
+                j.apply(self.store.as_ref()).await?;
             }
-            let writes: Vec<(Key, Mutation)> = moves
-                .into_iter()
-                .filter(|(_, d)| *d != 0)
-                .map(|(counter, d)| (counter, Mutation::Count(d)))
-                .chain(shadows.into_iter().map(|(k, v)| {
-                    let b = Bytes::from_static(if v { &[1] } else { &[0] });
-                    (k, Mutation::Put(b))
-                }))
-                .collect();
-            self.store.mutate_many(&writes).await?;
             cursor = last;
             consumer.commit(cursor).await?;
         }
+    }
+
+    /// The writes one batch of changes needs: each counter's value before and its move, and the
+    /// shadows that change.
+    async fn plan(
+        &self,
+        changes: &[starling_store::Change],
+        upto: u64,
+    ) -> Result<Journal, StoreError> {
+        let mut moves: HashMap<Key, i64> = HashMap::new();
+        let mut shadows: HashMap<Key, bool> = HashMap::new();
+        for c in changes {
+            if let Some(counter) = counter_of(&c.key) {
+                self.recount(&c.key, counter, &mut moves, &mut shadows)
+                    .await?;
+            }
+        }
+        let mut j = Journal {
+            upto,
+            ..Journal::default()
+        };
+        for (counter, d) in moves {
+            if d != 0 {
+                let before = self.store.counter(&counter).await?;
+                j.counters.push((counter, before, d));
+            }
+        }
+        j.shadows = shadows.into_iter().collect();
+        Ok(j)
     }
 
     /// Moves `counter` by one if the element's visibility differs from what was counted (the
@@ -263,7 +290,7 @@ impl Likes {
 mod tests {
     use super::*;
     use starling_store::{
-        Delta, Dot, Hlc, HlcClock, Kind, Limits, NodeId, Record, RegionId, open_memory,
+        Delta, Dot, Hlc, HlcClock, Kind, Limits, Mutation, NodeId, Record, RegionId, open_memory,
     };
 
     fn likes() -> Likes {
@@ -315,6 +342,48 @@ mod tests {
         assert_eq!(l.count(7).await.unwrap(), 1);
         assert_eq!(l.likers(7, None, 10).await.unwrap().ids, vec![2]);
         assert_eq!(l.count(8).await.unwrap(), 0);
+    }
+
+    /// A crash between a batch's counter moves and its shadows (or after both, before the
+    /// position moved): the restarted consumer finishes the saved batch and counts each like once.
+    #[tokio::test]
+    async fn a_crash_inside_a_batch_counts_each_like_once() {
+        for shadows_written in [false, true] {
+            let l = likes();
+            l.like(7, 1).await.unwrap();
+            l.like(7, 2).await.unwrap();
+            l.like(8, 1).await.unwrap();
+            let consumer = FeedConsumer::new(l.store.clone(), CONSUMER);
+            let changes = consumer.batch(0, BATCH).await.unwrap();
+            let last = changes.last().unwrap().seq;
+            let j = l.plan(&changes, last).await.unwrap();
+            j.save(l.store.as_ref()).await.unwrap();
+            // The crash: the counters moved, the shadows maybe not, the position not.
+            let moves: Vec<_> = j
+                .counters
+                .iter()
+                .map(|(k, _, d)| (k.clone(), Mutation::Count(*d)))
+                .collect();
+            l.store.mutate_many(&moves).await.unwrap();
+            if shadows_written {
+                j.apply(l.store.as_ref()).await.unwrap();
+            }
+            assert_eq!(l.count(7).await.unwrap(), 2);
+            // The restarted consumer (a new Likes over the same store).
+            let again = Likes::new(l.store.clone());
+            again.catch_up().await.unwrap();
+            assert_eq!(
+                again.count(7).await.unwrap(),
+                2,
+                "shadows {shadows_written}"
+            );
+            assert_eq!(again.count(8).await.unwrap(), 1);
+            // Later changes still count, and an unlike moves it back by one.
+            again.like(7, 3).await.unwrap();
+            again.unlike(7, 1).await.unwrap();
+            again.catch_up().await.unwrap();
+            assert_eq!(again.count(7).await.unwrap(), 2);
+        }
     }
 
     #[tokio::test]
