@@ -89,8 +89,9 @@ pub struct Messenger {
     /// Conversations in the newest state seen here (a state only ever replaces an older one:
     /// see [`Messenger::remember`]); bounded, least recently used out.
     cache: moka::sync::Cache<u64, Arc<Conversation>>,
-    /// The newest entry of each conversation seen here (for the inbox), bounded likewise.
-    heads: moka::sync::Cache<u64, Arc<Message>>,
+    /// The newest entry of each conversation seen here (for the inbox), bounded likewise: a
+    /// slot per conversation whose entry is replaced in place (see [`Messenger::note_head`]).
+    heads: moka::sync::Cache<u64, Arc<parking_lot::Mutex<Arc<Message>>>>,
     /// Claims of one conversation on this node take turns (striped by conversation id): claims
     /// racing from one replica all read the same head, and each loser walks on slot by slot, so
     /// k concurrent sends cost k² CASes; in turn, each claim reads the head its predecessor
@@ -102,20 +103,13 @@ pub struct Messenger {
     tails: moka::sync::Cache<u64, Arc<parking_lot::Mutex<send::Tail>>>,
     /// Batches whose claims ended on this node, by token (see [`pipeline::Order`]): a pipelined
     /// batch waits here until its sender's previous batch to the conversation is in it.
-    /// Bounded, and forgotten after [`BATCH_MEMORY`].
-    batches: moka::sync::Cache<u64, ()>,
+    /// Bounded: the newest [`pipeline::ENDED_TOKENS`].
+    batches: Arc<pipeline::EndedTokens>,
     /// Woken (by claim stripe) when a batch's claims end.
     batch_done: Arc<[tokio::sync::Notify]>,
     /// Counters of pipelined batches.
     pipeline: Arc<pipeline::PipelineStats>,
 }
-
-/// Batch tokens remembered (see [`Messenger::batches`]).
-const BATCHES: u64 = 1 << 16;
-
-/// How long a finished batch's token is remembered: far longer than two batches of one sender
-/// can be apart in flight.
-const BATCH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
 const TAIL_ENTRIES: u64 = 1 << 20;
@@ -153,10 +147,7 @@ impl Messenger {
             claims: (0..CLAIM_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-            batches: moka::sync::Cache::builder()
-                .max_capacity(BATCHES)
-                .time_to_live(BATCH_MEMORY)
-                .build(),
+            batches: Arc::default(),
             batch_done: (0..CLAIM_STRIPES)
                 .map(|_| tokio::sync::Notify::new())
                 .collect(),

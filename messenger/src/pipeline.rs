@@ -20,6 +20,64 @@ use std::time::Duration;
 /// one connection moments apart by one path; the wait ends sooner when the earlier one ends.
 pub const PIPELINE_WAIT: Duration = Duration::from_secs(2);
 
+/// Ended batch tokens remembered on a node (the newest; about 2 MiB at most). A token is looked
+/// up by the batch that follows it, which left the same connection moments after it: at 20 000
+/// batches/s a token stays for about 3 s, and one forgotten early only makes its follower
+/// answer `busy` after [`PIPELINE_WAIT`] (never claim out of order).
+pub const ENDED_TOKENS: usize = 1 << 16;
+
+/// Shards of [`EndedTokens`] (by token).
+const ENDED_SHARDS: usize = 64;
+
+/// The newest [`ENDED_TOKENS`] batch tokens that ended their claims here: sharded sets, each
+/// forgetting its oldest first. (A shared `moka` cache cost a cache write per batch.)
+#[derive(Debug)]
+pub struct EndedTokens {
+    shards: Box<[parking_lot::Mutex<EndedShard>]>,
+}
+
+#[derive(Debug, Default)]
+struct EndedShard {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Default for EndedTokens {
+    fn default() -> Self {
+        EndedTokens {
+            shards: (0..ENDED_SHARDS)
+                .map(|_| parking_lot::Mutex::default())
+                .collect(),
+        }
+    }
+}
+
+impl EndedTokens {
+    fn shard(&self, token: u64) -> &parking_lot::Mutex<EndedShard> {
+        // Fibonacci hashing: ids from the generator differ mostly in their low bits.
+        let i = (token.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % ENDED_SHARDS;
+        &self.shards[i]
+    }
+
+    /// Notes that batch `token` ended its claims.
+    pub fn insert(&self, token: u64) {
+        let mut s = self.shard(token).lock();
+        if s.set.insert(token) {
+            s.order.push_back(token);
+            if s.order.len() > ENDED_TOKENS / ENDED_SHARDS
+                && let Some(old) = s.order.pop_front()
+            {
+                s.set.remove(&old);
+            }
+        }
+    }
+
+    /// Whether batch `token` ended its claims (and is still remembered).
+    pub fn contains(&self, token: u64) -> bool {
+        self.shard(token).lock().set.contains(&token)
+    }
+}
+
 /// Where a batch stands in its sender's pipeline. `token: 0` is a batch outside any pipeline
 /// (REST, group changes): nothing waits for it and it waits for nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +116,7 @@ impl Messenger {
         let Some(after) = order.after else {
             return true;
         };
-        if self.batches.contains_key(&after) {
+        if self.ended(after) {
             return true;
         }
         self.pipeline.waited.fetch_add(1, Ordering::Relaxed);
@@ -67,11 +125,11 @@ impl Messenger {
             let notified = self.batch_done[stripe].notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.batches.contains_key(&after) {
+            if self.ended(after) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let done = self.batches.contains_key(&after);
+                let done = self.ended(after);
                 if !done {
                     self.pipeline.timed_out.fetch_add(1, Ordering::Relaxed);
                 }
@@ -83,9 +141,14 @@ impl Messenger {
     /// Records that the batch `order` names ended its claims here, and wakes its followers.
     pub(crate) fn batch_ended(&self, stripe: usize, order: Order) {
         if order.token != 0 {
-            self.batches.insert(order.token, ());
+            self.batches.insert(order.token);
             self.batch_done[stripe].notify_waiters();
         }
+    }
+
+    /// Whether batch `token` ended its claims here.
+    fn ended(&self, token: u64) -> bool {
+        self.batches.contains(token)
     }
 }
 
@@ -100,5 +163,29 @@ pub(crate) struct EndOnDrop<'a> {
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
         self.messenger.batch_ended(self.stripe, self.order);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ended_tokens_keep_the_newest_and_forget_the_oldest() {
+        let t = EndedTokens::default();
+        assert!(!t.contains(0) && !t.contains(1));
+        let n = ENDED_TOKENS as u64 * 2;
+        for token in 1..=n {
+            t.insert(token);
+        }
+        // The newest are all there; overall no more than the bound is kept.
+        assert!((n - 1000..=n).all(|x| t.contains(x)));
+        let kept = (1..=n).filter(|&x| t.contains(x)).count();
+        assert!(kept <= ENDED_TOKENS, "kept {kept}");
+        assert!(kept >= ENDED_TOKENS / 2, "kept {kept}");
+        assert!(!t.contains(1));
+        // A repeated end is one entry.
+        t.insert(n);
+        assert!(t.contains(n));
     }
 }

@@ -337,3 +337,17 @@ async fn a_pipelined_batch_whose_predecessor_never_comes_is_busy_and_stores_noth
         1
     );
 }
+
+#[tokio::test]
+async fn the_head_of_a_conversation_only_moves_forward() {
+    let (m, users) = setup(2).await;
+    let (conv, _) = m.create(users[0], &users[1..]).await.unwrap();
+    let a = m.send(&conv, users[0], "a", "one").await.unwrap().message;
+    let b = m.send(&conv, users[1], "b", "two").await.unwrap().message;
+    m.note_head(&b);
+    m.note_head(&a);
+    assert_eq!(m.head(conv.id).await.unwrap().unwrap().seq, b.seq);
+    let c = m.send(&conv, users[0], "c", "three").await.unwrap().message;
+    m.note_head(&c);
+    assert_eq!(m.head(conv.id).await.unwrap().unwrap().body, "three");
+}
