@@ -19,14 +19,18 @@
 #   RATES=1000,5000,10000 SECS=10 infra/bench-chat.sh        (about 20 minutes on 2 cores)
 #   REPORT_FROM=/tmp/bench-chat.XXXXXX infra/bench-chat.sh   (rewrite bench/chat.md from a run's raw reports)
 # Also: WARMUP (2), CONVS (1000), GROUP_COUNT (20), GROUP_SIZE (100), GROUP_RATE (1000), IDLE
-# (5000), ROUNDS (2), EMBEDDED (1), BASELINE (1), S_PORT/C_PORT, STARLING_BIN/LOAD_BIN.
+# (5000), ROUNDS (2), EMBEDDED (1), BASELINE (1), S_PORT/C_PORT, STARLING_BIN/LOAD_BIN,
+# SETUP_CONCURRENCY (16: sign-ups and connections at once; lower it on a busy machine, where 16
+# argon2id sign-ups at once time out). Run it under `nice -n 19` beside work that must not be
+# disturbed: every server and client inherits it, and the report says so. NOTE: a paragraph put
+# under the report's first lines (what else ran on the machine).
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES="${RATES:-1000,5000,10000}"; SECS="${SECS:-10}"; WARMUP="${WARMUP:-2}"
 CONVS="${CONVS:-1000}"; GROUP_COUNT="${GROUP_COUNT:-20}"; GROUP_SIZE="${GROUP_SIZE:-100}"
 GROUP_RATE="${GROUP_RATE:-1000}"; IDLE="${IDLE:-5000}"; EMBEDDED="${EMBEDDED:-1}"
-BASELINE="${BASELINE:-1}"; ROUNDS="${ROUNDS:-2}"
+BASELINE="${BASELINE:-1}"; ROUNDS="${ROUNDS:-2}"; SETUP_CONCURRENCY="${SETUP_CONCURRENCY:-16}"
 S_PORT="${S_PORT:-18080}"; C_PORT="${C_PORT:-18000}"
 if [ -n "${REPORT_FROM:-}" ]; then
   # Rewrite bench/chat.md from the raw reports of an earlier run (its directory).
@@ -38,9 +42,12 @@ else
   # The tree at the start (the binaries are built from it unless STARLING_BIN / LOAD_BIN are given).
   COMMIT="\`$(git rev-parse --short HEAD)\`"
   [ -n "$(git status --porcelain --untracked-files=no)" ] && COMMIT="$COMMIT with uncommitted changes"
-  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS infra/bench-chat.sh"
+  NICENESS=$(nice)
+  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS ROUNDS=$ROUNDS IDLE=$IDLE EMBEDDED=$EMBEDDED BASELINE=$BASELINE SETUP_CONCURRENCY=$SETUP_CONCURRENCY infra/bench-chat.sh"
+  [ "$NICENESS" = 0 ] || COMMAND="nice -n $NICENESS $COMMAND"
   STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
-  declare -p COMMIT COMMAND STARTED_AT RATES SECS WARMUP CONVS GROUP_COUNT GROUP_SIZE >"$WORK/meta"
+  NOTE="${NOTE:-}"
+  declare -p COMMIT COMMAND STARTED_AT RATES SECS WARMUP CONVS GROUP_COUNT GROUP_SIZE NOTE >"$WORK/meta"
 fi
 
 measure() {
@@ -103,7 +110,7 @@ measure() {
     STARLING_LOAD_CENTRIFUGO_SECRET=$(cat "$WORK/centrifugo/secret" 2>/dev/null || true) \
       "$LOAD" run --scenario chat --protocol "$proto" --target "$target" --users "$users" \
         --group-size "$g" --rate "$rate" --duration "${SECS}s" --warmup "${WARMUP}s" --grace 2s \
-        --setup-concurrency 16 --server-pid "$pid" --report "$report" --quiet "$@" >&2
+        --setup-concurrency "$SETUP_CONCURRENCY" --server-pid "$pid" --report "$report" --quiet "$@" >&2
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$scenario" "$rate" "$g" "$(tr ' ' '\t' <<<"$load")" "$report" >>"$RUNS"
   }
 
@@ -114,7 +121,7 @@ measure() {
   pid=$(start_starling "$WORK/s-idle" MIMALLOC_PURGE_DELAY=0 --store memory)
   echo "== starling idle: signing up $IDLE users, then $IDLE sockets" >&2
   "$LOAD" run --scenario idle --target "http://127.0.0.1:$S_PORT" --users "$IDLE" --conns "$IDLE" \
-    --setup-concurrency 16 --server-pid "$pid" --report "$WORK/idle-starling.json" --quiet >&2
+    --setup-concurrency "$SETUP_CONCURRENCY" --server-pid "$pid" --report "$WORK/idle-starling.json" --quiet >&2
   printf 'starling\t%s\n' "$WORK/idle-starling.json" >>"$IDLE_TSV"
   stop_pid "$pid"
   pid=$(start_centrifugo)
@@ -130,7 +137,7 @@ measure() {
   signup() { # dir pid: sign the users up once per server (argon2id: ~40 s for 2 000), unmeasured
     echo "== starling: signing up $users users" >&2
     "$LOAD" run --scenario chat --target "http://127.0.0.1:$S_PORT" --users "$users" --rate 100 \
-      --duration 1s --warmup 0s --grace 1s --setup-concurrency 16 --sessions "$1/sessions" --quiet >/dev/null
+      --duration 1s --warmup 0s --grace 1s --setup-concurrency "$SETUP_CONCURRENCY" --sessions "$1/sessions" --quiet >/dev/null
   }
   for round in $(seq 1 "$ROUNDS"); do
     pid=$(start_starling "$WORK/s-$round" - --store memory)
@@ -167,9 +174,9 @@ measure() {
 }
 [ -n "${REPORT_FROM:-}" ] || measure
 
-python3 - "$WORK" "$COMMAND" "$COMMIT" "$STARTED_AT" <<'PY'
+python3 - "$WORK" "$COMMAND" "$COMMIT" "$STARTED_AT" "${NOTE:-}" <<'PY'
 import json, os, sys
-work, command, commit, started = sys.argv[1:5]
+work, command, commit, started, note = sys.argv[1:6]
 env = os.environ
 runs = []
 for line in open(os.path.join(work, "runs.tsv")):
@@ -211,6 +218,7 @@ out = ["# Chat: Starling beside Centrifugo", "",
        "delivery check; only the wire protocol differs), on the same 2 cores as the server. Each row is "
        f"the quieter of {max(x['round'] for x in runs)} rounds run ABAB (Starling, Centrifugo, Starling, "
        "Centrifugo), on a fresh server per round: the one with the lower 1-minute load average before it.", "",
+       *([note, ""] if note else []),
        "## Side by side", "",
        "Latency from the scheduled send (stamped in the body) to receipt by the other member(s), ms; ack = "
        "to the sender's ack. CPU = the server process's utime+stime over the measured window / deliveries "
