@@ -31,7 +31,7 @@ use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -41,29 +41,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// A frame the client sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    /// Send a message.
-    Send {
-        /// Conversation id.
-        conv: String,
-        /// The client's id for the message (a retry with it gets the original ack).
-        client_id: String,
-        /// The text.
-        body: String,
-    },
-    /// Ask for every stored message after `after_seq`, then live ones.
-    Resume {
-        /// Conversation id.
-        conv: String,
-        /// The last seq the client has.
-        after_seq: u64,
-    },
-    /// Keep-alive.
-    Ping,
-}
+/// A frame the client sends (the public protocol's type, shared with the server).
+pub use starling_wire::ClientFrame;
 
 /// A frame the server sends.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

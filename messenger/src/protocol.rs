@@ -5,64 +5,11 @@
 
 use crate::model::{Message, MessageKind, Role};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// A frame from a client.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ClientFrame {
-    /// Send a message.
-    Send {
-        /// Conversation id.
-        conv: String,
-        /// Idempotency key chosen by the client.
-        client_id: String,
-        /// Text.
-        body: String,
-    },
-    /// Get every stored message after `after_seq`, then live ones.
-    Resume {
-        /// Conversation id.
-        conv: String,
-        /// The last seq the client holds (0: none).
-        after_seq: u64,
-    },
-    /// The user is typing.
-    Typing {
-        /// Conversation id.
-        conv: String,
-    },
-    /// The user has read up to `seq`.
-    Read {
-        /// Conversation id.
-        conv: String,
-        /// Read-up-to marker.
-        seq: u64,
-    },
-    /// Liveness check.
-    Ping,
-    /// Edit one's own message.
-    Edit {
-        /// Conversation id.
-        conv: String,
-        /// The message's seq.
-        seq: u64,
-        /// The new text.
-        body: String,
-        /// Idempotency key (default: derived from the seq and the text).
-        client_id: Option<String>,
-    },
-    /// Delete one's own message (or any, for a group's owner and admins).
-    Delete {
-        /// Conversation id.
-        conv: String,
-        /// The message's seq.
-        seq: u64,
-        /// Idempotency key (default: derived from the seq).
-        client_id: Option<String>,
-    },
-}
+/// A frame from a client (defined once, in `starling_wire`, for the server and its clients).
+pub use starling_wire::ClientFrame;
 
 /// Why a frame was refused: sent back as an `error` frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,9 +26,19 @@ pub struct FrameError {
 pub const CLIENT_TYPES: [&str; 7] = ["send", "resume", "typing", "read", "ping", "edit", "delete"];
 
 /// Every frame type the server sends (see [`ServerFrame::type_name`]).
-pub const SERVER_TYPES: [&str; 11] = [
-    "ack", "message", "edited", "deleted", "removed", "resumed", "typing", "read", "presence",
-    "error", "pong",
+pub const SERVER_TYPES: [&str; 12] = [
+    "ack",
+    "message",
+    "edited",
+    "deleted",
+    "removed",
+    "resumed",
+    "typing",
+    "read",
+    "presence",
+    "error",
+    "pong",
+    "notification",
 ];
 
 /// Parses a client frame.
@@ -171,6 +128,9 @@ pub enum ServerFrame<'a> {
         /// Online now.
         online: bool,
     },
+    /// One of the user's notifications, as `GET /v1/notifications` lists it (the API builds
+    /// the item: `id`, `type`, `actors`, `post`?, `created_at`, `read`).
+    Notification(&'a serde_json::Map<String, serde_json::Value>),
     /// A refused frame; the connection stays open.
     Error {
         /// Machine-readable code.
@@ -234,6 +194,7 @@ impl ServerFrame<'_> {
             ServerFrame::Edited { .. } => "edited",
             ServerFrame::Deleted { .. } => "deleted",
             ServerFrame::Removed { .. } => "removed",
+            ServerFrame::Notification(_) => "notification",
         }
     }
 }
@@ -378,6 +339,7 @@ mod tests {
     #[test]
     fn every_server_frame_type_is_listed_and_encoded_under_its_name() {
         let m = Message::text(1, "c", 1, "b");
+        let item = serde_json::Map::from_iter([("id".to_string(), "5".into())]);
         let frames = [
             ServerFrame::Ack {
                 conv: "1".into(),
@@ -427,6 +389,7 @@ mod tests {
                 conv: "1".into(),
                 seq: 1,
             },
+            ServerFrame::Notification(&item),
         ];
         let mut names: Vec<&str> = frames.iter().map(ServerFrame::type_name).collect();
         for f in &frames {
