@@ -20,7 +20,9 @@ pub mod http_metrics;
 pub mod json;
 pub mod likes;
 pub mod limits;
+pub mod media;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub feed: starling_feed::Feed,
     /// Where media bytes live.
     pub media: Arc<dyn ObjectStore>,
+    /// Signs and checks media URLs (a random key until [`AppState::with_media_url_key`]).
+    pub media_urls: media::UrlSigner,
     /// The region this node serves.
     pub region: String,
     /// The gossip service, when the node is part of a cluster.
@@ -103,8 +107,8 @@ pub struct NodeParts {
     pub auth_per_minute: u32,
     /// Home-timeline settings.
     pub feed: starling_feed::FeedConfig,
-    /// The region's Redis cache tier, connected.
-    pub redis: Option<starling_feed::redis_tier::RedisTier>,
+    /// The region's shared timeline cache (L2: Redis), connected.
+    pub l2: Option<Arc<dyn starling_feed::RegionalTier>>,
     /// Chat limits.
     pub chat: config::ChatSettings,
     /// The in-region chat bus (in-process, or Redis).
@@ -140,8 +144,9 @@ impl AppState {
         });
         let fanout = starling_messenger::Fanout::new(messenger.clone(), hub, p.bus);
         metrics::register_chat(&mut registry, fanout.clone());
-        let feed = match p.redis {
-            Some(r) => starling_feed::Feed::with_redis(
+        notifications::live::register(&mut registry, posts.notifications().clone());
+        let feed = match p.l2 {
+            Some(r) => starling_feed::Feed::with_l2(
                 p.store.clone(),
                 graph.clone(),
                 posts.clone(),
@@ -163,6 +168,7 @@ impl AppState {
             graph,
             posts,
             media: p.media,
+            media_urls: media::UrlSigner::random(),
             store: p.store,
             region,
             gossip: p.gossip,
@@ -179,8 +185,19 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The state with media URLs signed by `key` (the same on every node of a region, so a URL
+    /// one node signed opens the media on any of them).
+    #[must_use]
+    pub fn with_media_url_key(mut self, key: media::UrlSigner) -> Self {
+        self.media_urls = key;
+        self
+    }
+}
+
 /// Starts the node's chat background work: the change-feed tail that delivers replicated
-/// messages, and the Redis bus receiver when there is one. Both stop when `shutdown` turns true.
+/// messages, the one that delivers notifications live ([`notifications::live`]), and the Redis
+/// bus receiver when there is one. Both stop when `shutdown` turns true.
 pub fn start_chat(
     state: &AppState,
     bus: Option<starling_messenger::BusReceiver>,
@@ -192,6 +209,7 @@ pub fn start_chat(
         state.store.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(notifications::live::run(state.clone(), shutdown.clone()));
     if let Some(rx) = bus {
         tasks.spawn(rx.run(state.fanout.clone(), shutdown));
     }
@@ -213,6 +231,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(posts::routes())
         .merge(likes::routes())
         .merge(threads::routes())
+        .merge(notifications::routes())
         .merge(feed::routes())
         .merge(conversations::routes())
         .merge(ws::routes(Arc::new(state.clone())))

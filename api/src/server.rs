@@ -52,7 +52,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     let media = open_media(&cfg).await?;
-    let redis = match &cfg.redis {
+    let l2 = match &cfg.redis {
         Some(url) => Some(
             starling_feed::Feed::connect_redis(url, "starling:", &cfg.feed)
                 .await
@@ -82,10 +82,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         durable_regions: cfg.durable_regions,
         auth_per_minute: cfg.auth_per_minute,
         feed: cfg.feed.clone(),
-        redis,
+        l2,
         chat: cfg.chat,
         bus,
-    });
+    })
+    .with_media_url_key(media_url_key(&cfg));
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
@@ -103,11 +104,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         )
         .run(stopped.clone()),
     );
-    let redis_health = state
-        .feed
-        .redis()
-        .cloned()
-        .map(|r| tokio::spawn(r.watch_health(stopped.clone())));
+    let redis_health = state.feed.l2().cloned().map(|r| {
+        let stopped = stopped.clone();
+        tokio::spawn(async move { r.watch_health(stopped).await })
+    });
     let mut chat = crate::start_chat(&state, bus_rx, stopped);
     let hub = state.fanout.hub.clone();
     let mut app = crate::router_with_deadline(state, cfg.request_timeout);
@@ -166,6 +166,25 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     store.close().await.context("closing the store")?;
     tracing::info!("starling stopped");
     Ok(())
+}
+
+/// The key of signed media URLs: from `--media-url-secret`, else the cluster secret, else
+/// random (URLs then open media on this process only, which is logged).
+fn media_url_key(cfg: &ServeConfig) -> crate::media::UrlSigner {
+    let secret = cfg
+        .media_url_secret
+        .as_deref()
+        .or(cfg.gossip.as_ref().map(|g| g.secret.as_str()));
+    match secret {
+        Some(s) => crate::media::UrlSigner::from_secret(s),
+        None => {
+            tracing::info!(
+                "signed media URLs use a random key: they open media on this node only \
+                 (set --media-url-secret on every node of the region to share one)"
+            );
+            crate::media::UrlSigner::random()
+        }
+    }
 }
 
 /// Opens the media blob store: a local directory, or an S3-compatible bucket that must answer
@@ -237,6 +256,7 @@ async fn start_gossip(
             listen: g.listen,
             seeds: g.seeds.clone(),
             secret: g.secret.as_bytes().to_vec(),
+            encryption: g.encryption,
             wan,
             gossip: {
                 let mut c = GossipConfig::wan(16);

@@ -28,7 +28,7 @@ pub(crate) fn state_with_auth_limit(store: Arc<dyn Store>, per_minute: u32) -> A
         durable_regions: 1,
         auth_per_minute: per_minute,
         feed: starling_feed::FeedConfig::default(),
-        redis: None,
+        l2: None,
         chat: crate::config::ChatSettings::default(),
         bus: starling_messenger::Bus::in_process(),
     })

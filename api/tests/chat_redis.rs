@@ -1,4 +1,5 @@
-//! Two gateway nodes of one region (in-process, sharing the region's store) fan chat events out
+//! The Redis pub/sub transport passes the bus conformance suite, and two gateway nodes of one
+//! region (in-process, sharing the region's store) fan chat events out
 //! to each other through a real Redis pub/sub channel. Typing and read markers are never stored,
 //! so their arrival on the other node proves the bus carries them; messages arrive too.
 //!
@@ -86,4 +87,16 @@ async fn gateway_nodes_of_a_region_fan_out_through_redis() {
     );
     let (_, published) = b.state.fanout.bus.counters();
     assert!(published > 0, "node B published on redis");
+}
+
+/// The Redis transport passes the same pub/sub conformance suite as the in-process one (run by
+/// the messenger's unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_transport_passes_the_pub_sub_conformance_suite() {
+    use starling_messenger::bus::{RedisPubSub, conformance};
+    let Some(url) = redis_url() else { return };
+    let channel = format!("starling:conformance:{}", std::process::id());
+    let a = RedisPubSub::connect(&url, channel.clone()).await.unwrap();
+    let b = RedisPubSub::connect(&url, channel).await.unwrap();
+    conformance::run_all(&a, &b).await;
 }

@@ -185,11 +185,11 @@ impl Feed {
                 took += 1;
             }
         }
-        if to_l2 && let Some(l2) = &self.inner.l2 {
-            use crate::TimelineStore;
-            if let Err(e) = l2.insert(&followers, post.id, post.author).await {
-                tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
-            }
+        if to_l2
+            && let Some(l2) = &self.inner.l2
+            && let Err(e) = l2.insert(&followers, post.id, post.author).await
+        {
+            tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
         }
         self.inner.store.put(&mark, Bytes::new()).await?;
         Ok(took)
@@ -211,7 +211,6 @@ impl Feed {
     /// right after the change so the caller reads their own follows, and the worker again
     /// when it meets the change.
     pub async fn follow_changed(&self, follower: u64, followee: u64) -> Result<(), FeedError> {
-        use crate::TimelineStore;
         let l2 = self.inner.l2.as_ref().filter(|l| l.is_healthy());
         let slot = self.inner.l1.slot(follower);
         if !self.inner.graph.is_following(follower, followee).await? {

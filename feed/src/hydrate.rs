@@ -1,10 +1,10 @@
-//! Post bodies for feed pages: moka in process (L1), Redis in the region (L2), the store last.
+//! Post bodies for feed pages: moka in process (L1), the regional tier (L2: Redis), the store last.
 //!
 //! Entries are invalidated when the fan-out worker sees a post change in the change feed (every
 //! node sees every post change, local or replicated), and at once by the API on an edit or
 //! delete made on this node. A deleted post is cached as absent, so pages skip it cheaply.
 
-use crate::redis_tier::RedisTier;
+use crate::tier::RegionalTier;
 use moka::sync::Cache;
 use starling_posts::{Post, PostError, Posts};
 use std::sync::Arc;
@@ -13,13 +13,13 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct PostCache {
     l1: Cache<u64, Option<Arc<Post>>>,
-    l2: Option<RedisTier>,
+    l2: Option<Arc<dyn RegionalTier>>,
     posts: Posts,
 }
 
 impl PostCache {
-    /// A cache of up to `entries` posts over `posts`, with an optional Redis L2.
-    pub fn new(posts: Posts, entries: u64, l2: Option<RedisTier>) -> Self {
+    /// A cache of up to `entries` posts over `posts`, with an optional regional L2.
+    pub fn new(posts: Posts, entries: u64, l2: Option<Arc<dyn RegionalTier>>) -> Self {
         PostCache {
             // The TTL bounds how long a body read just before an invalidation can linger.
             l1: Cache::builder()

@@ -13,6 +13,7 @@ pub mod fanout;
 mod followers;
 pub mod hydrate;
 pub mod local;
+pub mod memory_tier;
 pub mod read;
 mod recent;
 pub mod redis_tier;
@@ -23,13 +24,12 @@ use followers::FollowerLists;
 use hydrate::PostCache;
 use local::LocalTimelines;
 use recent::RecentPosts;
-use redis_tier::RedisTier;
 use starling_graph::{Graph, GraphError};
 use starling_posts::{Post, PostError, Posts};
 use starling_store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
-pub use tier::{TierError, TimelineStore};
+pub use tier::{RegionalTier, TierError, TimelineStore};
 
 /// Tunables.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub enum FeedError {
     /// Posts failed.
     #[error(transparent)]
     Posts(#[from] PostError),
-    /// The Redis tier could not be set up at start.
+    /// The regional tier could not be set up at start.
     #[error(transparent)]
     Tier(#[from] TierError),
 }
@@ -110,14 +110,14 @@ pub struct FeedPage {
     pub partial: bool,
 }
 
-/// The state of the Redis tier, for `/readyz`.
+/// The state of the regional L2, for `/readyz` (variant names from Redis, its usual backend).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheTier {
-    /// No Redis configured: in-process only.
+    /// No L2 configured: in-process only.
     LocalOnly,
-    /// Redis configured and answering.
+    /// The L2 is configured and answering.
     RedisUp,
-    /// Redis configured but failing: reads use L1 and rebuilds.
+    /// The L2 is configured but failing: reads use L1 and rebuilds.
     RedisDown,
 }
 
@@ -128,7 +128,7 @@ struct Inner {
     posts: Posts,
     cfg: FeedConfig,
     l1: LocalTimelines,
-    l2: Option<RedisTier>,
+    l2: Option<Arc<dyn RegionalTier>>,
     bodies: PostCache,
     /// Follower lists of authors, for the fan-out worker only.
     followers: FollowerLists,
@@ -150,15 +150,16 @@ impl Feed {
         Feed::build(store, graph, posts, cfg, None)
     }
 
-    /// A feed with Redis as the regional L2 (connect it with [`Feed::connect_redis`]).
-    pub fn with_redis(
+    /// A feed with a regional L2: Redis ([`Feed::connect_redis`]) or one shared in process
+    /// ([`memory_tier::MemoryTier`]).
+    pub fn with_l2(
         store: Arc<dyn Store>,
         graph: Graph,
         posts: Posts,
         cfg: FeedConfig,
-        redis: RedisTier,
+        l2: Arc<dyn RegionalTier>,
     ) -> Self {
-        Feed::build(store, graph, posts, cfg, Some(redis))
+        Feed::build(store, graph, posts, cfg, Some(l2))
     }
 
     fn build(
@@ -166,7 +167,7 @@ impl Feed {
         graph: Graph,
         posts: Posts,
         cfg: FeedConfig,
-        l2: Option<RedisTier>,
+        l2: Option<Arc<dyn RegionalTier>>,
     ) -> Self {
         Feed {
             inner: Arc::new(Inner {
@@ -189,15 +190,17 @@ impl Feed {
         url: &str,
         prefix: &str,
         cfg: &FeedConfig,
-    ) -> Result<RedisTier, FeedError> {
-        Ok(RedisTier::connect(redis_tier::RedisSettings {
-            url: url.to_owned(),
-            prefix: prefix.to_owned(),
-            cap: cfg.cap,
-            inactive_after: cfg.inactive_after,
-            post_ttl: cfg.post_ttl,
-        })
-        .await?)
+    ) -> Result<Arc<dyn RegionalTier>, FeedError> {
+        Ok(Arc::new(
+            redis_tier::RedisTier::connect(redis_tier::RedisSettings {
+                url: url.to_owned(),
+                prefix: prefix.to_owned(),
+                cap: cfg.cap,
+                inactive_after: cfg.inactive_after,
+                post_ttl: cfg.post_ttl,
+            })
+            .await?,
+        ))
     }
 
     /// The state of the cache tiers.
@@ -230,8 +233,8 @@ impl Feed {
         self.inner.recent.reads()
     }
 
-    /// The Redis tier, if configured (its health check is run by the server).
-    pub fn redis(&self) -> Option<&RedisTier> {
+    /// The regional L2, if configured (its health check is run by the server).
+    pub fn l2(&self) -> Option<&Arc<dyn RegionalTier>> {
         self.inner.l2.as_ref()
     }
 

@@ -19,7 +19,7 @@
 use crate::local::{Slot, SlotRef};
 use crate::recent::{Recent, merge_newest};
 use crate::timeline::{Entry, Timeline};
-use crate::{Feed, FeedError, FeedPage, TimelineStore};
+use crate::{Feed, FeedError, FeedPage};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;

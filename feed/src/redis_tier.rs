@@ -17,7 +17,7 @@
 //! [`TierError::Unavailable`] without touching the network, and a background check pings every
 //! half second until Redis answers again.
 
-use crate::tier::{TierError, TimelineStore};
+use crate::tier::{RegionalTier, TierError, TimelineStore};
 use crate::timeline::{Entry, Timeline};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -64,6 +64,11 @@ local floor = redis.call('GET', KEYS[1])
 if floor and ARGV[1] > floor then redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
 return 0
 ";
+
+/// A Redis error as the tier's opaque backend error.
+fn backend(e: redis::RedisError) -> TierError {
+    TierError::Backend(Box::new(e))
+}
 
 fn hex(v: u64) -> String {
     format!("{v:016x}")
@@ -119,7 +124,7 @@ impl RedisTier {
     /// Connects and checks that Redis answers; an unreachable server is an error here, once,
     /// at start.
     pub async fn connect(settings: RedisSettings) -> Result<Self, TierError> {
-        let client = redis::Client::open(settings.url.as_str())?;
+        let client = redis::Client::open(settings.url.as_str()).map_err(backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)))
@@ -130,7 +135,8 @@ impl RedisTier {
             ConnectionManager::new_with_config(client, config),
         )
         .await
-        .map_err(|_| TierError::Unavailable)??;
+        .map_err(|_| TierError::Unavailable)?
+        .map_err(backend)?;
         let tier = RedisTier {
             inner: Arc::new(Inner {
                 conn,
@@ -142,7 +148,7 @@ impl RedisTier {
                 raise_floor: Script::new(RAISE_FLOOR),
             }),
         };
-        let generation: Option<u64> = tier.conn().get(tier.key("fgen")).await?;
+        let generation: Option<u64> = tier.conn().get(tier.key("fgen")).await.map_err(backend)?;
         tier.inner
             .gen_
             .store(generation.unwrap_or(0), Ordering::Relaxed);
@@ -169,11 +175,6 @@ impl RedisTier {
         u64::try_from(self.inner.settings.inactive_after.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether the tier is currently used.
-    pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Relaxed)
-    }
-
     fn check(&self) -> Result<(), TierError> {
         if self.is_healthy() {
             Ok(())
@@ -189,126 +190,14 @@ impl RedisTier {
     ) -> Result<T, TierError> {
         self.check()?;
         match f.await {
-            Err(TierError::Redis(e)) => {
+            Err(TierError::Backend(e)) => {
                 if self.inner.healthy.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "redis unavailable: feed reads fall back to the local cache and rebuilds");
                 }
-                Err(TierError::Redis(e))
+                Err(TierError::Backend(e))
             }
             other => other,
         }
-    }
-
-    /// Pings Redis every half second: brings the tier back (with a new timeline generation)
-    /// after an outage, and picks up generations bumped by other nodes.
-    pub async fn watch_health(self, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            let mut conn = self.conn();
-            if self.is_healthy() {
-                if let Ok(Some(g)) = conn.get::<_, Option<u64>>(self.key("fgen")).await {
-                    self.inner.gen_.fetch_max(g, Ordering::Relaxed);
-                }
-                continue;
-            }
-            let back: Result<u64, redis::RedisError> = conn.incr(self.key("fgen"), 1u64).await;
-            if let Ok(g) = back {
-                self.inner.gen_.store(g, Ordering::Relaxed);
-                self.inner.healthy.store(true, Ordering::Relaxed);
-                tracing::info!(
-                    generation = g,
-                    "redis is back; timelines start a new generation"
-                );
-            }
-        }
-    }
-
-    /// Claims the fan-out of `post` into Redis for `node`; true if this node should do it
-    /// (it won the claim now, or had won it before a restart).
-    pub async fn claim_fan_out(&self, post: u64, node: u64) -> Result<bool, TierError> {
-        self.call(async {
-            let key = self.key(&format!("fo:{post}"));
-            let mut conn = self.conn();
-            let won: bool = redis::cmd("SET")
-                .arg(&key)
-                .arg(node)
-                .arg("NX")
-                .arg("EX")
-                .arg(86_400)
-                .query_async::<Option<String>>(&mut conn)
-                .await?
-                .is_some();
-            if won {
-                return Ok(true);
-            }
-            let owner: Option<u64> = conn.get(&key).await?;
-            Ok(owner == Some(node))
-        })
-        .await
-    }
-
-    /// Pushes back the expiry of `user`'s timeline (the user is reading).
-    pub async fn touch(&self, user: u64) -> Result<(), TierError> {
-        self.call(async {
-            let (z, m) = self.tl_keys(user);
-            let ttl = self.ttl_ms();
-            redis::pipe()
-                .pexpire(&z, ttl as i64)
-                .ignore()
-                .pexpire(&m, ttl as i64)
-                .ignore()
-                .query_async::<()>(&mut self.conn())
-                .await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Cached post bodies (JSON) for `ids`, `None` where not cached.
-    pub async fn posts(&self, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>, TierError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(async {
-            let keys: Vec<String> = ids.iter().map(|i| self.key(&format!("fp:{i}"))).collect();
-            let mut cmd = redis::cmd("MGET");
-            cmd.arg(&keys);
-            Ok(cmd.query_async(&mut self.conn()).await?)
-        })
-        .await
-    }
-
-    /// Caches post bodies.
-    pub async fn put_posts(&self, bodies: &[(u64, Vec<u8>)]) -> Result<(), TierError> {
-        if bodies.is_empty() {
-            return Ok(());
-        }
-        self.call(async {
-            let ttl = self.inner.settings.post_ttl.as_secs().max(1);
-            let mut pipe = redis::pipe();
-            for (id, body) in bodies {
-                pipe.set_ex(self.key(&format!("fp:{id}")), body.as_slice(), ttl)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut self.conn()).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Drops a cached post body (the post was edited or deleted).
-    pub async fn forget_post(&self, id: u64) -> Result<(), TierError> {
-        self.call(async {
-            self.conn()
-                .del::<_, ()>(self.key(&format!("fp:{id}")))
-                .await?;
-            Ok(())
-        })
-        .await
     }
 }
 
@@ -326,7 +215,8 @@ impl TimelineStore for RedisTier {
                 .pexpire(&m, ttl)
                 .ignore()
                 .query_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(backend)?;
             let Some(floor) = floor else {
                 return Ok(None);
             };
@@ -359,7 +249,9 @@ impl TimelineStore for RedisTier {
                     .ignore();
             }
             pipe.pset_ex(&m, hex(t.floor), ttl).ignore();
-            pipe.query_async::<()>(&mut self.conn()).await?;
+            pipe.query_async::<()>(&mut self.conn())
+                .await
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -380,7 +272,7 @@ impl TimelineStore for RedisTier {
                 inv.arg(member((post, author)))
                     .arg(hex(post))
                     .arg(self.inner.settings.cap);
-                let n: usize = inv.invoke_async(&mut self.conn()).await?;
+                let n: usize = inv.invoke_async(&mut self.conn()).await.map_err(backend)?;
                 taken += n;
             }
             Ok(taken)
@@ -396,7 +288,8 @@ impl TimelineStore for RedisTier {
                 .key(m)
                 .arg(hex(floor))
                 .invoke_async::<()>(&mut self.conn())
-                .await?;
+                .await
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -410,7 +303,8 @@ impl TimelineStore for RedisTier {
                 .key(z)
                 .arg(hex(author))
                 .invoke_async::<()>(&mut self.conn())
-                .await?;
+                .await
+                .map_err(backend)?;
             Ok(())
         })
         .await
@@ -419,7 +313,132 @@ impl TimelineStore for RedisTier {
     async fn forget(&self, user: u64) -> Result<(), TierError> {
         self.call(async {
             let (z, m) = self.tl_keys(user);
-            self.conn().del::<_, ()>(&[z, m]).await?;
+            self.conn().del::<_, ()>(&[z, m]).await.map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RegionalTier for RedisTier {
+    /// Whether the tier is currently used.
+    fn is_healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Pings Redis every half second: brings the tier back (with a new timeline generation)
+    /// after an outage, and picks up generations bumped by other nodes.
+    async fn watch_health(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let mut conn = self.conn();
+            if self.is_healthy() {
+                if let Ok(Some(g)) = conn.get::<_, Option<u64>>(self.key("fgen")).await {
+                    self.inner.gen_.fetch_max(g, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let back: Result<u64, redis::RedisError> = conn.incr(self.key("fgen"), 1u64).await;
+            if let Ok(g) = back {
+                self.inner.gen_.store(g, Ordering::Relaxed);
+                self.inner.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    generation = g,
+                    "redis is back; timelines start a new generation"
+                );
+            }
+        }
+    }
+
+    /// Claims the fan-out of `post` into Redis for `node`; true if this node should do it
+    /// (it won the claim now, or had won it before a restart).
+    async fn claim_fan_out(&self, post: u64, node: u64) -> Result<bool, TierError> {
+        self.call(async {
+            let key = self.key(&format!("fo:{post}"));
+            let mut conn = self.conn();
+            let won: bool = redis::cmd("SET")
+                .arg(&key)
+                .arg(node)
+                .arg("NX")
+                .arg("EX")
+                .arg(86_400)
+                .query_async::<Option<String>>(&mut conn)
+                .await
+                .map_err(backend)?
+                .is_some();
+            if won {
+                return Ok(true);
+            }
+            let owner: Option<u64> = conn.get(&key).await.map_err(backend)?;
+            Ok(owner == Some(node))
+        })
+        .await
+    }
+
+    /// Pushes back the expiry of `user`'s timeline (the user is reading).
+    async fn touch(&self, user: u64) -> Result<(), TierError> {
+        self.call(async {
+            let (z, m) = self.tl_keys(user);
+            let ttl = self.ttl_ms();
+            redis::pipe()
+                .pexpire(&z, ttl as i64)
+                .ignore()
+                .pexpire(&m, ttl as i64)
+                .ignore()
+                .query_async::<()>(&mut self.conn())
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Cached post bodies (JSON) for `ids`, `None` where not cached.
+    async fn posts(&self, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>, TierError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(async {
+            let keys: Vec<String> = ids.iter().map(|i| self.key(&format!("fp:{i}"))).collect();
+            let mut cmd = redis::cmd("MGET");
+            cmd.arg(&keys);
+            cmd.query_async(&mut self.conn()).await.map_err(backend)
+        })
+        .await
+    }
+
+    /// Caches post bodies.
+    async fn put_posts(&self, bodies: &[(u64, Vec<u8>)]) -> Result<(), TierError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        self.call(async {
+            let ttl = self.inner.settings.post_ttl.as_secs().max(1);
+            let mut pipe = redis::pipe();
+            for (id, body) in bodies {
+                pipe.set_ex(self.key(&format!("fp:{id}")), body.as_slice(), ttl)
+                    .ignore();
+            }
+            pipe.query_async::<()>(&mut self.conn())
+                .await
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Drops a cached post body (the post was edited or deleted).
+    async fn forget_post(&self, id: u64) -> Result<(), TierError> {
+        self.call(async {
+            self.conn()
+                .del::<_, ()>(self.key(&format!("fp:{id}")))
+                .await
+                .map_err(backend)?;
             Ok(())
         })
         .await

@@ -1,16 +1,24 @@
-//! The contract of a timeline tier — the in-process L1 and the regional Redis L2 — and the one
-//! conformance suite both pass.
+//! The contracts of the timeline tiers and the conformance suites their implementations pass:
+//! [`TimelineStore`] (every tier: the in-process L1 [`crate::local::LocalTimelines`], and each L2)
+//! and [`RegionalTier`] (the L2 role: timelines, post bodies and fan-out claims shared by the
+//! nodes of a region), implemented in process ([`crate::memory_tier::MemoryTier`]) and in Redis
+//! ([`crate::redis_tier::RedisTier`]). The feed holds its L2 as `Arc<dyn RegionalTier>`, so no
+//! backend's types reach its callers.
 
 use crate::timeline::Timeline;
 use async_trait::async_trait;
 use std::fmt::Debug;
+use tokio::sync::watch;
+
+/// The error of a tier's backend, kept opaque so no backend's types appear in the feed's API.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Errors of a timeline tier.
 #[derive(Debug, thiserror::Error)]
 pub enum TierError {
-    /// Redis answered with an error or did not answer in time.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    /// The backend answered with an error or did not answer in time.
+    #[error("cache backend: {0}")]
+    Backend(#[source] BackendError),
     /// The tier is marked down; it is not asked until its health check passes.
     #[error("the cache tier is unavailable")]
     Unavailable,
@@ -35,6 +43,28 @@ pub trait TimelineStore: Send + Sync + Debug {
     async fn remove_author(&self, user: u64, author: u64) -> Result<(), TierError>;
     /// Drops `user`'s timeline.
     async fn forget(&self, user: u64) -> Result<(), TierError>;
+}
+
+/// The regional L2: timelines, post bodies and fan-out claims shared by the nodes of a region.
+/// While [`RegionalTier::is_healthy`] is false the feed does not ask it (reads use L1 and
+/// rebuilds); [`RegionalTier::watch_health`] brings it back.
+#[async_trait]
+pub trait RegionalTier: TimelineStore {
+    /// Whether the tier is currently used.
+    fn is_healthy(&self) -> bool;
+    /// Claims the fan-out of `post` into this tier for `node`; true if this node should do it
+    /// (it won the claim now, or had won it before).
+    async fn claim_fan_out(&self, post: u64, node: u64) -> Result<bool, TierError>;
+    /// Pushes back the expiry of `user`'s timeline (the user is reading).
+    async fn touch(&self, user: u64) -> Result<(), TierError>;
+    /// Cached post bodies (JSON) for `ids`, in order, `None` where not cached.
+    async fn posts(&self, ids: &[u64]) -> Result<Vec<Option<Vec<u8>>>, TierError>;
+    /// Caches post bodies.
+    async fn put_posts(&self, bodies: &[(u64, Vec<u8>)]) -> Result<(), TierError>;
+    /// Drops a cached post body (the post was edited or deleted).
+    async fn forget_post(&self, id: u64) -> Result<(), TierError>;
+    /// Checks the backend until `shutdown` turns true, bringing the tier back after an outage.
+    async fn watch_health(&self, shutdown: watch::Receiver<bool>);
 }
 
 /// The conformance suite: what every [`TimelineStore`] must do, for a tier capped at 4
@@ -125,5 +155,66 @@ pub mod conformance {
             }
             tier.forget(*user).await.unwrap();
         }
+    }
+
+    /// Runs every check of the L2 role (the timeline checks included, on `base..base + 10`;
+    /// post ids `base * 1000..` are used for bodies and claims); panics on the first failure.
+    pub async fn run_regional(tier: &dyn RegionalTier, base: u64) {
+        run_all(tier, base).await;
+        assert!(tier.is_healthy(), "a fresh tier is healthy");
+        claims_go_to_one_node(tier, base * 1000).await;
+        post_bodies_round_trip(tier, base * 1000 + 10).await;
+        touch_keeps_the_timeline(tier, base + 5).await;
+    }
+
+    async fn claims_go_to_one_node(tier: &dyn RegionalTier, post: u64) {
+        assert!(
+            tier.claim_fan_out(post, 1).await.unwrap(),
+            "the first claim wins"
+        );
+        assert!(
+            tier.claim_fan_out(post, 1).await.unwrap(),
+            "the winner again"
+        );
+        assert!(
+            !tier.claim_fan_out(post, 2).await.unwrap(),
+            "another node loses"
+        );
+        assert!(
+            tier.claim_fan_out(post + 1, 2).await.unwrap(),
+            "claims are per post"
+        );
+    }
+
+    async fn post_bodies_round_trip(tier: &dyn RegionalTier, id: u64) {
+        assert_eq!(
+            tier.posts(&[]).await.unwrap(),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+        tier.put_posts(&[]).await.unwrap();
+        tier.forget_post(id).await.unwrap();
+        tier.forget_post(id + 1).await.unwrap();
+        tier.put_posts(&[(id, b"{\"a\":1}".to_vec()), (id + 2, b"x".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(
+            tier.posts(&[id + 2, id + 1, id]).await.unwrap(),
+            vec![Some(b"x".to_vec()), None, Some(b"{\"a\":1}".to_vec())],
+            "in the order asked, None where not cached"
+        );
+        tier.forget_post(id).await.unwrap();
+        assert_eq!(tier.posts(&[id]).await.unwrap(), vec![None]);
+        tier.forget_post(id + 2).await.unwrap();
+    }
+
+    async fn touch_keeps_the_timeline(tier: &dyn RegionalTier, u: u64) {
+        tier.forget(u).await.unwrap();
+        tier.touch(u).await.unwrap();
+        assert_eq!(tier.load(u).await.unwrap(), None, "touch must not create");
+        let t = Timeline::from_entries(vec![(3, 1)], 0, 4);
+        tier.save(u, &t).await.unwrap();
+        tier.touch(u).await.unwrap();
+        assert_eq!(tier.load(u).await.unwrap(), Some(t));
+        tier.forget(u).await.unwrap();
     }
 }

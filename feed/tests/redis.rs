@@ -1,5 +1,6 @@
-//! The Redis tier against a real `redis-server`: the shared timeline conformance suite, two
-//! nodes of a region sharing timelines through it, and an outage in the middle of a run.
+//! The L2 tiers: the in-process one and Redis against a real `redis-server` pass the same
+//! conformance suites; two nodes of a region share timelines through either; Redis fails in
+//! the middle of a run.
 //!
 //! `STARLING_TEST_REDIS_URL` (set by `infra/test.sh`) names the shared server; without it the
 //! tests start their own from `redis-server` on the PATH. The outage test always runs its own,
@@ -7,9 +8,10 @@
 #![allow(clippy::unwrap_used)]
 
 use starling_feed::local::LocalTimelines;
+use starling_feed::memory_tier::{MemorySettings, MemoryTier};
 use starling_feed::redis_tier::{RedisSettings, RedisTier};
 use starling_feed::tier::conformance;
-use starling_feed::{CacheTier, Feed, FeedConfig};
+use starling_feed::{CacheTier, Feed, FeedConfig, RegionalTier};
 use starling_graph::{Graph, GraphConfig};
 use starling_posts::Posts;
 use starling_store::{
@@ -103,10 +105,11 @@ async fn tier(url: &str, cap: usize) -> RedisTier {
 }
 
 #[tokio::test]
-async fn both_tiers_pass_the_conformance_suite() {
+async fn every_tier_passes_the_conformance_suites() {
     conformance::run_all(&LocalTimelines::new(1 << 20, 4), 1).await;
+    conformance::run_regional(&MemoryTier::new(&MemorySettings::new(1 << 20, 4)), 1).await;
     let (url, _server) = shared();
-    conformance::run_all(&tier(&url, 4).await, 1).await;
+    conformance::run_regional(&tier(&url, 4).await, 1).await;
 }
 
 #[tokio::test]
@@ -148,13 +151,13 @@ fn node() -> Node {
 }
 
 impl Node {
-    fn feed(&self, redis: RedisTier) -> Feed {
-        Feed::with_redis(
+    fn feed(&self, l2: Arc<dyn RegionalTier>) -> Feed {
+        Feed::with_l2(
             self.store.clone(),
             self.graph.clone(),
             self.posts.clone(),
             FeedConfig::default(),
-            redis,
+            l2,
         )
     }
 
@@ -185,8 +188,17 @@ async fn texts(feed: &Feed, user: u64) -> Vec<String> {
 #[tokio::test]
 async fn nodes_of_a_region_share_timelines_through_redis() {
     let (url, _server) = shared();
+    nodes_share_timelines_through(Arc::new(tier(&url, 800).await)).await;
+}
+
+#[tokio::test]
+async fn nodes_of_one_process_share_timelines_through_the_memory_tier() {
+    let memory = MemoryTier::new(&MemorySettings::new(1 << 20, 800));
+    nodes_share_timelines_through(Arc::new(memory)).await;
+}
+
+async fn nodes_share_timelines_through(redis: Arc<dyn RegionalTier>) {
     let n = node();
-    let redis = tier(&url, 800).await;
     let first = n.feed(redis.clone());
     let (a, b) = (n.user("alice").await, n.user("bob").await);
     n.graph.follow(a, b).await.unwrap();
@@ -194,7 +206,6 @@ async fn nodes_of_a_region_share_timelines_through_redis() {
     assert!(texts(&first, a).await.is_empty(), "built and stored in L2");
     let id = n.post(b, "hello").await;
     first.catch_up().await.unwrap();
-    use starling_feed::TimelineStore;
     let in_redis = redis.load(a).await.unwrap().unwrap();
     assert_eq!(
         in_redis.page(None, 10, false),
@@ -212,10 +223,13 @@ async fn a_redis_outage_mid_run_degrades_without_errors() {
     let mut server = Server::start();
     let port = server.port;
     let n = node();
-    let redis = tier(&server.url(), 800).await;
+    let redis: Arc<dyn RegionalTier> = Arc::new(tier(&server.url(), 800).await);
     let feed = n.feed(redis.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let health = tokio::spawn(redis.clone().watch_health(stop_rx));
+    let health = tokio::spawn({
+        let redis = redis.clone();
+        async move { redis.watch_health(stop_rx).await }
+    });
     let (a, b, c) = (
         n.user("alice").await,
         n.user("bob").await,

@@ -8,22 +8,46 @@
 //! bounded queue (64 Ki events) to one publisher task that pipelines them; when the queue is
 //! full the event is dropped and counted — messages still arrive by replication, ephemeral
 //! events are best-effort by design.
+//!
+//! The transport is the [`PubSub`] role, with two implementations passing one conformance
+//! suite (`bus::conformance`, feature `conformance`): [`RedisPubSub`] (between the nodes of a region) and [`LocalPubSub`]
+//! (between nodes run in one process); [`Bus::over`] runs a bus over either.
 
 use crate::error::MessengerError;
 use crate::fanout::Fanout;
 use crate::model::Message;
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-/// Events queued for the publisher before new ones are dropped.
-const QUEUE: usize = 65_536;
-/// Events per pipelined round trip.
-const BATCH: usize = 256;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod local;
+mod redis;
+
+pub use local::LocalPubSub;
+pub use redis::RedisPubSub;
+
+/// Payloads arriving on a subscription; the stream ends when the subscription is lost.
+pub type Payloads = BoxStream<'static, Bytes>;
+
+/// The pub/sub role: opaque payloads carried to every subscriber of one channel (the
+/// publisher's own subscriptions included).
+#[async_trait]
+pub trait PubSub: Send + Sync + std::fmt::Debug {
+    /// Queues `payload` for the channel's subscribers; never waits (a payload that cannot be
+    /// queued is dropped and counted).
+    fn publish(&self, payload: Bytes);
+    /// Subscribes: every payload published from now on, in publishing order per publisher.
+    async fn subscribe(&self) -> Result<Payloads, MessengerError>;
+    /// Payloads dropped (queue full, publish failed, subscriber too slow) and published.
+    fn counters(&self) -> (u64, u64);
+}
 
 /// What travels between the nodes of a region.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,24 +88,21 @@ struct Envelope {
 }
 
 #[derive(Debug)]
-struct RedisSide {
-    tx: mpsc::Sender<Bytes>,
+struct Side {
+    transport: Arc<dyn PubSub>,
     origin: u64,
-    dropped: AtomicU64,
-    published: AtomicU64,
 }
 
 /// The bus: cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct Bus {
-    redis: Option<Arc<RedisSide>>,
+    side: Option<Arc<Side>>,
 }
 
-/// The receiving side of a Redis bus: run it with [`BusReceiver::run`].
+/// The receiving side of a bus over a transport: run it with [`BusReceiver::run`].
 #[derive(Debug)]
 pub struct BusReceiver {
-    client: redis::Client,
-    channel: String,
+    transport: Arc<dyn PubSub>,
     origin: u64,
 }
 
@@ -98,103 +119,47 @@ impl Bus {
         region: &str,
         origin: u64,
     ) -> Result<(Bus, BusReceiver), MessengerError> {
-        let client = redis::Client::open(url).map_err(|e| MessengerError::Redis(e.to_string()))?;
-        let conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| MessengerError::Redis(format!("{url} did not answer within 5 s")))?
-        .map_err(|e| MessengerError::Redis(e.to_string()))?;
-        let channel = format!("starling:chat:{region}");
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let side = Arc::new(RedisSide {
-            tx,
-            origin,
-            dropped: AtomicU64::new(0),
-            published: AtomicU64::new(0),
-        });
-        // The publisher stops when every `Bus` clone is gone (its queue closes).
-        tokio::spawn(publish_loop(
-            client.clone(),
-            conn,
-            channel.clone(),
-            rx,
-            Arc::downgrade(&side),
-        ));
-        Ok((
-            Bus { redis: Some(side) },
-            BusReceiver {
-                client,
-                channel,
-                origin,
-            },
-        ))
+        let transport = RedisPubSub::connect(url, format!("starling:chat:{region}")).await?;
+        Ok(Bus::over(Arc::new(transport), origin))
     }
 
-    /// Whether events leave the node.
-    pub fn is_redis(&self) -> bool {
-        self.redis.is_some()
+    /// A bus over `transport`, shared with the region's other nodes; `origin` identifies this
+    /// node's events.
+    pub fn over(transport: Arc<dyn PubSub>, origin: u64) -> (Bus, BusReceiver) {
+        (
+            Bus {
+                side: Some(Arc::new(Side {
+                    transport: transport.clone(),
+                    origin,
+                })),
+            },
+            BusReceiver { transport, origin },
+        )
     }
 
     /// Events dropped because the publisher's queue was full, and events published.
     pub fn counters(&self) -> (u64, u64) {
-        self.redis.as_ref().map_or((0, 0), |r| {
-            (
-                r.dropped.load(Ordering::Relaxed),
-                r.published.load(Ordering::Relaxed),
-            )
-        })
+        self.side
+            .as_ref()
+            .map_or((0, 0), |s| s.transport.counters())
+    }
+
+    /// Whether events reach other nodes (a bus over a transport); the in-process bus drops them.
+    pub fn is_shared(&self) -> bool {
+        self.side.is_some()
     }
 
     /// Publishes an event to the region's other nodes (never waits).
     pub fn publish(&self, event: BusEvent) {
-        let Some(r) = &self.redis else { return };
+        let Some(s) = &self.side else { return };
         let env = Envelope {
-            origin: r.origin,
+            origin: s.origin,
             event,
         };
         let Ok(bytes) = serde_json::to_vec(&env) else {
             return;
         };
-        if r.tx.try_send(Bytes::from(bytes)).is_err() {
-            r.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-async fn publish_loop(
-    client: redis::Client,
-    mut conn: redis::aio::MultiplexedConnection,
-    channel: String,
-    mut rx: mpsc::Receiver<Bytes>,
-    side: std::sync::Weak<RedisSide>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for b in &batch {
-            pipe.cmd("PUBLISH").arg(&channel).arg(b.as_ref()).ignore();
-        }
-        let n = batch.len() as u64;
-        batch.clear();
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => {
-                if let Some(s) = side.upgrade() {
-                    s.published.fetch_add(n, Ordering::Relaxed);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "redis publish failed; reconnecting");
-                if let Some(s) = side.upgrade() {
-                    s.dropped.fetch_add(n, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Ok(c) = client.get_multiplexed_async_connection().await {
-                    conn = c;
-                }
-            }
-        }
+        s.transport.publish(Bytes::from(bytes));
     }
 }
 
@@ -203,24 +168,17 @@ impl BusReceiver {
     /// after a lost connection.
     pub async fn run(self, fanout: Fanout, mut shutdown: watch::Receiver<bool>) {
         loop {
-            match self.client.get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if let Err(e) = pubsub.subscribe(&self.channel).await {
-                        tracing::warn!(error = %e, "redis subscribe failed");
-                    } else {
-                        let mut stream = pubsub.on_message();
-                        loop {
-                            tokio::select! {
-                                _ = shutdown.changed() => return,
-                                m = stream.next() => {
-                                    let Some(m) = m else { break };
-                                    self.handle(&fanout, m.get_payload_bytes()).await;
-                                }
-                            }
+            match self.transport.subscribe().await {
+                Ok(mut stream) => loop {
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        m = stream.next() => {
+                            let Some(m) = m else { break };
+                            self.handle(&fanout, &m).await;
                         }
                     }
-                }
-                Err(e) => tracing::warn!(error = %e, "redis connection for pub/sub failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "bus subscription failed"),
             }
             tokio::select! {
                 _ = shutdown.changed() => return,

@@ -61,7 +61,7 @@ pub async fn start_with(
         chat,
         bus: bus.0,
         feed: starling_feed::FeedConfig::default(),
-        redis: None,
+        l2: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
