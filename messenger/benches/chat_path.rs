@@ -1,0 +1,140 @@
+//! The chat send path's per-message steps beside the code they replaced, in one run (the
+//! machine is shared: read the ratios). `cargo bench -p starling-messenger --bench chat_path`.
+//!
+//! - `note_head`: the inbox's head of a conversation, noted on every delivery: a slot per
+//!   conversation replaced in place (now) against a `moka` upsert per message (before);
+//! - `batch_tokens`: a pipelined batch's end noted and looked up by its follower: sharded
+//!   bounded sets (now) against a `moka` cache with a time to live (before);
+//! - `send`: the whole append of one message (index lookup, claim by CAS on the memory engine,
+//!   client-id index) and its head noted, for scale (no baseline: the claim is unchanged).
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use starling_graph::{Graph, GraphConfig};
+use starling_messenger::pipeline::EndedTokens;
+use starling_messenger::{Message, Messenger, MessengerConfig};
+use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Conversations the steps rotate over (the side-by-side benchmark's 1:1 load).
+const CONVS: u64 = 1000;
+
+fn messenger(rt: &tokio::runtime::Runtime, users: usize) -> (Messenger, Vec<u64>) {
+    rt.block_on(async {
+        let store = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let cas = Arc::new(LocalCas(store.clone()));
+        let ids = Arc::new(IdGenerator::new(store.node()));
+        let mut cfg = GraphConfig::new("r", "r");
+        cfg.argon2_memory_kib = 64;
+        cfg.argon2_passes = 1;
+        let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
+        let mut out = Vec::new();
+        for i in 0..users {
+            let (u, _) = graph
+                .sign_up(&format!("user{i}"), "password1", None, None)
+                .await
+                .expect("sign up");
+            out.push(u.id);
+        }
+        (
+            Messenger::new(store, cas, ids, graph, MessengerConfig::new("r")),
+            out,
+        )
+    })
+}
+
+fn note_head(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let (m, _) = messenger(&rt, 0);
+    let mut msg = Message::text(
+        1,
+        "client-id-0123456789",
+        0,
+        "a 64-byte body, the size the side-by-side load sends, padded out..",
+    );
+    let old: moka::sync::Cache<u64, Arc<Message>> = moka::sync::Cache::new(100_000);
+    let mut g = c.benchmark_group("note_head");
+    let mut seq = 0u64;
+    g.bench_function("slot_in_place", |b| {
+        b.iter(|| {
+            seq += 1;
+            msg.conv = seq % CONVS;
+            msg.seq = seq;
+            m.note_head(black_box(&msg));
+        })
+    });
+    let mut seq = 0u64;
+    g.bench_function("moka_upsert_before", |b| {
+        b.iter(|| {
+            seq += 1;
+            msg.conv = seq % CONVS;
+            msg.seq = seq;
+            let new = Arc::new(black_box(&msg).clone());
+            old.entry(new.conv).and_upsert_with(|o| match o {
+                Some(o) if o.value().seq >= new.seq => o.into_value(),
+                _ => new.clone(),
+            });
+        })
+    });
+    g.finish();
+}
+
+fn batch_tokens(c: &mut Criterion) {
+    let now = EndedTokens::default();
+    let old: moka::sync::Cache<u64, ()> = moka::sync::Cache::builder()
+        .max_capacity(1 << 16)
+        .time_to_live(Duration::from_secs(60))
+        .build();
+    let mut g = c.benchmark_group("batch_tokens");
+    let mut t = 1u64;
+    g.bench_function("sharded_sets", |b| {
+        b.iter(|| {
+            t += 1;
+            now.insert(black_box(t));
+            black_box(now.contains(t - 1))
+        })
+    });
+    let mut t = 1u64;
+    g.bench_function("moka_ttl_before", |b| {
+        b.iter(|| {
+            t += 1;
+            old.insert(black_box(t), ());
+            black_box(old.contains_key(&(t - 1)))
+        })
+    });
+    g.finish();
+}
+
+fn send(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let (m, users) = messenger(&rt, 2);
+    let conv = rt
+        .block_on(m.create(users[0], &users[1..]))
+        .expect("conversation")
+        .0;
+    let mut g = c.benchmark_group("send");
+    let mut i = 0u64;
+    g.bench_function("append_and_note_head", |b| {
+        b.iter(|| {
+            i += 1;
+            let cid = format!("c{i}");
+            let sent = rt
+                .block_on(m.send(&conv, users[(i % 2) as usize], &cid, "a 64-byte body"))
+                .expect("send");
+            m.note_head(&sent.message);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, note_head, batch_tokens, send);
+criterion_main!(benches);
