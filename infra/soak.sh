@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# The soak: mixed load (feed reads, posts, follows, unfollows, chat sends) at half the measured
-# capacity against a local cluster of real `starling` processes (2 regions × 1 node, simulated
-# WAN), sampling each node's RSS (/proc/PID/status), its store's memtables and block cache, and
-# the change-feed consumer backlogs (starling_store_* and starling_consumer_backlog in /metrics)
-# over time. It fails on any failed request, on RSS growth
-# of 5 % or more after the warm-up (which lasts until every node's block cache is 98 % full, at
-# most half the run), or on a growing queue. It is the `soak` test of
-# api/tests/faults (CI runs it for 60 s); this script runs it long:
+# The soak: the fault tests' mixed load (feed reads, posts, follows, unfollows, chat sends, group
+# membership changes, message edits, likes and unlikes) at half the measured capacity against a
+# local cluster of real `starling` processes (2 regions × 1 node, simulated WAN), with the
+# change-feed trimming and tombstone collection compressed (below), sampling each node's RSS
+# (/proc/PID/status), its store's memtables and block cache, the change-feed consumer backlogs,
+# the store's files on disk, the change feed's length, the gossip loop's tick gaps and late
+# ticks, each interval's p99 and the load average over time. It fails on any failed request, on
+# RSS growth of 5 % or more after the warm-up (which lasts until every node's block cache is
+# 98 % full, at most half the run), on a growing queue, and (runs of 10 minutes or more) on the
+# store's files growing more than 10 % or the p99 more than 1.2x from the measured part's first
+# third to its last, a growing change feed or a gossip tick more than 100 ms late. It is the
+# `soak` test of api/tests/faults (CI runs it for 60 s); this script runs it long:
 #
 #   infra/soak.sh            # 30 minutes (1800 s), warm-up 5 minutes
-#   infra/soak.sh 600        # 10 minutes
+#   infra/soak.sh 7200       # 2 hours, warm-up 20 minutes
+#   STARLING_SOAK_RATE=2500 infra/soak.sh 7200   # at a fixed rate (no capacity measured first)
 #
 # The capacity it runs at half of is the sustained one (STARLING_SOAK_GROW_SECS=300): a closed
 # loop at the maximum rate for 5 minutes, its successes over those 5 minutes plus the time the
@@ -27,7 +32,8 @@
 # measured), STARLING_SOAK_RATE (a fixed req/s instead of half the capacity),
 # STARLING_SOAK_PACING (steady here; chunks: the test's own default of
 # 1-second chunks, at most 256 in flight), STARLING_SOAK_CAPACITY_AFTER=1 (measure the capacity again on
-# the grown store once the load is over), STARLING_SOAK_GROW_SECS (300 here, 0 for the
+# the grown store once the load is over), STARLING_SOAK_NODE_ARGS (the nodes' extra flags; the
+# compressed housekeeping above by default), STARLING_SOAK_GROW_SECS (300 here, 0 for the
 # empty store's 20 s burst: measure the sustained capacity over that long), STARLING_FAULT_SEED, SOAK_OUT (default soak-out/): where
 # soak-samples.csv (every sample), soak.json (the figures) and soak.log go.
 set -euo pipefail
@@ -46,6 +52,12 @@ export STARLING_SOAK_GROW_SECS="${STARLING_SOAK_GROW_SECS:-300}"
 export STARLING_SOAK_PACING="${STARLING_SOAK_PACING:-steady}"
 export STARLING_SOAK_WARMUP_SECS="${STARLING_SOAK_WARMUP_SECS:-$warmup}"
 export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
+# Housekeeping of months, compressed: the change feed trimmed and the tombstone reaper passing
+# every 2 minutes, tombstones collected 5 minutes after they were written (defaults 10 s, 60 s, 1 h),
+# so a 2-hour run sees about 60 passes of each and collects from minute 5.
+if [ "$secs" -ge 600 ]; then
+  export STARLING_SOAK_NODE_ARGS="${STARLING_SOAK_NODE_ARGS:---feed-trim-interval 2m --gc-interval 2m --gc-grace 5m}"
+fi
 STARLING_SOAK_OUT="$(cd "$out" && pwd)"
 export STARLING_SOAK_OUT
 

@@ -126,6 +126,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Threads of `serve`'s blocking pool at most (tokio's default is 512), where the embedded
+/// store's reads, commits and flushes and the password hashing run. In the soaks of 2026-12-06
+/// a 2-core node's pool reached the 512 within minutes, at 2 500 req/s and at 1 200, and its
+/// RSS rose with it to 1.9-2.1 and 1.5-1.7 GiB (about 0.45 GiB before the store moved to the
+/// pool); why so many threads were started is not proven. Past the bound, calls queue for the
+/// next free thread (RELIABILITY.md, "Soak").
+const BLOCKING_THREADS: usize = 32;
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -133,7 +141,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(cfg.json_logs);
             no_transparent_huge_pages();
             open_files_limit(cfg.conn.max_connections);
+            // tokio names its workers and its blocking pool's threads alike
+            // (`tokio-runtime-worker`); named apart, the thread sampler
+            // (infra/diag/thread-states.py) tells a worker in disk wait from a pool thread doing
+            // the store's I/O. The runtime starts its workers first, a thread each, when it is
+            // built: the first names are theirs.
+            let workers = std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let named = std::sync::atomic::AtomicUsize::new(0);
             tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .max_blocking_threads(BLOCKING_THREADS)
+                .thread_name_fn(move || {
+                    match named.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                        i if i < workers => format!("tokio-worker-{i}"),
+                        _ => "tokio-blocking".to_string(),
+                    }
+                })
                 .enable_all()
                 .build()?
                 .block_on(starling_api::server::serve(cfg))

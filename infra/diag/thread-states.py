@@ -5,15 +5,17 @@
     infra/diag/thread-states.py --summary OUT.csv [FROM TO] # stalled windows, from the record
 
 Each row is one node at one instant: the machine's busy CPU since the last sample (% of all
-cores, from /proc/stat), and per thread kind (`tokio`: the request workers, `fjall`: flushes and
-compactions, `other`) the CPU the kind used since the last sample (% of one core) and how many
+cores, from /proc/stat), and per thread kind (`tokio`: the request workers, `blocking`: tokio's
+blocking pool, where the embedded store's reads, commits and journal writes run, `fjall`:
+flushes and compactions, `other`) the CPU the kind used since the last sample (% of one core) and how many
 of its threads were running (state R), in a timed sleep (wchan `hrtimer_nanosleep` /
 `do_nanosleep`: fjall's write backpressure sleeps on the committing thread), in disk wait
 (state D), or idle (anything else: futex, epoll). A node is found by its command line
 (`serve` with `--listen`); the column `node` is its listen port. No code of the node changes,
 and reading /proc costs the machine well under 1 % of a core.
 
-`--summary` prints the instants where a node's tokio workers were in a timed sleep or in disk
+`--summary` prints, per node, how many samples found a tokio worker (a blocking-pool thread) in
+disk wait, then the instants where a node's tokio workers were in a timed sleep or in disk
 wait, or where the machine was saturated, merged into windows; its count per node includes the
 windows under 0.3 s, which it does not list.
 """
@@ -42,7 +44,14 @@ def nodes():
     return out
 
 
+KINDS = ("tokio", "blocking", "fjall", "other")
+
+
 def kind(comm):
+    # `serve` names its blocking pool's threads `tokio-blocking` and its workers
+    # `tokio-worker-N` (before 2026-12-06 both were `tokio-runtime-worker`, all counted as tokio).
+    if comm.startswith("tokio-blocking"):
+        return "blocking"
     if comm.startswith("tokio"):
         return "tokio"
     if comm.startswith("fjall"):
@@ -84,7 +93,7 @@ def machine_ticks():
 def record(path, every):
     hz = os.sysconf("SC_CLK_TCK")
     fields = ["t", "node", "machine_busy_pct"]
-    for k in ("tokio", "fjall", "other"):
+    for k in KINDS:
         fields += [f"{k}_cpu_pct", f"{k}_running", f"{k}_nanosleep", f"{k}_disk", f"{k}_idle"]
     last_ticks = {}
     last_machine = machine_ticks()
@@ -101,7 +110,7 @@ def record(path, every):
             machine = 100.0 * (busy - last_machine[0]) / max(1, total - last_machine[1])
             last_machine = (busy, total)
             for pid, port in nodes().items():
-                agg = {k: [0.0, 0, 0, 0, 0] for k in ("tokio", "fjall", "other")}
+                agg = {k: [0.0, 0, 0, 0, 0] for k in KINDS}
                 for tid, k, state, wchan, ticks in threads(pid):
                     prev = last_ticks.get(tid, ticks)
                     last_ticks[tid] = ticks
@@ -116,7 +125,7 @@ def record(path, every):
                     else:
                         a[4] += 1
                 row = [f"{time.time():.2f}", port, f"{machine:.0f}"]
-                for k in ("tokio", "fjall", "other"):
+                for k in KINDS:
                     a = agg[k]
                     row += [f"{a[0]:.0f}"] + a[1:]
                 w.writerow(row)
@@ -127,11 +136,17 @@ def summary(path, lo, hi):
     """Windows where a node's tokio workers slept in nanosleep or waited on disk, or the
     machine was 95 % busy or more (of all its cores), merged when under 0.5 s apart."""
     events = {}
+    # Per node: samples, and those with a worker / a blocking-pool thread in disk wait.
+    totals = {}
     with open(path) as f:
         for r in csv.DictReader(f):
             t = float(r["t"])
             if not lo <= t <= hi:
                 continue
+            n = totals.setdefault(r["node"], [0, 0, 0])
+            n[0] += 1
+            n[1] += int(r["tokio_disk"]) > 0
+            n[2] += int(r.get("blocking_disk") or 0) > 0
             why = []
             if int(r["tokio_nanosleep"]) > 0:
                 why.append(f"tokio nanosleep {r['tokio_nanosleep']}")
@@ -141,6 +156,11 @@ def summary(path, lo, hi):
                 why.append("machine saturated")
             if why:
                 events.setdefault(r["node"], []).append((t, why))
+    for node, (n, worker, pool) in sorted(totals.items()):
+        print(
+            f"node {node}: {n} samples; a tokio worker in disk wait in {worker} "
+            f"({100.0 * worker / n:.2f} %), a blocking-pool thread in {pool} ({100.0 * pool / n:.2f} %)"
+        )
     for node, evs in sorted(events.items()):
         windows = []
         for t, why in evs:

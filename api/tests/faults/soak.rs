@@ -21,6 +21,18 @@
 //! half of it. `infra/soak.sh` sets both (300 s,
 //! steady); CI's short run keeps the chunks and the empty store's burst capacity.
 //!
+//! The load is the fault tests' mix (`FAULT_MIX`: unfollows, unlikes and membership removals
+//! leave tombstones, edits rewrite messages). Each sample also records the store's files on
+//! disk (allocated blocks under the node's data directory), the change feed's length, the
+//! gossip loop's longest tick gap and its ticks more than 100 ms late, the interval's p99 over
+//! every operation (from the difference of two cumulative histograms) and the 1-minute load
+//! average. A long run (10 minutes or more) also fails when the store's files grow more than
+//! 10 % or the p99 more than 1.2× from the measured part's first third to its last, when the
+//! change feed's longest in the last third exceeds 1.5× the first third's plus one trim batch,
+//! or when any gossip tick is more than 100 ms late in the measured part; a short run reports
+//! them. `infra/soak.sh` compresses the housekeeping for long runs (trim and reaper every 2
+//! minutes, a 5-minute grace).
+//!
 //! A node's memory has bounded parts that fill with use (the store's memtables and block
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
 //! they are full: a long run (10 minutes or more) keeps the defaults and a warm-up of minutes; a
@@ -40,7 +52,7 @@
 
 use crate::harness::{Cluster, Options, Watchdog, metric, rss_kib};
 use crate::traffic::{Load, Pacing, Traffic, counts};
-use crate::{MIX, env_u64, seed};
+use crate::{FAULT_MIX, env_u64, seed};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -54,6 +66,21 @@ const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
 /// Index and filter blocks outside the cache (none pinned since 2026-12-01), reported apart.
 const PINNED: &str = "starling_store_pinned_bytes";
 const TABLES: &str = "starling_store_tables";
+/// The change feed's entries (bounded by trimming), and the gossip loop's longest gap between
+/// two ticks since the node started and its ticks more than 100 ms late.
+const FEED_LENGTH: &str = "starling_change_feed_length";
+const TICK_GAP: &str = "starling_gossip_tick_gap_max_ms";
+const STALLS: &str = "starling_gossip_stalls_total";
+
+/// Bounds of a long run's measured part (10 minutes or more): the store's files on disk (mean
+/// of the last third over that of the first), the p99 latency (all operations of the last
+/// third over the first's), and the change feed (the last third's longest exceeds the first
+/// third's by at most half plus one trim batch: entries come and go with the trim interval, a feed
+/// that is never trimmed grows without end).
+const DISK_GROWTH: f64 = 0.10;
+const P99_RATIO: f64 = 1.2;
+const FEED_SLACK: f64 = 1.5;
+const TRIM_BATCH: f64 = 4096.0;
 
 /// The block cache counts as full (the warm-up may end) at this share of its capacity. A full
 /// cache hovers at 96-100 % as blocks come and go. Until the sixth session this was 90 %, and
@@ -83,6 +110,39 @@ struct Sample {
     backlog: [f64; 2],
     ok: u64,
     errors: u64,
+    /// The store's files on disk (allocated blocks under the node's data directory).
+    disk_kib: u64,
+    feed_length: f64,
+    tick_gap_max_ms: f64,
+    stalls: f64,
+    /// The interval's p99 latency over every operation (µs, from intended starts; the same for
+    /// every node of a round) and the machine's 1-minute load average.
+    p99_us: u64,
+    load1: f64,
+}
+
+/// Allocated bytes of the files under `dir` (0 for what vanishes while it is walked: the store
+/// deletes tables and journals as it compacts).
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -120,7 +180,9 @@ pub(crate) fn run() {
         Load {
             targets: c.urls(|_| true),
             users: 32,
-            mix: MIX,
+            // The fault tests' mix: deletes (unfollows, unlikes, membership removals) leave
+            // tombstones for the reaper, edits rewrite messages.
+            mix: FAULT_MIX,
             // `STARLING_SOAK_RATE` fixes the rate (to compare builds at the same load).
             rate: std::env::var("STARLING_SOAK_RATE")
                 .ok()
@@ -148,9 +210,20 @@ pub(crate) fn run() {
     );
     let start = Instant::now();
     let mut samples: Vec<Sample> = Vec::new();
+    // Each round's latencies (the difference of two cumulative histograms), merged per third
+    // once the measured part is known.
+    let mut latencies: Vec<(f64, hdrhistogram::Histogram<u64>)> = Vec::new();
+    let mut before = t.latency_so_far();
     while start.elapsed() < duration {
         std::thread::sleep(every);
         let so_far = t.so_far();
+        let now = t.latency_so_far();
+        let mut interval = now.clone();
+        interval.subtract(&before).unwrap();
+        before = now;
+        let p99_us = interval.value_at_quantile(0.99);
+        latencies.push((start.elapsed().as_secs_f64(), interval));
+        let load = load1();
         for m in &c.members {
             let pid = m.pid().unwrap();
             let kib = |g: &str| metric(m.port, g).unwrap_or(0.0) as u64 / 1024;
@@ -167,6 +240,12 @@ pub(crate) fn run() {
                 backlog: BACKLOGS.map(|b| metric(m.port, b).unwrap()),
                 ok: so_far.ok,
                 errors: so_far.errors,
+                disk_kib: disk_bytes(&c.dir.path().join(&m.name)) / 1024,
+                feed_length: metric(m.port, FEED_LENGTH).unwrap_or(0.0),
+                tick_gap_max_ms: metric(m.port, TICK_GAP).unwrap_or(0.0),
+                stalls: metric(m.port, STALLS).unwrap_or(0.0),
+                p99_us,
+                load1: load,
             });
         }
     }
@@ -184,7 +263,7 @@ pub(crate) fn run() {
     // `STARLING_SOAK_CAPACITY_AFTER=1`: the capacity again, on the store the load has grown and
     // once its queues are drained, to compare with the one the rate was derived from.
     let capacity_after = (std::env::var("STARLING_SOAK_CAPACITY_AFTER").as_deref() == Ok("1"))
-        .then(|| t.capacity_now(MIX, seed.wrapping_add(1)));
+        .then(|| t.capacity_now(FAULT_MIX, seed.wrapping_add(1)));
     if let Some(after) = capacity_after {
         eprintln!(
             "soak: capacity after the load {after:.0} req/s (before: {:.0})",
@@ -295,6 +374,80 @@ pub(crate) fn run() {
             )),
             _ => {}
         }
+        // The store's files, the change feed and the gossip loop over the measured part.
+        let disk = |w: &[&Sample]| mean(&w.iter().map(|s| s.disk_kib as f64).collect::<Vec<_>>());
+        let (disk_first, disk_last) = (
+            disk(&measured[..third]),
+            disk(&measured[measured.len() - third..]),
+        );
+        let disk_growth = disk_last / disk_first.max(1.0) - 1.0;
+        let feed_max = |w: &[&Sample]| w.iter().map(|s| s.feed_length).fold(0.0, f64::max);
+        let (feed_first, feed_last) = (
+            feed_max(&measured[..third]),
+            feed_max(&measured[measured.len() - third..]),
+        );
+        let stalls_before = mine
+            .iter()
+            .rev()
+            .find(|s| s.at < measured_from)
+            .map_or(0.0, |s| s.stalls);
+        let stalls_end = mine.last().map_or(0.0, |s| s.stalls);
+        let gap_end = mine.last().map_or(0.0, |s| s.tick_gap_max_ms);
+        let _ = writeln!(
+            summary,
+            "{}: store files {:.1} → {:.1} MiB (means of the first and last thirds; {:+.2} %); change feed longest {feed_first:.0} → {feed_last:.0} entries; gossip ticks more than 100 ms late {} in the measured part ({stalls_end:.0} in the run), longest tick gap {gap_end:.0} ms",
+            m.name,
+            disk_first / 1024.0,
+            disk_last / 1024.0,
+            100.0 * disk_growth,
+            stalls_end - stalls_before,
+        );
+        if limit_mib.is_none() {
+            if disk_growth > DISK_GROWTH {
+                failures.push(format!(
+                    "{}: the store's files grew {:.2} %",
+                    m.name,
+                    100.0 * disk_growth
+                ));
+            }
+            if feed_last > FEED_SLACK * feed_first + TRIM_BATCH {
+                failures.push(format!("{}: the change feed grows", m.name));
+            }
+            if stalls_end > stalls_before {
+                failures.push(format!(
+                    "{}: the gossip loop stalled (ticks more than 100 ms late)",
+                    m.name
+                ));
+            }
+        }
+    }
+    // p99 over every operation, the measured part's first third against its last.
+    let measured_latencies: Vec<&hdrhistogram::Histogram<u64>> = latencies
+        .iter()
+        .filter(|(at, _)| *at >= measured_from)
+        .map(|(_, h)| h)
+        .collect();
+    let third = measured_latencies.len() / 3;
+    let p99 = |w: &[&hdrhistogram::Histogram<u64>]| {
+        let mut all = hdrhistogram::Histogram::<u64>::new(2).unwrap();
+        for h in w {
+            all.add(*h).unwrap();
+        }
+        all.value_at_quantile(0.99)
+    };
+    let (p99_first, p99_last) = (
+        p99(&measured_latencies[..third]),
+        p99(&measured_latencies[measured_latencies.len() - third..]),
+    );
+    let p99_ratio = p99_last as f64 / p99_first.max(1) as f64;
+    let _ = writeln!(
+        summary,
+        "p99 (every operation) {:.2} ms in the first third → {:.2} ms in the last ({p99_ratio:.2}×)",
+        p99_first as f64 / 1000.0,
+        p99_last as f64 / 1000.0
+    );
+    if limit_mib.is_none() && p99_ratio > P99_RATIO {
+        failures.push(format!("p99 rose {p99_ratio:.2}× (limit {P99_RATIO}×)"));
     }
     eprintln!(
         "soak (seed {seed}): {secs} s at {:.0} req/s (capacity {:.0}): {} ok, {} failed; queues drained after the load: {drained}\n{summary}",
@@ -307,12 +460,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -324,7 +477,13 @@ pub(crate) fn run() {
                 s.cache_kib,
                 s.cache_capacity_kib,
                 s.pinned_kib,
-                s.tables
+                s.tables,
+                s.disk_kib,
+                s.feed_length,
+                s.tick_gap_max_ms,
+                s.stalls,
+                s.p99_us,
+                s.load1
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();
@@ -334,6 +493,7 @@ pub(crate) fn run() {
             "seed": seed,
             "capacity_rps": t.capacity, "capacity_after_rps": capacity_after, "rate_rps": t.rate,
             "ok": total.ok, "errors": total.errors, "queues_drained": drained,
+            "p99_first_third_us": p99_first, "p99_last_third_us": p99_last,
             "summary": summary, "failures": failures,
         });
         std::fs::write(

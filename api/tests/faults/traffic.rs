@@ -377,6 +377,17 @@ impl Traffic {
         c
     }
 
+    /// Every phase's and operation's latencies so far (µs from each request's intended start)
+    /// in one histogram: the soak takes an interval's quantiles from the difference of two.
+    pub(crate) fn latency_so_far(&self) -> hdrhistogram::Histogram<u64> {
+        let stats = self.shared.stats.lock();
+        let mut h = hdrhistogram::Histogram::<u64>::new(2).unwrap();
+        for op in stats.values().flat_map(|s| s.ops.values()) {
+            h.add(&op.latency).unwrap();
+        }
+        h
+    }
+
     /// Chunks that start from now on count in `phase`.
     pub(crate) fn phase(&self, phase: &str) {
         *self.shared.phase.lock() = phase.to_string();
