@@ -32,7 +32,10 @@ pub(crate) async fn like(
     let id = parse_id(&id)?;
     let post = state.posts.get(id).await?;
     crate::posts::readable_by(&state, post.author, me).await?;
-    state.posts.likes().like(id, me).await?;
+    if state.posts.likes().like(id, me).await? {
+        let like = starling_posts::notifications::NotificationKind::Like;
+        crate::notifications::notify(&state, post.author, like, me, Some(id), None).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

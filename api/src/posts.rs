@@ -1,12 +1,13 @@
-//! `/v1/posts`, `/v1/users/{id}/posts`, `/v1/media`.
+//! `/v1/posts`, `/v1/users/{id}/posts`, `/v1/media` (downloads for browsers: [`crate::media`]).
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
+use crate::media;
 use crate::problem::{ApiError, Refusal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -223,6 +224,7 @@ pub fn routes() -> Router<AppState> {
             post(upload).layer(DefaultBodyLimit::max(MAX_MEDIA_BYTES)),
         )
         .route("/v1/media/{id}", get(download))
+        .route("/v1/media/{id}/url", get(media_url))
 }
 
 #[utoipa::path(post, path = "/v1/posts", tag = "posts", security(("bearer" = [])), request_body = NewPost,
@@ -258,19 +260,24 @@ pub(crate) async fn create(
                 Err(e) => return Err(ApiError::from(e).into()),
             };
             readable_by(&state, parent.author, me).await?;
-            Some(parent.id)
+            Some((parent.id, parent.author))
         }
         None => None,
     };
     let region = state.graph.user(me).await.map_err(ApiError::from)?.region;
-    let (post, _) = state
+    let (post, created) = state
         .posts
         .create(me, &region, &b.text, &media, idem.as_deref())
         .await?;
     // Linked after the post is written, and again by a retry (idempotent).
-    if let Some(parent) = parent {
+    if let Some((parent, _)) = parent {
         state.posts.link_reply(post.id, parent).await?;
     }
+    // Told once, by the request that created the post (not by a retry).
+    if created {
+        crate::notifications::post_created(&state, &post, parent).await;
+    }
+    let parent = parent.map(|(id, _)| id);
     let mut view = PostView::from(post);
     view.reply_to = parent.map(|p| p.to_string());
     Ok((StatusCode::CREATED, Json(view)))
@@ -426,28 +433,93 @@ pub(crate) async fn upload(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "media id")),
-    responses((status = 200, description = "the bytes, with their stored type, `X-Content-Type-Options: nosniff` and `Content-Disposition: inline; filename=\"<id>.<ext>\"`", content(
+/// Media download responses, documented once for the bearer and the signed form.
+const DOWNLOAD_DESCRIPTION: &str = "Downloads media. With a bearer token, or without one through a signed URL (`?exp=&sig=`, from `GET /v1/media/{id}/url`): an `<img>` tag or a CDN can fetch it. When `exp` and `sig` are present the signature decides (a bad or expired one is 403 whatever the token). Media never changes: the answer carries a strong `ETag`, `If-None-Match` with it answers 304, and `Cache-Control` is `private, max-age=86400, immutable` (bearer) or `public, max-age=<seconds left>, immutable` (signed). One byte range (`Range: bytes=…`) answers 206 with `Content-Range`; a range past the end 416; several ranges, a malformed one or an `If-Range` that does not match the `ETag` answer the whole media (200).";
+
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), description = DOWNLOAD_DESCRIPTION,
+    params(("id" = crate::contract::Id, Path, description = "media id"),
+        ("exp" = Option<u64>, Query, description = "a signed URL's expiry (unix seconds); with `sig`"),
+        ("sig" = Option<String>, Query, pattern = "^[0-9a-f]{64}$", description = "a signed URL's signature; with `exp`"),
+        ("Range" = Option<String>, Header, description = "one byte range, e.g. `bytes=0-1023`"),
+        ("If-None-Match" = Option<String>, Header, description = "the `ETag` of a copy the client has"),
+        ("If-Range" = Option<String>, Header, description = "the range only while this is the `ETag`")),
+    responses((status = 200, description = "the bytes, with their stored type, `X-Content-Type-Options: nosniff`, `Content-Disposition: inline; filename=\"<id>.<ext>\"`, `ETag`, `Cache-Control` and `Accept-Ranges: bytes`", content(
         (crate::contract::Binary = "image/png"), (crate::contract::Binary = "image/jpeg"),
         (crate::contract::Binary = "image/gif"), (crate::contract::Binary = "image/webp"),
-        (crate::contract::Binary = "video/mp4"), (crate::contract::Binary = "application/octet-stream"))), (status = 400, description = "bad id", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (crate::contract::Binary = "video/mp4"), (crate::contract::Binary = "application/octet-stream"))),
+        (status = 206, description = "the requested byte range, with `Content-Range`", content(
+        (crate::contract::Binary = "image/png"), (crate::contract::Binary = "image/jpeg"),
+        (crate::contract::Binary = "image/gif"), (crate::contract::Binary = "image/webp"),
+        (crate::contract::Binary = "video/mp4"), (crate::contract::Binary = "application/octet-stream"))),
+        (status = 304, description = "the client's copy (`If-None-Match`) is current"),
+        (status = 400, description = "bad id, or `exp`/`sig` malformed, repeated or one without the other", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token (and no signature)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the signature is not valid for this media, or expired", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 416, description = "the range is past the end of the media (`Content-Range: bytes */<size>`)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
-    _: AuthUser,
+    headers: HeaderMap,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    let now = media::now_secs();
+    // Who may: a valid signature for this id, or (without one) a user's token. Checked before
+    // the media is looked up, so neither says whether an id exists.
+    let signed_until = match media::signed_query(query.as_deref())? {
+        Some(s) => {
+            state
+                .media_urls
+                .verify(id, s.exp, &s.sig, now)
+                .map_err(|e| ApiError::ForbiddenMsg(e.to_string()))?;
+            Some(s.exp)
+        }
+        None => {
+            let token = crate::auth::bearer_token(&headers).ok_or(ApiError::Unauthorized)?;
+            state.graph.authenticate(token).await?;
+            None
+        }
+    };
     let r = state
         .posts
         .media(id)
         .await?
         .ok_or(ApiError::NotFound("media not found"))?;
+    let etag = media::etag(id);
+    let etag_value =
+        HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(format!("etag: {e}")))?;
+    let cache = media::cache_control(signed_until, now);
+    if media::not_modified(&headers, &etag) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response());
+    }
     let path = object_store::path::Path::from(r.path.as_str());
-    let bytes = match state.media.get(&path).await {
-        Ok(got) => got
-            .bytes()
-            .await
-            .map_err(|e| ApiError::Internal(format!("blob store: {e}")))?,
+    let part = match media::range(&headers, r.size, &etag) {
+        media::RangeAsk::Whole => None,
+        media::RangeAsk::Part(p) => Some(p),
+        media::RangeAsk::Unsatisfiable => {
+            let mut resp = crate::problem::problem_response(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!(
+                    "the media is {} bytes: no byte of the range is in it",
+                    r.size
+                ),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", r.size)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(resp);
+        }
+    };
+    let fetched = match &part {
+        Some(p) => state.media.get_range(&path, *p.start()..*p.end() + 1).await,
+        None => match state.media.get(&path).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        },
+    };
+    let bytes = match fetched {
+        Ok(b) => b,
         // The reference replicated before the blob (blobs are per node until an S3 store is
         // configured): a clear 404 rather than an error.
         Err(object_store::Error::NotFound { .. }) => {
@@ -471,7 +543,7 @@ pub(crate) async fn download(
     };
     let disposition = HeaderValue::from_str(&disposition)
         .map_err(|e| ApiError::Internal(format!("content-disposition: {e}")))?;
-    Ok((
+    let mut resp = (
         [
             (header::CONTENT_TYPE, ct),
             (
@@ -479,10 +551,64 @@ pub(crate) async fn download(
                 HeaderValue::from_static("nosniff"),
             ),
             (header::CONTENT_DISPOSITION, disposition),
+            (header::ETAG, etag_value),
+            (header::CACHE_CONTROL, cache),
+            (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
         ],
         bytes,
     )
-        .into_response())
+        .into_response();
+    if let Some(p) = part {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let range = format!("bytes {}-{}/{}", p.start(), p.end(), r.size);
+        let v = HeaderValue::from_str(&range)
+            .map_err(|e| ApiError::Internal(format!("content-range: {e}")))?;
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    Ok(resp)
+}
+
+/// `?ttl=` of a signed media URL request.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UrlParams {
+    /// Seconds the URL stays valid: 1 to 604800 (7 days), default 3600.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 604800)]
+    ttl: Option<String>,
+}
+
+/// A signed, expiring URL of a media object.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct MediaLink {
+    /// `/v1/media/{id}?exp=…&sig=…`: opens the media without a token until `expires_at`, on
+    /// any node of the region.
+    url: String,
+    /// When the URL stops working (RFC 3339).
+    expires_at: String,
+}
+
+#[utoipa::path(get, path = "/v1/media/{id}/url", tag = "posts", security(("bearer" = [])),
+    description = "A signed URL of the media, for an `<img>` tag or a CDN: it opens the media without a token until it expires (see `GET /v1/media/{id}`).",
+    params(("id" = crate::contract::Id, Path, description = "media id"), UrlParams),
+    responses((status = 200, description = "the signed URL", body = MediaLink), (status = 400, description = "bad id or ttl", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn media_url(
+    State(state): State<AppState>,
+    _: AuthUser,
+    Path(id): Path<String>,
+    Query(q): Query<UrlParams>,
+) -> Result<Json<MediaLink>, ApiError> {
+    let id = parse_id(&id)?;
+    let ttl = media::ttl(q.ttl.as_deref())?;
+    state
+        .posts
+        .media(id)
+        .await?
+        .ok_or(ApiError::NotFound("media not found"))?;
+    let exp = media::now_secs().saturating_add(ttl);
+    Ok(Json(MediaLink {
+        url: state.media_urls.url(id, exp),
+        expires_at: rfc3339(exp.saturating_mul(1000)),
+    }))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use starling_graph::follows::IdPage;
 use starling_graph::friends::{FriendRequest, RequestState};
+use starling_posts::notifications::NotificationKind;
 
 /// A page of users.
 #[derive(Serialize, Debug, utoipa::ToSchema)]
@@ -109,8 +110,12 @@ pub(crate) async fn follow(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
+    let already = state.graph.is_following(me, id).await?;
     state.graph.follow(me, id).await?;
     feed_sees(&state, &[(me, id)]).await;
+    if !already {
+        crate::notifications::notify(&state, id, NotificationKind::Follow, me, None, None).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,6 +177,7 @@ pub(crate) async fn request_friend(
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
     let to = parse_id(&b.to)?;
     let r = state.graph.request_friend(me, to).await?;
+    crate::notifications::notify(&state, to, NotificationKind::FriendRequest, me, None, None).await;
     Ok((StatusCode::CREATED, Json(r.into())))
 }
 
@@ -270,6 +276,15 @@ pub(crate) async fn accept_friend(
 ) -> Result<Json<RequestView>, ApiError> {
     let r = state.graph.accept_friend(parse_id(&id)?, me).await?;
     feed_sees(&state, &[(r.from, r.to), (r.to, r.from)]).await;
+    crate::notifications::notify(
+        &state,
+        r.from,
+        NotificationKind::FriendAccept,
+        me,
+        None,
+        None,
+    )
+    .await;
     Ok(Json(r.into()))
 }
 

@@ -75,7 +75,10 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("GET", "/v1/posts/{id}/thread", Guard::User),
     ("POST", "/v1/media", Guard::User),
     ("GET", "/v1/media/{id}", Guard::User),
+    ("GET", "/v1/media/{id}/url", Guard::User),
     ("GET", "/v1/feed", Guard::User),
+    ("GET", "/v1/notifications", Guard::User),
+    ("PUT", "/v1/notifications/read", Guard::User),
     ("GET", "/v1/conversations", Guard::User),
     ("POST", "/v1/conversations", Guard::User),
     ("GET", "/v1/conversations/{id}", Guard::User),
@@ -142,6 +145,7 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
     ("likes", include_str!("../src/likes.rs")),
     ("threads", include_str!("../src/threads.rs")),
     ("feed", include_str!("../src/feed.rs")),
+    ("notifications", include_str!("../src/notifications/mod.rs")),
     ("conversations", include_str!("../src/conversations.rs")),
     ("ws", include_str!("../src/ws/mod.rs")),
 ];
@@ -306,6 +310,7 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Vec<u8> {
         ("PATCH", "/v1/conversations/{id}") => json!({"name":"changed","topic":"changed"}),
         ("PUT", p) if p.ends_with("/role") => json!({"role":"admin"}),
         ("PUT", "/v1/conversations/{id}/read") => json!({"seq":1}),
+        ("PUT", "/v1/notifications/read") => json!({"up_to": ids.user}),
         ("POST", "/v1/posts") | ("PATCH", _) => json!({"text":"changed","display_name":"changed"}),
         ("POST", "/v1/users") | ("POST", "/v1/sessions") => {
             json!({"handle":"zed","password":PASSWORD})
@@ -327,6 +332,7 @@ fn snapshot(port: u16, owner: &Account, ids: &Ids) -> Vec<(String, u16, Value)> 
         format!("/v1/users/{}/followers", owner.id),
         format!("/v1/users/{}/following", owner.id),
         "/v1/friends".to_string(),
+        "/v1/notifications".to_string(),
         "/v1/conversations".to_string(),
         format!("/v1/conversations/{}", ids.conv),
         format!("/v1/conversations/{}/messages?after_seq=0", ids.conv),
@@ -1093,6 +1099,128 @@ async fn expired_tokens_and_disabled_admin_are_refused() {
     let t = login(port, "ephemeral");
     assert_eq!(call(port, "GET", "/v1/users/me", Some(&t), b"").0, 200);
     eprintln!("expired/disabled-admin cells: {cells}");
+}
+
+/// A signed media URL opens its media without a token, and nothing else: not another media,
+/// not after it expires, not changed by a digit, not with a signature under another secret;
+/// every refusal is a 403 problem, whatever bearer token comes with it. The downloads' cache
+/// validators and byte ranges are checked on the same node (local media directory).
+#[test]
+fn signed_media_urls_open_one_media_until_they_expire() {
+    const MEDIA_SECRET: &str = "the-media-url-secret-of-the-test";
+    let dir = tempfile::tempdir().unwrap();
+    let node = data_node(dir.path(), &["--media-url-secret", MEDIA_SECRET]);
+    let port = node.port;
+    let alice = sign_up(port, "alice");
+    let upload = |bytes: &[u8]| {
+        let (s, v) = call(port, "POST", "/v1/media", Some(&alice.token), bytes);
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().parse::<u64>().unwrap()
+    };
+    let mine = upload(common::PNG_1X1);
+    let other = upload(&[common::PNG_1X1, b"another"].concat());
+    let (s, link) = call(
+        port,
+        "GET",
+        &format!("/v1/media/{mine}/url"),
+        Some(&alice.token),
+        b"",
+    );
+    assert_eq!(s, 200, "{link}");
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        link["expires_at"].as_str().unwrap().ends_with('Z'),
+        "{link}"
+    );
+    let get = |path: &str, token: Option<&str>| request(port, "GET", path, token, None, b"");
+    assert_eq!(get(url, None), (200, common::PNG_1X1.to_vec()));
+    // Another media's id under this signature; this media with the other's signature.
+    let (exp, sig) = url.split_once('?').unwrap().1.split_once('&').unwrap();
+    let refused = |path: &str, token: Option<&str>, why: &str| {
+        let (s, b) = get(path, token);
+        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+        assert_eq!(
+            (s, v["status"].as_u64()),
+            (403, Some(403)),
+            "{why}: {path} {v}"
+        );
+        assert!(v["detail"].as_str().unwrap().contains("media URL"), "{v}");
+    };
+    refused(
+        &format!("/v1/media/{other}?{exp}&{sig}"),
+        None,
+        "another id",
+    );
+    // The server's own key, with an expiry in the past: the signature is right, the time over.
+    let signer = starling_api::media::UrlSigner::from_secret(MEDIA_SECRET);
+    let now = starling_api::media::now_secs();
+    refused(&signer.url(mine, now - 1), None, "expired");
+    refused(
+        &signer.url(mine, now - 1),
+        Some(&alice.token),
+        "expired, with a token",
+    );
+    assert_eq!(get(&signer.url(mine, now + 60), None).0, 200, "signed here");
+    let wrong = starling_api::media::UrlSigner::from_secret("some-other-secret-16");
+    refused(&wrong.url(mine, now + 60), None, "another secret");
+    let mut forged = url.to_string();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    refused(&forged, None, "a digit changed");
+    refused(
+        &format!("/v1/media/{mine}?exp=9999999999&{sig}"),
+        None,
+        "a later expiry",
+    );
+    // Without a signature the token decides, as before.
+    assert_eq!(get(&format!("/v1/media/{mine}"), None).0, 401);
+
+    // Validators and ranges.
+    let path = format!("/v1/media/{other}");
+    let bearer = format!("Bearer {}", alice.token);
+    let (s, head, body) = common::get_with_headers(port, &path, &[("Authorization", &bearer)]);
+    assert_eq!(s, 200, "{head}");
+    let etag = common::header_of(&head, "etag").unwrap();
+    let (s, _, body304) = common::get_with_headers(
+        port,
+        &path,
+        &[("Authorization", &bearer), ("If-None-Match", &etag)],
+    );
+    assert_eq!((s, body304.len()), (304, 0));
+    let (s, _, _) = common::get_with_headers(
+        port,
+        &path,
+        &[("Authorization", &bearer), ("If-None-Match", "\"m1\"")],
+    );
+    assert_eq!(s, 200, "another validator: the media again");
+    let (s, head, part) = common::get_with_headers(
+        port,
+        &path,
+        &[("Authorization", &bearer), ("Range", "bytes=-7")],
+    );
+    assert_eq!((s, part.as_slice()), (206, &b"another"[..]), "{head}");
+    let (s, _, whole) = common::get_with_headers(
+        port,
+        &path,
+        &[
+            ("Authorization", &bearer),
+            ("Range", "bytes=-7"),
+            ("If-Range", "\"m1\""),
+        ],
+    );
+    assert_eq!(
+        (s, whole),
+        (200, body.clone()),
+        "If-Range not current: all of it"
+    );
+    let past = format!("bytes={}-", body.len());
+    let (s, head, _) =
+        common::get_with_headers(port, &path, &[("Authorization", &bearer), ("Range", &past)]);
+    assert_eq!(s, 416, "{head}");
+    assert_eq!(
+        common::header_of(&head, "content-range"),
+        Some(format!("bytes */{}", body.len()))
+    );
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Likes through the real `starling` binary: like and unlike are idempotent, a retry or the same
 //! user liking in two regions is one like, the count on every node equals the number of distinct
 //! likers, `viewer.liked` is the caller's, likers page by cursor, and a block refuses the like.
+//! Notifications too (a like's, and every other kind's): listed newest first with likes of one
+//! post grouped, marked read, paged, silenced by blocks, delivered live on the WebSocket, and
+//! replicated to the other region.
 //!
 //! Counts are derived a consumer pass behind the likes, so the tests wait for them (never for a
 //! time): a count that must *not* move is checked behind a later like that must, since the
@@ -250,7 +253,7 @@ fn the_same_like_in_two_regions_counts_once_on_every_node() {
         );
     }
     // A third like, from us, settles on both nodes at three: no like above was counted twice.
-    let (_, dt) = sign_up(&us, "dave");
+    let (dave, dt) = sign_up(&us, "dave");
     assert!(eventually(WAIT, || like(&us, "PUT", &id, &dt) == 204));
     for (name, n, t) in [("us", &us, &at), ("eu", &eu, &ct)] {
         assert!(
@@ -265,6 +268,282 @@ fn the_same_like_in_two_regions_counts_once_on_every_node() {
         assert!(eventually(WAIT, || likes(n, &id, t) == 2), "{name}");
         assert_eq!(post(n, &id, &bt)["viewer"]["liked"], false);
     }
+    // alice's notifications replicate: on both nodes one like item of three distinct likers
+    // (bob's like was new in both regions at once: two notifications, one actor), dave newest.
+    for (name, n) in [("us", &us), ("eu", &eu)] {
+        assert!(
+            eventually(WAIT, || {
+                let v = notifications(n, &at, "");
+                let mut actors = kinds(&v).first().map(|k| k.1.clone()).unwrap_or_default();
+                let newest = actors.first().cloned();
+                actors.sort();
+                let mut all = vec![bob.clone(), carol.clone(), dave.clone()];
+                all.sort();
+                v["items"].as_array().unwrap().len() == 1
+                    && v["items"][0]["type"] == "like"
+                    && v["items"][0]["actors_count"] == 3
+                    && actors == all
+                    && newest.as_ref() == Some(&dave)
+            }),
+            "{name}: {}",
+            notifications(n, &at, "")
+        );
+    }
     assert!(us.terminate().success());
     assert!(eu.terminate().success());
+}
+
+/// `token`'s notifications on `n` (one page of `query`).
+fn notifications(n: &Node, token: &str, query: &str) -> Value {
+    let (s, v) = call(
+        n,
+        "GET",
+        &format!("/v1/notifications{query}"),
+        Some(token),
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// (type, actor ids) of each item of a page.
+fn kinds(v: &Value) -> Vec<(String, Vec<String>)> {
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let actors = i["actors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_string())
+                .collect();
+            (i["type"].as_str().unwrap().to_string(), actors)
+        })
+        .collect()
+}
+
+fn kind(t: &str, actors: &[&String]) -> (String, Vec<String>) {
+    (
+        t.to_string(),
+        actors.iter().map(|a| a.to_string()).collect(),
+    )
+}
+
+/// Every kind of notification through the binary: a follow, likes of one post (grouped, newest
+/// liker first; a retry and one's own like notify nobody), a reply (its author is not told of
+/// the mention too), a mention (existing handles only), a friend request and its acceptance;
+/// newest first, paged with a Link header, an unread count and a marker that only moves
+/// forward; a `notification` frame on the recipient's WebSocket; nothing across a block.
+#[test]
+fn notifications_of_every_kind_are_grouped_marked_paged_live_and_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = memory_node(dir.path());
+    let (alice, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (carol, ct) = sign_up(&n, "carol");
+    let (dave, dt) = sign_up(&n, "dave");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", n.port).parse().unwrap();
+    let mut ws = rt.block_on(common::chat::Client::connect(addr, &at));
+
+    assert_eq!(
+        n.http("PUT", &format!("/v1/following/{alice}"), Some(&bt), b"")
+            .0,
+        204
+    );
+    // Live: the follow reaches alice's connection.
+    let f = rt.block_on(ws.next_of(&["notification"]));
+    assert_eq!(f["notification_type"], "follow", "{f}");
+    assert_eq!(f["actors"][0]["id"], bob.as_str());
+    assert_eq!(f["actors"][0]["handle"], "bob");
+    assert_eq!(f["read"], false);
+    // Following again is no new follow.
+    assert_eq!(
+        n.http("PUT", &format!("/v1/following/{alice}"), Some(&bt), b"")
+            .0,
+        204
+    );
+
+    let (s, p) = call(&n, "POST", "/v1/posts", Some(&at), json!({"text": "hello"}));
+    assert_eq!(s, 201);
+    let post = p["id"].as_str().unwrap().to_string();
+    assert_eq!(like(&n, "PUT", &post, &bt), 204);
+    assert_eq!(like(&n, "PUT", &post, &bt), 204);
+    assert_eq!(like(&n, "PUT", &post, &at), 204);
+    assert_eq!(like(&n, "PUT", &post, &ct), 204);
+    let f = rt.block_on(ws.next_of(&["notification"]));
+    assert_eq!(
+        (f["notification_type"].as_str(), f["post"].as_str()),
+        (Some("like"), Some(post.as_str()))
+    );
+
+    // A reply that mentions its parent's author, bob, an unknown handle and an e-mail address.
+    let text = "@alice @bob @nobody_here mail@bob.org hi";
+    let (s, r) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        Some(&ct),
+        json!({"text": text, "reply_to": post}),
+    );
+    assert_eq!(s, 201, "{r}");
+    let reply = r["id"].as_str().unwrap().to_string();
+    let (s, fr) = call(
+        &n,
+        "POST",
+        "/v1/friend-requests",
+        Some(&bt),
+        json!({"to": alice}),
+    );
+    assert_eq!(s, 201);
+
+    let v = notifications(&n, &at, "");
+    assert_eq!(
+        kinds(&v),
+        vec![
+            kind("friend_request", &[&bob]),
+            kind("reply", &[&carol]),
+            kind("like", &[&carol, &bob]),
+            kind("follow", &[&bob]),
+        ],
+        "{v}"
+    );
+    assert_eq!(v["items"][1]["post"], post.as_str());
+    assert_eq!(v["items"][1]["subject"], reply.as_str());
+    assert_eq!(v["items"][2]["actors_count"], 2);
+    assert_eq!(v["unread_count"], 5, "{v}"); // two likes, folded into one item
+    assert_eq!(v["next_cursor"], Value::Null);
+    let bobs = notifications(&n, &bt, "");
+    assert_eq!(kinds(&bobs), vec![kind("mention", &[&carol])], "{bobs}");
+    assert_eq!(bobs["items"][0]["subject"], reply.as_str());
+
+    // Pages: one item, a Link to the next, `since` stops at an id.
+    let (s, head, body) = common::request_with_head(
+        n.port,
+        "GET",
+        "/v1/notifications?limit=1",
+        Some(&at),
+        None,
+        b"",
+    );
+    assert_eq!(s, 200);
+    let first: Value = serde_json::from_slice(&body).unwrap();
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    assert_eq!(
+        common::header_of(&head, "link").unwrap(),
+        format!("</v1/notifications?limit=1&cursor={cursor}>; rel=\"next\"")
+    );
+    let second = notifications(&n, &at, &format!("?limit=1&cursor={cursor}"));
+    assert_eq!(kinds(&second), vec![kind("reply", &[&carol])]);
+    let reply_item = second["items"][0]["id"].as_str().unwrap().to_string();
+    let newer = notifications(&n, &at, &format!("?since={reply_item}"));
+    assert_eq!(kinds(&newer), vec![kind("friend_request", &[&bob])]);
+
+    // Marked read up to the reply: the friend request stays unread; an older mark changes nothing.
+    let mark = |t: &str, id: &str| {
+        call(
+            &n,
+            "PUT",
+            "/v1/notifications/read",
+            Some(t),
+            json!({"up_to": id}),
+        )
+        .0
+    };
+    assert_eq!(mark(&at, &reply_item), 204);
+    let follow_item = v["items"][3]["id"].as_str().unwrap().to_string();
+    assert_eq!(mark(&at, &follow_item), 204);
+    let v = notifications(&n, &at, "");
+    assert_eq!(v["unread_count"], 1, "{v}");
+    let read: Vec<bool> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["read"].as_bool().unwrap())
+        .collect();
+    assert_eq!(read, vec![false, true, true, true]);
+
+    // Accepting tells bob.
+    let fr = fr["id"].as_str().unwrap();
+    let (s, _) = call(
+        &n,
+        "POST",
+        &format!("/v1/friend-requests/{fr}/accept"),
+        Some(&at),
+        Value::Null,
+    );
+    assert_eq!(s, 200);
+    let bobs = notifications(&n, &bt, "");
+    assert_eq!(kinds(&bobs)[0], kind("friend_accept", &[&alice]), "{bobs}");
+
+    // Blocks: dave, blocked by alice, mentions her and is refused the like and the follow;
+    // nothing reaches her. Carol's like of her post from before carol was blocked disappears from
+    // the group once alice blocks carol.
+    assert_eq!(
+        n.http("PUT", &format!("/v1/blocks/{dave}"), Some(&at), b"")
+            .0,
+        204
+    );
+    let before = notifications(&n, &at, "");
+    let (s, _) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        Some(&dt),
+        json!({"text": "hey @alice"}),
+    );
+    assert_eq!(s, 201);
+    assert_eq!(like(&n, "PUT", &post, &dt), 403);
+    assert_eq!(
+        n.http("PUT", &format!("/v1/following/{alice}"), Some(&dt), b"")
+            .0,
+        403
+    );
+    assert_eq!(notifications(&n, &at, "")["items"], before["items"]);
+    assert_eq!(
+        n.http("PUT", &format!("/v1/blocks/{carol}"), Some(&at), b"")
+            .0,
+        204
+    );
+    let v = notifications(&n, &at, "");
+    assert_eq!(
+        kinds(&v),
+        vec![
+            kind("friend_request", &[&bob]),
+            kind("like", &[&bob]),
+            kind("follow", &[&bob]),
+        ],
+        "{v}"
+    );
+
+    // Bad input changes nothing: the marker stays.
+    let (s, e) = call(
+        &n,
+        "PUT",
+        "/v1/notifications/read",
+        Some(&at),
+        json!({"up_to": "x"}),
+    );
+    assert_eq!(s, 400, "{e}");
+    let (s, _) = call(
+        &n,
+        "PUT",
+        "/v1/notifications/read",
+        Some(&at),
+        json!({"up_to": reply_item, "extra": 1}),
+    );
+    assert_eq!(s, 422);
+    assert_eq!(
+        n.http("GET", "/v1/notifications?since=x", Some(&at), b"").0,
+        400
+    );
+    assert_eq!(n.http("GET", "/v1/notifications", None, b"").0, 401);
+    assert_eq!(notifications(&n, &at, "")["unread_count"], 1);
+    drop(ws);
+    assert!(n.terminate().success());
 }

@@ -10,10 +10,13 @@
 //! | `px` | post id | register | — (the create of this post, under an idempotency key, failed after its claim may have landed: see [`Posts::create`]) |
 //!
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
-//! replicated. Likes and their counts live in [`likes`], replies and threads in [`replies`]. Talks only to `starling_store`.
+//! replicated. Likes and their counts live in [`likes`], replies and threads in [`replies`], users'
+//! notifications in [`notifications`]. Talks only to `starling_store`.
 
 mod journal;
 pub mod likes;
+pub mod mentions;
+pub mod notifications;
 pub mod replies;
 
 use bytes::Bytes;
@@ -119,6 +122,7 @@ pub struct Posts {
     cas: Arc<dyn CasRouter>,
     ids: Arc<IdGenerator>,
     likes: likes::Likes,
+    notifications: notifications::Notifications,
 }
 
 fn now_ms() -> u64 {
@@ -171,6 +175,7 @@ impl Posts {
     pub fn new(store: Arc<dyn Store>, cas: Arc<dyn CasRouter>, ids: Arc<IdGenerator>) -> Self {
         Posts {
             likes: likes::Likes::new(store.clone()),
+            notifications: notifications::Notifications::new(store.clone(), ids.clone()),
             store,
             cas,
             ids,
@@ -180,6 +185,11 @@ impl Posts {
     /// Likes of posts, and their counts.
     pub fn likes(&self) -> &likes::Likes {
         &self.likes
+    }
+
+    /// Users' notifications.
+    pub fn notifications(&self) -> &notifications::Notifications {
+        &self.notifications
     }
 
     /// Publishes a post. With an idempotency key, a retry returns the original post and writes

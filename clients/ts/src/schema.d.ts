@@ -162,7 +162,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get: operations["list"];
+        get: operations["chat_list"];
         put?: never;
         post: operations["chat_create"];
         delete?: never;
@@ -259,7 +259,7 @@ export interface paths {
             cookie?: never;
         };
         get?: never;
-        put: operations["mark_read"];
+        put: operations["chat_mark_read"];
         post?: never;
         delete?: never;
         options?: never;
@@ -404,8 +404,60 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
+        /** @description Downloads media. With a bearer token, or without one through a signed URL (`?exp=&sig=`, from `GET /v1/media/{id}/url`): an `<img>` tag or a CDN can fetch it. When `exp` and `sig` are present the signature decides (a bad or expired one is 403 whatever the token). Media never changes: the answer carries a strong `ETag`, `If-None-Match` with it answers 304, and `Cache-Control` is `private, max-age=86400, immutable` (bearer) or `public, max-age=<seconds left>, immutable` (signed). One byte range (`Range: bytes=…`) answers 206 with `Content-Range`; a range past the end 416; several ranges, a malformed one or an `If-Range` that does not match the `ETag` answer the whole media (200). */
         get: operations["download"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/media/{id}/url": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description A signed URL of the media, for an `<img>` tag or a CDN: it opens the media without a token until it expires (see `GET /v1/media/{id}`). */
+        get: operations["media_url"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The caller's notifications, newest first: follows, friend requests and acceptances, likes, replies, reposts, quotes and mentions of the caller (never from a user either side has blocked). Likes (reposts) of one post within a page are one item with several `actors`, at the place of the newest. The newest 400 notifications are kept. `unread_count` counts those newer than the read marker. */
+        get: operations["notifications_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/notifications/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** @description Marks the caller's notifications up to `up_to` (an item's id) read. The marker only moves forward: an older id changes nothing (204 all the same); marks made in two regions at once merge to the newer. */
+        put: operations["notifications_mark_read"];
         post?: never;
         delete?: never;
         options?: never;
@@ -651,6 +703,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Who did something: a user summary. */
+        ActorView: {
+            avatar?: null | components["schemas"]["Id"];
+            display_name: string;
+            handle: string;
+            id: components["schemas"]["Id"];
+        };
         /**
          * Format: binary
          * @description Bytes of a body (media, a raw store value): `{"type": "string", "format": "binary"}`, not an
@@ -747,6 +806,16 @@ export interface components {
             handle: string;
             password: string;
         };
+        /** @description A signed, expiring URL of a media object. */
+        MediaLink: {
+            /** @description When the URL stops working (RFC 3339). */
+            expires_at: string;
+            /**
+             * @description `/v1/media/{id}?exp=…&sig=…`: opens the media without a token until `expires_at`, on
+             *     any node of the region.
+             */
+            url: string;
+        };
         MediaView: {
             content_type: string;
             id: string;
@@ -836,6 +905,36 @@ export interface components {
             /** @description The user asked. */
             to: components["schemas"]["Id"];
         };
+        /** @description A page of notifications. */
+        NotificationList: {
+            items: components["schemas"]["NotificationView"][];
+            next_cursor?: string | null;
+            /**
+             * Format: int64
+             * @description The caller's notifications newer than their read marker (of the newest 400 kept).
+             */
+            unread_count: number;
+        };
+        /** @description One notification, or several likes (reposts) of one post folded into one. */
+        NotificationView: {
+            /** @description Who, newest first (at most 8; a user who was deleted is left out). */
+            actors: components["schemas"]["ActorView"][];
+            /** @description How many users the item folds (more than `actors` holds when over 8). */
+            actors_count: number;
+            /** @description RFC 3339. */
+            created_at: string;
+            /** @description The (newest folded) notification's id: `PUT /v1/notifications/read` takes it. */
+            id: components["schemas"]["Id"];
+            post?: null | components["schemas"]["Id"];
+            /** @description At or below the caller's read marker. */
+            read: boolean;
+            subject?: null | components["schemas"]["Id"];
+            /**
+             * @description What happened.
+             * @example like
+             */
+            type: string;
+        };
         /** @description A post's counters, as the serving node derives them (a few milliseconds behind the writes). */
         PostCounts: {
             /**
@@ -905,6 +1004,11 @@ export interface components {
              * @description Read up to this seq (markers never move backwards; capped at the newest seq).
              */
             seq: number;
+        };
+        /** @description `{"up_to"}` of `PUT /v1/notifications/read`. */
+        ReadUpTo: {
+            /** @description The newest notification read (an item's `id`). */
+            up_to: components["schemas"]["Id"];
         };
         /** @description A page of replies. */
         ReplyList: {
@@ -1565,7 +1669,7 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
-    list: {
+    chat_list: {
         parameters: {
             query?: {
                 /** @description 1–100, default 20. */
@@ -1991,7 +2095,7 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
-    mark_read: {
+    chat_mark_read: {
         parameters: {
             query?: never;
             header?: never;
@@ -2366,8 +2470,20 @@ export interface operations {
     };
     download: {
         parameters: {
-            query?: never;
-            header?: never;
+            query?: {
+                /** @description a signed URL's expiry (unix seconds); with `sig` */
+                exp?: number;
+                /** @description a signed URL's signature; with `exp` */
+                sig?: string;
+            };
+            header?: {
+                /** @description one byte range, e.g. `bytes=0-1023` */
+                Range?: string;
+                /** @description the `ETag` of a copy the client has */
+                "If-None-Match"?: string;
+                /** @description the range only while this is the `ETag` */
+                "If-Range"?: string;
+            };
             path: {
                 /** @description media id */
                 id: components["schemas"]["Id"];
@@ -2376,7 +2492,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description the bytes, with their stored type, `X-Content-Type-Options: nosniff` and `Content-Disposition: inline; filename="<id>.<ext>"` */
+            /** @description the bytes, with their stored type, `X-Content-Type-Options: nosniff`, `Content-Disposition: inline; filename="<id>.<ext>"`, `ETag`, `Cache-Control` and `Accept-Ranges: bytes` */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2390,12 +2506,141 @@ export interface operations {
                     "application/octet-stream": components["schemas"]["Binary"];
                 };
             };
-            /** @description bad id */
+            /** @description the requested byte range, with `Content-Range` */
+            206: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": components["schemas"]["Binary"];
+                    "image/jpeg": components["schemas"]["Binary"];
+                    "image/gif": components["schemas"]["Binary"];
+                    "image/webp": components["schemas"]["Binary"];
+                    "video/mp4": components["schemas"]["Binary"];
+                    "application/octet-stream": components["schemas"]["Binary"];
+                };
+            };
+            /** @description the client's copy (`If-None-Match`) is current */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description bad id, or `exp`/`sig` malformed, repeated or one without the other */
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token (and no signature) */
+            401: components["responses"]["Unauthorized"];
+            /** @description the signature is not valid for this media, or expired */
+            403: components["responses"]["Forbidden"];
+            /** @description unknown media */
+            404: components["responses"]["NotFound"];
+            /** @description the range is past the end of the media (`Content-Range: bytes *\/<size>`) */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    media_url: {
+        parameters: {
+            query?: {
+                /** @description Seconds the URL stays valid: 1 to 604800 (7 days), default 3600. */
+                ttl?: number;
+            };
+            header?: never;
+            path: {
+                /** @description media id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the signed URL */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MediaLink"];
+                };
+            };
+            /** @description bad id or ttl */
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
             /** @description unknown media */
             404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    notifications_list: {
+        parameters: {
+            query?: {
+                /** @description 1–100, default 20. */
+                limit?: number;
+                /** @description Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`). */
+                cursor?: string;
+                /** @description Only notifications newer than this notification id: the pages end where they reach it. */
+                since?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of notifications */
+            200: {
+                headers: {
+                    /** @description `<…>; rel="next"`: the next page, while there is one */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotificationList"];
+                };
+            };
+            /** @description bad limit, cursor or since, or a repeated query parameter */
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    notifications_mark_read: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReadUpTo"];
+            };
+        };
+        responses: {
+            /** @description marked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description malformed body or id */
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            /** @description not an object, or a missing or unknown field */
+            422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

@@ -1,0 +1,138 @@
+//! Live delivery: each node tails its replica's change feed and sends every notification that
+//! lands there (written here, or replicated from another node or region) as a `notification`
+//! frame to the recipient's WebSocket connections on this node. Every node holds every
+//! notification, so a user connected anywhere hears of it. The tail starts at the feed's end (a
+//! client that was away reads `GET /v1/notifications`); what the trimmer removed before the tail
+//! read it is not delivered live (it is still listed). `starling_notifications_delivered` counts
+//! the frames queued.
+
+use crate::AppState;
+use starling_messenger::OutItem;
+use starling_messenger::protocol::{ServerFrame, encode};
+use starling_posts::notifications::{Group, parse_key};
+use tokio::sync::watch;
+
+/// Changes read per step.
+const BATCH: usize = 1000;
+
+/// Runs until `shutdown` turns true.
+pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let store = state.store.clone();
+    let mut pos = store.last_seq();
+    let mut grown = store.subscribe();
+    loop {
+        let changes = match store.changes(pos, BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "notification tail: reading the change feed failed");
+                Vec::new()
+            }
+        };
+        let full = changes.len() == BATCH;
+        for c in changes {
+            pos = c.seq;
+            let Some((recipient, id)) = parse_key(&c.key) else {
+                continue;
+            };
+            if !state.fanout.hub.is_online(recipient) {
+                continue;
+            }
+            if let Err(e) = deliver(&state, recipient, id).await {
+                tracing::debug!(error = %e, recipient, id, "notification tail: not delivered");
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = grown.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Sends notification `recipient`/`id` (if it is still there: not removed since) to the
+/// recipient's connections here.
+async fn deliver(
+    state: &AppState,
+    recipient: u64,
+    id: u64,
+) -> Result<(), crate::problem::ApiError> {
+    let n = state.posts.notifications();
+    let Some(item) = n.get(recipient, id).await? else {
+        return Ok(());
+    };
+    let group = starling_posts::notifications::group(std::slice::from_ref(&item));
+    let Some(g) = group.first() else {
+        return Ok(());
+    };
+    let marker = n.read_marker(recipient).await?;
+    let Some(view) = super::view(state, recipient, g, marker).await? else {
+        return Ok(());
+    };
+    let frame = frame(&view, g)?;
+    let queued = state
+        .fanout
+        .hub
+        .deliver(&[recipient], None, &OutItem::Frame(frame));
+    n.count_delivered(queued as u64);
+    Ok(())
+}
+
+/// `{"type":"notification", …item}` with the item's own type as `notification_type`.
+fn frame(
+    view: &super::NotificationView,
+    g: &Group,
+) -> Result<bytes::Bytes, crate::problem::ApiError> {
+    let serde_json::Value::Object(mut item) = serde_json::to_value(view)
+        .map_err(|e| crate::problem::ApiError::Internal(e.to_string()))?
+    else {
+        return Err(crate::problem::ApiError::Internal(
+            "a notification is not an object".into(),
+        ));
+    };
+    item.remove("type");
+    item.insert("notification_type".into(), g.kind.name().into());
+    Ok(encode(&ServerFrame::Notification(&item)))
+}
+
+/// `/metrics`: notifications written, trimmed and delivered live by this node.
+#[derive(Debug)]
+struct Collector(starling_posts::notifications::Notifications);
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut enc: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        for (name, help, v) in [
+            (
+                "starling_notifications_written",
+                "Notifications this node wrote",
+                self.0.written(),
+            ),
+            (
+                "starling_notifications_trimmed",
+                "Notifications removed past the newest 400 of their user",
+                self.0.trimmed(),
+            ),
+            (
+                "starling_notifications_delivered",
+                "Notification frames queued to WebSocket connections on this node",
+                self.0.delivered(),
+            ),
+        ] {
+            let c = ConstCounter::new(v);
+            let m = enc.encode_descriptor(name, help, None, c.metric_type())?;
+            c.encode(m)?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the notification metrics to `r`.
+pub(crate) fn register(
+    r: &mut prometheus_client::registry::Registry,
+    n: starling_posts::notifications::Notifications,
+) {
+    r.register_collector(Box::new(Collector(n)));
+}
