@@ -149,7 +149,7 @@ async fn reads(n: usize) -> Histogram<u64> {
 /// listing), and the same into bare `VecDeque`s.
 fn inserts(n: u64) -> (f64, f64) {
     use starling_feed::TimelineStore;
-    use starling_feed::local::LocalTimelines;
+    use starling_feed::l1::LocalTimelines;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -130,7 +130,7 @@ impl Feed {
     /// bounded by the L1's size however many followers a large account has. A timeline built
     /// meanwhile finds the author pulled by itself (a rebuild checks each followee's count).
     async fn tell_followers_to_pull(&self, author: u64, followers: u64) -> Result<(), FeedError> {
-        let add = |slot: crate::local::SlotRef| {
+        let add = |slot: crate::l1::SlotRef| {
             let mut s = slot.lock();
             if !s.celebs.contains(&author) {
                 s.celebs.push(author);

@@ -12,7 +12,7 @@
 pub mod fanout;
 mod followers;
 pub mod hydrate;
-pub mod local;
+pub mod l1;
 pub mod memory_tier;
 pub mod read;
 mod recent;
@@ -22,7 +22,7 @@ pub mod timeline;
 
 use followers::FollowerLists;
 use hydrate::PostCache;
-use local::LocalTimelines;
+use l1::LocalTimelines;
 use recent::RecentPosts;
 use starling_graph::{Graph, GraphError};
 use starling_posts::{Post, PostError, Posts};

@@ -16,7 +16,7 @@
 //!    skipped, but the cursor moves past them. A cursor is a post id and every source is
 //!    filtered by it, so paging while posts arrive never skips or repeats one.
 
-use crate::local::{Slot, SlotRef};
+use crate::l1::{Slot, SlotRef};
 use crate::recent::{Recent, merge_newest};
 use crate::timeline::{Entry, Timeline};
 use crate::{Feed, FeedError, FeedPage};

@@ -14,7 +14,7 @@
 //! stamped with the counter's value read *before* its scan, and is used only while the counter
 //! still has that value: a change the scan missed was committed after the stamp was read, so the
 //! worker's bump for it comes later and retires the list. No insert can race an invalidation,
-//! so readers may also keep the lists in their timeline slot ([`crate::local::Slot`]) and check
+//! so readers may also keep the lists in their timeline slot ([`crate::l1::Slot`]) and check
 //! them with one atomic load each, without a cache lookup. A bump of a shared stripe retires
 //! the other authors' lists too (a rescan, never a wrong answer): 16 384 stripes keep that rare.
 //!

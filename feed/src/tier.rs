@@ -1,5 +1,5 @@
 //! The contracts of the timeline tiers and the conformance suites their implementations pass:
-//! [`TimelineStore`] (every tier: the in-process L1 [`crate::local::LocalTimelines`], and each L2)
+//! [`TimelineStore`] (every tier: the in-process L1 [`crate::l1::LocalTimelines`], and each L2)
 //! and [`RegionalTier`] (the L2 role: timelines, post bodies and fan-out claims shared by the
 //! nodes of a region), implemented in process ([`crate::memory_tier::MemoryTier`]) and in Redis
 //! ([`crate::redis_tier::RedisTier`]). The feed holds its L2 as `Arc<dyn RegionalTier>`, so no

@@ -7,7 +7,7 @@
 //! since it kills it. Nothing here is skipped: no server, no pass.
 #![allow(clippy::unwrap_used)]
 
-use starling_feed::local::LocalTimelines;
+use starling_feed::l1::LocalTimelines;
 use starling_feed::memory_tier::{MemorySettings, MemoryTier};
 use starling_feed::redis_tier::{RedisSettings, RedisTier};
 use starling_feed::tier::conformance;
