@@ -10,7 +10,9 @@
 # The ScyllaDB engine is tested against a real CQL node: the cluster named by
 # STARLING_SCYLLA_NODES (host:port[,host:port…]) if set, otherwise a local Apache Cassandra that
 # infra/cassandra.sh fetches from Maven Central (once, cached), boots in the background while
-# cargo compiles, and stops when this script exits (whatever the outcome).
+# cargo compiles, and stops when this script exits (whatever the outcome). Media is tested on a
+# real S3 server the same way: SeaweedFS, which infra/seaweedfs.sh builds from its Go module
+# (once, cached) and starts in the background (STARLING_TEST_S3_URL and its keys for the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,12 +46,17 @@ free_port() {
 # Services of this run, stopped however the run ends.
 SERVICES_DIR="$(mktemp -d)"
 cassandra_launcher=""
+seaweedfs_launcher=""
 cleanup() {
   if [ -f "$SERVICES_DIR/redis.pid" ]; then kill "$(cat "$SERVICES_DIR/redis.pid")" 2>/dev/null || true; fi
   rm -rf "$SERVICES_DIR"
   if [ -n "$cassandra_launcher" ]; then
     kill "$cassandra_launcher" 2>/dev/null || true
     infra/cassandra.sh stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$seaweedfs_launcher" ]; then
+    kill "$seaweedfs_launcher" 2>/dev/null || true
+    infra/seaweedfs.sh stop >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -102,6 +109,15 @@ if [ -z "${STARLING_SCYLLA_NODES:-}" ]; then
   log "fetching (once) and starting a local Cassandra node in the background"
   infra/cassandra.sh start --background &
   cassandra_launcher=$!
+fi
+# Media on a real S3 server: SeaweedFS built from its Go module (once, cached) and started in the
+# background while cargo compiles, unless STARLING_TEST_S3_URL names one already (with
+# STARLING_TEST_S3_BUCKET, STARLING_TEST_S3_ACCESS_KEY, STARLING_TEST_S3_SECRET_KEY).
+if [ -z "${STARLING_TEST_S3_URL:-}" ]; then
+  export STARLING_SEAWEEDFS_STATE="${TMPDIR:-/tmp}/starling-seaweedfs-$$"
+  log "building (once) and starting a local SeaweedFS S3 server in the background"
+  infra/seaweedfs.sh start --background &
+  seaweedfs_launcher=$!
 fi
 start_redis
 # The store's conformance suite and ScyllaDB engine are features: build every step with them so
@@ -168,7 +184,13 @@ if [ -n "${cassandra_launcher:-}" ]; then
   STARLING_SCYLLA_NODES="$(infra/cassandra.sh wait)"
   export STARLING_SCYLLA_NODES
 fi
-log "tests (ScyllaDB engine against $STARLING_SCYLLA_NODES)"
+if [ -n "${seaweedfs_launcher:-}" ]; then
+  log "waiting for the local SeaweedFS S3 server"
+  wait "$seaweedfs_launcher"
+  infra/seaweedfs.sh wait >/dev/null
+  eval "$(infra/seaweedfs.sh env)"
+fi
+log "tests (ScyllaDB engine against $STARLING_SCYLLA_NODES, media on S3 at $STARLING_TEST_S3_URL)"
 cargo test --workspace --locked --features "$FEATURES"
 target_dir="${CARGO_TARGET_DIR:-target}"
 log "disk used by $target_dir: $(du -sh "$target_dir" 2>/dev/null | cut -f1) (free: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' '))"

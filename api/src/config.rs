@@ -60,6 +60,11 @@ pub struct ServeArgs {
     /// `--gossip-listen`.
     #[arg(long, env = "STARLING_CLUSTER_SECRET")]
     pub cluster_secret: Option<String>,
+    /// Gossip frames are encrypted with the cluster secret: `required` (the default) refuses
+    /// peers that send frames in clear; `optional` still talks in clear to builds before
+    /// encryption, for the first roll of an upgrade from them (then roll again with `required`).
+    #[arg(long, env = "STARLING_GOSSIP_ENCRYPTION")]
+    pub gossip_encryption: Option<String>,
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -70,6 +75,11 @@ pub struct ServeArgs {
     /// and credentials from the usual AWS_* variables (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).
     #[arg(long, env = "STARLING_MEDIA_STORE")]
     pub media_store: Option<String>,
+    /// Secret the signed media URLs are derived from (at least 16 characters; the same on every
+    /// node of a region). Default: the cluster secret; without either, a random key per process
+    /// (a URL then opens the media on the node that signed it only).
+    #[arg(long, env = "STARLING_MEDIA_URL_SECRET")]
+    pub media_url_secret: Option<String>,
     /// Region whose owner node arbitrates unique handles; the same on every node of a cluster
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
@@ -192,10 +202,12 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     cors_origins: Option<String>,
     cluster_secret: Option<String>,
+    gossip_encryption: Option<String>,
     admin_token: Option<String>,
     durable_regions: Option<usize>,
     media_dir: Option<PathBuf>,
     media_store: Option<String>,
+    media_url_secret: Option<String>,
     handle_region: Option<String>,
     auth_per_minute: Option<u32>,
     log_format: Option<String>,
@@ -266,6 +278,8 @@ pub struct ServeConfig {
     pub media_dir: PathBuf,
     /// An S3 bucket URL for media, instead of the directory.
     pub media_store: Option<String>,
+    /// The secret of signed media URLs, when one is set (else the cluster secret's).
+    pub media_url_secret: Option<String>,
     /// Region arbitrating handles.
     pub handle_region: String,
     /// Sign-ups and logins per address and minute.
@@ -329,6 +343,8 @@ pub struct GossipSettings {
     pub seeds: Vec<String>,
     /// The cluster secret.
     pub secret: String,
+    /// Whether frames in clear are still taken (`--gossip-encryption`).
+    pub encryption: starling_gossip::wire::Encryption,
     /// Round trips between region pairs, in ms.
     pub rtts: Vec<(String, String, u64)>,
 }
@@ -365,6 +381,12 @@ impl ServeConfig {
             media_store: match args.media_store.or(file.media_store) {
                 Some(u) if !u.starts_with("s3://") || u.len() <= 5 => {
                     bail!("--media-store {u:?}: expected s3://BUCKET")
+                }
+                other => other,
+            },
+            media_url_secret: match args.media_url_secret.or(file.media_url_secret) {
+                Some(s) if s.len() < 16 => {
+                    bail!("--media-url-secret: use at least 16 characters")
                 }
                 other => other,
             },
@@ -568,12 +590,21 @@ impl ServeConfig {
                     std::env::var("POD_IP").ok(),
                     host_address,
                 )?;
+                let encryption = match args.gossip_encryption.or(file.gossip_encryption).as_deref()
+                {
+                    None | Some("required") => starling_gossip::wire::Encryption::Required,
+                    Some("optional") => starling_gossip::wire::Encryption::Optional,
+                    Some(other) => {
+                        bail!("--gossip-encryption {other:?}: expected required or optional")
+                    }
+                };
                 ServeConfig {
                     gossip: Some(GossipSettings {
                         listen,
                         advertise,
                         seeds,
                         secret,
+                        encryption,
                         rtts,
                     }),
                     ..cfg

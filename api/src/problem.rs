@@ -255,7 +255,7 @@ pub async fn plain_errors_as_problems(resp: Response) -> Response {
 }
 
 /// A problem+json answer.
-fn problem_response(status: StatusCode, detail: String) -> Response {
+pub(crate) fn problem_response(status: StatusCode, detail: String) -> Response {
     let title = status.canonical_reason().unwrap_or("error");
     let body = Problem {
         kind: "about:blank",

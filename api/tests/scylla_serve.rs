@@ -1,8 +1,10 @@
 //! `starling serve --store scylla://…` end to end against a real CQL node (ScyllaDB or Apache
 //! Cassandra) at `STARLING_SCYLLA_NODES`: sign up, follow, post, read the home feed, chat over HTTP,
 //! restart on the same keyspace and find everything again; `/readyz` follows the cluster's
-//! reachability at run time. Under `CI=true` a missing
-//! `STARLING_SCYLLA_NODES` fails; locally the test is skipped with a loud message.
+//! reachability at run time; two nodes on one keyspace share media in a real S3 bucket
+//! (`STARLING_TEST_S3_URL`): what one stored the other serves (token, signed URL, range, 304).
+//! Under `CI=true` a missing `STARLING_SCYLLA_NODES` or S3 server fails; locally the test is
+//! skipped with a loud message.
 #![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -204,4 +206,203 @@ fn readyz_follows_the_cluster_at_run_time() {
         .build()
         .unwrap()
         .block_on(drop_keyspace(&nodes, &ks));
+}
+
+/// The S3 server of the media tests: `STARLING_TEST_S3_URL` (infra/seaweedfs.sh starts one),
+/// its bucket and keys. Under `CI=true` a missing one fails; locally the test is skipped loudly.
+fn s3() -> Option<Vec<(String, String)>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    match var("STARLING_TEST_S3_URL") {
+        Some(url) => {
+            let need = |k: &str| var(k).unwrap_or_else(|| panic!("{k} is not set"));
+            Some(vec![
+                ("AWS_ENDPOINT".into(), url),
+                (
+                    "AWS_ACCESS_KEY_ID".into(),
+                    need("STARLING_TEST_S3_ACCESS_KEY"),
+                ),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    need("STARLING_TEST_S3_SECRET_KEY"),
+                ),
+                ("AWS_REGION".into(), "us-east-1".into()),
+                ("AWS_ALLOW_HTTP".into(), "true".into()),
+                ("STARLING_MEDIA_STORE".into(), {
+                    format!("s3://{}", need("STARLING_TEST_S3_BUCKET"))
+                }),
+            ])
+        }
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => panic!(
+            "STARLING_TEST_S3_URL is not set under CI=true: the media tests must run against a \
+             real S3 server (infra/test.sh starts SeaweedFS and sets it)"
+        ),
+        None => {
+            eprintln!(
+                "\n!!! SKIPPED: STARLING_TEST_S3_URL is not set, so media on S3 was NOT tested.\n"
+            );
+            None
+        }
+    }
+}
+
+/// Two nodes on one keyspace with media in one S3 bucket: what one node stored, the other
+/// serves — with a token, through a signed URL without one, as a byte range, and as a 304 —
+/// and the bytes are in the bucket, not on either node's disk.
+#[test]
+fn media_uploaded_on_one_node_is_served_by_another_from_s3() {
+    let Some(nodes) = cluster() else { return };
+    let Some(env) = s3() else { return };
+    let ks = format!("t_media_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let args: Vec<String> = [
+            "--store",
+            &format!("scylla://{nodes}/{ks}"),
+            "--node-id",
+            name,
+            "--data-dir",
+            &dir.path().join(name).display().to_string(),
+            "--media-url-secret",
+            "media-url-secret-of-the-region",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Node::start_with_env(dir.path(), free_port(), &args, "info", &env)
+    };
+    let (a, b) = (start("a"), start("b"));
+    let (_, token) = common::sign_up_user(&a, "alice");
+    // A PNG of 200 KB (its signature is what uploads check).
+    let mut png = common::PNG_1X1.to_vec();
+    png.extend((0..200_000u32).map(|i| (i % 251) as u8));
+    let (s, up) = common::request(
+        a.port,
+        "POST",
+        "/v1/media",
+        Some(&token),
+        Some("image/png"),
+        &png,
+    );
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&up));
+    let id = serde_json::from_slice::<serde_json::Value>(&up).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/media/{id}");
+    let bearer = format!("Bearer {token}");
+
+    // The other node: the whole media with its validators.
+    let (s, head, body) = common::get_with_headers(b.port, &path, &[("Authorization", &bearer)]);
+    assert_eq!(s, 200, "{head}");
+    assert!(body == png, "the bytes read back through the other node");
+    let etag = common::header_of(&head, "etag").unwrap();
+    assert_eq!(
+        common::header_of(&head, "cache-control").as_deref(),
+        Some("private, max-age=86400, immutable")
+    );
+    assert_eq!(
+        common::header_of(&head, "accept-ranges").as_deref(),
+        Some("bytes")
+    );
+    // A current copy: 304 and no body.
+    let (s, _, body) = common::get_with_headers(
+        b.port,
+        &path,
+        &[("Authorization", &bearer), ("If-None-Match", &etag)],
+    );
+    assert_eq!((s, body.len()), (304, 0));
+    // One range, read from S3 as a range.
+    let (s, head, body) = common::get_with_headers(
+        b.port,
+        &path,
+        &[("Authorization", &bearer), ("Range", "bytes=1000-1999")],
+    );
+    assert_eq!(s, 206, "{head}");
+    assert!(body == png[1000..2000], "the range's bytes");
+    assert_eq!(
+        common::header_of(&head, "content-range"),
+        Some(format!("bytes 1000-1999/{}", png.len()))
+    );
+    let (s, head, _) = common::get_with_headers(
+        b.port,
+        &path,
+        &[("Authorization", &bearer), ("Range", "bytes=-100")],
+    );
+    assert_eq!(s, 206, "{head}");
+    let past = format!("bytes={}-", png.len());
+    let (s, head, _) = common::get_with_headers(
+        b.port,
+        &path,
+        &[("Authorization", &bearer), ("Range", &past)],
+    );
+    assert_eq!(s, 416, "{head}");
+    assert_eq!(
+        common::header_of(&head, "content-range"),
+        Some(format!("bytes */{}", png.len()))
+    );
+
+    // A URL signed by one node opens the media on the other, without a token.
+    let (s, link) = common::call_json(
+        &a,
+        "GET",
+        &format!("{path}/url?ttl=600"),
+        Some(&token),
+        &serde_json::Value::Null,
+    );
+    assert_eq!(s, 200, "{link}");
+    let url = link["url"].as_str().unwrap().to_string();
+    let (s, head, body) = common::get_with_headers(b.port, &url, &[]);
+    assert_eq!(s, 200, "{head}");
+    assert!(body == png, "the bytes through the signed URL");
+    let cache = common::header_of(&head, "cache-control").unwrap();
+    assert!(cache.starts_with("public, max-age="), "{cache}");
+    // Changed by one digit, it opens nothing.
+    let last = url.chars().last().unwrap();
+    let forged = format!(
+        "{}{}",
+        &url[..url.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let (s, head, body) = common::get_with_headers(b.port, &forged, &[]);
+    assert_eq!(s, 403, "{head}");
+    assert!(
+        common::header_of(&head, "content-type")
+            .is_some_and(|c| c.starts_with("application/problem+json"))
+    );
+    assert!(String::from_utf8_lossy(&body).contains("signature"));
+
+    // The bytes are the bucket's object, and neither node has a copy on its disk.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut builder = object_store::aws::AmazonS3Builder::new();
+    for (k, v) in &env {
+        builder = match k.as_str() {
+            "AWS_ENDPOINT" => builder.with_endpoint(v),
+            "AWS_ACCESS_KEY_ID" => builder.with_access_key_id(v),
+            "AWS_SECRET_ACCESS_KEY" => builder.with_secret_access_key(v),
+            "AWS_REGION" => builder.with_region(v),
+            "AWS_ALLOW_HTTP" => builder.with_allow_http(true),
+            _ => builder.with_bucket_name(v.trim_start_matches("s3://")),
+        };
+    }
+    let bucket = builder.build().unwrap();
+    let stored = rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        let got = bucket
+            .get(&object_store::path::Path::from(id.as_str()))
+            .await
+            .unwrap();
+        got.bytes().await.unwrap()
+    });
+    assert!(stored[..] == png[..], "the object in the bucket");
+    for n in ["a", "b"] {
+        let local = dir.path().join(n).join("media");
+        let files = std::fs::read_dir(&local).map_or(0, |d| d.count());
+        assert_eq!(files, 0, "no media on {}", local.display());
+    }
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    rt.block_on(drop_keyspace(&nodes, &ks));
 }

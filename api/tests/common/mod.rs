@@ -55,6 +55,17 @@ impl Node {
 
     /// As [`Node::start`], with `STARLING_LOG=filter`.
     pub fn start_logging(dir: &Path, port: u16, args: &[String], filter: &str) -> Node {
+        Self::start_with_env(dir, port, args, filter, &[])
+    }
+
+    /// As [`Node::start_logging`], with these environment variables set for the node.
+    pub fn start_with_env(
+        dir: &Path,
+        port: u16,
+        args: &[String],
+        filter: &str,
+        env: &[(String, String)],
+    ) -> Node {
         // For diagnosis (e.g. infra/soak.sh under heaptrack): `STARLING_TEST_WRAP` is a command
         // the node is run under, `STARLING_TEST_BIN` another `starling` binary.
         let bin = std::env::var("STARLING_TEST_BIN")
@@ -69,6 +80,7 @@ impl Node {
             .args(args)
             .current_dir(dir)
             .env("STARLING_LOG", filter)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -233,6 +245,48 @@ pub fn request_with_head(
         body = dechunk(&body);
     }
     (status, head, body)
+}
+
+/// A GET with these request headers (e.g. `Range`, `If-None-Match`; a bearer token is
+/// `("Authorization", "Bearer …")`): (status, the response head, body).
+pub fn get_with_headers(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+/// The value of response header `name` (any case) in a response head.
+pub fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
