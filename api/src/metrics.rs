@@ -236,6 +236,11 @@ impl Collector for NodeCollector {
             ),
             ("starling_gossip_frames_in", "Frames accepted", &t.frames_in),
             (
+                "starling_gossip_frames_in_clear",
+                "Frames accepted in clear, not encrypted (from builds before gossip encryption, during an upgrade)",
+                &t.frames_in_clear,
+            ),
+            (
                 "starling_gossip_frames_out",
                 "Frames written",
                 &t.frames_out,

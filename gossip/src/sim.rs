@@ -75,6 +75,8 @@ pub struct NetStats {
     pub wan_bytes: u64,
     /// Frames refused for a protocol version the receiver does not accept.
     pub incompatible: u64,
+    /// Frames delivered in clear (below [`crate::wire::ENCRYPTED`]).
+    pub in_clear: u64,
 }
 
 /// The simulated cluster's secret.
@@ -366,6 +368,14 @@ impl Sim {
         }
     }
 
+    /// Makes a node this build, in the given encryption mode, from now on (as
+    /// [`Sim::set_protocol`]).
+    pub fn set_encryption(&mut self, addr: &str, mode: crate::wire::Encryption) {
+        if let Some(n) = self.nodes.get_mut(addr) {
+            n.codec = FrameCodec::with_encryption(SECRET, mode);
+        }
+    }
+
     /// Stops a node abruptly; its store survives.
     pub fn kill(&mut self, addr: &str) {
         if let Some(n) = self.nodes.get_mut(addr) {
@@ -594,7 +604,7 @@ impl Sim {
                 msg,
             };
             let sealed = match self.nodes.get(&from.addr) {
-                Some(n) => n.codec.seal_for(&to.addr, &env),
+                Some(n) => n.codec.seal_for(&to, &env),
                 None => self.codec.seal(&env),
             };
             let frame = match sealed {
@@ -707,6 +717,9 @@ impl Sim {
                 };
                 self.stats.delivered += 1;
                 self.stats.bytes += frame.len() as u64;
+                if frame[4] < crate::wire::ENCRYPTED {
+                    self.stats.in_clear += 1;
+                }
                 let out = core.handle(now, env.from, env.msg).await;
                 self.dispatch(&me, out);
                 self.collect_completions(&to);

@@ -57,8 +57,11 @@ pub struct TransportConfig {
     /// Peers to join through, as `HOST:PORT` (an IP or a DNS name, resolved again on every
     /// join attempt; every address of a name is used, see [`crate::seeds`]).
     pub seeds: Vec<String>,
-    /// The cluster secret: frames are authenticated with it.
+    /// The cluster secret: frames are encrypted and authenticated with it.
     pub secret: Vec<u8>,
+    /// Whether frames in clear are still taken from and sent to builds before encryption
+    /// (the first roll of an upgrade; see [`crate::wire`]).
+    pub encryption: crate::wire::Encryption,
     /// The WAN between regions at start.
     pub wan: Wan,
     /// Protocol settings.
@@ -74,6 +77,9 @@ pub struct TransportMetrics {
     pub frames_refused: AtomicU64,
     /// Frames received and accepted.
     pub frames_in: AtomicU64,
+    /// Of those, frames that came in clear (from builds before encryption, or announcing
+    /// themselves): when it stops growing everywhere, the upgrade's second roll may begin.
+    pub frames_in_clear: AtomicU64,
     /// Frames written to peers.
     pub frames_out: AtomicU64,
     /// Bytes written to peers.
@@ -387,7 +393,7 @@ impl GossipService {
                 addr: cfg.listen,
                 source,
             })?;
-        let codec = FrameCodec::new(&cfg.secret);
+        let codec = FrameCodec::with_encryption(&cfg.secret, cfg.encryption);
         let metrics = Arc::new(TransportMetrics::default());
         let wan = Arc::new(RwLock::new(cfg.wan.clone()));
         let (shutdown, _) = watch::channel(false);
@@ -556,6 +562,9 @@ async fn read_frames(
         match codec.open(&buf) {
             Ok(env) => {
                 metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                if buf.first().is_some_and(|&v| v < crate::wire::ENCRYPTED) {
+                    metrics.frames_in_clear.fetch_add(1, Ordering::Relaxed);
+                }
                 if inbound.send(env).await.is_err() {
                     return;
                 }
@@ -564,13 +573,22 @@ async fn read_frames(
                 metrics.frames_refused.fetch_add(1, Ordering::Relaxed);
                 // One line per peer host and version, however often it reconnects.
                 if metrics.incompatible(peer.ip(), v) {
-                    tracing::error!(
-                        %peer,
-                        theirs = v,
-                        ours = crate::wire::PROTOCOL_VERSION,
-                        accepted = ?codec.accepts(),
-                        "refusing a peer of an incompatible gossip protocol version; upgrade one version at a time"
-                    );
+                    if v < crate::wire::ENCRYPTED {
+                        tracing::error!(
+                            %peer,
+                            theirs = v,
+                            ours = crate::wire::PROTOCOL_VERSION,
+                            "refusing a peer that sends gossip frames in clear (a build before encryption); run the upgraded nodes with --gossip-encryption optional until every node is upgraded"
+                        );
+                    } else {
+                        tracing::error!(
+                            %peer,
+                            theirs = v,
+                            ours = crate::wire::PROTOCOL_VERSION,
+                            accepted = ?codec.accepts(),
+                            "refusing a peer of an incompatible gossip protocol version; upgrade one version at a time"
+                        );
+                    }
                 }
                 return;
             }
@@ -611,7 +629,7 @@ impl Outbox {
                 from: self.me.clone(),
                 msg,
             };
-            let frame = match self.codec.seal_for(&to.addr, &env) {
+            let frame = match self.codec.seal_for(&to, &env) {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot seal a frame");

@@ -9,9 +9,11 @@
 //! never anything else; and for every envelope the encoder can build, open(seal(e)) == e.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+use chacha20poly1305::aead::AeadInOut;
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use starling_gossip::wire::{MAX_FRAME, WIRE_VERSION};
+use starling_gossip::wire::{ENCRYPTED, Encryption, MAX_FRAME, WIRE_VERSION};
 use starling_gossip::{Envelope, FrameCodec, Message, Peer, WireError};
 use starling_store::{Key, NodeId, RegionId};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +33,25 @@ fn sealed_body(body: &[u8]) -> Vec<u8> {
     let mut f = vec![WIRE_VERSION];
     f.extend_from_slice(&tag);
     f.extend_from_slice(body);
+    f
+}
+
+/// Encrypts an arbitrary body as a member holding the secret would, following the documented
+/// format (`gossip::wire`): the key is HMAC-SHA256 of a fixed label under the secret.
+fn encrypted_body(body: &[u8]) -> Vec<u8> {
+    let mut kdf = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET).unwrap();
+    kdf.update(b"starling gossip frame encryption key, protocol 4");
+    let key: [u8; 32] = kdf.finalize().into_bytes().into();
+    let aead = XChaCha20Poly1305::new(&key.into());
+    let nonce = XNonce::default();
+    let mut sealed = body.to_vec();
+    let tag = aead
+        .encrypt_inout_detached(&nonce, &[ENCRYPTED], sealed.as_mut_slice().into())
+        .unwrap();
+    let mut f = vec![ENCRYPTED];
+    f.extend_from_slice(&nonce);
+    f.extend_from_slice(&sealed);
+    f.extend_from_slice(&tag);
     f
 }
 
@@ -54,6 +75,7 @@ fn fuzz_open_arbitrary_frames() {
                 Err(WireError::Malformed) => {
                     panic!("a body was decoded before its tag was checked")
                 }
+                Err(WireError::Entropy) => panic!("opening a frame needs no randomness"),
             }
         });
     eprintln!(
@@ -64,21 +86,28 @@ fn fuzz_open_arbitrary_frames() {
 
 #[test]
 fn fuzz_open_authenticated_bodies() {
+    // Encrypted frames, and frames in clear (taken during an upgrade to encryption).
     let codec = FrameCodec::new(SECRET);
+    let upgrading = FrameCodec::with_encryption(SECRET, Encryption::Optional);
     let execs = AtomicUsize::new(0);
     bolero::check!()
         .with_iterations(ITERATIONS)
         .for_each(|body: &[u8]| {
             execs.fetch_add(1, Ordering::Relaxed);
             // Behind the tag: the postcard decoder sees attacker-shaped bytes.
-            match codec.open(&sealed_body(body)) {
-                Ok(env) => {
-                    // What decodes re-encodes to a frame that decodes the same.
-                    let again = codec.seal(&env).unwrap();
-                    assert_eq!(codec.open(&again[4..]).unwrap(), env);
+            for (codec, frame) in [
+                (&codec, encrypted_body(body)),
+                (&upgrading, sealed_body(body)),
+            ] {
+                match codec.open(&frame) {
+                    Ok(env) => {
+                        // What decodes re-encodes to a frame that decodes the same.
+                        let again = codec.seal(&env).unwrap();
+                        assert_eq!(codec.open(&again[4..]).unwrap(), env);
+                    }
+                    Err(WireError::Malformed) => {}
+                    Err(e) => panic!("a sealed body was refused as {e:?}"),
                 }
-                Err(WireError::Malformed) => {}
-                Err(e) => panic!("a sealed body was refused as {e:?}"),
             }
         });
     eprintln!(

@@ -32,6 +32,7 @@ async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]
             listen,
             seeds: seeds.iter().map(|s| s.to_string()).collect(),
             secret: b"a-cluster-secret-of-the-test".to_vec(),
+            encryption: Default::default(),
             wan: Wan::new(),
             gossip: GossipConfig::wan(2),
             clock,

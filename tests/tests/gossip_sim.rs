@@ -948,6 +948,73 @@ fn a_peer_down_longer_than_the_trimmed_feed_catches_up_by_anti_entropy() {
 }
 
 #[test]
+fn an_upgrade_to_encrypted_gossip_in_two_rolls_never_stops_replication() {
+    use starling_gossip::wire::Encryption;
+    rt().block_on(async {
+        let mut c = SimConfig::new(17, 6);
+        c.gossip.ae_max_interval = 2 * S;
+        let mut sim = Sim::new(c, Wan::default_three(REGIONS));
+        // A cluster of the build before encryption: speaks 2, accepts 1 to 3, all in clear.
+        for i in 0..2 {
+            for r in REGIONS {
+                sim.add_node_speaking(r, &format!("{r}{i}"), 2, 1..=3).await;
+            }
+        }
+        sim.run_for(15 * S).await;
+        let nodes = sim.live();
+        let mut rng = SmallRng::seed_from_u64(171);
+        let mut acked = random_writes(&mut sim, &mut rng, 30, 200, &nodes).await;
+        // Two rolls, one node at a time, writing everywhere all along: first to this build with
+        // encryption optional, then to the default (required).
+        for mode in [Encryption::Optional, Encryption::Required] {
+            for a in &nodes {
+                sim.kill(a);
+                sim.set_encryption(a, mode);
+                sim.run_for(S).await;
+                sim.restart(a).await;
+                let live = sim.live();
+                acked.extend(random_writes(&mut sim, &mut rng, 20, 200, &live).await);
+                sim.run_for(5 * S).await;
+            }
+            let took = sim.run_until_converged(S / 10, 60 * S).await;
+            assert!(
+                took.is_some(),
+                "the cluster did not converge after the {mode:?} roll"
+            );
+            assert_converged_without_loss(&sim, &acked).await;
+            assert_eq!(
+                sim.stats().incompatible,
+                0,
+                "{mode:?}: every frame understood"
+            );
+        }
+        // After the second roll nothing travels in clear, and replication goes on.
+        let before = sim.stats().in_clear;
+        let live = sim.live();
+        acked.extend(random_writes(&mut sim, &mut rng, 30, 200, &live).await);
+        let took = sim.run_until_converged(S / 10, 60 * S).await;
+        assert!(took.is_some(), "the encrypted cluster did not converge");
+        assert_converged_without_loss(&sim, &acked).await;
+        assert_eq!(
+            sim.stats().in_clear,
+            before,
+            "a frame in clear after the upgrade"
+        );
+        assert!(sim.stats().delivered > 0);
+        // A build before encryption is now refused and never becomes a member.
+        sim.add_node_speaking("us", "old", 2, 1..=3).await;
+        sim.run_for(20 * S).await;
+        assert!(sim.stats().incompatible > 0);
+        for a in &nodes {
+            assert!(
+                sim.members_seen_by(a).iter().all(|p| p.addr != "old"),
+                "{a} took in a peer sending frames in clear"
+            );
+        }
+    });
+}
+
+#[test]
 fn a_rolling_upgrade_from_protocol_1_converges_and_a_far_version_is_refused() {
     rt().block_on(async {
         let mut c = SimConfig::new(13, 6);
