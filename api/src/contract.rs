@@ -39,7 +39,7 @@ pub struct Binary(pub Vec<u8>);
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The shared error responses: (status, component name, description).
-pub const PROBLEMS: [(u16, &str, &str); 11] = [
+pub const PROBLEMS: [(u16, &str, &str); 12] = [
     (
         400,
         "BadRequest",
@@ -75,6 +75,11 @@ pub const PROBLEMS: [(u16, &str, &str); 11] = [
         415,
         "UnsupportedMediaType",
         "A body of a content type the route does not take.",
+    ),
+    (
+        416,
+        "RangeNotSatisfiable",
+        "No byte of the requested range is in the resource; `Content-Range: bytes */<size>` gives its size.",
     ),
     (
         422,

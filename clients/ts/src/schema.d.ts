@@ -1247,6 +1247,23 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description No byte of the requested range is in the resource; `Content-Range: bytes *\/<size>` gives its size. */
+        RangeNotSatisfiable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "detail": "No byte of the requested range is in the resource; `Content-Range: bytes *\/<size>` gives its size.",
+                 *       "status": 416,
+                 *       "title": "Range Not Satisfiable",
+                 *       "type": "about:blank"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description The request was not done within its deadline, or a region or the database it needs is unreachable; `Retry-After` says when to retry. */
         ServiceUnavailable: {
             headers: {
@@ -2536,14 +2553,7 @@ export interface operations {
             /** @description unknown media */
             404: components["responses"]["NotFound"];
             /** @description the range is past the end of the media (`Content-Range: bytes *\/<size>`) */
-            416: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            416: components["responses"]["RangeNotSatisfiable"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
