@@ -145,8 +145,9 @@ pub struct Signed {
     pub sig: String,
 }
 
-/// The `exp` and `sig` of a query string: `None` when neither is there; 400 when one comes
-/// without the other, either is repeated, or `exp` is not a number. Other parameters are
+/// The `exp` and `sig` of a query string: `None` when neither is there; 400 when either is
+/// repeated or `exp` is not a number; 403 when one comes without the other (a signature that
+/// cannot verify, as a wrong one: each parameter alone is well-formed). Other parameters are
 /// ignored (a CDN may add its own).
 pub fn signed_query(query: Option<&str>) -> Result<Option<Signed>, ApiError> {
     let (mut exp, mut sig) = (None, None);
@@ -174,8 +175,8 @@ pub fn signed_query(query: Option<&str>) -> Result<Option<Signed>, ApiError> {
                 sig: s.to_string(),
             }))
         }
-        _ => Err(ApiError::BadRequest(
-            "a signed media URL has both exp and sig".into(),
+        _ => Err(ApiError::Forbidden(
+            "a signed media URL needs both exp and sig",
         )),
     }
 }
@@ -311,9 +312,13 @@ mod tests {
                 sig: "ab".into()
             })
         );
+        for half in ["exp=5", "sig=ab"] {
+            assert!(
+                matches!(signed_query(Some(half)), Err(ApiError::Forbidden(_))),
+                "{half}"
+            );
+        }
         for bad in [
-            "exp=5",
-            "sig=ab",
             "exp=5&sig=ab&exp=6",
             "exp=-1&sig=ab",
             "exp=+1&sig=ab",

@@ -436,7 +436,7 @@ pub(crate) async fn upload(
 /// Media download responses, documented once for the bearer and the signed form.
 const DOWNLOAD_DESCRIPTION: &str = "Downloads media. With a bearer token, or without one through a signed URL (`?exp=&sig=`, from `GET /v1/media/{id}/url`): an `<img>` tag or a CDN can fetch it. When `exp` and `sig` are present the signature decides (a bad or expired one is 403 whatever the token). Media never changes: the answer carries a strong `ETag`, `If-None-Match` with it answers 304, and `Cache-Control` is `private, max-age=86400, immutable` (bearer) or `public, max-age=<seconds left>, immutable` (signed). One byte range (`Range: bytes=…`) answers 206 with `Content-Range`; a range past the end 416; several ranges, a malformed one or an `If-Range` that does not match the `ETag` answer the whole media (200).";
 
-#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security(("bearer" = [])), description = DOWNLOAD_DESCRIPTION,
+#[utoipa::path(get, path = "/v1/media/{id}", tag = "posts", security((), ("bearer" = [])), description = DOWNLOAD_DESCRIPTION,
     params(("id" = crate::contract::Id, Path, description = "media id"),
         ("exp" = Option<u64>, Query, description = "a signed URL's expiry (unix seconds); with `sig`"),
         ("sig" = Option<String>, Query, pattern = "^[0-9a-f]{64}$", description = "a signed URL's signature; with `exp`"),
@@ -452,7 +452,7 @@ const DOWNLOAD_DESCRIPTION: &str = "Downloads media. With a bearer token, or wit
         (crate::contract::Binary = "image/gif"), (crate::contract::Binary = "image/webp"),
         (crate::contract::Binary = "video/mp4"), (crate::contract::Binary = "application/octet-stream"))),
         (status = 304, description = "the client's copy (`If-None-Match`) is current"),
-        (status = 400, description = "bad id, or `exp`/`sig` malformed, repeated or one without the other", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token (and no signature)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the signature is not valid for this media, or expired", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 416, description = "the range is past the end of the media (`Content-Range: bytes */<size>`)", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "bad id, or `exp`/`sig` malformed or repeated", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token (and no signature)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the signature is not valid for this media, expired, or only one of `exp` and `sig` is given", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown media", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 416, description = "the range is past the end of the media (`Content-Range: bytes */<size>`)", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -2544,11 +2544,11 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description bad id, or `exp`/`sig` malformed, repeated or one without the other */
+            /** @description bad id, or `exp`/`sig` malformed or repeated */
             400: components["responses"]["BadRequest"];
             /** @description no or bad token (and no signature) */
             401: components["responses"]["Unauthorized"];
-            /** @description the signature is not valid for this media, or expired */
+            /** @description the signature is not valid for this media, expired, or only one of `exp` and `sig` is given */
             403: components["responses"]["Forbidden"];
             /** @description unknown media */
             404: components["responses"]["NotFound"];
