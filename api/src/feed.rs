@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::Query;
-use crate::json::{ListParams, parse_id};
+use crate::json::{ListParams, parse_since};
 use crate::paging::Page;
 use crate::posts::{PostList, PostView};
 use crate::problem::ApiError;
@@ -58,11 +58,7 @@ pub(crate) async fn feed(
         cursor: q.cursor,
     }
     .parse()?;
-    let since = q
-        .since
-        .as_deref()
-        .map(|s| parse_id(s).map_err(|_| ApiError::BadRequest("since is a post id".into())))
-        .transpose()?;
+    let since = parse_since(q.since.as_deref(), "post")?;
     let page = state.feed.page(me, cursor, limit).await?;
     let status = if page.partial {
         StatusCode::PARTIAL_CONTENT

@@ -181,6 +181,13 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
+/// A list's `since` query parameter, the id of the newest `what` the client already has (the
+/// feed's and the notifications' pages stop there).
+pub fn parse_since(raw: Option<&str>, what: &str) -> Result<Option<u64>, ApiError> {
+    raw.map(|s| parse_id(s).map_err(|_| ApiError::BadRequest(format!("since is a {what} id"))))
+        .transpose()
+}
+
 impl ListParams {
     /// The validated limit and cursor.
     pub fn parse(&self) -> Result<(usize, Option<u64>), ApiError> {

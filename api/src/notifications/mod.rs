@@ -171,11 +171,7 @@ pub(crate) async fn list(
         cursor: q.cursor,
     }
     .parse()?;
-    let since = q
-        .since
-        .as_deref()
-        .map(|s| parse_id(s).map_err(|_| ApiError::BadRequest("since is a notification id".into())))
-        .transpose()?;
+    let since = crate::json::parse_since(q.since.as_deref(), "notification")?;
     let n = state.posts.notifications();
     let page = n.page(me, cursor, since, limit).await?;
     let marker = n.read_marker(me).await?;
