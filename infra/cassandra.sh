@@ -20,10 +20,8 @@ WAIT_SECS="${CASSANDRA_WAIT_SECS:-180}"
 HEAP="${CASSANDRA_HEAP:-1g}"
 
 log() { printf '[cassandra] %s\n' "$*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=infra/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 fetch() {
   if [ -f "$CACHE/lib/.complete" ]; then
@@ -129,7 +127,7 @@ EOF
 }
 
 launch() {
-  if [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
+  if svc_running "$STATE"; then
     log "already running (pid $(cat "$STATE/pid"))"
     return
   fi
@@ -193,42 +191,12 @@ launch() {
 
 wait_ready() {
   [ -f "$STATE/port" ] || { log "not started"; exit 1; }
-  local port pid deadline
+  local port
   port="$(cat "$STATE/port")"
-  pid="$(cat "$STATE/pid")"
-  deadline=$((SECONDS + WAIT_SECS))
-  while ! cql_answers "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "Cassandra exited during start; last lines of its logs:"
-      tail -40 "$STATE/stdout.log" "$STATE/system.log" >&2 2>/dev/null || true
-      exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "CQL did not answer on 127.0.0.1:$port within ${WAIT_SECS}s; last lines of its logs:"
-      tail -40 "$STATE/stdout.log" "$STATE/system.log" >&2 2>/dev/null || true
-      exit 1
-    fi
-    sleep 1
-  done
+  ready() { cql_answers "$port"; }
+  svc_wait "$STATE" "$WAIT_SECS" "CQL on 127.0.0.1:$port" ready "$STATE/stdout.log" "$STATE/system.log"
   log "CQL answers on 127.0.0.1:$port"
   echo "127.0.0.1:$port"
-}
-
-stop() {
-  if [ -f "$STATE/pid" ]; then
-    local pid
-    pid="$(cat "$STATE/pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-      done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    log "stopped"
-  fi
-  rm -rf "$STATE"
 }
 
 case "${1:-}" in
@@ -238,7 +206,7 @@ case "${1:-}" in
     ;;
   wait) wait_ready ;;
   fetch) fetch ;;
-  stop) stop ;;
+  stop) svc_stop "$STATE" ;;
   status)
     if [ -f "$STATE/port" ] && cql_answers "$(cat "$STATE/port")"; then
       echo "127.0.0.1:$(cat "$STATE/port")"

@@ -70,10 +70,6 @@ build() {
   echo "$IMAGE"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 test_image() {
   need_podman
   local name="starling-image-test-$$" vol="starling-image-test-$$" port

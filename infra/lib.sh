@@ -1,5 +1,6 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
-# Debian's packages. The caller has `set -euo pipefail` and defines `log`.
+# Debian's packages, free ports, and starting, waiting for and stopping a background service whose
+# pid lives in a state directory. The caller has `set -euo pipefail` and defines `log`.
 
 # A Debian package by name, installed if missing.
 need_deb_pkg() { # need_deb_pkg PACKAGE
@@ -16,4 +17,55 @@ need_deb_pkg() { # need_deb_pkg PACKAGE
 # A command from a Debian package, installed if missing.
 need_deb() { # need_deb COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
+}
+
+# A free TCP port on loopback, chosen by the kernel.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Stop a process: SIGTERM, up to 15 s to exit, then SIGKILL.
+stop_pid() { # stop_pid PID
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 1 150); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
+}
+
+# Whether the service whose state directory holds its `pid` file is alive.
+svc_running() { # svc_running STATE
+  [ -f "$1/pid" ] && kill -0 "$(cat "$1/pid")" 2>/dev/null
+}
+
+# Stop the service of a state directory and remove the directory (its data with it).
+svc_stop() { # svc_stop STATE
+  if [ -f "$1/pid" ]; then
+    stop_pid "$(cat "$1/pid")"
+    log "stopped"
+  fi
+  rm -rf "$1"
+}
+
+# Wait until the command READY succeeds. Fails (exit 1, with the last lines of the LOG files) if
+# the service's process exits first or SECS seconds pass.
+svc_wait() { # svc_wait STATE SECS WHAT READY LOG...
+  local state="$1" secs="$2" what="$3" ready="$4" pid deadline
+  shift 4
+  pid="$(cat "$state/pid")"
+  deadline=$((SECONDS + secs))
+  until "$ready"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "the service exited during start; last lines of its log:"
+      tail -40 "$@" >&2 2>/dev/null || true
+      exit 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$what did not answer within ${secs}s; last lines of its log:"
+      tail -40 "$@" >&2 2>/dev/null || true
+      exit 1
+    fi
+    sleep 1
+  done
 }

@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 PROM_VERSION=v0.316.0
 PROM_DIR="${STARLING_CACHE:-$HOME/.cache/starling}/prometheus-$PROM_VERSION"
@@ -45,9 +47,6 @@ if [ -z "$BIN" ]; then
   BIN=target/debug/starling
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 WORK="$(mktemp -d)"
 PROM_PID=""
 cleanup() {

@@ -42,10 +42,6 @@ if [ ! -x "$bin" ]; then
   cargo build --locked -p starling-api --bin starling
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 work="$(mktemp -d)"
 node_pid=""
 cleanup() {

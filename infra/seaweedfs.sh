@@ -25,10 +25,8 @@ BUCKET="starling-media"
 WEED="$CACHE/weed"
 
 log() { printf '[seaweedfs] %s\n' "$*" >&2; }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=infra/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # `go install module/weed@version` refuses a module whose go.mod has replace directives (this
 # one has), so the module is downloaded into the module cache and built there as the main module.
@@ -89,7 +87,7 @@ EOF
 }
 
 launch() {
-  if [ -f "$STATE/pid" ] && kill -0 "$(cat "$STATE/pid")" 2>/dev/null; then
+  if svc_running "$STATE"; then
     log "already running (pid $(cat "$STATE/pid"))"
     return
   fi
@@ -128,23 +126,11 @@ EOF
 
 wait_ready() {
   [ -f "$STATE/port" ] || { log "not started"; exit 1; }
-  local port pid deadline made=""
+  local port made=""
   port="$(cat "$STATE/port")"
-  pid="$(cat "$STATE/pid")"
-  deadline=$((SECONDS + WAIT_SECS))
-  until s3_answers "$port" && { [ -n "$made" ] || make_bucket "$port"; made=1; bucket_exists "$port"; }; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "SeaweedFS exited during start; last lines of its log:"
-      tail -40 "$STATE/weed.log" >&2 || true
-      exit 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "S3 did not answer on 127.0.0.1:$port within ${WAIT_SECS}s; last lines of its log:"
-      tail -40 "$STATE/weed.log" >&2 || true
-      exit 1
-    fi
-    sleep 1
-  done
+  # Up, then the bucket made (once) and seen.
+  ready() { s3_answers "$port" && { [ -n "$made" ] || make_bucket "$port"; made=1; bucket_exists "$port"; }; }
+  svc_wait "$STATE" "$WAIT_SECS" "S3 on 127.0.0.1:$port" ready "$STATE/weed.log"
   log "S3 answers on 127.0.0.1:$port (bucket $BUCKET)"
   echo "http://127.0.0.1:$port"
 }
@@ -165,23 +151,6 @@ print_env() {
   echo "export STARLING_TEST_S3_SECRET_KEY=$(cat "$STATE/secret_key")"
 }
 
-stop() {
-  if [ -f "$STATE/pid" ]; then
-    local pid
-    pid="$(cat "$STATE/pid")"
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-      done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    log "stopped"
-  fi
-  rm -rf "$STATE"
-}
-
 case "${1:-}" in
   start)
     launch
@@ -190,7 +159,7 @@ case "${1:-}" in
   wait) wait_ready ;;
   build) build ;;
   env) print_env ;;
-  stop) stop ;;
+  stop) svc_stop "$STATE" ;;
   status)
     if [ -f "$STATE/port" ] && s3_answers "$(cat "$STATE/port")"; then
       echo "http://127.0.0.1:$(cat "$STATE/port")"

@@ -39,10 +39,6 @@ need_rust() {
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # Services of this run, stopped however the run ends.
 SERVICES_DIR="$(mktemp -d)"
 cassandra_launcher=""
