@@ -1,13 +1,11 @@
 //! The ScyllaDB engine beside the embedded engine, in one process, on the same keys and values:
 //! get, put, CAS and a 50-item single-entity scan, each one client at a time (latency: mean,
-//! p50, p99) and 32 clients at once (throughput); plus a 50-message page read from the
-//! message-history table. Writes `bench/scylla.md`.
+//! p50, p99) and 32 clients at once (throughput). Writes `bench/scylla.md`.
 //!
 //! Needs a CQL node: `STARLING_SCYLLA_NODES=host:port cargo bench -p starling-store --features
 //! scylla --bench scylla` (`infra/bench.sh scylla` starts a local Cassandra for it).
 
 use bytes::Bytes;
-use starling_store::history::{MessageHistory, StoredMessage};
 use starling_store::{
     CasOutcome, EmbeddedOptions, HlcClock, Keyspace, NodeId, RegionId, ScanRequest, ScyllaOptions,
     Store, StoreExt, Writers, open_embedded, open_scylla,
@@ -324,51 +322,6 @@ async fn load(s: &Arc<dyn Store>) {
     }
 }
 
-async fn history_page_p99(opts: &ScyllaOptions) -> Figures {
-    let h = MessageHistory::open(opts).await.expect("history");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-        - 1_704_067_200_000;
-    let conversation = (now_ms - 3_600_000) << 22;
-    for i in 0..500u64 {
-        h.append(&StoredMessage {
-            conversation,
-            id: ((now_ms - 500 + i) << 22) | 1,
-            author: 7,
-            body: Bytes::from(vec![b'm'; 200]),
-        })
-        .await
-        .expect("append");
-    }
-    for _ in 0..50 {
-        h.page(conversation, None, 50).await.expect("page");
-    }
-    let mut lat = Vec::new();
-    for _ in 0..SEQUENTIAL {
-        let t = Instant::now();
-        let page = h.page(conversation, None, 50).await.expect("page");
-        lat.push(t.elapsed());
-        assert_eq!(page.len(), 50);
-    }
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
-        let h = h.clone();
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..PER_CLIENT {
-                h.page(conversation, None, 50).await.expect("page");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("client");
-    }
-    let throughput = (CLIENTS * PER_CLIENT) as f64 / t.elapsed().as_secs_f64();
-    summarize(lat, throughput)
-}
-
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
@@ -390,7 +343,7 @@ fn main() {
     let tag = std::process::id();
     let ks_names = [format!("bench_shared_{tag}"), format!("bench_single_{tag}")];
     let mut rows: Vec<(Op, Figures, Figures, Figures, Figures)> = Vec::new();
-    let history = rt.block_on(async {
+    rt.block_on(async {
         let embedded = open_embedded(
             node,
             Arc::new(HlcClock::new()),
@@ -422,7 +375,6 @@ fn main() {
             );
             rows.push((op, e, r, sh, si));
         }
-        let h = history_page_p99(&single_o).await;
         let s = scylla::client::session_builder::SessionBuilder::new()
             .known_nodes(&nodes)
             .build()
@@ -433,7 +385,6 @@ fn main() {
                 .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
                 .await;
         }
-        h
     });
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
@@ -489,15 +440,6 @@ fn main() {
          engine answers in-process, so the ratios to it are mostly the loopback round trip to a \
          JVM sharing the same 2 cores; a real ScyllaDB cluster on its own machines has lower \
          and steadier latency than this Cassandra."
-    );
-    let _ = writeln!(
-        md,
-        "\nMessage history (`messages` table, Discord layout), newest 50 of a 500-message \
-         conversation: mean {}, p50 {}, p99 {}, {:.0} pages/s with {CLIENTS} clients.",
-        us(history.mean),
-        us(history.p50),
-        us(history.p99),
-        history.throughput
     );
     print!("{md}");
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/scylla.md");

@@ -36,7 +36,7 @@ pub use contract::{
 };
 pub use digest::DigestTree;
 #[cfg(feature = "scylla")]
-pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, history, open_scylla};
+pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, open_scylla};
 pub use engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};

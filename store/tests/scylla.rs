@@ -10,7 +10,6 @@
 
 use bytes::Bytes;
 use starling_store::conformance::{nodes as suite_nodes, run_all};
-use starling_store::history::{MessageHistory, StoredMessage, bucket_of};
 use starling_store::{HlcClock, Keyspace, NodeId, ScyllaOptions, StoreExt, Writers, open_scylla};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -186,40 +185,6 @@ async fn two_nodes_sharing_a_keyspace_lose_no_update() {
     }
     assert_eq!(sa.counter(&c).await.unwrap(), 50);
     assert_eq!(sb.counter(&c).await.unwrap(), 50);
-    ks.drop_all().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn message_history_pages_newest_first_across_buckets() {
-    let Some(nodes) = cluster() else { return };
-    let ks = Keyspaces::new(nodes, "history");
-    let opts = ks.fresh(Writers::Shared);
-    let h = MessageHistory::open(&opts).await.unwrap();
-    let day: u64 = 24 * 3600 * 1000;
-    let at = |ms: u64, seq: u64| (ms << 22) | seq;
-    let conversation = at(1000 * day, 0);
-    // 70 messages over 25 days: three buckets.
-    let ids: Vec<u64> = (0..70u64)
-        .map(|i| at(1000 * day + i * day * 25 / 70 + 1, i))
-        .collect();
-    assert!(bucket_of(ids[69]) > bucket_of(ids[0]) + 1);
-    for (i, id) in ids.iter().enumerate() {
-        h.append(&StoredMessage {
-            conversation,
-            id: *id,
-            author: 7,
-            body: Bytes::from(format!("m{i}")),
-        })
-        .await
-        .unwrap();
-    }
-    let first = h.page(conversation, Some(u64::MAX >> 1), 50).await.unwrap();
-    let want: Vec<u64> = ids.iter().rev().take(50).copied().collect();
-    assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), want);
-    let rest = h.page(conversation, Some(first[49].id), 50).await.unwrap();
-    let want: Vec<u64> = ids.iter().rev().skip(50).copied().collect();
-    assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), want);
-    assert_eq!(rest[19].body, Bytes::from_static(b"m0"));
     ks.drop_all().await;
 }
 

@@ -23,7 +23,6 @@
 //! proportional to the data, see ARCHITECTURE.md).
 
 mod cql;
-pub mod history;
 mod layout;
 mod options;
 mod scan;

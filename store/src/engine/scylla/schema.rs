@@ -15,8 +15,10 @@
 //!   Written when a key is created, removed when it is purged.
 //! - `changes ((node, chunk), seq, k, origin)`: each node's change feed, in chunks of 2^16
 //!   sequence numbers so no partition grows without bound; `feed_meta (node, trimmed)`.
-//! - `messages ((conversation, bucket), message_id DESC, author, body)`: message history in
-//!   Discord's layout (see [`super::history`]).
+//!
+//! Keyspaces made by earlier builds also hold an empty `messages` table (a message-history layout
+//! the messenger never adopted; migration 1 no longer creates it): nothing reads it, and an
+//! operator may drop it.
 
 use super::cql::retry;
 use crate::error::{Result, StoreError};
@@ -40,10 +42,6 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE IF NOT EXISTS {ks}.changes (node bigint, chunk bigint, seq bigint, k blob, \
      origin tinyint, PRIMARY KEY ((node, chunk), seq))",
     "CREATE TABLE IF NOT EXISTS {ks}.feed_meta (node bigint PRIMARY KEY, trimmed bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.messages (conversation bigint, bucket int, \
-     message_id bigint, author bigint, body blob, \
-     PRIMARY KEY ((conversation, bucket), message_id)) \
-     WITH CLUSTERING ORDER BY (message_id DESC)",
 ]];
 
 fn cluster_err(what: &str, e: impl std::fmt::Display) -> StoreError {
