@@ -1,20 +1,25 @@
 //! Node configuration: defaults, then a TOML file, then the environment, then flags.
 //!
-//! Every flag of `starling serve` is also read from `STARLING_<FLAG>` (clap does flags over
-//! environment) and from the `--config` TOML file; [`ServeConfig::resolve`] layers them and
-//! [`ServeConfig::validate`] refuses bad values with one clear message each.
+//! Every setting of `starling serve` is declared once, in [`ServeArgs`]: its flag, its
+//! `STARLING_<FLAG>` variable (clap layers flags over the environment) and its key in the
+//! `--config` TOML file (serde, the same name with `_`) come from that one field, and one generic
+//! merge layers what clap read over the file. [`ServeConfig::resolve`] turns the layered settings
+//! into typed values with their defaults, and [`ServeConfig::validate`] refuses bad values with
+//! one clear message each.
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId, ScyllaOptions};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Flags of `starling serve`. Every field is optional here: what is not given falls back to the
-/// file, then to the default.
-#[derive(Args, Debug, Default, Clone)]
+/// Settings of `starling serve`: flags, environment variables and the TOML file's keys. Every
+/// field is optional here: what is not given falls back to the file, then to the default.
+#[derive(Args, Deserialize, Serialize, Debug, Default, Clone)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "STARLING_LISTEN")]
@@ -65,6 +70,11 @@ pub struct ServeArgs {
     /// encryption, for the first roll of an upgrade from them (then roll again with `required`).
     #[arg(long, env = "STARLING_GOSSIP_ENCRYPTION")]
     pub gossip_encryption: Option<String>,
+    /// Where the gossip core loop's store calls run: `dedicated` (the default: a thread of its
+    /// own, so its ticks never wait behind the API's store calls) or `shared` (tokio's blocking
+    /// pool, the path before; kept to compare the two under the same load).
+    #[arg(long, env = "STARLING_GOSSIP_STORE_LANE")]
+    pub gossip_store_lane: Option<String>,
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -168,70 +178,27 @@ pub struct ServeArgs {
     #[arg(long, env = "STARLING_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
     /// PEM certificate chain: serve HTTPS and WSS instead of HTTP (with `--tls-key`); both
-    /// files are read again on SIGHUP.
+    /// files are read again on SIGHUP and when their content changes.
     #[arg(long, env = "STARLING_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `--tls-cert`.
     #[arg(long, env = "STARLING_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// How often the TLS files are checked for a change, e.g. `5s` (default 5s, 100ms-1h).
+    #[arg(long, env = "STARLING_TLS_WATCH_INTERVAL")]
+    pub tls_watch_interval: Option<String>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. `http://127.0.0.1:4318`
+    /// (spans go to `/v1/traces` under it); else `OTEL_EXPORTER_OTLP_ENDPOINT`; off without.
+    #[arg(long, env = "STARLING_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Origins browsers may call the API from, comma-separated (`https://app.example`), or
     /// `*`; CORS is off without.
     #[arg(long, env = "STARLING_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
-}
-
-/// The same settings as read from a TOML file.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    region: Option<String>,
-    node_id: Option<String>,
-    store: Option<String>,
-    fsync: Option<String>,
-    store_cache: Option<String>,
-    store_memtable: Option<String>,
-    gossip_listen: Option<SocketAddr>,
-    gossip_advertise: Option<String>,
-    seeds: Option<Vec<String>>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    cors_origins: Option<String>,
-    cluster_secret: Option<String>,
-    gossip_encryption: Option<String>,
-    admin_token: Option<String>,
-    durable_regions: Option<usize>,
-    media_dir: Option<PathBuf>,
-    media_store: Option<String>,
-    media_url_secret: Option<String>,
-    handle_region: Option<String>,
-    auth_per_minute: Option<u32>,
-    log_format: Option<String>,
-    wan_rtt: Option<String>,
-    redis: Option<String>,
-    feed_cap: Option<usize>,
-    feed_celebrity_followers: Option<i64>,
-    feed_inactive_days: Option<u64>,
-    feed_post_cache: Option<u64>,
-    ws_max_per_user: Option<usize>,
-    ws_max_connections: Option<usize>,
-    ws_queue_bytes: Option<usize>,
-    max_group_members: Option<usize>,
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    header_read_timeout: Option<String>,
-    request_timeout: Option<String>,
-    session_ttl: Option<String>,
-    feed_trim_interval: Option<String>,
-    feed_retain: Option<u64>,
-    gc_interval: Option<String>,
-    gc_grace: Option<String>,
-    no_web: Option<bool>,
-    web_dir: Option<PathBuf>,
 }
 
 /// Which store engine a node runs.
@@ -268,6 +235,10 @@ pub struct ServeConfig {
     pub gossip: Option<GossipSettings>,
     /// HTTPS: the certificate chain and key files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How often the TLS files are checked for a change.
+    pub tls_watch: Duration,
+    /// The OTLP/HTTP collector traces are exported to (off: `None`).
+    pub otlp_endpoint: Option<String>,
     /// CORS, when enabled.
     pub cors: Option<crate::cors::CorsOrigins>,
     /// Admin token.
@@ -345,6 +316,8 @@ pub struct GossipSettings {
     pub secret: String,
     /// Whether frames in clear are still taken (`--gossip-encryption`).
     pub encryption: starling_gossip::wire::Encryption,
+    /// Whether the core loop's store calls have a thread of their own (`--gossip-store-lane`).
+    pub dedicated_store_lane: bool,
     /// Round trips between region pairs, in ms.
     pub rtts: Vec<(String, String, u64)>,
 }
@@ -352,50 +325,35 @@ pub struct GossipSettings {
 impl ServeConfig {
     /// Layers flags/environment (`args`) over the file named in them over the defaults.
     pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
-        let file = match &args.config {
-            Some(p) => read_file(p)?,
-            None => FileConfig::default(),
-        };
+        let args = layered(args)?;
         let listen = args
             .listen
-            .or(file.listen)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let node_name = args
             .node_id
-            .or(file.node_id)
             .unwrap_or_else(|| format!("node-{}", listen.port()));
         let data_dir = args
             .data_dir
-            .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./starling-data"));
-        let region = args
-            .region
-            .or(file.region)
-            .unwrap_or_else(|| "local".into());
+        let region = args.region.unwrap_or_else(|| "local".into());
         let cfg = ServeConfig {
             listen,
-            media_dir: args
-                .media_dir
-                .or(file.media_dir)
-                .unwrap_or_else(|| data_dir.join("media")),
-            media_store: match args.media_store.or(file.media_store) {
+            media_dir: args.media_dir.unwrap_or_else(|| data_dir.join("media")),
+            media_store: match args.media_store {
                 Some(u) if !u.starts_with("s3://") || u.len() <= 5 => {
                     bail!("--media-store {u:?}: expected s3://BUCKET")
                 }
                 other => other,
             },
-            media_url_secret: match args.media_url_secret.or(file.media_url_secret) {
+            media_url_secret: match args.media_url_secret {
                 Some(s) if s.len() < 16 => {
                     bail!("--media-url-secret: use at least 16 characters")
                 }
                 other => other,
             },
-            handle_region: args
-                .handle_region
-                .or(file.handle_region)
-                .unwrap_or_else(|| region.clone()),
-            auth_per_minute: args.auth_per_minute.or(file.auth_per_minute).unwrap_or(60),
-            json_logs: match args.log_format.or(file.log_format).as_deref() {
+            handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
+            auth_per_minute: args.auth_per_minute.unwrap_or(60),
+            json_logs: match args.log_format.as_deref() {
                 None | Some("human") => false,
                 Some("json") => true,
                 Some(other) => bail!("--log-format {other:?}: expected `human` or `json`"),
@@ -403,69 +361,65 @@ impl ServeConfig {
             data_dir,
             region,
             node_name,
-            store: parse_store(args.store.or(file.store).as_deref())?,
-            fsync: parse_fsync(args.fsync.or(file.fsync).as_deref())?,
+            store: parse_store(args.store.as_deref())?,
+            fsync: parse_fsync(args.fsync.as_deref())?,
             store_cache: parse_size(
                 "--store-cache",
-                args.store_cache.or(file.store_cache).as_deref(),
+                args.store_cache.as_deref(),
                 EmbeddedOptions::DEFAULT_CACHE_BYTES,
             )?,
             store_memtable: parse_size(
                 "--store-memtable",
-                args.store_memtable.or(file.store_memtable).as_deref(),
+                args.store_memtable.as_deref(),
                 EmbeddedOptions::DEFAULT_MEMTABLE_BYTES,
             )?,
             gossip: None,
-            tls: match (
-                args.tls_cert.or(file.tls_cert),
-                args.tls_key.or(file.tls_key),
-            ) {
+            tls: match (args.tls_cert, args.tls_key) {
                 (None, None) => None,
                 (Some(c), Some(k)) => Some((c, k)),
                 _ => bail!("--tls-cert and --tls-key go together"),
             },
+            tls_watch: parse_timeout(
+                "--tls-watch-interval",
+                args.tls_watch_interval.as_deref(),
+                Duration::from_secs(5),
+            )?,
+            otlp_endpoint: args
+                .otlp_endpoint
+                .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+                .filter(|e| !e.trim().is_empty()),
             cors: args
                 .cors_origins
-                .or(file.cors_origins)
                 .map(|o| crate::cors::CorsOrigins::parse(&o))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!(e))?,
-            admin_token: args.admin_token.or(file.admin_token),
-            durable_regions: args.durable_regions.or(file.durable_regions).unwrap_or(1),
-            redis: match args.redis.or(file.redis) {
+            admin_token: args.admin_token,
+            durable_regions: args.durable_regions.unwrap_or(1),
+            redis: match args.redis {
                 Some(u) if !u.starts_with("redis://") => {
                     bail!("--redis {u:?}: expected redis://HOST:PORT")
                 }
                 other => other,
             },
             feed: feed_config(
-                args.feed_cap.or(file.feed_cap),
-                args.feed_celebrity_followers
-                    .or(file.feed_celebrity_followers),
-                args.feed_inactive_days.or(file.feed_inactive_days),
-                args.feed_post_cache.or(file.feed_post_cache),
+                args.feed_cap,
+                args.feed_celebrity_followers,
+                args.feed_inactive_days,
+                args.feed_post_cache,
             )?,
             conn: {
                 let d = crate::accept::ConnLimits::default();
                 crate::accept::ConnLimits {
-                    max_connections: args
-                        .max_connections
-                        .or(file.max_connections)
-                        .unwrap_or(d.max_connections),
-                    max_per_ip: args
-                        .max_connections_per_ip
-                        .or(file.max_connections_per_ip)
-                        .unwrap_or(d.max_per_ip),
+                    max_connections: args.max_connections.unwrap_or(d.max_connections),
+                    max_per_ip: args.max_connections_per_ip.unwrap_or(d.max_per_ip),
                     header_read_timeout: parse_timeout(
                         "--header-read-timeout",
-                        args.header_read_timeout
-                            .or(file.header_read_timeout)
-                            .as_deref(),
+                        args.header_read_timeout.as_deref(),
                         d.header_read_timeout,
                     )?,
                 }
             },
-            session_ttl: match args.session_ttl.or(file.session_ttl) {
+            session_ttl: match args.session_ttl {
                 None => Duration::from_secs(30 * 24 * 3600),
                 Some(s) => {
                     let d = humantime::parse_duration(s.trim()).map_err(|e| {
@@ -479,10 +433,10 @@ impl ServeConfig {
                     d
                 }
             },
-            web: if args.no_web || file.no_web.unwrap_or(false) {
+            web: if args.no_web {
                 None
             } else {
-                Some(match args.web_dir.or(file.web_dir) {
+                Some(match args.web_dir {
                     Some(dir) => crate::web::Source::Dir(dir),
                     None => crate::web::Source::Embedded,
                 })
@@ -490,48 +444,34 @@ impl ServeConfig {
             trim: starling_store::TrimConfig {
                 interval: parse_span(
                     "--feed-trim-interval",
-                    args.feed_trim_interval
-                        .or(file.feed_trim_interval)
-                        .as_deref(),
+                    args.feed_trim_interval.as_deref(),
                     starling_store::TrimConfig::default().interval,
                 )?,
-                retain: args.feed_retain.or(file.feed_retain).unwrap_or(0),
+                retain: args.feed_retain.unwrap_or(0),
                 ..starling_store::TrimConfig::default()
             },
             gc_interval: parse_span(
                 "--gc-interval",
-                args.gc_interval.or(file.gc_interval).as_deref(),
+                args.gc_interval.as_deref(),
                 Duration::from_secs(60),
             )?,
             gc_grace: parse_span(
                 "--gc-grace",
-                args.gc_grace.or(file.gc_grace).as_deref(),
+                args.gc_grace.as_deref(),
                 Duration::from_secs(3600),
             )?,
             request_timeout: parse_timeout(
                 "--request-timeout",
-                args.request_timeout.or(file.request_timeout).as_deref(),
+                args.request_timeout.as_deref(),
                 crate::limits::REQUEST_DEADLINE,
             )?,
             chat: {
                 let d = ChatSettings::default();
                 ChatSettings {
-                    max_per_user: args
-                        .ws_max_per_user
-                        .or(file.ws_max_per_user)
-                        .unwrap_or(d.max_per_user),
-                    max_connections: args
-                        .ws_max_connections
-                        .or(file.ws_max_connections)
-                        .unwrap_or(d.max_connections),
-                    queue_bytes: args
-                        .ws_queue_bytes
-                        .or(file.ws_queue_bytes)
-                        .unwrap_or(d.queue_bytes),
-                    max_group_members: args
-                        .max_group_members
-                        .or(file.max_group_members)
-                        .unwrap_or(d.max_group_members),
+                    max_per_user: args.ws_max_per_user.unwrap_or(d.max_per_user),
+                    max_connections: args.ws_max_connections.unwrap_or(d.max_connections),
+                    queue_bytes: args.ws_queue_bytes.unwrap_or(d.queue_bytes),
+                    max_group_members: args.max_group_members.unwrap_or(d.max_group_members),
                 }
             },
         };
@@ -556,10 +496,10 @@ impl ServeConfig {
                 cfg.durable_regions
             );
         }
-        let rtts = parse_rtts(args.wan_rtt.or(file.wan_rtt).as_deref())?;
-        let secret = args.cluster_secret.or(file.cluster_secret);
-        let seeds = args.seeds.or(file.seeds).unwrap_or_default();
-        let cfg = match args.gossip_listen.or(file.gossip_listen) {
+        let rtts = parse_rtts(args.wan_rtt.as_deref())?;
+        let secret = args.cluster_secret;
+        let seeds = args.seeds.unwrap_or_default();
+        let cfg = match args.gossip_listen {
             None => {
                 if cfg.durable_regions > 1 {
                     bail!("--durable-regions above 1 needs a cluster (--gossip-listen)");
@@ -585,17 +525,23 @@ impl ServeConfig {
                     bail!("--seeds {bad:?}: expected HOST:PORT (an IP address or a DNS name)");
                 }
                 let advertise = advertise_address(
-                    args.gossip_advertise.or(file.gossip_advertise),
+                    args.gossip_advertise,
                     listen,
                     std::env::var("POD_IP").ok(),
                     host_address,
                 )?;
-                let encryption = match args.gossip_encryption.or(file.gossip_encryption).as_deref()
-                {
+                let encryption = match args.gossip_encryption.as_deref() {
                     None | Some("required") => starling_gossip::wire::Encryption::Required,
                     Some("optional") => starling_gossip::wire::Encryption::Optional,
                     Some(other) => {
                         bail!("--gossip-encryption {other:?}: expected required or optional")
+                    }
+                };
+                let dedicated_store_lane = match args.gossip_store_lane.as_deref() {
+                    None | Some("dedicated") => true,
+                    Some("shared") => false,
+                    Some(other) => {
+                        bail!("--gossip-store-lane {other:?}: expected dedicated or shared")
                     }
                 };
                 ServeConfig {
@@ -605,6 +551,7 @@ impl ServeConfig {
                         seeds,
                         secret,
                         encryption,
+                        dedicated_store_lane,
                         rtts,
                     }),
                     ..cfg
@@ -705,10 +652,30 @@ fn host_address(port: u16) -> Option<SocketAddr> {
         .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
 }
 
-fn read_file(p: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("reading config file {}", p.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", p.display()))
+/// `args` (flags over environment, as clap read them) over the file `--config` names: what the
+/// command line or the environment gives wins, the file fills the rest. A switch that is off
+/// (`false`) leaves the file's value.
+fn layered(args: ServeArgs) -> anyhow::Result<ServeArgs> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let file: ServeArgs =
+        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
+    let (Value::Object(mut merged), Value::Object(given)) =
+        (serde_json::to_value(&file)?, serde_json::to_value(&args)?)
+    else {
+        bail!("settings are not a map");
+    };
+    for (key, value) in given {
+        if !matches!(value, Value::Null | Value::Bool(false)) {
+            merged.insert(key, value);
+        }
+    }
+    let mut out: ServeArgs = serde_json::from_value(Value::Object(merged))?;
+    out.config = Some(path);
+    Ok(out)
 }
 
 fn parse_rtts(s: Option<&str>) -> anyhow::Result<Vec<(String, String, u64)>> {
@@ -879,6 +846,58 @@ mod tests {
         assert_eq!(c.region, "us", "the flag wins");
         assert_eq!(c.listen.port(), 9000, "the file fills what flags leave");
         assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn every_flag_is_a_file_key_and_the_file_fills_what_flags_leave() {
+        // One declaration: each flag's id is the file's key (and the environment's
+        // STARLING_<ID>), so nothing can be settable one way and not the other.
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let mut flags: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .filter(|id| id != "config")
+            .collect();
+        let Value::Object(keys) = serde_json::to_value(ServeArgs::default()).unwrap() else {
+            panic!("settings are a map")
+        };
+        let mut keys: Vec<String> = keys.keys().cloned().collect();
+        flags.sort();
+        keys.sort();
+        assert_eq!(flags, keys);
+        for a in cmd.get_arguments().filter(|a| a.get_id() != "config") {
+            let env = a.get_env().map(|e| e.to_string_lossy().into_owned());
+            let want = format!("STARLING_{}", a.get_id().as_str().to_uppercase());
+            assert_eq!(env.as_deref(), Some(want.as_str()), "{}", a.get_id());
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "no_web = true\nseeds = [\"a:1\", \"b:2\"]\ngossip_listen = \"127.0.0.1:7000\"\n\
+             cluster_secret = \"0123456789abcdef\"\nrequest_timeout = \"3s\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(file.clone()),
+            request_timeout: Some("4s".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert!(
+            c.web.is_none(),
+            "a switch off on the command line leaves the file's"
+        );
+        assert_eq!(c.gossip.unwrap().seeds, ["a:1", "b:2"]);
+        assert_eq!(c.request_timeout, Duration::from_secs(4), "the flag wins");
+        std::fs::write(&file, "config = \"other.toml\"\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("config"), "{err:#}");
     }
 
     #[test]
