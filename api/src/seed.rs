@@ -307,6 +307,8 @@ fn generate_posts(
                     media: Vec::new(),
                     created_at_ms: at_ms,
                     edited_at_ms: None,
+                    repost_of: None,
+                    quote_of: None,
                 });
             }
         }

@@ -2,7 +2,8 @@
 //! updates.
 //!
 //! - A new post of an ordinary author is inserted into the timeline of every follower that has
-//!   one in L1 (and, by the node that claims the post in Redis, into L2), one Redis round trip
+//!   one in L1 (a repost — a post with `repost_of` — only where the timeline holds neither the
+//!   reposted post nor another repost of it: once per reposted post per timeline) (and, by the node that claims the post in Redis, into L2), one Redis round trip
 //!   per 512 of them. The author's follower list comes from the worker's cache
 //!   ([`crate::followers`]), read whole from the store when missing. A node-local mark per post
 //!   means a post that is edited later is not fanned out again.
@@ -10,7 +11,8 @@
 //!   the cached timelines of their followers to pull them at read time instead. A change to an
 //!   author's post list drops the in-process list of their recent posts ([`crate::recent`]).
 //! - Follows backfill the followee's posts newer than the timeline's floor; unfollows (blocks
-//!   unfollow) remove the author's entries; post edits and deletes drop the cached body.
+//!   unfollow) remove the author's entries; post edits and deletes drop the cached body; a
+//!   change to a user's record or profile drops their summary ([`crate::authors`]).
 //! - Users whose last read is older than the inactivity period are dropped from L1 instead of
 //!   updated; L2 expires them by itself.
 //!
@@ -47,6 +49,8 @@ impl Feed {
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
         let followers_prefix = starling_graph::keys::FOLLOWERS.prefix();
         let lists_prefix = AUTHOR_LISTS.prefix();
+        let users_prefix = crate::authors::USER_RECORDS.prefix();
+        let profiles_prefix = crate::authors::PROFILES.prefix();
         loop {
             let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
@@ -70,6 +74,14 @@ impl Feed {
                     let off = AUTHOR_LISTS.prefix_len();
                     if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
                         self.inner.recent.changed(author);
+                    }
+                } else if c.key.starts_with(users_prefix.as_bytes())
+                    || c.key.starts_with(profiles_prefix.as_bytes())
+                {
+                    // Both keyspaces' names are two characters long.
+                    let off = crate::authors::USER_RECORDS.prefix_len();
+                    if let Some(user) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                        self.inner.authors.invalidate(user);
                     }
                 } else if c.key.starts_with(followers_prefix.as_bytes()) {
                     let off = starling_graph::keys::FOLLOWERS.prefix_len();
@@ -181,7 +193,10 @@ impl Feed {
             if now.saturating_sub(s.last_read_ms) > inactive && !s.building {
                 drop(s);
                 self.inner.l1.evict(*f);
-            } else if s.timeline.insert(post.id, post.author, cap) {
+            } else if match post.repost_of {
+                Some(original) => s.insert_repost(post.id, original, post.author, cap),
+                None => s.timeline.insert(post.id, post.author, cap),
+            } {
                 took += 1;
             }
         }

@@ -29,6 +29,30 @@ pub struct Slot {
     pub building: bool,
     /// Last time the L2 copy's expiry was pushed back, ms since the epoch.
     pub l2_touched_ms: u64,
+    /// The posts reposted into this timeline by fan-out, each with the entry of its repost
+    /// (original → repost id): a second repost of one post is not inserted. Bounded like the
+    /// timeline: entries that left it are pruned when this outgrows the cap.
+    pub reposted: std::collections::HashMap<u64, u64>,
+}
+
+impl Slot {
+    /// Inserts the repost `repost` of post `original` by `reposter` unless the timeline already
+    /// holds the original or another repost of it; returns whether it was inserted.
+    pub fn insert_repost(&mut self, repost: u64, original: u64, reposter: u64, cap: usize) -> bool {
+        let t = &self.timeline;
+        if t.contains(original) || self.reposted.get(&original).is_some_and(|r| t.contains(*r)) {
+            return false;
+        }
+        if !self.timeline.insert(repost, reposter, cap) {
+            return false;
+        }
+        self.reposted.insert(original, repost);
+        if self.reposted.len() > cap {
+            let t = &self.timeline;
+            self.reposted.retain(|_, r| t.contains(*r));
+        }
+        true
+    }
 }
 
 /// A shared slot.
@@ -44,8 +68,9 @@ pub struct LocalTimelines {
 impl LocalTimelines {
     /// A cache holding about `bytes` of timelines of at most `cap` entries each.
     pub fn new(bytes: u64, cap: usize) -> Self {
-        // A full timeline: 16 bytes an entry, plus the slot and the cache's own bookkeeping.
-        let weight = u32::try_from(cap * 16 + 256).unwrap_or(u32::MAX);
+        // A full timeline: 16 bytes an entry and up to 16 more for its repost mark, plus the
+        // slot and the cache's own bookkeeping.
+        let weight = u32::try_from(cap * 32 + 256).unwrap_or(u32::MAX);
         LocalTimelines {
             cache: Cache::builder()
                 .max_capacity(bytes)

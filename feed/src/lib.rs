@@ -9,6 +9,7 @@
 //! [`timeline`] for the floor that keeps paging gap-free past the cap, [`fanout`] for the
 //! write side and [`read`] for the read side.
 
+pub mod authors;
 pub mod fanout;
 mod followers;
 pub mod hydrate;
@@ -59,6 +60,8 @@ pub struct FeedConfig {
     pub post_cache_entries: u64,
     /// How long Redis keeps a post body.
     pub post_ttl: Duration,
+    /// Author summaries kept in process for hydrated views.
+    pub author_cache_entries: u64,
     /// The clock that dates feed reads (a manual one in tests).
     pub clock: Arc<starling_store::HlcClock>,
 }
@@ -77,6 +80,7 @@ impl Default for FeedConfig {
             pulled_depth: 128,
             post_cache_entries: 200_000,
             post_ttl: Duration::from_secs(3600),
+            author_cache_entries: 200_000,
             clock: Arc::new(starling_store::HlcClock::new()),
         }
     }
@@ -102,8 +106,10 @@ pub enum FeedError {
 /// A page of a home timeline, newest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FeedPage {
-    /// Hydrated posts.
+    /// Hydrated posts (a repost is a post with `repost_of`).
     pub posts: Vec<Arc<Post>>,
+    /// The posts that `posts` repost or quote, those that exist, in no particular order.
+    pub originals: Vec<Arc<Post>>,
     /// Cursor of the next page (the last considered post's id); `None` at the true end.
     pub next: Option<u64>,
     /// The timeline is still being rebuilt: this page holds what is ready (HTTP 206).
@@ -130,6 +136,8 @@ struct Inner {
     l1: LocalTimelines,
     l2: Option<Arc<dyn RegionalTier>>,
     bodies: PostCache,
+    /// Author summaries for hydrated views.
+    authors: authors::Authors,
     /// Follower lists of authors, for the fan-out worker only.
     followers: FollowerLists,
     /// Recent post ids of pulled authors, for the read-time merge.
@@ -175,6 +183,7 @@ impl Feed {
                 followers: FollowerLists::new(cfg.follower_lists_bytes),
                 recent: RecentPosts::new(cfg.pulled_lists_bytes, cfg.pulled_depth),
                 bodies: PostCache::new(posts.clone(), cfg.post_cache_entries, l2.clone()),
+                authors: authors::Authors::new(graph.clone(), cfg.author_cache_entries),
                 store,
                 graph,
                 posts,
@@ -231,6 +240,16 @@ impl Feed {
     /// lists, and pages deeper than they reach).
     pub fn author_list_reads(&self) -> u64 {
         self.inner.recent.reads()
+    }
+
+    /// Author summaries for hydrated views (see [`authors`]).
+    pub fn authors(&self) -> &authors::Authors {
+        &self.inner.authors
+    }
+
+    /// Posts by id from the body cache (L1, L2, store), those that exist, in the order given.
+    pub async fn posts(&self, ids: &[u64]) -> Result<Vec<Arc<Post>>, FeedError> {
+        Ok(self.inner.bodies.hydrate(ids).await?)
     }
 
     /// The regional L2, if configured (its health check is run by the server).

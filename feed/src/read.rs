@@ -15,12 +15,18 @@
 //! 3. The newest `limit` candidates are hydrated from the post cache; deleted posts are
 //!    skipped, but the cursor moves past them. A cursor is a post id and every source is
 //!    filtered by it, so paging while posts arrive never skips or repeats one.
+//! 4. Reposts (posts with `repost_of`) bring the post they repost, and quotes the post they
+//!    quote, hydrated in one more batch from the same cache. A post is shown once a page: a
+//!    repost of a post the page already holds is dropped (the fan-out already inserts a repost
+//!    only into timelines without that post, see [`crate::fanout`]; this covers timelines
+//!    rebuilt from post lists and the read-time merge).
 
 use crate::l1::{Slot, SlotRef};
 use crate::recent::{Recent, merge_newest};
 use crate::timeline::{Entry, Timeline};
 use crate::{Feed, FeedError, FeedPage};
-use std::collections::BTreeSet;
+use starling_posts::Post;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -120,11 +126,43 @@ impl Feed {
             None
         };
         let posts = self.inner.bodies.hydrate(&page).await?;
+        let (posts, originals) = self.with_originals(posts).await?;
         Ok(FeedPage {
             posts,
+            originals,
             next,
             partial: view.building,
         })
+    }
+
+    /// The page's posts with each post shown once — a repost of a post the page already shows
+    /// (itself, or by an earlier repost) is dropped, newest first, and so is a repost of a
+    /// deleted post — and the posts they repost or quote, hydrated from the same cache in one
+    /// batch.
+    async fn with_originals(
+        &self,
+        posts: Vec<Arc<Post>>,
+    ) -> Result<(Vec<Arc<Post>>, Vec<Arc<Post>>), FeedError> {
+        let mut wanted: Vec<u64> = posts
+            .iter()
+            .filter_map(|p| p.repost_of.or(p.quote_of))
+            .collect();
+        if wanted.is_empty() {
+            return Ok((posts, Vec::new()));
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let originals = self.inner.bodies.hydrate(&wanted).await?;
+        let found: HashSet<u64> = originals.iter().map(|p| p.id).collect();
+        let mut shown = HashSet::with_capacity(posts.len());
+        let posts = posts
+            .into_iter()
+            .filter(|p| match p.repost_of {
+                Some(o) => found.contains(&o) && shown.insert(o),
+                None => shown.insert(p.id),
+            })
+            .collect();
+        Ok((posts, originals))
     }
 
     /// The current list of `author`'s recent posts: cached, or read from the store.
@@ -241,6 +279,7 @@ impl Feed {
                 building: false,
                 l2_touched_ms: now,
                 lists: Vec::new(),
+                reposted: Default::default(),
             });
             return Ok(slot);
         }

@@ -600,3 +600,117 @@ async fn the_author_list_keyspace_is_the_posts_crate_one() {
         .unwrap();
     assert_eq!(page.items.len(), 1, "one list entry for the post {id}");
 }
+
+#[tokio::test]
+async fn a_repost_reaches_followers_once_per_reposted_post() {
+    let w = world(FeedConfig::default());
+    let (a, b, c, reader) = (
+        user(&w, "alice").await,
+        user(&w, "bob").await,
+        user(&w, "carol").await,
+        user(&w, "reader").await,
+    );
+    w.graph.follow(reader, b).await.unwrap();
+    w.graph.follow(reader, c).await.unwrap();
+    // The reader's timeline is built (and cached) before the reposts arrive.
+    assert!(texts(&w, reader).await.is_empty());
+    let x = post(&w, a, "original").await;
+    let (rb, _) = w.posts.repost(x, b).await.unwrap();
+    let (rc, _) = w.posts.repost(x, c).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    // Fan-out inserted bob's repost only: carol's reposts a post the timeline already holds.
+    let cached = w.feed.cached(reader).unwrap();
+    assert!(cached.contains(rb.id));
+    assert!(!cached.contains(rc.id));
+    let page = w.feed.page(reader, None, 10).await.unwrap();
+    assert_eq!(page.posts.len(), 1);
+    assert_eq!(page.posts[0].id, rb.id);
+    assert_eq!(page.posts[0].repost_of, Some(x));
+    assert_eq!(page.originals.len(), 1);
+    assert_eq!(page.originals[0].text, "original");
+    // A follower of the author sees the post itself and no repost of it.
+    w.graph.follow(reader, a).await.unwrap();
+    w.feed.follow_changed(reader, a).await.unwrap();
+    let y = post(&w, a, "second").await;
+    w.posts.repost(y, b).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let ids: Vec<u64> = w
+        .feed
+        .page(reader, None, 10)
+        .await
+        .unwrap()
+        .posts
+        .iter()
+        .map(|p| p.repost_of.unwrap_or(p.id))
+        .collect();
+    assert_eq!(ids, vec![y, x], "each post once, newest first");
+}
+
+#[tokio::test]
+async fn a_rebuilt_timeline_shows_a_reposted_post_once_a_page_and_drops_undone_reposts() {
+    let w = world(FeedConfig::default());
+    let (a, b, c, reader) = (
+        user(&w, "alice").await,
+        user(&w, "bob").await,
+        user(&w, "carol").await,
+        user(&w, "reader").await,
+    );
+    let x = post(&w, a, "original").await;
+    let (rb, _) = w.posts.repost(x, b).await.unwrap();
+    w.posts.repost(x, c).await.unwrap();
+    let z = post(&w, c, "carol's own").await;
+    w.graph.follow(reader, b).await.unwrap();
+    w.graph.follow(reader, c).await.unwrap();
+    // Rebuilt from the post lists: both reposts are entries; the page shows the newest one.
+    w.feed.catch_up().await.unwrap();
+    let page = w.feed.page(reader, None, 10).await.unwrap();
+    let shown: Vec<(u64, Option<u64>)> =
+        page.posts.iter().map(|p| (p.author, p.repost_of)).collect();
+    assert_eq!(shown, vec![(c, None), (c, Some(x))]);
+    assert_eq!(page.posts[0].id, z);
+    // Both reposts undone (bob's, then carol's): the original is gone from the feed.
+    w.posts.unrepost(x, c).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let page = w.feed.page(reader, None, 10).await.unwrap();
+    assert_eq!(
+        page.posts.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![z, rb.id]
+    );
+    w.posts.unrepost(x, b).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let page = w.feed.page(reader, None, 10).await.unwrap();
+    assert_eq!(page.posts.iter().map(|p| p.id).collect::<Vec<_>>(), vec![z]);
+    // A deleted original takes its reposts out of the feed.
+    let y = post(&w, a, "to delete").await;
+    w.posts.repost(y, b).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    assert_eq!(w.feed.page(reader, None, 10).await.unwrap().posts.len(), 2);
+    w.posts.delete(y, a).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    assert_eq!(w.feed.page(reader, None, 10).await.unwrap().posts.len(), 1);
+}
+
+#[tokio::test]
+async fn author_summaries_are_cached_and_dropped_when_the_user_changes() {
+    let w = world(FeedConfig::default());
+    let a = user(&w, "alice").await;
+    let got = w.feed.authors().get_many(&[a, 424242]).await.unwrap();
+    assert_eq!(got[0].as_ref().unwrap().handle, "alice");
+    assert!(got[1].is_none());
+    w.graph.set_display_name(a, "Alice A.").await.unwrap();
+    // Cached until the worker meets the change (the user record's keyspace is the graph's).
+    let cached = w.feed.authors().get_many(&[a]).await.unwrap();
+    assert_eq!(cached[0].as_ref().unwrap().display_name, "alice");
+    w.feed.catch_up().await.unwrap();
+    let fresh = w.feed.authors().get_many(&[a]).await.unwrap();
+    assert_eq!(fresh[0].as_ref().unwrap().display_name, "Alice A.");
+    // Likewise the profile's keyspace (the avatar).
+    w.graph.set_profile(a, None, Some(Some(99))).await.unwrap();
+    let avatar = |v: Vec<Option<Arc<authors::Author>>>| v[0].as_ref().unwrap().avatar;
+    assert_eq!(avatar(w.feed.authors().get_many(&[a]).await.unwrap()), None);
+    w.feed.catch_up().await.unwrap();
+    assert_eq!(
+        avatar(w.feed.authors().get_many(&[a]).await.unwrap()),
+        Some(99)
+    );
+}

@@ -52,6 +52,11 @@ impl Timeline {
         self.entries.is_empty()
     }
 
+    /// Whether post `id` is an entry.
+    pub fn contains(&self, id: u64) -> bool {
+        self.entries.binary_search_by_key(&id, |e| e.0).is_ok()
+    }
+
     /// Entries, oldest first.
     pub fn entries(&self) -> impl DoubleEndedIterator<Item = &Entry> + ExactSizeIterator {
         self.entries.iter()

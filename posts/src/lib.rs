@@ -18,6 +18,7 @@ pub mod likes;
 pub mod mentions;
 pub mod notifications;
 pub mod replies;
+pub mod reposts;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,20 @@ pub struct Post {
     pub created_at_ms: u64,
     /// Last edit, if any.
     pub edited_at_ms: Option<u64>,
+    /// The post this one reposts ([`reposts`]): a repost has no text or media of its own.
+    /// Absent from posts stored before reposts existed (see [`lenient`]).
+    #[serde(default, deserialize_with = "lenient")]
+    pub repost_of: Option<u64>,
+    /// The post this one quotes.
+    #[serde(default, deserialize_with = "lenient")]
+    pub quote_of: Option<u64>,
+}
+
+/// Reads an optional id added after the first posts were stored: a record written before the
+/// field existed ends where the field would start, so postcard (which encodes fields in order,
+/// without names) fails to read it; that is taken as `None`. JSON (the body cache) omits it.
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(Option::<u64>::deserialize(d).unwrap_or(None))
 }
 
 /// What the KV holds for an uploaded blob (the bytes live in the blob store).
@@ -211,6 +226,21 @@ impl Posts {
         media: &[u64],
         idempotency_key: Option<&str>,
     ) -> Result<(Post, bool), PostError> {
+        self.create_quoting(author, author_region, text, media, idempotency_key, None)
+            .await
+    }
+
+    /// [`Posts::create`] of a post that quotes post `quote_of` (the caller checks that it exists
+    /// and may be quoted; [`Posts::link_quote`] then counts it).
+    pub async fn create_quoting(
+        &self,
+        author: u64,
+        author_region: &str,
+        text: &str,
+        media: &[u64],
+        idempotency_key: Option<&str>,
+        quote_of: Option<u64>,
+    ) -> Result<(Post, bool), PostError> {
         check_text(text)?;
         if media.len() > MAX_MEDIA {
             return Err(PostError::Invalid("a post carries at most 4 media"));
@@ -233,7 +263,8 @@ impl Posts {
                 None => {}
                 Some(Claimed::Original(original)) => return Ok((original, false)),
                 Some(Claimed::Abandoned(id)) => {
-                    return Ok((self.republish(id, author, text, media).await?, true));
+                    let post = self.republish(id, author, text, media, quote_of).await?;
+                    return Ok((post, true));
                 }
             }
         }
@@ -244,6 +275,8 @@ impl Posts {
             media: media.to_vec(),
             created_at_ms: now_ms(),
             edited_at_ms: None,
+            repost_of: None,
+            quote_of,
         };
         self.store.put_typed(&post_key(post.id), &post).await?;
         if let Err(e) = self
@@ -270,9 +303,10 @@ impl Posts {
                     };
                     return match resolved {
                         Claimed::Original(original) => Ok((original, false)),
-                        Claimed::Abandoned(id) => {
-                            Ok((self.republish(id, author, text, media).await?, true))
-                        }
+                        Claimed::Abandoned(id) => Ok((
+                            self.republish(id, author, text, media, quote_of).await?,
+                            true,
+                        )),
                     };
                 }
                 Err(e) => {
@@ -305,6 +339,7 @@ impl Posts {
         author: u64,
         text: &str,
         media: &[u64],
+        quote_of: Option<u64>,
     ) -> Result<Post, PostError> {
         let post = Post {
             id,
@@ -313,6 +348,8 @@ impl Posts {
             media: media.to_vec(),
             created_at_ms: now_ms(),
             edited_at_ms: None,
+            repost_of: None,
+            quote_of,
         };
         self.store.put_typed(&post_key(id), &post).await?;
         self.store.add(&list_key(author, id), Bytes::new()).await?;
@@ -377,6 +414,9 @@ impl Posts {
         if post.author != caller {
             return Err(PostError::Forbidden);
         }
+        if post.repost_of.is_some() {
+            return Err(PostError::Invalid("a repost has no text to edit"));
+        }
         post.text = text.to_string();
         post.edited_at_ms = Some(now_ms());
         self.store.put_typed(&post_key(id), &post).await?;
@@ -392,6 +432,7 @@ impl Posts {
         self.store.delete(&post_key(id)).await?;
         self.store.remove(&list_key(post.author, id)).await?;
         self.unlink_reply(id).await?;
+        self.unlink_repost_or_quote(&post).await?;
         Ok(())
     }
 

@@ -4,8 +4,9 @@
 //! |---|---|---|---|
 //! | `pl` | post id, liker id | set element (add-wins) | liked-at, ms (8 bytes big-endian) |
 //! | `plc` (local) | post id | counter | the likes of the post this node holds |
-//! | `pls` (local) | like or reply-list key | register | whether that element is counted (one byte) |
+//! | `pls` (local) | key of a counted element | register | whether that element is counted (one byte) |
 //! | `prc` (local) | post id | counter | the post's direct replies this node holds |
+//! | `prpc`, `pqc` (local) | post id | counter | the post's reposts, quotes this node holds |
 //!
 //! A like is one set element per (post, liker): a retry, or the same user liking from two regions
 //! at once, is the same element, so it exists once however often it is written; an unlike racing
@@ -27,7 +28,9 @@
 //! (`liked`) is read from their element and never lags.
 //!
 //! The same consumer counts each post's direct replies (the `pt` elements of
-//! [`crate::replies`]) into `prc`, by the same rule.
+//! [`crate::replies`]) into `prc`, its reposts and quotes (the `prp` and `pq` elements of
+//! [`crate::reposts`]) into `prpc` and `pqc`, by the same rule: one table (`COUNTED`) lists the
+//! sets, and they share the shadows, the journal and the batch's one write per counter.
 
 use crate::journal::Journal;
 use bytes::Bytes;
@@ -36,6 +39,7 @@ use starling_store::{
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 /// The likes keyspace: `pl/post/liker`.
@@ -65,26 +69,48 @@ fn count_key(post: u64) -> Key {
     COUNTS.key().u64(post).finish()
 }
 
-/// The post a like key belongs to, if `key` is one.
-fn post_of(key: &Key) -> Option<u64> {
-    if key.len() != LIKES.prefix_len() + 16 || !key.starts_with(LIKES.prefix().as_bytes()) {
-        return None;
-    }
-    starling_store::key::read_u64(key.as_bytes(), LIKES.prefix_len())
-}
+/// `prpc/post` → the post's repost count on this node (local).
+const REPOST_COUNTS: Keyspace = Keyspace::local("prpc");
+/// `pqc/post` → the post's quote count on this node (local).
+const QUOTE_COUNTS: Keyspace = Keyspace::local("pqc");
 
-/// The counter a changed element moves: its post's like count for a like, its parent's reply
-/// count for a reply-list element.
+/// The sets the consumer counts: every visible element `set/post/member` adds one to
+/// `counter/post`. Likes, replies, reposts and quotes share the consumer, its shadows and its
+/// journal; a new count is a row here.
+const COUNTED: [(Keyspace, Keyspace); 4] = [
+    (LIKES, COUNTS),
+    (crate::replies::REPLIES, REPLY_COUNTS),
+    (crate::reposts::REPOSTS, REPOST_COUNTS),
+    (crate::reposts::QUOTES, QUOTE_COUNTS),
+];
+
+/// The counter a changed element moves, if `key` is an element of a counted set.
 fn counter_of(key: &Key) -> Option<Key> {
-    if let Some(post) = post_of(key) {
-        return Some(count_key(post));
-    }
-    crate::replies::parent_of(key).map(|p| REPLY_COUNTS.key().u64(p).finish())
+    COUNTED.iter().find_map(|(set, counter)| {
+        if key.len() != set.prefix_len() + 16 || !key.starts_with(set.prefix().as_bytes()) {
+            return None;
+        }
+        let post = starling_store::key::read_u64(key.as_bytes(), set.prefix_len())?;
+        Some(counter.key().u64(post).finish())
+    })
 }
 
 /// The liker of a like key.
 fn liker_of(key: &Key) -> Option<u64> {
     starling_store::key::read_u64(key.as_bytes(), LIKES.prefix_len() + 8)
+}
+
+/// A post's counters, as this node derives them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Distinct likers.
+    pub likes: u64,
+    /// Direct replies.
+    pub replies: u64,
+    /// Distinct reposters.
+    pub reposts: u64,
+    /// Quotes.
+    pub quotes: u64,
 }
 
 /// A page of likers and where the next one starts.
@@ -96,12 +122,21 @@ pub struct LikerPage {
     pub next: Option<u64>,
 }
 
+/// Posts whose counters are kept in process ([`Likes::counts_many`]).
+pub const COUNTS_CACHED: u64 = 200_000;
+
 /// Likes over the store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Likes {
     store: Arc<dyn Store>,
     /// One consumer pass at a time (held across awaits: a tokio mutex).
     pass: Arc<tokio::sync::Mutex<()>>,
+    /// Every counter of recently read posts. Exact: the consumer is the only writer of the
+    /// counters and drops a post's entry after it moves one of them.
+    cache: moka::sync::Cache<u64, Counts>,
+    /// Moved by the consumer after each batch it writes: a read that started before a batch
+    /// does not cache what it read (it may be older than the batch).
+    epoch: Arc<AtomicU64>,
 }
 
 impl Likes {
@@ -110,6 +145,47 @@ impl Likes {
         Likes {
             store,
             pass: Arc::new(tokio::sync::Mutex::new(())),
+            cache: moka::sync::Cache::new(COUNTS_CACHED),
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The counters of each of `posts`, in order: from the in-process cache, the missing ones
+    /// read from the store (four local counter reads each) and cached.
+    pub async fn counts_many(&self, posts: &[u64]) -> Result<Vec<Counts>, StoreError> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let mut out = Vec::with_capacity(posts.len());
+        for &p in posts {
+            let c = match self.cache.get(&p) {
+                Some(c) => c,
+                None => {
+                    let c = self.counts(p).await?;
+                    if self.epoch.load(Ordering::Acquire) == epoch {
+                        self.cache.insert(p, c);
+                    }
+                    c
+                }
+            };
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// Posts whose counters are cached (approximate, for metrics).
+    pub fn cached_counts(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Drops the cached counters of the posts whose counters `j` moves, after it was written.
+    fn written(&self, j: &Journal) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for (counter, _, _) in &j.counters {
+            let b = counter.as_bytes();
+            if let Some(tail) = b.len().checked_sub(8).and_then(|at| b.get(at..))
+                && let Ok(id) = <[u8; 8]>::try_from(tail)
+            {
+                self.cache.invalidate(&u64::from_be_bytes(id));
+            }
         }
     }
 
@@ -159,9 +235,34 @@ impl Likes {
 
     /// The post's count of direct replies as this node derives it (never negative).
     pub async fn reply_count(&self, post: u64) -> Result<u64, StoreError> {
+        self.counted(REPLY_COUNTS, post).await
+    }
+
+    /// The post's count of reposts as this node derives it (never negative).
+    pub async fn repost_count(&self, post: u64) -> Result<u64, StoreError> {
+        self.counted(REPOST_COUNTS, post).await
+    }
+
+    /// The post's count of quotes as this node derives it (never negative).
+    pub async fn quote_count(&self, post: u64) -> Result<u64, StoreError> {
+        self.counted(QUOTE_COUNTS, post).await
+    }
+
+    /// Every counter of `post`.
+    pub async fn counts(&self, post: u64) -> Result<Counts, StoreError> {
+        let [likes, replies, reposts, quotes] = [COUNTS, REPLY_COUNTS, REPOST_COUNTS, QUOTE_COUNTS];
+        Ok(Counts {
+            likes: self.counted(likes, post).await?,
+            replies: self.counted(replies, post).await?,
+            reposts: self.counted(reposts, post).await?,
+            quotes: self.counted(quotes, post).await?,
+        })
+    }
+
+    async fn counted(&self, counter: Keyspace, post: u64) -> Result<u64, StoreError> {
         let n = self
             .store
-            .counter(&REPLY_COUNTS.key().u64(post).finish())
+            .counter(&counter.key().u64(post).finish())
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
@@ -196,6 +297,7 @@ impl Likes {
         {
             // A crash after the journal was saved: finish its batch (idempotent).
             j.apply(self.store.as_ref()).await?;
+            self.written(&j);
             cursor = j.upto;
             consumer.commit(cursor).await?;
         }
@@ -208,6 +310,7 @@ impl Likes {
             if !j.counters.is_empty() || !j.shadows.is_empty() {
                 j.save(self.store.as_ref()).await?;
                 j.apply(self.store.as_ref()).await?;
+                self.written(&j);
             }
             cursor = last;
             consumer.commit(cursor).await?;
@@ -387,6 +490,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cached_counts_follow_every_batch() {
+        let l = likes();
+        l.like(7, 1).await.unwrap();
+        l.catch_up().await.unwrap();
+        let one = |n| Counts {
+            likes: n,
+            ..Counts::default()
+        };
+        assert_eq!(l.counts_many(&[7, 8]).await.unwrap(), vec![one(1), one(0)]);
+        l.cache.run_pending_tasks();
+        assert_eq!(l.cached_counts(), 2);
+        l.like(7, 2).await.unwrap();
+        l.like(8, 2).await.unwrap();
+        // Not counted yet: the cache says what the counters say.
+        assert_eq!(l.counts_many(&[7, 8]).await.unwrap(), vec![one(1), one(0)]);
+        l.catch_up().await.unwrap();
+        assert_eq!(l.counts_many(&[7, 8]).await.unwrap(), vec![one(2), one(1)]);
+        l.unlike(7, 1).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.counts_many(&[8, 7]).await.unwrap(), vec![one(1), one(1)]);
+    }
+
+    #[tokio::test]
     async fn likers_page_by_cursor_and_posts_do_not_mix() {
         let l = likes();
         for u in 1..=25 {
@@ -410,14 +536,28 @@ mod tests {
     }
 
     #[test]
-    fn only_like_keys_are_counted() {
-        assert_eq!(post_of(&like_key(3, 4)), Some(3));
+    fn only_elements_of_counted_sets_are_counted() {
+        let c = |post: u64| Some(count_key(post));
+        assert_eq!(counter_of(&like_key(3, 4)), c(3));
         assert_eq!(liker_of(&like_key(3, 4)), Some(4));
-        assert_eq!(post_of(&LIKES.key().u64(3).finish()), None);
+        assert_eq!(counter_of(&LIKES.key().u64(3).finish()), None);
         assert_eq!(
-            post_of(&Keyspace::new("plx").key().u64(3).u64(4).finish()),
+            counter_of(&Keyspace::new("plx").key().u64(3).u64(4).finish()),
             None
         );
-        assert_eq!(post_of(&count_key(3)), None);
+        assert_eq!(counter_of(&count_key(3)), None);
+        // `pr` (a reply's parent) is not `prp` (reposts) nor `pt` (the replies).
+        assert_eq!(
+            counter_of(&crate::reposts::REPOSTS.key().u64(3).u64(4).finish()),
+            Some(REPOST_COUNTS.key().u64(3).finish())
+        );
+        assert_eq!(
+            counter_of(&Keyspace::new("pr").key().u64(3).u64(4).finish()),
+            None
+        );
+        assert_eq!(
+            counter_of(&crate::replies::REPLIES.key().u64(3).u64(4).finish()),
+            Some(REPLY_COUNTS.key().u64(3).finish())
+        );
     }
 }

@@ -34,14 +34,6 @@ pub(crate) fn reply_key(parent: u64, reply: u64) -> Key {
     REPLIES.key().u64(parent).u64(reply).finish()
 }
 
-/// The parent a reply-list key belongs to, if `key` is one.
-pub(crate) fn parent_of(key: &Key) -> Option<u64> {
-    if key.len() != REPLIES.prefix_len() + 16 || !key.starts_with(REPLIES.prefix().as_bytes()) {
-        return None;
-    }
-    starling_store::key::read_u64(key.as_bytes(), REPLIES.prefix_len())
-}
-
 /// A post of a thread: there, or deleted (a placeholder that keeps the thread's shape).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ThreadPost {
