@@ -13,11 +13,11 @@
 mod backend;
 mod bulk;
 mod embedded;
+mod fsync;
 mod memory;
 mod rules;
 #[cfg(feature = "scylla")]
 pub(crate) mod scylla;
-mod sync;
 
 pub use embedded::FsyncPolicy;
 
@@ -36,12 +36,12 @@ use crate::version::{Dot, VersionVector};
 use async_trait::async_trait;
 use backend::{Backend, Op, Space, prefix_end};
 use bytes::{BufMut, Bytes, BytesMut};
+use fsync::Syncer;
 use parking_lot::Mutex;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use sync::Syncer;
 use tokio::sync::watch;
 
 const KEY_STRIPES: usize = 1024;
