@@ -6,7 +6,11 @@
 //! - `batch_tokens`: a pipelined batch's end noted and looked up by its follower: sharded
 //!   bounded sets (now) against a `moka` cache with a time to live (before);
 //! - `send`: the whole append of one message (index lookup, claim by CAS on the memory engine,
-//!   client-id index) and its head noted, for scale (no baseline: the claim is unchanged).
+//!   client-id index) and its head noted, one at a time: through the sequencer (now) against
+//!   each batch's turn on its claim stripe with one index put per entry (before);
+//! - `send_concurrent`: 64 senders at once over 2 worker threads, each sending 16 messages to
+//!   its own 1:1 conversation, per message: the sequencer (group commit) against the stripe
+//!   turns (before).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use starling_graph::{Graph, GraphConfig};
@@ -21,6 +25,14 @@ use std::time::Duration;
 const CONVS: u64 = 1000;
 
 fn messenger(rt: &tokio::runtime::Runtime, users: usize) -> (Messenger, Vec<u64>) {
+    messenger_with(rt, users, true)
+}
+
+fn messenger_with(
+    rt: &tokio::runtime::Runtime,
+    users: usize,
+    group_commit: bool,
+) -> (Messenger, Vec<u64>) {
     rt.block_on(async {
         let store = open_memory(
             NodeId::new(RegionId(1), 1),
@@ -41,10 +53,9 @@ fn messenger(rt: &tokio::runtime::Runtime, users: usize) -> (Messenger, Vec<u64>
                 .expect("sign up");
             out.push(u.id);
         }
-        (
-            Messenger::new(store, cas, ids, graph, MessengerConfig::new("r")),
-            out,
-        )
+        let mut mcfg = MessengerConfig::new("r");
+        mcfg.group_commit = group_commit;
+        (Messenger::new(store, cas, ids, graph, mcfg), out)
     })
 }
 
@@ -116,25 +127,80 @@ fn send(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let (m, users) = messenger(&rt, 2);
-    let conv = rt
-        .block_on(m.create(users[0], &users[1..]))
-        .expect("conversation")
-        .0;
     let mut g = c.benchmark_group("send");
-    let mut i = 0u64;
-    g.bench_function("append_and_note_head", |b| {
-        b.iter(|| {
-            i += 1;
-            let cid = format!("c{i}");
-            let sent = rt
-                .block_on(m.send(&conv, users[(i % 2) as usize], &cid, "a 64-byte body"))
-                .expect("send");
-            m.note_head(&sent.message);
-        })
-    });
+    for (name, group_commit) in [("sequencer", true), ("stripe_turns_before", false)] {
+        let (m, users) = messenger_with(&rt, 2, group_commit);
+        let conv = rt
+            .block_on(m.create(users[0], &users[1..]))
+            .expect("conversation")
+            .0;
+        let mut i = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                let cid = format!("c{i}");
+                let sent = rt
+                    .block_on(m.send(&conv, users[(i % 2) as usize], &cid, "a 64-byte body"))
+                    .expect("send");
+                m.note_head(&sent.message);
+            })
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, note_head, batch_tokens, send);
+/// Senders at once in `send_concurrent`, and messages each sends per iteration.
+const SENDERS: usize = 64;
+const PER_SENDER: usize = 16;
+
+fn send_concurrent(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("send_concurrent");
+    g.throughput(criterion::Throughput::Elements(
+        (SENDERS * PER_SENDER) as u64,
+    ));
+    for (name, group_commit) in [("sequencer", true), ("stripe_turns_before", false)] {
+        let (m, users) = messenger_with(&rt, SENDERS + 1, group_commit);
+        let convs: Vec<_> = rt.block_on(async {
+            let mut out = Vec::new();
+            for &u in &users[1..] {
+                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
+            }
+            out
+        });
+        let convs = Arc::new(convs);
+        let mut round = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    round += 1;
+                    rt.block_on(async {
+                        let mut tasks = tokio::task::JoinSet::new();
+                        for (k, &sender) in users[1..].iter().enumerate() {
+                            let (m, convs) = (m.clone(), convs.clone());
+                            tasks.spawn(async move {
+                                for j in 0..PER_SENDER {
+                                    let cid = format!("r{round}-{j}");
+                                    m.send(&convs[k], sender, &cid, "a 64-byte body")
+                                        .await
+                                        .expect("send");
+                                }
+                            });
+                        }
+                        while tasks.join_next().await.is_some() {}
+                    });
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, note_head, batch_tokens, send, send_concurrent);
 criterion_main!(benches);

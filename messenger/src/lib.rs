@@ -10,6 +10,7 @@
 //! - [`send`]: appending to the log: the seq/idempotency protocol, one sender's order, each
 //!   entry checked against the membership of its slot (see ARCHITECTURE.md, "Messenger");
 //! - [`pipeline`]: one sender's order with several of its batches in flight;
+//! - [`sequencer`]: group commit of the claims that reach a node at once;
 //! - [`edit`]: editing and deleting messages;
 //! - [`history`]: reading the log by seq range;
 //! - [`inbox`]: read-up-to markers (max-merging, replicated) and the inbox by last activity;
@@ -38,6 +39,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod protocol;
 pub mod send;
+pub mod sequencer;
 pub mod tail;
 
 pub use bus::{Bus, BusEvent, BusReceiver};
@@ -50,6 +52,7 @@ pub use model::{Conversation, ConversationKind, Member, Message, MessageKind, Ro
 pub use outbox::{OutItem, Outbox};
 pub use pipeline::{Order, PipelineStats};
 pub use send::{Change, Draft, Item, ItemResult, Sent};
+pub use sequencer::SequencerStats;
 
 use starling_graph::Graph;
 use starling_store::{CasRouter, IdGenerator, Store};
@@ -65,6 +68,10 @@ pub struct MessengerConfig {
     /// How many of the newest stored messages a send searches for its client id when the
     /// client-id index has no entry (the crash window of the protocol; see [`send`]).
     pub dedup_window: usize,
+    /// Claims run through the [`sequencer`] (group commit; the default). `false`: each batch
+    /// takes its turn on its claim stripe and writes its client-id index entries one by one
+    /// (the path before the sequencer, kept as the benchmark's baseline).
+    pub group_commit: bool,
 }
 
 impl MessengerConfig {
@@ -74,6 +81,7 @@ impl MessengerConfig {
             max_group_members: 1000,
             pair_region: pair_region.into(),
             dedup_window: 64,
+            group_commit: true,
         }
     }
 }
@@ -109,6 +117,10 @@ pub struct Messenger {
     batch_done: Arc<[tokio::sync::Notify]>,
     /// Counters of pipelined batches.
     pipeline: Arc<pipeline::PipelineStats>,
+    /// The sequencer's lanes (see [`sequencer`]).
+    lanes: Arc<sequencer::Lanes>,
+    /// The sequencer's counters.
+    sequencer: Arc<sequencer::SequencerStats>,
 }
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
@@ -152,6 +164,8 @@ impl Messenger {
                 .map(|_| tokio::sync::Notify::new())
                 .collect(),
             pipeline: Arc::default(),
+            lanes: Arc::default(),
+            sequencer: Arc::default(),
         }
     }
 

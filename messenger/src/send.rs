@@ -19,6 +19,8 @@
 //!    the one below, try the next slot. The next entry of the batch starts above this one, so
 //!    one sender's entries keep the order they were submitted in.
 //! 4. Write each client-id index entry (a plain replicated put; losing it is step 2's case).
+//!    Through the [`crate::sequencer`] (the default), the entries of every batch claimed in one
+//!    group are one store batch, written before any of them is answered.
 //!
 //! **Tail cache.** Step 2's scan decodes up to `dedup_window` entries per claim. A node keeps,
 //! per conversation, what its claims have seen of the newest slots: the head, its epoch, and
@@ -42,6 +44,7 @@ use crate::error::MessengerError;
 use crate::keys;
 use crate::model::{Conversation, ConversationKind, Message, MessageHead, MessageKind, Role};
 use crate::pipeline::{EndOnDrop, Order};
+use crate::sequencer::IndexBatch;
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -429,9 +432,29 @@ impl Messenger {
         if items.is_empty() {
             return Vec::new();
         }
+        if self.cfg.group_commit {
+            return self.sequenced(conv, sender, items).await;
+        }
         let _turn = self.claims[stripe].lock().await;
+        self.claim_items(conv, sender, items, None, false).await
+    }
+
+    /// The claim walk of one batch (the caller holds its conversation's turn): step 2 from the
+    /// tail cache, step 3 slot by slot, step 4 into `index` (the sequencer's group batch) or,
+    /// without one, one put per entry. `no_probe`: skip the point read of the slot above the
+    /// cached head on a single node (nothing else claims there; a stale cache is still safe,
+    /// as the CAS walk inspects every slot from the cached head up).
+    pub(crate) async fn claim_items(
+        &self,
+        conv: &Conversation,
+        sender: u64,
+        items: Vec<Item>,
+        mut index: Option<&mut IndexBatch>,
+        no_probe: bool,
+    ) -> Vec<ItemResult> {
         let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
-        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids).await {
+        let probe = !(no_probe && self.cas.local_region().is_none());
+        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids, probe).await {
             Ok(t) => t,
             Err(e) => {
                 let reason = e.to_string();
@@ -450,18 +473,28 @@ impl Messenger {
         for item in items {
             if let Some(m) = found.remove(&item.client_id) {
                 let idx = keys::client_id(conv.id, sender, &item.client_id);
-                let r = self.index(&idx, m.seq).await.map(|()| {
-                    Some(Sent {
-                        message: m,
-                        new: false,
-                        version: None,
-                    })
-                });
+                let r = self
+                    .index_or_defer(index.as_deref_mut(), idx, m.seq)
+                    .await
+                    .map(|()| {
+                        Some(Sent {
+                            message: m,
+                            new: false,
+                            version: None,
+                        })
+                    });
                 out.push(r);
                 continue;
             }
             let r = self
-                .claim_one(conv, sender, &item, &mut slot, &mut known)
+                .claim_one(
+                    conv,
+                    sender,
+                    &item,
+                    &mut slot,
+                    &mut known,
+                    index.as_deref_mut(),
+                )
                 .await;
             if let Ok(Some(s)) = &r {
                 // A second item of this batch with the same client id gets this one.
@@ -472,6 +505,22 @@ impl Messenger {
         out
     }
 
+    /// Step 4 for one entry: into the group's batch, or a put now.
+    async fn index_or_defer(
+        &self,
+        index: Option<&mut IndexBatch>,
+        idx: Key,
+        seq: u64,
+    ) -> Result<(), MessengerError> {
+        match index {
+            Some(batch) => {
+                batch.push(idx, seq);
+                Ok(())
+            }
+            None => self.index(&idx, seq).await,
+        }
+    }
+
     /// Claims one slot for `item` from `slot` upwards.
     async fn claim_one(
         &self,
@@ -480,6 +529,7 @@ impl Messenger {
         item: &Item,
         slot: &mut Slot,
         known: &mut Arc<Conversation>,
+        mut index: Option<&mut IndexBatch>,
     ) -> ItemResult {
         let idx = keys::client_id(conv.id, sender, &item.client_id);
         for _ in 0..MAX_ATTEMPTS {
@@ -498,7 +548,8 @@ impl Messenger {
                     self.saw(conv.id, msg.seq, msg.epoch, Some((sender, &msg.client_id)));
                     slot.seq += 1;
                     slot.epoch = msg.epoch;
-                    self.index(&idx, msg.seq).await?;
+                    self.index_or_defer(index.as_deref_mut(), idx.clone(), msg.seq)
+                        .await?;
                     if let Some(s) = &msg.state {
                         *known = self.remember((**s).clone());
                         self.store_record(s).await?;
@@ -520,7 +571,8 @@ impl Messenger {
                             Some((other.sender, &other.client_id)),
                         );
                         if other.sender == sender && other.client_id == item.client_id {
-                            self.index(&idx, other.seq).await?;
+                            self.index_or_defer(index.as_deref_mut(), idx.clone(), other.seq)
+                                .await?;
                             return Ok(Some(Sent {
                                 message: other,
                                 new: false,
@@ -550,6 +602,7 @@ impl Messenger {
         conv: u64,
         sender: u64,
         client_ids: &[&str],
+        probe: bool,
     ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
         if let Some(t) = self.tails.get(&conv) {
             let (slot, candidates) = {
@@ -570,11 +623,12 @@ impl Messenger {
             // One point read (a scan costs a range search in every shard of the memory engine):
             // the slot above the cache's head is not here, so this replica is not ahead of
             // it (a higher slot that arrived out of order is met by the CAS walk).
-            if self
-                .store
-                .get(&keys::message(conv, slot.seq))
-                .await?
-                .is_none()
+            if !probe
+                || self
+                    .store
+                    .get(&keys::message(conv, slot.seq))
+                    .await?
+                    .is_none()
             {
                 let mut found = HashMap::new();
                 for seq in candidates {

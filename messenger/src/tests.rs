@@ -351,3 +351,192 @@ async fn the_head_of_a_conversation_only_moves_forward() {
     m.note_head(&c);
     assert_eq!(m.head(conv.id).await.unwrap().unwrap().body, "three");
 }
+
+/// A single node's router whose CASes wait while the test holds the gate shut: a claim can be
+/// held in the middle of its group while other sends arrive.
+#[derive(Debug)]
+struct Gated {
+    cas: LocalCas,
+    gate: tokio::sync::Semaphore,
+}
+
+/// Permits of [`Gated::gate`]: the test shuts it by taking them all.
+const GATE: u32 = 1 << 20;
+
+#[async_trait::async_trait]
+impl starling_store::CasRouter for Gated {
+    async fn cas_at(
+        &self,
+        region: &str,
+        key: &starling_store::Key,
+        expected: Option<&starling_store::VersionVector>,
+        new: Option<bytes::Bytes>,
+    ) -> starling_store::Result<starling_store::CasOutcome> {
+        let permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| starling_store::StoreError::Closed)?;
+        drop(permit);
+        self.cas.cas_at(region, key, expected, new).await
+    }
+}
+
+async fn gated_setup(users: usize) -> (Messenger, Vec<u64>, Arc<Gated>) {
+    let (m, u) = setup(users).await;
+    let gated = Arc::new(Gated {
+        cas: LocalCas(m.store().clone()),
+        gate: tokio::sync::Semaphore::new(GATE as usize),
+    });
+    let m = Messenger::new(
+        m.store().clone(),
+        gated.clone(),
+        Arc::new(IdGenerator::new(m.store().node())),
+        m.graph.clone(),
+        MessengerConfig::new("r"),
+    );
+    (m, u, gated)
+}
+
+/// Waits (without a deadline of its own: the test runner's applies) until `f` holds.
+async fn until(mut f: impl FnMut() -> bool) {
+    while !f() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_that_arrive_during_a_claim_are_one_group_with_one_index_batch() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m, u, gated) = gated_setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let shut = gated.gate.acquire_many(GATE).await.unwrap();
+    let stats = m.sequencer_stats();
+    let groups = stats.groups.load(Relaxed);
+    let lead = {
+        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
+        tokio::spawn(async move { m.send(&c, s, "a0", "first").await.unwrap() })
+    };
+    // The first send leads its lane's group and waits in its CAS.
+    until(|| stats.groups.load(Relaxed) == groups + 1).await;
+    let mut queued = Vec::new();
+    for i in 0..5 {
+        let (m, c, s) = (m.clone(), conv.clone(), u[1]);
+        queued.push(tokio::spawn(async move {
+            m.send(&c, s, &format!("b{i}"), "then").await.unwrap()
+        }));
+        until(|| stats.queued.load(Relaxed) == i + 1).await;
+    }
+    // A retry of the first send, while the first is still being claimed.
+    let retry = {
+        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
+        tokio::spawn(async move { m.send(&c, s, "a0", "first").await.unwrap() })
+    };
+    until(|| stats.queued.load(Relaxed) == 6).await;
+    let entries = stats.index_entries.load(Relaxed);
+    drop(shut);
+    let first = lead.await.unwrap();
+    assert_eq!((first.new, first.message.seq), (true, 1));
+    for (i, t) in queued.into_iter().enumerate() {
+        let s = t.await.unwrap();
+        assert!(s.new);
+        assert_eq!(
+            s.message.seq,
+            i as u64 + 2,
+            "queued sends keep their arrival order"
+        );
+    }
+    let again = retry.await.unwrap();
+    assert!(!again.new, "the retry in the later group got the original");
+    assert_eq!(again.message, first.message);
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 6);
+    // Two groups: the leader's, then the six queued run by one task, one index batch each.
+    assert_eq!(stats.groups.load(Relaxed), groups + 2);
+    assert_eq!(stats.index_entries.load(Relaxed), entries + 7);
+    assert_eq!(stats.queued.load(Relaxed), 0);
+    for (sender, cid, seq) in [(u[0], "a0", 1u64), (u[1], "b0", 2), (u[1], "b4", 6)] {
+        let v = m
+            .store()
+            .get(&crate::keys::client_id(conv.id, sender, cid))
+            .await
+            .unwrap()
+            .and_then(|v| v.value)
+            .unwrap();
+        assert_eq!(
+            v.as_ref(),
+            seq.to_be_bytes(),
+            "the index names {cid}'s slot"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_dropped_mid_group_hands_its_lane_on_and_nothing_is_doubled() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m, u, gated) = gated_setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let shut = gated.gate.acquire_many(GATE).await.unwrap();
+    let stats = m.sequencer_stats();
+    let groups = stats.groups.load(Relaxed);
+    let lead = {
+        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
+        tokio::spawn(async move { m.send(&c, s, "gone", "x").await })
+    };
+    until(|| stats.groups.load(Relaxed) == groups + 1).await;
+    let queued = {
+        let (m, c, s) = (m.clone(), conv.clone(), u[1]);
+        tokio::spawn(async move { m.send(&c, s, "stays", "y").await.unwrap() })
+    };
+    until(|| stats.queued.load(Relaxed) == 1).await;
+    // The leader's connection closes: its task is dropped while it waits in its CAS.
+    lead.abort();
+    assert!(lead.await.unwrap_err().is_cancelled());
+    drop(shut);
+    let s = queued.await.unwrap();
+    assert!(s.new);
+    // The abandoned send never reached its CAS: a retry stores it once, after the other.
+    let r = m.send(&conv, u[0], "gone", "x").await.unwrap();
+    let again = m.send(&conv, u[0], "gone", "x").await.unwrap();
+    assert_eq!(r.message, again.message);
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_group_commit_the_same_sends_make_the_same_log() {
+    let (m, u) = setup(3).await;
+    let mut cfg = MessengerConfig::new("r");
+    cfg.group_commit = false;
+    let m = Messenger::new(
+        m.store().clone(),
+        Arc::new(LocalCas(m.store().clone())),
+        Arc::new(IdGenerator::new(m.store().node())),
+        m.graph.clone(),
+        cfg,
+    );
+    let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for &sender in &u {
+        let (m, conv) = (m.clone(), conv.clone());
+        tasks.spawn(async move {
+            let mut last = 0;
+            for i in 0..40 {
+                let s = m
+                    .send(&conv, sender, &format!("{sender}-{i}"), "x")
+                    .await
+                    .unwrap();
+                assert!(s.message.seq > last, "one sender's order");
+                last = s.message.seq;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 120);
+    assert_eq!(
+        m.sequencer_stats()
+            .groups
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
