@@ -14,6 +14,7 @@
 /** @typedef {import('./types.js').Thread} Thread */
 /** @typedef {import('./types.js').SignedUp} SignedUp */
 /** @typedef {import('./types.js').MediaView} MediaView */
+/** @typedef {import('./types.js').NotificationList} NotificationList */
 /**
  * @template T
  * @typedef {import('./types.js').Page<T>} Page
@@ -198,6 +199,10 @@ export class Api {
   async thread(id, cursor) {
     return (await this.request('GET', `/v1/posts/${id}/thread`, { query: { limit: 50, cursor } })).data;
   }
+  /** One post. @param {string} id @returns {Promise<Post>} */
+  async post(id) {
+    return (await this.request('GET', `/v1/posts/${id}`)).data;
+  }
   /** @param {string} id @returns {Promise<Page<User>>} */
   async likers(id) {
     return (await this.request('GET', `/v1/posts/${id}/likes`, { query: { limit: 20 } })).data;
@@ -217,6 +222,20 @@ export class Api {
   /** @param {string} id @param {boolean} on */
   repost(id, on) {
     return this.request(on ? 'PUT' : 'DELETE', `/v1/posts/${id}/repost`);
+  }
+
+  // ---- notifications
+  /**
+   * A page of the caller's notifications, newest first, with `unread_count`.
+   * @param {string | null} [cursor] @param {number} [limit]
+   * @returns {Promise<NotificationList>}
+   */
+  async notifications(cursor, limit = 20) {
+    return (await this.request('GET', '/v1/notifications', { query: { limit, cursor } })).data;
+  }
+  /** Marks the notifications up to `up_to` (an item's id) read; the marker only moves forward. @param {string} up_to */
+  markNotificationsRead(up_to) {
+    return this.request('PUT', '/v1/notifications/read', { json: { up_to } });
   }
 
   // ---- conversations

@@ -1,7 +1,10 @@
 // @ts-check
 /**
  * @file The web client's entry: the session, the page's frame (header, navigation, connection
- * status) and a hash router (`#/feed`, `#/chat/<id>`, `#/u/<handle>`, `#/people`, `#/me`).
+ * status) and a hash router (`#/feed`, `#/chat/<id>`, `#/notifications`, `#/u/<handle>`,
+ * `#/people`, `#/me`), with two unread badges in the navigation: chat messages and
+ * notifications (the latter counted by `GET /v1/notifications`'s `unread_count`, again at each
+ * live `notification` frame and after each reconnection).
  * Every screen is a module of `views/` with a `render(ctx, main, ...args)` function; the one
  * shown is told to clean up (`dispose`) when another replaces it. `#/p/<id>` is a post in its
  * thread.
@@ -14,6 +17,7 @@ import { Users } from './users.js';
 import * as auth from './views/auth.js';
 import * as chatView from './views/chat.js';
 import * as feed from './views/feed.js';
+import * as notifications from './views/notifications.js';
 import * as people from './views/people.js';
 import * as postView from './views/post.js';
 import * as profile from './views/profile.js';
@@ -30,6 +34,7 @@ import * as profile from './views/profile.js';
  * @property {User} me
  * @property {() => void} logout
  * @property {(n: number) => void} setUnread
+ * @property {(now?: boolean) => void} refreshNotifications  counts the unread notifications again
  */
 
 const SESSION_KEY = 'starling.session';
@@ -66,7 +71,7 @@ async function signedIn(s) {
   }
   users.put(me);
   const chat = new ChatClient(() => api.token, me.id);
-  ctx = { api, users, media, chat, me, logout, setUnread };
+  ctx = { api, users, media, chat, me, logout, setUnread, refreshNotifications };
   chat.addEventListener('status', () => showStatus(chat.status));
   chat.addEventListener('unauthorized', () => signedOut());
   chat.start();
@@ -75,6 +80,7 @@ async function signedIn(s) {
   if (!location.hash.startsWith('#/') || location.hash === '#/') location.hash = '#/feed';
   else route();
   refreshUnread();
+  refreshNotifications(true);
 }
 
 function signedOut() {
@@ -102,6 +108,9 @@ function frame(c) {
   const nav = (/** @type {string} */ href, /** @type {string} */ label, /** @type {HTMLElement | null} */ extra = null) =>
     h('a', { href, class: 'nav-link', 'data-nav': href }, h('span', {}, label), extra);
   const badge = h('span', { class: 'badge', id: 'unread-badge', hidden: true });
+  // The notifications' count is read out politely when it changes (the region stays in the page,
+  // empty at zero, so screen readers hear each change).
+  const notes = h('span', { id: 'notifications-badge', 'aria-live': 'polite', 'aria-atomic': 'true' });
   replace(
     root,
     h('a', {
@@ -122,6 +131,8 @@ function frame(c) {
       { class: 'tabs', 'aria-label': 'Main' },
       nav('#/feed', 'Feed'),
       nav('#/chat', 'Chat', badge),
+      h('a', { href: '#/notifications', class: 'nav-link nav-notifications', 'data-nav': '#/notifications' },
+        h('span', { class: 'nav-icon', 'aria-hidden': 'true' }), h('span', { class: 'nav-text' }, 'Notifications'), notes),
       nav('#/people', 'People'),
       nav('#/me', 'Profile'),
     ),
@@ -129,6 +140,8 @@ function frame(c) {
   );
   c.chat.addEventListener('message', () => refreshUnread());
   c.chat.addEventListener('read', () => refreshUnread());
+  c.chat.addEventListener('notification', () => refreshNotifications());
+  c.chat.addEventListener('connected', () => refreshNotifications());
 }
 
 /** @param {string} s */
@@ -166,6 +179,33 @@ function refreshUnread() {
   }, 300);
 }
 
+/** @param {number} n */
+function setNotificationsUnread(n) {
+  const b = document.getElementById('notifications-badge');
+  if (!b) return;
+  if (n === 0) b.replaceChildren();
+  else b.replaceChildren(h('span', { class: 'badge' }, String(n), h('span', { class: 'visually-hidden' }, ' unread')));
+  b.dataset.count = String(n);
+}
+
+let notesTimer = 0;
+/** The latest count asked for: an older answer arriving late is not shown. */
+let notesAsked = 0;
+/** @param {boolean} [now] at once, rather than once a burst of frames is over */
+function refreshNotifications(now = false) {
+  clearTimeout(notesTimer);
+  notesTimer = setTimeout(async () => {
+    if (!ctx) return;
+    const asked = ++notesAsked;
+    try {
+      const page = await ctx.api.notifications(null, 1);
+      if (asked === notesAsked) setNotificationsUnread(page.unread_count);
+    } catch {
+      // Counted again on the next frame or reconnection.
+    }
+  }, now ? 0 : 300);
+}
+
 function route() {
   if (!ctx) return;
   const main = /** @type {HTMLElement} */ (document.getElementById('main'));
@@ -190,6 +230,9 @@ function route() {
       break;
     case 'p':
       dispose = postView.render(ctx, main, arg);
+      break;
+    case 'notifications':
+      dispose = notifications.render(ctx, main);
       break;
     case 'me':
       dispose = profile.render(ctx, main, ctx.me.handle);

@@ -21,6 +21,9 @@
 /** @typedef {Schemas['MessageView']} Message */
 /** @typedef {Schemas['RequestView']} FriendRequest */
 /** @typedef {Schemas['ProfilePatch']} ProfilePatch */
+/** @typedef {Schemas['NotificationView']} Notification  one, or several likes (reposts) of a post folded */
+/** @typedef {Schemas['NotificationList']} NotificationList */
+/** @typedef {Schemas['ActorView']} Actor */
 
 /**
  * A page of a list (`limit`, `cursor`).

@@ -1,10 +1,13 @@
 // The feed in a browser: log in with the form, infinite scroll through more than a page (every
 // post once, newest first), the "new posts" button when the window gets focus back; friend
 // requests on the People page (one sent and cancelled, one declined and one accepted with the
-// keyboard) and the friends list, a block (which removes the follow), log out.
+// keyboard) and the friends list, a block (which removes the follow), log out. Notifications:
+// the badge counts live while another user likes, replies, mentions and follows; the list
+// (infinite scroll, the likes of one post folded, each entry linking to its post or profile)
+// marks them read, which clears the badge for good; axe and a phone viewport.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, openPage, rest, seriousViolations, startNode } from './harness.mjs';
+import { launch, openPage, rest, screenshot, seriousViolations, startNode } from './harness.mjs';
 
 let node;
 let browser;
@@ -104,4 +107,130 @@ test('log in, scroll past the first page, new posts, log out', async () => {
   assert.equal((await fetch(`${node.url}/v1/feed`, { headers: { authorization: `Bearer ${token}` } })).status, 401);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+/** Logs in with the page's form and waits for the live connection. */
+async function logIn(page, handle) {
+  await page.getByLabel('Handle').fill(handle);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.locator('#conn-status[data-status="online"]').waitFor();
+}
+
+test('notifications: a live unread badge, the list with a grouped like, marked read on opening', async () => {
+  const password = 'correct horse battery';
+  const signUp = (handle, display_name) => rest(node.url, 'POST', '/v1/users', null, { handle, password, display_name });
+  const ann = await signUp('ann', 'Ann Author');
+  const ben = await signUp('ben', 'Ben Two');
+  const likers = [await signUp('cid', 'Cid Three'), await signUp('dee', 'Dee Four'), await signUp('eve', 'Eve Five'), await signUp('fay', 'Fay Six')];
+  const post = await rest(node.url, 'POST', '/v1/posts', ann.token, { text: 'Ann’s first post, about starlings' }, { 'idempotency-key': 'ann-1' });
+  // 25 older mentions: more than a page, for the infinite scroll.
+  for (let i = 1; i <= 25; i++) {
+    await rest(node.url, 'POST', '/v1/posts', ben.token, { text: `old mention ${i} of @ann` }, { 'idempotency-key': `ben-m-${i}` });
+  }
+  await rest(node.url, 'PUT', '/v1/notifications/read', ann.token, { up_to: (await rest(node.url, 'GET', '/v1/notifications?limit=1', ann.token)).items[0].id });
+
+  const { context, page, errors } = await openPage(browser, node.url);
+  await logIn(page, 'ann');
+  const count = page.locator('#notifications-badge');
+  await page.locator('#notifications-badge[data-count="0"]').waitFor({ state: 'attached' });
+  await page.evaluate(() => { globalThis.notReloaded = true; });
+
+  // Ben likes, replies, mentions and follows while Ann's feed is open: the badge counts each.
+  await rest(node.url, 'PUT', `/v1/posts/${post.id}/like`, ben.token);
+  await count.locator('.badge', { hasText: '1' }).waitFor();
+  const reply = await rest(node.url, 'POST', '/v1/posts', ben.token, { text: 'What a murmuration!', reply_to: post.id }, { 'idempotency-key': 'ben-r' });
+  await count.locator('.badge', { hasText: '2' }).waitFor();
+  const mention = await rest(node.url, 'POST', '/v1/posts', ben.token, { text: 'Look at this, @ann' }, { 'idempotency-key': 'ben-m' });
+  await count.locator('.badge', { hasText: '3' }).waitFor();
+  await rest(node.url, 'PUT', `/v1/following/${ann.id}`, ben.token);
+  await count.locator('.badge', { hasText: '4' }).waitFor();
+  for (const u of likers) await rest(node.url, 'PUT', `/v1/posts/${post.id}/like`, u.token);
+  await count.locator('.badge', { hasText: '8' }).waitFor();
+  assert.equal(await count.textContent(), '8 unread', 'the count and its words for screen readers');
+  assert.equal(await page.evaluate(() => globalThis.notReloaded), true, 'counted live, without a reload');
+
+  // Opened with the keyboard: newest first, the five likes folded into one entry.
+  await page.getByRole('link', { name: /^Notifications/ }).focus();
+  await page.keyboard.press('Enter');
+  const list = page.getByRole('list', { name: 'Notifications' });
+  const entries = list.locator('article.notification');
+  await entries.nth(3).waitFor();
+  const texts = (await entries.locator('.note-text').allTextContents()).slice(0, 5);
+  assert.deepEqual(texts, [
+    'New: Fay Six, Eve Five and 3 others liked your post.',
+    'New: Ben Two followed you.',
+    'New: Ben Two mentioned you.',
+    'New: Ben Two replied to your post.',
+    'Ben Two mentioned you.',
+  ]);
+  await entries.first().locator('.snippet', { hasText: 'Ann’s first post, about starlings' }).waitFor();
+  await entries.nth(2).locator('.snippet', { hasText: 'Look at this, @ann' }).waitFor();
+  assert.equal(await entries.first().getByRole('link', { name: 'Open the post' }).getAttribute('href'), `#/p/${post.id}`);
+  assert.equal(await entries.nth(1).getByRole('link', { name: 'Ben Two' }).getAttribute('href'), '#/u/ben');
+  assert.equal(await entries.nth(2).getByRole('link', { name: 'Open the post' }).getAttribute('href'), `#/p/${mention.id}`);
+  assert.equal(await entries.nth(3).getByRole('link', { name: 'Open the reply' }).getAttribute('href'), `#/p/${reply.id}`);
+
+  // Opening the list marked it read: the badge clears, the server agrees.
+  await page.locator('#notifications-badge[data-count="0"]').waitFor({ state: 'attached' });
+  assert.equal(await count.locator('.badge').count(), 0);
+  assert.equal((await rest(node.url, 'GET', '/v1/notifications?limit=1', ann.token)).unread_count, 0);
+  assert.deepEqual(await seriousViolations(page), [], 'notifications screen');
+  await page.evaluate(() => /** @type {HTMLElement} */ (document.activeElement)?.blur());
+  await screenshot(page, 'notifications');
+
+  // Infinite scroll: the older mentions, each once, newest first.
+  await page.locator('.sentinel').scrollIntoViewIfNeeded();
+  await list.locator('article.notification').nth(28).waitFor();
+  const all = await entries.locator('.note-text').allTextContents();
+  assert.equal(all.length, 29, 'the group, the follow, 26 mentions, the reply');
+  assert.equal(all.filter((t) => t.endsWith('Ben Two mentioned you.')).length, 26);
+  await entries.last().locator('.snippet', { hasText: 'old mention 1 of @ann' }).waitFor();
+  const ids = await entries.evaluateAll((els) => els.map((e) => e.getAttribute('data-id')));
+  assert.equal(new Set(ids).size, ids.length, 'no entry twice');
+
+  // A notification while the list is open at its top: shown there at once, and read.
+  await page.evaluate(() => window.scrollTo({ top: 0 }));
+  await rest(node.url, 'PUT', `/v1/following/${ann.id}`, likers[0].token);
+  await entries.first().locator('.note-text', { hasText: 'Cid Three followed you.' }).waitFor();
+  await page.waitForFunction(async (token) => {
+    const r = await fetch('/v1/notifications?limit=1', { headers: { authorization: `Bearer ${token}` } });
+    return (await r.json()).unread_count === 0;
+  }, ann.token);
+
+  // After a reload the badge stays clear, on the feed too.
+  await page.getByRole('link', { name: 'Feed' }).click();
+  await page.reload();
+  await page.locator('#conn-status[data-status="online"]').waitFor();
+  await page.locator('#notifications-badge[data-count="0"]').waitFor({ state: 'attached' });
+  assert.equal(await count.locator('.badge').count(), 0);
+
+  // The like entry leads to the post.
+  await page.getByRole('link', { name: /^Notifications/ }).click();
+  await entries.filter({ hasText: 'liked your post' }).getByRole('link', { name: 'Open the post' }).click();
+  await page.locator('#thread-post article.post .text', { hasText: 'Ann’s first post' }).waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+
+  // A phone: a bell in the bottom navigation, still named "Notifications", its count live.
+  const phone = await openPage(browser, node.url, { viewport: { width: 390, height: 780 } });
+  await logIn(phone.page, 'ann');
+  await phone.page.locator('#notifications-badge[data-count="0"]').waitFor({ state: 'attached' });
+  await rest(node.url, 'POST', '/v1/posts', likers[1].token, { text: 'Hello @ann from Dee' }, { 'idempotency-key': 'dee-m' });
+  await phone.page.locator('#notifications-badge .badge', { hasText: '1' }).waitFor();
+  await rest(node.url, 'POST', '/v1/friend-requests', likers[1].token, { to: ann.id });
+  await phone.page.locator('#notifications-badge .badge', { hasText: '2' }).waitFor();
+  const nav = phone.page.getByRole('link', { name: 'Notifications 2 unread' });
+  assert.ok(await nav.locator('.nav-icon').isVisible(), 'the bell');
+  assert.ok(!(await nav.locator('.nav-text').isVisible()) || (await nav.locator('.nav-text').boundingBox())?.width <= 1, 'the word only for screen readers');
+  await nav.click();
+  const request = phone.page.getByRole('list', { name: 'Notifications' }).locator('article.notification').first();
+  await request.locator('.note-text', { hasText: 'New: Dee Four sent you a friend request.' }).waitFor();
+  assert.equal(await request.getByRole('link', { name: 'Answer it' }).getAttribute('href'), '#/people');
+  await phone.page.getByRole('list', { name: 'Notifications' }).locator('.note-text', { hasText: 'Dee Four mentioned you.' }).waitFor();
+  await phone.page.locator('#notifications-badge[data-count="0"]').waitFor({ state: 'attached' });
+  assert.deepEqual(await seriousViolations(phone.page), [], 'notifications on a phone');
+  await screenshot(phone.page, 'notifications-phone');
+  assert.deepEqual(phone.errors, []);
+  await phone.context.close();
 });
