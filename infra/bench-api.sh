@@ -5,19 +5,10 @@
 # STARLING_BIN runs that binary instead of building one; API_OUT names the page (bench/api.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-bin="${STARLING_BIN:-target/release/starling}"
+# shellcheck source=infra/wrk/lib.sh
+. infra/wrk/lib.sh
 out="${API_OUT:-bench/api.md}"
-[ -n "${STARLING_BIN:-}" ] || cargo build --release -q -p starling-api --bin starling
-DUR="${DUR:-8s}"; CONN="${CONN:-32}"
-work=$(mktemp -d); port=$((20000 + RANDOM % 20000))
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-STARLING_LOG=warn "$bin" serve --listen 127.0.0.1:$port --data-dir "$work/data" \
-  --auth-per-minute 100000000 > "$work/log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
-url=http://127.0.0.1:$port
+serve_bench --auth-per-minute 100000000
 signup() { curl -sf -X POST -H 'content-type: application/json' -d "{\"handle\":\"$1\",\"password\":\"password1\"}" $url/v1/users; }
 me=$(signup benchuser); token=$(echo "$me" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 ids=""
@@ -28,23 +19,6 @@ ids=${ids#,}
 post=$(curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $token" \
   -d '{"text":"a post to read"}' $url/v1/posts | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 
-run() { # name, then wrk arguments
-  local name=$1; shift
-  wrk -t1 -c"$CONN" -d"$DUR" --latency "$@" > "$work/$name.txt"
-  python3 - "$name" "$work/$name.txt" >> "$work/rows" <<'PY'
-import re, sys
-name, path = sys.argv[1], sys.argv[2]
-t = open(path).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def ms(p):
-    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{name}\t{rps}\t{ms(50)}\t{ms(99)}\t{non2xx.group(1) if non2xx else 0}")
-PY
-}
-: > "$work/rows"
 run bare "$url/healthz"
 run post_get -H "Authorization: Bearer $token" "$url/v1/posts/$post"
 METHOD=POST TARGET_PATH=/v1/posts TOKEN=$token BODY='{"text":"benchmark post"}' run post_create -s infra/wrk/post_json.lua "$url"

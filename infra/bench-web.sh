@@ -6,38 +6,13 @@
 # STARLING_BIN runs that binary instead of building one; WEB_OUT names the page (bench/web.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-bin="${STARLING_BIN:-target/release/starling}"
+# shellcheck source=infra/wrk/lib.sh
+. infra/wrk/lib.sh
 out="${WEB_OUT:-bench/web.md}"
-[ -n "${STARLING_BIN:-}" ] || cargo build --release -q -p starling-api --bin starling
-DUR="${DUR:-8s}"; CONN="${CONN:-32}"
-work=$(mktemp -d); port=$((20000 + RANDOM % 10000))
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
-STARLING_LOG=warn "$bin" serve --listen 127.0.0.1:$port --data-dir "$work/data" --store memory > "$work/log" 2>&1 &
-pid=$!
-for _ in $(seq 100); do curl -sf localhost:$port/healthz >/dev/null && break; sleep 0.1; done
-url=http://127.0.0.1:$port
+serve_bench --store memory
 etag=$(curl -sfI "$url/web/js/chat.js" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
 size=$(curl -sf "$url/web/js/chat.js" | wc -c)
 
-run() { # name, then wrk arguments
-  local name=$1; shift
-  wrk -t1 -c"$CONN" -d"$DUR" --latency "$@" > "$work/$name.txt"
-  python3 - "$name" "$work/$name.txt" >> "$work/rows" <<'PY'
-import re, sys
-name, path = sys.argv[1], sys.argv[2]
-t = open(path).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-def ms(p):
-    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-    v, u = float(m.group(1)), m.group(2)
-    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{name}\t{rps}\t{ms(50)}\t{ms(99)}\t{non2xx.group(1) if non2xx else 0}")
-PY
-}
-: > "$work/rows"
 run bare "$url/healthz"
 run page "$url/"
 run module "$url/web/js/chat.js"
