@@ -15,54 +15,21 @@
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use starling_feed::{Feed, FeedConfig};
-use starling_graph::{Graph, GraphConfig};
-use starling_posts::Posts;
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use starling_feed::FeedConfig;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Instant;
 
-struct World {
-    feed: Feed,
-    graph: Graph,
-    posts: Posts,
-}
+mod common;
+use common::{users, world};
 
-fn world() -> World {
-    let node = NodeId::new(RegionId::from_name("us"), 1);
-    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(node));
-    let mut gc = GraphConfig::new("us", "us");
-    gc.argon2_memory_kib = 8;
-    gc.argon2_passes = 1;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), gc);
-    let posts = Posts::new(store.clone(), cas, ids);
-    let cfg = FeedConfig {
+/// The feed under test.
+fn config() -> FeedConfig {
+    FeedConfig {
         l1_bytes: 8 << 30,
         celebrity_followers: i64::MAX,
         ..FeedConfig::default()
-    };
-    World {
-        feed: Feed::new(store, graph.clone(), posts.clone(), cfg),
-        graph,
-        posts,
     }
-}
-
-async fn users(w: &World, n: usize, tag: &str) -> Vec<u64> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let (u, _) = w
-            .graph
-            .sign_up(&format!("{tag}{i}"), "password1", None, None)
-            .await
-            .unwrap();
-        out.push(u.id);
-    }
-    out
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -73,7 +40,7 @@ fn median(v: &mut [f64]) -> f64 {
 /// Post → in every follower's timeline, in ms: the first post (its follower list read from the
 /// store), the median of the next 5 (the list cached), and the bare baseline.
 async fn fan_out(n: usize) -> (f64, f64, f64) {
-    let w = world();
+    let w = world(config());
     let author = users(&w, 1, "author").await[0];
     let fans = users(&w, n, "fan").await;
     for f in &fans {
@@ -114,7 +81,7 @@ async fn fan_out(n: usize) -> (f64, f64, f64) {
 
 /// Warm `page(limit 20)` latencies with `n` users, each following 20 others with 2 posts each.
 async fn reads(n: usize) -> Histogram<u64> {
-    let w = world();
+    let w = world(config());
     let all = users(&w, n, "user").await;
     let mut rng = StdRng::seed_from_u64(7);
     for u in &all {

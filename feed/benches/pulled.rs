@@ -12,13 +12,20 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
-use starling_feed::{Feed, FeedConfig};
-use starling_graph::{Graph, GraphConfig};
-use starling_posts::Posts;
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use starling_feed::FeedConfig;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Instant;
+
+mod common;
+use common::{users, world};
+
+/// The feed under test.
+fn config() -> FeedConfig {
+    FeedConfig {
+        celebrity_followers: THRESHOLD,
+        ..FeedConfig::default()
+    }
+}
 
 const READERS: usize = 1_000;
 const FOLLOWS: usize = 100;
@@ -28,50 +35,10 @@ const AUTHORS: usize = 1_000;
 const THRESHOLD: i64 = 500;
 const CALLS: usize = 100_000;
 
-struct World {
-    feed: Feed,
-    graph: Graph,
-    posts: Posts,
-}
-
-fn world() -> World {
-    let node = NodeId::new(RegionId::from_name("us"), 1);
-    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(node));
-    let mut gc = GraphConfig::new("us", "us");
-    gc.argon2_memory_kib = 8;
-    gc.argon2_passes = 1;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), gc);
-    let posts = Posts::new(store.clone(), cas, ids);
-    let cfg = FeedConfig {
-        celebrity_followers: THRESHOLD,
-        ..FeedConfig::default()
-    };
-    World {
-        feed: Feed::new(store, graph.clone(), posts.clone(), cfg),
-        graph,
-        posts,
-    }
-}
-
-async fn users(w: &World, n: usize, tag: &str) -> Vec<u64> {
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let (u, _) = w
-            .graph
-            .sign_up(&format!("{tag}{i}"), "password1", None, None)
-            .await
-            .unwrap();
-        out.push(u.id);
-    }
-    out
-}
-
 /// Warm page latencies (ns) of readers following `pulled` stars and `FOLLOWS - pulled`
 /// ordinary authors, every account with 3 posts.
 async fn reads(pulled: usize) -> Histogram<u64> {
-    let w = world();
+    let w = world(config());
     let readers = users(&w, READERS, "reader").await;
     let stars = users(&w, STARS, "star").await;
     let authors = users(&w, AUTHORS, "author").await;
