@@ -170,6 +170,13 @@ pub struct ServeArgs {
     /// is collected, e.g. `1h` (default 1h).
     #[arg(long, env = "STARLING_GC_GRACE")]
     pub gc_grace: Option<String>,
+    /// How long a deleted account's handle stays taken (and its edges are swept for late
+    /// replicas), e.g. `30d` (default 30d).
+    #[arg(long, env = "STARLING_HANDLE_GRACE")]
+    pub handle_grace: Option<String>,
+    /// Time between passes of the sweeper of deleted accounts, e.g. `10s` (default 10s).
+    #[arg(long, env = "STARLING_DELETION_INTERVAL")]
+    pub deletion_interval: Option<String>,
     /// Do not serve the web client at `/` (the API is served either way).
     #[arg(long, env = "STARLING_NO_WEB")]
     pub no_web: bool,
@@ -275,6 +282,10 @@ pub struct ServeConfig {
     pub gc_interval: Duration,
     /// Age of a collectable tombstone, and how long the membership must be settled first.
     pub gc_grace: Duration,
+    /// How long a deleted account's handle stays taken.
+    pub handle_grace: Duration,
+    /// Time between passes of the sweeper of deleted accounts.
+    pub deletion_interval: Duration,
     /// The web client served at `/`, from the binary or a directory; `None`: `--no-web`.
     pub web: Option<crate::web::Source>,
 }
@@ -459,6 +470,16 @@ impl ServeConfig {
                 "--gc-grace",
                 args.gc_grace.as_deref(),
                 Duration::from_secs(3600),
+            )?,
+            handle_grace: parse_span(
+                "--handle-grace",
+                args.handle_grace.as_deref(),
+                Duration::from_secs(30 * 24 * 3600),
+            )?,
+            deletion_interval: parse_span(
+                "--deletion-interval",
+                args.deletion_interval.as_deref(),
+                Duration::from_secs(10),
             )?,
             request_timeout: parse_timeout(
                 "--request-timeout",

@@ -6,6 +6,7 @@
 //! [`AppState`] so tests can call it with `oneshot`, without a socket.
 
 pub mod accept;
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod contract;
 pub mod conversations;
 pub mod cors;
+pub mod deletion;
 pub mod feed;
 #[cfg(test)]
 mod fuzz_tests;
@@ -86,6 +88,8 @@ pub struct AppState {
     pub trim: Arc<starling_store::TrimStats>,
     /// Per-route HTTP metrics (requests, latency, in flight).
     pub http: http_metrics::HttpMetrics,
+    /// The metrics of the sweeper of deleted accounts ([`deletion`]).
+    pub sweep: deletion::SweepMetrics,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -159,6 +163,7 @@ impl AppState {
         let trim = Arc::new(starling_store::TrimStats::default());
         metrics::register_trim(&mut registry, trim.clone());
         let http = http_metrics::HttpMetrics::register(&mut registry);
+        let sweep = deletion::SweepMetrics::register(&mut registry);
         let metrics = Arc::new(registry);
         AppState {
             messenger,
@@ -177,6 +182,7 @@ impl AppState {
             metrics,
             trim,
             http,
+            sweep,
             auth_limit: limits::AuthRateLimit::new(
                 p.auth_per_minute,
                 (p.auth_per_minute / 5).max(1),
@@ -227,6 +233,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(admin::routes())
         .merge(openapi::routes())
         .merge(users::routes(state.auth_limit.clone()))
+        .merge(account::routes())
         .merge(social::routes())
         .merge(posts::routes())
         .merge(likes::routes())

@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         users::sign_up, users::login, users::logout, users::get_user, users::get_me,
-        users::by_handle, users::update_me,
+        users::by_handle, users::update_me, crate::account::change_password,
+        crate::account::delete_me,
         social::follow, social::unfollow, social::followers, social::following,
         social::request_friend, social::accept_friend,
         social::list_friend_requests, social::decline_friend, social::cancel_friend,

@@ -74,6 +74,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         graph: {
             let mut g = GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone());
             g.session_ttl = cfg.session_ttl;
+            g.handle_grace = cfg.handle_grace;
             g
         },
         media,
@@ -94,6 +95,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
     // Like counts, derived per node from the replicated likes the same way.
     let like_counts = tokio::spawn(state.posts.likes().clone().run(stopped.clone()));
+    // Deleted accounts are swept in bounded steps, off the request path.
+    let sweeper = tokio::spawn(crate::deletion::run(
+        state.clone(),
+        cfg.deletion_interval,
+        stopped.clone(),
+    ));
     // The change feed is trimmed below the slowest of its consumers, off the request path.
     let trimmer = tokio::spawn(
         starling_store::Trimmer::new(
@@ -155,6 +162,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = counts.await;
     let _ = fan_out.await;
     let _ = like_counts.await;
+    let _ = sweeper.await;
     let _ = trimmer.await;
     if let Some(h) = redis_health {
         let _ = h.await;

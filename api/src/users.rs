@@ -183,7 +183,7 @@ pub(crate) async fn login(
 }
 
 /// The raw bearer token, for logout.
-pub(crate) struct Token(String);
+pub(crate) struct Token(pub(crate) String);
 
 impl FromRequestParts<AppState> for Token {
     type Rejection = ApiError;

@@ -50,6 +50,8 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("DELETE", "/v1/sessions", Guard::User),
     ("GET", "/v1/users/me", Guard::User),
     ("PATCH", "/v1/users/me", Guard::User),
+    ("PUT", "/v1/users/me/password", Guard::User),
+    ("DELETE", "/v1/users/me", Guard::User),
     ("GET", "/v1/users/{id}", Guard::User),
     ("GET", "/v1/users/by-handle/{handle}", Guard::User),
     ("GET", "/v1/users/{id}/followers", Guard::User),
@@ -140,6 +142,7 @@ const ROUTE_SOURCES: &[(&str, &str)] = &[
     ("admin", include_str!("../src/admin.rs")),
     ("openapi", include_str!("../src/openapi.rs")),
     ("users", include_str!("../src/users.rs")),
+    ("account", include_str!("../src/account.rs")),
     ("social", include_str!("../src/social.rs")),
     ("posts", include_str!("../src/posts.rs")),
     ("likes", include_str!("../src/likes.rs")),
@@ -311,6 +314,8 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Vec<u8> {
         ("PUT", p) if p.ends_with("/role") => json!({"role":"admin"}),
         ("PUT", "/v1/conversations/{id}/read") => json!({"seq":1}),
         ("PUT", "/v1/notifications/read") => json!({"up_to": ids.user}),
+        ("PUT", "/v1/users/me/password") => json!({"old": PASSWORD, "new": PASSWORD}),
+        ("DELETE", "/v1/users/me") => json!({"password": PASSWORD}),
         ("POST", "/v1/posts") | ("PATCH", _) => json!({"text":"changed","display_name":"changed"}),
         ("POST", "/v1/users") | ("POST", "/v1/sessions") => {
             json!({"handle":"zed","password":PASSWORD})

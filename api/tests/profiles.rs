@@ -7,6 +7,7 @@ mod common;
 
 use common::{Node, free_port};
 use serde_json::{Value, json};
+use std::path::Path;
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, Some(token), &body)
@@ -97,4 +98,381 @@ fn a_profile_has_a_bio_and_an_avatar_of_ones_own() {
     assert!(v.get("avatar").is_none(), "{v}");
     assert_eq!(v["bio"], "short");
     assert!(n.terminate().success());
+}
+
+fn login(n: &Node, handle: &str, password: &str) -> (u16, Value) {
+    common::call_json(
+        n,
+        "POST",
+        "/v1/sessions",
+        None,
+        &json!({"handle": handle, "password": password}),
+    )
+}
+
+/// A token's status on `GET /v1/users/me`.
+fn me_status(n: &Node, token: &str) -> u16 {
+    n.http("GET", "/v1/users/me", Some(token), b"").0
+}
+
+#[test]
+fn a_password_change_needs_the_old_password_and_revokes_every_other_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let n = Node::start(dir.path(), free_port(), &args);
+    let (_, at) = sign_up(&n, "alice");
+    let (_, bt) = sign_up(&n, "bob");
+    let (s, second) = login(&n, "alice", "password1");
+    assert_eq!(s, 200);
+    let other = second["token"].as_str().unwrap().to_string();
+
+    // A wrong old password, a weak new one, a malformed body: refused, and nothing changed.
+    for (body, want) in [
+        (json!({"old": "not it at all", "new": "new password"}), 403),
+        (json!({"old": "password1", "new": "short"}), 422),
+        (json!({"old": "password1"}), 422),
+        (
+            json!({"old": "password1", "new": "new password", "x": 1}),
+            422,
+        ),
+    ] {
+        let (s, v) = call(&n, "PUT", "/v1/users/me/password", &at, body.clone());
+        assert_eq!(s, want, "{body}: {v}");
+    }
+    assert_eq!(me_status(&n, &other), 200);
+    assert_eq!(login(&n, "alice", "password1").0, 200);
+
+    let (s, v) = call(
+        &n,
+        "PUT",
+        "/v1/users/me/password",
+        &at,
+        json!({"old": "password1", "new": "new password"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(me_status(&n, &at), 200, "the caller's session stays");
+    assert_eq!(me_status(&n, &other), 401, "another session is revoked");
+    assert_eq!(
+        me_status(&n, &bt),
+        200,
+        "another user's session is untouched"
+    );
+    assert_eq!(login(&n, "alice", "password1").0, 401);
+    assert_eq!(login(&n, "alice", "new password").0, 200);
+    assert!(n.terminate().success());
+}
+
+/// A password changed in one region: the sessions it revokes stop working in the other region
+/// too, the new password works there, and the caller's session stays valid in both.
+#[test]
+fn a_password_change_revokes_sessions_in_every_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let (us, eu) = two_regions(dir.path(), "profiles-cluster-secret-0123456789", &[]);
+    let (_, at) = sign_up(&us, "alice");
+    let wait = std::time::Duration::from_secs(30);
+    // A second session, opened in eu once the account got there.
+    let mut other = String::new();
+    assert!(common::eventually(wait, || {
+        let (s, v) = login(&eu, "alice", "password1");
+        if s == 200 {
+            other = v["token"].as_str().unwrap().to_string();
+        }
+        s == 200
+    }));
+    assert!(common::eventually(wait, || me_status(&us, &other) == 200));
+
+    let (s, v) = call(
+        &us,
+        "PUT",
+        "/v1/users/me/password",
+        &at,
+        json!({"old": "password1", "new": "new password"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        common::eventually(wait, || me_status(&eu, &other) == 401
+            && login(&eu, "alice", "new password").0 == 200),
+        "the revocation and the new password reach eu"
+    );
+    assert_eq!(me_status(&us, &other), 401);
+    assert_eq!(me_status(&eu, &at), 200);
+    assert_eq!(login(&eu, "alice", "password1").0, 401);
+    assert!(us.terminate().success());
+    assert!(eu.terminate().success());
+}
+
+fn status(n: &Node, method: &str, path: &str, token: &str) -> u16 {
+    n.http(method, path, Some(token), b"").0
+}
+
+/// The ids of `token`'s notifications' actors.
+fn notifying(n: &Node, token: &str) -> Vec<String> {
+    let (s, v) = call(n, "GET", "/v1/notifications?limit=50", token, Value::Null);
+    assert_eq!(s, 200, "{v}");
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["actors"].as_array().unwrap().clone())
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An account deleted with its password: gone at once (sessions, reads, login), then its
+/// posts, follows both ways, friendship and pending request swept in the background, the
+/// others' counts moved once, its notifications gone; its handle free after the grace period.
+#[test]
+fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--store",
+        "memory",
+        "--auth-per-minute",
+        "1000000",
+        "--handle-grace",
+        "1s",
+        "--deletion-interval",
+        "100ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let n = Node::start(dir.path(), free_port(), &args);
+    let (alice, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (carol, ct) = sign_up(&n, "carol");
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        let (s, p) = call(
+            &n,
+            "POST",
+            "/v1/posts",
+            &at,
+            json!({"text": format!("post {i}")}),
+        );
+        assert_eq!(s, 201, "{p}");
+        posts.push(p["id"].as_str().unwrap().to_string());
+    }
+    let (_, bobs) = call(&n, "POST", "/v1/posts", &bt, json!({"text": "bob's"}));
+    let bobs = bobs["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        status(&n, "PUT", &format!("/v1/following/{alice}"), &bt),
+        204
+    );
+    assert_eq!(status(&n, "PUT", &format!("/v1/following/{bob}"), &at), 204);
+    assert_eq!(status(&n, "PUT", &format!("/v1/following/{bob}"), &ct), 204);
+    assert_eq!(
+        status(&n, "PUT", &format!("/v1/posts/{bobs}/like"), &at),
+        204
+    );
+    let (s, _) = call(&n, "POST", "/v1/friend-requests", &ct, json!({"to": alice}));
+    assert_eq!(s, 201);
+    assert!(notifying(&n, &bt).contains(&alice));
+    let counts = |id: &str| {
+        let (_, u) = call(&n, "GET", &format!("/v1/users/{id}"), &ct, Value::Null);
+        (u["followers_count"].as_i64(), u["following_count"].as_i64())
+    };
+    assert_eq!(counts(&bob), (Some(2), Some(1)));
+
+    // The wrong password: 403, and nothing changed.
+    let (s, v) = call(
+        &n,
+        "DELETE",
+        "/v1/users/me",
+        &at,
+        json!({"password": "not it at all"}),
+    );
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(status(&n, "GET", "/v1/users/me", &at), 200);
+
+    let (s, v) = call(
+        &n,
+        "DELETE",
+        "/v1/users/me",
+        &at,
+        json!({"password": "password1"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert_eq!(
+        status(&n, "GET", "/v1/users/me", &at),
+        401,
+        "every session revoked"
+    );
+    assert_eq!(status(&n, "GET", &format!("/v1/users/{alice}"), &bt), 404);
+    assert_eq!(status(&n, "GET", "/v1/users/by-handle/alice", &bt), 404);
+    assert_eq!(login(&n, "alice", "password1").0, 401);
+    assert_eq!(
+        status(&n, "PUT", &format!("/v1/following/{alice}"), &ct),
+        404
+    );
+    assert!(
+        !notifying(&n, &bt).contains(&alice),
+        "alice's notifications are gone"
+    );
+
+    let wait = std::time::Duration::from_secs(30);
+    assert!(
+        common::eventually(wait, || posts.iter().all(|p| status(
+            &n,
+            "GET",
+            &format!("/v1/posts/{p}"),
+            &bt
+        ) == 404)),
+        "alice's posts are deleted"
+    );
+    assert!(
+        common::eventually(wait, || counts(&bob) == (Some(1), Some(0))),
+        "bob lost one follower and one followee: {:?}",
+        counts(&bob)
+    );
+    let (_, v) = call(
+        &n,
+        "GET",
+        &format!("/v1/users/{bob}/followers"),
+        &bt,
+        Value::Null,
+    );
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["items"][0]["id"], carol.as_str(), "{v}");
+    let (_, v) = call(
+        &n,
+        "GET",
+        "/v1/friend-requests?direction=outgoing",
+        &ct,
+        Value::Null,
+    );
+    assert_eq!(v["items"].as_array().unwrap().len(), 0, "{v}");
+
+    // After the grace period the handle is free: a new account takes it.
+    let mut again = Value::Null;
+    assert!(
+        common::eventually(wait, || {
+            let (s, v) = common::call_json(
+                &n,
+                "POST",
+                "/v1/users",
+                None,
+                &json!({"handle": "alice", "password": "another one"}),
+            );
+            again = v;
+            s == 201
+        }),
+        "the handle is freed: {again}"
+    );
+    assert_ne!(again["id"].as_str(), Some(alice.as_str()));
+    assert_eq!(counts(&bob), (Some(1), Some(0)), "counts moved once");
+    assert!(n.terminate().success());
+}
+
+/// An account deleted in one region: the other region sees it gone (sessions, reads, posts),
+/// both regions' counts of the other user move once, and the handle is free there afterwards.
+#[test]
+fn an_account_deleted_in_one_region_is_gone_in_every_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--handle-grace", "1s", "--deletion-interval", "200ms"];
+    let (us, eu) = two_regions(dir.path(), "profiles-cluster-secret-0123456789", &flags);
+    let wait = std::time::Duration::from_secs(60);
+    let (alice, at) = sign_up(&us, "alice");
+    let (bob, bt) = sign_up(&eu, "bob");
+    let (s, p) = call(&us, "POST", "/v1/posts", &at, json!({"text": "from us"}));
+    assert_eq!(s, 201, "{p}");
+    let post = format!("/v1/posts/{}", p["id"].as_str().unwrap());
+    assert!(common::eventually(wait, || status(&eu, "GET", &post, &bt)
+        == 200
+        && status(&us, "GET", "/v1/users/me", &bt) == 200
+        && status(&eu, "GET", "/v1/users/me", &at) == 200));
+    assert_eq!(
+        status(&eu, "PUT", &format!("/v1/following/{alice}"), &bt),
+        204
+    );
+    assert_eq!(
+        status(&us, "PUT", &format!("/v1/following/{bob}"), &at),
+        204
+    );
+    let counts = |n: &Node| {
+        let (_, u) = call(n, "GET", &format!("/v1/users/{bob}"), &bt, Value::Null);
+        (u["followers_count"].as_i64(), u["following_count"].as_i64())
+    };
+    for n in [&us, &eu] {
+        assert!(common::eventually(wait, || counts(n) == (Some(1), Some(1))));
+    }
+
+    let (s, v) = call(
+        &us,
+        "DELETE",
+        "/v1/users/me",
+        &at,
+        json!({"password": "password1"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    assert!(
+        common::eventually(wait, || status(&eu, "GET", "/v1/users/me", &at) == 401
+            && status(&eu, "GET", &format!("/v1/users/{alice}"), &bt) == 404
+            && status(&eu, "GET", &post, &bt) == 404),
+        "the deletion reaches eu"
+    );
+    for (name, n) in [("us", &us), ("eu", &eu)] {
+        assert!(
+            common::eventually(wait, || counts(n) == (Some(0), Some(0))),
+            "{name}: bob's counts move once: {:?}",
+            counts(n)
+        );
+    }
+    assert!(
+        common::eventually(wait, || common::call_json(
+            &eu,
+            "POST",
+            "/v1/users",
+            None,
+            &json!({"handle": "alice", "password": "another one"}),
+        )
+        .0 == 201),
+        "the handle is free again, from eu"
+    );
+    for n in [&us, &eu] {
+        assert_eq!(counts(n), (Some(0), Some(0)));
+    }
+    assert!(us.terminate().success());
+    assert!(eu.terminate().success());
+}
+
+/// One node per region, `us` and `eu`, 40 ms apart, gossiping under `secret`, each with
+/// `extra` flags: (us, eu).
+fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
+    let mut seed: Option<String> = None;
+    let mut nodes = Vec::new();
+    for region in ["us", "eu"] {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = [
+            "--region",
+            region,
+            "--node-id",
+            region,
+            "--gossip-listen",
+            &gossip,
+            "--cluster-secret",
+            secret,
+            "--wan-rtt",
+            "us-eu=40",
+            "--auth-per-minute",
+            "1000000",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--data-dir".into());
+        args.push(dir.join(region).display().to_string());
+        if let Some(s) = &seed {
+            args.push("--seeds".into());
+            args.push(s.clone());
+        }
+        seed.get_or_insert(gossip);
+        nodes.push(Node::start(dir, free_port(), &args));
+    }
+    let eu = nodes.pop().unwrap();
+    (nodes.pop().unwrap(), eu)
 }

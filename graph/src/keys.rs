@@ -6,6 +6,7 @@
 //! | `gc` | user id | register (LWW) | argon2id PHC string |
 //! | `gh` | handle | register, written only by CAS at the handle region's owner | user id |
 //! | `gs` | sha256(token) | register; delete revokes | [`crate::users::SessionRecord`] |
+//! | `gsu` | user id, sha256(token) | set element; removed on revocation | expiry ms |
 //! | `gfo` | follower, followee | set element (add wins) | followed-at ms |
 //! | `gfi` | followee, follower | set element (add wins) | followed-at ms |
 //! | local `gn`, `gs`, `gcur` | counts derived per node, their shadows, the feed position | node-local | see [`crate::counts`] |
@@ -13,6 +14,7 @@
 //! | `gri`, `gro` | addressee or sender, request id | set element (while pending) | — |
 //! | `gf` | user, friend | set element | — |
 //! | `gb` | blocker, blocked | set element | — |
+//! | `gd` | user id | register (LWW) | [`crate::deletion::Deletion`]: the deleted user's tombstone |
 //! | `gp` | user id | register (LWW) | [`crate::profile::Profile`] |
 
 use starling_store::{Key, Keyspace};
@@ -21,6 +23,8 @@ pub(crate) const USERS: Keyspace = Keyspace::new("gu");
 pub(crate) const CREDENTIALS: Keyspace = Keyspace::new("gc");
 pub(crate) const HANDLES: Keyspace = Keyspace::new("gh");
 pub(crate) const SESSIONS: Keyspace = Keyspace::new("gs");
+/// Each user's sessions (see [`crate::account`]).
+pub(crate) const USER_SESSIONS: Keyspace = Keyspace::new("gsu");
 /// The follower → followee edge elements (public: the feed tails them).
 pub const FOLLOWING: Keyspace = Keyspace::new("gfo");
 /// The followee → follower edge elements (public: the fan-out worker tails them).
@@ -32,6 +36,8 @@ pub(crate) const REQUESTS_IN: Keyspace = Keyspace::new("gri");
 pub(crate) const REQUESTS_OUT: Keyspace = Keyspace::new("gro");
 pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
 pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");
+/// Deleted accounts (see [`crate::deletion`]).
+pub(crate) const DELETIONS: Keyspace = Keyspace::new("gd");
 
 pub(crate) fn user(id: u64) -> Key {
     USERS.key().u64(id).finish()

@@ -1,14 +1,16 @@
 //! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
 //!
-//! Modules: [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
+//! Modules: [`account`] (the sessions of a user, password changes), [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
 //! sessions, profiles), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
-//! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar). [`Graph`] is the cheap-to-clone handle every operation
+//! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar), [`deletion`] (deleted accounts). [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
 
+pub mod account;
 pub mod blocks;
 pub mod bulk;
 pub mod counts;
+pub mod deletion;
 pub mod error;
 pub mod follows;
 pub mod friends;
@@ -37,6 +39,9 @@ pub struct GraphConfig {
     pub argon2_passes: u32,
     /// How long a session token lives.
     pub session_ttl: Duration,
+    /// How long a deleted account's handle stays taken, and its edges are swept (see
+    /// [`deletion`]).
+    pub handle_grace: Duration,
 }
 
 impl GraphConfig {
@@ -48,6 +53,7 @@ impl GraphConfig {
             argon2_memory_kib: 19_456,
             argon2_passes: 2,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            handle_grace: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -83,6 +89,11 @@ impl Graph {
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
         }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GraphConfig {
+        &self.cfg
     }
 
     /// The store underneath.

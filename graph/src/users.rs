@@ -75,6 +75,17 @@ pub fn normalize_handle(h: &str) -> Result<String, GraphError> {
     }
 }
 
+/// A password is 8 to 256 characters.
+pub(crate) fn check_password(password: &str) -> Result<(), GraphError> {
+    if (8..=256).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(GraphError::WeakPassword(
+            "a password is 8 to 256 characters",
+        ))
+    }
+}
+
 fn check_display_name(name: &str) -> Result<(), GraphError> {
     let n = name.chars().count();
     if n == 0 || n > 64 || name.chars().any(char::is_control) {
@@ -104,9 +115,13 @@ fn handle_key(h: &str) -> Key {
     HANDLES.key().str(h).finish()
 }
 
-fn token_key(token: &str) -> Key {
-    let digest = Sha256::digest(token.as_bytes());
-    SESSIONS.key().raw(digest).finish()
+/// The SHA-256 of a token: what the store keys a session by.
+pub(crate) fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub(crate) fn token_key(token: &str) -> Key {
+    SESSIONS.key().raw(token_digest(token)).finish()
 }
 
 fn new_token() -> Result<String, GraphError> {
@@ -172,7 +187,11 @@ impl Graph {
         .await?
     }
 
-    async fn verify_password(&self, password: String, phc: String) -> Result<bool, GraphError> {
+    pub(crate) async fn verify_password(
+        &self,
+        password: String,
+        phc: String,
+    ) -> Result<bool, GraphError> {
         self.argon2_job("password check was interrupted", move |a| {
             let Ok(parsed) = PasswordHash::new(&phc) else {
                 return false;
@@ -191,12 +210,7 @@ impl Graph {
         region: Option<&str>,
     ) -> Result<(User, Session), GraphError> {
         let handle = normalize_handle(handle)?;
-        let len = password.chars().count();
-        if !(8..=256).contains(&len) {
-            return Err(GraphError::WeakPassword(
-                "a password is 8 to 256 characters",
-            ));
-        }
+        check_password(password)?;
         let display_name = display_name.unwrap_or(&handle).to_string();
         check_display_name(&display_name)?;
         let region = region.unwrap_or(&self.cfg.region).to_string();
@@ -263,6 +277,10 @@ impl Graph {
             user_id,
             expires_at_ms,
         };
+        // The user's index first: a crash in between leaves an entry without a session, which
+        // a revocation skips, never a session that a revocation cannot find.
+        self.index_session(user_id, &token_digest(&token), expires_at_ms)
+            .await?;
         self.store.put_typed(&token_key(&token), &rec).await?;
         Ok(Session {
             token,
@@ -309,8 +327,9 @@ impl Graph {
 
     /// Revokes a token.
     pub async fn logout(&self, token: &str) -> Result<(), GraphError> {
-        self.authenticate(token).await?;
+        let user = self.authenticate(token).await?;
         self.store.delete(&token_key(token)).await?;
+        self.unindex_session(user, &token_digest(token)).await?;
         Ok(())
     }
 

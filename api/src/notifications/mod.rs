@@ -122,7 +122,7 @@ async fn actor(state: &AppState, id: u64) -> Result<Option<ActorView>, ApiError>
 }
 
 /// The view of a group for `viewer` (whose read marker is `marker`); `None` when every actor
-/// is now blocked either way (nothing is shown across a block).
+/// is now blocked either way (nothing is shown across a block) or deleted their account.
 pub(crate) async fn view(
     state: &AppState,
     viewer: u64,
@@ -132,7 +132,8 @@ pub(crate) async fn view(
     let mut actors = Vec::new();
     let mut count = 0;
     for &a in &g.actors {
-        if state.graph.blocked_either(viewer, a).await? {
+        // Nothing across a block, nothing from a deleted account.
+        if state.graph.blocked_either(viewer, a).await? || state.graph.is_deleted(a).await? {
             continue;
         }
         count += 1;

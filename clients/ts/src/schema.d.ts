@@ -608,10 +608,26 @@ export interface paths {
         get: operations["get_me"];
         put?: never;
         post?: never;
-        delete?: never;
+        delete: operations["delete_me"];
         options?: never;
         head?: never;
         patch: operations["update_me"];
+        trace?: never;
+    };
+    "/v1/users/me/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["change_password"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/v1/users/{id}": {
@@ -703,6 +719,13 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AccountDeletion: {
+            /**
+             * @description The account's password.
+             * @example correct horse battery
+             */
+            password: string;
+        };
         /** @description Who did something: a user summary. */
         ActorView: {
             avatar?: null | components["schemas"]["Id"];
@@ -934,6 +957,18 @@ export interface components {
              * @example like
              */
             type: string;
+        };
+        PasswordChange: {
+            /**
+             * @description The new password: 8–256 characters.
+             * @example correct horse battery
+             */
+            new: string;
+            /**
+             * @description The current password.
+             * @example correct horse battery
+             */
+            old: string;
         };
         /** @description A post's counters, as the serving node derives them (a few milliseconds behind the writes). */
         PostCounts: {
@@ -3064,6 +3099,36 @@ export interface operations {
             503: components["responses"]["ServiceUnavailable"];
         };
     };
+    delete_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccountDeletion"];
+            };
+        };
+        responses: {
+            /** @description deleted: every session is revoked and the user reads as unknown at once; posts, follows both ways, friendships, blocks and pending friend requests are removed in the background; the handle is freed after the node's grace period */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description wrong password; nothing changed */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
     update_me: {
         parameters: {
             query?: never;
@@ -3091,6 +3156,37 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             /** @description invalid name or bio, or an avatar that is not an image the caller uploaded */
+            422: components["responses"]["UnprocessableContent"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    change_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description changed; every other session of the caller is revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description wrong current password; nothing changed */
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            /** @description the new password is not 8 to 256 characters */
             422: components["responses"]["UnprocessableContent"];
             503: components["responses"]["ServiceUnavailable"];
         };

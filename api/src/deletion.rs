@@ -1,0 +1,121 @@
+//! The sweeper of deleted accounts: a background pass every `--deletion-interval` that finishes
+//! what `DELETE /v1/users/me` started (see `starling_graph::deletion`).
+//!
+//! A pass reads at most [`DELETIONS_PER_PASS`] unfinished deletions and gives each at most
+//! [`STEP`] removals: their posts (through the posts service, as if the author deleted each), then
+//! their edges, sessions and friend requests ([`starling_graph::Graph::sweep_account`]). A
+//! deletion whose step found nothing left, once its grace period (`--handle-grace`) is over, has
+//! its handle freed and is marked finished. The deletion records replicate, so every node sweeps
+//! every deletion: the removals are idempotent, and a node killed mid-sweep resumes from what is
+//! left. Metrics: `starling_account_deletions_pending` (unfinished deletions seen by the last
+//! pass), `starling_account_deletion_removals_total`, `starling_account_deletions_finished_total`.
+
+use crate::AppState;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use starling_posts::PostError;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Deletions looked at per pass.
+pub const DELETIONS_PER_PASS: usize = 64;
+/// Removals per deletion and pass.
+pub const STEP: usize = 256;
+
+/// The sweeper's metrics.
+#[derive(Clone, Debug, Default)]
+pub struct SweepMetrics {
+    pending: Gauge,
+    removals: Counter,
+    finished: Counter,
+}
+
+impl SweepMetrics {
+    /// Registers the metrics in `r`.
+    pub fn register(r: &mut prometheus_client::registry::Registry) -> Self {
+        let m = SweepMetrics::default();
+        r.register(
+            "starling_account_deletions_pending",
+            "Deleted accounts not swept clean yet (as of the last pass)",
+            m.pending.clone(),
+        );
+        r.register(
+            "starling_account_deletion_removals",
+            "Posts, edges, sessions and requests of deleted accounts removed by the sweeper",
+            m.removals.clone(),
+        );
+        r.register(
+            "starling_account_deletions_finished",
+            "Deleted accounts swept clean with their handle freed",
+            m.finished.clone(),
+        );
+        m
+    }
+}
+
+/// Runs a pass every `interval` until `shutdown` turns true.
+pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = pass(&state).await {
+            tracing::warn!(error = %e, "account deletion sweep failed; retrying next pass");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One pass (see the module doc).
+pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
+    let (pending, _) = state
+        .graph
+        .pending_deletions(None, DELETIONS_PER_PASS)
+        .await?;
+    state.sweep.pending.set(pending.len() as i64);
+    let grace = state.graph.config().handle_grace.as_millis() as u64;
+    let now = now_ms();
+    for d in pending {
+        let mut removed = sweep_posts(state, d.user, STEP).await?;
+        removed += state
+            .graph
+            .sweep_account(d.user, STEP.saturating_sub(removed))
+            .await?;
+        state.sweep.removals.inc_by(removed as u64);
+        if removed == 0 && now >= d.deleted_at_ms.saturating_add(grace) {
+            state.graph.release_handle(&d).await?;
+            state.sweep.finished.inc();
+            tracing::info!(user = d.user, "deleted account swept; handle freed");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes up to `budget` posts of `user`, newest first. A list entry whose post is gone
+/// already is passed over (its post's own deletion removes it).
+async fn sweep_posts(state: &AppState, user: u64, budget: usize) -> Result<usize, PostError> {
+    let mut done = 0;
+    let mut before = None;
+    while done < budget {
+        let ids = state.posts.ids_by_author(user, before, budget).await?;
+        let Some(&last) = ids.last() else { break };
+        for id in ids {
+            match state.posts.delete(id, user).await {
+                Ok(()) => done += 1,
+                Err(PostError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        before = Some(last);
+    }
+    Ok(done)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
