@@ -3,8 +3,9 @@
  * @file The web client's entry: the session, the page's frame (header, navigation, connection
  * status) and a hash router (`#/feed`, `#/chat/<id>`, `#/notifications`, `#/u/<handle>`,
  * `#/people`, `#/me`), with two unread badges in the navigation: chat messages and
- * notifications (the latter counted by `GET /v1/notifications`'s `unread_count`, again at each
- * live `notification` frame and after each reconnection).
+ * notifications (the latter `GET /v1/notifications`'s `unread_count` at sign-in, after each
+ * reconnection and when the window gets focus back, plus one for each live `notification` frame
+ * between).
  * Every screen is a module of `views/` with a `render(ctx, main, ...args)` function; the one
  * shown is told to clean up (`dispose`) when another replaces it. `#/p/<id>` is a post in its
  * thread.
@@ -85,6 +86,7 @@ async function signedIn(s) {
 
 function signedOut() {
   ctx?.chat.stop();
+  window.removeEventListener('focus', onFocus);
   ctx = null;
   api.token = null;
   media.clear();
@@ -140,9 +142,15 @@ function frame(c) {
   );
   c.chat.addEventListener('message', () => refreshUnread());
   c.chat.addEventListener('read', () => refreshUnread());
-  c.chat.addEventListener('notification', () => refreshNotifications());
-  c.chat.addEventListener('connected', () => refreshNotifications());
+  c.chat.addEventListener('notification', (ev) => {
+    if (/** @type {CustomEvent} */ (ev).detail?.read === false) countNotification();
+  });
+  // Frames are not replayed after a reconnection, and another tab may have marked them read.
+  c.chat.addEventListener('connected', () => refreshNotifications(true));
+  window.addEventListener('focus', onFocus);
 }
+
+const onFocus = () => refreshNotifications();
 
 /** @param {string} s */
 function statusText(s) {
@@ -186,6 +194,14 @@ function setNotificationsUnread(n) {
   if (n === 0) b.replaceChildren();
   else b.replaceChildren(h('span', { class: 'badge' }, String(n), h('span', { class: 'visually-hidden' }, ' unread')));
   b.dataset.count = String(n);
+}
+
+/** One more unread notification (a live frame): counted here, with no request. */
+function countNotification() {
+  // A count asked for before this frame arrived may not include it: its answer is dropped.
+  notesAsked++;
+  const b = document.getElementById('notifications-badge');
+  setNotificationsUnread(Number(b?.dataset.count || 0) + 1);
 }
 
 let notesTimer = 0;
