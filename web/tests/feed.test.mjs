@@ -189,6 +189,13 @@ test('notifications: a live unread badge, the list with a grouped like, marked r
   const ids = await entries.evaluateAll((els) => els.map((e) => e.getAttribute('data-id')));
   assert.equal(new Set(ids).size, ids.length, 'no entry twice');
 
+  // A notification while the list is scrolled down: offered with a button, not moved under the
+  // reader; the button shows it at the top.
+  await rest(node.url, 'PUT', `/v1/following/${ann.id}`, likers[1].token);
+  await page.getByRole('button', { name: 'New notifications' }).click();
+  await entries.first().locator('.note-text', { hasText: 'Dee Four followed you.' }).waitFor();
+  await page.getByRole('button', { name: 'New notifications' }).waitFor({ state: 'hidden' });
+
   // A notification while the list is open at its top: shown there at once, and read.
   await page.evaluate(() => window.scrollTo({ top: 0 }));
   await rest(node.url, 'PUT', `/v1/following/${ann.id}`, likers[0].token);
