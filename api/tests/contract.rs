@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Node, PNG_1X1, free_port, request_with_head};
+use common::{Node, PNG_1X1, request_with_head};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -15,14 +15,6 @@ use std::net::TcpStream;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-fn node(dir: &std::path::Path) -> Node {
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    Node::start(dir, free_port(), &args)
-}
 
 /// One request with the given raw header lines; (status, head, body).
 fn raw(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
@@ -77,22 +69,13 @@ fn assert_problem(what: &str, status: u16, head: &str, body: &[u8], want: u16) -
 }
 
 fn sign_up(port: u16, handle: &str) -> String {
-    let (s, b) = common::http_json(
-        port,
-        "POST",
-        "/v1/users",
-        None,
-        &json!({"handle": handle, "password": "password1"}).to_string(),
-    );
-    assert_eq!(s, 201);
-    let v: Value = serde_json::from_slice(&b).unwrap();
-    v["token"].as_str().unwrap().to_string()
+    common::sign_up_at(port, handle).1
 }
 
 #[test]
 fn the_router_and_the_extractors_answer_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let t = sign_up(port, "alice");
     let auth = format!("Authorization: Bearer {t}\r\n");
@@ -143,7 +126,7 @@ fn the_router_and_the_extractors_answer_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bearer_scheme_is_matched_in_any_case() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let t = sign_up(port, "alice");
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
@@ -204,7 +187,7 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
 #[test]
 fn a_retry_after_the_original_post_was_deleted_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let t = sign_up(port, "alice");
     let create = |key: &str| {
@@ -255,7 +238,7 @@ fn a_retry_after_the_original_post_was_deleted_is_gone() {
 #[test]
 fn media_is_checked_on_upload_and_served_passively() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let t = sign_up(port, "alice");
     let upload = |ct: &str, body: &[u8]| {
@@ -343,7 +326,7 @@ fn route_paths() -> Vec<String> {
 #[test]
 fn the_document_lists_every_route_and_method_the_router_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let (s, b) = common::http(port, "GET", "/openapi.json", None, b"");
     assert_eq!(s, 200);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Node, free_port};
+use common::Node;
 use serde_json::{Value, json};
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -43,11 +43,7 @@ fn pending(n: &Node, token: &str, direction: &str, limit: usize) -> Vec<String> 
 #[test]
 fn requests_are_listed_until_declined_cancelled_or_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(dir.path(), &[]);
     let (_, at) = sign_up(&n, "alice");
     let (bob, bt) = sign_up(&n, "bob");
     let (_, ct) = sign_up(&n, "carol");

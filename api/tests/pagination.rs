@@ -6,33 +6,14 @@
 
 mod common;
 
-use common::{Node, free_port, request_with_head};
+use common::{Node, request_with_head};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-fn node(dir: &std::path::Path) -> Node {
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    Node::start(dir, free_port(), &args)
-}
-
 /// (token, id) of a new user.
 fn sign_up(port: u16, handle: &str) -> (String, String) {
-    let (s, b) = common::http_json(
-        port,
-        "POST",
-        "/v1/users",
-        None,
-        &json!({"handle": handle, "password": "password1"}).to_string(),
-    );
-    assert_eq!(s, 201);
-    let v: Value = serde_json::from_slice(&b).unwrap();
-    (
-        v["token"].as_str().unwrap().to_string(),
-        v["id"].as_str().unwrap().to_string(),
-    )
+    let (id, token) = common::sign_up_at(port, handle);
+    (token, id)
 }
 
 /// A GET: (status, the `Link` header's next target if any, body).
@@ -88,7 +69,7 @@ fn walk(port: u16, first: &str, token: &str, id: &str) -> (Vec<String>, usize) {
 #[test]
 fn every_list_links_its_next_page_and_since_gets_only_newer() {
     let dir = tempfile::tempdir().unwrap();
-    let node = node(dir.path());
+    let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let (alice, _) = sign_up(port, "alice");
     let (bob, bob_id) = sign_up(port, "bob");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Node, eventually, free_port};
+use common::{Node, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -64,11 +64,7 @@ fn replies_count(n: &Node, post: &str, token: &str) -> u64 {
 #[test]
 fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(dir.path(), &[]);
     let (alice, at) = sign_up(&n, "alice");
     let (_, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");

@@ -13,8 +13,8 @@
 
 mod common;
 
+use common::Node;
 use common::chat::Client;
-use common::{Node, free_port};
 use serde_json::{Value, json};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,15 +23,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The longest any single wait of this file may take before the test fails.
 const BOUND: Duration = Duration::from_secs(30);
-
-fn node(dir: &std::path::Path, extra: &[&str]) -> Node {
-    let mut args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Node::start(dir, free_port(), &args)
-}
 
 /// How a trickling client's connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,7 +73,7 @@ fn closed(sent: usize, answer: &[u8]) -> Cut {
 #[test]
 fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let n = node(
+    let n = Node::memory(
         dir.path(),
         &["--header-read-timeout", "1s", "--request-timeout", "2s"],
     );
@@ -172,7 +163,7 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_token_websocket_whose_client_never_answers_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let n = node(dir.path(), &[]);
+    let n = Node::memory(dir.path(), &[]);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", n.port))
         .await
         .unwrap();
@@ -238,7 +229,7 @@ async fn healthz_from(src: [u8; 4], addr: SocketAddr) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_floods_are_capped_and_others_are_still_served() {
     let dir = tempfile::tempdir().unwrap();
-    let n = node(
+    let n = Node::memory(
         dir.path(),
         &[
             "--max-connections",

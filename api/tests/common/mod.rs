@@ -53,6 +53,17 @@ impl Node {
         Self::start_logging(dir, port, args, "info")
     }
 
+    /// A node on the memory store, with the per-address sign-up and login limit lifted (a test
+    /// signs up many users from one address), and `extra` flags.
+    pub fn memory(dir: &Path, extra: &[&str]) -> Node {
+        let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect();
+        Self::start(dir, free_port(), &args)
+    }
+
     /// As [`Node::start`], with `STARLING_LOG=filter`.
     pub fn start_logging(dir: &Path, port: u16, args: &[String], filter: &str) -> Node {
         Self::start_with_env(dir, port, args, filter, &[])
@@ -341,8 +352,14 @@ pub fn call_json(
 
 /// Signs up `handle` (password `password1`) on `n`: (id, token).
 pub fn sign_up_user(n: &Node, handle: &str) -> (String, String) {
+    sign_up_at(n.port, handle)
+}
+
+/// Signs up `handle` (password `password1`) on the node at `port`: (id, token).
+pub fn sign_up_at(port: u16, handle: &str) -> (String, String) {
     let body = serde_json::json!({"handle": handle, "password": "password1"});
-    let (s, v) = call_json(n, "POST", "/v1/users", None, &body);
+    let (s, b) = http_json(port, "POST", "/v1/users", None, &body.to_string());
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
     assert_eq!(s, 201, "{v}");
     (
         v["id"].as_str().unwrap().to_string(),
