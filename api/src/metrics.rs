@@ -406,6 +406,26 @@ impl Collector for ChatCollector {
             "Chat events dropped because the bus publisher's queue was full or Redis failed",
             dropped,
         )?;
+        let c = self.fanout.messenger.cache_entries();
+        for (name, help, v) in [
+            (
+                "starling_chat_conversations_cached",
+                "Conversations held in process in their newest state (approximate; at most 100 000)",
+                c.conversations,
+            ),
+            (
+                "starling_chat_heads_cached",
+                "Conversation heads held in process for inboxes (approximate; at most 100 000)",
+                c.heads,
+            ),
+            (
+                "starling_chat_tail_entries_cached",
+                "Slots remembered across the conversations' claim tails (approximate; at most 1 048 576)",
+                c.tail_entries,
+            ),
+        ] {
+            gauge(e, name, help, i64::try_from(v).unwrap_or(i64::MAX))?;
+        }
         let p = self.fanout.messenger.pipeline_stats();
         counter(
             e,

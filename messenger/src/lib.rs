@@ -178,6 +178,28 @@ impl Messenger {
     pub fn config(&self) -> &MessengerConfig {
         &self.cfg
     }
+
+    /// Entries of the in-process caches (approximate), each bounded: conversations and
+    /// conversation heads (at most 100 000 each), and the entries of the claims' tails (at most
+    /// 2^20 across conversations).
+    pub fn cache_entries(&self) -> CacheEntries {
+        CacheEntries {
+            conversations: self.cache.entry_count(),
+            heads: self.heads.entry_count(),
+            tail_entries: self.tails.weighted_size(),
+        }
+    }
+}
+
+/// What [`Messenger::cache_entries`] reports.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheEntries {
+    /// Conversations held in their newest state seen here.
+    pub conversations: u64,
+    /// Conversation heads held for the inbox.
+    pub heads: u64,
+    /// Slots remembered across every conversation's claim tail.
+    pub tail_entries: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.
