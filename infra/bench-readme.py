@@ -15,6 +15,7 @@ SUITE = [
     ("feed-api.md", "GET /v1/feed beside /healthz on the same server", "infra/bench-feed.sh"),
     ("api.md", "REST endpoints against the /healthz ceiling", "infra/bench-api.sh"),
     ("http-metrics.md", "the per-route HTTP metrics layer against the same router without it", "cargo bench -p starling-api --bench http_metrics -- --requests 200000 --rounds 6"),
+    ("tracing.md", "OpenTelemetry traces on (OTLP/HTTP exporter to a local sink) against off, per request", "cargo bench -p starling-api --bench tracing -- --requests 200000 --rounds 6"),
     ("contract.md", "what the API contract (strict JSON, Link headers) adds per request beside its baseline", "cargo bench -p starling-api --bench contract"),
     ("likes.md", "likes on one hot post against likes spread over distinct posts", "infra/bench.sh likes"),
     ("web.md", "the web client's page and modules, and their 304 revalidation, against the /healthz ceiling", "infra/bench-web.sh"),

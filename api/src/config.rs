@@ -97,6 +97,21 @@ pub struct ServeArgs {
     /// Sign-ups and logins allowed per client address and minute.
     #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
     pub auth_per_minute: Option<u32>,
+    /// Posts one user may create per minute on this node (bursts of a quarter; default 6000).
+    #[arg(long, env = "STARLING_POSTS_PER_MINUTE")]
+    pub posts_per_minute: Option<u32>,
+    /// Likes and unlikes per user and minute (default 6000).
+    #[arg(long, env = "STARLING_LIKES_PER_MINUTE")]
+    pub likes_per_minute: Option<u32>,
+    /// Follows and unfollows per user and minute (default 6000).
+    #[arg(long, env = "STARLING_FOLLOWS_PER_MINUTE")]
+    pub follows_per_minute: Option<u32>,
+    /// Chat sends (REST and WebSocket) per user and minute (default 6000).
+    #[arg(long, env = "STARLING_CHAT_SENDS_PER_MINUTE")]
+    pub chat_sends_per_minute: Option<u32>,
+    /// Notification mark-reads per user and minute (default 6000).
+    #[arg(long, env = "STARLING_MARKS_PER_MINUTE")]
+    pub marks_per_minute: Option<u32>,
     /// Log format: `human` (default) or `json`.
     #[arg(long, env = "STARLING_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -139,6 +154,10 @@ pub struct ServeArgs {
     /// Most members of a group conversation (default 1000).
     #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
     pub max_group_members: Option<usize>,
+    /// Chat claims through the sequencer's group commit (default true); false: each send batch
+    /// takes its turn on its claim stripe, the path before it (for side-by-side measurement).
+    #[arg(long, env = "STARLING_CHAT_GROUP_COMMIT")]
+    pub chat_group_commit: Option<bool>,
     /// Open HTTP and WebSocket sockets this node accepts; more are closed at once
     /// (default 250000).
     #[arg(long, env = "STARLING_MAX_CONNECTIONS")]
@@ -262,6 +281,8 @@ pub struct ServeConfig {
     pub handle_region: String,
     /// Sign-ups and logins per address and minute.
     pub auth_per_minute: u32,
+    /// Per-user write limits.
+    pub write_quotas: crate::write_limits::WriteQuotas,
     /// Logs as JSON lines.
     pub json_logs: bool,
     /// Redis URL of the region: feed cache tier and chat bus.
@@ -301,6 +322,8 @@ pub struct ChatSettings {
     pub queue_bytes: usize,
     /// Largest group.
     pub max_group_members: usize,
+    /// Claims through the sequencer's group commit.
+    pub group_commit: bool,
 }
 
 impl Default for ChatSettings {
@@ -310,6 +333,7 @@ impl Default for ChatSettings {
             max_connections: 200_000,
             queue_bytes: 1 << 20,
             max_group_members: 1000,
+            group_commit: true,
         }
     }
 }
@@ -364,6 +388,16 @@ impl ServeConfig {
             },
             handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
             auth_per_minute: args.auth_per_minute.unwrap_or(60),
+            write_quotas: {
+                let d = crate::write_limits::WriteQuotas::default();
+                crate::write_limits::WriteQuotas {
+                    posts: args.posts_per_minute.unwrap_or(d.posts),
+                    likes: args.likes_per_minute.unwrap_or(d.likes),
+                    follows: args.follows_per_minute.unwrap_or(d.follows),
+                    chat_sends: args.chat_sends_per_minute.unwrap_or(d.chat_sends),
+                    marks: args.marks_per_minute.unwrap_or(d.marks),
+                }
+            },
             json_logs: match args.log_format.as_deref() {
                 None | Some("human") => false,
                 Some("json") => true,
@@ -493,6 +527,7 @@ impl ServeConfig {
                     max_connections: args.ws_max_connections.unwrap_or(d.max_connections),
                     queue_bytes: args.ws_queue_bytes.unwrap_or(d.queue_bytes),
                     max_group_members: args.max_group_members.unwrap_or(d.max_group_members),
+                    group_commit: args.chat_group_commit.unwrap_or(d.group_commit),
                 }
             },
         };
@@ -510,6 +545,18 @@ impl ServeConfig {
         }
         if cfg.auth_per_minute == 0 {
             bail!("--auth-per-minute: at least 1");
+        }
+        let q = cfg.write_quotas;
+        for (flag, v) in [
+            ("--posts-per-minute", q.posts),
+            ("--likes-per-minute", q.likes),
+            ("--follows-per-minute", q.follows),
+            ("--chat-sends-per-minute", q.chat_sends),
+            ("--marks-per-minute", q.marks),
+        ] {
+            if v == 0 {
+                bail!("{flag}: at least 1");
+            }
         }
         if !(1..=16).contains(&cfg.durable_regions) {
             bail!(

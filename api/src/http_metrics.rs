@@ -7,6 +7,9 @@
 //!   histogram of 0.25 ms to ~8 s in doubling buckets (a WebSocket's is its upgrade);
 //! - `starling_http_requests_in_flight`: requests being answered now.
 //!
+//! The same middleware opens the request's trace span when traces are exported
+//! ([`crate::telemetry::request_span`]).
+//!
 //! A request no route matched is `route="unmatched"`; a method outside the standard ones is
 //! `method="other"`. Bounded: routes × 8 methods × 5 classes series, fixed at build time.
 
@@ -254,11 +257,14 @@ pub async fn track(State(m): State<HttpMetrics>, req: Request, next: Next) -> Re
         None => Arc::clone(&m.0.unmatched),
     };
     let method = method_index(req.method());
+    // The request's trace span (disabled unless traces are exported: crate::telemetry).
+    let span = crate::telemetry::request_span(req.method(), &route.route, req.headers());
     let start = Instant::now();
     m.0.in_flight.inc();
     // Decremented however the request ends, even if the client goes away mid-answer.
     let _in_flight = InFlight(&m.0.in_flight);
-    let res = next.run(req).await;
+    let res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    crate::telemetry::finish_request_span(&span, res.status());
     m.record(
         &route,
         method,

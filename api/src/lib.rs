@@ -19,6 +19,7 @@ pub mod feed;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http_metrics;
+pub mod hydrate;
 pub mod json;
 pub mod likes;
 pub mod limits;
@@ -38,9 +39,11 @@ pub mod social;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod threads;
+pub mod telemetry;
 pub mod tls;
 pub mod users;
 pub mod web;
+pub mod write_limits;
 pub mod ws;
 
 use object_store::ObjectStore;
@@ -90,6 +93,9 @@ pub struct AppState {
     pub http: http_metrics::HttpMetrics,
     /// The metrics of the sweeper of deleted accounts ([`deletion`]).
     pub sweep: deletion::SweepMetrics,
+    /// Per-user write rate limits ([`write_limits`]; the defaults until
+    /// [`AppState::with_write_quotas`]).
+    pub write_limits: write_limits::WriteLimits,
 }
 
 /// What a node is made of, to build its [`AppState`].
@@ -131,6 +137,7 @@ impl AppState {
         let region = p.graph.region.clone();
         let mut chat_cfg = starling_messenger::MessengerConfig::new(p.graph.handle_region.clone());
         chat_cfg.max_group_members = p.chat.max_group_members;
+        chat_cfg.group_commit = p.chat.group_commit;
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
         let messenger =
@@ -164,6 +171,8 @@ impl AppState {
         metrics::register_trim(&mut registry, trim.clone());
         let http = http_metrics::HttpMetrics::register(&mut registry);
         let sweep = deletion::SweepMetrics::register(&mut registry);
+        let write_limits =
+            write_limits::WriteLimits::new(write_limits::WriteQuotas::default(), &mut registry);
         let metrics = Arc::new(registry);
         AppState {
             messenger,
@@ -183,6 +192,7 @@ impl AppState {
             trim,
             http,
             sweep,
+            write_limits,
             auth_limit: limits::AuthRateLimit::new(
                 p.auth_per_minute,
                 (p.auth_per_minute / 5).max(1),
@@ -192,6 +202,13 @@ impl AppState {
 }
 
 impl AppState {
+    /// The state with per-user write limits of `quotas`.
+    #[must_use]
+    pub fn with_write_quotas(mut self, quotas: write_limits::WriteQuotas) -> Self {
+        self.write_limits = self.write_limits.with_quotas(quotas);
+        self
+    }
+
     /// The state with media URLs signed by `key` (the same on every node of a region, so a URL
     /// one node signed opens the media on any of them).
     #[must_use]
@@ -242,6 +259,11 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .merge(feed::routes())
         .merge(conversations::routes())
         .merge(ws::routes(Arc::new(state.clone())))
+        // Per-user write limits, after routing (the route says which write it is).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            write_limits::limit,
+        ))
         // The router's own answers are problems too: an unknown path 404, a known path with
         // another method 405 (axum adds `Allow`), and any `text/plain` rejection left.
         .fallback(problem::no_route)

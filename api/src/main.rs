@@ -72,14 +72,37 @@ fn health(args: &HealthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_env("STARLING_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        fmt.json().init();
+/// Logs to stdout (`STARLING_LOG` filters them, `info` by default) and, with `tracing`, trace
+/// spans to the OTLP exporter. The log layer never sees the trace spans' target, so with traces
+/// off no layer wants those spans and their call sites stay disabled.
+fn init_logs(json: bool, tracing: Option<&starling_api::telemetry::Tracing>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let trace_target = starling_api::telemetry::TARGET;
+    let filter = EnvFilter::try_from_env("STARLING_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(format!("{trace_target}=off").parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
+        }));
+    let fmt = tracing_subscriber::fmt::layer();
+    let logs = if json {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        fmt.with_ansi(std::io::stdout().is_terminal()).init();
-    }
+        fmt.with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let traces = tracing.map(|t| {
+        t.layer().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(trace_target, tracing::Level::INFO),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .init();
 }
 
 /// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`), as Redis and the
@@ -138,7 +161,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(*args)?;
-            init_logs(cfg.json_logs);
+            // Built before the runtime and shut down after it: the exporter's HTTP client is a
+            // blocking one, on the batch processor's own thread.
+            let tracing = match &cfg.otlp_endpoint {
+                Some(e) => Some(starling_api::telemetry::Tracing::otlp(
+                    e,
+                    &cfg.region,
+                    &cfg.node_name,
+                )?),
+                None => None,
+            };
+            init_logs(cfg.json_logs, tracing.as_ref());
             no_transparent_huge_pages();
             open_files_limit(cfg.conn.max_connections);
             // tokio names its workers and its blocking pool's threads alike
@@ -151,7 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let named = std::sync::atomic::AtomicUsize::new(0);
-            tokio::runtime::Builder::new_multi_thread()
+            let served = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .max_blocking_threads(BLOCKING_THREADS)
                 .thread_name_fn(move || {
@@ -162,7 +195,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .enable_all()
                 .build()?
-                .block_on(starling_api::server::serve(cfg))
+                .block_on(starling_api::server::serve(cfg));
+            if let Some(t) = tracing {
+                t.shutdown();
+            }
+            served
         }
         Command::Cluster(args) => tokio::runtime::Builder::new_current_thread()
             .enable_all()

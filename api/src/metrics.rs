@@ -230,6 +230,11 @@ impl Collector for NodeCollector {
                 &t.stalls,
             ),
             (
+                "starling_gossip_long_stalls",
+                "Ticks of the gossip core loop that came more than 1 s late",
+                &t.long_stalls,
+            ),
+            (
                 "starling_gossip_frames_refused",
                 "Frames refused (bad secret, malformed, too large)",
                 &t.frames_refused,
@@ -268,8 +273,95 @@ impl Collector for NodeCollector {
         ] {
             counter(e, name, help, v.load(Ordering::Relaxed))?;
         }
-        Ok(())
+        gossip_loop(e, g)
     }
+}
+
+/// Where the gossip core loop's time goes: each kind of step's total and longest time, and its
+/// store lane (calls, in flight, queue wait and run time, total and longest).
+fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result {
+    let t = g.transport_metrics();
+    let last = t.last_tick_unix_ms.load(Ordering::Relaxed);
+    gauge(
+        e,
+        "starling_gossip_tick_age_ms",
+        "Time since the gossip core loop last ticked (ms; about 100 at most while it keeps up, 0 before its first tick): a loop stuck in one step shows here before its tick gap does",
+        if last == 0 {
+            0
+        } else {
+            i64::try_from(starling_gossip::transport::unix_ms().saturating_sub(last))
+                .unwrap_or(i64::MAX)
+        },
+    )?;
+    for step in starling_gossip::transport::Step::ALL {
+        let i = step as usize;
+        let name = step.as_str();
+        counter(
+            e,
+            &format!("starling_gossip_loop_{name}_us"),
+            &format!("Time the gossip core loop spent in {name} steps, store calls included (µs)"),
+            t.step_us[i].load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            &format!("starling_gossip_loop_{name}_max_us"),
+            &format!("The longest single {name} step of the gossip core loop (µs)"),
+            i64::try_from(t.step_max_us[i].load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+    }
+    let lane = g.store_lane();
+    let s = lane.stats();
+    gauge(
+        e,
+        "starling_gossip_store_lane_dedicated",
+        "1 when the gossip core loop's store calls run on a thread of their own, 0 on tokio's shared blocking pool (--gossip-store-lane)",
+        i64::from(lane.is_dedicated()),
+    )?;
+    gauge(
+        e,
+        "starling_gossip_store_in_flight",
+        "Store calls of the gossip core loop queued or running now (its lane's queue holds 64 at most)",
+        i64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+    )?;
+    for (name, help, v) in [
+        (
+            "starling_gossip_store_calls",
+            "Store calls of the gossip core loop",
+            &s.calls,
+        ),
+        (
+            "starling_gossip_store_wait_us",
+            "Time the gossip core loop's store calls waited before they ran (µs)",
+            &s.wait_us,
+        ),
+        (
+            "starling_gossip_store_run_us",
+            "Time the gossip core loop's store calls ran (µs)",
+            &s.run_us,
+        ),
+    ] {
+        counter(e, name, help, v.load(Ordering::Relaxed))?;
+    }
+    for (name, help, v) in [
+        (
+            "starling_gossip_store_wait_max_us",
+            "The longest wait of one store call of the gossip core loop before it ran (µs)",
+            &s.wait_max_us,
+        ),
+        (
+            "starling_gossip_store_run_max_us",
+            "The longest run of one store call of the gossip core loop (µs)",
+            &s.run_max_us,
+        ),
+    ] {
+        gauge(
+            e,
+            name,
+            help,
+            i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+    }
+    Ok(())
 }
 
 /// Reads the feed's cache state at scrape time.
@@ -375,6 +467,7 @@ pub fn register_trim(r: &mut Registry, stats: Arc<starling_store::TrimStats>) {
 pub fn registry(store: Arc<dyn Store>, gossip: Option<GossipHandle>) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(NodeCollector { store, gossip }));
+    r.register_collector(Box::new(crate::telemetry::ProcessCollector));
     r
 }
 
@@ -438,6 +531,37 @@ impl Collector for ChatCollector {
             "starling_chat_pipeline_timeouts",
             "Send batches answered busy because their connection's previous batch did not end its claims here in time",
             p.timed_out.load(Ordering::Relaxed),
+        )?;
+        let s = self.fanout.messenger.sequencer_stats();
+        counter(
+            e,
+            "starling_chat_sequencer_groups",
+            "Groups of send batches claimed together (one client-id index write each)",
+            s.groups.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "starling_chat_sequencer_batches",
+            "Send batches claimed in the sequencer's groups",
+            s.batches.load(Ordering::Relaxed),
+        )?;
+        counter(
+            e,
+            "starling_chat_sequencer_index_entries",
+            "Client-id index entries written in the groups' store batches",
+            s.index_entries.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            "starling_chat_sequencer_queued",
+            "Send batches queued behind a running group now",
+            i64::try_from(s.queued.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        counter(
+            e,
+            "starling_chat_sequencer_refused",
+            "Send batches answered busy because their lane's queue was full",
+            s.refused.load(Ordering::Relaxed),
         )
     }
 }

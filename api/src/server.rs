@@ -87,7 +87,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         chat: cfg.chat,
         bus,
     })
-    .with_media_url_key(media_url_key(&cfg));
+    .with_media_url_key(media_url_key(&cfg))
+    .with_write_quotas(cfg.write_quotas);
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
@@ -126,9 +127,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         app = app.layer(origins.layer());
     }
     let (stop_tls, tls_stopped) = tokio::sync::watch::channel(false);
-    let tls_reload = tls
-        .clone()
-        .map(|t| tokio::spawn(t.reload_on_sighup(tls_stopped)));
+    let tls_reload = tls.clone().map(|t| {
+        (
+            tokio::spawn(t.clone().reload_on_sighup(tls_stopped.clone())),
+            tokio::spawn(t.reload_on_change(cfg.tls_watch, tls_stopped)),
+        )
+    });
     let scheme = if tls.is_some() { "https" } else { "http" };
     let data = match &cfg.store {
         StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
@@ -151,8 +155,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     })
     .await;
     let _ = stop_tls.send(true);
-    if let Some(t) = tls_reload {
-        let _ = t.await;
+    if let Some((hup, change)) = tls_reload {
+        let _ = hup.await;
+        let _ = change.await;
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
     while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
@@ -273,6 +278,7 @@ async fn start_gossip(
                 c
             },
             clock,
+            dedicated_store_lane: g.dedicated_store_lane,
         },
         store,
     )

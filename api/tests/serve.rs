@@ -57,6 +57,28 @@ fn a_foreign_data_dir_is_one_clear_error() {
 }
 
 #[test]
+fn a_bad_otlp_endpoint_or_tls_watch_interval_is_one_clear_error() {
+    let err = start_error(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "memory",
+        "--otlp-endpoint",
+        "127.0.0.1:4318",
+    ]);
+    assert!(err.contains("--otlp-endpoint"), "{err}");
+    let err = start_error(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        "memory",
+        "--tls-watch-interval",
+        "1ms",
+    ]);
+    assert!(err.contains("--tls-watch-interval"), "{err}");
+}
+
+#[test]
 fn a_cluster_without_a_secret_is_refused() {
     let err = start_error(&["--listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0"]);
     assert!(err.contains("--cluster-secret"), "{err}");

@@ -2,7 +2,8 @@
 //! self-signed certificate made here (rcgen) answers over TLS and not in plain text, switches a
 //! WebSocket upgrade over TLS (WSS), presents a
 //! new certificate after SIGHUP once its files change, keeps the old one when the new files are
-//! bad, and `--cors-origins` answers preflights for listed origins only.
+//! bad, does both by itself when the files change on disk (the poll of `--tls-watch-interval`),
+//! and `--cors-origins` answers preflights for listed origins only.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -113,6 +114,9 @@ fn https_serves_reloads_on_sighup_and_cors_answers_listed_origins() {
             dir.path().join("key.pem").display().to_string(),
             "--cors-origins".into(),
             "https://app.example".into(),
+            // The reloads below must be SIGHUP's, not the file watch's.
+            "--tls-watch-interval".into(),
+            "1h".into(),
         ],
     );
     assert!(node.ready_line.contains("https://"), "{}", node.ready_line);
@@ -219,6 +223,94 @@ fn https_serves_reloads_on_sighup_and_cors_answers_listed_origins() {
     let (presented, res) = https(port, &der_b, &get("/healthz", ""));
     assert_eq!(presented, der_b);
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn changed_files_are_loaded_without_a_signal_and_a_bad_pair_keeps_the_old_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (der_a, cert_a, key_a) = self_signed();
+    write_pair(dir.path(), &cert_a, &key_a);
+    let port = free_port();
+    let node = Node::start(
+        dir.path(),
+        port,
+        &[
+            "--store".into(),
+            "memory".into(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--tls-cert".into(),
+            dir.path().join("cert.pem").display().to_string(),
+            "--tls-key".into(),
+            dir.path().join("key.pem").display().to_string(),
+            "--tls-watch-interval".into(),
+            "200ms".into(),
+        ],
+    );
+    let (presented, _) = https(port, &der_a, &get("/healthz", ""));
+    assert_eq!(presented, der_a);
+
+    // New files, no signal: the watch loads them and new handshakes present them.
+    let (der_b, cert_b, key_b) = self_signed();
+    write_pair(dir.path(), &cert_b, &key_b);
+    assert!(
+        eventually(Duration::from_secs(30), || node
+            .log_text()
+            .contains("TLS files changed; certificate reloaded")),
+        "no reload logged: {}",
+        node.log_text()
+    );
+    let (presented, res) = https(port, &der_b, &get("/healthz", ""));
+    assert_eq!(presented, der_b);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+
+    // A count of reloads, read at /metrics.
+    let reloads = |result: &str| -> u64 {
+        let (_, metrics) = https(port, &der_b, &get("/metrics", ""));
+        let line = format!("starling_tls_reloads_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(reloads("applied"), 1);
+    // (The watch may have seen b's certificate beside a's key in between, and refused it.)
+    let failed = reloads("failed");
+
+    // A certificate that does not match the key (one file written: no pair in between) is
+    // refused, counted, and b stays; then garbage in the certificate file, the same.
+    let (_, cert_c, _) = self_signed();
+    std::fs::write(dir.path().join("cert.pem"), &cert_c).unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || reloads("failed") == failed + 1),
+        "the refused reload is not counted: {}",
+        node.log_text()
+    );
+    assert!(
+        node.log_text()
+            .contains("TLS files changed but do not load"),
+        "{}",
+        node.log_text()
+    );
+    let (presented, res) = https(port, &der_b, &get("/healthz", ""));
+    assert_eq!(presented, der_b);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    std::fs::write(dir.path().join("cert.pem"), "not a certificate").unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || reloads("failed") == failed + 2),
+        "the second refused reload is not counted"
+    );
+    let (presented, res) = https(port, &der_b, &get("/healthz", ""));
+    assert_eq!(presented, der_b);
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    // The same bad files are not tried again at every poll.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(reloads("failed"), failed + 2);
+    assert_eq!(reloads("applied"), 1);
     assert!(node.terminate().success());
 }
 

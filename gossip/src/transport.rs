@@ -21,7 +21,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use starling_store::{CallHandler, CasOutcome, Key, Store, VersionVector};
+use starling_store::{CallHandler, CasOutcome, Key, Store, StoreLane, VersionVector};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,10 +32,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 const TICK: Duration = Duration::from_millis(100);
 /// How late a tick may come before the core loop counts as stalled.
 const STALL: Duration = Duration::from_millis(100);
+/// How late a tick may come before the stall counts as a long one: a loop falling behind its
+/// store calls (seconds to minutes, RELIABILITY.md "Soak"), not a busy machine's scheduling.
+const LONG_STALL: Duration = Duration::from_secs(1);
 const INBOUND_QUEUE: usize = 4096;
 const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
@@ -68,6 +72,10 @@ pub struct TransportConfig {
     pub gossip: GossipConfig,
     /// The store's clock.
     pub clock: Arc<starling_store::HlcClock>,
+    /// Whether the core loop's store calls run on a thread of their own (a [`StoreLane`]) rather
+    /// than on tokio's blocking pool, where they wait behind every API request's store calls
+    /// (false: the path before, kept to compare; both are measured).
+    pub dedicated_store_lane: bool,
 }
 
 /// Transport counters.
@@ -96,8 +104,49 @@ pub struct TransportMetrics {
     pub tick_gap_max_ms: AtomicU64,
     /// Ticks that came more than [`STALL`] late: the core loop was stalled that long.
     pub stalls: AtomicU64,
+    /// Ticks that came more than [`LONG_STALL`] late.
+    pub long_stalls: AtomicU64,
+    /// When the core loop last ticked (ms since the Unix epoch): a loop stuck in one step
+    /// shows here at once, where the tick gaps show it only once it ticks again.
+    pub last_tick_unix_ms: AtomicU64,
+    /// Where the core loop's time goes, by [`Step`]: total and longest time of one step (µs),
+    /// store calls included (the store lane's own counters split those into queue and run).
+    pub step_us: [AtomicU64; Step::COUNT],
+    /// The longest single step of each kind (µs).
+    pub step_max_us: [AtomicU64; Step::COUNT],
     /// Those peers, to log each once (bounded: past [`MAX_INCOMPATIBLE`] they are counted again).
     incompatible_seen: Mutex<std::collections::HashSet<(std::net::IpAddr, u8)>>,
+}
+
+/// What one turn of the core loop did, for [`TransportMetrics::step_us`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A tick: timers, the push of new changes, an anti-entropy round, saving state.
+    Tick,
+    /// A push of local writes (the change feed's watch).
+    LocalWrites,
+    /// A message from a peer.
+    Message,
+    /// A command from this node (a routed CAS or call, a durability wait) or a call's answer.
+    Command,
+}
+
+impl Step {
+    /// Kinds of steps.
+    pub const COUNT: usize = 4;
+    /// Every kind, in index order.
+    pub const ALL: [Step; Step::COUNT] =
+        [Step::Tick, Step::LocalWrites, Step::Message, Step::Command];
+
+    /// Its name in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Tick => "tick",
+            Step::LocalWrites => "local_writes",
+            Step::Message => "message",
+            Step::Command => "command",
+        }
+    }
 }
 
 /// Most incompatible peers remembered for logging once.
@@ -141,6 +190,9 @@ pub enum TransportError {
     /// The service has stopped.
     #[error("the gossip service has stopped")]
     Stopped,
+    /// The core loop's store lane could not start its thread.
+    #[error("cannot start the gossip store lane: {0}")]
+    Lane(#[source] starling_store::StoreError),
 }
 
 /// The address this node is known by: `addr` itself if it is an IP address, else the first
@@ -202,6 +254,8 @@ pub struct GossipHandle {
     wan: Arc<RwLock<Wan>>,
     metrics: Arc<TransportMetrics>,
     reaper: Arc<crate::reaper::ReaperStats>,
+    /// Where the core loop's store calls run, and its counters.
+    store_lane: Arc<StoreLane>,
     me: Peer,
 }
 
@@ -243,6 +297,12 @@ impl GossipHandle {
     /// Transport counters.
     pub fn transport_metrics(&self) -> &TransportMetrics {
         &self.metrics
+    }
+
+    /// Where the core loop's store calls run ([`TransportConfig::dedicated_store_lane`]), with
+    /// their counts, queue waits and run times.
+    pub fn store_lane(&self) -> &StoreLane {
+        &self.store_lane
     }
 
     /// The current WAN table.
@@ -295,12 +355,15 @@ impl GossipHandle {
         // view is the core's, at most one tick old: the same window as any membership change
         // (see ARCHITECTURE.md, "CAS routing").
         if self.owns(region, &key) {
+            let span = trace_span("cas", region, "local", "internal");
             return self
                 .store
                 .cas(&key, expected.as_ref(), new)
+                .instrument(span)
                 .await
                 .map_err(|e| CasError::Failed(e.to_string()));
         }
+        let span = trace_span("cas", region, "forwarded", "client");
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Cas {
             region: region.to_string(),
@@ -310,8 +373,12 @@ impl GossipHandle {
             reply: tx,
         };
         let stopped = || CasError::Failed("the gossip service has stopped".into());
-        self.commands.send(cmd).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        async {
+            self.commands.send(cmd).await.map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?
+        }
+        .instrument(span)
+        .await
     }
 
     /// Whether this node owns `key` in `region` in the latest view and may run its CAS here,
@@ -340,6 +407,7 @@ impl GossipHandle {
         service: &str,
         body: Bytes,
     ) -> Result<Bytes, CasError> {
+        let span = trace_span("call", region, service, "client");
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Call {
             region: region.to_string(),
@@ -349,9 +417,29 @@ impl GossipHandle {
             reply: tx,
         };
         let stopped = || CasError::Failed("the gossip service has stopped".into());
-        self.commands.send(cmd).await.map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        async {
+            self.commands.send(cmd).await.map_err(|_| stopped())?;
+            rx.await.map_err(|_| stopped())?
+        }
+        .instrument(span)
+        .await
     }
+}
+
+/// The trace span of a CAS or routed call (`what`) at `region`'s owner: `how` is `local` (this
+/// node owns the key) or `forwarded` for a CAS, the service for a call. Of the target
+/// `starling_trace`, which only the OTLP exporter's layer wants (`starling-api`'s telemetry
+/// module): disabled, so nearly free, when traces are off. The owner does not continue the
+/// trace: the frame carries no trace context (see ARCHITECTURE.md, "Traces").
+fn trace_span(what: &'static str, region: &str, how: &str, kind: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        target: "starling_trace",
+        "gossip",
+        otel.name = %format_args!("{what} {how} {region}"),
+        otel.kind = kind,
+        starling.region = %region,
+        starling.route = %how,
+    )
 }
 
 /// Runs one call through this node's handler for its service.
@@ -431,10 +519,21 @@ impl GossipService {
 
         let seed = xxhash_rust::xxh3::xxh3_64(cfg.me.addr.as_bytes()) ^ cfg.me.incarnation;
         let store_for_handle = store.clone();
+        // The core loop awaits its store calls one after another: on tokio's blocking pool each
+        // one queued behind every API request's (RELIABILITY.md, "Soak": ticks seconds late).
+        // On a lane of its own it waits only for its own work.
+        let store_lane = if cfg.dedicated_store_lane {
+            StoreLane::dedicated("gossip-store").map_err(TransportError::Lane)?
+        } else {
+            StoreLane::shared()
+        };
+        let core_store = store
+            .on_lane(store_lane.clone())
+            .unwrap_or_else(|| store.clone());
         let core = GossipNode::new(
             cfg.me.clone(),
             cfg.gossip.clone(),
-            store.clone(),
+            core_store,
             cfg.clock.clone(),
             seed,
         );
@@ -475,6 +574,7 @@ impl GossipService {
             wan,
             metrics,
             reaper,
+            store_lane,
             me: cfg.me,
         };
         Ok(GossipService {
@@ -736,6 +836,9 @@ async fn core_loop(mut l: CoreLoop) {
     let mut resolving: JoinSet<Vec<String>> = JoinSet::new();
     loop {
         let mut ticked = false;
+        // What this turn does and when it started (after the select: the wait is not work).
+        let mut step = Step::Command;
+        let began: Instant;
         let out = tokio::select! {
             _ = l.shutdown.changed() => {
                 let out = l.core.leave();
@@ -746,11 +849,18 @@ async fn core_loop(mut l: CoreLoop) {
             }
             _ = ticker.tick() => {
                 ticked = true;
+                (step, began) = (Step::Tick, Instant::now());
                 l.core.tick(start.elapsed()).await
             }
-            Ok(()) = changes.changed() => l.core.on_local_writes(start.elapsed()).await,
-            Some(env) = l.inbound.recv() => l.core.handle(start.elapsed(), env.from, env.msg).await,
-            Some(cmd) = l.commands.recv() => match cmd {
+            Ok(()) = changes.changed() => {
+                (step, began) = (Step::LocalWrites, Instant::now());
+                l.core.on_local_writes(start.elapsed()).await
+            }
+            Some(env) = l.inbound.recv() => {
+                (step, began) = (Step::Message, Instant::now());
+                l.core.handle(start.elapsed(), env.from, env.msg).await
+            }
+            Some(cmd) = l.commands.recv() => { began = Instant::now(); match cmd {
                 Command::Durable { key, version, regions, reply } => {
                     let (id, out) = l.core.wait_durable(start.elapsed(), key, version, regions);
                     durable.insert(id, reply);
@@ -779,18 +889,18 @@ async fn core_loop(mut l: CoreLoop) {
                     }
                     out
                 }
-            },
-            Some(done) = serving.join_next(), if !serving.is_empty() => match done {
+            }},
+            Some(done) = serving.join_next(), if !serving.is_empty() => { began = Instant::now(); match done {
                 Ok((to, id, reply)) => l.core.answer_call(to, id, reply),
                 Err(e) => {
                     // Its caller times out.
                     tracing::error!(error = %e, "a call handler panicked");
                     Vec::new()
                 }
-            },
-            Some(_) = local_calls.join_next(), if !local_calls.is_empty() => Vec::new(),
-            Some(_) = writers.join_next(), if !writers.is_empty() => Vec::new(),
-            Some(resolved) = resolving.join_next(), if !resolving.is_empty() => match resolved {
+            }},
+            Some(_) = local_calls.join_next(), if !local_calls.is_empty() => { began = Instant::now(); Vec::new() }
+            Some(_) = writers.join_next(), if !writers.is_empty() => { began = Instant::now(); Vec::new() }
+            Some(resolved) = resolving.join_next(), if !resolving.is_empty() => { began = Instant::now(); match resolved {
                 Ok(addrs) => {
                     let seeds: Vec<Peer> = addrs.into_iter().map(Peer::seed).collect();
                     l.core.join(start.elapsed(), &seeds)
@@ -799,8 +909,12 @@ async fn core_loop(mut l: CoreLoop) {
                     tracing::error!(error = %e, "resolving the seeds panicked");
                     Vec::new()
                 }
-            },
+            }},
         };
+        let busy = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let m = &l.outbox.metrics;
+        m.step_us[step as usize].fetch_add(busy, Ordering::Relaxed);
+        m.step_max_us[step as usize].fetch_max(busy, Ordering::Relaxed);
         l.outbox.send(out, &mut writers);
         for (id, r) in l.core.take_completions() {
             if let Some(tx) = pending.remove(&id) {
@@ -842,10 +956,17 @@ async fn core_loop(mut l: CoreLoop) {
             last_tick = Instant::now();
             l.outbox
                 .metrics
+                .last_tick_unix_ms
+                .store(unix_ms(), Ordering::Relaxed);
+            l.outbox
+                .metrics
                 .tick_gap_max_ms
                 .fetch_max(gap.as_millis() as u64, Ordering::Relaxed);
             if gap > TICK + STALL {
                 l.outbox.metrics.stalls.fetch_add(1, Ordering::Relaxed);
+            }
+            if gap > TICK + LONG_STALL {
+                l.outbox.metrics.long_stalls.fetch_add(1, Ordering::Relaxed);
             }
             // Views for the rest of the node, refreshed every tick rather than after every
             // message: building them walks the whole membership.
@@ -887,6 +1008,13 @@ async fn core_loop(mut l: CoreLoop) {
     local_calls.abort_all();
     // Handlers hold services that hold this handle: let them go with the service.
     l.handlers.write().clear();
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock before it).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[async_trait::async_trait]
