@@ -33,6 +33,10 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Resolved already by a layer that needed the user first (`write_limits`).
+        if let Some(u) = parts.extensions.get::<AuthUser>() {
+            return Ok(*u);
+        }
         let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
         match state.graph.authenticate(token).await {
             Ok(id) => Ok(AuthUser(id)),

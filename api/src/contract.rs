@@ -168,6 +168,27 @@ impl Modify for SharedResponses {
                 .insert(name.into(), RefOr::T(problem_response(status, description)));
         }
         let mut ids = std::collections::HashMap::<String, usize>::new();
+        // The per-user write limits' 429 on the writes they limit (`write_limits`).
+        if let Some(name) = component_of(429) {
+            for (path, item) in openapi.paths.paths.iter_mut() {
+                for (method, op) in [
+                    (axum::http::Method::POST, &mut item.post),
+                    (axum::http::Method::PUT, &mut item.put),
+                    (axum::http::Method::DELETE, &mut item.delete),
+                ] {
+                    if let Some(op) = op
+                        && crate::write_limits::write_of(&method, path).is_some()
+                    {
+                        op.responses
+                            .responses
+                            .entry("429".into())
+                            .or_insert_with(|| {
+                                RefOr::Ref(Ref::new(format!("#/components/responses/{name}")))
+                            });
+                    }
+                }
+            }
+        }
         for op in operations(openapi) {
             attach(op);
             not_nullable(op);

@@ -74,13 +74,17 @@ pub async fn rate_limit(State(rl): State<AuthRateLimit>, req: Request, next: Nex
     match rl.limiter.check_key(&ip) {
         Ok(()) => next.run(req).await,
         Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut resp = ApiError::TooManyRequests.into_response();
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
+            too_many_requests(not_until.wait_time_from(DefaultClock::default().now()))
         }
     }
+}
+
+/// 429 (problem+json) with `Retry-After`: `wait` rounded up to whole seconds, at least 1.
+pub fn too_many_requests(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut resp = ApiError::TooManyRequests.into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }

@@ -476,3 +476,188 @@ fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
     let eu = nodes.pop().unwrap();
     (nodes.pop().unwrap(), eu)
 }
+
+/// A write over its user's quota: 429 problem+json with `Retry-After`, nothing written, counted
+/// in `/metrics`; another user, another kind of write and reads go on. Quotas of one a minute
+/// (bursts of one): the second write of a kind comes well within the minute.
+#[test]
+fn writes_over_a_users_quota_get_429_with_retry_after_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = [
+        "--store",
+        "memory",
+        "--auth-per-minute",
+        "1000000",
+        "--posts-per-minute",
+        "1",
+        "--likes-per-minute",
+        "1",
+        "--follows-per-minute",
+        "1",
+        "--chat-sends-per-minute",
+        "1",
+        "--marks-per-minute",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let n = Node::start(dir.path(), free_port(), &args);
+    let (alice, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (carol, _) = sign_up(&n, "carol");
+
+    let limited = |method: &str, path: &str, token: &str, body: Value| {
+        let (s, head, b) = common::request_with_head(
+            n.port,
+            method,
+            path,
+            Some(token),
+            Some("application/json"),
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(s, 429, "{method} {path}: {}", String::from_utf8_lossy(&b));
+        let wait: u64 = common::header_of(&head, "retry-after")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("application/problem+json"),
+            "{head}"
+        );
+    };
+
+    // Posts: the second is refused and not written; bob still posts.
+    let (s, p) = call(&n, "POST", "/v1/posts", &at, json!({"text": "one"}));
+    assert_eq!(s, 201, "{p}");
+    let post = p["id"].as_str().unwrap().to_string();
+    limited("POST", "/v1/posts", &at, json!({"text": "two"}));
+    let (_, list) = call(
+        &n,
+        "GET",
+        &format!("/v1/users/{alice}/posts"),
+        &bt,
+        Value::Null,
+    );
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(
+        call(&n, "POST", "/v1/posts", &bt, json!({"text": "bob's"})).0,
+        201
+    );
+
+    // Likes and follows: one each, then 429 (an unlike and an unfollow count too).
+    assert_eq!(
+        status(&n, "PUT", &format!("/v1/posts/{post}/like"), &bt),
+        204
+    );
+    limited(
+        "DELETE",
+        &format!("/v1/posts/{post}/like"),
+        &bt,
+        Value::Null,
+    );
+    let (_, v) = call(&n, "GET", &format!("/v1/posts/{post}"), &at, Value::Null);
+    assert_eq!(v["counts"]["likes"], 1, "the unlike did not happen: {v}");
+    assert_eq!(status(&n, "PUT", &format!("/v1/following/{bob}"), &at), 204);
+    limited("PUT", &format!("/v1/following/{carol}"), &at, Value::Null);
+    let (_, v) = call(
+        &n,
+        "GET",
+        &format!("/v1/users/{alice}/following"),
+        &at,
+        Value::Null,
+    );
+    assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+
+    // Mark-read: one, then 429.
+    let mut newest = String::new();
+    assert!(common::eventually(
+        std::time::Duration::from_secs(10),
+        || {
+            let (_, v) = call(&n, "GET", "/v1/notifications", &at, Value::Null);
+            newest = v["items"][0]["id"].as_str().unwrap_or_default().to_string();
+            !newest.is_empty()
+        }
+    ));
+    assert_eq!(
+        call(
+            &n,
+            "PUT",
+            "/v1/notifications/read",
+            &at,
+            json!({"up_to": newest})
+        )
+        .0,
+        204
+    );
+    limited(
+        "PUT",
+        "/v1/notifications/read",
+        &at,
+        json!({"up_to": newest}),
+    );
+
+    // Chat sends: one over REST, then 429 over REST and a busy frame over the WebSocket.
+    let (s, c) = call(
+        &n,
+        "POST",
+        "/v1/conversations",
+        &at,
+        json!({"members": [bob]}),
+    );
+    assert_eq!(s, 201, "{c}");
+    let conv = c["id"].as_str().unwrap().to_string();
+    let msgs = format!("/v1/conversations/{conv}/messages");
+    let (s, v) = call(
+        &n,
+        "POST",
+        &msgs,
+        &at,
+        json!({"body": "hi", "client_id": "c1"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    limited(
+        "POST",
+        &msgs,
+        &at,
+        json!({"body": "again", "client_id": "c2"}),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let frame = rt.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], n.port));
+        let mut ws = common::chat::Client::connect(addr, &at).await;
+        ws.send(json!({"type": "send", "conv": conv, "body": "ws", "client_id": "c3"}))
+            .await;
+        ws.next_of(&["error", "ack"]).await
+    });
+    assert_eq!(
+        (frame["type"].as_str(), frame["code"].as_str()),
+        (Some("error"), Some("busy")),
+        "{frame}"
+    );
+    assert_eq!(frame["ref"], "c3", "{frame}");
+    let (_, v) = call(&n, "GET", &format!("{msgs}?after_seq=0"), &bt, Value::Null);
+    let bodies: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"hi"), "{v}");
+    assert!(!bodies.contains(&"again") && !bodies.contains(&"ws"), "{v}");
+
+    let (_, metrics) = common::http(n.port, "GET", "/metrics", None, b"");
+    let metrics = String::from_utf8_lossy(&metrics);
+    for kind in ["Post", "Like", "Follow", "MarkRead"] {
+        assert!(
+            metrics.contains(&format!(
+                "starling_write_rate_limited_total{{write=\"{kind}\"}} 1"
+            )),
+            "{kind}: {metrics}"
+        );
+    }
+    assert!(metrics.contains("starling_write_rate_limited_total{write=\"ChatSend\"} 2"));
+    assert!(n.terminate().success());
+}

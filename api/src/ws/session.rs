@@ -390,6 +390,17 @@ impl Session {
                 .strike("bad_frame", "conv is an id", Some(&client_id))
                 .await;
         };
+        if matches!(kind, LaneKind::Append(_))
+            && let Err(wait) = self
+                .state
+                .write_limits
+                .check(crate::write_limits::WriteKind::ChatSend, self.user)
+        {
+            let msg = format!("rate limited; retry in {} s", wait.as_secs().max(1));
+            return self
+                .write_one(protocol::error_frame("busy", &msg, Some(&client_id)))
+                .await;
+        }
         if self.lane.len() + self.running >= MAX_IN_FLIGHT {
             return self
                 .write_one(protocol::error_frame(

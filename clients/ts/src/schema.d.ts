@@ -2143,6 +2143,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             /** @description invalid body or client_id, or not a text message */
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
             /** @description the home region's owner is unreachable */
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -2260,6 +2261,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             /** @description one cannot follow oneself */
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2318,6 +2320,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2686,6 +2689,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             /** @description not an object, or a missing or unknown field */
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2731,6 +2735,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             /** @description invalid text or media, or a `reply_to` that names no post */
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2882,6 +2887,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2920,6 +2926,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description unknown or deleted post */
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
