@@ -1,11 +1,12 @@
-//! `GET /v1/feed`: the caller's home timeline.
+//! `GET /v1/feed`: the caller's home timeline, its posts and reposts hydrated
+//! ([`crate::hydrate`]).
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::Query;
 use crate::json::{ListParams, parse_since};
 use crate::paging::Page;
-use crate::posts::{PostList, PostView};
+use crate::posts::PostList;
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::State;
@@ -72,13 +73,10 @@ pub(crate) async fn feed(
         next = None;
     }
     let next = next.map(|n| n.to_string());
+    // A repost counts by its own id (its timeline entry), not the reposted post's.
+    let posts: Vec<_> = page.posts.into_iter().filter(|p| newer(p.id)).collect();
     let list = PostList {
-        items: page
-            .posts
-            .iter()
-            .filter(|p| newer(p.id))
-            .map(|p| PostView::from(&**p))
-            .collect(),
+        items: crate::hydrate::views(&state, me, &posts, &page.originals).await?,
         next_cursor: next.clone(),
     };
     Ok(Page::new(&uri, next.as_deref().map(|n| ("cursor", n)), list).with_status(status))

@@ -1,6 +1,8 @@
-//! `/v1/posts/{id}/like` (like, unlike) and `/v1/posts/{id}/likes` (who liked), over
-//! [`starling_posts::likes`]. A like is idempotent and never counted twice; the count a post
-//! view carries is this node's, derived from the replicated likes a few milliseconds behind them.
+//! `/v1/posts/{id}/like` (like, unlike), `/v1/posts/{id}/likes` (who liked) and
+//! `/v1/posts/{id}/repost` (repost, undo), over [`starling_posts::likes`] and
+//! [`starling_posts::reposts`]. A like or a repost is idempotent and never counted twice; the
+//! counts a post view carries are this node's, derived from the replicated elements a few
+//! milliseconds behind them.
 
 use crate::AppState;
 use crate::auth::AuthUser;
@@ -19,6 +21,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/posts/{id}/like", put(like).delete(unlike))
         .route("/v1/posts/{id}/likes", get(likers))
+        .route("/v1/posts/{id}/repost", put(repost).delete(unrepost))
+        .route("/v1/posts/{id}/reposts", get(reposters))
 }
 
 #[utoipa::path(put, path = "/v1/posts/{id}/like", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id")),
@@ -67,6 +71,68 @@ pub(crate) async fn likers(
     let post = state.posts.get(id).await?;
     crate::posts::readable_by(&state, post.author, me).await?;
     let page = state.posts.likes().likers(id, cursor, limit).await?;
+    crate::social::user_page(
+        &state,
+        &uri,
+        IdPage {
+            ids: page.ids,
+            next: page.next,
+        },
+    )
+    .await
+}
+
+#[utoipa::path(put, path = "/v1/posts/{id}/repost", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id (a repost's id reposts the post it reposts)")),
+    description = "Reposts a post: the repost reaches the caller's followers' home feeds like a post (a feed shows a post once, however many reposts of it arrive), and the author is notified once. Idempotent: a retry, or the same repost from another region, is one repost. `counts.reposts` follows within milliseconds; the caller's `viewer.reposted` at once.",
+    responses((status = 204, description = "reposted (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn repost(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut post = state.posts.get(parse_id(&id)?).await?;
+    if let Some(original) = post.repost_of {
+        post = state.posts.get(original).await?;
+    }
+    crate::posts::readable_by(&state, post.author, me).await?;
+    let (_, created) = state.posts.repost(post.id, me).await?;
+    if created {
+        let kind = starling_posts::notifications::NotificationKind::Repost;
+        crate::notifications::notify(&state, post.author, kind, me, Some(post.id), None).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/posts/{id}/repost", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "the reposted post's id")),
+    description = "Takes the caller's repost back: it leaves the followers' feeds. Idempotent, and allowed on a deleted post (204 whether or not there was a repost).",
+    responses((status = 204, description = "not reposted (idempotent)"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn unrepost(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if let Some(repost) = state.posts.unrepost(id, me).await? {
+        state.feed.post_changed(repost).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/posts/{id}/reposts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
+    description = "The users who repost a post, by ascending id; `cursor` is the last id of the previous page.",
+    responses((status = 200, description = "a page of reposters", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
+pub(crate) async fn reposters(
+    State(state): State<AppState>,
+    AuthUser(me): AuthUser,
+    Path(id): Path<String>,
+    uri: Uri,
+    Query(q): Query<ListParams>,
+) -> Result<Page<UserList>, ApiError> {
+    let id = parse_id(&id)?;
+    let (limit, cursor) = q.parse()?;
+    let post = state.posts.get(id).await?;
+    crate::posts::readable_by(&state, post.author, me).await?;
+    let page = state.posts.reposters(id, cursor, limit).await?;
     crate::social::user_page(
         &state,
         &uri,

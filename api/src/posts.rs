@@ -4,6 +4,7 @@ use crate::AppState;
 use crate::auth::AuthUser;
 use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
 use crate::media;
+use crate::notifications::ActorView;
 use crate::problem::{ApiError, Refusal};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -71,6 +72,9 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
 pub(crate) struct PostView {
     id: String,
     author: String,
+    /// The author's summary: handle, display name, avatar (on every read but a create's answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) author_summary: Option<ActorView>,
     text: String,
     media: Vec<String>,
     created_at: String,
@@ -79,12 +83,57 @@ pub(crate) struct PostView {
     /// list items for now).
     #[serde(skip_serializing_if = "Option::is_none")]
     reply_to: Option<String>,
-    /// The post's counters, on a single post's read (`GET /v1/posts/{id}`) and a thread.
+    /// The post this one quotes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    counts: Option<PostCounts>,
-    /// The caller's state towards the post, on a single post's read.
+    #[schema(value_type = Option<crate::contract::Id>)]
+    quote_of: Option<String>,
+    /// The quoted post, on reads (absent when it was deleted, or its author and the caller
+    /// blocked one another).
     #[serde(skip_serializing_if = "Option::is_none")]
-    viewer: Option<ViewerState>,
+    pub(crate) quoted: Option<QuotedView>,
+    /// The post's counters, on reads (a feed page, a list, a thread, a single post).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) counts: Option<PostCounts>,
+    /// The caller's state towards the post, on reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) viewer: Option<ViewerState>,
+    /// Who reposted it, when this item is a repost (in a feed or the reposter's list): the item
+    /// is the reposted post, `repost_id` the repost's own id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reposted_by: Option<ActorView>,
+    /// The repost's own id (a feed's cursor counts it, `DELETE /v1/posts/{id}/repost` of the
+    /// post takes it back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::contract::Id>)]
+    pub(crate) repost_id: Option<String>,
+}
+
+/// A quoted post, shown inside the post that quotes it.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub(crate) struct QuotedView {
+    #[schema(value_type = crate::contract::Id)]
+    id: String,
+    #[schema(value_type = crate::contract::Id)]
+    author: String,
+    /// The author's summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author_summary: Option<ActorView>,
+    text: String,
+    media: Vec<String>,
+    created_at: String,
+}
+
+impl QuotedView {
+    pub(crate) fn new(p: &Post, author_summary: Option<ActorView>) -> Self {
+        QuotedView {
+            id: p.id.to_string(),
+            author: p.author.to_string(),
+            author_summary,
+            text: p.text.clone(),
+            media: p.media.iter().map(u64::to_string).collect(),
+            created_at: rfc3339(p.created_at_ms),
+        }
+    }
 }
 
 /// A post's counters, as the serving node derives them (a few milliseconds behind the writes).
@@ -94,13 +143,30 @@ pub(crate) struct PostCounts {
     likes: u64,
     /// Direct replies to the post.
     replies: u64,
+    /// Distinct users who repost the post.
+    reposts: u64,
+    /// Posts that quote the post.
+    quotes: u64,
+}
+
+impl From<starling_posts::likes::Counts> for PostCounts {
+    fn from(c: starling_posts::likes::Counts) -> Self {
+        PostCounts {
+            likes: c.likes,
+            replies: c.replies,
+            reposts: c.reposts,
+            quotes: c.quotes,
+        }
+    }
 }
 
 /// What the caller did to a post (read from their own records: never behind).
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct ViewerState {
     /// The caller likes the post.
-    liked: bool,
+    pub(crate) liked: bool,
+    /// The caller reposts the post.
+    pub(crate) reposted: bool,
 }
 
 /// Whether `viewer` may see what `author` wrote: not when either blocked the other.
@@ -126,19 +192,22 @@ pub(crate) async fn readable_by(
 }
 
 impl PostView {
-    /// The view of `post` with what it answers, its counters and `viewer`'s state.
+    /// The hydrated view of `post` for `viewer` with what it answers (a repost: the reposted
+    /// post, with `reposted_by`); `Forbidden` for a repost of a post across a block, `NotFound`
+    /// for one of a deleted post.
     pub(crate) async fn full(state: &AppState, post: Post, viewer: u64) -> Result<Self, ApiError> {
-        let id = post.id;
-        let mut view = PostView::from(post);
-        let counts = state.posts.likes();
+        let reposted = post.repost_of;
+        let mut views =
+            crate::hydrate::views(state, viewer, &[std::sync::Arc::new(post)], &[]).await?;
+        let Some(mut view) = views.pop() else {
+            if let Some(o) = reposted {
+                let orig = state.posts.get(o).await?;
+                readable_by(state, orig.author, viewer).await?;
+            }
+            return Err(ApiError::NotFound("post not found"));
+        };
+        let id = parse_id(&view.id)?;
         view.reply_to = state.posts.reply_to(id).await?.map(|p| p.to_string());
-        view.counts = Some(PostCounts {
-            likes: counts.count(id).await?,
-            replies: counts.reply_count(id).await?,
-        });
-        view.viewer = Some(ViewerState {
-            liked: counts.liked(id, viewer).await?,
-        });
         Ok(view)
     }
 }
@@ -159,8 +228,13 @@ impl From<&Post> for PostView {
             created_at: rfc3339(p.created_at_ms),
             edited_at: p.edited_at_ms.map(rfc3339),
             reply_to: None,
+            author_summary: None,
+            quote_of: p.quote_of.map(|q| q.to_string()),
+            quoted: None,
             counts: None,
             viewer: None,
+            reposted_by: None,
+            repost_id: None,
         }
     }
 }
@@ -190,6 +264,11 @@ pub(crate) struct NewPost {
     #[serde(default)]
     #[schema(value_type = Option<crate::contract::Id>)]
     reply_to: Option<String>,
+    /// The post this one quotes (422 if there is no such post, 403 across a block; quoting a
+    /// repost quotes the reposted post).
+    #[serde(default)]
+    #[schema(value_type = Option<crate::contract::Id>)]
+    quote_of: Option<String>,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
@@ -264,18 +343,50 @@ pub(crate) async fn create(
         }
         None => None,
     };
+    let quoted = match &b.quote_of {
+        Some(q) => {
+            let mut quoted = match state.posts.get(parse_id(q)?).await {
+                Ok(p) => p,
+                Err(starling_posts::PostError::NotFound) => {
+                    return Err(ApiError::Invalid("quote_of: no such post".into()).into());
+                }
+                Err(e) => return Err(ApiError::from(e).into()),
+            };
+            if let Some(original) = quoted.repost_of {
+                quoted = state.posts.get(original).await.map_err(|e| match e {
+                    starling_posts::PostError::NotFound => {
+                        ApiError::Invalid("quote_of: the reposted post was deleted".into())
+                    }
+                    e => ApiError::from(e),
+                })?;
+            }
+            readable_by(&state, quoted.author, me).await?;
+            Some((quoted.id, quoted.author))
+        }
+        None => None,
+    };
     let region = state.graph.user(me).await.map_err(ApiError::from)?.region;
     let (post, created) = state
         .posts
-        .create(me, &region, &b.text, &media, idem.as_deref())
+        .create_quoting(
+            me,
+            &region,
+            &b.text,
+            &media,
+            idem.as_deref(),
+            quoted.map(|(id, _)| id),
+        )
         .await?;
     // Linked after the post is written, and again by a retry (idempotent).
     if let Some((parent, _)) = parent {
         state.posts.link_reply(post.id, parent).await?;
     }
+    if let Some(quoted) = post.quote_of {
+        state.posts.link_quote(post.id, quoted).await?;
+    }
     // Told once, by the request that created the post (not by a retry).
     if created {
-        crate::notifications::post_created(&state, &post, parent).await;
+        crate::notifications::post_created(&state, &post, parent, quoted).await;
     }
     let parent = parent.map(|(id, _)| id);
     let mut view = PostView::from(post);
@@ -339,8 +450,10 @@ pub(crate) async fn by_author(
     readable_by(&state, id, me).await?;
     let page = state.posts.by_author(id, cursor, limit).await?;
     let next = page.next.map(|n| n.to_string());
+    let posts: Vec<std::sync::Arc<Post>> =
+        page.posts.into_iter().map(std::sync::Arc::new).collect();
     let list = PostList {
-        items: page.posts.into_iter().map(PostView::from).collect(),
+        items: crate::hydrate::views(&state, me, &posts, &[]).await?,
         next_cursor: next.clone(),
     };
     let link = next.as_deref().map(|n| ("cursor", n));

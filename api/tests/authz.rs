@@ -74,6 +74,9 @@ const MATRIX: &[(&str, &str, Guard)] = &[
     ("PUT", "/v1/posts/{id}/like", Guard::User),
     ("DELETE", "/v1/posts/{id}/like", Guard::User),
     ("GET", "/v1/posts/{id}/likes", Guard::User),
+    ("PUT", "/v1/posts/{id}/repost", Guard::User),
+    ("DELETE", "/v1/posts/{id}/repost", Guard::User),
+    ("GET", "/v1/posts/{id}/reposts", Guard::User),
     ("GET", "/v1/posts/{id}/thread", Guard::User),
     ("POST", "/v1/media", Guard::User),
     ("GET", "/v1/media/{id}", Guard::User),
@@ -754,6 +757,18 @@ async fn the_authorization_matrix_holds_and_nothing_leaks() {
     assert_eq!(s, 200);
     assert!(likers.to_string().contains(&bob.id), "{likers}");
     cells += 2;
+    // A repost is the reposter's own: another user's undo answers 204 (idempotent) and leaves
+    // bob's repost where it is.
+    let repost = format!("{liked}/repost");
+    assert_eq!(call(port, "PUT", &repost, Some(&bob.token), b"").0, 204);
+    assert_eq!(
+        call(port, "DELETE", &repost, Some(&mallory.token), b"").0,
+        204
+    );
+    let (s, seen) = call(port, "GET", &liked, Some(&bob.token), b"");
+    assert_eq!(s, 200);
+    assert_eq!(seen["viewer"]["reposted"], true, "{seen}");
+    cells += 1;
     // Mallory's conversation list does not show theirs.
     let (_, list) = call(port, "GET", "/v1/conversations", Some(&mallory.token), b"");
     assert!(!list.to_string().contains(&conv_id), "{list}");

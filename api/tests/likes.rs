@@ -547,3 +547,186 @@ fn notifications_of_every_kind_are_grouped_marked_paged_live_and_blocked() {
     drop(ws);
     assert!(n.terminate().success());
 }
+
+fn repost(n: &Node, method: &str, id: &str, token: &str) -> u16 {
+    n.http(method, &format!("/v1/posts/{id}/repost"), Some(token), b"")
+        .0
+}
+
+/// A page of `token`'s home feed on `n`.
+fn feed(n: &Node, token: &str) -> Value {
+    let (s, v) = call(n, "GET", "/v1/feed?limit=50", Some(token), Value::Null);
+    assert!(s == 200 || s == 206, "{s} {v}");
+    v
+}
+
+/// `(id, reposted_by handle)` of each feed item.
+fn feed_items(n: &Node, token: &str) -> Vec<(String, Option<String>)> {
+    feed(n, token)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_string(),
+                i["reposted_by"]["handle"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// Reposts and quotes through the binary: a repost is idempotent, reaches the reposter's
+/// followers' feeds hydrated (the reposted post with its author's summary, counters, the
+/// viewer's state and `reposted_by`) and at most once however many reposts of it arrive; undo
+/// takes it out; counts follow; the author is notified of a repost once and of a quote; blocks
+/// refuse a repost and a quote and hide a repost of a blocker's post.
+#[test]
+fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = memory_node(dir.path());
+    let (alice, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (carol, ct) = sign_up(&n, "carol");
+    let (reader, rt) = sign_up(&n, "reader");
+    for who in [&bob, &carol] {
+        let (s, _) = call(
+            &n,
+            "PUT",
+            &format!("/v1/following/{who}"),
+            Some(&rt),
+            Value::Null,
+        );
+        assert_eq!(s, 204);
+    }
+    // The reader's timeline exists before the reposts (fan-out, not a rebuild, places them).
+    assert!(feed_items(&n, &rt).is_empty());
+    let (s, p) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        Some(&at),
+        json!({"text": "repost me"}),
+    );
+    assert_eq!(s, 201);
+    let x = p["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        assert_eq!(repost(&n, "PUT", &x, &bt), 204, "idempotent");
+    }
+    assert!(eventually(WAIT, || {
+        feed_items(&n, &rt) == vec![(x.clone(), Some("bob".to_string()))]
+    }));
+    // carol reposts it too: the reader still sees it once.
+    assert_eq!(repost(&n, "PUT", &x, &ct), 204);
+    let (s, p) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        Some(&ct),
+        json!({"text": "carol's own"}),
+    );
+    assert_eq!(s, 201);
+    let own = p["id"].as_str().unwrap().to_string();
+    assert!(eventually(WAIT, || feed_items(&n, &rt).len() == 2));
+    assert_eq!(
+        feed_items(&n, &rt),
+        vec![(own.clone(), None), (x.clone(), Some("bob".to_string()))]
+    );
+    // The item is hydrated: author summary, counters, the viewer's state.
+    assert!(eventually(WAIT, || post(&n, &x, &at)["counts"]["reposts"] == 2));
+    let item = feed(&n, &rt)["items"][1].clone();
+    assert_eq!(item["author"], alice.as_str());
+    assert_eq!(item["author_summary"]["handle"], "alice");
+    assert_eq!(item["text"], "repost me");
+    assert_eq!(item["counts"]["reposts"], 2);
+    assert_eq!(item["viewer"]["reposted"], false);
+    assert!(item["repost_id"].as_str().is_some());
+    assert_eq!(post(&n, &x, &bt)["viewer"]["reposted"], true);
+    // Reposting a repost reposts the post: still two reposters, listed by id.
+    let rid = item["repost_id"].as_str().unwrap().to_string();
+    assert_eq!(repost(&n, "PUT", &rid, &ct), 204);
+    let (s, v) = call(
+        &n,
+        "GET",
+        &format!("/v1/posts/{x}/reposts?limit=1"),
+        Some(&rt),
+        Value::Null,
+    );
+    assert_eq!(s, 200, "{v}");
+    let mut want = [bob.clone(), carol.clone()];
+    want.sort_by_key(|i| i.parse::<u64>().unwrap());
+    assert_eq!(v["items"][0]["id"], want[0].as_str());
+    let next = v["next_cursor"].as_str().unwrap();
+    let page2 = format!("/v1/posts/{x}/reposts?limit=1&cursor={next}");
+    let (_, v) = call(&n, "GET", &page2, Some(&rt), Value::Null);
+    assert_eq!(v["items"][0]["id"], want[1].as_str());
+
+    // A quote: a post with quote_of, counted, the quoted post inside it.
+    let (s, q) = call(
+        &n,
+        "POST",
+        "/v1/posts",
+        Some(&bt),
+        json!({"text": "look at this", "quote_of": x}),
+    );
+    assert_eq!(s, 201, "{q}");
+    assert_eq!(q["quote_of"], x.as_str());
+    let qid = q["id"].as_str().unwrap().to_string();
+    assert!(eventually(WAIT, || post(&n, &x, &at)["counts"]["quotes"] == 1));
+    let read = post(&n, &qid, &rt);
+    assert_eq!(read["quoted"]["text"], "repost me");
+    assert_eq!(read["quoted"]["author_summary"]["handle"], "alice");
+    for (body, want) in [
+        (json!({"text": "q", "quote_of": "424242"}), 422),
+        (json!({"text": "q", "quote_of": "x"}), 400),
+    ] {
+        assert_eq!(call(&n, "POST", "/v1/posts", Some(&bt), body).0, want);
+    }
+
+    // alice is told of two reposts (grouped) and one quote, each once.
+    assert!(
+        eventually(WAIT, || {
+            let v = notifications(&n, &at, "");
+            let mut ks = kinds(&v);
+            for k in &mut ks {
+                k.1.sort();
+            }
+            let mut two = vec![bob.clone(), carol.clone()];
+            two.sort();
+            ks == vec![kind("quote", &[&bob]), ("repost".to_string(), two)]
+        }),
+        "{}",
+        notifications(&n, &at, "")
+    );
+
+    // Undo: bob's repost leaves the feed (carol's stays, now the one shown), counts follow.
+    for _ in 0..2 {
+        assert_eq!(repost(&n, "DELETE", &x, &bt), 204, "idempotent");
+    }
+    assert!(eventually(WAIT, || post(&n, &x, &at)["counts"]["reposts"] == 1));
+    assert_eq!(post(&n, &x, &bt)["viewer"]["reposted"], false);
+    assert!(eventually(WAIT, || {
+        !feed_items(&n, &rt).contains(&(x.clone(), Some("bob".to_string())))
+    }));
+
+    // Blocks: alice blocks the reader — carol's repost of alice's post is hidden from them, and
+    // they can neither repost nor quote it.
+    let (s, _) = call(
+        &n,
+        "PUT",
+        &format!("/v1/blocks/{reader}"),
+        Some(&at),
+        Value::Null,
+    );
+    assert_eq!(s, 204);
+    assert!(!feed_items(&n, &rt).iter().any(|(id, _)| *id == x));
+    assert_eq!(repost(&n, "PUT", &x, &rt), 403);
+    let quote = json!({"text": "q", "quote_of": x});
+    assert_eq!(call(&n, "POST", "/v1/posts", Some(&rt), quote).0, 403);
+    // bob's quote stays readable to the reader, without the quoted post.
+    let read = post(&n, &qid, &rt);
+    assert_eq!(read["quote_of"], x.as_str());
+    assert!(read.get("quoted").is_none(), "{read}");
+    assert_eq!(repost(&n, "PUT", "424242", &bt), 404);
+    assert_eq!(repost(&n, "PUT", "abc", &bt), 400);
+    assert!(n.terminate().success());
+}

@@ -260,12 +260,28 @@ impl Feed {
             None
         };
         if let Some(slot) = &slot {
+            // Which of them are reposts (bounded: `backfill` bodies, from the post cache), so
+            // that a repost backfilled here counts for the once-per-timeline rule like one
+            // fanned out.
+            let reposts: std::collections::HashMap<u64, u64> = self
+                .inner
+                .bodies
+                .hydrate(&ids)
+                .await?
+                .iter()
+                .filter_map(|p| Some((p.id, p.repost_of?)))
+                .collect();
+            let cap = self.inner.cfg.cap;
             let mut s = slot.lock();
             if let Some(f) = floor {
                 s.timeline.floor = s.timeline.floor.max(f);
             }
-            for id in &ids {
-                s.timeline.insert(*id, followee, self.inner.cfg.cap);
+            // Oldest first, as fan-out would have met them.
+            for id in ids.iter().rev() {
+                match reposts.get(id) {
+                    Some(original) => s.insert_repost(*id, *original, followee, cap),
+                    None => s.timeline.insert(*id, followee, cap),
+                };
             }
         }
         if let Some(l2) = l2 {

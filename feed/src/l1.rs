@@ -44,6 +44,10 @@ impl Slot {
             return false;
         }
         if !self.timeline.insert(repost, reposter, cap) {
+            if self.timeline.contains(repost) {
+                // Already there (placed by a rebuild): it is the one repost of the original.
+                self.reposted.insert(original, repost);
+            }
             return false;
         }
         self.reposted.insert(original, repost);

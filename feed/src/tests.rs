@@ -714,3 +714,26 @@ async fn author_summaries_are_cached_and_dropped_when_the_user_changes() {
         Some(99)
     );
 }
+
+#[tokio::test]
+async fn a_repost_backfilled_by_a_follow_counts_for_the_once_per_timeline_rule() {
+    let w = world(FeedConfig::default());
+    let (a, b, c, reader) = (
+        user(&w, "alice").await,
+        user(&w, "bob").await,
+        user(&w, "carol").await,
+        user(&w, "reader").await,
+    );
+    w.graph.follow(reader, c).await.unwrap();
+    assert!(texts(&w, reader).await.is_empty());
+    let x = post(&w, a, "original").await;
+    // The follow of bob reaches the worker after bob's repost: the repost is backfilled.
+    w.graph.follow(reader, b).await.unwrap();
+    let (rb, _) = w.posts.repost(x, b).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let (rc, _) = w.posts.repost(x, c).await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let cached = w.feed.cached(reader).unwrap();
+    assert!(cached.contains(rb.id));
+    assert!(!cached.contains(rc.id));
+}

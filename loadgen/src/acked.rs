@@ -1,6 +1,6 @@
 //! The log of every write the server acknowledged (`--acked-log acked.jsonl`), one JSON object a
 //! line, so a fault test can check afterwards that none was lost ([`crate::verify`]). Follows,
-//! unfollows, likes, unlikes, group membership changes and message edits whose request failed without telling
+//! unfollows, likes, unlikes, reposts and their undoing, group membership changes and message edits whose request failed without telling
 //! whether the server applied it (the connection broke, a 5xx, a timeout) are logged too, as
 //! [`Outcome::Unknown`] or [`Outcome::TimedOut`]: a node killed between its commit and its answer
 //! leaves such a write in the store, and it decides an edge's (a membership's, a message's text's)
@@ -42,6 +42,10 @@ pub enum AckedKind {
     Like,
     /// An unlike: `id` is the post.
     Unlike,
+    /// A repost: `id` is the post reposted.
+    Repost,
+    /// An undone repost: `id` is the post.
+    Unrepost,
 }
 
 /// Whether the server is known to have applied a logged write.

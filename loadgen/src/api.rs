@@ -165,7 +165,30 @@ pub async fn like(
     post: &str,
     on: bool,
 ) -> Result<(), RequestError> {
-    let url = format!("{base}/v1/posts/{post}/like");
+    toggle(http, base, token, post, "like", on).await
+}
+
+/// `PUT` (`on`) or `DELETE /v1/posts/{id}/repost`.
+pub async fn repost(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+    on: bool,
+) -> Result<(), RequestError> {
+    toggle(http, base, token, post, "repost", on).await
+}
+
+/// `PUT` (`on`) or `DELETE /v1/posts/{id}/{what}`.
+async fn toggle(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+    what: &str,
+    on: bool,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/posts/{post}/{what}");
     let method = if on { Method::PUT } else { Method::DELETE };
     http.expect(method, &url, Some(token), None, &[204])
         .await
@@ -179,7 +202,18 @@ pub async fn likers(
     token: &str,
     post: &str,
 ) -> Result<Vec<String>, RequestError> {
-    let list = format!("{base}/v1/posts/{post}/likes?limit=100");
+    post_users(http, base, token, post, "likes").await
+}
+
+/// `GET /v1/posts/{id}/{list}` (`likes`, `reposts`), every page: the users' ids.
+pub async fn post_users(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+    list: &str,
+) -> Result<Vec<String>, RequestError> {
+    let list = format!("{base}/v1/posts/{post}/{list}?limit=100");
     user_ids(http, token, &list).await
 }
 
@@ -190,14 +224,25 @@ pub async fn like_count(
     token: &str,
     post: &str,
 ) -> Result<u64, RequestError> {
+    post_count(http, base, token, post, "likes").await
+}
+
+/// `GET /v1/posts/{id}`: the post's `counts.{which}` as the node serving it derives them.
+pub async fn post_count(
+    http: &Http,
+    base: &str,
+    token: &str,
+    post: &str,
+    which: &str,
+) -> Result<u64, RequestError> {
     let url = format!("{base}/v1/posts/{post}");
     let v = http
         .expect(Method::GET, &url, Some(token), None, &[200])
         .await?
         .json()?;
-    v.pointer("/counts/likes")
+    v.pointer(&format!("/counts/{which}"))
         .and_then(Value::as_u64)
-        .ok_or_else(|| RequestError::Decode("a post without counts.likes".into()))
+        .ok_or_else(|| RequestError::Decode(format!("a post without counts.{which}")))
 }
 
 /// Every page of a list of users (`list` ends in its query, `limit` included): their ids.

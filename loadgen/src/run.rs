@@ -177,6 +177,19 @@ impl Ctx {
                 self.write_done(kind, post, u, sent_us, r).await?;
                 None
             }
+            Op::Repost | Op::Unrepost => {
+                let on = p.op == Op::Repost;
+                let post = self.post_to_like(u, p.n).await?;
+                let sent_us = now_us();
+                let r = api::repost(&self.http, &u.target, &u.token, &post, on).await;
+                let kind = if on {
+                    AckedKind::Repost
+                } else {
+                    AckedKind::Unrepost
+                };
+                self.write_done(kind, post, u, sent_us, r).await?;
+                None
+            }
             Op::Follow => {
                 let r = api::follow(&self.http, &u.target, &u.token, &other.id).await;
                 self.edge_done(AckedKind::Follow, u, other, sent_us, r)

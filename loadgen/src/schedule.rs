@@ -126,11 +126,15 @@ pub enum Op {
     Like,
     /// `DELETE /v1/posts/{id}/like`, on a post chosen as for [`Op::Like`].
     Unlike,
+    /// `PUT /v1/posts/{id}/repost`, on a post chosen as for [`Op::Like`].
+    Repost,
+    /// `DELETE /v1/posts/{id}/repost`, on a post chosen as for [`Op::Like`].
+    Unrepost,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 12] = [
         Op::Read,
         Op::Post,
         Op::Follow,
@@ -141,6 +145,8 @@ impl Op {
         Op::Edit,
         Op::Like,
         Op::Unlike,
+        Op::Repost,
+        Op::Unrepost,
     ];
 
     /// The name used in `--mix`, the report and the plots.
@@ -156,6 +162,8 @@ impl Op {
             Op::Edit => "edit",
             Op::Like => "like",
             Op::Unlike => "unlike",
+            Op::Repost => "repost",
+            Op::Unrepost => "unrepost",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! and reports those that are missing: users and posts that do not exist, follows whose edge is
 //! absent, unfollows whose edge is still there, likes not among their post's likers and unlikes
 //! still there (resolved like edges), and each liked post whose count never settles on its number
-//! of likers (counts are derived a consumer pass behind). Chat messages, message edits and group
+//! of likers (counts are derived a consumer pass behind); reposts likewise, against each post's
+//! reposters and repost count. Chat messages, message edits and group
 //! memberships need a member's token to read, so [`verify_messages`] checks them for callers that
 //! hold the users' sessions (the fault tests): every acknowledged message at its seq, every
 //! conversation's history gap-free from 1 (edits, deletes and membership changes are entries of
@@ -74,6 +75,10 @@ pub struct Expectations {
     pub likes: BTreeMap<(String, String), bool>,
     /// Likes whose final state depends on an order the client could not see.
     pub likes_ambiguous: u64,
+    /// (post, reposter) → whether the repost must exist (the rule of edges).
+    pub reposts: BTreeMap<(String, String), bool>,
+    /// Reposts whose final state depends on an order the client could not see.
+    pub reposts_ambiguous: u64,
     /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
 }
@@ -129,6 +134,7 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut by_member: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     let mut by_edit: BTreeMap<(String, u64), Vec<(&Acked, String)>> = BTreeMap::new();
     let mut by_like: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
+    let mut by_repost: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     for a in acked {
         let logs_unknown = matches!(
             a.kind,
@@ -138,6 +144,8 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
                 | AckedKind::Edit
                 | AckedKind::Like
                 | AckedKind::Unlike
+                | AckedKind::Repost
+                | AckedKind::Unrepost
         );
         if !a.outcome.is_acked() && !logs_unknown {
             // Only edges, memberships and edits log unknown outcomes; anything else of the kind
@@ -155,6 +163,10 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
                 .entry((a.id.clone(), a.user.clone()))
                 .or_default()
                 .push((a, a.kind == AckedKind::Like)),
+            AckedKind::Repost | AckedKind::Unrepost => by_repost
+                .entry((a.id.clone(), a.user.clone()))
+                .or_default()
+                .push((a, a.kind == AckedKind::Repost)),
             AckedKind::Message => match (&a.conv, a.seq) {
                 (Some(conv), Some(seq)) => ex.messages.entry(conv.clone()).or_default().push((
                     seq,
@@ -222,6 +234,15 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
             Resolved::Ambiguous { .. } => ex.likes_ambiguous += 1,
         }
     }
+    for (repost, ops) in by_repost {
+        match resolve(ops) {
+            Resolved::Nothing => {}
+            Resolved::Expect(reposted) => {
+                ex.reposts.insert(repost, reposted);
+            }
+            Resolved::Ambiguous { .. } => ex.reposts_ambiguous += 1,
+        }
+    }
     for ((conv, seq), ops) in by_edit {
         let editor = ops.first().map(|(a, _)| a.user.clone()).unwrap_or_default();
         match resolve(ops) {
@@ -239,8 +260,9 @@ pub struct Missing {
     /// `user`, `post`, `follow` (edge absent), `unfollow` (edge still present), `message`
     /// (not at its seq), `gap` (a conversation's seqs are not 1, 2, 3, …), `edit` (a message
     /// without its acknowledged text), `member_added` (not a member), `member_removed` (still
-    /// a member), `like` (not among the post's likers), `unlike` (still among them) or
-    /// `like_count` (the post's count never settled on its number of likers).
+    /// a member), `like` (not among the post's likers), `unlike` (still among them),
+    /// `like_count` (the post's count never settled on its number of likers), or likewise
+    /// `repost`, `unrepost` and `repost_count`.
     pub kind: String,
     /// The user, post or message id, the followee, the member; for a gap the first seq out of
     /// place, for an edit the seq and the text found.
@@ -298,6 +320,12 @@ pub struct Verification {
     /// Likes not checked because their final state is ambiguous.
     #[serde(default)]
     pub likes_ambiguous: u64,
+    /// Reposts (post, reposter) checked per target; each reposted post's count is checked too.
+    #[serde(default)]
+    pub reposts: u64,
+    /// Reposts not checked because their final state is ambiguous.
+    #[serde(default)]
+    pub reposts_ambiguous: u64,
     /// Acked writes not read back (chat messages, edits and memberships, unless
     /// [`verify_messages`] checked them).
     pub skipped: u64,
@@ -364,6 +392,8 @@ pub async fn verify(
         unknown: ex.unknown,
         likes: ex.likes.len() as u64,
         likes_ambiguous: ex.likes_ambiguous,
+        reposts: ex.reposts.len() as u64,
+        reposts_ambiguous: ex.reposts_ambiguous,
         skipped: ex.skipped
             + ex.messages.values().map(|m| m.len() as u64).sum::<u64>()
             + ex.edits.values().map(|e| e.len() as u64).sum::<u64>()
@@ -419,65 +449,112 @@ pub async fn verify(
             .await?;
         out.missing.extend(missing_edges.into_iter().flatten());
 
-        let mut by_post: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
-        for ((post, liker), want) in &ex.likes {
-            by_post
-                .entry(post.as_str())
-                .or_default()
-                .push((liker.as_str(), *want));
+        for counted in [&LIKES, &REPOSTS] {
+            let map = if counted.list == "likes" {
+                &ex.likes
+            } else {
+                &ex.reposts
+            };
+            let missing = missing_counted(http, target, token, concurrency, counted, map).await?;
+            out.missing.extend(missing);
         }
-        let missing_likes: Vec<Vec<Missing>> = stream::iter(by_post)
-            .map(|(post, likes)| async move {
-                let (have, counted) = settled_likes(http, target, token, post).await?;
-                let mut out: Vec<Missing> = likes
-                    .into_iter()
-                    .filter(|(liker, want)| have.contains(*liker) != *want)
-                    .map(|(liker, want)| Missing {
-                        kind: if want { "like" } else { "unlike" }.into(),
-                        id: post.to_string(),
-                        user: Some(liker.to_string()),
-                        target: target.clone(),
-                    })
-                    .collect();
-                if counted != have.len() as u64 {
-                    out.push(Missing {
-                        kind: "like_count".into(),
-                        id: format!("{post}: {counted} counted, {} likers", have.len()),
-                        user: None,
-                        target: target.clone(),
-                    });
-                }
-                Ok::<_, LoadError>(out)
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await?;
-        out.missing.extend(missing_likes.into_iter().flatten());
     }
     Ok(out)
 }
 
-/// A post's likers at `target` and its like count there, once the count (derived a consumer
-/// pass behind the likes) equals the number of likers, or as last read after 30 s.
-async fn settled_likes(
+/// A set of users per post that the verification reads back: likes or reposts.
+struct Counted {
+    /// The list endpoint (`/v1/posts/{id}/{list}`) and the count (`counts.{list}`).
+    list: &'static str,
+    /// The kinds of [`Missing`]: present, absent, count.
+    on: &'static str,
+    off: &'static str,
+    count: &'static str,
+}
+
+const LIKES: Counted = Counted {
+    list: "likes",
+    on: "like",
+    off: "unlike",
+    count: "like_count",
+};
+
+const REPOSTS: Counted = Counted {
+    list: "reposts",
+    on: "repost",
+    off: "unrepost",
+    count: "repost_count",
+};
+
+/// What of `map` ((post, user) → must exist) `target` does not hold, and each post whose count
+/// does not settle on its number of users there.
+async fn missing_counted(
+    http: &Http,
+    target: &str,
+    token: &str,
+    concurrency: usize,
+    counted: &Counted,
+    map: &BTreeMap<(String, String), bool>,
+) -> Result<Vec<Missing>, LoadError> {
+    let mut by_post: BTreeMap<&str, Vec<(&str, bool)>> = BTreeMap::new();
+    for ((post, user), want) in map {
+        by_post
+            .entry(post.as_str())
+            .or_default()
+            .push((user.as_str(), *want));
+    }
+    let missing: Vec<Vec<Missing>> = stream::iter(by_post)
+        .map(|(post, users)| async move {
+            let (have, n) = settled(http, target, token, post, counted.list).await?;
+            let mut out: Vec<Missing> = users
+                .into_iter()
+                .filter(|(user, want)| have.contains(*user) != *want)
+                .map(|(user, want)| Missing {
+                    kind: if want { counted.on } else { counted.off }.into(),
+                    id: post.to_string(),
+                    user: Some(user.to_string()),
+                    target: target.to_string(),
+                })
+                .collect();
+            if n != have.len() as u64 {
+                out.push(Missing {
+                    kind: counted.count.into(),
+                    id: format!("{post}: {n} counted, {} {}", have.len(), counted.list),
+                    user: None,
+                    target: target.to_string(),
+                });
+            }
+            Ok::<_, LoadError>(out)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    Ok(missing.into_iter().flatten().collect())
+}
+
+/// A post's users of `list` (`likes`, `reposts`) at `target` and its count of them there, once
+/// the count (derived a consumer pass behind) equals the number of users, or as last read after
+/// 30 s.
+async fn settled(
     http: &Http,
     target: &str,
     token: &str,
     post: &str,
+    list: &str,
 ) -> Result<(HashSet<String>, u64), LoadError> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let read = |what: &str, e| {
             LoadError::setup(format!("reading the {what} of {post} at {target}"), e)
         };
-        let have: HashSet<String> = api::likers(http, target, token, post)
+        let have: HashSet<String> = api::post_users(http, target, token, post, list)
             .await
-            .map_err(|e| read("likers", e))?
+            .map_err(|e| read(list, e))?
             .into_iter()
             .collect();
-        let counted = api::like_count(http, target, token, post)
+        let counted = api::post_count(http, target, token, post, list)
             .await
-            .map_err(|e| read("like count", e))?;
+            .map_err(|e| read("count", e))?;
         if counted == have.len() as u64 || tokio::time::Instant::now() >= deadline {
             return Ok((have, counted));
         }
@@ -865,6 +942,28 @@ mod tests {
         assert!(!ex.likes[&k("p1", "2")]);
         assert_eq!(ex.likes_ambiguous, 1);
         assert_eq!(ex.edges.len(), 1);
+        assert!(ex.reposts.is_empty());
+    }
+
+    #[test]
+    fn reposts_resolve_apart_from_likes_by_the_same_rule() {
+        use AckedKind::*;
+        let k = |post: &str, user: &str| (post.to_string(), user.to_string());
+        let log = vec![
+            op(Repost, "1", "p1", 0, 10),
+            op(Repost, "1", "p1", 5, 12), // a retry: still reposted
+            op(Like, "1", "p1", 0, 10),   // a like of the same post: apart
+            op(Repost, "2", "p1", 0, 10),
+            op(Unrepost, "2", "p1", 20, 30), // after the repost: must be absent
+            op(Repost, "1", "p2", 0, 50),
+            op(Unrepost, "1", "p2", 10, 40), // in flight together: ambiguous
+        ];
+        let ex = expectations(&log);
+        assert_eq!(ex.reposts.len(), 2, "{:?}", ex.reposts);
+        assert!(ex.reposts[&k("p1", "1")]);
+        assert!(!ex.reposts[&k("p1", "2")]);
+        assert_eq!(ex.reposts_ambiguous, 1);
+        assert_eq!(ex.likes.len(), 1);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 
 use crate::{Post, PostError, Posts, list_key, now_ms, post_key};
 use bytes::Bytes;
-use starling_store::{Key, Keyspace, StoreExt};
+use starling_store::{Key, Keyspace, ScanRequest, StoreExt};
 
 /// `prp/post/reposter` → the repost's post id.
 pub(crate) const REPOSTS: Keyspace = Keyspace::new("prp");
@@ -115,6 +115,26 @@ impl Posts {
             .and_then(|b| id_of(&b)))
     }
 
+    /// A page of at most `limit` (1 ..= [`crate::likes::MAX_PAGE`]) users who repost `post`,
+    /// ascending by id, after the user `after`.
+    pub async fn reposters(
+        &self,
+        post: u64,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::likes::LikerPage, PostError> {
+        let prefix = REPOSTS.key().u64(post).finish();
+        let mut req = ScanRequest::prefix(prefix, limit.clamp(1, crate::likes::MAX_PAGE));
+        req.after = after.map(|a| repost_key(post, a));
+        let page = self.store.scan(&req).await?;
+        let at = REPOSTS.prefix_len() + 8;
+        let user = |k: &Key| starling_store::key::read_u64(k.as_bytes(), at);
+        Ok(crate::likes::LikerPage {
+            ids: page.items.iter().filter_map(|(k, _)| user(k)).collect(),
+            next: page.next.as_ref().and_then(user),
+        })
+    }
+
     /// Records that `quote` quotes `quoted`. Idempotent (written after the quote, and again by a
     /// retry).
     pub async fn link_quote(&self, quote: u64, quoted: u64) -> Result<(), PostError> {
@@ -178,6 +198,10 @@ mod tests {
         assert_eq!(p.reposted(x.id, 2).await.unwrap(), Some(r.id));
         assert_eq!(p.reposted(x.id, 3).await.unwrap(), None);
         p.repost(x.id, 3).await.unwrap();
+        assert_eq!(p.reposters(x.id, None, 10).await.unwrap().ids, vec![2, 3]);
+        let first = p.reposters(x.id, None, 1).await.unwrap();
+        assert_eq!(first.ids, vec![2]);
+        assert_eq!(p.reposters(x.id, first.next, 1).await.unwrap().ids, vec![3]);
         p.likes().catch_up().await.unwrap();
         assert_eq!(p.likes().repost_count(x.id).await.unwrap(), 2);
         // Undo: the repost post and its element go; idempotent.

@@ -31,16 +31,16 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Who did something: a user summary.
-#[derive(Serialize, Debug, utoipa::ToSchema)]
+#[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
 pub(crate) struct ActorView {
     #[schema(value_type = crate::contract::Id)]
-    id: String,
-    handle: String,
-    display_name: String,
+    pub(crate) id: String,
+    pub(crate) handle: String,
+    pub(crate) display_name: String,
     /// The avatar's media id, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::contract::Id>)]
-    avatar: Option<String>,
+    pub(crate) avatar: Option<String>,
 }
 
 /// One notification, or several likes (reposts) of one post folded into one.

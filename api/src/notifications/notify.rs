@@ -81,13 +81,27 @@ fn now_ms() -> u64 {
 }
 
 /// The notifications of a new post: its parent's author of a reply (when `parent` is the
-/// replied-to post and its author), and the users it mentions (the parent's author once).
+/// replied-to post and its author), the quoted post's author of a quote (`quoted`, likewise),
+/// and the users it mentions (each of them once).
 pub(crate) async fn post_created(
     state: &AppState,
     post: &starling_posts::Post,
     parent: Option<(u64, u64)>,
+    quoted: Option<(u64, u64)>,
 ) {
     let mut told = Vec::new();
+    if let Some((quoted, author)) = quoted {
+        notify(
+            state,
+            author,
+            NotificationKind::Quote,
+            post.author,
+            Some(quoted),
+            Some(post.id),
+        )
+        .await;
+        told.push(author);
+    }
     if let Some((parent, author)) = parent {
         notify(
             state,

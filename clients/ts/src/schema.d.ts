@@ -533,6 +533,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/posts/{id}/repost": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** @description Reposts a post: the repost reaches the caller's followers' home feeds like a post (a feed shows a post once, however many reposts of it arrive), and the author is notified once. Idempotent: a retry, or the same repost from another region, is one repost. `counts.reposts` follows within milliseconds; the caller's `viewer.reposted` at once. */
+        put: operations["repost"];
+        post?: never;
+        /** @description Takes the caller's repost back: it leaves the followers' feeds. Idempotent, and allowed on a deleted post (204 whether or not there was a repost). */
+        delete: operations["unrepost"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/posts/{id}/reposts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The users who repost a post, by ascending id; `cursor` is the last id of the previous page. */
+        get: operations["reposters"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/posts/{id}/thread": {
         parameters: {
             query?: never;
@@ -917,6 +952,7 @@ export interface components {
         NewPost: {
             /** @description Up to 4 media ids, each uploaded by the author (`POST /v1/media`). */
             media?: components["schemas"]["Id"][];
+            quote_of?: null | components["schemas"]["Id"];
             reply_to?: null | components["schemas"]["Id"];
             /**
              * @description 1–5000 characters, not only spaces, no NUL.
@@ -979,9 +1015,19 @@ export interface components {
             likes: number;
             /**
              * Format: int64
+             * @description Posts that quote the post.
+             */
+            quotes: number;
+            /**
+             * Format: int64
              * @description Direct replies to the post.
              */
             replies: number;
+            /**
+             * Format: int64
+             * @description Distinct users who repost the post.
+             */
+            reposts: number;
         };
         PostList: {
             items: components["schemas"]["PostView"][];
@@ -996,16 +1042,21 @@ export interface components {
         };
         PostView: {
             author: string;
+            author_summary?: null | components["schemas"]["ActorView"];
             counts?: null | components["schemas"]["PostCounts"];
             created_at: string;
             edited_at?: string | null;
             id: string;
             media: string[];
+            quote_of?: null | components["schemas"]["Id"];
+            quoted?: null | components["schemas"]["QuotedView"];
             /**
              * @description The post this one answers, on a single post's read, a thread and a create (absent from
              *     list items for now).
              */
             reply_to?: string | null;
+            repost_id?: null | components["schemas"]["Id"];
+            reposted_by?: null | components["schemas"]["ActorView"];
             text: string;
             viewer?: null | components["schemas"]["ViewerState"];
         };
@@ -1032,6 +1083,15 @@ export interface components {
              * @example Ada Lovelace
              */
             display_name?: string | null;
+        };
+        /** @description A quoted post, shown inside the post that quotes it. */
+        QuotedView: {
+            author: components["schemas"]["Id"];
+            author_summary?: null | components["schemas"]["ActorView"];
+            created_at: string;
+            id: components["schemas"]["Id"];
+            media: string[];
+            text: string;
         };
         ReadMarker: {
             /**
@@ -1147,6 +1207,8 @@ export interface components {
         ViewerState: {
             /** @description The caller likes the post. */
             liked: boolean;
+            /** @description The caller reposts the post. */
+            reposted: boolean;
         };
         /**
          * @description One direction of a simulated link between two regions (the wire form of
@@ -2064,6 +2126,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             /** @description invalid body or client_id, or not a text message */
             422: components["responses"]["UnprocessableContent"];
+            429: components["responses"]["TooManyRequests"];
             /** @description the home region's owner is unreachable */
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -2143,7 +2206,6 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             /** @description invalid body or client_id, or not a text message */
             422: components["responses"]["UnprocessableContent"];
-            429: components["responses"]["TooManyRequests"];
             /** @description the home region's owner is unreachable */
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -2287,6 +2349,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2320,7 +2383,6 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
-            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2862,6 +2924,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description unknown or deleted post */
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -2926,7 +2989,99 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description unknown or deleted post */
             404: components["responses"]["NotFound"];
-            429: components["responses"]["TooManyRequests"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    repost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description post id (a repost's id reposts the post it reposts) */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description reposted (idempotent) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description the author blocked the caller, or the caller blocked the author */
+            403: components["responses"]["Forbidden"];
+            /** @description unknown or deleted post */
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    unrepost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description the reposted post's id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description not reposted (idempotent) */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    reposters: {
+        parameters: {
+            query?: {
+                /** @description 1–100, default 20. */
+                limit?: number;
+                /** @description Opaque cursor from a previous page's `next_cursor` (or its `Link: rel="next"`). */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description post id */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a page of reposters */
+            200: {
+                headers: {
+                    /** @description `<…>; rel="next"`: the next page, while there is one */
+                    Link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserList"];
+                };
+            };
+            /** @description bad id, limit or cursor, or a repeated query parameter */
+            400: components["responses"]["BadRequest"];
+            /** @description no or bad token */
+            401: components["responses"]["Unauthorized"];
+            /** @description the author blocked the caller, or the caller blocked the author */
+            403: components["responses"]["Forbidden"];
+            /** @description unknown or deleted post */
+            404: components["responses"]["NotFound"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };

@@ -1,0 +1,135 @@
+//! Cost of hydrated feed items (`starling_api::hydrate`): one node's state in process (memory
+//! store), a reader following 100 authors whose posts (a fifth of them reposts of others' posts,
+//! some quotes, likes on most) fill a warm timeline; the first page of 20 is read and serialized
+//! hydrated (author summaries, counters, viewer state, reposted posts) and bare (each post's own
+//! fields: the feed before hydration), in alternating rounds of the same run so both see the
+//! same machine.
+//!
+//! ```text
+//! cargo bench -p starling-api --bench hydrate -- [--pages 20000] [--rounds 6]
+//! ```
+//! Prints µs per page of each and the ratio (hydrated / bare) per round and as the median.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
+
+use starling_api::{AppState, NodeParts};
+use starling_store::{HlcClock, Limits, NodeId, RegionId, open_memory};
+use std::sync::Arc;
+use std::time::Instant;
+
+async fn world() -> (AppState, u64) {
+    let node = NodeId::new(RegionId::from_name("t"), 1);
+    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+    let mut graph = starling_graph::GraphConfig::new("t", "t");
+    graph.argon2_memory_kib = 64;
+    graph.argon2_passes = 1;
+    let state = AppState::new(NodeParts {
+        store,
+        graph,
+        media: Arc::new(object_store::memory::InMemory::new()),
+        gossip: None,
+        admin_token: None,
+        durable_regions: 1,
+        auth_per_minute: 1_000_000,
+        feed: starling_feed::FeedConfig::default(),
+        l2: None,
+        chat: starling_api::config::ChatSettings::default(),
+        bus: starling_messenger::Bus::in_process(),
+    });
+    let g = &state.graph;
+    let reader = g
+        .sign_up("reader", "password1", None, None)
+        .await
+        .unwrap()
+        .0
+        .id;
+    let mut authors = Vec::new();
+    for i in 0..100 {
+        let a = g
+            .sign_up(&format!("author{i}"), "password1", None, None)
+            .await
+            .unwrap()
+            .0
+            .id;
+        g.follow(reader, a).await.unwrap();
+        authors.push(a);
+    }
+    let mut posts = Vec::new();
+    for round in 0..5 {
+        for (i, a) in authors.iter().enumerate() {
+            let id = if round > 0 && i % 5 == 0 {
+                let of = posts[(i * 7 + round) % posts.len()];
+                state.posts.repost(of, *a).await.unwrap().0.id
+            } else {
+                let quote = (i % 7 == 0 && !posts.is_empty()).then(|| posts[i % posts.len()]);
+                let text = format!("post {round} of author {i}, with some words in it");
+                let (p, _) = state
+                    .posts
+                    .create_quoting(*a, "t", &text, &[], None, quote)
+                    .await
+                    .unwrap();
+                if let Some(q) = quote {
+                    state.posts.link_quote(p.id, q).await.unwrap();
+                }
+                p.id
+            };
+            posts.push(id);
+            for liker in authors.iter().take(i % 4) {
+                state.posts.likes().like(id, *liker).await.unwrap();
+            }
+        }
+    }
+    state.posts.likes().catch_up().await.unwrap();
+    state.feed.catch_up().await.unwrap();
+    (state, reader)
+}
+
+async fn run(state: &AppState, reader: u64, n: usize, hydrated: bool) -> f64 {
+    let start = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += starling_api::hydrate::feed_page_json(state, reader, 20, hydrated)
+            .await
+            .unwrap()
+            .len();
+    }
+    assert!(bytes > 0);
+    start.elapsed().as_nanos() as f64 / n as f64 / 1000.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |v| v.parse().expect("a number"))
+    };
+    let n = flag("--pages", 20_000);
+    let rounds = flag("--rounds", 6);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (state, reader) = world().await;
+        let sample = starling_api::hydrate::feed_page_json(&state, reader, 20, true)
+            .await
+            .unwrap();
+        let items: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+        let items = items.as_array().unwrap();
+        let reposts = items.iter().filter(|i| i.get("reposted_by").is_some()).count();
+        println!("page: {} items, {reposts} reposts, {} bytes hydrated", items.len(), sample.len());
+        run(&state, reader, n / 10, true).await;
+        run(&state, reader, n / 10, false).await;
+        let mut ratios = Vec::new();
+        for r in 0..rounds {
+            let bare = run(&state, reader, n, false).await;
+            let hydrated = run(&state, reader, n, true).await;
+            let ratio = hydrated / bare;
+            println!("round {r}: bare {bare:.2} us/page, hydrated {hydrated:.2} us/page, ratio {ratio:.2}");
+            ratios.push(ratio);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!("median ratio hydrated/bare: {:.2}", ratios[ratios.len() / 2]);
+    });
+}
