@@ -69,9 +69,9 @@ done
 curl -fsS "$base/readyz" >/dev/null
 
 # A signed-up user's token.
-new_token() { # new_token HANDLE
+new_token() { # new_token HANDLE [PASSWORD]
   curl -fsS -H 'Content-Type: application/json' \
-    -d "{\"handle\":\"$1\",\"password\":\"schemathesis-password\"}" "$base/v1/users" |
+    -d "{\"handle\":\"$1\",\"password\":\"${2:-schemathesis-password}\"}" "$base/v1/users" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'
 }
 token="$(new_token schemathesis)"
@@ -94,6 +94,12 @@ run() { # run NAME [HEADER…]
 status=0
 run authenticated -H "Authorization: Bearer $token" --exclude-operation-id logout || status=1
 run logout --include-operation-id logout -H "Authorization: Bearer $(new_token logout)" || status=1
+# The main run's user has another password than the documents' examples, so its password change
+# and account deletion are refused (403) and its token lives; here a user whose password is the
+# examples' ("correct horse battery") gets them accepted: the change keeps the password, the
+# deletion ends the account (later calls: 401).
+run account --include-operation-id change_password --include-operation-id delete_me \
+  -H "Authorization: Bearer $(new_token account 'correct horse battery')" || status=1
 run unauthenticated || status=1
 run admin --include-tag admin -H "Authorization: Bearer $admin_token" || status=1
 if [ "$status" != 0 ]; then
