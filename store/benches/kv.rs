@@ -7,7 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use fjall::{Database, KeyspaceCreateOptions};
 use starling_store::{
     CasOutcome, EmbeddedOptions, FsyncPolicy, HlcClock, Keyspace, Limits, NodeId, RegionId,
-    ScanRequest, Store, StoreExt, open_embedded, open_memory,
+    ScanRequest, Store, StoreExt, StoreLane, open_embedded, open_memory,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -120,6 +120,52 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let k = starling_store::Key(key(x.next()));
                 black_box(f.rt.block_on(s.get(&k)).expect("get"))
+            })
+        });
+    }
+    // The same engine on a store lane: a thread of its own instead of tokio's blocking pool
+    // (the gossip core loop's store calls).
+    let lane = StoreLane::dedicated("bench-lane").expect("lane");
+    let on_lane = f
+        .embedded
+        .on_lane(lane)
+        .expect("the embedded engine runs on lanes");
+    g.bench_function("embedded-lane", |b| {
+        b.iter(|| {
+            let k = starling_store::Key(key(x.next()));
+            black_box(f.rt.block_on(on_lane.get(&k)).expect("get"))
+        })
+    });
+    g.finish();
+
+    // 256 records read one call a key (the gossip push before `get_records`) against one call
+    // for all of them; per record.
+    let mut g = c.benchmark_group("get-256-records");
+    g.throughput(Throughput::Elements(256));
+    let batch = |x: &mut Xorshift| -> Vec<starling_store::Key> {
+        (0..256)
+            .map(|_| starling_store::Key(key(x.next())))
+            .collect()
+    };
+    for (name, s) in [
+        ("embedded", &f.embedded),
+        ("embedded-inline", &f.inline),
+        ("embedded-lane", &on_lane),
+    ] {
+        g.bench_function(format!("{name}-one-call-a-key"), |b| {
+            b.iter(|| {
+                let keys = batch(&mut x);
+                f.rt.block_on(async {
+                    for k in &keys {
+                        black_box(s.get_record(k).await.expect("get"));
+                    }
+                })
+            })
+        });
+        g.bench_function(format!("{name}-get-records"), |b| {
+            b.iter(|| {
+                let keys = batch(&mut x);
+                black_box(f.rt.block_on(s.get_records(&keys)).expect("get"))
             })
         });
     }

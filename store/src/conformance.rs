@@ -68,6 +68,15 @@ async fn batches(s: Arc<dyn Store>) {
     for (k, _) in &items[..50] {
         assert_eq!(s.get(k).await.unwrap().unwrap().value, Some(b("x")));
     }
+    // Many records in one call: in the order asked, `None` for a key never written.
+    let mut keys: Vec<Key> = items[..50].iter().rev().map(|(k, _)| k.clone()).collect();
+    keys.insert(3, KS.key().str("batch-missing").finish());
+    let records = s.get_records(&keys).await.unwrap();
+    assert_eq!(records.len(), keys.len());
+    for (k, r) in keys.iter().zip(&records) {
+        assert_eq!(r, &s.get_record(k).await.unwrap(), "{k:?}");
+    }
+    assert!(records[3].is_none() && records.iter().filter(|r| r.is_some()).count() == 50);
     assert_eq!(
         s.counter(&KS.key().str("batch-n").finish()).await.unwrap(),
         5
@@ -601,6 +610,39 @@ mod tests {
             }
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_engine_on_a_dedicated_lane_conforms() {
+        let root = tempfile::tempdir().unwrap();
+        let n = std::sync::atomic::AtomicU32::new(0);
+        let root_path = root.path().to_path_buf();
+        let lane = crate::lane::StoreLane::dedicated("conformance-lane").unwrap();
+        run_all(|node| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = root_path.join(format!("s{i}"));
+            let lane = lane.clone();
+            async move {
+                let mut o = EmbeddedOptions::new(dir);
+                o.cache_bytes = 4 << 20;
+                let store = open_embedded(node, Arc::new(HlcClock::new()), &o).unwrap();
+                store
+                    .on_lane(lane)
+                    .expect("the embedded engine runs on lanes")
+            }
+        })
+        .await;
+        let calls = lane
+            .stats()
+            .calls
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(calls > 0, "the suite's calls ran on the lane");
+        assert_eq!(
+            lane.stats()
+                .in_flight
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[tokio::test]

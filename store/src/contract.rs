@@ -198,6 +198,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// The full replicated state of a key.
     async fn get_record(&self, key: &Key) -> Result<Option<Record>>;
 
+    /// The full replicated states of `keys`, in their order: one store call for all of them
+    /// (the embedded engine: one hop to its blocking thread instead of one a key), for a caller
+    /// that reads many records in a row (the gossip push, anti-entropy's repairs).
+    async fn get_records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get_record(k).await?);
+        }
+        Ok(out)
+    }
+
     /// Applies a local change. `ctx` is the version the writer read (the writes it replaces);
     /// `None` replaces everything this replica has seen. Acknowledged (returns) once durable at
     /// the configured level. Returns the key's new state.
@@ -315,6 +326,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// later write simply undoes the saving.
     async fn close(&self) -> Result<()> {
         self.flush().await
+    }
+
+    /// This store — the same data, locks and change feed — with its blocking work run on `lane`
+    /// instead of tokio's blocking pool ([`crate::lane`]), for a caller that must not queue
+    /// behind everyone else's store calls (the gossip core loop). `None` for an engine with no
+    /// blocking work of its own to move (a remote database's driver is async): keep this one.
+    fn on_lane(
+        &self,
+        _lane: std::sync::Arc<crate::lane::StoreLane>,
+    ) -> Option<std::sync::Arc<dyn Store>> {
+        None
     }
 }
 

@@ -9,7 +9,7 @@
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
-//! [`contract`] (the trait and its types), [`consumer`] (resumable change-feed consumers), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
+//! [`contract`] (the trait and its types), [`lane`] (where one caller's blocking store work runs), [`consumer`] (resumable change-feed consumers), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
 pub mod codec;
@@ -23,6 +23,7 @@ pub mod error;
 pub mod hlc;
 pub mod ids;
 pub mod key;
+pub mod lane;
 pub mod node;
 pub mod record;
 pub mod trim;
@@ -42,6 +43,7 @@ pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};
 pub use ids::IdGenerator;
 pub use key::{Key, Keyspace};
+pub use lane::{LaneStats, StoreLane};
 pub use node::{NodeId, RegionId};
 pub use record::{Kind, Record, Versioned};
 pub use trim::{TrimConfig, TrimStats, Trimmer};

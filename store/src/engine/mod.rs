@@ -30,6 +30,7 @@ use crate::digest::{DigestTree, Digests, LEAVES, bucket_of, entry_hash};
 use crate::error::{Result, StoreError};
 use crate::hlc::{Hlc, HlcClock};
 use crate::key::Key;
+use crate::lane::StoreLane;
 use crate::node::NodeId;
 use crate::record::{Record, Versioned};
 use crate::version::{Dot, VersionVector};
@@ -110,7 +111,10 @@ struct Shared<B> {
 /// A store engine: the versioning logic over a backend. Cheap to share as `Arc<dyn Store>`.
 pub(crate) struct Engine<B: Backend> {
     shared: Arc<Shared<B>>,
-    syncer: Syncer,
+    /// Shared by every view of the engine ([`Store::on_lane`]); the last one stops it.
+    syncer: Arc<Syncer>,
+    /// Where blocking work runs: tokio's blocking pool when `None`.
+    lane: Option<Arc<StoreLane>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Engine<B> {
@@ -281,8 +285,12 @@ impl<B: Backend> Engine<B> {
             digests,
             saved_digests: AtomicBool::new(saved),
         });
-        let syncer = Syncer::start(shared.clone(), fsync);
-        Engine { shared, syncer }
+        let syncer = Arc::new(Syncer::start(shared.clone(), fsync));
+        Engine {
+            shared,
+            syncer,
+            lane: None,
+        }
     }
 }
 
@@ -666,9 +674,10 @@ impl<B: Backend> Shared<B> {
 }
 
 impl<B: Backend> Engine<B> {
-    /// Runs `f` on the engine: on tokio's blocking pool for a backend whose calls wait on the
-    /// disk ([`Backend::blocking`]: fjall's reads, commits and journal writes), so no tokio
-    /// worker ever sits in disk wait; inline for one that never waits (memory).
+    /// Runs `f` on the engine: on tokio's blocking pool (or this view's lane,
+    /// [`Store::on_lane`]) for a backend whose calls wait on the disk ([`Backend::blocking`]:
+    /// fjall's reads, commits and journal writes), so no tokio worker ever sits in disk wait;
+    /// inline for one that never waits (memory).
     async fn off_runtime<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -678,6 +687,9 @@ impl<B: Backend> Engine<B> {
             return f(&self.shared);
         }
         let shared = self.shared.clone();
+        if let Some(lane) = &self.lane {
+            return lane.run(move || f(&shared)).await?;
+        }
         match tokio::task::spawn_blocking(move || f(&shared)).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -736,6 +748,15 @@ impl<B: Backend> Store for Engine<B> {
         self.shared.check_key(key)?;
         let key = key.clone();
         self.off_runtime(move |s| s.load(key.as_bytes())).await
+    }
+
+    async fn get_records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>> {
+        for k in keys {
+            self.shared.check_key(k)?;
+        }
+        let keys = keys.to_vec();
+        self.off_runtime(move |s| keys.iter().map(|k| s.load(k.as_bytes())).collect())
+            .await
     }
 
     async fn mutate(
@@ -850,5 +871,13 @@ impl<B: Backend> Store for Engine<B> {
     async fn close(&self) -> Result<()> {
         self.syncer.sync_now().await?;
         self.off_runtime(Shared::save_digests).await
+    }
+
+    fn on_lane(&self, lane: Arc<StoreLane>) -> Option<Arc<dyn Store>> {
+        Some(Arc::new(Engine {
+            shared: self.shared.clone(),
+            syncer: self.syncer.clone(),
+            lane: Some(lane),
+        }))
     }
 }
