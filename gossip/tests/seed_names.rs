@@ -36,6 +36,7 @@ async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]
             wan: Wan::new(),
             gossip: GossipConfig::wan(2),
             clock,
+            dedicated_store_lane: true,
         },
         store,
     )

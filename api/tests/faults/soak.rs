@@ -26,12 +26,22 @@
 //! disk (allocated blocks under the node's data directory), the change feed's length, the
 //! gossip loop's longest tick gap and its ticks more than 100 ms late, the interval's p99 over
 //! every operation (from the difference of two cumulative histograms) and the 1-minute load
-//! average. A long run (10 minutes or more) also fails when the store's files grow more than
-//! 10 % or the p99 more than 1.2× from the measured part's first third to its last, when the
-//! change feed's longest in the last third exceeds 1.5× the first third's plus one trim batch,
-//! or when any gossip tick is more than 100 ms late in the measured part; a short run reports
-//! them. `infra/soak.sh` compresses the housekeeping for long runs (trim and reaper every 2
-//! minutes, a 5-minute grace).
+//! average, and where the gossip loop's time goes (its store calls' count, queue wait and run
+//! time; its longest tick and message steps). Every run fails when the change feed's longest
+//! in the measured part's last third exceeds 1.5× the first third's plus one trim batch, when
+//! nothing was trimmed or the reaper never passed, or when the gossip loop fell behind: a tick
+//! more than 1 s late in the measured part, or a sample finding it 1.1 s past its last tick
+//! (stuck in one step). A long run (10 minutes or more) also fails when the store's files grow
+//! more than 10 % or the p99 more than 1.2× from the first third to the last, or when any
+//! gossip tick is more than 100 ms late; a short run (CI: a minute, a debug build, a machine
+//! other jobs share) instead fails when more than 10 % of its ticks are more than 100 ms late,
+//! and reports the files and the p99. Why the short run's bounds differ: in its 30 measured
+//! seconds the store is still small and grows with every new post (its files do not level
+//! off), a third's p99 is a few hundred requests' worst, and a tick 100 ms late can be the
+//! machine's scheduling of a debug build; a loop that falls behind its own work — what the
+//! long soak caught, ticks 3 to 180 s late — still fails the 1 s bound at once, and one stuck
+//! in a step fails the tick age. `infra/soak.sh` compresses the housekeeping for long runs
+//! (trim and reaper every 2 minutes, a 5-minute grace), a short run further (`SMALL_BOUNDS`).
 //!
 //! A node's memory has bounded parts that fill with use (the store's memtables and block
 //! cache, the post-body cache): growth while they fill is not a leak. So RSS is compared once
@@ -56,8 +66,10 @@ use crate::{FAULT_MIX, env_u64, seed};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// Flags of a short soak's nodes: memory bounds small enough to be full within its warm-up.
-const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000";
+/// Flags of a short soak's nodes: memory bounds small enough to be full within its warm-up,
+/// and the housekeeping compressed further than `infra/soak.sh`'s (trim and reaper every 5 s,
+/// tombstones collected 15 s after they were written), so a minute sees about ten passes of each.
+const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000 --feed-trim-interval 5s --gc-interval 5s --gc-grace 15s";
 
 /// The store's bounded memory, reported beside the RSS: what is left is the rest of the node.
 const MEMTABLES: &str = "starling_store_memtable_bytes";
@@ -71,7 +83,34 @@ const TABLES: &str = "starling_store_tables";
 const FEED_LENGTH: &str = "starling_change_feed_length";
 const TICK_GAP: &str = "starling_gossip_tick_gap_max_ms";
 const STALLS: &str = "starling_gossip_stalls_total";
+/// Ticks more than 1 s late: a loop falling behind, not a busy machine's scheduling.
+const LONG_STALLS: &str = "starling_gossip_long_stalls_total";
+/// Time since the loop last ticked: a loop stuck in one step right now (its tick gap shows
+/// only once it ticks again).
+const TICK_AGE: &str = "starling_gossip_tick_age_ms";
+/// Entries trimmed from the change feed, and the reaper's passes.
+const TRIMMED: &str = "starling_change_feed_trimmed_total";
+const REAPER_PASSES: &str = "starling_gossip_reaper_passes_total";
+/// Where the gossip core loop's time goes: its store calls' longest queue wait and run, and its
+/// longest tick and message steps (µs, the longest since the node started).
+const LOOP_MAX: [&str; 4] = [
+    "starling_gossip_store_wait_max_us",
+    "starling_gossip_store_run_max_us",
+    "starling_gossip_loop_tick_max_us",
+    "starling_gossip_loop_message_max_us",
+];
+/// The same calls' totals: count, queue wait and run (µs).
+const LOOP_TOTALS: [&str; 3] = [
+    "starling_gossip_store_calls_total",
+    "starling_gossip_store_wait_us_total",
+    "starling_gossip_store_run_us_total",
+];
 
+/// Bounds of a short run (CI: a minute on a debug build, on a machine other jobs share), where a
+/// tick more than 100 ms late can be the machine's scheduling rather than the loop: no tick more
+/// than 1 s late in the measured part (the loop that awaited its store calls on the shared pool
+/// fell seconds to minutes behind), and at most this share of its ticks more than 100 ms late.
+const SHORT_LATE_TICKS: f64 = 0.10;
 /// Bounds of a long run's measured part (10 minutes or more): the store's files on disk (mean
 /// of the last third over that of the first), the p99 latency (all operations of the last
 /// third over the first's), and the change feed (the last third's longest exceeds the first
@@ -115,6 +154,13 @@ struct Sample {
     feed_length: f64,
     tick_gap_max_ms: f64,
     stalls: f64,
+    long_stalls: f64,
+    tick_age_ms: f64,
+    trimmed: f64,
+    reaper_passes: f64,
+    /// [`LOOP_MAX`] and [`LOOP_TOTALS`].
+    loop_max: [f64; 4],
+    loop_totals: [f64; 3],
     /// The interval's p99 latency over every operation (µs, from intended starts; the same for
     /// every node of a round) and the machine's 1-minute load average.
     p99_us: u64,
@@ -244,6 +290,12 @@ pub(crate) fn run() {
                 feed_length: metric(m.port, FEED_LENGTH).unwrap_or(0.0),
                 tick_gap_max_ms: metric(m.port, TICK_GAP).unwrap_or(0.0),
                 stalls: metric(m.port, STALLS).unwrap_or(0.0),
+                long_stalls: metric(m.port, LONG_STALLS).unwrap_or(0.0),
+                tick_age_ms: metric(m.port, TICK_AGE).unwrap_or(0.0),
+                trimmed: metric(m.port, TRIMMED).unwrap_or(0.0),
+                reaper_passes: metric(m.port, REAPER_PASSES).unwrap_or(0.0),
+                loop_max: LOOP_MAX.map(|n| metric(m.port, n).unwrap_or(0.0)),
+                loop_totals: LOOP_TOTALS.map(|n| metric(m.port, n).unwrap_or(0.0)),
                 p99_us,
                 load1: load,
             });
@@ -386,22 +438,66 @@ pub(crate) fn run() {
             feed_max(&measured[..third]),
             feed_max(&measured[measured.len() - third..]),
         );
-        let stalls_before = mine
-            .iter()
-            .rev()
-            .find(|s| s.at < measured_from)
-            .map_or(0.0, |s| s.stalls);
+        let before = mine.iter().rev().find(|s| s.at < measured_from);
+        let stalls_before = before.map_or(0.0, |s| s.stalls);
+        let long_before = before.map_or(0.0, |s| s.long_stalls);
         let stalls_end = mine.last().map_or(0.0, |s| s.stalls);
+        // A loop stuck at the end of the run has not ticked again: its age counts too.
+        let stuck = mine
+            .iter()
+            .filter(|s| s.at >= measured_from && s.tick_age_ms > 1100.0)
+            .count() as f64;
+        let long_stalls = mine.last().map_or(0.0, |s| s.long_stalls) - long_before + stuck;
+        let late = stalls_end - stalls_before;
+        let measured_secs = mine.last().map_or(0.0, |s| s.at) - before.map_or(0.0, |s| s.at);
+        let late_share = late / (10.0 * measured_secs).max(1.0);
         let gap_end = mine.last().map_or(0.0, |s| s.tick_gap_max_ms);
+        let (trimmed, passes) = (
+            mine.last().map_or(0.0, |s| s.trimmed),
+            mine.last().map_or(0.0, |s| s.reaper_passes),
+        );
+        let lp = mine.last().map_or([0.0; 4], |s| s.loop_max);
+        let lt = mine.last().map_or([0.0; 3], |s| s.loop_totals);
         let _ = writeln!(
             summary,
-            "{}: store files {:.1} → {:.1} MiB (means of the first and last thirds; {:+.2} %); change feed longest {feed_first:.0} → {feed_last:.0} entries; gossip ticks more than 100 ms late {} in the measured part ({stalls_end:.0} in the run), longest tick gap {gap_end:.0} ms",
+            "{}: store files {:.1} → {:.1} MiB (means of the first and last thirds; {:+.2} %); change feed longest {feed_first:.0} → {feed_last:.0} entries ({trimmed:.0} trimmed, {passes:.0} reaper passes); gossip ticks more than 100 ms late {late} in the measured part ({:.2} % of its ticks; {stalls_end:.0} in the run), more than 1 s late {long_stalls}, longest tick gap {gap_end:.0} ms; the loop's store calls: {:.0}, waited {:.1} ms and ran {:.1} ms on average (longest {:.1} / {:.1} ms), longest tick step {:.1} ms, message step {:.1} ms",
             m.name,
             disk_first / 1024.0,
             disk_last / 1024.0,
             100.0 * disk_growth,
-            stalls_end - stalls_before,
+            100.0 * late_share,
+            lt[0],
+            lt[1] / lt[0].max(1.0) / 1000.0,
+            lt[2] / lt[0].max(1.0) / 1000.0,
+            lp[0] / 1000.0,
+            lp[1] / 1000.0,
+            lp[2] / 1000.0,
+            lp[3] / 1000.0,
         );
+        // Every run: the feed stays bounded and is trimmed, and the loop never falls behind.
+        if feed_last > FEED_SLACK * feed_first + TRIM_BATCH {
+            failures.push(format!("{}: the change feed grows", m.name));
+        }
+        if trimmed == 0.0 || passes == 0.0 {
+            failures.push(format!(
+                "{}: no trimming ({trimmed}) or no reaper pass ({passes})",
+                m.name
+            ));
+        }
+        if long_stalls > 0.0 {
+            failures.push(format!(
+                "{}: the gossip loop fell behind ({long_stalls} ticks more than 1 s late)",
+                m.name
+            ));
+        }
+        if limit_mib.is_some() && late_share > SHORT_LATE_TICKS {
+            failures.push(format!(
+                "{}: {:.1} % of the gossip loop's ticks were more than 100 ms late (limit {:.0} %)",
+                m.name,
+                100.0 * late_share,
+                100.0 * SHORT_LATE_TICKS
+            ));
+        }
         if limit_mib.is_none() {
             if disk_growth > DISK_GROWTH {
                 failures.push(format!(
@@ -409,9 +505,6 @@ pub(crate) fn run() {
                     m.name,
                     100.0 * disk_growth
                 ));
-            }
-            if feed_last > FEED_SLACK * feed_first + TRIM_BATCH {
-                failures.push(format!("{}: the change feed grows", m.name));
             }
             if stalls_end > stalls_before {
                 failures.push(format!(
@@ -460,12 +553,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -483,7 +576,18 @@ pub(crate) fn run() {
                 s.tick_gap_max_ms,
                 s.stalls,
                 s.p99_us,
-                s.load1
+                s.load1,
+                s.long_stalls,
+                s.tick_age_ms,
+                s.trimmed,
+                s.reaper_passes,
+                s.loop_max[0],
+                s.loop_max[1],
+                s.loop_max[2],
+                s.loop_max[3],
+                s.loop_totals[0],
+                s.loop_totals[1],
+                s.loop_totals[2]
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();

@@ -189,21 +189,24 @@ impl GossipNode {
     /// Ships `to` this node's records of `keys`, `ae_chunk` a message.
     pub(super) async fn send_records(&mut self, to: &Peer, keys: &[Key]) {
         for chunk in keys.chunks(self.cfg.ae_chunk.max(1)) {
-            let mut deltas = Vec::with_capacity(chunk.len());
-            for key in chunk {
-                match self.store.get_record(key).await {
-                    Ok(Some(record)) => deltas.push(Delta {
-                        key: key.clone(),
-                        record,
-                    }),
-                    // Purged since it was listed.
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "reading a record to repair failed");
-                        return;
-                    }
+            // One store call a chunk (the core loop waits for each); a record purged since it
+            // was listed is left out.
+            let deltas: Vec<Delta> = match self.store.get_records(chunk).await {
+                Ok(records) => chunk
+                    .iter()
+                    .zip(records)
+                    .filter_map(|(key, r)| {
+                        r.map(|record| Delta {
+                            key: key.clone(),
+                            record,
+                        })
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading records to repair failed");
+                    return;
                 }
-            }
+            };
             if !deltas.is_empty() {
                 self.metrics.ae_records_sent += deltas.len() as u64;
                 self.send(to.clone(), Message::AeRecords { deltas });

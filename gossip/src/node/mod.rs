@@ -73,6 +73,9 @@ pub struct GossipConfig {
     pub fanout: usize,
     /// Changes read from the feed per push batch.
     pub push_batch: usize,
+    /// Push batches per step of the core loop, at most (the rest is pushed on the next tick or
+    /// local write): a step that drains a long feed holds every timer back.
+    pub push_batches: usize,
     /// Time between anti-entropy rounds while they repair something.
     pub ae_interval: Duration,
     /// Longest time between rounds: after each round that repaired no settled record, the
@@ -164,6 +167,7 @@ impl GossipConfig {
         GossipConfig {
             fanout: 3,
             push_batch: 256,
+            push_batches: 4,
             ae_interval: Duration::from_millis(1000),
             ae_max_interval: Duration::from_secs(8),
             ae_settle: Duration::from_secs(2),
@@ -674,14 +678,18 @@ impl GossipNode {
                 }
             }
             Message::FetchRequest { id, keys } => {
-                let mut deltas = Vec::with_capacity(keys.len());
-                for key in keys.into_iter().take(self.cfg.ae_chunk.max(1)) {
-                    match self.store.get_record(&key).await {
-                        Ok(Some(record)) => deltas.push(Delta { key, record }),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "answering a fetch failed"),
+                let keys: Vec<Key> = keys.into_iter().take(self.cfg.ae_chunk.max(1)).collect();
+                let deltas: Vec<Delta> = match self.store.get_records(&keys).await {
+                    Ok(records) => keys
+                        .into_iter()
+                        .zip(records)
+                        .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "answering a fetch failed");
+                        Vec::new()
                     }
-                }
+                };
                 self.send(from, Message::FetchResponse { id, deltas });
             }
             Message::FetchResponse { id, deltas } => {

@@ -94,10 +94,15 @@ impl GossipNode {
         chosen
     }
 
-    /// Pushes what the change feed holds past the cursor. `arrived` says how those changes came:
-    /// [`Arrival::LOCAL`], after that many push hops, or [`Arrival::REPAIR`].
+    /// Pushes what the change feed holds past the cursor, at most `push_batches` batches: the
+    /// rest goes on the next call (every tick, every local write). `arrived` says how those
+    /// changes came: [`Arrival::LOCAL`], after that many push hops, or [`Arrival::REPAIR`].
+    ///
+    /// Bounded because it runs on the core loop: pushing until the feed was empty, one store
+    /// call a record, kept a node's loop in one step for 80 s under load (the writes came faster
+    /// than it read them), so no tick, membership probe or anti-entropy round ran meanwhile.
     pub(super) async fn push_changes(&mut self, arrived: u8) {
-        loop {
+        for _ in 0..self.cfg.push_batches.max(1) {
             let changes = match self.store.changes(self.cursor, self.cfg.push_batch).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -107,15 +112,24 @@ impl GossipNode {
             };
             let Some(last) = changes.last() else { return };
             self.cursor = last.seq;
-            let keys: BTreeSet<Key> = changes.into_iter().map(|c| c.key).collect();
-            let mut deltas = Vec::with_capacity(keys.len());
-            for key in keys {
-                match self.store.get_record(&key).await {
-                    Ok(Some(record)) => deltas.push(Delta { key, record }),
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "reading a changed record failed"),
+            let keys: Vec<Key> = changes
+                .into_iter()
+                .map(|c| c.key)
+                .collect::<BTreeSet<Key>>()
+                .into_iter()
+                .collect();
+            // One store call for the batch: the core loop waits for each call it makes.
+            let deltas: Vec<Delta> = match self.store.get_records(&keys).await {
+                Ok(records) => keys
+                    .into_iter()
+                    .zip(records)
+                    .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
+                    .collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading changed records failed");
+                    Vec::new()
                 }
-            }
+            };
             if deltas.is_empty() {
                 continue;
             }
