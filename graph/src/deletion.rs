@@ -10,7 +10,8 @@
 //! undone after a crash. Edges go through the same set-element removals as an unfollow, so the
 //! follower counts of others move by the per-node count consumer, exactly once per edge.
 //!
-//! The record replicates, so a node of any region can sweep; removals are idempotent. The sweep
+//! The record replicates, and so does the account's element of the sweeper's list `gdp/user`
+//! (written before the record, taken off once finished), so a node of any region can sweep; removals are idempotent. The sweep
 //! goes on until the grace period (`--handle-grace`) has passed, which also takes off an edge that
 //! another region wrote before it saw the deletion; then [`Graph::release_handle`] frees the
 //! handle by CAS at the handle region's owner (only if it still names this user) and the record is
@@ -18,8 +19,9 @@
 //! Blocks others made of the deleted user stay (they block nobody any more).
 
 use crate::keys::{
-    self, BLOCKS, CREDENTIALS, DELETIONS, FOLLOWERS, FOLLOWING, FRIENDS, HANDLES, REQUESTS,
-    REQUESTS_IN, REQUESTS_OUT, USER_SESSIONS, pair, pair_prefix, second,
+    self, BLOCKS, CREDENTIALS, DELETIONS, FOLLOWERS, FOLLOWING, FRIENDS, HANDLES,
+    PENDING_DELETIONS, REQUESTS, REQUESTS_IN, REQUESTS_OUT, USER_SESSIONS, pair, pair_prefix,
+    second,
 };
 use crate::{Graph, GraphError, now_ms};
 use serde::{Deserialize, Serialize};
@@ -50,6 +52,10 @@ fn deletion_key(user: u64) -> Key {
     DELETIONS.key().u64(user).finish()
 }
 
+fn pending_key(user: u64) -> Key {
+    PENDING_DELETIONS.key().u64(user).finish()
+}
+
 impl Graph {
     /// Deletes `user`'s account if `password` is theirs (`Forbidden` else, and nothing changes).
     /// The rest of the account goes in the background (see the module doc).
@@ -67,8 +73,12 @@ impl Graph {
             deleted_at_ms: now_ms(),
             finished: false,
         };
-        // The record first: a crash after it leaves the rest to the sweeper, never a half-deleted
-        // account nobody will finish.
+        // On the sweeper's list, then the record: a crash after it leaves the rest to the
+        // sweeper, never a half-deleted account nobody will finish (a list entry without a
+        // record is dropped by the sweeper).
+        self.store
+            .add(&pending_key(user), bytes::Bytes::new())
+            .await?;
         self.store.put_typed(&deletion_key(user), &d).await?;
         self.revoke_sessions(user, None).await?;
         self.store
@@ -93,32 +103,33 @@ impl Graph {
     }
 
     /// Up to `limit` deletions not finished yet, by user id after `after`, and where the next
-    /// page starts.
+    /// page starts. Reads the pending list (`gdp`), never the finished tombstones, so a pass costs
+    /// what is pending however many accounts were ever deleted; an entry whose record is missing
+    /// (a deletion that failed before its record) or finished is taken off the list.
     pub async fn pending_deletions(
         &self,
         after: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<Deletion>, Option<u64>), GraphError> {
         let mut req = ScanRequest::prefix(
-            DELETIONS.prefix(),
+            PENDING_DELETIONS.prefix(),
             limit.clamp(1, self.store.limits().max_scan),
         );
-        req.after = after.map(deletion_key);
+        req.after = after.map(pending_key);
         let page = self.store.scan(&req).await?;
+        let user_of =
+            |k: &Key| starling_store::key::read_u64(k.as_bytes(), PENDING_DELETIONS.prefix_len());
         let mut out = Vec::new();
-        for (_, v) in page.items {
-            if let Some(b) = v.value {
-                let d: Deletion = starling_store::codec::from_value(&b)?;
-                if !d.finished {
-                    out.push(d);
+        for (k, _) in &page.items {
+            let Some(user) = user_of(k) else { continue };
+            match self.deletion(user).await? {
+                Some(d) if !d.finished => out.push(d),
+                _ => {
+                    self.store.remove(k).await?;
                 }
             }
         }
-        let next = page
-            .next
-            .as_ref()
-            .and_then(|k| starling_store::key::read_u64(k.as_bytes(), DELETIONS.prefix_len()));
-        Ok((out, next))
+        Ok((out, page.next.as_ref().and_then(user_of)))
     }
 
     /// One step of sweeping `user`'s account: at most `budget` removals. Returns how many it
@@ -271,6 +282,7 @@ impl Graph {
             ..d.clone()
         };
         self.store.put_typed(&deletion_key(d.user), &done).await?;
+        self.store.remove(&pending_key(d.user)).await?;
         Ok(())
     }
 }

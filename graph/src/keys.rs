@@ -15,6 +15,7 @@
 //! | `gf` | user, friend | set element | — |
 //! | `gb` | blocker, blocked | set element | — |
 //! | `gd` | user id | register (LWW) | [`crate::deletion::Deletion`]: the deleted user's tombstone |
+//! | `gdp` | user id | set element (while the deletion is not finished) | — |
 //! | `gp` | user id | register (LWW) | [`crate::profile::Profile`] |
 
 use starling_store::{Key, Keyspace};
@@ -38,6 +39,8 @@ pub(crate) const FRIENDS: Keyspace = Keyspace::new("gf");
 pub(crate) const BLOCKS: Keyspace = Keyspace::new("gb");
 /// Deleted accounts (see [`crate::deletion`]).
 pub(crate) const DELETIONS: Keyspace = Keyspace::new("gd");
+/// Deleted accounts not swept clean yet: the sweeper's list.
+pub(crate) const PENDING_DELETIONS: Keyspace = Keyspace::new("gdp");
 
 pub(crate) fn user(id: u64) -> Key {
     USERS.key().u64(id).finish()
