@@ -28,7 +28,7 @@ case "$what" in
     ;;
   scylla)
     # The ScyllaDB engine beside the embedded one: against STARLING_SCYLLA_NODES, or a local
-    # Cassandra started (and stopped) here. Writes bench/scylla.md itself.
+    # Cassandra started (and stopped) here. Writes bench/scylla.md (and scylla-feed.md) itself.
     if [ -z "${STARLING_SCYLLA_NODES:-}" ]; then
       export STARLING_CASSANDRA_STATE="${TMPDIR:-/tmp}/starling-cassandra-bench-$$"
       trap 'infra/cassandra.sh stop >/dev/null 2>&1 || true' EXIT
@@ -36,6 +36,8 @@ case "$what" in
       export STARLING_SCYLLA_NODES
     fi
     cargo bench -p starling-store --features scylla --bench scylla
+    # The keyspace-wide feed: write cost, end-to-end lag, hand-over. Writes bench/scylla-feed.md.
+    cargo bench -p starling-store --features scylla --bench scylla_feed
     ;;
   likes)
     # One hot post against distinct posts (posts/benches/likes.rs): writes bench/likes.md.

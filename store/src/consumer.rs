@@ -4,6 +4,10 @@
 //! [`FeedConsumer`] keeps its position in a node-local key of the same store, so after a restart
 //! it resumes where it stopped; [`drive`] runs a consumer's step whenever the feed grows, until
 //! shutdown.
+//!
+//! With the ScyllaDB engine (feature `scylla`) a region's nodes can also consume one feed of the
+//! whole keyspace, every node's writes, split among them by leases: [`KeyspaceFeed`] (see
+//! ARCHITECTURE.md, "The keyspace-wide change feed").
 
 use crate::contract::{Change, Store, StoreExt};
 use crate::error::Result;
@@ -12,6 +16,12 @@ use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
+
+#[cfg(feature = "scylla")]
+pub use crate::engine::scylla::{
+    DEFAULT_PARTITIONS, FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch,
+    partition_of,
+};
 
 const CURSORS: Keyspace = Keyspace::local("cursor");
 

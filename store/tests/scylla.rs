@@ -10,9 +10,14 @@
 
 use bytes::Bytes;
 use starling_store::conformance::{nodes as suite_nodes, run_all};
-use starling_store::{HlcClock, Keyspace, NodeId, ScyllaOptions, StoreExt, Writers, open_scylla};
+use starling_store::consumer::{KeyspaceFeed, LeaseConfig, partition_of};
+use starling_store::{
+    Delta, HlcClock, Key, Keyspace, Limits, NodeId, RegionId, ScyllaOptions, Store, StoreExt,
+    Writers, open_memory, open_scylla,
+};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The CQL nodes to test against, or `None` (skip) outside CI.
@@ -204,4 +209,305 @@ async fn an_unreachable_cluster_is_one_clear_error() {
         .to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Short leases so the tests see expiries and hand-overs within seconds.
+fn quick_leases() -> LeaseConfig {
+    LeaseConfig {
+        lease: Duration::from_millis(1500),
+        member_ttl: Duration::from_secs(1),
+        // Above the writers' idle beat (1 s), so a live writer is not taken for a dead one.
+        writer_expiry: Duration::from_secs(3),
+    }
+}
+
+/// Runs `feed` as a consumer until `stop`: rebalance every few polls, poll, note every key
+/// delivered (with how often), commit.
+fn consume(
+    feed: Arc<KeyspaceFeed>,
+    seen: Arc<parking_lot::Mutex<HashMap<Key, u32>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut round = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            if round.is_multiple_of(5) {
+                feed.rebalance().await.unwrap();
+            }
+            round += 1;
+            for batch in feed.poll(200).await.unwrap() {
+                {
+                    let mut seen = seen.lock();
+                    for c in &batch.changes {
+                        *seen.entry(c.key.clone()).or_insert(0) += 1;
+                    }
+                }
+                feed.commit(&batch).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Waits (bounded) until every key of `want` was delivered; returns the ones that never were.
+async fn missing_after(
+    seen: &parking_lot::Mutex<HashMap<Key, u32>>,
+    want: &BTreeSet<Key>,
+    patience: Duration,
+) -> Vec<Key> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let missing: Vec<Key> = {
+            let seen = seen.lock();
+            want.iter()
+                .filter(|k| !seen.contains_key(*k))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyspace_feed_delivers_every_nodes_writes_with_a_writer_killed() {
+    // Three Starling nodes writing one keyspace concurrently (one of them dropped mid-run, its
+    // mark never published past its open), a gossip delta applied by one of them, and two
+    // consumers splitting the partitions: every acknowledged write is delivered at least once.
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "kfeed");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(8);
+    opts.feed_mark_interval = Duration::from_millis(20);
+    let node = |i| NodeId::new(RegionId(7), i);
+    let a = open_scylla(node(1), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let b = open_scylla(node(2), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    // The killed node publishes its mark once, at open: every later write of it is in flight as
+    // far as readers know, and reaches them only as an expired writer's entries.
+    let mut killed_opts = opts.clone();
+    killed_opts.feed_mark_interval = Duration::from_secs(3600);
+    let c = open_scylla(node(3), Arc::new(HlcClock::new()), &killed_opts)
+        .await
+        .unwrap();
+    let mut other = opts.clone();
+    other.feed_partitions = Some(16);
+    let refused = open_scylla(node(4), Arc::new(HlcClock::new()), &other).await;
+    assert!(
+        refused.is_err_and(|e| e.to_string().contains("8 partitions")),
+        "a node asking for another partition count is refused"
+    );
+
+    let seen = Arc::new(parking_lot::Mutex::new(HashMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    let mut feeds = Vec::new();
+    for m in [101, 102] {
+        let f = Arc::new(
+            KeyspaceFeed::open(&opts, node(m), quick_leases())
+                .await
+                .unwrap(),
+        );
+        assert_eq!(f.partitions(), 8);
+        feeds.push(f.clone());
+        consumers.push(consume(f, seen.clone(), stop.clone()));
+    }
+
+    let t = Keyspace::new("kf");
+    let acked = Arc::new(parking_lot::Mutex::new(BTreeSet::new()));
+    let mut writers = Vec::new();
+    for (n, s) in [(1u64, a.clone()), (2, b.clone()), (3, c.clone())] {
+        for lane in 0..4u64 {
+            let (s, acked, t) = (s.clone(), acked.clone(), t);
+            writers.push(tokio::spawn(async move {
+                for i in 0..40u64 {
+                    let k = t.key().u64(n).u64(lane * 1000 + i).finish();
+                    if i % 3 == 0 {
+                        s.incr(&Key::from("kf\0shared-counter"), 1).await.unwrap();
+                    }
+                    s.put(&k, Bytes::from_static(b"v")).await.unwrap();
+                    acked.lock().insert(k);
+                }
+            }));
+        }
+    }
+    // Kill node 3 half-way: its tasks stop wherever they are, the engine is dropped.
+    let c_tasks: Vec<_> = writers.drain(8..).collect();
+    loop {
+        let from_c = acked
+            .lock()
+            .iter()
+            .filter(|k| k.as_bytes().starts_with(t.key().u64(3).finish().as_bytes()))
+            .count();
+        if from_c >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for task in &c_tasks {
+        task.abort();
+    }
+    for task in c_tasks {
+        let _ = task.await;
+    }
+    drop(c);
+    // A delta from another region, applied by node 2, is in the feed too.
+    let remote = open_memory(
+        NodeId::new(RegionId(9), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    );
+    let gossiped = t.key().u64(9).u64(1).finish();
+    remote
+        .put(&gossiped, Bytes::from_static(b"from far"))
+        .await
+        .unwrap();
+    let record = remote.get_record(&gossiped).await.unwrap().unwrap();
+    let report = b
+        .apply(&[Delta {
+            key: gossiped.clone(),
+            record,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(report.changed, 1);
+    acked.lock().insert(gossiped);
+    for task in writers {
+        task.await.unwrap();
+    }
+    let want = acked.lock().clone();
+    assert!(
+        want.len() > 8 * 40 + 60,
+        "{} writes acknowledged",
+        want.len()
+    );
+    let missing = missing_after(&seen, &want, Duration::from_secs(60)).await;
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes never delivered: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // The two consumers split the partitions: disjoint, all covered.
+    for f in &feeds {
+        f.rebalance().await.unwrap();
+    }
+    let (h1, h2) = (feeds[0].held(), feeds[1].held());
+    assert!(h1.iter().all(|p| !h2.contains(p)), "{h1:?} / {h2:?}");
+    let mut all: Vec<u32> = h1.iter().chain(&h2).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..8).collect::<Vec<_>>());
+    assert!(!h1.is_empty() && !h2.is_empty(), "{h1:?} / {h2:?}");
+    stop.store(true, Ordering::Relaxed);
+    for c in consumers {
+        c.await.unwrap();
+    }
+    assert_eq!(
+        a.counter(&Key::from("kf\0shared-counter")).await.unwrap(),
+        b.counter(&Key::from("kf\0shared-counter")).await.unwrap()
+    );
+    ks.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_paused_past_its_lease_is_fenced_and_its_partitions_handed_over() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "lease");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(16);
+    opts.feed_mark_interval = Duration::from_millis(20);
+    let w: Arc<dyn Store> = open_scylla(suite_nodes()[0], Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let x = KeyspaceFeed::open(&opts, NodeId(101), quick_leases())
+        .await
+        .unwrap();
+    let y = KeyspaceFeed::open(&opts, NodeId(102), quick_leases())
+        .await
+        .unwrap();
+    x.rebalance().await.unwrap();
+    assert_eq!(x.held(), (0..16).collect::<Vec<_>>(), "alone, x holds all");
+
+    let t = Keyspace::new("fence");
+    let mut want = BTreeSet::new();
+    for i in 0..40u64 {
+        let k = t.key().u64(i).finish();
+        w.put(&k, Bytes::from_static(b"v")).await.unwrap();
+        want.insert(k);
+    }
+    // x reads every entry but is paused before committing.
+    let mut stale = Vec::new();
+    let mut got = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < want.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got.clear();
+        stale = x.poll(1000).await.unwrap();
+        got.extend(
+            stale
+                .iter()
+                .flat_map(|b| b.changes.iter().map(|c| c.key.clone())),
+        );
+    }
+    assert_eq!(got, want, "x read every write before its pause");
+    tokio::time::sleep(Duration::from_millis(2500)).await; // x's lease and member row expire
+
+    y.rebalance().await.unwrap();
+    assert_eq!(
+        y.held(),
+        (0..16).collect::<Vec<_>>(),
+        "y took every partition"
+    );
+    assert_eq!(y.stats().handovers, 16);
+    for b in &stale {
+        assert!(
+            !x.commit(b).await.unwrap(),
+            "a fenced holder cannot move partition {}'s cursor",
+            b.part
+        );
+    }
+    assert!(x.held().is_empty());
+    assert_eq!(x.stats().fenced, 16);
+
+    // Nothing x read was committed: y is delivered all of it again, and commits it.
+    let mut again = BTreeSet::new();
+    for b in y.poll(1000).await.unwrap() {
+        again.extend(b.changes.iter().map(|c| c.key.clone()));
+        assert!(y.commit(&b).await.unwrap());
+    }
+    assert_eq!(again, want);
+
+    // x comes back: y hands over x's share, x resumes from y's cursors (nothing again).
+    x.rebalance().await.unwrap();
+    y.rebalance().await.unwrap();
+    x.rebalance().await.unwrap();
+    let (hx, hy) = (x.held(), y.held());
+    assert!(!hx.is_empty() && !hy.is_empty(), "{hx:?} / {hy:?}");
+    assert!(hx.iter().all(|p| !hy.contains(p)));
+    assert_eq!(hx.len() + hy.len(), 16);
+    assert_eq!(x.stats().handovers, hx.len() as u64);
+    for b in x.poll(1000).await.unwrap() {
+        assert!(b.changes.is_empty(), "partition {} redelivered", b.part);
+    }
+    // A write after the hand-over reaches whoever holds its partition.
+    let late = t.key().u64(1000).finish();
+    w.put(&late, Bytes::from_static(b"late")).await.unwrap();
+    let part = partition_of(late.as_bytes(), 16);
+    let holder = if hx.contains(&part) { &x } else { &y };
+    let mut found = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !found && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for b in holder.poll(1000).await.unwrap() {
+            found |= b.changes.iter().any(|c| c.key == late);
+            assert!(holder.commit(&b).await.unwrap());
+        }
+    }
+    assert!(found, "the write after the hand-over was delivered");
+    ks.drop_all().await;
 }

@@ -38,6 +38,9 @@ pub(crate) struct Statements {
     pub(crate) bucket_first: PreparedStatement,
     pub(crate) bucket_after: PreparedStatement,
     pub(crate) log: PreparedStatement,
+    /// An entry of the keyspace-wide feed, and a writer's published mark.
+    pub(crate) kfeed_log: PreparedStatement,
+    pub(crate) kfeed_mark: PreparedStatement,
     pub(crate) changes: PreparedStatement,
     pub(crate) last_in_chunk: PreparedStatement,
     pub(crate) trim_chunk: PreparedStatement,
@@ -47,11 +50,14 @@ pub(crate) struct Statements {
     pub(crate) all_records: PreparedStatement,
     pub(crate) all_namespaces: PreparedStatement,
     /// Single-writer commits as one LOGGED batch, record first (the batch is routed by its
-    /// first statement's token): record + feed entry + partition and bucket index rows (a new
-    /// replicated key), record + feed entry (an existing one), record + partition row (a new
-    /// node-local key).
+    /// first statement's token): record + feed entries (this node's and the keyspace's) +
+    /// partition and bucket index rows (a new replicated key), record + feed entries (an existing
+    /// one), record + partition row (a new node-local key).
     pub(crate) batch_new: Batch,
     pub(crate) batch_logged: Batch,
+    /// The same two without the keyspace feed's entry (`ScyllaOptions::keyspace_feed` off).
+    pub(crate) batch_new_nokf: Batch,
+    pub(crate) batch_logged_nokf: Batch,
     pub(crate) batch_local_new: Batch,
 }
 
@@ -82,6 +88,10 @@ impl Statements {
             "INSERT INTO {ks}.changes (node, chunk, seq, k, origin) VALUES (?, ?, ?, ?, ?)",
         ))
         .await?;
+        let kfeed_log = p(q(
+            "INSERT INTO {ks}.kfeed (part, writer, chunk, seq, k, origin) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .await?;
         let add_part = p(q("INSERT INTO {ks}.kv_parts (ns, p) VALUES (?, ?)")).await?;
         let add_bucket = p(q("INSERT INTO {ks}.kv_buckets (bucket, k) VALUES (?, ?)")).await?;
         let batch = |stmts: &[&PreparedStatement]| {
@@ -92,8 +102,10 @@ impl Statements {
             b
         };
         Ok(Statements {
-            batch_new: batch(&[&put, &log, &add_part, &add_bucket]),
-            batch_logged: batch(&[&put, &log]),
+            batch_new: batch(&[&put, &log, &kfeed_log, &add_part, &add_bucket]),
+            batch_logged: batch(&[&put, &log, &kfeed_log]),
+            batch_new_nokf: batch(&[&put, &log, &add_part, &add_bucket]),
+            batch_logged_nokf: batch(&[&put, &log]),
             batch_local_new: batch(&[&put, &add_part]),
             get: p(q("SELECT rec FROM {ks}.kv WHERE p = ? AND k = ?")).await?,
             get_serial,
@@ -129,6 +141,11 @@ impl Statements {
             ))
             .await?,
             log,
+            kfeed_log,
+            kfeed_mark: p(q(
+                "INSERT INTO {ks}.kfeed_writers (writer, mark, beat) VALUES (?, ?, ?)",
+            ))
+            .await?,
             changes: p(q("SELECT seq, k, origin FROM {ks}.changes \
                  WHERE node = ? AND chunk = ? AND seq > ? AND seq <= ? LIMIT ?"))
             .await?,

@@ -23,11 +23,15 @@
 //! proportional to the data, see ARCHITECTURE.md).
 
 mod cql;
+mod kfeed;
 mod layout;
+mod lease;
 mod options;
 mod scan;
 mod schema;
 
+pub use kfeed::{DEFAULT_PARTITIONS, partition_of};
+pub use lease::{FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch};
 pub use options::{Consistency, Replication, ScyllaOptions, Writers};
 
 use super::rules::{self, Stamper};
@@ -73,8 +77,24 @@ pub async fn open_scylla(
 ) -> Result<Arc<dyn Store>> {
     let session = Arc::new(connect(opts).await?);
     schema::migrate(&session, &opts.keyspace, &opts.replication.cql()).await?;
+    let parts = kfeed::agree_partitions(&session, &opts.keyspace, opts.feed_partitions).await?;
     let st = Statements::prepare(&session, &opts.keyspace).await?;
-    let engine = ScyllaEngine::start(session, st, node, clock, opts).await?;
+    let engine = ScyllaEngine::start(session, st, node, clock, opts, parts).await?;
+    // Everything this node id logged before (a previous process, now gone) is finished.
+    kfeed::publish(
+        &engine.session,
+        &engine.st.kfeed_mark,
+        engine.node_i64,
+        engine.feed.watermark(),
+    )
+    .await?;
+    kfeed::spawn_marker(
+        engine.session.clone(),
+        engine.st.kfeed_mark.clone(),
+        engine.node_i64,
+        engine.feed.tx.subscribe(),
+        opts.feed_mark_interval,
+    );
     Ok(Arc::new(engine))
 }
 
@@ -184,6 +204,10 @@ pub(crate) struct ScyllaEngine {
     feed: Feed,
     digests: Digests,
     keyspace: String,
+    /// Partitions of the keyspace-wide feed (fixed per keyspace).
+    kparts: u32,
+    /// Whether writes enter the keyspace-wide feed (off only to measure its cost).
+    keyspace_feed: bool,
 }
 
 impl std::fmt::Debug for ScyllaEngine {
@@ -236,6 +260,24 @@ fn lwt_outcome(res: QueryResult) -> Result<(bool, Option<Bytes>)> {
     Ok((applied, rec))
 }
 
+/// Whether a lightweight transaction applied.
+pub(super) fn lwt_applied(res: QueryResult) -> Result<bool> {
+    let rows = res
+        .into_rows_result()
+        .map_err(|e| bad_rows("conditional write", e))?;
+    let at = rows
+        .column_specs()
+        .iter()
+        .position(|c| c.name() == "[applied]");
+    let row: Row = rows
+        .first_row()
+        .map_err(|e| bad_rows("conditional write", e))?;
+    Ok(matches!(
+        at.and_then(|i| row.columns.into_iter().nth(i)),
+        Some(Some(CqlValue::Boolean(true)))
+    ))
+}
+
 impl ScyllaEngine {
     async fn start(
         session: Arc<Session>,
@@ -243,6 +285,7 @@ impl ScyllaEngine {
         node: NodeId,
         clock: Arc<HlcClock>,
         opts: &ScyllaOptions,
+        kparts: u32,
     ) -> Result<Self> {
         let node_i64 = node.0 as i64;
         let trimmed = session
@@ -325,6 +368,8 @@ impl ScyllaEngine {
             },
             digests,
             keyspace: opts.keyspace.clone(),
+            kparts,
+            keyspace_feed: opts.keyspace_feed,
         })
     }
 
@@ -434,12 +479,23 @@ impl ScyllaEngine {
                     k,
                     origin_code(origin),
                 );
-                if new_key {
-                    let bucket = (bucket_of(k) as i32, k);
-                    let v = (rec, log, (ns, part), bucket);
-                    retry(what, || s.batch(&st.batch_new, v)).await?;
-                } else {
-                    retry(what, || s.batch(&st.batch_logged, (rec, log))).await?;
+                let klog = kfeed::entry(k, self.kparts, self.node_i64, seq, origin_code(origin));
+                let bucket = (bucket_of(k) as i32, k);
+                match (new_key, self.keyspace_feed) {
+                    (true, true) => {
+                        let v = (rec, log, klog, (ns, part), bucket);
+                        retry(what, || s.batch(&st.batch_new, v)).await?;
+                    }
+                    (true, false) => {
+                        let v = (rec, log, (ns, part), bucket);
+                        retry(what, || s.batch(&st.batch_new_nokf, v)).await?;
+                    }
+                    (false, true) => {
+                        retry(what, || s.batch(&st.batch_logged, (rec, log, klog))).await?;
+                    }
+                    (false, false) => {
+                        retry(what, || s.batch(&st.batch_logged_nokf, (rec, log))).await?;
+                    }
                 }
             }
             None if new_key => {
@@ -473,12 +529,27 @@ impl ScyllaEngine {
             let Some(seq) = seq else { return Ok(()) };
             let origin = origin_code(origin);
             let chunk = (seq >> CHUNK_BITS) as i64;
-            retry("writing the change feed", || {
-                self.session
-                    .execute_unpaged(&self.st.log, (self.node_i64, chunk, seq as i64, k, origin))
-            })
-            .await
-            .map(drop)
+            let klog = kfeed::entry(k, self.kparts, self.node_i64, seq, origin);
+            let (mine, keyspace) = tokio::join!(
+                retry("writing the change feed", || {
+                    self.session.execute_unpaged(
+                        &self.st.log,
+                        (self.node_i64, chunk, seq as i64, k, origin),
+                    )
+                }),
+                async {
+                    if !self.keyspace_feed {
+                        return Ok(());
+                    }
+                    retry("writing the keyspace feed", || {
+                        self.session.execute_unpaged(&self.st.kfeed_log, klog)
+                    })
+                    .await
+                    .map(drop)
+                }
+            );
+            mine?;
+            keyspace
         };
         let index = async {
             if old.is_some() {

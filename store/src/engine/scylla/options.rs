@@ -81,6 +81,16 @@ pub struct ScyllaOptions {
     pub connect_timeout: Duration,
     /// Per-request timeout (the driver's client-side timeout).
     pub request_timeout: Duration,
+    /// Partitions of the keyspace-wide change feed when this open creates it (`None`: 32); an
+    /// existing keyspace keeps its own, and asking for another number is refused.
+    pub feed_partitions: Option<u32>,
+    /// How often at most this node publishes how far its writes have finished (its feed mark):
+    /// the floor of the keyspace feed's lag.
+    pub feed_mark_interval: Duration,
+    /// Whether this node's writes enter the keyspace-wide feed (true). `false` exists to measure
+    /// the feed's cost (`store/benches/scylla_feed.rs`): a node without it is invisible to the
+    /// keyspace feed's consumers, so never turn it off on a keyspace they read.
+    pub keyspace_feed: bool,
 }
 
 impl ScyllaOptions {
@@ -96,14 +106,18 @@ impl ScyllaOptions {
             limits: Limits::default(),
             connect_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(10),
+            feed_partitions: None,
+            feed_mark_interval: Duration::from_millis(50),
+            keyspace_feed: true,
         }
     }
 
-    /// Parses `scylla://h1:9042,h2:9042/keyspace?replication=…&consistency=…&writers=…`.
+    /// Parses `scylla://h1:9042,h2:9042/keyspace?replication=…&consistency=…&writers=…&partitions=…`.
     ///
     /// `replication` is `SimpleStrategy:RF` (default `SimpleStrategy:1`) or
     /// `NetworkTopologyStrategy:DC=RF[,DC=RF…]`; `consistency` is `one`, `local_one`,
-    /// `local_quorum` (default), `quorum` or `all`; `writers` is `shared` (default) or `single`.
+    /// `local_quorum` (default), `quorum` or `all`; `writers` is `shared` (default) or `single`;
+    /// `partitions` (1-4096) is the keyspace feed's partition count for a new keyspace.
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |why: &'static str| StoreError::InvalidArgument(why);
         let rest = url
@@ -163,9 +177,17 @@ impl ScyllaOptions {
                         _ => return Err(bad("writers: shared or single")),
                     }
                 }
+                "partitions" => {
+                    o.feed_partitions = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|p| (1..=4096).contains(p))
+                            .ok_or(bad("partitions: a number from 1 to 4096"))?,
+                    )
+                }
                 _ => {
                     return Err(bad(
-                        "unknown scylla:// parameter (replication, consistency, writers)",
+                        "unknown scylla:// parameter (replication, consistency, writers, partitions)",
                     ));
                 }
             }
@@ -254,6 +276,9 @@ mod tests {
         );
         assert_eq!(o.consistency, Consistency::One);
         assert_eq!(o.writers, Writers::Single);
+        assert_eq!(o.feed_partitions, None);
+        let o = ScyllaOptions::from_url("scylla://h/ks?partitions=64").unwrap();
+        assert_eq!(o.feed_partitions, Some(64));
     }
 
     #[test]
@@ -269,6 +294,8 @@ mod tests {
             "scylla://h/ks?replication=NetworkTopologyStrategy:",
             "scylla://h/ks?replication=NetworkTopologyStrategy:d'c=1",
             "scylla://h/ks?color=blue",
+            "scylla://h/ks?partitions=0",
+            "scylla://h/ks?partitions=many",
         ] {
             assert!(ScyllaOptions::from_url(url).is_err(), "{url}");
         }

@@ -15,6 +15,12 @@
 //!   Written when a key is created, removed when it is purged.
 //! - `changes ((node, chunk), seq, k, origin)`: each node's change feed, in chunks of 2^16
 //!   sequence numbers so no partition grows without bound; `feed_meta (node, trimmed)`.
+//! - Migration 2, the keyspace-wide feed: `kfeed_config (id, partitions)` (P, fixed at the
+//!   keyspace's first open), `kfeed ((part, writer, chunk), seq, k, origin)` (every writer's
+//!   entries by key-hash partition, expiring after 7 days), `kfeed_writers (writer, mark, beat)`
+//!   (each writer's finished-up-to mark and heartbeat), `kfeed_members (member, beat)` (live
+//!   consumers) and `kfeed_leases (part, owner, epoch, expires, pos)` (a partition's lease, its
+//!   fencing epoch and its cursor vector, one row so a cursor write is fenced by one LWT).
 //!
 //! Keyspaces made by earlier builds also hold an empty `messages` table (a message-history layout
 //! the messenger never adopted; migration 1 no longer creates it): nothing reads it, and an
@@ -30,19 +36,33 @@ use std::time::Duration;
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i + 1` is `MIGRATIONS[i]`; `{ks}` is replaced by the keyspace.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS {ks}.kv (p blob, k blob, rec blob, PRIMARY KEY ((p), k)) \
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS {ks}.kv (p blob, k blob, rec blob, PRIMARY KEY ((p), k)) \
      WITH CLUSTERING ORDER BY (k ASC)",
-    "CREATE TABLE IF NOT EXISTS {ks}.kv_parts (ns blob, p blob, PRIMARY KEY ((ns), p)) \
+        "CREATE TABLE IF NOT EXISTS {ks}.kv_parts (ns blob, p blob, PRIMARY KEY ((ns), p)) \
      WITH CLUSTERING ORDER BY (p ASC)",
-    "CREATE TABLE IF NOT EXISTS {ks}.kv_buckets (bucket int, k blob, PRIMARY KEY ((bucket), k))",
-    "CREATE TABLE IF NOT EXISTS {ks}.changes (node bigint, chunk bigint, seq bigint, k blob, \
+        "CREATE TABLE IF NOT EXISTS {ks}.kv_buckets (bucket int, k blob, PRIMARY KEY ((bucket), k))",
+        "CREATE TABLE IF NOT EXISTS {ks}.changes (node bigint, chunk bigint, seq bigint, k blob, \
      origin tinyint, PRIMARY KEY ((node, chunk), seq))",
-    "CREATE TABLE IF NOT EXISTS {ks}.feed_meta (node bigint PRIMARY KEY, trimmed bigint)",
-]];
+        "CREATE TABLE IF NOT EXISTS {ks}.feed_meta (node bigint PRIMARY KEY, trimmed bigint)",
+    ],
+    &[
+        // 2: the keyspace-wide change feed (see `super::kfeed` and `super::lease`).
+        "CREATE TABLE IF NOT EXISTS {ks}.kfeed_config (id int PRIMARY KEY, partitions int)",
+        "CREATE TABLE IF NOT EXISTS {ks}.kfeed (part int, writer bigint, chunk bigint, seq bigint, \
+     k blob, origin tinyint, PRIMARY KEY ((part, writer, chunk), seq)) \
+     WITH default_time_to_live = 604800",
+        "CREATE TABLE IF NOT EXISTS {ks}.kfeed_writers (writer bigint PRIMARY KEY, mark bigint, \
+     beat bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.kfeed_members (member bigint PRIMARY KEY, beat bigint)",
+        "CREATE TABLE IF NOT EXISTS {ks}.kfeed_leases (part int PRIMARY KEY, owner bigint, \
+     epoch bigint, expires bigint, pos map<bigint, bigint>)",
+    ],
+];
 
 fn cluster_err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Cluster(format!("{what}: {e}"))

@@ -1,0 +1,579 @@
+//! The keyspace-wide change feed, consumer side: the region's nodes split the feed's P
+//! partitions with leases and read each partition they hold from a durable, fenced cursor.
+//!
+//! - **Members.** Each consumer beats in `kfeed_members` (a row with a TTL); the live members are
+//!   the rows present. Each partition's preferred holder is the live member that wins rendezvous
+//!   hashing for it, so every member computes the same split from the same member list, and a
+//!   joining or dying member moves only its share.
+//! - **Leases.** A partition's row in `kfeed_leases` holds its owner, an epoch and an expiry
+//!   (milliseconds, the holder's clock). A lease is claimed by a lightweight transaction on the
+//!   epoch it read (`INSERT … IF NOT EXISTS` with epoch 1, or `UPDATE … SET epoch = e + 1 … IF
+//!   epoch = e` once expired), renewed with `IF owner = ? AND epoch = ?`, and released early
+//!   (expiry 0) when a live member is preferred for it. Epochs only grow: the row is never
+//!   deleted.
+//! - **Cursors, fenced.** The same row holds the partition's cursor, one position per writer
+//!   (`pos`, a map writer → sequence number). A holder moves it with `UPDATE … SET pos = ? IF
+//!   owner = ? AND epoch = ?`, so a holder that lost its lease — paused past its expiry while
+//!   another member claimed the partition — cannot move the cursor afterwards: its commit is
+//!   refused ([`KeyspaceFeed::commit`] returns `false`) and it drops the partition.
+//! - **Reading.** A partition's batch holds, for each writer of `kfeed_writers`, its entries
+//!   after the cursor and at or below the writer's published mark (the writer finished every
+//!   number up to it: nothing below a cursor can appear later). A writer silent for longer than
+//!   [`LeaseConfig::writer_expiry`] (killed, or paused) is read past its mark too, up to 2^16
+//!   numbers: those entries are delivered *tentatively* — the cursor stays at the mark, so they
+//!   are delivered again if the writer comes back and moves its mark over them (its write may
+//!   have finished only then), and again after a hand-over. Consumers must therefore be
+//!   idempotent: an entry is delivered at least once, and read its key's current record.
+
+use super::cql::{bad_rows, retry};
+use super::kfeed::{CHUNK_BITS, now_ms};
+use super::{ScyllaOptions, connect, lwt_applied};
+use crate::contract::Origin;
+use crate::error::{Result, StoreError};
+use crate::key::Key;
+use crate::node::NodeId;
+use bytes::Bytes;
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Timing of leases and liveness.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseConfig {
+    /// How long a claimed or renewed lease lasts; call [`KeyspaceFeed::rebalance`] several
+    /// times per lease.
+    pub lease: Duration,
+    /// How long a member row outlives its last beat (the TTL of `kfeed_members`).
+    pub member_ttl: Duration,
+    /// A writer whose mark has not been published for this long is read past its mark.
+    pub writer_expiry: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            lease: Duration::from_secs(10),
+            member_ttl: Duration::from_secs(10),
+            writer_expiry: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One entry of the keyspace feed: `writer` changed `key` at its sequence number `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyspaceChange {
+    /// The partition (key hash modulo P).
+    pub part: u32,
+    /// The node that wrote it.
+    pub writer: NodeId,
+    /// The writer's sequence number.
+    pub seq: u64,
+    /// The key that changed: read it for its state.
+    pub key: Key,
+    /// Whether the writer accepted it (an API write) or merged it from a peer (gossip).
+    pub origin: Origin,
+}
+
+/// A batch of one held partition, and the cursor that committing it saves.
+#[derive(Clone, Debug)]
+pub struct PartBatch {
+    /// The partition.
+    pub part: u32,
+    /// The lease epoch the batch was read under (the fencing token of its commit).
+    pub epoch: u64,
+    /// Entries, ordered by writer then sequence number.
+    pub changes: Vec<KeyspaceChange>,
+    next: BTreeMap<i64, i64>,
+}
+
+/// What a consumer holds and has done, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Partitions held now.
+    pub held: usize,
+    /// Partitions claimed from another owner (a hand-over), since start.
+    pub handovers: u64,
+    /// Leases found lost on renewal or commit (fenced), since start.
+    pub fenced: u64,
+    /// Per held partition: entries between its cursor and its writers' marks at the last read.
+    pub lag: BTreeMap<u32, u64>,
+}
+
+#[derive(Debug)]
+struct Held {
+    epoch: i64,
+    pos: BTreeMap<i64, i64>,
+    /// Per expired writer: the last entry delivered past its mark.
+    tentative: BTreeMap<i64, i64>,
+    lag: u64,
+}
+
+/// Statements of the consumer side.
+struct LeaseStatements {
+    member_beat: PreparedStatement,
+    members: PreparedStatement,
+    writers: PreparedStatement,
+    leases: PreparedStatement,
+    claim_new: PreparedStatement,
+    claim: PreparedStatement,
+    renew: PreparedStatement,
+    release: PreparedStatement,
+    commit: PreparedStatement,
+    cursor: PreparedStatement,
+    read: PreparedStatement,
+}
+
+/// A consumer of the keyspace-wide feed for one member (a Starling node).
+pub struct KeyspaceFeed {
+    session: Arc<Session>,
+    st: LeaseStatements,
+    member: i64,
+    partitions: u32,
+    cfg: LeaseConfig,
+    held: parking_lot::Mutex<BTreeMap<u32, Held>>,
+    handovers: AtomicU64,
+    fenced: AtomicU64,
+}
+
+impl std::fmt::Debug for KeyspaceFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyspaceFeed")
+            .field("member", &self.member)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lease row as read: owner, epoch, expiry.
+type LeaseRow = (Option<i64>, Option<i64>, Option<i64>);
+/// Sequence numbers per writer.
+type Positions = BTreeMap<i64, i64>;
+
+/// Rendezvous weight of `member` for partition `part`.
+fn weight(part: u32, member: i64) -> u64 {
+    let mut b = [0u8; 12];
+    b[..4].copy_from_slice(&part.to_be_bytes());
+    b[4..].copy_from_slice(&member.to_be_bytes());
+    xxhash_rust::xxh3::xxh3_64(&b)
+}
+
+/// The live member preferred for `part`.
+fn preferred(part: u32, members: &[i64]) -> Option<i64> {
+    members
+        .iter()
+        .copied()
+        .max_by_key(|&m| (weight(part, m), m))
+}
+
+fn rows<T>(res: scylla::response::query_result::QueryResult, what: &'static str) -> Result<Vec<T>>
+where
+    T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+{
+    res.into_rows_result()
+        .map_err(|e| bad_rows(what, e))?
+        .rows::<T>()
+        .map_err(|e| bad_rows(what, e))?
+        .collect::<std::result::Result<Vec<T>, _>>()
+        .map_err(|e| bad_rows(what, e))
+}
+
+impl KeyspaceFeed {
+    /// A consumer for `member` of the keyspace in `opts` (opened by the ScyllaDB engine first:
+    /// the schema and the partition count come from it). Holds nothing until
+    /// [`KeyspaceFeed::rebalance`].
+    pub async fn open(opts: &ScyllaOptions, member: NodeId, cfg: LeaseConfig) -> Result<Self> {
+        let session = Arc::new(connect(opts).await?);
+        let ks = &opts.keyspace;
+        let partitions = super::kfeed::agree_partitions(&session, ks, opts.feed_partitions).await?;
+        let p = |cql: String| {
+            let s = session.clone();
+            async move {
+                s.prepare(cql.clone())
+                    .await
+                    .map_err(|e| StoreError::Cluster(format!("preparing `{cql}`: {e}")))
+            }
+        };
+        let t = |c: &str| c.replace("{ks}", ks);
+        let st = LeaseStatements {
+            member_beat: p(t(
+                "INSERT INTO {ks}.kfeed_members (member, beat) VALUES (?, ?) USING TTL ?",
+            ))
+            .await?,
+            members: p(t("SELECT member FROM {ks}.kfeed_members")).await?,
+            writers: p(t("SELECT writer, mark, beat FROM {ks}.kfeed_writers")).await?,
+            leases: p(t("SELECT part, owner, epoch, expires FROM {ks}.kfeed_leases")).await?,
+            claim_new: p(t(
+                "INSERT INTO {ks}.kfeed_leases (part, owner, epoch, expires, pos) \
+                 VALUES (?, ?, 1, ?, {}) IF NOT EXISTS",
+            ))
+            .await?,
+            claim: p(t(
+                "UPDATE {ks}.kfeed_leases SET owner = ?, epoch = ?, expires = ? \
+                 WHERE part = ? IF epoch = ?",
+            ))
+            .await?,
+            renew: p(t(
+                "UPDATE {ks}.kfeed_leases SET expires = ? WHERE part = ? IF owner = ? AND epoch = ?",
+            ))
+            .await?,
+            release: p(t(
+                "UPDATE {ks}.kfeed_leases SET expires = 0 WHERE part = ? IF owner = ? AND epoch = ?",
+            ))
+            .await?,
+            commit: p(t(
+                "UPDATE {ks}.kfeed_leases SET pos = ?, expires = ? \
+                 WHERE part = ? IF owner = ? AND epoch = ?",
+            ))
+            .await?,
+            cursor: {
+                let mut c = p(t("SELECT pos FROM {ks}.kfeed_leases WHERE part = ?")).await?;
+                c.set_consistency(scylla::statement::Consistency::LocalSerial);
+                c
+            },
+            read: p(t(
+                "SELECT seq, k, origin FROM {ks}.kfeed \
+                 WHERE part = ? AND writer = ? AND chunk = ? AND seq > ? AND seq <= ? LIMIT ?",
+            ))
+            .await?,
+        };
+        Ok(KeyspaceFeed {
+            session,
+            st,
+            member: member.0 as i64,
+            partitions,
+            cfg,
+            held: parking_lot::Mutex::new(BTreeMap::new()),
+            handovers: AtomicU64::new(0),
+            fenced: AtomicU64::new(0),
+        })
+    }
+
+    /// The keyspace feed's partition count.
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    /// The partitions this member holds (as far as it knows: a lease lost meanwhile shows at the
+    /// next renewal or commit).
+    pub fn held(&self) -> Vec<u32> {
+        self.held.lock().keys().copied().collect()
+    }
+
+    /// Counters and gauges for `/metrics`.
+    pub fn stats(&self) -> FeedStats {
+        let held = self.held.lock();
+        FeedStats {
+            held: held.len(),
+            handovers: self.handovers.load(Ordering::Relaxed),
+            fenced: self.fenced.load(Ordering::Relaxed),
+            lag: held.iter().map(|(p, h)| (*p, h.lag)).collect(),
+        }
+    }
+
+    fn expiry(&self) -> i64 {
+        now_ms() + self.cfg.lease.as_millis() as i64
+    }
+
+    fn lost(&self, part: u32) {
+        if self.held.lock().remove(&part).is_some() {
+            self.fenced.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Beats, renews what this member should keep, releases what a live member is preferred
+    /// for, and claims the expired or unclaimed partitions it is preferred for (or whose
+    /// preferred member is not live). Call it every third of a lease or so.
+    pub async fn rebalance(&self) -> Result<()> {
+        let ttl = self.cfg.member_ttl.as_secs().max(1) as i32;
+        retry("beating as a feed member", || {
+            self.session
+                .execute_unpaged(&self.st.member_beat, (self.member, now_ms(), ttl))
+        })
+        .await?;
+        let res = retry("listing the feed members", || {
+            self.session.execute_unpaged(&self.st.members, ())
+        })
+        .await?;
+        let mut members: Vec<i64> = rows::<(i64,)>(res, "kfeed_members")?
+            .into_iter()
+            .map(|(m,)| m)
+            .collect();
+        if !members.contains(&self.member) {
+            members.push(self.member);
+        }
+        members.sort_unstable();
+        let res = retry("reading the feed leases", || {
+            self.session.execute_unpaged(&self.st.leases, ())
+        })
+        .await?;
+        let leases: HashMap<u32, LeaseRow> =
+            rows::<(i32, Option<i64>, Option<i64>, Option<i64>)>(res, "kfeed_leases")?
+                .into_iter()
+                .map(|(p, o, e, x)| (p as u32, (o, e, x)))
+                .collect();
+        let now = now_ms();
+        for part in 0..self.partitions {
+            let want = preferred(part, &members);
+            let mine = self.held.lock().get(&part).map(|h| h.epoch);
+            match mine {
+                Some(epoch) if want != Some(self.member) => {
+                    let res = retry("releasing a feed lease", || {
+                        self.session
+                            .execute_unpaged(&self.st.release, (part as i32, self.member, epoch))
+                    })
+                    .await?;
+                    self.held.lock().remove(&part);
+                    if !lwt_applied(res)? {
+                        self.fenced.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Some(epoch) => {
+                    let res = retry("renewing a feed lease", || {
+                        self.session.execute_unpaged(
+                            &self.st.renew,
+                            (self.expiry(), part as i32, self.member, epoch),
+                        )
+                    })
+                    .await?;
+                    if !lwt_applied(res)? {
+                        self.lost(part);
+                    }
+                }
+                None => {
+                    let row = leases.get(&part);
+                    let (owner, epoch, expires) = row.copied().unwrap_or((None, None, None));
+                    let orphaned = owner.is_none_or(|o| !members.contains(&o));
+                    let expired = expires.is_none_or(|x| x < now);
+                    if !(want == Some(self.member) || (orphaned && expired)) {
+                        continue;
+                    }
+                    if row.is_some() && !expired && owner != Some(self.member) {
+                        continue;
+                    }
+                    self.claim(part, owner, epoch).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims `part`, last seen with `owner` at `epoch` (`None`: no row yet).
+    async fn claim(&self, part: u32, owner: Option<i64>, epoch: Option<i64>) -> Result<()> {
+        let (res, new_epoch) = match epoch {
+            None => {
+                let res = retry("claiming a feed lease", || {
+                    self.session.execute_unpaged(
+                        &self.st.claim_new,
+                        (part as i32, self.member, self.expiry()),
+                    )
+                })
+                .await?;
+                (res, 1)
+            }
+            Some(e) => {
+                let res = retry("claiming a feed lease", || {
+                    self.session.execute_unpaged(
+                        &self.st.claim,
+                        (self.member, e + 1, self.expiry(), part as i32, e),
+                    )
+                })
+                .await?;
+                (res, e + 1)
+            }
+        };
+        if !lwt_applied(res)? {
+            return Ok(()); // another member got there first
+        }
+        if owner.is_some_and(|o| o != self.member) {
+            self.handovers.fetch_add(1, Ordering::Relaxed);
+        }
+        // The cursor is read after the claim: a commit by the previous holder is refused from
+        // the moment the epoch moved.
+        let res = retry("reading a feed cursor", || {
+            self.session
+                .execute_unpaged(&self.st.cursor, (part as i32,))
+        })
+        .await?;
+        let pos = rows::<(Option<BTreeMap<i64, i64>>,)>(res, "kfeed_leases")?
+            .into_iter()
+            .next()
+            .and_then(|(p,)| p)
+            .unwrap_or_default();
+        self.held.lock().insert(
+            part,
+            Held {
+                epoch: new_epoch,
+                pos,
+                tentative: BTreeMap::new(),
+                lag: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads up to `limit` entries of each held partition after its cursor (see the module
+    /// documentation for which entries). Commit each batch once its entries are processed.
+    pub async fn poll(&self, limit: usize) -> Result<Vec<PartBatch>> {
+        let res = retry("reading the feed writers", || {
+            self.session.execute_unpaged(&self.st.writers, ())
+        })
+        .await?;
+        let now = now_ms();
+        let expiry = self.cfg.writer_expiry.as_millis() as i64;
+        let writers: Vec<(i64, i64, bool)> =
+            rows::<(i64, Option<i64>, Option<i64>)>(res, "kfeed_writers")?
+                .into_iter()
+                .map(|(w, m, b)| (w, m.unwrap_or(0), b.is_some_and(|b| now - b < expiry)))
+                .collect();
+        let parts: Vec<(u32, i64, Positions, Positions)> = self
+            .held
+            .lock()
+            .iter()
+            .map(|(p, h)| (*p, h.epoch, h.pos.clone(), h.tentative.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(parts.len());
+        for (part, epoch, pos, mut tentative) in parts {
+            let mut changes = Vec::new();
+            let mut next = pos.clone();
+            let mut lag = 0u64;
+            for &(w, mark, alive) in &writers {
+                let cursor = pos.get(&w).copied().unwrap_or(0);
+                lag += mark.saturating_sub(cursor) as u64;
+                let room = limit.saturating_sub(changes.len());
+                if room == 0 {
+                    continue;
+                }
+                let (from, upto) = if alive {
+                    tentative.remove(&w);
+                    (cursor, mark)
+                } else {
+                    let from = cursor.max(tentative.get(&w).copied().unwrap_or(0));
+                    (from, mark.max(cursor) + (1 << CHUNK_BITS))
+                };
+                let got = self.read(part, w, from, upto, room).await?;
+                let last = got.last().map(|c| c.seq as i64);
+                let full = got.len() == room;
+                changes.extend(got);
+                let reached = if full { last.unwrap_or(from) } else { upto };
+                if alive {
+                    next.insert(w, reached.max(cursor));
+                } else {
+                    next.insert(w, reached.min(mark).max(cursor));
+                    if let Some(l) = last {
+                        tentative.insert(w, l);
+                    }
+                }
+            }
+            if let Some(h) = self.held.lock().get_mut(&part) {
+                h.tentative = tentative;
+                h.lag = lag;
+            }
+            out.push(PartBatch {
+                part,
+                epoch: epoch as u64,
+                changes,
+                next,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `writer`'s entries of `part` in `(from, upto]`, at most `limit`.
+    async fn read(
+        &self,
+        part: u32,
+        writer: i64,
+        from: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<Vec<KeyspaceChange>> {
+        let mut out = Vec::new();
+        if upto <= from {
+            return Ok(out);
+        }
+        let mut chunk = (from + 1) >> CHUNK_BITS;
+        while out.len() < limit && chunk <= upto >> CHUNK_BITS {
+            let want = (limit - out.len()).min(i32::MAX as usize) as i32;
+            let res = retry("reading the keyspace feed", || {
+                self.session.execute_unpaged(
+                    &self.st.read,
+                    (part as i32, writer, chunk, from, upto, want),
+                )
+            })
+            .await?;
+            for (seq, k, origin) in rows::<(i64, Vec<u8>, i8)>(res, "kfeed")? {
+                out.push(KeyspaceChange {
+                    part,
+                    writer: NodeId(writer as u64),
+                    seq: seq as u64,
+                    key: Key(Bytes::from(k)),
+                    origin: if origin == 0 {
+                        Origin::Local
+                    } else {
+                        Origin::Remote
+                    },
+                });
+            }
+            chunk += 1;
+        }
+        Ok(out)
+    }
+
+    /// Saves `batch`'s cursor, fenced by its epoch: `Ok(false)` when this member no longer holds
+    /// the partition at that epoch (the cursor is unchanged; the partition is dropped here, and
+    /// its entries will be delivered again to the new holder).
+    pub async fn commit(&self, batch: &PartBatch) -> Result<bool> {
+        let epoch = batch.epoch as i64;
+        let res = retry("saving a feed cursor", || {
+            self.session.execute_unpaged(
+                &self.st.commit,
+                (
+                    &batch.next,
+                    self.expiry(),
+                    batch.part as i32,
+                    self.member,
+                    epoch,
+                ),
+            )
+        })
+        .await?;
+        if lwt_applied(res)? {
+            if let Some(h) = self.held.lock().get_mut(&batch.part)
+                && h.epoch == epoch
+            {
+                for (w, s) in &batch.next {
+                    let p = h.pos.entry(*w).or_insert(0);
+                    *p = (*p).max(*s);
+                }
+            }
+            Ok(true)
+        } else {
+            self.lost(batch.part);
+            Ok(false)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendezvous_moves_only_the_share_of_a_member_that_joins() {
+        let before = [1i64, 2, 3];
+        let after = [1i64, 2, 3, 4];
+        let mut moved = 0;
+        for part in 0..256 {
+            let (a, b) = (preferred(part, &before), preferred(part, &after));
+            if a != b {
+                assert_eq!(b, Some(4), "a partition only moves to the new member");
+                moved += 1;
+            }
+        }
+        assert!((32..=96).contains(&moved), "about a quarter moves: {moved}");
+        assert_eq!(preferred(0, &[]), None);
+    }
+}
