@@ -190,10 +190,11 @@ export class Api {
   /**
    * @param {string} text @param {string[]} media @param {string} key  the Idempotency-Key
    * @param {string} [reply_to]  the post this one answers
+   * @param {string} [quote_of]  the post this one quotes
    * @returns {Promise<Post>}
    */
-  async createPost(text, media, key, reply_to) {
-    return (await this.request('POST', '/v1/posts', { json: { text, media, reply_to }, headers: { 'idempotency-key': key } })).data;
+  async createPost(text, media, key, reply_to, quote_of) {
+    return (await this.request('POST', '/v1/posts', { json: { text, media, reply_to, quote_of }, headers: { 'idempotency-key': key } })).data;
   }
   /** A post in its thread. @param {string} id @param {string | null} [cursor] @returns {Promise<Thread>} */
   async thread(id, cursor) {
@@ -219,7 +220,7 @@ export class Api {
   like(id, on) {
     return this.request(on ? 'PUT' : 'DELETE', `/v1/posts/${id}/like`);
   }
-  /** @param {string} id @param {boolean} on */
+  /** Reposts a post, or takes the repost back (the reposted post's id). @param {string} id @param {boolean} on */
   repost(id, on) {
     return this.request(on ? 'PUT' : 'DELETE', `/v1/posts/${id}/repost`);
   }

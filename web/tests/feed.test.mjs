@@ -4,7 +4,9 @@
 // keyboard) and the friends list, a block (which removes the follow), log out. Notifications:
 // the badge counts live while another user likes, replies, mentions and follows; the list
 // (infinite scroll, the likes of one post folded, each entry linking to its post or profile)
-// marks them read, which clears the badge for good; axe and a phone viewport.
+// marks them read, which clears the badge for good; axe and a phone viewport. Reposts and quotes:
+// a repost from a post's page and its undo, "reposted by" in a follower's feed, a quote shown
+// with the post it quotes, the author notified of both.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, openPage, rest, screenshot, seriousViolations, startNode } from './harness.mjs';
@@ -240,4 +242,63 @@ test('notifications: a live unread badge, the list with a grouped like, marked r
   await screenshot(phone.page, 'notifications-phone');
   assert.deepEqual(phone.errors, []);
   await phone.context.close();
+});
+
+test('reposts and quotes: repost and undo from a post, "reposted by" in a follower’s feed, a quote', async () => {
+  const password = 'correct horse battery';
+  const signUp = (handle, display_name) => rest(node.url, 'POST', '/v1/users', null, { handle, password, display_name });
+  const kit = await signUp('kit', 'Kit Writer');
+  const lou = await signUp('lou', 'Lou Reposter');
+  const max = await signUp('max', 'Max Reader');
+  await rest(node.url, 'PUT', `/v1/following/${lou.id}`, max.token);
+  const post = await rest(node.url, 'POST', '/v1/posts', kit.token, { text: 'Starlings gather at dusk' }, { 'idempotency-key': 'kit-1' });
+
+  // Lou reposts Kit's post from its page.
+  const l = await openPage(browser, `${node.url}/#/p/${post.id}`);
+  await logIn(l.page, 'lou');
+  const repost = l.page.locator('#thread-post button.repost');
+  await repost.click();
+  await l.page.locator('#thread-post button.repost[aria-pressed="true"]', { hasText: '⟳ 1' }).waitFor();
+  await l.page.locator('#notice', { hasText: 'Reposted.' }).waitFor();
+
+  // Max, who follows Lou, sees it in his feed as reposted by Lou, and quotes it.
+  const m = await openPage(browser, node.url);
+  await logIn(m.page, 'max');
+  const card = m.page.locator('#feed-list article.post', { hasText: 'Starlings gather at dusk' });
+  await card.locator('.reposted-by', { hasText: 'Reposted by Lou Reposter' }).waitFor();
+  await card.locator('header .user-link', { hasText: '@kit' }).waitFor();
+  assert.equal(await card.locator('.reposted-by a').getAttribute('href'), '#/u/lou');
+  assert.deepEqual(await seriousViolations(m.page), [], 'a repost in the feed');
+  await screenshot(m.page, 'repost');
+  await card.getByRole('button', { name: 'Quote' }).click();
+  await card.getByLabel('Quote text').fill('So true, every evening');
+  await card.getByRole('button', { name: 'Post quote' }).click();
+  await m.page.locator('#notice', { hasText: 'Quoted.' }).waitFor();
+  const mine = await rest(node.url, 'GET', `/v1/users/${max.id}/posts`, max.token);
+  const quote = mine.items.find((p) => p.text === 'So true, every evening');
+  assert.equal(quote?.quote_of, post.id, 'the quote names the post');
+
+  // The quote's page shows the quoted post inside it, linking to it.
+  await m.page.goto(`${node.url}/#/p/${quote.id}`);
+  const quoted = m.page.locator('#thread-post blockquote.quoted');
+  await quoted.locator('.text', { hasText: 'Starlings gather at dusk' }).waitFor();
+  assert.equal(await quoted.getByRole('link', { name: /open the quoted post/ }).getAttribute('href'), `#/p/${post.id}`);
+  assert.deepEqual(await seriousViolations(m.page), [], 'a quote');
+
+  // Kit hears of both.
+  const k = await openPage(browser, `${node.url}/#/notifications`);
+  await logIn(k.page, 'kit');
+  const list = k.page.getByRole('list', { name: 'Notifications' });
+  await list.locator('.note-text', { hasText: 'Max Reader quoted your post.' }).waitFor();
+  await list.locator('.note-text', { hasText: 'Lou Reposter reposted your post.' }).waitFor();
+
+  // Lou takes the repost back: the button and the server agree.
+  await repost.click();
+  await l.page.locator('#thread-post button.repost[aria-pressed="false"]', { hasText: '⟳ 0' }).waitFor();
+  await l.page.locator('#notice', { hasText: 'Repost undone.' }).waitFor();
+  assert.equal((await rest(node.url, 'GET', `/v1/posts/${post.id}`, lou.token)).viewer.reposted, false);
+  for (const x of [l, m, k]) {
+    assert.deepEqual(x.errors, []);
+    await x.context.close();
+  }
 });

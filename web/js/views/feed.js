@@ -2,7 +2,8 @@
 /**
  * @file The home feed: compose a post (text and an image), the timeline with infinite scroll
  * (`next_cursor`), a "new posts" button when the first page has changed, and the server's 206
- * "still building" state said plainly.
+ * "still building" state said plainly. A post card (here, on profiles and in threads) says who
+ * reposted it, shows the post it quotes, and has like, repost (and undo) and quote.
  */
 import { ApiError } from '../api.js';
 import { h, notice, randomId, time } from '../dom.js';
@@ -156,7 +157,35 @@ function compose(ctx, posted) {
 }
 
 /**
- * One post: author, time, text, images, and the interactions the server has.
+ * A link to a user's profile from the summary a post carries.
+ * @param {{handle: string, display_name: string}} a
+ */
+function actorLink(a) {
+  return h('a', { href: `#/u/${encodeURIComponent(a.handle)}`, class: 'user-link' }, h('strong', {}, a.display_name || `@${a.handle}`));
+}
+
+/**
+ * The post a post quotes, inside it; said so when it cannot be shown (deleted, or a block).
+ * @param {Ctx} ctx @param {Post} p
+ * @returns {HTMLElement | null}
+ */
+function quotedCard(ctx, p) {
+  if (!p.quote_of) return null;
+  const q = p.quoted;
+  if (!q) return h('p', { class: 'quoted muted' }, 'The quoted post is not available.');
+  return h(
+    'blockquote',
+    { class: 'quoted', 'data-quoted': q.id },
+    h('p', { class: 'quoted-head' }, ctx.users.link(q.author), h('span', { class: 'dot' }, ' · '),
+      h('a', { href: `#/p/${q.id}` }, time(q.created_at), h('span', { class: 'visually-hidden' }, ', open the quoted post'))),
+    h('p', { class: 'text' }, q.text),
+    q.media.map((id) => ctx.media.image(id, 'Image attached to the quoted post')),
+  );
+}
+
+/**
+ * One post: who reposted it (a feed's repost), author, time, text, images, the post it quotes,
+ * and the interactions the server has: like, replies, repost (and undo), quote.
  * @param {Ctx} ctx @param {Post} p
  * @returns {HTMLElement}
  */
@@ -166,11 +195,15 @@ export function postCard(ctx, p) {
   const article = h(
     'article',
     { class: 'card post', 'data-post': p.id },
+    p.reposted_by
+      ? h('p', { class: 'reposted-by muted' }, h('span', { 'aria-hidden': 'true' }, '⟳ '), 'Reposted by ', actorLink(p.reposted_by))
+      : null,
     h('header', {}, ctx.users.link(p.author), h('span', { class: 'dot' }, '·'),
       h('a', { href: `#/p/${p.id}`, class: 'post-link' }, time(p.created_at), h('span', { class: 'visually-hidden' }, ', open the post')),
       p.edited_at ? h('span', { class: 'muted' }, ' (edited)') : null),
     h('p', { class: 'text' }, p.text),
     images.map((id) => ctx.media.image(id, 'Image attached to the post')),
+    quotedCard(ctx, p),
   );
   const actions = h('div', { class: 'actions' });
   if (p.counts && p.viewer) {
@@ -190,7 +223,22 @@ export function postCard(ctx, p) {
         notice(e instanceof Error ? e.message : 'failed', 'error');
       }
     });
-    actions.append(like, h('a', { href: `#/p/${p.id}`, class: 'button ghost' }, `Replies ${counts.replies}`));
+    const repostText = () => [`⟳ ${counts.reposts}`, h('span', { class: 'visually-hidden' }, counts.reposts === 1 ? ' repost' : ' reposts')];
+    const repost = h('button', { type: 'button', class: 'ghost repost', 'aria-pressed': String(viewer.reposted) }, repostText());
+    repost.addEventListener('click', async () => {
+      const on = !viewer.reposted;
+      try {
+        await ctx.api.repost(p.id, on);
+        viewer.reposted = on;
+        counts.reposts += on ? 1 : -1;
+        repost.replaceChildren(...repostText());
+        repost.setAttribute('aria-pressed', String(on));
+        notice(on ? 'Reposted.' : 'Repost undone.');
+      } catch (e) {
+        notice(e instanceof Error ? e.message : 'failed', 'error');
+      }
+    });
+    actions.append(like, h('a', { href: `#/p/${p.id}`, class: 'button ghost' }, `Replies ${counts.replies}`), repost, quoteButton(ctx, p, article));
   } else {
     actions.append(h('a', { href: `#/p/${p.id}`, class: 'button ghost' }, 'Like or reply'));
   }
@@ -211,4 +259,50 @@ export function postCard(ctx, p) {
   }
   if (actions.childElementCount) article.append(actions);
   return article;
+}
+
+/**
+ * "Quote": opens a form under the post for a post of one's own quoting it.
+ * @param {Ctx} ctx @param {Post} p @param {HTMLElement} article
+ * @returns {HTMLElement}
+ */
+function quoteButton(ctx, p, article) {
+  const id = `quote-${p.id}`;
+  let key = randomId();
+  const button = h('button', { type: 'button', class: 'ghost', 'aria-expanded': 'false', 'aria-controls': id }, 'Quote');
+  const text = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: `${id}-text`, rows: 2, maxlength: 5000, required: true, placeholder: 'Add your words' }));
+  const form = h(
+    'form',
+    {
+      class: 'compose quote-form', id, hidden: true, 'aria-label': 'Quote the post',
+      onsubmit: async (/** @type {SubmitEvent} */ ev) => {
+        ev.preventDefault();
+        if (!text.value.trim()) return;
+        try {
+          await ctx.api.createPost(text.value, [], key, undefined, p.id);
+          key = randomId();
+          text.value = '';
+          toggle(false);
+          notice('Quoted.');
+        } catch (e) {
+          notice(e instanceof ApiError ? `Not posted: ${e.message}` : 'Not posted: the server cannot be reached.', 'error');
+        }
+      },
+    },
+    h('label', { for: `${id}-text`, class: 'visually-hidden' }, 'Quote text'),
+    text,
+    h('div', { class: 'row' }, h('span', { class: 'grow' }), h('button', { type: 'submit', class: 'primary' }, 'Post quote')),
+  );
+  /** @param {boolean} open */
+  const toggle = (open) => {
+    form.hidden = !open;
+    button.setAttribute('aria-expanded', String(open));
+    if (open) text.focus();
+    else button.focus();
+  };
+  button.addEventListener('click', () => {
+    if (!form.isConnected) article.append(form);
+    toggle(form.hidden);
+  });
+  return button;
 }
