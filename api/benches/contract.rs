@@ -2,7 +2,11 @@
 //! - `json_body`: `json::json_object` (the object check, then serde) against `serde_json` alone,
 //!   on a post's body;
 //! - `next_link`: a page's `Link` header (`paging::next_link` from the request's URI) against
-//!   formatting its `next_cursor` alone.
+//!   formatting its `next_cursor` alone;
+//! - `write_limit`: what the per-user write limit adds to a limited write (`write_limits::write_of`
+//!   on the matched route, then the user's bucket, over 10 000 users in turn) against the session
+//!   read every authenticated request already pays (`Graph::authenticate` on a memory store),
+//!   which the layer does in place of the handler's extractor.
 //!
 //! ```text
 //! cargo bench -p starling-api --bench contract
@@ -55,5 +59,50 @@ fn next_link(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, json_body, next_link);
+fn write_limit(c: &mut Criterion) {
+    use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+    use std::sync::Arc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = NodeId::new(RegionId::from_name("us"), 1);
+    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+    let mut cfg = starling_graph::GraphConfig::new("us", "us");
+    cfg.argon2_memory_kib = 64;
+    cfg.argon2_passes = 1;
+    let graph = starling_graph::Graph::new(
+        store.clone(),
+        Arc::new(LocalCas(store)),
+        Arc::new(IdGenerator::new(node)),
+        cfg,
+    );
+    let (_, session) = rt
+        .block_on(graph.sign_up("bench", "bench password", None, None))
+        .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let limits = starling_api::write_limits::WriteLimits::new(
+        starling_api::write_limits::WriteQuotas::default(),
+        &mut registry,
+    );
+    let post = axum::http::Method::POST;
+    let mut g = c.benchmark_group("write_limit");
+    g.bench_function("baseline session read (authenticate)", |b| {
+        b.iter(|| {
+            rt.block_on(graph.authenticate(black_box(&session.token)))
+                .unwrap()
+        })
+    });
+    let mut user = 0u64;
+    g.bench_function("route match and bucket check", |b| {
+        b.iter(|| {
+            user = (user + 1) % 10_000;
+            let w = starling_api::write_limits::write_of(black_box(&post), "/v1/posts").unwrap();
+            limits.check(w, black_box(user)).is_ok()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, json_body, next_link, write_limit);
 criterion_main!(benches);
