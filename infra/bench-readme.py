@@ -18,6 +18,7 @@ SUITE = [
     ("tracing.md", "OpenTelemetry traces on (OTLP/HTTP exporter to a local sink) against off, per request", "cargo bench -p starling-api --bench tracing -- --requests 200000 --rounds 6"),
     ("contract.md", "what the API contract (strict JSON, Link headers) adds per request beside its baseline", "cargo bench -p starling-api --bench contract"),
     ("likes.md", "likes on one hot post against likes spread over distinct posts", "infra/bench.sh likes"),
+    ("hydrate.md", "a feed page hydrated (author summaries, counters, viewer state, reposts) against the bare page, in process", "cargo bench -p starling-api --bench hydrate -- --pages 20000 --rounds 6"),
     ("web.md", "the web client's page and modules, and their 304 revalidation, against the /healthz ceiling", "infra/bench-web.sh"),
     ("alloc.md", "the binary with mimalloc 2.x beside mimalloc 3.x and glibc malloc: REST req/s, p99, RSS", "infra/bench-alloc.sh"),
     ("chat.md", "chat beside Centrifugo v6.9.1: delivery and ack latency, CPU per delivery, idle memory per socket", "infra/bench-chat.sh"),
