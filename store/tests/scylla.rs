@@ -418,7 +418,8 @@ async fn the_keyspace_feed_delivers_every_nodes_writes_with_a_writer_killed() {
 async fn a_consumer_paused_past_its_lease_is_fenced_and_its_partitions_handed_over() {
     let Some(nodes) = cluster() else { return };
     let ks = Keyspaces::new(nodes, "lease");
-    let mut opts = ks.fresh(Writers::Shared);
+    // One writer, in single mode: its feed entries go in the record's LOGGED batch.
+    let mut opts = ks.fresh(Writers::Single);
     opts.feed_partitions = Some(16);
     opts.feed_mark_interval = Duration::from_millis(20);
     let w: Arc<dyn Store> = open_scylla(suite_nodes()[0], Arc::new(HlcClock::new()), &opts)

@@ -225,7 +225,7 @@ impl KeyspaceFeed {
             .await?,
             commit: p(t(
                 "UPDATE {ks}.kfeed_leases SET pos = ?, expires = ? \
-                 WHERE part = ? IF owner = ? AND epoch = ?",
+                 WHERE part = ? IF owner = ? AND epoch = ? AND expires > 0",
             ))
             .await?,
             cursor: {
@@ -523,8 +523,9 @@ impl KeyspaceFeed {
     }
 
     /// Saves `batch`'s cursor, fenced by its epoch: `Ok(false)` when this member no longer holds
-    /// the partition at that epoch (the cursor is unchanged; the partition is dropped here, and
-    /// its entries will be delivered again to the new holder).
+    /// the partition at that epoch, or released it meanwhile (the cursor is unchanged; the
+    /// partition is dropped here, and its entries will be delivered again to the next holder).
+    /// A commit also renews the lease, but never a released one (`expires > 0`).
     pub async fn commit(&self, batch: &PartBatch) -> Result<bool> {
         let epoch = batch.epoch as i64;
         let res = retry("saving a feed cursor", || {
