@@ -1,5 +1,5 @@
 //! What the API contract adds to every request, beside its baseline in the same run:
-//! - `json_body`: `json::json_object` (the object check, then serde) against `serde_json` alone,
+//! - `json_body`: `extract::json_object` (the object check, then serde) against `serde_json` alone,
 //!   on a post's body;
 //! - `next_link`: a page's `Link` header (`paging::next_link` from the request's URI) against
 //!   formatting its `next_cursor` alone;
@@ -35,7 +35,7 @@ fn json_body(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<NewPost>(black_box(body)).unwrap())
     });
     g.bench_function("json_object", |b| {
-        b.iter(|| starling_api::json::json_object::<NewPost>(black_box(body)).unwrap())
+        b.iter(|| starling_api::extract::json_object::<NewPost>(black_box(body)).unwrap())
     });
     g.finish();
 }

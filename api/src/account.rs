@@ -8,7 +8,7 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::JsonBody;
+use crate::extract::JsonBody;
 use crate::problem::ApiError;
 use crate::users::Token;
 use axum::Router;

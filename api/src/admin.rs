@@ -3,7 +3,7 @@
 //! token they all answer 403.
 
 use crate::AppState;
-use crate::json::{Path, RawBody};
+use crate::extract::{Path, RawBody};
 use crate::problem::ApiError;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -11,7 +11,7 @@
 //! name repeated in another module, `create`, becomes `<tag>_create`), and a parameter is never
 //! nullable (a query or header value is a string or absent, never `null`). A path parameter
 //! named `id` or `user` that a handler declares as a bare string is an [`Id`]: every such segment
-//! goes through `json::parse_id`.
+//! goes through `extract::parse_id`.
 //! So an operation added later is described as exactly as those already there.
 
 use utoipa::Modify;
@@ -315,6 +315,6 @@ mod tests {
             assert_eq!(component_of(status), Some(name));
         }
         // The largest id the pattern admits still parses.
-        assert!(crate::json::parse_id(&"9".repeat(19)).is_ok());
+        assert!(crate::extract::parse_id(&"9".repeat(19)).is_ok());
     }
 }

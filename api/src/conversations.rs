@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
+use crate::extract::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
 use crate::paging::Page;
 use crate::problem::ApiError;
 use axum::extract::State;
@@ -227,7 +227,7 @@ pub(crate) struct RoleChange {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadMarker {
     /// Read up to this seq (markers never move backwards; capped at the newest seq).
-    #[serde(deserialize_with = "crate::json::integral_u63")]
+    #[serde(deserialize_with = "crate::extract::integral_u63")]
     seq: u64,
 }
 

@@ -3,8 +3,8 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::Query;
-use crate::json::{ListParams, parse_since};
+use crate::extract::Query;
+use crate::extract::{ListParams, parse_since};
 use crate::paging::Page;
 use crate::posts::PostList;
 use crate::problem::ApiError;

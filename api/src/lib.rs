@@ -15,12 +15,12 @@ pub mod contract;
 pub mod conversations;
 pub mod cors;
 pub mod deletion;
+pub mod extract;
 pub mod feed;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http_metrics;
 pub mod hydrate;
-pub mod json;
 pub mod likes;
 pub mod limits;
 pub mod media;
@@ -36,10 +36,10 @@ mod rest_tests;
 pub mod seed;
 pub mod server;
 pub mod social;
+pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod threads;
-pub mod telemetry;
 pub mod tls;
 pub mod users;
 pub mod web;
@@ -271,7 +271,7 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         .layer(axum::middleware::map_response(
             problem::plain_errors_as_problems,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(json::MAX_JSON_BODY))
+        .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn(limits::declared_size))
         .layer(axum::middleware::from_fn_with_state(
             deadline,

@@ -6,7 +6,7 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{ListParams, Path, Query, parse_id};
+use crate::extract::{ListParams, Path, Query, parse_id};
 use crate::paging::Page;
 use crate::problem::ApiError;
 use crate::social::UserList;
@@ -56,7 +56,7 @@ pub(crate) async fn unlike(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/posts/{id}/likes", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::extract::ListParams),
     description = "The users who like a post, by ascending id; `cursor` is the last id of the previous page.",
     responses((status = 200, description = "a page of likers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn likers(
@@ -118,7 +118,7 @@ pub(crate) async fn unrepost(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/posts/{id}/reposts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/posts/{id}/reposts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::extract::ListParams),
     description = "The users who repost a post, by ascending id; `cursor` is the last id of the previous page.",
     responses((status = 200, description = "a page of reposters", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown or deleted post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn reposters(

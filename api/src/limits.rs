@@ -1,6 +1,6 @@
 //! Request limits: a deadline on every request, and a per-client-address rate limit on the
 //! endpoints that hash passwords (sign-up, login) so they cannot be used to burn CPU or guess
-//! passwords. Body size limits are set on the router (see `json::MAX_JSON_BODY`).
+//! passwords. Body size limits are set on the router (see `extract::MAX_JSON_BODY`).
 
 use crate::problem::ApiError;
 use axum::extract::{ConnectInfo, Request, State};
@@ -29,9 +29,9 @@ pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -
 
 /// Answers 413 at once to a request whose declared `Content-Length` exceeds the largest body
 /// any route accepts (media), instead of waiting for a body that may never come. Routes with a
-/// smaller limit check their own (see `json::JsonBody`).
+/// smaller limit check their own (see `extract::JsonBody`).
 pub async fn declared_size(req: Request, next: Next) -> Response {
-    match crate::json::declared_length(&req) {
+    match crate::extract::declared_length(&req) {
         Some(n) if n > crate::posts::MAX_MEDIA_BYTES as u64 => ApiError::TooLarge(format!(
             "a request body is at most {} bytes",
             crate::posts::MAX_MEDIA_BYTES

@@ -2,7 +2,7 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
+use crate::extract::{JsonBody, ListParams, Path, Query, parse_id, rfc3339};
 use crate::media;
 use crate::notifications::ActorView;
 use crate::problem::{ApiError, Refusal};
@@ -433,7 +433,7 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/users/{id}/posts", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::extract::ListParams),
     responses((status = 200, description = "the author's posts, newest first", body = PostList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 400, description = "bad id, limit or cursor, or a repeated query parameter", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the author blocked the caller, or the caller blocked the author", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn by_author(
     State(state): State<AppState>,

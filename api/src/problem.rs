@@ -224,7 +224,7 @@ const MAX_PLAIN_DETAIL: usize = 4 * 1024;
 /// The last line of the problem+json contract: an error answered as `text/plain` (the rejection
 /// of an axum extractor a handler takes directly, such as `WebSocketUpgrade`) is turned into a
 /// problem with the same status and headers, its text as the detail. Handlers should use the
-/// extractors of [`crate::json`], whose rejections are an [`ApiError`] already.
+/// extractors of [`crate::extract`], whose rejections are an [`ApiError`] already.
 pub async fn plain_errors_as_problems(resp: Response) -> Response {
     let status = resp.status();
     let plain = resp

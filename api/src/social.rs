@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, parse_id};
-use crate::json::{Path, Query};
+use crate::extract::{JsonBody, ListParams, parse_id};
+use crate::extract::{Path, Query};
 use crate::paging::Page;
 use crate::problem::ApiError;
 use crate::users::UserView;
@@ -132,7 +132,7 @@ pub(crate) async fn unfollow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/followers", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/users/{id}/followers", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::extract::ListParams),
     responses((status = 200, description = "a page of followers", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn followers(
     State(state): State<AppState>,
@@ -150,7 +150,7 @@ pub(crate) async fn followers(
     user_page(&state, &uri, page).await
 }
 
-#[utoipa::path(get, path = "/v1/users/{id}/following", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/users/{id}/following", tag = "graph", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "user id"), crate::extract::ListParams),
     responses((status = 200, description = "a page of followed users", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown user", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn following(
     State(state): State<AppState>,
@@ -288,7 +288,7 @@ pub(crate) async fn accept_friend(
     Ok(Json(r.into()))
 }
 
-#[utoipa::path(get, path = "/v1/friends", tag = "graph", security(("bearer" = [])), params(crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/friends", tag = "graph", security(("bearer" = [])), params(crate::extract::ListParams),
     responses((status = 200, description = "a page of friends", body = UserList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn friends(
     State(state): State<AppState>,

@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{ListParams, Path, Query, parse_id};
+use crate::extract::{ListParams, Path, Query, parse_id};
 use crate::paging::Page;
 use crate::posts::PostView;
 use crate::problem::ApiError;
@@ -75,7 +75,7 @@ async fn item(state: &AppState, p: ThreadPost, viewer: u64) -> Result<ThreadItem
     })
 }
 
-#[utoipa::path(get, path = "/v1/posts/{id}/thread", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::json::ListParams),
+#[utoipa::path(get, path = "/v1/posts/{id}/thread", tag = "posts", security(("bearer" = [])), params(("id" = crate::contract::Id, Path, description = "post id"), crate::extract::ListParams),
     description = "A post in its thread: its ancestors (oldest first; a deleted one is `{\"id\",\"deleted\":true}`, one across a block `{\"id\",\"blocked\":true}`), the post (a placeholder too if it was deleted, so its replies stay readable), and a page of its direct replies, oldest first (`cursor`: the last reply's id).",
     responses((status = 200, description = "the thread", body = Thread, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page of replies, while there is one"))), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "the post's author blocked the caller, or the caller blocked them", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown post", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn thread(

@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::{AuthUser, bearer};
-use crate::json::Path;
-use crate::json::{JsonBody, parse_id, rfc3339};
+use crate::extract::Path;
+use crate::extract::{JsonBody, parse_id, rfc3339};
 use crate::limits::{AuthRateLimit, rate_limit};
 use crate::problem::ApiError;
 use axum::extract::{FromRequestParts, State};

@@ -10,7 +10,7 @@ pub(crate) use notify::{notify, post_created};
 
 use crate::AppState;
 use crate::auth::AuthUser;
-use crate::json::{JsonBody, ListParams, Query, parse_id, rfc3339};
+use crate::extract::{JsonBody, ListParams, Query, parse_id, rfc3339};
 use crate::paging::Page;
 use crate::problem::ApiError;
 use axum::Router;
@@ -172,7 +172,7 @@ pub(crate) async fn list(
         cursor: q.cursor,
     }
     .parse()?;
-    let since = crate::json::parse_since(q.since.as_deref(), "notification")?;
+    let since = crate::extract::parse_since(q.since.as_deref(), "notification")?;
     let n = state.posts.notifications();
     let page = n.page(me, cursor, since, limit).await?;
     let marker = n.read_marker(me).await?;

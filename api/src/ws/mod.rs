@@ -12,7 +12,7 @@ mod session;
 
 use crate::AppState;
 use crate::auth::bearer;
-use crate::json::Query;
+use crate::extract::Query;
 use crate::problem::ApiError;
 use axum::Extension;
 use axum::Router;

@@ -1,5 +1,6 @@
-//! Wire helpers shared by the REST handlers: JSON body, path and query extractors whose every
-//! rejection is a problem+json 4xx, id parsing, list parameters, and time formatting.
+//! What the REST handlers take from a request, and how they write times: JSON body, path and
+//! query extractors whose every rejection is a problem+json 4xx, id parsing, list parameters
+//! (limit, cursor, since), the declared body length, and the RFC 3339 times of responses.
 
 use crate::problem::ApiError;
 use axum::body::Bytes;
