@@ -389,6 +389,18 @@ impl Collector for FeedCollector {
             "Pulled (large) accounts whose recent post ids are held in process for the read-time merge (approximate)",
             i64::try_from(self.0.cached_author_lists()).unwrap_or(i64::MAX),
         )?;
+        gauge(
+            e,
+            "starling_feed_author_summaries_cached",
+            "Users whose summary (handle, display name, avatar) is held in process for hydrated post views",
+            i64::try_from(self.0.cached_authors()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "starling_post_counts_cached",
+            "Posts whose counters (likes, replies, reposts, quotes) are held in process for hydrated post views",
+            i64::try_from(self.0.cached_post_counts()).unwrap_or(i64::MAX),
+        )?;
         counter(
             e,
             "starling_feed_author_list_reads",

@@ -728,5 +728,20 @@ fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
     assert!(read.get("quoted").is_none(), "{read}");
     assert_eq!(repost(&n, "PUT", "424242", &bt), 404);
     assert_eq!(repost(&n, "PUT", "abc", &bt), 400);
+    // The hydration caches are in /metrics, holding what the reads above cached.
+    let (s, body) = n.http("GET", "/metrics", None, b"");
+    assert_eq!(s, 200);
+    let metrics = String::from_utf8(body).unwrap();
+    for name in [
+        "starling_feed_author_summaries_cached",
+        "starling_post_counts_cached",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in /metrics"));
+        let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(v > 0.0, "{line}");
+    }
     assert!(n.terminate().success());
 }

@@ -88,8 +88,10 @@ impl Authors {
         self.cache.invalidate(&id);
     }
 
-    /// Summaries held (approximate, for metrics).
+    /// Summaries held (for metrics: the cache's pending bookkeeping is run first, so the
+    /// figure is current).
     pub fn len(&self) -> u64 {
+        self.cache.run_pending_tasks();
         self.cache.entry_count()
     }
 

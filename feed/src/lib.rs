@@ -236,6 +236,16 @@ impl Feed {
         self.inner.recent.len()
     }
 
+    /// Author summaries held in process for hydrated views.
+    pub fn cached_authors(&self) -> u64 {
+        self.inner.authors.len()
+    }
+
+    /// Posts whose counters are held in process for hydrated views.
+    pub fn cached_post_counts(&self) -> u64 {
+        self.inner.posts.likes().cached_counts()
+    }
+
     /// Pulled authors' post lists read from the store since start (misses of the in-process
     /// lists, and pages deeper than they reach).
     pub fn author_list_reads(&self) -> u64 {
