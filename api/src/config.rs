@@ -97,7 +97,8 @@ pub struct ServeArgs {
     /// Sign-ups and logins allowed per client address and minute.
     #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
     pub auth_per_minute: Option<u32>,
-    /// Posts one user may create per minute on this node (bursts of a quarter; default 6000).
+    /// Posts and reposts (and undone reposts) one user may make per minute on this node (bursts
+    /// of a quarter; default 6000).
     #[arg(long, env = "STARLING_POSTS_PER_MINUTE")]
     pub posts_per_minute: Option<u32>,
     /// Likes and unlikes per user and minute (default 6000).

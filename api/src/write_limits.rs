@@ -1,6 +1,7 @@
-//! Per-user write rate limits: posts, likes, follows, chat sends and notification mark-reads,
-//! each a token bucket per user (governor), `--{posts,likes,follows,chat-sends,marks}-per-minute`
-//! with bursts of a quarter of that. Over it, a request gets 429 (problem+json) with
+//! Per-user write rate limits: posts (reposts too), likes, follows, chat sends and notification
+//! mark-reads, each a token bucket per user (governor),
+//! `--{posts,likes,follows,chat-sends,marks}-per-minute` with bursts of a quarter of that. Over
+//! it, a request gets 429 (problem+json) with
 //! `Retry-After`, and a WebSocket send a `busy` error frame naming its `client_id`; either way
 //! nothing is written. Refusals are counted in `starling_write_rate_limited_total{write}`.
 //!
@@ -30,7 +31,7 @@ use std::time::Duration;
 /// A kind of limited write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum WriteKind {
-    /// `POST /v1/posts`.
+    /// `POST /v1/posts` and `PUT`/`DELETE /v1/posts/{id}/repost` (a repost is a post).
     Post,
     /// `PUT`/`DELETE /v1/posts/{id}/like`.
     Like,
@@ -53,7 +54,7 @@ const KINDS: [WriteKind; 5] = [
 /// Writes per user and minute, by kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteQuotas {
-    /// Posts.
+    /// Posts, reposts and their undoing.
     pub posts: u32,
     /// Likes and unlikes.
     pub likes: u32,
@@ -167,7 +168,9 @@ impl WriteLimits {
 /// The limited write a route is, if any.
 pub fn write_of(method: &Method, route: &str) -> Option<WriteKind> {
     match (method.as_str(), route) {
-        ("POST", "/v1/posts") => Some(WriteKind::Post),
+        ("POST", "/v1/posts") | ("PUT" | "DELETE", "/v1/posts/{id}/repost") => {
+            Some(WriteKind::Post)
+        }
         ("PUT" | "DELETE", "/v1/posts/{id}/like") => Some(WriteKind::Like),
         ("PUT" | "DELETE", "/v1/following/{id}") => Some(WriteKind::Follow),
         ("POST", "/v1/conversations/{id}/messages") => Some(WriteKind::ChatSend),
@@ -237,6 +240,10 @@ mod tests {
         assert_eq!(
             write_of(&Method::DELETE, "/v1/posts/{id}/like"),
             Some(WriteKind::Like)
+        );
+        assert_eq!(
+            write_of(&Method::PUT, "/v1/posts/{id}/repost"),
+            Some(WriteKind::Post)
         );
         assert_eq!(write_of(&Method::GET, "/v1/posts/{id}"), None);
         assert_eq!(write_of(&Method::PATCH, "/v1/posts/{id}"), None);

@@ -3018,6 +3018,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             /** @description unknown or deleted post */
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
@@ -3043,6 +3044,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             /** @description no or bad token */
             401: components["responses"]["Unauthorized"];
+            429: components["responses"]["TooManyRequests"];
             503: components["responses"]["ServiceUnavailable"];
         };
     };
