@@ -170,48 +170,12 @@ fn likes_are_idempotent_counted_once_paged_and_refused_across_a_block() {
 
 const SECRET: &str = "likes-cluster-secret-0123456789";
 
-/// One node per region, `us` and `eu`, 40 ms apart.
-fn two_regions(dir: &std::path::Path) -> (Node, Node) {
-    let mut seed: Option<String> = None;
-    let mut nodes = Vec::new();
-    for region in ["us", "eu"] {
-        let gossip = format!("127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "--region",
-            region,
-            "--node-id",
-            region,
-            "--gossip-listen",
-            &gossip,
-            "--cluster-secret",
-            SECRET,
-            "--wan-rtt",
-            "us-eu=40",
-            "--auth-per-minute",
-            "1000000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push("--data-dir".into());
-        args.push(dir.join(region).display().to_string());
-        if let Some(s) = &seed {
-            args.push("--seeds".into());
-            args.push(s.clone());
-        }
-        seed.get_or_insert(gossip);
-        nodes.push(Node::start(dir, free_port(), &args));
-    }
-    let eu = nodes.pop().unwrap();
-    (nodes.pop().unwrap(), eu)
-}
-
 /// The same user liking one post in two regions at once, a second user liking in the other
 /// region, and retries everywhere: every node counts two likes, and lists the same two likers.
 #[test]
 fn the_same_like_in_two_regions_counts_once_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let (us, eu) = two_regions(dir.path());
+    let (us, eu) = common::two_regions(dir.path(), SECRET, &[]);
     let (_, at) = sign_up(&us, "alice");
     let (bob, bt) = sign_up(&us, "bob");
     let (carol, ct) = sign_up(&eu, "carol");

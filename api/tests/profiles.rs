@@ -7,7 +7,6 @@ mod common;
 
 use common::{Node, free_port};
 use serde_json::{Value, json};
-use std::path::Path;
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, Some(token), &body)
@@ -170,7 +169,7 @@ fn a_password_change_needs_the_old_password_and_revokes_every_other_session() {
 #[test]
 fn a_password_change_revokes_sessions_in_every_region() {
     let dir = tempfile::tempdir().unwrap();
-    let (us, eu) = two_regions(dir.path(), "profiles-cluster-secret-0123456789", &[]);
+    let (us, eu) = common::two_regions(dir.path(), "profiles-cluster-secret-0123456789", &[]);
     let (_, at) = sign_up(&us, "alice");
     let wait = std::time::Duration::from_secs(30);
     // A second session, opened in eu once the account got there.
@@ -373,7 +372,7 @@ fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
 fn an_account_deleted_in_one_region_is_gone_in_every_region() {
     let dir = tempfile::tempdir().unwrap();
     let flags = ["--handle-grace", "1s", "--deletion-interval", "200ms"];
-    let (us, eu) = two_regions(dir.path(), "profiles-cluster-secret-0123456789", &flags);
+    let (us, eu) = common::two_regions(dir.path(), "profiles-cluster-secret-0123456789", &flags);
     let wait = std::time::Duration::from_secs(60);
     let (alice, at) = sign_up(&us, "alice");
     let (bob, bt) = sign_up(&eu, "bob");
@@ -437,44 +436,6 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
     }
     assert!(us.terminate().success());
     assert!(eu.terminate().success());
-}
-
-/// One node per region, `us` and `eu`, 40 ms apart, gossiping under `secret`, each with
-/// `extra` flags: (us, eu).
-fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
-    let mut seed: Option<String> = None;
-    let mut nodes = Vec::new();
-    for region in ["us", "eu"] {
-        let gossip = format!("127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "--region",
-            region,
-            "--node-id",
-            region,
-            "--gossip-listen",
-            &gossip,
-            "--cluster-secret",
-            secret,
-            "--wan-rtt",
-            "us-eu=40",
-            "--auth-per-minute",
-            "1000000",
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-        args.push("--data-dir".into());
-        args.push(dir.join(region).display().to_string());
-        if let Some(s) = &seed {
-            args.push("--seeds".into());
-            args.push(s.clone());
-        }
-        seed.get_or_insert(gossip);
-        nodes.push(Node::start(dir, free_port(), &args));
-    }
-    let eu = nodes.pop().unwrap();
-    (nodes.pop().unwrap(), eu)
 }
 
 /// A write over its user's quota: 429 problem+json with `Retry-After`, nothing written, counted

@@ -366,3 +366,41 @@ pub fn sign_up_at(port: u16, handle: &str) -> (String, String) {
         v["token"].as_str().unwrap().to_string(),
     )
 }
+
+/// One node per region, `us` and `eu`, 40 ms apart, gossiping under `secret`, each with
+/// `extra` flags: (us, eu).
+pub fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
+    let mut seed: Option<String> = None;
+    let mut nodes = Vec::new();
+    for region in ["us", "eu"] {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let mut args: Vec<String> = [
+            "--region",
+            region,
+            "--node-id",
+            region,
+            "--gossip-listen",
+            &gossip,
+            "--cluster-secret",
+            secret,
+            "--wan-rtt",
+            "us-eu=40",
+            "--auth-per-minute",
+            "1000000",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        args.push("--data-dir".into());
+        args.push(dir.join(region).display().to_string());
+        if let Some(s) = &seed {
+            args.push("--seeds".into());
+            args.push(s.clone());
+        }
+        seed.get_or_insert(gossip);
+        nodes.push(Node::start(dir, free_port(), &args));
+    }
+    let eu = nodes.pop().unwrap();
+    (nodes.pop().unwrap(), eu)
+}
