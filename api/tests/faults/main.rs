@@ -22,9 +22,10 @@
 //! The load of the fault tests is [`FAULT_MIX`]: feed reads, posts, follows, unfollows, chat
 //! sends into each user's 1:1 conversation, membership changes of each user's group (`group`:
 //! its owner adds or removes one of the next 6 users, one change per owner in flight), edits
-//! of acknowledged chat messages (`edit`: each message at most once) and likes and unlikes (half
+//! of acknowledged chat messages (`edit`: each message at most once), likes and unlikes (half
 //! on one hot post; every acknowledged like is among its post's likers on every node afterwards,
-//! and every liked post's count equals its number of likers there).
+//! and every liked post's count equals its number of likers there), and reposts and their undoing
+//! (chosen as likes; checked the same way against each post's reposters and repost count).
 //!
 //! After every fault: the load stops, the replicas' digest roots (`GET /v1/admin/digest`) must
 //! become equal within a bounded wait, and every acknowledged write (users, posts, follows,
