@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Node, eventually, free_port};
+use common::{Node, eventually};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -67,18 +67,10 @@ fn likers(n: &Node, id: &str, token: &str, limit: usize) -> Vec<String> {
     }
 }
 
-fn memory_node(dir: &std::path::Path) -> Node {
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    Node::start(dir, free_port(), &args)
-}
-
 #[test]
 fn likes_are_idempotent_counted_once_paged_and_refused_across_a_block() {
     let dir = tempfile::tempdir().unwrap();
-    let n = memory_node(dir.path());
+    let n = Node::memory(dir.path(), &[]);
     let (alice, at) = sign_up(&n, "alice");
     let mut fans = Vec::new();
     for h in ["bob", "carol", "dave", "erin"] {
@@ -303,7 +295,7 @@ fn kind(t: &str, actors: &[&String]) -> (String, Vec<String>) {
 #[test]
 fn notifications_of_every_kind_are_grouped_marked_paged_live_and_blocked() {
     let dir = tempfile::tempdir().unwrap();
-    let n = memory_node(dir.path());
+    let n = Node::memory(dir.path(), &[]);
     let (alice, at) = sign_up(&n, "alice");
     let (bob, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");
@@ -547,7 +539,7 @@ fn feed_items(n: &Node, token: &str) -> Vec<(String, Option<String>)> {
 #[test]
 fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
     let dir = tempfile::tempdir().unwrap();
-    let n = memory_node(dir.path());
+    let n = Node::memory(dir.path(), &[]);
     let (alice, at) = sign_up(&n, "alice");
     let (bob, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");

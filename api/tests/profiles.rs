@@ -33,11 +33,7 @@ fn upload(n: &Node, token: &str) -> String {
 #[test]
 fn a_profile_has_a_bio_and_an_avatar_of_ones_own() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(dir.path(), &[]);
     let (alice, at) = sign_up(&n, "alice");
     let (_, bt) = sign_up(&n, "bob");
     let (s, me) = call(&n, "GET", "/v1/users/me", &at, Value::Null);
@@ -117,11 +113,7 @@ fn me_status(n: &Node, token: &str) -> u16 {
 #[test]
 fn a_password_change_needs_the_old_password_and_revokes_every_other_session() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = ["--store", "memory", "--auth-per-minute", "1000000"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(dir.path(), &[]);
     let (_, at) = sign_up(&n, "alice");
     let (_, bt) = sign_up(&n, "bob");
     let (s, second) = login(&n, "alice", "password1");
@@ -226,20 +218,10 @@ fn notifying(n: &Node, token: &str) -> Vec<String> {
 #[test]
 fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "--store",
-        "memory",
-        "--auth-per-minute",
-        "1000000",
-        "--handle-grace",
-        "1s",
-        "--deletion-interval",
-        "100ms",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(
+        dir.path(),
+        &["--handle-grace", "1s", "--deletion-interval", "100ms"],
+    );
     let (alice, at) = sign_up(&n, "alice");
     let (bob, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");
@@ -444,26 +426,21 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
 #[test]
 fn writes_over_a_users_quota_get_429_with_retry_after_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = [
-        "--store",
-        "memory",
-        "--auth-per-minute",
-        "1000000",
-        "--posts-per-minute",
-        "1",
-        "--likes-per-minute",
-        "1",
-        "--follows-per-minute",
-        "1",
-        "--chat-sends-per-minute",
-        "1",
-        "--marks-per-minute",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let n = Node::start(dir.path(), free_port(), &args);
+    let n = Node::memory(
+        dir.path(),
+        &[
+            "--posts-per-minute",
+            "1",
+            "--likes-per-minute",
+            "1",
+            "--follows-per-minute",
+            "1",
+            "--chat-sends-per-minute",
+            "1",
+            "--marks-per-minute",
+            "1",
+        ],
+    );
     let (alice, at) = sign_up(&n, "alice");
     let (bob, bt) = sign_up(&n, "bob");
     let (carol, _) = sign_up(&n, "carol");
