@@ -10,12 +10,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use starling_api::http_metrics::{HttpMetrics, track};
-use std::time::Instant;
-use tower::ServiceExt;
+
+mod common;
+use common::{flag, run};
 
 fn app(with_metrics: bool) -> Router {
     let r = Router::new().route("/v1/posts/{id}", get(|| async { "a post" }));
@@ -28,26 +28,7 @@ fn app(with_metrics: bool) -> Router {
     }
 }
 
-async fn run(app: &Router, n: usize) -> f64 {
-    let start = Instant::now();
-    for i in 0..n {
-        let req = axum::http::Request::get(format!("/v1/posts/{}", i % 1000))
-            .body(Body::empty())
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        assert!(res.status().is_success());
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.parse().expect("a number"))
-    };
     let n = flag("--requests", 200_000);
     let rounds = flag("--rounds", 6);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,9 @@ use starling_store::{HlcClock, Limits, NodeId, RegionId, open_memory};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+use common::flag;
+
 async fn world() -> (AppState, u64) {
     let node = NodeId::new(RegionId::from_name("t"), 1);
     let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
@@ -97,13 +100,6 @@ async fn run(state: &AppState, reader: u64, n: usize, hydrated: bool) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.parse().expect("a number"))
-    };
     let n = flag("--pages", 20_000);
     let rounds = flag("--rounds", 6);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -17,16 +17,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use axum::Router;
-use axum::body::Body;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use starling_api::http_metrics::{HttpMetrics, track};
 use starling_api::telemetry::{TARGET, Tracing};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::time::Instant;
-use tower::ServiceExt;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
+
+mod common;
+use common::{flag, run};
 
 fn app(reg: &mut Registry) -> Router {
     let m = HttpMetrics::register(reg);
@@ -124,26 +124,8 @@ fn child(on: bool, n: usize) {
     );
 }
 
-async fn run(app: &Router, n: usize) -> f64 {
-    let start = Instant::now();
-    for i in 0..n {
-        let req = axum::http::Request::get(format!("/v1/posts/{}", i % 1000))
-            .body(Body::empty())
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        assert!(res.status().is_success());
-    }
-    start.elapsed().as_nanos() as f64 / n as f64
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str, default: usize| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| v.parse().expect("a number"))
-    };
     let n = flag("--requests", 200_000);
     if let Some(i) = args.iter().position(|a| a == "--child") {
         child(args.get(i + 1).map(String::as_str) == Some("on"), n);
