@@ -28,7 +28,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -232,6 +231,10 @@ async fn baseline_serve(listen: String) {
 // ---------------------------------------------------------------------------------------------
 // Clients
 
+#[path = "../tests/common/http.rs"]
+mod client;
+
+/// A JSON call: the answer's body as JSON (null when it is not).
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -239,20 +242,9 @@ async fn http(
     token: Option<&str>,
     body: Value,
 ) -> Value {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let body = body.to_string();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    serde_json::from_slice(&out[split + 4..]).unwrap_or(Value::Null)
+    client::json_async(addr, method, path, token, Some(&body))
+        .await
+        .1
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;

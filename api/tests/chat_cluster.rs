@@ -59,19 +59,9 @@ where
 
 /// The value of counter `name` in a node's `/metrics`.
 async fn counter(addr: SocketAddr, name: &str) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out);
-    let line = format!("{name}_total ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    let m = common::Metrics::read_async(addr).await.expect("/metrics");
+    m.get(&format!("{name}_total"))
+        .unwrap_or_else(|| panic!("no {name} in /metrics")) as u64
 }
 
 async fn sign_up_retrying(addr: SocketAddr, handle: &str) -> User {

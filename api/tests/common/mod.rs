@@ -1,9 +1,9 @@
-//! Running real `starling` processes from tests: start, wait for the ready line, talk plain
-//! HTTP/1.1, and kill them when the test ends (even when it fails).
+//! Running real `starling` processes from tests: start, wait for the ready line, talk HTTP
+//! (through [`http`], the one client of the tests), and kill them when the test ends (even when
+//! it fails).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test files
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -225,95 +225,23 @@ pub fn request_with_head(
     content_type: Option<&str>,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let ct = content_type
-        .map(|c| format!("Content-Type: {c}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}{ct}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = out[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = [
+        auth.as_deref().map(|a| ("Authorization", a)),
+        content_type.map(|c| ("Content-Type", c)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let r = http::send(format!("127.0.0.1:{port}"), method, path, &headers, body);
+    (r.status, r.head, r.body)
 }
 
 /// A GET with these request headers (e.g. `Range`, `If-None-Match`; a bearer token is
 /// `("Authorization", "Bearer …")`): (status, the response head, body).
 pub fn get_with_headers(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let extra: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}: {v}\r\n"))
-        .collect();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{extra}\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = out[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-/// The value of response header `name` (any case) in a response head.
-pub fn header_of(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
+    let r = http::send(format!("127.0.0.1:{port}"), "GET", path, headers, b"");
+    (r.status, r.head, r.body)
 }
 
 /// Polls `f` every 100 ms until it is true or `max` passes.
@@ -329,6 +257,10 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 pub mod chat;
+pub mod http;
+
+#[allow(unused_imports)] // not every test file uses both
+pub use http::{Metrics, header_of};
 
 /// A JSON call on `n`: the status and the body as JSON (null when it is not JSON). A null
 /// `body` sends no body.
