@@ -15,6 +15,12 @@
 //! hub and delivering each conversation from its first message; Centrifugo: connected and
 //! subscribed with recovery), and with `server_pid` the report charges the server's CPU time over the
 //! measured window to the deliveries received in it.
+//!
+//! With several targets (`--target a,b`: users round-robin over them, conversations of consecutive
+//! users) a 1:1 conversation has its members on different targets, and a group has members on each;
+//! every delivery is then also booked as `chat_deliver_cross` (the sender's target is not the
+//! receiver's: it crossed between nodes, or regions of a `starling cluster`) or
+//! `chat_deliver_local` ([`Placement`]).
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -261,10 +267,57 @@ pub fn ws_url(target: &str, token: &str) -> String {
     format!("{base}/v1/ws?token={token}")
 }
 
+/// Which target each user talks to, to tell a delivery that crossed between targets from one
+/// that stayed on the sender's.
+#[derive(Debug, Default)]
+pub struct Placement {
+    /// User id → index of its target among the distinct targets.
+    target_of: HashMap<String, usize>,
+    /// Distinct targets.
+    targets: usize,
+}
+
+impl Placement {
+    /// The placement of `users`.
+    pub fn new(users: &[User]) -> Self {
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut target_of = HashMap::with_capacity(users.len());
+        for u in users {
+            let k = match distinct.iter().position(|t| *t == u.target) {
+                Some(k) => k,
+                None => {
+                    distinct.push(&u.target);
+                    distinct.len() - 1
+                }
+            };
+            target_of.insert(u.id.clone(), k);
+        }
+        Placement {
+            target_of,
+            targets: distinct.len(),
+        }
+    }
+
+    /// The op a delivery from `sender` to `receiver` is also booked under: `None` with one
+    /// target (or a user not in the run), else `chat_deliver_cross` or `chat_deliver_local`.
+    pub fn split_op(&self, sender: &str, receiver: &str) -> Option<&'static str> {
+        if self.targets < 2 {
+            return None;
+        }
+        let (a, b) = (self.target_of.get(sender)?, self.target_of.get(receiver)?);
+        Some(if a == b {
+            "chat_deliver_local"
+        } else {
+            "chat_deliver_cross"
+        })
+    }
+}
+
 /// State shared by the connections; the lock is never held across an await.
 #[derive(Debug)]
 struct Shared {
     book: DeliveryBook,
+    placement: Placement,
     stats: Stats,
     /// client_id → (intended send, whether it is measured).
     pending: HashMap<String, (Instant, bool)>,
@@ -305,6 +358,7 @@ pub async fn run_chat(
     }
     let shared = Arc::new(Mutex::new(Shared {
         book: DeliveryBook::default(),
+        placement: Placement::new(&users),
         stats: Stats::new(),
         pending: HashMap::new(),
     }));
@@ -316,6 +370,10 @@ pub async fn run_chat(
         }
         s.stats.op("chat_send");
         s.stats.op("chat_deliver");
+        if s.placement.targets > 1 {
+            s.stats.op("chat_deliver_cross");
+            s.stats.op("chat_deliver_local");
+        }
     }
 
     // One connection per member of a conversation, each ready before the first send.
@@ -696,8 +754,11 @@ fn handle_frame(
                 let latency = Duration::from_micros(now_us().saturating_sub(stamp));
                 let sent = now.checked_sub(latency).unwrap_or(now);
                 if sent >= measure {
-                    s.stats
-                        .record_ok("chat_deliver", since(sent), since(sent), since(now));
+                    let (at, done) = (since(sent), since(now));
+                    s.stats.record_ok("chat_deliver", at, at, done);
+                    if let Some(op) = s.placement.split_op(&sender, &user.id) {
+                        s.stats.record_ok(op, at, at, done);
+                    }
                 }
             }
             None
@@ -779,6 +840,38 @@ mod tests {
             ws_url("http://127.0.0.1:80", "tok"),
             "ws://127.0.0.1:80/v1/ws?token=tok"
         );
+    }
+
+    fn user(i: usize, target: &str) -> User {
+        User {
+            index: i,
+            handle: format!("u{i}"),
+            id: format!("id{i}"),
+            token: String::new(),
+            target: target.into(),
+            conv: None,
+            group: None,
+            live: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn deliveries_are_split_by_whether_they_crossed_targets() {
+        // One target: no split.
+        let one: Vec<User> = (0..4).map(|i| user(i, "http://a")).collect();
+        assert_eq!(Placement::new(&one).split_op("id0", "id1"), None);
+        // Two targets, round-robin as the setup places users: consecutive users (a 1:1
+        // conversation) are on different targets, every other user on the same one.
+        let two: Vec<User> = (0..4)
+            .map(|i| user(i, ["http://a", "http://b"][i % 2]))
+            .collect();
+        let p = Placement::new(&two);
+        assert_eq!(p.split_op("id0", "id1"), Some("chat_deliver_cross"));
+        assert_eq!(p.split_op("id3", "id2"), Some("chat_deliver_cross"));
+        assert_eq!(p.split_op("id0", "id2"), Some("chat_deliver_local"));
+        assert_eq!(p.split_op("id1", "id3"), Some("chat_deliver_local"));
+        // A sender outside the run (another client's message) is not split.
+        assert_eq!(p.split_op("stranger", "id1"), None);
     }
 
     #[test]
