@@ -3,14 +3,21 @@
 //! N users (`user0` … `user{N-1}`, password `password1`), each following about `--follows`
 //! others drawn from a Zipf distribution over the users (exponent `--zipf`, default 1.0), so a
 //! few accounts collect 10 k–1 M followers while most have a handful, as in real networks; and
-//! `--posts` posts per user on average. Two ways in:
+//! `--posts` posts per user on average; and engagement with those posts — on average `--likes`
+//! likes, `--reposts` reposts and `--replies` replies per user — whose targets are skewed the
+//! same way: an author is drawn from the follower Zipf law (the most followed draw the most), then
+//! one of their posts, so most engagement lands on few posts, as in real networks. Each like,
+//! reply and repost notifies the post's author, and every post's like, reply and repost counts
+//! equal its distinct likers, replies and reposters. Two ways in:
 //! - `--data-dir DIR`: straight into a fresh node's embedded store (the node must be stopped)
 //!   by the store's bulk-load path: the graph is generated in memory (adjacency lists both
 //!   ways, one thread per core), then every keyspace is streamed in key order into sorted
-//!   files, with the derived follower counts — no journal, no change feed, one durability
+//!   files, with the derived follower counts and post counters and each user's newest
+//!   notifications (`starling_posts::bulk`) — no journal, no change feed, one durability
 //!   point at the end. Serve it afterwards with `starling serve --data-dir DIR`.
 //! - `--target http://HOST:PORT`: through the REST API of a running node (sign-up hashes every
-//!   password with argon2id, so this is for small N).
+//!   password with argon2id, so this is for small N); likes, reposts and replies are requests
+//!   too, so the node counts and notifies them itself.
 //!
 //! Generation is split into fixed chunks of users, each with its own RNG seeded from
 //! `(seed, chunk)`, and ids come from the seed's fixed time (`--at-ms`), so the same flags give
@@ -26,6 +33,8 @@ use rand_distr::{Distribution, Zipf};
 use starling_graph::bulk::{Adjacency, SeedGraph};
 use starling_graph::{Graph, GraphConfig};
 use starling_posts::Post;
+use starling_posts::bulk::SeedEngagement;
+use starling_posts::notifications::{NotificationKind, Stored};
 use starling_store::{
     Dot, EmbeddedOptions, FsyncPolicy, Hlc, HlcClock, IdGenerator, LocalCas, NodeId, Store,
     load_runs, open_embedded,
@@ -47,6 +56,15 @@ pub struct SeedArgs {
     /// Average posts per user.
     #[arg(long, default_value_t = 1)]
     pub posts: u64,
+    /// Average likes per user (0 to twice that each), on posts drawn by the Zipf law.
+    #[arg(long, default_value_t = 5.0)]
+    pub likes: f64,
+    /// Average reposts per user.
+    #[arg(long, default_value_t = 0.5)]
+    pub reposts: f64,
+    /// Average replies per user.
+    #[arg(long, default_value_t = 0.5)]
+    pub replies: f64,
     /// Exponent of the Zipf distribution of followers (higher: more concentrated).
     #[arg(long, default_value_t = 1.0)]
     pub zipf: f64,
@@ -133,6 +151,15 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     if args.zipf.is_nan() || args.zipf <= 0.0 {
         bail!("--zipf: a positive exponent");
     }
+    for (flag, v) in [
+        ("--likes", args.likes),
+        ("--reposts", args.reposts),
+        ("--replies", args.replies),
+    ] {
+        if !(0.0..=10_000.0).contains(&v) {
+            bail!("{flag}: an average from 0 to 10000 per user");
+        }
+    }
     match (&args.data_dir, &args.target) {
         (Some(dir), None) => seed_store(&args, dir.clone()).await,
         (None, Some(url)) => seed_api(&args, url).await,
@@ -186,6 +213,20 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
     let followers = following.transpose();
     let edges = following.targets.len() as u64;
     let posts = generate_posts(n, posts_avg, seed, &user_ids, &mut ids, args.at_ms);
+    let rates = Rates {
+        likes: args.likes,
+        reposts: args.reposts,
+        replies: args.replies,
+    };
+    let (engaged, at_ms) = (user_ids.clone(), args.at_ms);
+    let (posts, engagement) = tokio::task::spawn_blocking(move || {
+        let mut posts = posts;
+        let e = generate_engagement(
+            n, &rates, seed, &zipf, &engaged, &mut posts, &mut ids, at_ms,
+        );
+        (posts, e)
+    })
+    .await?;
     let generated_s = started.elapsed().as_secs_f64();
 
     let graph = SeedGraph {
@@ -197,7 +238,11 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
         phc,
         at_ms: args.at_ms,
     };
-    let keys = 3 * n + 2 * edges + 2 * n + 2 * posts.len() as u64;
+    let keys = 3 * n + 2 * edges + 2 * n + 2 * posts.len() as u64 + engagement.keys();
+    let [likes_n, replies_n, reposts_n, notes_n] = engagement.sizes();
+    let hottest = engagement
+        .most_liked()
+        .map_or_else(|| "none".into(), |(id, n)| format!("{id} ({n} likes)"));
     let pb = bar(keys, "keys");
     let loading = Instant::now();
     let dot = Dot {
@@ -211,6 +256,7 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
             let mut load = store.bulk_load(dot)?;
             let mut runs = graph.runs(dot)?;
             runs.extend(starling_posts::seed_runs(&posts)?);
+            runs.extend(engagement.runs(dot)?);
             load_runs(load.as_mut(), runs, &mut |k| pb.inc(k))?;
             Ok((load.finish()?, posts.len()))
         })
@@ -223,7 +269,8 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
     let size = dir_size(&dir);
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "seeded {n} users, {edges} follows, {posts_n} posts into {} in {secs:.1} s \
+        "seeded {n} users, {edges} follows, {posts_n} posts ({replies_n} replies, \
+         {reposts_n} reposts), {likes_n} likes, {notes_n} notifications into {} in {secs:.1} s \
          (generation {generated_s:.1} s, load {load_s:.1} s: {} keys, {:.0} keys/s); \
          store size {:.1} MiB; peak memory {}; digest {digest:016x}",
         dir.display(),
@@ -236,6 +283,7 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
         ),
     );
     println!("log in as user0 … user{} with password {PASSWORD:?}", n - 1);
+    println!("most liked post: {hottest}");
     Ok(())
 }
 
@@ -316,6 +364,134 @@ fn generate_posts(
     out
 }
 
+/// Average engagement per user.
+#[derive(Clone, Copy, Debug)]
+struct Rates {
+    likes: f64,
+    reposts: f64,
+    replies: f64,
+}
+
+/// How many of a kind one user makes: 0 to twice `avg`, `avg` on average.
+fn draw(avg: f64, rng: &mut StdRng) -> usize {
+    if avg <= 0.0 {
+        return 0;
+    }
+    (rng.random::<f64>() * 2.0 * avg).round() as usize
+}
+
+/// Draws a post to engage with: an author by the follower Zipf law (rank to user through the
+/// same permutation, so the most followed are the most engaged with), then one of their posts;
+/// never one of `me`'s. `first[a]..first[a + 1]` are author `a`'s posts in `posts`.
+fn target(me: u64, n: u64, zipf: &Zipf<f64>, first: &[usize], rng: &mut StdRng) -> Option<usize> {
+    for _ in 0..16 {
+        let a = permute(zipf.sample(rng) as u64 - 1, n) as usize;
+        let (lo, hi) = (first[a], first[a + 1]);
+        if a as u64 != me && hi > lo {
+            return Some(rng.random_range(lo..hi));
+        }
+    }
+    None
+}
+
+/// Likes, reposts and replies of `posts` (the users' own, by author in user order), with the
+/// notifications they make; the replies and reposts are appended to `posts` (ids from `ids`,
+/// after every original). Chunks of users in order, each with an RNG of its own, so the same
+/// flags give the same engagement.
+#[allow(clippy::too_many_arguments)]
+fn generate_engagement(
+    n: u64,
+    rates: &Rates,
+    seed: u64,
+    zipf: &Zipf<f64>,
+    users: &[u64],
+    posts: &mut Vec<Post>,
+    ids: &mut impl Iterator<Item = u64>,
+    at_ms: u64,
+) -> SeedEngagement {
+    // Posts come by author in user order: first[a] is where author a's start.
+    let mut first = vec![0usize; n as usize + 1];
+    let mut at = 0;
+    for (a, id) in users.iter().enumerate() {
+        first[a] = at;
+        while posts.get(at).is_some_and(|p| p.author == *id) {
+            at += 1;
+        }
+    }
+    first[n as usize] = at;
+    let originals = at;
+    let (mut likes, mut replies, mut reposts, mut notes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut note = |to: u64, kind, actor, post, subject, ids: &mut dyn Iterator<Item = u64>| {
+        let stored = Stored {
+            kind,
+            actor,
+            post: Some(post),
+            subject,
+            created_at_ms: at_ms,
+        };
+        notes.push((to, ids.next().unwrap_or_default(), stored));
+    };
+    let mut seen = HashSet::new();
+    for c in 0..n.div_ceil(CHUNK) {
+        let mut rng = StdRng::seed_from_u64(seed.rotate_left(17) ^ c.wrapping_mul(0x2545_F491));
+        for i in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            let me = users[i as usize];
+            seen.clear();
+            for _ in 0..draw(rates.likes, &mut rng) {
+                if let Some(t) = target(i, n, zipf, &first, &mut rng)
+                    && seen.insert(t)
+                {
+                    let p = &posts[t];
+                    likes.push((p.id, me));
+                    note(p.author, NotificationKind::Like, me, p.id, None, ids);
+                }
+            }
+            seen.clear();
+            for _ in 0..draw(rates.reposts, &mut rng) {
+                if let Some(t) = target(i, n, zipf, &first, &mut rng)
+                    && seen.insert(t)
+                {
+                    let (post, author) = (posts[t].id, posts[t].author);
+                    let id = ids.next().unwrap_or_default();
+                    reposts.push((post, me, id));
+                    posts.push(Post {
+                        id,
+                        author: me,
+                        text: String::new(),
+                        media: Vec::new(),
+                        created_at_ms: at_ms,
+                        edited_at_ms: None,
+                        repost_of: Some(post),
+                        quote_of: None,
+                    });
+                    note(author, NotificationKind::Repost, me, post, None, ids);
+                }
+            }
+            for r in 0..draw(rates.replies, &mut rng) {
+                if let Some(t) = target(i, n, zipf, &first, &mut rng) {
+                    let (parent, author) = (posts[t].id, posts[t].author);
+                    let id = ids.next().unwrap_or_default();
+                    replies.push((id, parent));
+                    posts.push(Post {
+                        id,
+                        author: me,
+                        text: format!("reply {r} of user{i}: {}", "lorem ipsum ".repeat(3).trim()),
+                        media: Vec::new(),
+                        created_at_ms: at_ms,
+                        edited_at_ms: None,
+                        repost_of: None,
+                        quote_of: None,
+                    });
+                    note(author, NotificationKind::Reply, me, parent, Some(id), ids);
+                }
+            }
+        }
+    }
+    debug_assert!(posts[originals..].windows(2).all(|w| w[0].id < w[1].id));
+    SeedEngagement::new(likes, replies, reposts, notes, at_ms)
+}
+
 /// The process's peak resident memory, from `/proc` (Linux).
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -366,6 +542,7 @@ async fn seed_api(args: &SeedArgs, url: &str) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     let pb = bar(n * args.follows, "follows");
     let mut edges = 0u64;
+    let mut posted: Vec<Vec<String>> = vec![Vec::new(); n as usize];
     for i in 0..n {
         for f in followees(i, n, args.follows, &zipf, &mut rng) {
             let (a, b, tok, id) = (
@@ -390,15 +567,60 @@ async fn seed_api(args: &SeedArgs, url: &str) -> anyhow::Result<()> {
         for p in 0..args.posts {
             let (a, b, tok) = (agent.clone(), base.clone(), users[i as usize].1.clone());
             let body = serde_json::json!({"text": format!("post {p} of user{i}")});
-            tokio::task::spawn_blocking(move || {
+            let v = tokio::task::spawn_blocking(move || {
                 call(&a, "POST", &format!("{b}/v1/posts"), Some(&tok), Some(body))
             })
             .await??;
+            if let Some(id) = v["id"].as_str() {
+                posted[i as usize].push(id.to_string());
+            }
         }
     }
     pb.finish();
+    // Engagement by the same skew as the store path, as requests: the node counts and notifies.
+    let (mut likes, mut reposts, mut replies) = (0u64, 0u64, 0u64);
+    let pick = |i: u64, rng: &mut StdRng| -> Option<String> {
+        for _ in 0..16 {
+            let a = permute(zipf.sample(rng) as u64 - 1, n);
+            let list = &posted[a as usize];
+            if a != i && !list.is_empty() {
+                return Some(list[rng.random_range(0..list.len())].clone());
+            }
+        }
+        None
+    };
+    for i in 0..n {
+        let tok = users[i as usize].1.clone();
+        let mut calls = Vec::new();
+        for _ in 0..draw(args.likes, &mut rng) {
+            if let Some(post) = pick(i, &mut rng) {
+                calls.push(("PUT", format!("{base}/v1/posts/{post}/like"), None));
+                likes += 1;
+            }
+        }
+        for _ in 0..draw(args.reposts, &mut rng) {
+            if let Some(post) = pick(i, &mut rng) {
+                calls.push(("PUT", format!("{base}/v1/posts/{post}/repost"), None));
+                reposts += 1;
+            }
+        }
+        for r in 0..draw(args.replies, &mut rng) {
+            if let Some(post) = pick(i, &mut rng) {
+                let text = format!("reply {r} of user{i}");
+                let body = serde_json::json!({"text": text, "reply_to": post});
+                calls.push(("POST", format!("{base}/v1/posts"), Some(body)));
+                replies += 1;
+            }
+        }
+        for (method, url, body) in calls {
+            let (a, tok) = (agent.clone(), tok.clone());
+            tokio::task::spawn_blocking(move || call(&a, method, &url, Some(&tok), body)).await??;
+        }
+    }
     println!(
-        "seeded {n} users, {edges} follows, {} posts through {base} in {:.1} s",
+        "seeded {n} users, {edges} follows, {} posts through {base}, then {likes} likes, \
+         {reposts} reposts, {replies} replies (requests; a repeated like or repost is one) in \
+         {:.1} s",
         n * args.posts,
         started.elapsed().as_secs_f64()
     );

@@ -191,3 +191,157 @@ fn a_detached_cluster_comes_up_replicates_and_goes_down() {
         "the nodes are gone"
     );
 }
+
+/// Every page of a user list (`GET …?limit=100`, following `next_cursor`): the users' ids and
+/// handles.
+fn all_users(node: &Node, token: &str, path: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (s, b) = node.http(
+            "GET",
+            &format!("{path}?limit=100{cursor}"),
+            Some(token),
+            b"",
+        );
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        let page = json(&b);
+        for u in page["items"].as_array().unwrap() {
+            out.push((
+                u["id"].as_str().unwrap().to_string(),
+                u["handle"].as_str().unwrap().to_string(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data").display().to_string();
+    let (ok, out) = starling(&[
+        "seed",
+        "--users",
+        "300",
+        "--follows",
+        "10",
+        "--posts",
+        "2",
+        "--likes",
+        "6",
+        "--reposts",
+        "1",
+        "--replies",
+        "1",
+        "--seed",
+        "3",
+        "--data-dir",
+        &d,
+    ]);
+    assert!(ok, "{out}");
+    // "most liked post: ID (N likes)": the Zipf law puts many likes on one post.
+    let hot = out.split("most liked post: ").nth(1).unwrap();
+    let (post, rest) = hot.split_once(" (").unwrap();
+    let likes: usize = rest.split_once(' ').unwrap().0.parse().unwrap();
+    assert!(
+        likes >= 20,
+        "skewed: the most liked post has {likes} likes\n{out}"
+    );
+    let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
+    let login = |handle: &str| {
+        let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
+        let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        json(&b)["token"].as_str().unwrap().to_string()
+    };
+    let token = login("user0");
+    let counts = |token: &str| {
+        let (s, b) = node.http("GET", &format!("/v1/posts/{post}"), Some(token), b"");
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        json(&b)["counts"].clone()
+    };
+    // Each count equals the distinct users (or replies) listed for it.
+    let c = counts(&token);
+    let likers = all_users(&node, &token, &format!("/v1/posts/{post}/likes"));
+    assert_eq!(likers.len(), likes);
+    assert_eq!(c["likes"].as_u64().unwrap() as usize, likes, "{c}");
+    let reposters = all_users(&node, &token, &format!("/v1/posts/{post}/reposts"));
+    assert_eq!(
+        c["reposts"].as_u64().unwrap() as usize,
+        reposters.len(),
+        "{c}"
+    );
+    let (s, t) = node.http(
+        "GET",
+        &format!("/v1/posts/{post}/thread?limit=100"),
+        Some(&token),
+        b"",
+    );
+    assert_eq!(s, 200);
+    let replies = json(&t)["replies"]["items"].as_array().unwrap().len();
+    assert_eq!(c["replies"].as_u64().unwrap() as usize, replies, "{c}");
+    assert!(
+        replies > 0 && !reposters.is_empty(),
+        "the hot post is replied to and reposted: {c}"
+    );
+    // Its author was notified of the likes, grouped on the post.
+    let (s, p) = node.http("GET", &format!("/v1/posts/{post}"), Some(&token), b"");
+    assert_eq!(s, 200);
+    let author = json(&p)["author_summary"]["handle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let author_token = login(&author);
+    let (s, n) = node.http(
+        "GET",
+        "/v1/notifications?limit=100",
+        Some(&author_token),
+        b"",
+    );
+    assert_eq!(s, 200);
+    let n = json(&n);
+    assert!(
+        n["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["type"] == "like"
+                && i["post"].as_str() == Some(post)
+                && i["actors_count"].as_u64().unwrap() > 1),
+        "{n}"
+    );
+    assert!(
+        (1..=400).contains(&n["unread_count"].as_u64().unwrap()),
+        "{n}"
+    );
+    // A seeded like taken back leaves the count, once; liked again, it is back.
+    let liker = login(&likers[0].1);
+    let liked = |t: &str| counts(t)["likes"].as_u64().unwrap() as usize;
+    let (s, _) = node.http(
+        "DELETE",
+        &format!("/v1/posts/{post}/like"),
+        Some(&liker),
+        b"",
+    );
+    assert_eq!(s, 204);
+    assert!(eventually(Duration::from_secs(10), || liked(&liker) == likes - 1));
+    let (s, _) = node.http(
+        "DELETE",
+        &format!("/v1/posts/{post}/like"),
+        Some(&liker),
+        b"",
+    );
+    assert_eq!(s, 204);
+    let (s, _) = node.http("PUT", &format!("/v1/posts/{post}/like"), Some(&liker), b"");
+    assert_eq!(s, 204);
+    assert!(eventually(Duration::from_secs(10), || liked(&liker) == likes));
+    assert_eq!(
+        all_users(&node, &token, &format!("/v1/posts/{post}/likes")).len(),
+        likes
+    );
+    assert!(node.terminate().success());
+}

@@ -31,11 +31,16 @@
 //! [`crate::replies`]) into `prc`, its reposts and quotes (the `prp` and `pq` elements of
 //! [`crate::reposts`]) into `prpc` and `pqc`, by the same rule: one table (`COUNTED`) lists the
 //! sets, and they share the shadows, the journal and the batch's one write per counter.
+//!
+//! **Seeded elements.** `starling seed` bulk-loads elements and their counts without a change
+//! feed ([`crate::bulk`]) and records the load's dot in `pll`. An element with no shadow whose
+//! record was loaded (its context holds that dot) is taken as counted, so a later unlike or undo
+//! of a seeded like moves the loaded count down once — the rule of the graph's follower counts.
 
 use crate::journal::Journal;
 use bytes::Bytes;
 use starling_store::{
-    FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, drive,
+    Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, drive,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,13 +48,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 /// The likes keyspace: `pl/post/liker`.
-const LIKES: Keyspace = Keyspace::new("pl");
+pub(crate) const LIKES: Keyspace = Keyspace::new("pl");
 /// `plc/post` → the post's like count on this node (local).
-const COUNTS: Keyspace = Keyspace::local("plc");
+pub(crate) const COUNTS: Keyspace = Keyspace::local("plc");
 /// `pls/like or reply-list key` → the visibility last counted, one byte (local).
 const SHADOWS: Keyspace = Keyspace::local("pls");
 /// `prc/post` → the post's reply count on this node (local).
-const REPLY_COUNTS: Keyspace = Keyspace::local("prc");
+pub(crate) const REPLY_COUNTS: Keyspace = Keyspace::local("prc");
+/// `pll` → the dot of the bulk load whose elements this node's counts include, if any (local).
+pub(crate) const LOADED: Keyspace = Keyspace::local("pll");
 
 /// The change-feed consumer that derives the counts (the feed is not trimmed past it; `/metrics`
 /// shows its backlog).
@@ -61,7 +68,7 @@ pub const BATCH: usize = 1024;
 /// Largest page of likers.
 pub const MAX_PAGE: usize = 100;
 
-fn like_key(post: u64, liker: u64) -> Key {
+pub(crate) fn like_key(post: u64, liker: u64) -> Key {
     LIKES.key().u64(post).u64(liker).finish()
 }
 
@@ -70,7 +77,7 @@ fn count_key(post: u64) -> Key {
 }
 
 /// `prpc/post` → the post's repost count on this node (local).
-const REPOST_COUNTS: Keyspace = Keyspace::local("prpc");
+pub(crate) const REPOST_COUNTS: Keyspace = Keyspace::local("prpc");
 /// `pqc/post` → the post's quote count on this node (local).
 const QUOTE_COUNTS: Keyspace = Keyspace::local("pqc");
 
@@ -137,6 +144,9 @@ pub struct Likes {
     /// Moved by the consumer after each batch it writes: a read that started before a batch
     /// does not cache what it read (it may be older than the batch).
     epoch: Arc<AtomicU64>,
+    /// Counted by the holders of the keyspace-wide feed's partitions, on other nodes too
+    /// ([`Likes::shared`]): this node's cache would miss their moves, so it is not used.
+    shared: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Likes {
@@ -147,20 +157,30 @@ impl Likes {
             pass: Arc::new(tokio::sync::Mutex::new(())),
             cache: moka::sync::Cache::new(COUNTS_CACHED),
             epoch: Arc::new(AtomicU64::new(0)),
+            shared: Arc::default(),
         }
+    }
+
+    /// The counts are derived by several nodes (each the holder of some partitions of a
+    /// ScyllaDB keyspace's feed, see [`Likes::count_changes`]): counters are read from the
+    /// store on every read, never cached in this process.
+    pub fn shared(&self) {
+        self.shared.store(true, Ordering::Release);
+        self.cache.invalidate_all();
     }
 
     /// The counters of each of `posts`, in order: from the in-process cache, the missing ones
     /// read from the store (four local counter reads each) and cached.
     pub async fn counts_many(&self, posts: &[u64]) -> Result<Vec<Counts>, StoreError> {
         let epoch = self.epoch.load(Ordering::Acquire);
+        let shared = self.shared.load(Ordering::Acquire);
         let mut out = Vec::with_capacity(posts.len());
         for &p in posts {
-            let c = match self.cache.get(&p) {
+            let c = match self.cache.get(&p).filter(|_| !shared) {
                 Some(c) => c,
                 None => {
                     let c = self.counts(p).await?;
-                    if self.epoch.load(Ordering::Acquire) == epoch {
+                    if !shared && self.epoch.load(Ordering::Acquire) == epoch {
                         self.cache.insert(p, c);
                     }
                     c
@@ -294,6 +314,7 @@ impl Likes {
         let _one = self.pass.lock().await;
         let consumer = FeedConsumer::new(self.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
+        let loaded = self.loaded_dot().await?;
         if let Some(j) = Journal::load(self.store.as_ref()).await?
             && j.upto > cursor
         {
@@ -308,7 +329,7 @@ impl Likes {
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
-            let j = self.plan(&changes, last).await?;
+            let j = self.plan(&changes, last, loaded.as_ref()).await?;
             if !j.counters.is_empty() || !j.shadows.is_empty() {
                 j.save(self.store.as_ref()).await?;
                 j.apply(self.store.as_ref()).await?;
@@ -319,18 +340,46 @@ impl Likes {
         }
     }
 
+    /// Moves the counts for one batch of a partition of the keyspace-wide feed that this node
+    /// holds (several nodes on one ScyllaDB keyspace). Counter moves are increments, so the
+    /// holders of other partitions can move the same counter meanwhile; no journal (its key
+    /// would be shared by the holders): a crash between the counter moves and the shadows
+    /// counts those elements twice, as the graph's counts can.
+    pub async fn count_changes(
+        &self,
+        changes: &[starling_store::Change],
+    ) -> Result<(), StoreError> {
+        let loaded = self.loaded_dot().await?;
+        let j = self.plan(changes, 0, loaded.as_ref()).await?;
+        let mut writes: Vec<(Key, starling_store::Mutation)> = j
+            .counters
+            .iter()
+            .map(|(k, _, d)| (k.clone(), starling_store::Mutation::Count(*d)))
+            .collect();
+        for (k, v) in &j.shadows {
+            let b = Bytes::from_static(if *v { &[1] } else { &[0] });
+            writes.push((k.clone(), starling_store::Mutation::Put(b)));
+        }
+        if !writes.is_empty() {
+            self.store.mutate_many(&writes).await?;
+            self.written(&j);
+        }
+        Ok(())
+    }
+
     /// The writes one batch of changes needs: each counter's value before and its move, and the
     /// shadows that change.
     async fn plan(
         &self,
         changes: &[starling_store::Change],
         upto: u64,
+        loaded: Option<&Dot>,
     ) -> Result<Journal, StoreError> {
         let mut moves: HashMap<Key, i64> = HashMap::new();
         let mut shadows: HashMap<Key, bool> = HashMap::new();
         for c in changes {
             if let Some(counter) = counter_of(&c.key) {
-                self.recount(&c.key, counter, &mut moves, &mut shadows)
+                self.recount(&c.key, counter, loaded, &mut moves, &mut shadows)
                     .await?;
             }
         }
@@ -348,29 +397,40 @@ impl Likes {
         Ok(j)
     }
 
+    /// The dot of the bulk load this node's counts include ([`LOADED`]), if it was seeded.
+    async fn loaded_dot(&self) -> Result<Option<Dot>, StoreError> {
+        match self
+            .store
+            .get(&LOADED.prefix())
+            .await?
+            .and_then(|v| v.value)
+        {
+            Some(b) => Ok(Some(starling_store::codec::from_value(&b)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Moves `counter` by one if the element's visibility differs from what was counted (the
-    /// batch's pending shadows first, then the stored one).
+    /// batch's pending shadows first, then the stored one, then whether the element was loaded).
     async fn recount(
         &self,
         like: &Key,
         counter: Key,
+        loaded: Option<&Dot>,
         moves: &mut HashMap<Key, i64>,
         shadows: &mut HashMap<Key, bool>,
     ) -> Result<(), StoreError> {
-        let visible = self
-            .store
-            .get_record(like)
-            .await?
-            .is_some_and(|r| r.visible().value.is_some());
+        let record = self.store.get_record(like).await?;
+        let visible = record.as_ref().is_some_and(|r| r.visible().value.is_some());
         let shadow = SHADOWS.key().raw(like.as_bytes()).finish();
         let counted = match shadows.get(&shadow) {
             Some(v) => *v,
-            None => self
-                .store
-                .get(&shadow)
-                .await?
-                .and_then(|v| v.value)
-                .is_some_and(|b| b.as_ref() == [1]),
+            None => match self.store.get(&shadow).await?.and_then(|v| v.value) {
+                Some(b) => b.as_ref() == [1],
+                None => {
+                    loaded.is_some_and(|d| record.as_ref().is_some_and(|r| r.context().contains(d)))
+                }
+            },
         };
         if visible != counted {
             *moves.entry(counter).or_default() += if visible { 1 } else { -1 };
@@ -461,7 +521,7 @@ mod tests {
             let consumer = FeedConsumer::new(l.store.clone(), CONSUMER);
             let changes = consumer.batch(0, BATCH).await.unwrap();
             let last = changes.last().unwrap().seq;
-            let j = l.plan(&changes, last).await.unwrap();
+            let j = l.plan(&changes, last, None).await.unwrap();
             j.save(l.store.as_ref()).await.unwrap();
             // The crash: the counters moved, the shadows maybe not, the position not.
             let moves: Vec<_> = j

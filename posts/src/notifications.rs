@@ -130,7 +130,7 @@ pub struct NotificationPage {
     pub next: Option<u64>,
 }
 
-fn key(recipient: u64, id: u64) -> Key {
+pub(crate) fn key(recipient: u64, id: u64) -> Key {
     NOTIFICATIONS.key().u64(recipient).u64_desc(id).finish()
 }
 

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use starling_store::{Key, Keyspace, ScanRequest, StoreExt};
 
 /// `pr/reply` → parent.
-const PARENT: Keyspace = Keyspace::new("pr");
+pub(crate) const PARENT: Keyspace = Keyspace::new("pr");
 /// `pt/parent/reply`: the parent's replies.
 pub(crate) const REPLIES: Keyspace = Keyspace::new("pt");
 
@@ -26,7 +26,7 @@ pub const MAX_ANCESTORS: usize = 50;
 /// Largest page of replies.
 pub const MAX_PAGE: usize = 100;
 
-fn parent_key(reply: u64) -> Key {
+pub(crate) fn parent_key(reply: u64) -> Key {
     PARENT.key().u64(reply).finish()
 }
 

@@ -30,7 +30,7 @@ pub(crate) const REPOSTS: Keyspace = Keyspace::new("prp");
 /// `pq/quoted/quote`: the quotes of a post.
 pub(crate) const QUOTES: Keyspace = Keyspace::new("pq");
 
-fn repost_key(post: u64, reposter: u64) -> Key {
+pub(crate) fn repost_key(post: u64, reposter: u64) -> Key {
     REPOSTS.key().u64(post).u64(reposter).finish()
 }
 
