@@ -17,7 +17,7 @@
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
 use bytes::Bytes;
-use starling_store::{Dot, FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
+use starling_store::{Change, Dot, FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
 use std::collections::HashMap;
 use tokio::sync::watch;
 
@@ -51,36 +51,49 @@ impl Graph {
     /// Each batch of changes becomes one batch of writes (count moves and shadows), written
     /// with one durability wait before the position moves past it.
     pub async fn catch_up_counts(&self) -> Result<(), GraphError> {
+        if self.cfg.keyspace_feed {
+            return Ok(());
+        }
         let _one = self.counts_lock.lock().await;
         let consumer = FeedConsumer::new(self.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
-        let loaded = self.loaded_dot().await?;
         loop {
             let changes = consumer.batch(cursor, 1024).await?;
             let Some(last) = changes.last().map(|c| c.seq) else {
                 return Ok(());
             };
-            let mut moves: HashMap<Key, i64> = HashMap::new();
-            let mut shadows: HashMap<Key, bool> = HashMap::new();
-            for c in changes {
-                if let Some(counter) = counter_of(&c.key) {
-                    self.recount(&c.key, counter, loaded.as_ref(), &mut moves, &mut shadows)
-                        .await?;
-                }
-            }
-            let writes: Vec<(Key, Mutation)> = moves
-                .into_iter()
-                .filter(|(_, d)| *d != 0)
-                .map(|(k, d)| (k, Mutation::Count(d)))
-                .chain(shadows.into_iter().map(|(k, v)| {
-                    let b = Bytes::from_static(if v { &[1] } else { &[0] });
-                    (k, Mutation::Put(b))
-                }))
-                .collect();
-            self.store.mutate_many(&writes).await?;
+            self.count_changes(&changes).await?;
             cursor = last;
             consumer.commit(cursor).await?;
         }
+    }
+
+    /// Moves the counts for one batch of changes (of this node's feed, or of a partition of the
+    /// keyspace-wide feed this node holds): one batch of writes, count moves and shadows.
+    /// Idempotent: a change delivered again finds its shadow and moves nothing.
+    pub async fn count_changes(&self, changes: &[Change]) -> Result<(), GraphError> {
+        let loaded = self.loaded_dot().await?;
+        let mut moves: HashMap<Key, i64> = HashMap::new();
+        let mut shadows: HashMap<Key, bool> = HashMap::new();
+        for c in changes {
+            if let Some(counter) = counter_of(&c.key) {
+                self.recount(&c.key, counter, loaded.as_ref(), &mut moves, &mut shadows)
+                    .await?;
+            }
+        }
+        let writes: Vec<(Key, Mutation)> = moves
+            .into_iter()
+            .filter(|(_, d)| *d != 0)
+            .map(|(k, d)| (k, Mutation::Count(d)))
+            .chain(shadows.into_iter().map(|(k, v)| {
+                let b = Bytes::from_static(if v { &[1] } else { &[0] });
+                (k, Mutation::Put(b))
+            }))
+            .collect();
+        if !writes.is_empty() {
+            self.store.mutate_many(&writes).await?;
+        }
+        Ok(())
     }
 
     /// The dot of the bulk load whose counts this node's counts include.

@@ -42,6 +42,11 @@ pub struct GraphConfig {
     /// How long a deleted account's handle stays taken, and its edges are swept (see
     /// [`deletion`]).
     pub handle_grace: Duration,
+    /// The counts are derived from the store's keyspace-wide change feed by the node holding
+    /// each partition (several nodes on one ScyllaDB keyspace, see `counts`), not from this
+    /// node's own feed: [`Graph::catch_up_counts`] then does nothing, and a follow's counts move
+    /// once its partition's holder has read it.
+    pub keyspace_feed: bool,
 }
 
 impl GraphConfig {
@@ -54,6 +59,7 @@ impl GraphConfig {
             argon2_passes: 2,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             handle_grace: Duration::from_secs(30 * 24 * 3600),
+            keyspace_feed: false,
         }
     }
 }

@@ -77,6 +77,18 @@ pub struct KeyspaceChange {
     pub origin: Origin,
 }
 
+impl From<KeyspaceChange> for crate::contract::Change {
+    /// The entry as the consumers of a node's own feed see a change: the writer's sequence
+    /// number (unique per writer only), the key and the origin.
+    fn from(c: KeyspaceChange) -> Self {
+        crate::contract::Change {
+            seq: c.seq,
+            key: c.key,
+            origin: c.origin,
+        }
+    }
+}
+
 /// A batch of one held partition, and the cursor that committing it saves.
 #[derive(Clone, Debug)]
 pub struct PartBatch {
@@ -415,7 +427,8 @@ impl KeyspaceFeed {
     }
 
     /// Reads up to `limit` entries of each held partition after its cursor (see the module
-    /// documentation for which entries). Commit each batch once its entries are processed.
+    /// documentation for which entries). Commit each batch once its entries are processed; a
+    /// batch without entries needs no commit (its cursor moves in memory).
     pub async fn poll(&self, limit: usize) -> Result<Vec<PartBatch>> {
         let res = retry("reading the feed writers", || {
             self.session.execute_unpaged(&self.st.writers, ())
@@ -470,6 +483,16 @@ impl KeyspaceFeed {
             if let Some(h) = self.held.lock().get_mut(&part) {
                 h.tentative = tentative;
                 h.lag = lag;
+                if changes.is_empty() && h.epoch == epoch {
+                    // Nothing between the cursor and the marks: move the cursor here without a
+                    // commit (a lightweight transaction), so the next poll does not read the same
+                    // empty ranges again. The saved cursor lags; after a hand-over the next holder
+                    // reads those empty ranges once.
+                    for (w, s) in &next {
+                        let p = h.pos.entry(*w).or_insert(0);
+                        *p = (*p).max(*s);
+                    }
+                }
             }
             out.push(PartBatch {
                 part,
