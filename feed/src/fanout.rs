@@ -23,7 +23,7 @@
 use crate::{Feed, FeedError};
 use bytes::Bytes;
 use starling_posts::{Post, PostError};
-use starling_store::{FeedConsumer, Keyspace, StoreExt, drive};
+use starling_store::{Change, FeedConsumer, Keyspace, StoreExt, drive};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -45,62 +45,70 @@ impl Feed {
         let _one = self.inner.lock.lock().await;
         let consumer = FeedConsumer::new(self.inner.store.clone(), CONSUMER);
         let mut cursor = consumer.position().await?;
+        loop {
+            let changes = consumer.batch(cursor, 1024).await?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(());
+            };
+            self.apply_changes(&changes).await?;
+            cursor = last;
+            consumer.commit(cursor).await?;
+        }
+    }
+
+    /// Applies one batch of changes (of this node's feed, or of a partition of the keyspace-wide
+    /// feed this node holds) to the timelines and caches. Idempotent: a post fanned out before
+    /// is not fanned out again, and follows are re-read.
+    pub async fn apply_changes(&self, changes: &[Change]) -> Result<(), FeedError> {
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
         let followers_prefix = starling_graph::keys::FOLLOWERS.prefix();
         let lists_prefix = AUTHOR_LISTS.prefix();
         let users_prefix = crate::authors::USER_RECORDS.prefix();
         let profiles_prefix = crate::authors::PROFILES.prefix();
-        loop {
-            let changes = consumer.batch(cursor, 1024).await?;
-            let Some(last) = changes.last().map(|c| c.seq) else {
-                return Ok(());
-            };
-            for c in changes {
-                if c.key.starts_with(posts_prefix.as_bytes()) {
-                    let off = starling_posts::POSTS.prefix_len();
-                    let Some(id) = starling_store::key::read_u64(c.key.as_bytes(), off) else {
-                        continue;
-                    };
-                    self.inner.bodies.invalidate(id).await;
-                    match self.inner.posts.get(id).await {
-                        Ok(p) => {
-                            self.fan_out(&p).await?;
-                        }
-                        Err(PostError::NotFound) => {}
-                        Err(e) => return Err(e.into()),
+        for c in changes {
+            if c.key.starts_with(posts_prefix.as_bytes()) {
+                let off = starling_posts::POSTS.prefix_len();
+                let Some(id) = starling_store::key::read_u64(c.key.as_bytes(), off) else {
+                    continue;
+                };
+                self.inner.bodies.invalidate(id).await;
+                match self.inner.posts.get(id).await {
+                    Ok(p) => {
+                        self.fan_out(&p).await?;
                     }
-                } else if c.key.starts_with(lists_prefix.as_bytes()) {
-                    let off = AUTHOR_LISTS.prefix_len();
-                    if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
-                        self.inner.recent.changed(author);
-                    }
-                } else if c.key.starts_with(users_prefix.as_bytes())
-                    || c.key.starts_with(profiles_prefix.as_bytes())
-                {
-                    // Both keyspaces' names are two characters long.
-                    let off = crate::authors::USER_RECORDS.prefix_len();
-                    if let Some(user) = starling_store::key::read_u64(c.key.as_bytes(), off) {
-                        self.inner.authors.invalidate(user);
-                    }
-                } else if c.key.starts_with(followers_prefix.as_bytes()) {
-                    let off = starling_graph::keys::FOLLOWERS.prefix_len();
-                    if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
-                        self.inner.followers.invalidate(author);
-                    }
-                } else if c.key.starts_with(follows_prefix.as_bytes()) {
-                    let off = starling_graph::keys::FOLLOWING.prefix_len();
-                    if let (Some(a), Some(b)) = (
-                        starling_store::key::read_u64(c.key.as_bytes(), off),
-                        starling_store::key::read_u64(c.key.as_bytes(), off + 8),
-                    ) {
-                        self.follow_changed(a, b).await?;
-                    }
+                    Err(PostError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            } else if c.key.starts_with(lists_prefix.as_bytes()) {
+                let off = AUTHOR_LISTS.prefix_len();
+                if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                    self.inner.recent.changed(author);
+                }
+            } else if c.key.starts_with(users_prefix.as_bytes())
+                || c.key.starts_with(profiles_prefix.as_bytes())
+            {
+                // Both keyspaces' names are two characters long.
+                let off = crate::authors::USER_RECORDS.prefix_len();
+                if let Some(user) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                    self.inner.authors.invalidate(user);
+                }
+            } else if c.key.starts_with(followers_prefix.as_bytes()) {
+                let off = starling_graph::keys::FOLLOWERS.prefix_len();
+                if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
+                    self.inner.followers.invalidate(author);
+                }
+            } else if c.key.starts_with(follows_prefix.as_bytes()) {
+                let off = starling_graph::keys::FOLLOWING.prefix_len();
+                if let (Some(a), Some(b)) = (
+                    starling_store::key::read_u64(c.key.as_bytes(), off),
+                    starling_store::key::read_u64(c.key.as_bytes(), off + 8),
+                ) {
+                    self.follow_changed(a, b).await?;
                 }
             }
-            cursor = last;
-            consumer.commit(cursor).await?;
         }
+        Ok(())
     }
 
     /// Keeps timelines current with local and replicated changes until `shutdown` turns true.
@@ -213,6 +221,11 @@ impl Feed {
     /// The followers of `author`, from the worker's cache or read whole from the store (see
     /// [`crate::followers`] for why a cached list is current enough).
     async fn followers_of(&self, author: u64) -> Result<Arc<[u64]>, FeedError> {
+        if self.inner.cfg.shared_ttl.is_some() {
+            // Follows are read by the holders of their partitions, maybe on other nodes: this
+            // node's cache would not learn of them.
+            return Ok(self.inner.graph.all_followers(author).await?.into());
+        }
         if let Some(ids) = self.inner.followers.get(author) {
             return Ok(ids);
         }

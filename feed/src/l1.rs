@@ -72,14 +72,23 @@ pub struct LocalTimelines {
 impl LocalTimelines {
     /// A cache holding about `bytes` of timelines of at most `cap` entries each.
     pub fn new(bytes: u64, cap: usize) -> Self {
+        Self::with_ttl(bytes, cap, None)
+    }
+
+    /// The same, each timeline dropped `ttl` after it was built, if given (several nodes derive
+    /// the region's timelines: see [`crate::FeedConfig::shared_ttl`]).
+    pub fn with_ttl(bytes: u64, cap: usize, ttl: Option<std::time::Duration>) -> Self {
         // A full timeline: 16 bytes an entry and up to 16 more for its repost mark, plus the
         // slot and the cache's own bookkeeping.
         let weight = u32::try_from(cap * 32 + 256).unwrap_or(u32::MAX);
+        let mut cache = Cache::builder()
+            .max_capacity(bytes)
+            .weigher(move |_, _| weight);
+        if let Some(ttl) = ttl {
+            cache = cache.time_to_live(ttl);
+        }
         LocalTimelines {
-            cache: Cache::builder()
-                .max_capacity(bytes)
-                .weigher(move |_, _| weight)
-                .build(),
+            cache: cache.build(),
             cap,
         }
     }

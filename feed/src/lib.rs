@@ -64,6 +64,13 @@ pub struct FeedConfig {
     pub author_cache_entries: u64,
     /// The clock that dates feed reads (a manual one in tests).
     pub clock: Arc<starling_store::HlcClock>,
+    /// Set when several nodes derive the region's timelines, each from the partitions of a
+    /// ScyllaDB keyspace's feed it holds ([`Feed::apply_changes`]): a post is then fanned out
+    /// by one node only, so each node's timelines (L1) and pulled authors' lists live at most
+    /// this long (the staleness a read can see without Redis; with Redis the holder's fan-out
+    /// reaches L2), and the fan-out reads follower lists from the store (a cached list would
+    /// miss follows another node read). `None`: this node's own feed drives everything.
+    pub shared_ttl: Option<Duration>,
 }
 
 impl Default for FeedConfig {
@@ -82,6 +89,7 @@ impl Default for FeedConfig {
             post_ttl: Duration::from_secs(3600),
             author_cache_entries: 200_000,
             clock: Arc::new(starling_store::HlcClock::new()),
+            shared_ttl: None,
         }
     }
 }
@@ -179,9 +187,13 @@ impl Feed {
     ) -> Self {
         Feed {
             inner: Arc::new(Inner {
-                l1: LocalTimelines::new(cfg.l1_bytes, cfg.cap),
+                l1: LocalTimelines::with_ttl(cfg.l1_bytes, cfg.cap, cfg.shared_ttl),
                 followers: FollowerLists::new(cfg.follower_lists_bytes),
-                recent: RecentPosts::new(cfg.pulled_lists_bytes, cfg.pulled_depth),
+                recent: RecentPosts::with_ttl(
+                    cfg.pulled_lists_bytes,
+                    cfg.pulled_depth,
+                    cfg.shared_ttl,
+                ),
                 bodies: PostCache::new(posts.clone(), cfg.post_cache_entries, l2.clone()),
                 authors: authors::Authors::new(graph.clone(), cfg.author_cache_entries),
                 store,

@@ -82,16 +82,26 @@ pub(crate) struct RecentPosts {
 
 impl RecentPosts {
     /// A cache of about `bytes` of lists of up to `depth` ids each.
+    #[cfg(test)]
     pub(crate) fn new(bytes: u64, depth: usize) -> Self {
+        Self::with_ttl(bytes, depth, None)
+    }
+
+    /// The same, each list dropped `ttl` after it was read, if given (several nodes derive the
+    /// region's timelines: see [`crate::FeedConfig::shared_ttl`]).
+    pub(crate) fn with_ttl(bytes: u64, depth: usize, ttl: Option<std::time::Duration>) -> Self {
+        let mut cache = Cache::builder()
+            .max_capacity(bytes)
+            .weigher(|_, r: &Arc<Recent>| {
+                u32::try_from(r.ids.len() * 8)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(OVERHEAD)
+            });
+        if let Some(ttl) = ttl {
+            cache = cache.time_to_live(ttl);
+        }
         RecentPosts {
-            cache: Cache::builder()
-                .max_capacity(bytes)
-                .weigher(|_, r: &Arc<Recent>| {
-                    u32::try_from(r.ids.len() * 8)
-                        .unwrap_or(u32::MAX)
-                        .saturating_add(OVERHEAD)
-                })
-                .build(),
+            cache: cache.build(),
             changes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             // One scan reads at most 1 000 ids, and a list is read with one more than it keeps.
             depth: depth.clamp(1, 999),
