@@ -28,29 +28,9 @@ fn start_cluster() -> Cluster {
             let name = format!("{region}{i}");
             let gossip = format!("127.0.0.1:{}", free_port());
             let data = dir.path().join(&name);
-            let mut args: Vec<String> = [
-                "--region",
-                region,
-                "--node-id",
-                &name,
-                "--gossip-listen",
-                &gossip,
-                "--cluster-secret",
-                SECRET,
-                "--admin-token",
-                ADMIN,
-                "--wan-rtt",
-                RTT,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            args.push("--data-dir".into());
-            args.push(data.display().to_string());
-            if let Some(s) = &seed {
-                args.push("--seeds".into());
-                args.push(s.clone());
-            }
+            let mut args =
+                common::member_args(region, &name, &gossip, SECRET, seed.as_deref(), Some(&data));
+            args.extend(["--admin-token", ADMIN, "--wan-rtt", RTT].map(String::from));
             seed.get_or_insert(gossip.clone());
             gossip_addrs.push(gossip);
             nodes.push((

@@ -7,42 +7,23 @@
 
 mod common;
 
-use common::{Node, PNG_1X1, request_with_head};
+use common::{Node, PNG_1X1, header_of as header, request_with_head};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// One request with the given raw header lines; (status, head, body).
-fn raw(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&out[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, out[split + 4..].to_vec())
-}
-
-/// The value of a response header (the head as text, names in any case).
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
+/// One request with these headers: (status, head, body).
+fn raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let r = common::http::send(format!("127.0.0.1:{port}"), method, path, headers, body);
+    (r.status, r.head, r.body)
 }
 
 /// Asserts an answer is a problem+json with this status and the four members.
@@ -78,12 +59,13 @@ fn the_router_and_the_extractors_answer_problems() {
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
     let t = sign_up(port, "alice");
-    let auth = format!("Authorization: Bearer {t}\r\n");
+    let bearer = format!("Bearer {t}");
+    let auth = [("Authorization", bearer.as_str())];
 
     // The router's own 404 and 405 (which keeps its Allow header).
     let (s, h, b) = raw(port, "GET", "/v1/no-such-route", &auth, b"");
     assert_problem("unknown route", s, &h, &b, 404);
-    let (s, h, b) = raw(port, "GET", "/nope", "", b"");
+    let (s, h, b) = raw(port, "GET", "/nope", &[], b"");
     assert_problem("unknown route without a token", s, &h, &b, 404);
     let (s, h, b) = raw(port, "DELETE", "/v1/feed", &auth, b"");
     assert_problem("wrong method", s, &h, &b, 405);
@@ -134,7 +116,7 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
             port,
             "GET",
             "/v1/users/me",
-            &format!("Authorization: {scheme} {t}\r\n"),
+            &[("Authorization", &format!("{scheme} {t}"))],
             b"",
         );
         assert_eq!(s, 200, "{scheme}: {h} {}", String::from_utf8_lossy(&b));
@@ -147,7 +129,7 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
             port,
             "GET",
             "/v1/users/me",
-            &format!("Authorization: {value}\r\n"),
+            &[("Authorization", &value)],
             b"",
         );
         assert_problem(&value, s, &h, &b, 401);
@@ -195,9 +177,11 @@ fn a_retry_after_the_original_post_was_deleted_is_gone() {
             port,
             "POST",
             "/v1/posts",
-            &format!(
-                "Authorization: Bearer {t}\r\nContent-Type: application/json\r\nIdempotency-Key: {key}\r\n"
-            ),
+            &[
+                ("Authorization", &format!("Bearer {t}")),
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
             br#"{"text":"once"}"#,
         )
     };
@@ -342,7 +326,7 @@ fn the_document_lists_every_route_and_method_the_router_serves() {
             .collect::<Vec<_>>()
             .join("/");
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            let (s, _, _) = raw(port, method, &concrete, "", b"");
+            let (s, _, _) = raw(port, method, &concrete, &[], b"");
             let documented = paths
                 .get(route.as_str())
                 .and_then(|p| p.get(method.to_ascii_lowercase()))

@@ -19,14 +19,9 @@ fn sign_up(port: u16, handle: &str) -> (String, String) {
 /// A GET: (status, the `Link` header's next target if any, body).
 fn get(port: u16, path: &str, token: &str) -> (u16, Option<String>, Value) {
     let (s, head, body) = request_with_head(port, "GET", path, Some(token), None, b"");
-    let link = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        if !name.trim().eq_ignore_ascii_case("link") {
-            return None;
-        }
-        let value = value.trim();
+    let link = common::header_of(&head, "link").map(|value| {
         assert!(value.ends_with("; rel=\"next\""), "{value}");
-        Some(value[1..value.find('>').unwrap()].to_string())
+        value[1..value.find('>').unwrap()].to_string()
     });
     (s, link, serde_json::from_slice(&body).unwrap())
 }

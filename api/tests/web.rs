@@ -6,15 +6,8 @@
 
 mod common;
 
-use common::{Node, free_port, request_with_head};
+use common::{Node, free_port, header_of, request_with_head};
 use std::io::{Read, Write};
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
 
 /// The modules a file imports (`from './x.js'`), resolved against its own path.
 fn imports(path: &str, text: &str) -> Vec<String> {
@@ -50,11 +43,18 @@ fn the_binary_serves_the_client_and_every_module_it_imports() {
     let (s, head, page) = request_with_head(node.port, "GET", "/", None, None, b"");
     assert_eq!(s, 200);
     assert_eq!(
-        header(&head, "content-type"),
+        header_of(&head, "content-type").as_deref(),
         Some("text/html; charset=utf-8")
     );
-    assert_eq!(header(&head, "cache-control"), Some("no-cache"));
-    assert!(header(&head, "content-security-policy").is_some());
+    assert_eq!(
+        header_of(&head, "cache-control").as_deref(),
+        Some("no-cache")
+    );
+    assert!(
+        header_of(&head, "content-security-policy")
+            .as_deref()
+            .is_some()
+    );
     let page = String::from_utf8(page).unwrap();
     assert!(page.contains(r#"<script type="module" src="/web/js/app.js">"#));
 
@@ -68,7 +68,7 @@ fn the_binary_serves_the_client_and_every_module_it_imports() {
         let (s, head, body) = request_with_head(node.port, "GET", &path, None, None, b"");
         assert_eq!(s, 200, "{path}");
         assert_eq!(
-            header(&head, "content-type"),
+            header_of(&head, "content-type").as_deref(),
             Some("text/javascript; charset=utf-8"),
             "{path}"
         );
@@ -77,12 +77,12 @@ fn the_binary_serves_the_client_and_every_module_it_imports() {
     assert!(seen.len() >= 10, "the whole client: {seen:?}");
     let (s, head, _) = request_with_head(node.port, "GET", "/web/style.css", None, None, b"");
     assert_eq!(
-        (s, header(&head, "content-type")),
+        (s, header_of(&head, "content-type").as_deref()),
         (200, Some("text/css; charset=utf-8"))
     );
 
     // Revalidation: the same ETag gets 304 and no body.
-    let etag = header(&head, "etag").unwrap().to_string();
+    let etag = header_of(&head, "etag").as_deref().unwrap().to_string();
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
     write!(
         sock,
@@ -101,7 +101,7 @@ fn the_binary_serves_the_client_and_every_module_it_imports() {
     assert_eq!(node.http("GET", "/openapi.json", None, b"").0, 200);
     let (s, head, _) = request_with_head(node.port, "GET", "/web/nope.js", None, None, b"");
     assert_eq!(
-        (s, header(&head, "content-type")),
+        (s, header_of(&head, "content-type").as_deref()),
         (404, Some("application/problem+json"))
     );
 }

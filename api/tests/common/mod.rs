@@ -299,6 +299,39 @@ pub fn sign_up_at(port: u16, handle: &str) -> (String, String) {
     )
 }
 
+/// The flags of a cluster member: region `region`, node `name`, gossip on `gossip` under
+/// `secret`, joining through `seed` (none for the first member), its data in `data` (the
+/// default directory when `None`).
+pub fn member_args(
+    region: &str,
+    name: &str,
+    gossip: &str,
+    secret: &str,
+    seed: Option<&str>,
+    data: Option<&Path>,
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--region",
+        region,
+        "--node-id",
+        name,
+        "--gossip-listen",
+        gossip,
+        "--cluster-secret",
+        secret,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(d) = data {
+        args.extend(["--data-dir".to_string(), d.display().to_string()]);
+    }
+    if let Some(s) = seed {
+        args.extend(["--seeds".to_string(), s.to_string()]);
+    }
+    args
+}
+
 /// One node per region, `us` and `eu`, 40 ms apart, gossiping under `secret`, each with
 /// `extra` flags: (us, eu).
 pub fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
@@ -306,30 +339,21 @@ pub fn two_regions(dir: &Path, secret: &str, extra: &[&str]) -> (Node, Node) {
     let mut nodes = Vec::new();
     for region in ["us", "eu"] {
         let gossip = format!("127.0.0.1:{}", free_port());
-        let mut args: Vec<String> = [
-            "--region",
+        let data = dir.join(region);
+        let mut args = member_args(
             region,
-            "--node-id",
             region,
-            "--gossip-listen",
             &gossip,
-            "--cluster-secret",
             secret,
-            "--wan-rtt",
-            "us-eu=40",
-            "--auth-per-minute",
-            "1000000",
-        ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
-        .collect();
-        args.push("--data-dir".into());
-        args.push(dir.join(region).display().to_string());
-        if let Some(s) = &seed {
-            args.push("--seeds".into());
-            args.push(s.clone());
-        }
+            seed.as_deref(),
+            Some(&data),
+        );
+        args.extend(
+            ["--wan-rtt", "us-eu=40", "--auth-per-minute", "1000000"]
+                .iter()
+                .chain(extra)
+                .map(|s| s.to_string()),
+        );
         seed.get_or_insert(gossip);
         nodes.push(Node::start(dir, free_port(), &args));
     }
