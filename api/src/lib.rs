@@ -21,6 +21,7 @@ pub mod feed;
 mod fuzz_tests;
 pub mod http_metrics;
 pub mod hydrate;
+pub mod keyspace_feed;
 pub mod likes;
 pub mod limits;
 pub mod media;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub durable_regions: usize,
     /// Metrics served at `/metrics`.
     pub metrics: Arc<prometheus_client::registry::Registry>,
+    /// The consumer of the ScyllaDB keyspace-wide feed, once [`keyspace_feed::run`] runs it.
+    pub keyspace_feed: keyspace_feed::Slot,
     /// Rate limit of sign-up and login per client address.
     pub auth_limit: limits::AuthRateLimit,
     /// Conversations and messages.
@@ -173,8 +176,11 @@ impl AppState {
         let sweep = deletion::SweepMetrics::register(&mut registry);
         let write_limits =
             write_limits::WriteLimits::new(write_limits::WriteQuotas::default(), &mut registry);
+        let keyspace_feed = keyspace_feed::Slot::default();
+        keyspace_feed.register(&mut registry);
         let metrics = Arc::new(registry);
         AppState {
+            keyspace_feed,
             messenger,
             fanout,
             chat: p.chat,

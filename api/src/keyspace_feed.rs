@@ -1,0 +1,217 @@
+//! The derived state of a region served by several nodes on one ScyllaDB keyspace.
+//!
+//! With `--store scylla://…` a node does not derive follower counts, like counts and timelines
+//! from its own change feed (which holds only the writes it made or merged) but from its share
+//! of the keyspace-wide feed ([`starling_store::KeyspaceFeed`]): every write of every node, split
+//! into partitions that the live nodes hold by lease. [`run`] rebalances the leases every third
+//! of a lease, polls the held partitions every [`POLL`], hands each batch to the consumers —
+//! follower counts ([`starling_graph::Graph::count_changes`]), like, reply and repost counts
+//! ([`starling_posts::likes::Likes::count_changes`]), then the timelines' fan-out
+//! ([`starling_feed::Feed::apply_changes`]) — and commits the partition's cursor, fenced by its
+//! lease. A batch a consumer failed on is not committed: it is delivered again. Every consumer is
+//! idempotent (shadows, fan-out marks), so a batch delivered twice — after a failure, a
+//! hand-over, or a fenced commit — changes nothing the second time.
+//!
+//! The counts are then shared by the region's nodes (their keys are in the keyspace, which every
+//! node reads), and moved only by increments, so two holders moving one counter do not lose a
+//! move. What each node keeps in process and the holder of a partition cannot reach on another
+//! node — timelines (L1), pulled authors' lists, like-count caches — is bounded in age or not
+//! kept (see `FeedConfig::shared_ttl` and `Likes::shared`).
+//!
+//! `/metrics` shows the consumer's partitions held, hand-overs, fenced leases and each held
+//! partition's lag ([`Slot`]).
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use starling_store::Change;
+use starling_store::consumer::{KeyspaceFeed, LeaseConfig, PartBatch};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often the held partitions are read (one read of the writers' marks, and one of each held
+/// partition's sub-streams whose writer's mark moved).
+pub const POLL: Duration = Duration::from_millis(50);
+/// Entries read per partition and poll.
+pub const BATCH: usize = 1024;
+/// How long a node keeps a timeline or a pulled author's list in process when several nodes
+/// derive them (`FeedConfig::shared_ttl`): the staleness a feed read can see on a node that did
+/// not fan the post out, when the region has no Redis.
+pub const SHARED_TTL: Duration = Duration::from_secs(5);
+
+/// The consumers of a node's own feed that the keyspace-wide feed replaces.
+const REPLACED: [&str; 3] = [
+    starling_graph::counts::CONSUMER,
+    starling_posts::likes::CONSUMER,
+    starling_feed::fanout::CONSUMER,
+];
+
+/// Of a node's own-feed consumers `all`, those that still consume it (all of them unless the
+/// keyspace-wide feed runs: then the chat tail and the gossip push).
+pub fn node_local(all: Vec<&'static str>, keyspace: bool) -> Vec<&'static str> {
+    all.into_iter()
+        .filter(|c| !keyspace || !REPLACED.contains(c))
+        .collect()
+}
+
+/// This node's keyspace-feed consumer, once it runs (ScyllaDB stores only), for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct Slot {
+    feed: Arc<OnceLock<Arc<KeyspaceFeed>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Slot {
+    /// Registers the consumer's metrics (nothing is shown until [`Slot::set`]).
+    pub fn register(&self, r: &mut Registry) {
+        r.register_collector(Box::new(self.clone()));
+    }
+
+    /// Whether this node consumes the keyspace-wide feed.
+    pub fn active(&self) -> bool {
+        self.feed.get().is_some()
+    }
+
+    /// The consumer this node runs.
+    pub fn set(&self, feed: Arc<KeyspaceFeed>) {
+        let _ = self.feed.set(feed);
+    }
+}
+
+impl Collector for Slot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let Some(feed) = self.feed.get() else {
+            return Ok(());
+        };
+        let s = feed.stats();
+        let e = &mut enc;
+        let g = ConstGauge::new(i64::try_from(s.held).unwrap_or(i64::MAX));
+        g.encode(e.encode_descriptor(
+            "starling_keyspace_feed_partitions_held",
+            "Partitions of the keyspace-wide change feed this node holds the lease of",
+            None,
+            g.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(i64::from(feed.partitions()));
+        g.encode(e.encode_descriptor(
+            "starling_keyspace_feed_partitions",
+            "Partitions of the keyspace-wide change feed",
+            None,
+            g.metric_type(),
+        )?)?;
+        for (name, help, v) in [
+            (
+                "starling_keyspace_feed_handovers",
+                "Partitions this node claimed from another holder",
+                s.handovers,
+            ),
+            (
+                "starling_keyspace_feed_fenced",
+                "Leases this node found lost on renewal or commit (its cursor write refused)",
+                s.fenced,
+            ),
+            (
+                "starling_keyspace_feed_batch_failures",
+                "Batches of the keyspace-wide feed a consumer failed on (delivered again)",
+                self.failed.load(Ordering::Relaxed),
+            ),
+        ] {
+            let c = ConstCounter::new(v);
+            c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        // One series per held partition: at most the keyspace's partition count (32 by default,
+        // at most 4 096).
+        let mut lag = e.encode_descriptor(
+            "starling_keyspace_feed_lag",
+            "Writers' sequence numbers between a held partition's cursor and their marks",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (part, l) in &s.lag {
+            let label = [("partition", part.to_string())];
+            let g = ConstGauge::new(i64::try_from(*l).unwrap_or(i64::MAX));
+            g.encode(lag.encode_family(&label)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens this node's consumer of the keyspace `url` names (the store is open already).
+pub async fn open(
+    url: &str,
+    node: starling_store::NodeId,
+    cfg: LeaseConfig,
+) -> anyhow::Result<Arc<KeyspaceFeed>> {
+    use anyhow::Context as _;
+    let opts = starling_store::ScyllaOptions::from_url(url).with_context(|| url.to_string())?;
+    Ok(Arc::new(
+        KeyspaceFeed::open(&opts, node, cfg)
+            .await
+            .context("opening the keyspace-wide change feed")?,
+    ))
+}
+
+/// Hands one batch to the consumers, in order (counts before the fan-out, which reads the
+/// follower count to tell a pulled author).
+async fn apply(state: &crate::AppState, batch: &PartBatch) -> anyhow::Result<()> {
+    let changes: Vec<Change> = batch.changes.iter().cloned().map(Change::from).collect();
+    state.graph.count_changes(&changes).await?;
+    state.posts.likes().count_changes(&changes).await?;
+    state.feed.apply_changes(&changes).await?;
+    Ok(())
+}
+
+/// Consumes this node's share of the keyspace-wide feed until `shutdown` turns true.
+pub async fn run(
+    state: crate::AppState,
+    feed: Arc<KeyspaceFeed>,
+    cfg: LeaseConfig,
+    slot: Slot,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = cfg.lease / 3;
+    let mut rebalanced: Option<tokio::time::Instant> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if rebalanced.is_none_or(|t| t.elapsed() >= every) {
+            match feed.rebalance().await {
+                Ok(()) => rebalanced = Some(tokio::time::Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "keyspace feed: rebalancing failed"),
+            }
+        }
+        match feed.poll(BATCH).await {
+            Ok(batches) => {
+                for b in batches.iter().filter(|b| !b.changes.is_empty()) {
+                    if let Err(e) = apply(&state, b).await {
+                        slot.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, partition = b.part, "keyspace feed: a consumer failed");
+                        continue;
+                    }
+                    match feed.commit(b).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::info!(
+                            partition = b.part,
+                            "keyspace feed: lease lost, the partition's next holder resumes it"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "keyspace feed: commit failed"),
+                    }
+                }
+                // A full batch: read on at once.
+                if batches.iter().any(|b| b.changes.len() >= BATCH) {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "keyspace feed: reading failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
