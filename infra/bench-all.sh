@@ -18,6 +18,7 @@ step api infra/bench-api.sh
 step web infra/bench-web.sh
 step alloc infra/bench-alloc.sh
 step chat infra/bench-chat.sh
+step chat-wan infra/bench-chat-wan.sh
 step load infra/bench-load.sh
 step seed infra/bench-seed.sh
 step scylla infra/bench.sh scylla

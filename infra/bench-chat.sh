@@ -9,8 +9,9 @@
 #      (CONVS conversations, 2 sockets each) at every rate of RATES msg/s, then GROUP_COUNT groups of
 #      GROUP_SIZE members at GROUP_RATE msg/s (every message fanned out to the other members);
 #      open loop (Poisson), WARMUP s unmeasured then SECS s measured, 2 s grace;
-#   3. one round of Starling on its default embedded store (fjall on disk, default fsync) at
-#      the lowest rate (EMBEDDED=0 skips it);
+#   3. in each round, between the two, Starling on its default embedded store (fjall on disk,
+#      default fsync 100 ms; the default of `starling serve`), fresh, 1:1 at EMBEDDED_RATES msg/s
+#      (1000,5000; EMBEDDED=0 skips it): rows "Starling, embedded store" with their own ratio;
 #   4. the bare tokio-tungstenite relay of api/benches/chat.rs at RATES (its own in-process
 #      client: another harness; BASELINE=0 skips it).
 # Per run: the load average before it, delivered %, delivery p50/p99/p99.9, ack p99, and the
@@ -18,6 +19,7 @@
 # The table takes, per server and scenario, the round with the lower load average before it.
 #   RATES=1000,5000,10000 SECS=10 infra/bench-chat.sh        (about 20 minutes on 2 cores)
 #   REPORT_FROM=/tmp/bench-chat.XXXXXX infra/bench-chat.sh   (rewrite bench/chat.md from a run's raw reports)
+#   OUT=/tmp/chat.md infra/bench-chat.sh                      (write the page there instead)
 # Also: WARMUP (2), CONVS (1000), GROUP_COUNT (20), GROUP_SIZE (100), GROUP_RATE (1000), IDLE
 # (5000), ROUNDS (2), EMBEDDED (1), BASELINE (1), S_PORT/C_PORT, STARLING_BIN/LOAD_BIN,
 # SETUP_CONCURRENCY (16: sign-ups and connections at once; lower it on a busy machine, where 16
@@ -30,6 +32,7 @@ cd "$(dirname "$0")/.."
 RATES="${RATES:-1000,5000,10000}"; SECS="${SECS:-10}"; WARMUP="${WARMUP:-2}"
 CONVS="${CONVS:-1000}"; GROUP_COUNT="${GROUP_COUNT:-20}"; GROUP_SIZE="${GROUP_SIZE:-100}"
 GROUP_RATE="${GROUP_RATE:-1000}"; IDLE="${IDLE:-5000}"; EMBEDDED="${EMBEDDED:-1}"
+EMBEDDED_RATES="${EMBEDDED_RATES:-1000,5000}"; OUT="${OUT:-bench/chat.md}"
 BASELINE="${BASELINE:-1}"; ROUNDS="${ROUNDS:-2}"; SETUP_CONCURRENCY="${SETUP_CONCURRENCY:-16}"
 S_PORT="${S_PORT:-18080}"; C_PORT="${C_PORT:-18000}"
 if [ -n "${REPORT_FROM:-}" ]; then
@@ -43,7 +46,7 @@ else
   COMMIT="\`$(git rev-parse --short HEAD)\`"
   [ -n "$(git status --porcelain --untracked-files=no)" ] && COMMIT="$COMMIT with uncommitted changes"
   NICENESS=$(nice)
-  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS ROUNDS=$ROUNDS IDLE=$IDLE EMBEDDED=$EMBEDDED BASELINE=$BASELINE SETUP_CONCURRENCY=$SETUP_CONCURRENCY infra/bench-chat.sh"
+  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS ROUNDS=$ROUNDS IDLE=$IDLE EMBEDDED=$EMBEDDED${EMBEDDED_RATES:+ EMBEDDED_RATES=$EMBEDDED_RATES} BASELINE=$BASELINE SETUP_CONCURRENCY=$SETUP_CONCURRENCY infra/bench-chat.sh"
   [ "$NICENESS" = 0 ] || COMMAND="nice -n $NICENESS $COMMAND"
   STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
   NOTE="${NOTE:-}"
@@ -147,6 +150,15 @@ measure() {
     done
     chat starling "$round" groups "$GROUP_RATE" "$GROUP_SIZE" "$members" "$pid" --sessions "$WORK/s-$round/sessions"
     stop_pid "$pid"
+    if [ "$EMBEDDED" = 1 ]; then
+      pid=$(start_starling "$WORK/se-$round" -)
+      signup "$WORK/se-$round"
+      IFS=, read -r -a erates <<<"$EMBEDDED_RATES"
+      for r in "${erates[@]}"; do
+        chat starling-embedded "$round" 1:1 "$r" 2 "$pairs" "$pid" --sessions "$WORK/se-$round/sessions"
+      done
+      stop_pid "$pid"
+    fi
     pid=$(start_centrifugo)
     for r in "${rates[@]}"; do
       chat centrifugo "$round" 1:1 "$r" 2 "$pairs" "$pid"
@@ -154,14 +166,6 @@ measure() {
     chat centrifugo "$round" groups "$GROUP_RATE" "$GROUP_SIZE" "$members" "$pid"
     stop_centrifugo
   done
-
-  # 3. Starling on the embedded store (on disk, default fsync), one round at the lowest rate.
-  if [ "$EMBEDDED" = 1 ]; then
-    pid=$(start_starling "$WORK/s-embedded" -)
-    signup "$WORK/s-embedded"
-    chat starling-embedded 1 1:1 "${rates[0]}" 2 "$pairs" "$pid" --sessions "$WORK/s-embedded/sessions"
-    stop_pid "$pid"
-  fi
 
   # 4. The bare relay of api/benches/chat.rs (in-process client, 50 pairs).
   : >"$WORK/baseline.md"
@@ -223,7 +227,8 @@ out = ["# Chat: Starling beside Centrifugo", "",
        "Latency from the scheduled send (stamped in the body) to receipt by the other member(s), ms; ack = "
        "to the sender's ack. CPU = the server process's utime+stime over the measured window / deliveries "
        "received in it, µs. Delivered = distinct deliveries / (sent × other members), warm-up included. "
-       "Ratio = Starling / Centrifugo (< 1: Starling lower).", "",
+       "Ratio = Starling / Centrifugo (< 1: Starling lower); ratio, embedded = Starling on its embedded store "
+       "(fjall on disk, the default of `starling serve`) / Centrifugo.", "",
        "| scenario | msg/s | server | load before | delivered % | deliveries/s | p50 | p99 | p99.9 | ack p99 | CPU µs/delivery |",
        "|---|---|---|---|---|---|---|---|---|---|---|"]
 scens = []
@@ -243,6 +248,10 @@ for scen, rate, g in scens:
         out.append(f"| {label} | {rate:,} | **ratio** | | {ratio(a['pct'], b['pct'])} | {ratio(a['per_s'], b['per_s'])} | "
                    f"**{ratio(a['p50'], b['p50'])}** | **{ratio(a['p99'], b['p99'])}** | **{ratio(a['p999'], b['p999'])}** | "
                    f"**{ratio(a['ack99'], b['ack99'])}** | **{ratio(a['cpu'], b['cpu'])}** |")
+    if e and b:
+        out.append(f"| {label} | {rate:,} | **ratio, embedded** | | {ratio(e['pct'], b['pct'])} | {ratio(e['per_s'], b['per_s'])} | "
+                   f"**{ratio(e['p50'], b['p50'])}** | **{ratio(e['p99'], b['p99'])}** | **{ratio(e['p999'], b['p999'])}** | "
+                   f"**{ratio(e['ack99'], b['ack99'])}** | **{ratio(e['cpu'], b['cpu'])}** |")
 idle = {}
 for line in open(os.path.join(work, "idle.tsv")):
     name, path = line.rstrip("\n").split("\t")
@@ -343,6 +352,6 @@ means. Both servers also send each message back to the sender's own socket (Star
 sender's devices; Centrifugo: the publisher is a subscriber); the load client ignores that copy.
 EOF
 } >"$WORK/chat.md"
-mv "$WORK/chat.md" bench/chat.md
-cat bench/chat.md
+mv "$WORK/chat.md" "$OUT"
+cat "$OUT"
 echo "raw reports: $WORK" >&2

@@ -23,7 +23,7 @@ SUITE = [
     ("alloc.md", "the binary with mimalloc 2.x beside mimalloc 3.x and glibc malloc: REST req/s, p99, RSS", "infra/bench-alloc.sh"),
     ("chat.md", "chat beside Centrifugo v6.9.1: delivery and ack latency, CPU per delivery, idle memory per socket", "infra/bench-chat.sh"),
     ("chat-members.md", "a membership change's delivery to a connected 1 000-member group, beside a text message", "cargo bench -p starling-api --bench chat -- members"),
-    ("chat-regions.md", "chat delivery across two regions 100 and 250 ms apart, against the one-way latency", "starling cluster + starling-load (commands inside)"),
+    ("chat-regions.md", "chat delivery across two regions (one way 0 / 50 / 100 / 125 ms), 1:1 and groups of 100, against the one-way latency", "infra/bench-chat-wan.sh"),
     ("load.md", "the load generator's scenarios, open and closed loop", "infra/bench-load.sh"),
     ("seed.md", "seeding 1 M users / 100 M follows, start, read-heavy mix at 1 M vs 10 k users", "infra/bench-seed.sh"),
     ("seed-profile.md", "where a feed read's time goes at 1 M users, before and after the read-time merge (perf)", "perf record on starling serve under infra/bench-seed.sh's load (commands inside)"),
