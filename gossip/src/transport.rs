@@ -2,6 +2,10 @@
 //! rest of the node.
 //!
 //! Tasks, all owned by [`GossipService`] and stopped when it is shut down or dropped:
+//! - the **membership loop** (with [`TransportConfig::separate_membership`], the default) fires
+//!   SWIM's timers every 100 ms and answers SWIM packets through a [`SwimDriver`]: it never
+//!   awaits the store, so probes and suspicion keep their times while the core loop waits on a
+//!   slow read or write (without it, the core loop does this too, between its store calls);
 //! - the **core loop** owns the [`GossipNode`]: it takes inbound envelopes, ticks every 100 ms,
 //!   pushes new local writes (the store's change-feed watch) at most every [`PUSH_LINGER`] —
 //!   a burst of writes is one push, one read of the feed and its records — runs CAS commands, and
@@ -14,10 +18,11 @@
 
 use crate::node::{
     CallStart, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, IncomingCall, Outbound,
+    SwimDriver,
 };
 use crate::peer::Peer;
 use crate::wan::{Route, Wan};
-use crate::wire::{Envelope, FrameCodec, MAX_FRAME};
+use crate::wire::{Envelope, FrameCodec, MAX_FRAME, Message};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
@@ -47,6 +52,9 @@ const STALL: Duration = Duration::from_millis(100);
 /// store calls (seconds to minutes, RELIABILITY.md "Soak"), not a busy machine's scheduling.
 const LONG_STALL: Duration = Duration::from_secs(1);
 const INBOUND_QUEUE: usize = 4096;
+/// SWIM packets waiting for the membership loop; past it one is dropped (counted in
+/// `queue_dropped`; SWIM takes a lost packet for a missed probe and asks again).
+const SWIM_QUEUE: usize = 1024;
 const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
 /// Calls from other nodes running here at once, at most; past it a call is refused at once
@@ -82,6 +90,10 @@ pub struct TransportConfig {
     /// than on tokio's blocking pool, where they wait behind every API request's store calls
     /// (false: the path before, kept to compare; both are measured).
     pub dedicated_store_lane: bool,
+    /// Whether SWIM's timers and packets run on a membership loop of their own, which never
+    /// awaits the store (false: on the core loop between its store calls, the path before;
+    /// kept to compare the two under the same load).
+    pub separate_membership: bool,
 }
 
 /// Transport counters.
@@ -105,16 +117,28 @@ pub struct TransportMetrics {
     /// Peers (host and version) refused for speaking a protocol version this node does not
     /// accept.
     pub incompatible_peers: AtomicU64,
-    /// The longest the core loop has taken between two of its 100 ms ticks, in ms: a loop busy
-    /// with one message (or awaiting the store) delays the next tick by as much.
+    /// The longest time between two 100 ms ticks of the loop that fires SWIM's timers (the
+    /// membership loop's, or the core loop's without one), in ms: a loop busy with one message
+    /// (or awaiting the store) delays the next tick by as much.
     pub tick_gap_max_ms: AtomicU64,
-    /// Ticks that came more than [`STALL`] late: the core loop was stalled that long.
+    /// Those ticks that came more than [`STALL`] late: the loop was stalled that long.
     pub stalls: AtomicU64,
-    /// Ticks that came more than [`LONG_STALL`] late.
+    /// Those ticks that came more than [`LONG_STALL`] late.
     pub long_stalls: AtomicU64,
-    /// When the core loop last ticked (ms since the Unix epoch): a loop stuck in one step
+    /// When that loop last ticked (ms since the Unix epoch): a loop stuck in one step
     /// shows here at once, where the tick gaps show it only once it ticks again.
     pub last_tick_unix_ms: AtomicU64,
+    /// The same four for the core loop's own ticks (push, anti-entropy, expiries), whose steps
+    /// await the store: equal to the above without a membership loop.
+    pub core_tick_gap_max_ms: AtomicU64,
+    /// Core loop ticks more than [`STALL`] late.
+    pub core_stalls: AtomicU64,
+    /// Core loop ticks more than [`LONG_STALL`] late.
+    pub core_long_stalls: AtomicU64,
+    /// When the core loop last ticked (ms since the Unix epoch).
+    pub core_last_tick_unix_ms: AtomicU64,
+    /// 1 when SWIM runs on a membership loop of its own ([`TransportConfig::separate_membership`]).
+    pub separate_membership: AtomicU64,
     /// Where the core loop's time goes, by [`Step`]: total and longest time of one step (µs),
     /// store calls included (the store lane's own counters split those into queue and run).
     pub step_us: [AtomicU64; Step::COUNT],
@@ -492,6 +516,17 @@ impl GossipService {
         let wan = Arc::new(RwLock::new(cfg.wan.clone()));
         let (shutdown, _) = watch::channel(false);
         let (inbound_tx, inbound_rx) = mpsc::channel::<Envelope>(INBOUND_QUEUE);
+        let (swim_tx, swim_rx) = if cfg.separate_membership {
+            let (tx, rx) = mpsc::channel::<Envelope>(SWIM_QUEUE);
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        metrics
+            .separate_membership
+            .store(u64::from(cfg.separate_membership), Ordering::Relaxed);
+        // The one clock of the core and the membership loop: SWIM's timers are kept on it.
+        let clock_start = Instant::now();
         let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(COMMAND_QUEUE);
         let (members_tx, members_rx) = watch::channel(Vec::new());
         let (membership_tx, membership_rx) = watch::channel(Vec::new());
@@ -518,7 +553,10 @@ impl GossipService {
         tasks.spawn(accept_loop(
             listener,
             codec.clone(),
-            inbound_tx,
+            Inbound {
+                core: inbound_tx,
+                swim: swim_tx,
+            },
             metrics.clone(),
             shutdown.subscribe(),
         ));
@@ -554,13 +592,25 @@ impl GossipService {
         };
         let seeds = cfg.seeds.clone();
         let handlers = Handlers::default();
+        let outbox = Arc::new(outbox);
+        if let Some(swim_rx) = swim_rx {
+            tasks.spawn(membership_loop(
+                core.swim_driver(),
+                swim_rx,
+                outbox.clone(),
+                clock_start,
+                shutdown.subscribe(),
+            ));
+        }
         tasks.spawn(core_loop(CoreLoop {
             core,
             ready: ready_tx,
             collectable: collectable_tx,
             handlers: handlers.clone(),
             store,
-            outbox: Arc::new(outbox),
+            outbox,
+            start: clock_start,
+            separate_membership: cfg.separate_membership,
             inbound: inbound_rx,
             commands: cmd_rx,
             members: members_tx,
@@ -615,10 +665,18 @@ impl Drop for GossipService {
     }
 }
 
+/// Where a reader hands the frames it opened: SWIM packets to the membership loop when there
+/// is one, everything else to the core loop.
+#[derive(Clone)]
+struct Inbound {
+    core: mpsc::Sender<Envelope>,
+    swim: Option<mpsc::Sender<Envelope>>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     codec: FrameCodec,
-    inbound: mpsc::Sender<Envelope>,
+    inbound: Inbound,
     metrics: Arc<TransportMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -647,7 +705,7 @@ async fn read_frames(
     mut stream: TcpStream,
     peer: SocketAddr,
     codec: FrameCodec,
-    inbound: mpsc::Sender<Envelope>,
+    inbound: Inbound,
     metrics: Arc<TransportMetrics>,
 ) {
     let mut buf = Vec::new();
@@ -671,8 +729,21 @@ async fn read_frames(
                 if buf.first().is_some_and(|&v| v < crate::wire::ENCRYPTED) {
                     metrics.frames_in_clear.fetch_add(1, Ordering::Relaxed);
                 }
-                if inbound.send(env).await.is_err() {
-                    return;
+                let is_swim = matches!(env.msg, Message::Swim(_));
+                match &inbound.swim {
+                    // Never behind the core loop's queue: probes keep their times.
+                    Some(swim) if is_swim => match swim.try_send(env) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            metrics.queue_dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    },
+                    _ => {
+                        if inbound.core.send(env).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             Err(crate::wire::WireError::Version(v)) => {
@@ -814,6 +885,11 @@ struct CoreLoop {
     handlers: Handlers,
     store: Arc<dyn Store>,
     outbox: Arc<Outbox>,
+    /// The clock shared with the membership loop.
+    start: Instant,
+    /// SWIM runs on the membership loop: the core loop's ticks are not the ones that keep
+    /// probes on time, and are counted apart.
+    separate_membership: bool,
     inbound: mpsc::Receiver<Envelope>,
     commands: mpsc::Receiver<Command>,
     members: watch::Sender<Vec<Peer>>,
@@ -824,8 +900,59 @@ struct CoreLoop {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Fires SWIM's timers every tick and answers SWIM packets, never waiting on the store; what
+/// it sees of the membership the core takes on its next step.
+async fn membership_loop(
+    driver: SwimDriver,
+    mut swim_in: mpsc::Receiver<Envelope>,
+    outbox: Arc<Outbox>,
+    start: Instant,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut writers = JoinSet::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
+    loop {
+        let out = tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                let m = &outbox.metrics;
+                note_tick(
+                    last_tick.elapsed(),
+                    [&m.tick_gap_max_ms, &m.stalls, &m.long_stalls, &m.last_tick_unix_ms],
+                );
+                last_tick = Instant::now();
+                driver.tick(start.elapsed())
+            }
+            Some(env) = swim_in.recv() => match env.msg {
+                Message::Swim(data) => driver.handle(start.elapsed(), &env.from, &data),
+                _ => Vec::new(),
+            },
+            Some(_) = writers.join_next(), if !writers.is_empty() => Vec::new(),
+        };
+        outbox.send(out, &mut writers);
+    }
+    // Let the core loop's leave go out through the writers started here.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writers.abort_all();
+}
+
+/// Counts one tick that came `gap` after the one before in `[gap max, stalls, long stalls,
+/// last tick]`.
+fn note_tick(gap: Duration, [gap_max, stalls, long_stalls, last]: [&AtomicU64; 4]) {
+    last.store(unix_ms(), Ordering::Relaxed);
+    gap_max.fetch_max(gap.as_millis() as u64, Ordering::Relaxed);
+    if gap > TICK + STALL {
+        stalls.fetch_add(1, Ordering::Relaxed);
+    }
+    if gap > TICK + LONG_STALL {
+        long_stalls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 async fn core_loop(mut l: CoreLoop) {
-    let start = Instant::now();
+    let start = l.start;
     let mut writers = JoinSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -969,19 +1096,26 @@ async fn core_loop(mut l: CoreLoop) {
         if ticked {
             let gap = last_tick.elapsed();
             last_tick = Instant::now();
-            l.outbox
-                .metrics
-                .last_tick_unix_ms
-                .store(unix_ms(), Ordering::Relaxed);
-            l.outbox
-                .metrics
-                .tick_gap_max_ms
-                .fetch_max(gap.as_millis() as u64, Ordering::Relaxed);
-            if gap > TICK + STALL {
-                l.outbox.metrics.stalls.fetch_add(1, Ordering::Relaxed);
-            }
-            if gap > TICK + LONG_STALL {
-                l.outbox.metrics.long_stalls.fetch_add(1, Ordering::Relaxed);
+            let m = &l.outbox.metrics;
+            note_tick(
+                gap,
+                [
+                    &m.core_tick_gap_max_ms,
+                    &m.core_stalls,
+                    &m.core_long_stalls,
+                    &m.core_last_tick_unix_ms,
+                ],
+            );
+            if !l.separate_membership {
+                note_tick(
+                    gap,
+                    [
+                        &m.tick_gap_max_ms,
+                        &m.stalls,
+                        &m.long_stalls,
+                        &m.last_tick_unix_ms,
+                    ],
+                );
             }
             // Views for the rest of the node, refreshed every tick rather than after every
             // message: building them walks the whole membership.
@@ -1048,6 +1182,18 @@ impl starling_store::CasRouter for GossipHandle {
 
     fn local_region(&self) -> Option<&str> {
         Some(&self.me.region)
+    }
+
+    /// By the latest membership view alone (a node in its start-up grace or repair window
+    /// still owns the key: it runs the key's CASes on its core loop then, not on the caller's
+    /// task).
+    fn owns_key(&self, region: &str, key: &Key) -> bool {
+        if region != self.me.region {
+            return false;
+        }
+        let members = self.members.borrow();
+        crate::node::rendezvous_owner(members.iter().chain(std::iter::once(&self.me)), region, key)
+            .is_some_and(|o| o.node == self.me.node)
     }
 
     async fn call_at(

@@ -1,12 +1,19 @@
-//! The TCP transport joins through a seed given by DNS name, resolved on every attempt, with a
-//! node that listens on every interface (`0.0.0.0`) and advertises the address peers reach it at.
+//! The TCP transport: a node joins through a seed given by DNS name, resolved on every attempt,
+//! listening on every interface (`0.0.0.0`) and advertising the address peers reach it at; and
+//! a node whose store calls take seconds keeps answering probes (its membership loop never
+//! waits on the store), so its peers never suspect it.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
-use starling_store::{HlcClock, Limits, NodeId, open_memory};
+use bytes::Bytes;
+use starling_gossip::{GossipConfig, GossipService, MemberState, Peer, TransportConfig, Wan};
+use starling_store::{
+    ApplyReport, CasOutcome, Change, Delta, DigestTree, Hlc, HlcClock, Key, Limits, Mutation,
+    NodeId, Record, ScanPage, ScanRequest, Store, VersionVector, Versioned, open_memory,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -21,6 +28,18 @@ async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]
     let clock = Arc::new(HlcClock::new());
     let node = NodeId::from_names("us", name);
     let store = open_memory(node, clock.clone(), Limits::default());
+    start_on(name, listen, advertise, seeds, clock, store).await
+}
+
+async fn start_on(
+    name: &str,
+    listen: SocketAddr,
+    advertise: String,
+    seeds: &[&str],
+    clock: Arc<HlcClock>,
+    store: Arc<dyn Store>,
+) -> GossipService {
+    let node = NodeId::from_names("us", name);
     GossipService::start(
         TransportConfig {
             me: Peer {
@@ -37,6 +56,7 @@ async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]
             gossip: GossipConfig::wan(2),
             clock,
             dedicated_store_lane: true,
+            separate_membership: true,
         },
         store,
     )
@@ -94,6 +114,186 @@ async fn a_node_joins_through_a_seed_name_that_starts_later() {
     );
     let seen_by_a = members(&a, 1).await;
     assert_eq!(seen_by_a[0].addr, format!("127.0.0.1:{pb}"));
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// The in-memory engine with every asynchronous call held `delay_ms` first: a disk that has
+/// stopped answering for a while (a slow fsync, a compaction stall), not a server's mock.
+#[derive(Debug)]
+struct SlowStore {
+    inner: Arc<dyn Store>,
+    delay_ms: AtomicU64,
+}
+
+impl SlowStore {
+    async fn wait(&self) {
+        let ms = self.delay_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SlowStore {
+    fn node(&self) -> NodeId {
+        self.inner.node()
+    }
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+    async fn get(&self, key: &Key) -> starling_store::Result<Option<Versioned<Bytes>>> {
+        self.wait().await;
+        self.inner.get(key).await
+    }
+    async fn get_record(&self, key: &Key) -> starling_store::Result<Option<Record>> {
+        self.wait().await;
+        self.inner.get_record(key).await
+    }
+    async fn get_records(&self, keys: &[Key]) -> starling_store::Result<Vec<Option<Record>>> {
+        self.wait().await;
+        self.inner.get_records(keys).await
+    }
+    async fn mutate(
+        &self,
+        key: &Key,
+        mutation: Mutation,
+        ctx: Option<&VersionVector>,
+    ) -> starling_store::Result<Record> {
+        self.wait().await;
+        self.inner.mutate(key, mutation, ctx).await
+    }
+    async fn cas(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+    ) -> starling_store::Result<CasOutcome> {
+        self.wait().await;
+        self.inner.cas(key, expected, new).await
+    }
+    async fn scan(&self, req: &ScanRequest) -> starling_store::Result<ScanPage> {
+        self.wait().await;
+        self.inner.scan(req).await
+    }
+    async fn apply(&self, deltas: &[Delta]) -> starling_store::Result<ApplyReport> {
+        self.wait().await;
+        self.inner.apply(deltas).await
+    }
+    async fn changes(&self, after: u64, limit: usize) -> starling_store::Result<Vec<Change>> {
+        self.wait().await;
+        self.inner.changes(after, limit).await
+    }
+    fn last_seq(&self) -> u64 {
+        self.inner.last_seq()
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.subscribe()
+    }
+    async fn trim_changes(&self, upto: u64) -> starling_store::Result<()> {
+        self.wait().await;
+        self.inner.trim_changes(upto).await
+    }
+    fn digests(&self) -> DigestTree {
+        self.inner.digests()
+    }
+    async fn bucket(
+        &self,
+        bucket: u32,
+        after: Option<&Key>,
+        limit: usize,
+    ) -> starling_store::Result<(Vec<Delta>, Option<Key>)> {
+        self.wait().await;
+        self.inner.bucket(bucket, after, limit).await
+    }
+    async fn purge_tombstones(&self, horizon: Hlc) -> starling_store::Result<u64> {
+        self.wait().await;
+        self.inner.purge_tombstones(horizon).await
+    }
+    async fn purge(&self, keys: &[Key], horizon: Hlc) -> starling_store::Result<(u64, Vec<Key>)> {
+        self.wait().await;
+        self.inner.purge(keys, horizon).await
+    }
+    async fn flush(&self) -> starling_store::Result<()> {
+        self.wait().await;
+        self.inner.flush().await
+    }
+}
+
+/// SWIM probes a member every 2 s and suspects it when no answer comes within 1 s
+/// ([`GossipConfig::wan`]). A node whose core loop waits 3 s on every store call would miss
+/// them if it answered probes from that loop; its membership loop answers them instead, so for
+/// the whole slow period its peer sees it alive, and it sees its peer alive.
+#[tokio::test]
+async fn a_node_whose_store_calls_take_seconds_is_never_suspected() {
+    let (pa, pb) = (free_port(), free_port());
+    let seed = format!("127.0.0.1:{pa}");
+    let clock = Arc::new(HlcClock::new());
+    let slow = Arc::new(SlowStore {
+        inner: open_memory(
+            NodeId::from_names("us", "a"),
+            clock.clone(),
+            Limits::default(),
+        ),
+        delay_ms: AtomicU64::new(0),
+    });
+    let a = start_on(
+        "a",
+        seed.parse().unwrap(),
+        seed.clone(),
+        &[],
+        clock,
+        slow.clone(),
+    )
+    .await;
+    let b = start(
+        "b",
+        format!("127.0.0.1:{pb}").parse().unwrap(),
+        format!("127.0.0.1:{pb}"),
+        &[&seed],
+    )
+    .await;
+    members(&a, 1).await;
+    members(&b, 1).await;
+    // Every store call of a's core loop (the feed read of each push, each tick's) now takes 3 s.
+    slow.delay_ms.store(3000, Ordering::Relaxed);
+    let (mut seen_b, mut seen_a) = (0, 0);
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (svc, other, seen) in [(&b, pa, &mut seen_a), (&a, pb, &mut seen_b)] {
+            let view = svc.handle().membership();
+            let state = view
+                .iter()
+                .find(|(p, _)| p.addr == format!("127.0.0.1:{other}"))
+                .map(|(_, s)| *s);
+            assert_eq!(
+                state,
+                Some(MemberState::Alive),
+                "{} sees 127.0.0.1:{other} as {state:?} while a's store is slow",
+                svc.handle().me().addr
+            );
+            *seen += 1;
+        }
+    }
+    // a's core loop did wait on its store meanwhile (not a vacuous run).
+    let core_late = a
+        .handle()
+        .transport_metrics()
+        .core_stalls
+        .load(Ordering::Relaxed);
+    assert!(
+        core_late > 0,
+        "a's core loop never waited on its slow store"
+    );
+    eprintln!(
+        "20 s of 3 s store calls: {seen_a}/{seen_b} views alive; a's core loop ticks late {core_late}, membership loop ticks late {}",
+        a.handle()
+            .transport_metrics()
+            .stalls
+            .load(Ordering::Relaxed)
+    );
+    slow.delay_ms.store(0, Ordering::Relaxed);
     b.shutdown().await;
     a.shutdown().await;
 }

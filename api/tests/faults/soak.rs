@@ -78,8 +78,9 @@ const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
 /// Index and filter blocks outside the cache (none pinned since 2026-12-01), reported apart.
 const PINNED: &str = "starling_store_pinned_bytes";
 const TABLES: &str = "starling_store_tables";
-/// The change feed's entries (bounded by trimming), and the gossip loop's longest gap between
-/// two ticks since the node started and its ticks more than 100 ms late.
+/// The change feed's entries (bounded by trimming), and the longest gap between two ticks of the
+/// loop that fires SWIM's timers (the membership loop, which never awaits the store) since the
+/// node started and its ticks more than 100 ms late.
 const FEED_LENGTH: &str = "starling_change_feed_length";
 const TICK_GAP: &str = "starling_gossip_tick_gap_max_ms";
 const STALLS: &str = "starling_gossip_stalls_total";
@@ -88,6 +89,12 @@ const LONG_STALLS: &str = "starling_gossip_long_stalls_total";
 /// Time since the loop last ticked: a loop stuck in one step right now (its tick gap shows
 /// only once it ticks again).
 const TICK_AGE: &str = "starling_gossip_tick_age_ms";
+/// The same for the core loop (push, anti-entropy, expiries), whose steps await the store: it
+/// must not fall behind by a second, and its late ticks are reported.
+const CORE_TICK_GAP: &str = "starling_gossip_core_tick_gap_max_ms";
+const CORE_STALLS: &str = "starling_gossip_core_stalls_total";
+const CORE_LONG_STALLS: &str = "starling_gossip_core_long_stalls_total";
+const CORE_TICK_AGE: &str = "starling_gossip_core_tick_age_ms";
 /// Entries trimmed from the change feed, and the reaper's passes.
 const TRIMMED: &str = "starling_change_feed_trimmed_total";
 const REAPER_PASSES: &str = "starling_gossip_reaper_passes_total";
@@ -156,6 +163,8 @@ struct Sample {
     stalls: f64,
     long_stalls: f64,
     tick_age_ms: f64,
+    /// [`CORE_TICK_GAP`], [`CORE_STALLS`], [`CORE_LONG_STALLS`], [`CORE_TICK_AGE`].
+    core: [f64; 4],
     trimmed: f64,
     reaper_passes: f64,
     /// [`LOOP_MAX`] and [`LOOP_TOTALS`].
@@ -292,6 +301,8 @@ pub(crate) fn run() {
                 stalls: metric(m.port, STALLS).unwrap_or(0.0),
                 long_stalls: metric(m.port, LONG_STALLS).unwrap_or(0.0),
                 tick_age_ms: metric(m.port, TICK_AGE).unwrap_or(0.0),
+                core: [CORE_TICK_GAP, CORE_STALLS, CORE_LONG_STALLS, CORE_TICK_AGE]
+                    .map(|n| metric(m.port, n).unwrap_or(0.0)),
                 trimmed: metric(m.port, TRIMMED).unwrap_or(0.0),
                 reaper_passes: metric(m.port, REAPER_PASSES).unwrap_or(0.0),
                 loop_max: LOOP_MAX.map(|n| metric(m.port, n).unwrap_or(0.0)),
@@ -448,6 +459,15 @@ pub(crate) fn run() {
             .filter(|s| s.at >= measured_from && s.tick_age_ms > 1100.0)
             .count() as f64;
         let long_stalls = mine.last().map_or(0.0, |s| s.long_stalls) - long_before + stuck;
+        // The core loop: late ticks reported, a second behind (or stuck) fails.
+        let core_stuck = mine
+            .iter()
+            .filter(|s| s.at >= measured_from && s.core[3] > 1100.0)
+            .count() as f64;
+        let core_late = mine.last().map_or(0.0, |s| s.core[1]) - before.map_or(0.0, |s| s.core[1]);
+        let core_long =
+            mine.last().map_or(0.0, |s| s.core[2]) - before.map_or(0.0, |s| s.core[2]) + core_stuck;
+        let core_gap = mine.last().map_or(0.0, |s| s.core[0]);
         let late = stalls_end - stalls_before;
         let measured_secs = mine.last().map_or(0.0, |s| s.at) - before.map_or(0.0, |s| s.at);
         let late_share = late / (10.0 * measured_secs).max(1.0);
@@ -460,7 +480,7 @@ pub(crate) fn run() {
         let lt = mine.last().map_or([0.0; 3], |s| s.loop_totals);
         let _ = writeln!(
             summary,
-            "{}: store files {:.1} → {:.1} MiB (means of the first and last thirds; {:+.2} %); change feed longest {feed_first:.0} → {feed_last:.0} entries ({trimmed:.0} trimmed, {passes:.0} reaper passes); gossip ticks more than 100 ms late {late} in the measured part ({:.2} % of its ticks; {stalls_end:.0} in the run), more than 1 s late {long_stalls}, longest tick gap {gap_end:.0} ms; the loop's store calls: {:.0}, waited {:.1} ms and ran {:.1} ms on average (longest {:.1} / {:.1} ms), longest tick step {:.1} ms, message step {:.1} ms",
+            "{}: store files {:.1} → {:.1} MiB (means of the first and last thirds; {:+.2} %); change feed longest {feed_first:.0} → {feed_last:.0} entries ({trimmed:.0} trimmed, {passes:.0} reaper passes); gossip ticks more than 100 ms late {late} in the measured part ({:.2} % of its ticks; {stalls_end:.0} in the run), more than 1 s late {long_stalls}, longest tick gap {gap_end:.0} ms; core loop ticks more than 100 ms late {core_late}, more than 1 s late {core_long}, longest gap {core_gap:.0} ms; the core loop's store calls: {:.0}, waited {:.1} ms and ran {:.1} ms on average (longest {:.1} / {:.1} ms), longest tick step {:.1} ms, message step {:.1} ms",
             m.name,
             disk_first / 1024.0,
             disk_last / 1024.0,
@@ -487,6 +507,12 @@ pub(crate) fn run() {
         if long_stalls > 0.0 {
             failures.push(format!(
                 "{}: the gossip loop fell behind ({long_stalls} ticks more than 1 s late)",
+                m.name
+            ));
+        }
+        if core_long > 0.0 {
+            failures.push(format!(
+                "{}: the gossip core loop fell behind its store work ({core_long} ticks more than 1 s late)",
                 m.name
             ));
         }
@@ -553,12 +579,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us,core_tick_gap_max_ms,core_stalls,core_long_stalls,core_tick_age_ms\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -587,7 +613,11 @@ pub(crate) fn run() {
                 s.loop_max[3],
                 s.loop_totals[0],
                 s.loop_totals[1],
-                s.loop_totals[2]
+                s.loop_totals[2],
+                s.core[0],
+                s.core[1],
+                s.core[2],
+                s.core[3]
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();

@@ -244,12 +244,8 @@ impl GossipNode {
     /// highest rendezvous score.
     pub fn owner(&self, region: &str, key: &Key) -> Option<Peer> {
         let me = std::iter::once(&self.me);
-        rendezvous_owner(
-            self.swim.iter_members().map(|m| m.id()).chain(me),
-            region,
-            key,
-        )
-        .cloned()
+        let s = self.swim.lock();
+        rendezvous_owner(s.swim.iter_members().map(|m| m.id()).chain(me), region, key).cloned()
     }
 
     /// A new request id (unique at this node across CASes and calls) and what waits for its

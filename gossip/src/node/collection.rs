@@ -14,6 +14,8 @@ impl GossipNode {
     pub(super) fn watch_settled(&mut self) {
         let all_alive = self
             .swim
+            .lock()
+            .swim
             .iter_membership_state()
             .all(|m| m.state() == foca::State::Alive);
         if all_alive {

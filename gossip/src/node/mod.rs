@@ -57,6 +57,8 @@ mod push;
 
 pub use cas::rendezvous_owner;
 use cas::{expire, reply_to_outcome};
+pub use membership::SwimDriver;
+use membership::Swimmer;
 
 /// Depth of the digest tree exchanged first: 2^6 = 64 ranges of 64 buckets.
 pub const AE_DEPTH: u32 = 6;
@@ -374,10 +376,8 @@ pub struct GossipNode {
     store: Arc<dyn Store>,
     /// The store's clock: tombstone ages are measured on it.
     clock: Arc<HlcClock>,
-    swim: Swim,
-    rt: AccumulatingRuntime<Peer>,
-    timers: BTreeMap<(Duration, u64), Timer<Peer>>,
-    timer_seq: u64,
+    /// foca and its timers, shared with a [`SwimDriver`] when one runs them on a task of its own.
+    swim: Arc<parking_lot::Mutex<Swimmer>>,
     rng: SmallRng,
     cursor: u64,
     /// The push cursor as last saved ([`PUSH_CONSUMER`]), and when.
@@ -445,7 +445,7 @@ impl std::fmt::Debug for GossipNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GossipNode")
             .field("me", &self.me)
-            .field("members", &self.swim.num_members())
+            .field("members", &self.swim.lock().swim.num_members())
             .field("cursor", &self.cursor)
             .finish_non_exhaustive()
     }
@@ -477,10 +477,7 @@ impl GossipNode {
             cfg,
             store,
             clock,
-            swim,
-            rt: AccumulatingRuntime::new(),
-            timers: BTreeMap::new(),
-            timer_seq: 0,
+            swim: Arc::new(parking_lot::Mutex::new(Swimmer::new(swim))),
             rng,
             cursor,
             cursor_saved: (0, Duration::ZERO),
@@ -550,16 +547,7 @@ impl GossipNode {
             self.restore_cursor().await;
         }
         self.save_members().await;
-        while let Some((&(at, seq), _)) = self.timers.first_key_value() {
-            if at > now {
-                break;
-            }
-            if let Some(timer) = self.timers.remove(&(at, seq))
-                && let Err(e) = self.swim.handle_timer(timer, &mut self.rt)
-            {
-                tracing::debug!(error = %e, "swim timer");
-            }
-        }
+        self.fire_swim_timers();
         self.drain_swim();
         self.push_changes(Arrival::LOCAL).await;
         if now >= self.next_ae {
@@ -601,12 +589,7 @@ impl GossipNode {
     pub async fn handle(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
         self.set_now(now);
         match msg {
-            Message::Swim(data) => {
-                if let Err(e) = self.swim.handle_data(&data, &mut self.rt) {
-                    tracing::debug!(from = %from.addr, error = %e, "swim packet refused");
-                }
-                self.drain_swim();
-            }
+            Message::Swim(data) => self.handle_swim(&from, &data),
             Message::Push { deltas, hops } => {
                 self.metrics.deltas_received += deltas.len() as u64;
                 let changed = self.apply(&deltas).await;
