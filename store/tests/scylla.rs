@@ -512,3 +512,89 @@ async fn a_consumer_paused_past_its_lease_is_fenced_and_its_partitions_handed_ov
     assert!(found, "the write after the hand-over was delivered");
     ks.drop_all().await;
 }
+
+/// The holder of a partition deletes its writers' `kfeed` chunks that lie wholly below its
+/// cursor — those and no others, each once — after it delivered and committed their entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes.clone(), "ktrim");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(1);
+    let _w = open_scylla(suite_nodes()[0], Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&nodes)
+        .build()
+        .await
+        .unwrap();
+    let k = &opts.keyspace;
+    // A writer whose sub-stream spans three chunks (rows as its engine writes them), its mark in
+    // the third: chunks 0 and 1 are wholly below it once consumed, chunk 2 is not.
+    let c = 1i64 << 16;
+    for (chunk, seq) in [
+        (0i64, 1i64),
+        (0, c - 1),
+        (1, c),
+        (1, c + 7),
+        (2, 2 * c),
+        (2, 2 * c + 1),
+    ] {
+        s.query_unpaged(
+            format!("INSERT INTO {k}.kfeed (part, writer, chunk, seq, k, origin) VALUES (0, 999, ?, ?, ?, 0)"),
+            (chunk, seq, format!("trim/{seq}").into_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    s.query_unpaged(
+        format!("INSERT INTO {k}.kfeed_writers (writer, mark, beat) VALUES (999, ?, ?)"),
+        (2 * c, now),
+    )
+    .await
+    .unwrap();
+    let x = KeyspaceFeed::open(&opts, NodeId(101), quick_leases())
+        .await
+        .unwrap();
+    x.rebalance().await.unwrap();
+    assert_eq!(x.trim(100).await.unwrap(), 0, "nothing consumed yet");
+    let mut got = Vec::new();
+    for b in x.poll(100).await.unwrap() {
+        got.extend(
+            b.changes
+                .iter()
+                .filter(|e| e.writer == NodeId(999))
+                .map(|e| e.seq as i64),
+        );
+        assert!(x.commit(&b).await.unwrap());
+    }
+    assert_eq!(
+        got,
+        vec![1, c - 1, c, c + 7, 2 * c],
+        "up to the writer's mark"
+    );
+    assert_eq!(x.trim(100).await.unwrap(), 2, "chunks 0 and 1");
+    assert_eq!(x.trim(100).await.unwrap(), 0, "each once");
+    assert_eq!(x.stats().trimmed, 2);
+    for (chunk, want) in [(0i64, 0i64), (1, 0), (2, 2)] {
+        let rows = s
+            .query_unpaged(
+                format!(
+                    "SELECT count(*) FROM {k}.kfeed WHERE part = 0 AND writer = 999 AND chunk = ?"
+                ),
+                (chunk,),
+            )
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap();
+        let (n,): (i64,) = rows.first_row().unwrap();
+        assert_eq!(n, want, "rows left in chunk {chunk}");
+    }
+    ks.drop_all().await;
+}

@@ -112,6 +112,8 @@ pub struct FeedStats {
     pub fenced: u64,
     /// Per held partition: entries between its cursor and its writers' marks at the last read.
     pub lag: BTreeMap<u32, u64>,
+    /// `kfeed` chunks deleted below the cursors ([`KeyspaceFeed::trim`]), since start.
+    pub trimmed: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +123,9 @@ struct Held {
     /// Per expired writer: the last entry delivered past its mark.
     tentative: BTreeMap<i64, i64>,
     lag: u64,
+    /// Per writer: its chunks below this one are trimmed, or were below the cursor when this
+    /// member claimed the partition (left to the holder before, or to the rows' TTL).
+    trimmed: BTreeMap<i64, i64>,
 }
 
 /// Statements of the consumer side.
@@ -136,6 +141,7 @@ struct LeaseStatements {
     commit: PreparedStatement,
     cursor: PreparedStatement,
     read: PreparedStatement,
+    trim: PreparedStatement,
 }
 
 /// A consumer of the keyspace-wide feed for one member (a Starling node).
@@ -148,6 +154,7 @@ pub struct KeyspaceFeed {
     held: parking_lot::Mutex<BTreeMap<u32, Held>>,
     handovers: AtomicU64,
     fenced: AtomicU64,
+    trimmed: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyspaceFeed {
@@ -170,6 +177,12 @@ fn weight(part: u32, member: i64) -> u64 {
     b[..4].copy_from_slice(&part.to_be_bytes());
     b[4..].copy_from_slice(&member.to_be_bytes());
     xxhash_rust::xxh3::xxh3_64(&b)
+}
+
+/// The chunks of one writer's sub-stream that lie wholly at or below its cursor `pos`, from
+/// `from` on (chunk `c` holds the numbers `c << CHUNK_BITS ..= ((c + 1) << CHUNK_BITS) - 1`).
+fn trimmable(from: i64, pos: i64) -> std::ops::Range<i64> {
+    from..((pos + 1) >> CHUNK_BITS).max(from)
 }
 
 /// The live member preferred for `part`.
@@ -250,6 +263,10 @@ impl KeyspaceFeed {
                  WHERE part = ? AND writer = ? AND chunk = ? AND seq > ? AND seq <= ? LIMIT ?",
             ))
             .await?,
+            trim: p(t(
+                "DELETE FROM {ks}.kfeed WHERE part = ? AND writer = ? AND chunk = ?",
+            ))
+            .await?,
         };
         Ok(KeyspaceFeed {
             session,
@@ -260,6 +277,7 @@ impl KeyspaceFeed {
             held: parking_lot::Mutex::new(BTreeMap::new()),
             handovers: AtomicU64::new(0),
             fenced: AtomicU64::new(0),
+            trimmed: AtomicU64::new(0),
         })
     }
 
@@ -282,6 +300,7 @@ impl KeyspaceFeed {
             handovers: self.handovers.load(Ordering::Relaxed),
             fenced: self.fenced.load(Ordering::Relaxed),
             lag: held.iter().map(|(p, h)| (*p, h.lag)).collect(),
+            trimmed: self.trimmed.load(Ordering::Relaxed),
         }
     }
 
@@ -414,6 +433,7 @@ impl KeyspaceFeed {
             .next()
             .and_then(|(p,)| p)
             .unwrap_or_default();
+        let trimmed = pos.iter().map(|(w, s)| (*w, s >> CHUNK_BITS)).collect();
         self.held.lock().insert(
             part,
             Held {
@@ -421,6 +441,7 @@ impl KeyspaceFeed {
                 pos,
                 tentative: BTreeMap::new(),
                 lag: 0,
+                trimmed,
             },
         );
         Ok(())
@@ -545,6 +566,47 @@ impl KeyspaceFeed {
         Ok(out)
     }
 
+    /// Deletes the `kfeed` chunks of the held partitions that lie wholly below their cursors (a
+    /// partition delete each: one tombstone, whatever the chunk held), at most `budget` per call
+    /// so that one call stays short; returns how many. Each holder trims from where the cursor
+    /// was when it claimed the partition: chunks below that are the previous holder's to trim,
+    /// or expire with the table's TTL (7 days). Nothing above a cursor is deleted, and a cursor
+    /// only passes entries that were delivered (or ranges that were empty), so a hand-over
+    /// loses nothing.
+    pub async fn trim(&self, budget: usize) -> Result<u64> {
+        let mut todo: Vec<(u32, i64, std::ops::Range<i64>)> = Vec::new();
+        {
+            let held = self.held.lock();
+            let mut left = budget as i64;
+            for (part, h) in held.iter() {
+                for (w, s) in &h.pos {
+                    let chunks = trimmable(h.trimmed.get(w).copied().unwrap_or(0), *s);
+                    let n = (chunks.end - chunks.start).min(left);
+                    if n > 0 {
+                        todo.push((*part, *w, chunks.start..chunks.start + n));
+                        left -= n;
+                    }
+                }
+            }
+        }
+        let mut done = 0;
+        for (part, w, chunks) in todo {
+            for chunk in chunks {
+                retry("trimming the keyspace feed", || {
+                    self.session
+                        .execute_unpaged(&self.st.trim, (part as i32, w, chunk))
+                })
+                .await?;
+                done += 1;
+                self.trimmed.fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = self.held.lock().get_mut(&part) {
+                    h.trimmed.insert(w, chunk + 1);
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Saves `batch`'s cursor, fenced by its epoch: `Ok(false)` when this member no longer holds
     /// the partition at that epoch, or released it meanwhile (the cursor is unchanged; the
     /// partition is dropped here, and its entries will be delivered again to the next holder).
@@ -584,6 +646,17 @@ impl KeyspaceFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_chunks_wholly_below_the_cursor_are_trimmable() {
+        let c = 1i64 << CHUNK_BITS;
+        assert_eq!(trimmable(0, 0), 0..0);
+        assert_eq!(trimmable(0, c - 2), 0..0, "chunk 0 is not finished");
+        assert_eq!(trimmable(0, c - 1), 0..1, "its last number consumed");
+        assert_eq!(trimmable(0, 3 * c + 5), 0..3);
+        assert_eq!(trimmable(2, 3 * c + 5), 2..3, "from where it stopped");
+        assert_eq!(trimmable(5, 3 * c + 5), 5..5, "never backwards");
+    }
 
     #[test]
     fn rendezvous_moves_only_the_share_of_a_member_that_joins() {
