@@ -18,8 +18,11 @@
 //! node — timelines (L1), pulled authors' lists, like-count caches — is bounded in age or not
 //! kept (see `FeedConfig::shared_ttl` and `Likes::shared`).
 //!
-//! `/metrics` shows the consumer's partitions held, hand-overs, fenced leases and each held
-//! partition's lag ([`Slot`]).
+//! After each rebalance the node deletes, in the partitions it holds, the feed's chunks that lie
+//! wholly below their cursors, at most [`TRIM_BUDGET`] a time (`KeyspaceFeed::trim`).
+//!
+//! `/metrics` shows the consumer's partitions held, hand-overs, fenced leases, chunks trimmed and
+//! each held partition's lag ([`Slot`]).
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -38,6 +41,9 @@ use tokio::sync::watch;
 pub const POLL: Duration = Duration::from_millis(50);
 /// Entries read per partition and poll.
 pub const BATCH: usize = 1024;
+/// `kfeed` chunks deleted below the held cursors per rebalance, at most (a chunk is 2^16 of one
+/// writer's numbers: a few hundred to thousands of entries of one partition).
+pub const TRIM_BUDGET: usize = 128;
 /// How long a node keeps a timeline or a pulled author's list in process when several nodes
 /// derive them (`FeedConfig::shared_ttl`): the staleness a feed read can see on a node that did
 /// not fan the post out, when the region has no Redis.
@@ -115,6 +121,11 @@ impl Collector for Slot {
                 s.fenced,
             ),
             (
+                "starling_keyspace_feed_trimmed_chunks",
+                "Chunks of the keyspace-wide feed this node deleted below its held cursors",
+                s.trimmed,
+            ),
+            (
                 "starling_keyspace_feed_batch_failures",
                 "Batches of the keyspace-wide feed a consumer failed on (delivered again)",
                 self.failed.load(Ordering::Relaxed),
@@ -183,6 +194,9 @@ pub async fn run(
             match feed.rebalance().await {
                 Ok(()) => rebalanced = Some(tokio::time::Instant::now()),
                 Err(e) => tracing::warn!(error = %e, "keyspace feed: rebalancing failed"),
+            }
+            if let Err(e) = feed.trim(TRIM_BUDGET).await {
+                tracing::warn!(error = %e, "keyspace feed: trimming failed");
             }
         }
         match feed.poll(BATCH).await {
