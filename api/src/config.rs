@@ -3,18 +3,27 @@
 //! Every setting of `starling serve` is declared once, in [`ServeArgs`]: its flag, its
 //! `STARLING_<FLAG>` variable (clap layers flags over the environment) and its key in the
 //! `--config` TOML file (serde, the same name with `_`) come from that one field, and one generic
-//! merge layers what clap read over the file. [`ServeConfig::resolve`] turns the layered settings
-//! into typed values with their defaults, and [`ServeConfig::validate`] refuses bad values with
-//! one clear message each.
+//! merge layers what clap read over the file. Each field's type ([`values`]) parses and checks
+//! its value, with one parser for the flag, the variable and the file: a new setting is its field
+//! and its doc. [`ServeConfig::resolve`] fills in the defaults and checks what involves several
+//! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
+
+pub mod values;
+
+pub use values::StoreKind;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId, ScyllaOptions};
+use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use values::{
+    AtLeastOne, Bytes, Fsync, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name,
+    Origins, PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, Timeout, Within,
+};
 
 /// Settings of `starling serve`: flags, environment variables and the TOML file's keys. Every
 /// field is optional here: what is not given falls back to the file, then to the default.
@@ -29,52 +38,57 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
     /// Region this node serves.
     #[arg(long, env = "STARLING_REGION")]
-    pub region: Option<String>,
+    pub region: Option<Name>,
     /// Name of this node (unique in its region); defaults to the host name and port.
     #[arg(long, env = "STARLING_NODE_ID")]
-    pub node_id: Option<String>,
+    pub node_id: Option<Name>,
     /// Store engine: `embedded` (on disk, default), `memory` (nothing persists), or a ScyllaDB
     /// cluster as `scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE[?replication=…&consistency=…]`
     /// (see the README).
     #[arg(long, env = "STARLING_STORE")]
-    pub store: Option<String>,
+    pub store: Option<StoreKind>,
     /// When writes are fsynced: `always` (before each acknowledgement), `never`, or an interval
     /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
     #[arg(long, env = "STARLING_FSYNC")]
-    pub fsync: Option<String>,
+    pub fsync: Option<Fsync>,
     /// Block cache of the embedded store, e.g. `1GiB` (default 256MiB).
     #[arg(long, env = "STARLING_STORE_CACHE")]
-    pub store_cache: Option<String>,
+    pub store_cache: Option<Bytes>,
     /// Most bytes of each of the embedded store's four memtables before it is flushed to disk,
     /// e.g. `16MiB` (default 16MiB); applies to a new data directory.
     #[arg(long, env = "STARLING_STORE_MEMTABLE")]
-    pub store_memtable: Option<String>,
+    pub store_memtable: Option<Bytes>,
     /// Address the gossip transport listens on, e.g. `0.0.0.0:7946`; enables clustering.
     #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
     pub gossip_listen: Option<SocketAddr>,
     /// `HOST:PORT` peers reach this node's gossip at (default: the listen address when it is
     /// not `0.0.0.0`/`::`, else `$POD_IP` with the listen port, else this host name's address).
     #[arg(long, env = "STARLING_GOSSIP_ADVERTISE")]
-    pub gossip_advertise: Option<String>,
+    pub gossip_advertise: Option<HostPort>,
     /// Gossip addresses of nodes to join through, comma-separated `HOST:PORT`; a host may be a
     /// DNS name (e.g. a headless Service), resolved again on each join attempt, every A/AAAA
     /// record used.
     #[arg(long, env = "STARLING_SEEDS", value_delimiter = ',')]
-    pub seeds: Option<Vec<String>>,
+    pub seeds: Option<Vec<HostPort>>,
     /// Secret shared by the nodes of a cluster; frames without it are refused. Required with
     /// `--gossip-listen`.
     #[arg(long, env = "STARLING_CLUSTER_SECRET")]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
     /// Gossip frames are encrypted with the cluster secret: `required` (the default) refuses
     /// peers that send frames in clear; `optional` still talks in clear to builds before
     /// encryption, for the first roll of an upgrade from them (then roll again with `required`).
     #[arg(long, env = "STARLING_GOSSIP_ENCRYPTION")]
-    pub gossip_encryption: Option<String>,
+    pub gossip_encryption: Option<GossipEncryption>,
     /// Where the gossip core loop's store calls run: `dedicated` (the default: a thread of its
     /// own, so its ticks never wait behind the API's store calls) or `shared` (tokio's blocking
     /// pool, the path before; kept to compare the two under the same load).
     #[arg(long, env = "STARLING_GOSSIP_STORE_LANE")]
-    pub gossip_store_lane: Option<String>,
+    pub gossip_store_lane: Option<StoreLane>,
+    /// Where SWIM's timers and packets run: `separate` (the default: a membership loop that
+    /// never awaits the store, so probes keep their times while a store call is slow) or
+    /// `inline` (on the core loop between its store calls, the path before; kept to compare).
+    #[arg(long, env = "STARLING_GOSSIP_MEMBERSHIP")]
+    pub gossip_membership: Option<Membership>,
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -84,77 +98,77 @@ pub struct ServeArgs {
     /// An S3-compatible bucket for media instead of the directory, as `s3://BUCKET`; endpoint
     /// and credentials from the usual AWS_* variables (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).
     #[arg(long, env = "STARLING_MEDIA_STORE")]
-    pub media_store: Option<String>,
+    pub media_store: Option<S3Bucket>,
     /// Secret the signed media URLs are derived from (at least 16 characters; the same on every
     /// node of a region). Default: the cluster secret; without either, a random key per process
     /// (a URL then opens the media on the node that signed it only).
     #[arg(long, env = "STARLING_MEDIA_URL_SECRET")]
-    pub media_url_secret: Option<String>,
+    pub media_url_secret: Option<Secret>,
     /// Region whose owner node arbitrates unique handles; the same on every node of a cluster
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
     pub handle_region: Option<String>,
     /// Sign-ups and logins allowed per client address and minute.
     #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
-    pub auth_per_minute: Option<u32>,
+    pub auth_per_minute: Option<PerMinute>,
     /// Posts and reposts (and undone reposts) one user may make per minute on this node (bursts
     /// of a quarter; default 6000).
     #[arg(long, env = "STARLING_POSTS_PER_MINUTE")]
-    pub posts_per_minute: Option<u32>,
+    pub posts_per_minute: Option<PerMinute>,
     /// Likes and unlikes per user and minute (default 6000).
     #[arg(long, env = "STARLING_LIKES_PER_MINUTE")]
-    pub likes_per_minute: Option<u32>,
+    pub likes_per_minute: Option<PerMinute>,
     /// Follows and unfollows per user and minute (default 6000).
     #[arg(long, env = "STARLING_FOLLOWS_PER_MINUTE")]
-    pub follows_per_minute: Option<u32>,
+    pub follows_per_minute: Option<PerMinute>,
     /// Chat sends (REST and WebSocket) per user and minute (default 6000).
     #[arg(long, env = "STARLING_CHAT_SENDS_PER_MINUTE")]
-    pub chat_sends_per_minute: Option<u32>,
+    pub chat_sends_per_minute: Option<PerMinute>,
     /// Notification mark-reads per user and minute (default 6000).
     #[arg(long, env = "STARLING_MARKS_PER_MINUTE")]
-    pub marks_per_minute: Option<u32>,
+    pub marks_per_minute: Option<PerMinute>,
     /// Log format: `human` (default) or `json`.
     #[arg(long, env = "STARLING_LOG_FORMAT")]
-    pub log_format: Option<String>,
+    pub log_format: Option<LogFormat>,
     /// In how many regions a write must be held before it is acknowledged (default 1: durable
     /// on this node).
     #[arg(long, env = "STARLING_DURABLE_REGIONS")]
-    pub durable_regions: Option<usize>,
+    pub durable_regions: Option<Within<1, 16>>,
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
-    pub wan_rtt: Option<String>,
+    pub wan_rtt: Option<Rtts>,
     /// Redis of the region, `redis://HOST:PORT`: the shared cache of timelines and post bodies,
     /// and the pub/sub bus of chat events between the region's gateway nodes. Without it,
     /// everything is cached and fanned out in process (messages still reach other nodes by
     /// replication).
     #[arg(long, env = "STARLING_REDIS")]
-    pub redis: Option<String>,
+    pub redis: Option<RedisUrl>,
     /// Entries kept per home timeline (default 800).
     #[arg(long, env = "STARLING_FEED_CAP")]
-    pub feed_cap: Option<usize>,
+    pub feed_cap: Option<Within<20, 100_000>>,
     /// Authors with more followers are pulled at read time, not fanned out (default 10000).
     #[arg(long, env = "STARLING_FEED_CELEBRITY_FOLLOWERS")]
-    pub feed_celebrity_followers: Option<i64>,
+    pub feed_celebrity_followers: Option<Within<1, { i64::MAX as u64 }>>,
     /// Users who have not read their feed for this many days are skipped by fan-out and
     /// rebuilt on their next read (default 30).
     #[arg(long, env = "STARLING_FEED_INACTIVE_DAYS")]
-    pub feed_inactive_days: Option<u64>,
+    pub feed_inactive_days: Option<Within<1, { u64::MAX / 86_400 }>>,
     /// Post bodies kept in this process for feed pages (default 200000).
     #[arg(long, env = "STARLING_FEED_POST_CACHE")]
-    pub feed_post_cache: Option<u64>,
+    pub feed_post_cache: Option<Within<100, 100_000_000>>,
     /// WebSocket connections one user may hold on this node (default 16).
     #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
-    pub ws_max_per_user: Option<usize>,
+    pub ws_max_per_user: Option<AtLeastOne>,
     /// WebSocket connections this node accepts (default 200000).
     #[arg(long, env = "STARLING_WS_MAX_CONNECTIONS")]
-    pub ws_max_connections: Option<usize>,
+    pub ws_max_connections: Option<AtLeastOne>,
     /// Bytes a WebSocket connection's send queue may hold before it is closed as too slow
     /// (4008; default 1048576).
     #[arg(long, env = "STARLING_WS_QUEUE_BYTES")]
-    pub ws_queue_bytes: Option<usize>,
+    pub ws_queue_bytes: Option<Within<16_384, { u64::MAX }>>,
     /// Most members of a group conversation (default 1000).
     #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
-    pub max_group_members: Option<usize>,
+    pub max_group_members: Option<Within<2, 100_000>>,
     /// Chat claims through the sequencer's group commit (default true); false: each send batch
     /// takes its turn on its claim stripe, the path before it (for side-by-side measurement).
     #[arg(long, env = "STARLING_CHAT_GROUP_COMMIT")]
@@ -162,41 +176,41 @@ pub struct ServeArgs {
     /// Open HTTP and WebSocket sockets this node accepts; more are closed at once
     /// (default 250000).
     #[arg(long, env = "STARLING_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<AtLeastOne>,
     /// Open sockets from one client address; more are closed at once (default 50000).
     #[arg(long, env = "STARLING_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<usize>,
+    pub max_connections_per_ip: Option<AtLeastOne>,
     /// Time a client has to send a whole request head, e.g. `30s` (also how long an idle
     /// keep-alive connection stays open; default 30s).
     #[arg(long, env = "STARLING_HEADER_READ_TIMEOUT")]
-    pub header_read_timeout: Option<String>,
+    pub header_read_timeout: Option<Timeout>,
     /// Deadline of a request, body upload included, e.g. `30s`; past it the answer is 503
     /// (default 30s).
     #[arg(long, env = "STARLING_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<String>,
+    pub request_timeout: Option<Timeout>,
     /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
     #[arg(long, env = "STARLING_SESSION_TTL")]
-    pub session_ttl: Option<String>,
+    pub session_ttl: Option<Lifetime>,
     /// Time between passes of the change feed's trimmer, e.g. `10s` (default 10s).
     #[arg(long, env = "STARLING_FEED_TRIM_INTERVAL")]
-    pub feed_trim_interval: Option<String>,
+    pub feed_trim_interval: Option<Span>,
     /// Change-feed entries kept behind its slowest consumer (default 0).
     #[arg(long, env = "STARLING_FEED_RETAIN")]
     pub feed_retain: Option<u64>,
     /// Time between passes of the tombstone reaper, e.g. `60s` (default 60s).
     #[arg(long, env = "STARLING_GC_INTERVAL")]
-    pub gc_interval: Option<String>,
+    pub gc_interval: Option<Span>,
     /// How old a tombstone must be, and how long every member must have been alive, before it
     /// is collected, e.g. `1h` (default 1h).
     #[arg(long, env = "STARLING_GC_GRACE")]
-    pub gc_grace: Option<String>,
+    pub gc_grace: Option<Span>,
     /// How long a deleted account's handle stays taken (and its edges are swept for late
     /// replicas), e.g. `30d` (default 30d).
     #[arg(long, env = "STARLING_HANDLE_GRACE")]
-    pub handle_grace: Option<String>,
+    pub handle_grace: Option<Span>,
     /// Time between passes of the sweeper of deleted accounts, e.g. `10s` (default 10s).
     #[arg(long, env = "STARLING_DELETION_INTERVAL")]
-    pub deletion_interval: Option<String>,
+    pub deletion_interval: Option<Span>,
     /// Do not serve the web client at `/` (the API is served either way).
     #[arg(long, env = "STARLING_NO_WEB")]
     pub no_web: bool,
@@ -213,7 +227,7 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
     /// How often the TLS files are checked for a change, e.g. `5s` (default 5s, 100ms-1h).
     #[arg(long, env = "STARLING_TLS_WATCH_INTERVAL")]
-    pub tls_watch_interval: Option<String>,
+    pub tls_watch_interval: Option<Timeout>,
     /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. `http://127.0.0.1:4318`
     /// (spans go to `/v1/traces` under it); else `OTEL_EXPORTER_OTLP_ENDPOINT`; off without.
     #[arg(long, env = "STARLING_OTLP_ENDPOINT")]
@@ -221,22 +235,11 @@ pub struct ServeArgs {
     /// Origins browsers may call the API from, comma-separated (`https://app.example`), or
     /// `*`; CORS is off without.
     #[arg(long, env = "STARLING_CORS_ORIGINS")]
-    pub cors_origins: Option<String>,
+    pub cors_origins: Option<Origins>,
     /// A TOML file with any of these settings (names as the flags, `-` as `_`).
     #[arg(long, env = "STARLING_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-}
-
-/// Which store engine a node runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreKind {
-    /// fjall on local disk.
-    Embedded,
-    /// In memory; for trying things out and tests.
-    Memory,
-    /// A ScyllaDB (or Cassandra) cluster; the `scylla://` URL, checked at resolve.
-    Scylla(String),
 }
 
 /// The resolved, validated configuration of a node.
@@ -354,6 +357,8 @@ pub struct GossipSettings {
     pub encryption: starling_gossip::wire::Encryption,
     /// Whether the core loop's store calls have a thread of their own (`--gossip-store-lane`).
     pub dedicated_store_lane: bool,
+    /// Whether SWIM runs on a membership loop of its own (`--gossip-membership`).
+    pub separate_membership: bool,
     /// Round trips between region pairs, in ms.
     pub rtts: Vec<(String, String, u64)>,
 }
@@ -367,118 +372,92 @@ impl ServeConfig {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let node_name = args
             .node_id
-            .unwrap_or_else(|| format!("node-{}", listen.port()));
+            .map_or_else(|| format!("node-{}", listen.port()), String::from);
         let data_dir = args
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./starling-data"));
-        let region = args.region.unwrap_or_else(|| "local".into());
+        let region = args.region.map_or_else(|| "local".into(), String::from);
+        // A per-minute limit fits a u32 (its type's bound).
+        let per_minute = |v: Option<PerMinute>, default: u32| {
+            v.map_or(default, |v| u32::try_from(v.get()).unwrap_or(u32::MAX))
+        };
+        let quotas = crate::write_limits::WriteQuotas::default();
+        let conn = crate::accept::ConnLimits::default();
+        let chat = ChatSettings::default();
+        let feed = starling_feed::FeedConfig::default();
+        let trim = starling_store::TrimConfig::default();
         let cfg = ServeConfig {
             listen,
             media_dir: args.media_dir.unwrap_or_else(|| data_dir.join("media")),
-            media_store: match args.media_store {
-                Some(u) if !u.starts_with("s3://") || u.len() <= 5 => {
-                    bail!("--media-store {u:?}: expected s3://BUCKET")
-                }
-                other => other,
-            },
-            media_url_secret: match args.media_url_secret {
-                Some(s) if s.len() < 16 => {
-                    bail!("--media-url-secret: use at least 16 characters")
-                }
-                other => other,
-            },
+            media_store: args.media_store.map(String::from),
+            media_url_secret: args.media_url_secret.map(String::from),
             handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
-            auth_per_minute: args.auth_per_minute.unwrap_or(60),
-            write_quotas: {
-                let d = crate::write_limits::WriteQuotas::default();
-                crate::write_limits::WriteQuotas {
-                    posts: args.posts_per_minute.unwrap_or(d.posts),
-                    likes: args.likes_per_minute.unwrap_or(d.likes),
-                    follows: args.follows_per_minute.unwrap_or(d.follows),
-                    chat_sends: args.chat_sends_per_minute.unwrap_or(d.chat_sends),
-                    marks: args.marks_per_minute.unwrap_or(d.marks),
-                }
+            auth_per_minute: per_minute(args.auth_per_minute, 60),
+            write_quotas: crate::write_limits::WriteQuotas {
+                posts: per_minute(args.posts_per_minute, quotas.posts),
+                likes: per_minute(args.likes_per_minute, quotas.likes),
+                follows: per_minute(args.follows_per_minute, quotas.follows),
+                chat_sends: per_minute(args.chat_sends_per_minute, quotas.chat_sends),
+                marks: per_minute(args.marks_per_minute, quotas.marks),
             },
-            json_logs: match args.log_format.as_deref() {
-                None | Some("human") => false,
-                Some("json") => true,
-                Some(other) => bail!("--log-format {other:?}: expected `human` or `json`"),
-            },
+            json_logs: args.log_format == Some(LogFormat::Json),
             data_dir,
             region,
             node_name,
-            store: parse_store(args.store.as_deref())?,
-            fsync: parse_fsync(args.fsync.as_deref())?,
-            store_cache: parse_size(
-                "--store-cache",
-                args.store_cache.as_deref(),
-                EmbeddedOptions::DEFAULT_CACHE_BYTES,
-            )?,
-            store_memtable: parse_size(
-                "--store-memtable",
-                args.store_memtable.as_deref(),
-                EmbeddedOptions::DEFAULT_MEMTABLE_BYTES,
-            )?,
+            store: args.store.unwrap_or(StoreKind::Embedded),
+            fsync: args.fsync.map_or_else(FsyncPolicy::default, |f| f.0),
+            store_cache: args
+                .store_cache
+                .map_or(EmbeddedOptions::DEFAULT_CACHE_BYTES, Bytes::get),
+            store_memtable: args
+                .store_memtable
+                .map_or(EmbeddedOptions::DEFAULT_MEMTABLE_BYTES, Bytes::get),
             gossip: None,
             tls: match (args.tls_cert, args.tls_key) {
                 (None, None) => None,
                 (Some(c), Some(k)) => Some((c, k)),
                 _ => bail!("--tls-cert and --tls-key go together"),
             },
-            tls_watch: parse_timeout(
-                "--tls-watch-interval",
-                args.tls_watch_interval.as_deref(),
-                Duration::from_secs(5),
-            )?,
+            tls_watch: args
+                .tls_watch_interval
+                .map_or(Duration::from_secs(5), Period::get),
             otlp_endpoint: args
                 .otlp_endpoint
                 .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
                 .filter(|e| !e.trim().is_empty()),
-            cors: args
-                .cors_origins
-                .map(|o| crate::cors::CorsOrigins::parse(&o))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!(e))?,
+            cors: args.cors_origins.map(|o| o.parsed),
             admin_token: args.admin_token,
-            durable_regions: args.durable_regions.unwrap_or(1),
-            redis: match args.redis {
-                Some(u) if !u.starts_with("redis://") => {
-                    bail!("--redis {u:?}: expected redis://HOST:PORT")
-                }
-                other => other,
+            durable_regions: args.durable_regions.map_or(1, Within::usize),
+            redis: args.redis.map(String::from),
+            feed: starling_feed::FeedConfig {
+                cap: args.feed_cap.map_or(feed.cap, Within::usize),
+                celebrity_followers: args
+                    .feed_celebrity_followers
+                    .map_or(feed.celebrity_followers, |v| {
+                        i64::try_from(v.get()).unwrap_or(i64::MAX)
+                    }),
+                inactive_after: args.feed_inactive_days.map_or(feed.inactive_after, |d| {
+                    Duration::from_secs(d.get() * 86_400)
+                }),
+                post_cache_entries: args
+                    .feed_post_cache
+                    .map_or(feed.post_cache_entries, Within::get),
+                ..feed
             },
-            feed: feed_config(
-                args.feed_cap,
-                args.feed_celebrity_followers,
-                args.feed_inactive_days,
-                args.feed_post_cache,
-            )?,
-            conn: {
-                let d = crate::accept::ConnLimits::default();
-                crate::accept::ConnLimits {
-                    max_connections: args.max_connections.unwrap_or(d.max_connections),
-                    max_per_ip: args.max_connections_per_ip.unwrap_or(d.max_per_ip),
-                    header_read_timeout: parse_timeout(
-                        "--header-read-timeout",
-                        args.header_read_timeout.as_deref(),
-                        d.header_read_timeout,
-                    )?,
-                }
+            conn: crate::accept::ConnLimits {
+                max_connections: args
+                    .max_connections
+                    .map_or(conn.max_connections, Within::usize),
+                max_per_ip: args
+                    .max_connections_per_ip
+                    .map_or(conn.max_per_ip, Within::usize),
+                header_read_timeout: args
+                    .header_read_timeout
+                    .map_or(conn.header_read_timeout, Period::get),
             },
-            session_ttl: match args.session_ttl {
-                None => Duration::from_secs(30 * 24 * 3600),
-                Some(s) => {
-                    let d = humantime::parse_duration(s.trim()).map_err(|e| {
-                        anyhow::anyhow!(
-                            "--session-ttl {s:?}: expected a duration such as 30d ({e})"
-                        )
-                    })?;
-                    if d < Duration::from_secs(1) {
-                        bail!("--session-ttl {s:?}: at least 1s");
-                    }
-                    d
-                }
-            },
+            session_ttl: args
+                .session_ttl
+                .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
             web: if args.no_web {
                 None
             } else {
@@ -488,86 +467,44 @@ impl ServeConfig {
                 })
             },
             trim: starling_store::TrimConfig {
-                interval: parse_span(
-                    "--feed-trim-interval",
-                    args.feed_trim_interval.as_deref(),
-                    starling_store::TrimConfig::default().interval,
-                )?,
+                interval: args.feed_trim_interval.map_or(trim.interval, Period::get),
                 retain: args.feed_retain.unwrap_or(0),
-                ..starling_store::TrimConfig::default()
+                ..trim
             },
-            gc_interval: parse_span(
-                "--gc-interval",
-                args.gc_interval.as_deref(),
-                Duration::from_secs(60),
-            )?,
-            gc_grace: parse_span(
-                "--gc-grace",
-                args.gc_grace.as_deref(),
-                Duration::from_secs(3600),
-            )?,
-            handle_grace: parse_span(
-                "--handle-grace",
-                args.handle_grace.as_deref(),
-                Duration::from_secs(30 * 24 * 3600),
-            )?,
-            deletion_interval: parse_span(
-                "--deletion-interval",
-                args.deletion_interval.as_deref(),
-                Duration::from_secs(10),
-            )?,
-            request_timeout: parse_timeout(
-                "--request-timeout",
-                args.request_timeout.as_deref(),
-                crate::limits::REQUEST_DEADLINE,
-            )?,
-            chat: {
-                let d = ChatSettings::default();
-                ChatSettings {
-                    max_per_user: args.ws_max_per_user.unwrap_or(d.max_per_user),
-                    max_connections: args.ws_max_connections.unwrap_or(d.max_connections),
-                    queue_bytes: args.ws_queue_bytes.unwrap_or(d.queue_bytes),
-                    max_group_members: args.max_group_members.unwrap_or(d.max_group_members),
-                    group_commit: args.chat_group_commit.unwrap_or(d.group_commit),
-                }
+            gc_interval: args
+                .gc_interval
+                .map_or(Duration::from_secs(60), Period::get),
+            gc_grace: args.gc_grace.map_or(Duration::from_secs(3600), Period::get),
+            handle_grace: args
+                .handle_grace
+                .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
+            deletion_interval: args
+                .deletion_interval
+                .map_or(Duration::from_secs(10), Period::get),
+            request_timeout: args
+                .request_timeout
+                .map_or(crate::limits::REQUEST_DEADLINE, Period::get),
+            chat: ChatSettings {
+                max_per_user: args
+                    .ws_max_per_user
+                    .map_or(chat.max_per_user, Within::usize),
+                max_connections: args
+                    .ws_max_connections
+                    .map_or(chat.max_connections, Within::usize),
+                queue_bytes: args.ws_queue_bytes.map_or(chat.queue_bytes, Within::usize),
+                max_group_members: args
+                    .max_group_members
+                    .map_or(chat.max_group_members, Within::usize),
+                group_commit: args.chat_group_commit.unwrap_or(chat.group_commit),
             },
         };
-        if cfg.conn.max_connections == 0 || cfg.conn.max_per_ip == 0 {
-            bail!("--max-connections and --max-connections-per-ip: at least 1");
-        }
-        if cfg.chat.max_per_user == 0 || cfg.chat.max_connections == 0 {
-            bail!("--ws-max-per-user and --ws-max-connections: at least 1");
-        }
-        if cfg.chat.queue_bytes < 16 * 1024 {
-            bail!("--ws-queue-bytes: at least 16384 (one largest message must fit)");
-        }
-        if !(2..=100_000).contains(&cfg.chat.max_group_members) {
-            bail!("--max-group-members: 2 to 100000");
-        }
-        if cfg.auth_per_minute == 0 {
-            bail!("--auth-per-minute: at least 1");
-        }
-        let q = cfg.write_quotas;
-        for (flag, v) in [
-            ("--posts-per-minute", q.posts),
-            ("--likes-per-minute", q.likes),
-            ("--follows-per-minute", q.follows),
-            ("--chat-sends-per-minute", q.chat_sends),
-            ("--marks-per-minute", q.marks),
-        ] {
-            if v == 0 {
-                bail!("{flag}: at least 1");
-            }
-        }
-        if !(1..=16).contains(&cfg.durable_regions) {
-            bail!(
-                "--durable-regions {}: expected 1 to 16",
-                cfg.durable_regions
-            );
-        }
-        let rtts = parse_rtts(args.wan_rtt.as_deref())?;
-        let secret = args.cluster_secret;
-        let seeds = args.seeds.unwrap_or_default();
+        let rtts = args.wan_rtt.map(|r| r.0).unwrap_or_default();
+        let seeds: Vec<String> = args
+            .seeds
+            .unwrap_or_default()
+            .into_iter()
+            .map(String::from)
+            .collect();
         let cfg = match args.gossip_listen {
             None => {
                 if cfg.durable_regions > 1 {
@@ -579,48 +516,29 @@ impl ServeConfig {
                 cfg
             }
             Some(listen) => {
-                let Some(secret) = secret else {
+                let Some(secret) = args.cluster_secret else {
                     bail!(
                         "--gossip-listen needs --cluster-secret: nodes of a cluster authenticate each other"
                     );
                 };
-                if secret.len() < 16 {
-                    bail!("--cluster-secret: use at least 16 characters");
-                }
-                if let Some(bad) = seeds
-                    .iter()
-                    .find(|s| !starling_gossip::seeds::is_well_formed(s))
-                {
-                    bail!("--seeds {bad:?}: expected HOST:PORT (an IP address or a DNS name)");
-                }
                 let advertise = advertise_address(
-                    args.gossip_advertise,
+                    args.gossip_advertise.map(String::from),
                     listen,
                     std::env::var("POD_IP").ok(),
                     host_address,
                 )?;
-                let encryption = match args.gossip_encryption.as_deref() {
-                    None | Some("required") => starling_gossip::wire::Encryption::Required,
-                    Some("optional") => starling_gossip::wire::Encryption::Optional,
-                    Some(other) => {
-                        bail!("--gossip-encryption {other:?}: expected required or optional")
-                    }
-                };
-                let dedicated_store_lane = match args.gossip_store_lane.as_deref() {
-                    None | Some("dedicated") => true,
-                    Some("shared") => false,
-                    Some(other) => {
-                        bail!("--gossip-store-lane {other:?}: expected dedicated or shared")
-                    }
-                };
                 ServeConfig {
                     gossip: Some(GossipSettings {
                         listen,
                         advertise,
                         seeds,
-                        secret,
-                        encryption,
-                        dedicated_store_lane,
+                        secret: secret.into(),
+                        encryption: args
+                            .gossip_encryption
+                            .unwrap_or(GossipEncryption::Required)
+                            .into(),
+                        dedicated_store_lane: args.gossip_store_lane != Some(StoreLane::Shared),
+                        separate_membership: args.gossip_membership != Some(Membership::Inline),
                         rtts,
                     }),
                     ..cfg
@@ -639,24 +557,6 @@ impl ServeConfig {
             bail!(
                 "--web-dir {}: no index.html there (give the repository's web/ directory)",
                 d.display()
-            );
-        }
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 64
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        };
-        if !name_ok(&self.region) {
-            bail!(
-                "--region {:?}: use 1-64 characters of [A-Za-z0-9_-]",
-                self.region
-            );
-        }
-        if !name_ok(&self.node_name) {
-            bail!(
-                "--node-id {:?}: use 1-64 characters of [A-Za-z0-9_-]",
-                self.node_name
             );
         }
         Ok(())
@@ -685,9 +585,6 @@ fn advertise_address(
 ) -> anyhow::Result<String> {
     if let Some(a) = flag {
         let a = a.trim().to_string();
-        if !starling_gossip::seeds::is_well_formed(&a) {
-            bail!("--gossip-advertise {a:?}: expected HOST:PORT (an IP address or a DNS name)");
-        }
         if a.parse::<SocketAddr>()
             .is_ok_and(|s| s.ip().is_unspecified())
         {
@@ -747,132 +644,6 @@ fn layered(args: ServeArgs) -> anyhow::Result<ServeArgs> {
     Ok(out)
 }
 
-fn parse_rtts(s: Option<&str>) -> anyhow::Result<Vec<(String, String, u64)>> {
-    let Some(s) = s else { return Ok(Vec::new()) };
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
-            let bad = || anyhow::anyhow!("--wan-rtt {pair:?}: expected REGION-REGION=MILLISECONDS");
-            let (regions, ms) = pair.trim().split_once('=').ok_or_else(bad)?;
-            let (a, b) = regions.split_once('-').ok_or_else(bad)?;
-            let ms: u64 = ms.trim_end_matches("ms").parse().map_err(|_| bad())?;
-            if a.is_empty() || b.is_empty() || a == b || ms > 60_000 {
-                return Err(bad());
-            }
-            Ok((a.to_string(), b.to_string(), ms))
-        })
-        .collect()
-}
-
-fn parse_store(s: Option<&str>) -> anyhow::Result<StoreKind> {
-    match s.unwrap_or("embedded") {
-        "embedded" => Ok(StoreKind::Embedded),
-        "memory" => Ok(StoreKind::Memory),
-        url if url.starts_with("scylla://") => match ScyllaOptions::from_url(url) {
-            Ok(_) => Ok(StoreKind::Scylla(url.to_string())),
-            Err(e) => bail!("--store {url:?}: {e}"),
-        },
-        other => bail!(
-            "--store {other:?}: expected `embedded`, `memory` or `scylla://HOST:PORT/KEYSPACE`"
-        ),
-    }
-}
-
-/// A duration such as `30s` or `500ms`, between 100 ms and one hour.
-fn parse_timeout(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
-    let Some(s) = s else { return Ok(default) };
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: expected a duration such as 30s ({e})"))?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
-        bail!("{flag} {s:?}: between 100ms and 1h");
-    }
-    Ok(d)
-}
-
-/// A period of housekeeping such as `10s` or `1h`, between 100 ms and 30 days (short ones
-/// compress time in tests).
-fn parse_span(flag: &str, s: Option<&str>, default: Duration) -> anyhow::Result<Duration> {
-    let Some(s) = s else { return Ok(default) };
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| anyhow::anyhow!("{flag} {s:?}: expected a duration such as 10s ({e})"))?;
-    if d < Duration::from_millis(100) || d > Duration::from_secs(30 * 24 * 3600) {
-        bail!("{flag} {s:?}: between 100ms and 30d");
-    }
-    Ok(d)
-}
-
-/// A size in bytes such as `64MiB`, `512KiB`, `1GiB` or `1048576`, between 1 MiB and 64 GiB.
-fn parse_size(flag: &str, s: Option<&str>, default: u64) -> anyhow::Result<u64> {
-    let Some(s) = s else { return Ok(default) };
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let unit: u64 = match t[digits..].trim() {
-        "" | "B" => 1,
-        "K" | "KiB" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        _ => bail!("{flag} {s:?}: expected a size such as 64MiB (units B, KiB, MiB, GiB)"),
-    };
-    let n: u64 = t[..digits]
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{flag} {s:?}: expected a size such as 64MiB"))?;
-    match n.checked_mul(unit) {
-        Some(b) if ((1 << 20)..=(64 << 30)).contains(&b) => Ok(b),
-        _ => bail!("{flag} {s:?}: between 1MiB and 64GiB"),
-    }
-}
-
-fn parse_fsync(s: Option<&str>) -> anyhow::Result<FsyncPolicy> {
-    match s {
-        None => Ok(FsyncPolicy::default()),
-        Some("always") => Ok(FsyncPolicy::Always),
-        Some("never") => Ok(FsyncPolicy::Never),
-        Some(ms) => match ms.parse::<u64>() {
-            Ok(ms) if (1..=60_000).contains(&ms) => {
-                Ok(FsyncPolicy::Interval(Duration::from_millis(ms)))
-            }
-            _ => bail!(
-                "--fsync {ms:?}: expected `always`, `never` or milliseconds between 1 and 60000"
-            ),
-        },
-    }
-}
-
-/// Home-timeline settings from the feed flags.
-fn feed_config(
-    cap: Option<usize>,
-    celebrity: Option<i64>,
-    inactive_days: Option<u64>,
-    post_cache: Option<u64>,
-) -> anyhow::Result<starling_feed::FeedConfig> {
-    let mut f = starling_feed::FeedConfig::default();
-    if let Some(c) = cap {
-        if !(20..=100_000).contains(&c) {
-            bail!("--feed-cap {c}: expected 20 to 100000");
-        }
-        f.cap = c;
-    }
-    if let Some(c) = celebrity {
-        if c < 1 {
-            bail!("--feed-celebrity-followers {c}: at least 1");
-        }
-        f.celebrity_followers = c;
-    }
-    if let Some(d) = inactive_days {
-        if d == 0 {
-            bail!("--feed-inactive-days: at least 1");
-        }
-        f.inactive_after = std::time::Duration::from_secs(d * 86_400);
-    }
-    if let Some(n) = post_cache {
-        if !(100..=100_000_000).contains(&n) {
-            bail!("--feed-post-cache {n}: expected 100 to 100000000");
-        }
-        f.post_cache_entries = n;
-    }
-    Ok(f)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,7 +661,7 @@ mod tests {
     fn a_scylla_url_selects_the_scylla_engine() {
         let url = "scylla://10.0.0.1:9042,10.0.0.2:9042/starling?consistency=one";
         let c = ServeConfig::resolve(ServeArgs {
-            store: Some(url.into()),
+            store: Some(url.parse().unwrap()),
             ..ServeArgs::default()
         })
         .unwrap();
@@ -907,7 +678,7 @@ mod tests {
         )
         .unwrap();
         let args = ServeArgs {
-            region: Some("us".into()),
+            region: Some("us".parse().unwrap()),
             config: Some(file),
             ..ServeArgs::default()
         };
@@ -950,7 +721,7 @@ mod tests {
         .unwrap();
         let c = ServeConfig::resolve(ServeArgs {
             config: Some(file.clone()),
-            request_timeout: Some("4s".into()),
+            request_timeout: Some("4s".parse().unwrap()),
             ..ServeArgs::default()
         })
         .unwrap();
@@ -969,50 +740,88 @@ mod tests {
         assert!(format!("{err:#}").contains("config"), "{err:#}");
     }
 
+    /// `starling serve ARGS` as clap reads it (flags over `STARLING_*` variables).
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        use clap::FromArgMatches;
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        ServeArgs::from_arg_matches(
+            &cmd.try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))?,
+        )
+    }
+
     #[test]
     fn bad_values_are_refused_with_the_setting_named() {
+        for (flag, value) in [
+            ("--store", "postgres"),
+            ("--store", "scylla://h:9042/bad-name"),
+            ("--fsync", "sometimes"),
+            ("--region", "us east"),
+            ("--node-id", ""),
+            ("--store-cache", "1KiB"),
+            ("--feed-cap", "5"),
+            ("--auth-per-minute", "0"),
+            ("--ws-queue-bytes", "100"),
+            ("--durable-regions", "17"),
+            ("--request-timeout", "1ms"),
+            ("--gc-grace", "31d"),
+            ("--session-ttl", "10ms"),
+            ("--log-format", "xml"),
+            ("--gossip-store-lane", "other"),
+            ("--seeds", "under_score:7946"),
+            ("--gossip-advertise", "no port"),
+            ("--cluster-secret", "short"),
+            ("--media-store", "bucket"),
+            ("--redis", "http://x"),
+            ("--wan-rtt", "us-us=5"),
+            ("--cors-origins", "ftp://x"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
+        let ok = parse(&[
+            "--store-cache",
+            "8MiB",
+            "--gc-grace",
+            "2h",
+            "--feed-cap",
+            "20",
+        ])
+        .unwrap();
+        let c = ServeConfig::resolve(ok).unwrap();
+        assert_eq!(c.store_cache, 8 << 20);
+        assert_eq!(c.gc_grace, Duration::from_secs(7200));
+        assert_eq!(c.feed.cap, 20);
         for (args, needle) in [
+            (&["--tls-cert", "c.pem"][..], "--tls-key"),
+            (&["--seeds", "a:1"][..], "--gossip-listen"),
             (
-                ServeArgs {
-                    store: Some("postgres".into()),
-                    ..ServeArgs::default()
-                },
-                "--store",
-            ),
-            (
-                ServeArgs {
-                    store: Some("scylla://h:9042/bad-name".into()),
-                    ..ServeArgs::default()
-                },
-                "--store",
-            ),
-            (
-                ServeArgs {
-                    fsync: Some("sometimes".into()),
-                    ..ServeArgs::default()
-                },
-                "--fsync",
-            ),
-            (
-                ServeArgs {
-                    region: Some("us east".into()),
-                    ..ServeArgs::default()
-                },
-                "--region",
+                &["--gossip-listen", "127.0.0.1:7000"][..],
+                "--cluster-secret",
             ),
         ] {
-            let err = ServeConfig::resolve(args).unwrap_err().to_string();
-            assert!(err.contains(needle), "{err}");
+            let err = ServeConfig::resolve(parse(args).unwrap()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
         }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
-            config: Some(file),
+            config: Some(file.clone()),
             ..ServeArgs::default()
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        std::fs::write(&file, "feed_cap = 5\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("feed_cap") && err.contains("20 to 100000"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1037,7 +846,6 @@ mod tests {
         for (flag, pod, needle) in [
             (None, None, "--gossip-advertise"),
             (Some("0.0.0.0:7946"), None, "--gossip-advertise"),
-            (Some("no port"), None, "--gossip-advertise"),
             (None, Some("not-an-ip"), "POD_IP"),
         ] {
             let err = advertise_address(flag.map(Into::into), any, pod.map(Into::into), none)
@@ -1049,58 +857,23 @@ mod tests {
 
     #[test]
     fn seeds_may_be_names_and_listening_everywhere_is_allowed() {
-        let c = ServeConfig::resolve(ServeArgs {
-            gossip_listen: Some("0.0.0.0:7946".parse().unwrap()),
-            gossip_advertise: Some("10.0.0.5:7946".into()),
-            seeds: Some(vec![
-                "starling-us-gossip.starling.svc.cluster.local:7946".into(),
-            ]),
-            cluster_secret: Some("a-secret-of-16-chars".into()),
-            ..ServeArgs::default()
-        })
+        let c = ServeConfig::resolve(
+            parse(&[
+                "--gossip-listen",
+                "0.0.0.0:7946",
+                "--gossip-advertise",
+                "10.0.0.5:7946",
+                "--seeds",
+                "starling-us-gossip.starling.svc.cluster.local:7946,10.0.0.6:7946",
+                "--cluster-secret",
+                "a-secret-of-16-chars",
+            ])
+            .unwrap(),
+        )
         .unwrap();
         let g = c.gossip.unwrap();
         assert_eq!(g.listen.to_string(), "0.0.0.0:7946");
         assert_eq!(g.advertise, "10.0.0.5:7946");
-        let err = ServeConfig::resolve(ServeArgs {
-            gossip_listen: Some("127.0.0.1:7946".parse().unwrap()),
-            seeds: Some(vec!["under_score:7946".into()]),
-            cluster_secret: Some("a-secret-of-16-chars".into()),
-            ..ServeArgs::default()
-        })
-        .unwrap_err();
-        assert!(err.to_string().starts_with("--seeds"), "{err}");
-    }
-
-    #[test]
-    fn store_memory_sizes_parse_with_units_and_refuse_nonsense() {
-        assert_eq!(parse_size("--x", None, 7).unwrap(), 7);
-        assert_eq!(parse_size("--x", Some("64MiB"), 0).unwrap(), 64 << 20);
-        assert_eq!(parse_size("--x", Some(" 2 GiB "), 0).unwrap(), 2 << 30);
-        assert_eq!(parse_size("--x", Some("1024K"), 0).unwrap(), 1 << 20);
-        assert_eq!(parse_size("--x", Some("1048576"), 0).unwrap(), 1 << 20);
-        for bad in [
-            "",
-            "MiB",
-            "12XB",
-            "-1MiB",
-            "1.5GiB",
-            "1KiB",
-            "65GiB",
-            "99999999999999999999",
-        ] {
-            let err = parse_size("--store-cache", Some(bad), 0).unwrap_err();
-            assert!(
-                err.to_string().starts_with("--store-cache"),
-                "{bad:?}: {err}"
-            );
-        }
-        let c = ServeConfig::resolve(ServeArgs {
-            store_cache: Some("8MiB".into()),
-            store_memtable: Some("2MiB".into()),
-            ..ServeArgs::default()
-        })
-        .unwrap();
-        assert_eq!((c.store_cache, c.store_memtable), (8 << 20, 2 << 20));
+        assert_eq!(g.seeds.len(), 2);
     }
 }

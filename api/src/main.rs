@@ -138,7 +138,23 @@ fn open_files_limit(max_connections: usize) {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A value its setting's type refuses: one line naming the flag, as every other refusal
+        // at start (clap's usage hint under it left out). `--help`, `--version` and other
+        // usage errors as clap prints them.
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::ValueValidation | clap::error::ErrorKind::InvalidValue
+            ) =>
+        {
+            let text = e.to_string();
+            eprintln!("starling: {}", text.lines().next().unwrap_or_default());
+            return std::process::ExitCode::FAILURE;
+        }
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,604 @@
+//! The types of `starling serve`'s settings. Each parses and checks its own value, with one
+//! parser for all three sources: a flag or a `STARLING_*` variable (clap calls `FromStr`) and the
+//! `--config` file (serde calls the same `FromStr`, or the same range check for numbers). So a
+//! setting is declared by its field in [`super::ServeArgs`] alone, and a bad value is refused
+//! where it is read, with the flag (clap) or the file's line (toml) named.
+
+use crate::cors::CorsOrigins;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use starling_store::{FsyncPolicy, ScyllaOptions};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Serde through `Display` and `FromStr`: the file's value is read by the parser a flag's is.
+macro_rules! serde_via_str {
+    ($($t:ty),* $(,)?) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+/// A text setting kept as given once `check` accepts it: `FromStr`, `Display`, serde and the
+/// text back out ([`as_str`](Name::as_str), `From<_> for String`).
+macro_rules! checked_text {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The text as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(s)?;
+                Ok($name(s.to_string()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        serde_via_str!($name);
+    };
+}
+
+checked_text!(
+    /// A region or node name: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    Name,
+    |s| {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(())
+        } else {
+            Err("use 1-64 characters of [A-Za-z0-9_-]".into())
+        }
+    }
+);
+
+checked_text!(
+    /// `HOST:PORT`, the host an IP address or a DNS name.
+    HostPort,
+    |s| {
+        if starling_gossip::seeds::is_well_formed(s) {
+            Ok(())
+        } else {
+            Err("expected HOST:PORT (an IP address or a DNS name)".into())
+        }
+    }
+);
+
+checked_text!(
+    /// A shared secret of at least 16 characters (its `Debug` does not show it).
+    Secret,
+    |s| {
+        if s.len() >= 16 {
+            Ok(())
+        } else {
+            Err("use at least 16 characters".into())
+        }
+    }
+);
+
+checked_text!(
+    /// An S3 bucket, `s3://BUCKET`.
+    S3Bucket,
+    |s| {
+        if s.starts_with("s3://") && s.len() > 5 {
+            Ok(())
+        } else {
+            Err("expected s3://BUCKET".into())
+        }
+    }
+);
+
+checked_text!(
+    /// A Redis URL, `redis://HOST:PORT`.
+    RedisUrl,
+    |s| {
+        if s.starts_with("redis://") {
+            Ok(())
+        } else {
+            Err("expected redis://HOST:PORT".into())
+        }
+    }
+);
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl fmt::Debug for S3Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A whole number from `MIN` to `MAX`; in the file a TOML integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Within<const MIN: u64, const MAX: u64>(u64);
+
+/// A count of at least one that fits a `u32` (the per-minute limits).
+pub type PerMinute = Within<1, { u32::MAX as u64 }>;
+/// A count of at least one.
+pub type AtLeastOne = Within<1, { u64::MAX }>;
+
+impl<const MIN: u64, const MAX: u64> Within<MIN, MAX> {
+    /// `n` if it is in range, else what the range is.
+    pub fn new(n: u64) -> Result<Self, String> {
+        if (MIN..=MAX).contains(&n) {
+            Ok(Within(n))
+        } else if MAX == u64::MAX {
+            Err(format!("{n}: at least {MIN}"))
+        } else {
+            Err(format!("{n}: expected {MIN} to {MAX}"))
+        }
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The number as a `usize` (saturating: the bounds of every such setting fit).
+    pub fn usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> FromStr for Within<MIN, MAX> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let n = s
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{s:?}: expected a whole number ({e})"))?;
+        Self::new(n)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> fmt::Display for Within<MIN, MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<const MIN: u64, const MAX: u64> Serialize for Within<MIN, MAX> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de, const MIN: u64, const MAX: u64> Deserialize<'de> for Within<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration such as `30s`, `500ms` or `30d`, from `MIN_MS` to `MAX_MS` milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period<const MIN_MS: u64, const MAX_MS: u64>(Duration);
+
+/// A timeout, 100 ms to an hour.
+pub type Timeout = Period<100, 3_600_000>;
+/// A period of housekeeping, 100 ms (short ones compress time in tests) to 30 days.
+pub type Span = Period<100, { 30 * 86_400_000 }>;
+/// A lifetime of at least a second.
+pub type Lifetime = Period<1000, { u64::MAX }>;
+
+impl<const MIN_MS: u64, const MAX_MS: u64> Period<MIN_MS, MAX_MS> {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<const MIN_MS: u64, const MAX_MS: u64> FromStr for Period<MIN_MS, MAX_MS> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{s:?}: expected a duration such as 30s ({e})"))?;
+        let (min, max) = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
+        if d < min || d > max {
+            let min = humantime::format_duration(min);
+            return Err(if MAX_MS == u64::MAX {
+                format!("{s:?}: at least {min}")
+            } else {
+                format!(
+                    "{s:?}: between {min} and {}",
+                    humantime::format_duration(max)
+                )
+            });
+        }
+        Ok(Period(d))
+    }
+}
+
+impl<const MIN_MS: u64, const MAX_MS: u64> fmt::Display for Period<MIN_MS, MAX_MS> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<const MIN_MS: u64, const MAX_MS: u64> Serialize for Period<MIN_MS, MAX_MS> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Period<MIN_MS, MAX_MS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes such as `64MiB`, `512KiB`, `1GiB` or `1048576`, from 1 MiB to 64 GiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes(u64);
+
+impl Bytes {
+    /// The size in bytes.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for Bytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let unit: u64 = match t[digits..].trim() {
+            "" | "B" => 1,
+            "K" | "KiB" => 1 << 10,
+            "M" | "MiB" => 1 << 20,
+            "G" | "GiB" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected a size such as 64MiB (units B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        let n: u64 = t[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
+        match n.checked_mul(unit) {
+            Some(b) if ((1 << 20)..=(64 << 30)).contains(&b) => Ok(Bytes(b)),
+            _ => Err(format!("{s:?}: between 1MiB and 64GiB")),
+        }
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            b if b % (1 << 30) == 0 => write!(f, "{}GiB", b >> 30),
+            b if b % (1 << 20) == 0 => write!(f, "{}MiB", b >> 20),
+            b if b % (1 << 10) == 0 => write!(f, "{}KiB", b >> 10),
+            b => write!(f, "{b}"),
+        }
+    }
+}
+
+/// When the embedded store fsyncs: `always`, `never`, or an interval in milliseconds (1 to
+/// 60000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fsync(pub FsyncPolicy);
+
+impl FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(Fsync(FsyncPolicy::Always)),
+            "never" => Ok(Fsync(FsyncPolicy::Never)),
+            ms => match ms.parse::<u64>() {
+                Ok(ms) if (1..=60_000).contains(&ms) => {
+                    Ok(Fsync(FsyncPolicy::Interval(Duration::from_millis(ms))))
+                }
+                _ => Err(format!(
+                    "{ms:?}: expected `always`, `never` or milliseconds between 1 and 60000"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Fsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Never => f.write_str("never"),
+            FsyncPolicy::Interval(d) => write!(f, "{}", d.as_millis()),
+        }
+    }
+}
+
+/// Which store engine a node runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// fjall on local disk.
+    Embedded,
+    /// In memory; for trying things out and tests.
+    Memory,
+    /// A ScyllaDB (or Cassandra) cluster; the `scylla://` URL, checked when parsed.
+    Scylla(String),
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "embedded" => Ok(StoreKind::Embedded),
+            "memory" => Ok(StoreKind::Memory),
+            url if url.starts_with("scylla://") => match ScyllaOptions::from_url(url) {
+                Ok(_) => Ok(StoreKind::Scylla(url.to_string())),
+                Err(e) => Err(format!("{url:?}: {e}")),
+            },
+            other => Err(format!(
+                "{other:?}: expected `embedded`, `memory` or `scylla://HOST:PORT/KEYSPACE`"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreKind::Embedded => f.write_str("embedded"),
+            StoreKind::Memory => f.write_str("memory"),
+            StoreKind::Scylla(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Origins browsers may call the API from: `*` or comma-separated origins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origins {
+    text: String,
+    /// The origins.
+    pub parsed: CorsOrigins,
+}
+
+impl FromStr for Origins {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Origins {
+            text: s.to_string(),
+            parsed: CorsOrigins::parse(s)?,
+        })
+    }
+}
+
+impl fmt::Display for Origins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Simulated round trips between regions, `us-eu=100,us-ap=250` (milliseconds, at most 60000).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rtts(pub Vec<(String, String, u64)>);
+
+impl FromStr for Rtts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|pair| {
+                let bad = || format!("{pair:?}: expected REGION-REGION=MILLISECONDS");
+                let (regions, ms) = pair.trim().split_once('=').ok_or_else(bad)?;
+                let (a, b) = regions.split_once('-').ok_or_else(bad)?;
+                let ms: u64 = ms.trim_end_matches("ms").parse().map_err(|_| bad())?;
+                if a.is_empty() || b.is_empty() || a == b || ms > 60_000 {
+                    return Err(bad());
+                }
+                Ok((a.to_string(), b.to_string(), ms))
+            })
+            .collect::<Result<_, _>>()
+            .map(Rtts)
+    }
+}
+
+impl fmt::Display for Rtts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (a, b, ms)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{a}-{b}={ms}")?;
+        }
+        Ok(())
+    }
+}
+
+serde_via_str!(Bytes, Fsync, StoreKind, Origins, Rtts);
+
+// The choices' variants have `//` comments, not docs: a documented variant would turn clap's
+// `--help` into its long form for every flag. Their values show as `[possible values: …]`.
+
+/// Log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    // Lines for people.
+    Human,
+    // JSON lines.
+    Json,
+}
+
+/// Whether gossip frames in clear are still taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GossipEncryption {
+    // Frames in clear are refused.
+    Required,
+    // Frames in clear are still taken (the first roll of an upgrade).
+    Optional,
+}
+
+impl From<GossipEncryption> for starling_gossip::wire::Encryption {
+    fn from(e: GossipEncryption) -> Self {
+        match e {
+            GossipEncryption::Required => starling_gossip::wire::Encryption::Required,
+            GossipEncryption::Optional => starling_gossip::wire::Encryption::Optional,
+        }
+    }
+}
+
+/// Where the gossip core loop's store calls run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreLane {
+    // A thread of its own.
+    Dedicated,
+    // Tokio's blocking pool.
+    Shared,
+}
+
+/// Where SWIM's timers and packets run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    // A membership loop of its own.
+    Separate,
+    // On the core loop between its store calls.
+    Inline,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value a type accepts prints as text it reads back the same: the layered merge
+    /// passes the file's and the flags' values through that text.
+    fn round_trips<T: FromStr + fmt::Display + PartialEq + fmt::Debug>(s: &str) -> T
+    where
+        T::Err: fmt::Debug,
+    {
+        let v: T = s.parse().unwrap();
+        assert_eq!(v.to_string().parse::<T>().unwrap(), v, "{s}");
+        v
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_nonsense() {
+        assert_eq!(round_trips::<Bytes>("64MiB").get(), 64 << 20);
+        assert_eq!(round_trips::<Bytes>(" 2 GiB ").get(), 2 << 30);
+        assert_eq!(round_trips::<Bytes>("1024K").get(), 1 << 20);
+        assert_eq!(round_trips::<Bytes>("1048577").get(), (1 << 20) + 1);
+        for bad in [
+            "",
+            "MiB",
+            "12XB",
+            "-1MiB",
+            "1.5GiB",
+            "1KiB",
+            "65GiB",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<Bytes>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_durations_and_choices_hold_their_ranges() {
+        assert_eq!(round_trips::<Within<20, 100>>("20").get(), 20);
+        assert!(
+            "19".parse::<Within<20, 100>>()
+                .unwrap_err()
+                .contains("20 to 100")
+        );
+        assert!(
+            "0".parse::<AtLeastOne>()
+                .unwrap_err()
+                .contains("at least 1")
+        );
+        assert!("-3".parse::<AtLeastOne>().is_err());
+        assert_eq!(round_trips::<Timeout>("30s").get(), Duration::from_secs(30));
+        assert_eq!(
+            round_trips::<Span>("30d").get(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert!(
+            "50ms"
+                .parse::<Timeout>()
+                .unwrap_err()
+                .contains("between 100ms and 1h")
+        );
+        assert!("2h".parse::<Timeout>().is_err());
+        assert!("31d".parse::<Span>().is_err());
+        assert!(
+            "500ms"
+                .parse::<Lifetime>()
+                .unwrap_err()
+                .contains("at least 1s")
+        );
+        assert_eq!(
+            round_trips::<Lifetime>("400d").get().as_secs(),
+            400 * 86_400
+        );
+        assert_eq!(round_trips::<Fsync>("always").0, FsyncPolicy::Always);
+        assert_eq!(
+            round_trips::<Fsync>("250").0,
+            FsyncPolicy::Interval(Duration::from_millis(250))
+        );
+        assert!("0".parse::<Fsync>().is_err());
+        assert_eq!(round_trips::<Rtts>("us-eu=100,us-ap=250ms").0.len(), 2);
+        assert!("us-us=5".parse::<Rtts>().is_err());
+        assert!("us east".parse::<Name>().is_err());
+        assert!("no port".parse::<HostPort>().is_err());
+        assert!("short".parse::<Secret>().is_err());
+        assert!(!format!("{:?}", "a-secret-of-16-chars".parse::<Secret>().unwrap()).contains('a'));
+        assert!("s3://".parse::<S3Bucket>().is_err());
+        assert!("http://x".parse::<RedisUrl>().is_err());
+        round_trips::<Origins>("https://a.example,https://b.example");
+        round_trips::<StoreKind>("scylla://h:9042/ks");
+    }
+}
