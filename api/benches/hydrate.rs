@@ -22,22 +22,7 @@ use common::flag;
 async fn world() -> (AppState, u64) {
     let node = NodeId::new(RegionId::from_name("t"), 1);
     let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-    let mut graph = starling_graph::GraphConfig::new("t", "t");
-    graph.argon2_memory_kib = 64;
-    graph.argon2_passes = 1;
-    let state = AppState::new(NodeParts {
-        store,
-        graph,
-        media: Arc::new(object_store::memory::InMemory::new()),
-        gossip: None,
-        admin_token: None,
-        durable_regions: 1,
-        auth_per_minute: 1_000_000,
-        feed: starling_feed::FeedConfig::default(),
-        l2: None,
-        chat: starling_api::config::ChatSettings::default(),
-        bus: starling_messenger::Bus::in_process(),
-    });
+    let state = AppState::new(NodeParts::for_tests(store));
     let g = &state.graph;
     let reader = g
         .sign_up("reader", "password1", None, None)

@@ -128,6 +128,30 @@ pub struct NodeParts {
     pub bus: starling_messenger::Bus,
 }
 
+impl NodeParts {
+    /// A node of one process over `store`, for tests and benchmarks: media in memory, argon2 at
+    /// its cheapest (not a cost to deploy), no cluster, no admin token, a million sign-ups a
+    /// minute per address, the in-process bus, every other setting its default.
+    pub fn for_tests(store: Arc<dyn Store>) -> NodeParts {
+        let mut graph = starling_graph::GraphConfig::new("t", "t");
+        graph.argon2_memory_kib = 64;
+        graph.argon2_passes = 1;
+        NodeParts {
+            store,
+            graph,
+            media: Arc::new(object_store::memory::InMemory::new()),
+            gossip: None,
+            admin_token: None,
+            durable_regions: 1,
+            auth_per_minute: 1_000_000,
+            feed: starling_feed::FeedConfig::default(),
+            l2: None,
+            chat: config::ChatSettings::default(),
+            bus: starling_messenger::Bus::in_process(),
+        }
+    }
+}
+
 impl AppState {
     /// The state of a node.
     pub fn new(p: NodeParts) -> Self {

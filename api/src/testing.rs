@@ -1,7 +1,6 @@
 //! Test support: an in-memory node state with cheap password hashing.
 
 use crate::{AppState, NodeParts};
-use starling_graph::GraphConfig;
 use starling_store::Store;
 use std::sync::Arc;
 
@@ -16,21 +15,10 @@ pub(crate) fn state(store: Arc<dyn Store>) -> AppState {
 
 /// The same with a given sign-up/login rate per minute.
 pub(crate) fn state_with_auth_limit(store: Arc<dyn Store>, per_minute: u32) -> AppState {
-    let mut graph = GraphConfig::new("t", "t");
-    graph.argon2_memory_kib = 64;
-    graph.argon2_passes = 1;
     AppState::new(NodeParts {
-        store,
-        graph,
-        media: Arc::new(object_store::memory::InMemory::new()),
-        gossip: None,
         admin_token: Some(ADMIN.into()),
-        durable_regions: 1,
         auth_per_minute: per_minute,
-        feed: starling_feed::FeedConfig::default(),
-        l2: None,
-        chat: crate::config::ChatSettings::default(),
-        bus: starling_messenger::Bus::in_process(),
+        ..NodeParts::for_tests(store)
     })
 }
 

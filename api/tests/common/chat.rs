@@ -4,7 +4,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use starling_api::config::ChatSettings;
 use starling_api::{AppState, NodeParts, router, start_chat};
-use starling_graph::GraphConfig;
 use starling_messenger::{Bus, BusReceiver};
 use starling_store::{HlcClock, Limits, NodeId, RegionId, Store, open_memory};
 use std::net::SocketAddr;
@@ -46,21 +45,10 @@ pub async fn start_with(
     chat: ChatSettings,
     bus: (Bus, Option<BusReceiver>),
 ) -> Server {
-    let mut graph = GraphConfig::new("t", "t");
-    graph.argon2_memory_kib = 64;
-    graph.argon2_passes = 1;
     let state = AppState::new(NodeParts {
-        store,
-        graph,
-        media: Arc::new(object_store::memory::InMemory::new()),
-        gossip: None,
-        admin_token: None,
-        durable_regions: 1,
-        auth_per_minute: 1_000_000,
         chat,
         bus: bus.0,
-        feed: starling_feed::FeedConfig::default(),
-        l2: None,
+        ..NodeParts::for_tests(store)
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
