@@ -69,12 +69,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         None => (starling_messenger::Bus::in_process(), None),
     };
+    // On ScyllaDB the derived state comes from the keyspace-wide feed, shared by every node on
+    // the keyspace (`keyspace_feed`).
+    let shared = matches!(cfg.store, StoreKind::Scylla(_));
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: {
             let mut g = GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone());
             g.session_ttl = cfg.session_ttl;
             g.handle_grace = cfg.handle_grace;
+            g.keyspace_feed = shared;
             g
         },
         media,
@@ -82,7 +86,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.admin_token.clone(),
         durable_regions: cfg.durable_regions,
         auth_per_minute: cfg.auth_per_minute,
-        feed: cfg.feed.clone(),
+        feed: {
+            let mut f = cfg.feed.clone();
+            f.shared_ttl = shared.then_some(crate::keyspace_feed::SHARED_TTL);
+            f
+        },
         l2,
         chat: cfg.chat,
         bus,
@@ -92,10 +100,36 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
-    let counts = tokio::spawn(state.graph.clone().run_counts(stopped.clone()));
-    let fan_out = tokio::spawn(state.feed.clone().run(stopped.clone()));
-    // Like counts, derived per node from the replicated likes the same way.
-    let like_counts = tokio::spawn(state.posts.likes().clone().run(stopped.clone()));
+    let keyspace_feed = match &cfg.store {
+        StoreKind::Scylla(url) => {
+            let lease = starling_store::consumer::LeaseConfig::default();
+            let kf = crate::keyspace_feed::open(url, cfg.node(), lease).await?;
+            state.keyspace_feed.set(kf.clone());
+            state.posts.likes().shared();
+            Some(tokio::spawn(crate::keyspace_feed::run(
+                state.clone(),
+                kf,
+                lease,
+                state.keyspace_feed.clone(),
+                stopped.clone(),
+            )))
+        }
+        _ => None,
+    };
+    let (counts, fan_out, like_counts) = if keyspace_feed.is_some() {
+        (None, None, None)
+    } else {
+        (
+            Some(tokio::spawn(
+                state.graph.clone().run_counts(stopped.clone()),
+            )),
+            Some(tokio::spawn(state.feed.clone().run(stopped.clone()))),
+            // Like counts, derived per node from the replicated likes the same way.
+            Some(tokio::spawn(
+                state.posts.likes().clone().run(stopped.clone()),
+            )),
+        )
+    };
     // Deleted accounts are swept in bounded steps, off the request path.
     let sweeper = tokio::spawn(crate::deletion::run(
         state.clone(),
@@ -106,7 +140,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let trimmer = tokio::spawn(
         starling_store::Trimmer::new(
             store.clone(),
-            &crate::metrics::feed_consumers(gossip.is_some()),
+            &crate::keyspace_feed::node_local(
+                crate::metrics::feed_consumers(gossip.is_some()),
+                keyspace_feed.is_some(),
+            ),
             cfg.trim.clone(),
             state.trim.clone(),
         )
@@ -164,9 +201,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let _ = stop_counts.send(true);
-    let _ = counts.await;
-    let _ = fan_out.await;
-    let _ = like_counts.await;
+    for task in [counts, fan_out, like_counts, keyspace_feed]
+        .into_iter()
+        .flatten()
+    {
+        let _ = task.await;
+    }
     let _ = sweeper.await;
     let _ = trimmer.await;
     if let Some(h) = redis_health {
@@ -279,6 +319,7 @@ async fn start_gossip(
             },
             clock,
             dedicated_store_lane: g.dedicated_store_lane,
+            separate_membership: g.separate_membership,
         },
         store,
     )

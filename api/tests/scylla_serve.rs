@@ -406,3 +406,228 @@ fn media_uploaded_on_one_node_is_served_by_another_from_s3() {
     assert!(b.terminate().success());
     rt.block_on(drop_keyspace(&nodes, &ks));
 }
+
+/// A region of Starling nodes on one keyspace: counts and timelines come from the keyspace-wide
+/// change feed, each node consuming the partitions it holds by lease. Writes (sign-ups, follows,
+/// an unfollow, posts, likes) go through every node; one node is killed with SIGKILL mid-run, a
+/// fourth joins, the live nodes take the dead one's partitions over when its leases expire, and
+/// it restarts under its id and takes its share back. Afterwards every node serves every acknowledged post, every follower's home
+/// feed holds every post of the people they follow, and the follower, following and like counts
+/// are exact (each change counted once, whichever node consumed it).
+#[test]
+fn a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let Some(cluster) = cluster() else { return };
+    let ks = format!("t_region_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let args: Vec<String> = [
+            "--store",
+            &format!("scylla://{cluster}/{ks}"),
+            "--node-id",
+            name,
+            "--data-dir",
+            &dir.path().join(name).display().to_string(),
+            "--auth-per-minute",
+            "1000000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Node::start(dir.path(), free_port(), &args)
+    };
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
+    let metric = |node: &Node, name: &str| -> i64 {
+        let (_, m) = node.http("GET", "/metrics", None, b"");
+        String::from_utf8_lossy(&m)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap()
+    };
+    let mut nodes = vec![start("n0"), start("n1"), start("n2")];
+    const USERS: usize = 6;
+    let users: Vec<(String, String)> = (0..USERS)
+        .map(|i| common::sign_up_user(&nodes[i % 3], &format!("user{i}")))
+        .collect();
+    // Who follows whom, as the test expects it to end.
+    let mut follows: BTreeSet<(usize, usize)> = BTreeSet::new();
+    let follow = |via: &Node, a: usize, b: usize, put: bool| {
+        let path = format!("/v1/following/{}", users[b].0);
+        let method = if put { "PUT" } else { "DELETE" };
+        let (s, body) = via.http(method, &path, Some(&users[a].1), b"");
+        assert_eq!(s, 204, "{}", String::from_utf8_lossy(&body));
+    };
+    for a in 0..USERS {
+        for d in 1..=3 {
+            let b = (a + d) % USERS;
+            follow(&nodes[(a + d) % 3], a, b, true);
+            follows.insert((a, b));
+        }
+    }
+    let mut posts: BTreeMap<String, usize> = BTreeMap::new(); // post → author
+    let mut likes: BTreeMap<String, usize> = BTreeMap::new(); // post → likes
+    let mut round = 0;
+    let mut write_round = |nodes: &[Node], posts: &mut BTreeMap<String, usize>| {
+        round += 1;
+        let mut new = Vec::new();
+        for (i, (_, token)) in users.iter().enumerate() {
+            let via = &nodes[(i + round) % nodes.len()];
+            let body = serde_json::json!({"text": format!("round {round} by user{i}")});
+            let (s, p) = common::http_json(
+                via.port,
+                "POST",
+                "/v1/posts",
+                Some(token),
+                &body.to_string(),
+            );
+            assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+            let id = json(&p)["id"].as_str().unwrap().to_string();
+            posts.insert(id.clone(), i);
+            new.push(id);
+        }
+        // Each user likes the posts of this round of the users they follow, through another node.
+        let mut liked = Vec::new();
+        for (i, (_, token)) in users.iter().enumerate() {
+            for (j, id) in new.iter().enumerate() {
+                if (i + j) % 2 == 0 && i != j {
+                    let via = &nodes[(i + j + round) % nodes.len()];
+                    let (s, b) = via.http("PUT", &format!("/v1/posts/{id}/like"), Some(token), b"");
+                    assert!(s == 204 || s == 200, "{s} {}", String::from_utf8_lossy(&b));
+                    liked.push(id.clone());
+                }
+            }
+        }
+        liked
+    };
+    for id in write_round(&nodes, &mut posts) {
+        *likes.entry(id).or_default() += 1;
+    }
+    // One node dies without a word; the others go on taking writes.
+    let mut dead = nodes.remove(2);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    drop(dead);
+    for id in write_round(&nodes, &mut posts) {
+        *likes.entry(id).or_default() += 1;
+    }
+    follow(&nodes[0], 0, 1, false);
+    follows.remove(&(0, 1));
+    // A fourth node joins; the live nodes claim the dead one's partitions once its leases expire
+    // (10 s), and derive what was written meanwhile.
+    nodes.push(start("n3"));
+    let mut held = Vec::new();
+    let taken = eventually(Duration::from_secs(60), || {
+        held = nodes
+            .iter()
+            .map(|n| metric(n, "starling_keyspace_feed_partitions_held"))
+            .collect();
+        held.iter().sum::<i64>() == 32
+    });
+    assert!(taken, "the live nodes hold every partition: {held:?}");
+    // The dead node comes back under its id and takes its share again.
+    nodes.push(start("n2"));
+    for id in write_round(&nodes, &mut posts) {
+        *likes.entry(id).or_default() += 1;
+    }
+    for id in posts.keys() {
+        likes.entry(id.clone()).or_default();
+    }
+
+    let count = |v: &serde_json::Value, k: &str| v[k].as_i64().unwrap_or(-1);
+    for (n, node) in nodes.iter().enumerate() {
+        for (id, author) in &posts {
+            let (s, _) = node.http("GET", &format!("/v1/posts/{id}"), Some(&users[0].1), b"");
+            assert_eq!(s, 200, "post {id} of user{author} through node {n}");
+        }
+        for (i, (uid, token)) in users.iter().enumerate() {
+            let followers = follows.iter().filter(|(_, b)| *b == i).count() as i64;
+            let following = follows.iter().filter(|(a, _)| *a == i).count() as i64;
+            let mut last = String::new();
+            let exact = eventually(Duration::from_secs(90), || {
+                let (s, b) = node.http("GET", &format!("/v1/users/{uid}"), Some(token), b"");
+                let v = json(&b);
+                last = v.to_string();
+                s == 200
+                    && count(&v, "followers_count") == followers
+                    && count(&v, "following_count") == following
+            });
+            assert!(
+                exact,
+                "user{i}'s counts through node {n}: want {followers}/{following}, {last}"
+            );
+            let want: BTreeSet<&String> = posts
+                .iter()
+                .filter(|(_, a)| follows.contains(&(i, **a)))
+                .map(|(id, _)| id)
+                .collect();
+            let mut missing = Vec::new();
+            let complete = eventually(Duration::from_secs(90), || {
+                let (s, b) = node.http("GET", "/v1/feed?limit=100", Some(token), b"");
+                if s != 200 {
+                    return false;
+                }
+                let got: BTreeSet<String> = json(&b)["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["id"].as_str().unwrap().to_string())
+                    .collect();
+                missing = want
+                    .iter()
+                    .filter(|id| !got.contains(**id))
+                    .cloned()
+                    .collect();
+                missing.is_empty()
+            });
+            assert!(
+                complete,
+                "user{i}'s feed through node {n} misses {missing:?}"
+            );
+        }
+        for (id, want) in &likes {
+            let mut last = String::new();
+            let exact = eventually(Duration::from_secs(90), || {
+                let (s, b) = node.http("GET", &format!("/v1/posts/{id}"), Some(&users[0].1), b"");
+                let v = json(&b);
+                last = v["counts"].to_string();
+                s == 200 && v["counts"]["likes"].as_i64() == Some(*want as i64)
+            });
+            assert!(
+                exact,
+                "post {id}'s likes through node {n}: want {want}, {last}"
+            );
+        }
+        // The consumer's stats are on /metrics: every partition is held by some node.
+        let (s, m) = node.http("GET", "/metrics", None, b"");
+        assert_eq!(s, 200);
+        let m = String::from_utf8_lossy(&m);
+        assert!(m.contains("starling_keyspace_feed_partitions_held"), "{m}");
+    }
+    // The joiner took its share, and the partitions are split without overlap (32 by default).
+    let split = eventually(Duration::from_secs(60), || {
+        held = nodes
+            .iter()
+            .map(|n| metric(n, "starling_keyspace_feed_partitions_held"))
+            .collect();
+        held.iter().sum::<i64>() == 32 && held.iter().all(|h| *h > 0)
+    });
+    assert!(split, "partitions held per node: {held:?}");
+    // The killed node's partitions were claimed by the others, and then some handed back.
+    let handovers: Vec<i64> = nodes
+        .iter()
+        .map(|n| metric(n, "starling_keyspace_feed_handovers_total"))
+        .collect();
+    assert!(
+        handovers[..3].iter().sum::<i64>() > 0 && handovers[3] > 0,
+        "hand-overs per node (n0, n1, n3, n2): {handovers:?}"
+    );
+    for node in nodes {
+        assert!(node.terminate().success());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(drop_keyspace(&cluster, &ks));
+}
