@@ -12,6 +12,9 @@
 //! large population (default 1 000 000).
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../store/benches/common/report.rs"]
+mod report;
+
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -155,17 +158,13 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let mut md = String::new();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let commit = report::commit();
     writeln!(md, "# Feed benchmarks (feed/benches/feed.rs)\n").unwrap();
     writeln!(
         md,
         "Commit `{commit}`, release build, memory store, one thread, on a {}-core machine. \
          Command: `infra/bench.sh feed`.\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        report::cores()
     )
     .unwrap();
     writeln!(md, "## Fan-out: post → every follower's timeline\n").unwrap();

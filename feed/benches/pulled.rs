@@ -8,6 +8,9 @@
 //! Writes `bench/feed-pulled.md`. Run with `infra/bench.sh feed`.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../store/benches/common/report.rs"]
+mod report;
+
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -99,12 +102,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let commit = report::commit();
+    let load = report::load();
     let mut md = String::new();
     writeln!(
         md,
@@ -115,7 +114,7 @@ fn main() {
         md,
         "Commit `{commit}`, release build, memory store, one thread, on a {}-core machine \
          (load average before the run: {}). Command: `infra/bench.sh feed`.\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        report::cores(),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()

@@ -5,6 +5,8 @@
 //! Needs a CQL node: `STARLING_SCYLLA_NODES=host:port cargo bench -p starling-store --features
 //! scylla --bench scylla` (`infra/bench.sh scylla` starts a local Cassandra for it).
 
+mod common;
+
 use bytes::Bytes;
 use starling_store::{
     CasOutcome, EmbeddedOptions, HlcClock, Keyspace, NodeId, RegionId, ScanRequest, ScyllaOptions,
@@ -328,16 +330,8 @@ fn us(d: Duration) -> String {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
-    let Ok(nodes) = std::env::var("STARLING_SCYLLA_NODES") else {
-        eprintln!("STARLING_SCYLLA_NODES is not set: run `infra/bench.sh scylla`");
-        std::process::exit(2);
-    };
-    let nodes: Vec<String> = nodes.split(',').map(|s| s.trim().to_string()).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let nodes = common::scylla_nodes();
+    let rt = common::runtime();
     let node = NodeId::new(RegionId::from_name("bench"), 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let tag = std::process::id();
@@ -386,11 +380,7 @@ fn main() {
                 .await;
         }
     });
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let commit = common::report::commit();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -404,7 +394,7 @@ fn main() {
          times the `cas` call only (its read of the current version is not timed). `shared` = \
          every record write a lightweight transaction (several Starling nodes per keyspace, the \
          default); `single` = one LOGGED batch per write (`?writers=single`, one node per keyspace).\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        common::report::cores(),
     );
     let _ = writeln!(
         md,

@@ -16,6 +16,8 @@
 //! Needs a CQL node: `STARLING_SCYLLA_NODES=host:port cargo bench -p starling-store --features
 //! scylla --bench scylla_feed` (`infra/bench.sh scylla` starts a local Cassandra for it).
 
+mod common;
+
 use bytes::Bytes;
 use starling_store::consumer::{KeyspaceFeed, LeaseConfig, partition_of};
 use starling_store::{
@@ -242,16 +244,8 @@ async fn handover(opts: &ScyllaOptions) -> (Row, Row) {
 }
 
 fn main() {
-    let Ok(nodes) = std::env::var("STARLING_SCYLLA_NODES") else {
-        eprintln!("STARLING_SCYLLA_NODES is not set: run `infra/bench.sh scylla`");
-        std::process::exit(2);
-    };
-    let nodes: Vec<String> = nodes.split(',').map(|s| s.trim().to_string()).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let nodes = common::scylla_nodes();
+    let rt = common::runtime();
     let tag = std::process::id();
     let mut names = Vec::new();
     let (cost, lags, hand) = rt.block_on(async {
@@ -278,12 +272,8 @@ fn main() {
         }
         (cost, lags, hand)
     });
-    let commit = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let commit = common::report::commit();
+    let load = common::report::load();
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -294,8 +284,8 @@ fn main() {
          loopback, one process, replication factor 1, LOCAL_QUORUM, {PARTS} partitions, marks \
          published every 50 ms. Load average at the end: `{}`. The machine is shared and \
          noisy: compare the ratios within this run.\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.trim(),
+        common::report::cores(),
+        load,
     );
     let table = |md: &mut String, title: &str, rows: &[&Row]| {
         let _ = writeln!(
