@@ -11,7 +11,11 @@
 //! follower counts of others move by the per-node count consumer, exactly once per edge.
 //!
 //! The record replicates, and so does the account's element of the sweeper's list `gdp/user`
-//! (written before the record, taken off once finished), so a node of any region can sweep; removals are idempotent. The sweep
+//! (written before the record, taken off once finished), so a node of any region can sweep; removals are idempotent.
+//! The element carries the deletion itself: two keys replicate in no set order (a partition's
+//! repair sends them apart), so a node may see the element before the record, and then writes the
+//! record from it (the same content) rather than dropping the element — which, replicated, once
+//! took the deletion off every node's list and left its handle taken for good. The sweep
 //! goes on until the grace period (`--handle-grace`) has passed, which also takes off an edge that
 //! another region wrote before it saw the deletion; then [`Graph::release_handle`] frees the
 //! handle by CAS at the handle region's owner (only if it still names this user) and the record is
@@ -73,11 +77,11 @@ impl Graph {
             deleted_at_ms: now_ms(),
             finished: false,
         };
-        // On the sweeper's list, then the record: a crash after it leaves the rest to the
-        // sweeper, never a half-deleted account nobody will finish (a list entry without a
-        // record is dropped by the sweeper).
+        // On the sweeper's list (with the deletion: see the module doc), then the record: a
+        // crash after it leaves the rest to the sweeper, never a half-deleted account nobody will
+        // finish.
         self.store
-            .add(&pending_key(user), bytes::Bytes::new())
+            .add(&pending_key(user), starling_store::codec::to_value(&d)?)
             .await?;
         self.store.put_typed(&deletion_key(user), &d).await?;
         self.revoke_sessions(user, None).await?;
@@ -104,8 +108,10 @@ impl Graph {
 
     /// Up to `limit` deletions not finished yet, by user id after `after`, and where the next
     /// page starts. Reads the pending list (`gdp`), never the finished tombstones, so a pass costs
-    /// what is pending however many accounts were ever deleted; an entry whose record is missing
-    /// (a deletion that failed before its record) or finished is taken off the list.
+    /// what is pending however many accounts were ever deleted. An entry whose record is finished
+    /// is taken off the list; one whose record is missing here (not replicated yet, or a deletion
+    /// that crashed before writing it) writes the record from the deletion the entry carries (an
+    /// entry of a build before that carries none, and is taken off).
     pub async fn pending_deletions(
         &self,
         after: Option<u64>,
@@ -120,10 +126,19 @@ impl Graph {
         let user_of =
             |k: &Key| starling_store::key::read_u64(k.as_bytes(), PENDING_DELETIONS.prefix_len());
         let mut out = Vec::new();
-        for (k, _) in &page.items {
+        for (k, v) in &page.items {
             let Some(user) = user_of(k) else { continue };
-            match self.deletion(user).await? {
-                Some(d) if !d.finished => out.push(d),
+            let carried = v
+                .value
+                .as_deref()
+                .and_then(|b| starling_store::codec::from_value::<Deletion>(b).ok())
+                .filter(|d| d.user == user);
+            match (self.deletion(user).await?, carried) {
+                (Some(d), _) if !d.finished => out.push(d),
+                (None, Some(d)) => {
+                    self.store.put_typed(&deletion_key(user), &d).await?;
+                    out.push(d);
+                }
                 _ => {
                     self.store.remove(k).await?;
                 }
@@ -377,5 +392,66 @@ mod tests {
         // Freeing again leaves the new owner's handle alone.
         g.release_handle(&pending[0]).await.unwrap();
         assert_eq!(g.user_by_handle("alice").await.unwrap().id, again.id);
+    }
+
+    /// A node that holds a deletion's list entry but not yet its record (the two keys replicate
+    /// apart) sweeps it, rather than taking the entry off (which, replicated, would leave the
+    /// account unswept and its handle taken on every node).
+    #[tokio::test]
+    async fn a_list_entry_that_arrives_before_its_record_is_swept() {
+        use starling_store::{Delta, StoreExt};
+        let origin = graph();
+        let (a, _) = origin
+            .sign_up("dora", "dora password", None, None)
+            .await
+            .unwrap();
+        origin.delete_account(a.id, "dora password").await.unwrap();
+        // Another node: the entry replicated, the record not yet.
+        let other = graph();
+        let entry = super::pending_key(a.id);
+        let record = origin.store().get_record(&entry).await.unwrap().unwrap();
+        other
+            .store()
+            .apply(&[Delta {
+                key: entry.clone(),
+                record,
+            }])
+            .await
+            .unwrap();
+        assert!(other.deletion(a.id).await.unwrap().is_none());
+        let (pending, _) = other.pending_deletions(None, 10).await.unwrap();
+        assert_eq!(
+            pending
+                .iter()
+                .map(|d| (d.user, d.handle.as_str()))
+                .collect::<Vec<_>>(),
+            [(a.id, "dora")]
+        );
+        assert!(other.is_deleted(a.id).await.unwrap(), "the record written");
+        assert!(
+            other
+                .store()
+                .get(&entry)
+                .await
+                .unwrap()
+                .is_some_and(|v| v.value.is_some()),
+            "the entry kept"
+        );
+        // An entry carrying nothing (a build before) and no record: taken off.
+        other
+            .store()
+            .add(&super::pending_key(a.id + 1), bytes::Bytes::new())
+            .await
+            .unwrap();
+        let (pending, _) = other.pending_deletions(None, 10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(
+            other
+                .store()
+                .get(&super::pending_key(a.id + 1))
+                .await
+                .unwrap()
+                .is_none_or(|v| v.value.is_none())
+        );
     }
 }
