@@ -53,6 +53,7 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
             run_tag: "x".into(),
             conversations: false,
             groups: false,
+            spares: 0,
         };
         let users = setup(&http, std::slice::from_ref(&target), &cfg, Some(&log))
             .await

@@ -46,6 +46,15 @@ pub enum AckedKind {
     Repost,
     /// An undone repost: `id` is the post.
     Unrepost,
+    /// A notification mark-read: `id` is the `up_to` id (the marker only moves forward).
+    MarkRead,
+    /// A password change by `user`: `id` is a second session token of theirs, made just before
+    /// the change (which must have revoked it), `body` the password it replaced.
+    Password,
+    /// An account deletion: `id` is the deleted user (a spare account of the load user `user`,
+    /// whom it followed), `body` its handle (its password is
+    /// [`crate::users::spare_password`] of it).
+    Delete,
 }
 
 /// Whether the server is known to have applied a logged write.
@@ -97,7 +106,8 @@ pub struct Acked {
     /// Membership changes: `true` for an addition, `false` for a removal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<bool>,
-    /// Edits: the message's new text.
+    /// Edits: the message's new text; password changes: the password replaced; deletions: the
+    /// deleted account's handle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
 }

@@ -72,6 +72,173 @@ pub async fn log_in(
     })
 }
 
+/// `GET /v1/notifications?limit=`, first page: the items' ids (decimal strings, newest first)
+/// with whether each reads as read, and where the next page starts.
+pub async fn notifications(
+    http: &Http,
+    base: &str,
+    token: &str,
+    limit: u32,
+    cursor: Option<&str>,
+) -> Result<(Vec<(String, bool)>, Option<String>), RequestError> {
+    let mut url = format!("{base}/v1/notifications?limit={limit}");
+    if let Some(c) = cursor {
+        url.push_str("&cursor=");
+        url.push_str(c);
+    }
+    let v = http
+        .expect(Method::GET, &url, Some(token), None, &[200])
+        .await?
+        .json()?;
+    let items = v
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RequestError::Decode("no items".into()))?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let read = item
+            .get("read")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| RequestError::Decode("a notification without read".into()))?;
+        out.push((field(item, "id")?, read));
+    }
+    let next = v
+        .get("next_cursor")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((out, next))
+}
+
+/// `PUT /v1/notifications/read`: marks the caller's notifications up to `up_to` read.
+pub async fn mark_read(
+    http: &Http,
+    base: &str,
+    token: &str,
+    up_to: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/notifications/read");
+    http.expect(
+        Method::PUT,
+        &url,
+        Some(token),
+        body(&json!({ "up_to": up_to })),
+        &[204],
+    )
+    .await
+    .map(drop)
+}
+
+/// `PUT /v1/users/me/password`: changes the caller's password (their other sessions are
+/// revoked, this one stays).
+pub async fn change_password(
+    http: &Http,
+    base: &str,
+    token: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/users/me/password");
+    http.expect(
+        Method::PUT,
+        &url,
+        Some(token),
+        body(&json!({ "old": old, "new": new })),
+        &[204],
+    )
+    .await
+    .map(drop)
+}
+
+/// `DELETE /v1/users/me`: deletes the caller's account.
+pub async fn delete_account(
+    http: &Http,
+    base: &str,
+    token: &str,
+    password: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/users/me");
+    http.expect(
+        Method::DELETE,
+        &url,
+        Some(token),
+        body(&json!({ "password": password })),
+        &[204],
+    )
+    .await
+    .map(drop)
+}
+
+/// `GET /v1/users/me`: the status (200 while the session is valid, 401 once it is revoked).
+pub async fn session_status(http: &Http, base: &str, token: &str) -> Result<u16, RequestError> {
+    let url = format!("{base}/v1/users/me");
+    let a = http
+        .expect(Method::GET, &url, Some(token), None, &[200, 401])
+        .await?;
+    Ok(a.status)
+}
+
+/// `POST /v1/sessions`: the status alone (200 signed in, 401 refused).
+pub async fn log_in_status(
+    http: &Http,
+    base: &str,
+    handle: &str,
+    password: &str,
+) -> Result<u16, RequestError> {
+    let a = http
+        .expect(
+            Method::POST,
+            &format!("{base}/v1/sessions"),
+            None,
+            body(&json!({"handle": handle, "password": password})),
+            &[200, 401],
+        )
+        .await?;
+    Ok(a.status)
+}
+
+/// `GET /v1/users/{id}`: the user's `followers_count`.
+pub async fn followers_count(
+    http: &Http,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> Result<u64, RequestError> {
+    let url = format!("{base}/v1/users/{id}");
+    let v = http
+        .expect(Method::GET, &url, Some(token), None, &[200])
+        .await?
+        .json()?;
+    v.get("followers_count")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| RequestError::Decode("a user without followers_count".into()))
+}
+
+/// `GET /v1/users/{id}`: the user's handle.
+pub async fn handle_of(
+    http: &Http,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> Result<String, RequestError> {
+    let url = format!("{base}/v1/users/{id}");
+    let v = http
+        .expect(Method::GET, &url, Some(token), None, &[200])
+        .await?
+        .json()?;
+    field(&v, "handle")
+}
+
+/// `GET /v1/users/{id}/followers`, every page: the followers' ids.
+pub async fn followers(
+    http: &Http,
+    base: &str,
+    token: &str,
+    user: &str,
+) -> Result<Vec<String>, RequestError> {
+    let list = format!("{base}/v1/users/{user}/followers?limit=100");
+    user_ids(http, token, &list).await
+}
+
 /// `PUT /v1/following/{id}`.
 pub async fn follow(http: &Http, base: &str, token: &str, id: &str) -> Result<(), RequestError> {
     let url = format!("{base}/v1/following/{id}");

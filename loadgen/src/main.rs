@@ -11,7 +11,7 @@ use starling_loadgen::chat::{ChatConfig, Protocol, run_chat};
 use starling_loadgen::http::Http;
 use starling_loadgen::idle::{IdleConfig, run_idle};
 use starling_loadgen::report::{Report, RunInfo};
-use starling_loadgen::run::{RunConfig, run};
+use starling_loadgen::run::{RunConfig, run_on_posts};
 use starling_loadgen::schedule::{Arrivals, Mix, Op, Rate};
 use starling_loadgen::users::{Setup, setup};
 use starling_loadgen::{acked, centrifugo, plot, sessions, verify};
@@ -74,6 +74,11 @@ struct RunArgs {
     /// unlike, e.g. `read=99,post=1`.
     #[arg(long, default_value = "read=99,post=1")]
     mix: String,
+    /// REST: the posts (ids, comma separated) the like, unlike, repost and unrepost operations go
+    /// to, round robin, instead of posts of the run's own; each must exist on every target (one
+    /// post liked from every region, or many as its baseline).
+    #[arg(long, value_delimiter = ',')]
+    like_posts: Vec<String>,
     /// Requests (or chat messages) per second, open loop; `max` for closed loop.
     #[arg(long, default_value = "100")]
     rate: String,
@@ -214,6 +219,8 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
         // `edit` edits those messages; `group` changes the members of each user's group.
         conversations: ops.iter().any(|op| matches!(op, Op::Chat | Op::Edit)),
         groups: ops.contains(&Op::Group),
+        // The `delete` operation signs up each account it deletes (none made ahead).
+        spares: 0,
     };
     let protocol: Protocol = a.protocol.parse()?;
     if protocol == Protocol::Centrifugo && a.scenario == "rest" {
@@ -281,7 +288,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
                 progress: !a.quiet,
                 origin: None,
             };
-            let stats = run(&http, users, &cfg, log).await?;
+            let stats = run_on_posts(&http, users, &cfg, log, a.like_posts.clone()).await?;
             Report::new(info, &stats)
         }
         "chat" => {

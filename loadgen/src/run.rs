@@ -13,7 +13,8 @@
 //! `unlike` operations, per target (a post its own node acknowledged, so a like never waits on
 //! replication from another region), take half their posts from one hot post (the first acknowledged
 //! post) and half from the last [`RECENT_POSTS`] acknowledged ones: the skew of a real network,
-//! where a few posts draw most likes.
+//! where a few posts draw most likes. [`run_on_posts`] sends them to given posts instead (one
+//! post liked from every region, or many: the like benchmarks).
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -134,6 +135,9 @@ struct Ctx {
     /// Per target: a like goes to a post acknowledged by the liker's own node, so it never
     /// depends on replication from another region (which a partition or a region loss stops).
     liked: Mutex<HashMap<String, LikedPosts>>,
+    /// When not empty, the posts the like, unlike, repost and unrepost operations go to (the
+    /// `n`th to `n % len`), whatever node serves the user.
+    given: Vec<String>,
     ok: AtomicU64,
     errors: AtomicU64,
 }
@@ -216,6 +220,32 @@ impl Ctx {
             }
             Op::Edit => {
                 self.edit(u, p.n).await?;
+                None
+            }
+            Op::Notify => {
+                let (items, _) =
+                    api::notifications(&self.http, &u.target, &u.token, 20, None).await?;
+                if let Some((newest, _)) = items.into_iter().next() {
+                    let sent_us = now_us();
+                    api::mark_read(&self.http, &u.target, &u.token, &newest).await?;
+                    self.log_write(
+                        AckedKind::MarkRead,
+                        newest,
+                        u,
+                        sent_us,
+                        Outcome::Acked,
+                        None,
+                    )
+                    .await;
+                }
+                None
+            }
+            Op::Password => {
+                self.change_password(u).await?;
+                None
+            }
+            Op::Delete => {
+                self.delete_spare(u).await?;
                 None
             }
         };
@@ -324,6 +354,94 @@ impl Ctx {
         result
     }
 
+    /// Changes `u`'s password from the one that signs in (of those `u` may have) to a new one,
+    /// through `u`'s own session, after opening a second session the change must revoke; logs
+    /// the change (its second session and the password it replaced) if it was acknowledged.
+    /// Holds `u`'s passwords throughout: one change per user in flight.
+    async fn change_password(&self, u: &User) -> Result<(), RequestError> {
+        let mut passwords = u.live.passwords.lock().await;
+        let mut second = None;
+        for (i, pw) in passwords.iter().enumerate() {
+            match api::log_in(&self.http, &u.target, &u.handle, pw).await {
+                Ok(s) => {
+                    second = Some((i, s));
+                    break;
+                }
+                Err(e) if e.status() == Some(401) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((i, second)) = second else {
+            return Err(RequestError::Decode(format!(
+                "none of the {} passwords {} may have signs in",
+                passwords.len(),
+                u.handle
+            )));
+        };
+        let old = passwords[i].clone();
+        let k = self.chats.fetch_add(1, Ordering::Relaxed);
+        let new = format!("pw-{:x}-{k}", self.run);
+        let sent_us = now_us();
+        let result = api::change_password(&self.http, &u.target, &u.token, &old, &new).await;
+        let outcome = match &result {
+            Ok(()) => Some(Outcome::Acked),
+            Err(e) => e.write_outcome(),
+        };
+        match outcome {
+            // Changed: the new password is the one.
+            Some(Outcome::Acked) => *passwords = vec![new],
+            // Maybe changed (and a timed-out change may land later): either.
+            Some(_) => *passwords = vec![new, old.clone()],
+            None => {}
+        }
+        if let (Some(outcome), Some(log)) = (outcome, &self.acked) {
+            let mut a = entry(AckedKind::Password, second.token, u, sent_us, outcome);
+            a.body = Some(old);
+            log.record(a).await;
+        }
+        result
+    }
+
+    /// Deletes one of `u`'s spare accounts, or when none is left one of another user's of the
+    /// same target (signing one up for `u` when there is none at all); logs the deletion, as of
+    /// the spare's user, if it was acknowledged. A spare is taken once, whatever the outcome.
+    async fn delete_spare(&self, u: &User) -> Result<(), RequestError> {
+        // One lock at a time: the user's own pool is among the others (a parking_lot mutex
+        // is not reentrant).
+        let own = u.live.spares.lock().pop();
+        let taken = match own {
+            Some(s) => Some((u, s)),
+            None => self
+                .users
+                .iter()
+                .filter(|o| o.target == u.target)
+                .find_map(|o| {
+                    let s = o.live.spares.lock().pop();
+                    s.map(|s| (o, s))
+                }),
+        };
+        let (owner, spare) = match taken {
+            Some(t) => t,
+            None => {
+                let k = u.live.spares_made.fetch_add(1, Ordering::Relaxed);
+                let handle = format!("{}y{:x}{k}", u.handle, self.run & 0xffff);
+                let spare = crate::users::make_spare(&self.http, u, handle)
+                    .await
+                    .map_err(|e| RequestError::Decode(e.to_string()))?;
+                (u, spare)
+            }
+        };
+        let pw = crate::users::spare_password(&spare.handle);
+        let sent_us = now_us();
+        let result = api::delete_account(&self.http, &u.target, &spare.token, &pw).await;
+        if let (Ok(()), Some(log)) = (&result, &self.acked) {
+            let mut a = entry(AckedKind::Delete, spare.id, owner, sent_us, Outcome::Acked);
+            a.body = Some(spare.handle);
+            log.record(a).await;
+        }
+        result
+    }
+
     /// Records a write of `kind` on `id` by `u`, sent at `sent_us`, in the acked log (when
     /// there is one), with its chat placement (conversation, seq) when it has one.
     async fn log_write(
@@ -379,6 +497,10 @@ impl Ctx {
 
     /// The post the `n`th like or unlike goes to; `u` posts one first when the run has none.
     async fn post_to_like(&self, u: &User, n: u64) -> Result<String, RequestError> {
+        if !self.given.is_empty() {
+            let i = usize::try_from(n % self.given.len() as u64).unwrap_or(0);
+            return Ok(self.given[i].clone());
+        }
         let picked = self.liked.lock().get(&u.target).and_then(|l| l.pick(n));
         if let Some(id) = picked {
             return Ok(id);
@@ -481,6 +603,19 @@ pub async fn run(
     cfg: &RunConfig,
     acked: Option<AckedLog>,
 ) -> Result<Stats, LoadError> {
+    run_on_posts(http, users, cfg, acked, Vec::new()).await
+}
+
+/// [`run`], with the like, unlike, repost and unrepost operations on `posts` (round robin by
+/// the request's number) instead of posts of the run's own: every post must exist on every
+/// target. Empty: as [`run`].
+pub async fn run_on_posts(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    cfg: &RunConfig,
+    acked: Option<AckedLog>,
+    posts: Vec<String>,
+) -> Result<Stats, LoadError> {
     if users.is_empty() {
         return Err(LoadError::config("users", "at least one user"));
     }
@@ -496,6 +631,7 @@ pub async fn run(
         chats: AtomicU64::new(0),
         edits: cfg.mix.ops().any(|op| op == Op::Edit),
         liked: Mutex::new(HashMap::new()),
+        given: posts,
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });

@@ -130,11 +130,22 @@ pub enum Op {
     Repost,
     /// `DELETE /v1/posts/{id}/repost`, on a post chosen as for [`Op::Like`].
     Unrepost,
+    /// `GET /v1/notifications`, then `PUT /v1/notifications/read` up to its newest item (when
+    /// it has one).
+    Notify,
+    /// `POST /v1/sessions` (a second session), then `PUT /v1/users/me/password` from the
+    /// user's current password to a new one with the user's own session (which stays): the
+    /// second session must be revoked. One change per user in flight at a time.
+    Password,
+    /// `DELETE /v1/users/me` of one of the user's spare accounts (which follows them), or of
+    /// another user's of the same target when the user has none left (one is signed up first
+    /// when none is left at all).
+    Delete,
 }
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 15] = [
         Op::Read,
         Op::Post,
         Op::Follow,
@@ -147,6 +158,9 @@ impl Op {
         Op::Unlike,
         Op::Repost,
         Op::Unrepost,
+        Op::Notify,
+        Op::Password,
+        Op::Delete,
     ];
 
     /// The name used in `--mix`, the report and the plots.
@@ -164,6 +178,9 @@ impl Op {
             Op::Unlike => "unlike",
             Op::Repost => "repost",
             Op::Unrepost => "unrepost",
+            Op::Notify => "notify",
+            Op::Password => "password",
+            Op::Delete => "delete",
         }
     }
 }

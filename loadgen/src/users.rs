@@ -4,7 +4,9 @@
 //! users), give everyone a few posts so feeds are not empty, open a 1:1 conversation between each
 //! user and the next, and give each user a group of their own (made with the next
 //! [`GROUP_MEMBERS`] users; the `group` operation adds and removes the next
-//! [`GROUP_CANDIDATES`]). Setup writes are acknowledged writes too and go to the acked log.
+//! [`GROUP_CANDIDATES`]), and `spares` spare accounts per user for the `delete` operation (each
+//! follows its user). Setup writes are acknowledged writes too and go to the acked log (the spare
+//! accounts and their follows are not: the `delete` operation logs their deletion).
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
@@ -67,8 +69,27 @@ impl PartialEq for User {
 
 impl Eq for User {}
 
-/// What the `group` and `edit` operations keep of a user from one request to the next, and from
-/// one run to the next over the same users (the fault tests run the load as consecutive runs).
+/// A spare account of a load user, made to be deleted by the `delete` operation; it follows
+/// its user. Its password is [`spare_password`] of its handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spare {
+    /// Its id.
+    pub id: String,
+    /// Its handle.
+    pub handle: String,
+    /// A session token of it.
+    pub token: String,
+}
+
+/// The password of a spare account (and of one the `delete` operation signs up when its user
+/// has no spare left): derived from the handle, so a verification can try it.
+pub fn spare_password(handle: &str) -> String {
+    format!("{handle}-spare-password")
+}
+
+/// What the `group`, `edit`, `password` and `delete` operations keep of a user from one request
+/// to the next, and from one run to the next over the same users (the fault tests run the load as
+/// consecutive runs).
 #[derive(Debug, Default)]
 pub struct Live {
     /// The candidates of the user's group (ids of the next [`GROUP_CANDIDATES`] users), each
@@ -80,6 +101,15 @@ pub struct Live {
     /// oldest first: the `edit` operation takes each at most once, so no two edits of a message
     /// race.
     pub editable: parking_lot::Mutex<VecDeque<(String, u64, String)>>,
+    /// The passwords the user's account may have, the likeliest first: the setup's, then each
+    /// password change's new one (and its old one too while the change's outcome is unknown).
+    /// The `password` operation holds it for the whole of its requests: one change in flight per
+    /// user. Empty: the password is not known (users not made by [`setup`]).
+    pub passwords: tokio::sync::Mutex<Vec<String>>,
+    /// The user's spare accounts not deleted yet.
+    pub spares: parking_lot::Mutex<Vec<Spare>>,
+    /// Spare accounts the `delete` operation signed up for this user (their handles' suffix).
+    pub spares_made: std::sync::atomic::AtomicU64,
 }
 
 impl Live {
@@ -132,6 +162,8 @@ pub struct Setup {
     /// Give each user a group of their own with the next [`GROUP_MEMBERS`] users (for the
     /// `group` operation).
     pub groups: bool,
+    /// Spare accounts per user for the `delete` operation (see [`Spare`]).
+    pub spares: usize,
 }
 
 impl Setup {
@@ -254,6 +286,10 @@ pub async fn setup(
                     })
                     .await;
                 }
+                let live = Live {
+                    passwords: tokio::sync::Mutex::new(vec![cfg.password.clone()]),
+                    ..Live::default()
+                };
                 Ok::<_, LoadError>(User {
                     index: i,
                     handle,
@@ -262,7 +298,7 @@ pub async fn setup(
                     target,
                     conv: None,
                     group: None,
-                    live: Arc::default(),
+                    live: Arc::new(live),
                 })
             }
         })
@@ -411,13 +447,53 @@ pub async fn setup(
             .await?;
         for (i, group, candidates) in groups {
             users[i].group = Some(group);
-            users[i].live = Arc::new(Live {
-                members: tokio::sync::Mutex::new(candidates),
-                ..Live::default()
-            });
+            // Nothing else holds a user's state during the setup.
+            let live = Arc::get_mut(&mut users[i].live)
+                .ok_or_else(|| LoadError::config("setup", "a user's state shared during setup"))?;
+            *live.members.get_mut() = candidates;
+        }
+    }
+
+    if cfg.spares > 0 {
+        let users_ref = &users;
+        let spares: Vec<(usize, Spare)> = stream::iter(0..n)
+            .flat_map(|i| stream::iter((0..cfg.spares).map(move |k| (i, k))))
+            .map(|(i, k)| async move {
+                let u = &users_ref[i];
+                let handle = format!("{}x{k}", u.handle);
+                let spare = make_spare(http, u, handle).await?;
+                Ok::<_, LoadError>((i, spare))
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        for (i, spare) in spares {
+            users[i].live.spares.lock().push(spare);
         }
     }
     Ok(users)
+}
+
+/// Signs up the spare account `handle` of `u` at `u`'s target and has it follow `u`; a handle
+/// taken already (a setup run again) logs in instead.
+pub async fn make_spare(http: &Http, u: &User, handle: String) -> Result<Spare, LoadError> {
+    let pw = spare_password(&handle);
+    let step = || format!("spare account {handle} of {}", u.handle);
+    let session = match with_retry(|| api::sign_up(http, &u.target, &handle, &pw)).await {
+        Err(e) if e.status() == Some(409) => {
+            with_retry(|| api::log_in(http, &u.target, &handle, &pw)).await
+        }
+        r => r,
+    }
+    .map_err(|e| LoadError::setup(step(), e))?;
+    api::follow(http, &u.target, &session.token, &u.id)
+        .await
+        .map_err(|e| LoadError::setup(step(), e))?;
+    Ok(Spare {
+        id: session.user_id,
+        handle,
+        token: session.token,
+    })
 }
 
 #[cfg(test)]
@@ -437,6 +513,7 @@ mod tests {
             run_tag: "a1b2c3".into(),
             conversations: false,
             groups: false,
+            spares: 0,
         };
         assert_eq!(s.handle(7), "lda1b2c3_7");
         let s = Setup {

@@ -22,6 +22,15 @@
 //! of that user, ambiguous when a change the other way of unknown outcome may have come after
 //! it) and a message's text (its acknowledged edit; the load edits a message at most once, so an
 //! edit of unknown outcome leaves its message's text ambiguous, counted, not checked).
+//!
+//! Accounts, with the users' sessions too ([`verify_accounts`]): each user's notifications up to
+//! their highest acknowledged mark-read read as read (the marker only moves forward, so a
+//! mark-read of unknown outcome cannot undo one); each acknowledged password change's replaced
+//! password no longer signs in and its revoked session no longer authenticates (passwords are
+//! never reused, so this holds whatever the order of changes); each acknowledged deletion's user
+//! reads as unknown and cannot sign in, is off the followers of the user it followed, whose
+//! count equals their followers there once the sweeper has run, and (once, at the first target)
+//! its handle is freed after the grace period: a sign-up takes it.
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, Outcome};
@@ -79,6 +88,12 @@ pub struct Expectations {
     pub reposts: BTreeMap<(String, String), bool>,
     /// Reposts whose final state depends on an order the client could not see.
     pub reposts_ambiguous: u64,
+    /// User → the highest notification id an acknowledged mark-read marked read.
+    pub marks: BTreeMap<String, u64>,
+    /// Acknowledged password changes: (user, the session they revoked, the password replaced).
+    pub passwords: Vec<(String, String, String)>,
+    /// Acknowledged deletions: (deleted user, their handle, the user they followed).
+    pub deletions: Vec<(String, String, String)>,
     /// Acked writes that cannot be checked (chat messages logged without their conversation).
     pub skipped: u64,
 }
@@ -149,7 +164,7 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
         );
         if !a.outcome.is_acked() && !logs_unknown {
             // Only edges, memberships and edits log unknown outcomes; anything else of the kind
-            // is not an expectation.
+            // (a password change) is not an expectation.
             continue;
         }
         match a.kind {
@@ -189,6 +204,25 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
                         .push((a, added));
                 }
                 _ => ex.skipped += 1,
+            },
+            AckedKind::MarkRead => match a.id.parse::<u64>() {
+                Ok(up_to) => {
+                    let m = ex.marks.entry(a.user.clone()).or_default();
+                    *m = (*m).max(up_to);
+                }
+                Err(_) => ex.skipped += 1,
+            },
+            AckedKind::Password => match &a.body {
+                Some(old) => ex
+                    .passwords
+                    .push((a.user.clone(), a.id.clone(), old.clone())),
+                None => ex.skipped += 1,
+            },
+            AckedKind::Delete => match &a.body {
+                Some(handle) => ex
+                    .deletions
+                    .push((a.id.clone(), handle.clone(), a.user.clone())),
+                None => ex.skipped += 1,
             },
             AckedKind::Edit => match (&a.conv, a.seq, &a.body) {
                 (Some(conv), Some(seq), Some(body)) => by_edit
@@ -262,7 +296,12 @@ pub struct Missing {
     /// without its acknowledged text), `member_added` (not a member), `member_removed` (still
     /// a member), `like` (not among the post's likers), `unlike` (still among them),
     /// `like_count` (the post's count never settled on its number of likers), or likewise
-    /// `repost`, `unrepost` and `repost_count`.
+    /// `repost`, `unrepost` and `repost_count`; `mark_read` (a notification at or below an
+    /// acknowledged mark-read reads as unread), `password_old` (a replaced password still signs
+    /// in), `password_session` (a revoked session still authenticates), `deleted_user` (a
+    /// deleted user still reads), `deleted_login` (still signs in), `deleted_follow` (still
+    /// among the followers of the user it followed, or that user's count never settled on their
+    /// followers), `handle_freed` (no sign-up could take the handle).
     pub kind: String,
     /// The user, post or message id, the followee, the member; for a gap the first seq out of
     /// place, for an edit the seq and the text found.
@@ -326,6 +365,19 @@ pub struct Verification {
     /// Reposts not checked because their final state is ambiguous.
     #[serde(default)]
     pub reposts_ambiguous: u64,
+    /// Users whose notifications were checked against their mark-reads per target (by
+    /// [`verify_accounts`]).
+    #[serde(default)]
+    pub marks: u64,
+    /// Notifications at or below a mark-read found read, over every target.
+    #[serde(default)]
+    pub marked_read: u64,
+    /// Acknowledged password changes checked per target.
+    #[serde(default)]
+    pub passwords: u64,
+    /// Acknowledged account deletions checked per target (and their handles freed).
+    #[serde(default)]
+    pub deletions: u64,
     /// Acked writes not read back (chat messages, edits and memberships, unless
     /// [`verify_messages`] checked them).
     pub skipped: u64,
@@ -775,6 +827,254 @@ fn check_members(
         .collect()
 }
 
+/// How long [`verify_accounts`] waits for the sweeper of deleted accounts, in all: to take the
+/// deleted users off the followers at every target, and to free their handles after the grace
+/// period.
+pub const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Checks `ex`'s mark-reads, password changes and account deletions at every target (see the
+/// module doc), as each user (`tokens`: user id → a session token; a user without one is
+/// skipped), then claims each deleted handle once with a sign-up at the first target (it must
+/// succeed within [`SWEEP_WAIT`]: the nodes' `--handle-grace` must be short).
+pub async fn verify_accounts(
+    http: &Http,
+    targets: &[String],
+    ex: &Expectations,
+    tokens: &std::collections::HashMap<String, String>,
+    concurrency: usize,
+) -> Result<Verification, LoadError> {
+    let c = concurrency.max(1);
+    let deadline = tokio::time::Instant::now() + SWEEP_WAIT;
+    let mut out = Verification {
+        targets: targets.len(),
+        ..Verification::default()
+    };
+    let marks: Vec<(&String, u64, &String)> = ex
+        .marks
+        .iter()
+        .filter_map(|(u, m)| tokens.get(u).map(|t| (u, *m, t)))
+        .collect();
+    let passwords: Vec<(&String, &String, &String, &String)> = ex
+        .passwords
+        .iter()
+        .filter_map(|(u, revoked, old)| tokens.get(u).map(|t| (u, t, revoked, old)))
+        .collect();
+    let mut followed: BTreeMap<&String, (&String, Vec<&String>)> = BTreeMap::new();
+    for (deleted, _, by) in &ex.deletions {
+        if let Some(t) = tokens.get(by) {
+            followed
+                .entry(by)
+                .or_insert((t, Vec::new()))
+                .1
+                .push(deleted);
+        }
+    }
+    out.skipped += (ex.marks.len() - marks.len() + ex.passwords.len() - passwords.len()) as u64;
+    out.marks = marks.len() as u64;
+    out.passwords = passwords.len() as u64;
+    out.deletions = ex.deletions.len() as u64;
+    // The handles of the users who changed their passwords (a login needs one).
+    let handles: BTreeMap<&String, String> = stream::iter(passwords.iter().map(|p| (p.0, p.1)))
+        .map(|(user, token)| async move {
+            let first = targets
+                .first()
+                .ok_or_else(|| LoadError::config("target", "at least one target"))?;
+            let h = api::handle_of(http, first, token, user)
+                .await
+                .map_err(|e| LoadError::setup(format!("the handle of {user}"), e))?;
+            Ok::<_, LoadError>((user, h))
+        })
+        .buffer_unordered(c)
+        .try_collect()
+        .await?;
+    for target in targets {
+        let t = target.as_str();
+        let read_err = |what: String, e| LoadError::setup(format!("{what} at {t}"), e);
+        // Mark-reads: every notification at or below the marker reads as read.
+        let found: Vec<(Vec<Missing>, u64)> = stream::iter(&marks)
+            .map(|&(user, up_to, token)| async move {
+                let mut missing = Vec::new();
+                let mut read = 0;
+                let mut cursor: Option<String> = None;
+                // 400 kept: five pages of 100 reach the end.
+                for _ in 0..5 {
+                    let (items, next) = api::notifications(http, t, token, 100, cursor.as_deref())
+                        .await
+                        .map_err(|e| read_err(format!("the notifications of {user}"), e))?;
+                    for (id, is_read) in &items {
+                        if id.parse::<u64>().is_ok_and(|id| id <= up_to) {
+                            if *is_read {
+                                read += 1;
+                            } else {
+                                missing.push(Missing {
+                                    kind: "mark_read".into(),
+                                    id: format!("{id} (marked up to {up_to})"),
+                                    user: Some(user.clone()),
+                                    target: t.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    match next {
+                        Some(n) if !items.is_empty() => cursor = Some(n),
+                        _ => break,
+                    }
+                }
+                Ok::<_, LoadError>((missing, read))
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        for (m, read) in found {
+            out.missing.extend(m);
+            out.marked_read += read;
+        }
+        // Password changes: the replaced password and the revoked session are refused.
+        let handles = &handles;
+        let found: Vec<Vec<Missing>> = stream::iter(&passwords)
+            .map(|&(user, _, revoked, old)| async move {
+                let mut missing = Vec::new();
+                let miss = |kind: &str| Missing {
+                    kind: kind.into(),
+                    id: user.clone(),
+                    user: None,
+                    target: t.to_string(),
+                };
+                let session = api::session_status(http, t, revoked)
+                    .await
+                    .map_err(|e| read_err(format!("a revoked session of {user}"), e))?;
+                if session != 401 {
+                    missing.push(miss("password_session"));
+                }
+                if let Some(handle) = handles.get(user) {
+                    let login = api::log_in_status(http, t, handle, old)
+                        .await
+                        .map_err(|e| read_err(format!("a replaced password of {user}"), e))?;
+                    if login != 401 {
+                        missing.push(miss("password_old"));
+                    }
+                }
+                Ok::<_, LoadError>(missing)
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        out.missing.extend(found.into_iter().flatten());
+        // Deletions: the user is unknown and cannot sign in.
+        let found: Vec<Vec<Missing>> = stream::iter(&ex.deletions)
+            .map(|(deleted, handle, by)| async move {
+                let mut missing = Vec::new();
+                let miss = |kind: &str| Missing {
+                    kind: kind.into(),
+                    id: deleted.clone(),
+                    user: Some(by.clone()),
+                    target: t.to_string(),
+                };
+                if let Some(token) = tokens.get(by) {
+                    let there = api::user_exists(http, t, token, deleted)
+                        .await
+                        .map_err(|e| read_err(format!("deleted user {deleted}"), e))?;
+                    if there {
+                        missing.push(miss("deleted_user"));
+                    }
+                }
+                let login =
+                    api::log_in_status(http, t, handle, &crate::users::spare_password(handle))
+                        .await
+                        .map_err(|e| read_err(format!("signing in as deleted {handle}"), e))?;
+                if login != 401 {
+                    missing.push(miss("deleted_login"));
+                }
+                Ok::<_, LoadError>(missing)
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        out.missing.extend(found.into_iter().flatten());
+        // ... and swept off the followers of whom it followed, whose count follows.
+        let found: Vec<Vec<Missing>> = stream::iter(&followed)
+            .map(|(by, (token, deleted))| async move {
+                loop {
+                    let have: HashSet<String> = api::followers(http, t, token, by)
+                        .await
+                        .map_err(|e| read_err(format!("the followers of {by}"), e))?
+                        .into_iter()
+                        .collect();
+                    let n = api::followers_count(http, t, token, by)
+                        .await
+                        .map_err(|e| read_err(format!("the followers count of {by}"), e))?;
+                    let left: Vec<&&String> = deleted
+                        .iter()
+                        .filter(|d| have.contains(d.as_str()))
+                        .collect();
+                    let settled = left.is_empty() && n == have.len() as u64;
+                    if settled || tokio::time::Instant::now() >= deadline {
+                        let mut missing: Vec<Missing> = left
+                            .into_iter()
+                            .map(|d| Missing {
+                                kind: "deleted_follow".into(),
+                                id: d.to_string(),
+                                user: Some(by.to_string()),
+                                target: t.to_string(),
+                            })
+                            .collect();
+                        if n != have.len() as u64 {
+                            missing.push(Missing {
+                                kind: "deleted_follow".into(),
+                                id: format!("{by}: {n} counted, {} followers", have.len()),
+                                user: None,
+                                target: t.to_string(),
+                            });
+                        }
+                        return Ok::<_, LoadError>(missing);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        out.missing.extend(found.into_iter().flatten());
+    }
+    // Handles freed: a sign-up takes each (409 while the grace period lasts).
+    if let Some(first) = targets.first() {
+        let found: Vec<Option<Missing>> = stream::iter(&ex.deletions)
+            .map(|(_, handle, _)| async move {
+                loop {
+                    let pw = format!("{handle}-reclaimed");
+                    match api::sign_up(http, first, handle, &pw).await {
+                        Ok(_) => return Ok::<_, LoadError>(None),
+                        Err(e)
+                            if matches!(e.status(), Some(409 | 429 | 503))
+                                && tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                        Err(e) if e.status() == Some(409) => {
+                            return Ok(Some(Missing {
+                                kind: "handle_freed".into(),
+                                id: handle.clone(),
+                                user: None,
+                                target: first.clone(),
+                            }));
+                        }
+                        Err(e) => {
+                            return Err(LoadError::setup(
+                                format!("claiming {handle} at {first}"),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(c)
+            .try_collect()
+            .await?;
+        out.missing.extend(found.into_iter().flatten());
+    }
+    Ok(out)
+}
+
 /// Reads an acked log, signs up a reader at the first target, and verifies every write.
 pub async fn verify_log(
     http: &Http,
@@ -943,6 +1243,41 @@ mod tests {
         assert_eq!(ex.likes_ambiguous, 1);
         assert_eq!(ex.edges.len(), 1);
         assert!(ex.reposts.is_empty());
+    }
+
+    #[test]
+    fn account_writes_expect_the_highest_mark_and_only_acknowledged_changes() {
+        use AckedKind::*;
+        use Outcome::*;
+        let with_body = |a: crate::acked::Acked, body: &str| crate::acked::Acked {
+            body: Some(body.into()),
+            ..a
+        };
+        let log = vec![
+            op(MarkRead, "1", "30", 0, 10),
+            op(MarkRead, "1", "20", 5, 12), // an older mark: the marker stays at 30
+            op(MarkRead, "2", "7", 0, 10),
+            op(MarkRead, "3", "not-an-id", 0, 10),
+            with_body(op(Password, "1", "st_second", 0, 10), "password1"),
+            // A change of unknown outcome: its old password may still sign in.
+            with_body(
+                failed(Unknown, Password, "2", "st_other", 0, 10),
+                "password1",
+            ),
+            with_body(op(Delete, "1", "9", 0, 10), "ft_1x0"),
+        ];
+        let ex = expectations(&log);
+        assert_eq!(
+            ex.marks.into_iter().collect::<Vec<_>>(),
+            [("1".to_string(), 30), ("2".to_string(), 7)]
+        );
+        assert_eq!(
+            ex.passwords,
+            [("1".into(), "st_second".into(), "password1".into())]
+        );
+        assert_eq!(ex.deletions, [("9".into(), "ft_1x0".into(), "1".into())]);
+        assert_eq!(ex.skipped, 1, "a mark-read of no id");
+        assert!(ex.users.is_empty() && ex.edges.is_empty());
     }
 
     #[test]

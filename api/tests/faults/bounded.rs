@@ -35,7 +35,11 @@ pub(crate) fn run() {
         rtt_ms: 20,
         handle_region: "us",
         redis: vec![],
-        extra: COMPRESSED.split_whitespace().map(String::from).collect(),
+        extra: COMPRESSED
+            .split_whitespace()
+            .map(String::from)
+            .chain(crate::account_flags())
+            .collect(),
     });
     let mut t = Traffic::start(
         load(c.urls(|_| true), 16, 80.0, seed),

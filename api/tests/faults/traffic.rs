@@ -276,6 +276,11 @@ impl Traffic {
                     run_tag: format!("{:x}", load.seed),
                     conversations: true,
                     groups: mix.ops().any(|op| op == Op::Group),
+                    // Enough for the `delete` operations of a fault test's few thousand requests
+                    // (about 30 in the partition's; a user with none left takes another's of
+                    // the same node, and only when none is left signs one up, which a partition
+                    // or a region loss may refuse).
+                    spares: if mix.ops().any(|op| op == Op::Delete) { 4 } else { 0 },
                 };
                 let users = Arc::new(setup(&http, &load.targets, &cfg, Some(&log)).await.unwrap());
                 let (rate, capacity) = if load.rate > 0.0 {
@@ -460,6 +465,15 @@ pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> V
         v.memberships_unknown = m.memberships_unknown;
         v.skipped = m.skipped;
         v.missing.extend(m.missing);
+        let a = verify::verify_accounts(&http, targets, &ex, &tokens, 16)
+            .await
+            .unwrap();
+        v.marks = a.marks;
+        v.marked_read = a.marked_read;
+        v.passwords = a.passwords;
+        v.deletions = a.deletions;
+        v.skipped += a.skipped;
+        v.missing.extend(a.missing);
         v
     })
 }
