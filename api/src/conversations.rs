@@ -107,6 +107,10 @@ pub(crate) struct MessageView {
     edited_at: Option<String>,
     /// Deleted: the body is gone.
     deleted: bool,
+    /// The sender's account was deleted: the entry reads as from a deleted user. Its `sender` id
+    /// resolves to nothing (`GET /v1/users/{id}` is 404: no handle or profile is given anywhere)
+    /// and its body is kept, so the other members' history keeps every seq and its text.
+    sender_deleted: bool,
 }
 
 impl From<&Message> for MessageView {
@@ -125,8 +129,25 @@ impl From<&Message> for MessageView {
             role: m.role.map(Role::as_str),
             edited_at: m.edited_at_ms.map(rfc3339),
             deleted: m.deleted,
+            sender_deleted: false,
         }
     }
+}
+
+/// Which of `senders` have deleted their accounts: one read of each distinct sender's deletion
+/// record (a page of history has a few).
+async fn deleted_senders(
+    state: &AppState,
+    senders: impl IntoIterator<Item = u64>,
+) -> Result<std::collections::HashSet<u64>, ApiError> {
+    let distinct: std::collections::BTreeSet<u64> = senders.into_iter().collect();
+    let mut out = std::collections::HashSet::new();
+    for id in distinct {
+        if state.graph.is_deleted(id).await? {
+            out.insert(id);
+        }
+    }
+    Ok(out)
 }
 
 impl From<Message> for MessageView {
@@ -368,6 +389,13 @@ pub(crate) async fn list(
         ),
     };
     let page = state.messenger.inbox(me, cursor, limit).await?;
+    let gone = deleted_senders(
+        &state,
+        page.items
+            .iter()
+            .filter_map(|i| i.last.as_deref().map(|m| m.sender)),
+    )
+    .await?;
     // Most recent first: once a page reaches `since`, nothing after it is newer.
     let newer = |at: (u64, u64)| since.is_none_or(|s| at > s);
     let mut next = page.next;
@@ -395,7 +423,10 @@ pub(crate) async fn list(
             v.last_seq = Some(i.last_seq);
             v.read_seq = Some(i.read_seq);
             v.unread_count = Some(i.unread);
-            v.last_message = Some(i.last.as_deref().map(MessageView::from));
+            v.last_message = Some(i.last.as_deref().map(|m| MessageView {
+                sender_deleted: gone.contains(&m.sender),
+                ..MessageView::from(m)
+            }));
             v.last_activity_at = Some(rfc3339(i.activity_ms));
             v
         })
@@ -623,13 +654,17 @@ pub(crate) async fn messages(
         (None, Some(first), _) if first.seq > 1 => Some(("before_seq", first.seq)),
         _ => None,
     };
+    let gone = deleted_senders(&state, items.iter().map(|m| m.sender)).await?;
     let mut out = Vec::with_capacity(items.len());
     for m in &items {
         if until.is_some_and(|u| m.seq > u) {
             break;
         }
         if state.messenger.visible(me, &c, m).await? {
-            out.push(MessageView::from(m));
+            out.push(MessageView {
+                sender_deleted: gone.contains(&m.sender),
+                ..MessageView::from(m)
+            });
         }
     }
     let seq = next.map(|(_, s)| s.to_string());

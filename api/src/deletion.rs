@@ -2,8 +2,10 @@
 //! what `DELETE /v1/users/me` started (see `starling_graph::deletion`).
 //!
 //! A pass reads at most [`DELETIONS_PER_PASS`] unfinished deletions and gives each at most
-//! [`STEP`] removals: their posts (through the posts service, as if the author deleted each), then
-//! their edges, sessions and friend requests ([`starling_graph::Graph::sweep_account`]). A
+//! [`STEP`] removals: their posts (through the posts service, as if the author deleted each), the
+//! likes they gave (each taken back as an unlike, so the posts' counts move down once on every
+//! node: [`starling_posts::liked`]), then their edges, sessions and friend requests
+//! ([`starling_graph::Graph::sweep_account`]). A
 //! deletion whose step found nothing left, once its grace period (`--handle-grace`) is over, has
 //! its handle freed and is marked finished. The deletion records replicate, so every node sweeps
 //! every deletion: the removals are idempotent, and a node killed mid-sweep resumes from what is
@@ -80,6 +82,10 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
     let now = now_ms();
     for d in pending {
         let mut removed = sweep_posts(state, d.user, STEP).await?;
+        removed += state
+            .posts
+            .sweep_likes(d.user, STEP.saturating_sub(removed))
+            .await?;
         removed += state
             .graph
             .sweep_account(d.user, STEP.saturating_sub(removed))

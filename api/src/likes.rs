@@ -36,6 +36,8 @@ pub(crate) async fn like(
     let id = parse_id(&id)?;
     let post = state.posts.get(id).await?;
     crate::posts::readable_by(&state, post.author, me).await?;
+    // Indexed by liker first, so a deleted account's likes are found and taken back.
+    state.posts.note_like(me, id).await?;
     if state.posts.likes().like(id, me).await? {
         let like = starling_posts::notifications::NotificationKind::Like;
         crate::notifications::notify(&state, post.author, like, me, Some(id), None).await;
@@ -53,6 +55,7 @@ pub(crate) async fn unlike(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     state.posts.likes().unlike(id, me).await?;
+    state.posts.forget_like(me, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

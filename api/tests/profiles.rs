@@ -309,6 +309,26 @@ fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
         "bob lost one follower and one followee: {:?}",
         counts(&bob)
     );
+    // Alice's like of bob's post is taken back: off the likers, and the count follows.
+    let likes = || {
+        let (_, p) = call(&n, "GET", &format!("/v1/posts/{bobs}"), &bt, Value::Null);
+        let (_, l) = call(
+            &n,
+            "GET",
+            &format!("/v1/posts/{bobs}/likes"),
+            &bt,
+            Value::Null,
+        );
+        (
+            p["counts"]["likes"].as_u64(),
+            l["items"].as_array().map(Vec::len),
+        )
+    };
+    assert!(
+        common::eventually(wait, || likes() == (Some(0), Some(0))),
+        "the likes alice gave stop counting: {:?}",
+        likes()
+    );
     let (_, v) = call(
         &n,
         "GET",
@@ -345,6 +365,96 @@ fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
     );
     assert_ne!(again["id"].as_str(), Some(alice.as_str()));
     assert_eq!(counts(&bob), (Some(1), Some(0)), "counts moved once");
+    assert_eq!(likes(), (Some(0), Some(0)), "the like count moved once");
+    assert!(n.terminate().success());
+}
+
+/// A deleted user's chat messages stay in the other member's history, body and seq as they were,
+/// and read as from a deleted user (`sender_deleted`, the id resolving to nothing), in the
+/// history and as the inbox's last message; the other member's own messages do not.
+#[test]
+fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Node::memory(dir.path(), &["--deletion-interval", "100ms"]);
+    let (alice, at) = sign_up(&n, "alice");
+    let (bob, bt) = sign_up(&n, "bob");
+    let (s, c) = call(
+        &n,
+        "POST",
+        "/v1/conversations",
+        &bt,
+        json!({"members": [alice]}),
+    );
+    assert!(s == 201 || s == 200, "{c}");
+    let conv = c["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/conversations/{conv}/messages");
+    for (token, body) in [(&bt, "hi alice"), (&at, "hi bob"), (&at, "bye bob")] {
+        let (s, m) = call(
+            &n,
+            "POST",
+            &path,
+            token,
+            json!({"body": body, "client_id": body}),
+        );
+        assert_eq!(s, 201, "{m}");
+    }
+    let history = |token: &str| {
+        let (s, v) = call(
+            &n,
+            "GET",
+            &format!("{path}?after_seq=0"),
+            token,
+            Value::Null,
+        );
+        assert_eq!(s, 200, "{v}");
+        v["items"].as_array().unwrap().clone()
+    };
+    let before = history(&bt);
+    assert!(
+        before.iter().all(|m| m["sender_deleted"] == false),
+        "{before:?}"
+    );
+
+    let (s, v) = call(
+        &n,
+        "DELETE",
+        "/v1/users/me",
+        &at,
+        json!({"password": "password1"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    let after = history(&bt);
+    assert_eq!(after.len(), before.len(), "every entry kept: {after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (&b["seq"], &b["body"], &b["sender"]),
+            (&a["seq"], &a["body"], &a["sender"])
+        );
+        let by_alice = a["sender"] == alice.as_str();
+        assert_eq!(a["sender_deleted"], by_alice, "{a}");
+    }
+    assert!(after.iter().any(|m| m["sender"] == alice.as_str()));
+    assert_eq!(
+        status(&n, "GET", &format!("/v1/users/{alice}"), &bt),
+        404,
+        "no profile"
+    );
+    let (s, inbox) = call(&n, "GET", "/v1/conversations", &bt, Value::Null);
+    assert_eq!(s, 200, "{inbox}");
+    let last = &inbox["items"][0]["last_message"];
+    assert_eq!(last["body"], "bye bob", "{inbox}");
+    assert_eq!(last["sender_deleted"], true, "{inbox}");
+    // Bob still writes into it; his message is his.
+    let (s, m) = call(
+        &n,
+        "POST",
+        &path,
+        &bt,
+        json!({"body": "still here", "client_id": "x"}),
+    );
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["sender_deleted"], false, "{m}");
+    assert_eq!(m["sender"], bob.as_str());
     assert!(n.terminate().success());
 }
 

@@ -15,6 +15,7 @@
 
 pub mod bulk;
 mod journal;
+pub mod liked;
 pub mod likes;
 pub mod mentions;
 pub mod notifications;

@@ -918,6 +918,12 @@ export interface components {
             kind: string;
             role?: string | null;
             sender: string;
+            /**
+             * @description The sender's account was deleted: the entry reads as from a deleted user. Its `sender` id
+             *     resolves to nothing (`GET /v1/users/{id}` is 404: no handle or profile is given anywhere)
+             *     and its body is kept, so the other members' history keeps every seq and its text.
+             */
+            sender_deleted: boolean;
             sent_at: string;
             /** Format: int64 */
             seq: number;
