@@ -1,8 +1,9 @@
 //! Consumers of the change feed whose position survives restarts.
 //!
 //! Derived state (follower counts, timelines) is built by tailing the store's change feed. A
-//! [`FeedConsumer`] keeps its position in a node-local key of the same store, so after a restart
-//! it resumes where it stopped; [`drive`] runs a consumer's step whenever the feed grows, until
+//! [`FeedConsumer`] keeps its position in a local key of the same store, named by the consumer
+//! and the node (nodes sharing a ScyllaDB keyspace share its local rows, while each node's feed
+//! has its own numbers), so after a restart it resumes where it stopped; [`drive`] runs a consumer's step whenever the feed grows, until
 //! shutdown.
 //!
 //! With the ScyllaDB engine (feature `scylla`) a region's nodes can also consume one feed of the
@@ -30,26 +31,32 @@ const CURSORS: Keyspace = Keyspace::local("cursor");
 pub struct FeedConsumer {
     store: Arc<dyn Store>,
     key: Key,
+    /// Where builds before the node-scoped key kept the position: read while `key` is absent.
+    legacy: Key,
 }
 
 impl FeedConsumer {
     /// The consumer `name` (unique per kind of derived state) over `store`.
     pub fn new(store: Arc<dyn Store>, name: &str) -> Self {
+        let key = CURSORS.key().str(name).u64(store.node().0).finish();
         FeedConsumer {
             store,
-            key: CURSORS.key().str(name).finish(),
+            key,
+            legacy: CURSORS.key().str(name).finish(),
         }
     }
 
     /// The last sequence number processed (0 at first).
     pub async fn position(&self) -> Result<u64> {
-        Ok(self
-            .store
-            .get(&self.key)
-            .await?
-            .and_then(|v| v.value)
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes))
+        let read = |v: Option<crate::record::Versioned<Bytes>>| {
+            v.and_then(|v| v.value)
+                .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                .map(u64::from_be_bytes)
+        };
+        if let Some(at) = read(self.store.get(&self.key).await?) {
+            return Ok(at);
+        }
+        Ok(read(self.store.get(&self.legacy).await?).unwrap_or(0))
     }
 
     /// Up to `limit` changes after `after` (pass [`FeedConsumer::position`] first, then the seq of
@@ -117,6 +124,30 @@ mod tests {
         assert!(
             again.batch(batch[1].seq, 10).await.unwrap().is_empty(),
             "cursors are local keys"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_position_saved_under_the_old_key_is_read_until_one_is_saved_under_the_new() {
+        let s = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let old = CURSORS.key().str("test").finish();
+        s.put(&old, Bytes::copy_from_slice(&7u64.to_be_bytes()))
+            .await
+            .unwrap();
+        let c = FeedConsumer::new(s.clone(), "test");
+        assert_eq!(c.position().await.unwrap(), 7, "resumes from the old key");
+        c.commit(9).await.unwrap();
+        assert_eq!(c.position().await.unwrap(), 9);
+        assert_eq!(
+            FeedConsumer::new(s.clone(), "other")
+                .position()
+                .await
+                .unwrap(),
+            0
         );
     }
 }

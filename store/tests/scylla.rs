@@ -598,3 +598,28 @@ async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
     }
     ks.drop_all().await;
 }
+
+/// Two nodes on one keyspace keep their own feed consumers' positions under one name: each
+/// node's own feed has its own numbers, and a position is a number of one node's feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_keyspace_keep_their_own_consumer_positions() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "cursors");
+    let opts = ks.fresh(Writers::Shared);
+    let [a, b] = [suite_nodes()[0], suite_nodes()[1]];
+    let a = open_scylla(a, Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let b = open_scylla(b, Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let (ca, cb) = (
+        starling_store::FeedConsumer::new(a.clone(), "tail"),
+        starling_store::FeedConsumer::new(b.clone(), "tail"),
+    );
+    ca.commit(5).await.unwrap();
+    cb.commit(9).await.unwrap();
+    assert_eq!(ca.position().await.unwrap(), 5);
+    assert_eq!(cb.position().await.unwrap(), 9);
+    ks.drop_all().await;
+}
