@@ -94,29 +94,39 @@ fn get(path: &str, extra: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n{extra}connection: close\r\n\r\n")
 }
 
+/// A memory-store node in `dir` serving HTTPS with `dir`'s cert.pem and key.pem, and `extra`
+/// flags.
+fn start_https(dir: &std::path::Path, port: u16, extra: &[&str]) -> Node {
+    let path = |f: &str| dir.join(f).display().to_string();
+    let mut args: Vec<String> = vec![
+        "--store".into(),
+        "memory".into(),
+        "--data-dir".into(),
+        path("data"),
+        "--tls-cert".into(),
+        path("cert.pem"),
+        "--tls-key".into(),
+        path("key.pem"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Node::start(dir, port, &args)
+}
+
 #[test]
 fn https_serves_reloads_on_sighup_and_cors_answers_listed_origins() {
     let dir = tempfile::tempdir().unwrap();
     let (der_a, cert_a, key_a) = self_signed();
     write_pair(dir.path(), &cert_a, &key_a);
     let port = free_port();
-    let node = Node::start(
+    let node = start_https(
         dir.path(),
         port,
         &[
-            "--store".into(),
-            "memory".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--tls-cert".into(),
-            dir.path().join("cert.pem").display().to_string(),
-            "--tls-key".into(),
-            dir.path().join("key.pem").display().to_string(),
-            "--cors-origins".into(),
-            "https://app.example".into(),
+            "--cors-origins",
+            "https://app.example",
             // The reloads below must be SIGHUP's, not the file watch's.
-            "--tls-watch-interval".into(),
-            "1h".into(),
+            "--tls-watch-interval",
+            "1h",
         ],
     );
     assert!(node.ready_line.contains("https://"), "{}", node.ready_line);
@@ -232,22 +242,7 @@ fn changed_files_are_loaded_without_a_signal_and_a_bad_pair_keeps_the_old_certif
     let (der_a, cert_a, key_a) = self_signed();
     write_pair(dir.path(), &cert_a, &key_a);
     let port = free_port();
-    let node = Node::start(
-        dir.path(),
-        port,
-        &[
-            "--store".into(),
-            "memory".into(),
-            "--data-dir".into(),
-            dir.path().join("data").display().to_string(),
-            "--tls-cert".into(),
-            dir.path().join("cert.pem").display().to_string(),
-            "--tls-key".into(),
-            dir.path().join("key.pem").display().to_string(),
-            "--tls-watch-interval".into(),
-            "200ms".into(),
-        ],
-    );
+    let node = start_https(dir.path(), port, &["--tls-watch-interval", "200ms"]);
     let (presented, _) = https(port, &der_a, &get("/healthz", ""));
     assert_eq!(presented, der_a);
 
