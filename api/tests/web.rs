@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Node, free_port, header_of, request_with_head};
-use std::io::{Read, Write};
 
 /// The modules a file imports (`from './x.js'`), resolved against its own path.
 fn imports(path: &str, text: &str) -> Vec<String> {
@@ -82,16 +81,11 @@ fn the_binary_serves_the_client_and_every_module_it_imports() {
     );
 
     // Revalidation: the same ETag gets 304 and no body.
-    let etag = header_of(&head, "etag").as_deref().unwrap().to_string();
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
-    write!(
-        sock,
-        "GET /web/style.css HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nIf-None-Match: {etag}\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    sock.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 304"), "{out}");
+    let etag = header_of(&head, "etag").unwrap();
+    let (s, head, body) =
+        common::get_with_headers(node.port, "/web/style.css", &[("If-None-Match", &etag)]);
+    assert_eq!(s, 304, "{head}");
+    assert!(body.is_empty());
 
     // The API beside it is as before, and an unknown file is a problem+json 404.
     assert_eq!(
