@@ -4,15 +4,11 @@
 
 mod common;
 
-use common::Node;
+use common::{Node, sign_up_user as sign_up};
 use serde_json::{Value, json};
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, Some(token), &body)
-}
-
-fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    common::sign_up_user(n, handle)
 }
 
 fn request(n: &Node, token: &str, to: &str) -> String {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{Node, eventually};
+use common::{Node, eventually, sign_up_user as sign_up};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -20,11 +20,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn call(n: &Node, method: &str, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, token, &body)
-}
-
-/// Signs up `handle` on `n`: (id, token).
-fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    common::sign_up_user(n, handle)
 }
 
 /// The post as `token` sees it on `n`.

@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::{Node, free_port};
+use common::{Node, free_port, sign_up_user as sign_up};
 use serde_json::{Value, json};
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, Some(token), &body)
-}
-
-fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    common::sign_up_user(n, handle)
 }
 
 fn upload(n: &Node, token: &str) -> String {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Node, eventually};
+use common::{Node, eventually, sign_up_user as sign_up};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -13,10 +13,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
     common::call_json(n, method, path, Some(token), &body)
-}
-
-fn sign_up(n: &Node, handle: &str) -> (String, String) {
-    common::sign_up_user(n, handle)
 }
 
 /// Posts `text` as `token`, answering `parent` if given: the new post's view.
