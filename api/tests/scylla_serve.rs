@@ -637,3 +637,112 @@ fn a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once() {
         .unwrap()
         .block_on(drop_keyspace(&cluster, &ks));
 }
+
+/// A region of three nodes on one keyspace beside a second region (one node, its own keyspace),
+/// joined by gossip: what is written through any node of the first region reaches the second,
+/// whose own keyspace-wide feed derives its counts and timelines from the merged deltas.
+#[test]
+fn a_region_of_nodes_converges_with_another_region() {
+    let Some(cluster) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-cluster-secret-of-the-test";
+    let mut seed: Option<String> = None;
+    let mut start = |region: &str, name: &str| {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let ks = format!("t_{region}_{}", std::process::id());
+        let mut args = common::member_args(
+            region,
+            name,
+            &gossip,
+            secret,
+            seed.as_deref(),
+            Some(&dir.path().join(name)),
+        );
+        args.extend(
+            [
+                "--store",
+                &format!("scylla://{cluster}/{ks}"),
+                "--wan-rtt",
+                "us-eu=40",
+                "--auth-per-minute",
+                "1000000",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        seed.get_or_insert(gossip);
+        Node::start(dir.path(), free_port(), &args)
+    };
+    let us: Vec<Node> = (0..3).map(|i| start("us", &format!("us{i}"))).collect();
+    let eu = start("eu", "eu0");
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
+    let users: Vec<(String, String)> = (0..3)
+        .map(|i| common::sign_up_user(&us[i], &format!("region{i}")))
+        .collect();
+    // r0 follows r1 and r2, each through another node; r1 and r2 post through every node.
+    for (n, b) in [1usize, 2].iter().enumerate() {
+        let path = format!("/v1/following/{}", users[*b].0);
+        assert_eq!(us[n + 1].http("PUT", &path, Some(&users[0].1), b"").0, 204);
+    }
+    let mut posts = Vec::new();
+    for (i, node) in us.iter().enumerate() {
+        for author in [1usize, 2] {
+            let body = serde_json::json!({"text": format!("post {i} by r{author}")}).to_string();
+            let (s, p) = common::http_json(
+                node.port,
+                "POST",
+                "/v1/posts",
+                Some(&users[author].1),
+                &body,
+            );
+            assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+            posts.push(json(&p)["id"].as_str().unwrap().to_string());
+        }
+    }
+    // The other region: r0's counts and home feed, from its own keyspace.
+    let mut last = String::new();
+    let counted = eventually(Duration::from_secs(90), || {
+        let (s, b) = eu.http(
+            "GET",
+            &format!("/v1/users/{}", users[0].0),
+            Some(&users[0].1),
+            b"",
+        );
+        last = String::from_utf8_lossy(&b).into_owned();
+        s == 200 && json(&b)["following_count"].as_i64() == Some(2)
+    });
+    assert!(counted, "r0's following count in eu: {last}");
+    let mut missing = Vec::new();
+    let complete = eventually(Duration::from_secs(90), || {
+        let (s, b) = eu.http("GET", "/v1/feed?limit=50", Some(&users[0].1), b"");
+        if s != 200 {
+            return false;
+        }
+        let v = json(&b);
+        let got: Vec<&str> = v["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
+            .unwrap_or_default();
+        missing = posts
+            .iter()
+            .filter(|p| !got.contains(&p.as_str()))
+            .cloned()
+            .collect();
+        missing.is_empty()
+    });
+    assert!(complete, "r0's feed in eu misses {missing:?}");
+    for n in us {
+        assert!(n.terminate().success());
+    }
+    assert!(eu.terminate().success());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for region in ["us", "eu"] {
+        rt.block_on(drop_keyspace(
+            &cluster,
+            &format!("t_{region}_{}", std::process::id()),
+        ));
+    }
+}
