@@ -122,32 +122,28 @@ impl Cluster {
                 let name = format!("{region}{k}");
                 let gossip = format!("127.0.0.1:{}", free_port());
                 let data: PathBuf = dir.path().join(&name);
-                let mut args: Vec<String> = [
-                    "--region",
+                let mut args = crate::common::member_args(
                     region,
-                    "--node-id",
                     &name,
-                    "--gossip-listen",
                     &gossip,
-                    "--cluster-secret",
                     SECRET,
-                    "--admin-token",
-                    ADMIN,
-                    "--handle-region",
-                    o.handle_region,
-                    // The load signs up users from one address.
-                    "--auth-per-minute",
-                    "1000000",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                    seed.as_deref(),
+                    Some(&data),
+                );
+                args.extend(
+                    [
+                        "--admin-token",
+                        ADMIN,
+                        "--handle-region",
+                        o.handle_region,
+                        // The load signs up users from one address.
+                        "--auth-per-minute",
+                        "1000000",
+                    ]
+                    .map(String::from),
+                );
                 if !rtt.is_empty() {
                     args.extend(["--wan-rtt".to_string(), rtt.clone()]);
-                }
-                args.extend(["--data-dir".to_string(), data.display().to_string()]);
-                if let Some(s) = &seed {
-                    args.extend(["--seeds".to_string(), s.clone()]);
                 }
                 if let Some(url) = o.redis.get(ri) {
                     args.extend(["--redis".to_string(), url.clone()]);
@@ -346,13 +342,5 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
 
 /// The value of a metric line `name` (with its labels, e.g. `x{a="b"}`) in `/metrics`.
 pub(crate) fn metric(port: u16, name: &str) -> Option<f64> {
-    let (s, body) = http(port, "GET", "/metrics", None, b"");
-    if s != 200 {
-        return None;
-    }
-    String::from_utf8_lossy(&body).lines().find_map(|l| {
-        l.strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
+    crate::common::Metrics::read(format!("127.0.0.1:{port}"))?.get(name)
 }
