@@ -50,6 +50,101 @@ where
     tombstone_purge(open(a).await).await;
     local_keys(open(a).await).await;
     batches(open(a).await).await;
+    swaps_with_writes(open(a).await, open(b).await).await;
+}
+
+/// `cas_with`: the swap and its writes together, in the change feed in order, or nothing.
+async fn swaps_with_writes(s: Arc<dyn Store>, replica: Arc<dyn Store>) {
+    let slot = KS.key().str("cw-slot").u64(1).finish();
+    let idx = KS.key().str("cw-idx").u64(1).finish();
+    let set = KS.key().str("cw-set").finish();
+    let n = KS.key().str("cw-n").finish();
+    let local = Keyspace::local("cw").key().u64(1).finish();
+    let with = vec![
+        (idx.clone(), Mutation::Put(b("1"))),
+        (set.clone(), Mutation::Add(b("e"))),
+        (n.clone(), Mutation::Count(2)),
+        (n.clone(), Mutation::Count(3)),
+        (local.clone(), Mutation::Put(b("here"))),
+    ];
+    let start = s.last_seq();
+    let out = s.cas_with(&slot, None, Some(b("m1")), &with).await.unwrap();
+    let CasOutcome::Applied(v) = out else {
+        panic!("a swap of an absent key applies: {out:?}")
+    };
+    assert_eq!(v.value, Some(b("m1")));
+    assert_eq!(s.get(&slot).await.unwrap().unwrap().version, v.version);
+    assert_eq!(s.get(&idx).await.unwrap().unwrap().value, Some(b("1")));
+    assert_eq!(s.get(&set).await.unwrap().unwrap().value, Some(b("e")));
+    assert_eq!(
+        s.counter(&n).await.unwrap(),
+        5,
+        "a key written twice sees its first write"
+    );
+    assert_eq!(s.get(&local).await.unwrap().unwrap().value, Some(b("here")));
+    let feed = s.changes(start, 100).await.unwrap();
+    assert_eq!(
+        feed.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        vec![slot.clone(), idx.clone(), set.clone(), n.clone(), n.clone()],
+        "every replicated write in the feed, the swapped key first; no local key"
+    );
+    assert_eq!(s.last_seq(), start + 5);
+
+    // A swap that does not match writes nothing, its writes included.
+    let other = KS.key().str("cw-idx").u64(2).finish();
+    let out = s
+        .cas_with(
+            &slot,
+            None,
+            Some(b("m2")),
+            &[(other.clone(), Mutation::Put(b("2")))],
+        )
+        .await
+        .unwrap();
+    match out {
+        CasOutcome::Conflict(Some(cur)) => assert_eq!(cur.value, Some(b("m1"))),
+        other => panic!("an existing key conflicts: {other:?}"),
+    }
+    assert_eq!(
+        s.get(&other).await.unwrap(),
+        None,
+        "nothing of a conflict is written"
+    );
+    assert_eq!(s.last_seq(), start + 5, "a conflict feeds nothing");
+    assert_eq!(s.get(&slot).await.unwrap().unwrap().value, Some(b("m1")));
+
+    // A swap from the version read applies, with its writes.
+    let out = s
+        .cas_with(
+            &slot,
+            Some(&v.version),
+            Some(b("m3")),
+            &[(other.clone(), Mutation::Put(b("3")))],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, CasOutcome::Applied(_)), "{out:?}");
+    assert_eq!(s.get(&other).await.unwrap().unwrap().value, Some(b("3")));
+
+    // What the feed names replicates to the same digests.
+    let keys: Vec<Key> = s
+        .changes(start, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    let mut deltas = Vec::new();
+    for k in keys {
+        let record = s.get_record(&k).await.unwrap().unwrap();
+        deltas.push(Delta { key: k, record });
+    }
+    replica.apply(&deltas).await.unwrap();
+    assert_eq!(
+        replica.digests(),
+        s.digests(),
+        "the batch's digests are its records'"
+    );
 }
 
 async fn batches(s: Arc<dyn Store>) {
@@ -86,6 +181,16 @@ async fn batches(s: Arc<dyn Store>) {
         seq + 52,
         "every write of a batch is in the change feed"
     );
+    // A key twice in one batch: the second write sees the first.
+    let n = KS.key().str("batch-n").finish();
+    s.mutate_many(&[
+        (n.clone(), Mutation::Count(2)),
+        (n.clone(), Mutation::Count(3)),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.counter(&n).await.unwrap(), 10);
+    assert_eq!(s.last_seq(), seq + 54);
 }
 
 async fn local_keys(s: Arc<dyn Store>) {

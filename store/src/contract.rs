@@ -220,8 +220,9 @@ pub trait Store: Send + Sync + Debug + 'static {
     ) -> Result<Record>;
 
     /// Several blind mutations (no causal context), acknowledged together: one wait for
-    /// durability for the lot. For bulk loads; each key is still written atomically, the batch
-    /// as a whole is not. The default applies them one by one.
+    /// durability for the lot. Each key is written atomically; the memory and embedded engines
+    /// also commit the whole batch as one (one backend commit, one change-feed append, every
+    /// key still its own feed entry), the default applies them one by one.
     async fn mutate_many(&self, items: &[(Key, Mutation)]) -> Result<()> {
         for (k, m) in items {
             self.mutate(k, m.clone(), None).await?;
@@ -251,6 +252,27 @@ pub trait Store: Send + Sync + Debug + 'static {
         expected: Option<&VersionVector>,
         new: Option<Bytes>,
     ) -> Result<CasOutcome>;
+
+    /// [`Store::cas`], and only if it applies, the blind mutations `with` (no causal context)
+    /// too, acknowledged together once durable. The memory and embedded engines write the swap
+    /// and `with` in **one** commit (one change-feed append: every key still its own entry, in
+    /// order, the swapped key first), so they are stored together or not at all; the default
+    /// swaps, then writes `with` by [`Store::mutate_many`] (a crash between the two leaves the
+    /// swap alone). A conflict writes nothing. For a caller that owns the swap's key here and
+    /// indexes what it stored (the messenger's slot and its client-id index entry).
+    async fn cas_with(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+        with: &[(Key, Mutation)],
+    ) -> Result<CasOutcome> {
+        let out = self.cas(key, expected, new).await?;
+        if matches!(out, CasOutcome::Applied(_)) && !with.is_empty() {
+            self.mutate_many(with).await?;
+        }
+        Ok(out)
+    }
 
     /// A page of keys under a prefix.
     async fn scan(&self, req: &ScanRequest) -> Result<ScanPage>;
@@ -445,6 +467,19 @@ pub trait CasRouter: Send + Sync + Debug + 'static {
         None
     }
 
+    /// Whether this node owns `key` in `region` in its latest view and would run its CAS
+    /// itself (so work that belongs with the key's owner may run here). `true` on one node.
+    fn owns_key(&self, _region: &str, _key: &Key) -> bool {
+        true
+    }
+
+    /// The store every compare-and-swap runs on when that is always this node's own (a single
+    /// node: [`LocalCas`]), so a caller may join other local writes to a swap in one commit
+    /// ([`Store::cas_with`]); `None` when swaps are routed (a cluster, a test's wrapper).
+    fn local_store(&self) -> Option<&std::sync::Arc<dyn Store>> {
+        None
+    }
+
     /// Runs the [`CallHandler`] registered as `service` on the owner of `route` in `region`
     /// (the node that owns a CAS of that key) with `body`, and returns its answer. Fails with
     /// [`StoreError::OwnerUnreachable`] when that region does not answer in time.
@@ -484,6 +519,10 @@ impl CasRouter for LocalCas {
         new: Option<Bytes>,
     ) -> Result<CasOutcome> {
         self.0.cas(key, expected, new).await
+    }
+
+    fn local_store(&self) -> Option<&std::sync::Arc<dyn Store>> {
+        Some(&self.0)
     }
 }
 

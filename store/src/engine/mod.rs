@@ -198,6 +198,60 @@ fn decode_change(seq_key: &[u8], v: &[u8]) -> Result<Change> {
     })
 }
 
+/// The stripe of the lock that serializes writes to a key.
+fn stripe_of(key: &[u8]) -> usize {
+    (xxhash_rust::xxh3::xxh3_64(key) % KEY_STRIPES as u64) as usize
+}
+
+/// The ops of a batch being built ([`Shared::write_many`]): its backend ops, the replicated
+/// keys it feeds (in order) and the digest toggles to make once it is committed.
+#[derive(Default)]
+struct Staged {
+    ops: Vec<Op>,
+    feed: Vec<Key>,
+    toggles: Vec<(Key, u64)>,
+    /// The new bytes of each key written so far (a batch's keys are few: a linear search).
+    written: Vec<(Key, Bytes)>,
+}
+
+impl Staged {
+    /// What this batch already wrote to `key`.
+    fn pending(&self, key: &Key) -> Option<Bytes> {
+        self.written
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// Adds the write of `new` over `old_bytes` to `key`.
+    fn stage(&mut self, key: &Key, old_bytes: Option<Bytes>, new: &Record) -> Result<()> {
+        let new_bytes = encode_record(new)?;
+        self.written.push((key.clone(), new_bytes.clone()));
+        if key.is_local() {
+            // Node-local derived state: no change-feed entry, no digest, never replicated.
+            self.ops
+                .push(Op::put(Space::Data, key.0.clone(), new_bytes));
+            return Ok(());
+        }
+        let new_hash = entry_hash(key.as_bytes(), &new_bytes);
+        self.ops.push(Op::put(
+            Space::Index,
+            index_key(key.as_bytes()),
+            index_value(new_hash),
+        ));
+        self.ops
+            .push(Op::put(Space::Data, key.0.clone(), new_bytes));
+        self.feed.push(key.clone());
+        if let Some(old) = &old_bytes {
+            self.toggles
+                .push((key.clone(), entry_hash(key.as_bytes(), old)));
+        }
+        self.toggles.push((key.clone(), new_hash));
+        Ok(())
+    }
+}
+
 /// What a keyed write did.
 struct Written {
     old: Option<Record>,
@@ -332,8 +386,7 @@ impl<B: Backend> Shared<B> {
 
     /// The stripe lock that serializes writes to `key`.
     fn key_lock(&self, key: &[u8]) -> &Mutex<()> {
-        let stripe = (xxhash_rust::xxh3::xxh3_64(key) % KEY_STRIPES as u64) as usize;
-        &self.key_locks[stripe]
+        &self.key_locks[stripe_of(key)]
     }
 
     fn load(&self, key: &[u8]) -> Result<Option<Record>> {
@@ -398,6 +451,84 @@ impl<B: Backend> Shared<B> {
             old,
             new: Some(new),
         })
+    }
+
+    /// Writes a batch as one commit: an optional compare-and-swap first, then `muts` in order
+    /// (blind, no causal context), all under their keys' stripe locks (taken in stripe order, so
+    /// two batches never wait on each other in a cycle), in **one** backend commit with one
+    /// change-feed append (consecutive sequence numbers, one wake-up of the feed's readers).
+    /// When the swap does not match, nothing is written and the conflict is returned. A key
+    /// written twice in a batch sees its first write, as two writes in a row would.
+    fn write_many(
+        &self,
+        cas: Option<(&Key, Option<&VersionVector>, Option<Bytes>)>,
+        muts: &[(Key, Mutation)],
+    ) -> Result<Option<CasOutcome>> {
+        if let Some((key, _, new)) = &cas {
+            rules::check_cas(&self.limits, key, new.as_ref())?;
+        }
+        for (k, m) in muts {
+            rules::check_mutation(&self.limits, k, m)?;
+        }
+        let mut stripes: Vec<usize> = cas
+            .iter()
+            .map(|(k, _, _)| *k)
+            .chain(muts.iter().map(|(k, _)| k))
+            .map(|k| stripe_of(k.as_bytes()))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes.iter().map(|&i| self.key_locks[i].lock()).collect();
+        let mut batch = Staged::default();
+        let mut outcome = None;
+        if let Some((key, expected, new)) = cas {
+            let old_bytes = self.backend.get(Space::Data, key.as_bytes())?;
+            let old = old_bytes.as_deref().map(decode_record).transpose()?;
+            match self.stamper.swapped(old.as_ref(), expected, new)? {
+                None => return Ok(Some(CasOutcome::Conflict(old.map(|r| r.visible())))),
+                Some(r) => {
+                    outcome = Some(CasOutcome::Applied(r.visible()));
+                    batch.stage(key, old_bytes, &r)?;
+                }
+            }
+        }
+        for (key, m) in muts {
+            let old_bytes = match batch.pending(key) {
+                Some(b) => Some(b),
+                None => self.backend.get(Space::Data, key.as_bytes())?,
+            };
+            let old = old_bytes.as_deref().map(decode_record).transpose()?;
+            let new = self.stamper.mutated(old.as_ref(), m.clone(), None)?;
+            batch.stage(key, old_bytes, &new)?;
+        }
+        let Staged {
+            mut ops,
+            feed,
+            toggles,
+            ..
+        } = batch;
+        if !feed.is_empty() {
+            self.unsave_digests(&mut ops);
+            let mut seq = self.commit.lock();
+            let mut next = *seq;
+            for key in &feed {
+                next += 1;
+                ops.push(Op::put(
+                    Space::Changes,
+                    next.to_be_bytes().to_vec(),
+                    encode_change(key, Origin::Local),
+                ));
+            }
+            self.backend.commit(ops)?;
+            *seq = next;
+            self.seq_tx.send_replace(next);
+        } else if !ops.is_empty() {
+            self.backend.commit(ops)?;
+        }
+        for (key, hash) in toggles {
+            self.digests.toggle(key.as_bytes(), hash);
+        }
+        Ok(outcome)
     }
 
     /// Adds the removal of the saved digest snapshot to a batch that changes a digest.
@@ -771,15 +902,30 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn mutate_many(&self, items: &[(Key, Mutation)]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let items = items.to_vec();
+        self.write(move |s| s.write_many(None, &items).map(drop), |_| true)
+            .await
+    }
+
+    async fn cas_with(
+        &self,
+        key: &Key,
+        expected: Option<&VersionVector>,
+        new: Option<Bytes>,
+        with: &[(Key, Mutation)],
+    ) -> Result<CasOutcome> {
+        let (key, expected, with) = (key.clone(), expected.cloned(), with.to_vec());
         self.write(
             move |s| {
-                for (k, m) in items {
-                    s.mutate(&k, m, None)?;
-                }
-                Ok(())
+                s.write_many(Some((&key, expected.as_ref(), new)), &with)?
+                    .ok_or(StoreError::InvalidArgument(
+                        "a batch's swap gave no outcome",
+                    ))
             },
-            |_| true,
+            |out| matches!(out, CasOutcome::Applied(_)),
         )
         .await
     }
