@@ -99,6 +99,15 @@ impl std::fmt::Debug for EmbeddedBackend {
     }
 }
 
+/// The journals' total size past which fjall flushes the spaces still holding the oldest one
+/// (fjall's least; its default is 512 MiB). fjall rotates to a new journal every 64 MB and may
+/// remove an old one only once every space with data in it has flushed; a space written rarely
+/// (the trim point in `meta`) never fills its memtable, so it could hold every journal until
+/// their total reached 512 MiB: up to half a GiB of the store's files, filling and emptying over
+/// minutes. With this bound a 20-minute soak kept one or two journals, at most 69 MiB
+/// (RELIABILITY.md "Soak"), for one small flush of such a space per journal.
+const MAX_JOURNALS: u64 = 64 * 1024 * 1024;
+
 impl EmbeddedBackend {
     /// Opens (or creates) the store in `dir`, with a block cache of `cache_bytes` and, for
     /// spaces this call creates, memtables of at most `memtable_bytes` each (fjall keeps the
@@ -109,6 +118,7 @@ impl EmbeddedBackend {
         let db = Database::builder(&path)
             .cache_size(cache_bytes)
             .manual_journal_persist(true)
+            .max_journaling_size(MAX_JOURNALS)
             .open()
             .map_err(|e| StoreError::Corrupt(format!("cannot open {}: {e}", path.display())))?;
         // Tables above level 0 (compactions, and bulk loads, which land in level 1) are LZ4
