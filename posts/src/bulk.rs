@@ -200,23 +200,10 @@ fn run<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Post;
     use crate::notifications::NotificationKind;
-    use crate::{Post, Posts};
-    use starling_store::{
-        Delta, Hlc, HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, ScanRequest,
-        load_runs, open_memory,
-    };
-    use std::sync::Arc;
-
-    fn posts() -> Posts {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        Posts::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-        )
-    }
+    use crate::test_support::posts;
+    use starling_store::{Delta, Hlc, NodeId, ScanRequest, load_runs};
 
     fn post(id: u64, author: u64, text: &str, repost_of: Option<u64>) -> Post {
         Post {

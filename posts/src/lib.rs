@@ -21,6 +21,8 @@ pub mod mentions;
 pub mod notifications;
 pub mod replies;
 pub mod reposts;
+#[cfg(test)]
+mod test_support;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -548,17 +550,8 @@ pub fn seed_runs(posts: &[Post]) -> Result<Vec<starling_store::BulkRun<'_>>, Pos
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::posts;
     use starling_store::{HlcClock, Limits, LocalCas, NodeId, RegionId, open_memory};
-
-    fn posts() -> Posts {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        Posts::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-        )
-    }
 
     #[tokio::test]
     async fn create_edit_delete_and_list_newest_first() {

@@ -66,19 +66,7 @@ impl Posts {
 
 #[cfg(test)]
 mod tests {
-    use crate::Posts;
-    use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
-    use std::sync::Arc;
-
-    fn posts() -> Posts {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        Posts::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-        )
-    }
+    use crate::test_support::posts;
 
     #[tokio::test]
     async fn a_swept_liker_stops_counting_once() {

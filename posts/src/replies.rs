@@ -165,18 +165,7 @@ impl Posts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
-    use std::sync::Arc;
-
-    fn posts() -> Posts {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        Posts::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-        )
-    }
+    use crate::test_support::posts;
 
     async fn reply(p: &Posts, author: u64, parent: u64, text: &str) -> u64 {
         let (r, _) = p.create(author, "us", text, &[], None).await.unwrap();

@@ -170,18 +170,7 @@ impl Posts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
-    use std::sync::Arc;
-
-    fn posts() -> Posts {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        Posts::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-        )
-    }
+    use crate::test_support::posts;
 
     #[tokio::test]
     async fn a_repost_is_one_listed_post_and_counts_once() {
