@@ -34,8 +34,7 @@ pub(crate) async fn like(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let post = state.posts.get(id).await?;
-    crate::posts::readable_by(&state, post.author, me).await?;
+    let post = crate::posts::readable_post(&state, id, me).await?;
     // Indexed by liker first, so a deleted account's likes are found and taken back.
     state.posts.note_like(me, id).await?;
     if state.posts.likes().like(id, me).await? {
@@ -71,8 +70,7 @@ pub(crate) async fn likers(
 ) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
-    let post = state.posts.get(id).await?;
-    crate::posts::readable_by(&state, post.author, me).await?;
+    crate::posts::readable_post(&state, id, me).await?;
     let page = state.posts.likes().likers(id, cursor, limit).await?;
     crate::social::user_page(
         &state,
@@ -133,8 +131,7 @@ pub(crate) async fn reposters(
 ) -> Result<Page<UserList>, ApiError> {
     let id = parse_id(&id)?;
     let (limit, cursor) = q.parse()?;
-    let post = state.posts.get(id).await?;
-    crate::posts::readable_by(&state, post.author, me).await?;
+    crate::posts::readable_post(&state, id, me).await?;
     let page = state.posts.reposters(id, cursor, limit).await?;
     crate::social::user_page(
         &state,

@@ -191,6 +191,18 @@ pub(crate) async fn readable_by(
     }
 }
 
+/// The post `id` when `viewer` may see it: `NotFound` if unknown or deleted, `Forbidden` when
+/// either of its author and `viewer` blocked the other.
+pub(crate) async fn readable_post(
+    state: &AppState,
+    id: u64,
+    viewer: u64,
+) -> Result<Post, ApiError> {
+    let post = state.posts.get(id).await?;
+    readable_by(state, post.author, viewer).await?;
+    Ok(post)
+}
+
 impl PostView {
     /// The hydrated view of `post` for `viewer` with what it answers (a repost: the reposted
     /// post, with `reposted_by`); `Forbidden` for a repost of a post across a block, `NotFound`
@@ -401,8 +413,7 @@ pub(crate) async fn read(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<PostView>, ApiError> {
-    let post = state.posts.get(parse_id(&id)?).await?;
-    readable_by(&state, post.author, me).await?;
+    let post = readable_post(&state, parse_id(&id)?, me).await?;
     Ok(Json(PostView::full(&state, post, me).await?))
 }
 
