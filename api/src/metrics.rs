@@ -220,19 +220,41 @@ impl Collector for NodeCollector {
         gauge(
             e,
             "starling_gossip_tick_gap_max_ms",
-            "Longest time between two ticks of the gossip core loop (100 ms apart when it is not stalled)",
+            "Longest time between two ticks of the loop that fires SWIM's timers (the membership loop, or the core loop with --gossip-membership inline; 100 ms apart when it is not stalled)",
             i64::try_from(t.tick_gap_max_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "starling_gossip_core_tick_gap_max_ms",
+            "Longest time between two ticks of the gossip core loop (push, anti-entropy, expiries; its steps await the store)",
+            i64::try_from(t.core_tick_gap_max_ms.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "starling_gossip_membership_separate",
+            "1 when SWIM's timers and packets run on a membership loop that never awaits the store, 0 on the core loop (--gossip-membership)",
+            i64::try_from(t.separate_membership.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         )?;
         for (name, help, v) in [
             (
                 "starling_gossip_stalls",
-                "Ticks of the gossip core loop that came more than 100 ms late",
+                "Ticks of the loop that fires SWIM's timers that came more than 100 ms late",
                 &t.stalls,
             ),
             (
                 "starling_gossip_long_stalls",
-                "Ticks of the gossip core loop that came more than 1 s late",
+                "Ticks of the loop that fires SWIM's timers that came more than 1 s late",
                 &t.long_stalls,
+            ),
+            (
+                "starling_gossip_core_stalls",
+                "Ticks of the gossip core loop that came more than 100 ms late",
+                &t.core_stalls,
+            ),
+            (
+                "starling_gossip_core_long_stalls",
+                "Ticks of the gossip core loop that came more than 1 s late",
+                &t.core_long_stalls,
             ),
             (
                 "starling_gossip_frames_refused",
@@ -281,18 +303,31 @@ impl Collector for NodeCollector {
 /// store lane (calls, in flight, queue wait and run time, total and longest).
 fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result {
     let t = g.transport_metrics();
-    let last = t.last_tick_unix_ms.load(Ordering::Relaxed);
-    gauge(
-        e,
-        "starling_gossip_tick_age_ms",
-        "Time since the gossip core loop last ticked (ms; about 100 at most while it keeps up, 0 before its first tick): a loop stuck in one step shows here before its tick gap does",
-        if last == 0 {
-            0
-        } else {
-            i64::try_from(starling_gossip::transport::unix_ms().saturating_sub(last))
-                .unwrap_or(i64::MAX)
-        },
-    )?;
+    for (name, help, last) in [
+        (
+            "starling_gossip_tick_age_ms",
+            "Time since the loop that fires SWIM's timers last ticked (ms; about 100 at most while it keeps up, 0 before its first tick): a loop stuck in one step shows here before its tick gap does",
+            &t.last_tick_unix_ms,
+        ),
+        (
+            "starling_gossip_core_tick_age_ms",
+            "Time since the gossip core loop last ticked (ms; 0 before its first tick)",
+            &t.core_last_tick_unix_ms,
+        ),
+    ] {
+        let last = last.load(Ordering::Relaxed);
+        gauge(
+            e,
+            name,
+            help,
+            if last == 0 {
+                0
+            } else {
+                i64::try_from(starling_gossip::transport::unix_ms().saturating_sub(last))
+                    .unwrap_or(i64::MAX)
+            },
+        )?;
+    }
     for step in starling_gossip::transport::Step::ALL {
         let i = step as usize;
         let name = step.as_str();
@@ -574,7 +609,49 @@ impl Collector for ChatCollector {
             "starling_chat_sequencer_refused",
             "Send batches answered busy because their lane's queue was full",
             s.refused.load(Ordering::Relaxed),
-        )
+        )?;
+        let l = self.fanout.messenger.lease_stats();
+        gauge(
+            e,
+            "starling_chat_leases_held",
+            "Seq-assignment leases this node holds now (at most 65 536)",
+            i64::try_from(l.held.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        )?;
+        for (name, help, v) in [
+            (
+                "starling_chat_lease_acquired",
+                "Seq-assignment leases taken here (each a new epoch)",
+                &l.acquired,
+            ),
+            (
+                "starling_chat_lease_renewed",
+                "Seq-assignment lease renewals applied",
+                &l.renewed,
+            ),
+            (
+                "starling_chat_lease_renew_failed",
+                "Seq-assignment lease renewals that failed or were left for the next pass",
+                &l.renew_failed,
+            ),
+            (
+                "starling_chat_lease_fenced",
+                "Seq-assignment leases lost to a higher epoch",
+                &l.fenced,
+            ),
+            (
+                "starling_chat_lease_busy",
+                "Claims answered busy while another node's seq-assignment lease may be in force",
+                &l.busy,
+            ),
+            (
+                "starling_chat_lease_expired_in_claim",
+                "Sends answered outcome-unknown because the lease lapsed during their claims",
+                &l.expired_in_claim,
+            ),
+        ] {
+            counter(e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        Ok(())
     }
 }
 
@@ -593,7 +670,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     }
     // The consumers' positions are store reads (async), so this gauge is written here rather
     // than by a collector, before the closing `# EOF`.
-    let backlog = consumer_backlog(&state.store, state.gossip.is_some()).await;
+    let backlog = consumer_backlog(
+        &state.store,
+        state.gossip.is_some(),
+        state.keyspace_feed.active(),
+    )
+    .await;
     match body.rfind("# EOF") {
         Some(at) => body.insert_str(at, &backlog),
         None => body.push_str(&backlog),
@@ -624,13 +706,15 @@ pub fn feed_consumers(gossip: bool) -> Vec<&'static str> {
 
 /// `starling_consumer_backlog{consumer}`: change-feed entries a consumer has not processed yet
 /// (the change feed is their durable queue; a soak checks that it does not grow).
-async fn consumer_backlog(store: &Arc<dyn Store>, gossip: bool) -> String {
+/// With the keyspace-wide feed (`keyspace`), the consumers it drives are not shown: their
+/// positions are its partitions' cursors (`starling_keyspace_feed_lag`).
+async fn consumer_backlog(store: &Arc<dyn Store>, gossip: bool, keyspace: bool) -> String {
     let mut out = String::from(
         "# HELP starling_consumer_backlog Change-feed entries a consumer has not processed yet\n\
          # TYPE starling_consumer_backlog gauge\n",
     );
     let last = store.last_seq();
-    for name in feed_consumers(gossip) {
+    for name in crate::keyspace_feed::node_local(feed_consumers(gossip), keyspace) {
         match starling_store::FeedConsumer::new(store.clone(), name)
             .position()
             .await

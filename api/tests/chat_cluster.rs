@@ -16,29 +16,18 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "test-cluster-secret-0123456789";
 
 fn start_region(dir: &std::path::Path, region: &str, gossip: &str, seed: Option<&str>) -> Node {
-    let mut args: Vec<String> = [
-        "--region",
-        region,
-        "--node-id",
-        region,
-        "--gossip-listen",
-        gossip,
-        "--cluster-secret",
-        SECRET,
-        "--handle-region",
-        "us",
-        "--wan-rtt",
-        "us-eu=100",
-        "--store",
-        "memory",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(s) = seed {
-        args.push("--seeds".into());
-        args.push(s.into());
-    }
+    let mut args = common::member_args(region, region, gossip, SECRET, seed, None);
+    args.extend(
+        [
+            "--handle-region",
+            "us",
+            "--wan-rtt",
+            "us-eu=100",
+            "--store",
+            "memory",
+        ]
+        .map(String::from),
+    );
     Node::start(dir, common::free_port(), &args)
 }
 
@@ -395,4 +384,159 @@ fn sigterm_closes_websockets_with_1001() {
     assert!(status.success(), "{status:?}");
     let end = rt.block_on(client.ended());
     assert_eq!(end, common::chat::Ended::Closed(1001));
+}
+
+/// The node holding a conversation's seq lease (`starling_chat_leases_held` > 0), of `nodes`.
+async fn lease_holder(nodes: &[SocketAddr]) -> Option<usize> {
+    for (i, a) in nodes.iter().enumerate() {
+        let m = common::Metrics::read_async(a).await?;
+        if m.get("starling_chat_leases_held").unwrap_or(0.0) > 0.0 {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Owner hand-over under the seq lease (`messenger::lease`): two nodes in one region, a stream
+/// of sends through one of them, the lease holder killed mid-stream; every send retried with
+/// its client id until acknowledged. The other node takes the lease once the dead one's has
+/// expired and continues: the log is gap-free, holds every acknowledged message once, at the
+/// seq its acknowledgement named, and no client id twice.
+#[test]
+fn the_seq_lease_moves_to_the_other_node_when_its_holder_dies_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let ga = format!("127.0.0.1:{}", common::free_port());
+    let gb = format!("127.0.0.1:{}", common::free_port());
+    let start = |name: &str, gossip: &str, seed: Option<&str>| {
+        let mut args = common::member_args("us", name, gossip, SECRET, seed, None);
+        args.extend(["--handle-region", "us", "--store", "memory"].map(String::from));
+        Node::start(dir.path(), common::free_port(), &args)
+    };
+    let mut nodes = [
+        Some(start("us-a", &ga, None)),
+        Some(start("us-b", &gb, Some(&ga))),
+    ];
+    let addrs: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|n| {
+            format!("127.0.0.1:{}", n.as_ref().unwrap().port)
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (conv, alice) = rt.block_on(async {
+        let alice = sign_up_retrying(addrs[0], "alice").await;
+        let bob = sign_up_retrying(addrs[0], "bob").await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conv = loop {
+            let (s, v) = http(
+                addrs[0],
+                "POST",
+                "/v1/conversations",
+                Some(&alice.token),
+                Some(json!({"members": [bob.id]})),
+            )
+            .await;
+            if s == 201 || s == 200 {
+                break v["id"].as_str().unwrap().to_string();
+            }
+            assert!(Instant::now() < deadline, "no conversation: {s} {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        (conv, alice)
+    });
+    // Sends (each retried with its client id until acknowledged) through `via`.
+    let send = {
+        let (token, conv) = (alice.token.clone(), conv.clone());
+        move |via: SocketAddr, cid: String| {
+            let (token, conv) = (token.clone(), conv.clone());
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                loop {
+                    let (s, v) = http(
+                        via,
+                        "POST",
+                        &format!("/v1/conversations/{conv}/messages"),
+                        Some(&token),
+                        Some(json!({"body": "m", "client_id": cid})),
+                    )
+                    .await;
+                    if s == 201 || s == 200 {
+                        return v["seq"].as_u64().unwrap();
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{cid} never acknowledged: {s} {v}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    let (holder, mut acked) = rt.block_on(async {
+        // The first send takes the lease; the holder is the conversation's owner in us.
+        let first = send(addrs[0], "c0".into()).await;
+        let holder = lease_holder(&addrs).await.expect("a node holds the lease");
+        (holder, vec![("c0".to_string(), first)])
+    });
+    let survivor = 1 - holder;
+    const N: usize = 60;
+    let (tx, rx) = std::sync::mpsc::channel::<usize>();
+    let stream = {
+        let send = send.clone();
+        let via = addrs[survivor];
+        rt.spawn(async move {
+            let mut out = Vec::new();
+            for i in 1..N {
+                let cid = format!("c{i}");
+                out.push((cid.clone(), send(via, cid).await));
+                let _ = tx.send(i);
+            }
+            out
+        })
+    };
+    // Mid-stream: kill the holder.
+    while rx.recv().unwrap() < N / 3 {}
+    drop(nodes[holder].take());
+    acked.extend(rt.block_on(stream).unwrap());
+    rt.block_on(async {
+        let (s, v) = http(
+            addrs[survivor],
+            "GET",
+            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let items = v["items"].as_array().unwrap();
+        let seqs: Vec<u64> = items.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "gap-free, each seq once");
+        let mut cids: Vec<&str> = items
+            .iter()
+            .map(|m| m["client_id"].as_str().unwrap())
+            .collect();
+        for (cid, seq) in &acked {
+            let at = &items[(*seq - 1) as usize];
+            assert_eq!(at["client_id"], cid.as_str(), "acknowledged at seq {seq}");
+        }
+        assert_eq!(
+            items.len(),
+            N,
+            "every acknowledged message once, nothing else"
+        );
+        cids.sort_unstable();
+        cids.dedup();
+        assert_eq!(cids.len(), N, "no client id twice");
+        // The survivor took the lease (a new epoch) and holds it.
+        let m = common::Metrics::read_async(addrs[survivor]).await.unwrap();
+        assert!(m.get("starling_chat_lease_acquired_total").unwrap_or(0.0) >= 1.0);
+        assert!(m.get("starling_chat_leases_held").unwrap_or(0.0) >= 1.0);
+    });
 }

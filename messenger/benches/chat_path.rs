@@ -6,11 +6,18 @@
 //! - `batch_tokens`: a pipelined batch's end noted and looked up by its follower: sharded
 //!   bounded sets (now) against a `moka` cache with a time to live (before);
 //! - `send`: the whole append of one message (index lookup, claim by CAS on the memory engine,
-//!   client-id index) and its head noted, one at a time: through the sequencer (now) against
-//!   each batch's turn on its claim stripe with one index put per entry (before);
+//!   client-id index) and its head noted, one at a time, on each claim path: the sequencer
+//!   with each slot and its index entry in one store commit (`Store::cas_with`, now), the
+//!   sequencer with the slot's swap then the group's index batch (before), and each batch's
+//!   turn on its claim stripe with one index put per entry (before that);
 //! - `send_concurrent`: 64 senders at once over 2 worker threads, each sending 16 messages to
-//!   its own 1:1 conversation, per message: the sequencer (group commit) against the stripe
-//!   turns (before).
+//!   its own 1:1 conversation, per message, on the same three paths.
+//!
+//! - `send_lease`: one message at a time over 64 conversations with the seq lease (its
+//!   in-memory checks, the epoch in each slot) against without it, ABAB in one run.
+//!
+//! `send` and `send_concurrent` measure the process's CPU time (every thread's,
+//! `CLOCK_PROCESS_CPUTIME_ID`), not wall time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use starling_graph::{Graph, GraphConfig};
@@ -21,17 +28,32 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// CPU time of this process so far, every thread's (`CLOCK_PROCESS_CPUTIME_ID`).
+fn cpu_now() -> std::time::Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID)
+        .map(std::time::Duration::from)
+        .unwrap_or_default()
+}
+
 /// Conversations the steps rotate over (the side-by-side benchmark's 1:1 load).
 const CONVS: u64 = 1000;
 
+/// The claim paths measured side by side: (name, group commit, one commit).
+const PATHS: [(&str, bool, bool); 3] = [
+    ("sequencer_one_commit", true, true),
+    ("sequencer_swap_then_index_before", true, false),
+    ("stripe_turns_before", false, false),
+];
+
 fn messenger(rt: &tokio::runtime::Runtime, users: usize) -> (Messenger, Vec<u64>) {
-    messenger_with(rt, users, true)
+    messenger_with(rt, users, true, true)
 }
 
 fn messenger_with(
     rt: &tokio::runtime::Runtime,
     users: usize,
     group_commit: bool,
+    one_commit: bool,
 ) -> (Messenger, Vec<u64>) {
     rt.block_on(async {
         let store = open_memory(
@@ -55,6 +77,9 @@ fn messenger_with(
         }
         let mut mcfg = MessengerConfig::new("r");
         mcfg.group_commit = group_commit;
+        mcfg.one_commit = one_commit;
+        // The claim paths without the seq lease (its own A/B is `send_lease`).
+        mcfg.lease = false;
         (Messenger::new(store, cas, ids, graph, mcfg), out)
     })
 }
@@ -125,24 +150,29 @@ fn batch_tokens(c: &mut Criterion) {
 
 fn send(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .expect("runtime");
     let mut g = c.benchmark_group("send");
-    for (name, group_commit) in [("sequencer", true), ("stripe_turns_before", false)] {
-        let (m, users) = messenger_with(&rt, 2, group_commit);
+    for (name, group_commit, one_commit) in PATHS {
+        let (m, users) = messenger_with(&rt, 2, group_commit, one_commit);
         let conv = rt
             .block_on(m.create(users[0], &users[1..]))
             .expect("conversation")
             .0;
         let mut i = 0u64;
         g.bench_function(name, |b| {
-            b.iter(|| {
-                i += 1;
-                let cid = format!("c{i}");
-                let sent = rt
-                    .block_on(m.send(&conv, users[(i % 2) as usize], &cid, "a 64-byte body"))
-                    .expect("send");
-                m.note_head(&sent.message);
+            b.iter_custom(|iters| {
+                let start = cpu_now();
+                for _ in 0..iters {
+                    i += 1;
+                    let cid = format!("c{i}");
+                    let sent = rt
+                        .block_on(m.send(&conv, users[(i % 2) as usize], &cid, "a 64-byte body"))
+                        .expect("send");
+                    m.note_head(&sent.message);
+                }
+                cpu_now().saturating_sub(start)
             })
         });
     }
@@ -163,8 +193,8 @@ fn send_concurrent(c: &mut Criterion) {
     g.throughput(criterion::Throughput::Elements(
         (SENDERS * PER_SENDER) as u64,
     ));
-    for (name, group_commit) in [("sequencer", true), ("stripe_turns_before", false)] {
-        let (m, users) = messenger_with(&rt, SENDERS + 1, group_commit);
+    for (name, group_commit, one_commit) in PATHS {
+        let (m, users) = messenger_with(&rt, SENDERS + 1, group_commit, one_commit);
         let convs: Vec<_> = rt.block_on(async {
             let mut out = Vec::new();
             for &u in &users[1..] {
@@ -176,7 +206,7 @@ fn send_concurrent(c: &mut Criterion) {
         let mut round = 0u64;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let start = std::time::Instant::now();
+                let start = cpu_now();
                 for _ in 0..iters {
                     round += 1;
                     rt.block_on(async {
@@ -195,12 +225,100 @@ fn send_concurrent(c: &mut Criterion) {
                         while tasks.join_next().await.is_some() {}
                     });
                 }
-                start.elapsed()
+                cpu_now().saturating_sub(start)
             })
         });
     }
     g.finish();
 }
 
-criterion_group!(benches, note_head, batch_tokens, send, send_concurrent);
+/// A messenger on the memory engine with the seq lease on or off (`MessengerConfig::lease`).
+fn lease_messenger(
+    rt: &tokio::runtime::Runtime,
+    users: usize,
+    lease: bool,
+) -> (Messenger, Vec<u64>) {
+    rt.block_on(async {
+        let store = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let cas = Arc::new(LocalCas(store.clone()));
+        let ids = Arc::new(IdGenerator::new(store.node()));
+        let mut cfg = GraphConfig::new("r", "r");
+        cfg.argon2_memory_kib = 64;
+        cfg.argon2_passes = 1;
+        let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
+        let mut out = Vec::new();
+        for i in 0..users {
+            let (u, _) = graph
+                .sign_up(&format!("user{i}"), "password1", None, None)
+                .await
+                .expect("sign up");
+            out.push(u.id);
+        }
+        let mut mcfg = MessengerConfig::new("r");
+        mcfg.lease = lease;
+        (Messenger::new(store, cas, ids, graph, mcfg), out)
+    })
+}
+
+/// Conversations `send_lease` rotates over (each holds its own lease).
+const LEASE_CONVS: usize = 64;
+
+/// `send_lease`: one message at a time over 64 1:1 conversations, through the sequencer, with
+/// the seq lease (its check before and after the claim, the epoch in the slot) against without
+/// it (the slots' CAS alone, before), ABAB in one run; process CPU time per message.
+fn send_lease(c: &mut Criterion) {
+    // A worker thread for the lease's renewal task (a current-thread runtime would run it only
+    // while a send waits, which a send on the memory engine never does).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("send_lease");
+    for (name, lease) in [
+        ("lease_a", true),
+        ("no_lease_before_a", false),
+        ("lease_b", true),
+        ("no_lease_before_b", false),
+    ] {
+        let (m, users) = lease_messenger(&rt, LEASE_CONVS + 1, lease);
+        let convs: Vec<_> = rt.block_on(async {
+            let mut out = Vec::new();
+            for &u in &users[1..] {
+                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
+            }
+            out
+        });
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = cpu_now();
+                for _ in 0..iters {
+                    i += 1;
+                    let k = i % LEASE_CONVS;
+                    let cid = format!("c{i}");
+                    let sent = rt
+                        .block_on(m.send(&convs[k], users[k + 1], &cid, "a 64-byte body"))
+                        .expect("send");
+                    m.note_head(&sent.message);
+                }
+                cpu_now().saturating_sub(start)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    note_head,
+    batch_tokens,
+    send,
+    send_concurrent,
+    send_lease
+);
 criterion_main!(benches);

@@ -98,7 +98,8 @@ impl Messenger {
             let Some((bytes, version)) = self.read_at_owner(&conv.home_region, &key).await? else {
                 return Err(MessengerError::MessageNotFound);
             };
-            let mut m: Message = codec::from_value(&bytes)?;
+            // The slot keeps the fencing token it was created under.
+            let (mut m, epoch) = crate::lease::decode_slot(&bytes)?;
             if m.kind != MessageKind::Text {
                 return Err(MessengerError::Invalid(
                     "only text messages are edited or deleted",
@@ -110,7 +111,10 @@ impl Messenger {
                 done = true;
                 break;
             }
-            let value = codec::to_value(&m)?;
+            let value = match epoch {
+                0 => codec::to_value(&m)?,
+                e => crate::lease::encode_slot(&m, e)?,
+            };
             if let CasOutcome::Applied(_) = self
                 .cas
                 .cas_at(&conv.home_region, &key, Some(&version), Some(value))

@@ -8,6 +8,7 @@
 //! | `mm` | conv, bucket (descending), seq (descending) | register, CAS-created at the home region | [`Message`](crate::Message) |
 //! | `mc` | conv, sender, client id | register | seq (8 bytes) |
 //! | `rd` | user, conv, seq (descending) | set element | — (read-up-to markers: the first is the marker) |
+//! | `ml` | conv | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord): who may assign seqs |
 //!
 //! Messages follow Discord's layout: a partition per (conversation, bucket), rows clustered by
 //! seq descending, so "the newest page" is a forward scan from the conversation's prefix and
@@ -30,6 +31,14 @@ pub const CLIENT_IDS: Keyspace = Keyspace::new("mc");
 
 /// Read-up-to markers.
 pub const READ: Keyspace = Keyspace::new("rd");
+
+/// The lease of the right to assign a conversation's seqs ([`crate::lease`]).
+pub const LEASES: Keyspace = Keyspace::new("ml");
+
+/// The lease of `conv`.
+pub fn lease(conv: u64) -> Key {
+    LEASES.key().u64(conv).finish()
+}
 
 /// A read-up-to marker element.
 pub fn read(user: u64, conv: u64, seq: u64) -> Key {

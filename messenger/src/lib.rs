@@ -11,6 +11,7 @@
 //!   entry checked against the membership of its slot (see ARCHITECTURE.md, "Messenger");
 //! - [`pipeline`]: one sender's order with several of its batches in flight;
 //! - [`sequencer`]: group commit of the claims that reach a node at once;
+//! - [`lease`]: the right to assign a conversation's seqs, a lease with a fencing token;
 //! - [`edit`]: editing and deleting messages;
 //! - [`history`]: reading the log by seq range;
 //! - [`inbox`]: read-up-to markers (max-merging, replicated) and the inbox by last activity;
@@ -34,6 +35,7 @@ pub mod history;
 pub mod hub;
 pub mod inbox;
 pub mod keys;
+pub mod lease;
 pub mod model;
 pub mod outbox;
 pub mod pipeline;
@@ -48,6 +50,7 @@ pub use error::MessengerError;
 pub use fanout::Fanout;
 pub use hub::{ConnHandle, Hub, HubLimits};
 pub use inbox::{InboxItem, InboxPage};
+pub use lease::LeaseStats;
 pub use model::{Conversation, ConversationKind, Member, Message, MessageKind, Role};
 pub use outbox::{OutItem, Outbox};
 pub use pipeline::{Order, PipelineStats};
@@ -72,6 +75,13 @@ pub struct MessengerConfig {
     /// takes its turn on its claim stripe and writes its client-id index entries one by one
     /// (the path before the sequencer, kept as the benchmark's baseline).
     pub group_commit: bool,
+    /// Through the sequencer on a single node (every swap on this node's store), each slot and
+    /// its client-id index entry are one store commit ([`starling_store::Store::cas_with`]).
+    /// `false`: the slot's swap, then the group's index batch (the benchmark's baseline).
+    pub one_commit: bool,
+    /// Seqs are assigned under a [`lease`] with a fencing token (the default). `false`: by the
+    /// slots' CAS alone (the path before the lease, kept as the benchmark's baseline).
+    pub lease: bool,
 }
 
 impl MessengerConfig {
@@ -82,6 +92,8 @@ impl MessengerConfig {
             pair_region: pair_region.into(),
             dedup_window: 64,
             group_commit: true,
+            one_commit: true,
+            lease: true,
         }
     }
 }
@@ -121,6 +133,8 @@ pub struct Messenger {
     lanes: Arc<sequencer::Lanes>,
     /// The sequencer's counters.
     sequencer: Arc<sequencer::SequencerStats>,
+    /// The seq-assignment leases this node holds (see [`lease`]).
+    leases: Arc<lease::LeaseTable>,
 }
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
@@ -166,6 +180,7 @@ impl Messenger {
             pipeline: Arc::default(),
             lanes: Arc::default(),
             sequencer: Arc::default(),
+            leases: Arc::default(),
         }
     }
 

@@ -20,7 +20,8 @@
 //!    one sender's entries keep the order they were submitted in.
 //! 4. Write each client-id index entry (a plain replicated put; losing it is step 2's case).
 //!    Through the [`crate::sequencer`] (the default), the entries of every batch claimed in one
-//!    group are one store batch, written before any of them is answered.
+//!    group are one store batch, written before any of them is answered; on a single node a new
+//!    slot's entry rides in the slot's own commit instead (`Store::cas_with`).
 //!
 //! **Tail cache.** Step 2's scan decodes up to `dedup_window` entries per claim. A node keeps,
 //! per conversation, what its claims have seen of the newest slots: the head, its epoch, and
@@ -44,7 +45,7 @@ use crate::error::MessengerError;
 use crate::keys;
 use crate::model::{Conversation, ConversationKind, Message, MessageHead, MessageKind, Role};
 use crate::pipeline::{EndOnDrop, Order};
-use crate::sequencer::IndexBatch;
+use crate::sequencer::{IndexBatch, index_entry};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,7 @@ use starling_store::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Longest message body, in characters.
 pub const MAX_BODY: usize = 4000;
@@ -300,6 +302,16 @@ impl Messenger {
                 Some(here) if here != conv.home_region => {
                     self.forward(conv, sender, todo, order).await
                 }
+                // Under the lease, the claims run where the lease is taken: on the owner of
+                // the conversation's key in the home region.
+                Some(_)
+                    if self.cfg.lease
+                        && !self
+                            .cas
+                            .owns_key(&conv.home_region, &keys::conversation(conv.id)) =>
+                {
+                    self.forward(conv, sender, todo, order).await
+                }
                 _ => self.claim_batch(conv, sender, todo, order).await,
             };
             for (i, r) in todo_at.into_iter().zip(results) {
@@ -452,6 +464,16 @@ impl Messenger {
         mut index: Option<&mut IndexBatch>,
         no_probe: bool,
     ) -> Vec<ItemResult> {
+        // The lease first: taking it forgets the tail cache, so the claims start after the
+        // highest seq this replica holds.
+        let token = if self.cfg.lease {
+            match self.lease_token(conv).await {
+                Ok(t) => Some(t),
+                Err(e) => return items.iter().map(|_| Err(same_error(&e))).collect(),
+            }
+        } else {
+            None
+        };
         let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
         let probe = !(no_probe && self.cas.local_region().is_none());
         let (slot, mut found) = match self.tail_for(conv.id, sender, &ids, probe).await {
@@ -468,7 +490,10 @@ impl Messenger {
             Ok(c) if c.epoch >= conv.epoch => c,
             _ => Arc::new(conv.clone()),
         };
-        let mut slot = slot;
+        let mut slot = Slot {
+            lease: token,
+            ..slot
+        };
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             if let Some(m) = found.remove(&item.client_id) {
@@ -501,6 +526,25 @@ impl Messenger {
                 found.insert(item.client_id.clone(), s.message.clone());
             }
             out.push(r);
+        }
+        if let Some(t) = token
+            && !self.leases.in_force(conv.id, t)
+        {
+            // The lease lapsed (or was fenced) during these claims: none of the slots they
+            // created is acknowledged (a retry with the same client id gets the original).
+            for r in &mut out {
+                if matches!(r, Ok(Some(s)) if s.new) {
+                    self.leases
+                        .stats()
+                        .expired_in_claim
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    *r = Err(StoreError::Remote(
+                        "the seq lease lapsed during the claim; retry with the same client id"
+                            .into(),
+                    )
+                    .into());
+                }
+            }
         }
         out
     }
@@ -537,19 +581,40 @@ impl Messenger {
             let Some(msg) = self.draft_entry(&state, sender, item, slot.seq)? else {
                 return Ok(None);
             };
-            let value = codec::to_value(&msg)?;
+            // The slot carries the lease's epoch (its fencing token).
+            let value = match slot.lease {
+                Some(t) => crate::lease::encode_slot(&msg, t)?,
+                None => codec::to_value(&msg)?,
+            };
             let key = keys::message(conv.id, slot.seq);
-            match self
-                .cas
-                .cas_at(&conv.home_region, &key, None, Some(value))
-                .await?
-            {
+            // Through the sequencer on a single node: the slot and its index entry in one
+            // commit (the entry is written only if the swap applies).
+            let joined = match self.cas.local_store() {
+                Some(store) if index.is_some() && self.cfg.one_commit => Some(store),
+                _ => None,
+            };
+            let outcome = match joined {
+                Some(store) => {
+                    let entry = index_entry(idx.clone(), msg.seq);
+                    store.cas_with(&key, None, Some(value), &[entry]).await?
+                }
+                None => {
+                    self.cas
+                        .cas_at(&conv.home_region, &key, None, Some(value))
+                        .await?
+                }
+            };
+            match outcome {
                 CasOutcome::Applied(v) => {
                     self.saw(conv.id, msg.seq, msg.epoch, Some((sender, &msg.client_id)));
                     slot.seq += 1;
                     slot.epoch = msg.epoch;
-                    self.index_or_defer(index.as_deref_mut(), idx.clone(), msg.seq)
-                        .await?;
+                    if joined.is_some() {
+                        self.sequencer.joined.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.index_or_defer(index.as_deref_mut(), idx.clone(), msg.seq)
+                            .await?;
+                    }
                     if let Some(s) = &msg.state {
                         *known = self.remember((**s).clone());
                         self.store_record(s).await?;
@@ -563,7 +628,12 @@ impl Messenger {
                 CasOutcome::Conflict(Some(v)) => {
                     slot.seq += 1;
                     if let Some(b) = v.value {
-                        let other: Message = codec::from_value(&b)?;
+                        let (other, epoch) = crate::lease::decode_slot(&b)?;
+                        if slot.lease.is_some_and(|t| epoch > t) {
+                            // A later holder created it: this lease is fenced.
+                            self.leases.saw_epoch(conv.id, epoch);
+                            return Err(MessengerError::Contended);
+                        }
                         self.saw(
                             conv.id,
                             other.seq,
@@ -610,6 +680,7 @@ impl Messenger {
                 let slot = Slot {
                     seq: t.head + 1,
                     epoch: t.epoch,
+                    lease: None,
                 };
                 let wanted: Vec<u64> = client_ids.iter().map(|c| cid_hash(c)).collect();
                 let candidates: Vec<u64> = t
@@ -646,6 +717,7 @@ impl Messenger {
         let slot = Slot {
             seq: head.as_ref().map_or(1, |m| m.seq + 1),
             epoch: head.as_ref().map_or(0, |m| m.epoch),
+            lease: None,
         };
         let tail = Tail {
             head: slot.seq - 1,
@@ -988,11 +1060,27 @@ impl Messenger {
     }
 }
 
-/// Where the next claim of a batch starts: the slot, and the epoch of the slot below it.
+/// `e` again, for each entry of a batch that failed as a whole.
+fn same_error(e: &MessengerError) -> MessengerError {
+    match e {
+        MessengerError::Contended => MessengerError::Contended,
+        MessengerError::Store(StoreError::OwnerUnreachable { region }) => {
+            StoreError::OwnerUnreachable {
+                region: region.clone(),
+            }
+            .into()
+        }
+        e => StoreError::Remote(e.to_string()).into(),
+    }
+}
+
+/// Where the next claim of a batch starts: the slot, and the epoch of the slot below it; and
+/// the epoch of the seq lease the claims run under (`None`: without a lease).
 #[derive(Clone, Copy)]
 struct Slot {
     seq: u64,
     epoch: u64,
+    lease: Option<u64>,
 }
 
 /// What this node's claims have seen of a conversation's newest slots (the tail cache).

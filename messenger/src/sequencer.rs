@@ -8,8 +8,12 @@
 //! cache held in memory, each slot is still created by CAS at its owner (the fence: two
 //! sequencers, or a sequencer and a node that claims directly, can never both create one seq),
 //! and the client-id index entries of the whole group are written as **one** store batch
-//! ([`starling_store::Store::mutate_many`]: one wait for durability under the store's fsync
-//! policy) before any sender of the group is answered. One lane runs one group at a time, so
+//! ([`starling_store::Store::mutate_many`]: one commit and one wait for durability under the
+//! store's fsync policy) before any sender of the group is answered. On a single node, where
+//! every swap runs on this node's own store, a slot and its index entry are instead **one**
+//! commit ([`starling_store::Store::cas_with`]: the index entry is written only if the slot's
+//! swap applies, in the same batch and change-feed append), so a new message costs one store
+//! write; only the index entries of retries found in the tail go into the group's batch. One lane runs one group at a time, so
 //! the claims of one conversation never race each other on a node; a sender's next batch to a
 //! conversation starts only once its previous one ended ([`crate::pipeline`]), so it keeps its
 //! order.
@@ -47,6 +51,9 @@ pub struct SequencerStats {
     pub queued: AtomicU64,
     /// Batches answered `busy` because their lane's queue was full.
     pub refused: AtomicU64,
+    /// Slots stored in one commit with their client-id index entry (a single node's claims;
+    /// these entries are not in the group's batch).
+    pub joined: AtomicU64,
 }
 
 /// One batch waiting in a lane.
@@ -93,11 +100,16 @@ pub(crate) struct IndexBatch {
 impl IndexBatch {
     /// Notes that `idx` names `seq`.
     pub(crate) fn push(&mut self, idx: Key, seq: u64) {
-        self.entries.push((
-            idx,
-            Mutation::Put(bytes::Bytes::copy_from_slice(&seq.to_be_bytes())),
-        ));
+        self.entries.push(index_entry(idx, seq));
     }
+}
+
+/// The client-id index write that makes `idx` name `seq`.
+pub(crate) fn index_entry(idx: Key, seq: u64) -> (Key, Mutation) {
+    (
+        idx,
+        Mutation::Put(bytes::Bytes::copy_from_slice(&seq.to_be_bytes())),
+    )
 }
 
 /// Gives the lane back when its leader ends, however it ends.

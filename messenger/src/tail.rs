@@ -72,7 +72,8 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
                 continue;
             }
             let delivered = async {
-                if let Some(m) = fanout.messenger.message(conv, seq).await? {
+                // (A replicated slot of a later lease holder fences this node's lease.)
+                if let Some(m) = fanout.messenger.message_noting_epoch(conv, seq).await? {
                     let conv = fanout.messenger.state_for(&m).await?;
                     fanout.local_message(&conv, &m);
                 }

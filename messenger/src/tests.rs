@@ -540,3 +540,106 @@ async fn without_group_commit_the_same_sends_make_the_same_log() {
         0
     );
 }
+
+#[tokio::test]
+async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m, u) = setup(2).await;
+    let store = m.store().clone();
+    let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
+    let start = store.last_seq();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let s = m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+        assert!(s.new);
+        sent.push(s.message);
+    }
+    let stats = m.sequencer_stats();
+    assert_eq!(stats.joined.load(Relaxed), 3);
+    assert_eq!(
+        stats.index_entries.load(Relaxed),
+        0,
+        "no separate index write"
+    );
+    // In the change feed, each slot is followed at once by its index entry: one append.
+    let feed: Vec<_> = store
+        .changes(start, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    for msg in &sent {
+        let slot = feed
+            .iter()
+            .position(|k| *k == crate::keys::message(conv.id, msg.seq))
+            .unwrap();
+        let idx = crate::keys::client_id(conv.id, u[0], &msg.client_id);
+        assert_eq!(feed.get(slot + 1), Some(&idx), "seq {}", msg.seq);
+        let named = store.get(&idx).await.unwrap().unwrap().value.unwrap();
+        assert_eq!(named.as_ref(), msg.seq.to_be_bytes());
+    }
+    // Retries get the originals and store nothing.
+    let before = store.last_seq();
+    for msg in &sent {
+        let r = m.send(&conv, u[0], &msg.client_id, "x").await.unwrap();
+        assert!(!r.new);
+        assert_eq!(&r.message, msg);
+    }
+    assert_eq!(store.last_seq(), before);
+
+    // Another writer takes the next slot: the swap conflicts, writes no index entry, and the
+    // message lands above it with its entry naming the slot it got.
+    let mut other = sent[2].clone();
+    other.seq = 4;
+    other.sender = u[1];
+    other.client_id = "theirs".into();
+    let value = starling_store::codec::to_value(&other).unwrap();
+    let taken = store
+        .cas(&crate::keys::message(conv.id, 4), None, Some(value))
+        .await
+        .unwrap();
+    assert!(matches!(taken, starling_store::CasOutcome::Applied(_)));
+    let at = store.last_seq();
+    let s = m.send(&conv, u[0], "after", "x").await.unwrap();
+    assert_eq!(s.message.seq, 5);
+    let feed: Vec<_> = store
+        .changes(at, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key)
+        .collect();
+    assert_eq!(
+        feed,
+        vec![
+            crate::keys::message(conv.id, 5),
+            crate::keys::client_id(conv.id, u[0], "after")
+        ],
+        "the conflict at seq 4 wrote nothing"
+    );
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 5);
+
+    // The path before (the swap, then the group's index batch) reads the same log.
+    let mut cfg = MessengerConfig::new("r");
+    cfg.one_commit = false;
+    let before = Messenger::new(
+        store.clone(),
+        Arc::new(LocalCas(store.clone())),
+        Arc::new(IdGenerator::new(store.node())),
+        m.graph.clone(),
+        cfg,
+    );
+    let s = before.send(&conv, u[1], "b1", "y").await.unwrap();
+    assert_eq!(s.message.seq, 6);
+    let stats = before.sequencer_stats();
+    assert_eq!(
+        (
+            stats.joined.load(Relaxed),
+            stats.index_entries.load(Relaxed)
+        ),
+        (0, 1)
+    );
+    let r = m.send(&conv, u[1], "b1", "y").await.unwrap();
+    assert_eq!(r.message, s.message, "either path's index answers a retry");
+}
