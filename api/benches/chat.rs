@@ -110,13 +110,9 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../tests/common/port.rs"]
+mod port;
+use port::free_port;
 
 fn start_server(a: &Args) -> Server {
     let dir = tempfile::tempdir().unwrap();

@@ -12,32 +12,6 @@ use std::time::{Duration, Instant};
 /// A real 1×1 PNG: media uploads are checked against their declared type by magic numbers.
 pub const PNG_1X1: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x0bIDATx\xdac`\x00\x02\x00\x00\x05\x00\x01\xe9\xfa\xdc\xd8\x00\x00\x00\x00IEND\xaeB`\x82";
 
-/// A port for a node to listen on. Not from the kernel's ephemeral range (32768–60999 on
-/// Linux): a port the kernel hands out for `bind(0)` and that is then closed can be taken by any
-/// outgoing connection's local end before the node binds it (seen in CI: "Address already in
-/// use" on a gossip port). Below that range only listeners take ports, so a port that binds now
-/// stays free for the node; a process-wide counter (started from the pid, so concurrent test
-/// processes start apart) never hands one out twice.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(7919) % SPAN,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    for _ in 0..SPAN {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN)
-}
-
 /// A running node; killed on drop.
 pub struct Node {
     pub child: Child,
@@ -258,9 +232,11 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub mod chat;
 pub mod http;
+pub mod port;
 
 #[allow(unused_imports)] // not every test file uses both
 pub use http::{Metrics, header_of};
+pub use port::free_port;
 
 /// A JSON call on `n`: the status and the body as JSON (null when it is not JSON). A null
 /// `body` sends no body.
