@@ -598,6 +598,12 @@ impl Collector for ChatCollector {
             "Client-id index entries written in the groups' store batches",
             s.index_entries.load(Ordering::Relaxed),
         )?;
+        counter(
+            e,
+            "starling_chat_sequencer_joined_slots",
+            "Slots stored in one commit with their client-id index entry (a single node's claims)",
+            s.joined.load(Ordering::Relaxed),
+        )?;
         gauge(
             e,
             "starling_chat_sequencer_queued",
