@@ -1,6 +1,6 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
-# Debian's packages, free ports, and starting, waiting for and stopping a background service whose
-# pid lives in a state directory. The caller has `set -euo pipefail` and defines `log`.
+# Debian's packages, free ports, the starling binary and a local `starling cluster`, and starting,
+# waiting for and stopping a background service whose pid lives in a state directory. The caller has `set -euo pipefail` and defines `log`.
 
 # A Debian package by name, installed if missing.
 need_deb_pkg() { # need_deb_pkg PACKAGE
@@ -22,6 +22,28 @@ need_deb() { # need_deb COMMAND PACKAGE
 # A free TCP port on loopback, chosen by the kernel.
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The starling binary: $STARLING_BIN, else target/release or target/debug, built if neither exists.
+starling_bin() {
+  local b
+  if [ -n "${STARLING_BIN:-}" ]; then echo "$STARLING_BIN"; return 0; fi
+  for b in target/release/starling target/debug/starling; do
+    [ -x "$b" ] && { echo "$b"; return 0; }
+  done
+  cargo build --locked -p starling-api --bin starling >&2
+  echo target/debug/starling
+}
+
+# A detached local `starling cluster` in DIR on a random base port, which it sets as BASE (HTTP at
+# BASE+0.., gossip at BASE+1000..); ARGS (regions, nodes, store, ...) go to `starling cluster`.
+# Stop it with `"$BIN" cluster down --dir DIR`.
+starling_cluster_up() { # starling_cluster_up BIN DIR ARGS...
+  local bin="$1" dir="$2"
+  shift 2
+  BASE=$((20000 + RANDOM % 20000))
+  log "starling cluster on 127.0.0.1:$BASE.. ($*)"
+  "$bin" cluster --base-port "$BASE" --dir "$dir" --detach "$@" >/dev/null
 }
 
 # Stop a process: SIGTERM, up to 15 s to exit, then SIGKILL.

@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 
 JAEGER_VERSION=v1.76.0 # the module's tag of Jaeger v2.13.0
 CACHE="${STARLING_CACHE:-$HOME/.cache/starling}"
@@ -36,18 +38,7 @@ if [ ! -x "$JAEGER" ]; then
   rm -rf "$SRC"
 fi
 
-BIN="${STARLING_BIN:-}"
-if [ -z "$BIN" ]; then
-  for b in target/release/starling target/debug/starling; do [ -x "$b" ] && { BIN=$b; break; }; done
-fi
-if [ -z "$BIN" ]; then
-  cargo build --locked -p starling-api --bin starling
-  BIN=target/debug/starling
-fi
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+BIN="$(starling_bin)"
 WORK="$(mktemp -d)"
 JAEGER_PID=""
 cleanup() {
@@ -103,12 +94,9 @@ Q="http://127.0.0.1:$QUERY_PORT"
 for _ in $(seq 1 150); do curl -fsS "$Q/api/services" >/dev/null 2>&1 && break; sleep 0.2; done
 curl -fsS "$Q/api/services" >/dev/null || { tail -30 "$WORK/jaeger.log" >&2; exit 1; }
 
-# Ports: a base with room for 2 nodes' HTTP (+0..1) and gossip (+1000..1001).
-BASE=$(( 20000 + RANDOM % 20000 ))
-log "starling cluster on 127.0.0.1:$BASE.. (us, eu), traces to jaeger"
+# us, eu: one node each, traces to jaeger.
 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" \
-  "$BIN" cluster --regions us,eu --nodes-per-region 1 --base-port "$BASE" --store memory \
-  --dir "$WORK/cluster" --detach >/dev/null
+  starling_cluster_up "$BIN" "$WORK/cluster" --regions us,eu --nodes-per-region 1 --store memory
 EU="$(python3 -c 'import json,sys; print([n["http"] for n in json.load(open(sys.argv[1]))["nodes"] if n["region"]=="eu"][0].rstrip("/"))' "$WORK/cluster/cluster.json")"
 
 log "a sign-up on the eu node ($EU): its handle claim is a CAS at the owner in us"

@@ -38,14 +38,7 @@ log "promtool check rules, test rules"
 "$PROM_DIR/promtool" check rules "$RULES"
 (cd "$(dirname "$RULES")" && "$PROM_DIR/promtool" test rules alerts.test.yaml)
 
-BIN="${STARLING_BIN:-}"
-if [ -z "$BIN" ]; then
-  for b in target/release/starling target/debug/starling; do [ -x "$b" ] && { BIN=$b; break; }; done
-fi
-if [ -z "$BIN" ]; then
-  cargo build --locked -p starling-api --bin starling
-  BIN=target/debug/starling
-fi
+BIN="$(starling_bin)"
 
 WORK="$(mktemp -d)"
 PROM_PID=""
@@ -56,11 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ports: a base with room for 4 nodes' HTTP (+0..3) and gossip (+1000..1003).
-BASE=$(( 20000 + RANDOM % 20000 ))
-log "starling cluster on 127.0.0.1:$BASE.. (us, eu × 2 nodes)"
-"$BIN" cluster --regions us,eu --nodes-per-region 2 --base-port "$BASE" --store embedded \
-  --dir "$WORK/cluster" --admin-token check --detach >/dev/null
+starling_cluster_up "$BIN" "$WORK/cluster" --regions us,eu --nodes-per-region 2 --store embedded \
+  --admin-token check
 
 PROM_PORT="$(free_port)"
 python3 - "$WORK" "$(cd "$(dirname "$RULES")" && pwd)/$(basename "$RULES")" <<'PY'
