@@ -1,6 +1,7 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
 # Debian's packages, free ports, the starling binary and a local `starling cluster`, and starting,
-# waiting for and stopping a background service whose pid lives in a state directory. The caller has `set -euo pipefail` and defines `log`.
+# waiting for and stopping a background service whose pid lives in a state directory. The caller
+# has `set -euo pipefail` and defines `log`.
 
 # A Debian package by name, installed if missing.
 need_deb_pkg() { # need_deb_pkg PACKAGE
