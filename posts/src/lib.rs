@@ -411,6 +411,20 @@ impl Posts {
             .ok_or(PostError::NotFound)
     }
 
+    /// The posts of `ids` that exist, in order: an unknown or deleted one is left out (a list's
+    /// element can outlive its post until the deletion's sweep reaches it).
+    pub(crate) async fn live_posts(&self, ids: Vec<u64>) -> Result<Vec<Post>, PostError> {
+        let mut posts = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.get(id).await {
+                Ok(p) => posts.push(p),
+                Err(PostError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(posts)
+    }
+
     /// Edits the text (author only).
     pub async fn edit(&self, id: u64, caller: u64, text: &str) -> Result<Post, PostError> {
         check_text(text)?;
@@ -472,17 +486,10 @@ impl Posts {
         req.after = before.map(|id| list_key(author, id));
         let page = self.store.scan(&req).await?;
         let off = BY_AUTHOR.name().len() + 1 + 8;
-        let mut posts = Vec::with_capacity(page.items.len());
-        for (k, _) in &page.items {
-            let Some(id) = starling_store::key::read_u64(k.as_bytes(), off).map(|d| !d) else {
-                continue;
-            };
-            match self.get(id).await {
-                Ok(p) => posts.push(p),
-                Err(PostError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let ids: Vec<u64> = (page.items.iter())
+            .filter_map(|(k, _)| starling_store::key::read_u64(k.as_bytes(), off).map(|d| !d))
+            .collect();
+        let posts = self.live_posts(ids).await?;
         let next = page
             .next
             .as_ref()

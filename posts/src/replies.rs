@@ -143,17 +143,10 @@ impl Posts {
         req.after = after.map(|a| reply_key(id, a));
         let page = self.store.scan(&req).await?;
         let at = REPLIES.prefix_len() + 8;
-        let mut posts = Vec::with_capacity(page.items.len());
-        for (k, _) in &page.items {
-            let Some(reply) = starling_store::key::read_u64(k.as_bytes(), at) else {
-                continue;
-            };
-            match self.get(reply).await {
-                Ok(p) => posts.push(p),
-                Err(PostError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let ids: Vec<u64> = (page.items.iter())
+            .filter_map(|(k, _)| starling_store::key::read_u64(k.as_bytes(), at))
+            .collect();
+        let posts = self.live_posts(ids).await?;
         let next = page
             .next
             .as_ref()
