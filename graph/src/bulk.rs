@@ -121,7 +121,7 @@ impl SeedGraph {
         handles.sort_unstable();
         let at = Bytes::copy_from_slice(&self.at_ms.to_be_bytes());
         let mut runs = vec![
-            run(
+            BulkRun::new(
                 USERS.prefix(),
                 normalized.into_iter().enumerate().map(|(i, handle)| {
                     let rec = UserRecord {
@@ -135,7 +135,7 @@ impl SeedGraph {
                     ok(crate::keys::user(self.ids[i]), Mutation::Put(value))
                 }),
             ),
-            run(
+            BulkRun::new(
                 CREDENTIALS.prefix(),
                 self.ids.iter().map(|id| {
                     ok(
@@ -144,14 +144,14 @@ impl SeedGraph {
                     )
                 }),
             ),
-            run(
+            BulkRun::new(
                 HANDLES.prefix(),
                 handles.into_iter().map(|(h, id)| {
                     let v = Bytes::copy_from_slice(&id.to_be_bytes());
                     ok(HANDLES.key().str(&h).finish(), Mutation::Put(v))
                 }),
             ),
-            run(
+            BulkRun::new(
                 COUNTS.prefix(),
                 (0..n).flat_map(move |i| {
                     let id = self.ids[i];
@@ -166,13 +166,13 @@ impl SeedGraph {
             ),
         ];
         for (ks, adj) in [(FOLLOWERS, &self.followers), (FOLLOWING, &self.following)] {
-            runs.push(run(
+            runs.push(BulkRun::new(
                 ks.prefix(),
                 edges(&self.ids, ks, adj, Mutation::Add(at.clone())).map(Ok),
             ));
         }
         let marker = starling_store::codec::to_value(&dot)?;
-        runs.push(run(
+        runs.push(BulkRun::new(
             LOADED.prefix(),
             std::iter::once(ok(LOADED.prefix(), Mutation::Put(marker))),
         ));
@@ -197,16 +197,6 @@ fn edges<'a>(
             .iter()
             .map(move |b| (pair(ks, ids[a], ids[*b as usize]), m.clone()))
     })
-}
-
-fn run<'a>(
-    prefix: Key,
-    items: impl Iterator<Item = starling_store::Result<(Key, Mutation)>> + Send + 'a,
-) -> BulkRun<'a> {
-    BulkRun {
-        prefix,
-        items: Box::new(items),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 use crate::notifications::{KEEP, NOTIFICATIONS, Stored};
 use crate::{PostError, likes, replies, reposts};
 use bytes::Bytes;
-use starling_store::{BulkRun, Dot, Key, Keyspace, Mutation};
+use starling_store::{BulkRun, Dot, Keyspace, Mutation};
 
 /// The engagement of a seed, normalized by [`SeedEngagement::new`].
 #[derive(Clone, Debug, Default)]
@@ -115,7 +115,7 @@ impl SeedEngagement {
         by_reply.sort_unstable();
         let marker = starling_store::codec::to_value(&dot)?;
         Ok(vec![
-            run(
+            BulkRun::new(
                 likes::LIKES.prefix(),
                 self.likes
                     .iter()
@@ -127,13 +127,13 @@ impl SeedEngagement {
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|g| (g[0].0, g.len())),
             ),
-            run(
+            BulkRun::new(
                 replies::REPLIES.prefix(),
                 self.replies
                     .iter()
                     .map(|&(p, r)| Ok((replies::reply_key(p, r), Mutation::Add(Bytes::new())))),
             ),
-            run(
+            BulkRun::new(
                 replies::PARENT.prefix(),
                 by_reply.into_iter().map(|(r, p)| {
                     let v = Bytes::copy_from_slice(&p.to_be_bytes());
@@ -146,7 +146,7 @@ impl SeedEngagement {
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|g| (g[0].0, g.len())),
             ),
-            run(
+            BulkRun::new(
                 reposts::REPOSTS.prefix(),
                 self.reposts.iter().map(|&(p, who, id)| {
                     let v = Bytes::copy_from_slice(&id.to_be_bytes());
@@ -159,14 +159,14 @@ impl SeedEngagement {
                     .chunk_by(|a, b| a.0 == b.0)
                     .map(|g| (g[0].0, g.len())),
             ),
-            run(
+            BulkRun::new(
                 NOTIFICATIONS.prefix(),
                 self.notifications.iter().map(|(to, id, stored)| {
                     let v = starling_store::codec::to_value(stored)?;
                     Ok((crate::notifications::key(*to, *id), Mutation::Add(v)))
                 }),
             ),
-            run(
+            BulkRun::new(
                 likes::LOADED.prefix(),
                 std::iter::once(Ok((likes::LOADED.prefix(), Mutation::Put(marker)))),
             ),
@@ -179,22 +179,12 @@ fn counts<'a>(
     counter: Keyspace,
     per_post: impl Iterator<Item = (u64, usize)> + Send + 'a,
 ) -> BulkRun<'a> {
-    run(
+    BulkRun::new(
         counter.prefix(),
         per_post.map(move |(post, n)| {
             Ok((counter.key().u64(post).finish(), Mutation::Count(n as i64)))
         }),
     )
-}
-
-fn run<'a>(
-    prefix: Key,
-    items: impl Iterator<Item = starling_store::Result<(Key, Mutation)>> + Send + 'a,
-) -> BulkRun<'a> {
-    BulkRun {
-        prefix,
-        items: Box::new(items),
-    }
 }
 
 #[cfg(test)]

@@ -536,21 +536,19 @@ pub fn seed_runs(posts: &[Post]) -> Result<Vec<starling_store::BulkRun<'_>>, Pos
         .collect();
     listed.sort_unstable();
     Ok(vec![
-        starling_store::BulkRun {
-            prefix: POSTS.prefix(),
-            items: Box::new(posts.iter().map(|p| {
+        starling_store::BulkRun::new(
+            POSTS.prefix(),
+            posts.iter().map(|p| {
                 let v = starling_store::codec::to_value(p)?;
                 Ok((post_key(p.id), Mutation::Put(v)))
-            })),
-        },
-        starling_store::BulkRun {
-            prefix: BY_AUTHOR.prefix(),
-            items: Box::new(
-                listed
-                    .into_iter()
-                    .map(|(author, id)| Ok((list_key(author, id.0), Mutation::Add(Bytes::new())))),
-            ),
-        },
+            }),
+        ),
+        starling_store::BulkRun::new(
+            BY_AUTHOR.prefix(),
+            listed
+                .into_iter()
+                .map(|(author, id)| Ok((list_key(author, id.0), Mutation::Add(Bytes::new())))),
+        ),
     ])
 }
 

@@ -544,6 +544,19 @@ pub struct BulkRun<'a> {
     pub items: Box<dyn Iterator<Item = Result<(Key, Mutation)>> + Send + 'a>,
 }
 
+impl<'a> BulkRun<'a> {
+    /// The run of `items`, all under `prefix`.
+    pub fn new(
+        prefix: Key,
+        items: impl Iterator<Item = Result<(Key, Mutation)>> + Send + 'a,
+    ) -> Self {
+        BulkRun {
+            prefix,
+            items: Box::new(items),
+        }
+    }
+}
+
 impl std::fmt::Debug for BulkRun<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BulkRun")
