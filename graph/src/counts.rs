@@ -3,10 +3,11 @@
 //! A count is the size of an edge set, and each replica holds the sets: so each node counts the
 //! edges *it* holds, exactly, by tailing its store's change feed. For every change to an edge
 //! element it compares the element's visibility with the visibility it last counted (a local
-//! shadow) and moves the local count by one when they differ. Counts are therefore exact for the
-//! replica's state (two regions following the same pair at once count it once, an unfollow racing
-//! a follow resolves with the set), never negative, replicated by nothing (each region derives its
-//! own), and resumable: the feed position is persisted. Crashes: a batch's count moves and
+//! shadow; the rule is [`starling_store::counted`]'s, which the posts' counters share) and moves
+//! the local count by one when they differ. Counts are therefore exact for the replica's state
+//! (two regions following the same pair at once count it once, an unfollow racing a follow
+//! resolves with the set), never negative, replicated by nothing (each region derives its own),
+//! and resumable: the feed position is persisted. Crashes: a batch's count moves and
 //! shadows are one `mutate_many`, which the memory and embedded engines commit as one (all or
 //! none), and the position is saved after it: a crash before the save replays the batch, whose
 //! changes then find their shadows and move nothing (tested by replaying from an older position).
@@ -21,9 +22,7 @@
 
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
-use bytes::Bytes;
-use starling_store::{Change, Dot, FeedConsumer, Key, Keyspace, Mutation, StoreExt, drive};
-use std::collections::HashMap;
+use starling_store::{Change, FeedConsumer, Key, Keyspace, StoreExt, counted, drive};
 use tokio::sync::watch;
 
 /// `gn/user/"followers"|"following"` → counter (local).
@@ -77,68 +76,13 @@ impl Graph {
     /// keyspace-wide feed this node holds): one batch of writes, count moves and shadows.
     /// Idempotent: a change delivered again finds its shadow and moves nothing.
     pub async fn count_changes(&self, changes: &[Change]) -> Result<(), GraphError> {
-        let loaded = self.loaded_dot().await?;
-        let mut moves: HashMap<Key, i64> = HashMap::new();
-        let mut shadows: HashMap<Key, bool> = HashMap::new();
-        for c in changes {
-            if let Some(counter) = counter_of(&c.key) {
-                self.recount(&c.key, counter, loaded.as_ref(), &mut moves, &mut shadows)
-                    .await?;
-            }
-        }
-        let writes: Vec<(Key, Mutation)> = moves
-            .into_iter()
-            .filter(|(_, d)| *d != 0)
-            .map(|(k, d)| (k, Mutation::Count(d)))
-            .chain(shadows.into_iter().map(|(k, v)| {
-                let b = Bytes::from_static(if v { &[1] } else { &[0] });
-                (k, Mutation::Put(b))
-            }))
-            .collect();
+        let store = self.store.as_ref();
+        let loaded = counted::loaded_dot(store, LOADED).await?;
+        let writes = counted::tally(store, changes, SHADOWS, loaded.as_ref(), counter_of)
+            .await?
+            .into_writes();
         if !writes.is_empty() {
             self.store.mutate_many(&writes).await?;
-        }
-        Ok(())
-    }
-
-    /// The dot of the bulk load whose counts this node's counts include.
-    async fn loaded_dot(&self) -> Result<Option<Dot>, GraphError> {
-        match self
-            .store
-            .get(&LOADED.prefix())
-            .await?
-            .and_then(|v| v.value)
-        {
-            Some(b) => Ok(Some(starling_store::codec::from_value(&b)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Moves `counter` by one if the edge's visibility differs from what was counted (the
-    /// batch's pending shadows first, then the stored one, then whether the edge was loaded).
-    async fn recount(
-        &self,
-        edge: &Key,
-        counter: Key,
-        loaded: Option<&Dot>,
-        moves: &mut HashMap<Key, i64>,
-        shadows: &mut HashMap<Key, bool>,
-    ) -> Result<(), GraphError> {
-        let record = self.store.get_record(edge).await?;
-        let visible = record.as_ref().is_some_and(|r| r.visible().value.is_some());
-        let shadow = SHADOWS.key().raw(edge.as_bytes()).finish();
-        let counted = match shadows.get(&shadow) {
-            Some(v) => *v,
-            None => match self.store.get(&shadow).await?.and_then(|v| v.value) {
-                Some(b) => b.as_ref() == [1],
-                None => {
-                    loaded.is_some_and(|d| record.as_ref().is_some_and(|r| r.context().contains(d)))
-                }
-            },
-        };
-        if visible != counted {
-            *moves.entry(counter).or_default() += if visible { 1 } else { -1 };
-            shadows.insert(shadow, visible);
         }
         Ok(())
     }

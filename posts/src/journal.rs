@@ -16,7 +16,7 @@
 //! | `plj` (local) | — | register | the last batch's journal (see [`Journal::encode`]) |
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use starling_store::{Key, Keyspace, Mutation, Store, StoreError, StoreExt};
+use starling_store::{Key, Keyspace, Mutation, Store, StoreError, StoreExt, counted};
 
 /// `plj` → the last batch's journal (local).
 const JOURNAL: Keyspace = Keyspace::local("plj");
@@ -124,8 +124,7 @@ impl Journal {
             }
         }
         for (k, v) in &self.shadows {
-            let b = Bytes::from_static(if *v { &[1] } else { &[0] });
-            writes.push((k.clone(), Mutation::Put(b)));
+            writes.push((k.clone(), Mutation::Put(counted::shadow_value(*v))));
         }
         store.mutate_many(&writes).await
     }

@@ -13,11 +13,12 @@
 //! a like resolves add-wins, like every set. The count is the number of visible elements, derived
 //! on each node by a change-feed consumer ([`Likes::catch_up`], the way follower counts are): for
 //! each change to a like it compares the element's visibility with the visibility it last counted
-//! (a local shadow) and moves the post's local counter by one when they differ. Each node's count
-//! is therefore exactly the likes its replica holds: never negative, never a retry twice, and
-//! replicated by nothing (every region derives its own). A crash between moving a count and
-//! writing its shadow cannot count a like twice: each batch's writes are saved first as one
-//! journal record that is applied again, idempotently, after a restart ([`crate::journal`]).
+//! (a local shadow; [`starling_store::counted`] holds the rule) and moves the post's local
+//! counter by one when they differ. Each node's count is therefore exactly the likes its replica
+//! holds: never negative, never a retry twice, and replicated by nothing (every region derives
+//! its own). A crash between moving a count and writing its shadow cannot count a like twice:
+//! each batch's writes are saved first as one journal record that is applied again, idempotently,
+//! after a restart ([`crate::journal`]).
 //!
 //! **The hot post.** A like's request path writes only its own element — a distinct key, so a
 //! distinct stripe lock and record — and never the counter: a post liked thousands of times a
@@ -40,9 +41,8 @@
 use crate::journal::Journal;
 use bytes::Bytes;
 use starling_store::{
-    Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, drive,
+    Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, counted, drive,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
@@ -357,8 +357,10 @@ impl Likes {
             .map(|(k, _, d)| (k.clone(), starling_store::Mutation::Count(*d)))
             .collect();
         for (k, v) in &j.shadows {
-            let b = Bytes::from_static(if *v { &[1] } else { &[0] });
-            writes.push((k.clone(), starling_store::Mutation::Put(b)));
+            writes.push((
+                k.clone(),
+                starling_store::Mutation::Put(counted::shadow_value(*v)),
+            ));
         }
         if !writes.is_empty() {
             self.store.mutate_many(&writes).await?;
@@ -375,68 +377,25 @@ impl Likes {
         upto: u64,
         loaded: Option<&Dot>,
     ) -> Result<Journal, StoreError> {
-        let mut moves: HashMap<Key, i64> = HashMap::new();
-        let mut shadows: HashMap<Key, bool> = HashMap::new();
-        for c in changes {
-            if let Some(counter) = counter_of(&c.key) {
-                self.recount(&c.key, counter, loaded, &mut moves, &mut shadows)
-                    .await?;
-            }
-        }
+        let store = self.store.as_ref();
+        let t = counted::tally(store, changes, SHADOWS, loaded, counter_of).await?;
         let mut j = Journal {
             upto,
             ..Journal::default()
         };
-        for (counter, d) in moves {
+        for (counter, d) in t.moves {
             if d != 0 {
                 let before = self.store.counter(&counter).await?;
                 j.counters.push((counter, before, d));
             }
         }
-        j.shadows = shadows.into_iter().collect();
+        j.shadows = t.shadows.into_iter().collect();
         Ok(j)
     }
 
     /// The dot of the bulk load this node's counts include ([`LOADED`]), if it was seeded.
     async fn loaded_dot(&self) -> Result<Option<Dot>, StoreError> {
-        match self
-            .store
-            .get(&LOADED.prefix())
-            .await?
-            .and_then(|v| v.value)
-        {
-            Some(b) => Ok(Some(starling_store::codec::from_value(&b)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Moves `counter` by one if the element's visibility differs from what was counted (the
-    /// batch's pending shadows first, then the stored one, then whether the element was loaded).
-    async fn recount(
-        &self,
-        like: &Key,
-        counter: Key,
-        loaded: Option<&Dot>,
-        moves: &mut HashMap<Key, i64>,
-        shadows: &mut HashMap<Key, bool>,
-    ) -> Result<(), StoreError> {
-        let record = self.store.get_record(like).await?;
-        let visible = record.as_ref().is_some_and(|r| r.visible().value.is_some());
-        let shadow = SHADOWS.key().raw(like.as_bytes()).finish();
-        let counted = match shadows.get(&shadow) {
-            Some(v) => *v,
-            None => match self.store.get(&shadow).await?.and_then(|v| v.value) {
-                Some(b) => b.as_ref() == [1],
-                None => {
-                    loaded.is_some_and(|d| record.as_ref().is_some_and(|r| r.context().contains(d)))
-                }
-            },
-        };
-        if visible != counted {
-            *moves.entry(counter).or_default() += if visible { 1 } else { -1 };
-            shadows.insert(shadow, visible);
-        }
-        Ok(())
+        counted::loaded_dot(self.store.as_ref(), LOADED).await
     }
 
     /// Keeps the counts current with local and replicated likes until `shutdown` turns true.

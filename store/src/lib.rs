@@ -9,7 +9,7 @@
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
-//! [`contract`] (the trait and its types), [`lane`] (where one caller's blocking store work runs), [`consumer`] (resumable change-feed consumers), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
+//! [`contract`] (the trait and its types), [`lane`] (where one caller's blocking store work runs), [`consumer`] (resumable change-feed consumers), [`counted`] (sets' elements counted exactly by a consumer), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
 pub mod codec;
@@ -17,6 +17,7 @@ pub mod codec;
 pub mod conformance;
 pub mod consumer;
 pub mod contract;
+pub mod counted;
 pub mod digest;
 mod engine;
 pub mod error;
