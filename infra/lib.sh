@@ -1,7 +1,7 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
-# Debian's packages, free ports, the starling binary and a local `starling cluster`, and starting,
-# waiting for and stopping a background service whose pid lives in a state directory. The caller
-# has `set -euo pipefail` and defines `log`.
+# Debian's packages, free ports, the starling binary, one node or a local `starling cluster`, and
+# starting, waiting for and stopping a background service whose pid lives in a state directory.
+# The caller has `set -euo pipefail` and defines `log`.
 
 # A Debian package by name, installed if missing.
 need_deb_pkg() { # need_deb_pkg PACKAGE
@@ -45,6 +45,48 @@ starling_cluster_up() { # starling_cluster_up BIN DIR ARGS...
   BASE=$((20000 + RANDOM % 20000))
   log "starling cluster on 127.0.0.1:$BASE.. ($*)"
   "$bin" cluster --base-port "$BASE" --dir "$dir" --detach "$@" >/dev/null
+}
+
+# A single `starling serve` for a script's checks: a scratch directory WORK (removed at exit,
+# with the node) and, started by starling_serve_up, the node NODE_PID on 127.0.0.1:PORT. Sets the
+# EXIT trap.
+serve_scratch() {
+  WORK="$(mktemp -d)"
+  NODE_PID=""
+  trap serve_scratch_end EXIT
+}
+
+serve_scratch_end() {
+  if [ -n "$NODE_PID" ]; then
+    kill "$NODE_PID" 2>/dev/null || true
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+
+# Starts BIN (built if missing) as `serve` on a free loopback port with ARGS, its output in
+# $WORK/node.log (call serve_scratch first); sets PORT and NODE_PID and returns once PATH answers
+# (30 s at the most); exits with the log if the node exits first.
+starling_serve_up() { # starling_serve_up BIN PATH ARGS...
+  local bin="$1" path="$2"
+  shift 2
+  if [ ! -x "$bin" ]; then
+    log "building the starling binary"
+    cargo build --locked -p starling-api --bin starling
+  fi
+  PORT="$(free_port)"
+  "$bin" serve --listen "127.0.0.1:$PORT" "$@" >"$WORK/node.log" 2>&1 &
+  NODE_PID=$!
+  for _ in $(seq 1 300); do
+    curl -fsS "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$NODE_PID" 2>/dev/null; then
+      echo "the node exited:" >&2
+      cat "$WORK/node.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  curl -fsS "http://127.0.0.1:$PORT$path" >/dev/null
 }
 
 # Stop a process: SIGTERM, up to 15 s to exit, then SIGKILL.

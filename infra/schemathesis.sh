@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# need_deb_pkg, need_deb
+# need_deb_pkg, need_deb, serve_scratch, starling_serve_up
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
@@ -37,36 +37,14 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 
 bin="${1:-target/debug/starling}"
-if [ ! -x "$bin" ]; then
-  log "building the starling binary"
-  cargo build --locked -p starling-api --bin starling
-fi
-
-work="$(mktemp -d)"
-node_pid=""
-cleanup() {
-  if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port="$(free_port)"
+serve_scratch
+work="$WORK"
 admin_token="schemathesis-admin-$RANDOM$RANDOM"
-base="http://127.0.0.1:$port"
-log "starting a node on $base (embedded store in $work)"
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --region us \
-  --admin-token "$admin_token" --auth-per-minute 1000000 >"$work/node.log" 2>&1 &
-node_pid=$!
-for _ in $(seq 1 300); do
-  if curl -fsS "$base/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$node_pid" 2>/dev/null; then
-    echo "the node exited:" >&2
-    cat "$work/node.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-curl -fsS "$base/readyz" >/dev/null
+log "starting a node (embedded store in $work)"
+starling_serve_up "$bin" /readyz --data-dir "$work/data" --region us \
+  --admin-token "$admin_token" --auth-per-minute 1000000
+base="http://127.0.0.1:$PORT"
+log "the node is on $base"
 
 # A signed-up user's token.
 new_token() { # new_token HANDLE [PASSWORD]

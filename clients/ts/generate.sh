@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# need_deb_pkg, need_deb
+# need_deb_pkg, need_deb, serve_scratch, starling_serve_up
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
@@ -33,13 +33,8 @@ dir=clients/ts
 hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
 cache_root="$HOME/.cache/starling"
 cache="$cache_root/ts-client-$hash"
-work="$(mktemp -d)"
-node_pid=""
-cleanup() {
-  if [ -n "$node_pid" ]; then kill "$node_pid" 2>/dev/null || true; wait "$node_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+serve_scratch
+work="$WORK"
 if [ ! -d "$cache/node_modules" ]; then
   log "installing openapi-typescript, openapi-fetch and TypeScript (npm ci, once; cached in $cache)"
   mkdir -p "$cache_root"
@@ -54,18 +49,8 @@ if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modul
   ln -s "$cache/node_modules" "$dir/node_modules"
 fi
 
-if [ ! -x "$bin" ]; then
-  log "building the starling binary"
-  cargo build --locked -p starling-api --bin starling
-fi
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$bin" serve --listen "127.0.0.1:$port" --store memory --data-dir "$work/data" >"$work/node.log" 2>&1 &
-node_pid=$!
-for _ in $(seq 1 300); do
-  curl -fsS "http://127.0.0.1:$port/openapi.json" -o "$work/openapi.json" 2>/dev/null && break
-  kill -0 "$node_pid" 2>/dev/null || { cat "$work/node.log" >&2; exit 1; }
-  sleep 0.1
-done
+starling_serve_up "$bin" /openapi.json --store memory --data-dir "$work/data"
+curl -fsS "http://127.0.0.1:$PORT/openapi.json" -o "$work/openapi.json"
 [ -s "$work/openapi.json" ] || { echo "no document from the node" >&2; exit 1; }
 
 "$dir/node_modules/.bin/openapi-typescript" "$work/openapi.json" -o "$work/schema.d.ts" >/dev/null
