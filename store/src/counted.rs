@@ -105,63 +105,79 @@ mod tests {
             .then(|| COUNTS.key().u64(1).finish())
     }
 
-    async fn changes(store: &dyn Store) -> Vec<Change> {
-        store.changes(0, 1024).await.unwrap()
+    fn store() -> Arc<dyn Store> {
+        let node = NodeId::new(RegionId::from_name("us"), 1);
+        open_memory(node, Arc::new(HlcClock::new()), Limits::default())
+    }
+
+    /// The tally of the whole feed, as a replay from position 0 sees it.
+    async fn tally_all(store: &dyn Store, loaded: Option<&Dot>) -> Tally {
+        let changes = store.changes(0, 1024).await.unwrap();
+        tally(store, &changes, SHADOWS, loaded, counter_of)
+            .await
+            .unwrap()
+    }
+
+    fn moves(t: &Tally) -> Vec<i64> {
+        t.moves.values().copied().collect()
     }
 
     #[tokio::test]
     async fn an_element_counts_once_and_its_removal_moves_it_back() {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let store = store();
         let a = SET.key().u64(1).u64(2).finish();
         let b = SET.key().u64(1).u64(3).finish();
         store.add(&a, Bytes::new()).await.unwrap();
         store.add(&b, Bytes::new()).await.unwrap();
         store.add(&a, Bytes::new()).await.unwrap();
-        let t = tally(
-            store.as_ref(),
-            &changes(store.as_ref()).await,
-            SHADOWS,
-            None,
-            counter_of,
-        )
-        .await
-        .unwrap();
-        assert_eq!(t.moves.values().copied().collect::<Vec<_>>(), vec![2]);
+        let t = tally_all(store.as_ref(), None).await;
+        assert_eq!(moves(&t), vec![2]);
         assert_eq!(t.shadows.len(), 2);
         store.mutate_many(&t.into_writes()).await.unwrap();
-        assert_eq!(
-            store.counter(&COUNTS.key().u64(1).finish()).await.unwrap(),
-            2
-        );
+        let counter = COUNTS.key().u64(1).finish();
+        assert_eq!(store.counter(&counter).await.unwrap(), 2);
         // The same batch again (a replay) finds its shadows and moves nothing.
-        let again = tally(
-            store.as_ref(),
-            &changes(store.as_ref()).await,
-            SHADOWS,
-            None,
-            counter_of,
-        )
-        .await
-        .unwrap();
-        assert!(again.into_writes().is_empty());
+        assert!(
+            tally_all(store.as_ref(), None)
+                .await
+                .into_writes()
+                .is_empty()
+        );
         store.remove(&a).await.unwrap();
-        let all = changes(store.as_ref()).await;
-        let t = tally(store.as_ref(), &all, SHADOWS, None, counter_of)
-            .await
-            .unwrap();
-        assert_eq!(t.moves.values().copied().collect::<Vec<_>>(), vec![-1]);
+        let t = tally_all(store.as_ref(), None).await;
+        assert_eq!(moves(&t), vec![-1]);
         assert_eq!(t.shadows.into_values().collect::<Vec<_>>(), vec![false]);
     }
 
     #[tokio::test]
+    async fn an_element_the_load_wrote_is_counted_without_a_shadow() {
+        let store = store();
+        let a = SET.key().u64(1).u64(2).finish();
+        let vv = store.add(&a, Bytes::new()).await.unwrap();
+        let node = store.node();
+        let dot = Dot {
+            hlc: vv.get(node).unwrap(),
+            node,
+        };
+        // Loaded by the load of `dot`: counted already, no move and no shadow.
+        assert_eq!(
+            tally_all(store.as_ref(), Some(&dot)).await,
+            Tally::default()
+        );
+        // Not loaded: counted now.
+        assert_eq!(moves(&tally_all(store.as_ref(), None).await), vec![1]);
+        store.remove(&a).await.unwrap();
+        let t = tally_all(store.as_ref(), Some(&dot)).await;
+        assert_eq!(moves(&t), vec![-1]);
+    }
+
+    #[tokio::test]
     async fn no_marker_no_loaded_dot() {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let store = store();
         assert_eq!(loaded_dot(store.as_ref(), SHADOWS).await.unwrap(), None);
         let dot = Dot {
             hlc: crate::Hlc(7),
-            node,
+            node: store.node(),
         };
         store
             .put(&SHADOWS.prefix(), codec::to_value(&dot).unwrap())
