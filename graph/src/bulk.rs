@@ -171,11 +171,7 @@ impl SeedGraph {
                 edges(&self.ids, ks, adj, Mutation::Add(at.clone())).map(Ok),
             ));
         }
-        let marker = starling_store::codec::to_value(&dot)?;
-        runs.push(BulkRun::new(
-            LOADED.prefix(),
-            std::iter::once(ok(LOADED.prefix(), Mutation::Put(marker))),
-        ));
+        runs.push(starling_store::counted::load_marker(LOADED, &dot)?);
         Ok(runs)
     }
 }

@@ -113,7 +113,6 @@ impl SeedEngagement {
         let at = Bytes::copy_from_slice(&self.at_ms.to_be_bytes());
         let mut by_reply: Vec<(u64, u64)> = self.replies.iter().map(|&(p, r)| (r, p)).collect();
         by_reply.sort_unstable();
-        let marker = starling_store::codec::to_value(&dot)?;
         Ok(vec![
             BulkRun::new(
                 likes::LIKES.prefix(),
@@ -166,10 +165,7 @@ impl SeedEngagement {
                     Ok((crate::notifications::key(*to, *id), Mutation::Add(v)))
                 }),
             ),
-            BulkRun::new(
-                likes::LOADED.prefix(),
-                std::iter::once(Ok((likes::LOADED.prefix(), Mutation::Put(marker)))),
-            ),
+            starling_store::counted::load_marker(likes::LOADED, &dot)?,
         ])
     }
 }

@@ -5,11 +5,11 @@
 //! counted (a node-local shadow of one byte) and moves the element's counter by one when they
 //! differ; a change delivered again finds its shadow and moves nothing. An element without a
 //! shadow was counted if a bulk load wrote it: its record's context holds the load's dot, kept
-//! in a node-local marker ([`loaded_dot`]). [`tally`] folds one batch of changes into its counter
+//! in a node-local marker ([`load_marker`], [`loaded_dot`]). [`tally`] folds one batch of changes into its counter
 //! moves and changed shadows; writing them, and making that crash-safe, is the caller's.
 
 use crate::codec;
-use crate::contract::{Change, Mutation, Store};
+use crate::contract::{BulkRun, Change, Mutation, Store};
 use crate::error::Result;
 use crate::key::{Key, Keyspace};
 use crate::version::Dot;
@@ -44,6 +44,16 @@ impl Tally {
 /// A shadow as stored: one byte, 1 if its element is counted.
 pub fn shadow_value(counted: bool) -> Bytes {
     Bytes::from_static(if counted { &[1] } else { &[0] })
+}
+
+/// The bulk-load run that records the load of `dot` in `marker` (read back by [`loaded_dot`]).
+pub fn load_marker(marker: Keyspace, dot: &Dot) -> Result<BulkRun<'static>> {
+    let key = marker.prefix();
+    let value = codec::to_value(dot)?;
+    Ok(BulkRun::new(
+        key.clone(),
+        std::iter::once(Ok((key, Mutation::Put(value)))),
+    ))
 }
 
 /// The dot of the bulk load recorded in `marker` (its key is the keyspace's prefix), if the
@@ -172,17 +182,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_marker_no_loaded_dot() {
+    async fn the_marker_holds_the_loaded_dot() {
         let store = store();
         assert_eq!(loaded_dot(store.as_ref(), SHADOWS).await.unwrap(), None);
         let dot = Dot {
             hlc: crate::Hlc(7),
             node: store.node(),
         };
-        store
-            .put(&SHADOWS.prefix(), codec::to_value(&dot).unwrap())
-            .await
-            .unwrap();
+        let run = load_marker(SHADOWS, &dot).unwrap();
+        let writes: Vec<_> = run.items.map(|i| i.unwrap()).collect();
+        store.mutate_many(&writes).await.unwrap();
         assert_eq!(
             loaded_dot(store.as_ref(), SHADOWS).await.unwrap(),
             Some(dot)
