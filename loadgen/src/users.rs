@@ -10,7 +10,7 @@
 
 use crate::LoadError;
 use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
-use crate::api::{self, Session};
+use crate::api;
 use crate::error::RequestError;
 use crate::http::Http;
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -175,16 +175,20 @@ impl Setup {
     }
 }
 
-/// Retries a sign-up or login refused with 429 (auth is rate limited per client address).
-async fn with_retry<F, Fut>(mut f: F) -> Result<Session, RequestError>
+/// Retries a setup step refused with 429 (auth is rate limited per client address) or 503 (the
+/// documented "retry later": a key's owner that could not take the CAS in time, as a node whose
+/// region members answer slowly while the setup's sign-ups hash passwords). Only for steps
+/// whose retry is harmless: a sign-up (a retry that meets 409 logs in), a login, a follow, a
+/// 1:1 conversation (the pair's one conversation is returned again).
+async fn with_retry<T, F, Fut>(mut f: F) -> Result<T, RequestError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Session, RequestError>>,
+    Fut: std::future::Future<Output = Result<T, RequestError>>,
 {
     let mut tries = 0;
     loop {
         match f().await {
-            Err(e) if e.status() == Some(429) && tries < 120 => {
+            Err(e) if matches!(e.status(), Some(429 | 503)) && tries < 120 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -320,7 +324,7 @@ pub async fn setup(
         .map(|(a, b)| async move {
             let (u, v) = (&users_ref[a], &users_ref[b]);
             let sent_us = now_us();
-            api::follow(http, &u.target, &u.token, &v.id)
+            with_retry(|| api::follow(http, &u.target, &u.token, &v.id))
                 .await
                 .map_err(|e| LoadError::setup(format!("{} follows {}", u.handle, v.handle), e))?;
             if let Some(log) = acked {
@@ -382,12 +386,9 @@ pub async fn setup(
         let convs: Vec<(usize, String)> = stream::iter(0..n)
             .map(|i| async move {
                 let (u, v) = (&users_ref[i], &users_ref[(i + 1) % n]);
-                let conv = api::create_conversation(
-                    http,
-                    &u.target,
-                    &u.token,
-                    std::slice::from_ref(&v.id),
-                )
+                let conv = with_retry(|| {
+                    api::create_conversation(http, &u.target, &u.token, std::slice::from_ref(&v.id))
+                })
                 .await
                 .map_err(|e| {
                     LoadError::setup(format!("conversation of {} and {}", u.handle, v.handle), e)
