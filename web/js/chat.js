@@ -214,6 +214,7 @@ export class ChatClient extends EventTarget {
           kind: 'text',
           edited_at: null,
           deleted: false,
+          sender_deleted: false,
         });
         this.emit('message', { conv: p.conv, own: true });
         break;
@@ -229,6 +230,7 @@ export class ChatClient extends EventTarget {
             this.holdEntry(st, {
               conv: f.conv, seq: f.log_seq, id: '', sender: f.sender || f.by || '', body: '', client_id: '',
               sent_at: '', kind: f.type === 'edited' ? 'edit' : 'delete', edited_at: null, deleted: false,
+              sender_deleted: false,
             });
           }
         }

@@ -352,7 +352,7 @@ function messageItem(ctx, m, mine, readBy, act) {
   return h(
     'li',
     { class: own ? 'msg own' : 'msg', 'data-seq': m.seq, 'data-client-id': m.client_id },
-    own ? null : h('span', { class: 'sender' }, ctx.users.name(m.sender)),
+    own ? null : h('span', { class: 'sender' }, m.sender_deleted ? 'deleted user' : ctx.users.name(m.sender)),
     h('span', { class: 'body' }, m.deleted ? h('em', {}, 'message deleted') : m.body),
     tools,
     h('span', { class: 'meta muted' }, m.sent_at ? time(m.sent_at) : null, m.edited_at ? ' · edited' : null),
