@@ -32,9 +32,12 @@
  * @property {string} client_id
  * @property {'sending' | 'failed'} state
  * @property {string} [error]
+ * @property {number} [tries] automatic resends after `busy` or `unavailable`
  */
 
 const HEARTBEAT_MS = 20_000;
+/** Automatic resends of a message refused as `busy` or `unavailable` (pauses 0.5 s … 8 s). */
+const RESEND_TRIES = 5;
 const DEAD_MS = 45_000;
 const TYPING_EVERY_MS = 2_500;
 /** Conversations whose messages are kept and resumed. */
@@ -240,6 +243,18 @@ export class ChatClient extends EventTarget {
       case 'error': {
         if (f.ref && this.changes.has(f.ref)) this.changes.delete(f.ref);
         const p = f.ref ? this.pending.get(f.ref) : undefined;
+        // `busy` and `unavailable` are "retry later" (a lease changing hands, a node restarting):
+        // the same client_id is sent again after a growing pause before the user is asked.
+        if (p && (f.code === 'busy' || f.code === 'unavailable') && (p.tries ?? 0) < RESEND_TRIES) {
+          p.tries = (p.tries ?? 0) + 1;
+          const id = p.client_id;
+          setTimeout(() => {
+            if (this.pending.get(id)?.state === 'sending' && this.ws?.readyState === WebSocket.OPEN) {
+              this.frame({ type: 'send', conv: p.conv, client_id: id, body: p.body });
+            }
+          }, 250 * 2 ** p.tries);
+          break;
+        }
         if (p) {
           p.state = 'failed';
           p.error = f.message;
@@ -370,6 +385,7 @@ export class ChatClient extends EventTarget {
     if (!p) return;
     p.state = 'sending';
     p.error = undefined;
+    p.tries = 0;
     this.frame({ type: 'send', conv: p.conv, client_id, body: p.body });
     this.emit('change', { conv: p.conv });
   }
