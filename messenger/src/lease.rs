@@ -374,35 +374,9 @@ pub(crate) async fn renew_pass(
 #[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::{MessengerConfig, MessengerError};
-    use starling_graph::{Graph, GraphConfig};
-    use starling_store::{
-        HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, StoreExt, open_memory,
-    };
-
-    async fn setup(users: usize) -> (Messenger, Vec<u64>) {
-        let store = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
-        let cas = Arc::new(LocalCas(store.clone()));
-        let ids = Arc::new(IdGenerator::new(store.node()));
-        let mut cfg = GraphConfig::new("r", "r");
-        cfg.argon2_memory_kib = 64;
-        cfg.argon2_passes = 1;
-        let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-        let mut out = Vec::new();
-        for i in 0..users {
-            let (u, _) = graph
-                .sign_up(&format!("user{i}"), "password1", None, None)
-                .await
-                .unwrap();
-            out.push(u.id);
-        }
-        let m = Messenger::new(store, cas, ids, graph, MessengerConfig::new("r"));
-        (m, out)
-    }
+    use crate::tests::setup;
+    use crate::MessengerError;
+    use starling_store::StoreExt;
 
     async fn stored_lease(m: &Messenger, conv: u64) -> LeaseRecord {
         let v = m.store.get(&keys::lease(conv)).await.unwrap().unwrap();

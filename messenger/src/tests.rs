@@ -8,7 +8,8 @@ use starling_store::{
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-async fn setup(users: usize) -> (Messenger, Vec<u64>) {
+/// A messenger on a memory store with `users` signed-up users (also used by the lease tests).
+pub(crate) async fn setup(users: usize) -> (Messenger, Vec<u64>) {
     let store = open_memory(
         NodeId::new(RegionId(1), 1),
         Arc::new(HlcClock::new()),
