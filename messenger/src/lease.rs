@@ -374,8 +374,8 @@ pub(crate) async fn renew_pass(
 #[allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::tests::setup;
     use crate::MessengerError;
+    use crate::tests::setup;
     use starling_store::StoreExt;
 
     async fn stored_lease(m: &Messenger, conv: u64) -> LeaseRecord {
