@@ -63,6 +63,14 @@ export function render(ctx, main) {
     } finally {
       loading = false;
       more.hidden = true;
+      // The sentinel is observed anew once each page is in: one observed from the start reported
+      // the empty list's sentinel in view after the first page had arrived, which loaded a second
+      // page unasked; and a page shorter than the screen leaves it in view, which the observer
+      // does not report again.
+      if (alive && !done) {
+        io.unobserve(sentinel);
+        io.observe(sentinel);
+      }
     }
   }
 
@@ -75,7 +83,6 @@ export function render(ctx, main) {
   const io = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && !done) load();
   });
-  io.observe(sentinel);
 
   // Newer posts than the top one shown? Asked every 15 s and when the window gets focus again.
   const check = async () => {

@@ -157,7 +157,7 @@ export function render(ctx, main) {
   const io = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && !done) load(false);
   });
-  io.observe(sentinel);
+  // Observed once the first page is in (see load's finally).
 
   load(true);
   return () => {
