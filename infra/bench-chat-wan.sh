@@ -28,6 +28,8 @@
 # `nice -n 19` beside work that must not be disturbed. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 ONE_WAY="${ONE_WAY:-0,50,125}"; ROUNDS="${ROUNDS:-1}"; RATE="${RATE:-1000}"; SECS="${SECS:-10}"
 WARMUP="${WARMUP:-2}"; CONVS="${CONVS:-500}"; GROUP_COUNT="${GROUP_COUNT:-10}"
 GROUP_SIZE="${GROUP_SIZE:-100}"; GROUP_RATE="${GROUP_RATE:-100}"; STORE="${STORE:-embedded}"
@@ -51,14 +53,7 @@ fi
 
 measure() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  if [ -z "${STARLING_BIN:-}" ]; then
-    cargo build --release -q -p starling-api --bin starling
-  fi
-  if [ -z "${LOAD_BIN:-}" ]; then
-    cargo build --release -q -p starling-loadgen --bin starling-load
-  fi
-  STARLING=${STARLING_BIN:-$PWD/target/release/starling}
-  LOAD=${LOAD_BIN:-$PWD/target/release/starling-load}
+  release_bins
   CLUSTER=""   # the running cluster's directory, stopped on exit
   trap '[ -z "$CLUSTER" ] || "$STARLING" cluster down --dir "$CLUSTER" >/dev/null 2>&1 || true' EXIT
   A=http://127.0.0.1:$BASE_PORT; B=http://127.0.0.1:$((BASE_PORT + 1))

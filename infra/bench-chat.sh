@@ -29,6 +29,8 @@
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=infra/lib.sh
+. infra/lib.sh
 RATES="${RATES:-1000,5000,10000}"; SECS="${SECS:-10}"; WARMUP="${WARMUP:-2}"
 CONVS="${CONVS:-1000}"; GROUP_COUNT="${GROUP_COUNT:-20}"; GROUP_SIZE="${GROUP_SIZE:-100}"
 GROUP_RATE="${GROUP_RATE:-1000}"; IDLE="${IDLE:-5000}"; EMBEDDED="${EMBEDDED:-1}"
@@ -61,14 +63,7 @@ measure() {
   fi
 
   # STARLING_BIN / LOAD_BIN: measure these binaries instead of building the work tree's.
-  if [ -z "${STARLING_BIN:-}" ]; then
-    cargo build --release -q -p starling-api --bin starling
-  fi
-  if [ -z "${LOAD_BIN:-}" ]; then
-    cargo build --release -q -p starling-loadgen --bin starling-load
-  fi
-  STARLING=${STARLING_BIN:-$PWD/target/release/starling}
-  LOAD=${LOAD_BIN:-$PWD/target/release/starling-load}
+  release_bins
   infra/centrifugo.sh >/dev/null
 
   PIDS=$WORK/pids   # servers this script started, stopped on exit

@@ -36,6 +36,15 @@ starling_bin() {
   echo target/debug/starling
 }
 
+# The release binaries a benchmark measures, as STARLING and LOAD: $STARLING_BIN / $LOAD_BIN when
+# set, else the work tree's target/release/starling and starling-load, built first.
+release_bins() {
+  [ -n "${STARLING_BIN:-}" ] || cargo build --release -q -p starling-api --bin starling
+  [ -n "${LOAD_BIN:-}" ] || cargo build --release -q -p starling-loadgen --bin starling-load
+  STARLING=${STARLING_BIN:-$PWD/target/release/starling}
+  LOAD=${LOAD_BIN:-$PWD/target/release/starling-load}
+}
+
 # A detached local `starling cluster` in DIR on a random base port, which it sets as BASE (HTTP at
 # BASE+0.., gossip at BASE+1000..); ARGS (regions, nodes, store, ...) go to `starling cluster`.
 # Stop it with `"$BIN" cluster down --dir DIR`.
