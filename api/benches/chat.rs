@@ -110,7 +110,7 @@ impl Drop for Server {
     }
 }
 
-#[path = "../tests/common/port.rs"]
+#[path = "../../gossip/tests/common/port.rs"]
 mod port;
 use port::free_port;
 

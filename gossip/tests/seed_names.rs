@@ -16,13 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "common/port.rs"]
+mod port;
+use port::free_port;
 
 async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]) -> GossipService {
     let clock = Arc::new(HlcClock::new());
@@ -57,6 +53,7 @@ async fn start_on(
             clock,
             dedicated_store_lane: true,
             separate_membership: true,
+            store_work_inline: false,
         },
         store,
     )

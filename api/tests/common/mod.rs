@@ -232,6 +232,7 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub mod chat;
 pub mod http;
+#[path = "../../../gossip/tests/common/port.rs"]
 pub mod port;
 
 #[allow(unused_imports)] // not every test file uses both

@@ -1,6 +1,8 @@
 //! Ports for the nodes a test or bench starts.
 //!
-//! Included by `tests/common/mod.rs` and, with `#[path]`, by benches.
+//! One copy for the workspace, included with `#[path]` by the gossip transport's tests, the API
+//! tests' `tests/common/mod.rs` and the API benches (here, in the lowest crate whose tests listen
+//! on ports, so that no crate's tests reach into a crate above it).
 #![allow(unreachable_pub)] // shared by several test and bench files
 
 /// A port for a node to listen on. Not from the kernel's ephemeral range (32768–60999 on
