@@ -136,7 +136,7 @@ impl From<&Message> for MessageView {
 
 /// Which of `senders` have deleted their accounts: one read of each distinct sender's deletion
 /// record (a page of history has a few).
-async fn deleted_senders(
+pub(crate) async fn deleted_senders(
     state: &AppState,
     senders: impl IntoIterator<Item = u64>,
 ) -> Result<std::collections::HashSet<u64>, ApiError> {

@@ -367,7 +367,8 @@ fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
 
 /// A deleted user's chat messages stay in the other member's history, body and seq as they were,
 /// and read as from a deleted user (`sender_deleted`, the id resolving to nothing), in the
-/// history and as the inbox's last message; the other member's own messages do not.
+/// history, as the inbox's last message and in a WebSocket resume's `message` and `edited`
+/// frames; the other member's own messages do not (a live one neither).
 #[test]
 fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
     let dir = tempfile::tempdir().unwrap();
@@ -384,7 +385,7 @@ fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
     assert!(s == 201 || s == 200, "{c}");
     let conv = c["id"].as_str().unwrap().to_string();
     let path = format!("/v1/conversations/{conv}/messages");
-    for (token, body) in [(&bt, "hi alice"), (&at, "hi bob"), (&at, "bye bob")] {
+    let send = |token: &str, body: &str| {
         let (s, m) = call(
             &n,
             "POST",
@@ -393,7 +394,19 @@ fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
             json!({"body": body, "client_id": body}),
         );
         assert_eq!(s, 201, "{m}");
-    }
+    };
+    send(&bt, "hi alice");
+    send(&at, "hi bob");
+    // Alice edits her first message: an `edit` entry of hers in the log.
+    let (s, m) = call(
+        &n,
+        "PATCH",
+        &format!("{path}/2"),
+        &at,
+        json!({"body": "hi bob!"}),
+    );
+    assert_eq!(s, 200, "{m}");
+    send(&at, "bye bob");
     let history = |token: &str| {
         let (s, v) = call(
             &n,
@@ -451,6 +464,68 @@ fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
     assert_eq!(s, 201, "{m}");
     assert_eq!(m["sender_deleted"], false, "{m}");
     assert_eq!(m["sender"], bob.as_str());
+
+    // Over the WebSocket: a resume's `message` and `edited` frames say the same, and a live
+    // message of Bob's is his.
+    let stored = history(&bt);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (resumed, live) = rt.block_on(async {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], n.port));
+        let mut ws = common::chat::Client::connect(addr, &bt).await;
+        ws.send(json!({"type": "resume", "conv": conv, "after_seq": 0}))
+            .await;
+        let mut frames = Vec::new();
+        loop {
+            let f = ws.next_of(&["message", "edited", "resumed", "error"]).await;
+            if f["type"] == "resumed" {
+                break;
+            }
+            assert_ne!(f["type"], "error", "{f}");
+            frames.push(f);
+        }
+        ws.send(json!({"type": "send", "conv": conv, "body": "live", "client_id": "live-1"}))
+            .await;
+        let live = loop {
+            let f = ws.next_of(&["message", "error"]).await;
+            assert_ne!(f["type"], "error", "{f}");
+            if f["client_id"] == "live-1" {
+                break f;
+            }
+        };
+        (frames, live)
+    });
+    let messages: Vec<&Value> = resumed.iter().filter(|f| f["type"] == "message").collect();
+    assert_eq!(
+        messages.iter().map(|f| &f["seq"]).collect::<Vec<_>>(),
+        stored
+            .iter()
+            .filter(|m| m["kind"] == "text")
+            .map(|m| &m["seq"])
+            .collect::<Vec<_>>(),
+        "every text message resumed: {resumed:?}"
+    );
+    for f in &messages {
+        let by_alice = f["sender"] == alice.as_str();
+        assert_eq!(f["sender_deleted"], by_alice, "{f}");
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|f| f["sender"] == alice.as_str() && f["body"] == "hi bob!"),
+        "her text kept, as edited: {resumed:?}"
+    );
+    let edited: Vec<&Value> = resumed.iter().filter(|f| f["type"] == "edited").collect();
+    assert_eq!(edited.len(), 1, "{resumed:?}");
+    assert_eq!(
+        (&edited[0]["sender"], &edited[0]["sender_deleted"]),
+        (&json!(alice), &json!(true)),
+        "{resumed:?}"
+    );
+    assert_eq!(
+        (&live["sender"], &live["sender_deleted"]),
+        (&json!(bob), &json!(false)),
+        "{live}"
+    );
     assert!(n.terminate().success());
 }
 

@@ -82,7 +82,9 @@ impl Fanout {
     pub fn local_message(&self, conv: &Conversation, m: &Message) {
         self.messenger.note_head(m);
         let state = m.state.as_deref().unwrap_or(conv);
-        let frame = protocol::message_frame(m);
+        // A live entry's sender was signed in to write it: not a deleted user (a resume reads
+        // the deletion records, `starling_api::ws`).
+        let frame = protocol::message_frame(m, false);
         let concerned = match m.kind {
             MessageKind::MemberAdded | MessageKind::MemberRemoved | MessageKind::MemberLeft => {
                 m.target

@@ -153,6 +153,8 @@ pub enum ServerFrame<'a> {
         log_seq: u64,
         /// Who edited (the message's sender).
         sender: String,
+        /// The sender's account was deleted since (see [`MessageView::sender_deleted`]).
+        sender_deleted: bool,
         /// The new text.
         body: &'a str,
         /// RFC 3339.
@@ -236,6 +238,10 @@ pub struct MessageView<'a> {
     pub edited_at: Option<String>,
     /// Deleted: the body is gone.
     pub deleted: bool,
+    /// The sender's account was deleted: the entry reads as from a deleted user (its `sender`
+    /// id resolves to nothing; the body is kept). Set by whoever builds the frame from the
+    /// deletion records ([`message_frame`]'s caller); false through [`From`].
+    pub sender_deleted: bool,
 }
 
 impl<'a> From<&'a Message> for MessageView<'a> {
@@ -259,6 +265,7 @@ impl<'a> From<&'a Message> for MessageView<'a> {
             topic: renamed.map(|c| c.topic.as_str()),
             edited_at: m.edited_at_ms.map(rfc3339),
             deleted: m.deleted,
+            sender_deleted: false,
         }
     }
 }
@@ -275,13 +282,16 @@ pub fn encode(f: &ServerFrame<'_>) -> Bytes {
 }
 
 /// The frame of a log entry: `message`, or `edited` / `deleted` for an edit or delete entry.
-pub fn message_frame(m: &Message) -> Bytes {
+/// `sender_deleted`: the entry's sender deleted their account (a `message` or `edited` frame
+/// says so; the caller reads the deletion record).
+pub fn message_frame(m: &Message, sender_deleted: bool) -> Bytes {
     match (m.kind, m.target_seq) {
         (MessageKind::Edit, Some(target)) => encode(&ServerFrame::Edited {
             conv: m.conv.to_string(),
             seq: target,
             log_seq: m.seq,
             sender: m.sender.to_string(),
+            sender_deleted,
             body: &m.body,
             edited_at: rfc3339(m.sent_at_ms),
         }),
@@ -291,7 +301,10 @@ pub fn message_frame(m: &Message) -> Bytes {
             log_seq: m.seq,
             by: m.sender.to_string(),
         }),
-        _ => encode(&ServerFrame::Message(m.into())),
+        _ => encode(&ServerFrame::Message(MessageView {
+            sender_deleted,
+            ..m.into()
+        })),
     }
 }
 
@@ -376,6 +389,7 @@ mod tests {
                 seq: 1,
                 log_seq: 2,
                 sender: "3".into(),
+                sender_deleted: false,
                 body: "b",
                 edited_at: rfc3339(0),
             },
@@ -413,22 +427,28 @@ mod tests {
         let mut m = Message::text(2, "c", 1, "hi");
         m.seq = 7;
         m.id = 9;
-        let v: serde_json::Value = serde_json::from_slice(&message_frame(&m)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&message_frame(&m, false)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"message","conv":"1","seq":7,"id":"9","sender":"2",
                 "body":"hi","client_id":"c","sent_at":"1970-01-01T00:00:00.000Z",
-                "kind":"text","target":null,"edited_at":null,"deleted":false})
+                "kind":"text","target":null,"edited_at":null,"deleted":false,
+                "sender_deleted":false})
+        );
+        let v: serde_json::Value = serde_json::from_slice(&message_frame(&m, true)).unwrap();
+        assert_eq!(
+            (&v["sender_deleted"], &v["body"]),
+            (&serde_json::json!(true), &serde_json::json!("hi"))
         );
         let mut e = Message::text(2, "e", 1, "better");
         e.seq = 8;
         e.kind = MessageKind::Edit;
         e.target_seq = Some(7);
-        let v: serde_json::Value = serde_json::from_slice(&message_frame(&e)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&message_frame(&e, false)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"edited","conv":"1","seq":7,"log_seq":8,"sender":"2",
-                "body":"better","edited_at":"1970-01-01T00:00:00.000Z"})
+                "sender_deleted":false,"body":"better","edited_at":"1970-01-01T00:00:00.000Z"})
         );
         let v: serde_json::Value =
             serde_json::from_slice(&error_frame("bad_json", "x", None)).unwrap();

@@ -185,3 +185,61 @@ fn every_message_of_the_document_is_a_frame_of_an_operation() {
         );
     }
 }
+
+/// The documented payload of the server frame of type `ty`.
+fn server_payload<'a>(doc: &'a Value, ty: &str) -> &'a Value {
+    let message = operation_messages(doc, "send")
+        .into_iter()
+        .find(|m| frame_type(doc, m) == ty)
+        .unwrap_or_else(|| panic!("no documented server frame {ty:?}"));
+    resolve(
+        doc,
+        message.get("payload").expect("a payload (checked above)"),
+    )
+}
+
+/// The frames the server builds from log entries (`message`, `edited`, `deleted`; a deleted
+/// user's too) carry every property their payload requires, and nothing it does not describe:
+/// a field added to a frame (such as `sender_deleted`) must be added to the document.
+#[test]
+fn log_entry_frames_have_exactly_the_documented_properties() {
+    use starling_messenger::protocol::message_frame;
+    use starling_messenger::{Message, MessageKind, Role};
+    let doc = document();
+    let mut text = Message::text(2, "c-1", 1, "hi");
+    (text.seq, text.id) = (7, 9);
+    let mut event = Message::text(2, "role-1", 1, "");
+    (event.seq, event.kind, event.target, event.role) =
+        (8, MessageKind::RoleChanged, Some(3), Some(Role::Admin));
+    let mut edit = Message::text(2, "e-1", 1, "better");
+    (edit.seq, edit.kind, edit.target_seq) = (9, MessageKind::Edit, Some(7));
+    let mut delete = Message::text(2, "d-1", 1, "");
+    (delete.seq, delete.kind, delete.target_seq) = (10, MessageKind::Delete, Some(7));
+    for m in [&text, &event, &edit, &delete] {
+        for sender_deleted in [false, true] {
+            let frame: Value = serde_json::from_slice(&message_frame(m, sender_deleted)).unwrap();
+            let ty = frame["type"].as_str().unwrap().to_string();
+            let payload = server_payload(&doc, &ty);
+            let properties = resolve(&doc, &payload["properties"])
+                .as_object()
+                .unwrap_or_else(|| panic!("{ty}: payload without properties"));
+            let fields = frame.as_object().unwrap();
+            for required in payload["required"].as_array().into_iter().flatten() {
+                let required = required.as_str().unwrap();
+                assert!(
+                    fields.contains_key(required),
+                    "{ty} frame {frame}: lacks {required:?}, which docs/asyncapi.json requires"
+                );
+            }
+            for field in fields.keys() {
+                assert!(
+                    properties.contains_key(field),
+                    "{ty} frame {frame}: {field:?} is not described in docs/asyncapi.json"
+                );
+            }
+            if ty != "deleted" {
+                assert_eq!(frame["sender_deleted"], sender_deleted, "{frame}");
+            }
+        }
+    }
+}

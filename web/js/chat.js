@@ -233,7 +233,8 @@ export class ChatClient extends EventTarget {
             this.holdEntry(st, {
               conv: f.conv, seq: f.log_seq, id: '', sender: f.sender || f.by || '', body: '', client_id: '',
               sent_at: '', kind: f.type === 'edited' ? 'edit' : 'delete', edited_at: null, deleted: false,
-              sender_deleted: false,
+              // An `edited` frame says whether its sender deleted their account since.
+              sender_deleted: f.sender_deleted === true,
             });
           }
         }
@@ -243,8 +244,10 @@ export class ChatClient extends EventTarget {
       case 'error': {
         if (f.ref && this.changes.has(f.ref)) this.changes.delete(f.ref);
         const p = f.ref ? this.pending.get(f.ref) : undefined;
-        // `busy` and `unavailable` are "retry later" (a lease changing hands, a node restarting):
-        // the same client_id is sent again after a growing pause before the user is asked.
+        // `busy` and `unavailable` are "retry later" (`busy`: the conversation's seq lease moving
+        // to another node after its holder died, up to about 5 s; `unavailable`: the home region's
+        // node out of reach): the same client_id is sent again after a growing pause before the
+        // user is asked. (A node restarted on its data directory takes its own leases at once.)
         if (p && (f.code === 'busy' || f.code === 'unavailable') && (p.tries ?? 0) < RESEND_TRIES) {
           p.tries = (p.tries ?? 0) + 1;
           const id = p.client_id;

@@ -512,7 +512,8 @@ impl Session {
     }
 
     /// Sends every stored message after `after`, then `resumed`; live ones queued meanwhile
-    /// follow through the cursor, which drops what history already sent.
+    /// follow through the cursor, which drops what history already sent. An entry of a user
+    /// who deleted their account carries `sender_deleted`.
     async fn resume(&mut self, conv: u64, after: u64) -> Option<End> {
         let c = match self.read_conv(conv).await {
             Ok(c) => c,
@@ -546,6 +547,21 @@ impl Session {
                 }
             };
             let n = page.len();
+            // One deletion-record read per distinct sender of the page: a deleted user's
+            // entries say so (`sender_deleted`), as the REST history's do.
+            let state = self.state.clone();
+            let gone =
+                match crate::conversations::deleted_senders(&state, page.iter().map(|m| m.sender))
+                    .await
+                {
+                    Ok(g) => g,
+                    Err(e) => {
+                        let (code, msg) = api_error_code(&e);
+                        return self
+                            .write_one(protocol::error_frame(code, &msg, None))
+                            .await;
+                    }
+                };
             for m in &page {
                 if until.is_some_and(|u| m.seq > u) {
                     break;
@@ -553,7 +569,7 @@ impl Session {
                 from = m.seq;
                 // An entry the user may not read still moves the cursor (no gap to wait on).
                 let frames = match self.state.messenger.visible(self.user, &c, m).await {
-                    Ok(true) => Frames::one(protocol::message_frame(m)),
+                    Ok(true) => Frames::one(protocol::message_frame(m, gone.contains(&m.sender))),
                     Ok(false) => Frames::default(),
                     Err(e) => {
                         let (code, msg) = messenger_error_code(&e);
