@@ -328,6 +328,10 @@ pub struct ChatSettings {
     pub max_group_members: usize,
     /// Claims through the sequencer's group commit.
     pub group_commit: bool,
+    /// The holder id of this node's seq leases (`None`: the store's node id): set by the server
+    /// from the embedded store's data directory, so a restarted node takes its leases again at
+    /// once (`starling_messenger::lease::holder_in`).
+    pub lease_holder: Option<u64>,
 }
 
 impl Default for ChatSettings {
@@ -338,6 +342,7 @@ impl Default for ChatSettings {
             queue_bytes: 1 << 20,
             max_group_members: 1000,
             group_commit: true,
+            lease_holder: None,
         }
     }
 }
@@ -496,6 +501,7 @@ impl ServeConfig {
                     .max_group_members
                     .map_or(chat.max_group_members, Within::usize),
                 group_commit: args.chat_group_commit.unwrap_or(chat.group_commit),
+                lease_holder: None,
             },
         };
         let rtts = args.wan_rtt.map(|r| r.0).unwrap_or_default();

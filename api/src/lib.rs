@@ -165,6 +165,7 @@ impl AppState {
         let mut chat_cfg = starling_messenger::MessengerConfig::new(p.graph.handle_region.clone());
         chat_cfg.max_group_members = p.chat.max_group_members;
         chat_cfg.group_commit = p.chat.group_commit;
+        chat_cfg.lease_holder = p.chat.lease_holder;
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
         let messenger =

@@ -37,6 +37,14 @@ pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Resu
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let clock = Arc::new(HlcClock::new());
     let store = open_store(&cfg, clock.clone()).await?;
+    // The seq leases' holder id, kept in the embedded store's data directory (held by this
+    // process now): the next run on it takes this run's leases again at once.
+    let mut chat_settings = cfg.chat;
+    if matches!(cfg.store, StoreKind::Embedded) {
+        let id = starling_messenger::lease::holder_in(&cfg.data_dir)
+            .with_context(|| format!("the lease holder id in {}", cfg.data_dir.display()))?;
+        chat_settings.lease_holder = Some(id);
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -92,7 +100,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             f
         },
         l2,
-        chat: cfg.chat,
+        chat: chat_settings,
         bus,
     })
     .with_media_url_key(media_url_key(&cfg))

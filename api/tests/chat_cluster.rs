@@ -386,6 +386,100 @@ fn sigterm_closes_websockets_with_1001() {
     assert_eq!(end, common::chat::Ended::Closed(1001));
 }
 
+/// A node killed (kill -9) right after a send and restarted on its data directory, here on
+/// another port, so under another default node name and store node id (as a harness that first
+/// listens on port 0 restarts it): its seq leases name the holder id kept in the data directory,
+/// so its next send in the conversation is accepted at once, where it answered `busy` until the
+/// previous run's lease had expired; the log stays gap-free and the first run's message single.
+#[test]
+fn a_node_restarted_on_its_data_directory_takes_its_seq_leases_again_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--store", "embedded", "--data-dir"]
+        .map(String::from)
+        .into_iter()
+        .chain([data.display().to_string()])
+        .collect::<Vec<_>>();
+    let at = |n: &Node| -> SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let send = |via: SocketAddr, token: String, conv: String, cid: &'static str| async move {
+        http(
+            via,
+            "POST",
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&token),
+            Some(json!({"body": cid, "client_id": cid})),
+        )
+        .await
+    };
+    let node = Node::start(dir.path(), common::free_port(), &args);
+    let a = at(&node);
+    let (alice, conv, first) = rt.block_on(async {
+        let alice = sign_up_retrying(a, "alice").await;
+        let bob = sign_up_retrying(a, "bob").await;
+        let (s, v) = http(
+            a,
+            "POST",
+            "/v1/conversations",
+            Some(&alice.token),
+            Some(json!({"members": [bob.id]})),
+        )
+        .await;
+        assert!(s == 201 || s == 200, "{s} {v}");
+        let conv = v["id"].as_str().unwrap().to_string();
+        let (s, v) = send(a, alice.token.clone(), conv.clone(), "c1").await;
+        assert_eq!((s, v["seq"].as_u64()), (201, Some(1)), "{v}");
+        (alice, conv, v["id"].clone())
+    });
+    // Killed: its lease on the conversation stays stored, unexpired.
+    let killed = Instant::now();
+    drop(node);
+    let node = Node::start(dir.path(), common::free_port(), &args);
+    let b = at(&node);
+    rt.block_on(async {
+        if killed.elapsed() > Duration::from_secs(3) {
+            eprintln!(
+                "note: the restart took {:?}, longer than the first run's lease surely lasted: \
+                 the re-take of an unexpired lease was not exercised",
+                killed.elapsed()
+            );
+        }
+        let (s, v) = send(b, alice.token.clone(), conv.clone(), "c2").await;
+        assert_eq!(s, 201, "accepted at once, not busy: {v}");
+        assert_eq!(v["seq"].as_u64(), Some(2), "{v}");
+        assert_eq!(counter(b, "starling_chat_lease_busy").await, 0);
+        // The first run's message, sent again with its client id: the original, not a copy.
+        let (s, v) = send(b, alice.token.clone(), conv.clone(), "c1").await;
+        assert_eq!((s, v["seq"].as_u64()), (201, Some(1)), "{v}");
+        assert_eq!(v["id"], first, "the original message");
+        let (s, v) = http(
+            b,
+            "GET",
+            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let log: Vec<(u64, &str)> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["seq"].as_u64().unwrap(), m["client_id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            log,
+            vec![(1, "c1"), (2, "c2")],
+            "gap-free, each message once"
+        );
+    });
+    drop(node);
+}
+
 /// The node holding a conversation's seq lease (`starling_chat_leases_held` > 0), of `nodes`.
 async fn lease_holder(nodes: &[SocketAddr]) -> Option<usize> {
     for (i, a) in nodes.iter().enumerate() {

@@ -1,8 +1,8 @@
 //! The right to assign a conversation's seqs: a **lease** held by one node at a time, with a
 //! **fencing token** (its epoch) stored with every slot it creates.
 //!
-//! The lease of a conversation is the register `ml/conv` ([`crate::keys::lease`]): holder (the
-//! store's node id), epoch and expiry (the holder's clock, ms). It is taken by CAS at the owner
+//! The lease of a conversation is the register `ml/conv` ([`crate::keys::lease`]): holder (this
+//! node's [holder id](Messenger::lease_holder)), epoch and expiry (the holder's clock, ms). It is taken by CAS at the owner
 //! of that key in the conversation's home region, and every taking raises the epoch by one
 //! ([`next_lease`]): nobody, or its own previous holding (a restart, a lapse), at once; another
 //! node's only once that holding expired more than [`SKEW_MS`] ago by the taker's clock. So with
@@ -21,6 +21,19 @@
 //! [`MAX_RENEWALS`] CASes a pass, one per lease used within the last [`LEASE_MS`]); a lease
 //! not used that long is dropped and left to expire. At most [`MAX_HELD`] leases are held; a
 //! claim beyond that is answered `busy`. Counted in [`LeaseStats`].
+//!
+//! **The holder id across restarts.** Taking one's own holding again at once is safe only if no
+//! other live process answers to the same holder id, and useful only if a restarted node still
+//! answers to its previous run's: else it waits out the leases of every conversation it sent in
+//! during its last [`LEASE_MS`] (plus [`SKEW_MS`]) and answers `busy` meanwhile. So a node on
+//! the embedded store uses a random id kept in its data directory ([`holder_in`]), which one
+//! process at a time holds (the store locks it), whatever its node name: its next run re-takes
+//! its leases at once. Elsewhere (the memory store, ScyllaDB) the holder is the store's node id,
+//! stable across restarts under the same `--node-id`. A re-take raises the epoch, so any claim
+//! the previous run still had in flight meets a higher epoch and is fenced; the new run's own
+//! claims are not: a node runs the claims of one conversation one after the other (its lane in
+//! the sequencer, or its claim stripe), and takes the lease only at the start of a claim, so a
+//! re-take never overlaps a claim of its own.
 
 use crate::error::MessengerError;
 use crate::model::{Conversation, Message};
@@ -29,6 +42,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use starling_store::{CasOutcome, CasRouter, StoreError, VersionVector, codec};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -48,6 +64,42 @@ pub const MAX_HELD: usize = 65_536;
 pub const MAX_RENEWALS: usize = 4_096;
 /// Shards of the table.
 const SHARDS: usize = 64;
+
+/// The file in a data directory that keeps the node's lease holder id ([`holder_in`]).
+pub const HOLDER_FILE: &str = "seq-lease-holder";
+
+/// The lease holder id kept in `dir` (a node's data directory, held by one process at a time):
+/// read from [`HOLDER_FILE`], or drawn at random and written there (synced, then renamed into
+/// place) on the first call. A file that does not hold an id is an error, not replaced.
+pub fn holder_in(dir: &Path) -> std::io::Result<u64> {
+    let path = dir.join(HOLDER_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return text.trim().parse::<u64>().map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not a lease holder id ({e})", path.display()),
+                )
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The standard library's hasher keys come from the OS's random source.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = std::collections::hash_map::RandomState::new()
+        .hash_one((nanos, std::process::id()))
+        .max(1);
+    let tmp = dir.join(format!("{HOLDER_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{id}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(id)
+}
 
 /// The stored lease of a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +260,12 @@ impl Messenger {
         self.leases.stats()
     }
 
+    /// The id this node's leases name as their holder: [`crate::MessengerConfig::lease_holder`],
+    /// else the store's node id.
+    pub fn lease_holder(&self) -> u64 {
+        self.cfg.lease_holder.unwrap_or(self.store.node().0)
+    }
+
     /// The epoch under which this node may assign `conv`'s seqs now: the lease held in memory,
     /// else taken (see [`next_lease`]); `busy` while another node's may be in force.
     pub(crate) async fn lease_token(&self, conv: &Conversation) -> Result<u64, MessengerError> {
@@ -215,7 +273,7 @@ impl Messenger {
             return Ok(epoch);
         }
         let key = keys::lease(conv.id);
-        let me = self.store.node().0;
+        let me = self.lease_holder();
         for _ in 0..4 {
             let now = now_ms();
             let current = self.read_at_owner(&conv.home_region, &key).await?;
@@ -286,7 +344,7 @@ impl Messenger {
         };
         let table = Arc::downgrade(&self.leases);
         let cas = Arc::downgrade(&self.cas);
-        let me = self.store.node().0;
+        let me = self.lease_holder();
         rt.spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(RENEW_EVERY_MS));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,12 +413,14 @@ pub(crate) async fn renew_pass(
             }
             Ok(CasOutcome::Conflict(_)) => {
                 // Another taking (or a write we did not make): this holding is over.
+                // (Counted only if this holding was still held: after this node's own re-take
+                // the table holds the next epoch, which this conflict does not end.)
                 let mut s = t.shard(conv).lock();
                 if s.get(&conv).is_some_and(|x| x.epoch == h.epoch) {
                     s.remove(&conv);
                     t.stats.held.fetch_sub(1, Ordering::Relaxed);
+                    t.stats.fenced.fetch_add(1, Ordering::Relaxed);
                 }
-                t.stats.fenced.fetch_add(1, Ordering::Relaxed);
             }
             Err(_) => {
                 t.stats.renew_failed.fetch_add(1, Ordering::Relaxed);
@@ -492,6 +552,94 @@ mod tests {
         // Gone with the messenger.
         drop(m);
         assert!(!renew_pass(&table, &cas, me).await);
+    }
+
+    /// A restart: the first run sends (its lease stays stored, unexpired) and ends; a run that
+    /// answers to another holder id must wait it out (`busy`), the next run under the same
+    /// holder id takes it again at once with the next epoch, and so does a later re-take of
+    /// its own, without fencing its claims.
+    #[tokio::test]
+    async fn a_restart_under_the_same_holder_id_takes_its_leases_again_at_once() {
+        let (m, u) = setup(2).await;
+        let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
+        let first = m.send(&conv, u[0], "a", "one").await.unwrap();
+        let holder = m.lease_holder();
+        assert_eq!(holder, m.store.node().0, "by default the store's node id");
+        let parts = (
+            m.store.clone(),
+            m.cas.clone(),
+            m.ids.clone(),
+            m.graph.clone(),
+        );
+        drop(m);
+        let run = |h: u64| {
+            let mut cfg = crate::MessengerConfig::new("r");
+            cfg.lease_holder = Some(h);
+            let (store, cas, ids, graph) = parts.clone();
+            Messenger::new(store, cas, ids, graph, cfg)
+        };
+        let stranger = run(holder + 1);
+        let r = stranger.send(&conv, u[0], "b", "two").await;
+        assert!(matches!(r, Err(MessengerError::Contended)), "{r:?}");
+        assert_eq!(stranger.lease_stats().busy.load(Ordering::Relaxed), 1);
+        drop(stranger);
+
+        let again = run(holder);
+        let second = again.send(&conv, u[0], "b", "two").await.unwrap();
+        assert!(second.new);
+        assert_eq!(second.message.seq, 2);
+        let stats = again.lease_stats();
+        assert_eq!(stats.busy.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.acquired.load(Ordering::Relaxed), 1);
+        let lease = stored_lease(&again, conv.id).await;
+        assert_eq!((lease.holder, lease.epoch), (holder, 2));
+        assert_eq!(slot(&again, conv.id, 2).await.1, 2);
+        // The first run's message: its retry gets the original, not a second copy.
+        let retry = again.send(&conv, u[0], "a", "one").await.unwrap();
+        assert!(!retry.new);
+        assert_eq!(retry.message, first.message);
+
+        // Its own re-take (the lease dropped from memory as idle, still stored as its own).
+        for h in again.leases.shard(conv.id).lock().values_mut() {
+            h.used_ms = 0;
+        }
+        let (table, cas) = (Arc::downgrade(&again.leases), Arc::downgrade(&again.cas));
+        assert!(renew_pass(&table, &cas, holder).await);
+        assert_eq!(stats.held.load(Ordering::Relaxed), 0);
+        let third = again.send(&conv, u[0], "c", "three").await.unwrap();
+        assert!(third.new);
+        assert_eq!(third.message.seq, 3);
+        assert_eq!(slot(&again, conv.id, 3).await.1, 3);
+        assert_eq!(stats.acquired.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.fenced.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.busy.load(Ordering::Relaxed), 0);
+        let log = again.after(conv.id, 0, 10, true).await.unwrap();
+        let seqs: Vec<u64> = log.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "gap-free, each seq once");
+    }
+
+    #[test]
+    fn the_holder_id_is_kept_in_the_data_directory() {
+        let base =
+            std::env::temp_dir().join(format!("starling-lease-holder-{}", std::process::id()));
+        let (dir, other) = (base.join("a"), base.join("b"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let id = holder_in(&dir).unwrap();
+        assert_ne!(id, 0);
+        assert_eq!(
+            holder_in(&dir).unwrap(),
+            id,
+            "the same id at the next start"
+        );
+        assert_ne!(
+            holder_in(&other).unwrap(),
+            id,
+            "another directory, another id"
+        );
+        std::fs::write(dir.join(HOLDER_FILE), "garbage\n").unwrap();
+        assert!(holder_in(&dir).is_err(), "not replaced");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

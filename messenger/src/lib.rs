@@ -82,6 +82,10 @@ pub struct MessengerConfig {
     /// Seqs are assigned under a [`lease`] with a fencing token (the default). `false`: by the
     /// slots' CAS alone (the path before the lease, kept as the benchmark's baseline).
     pub lease: bool,
+    /// The holder id of this node's seq leases, stable across its restarts and answered to by
+    /// one live process only (the server keeps one in the embedded store's data directory:
+    /// [`lease::holder_in`]). `None`: the store's node id.
+    pub lease_holder: Option<u64>,
 }
 
 impl MessengerConfig {
@@ -94,6 +98,7 @@ impl MessengerConfig {
             group_commit: true,
             one_commit: true,
             lease: true,
+            lease_holder: None,
         }
     }
 }
