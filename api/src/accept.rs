@@ -10,16 +10,18 @@
 //! - a request body not read within the request deadline is answered 503 by the router's
 //!   deadline layer ([`crate::limits::deadline`]);
 //! - at most [`ConnLimits::max_connections`] sockets are open, and at most
-//!   [`ConnLimits::max_per_ip`] from one client address: a socket over either cap is accepted and
+//!   [`ConnLimits::max_connections_per_ip`] from one client address: a socket over either cap is accepted and
 //!   closed at once (so the kernel's backlog never fills and other clients are still served).
 //!   The count covers a socket's whole life, WebSocket included (the guard travels with the IO);
 //! - with TLS ([`crate::tls`]), each socket's handshake runs in its own task within the
 //!   header-read timeout, so a client that never finishes one holds nothing else up.
 
+use crate::config::values::{AtLeastOne, Timeout};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -31,24 +33,42 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Limits of the accept loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Limits of the accept loop: a group of `starling serve`'s settings (flags, `STARLING_<FLAG>`
+/// and `--config` keys, each declared once here; see [`crate::config`]).
+#[derive(clap::Args, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
 pub struct ConnLimits {
-    /// Open sockets (HTTP and WebSocket) on this node.
-    pub max_connections: usize,
-    /// Open sockets from one client address.
-    pub max_per_ip: usize,
-    /// Time allowed to receive a whole request head (also the idle keep-alive limit).
-    pub header_read_timeout: Duration,
+    /// Open HTTP and WebSocket sockets this node accepts; more are closed at once
+    /// (default 250000).
+    #[arg(
+        long,
+        env = "STARLING_MAX_CONNECTIONS",
+        default_value = "250000",
+        hide_default_value = true
+    )]
+    pub max_connections: AtLeastOne,
+    /// Open sockets from one client address; more are closed at once (default 50000).
+    #[arg(
+        long,
+        env = "STARLING_MAX_CONNECTIONS_PER_IP",
+        default_value = "50000",
+        hide_default_value = true
+    )]
+    pub max_connections_per_ip: AtLeastOne,
+    /// Time a client has to send a whole request head, e.g. `30s` (also how long an idle
+    /// keep-alive connection stays open; default 30s).
+    #[arg(
+        long,
+        env = "STARLING_HEADER_READ_TIMEOUT",
+        default_value = "30s",
+        hide_default_value = true
+    )]
+    pub header_read_timeout: Timeout,
 }
 
 impl Default for ConnLimits {
     fn default() -> Self {
-        ConnLimits {
-            max_connections: 250_000,
-            max_per_ip: 50_000,
-            header_read_timeout: Duration::from_secs(30),
-        }
+        crate::config::defaults()
     }
 }
 
@@ -73,7 +93,9 @@ impl Tally {
         // plain integers, so go on with them.
         let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let from_ip = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if c.total >= self.limits.max_connections || from_ip >= self.limits.max_per_ip {
+        if c.total >= self.limits.max_connections.usize()
+            || from_ip >= self.limits.max_connections_per_ip.usize()
+        {
             return None;
         }
         c.total += 1;
@@ -194,7 +216,7 @@ pub async fn serve(
             _guard: guard,
         };
         let (app, stop) = (app.clone(), stop_rx.clone());
-        let timeout = limits.header_read_timeout;
+        let timeout = limits.header_read_timeout.get();
         match &tls {
             None => {
                 tokio::spawn(serve_connection(
@@ -272,9 +294,9 @@ mod tests {
         let tally = Tally {
             counts: Arc::default(),
             limits: ConnLimits {
-                max_connections: 3,
-                max_per_ip: 2,
-                header_read_timeout: Duration::from_secs(1),
+                max_connections: "3".parse().unwrap(),
+                max_connections_per_ip: "2".parse().unwrap(),
+                header_read_timeout: "1s".parse().unwrap(),
             },
         };
         let a: IpAddr = [127, 0, 0, 1].into();

@@ -7,28 +7,45 @@
 //! its value, with one parser for the flag, the variable and the file: a new setting is its field
 //! and its doc. [`ServeConfig::resolve`] fills in the defaults and checks what involves several
 //! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
+//!
+//! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
+//! [`ConnLimits`](crate::accept::ConnLimits)) is a `clap::Args` struct flattened into
+//! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
+//! declared: that struct, as parsed and layered, *is* the part's configuration, so a new setting
+//! of a group is its field and its doc, and nothing in [`ServeConfig::resolve`]. A group's
+//! `Default` is what clap gives it from no flags ([`defaults`]). What the command line or the
+//! environment gave is told apart from a default by clap ([`CommandLine`]), so it wins over the
+//! file and a default does not.
 
 pub mod values;
 
 pub use values::StoreKind;
 
 use anyhow::{Context, bail};
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, FromArgMatches};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 use values::{
     AtLeastOne, Bytes, Fsync, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name,
-    Origins, PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, Timeout, Within,
+    Origins, PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, StoreWork,
+    Timeout, Within,
 };
 
-/// Settings of `starling serve`: flags, environment variables and the TOML file's keys. Every
-/// field is optional here: what is not given falls back to the file, then to the default.
+/// Settings of `starling serve`: flags, environment variables and the TOML file's keys. A field
+/// that is optional here falls back to the file, then to its default in
+/// [`ServeConfig::resolve`]; a flattened group's fields carry their defaults. A key of the file
+/// that is no setting is refused by [`from_file`] (serde's `deny_unknown_fields` does not work
+/// with flattened groups).
 #[derive(Args, Deserialize, Serialize, Debug, Default, Clone)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServeArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "STARLING_LISTEN")]
@@ -89,6 +106,11 @@ pub struct ServeArgs {
     /// `inline` (on the core loop between its store calls, the path before; kept to compare).
     #[arg(long, env = "STARLING_GOSSIP_MEMBERSHIP")]
     pub gossip_membership: Option<Membership>,
+    /// Where the gossip core's store work runs: `worker` (the default: a store worker whose
+    /// answers the core loop takes as events, so no tick or message waits on a store call) or
+    /// `inline` (awaited in the core loop's step, the path before; kept to compare).
+    #[arg(long, env = "STARLING_GOSSIP_STORE_WORK")]
+    pub gossip_store_work: Option<StoreWork>,
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -111,22 +133,10 @@ pub struct ServeArgs {
     /// Sign-ups and logins allowed per client address and minute.
     #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
     pub auth_per_minute: Option<PerMinute>,
-    /// Posts and reposts (and undone reposts) one user may make per minute on this node (bursts
-    /// of a quarter; default 6000).
-    #[arg(long, env = "STARLING_POSTS_PER_MINUTE")]
-    pub posts_per_minute: Option<PerMinute>,
-    /// Likes and unlikes per user and minute (default 6000).
-    #[arg(long, env = "STARLING_LIKES_PER_MINUTE")]
-    pub likes_per_minute: Option<PerMinute>,
-    /// Follows and unfollows per user and minute (default 6000).
-    #[arg(long, env = "STARLING_FOLLOWS_PER_MINUTE")]
-    pub follows_per_minute: Option<PerMinute>,
-    /// Chat sends (REST and WebSocket) per user and minute (default 6000).
-    #[arg(long, env = "STARLING_CHAT_SENDS_PER_MINUTE")]
-    pub chat_sends_per_minute: Option<PerMinute>,
-    /// Notification mark-reads per user and minute (default 6000).
-    #[arg(long, env = "STARLING_MARKS_PER_MINUTE")]
-    pub marks_per_minute: Option<PerMinute>,
+    /// Per-user write quotas (`--posts-per-minute`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub write_quotas: crate::write_limits::WriteQuotas,
     /// Log format: `human` (default) or `json`.
     #[arg(long, env = "STARLING_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -156,6 +166,12 @@ pub struct ServeArgs {
     /// Post bodies kept in this process for feed pages (default 200000).
     #[arg(long, env = "STARLING_FEED_POST_CACHE")]
     pub feed_post_cache: Option<Within<100, 100_000_000>>,
+    /// With `--store scylla://…` (several nodes on one keyspace): how long this node keeps a
+    /// timeline or a pulled author's list in process, e.g. `5s` (default 5s). With `--redis`
+    /// the node that changes one tells the others to drop their copies at once, so this only
+    /// bounds what a lost message leaves stale.
+    #[arg(long, env = "STARLING_FEED_SHARED_TTL")]
+    pub feed_shared_ttl: Option<Span>,
     /// WebSocket connections one user may hold on this node (default 16).
     #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
     pub ws_max_per_user: Option<AtLeastOne>,
@@ -173,17 +189,10 @@ pub struct ServeArgs {
     /// takes its turn on its claim stripe, the path before it (for side-by-side measurement).
     #[arg(long, env = "STARLING_CHAT_GROUP_COMMIT")]
     pub chat_group_commit: Option<bool>,
-    /// Open HTTP and WebSocket sockets this node accepts; more are closed at once
-    /// (default 250000).
-    #[arg(long, env = "STARLING_MAX_CONNECTIONS")]
-    pub max_connections: Option<AtLeastOne>,
-    /// Open sockets from one client address; more are closed at once (default 50000).
-    #[arg(long, env = "STARLING_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<AtLeastOne>,
-    /// Time a client has to send a whole request head, e.g. `30s` (also how long an idle
-    /// keep-alive connection stays open; default 30s).
-    #[arg(long, env = "STARLING_HEADER_READ_TIMEOUT")]
-    pub header_read_timeout: Option<Timeout>,
+    /// Connection caps and the header-read timeout (`--max-connections`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub conn: crate::accept::ConnLimits,
     /// Deadline of a request, body upload included, e.g. `30s`; past it the answer is 503
     /// (default 30s).
     #[arg(long, env = "STARLING_REQUEST_TIMEOUT")]
@@ -332,6 +341,10 @@ pub struct ChatSettings {
     /// from the embedded store's data directory, so a restarted node takes its leases again at
     /// once (`starling_messenger::lease::holder_in`).
     pub lease_holder: Option<u64>,
+    /// Step 1 of a chat send skips its client-id index read for a client id this node's store
+    /// certainly never saw (`starling_messenger::cids`): set by the server for one node on its
+    /// own store (memory or embedded engine, no cluster), where every entry is written here.
+    pub client_id_filter: bool,
 }
 
 impl Default for ChatSettings {
@@ -343,6 +356,7 @@ impl Default for ChatSettings {
             max_group_members: 1000,
             group_commit: true,
             lease_holder: None,
+            client_id_filter: false,
         }
     }
 }
@@ -364,14 +378,16 @@ pub struct GossipSettings {
     pub dedicated_store_lane: bool,
     /// Whether SWIM runs on a membership loop of its own (`--gossip-membership`).
     pub separate_membership: bool,
+    /// Whether the core loop awaits its store work itself (`--gossip-store-work inline`).
+    pub store_work_inline: bool,
     /// Round trips between region pairs, in ms.
     pub rtts: Vec<(String, String, u64)>,
 }
 
 impl ServeConfig {
     /// Layers flags/environment (`args`) over the file named in them over the defaults.
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
-        let args = layered(args)?;
+    pub fn resolve(args: impl Into<CommandLine<ServeArgs>>) -> anyhow::Result<Self> {
+        let args = layered(args.into())?;
         let listen = args
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -386,8 +402,6 @@ impl ServeConfig {
         let per_minute = |v: Option<PerMinute>, default: u32| {
             v.map_or(default, |v| u32::try_from(v.get()).unwrap_or(u32::MAX))
         };
-        let quotas = crate::write_limits::WriteQuotas::default();
-        let conn = crate::accept::ConnLimits::default();
         let chat = ChatSettings::default();
         let feed = starling_feed::FeedConfig::default();
         let trim = starling_store::TrimConfig::default();
@@ -398,13 +412,7 @@ impl ServeConfig {
             media_url_secret: args.media_url_secret.map(String::from),
             handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
             auth_per_minute: per_minute(args.auth_per_minute, 60),
-            write_quotas: crate::write_limits::WriteQuotas {
-                posts: per_minute(args.posts_per_minute, quotas.posts),
-                likes: per_minute(args.likes_per_minute, quotas.likes),
-                follows: per_minute(args.follows_per_minute, quotas.follows),
-                chat_sends: per_minute(args.chat_sends_per_minute, quotas.chat_sends),
-                marks: per_minute(args.marks_per_minute, quotas.marks),
-            },
+            write_quotas: args.write_quotas,
             json_logs: args.log_format == Some(LogFormat::Json),
             data_dir,
             region,
@@ -447,19 +455,10 @@ impl ServeConfig {
                 post_cache_entries: args
                     .feed_post_cache
                     .map_or(feed.post_cache_entries, Within::get),
+                shared_ttl: args.feed_shared_ttl.map(Period::get),
                 ..feed
             },
-            conn: crate::accept::ConnLimits {
-                max_connections: args
-                    .max_connections
-                    .map_or(conn.max_connections, Within::usize),
-                max_per_ip: args
-                    .max_connections_per_ip
-                    .map_or(conn.max_per_ip, Within::usize),
-                header_read_timeout: args
-                    .header_read_timeout
-                    .map_or(conn.header_read_timeout, Period::get),
-            },
+            conn: args.conn,
             session_ttl: args
                 .session_ttl
                 .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
@@ -502,6 +501,7 @@ impl ServeConfig {
                     .map_or(chat.max_group_members, Within::usize),
                 group_commit: args.chat_group_commit.unwrap_or(chat.group_commit),
                 lease_holder: None,
+                client_id_filter: false,
             },
         };
         let rtts = args.wan_rtt.map(|r| r.0).unwrap_or_default();
@@ -545,6 +545,7 @@ impl ServeConfig {
                             .into(),
                         dedicated_store_lane: args.gossip_store_lane != Some(StoreLane::Shared),
                         separate_membership: args.gossip_membership != Some(Membership::Inline),
+                        store_work_inline: args.gossip_store_work == Some(StoreWork::Inline),
                         rtts,
                     }),
                     ..cfg
@@ -624,30 +625,160 @@ fn host_address(port: u16) -> Option<SocketAddr> {
         .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
 }
 
-/// `args` (flags over environment, as clap read them) over the file `--config` names: what the
-/// command line or the environment gives wins, the file fills the rest. A switch that is off
-/// (`false`) leaves the file's value.
-fn layered(args: ServeArgs) -> anyhow::Result<ServeArgs> {
+/// Settings as clap read them (flags over the environment over the declared defaults), with the
+/// ids of those the command line or the environment gave: those win over the `--config` file, a
+/// default does not. `From<T>`: settings built in code, none of them given.
+#[derive(Debug, Clone, Default)]
+pub struct CommandLine<T> {
+    /// The settings.
+    pub args: T,
+    /// Ids of the settings given on the command line or in the environment.
+    pub given: BTreeSet<String>,
+}
+
+impl<T> From<T> for CommandLine<T> {
+    fn from(args: T) -> Self {
+        CommandLine {
+            args,
+            given: BTreeSet::new(),
+        }
+    }
+}
+
+impl<T: FromArgMatches> FromArgMatches for CommandLine<T> {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = m
+            .ids()
+            .filter(|id| {
+                matches!(
+                    m.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.to_string())
+            .collect();
+        Ok(CommandLine {
+            args: T::from_arg_matches(m)?,
+            given,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl<T: Args> Args for CommandLine<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        T::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        T::augment_args_for_update(cmd)
+    }
+
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+}
+
+/// A group of settings as clap gives it from no flags and no environment: each field's declared
+/// `default_value`. The groups' `Default`.
+pub fn defaults<T: Args + FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("defaults")).mut_args(|a| a.env(None::<&str>));
+    cmd.try_get_matches_from(["defaults"])
+        .and_then(|m| T::from_arg_matches(&m))
+        .unwrap_or_else(|e| panic!("a setting's declared default does not parse: {e}"))
+}
+
+/// `args` (flags over environment over defaults, as clap read them) over the file `--config`
+/// names: what the command line or the environment gave wins, the file fills the rest.
+fn layered(args: CommandLine<ServeArgs>) -> anyhow::Result<ServeArgs> {
+    let CommandLine { args, given } = args;
     let Some(path) = args.config.clone() else {
         return Ok(args);
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading config file {}", path.display()))?;
-    let file: ServeArgs =
-        toml::from_str(&text).with_context(|| format!("config file {}", path.display()))?;
-    let (Value::Object(mut merged), Value::Object(given)) =
+    let file = from_file(&text).with_context(|| format!("config file {}", path.display()))?;
+    let (Value::Object(mut merged), Value::Object(read)) =
         (serde_json::to_value(&file)?, serde_json::to_value(&args)?)
     else {
         bail!("settings are not a map");
     };
-    for (key, value) in given {
-        if !matches!(value, Value::Null | Value::Bool(false)) {
+    for (key, value) in read {
+        if given.contains(&key) {
             merged.insert(key, value);
         }
     }
     let mut out: ServeArgs = serde_json::from_value(Value::Object(merged))?;
     out.config = Some(path);
     Ok(out)
+}
+
+/// The settings of a `--config` file: a key that is no setting is refused (serde's message,
+/// naming the key and its line), each group is read alone first so that a refused value's message
+/// names its key and line as well (a flattened group's values reach it without their place), then
+/// the whole.
+fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
+    toml::from_str::<KnownKeys>(text)?;
+    toml::from_str::<crate::write_limits::WriteQuotas>(text)?;
+    toml::from_str::<crate::accept::ConnLimits>(text)?;
+    toml::from_str(text)
+}
+
+/// Every setting's id (a file key), in declaration order, `--config` left out.
+fn setting_ids() -> &'static [&'static str] {
+    static IDS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        ServeArgs::augment_args(clap::Command::new("serve"))
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| *id != "config")
+            .map(|id| &*Box::leak(id.to_owned().into_boxed_str()))
+            .collect()
+    })
+}
+
+/// A table whose keys are all settings' ids (values unread).
+struct KnownKeys;
+
+impl<'de> Deserialize<'de> for KnownKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_struct("ServeArgs", setting_ids(), KnownKeys)
+    }
+}
+
+impl<'de> Visitor<'de> for KnownKeys {
+    type Value = KnownKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table of settings")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KnownKeys, A::Error> {
+        while map.next_key_seed(KnownKey)?.is_some() {
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(KnownKeys)
+    }
+}
+
+/// One key of [`KnownKeys`]: refused as serde's `deny_unknown_fields` would.
+struct KnownKey;
+
+impl<'de> DeserializeSeed<'de> for KnownKey {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let key = String::deserialize(d)?;
+        if setting_ids().contains(&key.as_str()) {
+            Ok(())
+        } else {
+            Err(de::Error::unknown_field(&key, setting_ids()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -683,15 +814,105 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\nregion = \"eu\"\nfsync = \"always\"\n",
         )
         .unwrap();
-        let args = ServeArgs {
-            region: Some("us".parse().unwrap()),
-            config: Some(file),
-            ..ServeArgs::default()
-        };
-        let c = ServeConfig::resolve(args).unwrap();
+        let file = file.to_str().unwrap();
+        let c =
+            ServeConfig::resolve(parse(&["--region", "us", "--config", file]).unwrap()).unwrap();
         assert_eq!(c.region, "us", "the flag wins");
         assert_eq!(c.listen.port(), 9000, "the file fills what flags leave");
         assert_eq!(c.fsync, FsyncPolicy::Always);
+    }
+
+    #[test]
+    fn a_group_is_its_part_of_the_configuration_with_its_defaults() {
+        // The defaults before the groups were declared with clap (the parts' Default impls).
+        let conn = crate::accept::ConnLimits::default();
+        assert_eq!(conn.max_connections.usize(), 250_000);
+        assert_eq!(conn.max_connections_per_ip.usize(), 50_000);
+        assert_eq!(conn.header_read_timeout.get(), Duration::from_secs(30));
+        let quotas = crate::write_limits::WriteQuotas::default();
+        for q in [
+            quotas.posts_per_minute,
+            quotas.likes_per_minute,
+            quotas.follows_per_minute,
+            quotas.chat_sends_per_minute,
+            quotas.marks_per_minute,
+        ] {
+            assert_eq!(q.get(), 6_000);
+        }
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert_eq!((c.conn, c.write_quotas), (conn, quotas));
+
+        // A flag sets its group's field; the file fills what flags leave, a flag set to its
+        // default still wins over the file.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "max_connections_per_ip = 7\nlikes_per_minute = 9\nmarks_per_minute = 11\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(
+            parse(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--header-read-timeout",
+                "5s",
+                "--marks-per-minute",
+                "6000",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c.conn.max_connections_per_ip.get(), 7);
+        assert_eq!(c.conn.max_connections.get(), 250_000);
+        assert_eq!(c.conn.header_read_timeout.get(), Duration::from_secs(5));
+        assert_eq!(c.write_quotas.likes_per_minute.get(), 9);
+        assert_eq!(
+            c.write_quotas.marks_per_minute.get(),
+            6_000,
+            "the flag wins"
+        );
+
+        // A group's refused value in the file names its key and line, as any other.
+        for (text, key, why) in [
+            (
+                "posts_per_minute = 0\n",
+                "posts_per_minute",
+                "expected 1 to",
+            ),
+            (
+                "\nheader_read_timeout = \"1ms\"\n",
+                "header_read_timeout",
+                "between",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = ServeConfig::resolve(parse(&["--config", file.to_str().unwrap()]).unwrap())
+                .unwrap_err();
+            let err = format!("{err:#}");
+            assert!(err.contains(key) && err.contains(why), "{err}");
+            assert!(err.contains("line"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_flag_is_documented_in_the_readme() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let missing: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .filter(|flag| {
+                // The flag, not a longer one it begins.
+                !readme.match_indices(flag.as_str()).any(|(i, _)| {
+                    let next = readme[i + flag.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+            })
+            .collect();
+        assert!(missing.is_empty(), "not in README.md: {missing:?}");
     }
 
     #[test]
@@ -725,11 +946,15 @@ mod tests {
              cluster_secret = \"0123456789abcdef\"\nrequest_timeout = \"3s\"\n",
         )
         .unwrap();
-        let c = ServeConfig::resolve(ServeArgs {
-            config: Some(file.clone()),
-            request_timeout: Some("4s".parse().unwrap()),
-            ..ServeArgs::default()
-        })
+        let c = ServeConfig::resolve(
+            parse(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--request-timeout",
+                "4s",
+            ])
+            .unwrap(),
+        )
         .unwrap();
         assert!(
             c.web.is_none(),
@@ -747,10 +972,9 @@ mod tests {
     }
 
     /// `starling serve ARGS` as clap reads it (flags over `STARLING_*` variables).
-    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
-        use clap::FromArgMatches;
+    fn parse(args: &[&str]) -> Result<CommandLine<ServeArgs>, clap::Error> {
         let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
-        ServeArgs::from_arg_matches(
+        CommandLine::from_arg_matches(
             &cmd.try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))?,
         )
     }
@@ -773,6 +997,7 @@ mod tests {
             ("--session-ttl", "10ms"),
             ("--log-format", "xml"),
             ("--gossip-store-lane", "other"),
+            ("--gossip-store-work", "other"),
             ("--seeds", "under_score:7946"),
             ("--gossip-advertise", "no port"),
             ("--cluster-secret", "short"),
@@ -816,7 +1041,12 @@ mod tests {
             ..ServeArgs::default()
         })
         .unwrap_err();
-        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("unknown field `lisen`, expected one of `listen`, `data_dir`,")
+                && err.contains("line 1"),
+            "{err}"
+        );
         std::fs::write(&file, "feed_cap = 5\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
             config: Some(file),

@@ -2,7 +2,7 @@
 //! graph.
 
 use clap::{Parser, Subcommand};
-use starling_api::config::{ServeArgs, ServeConfig};
+use starling_api::config::{CommandLine, ServeArgs, ServeConfig};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one node (embedded store, single region, no flags needed).
-    Serve(Box<ServeArgs>),
+    Serve(Box<CommandLine<ServeArgs>>),
     /// Generate a synthetic social graph (Zipf followers) into a stopped node's store or
     /// through a running node's API.
     Seed(starling_api::seed::SeedArgs),
@@ -189,7 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             init_logs(cfg.json_logs, tracing.as_ref());
             no_transparent_huge_pages();
-            open_files_limit(cfg.conn.max_connections);
+            open_files_limit(cfg.conn.max_connections.usize());
             // tokio names its workers and its blocking pool's threads alike
             // (`tokio-runtime-worker`); named apart, the thread sampler
             // (infra/diag/thread-states.py) tells a worker in disk wait from a pool thread doing

@@ -14,6 +14,7 @@
 
 use crate::AppState;
 use crate::auth::{AuthUser, bearer_token};
+use crate::config::values::PerMinute;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
@@ -23,6 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,44 +53,73 @@ const KINDS: [WriteKind; 5] = [
     WriteKind::MarkRead,
 ];
 
-/// Writes per user and minute, by kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Writes per user and minute, by kind: a group of `starling serve`'s settings (flags,
+/// `STARLING_<FLAG>` and `--config` keys, each declared once here; see [`crate::config`]). The
+/// defaults, 6 000 a minute (100 a second, bursts of 1 500) of each, are far above a person and
+/// above what the load generator's heaviest users send, still a bound on a runaway client.
+#[derive(clap::Args, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
 pub struct WriteQuotas {
-    /// Posts, reposts and their undoing.
-    pub posts: u32,
-    /// Likes and unlikes.
-    pub likes: u32,
-    /// Follows and unfollows.
-    pub follows: u32,
-    /// Chat sends (REST and WebSocket).
-    pub chat_sends: u32,
-    /// Notification mark-reads.
-    pub marks: u32,
+    /// Posts and reposts (and undone reposts) one user may make per minute on this node (bursts
+    /// of a quarter; default 6000).
+    #[arg(
+        long,
+        env = "STARLING_POSTS_PER_MINUTE",
+        default_value = "6000",
+        hide_default_value = true
+    )]
+    pub posts_per_minute: PerMinute,
+    /// Likes and unlikes per user and minute (default 6000).
+    #[arg(
+        long,
+        env = "STARLING_LIKES_PER_MINUTE",
+        default_value = "6000",
+        hide_default_value = true
+    )]
+    pub likes_per_minute: PerMinute,
+    /// Follows and unfollows per user and minute (default 6000).
+    #[arg(
+        long,
+        env = "STARLING_FOLLOWS_PER_MINUTE",
+        default_value = "6000",
+        hide_default_value = true
+    )]
+    pub follows_per_minute: PerMinute,
+    /// Chat sends (REST and WebSocket) per user and minute (default 6000).
+    #[arg(
+        long,
+        env = "STARLING_CHAT_SENDS_PER_MINUTE",
+        default_value = "6000",
+        hide_default_value = true
+    )]
+    pub chat_sends_per_minute: PerMinute,
+    /// Notification mark-reads per user and minute (default 6000).
+    #[arg(
+        long,
+        env = "STARLING_MARKS_PER_MINUTE",
+        default_value = "6000",
+        hide_default_value = true
+    )]
+    pub marks_per_minute: PerMinute,
 }
 
 impl Default for WriteQuotas {
-    /// 6 000 a minute (100 a second, bursts of 1 500) of each: far above a person, and above
-    /// what the load generator's heaviest users send, still a bound on a runaway client.
     fn default() -> Self {
-        WriteQuotas {
-            posts: 6_000,
-            likes: 6_000,
-            follows: 6_000,
-            chat_sends: 6_000,
-            marks: 6_000,
-        }
+        crate::config::defaults()
     }
 }
 
 impl WriteQuotas {
     fn of(&self, w: WriteKind) -> u32 {
-        match w {
-            WriteKind::Post => self.posts,
-            WriteKind::Like => self.likes,
-            WriteKind::Follow => self.follows,
-            WriteKind::ChatSend => self.chat_sends,
-            WriteKind::MarkRead => self.marks,
-        }
+        let quota = match w {
+            WriteKind::Post => self.posts_per_minute,
+            WriteKind::Like => self.likes_per_minute,
+            WriteKind::Follow => self.follows_per_minute,
+            WriteKind::ChatSend => self.chat_sends_per_minute,
+            WriteKind::MarkRead => self.marks_per_minute,
+        };
+        // A per-minute limit fits a u32 (its type's bound).
+        u32::try_from(quota.get()).unwrap_or(u32::MAX)
     }
 }
 
@@ -211,7 +242,7 @@ mod tests {
     fn a_user_over_a_quota_waits_and_others_do_not() {
         let mut r = prometheus_client::registry::Registry::default();
         let quotas = WriteQuotas {
-            posts: 8,
+            posts_per_minute: "8".parse().unwrap(),
             ..WriteQuotas::default()
         };
         let l = WriteLimits::new(quotas, &mut r);
