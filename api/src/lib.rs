@@ -166,6 +166,7 @@ impl AppState {
         chat_cfg.max_group_members = p.chat.max_group_members;
         chat_cfg.group_commit = p.chat.group_commit;
         chat_cfg.lease_holder = p.chat.lease_holder;
+        chat_cfg.client_id_filter = p.chat.client_id_filter && p.gossip.is_none();
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
         let messenger =
@@ -264,6 +265,17 @@ pub fn start_chat(
         shutdown.clone(),
     ));
     tasks.spawn(notifications::live::run(state.clone(), shutdown.clone()));
+    // The client-id filter of chat sends, loaded from the store's index (until then every send
+    // reads the index, as without it).
+    let messenger = state.messenger.clone();
+    tasks.spawn(async move {
+        match messenger.load_client_ids().await {
+            Ok(n) => tracing::debug!(entries = n, "chat client-id filter loaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "chat client-id filter not loaded: sends read the index")
+            }
+        }
+    });
     if let Some(rx) = bus {
         tasks.spawn(rx.run(state.fanout.clone(), shutdown));
     }

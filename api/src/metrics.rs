@@ -616,6 +616,32 @@ impl Collector for ChatCollector {
             "Send batches answered busy because their lane's queue was full",
             s.refused.load(Ordering::Relaxed),
         )?;
+        let f = self.fanout.messenger.client_ids();
+        for (name, help, v) in [
+            (
+                "starling_chat_client_id_filter_inserted",
+                "Client-id index entries put in the send path's filter (this node's writes and the start-up scan)",
+                &f.stats().inserted,
+            ),
+            (
+                "starling_chat_client_id_filter_skipped",
+                "Sends whose client-id index read the filter skipped (the store certainly had no entry)",
+                &f.stats().skipped,
+            ),
+            (
+                "starling_chat_client_id_filter_maybe",
+                "Sends that read the client-id index (a retry, a false positive, or the filter not in use)",
+                &f.stats().maybe,
+            ),
+        ] {
+            counter(e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        gauge(
+            e,
+            "starling_chat_client_id_filter_bytes",
+            "Bytes of the send path's client-id filter (fixed)",
+            i64::try_from(starling_messenger::cids::BITS / 8).unwrap_or(i64::MAX),
+        )?;
         let l = self.fanout.messenger.lease_stats();
         gauge(
             e,

@@ -45,6 +45,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("the lease holder id in {}", cfg.data_dir.display()))?;
         chat_settings.lease_holder = Some(id);
     }
+    // One node on its own store: every client-id index entry of the store is written here.
+    chat_settings.client_id_filter =
+        cfg.gossip.is_none() && !matches!(cfg.store, StoreKind::Scylla(_));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

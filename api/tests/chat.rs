@@ -666,3 +666,87 @@ async fn connection_caps_per_user_and_per_node() {
     keep[0].send(json!({"type":"ping"})).await;
     assert_eq!(keep[0].next_of(&["pong"]).await["type"], "pong");
 }
+
+/// One node on its own store with the client-id filter (the server's setting there): new sends
+/// skip the index read, and a retry of a message older than the dedup window (64) finds its
+/// original — before and after the node restarts on the same store (the filter reloaded from
+/// the index), never a second copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_client_id_filter_a_retry_after_a_restart_gets_the_original() {
+    let store = common::chat::memory_store();
+    let settings = ChatSettings {
+        client_id_filter: true,
+        ..ChatSettings::default()
+    };
+    let loaded = |s: &Server| {
+        let m = s.state.messenger.clone();
+        async move {
+            while !m.client_ids().is_ready() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let send = |addr, token: String, conv: String, cid: String| async move {
+        http(
+            addr,
+            "POST",
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(&token),
+            Some(json!({"body": cid, "client_id": cid})),
+        )
+        .await
+    };
+    let s = start_with(store.clone(), settings, (Bus::in_process(), None)).await;
+    loaded(&s).await;
+    let alice = sign_up(s.addr, "alice").await;
+    let bob = sign_up(s.addr, "bob").await;
+    let dm = conversation(s.addr, &alice, &[&bob]).await;
+    // A retry answers like the first send (201) with the original message (its seq and id).
+    let mut ids = vec![String::new()];
+    for i in 1..=70u64 {
+        let (st, v) = send(s.addr, alice.token.clone(), dm.clone(), format!("c{i}")).await;
+        assert_eq!((st, v["seq"].as_u64()), (201, Some(i)), "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    let skipped = s
+        .state
+        .messenger
+        .client_ids()
+        .stats()
+        .skipped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        skipped >= 70,
+        "new client ids skip the index read: {skipped}"
+    );
+    let (_, v) = send(s.addr, alice.token.clone(), dm.clone(), "c1".into()).await;
+    assert_eq!(
+        (v["seq"].as_u64(), v["id"].as_str()),
+        (Some(1), Some(&*ids[1])),
+        "{v}"
+    );
+    drop(s);
+    // Restarted on the same store.
+    let s = start_with(store, settings, (Bus::in_process(), None)).await;
+    loaded(&s).await;
+    for seq in [2, 5, 70] {
+        let (_, v) = send(s.addr, alice.token.clone(), dm.clone(), format!("c{seq}")).await;
+        assert_eq!(
+            (v["seq"].as_u64(), v["id"].as_str()),
+            (Some(seq), Some(&*ids[seq as usize])),
+            "{v}"
+        );
+    }
+    let (st, v) = send(s.addr, alice.token.clone(), dm.clone(), "c71".into()).await;
+    assert_eq!((st, v["seq"].as_u64()), (201, Some(71)), "{v}");
+    let (st, v) = http(
+        s.addr,
+        "GET",
+        &format!("/v1/conversations/{dm}/messages?after_seq=0&limit=100"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["items"].as_array().unwrap().len(), 71, "no second copy");
+}

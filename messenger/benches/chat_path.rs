@@ -15,6 +15,8 @@
 //!
 //! - `send_lease`: one message at a time over 64 conversations with the seq lease (its
 //!   in-memory checks, the epoch in each slot) against without it, ABAB in one run.
+//! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
+//!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
 //!
 //! `send` and `send_concurrent` measure the process's CPU time (every thread's,
 //! `CLOCK_PROCESS_CPUTIME_ID`), not wall time.
@@ -238,6 +240,16 @@ fn lease_messenger(
     users: usize,
     lease: bool,
 ) -> (Messenger, Vec<u64>) {
+    lease_filter_messenger(rt, users, lease, false)
+}
+
+/// [`lease_messenger`] with the client-id filter on or off (loaded when on).
+fn lease_filter_messenger(
+    rt: &tokio::runtime::Runtime,
+    users: usize,
+    lease: bool,
+    filter: bool,
+) -> (Messenger, Vec<u64>) {
     rt.block_on(async {
         let store = open_memory(
             NodeId::new(RegionId(1), 1),
@@ -260,7 +272,10 @@ fn lease_messenger(
         }
         let mut mcfg = MessengerConfig::new("r");
         mcfg.lease = lease;
-        (Messenger::new(store, cas, ids, graph, mcfg), out)
+        mcfg.client_id_filter = filter;
+        let m = Messenger::new(store, cas, ids, graph, mcfg);
+        m.load_client_ids().await.expect("filter loaded");
+        (m, out)
     })
 }
 
@@ -313,12 +328,57 @@ fn send_lease(c: &mut Criterion) {
     g.finish();
 }
 
+/// `send_filter`: `send_lease`'s load (with the lease, the default) with the client-id filter
+/// against without it (the index read on every send, before), ABAB in one run; process CPU
+/// time per message.
+fn send_filter(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("send_filter");
+    for (name, filter) in [
+        ("filter_a", true),
+        ("no_filter_before_a", false),
+        ("filter_b", true),
+        ("no_filter_before_b", false),
+    ] {
+        let (m, users) = lease_filter_messenger(&rt, LEASE_CONVS + 1, true, filter);
+        let convs: Vec<_> = rt.block_on(async {
+            let mut out = Vec::new();
+            for &u in &users[1..] {
+                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
+            }
+            out
+        });
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = cpu_now();
+                for _ in 0..iters {
+                    i += 1;
+                    let k = i % LEASE_CONVS;
+                    let cid = format!("c{i}");
+                    let sent = rt
+                        .block_on(m.send(&convs[k], users[k + 1], &cid, "a 64-byte body"))
+                        .expect("send");
+                    m.note_head(&sent.message);
+                }
+                cpu_now().saturating_sub(start)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     note_head,
     batch_tokens,
     send,
     send_concurrent,
-    send_lease
+    send_lease,
+    send_filter
 );
 criterion_main!(benches);

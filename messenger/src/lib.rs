@@ -7,6 +7,7 @@
 //! - [`keys`]: the keyspaces and the Discord-like message layout;
 //! - [`conversations`]: create (1:1 deduplicated by a CAS'd pair key), read, change a group,
 //!   list, authorize;
+//! - [`cids`]: which client-id index entries the store may hold (skips step 1's read);
 //! - [`send`]: appending to the log: the seq/idempotency protocol, one sender's order, each
 //!   entry checked against the membership of its slot (see ARCHITECTURE.md, "Messenger");
 //! - [`pipeline`]: one sender's order with several of its batches in flight;
@@ -26,6 +27,7 @@
 //! Talks only to `starling_store`, `starling_graph` (users, blocks) and Redis through [`bus`].
 
 pub mod bus;
+pub mod cids;
 pub mod conversations;
 pub mod cursor;
 pub mod edit;
@@ -86,6 +88,12 @@ pub struct MessengerConfig {
     /// one live process only (the server keeps one in the embedded store's data directory:
     /// [`lease::holder_in`]). `None`: the store's node id.
     pub lease_holder: Option<u64>,
+    /// Step 1 of a send skips its read of the client-id index for a client id the store has
+    /// certainly never seen ([`cids`]). Only where every index entry of the store is written by
+    /// this node: one node on its own store (memory or embedded engine, no cluster; the server
+    /// sets it so), and only once [`Messenger::load_client_ids`] has run. `false` (the
+    /// default): the index is read on every send.
+    pub client_id_filter: bool,
 }
 
 impl MessengerConfig {
@@ -99,6 +107,7 @@ impl MessengerConfig {
             one_commit: true,
             lease: true,
             lease_holder: None,
+            client_id_filter: false,
         }
     }
 }
@@ -140,6 +149,8 @@ pub struct Messenger {
     sequencer: Arc<sequencer::SequencerStats>,
     /// The seq-assignment leases this node holds (see [`lease`]).
     leases: Arc<lease::LeaseTable>,
+    /// The client-id filter (see [`cids`]).
+    cids: Arc<cids::ClientIds>,
 }
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
@@ -186,6 +197,7 @@ impl Messenger {
             lanes: Arc::default(),
             sequencer: Arc::default(),
             leases: Arc::default(),
+            cids: Arc::default(),
         }
     }
 
@@ -197,6 +209,37 @@ impl Messenger {
     /// The configuration.
     pub fn config(&self) -> &MessengerConfig {
         &self.cfg
+    }
+
+    /// The client-id filter (its counters, whether it is loaded).
+    pub fn client_ids(&self) -> &cids::ClientIds {
+        &self.cids
+    }
+
+    /// Loads the client-id filter from the store's index (one scan of it, a page at a time)
+    /// and puts it in use; entries written meanwhile are inserted by their writers. Does
+    /// nothing unless [`MessengerConfig::client_id_filter`] is set and swaps run on this node's
+    /// own store. Returns the entries loaded.
+    pub async fn load_client_ids(&self) -> Result<u64, MessengerError> {
+        if !self.cfg.client_id_filter || self.cas.local_store().is_none() {
+            return Ok(0);
+        }
+        let mut req = starling_store::ScanRequest::prefix(keys::CLIENT_IDS.prefix(), 1000);
+        req.include_tombstones = true;
+        let mut n = 0u64;
+        loop {
+            let page = self.store.scan(&req).await?;
+            for (k, _) in &page.items {
+                self.cids.insert(k.as_bytes());
+                n += 1;
+            }
+            match page.next {
+                Some(next) => req.after = Some(next),
+                None => break,
+            }
+        }
+        self.cids.set_ready();
+        Ok(n)
     }
 
     /// Entries of the in-process caches (approximate), each bounded: conversations and

@@ -4,7 +4,8 @@
 //!
 //! The protocol (ARCHITECTURE.md, "Messenger", says why each step is there), for a batch of
 //! entries from one sender to one conversation, in order:
-//! 1. Look up each entry's client-id index `mc/conv/sender/client_id`: present → the original.
+//! 1. Look up each entry's client-id index `mc/conv/sender/client_id`: present → the original
+//!    (not read when the client-id filter, [`crate::cids`], knows the store has no such entry).
 //! 2. Read the local head (the newest stored seq) and search the newest `dedup_window` stored
 //!    entries for (sender, client id): found → the original (this closes the crash window
 //!    between step 3 and 4 for retries that reach a replica holding the entry). The head entry
@@ -323,12 +324,16 @@ impl Messenger {
             .collect()
     }
 
-    /// Step 1: the entry already stored under this client id, if the index here has it.
+    /// Step 1: the entry already stored under this client id, if the index here has it (not
+    /// read when the client-id filter knows it has not: [`crate::cids`]).
     pub(crate) async fn original(
         &self,
         conv: u64,
         idx: &Key,
     ) -> Result<Option<Sent>, MessengerError> {
+        if !self.cids.may_contain(idx.as_bytes()) {
+            return Ok(None);
+        }
         if let Some(seq) = self.indexed(idx).await?
             && let Some(m) = self.message(conv, seq).await?
         {
@@ -495,6 +500,8 @@ impl Messenger {
             ..slot
         };
         let mut out = Vec::with_capacity(items.len());
+        // Only a batch of several entries can repeat a client id (no copy of a lone entry).
+        let several = items.len() > 1;
         for item in items {
             if let Some(m) = found.remove(&item.client_id) {
                 let idx = keys::client_id(conv.id, sender, &item.client_id);
@@ -521,7 +528,7 @@ impl Messenger {
                     index.as_deref_mut(),
                 )
                 .await;
-            if let Ok(Some(s)) = &r {
+            if several && let Ok(Some(s)) = &r {
                 // A second item of this batch with the same client id gets this one.
                 found.insert(item.client_id.clone(), s.message.clone());
             }
@@ -556,6 +563,8 @@ impl Messenger {
         idx: Key,
         seq: u64,
     ) -> Result<(), MessengerError> {
+        // Into the client-id filter before the store (see `crate::cids`).
+        self.cids.insert(idx.as_bytes());
         match index {
             Some(batch) => {
                 batch.push(idx, seq);
@@ -595,6 +604,7 @@ impl Messenger {
             };
             let outcome = match joined {
                 Some(store) => {
+                    self.cids.insert(idx.as_bytes());
                     let entry = index_entry(idx.clone(), msg.seq);
                     store.cas_with(&key, None, Some(value), &[entry]).await?
                 }

@@ -644,3 +644,59 @@ async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
     let r = m.send(&conv, u[1], "b1", "y").await.unwrap();
     assert_eq!(r.message, s.message, "either path's index answers a retry");
 }
+
+/// A messenger over `store` with the client-id filter on, as a node (re)started on it.
+fn filtered(store: &Arc<dyn starling_store::Store>, graph: &Graph) -> Messenger {
+    let cas = Arc::new(LocalCas(store.clone()));
+    let ids = Arc::new(IdGenerator::new(store.node()));
+    let mut cfg = MessengerConfig::new("r");
+    cfg.client_id_filter = true;
+    Messenger::new(store.clone(), cas, ids, graph.clone(), cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_id_filter_skips_the_index_read_and_a_retry_after_a_restart_finds_the_original()
+{
+    use std::sync::atomic::Ordering::Relaxed;
+    let (m0, u) = setup(2).await;
+    let store = m0.store().clone();
+    let graph = m0.graph.clone();
+    // Off (the default, and in a cluster): never in use.
+    assert_eq!(m0.load_client_ids().await.unwrap(), 0);
+    assert!(!m0.client_ids().is_ready());
+    let m = filtered(&store, &graph);
+    assert_eq!(m.load_client_ids().await.unwrap(), 0);
+    assert!(m.client_ids().is_ready());
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    // More than the dedup window (64): the first ones are found only through the index.
+    let n = 100;
+    for i in 0..n {
+        let s = m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+        assert_eq!((s.new, s.message.seq), (true, i + 1));
+    }
+    let stats = m.client_ids().stats();
+    assert_eq!(
+        stats.skipped.load(Relaxed),
+        n,
+        "every new client id skipped its read"
+    );
+    assert_eq!(stats.inserted.load(Relaxed), n);
+    let again = m.send(&conv, u[0], "c0", "x").await.unwrap();
+    assert_eq!((again.new, again.message.seq), (false, 1));
+    // Restarted on the same store: until the filter is loaded every send reads the index…
+    let m = filtered(&store, &graph);
+    assert!(!m.client_ids().is_ready());
+    let again = m.send(&conv, u[0], "c1", "x").await.unwrap();
+    assert_eq!((again.new, again.message.seq), (false, 2));
+    // …and once loaded, a retry of the previous run's send finds the original.
+    assert_eq!(m.load_client_ids().await.unwrap(), n);
+    for (cid, seq) in [("c2", 3), ("c30", 31), ("c99", 100)] {
+        let again = m.send(&conv, u[0], cid, "x").await.unwrap();
+        assert_eq!((again.new, again.message.seq), (false, seq), "{cid}");
+    }
+    let fresh = m.send(&conv, u[0], "new", "x").await.unwrap();
+    assert_eq!((fresh.new, fresh.message.seq), (true, n + 1));
+    assert!(m.client_ids().stats().skipped.load(Relaxed) >= 1);
+    let log = m.after(conv.id, 0, 1000, true).await.unwrap();
+    assert_eq!(log.len() as u64, n + 1, "no second copy of any message");
+}
