@@ -65,6 +65,16 @@ impl Default for ClientIds {
 }
 
 impl ClientIds {
+    /// A filter that is never used (no bits: every answer "maybe"), for a node where it may
+    /// not be ([`crate::MessengerConfig::client_id_filter`] off).
+    pub fn unused() -> Self {
+        ClientIds {
+            bits: Box::default(),
+            ready: AtomicBool::new(false),
+            stats: ClientIdStats::default(),
+        }
+    }
+
     /// The bit positions of `key`.
     fn positions(key: &[u8]) -> impl Iterator<Item = usize> {
         let h = xxhash_rust::xxh3::xxh3_128(key);
@@ -74,6 +84,9 @@ impl ClientIds {
 
     /// Notes that the store may hold the index entry `key` (call before writing it).
     pub fn insert(&self, key: &[u8]) {
+        if self.bits.is_empty() {
+            return;
+        }
         for p in Self::positions(key) {
             self.bits[p / 64].fetch_or(1 << (p % 64), Ordering::SeqCst);
         }
@@ -96,6 +109,9 @@ impl ClientIds {
 
     /// From now on "certainly not" may be answered (every entry of the store is in).
     pub(crate) fn set_ready(&self) {
+        if self.bits.is_empty() {
+            return;
+        }
         self.ready.store(true, Ordering::SeqCst);
     }
 
@@ -131,5 +147,15 @@ mod tests {
         assert!(false_positives < 10, "{false_positives} false positives");
         assert_eq!(f.stats().inserted.load(Ordering::Relaxed), 10_000);
         assert!(f.stats().skipped.load(Ordering::Relaxed) >= 9_990);
+    }
+
+    #[test]
+    fn an_unused_filter_always_answers_maybe() {
+        let f = ClientIds::unused();
+        f.insert(b"k");
+        f.set_ready();
+        assert!(!f.is_ready());
+        assert!(f.may_contain(b"k") && f.may_contain(b"other"));
+        assert_eq!(f.stats().inserted.load(Ordering::Relaxed), 0);
     }
 }

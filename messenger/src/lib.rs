@@ -172,6 +172,12 @@ impl Messenger {
         graph: Graph,
         cfg: MessengerConfig,
     ) -> Self {
+        // 2 MiB of bits only where the filter may be used.
+        let cids = Arc::new(if cfg.client_id_filter {
+            cids::ClientIds::default()
+        } else {
+            cids::ClientIds::unused()
+        });
         Messenger {
             store,
             cas,
@@ -197,7 +203,7 @@ impl Messenger {
             lanes: Arc::default(),
             sequencer: Arc::default(),
             leases: Arc::default(),
-            cids: Arc::default(),
+            cids,
         }
     }
 
