@@ -22,9 +22,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -97,37 +95,20 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[path = "../../gossip/tests/common/port.rs"]
 mod port;
-use port::free_port;
+#[path = "common/process.rs"]
+mod process;
+use process::Server;
 
 fn start_server(a: &Args) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut cmd = if a.server == "baseline" {
-        let mut c = Command::new(std::env::current_exe().unwrap());
-        c.args(["baseline-serve", "--listen", &listen]);
-        c
-    } else {
-        let mut c = Command::new(a.starling.as_deref().expect("--starling PATH"));
-        c.args([
+    if a.server == "baseline" {
+        return process::start(std::env::current_exe().unwrap(), &["baseline-serve"], false);
+    }
+    process::start(
+        a.starling.as_deref().expect("--starling PATH"),
+        &[
             "serve",
-            "--listen",
-            &listen,
             "--store",
             "memory",
             "--auth-per-minute",
@@ -138,29 +119,9 @@ fn start_server(a: &Args) -> Server {
             "1000000",
             "--max-group-members",
             "100000",
-        ]);
-        c.arg("--data-dir").arg(dir.path());
-        c
-    };
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("STARLING_LOG", "info")
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let l = lines.next().expect("server exited").unwrap();
-        if l.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        addr: listen.parse().unwrap(),
-        _dir: dir,
-    }
+        ],
+        true,
+    )
 }
 
 /// The baseline: a bare tokio-tungstenite relay. `ws://addr/?id=N` registers connection N; a

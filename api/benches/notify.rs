@@ -21,8 +21,6 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -75,51 +73,10 @@ fn main() {
     rt.block_on(run(&a));
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(path: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(path)
-        .args(["serve", "--listen", &listen, "--store", "memory"])
-        .args(["--auth-per-minute", "1000000"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env("STARLING_LOG", "info")
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let l = lines.next().expect("server exited").unwrap();
-        if l.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{listen}"),
-        _dir: dir,
-    }
-}
+#[path = "../../gossip/tests/common/port.rs"]
+mod port;
+#[path = "common/process.rs"]
+mod process;
 
 /// One blocking JSON call (on the blocking pool): the answer's JSON (null when none).
 async fn call(
@@ -183,8 +140,12 @@ type Receipts = Arc<parking_lot::Mutex<HashMap<String, u64>>>;
 type Events = Arc<parking_lot::Mutex<Vec<(usize, String, u64, u64)>>>;
 
 async fn run(a: &Args) {
-    let server = start_server(&a.starling);
-    let base = server.base.clone();
+    let server = process::start(
+        &a.starling,
+        &["serve", "--store", "memory", "--auth-per-minute", "1000000"],
+        true,
+    );
+    let base = format!("http://{}", server.addr);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
