@@ -9,7 +9,13 @@
 //! - the **core loop** owns the [`GossipNode`]: it takes inbound envelopes, ticks every 100 ms,
 //!   pushes new local writes (the store's change-feed watch) at most every [`PUSH_LINGER`] —
 //!   a burst of writes is one push, one read of the feed and its records — runs CAS commands, and
-//!   routes every outbound message through the [`Wan`] (drop, or deliver after a delay);
+//!   routes every outbound message through the [`Wan`] (drop, or deliver after a delay). It never
+//!   awaits the store (with [`TransportConfig::store_work_inline`] off, the default): the store
+//!   work the core asks for ([`StoreJob`]) goes to the store worker, and each answer comes back
+//!   as an event of the loop; while [`MAX_STORE_JOBS`] jobs are outstanding the loop takes no
+//!   new message or command (ticks, answers and SWIM go on);
+//! - the **store worker** runs those jobs one after another, in order, on the `gossip-store`
+//!   lane ([`TransportConfig::dedicated_store_lane`]);
 //! - the **listener** accepts peers; each connection gets a reader that opens frames and closes
 //!   the connection on the first bad one (counted in `frames_refused`);
 //! - one **writer per peer address** keeps a connection, reconnects with backoff, and sends each
@@ -18,7 +24,7 @@
 
 use crate::node::{
     CallStart, CasError, CasStart, GossipConfig, GossipMetrics, GossipNode, IncomingCall, Outbound,
-    SwimDriver,
+    StoreDone, StoreJob, SwimDriver,
 };
 use crate::peer::Peer;
 use crate::wan::{Route, Wan};
@@ -28,7 +34,7 @@ use parking_lot::{Mutex, RwLock};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use starling_store::{CallHandler, CasOutcome, Key, Store, StoreLane, VersionVector};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +63,13 @@ const INBOUND_QUEUE: usize = 4096;
 const SWIM_QUEUE: usize = 1024;
 const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
+/// Store jobs the core has made and not yet had answered, past which its loop takes no new
+/// message or command: each of those makes a job or two, so the jobs waiting (and the memory
+/// they hold) stay bounded; ticks make at most a push, a cursor save and a member save.
+pub const MAX_STORE_JOBS: usize = 256;
+/// The store worker's queue, and its answers' (the rest wait in the core loop's own queue,
+/// bounded by [`MAX_STORE_JOBS`]).
+const STORE_JOB_QUEUE: usize = 64;
 /// Calls from other nodes running here at once, at most; past it a call is refused at once
 /// (the caller sees the owner fail, as for a CAS it could not execute).
 const MAX_SERVING: usize = 1024;
@@ -94,6 +107,10 @@ pub struct TransportConfig {
     /// awaits the store (false: on the core loop between its store calls, the path before;
     /// kept to compare the two under the same load).
     pub separate_membership: bool,
+    /// Whether the core loop runs the store work its core asks for itself, awaiting each job
+    /// in the step that made it (true: the path before, kept to compare), rather than handing
+    /// it to the store worker and taking the answers as events.
+    pub store_work_inline: bool,
 }
 
 /// Transport counters.
@@ -139,6 +156,21 @@ pub struct TransportMetrics {
     pub core_last_tick_unix_ms: AtomicU64,
     /// 1 when SWIM runs on a membership loop of its own ([`TransportConfig::separate_membership`]).
     pub separate_membership: AtomicU64,
+    /// Store jobs the core made ([`StoreJob`]), run inline or by the store worker.
+    pub store_jobs: AtomicU64,
+    /// Of those, made and not yet answered (a gauge), and its highest value.
+    pub store_jobs_pending: AtomicU64,
+    /// The highest number of store jobs outstanding at once.
+    pub store_jobs_pending_max: AtomicU64,
+    /// Times the core loop stopped taking messages and commands because [`MAX_STORE_JOBS`]
+    /// jobs were outstanding.
+    pub store_backpressure: AtomicU64,
+    /// Time the store worker spent running jobs (µs), and its longest job.
+    pub store_job_us: AtomicU64,
+    /// The longest single store job (µs).
+    pub store_job_max_us: AtomicU64,
+    /// 1 when the core loop runs its store work inline ([`TransportConfig::store_work_inline`]).
+    pub store_work_inline: AtomicU64,
     /// Where the core loop's time goes, by [`Step`]: total and longest time of one step (µs),
     /// store calls included (the store lane's own counters split those into queue and run).
     pub step_us: [AtomicU64; Step::COUNT],
@@ -159,14 +191,21 @@ pub enum Step {
     Message,
     /// A command from this node (a routed CAS or call, a durability wait) or a call's answer.
     Command,
+    /// The answer to a store job ([`StoreDone`]).
+    StoreDone,
 }
 
 impl Step {
     /// Kinds of steps.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
     /// Every kind, in index order.
-    pub const ALL: [Step; Step::COUNT] =
-        [Step::Tick, Step::LocalWrites, Step::Message, Step::Command];
+    pub const ALL: [Step; Step::COUNT] = [
+        Step::Tick,
+        Step::LocalWrites,
+        Step::Message,
+        Step::Command,
+        Step::StoreDone,
+    ];
 
     /// Its name in `/metrics`.
     pub fn as_str(self) -> &'static str {
@@ -175,6 +214,7 @@ impl Step {
             Step::LocalWrites => "local_writes",
             Step::Message => "message",
             Step::Command => "command",
+            Step::StoreDone => "store_done",
         }
     }
 }
@@ -577,10 +617,23 @@ impl GossipService {
         let core = GossipNode::new(
             cfg.me.clone(),
             cfg.gossip.clone(),
-            core_store,
+            core_store.clone(),
             cfg.clock.clone(),
             seed,
         );
+        metrics
+            .store_work_inline
+            .store(u64::from(cfg.store_work_inline), Ordering::Relaxed);
+        let (job_tx, job_rx) = mpsc::channel::<StoreJob>(STORE_JOB_QUEUE);
+        let (done_tx, done_rx) = mpsc::channel::<StoreDone>(STORE_JOB_QUEUE);
+        // Ends when the core loop drops its end of the queue.
+        tasks.spawn(store_worker(
+            core_store,
+            cfg.gossip.clone(),
+            job_rx,
+            done_tx,
+            metrics.clone(),
+        ));
         let outbox = Outbox {
             me: cfg.me.clone(),
             codec,
@@ -611,6 +664,9 @@ impl GossipService {
             outbox,
             start: clock_start,
             separate_membership: cfg.separate_membership,
+            store_work_inline: cfg.store_work_inline,
+            jobs: job_tx,
+            answers: done_rx,
             inbound: inbound_rx,
             commands: cmd_rx,
             members: members_tx,
@@ -890,6 +946,11 @@ struct CoreLoop {
     /// SWIM runs on the membership loop: the core loop's ticks are not the ones that keep
     /// probes on time, and are counted apart.
     separate_membership: bool,
+    /// Run the store work in the step that asked for it ([`TransportConfig::store_work_inline`]).
+    store_work_inline: bool,
+    /// To the store worker, and its answers.
+    jobs: mpsc::Sender<StoreJob>,
+    answers: mpsc::Receiver<StoreDone>,
     inbound: mpsc::Receiver<Envelope>,
     commands: mpsc::Receiver<Command>,
     members: watch::Sender<Vec<Peer>>,
@@ -951,6 +1012,27 @@ fn note_tick(gap: Duration, [gap_max, stalls, long_stalls, last]: [&AtomicU64; 4
     }
 }
 
+/// Runs the core's store jobs one after another, in the order they were made, and sends back
+/// each answer; ends when the core loop is gone.
+async fn store_worker(
+    store: Arc<dyn Store>,
+    cfg: GossipConfig,
+    mut jobs: mpsc::Receiver<StoreJob>,
+    answers: mpsc::Sender<StoreDone>,
+    metrics: Arc<TransportMetrics>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let began = Instant::now();
+        let done = job.run(&store, &cfg).await;
+        let us = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+        metrics.store_job_us.fetch_add(us, Ordering::Relaxed);
+        metrics.store_job_max_us.fetch_max(us, Ordering::Relaxed);
+        if answers.send(done).await.is_err() {
+            break;
+        }
+    }
+}
+
 async fn core_loop(mut l: CoreLoop) {
     let start = l.start;
     let mut writers = JoinSet::new();
@@ -970,7 +1052,20 @@ async fn core_loop(mut l: CoreLoop) {
     // When the local writes seen since the last push are pushed (none waiting: `None`).
     let mut push_at: Option<Instant> = None;
     let mut last_push = Instant::now();
+    // Store jobs made and not yet handed to the worker, and made and not yet answered.
+    let mut queue: VecDeque<StoreJob> = VecDeque::new();
+    let mut outstanding: usize = 0;
+    let inline = l.store_work_inline;
+    let mut accepting = true;
     loop {
+        let was_accepting = accepting;
+        accepting = outstanding < MAX_STORE_JOBS;
+        if was_accepting && !accepting {
+            l.outbox
+                .metrics
+                .store_backpressure
+                .fetch_add(1, Ordering::Relaxed);
+        }
         let mut ticked = false;
         // What this turn does and when it started (after the select: the wait is not work).
         let mut step = Step::Command;
@@ -986,7 +1081,11 @@ async fn core_loop(mut l: CoreLoop) {
             _ = ticker.tick() => {
                 ticked = true;
                 (step, began) = (Step::Tick, Instant::now());
-                l.core.tick(start.elapsed()).await
+                if inline {
+                    l.core.tick(start.elapsed()).await
+                } else {
+                    l.core.tick_step(start.elapsed())
+                }
             }
             Ok(()) = changes.changed(), if push_at.is_none() => {
                 push_at = Some((last_push + PUSH_LINGER).max(Instant::now()));
@@ -996,20 +1095,43 @@ async fn core_loop(mut l: CoreLoop) {
                 push_at = None;
                 (step, began) = (Step::LocalWrites, Instant::now());
                 last_push = began;
-                l.core.on_local_writes(start.elapsed()).await
+                if inline {
+                    l.core.on_local_writes(start.elapsed()).await
+                } else {
+                    l.core.on_local_writes_step(start.elapsed())
+                }
             }
-            Some(env) = l.inbound.recv() => {
+            Some(env) = l.inbound.recv(), if accepting => {
                 (step, began) = (Step::Message, Instant::now());
-                l.core.handle(start.elapsed(), env.from, env.msg).await
+                if inline {
+                    l.core.handle(start.elapsed(), env.from, env.msg).await
+                } else {
+                    l.core.handle_step(start.elapsed(), env.from, env.msg)
+                }
             }
-            Some(cmd) = l.commands.recv() => { began = Instant::now(); match cmd {
+            Ok(permit) = l.jobs.reserve(), if !queue.is_empty() => {
+                if let Some(job) = queue.pop_front() {
+                    permit.send(job);
+                }
+                continue;
+            }
+            Some(done) = l.answers.recv() => {
+                (step, began) = (Step::StoreDone, Instant::now());
+                outstanding = outstanding.saturating_sub(1);
+                l.core.store_done(start.elapsed(), done)
+            }
+            Some(cmd) = l.commands.recv(), if accepting => { began = Instant::now(); match cmd {
                 Command::Durable { key, version, regions, reply } => {
                     let (id, out) = l.core.wait_durable(start.elapsed(), key, version, regions);
                     durable.insert(id, reply);
                     out
                 }
                 Command::Cas { region, key, expected, new, reply } => {
-                    let (started, out) = l.core.cas(start.elapsed(), &region, key, expected, new).await;
+                    let (started, out) = if inline {
+                        l.core.cas(start.elapsed(), &region, key, expected, new).await
+                    } else {
+                        l.core.cas_step(start.elapsed(), &region, key, expected, new)
+                    };
                     match started {
                         CasStart::Done(r) => { let _ = reply.send(r); }
                         CasStart::Pending(id) => { pending.insert(id, reply); }
@@ -1057,6 +1179,16 @@ async fn core_loop(mut l: CoreLoop) {
         let m = &l.outbox.metrics;
         m.step_us[step as usize].fetch_add(busy, Ordering::Relaxed);
         m.step_max_us[step as usize].fetch_max(busy, Ordering::Relaxed);
+        // The store work this step asked for (none inline: it ran in the step).
+        let jobs = l.core.take_store_jobs();
+        outstanding += jobs.len();
+        queue.extend(jobs);
+        m.store_jobs
+            .store(l.core.store_jobs_made(), Ordering::Relaxed);
+        m.store_jobs_pending
+            .store(outstanding as u64, Ordering::Relaxed);
+        m.store_jobs_pending_max
+            .fetch_max(outstanding as u64, Ordering::Relaxed);
         l.outbox.send(out, &mut writers);
         for (id, r) in l.core.take_completions() {
             if let Some(tx) = pending.remove(&id) {

@@ -219,9 +219,11 @@ impl Store for SlowStore {
 }
 
 /// SWIM probes a member every 2 s and suspects it when no answer comes within 1 s
-/// ([`GossipConfig::wan`]). A node whose core loop waits 3 s on every store call would miss
-/// them if it answered probes from that loop; its membership loop answers them instead, so for
-/// the whole slow period its peer sees it alive, and it sees its peer alive.
+/// ([`GossipConfig::wan`]). A node whose store calls take 3 s would miss them if it answered
+/// probes from a loop that waits on its store; its membership loop answers them instead, so for
+/// the whole slow period its peer sees it alive, and it sees its peer alive. Its core loop does
+/// not wait either: the store work goes to the store worker, and the loop goes on ticking while
+/// one of those 3 s jobs runs.
 #[tokio::test]
 async fn a_node_whose_store_calls_take_seconds_is_never_suspected() {
     let (pa, pb) = (free_port(), free_port());
@@ -273,22 +275,42 @@ async fn a_node_whose_store_calls_take_seconds_is_never_suspected() {
             *seen += 1;
         }
     }
-    // a's core loop did wait on its store meanwhile (not a vacuous run).
-    let core_late = a
-        .handle()
-        .transport_metrics()
-        .core_stalls
-        .load(Ordering::Relaxed);
+    let handle = a.handle();
+    let t = handle.transport_metrics();
+    // The slow store was a's (not a vacuous run): its worker ran jobs of 3 s at least.
     assert!(
-        core_late > 0,
-        "a's core loop never waited on its slow store"
+        t.store_job_max_us.load(Ordering::Relaxed) >= 3_000_000,
+        "a's store worker never ran a slow job"
+    );
+    // The core loop ticks while one of its store jobs runs: seen as a tick between two looks at
+    // which a job was outstanding and none had finished (the worker's time total unchanged).
+    // A loop that awaited its store could not tick then.
+    let mut ticked_during_a_job = false;
+    for _ in 0..300 {
+        let look = || {
+            (
+                t.store_jobs_pending.load(Ordering::Relaxed),
+                t.store_job_us.load(Ordering::Relaxed),
+                t.core_last_tick_unix_ms.load(Ordering::Relaxed),
+            )
+        };
+        let (pending, done_us, tick) = look();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (pending2, done_us2, tick2) = look();
+        if pending > 0 && pending2 > 0 && done_us == done_us2 && tick2 != tick {
+            ticked_during_a_job = true;
+            break;
+        }
+    }
+    assert!(
+        ticked_during_a_job,
+        "a's core loop never ticked while a store job of its own was running"
     );
     eprintln!(
-        "20 s of 3 s store calls: {seen_a}/{seen_b} views alive; a's core loop ticks late {core_late}, membership loop ticks late {}",
-        a.handle()
-            .transport_metrics()
-            .stalls
-            .load(Ordering::Relaxed)
+        "20 s of 3 s store calls: {seen_a}/{seen_b} views alive; a's core loop ticks late {}, membership loop ticks late {}, store jobs outstanding at most {}",
+        t.core_stalls.load(Ordering::Relaxed),
+        t.stalls.load(Ordering::Relaxed),
+        t.store_jobs_pending_max.load(Ordering::Relaxed),
     );
     slow.delay_ms.store(0, Ordering::Relaxed);
     b.shutdown().await;

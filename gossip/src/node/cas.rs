@@ -1,7 +1,8 @@
 //! CAS routing and repair, and routed calls: a CAS or call runs at its key's owner in a region
 //! (rendezvous hashing over the live members); an owner still catching up reads the key from
-//! its region before it executes.
+//! its region before it executes. The CAS itself runs as a store job ([`super::io`]).
 
+use super::io::Job;
 use super::*;
 
 impl GossipNode {
@@ -62,8 +63,34 @@ impl GossipNode {
         (CallStart::Pending(id), std::mem::take(&mut self.out))
     }
 
-    /// Starts a compare-and-swap at the owner of `key` in `region`.
+    /// Starts a compare-and-swap at the owner of `key` in `region`, running any store work it
+    /// needs here at once ([`GossipNode::cas_step`] leaves it to the caller).
     pub async fn cas(
+        &mut self,
+        now: Duration,
+        region: &str,
+        key: Key,
+        expected: Option<VersionVector>,
+        new: Option<Bytes>,
+    ) -> (CasStart, Vec<Outbound>) {
+        let (start, mut out) = self.cas_step(now, region, key, expected, new);
+        self.run_store_jobs(&mut out).await;
+        let start = match start {
+            CasStart::Pending(id) => {
+                match self.completions.iter().position(|(done, _)| *done == id) {
+                    Some(i) => CasStart::Done(self.completions.remove(i).1),
+                    None => CasStart::Pending(id),
+                }
+            }
+            done => done,
+        };
+        (start, out)
+    }
+
+    /// Starts a compare-and-swap at the owner of `key` in `region`. A CAS this node owns runs
+    /// as a store job ([`GossipNode::take_store_jobs`]): it is pending, and its outcome comes
+    /// as a completion once the job is done.
+    pub fn cas_step(
         &mut self,
         now: Duration,
         region: &str,
@@ -99,11 +126,10 @@ impl GossipNode {
                 new,
                 answer: HeldAnswer::Local { id },
             };
-            let start = match self.hold(held) {
-                None => CasStart::Pending(id),
-                Some(h) => CasStart::Done(self.run_cas(&h.key, h.expected.as_ref(), h.new).await),
-            };
-            return (start, std::mem::take(&mut self.out));
+            if let Some(h) = self.hold(held) {
+                self.execute(h);
+            }
+            return (CasStart::Pending(id), std::mem::take(&mut self.out));
         }
         let (id, waiting) = self.request(now + self.cfg.cas_timeout, region);
         self.pending.insert(id, waiting);
@@ -162,28 +188,20 @@ impl GossipNode {
         None
     }
 
-    /// Executes a CAS owned here on the store and pushes its result.
-    pub(super) async fn run_cas(
-        &mut self,
-        key: &Key,
-        expected: Option<&VersionVector>,
-        new: Option<Bytes>,
-    ) -> Result<CasOutcome, CasError> {
-        let r = self
-            .store
-            .cas(key, expected, new)
-            .await
-            .map_err(|e: StoreError| CasError::Failed(e.to_string()));
-        self.push_changes(Arrival::LOCAL).await;
-        r
+    /// Executes a CAS owned here (a store job); its outcome is sent or recorded once the push
+    /// of its result has gone out ([`GossipNode::answer_cas`]).
+    pub(super) fn execute(&mut self, held: HeldCas) {
+        self.job(Job::Cas {
+            key: held.key,
+            expected: held.expected,
+            new: held.new,
+            answer: held.answer,
+        });
     }
 
-    /// Executes a CAS owned here and sends or records its outcome.
-    pub(super) async fn execute(&mut self, held: HeldCas) {
-        let r = self
-            .run_cas(&held.key, held.expected.as_ref(), held.new)
-            .await;
-        match held.answer {
+    /// Sends or records the outcome of a CAS executed here.
+    pub(super) fn answer_cas(&mut self, answer: HeldAnswer, r: Result<CasOutcome, CasError>) {
+        match answer {
             HeldAnswer::Local { id } => self.completions.push((id, r)),
             HeldAnswer::Remote { to, id } => {
                 let reply = match r {

@@ -183,7 +183,8 @@ impl GossipNode {
     /// Whether this node is still in its start-up grace and must not execute CASes as owner
     /// (see [`GossipConfig::owner_grace`]).
     pub(super) fn owner_grace(&self) -> bool {
-        !self.fresh && self.now < self.grace_ends()
+        // Not before the members saved before a restart were read back (a store job).
+        !self.fresh && (!self.resumed || self.now < self.grace_ends())
     }
 
     /// When the start-up grace ends (or would, for a node that has none).
@@ -205,21 +206,10 @@ impl GossipNode {
         joined.map_or(longest, |t| (t + Duration::from_secs(1)).min(longest))
     }
 
-    /// Reads the members saved before a restart: announces itself to each (a seed that is
-    /// sure to know this region) and expects those of its region back before owning keys.
-    pub(super) async fn restore_members(&mut self) {
-        let key = REMEMBERED.key().finish();
-        let peers: Vec<Peer> = match self.store.get(&key).await {
-            Ok(Some(v)) => v
-                .value
-                .and_then(|b| postcard::from_bytes(&b).ok())
-                .unwrap_or_default(),
-            Ok(None) => Vec::new(),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the remembered members failed");
-                Vec::new()
-            }
-        };
+    /// Takes the members saved before a restart (read by a store job): announces itself to
+    /// each (a seed that is sure to know this region) and expects those of its region back
+    /// before owning keys.
+    pub(super) fn restore_members(&mut self, peers: Vec<Peer>) {
         for p in peers.into_iter().filter(|p| p.node != self.me.node) {
             if p.region == self.me.region {
                 self.expected.insert(p.node);
@@ -237,23 +227,21 @@ impl GossipNode {
         self.drain_swim();
     }
 
-    /// Saves the members under [`REMEMBERED`] when they changed (node or address).
-    pub(super) async fn save_members(&mut self) {
-        let members = self.members();
-        let mut now: Vec<(NodeId, String)> =
-            members.iter().map(|p| (p.node, p.addr.clone())).collect();
-        now.sort();
-        if now == self.saved || members.is_empty() {
+    /// Saves the members under [`REMEMBERED`] when they changed (node or address): a store
+    /// job, one at a time.
+    pub(super) fn save_members(&mut self) {
+        if self.saving_members {
             return;
         }
-        let value = match postcard::to_allocvec(&members) {
-            Ok(v) => Bytes::from(v),
-            Err(_) => return,
-        };
-        match self.store.put(&REMEMBERED.key().finish(), value).await {
-            Ok(_) => self.saved = now,
-            Err(e) => tracing::warn!(error = %e, "saving the members failed"),
+        let members = self.members();
+        let mut ids: Vec<(NodeId, String)> =
+            members.iter().map(|p| (p.node, p.addr.clone())).collect();
+        ids.sort();
+        if ids == self.saved || members.is_empty() {
+            return;
         }
+        self.saving_members = true;
+        self.job(super::io::Job::SaveMembers { members, ids });
     }
 
     /// Fires the SWIM timers due now (a [`SwimDriver`] may have fired them already).

@@ -1,9 +1,13 @@
 //! The sans-IO gossip core of one node.
 //!
-//! A [`GossipNode`] owns no socket and no clock: the caller feeds it messages ([`GossipNode::handle`])
-//! and the time ([`GossipNode::tick`]), and sends the [`Outbound`] messages it returns. Its state is
-//! the node's store plus protocol bookkeeping, so the same code runs under the tokio transport and
-//! under the deterministic simulation in `crate::sim`.
+//! A [`GossipNode`] owns no socket and no clock, and never awaits its store: the caller feeds it
+//! messages ([`GossipNode::handle_step`]) and the time ([`GossipNode::tick_step`]), sends the
+//! [`Outbound`] messages it returns, and runs the store work it asks for
+//! ([`GossipNode::take_store_jobs`], `io`) and hands back each answer
+//! ([`GossipNode::store_done`]). The async forms ([`GossipNode::tick`], [`GossipNode::handle`], …)
+//! run that work at once, one job after another: the simulation in `crate::sim` drives them, the
+//! tokio transport runs the jobs on a worker of its own. Its state is protocol bookkeeping over
+//! the node's store, so the same code runs under both.
 //!
 //! What it does:
 //! - **Membership**: SWIM through `foca`; foca's timers are kept here and fired by `tick`.
@@ -27,8 +31,9 @@
 //!   CASes against values it has not received yet.
 //!
 //! One job per module: `membership`, `push`, `anti_entropy`, `cas` (routing, repair, calls),
-//! `durability` (waits for K regions) and `collection` (whether the reaper may collect); this
-//! module holds the state, the time, and the dispatch of messages (`tick`, `handle`).
+//! `durability` (waits for K regions), `collection` (whether the reaper may collect) and `io`
+//! (the store work as requests and answers); this module holds the state, the time, and the
+//! dispatch of messages (`tick_step`, `handle_step`).
 
 use crate::peer::Peer;
 use crate::reconcile::{self, BucketSummary};
@@ -43,7 +48,7 @@ use starling_store::{
     CasOutcome, Delta, FeedConsumer, Hlc, HlcClock, Key, Keyspace, NodeId, Store, StoreError,
     StoreExt, VersionVector, Versioned,
 };
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,11 +57,14 @@ mod anti_entropy;
 mod cas;
 mod collection;
 mod durability;
+mod io;
 mod membership;
 mod push;
 
 pub use cas::rendezvous_owner;
 use cas::{expire, reply_to_outcome};
+use io::{AfterApply, Read};
+pub use io::{StoreDone, StoreJob};
 pub use membership::SwimDriver;
 use membership::Swimmer;
 
@@ -360,6 +368,7 @@ struct HeldCas {
 }
 
 /// Where the outcome of a held CAS goes.
+#[derive(Debug)]
 enum HeldAnswer {
     /// A `CasResponse` to the member that routed it here.
     Remote { to: Peer, id: u64 },
@@ -420,6 +429,23 @@ pub struct GossipNode {
     saved: Vec<(NodeId, String)>,
     /// This node announced itself to a seed, whose answer lists every member.
     announced: bool,
+    /// The saved members and push cursor were read back (no push or cursor save before).
+    resumed: bool,
+    /// Store work asked for and not yet taken by the driver ([`io`]).
+    jobs: VecDeque<StoreJob>,
+    /// Store jobs made since start.
+    jobs_made: u64,
+    /// A push's read is in flight; `push_wanted`: another was asked for meanwhile (how its
+    /// changes arrived); `push_arrived`: how the one in flight's did.
+    push_in_flight: bool,
+    push_wanted: Option<u8>,
+    push_arrived: u8,
+    /// CAS outcomes answered once the push in flight, or the next one, has gone out.
+    after_push_current: Vec<(HeldAnswer, Result<CasOutcome, CasError>)>,
+    after_push_next: Vec<(HeldAnswer, Result<CasOutcome, CasError>)>,
+    /// A save of the cursor, or of the members, is in flight.
+    saving_cursor: bool,
+    saving_members: bool,
 }
 
 /// When a record reached this node, and how.
@@ -506,6 +532,16 @@ impl GossipNode {
             restored: false,
             saved: Vec::new(),
             announced: false,
+            resumed: false,
+            jobs: VecDeque::new(),
+            jobs_made: 0,
+            push_in_flight: false,
+            push_wanted: None,
+            push_arrived: Arrival::LOCAL,
+            after_push_current: Vec::new(),
+            after_push_next: Vec::new(),
+            saving_cursor: false,
+            saving_members: false,
         }
     }
 
@@ -538,20 +574,43 @@ impl GossipNode {
         std::mem::take(&mut self.arrivals)
     }
 
-    /// Advances time: fires SWIM timers, pushes new changes, starts anti-entropy, expires CAS.
+    /// [`GossipNode::tick_step`], then the store work it asked for, run here.
     pub async fn tick(&mut self, now: Duration) -> Vec<Outbound> {
+        let mut out = self.tick_step(now);
+        self.run_store_jobs(&mut out).await;
+        out
+    }
+
+    /// [`GossipNode::on_local_writes_step`], then the store work it asked for, run here.
+    pub async fn on_local_writes(&mut self, now: Duration) -> Vec<Outbound> {
+        let mut out = self.on_local_writes_step(now);
+        self.run_store_jobs(&mut out).await;
+        out
+    }
+
+    /// [`GossipNode::handle_step`], then the store work it asked for, run here.
+    pub async fn handle(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
+        let mut out = self.handle_step(now, from, msg);
+        self.run_store_jobs(&mut out).await;
+        out
+    }
+
+    /// Advances time: fires SWIM timers, asks for a push of new changes, starts anti-entropy,
+    /// expires CAS. The first one asks for the saved members and push cursor.
+    pub fn tick_step(&mut self, now: Duration) -> Vec<Outbound> {
         self.set_now(now);
         if !self.restored {
             self.restored = true;
-            self.restore_members().await;
-            self.restore_cursor().await;
+            self.job(io::Job::Restore);
         }
-        self.save_members().await;
+        if self.resumed {
+            self.save_members();
+        }
         self.fire_swim_timers();
         self.drain_swim();
-        self.push_changes(Arrival::LOCAL).await;
+        self.push_changes(Arrival::LOCAL);
         if now >= self.next_ae {
-            self.start_anti_entropy().await;
+            self.start_anti_entropy();
             let interval = self
                 .cfg
                 .ae_interval
@@ -563,7 +622,7 @@ impl GossipNode {
             self.ae_idle_rounds = self.ae_idle_rounds.saturating_add(1);
         }
         self.watch_settled();
-        self.save_cursor().await;
+        self.save_cursor();
         self.progress_durability();
         self.fail_expired_holds();
         for (id, region) in expire(&mut self.pending, now) {
@@ -577,36 +636,31 @@ impl GossipNode {
         std::mem::take(&mut self.out)
     }
 
-    /// Pushes what the store logged since the last push (call after local writes for the lowest
-    /// latency; `tick` does it too).
-    pub async fn on_local_writes(&mut self, now: Duration) -> Vec<Outbound> {
+    /// Asks for a push of what the store logged since the last push (call after local writes
+    /// for the lowest latency; `tick_step` does it too).
+    pub fn on_local_writes_step(&mut self, now: Duration) -> Vec<Outbound> {
         self.set_now(now);
-        self.push_changes(Arrival::LOCAL).await;
+        self.push_changes(Arrival::LOCAL);
         std::mem::take(&mut self.out)
     }
 
-    /// Handles one message from `from`.
-    pub async fn handle(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
+    /// Handles one message from `from`; the store work it needs is asked for
+    /// ([`GossipNode::take_store_jobs`]).
+    pub fn handle_step(&mut self, now: Duration, from: Peer, msg: Message) -> Vec<Outbound> {
         self.set_now(now);
         match msg {
             Message::Swim(data) => self.handle_swim(&from, &data),
             Message::Push { deltas, hops } => {
                 self.metrics.deltas_received += deltas.len() as u64;
-                let changed = self.apply(&deltas).await;
-                self.metrics.deltas_applied += changed;
-                if changed > 0 {
-                    let newest = deltas.iter().map(|d| d.record.max_hlc()).max();
-                    let written = newest.map_or(0, Hlc::millis);
-                    self.metrics.convergence_lag_ms =
-                        self.clock.wall_millis().saturating_sub(written);
-                }
-                self.push_changes(hops.clamp(1, Arrival::REPAIR - 1)).await;
+                let newest = deltas.iter().map(|d| d.record.max_hlc()).max();
+                let newest = newest.map_or(0, Hlc::millis);
+                self.apply(vec![deltas], AfterApply::Push { hops, newest });
             }
             Message::AeDigest { level } => self.answer_digest(from, &level),
-            Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges).await,
-            Message::AeWant { buckets } => self.send_buckets(&from, &buckets).await,
-            Message::AeSummary { buckets } => self.reconcile(from, &buckets).await,
-            Message::AeWantKeys { buckets } => self.send_wanted(&from, &buckets).await,
+            Message::AeLeaves { ranges } => self.compare_leaves(from, &ranges),
+            Message::AeWant { buckets } => self.answer(from, Read::Buckets(buckets)),
+            Message::AeSummary { buckets } => self.answer(from, Read::Reconcile(buckets)),
+            Message::AeWantKeys { buckets } => self.answer(from, Read::Wanted(buckets)),
             Message::AeRecords { deltas } => {
                 let settled_before = self
                     .clock
@@ -615,14 +669,7 @@ impl GossipNode {
                 let (settled, young): (Vec<Delta>, Vec<Delta>) = deltas
                     .into_iter()
                     .partition(|d| d.record.max_hlc().millis() <= settled_before);
-                let repaired = self.apply(&settled).await;
-                self.metrics.ae_repairs += repaired + self.apply(&young).await;
-                self.metrics.ae_repairs_settled += repaired;
-                if repaired > 0 {
-                    self.ae_hurry();
-                    self.last_settled_repair = Some(self.now);
-                }
-                self.push_changes(Arrival::REPAIR).await;
+                self.apply(vec![settled, young], AfterApply::Repair);
             }
             Message::CasRequest {
                 id,
@@ -656,25 +703,11 @@ impl GossipNode {
                     new,
                     answer: HeldAnswer::Remote { to: from, id },
                 };
-                if let Some(now) = self.hold(held) {
-                    self.execute(now).await;
+                if let Some(held) = self.hold(held) {
+                    self.execute(held);
                 }
             }
-            Message::FetchRequest { id, keys } => {
-                let keys: Vec<Key> = keys.into_iter().take(self.cfg.ae_chunk.max(1)).collect();
-                let deltas: Vec<Delta> = match self.store.get_records(&keys).await {
-                    Ok(records) => keys
-                        .into_iter()
-                        .zip(records)
-                        .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
-                        .collect(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "answering a fetch failed");
-                        Vec::new()
-                    }
-                };
-                self.send(from, Message::FetchResponse { id, deltas });
-            }
+            Message::FetchRequest { id, keys } => self.answer(from, Read::Fetch { id, keys }),
             Message::FetchResponse { id, deltas } => {
                 let Some(held) = self.held.get_mut(&id) else {
                     return std::mem::take(&mut self.out);
@@ -686,21 +719,9 @@ impl GossipNode {
                 let key = held.key.clone();
                 let done = held.waiting.is_empty();
                 let ours: Vec<Delta> = deltas.into_iter().filter(|d| d.key == key).collect();
-                self.metrics.cas_repaired += self.apply(&ours).await;
-                if done && let Some(held) = self.held.remove(&id) {
-                    self.execute(held).await;
-                }
+                self.apply(vec![ours], AfterApply::Fetch { id, done });
             }
-            Message::HaveRequest { id, key } => {
-                let version = match self.store.get_record(&key).await {
-                    Ok(r) => r.map(|r| r.context().clone()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "answering a have-request failed");
-                        None
-                    }
-                };
-                self.send(from, Message::HaveResponse { id, version });
-            }
+            Message::HaveRequest { id, key } => self.answer(from, Read::Have { id, key }),
             Message::HaveResponse { id, version } => {
                 if let Some((wait, region)) = self.have_asked.remove(&id)
                     && let Some(p) = self.durability.get_mut(&wait)

@@ -1,72 +1,75 @@
 //! Push: every change in the store's change feed goes at once to `fanout` peers (one in another
-//! region), from a cursor saved as the `gossip-push` feed consumer.
+//! region), from a cursor saved as the `gossip-push` feed consumer. The feed and its records are
+//! read by a store job ([`super::io`]); one push is in flight at a time.
 
+use super::io::{AfterApply, Job};
 use super::*;
 
 impl GossipNode {
-    /// Resumes pushing where the last run stopped: what was written and not pushed before a
-    /// crash goes out now rather than waiting for anti-entropy. (A node whose feed was trimmed
-    /// past it, or that never saved a cursor, starts at the feed's end.)
-    pub(super) async fn restore_cursor(&mut self) {
-        match FeedConsumer::new(self.store.clone(), PUSH_CONSUMER)
-            .position()
-            .await
-        {
-            Ok(at) => {
-                if at > 0 && at < self.cursor {
-                    self.cursor = at;
-                }
-                // Saved within a second if it differs (a position never saved holds the
-                // trimmer back).
-                self.cursor_saved = (at, self.now);
-            }
-            Err(e) => tracing::warn!(error = %e, "reading the push cursor failed"),
+    /// Resumes pushing where the last run stopped (`at`, the saved position): what was written
+    /// and not pushed before a crash goes out now rather than waiting for anti-entropy. (A node
+    /// whose feed was trimmed past it, or that never saved a cursor, starts at the feed's end.)
+    pub(super) fn restore_cursor(&mut self, at: u64) {
+        if at > 0 && at < self.cursor {
+            self.cursor = at;
         }
+        // Saved within a second if it differs (a position never saved holds the trimmer back).
+        self.cursor_saved = (at, self.now);
     }
 
-    /// Saves the push cursor, when it moved, at most every [`CURSOR_SAVE_EVERY`].
-    pub(super) async fn save_cursor(&mut self) {
+    /// Saves the push cursor, when it moved, at most every [`CURSOR_SAVE_EVERY`], one save at
+    /// a time, and not before the saved one was read back.
+    pub(super) fn save_cursor(&mut self) {
         let (saved, at) = self.cursor_saved;
-        if self.cursor == saved || self.now < at + CURSOR_SAVE_EVERY {
+        if !self.resumed
+            || self.saving_cursor
+            || self.cursor == saved
+            || self.now < at + CURSOR_SAVE_EVERY
+        {
             return;
         }
-        match FeedConsumer::new(self.store.clone(), PUSH_CONSUMER)
-            .commit(self.cursor)
-            .await
-        {
-            Ok(()) => self.cursor_saved = (self.cursor, self.now),
-            Err(e) => tracing::warn!(error = %e, "saving the push cursor failed"),
-        }
+        self.saving_cursor = true;
+        self.job(Job::SaveCursor { seq: self.cursor });
     }
 
-    pub(super) async fn apply(&mut self, deltas: &[Delta]) -> u64 {
-        // A tombstone past the grace period is garbage — unless it deletes something still live
-        // here (this node missed the delete): only then is it taken.
+    /// Applies received records (a store job); `then` says what their answer goes on to.
+    pub(super) fn apply(&mut self, sets: Vec<Vec<Delta>>, then: AfterApply) {
         let horizon = self.gc_horizon();
-        let old = |d: &Delta| d.record.is_tombstone() && d.record.max_hlc() < horizon;
-        let mut kept: Vec<Delta> = Vec::new();
-        let deltas = if deltas.iter().any(old) {
-            for d in deltas {
-                if old(d) {
-                    let live_here = matches!(
-                        self.store.get_record(&d.key).await,
-                        Ok(Some(r)) if !r.is_tombstone()
-                    );
-                    if !live_here {
-                        continue;
-                    }
+        self.job(Job::Apply {
+            sets,
+            horizon,
+            then,
+        });
+    }
+
+    /// Carries on from an apply's answer: counts what changed and pushes it, or runs the CAS
+    /// whose region read it was.
+    pub(super) fn applied(&mut self, changed: &[u64], then: AfterApply) {
+        let first = changed.first().copied().unwrap_or(0);
+        match then {
+            AfterApply::Push { hops, newest } => {
+                self.metrics.deltas_applied += first;
+                if first > 0 {
+                    self.metrics.convergence_lag_ms =
+                        self.clock.wall_millis().saturating_sub(newest);
                 }
-                kept.push(d.clone());
+                self.push_changes(hops.clamp(1, Arrival::REPAIR - 1));
             }
-            &kept[..]
-        } else {
-            deltas
-        };
-        match self.store.apply(deltas).await {
-            Ok(r) => r.changed as u64,
-            Err(e) => {
-                tracing::error!(error = %e, "applying remote records failed");
-                0
+            AfterApply::Repair => {
+                let repaired = first;
+                self.metrics.ae_repairs += changed.iter().sum::<u64>();
+                self.metrics.ae_repairs_settled += repaired;
+                if repaired > 0 {
+                    self.ae_hurry();
+                    self.last_settled_repair = Some(self.now);
+                }
+                self.push_changes(Arrival::REPAIR);
+            }
+            AfterApply::Fetch { id, done } => {
+                self.metrics.cas_repaired += first;
+                if done && let Some(held) = self.held.remove(&id) {
+                    self.execute(held);
+                }
             }
         }
     }
@@ -94,42 +97,38 @@ impl GossipNode {
         chosen
     }
 
-    /// Pushes what the change feed holds past the cursor, at most `push_batches` batches: the
-    /// rest goes on the next call (every tick, every local write). `arrived` says how those
-    /// changes came: [`Arrival::LOCAL`], after that many push hops, or [`Arrival::REPAIR`].
+    /// Asks for a push of what the change feed holds past the cursor, at most `push_batches`
+    /// batches: the rest goes on the next call (every tick, every local write). `arrived` says
+    /// how those changes came: [`Arrival::LOCAL`], after that many push hops, or
+    /// [`Arrival::REPAIR`]. With a push in flight (or before the saved cursor was read back),
+    /// one more runs when it is done.
     ///
-    /// Bounded because it runs on the core loop: pushing until the feed was empty, one store
-    /// call a record, kept a node's loop in one step for 80 s under load (the writes came faster
-    /// than it read them), so no tick, membership probe or anti-entropy round ran meanwhile.
-    pub(super) async fn push_changes(&mut self, arrived: u8) {
-        for _ in 0..self.cfg.push_batches.max(1) {
-            let changes = match self.store.changes(self.cursor, self.cfg.push_batch).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the change feed failed");
-                    return;
-                }
-            };
-            let Some(last) = changes.last() else { return };
-            self.cursor = last.seq;
-            let keys: Vec<Key> = changes
-                .into_iter()
-                .map(|c| c.key)
-                .collect::<BTreeSet<Key>>()
-                .into_iter()
-                .collect();
-            // One store call for the batch: the core loop waits for each call it makes.
-            let deltas: Vec<Delta> = match self.store.get_records(&keys).await {
-                Ok(records) => keys
-                    .into_iter()
-                    .zip(records)
-                    .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
-                    .collect(),
-                Err(e) => {
-                    tracing::error!(error = %e, "reading changed records failed");
-                    Vec::new()
-                }
-            };
+    /// Bounded because each step of the core loop must stay short: pushing until the feed was
+    /// empty, one store call a record, kept a node's loop in one step for 80 s under load.
+    pub(super) fn push_changes(&mut self, arrived: u8) {
+        if !self.resumed || self.push_in_flight {
+            self.push_wanted.get_or_insert(arrived);
+            return;
+        }
+        self.push_in_flight = true;
+        self.push_arrived = arrived;
+        // The CAS answers waiting for a push go out after this one.
+        let waiting = std::mem::take(&mut self.after_push_next);
+        self.after_push_current.extend(waiting);
+        self.job(Job::Push {
+            from: self.cursor,
+            batch: self.cfg.push_batch,
+            batches: self.cfg.push_batches,
+        });
+    }
+
+    /// Sends what a push read, answers the CASes that waited for it, and runs the push asked
+    /// for meanwhile.
+    pub(super) fn pushed(&mut self, batches: Vec<(u64, Vec<Delta>)>) {
+        self.push_in_flight = false;
+        let arrived = self.push_arrived;
+        for (last, deltas) in batches {
+            self.cursor = self.cursor.max(last);
             if deltas.is_empty() {
                 continue;
             }
@@ -156,6 +155,12 @@ impl GossipNode {
                     },
                 );
             }
+        }
+        for (answer, result) in std::mem::take(&mut self.after_push_current) {
+            self.answer_cas(answer, result);
+        }
+        if let Some(arrived) = self.push_wanted.take() {
+            self.push_changes(arrived);
         }
     }
 }
