@@ -180,6 +180,11 @@ pub struct MemoryStats {
     pub tables: u64,
     /// Index and filter blocks held outside the block cache (pinned), which grow with the data.
     pub pinned_bytes: u64,
+    /// On disk: the bytes allocated to the write-ahead journals (the embedded engine's `*.jnl`
+    /// files, bounded by its journaling size), and how many there are.
+    pub journal_bytes: u64,
+    /// Journal files on disk.
+    pub journals: u64,
 }
 
 /// The versioned key-value store. See ARCHITECTURE.md for the guarantees.

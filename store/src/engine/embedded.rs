@@ -99,6 +99,21 @@ impl std::fmt::Debug for EmbeddedBackend {
     }
 }
 
+/// The bytes allocated to fjall's journals (`*.jnl` in the database folder) and their number,
+/// from the directory (fjall's own figure takes the journal's writer lock, which every commit
+/// takes too). A file removed while it is read is left out.
+fn journal_files(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return (0, 0);
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jnl"))
+        .filter_map(|e| e.metadata().ok())
+        .fold((0, 0), |(bytes, n), m| (bytes + m.blocks() * 512, n + 1))
+}
+
 /// The journals' total size past which fjall flushes the spaces still holding the oldest one
 /// (fjall's least; its default is 512 MiB). fjall rotates to a new journal every 64 MB and may
 /// remove an old one only once every space with data in it has flushed; a space written rarely
@@ -174,6 +189,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn memory(&self) -> Option<crate::contract::MemoryStats> {
+        let (journal_bytes, journals) = journal_files(&self.path);
         Some(crate::contract::MemoryStats {
             memtable_bytes: self.db.write_buffer_size(),
             cache_bytes: self.db.cache_size(),
@@ -184,6 +200,8 @@ impl Backend for EmbeddedBackend {
                 .iter()
                 .map(|s| (s.tree.pinned_block_index_size() + s.tree.pinned_filter_size()) as u64)
                 .sum(),
+            journal_bytes,
+            journals,
         })
     }
 
@@ -476,6 +494,9 @@ mod tests {
                 .unwrap();
             b.sync().unwrap();
             assert!(b.journal.open.lock().is_some(), "a journal was synced");
+            // The journal gauge counts it, from the folder.
+            let m = b.memory().unwrap();
+            assert!(m.journals >= 1 && m.journal_bytes > 0, "{m:?}");
         }
         let b = EmbeddedBackend::open(dir.path(), 1 << 20, 1 << 20).unwrap();
         assert_eq!(
