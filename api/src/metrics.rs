@@ -68,6 +68,16 @@ impl Collector for NodeCollector {
                     "Tables (sorted files) of the store",
                     m.tables,
                 ),
+                (
+                    "starling_store_journal_bytes",
+                    "Bytes on disk of the store's write-ahead journals (the embedded engine's, bounded at 64 MiB before its spaces are flushed)",
+                    m.journal_bytes,
+                ),
+                (
+                    "starling_store_journals",
+                    "Journal files of the store on disk",
+                    m.journals,
+                ),
             ] {
                 gauge(e, name, help, i64::try_from(v).unwrap_or(i64::MAX))?;
             }
@@ -299,6 +309,60 @@ impl Collector for NodeCollector {
     }
 }
 
+/// The gossip core's store work (`--gossip-store-work`): jobs made, outstanding (bounded), the
+/// times the core loop held messages back for them, and the store worker's time.
+fn gossip_store_work(
+    e: &mut DescriptorEncoder,
+    t: &starling_gossip::transport::TransportMetrics,
+) -> std::fmt::Result {
+    let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        e,
+        "starling_gossip_store_work_inline",
+        "1 when the gossip core loop awaits its store work in the step that asked for it, 0 when a store worker runs it and the loop takes the answers as events (--gossip-store-work)",
+        int(load(&t.store_work_inline)),
+    )?;
+    gauge(
+        e,
+        "starling_gossip_store_jobs_pending",
+        "Store jobs the gossip core made and has not had answered (past 256 its loop takes no new message or command)",
+        int(load(&t.store_jobs_pending)),
+    )?;
+    gauge(
+        e,
+        "starling_gossip_store_jobs_pending_max",
+        "The most store jobs of the gossip core outstanding at once",
+        int(load(&t.store_jobs_pending_max)),
+    )?;
+    gauge(
+        e,
+        "starling_gossip_store_job_max_us",
+        "The longest single store job of the gossip store worker (µs)",
+        int(load(&t.store_job_max_us)),
+    )?;
+    for (name, help, v) in [
+        (
+            "starling_gossip_store_jobs",
+            "Store jobs the gossip core made (pushes, applies, CASes, anti-entropy and fetch reads, saves)",
+            &t.store_jobs,
+        ),
+        (
+            "starling_gossip_store_backpressure",
+            "Times the gossip core loop stopped taking messages and commands because 256 store jobs were outstanding",
+            &t.store_backpressure,
+        ),
+        (
+            "starling_gossip_store_job_us",
+            "Time the gossip store worker spent running jobs (µs)",
+            &t.store_job_us,
+        ),
+    ] {
+        counter(e, name, help, load(v))?;
+    }
+    Ok(())
+}
+
 /// Where the gossip core loop's time goes: each kind of step's total and longest time, and its
 /// store lane (calls, in flight, queue wait and run time, total and longest).
 fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result {
@@ -334,7 +398,9 @@ fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result 
         counter(
             e,
             &format!("starling_gossip_loop_{name}_us"),
-            &format!("Time the gossip core loop spent in {name} steps, store calls included (µs)"),
+            &format!(
+                "Time the gossip core loop spent in {name} steps, store calls included with --gossip-store-work inline (µs)"
+            ),
             t.step_us[i].load(Ordering::Relaxed),
         )?;
         gauge(
@@ -344,6 +410,7 @@ fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result 
             i64::try_from(t.step_max_us[i].load(Ordering::Relaxed)).unwrap_or(i64::MAX),
         )?;
     }
+    gossip_store_work(e, t)?;
     let lane = g.store_lane();
     let s = lane.stats();
     gauge(
@@ -435,6 +502,25 @@ impl Collector for FeedCollector {
             "starling_post_counts_cached",
             "Posts whose counters (likes, replies, reposts, quotes) are held in process for hydrated post views",
             i64::try_from(self.0.cached_post_counts()).unwrap_or(i64::MAX),
+        )?;
+        gauge(
+            e,
+            "starling_viewer_flags_cached",
+            "(post, viewer) pairs whose liked/reposted flags are held in process for hydrated post views",
+            i64::try_from(self.0.cached_viewer_flags()).unwrap_or(i64::MAX),
+        )?;
+        let (hits, misses) = self.0.viewer_flag_hits_misses();
+        counter(
+            e,
+            "starling_viewer_flag_hits",
+            "Viewer-flag lookups of hydrated post views answered from the in-process cache",
+            hits,
+        )?;
+        counter(
+            e,
+            "starling_viewer_flag_misses",
+            "Viewer-flag lookups of hydrated post views read from the viewer's like and repost elements",
+            misses,
         )?;
         counter(
             e,
@@ -616,6 +702,26 @@ impl Collector for ChatCollector {
             "Send batches answered busy because their lane's queue was full",
             s.refused.load(Ordering::Relaxed),
         )?;
+        if let Some(b) = self.fanout.messenger.graph().block_cache() {
+            counter(
+                e,
+                "starling_block_cache_hits",
+                "Block checks (either way, e.g. a 1:1 chat send's) answered from the block cache",
+                b.stats().hits.load(Ordering::Relaxed),
+            )?;
+            counter(
+                e,
+                "starling_block_cache_misses",
+                "Block checks that read the store (then cached)",
+                b.stats().misses.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                e,
+                "starling_block_cache_pairs",
+                "User pairs in the block cache (at most 200 000)",
+                i64::try_from(b.entries()).unwrap_or(i64::MAX),
+            )?;
+        }
         let f = self.fanout.messenger.client_ids();
         for (name, help, v) in [
             (

@@ -90,6 +90,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             g.session_ttl = cfg.session_ttl;
             g.handle_grace = cfg.handle_grace;
             g.keyspace_feed = shared;
+            // One node on its own store: every block element is written through this node.
+            g.block_cache = cfg.gossip.is_none() && !shared;
             g
         },
         media,
@@ -99,7 +101,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         auth_per_minute: cfg.auth_per_minute,
         feed: {
             let mut f = cfg.feed.clone();
-            f.shared_ttl = shared.then_some(crate::keyspace_feed::SHARED_TTL);
+            f.shared_ttl = shared.then(|| f.shared_ttl.unwrap_or(crate::keyspace_feed::SHARED_TTL));
             f
         },
         l2,
@@ -111,17 +113,30 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
+    let mut cache_bus = None;
     let keyspace_feed = match &cfg.store {
         StoreKind::Scylla(url) => {
             let lease = starling_store::consumer::LeaseConfig::default();
             let kf = crate::keyspace_feed::open(url, cfg.node(), lease).await?;
             state.keyspace_feed.set(kf.clone());
             state.posts.likes().shared();
+            // The region's nodes drop each other's stale cached copies over their Redis.
+            let bus = match &cfg.redis {
+                Some(r) => crate::cache_bus::CacheBus::redis(r, &cfg.region, cfg.node().0)
+                    .await
+                    .with_context(|| format!("connecting to redis at {r}"))?,
+                None => crate::cache_bus::CacheBus::default(),
+            };
+            state.keyspace_feed.set_bus(bus.clone());
+            cache_bus = Some(tokio::spawn(
+                bus.clone().run(state.clone(), stopped.clone()),
+            ));
             Some(tokio::spawn(crate::keyspace_feed::run(
                 state.clone(),
                 kf,
                 lease,
                 state.keyspace_feed.clone(),
+                bus,
                 stopped.clone(),
             )))
         }
@@ -212,7 +227,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let _ = stop_counts.send(true);
-    for task in [counts, fan_out, like_counts, keyspace_feed]
+    for task in [counts, fan_out, like_counts, keyspace_feed, cache_bus]
         .into_iter()
         .flatten()
     {
@@ -331,6 +346,7 @@ async fn start_gossip(
             clock,
             dedicated_store_lane: g.dedicated_store_lane,
             separate_membership: g.separate_membership,
+            store_work_inline: g.store_work_inline,
         },
         store,
     )

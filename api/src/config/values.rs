@@ -502,6 +502,16 @@ pub enum StoreLane {
     Shared,
 }
 
+/// Where the gossip core's store work runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreWork {
+    // A store worker; the core loop takes its answers as events.
+    Worker,
+    // Awaited in the core loop's step that asked for it.
+    Inline,
+}
+
 /// Where SWIM's timers and packets run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
