@@ -26,6 +26,74 @@ fn body(v: &Value) -> Option<Vec<u8>> {
     Some(v.to_string().into_bytes())
 }
 
+/// `method url` with `json`, answered with a status in `ok`: the answer's JSON.
+async fn call(
+    http: &Http,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    json: Option<Value>,
+    ok: &[u16],
+) -> Result<Value, RequestError> {
+    http.expect(method, url, token, json.as_ref().and_then(body), ok)
+        .await?
+        .json()
+}
+
+/// `GET url` as `token`, answered 200: the answer's JSON.
+async fn get(http: &Http, url: &str, token: &str) -> Result<Value, RequestError> {
+    call(http, Method::GET, url, Some(token), None, &[200]).await
+}
+
+/// `method url` as `token` with `json`, answered 204 (no body to read).
+async fn no_content(
+    http: &Http,
+    method: Method,
+    url: &str,
+    token: &str,
+    json: Option<Value>,
+) -> Result<(), RequestError> {
+    http.expect(
+        method,
+        url,
+        Some(token),
+        json.as_ref().and_then(body),
+        &[204],
+    )
+    .await
+    .map(drop)
+}
+
+/// `PUT url` (`on`) or `DELETE url` as `token`, answered 204.
+async fn put_or_delete(http: &Http, url: &str, token: &str, on: bool) -> Result<(), RequestError> {
+    let method = if on { Method::PUT } else { Method::DELETE };
+    no_content(http, method, url, token, None).await
+}
+
+/// A page's `items`.
+fn items(v: &Value) -> Result<&Vec<Value>, RequestError> {
+    v.get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RequestError::Decode("no items".into()))
+}
+
+/// `POST url` of a handle and password, answered `ok`: the session, its user id in `id`.
+async fn session(
+    http: &Http,
+    url: &str,
+    handle: &str,
+    password: &str,
+    ok: u16,
+    id: &str,
+) -> Result<Session, RequestError> {
+    let json = json!({"handle": handle, "password": password});
+    let v = call(http, Method::POST, url, None, Some(json), &[ok]).await?;
+    Ok(Session {
+        user_id: field(&v, id)?,
+        token: field(&v, "token")?,
+    })
+}
+
 /// `POST /v1/users`: signs up; a taken handle is `Status { status: 409, .. }`.
 pub async fn sign_up(
     http: &Http,
@@ -33,20 +101,8 @@ pub async fn sign_up(
     handle: &str,
     password: &str,
 ) -> Result<Session, RequestError> {
-    let a = http
-        .expect(
-            Method::POST,
-            &format!("{base}/v1/users"),
-            None,
-            body(&json!({"handle": handle, "password": password})),
-            &[201],
-        )
-        .await?;
-    let v = a.json()?;
-    Ok(Session {
-        user_id: field(&v, "id")?,
-        token: field(&v, "token")?,
-    })
+    let url = format!("{base}/v1/users");
+    session(http, &url, handle, password, 201, "id").await
 }
 
 /// `POST /v1/sessions`: logs in.
@@ -56,20 +112,8 @@ pub async fn log_in(
     handle: &str,
     password: &str,
 ) -> Result<Session, RequestError> {
-    let a = http
-        .expect(
-            Method::POST,
-            &format!("{base}/v1/sessions"),
-            None,
-            body(&json!({"handle": handle, "password": password})),
-            &[200],
-        )
-        .await?;
-    let v = a.json()?;
-    Ok(Session {
-        user_id: field(&v, "user_id")?,
-        token: field(&v, "token")?,
-    })
+    let url = format!("{base}/v1/sessions");
+    session(http, &url, handle, password, 200, "user_id").await
 }
 
 /// `GET /v1/notifications?limit=`, first page: the items' ids (decimal strings, newest first)
@@ -86,14 +130,8 @@ pub async fn notifications(
         url.push_str("&cursor=");
         url.push_str(c);
     }
-    let v = http
-        .expect(Method::GET, &url, Some(token), None, &[200])
-        .await?
-        .json()?;
-    let items = v
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or_else(|| RequestError::Decode("no items".into()))?;
+    let v = get(http, &url, token).await?;
+    let items = items(&v)?;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let read = item
@@ -117,15 +155,8 @@ pub async fn mark_read(
     up_to: &str,
 ) -> Result<(), RequestError> {
     let url = format!("{base}/v1/notifications/read");
-    http.expect(
-        Method::PUT,
-        &url,
-        Some(token),
-        body(&json!({ "up_to": up_to })),
-        &[204],
-    )
-    .await
-    .map(drop)
+    let json = json!({ "up_to": up_to });
+    no_content(http, Method::PUT, &url, token, Some(json)).await
 }
 
 /// `PUT /v1/users/me/password`: changes the caller's password (their other sessions are
@@ -138,15 +169,8 @@ pub async fn change_password(
     new: &str,
 ) -> Result<(), RequestError> {
     let url = format!("{base}/v1/users/me/password");
-    http.expect(
-        Method::PUT,
-        &url,
-        Some(token),
-        body(&json!({ "old": old, "new": new })),
-        &[204],
-    )
-    .await
-    .map(drop)
+    let json = json!({ "old": old, "new": new });
+    no_content(http, Method::PUT, &url, token, Some(json)).await
 }
 
 /// `DELETE /v1/users/me`: deletes the caller's account.
@@ -157,15 +181,8 @@ pub async fn delete_account(
     password: &str,
 ) -> Result<(), RequestError> {
     let url = format!("{base}/v1/users/me");
-    http.expect(
-        Method::DELETE,
-        &url,
-        Some(token),
-        body(&json!({ "password": password })),
-        &[204],
-    )
-    .await
-    .map(drop)
+    let json = json!({ "password": password });
+    no_content(http, Method::DELETE, &url, token, Some(json)).await
 }
 
 /// `GET /v1/users/me`: the status (200 while the session is valid, 401 once it is revoked).
@@ -203,11 +220,7 @@ pub async fn followers_count(
     token: &str,
     id: &str,
 ) -> Result<u64, RequestError> {
-    let url = format!("{base}/v1/users/{id}");
-    let v = http
-        .expect(Method::GET, &url, Some(token), None, &[200])
-        .await?
-        .json()?;
+    let v = get(http, &format!("{base}/v1/users/{id}"), token).await?;
     v.get("followers_count")
         .and_then(Value::as_u64)
         .ok_or_else(|| RequestError::Decode("a user without followers_count".into()))
@@ -220,11 +233,7 @@ pub async fn handle_of(
     token: &str,
     id: &str,
 ) -> Result<String, RequestError> {
-    let url = format!("{base}/v1/users/{id}");
-    let v = http
-        .expect(Method::GET, &url, Some(token), None, &[200])
-        .await?
-        .json()?;
+    let v = get(http, &format!("{base}/v1/users/{id}"), token).await?;
     field(&v, "handle")
 }
 
@@ -242,17 +251,13 @@ pub async fn followers(
 /// `PUT /v1/following/{id}`.
 pub async fn follow(http: &Http, base: &str, token: &str, id: &str) -> Result<(), RequestError> {
     let url = format!("{base}/v1/following/{id}");
-    http.expect(Method::PUT, &url, Some(token), None, &[204])
-        .await
-        .map(drop)
+    no_content(http, Method::PUT, &url, token, None).await
 }
 
 /// `DELETE /v1/following/{id}`.
 pub async fn unfollow(http: &Http, base: &str, token: &str, id: &str) -> Result<(), RequestError> {
     let url = format!("{base}/v1/following/{id}");
-    http.expect(Method::DELETE, &url, Some(token), None, &[204])
-        .await
-        .map(drop)
+    no_content(http, Method::DELETE, &url, token, None).await
 }
 
 /// `POST /v1/posts`: returns the new post's id.
@@ -262,16 +267,16 @@ pub async fn post(
     token: &str,
     text: &str,
 ) -> Result<String, RequestError> {
-    let a = http
-        .expect(
-            Method::POST,
-            &format!("{base}/v1/posts"),
-            Some(token),
-            body(&json!({ "text": text })),
-            &[201],
-        )
-        .await?;
-    field(&a.json()?, "id")
+    let url = format!("{base}/v1/posts");
+    let v = call(
+        http,
+        Method::POST,
+        &url,
+        Some(token),
+        Some(json!({ "text": text })),
+        &[201],
+    );
+    field(&v.await?, "id")
 }
 
 /// `GET /v1/feed?limit=`: returns how many posts the page held (206 while a cold timeline is
@@ -355,11 +360,7 @@ async fn toggle(
     what: &str,
     on: bool,
 ) -> Result<(), RequestError> {
-    let url = format!("{base}/v1/posts/{post}/{what}");
-    let method = if on { Method::PUT } else { Method::DELETE };
-    http.expect(method, &url, Some(token), None, &[204])
-        .await
-        .map(drop)
+    put_or_delete(http, &format!("{base}/v1/posts/{post}/{what}"), token, on).await
 }
 
 /// `GET /v1/posts/{id}/likes`, every page: the ids of the users who like the post.
@@ -402,11 +403,7 @@ pub async fn post_count(
     post: &str,
     which: &str,
 ) -> Result<u64, RequestError> {
-    let url = format!("{base}/v1/posts/{post}");
-    let v = http
-        .expect(Method::GET, &url, Some(token), None, &[200])
-        .await?
-        .json()?;
+    let v = get(http, &format!("{base}/v1/posts/{post}"), token).await?;
     v.pointer(&format!("/counts/{which}"))
         .and_then(Value::as_u64)
         .ok_or_else(|| RequestError::Decode(format!("a post without counts.{which}")))
@@ -422,14 +419,8 @@ async fn user_ids(http: &Http, token: &str, list: &str) -> Result<Vec<String>, R
             url.push_str("&cursor=");
             url.push_str(c);
         }
-        let v = http
-            .expect(Method::GET, &url, Some(token), None, &[200])
-            .await?
-            .json()?;
-        let items = v
-            .get("items")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RequestError::Decode("no items".into()))?;
+        let v = get(http, &url, token).await?;
+        let items = items(&v)?;
         for item in items {
             ids.push(field(item, "id")?);
         }
@@ -447,16 +438,20 @@ pub async fn create_conversation(
     token: &str,
     members: &[String],
 ) -> Result<String, RequestError> {
-    let a = http
-        .expect(
+    let url = format!("{base}/v1/conversations");
+    let json = json!({ "members": members });
+    field(
+        &call(
+            http,
             Method::POST,
-            &format!("{base}/v1/conversations"),
+            &url,
             Some(token),
-            body(&json!({ "members": members })),
+            Some(json),
             &[200, 201],
         )
-        .await?;
-    field(&a.json()?, "id")
+        .await?,
+        "id",
+    )
 }
 
 /// `POST /v1/conversations` with a name: a group owned by the caller, with `members`; returns
@@ -468,16 +463,12 @@ pub async fn create_group(
     members: &[String],
     name: &str,
 ) -> Result<String, RequestError> {
-    let a = http
-        .expect(
-            Method::POST,
-            &format!("{base}/v1/conversations"),
-            Some(token),
-            body(&json!({ "members": members, "name": name })),
-            &[201],
-        )
-        .await?;
-    field(&a.json()?, "id")
+    let url = format!("{base}/v1/conversations");
+    let json = json!({ "members": members, "name": name });
+    field(
+        &call(http, Method::POST, &url, Some(token), Some(json), &[201]).await?,
+        "id",
+    )
 }
 
 /// `PUT` (`member`) or `DELETE /v1/conversations/{conv}/members/{user}`: `user` is (or is not)
@@ -491,10 +482,7 @@ pub async fn set_member(
     member: bool,
 ) -> Result<(), RequestError> {
     let url = format!("{base}/v1/conversations/{conv}/members/{user}");
-    let method = if member { Method::PUT } else { Method::DELETE };
-    http.expect(method, &url, Some(token), None, &[204])
-        .await
-        .map(drop)
+    put_or_delete(http, &url, token, member).await
 }
 
 /// `GET /v1/conversations/{conv}`: the ids of its members.
@@ -504,11 +492,7 @@ pub async fn members(
     token: &str,
     conv: &str,
 ) -> Result<Vec<String>, RequestError> {
-    let url = format!("{base}/v1/conversations/{conv}");
-    let v = http
-        .expect(Method::GET, &url, Some(token), None, &[200])
-        .await?
-        .json()?;
+    let v = get(http, &format!("{base}/v1/conversations/{conv}"), token).await?;
     v.get("members")
         .and_then(Value::as_array)
         .ok_or_else(|| RequestError::Decode("no members".into()))?
@@ -552,16 +536,19 @@ pub async fn send_message(
     client_id: &str,
     text: &str,
 ) -> Result<StoredMessage, RequestError> {
-    let a = http
-        .expect(
+    let url = format!("{base}/v1/conversations/{conv}/messages");
+    let json = json!({ "body": text, "client_id": client_id });
+    stored_message(
+        &call(
+            http,
             Method::POST,
-            &format!("{base}/v1/conversations/{conv}/messages"),
+            &url,
             Some(token),
-            body(&json!({ "body": text, "client_id": client_id })),
+            Some(json),
             &[200, 201],
         )
-        .await?;
-    stored_message(&a.json()?)
+        .await?,
+    )
 }
 
 /// `PATCH /v1/conversations/{conv}/messages/{seq}`: edits one's own message to `text`; returns
@@ -575,16 +562,9 @@ pub async fn edit_message(
     client_id: &str,
     text: &str,
 ) -> Result<StoredMessage, RequestError> {
-    let a = http
-        .expect(
-            Method::PATCH,
-            &format!("{base}/v1/conversations/{conv}/messages/{seq}"),
-            Some(token),
-            body(&json!({ "body": text, "client_id": client_id })),
-            &[200],
-        )
-        .await?;
-    stored_message(&a.json()?)
+    let url = format!("{base}/v1/conversations/{conv}/messages/{seq}");
+    let json = json!({ "body": text, "client_id": client_id });
+    stored_message(&call(http, Method::PATCH, &url, Some(token), Some(json), &[200]).await?)
 }
 
 fn stored_message(v: &Value) -> Result<StoredMessage, RequestError> {
@@ -616,14 +596,8 @@ pub async fn messages(
     loop {
         let after = out.last().map_or(0, |m| m.seq);
         let url = format!("{base}/v1/conversations/{conv}/messages?after_seq={after}&limit=100");
-        let v = http
-            .expect(Method::GET, &url, Some(token), None, &[200])
-            .await?
-            .json()?;
-        let items = v
-            .get("items")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RequestError::Decode("no items".into()))?;
+        let v = get(http, &url, token).await?;
+        let items = items(&v)?;
         if items.is_empty() {
             return Ok(out);
         }
