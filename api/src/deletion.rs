@@ -4,18 +4,22 @@
 //! A pass reads at most [`DELETIONS_PER_PASS`] unfinished deletions and gives each at most
 //! [`STEP`] removals: their posts (through the posts service, as if the author deleted each), the
 //! likes they gave (each taken back as an unlike, so the posts' counts move down once on every
-//! node: [`starling_posts::liked`]), then their edges, sessions and friend requests
+//! node: [`starling_posts::liked`]; an index element whose like has not reached this node yet
+//! waits for it until the grace period is over), then their edges, sessions and friend requests
 //! ([`starling_graph::Graph::sweep_account`]). A
 //! deletion whose step found nothing left, once its grace period (`--handle-grace`) is over, has
 //! its handle freed and is marked finished. The deletion records replicate, so every node sweeps
 //! every deletion: the removals are idempotent, and a node killed mid-sweep resumes from what is
 //! left. Metrics: `starling_account_deletions_pending` (unfinished deletions seen by the last
-//! pass), `starling_account_deletion_removals_total`, `starling_account_deletions_finished_total`.
+//! pass), `starling_account_deletion_removals_total`, `starling_account_deletions_finished_total`,
+//! `starling_account_deletion_likes_waiting` (likes of deleted users indexed here whose like has
+//! not arrived, as of the last pass).
 
 use crate::AppState;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use starling_posts::PostError;
+use starling_posts::liked::Unseen;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -30,6 +34,7 @@ pub struct SweepMetrics {
     pending: Gauge,
     removals: Counter,
     finished: Counter,
+    likes_waiting: Gauge,
 }
 
 impl SweepMetrics {
@@ -50,6 +55,11 @@ impl SweepMetrics {
             "starling_account_deletions_finished",
             "Deleted accounts swept clean with their handle freed",
             m.finished.clone(),
+        );
+        r.register(
+            "starling_account_deletion_likes_waiting",
+            "Likes of deleted users indexed on this node whose like has not reached it yet (as of the last pass)",
+            m.likes_waiting.clone(),
         );
         m
     }
@@ -80,23 +90,29 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
     state.sweep.pending.set(pending.len() as i64);
     let grace = state.graph.config().handle_grace.as_millis() as u64;
     let now = now_ms();
+    let mut likes_waiting = 0;
     for d in pending {
+        let graced = now >= d.deleted_at_ms.saturating_add(grace);
         let mut removed = sweep_posts(state, d.user, STEP).await?;
-        removed += state
+        let unseen = if graced { Unseen::Forget } else { Unseen::Wait };
+        let likes = state
             .posts
-            .sweep_likes(d.user, STEP.saturating_sub(removed))
+            .sweep_likes(d.user, STEP.saturating_sub(removed), unseen)
             .await?;
+        removed += likes.removed;
+        likes_waiting += likes.waiting;
         removed += state
             .graph
             .sweep_account(d.user, STEP.saturating_sub(removed))
             .await?;
         state.sweep.removals.inc_by(removed as u64);
-        if removed == 0 && now >= d.deleted_at_ms.saturating_add(grace) {
+        if removed == 0 && graced {
             state.graph.release_handle(&d).await?;
             state.sweep.finished.inc();
             tracing::info!(user = d.user, "deleted account swept; handle freed");
         }
     }
+    state.sweep.likes_waiting.set(likes_waiting as i64);
     Ok(())
 }
 

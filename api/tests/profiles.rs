@@ -530,7 +530,8 @@ fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
 }
 
 /// An account deleted in one region: the other region sees it gone (sessions, reads, posts),
-/// both regions' counts of the other user move once, and the handle is free there afterwards.
+/// both regions' counts of the other user move once (followers, and the likes, reposts, quotes
+/// and replies the deleted user gave the other's post), and the handle is free there afterwards.
 #[test]
 fn an_account_deleted_in_one_region_is_gone_in_every_region() {
     let dir = tempfile::tempdir().unwrap();
@@ -561,6 +562,37 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
     for n in [&us, &eu] {
         assert!(common::eventually(wait, || counts(n) == (Some(1), Some(1))));
     }
+    // Alice (us) likes, reposts, quotes and replies to a post of Bob's (eu): every node counts
+    // one of each.
+    let (s, b) = call(&eu, "POST", "/v1/posts", &bt, json!({"text": "from eu"}));
+    assert_eq!(s, 201, "{b}");
+    let bobs = b["id"].as_str().unwrap().to_string();
+    let bobs_path = format!("/v1/posts/{bobs}");
+    assert!(common::eventually(wait, || status(
+        &us, "GET", &bobs_path, &at
+    ) == 200));
+    assert_eq!(status(&us, "PUT", &format!("{bobs_path}/like"), &at), 204);
+    assert_eq!(status(&us, "PUT", &format!("{bobs_path}/repost"), &at), 204);
+    for extra in [json!({"quote_of": bobs}), json!({"reply_to": bobs})] {
+        let mut body = json!({"text": "about bob's"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, q) = call(&us, "POST", "/v1/posts", &at, body);
+        assert_eq!(s, 201, "{q}");
+    }
+    let engagement = |n: &Node| {
+        let (_, p) = call(n, "GET", &bobs_path, &bt, Value::Null);
+        let c = &p["counts"];
+        [&c["likes"], &c["reposts"], &c["quotes"], &c["replies"]].map(Value::as_u64)
+    };
+    for (name, n) in [("us", &us), ("eu", &eu)] {
+        assert!(
+            common::eventually(wait, || engagement(n) == [Some(1); 4]),
+            "{name} counts alice's like, repost, quote and reply: {:?}",
+            engagement(n)
+        );
+    }
 
     let (s, v) = call(
         &us,
@@ -582,6 +614,11 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
             "{name}: bob's counts move once: {:?}",
             counts(n)
         );
+        assert!(
+            common::eventually(wait, || engagement(n) == [Some(0); 4]),
+            "{name}: alice's like, repost, quote and reply stop counting: {:?}",
+            engagement(n)
+        );
     }
     assert!(
         common::eventually(wait, || common::call_json(
@@ -596,6 +633,7 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
     );
     for n in [&us, &eu] {
         assert_eq!(counts(n), (Some(0), Some(0)));
+        assert_eq!(engagement(n), [Some(0); 4], "moved once");
     }
     assert!(us.terminate().success());
     assert!(eu.terminate().success());

@@ -251,7 +251,8 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         likes >= 20,
         "skewed: the most liked post has {likes} likes\n{out}"
     );
-    let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
+    let args = ["--data-dir", &d, "--deletion-interval", "100ms"].map(String::from);
+    let node = Node::start(dir.path(), free_port(), &args);
     let login = |handle: &str| {
         let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
         let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
@@ -343,5 +344,24 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         all_users(&node, &token, &format!("/v1/posts/{post}/likes")).len(),
         likes
     );
+    // A seeded liker deletes their account: the sweeper takes their seeded like back (the
+    // seeder wrote the index by liker), and the count moves down once.
+    let (gone_id, gone_handle) = likers[1..]
+        .iter()
+        .find(|(_, h)| h != "user0" && *h != author)
+        .unwrap()
+        .clone();
+    let gone = login(&gone_handle);
+    let body = serde_json::json!({"password": "password1"}).to_string();
+    let (s, b) = common::http_json(node.port, "DELETE", "/v1/users/me", Some(&gone), &body);
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
+    assert!(
+        eventually(Duration::from_secs(60), || liked(&token) == likes - 1),
+        "the deleted liker's seeded like stops counting: {}",
+        liked(&token)
+    );
+    let left = all_users(&node, &token, &format!("/v1/posts/{post}/likes"));
+    assert_eq!(left.len(), likes - 1);
+    assert!(left.iter().all(|(id, _)| *id != gone_id), "{left:?}");
     assert!(node.terminate().success());
 }

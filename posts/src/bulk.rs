@@ -2,7 +2,9 @@
 //! notifications they make, with their derived counts, laid out as ascending runs for
 //! [`starling_store::Store::bulk_load`].
 //!
-//! The records are those the request paths write — a like's `pl` element (liked-at), a reply's
+//! The records are those the request paths write — a like's `pl` element (liked-at) and its
+//! element `plg/liker/post` of the index by liker ([`crate::liked`]: a seeded user's deletion
+//! takes their likes back like anyone's), a reply's
 //! `pr` register and `pt` element, a repost's `prp` element naming its repost post (the posts
 //! themselves, replies and reposts included, go through [`crate::seed_runs`]), a notification's
 //! `nt` element — and the state the post-counts consumer would derive is written with them: each
@@ -13,7 +15,7 @@
 //! recipient, what trimming would leave.
 
 use crate::notifications::{KEEP, NOTIFICATIONS, Stored};
-use crate::{PostError, likes, replies, reposts};
+use crate::{PostError, liked, likes, replies, reposts};
 use bytes::Bytes;
 use starling_store::{BulkRun, Dot, Keyspace, Mutation};
 
@@ -100,8 +102,10 @@ impl SeedEngagement {
             }
             n
         };
-        (self.likes.len() + 2 * self.replies.len() + self.reposts.len() + self.notifications.len())
-            as u64
+        (2 * self.likes.len()
+            + 2 * self.replies.len()
+            + self.reposts.len()
+            + self.notifications.len()) as u64
             + posts(&mut self.likes.iter().map(|l| l.0))
             + posts(&mut self.replies.iter().map(|r| r.0))
             + posts(&mut self.reposts.iter().map(|r| r.0))
@@ -113,12 +117,21 @@ impl SeedEngagement {
         let at = Bytes::copy_from_slice(&self.at_ms.to_be_bytes());
         let mut by_reply: Vec<(u64, u64)> = self.replies.iter().map(|&(p, r)| (r, p)).collect();
         by_reply.sort_unstable();
+        // The index by liker, in its key order (16 bytes a like while the load runs).
+        let mut by_liker: Vec<(u64, u64)> = self.likes.iter().map(|&(p, l)| (l, p)).collect();
+        by_liker.sort_unstable();
         Ok(vec![
             BulkRun::new(
                 likes::LIKES.prefix(),
                 self.likes
                     .iter()
                     .map(move |&(p, l)| Ok((likes::like_key(p, l), Mutation::Add(at.clone())))),
+            ),
+            BulkRun::new(
+                liked::LIKED.prefix(),
+                by_liker
+                    .into_iter()
+                    .map(|(l, p)| Ok((liked::liked_key(l, p), Mutation::Add(Bytes::new())))),
             ),
             counts(
                 likes::COUNTS,
@@ -270,6 +283,23 @@ mod tests {
         l.catch_up().await.unwrap();
         let counts = l.counts(10).await.unwrap();
         assert_eq!((counts.likes, counts.reposts), (5, 0));
+
+        // A seeded liker's deletion takes their seeded like back through the index (once).
+        let swept = p
+            .sweep_likes(5, 10, crate::liked::Unseen::Wait)
+            .await
+            .unwrap();
+        assert_eq!(swept.removed, 1, "{swept:?}");
+        assert_eq!(
+            p.sweep_likes(5, 10, crate::liked::Unseen::Wait)
+                .await
+                .unwrap()
+                .removed,
+            0
+        );
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(10).await.unwrap(), 4);
+        assert!(!l.liked(10, 5).await.unwrap());
 
         // A node that was not loaded counts the same elements as they replicate in.
         let other = posts();

@@ -12,17 +12,27 @@
 //! user's likes back through the ordinary unlike, in steps of a bounded number of removals: each
 //! like's element goes, so every node's count consumer moves the post's count down once (its
 //! shadow per element and redo journal make that exact across crashes and retries), and the
-//! removals replicate like any unlike. Likes written before this index (and the seeder's
-//! bulk-loaded likes) are not in it, and stay counted.
+//! removals replicate like any unlike. The seeder writes the index with its bulk-loaded likes
+//! ([`crate::bulk`]); likes written before this index existed are not in it, and stay counted.
+//!
+//! **A like not here yet.** The index element and the like are two keys that replicate in no set
+//! order: a node may hold the element before the like (and every node sweeps). Taking the
+//! element off there would replicate the removal to the nodes that hold the like, whose sweep
+//! then never finds it: the like would count for good. So an element whose like this node has
+//! never seen (no record: not a tombstone, nothing) stays, and a later pass takes the like back
+//! once it arrived; only after the deletion's grace period (`unseen: Forget`) is such an element
+//! taken off as a like never made (a crash between the element and the like, or an unlike's
+//! crash before the index). An element whose like is a tombstone here was taken back already:
+//! it goes at once.
 
 use crate::Posts;
 use bytes::Bytes;
 use starling_store::{Key, Keyspace, ScanRequest, StoreError, StoreExt};
 
 /// `plg/liker/post`: the posts a user likes (replicated).
-const LIKED: Keyspace = Keyspace::new("plg");
+pub(crate) const LIKED: Keyspace = Keyspace::new("plg");
 
-fn liked_key(liker: u64, post: u64) -> Key {
+pub(crate) fn liked_key(liker: u64, post: u64) -> Key {
     LIKED.key().u64(liker).u64(post).finish()
 }
 
@@ -41,61 +51,136 @@ impl Posts {
         Ok(())
     }
 
-    /// Takes back up to `budget` of `liker`'s likes (each an unlike, then its index element);
-    /// returns how many index elements it took off (0: none left).
-    pub async fn sweep_likes(&self, liker: u64, budget: usize) -> Result<usize, StoreError> {
+    /// Takes back `liker`'s likes (each an unlike, then its index element), looking at up to
+    /// `budget` index elements; an element whose like is not here is kept unless `unseen` says
+    /// to forget it (see the module doc).
+    pub async fn sweep_likes(
+        &self,
+        liker: u64,
+        budget: usize,
+        unseen: Unseen,
+    ) -> Result<LikeSweep, StoreError> {
         let prefix = LIKED.key().u64(liker).finish();
         let skip = prefix.as_bytes().len();
         let limit = budget.min(self.store.limits().max_scan);
+        let mut out = LikeSweep::default();
         if limit == 0 {
-            return Ok(0);
+            return Ok(out);
         }
         let page = self.store.scan(&ScanRequest::prefix(prefix, limit)).await?;
-        let mut done = 0;
         for (k, _) in &page.items {
             let Some(post) = starling_store::key::read_u64(k.as_bytes(), skip) else {
                 continue;
             };
+            let seen = self
+                .store
+                .get(&crate::likes::like_key(post, liker))
+                .await?
+                .is_some();
+            if !seen && unseen == Unseen::Wait {
+                out.waiting += 1;
+                continue;
+            }
             self.likes.unlike(post, liker).await?;
             self.store.remove(k).await?;
-            done += 1;
+            out.removed += 1;
         }
-        Ok(done)
+        Ok(out)
     }
+}
+
+/// What a sweep does with an index element whose like this node has never seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unseen {
+    /// Keep it: the like may still be on its way (a later pass takes it back).
+    Wait,
+    /// Take it off: the grace period is over, the like was never made.
+    Forget,
+}
+
+/// One step of [`Posts::sweep_likes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LikeSweep {
+    /// Index elements taken off (each like taken back, if it was there).
+    pub removed: usize,
+    /// Index elements kept: their like has not reached this node (yet).
+    pub waiting: usize,
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{LikeSweep, Unseen};
     use crate::test_support::posts;
 
     #[tokio::test]
     async fn a_swept_liker_stops_counting_once() {
         let p = posts();
+        let l = p.likes();
         let (a, b) = (101u64, 102u64);
         for (liker, post) in [(7, a), (7, b), (8, a)] {
             p.note_like(liker, post).await.unwrap();
-            p.likes().like(post, liker).await.unwrap();
+            l.like(post, liker).await.unwrap();
         }
-        // An index element whose like was taken back already: nothing to undo.
+        // A like taken back whose index element stayed (a crash before `forget_like`): its
+        // tombstone is here, the element goes at once.
+        p.note_like(7, 998).await.unwrap();
+        l.like(998, 7).await.unwrap();
+        l.unlike(998, 7).await.unwrap();
+        // An element whose like this node has not seen: on its way from another node (999), or
+        // never made (997, a crash between the element and the like).
         p.note_like(7, 999).await.unwrap();
-        p.likes().catch_up().await.unwrap();
-        assert_eq!(p.likes().count(a).await.unwrap(), 2);
-        let mut steps = 0;
-        while p.sweep_likes(7, 2).await.unwrap() > 0 {
-            steps += 1;
-            assert!(steps < 5, "a sweep ends");
+        p.note_like(7, 997).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(a).await.unwrap(), 2);
+        let mut steps = Vec::new();
+        loop {
+            let step = p.sweep_likes(7, 2, Unseen::Wait).await.unwrap();
+            assert!(step.removed + step.waiting <= 2, "bounded steps: {step:?}");
+            if step.removed == 0 {
+                break;
+            }
+            steps.push(step.removed);
+            assert!(steps.len() < 5, "a sweep ends");
         }
-        assert_eq!(steps, 2, "bounded steps");
-        p.likes().catch_up().await.unwrap();
-        // Swept again (another node's sweeper, a retry): nothing moves twice.
-        assert_eq!(p.sweep_likes(7, 10).await.unwrap(), 0);
-        p.likes().catch_up().await.unwrap();
-        assert_eq!(p.likes().count(a).await.unwrap(), 1);
-        assert_eq!(p.likes().count(b).await.unwrap(), 0);
-        assert!(
-            p.likes().liked(a, 8).await.unwrap(),
-            "another liker's stays"
+        assert_eq!(steps, vec![2, 1], "101 and 102, then 998");
+        assert_eq!(
+            p.sweep_likes(7, 10, Unseen::Wait).await.unwrap(),
+            LikeSweep {
+                removed: 0,
+                waiting: 2
+            },
+            "997 and 999 kept while their likes may be on their way"
         );
-        assert!(!p.likes().liked(a, 7).await.unwrap());
+        // 999's like arrives: the next pass takes it back.
+        l.like(999, 7).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(999).await.unwrap(), 1);
+        assert_eq!(
+            p.sweep_likes(7, 10, Unseen::Wait).await.unwrap(),
+            LikeSweep {
+                removed: 1,
+                waiting: 1
+            }
+        );
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(999).await.unwrap(), 0);
+        // Past the grace period the element without a like goes; swept again (another node's
+        // sweeper, a retry): nothing moves twice.
+        assert_eq!(
+            p.sweep_likes(7, 10, Unseen::Forget).await.unwrap(),
+            LikeSweep {
+                removed: 1,
+                waiting: 0
+            }
+        );
+        assert_eq!(
+            p.sweep_likes(7, 10, Unseen::Forget).await.unwrap(),
+            LikeSweep::default()
+        );
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(a).await.unwrap(), 1);
+        assert_eq!(l.count(b).await.unwrap(), 0);
+        assert!(l.liked(a, 8).await.unwrap(), "another liker's stays");
+        assert!(!l.liked(a, 7).await.unwrap());
     }
 }
