@@ -4,16 +4,17 @@
 //! A pass reads at most [`DELETIONS_PER_PASS`] unfinished deletions and gives each at most
 //! [`STEP`] removals: their posts (through the posts service, as if the author deleted each), the
 //! likes they gave (each taken back as an unlike, so the posts' counts move down once on every
-//! node: [`starling_posts::liked`]; an index element whose like has not reached this node yet
-//! waits for it until the grace period is over), then their edges, sessions and friend requests
+//! node: [`starling_posts::liked`]; an index element whose like has not reached this node yet,
+//! and a repost or quote whose counted element has not, wait for it until the grace period is
+//! over), then their edges, sessions and friend requests
 //! ([`starling_graph::Graph::sweep_account`]). A
 //! deletion whose step found nothing left, once its grace period (`--handle-grace`) is over, has
 //! its handle freed and is marked finished. The deletion records replicate, so every node sweeps
 //! every deletion: the removals are idempotent, and a node killed mid-sweep resumes from what is
 //! left. Metrics: `starling_account_deletions_pending` (unfinished deletions seen by the last
 //! pass), `starling_account_deletion_removals_total`, `starling_account_deletions_finished_total`,
-//! `starling_account_deletion_likes_waiting` (likes of deleted users indexed here whose like has
-//! not arrived, as of the last pass).
+//! `starling_account_deletion_waiting` (likes indexed here whose like has not arrived, and
+//! reposts and quotes whose counted element has not, as of the last pass).
 
 use crate::AppState;
 use prometheus_client::metrics::counter::Counter;
@@ -34,7 +35,7 @@ pub struct SweepMetrics {
     pending: Gauge,
     removals: Counter,
     finished: Counter,
-    likes_waiting: Gauge,
+    waiting: Gauge,
 }
 
 impl SweepMetrics {
@@ -57,9 +58,9 @@ impl SweepMetrics {
             m.finished.clone(),
         );
         r.register(
-            "starling_account_deletion_likes_waiting",
-            "Likes of deleted users indexed on this node whose like has not reached it yet (as of the last pass)",
-            m.likes_waiting.clone(),
+            "starling_account_deletion_waiting",
+            "Likes (indexed), reposts and quotes of deleted users whose counted element has not reached this node yet (as of the last pass)",
+            m.waiting.clone(),
         );
         m
     }
@@ -90,17 +91,18 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
     state.sweep.pending.set(pending.len() as i64);
     let grace = state.graph.config().handle_grace.as_millis() as u64;
     let now = now_ms();
-    let mut likes_waiting = 0;
+    let mut waiting = 0;
     for d in pending {
         let graced = now >= d.deleted_at_ms.saturating_add(grace);
-        let mut removed = sweep_posts(state, d.user, STEP).await?;
         let unseen = if graced { Unseen::Forget } else { Unseen::Wait };
+        let (mut removed, posts_waiting) = sweep_posts(state, d.user, STEP, unseen).await?;
+        waiting += posts_waiting;
         let likes = state
             .posts
             .sweep_likes(d.user, STEP.saturating_sub(removed), unseen)
             .await?;
         removed += likes.removed;
-        likes_waiting += likes.waiting;
+        waiting += likes.waiting;
         removed += state
             .graph
             .sweep_account(d.user, STEP.saturating_sub(removed))
@@ -112,19 +114,39 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
             tracing::info!(user = d.user, "deleted account swept; handle freed");
         }
     }
-    state.sweep.likes_waiting.set(likes_waiting as i64);
+    state.sweep.waiting.set(waiting as i64);
     Ok(())
 }
 
-/// Deletes up to `budget` posts of `user`, newest first. A list entry whose post is gone
-/// already is passed over (its post's own deletion removes it).
-async fn sweep_posts(state: &AppState, user: u64, budget: usize) -> Result<usize, PostError> {
-    let mut done = 0;
+/// Deletes posts of `user`, newest first, looking at up to `budget` of them; returns how many it
+/// deleted and how many wait. A list entry whose post is gone already is passed over (its post's
+/// own deletion removes it); a repost or quote whose counted element has not reached this node
+/// waits for it (unless `unseen` says to forget), so the deletion takes the element off
+/// ([`starling_posts::liked`]).
+async fn sweep_posts(
+    state: &AppState,
+    user: u64,
+    budget: usize,
+    unseen: Unseen,
+) -> Result<(usize, usize), PostError> {
+    let (mut done, mut waiting) = (0, 0);
     let mut before = None;
-    while done < budget {
-        let ids = state.posts.ids_by_author(user, before, budget).await?;
+    while done + waiting < budget {
+        let ids = state
+            .posts
+            .ids_by_author(user, before, budget - done - waiting)
+            .await?;
         let Some(&last) = ids.last() else { break };
         for id in ids {
+            let post = match state.posts.get(id).await {
+                Ok(p) => p,
+                Err(PostError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            if unseen == Unseen::Wait && !state.posts.elements_here(&post).await? {
+                waiting += 1;
+                continue;
+            }
             match state.posts.delete(id, user).await {
                 Ok(()) => done += 1,
                 Err(PostError::NotFound) => {}
@@ -133,7 +155,7 @@ async fn sweep_posts(state: &AppState, user: u64, budget: usize) -> Result<usize
         }
         before = Some(last);
     }
-    Ok(done)
+    Ok((done, waiting))
 }
 
 fn now_ms() -> u64 {

@@ -24,8 +24,14 @@
 //! taken off as a like never made (a crash between the element and the like, or an unlike's
 //! crash before the index). An element whose like is a tombstone here was taken back already:
 //! it goes at once.
+//!
+//! **Reposts and quotes** of a deleted user are posts of theirs, swept as posts: deleting one
+//! takes its element (`prp`, `pq`, [`crate::reposts`]) off, so the counts move down once. The
+//! same rule holds there: a post whose element this node has never seen is left for a later pass
+//! ([`Posts::elements_here`]), else the element would arrive after the post's deletion and count
+//! for good.
 
-use crate::Posts;
+use crate::{Post, Posts};
 use bytes::Bytes;
 use starling_store::{Key, Keyspace, ScanRequest, StoreError, StoreExt};
 
@@ -86,6 +92,34 @@ impl Posts {
             out.removed += 1;
         }
         Ok(out)
+    }
+}
+
+impl Posts {
+    /// Whether the set elements `post` is counted by (its repost's `prp` element, its quote's
+    /// `pq` element) have reached this node, in any state (a tombstone, or a repost element
+    /// naming another repost post, counts as arrived). True for a post with none.
+    pub async fn elements_here(&self, post: &Post) -> Result<bool, StoreError> {
+        if let Some(original) = post.repost_of
+            && self
+                .store
+                .get(&crate::reposts::repost_key(original, post.author))
+                .await?
+                .is_none()
+        {
+            return Ok(false);
+        }
+        if let Some(quoted) = post.quote_of {
+            let key = crate::reposts::QUOTES
+                .key()
+                .u64(quoted)
+                .u64(post.id)
+                .finish();
+            if self.store.get(&key).await?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -182,5 +216,31 @@ mod tests {
         assert_eq!(l.count(b).await.unwrap(), 0);
         assert!(l.liked(a, 8).await.unwrap(), "another liker's stays");
         assert!(!l.liked(a, 7).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_repost_or_quote_waits_for_its_element() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "original", &[], None).await.unwrap();
+        let (r, _) = p.repost(x.id, 2).await.unwrap();
+        let (q, _) = p
+            .create_quoting(2, "us", "look", &[], None, Some(x.id))
+            .await
+            .unwrap();
+        assert!(p.elements_here(&x).await.unwrap(), "none to wait for");
+        assert!(p.elements_here(&r).await.unwrap());
+        // The quote's element is written after the post: not here yet.
+        assert!(!p.elements_here(&q).await.unwrap());
+        p.link_quote(q.id, x.id).await.unwrap();
+        assert!(p.elements_here(&q).await.unwrap());
+        // A repost post whose element another node has not sent yet.
+        let mut elsewhere = r.clone();
+        elsewhere.author = 3;
+        assert!(!p.elements_here(&elsewhere).await.unwrap());
+        // Deleted: the tombstones count as arrived.
+        p.delete(q.id, 2).await.unwrap();
+        p.delete(r.id, 2).await.unwrap();
+        assert!(p.elements_here(&q).await.unwrap());
+        assert!(p.elements_here(&r).await.unwrap());
     }
 }
