@@ -16,9 +16,31 @@ impl Graph {
             .is_some_and(|v| v.value.is_some()))
     }
 
-    /// Whether either of two users blocked the other.
+    /// Whether either of two users blocked the other (from the block cache where it is on:
+    /// [`crate::block_cache`]).
     pub async fn blocked_either(&self, a: u64, b: u64) -> Result<bool, GraphError> {
-        Ok(self.has_blocked(a, b).await? || self.has_blocked(b, a).await?)
+        let Some(cache) = &self.blocks else {
+            return Ok(self.has_blocked(a, b).await? || self.has_blocked(b, a).await?);
+        };
+        if let Some(v) = cache.get(a, b) {
+            return Ok(v);
+        }
+        let seen = cache.generation();
+        let v = self.has_blocked(a, b).await? || self.has_blocked(b, a).await?;
+        cache.offer(a, b, seen, v);
+        Ok(v)
+    }
+
+    /// A block element of `a` and `b` was written here: the block cache forgets the pair.
+    pub(crate) fn block_changed(&self, a: u64, b: u64) {
+        if let Some(cache) = &self.blocks {
+            cache.changed(a, b);
+        }
+    }
+
+    /// The block cache, where it is on (its counters and size, for `/metrics`).
+    pub fn block_cache(&self) -> Option<&crate::block_cache::BlockCache> {
+        self.blocks.as_deref()
     }
 
     /// `blocker` blocks `blocked`. Idempotent.
@@ -29,9 +51,12 @@ impl Graph {
         if !self.exists(blocked).await? {
             return Err(GraphError::NotFound("user"));
         }
-        self.store
+        let written = self
+            .store
             .add(&pair(BLOCKS, blocker, blocked), Bytes::new())
-            .await?;
+            .await;
+        self.block_changed(blocker, blocked);
+        written?;
         self.unfollow(blocker, blocked).await?;
         self.unfollow(blocked, blocker).await?;
         self.unfriend(blocker, blocked).await?;
@@ -40,7 +65,9 @@ impl Graph {
 
     /// Lifts a block. Idempotent; follows are not restored.
     pub async fn unblock(&self, blocker: u64, blocked: u64) -> Result<(), GraphError> {
-        self.store.remove(&pair(BLOCKS, blocker, blocked)).await?;
+        let written = self.store.remove(&pair(BLOCKS, blocker, blocked)).await;
+        self.block_changed(blocker, blocked);
+        written?;
         Ok(())
     }
 }

@@ -218,7 +218,10 @@ impl Graph {
                 if let Some(r) = reverse(other) {
                     self.store.remove(&r).await?;
                 }
-                self.store.remove(k).await?;
+                let removed = self.store.remove(k).await;
+                // (A block element among them: the block cache forgets the pair.)
+                self.block_changed(user, other);
+                removed?;
                 done += 1;
             }
             match page.next {

@@ -1,12 +1,13 @@
 //! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
 //!
 //! Modules: [`account`] (the sessions of a user, password changes), [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
-//! sessions, profiles), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
+//! sessions, profiles), [`block_cache`] (the block check answered from memory on one node), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
 //! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar), [`deletion`] (deleted accounts). [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
 
 pub mod account;
+pub mod block_cache;
 pub mod blocks;
 pub mod bulk;
 pub mod counts;
@@ -47,6 +48,10 @@ pub struct GraphConfig {
     /// node's own feed: [`Graph::catch_up_counts`] then does nothing, and a follow's counts move
     /// once its partition's holder has read it.
     pub keyspace_feed: bool,
+    /// [`Graph::blocked_either`] from a cache of the pairs asked ([`block_cache`]): only where
+    /// every block element of the store is written through this node (one node on its own
+    /// store, no cluster; the server sets it so). `false` (the default): two reads a question.
+    pub block_cache: bool,
 }
 
 impl GraphConfig {
@@ -60,6 +65,7 @@ impl GraphConfig {
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             handle_grace: Duration::from_secs(30 * 24 * 3600),
             keyspace_feed: false,
+            block_cache: false,
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct Graph {
     counts_lock: Arc<tokio::sync::Mutex<()>>,
     /// Permits for argon2 computations: one per core (see `Graph::argon2_job`).
     hashing: Arc<tokio::sync::Semaphore>,
+    /// The block cache, where [`GraphConfig::block_cache`] allows it.
+    blocks: Option<Arc<block_cache::BlockCache>>,
 }
 
 impl Graph {
@@ -85,10 +93,12 @@ impl Graph {
         ids: Arc<IdGenerator>,
         cfg: GraphConfig,
     ) -> Self {
+        let blocks = cfg.block_cache.then(Arc::default);
         Graph {
             store,
             cas,
             ids,
+            blocks,
             cfg: Arc::new(cfg),
             counts_lock: Arc::new(tokio::sync::Mutex::new(())),
             hashing: Arc::new(tokio::sync::Semaphore::new(

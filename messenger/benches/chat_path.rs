@@ -17,6 +17,9 @@
 //!   in-memory checks, the epoch in each slot) against without it, ABAB in one run.
 //! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
 //!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
+//! - `authorize_send`: a 1:1 send's check (member, no block either way) over 64 conversations
+//!   with the graph's block cache (`GraphConfig::block_cache`) against without it (two store
+//!   reads a check, before), ABAB in one run.
 //!
 //! `send` and `send_concurrent` measure the process's CPU time (every thread's,
 //! `CLOCK_PROCESS_CPUTIME_ID`), not wall time.
@@ -372,6 +375,67 @@ fn send_filter(c: &mut Criterion) {
     g.finish();
 }
 
+/// `authorize_send`: the check of every 1:1 send, with and without the block cache, ABAB;
+/// process CPU time per check.
+fn authorize_send(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("authorize_send");
+    for (name, cache) in [
+        ("block_cache_a", true),
+        ("two_reads_before_a", false),
+        ("block_cache_b", true),
+        ("two_reads_before_b", false),
+    ] {
+        let (m, users, convs) = rt.block_on(async {
+            let store = open_memory(
+                NodeId::new(RegionId(1), 1),
+                Arc::new(HlcClock::new()),
+                Limits::default(),
+            );
+            let cas = Arc::new(LocalCas(store.clone()));
+            let ids = Arc::new(IdGenerator::new(store.node()));
+            let mut cfg = GraphConfig::new("r", "r");
+            cfg.argon2_memory_kib = 64;
+            cfg.argon2_passes = 1;
+            cfg.block_cache = cache;
+            let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
+            let mut users = Vec::new();
+            for i in 0..=LEASE_CONVS {
+                let (u, _) = graph
+                    .sign_up(&format!("user{i}"), "password1", None, None)
+                    .await
+                    .expect("sign up");
+                users.push(u.id);
+            }
+            let m = Messenger::new(store, cas, ids, graph, MessengerConfig::new("r"));
+            let mut convs = Vec::new();
+            for &u in &users[1..] {
+                convs.push(m.create(u, &[users[0]]).await.expect("conversation").0.id);
+            }
+            (m, users, convs)
+        });
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = cpu_now();
+                for _ in 0..iters {
+                    i += 1;
+                    let k = i % LEASE_CONVS;
+                    black_box(
+                        rt.block_on(m.authorize_send(users[k + 1], convs[k]))
+                            .expect("authorized"),
+                    );
+                }
+                cpu_now().saturating_sub(start)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     note_head,
@@ -379,6 +443,7 @@ criterion_group!(
     send,
     send_concurrent,
     send_lease,
-    send_filter
+    send_filter,
+    authorize_send
 );
 criterion_main!(benches);

@@ -217,6 +217,11 @@ impl Messenger {
         &self.cfg
     }
 
+    /// The graph it asks about users and blocks.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
     /// The client-id filter (its counters, whether it is loaded).
     pub fn client_ids(&self) -> &cids::ClientIds {
         &self.cids

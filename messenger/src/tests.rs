@@ -700,3 +700,63 @@ async fn the_client_id_filter_skips_the_index_read_and_a_retry_after_a_restart_f
     let log = m.after(conv.id, 0, 1000, true).await.unwrap();
     assert_eq!(log.len() as u64, n + 1, "no second copy of any message");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_block_cache_a_block_and_a_removal_take_effect_on_the_next_send() {
+    let store = open_memory(
+        NodeId::new(RegionId(1), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    );
+    let cas = Arc::new(LocalCas(store.clone()));
+    let ids = Arc::new(IdGenerator::new(store.node()));
+    let mut cfg = GraphConfig::new("r", "r");
+    cfg.argon2_memory_kib = 64;
+    cfg.argon2_passes = 1;
+    cfg.block_cache = true;
+    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
+    let mut u = Vec::new();
+    for i in 0..3 {
+        let (x, _) = graph
+            .sign_up(&format!("user{i}"), "password1", None, None)
+            .await
+            .unwrap();
+        u.push(x.id);
+    }
+    let m = Messenger::new(store, cas, ids, graph.clone(), MessengerConfig::new("r"));
+    let (dm, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    // Asked twice: the second answer is the cache's.
+    for _ in 0..2 {
+        m.authorize_send(u[0], dm.id).await.unwrap();
+        m.authorize_send(u[1], dm.id).await.unwrap();
+    }
+    let hits = || {
+        graph
+            .block_cache()
+            .unwrap()
+            .stats()
+            .hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(hits() >= 2, "{}", hits());
+    graph.block(u[1], u[0]).await.unwrap();
+    for sender in [u[0], u[1]] {
+        assert!(matches!(
+            m.authorize_send(sender, dm.id).await,
+            Err(MessengerError::Blocked)
+        ));
+    }
+    graph.unblock(u[1], u[0]).await.unwrap();
+    m.authorize_send(u[0], dm.id).await.unwrap();
+    // A member removed from a group cannot send the next message.
+    let (group, _) = m.create(u[0], &[u[1], u[2]]).await.unwrap();
+    m.authorize_send(u[2], group.id).await.unwrap();
+    m.send(&group, u[2], "before", "x").await.unwrap();
+    m.change(&group, u[0], crate::Change::Remove(u[2]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        m.authorize_send(u[2], group.id).await,
+        Err(MessengerError::NotMember)
+    ));
+}
