@@ -363,5 +363,30 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
     let left = all_users(&node, &token, &format!("/v1/posts/{post}/likes"));
     assert_eq!(left.len(), likes - 1);
     assert!(left.iter().all(|(id, _)| *id != gone_id), "{left:?}");
+    // A seeded reposter deletes their account: their repost post is swept, the repost count
+    // moves down once, and every count still equals its list.
+    let reposters_now = all_users(&node, &token, &format!("/v1/posts/{post}/reposts"));
+    let (rid, rhandle) = reposters_now
+        .iter()
+        .find(|(id, h)| h != "user0" && *h != author && *id != gone_id)
+        .cloned()
+        .expect("a seeded reposter of the hot post to delete");
+    let rt = login(&rhandle);
+    let (s, b) = common::http_json(node.port, "DELETE", "/v1/users/me", Some(&rt), &body);
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
+    let reposts = |t: &str| counts(t)["reposts"].as_u64().unwrap() as usize;
+    assert!(
+        eventually(Duration::from_secs(60), || reposts(&token)
+            == reposters_now.len() - 1),
+        "the deleted reposter's seeded repost stops counting: {}",
+        reposts(&token)
+    );
+    let listed = all_users(&node, &token, &format!("/v1/posts/{post}/reposts"));
+    assert!(listed.iter().all(|(id, _)| *id != rid), "{listed:?}");
+    let likers_listed = || all_users(&node, &token, &format!("/v1/posts/{post}/likes")).len();
+    assert!(
+        eventually(Duration::from_secs(60), || liked(&token) == likers_listed()),
+        "the like count equals the likers listed"
+    );
     assert!(node.terminate().success());
 }
