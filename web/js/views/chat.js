@@ -324,7 +324,9 @@ function messageItem(ctx, m, mine, readBy, act) {
       renamed: 'renamed the group',
       role_changed: 'changed the role of',
     }[m.kind] || m.kind;
-    return h('li', { class: 'msg event', 'data-seq': m.seq }, ctx.users.name(m.sender), ` ${what} `, m.target && m.kind !== 'member_left' ? ctx.users.name(m.target) : null);
+    // An event made by a user who deleted their account since reads as from a deleted user.
+    const who = m.sender_deleted ? 'deleted user' : ctx.users.name(m.sender);
+    return h('li', { class: 'msg event', 'data-seq': m.seq }, who, ` ${what} `, m.target && m.kind !== 'member_left' ? ctx.users.name(m.target) : null);
   }
   const own = m.sender === ctx.me.id;
   // "Seen" under one's newest message that a member has read up to.
