@@ -3,7 +3,9 @@
 //!
 //! Node `k` of region `r` is named `{r}{k}`, serves HTTP on `base + i` and gossips on
 //! `base + 1000 + i` (`i` counts nodes across regions); the first node is every other node's
-//! seed; `--redis` adds one `redis-server` per region on `base + 2000 + region`. Each process
+//! seed; `--redis` adds one `redis-server` per region on `base + 2000 + region`;
+//! `--store scylla://HOST:PORT[/PREFIX]` puts each region's nodes on one keyspace of that
+//! cluster, `PREFIX_REGION` ([`region_store`]: a region of N nodes over one keyspace). Each process
 //! logs to `DIR/logs/NAME.log` and keeps its store in `DIR/NAME`. The cluster's description
 //! (pids, endpoints, admin token) is written to `DIR/cluster.json`; Ctrl-C stops everything, and
 //! `starling cluster down` stops a cluster started with `--detach`.
@@ -44,7 +46,9 @@ pub struct ClusterArgs {
     /// Start one redis-server per region and point its nodes at it.
     #[arg(long)]
     pub redis: bool,
-    /// Store engine of the nodes: `embedded` or `memory`.
+    /// Store engine of the nodes: `embedded`, `memory`, or `scylla://HOST:PORT[,…][/PREFIX]`:
+    /// the nodes of each region share one keyspace of that cluster, `PREFIX_REGION` (default
+    /// prefix `starling`), so a region is N nodes over one keyspace.
     #[arg(long, default_value = "embedded")]
     pub store: String,
     /// Admin token of every node (default: a random one, printed).
@@ -346,7 +350,7 @@ fn start_all(
                 .args(["--gossip-listen", &gossip])
                 .args(["--cluster-secret", secret, "--admin-token", admin])
                 .args(["--wan-rtt", rtt, "--handle-region", &args.regions[0]])
-                .args(["--store", &args.store])
+                .args(["--store", &region_store(&args.store, region)])
                 .env(
                     "STARLING_LOG",
                     std::env::var("STARLING_LOG").unwrap_or("info".into()),
@@ -403,6 +407,24 @@ fn start_all(
     Ok(())
 }
 
+/// The `--store` of the nodes of `region`: a ScyllaDB URL names the region's own keyspace,
+/// `PREFIX_REGION` (its query string kept); other engines are passed as given.
+pub fn region_store(store: &str, region: &str) -> String {
+    let Some(rest) = store.strip_prefix("scylla://") else {
+        return store.to_string();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    let (hosts, prefix) = match rest.split_once('/') {
+        Some((h, p)) if !p.is_empty() => (h, p),
+        Some((h, _)) => (h, "starling"),
+        None => (rest, "starling"),
+    };
+    format!("scylla://{hosts}/{prefix}_{region}{query}")
+}
+
 fn print_endpoints(args: &ClusterArgs, info: &ClusterInfo, rtt: &str) {
     println!(
         "starling cluster: {} regions × {} nodes, WAN round trips {rtt}",
@@ -451,5 +473,22 @@ mod tests {
             "us-eu=90,us-ap=250,us-sa=120,eu-ap=180,eu-sa=150,ap-sa=150"
         );
         assert!(rtt_table(&r, Some("us=1")).is_err());
+    }
+
+    #[test]
+    fn a_scylla_store_gives_each_region_its_keyspace() {
+        assert_eq!(
+            region_store("scylla://h:9042,g:9042", "us"),
+            "scylla://h:9042,g:9042/starling_us"
+        );
+        assert_eq!(
+            region_store("scylla://h:9042/demo?replication=1", "eu"),
+            "scylla://h:9042/demo_eu?replication=1"
+        );
+        assert_eq!(
+            region_store("scylla://h:9042/", "ap"),
+            "scylla://h:9042/starling_ap"
+        );
+        assert_eq!(region_store("embedded", "us"), "embedded");
     }
 }
