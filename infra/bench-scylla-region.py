@@ -2,14 +2,18 @@
 """End-to-end fan-out latency of a region of Starling nodes on one ScyllaDB keyspace.
 
 A post is written through node 0; the follower's home feed is read every 10 ms through each node
-until the post shows; the time from the post's 201 to its first appearance is the latency. The
-baseline, alternated with it in the same run (A B A B), is one node on the embedded store (its
-own change feed drives the fan-out): post and read through that node.
+until the post shows; the time from the post's 201 to its first appearance is the latency. Two
+regions of three nodes run side by side, each on its own keyspace: one without Redis (in-process
+timelines expire after 5 s), one sharing a `redis-server` (the holder's fan-out tells the other
+nodes to drop their copies: `api/src/cache_bus.rs`). The baseline, alternated with them in the
+same run (A B C A B C), is one node on the embedded store (its own change feed drives the
+fan-out): post and read through that node.
 
     infra/bench-scylla-region.py BIN HOST:PORT [ROUNDS] [POSTS]
 
 BIN is a `starling` binary (copy a release build first), HOST:PORT a CQL node
-(`infra/cassandra.sh start` prints one). Prints a Markdown table and the load average.
+(`infra/cassandra.sh start` prints one); `redis-server` must be on the PATH. Prints a Markdown
+table and the load average.
 """
 
 import json
@@ -108,17 +112,27 @@ def main():
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     posts = int(sys.argv[4]) if len(sys.argv) > 4 else 20
     work = tempfile.mkdtemp(prefix="bench-region-")
-    ks = f"bench_region_{os.getpid()}"
-    region = [start(bin_, ["--store", f"scylla://{cql}/{ks}", "--node-id", f"n{i}",
-                           "--data-dir", f"{work}/n{i}"], work) for i in range(3)]
+    rport = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(rport), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    regions = {}
+    for name, extra in (("no Redis", []), ("Redis", ["--redis", f"redis://127.0.0.1:{rport}"])):
+        ks = f"bench_region_{os.getpid()}_{len(regions)}"
+        regions[name] = [start(bin_, ["--store", f"scylla://{cql}/{ks}", "--node-id", f"n{len(regions)}{i}",
+                                      "--data-dir", f"{work}/{ks}{i}", *extra], work) for i in range(3)]
     time.sleep(5)  # leases claimed
-    res = {"same node as the post": [], "another node": [], "embedded, one node (baseline)": []}
+    res = {}
+    for name in regions:
+        res[f"{name}: same node as the post"] = []
+        res[f"{name}: another node"] = []
+    res["embedded, one node (baseline)"] = []
     try:
         for r in range(rounds):
-            ports = [p for _, p in region]
-            got = measure(ports[0], ports, posts)
-            res["same node as the post"] += got[ports[0]]
-            res["another node"] += got[ports[1]] + got[ports[2]]
+            for name, region in regions.items():
+                ports = [p for _, p in region]
+                got = measure(ports[0], ports, posts)
+                res[f"{name}: same node as the post"] += got[ports[0]]
+                res[f"{name}: another node"] += got[ports[1]] + got[ports[2]]
             one, port = start(bin_, ["--data-dir", f"{work}/e{r}"], work)
             try:
                 res["embedded, one node (baseline)"] += measure(port, [port], posts)[port]
@@ -126,15 +140,18 @@ def main():
                 one.terminate()
                 one.wait()
     finally:
-        for p, _ in region:
-            p.terminate()
-            p.wait()
+        for region in regions.values():
+            for p, _ in region:
+                p.terminate()
+                p.wait()
+        redis.terminate()
+        redis.wait()
         shutil.rmtree(work, ignore_errors=True)
-    print("| read through | mean | p50 | p99 | max |\n|---|---|---|---|---|")
+    print("| region, read through | mean | p50 | p99 | max |\n|---|---|---|---|---|")
     for k, v in res.items():
         print(row(k, v))
     base = statistics.mean(res["embedded, one node (baseline)"])
-    for k in ("same node as the post", "another node"):
+    for k in res:
         print(f"- {k}: mean {statistics.mean(res[k]) / base:.1f}x the baseline")
     print("load:", open("/proc/loadavg").read().strip())
 

@@ -21,14 +21,21 @@
 //! After each rebalance the node deletes, in the partitions it holds, the feed's chunks that lie
 //! wholly below their cursors, at most [`TRIM_BUDGET`] a time (`KeyspaceFeed::trim`).
 //!
+//! What a holder's batches change in the caches every node keeps in process (timelines, post
+//! bodies, pulled authors' lists, author summaries) is published once per poll on the region's
+//! invalidation bus ([`crate::cache_bus`], over `--redis`): the other nodes drop their copies at
+//! once instead of serving them until `shared_ttl` expires.
+//!
 //! `/metrics` shows the consumer's partitions held, hand-overs, fenced leases, chunks trimmed and
-//! each held partition's lag ([`Slot`]).
+//! each held partition's lag, and the invalidation bus's messages ([`Slot`]).
 
+use crate::cache_bus::CacheBus;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use starling_feed::invalidation::Touched;
 use starling_store::Change;
 use starling_store::consumer::{KeyspaceFeed, LeaseConfig, PartBatch};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,8 +52,9 @@ pub const BATCH: usize = 1024;
 /// writer's numbers: a few hundred to thousands of entries of one partition).
 pub const TRIM_BUDGET: usize = 128;
 /// How long a node keeps a timeline or a pulled author's list in process when several nodes
-/// derive them (`FeedConfig::shared_ttl`): the staleness a feed read can see on a node that did
-/// not fan the post out, when the region has no Redis.
+/// derive them (`FeedConfig::shared_ttl`, `--feed-shared-ttl`): the staleness a feed read can
+/// see on a node that did not fan the post out when the region has no Redis, and with one, what
+/// a lost invalidation message ([`crate::cache_bus`]) leaves stale.
 pub const SHARED_TTL: Duration = Duration::from_secs(5);
 
 /// The consumers of a node's own feed that the keyspace-wide feed replaces.
@@ -69,6 +77,7 @@ pub fn node_local(all: Vec<&'static str>, keyspace: bool) -> Vec<&'static str> {
 pub struct Slot {
     feed: Arc<OnceLock<Arc<KeyspaceFeed>>>,
     failed: Arc<AtomicU64>,
+    bus: Arc<OnceLock<CacheBus>>,
 }
 
 impl Slot {
@@ -85,6 +94,17 @@ impl Slot {
     /// The consumer this node runs.
     pub fn set(&self, feed: Arc<KeyspaceFeed>) {
         let _ = self.feed.set(feed);
+    }
+
+    /// The invalidation bus this node publishes on and listens to.
+    pub fn set_bus(&self, bus: CacheBus) {
+        let _ = self.bus.set(bus);
+    }
+
+    /// Whether this node's consumer delivers the region's notifications live over a shared bus
+    /// (then the node-local live tail does not run).
+    pub fn delivers_notifications(&self) -> bool {
+        self.active() && self.bus.get().is_some_and(CacheBus::is_shared)
     }
 }
 
@@ -134,6 +154,34 @@ impl Collector for Slot {
             let c = ConstCounter::new(v);
             c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
+        if let Some(bus) = self.bus.get().filter(|b| b.is_shared()) {
+            let b = bus.counters();
+            for (name, help, v) in [
+                (
+                    "starling_cache_invalidations_sent",
+                    "Cache invalidation messages this node published to the region's other nodes",
+                    b.sent,
+                ),
+                (
+                    "starling_cache_invalidations_received",
+                    "Other nodes' cache invalidation messages this node applied",
+                    b.received,
+                ),
+                (
+                    "starling_cache_invalidations_dropped",
+                    "Cache invalidation messages dropped (publisher queue full, publish failed, undecodable)",
+                    b.dropped,
+                ),
+                (
+                    "starling_cache_invalidated_timelines",
+                    "In-process timelines dropped on account of other nodes' invalidation messages",
+                    b.timelines,
+                ),
+            ] {
+                let c = ConstCounter::new(v);
+                c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
+            }
+        }
         // One series per held partition: at most the keyspace's partition count (32 by default,
         // at most 4 096).
         let mut lag = e.encode_descriptor(
@@ -167,21 +215,31 @@ pub async fn open(
 }
 
 /// Hands one batch to the consumers, in order (counts before the fan-out, which reads the
-/// follower count to tell a pulled author).
-async fn apply(state: &crate::AppState, batch: &PartBatch) -> anyhow::Result<()> {
+/// follower count to tell a pulled author); returns what other nodes' caches must drop, and the
+/// notifications written (recipient, id).
+async fn apply(
+    state: &crate::AppState,
+    batch: &PartBatch,
+) -> anyhow::Result<(Touched, Vec<(u64, u64)>)> {
     let changes: Vec<Change> = batch.changes.iter().cloned().map(Change::from).collect();
     state.graph.count_changes(&changes).await?;
     state.posts.likes().count_changes(&changes).await?;
-    state.feed.apply_changes(&changes).await?;
-    Ok(())
+    let touched = state.feed.apply_changes_noting(&changes).await?;
+    let notes = changes
+        .iter()
+        .filter_map(|c| starling_posts::notifications::parse_key(&c.key))
+        .collect();
+    Ok((touched, notes))
 }
 
-/// Consumes this node's share of the keyspace-wide feed until `shutdown` turns true.
+/// Consumes this node's share of the keyspace-wide feed until `shutdown` turns true, telling
+/// the region's other nodes over `bus` what it changed in their caches.
 pub async fn run(
     state: crate::AppState,
     feed: Arc<KeyspaceFeed>,
     cfg: LeaseConfig,
     slot: Slot,
+    bus: CacheBus,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let every = cfg.lease / 3;
@@ -201,11 +259,20 @@ pub async fn run(
         }
         match feed.poll(BATCH).await {
             Ok(batches) => {
+                // One invalidation message per poll, whatever the number of batches.
+                let mut touched = Touched::default();
+                let mut notes = Vec::new();
                 for b in batches.iter().filter(|b| !b.changes.is_empty()) {
-                    if let Err(e) = apply(&state, b).await {
-                        slot.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(error = %e, partition = b.part, "keyspace feed: a consumer failed");
-                        continue;
+                    match apply(&state, b).await {
+                        Ok((t, n)) => {
+                            touched.merge(t);
+                            notes.extend(n);
+                        }
+                        Err(e) => {
+                            slot.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, partition = b.part, "keyspace feed: a consumer failed");
+                            continue;
+                        }
                     }
                     match feed.commit(b).await {
                         Ok(true) => {}
@@ -215,6 +282,12 @@ pub async fn run(
                         ),
                         Err(e) => tracing::warn!(error = %e, "keyspace feed: commit failed"),
                     }
+                }
+                // After the fan-out wrote L1 and L2: another node that drops its copy reads the
+                // new state.
+                bus.publish(&touched, &notes);
+                if bus.is_shared() {
+                    crate::cache_bus::deliver(&state, &notes).await;
                 }
                 // A full batch: read on at once.
                 if batches.iter().any(|b| b.changes.len() >= BATCH) {

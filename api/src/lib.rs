@@ -9,6 +9,7 @@ pub mod accept;
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod cache_bus;
 pub mod cluster;
 pub mod config;
 pub mod contract;
@@ -163,8 +164,8 @@ impl AppState {
         let ids = Arc::new(starling_store::IdGenerator::new(p.store.node()));
         let region = p.graph.region.clone();
         let mut chat_cfg = starling_messenger::MessengerConfig::new(p.graph.handle_region.clone());
-        chat_cfg.max_group_members = p.chat.max_group_members;
-        chat_cfg.group_commit = p.chat.group_commit;
+        chat_cfg.max_group_members = p.chat.max_group_members.usize();
+        chat_cfg.group_commit = p.chat.chat_group_commit;
         chat_cfg.lease_holder = p.chat.lease_holder;
         chat_cfg.client_id_filter = p.chat.client_id_filter && p.gossip.is_none();
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
@@ -178,9 +179,9 @@ impl AppState {
             );
         }
         let hub = starling_messenger::Hub::new(starling_messenger::HubLimits {
-            max_per_user: p.chat.max_per_user,
-            max_connections: p.chat.max_connections,
-            outbox_bytes: p.chat.queue_bytes,
+            max_per_user: p.chat.ws_max_per_user.usize(),
+            max_connections: p.chat.ws_max_connections.usize(),
+            outbox_bytes: p.chat.ws_queue_bytes.usize(),
         });
         let fanout = starling_messenger::Fanout::new(messenger.clone(), hub, p.bus);
         metrics::register_chat(&mut registry, fanout.clone());

@@ -746,3 +746,234 @@ fn a_region_of_nodes_converges_with_another_region() {
         ));
     }
 }
+
+/// The region's Redis (`STARLING_TEST_REDIS_URL`, started by infra/test.sh); under `CI=true` a
+/// missing one fails, locally the test is skipped with a loud message.
+fn redis() -> Option<String> {
+    match std::env::var("STARLING_TEST_REDIS_URL") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("STARLING_TEST_REDIS_URL is not set under CI=true (infra/test.sh sets it)")
+        }
+        _ => {
+            eprintln!("\n!!! SKIPPED: STARLING_TEST_REDIS_URL is not set.\n");
+            None
+        }
+    }
+}
+
+/// Two nodes on one keyspace sharing the region's Redis, each keeping timelines in process for
+/// an hour (`--feed-shared-ttl 1h`): only one of them fans a post out (the holder of its
+/// partition of the keyspace-wide feed), so the other serves the post only because the holder
+/// told it over the Redis bus to drop its copy of the follower's timeline. Every post, read
+/// through both nodes, shows on both; a deleted post leaves both (its cached body dropped too);
+/// `/metrics` counts the messages.
+#[test]
+fn a_post_through_one_node_reaches_timelines_cached_on_another() {
+    let Some(cluster) = cluster() else { return };
+    let Some(redis) = redis() else { return };
+    let pid = std::process::id();
+    let ks = format!("t_inval_{pid}");
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let args: Vec<String> = [
+            "--store",
+            &format!("scylla://{cluster}/{ks}"),
+            "--redis",
+            &redis,
+            "--region",
+            &format!("inv{pid}"),
+            "--feed-shared-ttl",
+            "1h",
+            "--node-id",
+            name,
+            "--data-dir",
+            &dir.path().join(name).display().to_string(),
+            "--auth-per-minute",
+            "1000000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        Node::start(dir.path(), free_port(), &args)
+    };
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
+    let nodes = [start("inv0"), start("inv1")];
+    let (author, a_tok) = common::sign_up_user(&nodes[0], &format!("author{pid}"));
+    let (_, f_tok) = common::sign_up_user(&nodes[1], &format!("reader{pid}"));
+    let (s, _) = nodes[1].http("PUT", &format!("/v1/following/{author}"), Some(&f_tok), b"");
+    assert_eq!(s, 204);
+    let feed = |node: &Node| -> Option<Vec<String>> {
+        let (s, b) = node.http("GET", "/v1/feed?limit=50", Some(&f_tok), b"");
+        (s == 200).then(|| {
+            json(&b)["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["id"].as_str().unwrap().to_string())
+                .collect()
+        })
+    };
+    let mut ids = Vec::new();
+    // Posts land in several partitions: each node is the holder for some and not for others.
+    for i in 0..6 {
+        // Both nodes hold the follower's timeline in process before the post.
+        for node in &nodes {
+            assert!(feed(node).is_some());
+        }
+        let body = serde_json::json!({"text": format!("post {i}")}).to_string();
+        let (s, p) = common::http_json(nodes[i % 2].port, "POST", "/v1/posts", Some(&a_tok), &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+        let id = json(&p)["id"].as_str().unwrap().to_string();
+        for (n, node) in nodes.iter().enumerate() {
+            let shown = eventually(Duration::from_secs(60), || {
+                feed(node).is_some_and(|f| f.contains(&id))
+            });
+            assert!(
+                shown,
+                "post {i} ({id}) in the follower's feed through node {n}"
+            );
+        }
+        ids.push(id);
+    }
+    // A deleted post leaves the timeline cached on both nodes.
+    let gone = ids[0].clone();
+    let (s, b) = nodes[1].http("DELETE", &format!("/v1/posts/{gone}"), Some(&a_tok), b"");
+    assert!(s == 204 || s == 200, "{s} {}", String::from_utf8_lossy(&b));
+    for (n, node) in nodes.iter().enumerate() {
+        let left = eventually(Duration::from_secs(40), || {
+            feed(node).is_some_and(|f| !f.contains(&gone) && f.contains(&ids[1]))
+        });
+        assert!(
+            left,
+            "the deleted post {gone} still in the feed through node {n}"
+        );
+    }
+    let sum = |name: &str| -> f64 {
+        nodes
+            .iter()
+            .map(|n| common::Metrics::read(format!("127.0.0.1:{}", n.port)).unwrap())
+            .map(|m| m.get(name).unwrap_or(0.0))
+            .sum()
+    };
+    assert!(sum("starling_cache_invalidations_sent_total") > 0.0);
+    assert!(sum("starling_cache_invalidations_received_total") > 0.0);
+    assert!(sum("starling_cache_invalidated_timelines_total") > 0.0);
+    for node in nodes {
+        assert!(node.terminate().success());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(drop_keyspace(&cluster, &ks));
+}
+
+/// A node of region `region` on keyspace `ks` with the region's Redis.
+fn redis_node(
+    dir: &std::path::Path,
+    cluster: &str,
+    ks: &str,
+    redis: &str,
+    region: &str,
+    name: &str,
+) -> Node {
+    let args: Vec<String> = [
+        "--store",
+        &format!("scylla://{cluster}/{ks}"),
+        "--redis",
+        redis,
+        "--region",
+        region,
+        "--node-id",
+        name,
+        "--data-dir",
+        &dir.join(name).display().to_string(),
+        "--auth-per-minute",
+        "1000000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Node::start(dir, free_port(), &args)
+}
+
+/// Two nodes on one keyspace sharing the region's Redis: a notification written through node A
+/// (a follow, then a like) reaches the recipient's sockets on node B and on node A, each once
+/// (the next notification frame after the follow's is the like's), and a chat message sent over
+/// REST through node A reaches the recipient's socket on node B.
+#[test]
+fn notifications_and_chat_reach_a_socket_on_another_node() {
+    use common::chat::{Client, conversation, http, sign_up};
+    let Some(cluster) = cluster() else { return };
+    let Some(redis) = redis() else { return };
+    let pid = std::process::id();
+    let ks = format!("t_live_{pid}");
+    let region = format!("live{pid}");
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = [
+        redis_node(dir.path(), &cluster, &ks, &redis, &region, "live0"),
+        redis_node(dir.path(), &cluster, &ks, &redis, &region, "live1"),
+    ];
+    let addr =
+        |n: &Node| -> std::net::SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
+    let (a, b) = (addr(&nodes[0]), addr(&nodes[1]));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let alice = sign_up(a, &format!("alice{pid}")).await;
+            let bob = sign_up(b, &format!("bob{pid}")).await;
+            let (s, p) = http(
+                b,
+                "POST",
+                "/v1/posts",
+                Some(&bob.token),
+                Some(serde_json::json!({"text": "bob's post"})),
+            )
+            .await;
+            assert_eq!(s, 201, "{p}");
+            let post = p["id"].as_str().unwrap().to_string();
+            let mut on_b = Client::connect(b, &bob.token).await;
+            let mut on_a = Client::connect(a, &bob.token).await;
+            let follow = format!("/v1/following/{}", bob.id);
+            let (s, _) = http(a, "PUT", &follow, Some(&alice.token), None).await;
+            assert_eq!(s, 204);
+            let like = format!("/v1/posts/{post}/like");
+            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+                let n = socket.next_of(&["notification"]).await;
+                assert_eq!(n["notification_type"], "follow", "on node {name}: {n}");
+            }
+            let (s, _) = http(a, "PUT", &like, Some(&alice.token), None).await;
+            assert!(s == 204 || s == 200, "{s}");
+            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+                let n = socket.next_of(&["notification"]).await;
+                assert_eq!(
+                    n["notification_type"], "like",
+                    "on node {name}, once each: {n}"
+                );
+            }
+            let dm = conversation(a, &alice, &[&bob]).await;
+            let (s, m) = http(
+                a,
+                "POST",
+                &format!("/v1/conversations/{dm}/messages"),
+                Some(&alice.token),
+                Some(serde_json::json!({"body": "across the region", "client_id": "x1"})),
+            )
+            .await;
+            assert_eq!(s, 201, "{m}");
+            let got = on_b.next_of(&["message"]).await;
+            assert_eq!(got["body"], "across the region", "{got}");
+        });
+    for node in nodes {
+        assert!(node.terminate().success());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(drop_keyspace(&cluster, &ks));
+}

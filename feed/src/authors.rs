@@ -88,6 +88,11 @@ impl Authors {
         self.cache.invalidate(&id);
     }
 
+    /// Forgets every summary.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// Summaries held (for metrics: the cache's pending bookkeeping is run first, so the
     /// figure is current).
     pub fn len(&self) -> u64 {

@@ -60,6 +60,16 @@ impl Feed {
     /// feed this node holds) to the timelines and caches. Idempotent: a post fanned out before
     /// is not fanned out again, and follows are re-read.
     pub async fn apply_changes(&self, changes: &[Change]) -> Result<(), FeedError> {
+        self.apply(changes, None).await
+    }
+
+    /// [`Feed::apply_changes`], noting in `note` what other nodes' caches must drop
+    /// ([`crate::invalidation`]).
+    pub(crate) async fn apply(
+        &self,
+        changes: &[Change],
+        mut note: Option<&mut crate::invalidation::Touched>,
+    ) -> Result<(), FeedError> {
         let posts_prefix = starling_posts::POSTS.prefix();
         let follows_prefix = starling_graph::keys::FOLLOWING.prefix();
         let followers_prefix = starling_graph::keys::FOLLOWERS.prefix();
@@ -73,9 +83,12 @@ impl Feed {
                     continue;
                 };
                 self.inner.bodies.invalidate(id).await;
+                if let Some(t) = note.as_deref_mut() {
+                    t.post(id);
+                }
                 match self.inner.posts.get(id).await {
                     Ok(p) => {
-                        self.fan_out(&p).await?;
+                        self.fan_out(&p, note.as_deref_mut()).await?;
                     }
                     Err(PostError::NotFound) => {}
                     Err(e) => return Err(e.into()),
@@ -84,6 +97,9 @@ impl Feed {
                 let off = AUTHOR_LISTS.prefix_len();
                 if let Some(author) = starling_store::key::read_u64(c.key.as_bytes(), off) {
                     self.inner.recent.changed(author);
+                    if let Some(t) = note.as_deref_mut() {
+                        t.list(author);
+                    }
                 }
             } else if c.key.starts_with(users_prefix.as_bytes())
                 || c.key.starts_with(profiles_prefix.as_bytes())
@@ -92,6 +108,9 @@ impl Feed {
                 let off = crate::authors::USER_RECORDS.prefix_len();
                 if let Some(user) = starling_store::key::read_u64(c.key.as_bytes(), off) {
                     self.inner.authors.invalidate(user);
+                    if let Some(t) = note.as_deref_mut() {
+                        t.author(user);
+                    }
                 }
             } else if c.key.starts_with(followers_prefix.as_bytes()) {
                 let off = starling_graph::keys::FOLLOWERS.prefix_len();
@@ -105,6 +124,9 @@ impl Feed {
                     starling_store::key::read_u64(c.key.as_bytes(), off + 8),
                 ) {
                     self.follow_changed(a, b).await?;
+                    if let Some(t) = note.as_deref_mut() {
+                        t.timeline(a);
+                    }
                 }
             }
         }
@@ -175,8 +197,13 @@ impl Feed {
     }
 
     /// Inserts a post into its author's followers' timelines; returns how many L1 timelines
-    /// took it.
-    pub(crate) async fn fan_out(&self, post: &Post) -> Result<usize, FeedError> {
+    /// took it. When it is fanned out, every follower's timeline is noted in `note` (other nodes
+    /// may hold timelines this one does not).
+    async fn fan_out(
+        &self,
+        post: &Post,
+        note: Option<&mut crate::invalidation::Touched>,
+    ) -> Result<usize, FeedError> {
         let mark = FANNED.key().u64(post.id).finish();
         if self.inner.store.get(&mark).await?.is_some() || self.pulled(post.author).await? {
             return Ok(0);
@@ -213,6 +240,9 @@ impl Feed {
             && let Err(e) = l2.insert(&followers, post.id, post.author).await
         {
             tracing::debug!(error = %e, post = post.id, "redis fan-out stopped");
+        }
+        if let Some(t) = note {
+            t.timelines_of(&followers);
         }
         self.inner.store.put(&mark, Bytes::new()).await?;
         Ok(took)

@@ -41,6 +41,16 @@ impl PostCache {
         }
     }
 
+    /// Forgets a post in this process only (another node changed it and dropped it from L2).
+    pub fn forget_local(&self, id: u64) {
+        self.l1.invalidate(&id);
+    }
+
+    /// Forgets every post in this process only.
+    pub fn forget_all_local(&self) {
+        self.l1.invalidate_all();
+    }
+
     /// The posts of `ids` that exist, in the order given.
     pub async fn hydrate(&self, ids: &[u64]) -> Result<Vec<Arc<Post>>, PostError> {
         let mut found: Vec<Option<Option<Arc<Post>>>> =

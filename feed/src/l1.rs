@@ -113,6 +113,11 @@ impl LocalTimelines {
         self.cache.invalidate(&user);
     }
 
+    /// Drops every timeline (another node's batch changed too many to list).
+    pub fn evict_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// The owners of the cached timelines (a snapshot, as many as the cache's bound allows).
     pub fn users(&self) -> Vec<u64> {
         self.cache.iter().map(|(user, _)| *user).collect()

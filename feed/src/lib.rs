@@ -13,6 +13,7 @@ pub mod authors;
 pub mod fanout;
 mod followers;
 pub mod hydrate;
+pub mod invalidation;
 pub mod l1;
 pub mod memory_tier;
 pub mod read;
@@ -256,6 +257,17 @@ impl Feed {
     /// Posts whose counters are held in process for hydrated views.
     pub fn cached_post_counts(&self) -> u64 {
         self.inner.posts.likes().cached_counts()
+    }
+
+    /// (post, viewer) pairs whose `liked` / `reposted` flags are held in process for hydrated
+    /// views (`starling_posts::viewer`).
+    pub fn cached_viewer_flags(&self) -> u64 {
+        self.inner.posts.likes().cached_viewer_flags()
+    }
+
+    /// Viewer-flag lookups answered from the cache, and not, since start.
+    pub fn viewer_flag_hits_misses(&self) -> (u64, u64) {
+        self.inner.posts.likes().viewer_flag_hits_misses()
     }
 
     /// Pulled authors' post lists read from the store since start (misses of the in-process

@@ -154,6 +154,14 @@ impl RecentPosts {
         self.cache.invalidate(&author);
     }
 
+    /// Another node met changes to too many authors' lists to name: every list is stale.
+    pub(crate) fn changed_all(&self) {
+        for c in self.changes.iter() {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        self.cache.invalidate_all();
+    }
+
     /// Lists held (approximate).
     pub(crate) fn len(&self) -> u64 {
         self.cache.entry_count()

@@ -4,7 +4,9 @@
 //! notification, so a user connected anywhere hears of it. The tail starts at the feed's end (a
 //! client that was away reads `GET /v1/notifications`); what the trimmer removed before the tail
 //! read it is not delivered live (it is still listed). `starling_notifications_delivered` counts
-//! the frames queued.
+//! the frames queued. Several nodes on one ScyllaDB keyspace with `--redis` do not run this tail
+//! (a node's feed holds only its own writes there): the keyspace feed's holders deliver every
+//! node's notifications over the region's bus (`crate::cache_bus`), through [`deliver`].
 
 use crate::AppState;
 use starling_messenger::OutItem;
@@ -17,6 +19,11 @@ const BATCH: usize = 1000;
 
 /// Runs until `shutdown` turns true.
 pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    if state.keyspace_feed.delivers_notifications() {
+        // Several nodes on one keyspace with a bus: the keyspace feed's holders deliver every
+        // node's notifications (`cache_bus`); this tail would repeat this node's own.
+        return;
+    }
     let store = state.store.clone();
     let mut pos = store.last_seq();
     let mut grown = store.subscribe();
@@ -53,7 +60,7 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// Sends notification `recipient`/`id` (if it is still there: not removed since) to the
 /// recipient's connections here.
-async fn deliver(
+pub(crate) async fn deliver(
     state: &AppState,
     recipient: u64,
     id: u64,

@@ -1,0 +1,179 @@
+//! What one node's fan-out changed in the caches every node keeps in process, so that the other
+//! nodes deriving the same region from one ScyllaDB keyspace can drop their copies at once.
+//!
+//! With several nodes on one keyspace ([`crate::FeedConfig::shared_ttl`]) a post is fanned out
+//! by the node that holds its partition of the keyspace-wide feed only: the others' in-process
+//! timelines (L1), post bodies, pulled authors' lists and author summaries would stay stale until
+//! they expire. [`Feed::apply_changes_noting`] applies a batch like [`Feed::apply_changes`] and
+//! returns the [`Touched`] caches — the timelines it inserted into or backfilled (every follower
+//! of a fanned-out author, cached here or not), the posts, authors' lists and users that changed
+//! — and [`Feed::drop_cached`] drops exactly those on another node (its own copies only: the
+//! holder already updated the regional L2). A dropped timeline is read again from L2 or rebuilt
+//! from the store, which holds the change already (the keyspace feed lists a write only after
+//! it is stored).
+//!
+//! A [`Touched`] is bounded: past [`MAX_NOTED`] ids it keeps none and says `all` instead (drop
+//! every copy), so one message never outgrows the bound however large the batch.
+
+use crate::Feed;
+use std::collections::BTreeSet;
+
+/// Ids a [`Touched`] lists at most before it turns into "drop everything".
+pub const MAX_NOTED: usize = 65_536;
+
+/// The in-process caches a batch of changes made stale on other nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Too many to list: drop every cached timeline, body, list and summary.
+    pub all: bool,
+    /// Owners of timelines that changed.
+    pub timelines: BTreeSet<u64>,
+    /// Posts whose bodies changed.
+    pub posts: BTreeSet<u64>,
+    /// Authors whose post lists changed (the pulled authors' recent lists).
+    pub lists: BTreeSet<u64>,
+    /// Users whose record or profile changed (author summaries).
+    pub authors: BTreeSet<u64>,
+}
+
+impl Touched {
+    /// Nothing to drop.
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.timelines.is_empty()
+            && self.posts.is_empty()
+            && self.lists.is_empty()
+            && self.authors.is_empty()
+    }
+
+    /// Ids listed.
+    pub fn len(&self) -> usize {
+        self.timelines.len() + self.posts.len() + self.lists.len() + self.authors.len()
+    }
+
+    /// Adds what `other` lists.
+    pub fn merge(&mut self, other: Touched) {
+        if self.all || other.all {
+            self.set_all();
+            return;
+        }
+        self.timelines.extend(other.timelines);
+        self.posts.extend(other.posts);
+        self.lists.extend(other.lists);
+        self.authors.extend(other.authors);
+        self.bound();
+    }
+
+    pub(crate) fn timeline(&mut self, user: u64) {
+        if !self.all {
+            self.timelines.insert(user);
+            self.bound();
+        }
+    }
+
+    pub(crate) fn timelines_of(&mut self, users: &[u64]) {
+        if !self.all {
+            self.timelines.extend(users.iter().copied());
+            self.bound();
+        }
+    }
+
+    pub(crate) fn post(&mut self, id: u64) {
+        if !self.all {
+            self.posts.insert(id);
+            self.bound();
+        }
+    }
+
+    pub(crate) fn list(&mut self, author: u64) {
+        if !self.all {
+            self.lists.insert(author);
+            self.bound();
+        }
+    }
+
+    pub(crate) fn author(&mut self, user: u64) {
+        if !self.all {
+            self.authors.insert(user);
+            self.bound();
+        }
+    }
+
+    fn bound(&mut self) {
+        if self.len() > MAX_NOTED {
+            self.set_all();
+        }
+    }
+
+    fn set_all(&mut self) {
+        *self = Touched {
+            all: true,
+            ..Touched::default()
+        };
+    }
+}
+
+impl Feed {
+    /// Applies one batch like [`Feed::apply_changes`] and returns what it changed in the caches
+    /// other nodes keep (see the module's doc).
+    pub async fn apply_changes_noting(
+        &self,
+        changes: &[starling_store::Change],
+    ) -> Result<Touched, crate::FeedError> {
+        let mut touched = Touched::default();
+        self.apply(changes, Some(&mut touched)).await?;
+        Ok(touched)
+    }
+
+    /// Drops this node's in-process copies of what another node's batch changed (never the
+    /// regional L2, which that node updated). Returns the timelines dropped.
+    pub fn drop_cached(&self, t: &Touched) -> usize {
+        let i = &self.inner;
+        if t.all {
+            let n = i.l1.len();
+            i.l1.evict_all();
+            i.bodies.forget_all_local();
+            i.recent.changed_all();
+            i.authors.invalidate_all();
+            return usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        let mut dropped = 0;
+        for u in &t.timelines {
+            if i.l1.slot(*u).is_some() {
+                i.l1.evict(*u);
+                dropped += 1;
+            }
+        }
+        for p in &t.posts {
+            i.bodies.forget_local(*p);
+        }
+        for a in &t.lists {
+            i.recent.changed(*a);
+        }
+        for u in &t.authors {
+            i.authors.invalidate(*u);
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touched_set_past_its_bound_says_all() {
+        let mut t = Touched::default();
+        assert!(t.is_empty());
+        t.post(1);
+        t.timelines_of(&[2, 3]);
+        assert_eq!(t.len(), 3);
+        let many: Vec<u64> = (0..MAX_NOTED as u64).collect();
+        t.timelines_of(&many);
+        assert!(t.all && t.timelines.is_empty() && t.posts.is_empty() && !t.is_empty());
+        let mut u = Touched::default();
+        u.author(7);
+        u.merge(t);
+        assert!(u.all && u.authors.is_empty());
+    }
+}
