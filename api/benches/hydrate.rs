@@ -5,23 +5,33 @@
 //! fields: the feed before hydration), in alternating rounds of the same run so both see the
 //! same machine.
 //!
+//! The store is the server's embedded one (fjall in a temporary directory, its reads on tokio's
+//! blocking pool as in `starling serve`: each batch of reads is a trip off the runtime), or
+//! with `--memory 1` the memory engine (reads inline: what the trips cost does not show).
+//!
 //! ```text
-//! cargo bench -p starling-api --bench hydrate -- [--pages 20000] [--rounds 6]
+//! cargo bench -p starling-api --bench hydrate -- [--pages 20000] [--rounds 6] [--memory 0]
 //! ```
 //! Prints µs per page of each and the ratio (hydrated / bare) per round and as the median.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use starling_api::{AppState, NodeParts};
-use starling_store::{HlcClock, Limits, NodeId, RegionId, open_memory};
+use starling_store::{
+    EmbeddedOptions, HlcClock, Limits, NodeId, RegionId, open_embedded, open_memory,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
 mod common;
 use common::flag;
 
-async fn world() -> (AppState, u64) {
+async fn world(dir: Option<&std::path::Path>) -> (AppState, u64) {
     let node = NodeId::new(RegionId::from_name("t"), 1);
-    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+    let clock = Arc::new(HlcClock::new());
+    let store = match dir {
+        Some(d) => open_embedded(node, clock, &EmbeddedOptions::new(d)).unwrap(),
+        None => open_memory(node, clock, Limits::default()),
+    };
     let state = AppState::new(NodeParts::for_tests(store));
     let g = &state.graph;
     let reader = g
@@ -87,12 +97,15 @@ async fn run(state: &AppState, reader: u64, n: usize, hydrated: bool) -> f64 {
 fn main() {
     let n = flag("--pages", 20_000);
     let rounds = flag("--rounds", 6);
+    let memory = flag("--memory", 0) == 1;
+    let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let (state, reader) = world().await;
+        let (state, reader) = world((!memory).then(|| dir.path())).await;
+        println!("store: {}", if memory { "memory" } else { "embedded (fjall)" });
         let sample = starling_api::hydrate::feed_page_json(&state, reader, 20, true)
             .await
             .unwrap();

@@ -6,17 +6,17 @@
 //! feed's post cache ([`starling_feed::Feed::posts`]); author summaries from the feed's summary
 //! cache ([`starling_feed::authors`]); counters from the post-counts cache
 //! ([`starling_posts::likes::Likes::counts_many`]) — none of them a store read once warm — and
-//! the viewer's own state (`liked`, `reposted`), read from the viewer's elements, two local
-//! reads a post, issued together as one batch (they are never cached: they must never lag the
-//! viewer's own writes). Blocks: a repost or quote of a post whose author blocked the viewer, or
+//! the viewer's own state (`liked`, `reposted`) from the viewer-flag cache
+//! ([`starling_posts::viewer`]: the viewer's own writes drop their entry at once, so the next
+//! page shows them; other nodes' writes within one consumer pass), a miss read from the viewer's
+//! elements, the misses of a page in one batch of the store (one trip off the runtime). Blocks: a repost or quote of a post whose author blocked the viewer, or
 //! whom the viewer blocked, shows nothing of that post (the repost is left out, the quote keeps
-//! only `quote_of`); one check per distinct such author, in the same batch.
+//! only `quote_of`); one check per distinct such author, all of them in one batch of the store.
 
 use crate::AppState;
 use crate::notifications::ActorView;
 use crate::posts::{PostCounts, PostView, QuotedView, ViewerState};
 use crate::problem::ApiError;
-use futures_util::future::try_join_all;
 use starling_feed::authors::Author;
 use starling_posts::Post;
 use std::collections::{HashMap, HashSet};
@@ -76,12 +76,7 @@ pub(crate) async fn views(
         .collect();
     foreign.sort_unstable();
     foreign.dedup();
-    let blocked_flags = try_join_all(
-        foreign
-            .iter()
-            .map(|a| async move { state.graph.blocked_either(viewer, *a).await }),
-    )
-    .await?;
+    let blocked_flags = state.graph.blocked_either_many(viewer, &foreign).await?;
     let blocked: HashSet<u64> = foreign
         .iter()
         .zip(blocked_flags)
@@ -112,12 +107,7 @@ pub(crate) async fn views(
         .map(|a| (a.id, ActorView::from(&*a)))
         .collect();
     let counts = state.posts.likes().counts_many(&ids).await?;
-    let own = try_join_all(ids.iter().map(|id| async move {
-        let liked = state.posts.likes().liked(*id, viewer).await?;
-        let reposted = state.posts.reposted(*id, viewer).await?.is_some();
-        Ok::<_, ApiError>(ViewerState { liked, reposted })
-    }))
-    .await?;
+    let own = state.posts.likes().viewer_flags(viewer, &ids).await?;
     let summary = |id: u64| authors.get(&id).cloned();
     Ok(shown
         .into_iter()
@@ -127,7 +117,10 @@ pub(crate) async fn views(
             let mut v = PostView::from(p);
             v.author_summary = summary(p.author);
             v.counts = Some(PostCounts::from(c));
-            v.viewer = Some(me);
+            v.viewer = Some(ViewerState {
+                liked: me.liked,
+                reposted: me.reposted,
+            });
             if let Some(r) = repost {
                 v.reposted_by = summary(r.author);
                 v.repost_id = Some(r.id.to_string());

@@ -213,7 +213,15 @@ fn the_same_like_in_two_regions_counts_once_on_every_node() {
             likes(n, &id, t)
         );
     }
-    // bob unlikes in eu: both nodes drop to two.
+    // bob's reads on both nodes show his like (and cache it there)...
+    for (name, n) in [("us", &us), ("eu", &eu)] {
+        assert!(
+            eventually(WAIT, || post(n, &id, &bt)["viewer"]["liked"] == true),
+            "{name}"
+        );
+    }
+    // ...then bob unlikes in eu: both nodes drop to two, and us, which cached bob's like,
+    // shows it gone once its count moved (the change feed drops the cached flag first).
     assert_eq!(like(&eu, "DELETE", &id, &bt), 204);
     for (name, n, t) in [("us", &us, &at), ("eu", &eu, &ct)] {
         assert!(eventually(WAIT, || likes(n, &id, t) == 2), "{name}");
@@ -686,6 +694,7 @@ fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
     for name in [
         "starling_feed_author_summaries_cached",
         "starling_post_counts_cached",
+        "starling_viewer_flags_cached",
     ] {
         let line = metrics
             .lines()

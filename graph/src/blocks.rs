@@ -43,6 +43,50 @@ impl Graph {
         self.blocks.as_deref()
     }
 
+    /// For each of `others`, whether it and `viewer` blocked one another either way: the
+    /// [`Graph::blocked_either`] of each — from the block cache where it is on, the rest read in
+    /// one batch of the store (one trip off the runtime for them all, as a hydrated page needs).
+    pub async fn blocked_either_many(
+        &self,
+        viewer: u64,
+        others: &[u64],
+    ) -> Result<Vec<bool>, GraphError> {
+        let cache = self.blocks.as_deref();
+        let mut out: Vec<Option<bool>> = others
+            .iter()
+            .map(|o| cache.and_then(|c| c.get(viewer, *o)))
+            .collect();
+        let missing: Vec<u64> = others
+            .iter()
+            .zip(&out)
+            .filter_map(|(o, v)| v.is_none().then_some(*o))
+            .collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().map(|v| v.unwrap_or(false)).collect());
+        }
+        let seen = cache.map(|c| c.generation());
+        let keys: Vec<_> = missing
+            .iter()
+            .flat_map(|o| [pair(BLOCKS, viewer, *o), pair(BLOCKS, *o, viewer)])
+            .collect();
+        let records = self.store.get_records(&keys).await?;
+        let set = |r: Option<&Option<starling_store::Record>>| {
+            r.and_then(Option::as_ref)
+                .is_some_and(|r| r.visible().value.is_some())
+        };
+        let mut read = missing.iter().enumerate().map(|(i, o)| {
+            let v = set(records.get(2 * i)) || set(records.get(2 * i + 1));
+            if let (Some(c), Some(seen)) = (cache, seen) {
+                c.offer(viewer, *o, seen, v);
+            }
+            v
+        });
+        for slot in out.iter_mut().filter(|v| v.is_none()) {
+            *slot = read.next();
+        }
+        Ok(out.into_iter().map(|v| v.unwrap_or(false)).collect())
+    }
+
     /// `blocker` blocks `blocked`. Idempotent.
     pub async fn block(&self, blocker: u64, blocked: u64) -> Result<(), GraphError> {
         if blocker == blocked {
@@ -102,5 +146,53 @@ mod tests {
         assert_eq!(g.user(a.id).await.unwrap().followers_count, 0);
         g.unblock(a.id, b.id).await.unwrap();
         g.follow(b.id, a.id).await.unwrap();
+    }
+
+    /// A graph over a memory store, with the block cache on or off.
+    fn graph_cached(cache: bool) -> crate::Graph {
+        use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId};
+        use std::sync::Arc;
+        let node = NodeId::new(RegionId::from_name("us"), 1);
+        let store = starling_store::open_memory(node, Arc::new(HlcClock::new()), Limits::default());
+        let mut cfg = crate::GraphConfig::new("us", "us");
+        cfg.argon2_memory_kib = 64;
+        cfg.argon2_passes = 1;
+        cfg.block_cache = cache;
+        crate::Graph::new(
+            store.clone(),
+            Arc::new(LocalCas(store)),
+            Arc::new(IdGenerator::new(node)),
+            cfg,
+        )
+    }
+
+    #[tokio::test]
+    async fn blocks_either_way_are_read_in_one_batch() {
+        for cache in [false, true] {
+            let g = graph_cached(cache);
+            let mut ids = Vec::new();
+            for h in ["viewer", "blocker", "blocked", "neither", "lifted"] {
+                ids.push(g.sign_up(h, "password1", None, None).await.unwrap().0.id);
+            }
+            let [v, blocker, blocked, neither, lifted] = ids[..] else {
+                unreachable!()
+            };
+            g.block(blocker, v).await.unwrap();
+            g.block(v, blocked).await.unwrap();
+            g.block(lifted, v).await.unwrap();
+            g.unblock(lifted, v).await.unwrap();
+            let others = [blocker, neither, blocked, lifted, 424242];
+            let many = g.blocked_either_many(v, &others).await.unwrap();
+            assert_eq!(many, vec![true, false, true, false, false], "cache {cache}");
+            for (o, b) in others.iter().zip(&many) {
+                assert_eq!(g.blocked_either(v, *o).await.unwrap(), *b, "{o}");
+            }
+            // Asked again (answered from the cache where it is on), then a block changes one.
+            assert_eq!(g.blocked_either_many(v, &others).await.unwrap(), many);
+            g.block(neither, v).await.unwrap();
+            let after = g.blocked_either_many(v, &others).await.unwrap();
+            assert_eq!(after, vec![true, true, true, false, false], "cache {cache}");
+            assert!(g.blocked_either_many(v, &[]).await.unwrap().is_empty());
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod replies;
 pub mod reposts;
 #[cfg(test)]
 mod test_support;
+pub mod viewer;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

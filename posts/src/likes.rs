@@ -39,6 +39,7 @@
 //! of a seeded like moves the loaded count down once — the rule of the graph's follower counts.
 
 use crate::journal::Journal;
+use crate::viewer::{VIEWER_CACHED, ViewerCache, ViewerFlags};
 use bytes::Bytes;
 use starling_store::{
     Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, counted, drive,
@@ -147,6 +148,8 @@ pub struct Likes {
     /// Counted by the holders of the keyspace-wide feed's partitions, on other nodes too
     /// ([`Likes::shared`]): this node's cache would miss their moves, so it is not used.
     shared: Arc<std::sync::atomic::AtomicBool>,
+    /// The viewers' own `liked` / `reposted` flags ([`crate::viewer`]).
+    viewer: ViewerCache,
 }
 
 impl Likes {
@@ -158,6 +161,7 @@ impl Likes {
             cache: moka::sync::Cache::new(COUNTS_CACHED),
             epoch: Arc::new(AtomicU64::new(0)),
             shared: Arc::default(),
+            viewer: ViewerCache::new(VIEWER_CACHED),
         }
     }
 
@@ -167,6 +171,70 @@ impl Likes {
     pub fn shared(&self) {
         self.shared.store(true, Ordering::Release);
         self.cache.invalidate_all();
+        self.viewer.disable();
+    }
+
+    /// `viewer`'s cached flags towards `post`, if held ([`crate::viewer`]).
+    pub fn viewer_cached(&self, post: u64, viewer: u64) -> Option<ViewerFlags> {
+        self.viewer.get(post, viewer)
+    }
+
+    /// `viewer`'s flags towards each of `posts`, in order: from the cache, the misses read from
+    /// the viewer's like and repost elements (never behind this node's store) in one batch of
+    /// the store ([`Store::get_records`]: one trip off the runtime for them all), then cached.
+    pub async fn viewer_flags(
+        &self,
+        viewer: u64,
+        posts: &[u64],
+    ) -> Result<Vec<ViewerFlags>, StoreError> {
+        let epoch = self.viewer.epoch();
+        let mut out: Vec<Option<ViewerFlags>> =
+            posts.iter().map(|p| self.viewer.get(*p, viewer)).collect();
+        let missing: Vec<u64> = posts
+            .iter()
+            .zip(&out)
+            .filter_map(|(p, f)| f.is_none().then_some(*p))
+            .collect();
+        if !missing.is_empty() {
+            let keys: Vec<Key> = missing
+                .iter()
+                .flat_map(|p| [like_key(*p, viewer), crate::reposts::repost_key(*p, viewer)])
+                .collect();
+            let records = self.store.get_records(&keys).await?;
+            let value = |r: Option<&Option<starling_store::Record>>| {
+                r.and_then(Option::as_ref).and_then(|r| r.visible().value)
+            };
+            let mut read = missing.iter().enumerate().map(|(i, p)| {
+                let flags = ViewerFlags {
+                    liked: value(records.get(2 * i)).is_some(),
+                    reposted: value(records.get(2 * i + 1))
+                        .and_then(|b| crate::reposts::id_of(&b))
+                        .is_some(),
+                };
+                self.viewer.insert(epoch, *p, viewer, flags);
+                flags
+            });
+            for slot in out.iter_mut().filter(|f| f.is_none()) {
+                *slot = read.next();
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Drops `member`'s cached flags towards `post`: called after each write to one of their
+    /// elements of it (a like's, a repost's).
+    pub(crate) fn forget_viewer(&self, post: u64, member: u64) {
+        self.viewer.forget(post, member);
+    }
+
+    /// (post, viewer) pairs whose flags are cached (for metrics).
+    pub fn cached_viewer_flags(&self) -> u64 {
+        self.viewer.len()
+    }
+
+    /// Viewer-flag lookups answered from the cache and not, since start (for metrics).
+    pub fn viewer_flag_hits_misses(&self) -> (u64, u64) {
+        self.viewer.hits_misses()
     }
 
     /// The counters of each of `posts`, in order: from the in-process cache, the missing ones
@@ -227,6 +295,7 @@ impl Likes {
         self.store
             .add(&key, Bytes::copy_from_slice(&at_ms.to_be_bytes()))
             .await?;
+        self.viewer.forget(post, liker);
         Ok(true)
     }
 
@@ -237,6 +306,7 @@ impl Likes {
         }
         let key = like_key(post, liker);
         self.store.remove(&key).await?;
+        self.viewer.forget(post, liker);
         Ok(true)
     }
 
@@ -377,6 +447,7 @@ impl Likes {
         upto: u64,
         loaded: Option<&Dot>,
     ) -> Result<Journal, StoreError> {
+        self.forget_changed_viewers(changes);
         let store = self.store.as_ref();
         let t = counted::tally(store, changes, SHADOWS, loaded, counter_of).await?;
         let mut j = Journal {
@@ -391,6 +462,23 @@ impl Likes {
         }
         j.shadows = t.shadows.into_iter().collect();
         Ok(j)
+    }
+
+    /// Drops the cached viewer flags of every like and repost element among `changes` (writes
+    /// of other nodes and regions included): they are in the store already.
+    fn forget_changed_viewers(&self, changes: &[starling_store::Change]) {
+        for c in changes {
+            for set in [LIKES, crate::reposts::REPOSTS] {
+                let k = c.key.as_bytes();
+                if k.len() == set.prefix_len() + 16 && k.starts_with(set.prefix().as_bytes()) {
+                    let post = starling_store::key::read_u64(k, set.prefix_len());
+                    let member = starling_store::key::read_u64(k, set.prefix_len() + 8);
+                    if let (Some(post), Some(member)) = (post, member) {
+                        self.viewer.forget(post, member);
+                    }
+                }
+            }
+        }
     }
 
     /// The dot of the bulk load this node's counts include ([`LOADED`]), if it was seeded.
@@ -530,6 +618,52 @@ mod tests {
         l.unlike(7, 1).await.unwrap();
         l.catch_up().await.unwrap();
         assert_eq!(l.counts_many(&[8, 7]).await.unwrap(), vec![one(1), one(1)]);
+    }
+
+    /// The viewer's flags as hydration reads them: the cache, else the elements (then cached).
+    async fn flags(l: &Likes, post: u64, viewer: u64) -> ViewerFlags {
+        let all = l.viewer_flags(viewer, &[8, post, 9]).await.unwrap();
+        assert_eq!(all[0], all[2], "posts 8 and 9: no flags");
+        all[1]
+    }
+
+    #[tokio::test]
+    async fn cached_viewer_flags_follow_own_writes_at_once_and_replicated_ones_per_pass() {
+        let l = likes();
+        let none = ViewerFlags::default();
+        let liked = ViewerFlags {
+            liked: true,
+            reposted: false,
+        };
+        assert_eq!(flags(&l, 7, 1).await, none);
+        assert_eq!(
+            l.viewer_cached(7, 1),
+            Some(none),
+            "a negative answer is cached"
+        );
+        // The viewer's own like and unlike: the next read shows each.
+        l.like(7, 1).await.unwrap();
+        assert_eq!(flags(&l, 7, 1).await, liked);
+        assert_eq!(l.viewer_cached(7, 1), Some(liked));
+        l.unlike(7, 1).await.unwrap();
+        assert_eq!(flags(&l, 7, 1).await, none);
+        // The same viewer's like made in another region, replicated here: the change feed's
+        // next pass drops the cached answer.
+        assert_eq!(flags(&l, 7, 1).await, none);
+        l.store.apply(&[remote_like(7, 1)]).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.viewer_cached(7, 1), None);
+        assert_eq!(flags(&l, 7, 1).await, liked);
+        // Another viewer's entry of the same post is theirs.
+        assert_eq!(flags(&l, 7, 2).await, none);
+        assert!(l.cached_viewer_flags() >= 2);
+        let (hits, misses) = l.viewer_flag_hits_misses();
+        assert!(hits > 0 && misses > 0, "{hits} {misses}");
+        // Shared counting: no cache, every read from the elements.
+        l.shared();
+        assert_eq!(l.viewer_cached(7, 1), None);
+        assert_eq!(flags(&l, 7, 1).await, liked);
+        assert_eq!(l.viewer_cached(7, 1), None);
     }
 
     #[tokio::test]

@@ -38,7 +38,7 @@ fn quote_key(quoted: u64, quote: u64) -> Key {
     QUOTES.key().u64(quoted).u64(quote).finish()
 }
 
-fn id_of(value: &[u8]) -> Option<u64> {
+pub(crate) fn id_of(value: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
 }
 
@@ -65,6 +65,7 @@ impl Posts {
                 self.store
                     .add(&key, Bytes::copy_from_slice(&id.to_be_bytes()))
                     .await?;
+                self.likes.forget_viewer(post, reposter);
                 (id, true)
             }
         };
@@ -99,6 +100,7 @@ impl Posts {
             return Ok(None);
         };
         self.store.remove(&key).await?;
+        self.likes.forget_viewer(post, reposter);
         self.store.delete(&post_key(id)).await?;
         self.store.remove(&list_key(reposter, id)).await?;
         Ok(Some(id))
@@ -158,6 +160,7 @@ impl Posts {
                 .and_then(|b| id_of(&b));
             if named == Some(post.id) {
                 self.store.remove(&key).await?;
+                self.likes.forget_viewer(original, post.author);
             }
         }
         if let Some(quoted) = post.quote_of {
@@ -212,6 +215,30 @@ mod tests {
             p.edit(r5.id, 5, "text").await,
             Err(PostError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_reposters_cached_flag_follows_repost_undo_and_delete_at_once() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "original", &[], None).await.unwrap();
+        let l = p.likes();
+        let reposted = |f: Option<crate::viewer::ViewerFlags>| f.map(|f| f.reposted);
+        let read = |post, viewer| async move { l.viewer_flags(viewer, &[post]).await.unwrap()[0] };
+        assert!(!read(x.id, 2).await.reposted);
+        assert_eq!(reposted(l.viewer_cached(x.id, 2)), Some(false));
+        let (r, _) = p.repost(x.id, 2).await.unwrap();
+        assert_eq!(l.viewer_cached(x.id, 2), None, "dropped by the repost");
+        assert!(read(x.id, 2).await.reposted);
+        assert_eq!(reposted(l.viewer_cached(x.id, 2)), Some(true));
+        p.unrepost(x.id, 2).await.unwrap();
+        assert!(!read(x.id, 2).await.reposted);
+        // Deleting the repost post undoes it: dropped too.
+        let (r2, _) = p.repost(x.id, 2).await.unwrap();
+        assert_ne!(r2.id, r.id);
+        assert!(read(x.id, 2).await.reposted);
+        p.delete(r2.id, 2).await.unwrap();
+        assert_eq!(l.viewer_cached(x.id, 2), None);
+        assert!(!read(x.id, 2).await.reposted);
     }
 
     #[tokio::test]
