@@ -9,7 +9,7 @@
 //! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
 //!
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
-//! [`ConnLimits`](crate::accept::ConnLimits)) is a `clap::Args` struct flattened into
+//! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`]) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration, so a new setting
 //! of a group is its field and its doc, and nothing in [`ServeConfig::resolve`]. A group's
@@ -172,23 +172,10 @@ pub struct ServeArgs {
     /// bounds what a lost message leaves stale.
     #[arg(long, env = "STARLING_FEED_SHARED_TTL")]
     pub feed_shared_ttl: Option<Span>,
-    /// WebSocket connections one user may hold on this node (default 16).
-    #[arg(long, env = "STARLING_WS_MAX_PER_USER")]
-    pub ws_max_per_user: Option<AtLeastOne>,
-    /// WebSocket connections this node accepts (default 200000).
-    #[arg(long, env = "STARLING_WS_MAX_CONNECTIONS")]
-    pub ws_max_connections: Option<AtLeastOne>,
-    /// Bytes a WebSocket connection's send queue may hold before it is closed as too slow
-    /// (4008; default 1048576).
-    #[arg(long, env = "STARLING_WS_QUEUE_BYTES")]
-    pub ws_queue_bytes: Option<Within<16_384, { u64::MAX }>>,
-    /// Most members of a group conversation (default 1000).
-    #[arg(long, env = "STARLING_MAX_GROUP_MEMBERS")]
-    pub max_group_members: Option<Within<2, 100_000>>,
-    /// Chat claims through the sequencer's group commit (default true); false: each send batch
-    /// takes its turn on its claim stripe, the path before it (for side-by-side measurement).
-    #[arg(long, env = "STARLING_CHAT_GROUP_COMMIT")]
-    pub chat_group_commit: Option<bool>,
+    /// The messenger's and WebSocket gateway's limits (`--ws-max-per-user`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub chat: ChatSettings,
     /// Connection caps and the header-read timeout (`--max-connections`, …).
     #[command(flatten)]
     #[serde(flatten)]
@@ -324,40 +311,72 @@ pub struct ServeConfig {
     pub web: Option<crate::web::Source>,
 }
 
-/// Limits of the messenger and its WebSocket gateway.
-#[derive(Clone, Copy, Debug)]
+/// Limits of the messenger and its WebSocket gateway: a group of `starling serve`'s settings
+/// (flags, `STARLING_<FLAG>` and `--config` keys, each declared once here), and two the server
+/// sets (not settings).
+#[derive(Args, Serialize, Deserialize, Clone, Copy, Debug)]
+#[serde(default)]
 pub struct ChatSettings {
-    /// Connections per user on this node.
-    pub max_per_user: usize,
-    /// Connections on this node.
-    pub max_connections: usize,
-    /// Send-queue budget of one connection, in bytes.
-    pub queue_bytes: usize,
-    /// Largest group.
-    pub max_group_members: usize,
-    /// Claims through the sequencer's group commit.
-    pub group_commit: bool,
+    /// WebSocket connections one user may hold on this node (default 16).
+    #[arg(
+        long,
+        env = "STARLING_WS_MAX_PER_USER",
+        default_value = "16",
+        hide_default_value = true
+    )]
+    pub ws_max_per_user: AtLeastOne,
+    /// WebSocket connections this node accepts (default 200000).
+    #[arg(
+        long,
+        env = "STARLING_WS_MAX_CONNECTIONS",
+        default_value = "200000",
+        hide_default_value = true
+    )]
+    pub ws_max_connections: AtLeastOne,
+    /// Bytes a WebSocket connection's send queue may hold before it is closed as too slow
+    /// (4008; default 1048576).
+    #[arg(
+        long,
+        env = "STARLING_WS_QUEUE_BYTES",
+        default_value = "1048576",
+        hide_default_value = true
+    )]
+    pub ws_queue_bytes: Within<16_384, { u64::MAX }>,
+    /// Most members of a group conversation (default 1000).
+    #[arg(
+        long,
+        env = "STARLING_MAX_GROUP_MEMBERS",
+        default_value = "1000",
+        hide_default_value = true
+    )]
+    pub max_group_members: Within<2, 100_000>,
+    /// Chat claims through the sequencer's group commit (default true); false: each send batch
+    /// takes its turn on its claim stripe, the path before it (for side-by-side measurement).
+    #[arg(
+        long,
+        env = "STARLING_CHAT_GROUP_COMMIT",
+        action = clap::ArgAction::Set,
+        default_value = "true",
+        hide_default_value = true
+    )]
+    pub chat_group_commit: bool,
     /// The holder id of this node's seq leases (`None`: the store's node id): set by the server
     /// from the embedded store's data directory, so a restarted node takes its leases again at
     /// once (`starling_messenger::lease::holder_in`).
+    #[arg(skip)]
+    #[serde(skip)]
     pub lease_holder: Option<u64>,
     /// Step 1 of a chat send skips its client-id index read for a client id this node's store
     /// certainly never saw (`starling_messenger::cids`): set by the server for one node on its
     /// own store (memory or embedded engine, no cluster), where every entry is written here.
+    #[arg(skip)]
+    #[serde(skip)]
     pub client_id_filter: bool,
 }
 
 impl Default for ChatSettings {
     fn default() -> Self {
-        ChatSettings {
-            max_per_user: 16,
-            max_connections: 200_000,
-            queue_bytes: 1 << 20,
-            max_group_members: 1000,
-            group_commit: true,
-            lease_holder: None,
-            client_id_filter: false,
-        }
+        defaults()
     }
 }
 
@@ -402,7 +421,6 @@ impl ServeConfig {
         let per_minute = |v: Option<PerMinute>, default: u32| {
             v.map_or(default, |v| u32::try_from(v.get()).unwrap_or(u32::MAX))
         };
-        let chat = ChatSettings::default();
         let feed = starling_feed::FeedConfig::default();
         let trim = starling_store::TrimConfig::default();
         let cfg = ServeConfig {
@@ -488,21 +506,7 @@ impl ServeConfig {
             request_timeout: args
                 .request_timeout
                 .map_or(crate::limits::REQUEST_DEADLINE, Period::get),
-            chat: ChatSettings {
-                max_per_user: args
-                    .ws_max_per_user
-                    .map_or(chat.max_per_user, Within::usize),
-                max_connections: args
-                    .ws_max_connections
-                    .map_or(chat.max_connections, Within::usize),
-                queue_bytes: args.ws_queue_bytes.map_or(chat.queue_bytes, Within::usize),
-                max_group_members: args
-                    .max_group_members
-                    .map_or(chat.max_group_members, Within::usize),
-                group_commit: args.chat_group_commit.unwrap_or(chat.group_commit),
-                lease_holder: None,
-                client_id_filter: false,
-            },
+            chat: args.chat,
         };
         let rtts = args.wan_rtt.map(|r| r.0).unwrap_or_default();
         let seeds: Vec<String> = args
@@ -725,6 +729,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<KnownKeys>(text)?;
     toml::from_str::<crate::write_limits::WriteQuotas>(text)?;
     toml::from_str::<crate::accept::ConnLimits>(text)?;
+    toml::from_str::<ChatSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -839,8 +844,16 @@ mod tests {
         ] {
             assert_eq!(q.get(), 6_000);
         }
+        let chat = ChatSettings::default();
+        assert_eq!(chat.ws_max_per_user.usize(), 16);
+        assert_eq!(chat.ws_max_connections.usize(), 200_000);
+        assert_eq!(chat.ws_queue_bytes.usize(), 1 << 20);
+        assert_eq!(chat.max_group_members.usize(), 1000);
+        assert!(chat.chat_group_commit);
+        assert_eq!((chat.lease_holder, chat.client_id_filter), (None, false));
         let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
         assert_eq!((c.conn, c.write_quotas), (conn, quotas));
+        assert_eq!(c.chat.max_group_members, chat.max_group_members);
 
         // A flag sets its group's field; the file fills what flags leave, a flag set to its
         // default still wins over the file.
@@ -848,7 +861,8 @@ mod tests {
         let file = dir.path().join("starling.toml");
         std::fs::write(
             &file,
-            "max_connections_per_ip = 7\nlikes_per_minute = 9\nmarks_per_minute = 11\n",
+            "max_connections_per_ip = 7\nlikes_per_minute = 9\nmarks_per_minute = 11\n\
+             chat_group_commit = true\nws_max_per_user = 3\n",
         )
         .unwrap();
         let c = ServeConfig::resolve(
@@ -859,6 +873,8 @@ mod tests {
                 "5s",
                 "--marks-per-minute",
                 "6000",
+                "--chat-group-commit",
+                "false",
             ])
             .unwrap(),
         )
@@ -872,6 +888,8 @@ mod tests {
             6_000,
             "the flag wins"
         );
+        assert!(!c.chat.chat_group_commit, "a flag set to false wins too");
+        assert_eq!(c.chat.ws_max_per_user.get(), 3);
 
         // A group's refused value in the file names its key and line, as any other.
         for (text, key, why) in [

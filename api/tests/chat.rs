@@ -272,7 +272,7 @@ async fn the_member_cap_is_enforced() {
     let s = start_with(
         common::chat::memory_store(),
         ChatSettings {
-            max_group_members: 3,
+            max_group_members: "3".parse().unwrap(),
             ..ChatSettings::default()
         },
         (Bus::in_process(), None),
@@ -492,7 +492,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_resumes_everything() {
     let s = start_with(
         common::chat::memory_store(),
         ChatSettings {
-            queue_bytes: 16 * 1024,
+            ws_queue_bytes: "16384".parse().unwrap(),
             ..ChatSettings::default()
         },
         (Bus::in_process(), None),
@@ -644,8 +644,8 @@ async fn connection_caps_per_user_and_per_node() {
     let s = start_with(
         common::chat::memory_store(),
         ChatSettings {
-            max_per_user: 2,
-            max_connections: 3,
+            ws_max_per_user: "2".parse().unwrap(),
+            ws_max_connections: "3".parse().unwrap(),
             ..ChatSettings::default()
         },
         (Bus::in_process(), None),

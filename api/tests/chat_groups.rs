@@ -147,7 +147,7 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     let s = start_with(
         common::chat::memory_store(),
         ChatSettings {
-            max_group_members: 4,
+            max_group_members: "4".parse().unwrap(),
             ..ChatSettings::default()
         },
         (Bus::in_process(), None),
