@@ -9,7 +9,7 @@
 //! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
 //!
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
-//! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`]) is a `clap::Args` struct flattened into
+//! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`]) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration, so a new setting
 //! of a group is its field and its doc, and nothing in [`ServeConfig::resolve`]. A group's
@@ -193,20 +193,10 @@ pub struct ServeArgs {
     /// Change-feed entries kept behind its slowest consumer (default 0).
     #[arg(long, env = "STARLING_FEED_RETAIN")]
     pub feed_retain: Option<u64>,
-    /// Time between passes of the tombstone reaper, e.g. `60s` (default 60s).
-    #[arg(long, env = "STARLING_GC_INTERVAL")]
-    pub gc_interval: Option<Span>,
-    /// How old a tombstone must be, and how long every member must have been alive, before it
-    /// is collected, e.g. `1h` (default 1h).
-    #[arg(long, env = "STARLING_GC_GRACE")]
-    pub gc_grace: Option<Span>,
-    /// How long a deleted account's handle stays taken (and its edges are swept for late
-    /// replicas), e.g. `30d` (default 30d).
-    #[arg(long, env = "STARLING_HANDLE_GRACE")]
-    pub handle_grace: Option<Span>,
-    /// Time between passes of the sweeper of deleted accounts, e.g. `10s` (default 10s).
-    #[arg(long, env = "STARLING_DELETION_INTERVAL")]
-    pub deletion_interval: Option<Span>,
+    /// The tombstone reaper's and the account sweeper's times (`--gc-interval`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub housekeeping: Housekeeping,
     /// Do not serve the web client at `/` (the API is served either way).
     #[arg(long, env = "STARLING_NO_WEB")]
     pub no_web: bool,
@@ -299,14 +289,8 @@ pub struct ServeConfig {
     pub session_ttl: Duration,
     /// The change feed's trimmer.
     pub trim: starling_store::TrimConfig,
-    /// Time between passes of the tombstone reaper.
-    pub gc_interval: Duration,
-    /// Age of a collectable tombstone, and how long the membership must be settled first.
-    pub gc_grace: Duration,
-    /// How long a deleted account's handle stays taken.
-    pub handle_grace: Duration,
-    /// Time between passes of the sweeper of deleted accounts.
-    pub deletion_interval: Duration,
+    /// The tombstone reaper's and the account sweeper's times.
+    pub housekeeping: Housekeeping,
     /// The web client served at `/`, from the binary or a directory; `None`: `--no-web`.
     pub web: Option<crate::web::Source>,
 }
@@ -375,6 +359,54 @@ pub struct ChatSettings {
 }
 
 impl Default for ChatSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+/// The times of the tombstone reaper (`starling_gossip::reaper`) and of the sweeper of deleted
+/// accounts ([`crate::deletion`]): a group of `starling serve`'s settings (flags,
+/// `STARLING_<FLAG>` and `--config` keys, each declared once here).
+#[derive(Args, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct Housekeeping {
+    /// Time between passes of the tombstone reaper, e.g. `60s` (default 60s).
+    #[arg(
+        long,
+        env = "STARLING_GC_INTERVAL",
+        default_value = "60s",
+        hide_default_value = true
+    )]
+    pub gc_interval: Span,
+    /// How old a tombstone must be, and how long every member must have been alive, before it
+    /// is collected, e.g. `1h` (default 1h).
+    #[arg(
+        long,
+        env = "STARLING_GC_GRACE",
+        default_value = "1h",
+        hide_default_value = true
+    )]
+    pub gc_grace: Span,
+    /// How long a deleted account's handle stays taken (and its edges are swept for late
+    /// replicas), e.g. `30d` (default 30d).
+    #[arg(
+        long,
+        env = "STARLING_HANDLE_GRACE",
+        default_value = "30d",
+        hide_default_value = true
+    )]
+    pub handle_grace: Span,
+    /// Time between passes of the sweeper of deleted accounts, e.g. `10s` (default 10s).
+    #[arg(
+        long,
+        env = "STARLING_DELETION_INTERVAL",
+        default_value = "10s",
+        hide_default_value = true
+    )]
+    pub deletion_interval: Span,
+}
+
+impl Default for Housekeeping {
     fn default() -> Self {
         defaults()
     }
@@ -493,16 +525,7 @@ impl ServeConfig {
                 retain: args.feed_retain.unwrap_or(0),
                 ..trim
             },
-            gc_interval: args
-                .gc_interval
-                .map_or(Duration::from_secs(60), Period::get),
-            gc_grace: args.gc_grace.map_or(Duration::from_secs(3600), Period::get),
-            handle_grace: args
-                .handle_grace
-                .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
-            deletion_interval: args
-                .deletion_interval
-                .map_or(Duration::from_secs(10), Period::get),
+            housekeeping: args.housekeeping,
             request_timeout: args
                 .request_timeout
                 .map_or(crate::limits::REQUEST_DEADLINE, Period::get),
@@ -730,6 +753,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<crate::write_limits::WriteQuotas>(text)?;
     toml::from_str::<crate::accept::ConnLimits>(text)?;
     toml::from_str::<ChatSettings>(text)?;
+    toml::from_str::<Housekeeping>(text)?;
     toml::from_str(text)
 }
 
@@ -854,6 +878,12 @@ mod tests {
         let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
         assert_eq!((c.conn, c.write_quotas), (conn, quotas));
         assert_eq!(c.chat.max_group_members, chat.max_group_members);
+        let h = Housekeeping::default();
+        assert_eq!(h.gc_interval.get(), Duration::from_secs(60));
+        assert_eq!(h.gc_grace.get(), Duration::from_secs(3600));
+        assert_eq!(h.handle_grace.get(), Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(h.deletion_interval.get(), Duration::from_secs(10));
+        assert_eq!(c.housekeeping, h);
 
         // A flag sets its group's field; the file fills what flags leave, a flag set to its
         // default still wins over the file.
@@ -1038,7 +1068,7 @@ mod tests {
         .unwrap();
         let c = ServeConfig::resolve(ok).unwrap();
         assert_eq!(c.store_cache, 8 << 20);
-        assert_eq!(c.gc_grace, Duration::from_secs(7200));
+        assert_eq!(c.housekeeping.gc_grace.get(), Duration::from_secs(7200));
         assert_eq!(c.feed.cap, 20);
         for (args, needle) in [
             (&["--tls-cert", "c.pem"][..], "--tls-key"),

@@ -88,7 +88,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         graph: {
             let mut g = GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone());
             g.session_ttl = cfg.session_ttl;
-            g.handle_grace = cfg.handle_grace;
+            g.handle_grace = cfg.housekeeping.handle_grace.get();
             g.keyspace_feed = shared;
             // One node on its own store: every block element is written through this node.
             g.block_cache = cfg.gossip.is_none() && !shared;
@@ -159,7 +159,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Deleted accounts are swept in bounded steps, off the request path.
     let sweeper = tokio::spawn(crate::deletion::run(
         state.clone(),
-        cfg.deletion_interval,
+        cfg.housekeeping.deletion_interval.get(),
         stopped.clone(),
     ));
     // The change feed is trimmed below the slowest of its consumers, off the request path.
@@ -339,8 +339,8 @@ async fn start_gossip(
             wan,
             gossip: {
                 let mut c = GossipConfig::wan(16);
-                c.gc_interval = cfg.gc_interval;
-                c.gc_grace = cfg.gc_grace;
+                c.gc_interval = cfg.housekeeping.gc_interval.get();
+                c.gc_grace = cfg.housekeeping.gc_grace.get();
                 c
             },
             clock,
