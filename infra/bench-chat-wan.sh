@@ -95,9 +95,17 @@ sys.exit(0 if any(m["region"] != v["region"] and m["state"] == "alive" for m in 
         done
       fi
       log "signing up $users users (half in each region)"
-      "$LOAD" run --scenario chat --target "$A,$B" --users "$users" --rate 100 --duration 1s \
-        --warmup 0s --grace 1s --setup-concurrency "$SETUP_CONCURRENCY" \
-        --sessions "$CLUSTER/sessions" --quiet >/dev/null
+      # Up to three times: a conversation whose other member signed up on the other node a moment
+      # before can meet her not yet replicated there (404 unknown user); a retry keeps the users
+      # already signed up (409 -> login) and conversations made (one per pair).
+      for try in 1 2 3; do
+        "$LOAD" run --scenario chat --target "$A,$B" --users "$users" --rate 100 --duration 1s \
+          --warmup 0s --grace 1s --setup-concurrency "$SETUP_CONCURRENCY" \
+          --sessions "$CLUSTER/sessions" --quiet >/dev/null && break
+        [ "$try" -lt 3 ] || { echo "the setup failed three times" >&2; exit 1; }
+        log "the setup failed (see above); again in 2 s"
+        sleep 2
+      done
       chat() { # scenario rate group_size users
         local report="$WORK/$round-$ow-$1.json" load
         load=$(cut -d' ' -f1-3 /proc/loadavg)
