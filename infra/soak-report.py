@@ -60,6 +60,12 @@ def table(rows, meta):
         row("RSS floor MiB", lambda p: min(r["rss_kib"] for r in p) / 1024)
         row("store files MiB (mean)", lambda p: statistics.mean(r["disk_kib"] for r in p) / 1024)
         row("store files MiB (max)", lambda p: max(r["disk_kib"] for r in p) / 1024)
+        if "journal_kib" in mine[0]:
+            row("of which journals MiB (max)", lambda p: max(r["journal_kib"] for r in p) / 1024)
+            row(
+                "store files less journals MiB (mean)",
+                lambda p: statistics.mean(r["disk_kib"] - r["journal_kib"] for r in p) / 1024,
+            )
         row("store tables (max)", lambda p: max(r["tables"] for r in p), "{:.0f}")
         row("change feed longest", lambda p: max(r["feed_length"] for r in p), "{:.0f}")
         row("fan-out backlog max", lambda p: max(r["fanout_backlog"] for r in p), "{:.0f}")
@@ -70,6 +76,14 @@ def table(rows, meta):
             False,
         )
         row("gossip longest tick gap ms (since start)", lambda p: p[-1]["tick_gap_max_ms"], "{:.0f}", False)
+        if "core_stalls" in mine[0]:
+            row(
+                "gossip core loop ticks >100 ms late",
+                lambda p: p[-1]["core_stalls"] - p[0]["core_stalls"],
+                "{:.0f}",
+                False,
+            )
+            row("gossip core longest tick gap ms (since start)", lambda p: p[-1]["core_tick_gap_max_ms"], "{:.0f}", False)
         row("failed requests", lambda p: p[-1]["errors"] - p[0]["errors"], "{:.0f}", False)
         row("ok requests", lambda p: p[-1]["ok"] - p[0]["ok"], "{:.0f}")
         row("p99 ms, median of 10 s intervals", lambda p: statistics.median(r["p99_us"] for r in p) / 1000, "{:.2f}")

@@ -26,6 +26,8 @@ pub enum AckedKind {
     User,
     /// A post: `id` is the post's id.
     Post,
+    /// A post deleted by its author (`user`): `id` is the post's id.
+    Unpost,
     /// A follow: `id` is the followee.
     Follow,
     /// An unfollow: `id` is the former followee.

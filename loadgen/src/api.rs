@@ -279,6 +279,17 @@ pub async fn post(
     field(&v.await?, "id")
 }
 
+/// `DELETE /v1/posts/{id}` (its author's token).
+pub async fn delete_post(
+    http: &Http,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> Result<(), RequestError> {
+    let url = format!("{base}/v1/posts/{id}");
+    no_content(http, Method::DELETE, &url, token, None).await
+}
+
 /// `GET /v1/feed?limit=`: returns how many posts the page held (206 while a cold timeline is
 /// rebuilt is a success).
 pub async fn feed(http: &Http, base: &str, token: &str, limit: u32) -> Result<usize, RequestError> {

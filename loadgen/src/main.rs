@@ -70,8 +70,8 @@ struct RunArgs {
     /// server), or set them up and save them there.
     #[arg(long)]
     sessions: Option<PathBuf>,
-    /// Weighted REST operations: read, post, follow, unfollow, health, chat, group, edit, like,
-    /// unlike, e.g. `read=99,post=1`.
+    /// Weighted REST operations: read, post, unpost, follow, unfollow, health, chat, group, edit,
+    /// like, unlike, repost, unrepost, notify, password, delete, e.g. `read=99,post=1`.
     #[arg(long, default_value = "read=99,post=1")]
     mix: String,
     /// REST: the posts (ids, comma separated) the like, unlike, repost and unrepost operations go

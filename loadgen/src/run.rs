@@ -39,22 +39,39 @@ use tokio::time::Instant;
 /// Acknowledged posts the `like` and `unlike` operations choose from (besides the hot post).
 pub const RECENT_POSTS: usize = 1024;
 
-/// The posts likes go to: the hot one and a bounded window of recent ones.
+/// Posts that left the window of recent ones, kept for the `unpost` operation, at most.
+pub const RETIRED_POSTS: usize = 65_536;
+
+/// How long after a post left the window of recent ones `unpost` may delete it: longer than any
+/// request's timeout, so no like or repost that picked it is still in flight.
+pub const UNPOST_AFTER: Duration = Duration::from_secs(30);
+
+/// The posts likes go to: the hot one and a bounded window of recent ones (with their authors,
+/// by index in the run's users); and the posts that left the window, oldest first, when they
+/// left it (the `unpost` operation deletes them).
 #[derive(Debug, Default)]
 struct LikedPosts {
     hot: Option<String>,
-    recent: std::collections::VecDeque<String>,
+    recent: std::collections::VecDeque<(usize, String)>,
+    retired: std::collections::VecDeque<(Instant, usize, String)>,
 }
 
 impl LikedPosts {
-    fn add(&mut self, id: &str) {
+    fn add(&mut self, author: usize, id: &str, now: Instant) {
         if self.hot.is_none() {
             self.hot = Some(id.to_string());
         }
-        if self.recent.len() == RECENT_POSTS {
-            self.recent.pop_front();
+        if self.recent.len() == RECENT_POSTS
+            && let Some((by, old)) = self.recent.pop_front()
+            && self.hot.as_deref() != Some(old.as_str())
+        {
+            if self.retired.len() == RETIRED_POSTS {
+                // Left undeleted: `unpost` is weighted below `post`.
+                self.retired.pop_front();
+            }
+            self.retired.push_back((now, by, old));
         }
-        self.recent.push_back(id.to_string());
+        self.recent.push_back((author, id.to_string()));
     }
 
     /// Even `n`: the hot post; odd: a recent one.
@@ -63,7 +80,16 @@ impl LikedPosts {
             return self.hot.clone();
         }
         let i = usize::try_from(n / 2).unwrap_or(0) % self.recent.len();
-        self.recent.get(i).cloned()
+        self.recent.get(i).map(|(_, id)| id.clone())
+    }
+
+    /// The oldest post that left the window at least `after` before `now`, and its author.
+    fn take_retired(&mut self, now: Instant, after: Duration) -> Option<(usize, String)> {
+        let (at, _, _) = self.retired.front()?;
+        if now.saturating_duration_since(*at) < after {
+            return None;
+        }
+        self.retired.pop_front().map(|(_, by, id)| (by, id))
     }
 }
 
@@ -161,16 +187,20 @@ impl Ctx {
             Op::Post => {
                 let text = format!("load post {} by {}", p.n, u.handle);
                 let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-                self.liked
-                    .lock()
-                    .entry(u.target.clone())
-                    .or_default()
-                    .add(&id);
+                self.liked.lock().entry(u.target.clone()).or_default().add(
+                    p.user,
+                    &id,
+                    Instant::now(),
+                );
                 Some((AckedKind::Post, id))
+            }
+            Op::Unpost => {
+                self.unpost(u).await?;
+                None
             }
             Op::Like | Op::Unlike => {
                 let on = p.op == Op::Like;
-                let post = self.post_to_like(u, p.n).await?;
+                let post = self.post_to_like(u, p.user, p.n).await?;
                 let sent_us = now_us();
                 let r = api::like(&self.http, &u.target, &u.token, &post, on).await;
                 let kind = if on {
@@ -183,7 +213,7 @@ impl Ctx {
             }
             Op::Repost | Op::Unrepost => {
                 let on = p.op == Op::Repost;
-                let post = self.post_to_like(u, p.n).await?;
+                let post = self.post_to_like(u, p.user, p.n).await?;
                 let sent_us = now_us();
                 let r = api::repost(&self.http, &u.target, &u.token, &post, on).await;
                 let kind = if on {
@@ -495,8 +525,27 @@ impl Ctx {
         result
     }
 
-    /// The post the `n`th like or unlike goes to; `u` posts one first when the run has none.
-    async fn post_to_like(&self, u: &User, n: u64) -> Result<String, RequestError> {
+    /// Deletes, as its author, the oldest post of `u`'s node that left the window of recent
+    /// ones [`UNPOST_AFTER`] ago (nothing when there is none yet).
+    async fn unpost(&self, u: &User) -> Result<(), RequestError> {
+        let ready = self
+            .liked
+            .lock()
+            .get_mut(&u.target)
+            .and_then(|l| l.take_retired(Instant::now(), UNPOST_AFTER));
+        let Some((author, post)) = ready else {
+            return Ok(());
+        };
+        let a = &self.users[author];
+        let sent_us = now_us();
+        let r = api::delete_post(&self.http, &a.target, &a.token, &post).await;
+        self.write_done(AckedKind::Unpost, post, a, sent_us, r)
+            .await
+    }
+
+    /// The post the `n`th like or unlike goes to; `u` (the `user`th) posts one first when the
+    /// run has none.
+    async fn post_to_like(&self, u: &User, user: usize, n: u64) -> Result<String, RequestError> {
         if !self.given.is_empty() {
             let i = usize::try_from(n % self.given.len() as u64).unwrap_or(0);
             return Ok(self.given[i].clone());
@@ -512,7 +561,7 @@ impl Ctx {
             .lock()
             .entry(u.target.clone())
             .or_default()
-            .add(&id);
+            .add(user, &id, Instant::now());
         self.log_write(
             AckedKind::Post,
             id.clone(),
@@ -755,13 +804,34 @@ mod tests {
     fn likes_go_half_to_the_hot_post_and_the_window_is_bounded() {
         let mut l = LikedPosts::default();
         assert_eq!(l.pick(1), None);
+        let t0 = Instant::now();
         for i in 0..RECENT_POSTS + 10 {
-            l.add(&format!("p{i}"));
+            l.add(i % 3, &format!("p{i}"), t0);
         }
         assert_eq!(l.recent.len(), RECENT_POSTS);
         assert_eq!(l.pick(0).as_deref(), Some("p0"));
         assert_eq!(l.pick(2).as_deref(), Some("p0"));
         assert_eq!(l.pick(1).as_deref(), Some("p10"), "the oldest kept");
         assert!((0..100).filter_map(|n| l.pick(n)).all(|p| p != "p5"));
+        // The posts that left the window, not the hot one, go to `unpost` in order, with their
+        // authors, only once they left it long enough ago.
+        assert_eq!(l.retired.len(), 9, "p1..=p9");
+        assert_eq!(l.take_retired(t0, UNPOST_AFTER), None, "too recent");
+        let later = t0 + UNPOST_AFTER;
+        assert_eq!(l.take_retired(later, UNPOST_AFTER), Some((1, "p1".into())));
+        assert_eq!(l.take_retired(later, UNPOST_AFTER), Some((2, "p2".into())));
+        let left: Vec<String> = std::iter::from_fn(|| l.take_retired(later, UNPOST_AFTER))
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(left.len(), 7);
+        assert!(
+            left.iter()
+                .all(|p| l.pick(1).as_deref() != Some(p.as_str()))
+        );
+        assert_eq!(
+            l.pick(0).as_deref(),
+            Some("p0"),
+            "the hot post is never deleted"
+        );
     }
 }

@@ -105,6 +105,11 @@ pub enum Op {
     Read,
     /// `POST /v1/posts`.
     Post,
+    /// `DELETE /v1/posts/{id}`, as its author, of the oldest post that left the like window
+    /// (the last `RECENT_POSTS` of its node) 30 s ago or more; nothing when none has yet. So
+    /// posts are deleted as fast as they are written once the window is full, when weighted as
+    /// `post` (the soak's mix).
+    Unpost,
     /// `PUT /v1/following/{id}`.
     Follow,
     /// `DELETE /v1/following/{id}`.
@@ -145,9 +150,10 @@ pub enum Op {
 
 impl Op {
     /// Every operation, in report order.
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::Read,
         Op::Post,
+        Op::Unpost,
         Op::Follow,
         Op::Unfollow,
         Op::Health,
@@ -168,6 +174,7 @@ impl Op {
         match self {
             Op::Read => "read",
             Op::Post => "post",
+            Op::Unpost => "unpost",
             Op::Follow => "follow",
             Op::Unfollow => "unfollow",
             Op::Health => "health",

@@ -150,10 +150,13 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
     let mut by_edit: BTreeMap<(String, u64), Vec<(&Acked, String)>> = BTreeMap::new();
     let mut by_like: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
     let mut by_repost: BTreeMap<(String, String), Vec<(&Acked, bool)>> = BTreeMap::new();
+    // Posts their authors deleted, or may have (an unknown outcome): not expected to exist.
+    let mut unposted: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for a in acked {
         let logs_unknown = matches!(
             a.kind,
-            AckedKind::Follow
+            AckedKind::Unpost
+                | AckedKind::Follow
                 | AckedKind::Unfollow
                 | AckedKind::Member
                 | AckedKind::Edit
@@ -170,6 +173,9 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
         match a.kind {
             AckedKind::User => ex.users.push(a.id.clone()),
             AckedKind::Post => ex.posts.push(a.id.clone()),
+            AckedKind::Unpost => {
+                unposted.insert(a.id.as_str());
+            }
             AckedKind::Follow | AckedKind::Unfollow => by_edge
                 .entry((a.user.clone(), a.id.clone()))
                 .or_default()
@@ -285,6 +291,7 @@ pub fn expectations(acked: &[Acked]) -> Expectations {
             Resolved::Nothing | Resolved::Ambiguous { .. } => ex.edits_ambiguous += 1,
         }
     }
+    ex.posts.retain(|p| !unposted.contains(p.as_str()));
     ex
 }
 
@@ -1214,6 +1221,15 @@ mod tests {
         ];
         let ex = expectations(&log);
         assert_eq!(ex.posts, vec!["p1".to_string()]);
+        // A post deleted by its author, or perhaps (an unknown outcome), is not expected.
+        let mut more = log.clone();
+        more.extend([
+            op(Post, "1", "p2", 0, 5),
+            op(Post, "1", "p3", 0, 5),
+            op(Unpost, "1", "p2", 10, 12),
+            failed(Outcome::Unknown, Unpost, "1", "p3", 10, 20),
+        ]);
+        assert_eq!(expectations(&more).posts, vec!["p1".to_string()]);
         assert_eq!(ex.edges.len(), 2);
         assert!(!ex.edges[&("1".to_string(), "2".to_string())]);
         assert!(ex.edges[&("1".to_string(), "3".to_string())]);

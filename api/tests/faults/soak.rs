@@ -21,8 +21,10 @@
 //! half of it. `infra/soak.sh` sets both (300 s,
 //! steady); CI's short run keeps the chunks and the empty store's burst capacity.
 //!
-//! The load is the fault tests' mix (`FAULT_MIX`: unfollows, unlikes and membership removals
-//! leave tombstones, edits rewrite messages). Each sample also records the store's files on
+//! The load is the soak's mix (`FAULT_MIX`: deletes balance creations where the product lets
+//! them — posts deleted by their authors as fast as they are written once each node's like
+//! window is full, unlikes as likes, unreposts as reposts, unfollows as follows — and leave
+//! tombstones for the reaper, edits rewrite messages; chat messages are kept). Each sample also records the store's files on
 //! disk (allocated blocks under the node's data directory), the change feed's length, the
 //! gossip loop's longest tick gap and its ticks more than 100 ms late, the interval's p99 over
 //! every operation (from the difference of two cumulative histograms) and the 1-minute load
@@ -78,6 +80,10 @@ const BLOCK_CACHE_CAPACITY: &str = "starling_store_block_cache_capacity_bytes";
 /// Index and filter blocks outside the cache (none pinned since 2026-12-01), reported apart.
 const PINNED: &str = "starling_store_pinned_bytes";
 const TABLES: &str = "starling_store_tables";
+/// The store's write-ahead journals on disk: part of `disk_kib`, bounded apart from the data.
+const JOURNALS: &str = "starling_store_journal_bytes";
+/// The gossip core's store jobs outstanding at most (its loop never awaits them).
+const STORE_JOBS_MAX: &str = "starling_gossip_store_jobs_pending_max";
 /// The change feed's entries (bounded by trimming), and the longest gap between two ticks of the
 /// loop that fires SWIM's timers (the membership loop, which never awaits the store) since the
 /// node started and its ticks more than 100 ms late.
@@ -158,6 +164,10 @@ struct Sample {
     errors: u64,
     /// The store's files on disk (allocated blocks under the node's data directory).
     disk_kib: u64,
+    /// Of those, the journals ([`JOURNALS`]).
+    journal_kib: u64,
+    /// [`STORE_JOBS_MAX`].
+    store_jobs_max: f64,
     feed_length: f64,
     tick_gap_max_ms: f64,
     stalls: f64,
@@ -296,6 +306,8 @@ pub(crate) fn run() {
                 ok: so_far.ok,
                 errors: so_far.errors,
                 disk_kib: disk_bytes(&c.dir.path().join(&m.name)) / 1024,
+                journal_kib: kib(JOURNALS),
+                store_jobs_max: metric(m.port, STORE_JOBS_MAX).unwrap_or(0.0),
                 feed_length: metric(m.port, FEED_LENGTH).unwrap_or(0.0),
                 tick_gap_max_ms: metric(m.port, TICK_GAP).unwrap_or(0.0),
                 stalls: metric(m.port, STALLS).unwrap_or(0.0),
@@ -579,12 +591,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us,core_tick_gap_max_ms,core_stalls,core_long_stalls,core_tick_age_ms\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us,core_tick_gap_max_ms,core_stalls,core_long_stalls,core_tick_age_ms,journal_kib,store_jobs_max\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -617,7 +629,9 @@ pub(crate) fn run() {
                 s.core[0],
                 s.core[1],
                 s.core[2],
-                s.core[3]
+                s.core[3],
+                s.journal_kib,
+                s.store_jobs_max
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();
