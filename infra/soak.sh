@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The soak: the fault tests' mixed load (feed reads, posts, follows, unfollows, chat sends, group
-# membership changes, message edits, likes and unlikes) at half the measured capacity against a
+# The soak: a mixed load whose deletes balance its creations (feed reads, posts and their
+# authors' deletions, follows and unfollows, chat sends, group membership changes, message edits,
+# likes and unlikes, reposts and their undoing; FAULT_MIX in api/tests/faults/main.rs, RELIABILITY.md
+# "Soak") at half the measured capacity against a
 # local cluster of real `starling` processes (2 regions × 1 node, simulated WAN), with the
 # change-feed trimming and tombstone collection compressed (below), sampling each node's RSS
 # (/proc/PID/status), its store's memtables and block cache, the change-feed consumer backlogs,
