@@ -65,8 +65,11 @@ const PEER_QUEUE: usize = 1024;
 const COMMAND_QUEUE: usize = 1024;
 /// Store jobs the core has made and not yet had answered, past which its loop takes no new
 /// message or command: each of those makes a job or two, so the jobs waiting (and the memory
-/// they hold) stay bounded; ticks make at most a push, a cursor save and a member save.
-pub const MAX_STORE_JOBS: usize = 256;
+/// they hold) stay bounded; ticks make at most a push, a cursor save and a member save. A job
+/// holds the records of a push or an apply (up to a push batch of 256), so this bound is also
+/// the loop's memory under a slow store: at 256 the fault suite's soak, run beside the other
+/// fault tests, saw a node's RSS grow 33-46 MiB (its limit 24) in three runs; at 32, 14-22.
+pub const MAX_STORE_JOBS: usize = 32;
 /// The store worker's queue, and its answers' (the rest wait in the core loop's own queue,
 /// bounded by [`MAX_STORE_JOBS`]).
 const STORE_JOB_QUEUE: usize = 64;
