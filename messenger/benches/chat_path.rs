@@ -27,7 +27,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use starling_graph::{Graph, GraphConfig};
 use starling_messenger::pipeline::EndedTokens;
-use starling_messenger::{Message, Messenger, MessengerConfig};
+use starling_messenger::{Conversation, Message, Messenger, MessengerConfig};
 use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -60,6 +60,23 @@ fn messenger_with(
     group_commit: bool,
     one_commit: bool,
 ) -> (Messenger, Vec<u64>) {
+    let mut mcfg = MessengerConfig::new("r");
+    mcfg.group_commit = group_commit;
+    mcfg.one_commit = one_commit;
+    // The claim paths without the seq lease (its own A/B is `send_lease`).
+    mcfg.lease = false;
+    bench_messenger(rt, users, false, mcfg)
+}
+
+/// The one set-up of every step here: a messenger configured by `mcfg` on the memory engine,
+/// over a graph with its block cache on or off and `users` signed-up users (their ids); the
+/// client-id filter loaded where `mcfg` turns it on.
+fn bench_messenger(
+    rt: &tokio::runtime::Runtime,
+    users: usize,
+    block_cache: bool,
+    mcfg: MessengerConfig,
+) -> (Messenger, Vec<u64>) {
     rt.block_on(async {
         let store = open_memory(
             NodeId::new(RegionId(1), 1),
@@ -71,6 +88,7 @@ fn messenger_with(
         let mut cfg = GraphConfig::new("r", "r");
         cfg.argon2_memory_kib = 64;
         cfg.argon2_passes = 1;
+        cfg.block_cache = block_cache;
         let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
         let mut out = Vec::new();
         for i in 0..users {
@@ -80,12 +98,12 @@ fn messenger_with(
                 .expect("sign up");
             out.push(u.id);
         }
-        let mut mcfg = MessengerConfig::new("r");
-        mcfg.group_commit = group_commit;
-        mcfg.one_commit = one_commit;
-        // The claim paths without the seq lease (its own A/B is `send_lease`).
-        mcfg.lease = false;
-        (Messenger::new(store, cas, ids, graph, mcfg), out)
+        let filter = mcfg.client_id_filter;
+        let m = Messenger::new(store, cas, ids, graph, mcfg);
+        if filter {
+            m.load_client_ids().await.expect("filter loaded");
+        }
+        (m, out)
     })
 }
 
@@ -200,13 +218,7 @@ fn send_concurrent(c: &mut Criterion) {
     ));
     for (name, group_commit, one_commit) in PATHS {
         let (m, users) = messenger_with(&rt, SENDERS + 1, group_commit, one_commit);
-        let convs: Vec<_> = rt.block_on(async {
-            let mut out = Vec::new();
-            for &u in &users[1..] {
-                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
-            }
-            out
-        });
+        let convs = one_to_ones(&rt, &m, &users);
         let convs = Arc::new(convs);
         let mut round = 0u64;
         g.bench_function(name, |b| {
@@ -237,49 +249,18 @@ fn send_concurrent(c: &mut Criterion) {
     g.finish();
 }
 
-/// A messenger on the memory engine with the seq lease on or off (`MessengerConfig::lease`).
-fn lease_messenger(
-    rt: &tokio::runtime::Runtime,
-    users: usize,
-    lease: bool,
-) -> (Messenger, Vec<u64>) {
-    lease_filter_messenger(rt, users, lease, false)
-}
-
-/// [`lease_messenger`] with the client-id filter on or off (loaded when on).
+/// A messenger on the memory engine with the seq lease (`MessengerConfig::lease`) and the
+/// client-id filter on or off.
 fn lease_filter_messenger(
     rt: &tokio::runtime::Runtime,
     users: usize,
     lease: bool,
     filter: bool,
 ) -> (Messenger, Vec<u64>) {
-    rt.block_on(async {
-        let store = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
-        let cas = Arc::new(LocalCas(store.clone()));
-        let ids = Arc::new(IdGenerator::new(store.node()));
-        let mut cfg = GraphConfig::new("r", "r");
-        cfg.argon2_memory_kib = 64;
-        cfg.argon2_passes = 1;
-        let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-        let mut out = Vec::new();
-        for i in 0..users {
-            let (u, _) = graph
-                .sign_up(&format!("user{i}"), "password1", None, None)
-                .await
-                .expect("sign up");
-            out.push(u.id);
-        }
-        let mut mcfg = MessengerConfig::new("r");
-        mcfg.lease = lease;
-        mcfg.client_id_filter = filter;
-        let m = Messenger::new(store, cas, ids, graph, mcfg);
-        m.load_client_ids().await.expect("filter loaded");
-        (m, out)
-    })
+    let mut mcfg = MessengerConfig::new("r");
+    mcfg.lease = lease;
+    mcfg.client_id_filter = filter;
+    bench_messenger(rt, users, false, mcfg)
 }
 
 /// Conversations `send_lease` rotates over (each holds its own lease).
@@ -289,6 +270,60 @@ const LEASE_CONVS: usize = 64;
 /// the seq lease (its check before and after the claim, the epoch in the slot) against without
 /// it (the slots' CAS alone, before), ABAB in one run; process CPU time per message.
 fn send_lease(c: &mut Criterion) {
+    sends_ab(
+        c,
+        "send_lease",
+        [
+            ("lease_a", true),
+            ("no_lease_before_a", false),
+            ("lease_b", true),
+            ("no_lease_before_b", false),
+        ],
+        |rt, lease| lease_filter_messenger(rt, LEASE_CONVS + 1, lease, false),
+    );
+}
+
+/// `send_filter`: `send_lease`'s load (with the lease, the default) with the client-id filter
+/// against without it (the index read on every send, before), ABAB in one run; process CPU
+/// time per message.
+fn send_filter(c: &mut Criterion) {
+    sends_ab(
+        c,
+        "send_filter",
+        [
+            ("filter_a", true),
+            ("no_filter_before_a", false),
+            ("filter_b", true),
+            ("no_filter_before_b", false),
+        ],
+        |rt, filter| lease_filter_messenger(rt, LEASE_CONVS + 1, true, filter),
+    );
+}
+
+/// A 1:1 conversation of each user after the first with the first.
+fn one_to_ones(
+    rt: &tokio::runtime::Runtime,
+    m: &Messenger,
+    users: &[u64],
+) -> Vec<Arc<Conversation>> {
+    rt.block_on(async {
+        let mut out = Vec::new();
+        for &u in &users[1..] {
+            out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
+        }
+        out
+    })
+}
+
+/// One message at a time over [`LEASE_CONVS`] 1:1 conversations for each of `variants` (its
+/// name and the switch `make` builds the messenger with), in their order; process CPU time per
+/// message.
+fn sends_ab(
+    c: &mut Criterion,
+    group: &str,
+    variants: [(&str, bool); 4],
+    make: impl Fn(&tokio::runtime::Runtime, bool) -> (Messenger, Vec<u64>),
+) {
     // A worker thread for the lease's renewal task (a current-thread runtime would run it only
     // while a send waits, which a send on the memory engine never does).
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -296,65 +331,10 @@ fn send_lease(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let mut g = c.benchmark_group("send_lease");
-    for (name, lease) in [
-        ("lease_a", true),
-        ("no_lease_before_a", false),
-        ("lease_b", true),
-        ("no_lease_before_b", false),
-    ] {
-        let (m, users) = lease_messenger(&rt, LEASE_CONVS + 1, lease);
-        let convs: Vec<_> = rt.block_on(async {
-            let mut out = Vec::new();
-            for &u in &users[1..] {
-                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
-            }
-            out
-        });
-        let mut i = 0usize;
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let start = cpu_now();
-                for _ in 0..iters {
-                    i += 1;
-                    let k = i % LEASE_CONVS;
-                    let cid = format!("c{i}");
-                    let sent = rt
-                        .block_on(m.send(&convs[k], users[k + 1], &cid, "a 64-byte body"))
-                        .expect("send");
-                    m.note_head(&sent.message);
-                }
-                cpu_now().saturating_sub(start)
-            })
-        });
-    }
-    g.finish();
-}
-
-/// `send_filter`: `send_lease`'s load (with the lease, the default) with the client-id filter
-/// against without it (the index read on every send, before), ABAB in one run; process CPU
-/// time per message.
-fn send_filter(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let mut g = c.benchmark_group("send_filter");
-    for (name, filter) in [
-        ("filter_a", true),
-        ("no_filter_before_a", false),
-        ("filter_b", true),
-        ("no_filter_before_b", false),
-    ] {
-        let (m, users) = lease_filter_messenger(&rt, LEASE_CONVS + 1, true, filter);
-        let convs: Vec<_> = rt.block_on(async {
-            let mut out = Vec::new();
-            for &u in &users[1..] {
-                out.push(m.create(u, &[users[0]]).await.expect("conversation").0);
-            }
-            out
-        });
+    let mut g = c.benchmark_group(group);
+    for (name, on) in variants {
+        let (m, users) = make(&rt, on);
+        let convs = one_to_ones(&rt, &m, &users);
         let mut i = 0usize;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -389,34 +369,8 @@ fn authorize_send(c: &mut Criterion) {
         ("block_cache_b", true),
         ("two_reads_before_b", false),
     ] {
-        let (m, users, convs) = rt.block_on(async {
-            let store = open_memory(
-                NodeId::new(RegionId(1), 1),
-                Arc::new(HlcClock::new()),
-                Limits::default(),
-            );
-            let cas = Arc::new(LocalCas(store.clone()));
-            let ids = Arc::new(IdGenerator::new(store.node()));
-            let mut cfg = GraphConfig::new("r", "r");
-            cfg.argon2_memory_kib = 64;
-            cfg.argon2_passes = 1;
-            cfg.block_cache = cache;
-            let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-            let mut users = Vec::new();
-            for i in 0..=LEASE_CONVS {
-                let (u, _) = graph
-                    .sign_up(&format!("user{i}"), "password1", None, None)
-                    .await
-                    .expect("sign up");
-                users.push(u.id);
-            }
-            let m = Messenger::new(store, cas, ids, graph, MessengerConfig::new("r"));
-            let mut convs = Vec::new();
-            for &u in &users[1..] {
-                convs.push(m.create(u, &[users[0]]).await.expect("conversation").0.id);
-            }
-            (m, users, convs)
-        });
+        let (m, users) = bench_messenger(&rt, LEASE_CONVS + 1, cache, MessengerConfig::new("r"));
+        let convs = one_to_ones(&rt, &m, &users);
         let mut i = 0usize;
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -425,7 +379,7 @@ fn authorize_send(c: &mut Criterion) {
                     i += 1;
                     let k = i % LEASE_CONVS;
                     black_box(
-                        rt.block_on(m.authorize_send(users[k + 1], convs[k]))
+                        rt.block_on(m.authorize_send(users[k + 1], convs[k].id))
                             .expect("authorized"),
                     );
                 }

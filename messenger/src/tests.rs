@@ -10,6 +10,11 @@ use std::sync::Arc;
 
 /// A messenger on a memory store with `users` signed-up users (also used by the lease tests).
 pub(crate) async fn setup(users: usize) -> (Messenger, Vec<u64>) {
+    setup_with(users, false).await
+}
+
+/// [`setup`] over a graph with its block cache on or off (`GraphConfig::block_cache`).
+async fn setup_with(users: usize, block_cache: bool) -> (Messenger, Vec<u64>) {
     let store = open_memory(
         NodeId::new(RegionId(1), 1),
         Arc::new(HlcClock::new()),
@@ -20,6 +25,7 @@ pub(crate) async fn setup(users: usize) -> (Messenger, Vec<u64>) {
     let mut cfg = GraphConfig::new("r", "r");
     cfg.argon2_memory_kib = 64;
     cfg.argon2_passes = 1;
+    cfg.block_cache = block_cache;
     let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
     let mut out = Vec::new();
     for i in 0..users {
@@ -703,27 +709,8 @@ async fn the_client_id_filter_skips_the_index_read_and_a_retry_after_a_restart_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_block_cache_a_block_and_a_removal_take_effect_on_the_next_send() {
-    let store = open_memory(
-        NodeId::new(RegionId(1), 1),
-        Arc::new(HlcClock::new()),
-        Limits::default(),
-    );
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(store.node()));
-    let mut cfg = GraphConfig::new("r", "r");
-    cfg.argon2_memory_kib = 64;
-    cfg.argon2_passes = 1;
-    cfg.block_cache = true;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-    let mut u = Vec::new();
-    for i in 0..3 {
-        let (x, _) = graph
-            .sign_up(&format!("user{i}"), "password1", None, None)
-            .await
-            .unwrap();
-        u.push(x.id);
-    }
-    let m = Messenger::new(store, cas, ids, graph.clone(), MessengerConfig::new("r"));
+    let (m, u) = setup_with(3, true).await;
+    let graph = m.graph.clone();
     let (dm, _) = m.create(u[0], &[u[1]]).await.unwrap();
     // Asked twice: the second answer is the cache's.
     for _ in 0..2 {
