@@ -426,22 +426,7 @@ fn a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once() {
     let Some(cluster) = cluster() else { return };
     let ks = format!("t_region_{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str| {
-        let args: Vec<String> = [
-            "--store",
-            &format!("scylla://{cluster}/{ks}"),
-            "--node-id",
-            name,
-            "--data-dir",
-            &dir.path().join(name).display().to_string(),
-            "--auth-per-minute",
-            "1000000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Node::start(dir.path(), free_port(), &args)
-    };
+    let start = |name: &str| keyspace_node(dir.path(), &cluster, &ks, name, &[]);
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
     let metric = |node: &Node, name: &str| -> i64 {
         let (_, m) = node.http("GET", "/metrics", None, b"");
@@ -775,27 +760,17 @@ fn a_post_through_one_node_reaches_timelines_cached_on_another() {
     let pid = std::process::id();
     let ks = format!("t_inval_{pid}");
     let dir = tempfile::tempdir().unwrap();
+    let region = format!("inv{pid}");
     let start = |name: &str| {
-        let args: Vec<String> = [
-            "--store",
-            &format!("scylla://{cluster}/{ks}"),
+        let flags = [
             "--redis",
             &redis,
             "--region",
-            &format!("inv{pid}"),
+            &region,
             "--feed-shared-ttl",
             "1h",
-            "--node-id",
-            name,
-            "--data-dir",
-            &dir.path().join(name).display().to_string(),
-            "--auth-per-minute",
-            "1000000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        Node::start(dir.path(), free_port(), &args)
+        ];
+        keyspace_node(dir.path(), &cluster, &ks, name, &flags)
     };
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
     let nodes = [start("inv0"), start("inv1")];
@@ -869,6 +844,34 @@ fn a_post_through_one_node_reaches_timelines_cached_on_another() {
         .block_on(drop_keyspace(&cluster, &ks));
 }
 
+/// A node named `name` on keyspace `ks` of `cluster`, its data under `dir`, with `extra` flags
+/// after its own (sign-up and login unthrottled).
+fn keyspace_node(
+    dir: &std::path::Path,
+    cluster: &str,
+    ks: &str,
+    name: &str,
+    extra: &[&str],
+) -> Node {
+    let store = format!("scylla://{cluster}/{ks}");
+    let data = dir.join(name).display().to_string();
+    let args: Vec<String> = [
+        "--store",
+        &store,
+        "--node-id",
+        name,
+        "--data-dir",
+        &data,
+        "--auth-per-minute",
+        "1000000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    Node::start(dir, free_port(), &args)
+}
+
 /// A node of region `region` on keyspace `ks` with the region's Redis.
 fn redis_node(
     dir: &std::path::Path,
@@ -878,24 +881,13 @@ fn redis_node(
     region: &str,
     name: &str,
 ) -> Node {
-    let args: Vec<String> = [
-        "--store",
-        &format!("scylla://{cluster}/{ks}"),
-        "--redis",
-        redis,
-        "--region",
-        region,
-        "--node-id",
+    keyspace_node(
+        dir,
+        cluster,
+        ks,
         name,
-        "--data-dir",
-        &dir.join(name).display().to_string(),
-        "--auth-per-minute",
-        "1000000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    Node::start(dir, free_port(), &args)
+        &["--redis", redis, "--region", region],
+    )
 }
 
 /// Two nodes on one keyspace sharing the region's Redis: a notification written through node A
