@@ -260,12 +260,8 @@ async fn read_push(
             .collect::<BTreeSet<Key>>()
             .into_iter()
             .collect();
-        let deltas: Vec<Delta> = match store.get_records(&keys).await {
-            Ok(records) => keys
-                .into_iter()
-                .zip(records)
-                .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
-                .collect(),
+        let deltas: Vec<Delta> = match records_of(store, &keys).await {
+            Ok(deltas) => deltas,
             Err(e) => {
                 tracing::error!(error = %e, "reading changed records failed");
                 Vec::new()
@@ -274,6 +270,22 @@ async fn read_push(
         out.push((from, deltas));
     }
     out
+}
+
+/// This node's records of `keys` as deltas, in one store call; a key without a record (never
+/// written, or purged since it was listed) is left out.
+async fn records_of(store: &dyn Store, keys: &[Key]) -> Result<Vec<Delta>, StoreError> {
+    let records = store.get_records(keys).await?;
+    Ok(keys
+        .iter()
+        .zip(records)
+        .filter_map(|(key, r)| {
+            r.map(|record| Delta {
+                key: key.clone(),
+                record,
+            })
+        })
+        .collect())
 }
 
 /// Applies `deltas`; how many changed the store. A tombstone past the grace period is garbage
@@ -325,12 +337,8 @@ impl Reader<'_> {
         match read {
             Read::Fetch { id, keys } => {
                 let keys: Vec<Key> = keys.into_iter().take(self.cfg.ae_chunk.max(1)).collect();
-                let deltas: Vec<Delta> = match self.store.get_records(&keys).await {
-                    Ok(records) => keys
-                        .into_iter()
-                        .zip(records)
-                        .filter_map(|(key, r)| r.map(|record| Delta { key, record }))
-                        .collect(),
+                let deltas: Vec<Delta> = match records_of(self.store, &keys).await {
+                    Ok(deltas) => deltas,
                     Err(e) => {
                         tracing::warn!(error = %e, "answering a fetch failed");
                         Vec::new()
@@ -464,17 +472,8 @@ impl Reader<'_> {
     async fn send_records(&mut self, keys: &[Key]) {
         for chunk in keys.chunks(self.cfg.ae_chunk.max(1)) {
             // One store call a chunk; a record purged since it was listed is left out.
-            let deltas: Vec<Delta> = match self.store.get_records(chunk).await {
-                Ok(records) => chunk
-                    .iter()
-                    .zip(records)
-                    .filter_map(|(key, r)| {
-                        r.map(|record| Delta {
-                            key: key.clone(),
-                            record,
-                        })
-                    })
-                    .collect(),
+            let deltas: Vec<Delta> = match records_of(self.store, chunk).await {
+                Ok(deltas) => deltas,
                 Err(e) => {
                     tracing::error!(error = %e, "reading records to repair failed");
                     return;
