@@ -108,28 +108,11 @@ impl BlockCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Graph, GraphConfig};
-    use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
-    use std::sync::Arc;
-
-    fn cached_graph() -> Graph {
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        let mut cfg = GraphConfig::new("us", "us");
-        cfg.argon2_memory_kib = 64;
-        cfg.argon2_passes = 1;
-        cfg.block_cache = true;
-        Graph::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-            cfg,
-        )
-    }
+    use crate::users::tests::graph_cached;
 
     #[tokio::test]
     async fn a_block_an_unblock_and_a_sweep_take_effect_on_the_next_question() {
-        let g = cached_graph();
+        let g = graph_cached(true);
         let (a, _) = g.sign_up("alice", "password1", None, None).await.unwrap();
         let (b, _) = g.sign_up("bob", "password1", None, None).await.unwrap();
         let (a, b) = (a.id, b.id);

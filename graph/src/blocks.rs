@@ -119,7 +119,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use crate::GraphError;
-    use crate::users::tests::graph;
+    use crate::users::tests::{graph, graph_cached};
 
     #[tokio::test]
     async fn a_block_cuts_follows_both_ways_and_forbids_new_ones() {
@@ -146,24 +146,6 @@ mod tests {
         assert_eq!(g.user(a.id).await.unwrap().followers_count, 0);
         g.unblock(a.id, b.id).await.unwrap();
         g.follow(b.id, a.id).await.unwrap();
-    }
-
-    /// A graph over a memory store, with the block cache on or off.
-    fn graph_cached(cache: bool) -> crate::Graph {
-        use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId};
-        use std::sync::Arc;
-        let node = NodeId::new(RegionId::from_name("us"), 1);
-        let store = starling_store::open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-        let mut cfg = crate::GraphConfig::new("us", "us");
-        cfg.argon2_memory_kib = 64;
-        cfg.argon2_passes = 1;
-        cfg.block_cache = cache;
-        crate::Graph::new(
-            store.clone(),
-            Arc::new(LocalCas(store)),
-            Arc::new(IdGenerator::new(node)),
-            cfg,
-        )
     }
 
     #[tokio::test]

@@ -408,11 +408,21 @@ pub(crate) mod tests {
 
     /// A graph over a memory store with `limits`.
     pub(crate) fn graph_with(limits: Limits) -> Graph {
+        graph_on(limits, false)
+    }
+
+    /// A graph over a memory store with the block cache on or off.
+    pub(crate) fn graph_cached(block_cache: bool) -> Graph {
+        graph_on(Limits::default(), block_cache)
+    }
+
+    fn graph_on(limits: Limits, block_cache: bool) -> Graph {
         let node = NodeId::new(RegionId::from_name("us"), 1);
         let store = open_memory(node, Arc::new(HlcClock::new()), limits);
         let mut cfg = GraphConfig::new("us", "us");
         cfg.argon2_memory_kib = 64;
         cfg.argon2_passes = 1;
+        cfg.block_cache = block_cache;
         Graph::new(
             store.clone(),
             Arc::new(LocalCas(store)),
