@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::chat::{Client, Ended, Server, User, conversation, http, sign_up, start, start_with};
+use common::chat::{
+    Client, Ended, Server, User, conversation, history, http, sign_up, start, start_with,
+};
 use serde_json::{Value, json};
 use starling_api::config::ChatSettings;
 use starling_messenger::Bus;
@@ -379,17 +381,8 @@ async fn retries_return_the_original_and_store_nothing_new() {
     again.send(send_frame(&dm, "next", "after")).await;
     assert_eq!(again.next_of(&["ack"]).await["seq"], 5);
 
-    let (_, v) = http(
-        s.addr,
-        "GET",
-        &format!("/v1/conversations/{dm}/messages?after_seq=0&limit=100"),
-        Some(&bob.token),
-        None,
-    )
-    .await;
-    let ids: Vec<&str> = v["items"]
-        .as_array()
-        .unwrap()
+    let items = history(s.addr, &bob.token, &dm).await;
+    let ids: Vec<&str> = items
         .iter()
         .map(|m| m["client_id"].as_str().unwrap())
         .collect();
@@ -739,14 +732,9 @@ async fn with_the_client_id_filter_a_retry_after_a_restart_gets_the_original() {
     }
     let (st, v) = send(s.addr, alice.token.clone(), dm.clone(), "c71".into()).await;
     assert_eq!((st, v["seq"].as_u64()), (201, Some(71)), "{v}");
-    let (st, v) = http(
-        s.addr,
-        "GET",
-        &format!("/v1/conversations/{dm}/messages?after_seq=0&limit=100"),
-        Some(&alice.token),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["items"].as_array().unwrap().len(), 71, "no second copy");
+    assert_eq!(
+        history(s.addr, &alice.token, &dm).await.len(),
+        71,
+        "no second copy"
+    );
 }

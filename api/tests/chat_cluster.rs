@@ -8,7 +8,7 @@
 mod common;
 
 use common::Node;
-use common::chat::{Client, User, http};
+use common::chat::{Client, User, history, http};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -202,16 +202,7 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
         assert!((2..=12).contains(&sent), "eu sent {sent} calls");
         assert_eq!(served, sent, "us served each of them");
         assert_eq!(counter(us_addr, "starling_gossip_calls_sent").await, 0);
-        let (s, v) = http(
-            eu_addr,
-            "GET",
-            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
-            Some(&bob.token),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200);
-        assert_eq!(v["items"].as_array().unwrap().len(), 22);
+        assert_eq!(history(eu_addr, &bob.token, &conv).await.len(), 22);
 
         // One sender's order from the region that is not the conversation's home: bursts of
         // pipelined frames (no waiting for acks), forwarded to us; acks come back in the order
@@ -456,18 +447,8 @@ fn a_node_restarted_on_its_data_directory_takes_its_seq_leases_again_at_once() {
         let (s, v) = send(b, alice.token.clone(), conv.clone(), "c1").await;
         assert_eq!((s, v["seq"].as_u64()), (201, Some(1)), "{v}");
         assert_eq!(v["id"], first, "the original message");
-        let (s, v) = http(
-            b,
-            "GET",
-            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
-            Some(&alice.token),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let log: Vec<(u64, &str)> = v["items"]
-            .as_array()
-            .unwrap()
+        let items = history(b, &alice.token, &conv).await;
+        let log: Vec<(u64, &str)> = items
             .iter()
             .map(|m| (m["seq"].as_u64().unwrap(), m["client_id"].as_str().unwrap()))
             .collect();
@@ -599,16 +580,7 @@ fn the_seq_lease_moves_to_the_other_node_when_its_holder_dies_mid_stream() {
     drop(nodes[holder].take());
     acked.extend(rt.block_on(stream).unwrap());
     rt.block_on(async {
-        let (s, v) = http(
-            addrs[survivor],
-            "GET",
-            &format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100"),
-            Some(&alice.token),
-            None,
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let items = v["items"].as_array().unwrap();
+        let items = history(addrs[survivor], &alice.token, &conv).await;
         let seqs: Vec<u64> = items.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
         assert_eq!(seqs, expected, "gap-free, each seq once");

@@ -91,6 +91,14 @@ pub async fn http(
     super::http::json_async(addr, method, path, token, body.as_ref()).await
 }
 
+/// The first 100 messages of conversation `conv` as `token`'s user reads them over REST.
+pub async fn history(addr: SocketAddr, token: &str, conv: &str) -> Vec<Value> {
+    let path = format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100");
+    let (s, v) = http(addr, "GET", &path, Some(token), None).await;
+    assert_eq!(s, 200, "{v}");
+    v["items"].as_array().expect("items").clone()
+}
+
 /// A signed-up user.
 #[derive(Clone, Debug)]
 pub struct User {
