@@ -45,9 +45,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             .with_context(|| format!("the lease holder id in {}", cfg.data_dir.display()))?;
         chat_settings.lease_holder = Some(id);
     }
-    // One node on its own store: every client-id index entry of the store is written here.
-    chat_settings.client_id_filter =
-        cfg.gossip.is_none() && !matches!(cfg.store, StoreKind::Scylla(_));
+    // On ScyllaDB the derived state comes from the keyspace-wide feed, shared by every node on
+    // the keyspace (`keyspace_feed`).
+    let shared = matches!(cfg.store, StoreKind::Scylla(_));
+    // One node on its own store (no cluster, not a shared keyspace): every record of the store
+    // is written through this node, so its client-id filter and block cache see every write.
+    let sole_writer = cfg.gossip.is_none() && !shared;
+    chat_settings.client_id_filter = sole_writer;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -80,9 +84,6 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         None => (starling_messenger::Bus::in_process(), None),
     };
-    // On ScyllaDB the derived state comes from the keyspace-wide feed, shared by every node on
-    // the keyspace (`keyspace_feed`).
-    let shared = matches!(cfg.store, StoreKind::Scylla(_));
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: {
@@ -90,8 +91,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             g.session_ttl = cfg.session_ttl;
             g.handle_grace = cfg.housekeeping.handle_grace.get();
             g.keyspace_feed = shared;
-            // One node on its own store: every block element is written through this node.
-            g.block_cache = cfg.gossip.is_none() && !shared;
+            g.block_cache = sole_writer;
             g
         },
         media,
