@@ -14,7 +14,16 @@
 //! left. Metrics: `starling_account_deletions_pending` (unfinished deletions seen by the last
 //! pass), `starling_account_deletion_removals_total`, `starling_account_deletions_finished_total`,
 //! `starling_account_deletion_waiting` (likes indexed here whose like has not arrived, and
-//! reposts and quotes whose counted element has not, as of the last pass).
+//! reposts, quotes and replies whose counted element has not, as of the last pass).
+//!
+//! The same pass takes a step of the cleanup of deleted posts ([`starling_posts::cleanup`]: their
+//! likes and reposts taken off on this node, then the count consumer's shadows of them): steps of
+//! at most [`POST_CLEANUP_STEP`] removals while they find work, at most [`POST_CLEANUP_STEPS`]:
+//! `starling_deleted_posts_pending` (posts queued, as of the last step, at most 256) and
+//! `starling_deleted_post_removals_total`. And, until it has read every
+//! like once, a step of the backfill of the likes' liker index for likes written before it
+//! existed ([`starling_posts::liked`]), [`BACKFILL_STEP`] likes a pass:
+//! `starling_like_index_backfilled_total`.
 
 use crate::AppState;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +37,12 @@ use tokio::sync::watch;
 pub const DELETIONS_PER_PASS: usize = 64;
 /// Removals per deletion and pass.
 pub const STEP: usize = 256;
+/// Removals of deleted posts' likes, reposts and shadows per step (one write batch each).
+pub const POST_CLEANUP_STEP: usize = 1024;
+/// Cleanup steps per pass at most (a post liked 100 000 times takes about six passes).
+pub const POST_CLEANUP_STEPS: usize = 16;
+/// Likes the liker index's backfill reads per pass.
+pub const BACKFILL_STEP: usize = 1000;
 
 /// The sweeper's metrics.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +51,9 @@ pub struct SweepMetrics {
     removals: Counter,
     finished: Counter,
     waiting: Gauge,
+    posts_pending: Gauge,
+    post_removals: Counter,
+    backfilled: Counter,
 }
 
 impl SweepMetrics {
@@ -59,8 +77,23 @@ impl SweepMetrics {
         );
         r.register(
             "starling_account_deletion_waiting",
-            "Likes (indexed), reposts and quotes of deleted users whose counted element has not reached this node yet (as of the last pass)",
+            "Likes (indexed), reposts, quotes and replies of deleted users whose counted element has not reached this node yet (as of the last pass)",
             m.waiting.clone(),
+        );
+        r.register(
+            "starling_deleted_posts_pending",
+            "Deleted posts whose likes, reposts and count shadows this node has not taken off yet (as of the last pass; at most 256)",
+            m.posts_pending.clone(),
+        );
+        r.register(
+            "starling_deleted_post_removals",
+            "Likes, reposts and count shadows of deleted posts taken off by this node",
+            m.post_removals.clone(),
+        );
+        r.register(
+            "starling_like_index_backfilled",
+            "Index elements added by liker for likes written before the index existed",
+            m.backfilled.clone(),
         );
         m
     }
@@ -115,13 +148,25 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
         }
     }
     state.sweep.waiting.set(waiting as i64);
+    // Steps while they find work, at most POST_CLEANUP_STEPS: a mix that deletes posts faster
+    // than one step a pass takes them off does not grow the queue.
+    for _ in 0..POST_CLEANUP_STEPS {
+        let step = state.posts.clean_deleted_posts(POST_CLEANUP_STEP).await?;
+        state.sweep.posts_pending.set(step.pending as i64);
+        state.sweep.post_removals.inc_by(step.removed as u64);
+        if step.removed == 0 && step.finished == 0 {
+            break;
+        }
+    }
+    let backfill = state.posts.backfill_like_index(BACKFILL_STEP).await?;
+    state.sweep.backfilled.inc_by(backfill.indexed as u64);
     Ok(())
 }
 
 /// Deletes posts of `user`, newest first, looking at up to `budget` of them; returns how many it
 /// deleted and how many wait. A list entry whose post is gone already is passed over (its post's
-/// own deletion removes it); a repost or quote whose counted element has not reached this node
-/// waits for it (unless `unseen` says to forget), so the deletion takes the element off
+/// own deletion removes it); a repost, quote or reply whose counted element has not reached this
+/// node waits for it (unless `unseen` says to forget), so the deletion takes the element off
 /// ([`starling_posts::liked`]).
 async fn sweep_posts(
     state: &AppState,

@@ -378,16 +378,14 @@ pub(crate) async fn create(
         None => None,
     };
     let region = state.graph.user(me).await.map_err(ApiError::from)?.region;
+    // A reply's record names its parent too (a deleted account's sweep reads it there).
+    let links = starling_posts::Links {
+        quote_of: quoted.map(|(id, _)| id),
+        reply_to: parent.map(|(id, _)| id),
+    };
     let (post, created) = state
         .posts
-        .create_quoting(
-            me,
-            &region,
-            &b.text,
-            &media,
-            idem.as_deref(),
-            quoted.map(|(id, _)| id),
-        )
+        .create_linked(me, &region, &b.text, &media, idem.as_deref(), links)
         .await?;
     // Linked after the post is written, and again by a retry (idempotent).
     if let Some((parent, _)) = parent {

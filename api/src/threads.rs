@@ -97,9 +97,23 @@ pub(crate) async fn thread(
     }
     let page = state.posts.replies(id, cursor, limit).await?;
     let mut items = Vec::with_capacity(page.posts.len());
+    // Whether each author of the page deleted their account (one read per distinct author).
+    let mut deleted = std::collections::HashMap::new();
     for p in page.posts {
-        // Replies across a block are left out (the cursor still moves past them).
-        if crate::posts::visible_to(&state, p.author, me).await? {
+        // Replies across a block are left out (the cursor still moves past them), and so are a
+        // deleted account's, which its sweep has not deleted yet.
+        if !crate::posts::visible_to(&state, p.author, me).await? {
+            continue;
+        }
+        let gone = match deleted.get(&p.author) {
+            Some(d) => *d,
+            None => {
+                let d = state.graph.is_deleted(p.author).await?;
+                deleted.insert(p.author, d);
+                d
+            }
+        };
+        if !gone {
             items.push(PostView::full(&state, p, me).await?);
         }
     }

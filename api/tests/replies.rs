@@ -152,3 +152,125 @@ fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
     );
     assert!(n.terminate().success());
 }
+
+/// `/metrics` series `name` of `n` (0 when absent).
+fn metric(n: &Node, name: &str) -> f64 {
+    let m = common::Metrics::read(format!("127.0.0.1:{}", n.port)).expect("/metrics");
+    m.get(name).unwrap_or(0.0)
+}
+
+/// A deleted post leaves nothing behind in the engagement data: its likes and reposts are taken
+/// off by the node's background cleanup (the reposter's repost post leaves their list), the
+/// count shadows after them, and `/metrics` shows the work done and none pending. Deleting
+/// someone else's post is refused and takes nothing off.
+#[test]
+fn a_deleted_posts_likes_and_reposts_are_taken_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = Node::memory(dir.path(), &["--deletion-interval", "100ms"]);
+    let (_, at) = sign_up(&n, "alice");
+    let (_, bt) = sign_up(&n, "bob");
+    let (carol, ct) = sign_up(&n, "carol");
+    let x = id(&post(&n, &at, "to be deleted", None));
+    let y = id(&post(&n, &at, "stays", None));
+    for (p, t) in [(&x, &bt), (&x, &ct), (&y, &ct)] {
+        let (s, _) = call(&n, "PUT", &format!("/v1/posts/{p}/like"), t, Value::Null);
+        assert_eq!(s, 204);
+    }
+    let (s, _) = call(
+        &n,
+        "PUT",
+        &format!("/v1/posts/{x}/repost"),
+        &ct,
+        Value::Null,
+    );
+    assert_eq!(s, 204);
+    let carols = || {
+        let (s, v) = call(
+            &n,
+            "GET",
+            &format!("/v1/users/{carol}/posts"),
+            &ct,
+            Value::Null,
+        );
+        assert_eq!(s, 200, "{v}");
+        v["items"].as_array().unwrap().len()
+    };
+    assert_eq!(carols(), 1, "carol's repost");
+    let likes = |p: &str| {
+        let (_, v) = call(&n, "GET", &format!("/v1/posts/{p}"), &bt, Value::Null);
+        v["counts"]["likes"].as_u64()
+    };
+    assert!(eventually(WAIT, || likes(&x) == Some(2) && likes(&y) == Some(1)));
+
+    // Bad input and someone else's post: refused, nothing taken off.
+    assert_eq!(call(&n, "DELETE", "/v1/posts/abc", &bt, Value::Null).0, 400);
+    assert_eq!(
+        call(&n, "DELETE", &format!("/v1/posts/{x}"), &bt, Value::Null).0,
+        403
+    );
+    assert_eq!(likes(&x), Some(2));
+
+    let (s, _) = call(&n, "DELETE", &format!("/v1/posts/{x}"), &at, Value::Null);
+    assert_eq!(s, 204);
+    // Two likes and a repost taken off, then the three elements' count shadows.
+    let done = || {
+        metric(&n, "starling_deleted_post_removals_total") == 6.0
+            && metric(&n, "starling_deleted_posts_pending") == 0.0
+    };
+    assert!(
+        eventually(WAIT, done),
+        "removals {} pending {}",
+        metric(&n, "starling_deleted_post_removals_total"),
+        metric(&n, "starling_deleted_posts_pending")
+    );
+    assert_eq!(carols(), 0, "the repost post went with its element");
+    assert_eq!(likes(&y), Some(1), "another post's like stays");
+    assert_eq!(
+        call(&n, "PUT", &format!("/v1/posts/{x}/like"), &bt, Value::Null).0,
+        404
+    );
+    assert_eq!(metric(&n, "starling_deleted_post_removals_total"), 6.0);
+    assert!(n.terminate().success());
+}
+
+/// A deleted account's reply leaves the thread at once (before its sweep) and, swept, the
+/// parent's reply count.
+#[test]
+fn a_deleted_accounts_replies_leave_the_thread_and_the_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--handle-grace", "1s", "--deletion-interval", "100ms"];
+    let n = Node::memory(dir.path(), &flags);
+    let (_, at) = sign_up(&n, "alice");
+    let (_, bt) = sign_up(&n, "bob");
+    let (_, ct) = sign_up(&n, "carol");
+    let x = id(&post(&n, &at, "parent", None));
+    let r = id(&post(&n, &bt, "bob's reply", Some(&x)));
+    let kept = id(&post(&n, &ct, "carol's reply", Some(&x)));
+    assert!(eventually(WAIT, || replies_count(&n, &x, &at) == 2));
+    let wrong = json!({"password": "not it at all"});
+    assert_eq!(call(&n, "DELETE", "/v1/users/me", &bt, wrong).0, 403);
+    assert_eq!(
+        ids(&thread(&n, &x, &at, "")["replies"]["items"]),
+        vec![r.clone(), kept.clone()]
+    );
+    let right = json!({"password": "password1"});
+    assert_eq!(call(&n, "DELETE", "/v1/users/me", &bt, right).0, 204);
+    assert_eq!(
+        ids(&thread(&n, &x, &at, "")["replies"]["items"]),
+        vec![kept.clone()]
+    );
+    assert!(
+        eventually(WAIT, || replies_count(&n, &x, &at) == 1),
+        "the swept reply stops counting: {}",
+        replies_count(&n, &x, &at)
+    );
+    assert_eq!(
+        call(&n, "GET", &format!("/v1/posts/{r}"), &at, Value::Null).0,
+        404
+    );
+    assert_eq!(
+        ids(&thread(&n, &x, &at, "")["replies"]["items"]),
+        vec![kept]
+    );
+    assert!(n.terminate().success());
+}

@@ -3,17 +3,18 @@
 //!
 //! | keyspace | key | kind | value |
 //! |---|---|---|---|
-//! | `pp` | post id | register (LWW: the last edit wins) | [`Post`] |
+//! | `pp` | post id | register (LWW: the last edit wins) | [`Post`], then a reply's parent (`Stored`) |
 //! | `pa` | author, post id (descending) | set element | — (the author's list, newest first) |
 //! | `pi` | author, idempotency key | register, written by CAS in the author's home region | post id |
 //! | `pm` | media id | register | [`MediaRef`] |
 //! | `px` | post id | register | — (the create of this post, under an idempotency key, failed after its claim may have landed: see [`Posts::create`]) |
 //!
 //! A delete is a tombstone of the post and of its list entry: gone in every region once
-//! replicated. Likes and their counts live in [`likes`], replies and threads in [`replies`], users'
+//! replicated; its likes and reposts follow in bounded background steps ([`cleanup`]). Likes and their counts live in [`likes`], replies and threads in [`replies`], users'
 //! notifications in [`notifications`]. Talks only to `starling_store`.
 
 pub mod bulk;
+pub mod cleanup;
 mod journal;
 pub mod liked;
 pub mod likes;
@@ -74,6 +75,28 @@ pub struct Post {
     /// The post this one quotes.
     #[serde(default, deserialize_with = "lenient")]
     pub quote_of: Option<u64>,
+}
+
+/// A post as its record holds it: the post's fields, then the parent of a reply (as given when it
+/// was published; [`replies`] links it). Postcard encodes the fields in order without names, so a
+/// reader of [`Post`] reads such a record and leaves the tail; a record stored before the tail
+/// existed (every post before it, reposts, seeded posts) reads `reply_to` as `None`, and its
+/// parent, if any, is only in `pr`. Kept out of [`Post`] so that its shape, built in many places,
+/// is unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Stored<P> {
+    pub(crate) post: P,
+    #[serde(default, deserialize_with = "lenient")]
+    pub(crate) reply_to: Option<u64>,
+}
+
+/// What a new post answers: the post it quotes, the post it replies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Links {
+    /// The quoted post.
+    pub quote_of: Option<u64>,
+    /// The parent of a reply.
+    pub reply_to: Option<u64>,
 }
 
 /// Reads an optional id added after the first posts were stored: a record written before the
@@ -246,6 +269,26 @@ impl Posts {
         idempotency_key: Option<&str>,
         quote_of: Option<u64>,
     ) -> Result<(Post, bool), PostError> {
+        let links = Links {
+            quote_of,
+            reply_to: None,
+        };
+        self.create_linked(author, author_region, text, media, idempotency_key, links)
+            .await
+    }
+
+    /// [`Posts::create`] of a post that quotes a post or replies to one, or both (the caller
+    /// checks that they exist and may be answered; [`Posts::link_quote`] and
+    /// [`Posts::link_reply`] then list it). The reply's parent is also in the post's record.
+    pub async fn create_linked(
+        &self,
+        author: u64,
+        author_region: &str,
+        text: &str,
+        media: &[u64],
+        idempotency_key: Option<&str>,
+        links: Links,
+    ) -> Result<(Post, bool), PostError> {
         check_text(text)?;
         if media.len() > MAX_MEDIA {
             return Err(PostError::Invalid("a post carries at most 4 media"));
@@ -268,7 +311,7 @@ impl Posts {
                 None => {}
                 Some(Claimed::Original(original)) => return Ok((original, false)),
                 Some(Claimed::Abandoned(id)) => {
-                    let post = self.republish(id, author, text, media, quote_of).await?;
+                    let post = self.republish(id, author, text, media, links).await?;
                     return Ok((post, true));
                 }
             }
@@ -281,9 +324,9 @@ impl Posts {
             created_at_ms: now_ms(),
             edited_at_ms: None,
             repost_of: None,
-            quote_of,
+            quote_of: links.quote_of,
         };
-        self.store.put_typed(&post_key(post.id), &post).await?;
+        self.put_post(&post, links.reply_to).await?;
         if let Err(e) = self
             .store
             .add(&list_key(author, post.id), Bytes::new())
@@ -308,10 +351,9 @@ impl Posts {
                     };
                     return match resolved {
                         Claimed::Original(original) => Ok((original, false)),
-                        Claimed::Abandoned(id) => Ok((
-                            self.republish(id, author, text, media, quote_of).await?,
-                            true,
-                        )),
+                        Claimed::Abandoned(id) => {
+                            Ok((self.republish(id, author, text, media, links).await?, true))
+                        }
                     };
                 }
                 Err(e) => {
@@ -344,7 +386,7 @@ impl Posts {
         author: u64,
         text: &str,
         media: &[u64],
-        quote_of: Option<u64>,
+        links: Links,
     ) -> Result<Post, PostError> {
         let post = Post {
             id,
@@ -354,9 +396,9 @@ impl Posts {
             created_at_ms: now_ms(),
             edited_at_ms: None,
             repost_of: None,
-            quote_of,
+            quote_of: links.quote_of,
         };
-        self.store.put_typed(&post_key(id), &post).await?;
+        self.put_post(&post, links.reply_to).await?;
         self.store.add(&list_key(author, id), Bytes::new()).await?;
         self.store.delete(&abandoned_key(id)).await?;
         Ok(post)
@@ -403,6 +445,23 @@ impl Posts {
         }
     }
 
+    /// Writes `post`'s record, naming the parent of a reply.
+    async fn put_post(&self, post: &Post, reply_to: Option<u64>) -> Result<(), PostError> {
+        let stored = Stored { post, reply_to };
+        self.store.put_typed(&post_key(post.id), &stored).await?;
+        Ok(())
+    }
+
+    /// A post and, if its record names one, the parent it replies to; `NotFound` if unknown or
+    /// deleted.
+    pub(crate) async fn get_stored(&self, id: u64) -> Result<Stored<Post>, PostError> {
+        self.store
+            .get_typed::<Stored<Post>>(&post_key(id))
+            .await?
+            .and_then(|v| v.value)
+            .ok_or(PostError::NotFound)
+    }
+
     /// A post; `NotFound` if unknown or deleted.
     pub async fn get(&self, id: u64) -> Result<Post, PostError> {
         self.store
@@ -429,7 +488,7 @@ impl Posts {
     /// Edits the text (author only).
     pub async fn edit(&self, id: u64, caller: u64, text: &str) -> Result<Post, PostError> {
         check_text(text)?;
-        let mut post = self.get(id).await?;
+        let Stored { mut post, reply_to } = self.get_stored(id).await?;
         if post.author != caller {
             return Err(PostError::Forbidden);
         }
@@ -438,19 +497,20 @@ impl Posts {
         }
         post.text = text.to_string();
         post.edited_at_ms = Some(now_ms());
-        self.store.put_typed(&post_key(id), &post).await?;
+        self.put_post(&post, reply_to).await?;
         Ok(post)
     }
 
-    /// Deletes a post (author only): tombstones replicate everywhere.
+    /// Deletes a post (author only): tombstones replicate everywhere. Its likes and reposts are
+    /// taken off afterwards, on every node, by [`cleanup`].
     pub async fn delete(&self, id: u64, caller: u64) -> Result<(), PostError> {
-        let post = self.get(id).await?;
+        let Stored { post, reply_to } = self.get_stored(id).await?;
         if post.author != caller {
             return Err(PostError::Forbidden);
         }
         self.store.delete(&post_key(id)).await?;
         self.store.remove(&list_key(post.author, id)).await?;
-        self.unlink_reply(id).await?;
+        self.unlink_reply(id, reply_to).await?;
         self.unlink_repost_or_quote(&post).await?;
         Ok(())
     }
@@ -718,6 +778,34 @@ mod tests {
             p.create(1, "us", "hello", &[], Some("k1")).await,
             Err(PostError::Gone)
         ));
+    }
+
+    /// A record with the reply's parent reads as a post (the tail left), and a post's record
+    /// without it (every record before it) reads as not naming a parent.
+    #[test]
+    fn a_stored_reply_reads_as_a_post_and_an_old_record_as_not_a_reply() {
+        let post = Post {
+            id: 5,
+            author: 6,
+            text: "reply".into(),
+            media: vec![1],
+            created_at_ms: 7,
+            edited_at_ms: None,
+            repost_of: None,
+            quote_of: Some(3),
+        };
+        let codec = |v: &Stored<&Post>| starling_store::codec::to_value(v).unwrap();
+        let stored = codec(&Stored {
+            post: &post,
+            reply_to: Some(9),
+        });
+        let read: Post = starling_store::codec::from_value(&stored).unwrap();
+        assert_eq!(read, post);
+        let back: Stored<Post> = starling_store::codec::from_value(&stored).unwrap();
+        assert_eq!((back.post, back.reply_to), (post.clone(), Some(9)));
+        let old = starling_store::codec::to_value(&post).unwrap();
+        let back: Stored<Post> = starling_store::codec::from_value(&old).unwrap();
+        assert_eq!((back.post, back.reply_to), (post, None));
     }
 
     #[tokio::test]

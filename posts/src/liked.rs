@@ -4,6 +4,7 @@
 //! | keyspace | key | kind | value |
 //! |---|---|---|---|
 //! | `plg` | liker id, post id | set element (add-wins) | — |
+//! | `plb` (local) | — | register | the backfill's position: the last like key read, empty once done |
 //!
 //! A like's element (`pl/post/liker`, [`crate::likes`]) is found from its post; this index finds
 //! it from its liker. The API writes the index element before the like and takes it off after
@@ -13,7 +14,8 @@
 //! like's element goes, so every node's count consumer moves the post's count down once (its
 //! shadow per element and redo journal make that exact across crashes and retries), and the
 //! removals replicate like any unlike. The seeder writes the index with its bulk-loaded likes
-//! ([`crate::bulk`]); likes written before this index existed are not in it, and stay counted.
+//! ([`crate::bulk`]); likes written before this index existed are added to it by a one-shot,
+//! bounded backfill on each node ([`Posts::backfill_like_index`]).
 //!
 //! **A like not here yet.** The index element and the like are two keys that replicate in no set
 //! order: a node may hold the element before the like (and every node sweeps). Taking the
@@ -37,6 +39,9 @@ use starling_store::{Key, Keyspace, ScanRequest, StoreError, StoreExt};
 
 /// `plg/liker/post`: the posts a user likes (replicated).
 pub(crate) const LIKED: Keyspace = Keyspace::new("plg");
+/// `plb` (local): how far this node's backfill of the index went — the last like key it read,
+/// or empty once it read them all.
+const BACKFILL: Keyspace = Keyspace::local("plb");
 
 pub(crate) fn liked_key(liker: u64, post: u64) -> Key {
     LIKED.key().u64(liker).u64(post).finish()
@@ -97,9 +102,25 @@ impl Posts {
 
 impl Posts {
     /// Whether the set elements `post` is counted by (its repost's `prp` element, its quote's
-    /// `pq` element) have reached this node, in any state (a tombstone, or a repost element
-    /// naming another repost post, counts as arrived). True for a post with none.
+    /// `pq` element, its parent's `pt` element) have reached this node, in any state (a
+    /// tombstone, or a repost element naming another repost post, counts as arrived). True for a
+    /// post with none, and for a reply whose record does not name its parent (stored before
+    /// records did, or seeded: not known here to be one). Reads the post's record again for that.
     pub async fn elements_here(&self, post: &Post) -> Result<bool, StoreError> {
+        let reply_to = match self.get_stored(post.id).await {
+            Ok(s) => s.reply_to,
+            Err(crate::PostError::Store(e)) => return Err(e),
+            Err(_) => None,
+        };
+        if let Some(parent) = reply_to
+            && self
+                .store
+                .get(&crate::replies::reply_key(parent, post.id))
+                .await?
+                .is_none()
+        {
+            return Ok(false);
+        }
         if let Some(original) = post.repost_of
             && self
                 .store
@@ -121,6 +142,64 @@ impl Posts {
         }
         Ok(true)
     }
+}
+
+impl Posts {
+    /// One step of the backfill of the index for likes written before it existed: reads up to
+    /// `budget` likes of this node's replica from the saved position on, adds the index element
+    /// of each live like that has no index record here (none at all: a tombstone means it was
+    /// taken off on purpose), and saves the position; at the end of the likes it saves "done"
+    /// and later steps read one key. Bounded and resumable; run on every node (each indexes its
+    /// own replica; elements added by several nodes are one set element to the sweep).
+    pub async fn backfill_like_index(&self, budget: usize) -> Result<Backfill, StoreError> {
+        let marker = BACKFILL.prefix();
+        let at = self.store.get(&marker).await?.and_then(|v| v.value);
+        if at.as_ref().is_some_and(|b| b.is_empty()) {
+            return Ok(Backfill {
+                indexed: 0,
+                done: true,
+            });
+        }
+        let limit = budget.clamp(1, self.store.limits().max_scan);
+        let mut req = ScanRequest::prefix(crate::likes::LIKES.prefix(), limit);
+        req.after = at.map(Key::from_bytes);
+        let page = self.store.scan(&req).await?;
+        let at = crate::likes::LIKES.prefix_len();
+        let pairs: Vec<(u64, u64)> = (page.items.iter())
+            .filter_map(|(k, _)| {
+                let b = k.as_bytes();
+                Some((
+                    starling_store::key::read_u64(b, at)?,
+                    starling_store::key::read_u64(b, at + 8)?,
+                ))
+            })
+            .collect();
+        let keys: Vec<Key> = pairs.iter().map(|(p, l)| liked_key(*l, *p)).collect();
+        let records = self.store.get_records(&keys).await?;
+        let mut writes: Vec<(Key, starling_store::Mutation)> = keys
+            .into_iter()
+            .zip(&records)
+            .filter(|(_, r)| r.is_none())
+            .map(|(k, _)| (k, starling_store::Mutation::Add(Bytes::new())))
+            .collect();
+        let indexed = writes.len();
+        let (position, done) = match &page.next {
+            Some(next) => (Bytes::copy_from_slice(next.as_bytes()), false),
+            None => (Bytes::new(), true),
+        };
+        writes.push((marker, starling_store::Mutation::Put(position)));
+        self.store.mutate_many(&writes).await?;
+        Ok(Backfill { indexed, done })
+    }
+}
+
+/// One step of [`Posts::backfill_like_index`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backfill {
+    /// Index elements added.
+    pub indexed: usize,
+    /// Every like of this replica was read (now or before).
+    pub done: bool,
 }
 
 /// What a sweep does with an index element whose like this node has never seen.
@@ -145,6 +224,8 @@ pub struct LikeSweep {
 mod tests {
     use super::{LikeSweep, Unseen};
     use crate::test_support::posts;
+    use bytes::Bytes;
+    use starling_store::StoreExt;
 
     #[tokio::test]
     async fn a_swept_liker_stops_counting_once() {
@@ -216,6 +297,90 @@ mod tests {
         assert_eq!(l.count(b).await.unwrap(), 0);
         assert!(l.liked(a, 8).await.unwrap(), "another liker's stays");
         assert!(!l.liked(a, 7).await.unwrap());
+    }
+
+    /// A reply's record names its parent: the sweep waits for the parent's `pt` element, and a
+    /// deletion takes that element off even where `pr` has not arrived.
+    #[tokio::test]
+    async fn a_reply_waits_for_its_parents_element() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "parent", &[], None).await.unwrap();
+        let links = crate::Links {
+            quote_of: None,
+            reply_to: Some(x.id),
+        };
+        let (r, _) = p
+            .create_linked(2, "us", "answer", &[], None, links)
+            .await
+            .unwrap();
+        assert!(!p.elements_here(&r).await.unwrap(), "pt not here yet");
+        // The parent's element arrives, `pr` not (the keys replicate in no set order).
+        let pt = crate::replies::reply_key(x.id, r.id);
+        p.store.add(&pt, Bytes::new()).await.unwrap();
+        assert!(p.elements_here(&r).await.unwrap());
+        assert_eq!(p.reply_to(r.id).await.unwrap(), None);
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().reply_count(x.id).await.unwrap(), 1);
+        // An edit keeps the parent in the record; the deletion takes the element off by it.
+        p.edit(r.id, 2, "edited").await.unwrap();
+        assert_eq!(p.get_stored(r.id).await.unwrap().reply_to, Some(x.id));
+        p.delete(r.id, 2).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().reply_count(x.id).await.unwrap(), 0);
+        // A reply whose record does not name its parent (stored before records did): not waited
+        // for, and unlinked through `pr` as before.
+        let (old, _) = p.create(3, "us", "old reply", &[], None).await.unwrap();
+        assert!(p.elements_here(&old).await.unwrap());
+        p.link_reply(old.id, x.id).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().reply_count(x.id).await.unwrap(), 1);
+        p.delete(old.id, 3).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().reply_count(x.id).await.unwrap(), 0);
+    }
+
+    /// Likes written before the index existed get their index element, page by page from a saved
+    /// position, once; then the sweep finds them.
+    #[tokio::test]
+    async fn likes_from_before_the_index_are_indexed_once() {
+        let p = posts();
+        let l = p.likes();
+        // Likes without index elements (as written before it), one indexed, one unliked.
+        for post in [1, 2, 3, 4, 5] {
+            l.like(post, 7).await.unwrap();
+        }
+        l.like(1, 8).await.unwrap();
+        p.note_like(8, 1).await.unwrap();
+        l.like(6, 9).await.unwrap();
+        l.unlike(6, 9).await.unwrap();
+        let mut steps = Vec::new();
+        loop {
+            let step = p.backfill_like_index(2).await.unwrap();
+            assert!(step.indexed <= 2, "bounded: {step:?}");
+            steps.push(step.indexed);
+            if step.done {
+                break;
+            }
+            assert!(steps.len() < 10, "a backfill ends");
+        }
+        assert_eq!(steps.iter().sum::<usize>(), 5, "7's five likes: {steps:?}");
+        // Done: later steps add nothing; a new like is indexed by the API as before.
+        let again = p.backfill_like_index(100).await.unwrap();
+        assert_eq!((again.indexed, again.done), (0, true));
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(1).await.unwrap(), 2);
+        // The sweep now takes 7's likes back.
+        let swept = p.sweep_likes(7, 100, Unseen::Wait).await.unwrap();
+        assert_eq!(
+            swept,
+            LikeSweep {
+                removed: 5,
+                waiting: 0
+            }
+        );
+        l.catch_up().await.unwrap();
+        assert_eq!(l.count(1).await.unwrap(), 1);
+        assert!(l.liked(1, 8).await.unwrap());
     }
 
     #[tokio::test]

@@ -33,6 +33,10 @@
 //! [`crate::reposts`]) into `prpc` and `pqc`, by the same rule: one table (`COUNTED`) lists the
 //! sets, and they share the shadows, the journal and the batch's one write per counter.
 //!
+//! The consumer also queues each deleted post it meets (its record's change to a tombstone, or a
+//! like or repost counted on a post deleted here) for [`crate::cleanup`], which takes its likes
+//! and reposts off on this node.
+//!
 //! **Seeded elements.** `starling seed` bulk-loads elements and their counts without a change
 //! feed ([`crate::bulk`]) and records the load's dot in `pll`. An element with no shadow whose
 //! record was loaded (its context holds that dot) is taken as counted, so a later unlike or undo
@@ -53,7 +57,7 @@ pub(crate) const LIKES: Keyspace = Keyspace::new("pl");
 /// `plc/post` → the post's like count on this node (local).
 pub(crate) const COUNTS: Keyspace = Keyspace::local("plc");
 /// `pls/like or reply-list key` → the visibility last counted, one byte (local).
-const SHADOWS: Keyspace = Keyspace::local("pls");
+pub(crate) const SHADOWS: Keyspace = Keyspace::local("pls");
 /// `prc/post` → the post's reply count on this node (local).
 pub(crate) const REPLY_COUNTS: Keyspace = Keyspace::local("prc");
 /// `pll` → the dot of the bulk load whose elements this node's counts include, if any (local).
@@ -172,6 +176,11 @@ impl Likes {
         self.shared.store(true, Ordering::Release);
         self.cache.invalidate_all();
         self.viewer.disable();
+    }
+
+    /// Whether the counts are derived by several nodes ([`Likes::shared`]).
+    pub(crate) fn is_shared(&self) -> bool {
+        self.shared.load(Ordering::Acquire)
     }
 
     /// `viewer`'s cached flags towards `post`, if held ([`crate::viewer`]).
@@ -400,6 +409,7 @@ impl Likes {
                 return Ok(());
             };
             let j = self.plan(&changes, last, loaded.as_ref()).await?;
+            crate::cleanup::queue_deleted(self.store.as_ref(), &changes, &j.counters).await?;
             if !j.counters.is_empty() || !j.shadows.is_empty() {
                 j.save(self.store.as_ref()).await?;
                 j.apply(self.store.as_ref()).await?;
@@ -421,6 +431,7 @@ impl Likes {
     ) -> Result<(), StoreError> {
         let loaded = self.loaded_dot().await?;
         let j = self.plan(changes, 0, loaded.as_ref()).await?;
+        crate::cleanup::queue_deleted(self.store.as_ref(), changes, &j.counters).await?;
         let mut writes: Vec<(Key, starling_store::Mutation)> = j
             .counters
             .iter()

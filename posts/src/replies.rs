@@ -7,7 +7,10 @@
 //! | `pt` | parent id, reply id | set element (add-wins) | — (the parent's replies, by id) |
 //!
 //! Both are written after the reply itself, and again by a retry (idempotent), so a crash between
-//! them leaves a post that a retry with the same idempotency key links. A deleted reply leaves its
+//! them leaves a post that a retry with the same idempotency key links. The reply's record names
+//! its parent too (`crate::Stored`, absent from posts stored before it): a node that holds the
+//! reply knows it is one without `pr`, so a deleted account's sweep can wait for the `pt` element
+//! before deleting the reply ([`Posts::elements_here`]) instead of leaving it counted. A deleted reply leaves its
 //! parent's list; a deleted parent leaves its replies readable: the thread shows it as a
 //! placeholder ([`ThreadPost::Deleted`]). Reply counts are derived per node by the consumer of
 //! [`crate::likes`], from the `pt` elements.
@@ -80,9 +83,18 @@ impl Posts {
         Ok(())
     }
 
-    /// Takes a deleted reply out of its parent's list.
-    pub(crate) async fn unlink_reply(&self, reply: u64) -> Result<(), PostError> {
-        if let Some(parent) = self.reply_to(reply).await? {
+    /// Takes a deleted reply out of its parent's list: the parent its record names, else (a
+    /// post stored before records named it) the one `pr` holds.
+    pub(crate) async fn unlink_reply(
+        &self,
+        reply: u64,
+        recorded: Option<u64>,
+    ) -> Result<(), PostError> {
+        let parent = match recorded {
+            Some(p) => Some(p),
+            None => self.reply_to(reply).await?,
+        };
+        if let Some(parent) = parent {
             self.store.remove(&reply_key(parent, reply)).await?;
         }
         Ok(())

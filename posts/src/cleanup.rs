@@ -1,0 +1,465 @@
+//! What a deleted post leaves in the engagement data, taken off on every node in bounded steps,
+//! off the request path: its likes (each with its liker's index element, [`crate::liked`]), its
+//! reposts (each element with the repost post it names, as an undo would), then, once this node's
+//! counting consumer has counted those removals, the consumer's shadows of them.
+//!
+//! | keyspace | key | kind | value |
+//! |---|---|---|---|
+//! | `pdq` (local) | post id | register | empty while its likes and reposts are being taken off; then the change-feed position the counting consumer must pass before the shadows go (8 bytes big-endian) |
+//!
+//! **The queue.** The post-counts consumer of [`crate::likes`] puts a post in `pdq` when it meets
+//! the post's record changing to a tombstone (a delete made here or replicated), and when it
+//! counts a like or repost of a post deleted here (an element that arrived, or was written, after
+//! the post's deletion had reached this node; a count moving down only queues a post whose
+//! cleanup is over, so the cleanup's own removals do not restart it). Its put is blind, so it
+//! starts the post's cleanup over; the cleanup's own writes to an entry are compare-and-swaps on
+//! the version it read, so a put made meanwhile is never lost. An entry whose post is live again (a concurrent
+//! edit won over the delete) is dropped without touching anything.
+//!
+//! **Replication.** Every node runs the cleanup for every deleted post, over the elements its
+//! replica holds. A like or repost written in another region concurrently with the delete
+//! survives this node's removal (sets are add-wins): that is why the node that wrote it cleans
+//! too — it holds its own element, and its removal replicates and covers it everywhere; and a
+//! node that receives such an element after its own cleanup queues the post again when it counts
+//! the element. So no like made anywhere recreates a live set for good; what is left is the
+//! elements' tombstones (collected by the reaper after the grace period) and the posts' counters
+//! at zero (a store counter cannot be deleted: one small record per deleted post that had any).
+//!
+//! **Bounds.** A step reads one page of the queue ([`QUEUE_PAGE`]) and makes at most a budget of
+//! removals; a post with 100 000 likes takes many steps (the caller's metric shows the queue).
+//! With the counts shared by several nodes on one ScyllaDB keyspace ([`crate::likes::Likes::shared`])
+//! this node does not know when another node counted a removal, so there the shadows stay.
+
+use crate::likes::{CONSUMER, LIKES, SHADOWS};
+use crate::reposts::{REPOSTS, id_of};
+use crate::{Posts, list_key, post_key};
+use bytes::Bytes;
+use starling_store::{
+    Change, FeedConsumer, Key, Keyspace, Mutation, ScanRequest, Store, StoreError, Versioned,
+};
+
+/// `pdq/post`: the deleted posts this node is cleaning up (local).
+pub(crate) const QUEUE: Keyspace = Keyspace::local("pdq");
+
+/// Queue entries one step reads (and reports as pending: at most this many).
+pub const QUEUE_PAGE: usize = 256;
+
+fn queue_key(post: u64) -> Key {
+    QUEUE.key().u64(post).finish()
+}
+
+/// The id in `key` if it is an element of `ks` (`ks/post/...`) or one of its counters (`ks/post`).
+fn post_of(ks: Keyspace, key: &Key, len: usize) -> Option<u64> {
+    let b = key.as_bytes();
+    if b.len() != ks.prefix_len() + len || !b.starts_with(ks.prefix().as_bytes()) {
+        return None;
+    }
+    starling_store::key::read_u64(b, ks.prefix_len())
+}
+
+/// Queues the deleted posts among `changes` (a post's record changed) and among the posts whose
+/// like or repost counter `counters` moves (see the module doc): the posts' records are read in
+/// one batch, and each that is a tombstone here is queued — again, restarting its cleanup, when
+/// its record changed or a count went up (an element arrived); when a count only went down (the
+/// cleanup's own removals, or a removal replicated after it) only if its cleanup is over.
+pub(crate) async fn queue_deleted(
+    store: &dyn Store,
+    changes: &[Change],
+    counters: &[(Key, i64, i64)],
+) -> Result<(), StoreError> {
+    // (post, whether to restart a cleanup under way)
+    let mut posts: Vec<(u64, bool)> = changes
+        .iter()
+        .filter_map(|c| post_of(crate::POSTS, &c.key, 8).map(|p| (p, true)))
+        .collect();
+    for (counter, _, d) in counters {
+        let engaged = post_of(crate::likes::COUNTS, counter, 8)
+            .or_else(|| post_of(crate::likes::REPOST_COUNTS, counter, 8));
+        posts.extend(engaged.map(|p| (p, *d > 0)));
+    }
+    if posts.is_empty() {
+        return Ok(());
+    }
+    // A restart first, so dedup keeps it.
+    posts.sort_unstable_by_key(|(p, restart)| (*p, !restart));
+    posts.dedup_by_key(|(p, _)| *p);
+    let keys: Vec<Key> = (posts.iter())
+        .flat_map(|(p, _)| [post_key(*p), queue_key(*p)])
+        .collect();
+    let records = store.get_records(&keys).await?;
+    let queued: Vec<(Key, Mutation)> = posts
+        .iter()
+        .zip(records.chunks(2))
+        .filter(|((_, restart), r)| {
+            let deleted = r
+                .first()
+                .and_then(Option::as_ref)
+                .is_some_and(|r| r.is_tombstone());
+            let queued = r
+                .get(1)
+                .and_then(Option::as_ref)
+                .is_some_and(|r| !r.is_tombstone());
+            deleted && (*restart || !queued)
+        })
+        .map(|((p, _), _)| (queue_key(*p), Mutation::Put(Bytes::new())))
+        .collect();
+    if !queued.is_empty() {
+        store.mutate_many(&queued).await?;
+    }
+    Ok(())
+}
+
+/// One step of [`Posts::clean_deleted_posts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupStep {
+    /// Deleted posts queued, as this step read the queue (at most [`QUEUE_PAGE`]).
+    pub pending: usize,
+    /// Likes and reposts taken off, and shadows deleted.
+    pub removed: usize,
+    /// Posts whose cleanup finished (their queue entry gone).
+    pub finished: usize,
+}
+
+/// Where one post's cleanup stands after a step.
+enum Progress {
+    /// Elements remain (the budget ran out); `removed` were taken off by this step.
+    More { removed: usize },
+    /// No live like or repost is left; `removed` were taken off by this step.
+    Clear { removed: usize },
+}
+
+impl Posts {
+    /// One bounded step of the cleanup of deleted posts (see the module doc): at most `budget`
+    /// removals over the first [`QUEUE_PAGE`] queued posts. Idempotent; run it on every node.
+    pub async fn clean_deleted_posts(&self, budget: usize) -> Result<CleanupStep, StoreError> {
+        let limit = QUEUE_PAGE.min(self.store.limits().max_scan);
+        let page = self
+            .store
+            .scan(&ScanRequest::prefix(QUEUE.prefix(), limit))
+            .await?;
+        let mut out = CleanupStep {
+            pending: page.items.len(),
+            ..CleanupStep::default()
+        };
+        // How far this node's consumer has counted (none: counted elsewhere too, see above).
+        let counted = if self.likes.is_shared() {
+            None
+        } else {
+            Some(
+                FeedConsumer::new(self.store.clone(), CONSUMER)
+                    .position()
+                    .await?,
+            )
+        };
+        for (key, entry) in &page.items {
+            let left = budget.saturating_sub(out.removed);
+            if left == 0 {
+                break;
+            }
+            let Some(post) = starling_store::key::read_u64(key.as_bytes(), QUEUE.prefix_len())
+            else {
+                continue;
+            };
+            let record = self.store.get_record(&post_key(post)).await?;
+            if record.is_some_and(|r| !r.is_tombstone()) {
+                // Live again (an edit won over the delete): nothing to take off.
+                out.finished += usize::from(self.unqueue(key, entry).await?);
+                continue;
+            }
+            let removed = match self.take_off(post, left).await? {
+                Progress::More { removed } => {
+                    out.removed += removed;
+                    continue;
+                }
+                Progress::Clear { removed } => removed,
+            };
+            out.removed += removed;
+            let mark = entry
+                .value
+                .as_deref()
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            match (counted, mark) {
+                // Shared counting: the shadows are not this node's to delete.
+                (None, _) => out.finished += usize::from(self.unqueue(key, entry).await?),
+                // Removals made now, or none counted yet: wait for the consumer to count them.
+                (Some(_), _) if removed > 0 => self.mark(key, entry).await?,
+                (Some(_), None) => self.mark(key, entry).await?,
+                (Some(at), Some(m)) if at >= m => {
+                    let left = budget.saturating_sub(out.removed);
+                    let (n, done) = self.drop_shadows(post, left).await?;
+                    out.removed += n;
+                    if done {
+                        out.finished += usize::from(self.unqueue(key, entry).await?);
+                    }
+                }
+                (Some(_), Some(_)) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes off up to `budget` of `post`'s likes, then of its reposts.
+    async fn take_off(&self, post: u64, budget: usize) -> Result<Progress, StoreError> {
+        let limit = budget.min(self.store.limits().max_scan);
+        let page = self
+            .store
+            .scan(&ScanRequest::prefix(LIKES.key().u64(post).finish(), limit))
+            .await?;
+        let at = LIKES.prefix_len() + 8;
+        let mut writes = Vec::with_capacity(2 * page.items.len());
+        let mut likers = Vec::with_capacity(page.items.len());
+        for (k, _) in &page.items {
+            if let Some(liker) = starling_store::key::read_u64(k.as_bytes(), at) {
+                writes.push((k.clone(), Mutation::Remove));
+                writes.push((crate::liked::liked_key(liker, post), Mutation::Remove));
+                likers.push(liker);
+            }
+        }
+        let likes_done = page.next.is_none();
+        let mut removed = likers.len();
+        if likes_done && removed < limit {
+            let page = self
+                .store
+                .scan(&ScanRequest::prefix(
+                    REPOSTS.key().u64(post).finish(),
+                    limit - removed,
+                ))
+                .await?;
+            let at = REPOSTS.prefix_len() + 8;
+            for (k, v) in &page.items {
+                let Some(reposter) = starling_store::key::read_u64(k.as_bytes(), at) else {
+                    continue;
+                };
+                writes.push((k.clone(), Mutation::Remove));
+                // The repost post it names goes with it, as an undo takes it.
+                if let Some(repost) = v.value.as_deref().and_then(id_of) {
+                    writes.push((post_key(repost), Mutation::Delete));
+                    writes.push((list_key(reposter, repost), Mutation::Remove));
+                }
+                likers.push(reposter);
+                removed += 1;
+            }
+            if !writes.is_empty() {
+                self.store.mutate_many(&writes).await?;
+            }
+            for member in likers {
+                self.likes.forget_viewer(post, member);
+            }
+            if page.next.is_none() {
+                return Ok(Progress::Clear { removed });
+            }
+            return Ok(Progress::More { removed });
+        }
+        if !writes.is_empty() {
+            self.store.mutate_many(&writes).await?;
+        }
+        for liker in likers {
+            self.likes.forget_viewer(post, liker);
+        }
+        Ok(Progress::More { removed })
+    }
+
+    /// Deletes up to `budget` of the consumer's shadows of `post`'s likes and reposts (all of
+    /// them taken off and counted by now); returns how many, and whether none is left. A shadow
+    /// that counts its element (one that arrived since, which the consumer queued the post for
+    /// again) is left for that cleanup.
+    async fn drop_shadows(&self, post: u64, budget: usize) -> Result<(usize, bool), StoreError> {
+        let (mut n, mut looked) = (0, 0);
+        let mut counting = false;
+        for set in [LIKES, REPOSTS] {
+            let limit = budget
+                .saturating_sub(looked)
+                .min(self.store.limits().max_scan);
+            if limit == 0 {
+                return Ok((n, false));
+            }
+            let prefix = SHADOWS
+                .key()
+                .raw(set.key().u64(post).finish().as_bytes())
+                .finish();
+            let page = self.store.scan(&ScanRequest::prefix(prefix, limit)).await?;
+            let uncounted = |v: &Versioned<Bytes>| v.value.as_deref() == Some(&[0][..]);
+            counting |= page.items.iter().any(|(_, v)| !uncounted(v));
+            let deletes: Vec<(Key, Mutation)> = (page.items.iter())
+                .filter(|(_, v)| uncounted(v))
+                .map(|(k, _)| (k.clone(), Mutation::Delete))
+                .collect();
+            if !deletes.is_empty() {
+                self.store.mutate_many(&deletes).await?;
+            }
+            n += deletes.len();
+            looked += page.items.len();
+            if page.next.is_some() {
+                return Ok((n, false));
+            }
+        }
+        Ok((n, !counting))
+    }
+
+    /// Notes, on the entry read as `entry`, the feed position its removals end at (unless the
+    /// consumer queued the post again meanwhile).
+    async fn mark(&self, key: &Key, entry: &Versioned<Bytes>) -> Result<(), StoreError> {
+        let at = Bytes::copy_from_slice(&self.store.last_seq().to_be_bytes());
+        self.store.cas(key, Some(&entry.version), Some(at)).await?;
+        Ok(())
+    }
+
+    /// Drops the entry read as `entry`, unless the consumer queued the post again meanwhile;
+    /// returns whether it was dropped.
+    async fn unqueue(&self, key: &Key, entry: &Versioned<Bytes>) -> Result<bool, StoreError> {
+        let out = self.store.cas(key, Some(&entry.version), None).await?;
+        Ok(matches!(out, starling_store::CasOutcome::Applied(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PostError;
+    use crate::test_support::posts;
+    use starling_store::{Delta, Dot, Hlc, Kind, NodeId, Record, RegionId, StoreExt};
+
+    /// Steps of `budget` until the queue is empty, the consumer counting between them.
+    async fn clean(p: &Posts, budget: usize) -> Vec<CleanupStep> {
+        let mut steps = Vec::new();
+        loop {
+            p.likes().catch_up().await.unwrap();
+            let step = p.clean_deleted_posts(budget).await.unwrap();
+            assert!(step.removed <= budget, "bounded: {step:?}");
+            if step.pending == 0 {
+                return steps;
+            }
+            steps.push(step);
+            assert!(steps.len() < 50, "a cleanup ends: {steps:?}");
+        }
+    }
+
+    async fn shadows_of(p: &Posts, post: u64) -> usize {
+        let mut n = 0;
+        for set in [LIKES, REPOSTS] {
+            let prefix = SHADOWS
+                .key()
+                .raw(set.key().u64(post).finish().as_bytes())
+                .finish();
+            n += p
+                .store
+                .scan(&ScanRequest::prefix(prefix, 1000))
+                .await
+                .unwrap()
+                .items
+                .len();
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_deleted_posts_likes_and_reposts_are_taken_off_in_bounded_steps() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "to be deleted", &[], None).await.unwrap();
+        let (y, _) = p.create(1, "us", "stays", &[], None).await.unwrap();
+        for liker in 10..15 {
+            p.note_like(liker, x.id).await.unwrap();
+            p.likes().like(x.id, liker).await.unwrap();
+        }
+        p.note_like(10, y.id).await.unwrap();
+        p.likes().like(y.id, 10).await.unwrap();
+        let (r1, _) = p.repost(x.id, 20).await.unwrap();
+        let (r2, _) = p.repost(x.id, 21).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().count(x.id).await.unwrap(), 5);
+        assert_eq!(p.likes().repost_count(x.id).await.unwrap(), 2);
+        assert_eq!(shadows_of(&p, x.id).await, 7);
+        // Nothing is queued for a live post.
+        assert_eq!(p.clean_deleted_posts(10).await.unwrap().pending, 0);
+
+        p.delete(x.id, 1).await.unwrap();
+        let steps = clean(&p, 2).await;
+        let removed: usize = steps.iter().map(|s| s.removed).sum();
+        assert_eq!(
+            removed,
+            5 + 2 + 7,
+            "likes, reposts, then their shadows: {steps:?}"
+        );
+        // x, and the two repost posts its cleanup deleted (queued in turn, nothing to take off).
+        assert_eq!(steps.iter().map(|s| s.finished).sum::<usize>(), 3);
+
+        assert!(
+            p.likes()
+                .likers(x.id, None, 100)
+                .await
+                .unwrap()
+                .ids
+                .is_empty()
+        );
+        assert!(p.reposters(x.id, None, 100).await.unwrap().ids.is_empty());
+        for r in [r1.id, r2.id] {
+            assert!(matches!(p.get(r).await, Err(PostError::NotFound)));
+        }
+        assert!(p.ids_by_author(20, None, 10).await.unwrap().is_empty());
+        for liker in 10..15 {
+            let index = p.store.get(&crate::liked::liked_key(liker, x.id)).await;
+            assert_eq!(index.unwrap().and_then(|v| v.value), None);
+        }
+        assert_eq!(p.likes().count(x.id).await.unwrap(), 0);
+        assert_eq!(p.likes().repost_count(x.id).await.unwrap(), 0);
+        assert_eq!(shadows_of(&p, x.id).await, 0);
+        // Another post's like, and its liker's index element, stay.
+        assert!(p.likes().liked(y.id, 10).await.unwrap());
+        assert_eq!(p.likes().count(y.id).await.unwrap(), 1);
+        let index = p.store.get(&crate::liked::liked_key(10, y.id)).await;
+        assert!(index.unwrap().and_then(|v| v.value).is_some());
+        // Idempotent: nothing queued, nothing moves.
+        assert_eq!(
+            p.clean_deleted_posts(10).await.unwrap(),
+            CleanupStep::default()
+        );
+    }
+
+    /// A like of the deleted post made in another region before the delete reached it, arriving
+    /// here after this node's cleanup finished: counted, queued again and taken off.
+    #[tokio::test]
+    async fn a_like_arriving_after_the_cleanup_is_taken_off_too() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "to be deleted", &[], None).await.unwrap();
+        p.likes().like(x.id, 10).await.unwrap();
+        p.delete(x.id, 1).await.unwrap();
+        let steps = clean(&p, 100).await;
+        assert_eq!(steps.len(), 2, "take off, then the shadow: {steps:?}");
+        let mut r = Record::empty(Kind::Set);
+        let dot = Dot {
+            hlc: Hlc(1),
+            node: NodeId::new(RegionId::from_name("eu"), 9),
+        };
+        r.add_element(dot, Bytes::new(), None).unwrap();
+        let key = crate::likes::like_key(x.id, 30);
+        p.store.apply(&[Delta { key, record: r }]).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().count(x.id).await.unwrap(), 1);
+        assert_eq!(p.clean_deleted_posts(0).await.unwrap().pending, 1);
+        clean(&p, 100).await;
+        assert!(
+            p.likes()
+                .likers(x.id, None, 100)
+                .await
+                .unwrap()
+                .ids
+                .is_empty()
+        );
+        assert_eq!(p.likes().count(x.id).await.unwrap(), 0);
+        assert_eq!(shadows_of(&p, x.id).await, 0);
+    }
+
+    /// A queued post that is live again (an edit that won over the delete) keeps its likes.
+    #[tokio::test]
+    async fn a_post_live_again_is_dropped_from_the_queue_untouched() {
+        let p = posts();
+        let (x, _) = p.create(1, "us", "kept", &[], None).await.unwrap();
+        p.likes().like(x.id, 10).await.unwrap();
+        p.store.put(&queue_key(x.id), Bytes::new()).await.unwrap();
+        let step = p.clean_deleted_posts(100).await.unwrap();
+        assert_eq!((step.pending, step.removed, step.finished), (1, 0, 1));
+        assert!(p.likes().liked(x.id, 10).await.unwrap());
+        assert_eq!(p.clean_deleted_posts(100).await.unwrap().pending, 0);
+    }
+}
