@@ -2,7 +2,9 @@
 //! Cassandra) at `STARLING_SCYLLA_NODES`: sign up, follow, post, read the home feed, chat over HTTP,
 //! restart on the same keyspace and find everything again; `/readyz` follows the cluster's
 //! reachability at run time; two nodes on one keyspace share media in a real S3 bucket
-//! (`STARLING_TEST_S3_URL`): what one stored the other serves (token, signed URL, range, 304).
+//! (`STARLING_TEST_S3_URL`): what one stored the other serves (token, signed URL, range, 304);
+//! the local demo, `starling cluster --store scylla://…`, runs each region as nodes on its own
+//! keyspace and stops cleanly.
 //! Under `CI=true` a missing `STARLING_SCYLLA_NODES` or S3 server fails; locally the test is
 //! skipped with a loud message.
 #![allow(clippy::unwrap_used, clippy::panic)] // test code: a failed unwrap is a failed test
@@ -968,4 +970,382 @@ fn notifications_and_chat_reach_a_socket_on_another_node() {
         .build()
         .unwrap()
         .block_on(drop_keyspace(&cluster, &ks));
+}
+
+/// A `starling cluster` supervisor running in the foreground in its own process group: its nodes
+/// (and any redis-server) are in that group too, so dropping it kills every process it started,
+/// even when the test fails half-way.
+struct Supervisor {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    info: serde_json::Value,
+}
+
+impl Supervisor {
+    /// Runs `starling cluster` with `args` (and `--dir`), and waits for its "Ctrl-C stops the
+    /// cluster." line (the supervisor itself gives up after 60 s per node); panics with its
+    /// output and the nodes' logs when it exits first.
+    fn start(args: &[&str]) -> Supervisor {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cdir = dir.path().join("cluster");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_starling"))
+            .arg("cluster")
+            .args(args)
+            .arg("--dir")
+            .arg(&cdir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut out = String::new();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                let logs: String = std::fs::read_dir(cdir.join("logs"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| {
+                        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                        format!("--- {}\n{text}", e.path().display())
+                    })
+                    .collect();
+                let _ = child.wait();
+                panic!("starling cluster exited before it was up:\n{out}\n{logs}");
+            };
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("Ctrl-C stops the cluster") {
+                break;
+            }
+        }
+        // Keep draining stdout so the supervisor never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let info = std::fs::read(cdir.join("cluster.json")).unwrap();
+        Supervisor {
+            child,
+            dir,
+            info: serde_json::from_slice(&info).unwrap(),
+        }
+    }
+
+    /// The nodes of `region`: (name, HTTP port, pid).
+    fn nodes(&self, region: &str) -> Vec<(String, u16, i32)> {
+        self.info["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["region"] == region)
+            .map(|n| {
+                let http = n["http"].as_str().unwrap();
+                let port = http.rsplit(':').next().unwrap().parse().unwrap();
+                let pid = n["pid"].as_i64().unwrap() as i32;
+                (n["name"].as_str().unwrap().to_string(), port, pid)
+            })
+            .collect()
+    }
+
+    /// Stops the cluster as an operator does (SIGTERM to the supervisor, which stops its nodes)
+    /// and checks that it exits cleanly, every node with it, and removes `cluster.json`.
+    fn stop(mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let pids: Vec<i32> = ["us", "eu"]
+            .iter()
+            .flat_map(|r| self.nodes(r))
+            .map(|n| n.2)
+            .collect();
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let mut status = None;
+        let exited = eventually(Duration::from_secs(60), || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(exited, "the supervisor exits within 60 s of SIGTERM");
+        assert!(status.unwrap().success(), "{status:?}");
+        for pid in pids {
+            // Waited for by the supervisor: no process (not even a zombie) is left.
+            let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+            assert!(gone, "node process {pid} outlived its supervisor");
+        }
+        assert!(
+            !self.dir.path().join("cluster/cluster.json").exists(),
+            "cluster.json removed"
+        );
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // The whole group: the supervisor and every process it started (a no-op after `stop`).
+        let pgid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A base port for `starling cluster` with `count` HTTP ports free from it and as many gossip
+/// ports free 1000 above, below the kernel's ephemeral range. The HTTP ports are taken from
+/// [`free_port`]'s counter, so no other test of this process is handed them.
+fn cluster_base_port(count: u16) -> u16 {
+    loop {
+        let base = free_port();
+        let run: Vec<u16> = (1..count).map(|_| free_port()).collect();
+        let contiguous = run.iter().zip(1..).all(|(p, i)| *p == base + i);
+        let free = base + 1000 + count < 32_768
+            && (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + 1000 + i)).is_ok());
+        if contiguous && free {
+            return base;
+        }
+    }
+}
+
+/// The live members of keyspace `ks`'s change feed (`kfeed_members`), read from the CQL node.
+async fn feed_members(nodes: &str, ks: &str) -> usize {
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes.split(','))
+        .build()
+        .await
+        .unwrap();
+    let rows = s
+        .query_unpaged(format!("SELECT member FROM {ks}.kfeed_members"), ())
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap();
+    rows.rows_num()
+}
+
+/// The local demo, `starling cluster --store scylla://…`, through the real binary: two regions of
+/// two nodes, each region on its own keyspace. Bob posts through one node of `us`; what alice (his
+/// follower) sees through the other node of `us` and through both nodes of `eu` is every post,
+/// with exact follower, following and like counts. Each region's keyspace has exactly its two
+/// nodes as change-feed members, which split its 32 partitions (so both regions on one keyspace,
+/// or a node on a store of its own, fails). SIGTERM to the supervisor stops every node.
+#[test]
+fn the_cluster_demo_runs_a_region_as_nodes_on_its_keyspace() {
+    let Some(cql) = cluster() else { return };
+    let prefix = format!("t_demo_{}", std::process::id());
+    let base = cluster_base_port(4).to_string();
+    let store = format!("scylla://{cql}/{prefix}");
+    let sup = Supervisor::start(&[
+        "--regions",
+        "us,eu",
+        "--nodes-per-region",
+        "2",
+        "--base-port",
+        &base,
+        "--rtt",
+        "us-eu=40ms",
+        "--store",
+        &store,
+        "--admin-token",
+        "demo-admin-token",
+    ]);
+    let (us, eu) = (sup.nodes("us"), sup.nodes("eu"));
+    assert_eq!((us.len(), eu.len()), (2, 2), "{}", sup.info);
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
+    let (a0, a1) = (us[0].1, us[1].1);
+    let (bob, b_tok) = common::sign_up_at(a0, "demobob");
+    let (alice, al_tok) = common::sign_up_at(a0, "demoalice");
+    let follow = format!("/v1/following/{bob}");
+    assert_eq!(common::http(a0, "PUT", &follow, Some(&al_tok), b"").0, 204);
+    let mut posts = Vec::new();
+    for i in 0..3 {
+        let body = serde_json::json!({"text": format!("demo post {i}")}).to_string();
+        let (s, p) = common::http_json(a0, "POST", "/v1/posts", Some(&b_tok), &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+        posts.push(json(&p)["id"].as_str().unwrap().to_string());
+    }
+    posts.sort();
+    // Alice likes the first post through the other node of us.
+    let like = format!("/v1/posts/{}/like", posts[0]);
+    let (s, _) = common::http(a1, "PUT", &like, Some(&al_tok), b"");
+    assert!(s == 204 || s == 200, "{s}");
+    let readers: Vec<(String, u16)> = us
+        .iter()
+        .chain(&eu)
+        .map(|(name, port, _)| (name.clone(), *port))
+        .collect();
+    for (name, port) in &readers {
+        let mut last = String::new();
+        let seen = eventually(Duration::from_secs(90), || {
+            let (s, b) = common::http(*port, "GET", "/v1/feed?limit=50", Some(&al_tok), b"");
+            let mut got: Vec<String> = json(&b)["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| Some(p["id"].as_str()?.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            got.sort();
+            last = format!("{s} {got:?}");
+            s == 200 && got == posts
+        });
+        assert!(
+            seen,
+            "alice's feed through {name}: want {posts:?}, got {last}"
+        );
+        let counted = |path: &str, field: &[&str], want: i64| {
+            let mut last = String::new();
+            let exact = eventually(Duration::from_secs(90), || {
+                let (s, b) = common::http(*port, "GET", path, Some(&al_tok), b"");
+                let v = json(&b);
+                last = v.to_string();
+                let got = field.iter().fold(&v, |v, f| &v[*f]).as_i64();
+                s == 200 && got == Some(want)
+            });
+            assert!(
+                exact,
+                "{path} {field:?} through {name}: want {want}, {last}"
+            );
+        };
+        counted(&format!("/v1/users/{bob}"), &["followers_count"], 1);
+        counted(&format!("/v1/users/{bob}"), &["following_count"], 0);
+        counted(&format!("/v1/users/{alice}"), &["following_count"], 1);
+        counted(&format!("/v1/posts/{}", posts[0]), &["counts", "likes"], 1);
+        counted(&format!("/v1/posts/{}", posts[1]), &["counts", "likes"], 0);
+    }
+    // Each region's keyspace: its two nodes are the feed's members and split its partitions.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (region, nodes) in [("us", &us), ("eu", &eu)] {
+        let ks = format!("{prefix}_{region}");
+        let mut members = 0;
+        let two = eventually(Duration::from_secs(30), || {
+            members = rt.block_on(feed_members(&cql, &ks));
+            members == 2
+        });
+        assert!(
+            two,
+            "{ks} has {members} feed members, not its region's 2 nodes"
+        );
+        let mut held = Vec::new();
+        let split = eventually(Duration::from_secs(60), || {
+            held = nodes
+                .iter()
+                .map(|(_, port, _)| {
+                    common::Metrics::read(format!("127.0.0.1:{port}"))
+                        .and_then(|m| m.get("starling_keyspace_feed_partitions_held"))
+                        .unwrap_or(-1.0)
+                })
+                .collect();
+            held.iter().sum::<f64>() == 32.0 && held.iter().all(|h| *h > 0.0)
+        });
+        assert!(split, "partitions held by the nodes of {region}: {held:?}");
+    }
+    sup.stop();
+    for region in ["us", "eu"] {
+        rt.block_on(drop_keyspace(&cql, &format!("{prefix}_{region}")));
+    }
+}
+
+/// Two regions, each a keyspace (`us`: two nodes, `eu`: one), written through every node: once
+/// every post is everywhere, anti-entropy finds no differing digest bucket for several rounds on
+/// every node — the nodes of `us` answer their keyspace's digests, not each one's own writes
+/// (with which `us0` and `us1`, and either and `eu0`, differ for good).
+#[test]
+fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
+    let Some(cluster) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-cluster-secret-of-the-test";
+    let tag = format!("dg{}", std::process::id());
+    let mut seed: Option<String> = None;
+    let mut start = |region: &str, name: &str| {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let mut args = common::member_args(
+            region,
+            name,
+            &gossip,
+            secret,
+            seed.as_deref(),
+            Some(&dir.path().join(name)),
+        );
+        let store = format!("scylla://{cluster}/t_{region}_{tag}");
+        args.extend(
+            ["--store", &store, "--auth-per-minute", "1000000"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        seed.get_or_insert(gossip);
+        Node::start(dir.path(), free_port(), &args)
+    };
+    let nodes = [start("us", "us0"), start("us", "us1"), start("eu", "eu0")];
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
+    let mut posts = Vec::new();
+    let tokens: Vec<String> = (0..nodes.len())
+        .map(|i| common::sign_up_user(&nodes[i], &format!("digest{i}")).1)
+        .collect();
+    for (i, (node, token)) in nodes.iter().zip(&tokens).enumerate() {
+        for j in 0..3 {
+            let body = serde_json::json!({"text": format!("post {j} through {i}")}).to_string();
+            let (s, p) = common::http_json(node.port, "POST", "/v1/posts", Some(token), &body);
+            assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+            posts.push(json(&p)["id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut missing = Vec::new();
+    let everywhere = eventually(Duration::from_secs(90), || {
+        // Each node read with the token of the user who signed up through it.
+        missing = nodes
+            .iter()
+            .zip(&tokens)
+            .flat_map(|(n, t)| posts.iter().map(move |p| (n, t, p)))
+            .filter(|(n, t, p)| n.http("GET", &format!("/v1/posts/{p}"), Some(t.as_str()), b"").0 != 200)
+            .map(|(n, _, p)| format!("{p} on {}", n.port))
+            .collect();
+        missing.is_empty()
+    });
+    assert!(everywhere, "posts missing: {missing:?}");
+    let metric = |node: &Node, name: &str| -> u64 {
+        let (_, m) = node.http("GET", "/metrics", None, b"");
+        String::from_utf8_lossy(&m)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let sample = || -> Vec<(u64, u64)> {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    metric(n, "starling_gossip_ae_rounds_total"),
+                    metric(n, "starling_gossip_ae_buckets_differing_total"),
+                )
+            })
+            .collect()
+    };
+    // A window in which every node ran three anti-entropy rounds and none found a differing
+    // bucket (a window that sees one starts again: the digests are published every few seconds).
+    let mut from = sample();
+    let mut last = from.clone();
+    let quiet = eventually(Duration::from_secs(150), || {
+        last = sample();
+        if last.iter().zip(&from).any(|(now, then)| now.1 != then.1) {
+            from = last.clone();
+            return false;
+        }
+        last.iter().zip(&from).all(|(now, then)| now.0 >= then.0 + 3)
+    });
+    assert!(
+        quiet,
+        "anti-entropy kept finding differing buckets: (rounds, buckets) from {from:?} to {last:?}"
+    );
+    for n in nodes {
+        assert!(n.terminate().success());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for region in ["us", "eu"] {
+        rt.block_on(drop_keyspace(&cluster, &format!("t_{region}_{tag}")));
+    }
 }
