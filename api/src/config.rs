@@ -9,10 +9,13 @@
 //! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
 //!
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
-//! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`]) is a `clap::Args` struct flattened into
+//! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
+//! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
+//! and [`TrimSettings`](starling_store::TrimSettings)) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
-//! declared: that struct, as parsed and layered, *is* the part's configuration, so a new setting
-//! of a group is its field and its doc, and nothing in [`ServeConfig::resolve`]. A group's
+//! declared: that struct, as parsed and layered, *is* the part's configuration (or the part's
+//! `From` it), so a new setting of a group is its field and its doc, and nothing in
+//! [`ServeConfig::resolve`]. A group's
 //! `Default` is what clap gives it from no flags ([`defaults`]). What the command line or the
 //! environment gave is told apart from a default by clap ([`CommandLine`]), so it wins over the
 //! file and a default does not.
@@ -153,25 +156,10 @@ pub struct ServeArgs {
     /// replication).
     #[arg(long, env = "STARLING_REDIS")]
     pub redis: Option<RedisUrl>,
-    /// Entries kept per home timeline (default 800).
-    #[arg(long, env = "STARLING_FEED_CAP")]
-    pub feed_cap: Option<Within<20, 100_000>>,
-    /// Authors with more followers are pulled at read time, not fanned out (default 10000).
-    #[arg(long, env = "STARLING_FEED_CELEBRITY_FOLLOWERS")]
-    pub feed_celebrity_followers: Option<Within<1, { i64::MAX as u64 }>>,
-    /// Users who have not read their feed for this many days are skipped by fan-out and
-    /// rebuilt on their next read (default 30).
-    #[arg(long, env = "STARLING_FEED_INACTIVE_DAYS")]
-    pub feed_inactive_days: Option<Within<1, { u64::MAX / 86_400 }>>,
-    /// Post bodies kept in this process for feed pages (default 200000).
-    #[arg(long, env = "STARLING_FEED_POST_CACHE")]
-    pub feed_post_cache: Option<Within<100, 100_000_000>>,
-    /// With `--store scylla://…` (several nodes on one keyspace): how long this node keeps a
-    /// timeline or a pulled author's list in process, e.g. `5s` (default 5s). With `--redis`
-    /// the node that changes one tells the others to drop their copies at once, so this only
-    /// bounds what a lost message leaves stale.
-    #[arg(long, env = "STARLING_FEED_SHARED_TTL")]
-    pub feed_shared_ttl: Option<Span>,
+    /// Home timelines (`--feed-cap`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub feed: starling_feed::FeedSettings,
     /// The messenger's and WebSocket gateway's limits (`--ws-max-per-user`, …).
     #[command(flatten)]
     #[serde(flatten)]
@@ -187,12 +175,10 @@ pub struct ServeArgs {
     /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
     #[arg(long, env = "STARLING_SESSION_TTL")]
     pub session_ttl: Option<Lifetime>,
-    /// Time between passes of the change feed's trimmer, e.g. `10s` (default 10s).
-    #[arg(long, env = "STARLING_FEED_TRIM_INTERVAL")]
-    pub feed_trim_interval: Option<Span>,
-    /// Change-feed entries kept behind its slowest consumer (default 0).
-    #[arg(long, env = "STARLING_FEED_RETAIN")]
-    pub feed_retain: Option<u64>,
+    /// The change feed's trimmer (`--feed-trim-interval`, `--feed-retain`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub trim: starling_store::TrimSettings,
     /// The tombstone reaper's and the account sweeper's times (`--gc-interval`, …).
     #[command(flatten)]
     #[serde(flatten)]
@@ -453,8 +439,6 @@ impl ServeConfig {
         let per_minute = |v: Option<PerMinute>, default: u32| {
             v.map_or(default, |v| u32::try_from(v.get()).unwrap_or(u32::MAX))
         };
-        let feed = starling_feed::FeedConfig::default();
-        let trim = starling_store::TrimConfig::default();
         let cfg = ServeConfig {
             listen,
             media_dir: args.media_dir.unwrap_or_else(|| data_dir.join("media")),
@@ -492,22 +476,7 @@ impl ServeConfig {
             admin_token: args.admin_token,
             durable_regions: args.durable_regions.map_or(1, Within::usize),
             redis: args.redis.map(String::from),
-            feed: starling_feed::FeedConfig {
-                cap: args.feed_cap.map_or(feed.cap, Within::usize),
-                celebrity_followers: args
-                    .feed_celebrity_followers
-                    .map_or(feed.celebrity_followers, |v| {
-                        i64::try_from(v.get()).unwrap_or(i64::MAX)
-                    }),
-                inactive_after: args.feed_inactive_days.map_or(feed.inactive_after, |d| {
-                    Duration::from_secs(d.get() * 86_400)
-                }),
-                post_cache_entries: args
-                    .feed_post_cache
-                    .map_or(feed.post_cache_entries, Within::get),
-                shared_ttl: args.feed_shared_ttl.map(Period::get),
-                ..feed
-            },
+            feed: args.feed.into(),
             conn: args.conn,
             session_ttl: args
                 .session_ttl
@@ -520,11 +489,7 @@ impl ServeConfig {
                     None => crate::web::Source::Embedded,
                 })
             },
-            trim: starling_store::TrimConfig {
-                interval: args.feed_trim_interval.map_or(trim.interval, Period::get),
-                retain: args.feed_retain.unwrap_or(0),
-                ..trim
-            },
+            trim: args.trim.into(),
             housekeeping: args.housekeeping,
             request_timeout: args
                 .request_timeout
@@ -710,14 +675,8 @@ impl<T: Args> Args for CommandLine<T> {
     }
 }
 
-/// A group of settings as clap gives it from no flags and no environment: each field's declared
-/// `default_value`. The groups' `Default`.
-pub fn defaults<T: Args + FromArgMatches>() -> T {
-    let cmd = T::augment_args(clap::Command::new("defaults")).mut_args(|a| a.env(None::<&str>));
-    cmd.try_get_matches_from(["defaults"])
-        .and_then(|m| T::from_arg_matches(&m))
-        .unwrap_or_else(|e| panic!("a setting's declared default does not parse: {e}"))
-}
+/// A group of settings as clap gives it from no flags and no environment: the groups' `Default`.
+pub use starling_store::settings::defaults;
 
 /// `args` (flags over environment over defaults, as clap read them) over the file `--config`
 /// names: what the command line or the environment gave wins, the file fills the rest.
@@ -754,6 +713,8 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<crate::accept::ConnLimits>(text)?;
     toml::from_str::<ChatSettings>(text)?;
     toml::from_str::<Housekeeping>(text)?;
+    toml::from_str::<starling_feed::FeedSettings>(text)?;
+    toml::from_str::<starling_store::TrimSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -813,6 +774,8 @@ impl<'de> DeserializeSeed<'de> for KnownKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
 
     #[test]
     fn defaults_need_no_flags() {
@@ -884,6 +847,15 @@ mod tests {
         assert_eq!(h.handle_grace.get(), Duration::from_secs(30 * 24 * 3600));
         assert_eq!(h.deletion_interval.get(), Duration::from_secs(10));
         assert_eq!(c.housekeeping, h);
+        let trim = starling_store::TrimConfig::default();
+        assert_eq!(c.trim, trim);
+        assert_eq!((trim.interval, trim.retain), (Duration::from_secs(10), 0));
+        assert_eq!((c.feed.cap, c.feed.celebrity_followers), (800, 10_000));
+        assert_eq!(c.feed.inactive_after, 30 * DAY);
+        assert_eq!(
+            (c.feed.post_cache_entries, c.feed.shared_ttl),
+            (200_000, None)
+        );
 
         // A flag sets its group's field; the file fills what flags leave, a flag set to its
         // default still wins over the file.
@@ -921,6 +893,29 @@ mod tests {
         assert!(!c.chat.chat_group_commit, "a flag set to false wins too");
         assert_eq!(c.chat.ws_max_per_user.get(), 3);
 
+        // The groups declared in the feed's and the store's crates layer the same way.
+        std::fs::write(
+            &file,
+            "feed_cap = 40\nfeed_inactive_days = 2\nfeed_retain = 7\nfeed_trim_interval = \"1m\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(
+            parse(&[
+                "--config",
+                file.to_str().unwrap(),
+                "--feed-retain",
+                "3",
+                "--feed-shared-ttl",
+                "2s",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!((c.feed.cap, c.feed.inactive_after), (40, 2 * DAY));
+        assert_eq!(c.feed.shared_ttl, Some(Duration::from_secs(2)));
+        assert_eq!(c.trim.retain, 3, "the flag wins");
+        assert_eq!(c.trim.interval, Duration::from_secs(60));
+
         // A group's refused value in the file names its key and line, as any other.
         for (text, key, why) in [
             (
@@ -931,6 +926,11 @@ mod tests {
             (
                 "\nheader_read_timeout = \"1ms\"\n",
                 "header_read_timeout",
+                "between",
+            ),
+            (
+                "\n\nfeed_trim_interval = \"1ms\"\n",
+                "feed_trim_interval",
                 "between",
             ),
         ] {

@@ -7,7 +7,8 @@
 //! replicated posts and follows by tailing its store's change feed ([`Feed::catch_up`]), so a
 //! post written in one region reaches timelines in every region once it has replicated. See
 //! [`timeline`] for the floor that keeps paging gap-free past the cap, [`fanout`] for the
-//! write side and [`read`] for the read side.
+//! write side and [`read`] for the read side; `settings` (feature `clap`) declares the node's
+//! feed settings as a clap group.
 
 pub mod authors;
 pub mod fanout;
@@ -19,6 +20,8 @@ pub mod memory_tier;
 pub mod read;
 mod recent;
 pub mod redis_tier;
+#[cfg(feature = "clap")]
+pub mod settings;
 pub mod tier;
 pub mod timeline;
 
@@ -26,6 +29,8 @@ use followers::FollowerLists;
 use hydrate::PostCache;
 use l1::LocalTimelines;
 use recent::RecentPosts;
+#[cfg(feature = "clap")]
+pub use settings::FeedSettings;
 use starling_graph::{Graph, GraphError};
 use starling_posts::{Post, PostError, Posts};
 use starling_store::{Store, StoreError};
@@ -33,7 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 pub use tier::{RegionalTier, TierError, TimelineStore};
 
-/// Tunables.
+/// Tunables. Five are `starling serve`'s settings, declared with their flags in
+/// `settings::FeedSettings` (feature `clap`); its declared defaults are these (a test holds
+/// them to it).
 #[derive(Clone, Debug)]
 pub struct FeedConfig {
     /// Entries kept per timeline.

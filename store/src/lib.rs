@@ -9,7 +9,7 @@
 //!
 //! Modules: [`node`] (node and region ids), [`hlc`] (clock), [`version`] (dots, version vectors),
 //! [`ids`] (Snowflake ids), [`record`] (the CRDT and its merge), [`key`] (keys, keyspaces), [`codec`] (encodings),
-//! [`contract`] (the trait and its types), [`lane`] (where one caller's blocking store work runs), [`consumer`] (resumable change-feed consumers), [`counted`] (sets' elements counted exactly by a consumer), [`trim`] (the feed trimmed below them), [`digest`] (anti-entropy digests), `engine` (the
+//! [`contract`] (the trait and its types), [`lane`] (where one caller's blocking store work runs), [`consumer`] (resumable change-feed consumers), [`counted`] (sets' elements counted exactly by a consumer), [`trim`] (the feed trimmed below them), `settings` (feature `clap`: the value types of settings groups declared with clap), [`digest`] (anti-entropy digests), `engine` (the
 //! shared write path over raw backends), [`conformance`] (the suite every engine passes).
 
 pub mod codec;
@@ -27,6 +27,8 @@ pub mod key;
 pub mod lane;
 pub mod node;
 pub mod record;
+#[cfg(feature = "clap")]
+pub mod settings;
 pub mod trim;
 pub mod version;
 
@@ -47,5 +49,7 @@ pub use key::{Key, Keyspace};
 pub use lane::{LaneStats, StoreLane};
 pub use node::{NodeId, RegionId};
 pub use record::{Kind, Record, Versioned};
+#[cfg(feature = "clap")]
+pub use trim::TrimSettings;
 pub use trim::{TrimConfig, TrimStats, Trimmer};
 pub use version::{Dot, VersionVector};

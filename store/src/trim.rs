@@ -42,6 +42,50 @@ impl Default for TrimConfig {
     }
 }
 
+/// The trimmer's settings of `starling serve` (feature `clap`): a clap group (flags,
+/// `STARLING_<FLAG>` variables and `--config` keys, each declared once here, typed and
+/// defaulted) that the server flattens into its command line; [`TrimConfig`] from it.
+#[cfg(feature = "clap")]
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct TrimSettings {
+    /// Time between passes of the change feed's trimmer, e.g. `10s` (default 10s).
+    #[arg(
+        long,
+        env = "STARLING_FEED_TRIM_INTERVAL",
+        default_value = "10s",
+        hide_default_value = true
+    )]
+    pub feed_trim_interval: crate::settings::Span,
+    /// Change-feed entries kept behind its slowest consumer (default 0).
+    #[arg(
+        long,
+        env = "STARLING_FEED_RETAIN",
+        default_value = "0",
+        hide_default_value = true
+    )]
+    pub feed_retain: u64,
+}
+
+#[cfg(feature = "clap")]
+impl Default for TrimSettings {
+    fn default() -> Self {
+        crate::settings::defaults()
+    }
+}
+
+#[cfg(feature = "clap")]
+impl From<TrimSettings> for TrimConfig {
+    /// The settings' interval and retention, the default batch.
+    fn from(s: TrimSettings) -> Self {
+        TrimConfig {
+            interval: s.feed_trim_interval.get(),
+            retain: s.feed_retain,
+            ..TrimConfig::default()
+        }
+    }
+}
+
 /// Most `(last seq, time)` samples kept to tell the oldest entry's age; past it every other one
 /// is dropped (the resolution halves, the memory stays bounded).
 const MAX_SAMPLES: usize = 1024;
