@@ -75,6 +75,19 @@ pub struct DigestTree {
 }
 
 impl DigestTree {
+    /// The digests of an empty replica.
+    pub(crate) fn zero() -> Self {
+        DigestTree {
+            leaves: vec![0; LEAVES],
+        }
+    }
+
+    /// A tree of these leaves ([`LEAVES`] of them).
+    pub(crate) fn from_vec(leaves: Vec<u64>) -> Self {
+        debug_assert_eq!(leaves.len(), LEAVES);
+        DigestTree { leaves }
+    }
+
     /// The leaf digests, one per bucket.
     pub fn leaves(&self) -> &[u64] {
         &self.leaves

@@ -623,3 +623,101 @@ async fn nodes_sharing_a_keyspace_keep_their_own_consumer_positions() {
     assert_eq!(cb.position().await.unwrap(), 9);
     ks.drop_all().await;
 }
+
+/// Waits (bounded) until `nodes` all answer `want` as their digests; returns whether they did.
+async fn digests_reach(nodes: &[&Arc<dyn Store>], want: &starling_store::DigestTree) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if nodes.iter().all(|n| n.digests() == *want) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The digests of `opts`'s keyspace as a scan of every record computes them (a node opened with
+/// per-node digests rebuilds them so at open).
+async fn scanned_digests(opts: &ScyllaOptions, node: u64) -> starling_store::DigestTree {
+    let mut o = opts.clone();
+    o.keyspace_digests = false;
+    open_scylla(NodeId(node), Arc::new(HlcClock::new()), &o)
+        .await
+        .unwrap()
+        .digests()
+}
+
+/// Two nodes on one keyspace (keyspace digests) each accept writes — new keys, one key both
+/// overwrite, a delete and a purge — and one consumer of the keyspace feed folds them: both
+/// nodes answer the same digests, those of a scan of every record, covering both nodes'
+/// writes. With per-node digests the two would differ (each saw only its own writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyspace_digests_cover_every_nodes_writes() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "kdigest");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(4);
+    opts.keyspace_digests = true;
+    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let b = open_scylla(NodeId(2), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let feed = Arc::new(
+        KeyspaceFeed::open(&opts, NodeId(101), quick_leases())
+            .await
+            .unwrap(),
+    );
+    assert!(feed.keeps_digests(), "a keyspace empty at migration 3");
+    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
+    let consumer = consume(feed.clone(), seen, stop.clone());
+    let space = Keyspace::new("dg");
+    for i in 0..40u64 {
+        let n = if i % 2 == 0 { &a } else { &b };
+        n.put(&space.key().u64(i).finish(), Bytes::from(format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let both = space.key().u64(1000).finish();
+    a.put(&both, Bytes::from_static(b"from a")).await.unwrap();
+    b.put(&both, Bytes::from_static(b"from b")).await.unwrap();
+    b.delete(&space.key().u64(3).finish()).await.unwrap();
+    let want = scanned_digests(&opts, 3).await;
+    assert!(digests_reach(&[&a, &b], &want).await, "the scan's digests");
+    assert_ne!(want.root(), 0);
+    // A purge (a tombstone collected) leaves the keyspace's digests too.
+    let later = starling_store::Hlc(HlcClock::new().now().0 + (3_600_000 << 16));
+    assert_eq!(a.purge_tombstones(later).await.unwrap(), 1);
+    let purged = scanned_digests(&opts, 4).await;
+    assert_ne!(purged, want);
+    assert!(digests_reach(&[&a, &b], &purged).await, "after the purge");
+    let s = feed.stats();
+    assert!(s.digest_folded >= 42 && s.digest_published >= 1, "{s:?}");
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.unwrap();
+    // A keyspace that held records before its digest tables existed (here: one taken back to
+    // schema version 2) is found not covered when migration 3 runs: per-node digests.
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&opts.nodes)
+        .build()
+        .await
+        .unwrap();
+    let k = &opts.keyspace;
+    for cql in [
+        format!("DELETE FROM {k}.schema_version WHERE component = 'store' AND version = 3"),
+        format!("DROP TABLE {k}.kdigest_config"),
+    ] {
+        s.query_unpaged(cql, ()).await.unwrap();
+    }
+    let _c = open_scylla(NodeId(5), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let late = KeyspaceFeed::open(&opts, NodeId(102), quick_leases())
+        .await
+        .unwrap();
+    assert!(!late.keeps_digests(), "records before migration 3");
+    ks.drop_all().await;
+}

@@ -24,8 +24,12 @@
 //!   are delivered again if the writer comes back and moves its mark over them (its write may
 //!   have finished only then), and again after a hand-over. Consumers must therefore be
 //!   idempotent: an entry is delivered at least once, and read its key's current record.
+//! - **Digests.** On a keyspace whose digest rows cover every key, a commit first folds the
+//!   batch's keys into the keyspace's digests and each rebalance publishes the held partitions'
+//!   leaves that changed ([`super::kdigest`]).
 
 use super::cql::{bad_rows, retry};
+use super::kdigest::{self, DigestStatements};
 use super::kfeed::{CHUNK_BITS, now_ms};
 use super::{ScyllaOptions, connect, lwt_applied};
 use crate::contract::Origin;
@@ -114,6 +118,12 @@ pub struct FeedStats {
     pub lag: BTreeMap<u32, u64>,
     /// `kfeed` chunks deleted below the cursors ([`KeyspaceFeed::trim`]), since start.
     pub trimmed: u64,
+    /// Keys whose hash in the keyspace's digests this member changed, since start.
+    pub digest_folded: u64,
+    /// Held partitions' leaves published, since start.
+    pub digest_published: u64,
+    /// Held partitions' leaves recomputed by a scan (at a claim, or after a failed fold).
+    pub digest_scans: u64,
 }
 
 #[derive(Debug)]
@@ -126,6 +136,11 @@ struct Held {
     /// Per writer: its chunks below this one are trimmed, or were below the cursor when this
     /// member claimed the partition (left to the holder before, or to the rows' TTL).
     trimmed: BTreeMap<i64, i64>,
+    /// The partition's digest leaves (the XOR of its keys' rows per bucket); `None` until a
+    /// scan computed them, or after a fold whose writes may have half applied.
+    leaves: Option<Vec<u64>>,
+    /// The leaves changed since they were last published.
+    dirty: bool,
 }
 
 /// Statements of the consumer side.
@@ -155,6 +170,13 @@ pub struct KeyspaceFeed {
     handovers: AtomicU64,
     fenced: AtomicU64,
     trimmed: AtomicU64,
+    /// The keyspace's digests' statements, when its rows cover every key.
+    digest: Option<Arc<DigestStatements>>,
+    /// Digest writes made, for their write timestamps ([`kdigest::stamp`]).
+    stamps: AtomicU64,
+    folded: AtomicU64,
+    published: AtomicU64,
+    scans: AtomicU64,
 }
 
 impl std::fmt::Debug for KeyspaceFeed {
@@ -268,7 +290,17 @@ impl KeyspaceFeed {
             ))
             .await?,
         };
+        let digest = if kdigest::complete(&session, ks).await? {
+            Some(Arc::new(DigestStatements::prepare(&session, ks).await?))
+        } else {
+            None
+        };
         Ok(KeyspaceFeed {
+            digest,
+            stamps: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            scans: AtomicU64::new(0),
             session,
             st,
             member: member.0 as i64,
@@ -301,6 +333,130 @@ impl KeyspaceFeed {
             fenced: self.fenced.load(Ordering::Relaxed),
             lag: held.iter().map(|(p, h)| (*p, h.lag)).collect(),
             trimmed: self.trimmed.load(Ordering::Relaxed),
+            digest_folded: self.folded.load(Ordering::Relaxed),
+            digest_published: self.published.load(Ordering::Relaxed),
+            digest_scans: self.scans.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether this member keeps the keyspace's digests (its rows cover every key).
+    pub fn keeps_digests(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// This consumer without the keyspace's digests: its commits fold nothing and its
+    /// rebalances publish nothing. Exists to measure what they cost
+    /// (`store/benches/scylla_feed.rs`): on a region's keyspace the digests of the partitions
+    /// it holds would go stale.
+    pub fn without_digests(mut self) -> Self {
+        self.digest = None;
+        self
+    }
+
+    fn stamp(&self, epoch: i64) -> i64 {
+        kdigest::stamp(epoch, self.stamps.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Scans the held partitions whose leaves are unknown and publishes those that changed.
+    async fn digest_pass(&self) -> Result<()> {
+        let Some(st) = &self.digest else {
+            return Ok(());
+        };
+        let todo: Vec<(u32, i64, bool)> = self
+            .held
+            .lock()
+            .iter()
+            .filter(|(_, h)| h.leaves.is_none() || h.dirty)
+            .map(|(p, h)| (*p, h.epoch, h.leaves.is_none()))
+            .collect();
+        for (part, epoch, scan) in todo {
+            if scan {
+                let leaves = kdigest::scan_part(&self.session, st, part).await?;
+                self.scans.fetch_add(1, Ordering::Relaxed);
+                match self.held.lock().get_mut(&part) {
+                    Some(h) if h.epoch == epoch && h.leaves.is_none() => {
+                        h.leaves = Some(leaves);
+                        h.dirty = true;
+                    }
+                    _ => continue,
+                }
+            }
+            let leaves = match self.held.lock().get_mut(&part) {
+                Some(h) if h.epoch == epoch => {
+                    h.dirty = false;
+                    h.leaves.clone()
+                }
+                _ => None,
+            };
+            let Some(leaves) = leaves else { continue };
+            let res = kdigest::publish(&self.session, st, part, &leaves, self.stamp(epoch)).await;
+            if let Err(e) = res {
+                if let Some(h) = self.held.lock().get_mut(&part) {
+                    h.dirty = true;
+                }
+                return Err(e);
+            }
+            self.published.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Folds `batch`'s keys into the keyspace's digests: each key's record hash replaces the
+    /// one folded in for it, and the difference goes into the partition's leaves. A key whose
+    /// write failed leaves the partition's leaves unknown (scanned again at the next rebalance).
+    async fn fold(&self, st: &Arc<DigestStatements>, batch: &PartBatch) -> Result<()> {
+        let epoch = batch.epoch as i64;
+        if self
+            .held
+            .lock()
+            .get(&batch.part)
+            .is_none_or(|h| h.epoch != epoch)
+        {
+            return Ok(()); // the commit will be refused
+        }
+        let keys: std::collections::BTreeSet<&[u8]> =
+            batch.changes.iter().map(|c| c.key.as_bytes()).collect();
+        let mut keys = keys.into_iter();
+        let mut running = tokio::task::JoinSet::new();
+        let mut failed = None;
+        loop {
+            while running.len() < kdigest::FOLD_CONCURRENCY {
+                let Some(k) = keys.next() else { break };
+                running.spawn(kdigest::fold_key(
+                    self.session.clone(),
+                    st.clone(),
+                    batch.part,
+                    k.to_vec(),
+                    self.stamp(epoch),
+                ));
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let done = done.map_err(|e| StoreError::Cluster(format!("folding a key: {e}")));
+            match done.and_then(|r| r) {
+                Ok(None) => {}
+                Ok(Some((bucket, x))) => {
+                    self.folded.fetch_add(1, Ordering::Relaxed);
+                    if let Some(h) = self.held.lock().get_mut(&batch.part)
+                        && h.epoch == epoch
+                        && let Some(l) = h.leaves.as_mut()
+                    {
+                        l[bucket as usize] ^= x;
+                        h.dirty = true;
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => {
+                if let Some(h) = self.held.lock().get_mut(&batch.part) {
+                    h.leaves = None;
+                }
+                Err(e)
+            }
         }
     }
 
@@ -375,6 +531,7 @@ impl KeyspaceFeed {
                 }
                 None => {
                     let row = leases.get(&part);
+                    // (claimed partitions get their digest leaves in `digest_pass`, below)
                     let (owner, epoch, expires) = row.copied().unwrap_or((None, None, None));
                     let orphaned = owner.is_none_or(|o| !members.contains(&o));
                     let expired = expires.is_none_or(|x| x < now);
@@ -388,7 +545,7 @@ impl KeyspaceFeed {
                 }
             }
         }
-        Ok(())
+        self.digest_pass().await
     }
 
     /// Claims `part`, last seen with `owner` at `epoch` (`None`: no row yet).
@@ -442,6 +599,8 @@ impl KeyspaceFeed {
                 tentative: BTreeMap::new(),
                 lag: 0,
                 trimmed,
+                leaves: None,
+                dirty: false,
             },
         );
         Ok(())
@@ -612,6 +771,9 @@ impl KeyspaceFeed {
     /// partition is dropped here, and its entries will be delivered again to the next holder).
     /// A commit also renews the lease, but never a released one (`expires > 0`).
     pub async fn commit(&self, batch: &PartBatch) -> Result<bool> {
+        if let Some(st) = &self.digest {
+            self.fold(st, batch).await?;
+        }
         let epoch = batch.epoch as i64;
         let res = retry("saving a feed cursor", || {
             self.session.execute_unpaged(

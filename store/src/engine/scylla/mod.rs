@@ -20,9 +20,12 @@
 //! whose writes have finished (a watermark), so a consumer never skips past a write in flight.
 //! Digests and the feed position are in-memory caches maintained by this node's writes and
 //! rebuilt at open by reading the whole `kv` table (a full scan: the cost of a start is
-//! proportional to the data, see ARCHITECTURE.md).
+//! proportional to the data, see ARCHITECTURE.md). With [`ScyllaOptions::keyspace_digests`] the
+//! digests answered are the keyspace's instead, as the keyspace feed's holders publish them
+//! ([`kdigest`]); purges then log a keyspace feed entry so the holders fold them out.
 
 mod cql;
+mod kdigest;
 mod kfeed;
 mod layout;
 mod lease;
@@ -79,7 +82,24 @@ pub async fn open_scylla(
     schema::migrate(&session, &opts.keyspace, &opts.replication.cql()).await?;
     let parts = kfeed::agree_partitions(&session, &opts.keyspace, opts.feed_partitions).await?;
     let st = Statements::prepare(&session, &opts.keyspace).await?;
-    let engine = ScyllaEngine::start(session, st, node, clock, opts, parts).await?;
+    let mut engine = ScyllaEngine::start(session, st, node, clock, opts, parts).await?;
+    if opts.keyspace_digests {
+        if kdigest::complete(&engine.session, &opts.keyspace).await? {
+            let dst = Arc::new(
+                kdigest::DigestStatements::prepare(&engine.session, &opts.keyspace).await?,
+            );
+            let kd = Arc::new(kdigest::KeyspaceDigests::new());
+            kd.refresh(&engine.session, &dst).await?;
+            kdigest::spawn_refresher(engine.session.clone(), dst, Arc::downgrade(&kd));
+            engine.kdigests = Some(kd);
+        } else {
+            tracing::warn!(
+                keyspace = %opts.keyspace,
+                "the keyspace held records before its digest tables existed: this node's \
+                 digests describe its own writes"
+            );
+        }
+    }
     // Everything this node id logged before (a previous process, now gone) is finished.
     kfeed::publish(
         &engine.session,
@@ -203,6 +223,9 @@ pub(crate) struct ScyllaEngine {
     key_locks: Box<[AsyncMutex<()>]>,
     feed: Feed,
     digests: Digests,
+    /// The keyspace's digests, read from what the keyspace feed's holders publish
+    /// ([`ScyllaOptions::keyspace_digests`]); `None`: `digests` (this node's writes).
+    kdigests: Option<Arc<kdigest::KeyspaceDigests>>,
     keyspace: String,
     /// Partitions of the keyspace-wide feed (fixed per keyspace).
     kparts: u32,
@@ -367,6 +390,7 @@ impl ScyllaEngine {
                 tx,
             },
             digests,
+            kdigests: None,
             keyspace: opts.keyspace.clone(),
             kparts,
             keyspace_feed: opts.keyspace_feed,
@@ -611,6 +635,45 @@ impl ScyllaEngine {
         if seen.is_some_and(|s| *s != now) || !decode_record(&now)?.is_tombstone() {
             return Ok(false);
         }
+        // The keyspace feed names the purged key, so the holder of its partition folds it out of
+        // the keyspace's digests (written first: a crash leaves a spurious entry, never a purge
+        // no entry names). A number with no `changes` row: a hole in this node's own feed.
+        let replicated = k.first() != Some(&crate::key::LOCAL_PREFIX);
+        let seq = (replicated && self.keyspace_feed).then(|| self.feed.begin());
+        let done = self.purge_written(k, &now, seq).await;
+        if let Some(seq) = seq {
+            self.feed.finish(seq);
+        }
+        if !done? {
+            return Ok(false);
+        }
+        if replicated {
+            let bucket = bucket_of(k) as i32;
+            retry("unindexing a digest bucket", || {
+                self.session
+                    .execute_unpaged(&self.st.del_bucket, (bucket, k))
+            })
+            .await?;
+            self.digests.toggle(k, entry_hash(k, &now));
+        }
+        Ok(true)
+    }
+
+    /// The delete of a purge (after its keyspace feed entry, numbered `seq`): whether it applied.
+    async fn purge_written(&self, k: &[u8], now: &Bytes, seq: Option<u64>) -> Result<bool> {
+        if let Some(seq) = seq {
+            let klog = kfeed::entry(
+                k,
+                self.kparts,
+                self.node_i64,
+                seq,
+                origin_code(Origin::Local),
+            );
+            retry("writing the keyspace feed", || {
+                self.session.execute_unpaged(&self.st.kfeed_log, klog)
+            })
+            .await?;
+        }
         let part = layout::partition(k);
         match self.writers {
             Writers::Single => {
@@ -622,7 +685,7 @@ impl ScyllaEngine {
             Writers::Shared => {
                 let res = retry("purging a record", || {
                     self.session
-                        .execute_unpaged(&self.st.delete_if, (part, k, &now))
+                        .execute_unpaged(&self.st.delete_if, (part, k, now))
                 })
                 .await?;
                 let (applied, current) = lwt_outcome(res)?;
@@ -630,15 +693,6 @@ impl ScyllaEngine {
                     return Ok(false);
                 }
             }
-        }
-        if k.first() != Some(&crate::key::LOCAL_PREFIX) {
-            let bucket = bucket_of(k) as i32;
-            retry("unindexing a digest bucket", || {
-                self.session
-                    .execute_unpaged(&self.st.del_bucket, (bucket, k))
-            })
-            .await?;
-            self.digests.toggle(k, entry_hash(k, &now));
         }
         Ok(true)
     }
@@ -813,7 +867,10 @@ impl Store for ScyllaEngine {
     }
 
     fn digests(&self) -> DigestTree {
-        self.digests.snapshot()
+        match &self.kdigests {
+            Some(k) => k.tree(),
+            None => self.digests.snapshot(),
+        }
     }
 
     async fn bucket(

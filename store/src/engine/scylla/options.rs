@@ -91,6 +91,13 @@ pub struct ScyllaOptions {
     /// the feed's cost (`store/benches/scylla_feed.rs`): a node without it is invisible to the
     /// keyspace feed's consumers, so never turn it off on a keyspace they read.
     pub keyspace_feed: bool,
+    /// Whether [`crate::Store::digests`] describes the keyspace (`true`: the XOR of what the
+    /// keyspace feed's holders publish, see `engine/scylla/kdigest.rs`; needs a
+    /// [`crate::consumer::KeyspaceFeed`] running in the region) or this node's writes (`false`,
+    /// the default: rebuilt by a scan at open, then moved by this node's writes). URL:
+    /// `digests=keyspace|node`. A keyspace that held data before the digest tables existed keeps
+    /// per-node digests.
+    pub keyspace_digests: bool,
 }
 
 impl ScyllaOptions {
@@ -109,6 +116,7 @@ impl ScyllaOptions {
             feed_partitions: None,
             feed_mark_interval: Duration::from_millis(50),
             keyspace_feed: true,
+            keyspace_digests: false,
         }
     }
 
@@ -117,7 +125,8 @@ impl ScyllaOptions {
     /// `replication` is `SimpleStrategy:RF` (default `SimpleStrategy:1`) or
     /// `NetworkTopologyStrategy:DC=RF[,DC=RF…]`; `consistency` is `one`, `local_one`,
     /// `local_quorum` (default), `quorum` or `all`; `writers` is `shared` (default) or `single`;
-    /// `partitions` (1-4096) is the keyspace feed's partition count for a new keyspace.
+    /// `partitions` (1-4096) is the keyspace feed's partition count for a new keyspace; `digests`
+    /// is `node` (default) or `keyspace` ([`ScyllaOptions::keyspace_digests`]).
     pub fn from_url(url: &str) -> Result<Self> {
         let bad = |why: &'static str| StoreError::InvalidArgument(why);
         let rest = url
@@ -185,9 +194,16 @@ impl ScyllaOptions {
                             .ok_or(bad("partitions: a number from 1 to 4096"))?,
                     )
                 }
+                "digests" => {
+                    o.keyspace_digests = match v {
+                        "keyspace" => true,
+                        "node" => false,
+                        _ => return Err(bad("digests: keyspace or node")),
+                    }
+                }
                 _ => {
                     return Err(bad(
-                        "unknown scylla:// parameter (replication, consistency, writers, partitions)",
+                        "unknown scylla:// parameter (replication, consistency, writers, partitions, digests)",
                     ));
                 }
             }
@@ -279,6 +295,9 @@ mod tests {
         assert_eq!(o.feed_partitions, None);
         let o = ScyllaOptions::from_url("scylla://h/ks?partitions=64").unwrap();
         assert_eq!(o.feed_partitions, Some(64));
+        assert!(!o.keyspace_digests);
+        let o = ScyllaOptions::from_url("scylla://h/ks?digests=keyspace").unwrap();
+        assert!(o.keyspace_digests);
     }
 
     #[test]
@@ -296,6 +315,7 @@ mod tests {
             "scylla://h/ks?color=blue",
             "scylla://h/ks?partitions=0",
             "scylla://h/ks?partitions=many",
+            "scylla://h/ks?digests=region",
         ] {
             assert!(ScyllaOptions::from_url(url).is_err(), "{url}");
         }

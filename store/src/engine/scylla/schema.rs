@@ -21,6 +21,11 @@
 //!   (each writer's finished-up-to mark and heartbeat), `kfeed_members (member, beat)` (live
 //!   consumers) and `kfeed_leases (part, owner, epoch, expires, pos)` (a partition's lease, its
 //!   fencing epoch and its cursor vector, one row so a cursor write is fenced by one LWT).
+//! - Migration 3, the keyspace's digests (see [`super::kdigest`]): `kdigest_config (id,
+//!   complete)` (whether the rows cover every key: the keyspace was empty at migration 3),
+//!   `kdigest_keys ((part, sub), bucket, k, h)` (per key, the hash folded into its feed
+//!   partition's digests) and `kdigest_parts (part, gen, leaves)` (each feed partition's 4096
+//!   leaves, published by its holder).
 //!
 //! Keyspaces made by earlier builds also hold an empty `messages` table (a message-history layout
 //! the messenger never adopted; migration 1 no longer creates it): nothing reads it, and an
@@ -36,7 +41,7 @@ use std::time::Duration;
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `i + 1` is `MIGRATIONS[i]`; `{ks}` is replaced by the keyspace.
 const MIGRATIONS: &[&[&str]] = &[
@@ -61,6 +66,15 @@ const MIGRATIONS: &[&[&str]] = &[
         "CREATE TABLE IF NOT EXISTS {ks}.kfeed_members (member bigint PRIMARY KEY, beat bigint)",
         "CREATE TABLE IF NOT EXISTS {ks}.kfeed_leases (part int PRIMARY KEY, owner bigint, \
      epoch bigint, expires bigint, pos map<bigint, bigint>)",
+    ],
+    &[
+        // 3: the keyspace's digests (see `super::kdigest`); `kdigest_config` is written by
+        // `migrate` once these exist.
+        "CREATE TABLE IF NOT EXISTS {ks}.kdigest_config (id int PRIMARY KEY, complete boolean)",
+        "CREATE TABLE IF NOT EXISTS {ks}.kdigest_keys (part int, sub int, bucket int, k blob, \
+     h bigint, PRIMARY KEY ((part, sub), bucket, k))",
+        "CREATE TABLE IF NOT EXISTS {ks}.kdigest_parts (part int PRIMARY KEY, gen bigint, \
+     leaves blob)",
     ],
 ];
 
@@ -119,6 +133,9 @@ pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<
             )
             .await?;
         }
+        if version == 3 {
+            record_coverage(s, ks).await?;
+        }
         s.query_unpaged(
             format!(
                 "INSERT INTO {ks}.schema_version (component, version, applied_at) \
@@ -131,6 +148,29 @@ pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<
         tracing::info!(keyspace = ks, version, "applied schema migration");
     }
     Ok(())
+}
+
+/// Records, once per keyspace, whether the keyspace's digest rows will cover every key: only if
+/// it holds no record yet (keys written before migration 3 have no row; such a keyspace keeps
+/// per-node digests). The first node to decide wins (`IF NOT EXISTS`); a node deciding while
+/// another writes already sees a record and says no, the safe answer.
+async fn record_coverage(s: &Session, ks: &str) -> Result<()> {
+    let empty = s
+        .query_unpaged(format!("SELECT k FROM {ks}.kv LIMIT 1"), ())
+        .await
+        .map_err(|e| cluster_err("reading kv", e))?
+        .into_rows_result()
+        .map_err(|e| cluster_err("reading kv", e))?
+        .rows_num()
+        == 0;
+    retry("recording the digests' coverage", || {
+        s.query_unpaged(
+            format!("INSERT INTO {ks}.kdigest_config (id, complete) VALUES (0, ?) IF NOT EXISTS"),
+            (empty,),
+        )
+    })
+    .await
+    .map(drop)
 }
 
 async fn current_version(s: &Session, ks: &str) -> Result<i32> {
