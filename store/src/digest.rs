@@ -76,6 +76,7 @@ pub struct DigestTree {
 
 impl DigestTree {
     /// The digests of an empty replica.
+    #[cfg(feature = "scylla")]
     pub(crate) fn zero() -> Self {
         DigestTree {
             leaves: vec![0; LEAVES],
@@ -83,6 +84,7 @@ impl DigestTree {
     }
 
     /// A tree of these leaves ([`LEAVES`] of them).
+    #[cfg(feature = "scylla")]
     pub(crate) fn from_vec(leaves: Vec<u64>) -> Self {
         debug_assert_eq!(leaves.len(), LEAVES);
         DigestTree { leaves }
