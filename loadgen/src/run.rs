@@ -56,12 +56,51 @@ struct LikedPosts {
     retired: std::collections::VecDeque<(Instant, usize, String)>,
 }
 
+/// The posts a run's likes, unlikes, reposts and deletions (`unpost`) go to, per target — its
+/// hot post, its window of recent ones and the posts that left it, waiting to be deleted — with
+/// the window's size and how long a post that left it waits. Clones share one state: a load run
+/// as consecutive [`run_keeping`] chunks (the fault suite's soak runs one a second) keeps them
+/// from one chunk to the next. Each [`run`] starts an empty one of its own, so a run shorter
+/// than the window's filling plus the wait deletes nothing (a 1-second chunk never does).
+#[derive(Debug, Clone)]
+pub struct LikedWindow {
+    posts: Arc<Mutex<HashMap<String, LikedPosts>>>,
+    recent: usize,
+    unpost_after: Duration,
+}
+
+impl Default for LikedWindow {
+    /// [`RECENT_POSTS`] recent posts, deleted [`UNPOST_AFTER`] after they left the window.
+    fn default() -> Self {
+        LikedWindow::new(RECENT_POSTS, UNPOST_AFTER)
+    }
+}
+
+impl LikedWindow {
+    /// A window of `recent` posts per target (at least 1), each deleted by `unpost` no sooner
+    /// than `unpost_after` after it left the window: longer than any request's timeout, so no
+    /// like or repost that picked it is still in flight (it would meet a 404).
+    pub fn new(recent: usize, unpost_after: Duration) -> Self {
+        LikedWindow {
+            posts: Arc::new(Mutex::new(HashMap::new())),
+            recent: recent.max(1),
+            unpost_after,
+        }
+    }
+
+    /// Posts that left the window and wait for `unpost`, over every target (at most
+    /// [`RETIRED_POSTS`] a target).
+    pub fn waiting(&self) -> usize {
+        self.posts.lock().values().map(|l| l.retired.len()).sum()
+    }
+}
+
 impl LikedPosts {
-    fn add(&mut self, author: usize, id: &str, now: Instant) {
+    fn add(&mut self, author: usize, id: &str, now: Instant, window: usize) {
         if self.hot.is_none() {
             self.hot = Some(id.to_string());
         }
-        if self.recent.len() == RECENT_POSTS
+        if self.recent.len() >= window
             && let Some((by, old)) = self.recent.pop_front()
             && self.hot.as_deref() != Some(old.as_str())
         {
@@ -160,7 +199,7 @@ struct Ctx {
     /// across an await).
     /// Per target: a like goes to a post acknowledged by the liker's own node, so it never
     /// depends on replication from another region (which a partition or a region loss stops).
-    liked: Mutex<HashMap<String, LikedPosts>>,
+    liked: LikedWindow,
     /// When not empty, the posts the like, unlike, repost and unrepost operations go to (the
     /// `n`th to `n % len`), whatever node serves the user.
     given: Vec<String>,
@@ -187,11 +226,12 @@ impl Ctx {
             Op::Post => {
                 let text = format!("load post {} by {}", p.n, u.handle);
                 let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-                self.liked.lock().entry(u.target.clone()).or_default().add(
-                    p.user,
-                    &id,
-                    Instant::now(),
-                );
+                self.liked
+                    .posts
+                    .lock()
+                    .entry(u.target.clone())
+                    .or_default()
+                    .add(p.user, &id, Instant::now(), self.liked.recent);
                 Some((AckedKind::Post, id))
             }
             Op::Unpost => {
@@ -526,13 +566,14 @@ impl Ctx {
     }
 
     /// Deletes, as its author, the oldest post of `u`'s node that left the window of recent
-    /// ones [`UNPOST_AFTER`] ago (nothing when there is none yet).
+    /// ones its window's wait ago ([`UNPOST_AFTER`] by default; nothing when there is none yet).
     async fn unpost(&self, u: &User) -> Result<(), RequestError> {
         let ready = self
             .liked
+            .posts
             .lock()
             .get_mut(&u.target)
-            .and_then(|l| l.take_retired(Instant::now(), UNPOST_AFTER));
+            .and_then(|l| l.take_retired(Instant::now(), self.liked.unpost_after));
         let Some((author, post)) = ready else {
             return Ok(());
         };
@@ -550,7 +591,9 @@ impl Ctx {
             let i = usize::try_from(n % self.given.len() as u64).unwrap_or(0);
             return Ok(self.given[i].clone());
         }
-        let picked = self.liked.lock().get(&u.target).and_then(|l| l.pick(n));
+        let picked = (self.liked.posts.lock())
+            .get(&u.target)
+            .and_then(|l| l.pick(n));
         if let Some(id) = picked {
             return Ok(id);
         }
@@ -558,10 +601,11 @@ impl Ctx {
         let text = format!("load post {n} by {} to like", u.handle);
         let id = api::post(&self.http, &u.target, &u.token, &text).await?;
         self.liked
+            .posts
             .lock()
             .entry(u.target.clone())
             .or_default()
-            .add(user, &id, Instant::now());
+            .add(user, &id, Instant::now(), self.liked.recent);
         self.log_write(
             AckedKind::Post,
             id.clone(),
@@ -665,6 +709,20 @@ pub async fn run_on_posts(
     acked: Option<AckedLog>,
     posts: Vec<String>,
 ) -> Result<Stats, LoadError> {
+    run_keeping(http, users, cfg, acked, posts, &LikedWindow::default()).await
+}
+
+/// [`run_on_posts`] with the posts its likes and deletions go to kept in `liked`, shared with
+/// the runs before and after it that are given a clone of it: a load run as consecutive
+/// chunks deletes posts written in earlier chunks ([`LikedWindow`]).
+pub async fn run_keeping(
+    http: &Http,
+    users: Arc<Vec<User>>,
+    cfg: &RunConfig,
+    acked: Option<AckedLog>,
+    posts: Vec<String>,
+    liked: &LikedWindow,
+) -> Result<Stats, LoadError> {
     if users.is_empty() {
         return Err(LoadError::config("users", "at least one user"));
     }
@@ -679,7 +737,7 @@ pub async fn run_on_posts(
         run: now_us(),
         chats: AtomicU64::new(0),
         edits: cfg.mix.ops().any(|op| op == Op::Edit),
-        liked: Mutex::new(HashMap::new()),
+        liked: liked.clone(),
         given: posts,
         ok: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -806,7 +864,7 @@ mod tests {
         assert_eq!(l.pick(1), None);
         let t0 = Instant::now();
         for i in 0..RECENT_POSTS + 10 {
-            l.add(i % 3, &format!("p{i}"), t0);
+            l.add(i % 3, &format!("p{i}"), t0, RECENT_POSTS);
         }
         assert_eq!(l.recent.len(), RECENT_POSTS);
         assert_eq!(l.pick(0).as_deref(), Some("p0"));
@@ -833,5 +891,32 @@ mod tests {
             Some("p0"),
             "the hot post is never deleted"
         );
+    }
+
+    #[test]
+    fn a_liked_window_is_shared_by_its_clones_and_sized_by_its_owner() {
+        // What one chunk of a load adds, the next (a clone) deletes: the fault suite's soak runs
+        // a chunk a second, and a state of each chunk's own never let a post wait 30 s.
+        let window = LikedWindow::new(2, Duration::ZERO);
+        let chunk = window.clone();
+        let t0 = Instant::now();
+        for i in 0..5 {
+            let mut posts = chunk.posts.lock();
+            posts
+                .entry("node".into())
+                .or_default()
+                .add(0, &format!("p{i}"), t0, chunk.recent);
+        }
+        // p0 is the hot post; p1 and p2 left the window of 2 (p3, p4).
+        assert_eq!(window.waiting(), 2);
+        let next = window.clone();
+        let taken = next
+            .posts
+            .lock()
+            .get_mut("node")
+            .and_then(|l| l.take_retired(t0, next.unpost_after));
+        assert_eq!(taken, Some((0, "p1".into())));
+        assert_eq!(window.waiting(), 1);
+        assert_eq!(LikedWindow::new(0, Duration::ZERO).recent, 1);
     }
 }

@@ -137,6 +137,7 @@ fn load(targets: Vec<String>, users: usize, rate: f64, seed: u64) -> Load {
         timeout: Duration::from_secs(10),
         pacing: Pacing::PerChunk,
         grow: Duration::ZERO,
+        liked: starling_loadgen::run::LikedWindow::default(),
     }
 }
 

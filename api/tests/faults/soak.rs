@@ -24,7 +24,15 @@
 //! The load is the soak's mix (`FAULT_MIX`: deletes balance creations where the product lets
 //! them — posts deleted by their authors as fast as they are written once each node's like
 //! window is full, unlikes as likes, unreposts as reposts, unfollows as follows — and leave
-//! tombstones for the reaper, edits rewrite messages; chat messages are kept). Each sample also records the store's files on
+//! tombstones for the reaper, edits rewrite messages; chat messages are kept; `STARLING_SOAK_MIX`
+//! replaces it). The window of liked posts (and of posts waiting for `unpost`) is kept from the
+//! capacity measurement through every 1-second chunk of the load (`LikedWindow`): 1 024 posts
+//! deleted 30 s after they leave it in a long run, 64 and 12 s in a short one, so its deletions
+//! run within the warm-up. Each sample records each node's posts deleted, and a mix with
+//! `unpost` that deleted none in the measured part fails (a window of each chunk's own deleted
+//! nothing, silently, until 2026-12-06). It also records the node's own bounded caches that a
+//! short run's bounds do not cover and that fill through it (viewer flags, post counts, post
+//! fragments, chat tails: [`FILLING`], reported). Each sample also records the store's files on
 //! disk (allocated blocks under the node's data directory), the change feed's length, the
 //! gossip loop's longest tick gap and its ticks more than 100 ms late, the interval's p99 over
 //! every operation (from the difference of two cumulative histograms) and the 1-minute load
@@ -65,6 +73,7 @@
 use crate::harness::{Cluster, Options, Watchdog, metric, rss_kib};
 use crate::traffic::{Load, Pacing, Traffic, counts};
 use crate::{FAULT_MIX, env_u64, seed};
+use starling_loadgen::run::LikedWindow;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -72,6 +81,29 @@ use std::time::{Duration, Instant};
 /// and the housekeeping compressed further than `infra/soak.sh`'s (trim and reaper every 5 s,
 /// tombstones collected 15 s after they were written), so a minute sees about ten passes of each.
 const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000 --feed-trim-interval 5s --gc-interval 5s --gc-grace 15s";
+
+/// A short run's window of recent posts per node (likes and reposts go to them and the hot
+/// post) and how long a post that left it waits before `unpost` deletes it (more than the
+/// requests' 10 s timeout): small enough that the deletions run at the rate of the posts within
+/// the warm-up, even at a debug build's ~10 posts a second a node (the long run keeps the
+/// loadgen's 1 024 and 30 s).
+const SHORT_WINDOW: usize = 64;
+const SHORT_UNPOST_AFTER: Duration = Duration::from_secs(12);
+
+/// Posts deleted by their authors on a node (`unpost`'s answers).
+const POSTS_DELETED: &str =
+    r#"starling_http_requests_total{route="/v1/posts/{id}",method="DELETE",status="2xx"}"#;
+
+/// The node's own bounded caches whose bounds a short run does not fill (they fill through its
+/// measured part, a part of the RSS growth that is not a leak): the viewer-flag cache's
+/// (post, viewer) pairs (500 000 at most), the post-counts cache (200 000), the post fragments'
+/// bytes (8 192 slots of at most 2 KiB) and the chat tails' entries; reported, not asserted.
+const FILLING: [&str; 4] = [
+    "starling_viewer_flags_cached",
+    "starling_post_counts_cached",
+    "starling_post_fragments_bytes",
+    "starling_chat_tail_entries_cached",
+];
 
 /// The store's bounded memory, reported beside the RSS: what is left is the rest of the node.
 const MEMTABLES: &str = "starling_store_memtable_bytes";
@@ -184,6 +216,11 @@ struct Sample {
     /// every node of a round) and the machine's 1-minute load average.
     p99_us: u64,
     load1: f64,
+    /// [`POSTS_DELETED`] so far, and the posts waiting for `unpost` (every node's together).
+    posts_deleted: f64,
+    unpost_waiting: usize,
+    /// [`FILLING`].
+    filling: [f64; 4],
 }
 
 /// Allocated bytes of the files under `dir` (0 for what vanishes while it is walked: the store
@@ -229,6 +266,14 @@ pub(crate) fn run() {
     // The sustained-capacity loop may wait up to 5 minutes for the consumers after it.
     let _w = Watchdog::arm("soak", duration + grow + Duration::from_secs(600));
     let seed = seed(19);
+    // `STARLING_SOAK_MIX` replaces the mix (to compare mixes on one build).
+    let mix: &'static str =
+        std::env::var("STARLING_SOAK_MIX").map_or(FAULT_MIX, |m| Box::leak(m.into_boxed_str()));
+    let liked = if secs >= 600 {
+        LikedWindow::default()
+    } else {
+        LikedWindow::new(SHORT_WINDOW, SHORT_UNPOST_AFTER)
+    };
     let c = Cluster::start(&Options {
         regions: &["us", "eu"],
         per_region: 1,
@@ -247,7 +292,7 @@ pub(crate) fn run() {
             users: 32,
             // The fault tests' mix: deletes (unfollows, unlikes, membership removals) leave
             // tombstones for the reaper, edits rewrite messages.
-            mix: FAULT_MIX,
+            mix,
             // `STARLING_SOAK_RATE` fixes the rate (to compare builds at the same load).
             rate: std::env::var("STARLING_SOAK_RATE")
                 .ok()
@@ -261,6 +306,7 @@ pub(crate) fn run() {
                 _ => Pacing::PerChunk,
             },
             grow,
+            liked: liked.clone(),
         },
         c.dir.path(),
         "soak",
@@ -321,6 +367,9 @@ pub(crate) fn run() {
                 loop_totals: LOOP_TOTALS.map(|n| metric(m.port, n).unwrap_or(0.0)),
                 p99_us,
                 load1: load,
+                posts_deleted: metric(m.port, POSTS_DELETED).unwrap_or(0.0),
+                unpost_waiting: liked.waiting(),
+                filling: FILLING.map(|n| metric(m.port, n).unwrap_or(0.0)),
             });
         }
     }
@@ -338,7 +387,7 @@ pub(crate) fn run() {
     // `STARLING_SOAK_CAPACITY_AFTER=1`: the capacity again, on the store the load has grown and
     // once its queues are drained, to compare with the one the rate was derived from.
     let capacity_after = (std::env::var("STARLING_SOAK_CAPACITY_AFTER").as_deref() == Ok("1"))
-        .then(|| t.capacity_now(FAULT_MIX, seed.wrapping_add(1)));
+        .then(|| t.capacity_now(mix, seed.wrapping_add(1)));
     if let Some(after) = capacity_after {
         eprintln!(
             "soak: capacity after the load {after:.0} req/s (before: {:.0})",
@@ -376,6 +425,7 @@ pub(crate) fn run() {
         }
     );
     let mut failures = Vec::new();
+    let mut deleted_measured = 0.0;
     for m in &c.members {
         let mine: Vec<&Sample> = samples.iter().filter(|s| s.node == m.name).collect();
         let measured: Vec<&Sample> = mine
@@ -506,6 +556,25 @@ pub(crate) fn run() {
             lp[2] / 1000.0,
             lp[3] / 1000.0,
         );
+        let deleted = mine.last().map_or(0.0, |s| s.posts_deleted);
+        let deleted_here = deleted - before.map_or(0.0, |s| s.posts_deleted);
+        deleted_measured += deleted_here;
+        let fill = |s: Option<&&Sample>| s.map_or([0.0; 4], |s| s.filling);
+        let (fill_first, fill_last) = (fill(measured.first()), fill(measured.last()));
+        let _ = writeln!(
+            summary,
+            "{}: posts deleted by their authors {deleted:.0} ({deleted_here:.0} in the measured part); posts waiting for `unpost` at the end {} (every node's); bounded caches over the measured part: viewer flags {:.0} → {:.0} pairs, post counts {:.0} → {:.0}, post fragments {:.0} → {:.0} KiB, chat tails {:.0} → {:.0} entries",
+            m.name,
+            mine.last().map_or(0, |s| s.unpost_waiting),
+            fill_first[0],
+            fill_last[0],
+            fill_first[1],
+            fill_last[1],
+            fill_first[2] / 1024.0,
+            fill_last[2] / 1024.0,
+            fill_first[3],
+            fill_last[3],
+        );
         // Every run: the feed stays bounded and is trimmed, and the loop never falls behind.
         if feed_last > FEED_SLACK * feed_first + TRIM_BATCH {
             failures.push(format!("{}: the change feed grows", m.name));
@@ -580,6 +649,16 @@ pub(crate) fn run() {
     if limit_mib.is_none() && p99_ratio > P99_RATIO {
         failures.push(format!("p99 rose {p99_ratio:.2}× (limit {P99_RATIO}×)"));
     }
+    // A mix with `unpost` deletes posts in the measured part, or the soak measured a mix it did
+    // not run: until 2026-12-06 each 1-second chunk had a window of its own, no post in it ever
+    // waited the 30 s, and `unpost` deleted nothing while reporting each call as ok.
+    let unposting = mix
+        .split(',')
+        .filter_map(|w| w.split_once('='))
+        .any(|(op, n)| op.trim() == "unpost" && n.trim() != "0");
+    if unposting && deleted_measured == 0.0 {
+        failures.push("the mix has unpost, but no post was deleted in the measured part".into());
+    }
     eprintln!(
         "soak (seed {seed}): {secs} s at {:.0} req/s (capacity {:.0}): {} ok, {} failed; queues drained after the load: {drained}\n{summary}",
         t.rate,
@@ -591,12 +670,12 @@ pub(crate) fn run() {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut csv = String::from(
-            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us,core_tick_gap_max_ms,core_stalls,core_long_stalls,core_tick_age_ms,journal_kib,store_jobs_max\n",
+            "seconds,node,rss_kib,store_kib,fanout_backlog,counts_backlog,ok,errors,cache_kib,cache_capacity_kib,pinned_kib,tables,disk_kib,feed_length,tick_gap_max_ms,stalls,p99_us,load1,long_stalls,tick_age_ms,trimmed,reaper_passes,store_wait_max_us,store_run_max_us,loop_tick_max_us,loop_message_max_us,store_calls,store_wait_us,store_run_us,core_tick_gap_max_ms,core_stalls,core_long_stalls,core_tick_age_ms,journal_kib,store_jobs_max,posts_deleted,unpost_waiting,viewer_flags,post_counts,fragment_bytes,chat_tail_entries\n",
         );
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{:.1},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 s.at,
                 s.node,
                 s.rss_kib,
@@ -631,7 +710,13 @@ pub(crate) fn run() {
                 s.core[2],
                 s.core[3],
                 s.journal_kib,
-                s.store_jobs_max
+                s.store_jobs_max,
+                s.posts_deleted,
+                s.unpost_waiting,
+                s.filling[0],
+                s.filling[1],
+                s.filling[2],
+                s.filling[3]
             );
         }
         std::fs::write(dir.join("soak-samples.csv"), csv).unwrap();

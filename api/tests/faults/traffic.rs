@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use starling_loadgen::acked::{self, AckedLog};
 use starling_loadgen::http::Http;
 use starling_loadgen::report::{Report, RunInfo};
-use starling_loadgen::run::{RunConfig, run};
+use starling_loadgen::run::{LikedWindow, RunConfig, run_keeping};
 use starling_loadgen::schedule::{Arrivals, Mix, Op, Rate};
 use starling_loadgen::stats::Stats;
 use starling_loadgen::users::{Setup, User, setup};
@@ -45,6 +45,10 @@ pub(crate) struct Load {
     /// With a rate derived from the capacity: how long to measure the sustained capacity
     /// ([`sustained_capacity`]), the rate's base then. Zero: the empty store's burst capacity.
     pub(crate) grow: Duration,
+    /// The posts likes, reposts and `unpost` go to, kept from the capacity measurement through
+    /// every chunk of the load (each chunk a run of its own: with a window of each chunk's own,
+    /// `unpost` never found a post that had waited long enough, and deleted nothing).
+    pub(crate) liked: LikedWindow,
 }
 
 /// How the open loop runs on from one chunk to the next.
@@ -114,10 +118,13 @@ async fn capacity(
     mix: &Mix,
     seed: u64,
     log: Option<AckedLog>,
+    liked: &LikedWindow,
 ) -> f64 {
     let measure = Duration::from_secs(crate::env_u64("STARLING_SOAK_CAPACITY_SECS", 20));
     let cfg = closed_loop(mix, measure, Duration::from_secs(5), seed);
-    let stats = run(http, users, &cfg, log).await.unwrap();
+    let stats = run_keeping(http, users, &cfg, log, Vec::new(), liked)
+        .await
+        .unwrap();
     let ok: u64 = stats.ops.values().map(|o| o.ok()).sum();
     ok as f64 / measure.as_secs_f64()
 }
@@ -136,7 +143,7 @@ struct Sustained {
 /// The longest wait for the consumers to drain after the sustained-capacity loop.
 const DRAIN_CAP: Duration = Duration::from_secs(300);
 
-/// The capacity the nodes sustain: a closed loop of 32 workers at the maximum rate for `secs`
+/// The capacity the nodes sustain: a closed loop of 32 workers at the maximum rate for `load.grow`
 /// (the store grows through it), then a wait until every node's change-feed consumers
 /// (fan-out, follower counts) have caught up; its successes over both times. A short burst
 /// leaves that work, and the peers' merges and the compactions, for after it.
@@ -146,11 +153,13 @@ async fn sustained_capacity(
     mix: &Mix,
     seed: u64,
     log: Option<AckedLog>,
-    secs: Duration,
-    targets: &[String],
+    load: &Load,
 ) -> Sustained {
+    let (secs, targets) = (load.grow, &load.targets);
     let cfg = closed_loop(mix, secs, Duration::ZERO, seed);
-    let stats = run(http, users, &cfg, log).await.unwrap();
+    let stats = run_keeping(http, users, &cfg, log, Vec::new(), &load.liked)
+        .await
+        .unwrap();
     let (ok, failed) = stats.total();
     let ports: Vec<u16> = targets
         .iter()
@@ -287,7 +296,8 @@ impl Traffic {
                     (load.rate, None)
                 } else {
                     let mut cap =
-                        capacity(&http, users.clone(), &mix, load.seed, Some(log.clone())).await;
+                        capacity(&http, users.clone(), &mix, load.seed, Some(log.clone()), &load.liked)
+                            .await;
                     if !load.grow.is_zero() {
                         // The load runs at half of what the nodes sustain, not of a burst.
                         let burst = cap;
@@ -297,8 +307,7 @@ impl Traffic {
                             &mix,
                             load.seed ^ 0x6772_6f77,
                             Some(log.clone()),
-                            load.grow,
-                            &load.targets,
+                            &load,
                         )
                         .await;
                         cap = s.rps;
@@ -331,9 +340,16 @@ impl Traffic {
                         .then(|| first + CHUNK * u32::try_from(round).unwrap_or(u32::MAX));
                     let seed = load.seed.wrapping_mul(1_000_003).wrapping_add(round);
                     let cfg = open_loop(&mix, rate, in_flight, CHUNK, seed, origin);
-                    let stats = run(&http, users.clone(), &cfg, Some(log.clone()))
-                        .await
-                        .unwrap();
+                    let stats = run_keeping(
+                        &http,
+                        users.clone(),
+                        &cfg,
+                        Some(log.clone()),
+                        Vec::new(),
+                        &load.liked,
+                    )
+                    .await
+                    .unwrap();
                     sh.stats
                         .lock()
                         .entry(phase)
@@ -367,7 +383,7 @@ impl Traffic {
         let users = Arc::new(self.users.clone());
         runtime().block_on(async {
             let http = Http::new(Duration::from_secs(10), FAULT_IN_FLIGHT);
-            capacity(&http, users, &mix, seed, None).await
+            capacity(&http, users, &mix, seed, None, &LikedWindow::default()).await
         })
     }
 
