@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The soak: a mixed load (feed reads, posts (not deleted: `unpost` is out of the mix for now,
-# RELIABILITY.md), follows and unfollows, chat sends, group membership changes, message edits,
+# The soak: a mixed load whose deletes balance its creations (feed reads, posts and their
+# authors' deletions, follows and unfollows, chat sends, group membership changes, message edits,
 # likes and unlikes, reposts and their undoing; FAULT_MIX in api/tests/faults/main.rs, RELIABILITY.md
 # "Soak") at half the measured capacity against a
 # local cluster of real `starling` processes (2 regions × 1 node, simulated WAN), with the
