@@ -27,7 +27,10 @@
 //! once instead of serving them until `shared_ttl` expires.
 //!
 //! `/metrics` shows the consumer's partitions held, hand-overs, fenced leases, chunks trimmed and
-//! each held partition's lag, and the invalidation bus's messages ([`Slot`]).
+//! each held partition's lag, the keyspace digests' folds, publications and scans (each commit
+//! folds its batch's keys into the keyspace's digests, each rebalance publishes the held
+//! partitions' leaves: `starling_store`'s `engine/scylla/kdigest.rs`), and the invalidation bus's
+//! messages ([`Slot`]).
 
 use crate::cache_bus::CacheBus;
 use prometheus_client::collector::Collector;
@@ -144,6 +147,21 @@ impl Collector for Slot {
                 "starling_keyspace_feed_trimmed_chunks",
                 "Chunks of the keyspace-wide feed this node deleted below its held cursors",
                 s.trimmed,
+            ),
+            (
+                "starling_keyspace_digest_keys_folded",
+                "Keys whose hash this node changed in the keyspace's digests (as a feed partition's holder)",
+                s.digest_folded,
+            ),
+            (
+                "starling_keyspace_digest_published",
+                "Held feed partitions' digest leaves this node published",
+                s.digest_published,
+            ),
+            (
+                "starling_keyspace_digest_scans",
+                "Held feed partitions' digest leaves this node recomputed by a scan (claims, failed folds)",
+                s.digest_scans,
             ),
             (
                 "starling_keyspace_feed_batch_failures",

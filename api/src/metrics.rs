@@ -159,6 +159,11 @@ impl Collector for NodeCollector {
                 p.ae_summary_keys_sent,
             ),
             (
+                "starling_gossip_ae_buckets_differing",
+                "Digest buckets anti-entropy found to differ from a peer's",
+                p.ae_buckets_differing,
+            ),
+            (
                 "starling_gossip_ae_repairs",
                 "Records repaired by anti-entropy",
                 p.ae_repairs,
@@ -720,6 +725,26 @@ impl Collector for ChatCollector {
                 "starling_block_cache_pairs",
                 "User pairs in the block cache (at most 200 000)",
                 i64::try_from(b.entries()).unwrap_or(i64::MAX),
+            )?;
+        }
+        if let Some(c) = self.fanout.messenger.graph().session_cache() {
+            counter(
+                e,
+                "starling_session_cache_hits",
+                "Bearer-token checks answered from the session cache",
+                c.stats().hits.load(Ordering::Relaxed),
+            )?;
+            counter(
+                e,
+                "starling_session_cache_misses",
+                "Bearer-token checks that read the store (a valid session then cached)",
+                c.stats().misses.load(Ordering::Relaxed),
+            )?;
+            gauge(
+                e,
+                "starling_session_cache_sessions",
+                "Sessions in the session cache (at most 100 000)",
+                i64::try_from(c.entries()).unwrap_or(i64::MAX),
             )?;
         }
         let f = self.fanout.messenger.client_ids();

@@ -16,7 +16,15 @@ pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Resu
     match &cfg.store {
         StoreKind::Memory => Ok(open_memory(cfg.node(), clock, Limits::default())),
         StoreKind::Scylla(url) => {
-            let opts = ScyllaOptions::from_url(url).with_context(|| format!("--store {url}"))?;
+            let mut opts =
+                ScyllaOptions::from_url(url).with_context(|| format!("--store {url}"))?;
+            // Every node on a keyspace runs its share of the keyspace feed (`serve`), whose
+            // holders keep the keyspace's digests: anti-entropy compares keyspaces (unless the
+            // URL asks for `digests=node`).
+            let per_node = url
+                .split_once('?')
+                .is_some_and(|(_, q)| q.split('&').any(|p| p == "digests=node"));
+            opts.keyspace_digests = !per_node;
             open_scylla(cfg.node(), clock, &opts)
                 .await
                 .with_context(|| format!("opening the ScyllaDB store {url}"))
@@ -92,6 +100,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             g.handle_grace = cfg.housekeeping.handle_grace.get();
             g.keyspace_feed = shared;
             g.block_cache = sole_writer;
+            g.session_cache = sole_writer;
             g
         },
         media,

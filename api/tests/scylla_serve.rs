@@ -1297,7 +1297,11 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
             .iter()
             .zip(&tokens)
             .flat_map(|(n, t)| posts.iter().map(move |p| (n, t, p)))
-            .filter(|(n, t, p)| n.http("GET", &format!("/v1/posts/{p}"), Some(t.as_str()), b"").0 != 200)
+            .filter(|(n, t, p)| {
+                n.http("GET", &format!("/v1/posts/{p}"), Some(t.as_str()), b"")
+                    .0
+                    != 200
+            })
             .map(|(n, _, p)| format!("{p} on {}", n.port))
             .collect();
         missing.is_empty()
@@ -1332,7 +1336,9 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
             from = last.clone();
             return false;
         }
-        last.iter().zip(&from).all(|(now, then)| now.0 >= then.0 + 3)
+        last.iter()
+            .zip(&from)
+            .all(|(now, then)| now.0 >= then.0 + 3)
     });
     assert!(
         quiet,

@@ -77,6 +77,7 @@ impl GossipNode {
         if buckets.is_empty() {
             return;
         }
+        self.metrics.ae_buckets_differing += buckets.len() as u64;
         self.answer(from, Read::Summaries(buckets));
     }
 

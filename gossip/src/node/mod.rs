@@ -315,6 +315,9 @@ pub struct GossipMetrics {
     pub ae_records_sent: u64,
     /// Keys listed in the anti-entropy summaries sent.
     pub ae_summary_keys_sent: u64,
+    /// Digest buckets found to differ from a peer's (each then reconciled by summaries): what
+    /// anti-entropy works on, zero between replicas that agree.
+    pub ae_buckets_differing: u64,
     /// Records received by anti-entropy that changed the local store (repairs).
     pub ae_repairs: u64,
     /// Of those, records older than `ae_settle`: writes that pushes had missed.
