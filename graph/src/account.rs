@@ -5,8 +5,10 @@
 //! from the user; each session is therefore also an element `gsu/user/digest` (its expiry as
 //! payload), written before the session itself. A revocation walks that index a page at a time
 //! and deletes each session and its element: both are replicated tombstones, so a revoked token
-//! stops working in every region once the deletes arrive there. A session created in another
-//! region and not yet replicated here when the password changes is not seen, and survives.
+//! stops working in every region once the deletes arrive there. Where the session cache is on
+//! ([`crate::session_cache`]) each delete drops its token from it at once. A session created
+//! in another region and not yet replicated here when the password changes is not seen, and
+//! survives.
 //! Sessions created by builds before this index are not in it (they expire after their TTL).
 
 use crate::keys::{CREDENTIALS, SESSIONS, USER_SESSIONS};
@@ -101,6 +103,7 @@ impl Graph {
                 self.store
                     .delete(&SESSIONS.key().raw(digest).finish())
                     .await?;
+                self.session_revoked(digest);
                 self.store.remove(k).await?;
                 revoked += 1;
             }

@@ -1,7 +1,7 @@
 //! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
 //!
 //! Modules: [`account`] (the sessions of a user, password changes), [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
-//! sessions, profiles), [`block_cache`] (the block check answered from memory on one node), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
+//! sessions, profiles), [`block_cache`] (the block check answered from memory on one node), [`session_cache`] (the token check answered from memory on one node), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
 //! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar), [`deletion`] (deleted accounts). [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
@@ -17,6 +17,7 @@ pub mod follows;
 pub mod friends;
 pub mod keys;
 pub mod profile;
+pub mod session_cache;
 pub mod users;
 
 pub use error::GraphError;
@@ -52,6 +53,10 @@ pub struct GraphConfig {
     /// every block element of the store is written through this node (one node on its own
     /// store, no cluster; the server sets it so). `false` (the default): two reads a question.
     pub block_cache: bool,
+    /// [`Graph::authenticate`] from a cache of the sessions seen ([`session_cache`]): only where
+    /// every session of the store is deleted through this node (one node on its own store, no
+    /// cluster; the server sets it so). `false` (the default): a store read a request.
+    pub session_cache: bool,
 }
 
 impl GraphConfig {
@@ -66,6 +71,7 @@ impl GraphConfig {
             handle_grace: Duration::from_secs(30 * 24 * 3600),
             keyspace_feed: false,
             block_cache: false,
+            session_cache: false,
         }
     }
 }
@@ -83,6 +89,8 @@ pub struct Graph {
     hashing: Arc<tokio::sync::Semaphore>,
     /// The block cache, where [`GraphConfig::block_cache`] allows it.
     blocks: Option<Arc<block_cache::BlockCache>>,
+    /// The session cache, where [`GraphConfig::session_cache`] allows it.
+    sessions: Option<Arc<session_cache::SessionCache>>,
 }
 
 impl Graph {
@@ -94,11 +102,13 @@ impl Graph {
         cfg: GraphConfig,
     ) -> Self {
         let blocks = cfg.block_cache.then(Arc::default);
+        let sessions = cfg.session_cache.then(Arc::default);
         Graph {
             store,
             cas,
             ids,
             blocks,
+            sessions,
             cfg: Arc::new(cfg),
             counts_lock: Arc::new(tokio::sync::Mutex::new(())),
             hashing: Arc::new(tokio::sync::Semaphore::new(

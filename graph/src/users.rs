@@ -9,6 +9,7 @@
 //! that replicates too).
 
 use crate::keys::{self, CREDENTIALS, HANDLES, SESSIONS};
+use crate::session_cache::{Cached, SessionCache};
 use crate::{Graph, GraphError, now_ms};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use bytes::Bytes;
@@ -314,21 +315,53 @@ impl Graph {
         if !token.starts_with("st_") || token.len() != 67 {
             return Err(GraphError::InvalidToken);
         }
+        let digest = token_digest(token);
+        let cache = self.sessions.as_deref();
+        if let Some(s) = cache.and_then(|c| c.get(&digest)) {
+            return if s.expires_at_ms > now_ms() {
+                Ok(s.user)
+            } else {
+                Err(GraphError::InvalidToken)
+            };
+        }
+        let seen = cache.map(SessionCache::generation);
         let rec: Option<SessionRecord> = self
             .store
-            .get_typed(&token_key(token))
+            .get_typed(&SESSIONS.key().raw(digest).finish())
             .await?
             .and_then(|v| v.value);
         match rec {
-            Some(s) if s.expires_at_ms > now_ms() => Ok(s.user_id),
+            Some(s) if s.expires_at_ms > now_ms() => {
+                if let (Some(c), Some(seen)) = (cache, seen) {
+                    let cached = Cached {
+                        user: s.user_id,
+                        expires_at_ms: s.expires_at_ms,
+                    };
+                    c.offer(digest, seen, cached);
+                }
+                Ok(s.user_id)
+            }
             _ => Err(GraphError::InvalidToken),
         }
+    }
+
+    /// The session of `digest` was deleted here: the session cache forgets it.
+    pub(crate) fn session_revoked(&self, digest: &[u8]) {
+        if let Some(cache) = &self.sessions {
+            cache.revoked(digest);
+        }
+    }
+
+    /// The session cache, where it is on (its counters and size, for `/metrics`).
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.sessions.as_deref()
     }
 
     /// Revokes a token.
     pub async fn logout(&self, token: &str) -> Result<(), GraphError> {
         let user = self.authenticate(token).await?;
         self.store.delete(&token_key(token)).await?;
+        self.session_revoked(&token_digest(token));
         self.unindex_session(user, &token_digest(token)).await?;
         Ok(())
     }
@@ -411,7 +444,7 @@ pub(crate) mod tests {
         graph_on(limits, false)
     }
 
-    /// A graph over a memory store with the block cache on or off.
+    /// A graph over a memory store with the one-node caches (blocks, sessions) on or off.
     pub(crate) fn graph_cached(block_cache: bool) -> Graph {
         graph_on(Limits::default(), block_cache)
     }
@@ -423,6 +456,7 @@ pub(crate) mod tests {
         cfg.argon2_memory_kib = 64;
         cfg.argon2_passes = 1;
         cfg.block_cache = block_cache;
+        cfg.session_cache = block_cache;
         Graph::new(
             store.clone(),
             Arc::new(LocalCas(store)),

@@ -1,0 +1,219 @@
+//! The session cache: [`crate::Graph::authenticate`] answered from memory for tokens seen before
+//! (every authenticated request asks it: a store read, on the embedded store a trip to the
+//! blocking pool, without it).
+//!
+//! Exact, not eventually right: a revocation takes effect on the next request.
+//! - Every deletion of a session through this node ([`crate::Graph::logout`], a password change's
+//!   and an account deletion's [`crate::Graph::revoke_sessions`]) calls [`SessionCache::revoked`]
+//!   after the store's delete: it bumps a generation and drops the token, under one lock.
+//! - A miss notes the generation **before** reading the store and caches what it read only if
+//!   the generation is still the same, under that lock ([`SessionCache::offer`]): a session read
+//!   before a revocation is either cached before the revocation's drop (and dropped by it) or not
+//!   cached.
+//! - An entry keeps the session's expiry: an expired session is refused as the store's is.
+//!   Unknown tokens are not cached (a stream of made-up tokens cannot fill it).
+//! - So it is used only where every session record of the store is deleted through this node:
+//!   one node on its own store (memory or embedded engine, no cluster;
+//!   [`crate::GraphConfig::session_cache`], set by the server). A revocation replicated from
+//!   another node would not drop its token.
+//!
+//! Bounded: at most [`SESSIONS`] sessions, least recently used out (a session read again after
+//! its eviction is read from the store); counted in [`SessionCacheStats`]. Keyed by the token's
+//! digest, as the store is: the token itself is not kept.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Sessions kept at most.
+pub const SESSIONS: u64 = 100_000;
+
+/// Counters of the session cache, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct SessionCacheStats {
+    /// Token checks answered from the cache.
+    pub hits: AtomicU64,
+    /// Token checks that read the store.
+    pub misses: AtomicU64,
+}
+
+/// A cached session: its user and expiry (ms since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cached {
+    pub(crate) user: u64,
+    pub(crate) expires_at_ms: u64,
+}
+
+/// The cache (see the module's documentation).
+pub struct SessionCache {
+    /// Token digest → its session.
+    sessions: moka::sync::Cache<[u8; 32], Cached>,
+    /// Bumped by every revocation (under this lock, with the token's drop).
+    generation: parking_lot::Mutex<u64>,
+    stats: SessionCacheStats,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("sessions", &self.sessions.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        SessionCache {
+            sessions: moka::sync::Cache::new(SESSIONS),
+            generation: parking_lot::Mutex::new(0),
+            stats: SessionCacheStats::default(),
+        }
+    }
+}
+
+impl SessionCache {
+    /// The cached session of the token whose digest is `digest`, if any (counted as a hit or a
+    /// miss).
+    pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Cached> {
+        let v = self.sessions.get(digest);
+        let counter = if v.is_some() {
+            &self.stats.hits
+        } else {
+            &self.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        v
+    }
+
+    /// The generation now: note it before reading the store for [`SessionCache::offer`].
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.lock()
+    }
+
+    /// Caches `session` for `digest`, read from the store after [`SessionCache::generation`]
+    /// answered `seen`, unless a session was revoked since.
+    pub(crate) fn offer(&self, digest: [u8; 32], seen: u64, session: Cached) {
+        let g = self.generation.lock();
+        if *g == seen {
+            self.sessions.insert(digest, session);
+        }
+    }
+
+    /// The session of `digest` was deleted (call after the store's delete). A digest of another
+    /// length (a malformed index entry) forgets every session.
+    pub(crate) fn revoked(&self, digest: &[u8]) {
+        let mut g = self.generation.lock();
+        *g += 1;
+        match <[u8; 32]>::try_from(digest) {
+            Ok(d) => self.sessions.invalidate(&d),
+            Err(_) => self.sessions.invalidate_all(),
+        }
+    }
+
+    /// Sessions cached now (approximate).
+    pub fn entries(&self) -> u64 {
+        self.sessions.entry_count()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &SessionCacheStats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GraphError;
+    use crate::users::tests::graph_cached;
+
+    fn hits(g: &crate::Graph) -> u64 {
+        g.session_cache()
+            .unwrap()
+            .stats()
+            .hits
+            .load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_logout_a_password_change_and_an_account_deletion_take_effect_on_the_next_request() {
+        let g = graph_cached(true);
+        let (u, s1) = g.sign_up("carol", "password1", None, None).await.unwrap();
+        let s2 = g.login("carol", "password1").await.unwrap();
+        let s3 = g.login("carol", "password1").await.unwrap();
+        for s in [&s1, &s2, &s3] {
+            assert_eq!(g.authenticate(&s.token).await.unwrap(), u.id);
+        }
+        assert_eq!(g.authenticate(&s3.token).await.unwrap(), u.id);
+        assert_eq!(hits(&g), 1, "the second check of s3 came from the cache");
+
+        g.logout(&s3.token).await.unwrap();
+        assert!(matches!(
+            g.authenticate(&s3.token).await,
+            Err(GraphError::InvalidToken)
+        ));
+        g.change_password(u.id, &s1.token, "password1", "password2")
+            .await
+            .unwrap();
+        assert!(matches!(
+            g.authenticate(&s2.token).await,
+            Err(GraphError::InvalidToken)
+        ));
+        assert_eq!(g.authenticate(&s1.token).await.unwrap(), u.id, "kept");
+        // An account deletion revokes every session, the caller's too.
+        g.revoke_sessions(u.id, None).await.unwrap();
+        assert!(matches!(
+            g.authenticate(&s1.token).await,
+            Err(GraphError::InvalidToken)
+        ));
+        // Made-up tokens are not cached.
+        let fake = format!("st_{}", "0".repeat(64));
+        for _ in 0..2 {
+            assert!(g.authenticate(&fake).await.is_err());
+        }
+        g.session_cache().unwrap().sessions.run_pending_tasks();
+        assert_eq!(g.session_cache().unwrap().entries(), 0);
+    }
+
+    #[test]
+    fn a_session_read_before_a_revocation_is_not_cached_after_it() {
+        let c = SessionCache::default();
+        let d = [7u8; 32];
+        let s = Cached {
+            user: 1,
+            expires_at_ms: u64::MAX,
+        };
+        assert_eq!(c.get(&d), None);
+        let seen = c.generation();
+        // The session is revoked between the read and the offer.
+        c.revoked(&d);
+        c.offer(d, seen, s);
+        assert_eq!(c.get(&d), None, "the revoked session was not cached");
+        let seen = c.generation();
+        c.offer(d, seen, s);
+        assert_eq!(c.get(&d), Some(s));
+        c.revoked(&d[..31]);
+        assert_eq!(c.get(&d), None, "a malformed digest forgets everything");
+        assert_eq!(c.stats().hits.load(Ordering::Relaxed), 1);
+        assert_eq!(c.stats().misses.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_is_refused_from_the_cache() {
+        let g = graph_cached(true);
+        let (u, s) = g.sign_up("dave", "password1", None, None).await.unwrap();
+        assert_eq!(g.authenticate(&s.token).await.unwrap(), u.id);
+        let c = g.session_cache().unwrap();
+        let d = crate::users::token_digest(&s.token);
+        c.offer(
+            d,
+            c.generation(),
+            Cached {
+                user: u.id,
+                expires_at_ms: 1,
+            },
+        );
+        assert!(matches!(
+            g.authenticate(&s.token).await,
+            Err(GraphError::InvalidToken)
+        ));
+    }
+}
