@@ -12,9 +12,12 @@
 //! ```text
 //! cargo bench -p starling-api --bench hydrate -- [--pages 20000] [--rounds 6] [--memory 0]
 //! ```
-//! Prints µs per page of each and the ratio (hydrated / bare) per round and as the median.
+//! Hydrated two ways: serde over `PostView`s (the lists' path) and spliced (the feed's path:
+//! pre-serialized posts, `starling_api::fragments`); the two pages must be the same bytes.
+//! Prints µs per page of each and the ratios (hydrated / bare) per round and as the median.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
+use starling_api::hydrate::PageJson;
 use starling_api::{AppState, NodeParts};
 use starling_store::{
     EmbeddedOptions, HlcClock, Limits, NodeId, RegionId, open_embedded, open_memory,
@@ -81,11 +84,11 @@ async fn world(dir: Option<&std::path::Path>) -> (AppState, u64) {
     (state, reader)
 }
 
-async fn run(state: &AppState, reader: u64, n: usize, hydrated: bool) -> f64 {
+async fn run(state: &AppState, reader: u64, n: usize, how: PageJson) -> f64 {
     let start = Instant::now();
     let mut bytes = 0;
     for _ in 0..n {
-        bytes += starling_api::hydrate::feed_page_json(state, reader, 20, hydrated)
+        bytes += starling_api::hydrate::feed_page_json(state, reader, 20, how)
             .await
             .unwrap()
             .len();
@@ -105,25 +108,54 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let (state, reader) = world((!memory).then(|| dir.path())).await;
-        println!("store: {}", if memory { "memory" } else { "embedded (fjall)" });
-        let sample = starling_api::hydrate::feed_page_json(&state, reader, 20, true)
+        println!(
+            "store: {}",
+            if memory { "memory" } else { "embedded (fjall)" }
+        );
+        let sample = starling_api::hydrate::feed_page_json(&state, reader, 20, PageJson::Views)
             .await
             .unwrap();
+        let spliced = starling_api::hydrate::feed_page_json(&state, reader, 20, PageJson::Spliced)
+            .await
+            .unwrap();
+        assert_eq!(sample, spliced, "the feed's spliced page is the serde page");
         let items: serde_json::Value = serde_json::from_slice(&sample).unwrap();
         let items = items.as_array().unwrap();
-        let reposts = items.iter().filter(|i| i.get("reposted_by").is_some()).count();
-        println!("page: {} items, {reposts} reposts, {} bytes hydrated", items.len(), sample.len());
-        run(&state, reader, n / 10, true).await;
-        run(&state, reader, n / 10, false).await;
-        let mut ratios = Vec::new();
-        for r in 0..rounds {
-            let bare = run(&state, reader, n, false).await;
-            let hydrated = run(&state, reader, n, true).await;
-            let ratio = hydrated / bare;
-            println!("round {r}: bare {bare:.2} us/page, hydrated {hydrated:.2} us/page, ratio {ratio:.2}");
-            ratios.push(ratio);
+        let reposts = items
+            .iter()
+            .filter(|i| i.get("reposted_by").is_some())
+            .count();
+        println!(
+            "page: {} items, {reposts} reposts, {} bytes hydrated",
+            items.len(),
+            sample.len()
+        );
+        for how in [PageJson::Bare, PageJson::Views, PageJson::Spliced] {
+            run(&state, reader, n / 10, how).await;
         }
-        ratios.sort_by(f64::total_cmp);
-        println!("median ratio hydrated/bare: {:.2}", ratios[ratios.len() / 2]);
+        let (mut views, mut spliced) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let bare = run(&state, reader, n, PageJson::Bare).await;
+            let v = run(&state, reader, n, PageJson::Views).await;
+            let s = run(&state, reader, n, PageJson::Spliced).await;
+            println!(
+                "round {r}: bare {bare:.2} us/page, hydrated by serde {v:.2} ({:.2}x bare), \
+                 hydrated spliced {s:.2} ({:.2}x bare, {:.2}x serde)",
+                v / bare,
+                s / bare,
+                s / v
+            );
+            views.push(v / bare);
+            spliced.push(s / bare);
+        }
+        let median = |r: &mut Vec<f64>| {
+            r.sort_by(f64::total_cmp);
+            r[r.len() / 2]
+        };
+        println!(
+            "median ratio hydrated/bare: serde {:.2}, spliced {:.2}",
+            median(&mut views),
+            median(&mut spliced)
+        );
     });
 }

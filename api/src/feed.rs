@@ -1,16 +1,18 @@
 //! `GET /v1/feed`: the caller's home timeline, its posts and reposts hydrated
-//! ([`crate::hydrate`]).
+//! ([`crate::hydrate`]), the page written as JSON into one buffer with each post's own fields
+//! spliced in pre-serialized ([`crate::fragments`]).
 
 use crate::AppState;
 use crate::auth::AuthUser;
 use crate::extract::Query;
 use crate::extract::{ListParams, parse_since};
-use crate::paging::Page;
+use crate::paging::{JsonBytes, Page};
 use crate::posts::PostList;
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::get;
 use starling_feed::FeedError;
 
@@ -53,7 +55,7 @@ pub(crate) async fn feed(
     AuthUser(me): AuthUser,
     uri: Uri,
     Query(q): Query<FeedParams>,
-) -> Result<Page<PostList>, ApiError> {
+) -> Result<Response, ApiError> {
     let (limit, cursor) = ListParams {
         limit: q.limit,
         cursor: q.cursor,
@@ -75,9 +77,18 @@ pub(crate) async fn feed(
     let next = next.map(|n| n.to_string());
     // A repost counts by its own id (its timeline entry), not the reposted post's.
     let posts: Vec<_> = page.posts.into_iter().filter(|p| newer(p.id)).collect();
-    let list = PostList {
-        items: crate::hydrate::views(&state, me, &posts, &page.originals).await?,
-        next_cursor: next.clone(),
-    };
-    Ok(Page::new(&uri, next.as_deref().map(|n| ("cursor", n)), list).with_status(status))
+    // A [`PostList`], written straight into one buffer sized for the page.
+    let mut body = Vec::with_capacity(64 + ITEM_BYTES * posts.len());
+    body.extend_from_slice(b"{\"items\":");
+    crate::hydrate::write_items(&state, me, &posts, &page.originals, &mut body).await?;
+    body.extend_from_slice(b",\"next_cursor\":");
+    serde_json::to_writer(&mut body, &next).map_err(|e| ApiError::Internal(e.to_string()))?;
+    body.push(b'}');
+    let cursor = next.as_deref().map(|n| ("cursor", n));
+    Ok(Page::new(&uri, cursor, JsonBytes(body))
+        .with_status(status)
+        .into_json_response())
 }
+
+/// About the bytes of a hydrated feed item with a short text (the buffer's first size).
+const ITEM_BYTES: usize = 512;

@@ -12,6 +12,11 @@
 //! elements, the misses of a page in one batch of the store (one trip off the runtime). Blocks: a repost or quote of a post whose author blocked the viewer, or
 //! whom the viewer blocked, shows nothing of that post (the repost is left out, the quote keeps
 //! only `quote_of`); one check per distinct such author, all of them in one batch of the store.
+//!
+//! Two renderings of one resolved page: [`views`] ([`PostView`]s, for the lists and reads that
+//! embed them) and [`write_items`] (the feed's: JSON written into the page's buffer, each post's
+//! own fields and author summary spliced in pre-serialized from [`crate::fragments`]; the same
+//! bytes, tested).
 
 use crate::AppState;
 use crate::notifications::ActorView;
@@ -19,6 +24,8 @@ use crate::posts::{PostCounts, PostView, QuotedView, ViewerState};
 use crate::problem::ApiError;
 use starling_feed::authors::Author;
 use starling_posts::Post;
+use starling_posts::likes::Counts;
+use starling_posts::viewer::ViewerFlags;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -33,15 +40,48 @@ impl From<&Author> for ActorView {
     }
 }
 
-/// The views of `posts` for `viewer`, in order. `originals` may hold the posts they repost or
+/// A page resolved for a viewer: what each item shows and everything it carries, before it is
+/// rendered as [`PostView`]s ([`views`]) or written as JSON ([`write_items`]).
+struct Resolved {
+    items: Vec<Item>,
+    /// Reposted and quoted posts by id.
+    by_id: HashMap<u64, Arc<Post>>,
+    /// Authors reached through a repost or quote who blocked the viewer or were blocked.
+    blocked: HashSet<u64>,
+    /// Summaries of every author the page names.
+    authors: HashMap<u64, Arc<Author>>,
+}
+
+/// One item: the post shown, the repost that brought it, its counters and the viewer's flags.
+struct Item {
+    post: Arc<Post>,
+    repost: Option<Arc<Post>>,
+    counts: Counts,
+    me: ViewerFlags,
+}
+
+impl Resolved {
+    fn summary(&self, id: u64) -> Option<&Arc<Author>> {
+        self.authors.get(&id)
+    }
+
+    /// The quoted post an item shows, if any (not across a block).
+    fn quoted(&self, p: &Post) -> Option<&Arc<Post>> {
+        p.quote_of
+            .and_then(|q| self.by_id.get(&q))
+            .filter(|q| !self.blocked.contains(&q.author))
+    }
+}
+
+/// Resolves `posts` for `viewer`, in order. `originals` may hold the posts they repost or
 /// quote (a feed page has them); the others are read from the post cache. A repost whose post
 /// is gone or across a block is left out.
-pub(crate) async fn views(
+async fn resolve(
     state: &AppState,
     viewer: u64,
     posts: &[Arc<Post>],
     originals: &[Arc<Post>],
-) -> Result<Vec<PostView>, ApiError> {
+) -> Result<Resolved, ApiError> {
     let mut by_id: HashMap<u64, Arc<Post>> = originals.iter().map(|p| (p.id, p.clone())).collect();
     let missing: Vec<u64> = posts
         .iter()
@@ -56,11 +96,11 @@ pub(crate) async fn views(
         }
     }
     // What each item shows: the post itself, or the post a repost reposts.
-    let shown: Vec<(&Post, Option<&Post>)> = posts
+    let shown: Vec<(Arc<Post>, Option<Arc<Post>>)> = posts
         .iter()
         .filter_map(|p| match p.repost_of {
-            Some(o) => by_id.get(&o).map(|orig| (&**orig, Some(&**p))),
-            None => Some((&**p, None)),
+            Some(o) => by_id.get(&o).map(|orig| (orig.clone(), Some(p.clone()))),
+            None => Some((p.clone(), None)),
         })
         .collect();
     // Authors reached through someone else's repost or quote: the only ones a block can hide
@@ -69,7 +109,7 @@ pub(crate) async fn views(
         .iter()
         .flat_map(|(p, r)| {
             let quoted = p.quote_of.and_then(|q| by_id.get(&q)).map(|q| q.author);
-            let reposted = r.map(|_| p.author);
+            let reposted = r.as_ref().map(|_| p.author);
             quoted.into_iter().chain(reposted)
         })
         .filter(|a| *a != viewer)
@@ -82,7 +122,7 @@ pub(crate) async fn views(
         .zip(blocked_flags)
         .filter_map(|(a, b)| b.then_some(*a))
         .collect();
-    let shown: Vec<(&Post, Option<&Post>)> = shown
+    let shown: Vec<(Arc<Post>, Option<Arc<Post>>)> = shown
         .into_iter()
         .filter(|(p, r)| r.is_none() || !blocked.contains(&p.author))
         .collect();
@@ -91,65 +131,256 @@ pub(crate) async fn views(
         .iter()
         .flat_map(|(p, r)| {
             let quoted = p.quote_of.and_then(|q| by_id.get(&q)).map(|q| q.author);
-            [Some(p.author), r.map(|r| r.author), quoted]
+            [Some(p.author), r.as_ref().map(|r| r.author), quoted]
         })
         .flatten()
         .collect();
     people.sort_unstable();
     people.dedup();
-    let authors: HashMap<u64, ActorView> = state
+    let authors: HashMap<u64, Arc<Author>> = state
         .feed
         .authors()
         .get_many(&people)
         .await?
         .into_iter()
         .flatten()
-        .map(|a| (a.id, ActorView::from(&*a)))
+        .map(|a| (a.id, a))
         .collect();
     let counts = state.posts.likes().counts_many(&ids).await?;
     let own = state.posts.likes().viewer_flags(viewer, &ids).await?;
-    let summary = |id: u64| authors.get(&id).cloned();
-    Ok(shown
+    let items = shown
         .into_iter()
         .zip(counts)
         .zip(own)
-        .map(|(((p, repost), c), me)| {
-            let mut v = PostView::from(p);
+        .map(|(((post, repost), counts), me)| Item {
+            post,
+            repost,
+            counts,
+            me,
+        })
+        .collect();
+    Ok(Resolved {
+        items,
+        by_id,
+        blocked,
+        authors,
+    })
+}
+
+/// The views of `posts` for `viewer`, in order. `originals` may hold the posts they repost or
+/// quote (a feed page has them); the others are read from the post cache. A repost whose post
+/// is gone or across a block is left out.
+pub(crate) async fn views(
+    state: &AppState,
+    viewer: u64,
+    posts: &[Arc<Post>],
+    originals: &[Arc<Post>],
+) -> Result<Vec<PostView>, ApiError> {
+    let r = resolve(state, viewer, posts, originals).await?;
+    let summary = |id: u64| r.summary(id).map(|a| ActorView::from(&**a));
+    Ok(r.items
+        .iter()
+        .map(|item| {
+            let p = &item.post;
+            let mut v = PostView::from(&**p);
             v.author_summary = summary(p.author);
-            v.counts = Some(PostCounts::from(c));
+            v.counts = Some(PostCounts::from(item.counts));
             v.viewer = Some(ViewerState {
-                liked: me.liked,
-                reposted: me.reposted,
+                liked: item.me.liked,
+                reposted: item.me.reposted,
             });
-            if let Some(r) = repost {
-                v.reposted_by = summary(r.author);
-                v.repost_id = Some(r.id.to_string());
+            if let Some(rp) = &item.repost {
+                v.reposted_by = summary(rp.author);
+                v.repost_id = Some(rp.id.to_string());
             }
-            v.quoted = p
-                .quote_of
-                .and_then(|q| by_id.get(&q))
-                .filter(|q| !blocked.contains(&q.author))
-                .map(|q| QuotedView::new(q, summary(q.author)));
+            v.quoted = r.quoted(p).map(|q| QuotedView::new(q, summary(q.author)));
             v
         })
         .collect())
 }
 
-/// `viewer`'s first feed page of `limit` as JSON, hydrated or (`hydrated: false`) with each
-/// post's own fields only, as the feed answered before hydration: for `benches/hydrate.rs`,
-/// which compares the two in one run.
+/// Writes the views of `posts` for `viewer` as a JSON array into `out`: byte for byte what
+/// serde writes for [`views`]' answer, each post's own fields and author summary spliced in
+/// pre-serialized from [`crate::fragments`] (the feed's read path).
+pub(crate) async fn write_items(
+    state: &AppState,
+    viewer: u64,
+    posts: &[Arc<Post>],
+    originals: &[Arc<Post>],
+    out: &mut Vec<u8>,
+) -> Result<(), ApiError> {
+    let r = resolve(state, viewer, posts, originals).await?;
+    out.push(b'[');
+    for (i, item) in r.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let p = &item.post;
+        state.fragments.write(p, r.summary(p.author), out);
+        if let Some(q) = r.quoted(p) {
+            out.extend_from_slice(b",\"quoted\":");
+            let summary = r.summary(q.author).map(|a| ActorView::from(&**a));
+            json(out, &QuotedView::new(q, summary))?;
+        }
+        out.extend_from_slice(b",\"counts\":");
+        json(out, &PostCounts::from(item.counts))?;
+        out.extend_from_slice(b",\"viewer\":");
+        json(
+            out,
+            &ViewerState {
+                liked: item.me.liked,
+                reposted: item.me.reposted,
+            },
+        )?;
+        if let Some(rp) = &item.repost {
+            if let Some(a) = r.summary(rp.author) {
+                out.extend_from_slice(b",\"reposted_by\":");
+                json(out, &ActorView::from(&**a))?;
+            }
+            out.extend_from_slice(b",\"repost_id\":\"");
+            out.extend_from_slice(rp.id.to_string().as_bytes());
+            out.push(b'"');
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Appends `v` as JSON (a live part of an item) to the page's buffer.
+fn json<T: serde::Serialize>(out: &mut Vec<u8>, v: &T) -> Result<(), ApiError> {
+    serde_json::to_writer(out, v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// How [`feed_page_json`] writes a page.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageJson {
+    /// Each post's own fields only, as the feed answered before hydration.
+    Bare,
+    /// Hydrated, [`views`] serialized by serde (the other lists' path).
+    Views,
+    /// Hydrated, written by [`write_items`] with pre-serialized posts (the feed's path).
+    Spliced,
+}
+
+/// `viewer`'s first feed page of `limit` as a JSON array, written `how`: for
+/// `benches/hydrate.rs`, which compares them in one run.
 #[doc(hidden)]
 pub async fn feed_page_json(
     state: &AppState,
     viewer: u64,
     limit: usize,
-    hydrated: bool,
+    how: PageJson,
 ) -> Result<Vec<u8>, ApiError> {
     let page = state.feed.page(viewer, None, limit).await?;
-    let items: Vec<PostView> = if hydrated {
-        views(state, viewer, &page.posts, &page.originals).await?
-    } else {
-        page.posts.iter().map(|p| PostView::from(&**p)).collect()
-    };
-    serde_json::to_vec(&items).map_err(|e| ApiError::Internal(e.to_string()))
+    let to_json =
+        |v: &Vec<PostView>| serde_json::to_vec(v).map_err(|e| ApiError::Internal(e.to_string()));
+    match how {
+        PageJson::Bare => to_json(&page.posts.iter().map(|p| PostView::from(&**p)).collect()),
+        PageJson::Views => to_json(&views(state, viewer, &page.posts, &page.originals).await?),
+        PageJson::Spliced => {
+            let mut out = Vec::with_capacity(512 * page.posts.len());
+            write_items(state, viewer, &page.posts, &page.originals, &mut out).await?;
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starling_store::{HlcClock, Limits, NodeId, RegionId, open_memory};
+
+    /// The feed's spliced page is byte for byte the serde page — reposts, quotes, a quote and a
+    /// repost across a block, likes, a text to escape — when its fragments are written, when
+    /// they are reused, and after an edit and a profile change replaced what they were written
+    /// from.
+    #[tokio::test]
+    async fn the_spliced_page_is_the_serde_page_before_and_after_changes() {
+        let node = NodeId::new(RegionId::from_name("t"), 1);
+        let clock = Arc::new(HlcClock::new());
+        let state = crate::testing::state(open_memory(node, clock, Limits::default()));
+        let (g, posts) = (&state.graph, &state.posts);
+        let user = |h: &'static str| async move {
+            g.sign_up(h, "password1", None, None).await.unwrap().0.id
+        };
+        let reader = user("reader").await;
+        let (stranger, hider) = (user("stranger").await, user("hider").await);
+        let mut authors = Vec::new();
+        for h in ["author0", "author1", "author2", "author3"] {
+            let a = user(h).await;
+            g.follow(reader, a).await.unwrap();
+            authors.push(a);
+        }
+        g.block(hider, reader).await.unwrap();
+        let text = "a \"stranger's\" post\nwith é and \u{1F600}";
+        let seen = posts
+            .create(stranger, "t", text, &[], None)
+            .await
+            .unwrap()
+            .0;
+        let hidden = posts
+            .create(hider, "t", "hidden", &[], None)
+            .await
+            .unwrap()
+            .0;
+        posts.repost(seen.id, authors[0]).await.unwrap();
+        posts.repost(hidden.id, authors[1]).await.unwrap();
+        for (a, q) in [(authors[2], &hidden), (authors[3], &seen)] {
+            let (p, _) = posts
+                .create_quoting(a, "t", "look", &[], None, Some(q.id))
+                .await
+                .unwrap();
+            posts.link_quote(p.id, q.id).await.unwrap();
+        }
+        let plain = posts
+            .create(authors[3], "t", "plain", &[], None)
+            .await
+            .unwrap()
+            .0;
+        posts.likes().like(plain.id, reader).await.unwrap();
+        posts.likes().like(seen.id, authors[2]).await.unwrap();
+        posts.likes().catch_up().await.unwrap();
+        state.feed.catch_up().await.unwrap();
+        let page = |how| feed_page_json(&state, reader, 20, how);
+        let check = |views: &[u8], spliced: &[u8]| {
+            assert_eq!(
+                String::from_utf8_lossy(spliced),
+                String::from_utf8_lossy(views)
+            );
+        };
+        let views = page(PageJson::Views).await.unwrap();
+        check(&views, &page(PageJson::Spliced).await.unwrap());
+        check(&views, &page(PageJson::Spliced).await.unwrap());
+        assert!(
+            state.fragments.hits() > 0,
+            "the second page reused fragments"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&views).unwrap();
+        let items = v.as_array().unwrap();
+        assert_eq!(items.len(), 4, "the repost across the block left out: {v}");
+        assert!(items.iter().any(|i| i["reposted_by"]["handle"] == "author0"));
+        assert!(items.iter().any(|i| i["quoted"]["text"] == text));
+        let hidden_id = hidden.id.to_string();
+        assert!(
+            items
+                .iter()
+                .any(|i| i["quote_of"] == hidden_id.as_str() && i.get("quoted").is_none())
+        );
+        assert!(items.iter().any(|i| i["viewer"]["liked"] == true));
+
+        posts.edit(plain.id, authors[3], "edited").await.unwrap();
+        state.feed.post_changed(plain.id).await;
+        g.set_profile(authors[3], None, Some(Some(99)))
+            .await
+            .unwrap();
+        state.feed.catch_up().await.unwrap();
+        let views = page(PageJson::Views).await.unwrap();
+        let spliced = page(PageJson::Spliced).await.unwrap();
+        check(&views, &spliced);
+        let after = String::from_utf8(spliced).unwrap();
+        assert!(after.contains("\"text\":\"edited\""), "{after}");
+        assert!(after.contains("\"avatar\":\"99\""), "{after}");
+    }
 }

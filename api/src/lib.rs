@@ -18,6 +18,7 @@ pub mod cors;
 pub mod deletion;
 pub mod extract;
 pub mod feed;
+pub mod fragments;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http_metrics;
@@ -81,6 +82,8 @@ pub struct NodeState {
     pub posts: Posts,
     /// Home timelines.
     pub feed: starling_feed::Feed,
+    /// Pre-serialized posts for feed pages ([`fragments`]).
+    pub fragments: fragments::Fragments,
     /// Where media bytes live.
     pub media: Arc<dyn ObjectStore>,
     /// Signs and checks media URLs (a random key until [`AppState::with_media_url_key`]).
@@ -215,6 +218,7 @@ impl AppState {
         let trim = Arc::new(starling_store::TrimStats::default());
         metrics::register_trim(&mut registry, trim.clone());
         let http = http_metrics::HttpMetrics::register(&mut registry);
+        let fragments = fragments::Fragments::register(&mut registry);
         let sweep = deletion::SweepMetrics::register(&mut registry);
         let write_limits =
             write_limits::WriteLimits::new(write_limits::WriteQuotas::default(), &mut registry);
@@ -227,6 +231,7 @@ impl AppState {
             fanout,
             chat: p.chat,
             feed,
+            fragments,
             graph,
             posts,
             media: p.media,

@@ -43,6 +43,25 @@ impl<T: Serialize> IntoResponse for Page<T> {
     }
 }
 
+/// A JSON body already written (the feed's page, spliced from pre-serialized posts).
+#[derive(Debug)]
+pub struct JsonBytes(pub Vec<u8>);
+
+impl Page<JsonBytes> {
+    /// The answer: the body as `application/json`, as [`Page`]'s own answer would send it.
+    pub fn into_json_response(self) -> Response {
+        let content_type = [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )];
+        let mut resp = (self.status, content_type, self.body.0).into_response();
+        if let Some(link) = self.link {
+            resp.headers_mut().insert(header::LINK, link);
+        }
+        resp
+    }
+}
+
 /// `<path?query>; rel="next"`: the request's query with `name` set to `value` (any earlier
 /// `name` dropped, the other parameters kept as they were sent). `value` is a cursor or a seq:
 /// digits and dots, nothing to escape. None if the result is not a valid header value.

@@ -600,6 +600,35 @@ fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
     assert_eq!(item["viewer"]["reposted"], false);
     assert!(item["repost_id"].as_str().is_some());
     assert_eq!(post(&n, &x, &bt)["viewer"]["reposted"], true);
+    // Feed items are spliced from pre-serialized posts: an edit and the reader's like show on the
+    // very next page, a profile change once the summary cache drops it (the fan-out worker's
+    // pass), and a page read twice is the same.
+    let own_item = |n: &Node| {
+        let page = feed(n, &rt);
+        let items = page["items"].as_array().unwrap();
+        items
+            .iter()
+            .find(|i| i["id"] == own.as_str())
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(own_item(&n), own_item(&n));
+    let edit = json!({"text": "carol's own, edited"});
+    let (s, _) = call(&n, "PATCH", &format!("/v1/posts/{own}"), Some(&ct), edit);
+    assert_eq!(s, 200);
+    let edited = own_item(&n);
+    assert_eq!(edited["text"], "carol's own, edited");
+    assert!(edited["edited_at"].as_str().is_some(), "{edited}");
+    assert_eq!(like(&n, "PUT", &own, &rt), 204);
+    assert_eq!(own_item(&n)["viewer"]["liked"], true);
+    assert!(eventually(WAIT, || own_item(&n)["counts"]["likes"] == 1));
+    let rename = json!({"display_name": "Carol C"});
+    let (s, _) = call(&n, "PATCH", "/v1/users/me", Some(&ct), rename);
+    assert_eq!(s, 200);
+    assert!(eventually(WAIT, || {
+        own_item(&n)["author_summary"]["display_name"] == "Carol C"
+    }));
+    assert_eq!(own_item(&n)["text"], "carol's own, edited");
     // Reposting a repost reposts the post: still two reposters, listed by id.
     let rid = item["repost_id"].as_str().unwrap().to_string();
     assert_eq!(repost(&n, "PUT", &rid, &ct), 204);
@@ -695,6 +724,8 @@ fn reposts_and_quotes_reach_feeds_once_are_counted_notified_and_blocked() {
         "starling_feed_author_summaries_cached",
         "starling_post_counts_cached",
         "starling_viewer_flags_cached",
+        "starling_post_fragments_cached",
+        "starling_session_cache_sessions",
     ] {
         let line = metrics
             .lines()
