@@ -430,9 +430,88 @@ fn benches(c: &mut Criterion) {
     drop(f.hash.drain());
 }
 
+/// Change-feed consumers of a single node `feed` reads beside the writes: the chat's tail, the
+/// notifications' tail, the graph's counts, the likes' counts, the feed's fan-out.
+const FEED_CONSUMERS: usize = 5;
+/// Messages between two reads of the feed by each consumer (a consumer lingers, then reads the
+/// burst).
+const READ_EVERY: u64 = 16;
+/// Messages between two trims of the feed below the slowest consumer.
+const TRIM_EVERY: u64 = 1024;
+
+/// `feed`: a chat message's writes on the memory engine — its slot swapped in with its
+/// client-id entry in one commit (`cas_with`, two change-feed entries) — with what the node's
+/// feed consumers do beside them: [`FEED_CONSUMERS`] readers each reading the new entries every
+/// [`READ_EVERY`] messages, a trim every [`TRIM_EVERY`]. The feed in one ordered deque (now)
+/// against in 16 hash shards like the data (before: an append a B-tree insert, a read a merge
+/// of 16 ranges), ABAB in one run, each on a fresh store; process CPU time per message.
+fn feed(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let slots = Keyspace::new("mm");
+    let index = Keyspace::new("mc");
+    let v = Bytes::from_static(&VALUE);
+    let node = NodeId::new(RegionId::from_name("bench"), 1);
+    let mut g = c.benchmark_group("feed");
+    g.throughput(Throughput::Elements(1));
+    for (name, deque) in [
+        ("deque_a", true),
+        ("shards_before_a", false),
+        ("deque_b", true),
+        ("shards_before_b", false),
+    ] {
+        let clock = Arc::new(HlcClock::new());
+        let s = if deque {
+            open_memory(node, clock, Limits::default())
+        } else {
+            starling_store::open_memory_sharded_feed(node, clock, Limits::default())
+        };
+        let mut at = [s.last_seq(); FEED_CONSUMERS];
+        let mut n = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = cpu_now();
+                rt.block_on(async {
+                    for _ in 0..iters {
+                        n += 1;
+                        let conv = n % 1000;
+                        let slot = slots.key().u64(conv).u64(n).finish();
+                        let entry = (
+                            index
+                                .key()
+                                .u64(conv)
+                                .u64(n % 7)
+                                .str("client-id")
+                                .u64(n)
+                                .finish(),
+                            starling_store::Mutation::Put(Bytes::copy_from_slice(&n.to_be_bytes())),
+                        );
+                        let out = s.cas_with(&slot, None, Some(v.clone()), &[entry]).await;
+                        assert!(matches!(out, Ok(CasOutcome::Applied(_))), "{out:?}");
+                        if n.is_multiple_of(READ_EVERY) {
+                            for pos in &mut at {
+                                for ch in s.changes(*pos, 1000).await.expect("changes") {
+                                    *pos = black_box(ch).seq;
+                                }
+                            }
+                        }
+                        if n.is_multiple_of(TRIM_EVERY) {
+                            let upto = at.iter().copied().min().unwrap_or(0);
+                            s.trim_changes(upto).await.expect("trim");
+                        }
+                    }
+                });
+                cpu_now().saturating_sub(start)
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = kv;
     config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_secs(1)).measurement_time(std::time::Duration::from_secs(3));
-    targets = benches
+    targets = benches, feed
 }
 criterion_main!(kv);

@@ -41,7 +41,9 @@ pub use contract::{
 pub use digest::DigestTree;
 #[cfg(feature = "scylla")]
 pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, open_scylla};
-pub use engine::{EmbeddedOptions, FsyncPolicy, open_embedded, open_memory};
+pub use engine::{
+    EmbeddedOptions, FsyncPolicy, open_embedded, open_memory, open_memory_sharded_feed,
+};
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};
 pub use ids::IdGenerator;

@@ -1,15 +1,21 @@
 //! In-memory backend: sharded ordered maps, for tests and caches. Nothing survives the process.
 //!
-//! Keys are spread over [`SHARDS`] `RwLock<BTreeMap>`s by hash so writers to different keys rarely
-//! contend; a scan merges the shards' ordered ranges. Locks are `parking_lot` and are never held
-//! across an `.await` (the backend is synchronous).
+//! The data and index spaces spread keys over [`SHARDS`] `RwLock<BTreeMap>`s by hash so writers
+//! to different keys rarely contend; a scan merges the shards' ordered ranges. The change feed
+//! is one ordered deque ([`Log`]): its keys are sequence numbers the engine appends in order
+//! under its commit lock (so shards would spread no contention) and removes from the front when
+//! it trims, and every consumer reads it in order — an append, a trim and a read are then a
+//! push, a pop and one contiguous run instead of B-tree inserts, removals and a merge of
+//! [`SHARDS`] ranges. The meta space (a few bookkeeping keys) is one map. Locks are
+//! `parking_lot` and are never held across an `.await` (the backend is synchronous).
 
 use super::backend::{Backend, Op, RawRange, Space};
 use crate::error::Result;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::ops::Bound;
 
 const SHARDS: usize = 16;
 
@@ -18,30 +24,77 @@ type Shard = RwLock<BTreeMap<Bytes, Bytes>>;
 /// The memory backend.
 #[derive(Debug)]
 pub(crate) struct MemoryBackend {
-    spaces: [Box<[Shard]>; 4],
+    /// Data, index and meta: [`SHARDS`] shards for the first two, one for meta.
+    spaces: [Box<[Shard]>; 3],
+    /// The change feed (see [`Log`]); `None`: in shards like the others (the layout before, kept
+    /// to measure against: `store/benches/kv.rs`).
+    changes: Option<RwLock<Log>>,
+    /// The change feed's shards when `changes` is `None`.
+    changes_sharded: Box<[Shard]>,
 }
 
 impl MemoryBackend {
     pub(crate) fn new() -> Self {
-        let space = || (0..SHARDS).map(|_| RwLock::new(BTreeMap::new())).collect();
+        Self::with_layout(true)
+    }
+
+    /// `log`: the change feed in one ordered deque (the default); otherwise in [`SHARDS`]
+    /// hash shards like the data (the layout before).
+    pub(crate) fn with_layout(log: bool) -> Self {
+        let shards = |n: usize| (0..n).map(|_| RwLock::new(BTreeMap::new())).collect();
         MemoryBackend {
-            spaces: [space(), space(), space(), space()],
+            spaces: [shards(SHARDS), shards(SHARDS), shards(1)],
+            changes: log.then(|| RwLock::new(Log::default())),
+            changes_sharded: shards(if log { 0 } else { SHARDS }),
+        }
+    }
+
+    /// The shards of a space kept in shards.
+    fn shards(&self, space: Space) -> &[Shard] {
+        match space {
+            Space::Data => &self.spaces[0],
+            Space::Index => &self.spaces[1],
+            Space::Meta => &self.spaces[2],
+            Space::Changes => &self.changes_sharded,
         }
     }
 
     fn shard(&self, space: Space, key: &[u8]) -> &Shard {
-        let i = (xxhash_rust::xxh3::xxh3_64(key) % SHARDS as u64) as usize;
-        &self.spaces[space as usize][i]
+        let shards = self.shards(space);
+        if shards.len() == 1 {
+            return &shards[0];
+        }
+        let i = (xxhash_rust::xxh3::xxh3_64(key) % shards.len() as u64) as usize;
+        &shards[i]
+    }
+
+    /// The change feed's deque, when it is kept in one.
+    fn log(&self, space: Space) -> Option<&RwLock<Log>> {
+        match space {
+            Space::Changes => self.changes.as_ref(),
+            _ => None,
+        }
     }
 }
 
 impl Backend for MemoryBackend {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        if let Some(log) = self.log(space) {
+            return Ok(log.read().get(key));
+        }
         Ok(self.shard(space, key).read().get(key).cloned())
     }
 
     fn commit(&self, ops: Vec<Op>) -> Result<()> {
         for op in ops {
+            if let Some(log) = self.log(op.space) {
+                let mut log = log.write();
+                match op.value {
+                    Some(v) => log.put(op.key, v),
+                    None => log.remove(&op.key),
+                }
+                continue;
+            }
             let mut shard = self.shard(op.space, &op.key).write();
             match op.value {
                 Some(v) => {
@@ -62,11 +115,22 @@ impl Backend for MemoryBackend {
         reverse: bool,
         max: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
+        if let Some(log) = self.log(space) {
+            return Ok(log.read().scan(&range, reverse, max));
+        }
+        let shards = self.shards(space);
+        if let [one] = shards {
+            let g = one.read();
+            let it = g.range::<Bytes, _>(range);
+            let pair = |(k, v): (&Bytes, &Bytes)| (k.clone(), v.clone());
+            return Ok(if reverse {
+                it.rev().take(max).map(pair).collect()
+            } else {
+                it.take(max).map(pair).collect()
+            });
+        }
         // A k-way merge of the shards' ordered ranges: O(max · log SHARDS) after the seeks.
-        let guards: Vec<_> = self.spaces[space as usize]
-            .iter()
-            .map(|s| s.read())
-            .collect();
+        let guards: Vec<_> = shards.iter().map(|s| s.read()).collect();
         let mut iters: Vec<Box<dyn Iterator<Item = (&Bytes, &Bytes)>>> = guards
             .iter()
             .map(|g| {
@@ -106,6 +170,76 @@ impl Backend for MemoryBackend {
     }
 }
 
+/// An ordered map kept as a deque sorted by key, for keys that arrive in ascending order and
+/// leave from the front (the change feed's sequence numbers): a put above the last key is a
+/// push at the back, the removal of the first key a pop at the front, a lookup or the start of
+/// a scan a binary search. Any other put or removal is still correct (a binary search and a
+/// shift of the deque), only slower; the engine makes none.
+#[derive(Debug, Default)]
+struct Log {
+    entries: VecDeque<(Bytes, Bytes)>,
+}
+
+impl Log {
+    fn find(&self, key: &[u8]) -> std::result::Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.as_ref().cmp(key))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.find(key).ok().map(|i| self.entries[i].1.clone())
+    }
+
+    fn put(&mut self, key: Bytes, value: Bytes) {
+        if self.entries.back().is_none_or(|(last, _)| *last < key) {
+            self.entries.push_back((key, value));
+            return;
+        }
+        match self.find(&key) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (key, value)),
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if self
+            .entries
+            .front()
+            .is_some_and(|(first, _)| first.as_ref() == key)
+        {
+            self.entries.pop_front();
+        } else if let Ok(i) = self.find(key) {
+            self.entries.remove(i);
+        }
+        // A trimmed feed gives back what a burst grew it to.
+        if self.entries.capacity() > 4096 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
+        }
+    }
+
+    /// Up to `max` entries of `range`, in key order (or reverse).
+    fn scan(&self, range: &RawRange, reverse: bool, max: usize) -> Vec<(Bytes, Bytes)> {
+        let from = match &range.0 {
+            Bound::Included(s) => self.entries.partition_point(|(k, _)| k < s),
+            Bound::Excluded(s) => self.entries.partition_point(|(k, _)| k <= s),
+            Bound::Unbounded => 0,
+        };
+        let to = match &range.1 {
+            Bound::Included(e) => self.entries.partition_point(|(k, _)| k <= e),
+            Bound::Excluded(e) => self.entries.partition_point(|(k, _)| k < e),
+            Bound::Unbounded => self.entries.len(),
+        };
+        if from >= to {
+            return Vec::new();
+        }
+        let run = self.entries.range(from..to);
+        if reverse {
+            run.rev().take(max).cloned().collect()
+        } else {
+            run.take(max).cloned().collect()
+        }
+    }
+}
+
 /// A shard's head entry, ordered so the max-heap pops the next key in scan order.
 struct Ordered<'a> {
     kv: (&'a Bytes, &'a Bytes),
@@ -135,5 +269,111 @@ impl Ord for Ordered<'_> {
         } else {
             natural.reverse()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u64) -> Bytes {
+        Bytes::copy_from_slice(&i.to_be_bytes())
+    }
+
+    /// Every operation on both layouts of the change feed, and on a plain map: the same answers.
+    #[test]
+    fn the_feeds_deque_answers_as_the_sharded_maps_do() {
+        let log = MemoryBackend::with_layout(true);
+        let sharded = MemoryBackend::with_layout(false);
+        let mut model = BTreeMap::new();
+        let put = |i: u64, v: u64| Op::put(Space::Changes, k(i), k(v));
+        // Appends, an overwrite, an insert below the last key, removals at the front and in
+        // the middle, a removal of a key that is not there.
+        let batches: Vec<Vec<(u64, Option<u64>)>> = vec![
+            (1..=50).map(|i| (i, Some(i))).collect(),
+            vec![(10, Some(99)), (7, None), (1, None), (2, None)],
+            vec![(60, Some(60)), (55, Some(55)), (200, None), (3, None)],
+            (61..=70).map(|i| (i, Some(i))).collect(),
+        ];
+        for batch in batches {
+            let ops = || -> Vec<Op> {
+                batch
+                    .iter()
+                    .map(|&(i, v)| match v {
+                        Some(v) => put(i, v),
+                        None => Op::remove(Space::Changes, k(i)),
+                    })
+                    .collect()
+            };
+            log.commit(ops()).unwrap();
+            sharded.commit(ops()).unwrap();
+            for &(i, v) in &batch {
+                match v {
+                    Some(v) => model.insert(k(i), k(v)),
+                    None => model.remove(&k(i)),
+                };
+            }
+        }
+        let ranges: Vec<RawRange> = vec![
+            (Bound::Unbounded, Bound::Unbounded),
+            (Bound::Included(k(5)), Bound::Unbounded),
+            (Bound::Excluded(k(5)), Bound::Included(k(60))),
+            (Bound::Included(k(7)), Bound::Excluded(k(8))),
+            (Bound::Excluded(k(70)), Bound::Unbounded),
+            (Bound::Unbounded, Bound::Included(k(4))),
+            (
+                Bound::Included(Bytes::from_static(b"\0\0")),
+                Bound::Unbounded,
+            ),
+        ];
+        for range in ranges {
+            for reverse in [false, true] {
+                for max in [0, 1, 3, usize::MAX] {
+                    let mut want: Vec<_> = model
+                        .range::<Bytes, _>(range.clone())
+                        .map(|(a, b)| (a.clone(), b.clone()))
+                        .collect();
+                    if reverse {
+                        want.reverse();
+                    }
+                    want.truncate(max);
+                    let a = log
+                        .scan(Space::Changes, range.clone(), reverse, max)
+                        .unwrap();
+                    let b = sharded
+                        .scan(Space::Changes, range.clone(), reverse, max)
+                        .unwrap();
+                    assert_eq!(a, want, "deque {range:?} reverse {reverse} max {max}");
+                    assert_eq!(b, want, "shards {range:?} reverse {reverse} max {max}");
+                }
+            }
+        }
+        for i in 0..=71 {
+            let want = model.get(&k(i)).cloned();
+            assert_eq!(log.get(Space::Changes, &k(i)).unwrap(), want);
+            assert_eq!(sharded.get(Space::Changes, &k(i)).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn a_trimmed_deque_gives_its_memory_back() {
+        let mut log = Log::default();
+        for i in 0..100_000u64 {
+            log.put(k(i), Bytes::new());
+        }
+        let grown = log.entries.capacity();
+        for i in 0..99_990u64 {
+            log.remove(&k(i));
+        }
+        assert_eq!(log.entries.len(), 10);
+        assert!(
+            log.entries.capacity() <= 4096 && log.entries.capacity() < grown / 10,
+            "{} of {grown}",
+            log.entries.capacity()
+        );
+        assert_eq!(
+            log.scan(&(Bound::Unbounded, Bound::Unbounded), false, 1)[0].0,
+            k(99_990)
+        );
     }
 }
