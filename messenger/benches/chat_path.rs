@@ -25,10 +25,9 @@
 //! `CLOCK_PROCESS_CPUTIME_ID`), not wall time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use starling_graph::{Graph, GraphConfig};
 use starling_messenger::pipeline::EndedTokens;
+use starling_messenger::test_support::messenger_on_memory;
 use starling_messenger::{Conversation, Message, Messenger, MessengerConfig};
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,43 +67,17 @@ fn messenger_with(
     bench_messenger(rt, users, false, mcfg)
 }
 
-/// The one set-up of every step here: a messenger configured by `mcfg` on the memory engine,
-/// over a graph with its block cache on or off and `users` signed-up users (their ids); the
-/// client-id filter loaded where `mcfg` turns it on.
+/// The one set-up of every step here, the unit tests' (`starling_messenger::test_support`): a
+/// messenger configured by `mcfg` on the memory engine, over a graph with its block cache on or
+/// off and `users` signed-up users (their ids); the client-id filter loaded where `mcfg` turns
+/// it on.
 fn bench_messenger(
     rt: &tokio::runtime::Runtime,
     users: usize,
     block_cache: bool,
     mcfg: MessengerConfig,
 ) -> (Messenger, Vec<u64>) {
-    rt.block_on(async {
-        let store = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
-        let cas = Arc::new(LocalCas(store.clone()));
-        let ids = Arc::new(IdGenerator::new(store.node()));
-        let mut cfg = GraphConfig::new("r", "r");
-        cfg.argon2_memory_kib = 64;
-        cfg.argon2_passes = 1;
-        cfg.block_cache = block_cache;
-        let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-        let mut out = Vec::new();
-        for i in 0..users {
-            let (u, _) = graph
-                .sign_up(&format!("user{i}"), "password1", None, None)
-                .await
-                .expect("sign up");
-            out.push(u.id);
-        }
-        let filter = mcfg.client_id_filter;
-        let m = Messenger::new(store, cas, ids, graph, mcfg);
-        if filter {
-            m.load_client_ids().await.expect("filter loaded");
-        }
-        (m, out)
-    })
+    rt.block_on(messenger_on_memory(users, block_cache, mcfg))
 }
 
 fn note_head(c: &mut Criterion) {

@@ -22,7 +22,8 @@
 //! - [`hub`]: per-node registry of connections and fan-out to them;
 //! - [`fanout`]: hub + bus + replication: where each kind of event goes;
 //! - [`bus`]: in-region fan-out between gateway nodes (in-process, or Redis pub/sub);
-//! - [`tail`]: turns messages arriving in the local store (replication) into deliveries.
+//! - [`tail`]: turns messages arriving in the local store (replication) into deliveries;
+//! - `test_support` (feature `test-support`): the one set-up of the unit tests and benchmarks.
 //!
 //! Talks only to `starling_store`, `starling_graph` (users, blocks) and Redis through [`bus`].
 
@@ -45,6 +46,8 @@ pub mod protocol;
 pub mod send;
 pub mod sequencer;
 pub mod tail;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 
 pub use bus::{Bus, BusEvent, BusReceiver};
 pub use conversations::ConversationsPage;

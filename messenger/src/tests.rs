@@ -1,10 +1,8 @@
 //! Domain tests of the seq/idempotency protocol and of conversations, on the memory engine.
 
+use crate::test_support::{beside, messenger_on_memory};
 use crate::{Messenger, MessengerConfig, MessengerError};
-use starling_graph::{Graph, GraphConfig};
-use starling_store::{
-    HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, StoreExt, open_memory,
-};
+use starling_store::{LocalCas, StoreExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -13,30 +11,10 @@ pub(crate) async fn setup(users: usize) -> (Messenger, Vec<u64>) {
     setup_with(users, false).await
 }
 
-/// [`setup`] over a graph with its block cache on or off (`GraphConfig::block_cache`).
+/// [`setup`] over a graph with its block cache on or off (`GraphConfig::block_cache`): the
+/// set-up `benches/chat_path.rs` uses too ([`crate::test_support`]).
 async fn setup_with(users: usize, block_cache: bool) -> (Messenger, Vec<u64>) {
-    let store = open_memory(
-        NodeId::new(RegionId(1), 1),
-        Arc::new(HlcClock::new()),
-        Limits::default(),
-    );
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(store.node()));
-    let mut cfg = GraphConfig::new("r", "r");
-    cfg.argon2_memory_kib = 64;
-    cfg.argon2_passes = 1;
-    cfg.block_cache = block_cache;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), cfg);
-    let mut out = Vec::new();
-    for i in 0..users {
-        let (u, _) = graph
-            .sign_up(&format!("user{i}"), "password1", None, None)
-            .await
-            .unwrap();
-        out.push(u.id);
-    }
-    let m = Messenger::new(store, cas, ids, graph, MessengerConfig::new("r"));
-    (m, out)
+    messenger_on_memory(users, block_cache, MessengerConfig::new("r")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,13 +156,7 @@ async fn sends_from_another_region_are_forwarded_and_share_one_gap_free_log() {
         calls: std::sync::atomic::AtomicU64::new(0),
     });
     let _ = router.home.set(home.send_handler());
-    let foreign = Messenger::new(
-        home.store().clone(),
-        router.clone(),
-        Arc::new(IdGenerator::new(home.store().node())),
-        home.graph.clone(),
-        MessengerConfig::new("r"),
-    );
+    let foreign = beside(&home, Some(router.clone()), MessengerConfig::new("r"));
     let mut tasks = tokio::task::JoinSet::new();
     for (t, m) in [home.clone(), foreign.clone()].into_iter().enumerate() {
         let conv = conv.clone();
@@ -395,13 +367,7 @@ async fn gated_setup(users: usize) -> (Messenger, Vec<u64>, Arc<Gated>) {
         cas: LocalCas(m.store().clone()),
         gate: tokio::sync::Semaphore::new(GATE as usize),
     });
-    let m = Messenger::new(
-        m.store().clone(),
-        gated.clone(),
-        Arc::new(IdGenerator::new(m.store().node())),
-        m.graph.clone(),
-        MessengerConfig::new("r"),
-    );
+    let m = beside(&m, Some(gated.clone()), MessengerConfig::new("r"));
     (m, u, gated)
 }
 
@@ -513,13 +479,7 @@ async fn without_group_commit_the_same_sends_make_the_same_log() {
     let (m, u) = setup(3).await;
     let mut cfg = MessengerConfig::new("r");
     cfg.group_commit = false;
-    let m = Messenger::new(
-        m.store().clone(),
-        Arc::new(LocalCas(m.store().clone())),
-        Arc::new(IdGenerator::new(m.store().node())),
-        m.graph.clone(),
-        cfg,
-    );
+    let m = beside(&m, None, cfg);
     let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for &sender in &u {
@@ -630,13 +590,7 @@ async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
     // The path before (the swap, then the group's index batch) reads the same log.
     let mut cfg = MessengerConfig::new("r");
     cfg.one_commit = false;
-    let before = Messenger::new(
-        store.clone(),
-        Arc::new(LocalCas(store.clone())),
-        Arc::new(IdGenerator::new(store.node())),
-        m.graph.clone(),
-        cfg,
-    );
+    let before = beside(&m, None, cfg);
     let s = before.send(&conv, u[1], "b1", "y").await.unwrap();
     assert_eq!(s.message.seq, 6);
     let stats = before.sequencer_stats();
@@ -651,13 +605,11 @@ async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
     assert_eq!(r.message, s.message, "either path's index answers a retry");
 }
 
-/// A messenger over `store` with the client-id filter on, as a node (re)started on it.
-fn filtered(store: &Arc<dyn starling_store::Store>, graph: &Graph) -> Messenger {
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(store.node()));
+/// A messenger over `m`'s store with the client-id filter on, as a node (re)started on it.
+fn filtered(m: &Messenger) -> Messenger {
     let mut cfg = MessengerConfig::new("r");
     cfg.client_id_filter = true;
-    Messenger::new(store.clone(), cas, ids, graph.clone(), cfg)
+    beside(m, None, cfg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,12 +617,10 @@ async fn the_client_id_filter_skips_the_index_read_and_a_retry_after_a_restart_f
 {
     use std::sync::atomic::Ordering::Relaxed;
     let (m0, u) = setup(2).await;
-    let store = m0.store().clone();
-    let graph = m0.graph.clone();
     // Off (the default, and in a cluster): never in use.
     assert_eq!(m0.load_client_ids().await.unwrap(), 0);
     assert!(!m0.client_ids().is_ready());
-    let m = filtered(&store, &graph);
+    let m = filtered(&m0);
     assert_eq!(m.load_client_ids().await.unwrap(), 0);
     assert!(m.client_ids().is_ready());
     let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
@@ -690,7 +640,7 @@ async fn the_client_id_filter_skips_the_index_read_and_a_retry_after_a_restart_f
     let again = m.send(&conv, u[0], "c0", "x").await.unwrap();
     assert_eq!((again.new, again.message.seq), (false, 1));
     // Restarted on the same store: until the filter is loaded every send reads the index…
-    let m = filtered(&store, &graph);
+    let m = filtered(&m0);
     assert!(!m.client_ids().is_ready());
     let again = m.send(&conv, u[0], "c1", "x").await.unwrap();
     assert_eq!((again.new, again.message.seq), (false, 2));
