@@ -4,6 +4,9 @@
 //! times each on the embedded store, with the count consumer running beside them as it does in
 //! the server, and ends when every like is counted (checked). A ratio near 1 means the hot post
 //! does not serialize on its counter. `infra/bench-likes.sh` writes `bench/likes.md`.
+//!
+//! `consumer_pass`: the count consumer's pass with and without its queueing of deleted posts for
+//! the cleanup, A B A B.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use starling_posts::likes::Likes;
@@ -102,5 +105,62 @@ fn likes(c: &mut Criterion) {
     let _ = f.stop.send(true);
 }
 
-criterion_group!(benches, likes);
+/// One pass of the count consumer over [`TASKS`] × [`PER_TASK`] new posts (their records) and a
+/// like of each (written before the clock starts; the consumer does not run beside them), with
+/// its queueing of deleted posts for the cleanup (`posts::cleanup`: one batched read of each
+/// batch's posts) on or off. Off is the baseline; the cases alternate A B A B in one run.
+fn consumer_pass(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeId::new(RegionId::from_name("bench"), 1);
+    let opts = EmbeddedOptions::new(dir.path());
+    let store = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
+    let likes = Likes::new(store.clone());
+    let next = AtomicU64::new(1_000);
+    let n = TASKS * PER_TASK;
+    let pass = |queueing: bool| {
+        likes.set_queueing_deleted(queueing);
+        let first = next.fetch_add(n, Ordering::Relaxed);
+        rt.block_on(async {
+            let body = bytes::Bytes::from_static(b"a post's record");
+            let posts: Vec<_> = (first..first + n)
+                .map(|p| {
+                    let key = starling_posts::POSTS.key().u64(p).finish();
+                    (key, starling_store::Mutation::Put(body.clone()))
+                })
+                .collect();
+            store.mutate_many(&posts).await.expect("posts");
+            for p in first..first + n {
+                likes.like(p, p).await.expect("like");
+            }
+        });
+        let start = Instant::now();
+        rt.block_on(likes.catch_up()).expect("catch up");
+        let elapsed = start.elapsed();
+        let last = rt.block_on(likes.count(first + n - 1)).expect("count");
+        assert_eq!(last, 1, "counted");
+        elapsed
+    };
+    let mut g = c.benchmark_group("consumer_pass");
+    g.throughput(Throughput::Elements(2 * n));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    for (name, queueing) in [
+        ("without_queue_a1", false),
+        ("with_queue_b1", true),
+        ("without_queue_a2", false),
+        ("with_queue_b2", true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| pass(queueing)).sum())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, likes, consumer_pass);
 criterion_main!(benches);

@@ -154,6 +154,9 @@ pub struct Likes {
     shared: Arc<std::sync::atomic::AtomicBool>,
     /// The viewers' own `liked` / `reposted` flags ([`crate::viewer`]).
     viewer: ViewerCache,
+    /// Whether the consumer queues deleted posts for [`crate::cleanup`] (always, but for a
+    /// benchmark's baseline: [`Likes::set_queueing_deleted`]).
+    queueing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Likes {
@@ -166,7 +169,27 @@ impl Likes {
             epoch: Arc::new(AtomicU64::new(0)),
             shared: Arc::default(),
             viewer: ViewerCache::new(VIEWER_CACHED),
+            queueing: Arc::new(true.into()),
         }
+    }
+
+    /// Turns the consumer's queueing of deleted posts for [`crate::cleanup`] off or on again. On
+    /// by default; off only as a benchmark's baseline (`benches/likes.rs`): a post deleted
+    /// meanwhile keeps its likes and reposts.
+    pub fn set_queueing_deleted(&self, on: bool) {
+        self.queueing.store(on, Ordering::Release);
+    }
+
+    /// [`crate::cleanup::queue_deleted`] for one batch, unless turned off.
+    async fn queue_deleted(
+        &self,
+        changes: &[starling_store::Change],
+        j: &Journal,
+    ) -> Result<(), StoreError> {
+        if !self.queueing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        crate::cleanup::queue_deleted(self.store.as_ref(), changes, &j.counters).await
     }
 
     /// The counts are derived by several nodes (each the holder of some partitions of a
@@ -409,7 +432,7 @@ impl Likes {
                 return Ok(());
             };
             let j = self.plan(&changes, last, loaded.as_ref()).await?;
-            crate::cleanup::queue_deleted(self.store.as_ref(), &changes, &j.counters).await?;
+            self.queue_deleted(&changes, &j).await?;
             if !j.counters.is_empty() || !j.shadows.is_empty() {
                 j.save(self.store.as_ref()).await?;
                 j.apply(self.store.as_ref()).await?;
@@ -431,7 +454,7 @@ impl Likes {
     ) -> Result<(), StoreError> {
         let loaded = self.loaded_dot().await?;
         let j = self.plan(changes, 0, loaded.as_ref()).await?;
-        crate::cleanup::queue_deleted(self.store.as_ref(), changes, &j.counters).await?;
+        self.queue_deleted(changes, &j).await?;
         let mut writes: Vec<(Key, starling_store::Mutation)> = j
             .counters
             .iter()
