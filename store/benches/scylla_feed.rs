@@ -9,6 +9,10 @@
 //!   consumer (in the same process, so one clock) polls every [`POLL`] and notes when each key
 //!   arrives, beside the node-local feed read the way today's consumers read it
 //!   (`subscribe` + `changes`, woken on growth after `store::consumer::LINGER`): the baseline.
+//! - **Digest fold**: a consumer's commit of a batch with the keyspace's digests (each key's
+//!   record and digest row read, the row written) against one without them
+//!   ([`KeyspaceFeed::without_digests`], the baseline), each on its own keyspace fed the same
+//!   puts, alternated in rounds.
 //! - **Hand-over**: two consumers share the partitions; one stops (a dead holder); the time until
 //!   the other holds its partitions, and until a write in one of them is delivered, with the
 //!   default leases (10 s) and a rebalance every second.
@@ -112,6 +116,61 @@ async fn write_cost(nodes: &[String], tag: u32, names: &mut Vec<String>) -> Vec<
         ));
     }
     out
+}
+
+/// A consumer's commit of a batch of [`PER_ROUND`] new keys with the keyspace's digests and
+/// without them, each on its own keyspace (one partition), alternated.
+async fn fold_cost(nodes: &[String], tag: u32, names: &mut Vec<String>) -> (Row, Row) {
+    let mut sides = Vec::new();
+    for digests in [true, false] {
+        let ks = format!("fb_fold_{}_{tag}", if digests { "dg" } else { "base" });
+        names.push(ks.clone());
+        let mut o = ScyllaOptions::new(nodes.to_vec(), ks);
+        o.feed_partitions = Some(1);
+        let node = NodeId::new(RegionId::from_name("bench"), 4);
+        let s = open_scylla(node, Arc::new(HlcClock::new()), &o)
+            .await
+            .expect("open");
+        let feed = KeyspaceFeed::open(&o, NodeId(950), LeaseConfig::default())
+            .await
+            .expect("feed");
+        let feed = if digests {
+            feed
+        } else {
+            feed.without_digests()
+        };
+        feed.rebalance().await.expect("rebalance");
+        sides.push((s, feed));
+    }
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for r in 0..ROUNDS {
+        let from = 10_000 + (r * PER_ROUND) as u64;
+        for (s, _) in &sides {
+            puts(s, from, PER_ROUND).await;
+        }
+        // Past the writers' marks (published every 50 ms).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let feed = &sides[i].1;
+            for b in feed.poll(4096).await.expect("poll") {
+                if b.changes.is_empty() {
+                    continue;
+                }
+                let t = Instant::now();
+                assert!(feed.commit(&b).await.expect("commit"));
+                let took = t.elapsed();
+                if i == 0 { &mut with } else { &mut without }.push(took);
+            }
+        }
+    }
+    (
+        row(
+            format!("commit of a batch of {PER_ROUND} new keys, keyspace digests"),
+            with,
+        ),
+        row("the same without digests (baseline)", without),
+    )
 }
 
 /// End-to-end lag: keyspace feed consumer beside the node-local feed.
@@ -248,8 +307,9 @@ fn main() {
     let rt = common::runtime();
     let tag = std::process::id();
     let mut names = Vec::new();
-    let (cost, lags, hand) = rt.block_on(async {
+    let (cost, lags, hand, fold) = rt.block_on(async {
         let cost = write_cost(&nodes, tag, &mut names).await;
+        let fold = fold_cost(&nodes, tag, &mut names).await;
         let ks = format!("fb_lag_{tag}");
         names.push(ks.clone());
         let mut o = ScyllaOptions::new(nodes.clone(), ks);
@@ -270,7 +330,7 @@ fn main() {
                 .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
                 .await;
         }
-        (cost, lags, hand)
+        (cost, lags, hand, fold)
     });
     let commit = common::report::commit();
     let load = common::report::load();
@@ -341,6 +401,19 @@ fn main() {
         "- keyspace feed lag: mean {:.1}x, p99 {:.1}x of the node-local feed's\n",
         lags.0.mean.as_secs_f64() / lags.1.mean.as_secs_f64().max(1e-9),
         lags.0.p99.as_secs_f64() / lags.1.p99.as_secs_f64().max(1e-9)
+    );
+    table(
+        &mut md,
+        &format!(
+            "Digest fold: a consumer's commit, {ROUNDS} alternated rounds, one partition, one writer"
+        ),
+        &[&fold.0, &fold.1],
+    );
+    let _ = writeln!(
+        md,
+        "- commit with the keyspace's digests: mean {:.2}x, p99 {:.2}x of the baseline's\n",
+        fold.0.mean.as_secs_f64() / fold.1.mean.as_secs_f64().max(1e-9),
+        fold.0.p99.as_secs_f64() / fold.1.p99.as_secs_f64().max(1e-9)
     );
     table(
         &mut md,
