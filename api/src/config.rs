@@ -11,7 +11,7 @@
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
 //! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
-//! and [`TrimSettings`](starling_store::TrimSettings)) is a `clap::Args` struct flattened into
+//! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings)) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration (or the part's
 //! `From` it), so a new setting of a group is its field and its doc, and nothing in
@@ -30,16 +30,16 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use starling_store::{EmbeddedOptions, FsyncPolicy, NodeId, RegionId};
+use starling_store::{NodeId, RegionId};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 use values::{
-    AtLeastOne, Bytes, Fsync, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name,
-    Origins, PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, StoreWork,
-    Timeout, Within,
+    AtLeastOne, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name, Origins,
+    PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, StoreWork, Timeout,
+    Within,
 };
 
 /// Settings of `starling serve`: flags, environment variables and the TOML file's keys. A field
@@ -67,17 +67,10 @@ pub struct ServeArgs {
     /// (see the README).
     #[arg(long, env = "STARLING_STORE")]
     pub store: Option<StoreKind>,
-    /// When writes are fsynced: `always` (before each acknowledgement), `never`, or an interval
-    /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
-    #[arg(long, env = "STARLING_FSYNC")]
-    pub fsync: Option<Fsync>,
-    /// Block cache of the embedded store, e.g. `1GiB` (default 256MiB).
-    #[arg(long, env = "STARLING_STORE_CACHE")]
-    pub store_cache: Option<Bytes>,
-    /// Most bytes of each of the embedded store's four memtables before it is flushed to disk,
-    /// e.g. `16MiB` (default 16MiB); applies to a new data directory.
-    #[arg(long, env = "STARLING_STORE_MEMTABLE")]
-    pub store_memtable: Option<Bytes>,
+    /// The embedded store's fsync, block cache and memtables (`--fsync`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub embedded: starling_store::settings::EmbeddedSettings,
     /// Address the gossip transport listens on, e.g. `0.0.0.0:7946`; enables clustering.
     #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
     pub gossip_listen: Option<SocketAddr>,
@@ -227,12 +220,8 @@ pub struct ServeConfig {
     pub node_name: String,
     /// Store engine.
     pub store: StoreKind,
-    /// Fsync policy of the embedded store.
-    pub fsync: FsyncPolicy,
-    /// Block cache of the embedded store, in bytes.
-    pub store_cache: u64,
-    /// Memtable bound of each space of the embedded store, in bytes.
-    pub store_memtable: u64,
+    /// The embedded store's fsync policy, block cache and memtables.
+    pub embedded: starling_store::settings::EmbeddedSettings,
     /// Clustering, when enabled.
     pub gossip: Option<GossipSettings>,
     /// HTTPS: the certificate chain and key files.
@@ -452,13 +441,7 @@ impl ServeConfig {
             region,
             node_name,
             store: args.store.unwrap_or(StoreKind::Embedded),
-            fsync: args.fsync.map_or_else(FsyncPolicy::default, |f| f.0),
-            store_cache: args
-                .store_cache
-                .map_or(EmbeddedOptions::DEFAULT_CACHE_BYTES, Bytes::get),
-            store_memtable: args
-                .store_memtable
-                .map_or(EmbeddedOptions::DEFAULT_MEMTABLE_BYTES, Bytes::get),
+            embedded: args.embedded,
             gossip: None,
             tls: match (args.tls_cert, args.tls_key) {
                 (None, None) => None,
@@ -714,6 +697,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<ChatSettings>(text)?;
     toml::from_str::<Housekeeping>(text)?;
     toml::from_str::<starling_feed::FeedSettings>(text)?;
+    toml::from_str::<starling_store::settings::EmbeddedSettings>(text)?;
     toml::from_str::<starling_store::TrimSettings>(text)?;
     toml::from_str(text)
 }
@@ -774,6 +758,7 @@ impl<'de> DeserializeSeed<'de> for KnownKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_store::{EmbeddedOptions, FsyncPolicy};
 
     const DAY: Duration = Duration::from_secs(86_400);
 
@@ -783,7 +768,7 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("./starling-data"));
         assert_eq!(c.store, StoreKind::Embedded);
-        assert_eq!(c.fsync, FsyncPolicy::default());
+        assert_eq!(c.embedded.fsync.0, FsyncPolicy::default());
     }
 
     #[test]
@@ -811,7 +796,7 @@ mod tests {
             ServeConfig::resolve(parse(&["--region", "us", "--config", file]).unwrap()).unwrap();
         assert_eq!(c.region, "us", "the flag wins");
         assert_eq!(c.listen.port(), 9000, "the file fills what flags leave");
-        assert_eq!(c.fsync, FsyncPolicy::Always);
+        assert_eq!(c.embedded.fsync.0, FsyncPolicy::Always);
     }
 
     #[test]
@@ -847,6 +832,9 @@ mod tests {
         assert_eq!(h.handle_grace.get(), Duration::from_secs(30 * 24 * 3600));
         assert_eq!(h.deletion_interval.get(), Duration::from_secs(10));
         assert_eq!(c.housekeeping, h);
+        let store = (c.embedded.store_cache, c.embedded.store_memtable);
+        assert_eq!(store.0.get(), EmbeddedOptions::DEFAULT_CACHE_BYTES);
+        assert_eq!(store.1.get(), EmbeddedOptions::DEFAULT_MEMTABLE_BYTES);
         let trim = starling_store::TrimConfig::default();
         assert_eq!(c.trim, trim);
         assert_eq!((trim.interval, trim.retain), (Duration::from_secs(10), 0));
@@ -1067,7 +1055,7 @@ mod tests {
         ])
         .unwrap();
         let c = ServeConfig::resolve(ok).unwrap();
-        assert_eq!(c.store_cache, 8 << 20);
+        assert_eq!(c.embedded.store_cache.get(), 8 << 20);
         assert_eq!(c.housekeeping.gc_grace.get(), Duration::from_secs(7200));
         assert_eq!(c.feed.cap, 20);
         for (args, needle) in [

@@ -6,8 +6,7 @@ use anyhow::Context;
 use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
 use starling_graph::GraphConfig;
 use starling_store::{
-    EmbeddedOptions, HlcClock, Limits, ScyllaOptions, Store, open_embedded, open_memory,
-    open_scylla,
+    HlcClock, Limits, ScyllaOptions, Store, open_embedded, open_memory, open_scylla,
 };
 use std::sync::Arc;
 
@@ -30,10 +29,7 @@ pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Resu
                 .with_context(|| format!("opening the ScyllaDB store {url}"))
         }
         StoreKind::Embedded => {
-            let mut opts = EmbeddedOptions::new(&cfg.data_dir);
-            opts.fsync = cfg.fsync;
-            opts.cache_bytes = cfg.store_cache;
-            opts.memtable_bytes = cfg.store_memtable;
+            let opts = cfg.embedded.options(&cfg.data_dir);
             open_embedded(cfg.node(), clock, &opts)
                 .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
         }

@@ -1,15 +1,39 @@
 //! The value types of settings declared with clap (feature `clap`): a number in a range
-//! ([`Within`]) and a duration in a range ([`Period`]), each one parser for a flag, its
+//! ([`Within`]), a duration in a range ([`Period`]), a size ([`Bytes`]) and an fsync policy
+//! ([`Fsync`]), each one parser for a flag, its
 //! `STARLING_*` variable (clap calls `FromStr`) and a TOML file (serde calls the same check), and
 //! [`defaults`], a group's values from no flags. They live here, the crate every other one builds
 //! on, so a crate declares its own settings group beside the code that reads it (the store's
-//! trimmer, the feed) and `starling serve` flattens the groups into its command line.
+//! trimmer, the embedded engine's [`EmbeddedSettings`], the feed) and `starling serve` flattens
+//! the groups into its command line.
 
+use crate::{EmbeddedOptions, FsyncPolicy};
 use clap::{Args, FromArgMatches};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// Serde through `Display` and `FromStr` for the types named: a file's value is read by the
+/// parser a flag's is. The caller depends on `serde`.
+#[macro_export]
+macro_rules! serde_via_str {
+    ($($t:ty),* $(,)?) => {$(
+        impl ::serde::Serialize for $t {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as ::serde::Deserialize>::deserialize(d)?
+                    .parse()
+                    .map_err(::serde::de::Error::custom)
+            }
+        }
+    )*};
+}
 
 /// A whole number from `MIN` to `MAX`; in the file a TOML integer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +152,141 @@ impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for Period<MIN_
         String::deserialize(d)?
             .parse()
             .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A size in bytes such as `64MiB`, `512KiB`, `1GiB` or `1048576`, from 1 MiB to 64 GiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bytes(u64);
+
+impl Bytes {
+    /// The size in bytes.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for Bytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let unit: u64 = match t[digits..].trim() {
+            "" | "B" => 1,
+            "K" | "KiB" => 1 << 10,
+            "M" | "MiB" => 1 << 20,
+            "G" | "GiB" => 1 << 30,
+            _ => {
+                return Err(format!(
+                    "{s:?}: expected a size such as 64MiB (units B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        let n: u64 = t[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
+        match n.checked_mul(unit) {
+            Some(b) if ((1 << 20)..=(64 << 30)).contains(&b) => Ok(Bytes(b)),
+            _ => Err(format!("{s:?}: between 1MiB and 64GiB")),
+        }
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            b if b % (1 << 30) == 0 => write!(f, "{}GiB", b >> 30),
+            b if b % (1 << 20) == 0 => write!(f, "{}MiB", b >> 20),
+            b if b % (1 << 10) == 0 => write!(f, "{}KiB", b >> 10),
+            b => write!(f, "{b}"),
+        }
+    }
+}
+
+/// When the embedded store fsyncs: `always`, `never`, or an interval in milliseconds (1 to
+/// 60000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fsync(pub FsyncPolicy);
+
+impl FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(Fsync(FsyncPolicy::Always)),
+            "never" => Ok(Fsync(FsyncPolicy::Never)),
+            ms => match ms.parse::<u64>() {
+                Ok(ms) if (1..=60_000).contains(&ms) => {
+                    Ok(Fsync(FsyncPolicy::Interval(Duration::from_millis(ms))))
+                }
+                _ => Err(format!(
+                    "{ms:?}: expected `always`, `never` or milliseconds between 1 and 60000"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Fsync {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Never => f.write_str("never"),
+            FsyncPolicy::Interval(d) => write!(f, "{}", d.as_millis()),
+        }
+    }
+}
+
+serde_via_str!(Bytes, Fsync);
+
+/// The embedded engine's settings of `starling serve`: a clap group (flags, `STARLING_<FLAG>`
+/// variables and `--config` keys, each declared once here, typed and defaulted) that the server
+/// flattens into its command line; [`EmbeddedOptions`] from it ([`EmbeddedSettings::options`]).
+#[derive(Args, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct EmbeddedSettings {
+    /// When writes are fsynced: `always` (before each acknowledgement), `never`, or an interval
+    /// in milliseconds (default 100). Every acknowledged write survives a process crash anyway.
+    #[arg(
+        long,
+        env = "STARLING_FSYNC",
+        default_value = "100",
+        hide_default_value = true
+    )]
+    pub fsync: Fsync,
+    /// Block cache of the embedded store, e.g. `1GiB` (default 256MiB).
+    #[arg(
+        long,
+        env = "STARLING_STORE_CACHE",
+        default_value = "256MiB",
+        hide_default_value = true
+    )]
+    pub store_cache: Bytes,
+    /// Most bytes of each of the embedded store's four memtables before it is flushed to disk,
+    /// e.g. `16MiB` (default 16MiB); applies to a new data directory.
+    #[arg(
+        long,
+        env = "STARLING_STORE_MEMTABLE",
+        default_value = "16MiB",
+        hide_default_value = true
+    )]
+    pub store_memtable: Bytes,
+}
+
+impl Default for EmbeddedSettings {
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl EmbeddedSettings {
+    /// The options of an embedded store in `dir` with these settings, the rest default.
+    pub fn options(&self, dir: impl Into<PathBuf>) -> EmbeddedOptions {
+        EmbeddedOptions {
+            fsync: self.fsync.0,
+            cache_bytes: self.store_cache.get(),
+            memtable_bytes: self.store_memtable.get(),
+            ..EmbeddedOptions::new(dir)
+        }
     }
 }
 

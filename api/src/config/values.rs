@@ -3,35 +3,20 @@
 //! `--config` file (serde calls the same `FromStr`, or the same range check for numbers). So a
 //! setting is declared by its field in [`super::ServeArgs`] alone, and a bad value is refused
 //! where it is read, with the flag (clap) or the file's line (toml) named. The numbers and
-//! durations in a range ([`Within`], [`Period`]) are `starling_store::settings`' (the crates'
-//! own settings groups use them too).
+//! durations in a range ([`Within`], [`Period`]), the sizes ([`Bytes`]), the fsync policy
+//! ([`Fsync`]) and serde through the text (`serde_via_str!`) are `starling_store::settings`'
+//! (the crates' own settings groups use them too).
 
 use crate::cors::CorsOrigins;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use starling_store::{FsyncPolicy, ScyllaOptions};
+use serde::{Deserialize, Serialize};
+use starling_store::ScyllaOptions;
+use starling_store::serde_via_str;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 pub use starling_store::settings::{
-    AtLeastOne, Lifetime, PerMinute, Period, Span, Timeout, Within,
+    AtLeastOne, Bytes, Fsync, Lifetime, PerMinute, Period, Span, Timeout, Within,
 };
-
-/// Serde through `Display` and `FromStr`: the file's value is read by the parser a flag's is.
-macro_rules! serde_via_str {
-    ($($t:ty),* $(,)?) => {$(
-        impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
-            }
-        }
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
 
 /// A text setting kept as given once `check` accepts it: `FromStr`, `Display`, serde and the
 /// text back out ([`as_str`](Name::as_str), `From<_> for String`).
@@ -167,87 +152,6 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
-/// A size in bytes such as `64MiB`, `512KiB`, `1GiB` or `1048576`, from 1 MiB to 64 GiB.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bytes(u64);
-
-impl Bytes {
-    /// The size in bytes.
-    pub fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl FromStr for Bytes {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let unit: u64 = match t[digits..].trim() {
-            "" | "B" => 1,
-            "K" | "KiB" => 1 << 10,
-            "M" | "MiB" => 1 << 20,
-            "G" | "GiB" => 1 << 30,
-            _ => {
-                return Err(format!(
-                    "{s:?}: expected a size such as 64MiB (units B, KiB, MiB, GiB)"
-                ));
-            }
-        };
-        let n: u64 = t[..digits]
-            .parse()
-            .map_err(|_| format!("{s:?}: expected a size such as 64MiB"))?;
-        match n.checked_mul(unit) {
-            Some(b) if ((1 << 20)..=(64 << 30)).contains(&b) => Ok(Bytes(b)),
-            _ => Err(format!("{s:?}: between 1MiB and 64GiB")),
-        }
-    }
-}
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            b if b % (1 << 30) == 0 => write!(f, "{}GiB", b >> 30),
-            b if b % (1 << 20) == 0 => write!(f, "{}MiB", b >> 20),
-            b if b % (1 << 10) == 0 => write!(f, "{}KiB", b >> 10),
-            b => write!(f, "{b}"),
-        }
-    }
-}
-
-/// When the embedded store fsyncs: `always`, `never`, or an interval in milliseconds (1 to
-/// 60000).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fsync(pub FsyncPolicy);
-
-impl FromStr for Fsync {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "always" => Ok(Fsync(FsyncPolicy::Always)),
-            "never" => Ok(Fsync(FsyncPolicy::Never)),
-            ms => match ms.parse::<u64>() {
-                Ok(ms) if (1..=60_000).contains(&ms) => {
-                    Ok(Fsync(FsyncPolicy::Interval(Duration::from_millis(ms))))
-                }
-                _ => Err(format!(
-                    "{ms:?}: expected `always`, `never` or milliseconds between 1 and 60000"
-                )),
-            },
-        }
-    }
-}
-
-impl fmt::Display for Fsync {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            FsyncPolicy::Always => f.write_str("always"),
-            FsyncPolicy::Never => f.write_str("never"),
-            FsyncPolicy::Interval(d) => write!(f, "{}", d.as_millis()),
-        }
-    }
-}
-
 /// Which store engine a node runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreKind {
@@ -344,7 +248,7 @@ impl fmt::Display for Rtts {
     }
 }
 
-serde_via_str!(Bytes, Fsync, StoreKind, Origins, Rtts);
+serde_via_str!(StoreKind, Origins, Rtts);
 
 // The choices' variants have `//` comments, not docs: a documented variant would turn clap's
 // `--help` into its long form for every flag. Their values show as `[possible values: …]`.
@@ -411,6 +315,8 @@ pub enum Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starling_store::FsyncPolicy;
+    use std::time::Duration;
 
     /// Every value a type accepts prints as text it reads back the same: the layered merge
     /// passes the file's and the flags' values through that text.
