@@ -67,7 +67,10 @@ impl Fanout {
     pub fn message(&self, conv: &Conversation, m: &Message) {
         self.recent.lock().insert((m.conv, m.seq));
         self.local_message(conv, m);
-        self.bus.publish(BusEvent::Message(m.clone()));
+        // (No copy of the entry for a bus that reaches no other node.)
+        if self.bus.is_shared() {
+            self.bus.publish(BusEvent::Message(m.clone()));
+        }
     }
 
     /// Whether this node already delivered message `seq` of `conv`.

@@ -55,6 +55,13 @@ pub(crate) async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
             r = grown.changed() => if r.is_err() { return },
         }
+        // A burst of writes is one read of the feed, as for every consumer
+        // (`starling_store::consumer::LINGER`): woken per write, this tail read the feed once
+        // per chat message (1.5 % of a node's CPU at 10 000 msg/s).
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(starling_store::consumer::LINGER) => {}
+        }
     }
 }
 
