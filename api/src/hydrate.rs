@@ -360,7 +360,11 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&views).unwrap();
         let items = v.as_array().unwrap();
         assert_eq!(items.len(), 4, "the repost across the block left out: {v}");
-        assert!(items.iter().any(|i| i["reposted_by"]["handle"] == "author0"));
+        assert!(
+            items
+                .iter()
+                .any(|i| i["reposted_by"]["handle"] == "author0")
+        );
         assert!(items.iter().any(|i| i["quoted"]["text"] == text));
         let hidden_id = hidden.id.to_string();
         assert!(
