@@ -15,44 +15,29 @@
 //!
 //! Bounded: at most [`PAIRS`] pairs, least recently used out; counted in [`BlockCacheStats`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::exact_cache::{ExactCache, ExactCacheStats};
 
 /// Pairs kept at most.
 pub const PAIRS: u64 = 200_000;
 
 /// Counters of the block cache, read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct BlockCacheStats {
-    /// Questions answered from the cache.
-    pub hits: AtomicU64,
-    /// Questions that read the store.
-    pub misses: AtomicU64,
-}
+pub type BlockCacheStats = ExactCacheStats;
 
-/// The cache (see the module's documentation).
-pub struct BlockCache {
-    /// (smaller id, larger id) → whether either blocked the other.
-    pairs: moka::sync::Cache<(u64, u64), bool>,
-    /// Bumped by every write of a block element (under this lock, with the pair's drop).
-    generation: parking_lot::Mutex<u64>,
-    stats: BlockCacheStats,
-}
+/// The cache (see the module's documentation): (smaller id, larger id) → whether either blocked
+/// the other.
+pub struct BlockCache(ExactCache<(u64, u64), bool>);
 
 impl std::fmt::Debug for BlockCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockCache")
-            .field("pairs", &self.pairs.entry_count())
+            .field("pairs", &self.0.entries())
             .finish_non_exhaustive()
     }
 }
 
 impl Default for BlockCache {
     fn default() -> Self {
-        BlockCache {
-            pairs: moka::sync::Cache::new(PAIRS),
-            generation: parking_lot::Mutex::new(0),
-            stats: BlockCacheStats::default(),
-        }
+        BlockCache(ExactCache::new(PAIRS))
     }
 }
 
@@ -63,45 +48,33 @@ fn pair(a: u64, b: u64) -> (u64, u64) {
 impl BlockCache {
     /// The cached answer for `a` and `b`, if any (counted as a hit or a miss).
     pub(crate) fn get(&self, a: u64, b: u64) -> Option<bool> {
-        let v = self.pairs.get(&pair(a, b));
-        let counter = if v.is_some() {
-            &self.stats.hits
-        } else {
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        v
+        self.0.get(&pair(a, b))
     }
 
     /// The generation now: note it before reading the store for [`BlockCache::offer`].
     pub(crate) fn generation(&self) -> u64 {
-        *self.generation.lock()
+        self.0.generation()
     }
 
     /// Caches `blocked` for `a` and `b`, read from the store after [`BlockCache::generation`]
     /// answered `seen`, unless a block element was written since.
     pub(crate) fn offer(&self, a: u64, b: u64, seen: u64, blocked: bool) {
-        let g = self.generation.lock();
-        if *g == seen {
-            self.pairs.insert(pair(a, b), blocked);
-        }
+        self.0.offer(pair(a, b), seen, blocked);
     }
 
     /// A block element of `a` and `b` was written (call after the store's write).
     pub(crate) fn changed(&self, a: u64, b: u64) {
-        let mut g = self.generation.lock();
-        *g += 1;
-        self.pairs.invalidate(&pair(a, b));
+        self.0.changed(&pair(a, b));
     }
 
     /// Pairs cached now (approximate).
     pub fn entries(&self) -> u64 {
-        self.pairs.entry_count()
+        self.0.entries()
     }
 
     /// The counters.
     pub fn stats(&self) -> &BlockCacheStats {
-        &self.stats
+        self.0.stats()
     }
 }
 
@@ -109,6 +82,7 @@ impl BlockCache {
 mod tests {
     use super::*;
     use crate::users::tests::graph_cached;
+    use std::sync::atomic::Ordering;
 
     #[tokio::test]
     async fn a_block_an_unblock_and_a_sweep_take_effect_on_the_next_question() {

@@ -13,6 +13,7 @@ pub mod bulk;
 pub mod counts;
 pub mod deletion;
 pub mod error;
+pub mod exact_cache;
 pub mod follows;
 pub mod friends;
 pub mod keys;

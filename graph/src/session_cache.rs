@@ -21,19 +21,13 @@
 //! its eviction is read from the store); counted in [`SessionCacheStats`]. Keyed by the token's
 //! digest, as the store is: the token itself is not kept.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::exact_cache::{ExactCache, ExactCacheStats};
 
 /// Sessions kept at most.
 pub const SESSIONS: u64 = 100_000;
 
 /// Counters of the session cache, read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct SessionCacheStats {
-    /// Token checks answered from the cache.
-    pub hits: AtomicU64,
-    /// Token checks that read the store.
-    pub misses: AtomicU64,
-}
+pub type SessionCacheStats = ExactCacheStats;
 
 /// A cached session: its user and expiry (ms since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,30 +36,20 @@ pub(crate) struct Cached {
     pub(crate) expires_at_ms: u64,
 }
 
-/// The cache (see the module's documentation).
-pub struct SessionCache {
-    /// Token digest → its session.
-    sessions: moka::sync::Cache<[u8; 32], Cached>,
-    /// Bumped by every revocation (under this lock, with the token's drop).
-    generation: parking_lot::Mutex<u64>,
-    stats: SessionCacheStats,
-}
+/// The cache (see the module's documentation): token digest → its session.
+pub struct SessionCache(ExactCache<[u8; 32], Cached>);
 
 impl std::fmt::Debug for SessionCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionCache")
-            .field("sessions", &self.sessions.entry_count())
+            .field("sessions", &self.0.entries())
             .finish_non_exhaustive()
     }
 }
 
 impl Default for SessionCache {
     fn default() -> Self {
-        SessionCache {
-            sessions: moka::sync::Cache::new(SESSIONS),
-            generation: parking_lot::Mutex::new(0),
-            stats: SessionCacheStats::default(),
-        }
+        SessionCache(ExactCache::new(SESSIONS))
     }
 }
 
@@ -73,49 +57,37 @@ impl SessionCache {
     /// The cached session of the token whose digest is `digest`, if any (counted as a hit or a
     /// miss).
     pub(crate) fn get(&self, digest: &[u8; 32]) -> Option<Cached> {
-        let v = self.sessions.get(digest);
-        let counter = if v.is_some() {
-            &self.stats.hits
-        } else {
-            &self.stats.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        v
+        self.0.get(digest)
     }
 
     /// The generation now: note it before reading the store for [`SessionCache::offer`].
     pub(crate) fn generation(&self) -> u64 {
-        *self.generation.lock()
+        self.0.generation()
     }
 
     /// Caches `session` for `digest`, read from the store after [`SessionCache::generation`]
     /// answered `seen`, unless a session was revoked since.
     pub(crate) fn offer(&self, digest: [u8; 32], seen: u64, session: Cached) {
-        let g = self.generation.lock();
-        if *g == seen {
-            self.sessions.insert(digest, session);
-        }
+        self.0.offer(digest, seen, session);
     }
 
     /// The session of `digest` was deleted (call after the store's delete). A digest of another
     /// length (a malformed index entry) forgets every session.
     pub(crate) fn revoked(&self, digest: &[u8]) {
-        let mut g = self.generation.lock();
-        *g += 1;
         match <[u8; 32]>::try_from(digest) {
-            Ok(d) => self.sessions.invalidate(&d),
-            Err(_) => self.sessions.invalidate_all(),
+            Ok(d) => self.0.changed(&d),
+            Err(_) => self.0.changed_all(),
         }
     }
 
     /// Sessions cached now (approximate).
     pub fn entries(&self) -> u64 {
-        self.sessions.entry_count()
+        self.0.entries()
     }
 
     /// The counters.
     pub fn stats(&self) -> &SessionCacheStats {
-        &self.stats
+        self.0.stats()
     }
 }
 
@@ -124,6 +96,7 @@ mod tests {
     use super::*;
     use crate::GraphError;
     use crate::users::tests::graph_cached;
+    use std::sync::atomic::Ordering;
 
     fn hits(g: &crate::Graph) -> u64 {
         g.session_cache()
@@ -169,7 +142,7 @@ mod tests {
         for _ in 0..2 {
             assert!(g.authenticate(&fake).await.is_err());
         }
-        g.session_cache().unwrap().sessions.run_pending_tasks();
+        g.session_cache().unwrap().0.settle();
         assert_eq!(g.session_cache().unwrap().entries(), 0);
     }
 
