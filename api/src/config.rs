@@ -11,7 +11,8 @@
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
 //! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
-//! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings)) is a `clap::Args` struct flattened into
+//! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings);
+//! [`TlsSettings`](crate::tls::TlsSettings) beside the code it configures) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration (or the part's
 //! `From` it), so a new setting of a group is its field and its doc, and nothing in
@@ -183,16 +184,10 @@ pub struct ServeArgs {
     /// the copy embedded in the binary: for working on the client without rebuilding.
     #[arg(long, env = "STARLING_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
-    /// PEM certificate chain: serve HTTPS and WSS instead of HTTP (with `--tls-key`); both
-    /// files are read again on SIGHUP and when their content changes.
-    #[arg(long, env = "STARLING_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert`.
-    #[arg(long, env = "STARLING_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// How often the TLS files are checked for a change, e.g. `5s` (default 5s, 100ms-1h).
-    #[arg(long, env = "STARLING_TLS_WATCH_INTERVAL")]
-    pub tls_watch_interval: Option<Timeout>,
+    /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-watch-interval`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: crate::tls::TlsSettings,
     /// Export traces over OTLP/HTTP (protobuf) to this collector, e.g. `http://127.0.0.1:4318`
     /// (spans go to `/v1/traces` under it); else `OTEL_EXPORTER_OTLP_ENDPOINT`; off without.
     #[arg(long, env = "STARLING_OTLP_ENDPOINT")]
@@ -224,10 +219,9 @@ pub struct ServeConfig {
     pub embedded: starling_store::settings::EmbeddedSettings,
     /// Clustering, when enabled.
     pub gossip: Option<GossipSettings>,
-    /// HTTPS: the certificate chain and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// How often the TLS files are checked for a change.
-    pub tls_watch: Duration,
+    /// HTTPS: the certificate chain and key files (both or neither) and how often they are
+    /// checked for a change.
+    pub tls: crate::tls::TlsSettings,
     /// The OTLP/HTTP collector traces are exported to (off: `None`).
     pub otlp_endpoint: Option<String>,
     /// CORS, when enabled.
@@ -443,14 +437,7 @@ impl ServeConfig {
             store: args.store.unwrap_or(StoreKind::Embedded),
             embedded: args.embedded,
             gossip: None,
-            tls: match (args.tls_cert, args.tls_key) {
-                (None, None) => None,
-                (Some(c), Some(k)) => Some((c, k)),
-                _ => bail!("--tls-cert and --tls-key go together"),
-            },
-            tls_watch: args
-                .tls_watch_interval
-                .map_or(Duration::from_secs(5), Period::get),
+            tls: args.tls.checked()?,
             otlp_endpoint: args
                 .otlp_endpoint
                 .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
@@ -699,6 +686,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<starling_feed::FeedSettings>(text)?;
     toml::from_str::<starling_store::settings::EmbeddedSettings>(text)?;
     toml::from_str::<starling_store::TrimSettings>(text)?;
+    toml::from_str::<crate::tls::TlsSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -929,6 +917,59 @@ mod tests {
             assert!(err.contains(key) && err.contains(why), "{err}");
             assert!(err.contains("line"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_tls_group_defaults_layers_and_refuses_a_lone_file() {
+        let tls = crate::tls::TlsSettings::default();
+        assert_eq!(
+            (tls.files(), tls.watch_interval()),
+            (None, Duration::from_secs(5))
+        );
+        assert_eq!(ServeConfig::resolve(ServeArgs::default()).unwrap().tls, tls);
+
+        // The file fills what flags leave; a flag wins, even one set to the default.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ntls_watch_interval = \"9s\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c = ServeConfig::resolve(parse(&["--config", path, "--tls-key", "o.pem"]).unwrap())
+            .unwrap();
+        let files = c.tls.files().map(|(c, k)| (c.to_owned(), k.to_owned()));
+        assert_eq!(files, Some(("c.pem".into(), "o.pem".into())));
+        assert_eq!(c.tls.watch_interval(), Duration::from_secs(9));
+        let c =
+            ServeConfig::resolve(parse(&["--config", path, "--tls-watch-interval", "5s"]).unwrap())
+                .unwrap();
+        assert_eq!(
+            c.tls.watch_interval(),
+            Duration::from_secs(5),
+            "the flag wins"
+        );
+
+        // One file without the other is refused, from a flag or from the file.
+        for (args, text) in [
+            (&["--tls-cert", "c.pem"][..], ""),
+            (&["--tls-key", "k.pem"][..], ""),
+            (&[][..], "tls_key = \"k.pem\"\n"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let args: Vec<&str> = ["--config", path].iter().chain(args).copied().collect();
+            let err = ServeConfig::resolve(parse(&args).unwrap()).unwrap_err();
+            assert_eq!(format!("{err:#}"), "--tls-cert and --tls-key go together");
+        }
+        std::fs::write(&file, "\ntls_watch_interval = \"1ms\"\n").unwrap();
+        let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("tls_watch_interval") && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(err.contains("between"), "{err}");
     }
 
     #[test]

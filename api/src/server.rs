@@ -60,7 +60,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr().context("local address")?;
-    let tls = match &cfg.tls {
+    let tls = match cfg.tls.files() {
         Some((cert, key)) => {
             Some(crate::tls::Tls::load(cert, key).context("loading --tls-cert/--tls-key")?)
         }
@@ -198,7 +198,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let tls_reload = tls.clone().map(|t| {
         (
             tokio::spawn(t.clone().reload_on_sighup(tls_stopped.clone())),
-            tokio::spawn(t.reload_on_change(cfg.tls_watch, tls_stopped)),
+            tokio::spawn(t.reload_on_change(cfg.tls.watch_interval(), tls_stopped)),
         )
     });
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -59,9 +59,62 @@ pub enum TlsError {
         /// Why.
         source: std::io::Error,
     },
+    /// A certificate without its key, or a key without its certificate.
+    #[error("--tls-cert and --tls-key go together")]
+    Unpaired,
     /// rustls refused the key or the configuration.
     #[error("TLS: {0}")]
     Rustls(#[from] rustls::Error),
+}
+
+/// HTTPS: a group of `starling serve`'s settings (flags, `STARLING_<FLAG>` and `--config` keys,
+/// each declared once here), flattened into [`crate::config::ServeArgs`]. [`checked`](Self::checked)
+/// refuses a certificate without its key (or the reverse); [`files`](Self::files) is then the pair
+/// or nothing.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain: serve HTTPS and WSS instead of HTTP (with `--tls-key`); both
+    /// files are read again on SIGHUP and when their content changes.
+    #[arg(long, env = "STARLING_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "STARLING_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// How often the TLS files are checked for a change, e.g. `5s` (default 5s, 100ms-1h).
+    #[arg(
+        long,
+        env = "STARLING_TLS_WATCH_INTERVAL",
+        default_value = "5s",
+        hide_default_value = true
+    )]
+    pub tls_watch_interval: crate::config::values::Timeout,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        crate::config::defaults()
+    }
+}
+
+impl TlsSettings {
+    /// The settings, once a certificate and its key are both given or neither is.
+    pub fn checked(self) -> Result<Self, TlsError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => Err(TlsError::Unpaired),
+            _ => Ok(self),
+        }
+    }
+
+    /// The certificate chain and key files when HTTPS is on (both given).
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// How often the files are checked for a change.
+    pub fn watch_interval(&self) -> Duration {
+        self.tls_watch_interval.get()
+    }
 }
 
 /// The certificate the next handshake presents, swappable.
