@@ -12,7 +12,8 @@
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
 //! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
 //! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings);
-//! [`TlsSettings`](crate::tls::TlsSettings) beside the code it configures) is a `clap::Args` struct flattened into
+//! [`TlsSettings`](crate::tls::TlsSettings) and [`WebSettings`](crate::web::WebSettings) beside the
+//! code they configure) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration (or the part's
 //! `From` it), so a new setting of a group is its field and its doc, and nothing in
@@ -177,13 +178,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub housekeeping: Housekeeping,
-    /// Do not serve the web client at `/` (the API is served either way).
-    #[arg(long, env = "STARLING_NO_WEB")]
-    pub no_web: bool,
-    /// Serve the web client's files from this directory (the repository's `web/`) instead of
-    /// the copy embedded in the binary: for working on the client without rebuilding.
-    #[arg(long, env = "STARLING_WEB_DIR")]
-    pub web_dir: Option<PathBuf>,
+    /// The web client (`--no-web`, `--web-dir`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub web: crate::web::WebSettings,
     /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-watch-interval`).
     #[command(flatten)]
     #[serde(flatten)]
@@ -451,14 +449,7 @@ impl ServeConfig {
             session_ttl: args
                 .session_ttl
                 .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
-            web: if args.no_web {
-                None
-            } else {
-                Some(match args.web_dir {
-                    Some(dir) => crate::web::Source::Dir(dir),
-                    None => crate::web::Source::Embedded,
-                })
-            },
+            web: args.web.source(),
             trim: args.trim.into(),
             housekeeping: args.housekeeping,
             request_timeout: args
@@ -520,13 +511,8 @@ impl ServeConfig {
 
     /// Refuses values that cannot work, with a message naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(crate::web::Source::Dir(d)) = &self.web
-            && !d.join("index.html").is_file()
-        {
-            bail!(
-                "--web-dir {}: no index.html there (give the repository's web/ directory)",
-                d.display()
-            );
+        if let Some(web) = &self.web {
+            web.check()?;
         }
         Ok(())
     }
@@ -687,6 +673,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<starling_store::settings::EmbeddedSettings>(text)?;
     toml::from_str::<starling_store::TrimSettings>(text)?;
     toml::from_str::<crate::tls::TlsSettings>(text)?;
+    toml::from_str::<crate::web::WebSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -970,6 +957,49 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("between"), "{err}");
+    }
+
+    #[test]
+    fn the_web_group_defaults_layers_and_refuses_a_dir_without_its_page() {
+        let web = crate::web::WebSettings::default();
+        assert_eq!(web, defaults(), "Default is what clap gives from no flags");
+        assert_eq!((web.no_web, web.web_dir.as_deref()), (false, None));
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(matches!(c.web, Some(crate::web::Source::Embedded)));
+
+        // The file fills what flags leave, a flag wins.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<!doctype html>").unwrap();
+        let file = dir.path().join("starling.toml");
+        let web_dir = dir.path().to_str().unwrap();
+        std::fs::write(&file, format!("web_dir = {web_dir:?}\n")).unwrap();
+        let path = file.to_str().unwrap();
+        let c = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap();
+        assert!(matches!(&c.web, Some(crate::web::Source::Dir(d)) if d == dir.path()));
+        let c = ServeConfig::resolve(parse(&["--config", path, "--no-web"]).unwrap()).unwrap();
+        assert!(c.web.is_none(), "--no-web wins over the file's directory");
+        let other = tempfile::tempdir().unwrap();
+        let other_dir = other.path().to_str().unwrap();
+        std::fs::write(other.path().join("index.html"), "<!doctype html>").unwrap();
+        let c = ServeConfig::resolve(parse(&["--config", path, "--web-dir", other_dir]).unwrap())
+            .unwrap();
+        assert!(matches!(&c.web, Some(crate::web::Source::Dir(d)) if d == other.path()));
+
+        // A directory without index.html is refused, from a flag or from the file.
+        let empty = tempfile::tempdir().unwrap();
+        let empty_dir = empty.path().to_str().unwrap();
+        let want = format!(
+            "--web-dir {empty_dir}: no index.html there (give the repository's web/ directory)"
+        );
+        let err = ServeConfig::resolve(parse(&["--web-dir", empty_dir]).unwrap()).unwrap_err();
+        assert_eq!(format!("{err:#}"), want);
+        std::fs::write(&file, format!("web_dir = {empty_dir:?}\n")).unwrap();
+        let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
+        assert_eq!(format!("{err:#}"), want);
+        std::fs::write(&file, "\n\nno_web = \"yes\"\n").unwrap();
+        let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("no_web") && err.contains("line 3"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,54 @@ pub enum Source {
     Dir(PathBuf),
 }
 
+impl Source {
+    /// Refuses a directory without the client's page (`index.html`).
+    pub fn check(&self) -> Result<(), WebError> {
+        match self {
+            Source::Dir(dir) if !dir.join("index.html").is_file() => {
+                Err(WebError::NoIndex(dir.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Why the client's files cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// `--web-dir` names a directory without `index.html`.
+    #[error("--web-dir {}: no index.html there (give the repository's web/ directory)", .0.display())]
+    NoIndex(PathBuf),
+}
+
+/// The web client at `/`: a group of `starling serve`'s settings (flags, `STARLING_<FLAG>` and
+/// `--config` keys, each declared once here), flattened into [`crate::config::ServeArgs`];
+/// [`source`](Self::source) is where the files come from, [`Source::check`] refuses a directory
+/// without them.
+#[derive(
+    clap::Args, serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq,
+)]
+#[serde(default)]
+pub struct WebSettings {
+    /// Do not serve the web client at `/` (the API is served either way).
+    #[arg(long, env = "STARLING_NO_WEB")]
+    pub no_web: bool,
+    /// Serve the web client's files from this directory (the repository's `web/`) instead of
+    /// the copy embedded in the binary: for working on the client without rebuilding.
+    #[arg(long, env = "STARLING_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+}
+
+impl WebSettings {
+    /// Where the client's files come from; `None`: `--no-web`.
+    pub fn source(self) -> Option<Source> {
+        if self.no_web {
+            return None;
+        }
+        Some(self.web_dir.map_or(Source::Embedded, Source::Dir))
+    }
+}
+
 /// The routes of the web client.
 pub fn routes(source: Source) -> Router {
     Router::new()
