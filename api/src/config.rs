@@ -12,8 +12,8 @@
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
 //! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
 //! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings);
-//! [`TlsSettings`](crate::tls::TlsSettings) and [`WebSettings`](crate::web::WebSettings) beside the
-//! code they configure) is a `clap::Args` struct flattened into
+//! [`TlsSettings`](crate::tls::TlsSettings), [`WebSettings`](crate::web::WebSettings) and
+//! [`MediaSettings`](crate::media::MediaSettings) beside the code they configure) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
 //! declared: that struct, as parsed and layered, *is* the part's configuration (or the part's
 //! `From` it), so a new setting of a group is its field and its doc, and nothing in
@@ -40,8 +40,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 use values::{
     AtLeastOne, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name, Origins,
-    PerMinute, Period, RedisUrl, Rtts, S3Bucket, Secret, Span, StoreLane, StoreWork, Timeout,
-    Within,
+    PerMinute, Period, RedisUrl, Rtts, Secret, Span, StoreLane, StoreWork, Timeout, Within,
 };
 
 /// Settings of `starling serve`: flags, environment variables and the TOML file's keys. A field
@@ -112,18 +111,10 @@ pub struct ServeArgs {
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
-    /// Directory of the media blob store (default: DATA_DIR/media).
-    #[arg(long, env = "STARLING_MEDIA_DIR")]
-    pub media_dir: Option<PathBuf>,
-    /// An S3-compatible bucket for media instead of the directory, as `s3://BUCKET`; endpoint
-    /// and credentials from the usual AWS_* variables (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).
-    #[arg(long, env = "STARLING_MEDIA_STORE")]
-    pub media_store: Option<S3Bucket>,
-    /// Secret the signed media URLs are derived from (at least 16 characters; the same on every
-    /// node of a region). Default: the cluster secret; without either, a random key per process
-    /// (a URL then opens the media on the node that signed it only).
-    #[arg(long, env = "STARLING_MEDIA_URL_SECRET")]
-    pub media_url_secret: Option<Secret>,
+    /// Media: its directory or bucket and its URLs' secret (`--media-dir`, …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub media: crate::media::MediaSettings,
     /// Region whose owner node arbitrates unique handles; the same on every node of a cluster
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
@@ -228,12 +219,9 @@ pub struct ServeConfig {
     pub admin_token: Option<String>,
     /// Regions a write must reach before it is acknowledged.
     pub durable_regions: usize,
-    /// Media blob directory.
-    pub media_dir: PathBuf,
-    /// An S3 bucket URL for media, instead of the directory.
-    pub media_store: Option<String>,
-    /// The secret of signed media URLs, when one is set (else the cluster secret's).
-    pub media_url_secret: Option<String>,
+    /// Media: its directory (default under `data_dir`, [`MediaSettings::dir`](crate::media::MediaSettings::dir)) or
+    /// S3 bucket, and the secret of its signed URLs (default the cluster secret's).
+    pub media: crate::media::MediaSettings,
     /// Region arbitrating handles.
     pub handle_region: String,
     /// Sign-ups and logins per address and minute.
@@ -422,9 +410,7 @@ impl ServeConfig {
         };
         let cfg = ServeConfig {
             listen,
-            media_dir: args.media_dir.unwrap_or_else(|| data_dir.join("media")),
-            media_store: args.media_store.map(String::from),
-            media_url_secret: args.media_url_secret.map(String::from),
+            media: args.media,
             handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
             auth_per_minute: per_minute(args.auth_per_minute, 60),
             write_quotas: args.write_quotas,
@@ -674,6 +660,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<starling_store::TrimSettings>(text)?;
     toml::from_str::<crate::tls::TlsSettings>(text)?;
     toml::from_str::<crate::web::WebSettings>(text)?;
+    toml::from_str::<crate::media::MediaSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -1000,6 +987,68 @@ mod tests {
         let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
         let err = format!("{err:#}");
         assert!(err.contains("no_web") && err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn the_media_group_defaults_layers_and_refuses_a_bad_value() {
+        let media = crate::media::MediaSettings::default();
+        assert_eq!(
+            media,
+            defaults(),
+            "Default is what clap gives from no flags"
+        );
+        let c = ServeConfig::resolve(parse(&["--data-dir", "/srv/d"]).unwrap()).unwrap();
+        assert_eq!(c.media, media);
+        assert_eq!(c.media.dir(&c.data_dir), PathBuf::from("/srv/d/media"));
+        assert_eq!(c.media.media_store, None);
+        assert_eq!(c.media.url_secret(None), None, "a random key");
+        let cluster = Some("the-cluster-secret-0123");
+        assert_eq!(c.media.url_secret(cluster), cluster);
+
+        // The file fills what flags leave, a flag wins; the directory is the file's, not the
+        // data directory's, once given.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "media_dir = \"/m\"\nmedia_store = \"s3://file\"\n\
+             media_url_secret = \"file-secret-0123456\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let c =
+            ServeConfig::resolve(parse(&["--config", path, "--media-store", "s3://flag"]).unwrap())
+                .unwrap();
+        assert_eq!(c.media.dir(&c.data_dir), PathBuf::from("/m"));
+        assert_eq!(
+            c.media.media_store.as_ref().map(|b| b.as_str()),
+            Some("s3://flag")
+        );
+        assert_eq!(c.media.url_secret(cluster), Some("file-secret-0123456"));
+
+        // A bad value is refused from a flag (naming it) and from the file (key and line).
+        for (flag, value) in [("--media-store", "bucket"), ("--media-url-secret", "short")] {
+            let err = parse(&[flag, value]).unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
+        for (text, key, why) in [
+            (
+                "\nmedia_store = \"bucket\"\n",
+                "media_store",
+                "expected s3://BUCKET",
+            ),
+            (
+                "\nmedia_url_secret = \"short\"\n",
+                "media_url_secret",
+                "at least 16",
+            ),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(err.contains(key) && err.contains(why), "{err}");
+            assert!(err.contains("line 2"), "{err}");
+        }
     }
 
     #[test]

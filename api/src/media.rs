@@ -7,13 +7,57 @@
 //! region derives the same key from the same secret (`--media-url-secret`, else the cluster
 //! secret), so a URL signed by one node opens the media on any other.
 
+use crate::config::values::{S3Bucket, Secret};
 use crate::problem::ApiError;
 use axum::http::{HeaderMap, HeaderValue, header};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where media is kept and what its signed URLs are derived from: a group of `starling serve`'s
+/// settings (flags, `STARLING_<FLAG>` and `--config` keys, each declared once here), flattened
+/// into [`crate::config::ServeArgs`]. The two defaults that depend on other settings are derived
+/// here and nowhere else: [`dir`](Self::dir) (under the data directory) and
+/// [`url_secret`](Self::url_secret) (the cluster secret).
+#[derive(
+    clap::Args, serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq,
+)]
+#[serde(default)]
+pub struct MediaSettings {
+    /// Directory of the media blob store (default: DATA_DIR/media).
+    #[arg(long, env = "STARLING_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+    /// An S3-compatible bucket for media instead of the directory, as `s3://BUCKET`; endpoint
+    /// and credentials from the usual AWS_* variables (AWS_ENDPOINT, AWS_ACCESS_KEY_ID, …).
+    #[arg(long, env = "STARLING_MEDIA_STORE")]
+    pub media_store: Option<S3Bucket>,
+    /// Secret the signed media URLs are derived from (at least 16 characters; the same on every
+    /// node of a region). Default: the cluster secret; without either, a random key per process
+    /// (a URL then opens the media on the node that signed it only).
+    #[arg(long, env = "STARLING_MEDIA_URL_SECRET")]
+    pub media_url_secret: Option<Secret>,
+}
+
+impl MediaSettings {
+    /// The media blob directory: `--media-dir`, else `media` under the data directory.
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.media_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("media"))
+    }
+
+    /// The secret of signed media URLs: `--media-url-secret`, else the cluster secret; `None`:
+    /// neither is set (a random key per process).
+    pub fn url_secret<'a>(&'a self, cluster_secret: Option<&'a str>) -> Option<&'a str> {
+        self.media_url_secret
+            .as_ref()
+            .map(Secret::as_str)
+            .or(cluster_secret)
+    }
+}
 
 /// Longest life of a signed URL: 7 days.
 pub const MAX_URL_TTL_SECS: u64 = 7 * 24 * 3600;

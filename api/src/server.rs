@@ -255,11 +255,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 /// The key of signed media URLs: from `--media-url-secret`, else the cluster secret, else
 /// random (URLs then open media on this process only, which is logged).
 fn media_url_key(cfg: &ServeConfig) -> crate::media::UrlSigner {
-    let secret = cfg
-        .media_url_secret
-        .as_deref()
-        .or(cfg.gossip.as_ref().map(|g| g.secret.as_str()));
-    match secret {
+    match cfg
+        .media
+        .url_secret(cfg.gossip.as_ref().map(|g| g.secret.as_str()))
+    {
         Some(s) => crate::media::UrlSigner::from_secret(s),
         None => {
             tracing::info!(
@@ -274,11 +273,12 @@ fn media_url_key(cfg: &ServeConfig) -> crate::media::UrlSigner {
 /// Opens the media blob store: a local directory, or an S3-compatible bucket that must answer
 /// at start (one clear error otherwise).
 pub async fn open_media(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
-    let Some(url) = &cfg.media_store else {
-        std::fs::create_dir_all(&cfg.media_dir)
-            .with_context(|| format!("creating the media directory {}", cfg.media_dir.display()))?;
-        let dir = object_store::local::LocalFileSystem::new_with_prefix(&cfg.media_dir)
-            .with_context(|| format!("opening the media directory {}", cfg.media_dir.display()))?;
+    let Some(url) = &cfg.media.media_store else {
+        let media_dir = cfg.media.dir(&cfg.data_dir);
+        std::fs::create_dir_all(&media_dir)
+            .with_context(|| format!("creating the media directory {}", media_dir.display()))?;
+        let dir = object_store::local::LocalFileSystem::new_with_prefix(&media_dir)
+            .with_context(|| format!("opening the media directory {}", media_dir.display()))?;
         return Ok(Arc::new(dir));
     };
     let s3 = object_store::aws::AmazonS3Builder::from_env()
