@@ -635,30 +635,15 @@ fn a_region_of_nodes_converges_with_another_region() {
     let secret = "a-cluster-secret-of-the-test";
     let mut seed: Option<String> = None;
     let mut start = |region: &str, name: &str| {
-        let gossip = format!("127.0.0.1:{}", free_port());
         let ks = format!("t_{region}_{}", std::process::id());
-        let mut args = common::member_args(
+        let member = Member {
+            cluster: &cluster,
+            secret,
             region,
             name,
-            &gossip,
-            secret,
-            seed.as_deref(),
-            Some(&dir.path().join(name)),
-        );
-        args.extend(
-            [
-                "--store",
-                &format!("scylla://{cluster}/{ks}"),
-                "--wan-rtt",
-                "us-eu=40",
-                "--auth-per-minute",
-                "1000000",
-            ]
-            .iter()
-            .map(|s| s.to_string()),
-        );
-        seed.get_or_insert(gossip);
-        Node::start(dir.path(), free_port(), &args)
+            ks: &ks,
+        };
+        region_member(dir.path(), &mut seed, member, &["--wan-rtt", "us-eu=40"])
     };
     let us: Vec<Node> = (0..3).map(|i| start("us", &format!("us{i}"))).collect();
     let eu = start("eu", "eu0");
@@ -844,6 +829,44 @@ fn a_post_through_one_node_reaches_timelines_cached_on_another() {
         .build()
         .unwrap()
         .block_on(drop_keyspace(&cluster, &ks));
+}
+
+/// Who a gossiping node of [`region_member`] is: its region, name and keyspace of `cluster`,
+/// and the region's cluster secret.
+struct Member<'a> {
+    cluster: &'a str,
+    secret: &'a str,
+    region: &'a str,
+    name: &'a str,
+    ks: &'a str,
+}
+
+/// A gossiping node on its region's keyspace (unthrottled auth, then `extra` flags), its data
+/// under `dir`; the first one started becomes the seed (`seed`) of those after it.
+fn region_member(
+    dir: &std::path::Path,
+    seed: &mut Option<String>,
+    m: Member<'_>,
+    extra: &[&str],
+) -> Node {
+    let gossip = format!("127.0.0.1:{}", free_port());
+    let mut args = common::member_args(
+        m.region,
+        m.name,
+        &gossip,
+        m.secret,
+        seed.as_deref(),
+        Some(&dir.join(m.name)),
+    );
+    let store = format!("scylla://{}/{}", m.cluster, m.ks);
+    args.extend(
+        ["--store", &store, "--auth-per-minute", "1000000"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string()),
+    );
+    seed.get_or_insert(gossip);
+    Node::start(dir, free_port(), &args)
 }
 
 /// A node named `name` on keyspace `ks` of `cluster`, its data under `dir`, with `extra` flags
@@ -1258,23 +1281,15 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
     let tag = format!("dg{}", std::process::id());
     let mut seed: Option<String> = None;
     let mut start = |region: &str, name: &str| {
-        let gossip = format!("127.0.0.1:{}", free_port());
-        let mut args = common::member_args(
+        let ks = format!("t_{region}_{tag}");
+        let member = Member {
+            cluster: &cluster,
+            secret,
             region,
             name,
-            &gossip,
-            secret,
-            seed.as_deref(),
-            Some(&dir.path().join(name)),
-        );
-        let store = format!("scylla://{cluster}/t_{region}_{tag}");
-        args.extend(
-            ["--store", &store, "--auth-per-minute", "1000000"]
-                .iter()
-                .map(|s| s.to_string()),
-        );
-        seed.get_or_insert(gossip);
-        Node::start(dir.path(), free_port(), &args)
+            ks: &ks,
+        };
+        region_member(dir.path(), &mut seed, member, &[])
     };
     let nodes = [start("us", "us0"), start("us", "us1"), start("eu", "eu0")];
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
