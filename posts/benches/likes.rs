@@ -10,7 +10,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use starling_posts::likes::Likes;
-use starling_store::{EmbeddedOptions, HlcClock, NodeId, RegionId, open_embedded};
+use starling_store::{EmbeddedOptions, HlcClock, NodeId, RegionId, Store, open_embedded};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,7 +31,8 @@ struct Fixture {
     next: Arc<AtomicU64>,
 }
 
-fn fixture() -> Fixture {
+/// A two-worker runtime and an embedded store in a fresh directory: both cases' set-up.
+fn runtime_and_store() -> (tokio::runtime::Runtime, tempfile::TempDir, Arc<dyn Store>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,6 +42,11 @@ fn fixture() -> Fixture {
     let node = NodeId::new(RegionId::from_name("bench"), 1);
     let opts = EmbeddedOptions::new(dir.path());
     let store = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
+    (rt, dir, store)
+}
+
+fn fixture() -> Fixture {
+    let (rt, dir, store) = runtime_and_store();
     let likes = Likes::new(store);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     rt.spawn(likes.clone().run(stopped));
@@ -110,15 +116,7 @@ fn likes(c: &mut Criterion) {
 /// its queueing of deleted posts for the cleanup (`posts::cleanup`: one batched read of each
 /// batch's posts) on or off. Off is the baseline; the cases alternate A B A B in one run.
 fn consumer_pass(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = NodeId::new(RegionId::from_name("bench"), 1);
-    let opts = EmbeddedOptions::new(dir.path());
-    let store = open_embedded(node, Arc::new(HlcClock::new()), &opts).expect("embedded");
+    let (rt, _dir, store) = runtime_and_store();
     let likes = Likes::new(store.clone());
     let next = AtomicU64::new(1_000);
     let n = TASKS * PER_TASK;
