@@ -442,9 +442,12 @@ const TRIM_EVERY: u64 = 1024;
 /// `feed`: a chat message's writes on the memory engine — its slot swapped in with its
 /// client-id entry in one commit (`cas_with`, two change-feed entries) — with what the node's
 /// feed consumers do beside them: [`FEED_CONSUMERS`] readers each reading the new entries every
-/// [`READ_EVERY`] messages, a trim every [`TRIM_EVERY`]. The feed in one ordered deque (now)
-/// against in 16 hash shards like the data (before: an append a B-tree insert, a read a merge
-/// of 16 ranges), ABAB in one run, each on a fresh store; process CPU time per message.
+/// [`READ_EVERY`] messages, a trim every [`TRIM_EVERY`]. The engine as it is (`now`: the feed
+/// in one ordered deque, the maps' keys with their first bytes inline) against its layouts
+/// before: the feed in 16 hash shards like the data (`shards_before`: an append a B-tree
+/// insert, a read a merge of 16 ranges) and the maps' keys as plain buffers (`plain_keys_before`:
+/// every B-tree comparison follows a pointer), in turns (ABC ABC) in one run, each on a fresh
+/// store; process CPU time per message.
 fn feed(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -455,18 +458,18 @@ fn feed(c: &mut Criterion) {
     let node = NodeId::new(RegionId::from_name("bench"), 1);
     let mut g = c.benchmark_group("feed");
     g.throughput(Throughput::Elements(1));
-    for (name, deque) in [
-        ("deque_a", true),
-        ("shards_before_a", false),
-        ("deque_b", true),
-        ("shards_before_b", false),
-    ] {
+    type Open = fn(NodeId, Arc<HlcClock>, Limits) -> Arc<dyn Store>;
+    let layouts: [(&str, Open); 3] = [
+        ("now", open_memory),
+        ("shards_before", starling_store::open_memory_sharded_feed),
+        ("plain_keys_before", starling_store::open_memory_plain_keys),
+    ];
+    for (name, open) in ["a", "b"]
+        .into_iter()
+        .flat_map(|turn| layouts.map(|(name, open)| (format!("{name}_{turn}"), open)))
+    {
         let clock = Arc::new(HlcClock::new());
-        let s = if deque {
-            open_memory(node, clock, Limits::default())
-        } else {
-            starling_store::open_memory_sharded_feed(node, clock, Limits::default())
-        };
+        let s = open(node, clock, Limits::default());
         let mut at = [s.last_seq(); FEED_CONSUMERS];
         let mut n = 0u64;
         g.bench_function(name, |b| {

@@ -42,7 +42,8 @@ pub use digest::DigestTree;
 #[cfg(feature = "scylla")]
 pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, open_scylla};
 pub use engine::{
-    EmbeddedOptions, FsyncPolicy, open_embedded, open_memory, open_memory_sharded_feed,
+    EmbeddedOptions, FsyncPolicy, open_embedded, open_memory, open_memory_plain_keys,
+    open_memory_sharded_feed,
 };
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};

@@ -146,7 +146,23 @@ pub fn open_memory_sharded_feed(
     clock: Arc<HlcClock>,
     limits: Limits,
 ) -> Arc<dyn Store> {
-    let backend = memory::MemoryBackend::with_layout(false);
+    let backend = memory::MemoryBackend::<memory::InlineKey>::with_layout(false);
+    match Engine::new(backend, node, clock, limits, None) {
+        Ok(e) => Arc::new(e),
+        Err(e) => unreachable!("empty memory store failed to open: {e}"),
+    }
+}
+
+/// [`open_memory`] with its maps' keys as plain buffers (every B-tree comparison follows a
+/// pointer), the memory engine's layout before its keys carried their first bytes inline:
+/// only to measure against (`store/benches/kv.rs`, `feed`).
+#[doc(hidden)]
+pub fn open_memory_plain_keys(
+    node: NodeId,
+    clock: Arc<HlcClock>,
+    limits: Limits,
+) -> Arc<dyn Store> {
+    let backend = memory::MemoryBackend::<Bytes>::with_layout(true);
     match Engine::new(backend, node, clock, limits, None) {
         Ok(e) => Arc::new(e),
         Err(e) => unreachable!("empty memory store failed to open: {e}"),
