@@ -20,8 +20,8 @@ use tokio::sync::watch;
 
 #[cfg(feature = "scylla")]
 pub use crate::engine::scylla::{
-    DEFAULT_PARTITIONS, FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch,
-    partition_of,
+    BackfillProgress, DEFAULT_PARTITIONS, FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig,
+    PartBatch, partition_of,
 };
 
 const CURSORS: Keyspace = Keyspace::local("cursor");

@@ -707,7 +707,7 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
         .unwrap();
     let k = &opts.keyspace;
     for cql in [
-        format!("DELETE FROM {k}.schema_version WHERE component = 'store' AND version = 3"),
+        format!("DELETE FROM {k}.schema_version WHERE component = 'store' AND version IN (3, 4)"),
         format!("DROP TABLE {k}.kdigest_config"),
     ] {
         s.query_unpaged(cql, ()).await.unwrap();
@@ -719,5 +719,154 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
         .await
         .unwrap();
     assert!(!late.keeps_digests(), "records before migration 3");
+    ks.drop_all().await;
+}
+
+/// Takes `opts`'s keyspace back to digests that cover nothing: its rows, published leaves and
+/// backfill position gone, `complete` false (what a keyspace written before migration 3 has).
+async fn forget_digests(opts: &ScyllaOptions) {
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&opts.nodes)
+        .build()
+        .await
+        .unwrap();
+    let k = &opts.keyspace;
+    for cql in [
+        format!("TRUNCATE {k}.kdigest_keys"),
+        format!("TRUNCATE {k}.kdigest_parts"),
+        format!("TRUNCATE {k}.kdigest_backfill"),
+        format!("UPDATE {k}.kdigest_config SET complete = false WHERE id = 0 IF complete = true"),
+    ] {
+        s.query_unpaged(cql, ()).await.unwrap();
+    }
+}
+
+/// Opens a consumer for `member` and rebalances it (bounded) until it holds every partition (a
+/// previous holder's leases expire first).
+async fn holding_all(opts: &ScyllaOptions, member: u64) -> Arc<KeyspaceFeed> {
+    let f = KeyspaceFeed::open(opts, NodeId(member), quick_leases())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while f.held().len() < f.partitions() as usize {
+        assert!(std::time::Instant::now() < deadline, "never held them all");
+        f.rebalance().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Arc::new(f)
+}
+
+/// A keyspace whose digest rows cover nothing (records written before its digest tables
+/// existed: here, its rows, leaves and `complete` flag dropped after its digests were built
+/// incrementally) is backfilled page by page from its records: one member starts, another
+/// resumes from the saved position, and the keyspace's digests become exactly the incremental
+/// ones. A second backfill, with writes, overwrites, deletes and a purge between its pages,
+/// ends with the digests of a scan of every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
+    const PAGE: usize = 10;
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "kbackfill");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(4);
+    opts.keyspace_digests = true;
+    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let feed = holding_all(&opts, 101).await;
+    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
+    let consumer = consume(feed.clone(), seen, stop.clone());
+    let space = Keyspace::new("bf");
+    let key = |i: u64| space.key().u64(i).finish();
+    for i in 0..60u64 {
+        a.put(&key(i), Bytes::from(format!("v{i}"))).await.unwrap();
+    }
+    a.delete(&key(7)).await.unwrap();
+    let incremental = scanned_digests(&opts, 3).await;
+    assert!(
+        digests_reach(&[&a], &incremental).await,
+        "built incrementally"
+    );
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.unwrap();
+    drop(feed);
+
+    // Phase 1: no writes meanwhile; two members in turn.
+    forget_digests(&opts).await;
+    let c = open_scylla(NodeId(4), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let first = holding_all(&opts, 102).await;
+    assert!(!first.keeps_digests() && !first.stats().digests_covered);
+    let p = first.backfill_digests(PAGE).await.unwrap();
+    assert!(!p.done && p.keys == PAGE as u64, "{p:?}");
+    let p = first.backfill_digests(PAGE).await.unwrap();
+    assert!(
+        !p.done && p.keys == 2 * PAGE as u64 && p.ring_ppm > 0,
+        "{p:?}"
+    );
+    assert_eq!(first.stats().digest_backfilled, 2 * PAGE as u64);
+    drop(first);
+    let second = holding_all(&opts, 103).await;
+    let mut steps = 0;
+    let p = loop {
+        let p = second.backfill_digests(PAGE).await.unwrap();
+        steps += 1;
+        assert!(steps < 100, "the backfill never ended: {p:?}");
+        if p.done {
+            break p;
+        }
+    };
+    assert_eq!(
+        p.keys, 60,
+        "every record once: resumed, not restarted ({p:?})"
+    );
+    assert_eq!(second.stats().digest_backfilled, 40, "the rest");
+    assert!(second.keeps_digests() && second.stats().digest_backfill_ppm == 1_000_000);
+    second.rebalance().await.unwrap(); // scans and publishes the leaves
+    assert!(
+        digests_reach(&[&c, &a], &incremental).await,
+        "the backfilled digests are the incremental ones"
+    );
+    drop(second);
+
+    // Phase 2: writes, overwrites, deletes and a purge between the pages, a consumer folding
+    // them as the backfill runs.
+    forget_digests(&opts).await;
+    let d = open_scylla(NodeId(5), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let third = holding_all(&opts, 104).await;
+    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
+    let consumer = consume(third.clone(), seen, stop.clone());
+    let later = starling_store::Hlc(HlcClock::new().now().0 + (3_600_000 << 16));
+    let mut step = 0u64;
+    loop {
+        let p = third.backfill_digests(PAGE).await.unwrap();
+        if p.done {
+            break;
+        }
+        step += 1;
+        assert!(step < 100, "the backfill never ended: {p:?}");
+        a.put(&key(step), Bytes::from(format!("again {step}")))
+            .await
+            .unwrap();
+        a.put(&key(100 + step), Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        a.delete(&key(30 + step)).await.unwrap();
+        if step == 2 {
+            assert!(a.purge_tombstones(later).await.unwrap() >= 2, "purged");
+        }
+    }
+    assert!(step >= 3, "writes between pages: {step}");
+    let want = scanned_digests(&opts, 6).await;
+    assert_ne!(want, incremental);
+    assert!(
+        digests_reach(&[&d, &a, &c], &want).await,
+        "the scan's digests after a backfill with writes"
+    );
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.unwrap();
     ks.drop_all().await;
 }

@@ -26,8 +26,11 @@
 //! of the loss, to a key the new holder has not written yet, leaves that key's row ahead of the
 //! new holder's leaves until its next claim scan (the same window as the counts').
 //!
-//! Coverage: the rows exist for keys written since the keyspace's schema reached migration 3. A
-//! keyspace that held data before (`kdigest_config.complete = false`) keeps per-node digests.
+//! Coverage: the holders write rows for the keys the feed delivers. A keyspace that held data
+//! before its migration 3 (`kdigest_config.complete = false`) gets the rows of its older keys
+//! from a backfill ([`super::backfill`]); until it sets `complete`, the holders fold keys but
+//! publish nothing and engines answer their per-node digests. Backfill rows are stamped with
+//! epoch 0 ([`backfill_stamp`]): any holder's row, written under an epoch from 1 on, wins.
 
 use super::cql::{bad_rows, retry};
 use super::layout;
@@ -59,24 +62,6 @@ pub(crate) fn stamp(epoch: i64, n: u64) -> i64 {
     (epoch << STAMP_BITS) | (n & ((1 << STAMP_BITS) - 1)) as i64
 }
 
-/// Whether the keyspace's digest rows cover every replicated key (its migration 3 found it
-/// empty).
-pub(crate) async fn complete(s: &Session, ks: &str) -> Result<bool> {
-    let res = retry("reading the digest configuration", || {
-        s.query_unpaged(
-            format!("SELECT complete FROM {ks}.kdigest_config WHERE id = 0"),
-            (),
-        )
-    })
-    .await?;
-    let row = res
-        .into_rows_result()
-        .map_err(|e| bad_rows("kdigest_config", e))?
-        .maybe_first_row::<(Option<bool>,)>()
-        .map_err(|e| bad_rows("kdigest_config", e))?;
-    Ok(row.and_then(|(c,)| c).unwrap_or(false))
-}
-
 /// The statements of the digest's writers and readers.
 #[derive(Debug)]
 pub(crate) struct DigestStatements {
@@ -88,6 +73,7 @@ pub(crate) struct DigestStatements {
     publish: PreparedStatement,
     gens: PreparedStatement,
     leaves: PreparedStatement,
+    config: PreparedStatement,
 }
 
 impl DigestStatements {
@@ -120,8 +106,78 @@ impl DigestStatements {
             .await?,
             gens: p("SELECT part, gen FROM {ks}.kdigest_parts").await?,
             leaves: p("SELECT gen, leaves FROM {ks}.kdigest_parts WHERE part = ?").await?,
+            config: p("SELECT complete FROM {ks}.kdigest_config WHERE id = 0").await?,
         })
     }
+}
+
+/// A backfill write's timestamp: epoch 0 (below every holder's), milliseconds since the Unix
+/// epoch after it, at least `after + 1`, so a backfiller's later write wins over its earlier.
+pub(crate) fn backfill_stamp(after: i64) -> i64 {
+    stamp(0, super::kfeed::now_ms() as u64).max(after + 1)
+}
+
+/// Whether the keyspace's digest rows cover every replicated key: its migration 3 found it
+/// empty, or a backfill finished.
+pub(crate) async fn covered(s: &Session, st: &DigestStatements) -> Result<bool> {
+    let res = retry("reading the digest configuration", || {
+        s.execute_unpaged(&st.config, ())
+    })
+    .await?;
+    let row = res
+        .into_rows_result()
+        .map_err(|e| bad_rows("kdigest_config", e))?
+        .maybe_first_row::<(Option<bool>,)>()
+        .map_err(|e| bad_rows("kdigest_config", e))?;
+    Ok(row.and_then(|(c,)| c).unwrap_or(false))
+}
+
+/// Writes the row of `key` (feed partition `part`) from a backfill that read `rec` for it, then
+/// reads the record again and, when it changed meanwhile, writes the row again from what it
+/// reads now. Both writes are [`backfill_stamp`]ed, so a holder's row always wins; the second
+/// read covers a change whose fold ran before the first write and wrote nothing (a purge: no
+/// record, no row).
+pub(crate) async fn backfill_key(
+    s: Arc<Session>,
+    st: Arc<DigestStatements>,
+    part: u32,
+    key: Vec<u8>,
+    rec: Vec<u8>,
+) -> Result<()> {
+    let bucket = bucket_of(&key);
+    let (b, sub, p) = (bucket as i32, sub_of(bucket), part as i32);
+    let h = entry_hash(&key, &rec);
+    let ts = backfill_stamp(0);
+    retry("backfilling a key's digest", || {
+        s.execute_unpaged(&st.put_key, (p, sub, b, &key, h as i64, ts))
+    })
+    .await?;
+    let lp = layout::partition(&key);
+    let now = retry("reading a record to digest", || {
+        s.execute_unpaged(&st.get_rec, (lp, &key))
+    })
+    .await?
+    .into_rows_result()
+    .map_err(|e| bad_rows("kv", e))?
+    .maybe_first_row::<(Option<Vec<u8>>,)>()
+    .map_err(|e| bad_rows("kv", e))?
+    .and_then(|(r,)| r);
+    let h2 = now.as_deref().map_or(0, |r| entry_hash(&key, r));
+    if h2 != h {
+        let ts = backfill_stamp(ts);
+        if h2 == 0 {
+            retry("backfilling a key's digest", || {
+                s.execute_unpaged(&st.del_key, (ts, p, sub, b, &key))
+            })
+            .await?;
+        } else {
+            retry("backfilling a key's digest", || {
+                s.execute_unpaged(&st.put_key, (p, sub, b, &key, h2 as i64, ts))
+            })
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Folds one key of feed partition `part`: reads its record and the hash folded in for it, and
@@ -235,26 +291,40 @@ fn decode_leaves(b: &[u8]) -> Option<Vec<u64>> {
 /// An engine's view of the keyspace's digest: the XOR of the partitions' published leaves.
 #[derive(Debug)]
 pub(crate) struct KeyspaceDigests {
+    /// The keyspace's rows cover every key (else the engine answers its per-node digests; the
+    /// refresher reads the configuration again until they do).
+    covered: std::sync::atomic::AtomicBool,
     tree: parking_lot::RwLock<DigestTree>,
     /// Per feed partition: the generation and leaves last read (P x 32 KiB).
     parts: parking_lot::Mutex<HashMap<i32, (i64, Vec<u64>)>>,
 }
 
 impl KeyspaceDigests {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(covered: bool) -> Self {
         KeyspaceDigests {
+            covered: std::sync::atomic::AtomicBool::new(covered),
             tree: parking_lot::RwLock::new(DigestTree::zero()),
             parts: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
-    pub(crate) fn tree(&self) -> DigestTree {
-        self.tree.read().clone()
+    /// The keyspace's digest, or `None` while its rows do not cover every key yet.
+    pub(crate) fn tree(&self) -> Option<DigestTree> {
+        self.covered
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| self.tree.read().clone())
     }
 
     /// Reads the partitions' generations and the leaves of those that moved; returns how many
-    /// moved.
+    /// moved. While the rows do not cover every key, reads only whether they do now.
     pub(crate) async fn refresh(&self, s: &Session, st: &DigestStatements) -> Result<usize> {
+        use std::sync::atomic::Ordering;
+        if !self.covered.load(Ordering::Acquire) {
+            if !covered(s, st).await? {
+                return Ok(0);
+            }
+            tracing::info!("the keyspace's digests cover every key: answering them");
+        }
         let res = retry("reading the digests' generations", || {
             s.execute_unpaged(&st.gens, ())
         })
@@ -304,6 +374,7 @@ impl KeyspaceDigests {
             }
             *self.tree.write() = DigestTree::from_vec(total);
         }
+        self.covered.store(true, Ordering::Release);
         Ok(moved.len())
     }
 }

@@ -24,10 +24,14 @@
 //!   are delivered again if the writer comes back and moves its mark over them (its write may
 //!   have finished only then), and again after a hand-over. Consumers must therefore be
 //!   idempotent: an entry is delivered at least once, and read its key's current record.
-//! - **Digests.** On a keyspace whose digest rows cover every key, a commit first folds the
-//!   batch's keys into the keyspace's digests and each rebalance publishes the held partitions'
-//!   leaves that changed ([`super::kdigest`]).
+//! - **Digests.** A commit first folds the batch's keys into the keyspace's digests and, on a
+//!   keyspace whose digest rows cover every key, each rebalance publishes the held partitions'
+//!   leaves that changed ([`super::kdigest`]). On a keyspace that held records before its
+//!   digest tables, the holder of partition 0 backfills the older keys' rows
+//!   ([`KeyspaceFeed::backfill_digests`], [`super::backfill`]); once that completes, every
+//!   holder rescans its partitions' leaves and publishes them.
 
+use super::backfill::{self, BackfillProgress, BackfillStatements};
 use super::cql::{bad_rows, retry};
 use super::kdigest::{self, DigestStatements};
 use super::kfeed::{CHUNK_BITS, now_ms};
@@ -41,7 +45,7 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Timing of leases and liveness.
@@ -124,6 +128,13 @@ pub struct FeedStats {
     pub digest_published: u64,
     /// Held partitions' leaves recomputed by a scan (at a claim, or after a failed fold).
     pub digest_scans: u64,
+    /// Whether the keyspace's digest rows cover every key (else a backfill is under way).
+    pub digests_covered: bool,
+    /// Keys whose digest rows this member backfilled, since start.
+    pub digest_backfilled: u64,
+    /// How far the keyspace's backfill has come through the token ring, in millionths, as this
+    /// member last read or moved it (1 000 000 once covered).
+    pub digest_backfill_ppm: u32,
 }
 
 #[derive(Debug)]
@@ -170,8 +181,14 @@ pub struct KeyspaceFeed {
     handovers: AtomicU64,
     fenced: AtomicU64,
     trimmed: AtomicU64,
-    /// The keyspace's digests' statements, when its rows cover every key.
+    /// The keyspace's digests' statements (`None`: [`KeyspaceFeed::without_digests`]).
     digest: Option<Arc<DigestStatements>>,
+    /// The backfill's statements (with `digest`).
+    backfill: Option<BackfillStatements>,
+    /// The keyspace's digest rows cover every key: leaves are scanned and published.
+    covered: AtomicBool,
+    backfilled: AtomicU64,
+    backfill_ppm: AtomicU32,
     /// Digest writes made, for their write timestamps ([`kdigest::stamp`]).
     stamps: AtomicU64,
     folded: AtomicU64,
@@ -290,13 +307,14 @@ impl KeyspaceFeed {
             ))
             .await?,
         };
-        let digest = if kdigest::complete(&session, ks).await? {
-            Some(Arc::new(DigestStatements::prepare(&session, ks).await?))
-        } else {
-            None
-        };
+        let digest = Arc::new(DigestStatements::prepare(&session, ks).await?);
+        let covered = kdigest::covered(&session, &digest).await?;
         Ok(KeyspaceFeed {
-            digest,
+            backfill: Some(BackfillStatements::prepare(&session, ks).await?),
+            digest: Some(digest),
+            covered: AtomicBool::new(covered),
+            backfilled: AtomicU64::new(0),
+            backfill_ppm: AtomicU32::new(if covered { 1_000_000 } else { 0 }),
             stamps: AtomicU64::new(0),
             folded: AtomicU64::new(0),
             published: AtomicU64::new(0),
@@ -336,12 +354,57 @@ impl KeyspaceFeed {
             digest_folded: self.folded.load(Ordering::Relaxed),
             digest_published: self.published.load(Ordering::Relaxed),
             digest_scans: self.scans.load(Ordering::Relaxed),
+            digests_covered: self.covered.load(Ordering::Acquire),
+            digest_backfilled: self.backfilled.load(Ordering::Relaxed),
+            digest_backfill_ppm: self.backfill_ppm.load(Ordering::Relaxed),
         }
     }
 
     /// Whether this member keeps the keyspace's digests (its rows cover every key).
     pub fn keeps_digests(&self) -> bool {
-        self.digest.is_some()
+        self.digest.is_some() && self.covered.load(Ordering::Acquire)
+    }
+
+    /// One bounded step of the backfill of the keyspace's digest rows ([`super::backfill`]):
+    /// when they do not cover every key yet and this member holds feed partition 0 (one
+    /// backfiller per keyspace; the next holder resumes from the saved position), writes the
+    /// rows of at most `page` records after the saved position and saves the position after
+    /// them. Returns the progress; `done` once the rows cover every key (nothing to do then).
+    pub async fn backfill_digests(&self, page: usize) -> Result<BackfillProgress> {
+        let (Some(dst), Some(bst)) = (&self.digest, &self.backfill) else {
+            return Ok(BackfillProgress::default());
+        };
+        if self.covered.load(Ordering::Acquire) {
+            return Ok(BackfillProgress {
+                done: true,
+                keys: 0,
+                ring_ppm: 1_000_000,
+            });
+        }
+        let p = if self.held.lock().contains_key(&0) {
+            let (p, written) =
+                backfill::step(&self.session, bst, dst, self.partitions, page).await?;
+            self.backfilled.fetch_add(written, Ordering::Relaxed);
+            p
+        } else {
+            backfill::progress(&self.session, bst, false).await?
+        };
+        self.backfill_ppm.store(p.ring_ppm, Ordering::Relaxed);
+        if p.done {
+            self.now_covered();
+        }
+        Ok(p)
+    }
+
+    /// The keyspace's rows cover every key from now on: the held partitions' leaves are scanned
+    /// (and published) at the next rebalance.
+    fn now_covered(&self) {
+        if !self.covered.swap(true, Ordering::AcqRel) {
+            self.backfill_ppm.store(1_000_000, Ordering::Relaxed);
+            for h in self.held.lock().values_mut() {
+                h.leaves = None;
+            }
+        }
     }
 
     /// This consumer without the keyspace's digests: its commits fold nothing and its
@@ -350,6 +413,7 @@ impl KeyspaceFeed {
     /// it holds would go stale.
     pub fn without_digests(mut self) -> Self {
         self.digest = None;
+        self.backfill = None;
         self
     }
 
@@ -362,6 +426,13 @@ impl KeyspaceFeed {
         let Some(st) = &self.digest else {
             return Ok(());
         };
+        if !self.covered.load(Ordering::Acquire) {
+            // A backfill is under way (here or on another member): learn when it completes.
+            if !kdigest::covered(&self.session, st).await? {
+                return Ok(());
+            }
+            self.now_covered();
+        }
         let todo: Vec<(u32, i64, bool)> = self
             .held
             .lock()

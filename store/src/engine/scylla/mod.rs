@@ -24,6 +24,7 @@
 //! digests answered are the keyspace's instead, as the keyspace feed's holders publish them
 //! ([`kdigest`]); purges then log a keyspace feed entry so the holders fold them out.
 
+mod backfill;
 mod cql;
 mod kdigest;
 mod kfeed;
@@ -33,6 +34,7 @@ mod options;
 mod scan;
 mod schema;
 
+pub use backfill::BackfillProgress;
 pub use kfeed::{DEFAULT_PARTITIONS, partition_of};
 pub use lease::{FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch};
 pub use options::{Consistency, Replication, ScyllaOptions, Writers};
@@ -84,21 +86,20 @@ pub async fn open_scylla(
     let st = Statements::prepare(&session, &opts.keyspace).await?;
     let mut engine = ScyllaEngine::start(session, st, node, clock, opts, parts).await?;
     if opts.keyspace_digests {
-        if kdigest::complete(&engine.session, &opts.keyspace).await? {
-            let dst = Arc::new(
-                kdigest::DigestStatements::prepare(&engine.session, &opts.keyspace).await?,
-            );
-            let kd = Arc::new(kdigest::KeyspaceDigests::new());
-            kd.refresh(&engine.session, &dst).await?;
-            kdigest::spawn_refresher(engine.session.clone(), dst, Arc::downgrade(&kd));
-            engine.kdigests = Some(kd);
-        } else {
+        let dst =
+            Arc::new(kdigest::DigestStatements::prepare(&engine.session, &opts.keyspace).await?);
+        let covered = kdigest::covered(&engine.session, &dst).await?;
+        if !covered {
             tracing::warn!(
                 keyspace = %opts.keyspace,
                 "the keyspace held records before its digest tables existed: this node's \
-                 digests describe its own writes"
+                 digests describe its own writes until the keyspace feed's backfill completes"
             );
         }
+        let kd = Arc::new(kdigest::KeyspaceDigests::new(covered));
+        kd.refresh(&engine.session, &dst).await?;
+        kdigest::spawn_refresher(engine.session.clone(), dst, Arc::downgrade(&kd));
+        engine.kdigests = Some(kd);
     }
     // Everything this node id logged before (a previous process, now gone) is finished.
     kfeed::publish(
@@ -867,8 +868,8 @@ impl Store for ScyllaEngine {
     }
 
     fn digests(&self) -> DigestTree {
-        match &self.kdigests {
-            Some(k) => k.tree(),
+        match self.kdigests.as_ref().and_then(|k| k.tree()) {
+            Some(t) => t,
             None => self.digests.snapshot(),
         }
     }

@@ -26,6 +26,9 @@
 //!   `kdigest_keys ((part, sub), bucket, k, h)` (per key, the hash folded into its feed
 //!   partition's digests) and `kdigest_parts (part, gen, leaves)` (each feed partition's 4096
 //!   leaves, published by its holder).
+//! - Migration 4, the digests' backfill (see [`super::backfill`]): `kdigest_backfill (id, page,
+//!   written, reached)` (how far the scan that builds the rows of a keyspace written before migration
+//!   3 has come: the driver's paging state, keys written, the token of the last row).
 //!
 //! Keyspaces made by earlier builds also hold an empty `messages` table (a message-history layout
 //! the messenger never adopted; migration 1 no longer creates it): nothing reads it, and an
@@ -41,7 +44,7 @@ use std::time::Duration;
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 /// Migration `i + 1` is `MIGRATIONS[i]`; `{ks}` is replaced by the keyspace.
 const MIGRATIONS: &[&[&str]] = &[
@@ -75,6 +78,11 @@ const MIGRATIONS: &[&[&str]] = &[
      h bigint, PRIMARY KEY ((part, sub), bucket, k))",
         "CREATE TABLE IF NOT EXISTS {ks}.kdigest_parts (part int PRIMARY KEY, gen bigint, \
      leaves blob)",
+    ],
+    &[
+        // 4: the digests' backfill position (see `super::backfill`).
+        "CREATE TABLE IF NOT EXISTS {ks}.kdigest_backfill (id int PRIMARY KEY, page blob, \
+     written bigint, reached bigint)",
     ],
 ];
 
