@@ -310,6 +310,10 @@ enum Command {
         body: Bytes,
         reply: oneshot::Sender<Result<Bytes, CasError>>,
     },
+    PushToRegions {
+        deltas: Vec<starling_store::Delta>,
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A cheap, cloneable handle to the running gossip service.
@@ -496,6 +500,17 @@ impl GossipHandle {
         }
         .instrument(span)
         .await
+    }
+
+    /// Pushes `deltas` to one live member of each other region (see
+    /// `GossipNode::push_to_regions_step`): the keyspace-wide feed's partition holders call it
+    /// with the records their batches name. Returns how many regions they were sent to; `None`
+    /// once the gossip service has stopped.
+    pub async fn push_to_regions(&self, deltas: Vec<starling_store::Delta>) -> Option<usize> {
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::PushToRegions { deltas, reply: tx };
+        self.commands.send(cmd).await.ok()?;
+        rx.await.ok()
     }
 }
 
@@ -1154,6 +1169,11 @@ async fn core_loop(mut l: CoreLoop) {
                         CallStart::Failed(e) => { let _ = reply.send(Err(e)); }
                         CallStart::Pending(id) => { calls.insert(id, reply); }
                     }
+                    out
+                }
+                Command::PushToRegions { deltas, reply } => {
+                    let (regions, out) = l.core.push_to_regions_step(start.elapsed(), deltas);
+                    let _ = reply.send(regions);
                     out
                 }
             }},

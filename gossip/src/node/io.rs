@@ -274,7 +274,7 @@ async fn read_push(
 
 /// This node's records of `keys` as deltas, in one store call; a key without a record (never
 /// written, or purged since it was listed) is left out.
-async fn records_of(store: &dyn Store, keys: &[Key]) -> Result<Vec<Delta>, StoreError> {
+pub async fn records_of(store: &dyn Store, keys: &[Key]) -> Result<Vec<Delta>, StoreError> {
     let records = store.get_records(keys).await?;
     Ok(keys
         .iter()

@@ -64,7 +64,7 @@ mod push;
 pub use cas::rendezvous_owner;
 use cas::{expire, reply_to_outcome};
 use io::{AfterApply, Read};
-pub use io::{StoreDone, StoreJob};
+pub use io::{StoreDone, StoreJob, records_of};
 pub use membership::SwimDriver;
 use membership::Swimmer;
 
@@ -154,6 +154,11 @@ pub struct GossipConfig {
     pub gc_pages: usize,
     /// Keep a log of when and after how many hops records arrived (simulation and benchmarks).
     pub record_arrivals: bool,
+    /// The store is a keyspace this region's nodes share, whose keyspace-wide feed's partition
+    /// holders push each write to the other regions ([`GossipNode::push_to_regions_step`]):
+    /// the push of this node's own feed then sends nothing (the region's other nodes read the
+    /// same keyspace) and only moves its cursor.
+    pub keyspace_push: bool,
 }
 
 impl GossipConfig {
@@ -198,6 +203,7 @@ impl GossipConfig {
             gc_page: 1000,
             gc_pages: 16,
             record_arrivals: false,
+            keyspace_push: false,
         }
     }
 }
@@ -307,6 +313,9 @@ pub struct GossipMetrics {
     pub deltas_pushed: u64,
     /// Records received in pushes.
     pub deltas_received: u64,
+    /// Records of the keyspace-wide feed this node pushed to the other regions as a partition's
+    /// holder ([`GossipNode::push_to_regions_step`]), each counted once whatever the regions.
+    pub keyspace_pushed: u64,
     /// Received records that changed the local store.
     pub deltas_applied: u64,
     /// Anti-entropy rounds started.

@@ -1,6 +1,11 @@
 //! Push: every change in the store's change feed goes at once to `fanout` peers (one in another
 //! region), from a cursor saved as the `gossip-push` feed consumer. The feed and its records are
 //! read by a store job ([`super::io`]); one push is in flight at a time.
+//!
+//! On a keyspace the region's nodes share ([`GossipConfig::keyspace_push`]) the own feed's push
+//! sends nothing: the holders of the keyspace-wide feed's partitions hand their batches' records
+//! to [`GossipNode::push_to_regions_step`], which sends them to one live member of each other
+//! region, so a write is pushed once by the region, whichever node accepted it.
 
 use super::io::{AfterApply, Job};
 use super::*;
@@ -110,6 +115,18 @@ impl GossipNode {
             self.push_wanted.get_or_insert(arrived);
             return;
         }
+        if self.cfg.keyspace_push {
+            // Nothing to read or send: the keyspace feed's holders push this node's writes. The
+            // cursor still moves (the trimmer waits for it) and the CASes waiting are answered.
+            self.cursor = self.cursor.max(self.store.last_seq());
+            let waiting = std::mem::take(&mut self.after_push_current)
+                .into_iter()
+                .chain(std::mem::take(&mut self.after_push_next));
+            for (answer, result) in waiting.collect::<Vec<_>>() {
+                self.answer_cas(answer, result);
+            }
+            return;
+        }
         self.push_in_flight = true;
         self.push_arrived = arrived;
         // The CAS answers waiting for a push go out after this one.
@@ -162,5 +179,41 @@ impl GossipNode {
         if let Some(arrived) = self.push_wanted.take() {
             self.push_changes(arrived);
         }
+    }
+
+    /// Sends `deltas` — records named by a batch of the keyspace-wide feed, read by the holder of
+    /// its partition — to one live member of each other region, at most `push_batch` records a
+    /// message; returns how many regions they went to. Counted once in
+    /// [`GossipMetrics::keyspace_pushed`] whatever the regions.
+    pub fn push_to_regions_step(
+        &mut self,
+        now: Duration,
+        deltas: Vec<Delta>,
+    ) -> (usize, Vec<Outbound>) {
+        self.set_now(now);
+        let mut by_region: BTreeMap<String, Vec<Peer>> = BTreeMap::new();
+        for p in self.members() {
+            if p.region != self.me.region {
+                by_region.entry(p.region.clone()).or_default().push(p);
+            }
+        }
+        let targets: Vec<Peer> = by_region
+            .values()
+            .filter_map(|peers| peers.choose(&mut self.rng).cloned())
+            .collect();
+        self.metrics.keyspace_pushed += deltas.len() as u64;
+        for chunk in deltas.chunks(self.cfg.push_batch.max(1)) {
+            for to in &targets {
+                self.metrics.deltas_pushed += chunk.len() as u64;
+                self.send(
+                    to.clone(),
+                    Message::Push {
+                        deltas: chunk.to_vec(),
+                        hops: 1,
+                    },
+                );
+            }
+        }
+        (targets.len(), std::mem::take(&mut self.out))
     }
 }
