@@ -870,3 +870,126 @@ async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
     consumer.await.unwrap();
     ks.drop_all().await;
 }
+
+/// A holder's check of its digest buckets against the records repairs what a lost fold or a
+/// stray write left in the rows — a key's row deleted, one rewritten with a wrong hash, one for
+/// a key without a record — and the leaves a claim scan computed from them, which the region's
+/// nodes had answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holders_check_repairs_digest_rows_and_leaves() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "kcheck");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(4);
+    opts.keyspace_digests = true;
+    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let feed = holding_all(&opts, 101).await;
+    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
+    let consumer = consume(feed.clone(), seen, stop.clone());
+    let space = Keyspace::new("ck");
+    let key = |i: u64| space.key().u64(i).finish();
+    for i in 0..40u64 {
+        a.put(&key(i), Bytes::from(format!("v{i}"))).await.unwrap();
+    }
+    let want = scanned_digests(&opts, 3).await;
+    assert!(digests_reach(&[&a], &want).await, "folded");
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.unwrap();
+    drop(feed);
+
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&opts.nodes)
+        .build()
+        .await
+        .unwrap();
+    let k = &opts.keyspace;
+    let at = |key: &[u8]| {
+        let b = starling_store::digest::bucket_of(key) as i32;
+        (partition_of(key, 4) as i32, b >> 8, b)
+    };
+    // Written as the first holder's (lease epoch 1) last writes would be: the next holder's
+    // writes (epoch 2) win over them.
+    let ts = (2i64 << 44) - 1;
+    let (lost, wrong) = (key(1), key(2));
+    let ghost = space.key().u64(999).finish();
+    let (p, sub, b) = at(lost.as_bytes());
+    s.query_unpaged(
+        format!(
+            "DELETE FROM {k}.kdigest_keys USING TIMESTAMP ? \
+             WHERE part = ? AND sub = ? AND bucket = ? AND k = ?"
+        ),
+        (ts, p, sub, b, lost.as_bytes()),
+    )
+    .await
+    .unwrap();
+    for (key, h) in [(&wrong, 12_345i64), (&ghost, 67_890)] {
+        let (p, sub, b) = at(key.as_bytes());
+        s.query_unpaged(
+            format!(
+                "INSERT INTO {k}.kdigest_keys (part, sub, bucket, k, h) VALUES (?, ?, ?, ?, ?) \
+                 USING TIMESTAMP ?"
+            ),
+            (p, sub, b, key.as_bytes(), h, ts),
+        )
+        .await
+        .unwrap();
+    }
+    // The next holder's claim scan computes its leaves from those rows and publishes them.
+    let holder = holding_all(&opts, 102).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while a.digests() == want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bad rows were never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    holder.check_digests(4096).await.unwrap();
+    let st = holder.stats();
+    assert_eq!(st.digest_checked_buckets, 4096);
+    // Each row's repair carried its leaf along (the leaves were the rows' XOR).
+    assert_eq!(
+        (st.digest_rows_repaired, st.digest_leaves_repaired),
+        (3, 0),
+        "{st:?}"
+    );
+    holder.rebalance().await.unwrap(); // publishes the repaired leaves
+    assert!(digests_reach(&[&a], &want).await, "repaired");
+    // A row the previous holder wrote after this one's claim scan (paused past its lease): the
+    // leaves do not hold it, the row is wrong; the check rewrites the row, then finds the leaf
+    // differing from its rows and replaces it.
+    let late = key(5);
+    let (p, sub, b) = at(late.as_bytes());
+    s.query_unpaged(
+        format!(
+            "INSERT INTO {k}.kdigest_keys (part, sub, bucket, k, h) VALUES (?, ?, ?, ?, ?) \
+             USING TIMESTAMP ?"
+        ),
+        (p, sub, b, late.as_bytes(), 424_242i64, ts),
+    )
+    .await
+    .unwrap();
+    holder.check_digests(4096).await.unwrap();
+    let again = holder.stats();
+    assert_eq!(
+        (again.digest_rows_repaired, again.digest_leaves_repaired),
+        (4, 1),
+        "{again:?}"
+    );
+    holder.rebalance().await.unwrap();
+    assert!(
+        digests_reach(&[&a], &want).await,
+        "still the records' digests"
+    );
+    // A full pass over a consistent keyspace changes nothing.
+    holder.check_digests(4096).await.unwrap();
+    let last = holder.stats();
+    assert_eq!(
+        (last.digest_rows_repaired, last.digest_leaves_repaired),
+        (4, 1),
+        "{last:?}"
+    );
+    ks.drop_all().await;
+}

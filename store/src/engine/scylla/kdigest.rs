@@ -74,6 +74,8 @@ pub(crate) struct DigestStatements {
     gens: PreparedStatement,
     leaves: PreparedStatement,
     config: PreparedStatement,
+    bucket_keys: PreparedStatement,
+    bucket_rows: PreparedStatement,
 }
 
 impl DigestStatements {
@@ -107,6 +109,10 @@ impl DigestStatements {
             gens: p("SELECT part, gen FROM {ks}.kdigest_parts").await?,
             leaves: p("SELECT gen, leaves FROM {ks}.kdigest_parts WHERE part = ?").await?,
             config: p("SELECT complete FROM {ks}.kdigest_config WHERE id = 0").await?,
+            bucket_keys: p("SELECT k FROM {ks}.kv_buckets WHERE bucket = ?").await?,
+            bucket_rows: p("SELECT k, h FROM {ks}.kdigest_keys \
+                 WHERE part = ? AND sub = ? AND bucket = ?")
+            .await?,
         })
     }
 }
@@ -262,6 +268,81 @@ pub(crate) async fn scan_part(s: &Session, st: &DigestStatements, part: u32) -> 
         }
     }
     Ok(leaves)
+}
+
+/// Pages through one statement's rows (bound to `values`), collecting them.
+async fn all_rows<T, V>(
+    s: &Session,
+    st: &PreparedStatement,
+    values: V,
+    what: &'static str,
+) -> Result<Vec<T>>
+where
+    T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    V: scylla::serialize::row::SerializeRow + Clone,
+{
+    let mut out = Vec::new();
+    let mut paging = PagingState::start();
+    loop {
+        let (res, next) = retry("checking the keyspace's digests", || {
+            s.execute_single_page(st, values.clone(), paging.clone())
+        })
+        .await?;
+        let rows = res.into_rows_result().map_err(|e| bad_rows(what, e))?;
+        for row in rows.rows::<T>().map_err(|e| bad_rows(what, e))? {
+            out.push(row.map_err(|e| bad_rows(what, e))?);
+        }
+        match next.into_paging_control_flow() {
+            ControlFlow::Break(()) => return Ok(out),
+            ControlFlow::Continue(p) => paging = p,
+        }
+    }
+}
+
+/// The keys of digest bucket `bucket`: those with a record (`kv_buckets`, every feed
+/// partition's) and those with a row in feed partition `parts`' rows of it.
+pub(crate) async fn bucket_keys(
+    s: &Session,
+    st: &DigestStatements,
+    bucket: u32,
+    parts: &[u32],
+) -> Result<std::collections::BTreeSet<Vec<u8>>> {
+    let mut keys: std::collections::BTreeSet<Vec<u8>> =
+        all_rows::<(Vec<u8>,), _>(s, &st.bucket_keys, (bucket as i32,), "kv_buckets")
+            .await?
+            .into_iter()
+            .map(|(k,)| k)
+            .collect();
+    for part in parts {
+        let rows = all_rows::<(Vec<u8>, Option<i64>), _>(
+            s,
+            &st.bucket_rows,
+            (*part as i32, sub_of(bucket), bucket as i32),
+            "kdigest_keys",
+        )
+        .await?;
+        keys.extend(rows.into_iter().map(|(k, _)| k));
+    }
+    Ok(keys)
+}
+
+/// The XOR of feed partition `part`'s rows in digest bucket `bucket`: its leaf, as the rows say.
+pub(crate) async fn bucket_leaf(
+    s: &Session,
+    st: &DigestStatements,
+    part: u32,
+    bucket: u32,
+) -> Result<u64> {
+    let rows = all_rows::<(Vec<u8>, Option<i64>), _>(
+        s,
+        &st.bucket_rows,
+        (part as i32, sub_of(bucket), bucket as i32),
+        "kdigest_keys",
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .fold(0, |x, (_, h)| x ^ h.unwrap_or(0) as u64))
 }
 
 /// Publishes feed partition `part`'s leaves (generation and write timestamp `ts`).

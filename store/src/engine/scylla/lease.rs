@@ -29,14 +29,17 @@
 //!   leaves that changed ([`super::kdigest`]). On a keyspace that held records before its
 //!   digest tables, the holder of partition 0 backfills the older keys' rows
 //!   ([`KeyspaceFeed::backfill_digests`], [`super::backfill`]); once that completes, every
-//!   holder rescans its partitions' leaves and publishes them.
+//!   holder rescans its partitions' leaves and publishes them. [`KeyspaceFeed::check_digests`]
+//!   checks a few buckets of the held partitions against the records at a time, repairing
+//!   rows and leaves.
 
 use super::backfill::{self, BackfillProgress, BackfillStatements};
 use super::cql::{bad_rows, retry};
 use super::kdigest::{self, DigestStatements};
-use super::kfeed::{CHUNK_BITS, now_ms};
+use super::kfeed::{CHUNK_BITS, now_ms, partition_of};
 use super::{ScyllaOptions, connect, lwt_applied};
 use crate::contract::Origin;
+use crate::digest::LEAVES;
 use crate::error::{Result, StoreError};
 use crate::key::Key;
 use crate::node::NodeId;
@@ -135,6 +138,13 @@ pub struct FeedStats {
     /// How far the keyspace's backfill has come through the token ring, in millionths, as this
     /// member last read or moved it (1 000 000 once covered).
     pub digest_backfill_ppm: u32,
+    /// Digest buckets of the held partitions checked against the records
+    /// ([`KeyspaceFeed::check_digests`]), since start.
+    pub digest_checked_buckets: u64,
+    /// Digest rows a check found not matching their record and rewrote, since start.
+    pub digest_rows_repaired: u64,
+    /// Held partitions' leaves a check found not matching their rows and replaced, since start.
+    pub digest_leaves_repaired: u64,
 }
 
 #[derive(Debug)]
@@ -189,6 +199,11 @@ pub struct KeyspaceFeed {
     covered: AtomicBool,
     backfilled: AtomicU64,
     backfill_ppm: AtomicU32,
+    /// The next digest bucket [`KeyspaceFeed::check_digests`] checks (modulo 4096).
+    check_next: AtomicU32,
+    checked: AtomicU64,
+    rows_repaired: AtomicU64,
+    leaves_repaired: AtomicU64,
     /// Digest writes made, for their write timestamps ([`kdigest::stamp`]).
     stamps: AtomicU64,
     folded: AtomicU64,
@@ -314,6 +329,10 @@ impl KeyspaceFeed {
             digest: Some(digest),
             covered: AtomicBool::new(covered),
             backfilled: AtomicU64::new(0),
+            check_next: AtomicU32::new(0),
+            checked: AtomicU64::new(0),
+            rows_repaired: AtomicU64::new(0),
+            leaves_repaired: AtomicU64::new(0),
             backfill_ppm: AtomicU32::new(if covered { 1_000_000 } else { 0 }),
             stamps: AtomicU64::new(0),
             folded: AtomicU64::new(0),
@@ -357,6 +376,9 @@ impl KeyspaceFeed {
             digests_covered: self.covered.load(Ordering::Acquire),
             digest_backfilled: self.backfilled.load(Ordering::Relaxed),
             digest_backfill_ppm: self.backfill_ppm.load(Ordering::Relaxed),
+            digest_checked_buckets: self.checked.load(Ordering::Relaxed),
+            digest_rows_repaired: self.rows_repaired.load(Ordering::Relaxed),
+            digest_leaves_repaired: self.leaves_repaired.load(Ordering::Relaxed),
         }
     }
 
@@ -476,28 +498,37 @@ impl KeyspaceFeed {
     /// one folded in for it, and the difference goes into the partition's leaves. A key whose
     /// write failed leaves the partition's leaves unknown (scanned again at the next rebalance).
     async fn fold(&self, st: &Arc<DigestStatements>, batch: &PartBatch) -> Result<()> {
-        let epoch = batch.epoch as i64;
-        if self
-            .held
-            .lock()
-            .get(&batch.part)
-            .is_none_or(|h| h.epoch != epoch)
-        {
-            return Ok(()); // the commit will be refused
-        }
         let keys: std::collections::BTreeSet<&[u8]> =
             batch.changes.iter().map(|c| c.key.as_bytes()).collect();
-        let mut keys = keys.into_iter();
+        let keys = keys.into_iter().map(<[u8]>::to_vec);
+        self.fold_keys(st, batch.part, batch.epoch as i64, keys)
+            .await
+            .map(drop)
+    }
+
+    /// Folds `keys` of held partition `part` (under lease `epoch`; nothing if it is no longer
+    /// held so), 32 at a time; returns how many rows changed.
+    async fn fold_keys(
+        &self,
+        st: &Arc<DigestStatements>,
+        part: u32,
+        epoch: i64,
+        mut keys: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<u64> {
+        if self.held.lock().get(&part).is_none_or(|h| h.epoch != epoch) {
+            return Ok(0); // the commit will be refused
+        }
         let mut running = tokio::task::JoinSet::new();
         let mut failed = None;
+        let mut changed = 0;
         loop {
             while running.len() < kdigest::FOLD_CONCURRENCY {
                 let Some(k) = keys.next() else { break };
                 running.spawn(kdigest::fold_key(
                     self.session.clone(),
                     st.clone(),
-                    batch.part,
-                    k.to_vec(),
+                    part,
+                    k,
                     self.stamp(epoch),
                 ));
             }
@@ -508,8 +539,9 @@ impl KeyspaceFeed {
             match done.and_then(|r| r) {
                 Ok(None) => {}
                 Ok(Some((bucket, x))) => {
+                    changed += 1;
                     self.folded.fetch_add(1, Ordering::Relaxed);
-                    if let Some(h) = self.held.lock().get_mut(&batch.part)
+                    if let Some(h) = self.held.lock().get_mut(&part)
                         && h.epoch == epoch
                         && let Some(l) = h.leaves.as_mut()
                     {
@@ -521,14 +553,73 @@ impl KeyspaceFeed {
             }
         }
         match failed {
-            None => Ok(()),
+            None => Ok(changed),
             Some(e) => {
-                if let Some(h) = self.held.lock().get_mut(&batch.part) {
+                if let Some(h) = self.held.lock().get_mut(&part) {
                     h.leaves = None;
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Checks the next `buckets` of the 4096 digest buckets (in turn, from where the last call
+    /// stopped) of the partitions this member holds against the records: every key of a bucket
+    /// with a record, or with a row in a held partition, is folded again (its row rewritten when
+    /// it does not match the record: a lost fold; a key whose feed entry is still on its way
+    /// counts too), then each held partition's leaf of the bucket is compared with the XOR of
+    /// its rows and replaced when it differs (published at the next rebalance). Costs per
+    /// bucket one read of its keys (`kv_buckets`, about keys / 4096), one of its rows per held
+    /// partition, and two point reads per held key. Nothing while the rows do not cover every
+    /// key.
+    pub async fn check_digests(&self, buckets: u32) -> Result<()> {
+        let Some(st) = &self.digest else {
+            return Ok(());
+        };
+        if !self.covered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        for _ in 0..buckets.min(LEAVES as u32) {
+            let held: BTreeMap<u32, i64> = self
+                .held
+                .lock()
+                .iter()
+                .filter(|(_, h)| h.leaves.is_some())
+                .map(|(p, h)| (*p, h.epoch))
+                .collect();
+            if held.is_empty() {
+                return Ok(());
+            }
+            let bucket = self.check_next.fetch_add(1, Ordering::Relaxed) % LEAVES as u32;
+            let parts: Vec<u32> = held.keys().copied().collect();
+            let mut by_part: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+            for k in kdigest::bucket_keys(&self.session, st, bucket, &parts).await? {
+                let part = partition_of(&k, self.partitions);
+                if held.contains_key(&part) {
+                    by_part.entry(part).or_default().push(k);
+                }
+            }
+            for (part, keys) in by_part {
+                let changed = self
+                    .fold_keys(st, part, held[&part], keys.into_iter())
+                    .await?;
+                self.rows_repaired.fetch_add(changed, Ordering::Relaxed);
+            }
+            for (part, epoch) in held {
+                let leaf = kdigest::bucket_leaf(&self.session, st, part, bucket).await?;
+                if let Some(h) = self.held.lock().get_mut(&part)
+                    && h.epoch == epoch
+                    && let Some(l) = h.leaves.as_mut()
+                    && l[bucket as usize] != leaf
+                {
+                    l[bucket as usize] = leaf;
+                    h.dirty = true;
+                    self.leaves_repaired.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            self.checked.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn expiry(&self) -> i64 {
