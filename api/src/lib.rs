@@ -22,6 +22,7 @@ pub mod fragments;
 #[cfg(test)]
 mod fuzz_tests;
 pub mod http_metrics;
+pub mod heap;
 pub mod hydrate;
 pub mod keyspace_feed;
 pub mod likes;

@@ -17,7 +17,33 @@ use tracing_subscriber::EnvFilter;
 /// (bench/alloc.md), and v3 is reported to hold memory under churn (mimalloc #1014, #1282).
 #[cfg(any(feature = "mimalloc", feature = "mimalloc-v3"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+const ALLOCATOR_INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(
+    feature = "heap-count",
+    not(any(feature = "mimalloc", feature = "mimalloc-v3"))
+))]
+const ALLOCATOR_INNER: std::alloc::System = std::alloc::System;
+
+#[cfg(all(
+    any(feature = "mimalloc", feature = "mimalloc-v3"),
+    not(feature = "heap-count")
+))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = ALLOCATOR_INNER;
+
+/// With `heap-count` the allocator is counted: `/metrics` reports the live heap beside the RSS
+/// (see `starling_api::heap`).
+#[cfg(all(
+    feature = "heap-count",
+    any(feature = "mimalloc", feature = "mimalloc-v3")
+))]
+#[global_allocator]
+static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(ALLOCATOR_INNER, usize::MAX);
+#[cfg(all(
+    feature = "heap-count",
+    not(any(feature = "mimalloc", feature = "mimalloc-v3"))
+))]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(ALLOCATOR_INNER, usize::MAX);
 
 /// Starling: a multi-region social network backend.
 #[derive(Parser, Debug)]
@@ -175,6 +201,8 @@ const BLOCKING_THREADS: usize = 32;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+    #[cfg(feature = "heap-count")]
+    starling_api::heap::count_with(|| ALLOCATOR.allocated());
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(*args)?;
             // Built before the runtime and shut down after it: the exporter's HTTP client is a

@@ -41,6 +41,14 @@ impl Collector for NodeCollector {
             "Last sequence number of the store's change feed",
             i64::try_from(self.store.last_seq()).unwrap_or(i64::MAX),
         )?;
+        if let Some(live) = crate::heap::live_bytes() {
+            gauge(
+                e,
+                "starling_heap_live_bytes",
+                "Bytes the program holds from its allocator (the RSS also holds what the allocator keeps for reuse)",
+                i64::try_from(live).unwrap_or(i64::MAX),
+            )?;
+        }
         if let Some(m) = self.store.memory() {
             for (name, help, v) in [
                 (

@@ -4,7 +4,7 @@
 # others as they are. glibc's malloc_stats() then gives that node's live heap (malloc-stats.sh),
 # which mimalloc's release build does not expose.
 #
-#   cargo build --release -p starling-api --no-default-features --bin starling
+#   cargo build --release -p starling-api --no-default-features --features heap-count --bin starling
 #   cp target/release/starling /tmp/starling-glibc
 #   STARLING_TEST_WRAP=$PWD/infra/diag/glibc-node.sh STARLING_FAULT_SEED=23 \
 #     STARLING_SOAK_RATE=3197 STARLING_SOAK_GROW_SECS=0 SOAK_OUT=/tmp/run infra/soak.sh 1500
