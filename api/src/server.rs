@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// Opens the configured store; a bad data directory or an unreachable cluster is one clear error.
 pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Result<Arc<dyn Store>> {
-    match &cfg.store {
+    match &cfg.settings.store {
         StoreKind::Memory => Ok(open_memory(cfg.node(), clock, Limits::default())),
         StoreKind::Scylla(url) => {
             let mut opts =
@@ -29,9 +29,10 @@ pub async fn open_store(cfg: &ServeConfig, clock: Arc<HlcClock>) -> anyhow::Resu
                 .with_context(|| format!("opening the ScyllaDB store {url}"))
         }
         StoreKind::Embedded => {
-            let opts = cfg.embedded.options(&cfg.data_dir);
-            open_embedded(cfg.node(), clock, &opts)
-                .with_context(|| format!("opening the store in {}", cfg.data_dir.display()))
+            let opts = cfg.settings.embedded.options(&cfg.settings.data_dir);
+            open_embedded(cfg.node(), clock, &opts).with_context(|| {
+                format!("opening the store in {}", cfg.settings.data_dir.display())
+            })
         }
     }
 }
@@ -43,24 +44,26 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg, clock.clone()).await?;
     // The seq leases' holder id, kept in the embedded store's data directory (held by this
     // process now): the next run on it takes this run's leases again at once.
-    let mut chat_settings = cfg.chat;
-    if matches!(cfg.store, StoreKind::Embedded) {
-        let id = starling_messenger::lease::holder_in(&cfg.data_dir)
-            .with_context(|| format!("the lease holder id in {}", cfg.data_dir.display()))?;
+    let mut chat_settings = cfg.settings.chat;
+    if matches!(cfg.settings.store, StoreKind::Embedded) {
+        let id =
+            starling_messenger::lease::holder_in(&cfg.settings.data_dir).with_context(|| {
+                format!("the lease holder id in {}", cfg.settings.data_dir.display())
+            })?;
         chat_settings.lease_holder = Some(id);
     }
     // On ScyllaDB the derived state comes from the keyspace-wide feed, shared by every node on
     // the keyspace (`keyspace_feed`).
-    let shared = matches!(cfg.store, StoreKind::Scylla(_));
+    let shared = matches!(cfg.settings.store, StoreKind::Scylla(_));
     // One node on its own store (no cluster, not a shared keyspace): every record of the store
     // is written through this node, so its client-id filter and block cache see every write.
     let sole_writer = cfg.gossip.is_none() && !shared;
     chat_settings.client_id_filter = sole_writer;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    let listener = tokio::net::TcpListener::bind(cfg.settings.listen)
         .await
-        .with_context(|| format!("listening on {}", cfg.listen))?;
+        .with_context(|| format!("listening on {}", cfg.settings.listen))?;
     let addr = listener.local_addr().context("local address")?;
-    let tls = match cfg.tls.files() {
+    let tls = match cfg.settings.tls.files() {
         Some((cert, key)) => {
             Some(crate::tls::Tls::load(cert, key).context("loading --tls-cert/--tls-key")?)
         }
@@ -71,17 +74,19 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None => None,
     };
     let media = open_media(&cfg).await?;
-    let l2 = match &cfg.redis {
+    let feed = starling_feed::FeedConfig::from(cfg.settings.feed);
+    let l2 = match &cfg.settings.redis {
         Some(url) => Some(
-            starling_feed::Feed::connect_redis(url, "starling:", &cfg.feed)
+            starling_feed::Feed::connect_redis(url.as_str(), "starling:", &feed)
                 .await
                 .with_context(|| format!("redis at {url} does not answer (--redis)"))?,
         ),
         None => None,
     };
-    let (bus, bus_rx) = match &cfg.redis {
+    let (bus, bus_rx) = match &cfg.settings.redis {
         Some(url) => {
-            let (bus, rx) = starling_messenger::Bus::redis(url, &cfg.region, cfg.node().0)
+            let region = cfg.settings.region.as_str();
+            let (bus, rx) = starling_messenger::Bus::redis(url.as_str(), region, cfg.node().0)
                 .await
                 .with_context(|| format!("connecting to redis at {url}"))?;
             (bus, Some(rx))
@@ -91,21 +96,25 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let state = AppState::new(NodeParts {
         store: store.clone(),
         graph: {
-            let mut g = GraphConfig::new(cfg.region.clone(), cfg.handle_region.clone());
-            g.session_ttl = cfg.session_ttl;
-            g.handle_grace = cfg.housekeeping.handle_grace.get();
+            let mut g = GraphConfig::new(
+                cfg.settings.region.to_string(),
+                cfg.settings.handle_region().to_string(),
+            );
+            g.session_ttl = cfg.settings.session_ttl.get();
+            g.handle_grace = cfg.settings.housekeeping.handle_grace.get();
             g.keyspace_feed = shared;
             g.block_cache = sole_writer;
-            g.session_cache = sole_writer;
+            // Revocations made elsewhere reach it through this node's own change feed.
+            g.session_cache = !shared;
             g
         },
         media,
         gossip: gossip.as_ref().map(GossipService::handle),
-        admin_token: cfg.admin_token.clone(),
-        durable_regions: cfg.durable_regions,
-        auth_per_minute: cfg.auth_per_minute,
+        admin_token: cfg.settings.admin_token.clone(),
+        durable_regions: cfg.settings.durable_regions.usize(),
+        auth_per_minute: cfg.settings.auth_per_minute(),
         feed: {
-            let mut f = cfg.feed.clone();
+            let mut f = feed;
             f.shared_ttl = shared.then(|| f.shared_ttl.unwrap_or(crate::keyspace_feed::SHARED_TTL));
             f
         },
@@ -114,22 +123,26 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         bus,
     })
     .with_media_url_key(media_url_key(&cfg))
-    .with_write_quotas(cfg.write_quotas);
+    .with_write_quotas(cfg.settings.write_quotas);
     // Follower counts are derived per node from the replicated edge sets: keep them current
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let mut cache_bus = None;
-    let keyspace_feed = match &cfg.store {
+    let keyspace_feed = match &cfg.settings.store {
         StoreKind::Scylla(url) => {
             let lease = starling_store::consumer::LeaseConfig::default();
             let kf = crate::keyspace_feed::open(url, cfg.node(), lease).await?;
             state.keyspace_feed.set(kf.clone());
             state.posts.likes().shared();
             // The region's nodes drop each other's stale cached copies over their Redis.
-            let bus = match &cfg.redis {
-                Some(r) => crate::cache_bus::CacheBus::redis(r, &cfg.region, cfg.node().0)
-                    .await
-                    .with_context(|| format!("connecting to redis at {r}"))?,
+            let bus = match &cfg.settings.redis {
+                Some(r) => crate::cache_bus::CacheBus::redis(
+                    r.as_str(),
+                    cfg.settings.region.as_str(),
+                    cfg.node().0,
+                )
+                .await
+                .with_context(|| format!("connecting to redis at {r}"))?,
                 None => crate::cache_bus::CacheBus::default(),
             };
             state.keyspace_feed.set_bus(bus.clone());
@@ -164,7 +177,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Deleted accounts are swept in bounded steps, off the request path.
     let sweeper = tokio::spawn(crate::deletion::run(
         state.clone(),
-        cfg.housekeeping.deletion_interval.get(),
+        cfg.settings.housekeeping.deletion_interval.get(),
         stopped.clone(),
     ));
     // The change feed is trimmed below the slowest of its consumers, off the request path.
@@ -175,7 +188,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                 crate::metrics::feed_consumers(gossip.is_some()),
                 keyspace_feed.is_some(),
             ),
-            cfg.trim.clone(),
+            starling_store::TrimConfig::from(cfg.settings.trim),
             state.trim.clone(),
         )
         .run(stopped.clone()),
@@ -186,34 +199,34 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     });
     let mut chat = crate::start_chat(&state, bus_rx, stopped);
     let hub = state.fanout.hub.clone();
-    let mut app = crate::router_with_deadline(state, cfg.request_timeout);
-    if let Some(source) = cfg.web.clone() {
+    let mut app = crate::router_with_deadline(state, cfg.settings.request_timeout.get());
+    if let Some(source) = cfg.settings.web.clone().source() {
         app = app.merge(crate::web::routes(source));
     }
     // Outside the router: a preflight is answered before routing (no route has OPTIONS).
-    if let Some(origins) = &cfg.cors {
+    if let Some(origins) = cfg.settings.cors_origins.as_ref().map(|o| &o.parsed) {
         app = app.layer(origins.layer());
     }
     let (stop_tls, tls_stopped) = tokio::sync::watch::channel(false);
     let tls_reload = tls.clone().map(|t| {
         (
             tokio::spawn(t.clone().reload_on_sighup(tls_stopped.clone())),
-            tokio::spawn(t.reload_on_change(cfg.tls.watch_interval(), tls_stopped)),
+            tokio::spawn(t.reload_on_change(cfg.settings.tls.watch_interval(), tls_stopped)),
         )
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let data = match &cfg.store {
-        StoreKind::Embedded => format!("embedded store in {}", cfg.data_dir.display()),
+    let data = match &cfg.settings.store {
+        StoreKind::Embedded => format!("embedded store in {}", cfg.settings.data_dir.display()),
         StoreKind::Memory => "memory store (nothing persists)".to_string(),
         StoreKind::Scylla(url) => format!("ScyllaDB store {url}"),
     };
     tracing::info!(
         node = %cfg.node(),
-        region = %cfg.region,
+        region = %cfg.settings.region,
         "starling listening on {scheme}://{addr} ({data})"
     );
     let acceptor = tls.as_ref().map(|t| t.acceptor().clone());
-    crate::accept::serve(listener, app, cfg.conn, acceptor, {
+    crate::accept::serve(listener, app, cfg.settings.conn, acceptor, {
         let hub = hub.clone();
         async move {
             shutdown_signal().await;
@@ -256,6 +269,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
 /// random (URLs then open media on this process only, which is logged).
 fn media_url_key(cfg: &ServeConfig) -> crate::media::UrlSigner {
     match cfg
+        .settings
         .media
         .url_secret(cfg.gossip.as_ref().map(|g| g.secret.as_str()))
     {
@@ -273,8 +287,8 @@ fn media_url_key(cfg: &ServeConfig) -> crate::media::UrlSigner {
 /// Opens the media blob store: a local directory, or an S3-compatible bucket that must answer
 /// at start (one clear error otherwise).
 pub async fn open_media(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn object_store::ObjectStore>> {
-    let Some(url) = &cfg.media.media_store else {
-        let media_dir = cfg.media.dir(&cfg.data_dir);
+    let Some(url) = &cfg.settings.media.media_store else {
+        let media_dir = cfg.settings.media.dir(&cfg.settings.data_dir);
         std::fs::create_dir_all(&media_dir)
             .with_context(|| format!("creating the media directory {}", media_dir.display()))?;
         let dir = object_store::local::LocalFileSystem::new_with_prefix(&media_dir)
@@ -317,7 +331,7 @@ async fn start_gossip(
         .unwrap_or(1);
     let me = Peer {
         node: cfg.node(),
-        region: cfg.region.clone(),
+        region: cfg.settings.region.to_string(),
         addr: g.advertise.clone(),
         incarnation,
     };
@@ -344,8 +358,11 @@ async fn start_gossip(
             wan,
             gossip: {
                 let mut c = GossipConfig::wan(16);
-                c.gc_interval = cfg.housekeeping.gc_interval.get();
-                c.gc_grace = cfg.housekeeping.gc_grace.get();
+                c.gc_interval = cfg.settings.housekeeping.gc_interval.get();
+                c.gc_grace = cfg.settings.housekeeping.gc_grace.get();
+                // The keyspace-wide feed's holders push to the other regions
+                // (crate::keyspace_feed): the own feed's push sends nothing.
+                c.keyspace_push = matches!(cfg.settings.store, StoreKind::Scylla(_));
                 c
             },
             clock,

@@ -191,6 +191,96 @@ fn a_password_change_revokes_sessions_in_every_region() {
     assert!(eu.terminate().success());
 }
 
+/// Session checks `n` answered from its session cache.
+fn session_cache_hits(n: &Node) -> f64 {
+    common::Metrics::read(format!("127.0.0.1:{}", n.port))
+        .and_then(|m| m.get("starling_session_cache_hits_total"))
+        .unwrap_or(0.0)
+}
+
+/// A gossip cluster of three nodes, two in `us` and one in `eu`, each caching sessions: a token
+/// cached on every node and logged out on one is refused by the other node of its region and by
+/// the other region once the tombstone replicated there (the session TTL is 30 days: only the
+/// replicated revocation can end it), and a password change's revocations reach them the same.
+#[test]
+fn a_revoked_session_is_refused_by_every_node_that_cached_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "profiles-cluster-secret-0123456789";
+    let mut seed: Option<String> = None;
+    let mut nodes = Vec::new();
+    for (region, name) in [("us", "us-a"), ("us", "us-b"), ("eu", "eu-a")] {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let data = dir.path().join(name);
+        let mut args =
+            common::member_args(region, name, &gossip, secret, seed.as_deref(), Some(&data));
+        args.extend(["--wan-rtt", "us-eu=40", "--auth-per-minute", "1000000"].map(String::from));
+        seed.get_or_insert(gossip);
+        nodes.push(Node::start(dir.path(), free_port(), &args));
+    }
+    let (a, b, eu) = (&nodes[0], &nodes[1], &nodes[2]);
+    let wait = std::time::Duration::from_secs(30);
+    let (_, token) = sign_up(a, "alice");
+    let (s, v) = login(a, "alice", "password1");
+    assert_eq!(s, 200);
+    let second = v["token"].as_str().unwrap().to_string();
+    // Both sessions reach every node and are cached there (a check answered from the cache).
+    for n in [a, b, eu] {
+        for t in [&token, &second] {
+            assert!(common::eventually(wait, || me_status(n, t) == 200));
+        }
+        // (The consumer reading a session's creation drops it once: the next check reads it.)
+        let cached = common::eventually(wait, || {
+            let before = session_cache_hits(n);
+            let ok = [&token, &second].iter().all(|t| me_status(n, t) == 200);
+            ok && session_cache_hits(n) >= before + 2.0
+        });
+        assert!(
+            cached,
+            "both sessions answered from the cache of {}",
+            n.port
+        );
+    }
+
+    assert_eq!(a.http("DELETE", "/v1/sessions", Some(&second), b"").0, 204);
+    assert_eq!(me_status(a, &second), 401);
+    for n in [b, eu] {
+        assert!(
+            common::eventually(wait, || me_status(n, &second) == 401),
+            "the logout reaches the cache of {}",
+            n.port
+        );
+        assert_eq!(me_status(n, &token), 200, "the other session stays");
+    }
+
+    // A password change through the other node of the region revokes the rest but the caller's.
+    let (s, v) = login(b, "alice", "password1");
+    assert_eq!(s, 200);
+    let third = v["token"].as_str().unwrap().to_string();
+    for n in [a, eu] {
+        assert!(common::eventually(wait, || me_status(n, &third) == 200));
+        assert_eq!(me_status(n, &third), 200);
+    }
+    let (s, v) = call(
+        b,
+        "PUT",
+        "/v1/users/me/password",
+        &third,
+        json!({"old": "password1", "new": "new password"}),
+    );
+    assert_eq!(s, 204, "{v}");
+    for n in [a, eu] {
+        assert!(
+            common::eventually(wait, || me_status(n, &token) == 401),
+            "the password change reaches the cache of {}",
+            n.port
+        );
+        assert_eq!(me_status(n, &third), 200, "the caller's session stays");
+    }
+    for n in nodes {
+        assert!(n.terminate().success());
+    }
+}
+
 fn status(n: &Node, method: &str, path: &str, token: &str) -> u16 {
     n.http(method, path, Some(token), b"").0
 }

@@ -76,6 +76,9 @@ impl Graph {
     /// keyspace-wide feed this node holds): one batch of writes, count moves and shadows.
     /// Idempotent: a change delivered again finds its shadow and moves nothing.
     pub async fn count_changes(&self, changes: &[Change]) -> Result<(), GraphError> {
+        // Every batch of the node's feed passes here: the session cache drops the sessions it
+        // names (a revocation replicated from another node; see `session_cache`).
+        self.sessions_changed(changes);
         let store = self.store.as_ref();
         let loaded = counted::loaded_dot(store, LOADED).await?;
         let writes = counted::tally(store, changes, SHADOWS, loaded.as_ref(), counter_of)

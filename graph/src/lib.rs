@@ -1,7 +1,7 @@
 //! The social graph: users, sessions, handles, follows, friends and blocks, over the store.
 //!
 //! Modules: [`account`] (the sessions of a user, password changes), [`keys`] (the keyspaces and their merge policies), [`users`] (sign-up, login,
-//! sessions, profiles), [`block_cache`] (the block check answered from memory on one node), [`session_cache`] (the token check answered from memory on one node), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
+//! sessions, profiles), [`block_cache`] (the block check answered from memory on one node), [`session_cache`] (the token check answered from memory, revocations from the change feed), [`follows`] (follow, unfollow, lists), [`counts`] (follower counts derived
 //! per node from the edge sets), [`friends`] (friend requests and friendships), [`blocks`], [`profile`] (bio and avatar), [`deletion`] (deleted accounts). [`Graph`] is the cheap-to-clone handle every operation
 //! hangs off. It talks only to `starling_store` (and a [`CasRouter`] for the few linearizable
 //! keys): never to a network or a database directly.
@@ -55,8 +55,10 @@ pub struct GraphConfig {
     /// store, no cluster; the server sets it so). `false` (the default): two reads a question.
     pub block_cache: bool,
     /// [`Graph::authenticate`] from a cache of the sessions seen ([`session_cache`]): only where
-    /// every session of the store is deleted through this node (one node on its own store, no
-    /// cluster; the server sets it so). `false` (the default): a store read a request.
+    /// this node's change feed lists every session's change, which its follower counts'
+    /// consumer reads (a node on its own store, alone or in a gossip cluster; not a keyspace
+    /// shared by several nodes; the server sets it so). `false` (the default): a store read a
+    /// request.
     pub session_cache: bool,
 }
 

@@ -12,16 +12,26 @@
 //!   cached.
 //! - An entry keeps the session's expiry: an expired session is refused as the store's is.
 //!   Unknown tokens are not cached (a stream of made-up tokens cannot fill it).
-//! - So it is used only where every session record of the store is deleted through this node:
-//!   one node on its own store (memory or embedded engine, no cluster;
-//!   [`crate::GraphConfig::session_cache`], set by the server). A revocation replicated from
-//!   another node would not drop its token.
+//! - A revocation made on another node (of the region or of another region) reaches this node's
+//!   store by replication, as a session record's tombstone, which its change feed lists: the
+//!   follower counts' consumer ([`crate::Graph::count_changes`], which reads every batch of the
+//!   node's feed) hands each batch to [`crate::Graph::sessions_changed`] first, which drops every
+//!   token a change names (creations too: a drop is never wrong) and bumps the generation. So on
+//!   every node a revoked token is refused once its tombstone has reached the node's store and
+//!   the consumer has read it (its feed lag, milliseconds when it keeps up), never later: a miss
+//!   that read the session before the tombstone arrived is not cached after the drop.
+//! - So it is used wherever this node's own change feed lists every session record's change: one
+//!   node on its own store, or a gossip cluster of nodes each on its own store
+//!   ([`crate::GraphConfig::session_cache`], set by the server). On a keyspace shared by several
+//!   nodes the feed is split between them and it stays off.
 //!
 //! Bounded: at most [`SESSIONS`] sessions, least recently used out (a session read again after
 //! its eviction is read from the store); counted in [`SessionCacheStats`]. Keyed by the token's
 //! digest, as the store is: the token itself is not kept.
 
 use crate::exact_cache::{ExactCache, ExactCacheStats};
+use crate::keys::SESSIONS as SESSION_RECORDS;
+use starling_store::Change;
 
 /// Sessions kept at most.
 pub const SESSIONS: u64 = 100_000;
@@ -91,11 +101,28 @@ impl SessionCache {
     }
 }
 
+impl crate::Graph {
+    /// Drops from the session cache every session a change of `changes` names (a batch of this
+    /// node's change feed: replicated revocations included). Nothing without the cache.
+    pub(crate) fn sessions_changed(&self, changes: &[Change]) {
+        let Some(cache) = self.session_cache() else {
+            return;
+        };
+        let prefix = SESSION_RECORDS.prefix();
+        for c in changes {
+            if let Some(digest) = c.key.as_bytes().strip_prefix(prefix.as_bytes()) {
+                cache.revoked(digest);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::GraphError;
     use crate::users::tests::graph_cached;
+    use starling_store::StoreExt;
     use std::sync::atomic::Ordering;
 
     fn hits(g: &crate::Graph) -> u64 {
@@ -144,6 +171,35 @@ mod tests {
         }
         g.session_cache().unwrap().0.settle();
         assert_eq!(g.session_cache().unwrap().entries(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_deletion_not_made_through_this_graph_is_dropped_by_the_feed_consumer() {
+        let g = graph_cached(true);
+        let (u, s) = g.sign_up("erin", "password1", None, None).await.unwrap();
+        let (_, other) = g.sign_up("fred", "password1", None, None).await.unwrap();
+        // The sign-ups' session records are in the feed: reading them drops nothing cached yet.
+        g.catch_up_counts().await.unwrap();
+        for t in [&s.token, &other.token] {
+            g.authenticate(t).await.unwrap();
+        }
+        assert_eq!(g.authenticate(&s.token).await.unwrap(), u.id);
+        // The session's record deleted underneath (as a replicated tombstone is applied): the
+        // cache still answers from memory until the feed consumer reads the change.
+        let key = SESSION_RECORDS
+            .key()
+            .raw(crate::users::token_digest(&s.token))
+            .finish();
+        g.store().delete(&key).await.unwrap();
+        assert_eq!(g.authenticate(&s.token).await.unwrap(), u.id, "stale");
+        g.catch_up_counts().await.unwrap();
+        assert!(matches!(
+            g.authenticate(&s.token).await,
+            Err(GraphError::InvalidToken)
+        ));
+        let before = hits(&g);
+        assert_eq!(g.authenticate(&other.token).await.unwrap(), other.user_id);
+        assert_eq!(hits(&g), before + 1, "another session stays cached");
     }
 
     #[test]
