@@ -254,8 +254,9 @@ async fn seed_store(args: &SeedArgs, dir: PathBuf) -> anyhow::Result<()> {
         let pb = pb.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut load = store.bulk_load(dot)?;
+            let parents = engagement.reply_parents();
             let mut runs = graph.runs(dot)?;
-            runs.extend(starling_posts::seed_runs(&posts)?);
+            runs.extend(starling_posts::seed_runs(&posts, &parents)?);
             runs.extend(engagement.runs(dot)?);
             load_runs(load.as_mut(), runs, &mut |k| pb.inc(k))?;
             Ok((load.finish()?, posts.len()))

@@ -112,11 +112,18 @@ impl SeedEngagement {
             + 1
     }
 
+    /// The replies as (reply, parent), ascending: what [`crate::seed_runs`] writes into each
+    /// reply's record.
+    pub fn reply_parents(&self) -> Vec<(u64, u64)> {
+        let mut by_reply: Vec<(u64, u64)> = self.replies.iter().map(|&(p, r)| (r, p)).collect();
+        by_reply.sort_unstable();
+        by_reply
+    }
+
     /// The runs of a load stamped `dot`.
     pub fn runs(&self, dot: Dot) -> Result<Vec<BulkRun<'_>>, PostError> {
         let at = Bytes::copy_from_slice(&self.at_ms.to_be_bytes());
-        let mut by_reply: Vec<(u64, u64)> = self.replies.iter().map(|&(p, r)| (r, p)).collect();
-        by_reply.sort_unstable();
+        let by_reply = self.reply_parents();
         // The index by liker, in its key order (16 bytes a like while the load runs).
         let mut by_liker: Vec<(u64, u64)> = self.likes.iter().map(|&(p, l)| (l, p)).collect();
         by_liker.sort_unstable();
@@ -202,7 +209,7 @@ mod tests {
     use crate::Post;
     use crate::notifications::NotificationKind;
     use crate::test_support::posts;
-    use starling_store::{Delta, Hlc, NodeId, ScanRequest, load_runs};
+    use starling_store::{Delta, Hlc, NodeId, ScanRequest, StoreExt, load_runs};
 
     fn post(id: u64, author: u64, text: &str, repost_of: Option<u64>) -> Post {
         Post {
@@ -251,7 +258,8 @@ mod tests {
         };
         let store = p.store.clone();
         let mut load = store.bulk_load(dot).unwrap();
-        let mut runs = crate::seed_runs(&all).unwrap();
+        let parents = seed.reply_parents();
+        let mut runs = crate::seed_runs(&all, &parents).unwrap();
         runs.extend(seed.runs(dot).unwrap());
         let mut keys = 0;
         load_runs(load.as_mut(), runs, &mut |k| keys += k).unwrap();
@@ -265,6 +273,10 @@ mod tests {
         assert_eq!(l.likers(10, None, 10).await.unwrap().ids, vec![2, 3, 4, 5]);
         assert!(l.liked(10, 3).await.unwrap());
         assert_eq!(p.reply_to(20).await.unwrap(), Some(10));
+        // The reply's record names its parent, as the API writes it; other posts none.
+        assert_eq!(p.get_stored(20).await.unwrap().reply_to, Some(10));
+        assert_eq!(p.get_stored(10).await.unwrap().reply_to, None);
+        assert_eq!(p.get_stored(21).await.unwrap().reply_to, None);
         assert_eq!(p.replies(10, None, 10).await.unwrap().posts[0].id, 20);
         assert_eq!(p.repost(10, 4).await.unwrap(), (all[3].clone(), false));
         let page = p.notifications().page(1, None, None, 100).await.unwrap();
@@ -323,5 +335,16 @@ mod tests {
                 "{post}"
             );
         }
+
+        // The seeded reply deleted where its `pr` link is missing (not arrived yet on a node):
+        // its record names the parent, so the thread's element still goes, and the count.
+        store.delete(&replies::parent_key(20)).await.unwrap();
+        assert_eq!(p.reply_to(20).await.unwrap(), None);
+        p.delete(20, 3).await.unwrap();
+        l.catch_up().await.unwrap();
+        assert_eq!(l.counts(10).await.unwrap().replies, 0);
+        assert!(p.replies(10, None, 10).await.unwrap().posts.is_empty());
+        let element = store.get(&replies::reply_key(10, 20)).await.unwrap();
+        assert_eq!(element.and_then(|v| v.value), None);
     }
 }

@@ -578,8 +578,18 @@ impl Posts {
 }
 
 /// The keys of `posts` (ascending ids, text checked, no media, no idempotency key) for a bulk
-/// load (`starling seed`): the posts, and each author's list.
-pub fn seed_runs(posts: &[Post]) -> Result<Vec<starling_store::BulkRun<'_>>, PostError> {
+/// load (`starling seed`): the posts, and each author's list. `parents` are the replies among
+/// them as (reply, parent), ascending ([`bulk::SeedEngagement::reply_parents`]): a reply's
+/// record names its parent as one the API stores does ([`Stored`]).
+pub fn seed_runs<'a>(
+    posts: &'a [Post],
+    parents: &'a [(u64, u64)],
+) -> Result<Vec<starling_store::BulkRun<'a>>, PostError> {
+    if !parents.is_sorted() {
+        return Err(PostError::Invalid(
+            "seeded replies' parents must come in ascending reply order",
+        ));
+    }
     for p in posts {
         // A repost has no text of its own.
         if p.repost_of.is_none() {
@@ -600,7 +610,9 @@ pub fn seed_runs(posts: &[Post]) -> Result<Vec<starling_store::BulkRun<'_>>, Pos
         starling_store::BulkRun::new(
             POSTS.prefix(),
             posts.iter().map(|p| {
-                let v = starling_store::codec::to_value(p)?;
+                let reply_to =
+                    (parents.binary_search_by_key(&p.id, |&(r, _)| r).ok()).map(|i| parents[i].1);
+                let v = starling_store::codec::to_value(&Stored { post: p, reply_to })?;
                 Ok((post_key(p.id), Mutation::Put(v)))
             }),
         ),
