@@ -4,9 +4,13 @@
 //! `STARLING_<FLAG>` variable (clap layers flags over the environment) and its key in the
 //! `--config` TOML file (serde, the same name with `_`) come from that one field, and one generic
 //! merge layers what clap read over the file. Each field's type ([`values`]) parses and checks
-//! its value, with one parser for the flag, the variable and the file: a new setting is its field
-//! and its doc. [`ServeConfig::resolve`] fills in the defaults and checks what involves several
-//! settings (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …).
+//! its value, with one parser for the flag, the variable and the file, and its default is declared
+//! on it (`default_value`), so a new setting is its field and its doc. A default that depends on
+//! other settings is one method of [`ServeArgs`] ([`node_name`](ServeArgs::node_name),
+//! [`handle_region`](ServeArgs::handle_region), [`otlp_endpoint`](ServeArgs::otlp_endpoint)).
+//! [`ServeConfig::resolve`] layers the sources, checks what involves several settings
+//! (`--tls-cert` with `--tls-key`, `--seeds` with `--gossip-listen`, …) and holds the settings as
+//! they are ([`ServeConfig::settings`]).
 //!
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
@@ -37,37 +41,56 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 use values::{
     AtLeastOne, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name, Origins,
-    PerMinute, Period, RedisUrl, Rtts, Secret, Span, StoreLane, StoreWork, Timeout, Within,
+    PerMinute, RedisUrl, Rtts, Secret, Span, StoreLane, StoreWork, Timeout, Within,
 };
 
-/// Settings of `starling serve`: flags, environment variables and the TOML file's keys. A field
-/// that is optional here falls back to the file, then to its default in
-/// [`ServeConfig::resolve`]; a flattened group's fields carry their defaults. A key of the file
+/// Settings of `starling serve`: flags, environment variables and the TOML file's keys. Each
+/// field carries its default (a flattened group's fields too; an optional one is off or derived
+/// without it), and `Default` is what clap gives from no flags ([`defaults`]). A key of the file
 /// that is no setting is refused by [`from_file`] (serde's `deny_unknown_fields` does not work
 /// with flattened groups).
-#[derive(Args, Deserialize, Serialize, Debug, Default, Clone)]
+#[derive(Args, Deserialize, Serialize, Debug, Clone)]
 #[serde(default)]
 pub struct ServeArgs {
     /// Address the HTTP API listens on.
-    #[arg(long, env = "STARLING_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    #[arg(
+        long,
+        env = "STARLING_LISTEN",
+        default_value = "127.0.0.1:8080",
+        hide_default_value = true
+    )]
+    pub listen: SocketAddr,
     /// Directory of the embedded store.
-    #[arg(long, env = "STARLING_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "STARLING_DATA_DIR",
+        default_value = "./starling-data",
+        hide_default_value = true
+    )]
+    pub data_dir: PathBuf,
     /// Region this node serves.
-    #[arg(long, env = "STARLING_REGION")]
-    pub region: Option<Name>,
+    #[arg(
+        long,
+        env = "STARLING_REGION",
+        default_value = "local",
+        hide_default_value = true
+    )]
+    pub region: Name,
     /// Name of this node (unique in its region); defaults to the host name and port.
     #[arg(long, env = "STARLING_NODE_ID")]
     pub node_id: Option<Name>,
     /// Store engine: `embedded` (on disk, default), `memory` (nothing persists), or a ScyllaDB
     /// cluster as `scylla://HOST:PORT[,HOST:PORT…]/KEYSPACE[?replication=…&consistency=…]`
     /// (see the README).
-    #[arg(long, env = "STARLING_STORE")]
-    pub store: Option<StoreKind>,
+    #[arg(
+        long,
+        env = "STARLING_STORE",
+        default_value = "embedded",
+        hide_default_value = true
+    )]
+    pub store: StoreKind,
     /// The embedded store's fsync, block cache and memtables (`--fsync`, …).
     #[command(flatten)]
     #[serde(flatten)]
@@ -120,19 +143,34 @@ pub struct ServeArgs {
     #[arg(long, env = "STARLING_HANDLE_REGION")]
     pub handle_region: Option<String>,
     /// Sign-ups and logins allowed per client address and minute.
-    #[arg(long, env = "STARLING_AUTH_PER_MINUTE")]
-    pub auth_per_minute: Option<PerMinute>,
+    #[arg(
+        long,
+        env = "STARLING_AUTH_PER_MINUTE",
+        default_value = "60",
+        hide_default_value = true
+    )]
+    pub auth_per_minute: PerMinute,
     /// Per-user write quotas (`--posts-per-minute`, …).
     #[command(flatten)]
     #[serde(flatten)]
     pub write_quotas: crate::write_limits::WriteQuotas,
     /// Log format: `human` (default) or `json`.
-    #[arg(long, env = "STARLING_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
+    #[arg(
+        long,
+        env = "STARLING_LOG_FORMAT",
+        default_value = "human",
+        hide_default_value = true
+    )]
+    pub log_format: LogFormat,
     /// In how many regions a write must be held before it is acknowledged (default 1: durable
     /// on this node).
-    #[arg(long, env = "STARLING_DURABLE_REGIONS")]
-    pub durable_regions: Option<Within<1, 16>>,
+    #[arg(
+        long,
+        env = "STARLING_DURABLE_REGIONS",
+        default_value = "1",
+        hide_default_value = true
+    )]
+    pub durable_regions: Within<1, 16>,
     /// Simulated round trips between regions, e.g. `us-eu=100,us-ap=250,eu-ap=180` (ms).
     #[arg(long, env = "STARLING_WAN_RTT")]
     pub wan_rtt: Option<Rtts>,
@@ -156,11 +194,21 @@ pub struct ServeArgs {
     pub conn: crate::accept::ConnLimits,
     /// Deadline of a request, body upload included, e.g. `30s`; past it the answer is 503
     /// (default 30s).
-    #[arg(long, env = "STARLING_REQUEST_TIMEOUT")]
-    pub request_timeout: Option<Timeout>,
+    #[arg(
+        long,
+        env = "STARLING_REQUEST_TIMEOUT",
+        default_value = "30s",
+        hide_default_value = true
+    )]
+    pub request_timeout: Timeout,
     /// How long a session token from sign-up or login is valid, e.g. `30d` (default 30d).
-    #[arg(long, env = "STARLING_SESSION_TTL")]
-    pub session_ttl: Option<Lifetime>,
+    #[arg(
+        long,
+        env = "STARLING_SESSION_TTL",
+        default_value = "30d",
+        hide_default_value = true
+    )]
+    pub session_ttl: Lifetime,
     /// The change feed's trimmer (`--feed-trim-interval`, `--feed-retain`).
     #[command(flatten)]
     #[serde(flatten)]
@@ -191,63 +239,54 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 }
 
-/// The resolved, validated configuration of a node.
+impl Default for ServeArgs {
+    /// What clap gives from no flags and no environment: each setting's declared default.
+    fn default() -> Self {
+        defaults()
+    }
+}
+
+impl ServeArgs {
+    /// This node's name: `--node-id`, else `node-PORT` with the HTTP listen port.
+    pub fn node_name(&self) -> String {
+        self.node_id
+            .as_ref()
+            .map_or_else(|| format!("node-{}", self.listen.port()), Name::to_string)
+    }
+
+    /// The region arbitrating handles: `--handle-region`, else this node's region.
+    pub fn handle_region(&self) -> &str {
+        self.handle_region
+            .as_deref()
+            .unwrap_or_else(|| self.region.as_str())
+    }
+
+    /// The OTLP/HTTP collector traces are exported to: `--otlp-endpoint`, else
+    /// `$OTEL_EXPORTER_OTLP_ENDPOINT`; `None` (off) without either, or when it is blank.
+    pub fn otlp_endpoint(&self) -> Option<String> {
+        self.otlp_endpoint
+            .clone()
+            .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+            .filter(|e| !e.trim().is_empty())
+    }
+
+    /// Sign-ups and logins allowed per client address and minute (the type's bound fits a
+    /// `u32`).
+    pub fn auth_per_minute(&self) -> u32 {
+        u32::try_from(self.auth_per_minute.get()).unwrap_or(u32::MAX)
+    }
+}
+
+/// The resolved, validated configuration of a node: the settings as layered and checked
+/// together, and what is derived from several of them.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// HTTP listen address.
-    pub listen: SocketAddr,
-    /// Data directory.
-    pub data_dir: PathBuf,
-    /// Region name.
-    pub region: String,
-    /// Node name.
-    pub node_name: String,
-    /// Store engine.
-    pub store: StoreKind,
-    /// The embedded store's fsync policy, block cache and memtables.
-    pub embedded: starling_store::settings::EmbeddedSettings,
+    /// Every setting, flags and environment over the `--config` file over the declared
+    /// defaults; the TLS files paired ([`TlsSettings::checked`](crate::tls::TlsSettings::checked)),
+    /// the web client's directory checked.
+    pub settings: ServeArgs,
     /// Clustering, when enabled.
     pub gossip: Option<GossipSettings>,
-    /// HTTPS: the certificate chain and key files (both or neither) and how often they are
-    /// checked for a change.
-    pub tls: crate::tls::TlsSettings,
-    /// The OTLP/HTTP collector traces are exported to (off: `None`).
-    pub otlp_endpoint: Option<String>,
-    /// CORS, when enabled.
-    pub cors: Option<crate::cors::CorsOrigins>,
-    /// Admin token.
-    pub admin_token: Option<String>,
-    /// Regions a write must reach before it is acknowledged.
-    pub durable_regions: usize,
-    /// Media: its directory (default under `data_dir`, [`MediaSettings::dir`](crate::media::MediaSettings::dir)) or
-    /// S3 bucket, and the secret of its signed URLs (default the cluster secret's).
-    pub media: crate::media::MediaSettings,
-    /// Region arbitrating handles.
-    pub handle_region: String,
-    /// Sign-ups and logins per address and minute.
-    pub auth_per_minute: u32,
-    /// Per-user write limits.
-    pub write_quotas: crate::write_limits::WriteQuotas,
-    /// Logs as JSON lines.
-    pub json_logs: bool,
-    /// Redis URL of the region: feed cache tier and chat bus.
-    pub redis: Option<String>,
-    /// Home-timeline settings.
-    pub feed: starling_feed::FeedConfig,
-    /// Chat limits.
-    pub chat: ChatSettings,
-    /// Connection caps and the header-read timeout of the accept loop.
-    pub conn: crate::accept::ConnLimits,
-    /// Deadline of one request.
-    pub request_timeout: Duration,
-    /// Lifetime of a session token.
-    pub session_ttl: Duration,
-    /// The change feed's trimmer.
-    pub trim: starling_store::TrimConfig,
-    /// The tombstone reaper's and the account sweeper's times.
-    pub housekeeping: Housekeeping,
-    /// The web client served at `/`, from the binary or a directory; `None`: `--no-web`.
-    pub web: Option<crate::web::Source>,
 }
 
 /// Limits of the messenger and its WebSocket gateway: a group of `starling serve`'s settings
@@ -393,103 +432,57 @@ pub struct GossipSettings {
 impl ServeConfig {
     /// Layers flags/environment (`args`) over the file named in them over the defaults.
     pub fn resolve(args: impl Into<CommandLine<ServeArgs>>) -> anyhow::Result<Self> {
-        let args = layered(args.into())?;
-        let listen = args
-            .listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let node_name = args
-            .node_id
-            .map_or_else(|| format!("node-{}", listen.port()), String::from);
-        let data_dir = args
-            .data_dir
-            .unwrap_or_else(|| PathBuf::from("./starling-data"));
-        let region = args.region.map_or_else(|| "local".into(), String::from);
-        // A per-minute limit fits a u32 (its type's bound).
-        let per_minute = |v: Option<PerMinute>, default: u32| {
-            v.map_or(default, |v| u32::try_from(v.get()).unwrap_or(u32::MAX))
-        };
-        let cfg = ServeConfig {
-            listen,
-            media: args.media,
-            handle_region: args.handle_region.unwrap_or_else(|| region.clone()),
-            auth_per_minute: per_minute(args.auth_per_minute, 60),
-            write_quotas: args.write_quotas,
-            json_logs: args.log_format == Some(LogFormat::Json),
-            data_dir,
-            region,
-            node_name,
-            store: args.store.unwrap_or(StoreKind::Embedded),
-            embedded: args.embedded,
-            gossip: None,
-            tls: args.tls.checked()?,
-            otlp_endpoint: args
-                .otlp_endpoint
-                .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
-                .filter(|e| !e.trim().is_empty()),
-            cors: args.cors_origins.map(|o| o.parsed),
-            admin_token: args.admin_token,
-            durable_regions: args.durable_regions.map_or(1, Within::usize),
-            redis: args.redis.map(String::from),
-            feed: args.feed.into(),
-            conn: args.conn,
-            session_ttl: args
-                .session_ttl
-                .map_or(Duration::from_secs(30 * 24 * 3600), Period::get),
-            web: args.web.source(),
-            trim: args.trim.into(),
-            housekeeping: args.housekeeping,
-            request_timeout: args
-                .request_timeout
-                .map_or(crate::limits::REQUEST_DEADLINE, Period::get),
-            chat: args.chat,
-        };
-        let rtts = args.wan_rtt.map(|r| r.0).unwrap_or_default();
+        let mut args = layered(args.into())?;
+        args.tls = args.tls.checked()?;
+        let rtts = args.wan_rtt.clone().map(|r| r.0).unwrap_or_default();
         let seeds: Vec<String> = args
             .seeds
+            .clone()
             .unwrap_or_default()
             .into_iter()
             .map(String::from)
             .collect();
-        let cfg = match args.gossip_listen {
+        let gossip = match args.gossip_listen {
             None => {
-                if cfg.durable_regions > 1 {
+                if args.durable_regions.get() > 1 {
                     bail!("--durable-regions above 1 needs a cluster (--gossip-listen)");
                 }
                 if !seeds.is_empty() {
                     bail!("--seeds needs --gossip-listen: a node joins a cluster by gossip");
                 }
-                cfg
+                None
             }
             Some(listen) => {
-                let Some(secret) = args.cluster_secret else {
+                let Some(secret) = args.cluster_secret.clone() else {
                     bail!(
                         "--gossip-listen needs --cluster-secret: nodes of a cluster authenticate each other"
                     );
                 };
                 let advertise = advertise_address(
-                    args.gossip_advertise.map(String::from),
+                    args.gossip_advertise.clone().map(String::from),
                     listen,
                     std::env::var("POD_IP").ok(),
                     host_address,
                 )?;
-                ServeConfig {
-                    gossip: Some(GossipSettings {
-                        listen,
-                        advertise,
-                        seeds,
-                        secret: secret.into(),
-                        encryption: args
-                            .gossip_encryption
-                            .unwrap_or(GossipEncryption::Required)
-                            .into(),
-                        dedicated_store_lane: args.gossip_store_lane != Some(StoreLane::Shared),
-                        separate_membership: args.gossip_membership != Some(Membership::Inline),
-                        store_work_inline: args.gossip_store_work == Some(StoreWork::Inline),
-                        rtts,
-                    }),
-                    ..cfg
-                }
+                Some(GossipSettings {
+                    listen,
+                    advertise,
+                    seeds,
+                    secret: secret.into(),
+                    encryption: args
+                        .gossip_encryption
+                        .unwrap_or(GossipEncryption::Required)
+                        .into(),
+                    dedicated_store_lane: args.gossip_store_lane != Some(StoreLane::Shared),
+                    separate_membership: args.gossip_membership != Some(Membership::Inline),
+                    store_work_inline: args.gossip_store_work == Some(StoreWork::Inline),
+                    rtts,
+                })
             }
+        };
+        let cfg = ServeConfig {
+            settings: args,
+            gossip,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -497,7 +490,7 @@ impl ServeConfig {
 
     /// Refuses values that cannot work, with a message naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(web) = &self.web {
+        if let Some(web) = self.settings.web.clone().source() {
             web.check()?;
         }
         Ok(())
@@ -505,12 +498,12 @@ impl ServeConfig {
 
     /// This node's id in the store: derived from its region and name.
     pub fn node(&self) -> NodeId {
-        NodeId::from_names(&self.region, &self.node_name)
+        NodeId::from_names(self.settings.region.as_str(), &self.settings.node_name())
     }
 
     /// This node's region id.
     pub fn region_id(&self) -> RegionId {
-        RegionId::from_name(&self.region)
+        RegionId::from_name(self.settings.region.as_str())
     }
 }
 
@@ -721,27 +714,104 @@ impl<'de> DeserializeSeed<'de> for KnownKey {
 mod tests {
     use super::*;
     use starling_store::{EmbeddedOptions, FsyncPolicy};
+    use std::time::Duration;
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    /// The feed's configuration a resolved node runs with.
+    fn feed_of(c: &ServeConfig) -> starling_feed::FeedConfig {
+        c.settings.feed.into()
+    }
+
+    /// The trimmer's configuration a resolved node runs with.
+    fn trim_of(c: &ServeConfig) -> starling_store::TrimConfig {
+        c.settings.trim.into()
+    }
+
+    /// The web client a resolved node serves.
+    fn web_of(c: &ServeConfig) -> Option<crate::web::Source> {
+        c.settings.web.clone().source()
+    }
 
     #[test]
     fn defaults_need_no_flags() {
         let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
-        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(c.data_dir, PathBuf::from("./starling-data"));
-        assert_eq!(c.store, StoreKind::Embedded);
-        assert_eq!(c.embedded.fsync.0, FsyncPolicy::default());
+        assert_eq!(c.settings.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.settings.data_dir, PathBuf::from("./starling-data"));
+        assert_eq!(c.settings.store, StoreKind::Embedded);
+        assert_eq!(c.settings.embedded.fsync.0, FsyncPolicy::default());
+    }
+
+    #[test]
+    fn top_level_settings_carry_their_defaults_and_derive_the_rest_in_one_place() {
+        // The defaults resolve filled in before they were declared on the fields.
+        let s = ServeConfig::resolve(ServeArgs::default()).unwrap().settings;
+        assert_eq!(s.region.as_str(), "local");
+        assert_eq!(s.request_timeout.get(), crate::limits::REQUEST_DEADLINE);
+        assert_eq!(s.session_ttl.get(), 30 * DAY);
+        assert_eq!((s.auth_per_minute(), s.durable_regions.usize()), (60, 1));
+        assert_eq!(s.log_format, LogFormat::Human);
+        assert!(s.redis.is_none() && s.cors_origins.is_none());
+
+        // Derived from the settings they derive from, unless given.
+        for (args, node, handles) in [
+            (&[][..], "node-8080", "local"),
+            (
+                &["--listen", "127.0.0.1:9001", "--region", "eu"][..],
+                "node-9001",
+                "eu",
+            ),
+            (
+                &["--node-id", "n1", "--handle-region", "us"][..],
+                "n1",
+                "us",
+            ),
+        ] {
+            let s = parse(args).unwrap().args;
+            let derived = (s.node_name(), s.handle_region().to_string());
+            assert_eq!(derived, (node.into(), handles.into()), "{args:?}");
+        }
+        let s = parse(&["--otlp-endpoint", "http://c:4318"]).unwrap().args;
+        assert_eq!(s.otlp_endpoint().as_deref(), Some("http://c:4318"));
+        let s = parse(&["--otlp-endpoint", " "]).unwrap().args;
+        assert_eq!(s.otlp_endpoint(), None, "blank is off");
+
+        // The file fills what flags leave; a flag at its default still wins.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nsession_ttl = \"2d\"\nlog_format = \"json\"\n\
+             auth_per_minute = 7\nredis = \"redis://r:6379\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s =
+            ServeConfig::resolve(parse(&["--config", path, "--listen", "127.0.0.1:8080"]).unwrap())
+                .unwrap()
+                .settings;
+        assert_eq!(s.listen.port(), 8080, "the flag wins");
+        assert_eq!(
+            (s.session_ttl.get(), s.log_format),
+            (2 * DAY, LogFormat::Json)
+        );
+        assert_eq!(s.auth_per_minute(), 7);
+        assert_eq!(
+            s.redis.as_ref().map(RedisUrl::as_str),
+            Some("redis://r:6379")
+        );
+        assert_eq!(s.node_name(), "node-8080");
     }
 
     #[test]
     fn a_scylla_url_selects_the_scylla_engine() {
         let url = "scylla://10.0.0.1:9042,10.0.0.2:9042/starling?consistency=one";
         let c = ServeConfig::resolve(ServeArgs {
-            store: Some(url.parse().unwrap()),
+            store: url.parse().unwrap(),
             ..ServeArgs::default()
         })
         .unwrap();
-        assert_eq!(c.store, StoreKind::Scylla(url.into()));
+        assert_eq!(c.settings.store, StoreKind::Scylla(url.into()));
     }
 
     #[test]
@@ -756,9 +826,13 @@ mod tests {
         let file = file.to_str().unwrap();
         let c =
             ServeConfig::resolve(parse(&["--region", "us", "--config", file]).unwrap()).unwrap();
-        assert_eq!(c.region, "us", "the flag wins");
-        assert_eq!(c.listen.port(), 9000, "the file fills what flags leave");
-        assert_eq!(c.embedded.fsync.0, FsyncPolicy::Always);
+        assert_eq!(c.settings.region.as_str(), "us", "the flag wins");
+        assert_eq!(
+            c.settings.listen.port(),
+            9000,
+            "the file fills what flags leave"
+        );
+        assert_eq!(c.settings.embedded.fsync.0, FsyncPolicy::Always);
     }
 
     #[test]
@@ -786,24 +860,30 @@ mod tests {
         assert!(chat.chat_group_commit);
         assert_eq!((chat.lease_holder, chat.client_id_filter), (None, false));
         let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
-        assert_eq!((c.conn, c.write_quotas), (conn, quotas));
-        assert_eq!(c.chat.max_group_members, chat.max_group_members);
+        assert_eq!((c.settings.conn, c.settings.write_quotas), (conn, quotas));
+        assert_eq!(c.settings.chat.max_group_members, chat.max_group_members);
         let h = Housekeeping::default();
         assert_eq!(h.gc_interval.get(), Duration::from_secs(60));
         assert_eq!(h.gc_grace.get(), Duration::from_secs(3600));
         assert_eq!(h.handle_grace.get(), Duration::from_secs(30 * 24 * 3600));
         assert_eq!(h.deletion_interval.get(), Duration::from_secs(10));
-        assert_eq!(c.housekeeping, h);
-        let store = (c.embedded.store_cache, c.embedded.store_memtable);
+        assert_eq!(c.settings.housekeeping, h);
+        let store = (
+            c.settings.embedded.store_cache,
+            c.settings.embedded.store_memtable,
+        );
         assert_eq!(store.0.get(), EmbeddedOptions::DEFAULT_CACHE_BYTES);
         assert_eq!(store.1.get(), EmbeddedOptions::DEFAULT_MEMTABLE_BYTES);
         let trim = starling_store::TrimConfig::default();
-        assert_eq!(c.trim, trim);
+        assert_eq!(trim_of(&c), trim);
         assert_eq!((trim.interval, trim.retain), (Duration::from_secs(10), 0));
-        assert_eq!((c.feed.cap, c.feed.celebrity_followers), (800, 10_000));
-        assert_eq!(c.feed.inactive_after, 30 * DAY);
         assert_eq!(
-            (c.feed.post_cache_entries, c.feed.shared_ttl),
+            (feed_of(&c).cap, feed_of(&c).celebrity_followers),
+            (800, 10_000)
+        );
+        assert_eq!(feed_of(&c).inactive_after, 30 * DAY);
+        assert_eq!(
+            (feed_of(&c).post_cache_entries, feed_of(&c).shared_ttl),
             (200_000, None)
         );
 
@@ -831,17 +911,23 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        assert_eq!(c.conn.max_connections_per_ip.get(), 7);
-        assert_eq!(c.conn.max_connections.get(), 250_000);
-        assert_eq!(c.conn.header_read_timeout.get(), Duration::from_secs(5));
-        assert_eq!(c.write_quotas.likes_per_minute.get(), 9);
+        assert_eq!(c.settings.conn.max_connections_per_ip.get(), 7);
+        assert_eq!(c.settings.conn.max_connections.get(), 250_000);
         assert_eq!(
-            c.write_quotas.marks_per_minute.get(),
+            c.settings.conn.header_read_timeout.get(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(c.settings.write_quotas.likes_per_minute.get(), 9);
+        assert_eq!(
+            c.settings.write_quotas.marks_per_minute.get(),
             6_000,
             "the flag wins"
         );
-        assert!(!c.chat.chat_group_commit, "a flag set to false wins too");
-        assert_eq!(c.chat.ws_max_per_user.get(), 3);
+        assert!(
+            !c.settings.chat.chat_group_commit,
+            "a flag set to false wins too"
+        );
+        assert_eq!(c.settings.chat.ws_max_per_user.get(), 3);
 
         // The groups declared in the feed's and the store's crates layer the same way.
         std::fs::write(
@@ -861,10 +947,10 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        assert_eq!((c.feed.cap, c.feed.inactive_after), (40, 2 * DAY));
-        assert_eq!(c.feed.shared_ttl, Some(Duration::from_secs(2)));
-        assert_eq!(c.trim.retain, 3, "the flag wins");
-        assert_eq!(c.trim.interval, Duration::from_secs(60));
+        assert_eq!((feed_of(&c).cap, feed_of(&c).inactive_after), (40, 2 * DAY));
+        assert_eq!(feed_of(&c).shared_ttl, Some(Duration::from_secs(2)));
+        assert_eq!(trim_of(&c).retain, 3, "the flag wins");
+        assert_eq!(trim_of(&c).interval, Duration::from_secs(60));
 
         // A group's refused value in the file names its key and line, as any other.
         for (text, key, why) in [
@@ -900,7 +986,13 @@ mod tests {
             (tls.files(), tls.watch_interval()),
             (None, Duration::from_secs(5))
         );
-        assert_eq!(ServeConfig::resolve(ServeArgs::default()).unwrap().tls, tls);
+        assert_eq!(
+            ServeConfig::resolve(ServeArgs::default())
+                .unwrap()
+                .settings
+                .tls,
+            tls
+        );
 
         // The file fills what flags leave; a flag wins, even one set to the default.
         let dir = tempfile::tempdir().unwrap();
@@ -913,14 +1005,18 @@ mod tests {
         let path = file.to_str().unwrap();
         let c = ServeConfig::resolve(parse(&["--config", path, "--tls-key", "o.pem"]).unwrap())
             .unwrap();
-        let files = c.tls.files().map(|(c, k)| (c.to_owned(), k.to_owned()));
+        let files = c
+            .settings
+            .tls
+            .files()
+            .map(|(c, k)| (c.to_owned(), k.to_owned()));
         assert_eq!(files, Some(("c.pem".into(), "o.pem".into())));
-        assert_eq!(c.tls.watch_interval(), Duration::from_secs(9));
+        assert_eq!(c.settings.tls.watch_interval(), Duration::from_secs(9));
         let c =
             ServeConfig::resolve(parse(&["--config", path, "--tls-watch-interval", "5s"]).unwrap())
                 .unwrap();
         assert_eq!(
-            c.tls.watch_interval(),
+            c.settings.tls.watch_interval(),
             Duration::from_secs(5),
             "the flag wins"
         );
@@ -952,7 +1048,7 @@ mod tests {
         assert_eq!(web, defaults(), "Default is what clap gives from no flags");
         assert_eq!((web.no_web, web.web_dir.as_deref()), (false, None));
         let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
-        assert!(matches!(c.web, Some(crate::web::Source::Embedded)));
+        assert!(matches!(web_of(&c), Some(crate::web::Source::Embedded)));
 
         // The file fills what flags leave, a flag wins.
         let dir = tempfile::tempdir().unwrap();
@@ -962,15 +1058,18 @@ mod tests {
         std::fs::write(&file, format!("web_dir = {web_dir:?}\n")).unwrap();
         let path = file.to_str().unwrap();
         let c = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap();
-        assert!(matches!(&c.web, Some(crate::web::Source::Dir(d)) if d == dir.path()));
+        assert!(matches!(&web_of(&c), Some(crate::web::Source::Dir(d)) if d == dir.path()));
         let c = ServeConfig::resolve(parse(&["--config", path, "--no-web"]).unwrap()).unwrap();
-        assert!(c.web.is_none(), "--no-web wins over the file's directory");
+        assert!(
+            web_of(&c).is_none(),
+            "--no-web wins over the file's directory"
+        );
         let other = tempfile::tempdir().unwrap();
         let other_dir = other.path().to_str().unwrap();
         std::fs::write(other.path().join("index.html"), "<!doctype html>").unwrap();
         let c = ServeConfig::resolve(parse(&["--config", path, "--web-dir", other_dir]).unwrap())
             .unwrap();
-        assert!(matches!(&c.web, Some(crate::web::Source::Dir(d)) if d == other.path()));
+        assert!(matches!(&web_of(&c), Some(crate::web::Source::Dir(d)) if d == other.path()));
 
         // A directory without index.html is refused, from a flag or from the file.
         let empty = tempfile::tempdir().unwrap();
@@ -998,12 +1097,15 @@ mod tests {
             "Default is what clap gives from no flags"
         );
         let c = ServeConfig::resolve(parse(&["--data-dir", "/srv/d"]).unwrap()).unwrap();
-        assert_eq!(c.media, media);
-        assert_eq!(c.media.dir(&c.data_dir), PathBuf::from("/srv/d/media"));
-        assert_eq!(c.media.media_store, None);
-        assert_eq!(c.media.url_secret(None), None, "a random key");
+        assert_eq!(c.settings.media, media);
+        assert_eq!(
+            c.settings.media.dir(&c.settings.data_dir),
+            PathBuf::from("/srv/d/media")
+        );
+        assert_eq!(c.settings.media.media_store, None);
+        assert_eq!(c.settings.media.url_secret(None), None, "a random key");
         let cluster = Some("the-cluster-secret-0123");
-        assert_eq!(c.media.url_secret(cluster), cluster);
+        assert_eq!(c.settings.media.url_secret(cluster), cluster);
 
         // The file fills what flags leave, a flag wins; the directory is the file's, not the
         // data directory's, once given.
@@ -1019,12 +1121,18 @@ mod tests {
         let c =
             ServeConfig::resolve(parse(&["--config", path, "--media-store", "s3://flag"]).unwrap())
                 .unwrap();
-        assert_eq!(c.media.dir(&c.data_dir), PathBuf::from("/m"));
         assert_eq!(
-            c.media.media_store.as_ref().map(|b| b.as_str()),
+            c.settings.media.dir(&c.settings.data_dir),
+            PathBuf::from("/m")
+        );
+        assert_eq!(
+            c.settings.media.media_store.as_ref().map(|b| b.as_str()),
             Some("s3://flag")
         );
-        assert_eq!(c.media.url_secret(cluster), Some("file-secret-0123456"));
+        assert_eq!(
+            c.settings.media.url_secret(cluster),
+            Some("file-secret-0123456")
+        );
 
         // A bad value is refused from a flag (naming it) and from the file (key and line).
         for (flag, value) in [("--media-store", "bucket"), ("--media-url-secret", "short")] {
@@ -1113,11 +1221,15 @@ mod tests {
         )
         .unwrap();
         assert!(
-            c.web.is_none(),
+            web_of(&c).is_none(),
             "a switch off on the command line leaves the file's"
         );
         assert_eq!(c.gossip.unwrap().seeds, ["a:1", "b:2"]);
-        assert_eq!(c.request_timeout, Duration::from_secs(4), "the flag wins");
+        assert_eq!(
+            c.settings.request_timeout.get(),
+            Duration::from_secs(4),
+            "the flag wins"
+        );
         std::fs::write(&file, "config = \"other.toml\"\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
             config: Some(file),
@@ -1175,9 +1287,12 @@ mod tests {
         ])
         .unwrap();
         let c = ServeConfig::resolve(ok).unwrap();
-        assert_eq!(c.embedded.store_cache.get(), 8 << 20);
-        assert_eq!(c.housekeeping.gc_grace.get(), Duration::from_secs(7200));
-        assert_eq!(c.feed.cap, 20);
+        assert_eq!(c.settings.embedded.store_cache.get(), 8 << 20);
+        assert_eq!(
+            c.settings.housekeeping.gc_grace.get(),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(feed_of(&c).cap, 20);
         for (args, needle) in [
             (&["--tls-cert", "c.pem"][..], "--tls-key"),
             (&["--seeds", "a:1"][..], "--gossip-listen"),

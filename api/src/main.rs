@@ -2,6 +2,7 @@
 //! graph.
 
 use clap::{Parser, Subcommand};
+use starling_api::config::values::LogFormat;
 use starling_api::config::{CommandLine, ServeArgs, ServeConfig};
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -16,7 +17,6 @@ use tracing_subscriber::EnvFilter;
 /// in two soaks (not in a third), v2 serves the REST rows as fast or faster with less RSS
 /// (bench/alloc.md), and v3 is reported to hold memory under churn (mimalloc #1014, #1282).
 #[cfg(any(feature = "mimalloc", feature = "mimalloc-v3"))]
-#[global_allocator]
 const ALLOCATOR_INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(all(
     feature = "heap-count",
@@ -43,6 +43,7 @@ static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(ALLOCATOR_INNER, 
     feature = "heap-count",
     not(any(feature = "mimalloc", feature = "mimalloc-v3"))
 ))]
+#[global_allocator]
 static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(ALLOCATOR_INNER, usize::MAX);
 
 /// Starling: a multi-region social network backend.
@@ -200,24 +201,25 @@ fn main() -> std::process::ExitCode {
 const BLOCKING_THREADS: usize = 32;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
     #[cfg(feature = "heap-count")]
     starling_api::heap::count_with(|| ALLOCATOR.allocated());
+    match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::resolve(*args)?;
             // Built before the runtime and shut down after it: the exporter's HTTP client is a
             // blocking one, on the batch processor's own thread.
-            let tracing = match &cfg.otlp_endpoint {
+            let settings = &cfg.settings;
+            let tracing = match settings.otlp_endpoint() {
                 Some(e) => Some(starling_api::telemetry::Tracing::otlp(
-                    e,
-                    &cfg.region,
-                    &cfg.node_name,
+                    &e,
+                    settings.region.as_str(),
+                    &settings.node_name(),
                 )?),
                 None => None,
             };
-            init_logs(cfg.json_logs, tracing.as_ref());
+            init_logs(settings.log_format == LogFormat::Json, tracing.as_ref());
             no_transparent_huge_pages();
-            open_files_limit(cfg.conn.max_connections.usize());
+            open_files_limit(settings.conn.max_connections.usize());
             // tokio names its workers and its blocking pool's threads alike
             // (`tokio-runtime-worker`); named apart, the thread sampler
             // (infra/diag/thread-states.py) tells a worker in disk wait from a pool thread doing
