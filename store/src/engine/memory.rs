@@ -389,6 +389,24 @@ mod tests {
         Bytes::copy_from_slice(&i.to_be_bytes())
     }
 
+    /// What a scan of `range` answers from a plain map.
+    fn model_scan(
+        model: &BTreeMap<Bytes, Bytes>,
+        range: &RawRange,
+        reverse: bool,
+        max: usize,
+    ) -> Vec<(Bytes, Bytes)> {
+        let mut want: Vec<_> = model
+            .range::<Bytes, _>(range.clone())
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        if reverse {
+            want.reverse();
+        }
+        want.truncate(max);
+        want
+    }
+
     /// Every operation on both layouts of the change feed, and on a plain map: the same answers.
     #[test]
     fn the_feeds_deque_answers_as_the_sharded_maps_do() {
@@ -438,14 +456,7 @@ mod tests {
         for range in ranges {
             for reverse in [false, true] {
                 for max in [0, 1, 3, usize::MAX] {
-                    let mut want: Vec<_> = model
-                        .range::<Bytes, _>(range.clone())
-                        .map(|(a, b)| (a.clone(), b.clone()))
-                        .collect();
-                    if reverse {
-                        want.reverse();
-                    }
-                    want.truncate(max);
+                    let want = model_scan(&model, &range, reverse, max);
                     let a = log
                         .scan(Space::Changes, range.clone(), reverse, max)
                         .unwrap();
@@ -543,14 +554,7 @@ mod tests {
                 (Bound::Unbounded, Bound::Excluded(hi.clone())),
             ] {
                 for reverse in [false, true] {
-                    let mut want: Vec<_> = model
-                        .range::<Bytes, _>(range.clone())
-                        .map(|(a, b)| (a.clone(), b.clone()))
-                        .collect();
-                    if reverse {
-                        want.reverse();
-                    }
-                    want.truncate(50);
+                    let want = model_scan(&model, &range, reverse, 50);
                     let a = inline
                         .scan(Space::Data, range.clone(), reverse, 50)
                         .unwrap();
