@@ -12,6 +12,7 @@ use axum::routing::{get, patch, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use starling_messenger::{Change, Conversation, Message, Role};
+use std::sync::Arc;
 
 #[derive(Serialize, Debug, utoipa::ToSchema)]
 pub(crate) struct MemberView {
@@ -471,7 +472,7 @@ async fn change(
         .await
         .map_err(ApiError::from);
     match crate::ws::deliver(state, vec![r]).await.pop() {
-        Some(r) => r,
+        Some(r) => r.map(|m| m.map(Arc::unwrap_or_clone)),
         None => Ok(None),
     }
 }
@@ -684,7 +685,7 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let conv = parse_id(&id)?;
     let m = crate::ws::send_and_fan_out(&state, me, conv, &b.client_id, &b.body).await?;
-    Ok((StatusCode::CREATED, Json(m.into())))
+    Ok((StatusCode::CREATED, Json(m.as_ref().into())))
 }
 
 #[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
@@ -710,7 +711,7 @@ pub(crate) async fn edit_message(
         .map(Some)
         .map_err(ApiError::from);
     let entry = match crate::ws::deliver(&state, vec![r]).await.pop() {
-        Some(Ok(Some(m))) => m,
+        Some(Ok(Some(m))) => Arc::unwrap_or_clone(m),
         Some(Err(e)) => return Err(e),
         _ => return Err(ApiError::Busy("the edit changed nothing; retry".into())),
     };

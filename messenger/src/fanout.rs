@@ -63,13 +63,15 @@ impl Fanout {
     }
 
     /// Delivers a log entry to the members connected here, and publishes it on the bus.
-    /// `conv` is the state it was written under (or newer).
-    pub fn message(&self, conv: &Conversation, m: &Message) {
+    /// `conv` is the state it was written under (or newer). The entry is shared, not copied,
+    /// as the conversation's head.
+    pub fn message(&self, conv: &Conversation, m: &Arc<Message>) {
         self.recent.lock().insert((m.conv, m.seq));
-        self.local_message(conv, m);
+        self.messenger.note_head_shared(m);
+        self.to_readers(conv, m);
         // (No copy of the entry for a bus that reaches no other node.)
         if self.bus.is_shared() {
-            self.bus.publish(BusEvent::Message(m.clone()));
+            self.bus.publish(BusEvent::Message((**m).clone()));
         }
     }
 
@@ -84,6 +86,11 @@ impl Fanout {
     /// it adds gets it as the start of their cursor.
     pub fn local_message(&self, conv: &Conversation, m: &Message) {
         self.messenger.note_head(m);
+        self.to_readers(conv, m);
+    }
+
+    /// [`Fanout::local_message`] without noting the head.
+    fn to_readers(&self, conv: &Conversation, m: &Message) {
         let state = m.state.as_deref().unwrap_or(conv);
         // A live entry's sender was signed in to write it: not a deleted user (a resume reads
         // the deletion records, `starling_api::ws`).

@@ -81,20 +81,28 @@ pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
     })
 }
 
+/// An id as the JSON string the protocol gives every id, written straight into the frame.
+fn id_string<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 /// A frame to a client. Serialize with [`encode`].
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame<'a> {
     /// The sender's send is stored (durably, at the configured level).
     Ack {
-        /// Conversation id.
-        conv: String,
+        /// Conversation id (a JSON string, written without a `String` of its own: one ack a
+        /// message).
+        #[serde(serialize_with = "id_string")]
+        conv: u64,
         /// The client's id of the send.
         client_id: &'a str,
         /// Assigned seq.
         seq: u64,
-        /// Message id.
-        id: String,
+        /// Message id (a JSON string, as `conv`).
+        #[serde(serialize_with = "id_string")]
+        id: u64,
     },
     /// A message of a conversation.
     Message(MessageView<'a>),
@@ -350,15 +358,29 @@ mod tests {
     }
 
     #[test]
+    fn an_ack_writes_its_ids_as_json_strings() {
+        let f = encode(&ServerFrame::Ack {
+            conv: 7,
+            client_id: "c\"1",
+            seq: 3,
+            id: u64::MAX,
+        });
+        assert_eq!(
+            std::str::from_utf8(&f).unwrap(),
+            r#"{"type":"ack","conv":"7","client_id":"c\"1","seq":3,"id":"18446744073709551615"}"#
+        );
+    }
+
+    #[test]
     fn every_server_frame_type_is_listed_and_encoded_under_its_name() {
         let m = Message::text(1, "c", 1, "b");
         let item = serde_json::Map::from_iter([("id".to_string(), "5".into())]);
         let frames = [
             ServerFrame::Ack {
-                conv: "1".into(),
+                conv: 1,
                 client_id: "c",
                 seq: 1,
-                id: "2".into(),
+                id: 2,
             },
             ServerFrame::Message((&m).into()),
             ServerFrame::Resumed {

@@ -329,6 +329,12 @@ async fn the_head_of_a_conversation_only_moves_forward() {
     let c = m.send(&conv, users[0], "c", "three").await.unwrap().message;
     m.note_head(&c);
     assert_eq!(m.head(conv.id).await.unwrap().unwrap().body, "three");
+    // A shared entry is kept as it is (not copied), and only if it is newer.
+    let d = Arc::new(m.send(&conv, users[1], "d", "four").await.unwrap().message);
+    m.note_head_shared(&d);
+    assert!(Arc::ptr_eq(&m.head(conv.id).await.unwrap().unwrap(), &d));
+    m.note_head_shared(&Arc::new(c));
+    assert!(Arc::ptr_eq(&m.head(conv.id).await.unwrap().unwrap(), &d));
 }
 
 /// A single node's router whose CASes wait while the test holds the gate shut: a claim can be

@@ -21,7 +21,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
-use starling_messenger::{Draft, Item, Message as ChatMessage, Order, Sent};
+use starling_messenger::{Conversation, Draft, Item, Message as ChatMessage, Order, Sent};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -133,7 +133,7 @@ pub async fn send_and_fan_out(
     conv: u64,
     client_id: &str,
     body: &str,
-) -> Result<ChatMessage, ApiError> {
+) -> Result<Arc<ChatMessage>, ApiError> {
     let item = Item {
         client_id: client_id.to_string(),
         draft: Draft::Text(body.to_string()),
@@ -158,7 +158,7 @@ pub async fn append_and_fan_out(
     conv: u64,
     items: Vec<Item>,
     order: Order,
-) -> Vec<Result<Option<ChatMessage>, ApiError>> {
+) -> Vec<Result<Option<Arc<ChatMessage>>, ApiError>> {
     let n = items.len();
     let c = match state.messenger.authorize_send(sender, conv).await {
         Ok(c) => c,
@@ -171,23 +171,37 @@ pub async fn append_and_fan_out(
         .messenger
         .append_in_order(&c, sender, items, order)
         .await;
-    deliver(
+    deliver_under(
         state,
         results
             .into_iter()
             .map(|r| r.map_err(ApiError::from))
             .collect(),
+        Some(&c),
     )
     .await
 }
 
 /// Waits for the durability of each newly stored entry (together), then fans out every stored
 /// one in order: a retry fans out again, harmless (cursors drop duplicates), and it delivers
-/// the entry if the first attempt died between storing and fanning out.
+/// the entry if the first attempt died between storing and fanning out. The entries are
+/// answered as shared: the same one is the conversation's head here (no copy a message).
 pub async fn deliver(
     state: &AppState,
     results: Vec<Result<Option<Sent>, ApiError>>,
-) -> Vec<Result<Option<ChatMessage>, ApiError>> {
+) -> Vec<Result<Option<Arc<ChatMessage>>, ApiError>> {
+    deliver_under(state, results, None).await
+}
+
+/// [`deliver`] of entries appended to `known` (the conversation as the sender was authorized
+/// in): an entry that changes nothing of it and landed at an epoch `known` has reached fans out
+/// to `known`'s members (the state it was written under, or a newer one, as
+/// `Messenger::state_for` answers) without a second look-up of the conversation.
+async fn deliver_under(
+    state: &AppState,
+    results: Vec<Result<Option<Sent>, ApiError>>,
+    known: Option<&Arc<Conversation>>,
+) -> Vec<Result<Option<Arc<ChatMessage>>, ApiError>> {
     let waits = results.iter().map(|r| async move {
         match (r, &state.gossip) {
             (Ok(Some(sent)), Some(g)) => match &sent.version {
@@ -209,11 +223,16 @@ pub async fn deliver(
     for (r, d) in results.into_iter().zip(durable) {
         out.push(match (r, d) {
             (Ok(Some(sent)), Ok(())) => {
-                match state.messenger.state_for(&sent.message).await {
-                    Ok(conv) => state.fanout.message(&conv, &sent.message),
+                let m = Arc::new(sent.message);
+                let conv = match known {
+                    Some(c) if m.state.is_none() && c.epoch >= m.epoch => Ok(c.clone()),
+                    _ => state.messenger.state_for(&m).await,
+                };
+                match conv {
+                    Ok(conv) => state.fanout.message(&conv, &m),
                     Err(e) => tracing::debug!(error = %e, "entry stored, not fanned out here"),
                 }
-                Ok(Some(sent.message))
+                Ok(Some(m))
             }
             (Ok(Some(_)), Err(e)) => Err(e),
             (Ok(None), _) => Ok(None),

@@ -695,10 +695,10 @@ async fn run_batch(
     for (client_id, r) in ids.into_iter().zip(results) {
         let frame = match r {
             Ok(Some(m)) => protocol::encode(&ServerFrame::Ack {
-                conv: conv.to_string(),
+                conv,
                 client_id: &client_id,
                 seq: m.seq,
-                id: m.id.to_string(),
+                id: m.id,
             }),
             Ok(None) => protocol::error_frame(
                 "busy",
@@ -735,7 +735,7 @@ async fn edit(
     user: u64,
     conv: u64,
     item: Item,
-) -> Result<Option<starling_messenger::Message>, ApiError> {
+) -> Result<Option<Arc<starling_messenger::Message>>, ApiError> {
     let c = state.messenger.authorize_send(user, conv).await?;
     let r = match item.draft {
         Draft::Edit { target_seq, body } => {
