@@ -345,6 +345,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// tombstones still too young to go; live records are left alone.
     async fn purge(&self, keys: &[Key], horizon: Hlc) -> Result<(u64, Vec<Key>)>;
 
+    /// Removes the records of `keys` that are node-local counters at zero (a local keyspace's
+    /// counter: never replicated or digested, so reading 0 from no record is the same answer,
+    /// and a later change starts it again from 0). Returns how many were removed; any other
+    /// record (a replicated key, a counter not at zero, another kind) is left alone. A counter
+    /// is never a tombstone, so this is how derived state about something deleted can leave
+    /// nothing behind. The default removes nothing (the ScyllaDB engine: such counters stay).
+    async fn drop_zero_counters(&self, keys: &[Key]) -> Result<u64> {
+        let _ = keys;
+        Ok(0)
+    }
+
     /// Makes every acknowledged write durable on stable storage now (fsync).
     async fn flush(&self) -> Result<()>;
 

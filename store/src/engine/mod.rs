@@ -813,6 +813,29 @@ impl<B: Backend> Shared<B> {
         Ok((purged, young))
     }
 
+    fn drop_zero_counters(&self, keys: &[Key]) -> Result<u64> {
+        let mut dropped = 0;
+        for k in keys {
+            self.check_key(k)?;
+            if !k.is_local() {
+                continue;
+            }
+            // Under the key's lock, as every write of it: an increment is before or after.
+            let _g = self.key_lock(&k.0).lock();
+            let Some(now) = self.backend.get(Space::Data, &k.0)? else {
+                continue;
+            };
+            let r = decode_record(&now)?;
+            if r.kind() == crate::record::Kind::Counter && r.count() == 0 {
+                // A local key has no index entry, feed entry or digest: its record is all.
+                self.backend
+                    .commit(vec![Op::remove(Space::Data, k.0.clone())])?;
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Removes one record if it is (still) a tombstone — and, with `seen`, still those bytes.
     fn purge_one(&self, k: &Bytes, seen: Option<&Bytes>) -> Result<bool> {
         let _g = self.key_lock(k).lock();
@@ -1044,6 +1067,11 @@ impl<B: Backend> Store for Engine<B> {
         self.off_runtime(move |s| s.purge(&keys, horizon)).await
     }
 
+    async fn drop_zero_counters(&self, keys: &[Key]) -> Result<u64> {
+        let keys = keys.to_vec();
+        self.off_runtime(move |s| s.drop_zero_counters(&keys)).await
+    }
+
     async fn flush(&self) -> Result<()> {
         self.syncer.sync_now().await
     }
@@ -1059,5 +1087,49 @@ impl<B: Backend> Store for Engine<B> {
             syncer: self.syncer.clone(),
             lane: Some(lane),
         }))
+    }
+}
+
+#[cfg(test)]
+mod drop_zero_counters_tests {
+    use crate::{HlcClock, Key, Keyspace, Limits, NodeId, RegionId, StoreExt, open_memory};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn only_local_counters_at_zero_go() {
+        let s = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let local = Keyspace::local("t");
+        let (zero, one) = (local.key().u64(1).finish(), local.key().u64(2).finish());
+        let replicated = Keyspace::new("t").key().u64(1).finish();
+        let register = local.key().u64(3).finish();
+        for (k, d) in [
+            (&zero, 2),
+            (&zero, -2),
+            (&one, 1),
+            (&replicated, 1),
+            (&replicated, -1),
+        ] {
+            s.incr(k, d).await.unwrap();
+        }
+        s.put(&register, bytes::Bytes::new()).await.unwrap();
+        let keys: Vec<Key> = vec![
+            zero.clone(),
+            one.clone(),
+            replicated.clone(),
+            register.clone(),
+        ];
+        assert_eq!(s.drop_zero_counters(&keys).await.unwrap(), 1);
+        assert!(s.get_record(&zero).await.unwrap().is_none(), "gone");
+        for k in [&one, &replicated, &register] {
+            assert!(s.get_record(k).await.unwrap().is_some(), "kept");
+        }
+        assert_eq!(s.counter(&one).await.unwrap(), 1);
+        // A later change starts the dropped counter again from zero.
+        assert_eq!(s.incr(&zero, 1).await.unwrap(), 1);
+        assert_eq!(s.drop_zero_counters(&keys).await.unwrap(), 0);
     }
 }
