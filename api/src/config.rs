@@ -14,8 +14,9 @@
 //!
 //! A group of settings one part of the node reads ([`WriteQuotas`](crate::write_limits::WriteQuotas),
 //! [`ConnLimits`](crate::accept::ConnLimits), [`ChatSettings`], [`Housekeeping`], and, declared
-//! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings)
-//! and [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings);
+//! in their own crates under their `clap` feature, [`FeedSettings`](starling_feed::FeedSettings),
+//! [`TrimSettings`](starling_store::TrimSettings), [`EmbeddedSettings`](starling_store::settings::EmbeddedSettings)
+//! and [`GossipSettings`](starling_gossip::settings::GossipSettings);
 //! [`TlsSettings`](crate::tls::TlsSettings), [`WebSettings`](crate::web::WebSettings) and
 //! [`MediaSettings`](crate::media::MediaSettings) beside the code they configure) is a `clap::Args` struct flattened into
 //! [`ServeArgs`], its fields typed and given their defaults (`default_value`) where they are
@@ -42,8 +43,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use values::{
-    AtLeastOne, GossipEncryption, HostPort, Lifetime, LogFormat, Membership, Name, Origins,
-    PerMinute, RedisUrl, Rtts, Secret, Span, StoreLane, StoreWork, Timeout, Within,
+    AtLeastOne, Lifetime, LogFormat, Name, Origins, PerMinute, RedisUrl, Rtts, Span, Timeout,
+    Within,
 };
 
 /// Settings of `starling serve`: flags, environment variables and the TOML file's keys. Each
@@ -95,42 +96,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub embedded: starling_store::settings::EmbeddedSettings,
-    /// Address the gossip transport listens on, e.g. `0.0.0.0:7946`; enables clustering.
-    #[arg(long, env = "STARLING_GOSSIP_LISTEN")]
-    pub gossip_listen: Option<SocketAddr>,
-    /// `HOST:PORT` peers reach this node's gossip at (default: the listen address when it is
-    /// not `0.0.0.0`/`::`, else `$POD_IP` with the listen port, else this host name's address).
-    #[arg(long, env = "STARLING_GOSSIP_ADVERTISE")]
-    pub gossip_advertise: Option<HostPort>,
-    /// Gossip addresses of nodes to join through, comma-separated `HOST:PORT`; a host may be a
-    /// DNS name (e.g. a headless Service), resolved again on each join attempt, every A/AAAA
-    /// record used.
-    #[arg(long, env = "STARLING_SEEDS", value_delimiter = ',')]
-    pub seeds: Option<Vec<HostPort>>,
-    /// Secret shared by the nodes of a cluster; frames without it are refused. Required with
-    /// `--gossip-listen`.
-    #[arg(long, env = "STARLING_CLUSTER_SECRET")]
-    pub cluster_secret: Option<Secret>,
-    /// Gossip frames are encrypted with the cluster secret: `required` (the default) refuses
-    /// peers that send frames in clear; `optional` still talks in clear to builds before
-    /// encryption, for the first roll of an upgrade from them (then roll again with `required`).
-    #[arg(long, env = "STARLING_GOSSIP_ENCRYPTION")]
-    pub gossip_encryption: Option<GossipEncryption>,
-    /// Where the gossip core loop's store calls run: `dedicated` (the default: a thread of its
-    /// own, so its ticks never wait behind the API's store calls) or `shared` (tokio's blocking
-    /// pool, the path before; kept to compare the two under the same load).
-    #[arg(long, env = "STARLING_GOSSIP_STORE_LANE")]
-    pub gossip_store_lane: Option<StoreLane>,
-    /// Where SWIM's timers and packets run: `separate` (the default: a membership loop that
-    /// never awaits the store, so probes keep their times while a store call is slow) or
-    /// `inline` (on the core loop between its store calls, the path before; kept to compare).
-    #[arg(long, env = "STARLING_GOSSIP_MEMBERSHIP")]
-    pub gossip_membership: Option<Membership>,
-    /// Where the gossip core's store work runs: `worker` (the default: a store worker whose
-    /// answers the core loop takes as events, so no tick or message waits on a store call) or
-    /// `inline` (awaited in the core loop's step, the path before; kept to compare).
-    #[arg(long, env = "STARLING_GOSSIP_STORE_WORK")]
-    pub gossip_store_work: Option<StoreWork>,
+    /// Clustering: the gossip listener, seeds, cluster secret and transport (`--gossip-listen`,
+    /// …).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub gossip: starling_gossip::settings::GossipSettings,
     /// Token of the admin endpoints (`/v1/cluster`, `/v1/admin/*`); they are disabled without.
     #[arg(long, env = "STARLING_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
@@ -285,8 +255,8 @@ pub struct ServeConfig {
     /// defaults; the TLS files paired ([`TlsSettings::checked`](crate::tls::TlsSettings::checked)),
     /// the web client's directory checked.
     pub settings: ServeArgs,
-    /// Clustering, when enabled.
-    pub gossip: Option<GossipSettings>,
+    /// Clustering, when enabled ([`GossipSettings::cluster`](starling_gossip::settings::GossipSettings::cluster)).
+    pub gossip: Option<starling_gossip::settings::Cluster>,
 }
 
 /// Limits of the messenger and its WebSocket gateway: a group of `starling serve`'s settings
@@ -406,80 +376,15 @@ impl Default for Housekeeping {
     }
 }
 
-/// How this node joins a cluster.
-#[derive(Clone, Debug)]
-pub struct GossipSettings {
-    /// Where the gossip transport listens (may be `0.0.0.0:PORT`).
-    pub listen: SocketAddr,
-    /// `HOST:PORT` peers reach this node at.
-    pub advertise: String,
-    /// Nodes to join through.
-    pub seeds: Vec<String>,
-    /// The cluster secret.
-    pub secret: String,
-    /// Whether frames in clear are still taken (`--gossip-encryption`).
-    pub encryption: starling_gossip::wire::Encryption,
-    /// Whether the core loop's store calls have a thread of their own (`--gossip-store-lane`).
-    pub dedicated_store_lane: bool,
-    /// Whether SWIM runs on a membership loop of its own (`--gossip-membership`).
-    pub separate_membership: bool,
-    /// Whether the core loop awaits its store work itself (`--gossip-store-work inline`).
-    pub store_work_inline: bool,
-    /// Round trips between region pairs, in ms.
-    pub rtts: Vec<(String, String, u64)>,
-}
-
 impl ServeConfig {
     /// Layers flags/environment (`args`) over the file named in them over the defaults.
     pub fn resolve(args: impl Into<CommandLine<ServeArgs>>) -> anyhow::Result<Self> {
         let mut args = layered(args.into())?;
         args.tls = args.tls.checked()?;
-        let rtts = args.wan_rtt.clone().map(|r| r.0).unwrap_or_default();
-        let seeds: Vec<String> = args
-            .seeds
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(String::from)
-            .collect();
-        let gossip = match args.gossip_listen {
-            None => {
-                if args.durable_regions.get() > 1 {
-                    bail!("--durable-regions above 1 needs a cluster (--gossip-listen)");
-                }
-                if !seeds.is_empty() {
-                    bail!("--seeds needs --gossip-listen: a node joins a cluster by gossip");
-                }
-                None
-            }
-            Some(listen) => {
-                let Some(secret) = args.cluster_secret.clone() else {
-                    bail!(
-                        "--gossip-listen needs --cluster-secret: nodes of a cluster authenticate each other"
-                    );
-                };
-                let advertise = advertise_address(
-                    args.gossip_advertise.clone().map(String::from),
-                    listen,
-                    std::env::var("POD_IP").ok(),
-                    host_address,
-                )?;
-                Some(GossipSettings {
-                    listen,
-                    advertise,
-                    seeds,
-                    secret: secret.into(),
-                    encryption: args
-                        .gossip_encryption
-                        .unwrap_or(GossipEncryption::Required)
-                        .into(),
-                    dedicated_store_lane: args.gossip_store_lane != Some(StoreLane::Shared),
-                    separate_membership: args.gossip_membership != Some(Membership::Inline),
-                    store_work_inline: args.gossip_store_work == Some(StoreWork::Inline),
-                    rtts,
-                })
-            }
-        };
+        if args.gossip.gossip_listen.is_none() && args.durable_regions.get() > 1 {
+            bail!("--durable-regions above 1 needs a cluster (--gossip-listen)");
+        }
+        let gossip = args.gossip.cluster()?;
         let cfg = ServeConfig {
             settings: args,
             gossip,
@@ -505,51 +410,6 @@ impl ServeConfig {
     pub fn region_id(&self) -> RegionId {
         RegionId::from_name(self.settings.region.as_str())
     }
-}
-
-/// The gossip address peers reach this node at: `--gossip-advertise` if given; else the listen
-/// address unless it is unspecified (`0.0.0.0`, `::`); else `$POD_IP` (Kubernetes' downward
-/// API) with the listen port; else what this host's name resolves to (`host_ip(port)`, a
-/// container's address on compose networks).
-fn advertise_address(
-    flag: Option<String>,
-    listen: SocketAddr,
-    pod_ip: Option<String>,
-    host_ip: impl Fn(u16) -> Option<SocketAddr>,
-) -> anyhow::Result<String> {
-    if let Some(a) = flag {
-        let a = a.trim().to_string();
-        if a.parse::<SocketAddr>()
-            .is_ok_and(|s| s.ip().is_unspecified())
-        {
-            bail!("--gossip-advertise {a}: give the address peers reach this node at");
-        }
-        return Ok(a);
-    }
-    if !listen.ip().is_unspecified() {
-        return Ok(listen.to_string());
-    }
-    if let Some(ip) = pod_ip.filter(|p| !p.trim().is_empty()) {
-        let ip: std::net::IpAddr = ip
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("$POD_IP {ip:?}: not an IP address"))?;
-        return Ok(SocketAddr::new(ip, listen.port()).to_string());
-    }
-    match host_ip(listen.port()) {
-        Some(a) => Ok(a.to_string()),
-        None => bail!(
-            "--gossip-listen {listen}: give --gossip-advertise HOST:PORT, the address peers reach this node at"
-        ),
-    }
-}
-
-/// The first address other than loopback this host's name resolves to, with `port`.
-fn host_address(port: u16) -> Option<SocketAddr> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    std::net::ToSocketAddrs::to_socket_addrs(&(name.trim(), port))
-        .ok()?
-        .find(|a| !a.ip().is_loopback() && !a.ip().is_unspecified())
 }
 
 /// Settings as clap read them (flags over the environment over the declared defaults), with the
@@ -654,6 +514,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<crate::tls::TlsSettings>(text)?;
     toml::from_str::<crate::web::WebSettings>(text)?;
     toml::from_str::<crate::media::MediaSettings>(text)?;
+    toml::from_str::<starling_gossip::settings::GossipSettings>(text)?;
     toml::from_str(text)
 }
 
@@ -1332,34 +1193,76 @@ mod tests {
     }
 
     #[test]
-    fn the_gossip_advertise_address_defaults_to_what_peers_can_reach() {
-        let any: SocketAddr = "0.0.0.0:7946".parse().unwrap();
-        let none = |_| None;
-        let given = advertise_address(Some("starling-us-0.gossip:7946".into()), any, None, none);
-        assert_eq!(given.unwrap(), "starling-us-0.gossip:7946");
-        let lo: SocketAddr = "127.0.0.1:7001".parse().unwrap();
-        assert_eq!(
-            advertise_address(None, lo, None, none).unwrap(),
-            "127.0.0.1:7001"
+    fn the_gossip_group_defaults_layers_and_refuses_as_before() {
+        use starling_gossip::settings::GossipSettings;
+        use starling_gossip::wire::Encryption;
+        let g = GossipSettings::default();
+        assert_eq!(g, defaults(), "Default is what clap gives from no flags");
+        let c = ServeConfig::resolve(ServeArgs::default()).unwrap();
+        assert!(
+            c.gossip.is_none(),
+            "clustering is off without --gossip-listen"
         );
-        let pod = advertise_address(None, any, Some("10.1.2.3".into()), none);
-        assert_eq!(pod.unwrap(), "10.1.2.3:7946");
-        let pod6 = advertise_address(None, any, Some("fd00::7".into()), none);
-        assert_eq!(pod6.unwrap(), "[fd00::7]:7946");
-        let host = advertise_address(None, any, None, |p| {
-            Some(SocketAddr::from(([10, 89, 0, 4], p)))
-        });
-        assert_eq!(host.unwrap(), "10.89.0.4:7946");
-        for (flag, pod, needle) in [
-            (None, None, "--gossip-advertise"),
-            (Some("0.0.0.0:7946"), None, "--gossip-advertise"),
-            (None, Some("not-an-ip"), "POD_IP"),
+
+        // The file fills what flags leave, a flag wins.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("starling.toml");
+        std::fs::write(
+            &file,
+            "gossip_listen = \"127.0.0.1:7000\"\ncluster_secret = \"0123456789abcdef\"\n\
+             gossip_store_lane = \"shared\"\ngossip_encryption = \"optional\"\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let args = [
+            "--config",
+            path,
+            "--gossip-listen",
+            "127.0.0.1:7001",
+            "--gossip-store-work",
+            "inline",
+        ];
+        let g = ServeConfig::resolve(parse(&args).unwrap())
+            .unwrap()
+            .gossip
+            .unwrap();
+        assert_eq!(
+            (g.listen.port(), g.advertise.as_str()),
+            (7001, "127.0.0.1:7001")
+        );
+        assert_eq!(g.secret, "0123456789abcdef");
+        assert_eq!(g.encryption, Encryption::Optional);
+        assert!(!g.dedicated_store_lane && g.store_work_inline && g.separate_membership);
+
+        // The refusals, word for word, from a flag or from the file, in the order before.
+        let seeds = "--seeds needs --gossip-listen: a node joins a cluster by gossip";
+        let secret =
+            "--gossip-listen needs --cluster-secret: nodes of a cluster authenticate each other";
+        let durable = "--durable-regions above 1 needs a cluster (--gossip-listen)";
+        for (args, text, want) in [
+            (&["--seeds", "a:1"][..], "", seeds),
+            (&[][..], "seeds = [\"a:1\"]\n", seeds),
+            (&["--gossip-listen", "127.0.0.1:7000"][..], "", secret),
+            (&[][..], "gossip_listen = \"127.0.0.1:7000\"\n", secret),
+            (
+                &["--durable-regions", "2"][..],
+                "seeds = [\"a:1\"]\n",
+                durable,
+            ),
         ] {
-            let err = advertise_address(flag.map(Into::into), any, pod.map(Into::into), none)
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(needle), "{err}");
+            std::fs::write(&file, text).unwrap();
+            let args: Vec<&str> = ["--config", path].iter().chain(args).copied().collect();
+            let err = ServeConfig::resolve(parse(&args).unwrap()).unwrap_err();
+            assert_eq!(format!("{err:#}"), want, "{args:?} {text:?}");
         }
+        std::fs::write(&file, "\ngossip_membership = \"x\"\n").unwrap();
+        let err = ServeConfig::resolve(parse(&["--config", path]).unwrap()).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("gossip_membership") && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(err.contains("expected `separate` or `inline`"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Starting and stopping a node: open the store, bind, serve until a shutdown signal.
 
-use crate::config::{GossipSettings, ServeConfig, StoreKind};
+use crate::config::{ServeConfig, StoreKind};
 use crate::{AppState, NodeParts};
 use anyhow::Context;
-use starling_gossip::{GossipConfig, GossipService, Peer, TransportConfig, Wan};
+use starling_gossip::settings::Cluster;
+use starling_gossip::{GossipConfig, GossipService, Peer, Wan};
 use starling_graph::GraphConfig;
 use starling_store::{
     HlcClock, Limits, ScyllaOptions, Store, open_embedded, open_memory, open_scylla,
@@ -321,7 +322,7 @@ pub async fn open_media(cfg: &ServeConfig) -> anyhow::Result<Arc<dyn object_stor
 /// Starts the gossip transport and joins the cluster through the seeds.
 async fn start_gossip(
     cfg: &ServeConfig,
-    g: &GossipSettings,
+    g: &Cluster,
     store: Arc<dyn Store>,
     clock: Arc<HlcClock>,
 ) -> anyhow::Result<GossipService> {
@@ -335,44 +336,30 @@ async fn start_gossip(
         addr: g.advertise.clone(),
         incarnation,
     };
-    let mut regions: Vec<&str> = g
-        .rtts
+    // The simulated round trips between regions (`--wan-rtt`).
+    let pairs = cfg
+        .settings
+        .wan_rtt
+        .as_ref()
+        .map_or(&[][..], |r| r.0.as_slice());
+    let mut regions: Vec<&str> = pairs
         .iter()
         .flat_map(|(a, b, _)| [a.as_str(), b.as_str()])
         .collect();
     regions.sort_unstable();
     regions.dedup();
-    let rtts: Vec<(&str, &str, u64)> = g
-        .rtts
+    let rtts: Vec<(&str, &str, u64)> = pairs
         .iter()
         .map(|(a, b, ms)| (a.as_str(), b.as_str(), *ms))
         .collect();
     let wan = Wan::with_rtts(&regions, &rtts, 0);
-    let service = GossipService::start(
-        TransportConfig {
-            me,
-            listen: g.listen,
-            seeds: g.seeds.clone(),
-            secret: g.secret.as_bytes().to_vec(),
-            encryption: g.encryption,
-            wan,
-            gossip: {
-                let mut c = GossipConfig::wan(16);
-                c.gc_interval = cfg.settings.housekeeping.gc_interval.get();
-                c.gc_grace = cfg.settings.housekeeping.gc_grace.get();
-                // The keyspace-wide feed's holders push to the other regions
-                // (crate::keyspace_feed): the own feed's push sends nothing.
-                c.keyspace_push = matches!(cfg.settings.store, StoreKind::Scylla(_));
-                c
-            },
-            clock,
-            dedicated_store_lane: g.dedicated_store_lane,
-            separate_membership: g.separate_membership,
-            store_work_inline: g.store_work_inline,
-        },
-        store,
-    )
-    .await?;
+    let mut protocol = GossipConfig::wan(16);
+    protocol.gc_interval = cfg.settings.housekeeping.gc_interval.get();
+    protocol.gc_grace = cfg.settings.housekeeping.gc_grace.get();
+    // The keyspace-wide feed's holders push to the other regions (crate::keyspace_feed): the
+    // own feed's push sends nothing.
+    protocol.keyspace_push = matches!(cfg.settings.store, StoreKind::Scylla(_));
+    let service = GossipService::start(g.transport(me, wan, protocol, clock), store).await?;
     tracing::info!(
         gossip = %service.local_addr(),
         advertise = %g.advertise,

@@ -9,6 +9,8 @@
 //! - [`peer`]: a member's identity;
 //! - [`reaper`]: the tombstone reaper, bounded passes from a saved position, beside the core;
 //! - [`seeds`]: seeds by IP or DNS name, every record used, resolved on every join attempt;
+//! - `settings` (cargo feature `clap`): the gossip settings of `starling serve` as a clap group,
+//!   checked once into what a node joins its cluster with;
 //! - `sim` (cargo feature `sim`, for tests and benchmarks; not in the release library): a seeded
 //!   discrete-event simulation that drives many cores over the WAN model;
 //! - [`transport`]: the tokio layer (TCP, timers, WAN delays) and the [`GossipHandle`].
@@ -21,6 +23,8 @@ pub mod peer;
 pub mod reaper;
 pub mod reconcile;
 pub mod seeds;
+#[cfg(feature = "clap")]
+pub mod settings;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod transport;

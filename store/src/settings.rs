@@ -1,6 +1,6 @@
 //! The value types of settings declared with clap (feature `clap`): a number in a range
 //! ([`Within`]), a duration in a range ([`Period`]), a size ([`Bytes`]) and an fsync policy
-//! ([`Fsync`]), each one parser for a flag, its
+//! ([`Fsync`]), text checked once and kept as given (`checked_text!`), each one parser for a flag, its
 //! `STARLING_*` variable (clap calls `FromStr`) and a TOML file (serde calls the same check), and
 //! [`defaults`], a group's values from no flags. They live here, the crate every other one builds
 //! on, so a crate declares its own settings group beside the code that reads it (the store's
@@ -33,6 +33,49 @@ macro_rules! serde_via_str {
             }
         }
     )*};
+}
+
+/// A text setting kept as given once `check` (a `fn(&str) -> Result<(), String>`) accepts it:
+/// `FromStr`, `Display`, serde through the text and the text back out (`as_str`,
+/// `From<_> for String`); `Debug` is the caller's (a secret's must not show it). The caller
+/// depends on `serde`.
+#[macro_export]
+macro_rules! checked_text {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The text as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(s)?;
+                Ok($name(s.to_string()))
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        $crate::serde_via_str!($name);
+    };
 }
 
 /// A whole number from `MIN` to `MAX`; in the file a TOML integer.

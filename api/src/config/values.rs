@@ -10,53 +10,14 @@
 use crate::cors::CorsOrigins;
 use serde::{Deserialize, Serialize};
 use starling_store::ScyllaOptions;
-use starling_store::serde_via_str;
+use starling_store::{checked_text, serde_via_str};
 use std::fmt;
 use std::str::FromStr;
 
+pub use starling_gossip::settings::Secret;
 pub use starling_store::settings::{
     AtLeastOne, Bytes, Fsync, Lifetime, PerMinute, Period, Span, Timeout, Within,
 };
-
-/// A text setting kept as given once `check` accepts it: `FromStr`, `Display`, serde and the
-/// text back out ([`as_str`](Name::as_str), `From<_> for String`).
-macro_rules! checked_text {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq)]
-        pub struct $name(String);
-
-        impl $name {
-            /// The text as given.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                let check: fn(&str) -> Result<(), String> = $check;
-                check(s)?;
-                Ok($name(s.to_string()))
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        serde_via_str!($name);
-    };
-}
 
 checked_text!(
     /// A region or node name: 1 to 64 characters of `[A-Za-z0-9_-]`.
@@ -70,30 +31,6 @@ checked_text!(
             Ok(())
         } else {
             Err("use 1-64 characters of [A-Za-z0-9_-]".into())
-        }
-    }
-);
-
-checked_text!(
-    /// `HOST:PORT`, the host an IP address or a DNS name.
-    HostPort,
-    |s| {
-        if starling_gossip::seeds::is_well_formed(s) {
-            Ok(())
-        } else {
-            Err("expected HOST:PORT (an IP address or a DNS name)".into())
-        }
-    }
-);
-
-checked_text!(
-    /// A shared secret of at least 16 characters (its `Debug` does not show it).
-    Secret,
-    |s| {
-        if s.len() >= 16 {
-            Ok(())
-        } else {
-            Err("use at least 16 characters".into())
         }
     }
 );
@@ -125,18 +62,6 @@ checked_text!(
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for HostPort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
     }
 }
 
@@ -263,55 +188,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Whether gossip frames in clear are still taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GossipEncryption {
-    // Frames in clear are refused.
-    Required,
-    // Frames in clear are still taken (the first roll of an upgrade).
-    Optional,
-}
-
-impl From<GossipEncryption> for starling_gossip::wire::Encryption {
-    fn from(e: GossipEncryption) -> Self {
-        match e {
-            GossipEncryption::Required => starling_gossip::wire::Encryption::Required,
-            GossipEncryption::Optional => starling_gossip::wire::Encryption::Optional,
-        }
-    }
-}
-
-/// Where the gossip core loop's store calls run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreLane {
-    // A thread of its own.
-    Dedicated,
-    // Tokio's blocking pool.
-    Shared,
-}
-
-/// Where the gossip core's store work runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreWork {
-    // A store worker; the core loop takes its answers as events.
-    Worker,
-    // Awaited in the core loop's step that asked for it.
-    Inline,
-}
-
-/// Where SWIM's timers and packets run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Membership {
-    // A membership loop of its own.
-    Separate,
-    // On the core loop between its store calls.
-    Inline,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,9 +271,6 @@ mod tests {
         assert_eq!(round_trips::<Rtts>("us-eu=100,us-ap=250ms").0.len(), 2);
         assert!("us-us=5".parse::<Rtts>().is_err());
         assert!("us east".parse::<Name>().is_err());
-        assert!("no port".parse::<HostPort>().is_err());
-        assert!("short".parse::<Secret>().is_err());
-        assert!(!format!("{:?}", "a-secret-of-16-chars".parse::<Secret>().unwrap()).contains('a'));
         assert!("s3://".parse::<S3Bucket>().is_err());
         assert!("http://x".parse::<RedisUrl>().is_err());
         round_trips::<Origins>("https://a.example,https://b.example");
