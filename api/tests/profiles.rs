@@ -198,6 +198,20 @@ fn session_cache_hits(n: &Node) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits (≤ 30 s) until each of `nodes` refuses `revoked` (`what` revoked it), then checks that
+/// `kept` still works there.
+fn revoked_on(nodes: &[&Node], revoked: &str, kept: &str, what: &str) {
+    for n in nodes {
+        let wait = std::time::Duration::from_secs(30);
+        assert!(
+            common::eventually(wait, || me_status(n, revoked) == 401),
+            "{what} reaches the cache of {}",
+            n.port
+        );
+        assert_eq!(me_status(n, kept), 200, "{what}: another session stays");
+    }
+}
+
 /// A gossip cluster of three nodes, two in `us` and one in `eu`, each caching sessions: a token
 /// cached on every node and logged out on one is refused by the other node of its region and by
 /// the other region once the tombstone replicated there (the session TTL is 30 days: only the
@@ -243,14 +257,7 @@ fn a_revoked_session_is_refused_by_every_node_that_cached_it() {
 
     assert_eq!(a.http("DELETE", "/v1/sessions", Some(&second), b"").0, 204);
     assert_eq!(me_status(a, &second), 401);
-    for n in [b, eu] {
-        assert!(
-            common::eventually(wait, || me_status(n, &second) == 401),
-            "the logout reaches the cache of {}",
-            n.port
-        );
-        assert_eq!(me_status(n, &token), 200, "the other session stays");
-    }
+    revoked_on(&[b, eu], &second, &token, "the logout");
 
     // A password change through the other node of the region revokes the rest but the caller's.
     let (s, v) = login(b, "alice", "password1");
@@ -268,14 +275,7 @@ fn a_revoked_session_is_refused_by_every_node_that_cached_it() {
         json!({"old": "password1", "new": "new password"}),
     );
     assert_eq!(s, 204, "{v}");
-    for n in [a, eu] {
-        assert!(
-            common::eventually(wait, || me_status(n, &token) == 401),
-            "the password change reaches the cache of {}",
-            n.port
-        );
-        assert_eq!(me_status(n, &third), 200, "the caller's session stays");
-    }
+    revoked_on(&[a, eu], &token, &third, "the password change");
     for n in nodes {
         assert!(n.terminate().success());
     }
