@@ -80,8 +80,8 @@ pub struct Post {
 /// A post as its record holds it: the post's fields, then the parent of a reply (as given when it
 /// was published; [`replies`] links it). Postcard encodes the fields in order without names, so a
 /// reader of [`Post`] reads such a record and leaves the tail; a record stored before the tail
-/// existed (every post before it, reposts, seeded posts) reads `reply_to` as `None`, and its
-/// parent, if any, is only in `pr`. Kept out of [`Post`] so that its shape, built in many places,
+/// existed (every post before it, and seeded posts loaded before [`seed_runs`] wrote it) reads
+/// `reply_to` as `None`, and its parent, if any, is only in `pr`. Kept out of [`Post`] so that its shape, built in many places,
 /// is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Stored<P> {
