@@ -31,13 +31,12 @@ fn write_pair(dir: &Path, cert: &str, key: &str) {
     std::fs::write(dir.join("key.pem"), key).unwrap();
 }
 
-/// One request over TLS trusting only `trust`; returns (the certificate the server presented,
-/// the raw response).
-fn https(
+/// Opens a TLS connection to `localhost` at `port` trusting only `trust` and sends `request`.
+fn send(
     port: u16,
     trust: &CertificateDer<'static>,
     request: &str,
-) -> (CertificateDer<'static>, String) {
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trust.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -54,6 +53,17 @@ fn https(
         .unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
     tls.write_all(request.as_bytes()).unwrap();
+    tls
+}
+
+/// One request over TLS trusting only `trust`; returns (the certificate the server presented,
+/// the raw response).
+fn https(
+    port: u16,
+    trust: &CertificateDer<'static>,
+    request: &str,
+) -> (CertificateDer<'static>, String) {
+    let mut tls = send(port, trust, request);
     let mut out = Vec::new();
     // A peer closing without close_notify ends the read with an error after the data.
     let _ = tls.read_to_end(&mut out);
@@ -66,22 +76,7 @@ fn https(
 /// Opens a TLS connection trusting `trust`, sends `request` and returns the response head (the
 /// connection may stay open: a WebSocket upgrade).
 fn https_head(port: u16, trust: &CertificateDer<'static>, request: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trust.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    tls.write_all(request.as_bytes()).unwrap();
+    let mut tls = send(port, trust, request);
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && tls.read(&mut byte).unwrap() == 1 {
