@@ -21,8 +21,8 @@ pub mod feed;
 pub mod fragments;
 #[cfg(test)]
 mod fuzz_tests;
-pub mod http_metrics;
 pub mod heap;
+pub mod http_metrics;
 pub mod hydrate;
 pub mod keyspace_feed;
 pub mod likes;
