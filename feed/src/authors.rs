@@ -1,14 +1,14 @@
 //! Author summaries for hydrated post views (handle, display name, avatar), kept in process.
 //!
 //! A page of posts names a few dozen authors, most of them the same ones page after page: a
-//! moka cache of summaries by user id answers them without a store read. An entry is dropped
-//! when the fan-out worker meets a change to the user's record or profile in the change feed
+//! bounded cache of summaries by user id ([`crate::ttl_cache`]) answers them without a store
+//! read. An entry is dropped when the fan-out worker meets a change to the user's record or profile in the change feed
 //! (every node sees every change, local or replicated), and lives at most a minute whatever
 //! happens, which bounds a summary read just before such a change. A user who is gone is cached
 //! as absent.
 
 use crate::FeedError;
-use moka::sync::Cache;
+use crate::ttl_cache::TtlCache;
 use starling_graph::{Graph, GraphError};
 use starling_store::Keyspace;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub struct Author {
 /// The summaries cache.
 #[derive(Clone, Debug)]
 pub struct Authors {
-    cache: Cache<u64, Option<Arc<Author>>>,
+    cache: Arc<TtlCache<Option<Arc<Author>>>>,
     graph: Graph,
 }
 
@@ -43,23 +43,21 @@ impl Authors {
     /// A cache of up to `entries` summaries over `graph`.
     pub fn new(graph: Graph, entries: u64) -> Self {
         Authors {
-            cache: Cache::builder()
-                .max_capacity(entries)
-                .time_to_live(std::time::Duration::from_secs(60))
-                .build(),
+            cache: Arc::new(TtlCache::new(entries, std::time::Duration::from_secs(60))),
             graph,
         }
     }
 
     /// The summary of each of `ids`, in order (`None` for a user who is gone).
     pub async fn get_many(&self, ids: &[u64]) -> Result<Vec<Option<Arc<Author>>>, FeedError> {
+        let now = self.cache.now();
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            let a = match self.cache.get(&id) {
+            let a = match self.cache.get(id, now) {
                 Some(a) => a,
                 None => {
                     let a = self.read(id).await?;
-                    self.cache.insert(id, a.clone());
+                    self.cache.insert(id, a.clone(), now);
                     a
                 }
             };
@@ -85,19 +83,17 @@ impl Authors {
 
     /// Forgets a user's summary (their record or profile changed).
     pub fn invalidate(&self, id: u64) {
-        self.cache.invalidate(&id);
+        self.cache.remove(id);
     }
 
     /// Forgets every summary.
     pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
-    /// Summaries held (for metrics: the cache's pending bookkeeping is run first, so the
-    /// figure is current).
+    /// Summaries held (for metrics).
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len()
     }
 
     /// Whether none is held (approximate).

@@ -1,18 +1,19 @@
-//! Post bodies for feed pages: moka in process (L1), the regional tier (L2: Redis), the store last.
+//! Post bodies for feed pages: in process (L1, a [`TtlCache`]), the regional tier (L2: Redis), the
+//! store last.
 //!
 //! Entries are invalidated when the fan-out worker sees a post change in the change feed (every
 //! node sees every post change, local or replicated), and at once by the API on an edit or
 //! delete made on this node. A deleted post is cached as absent, so pages skip it cheaply.
 
 use crate::tier::RegionalTier;
-use moka::sync::Cache;
+use crate::ttl_cache::TtlCache;
 use starling_posts::{Post, PostError, Posts};
 use std::sync::Arc;
 
 /// The post cache.
 #[derive(Clone, Debug)]
 pub struct PostCache {
-    l1: Cache<u64, Option<Arc<Post>>>,
+    l1: Arc<TtlCache<Option<Arc<Post>>>>,
     l2: Option<Arc<dyn RegionalTier>>,
     posts: Posts,
 }
@@ -22,10 +23,7 @@ impl PostCache {
     pub fn new(posts: Posts, entries: u64, l2: Option<Arc<dyn RegionalTier>>) -> Self {
         PostCache {
             // The TTL bounds how long a body read just before an invalidation can linger.
-            l1: Cache::builder()
-                .max_capacity(entries)
-                .time_to_live(std::time::Duration::from_secs(60))
-                .build(),
+            l1: Arc::new(TtlCache::new(entries, std::time::Duration::from_secs(60))),
             l2,
             posts,
         }
@@ -33,7 +31,7 @@ impl PostCache {
 
     /// Forgets a post everywhere (it changed).
     pub async fn invalidate(&self, id: u64) {
-        self.l1.invalidate(&id);
+        self.l1.remove(id);
         if let Some(l2) = &self.l2
             && let Err(e) = l2.forget_post(id).await
         {
@@ -43,18 +41,19 @@ impl PostCache {
 
     /// Forgets a post in this process only (another node changed it and dropped it from L2).
     pub fn forget_local(&self, id: u64) {
-        self.l1.invalidate(&id);
+        self.l1.remove(id);
     }
 
     /// Forgets every post in this process only.
     pub fn forget_all_local(&self) {
-        self.l1.invalidate_all();
+        self.l1.clear();
     }
 
     /// The posts of `ids` that exist, in the order given.
     pub async fn hydrate(&self, ids: &[u64]) -> Result<Vec<Arc<Post>>, PostError> {
+        let now = self.l1.now();
         let mut found: Vec<Option<Option<Arc<Post>>>> =
-            ids.iter().map(|i| self.l1.get(i)).collect();
+            ids.iter().map(|i| self.l1.get(*i, now)).collect();
         let missing: Vec<usize> = (0..ids.len()).filter(|i| found[*i].is_none()).collect();
         if !missing.is_empty() {
             let mut from_l2 = Vec::new();
@@ -84,7 +83,7 @@ impl PostCache {
                         Err(e) => return Err(e),
                     },
                 };
-                self.l1.insert(id, post.clone());
+                self.l1.insert(id, post.clone(), now);
                 found[*i] = Some(post);
             }
             if let Some(l2) = &self.l2

@@ -24,6 +24,7 @@ pub mod redis_tier;
 pub mod settings;
 pub mod tier;
 pub mod timeline;
+mod ttl_cache;
 
 use followers::FollowerLists;
 use hydrate::PostCache;

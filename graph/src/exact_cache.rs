@@ -11,8 +11,9 @@
 //! - So it is right only where every such write goes through this node: its users are switched
 //!   on by the server for one node on its own store.
 //!
-//! Bounded: at most the capacity it is made with, least recently used out; counted in
-//! [`ExactCacheStats`].
+//! Bounded: at most the capacity it is made with (`quick_cache`, CLOCK-style eviction: a hit is a
+//! shard's read lock and a bit set, no per-read bookkeeping; keys hashed with foldhash), counted
+//! in [`ExactCacheStats`].
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ pub struct ExactCacheStats {
 
 /// The cache (see the module's documentation).
 pub(crate) struct ExactCache<K, V> {
-    entries: moka::sync::Cache<K, V>,
+    entries: quick_cache::sync::Cache<K, V, quick_cache::UnitWeighter, foldhash::fast::RandomState>,
     /// Bumped by every write (under this lock, with the entry's drop).
     generation: parking_lot::Mutex<u64>,
     stats: ExactCacheStats,
@@ -42,7 +43,13 @@ where
     /// An empty cache of at most `capacity` entries.
     pub(crate) fn new(capacity: u64) -> Self {
         ExactCache {
-            entries: moka::sync::Cache::new(capacity),
+            entries: quick_cache::sync::Cache::with(
+                usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+                capacity.max(1),
+                quick_cache::UnitWeighter,
+                foldhash::fast::RandomState::default(),
+                Default::default(),
+            ),
             generation: parking_lot::Mutex::new(0),
             stats: ExactCacheStats::default(),
         }
@@ -78,26 +85,25 @@ where
     pub(crate) fn changed(&self, key: &K) {
         let mut g = self.generation.lock();
         *g += 1;
-        self.entries.invalidate(key);
+        self.entries.remove(key);
     }
 
     /// Something was written that cannot be named by one key: forget every entry.
     pub(crate) fn changed_all(&self) {
         let mut g = self.generation.lock();
         *g += 1;
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
-    /// Entries cached now (approximate).
+    /// Entries cached now.
     pub(crate) fn entries(&self) -> u64 {
-        self.entries.entry_count()
+        u64::try_from(self.entries.len()).unwrap_or(u64::MAX)
     }
 
-    /// Runs moka's pending evictions and invalidations, so [`ExactCache::entries`] is exact.
+    /// Nothing left pending: [`ExactCache::entries`] is always exact (kept for the tests that
+    /// settled moka's bookkeeping before counting).
     #[cfg(test)]
-    pub(crate) fn settle(&self) {
-        self.entries.run_pending_tasks();
-    }
+    pub(crate) fn settle(&self) {}
 
     /// The counters.
     pub(crate) fn stats(&self) -> &ExactCacheStats {

@@ -145,7 +145,7 @@ pub struct Likes {
     pass: Arc<tokio::sync::Mutex<()>>,
     /// Every counter of recently read posts. Exact: the consumer is the only writer of the
     /// counters and drops a post's entry after it moves one of them.
-    cache: moka::sync::Cache<u64, Counts>,
+    cache: Arc<crate::viewer::Map<u64, Counts>>,
     /// Moved by the consumer after each batch it writes: a read that started before a batch
     /// does not cache what it read (it may be older than the batch).
     epoch: Arc<AtomicU64>,
@@ -165,7 +165,7 @@ impl Likes {
         Likes {
             store,
             pass: Arc::new(tokio::sync::Mutex::new(())),
-            cache: moka::sync::Cache::new(COUNTS_CACHED),
+            cache: Arc::new(crate::viewer::map(COUNTS_CACHED)),
             epoch: Arc::new(AtomicU64::new(0)),
             shared: Arc::default(),
             viewer: ViewerCache::new(VIEWER_CACHED),
@@ -197,7 +197,7 @@ impl Likes {
     /// store on every read, never cached in this process.
     pub fn shared(&self) {
         self.shared.store(true, Ordering::Release);
-        self.cache.invalidate_all();
+        self.cache.clear();
         self.viewer.disable();
     }
 
@@ -291,11 +291,9 @@ impl Likes {
         Ok(out)
     }
 
-    /// Posts whose counters are cached (for metrics: the cache's pending bookkeeping is run
-    /// first, so the figure is current).
+    /// Posts whose counters are cached (for metrics).
     pub fn cached_counts(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        u64::try_from(self.cache.len()).unwrap_or(u64::MAX)
     }
 
     /// Drops the cached counters of the posts whose counters `j` moves, after it was written.
@@ -306,7 +304,7 @@ impl Likes {
             if let Some(tail) = b.len().checked_sub(8).and_then(|at| b.get(at..))
                 && let Ok(id) = <[u8; 8]>::try_from(tail)
             {
-                self.cache.invalidate(&u64::from_be_bytes(id));
+                self.cache.remove(&u64::from_be_bytes(id));
             }
         }
     }

@@ -18,14 +18,30 @@
 //!   partitions of the feed): this node would miss the other holders' changes, so the cache is
 //!   off and every read goes to the elements ([`ViewerCache::disable`]).
 //!
-//! Bounded at [`VIEWER_CACHED`] entries (moka, TinyLFU); `/metrics` shows the entries, hits and
-//! misses.
+//! Bounded at [`VIEWER_CACHED`] entries (`quick_cache`: a hit is a shard's read lock and a bit
+//! set, none of moka's per-read bookkeeping, twenty of them a feed page); `/metrics` shows the
+//! entries, hits and misses.
 
-use moka::sync::Cache;
+use quick_cache::UnitWeighter;
+use quick_cache::sync::Cache;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// (post, viewer) pairs whose flags are kept in process.
 pub const VIEWER_CACHED: u64 = 500_000;
+
+/// A bounded map of this crate's caches (`quick_cache`, keys hashed with foldhash).
+pub(crate) type Map<K, V> = Cache<K, V, UnitWeighter, foldhash::fast::RandomState>;
+
+/// An empty [`Map`] of at most `capacity` entries.
+pub(crate) fn map<K: Eq + std::hash::Hash, V: Clone>(capacity: u64) -> Map<K, V> {
+    Cache::with(
+        usize::try_from(capacity).unwrap_or(usize::MAX).max(1),
+        capacity.max(1),
+        UnitWeighter,
+        foldhash::fast::RandomState::default(),
+        Default::default(),
+    )
+}
 
 /// The viewer's state towards one post.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,7 +55,7 @@ pub struct ViewerFlags {
 /// The cache (see the module doc). Cheap to clone: shared state.
 #[derive(Clone, Debug)]
 pub(crate) struct ViewerCache {
-    cache: Cache<(u64, u64), ViewerFlags>,
+    cache: std::sync::Arc<Map<(u64, u64), ViewerFlags>>,
     epoch: std::sync::Arc<AtomicU64>,
     off: std::sync::Arc<AtomicBool>,
     hits: std::sync::Arc<AtomicU64>,
@@ -49,7 +65,7 @@ pub(crate) struct ViewerCache {
 impl ViewerCache {
     pub(crate) fn new(capacity: u64) -> Self {
         ViewerCache {
-            cache: Cache::new(capacity),
+            cache: std::sync::Arc::new(map(capacity)),
             epoch: std::sync::Arc::default(),
             off: std::sync::Arc::default(),
             hits: std::sync::Arc::default(),
@@ -88,20 +104,19 @@ impl ViewerCache {
     /// Drops the entry of `member` towards `post`, after a write to one of its elements.
     pub(crate) fn forget(&self, post: u64, member: u64) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate(&(post, member));
+        self.cache.remove(&(post, member));
     }
 
     /// Off for good (shared counting, see the module doc).
     pub(crate) fn disable(&self) {
         self.off.store(true, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
-    /// Entries held (pending bookkeeping run first, so the figure is current).
+    /// Entries held.
     pub(crate) fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        u64::try_from(self.cache.len()).unwrap_or(u64::MAX)
     }
 
     /// Lookups answered from the cache, and not, since start.
