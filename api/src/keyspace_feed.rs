@@ -31,6 +31,13 @@
 //! folds its batch's keys into the keyspace's digests, each rebalance publishes the held
 //! partitions' leaves: `starling_store`'s `engine/scylla/kdigest.rs`), and the invalidation bus's
 //! messages ([`Slot`]).
+//!
+//! On a keyspace that held records before its digest tables existed (an upgraded region), [`run`]
+//! also backfills the keyspace's digest rows from its records ([`backfill_digests`]): a page of
+//! [`BACKFILL_PAGE`] records at a time while this node holds feed partition 0, resumed by the next
+//! holder from the saved position; `/metrics` shows the keys it wrote and how far the scan came.
+//! After each rebalance it checks [`DIGEST_CHECK_BUCKETS`] digest buckets of the partitions it
+//! holds against the records (`KeyspaceFeed::check_digests`: rows and leaves repaired, counted).
 
 use crate::cache_bus::CacheBus;
 use prometheus_client::collector::Collector;
@@ -54,6 +61,54 @@ pub const BATCH: usize = 1024;
 /// `kfeed` chunks deleted below the held cursors per rebalance, at most (a chunk is 2^16 of one
 /// writer's numbers: a few hundred to thousands of entries of one partition).
 pub const TRIM_BUDGET: usize = 128;
+/// The keyspace-wide feed's lease: a group of `starling serve`'s settings (flag,
+/// `STARLING_KEYSPACE_LEASE_TTL` and `--config` key, declared once here), flattened into
+/// [`crate::config::ServeArgs`]; [`lease_config`](Self::lease_config) is the consumer's timing.
+#[derive(clap::Args, serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct KeyspaceFeedSettings {
+    /// With `--store scylla://…`: how long a node's lease on a partition of the keyspace-wide
+    /// feed lasts without renewal, and its membership without a beat — how long a dead node's
+    /// share waits before another node takes it over — e.g. `10s` (default 10s, 3s-10m; every
+    /// node of the region should use the same).
+    #[arg(
+        long,
+        env = "STARLING_KEYSPACE_LEASE_TTL",
+        default_value = "10s",
+        hide_default_value = true
+    )]
+    pub keyspace_lease_ttl: starling_store::settings::Period<3_000, 600_000>,
+}
+
+impl Default for KeyspaceFeedSettings {
+    fn default() -> Self {
+        crate::config::defaults()
+    }
+}
+
+impl KeyspaceFeedSettings {
+    /// The consumer's lease timing: leases and memberships last the TTL (renewed every third
+    /// of it); a writer's mark read past after the default expiry.
+    pub fn lease_config(&self) -> LeaseConfig {
+        let ttl = self.keyspace_lease_ttl.get();
+        LeaseConfig {
+            lease: ttl,
+            member_ttl: ttl,
+            ..LeaseConfig::default()
+        }
+    }
+}
+
+/// Digest buckets (of 4096) of the held partitions checked against the records per rebalance
+/// (`KeyspaceFeed::check_digests`): every bucket once in about 14 minutes with 10 s leases.
+pub const DIGEST_CHECK_BUCKETS: u32 = 16;
+/// Records per page of the keyspace digests' backfill (one saved position per page).
+pub const BACKFILL_PAGE: usize = 500;
+/// Pause between two pages of the backfill (it runs beside the feed's consumers, off the
+/// request path: at most a page per pause).
+const BACKFILL_PAUSE: Duration = Duration::from_millis(20);
+/// How often a node that does not backfill (or failed to) looks again.
+const BACKFILL_IDLE: Duration = Duration::from_secs(1);
 /// How long a node keeps a timeline or a pulled author's list in process when several nodes
 /// derive them (`FeedConfig::shared_ttl`, `--feed-shared-ttl`): the staleness a feed read can
 /// see on a node that did not fan the post out when the region has no Redis, and with one, what
@@ -164,6 +219,26 @@ impl Collector for Slot {
                 s.digest_scans,
             ),
             (
+                "starling_keyspace_digest_checked_buckets",
+                "Digest buckets of the held feed partitions this node checked against the records",
+                s.digest_checked_buckets,
+            ),
+            (
+                "starling_keyspace_digest_rows_repaired",
+                "Keyspace digest rows a check found not matching their record (rewritten)",
+                s.digest_rows_repaired,
+            ),
+            (
+                "starling_keyspace_digest_leaves_repaired",
+                "Held feed partitions' digest leaves a check found not matching their rows (replaced)",
+                s.digest_leaves_repaired,
+            ),
+            (
+                "starling_keyspace_digest_backfilled_keys",
+                "Keys whose digest rows this node backfilled from the keyspace's records",
+                s.digest_backfilled,
+            ),
+            (
                 "starling_keyspace_feed_batch_failures",
                 "Batches of the keyspace-wide feed a consumer failed on (delivered again)",
                 self.failed.load(Ordering::Relaxed),
@@ -200,6 +275,13 @@ impl Collector for Slot {
                 c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
             }
         }
+        let g = ConstGauge::new(f64::from(s.digest_backfill_ppm) / 1e6);
+        g.encode(e.encode_descriptor(
+            "starling_keyspace_digest_backfill_progress",
+            "How far the backfill of the keyspace's digest rows has come through the token ring (1: the rows cover every key)",
+            None,
+            g.metric_type(),
+        )?)?;
         // One series per held partition: at most the keyspace's partition count (32 by default,
         // at most 4 096).
         let mut lag = e.encode_descriptor(
@@ -247,7 +329,36 @@ async fn apply(
         .iter()
         .filter_map(|c| starling_posts::notifications::parse_key(&c.key))
         .collect();
+    push(state, batch).await?;
     Ok((touched, notes))
+}
+
+/// Pushes to the other regions the current records of the keys of the batch's entries that
+/// this region accepted (an API write or a CAS through any of its nodes), in one store read:
+/// the region pushes each write once, from its partition's holder, and a write whose node died
+/// right after acknowledging it is pushed by the partition's next holder, from the cursor
+/// committed below. Records merged from another region are not pushed on: their region's
+/// holder sent them to every other region already (anti-entropy repairs a lost message).
+async fn push(state: &crate::AppState, batch: &PartBatch) -> anyhow::Result<()> {
+    let Some(gossip) = &state.gossip else {
+        return Ok(());
+    };
+    let keys: Vec<starling_store::Key> = batch
+        .changes
+        .iter()
+        .filter(|c| c.origin == starling_store::Origin::Local)
+        .map(|c| c.key.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let deltas = starling_gossip::node::records_of(state.store.as_ref(), &keys).await?;
+    // None: the gossip service stopped (shutting down); the batch is committed all the same,
+    // as a node's own-feed push moved its cursor past what it could not send.
+    gossip.push_to_regions(deltas).await;
+    Ok(())
 }
 
 /// Consumes this node's share of the keyspace-wide feed until `shutdown` turns true, telling
@@ -260,6 +371,7 @@ pub async fn run(
     bus: CacheBus,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    tokio::spawn(backfill_digests(feed.clone(), shutdown.clone()));
     let every = cfg.lease / 3;
     let mut rebalanced: Option<tokio::time::Instant> = None;
     loop {
@@ -273,6 +385,9 @@ pub async fn run(
             }
             if let Err(e) = feed.trim(TRIM_BUDGET).await {
                 tracing::warn!(error = %e, "keyspace feed: trimming failed");
+            }
+            if let Err(e) = feed.check_digests(DIGEST_CHECK_BUCKETS).await {
+                tracing::warn!(error = %e, "keyspace digests: checking failed");
             }
         }
         match feed.poll(BATCH).await {
@@ -317,6 +432,27 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.changed() => return,
             () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Backfills the keyspace's digest rows until they cover every key (at once when they do): a
+/// page at a time while this node holds feed partition 0, else a look at the progress every
+/// [`BACKFILL_IDLE`]; stops at `shutdown`.
+pub async fn backfill_digests(feed: Arc<KeyspaceFeed>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let pause = match feed.backfill_digests(BACKFILL_PAGE).await {
+            Ok(p) if p.done => return,
+            Ok(_) if feed.held().contains(&0) => BACKFILL_PAUSE,
+            Ok(_) => BACKFILL_IDLE,
+            Err(e) => {
+                tracing::warn!(error = %e, "keyspace digests: a backfill step failed");
+                BACKFILL_IDLE
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

@@ -147,6 +147,11 @@ impl Collector for NodeCollector {
                 p.deltas_received,
             ),
             (
+                "starling_gossip_keyspace_pushed",
+                "Records of the keyspace-wide feed this node pushed to the other regions as a partition's holder (once each)",
+                p.keyspace_pushed,
+            ),
+            (
                 "starling_gossip_deltas_applied",
                 "Received records that changed the store",
                 p.deltas_applied,
