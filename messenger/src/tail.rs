@@ -8,11 +8,9 @@
 use crate::fanout::Fanout;
 use crate::keys;
 use starling_store::Store;
+use starling_store::consumer::Tail;
 use std::sync::Arc;
 use tokio::sync::watch;
-
-/// Changes read per step.
-const BATCH: usize = 1000;
 
 /// The tail's position in the change feed, saved (at most every [`SAVE_EVERY`]) so that the
 /// feed's trimmer (`starling_store::trim`) does not pass it. A restart still starts at the end.
@@ -22,28 +20,22 @@ pub const CONSUMER: &str = "messenger-tail";
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs until `shutdown` turns true.
-pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
-    let mut pos = store.last_seq();
+pub async fn run(fanout: Fanout, store: Arc<dyn Store>, shutdown: watch::Receiver<bool>) {
     let cursor = starling_store::FeedConsumer::new(store.clone(), CONSUMER);
     let mut saved: Option<(u64, tokio::time::Instant)> = None;
-    let mut grown = store.subscribe();
-    loop {
+    // A burst of arrivals is one read of the feed (see `starling_store::consumer::LINGER`;
+    // shorter here: this is the delivery path of replicated messages).
+    let mut tail = Tail::new(store, "messenger tail", TAIL_LINGER, shutdown);
+    while tail.wait().await {
+        let pos = tail.position();
         if saved.is_none_or(|(at, when)| at != pos && when.elapsed() >= SAVE_EVERY) {
             match cursor.commit(pos).await {
                 Ok(()) => saved = Some((pos, tokio::time::Instant::now())),
                 Err(e) => tracing::warn!(error = %e, "messenger tail: saving the position failed"),
             }
         }
-        let changes = match store.changes(pos, BATCH).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "messenger tail: reading the change feed failed");
-                Vec::new()
-            }
-        };
-        let full = changes.len() == BATCH;
+        let changes = tail.read().await;
         for c in changes {
-            pos = c.seq;
             if let Some(conv) = keys::parse_conversation(&c.key) {
                 if let Err(e) = fanout.messenger.reload(conv).await {
                     tracing::debug!(error = %e, conv, "messenger tail: record not reloaded");
@@ -82,19 +74,6 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, mut shutdown: watch::Rec
             if let Err(e) = delivered.await {
                 tracing::debug!(error = %e, conv, seq, "messenger tail: not delivered");
             }
-        }
-        if full {
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            r = grown.changed() => if r.is_err() { return },
-        }
-        // A burst of arrivals is one read of the feed (see `starling_store::consumer::LINGER`;
-        // shorter here: this is the delivery path of replicated messages).
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(TAIL_LINGER) => {}
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`FeedConsumer`] keeps its position in a local key of the same store, named by the consumer
 //! and the node (nodes sharing a ScyllaDB keyspace share its local rows, while each node's feed
 //! has its own numbers), so after a restart it resumes where it stopped; [`drive`] runs a consumer's step whenever the feed grows, until
-//! shutdown.
+//! shutdown. A [`Tail`] reads the feed from its end as it grows, for live deliveries.
 //!
 //! With the ScyllaDB engine (feature `scylla`) a region's nodes can also consume one feed of the
 //! whole keyspace, every node's writes, split among them by leases: [`KeyspaceFeed`] (see
@@ -100,6 +100,97 @@ where
     }
 }
 
+/// Changes a [`Tail`] reads per step.
+const TAIL_BATCH: usize = 1000;
+
+/// A reader of the change feed from its end as it grows, for consumers that need not resume
+/// after a restart (live deliveries: a client that was away reads what it missed): each
+/// [`Tail::next`] is the next batch of changes, read at once while the feed has more, otherwise
+/// when it grows again (a burst of writes gathered for the tail's linger: one read, not one per
+/// write).
+#[derive(Debug)]
+pub struct Tail {
+    store: Arc<dyn Store>,
+    /// Names the tail in its log lines.
+    name: &'static str,
+    linger: std::time::Duration,
+    shutdown: watch::Receiver<bool>,
+    grown: watch::Receiver<u64>,
+    pos: u64,
+    /// The last read emptied the feed: the next one waits for it to grow.
+    caught_up: bool,
+}
+
+impl Tail {
+    /// A tail of `store`'s feed from its end now, waiting `linger` after a wake-up, until
+    /// `shutdown` turns true.
+    pub fn new(
+        store: Arc<dyn Store>,
+        name: &'static str,
+        linger: std::time::Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let pos = store.last_seq();
+        let grown = store.subscribe();
+        Tail {
+            store,
+            name,
+            linger,
+            shutdown,
+            grown,
+            pos,
+            caught_up: false,
+        }
+    }
+
+    /// The sequence number of the last change read.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// The next batch of changes (empty when reading failed: logged, read again once the feed
+    /// grows); `None` once `shutdown` turned true.
+    pub async fn next(&mut self) -> Option<Vec<Change>> {
+        if !self.wait().await {
+            return None;
+        }
+        Some(self.read().await)
+    }
+
+    /// Waits, if the last read emptied the feed, until the feed grows and then for the linger:
+    /// false once `shutdown` turned true (or the store is gone). For a caller that acts between
+    /// the wait and the read (saves its position); otherwise [`Tail::next`].
+    pub async fn wait(&mut self) -> bool {
+        if !self.caught_up {
+            return true;
+        }
+        tokio::select! {
+            _ = self.shutdown.changed() => return false,
+            r = self.grown.changed() => if r.is_err() { return false },
+        }
+        tokio::select! {
+            _ = self.shutdown.changed() => false,
+            () = tokio::time::sleep(self.linger) => true,
+        }
+    }
+
+    /// The changes after the position, at most a batch, without waiting.
+    pub async fn read(&mut self) -> Vec<Change> {
+        let changes = match self.store.changes(self.pos, TAIL_BATCH).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "{}: reading the change feed failed", self.name);
+                Vec::new()
+            }
+        };
+        self.caught_up = changes.len() < TAIL_BATCH;
+        if let Some(last) = changes.last() {
+            self.pos = last.seq;
+        }
+        changes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +216,39 @@ mod tests {
             again.batch(batch[1].seq, 10).await.unwrap().is_empty(),
             "cursors are local keys"
         );
+    }
+
+    #[tokio::test]
+    async fn a_tail_reads_from_the_end_in_batches_until_shutdown() {
+        let s = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        s.put(&Key::from("before"), Bytes::new()).await.unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let mut tail = Tail::new(s.clone(), "test tail", LINGER, shutdown);
+        for i in 0..=TAIL_BATCH {
+            s.put(&Key::from(format!("k{i}").as_str()), Bytes::new())
+                .await
+                .unwrap();
+        }
+        let first = tail.next().await.unwrap();
+        assert_eq!(first.len(), TAIL_BATCH, "a batch at most");
+        assert_eq!(first[0].key, Key::from("k0"), "from the end when made");
+        assert_eq!(tail.position(), first[TAIL_BATCH - 1].seq);
+        let rest = tail.next().await.unwrap();
+        assert_eq!(rest.len(), 1, "the rest, read at once");
+        assert_eq!(tail.position(), s.last_seq());
+        s.put(&Key::from("later"), Bytes::new()).await.unwrap();
+        let later = tail.next().await.unwrap();
+        assert_eq!(
+            later.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+            vec![Key::from("later")],
+            "what the feed grew by"
+        );
+        stop.send(true).unwrap();
+        assert!(tail.next().await.is_none(), "shut down");
     }
 
     #[tokio::test]
