@@ -756,6 +756,45 @@ async fn holding_all(opts: &ScyllaOptions, member: u64) -> Arc<KeyspaceFeed> {
     Arc::new(f)
 }
 
+/// A keyspace of 4 feed partitions with keyspace digests, node 1 (returned) writing keys 0 to
+/// `n - 1` of `space` and deleting `deleted`, and a consumer (member 101) folding them until the
+/// node answers the digests of a scan of every record (returned); the consumer is then stopped.
+async fn folded_keyspace(
+    nodes: Vec<String>,
+    test: &str,
+    space: Keyspace,
+    n: u64,
+    deleted: &[u64],
+) -> (
+    Keyspaces,
+    ScyllaOptions,
+    Arc<dyn Store>,
+    starling_store::DigestTree,
+) {
+    let ks = Keyspaces::new(nodes, test);
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(4);
+    opts.keyspace_digests = true;
+    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let feed = holding_all(&opts, 101).await;
+    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
+    let consumer = consume(feed, seen, stop.clone());
+    let key = |i: u64| space.key().u64(i).finish();
+    for i in 0..n {
+        a.put(&key(i), Bytes::from(format!("v{i}"))).await.unwrap();
+    }
+    for i in deleted {
+        a.delete(&key(*i)).await.unwrap();
+    }
+    let want = scanned_digests(&opts, 3).await;
+    assert!(digests_reach(&[&a], &want).await, "built incrementally");
+    stop.store(true, Ordering::Relaxed);
+    consumer.await.unwrap();
+    (ks, opts, a, want)
+}
+
 /// A keyspace whose digest rows cover nothing (records written before its digest tables
 /// existed: here, its rows, leaves and `complete` flag dropped after its digests were built
 /// incrementally) is backfilled page by page from its records: one member starts, another
@@ -766,30 +805,9 @@ async fn holding_all(opts: &ScyllaOptions, member: u64) -> Arc<KeyspaceFeed> {
 async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
     const PAGE: usize = 10;
     let Some(nodes) = cluster() else { return };
-    let ks = Keyspaces::new(nodes, "kbackfill");
-    let mut opts = ks.fresh(Writers::Shared);
-    opts.feed_partitions = Some(4);
-    opts.keyspace_digests = true;
-    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let feed = holding_all(&opts, 101).await;
-    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
-    let consumer = consume(feed.clone(), seen, stop.clone());
     let space = Keyspace::new("bf");
     let key = |i: u64| space.key().u64(i).finish();
-    for i in 0..60u64 {
-        a.put(&key(i), Bytes::from(format!("v{i}"))).await.unwrap();
-    }
-    a.delete(&key(7)).await.unwrap();
-    let incremental = scanned_digests(&opts, 3).await;
-    assert!(
-        digests_reach(&[&a], &incremental).await,
-        "built incrementally"
-    );
-    stop.store(true, Ordering::Relaxed);
-    consumer.await.unwrap();
-    drop(feed);
+    let (ks, opts, a, incremental) = folded_keyspace(nodes, "kbackfill", space, 60, &[7]).await;
 
     // Phase 1: no writes meanwhile; two members in turn.
     forget_digests(&opts).await;
@@ -878,26 +896,9 @@ async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holders_check_repairs_digest_rows_and_leaves() {
     let Some(nodes) = cluster() else { return };
-    let ks = Keyspaces::new(nodes, "kcheck");
-    let mut opts = ks.fresh(Writers::Shared);
-    opts.feed_partitions = Some(4);
-    opts.keyspace_digests = true;
-    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let feed = holding_all(&opts, 101).await;
-    let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
-    let consumer = consume(feed.clone(), seen, stop.clone());
     let space = Keyspace::new("ck");
     let key = |i: u64| space.key().u64(i).finish();
-    for i in 0..40u64 {
-        a.put(&key(i), Bytes::from(format!("v{i}"))).await.unwrap();
-    }
-    let want = scanned_digests(&opts, 3).await;
-    assert!(digests_reach(&[&a], &want).await, "folded");
-    stop.store(true, Ordering::Relaxed);
-    consumer.await.unwrap();
-    drop(feed);
+    let (ks, opts, a, want) = folded_keyspace(nodes, "kcheck", space, 40, &[]).await;
 
     let s = scylla::client::session_builder::SessionBuilder::new()
         .known_nodes(&opts.nodes)

@@ -15,7 +15,7 @@
 //! a lease epoch, win over the backfill's (epoch 0), so a change made meanwhile is never
 //! overwritten by the older record the scan read.
 
-use super::cql::{bad_rows, retry};
+use super::cql::{bad_rows, prepare, retry};
 use super::kdigest::{self, DigestStatements, FOLD_CONCURRENCY};
 use super::kfeed::partition_of;
 use super::lwt_applied;
@@ -62,14 +62,7 @@ pub(crate) struct BackfillStatements {
 
 impl BackfillStatements {
     pub(crate) async fn prepare(s: &Session, ks: &str) -> Result<Self> {
-        let p = |cql: &str| {
-            let cql = cql.replace("{ks}", ks);
-            async move {
-                s.prepare(cql.clone())
-                    .await
-                    .map_err(|e| StoreError::Cluster(format!("preparing `{cql}`: {e}")))
-            }
-        };
+        let p = |cql: &'static str| prepare(s, ks, cql);
         let mut position =
             p("SELECT page, written, reached FROM {ks}.kdigest_backfill WHERE id = 0").await?;
         position.set_consistency(scylla::statement::Consistency::LocalSerial);

@@ -222,3 +222,11 @@ where
 pub(crate) fn bad_rows(what: &'static str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Cluster(format!("{what}: unexpected result: {e}"))
 }
+
+/// Prepares `cql` with `{ks}` replaced by keyspace `ks`; an error names the statement.
+pub(crate) async fn prepare(s: &Session, ks: &str, cql: &str) -> Result<PreparedStatement> {
+    let cql = cql.replace("{ks}", ks);
+    s.prepare(cql.clone())
+        .await
+        .map_err(|e| StoreError::Cluster(format!("preparing `{cql}`: {e}")))
+}

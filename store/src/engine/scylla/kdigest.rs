@@ -32,10 +32,10 @@
 //! publish nothing and engines answer their per-node digests. Backfill rows are stamped with
 //! epoch 0 ([`backfill_stamp`]): any holder's row, written under an epoch from 1 on, wins.
 
-use super::cql::{bad_rows, retry};
+use super::cql::{bad_rows, prepare, retry};
 use super::layout;
 use crate::digest::{DigestTree, LEAVES, bucket_of, entry_hash};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use scylla::client::session::Session;
 use scylla::response::PagingState;
 use scylla::statement::prepared::PreparedStatement;
@@ -80,14 +80,7 @@ pub(crate) struct DigestStatements {
 
 impl DigestStatements {
     pub(crate) async fn prepare(s: &Session, ks: &str) -> Result<Self> {
-        let p = |cql: &str| {
-            let cql = cql.replace("{ks}", ks);
-            async move {
-                s.prepare(cql.clone())
-                    .await
-                    .map_err(|e| StoreError::Cluster(format!("preparing `{cql}`: {e}")))
-            }
-        };
+        let p = |cql: &'static str| prepare(s, ks, cql);
         Ok(DigestStatements {
             get_rec: p("SELECT rec FROM {ks}.kv WHERE p = ? AND k = ?").await?,
             get_key: p("SELECT h FROM {ks}.kdigest_keys \
