@@ -26,8 +26,11 @@ use starling_feed::authors::Author;
 use starling_posts::Post;
 use starling_posts::likes::Counts;
 use starling_posts::viewer::ViewerFlags;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// The page's maps and sets by id (foldhash: a page builds a few, SipHash showed in profiles).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 impl From<&Author> for ActorView {
     fn from(a: &Author) -> Self {
@@ -222,29 +225,46 @@ pub(crate) async fn write_items(
             let summary = r.summary(q.author).map(|a| ActorView::from(&**a));
             json(out, &QuotedView::new(q, summary))?;
         }
-        out.extend_from_slice(b",\"counts\":");
-        json(out, &PostCounts::from(item.counts))?;
-        out.extend_from_slice(b",\"viewer\":");
-        json(
-            out,
-            &ViewerState {
-                liked: item.me.liked,
-                reposted: item.me.reposted,
-            },
-        )?;
+        write_counts(out, item.counts);
+        write_viewer(out, item.me);
         if let Some(rp) = &item.repost {
             if let Some(a) = r.summary(rp.author) {
                 out.extend_from_slice(b",\"reposted_by\":");
                 json(out, &ActorView::from(&**a))?;
             }
             out.extend_from_slice(b",\"repost_id\":\"");
-            out.extend_from_slice(rp.id.to_string().as_bytes());
+            out.extend_from_slice(itoa::Buffer::new().format(rp.id).as_bytes());
             out.push(b'"');
         }
         out.push(b'}');
     }
     out.push(b']');
     Ok(())
+}
+
+/// Appends `,"counts":{…}` as serde writes [`PostCounts`] (numbers only: no serializer needed).
+fn write_counts(out: &mut Vec<u8>, c: Counts) {
+    let mut n = itoa::Buffer::new();
+    for (name, v) in [
+        (&b",\"counts\":{\"likes\":"[..], c.likes),
+        (b",\"replies\":", c.replies),
+        (b",\"reposts\":", c.reposts),
+        (b",\"quotes\":", c.quotes),
+    ] {
+        out.extend_from_slice(name);
+        out.extend_from_slice(n.format(v).as_bytes());
+    }
+    out.push(b'}');
+}
+
+/// Appends `,"viewer":{…}` as serde writes [`ViewerState`].
+fn write_viewer(out: &mut Vec<u8>, me: ViewerFlags) {
+    let flag = |b: bool| if b { &b"true"[..] } else { b"false" };
+    out.extend_from_slice(b",\"viewer\":{\"liked\":");
+    out.extend_from_slice(flag(me.liked));
+    out.extend_from_slice(b",\"reposted\":");
+    out.extend_from_slice(flag(me.reposted));
+    out.push(b'}');
 }
 
 /// Appends `v` as JSON (a live part of an item) to the page's buffer.
