@@ -17,7 +17,8 @@
 //! reposts, quotes and replies whose counted element has not, as of the last pass).
 //!
 //! The same pass takes a step of the cleanup of deleted posts ([`starling_posts::cleanup`]: their
-//! likes and reposts taken off on this node, then the count consumer's shadows of them): steps of
+//! likes and reposts taken off on this node, then the count consumer's shadows of them, then its
+//! counters at zero): steps of
 //! at most [`POST_CLEANUP_STEP`] removals while they find work, at most [`POST_CLEANUP_STEPS`]:
 //! `starling_deleted_posts_pending` (posts queued, as of the last step, at most 256) and
 //! `starling_deleted_post_removals_total`. And, until it has read every
@@ -87,7 +88,7 @@ impl SweepMetrics {
         );
         r.register(
             "starling_deleted_post_removals",
-            "Likes, reposts and count shadows of deleted posts taken off by this node",
+            "Likes, reposts, count shadows and counters at zero of deleted posts taken off by this node",
             m.post_removals.clone(),
         );
         r.register(
@@ -153,7 +154,10 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
     for _ in 0..POST_CLEANUP_STEPS {
         let step = state.posts.clean_deleted_posts(POST_CLEANUP_STEP).await?;
         state.sweep.posts_pending.set(step.pending as i64);
-        state.sweep.post_removals.inc_by(step.removed as u64);
+        state
+            .sweep
+            .post_removals
+            .inc_by((step.removed + step.counters) as u64);
         if step.removed == 0 && step.finished == 0 {
             break;
         }

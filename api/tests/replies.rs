@@ -161,7 +161,8 @@ fn metric(n: &Node, name: &str) -> f64 {
 
 /// A deleted post leaves nothing behind in the engagement data: its likes and reposts are taken
 /// off by the node's background cleanup (the reposter's repost post leaves their list), the
-/// count shadows after them, and `/metrics` shows the work done and none pending. Deleting
+/// count shadows after them, then its counters at zero, and `/metrics` shows the work done and
+/// none pending. Deleting
 /// someone else's post is refused and takes nothing off.
 #[test]
 fn a_deleted_posts_likes_and_reposts_are_taken_off() {
@@ -212,9 +213,10 @@ fn a_deleted_posts_likes_and_reposts_are_taken_off() {
 
     let (s, _) = call(&n, "DELETE", &format!("/v1/posts/{x}"), &at, Value::Null);
     assert_eq!(s, 204);
-    // Two likes and a repost taken off, then the three elements' count shadows.
+    // Two likes and a repost taken off, then the three elements' count shadows, then the post's
+    // like and repost counters, at zero.
     let done = || {
-        metric(&n, "starling_deleted_post_removals_total") == 6.0
+        metric(&n, "starling_deleted_post_removals_total") == 8.0
             && metric(&n, "starling_deleted_posts_pending") == 0.0
     };
     assert!(
@@ -229,7 +231,7 @@ fn a_deleted_posts_likes_and_reposts_are_taken_off() {
         call(&n, "PUT", &format!("/v1/posts/{x}/like"), &bt, Value::Null).0,
         404
     );
-    assert_eq!(metric(&n, "starling_deleted_post_removals_total"), 6.0);
+    assert_eq!(metric(&n, "starling_deleted_post_removals_total"), 8.0);
     assert!(n.terminate().success());
 }
 

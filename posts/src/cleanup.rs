@@ -22,15 +22,25 @@
 //! too — it holds its own element, and its removal replicates and covers it everywhere; and a
 //! node that receives such an element after its own cleanup queues the post again when it counts
 //! the element. So no like made anywhere recreates a live set for good; what is left is the
-//! elements' tombstones (collected by the reaper after the grace period) and the posts' counters
-//! at zero (a store counter cannot be deleted: one small record per deleted post that had any).
+//! elements' tombstones and the shadows' (collected by the reaper after the grace period).
+//!
+//! **Counters.** A store counter is never a tombstone, so the reaper would never collect a
+//! deleted post's counters at zero: when a post's cleanup finishes, its like, reply and repost
+//! counters that are at zero are removed outright ([`Store::drop_zero_counters`]: they are
+//! node-local, so no record reads as 0 too, and a like arriving later counts from 0 again and
+//! queues the post once more). A count that is not zero stays: the replies and quotes of a deleted
+//! post are other users' posts, still there. So once the reaper has passed, a deleted post whose
+//! engagement was all taken off leaves no record on the node (tested by counting them). On the
+//! ScyllaDB engine counters are not dropped (its `drop_zero_counters` removes nothing). Not yet
+//! dropped either: the quote counter (`pqc`, private to [`crate::likes`]) of a deleted post whose
+//! quotes were all deleted too.
 //!
 //! **Bounds.** A step reads one page of the queue ([`QUEUE_PAGE`]) and makes at most a budget of
 //! removals; a post with 100 000 likes takes many steps (the caller's metric shows the queue).
 //! With the counts shared by several nodes on one ScyllaDB keyspace ([`crate::likes::Likes::shared`])
 //! this node does not know when another node counted a removal, so there the shadows stay.
 
-use crate::likes::{CONSUMER, LIKES, SHADOWS};
+use crate::likes::{CONSUMER, COUNTS, LIKES, REPLY_COUNTS, REPOST_COUNTS, SHADOWS};
 use crate::reposts::{REPOSTS, id_of};
 use crate::{Posts, list_key, post_key};
 use bytes::Bytes;
@@ -118,6 +128,8 @@ pub struct CleanupStep {
     pub removed: usize,
     /// Posts whose cleanup finished (their queue entry gone).
     pub finished: usize,
+    /// Counters at zero of the finished posts removed (at most three a post).
+    pub counters: usize,
 }
 
 /// Where one post's cleanup stands after a step.
@@ -181,7 +193,12 @@ impl Posts {
                 .map(u64::from_be_bytes);
             match (counted, mark) {
                 // Shared counting: the shadows are not this node's to delete.
-                (None, _) => out.finished += usize::from(self.unqueue(key, entry).await?),
+                (None, _) => {
+                    if self.unqueue(key, entry).await? {
+                        out.finished += 1;
+                        out.counters += self.drop_counters(post).await?;
+                    }
+                }
                 // Removals made now, or none counted yet: wait for the consumer to count them.
                 (Some(_), _) if removed > 0 => self.mark(key, entry).await?,
                 (Some(_), None) => self.mark(key, entry).await?,
@@ -189,8 +206,9 @@ impl Posts {
                     let left = budget.saturating_sub(out.removed);
                     let (n, done) = self.drop_shadows(post, left).await?;
                     out.removed += n;
-                    if done {
-                        out.finished += usize::from(self.unqueue(key, entry).await?);
+                    if done && self.unqueue(key, entry).await? {
+                        out.finished += 1;
+                        out.counters += self.drop_counters(post).await?;
                     }
                 }
                 (Some(_), Some(_)) => {}
@@ -295,6 +313,16 @@ impl Posts {
             }
         }
         Ok((n, !counting))
+    }
+
+    /// Removes `post`'s counters that are at zero (see the module doc); returns how many.
+    async fn drop_counters(&self, post: u64) -> Result<usize, StoreError> {
+        let keys: Vec<Key> = [COUNTS, REPLY_COUNTS, REPOST_COUNTS]
+            .iter()
+            .map(|ks| ks.key().u64(post).finish())
+            .collect();
+        let n = self.store.drop_zero_counters(&keys).await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Notes, on the entry read as `entry`, the feed position its removals end at (unless the
@@ -412,6 +440,50 @@ mod tests {
             p.clean_deleted_posts(10).await.unwrap(),
             CleanupStep::default()
         );
+
+        // What is left of x and its two repost posts is tombstones, which the reaper collects
+        // after the grace period; its counters (like and repost counts at zero) are gone already.
+        let gone = [x.id, r1.id, r2.id];
+        assert!(!records_naming(&p, &gone).await.is_empty());
+        p.store.purge_tombstones(Hlc(u64::MAX)).await.unwrap();
+        let left = records_naming(&p, &gone).await;
+        assert!(left.is_empty(), "records left: {left:?}");
+        // The live post's records and counter stay.
+        assert!(!records_naming(&p, &[y.id]).await.is_empty());
+        assert_eq!(p.likes().count(y.id).await.unwrap(), 1);
+    }
+
+    /// Every record (tombstones and counters included) whose key names one of `posts`.
+    async fn records_naming(p: &Posts, posts: &[u64]) -> Vec<Key> {
+        let mut req = ScanRequest::prefix(Key::from(""), 1000);
+        req.include_tombstones = true;
+        let mut keys = Vec::new();
+        loop {
+            let page = p.store.scan(&req).await.unwrap();
+            keys.extend(page.items.into_iter().map(|(k, _)| k));
+            match page.next {
+                Some(n) => req.after = Some(n),
+                None => break,
+            }
+        }
+        // Counters are not listed by a scan: each counted set's counter of each post.
+        for post in posts {
+            for ks in [COUNTS, REPLY_COUNTS, REPOST_COUNTS] {
+                let k = ks.key().u64(*post).finish();
+                if p.store.get_record(&k).await.unwrap().is_some() {
+                    keys.push(k);
+                }
+            }
+        }
+        let names = |k: &Key| {
+            posts.iter().any(|id| {
+                [id.to_be_bytes(), (!id).to_be_bytes()]
+                    .iter()
+                    .any(|b| k.as_bytes().windows(8).any(|w| w == b))
+            })
+        };
+        keys.retain(names);
+        keys
     }
 
     /// A like of the deleted post made in another region before the delete reached it, arriving
