@@ -91,6 +91,21 @@ pub(crate) async fn user_list(state: &AppState, page: IdPage) -> Result<Json<Use
     }))
 }
 
+/// The user `id` a list is asked of (404 when unknown) and the page `q` asks for: `(id, limit,
+/// cursor)`, refused in that order.
+async fn known_user_page(
+    state: &AppState,
+    id: &str,
+    q: &ListParams,
+) -> Result<(u64, usize, Option<u64>), ApiError> {
+    let id = parse_id(id)?;
+    let (limit, cursor) = q.parse()?;
+    if !state.graph.exists(id).await? {
+        return Err(ApiError::NotFound("user not found"));
+    }
+    Ok((id, limit, cursor))
+}
+
 /// A page of users with the `Link` of the next page.
 pub(crate) async fn user_page(
     state: &AppState,
@@ -141,11 +156,7 @@ pub(crate) async fn followers(
     uri: Uri,
     Query(q): Query<ListParams>,
 ) -> Result<Page<UserList>, ApiError> {
-    let id = parse_id(&id)?;
-    let (limit, cursor) = q.parse()?;
-    if !state.graph.exists(id).await? {
-        return Err(ApiError::NotFound("user not found"));
-    }
+    let (id, limit, cursor) = known_user_page(&state, &id, &q).await?;
     let page = state.graph.followers(id, cursor, limit).await?;
     user_page(&state, &uri, page).await
 }
@@ -159,11 +170,7 @@ pub(crate) async fn following(
     uri: Uri,
     Query(q): Query<ListParams>,
 ) -> Result<Page<UserList>, ApiError> {
-    let id = parse_id(&id)?;
-    let (limit, cursor) = q.parse()?;
-    if !state.graph.exists(id).await? {
-        return Err(ApiError::NotFound("user not found"));
-    }
+    let (id, limit, cursor) = known_user_page(&state, &id, &q).await?;
     let page = state.graph.following(id, cursor, limit).await?;
     user_page(&state, &uri, page).await
 }
