@@ -11,6 +11,11 @@ fn call(n: &Node, method: &str, path: &str, token: &str, body: Value) -> (u16, V
     common::call_json(n, method, path, Some(token), &body)
 }
 
+/// The status of a bodiless request.
+fn status(n: &Node, method: &str, path: &str, token: &str) -> u16 {
+    call(n, method, path, token, Value::Null).0
+}
+
 fn request(n: &Node, token: &str, to: &str) -> String {
     let (s, v) = call(n, "POST", "/v1/friend-requests", token, json!({ "to": to }));
     assert_eq!(s, 201, "{v}");
@@ -61,95 +66,54 @@ fn requests_are_listed_until_declined_cancelled_or_accepted() {
 
     // The sender cannot decline, the addressee cannot cancel.
     assert_eq!(
-        call(
+        status(
             &n,
             "POST",
             &format!("/v1/friend-requests/{ab}/decline"),
-            &at,
-            Value::Null
-        )
-        .0,
+            &at
+        ),
         403
     );
     assert_eq!(
-        call(
-            &n,
-            "DELETE",
-            &format!("/v1/friend-requests/{ab}"),
-            &bt,
-            Value::Null
-        )
-        .0,
+        status(&n, "DELETE", &format!("/v1/friend-requests/{ab}"), &bt),
         403
     );
     // bob declines alice's, carol cancels hers, bob accepts dave's: none is pending any more.
     assert_eq!(
-        call(
+        status(
             &n,
             "POST",
             &format!("/v1/friend-requests/{ab}/decline"),
-            &bt,
-            Value::Null
-        )
-        .0,
+            &bt
+        ),
         204
     );
     assert_eq!(
-        call(
-            &n,
-            "DELETE",
-            &format!("/v1/friend-requests/{cb}"),
-            &ct,
-            Value::Null
-        )
-        .0,
+        status(&n, "DELETE", &format!("/v1/friend-requests/{cb}"), &ct),
         204
     );
     assert_eq!(
-        call(
-            &n,
-            "POST",
-            &format!("/v1/friend-requests/{db}/accept"),
-            &bt,
-            Value::Null
-        )
-        .0,
+        status(&n, "POST", &format!("/v1/friend-requests/{db}/accept"), &bt),
         200
     );
     assert!(pending(&n, &bt, "incoming", 10).is_empty());
     assert!(pending(&n, &at, "outgoing", 10).is_empty());
     // Gone: not accepted, declined or cancelled again; an accepted one is not declined.
     assert_eq!(
-        call(
-            &n,
-            "POST",
-            &format!("/v1/friend-requests/{ab}/accept"),
-            &bt,
-            Value::Null
-        )
-        .0,
+        status(&n, "POST", &format!("/v1/friend-requests/{ab}/accept"), &bt),
         404
     );
     assert_eq!(
-        call(
-            &n,
-            "DELETE",
-            &format!("/v1/friend-requests/{cb}"),
-            &ct,
-            Value::Null
-        )
-        .0,
+        status(&n, "DELETE", &format!("/v1/friend-requests/{cb}"), &ct),
         404
     );
     assert_eq!(
-        call(
+        status(
             &n,
             "POST",
             &format!("/v1/friend-requests/{db}/decline"),
-            &bt,
-            Value::Null
-        )
-        .0,
+            &bt
+        ),
         422
     );
     let (_, friends) = call(&n, "GET", "/v1/friends", &bt, Value::Null);
