@@ -20,6 +20,27 @@ fn send_frame(conv: &str, client_id: &str, body: &str) -> Value {
     json!({"type":"send","conv":conv,"client_id":client_id,"body":body})
 }
 
+/// The status of `creator`'s request for a conversation with `members`.
+async fn create(s: &Server, creator: &User, members: Value) -> u16 {
+    let body = json!({ "members": members });
+    http(
+        s.addr,
+        "POST",
+        "/v1/conversations",
+        Some(&creator.token),
+        Some(body),
+    )
+    .await
+    .0
+}
+
+/// `blocker` blocks `blocked` (204).
+async fn block(s: &Server, blocker: &User, blocked: &User) {
+    let path = format!("/v1/blocks/{}", blocked.id);
+    let (st, _) = http(s.addr, "PUT", &path, Some(&blocker.token), None).await;
+    assert_eq!(st, 204);
+}
+
 async fn three_users(s: &Server) -> (User, User, User) {
     (
         sign_up(s.addr, "alice").await,
@@ -199,15 +220,7 @@ async fn non_members_and_blocked_users_are_refused_everywhere() {
     let (_, v) = http(s.addr, "GET", &path, Some(&alice.token), None).await;
     assert!(v["items"].as_array().unwrap().is_empty());
     // A block forbids creating and sending in a 1:1, both ways.
-    let (st, _) = http(
-        s.addr,
-        "PUT",
-        &format!("/v1/blocks/{}", alice.id),
-        Some(&bob.token),
-        None,
-    )
-    .await;
-    assert_eq!(st, 204);
+    block(&s, &bob, &alice).await;
     let (st, _) = http(
         s.addr,
         "POST",
@@ -220,52 +233,16 @@ async fn non_members_and_blocked_users_are_refused_everywhere() {
     let mut a = Client::connect(s.addr, &alice.token).await;
     a.send(send_frame(&dm, "b2", "hi")).await;
     assert_eq!(a.next_of(&["error", "ack"]).await["code"], "blocked");
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&mallory.token),
-        Some(json!({"members":[bob.id]})),
-    )
-    .await;
+    let st = create(&s, &mallory, json!([bob.id])).await;
     assert_eq!(st, 201, "mallory is not blocked");
     let carol = sign_up(s.addr, "carol2").await;
-    let (st, _) = http(
-        s.addr,
-        "PUT",
-        &format!("/v1/blocks/{}", carol.id),
-        Some(&bob.token),
-        None,
-    )
-    .await;
-    assert_eq!(st, 204);
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&carol.token),
-        Some(json!({"members":[bob.id]})),
-    )
-    .await;
+    block(&s, &bob, &carol).await;
+    let st = create(&s, &carol, json!([bob.id])).await;
     assert_eq!(st, 403);
     // Bad member lists.
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&carol.token),
-        Some(json!({"members":[]})),
-    )
-    .await;
+    let st = create(&s, &carol, json!([])).await;
     assert_eq!(st, 422);
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&carol.token),
-        Some(json!({"members":["12345"]})),
-    )
-    .await;
+    let st = create(&s, &carol, json!(["12345"])).await;
     assert_eq!(st, 404);
 }
 
@@ -282,23 +259,9 @@ async fn the_member_cap_is_enforced() {
     .await;
     let (a, b, c) = three_users(&s).await;
     let d = sign_up(s.addr, "dave").await;
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&a.token),
-        Some(json!({"members":[b.id, c.id, d.id]})),
-    )
-    .await;
+    let st = create(&s, &a, json!([b.id, c.id, d.id])).await;
     assert_eq!(st, 422);
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        "/v1/conversations",
-        Some(&a.token),
-        Some(json!({"members":[b.id, c.id]})),
-    )
-    .await;
+    let st = create(&s, &a, json!([b.id, c.id])).await;
     assert_eq!(st, 201);
 }
 
