@@ -286,6 +286,17 @@ fn status(n: &Node, method: &str, path: &str, token: &str) -> u16 {
 }
 
 /// The ids of `token`'s notifications' actors.
+/// `DELETE /v1/users/me` with `password`: the status and body.
+fn delete_account(n: &Node, token: &str, password: &str) -> (u16, Value) {
+    call(
+        n,
+        "DELETE",
+        "/v1/users/me",
+        token,
+        json!({ "password": password }),
+    )
+}
+
 fn notifying(n: &Node, token: &str) -> Vec<String> {
     let (s, v) = call(n, "GET", "/v1/notifications?limit=50", token, Value::Null);
     assert_eq!(s, 200, "{v}");
@@ -345,23 +356,11 @@ fn a_deleted_account_is_gone_and_its_handle_is_freed_after_the_grace_period() {
     assert_eq!(counts(&bob), (Some(2), Some(1)));
 
     // The wrong password: 403, and nothing changed.
-    let (s, v) = call(
-        &n,
-        "DELETE",
-        "/v1/users/me",
-        &at,
-        json!({"password": "not it at all"}),
-    );
+    let (s, v) = delete_account(&n, &at, "not it at all");
     assert_eq!(s, 403, "{v}");
     assert_eq!(status(&n, "GET", "/v1/users/me", &at), 200);
 
-    let (s, v) = call(
-        &n,
-        "DELETE",
-        "/v1/users/me",
-        &at,
-        json!({"password": "password1"}),
-    );
+    let (s, v) = delete_account(&n, &at, "password1");
     assert_eq!(s, 204, "{v}");
     assert_eq!(
         status(&n, "GET", "/v1/users/me", &at),
@@ -514,13 +513,7 @@ fn a_deleted_users_chat_messages_read_as_from_a_deleted_user() {
         "{before:?}"
     );
 
-    let (s, v) = call(
-        &n,
-        "DELETE",
-        "/v1/users/me",
-        &at,
-        json!({"password": "password1"}),
-    );
+    let (s, v) = delete_account(&n, &at, "password1");
     assert_eq!(s, 204, "{v}");
     let after = history(&bt);
     assert_eq!(after.len(), before.len(), "every entry kept: {after:?}");
@@ -684,13 +677,7 @@ fn an_account_deleted_in_one_region_is_gone_in_every_region() {
         );
     }
 
-    let (s, v) = call(
-        &us,
-        "DELETE",
-        "/v1/users/me",
-        &at,
-        json!({"password": "password1"}),
-    );
+    let (s, v) = delete_account(&us, &at, "password1");
     assert_eq!(s, 204, "{v}");
     assert!(
         common::eventually(wait, || status(&eu, "GET", "/v1/users/me", &at) == 401
@@ -944,13 +931,7 @@ fn a_deletion_survives_kill_9_and_its_sweep_resumes() {
     let (s, p) = call(&n, "POST", "/v1/posts", &at, json!({"text": "soon gone"}));
     assert_eq!(s, 201, "{p}");
     let post = format!("/v1/posts/{}", p["id"].as_str().unwrap());
-    let (s, v) = call(
-        &n,
-        "DELETE",
-        "/v1/users/me",
-        &at,
-        json!({"password": "password1"}),
-    );
+    let (s, v) = delete_account(&n, &at, "password1");
     assert_eq!(s, 204, "{v}");
     n.child.kill().unwrap();
     n.child.wait().unwrap();
