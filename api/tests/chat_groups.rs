@@ -42,6 +42,20 @@ async fn status(
     http(s.addr, method, path, token, body).await.0
 }
 
+/// The status of `by`'s `method` (`PUT` adds, `DELETE` removes) on `user`'s membership of the
+/// conversation at `conv` (`/v1/conversations/{id}`).
+async fn membership(s: &Server, method: &str, conv: &str, user: &User, by: &User) -> u16 {
+    let path = format!("{conv}/members/{}", user.id);
+    status(s, method, &path, Some(&by.token), None).await
+}
+
+/// The status of `by` giving `user` `role` in the conversation at `conv`.
+async fn set_role(s: &Server, conv: &str, user: &User, role: &str, by: &User) -> u16 {
+    let path = format!("{conv}/members/{}/role", user.id);
+    let body = json!({ "role": role });
+    status(s, "PUT", &path, Some(&by.token), Some(body)).await
+}
+
 async fn history(s: &Server, user: &User, conv: &str, after: u64) -> (u16, Vec<Value>) {
     let (st, v) = http(
         s.addr,
@@ -166,14 +180,7 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     b.next_of(&["resumed"]).await;
 
     // A member cannot add; the owner can; the event is delivered live with its own seq.
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}", carol.id)),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "PUT", &path(""), &carol, &bob).await;
     assert_eq!(st, 403);
     let (st, v) = http(
         s.addr,
@@ -191,52 +198,17 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     );
     assert_eq!(ev["target"].as_str(), Some(carol.id.as_str()));
     // Adding again changes nothing.
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}", carol.id)),
-        Some(&owner.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "PUT", &path(""), &carol, &owner).await;
     assert_eq!(st, 204);
     // Promote Bob: now he adds Dave; the cap (4) then refuses Erin.
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}/role", bob.id)),
-        Some(&owner.token),
-        Some(json!({"role":"admin"})),
-    )
-    .await;
+    let st = set_role(&s, &path(""), &bob, "admin", &owner).await;
     assert_eq!(st, 204);
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}", dave.id)),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "PUT", &path(""), &dave, &bob).await;
     assert_eq!(st, 204);
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}", erin.id)),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "PUT", &path(""), &erin, &bob).await;
     assert_eq!(st, 422);
     // An admin does not remove the owner; a member does not rename.
-    let st = status(
-        &s,
-        "DELETE",
-        &path(&format!("/members/{}", owner.id)),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "DELETE", &path(""), &owner, &bob).await;
     assert_eq!(st, 403);
     let st = status(
         &s,
@@ -282,14 +254,7 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     c.send(json!({"type":"resume","conv":g,"after_seq":0}))
         .await;
     c.next_of(&["resumed"]).await;
-    let st = status(
-        &s,
-        "DELETE",
-        &path(&format!("/members/{}", carol.id)),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "DELETE", &path(""), &carol, &bob).await;
     assert_eq!(st, 204);
     let ev = c.next_of(&["message"]).await;
     assert_eq!(ev["kind"], "member_removed");
@@ -313,14 +278,7 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     assert_eq!(st, 403);
 
     // Re-added: she reads from the re-add on, never the stretch she was out.
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}", carol.id)),
-        Some(&owner.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "PUT", &path(""), &carol, &owner).await;
     assert_eq!(st, 204);
     b.send(send_frame(&g, "welcome", "welcome back")).await;
     b.next_of(&["ack"]).await;
@@ -350,32 +308,11 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     assert!(resumed.contains(&"welcome".to_string()), "{resumed:?}");
 
     // The owner cannot leave before transferring; after the transfer they can.
-    let st = status(
-        &s,
-        "DELETE",
-        &path(&format!("/members/{}", owner.id)),
-        Some(&owner.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "DELETE", &path(""), &owner, &owner).await;
     assert_eq!(st, 409);
-    let st = status(
-        &s,
-        "PUT",
-        &path(&format!("/members/{}/role", dave.id)),
-        Some(&owner.token),
-        Some(json!({"role":"owner"})),
-    )
-    .await;
+    let st = set_role(&s, &path(""), &dave, "owner", &owner).await;
     assert_eq!(st, 204);
-    let st = status(
-        &s,
-        "DELETE",
-        &path(&format!("/members/{}", owner.id)),
-        Some(&owner.token),
-        None,
-    )
-    .await;
+    let st = membership(&s, "DELETE", &path(""), &owner, &owner).await;
     assert_eq!(st, 204);
     let (_, v) = http(s.addr, "GET", &path(""), Some(&dave.token), None).await;
     let owner_now: Vec<&str> = v["members"]
