@@ -191,6 +191,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub web: crate::web::WebSettings,
+    /// The keyspace-wide feed's lease (`--keyspace-lease-ttl`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub keyspace_feed: crate::keyspace_feed::KeyspaceFeedSettings,
     /// HTTPS (`--tls-cert`, `--tls-key`, `--tls-watch-interval`).
     #[command(flatten)]
     #[serde(flatten)]
@@ -514,6 +518,7 @@ fn from_file(text: &str) -> Result<ServeArgs, toml::de::Error> {
     toml::from_str::<crate::tls::TlsSettings>(text)?;
     toml::from_str::<crate::web::WebSettings>(text)?;
     toml::from_str::<crate::media::MediaSettings>(text)?;
+    toml::from_str::<crate::keyspace_feed::KeyspaceFeedSettings>(text)?;
     toml::from_str::<starling_gossip::settings::GossipSettings>(text)?;
     toml::from_str(text)
 }

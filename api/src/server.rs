@@ -131,7 +131,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let mut cache_bus = None;
     let keyspace_feed = match &cfg.settings.store {
         StoreKind::Scylla(url) => {
-            let lease = starling_store::consumer::LeaseConfig::default();
+            let lease = cfg.settings.keyspace_feed.lease_config();
             let kf = crate::keyspace_feed::open(url, cfg.node(), lease).await?;
             state.keyspace_feed.set(kf.clone());
             state.posts.likes().shared();

@@ -422,13 +422,31 @@ fn media_uploaded_on_one_node_is_served_by_another_from_s3() {
 /// it restarts under its id and takes its share back. Afterwards every node serves every acknowledged post, every follower's home
 /// feed holds every post of the people they follow, and the follower, following and like counts
 /// are exact (each change counted once, whichever node consumed it).
+/// Run without a Redis (each node fans out into its own caches) and with the region's Redis (the
+/// shared L2 and the invalidation bus), with 3 s leases (`--keyspace-lease-ttl`).
 #[test]
 fn a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once() {
+    region_of_nodes_derives_once(None);
+}
+
+/// [`a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once`] with `--redis`.
+#[test]
+fn a_region_of_nodes_with_redis_derives_counts_and_timelines_once() {
+    let Some(redis) = redis() else { return };
+    region_of_nodes_derives_once(Some(&redis));
+}
+
+fn region_of_nodes_derives_once(redis: Option<&str>) {
     use std::collections::{BTreeMap, BTreeSet};
     let Some(cluster) = cluster() else { return };
-    let ks = format!("t_region_{}", std::process::id());
+    let tag = if redis.is_some() { "r" } else { "" };
+    let ks = format!("t_region{tag}_{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
-    let start = |name: &str| keyspace_node(dir.path(), &cluster, &ks, name, &[]);
+    let mut flags = vec!["--keyspace-lease-ttl", "3s"];
+    if let Some(r) = redis {
+        flags.extend(["--redis", r, "--region", &ks]);
+    }
+    let start = |name: &str| keyspace_node(dir.path(), &cluster, &ks, name, &flags);
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
     let metric = |node: &Node, name: &str| -> i64 {
         let (_, m) = node.http("GET", "/metrics", None, b"");
@@ -507,7 +525,7 @@ fn a_region_of_nodes_on_one_keyspace_derives_counts_and_timelines_once() {
     follow(&nodes[0], 0, 1, false);
     follows.remove(&(0, 1));
     // A fourth node joins; the live nodes claim the dead one's partitions once its leases expire
-    // (10 s), and derive what was written meanwhile.
+    // (3 s), and derive what was written meanwhile.
     nodes.push(start("n3"));
     let mut held = Vec::new();
     let taken = eventually(Duration::from_secs(60), || {
@@ -867,6 +885,24 @@ fn region_member(
     );
     seed.get_or_insert(gossip);
     Node::start(dir, free_port(), &args)
+}
+
+/// Region us as `us0` and `us1` on keyspace `t_us_<tag>` of `cluster`, region eu as `eu0` on
+/// `t_eu_<tag>`, gossiping (the first the seed of the others).
+fn us_and_eu(dir: &std::path::Path, cluster: &str, tag: &str) -> [Node; 3] {
+    let mut seed: Option<String> = None;
+    let mut start = |region: &str, name: &str| {
+        let ks = format!("t_{region}_{tag}");
+        let member = Member {
+            cluster,
+            secret: "a-cluster-secret-of-the-test",
+            region,
+            name,
+            ks: &ks,
+        };
+        region_member(dir, &mut seed, member, &[])
+    };
+    [start("us", "us0"), start("us", "us1"), start("eu", "eu0")]
 }
 
 /// A node named `name` on keyspace `ks` of `cluster`, its data under `dir`, with `extra` flags
@@ -1277,21 +1313,8 @@ fn the_cluster_demo_runs_a_region_as_nodes_on_its_keyspace() {
 fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
     let Some(cluster) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let secret = "a-cluster-secret-of-the-test";
     let tag = format!("dg{}", std::process::id());
-    let mut seed: Option<String> = None;
-    let mut start = |region: &str, name: &str| {
-        let ks = format!("t_{region}_{tag}");
-        let member = Member {
-            cluster: &cluster,
-            secret,
-            region,
-            name,
-            ks: &ks,
-        };
-        region_member(dir.path(), &mut seed, member, &[])
-    };
-    let nodes = [start("us", "us0"), start("us", "us1"), start("eu", "eu0")];
+    let nodes = us_and_eu(dir.path(), &cluster, &tag);
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
     let mut posts = Vec::new();
     let tokens: Vec<String> = (0..nodes.len())
@@ -1322,14 +1345,7 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
         missing.is_empty()
     });
     assert!(everywhere, "posts missing: {missing:?}");
-    let metric = |node: &Node, name: &str| -> u64 {
-        let (_, m) = node.http("GET", "/metrics", None, b"");
-        String::from_utf8_lossy(&m)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let metric = counter;
     let sample = || -> Vec<(u64, u64)> {
         nodes
             .iter()
@@ -1368,5 +1384,220 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
         .unwrap();
     for region in ["us", "eu"] {
         rt.block_on(drop_keyspace(&cluster, &format!("t_{region}_{tag}")));
+    }
+}
+
+/// The unlabelled counter or gauge `name` of `node`'s `/metrics` (0 when absent).
+fn counter(node: &Node, name: &str) -> u64 {
+    let (_, m) = node.http("GET", "/metrics", None, b"");
+    String::from_utf8_lossy(&m)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Region us as two nodes on one keyspace, eu as one node on another; every message between
+/// the regions waits 150 ms in its sender (`--wan-rtt us-eu=300`), so what a killed node had
+/// queued for eu dies with it. Posts through both us nodes reach eu pushed once by the region:
+/// eu receives exactly what us's partition holders pushed (no second copy from a node's own
+/// feed), and about one record received per record it did not hold (twice as many if each
+/// node pushed). Then a post through us0, killed with SIGKILL as soon as it answered, reaches
+/// eu by a push — us1's, once it holds us0's partitions — not only by anti-entropy.
+#[test]
+fn a_write_is_pushed_to_other_regions_once_by_its_partition_holder() {
+    let Some(cluster) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-cluster-secret-of-the-test";
+    let tag = format!("kp{}", std::process::id());
+    let mut seed: Option<String> = None;
+    let mut start = |region: &str, name: &str| {
+        let ks = format!("t_{region}_{tag}");
+        let member = Member {
+            cluster: &cluster,
+            secret,
+            region,
+            name,
+            ks: &ks,
+        };
+        region_member(dir.path(), &mut seed, member, &["--wan-rtt", "us-eu=300"])
+    };
+    // eu first: the seed of every us node, the restarted one included.
+    let eu = start("eu", "eu0");
+    let mut us0 = start("us", "us0");
+    let us1 = start("us", "us1");
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
+    let reader = common::sign_up_user(&eu, "pushreader").1;
+    let post = |node: &Node, token: &str, text: String| -> String {
+        let body = serde_json::json!({ "text": text }).to_string();
+        let (s, p) = common::http_json(node.port, "POST", "/v1/posts", Some(token), &body);
+        assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+        json(&p)["id"].as_str().unwrap().to_string()
+    };
+    let in_eu = |posts: &[String]| -> Vec<String> {
+        posts
+            .iter()
+            .filter(|p| {
+                eu.http("GET", &format!("/v1/posts/{p}"), Some(&reader), b"")
+                    .0
+                    != 200
+            })
+            .cloned()
+            .collect()
+    };
+    let writers: Vec<String> = [&us0, &us1]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| common::sign_up_user(n, &format!("pusher{i}")).1)
+        .collect();
+    let mut posts = Vec::new();
+    for (i, (node, token)) in [&us0, &us1].iter().zip(&writers).enumerate() {
+        for j in 0..5 {
+            posts.push(post(node, token, format!("post {j} through us{i}")));
+        }
+    }
+    let mut missing = Vec::new();
+    let arrived = eventually(Duration::from_secs(90), || {
+        missing = in_eu(&posts);
+        missing.is_empty()
+    });
+    assert!(arrived, "posts missing in eu: {missing:?}");
+    // Everything the holders pushed has arrived (the same count on both sides).
+    let (mut pushed, mut received) = (0, 0);
+    let settled = eventually(Duration::from_secs(60), || {
+        pushed = counter(&us0, "starling_gossip_keyspace_pushed_total")
+            + counter(&us1, "starling_gossip_keyspace_pushed_total");
+        received = counter(&eu, "starling_gossip_deltas_received_total");
+        pushed > 0 && pushed == received
+    });
+    assert!(
+        settled,
+        "eu received {received} records by push, us's holders pushed {pushed}"
+    );
+    let applied = counter(&eu, "starling_gossip_deltas_applied_total");
+    assert!(
+        received <= applied + applied / 2,
+        "eu received {received} records by push for {applied} it did not hold: pushed more than once"
+    );
+    eprintln!(
+        "pushed by us's holders {pushed}, received by eu {received}, applied there {applied}"
+    );
+    // us1 leaves, so us0 holds every partition of the feed when it takes the next post.
+    assert!(us1.terminate().success());
+    let mut held = 0;
+    let alone = eventually(Duration::from_secs(60), || {
+        held = counter(&us0, "starling_keyspace_feed_partitions_held");
+        held == 32
+    });
+    assert!(alone, "us0 holds {held} of the 32 partitions alone");
+    // A post acknowledged by us0, which dies at once; us1 comes back and takes its partitions
+    // when their leases expire.
+    let applied_before = counter(&eu, "starling_gossip_deltas_applied_total");
+    let repairs_before = counter(&eu, "starling_gossip_ae_repairs_total");
+    let last = [post(&us0, &writers[0], "the last words of us0".to_string())];
+    us0.child.kill().unwrap();
+    us0.child.wait().unwrap();
+    drop(us0);
+    let us1 = start("us", "us1");
+    // In eu, and by a push: a read there may be answered from elsewhere, and anti-entropy
+    // would bring the post too.
+    let pushed_applied = || counter(&eu, "starling_gossip_deltas_applied_total");
+    let arrived = eventually(Duration::from_secs(90), || {
+        in_eu(&last).is_empty() && pushed_applied() > applied_before
+    });
+    let applied_after = pushed_applied();
+    let repairs_after = counter(&eu, "starling_gossip_ae_repairs_total");
+    let handed = counter(&us1, "starling_gossip_keyspace_pushed_total");
+    eprintln!(
+        "after the kill: eu push-applied {applied_before} -> {applied_after}, repairs {repairs_before} -> {repairs_after}; us1 pushed {handed}"
+    );
+    assert!(
+        arrived && handed > 0,
+        "the killed node's post did not reach eu by a push (push-applied {applied_before} -> {applied_after}, repairs {repairs_before} -> {repairs_after}, us1 pushed {handed})"
+    );
+    assert!(us1.terminate().success());
+    assert!(eu.terminate().success());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for region in ["us", "eu"] {
+        rt.block_on(drop_keyspace(&cluster, &format!("t_{region}_{tag}")));
+    }
+}
+
+/// Region us as two nodes on one keyspace, eu as one node on another. A record merged into
+/// us's keyspace from elsewhere (a gossip delta: its push to eu was the sender's, and it was
+/// lost) is pushed by nobody — us's holders push only what the region accepted, and it is in no
+/// node's own feed — so only anti-entropy between us's keyspace digests and eu's can bring it
+/// to eu: it arrives there.
+#[test]
+fn anti_entropy_between_regions_repairs_what_a_push_missed() {
+    use starling_store::{HlcClock, Keyspace, Limits, NodeId, ScyllaOptions};
+    let Some(cluster) = cluster() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let tag = format!("ae{}", std::process::id());
+    let ks = |region: &str| format!("t_{region}_{tag}");
+    let nodes = us_and_eu(dir.path(), &cluster, &tag);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = |region: &str, node: u64| {
+        let opts = ScyllaOptions::from_url(&format!("scylla://{cluster}/{}", ks(region))).unwrap();
+        rt.block_on(starling_store::open_scylla(
+            NodeId(node),
+            Arc::new(HlcClock::new()),
+            &opts,
+        ))
+        .unwrap()
+    };
+    // The record as another region's node made it, merged into us's keyspace only.
+    let key = Keyspace::new("aetest").key().str("missed").finish();
+    let elsewhere = starling_store::open_memory(
+        NodeId(0xae_0001),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    );
+    let record = rt.block_on(async {
+        elsewhere
+            .mutate(
+                &key,
+                starling_store::Mutation::Put(bytes::Bytes::from_static(b"pushed to nobody")),
+                None,
+            )
+            .await
+            .unwrap()
+    });
+    let (us, eu) = (open("us", 0xae_0002), open("eu", 0xae_0003));
+    let report = rt
+        .block_on(us.apply(&[starling_store::Delta {
+            key: key.clone(),
+            record,
+        }]))
+        .unwrap();
+    assert_eq!(report.changed, 1);
+    let arrived = eventually(Duration::from_secs(150), || {
+        rt.block_on(eu.get(&key))
+            .unwrap()
+            .and_then(|v| v.value)
+            .is_some_and(|v| v.as_ref() == b"pushed to nobody")
+    });
+    assert!(arrived, "anti-entropy never brought the record to eu");
+    // Not by a push: us's nodes pushed nothing (no write was accepted in us).
+    let pushed: u64 = nodes[..2]
+        .iter()
+        .map(|n| {
+            counter(n, "starling_gossip_deltas_pushed_total")
+                + counter(n, "starling_gossip_keyspace_pushed_total")
+        })
+        .sum();
+    assert_eq!(pushed, 0, "us pushed records");
+    for n in nodes {
+        assert!(n.terminate().success());
+    }
+    for region in ["us", "eu"] {
+        rt.block_on(drop_keyspace(&cluster, &ks(region)));
     }
 }

@@ -195,3 +195,18 @@ fn a_misconfigured_scylla_url_is_one_clear_error() {
     let err = start_error(&["--listen", "127.0.0.1:0", "--store", "scylla://h:9042"]);
     assert!(err.contains("--store") && err.contains("keyspace"), "{err}");
 }
+
+#[test]
+fn a_bad_keyspace_lease_ttl_is_one_clear_error() {
+    for bad in ["1s", "11m", "ten"] {
+        let err = start_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+            "--keyspace-lease-ttl",
+            bad,
+        ]);
+        assert!(err.contains("--keyspace-lease-ttl"), "{bad}: {err}");
+    }
+}
