@@ -96,6 +96,13 @@ impl Api {
         (status, v)
     }
 
+    /// `POST /v1/sessions` as `handle` with `password`: the status and body.
+    async fn login(&self, handle: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({ "handle": handle, "password": password });
+        self.call(Method::POST, "/v1/sessions", None, Some(body))
+            .await
+    }
+
     async fn sign_up(&self, handle: &str) -> (String, String) {
         let (s, v) = self
             .call(
@@ -129,24 +136,10 @@ async fn a_whole_session_of_a_client() {
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // Login.
-    let (s, v) = a
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            None,
-            Some(json!({"handle": "alice", "password": "password1"})),
-        )
-        .await;
+    let (s, v) = a.login("alice", "password1").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["user_id"], alice.as_str());
-    let (s, _) = a
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            None,
-            Some(json!({"handle": "alice", "password": "wrong-one"})),
-        )
-        .await;
+    let (s, _) = a.login("alice", "wrong-one").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // Profiles.
     let (s, v) = a
@@ -763,14 +756,7 @@ async fn sign_up_and_login_are_rate_limited() {
     };
     // A burst of two (a fifth of ten), then 429 with a Retry-After.
     a.sign_up("first").await;
-    let (s, _) = a
-        .call(
-            Method::POST,
-            "/v1/sessions",
-            None,
-            Some(json!({"handle": "first", "password": "password1"})),
-        )
-        .await;
+    let (s, _) = a.login("first", "password1").await;
     assert_eq!(s, StatusCode::OK);
     let body = serde_json::to_vec(&json!({"handle": "third", "password": "password1"})).unwrap();
     let req = Request::post("/v1/users")
