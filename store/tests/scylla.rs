@@ -700,18 +700,17 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
     consumer.await.unwrap();
     // A keyspace that held records before its digest tables existed (here: one taken back to
     // schema version 2) is found not covered when migration 3 runs: per-node digests.
-    let s = scylla::client::session_builder::SessionBuilder::new()
-        .known_nodes(&opts.nodes)
-        .build()
-        .await
-        .unwrap();
     let k = &opts.keyspace;
-    for cql in [
-        format!("DELETE FROM {k}.schema_version WHERE component = 'store' AND version IN (3, 4)"),
-        format!("DROP TABLE {k}.kdigest_config"),
-    ] {
-        s.query_unpaged(cql, ()).await.unwrap();
-    }
+    run_cql(
+        &opts,
+        [
+            format!(
+                "DELETE FROM {k}.schema_version WHERE component = 'store' AND version IN (3, 4)"
+            ),
+            format!("DROP TABLE {k}.kdigest_config"),
+        ],
+    )
+    .await;
     let _c = open_scylla(NodeId(5), Arc::new(HlcClock::new()), &opts)
         .await
         .unwrap();
@@ -725,18 +724,29 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
 /// Takes `opts`'s keyspace back to digests that cover nothing: its rows, published leaves and
 /// backfill position gone, `complete` false (what a keyspace written before migration 3 has).
 async fn forget_digests(opts: &ScyllaOptions) {
+    let k = &opts.keyspace;
+    run_cql(
+        opts,
+        [
+            format!("TRUNCATE {k}.kdigest_keys"),
+            format!("TRUNCATE {k}.kdigest_parts"),
+            format!("TRUNCATE {k}.kdigest_backfill"),
+            format!(
+                "UPDATE {k}.kdigest_config SET complete = false WHERE id = 0 IF complete = true"
+            ),
+        ],
+    )
+    .await;
+}
+
+/// Runs `statements` in order on `opts`'s cluster.
+async fn run_cql(opts: &ScyllaOptions, statements: impl IntoIterator<Item = String>) {
     let s = scylla::client::session_builder::SessionBuilder::new()
         .known_nodes(&opts.nodes)
         .build()
         .await
         .unwrap();
-    let k = &opts.keyspace;
-    for cql in [
-        format!("TRUNCATE {k}.kdigest_keys"),
-        format!("TRUNCATE {k}.kdigest_parts"),
-        format!("TRUNCATE {k}.kdigest_backfill"),
-        format!("UPDATE {k}.kdigest_config SET complete = false WHERE id = 0 IF complete = true"),
-    ] {
+    for cql in statements {
         s.query_unpaged(cql, ()).await.unwrap();
     }
 }
