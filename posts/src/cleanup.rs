@@ -1,7 +1,9 @@
 //! What a deleted post leaves in the engagement data, taken off on every node in bounded steps,
 //! off the request path: its likes (each with its liker's index element, [`crate::liked`]), its
 //! reposts (each element with the repost post it names, as an undo would), then, once this node's
-//! counting consumer has counted those removals, the consumer's shadows of them.
+//! counting consumer has counted those removals, the consumer's shadows of them, and of its
+//! replies and quotes once none is counted (each deleted by its own author: the replies and
+//! quotes of a deleted post are other users' posts and stay).
 //!
 //! | keyspace | key | kind | value |
 //! |---|---|---|---|
@@ -25,22 +27,20 @@
 //! elements' tombstones and the shadows' (collected by the reaper after the grace period).
 //!
 //! **Counters.** A store counter is never a tombstone, so the reaper would never collect a
-//! deleted post's counters at zero: when a post's cleanup finishes, its like, reply and repost
-//! counters that are at zero are removed outright ([`Store::drop_zero_counters`]: they are
+//! deleted post's counters at zero: when a post's cleanup finishes, its like, reply, repost and
+//! quote counters that are at zero are removed outright ([`Store::drop_zero_counters`]: they are
 //! node-local, so no record reads as 0 too, and a like arriving later counts from 0 again and
 //! queues the post once more). A count that is not zero stays: the replies and quotes of a deleted
 //! post are other users' posts, still there. So once the reaper has passed, a deleted post whose
 //! engagement was all taken off leaves no record on the node (tested by counting them). On the
-//! ScyllaDB engine counters are not dropped (its `drop_zero_counters` removes nothing). Not yet
-//! dropped either: the quote counter (`pqc`, private to [`crate::likes`]) of a deleted post whose
-//! quotes were all deleted too.
+//! ScyllaDB engine counters are not dropped (its `drop_zero_counters` removes nothing).
 //!
 //! **Bounds.** A step reads one page of the queue ([`QUEUE_PAGE`]) and makes at most a budget of
 //! removals; a post with 100 000 likes takes many steps (the caller's metric shows the queue).
 //! With the counts shared by several nodes on one ScyllaDB keyspace ([`crate::likes::Likes::shared`])
 //! this node does not know when another node counted a removal, so there the shadows stay.
 
-use crate::likes::{CONSUMER, COUNTS, LIKES, REPLY_COUNTS, REPOST_COUNTS, SHADOWS};
+use crate::likes::{CONSUMER, COUNTS, LIKES, QUOTE_COUNTS, REPLY_COUNTS, REPOST_COUNTS, SHADOWS};
 use crate::reposts::{REPOSTS, id_of};
 use crate::{Posts, list_key, post_key};
 use bytes::Bytes;
@@ -279,13 +279,23 @@ impl Posts {
     }
 
     /// Deletes up to `budget` of the consumer's shadows of `post`'s likes and reposts (all of
-    /// them taken off and counted by now); returns how many, and whether none is left. A shadow
+    /// them taken off and counted by now), and of its replies and quotes when none is counted;
+    /// returns how many, and whether none is left. A shadow
     /// that counts its element (one that arrived since, which the consumer queued the post for
     /// again) is left for that cleanup.
     async fn drop_shadows(&self, post: u64, budget: usize) -> Result<(usize, bool), StoreError> {
         let (mut n, mut looked) = (0, 0);
         let mut counting = false;
-        for set in [LIKES, REPOSTS] {
+        // Its replies and quotes are other users' posts, not taken off: their shadows go only
+        // once none is counted (every reply or quote deleted by its author), as their counters.
+        let mut sets = vec![LIKES, REPOSTS];
+        if self.likes.reply_count(post).await? == 0 {
+            sets.push(crate::replies::REPLIES);
+        }
+        if self.likes.quote_count(post).await? == 0 {
+            sets.push(crate::reposts::QUOTES);
+        }
+        for set in sets {
             let limit = budget
                 .saturating_sub(looked)
                 .min(self.store.limits().max_scan);
@@ -317,7 +327,7 @@ impl Posts {
 
     /// Removes `post`'s counters that are at zero (see the module doc); returns how many.
     async fn drop_counters(&self, post: u64) -> Result<usize, StoreError> {
-        let keys: Vec<Key> = [COUNTS, REPLY_COUNTS, REPOST_COUNTS]
+        let keys: Vec<Key> = [COUNTS, REPLY_COUNTS, REPOST_COUNTS, QUOTE_COUNTS]
             .iter()
             .map(|ks| ks.key().u64(post).finish())
             .collect();
@@ -399,7 +409,22 @@ mod tests {
         p.likes().like(y.id, 10).await.unwrap();
         let (r1, _) = p.repost(x.id, 20).await.unwrap();
         let (r2, _) = p.repost(x.id, 21).await.unwrap();
+        // A quote of x, deleted by its author before x: x's quote count is back at 0.
+        let (q, _) = p
+            .create_quoting(30, "us", "quoting x", &[], None, Some(x.id))
+            .await
+            .unwrap();
+        p.link_quote(q.id, x.id).await.unwrap();
         p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().quote_count(x.id).await.unwrap(), 1);
+        p.delete(q.id, 30).await.unwrap();
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(p.likes().quote_count(x.id).await.unwrap(), 0);
+        // q's own cleanup (nothing to take off).
+        assert_eq!(
+            clean(&p, 10).await.iter().map(|s| s.removed).sum::<usize>(),
+            0
+        );
         assert_eq!(p.likes().count(x.id).await.unwrap(), 5);
         assert_eq!(p.likes().repost_count(x.id).await.unwrap(), 2);
         assert_eq!(shadows_of(&p, x.id).await, 7);
@@ -411,8 +436,8 @@ mod tests {
         let removed: usize = steps.iter().map(|s| s.removed).sum();
         assert_eq!(
             removed,
-            5 + 2 + 7,
-            "likes, reposts, then their shadows: {steps:?}"
+            5 + 2 + 7 + 1,
+            "likes, reposts, then their shadows and the deleted quote's: {steps:?}"
         );
         // x, and the two repost posts its cleanup deleted (queued in turn, nothing to take off).
         assert_eq!(steps.iter().map(|s| s.finished).sum::<usize>(), 3);
@@ -442,7 +467,8 @@ mod tests {
         );
 
         // What is left of x and its two repost posts is tombstones, which the reaper collects
-        // after the grace period; its counters (like and repost counts at zero) are gone already.
+        // after the grace period; its counters (like, repost and quote counts at zero) are gone
+        // already.
         let gone = [x.id, r1.id, r2.id];
         assert!(!records_naming(&p, &gone).await.is_empty());
         p.store.purge_tombstones(Hlc(u64::MAX)).await.unwrap();
@@ -468,7 +494,7 @@ mod tests {
         }
         // Counters are not listed by a scan: each counted set's counter of each post.
         for post in posts {
-            for ks in [COUNTS, REPLY_COUNTS, REPOST_COUNTS] {
+            for ks in [COUNTS, REPLY_COUNTS, REPOST_COUNTS, QUOTE_COUNTS] {
                 let k = ks.key().u64(*post).finish();
                 if p.store.get_record(&k).await.unwrap().is_some() {
                     keys.push(k);

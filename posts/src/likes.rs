@@ -84,7 +84,7 @@ fn count_key(post: u64) -> Key {
 /// `prpc/post` → the post's repost count on this node (local).
 pub(crate) const REPOST_COUNTS: Keyspace = Keyspace::local("prpc");
 /// `pqc/post` → the post's quote count on this node (local).
-const QUOTE_COUNTS: Keyspace = Keyspace::local("pqc");
+pub(crate) const QUOTE_COUNTS: Keyspace = Keyspace::local("pqc");
 
 /// The sets the consumer counts: every visible element `set/post/member` adds one to
 /// `counter/post`. Likes, replies, reposts and quotes share the consumer, its shadows and its
