@@ -456,36 +456,22 @@ pub(crate) fn run() {
             .collect();
         assert!(measured.len() >= 6, "too few samples after the warm-up");
         let third = measured.len() / 3;
-        let floor = |w: &[&Sample]| w.iter().map(|s| s.rss_kib).min().unwrap_or(0) as f64;
-        let (first, last) = (
-            floor(&measured[..third]),
-            floor(&measured[measured.len() - third..]),
-        );
+        // Floors: the lowest sample of the first third and of the last.
+        let floors = |of: fn(&Sample) -> u64| {
+            let floor = |w: &[&Sample]| w.iter().map(|s| of(s)).min().unwrap_or(0) as f64;
+            (
+                floor(&measured[..third]),
+                floor(&measured[measured.len() - third..]),
+            )
+        };
+        let (first, last) = floors(|s| s.rss_kib);
         let peak = measured.iter().map(|s| s.rss_kib).max().unwrap_or(0);
         // The same floors without the store's memtables and block cache.
-        let rest = |w: &[&Sample]| {
-            w.iter()
-                .map(|s| s.rss_kib.saturating_sub(s.store_kib))
-                .min()
-                .unwrap_or(0) as f64
-        };
-        let (rest_first, rest_last) = (
-            rest(&measured[..third]),
-            rest(&measured[measured.len() - third..]),
-        );
+        let (rest_first, rest_last) = floors(|s| s.rss_kib.saturating_sub(s.store_kib));
         let store_last = measured.last().map_or(0, |s| s.store_kib);
         // The live heap without the store's memtables and block cache (bounded, measured, and
         // the saw-tooth of memtable flushes), floors as for the RSS.
-        let heap_floor = |w: &[&Sample]| {
-            w.iter()
-                .map(|s| s.heap_kib.saturating_sub(s.store_kib))
-                .min()
-                .unwrap_or(0) as f64
-        };
-        let (heap_first, heap_last) = (
-            heap_floor(&measured[..third]),
-            heap_floor(&measured[measured.len() - third..]),
-        );
+        let (heap_first, heap_last) = floors(|s| s.heap_kib.saturating_sub(s.store_kib));
         // The requests served over the measured part (every node's), and the node's live heap
         // growth per request: a leak of a KiB per request shows at any rate.
         let served = measured.last().map_or(0, |s| s.ok) - measured.first().map_or(0, |s| s.ok);
