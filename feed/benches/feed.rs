@@ -19,12 +19,10 @@ use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use starling_feed::FeedConfig;
+use starling_feed::test_support::{users, world};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::Instant;
-
-mod common;
-use common::{users, world};
 
 /// The feed under test.
 fn config() -> FeedConfig {

@@ -16,11 +16,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use starling_feed::FeedConfig;
+use starling_feed::test_support::{users, world};
 use std::fmt::Write as _;
 use std::time::Instant;
-
-mod common;
-use common::{users, world};
 
 /// The feed under test.
 fn config() -> FeedConfig {

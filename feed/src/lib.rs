@@ -8,7 +8,8 @@
 //! post written in one region reaches timelines in every region once it has replicated. See
 //! [`timeline`] for the floor that keeps paging gap-free past the cap, [`fanout`] for the
 //! write side and [`read`] for the read side; `settings` (feature `clap`) declares the node's
-//! feed settings as a clap group.
+//! feed settings as a clap group; `test_support` (feature `test-support`) the one set-up of the
+//! unit tests and benchmarks.
 
 pub mod authors;
 pub mod fanout;
@@ -22,6 +23,8 @@ mod recent;
 pub mod redis_tier;
 #[cfg(feature = "clap")]
 pub mod settings;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod tier;
 pub mod timeline;
 mod ttl_cache;

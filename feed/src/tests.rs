@@ -1,41 +1,9 @@
 use super::*;
+use crate::test_support::{World, user, world};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use starling_graph::GraphConfig;
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use starling_store::HlcClock;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-struct World {
-    feed: Feed,
-    graph: Graph,
-    posts: Posts,
-}
-
-fn world(cfg: FeedConfig) -> World {
-    let node = NodeId::new(RegionId::from_name("us"), 1);
-    let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(node));
-    let mut gc = GraphConfig::new("us", "us");
-    gc.argon2_memory_kib = 64;
-    gc.argon2_passes = 1;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), gc);
-    let posts = Posts::new(store.clone(), cas, ids);
-    World {
-        feed: Feed::new(store, graph.clone(), posts.clone(), cfg),
-        graph,
-        posts,
-    }
-}
-
-async fn user(w: &World, h: &str) -> u64 {
-    w.graph
-        .sign_up(h, "password1", None, None)
-        .await
-        .unwrap()
-        .0
-        .id
-}
 
 async fn post(w: &World, author: u64, text: &str) -> u64 {
     w.posts
