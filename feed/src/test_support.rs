@@ -1,12 +1,15 @@
 //! The feed's one test set-up (feature `test-support`, and always in the crate's own tests): a
 //! one-node world (memory store, graph, posts, feed) with a given feed configuration and users
-//! signed up on it, used by the unit tests (`tests.rs`) and by the benchmarks (`benches/`), so
-//! the two cannot drift.
+//! signed up on it, used by the unit tests (`tests.rs`), the Redis tests (`tests/redis.rs`, which
+//! build their feeds over [`parts`] themselves) and the benchmarks (`benches/`), so they cannot
+//! drift.
 
 use crate::{Feed, FeedConfig};
 use starling_graph::{Graph, GraphConfig};
 use starling_posts::Posts;
-use starling_store::{HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, open_memory};
+use starling_store::{
+    HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, Store, open_memory,
+};
 use std::sync::Arc;
 
 /// A node's feed with the graph and posts it reads.
@@ -20,8 +23,19 @@ pub struct World {
     pub posts: Posts,
 }
 
-/// A node of region `us` on the memory store, its feed configured by `cfg`.
-pub fn world(cfg: FeedConfig) -> World {
+/// What a feed reads: a node's store, graph and posts.
+#[derive(Debug)]
+pub struct Parts {
+    /// The node's memory store.
+    pub store: Arc<dyn Store>,
+    /// Its graph.
+    pub graph: Graph,
+    /// Its posts.
+    pub posts: Posts,
+}
+
+/// A node of region `us` on the memory store, with no feed yet.
+pub fn parts() -> Parts {
     let node = NodeId::new(RegionId::from_name("us"), 1);
     let store = open_memory(node, Arc::new(HlcClock::new()), Limits::default());
     let cas = Arc::new(LocalCas(store.clone()));
@@ -30,8 +44,20 @@ pub fn world(cfg: FeedConfig) -> World {
     // The cheapest password hashing: sign-ups are set-up here, not what is tested or measured.
     gc.argon2_memory_kib = 8;
     gc.argon2_passes = 1;
-    let graph = Graph::new(store.clone(), cas.clone(), ids.clone(), gc);
-    let posts = Posts::new(store.clone(), cas, ids);
+    Parts {
+        graph: Graph::new(store.clone(), cas.clone(), ids.clone(), gc),
+        posts: Posts::new(store.clone(), cas, ids),
+        store,
+    }
+}
+
+/// A node of region `us` on the memory store, its feed configured by `cfg`.
+pub fn world(cfg: FeedConfig) -> World {
+    let Parts {
+        store,
+        graph,
+        posts,
+    } = parts();
     World {
         feed: Feed::new(store, graph.clone(), posts.clone(), cfg),
         graph,
@@ -39,17 +65,25 @@ pub fn world(cfg: FeedConfig) -> World {
     }
 }
 
-/// Signs up `handle`: its id.
+/// Signs up `handle` in `graph` (password `password1`): its id.
 ///
 /// # Panics
 /// If the sign-up fails (it does not on the memory engine, unless the handle is taken).
-pub async fn user(w: &World, handle: &str) -> u64 {
-    w.graph
+pub async fn sign_up(graph: &Graph, handle: &str) -> u64 {
+    graph
         .sign_up(handle, "password1", None, None)
         .await
         .expect("a sign-up on the memory engine")
         .0
         .id
+}
+
+/// Signs up `handle` in `w`'s graph: its id.
+///
+/// # Panics
+/// As [`sign_up`].
+pub async fn user(w: &World, handle: &str) -> u64 {
+    sign_up(&w.graph, handle).await
 }
 
 /// `n` users `{tag}0`…, signed up in order: their ids.

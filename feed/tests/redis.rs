@@ -10,13 +10,12 @@
 use starling_feed::l1::LocalTimelines;
 use starling_feed::memory_tier::{MemorySettings, MemoryTier};
 use starling_feed::redis_tier::{RedisSettings, RedisTier};
+use starling_feed::test_support::{Parts, parts, sign_up};
 use starling_feed::tier::conformance;
 use starling_feed::{CacheTier, Feed, FeedConfig, RegionalTier};
-use starling_graph::{Graph, GraphConfig};
+use starling_graph::Graph;
 use starling_posts::Posts;
-use starling_store::{
-    HlcClock, IdGenerator, Limits, LocalCas, NodeId, RegionId, Store, open_memory,
-};
+use starling_store::Store;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,16 +135,14 @@ struct Node {
 }
 
 fn node() -> Node {
-    let id = NodeId::new(RegionId::from_name("us"), 1);
-    let store = open_memory(id, Arc::new(HlcClock::new()), Limits::default());
-    let cas = Arc::new(LocalCas(store.clone()));
-    let ids = Arc::new(IdGenerator::new(id));
-    let mut gc = GraphConfig::new("us", "us");
-    gc.argon2_memory_kib = 64;
-    gc.argon2_passes = 1;
+    let Parts {
+        store,
+        graph,
+        posts,
+    } = parts();
     Node {
-        graph: Graph::new(store.clone(), cas.clone(), ids.clone(), gc),
-        posts: Posts::new(store.clone(), cas, ids),
+        graph,
+        posts,
         store,
     }
 }
@@ -162,12 +159,7 @@ impl Node {
     }
 
     async fn user(&self, h: &str) -> u64 {
-        self.graph
-            .sign_up(h, "password1", None, None)
-            .await
-            .unwrap()
-            .0
-            .id
+        sign_up(&self.graph, h).await
     }
 
     async fn post(&self, author: u64, text: &str) -> u64 {
