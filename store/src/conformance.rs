@@ -48,6 +48,7 @@ where
     anti_entropy_by_buckets(open(a).await, open(b).await).await;
     bucket_hashes_fold_to_digests(open(a).await, open(b).await).await;
     tombstone_purge(open(a).await).await;
+    tombstone_index(open(a).await, open(b).await).await;
     local_keys(open(a).await).await;
     batches(open(a).await).await;
     swaps_with_writes(open(a).await, open(b).await).await;
@@ -679,6 +680,111 @@ async fn tombstone_purge(s: Arc<dyn Store>) {
     let mut req = ScanRequest::prefix(ks.prefix(), 100);
     req.include_tombstones = true;
     assert_eq!(s.scan(&req).await.unwrap().items.len(), 4);
+}
+
+/// The tombstone index ([`crate::tombstones`]): every tombstone written (local, replicated,
+/// a set element's, a node-local key's, in a batch) has one entry at its last write; a write
+/// over it moves or drops it; a purge, a full-scan purge and a collection remove it. An engine
+/// without an index answers nothing.
+async fn tombstone_index(s: Arc<dyn Store>, other: Arc<dyn Store>) {
+    use crate::hlc::{Hlc, HlcClock};
+    use crate::tombstones::{Tombstone, TombstoneIndex};
+    let later = Hlc(HlcClock::new().now().0 + (3_600_000 << 16));
+    let ks = Keyspace::new("ti");
+    let k = |i: u64| ks.key().u64(i).finish();
+    if s.tombstone_index() == TombstoneIndex::Absent {
+        s.delete(&k(0)).await.unwrap();
+        assert!(s.tombstones(later, 10).await.unwrap().is_empty());
+        assert_eq!(s.collect_indexed(later, 10).await.unwrap(), None);
+        return;
+    }
+    assert_eq!(
+        s.tombstone_index(),
+        TombstoneIndex::Complete,
+        "a store created empty indexes every tombstone"
+    );
+    let entry = |key: &Key, r: &crate::record::Record| Tombstone {
+        hlc: r.max_hlc(),
+        key: key.clone(),
+    };
+    let index = || async { s.tombstones(later, 100).await.unwrap() };
+    // A delete indexes its tombstone at its last write.
+    s.put(&k(1), b("v")).await.unwrap();
+    assert!(index().await.is_empty(), "a live record is not indexed");
+    s.delete(&k(1)).await.unwrap();
+    let r1 = s.get_record(&k(1)).await.unwrap().unwrap();
+    assert_eq!(index().await, vec![entry(&k(1), &r1)]);
+    // An overwrite drops the entry; a second delete indexes the new tombstone, once.
+    s.put(&k(1), b("again")).await.unwrap();
+    assert!(
+        index().await.is_empty(),
+        "a put over a tombstone un-indexes it"
+    );
+    s.delete(&k(1)).await.unwrap();
+    s.delete(&k(1)).await.unwrap();
+    let r1 = s.get_record(&k(1)).await.unwrap().unwrap();
+    assert_eq!(index().await, vec![entry(&k(1), &r1)], "moved, not doubled");
+    // A replicated tombstone, a set element's, a node-local key's, a batch's.
+    other.put(&k(2), b("there")).await.unwrap();
+    other.delete(&k(2)).await.unwrap();
+    let remote = other.get_record(&k(2)).await.unwrap().unwrap();
+    s.apply(&[Delta {
+        key: k(2),
+        record: remote.clone(),
+    }])
+    .await
+    .unwrap();
+    let elem = ks.key().str("set").u64(3).finish();
+    s.add(&elem, b("e")).await.unwrap();
+    s.remove(&elem).await.unwrap();
+    let local = Keyspace::local("ti").key().u64(4).finish();
+    s.put(&local, b("here")).await.unwrap();
+    s.delete(&local).await.unwrap();
+    s.mutate_many(&[
+        (k(5), Mutation::Put(b("v"))),
+        (k(5), Mutation::Delete),
+        (k(5), Mutation::Delete),
+        (k(6), Mutation::Delete),
+        (k(6), Mutation::Put(b("back"))),
+    ])
+    .await
+    .unwrap();
+    let mut want = Vec::new();
+    for key in [&k(1), &k(2), &elem, &local, &k(5)] {
+        let r = s.get_record(key).await.unwrap().unwrap();
+        assert!(r.is_tombstone(), "{key:?}");
+        want.push(entry(key, &r));
+    }
+    want.sort_by(|a, b| (a.hlc, &a.key).cmp(&(b.hlc, &b.key)));
+    assert_eq!(index().await, want, "oldest first, k6 live");
+    assert_eq!(
+        s.tombstones(want[1].hlc, 100).await.unwrap(),
+        want[..1].to_vec(),
+        "only those written before the bound"
+    );
+    assert!(s.tombstone_index_len().is_some());
+    // Nothing is due before the first write; a page of two, then the rest.
+    let none = s.collect_indexed(Hlc(1), 10).await.unwrap().unwrap();
+    assert_eq!((none.read, none.purged, none.more), (0, 0, false));
+    let first = s.collect_indexed(later, 2).await.unwrap().unwrap();
+    assert_eq!((first.read, first.purged, first.stale), (2, 2, 0));
+    assert!(first.more);
+    assert_eq!(index().await, want[2..].to_vec(), "consumed in order");
+    assert_eq!(s.get_record(&want[0].key).await.unwrap(), None, "purged");
+    // A purge by name removes its entry; so does the full-scan purge.
+    assert_eq!(s.purge(&[k(5)], later).await.unwrap(), (1, vec![]));
+    assert!(!index().await.iter().any(|t| t.key == k(5)));
+    assert_eq!(
+        s.purge_tombstones(later).await.unwrap(),
+        want.len() as u64 - 3
+    );
+    assert!(index().await.is_empty(), "every entry went with its record");
+    assert!(s.get(&k(6)).await.unwrap().is_some(), "a live record stays");
+    // Indexing again (the backfill) indexes tombstones only, at their last write.
+    s.delete(&k(7)).await.unwrap();
+    let r7 = s.get_record(&k(7)).await.unwrap().unwrap();
+    assert_eq!(s.index_tombstones(&[k(6), k(7), k(8)]).await.unwrap(), 1);
+    assert_eq!(index().await, vec![entry(&k(7), &r7)]);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::hlc::Hlc;
 use crate::key::Key;
 use crate::node::NodeId;
 use crate::record::{Kind, Record, Versioned};
+use crate::tombstones::{Collected, Tombstone, TombstoneIndex};
 use crate::version::{Dot, VersionVector};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -239,6 +240,7 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// node being seeded): records are written straight into the engine's sorted files, every
     /// one stamped with the same `dot`, without change-feed entries (so no consumer or peer
     /// replays them) but with digests, so replicas loaded with the same records agree at once.
+    /// Deletes and removals are refused: a load writes no tombstone (nor its index entry).
     /// Nothing else may write to the store while it loads. Engines without such a path return
     /// [`StoreError::InvalidArgument`]; use [`Store::mutate_many`] there.
     fn bulk_load(&self, dot: Dot) -> Result<Box<dyn BulkLoad>> {
@@ -354,6 +356,46 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn drop_zero_counters(&self, keys: &[Key]) -> Result<u64> {
         let _ = keys;
         Ok(0)
+    }
+
+    /// Whether this store keeps a tombstone index ([`crate::tombstones`]). The default: none.
+    fn tombstone_index(&self) -> TombstoneIndex {
+        TombstoneIndex::Absent
+    }
+
+    /// How many entries the tombstone index holds, or an estimate (`None`: no index).
+    fn tombstone_index_len(&self) -> Option<u64> {
+        None
+    }
+
+    /// Up to `limit` entries of the tombstone index last written before `before`, oldest
+    /// first (empty without an index).
+    async fn tombstones(&self, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        let _ = (before, limit);
+        Ok(Vec::new())
+    }
+
+    /// Consumes up to `limit` entries of the tombstone index last written before `horizon`,
+    /// oldest first: each entry's record is removed if it still is that tombstone (re-checked
+    /// under its key's lock, as [`Store::purge`]), and the entry goes either way. `None`
+    /// without an index (the default).
+    async fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Option<Collected>> {
+        let _ = (horizon, limit);
+        Ok(None)
+    }
+
+    /// Indexes those of `keys` that are tombstones (re-read under each key's lock): the
+    /// backfill of a store written before its engine kept the index. Returns how many were
+    /// indexed; does nothing without an index (the default).
+    async fn index_tombstones(&self, keys: &[Key]) -> Result<u64> {
+        let _ = keys;
+        Ok(0)
+    }
+
+    /// Records that every tombstone is indexed (the backfill's scan finished): from now on
+    /// [`Store::tombstone_index`] says [`TombstoneIndex::Complete`], across restarts.
+    async fn tombstones_indexed(&self) -> Result<()> {
+        Ok(())
     }
 
     /// Makes every acknowledged write durable on stable storage now (fsync).

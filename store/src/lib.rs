@@ -29,6 +29,7 @@ pub mod node;
 pub mod record;
 #[cfg(feature = "clap")]
 pub mod settings;
+pub mod tombstones;
 pub mod trim;
 pub mod version;
 
@@ -42,8 +43,8 @@ pub use digest::DigestTree;
 #[cfg(feature = "scylla")]
 pub use engine::scylla::{Consistency, Replication, ScyllaOptions, Writers, open_scylla};
 pub use engine::{
-    EmbeddedOptions, FsyncPolicy, open_embedded, open_memory, open_memory_plain_keys,
-    open_memory_sharded_feed,
+    EmbeddedOptions, FsyncPolicy, forget_tombstone_index, open_embedded, open_memory,
+    open_memory_plain_keys, open_memory_sharded_feed,
 };
 pub use error::{Result, StoreError};
 pub use hlc::{Hlc, HlcClock};
@@ -52,6 +53,7 @@ pub use key::{Key, Keyspace};
 pub use lane::{LaneStats, StoreLane};
 pub use node::{NodeId, RegionId};
 pub use record::{Kind, Record, Versioned};
+pub use tombstones::{Collected, Tombstone, TombstoneIndex};
 #[cfg(feature = "clap")]
 pub use trim::TrimSettings;
 pub use trim::{TrimConfig, TrimStats, Trimmer};

@@ -1,6 +1,6 @@
 //! The raw ordered key-value interface the versioned engine is built on.
 //!
-//! A backend knows nothing of versions: it stores bytes in four spaces and commits batches
+//! A backend knows nothing of versions: it stores bytes in five spaces and commits batches
 //! atomically. Everything about records, merges, the change feed and digests lives once, in
 //! [`super::Engine`], for every backend.
 
@@ -21,10 +21,20 @@ pub(crate) enum Space {
     Changes,
     /// Engine bookkeeping (the change feed's trim point).
     Meta,
+    /// The tombstone index: the tombstone's last write (its record's `max_hlc`, u64,
+    /// big-endian) ‖ key → nothing. One entry per stored tombstone, oldest first, so the reaper
+    /// reads the tombstones due and nothing else.
+    Tombs,
 }
 
 impl Space {
-    pub(crate) const ALL: [Space; 4] = [Space::Data, Space::Index, Space::Changes, Space::Meta];
+    pub(crate) const ALL: [Space; 5] = [
+        Space::Data,
+        Space::Index,
+        Space::Changes,
+        Space::Meta,
+        Space::Tombs,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -32,6 +42,7 @@ impl Space {
             Space::Index => "index",
             Space::Changes => "changes",
             Space::Meta => "meta",
+            Space::Tombs => "tombs",
         }
     }
 }
@@ -155,6 +166,10 @@ pub(crate) trait Backend: Send + Sync + Debug + 'static {
         }
         Ok(())
     }
+
+    /// How many entries `space` holds, or an estimate (fjall counts from its tables' metadata:
+    /// removals not yet compacted away may still count).
+    fn approximate_len(&self, space: Space) -> u64;
 
     /// Hands committed batches to the operating system (they then survive a process crash).
     fn flush(&self) -> Result<()>;

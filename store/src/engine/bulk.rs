@@ -214,6 +214,12 @@ fn join(writer: Option<Writer>) -> Result<()> {
 impl<B: Backend> BulkLoad for Loader<B> {
     fn push(&mut self, key: Key, mutation: Mutation) -> Result<()> {
         rules::check_mutation(&self.shared.limits, &key, &mutation)?;
+        if matches!(mutation, Mutation::Delete | Mutation::Remove) {
+            // The tombstone index is written by the regular path only; a seed deletes nothing.
+            return Err(StoreError::InvalidArgument(
+                "a bulk load writes no tombstones",
+            ));
+        }
         if self.last.as_ref().is_some_and(|last| key <= *last) {
             return Err(StoreError::InvalidArgument(
                 "bulk-load keys must come in strictly ascending order",

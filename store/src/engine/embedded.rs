@@ -84,7 +84,7 @@ fn claim_dir(dir: &Path) -> Result<()> {
 /// The fjall backend.
 pub(crate) struct EmbeddedBackend {
     db: Database,
-    spaces: [Keyspace; 4],
+    spaces: [Keyspace; 5],
     path: PathBuf,
     journal: ActiveJournal,
     /// Run store calls on the caller's thread ([`crate::EmbeddedOptions::inline`]).
@@ -158,9 +158,13 @@ impl EmbeddedBackend {
                     CompressionType::Lz4,
                 ]))
         };
-        // The index space is only ever scanned by bucket: no point reads, no bloom filters.
+        // The index spaces are only ever scanned (by bucket; the tombstone index from its
+        // start): no point reads, no bloom filters. A store from before the tombstone index
+        // gets an empty `tombs` space here (the reaper backfills it: see `Store::tombstone_index`).
         let open = |s: Space| match s {
-            Space::Index => db.keyspace(s.name(), || options().expect_point_read_hits(true)),
+            Space::Index | Space::Tombs => {
+                db.keyspace(s.name(), || options().expect_point_read_hits(true))
+            }
             _ => db.keyspace(s.name(), options),
         };
         let spaces = [
@@ -168,6 +172,7 @@ impl EmbeddedBackend {
             open(Space::ALL[1])?,
             open(Space::ALL[2])?,
             open(Space::ALL[3])?,
+            open(Space::ALL[4])?,
         ];
         Ok(EmbeddedBackend {
             db,
@@ -262,6 +267,10 @@ impl Backend for EmbeddedBackend {
         fill(&mut FnSink(&mut |k: &[u8], v: &[u8]| Ok(run.write(k, v)?)))?;
         run.finish()?;
         Ok(())
+    }
+
+    fn approximate_len(&self, space: Space) -> u64 {
+        self.space(space).approximate_len() as u64
     }
 
     fn flush(&self) -> Result<()> {

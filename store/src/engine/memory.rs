@@ -127,8 +127,9 @@ impl MapKey for InlineKey {
 /// The memory backend (keys held as `K`: [`InlineKey`], or plain [`Bytes`] to measure against).
 #[derive(Debug)]
 pub(crate) struct MemoryBackend<K: MapKey = InlineKey> {
-    /// Data, index and meta: [`SHARDS`] shards for the first two, one for meta.
-    spaces: [Box<[Shard<K>]>; 3],
+    /// Data, index, meta and tombs: [`SHARDS`] shards for the first two, one for each of the
+    /// others (the tombstone index is read from its start: one ordered map, no merge).
+    spaces: [Box<[Shard<K>]>; 4],
     /// The change feed (see [`Log`]); `None`: in shards like the others (the layout before, kept
     /// to measure against: `store/benches/kv.rs`).
     changes: Option<RwLock<Log>>,
@@ -148,7 +149,7 @@ impl<K: MapKey> MemoryBackend<K> {
     pub(crate) fn with_layout(log: bool) -> Self {
         let shards = |n: usize| (0..n).map(|_| RwLock::new(BTreeMap::new())).collect();
         MemoryBackend {
-            spaces: [shards(SHARDS), shards(SHARDS), shards(1)],
+            spaces: [shards(SHARDS), shards(SHARDS), shards(1), shards(1)],
             changes: log.then(|| RwLock::new(Log::default())),
             changes_sharded: shards(if log { 0 } else { SHARDS }),
         }
@@ -160,6 +161,7 @@ impl<K: MapKey> MemoryBackend<K> {
             Space::Data => &self.spaces[0],
             Space::Index => &self.spaces[1],
             Space::Meta => &self.spaces[2],
+            Space::Tombs => &self.spaces[3],
             Space::Changes => &self.changes_sharded,
         }
     }
@@ -268,6 +270,16 @@ impl<K: MapKey> Backend for MemoryBackend<K> {
             }
         }
         Ok(out)
+    }
+
+    fn approximate_len(&self, space: Space) -> u64 {
+        if let Some(log) = self.log(space) {
+            return log.read().entries.len() as u64;
+        }
+        self.shards(space)
+            .iter()
+            .map(|s| s.read().len() as u64)
+            .sum()
     }
 
     fn flush(&self) -> Result<()> {

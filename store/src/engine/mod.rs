@@ -2,7 +2,8 @@
 //!
 //! Write path, for one key: take the key's stripe lock, read the stored record, compute the new
 //! one (a local mutation or a merge), and commit in one atomic batch the record, the change-feed
-//! entry and — for a new key — its digest-bucket index entry. Sequence numbers are assigned under
+//! entry, its digest-bucket index entry and — when a tombstone is written or replaced — its
+//! tombstone-index entry ([`crate::tombstones`]). Sequence numbers are assigned under
 //! a short commit lock so the feed has no holes a consumer could skip past. Locks are
 //! `parking_lot` mutexes held only in synchronous code, never across an `.await`.
 //!
@@ -33,6 +34,7 @@ use crate::key::Key;
 use crate::lane::StoreLane;
 use crate::node::NodeId;
 use crate::record::{Record, Versioned};
+use crate::tombstones::{Collected, Tombstone, TombstoneIndex};
 use crate::version::{Dot, VersionVector};
 use async_trait::async_trait;
 use backend::{Backend, Op, Space, prefix_end};
@@ -50,6 +52,9 @@ const META_TRIMMED: &[u8] = b"changes-trimmed-to";
 /// A snapshot of the digests: the clock's stamp (u64) then every leaf (u64), big-endian. Valid
 /// while it exists: every write that changes a digest removes it in its own batch.
 const META_DIGESTS: &[u8] = b"digests";
+/// Present once every stored tombstone is in the tombstone index: written when a store is
+/// created empty, or when the reaper's backfill of an older store finishes.
+const META_TOMBS_INDEXED: &[u8] = b"tombstones-indexed";
 
 /// Options of an embedded (on-disk) store.
 #[derive(Clone, Debug)]
@@ -60,7 +65,7 @@ pub struct EmbeddedOptions {
     pub fsync: FsyncPolicy,
     /// Block cache size in bytes.
     pub cache_bytes: u64,
-    /// Most bytes of one space's memtable before it is flushed to a table; there are four
+    /// Most bytes of one space's memtable before it is flushed to a table; there are five
     /// spaces. Applies to the spaces a new data directory creates (fjall keeps the size a space
     /// was created with).
     pub memtable_bytes: u64,
@@ -106,6 +111,8 @@ struct Shared<B> {
     digests: Digests,
     /// Whether a digest snapshot is stored (the next digest-changing write removes it).
     saved_digests: AtomicBool,
+    /// Whether every stored tombstone is indexed ([`META_TOMBS_INDEXED`]).
+    tombs_indexed: AtomicBool,
 }
 
 /// A store engine: the versioning logic over a backend. Cheap to share as `Arc<dyn Store>`.
@@ -182,6 +189,31 @@ pub fn open_embedded(
     Ok(Arc::new(e))
 }
 
+/// Makes the store in `opts.dir` look as one written before the tombstone index: every index
+/// entry and the mark that the index is complete are removed (the records stay). Only to test
+/// the reaper's backfill of such a store (`starling_gossip::reaper`); the store must be closed.
+#[doc(hidden)]
+pub fn forget_tombstone_index(opts: &EmbeddedOptions) -> Result<()> {
+    let backend =
+        embedded::EmbeddedBackend::open(&opts.dir, opts.cache_bytes, opts.memtable_bytes)?;
+    loop {
+        let page = backend.scan(
+            Space::Tombs,
+            (Bound::Unbounded, Bound::Unbounded),
+            false,
+            1024,
+        )?;
+        if page.is_empty() {
+            break;
+        }
+        let ops = page.into_iter().map(|(k, _)| Op::remove(Space::Tombs, k));
+        backend.commit(ops.collect())?;
+    }
+    backend.commit(vec![Op::remove(Space::Meta, META_TOMBS_INDEXED)])?;
+    backend.flush()?;
+    backend.sync()
+}
+
 /// A page of a bucket index: (key, index value) pairs, and the key to continue after.
 type IndexPage = (Vec<(Key, Bytes)>, Option<Key>);
 
@@ -202,6 +234,28 @@ fn index_value(hash: u64) -> Bytes {
 /// The hash an index value carries, if it carries one.
 fn decode_index_value(v: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes)
+}
+
+/// The tombstone index's key of `key` last written at `hlc`: hlc (u64 BE) ‖ key.
+fn tomb_key(hlc: Hlc, key: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(8 + key.len());
+    b.put_u64(hlc.0);
+    b.put_slice(key);
+    b.freeze()
+}
+
+/// The tombstone-index ops of writing `new` over `old` to `key`: the old tombstone's entry
+/// goes, the new tombstone's comes; nothing when both are the same entry (or no tombstone).
+fn tomb_ops(key: &[u8], old: Option<&Record>, new: &Record) -> [Option<Op>; 2] {
+    let old = old.filter(|r| r.is_tombstone()).map(Record::max_hlc);
+    let new = new.is_tombstone().then(|| new.max_hlc());
+    if old == new {
+        return [None, None];
+    }
+    [
+        old.map(|h| Op::remove(Space::Tombs, tomb_key(h, key))),
+        new.map(|h| Op::put(Space::Tombs, tomb_key(h, key), Bytes::new())),
+    ]
 }
 
 fn encode_change(key: &Key, origin: Origin) -> Bytes {
@@ -258,10 +312,30 @@ impl Staged {
             .map(|(_, b)| b.clone())
     }
 
-    /// Adds the write of `new` over `old_bytes` to `key`.
-    fn stage(&mut self, key: &Key, old_bytes: Option<Bytes>, new: &Record) -> Result<()> {
+    /// Adds the write of `new` over `old_bytes` (decoded: `old`) to `key`.
+    fn stage(
+        &mut self,
+        key: &Key,
+        old_bytes: Option<Bytes>,
+        old: Option<&Record>,
+        new: &Record,
+    ) -> Result<()> {
         let new_bytes = encode_record(new)?;
         self.written.push((key.clone(), new_bytes.clone()));
+        for op in tomb_ops(key.as_bytes(), old, new).into_iter().flatten() {
+            // A key written twice in the batch: its first write's entry is dropped from the
+            // batch rather than put and removed in it.
+            let earlier = self.ops.iter().position(|o| {
+                o.space == Space::Tombs
+                    && o.key == op.key
+                    && o.value.is_some()
+                    && op.value.is_none()
+            });
+            match earlier {
+                Some(i) => drop(self.ops.remove(i)),
+                None => self.ops.push(op),
+            }
+        }
         if key.is_local() {
             // Node-local derived state: no change-feed entry, no digest, never replicated.
             self.ops
@@ -316,6 +390,17 @@ impl<B: Backend> Engine<B> {
         {
             last_seq = last_seq.max(decode_change(&k, &Bytes::from_static(&[0]))?.seq);
         }
+        // A store created empty indexes every tombstone from its first; one written before the
+        // index existed holds tombstones the index lacks until the reaper's backfill ends.
+        let tombs_indexed = backend.get(Space::Meta, META_TOMBS_INDEXED)?.is_some() || {
+            let empty = backend
+                .scan(Space::Data, (Bound::Unbounded, Bound::Unbounded), false, 1)?
+                .is_empty();
+            if empty {
+                backend.commit(vec![Op::put(Space::Meta, META_TOMBS_INDEXED, vec![1u8])])?;
+            }
+            empty
+        };
         // The digests saved at the last clean close (or bulk load), if no write came since;
         // otherwise rebuilt from the stored records, catching up the clock with them.
         if let Some((digests, hlc)) = backend
@@ -324,7 +409,13 @@ impl<B: Backend> Engine<B> {
         {
             clock.observe(hlc);
             return Ok(Self::assemble(
-                backend, node, clock, limits, fsync, digests, last_seq, true,
+                backend,
+                node,
+                clock,
+                limits,
+                fsync,
+                digests,
+                (last_seq, true, tombs_indexed),
             ));
         }
         let mut cursor = Bound::Unbounded;
@@ -342,11 +433,18 @@ impl<B: Backend> Engine<B> {
         }
         clock.observe(max_seen);
         Ok(Self::assemble(
-            backend, node, clock, limits, fsync, digests, last_seq, false,
+            backend,
+            node,
+            clock,
+            limits,
+            fsync,
+            digests,
+            (last_seq, false, tombs_indexed),
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `state`: the feed's last sequence number, whether the digests are saved, whether every
+    /// tombstone is indexed.
     fn assemble(
         backend: B,
         node: NodeId,
@@ -354,9 +452,9 @@ impl<B: Backend> Engine<B> {
         limits: Limits,
         fsync: Option<FsyncPolicy>,
         digests: Digests,
-        last_seq: u64,
-        saved: bool,
+        state: (u64, bool, bool),
     ) -> Self {
+        let (last_seq, saved, tombs_indexed) = state;
         let (seq_tx, _) = watch::channel(last_seq);
         let shared = Arc::new(Shared {
             backend,
@@ -372,6 +470,7 @@ impl<B: Backend> Engine<B> {
             seq_tx,
             digests,
             saved_digests: AtomicBool::new(saved),
+            tombs_indexed: AtomicBool::new(tombs_indexed),
         });
         let syncer = Arc::new(Syncer::start(shared.clone(), fsync));
         Engine {
@@ -444,17 +543,20 @@ impl<B: Backend> Shared<B> {
             return Ok(Written { old, new: None });
         };
         let new_bytes = encode_record(&new)?;
+        let tombs = tomb_ops(key.as_bytes(), old.as_ref(), &new);
         if key.is_local() {
             // Node-local derived state: no change-feed entry, no digest, never replicated.
-            self.backend
-                .commit(vec![Op::put(Space::Data, key.0.clone(), new_bytes)])?;
+            let mut ops = vec![Op::put(Space::Data, key.0.clone(), new_bytes)];
+            ops.extend(tombs.into_iter().flatten());
+            self.backend.commit(ops)?;
             return Ok(Written {
                 old,
                 new: Some(new),
             });
         }
         let new_hash = entry_hash(key.as_bytes(), &new_bytes);
-        let mut ops = Vec::with_capacity(4);
+        let mut ops = Vec::with_capacity(6);
+        ops.extend(tombs.into_iter().flatten());
         // The index entry carries the record's digest contribution, so anti-entropy compares
         // a bucket from the index alone (`bucket_hashes`).
         ops.push(Op::put(
@@ -522,7 +624,7 @@ impl<B: Backend> Shared<B> {
                 None => return Ok(Some(CasOutcome::Conflict(old.map(|r| r.visible())))),
                 Some(r) => {
                     outcome = Some(CasOutcome::Applied(r.visible()));
-                    batch.stage(key, old_bytes, &r)?;
+                    batch.stage(key, old_bytes, old.as_ref(), &r)?;
                 }
             }
         }
@@ -533,7 +635,7 @@ impl<B: Backend> Shared<B> {
             };
             let old = old_bytes.as_deref().map(decode_record).transpose()?;
             let new = self.stamper.mutated(old.as_ref(), m.clone(), None)?;
-            batch.stage(key, old_bytes, &new)?;
+            batch.stage(key, old_bytes, old.as_ref(), &new)?;
         }
         let Staged {
             mut ops,
@@ -843,21 +945,105 @@ impl<B: Backend> Shared<B> {
         let Some(now) = self.backend.get(Space::Data, k)? else {
             return Ok(false);
         };
-        if seen.is_some_and(|s| *s != now) || !decode_record(&now)?.is_tombstone() {
+        let r = decode_record(&now)?;
+        if seen.is_some_and(|s| *s != now) || !r.is_tombstone() {
             return Ok(false);
         }
+        self.purge_locked(k, &now, &r)?;
+        Ok(true)
+    }
+
+    /// Removes the tombstone `r` (stored as `now`) of `k`, with its index entries; the caller
+    /// holds the key's lock.
+    fn purge_locked(&self, k: &Bytes, now: &Bytes, r: &Record) -> Result<()> {
         let mut ops = vec![
             Op::remove(Space::Data, k.clone()),
             Op::remove(Space::Index, index_key(k)),
+            Op::remove(Space::Tombs, tomb_key(r.max_hlc(), k)),
         ];
         if k.first() != Some(&crate::key::LOCAL_PREFIX) {
             self.unsave_digests(&mut ops);
         }
         self.backend.commit(ops)?;
         if k.first() != Some(&crate::key::LOCAL_PREFIX) {
-            self.digests.toggle(k, entry_hash(k, &now));
+            self.digests.toggle(k, entry_hash(k, now));
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// Up to `limit` tombstone-index entries last written before `before`, oldest first.
+    fn tombstones(&self, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        let upper = Bound::Excluded(Bytes::copy_from_slice(&before.0.to_be_bytes()));
+        self.backend
+            .scan(Space::Tombs, (Bound::Unbounded, upper), false, limit)?
+            .into_iter()
+            .map(|(k, _)| {
+                let hlc = k
+                    .first_chunk::<8>()
+                    .ok_or_else(|| StoreError::Corrupt("tombstone index key".into()))?;
+                Ok(Tombstone {
+                    hlc: Hlc(u64::from_be_bytes(*hlc)),
+                    key: Key(k.slice(8..)),
+                })
+            })
+            .collect()
+    }
+
+    /// Consumes a page of the tombstone index below `horizon`: each entry's record goes if it
+    /// still is that tombstone, the entry either way.
+    fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Collected> {
+        let page = self.tombstones(horizon, limit.max(1))?;
+        let mut out = Collected {
+            read: page.len() as u64,
+            more: page.len() >= limit.max(1),
+            ..Collected::default()
+        };
+        for t in page {
+            let k = t.key.0;
+            let _g = self.key_lock(&k).lock();
+            let now = self.backend.get(Space::Data, &k)?;
+            let record = now.as_deref().map(decode_record).transpose()?;
+            match (now, record) {
+                (Some(now), Some(r)) if r.is_tombstone() && r.max_hlc() == t.hlc => {
+                    self.purge_locked(&k, &now, &r)?;
+                    out.purged += 1;
+                }
+                // Written again since (a write moves or drops the entry in its own batch, so
+                // this is only a safety net): the entry alone goes.
+                _ => {
+                    self.backend
+                        .commit(vec![Op::remove(Space::Tombs, tomb_key(t.hlc, &k))])?;
+                    out.stale += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Indexes those of `keys` that are tombstones (the backfill of an older store).
+    fn index_tombstones(&self, keys: &[Key]) -> Result<u64> {
+        let mut indexed = 0;
+        for k in keys {
+            self.check_key(k)?;
+            let _g = self.key_lock(&k.0).lock();
+            if let Some(r) = self.load(k.as_bytes())?
+                && r.is_tombstone()
+            {
+                let entry = tomb_key(r.max_hlc(), k.as_bytes());
+                self.backend
+                    .commit(vec![Op::put(Space::Tombs, entry, Bytes::new())])?;
+                indexed += 1;
+            }
+        }
+        Ok(indexed)
+    }
+
+    /// Records that the tombstone index is complete.
+    fn tombstones_indexed(&self) -> Result<()> {
+        self.backend
+            .commit(vec![Op::put(Space::Meta, META_TOMBS_INDEXED, vec![1u8])])?;
+        self.tombs_indexed.store(true, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -1070,6 +1256,36 @@ impl<B: Backend> Store for Engine<B> {
     async fn drop_zero_counters(&self, keys: &[Key]) -> Result<u64> {
         let keys = keys.to_vec();
         self.off_runtime(move |s| s.drop_zero_counters(&keys)).await
+    }
+
+    fn tombstone_index(&self) -> TombstoneIndex {
+        if self.shared.tombs_indexed.load(Ordering::Acquire) {
+            TombstoneIndex::Complete
+        } else {
+            TombstoneIndex::Partial
+        }
+    }
+
+    fn tombstone_index_len(&self) -> Option<u64> {
+        Some(self.shared.backend.approximate_len(Space::Tombs))
+    }
+
+    async fn tombstones(&self, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        self.off_runtime(move |s| s.tombstones(before, limit)).await
+    }
+
+    async fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Option<Collected>> {
+        self.off_runtime(move |s| s.collect_indexed(horizon, limit).map(Some))
+            .await
+    }
+
+    async fn index_tombstones(&self, keys: &[Key]) -> Result<u64> {
+        let keys = keys.to_vec();
+        self.off_runtime(move |s| s.index_tombstones(&keys)).await
+    }
+
+    async fn tombstones_indexed(&self) -> Result<()> {
+        self.off_runtime(Shared::tombstones_indexed).await
     }
 
     async fn flush(&self) -> Result<()> {
