@@ -12,9 +12,12 @@
 //! ```text
 //! cargo bench -p starling-api --bench hydrate -- [--pages 20000] [--rounds 6] [--memory 0]
 //! ```
-//! Hydrated two ways: serde over `PostView`s (the lists' path) and spliced (the feed's path:
-//! pre-serialized posts, `starling_api::fragments`); the two pages must be the same bytes.
-//! Prints µs per page of each and the ratios (hydrated / bare) per round and as the median.
+//! Hydrated three ways: serde over `PostView`s (the lists' path), spliced (the feed's path:
+//! pre-serialized posts, `starling_api::fragments`, the live parts written by hand) and spliced
+//! with the quoted post and `reposted_by` through serde (the feed's path before); the pages must
+//! be the same bytes. Prints µs per page of each and the ratios (hydrated / bare, spliced / spliced
+//! through serde) per round and as the median. `--only 0|1|2|3` (bare, serde, spliced, spliced
+//! through serde) reads only that page, `--pages × --rounds` times: a run to profile.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use starling_api::hydrate::PageJson;
@@ -119,6 +122,14 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(sample, spliced, "the feed's spliced page is the serde page");
+        let before =
+            starling_api::hydrate::feed_page_json(&state, reader, 20, PageJson::SplicedSerde)
+                .await
+                .unwrap();
+        assert_eq!(
+            sample, before,
+            "the spliced page through serde is the serde page"
+        );
         let items: serde_json::Value = serde_json::from_slice(&sample).unwrap();
         let items = items.as_array().unwrap();
         let reposts = items
@@ -130,32 +141,56 @@ fn main() {
             items.len(),
             sample.len()
         );
-        for how in [PageJson::Bare, PageJson::Views, PageJson::Spliced] {
+        let hows = [
+            PageJson::Bare,
+            PageJson::Views,
+            PageJson::Spliced,
+            PageJson::SplicedSerde,
+        ];
+        if let Some(how) = hows.get(flag("--only", usize::MAX)) {
+            let us = run(&state, reader, n * rounds, *how).await;
+            println!("{how:?} only: {us:.2} us/page");
+            return;
+        }
+        for how in hows {
             run(&state, reader, n / 10, how).await;
         }
-        let (mut views, mut spliced) = (Vec::new(), Vec::new());
+        let (mut views, mut spliced, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..rounds {
+            // Spliced through serde and by hand alternate in both orders (A B, then B A).
             let bare = run(&state, reader, n, PageJson::Bare).await;
             let v = run(&state, reader, n, PageJson::Views).await;
-            let s = run(&state, reader, n, PageJson::Spliced).await;
+            let (s, old) = if r % 2 == 0 {
+                let old = run(&state, reader, n, PageJson::SplicedSerde).await;
+                (run(&state, reader, n, PageJson::Spliced).await, old)
+            } else {
+                let s = run(&state, reader, n, PageJson::Spliced).await;
+                (s, run(&state, reader, n, PageJson::SplicedSerde).await)
+            };
             println!(
                 "round {r}: bare {bare:.2} us/page, hydrated by serde {v:.2} ({:.2}x bare), \
-                 hydrated spliced {s:.2} ({:.2}x bare, {:.2}x serde)",
+                 hydrated spliced {s:.2} ({:.2}x bare, {:.2}x serde), spliced with serde's \
+                 live parts {old:.2} ({:.2}x bare; by hand / serde's {:.3})",
                 v / bare,
                 s / bare,
-                s / v
+                s / v,
+                old / bare,
+                s / old
             );
             views.push(v / bare);
             spliced.push(s / bare);
+            by_hand.push(s / old);
         }
         let median = |r: &mut Vec<f64>| {
             r.sort_by(f64::total_cmp);
             r[r.len() / 2]
         };
         println!(
-            "median ratio hydrated/bare: serde {:.2}, spliced {:.2}",
+            "median ratio hydrated/bare: serde {:.2}, spliced {:.2}; spliced with live parts by \
+             hand / through serde {:.3}",
             median(&mut views),
-            median(&mut spliced)
+            median(&mut spliced),
+            median(&mut by_hand)
         );
     });
 }
