@@ -8,7 +8,8 @@
 mod common;
 
 use common::chat::{
-    Client, Ended, Server, User, conversation, history, http, sign_up, start, start_with,
+    Client, Ended, Server, User, conversation, history, http, post_message, sign_up, start,
+    start_with, start_with_chat,
 };
 use serde_json::{Value, json};
 use starling_api::config::ChatSettings;
@@ -156,14 +157,7 @@ async fn send_ack_and_delivery_to_every_device_of_every_member() {
     assert_eq!(items[0]["last_seq"], 5);
     assert_eq!(items[1]["last_seq"], 1);
     // A message posted over REST is delivered live too.
-    let (st, m) = http(
-        s.addr,
-        "POST",
-        &format!("/v1/conversations/{dm}/messages"),
-        Some(&bob.token),
-        Some(json!({"body":"via rest","client_id":"r1"})),
-    )
-    .await;
+    let (st, m) = post_message(s.addr, &bob.token, &dm, "via rest", "r1").await;
     assert_eq!(st, 201, "{m}");
     assert_eq!(m["seq"], 2);
     let live = a2.next_of(&["message"]).await;
@@ -248,14 +242,10 @@ async fn non_members_and_blocked_users_are_refused_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_member_cap_is_enforced() {
-    let s = start_with(
-        common::chat::memory_store(),
-        ChatSettings {
-            max_group_members: "3".parse().unwrap(),
-            ..ChatSettings::default()
-        },
-        (Bus::in_process(), None),
-    )
+    let s = start_with_chat(ChatSettings {
+        max_group_members: "3".parse().unwrap(),
+        ..ChatSettings::default()
+    })
     .await;
     let (a, b, c) = three_users(&s).await;
     let d = sign_up(s.addr, "dave").await;
@@ -279,25 +269,11 @@ async fn retries_return_the_original_and_store_nothing_new() {
         (again["seq"].clone(), again["id"].clone()),
         (first["seq"].clone(), first["id"].clone())
     );
-    let (st, m) = http(
-        s.addr,
-        "POST",
-        &format!("/v1/conversations/{dm}/messages"),
-        Some(&alice.token),
-        Some(json!({"body":"once","client_id":"same"})),
-    )
-    .await;
+    let (st, m) = post_message(s.addr, &alice.token, &dm, "once", "same").await;
     assert_eq!(st, 201);
     assert_eq!(m["id"], first["id"]);
     // The same client id from another sender is another message.
-    let (_, m) = http(
-        s.addr,
-        "POST",
-        &format!("/v1/conversations/{dm}/messages"),
-        Some(&bob.token),
-        Some(json!({"body":"mine","client_id":"same"})),
-    )
-    .await;
+    let (_, m) = post_message(s.addr, &bob.token, &dm, "mine", "same").await;
     assert_eq!(m["seq"], 2);
 
     // A retry after the connection died before the ack arrived.
@@ -445,14 +421,10 @@ async fn reconnect_and_resume_has_no_gap_and_no_duplicate_while_another_client_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_and_resumes_everything() {
-    let s = start_with(
-        common::chat::memory_store(),
-        ChatSettings {
-            ws_queue_bytes: "16384".parse().unwrap(),
-            ..ChatSettings::default()
-        },
-        (Bus::in_process(), None),
-    )
+    let s = start_with_chat(ChatSettings {
+        ws_queue_bytes: "16384".parse().unwrap(),
+        ..ChatSettings::default()
+    })
     .await;
     let (alice, bob, _) = three_users(&s).await;
     let dm = conversation(s.addr, &alice, &[&bob]).await;
@@ -597,15 +569,11 @@ fn invalid_utf8_text() -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_caps_per_user_and_per_node() {
-    let s = start_with(
-        common::chat::memory_store(),
-        ChatSettings {
-            ws_max_per_user: "2".parse().unwrap(),
-            ws_max_connections: "3".parse().unwrap(),
-            ..ChatSettings::default()
-        },
-        (Bus::in_process(), None),
-    )
+    let s = start_with_chat(ChatSettings {
+        ws_max_per_user: "2".parse().unwrap(),
+        ws_max_connections: "3".parse().unwrap(),
+        ..ChatSettings::default()
+    })
     .await;
     let (alice, bob, carol) = three_users(&s).await;
     let mut keep = Vec::new();
@@ -643,14 +611,7 @@ async fn with_the_client_id_filter_a_retry_after_a_restart_gets_the_original() {
         }
     };
     let send = |addr, token: String, conv: String, cid: String| async move {
-        http(
-            addr,
-            "POST",
-            &format!("/v1/conversations/{conv}/messages"),
-            Some(&token),
-            Some(json!({"body": cid, "client_id": cid})),
-        )
-        .await
+        post_message(addr, &token, &conv, &cid, &cid).await
     };
     let s = start_with(store.clone(), settings, (Bus::in_process(), None)).await;
     loaded(&s).await;

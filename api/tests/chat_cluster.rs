@@ -8,7 +8,7 @@
 mod common;
 
 use common::Node;
-use common::chat::{Client, User, history, http};
+use common::chat::{Client, User, history, http, messages, post_message, try_sign_up};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -57,20 +57,10 @@ async fn sign_up_retrying(addr: SocketAddr, handle: &str) -> User {
     // Handles are arbitrated in `us`: from `eu` that needs the cluster formed first.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (s, v) = http(
-            addr,
-            "POST",
-            "/v1/users",
-            None,
-            Some(json!({"handle": handle, "password": "password1"})),
-        )
-        .await;
-        if s == 201 {
-            return User {
-                id: v["id"].as_str().unwrap().into(),
-                token: v["token"].as_str().unwrap().into(),
-            };
-        }
+        let (s, v) = match try_sign_up(addr, handle).await {
+            Ok(user) => return user,
+            Err(refusal) => refusal,
+        };
         assert!(Instant::now() < deadline, "sign-up of {handle}: {s} {v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -235,16 +225,8 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
         let mut stored = Vec::new();
         let mut after = 0;
         loop {
-            let (s, v) = http(
-                us_addr,
-                "GET",
-                &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=100"),
-                Some(&alice.token),
-                None,
-            )
-            .await;
+            let (s, items) = messages(us_addr, &alice.token, &conv, after).await;
             assert_eq!(s, 200);
-            let items = v["items"].as_array().unwrap().clone();
             if items.is_empty() {
                 break;
             }
@@ -299,50 +281,22 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
         let ev = b.next_of(&["message"]).await;
         assert_eq!((ev["kind"].as_str(), ev["seq"].as_u64()), (Some("member_removed"), Some(1)));
         assert_eq!(b.next_of(&["removed"]).await["seq"].as_u64(), Some(1));
-        let (s, _) = http(
-            us_addr,
-            "POST",
-            &format!("/v1/conversations/{g}/messages"),
-            Some(&alice.token),
-            Some(json!({"body": "after bob left", "client_id": "after"})),
-        )
-        .await;
+        let (s, _) = post_message(us_addr, &alice.token, &g, "after bob left", "after").await;
         assert_eq!(s, 201);
         // Once the record reached eu, eu refuses bob's send and his later pages.
         until("bob refused in eu", || {
             let (bob, g) = (bob.clone(), g.clone());
             async move {
-                let (s, _) = http(
-                    eu_addr,
-                    "POST",
-                    &format!("/v1/conversations/{g}/messages"),
-                    Some(&bob.token),
-                    Some(json!({"body": "let me in", "client_id": "x"})),
-                )
-                .await;
+                let (s, _) = post_message(eu_addr, &bob.token, &g, "let me in", "x").await;
                 s == 403
             }
         })
         .await;
-        let (s, _) = http(
-            eu_addr,
-            "GET",
-            &format!("/v1/conversations/{g}/messages?after_seq=1"),
-            Some(&bob.token),
-            None,
-        )
-        .await;
+        let (s, _) = messages(eu_addr, &bob.token, &g, 1).await;
         assert_eq!(s, 403);
-        let (s, v) = http(
-            eu_addr,
-            "GET",
-            &format!("/v1/conversations/{g}/messages?after_seq=0"),
-            Some(&bob.token),
-            None,
-        )
-        .await;
+        let (s, items) = messages(eu_addr, &bob.token, &g, 0).await;
         assert_eq!(s, 200);
-        let seqs: Vec<u64> = v["items"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+        let seqs: Vec<u64> = items.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, vec![1], "bob reads up to his removal, nothing after");
         // The ping proves nothing later was queued for bob before it.
         b.send(json!({"type":"ping"})).await;

@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::chat::{Client, Server, User, conversation, http, sign_up, start, start_with};
+use common::chat::{
+    Client, Server, User, conversation, http, messages, sign_up, start, start_with_chat,
+};
 use serde_json::{Value, json};
 use starling_api::config::ChatSettings;
-use starling_messenger::Bus;
 
 fn send_frame(conv: &str, client_id: &str, body: &str) -> Value {
     json!({"type":"send","conv":conv,"client_id":client_id,"body":body})
@@ -56,17 +57,29 @@ async fn set_role(s: &Server, conv: &str, user: &User, role: &str, by: &User) ->
     status(s, "PUT", &path, Some(&by.token), Some(body)).await
 }
 
-async fn history(s: &Server, user: &User, conv: &str, after: u64) -> (u16, Vec<Value>) {
-    let (st, v) = http(
-        s.addr,
-        "GET",
-        &format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=100"),
-        Some(&user.token),
-        None,
+/// The status of `by` marking the conversation `conv` (its id) read up to `seq`.
+async fn mark_read(s: &Server, conv: &str, seq: u64, by: &User) -> u16 {
+    let path = format!("/v1/conversations/{conv}/read");
+    status(
+        s,
+        "PUT",
+        &path,
+        Some(&by.token),
+        Some(json!({ "seq": seq })),
     )
-    .await;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
-    (st, items)
+    .await
+}
+
+/// The item of the conversation `conv` (its id) in `user`'s inbox (its first page).
+async fn inbox_item(s: &Server, user: &User, conv: &str) -> Value {
+    let (_, v) = http(s.addr, "GET", "/v1/conversations", Some(&user.token), None).await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == conv)
+        .unwrap()
+        .clone()
 }
 
 /// A small deterministic generator (xorshift), so each round's burst is reproducible.
@@ -135,7 +148,7 @@ async fn pipelined_bursts_keep_the_senders_order_and_ack_order() {
         let mut stored = Vec::new();
         let mut after = 0;
         loop {
-            let (st, page) = history(&s, &alice, conv, after).await;
+            let (st, page) = messages(s.addr, &alice.token, conv, after).await;
             assert_eq!(st, 200);
             if page.is_empty() {
                 break;
@@ -158,14 +171,10 @@ async fn pipelined_bursts_keep_the_senders_order_and_ack_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_membership_is_a_log_of_events_with_roles() {
-    let s = start_with(
-        common::chat::memory_store(),
-        ChatSettings {
-            max_group_members: "4".parse().unwrap(),
-            ..ChatSettings::default()
-        },
-        (Bus::in_process(), None),
-    )
+    let s = start_with_chat(ChatSettings {
+        max_group_members: "4".parse().unwrap(),
+        ..ChatSettings::default()
+    })
     .await;
     let owner = sign_up(s.addr, "owner").await;
     let bob = sign_up(s.addr, "bob").await;
@@ -271,10 +280,10 @@ async fn group_membership_is_a_log_of_events_with_roles() {
         (Some("error"), Some("forbidden")),
         "{e}"
     );
-    let (st, page) = history(&s, &carol, &g, 0).await;
+    let (st, page) = messages(s.addr, &carol.token, &g, 0).await;
     assert_eq!(st, 200);
     assert_eq!(page.last().unwrap()["seq"].as_u64(), Some(removal));
-    let (st, _) = history(&s, &carol, &g, removal).await;
+    let (st, _) = messages(s.addr, &carol.token, &g, removal).await;
     assert_eq!(st, 403);
 
     // Re-added: she reads from the re-add on, never the stretch she was out.
@@ -282,7 +291,7 @@ async fn group_membership_is_a_log_of_events_with_roles() {
     assert_eq!(st, 204);
     b.send(send_frame(&g, "welcome", "welcome back")).await;
     b.next_of(&["ack"]).await;
-    let (st, page) = history(&s, &carol, &g, 0).await;
+    let (st, page) = messages(s.addr, &carol.token, &g, 0).await;
     assert_eq!(st, 200);
     let seen: Vec<&str> = page
         .iter()
@@ -324,9 +333,9 @@ async fn group_membership_is_a_log_of_events_with_roles() {
         .collect();
     assert_eq!(owner_now, vec![dave.id.as_str()]);
     // The log tells the story in order, with no gap, to a founder; Dave reads from his add.
-    let (_, page) = history(&s, &dave, &g, 0).await;
+    let (_, page) = messages(s.addr, &dave.token, &g, 0).await;
     assert_eq!(page[0]["seq"].as_u64(), Some(3));
-    let (_, page) = history(&s, &bob, &g, 0).await;
+    let (_, page) = messages(s.addr, &bob.token, &g, 0).await;
     let kinds: Vec<&str> = page.iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -445,7 +454,7 @@ async fn edits_and_deletes_reach_members_live_on_resume_and_in_history() {
     .await;
     assert_eq!(st, 404);
     // History shows the current state; a resume replays the changes in log order.
-    let (_, page) = history(&s, &carol, &g, 0).await;
+    let (_, page) = messages(s.addr, &carol.token, &g, 0).await;
     assert_eq!(page[0]["body"], "hello");
     assert!(page[0]["edited_at"].is_string());
     assert_eq!(
@@ -518,15 +527,7 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
     assert!(v["next_cursor"].is_null());
     // Marking read on one device reaches the other live; a lower marker changes nothing.
     let mut a2 = Client::connect(s.addr, &alice.token).await;
-    let st = status(
-        &s,
-        "PUT",
-        &format!("/v1/conversations/{first}/read"),
-        Some(&alice.token),
-        Some(json!({"seq":2})),
-    )
-    .await;
-    assert_eq!(st, 204);
+    assert_eq!(mark_read(&s, &first, 2, &alice).await, 204);
     let r = a2.next_of(&["read"]).await;
     assert_eq!(
         (r["seq"].as_u64(), r["user"].as_str()),
@@ -536,35 +537,14 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
     a1.send(json!({"type":"read","conv":first,"seq":1})).await;
     a1.send(json!({"type":"ping"})).await;
     a1.next_of(&["pong"]).await;
-    let (_, v) = http(s.addr, "GET", "/v1/conversations", Some(&alice.token), None).await;
-    let item = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == first.as_str())
-        .unwrap()
-        .clone();
+    let item = inbox_item(&s, &alice, &first).await;
     assert_eq!(
         (item["read_seq"].as_u64(), item["unread_count"].as_u64()),
         (Some(2), Some(1))
     );
     // Beyond the newest seq, the marker stops at it.
-    http(
-        s.addr,
-        "PUT",
-        &format!("/v1/conversations/{first}/read"),
-        Some(&alice.token),
-        Some(json!({"seq":1000})),
-    )
-    .await;
-    let (_, v) = http(s.addr, "GET", "/v1/conversations", Some(&alice.token), None).await;
-    let item = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["id"] == first.as_str())
-        .unwrap()
-        .clone();
+    mark_read(&s, &first, 1000, &alice).await;
+    let item = inbox_item(&s, &alice, &first).await;
     assert_eq!(
         (item["read_seq"].as_u64(), item["unread_count"].as_u64()),
         (Some(3), Some(0))
@@ -579,13 +559,5 @@ async fn read_markers_never_move_back_and_the_inbox_orders_by_activity() {
     )
     .await;
     assert_eq!(st, 400);
-    let st = status(
-        &s,
-        "PUT",
-        &format!("/v1/conversations/{first}/read"),
-        Some(&carol.token),
-        Some(json!({"seq":1})),
-    )
-    .await;
-    assert_eq!(st, 403);
+    assert_eq!(mark_read(&s, &first, 1, &carol).await, 403);
 }

@@ -72,12 +72,12 @@ pub async fn start_with(
 
 /// Starts a node with default limits and the in-process bus.
 pub async fn start() -> Server {
-    start_with(
-        memory_store(),
-        ChatSettings::default(),
-        (Bus::in_process(), None),
-    )
-    .await
+    start_with_chat(ChatSettings::default()).await
+}
+
+/// Starts a node over a fresh memory store and the in-process bus, with `chat` limits.
+pub async fn start_with_chat(chat: ChatSettings) -> Server {
+    start_with(memory_store(), chat, (Bus::in_process(), None)).await
 }
 
 /// One request with a JSON body (none when `body` is `None`): (status, JSON body or Null).
@@ -93,10 +93,30 @@ pub async fn http(
 
 /// The first 100 messages of conversation `conv` as `token`'s user reads them over REST.
 pub async fn history(addr: SocketAddr, token: &str, conv: &str) -> Vec<Value> {
-    let path = format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100");
+    let (s, items) = messages(addr, token, conv, 0).await;
+    assert_eq!(s, 200);
+    items
+}
+
+/// The status of a page of conversation `conv`'s messages after seq `after` (`limit=100`), and
+/// its items (none on an error).
+pub async fn messages(addr: SocketAddr, token: &str, conv: &str, after: u64) -> (u16, Vec<Value>) {
+    let path = format!("/v1/conversations/{conv}/messages?after_seq={after}&limit=100");
     let (s, v) = http(addr, "GET", &path, Some(token), None).await;
-    assert_eq!(s, 200, "{v}");
-    v["items"].as_array().expect("items").clone()
+    (s, v["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// `POST /v1/conversations/{conv}/messages` of `body` with `client_id`: the status and body.
+pub async fn post_message(
+    addr: SocketAddr,
+    token: &str,
+    conv: &str,
+    body: &str,
+    client_id: &str,
+) -> (u16, Value) {
+    let path = format!("/v1/conversations/{conv}/messages");
+    let body = json!({ "body": body, "client_id": client_id });
+    http(addr, "POST", &path, Some(token), Some(body)).await
 }
 
 /// A signed-up user.
@@ -107,19 +127,22 @@ pub struct User {
 }
 
 pub async fn sign_up(addr: SocketAddr, handle: &str) -> User {
-    let (s, v) = http(
-        addr,
-        "POST",
-        "/v1/users",
-        None,
-        Some(json!({"handle": handle, "password": "password1"})),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    User {
+    try_sign_up(addr, handle)
+        .await
+        .unwrap_or_else(|(s, v)| panic!("sign-up of {handle}: {s} {v}"))
+}
+
+/// Signs `handle` up: the user, or the status and body of the refusal.
+pub async fn try_sign_up(addr: SocketAddr, handle: &str) -> Result<User, (u16, Value)> {
+    let body = json!({"handle": handle, "password": "password1"});
+    let (s, v) = http(addr, "POST", "/v1/users", None, Some(body)).await;
+    if s != 201 {
+        return Err((s, v));
+    }
+    Ok(User {
         id: v["id"].as_str().unwrap().to_string(),
         token: v["token"].as_str().unwrap().to_string(),
-    }
+    })
 }
 
 /// Creates a conversation of `me` with `others`; returns its id.
