@@ -21,6 +21,22 @@ fn starling(args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// `starling seed` with `flags` (whitespace-separated) into the data directory `data_dir`.
+fn seed(flags: &str, data_dir: &str) -> (bool, String) {
+    let mut args = vec!["seed"];
+    args.extend(flags.split_whitespace());
+    args.extend(["--data-dir", data_dir]);
+    starling(&args)
+}
+
+/// A session token of `handle` (a seeded user's password) on `node`.
+fn login(node: &Node, handle: &str) -> String {
+    let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
+    let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    json(&b)["token"].as_str().unwrap().to_string()
+}
+
 fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap()
 }
@@ -30,62 +46,27 @@ fn a_seeded_store_serves_logins_counts_and_feeds() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let d = data.display().to_string();
-    let (ok, out) = starling(&[
-        "seed",
-        "--users",
-        "400",
-        "--follows",
-        "12",
-        "--posts",
-        "2",
-        "--seed",
-        "7",
-        "--data-dir",
-        &d,
-    ]);
+    let (ok, out) = seed("--users 400 --follows 12 --posts 2 --seed 7", &d);
     assert!(ok, "{out}");
     assert!(out.contains("seeded 400 users"), "{out}");
     // The same flags give the same records: a second node seeded alike agrees by digest.
     let twin = dir.path().join("twin").display().to_string();
-    let (ok, again) = starling(&[
-        "seed",
-        "--users",
-        "400",
-        "--follows",
-        "12",
-        "--posts",
-        "2",
-        "--seed",
-        "7",
-        "--writers",
-        "1",
-        "--data-dir",
+    let (ok, again) = seed(
+        "--users 400 --follows 12 --posts 2 --seed 7 --writers 1",
         &twin,
-    ]);
+    );
     assert!(ok, "{again}");
     let digest = |s: &str| s.split("digest ").nth(1).unwrap()[..16].to_string();
     assert_eq!(digest(&out), digest(&again), "{out}\n{again}");
-    let (ok, other) = starling(&[
-        "seed",
-        "--users",
-        "400",
-        "--follows",
-        "12",
-        "--seed",
-        "8",
-        "--data-dir",
-        &dir.path().join("other").display().to_string(),
-    ]);
+    let other_dir = dir.path().join("other").display().to_string();
+    let (ok, other) = seed("--users 400 --follows 12 --seed 8", &other_dir);
     assert!(ok, "{other}");
     assert_ne!(digest(&out), digest(&other), "another seed, another graph");
     // A bulk load goes into a fresh store only.
-    let (ok, refused) = starling(&["seed", "--users", "10", "--data-dir", &d]);
+    let (ok, refused) = seed("--users 10", &d);
     assert!(!ok && refused.contains("no replicated record"), "{refused}");
     let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
-    let body = serde_json::json!({"handle": "user0", "password": "password1"}).to_string();
-    let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
-    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-    let token = json(&b)["token"].as_str().unwrap().to_string();
+    let token = login(&node, "user0");
     let (s, me) = node.http("GET", "/v1/users/me", Some(&token), b"");
     assert_eq!(s, 200);
     let me = json(&me);
@@ -223,25 +204,8 @@ fn all_users(node: &Node, token: &str, path: &str) -> Vec<(String, String)> {
 fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("data").display().to_string();
-    let (ok, out) = starling(&[
-        "seed",
-        "--users",
-        "300",
-        "--follows",
-        "10",
-        "--posts",
-        "2",
-        "--likes",
-        "6",
-        "--reposts",
-        "1",
-        "--replies",
-        "1",
-        "--seed",
-        "3",
-        "--data-dir",
-        &d,
-    ]);
+    let flags = "--users 300 --follows 10 --posts 2 --likes 6 --reposts 1 --replies 1 --seed 3";
+    let (ok, out) = seed(flags, &d);
     assert!(ok, "{out}");
     // "most liked post: ID (N likes)": the Zipf law puts many likes on one post.
     let hot = out.split("most liked post: ").nth(1).unwrap();
@@ -253,13 +217,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
     );
     let args = ["--data-dir", &d, "--deletion-interval", "100ms"].map(String::from);
     let node = Node::start(dir.path(), free_port(), &args);
-    let login = |handle: &str| {
-        let body = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
-        let (s, b) = common::http_json(node.port, "POST", "/v1/sessions", None, &body);
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        json(&b)["token"].as_str().unwrap().to_string()
-    };
-    let token = login("user0");
+    let token = login(&node, "user0");
     let counts = |token: &str| {
         let (s, b) = node.http("GET", &format!("/v1/posts/{post}"), Some(token), b"");
         assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
@@ -296,7 +254,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         .as_str()
         .unwrap()
         .to_string();
-    let author_token = login(&author);
+    let author_token = login(&node, &author);
     let (s, n) = node.http(
         "GET",
         "/v1/notifications?limit=100",
@@ -320,7 +278,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         "{n}"
     );
     // A seeded like taken back leaves the count, once; liked again, it is back.
-    let liker = login(&likers[0].1);
+    let liker = login(&node, &likers[0].1);
     let liked = |t: &str| counts(t)["likes"].as_u64().unwrap() as usize;
     let (s, _) = node.http(
         "DELETE",
@@ -351,7 +309,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         .find(|(_, h)| h != "user0" && *h != author)
         .unwrap()
         .clone();
-    let gone = login(&gone_handle);
+    let gone = login(&node, &gone_handle);
     let body = serde_json::json!({"password": "password1"}).to_string();
     let (s, b) = common::http_json(node.port, "DELETE", "/v1/users/me", Some(&gone), &body);
     assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
@@ -371,7 +329,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         .find(|(id, h)| h != "user0" && *h != author && *id != gone_id)
         .cloned()
         .expect("a seeded reposter of the hot post to delete");
-    let rt = login(&rhandle);
+    let rt = login(&node, &rhandle);
     let (s, b) = common::http_json(node.port, "DELETE", "/v1/users/me", Some(&rt), &body);
     assert_eq!(s, 204, "{}", String::from_utf8_lossy(&b));
     let reposts = |t: &str| counts(t)["reposts"].as_u64().unwrap() as usize;
