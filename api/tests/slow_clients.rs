@@ -70,6 +70,14 @@ fn closed(sent: usize, answer: &[u8]) -> Cut {
     Cut::Closed { sent, answer }
 }
 
+/// Asserts that `req` trickled to `port` (see [`trickle`]) is cut before its end; `what` names it.
+fn assert_cut_midway(port: u16, req: &[u8], what: &str) {
+    match trickle(port, req) {
+        Cut::Closed { sent, .. } => assert!(sent < req.len(), "{what}: cut at {sent} bytes"),
+        Cut::NotCut => panic!("{what} was never cut"),
+    }
+}
+
 #[test]
 fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,10 +91,7 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: {}\r\n\r\n",
         "s".repeat(360)
     );
-    match trickle(port, head.as_bytes()) {
-        Cut::Closed { sent, .. } => assert!(sent < head.len(), "cut mid-head ({sent} bytes)"),
-        Cut::NotCut => panic!("a trickled head was never cut"),
-    }
+    assert_cut_midway(port, head.as_bytes(), "a trickled head");
     // An idle connection: nothing sent at all.
     assert!(
         matches!(trickle(port, b""), Cut::Closed { sent: 0, .. }),
@@ -97,10 +102,7 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
         "GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Pad: {}\r\n\r\n",
         "p".repeat(300)
     );
-    match trickle(port, upgrade.as_bytes()) {
-        Cut::Closed { sent, .. } => assert!(sent < upgrade.len(), "cut mid-upgrade ({sent})"),
-        Cut::NotCut => panic!("an unfinished upgrade was never cut"),
-    }
+    assert_cut_midway(port, upgrade.as_bytes(), "an unfinished upgrade");
     // A body that never comes: the head is complete, 10 of 100 bytes follow, then nothing.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(BOUND)).unwrap();
