@@ -103,6 +103,41 @@ impl Api {
             .await
     }
 
+    /// `PUT /v1/following/{user}` with `token`: the status.
+    async fn follow(&self, token: &str, user: &str) -> StatusCode {
+        let path = format!("/v1/following/{user}");
+        self.call(Method::PUT, &path, Some(token), None).await.0
+    }
+
+    /// `POST /v1/friend-requests` to `to` with `token`: the status and body.
+    async fn friend_request(&self, token: &str, to: &str) -> (StatusCode, Value) {
+        let body = json!({ "to": to });
+        self.call(Method::POST, "/v1/friend-requests", Some(token), Some(body))
+            .await
+    }
+
+    /// `POST /v1/friend-requests/{id}/accept` with `token`: the status and body.
+    async fn accept(&self, token: &str, id: &str) -> (StatusCode, Value) {
+        let path = format!("/v1/friend-requests/{id}/accept");
+        self.call(Method::POST, &path, Some(token), None).await
+    }
+
+    /// `POST /v1/posts` of the JSON `body` with `token` and idempotency key `key`: the status
+    /// and the body's bytes.
+    async fn post_keyed(&self, token: &str, body: Vec<u8>, key: &str) -> (StatusCode, Vec<u8>) {
+        let (s, bytes, _) = self
+            .raw(
+                Method::POST,
+                "/v1/posts",
+                Some(token),
+                Some("application/json"),
+                body,
+                &[("idempotency-key", key)],
+            )
+            .await;
+        (s, bytes)
+    }
+
     async fn sign_up(&self, handle: &str) -> (String, String) {
         let (s, v) = self
             .call(
@@ -163,14 +198,7 @@ async fn a_whole_session_of_a_client() {
         (StatusCode::OK, Some("Alice A."))
     );
     // Follow, lists, counts.
-    let (s, _) = a
-        .call(
-            Method::PUT,
-            &format!("/v1/following/{bob}"),
-            Some(&at),
-            None,
-        )
-        .await;
+    let s = a.follow(&at, &bob).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, v) = a
         .call(
@@ -192,36 +220,15 @@ async fn a_whole_session_of_a_client() {
         .await;
     assert_eq!(v["items"][0]["followers_count"], 1);
     // Friends.
-    let (s, r) = a
-        .call(
-            Method::POST,
-            "/v1/friend-requests",
-            Some(&bt),
-            Some(json!({"to": alice})),
-        )
-        .await;
+    let (s, r) = a.friend_request(&bt, &alice).await;
     assert_eq!(
         (s, r["state"].as_str()),
         (StatusCode::CREATED, Some("pending"))
     );
     let rid = r["id"].as_str().unwrap();
-    let (s, _) = a
-        .call(
-            Method::POST,
-            &format!("/v1/friend-requests/{rid}/accept"),
-            Some(&bt),
-            None,
-        )
-        .await;
+    let (s, _) = a.accept(&bt, rid).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "only the addressee accepts");
-    let (s, r) = a
-        .call(
-            Method::POST,
-            &format!("/v1/friend-requests/{rid}/accept"),
-            Some(&at),
-            None,
-        )
-        .await;
+    let (s, r) = a.accept(&at, rid).await;
     assert_eq!((s, r["state"].as_str()), (StatusCode::OK, Some("accepted")));
     let (_, v) = a.call(Method::GET, "/v1/friends", Some(&at), None).await;
     assert_eq!(v["items"][0]["id"], bob.as_str());
@@ -254,27 +261,9 @@ async fn a_whole_session_of_a_client() {
         (StatusCode::OK, crate::testing::PNG_1X1, "image/png")
     );
     let body = serde_json::to_vec(&json!({"text": "hello", "media": [mid]})).unwrap();
-    let (s, p1, _) = a
-        .raw(
-            Method::POST,
-            "/v1/posts",
-            Some(&at),
-            Some("application/json"),
-            body.clone(),
-            &[("idempotency-key", "k1")],
-        )
-        .await;
+    let (s, p1) = a.post_keyed(&at, body.clone(), "k1").await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, p2, _) = a
-        .raw(
-            Method::POST,
-            "/v1/posts",
-            Some(&at),
-            Some("application/json"),
-            body,
-            &[("idempotency-key", "k1")],
-        )
-        .await;
+    let (s, p2) = a.post_keyed(&at, body, "k1").await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(p1, p2, "a retry with the same key returns the original");
     let p: Value = serde_json::from_slice(&p1).unwrap();
@@ -325,14 +314,7 @@ async fn a_whole_session_of_a_client() {
         .call(Method::PUT, &format!("/v1/blocks/{alice}"), Some(&bt), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _) = a
-        .call(
-            Method::PUT,
-            &format!("/v1/following/{bob}"),
-            Some(&at),
-            None,
-        )
-        .await;
+    let s = a.follow(&at, &bob).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, v) = a
         .call(Method::GET, &format!("/v1/users/{bob}"), Some(&bt), None)
@@ -412,14 +394,7 @@ async fn authorization_matrix() {
         )
         .await;
     let post = p["id"].as_str().unwrap().to_string();
-    let (_, r) = a
-        .call(
-            Method::POST,
-            "/v1/friend-requests",
-            Some(&bt),
-            Some(json!({"to": alice})),
-        )
-        .await;
+    let (_, r) = a.friend_request(&bt, &alice).await;
     let req = r["id"].as_str().unwrap().to_string();
     let before = a.store.last_seq();
     for (m, path, body) in protected(&alice, &post, &req) {
@@ -452,14 +427,7 @@ async fn authorization_matrix() {
         "forbidden requests wrote nothing"
     );
     // The owner may.
-    let (s, _) = a
-        .call(
-            Method::POST,
-            &format!("/v1/friend-requests/{req}/accept"),
-            Some(&at),
-            None,
-        )
-        .await;
+    let (s, _) = a.accept(&at, &req).await;
     assert_eq!(s, StatusCode::OK);
     let _ = bob;
 }
