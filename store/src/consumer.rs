@@ -8,7 +8,8 @@
 //!
 //! With the ScyllaDB engine (feature `scylla`) a region's nodes can also consume one feed of the
 //! whole keyspace, every node's writes, split among them by leases: [`KeyspaceFeed`] (see
-//! ARCHITECTURE.md, "The keyspace-wide change feed").
+//! ARCHITECTURE.md, "The keyspace-wide change feed"); and each node reads all of it, unleased,
+//! from cursors in memory, for its caches and sockets: [`KeyspaceTail`].
 
 use crate::contract::{Change, Store, StoreExt};
 use crate::error::Result;
@@ -20,8 +21,8 @@ use tokio::sync::watch;
 
 #[cfg(feature = "scylla")]
 pub use crate::engine::scylla::{
-    BackfillProgress, DEFAULT_PARTITIONS, FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig,
-    PartBatch, partition_of,
+    BackfillProgress, DEFAULT_PARTITIONS, FeedStats, KeyspaceChange, KeyspaceFeed, KeyspaceTail,
+    LeaseConfig, MAX_LAG, PartBatch, TailPoll, partition_of,
 };
 
 const CURSORS: Keyspace = Keyspace::local("cursor");

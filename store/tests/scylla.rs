@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use starling_store::conformance::{nodes as suite_nodes, run_all};
-use starling_store::consumer::{KeyspaceFeed, LeaseConfig, partition_of};
+use starling_store::consumer::{KeyspaceFeed, KeyspaceTail, LeaseConfig, MAX_LAG, partition_of};
 use starling_store::{
     Delta, HlcClock, Key, Keyspace, Limits, NodeId, RegionId, ScyllaOptions, Store, StoreExt,
     Writers, open_memory, open_scylla,
@@ -514,7 +514,8 @@ async fn a_consumer_paused_past_its_lease_is_fenced_and_its_partitions_handed_ov
 }
 
 /// The holder of a partition deletes its writers' `kfeed` chunks that lie wholly below its
-/// cursor — those and no others, each once — after it delivered and committed their entries.
+/// cursor but the last of them (kept for the nodes' broadcast readers) — those and no others,
+/// each once — after it delivered and committed their entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
     let Some(nodes) = cluster() else { return };
@@ -531,7 +532,8 @@ async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
         .unwrap();
     let k = &opts.keyspace;
     // A writer whose sub-stream spans three chunks (rows as its engine writes them), its mark in
-    // the third: chunks 0 and 1 are wholly below it once consumed, chunk 2 is not.
+    // the third: chunks 0 and 1 are wholly below it once consumed, chunk 2 is not; chunk 1 is
+    // kept (the feed retains a chunk below each cursor).
     let c = 1i64 << 16;
     for (chunk, seq) in [
         (0i64, 1i64),
@@ -578,10 +580,10 @@ async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
         vec![1, c - 1, c, c + 7, 2 * c],
         "up to the writer's mark"
     );
-    assert_eq!(x.trim(100).await.unwrap(), 2, "chunks 0 and 1");
+    assert_eq!(x.trim(100).await.unwrap(), 1, "chunk 0 (1 is retained)");
     assert_eq!(x.trim(100).await.unwrap(), 0, "each once");
-    assert_eq!(x.stats().trimmed, 2);
-    for (chunk, want) in [(0i64, 0i64), (1, 0), (2, 2)] {
+    assert_eq!(x.stats().trimmed, 1);
+    for (chunk, want) in [(0i64, 0i64), (1, 2), (2, 2)] {
         let rows = s
             .query_unpaged(
                 format!(
@@ -1002,5 +1004,78 @@ async fn the_holders_check_repairs_digest_rows_and_leaves() {
         (4, 1),
         "{last:?}"
     );
+    ks.drop_all().await;
+}
+
+/// A node's broadcast reader sees every node's writes made after its first poll, in every
+/// partition, each once, a window at a time; a reader further behind a writer's mark than the
+/// feed retains skips to the marks and says so, as it does after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broadcast_reader_sees_every_nodes_writes_after_it_started() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes.clone(), "ktail");
+    let mut opts = ks.fresh(Writers::Shared);
+    opts.feed_partitions = Some(8);
+    let [a, b] = suite_nodes();
+    let sa = open_scylla(a, Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let sb = open_scylla(b, Arc::new(HlcClock::new()), &opts)
+        .await
+        .unwrap();
+    let tail = KeyspaceTail::open(&opts).await.unwrap();
+    let first = tail.poll(1000).await.unwrap();
+    assert!(
+        first.changes.is_empty() && !first.reset,
+        "starts at the marks"
+    );
+    let space = Keyspace::new("tb");
+    let mut want = BTreeSet::new();
+    for i in 0..40u64 {
+        let k = space.key().u64(i).finish();
+        let s = if i % 2 == 0 { &sa } else { &sb };
+        s.put(&k, Bytes::from_static(b"v")).await.unwrap();
+        want.insert(k);
+    }
+    let mut seen: HashMap<Key, u32> = HashMap::new();
+    let mut writers = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !want.iter().all(|k| seen.contains_key(k)) && std::time::Instant::now() < deadline {
+        // A window of 7 numbers a writer: several polls, chunk by chunk.
+        let p = tail.poll(7).await.unwrap();
+        assert!(!p.reset);
+        for c in p.changes {
+            if c.key.as_bytes().starts_with(b"tb") {
+                writers.insert(c.writer);
+                *seen.entry(c.key).or_insert(0) += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing: Vec<&Key> = want.iter().filter(|k| !seen.contains_key(*k)).collect();
+    assert!(missing.is_empty(), "never read: {missing:?}");
+    assert!(seen.values().all(|&n| n == 1), "each once: {seen:?}");
+    assert_eq!(writers.len(), 2, "both nodes' writes");
+    // A writer whose mark lies further ahead than the feed retains: a reset, at the marks.
+    let s = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(&nodes)
+        .build()
+        .await
+        .unwrap();
+    s.query_unpaged(
+        format!(
+            "INSERT INTO {}.kfeed_writers (writer, mark, beat) VALUES (999, ?, 0)",
+            opts.keyspace
+        ),
+        (MAX_LAG as i64 + 10,),
+    )
+    .await
+    .unwrap();
+    let p = tail.poll(1000).await.unwrap();
+    assert!(p.reset && p.changes.is_empty(), "{p:?}");
+    let p = tail.poll(1000).await.unwrap();
+    assert!(!p.reset && p.lag == 0, "at the marks: {p:?}");
+    tail.restart();
+    assert!(tail.poll(1000).await.unwrap().reset, "a restart is a reset");
     ks.drop_all().await;
 }

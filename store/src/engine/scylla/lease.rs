@@ -234,10 +234,15 @@ fn weight(part: u32, member: i64) -> u64 {
 }
 
 /// The chunks of one writer's sub-stream that lie wholly at or below its cursor `pos`, from
-/// `from` on (chunk `c` holds the numbers `c << CHUNK_BITS ..= ((c + 1) << CHUNK_BITS) - 1`).
+/// `from` on (chunk `c` holds the numbers `c << CHUNK_BITS ..= ((c + 1) << CHUNK_BITS) - 1`),
+/// but the last of them: the feed keeps at least [`RETAINED`] numbers of each writer below
+/// every cursor, for the nodes' broadcast readers ([`super::broadcast`]).
 fn trimmable(from: i64, pos: i64) -> std::ops::Range<i64> {
-    from..((pos + 1) >> CHUNK_BITS).max(from)
+    from..(((pos + 1) >> CHUNK_BITS) - 1).max(from)
 }
+
+/// Numbers of a writer's sub-stream the feed keeps below a holder's cursor, at least: a chunk.
+pub(crate) const RETAINED: u64 = 1 << CHUNK_BITS;
 
 /// The live member preferred for `part`.
 fn preferred(part: u32, members: &[i64]) -> Option<i64> {
@@ -247,7 +252,10 @@ fn preferred(part: u32, members: &[i64]) -> Option<i64> {
         .max_by_key(|&m| (weight(part, m), m))
 }
 
-fn rows<T>(res: scylla::response::query_result::QueryResult, what: &'static str) -> Result<Vec<T>>
+pub(super) fn rows<T>(
+    res: scylla::response::query_result::QueryResult,
+    what: &'static str,
+) -> Result<Vec<T>>
 where
     T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
 {
@@ -887,7 +895,8 @@ impl KeyspaceFeed {
         Ok(out)
     }
 
-    /// Deletes the `kfeed` chunks of the held partitions that lie wholly below their cursors (a
+    /// Deletes the `kfeed` chunks of the held partitions that lie wholly below their cursors, but
+    /// the last such chunk of each writer ([`RETAINED`], for the nodes' broadcast readers) (a
     /// partition delete each: one tombstone, whatever the chunk held), at most `budget` per call
     /// so that one call stays short; returns how many. Each holder trims from where the cursor
     /// was when it claimed the partition: chunks below that are the previous holder's to trim,
@@ -976,10 +985,23 @@ mod tests {
         let c = 1i64 << CHUNK_BITS;
         assert_eq!(trimmable(0, 0), 0..0);
         assert_eq!(trimmable(0, c - 2), 0..0, "chunk 0 is not finished");
-        assert_eq!(trimmable(0, c - 1), 0..1, "its last number consumed");
-        assert_eq!(trimmable(0, 3 * c + 5), 0..3);
-        assert_eq!(trimmable(2, 3 * c + 5), 2..3, "from where it stopped");
+        assert_eq!(
+            trimmable(0, c - 1),
+            0..0,
+            "finished, but the last one is kept"
+        );
+        assert_eq!(trimmable(0, 2 * c - 1), 0..1, "chunk 1 finished: 0 goes");
+        assert_eq!(trimmable(0, 3 * c + 5), 0..2);
+        assert_eq!(trimmable(1, 3 * c + 5), 1..2, "from where it stopped");
         assert_eq!(trimmable(5, 3 * c + 5), 5..5, "never backwards");
+        // Whatever is trimmed lies at least RETAINED numbers below the cursor.
+        for pos in [c - 1, 2 * c - 1, 2 * c, 3 * c + 5, 7 * c - 1] {
+            let r = trimmable(0, pos);
+            assert!(
+                (r.end << CHUNK_BITS) - 1 <= pos - RETAINED as i64,
+                "{pos}: {r:?}"
+            );
+        }
     }
 
     #[test]

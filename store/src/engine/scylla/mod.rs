@@ -25,6 +25,7 @@
 //! ([`kdigest`]); purges then log a keyspace feed entry so the holders fold them out.
 
 mod backfill;
+mod broadcast;
 mod cql;
 mod kdigest;
 mod kfeed;
@@ -35,6 +36,7 @@ mod scan;
 mod schema;
 
 pub use backfill::BackfillProgress;
+pub use broadcast::{KeyspaceTail, MAX_LAG, TailPoll};
 pub use kfeed::{DEFAULT_PARTITIONS, partition_of};
 pub use lease::{FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch};
 pub use options::{Consistency, Replication, ScyllaOptions, Writers};
