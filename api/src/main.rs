@@ -17,34 +17,25 @@ use tracing_subscriber::EnvFilter;
 /// in two soaks (not in a third), v2 serves the REST rows as fast or faster with less RSS
 /// (bench/alloc.md), and v3 is reported to hold memory under churn (mimalloc #1014, #1282).
 #[cfg(any(feature = "mimalloc", feature = "mimalloc-v3"))]
-const ALLOCATOR_INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use mimalloc::MiMalloc as Inner;
 #[cfg(all(
     feature = "heap-count",
     not(any(feature = "mimalloc", feature = "mimalloc-v3"))
 ))]
-const ALLOCATOR_INNER: std::alloc::System = std::alloc::System;
+use std::alloc::System as Inner;
 
 #[cfg(all(
     any(feature = "mimalloc", feature = "mimalloc-v3"),
     not(feature = "heap-count")
 ))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = ALLOCATOR_INNER;
+static ALLOCATOR: Inner = Inner;
 
-/// With `heap-count` the allocator is counted: `/metrics` reports the live heap beside the RSS
-/// (see `starling_api::heap`).
-#[cfg(all(
-    feature = "heap-count",
-    any(feature = "mimalloc", feature = "mimalloc-v3")
-))]
+/// With `heap-count` the allocator (mimalloc, or the system's without it) is counted: `/metrics`
+/// reports the live heap beside the RSS (see `starling_api::heap`).
+#[cfg(feature = "heap-count")]
 #[global_allocator]
-static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(ALLOCATOR_INNER, usize::MAX);
-#[cfg(all(
-    feature = "heap-count",
-    not(any(feature = "mimalloc", feature = "mimalloc-v3"))
-))]
-#[global_allocator]
-static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(ALLOCATOR_INNER, usize::MAX);
+static ALLOCATOR: cap::Cap<Inner> = cap::Cap::new(Inner, usize::MAX);
 
 /// Starling: a multi-region social network backend.
 #[derive(Parser, Debug)]
