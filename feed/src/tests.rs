@@ -5,6 +5,20 @@ use rand::{RngExt, SeedableRng};
 use starling_store::HlcClock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A world whose feed pulls authors with more than `followers` followers.
+fn world_pulling_above(followers: i64) -> World {
+    world(FeedConfig {
+        celebrity_followers: followers,
+        ..FeedConfig::default()
+    })
+}
+
+/// Signs up three users: their ids, in order.
+async fn three(w: &World, handles: [&str; 3]) -> (u64, u64, u64) {
+    let [a, b, c] = handles;
+    (user(w, a).await, user(w, b).await, user(w, c).await)
+}
+
 async fn post(w: &World, author: u64, text: &str) -> u64 {
     w.posts
         .create(author, "us", text, &[], None)
@@ -37,11 +51,7 @@ async fn all_pages(w: &World, u: u64, limit: usize) -> Vec<String> {
 #[tokio::test]
 async fn posts_fan_out_to_followers_newest_first() {
     let w = world(FeedConfig::default());
-    let (a, b, c) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-    );
+    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
     w.graph.follow(a, b).await.unwrap();
     for t in ["b1", "b2"] {
         post(&w, b, t).await;
@@ -268,11 +278,7 @@ async fn pages_continue_past_the_cap_from_the_store() {
         backfill: 5,
         ..FeedConfig::default()
     });
-    let (a, b, c) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-    );
+    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
     w.graph.follow(a, b).await.unwrap();
     w.graph.follow(a, c).await.unwrap();
     assert!(texts(&w, a).await.is_empty());
@@ -290,15 +296,8 @@ async fn pages_continue_past_the_cap_from_the_store() {
 
 #[tokio::test]
 async fn celebrities_are_pulled_exactly_above_the_threshold() {
-    let w = world(FeedConfig {
-        celebrity_followers: 2,
-        ..FeedConfig::default()
-    });
-    let (a, b, c) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-    );
+    let w = world_pulling_above(2);
+    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
     let (edge, star) = (user(&w, "edge").await, user(&w, "star").await);
     for f in [a, b] {
         w.graph.follow(f, edge).await.unwrap();
@@ -321,15 +320,8 @@ async fn celebrities_are_pulled_exactly_above_the_threshold() {
 
 #[tokio::test]
 async fn an_author_crossing_the_threshold_is_pulled_from_then_on() {
-    let w = world(FeedConfig {
-        celebrity_followers: 1,
-        ..FeedConfig::default()
-    });
-    let (a, b, star) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "star").await,
-    );
+    let w = world_pulling_above(1);
+    let (a, b, star) = three(&w, ["alice", "bob", "star"]).await;
     w.graph.follow(a, star).await.unwrap();
     w.graph.catch_up_counts().await.unwrap();
     assert!(texts(&w, a).await.is_empty());
@@ -406,11 +398,7 @@ async fn pulled_star(cfg: FeedConfig) -> (World, u64, u64) {
         celebrity_followers: 1,
         ..cfg
     });
-    let (reader, other, star) = (
-        user(&w, "reader").await,
-        user(&w, "other").await,
-        user(&w, "star").await,
-    );
+    let (reader, other, star) = three(&w, ["reader", "other", "star"]).await;
     for f in [reader, other] {
         w.graph.follow(f, star).await.unwrap();
     }
@@ -487,10 +475,7 @@ async fn pages_deeper_than_the_pulled_lists_read_the_store_without_a_gap() {
 
 #[tokio::test]
 async fn many_pulled_authors_merge_into_one_page_in_order() {
-    let w = world(FeedConfig {
-        celebrity_followers: 1,
-        ..FeedConfig::default()
-    });
+    let w = world_pulling_above(1);
     let (reader, fan) = (user(&w, "reader").await, user(&w, "fan").await);
     let mut stars = Vec::new();
     for i in 0..12 {
@@ -524,10 +509,7 @@ async fn an_account_crossing_the_threshold_is_pulled_by_the_cached_timelines_of_
     // The star crosses the threshold after two timelines are cached: one of a follower, one of
     // a stranger. Its followers (3) outnumber the cached timelines (2), so the worker walks
     // the cached timelines rather than the follower list.
-    let w = world(FeedConfig {
-        celebrity_followers: 2,
-        ..FeedConfig::default()
-    });
+    let w = world_pulling_above(2);
     let star = user(&w, "star").await;
     let mut fans = Vec::new();
     for i in 0..3 {
