@@ -15,6 +15,13 @@
 //!
 //! - `send_lease`: one message at a time over 64 conversations with the seq lease (its
 //!   in-memory checks, the epoch in each slot) against without it, ABAB in one run.
+//! - `send_lease_shards`: one message at a time over 1 000 1:1 conversations (the side-by-side
+//!   benchmark's load) with the seq leases on shards of conversations (now) against one lease
+//!   per conversation (`MessengerConfig::lease_per_conversation`, before), ABAB in one run;
+//!   process CPU time per message. Before the timings it prints, for each, the store writes of
+//!   one second of that load at 1 000 msg/s: one message to each conversation (a slot commit
+//!   each) and one renewal pass (a CAS per lease held: the lease counters' `held`), and the
+//!   leases taken.
 //! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
 //!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
 //! - `authorize_send`: a 1:1 send's check (member, no block either way) over 64 conversations
@@ -236,6 +243,64 @@ fn lease_filter_messenger(
     bench_messenger(rt, users, false, mcfg)
 }
 
+/// A messenger on the memory engine with the seq leases on shards of conversations (`false`,
+/// now) or one per conversation (`true`, before).
+fn lease_unit_messenger(
+    rt: &tokio::runtime::Runtime,
+    users: usize,
+    per_conversation: bool,
+) -> (Messenger, Vec<u64>) {
+    let mut mcfg = MessengerConfig::new("r");
+    mcfg.lease_per_conversation = per_conversation;
+    bench_messenger(rt, users, false, mcfg)
+}
+
+/// `send_lease_shards`: see the module's doc.
+fn send_lease_shards(c: &mut Criterion) {
+    let variants = [
+        ("shards_a", false),
+        ("per_conversation_before_a", true),
+        ("shards_b", false),
+        ("per_conversation_before_b", true),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let n = CONVS as usize;
+    for (name, per_conversation) in variants {
+        let (m, users) = lease_unit_messenger(&rt, n + 1, per_conversation);
+        let convs = one_to_ones(&rt, &m, &users);
+        let stats = m.lease_stats();
+        // Each lease held and used within the lease's life is renewed once a pass (a second).
+        let (acquired, renewed) = rt.block_on(async {
+            use std::sync::atomic::Ordering::Relaxed;
+            let a0 = stats.acquired.load(Relaxed);
+            for (k, conv) in convs.iter().enumerate() {
+                m.send(conv, users[k + 1], "w", "a 64-byte body")
+                    .await
+                    .expect("send");
+            }
+            (stats.acquired.load(Relaxed) - a0, stats.held.load(Relaxed))
+        });
+        println!(
+            "send_lease_shards/{name}: one second at 1 000 msg/s over {n} conversations: \
+             {n} slot commits + {renewed} lease renewals = {} store writes \
+             ({:.3} a message); {acquired} leases taken",
+            n as u64 + renewed,
+            (n as u64 + renewed) as f64 / n as f64,
+        );
+    }
+    sends_ab(
+        c,
+        "send_lease_shards",
+        n,
+        variants,
+        |rt, per_conversation| lease_unit_messenger(rt, n + 1, per_conversation),
+    );
+}
+
 /// Conversations `send_lease` rotates over (each holds its own lease).
 const LEASE_CONVS: usize = 64;
 
@@ -246,6 +311,7 @@ fn send_lease(c: &mut Criterion) {
     sends_ab(
         c,
         "send_lease",
+        LEASE_CONVS,
         [
             ("lease_a", true),
             ("no_lease_before_a", false),
@@ -263,6 +329,7 @@ fn send_filter(c: &mut Criterion) {
     sends_ab(
         c,
         "send_filter",
+        LEASE_CONVS,
         [
             ("filter_a", true),
             ("no_filter_before_a", false),
@@ -288,12 +355,13 @@ fn one_to_ones(
     })
 }
 
-/// One message at a time over [`LEASE_CONVS`] 1:1 conversations for each of `variants` (its
-/// name and the switch `make` builds the messenger with), in their order; process CPU time per
-/// message.
+/// One message at a time over `n` 1:1 conversations for each of `variants` (its name and the
+/// switch `make` builds the messenger with, with `n + 1` users at least), in their order;
+/// process CPU time per message.
 fn sends_ab(
     c: &mut Criterion,
     group: &str,
+    n: usize,
     variants: [(&str, bool); 4],
     make: impl Fn(&tokio::runtime::Runtime, bool) -> (Messenger, Vec<u64>),
 ) {
@@ -314,7 +382,7 @@ fn sends_ab(
                 let start = cpu_now();
                 for _ in 0..iters {
                     i += 1;
-                    let k = i % LEASE_CONVS;
+                    let k = i % n;
                     let cid = format!("c{i}");
                     let sent = rt
                         .block_on(m.send(&convs[k], users[k + 1], &cid, "a 64-byte body"))
@@ -370,6 +438,7 @@ criterion_group!(
     send,
     send_concurrent,
     send_lease,
+    send_lease_shards,
     send_filter,
     authorize_send
 );

@@ -8,7 +8,8 @@
 //! | `mm` | conv, bucket (descending), seq (descending) | register, CAS-created at the home region | [`Message`](crate::Message) |
 //! | `mc` | conv, sender, client id | register | seq (8 bytes) |
 //! | `rd` | user, conv, seq (descending) | set element | — (read-up-to markers: the first is the marker) |
-//! | `ml` | conv | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord): who may assign seqs |
+//! | `ms` | home region, shard | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord): who may assign the seqs of the shard's conversations |
+//! | `ml` | conv | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord) of one conversation (the benchmark's baseline) |
 //!
 //! Messages follow Discord's layout: a partition per (conversation, bucket), rows clustered by
 //! seq descending, so "the newest page" is a forward scan from the conversation's prefix and
@@ -38,6 +39,14 @@ pub const LEASES: Keyspace = Keyspace::new("ml");
 /// The lease of `conv`.
 pub fn lease(conv: u64) -> Key {
     LEASES.key().u64(conv).finish()
+}
+
+/// The leases of shards of conversations ([`crate::lease`]).
+pub const SHARD_LEASES: Keyspace = Keyspace::new("ms");
+
+/// The lease of shard `shard` of the conversations whose home is `region`.
+pub fn lease_shard(region: &str, shard: u64) -> Key {
+    SHARD_LEASES.key().str(region).u64(shard).finish()
 }
 
 /// A read-up-to marker element.

@@ -1,25 +1,47 @@
 //! The right to assign a conversation's seqs: a **lease** held by one node at a time, with a
 //! **fencing token** (its epoch) stored with every slot it creates.
 //!
-//! The lease of a conversation is the register `ml/conv` ([`crate::keys::lease`]): holder (this
-//! node's [holder id](Messenger::lease_holder)), epoch and expiry (the holder's clock, ms). It is taken by CAS at the owner
-//! of that key in the conversation's home region, and every taking raises the epoch by one
-//! ([`next_lease`]): nobody, or its own previous holding (a restart, a lapse), at once; another
-//! node's only once that holding expired more than [`SKEW_MS`] ago by the taker's clock. So with
-//! clocks within [`SKEW_MS`] of each other, a new holder starts after the old one stopped.
+//! **Leases on shards of conversations.** A conversation's seqs are assigned under the lease of
+//! its *shard* in its home region: [`shard_of`] hashes the conversation id into one of
+//! [`LEASE_SHARDS`] (256) shards, and the lease of a shard is the register
+//! `ms/region/shard` ([`crate::keys::lease_shard`]): holder (this node's
+//! [holder id](Messenger::lease_holder)), epoch and expiry (the holder's clock, ms). So a node
+//! renews at most 256 leases a second per region, however many conversations it assigns seqs
+//! in (one per conversation before: at 1 000 msg/s over 1 000 conversations a third of the
+//! store's writes); the claims of every conversation of a shard run on one node, the owner of
+//! the shard's key in the home region ([`Messenger::claim_route`]). The shard count is part of
+//! the stored format: every node of a cluster maps a conversation to the same shard.
+//! ([`crate::MessengerConfig::lease_per_conversation`] keeps the lease per conversation,
+//! `ml/conv`, as the benchmark's baseline; all nodes must agree on it.)
+//!
+//! A lease is taken by CAS at the owner of its key in the home region, and every taking raises
+//! the epoch by one ([`next_lease`]): nobody, or its own previous holding (a restart, a lapse),
+//! at once; another node's only once that holding expired more than [`SKEW_MS`] ago by the
+//! taker's clock. So with clocks within [`SKEW_MS`] of each other, a new holder starts after the
+//! old one stopped. The epochs of a shard rise across all its conversations, so in each of them
+//! a later holder's slots carry a higher epoch than an earlier holder's.
 //!
 //! The holder keeps the lease in memory ([`LeaseTable`]): a claim checks it there (a shard lock
 //! and a clock read, no store call), and checks it again after its slots' CASes: a holder paused
 //! past its expiry answers those sends "outcome unknown" (a retry with the same client id gets
-//! the original), so no send is acknowledged outside a valid lease. On taking a lease the holder
-//! forgets its tail cache of the conversation, so it starts after the highest seq its replica
-//! holds. Every slot it creates carries its epoch ([`encode_slot`]: a trailer after the
+//! the original), so no send is acknowledged outside a valid lease. A node's claims of
+//! *different* conversations of one shard run at once, so one of them may re-take the shard's
+//! lease (its own, at once: the in-memory lease within [`CLAIM_HEADROOM_MS`] of its end) while
+//! another runs under the previous epoch; a re-take from the node's own stored holding of the
+//! epoch it holds in memory continues that holding (nobody held the shard in between: the CAS
+//! proves the record unchanged), so a claim under any epoch of that unbroken run is still in
+//! force ([`LeaseTable::in_force`]). Each conversation's tail cache notes the epoch it was built
+//! under; a claim under another epoch rebuilds it by a scan, so a new holder starts after the
+//! highest seq its replica holds. Every slot it creates carries its epoch ([`encode_slot`]: a trailer after the
 //! [`Message`], which readers that decode only the message ignore); a claim whose CAS meets a
 //! slot with a higher epoch has been fenced: it drops the lease and answers `busy`.
 //!
 //! Renewal is a background task per messenger (one pass every [`RENEW_EVERY_MS`], at most
-//! [`MAX_RENEWALS`] CASes a pass, one per lease used within the last [`LEASE_MS`]); a lease
-//! not used that long is dropped and left to expire. At most [`MAX_HELD`] leases are held; a
+//! [`MAX_RENEWALS`] CASes a pass, one per shard lease used within the last [`LEASE_MS`]); a lease
+//! not used that long is dropped and left to expire. **Hand-over** is unchanged by the shards:
+//! a dead holder's shards move after its expiry plus [`SKEW_MS`], at most 5 s after its last
+//! renewal; a shard whose key's owner moves (a node joins) waits for the old holder to drop it
+//! unused (4 s) and for its expiry (up to 4 s more). At most [`MAX_HELD`] leases are held; a
 //! claim beyond that is answered `busy`. Counted in [`LeaseStats`].
 //!
 //! **The holder id across restarts.** Taking one's own holding again at once is safe only if no
@@ -32,15 +54,15 @@
 //! stable across restarts under the same `--node-id`. A re-take raises the epoch, so any claim
 //! the previous run still had in flight meets a higher epoch and is fenced; the new run's own
 //! claims are not: a node runs the claims of one conversation one after the other (its lane in
-//! the sequencer, or its claim stripe), and takes the lease only at the start of a claim, so a
-//! re-take never overlaps a claim of its own.
+//! the sequencer, or its claim stripe), and a re-take of its own continues the holding that its
+//! claims of other conversations of the shard may still run under (see above).
 
 use crate::error::MessengerError;
 use crate::model::{Conversation, Message};
 use crate::{Messenger, keys, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use starling_store::{CasOutcome, CasRouter, StoreError, VersionVector, codec};
+use starling_store::{CasOutcome, CasRouter, Key, StoreError, VersionVector, codec};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::io::Write;
@@ -60,6 +82,24 @@ pub const SKEW_MS: u64 = 1_000;
 pub const CLAIM_HEADROOM_MS: u64 = 500;
 /// Most leases a node holds at once.
 pub const MAX_HELD: usize = 65_536;
+/// Shards of a region's conversations, each under one lease (part of the stored format).
+pub const LEASE_SHARDS: u64 = 256;
+
+/// The lease shard of conversation `conv`: Fibonacci hashing (the top 8 bits of
+/// id × 2^64/φ), well spread whatever the id's layout.
+pub fn shard_of(conv: u64) -> u64 {
+    conv.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LEASE_SHARDS.trailing_zeros())
+}
+
+/// What one lease covers: a shard of a home region's conversations (or, as the benchmark's
+/// baseline, one conversation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Unit {
+    /// xxh3 of the home region's name.
+    region: u64,
+    /// The shard (or the conversation id).
+    id: u64,
+}
 /// Most renewals in one pass.
 pub const MAX_RENEWALS: usize = 4_096;
 /// Shards of the table.
@@ -167,7 +207,11 @@ pub struct LeaseStats {
 #[derive(Clone, Debug)]
 struct Held {
     region: Arc<str>,
+    /// The stored register.
+    key: Key,
     epoch: u64,
+    /// The first epoch of this node's unbroken run of holdings that `epoch` continues.
+    since: u64,
     expires_ms: u64,
     used_ms: u64,
     version: VersionVector,
@@ -176,7 +220,7 @@ struct Held {
 /// The leases this node holds.
 #[derive(Debug)]
 pub struct LeaseTable {
-    shards: Box<[parking_lot::Mutex<HashMap<u64, Held>>]>,
+    shards: Box<[parking_lot::Mutex<HashMap<Unit, Held>>]>,
     stats: LeaseStats,
     renewer: AtomicBool,
 }
@@ -194,16 +238,17 @@ impl Default for LeaseTable {
 }
 
 impl LeaseTable {
-    fn shard(&self, conv: u64) -> &parking_lot::Mutex<HashMap<u64, Held>> {
-        &self.shards[(conv.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS]
+    fn shard(&self, unit: Unit) -> &parking_lot::Mutex<HashMap<Unit, Held>> {
+        let mixed = (unit.id ^ unit.region).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[(mixed >> 58) as usize % SHARDS]
     }
 
-    /// The epoch of the lease held on `conv`, if in force for [`CLAIM_HEADROOM_MS`] more (marks
+    /// The epoch of the lease held on `unit`, if in force for [`CLAIM_HEADROOM_MS`] more (marks
     /// it used).
-    pub(crate) fn token(&self, conv: u64) -> Option<u64> {
+    pub(crate) fn token(&self, unit: Unit) -> Option<u64> {
         let now = now_ms();
-        let mut s = self.shard(conv).lock();
-        let h = s.get_mut(&conv)?;
+        let mut s = self.shard(unit).lock();
+        let h = s.get_mut(&unit)?;
         if now.saturating_add(CLAIM_HEADROOM_MS) < h.expires_ms {
             h.used_ms = now;
             Some(h.epoch)
@@ -212,21 +257,23 @@ impl LeaseTable {
         }
     }
 
-    /// Whether the lease of `epoch` on `conv` is still in force now.
-    pub(crate) fn in_force(&self, conv: u64, epoch: u64) -> bool {
+    /// Whether a claim that started under `epoch` on `unit` is still in force now: the lease
+    /// held is that epoch or continues it (this node's own re-takes since, nobody in between)
+    /// and has not expired.
+    pub(crate) fn in_force(&self, unit: Unit, epoch: u64) -> bool {
         let now = now_ms();
-        self.shard(conv)
+        self.shard(unit)
             .lock()
-            .get(&conv)
-            .is_some_and(|h| h.epoch == epoch && now < h.expires_ms)
+            .get(&unit)
+            .is_some_and(|h| h.since <= epoch && epoch <= h.epoch && now < h.expires_ms)
     }
 
-    /// A slot of `conv` created under `epoch` was seen: a lease held under a lower one is
+    /// A slot of `unit` created under `epoch` was seen: a lease held under a lower one is
     /// fenced and dropped. Returns whether it was.
-    pub(crate) fn saw_epoch(&self, conv: u64, epoch: u64) -> bool {
-        let mut s = self.shard(conv).lock();
-        if s.get(&conv).is_some_and(|h| h.epoch < epoch) {
-            s.remove(&conv);
+    pub(crate) fn saw_epoch(&self, unit: Unit, epoch: u64) -> bool {
+        let mut s = self.shard(unit).lock();
+        if s.get(&unit).is_some_and(|h| h.epoch < epoch) {
+            s.remove(&unit);
             drop(s);
             self.stats.held.fetch_sub(1, Ordering::Relaxed);
             self.stats.fenced.fetch_add(1, Ordering::Relaxed);
@@ -235,13 +282,21 @@ impl LeaseTable {
         false
     }
 
-    fn insert(&self, conv: u64, h: Held) -> bool {
-        let mut s = self.shard(conv).lock();
-        let replaced = s.contains_key(&conv);
+    /// Holds `h` on `unit`. `own`: the epoch of this node's own holding that the taking
+    /// replaced in the store; if this table still holds that one, `h` continues its run.
+    fn insert(&self, unit: Unit, mut h: Held, own: Option<u64>) -> bool {
+        let mut s = self.shard(unit).lock();
+        let previous = s.get(&unit);
+        let replaced = previous.is_some();
         if !replaced && self.stats.held.load(Ordering::Relaxed) >= MAX_HELD as u64 {
             return false;
         }
-        s.insert(conv, h);
+        if let Some(p) = previous
+            && own == Some(p.epoch)
+        {
+            h.since = p.since;
+        }
+        s.insert(unit, h);
         if !replaced {
             self.stats.held.fetch_add(1, Ordering::Relaxed);
         }
@@ -266,21 +321,61 @@ impl Messenger {
         self.cfg.lease_holder.unwrap_or(self.store.node().0)
     }
 
+    /// What the lease `conv`'s seqs are assigned under covers: its shard of its home region
+    /// (its own conversation under [`crate::MessengerConfig::lease_per_conversation`]).
+    pub(crate) fn lease_unit(&self, conv: &Conversation) -> Unit {
+        Unit {
+            region: xxhash_rust::xxh3::xxh3_64(conv.home_region.as_bytes()),
+            id: if self.cfg.lease_per_conversation {
+                conv.id
+            } else {
+                shard_of(conv.id)
+            },
+        }
+    }
+
+    /// The stored register of the lease `conv`'s seqs are assigned under.
+    pub fn lease_key(&self, conv: &Conversation) -> Key {
+        if self.cfg.lease_per_conversation {
+            keys::lease(conv.id)
+        } else {
+            keys::lease_shard(&conv.home_region, shard_of(conv.id))
+        }
+    }
+
+    /// The key whose owner in the home region runs `conv`'s claims: under the lease, its
+    /// lease's register (every conversation of a shard on one node); else the conversation's.
+    pub(crate) fn claim_route(&self, conv: &Conversation) -> Key {
+        if self.cfg.lease {
+            self.lease_key(conv)
+        } else {
+            keys::conversation(conv.id)
+        }
+    }
+
     /// The epoch under which this node may assign `conv`'s seqs now: the lease held in memory,
     /// else taken (see [`next_lease`]); `busy` while another node's may be in force.
     pub(crate) async fn lease_token(&self, conv: &Conversation) -> Result<u64, MessengerError> {
-        if let Some(epoch) = self.leases.token(conv.id) {
+        let unit = self.lease_unit(conv);
+        if let Some(epoch) = self.leases.token(unit) {
             return Ok(epoch);
         }
-        let key = keys::lease(conv.id);
+        let key = self.lease_key(conv);
         let me = self.lease_holder();
-        for _ in 0..4 {
+        for attempt in 0..4 {
+            // A claim of another conversation of the shard may have just taken it.
+            if attempt > 0
+                && let Some(epoch) = self.leases.token(unit)
+            {
+                return Ok(epoch);
+            }
             let now = now_ms();
             let current = self.read_at_owner(&conv.home_region, &key).await?;
             let (record, version) = match &current {
                 Some((b, v)) => (Some(codec::from_value::<LeaseRecord>(b)?), Some(v)),
                 None => (None, None),
             };
+            let own = record.filter(|r| r.holder == me).map(|r| r.epoch);
             let Some(next) = next_lease(record, me, now) else {
                 self.leases.stats.busy.fetch_add(1, Ordering::Relaxed);
                 return Err(MessengerError::Contended);
@@ -291,16 +386,18 @@ impl Messenger {
                 .cas_at(&conv.home_region, &key, version, Some(value))
                 .await?
             {
-                // A new holder starts after the highest seq its replica holds.
-                self.tails.invalidate(&conv.id);
+                // (A new holder starts after the highest seq its replica holds: each
+                // conversation's tail cache is rebuilt by the first claim under this epoch.)
                 let held = Held {
                     region: Arc::from(conv.home_region.as_str()),
+                    key: key.clone(),
                     epoch: next.epoch,
+                    since: next.epoch,
                     expires_ms: next.expires_ms,
                     used_ms: now,
                     version: v.version,
                 };
-                if !self.leases.insert(conv.id, held) {
+                if !self.leases.insert(unit, held, own) {
                     self.leases.stats.busy.fetch_add(1, Ordering::Relaxed);
                     return Err(MessengerError::Contended);
                 }
@@ -329,7 +426,10 @@ impl Messenger {
             return Ok(None);
         };
         let (m, epoch) = decode_slot(&b)?;
-        self.leases.saw_epoch(conv, epoch);
+        if epoch > 0 && self.leases.stats.held.load(Ordering::Relaxed) > 0 {
+            let c = self.conversation(conv).await?;
+            self.leases.saw_epoch(self.lease_unit(&c), epoch);
+        }
         Ok(Some(m))
     }
 
@@ -380,15 +480,15 @@ pub(crate) async fn renew_pass(
         if dropped > 0 {
             t.stats.held.fetch_sub(dropped as u64, Ordering::Relaxed);
         }
-        for (conv, h) in s.iter() {
+        for (unit, h) in s.iter() {
             if due.len() >= MAX_RENEWALS {
                 t.stats.renew_failed.fetch_add(1, Ordering::Relaxed);
             } else {
-                due.push((*conv, h.clone()));
+                due.push((*unit, h.clone()));
             }
         }
     }
-    for (conv, h) in due {
+    for (unit, h) in due {
         let now = now_ms();
         let next = LeaseRecord {
             holder: me,
@@ -399,12 +499,12 @@ pub(crate) async fn renew_pass(
             continue;
         };
         match cas
-            .cas_at(&h.region, &keys::lease(conv), Some(&h.version), Some(value))
+            .cas_at(&h.region, &h.key, Some(&h.version), Some(value))
             .await
         {
             Ok(CasOutcome::Applied(v)) => {
                 t.stats.renewed.fetch_add(1, Ordering::Relaxed);
-                if let Some(x) = t.shard(conv).lock().get_mut(&conv)
+                if let Some(x) = t.shard(unit).lock().get_mut(&unit)
                     && x.epoch == h.epoch
                 {
                     x.expires_ms = next.expires_ms;
@@ -415,9 +515,9 @@ pub(crate) async fn renew_pass(
                 // Another taking (or a write we did not make): this holding is over.
                 // (Counted only if this holding was still held: after this node's own re-take
                 // the table holds the next epoch, which this conflict does not end.)
-                let mut s = t.shard(conv).lock();
-                if s.get(&conv).is_some_and(|x| x.epoch == h.epoch) {
-                    s.remove(&conv);
+                let mut s = t.shard(unit).lock();
+                if s.get(&unit).is_some_and(|x| x.epoch == h.epoch) {
+                    s.remove(&unit);
                     t.stats.held.fetch_sub(1, Ordering::Relaxed);
                     t.stats.fenced.fetch_add(1, Ordering::Relaxed);
                 }
@@ -438,8 +538,8 @@ mod tests {
     use crate::tests::setup;
     use starling_store::StoreExt;
 
-    async fn stored_lease(m: &Messenger, conv: u64) -> LeaseRecord {
-        let v = m.store.get(&keys::lease(conv)).await.unwrap().unwrap();
+    async fn stored_lease(m: &Messenger, conv: &Conversation) -> LeaseRecord {
+        let v = m.store.get(&m.lease_key(conv)).await.unwrap().unwrap();
         codec::from_value(&v.value.unwrap()).unwrap()
     }
 
@@ -460,7 +560,7 @@ mod tests {
         let me = m.store.node().0;
         let first = m.send(&conv, u[0], "a", "one").await.unwrap();
         assert_eq!(first.message.seq, 1);
-        let lease = stored_lease(&m, conv.id).await;
+        let lease = stored_lease(&m, &conv).await;
         assert_eq!((lease.holder, lease.epoch), (me, 1));
         assert_eq!(slot(&m, conv.id, 1).await.1, 1, "the slot carries epoch 1");
 
@@ -471,7 +571,7 @@ mod tests {
             expires_ms: now_ms() + LEASE_MS,
         };
         m.store
-            .put(&keys::lease(conv.id), codec::to_value(&theirs).unwrap())
+            .put(&m.lease_key(&conv), codec::to_value(&theirs).unwrap())
             .await
             .unwrap();
         let mut other = first.message.clone();
@@ -507,14 +607,14 @@ mod tests {
             ..theirs
         };
         m.store
-            .put(&keys::lease(conv.id), codec::to_value(&expired).unwrap())
+            .put(&m.lease_key(&conv), codec::to_value(&expired).unwrap())
             .await
             .unwrap();
         let third = m.send(&conv, u[0], "b", "two").await.unwrap();
         assert!(third.new);
         assert_eq!(third.message.seq, 3);
         assert_eq!(slot(&m, conv.id, 3).await.1, 3, "the slot carries epoch 3");
-        assert_eq!(stored_lease(&m, conv.id).await.epoch, 3);
+        assert_eq!(stored_lease(&m, &conv).await.epoch, 3);
         let again = m.send(&conv, u[0], "b", "two").await.unwrap();
         assert!(!again.new);
         assert_eq!(again.message, third.message);
@@ -528,14 +628,14 @@ mod tests {
         let (m, u) = setup(2).await;
         let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
         m.send(&conv, u[0], "a", "one").await.unwrap();
-        let before = stored_lease(&m, conv.id).await;
+        let before = stored_lease(&m, &conv).await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let me = m.store.node().0;
         let (table, cas) = (Arc::downgrade(&m.leases), Arc::downgrade(&m.cas));
         // (The background task may renew too: count this pass's renewal as one at least.)
         let renewed = m.lease_stats().renewed.load(Ordering::Relaxed);
         assert!(renew_pass(&table, &cas, me).await);
-        let after = stored_lease(&m, conv.id).await;
+        let after = stored_lease(&m, &conv).await;
         assert_eq!(after.epoch, before.epoch, "a renewal keeps the epoch");
         assert!(after.expires_ms > before.expires_ms);
         assert!(m.lease_stats().renewed.load(Ordering::Relaxed) > renewed);
@@ -543,12 +643,12 @@ mod tests {
         m.send(&conv, u[0], "b", "two").await.unwrap();
         assert_eq!(m.lease_stats().acquired.load(Ordering::Relaxed), 1);
         // A lease unused for LEASE_MS is dropped, not renewed.
-        for h in m.leases.shard(conv.id).lock().values_mut() {
+        for h in m.leases.shard(m.lease_unit(&conv)).lock().values_mut() {
             h.used_ms = 0;
         }
         assert!(renew_pass(&table, &cas, me).await);
         assert_eq!(m.lease_stats().held.load(Ordering::Relaxed), 0);
-        assert_eq!(m.leases.token(conv.id), None);
+        assert_eq!(m.leases.token(m.lease_unit(&conv)), None);
         // Gone with the messenger.
         drop(m);
         assert!(!renew_pass(&table, &cas, me).await);
@@ -591,7 +691,7 @@ mod tests {
         let stats = again.lease_stats();
         assert_eq!(stats.busy.load(Ordering::Relaxed), 0);
         assert_eq!(stats.acquired.load(Ordering::Relaxed), 1);
-        let lease = stored_lease(&again, conv.id).await;
+        let lease = stored_lease(&again, &conv).await;
         assert_eq!((lease.holder, lease.epoch), (holder, 2));
         assert_eq!(slot(&again, conv.id, 2).await.1, 2);
         // The first run's message: its retry gets the original, not a second copy.
@@ -600,7 +700,12 @@ mod tests {
         assert_eq!(retry.message, first.message);
 
         // Its own re-take (the lease dropped from memory as idle, still stored as its own).
-        for h in again.leases.shard(conv.id).lock().values_mut() {
+        for h in again
+            .leases
+            .shard(again.lease_unit(&conv))
+            .lock()
+            .values_mut()
+        {
             h.used_ms = 0;
         }
         let (table, cas) = (Arc::downgrade(&again.leases), Arc::downgrade(&again.cas));
@@ -671,23 +776,143 @@ mod tests {
         assert_eq!(decode_slot(&plain).unwrap().1, 0);
     }
 
+    /// Two groups whose ids fall in one lease shard (made until two do), on a messenger
+    /// configured by `cfg`.
+    async fn two_in_one_shard(
+        cfg: crate::MessengerConfig,
+    ) -> (Messenger, Vec<u64>, [Arc<Conversation>; 2]) {
+        let (m, u) = crate::test_support::messenger_on_memory(2, false, cfg).await;
+        let mut by_shard: HashMap<u64, Arc<Conversation>> = HashMap::new();
+        for i in 0..1000 {
+            let (c, _) = m
+                .create_group(u[0], &u[1..], Some(format!("g{i}")), String::new(), None)
+                .await
+                .unwrap();
+            if let Some(first) = by_shard.insert(shard_of(c.id), c.clone()) {
+                return (m, u, [first, c]);
+            }
+        }
+        panic!("1 000 groups in 256 shards without two in one");
+    }
+
+    /// The shard leases: the conversations of one shard are assigned seqs under one lease
+    /// (one taking, one renewal a pass, the same epoch in their slots) stored at the shard's
+    /// key; with `lease_per_conversation` (the baseline) each takes and renews its own.
+    #[tokio::test]
+    async fn the_conversations_of_one_shard_share_one_lease_and_one_renewal() {
+        let (m, u, [a, b]) = two_in_one_shard(crate::MessengerConfig::new("r")).await;
+        assert_ne!(a.id, b.id);
+        assert_eq!(m.lease_key(&a), m.lease_key(&b));
+        assert_eq!(m.lease_key(&a), keys::lease_shard("r", shard_of(a.id)));
+        let stats = m.lease_stats();
+        let before = stats.acquired.load(Ordering::Relaxed);
+        let sa = m.send(&a, u[0], "a", "one").await.unwrap();
+        let sb = m.send(&b, u[1], "b", "two").await.unwrap();
+        // (Other groups made on the way may hold leases of other shards.)
+        let acquired = stats.acquired.load(Ordering::Relaxed);
+        assert_eq!(acquired - before, 1, "one taking for both");
+        assert_eq!(acquired, stats.held.load(Ordering::Relaxed));
+        let lease = stored_lease(&m, &a).await;
+        assert_eq!(lease.holder, m.lease_holder());
+        assert_eq!(slot(&m, a.id, sa.message.seq).await.1, lease.epoch);
+        assert_eq!(slot(&m, b.id, sb.message.seq).await.1, lease.epoch);
+        // No other conversation's register is written.
+        assert!(m.store.get(&keys::lease(a.id)).await.unwrap().is_none());
+        let (table, cas) = (Arc::downgrade(&m.leases), Arc::downgrade(&m.cas));
+        let renewed = stats.renewed.load(Ordering::Relaxed);
+        assert!(renew_pass(&table, &cas, m.lease_holder()).await);
+        let this_pass = stats.renewed.load(Ordering::Relaxed) - renewed;
+        // One renewal per shard held, not per conversation (the background pass may run too).
+        assert!(
+            this_pass >= 1 && this_pass <= acquired,
+            "{this_pass} of {acquired}"
+        );
+        assert_eq!(stored_lease(&m, &b).await.epoch, lease.epoch);
+
+        let mut cfg = crate::MessengerConfig::new("r");
+        cfg.lease_per_conversation = true;
+        let (m, u, [a, b]) = two_in_one_shard(cfg).await;
+        let before = m.lease_stats().acquired.load(Ordering::Relaxed);
+        m.send(&a, u[0], "a", "one").await.unwrap();
+        m.send(&b, u[1], "b", "two").await.unwrap();
+        assert_ne!(m.lease_key(&a), m.lease_key(&b));
+        assert_eq!(stored_lease(&m, &a).await.epoch, 1);
+        assert_eq!(stored_lease(&m, &b).await.epoch, 1);
+        assert_eq!(
+            m.lease_stats().acquired.load(Ordering::Relaxed) - before,
+            2,
+            "one taking per conversation"
+        );
+    }
+
+    /// A node's claims of two conversations of one shard run at once: one re-takes the
+    /// shard's lease (its own holding) while the other runs under the epoch before, which
+    /// stays in force; a holding taken over from another node starts a new run.
+    #[test]
+    fn an_own_re_take_continues_the_holding_claims_run_under() {
+        let t = LeaseTable::default();
+        let u = Unit { region: 1, id: 7 };
+        let held = |epoch: u64| Held {
+            region: Arc::from("r"),
+            key: keys::lease_shard("r", 7),
+            epoch,
+            since: epoch,
+            expires_ms: now_ms() + LEASE_MS,
+            used_ms: now_ms(),
+            version: VersionVector::default(),
+        };
+        assert!(t.insert(u, held(4), None));
+        assert!(
+            t.insert(u, held(5), Some(4)),
+            "re-taken from its own epoch 4"
+        );
+        assert_eq!(t.token(u), Some(5));
+        assert!(t.in_force(u, 4), "a claim under 4 is still in force");
+        assert!(t.in_force(u, 5));
+        assert!(!t.in_force(u, 3));
+        assert!(!t.in_force(u, 6));
+        // Taken from a record this table does not hold (another node's epoch 6): a new run.
+        assert!(t.insert(u, held(7), Some(6)));
+        assert!(!t.in_force(u, 5), "a claim under 5 is not in force under 7");
+        assert!(t.in_force(u, 7));
+        assert_eq!(t.stats.held.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn shards_spread_conversations_over_every_shard() {
+        let mut seen = std::collections::HashSet::new();
+        for id in 0..10_000u64 {
+            let s = shard_of(id.wrapping_mul(1 << 22) + 12_345);
+            assert!(s < LEASE_SHARDS);
+            seen.insert(s);
+        }
+        assert_eq!(seen.len() as u64, LEASE_SHARDS);
+    }
+
     #[test]
     fn a_higher_epoch_fences_the_lease_held() {
         let t = LeaseTable::default();
+        let u = Unit { region: 1, id: 1 };
         let held = Held {
             region: Arc::from("us"),
+            key: keys::lease_shard("us", 1),
             epoch: 4,
+            since: 4,
             expires_ms: now_ms() + LEASE_MS,
             used_ms: 0,
             version: VersionVector::default(),
         };
-        assert!(t.insert(1, held));
-        assert_eq!(t.token(1), Some(4));
-        assert!(!t.saw_epoch(1, 4), "its own epoch");
-        assert!(!t.saw_epoch(1, 3), "an older one");
-        assert!(t.saw_epoch(1, 5), "a newer one fences it");
-        assert_eq!(t.token(1), None);
-        assert!(!t.in_force(1, 4));
+        assert!(t.insert(u, held, None));
+        assert_eq!(t.token(u), Some(4));
+        assert!(!t.saw_epoch(u, 4), "its own epoch");
+        assert!(!t.saw_epoch(u, 3), "an older one");
+        assert!(
+            !t.saw_epoch(Unit { region: 2, id: 1 }, 9),
+            "another region's shard"
+        );
+        assert!(t.saw_epoch(u, 5), "a newer one fences it");
+        assert_eq!(t.token(u), None);
+        assert!(!t.in_force(u, 4));
         assert_eq!(t.stats.held.load(Ordering::Relaxed), 0);
         assert_eq!(t.stats.fenced.load(Ordering::Relaxed), 1);
     }

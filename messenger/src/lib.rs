@@ -87,6 +87,10 @@ pub struct MessengerConfig {
     /// Seqs are assigned under a [`lease`] with a fencing token (the default). `false`: by the
     /// slots' CAS alone (the path before the lease, kept as the benchmark's baseline).
     pub lease: bool,
+    /// One lease per conversation (`ml/conv`, the path before the shard leases, kept as the
+    /// benchmark's baseline) instead of one per shard of conversations ([`lease::shard_of`]).
+    /// Every node of a cluster must agree (the server never sets it).
+    pub lease_per_conversation: bool,
     /// The holder id of this node's seq leases, stable across its restarts and answered to by
     /// one live process only (the server keeps one in the embedded store's data directory:
     /// [`lease::holder_in`]). `None`: the store's node id.
@@ -109,6 +113,7 @@ impl MessengerConfig {
             group_commit: true,
             one_commit: true,
             lease: true,
+            lease_per_conversation: false,
             lease_holder: None,
             client_id_filter: false,
         }

@@ -304,12 +304,12 @@ impl Messenger {
                     self.forward(conv, sender, todo, order).await
                 }
                 // Under the lease, the claims run where the lease is taken: on the owner of
-                // the conversation's key in the home region.
+                // the lease's key (its shard's) in the home region.
                 Some(_)
                     if self.cfg.lease
                         && !self
                             .cas
-                            .owns_key(&conv.home_region, &keys::conversation(conv.id)) =>
+                            .owns_key(&conv.home_region, &self.claim_route(conv)) =>
                 {
                     self.forward(conv, sender, todo, order).await
                 }
@@ -368,7 +368,7 @@ impl Messenger {
                 .cas
                 .call_at(
                     &conv.home_region,
-                    &keys::conversation(conv.id),
+                    &self.claim_route(conv),
                     SEND_SERVICE,
                     body,
                 )
@@ -469,8 +469,9 @@ impl Messenger {
         mut index: Option<&mut IndexBatch>,
         no_probe: bool,
     ) -> Vec<ItemResult> {
-        // The lease first: taking it forgets the tail cache, so the claims start after the
-        // highest seq this replica holds.
+        // The lease first: a tail cache built under another epoch is rebuilt, so the claims of
+        // a new holding start after the highest seq this replica holds.
+        let unit = self.lease_unit(conv);
         let token = if self.cfg.lease {
             match self.lease_token(conv).await {
                 Ok(t) => Some(t),
@@ -481,7 +482,8 @@ impl Messenger {
         };
         let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
         let probe = !(no_probe && self.cas.local_region().is_none());
-        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids, probe).await {
+        let stamp = token.unwrap_or(0);
+        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids, probe, stamp).await {
             Ok(t) => t,
             Err(e) => {
                 let reason = e.to_string();
@@ -496,7 +498,7 @@ impl Messenger {
             _ => Arc::new(conv.clone()),
         };
         let mut slot = Slot {
-            lease: token,
+            lease: token.map(|t| (unit, t)),
             ..slot
         };
         let mut out = Vec::with_capacity(items.len());
@@ -535,7 +537,7 @@ impl Messenger {
             out.push(r);
         }
         if let Some(t) = token
-            && !self.leases.in_force(conv.id, t)
+            && !self.leases.in_force(unit, t)
         {
             // The lease lapsed (or was fenced) during these claims: none of the slots they
             // created is acknowledged (a retry with the same client id gets the original).
@@ -592,7 +594,7 @@ impl Messenger {
             };
             // The slot carries the lease's epoch (its fencing token).
             let value = match slot.lease {
-                Some(t) => crate::lease::encode_slot(&msg, t)?,
+                Some((_, t)) => crate::lease::encode_slot(&msg, t)?,
                 None => codec::to_value(&msg)?,
             };
             let key = keys::message(conv.id, slot.seq);
@@ -639,9 +641,11 @@ impl Messenger {
                     slot.seq += 1;
                     if let Some(b) = v.value {
                         let (other, epoch) = crate::lease::decode_slot(&b)?;
-                        if slot.lease.is_some_and(|t| epoch > t) {
+                        if let Some((unit, t)) = slot.lease
+                            && epoch > t
+                        {
                             // A later holder created it: this lease is fenced.
-                            self.leases.saw_epoch(conv.id, epoch);
+                            self.leases.saw_epoch(unit, epoch);
                             return Err(MessengerError::Contended);
                         }
                         self.saw(
@@ -675,18 +679,20 @@ impl Messenger {
     }
 
     /// Where the next claim starts and, among the newest `dedup_window` entries, those from
-    /// `sender` with one of `client_ids`: from the tail cache when the replica here is not
-    /// ahead of it, else from a scan that rebuilds it.
+    /// `sender` with one of `client_ids`: from the tail cache when it was built under the
+    /// claim's lease epoch `stamp` and the replica here is not ahead of it, else from a scan
+    /// that rebuilds it.
     async fn tail_for(
         &self,
         conv: u64,
         sender: u64,
         client_ids: &[&str],
         probe: bool,
+        stamp: u64,
     ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
-        if let Some(t) = self.tails.get(&conv) {
-            let (slot, candidates) = {
-                let t = t.lock();
+        let cached = self.tails.get(&conv).and_then(|t| {
+            let t = t.lock();
+            (t.lease == stamp).then(|| {
                 let slot = Slot {
                     seq: t.head + 1,
                     epoch: t.epoch,
@@ -700,7 +706,9 @@ impl Messenger {
                     .map(|e| e.seq)
                     .collect();
                 (slot, candidates)
-            };
+            })
+        });
+        if let Some((slot, candidates)) = cached {
             // One point read (a scan costs a range search in every shard of the memory engine):
             // the slot above the cache's head is not here, so this replica is not ahead of
             // it (a higher slot that arrived out of order is met by the CAS walk).
@@ -732,6 +740,7 @@ impl Messenger {
         let tail = Tail {
             head: slot.seq - 1,
             epoch: slot.epoch,
+            lease: stamp,
             recent,
         };
         self.tails
@@ -1085,12 +1094,12 @@ fn same_error(e: &MessengerError) -> MessengerError {
 }
 
 /// Where the next claim of a batch starts: the slot, and the epoch of the slot below it; and
-/// the epoch of the seq lease the claims run under (`None`: without a lease).
+/// what the seq lease the claims run under covers and its epoch (`None`: without a lease).
 #[derive(Clone, Copy)]
 struct Slot {
     seq: u64,
     epoch: u64,
-    lease: Option<u64>,
+    lease: Option<(crate::lease::Unit, u64)>,
 }
 
 /// What this node's claims have seen of a conversation's newest slots (the tail cache).
@@ -1100,6 +1109,8 @@ pub struct Tail {
     head: u64,
     /// The epoch of slot `head`.
     epoch: u64,
+    /// The seq lease epoch it was built under (0: without a lease).
+    lease: u64,
     /// The newest `dedup_window` entries, oldest first.
     pub(crate) recent: VecDeque<Seen>,
 }
