@@ -37,6 +37,18 @@ fn login(node: &Node, handle: &str) -> String {
     json(&b)["token"].as_str().unwrap().to_string()
 }
 
+/// `GET path` on `node` with `token`: the JSON body, the status asserted 200.
+fn get(node: &Node, token: &str, path: &str) -> serde_json::Value {
+    let (s, b) = node.http("GET", path, Some(token), b"");
+    assert_eq!(s, 200, "{path}: {}", String::from_utf8_lossy(&b));
+    json(&b)
+}
+
+/// The status of a bodiless `method path` on `node` with `token`.
+fn status(node: &Node, method: &str, path: &str, token: &str) -> u16 {
+    node.http(method, path, Some(token), b"").0
+}
+
 fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap()
 }
@@ -67,48 +79,35 @@ fn a_seeded_store_serves_logins_counts_and_feeds() {
     assert!(!ok && refused.contains("no replicated record"), "{refused}");
     let node = Node::start(dir.path(), free_port(), &["--data-dir".to_string(), d]);
     let token = login(&node, "user0");
-    let (s, me) = node.http("GET", "/v1/users/me", Some(&token), b"");
-    assert_eq!(s, 200);
-    let me = json(&me);
+    let me = get(&node, &token, "/v1/users/me");
     let following = me["following_count"].as_i64().unwrap();
     assert!((6..=18).contains(&following), "about 12 follows: {me}");
     // The counts were derived at seeding time and match the edge lists.
     let id = me["id"].as_str().unwrap();
-    let (s, list) = node.http(
-        "GET",
+    let list = get(
+        &node,
+        &token,
         &format!("/v1/users/{id}/following?limit=100"),
-        Some(&token),
-        b"",
     );
-    assert_eq!(s, 200);
-    assert_eq!(
-        json(&list)["items"].as_array().unwrap().len() as i64,
-        following
-    );
+    assert_eq!(list["items"].as_array().unwrap().len() as i64, following);
     // The loaded counts move with later follows and unfollows (the edges' shadows were loaded).
-    let first = json(&list)["items"][0]["id"].as_str().unwrap().to_string();
+    let first = list["items"][0]["id"].as_str().unwrap().to_string();
     let followers_of = |who: &str| {
-        let (s, u) = node.http("GET", &format!("/v1/users/{who}"), Some(&token), b"");
-        assert_eq!(s, 200);
-        json(&u)["followers_count"].as_i64().unwrap()
+        let u = get(&node, &token, &format!("/v1/users/{who}"));
+        u["followers_count"].as_i64().unwrap()
     };
     let before = followers_of(&first);
-    let (s, _) = node.http(
-        "DELETE",
-        &format!("/v1/following/{first}"),
-        Some(&token),
-        b"",
-    );
-    assert_eq!(s, 204);
-    assert_eq!(followers_of(&first), before - 1);
-    let (s, me2) = node.http("GET", "/v1/users/me", Some(&token), b"");
-    assert_eq!(s, 200);
     assert_eq!(
-        json(&me2)["following_count"].as_i64().unwrap(),
-        following - 1
+        status(&node, "DELETE", &format!("/v1/following/{first}"), &token),
+        204
     );
-    let (s, _) = node.http("PUT", &format!("/v1/following/{first}"), Some(&token), b"");
-    assert_eq!(s, 204);
+    assert_eq!(followers_of(&first), before - 1);
+    let me2 = get(&node, &token, "/v1/users/me");
+    assert_eq!(me2["following_count"].as_i64().unwrap(), following - 1);
+    assert_eq!(
+        status(&node, "PUT", &format!("/v1/following/{first}"), &token),
+        204
+    );
     assert_eq!(followers_of(&first), before);
     // The feed is rebuilt on first read from the seeded follows and posts.
     assert!(
@@ -179,14 +178,7 @@ fn all_users(node: &Node, token: &str, path: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (s, b) = node.http(
-            "GET",
-            &format!("{path}?limit=100{cursor}"),
-            Some(token),
-            b"",
-        );
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        let page = json(&b);
+        let page = get(node, token, &format!("{path}?limit=100{cursor}"));
         for u in page["items"].as_array().unwrap() {
             out.push((
                 u["id"].as_str().unwrap().to_string(),
@@ -218,11 +210,7 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
     let args = ["--data-dir", &d, "--deletion-interval", "100ms"].map(String::from);
     let node = Node::start(dir.path(), free_port(), &args);
     let token = login(&node, "user0");
-    let counts = |token: &str| {
-        let (s, b) = node.http("GET", &format!("/v1/posts/{post}"), Some(token), b"");
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        json(&b)["counts"].clone()
-    };
+    let counts = |token: &str| get(&node, token, &format!("/v1/posts/{post}"))["counts"].clone();
     // Each count equals the distinct users (or replies) listed for it.
     let c = counts(&token);
     let likers = all_users(&node, &token, &format!("/v1/posts/{post}/likes"));
@@ -234,35 +222,18 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
         reposters.len(),
         "{c}"
     );
-    let (s, t) = node.http(
-        "GET",
-        &format!("/v1/posts/{post}/thread?limit=100"),
-        Some(&token),
-        b"",
-    );
-    assert_eq!(s, 200);
-    let replies = json(&t)["replies"]["items"].as_array().unwrap().len();
+    let t = get(&node, &token, &format!("/v1/posts/{post}/thread?limit=100"));
+    let replies = t["replies"]["items"].as_array().unwrap().len();
     assert_eq!(c["replies"].as_u64().unwrap() as usize, replies, "{c}");
     assert!(
         replies > 0 && !reposters.is_empty(),
         "the hot post is replied to and reposted: {c}"
     );
     // Its author was notified of the likes, grouped on the post.
-    let (s, p) = node.http("GET", &format!("/v1/posts/{post}"), Some(&token), b"");
-    assert_eq!(s, 200);
-    let author = json(&p)["author_summary"]["handle"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let p = get(&node, &token, &format!("/v1/posts/{post}"));
+    let author = p["author_summary"]["handle"].as_str().unwrap().to_string();
     let author_token = login(&node, &author);
-    let (s, n) = node.http(
-        "GET",
-        "/v1/notifications?limit=100",
-        Some(&author_token),
-        b"",
-    );
-    assert_eq!(s, 200);
-    let n = json(&n);
+    let n = get(&node, &author_token, "/v1/notifications?limit=100");
     assert!(
         n["items"]
             .as_array()
@@ -280,23 +251,19 @@ fn a_seeded_store_serves_likes_reposts_replies_and_their_notifications() {
     // A seeded like taken back leaves the count, once; liked again, it is back.
     let liker = login(&node, &likers[0].1);
     let liked = |t: &str| counts(t)["likes"].as_u64().unwrap() as usize;
-    let (s, _) = node.http(
-        "DELETE",
-        &format!("/v1/posts/{post}/like"),
-        Some(&liker),
-        b"",
+    assert_eq!(
+        status(&node, "DELETE", &format!("/v1/posts/{post}/like"), &liker),
+        204
     );
-    assert_eq!(s, 204);
     assert!(eventually(Duration::from_secs(10), || liked(&liker) == likes - 1));
-    let (s, _) = node.http(
-        "DELETE",
-        &format!("/v1/posts/{post}/like"),
-        Some(&liker),
-        b"",
+    assert_eq!(
+        status(&node, "DELETE", &format!("/v1/posts/{post}/like"), &liker),
+        204
     );
-    assert_eq!(s, 204);
-    let (s, _) = node.http("PUT", &format!("/v1/posts/{post}/like"), Some(&liker), b"");
-    assert_eq!(s, 204);
+    assert_eq!(
+        status(&node, "PUT", &format!("/v1/posts/{post}/like"), &liker),
+        204
+    );
     assert!(eventually(Duration::from_secs(10), || liked(&liker) == likes));
     assert_eq!(
         all_users(&node, &token, &format!("/v1/posts/{post}/likes")).len(),
