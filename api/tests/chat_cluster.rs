@@ -9,7 +9,7 @@ mod common;
 
 use common::Node;
 use common::chat::{Client, User, history, http, messages, post_message, try_sign_up};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,29 @@ async fn sign_up_retrying(addr: SocketAddr, handle: &str) -> User {
     }
 }
 
+/// `me`'s 1:1 conversation with `other` created through `addr`, retried (up to 60 s) until
+/// `other`'s account has reached `addr`'s region: the created conversation. `what` names the
+/// wait in the failure.
+async fn conversation_retrying(addr: SocketAddr, me: &User, other: &User, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = json!({ "members": [other.id] });
+        let (s, v) = http(
+            addr,
+            "POST",
+            "/v1/conversations",
+            Some(&me.token),
+            Some(body),
+        )
+        .await;
+        if s == 201 || s == 200 {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s} {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn users_homed_in_different_regions_chat_through_the_home_region() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,26 +107,9 @@ fn users_homed_in_different_regions_chat_through_the_home_region() {
         let alice = sign_up_retrying(us_addr, "alice").await;
         let bob = sign_up_retrying(eu_addr, "bob").await;
         // Alice (home: us) needs Bob's account replicated to her region to start a chat.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let conv = loop {
-            let (s, v) = http(
-                us_addr,
-                "POST",
-                "/v1/conversations",
-                Some(&alice.token),
-                Some(json!({"members": [bob.id]})),
-            )
-            .await;
-            if s == 201 || s == 200 {
-                assert_eq!(v["home_region"], "us");
-                break v["id"].as_str().unwrap().to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bob's account never reached us: {s} {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let v = conversation_retrying(us_addr, &alice, &bob, "bob's account never reached us").await;
+        assert_eq!(v["home_region"], "us");
+        let conv = v["id"].as_str().unwrap().to_string();
         until("the conversation in eu", || {
             let (bob, conv) = (bob.clone(), conv.clone());
             async move {
@@ -461,22 +467,8 @@ fn the_seq_lease_moves_to_the_other_node_when_its_holder_dies_mid_stream() {
     let (conv, alice) = rt.block_on(async {
         let alice = sign_up_retrying(addrs[0], "alice").await;
         let bob = sign_up_retrying(addrs[0], "bob").await;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let conv = loop {
-            let (s, v) = http(
-                addrs[0],
-                "POST",
-                "/v1/conversations",
-                Some(&alice.token),
-                Some(json!({"members": [bob.id]})),
-            )
-            .await;
-            if s == 201 || s == 200 {
-                break v["id"].as_str().unwrap().to_string();
-            }
-            assert!(Instant::now() < deadline, "no conversation: {s} {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let v = conversation_retrying(addrs[0], &alice, &bob, "no conversation").await;
+        let conv = v["id"].as_str().unwrap().to_string();
         (conv, alice)
     });
     // Sends (each retried with its client id until acknowledged) through `via`.
