@@ -70,6 +70,12 @@ fn closed(sent: usize, answer: &[u8]) -> Cut {
     Cut::Closed { sent, answer }
 }
 
+/// The first line of an answer (its status line), empty when there is none.
+fn first_line(answer: &[u8]) -> String {
+    let text = String::from_utf8_lossy(answer);
+    text.lines().next().unwrap_or_default().to_string()
+}
+
 /// Asserts that `req` trickled to `port` (see [`trickle`]) is cut before its end; `what` names it.
 fn assert_cut_midway(port: u16, req: &[u8], what: &str) {
     match trickle(port, req) {
@@ -110,11 +116,7 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
         .unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    let first = String::from_utf8_lossy(&out)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let first = first_line(&out);
     assert!(
         first.starts_with("HTTP/1.1 503"),
         "an unfinished body: {first:?}"
@@ -147,11 +149,7 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
             Err(_) => {}
         }
     }
-    let first = String::from_utf8_lossy(&answer)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let first = first_line(&answer);
     assert!(
         first.starts_with("HTTP/1.1 503"),
         "a trickled body: {first:?}"
