@@ -137,6 +137,30 @@ impl Collector for NodeCollector {
         )?;
         for (name, help, v) in [
             (
+                "starling_gossip_reaper_index_length",
+                "Entries of the store's tombstone index after the reaper's last pass (an estimate on disk)",
+                &r.index_len,
+            ),
+            (
+                "starling_gossip_reaper_oldest_tombstone_age_ms",
+                "Age of the oldest indexed tombstone after the reaper's last pass, in milliseconds (0: none)",
+                &r.oldest_ms,
+            ),
+            (
+                "starling_gossip_reaper_mode",
+                "How the reaper's last pass found tombstones: 0 from the index, 1 backfilling it, 2 sweeping every record",
+                &r.mode,
+            ),
+        ] {
+            gauge(
+                e,
+                name,
+                help,
+                i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+            )?;
+        }
+        for (name, help, v) in [
+            (
                 "starling_gossip_deltas_pushed",
                 "Records sent in pushes",
                 p.deltas_pushed,
@@ -215,6 +239,26 @@ impl Collector for NodeCollector {
                 "starling_gossip_reaper_failures",
                 "Reaper passes that failed (logged)",
                 g.reaper_stats().failures.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_pages",
+                "Pages the reaper read (of the tombstone index, or of records while sweeping)",
+                g.reaper_stats().pages.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_scanned",
+                "Records the reaper read (one per index entry it consumed, every record of a sweep)",
+                g.reaper_stats().scanned.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_stale",
+                "Tombstone index entries dropped because their key was written again",
+                g.reaper_stats().stale.load(Ordering::Relaxed),
+            ),
+            (
+                "starling_gossip_reaper_backfilled",
+                "Tombstones the reaper's backfill of the tombstone index indexed",
+                g.reaper_stats().backfilled.load(Ordering::Relaxed),
             ),
             (
                 "starling_gossip_calls_sent",
@@ -785,6 +829,42 @@ impl Collector for ChatCollector {
             "starling_chat_client_id_filter_bytes",
             "Bytes of the send path's client-id filter (fixed)",
             i64::try_from(starling_messenger::cids::BITS / 8).unwrap_or(i64::MAX),
+        )?;
+        let r = self.fanout.messenger.retention_stats();
+        for (name, help, v) in [
+            (
+                "starling_chat_history_trimmed",
+                "Chat log entries deleted by history retention (--chat-history-max, --chat-history-max-age)",
+                &r.trimmed,
+            ),
+            (
+                "starling_chat_history_queued",
+                "Conversations queued for a retention pass (by the send path's check or the sweep)",
+                &r.queued,
+            ),
+            (
+                "starling_chat_history_queue_dropped",
+                "Conversations not queued for a retention pass: the queue was full (queued again later)",
+                &r.dropped,
+            ),
+            (
+                "starling_chat_history_passes",
+                "Retention passes run on conversations this node claims seqs for",
+                &r.passes,
+            ),
+            (
+                "starling_chat_history_failed",
+                "Retention passes that failed (a store error; the conversation is queued again later)",
+                &r.failed,
+            ),
+        ] {
+            counter(e, name, help, v.load(Ordering::Relaxed))?;
+        }
+        gauge(
+            e,
+            "starling_chat_history_queue",
+            "Conversations waiting for a retention pass (at most 4096)",
+            i64::try_from(self.fanout.messenger.retention_queue().len()).unwrap_or(i64::MAX),
         )?;
         let l = self.fanout.messenger.lease_stats();
         gauge(

@@ -1,26 +1,43 @@
 //! The tombstone reaper: collects deleted records once every replica has them, beside the
 //! gossip core, never on its loop.
 //!
-//! A pass reads at most `gc_pages` pages of `gc_page` records from a position saved in the
-//! store (node-local key `gr`), so after a restart the sweep goes on where it stopped, and
-//! removes the tombstones among them that are older than the grace period
-//! ([`Store::purge`], which re-checks each under its key's lock). At the end of the key space
-//! it starts over. Nothing is held between pages but the position: the memory a pass uses is
-//! one page, whatever the data.
+//! A store that keeps a tombstone index ([`starling_store::tombstones`]: the memory and
+//! embedded engines) is collected from it: a pass consumes at most `gc_pages` pages of
+//! `gc_page` index entries, oldest first, up to the grace horizon, and stops there
+//! ([`Store::collect_indexed`], which removes each record only if it still is that tombstone,
+//! re-checked under its key's lock, and its entry either way). It reads the tombstones due and
+//! nothing else: its cost follows the deletes, not the data. No position is kept: consumed
+//! entries are gone, so the index's start is where the next pass begins, and a tombstone that
+//! arrives late from a peer with an old stamp lands before it and is collected next.
+//!
+//! A store written before its engine kept the index ([`TombstoneIndex::Partial`]) is swept
+//! once more the old way to build it: pages of every record from a position saved in the store
+//! (node-local key `gb`, so after a restart the backfill goes on where it stopped), the old
+//! tombstones among them collected, the young ones indexed; at the end of the key space the
+//! index is marked complete and the sweep stops for good. A store without an index (ScyllaDB)
+//! keeps that sweep for ever, from its own position (`gr`), starting over at the end. Nothing
+//! is held between pages but the position: the memory a pass uses is one page, whatever the
+//! data.
 //!
 //! The rule is the one the core has always applied: collect only after every known member has
 //! been alive, with none joining or returning, for a whole grace period (time for anti-entropy
 //! to bring each of them every tombstone), and only tombstones older than the grace. The core
 //! says whether that holds ([`crate::GossipNode::collectable`]); the reaper asks before each
-//! page, so a member going down stops a pass within a page.
+//! page, so a member going down stops a pass within a page. The backfill's indexing removes
+//! nothing, so it goes on while collection waits.
 
-use starling_store::{Hlc, HlcClock, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt};
+use starling_store::{
+    Hlc, HlcClock, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, TombstoneIndex,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Node-local: the key the sweep continues after (absent: from the start).
+/// Node-local: the key the sweep of a store without an index continues after (absent: from
+/// the start).
 const POSITION: Keyspace = Keyspace::local("gr");
+/// Node-local: the key the backfill of the tombstone index continues after.
+const BACKFILL: Keyspace = Keyspace::local("gb");
 
 /// What the reaper reports (`/metrics`).
 #[derive(Debug, Default)]
@@ -31,8 +48,10 @@ pub struct ReaperStats {
     pub skipped: AtomicU64,
     /// Tombstones collected since start.
     pub collected: AtomicU64,
-    /// Records read since start.
+    /// Records read since start (a sweep's records; an index pass reads one per entry).
     pub scanned: AtomicU64,
+    /// Pages read since start (of records or of the index).
+    pub pages: AtomicU64,
     /// Sweeps of the whole key space finished since start.
     pub sweeps: AtomicU64,
     /// How long the last pass took, in microseconds.
@@ -40,18 +59,31 @@ pub struct ReaperStats {
     /// Passes that failed (a store error; logged).
     pub failures: AtomicU64,
     /// The position as a fraction of the key space, in millionths (its first 4 bytes read as a
-    /// big-endian number): how far the sweep is.
+    /// big-endian number): how far the sweep (or the backfill) is; 0 with a complete index.
     pub position_ppm: AtomicU64,
+    /// Index entries dropped because their key was written again since (a safety net: writes
+    /// move their entries themselves).
+    pub stale: AtomicU64,
+    /// Tombstones the backfill indexed since start.
+    pub backfilled: AtomicU64,
+    /// The tombstone index's length after the last pass (an estimate on disk).
+    pub index_len: AtomicU64,
+    /// Age of the oldest indexed tombstone after the last pass, in milliseconds (0: none).
+    pub oldest_ms: AtomicU64,
+    /// How the last pass found tombstones: 0 from the index, 1 backfilling it, 2 sweeping (no
+    /// index).
+    pub mode: AtomicU64,
 }
 
 /// The outcome of one pass.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReaperPass {
-    /// Records read.
+    /// Records read (a sweep's records; from the index, one per entry consumed).
     pub scanned: u64,
     /// Tombstones removed.
     pub collected: u64,
-    /// The sweep reached the end of the key space (the next pass starts over).
+    /// The sweep reached the end of the key space (the next pass starts over), or the index
+    /// pass the grace horizon.
     pub wrapped: bool,
 }
 
@@ -60,7 +92,7 @@ pub struct ReaperPass {
 pub struct ReaperConfig {
     /// Age after which a tombstone may be collected.
     pub grace: Duration,
-    /// Records read per page (at most the store's scan limit).
+    /// Records (or index entries) read per page (at most the store's scan limit).
     pub page: usize,
     /// Pages read per pass.
     pub pages: usize,
@@ -112,18 +144,22 @@ impl Reaper {
         Hlc::new(wall.saturating_sub(self.cfg.grace.as_millis() as u64), 0)
     }
 
-    async fn position(&self) -> Result<Option<Key>, StoreError> {
+    fn limit(&self) -> usize {
+        self.cfg.page.clamp(1, self.store.limits().max_scan)
+    }
+
+    async fn position(&self, at: Keyspace) -> Result<Option<Key>, StoreError> {
         Ok(self
             .store
-            .get(&POSITION.key().finish())
+            .get(&at.key().finish())
             .await?
             .and_then(|v| v.value)
             .map(Key))
     }
 
-    async fn save(&self, at: Option<&Key>) -> Result<(), StoreError> {
-        let key = POSITION.key().finish();
-        match at {
+    async fn save(&self, at: Keyspace, to: Option<&Key>) -> Result<(), StoreError> {
+        let key = at.key().finish();
+        match to {
             Some(k) => self.store.put(&key, k.0.clone()).await.map(drop),
             None => self.store.delete(&key).await.map(drop),
         }
@@ -133,15 +169,93 @@ impl Reaper {
     pub async fn pass(&self, allowed: impl Fn() -> bool) -> Result<ReaperPass, StoreError> {
         let started = std::time::Instant::now();
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
+        let mode = self.store.tombstone_index();
+        let report = match mode {
+            TombstoneIndex::Complete => self.collect_index(&allowed).await?,
+            TombstoneIndex::Partial => self.sweep(&allowed, BACKFILL, true).await?,
+            TombstoneIndex::Absent => self.sweep(&allowed, POSITION, false).await?,
+        };
+        self.stats
+            .scanned
+            .fetch_add(report.scanned, Ordering::Relaxed);
+        self.stats
+            .collected
+            .fetch_add(report.collected, Ordering::Relaxed);
+        self.stats.mode.store(
+            match mode {
+                TombstoneIndex::Complete => 0,
+                TombstoneIndex::Partial => 1,
+                TombstoneIndex::Absent => 2,
+            },
+            Ordering::Relaxed,
+        );
+        if mode != TombstoneIndex::Absent {
+            let oldest = self.store.tombstones(Hlc(u64::MAX), 1).await?;
+            let age = oldest.first().map_or(0, |t| {
+                self.clock
+                    .wall_millis()
+                    .saturating_sub(t.hlc.millis())
+                    .max(1)
+            });
+            self.stats.oldest_ms.store(age, Ordering::Relaxed);
+            let len = self.store.tombstone_index_len().unwrap_or(0);
+            self.stats.index_len.store(len, Ordering::Relaxed);
+        }
+        self.stats
+            .last_pass_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// Consumes the tombstone index up to the horizon, a page at a time.
+    async fn collect_index(&self, allowed: impl Fn() -> bool) -> Result<ReaperPass, StoreError> {
         let mut report = ReaperPass::default();
-        let mut after = self.position().await?;
-        let limit = self.cfg.page.clamp(1, self.store.limits().max_scan);
-        for _ in 0..self.cfg.pages.max(1) {
+        let horizon = self.horizon();
+        self.stats.position_ppm.store(0, Ordering::Relaxed);
+        for page in 0..self.cfg.pages.max(1) {
             if !allowed() {
-                if report.scanned == 0 {
+                if page == 0 {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 }
                 break;
+            }
+            let Some(c) = self.store.collect_indexed(horizon, self.limit()).await? else {
+                break;
+            };
+            self.stats.pages.fetch_add(1, Ordering::Relaxed);
+            self.stats.stale.fetch_add(c.stale, Ordering::Relaxed);
+            report.scanned += c.read;
+            report.collected += c.purged;
+            if !c.more {
+                report.wrapped = true;
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Sweeps every record from the position kept at `at`, collecting the old tombstones;
+    /// with `backfill`, indexing the others, and at the end of the key space marking the index
+    /// complete (the backfill indexes while collection waits).
+    async fn sweep(
+        &self,
+        allowed: impl Fn() -> bool,
+        at: Keyspace,
+        backfill: bool,
+    ) -> Result<ReaperPass, StoreError> {
+        let mut report = ReaperPass::default();
+        let from = self.position(at).await?;
+        let mut after = from.clone();
+        let limit = self.limit();
+        for page in 0..self.cfg.pages.max(1) {
+            let collect = allowed();
+            if !collect {
+                if page == 0 {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                if !backfill {
+                    break;
+                }
             }
             let page = self
                 .store
@@ -153,6 +267,7 @@ impl Reaper {
                     include_tombstones: true,
                 })
                 .await?;
+            self.stats.pages.fetch_add(1, Ordering::Relaxed);
             report.scanned += page.items.len() as u64;
             let dead: Vec<Key> = page
                 .items
@@ -160,9 +275,15 @@ impl Reaper {
                 .filter(|(_, v)| v.value.is_none())
                 .map(|(k, _)| k)
                 .collect();
-            if !dead.is_empty() {
-                let (n, _young) = self.store.purge(&dead, self.horizon()).await?;
+            let mut young = dead;
+            if collect && !young.is_empty() {
+                let (n, left) = self.store.purge(&young, self.horizon()).await?;
                 report.collected += n;
+                young = left;
+            }
+            if backfill && !young.is_empty() {
+                let n = self.store.index_tombstones(&young).await?;
+                self.stats.backfilled.fetch_add(n, Ordering::Relaxed);
             }
             after = page.next;
             if after.is_none() {
@@ -170,14 +291,18 @@ impl Reaper {
                 break;
             }
         }
-        // The position key is itself a local record: skipping over it is harmless.
-        self.save(after.as_ref()).await?;
-        self.stats
-            .scanned
-            .fetch_add(report.scanned, Ordering::Relaxed);
-        self.stats
-            .collected
-            .fetch_add(report.collected, Ordering::Relaxed);
+        // The position key is itself a local record: skipping over it is harmless. Deleting it
+        // leaves a tombstone, collected as any other.
+        if after != from {
+            self.save(at, after.as_ref()).await?;
+        }
+        if report.wrapped && backfill {
+            self.store.tombstones_indexed().await?;
+            if self.position(POSITION).await?.is_some() {
+                self.save(POSITION, None).await?;
+            }
+            tracing::info!("tombstone index backfilled: the reaper now reads it alone");
+        }
         if report.wrapped {
             self.stats.sweeps.fetch_add(1, Ordering::Relaxed);
         }
@@ -188,10 +313,15 @@ impl Reaper {
             u64::from(u32::from_be_bytes(b)) * 1_000_000 / (u64::from(u32::MAX) + 1)
         });
         self.stats.position_ppm.store(ppm, Ordering::Relaxed);
-        self.stats
-            .last_pass_us
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// A pass of the sweep of every record whatever index the store keeps (the path before
+    /// the tombstone index, and still a store's without one): only to measure against
+    /// (`gossip/benches/reaper.rs`).
+    #[doc(hidden)]
+    pub async fn sweep_pass(&self, allowed: impl Fn() -> bool) -> Result<ReaperPass, StoreError> {
+        self.sweep(allowed, POSITION, false).await
     }
 
     /// Runs a pass every `interval` until `shutdown` turns true, while `allowed()` says so.
@@ -218,7 +348,10 @@ impl Reaper {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use starling_store::{Limits, NodeId, RegionId, open_embedded, open_memory};
+    use starling_store::{
+        EmbeddedOptions, Limits, Mutation, NodeId, RegionId, forget_tombstone_index, open_embedded,
+        open_memory,
+    };
 
     fn cfg(page: usize, pages: usize) -> ReaperConfig {
         ReaperConfig {
@@ -228,35 +361,144 @@ mod tests {
         }
     }
 
+    fn key(i: u64) -> Key {
+        Key::from(format!("k{i:05}").as_str())
+    }
+
+    /// `n` records, every `every`-th deleted, written in batches.
+    async fn fill_every(s: &Arc<dyn Store>, n: u64, every: u64) {
+        let ids: Vec<u64> = (0..n).collect();
+        for chunk in ids.chunks(1000) {
+            let puts: Vec<_> = chunk
+                .iter()
+                .map(|&i| (key(i), Mutation::Put(Bytes::from_static(b"v"))))
+                .collect();
+            s.mutate_many(&puts).await.unwrap();
+            let dels: Vec<_> = chunk
+                .iter()
+                .filter(|&&i| i % every == 0)
+                .map(|&i| (key(i), Mutation::Delete))
+                .collect();
+            s.mutate_many(&dels).await.unwrap();
+        }
+    }
+
     async fn fill(s: &Arc<dyn Store>, n: u64) {
-        for i in 0..n {
-            let k = Key::from(format!("k{i:04}").as_str());
-            s.put(&k, Bytes::from_static(b"v")).await.unwrap();
-            if i % 2 == 0 {
-                s.delete(&k).await.unwrap();
+        fill_every(s, n, 2).await;
+    }
+
+    fn memory(clock: &Arc<HlcClock>) -> Arc<dyn Store> {
+        open_memory(
+            NodeId::new(RegionId(1), 1),
+            clock.clone(),
+            Limits::default(),
+        )
+    }
+
+    /// Waits until the clock's wall is past every write so far (a zero grace then covers them).
+    async fn past(clock: &HlcClock) {
+        let now = clock.now().millis();
+        while clock.wall_millis() <= now {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The key test: 10 000 live records and 10 tombstones, one pass reads the 10 (an index
+    /// entry and its record each), not the store. The old full-scan reaper read all 10 010.
+    #[tokio::test]
+    async fn a_pass_reads_only_the_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(HlcClock::new());
+        let embedded = open_embedded(
+            NodeId::new(RegionId(1), 1),
+            clock.clone(),
+            &EmbeddedOptions::new(dir.path()),
+        )
+        .unwrap();
+        for s in [memory(&clock), embedded] {
+            fill_every(&s, 10_000, 1000).await;
+            past(&clock).await;
+            let r = Reaper::new(s.clone(), clock.clone(), cfg(100, 200), Arc::default());
+            let p = r.pass(|| true).await.unwrap();
+            assert_eq!(p.collected, 10);
+            assert!(
+                p.scanned <= 20,
+                "read {} records for 10 tombstones",
+                p.scanned
+            );
+            assert!(p.wrapped, "stopped at the horizon");
+            assert_eq!(r.pass(|| true).await.unwrap().scanned, 0, "nothing left");
+            for i in (0..10_000).step_by(1000) {
+                assert_eq!(s.get_record(&key(i)).await.unwrap(), None);
+                assert!(s.get_record(&key(i + 1)).await.unwrap().is_some());
             }
+            assert_eq!(r.stats().mode.load(Ordering::Relaxed), 0, "from the index");
+            assert_eq!(r.stats().oldest_ms.load(Ordering::Relaxed), 0);
         }
     }
 
     #[tokio::test]
-    async fn passes_are_bounded_and_a_sweep_collects_every_old_tombstone() {
+    async fn index_passes_are_bounded_and_consume_in_order() {
         let clock = Arc::new(HlcClock::new());
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            clock.clone(),
-            Limits::default(),
-        );
+        let s = memory(&clock);
         fill(&s, 100).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        past(&clock).await;
         let r = Reaper::new(s.clone(), clock, cfg(10, 3), Arc::default());
         let first = r.pass(|| true).await.unwrap();
+        assert_eq!(
+            (first.scanned, first.collected),
+            (30, 30),
+            "three pages of ten"
+        );
+        assert!(!first.wrapped);
+        let second = r.pass(|| true).await.unwrap();
+        assert_eq!((second.collected, second.wrapped), (20, true));
+        for i in 0..100u64 {
+            let rec = s.get_record(&key(i)).await.unwrap();
+            assert_eq!(rec.is_some(), i % 2 == 1, "key {i}");
+        }
+        assert_eq!(r.stats().collected.load(Ordering::Relaxed), 50);
+        assert_eq!(r.stats().pages.load(Ordering::Relaxed), 6);
+        assert_eq!(s.tombstone_index_len(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn young_tombstones_wait_and_unsettled_clusters_collect_nothing() {
+        let clock = Arc::new(HlcClock::new());
+        let s = memory(&clock);
+        fill(&s, 20).await;
+        let mut young = cfg(100, 1);
+        young.grace = Duration::from_secs(3600);
+        let r = Reaper::new(s.clone(), clock.clone(), young, Arc::default());
+        let p = r.pass(|| true).await.unwrap();
+        assert_eq!((p.scanned, p.collected), (0, 0), "none is due: none read");
+        assert_eq!(r.stats().index_len.load(Ordering::Relaxed), 10);
+        assert!(r.stats().oldest_ms.load(Ordering::Relaxed) > 0);
+        past(&clock).await;
+        let r = Reaper::new(s.clone(), clock, cfg(100, 1), Arc::default());
+        let p = r.pass(|| false).await.unwrap();
+        assert_eq!((p.scanned, p.collected), (0, 0));
+        assert_eq!(r.stats().skipped.load(Ordering::Relaxed), 1);
+        assert_eq!(s.tombstone_index_len(), Some(10));
+        assert_eq!(r.pass(|| true).await.unwrap().collected, 10, "once settled");
+    }
+
+    /// The path of a store without an index (ScyllaDB): a bounded sweep from a position.
+    #[tokio::test]
+    async fn sweeps_are_bounded_and_collect_every_old_tombstone() {
+        let clock = Arc::new(HlcClock::new());
+        let s = memory(&clock);
+        fill(&s, 100).await;
+        past(&clock).await;
+        let r = Reaper::new(s.clone(), clock, cfg(10, 3), Arc::default());
+        let first = r.sweep(|| true, POSITION, false).await.unwrap();
         assert_eq!(first.scanned, 30, "three pages of ten");
         assert_eq!(first.collected, 15);
         assert!(!first.wrapped);
         let mut total = first.collected;
         let mut passes = 1;
         loop {
-            let p = r.pass(|| true).await.unwrap();
+            let p = r.sweep(|| true, POSITION, false).await.unwrap();
             assert!(p.scanned <= 30);
             total += p.collected;
             passes += 1;
@@ -267,62 +509,75 @@ mod tests {
         assert_eq!(total, 50);
         assert_eq!(passes, 4);
         for i in 0..100u64 {
-            let rec = s
-                .get_record(&Key::from(format!("k{i:04}").as_str()))
-                .await
-                .unwrap();
+            let rec = s.get_record(&key(i)).await.unwrap();
             assert_eq!(rec.is_some(), i % 2 == 1, "key {i}");
         }
         assert_eq!(r.stats().sweeps.load(Ordering::Relaxed), 1);
-        assert_eq!(r.stats().collected.load(Ordering::Relaxed), 50);
     }
 
+    /// Migration: a store written before the index (its entries and mark removed) is swept
+    /// once, across a restart, indexing its young tombstones; then only the index is read.
     #[tokio::test]
-    async fn young_tombstones_and_unsettled_clusters_keep_their_tombstones() {
-        let clock = Arc::new(HlcClock::new());
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            clock.clone(),
-            Limits::default(),
-        );
-        fill(&s, 20).await;
-        let mut young = cfg(100, 1);
-        young.grace = Duration::from_secs(3600);
-        let r = Reaper::new(s.clone(), clock.clone(), young, Arc::default());
-        assert_eq!(r.pass(|| true).await.unwrap().collected, 0);
-        let r = Reaper::new(s.clone(), clock, cfg(100, 1), Arc::default());
-        let p = r.pass(|| false).await.unwrap();
-        assert_eq!((p.scanned, p.collected), (0, 0));
-        assert_eq!(r.stats().skipped.load(Ordering::Relaxed), 1);
-    }
-
-    #[tokio::test]
-    async fn the_position_survives_a_restart() {
+    async fn an_old_store_is_backfilled_once_then_collected_from_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = starling_store::EmbeddedOptions::new(dir.path());
+        let opts = EmbeddedOptions::new(dir.path());
         let node = NodeId::new(RegionId(1), 1);
-        let open = |c: &Arc<HlcClock>| open_embedded(node, c.clone(), &opts).unwrap();
         let clock = Arc::new(HlcClock::new());
+        let open = || open_embedded(node, clock.clone(), &opts).unwrap();
+        let mut young = cfg(10, 2);
+        young.grace = Duration::from_secs(3600);
         {
-            let s = open(&clock);
+            let s = open();
             fill(&s, 60).await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let r = Reaper::new(s.clone(), clock.clone(), cfg(10, 2), Arc::default());
-            assert_eq!(r.pass(|| true).await.unwrap().collected, 10);
             s.close().await.unwrap();
         }
-        let s = open(&clock);
-        let r = Reaper::new(s.clone(), clock, cfg(10, 2), Arc::default());
+        forget_tombstone_index(&opts).unwrap();
+        let stats = Arc::new(ReaperStats::default());
+        {
+            let s = open();
+            assert_eq!(s.tombstone_index(), TombstoneIndex::Partial);
+            assert_eq!(s.tombstones(Hlc(u64::MAX), 100).await.unwrap(), vec![]);
+            let r = Reaper::new(s.clone(), clock.clone(), young.clone(), stats.clone());
+            let p = r.pass(|| true).await.unwrap();
+            assert_eq!((p.scanned, p.collected, p.wrapped), (20, 0, false));
+            assert_eq!(stats.backfilled.load(Ordering::Relaxed), 10);
+            assert_eq!(stats.mode.load(Ordering::Relaxed), 1);
+            s.close().await.unwrap();
+        }
+        // After a restart the backfill goes on after k00019, an unsettled cluster included.
+        let s = open();
+        assert_eq!(s.tombstone_index(), TombstoneIndex::Partial);
+        let r = Reaper::new(s.clone(), clock.clone(), young.clone(), stats.clone());
+        let mut passes = 0;
+        while s.tombstone_index() == TombstoneIndex::Partial {
+            let p = r.pass(|| false).await.unwrap();
+            assert_eq!(p.collected, 0);
+            passes += 1;
+            assert!(passes <= 3, "one sweep");
+        }
+        assert_eq!(stats.backfilled.load(Ordering::Relaxed), 30);
+        let indexed = s.tombstones(Hlc(u64::MAX), 100).await.unwrap();
+        let records: Vec<Key> = indexed
+            .iter()
+            .map(|t| t.key.clone())
+            .filter(|k| !k.is_local())
+            .collect();
+        assert_eq!(records, (0..60).step_by(2).map(key).collect::<Vec<_>>());
+        drop(r);
+        s.close().await.unwrap();
+        drop(s);
+        // Complete across a restart; the next passes read the index alone.
+        let s = open();
+        assert_eq!(s.tombstone_index(), TombstoneIndex::Complete);
+        past(&clock).await;
+        let r = Reaper::new(s.clone(), clock.clone(), cfg(100, 1), stats.clone());
         let p = r.pass(|| true).await.unwrap();
-        // It went on after k0019: keys k0020..k0039 (the first 20 are gone or live).
-        assert_eq!(p.collected, 10);
-        assert!(
-            s.get_record(&Key::from("k0000")).await.unwrap().is_none(),
-            "collected before the restart"
-        );
-        assert!(
-            s.get_record(&Key::from("k0040")).await.unwrap().is_some(),
-            "not reached yet"
-        );
+        assert_eq!(p.collected, indexed.len() as u64, "every indexed tombstone");
+        assert_eq!(p.scanned, p.collected, "no live record read");
+        assert_eq!(stats.mode.load(Ordering::Relaxed), 0);
+        for i in 0..60u64 {
+            let rec = s.get_record(&key(i)).await.unwrap();
+            assert_eq!(rec.is_some(), i % 2 == 1, "key {i}");
+        }
     }
 }
