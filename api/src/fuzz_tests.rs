@@ -66,24 +66,19 @@ fn fuzz_rest_bodies() {
         })
     };
     let json_ct = "application/json";
-    let (_, _, a) = call(
-        Method::POST,
-        "/v1/users",
-        None,
-        json_ct,
-        br#"{"handle":"fuzzer","password":"password1"}"#.to_vec(),
-    );
-    let a: Value = serde_json::from_slice(&a).unwrap();
-    let token = a["token"].as_str().unwrap().to_string();
-    let (_, _, b) = call(
-        Method::POST,
-        "/v1/users",
-        None,
-        json_ct,
-        br#"{"handle":"target","password":"password1"}"#.to_vec(),
-    );
-    let b: Value = serde_json::from_slice(&b).unwrap();
-    let bob = b["id"].as_str().unwrap().to_string();
+    let sign_up = |handle: &str| -> Value {
+        let body = json!({ "handle": handle, "password": "password1" });
+        let (_, _, v) = call(
+            Method::POST,
+            "/v1/users",
+            None,
+            json_ct,
+            body.to_string().into(),
+        );
+        serde_json::from_slice(&v).unwrap()
+    };
+    let token = sign_up("fuzzer")["token"].as_str().unwrap().to_string();
+    let bob = sign_up("target")["id"].as_str().unwrap().to_string();
     let (_, _, p) = call(
         Method::POST,
         "/v1/posts",
