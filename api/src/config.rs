@@ -312,6 +312,19 @@ pub struct ChatSettings {
         hide_default_value = true
     )]
     pub chat_group_commit: bool,
+    /// Chat entries each conversation keeps, the oldest trimmed off the send path (0:
+    /// unbounded, else 100 to 10^9; default 10000).
+    #[arg(
+        long,
+        env = "STARLING_CHAT_HISTORY_MAX",
+        default_value = "10000",
+        hide_default_value = true
+    )]
+    pub chat_history_max: starling_messenger::retention::HistoryMax,
+    /// Chat entries older than this are trimmed too, all but each conversation's newest (such
+    /// as 90d; at least 1s; default off).
+    #[arg(long, env = "STARLING_CHAT_HISTORY_MAX_AGE")]
+    pub chat_history_max_age: Option<Lifetime>,
     /// The holder id of this node's seq leases (`None`: the store's node id): set by the server
     /// from the embedded store's data directory, so a restarted node takes its leases again at
     /// once (`starling_messenger::lease::holder_in`).

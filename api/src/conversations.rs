@@ -174,6 +174,11 @@ pub(crate) struct ConversationList {
 pub(crate) struct MessageList {
     /// Ascending by seq.
     items: Vec<MessageView>,
+    /// The first seq the conversation keeps (1: nothing trimmed). Entries below it are past the
+    /// history retention (`--chat-history-max`, `--chat-history-max-age`): a page never holds
+    /// them, and an `after_seq` below it reads from it.
+    #[schema(minimum = 1)]
+    first_seq: u64,
 }
 
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
@@ -596,7 +601,7 @@ fn parse_seq(s: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
 
 #[utoipa::path(get, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = crate::contract::Id, Path, description = "conversation id"), MessageParams),
-    responses((status = 200, description = "log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it. A former member reads up to their removal. A full page has a `Link` to the next: the entries after it with after_seq, else those before it", body = MessageList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))),
+    responses((status = 200, description = "log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it (from `first_seq`, the history retention's floor, when after_seq is below it). A former member reads up to their removal. A full page has a `Link` to the next: the entries after it with after_seq, else those before it", body = MessageList, headers(("Link" = String, description = "`<…>; rel=\"next\"`: the next page, while there is one"))),
         (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn messages(
     State(state): State<AppState>,
@@ -615,6 +620,7 @@ pub(crate) async fn messages(
     let after = parse_seq(&p.after_seq, "after_seq")?;
     let before = parse_seq(&p.before_seq, "before_seq")?;
     let c = state.messenger.authorize_read(me, conv).await?;
+    let first_seq = state.messenger.floor(conv).await?;
     // A former member reads up to their last removal, nothing after it.
     let until = (!c.is_member(me)).then(|| {
         c.past
@@ -652,7 +658,7 @@ pub(crate) async fn messages(
         (Some(_), _, Some(last)) if before.is_none_or(|b| last.seq + 1 < b) => {
             Some(("after_seq", last.seq))
         }
-        (None, Some(first), _) if first.seq > 1 => Some(("before_seq", first.seq)),
+        (None, Some(first), _) if first.seq > first_seq => Some(("before_seq", first.seq)),
         _ => None,
     };
     let gone = deleted_senders(&state, items.iter().map(|m| m.sender)).await?;
@@ -670,7 +676,14 @@ pub(crate) async fn messages(
     }
     let seq = next.map(|(_, s)| s.to_string());
     let link = next.zip(seq.as_deref()).map(|((name, _), s)| (name, s));
-    Ok(Page::new(&uri, link, MessageList { items: out }))
+    Ok(Page::new(
+        &uri,
+        link,
+        MessageList {
+            items: out,
+            first_seq,
+        },
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages", tag = "chat", security(("bearer" = [])),
@@ -691,7 +704,7 @@ pub(crate) async fn send(
 #[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
     params(("id" = crate::contract::Id, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")), request_body = MessageEdit,
     responses((status = 200, description = "the message as edited (an `edit` entry in the log; members get an `edited` frame)", body = MessageView),
-        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the message was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message, or a message past the history retention (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 409, description = "the message was deleted", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn edit_message(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,
@@ -731,7 +744,7 @@ pub(crate) async fn edit_message(
 #[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}", tag = "chat", security(("bearer" = [])),
     params(("id" = crate::contract::Id, Path, description = "conversation id"), ("seq" = u64, Path, description = "the message's seq")),
     responses((status = 204, description = "deleted (a `delete` entry in the log; members get a `deleted` frame)"),
-        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
+        (status = 400, description = "malformed input (an id, a seq, JSON)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 401, description = "no or bad token", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 403, description = "not a member, or not the message's sender (nor a group's owner/admin, for a delete)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 404, description = "unknown conversation or message, or a message past the history retention (the detail says so)", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 422, description = "invalid body or client_id, or not a text message", body = crate::problem::Problem, content_type = "application/problem+json"), (status = 503, description = "the home region's owner is unreachable", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn delete_message(
     State(state): State<AppState>,
     AuthUser(me): AuthUser,

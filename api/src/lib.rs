@@ -187,6 +187,10 @@ impl AppState {
         chat_cfg.group_commit = p.chat.chat_group_commit;
         chat_cfg.lease_holder = p.chat.lease_holder;
         chat_cfg.client_id_filter = p.chat.client_id_filter && p.gossip.is_none();
+        chat_cfg.retention = starling_messenger::Retention {
+            max: p.chat.chat_history_max.get(),
+            max_age: p.chat.chat_history_max_age.map(|a| a.get()),
+        };
         let graph = Graph::new(p.store.clone(), cas.clone(), ids.clone(), p.graph);
         let posts = Posts::new(p.store.clone(), cas.clone(), ids.clone());
         let messenger =
@@ -299,11 +303,19 @@ pub fn start_chat(
             }
         }
     });
+    // Chat history retention: queued conversations trimmed, every conversation swept by.
+    let messenger = state.messenger.clone();
+    let stop = shutdown.clone();
+    tasks.spawn(async move { messenger.run_retention(RETENTION_SWEEP, stop).await });
     if let Some(rx) = bus {
         tasks.spawn(rx.run(state.fanout.clone(), shutdown));
     }
     tasks
 }
+
+/// How often chat retention queues the next page of conversations (256): an idle conversation
+/// is trimmed by age, and a restarted node resumes every conversation's trimming without a send.
+const RETENTION_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The whole HTTP API of a node, with the default request deadline.
 pub fn router(state: AppState) -> axum::Router {

@@ -153,6 +153,7 @@ impl From<starling_messenger::MessengerError> for ApiError {
             M::ForbiddenMsg(m) => ApiError::ForbiddenMsg(m),
             M::ConflictMsg(m) => ApiError::Conflict(m),
             M::MessageNotFound => ApiError::NotFound("message not found"),
+            M::Trimmed(_) => ApiError::NotFoundMsg(e.to_string()),
             M::NotFound => ApiError::NotFound("conversation not found"),
             M::UnknownUser(_) => ApiError::NotFoundMsg(e.to_string()),
             M::NotMember => ApiError::Forbidden("not a member of this conversation"),

@@ -662,3 +662,90 @@ async fn with_the_client_id_filter_a_retry_after_a_restart_gets_the_original() {
         "no second copy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_history_bound_readers_start_at_the_floor_and_a_trimmed_edit_is_refused() {
+    let settings = ChatSettings {
+        chat_history_max: starling_messenger::retention::HistoryMax::new(100).unwrap(),
+        ..ChatSettings::default()
+    };
+    let s = start_with_chat(settings).await;
+    let alice = sign_up(s.addr, "alice").await;
+    let bob = sign_up(s.addr, "bob").await;
+    let dm = conversation(s.addr, &alice, &[&bob]).await;
+    for i in 1..=300u64 {
+        let (st, v) = post_message(s.addr, &alice.token, &dm, "hi", &format!("c{i}")).await;
+        assert_eq!((st, v["seq"].as_u64()), (201, Some(i)), "{v}");
+    }
+    // The server's retention task trims in the background: wait for the state, not a time.
+    let page = |after: u64| {
+        let (addr, token, dm) = (s.addr, bob.token.clone(), dm.clone());
+        async move {
+            let path = format!("/v1/conversations/{dm}/messages?after_seq={after}&limit=100");
+            http(addr, "GET", &path, Some(&token), None).await
+        }
+    };
+    while page(0).await.1["first_seq"] != 201 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Exactly the newest 100, from the floor, whatever after_seq below it asks.
+    for after in [0, 150, 200] {
+        let (st, v) = page(after).await;
+        assert_eq!(st, 200);
+        let seqs: Vec<u64> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, (201..=300).collect::<Vec<_>>(), "after_seq={after}");
+    }
+    // The newest page going back stops at the floor: no link to a page before it.
+    let path = format!("/v1/conversations/{dm}/messages?before_seq=251&limit=100");
+    let (st, v) = http(s.addr, "GET", &path, Some(&bob.token), None).await;
+    assert_eq!((st, v["first_seq"].as_u64()), (200, Some(201)));
+    assert_eq!(v["items"].as_array().unwrap().len(), 50);
+    assert_eq!(v["items"][0]["seq"], 201);
+    // A resume from below the floor starts at it and says so.
+    let mut b = Client::connect(s.addr, &bob.token).await;
+    b.send(json!({"type":"resume","conv":dm,"after_seq":0}))
+        .await;
+    let first = b.next_of(&["message"]).await;
+    assert_eq!(first["seq"], 201, "{first}");
+    let done = b.next_of(&["resumed"]).await;
+    assert_eq!(
+        (done["first_seq"].as_u64(), done["last_seq"].as_u64()),
+        (Some(201), Some(300)),
+        "{done}"
+    );
+    // An edit or a delete of a trimmed message: 404 saying why; above the floor as before.
+    let path = format!("/v1/conversations/{dm}/messages/5");
+    let (st, v) = http(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&alice.token),
+        Some(json!({"body":"new"})),
+    )
+    .await;
+    assert_eq!(st, 404, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("retention"), "{v}");
+    let (st, _) = http(s.addr, "DELETE", &path, Some(&alice.token), None).await;
+    assert_eq!(st, 404);
+    let path = format!("/v1/conversations/{dm}/messages/250");
+    let (st, v) = http(
+        s.addr,
+        "PATCH",
+        &path,
+        Some(&alice.token),
+        Some(json!({"body":"new"})),
+    )
+    .await;
+    assert_eq!((st, v["body"].as_str()), (200, Some("new")), "{v}");
+    // Unread counts what is kept: bob never read, 100 messages exist.
+    let (st, v) = http(s.addr, "GET", "/v1/conversations", Some(&bob.token), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(v["items"][0]["unread_count"], 100, "{v}");
+    let m = s.state.messenger.retention_stats();
+    assert_eq!(m.trimmed.load(std::sync::atomic::Ordering::Relaxed), 200);
+}

@@ -198,15 +198,30 @@ fn a_misconfigured_scylla_url_is_one_clear_error() {
 
 #[test]
 fn a_bad_keyspace_lease_ttl_is_one_clear_error() {
-    for bad in ["1s", "11m", "ten"] {
-        let err = start_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--keyspace-lease-ttl",
-            bad,
-        ]);
-        assert!(err.contains("--keyspace-lease-ttl"), "{bad}: {err}");
+    for (flag, bad) in [
+        ("--keyspace-lease-ttl", "1s"),
+        ("--keyspace-lease-ttl", "11m"),
+        ("--keyspace-lease-ttl", "ten"),
+        ("--keyspace-tail-interval", "5ms"),
+        ("--keyspace-tail-interval", "11s"),
+        ("--keyspace-tail-interval", "often"),
+    ] {
+        let err = start_error(&["--listen", "127.0.0.1:0", "--store", "memory", flag, bad]);
+        assert!(err.contains(flag), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_chat_history_bound_is_one_clear_error() {
+    for (flag, bad) in [
+        ("--chat-history-max", "50"),
+        ("--chat-history-max", "99"),
+        ("--chat-history-max", "ten"),
+        ("--chat-history-max", "1000000001"),
+        ("--chat-history-max-age", "10ms"),
+        ("--chat-history-max-age", "soon"),
+    ] {
+        let err = start_error(&["--listen", "127.0.0.1:0", "--store", "memory", flag, bad]);
+        assert!(err.contains(flag), "{flag} {bad}: {err}");
     }
 }

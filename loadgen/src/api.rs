@@ -596,24 +596,44 @@ fn stored_message(v: &Value) -> Result<StoredMessage, RequestError> {
     })
 }
 
-/// `GET /v1/conversations/{conv}/messages?after_seq=`, every page: the whole history, ascending.
+/// A conversation's log as read back: the first seq the server keeps (its history retention's
+/// floor; 1 when nothing is trimmed) and every entry from it, ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// Entries below it are past the history retention (`first_seq` of the last page read).
+    pub first_seq: u64,
+    /// The entries from it.
+    pub items: Vec<StoredMessage>,
+}
+
+/// `GET /v1/conversations/{conv}/messages` page after page from `after_seq=0`. A page whose
+/// `first_seq` (the retention's floor) is past what was read drops what was read: the floor
+/// moved up meanwhile and those entries are trimmed now.
 pub async fn messages(
     http: &Http,
     base: &str,
     token: &str,
     conv: &str,
-) -> Result<Vec<StoredMessage>, RequestError> {
-    let mut out: Vec<StoredMessage> = Vec::new();
+) -> Result<History, RequestError> {
+    let mut out = History {
+        first_seq: 1,
+        items: Vec::new(),
+    };
     loop {
-        let after = out.last().map_or(0, |m| m.seq);
+        let after = out.items.last().map_or(0, |m| m.seq);
         let url = format!("{base}/v1/conversations/{conv}/messages?after_seq={after}&limit=100");
         let v = get(http, &url, token).await?;
+        let first_seq = v.get("first_seq").and_then(Value::as_u64).unwrap_or(1);
+        if first_seq > out.first_seq {
+            out.first_seq = first_seq;
+            out.items.retain(|m| m.seq >= first_seq);
+        }
         let items = items(&v)?;
         if items.is_empty() {
             return Ok(out);
         }
         for item in items {
-            out.push(stored_message(item)?);
+            out.items.push(stored_message(item)?);
         }
     }
 }

@@ -385,6 +385,10 @@ pub struct Verification {
     /// Acknowledged account deletions checked per target (and their handles freed).
     #[serde(default)]
     pub deletions: u64,
+    /// Acknowledged chat messages below their conversation's history retention floor (trimmed,
+    /// not lost), over every target.
+    #[serde(default)]
+    pub trimmed: u64,
     /// Acked writes not read back (chat messages, edits and memberships, unless
     /// [`verify_messages`] checked them).
     pub skipped: u64,
@@ -715,15 +719,23 @@ pub async fn verify_messages(
         .map(|g| g.members.len() as u64)
         .sum();
     for target in targets {
-        let found: Vec<Vec<Missing>> = stream::iter(checked.iter())
+        let found: Vec<(Vec<Missing>, u64)> = stream::iter(checked.iter())
             .map(|c| async move {
                 let history = api::messages(http, target, c.token, c.conv)
                     .await
                     .map_err(|e| {
                         LoadError::setup(format!("reading conversation {} at {target}", c.conv), e)
                     })?;
-                let mut missing = check_history(c.conv, target, c.acked, &history);
-                missing.extend(check_edits(c.conv, target, c.edits, &history));
+                let first = history.first_seq;
+                let (mut missing, trimmed) =
+                    check_history_from(first, c.conv, target, c.acked, &history.items);
+                missing.extend(check_edits_from(
+                    first,
+                    c.conv,
+                    target,
+                    c.edits,
+                    &history.items,
+                ));
                 if let Some(g) = c.group {
                     let members =
                         api::members(http, target, c.token, c.conv)
@@ -733,25 +745,31 @@ pub async fn verify_messages(
                             })?;
                     missing.extend(check_members(c.conv, target, &g.members, &members));
                 }
-                Ok::<_, LoadError>(missing)
+                Ok::<_, LoadError>((missing, trimmed))
             })
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
-        out.missing.extend(found.into_iter().flatten());
+        for (missing, trimmed) in found {
+            out.missing.extend(missing);
+            out.trimmed += trimmed;
+        }
     }
     Ok(out)
 }
 
-/// What is wrong with one conversation's history: gaps or repeats in its seqs, and acknowledged
-/// messages not at their seq. Entries that are not chat messages (edits, membership changes)
-/// have seqs of their own and count in the gap check like any other.
-fn check_history(
+/// What is wrong with one conversation's history from `first_seq` (the server's retention
+/// floor; 1: nothing trimmed): gaps or repeats in its seqs from there, and acknowledged messages
+/// at or above it not at their seq; and how many acknowledged messages are below it (trimmed by
+/// the history retention, not lost). Entries that are not chat messages (edits, membership
+/// changes) have seqs of their own and count in the gap check like any other.
+fn check_history_from(
+    first_seq: u64,
     conv: &str,
     target: &str,
     acked: &[AckedMessage],
     history: &[api::StoredMessage],
-) -> Vec<Missing> {
+) -> (Vec<Missing>, u64) {
     let mut out = Vec::new();
     let missing = |kind: &str, id: String| Missing {
         kind: kind.into(),
@@ -762,32 +780,37 @@ fn check_history(
     if let Some((i, m)) = history
         .iter()
         .enumerate()
-        .find(|(i, m)| m.seq != *i as u64 + 1)
+        .find(|(i, m)| m.seq != first_seq + *i as u64)
     {
         out.push(missing(
             "gap",
             format!("seq {} at position {}", m.seq, i + 1),
         ));
     }
+    let mut trimmed = 0;
     for (seq, id, _) in acked {
-        if at_seq(history, *seq).is_none_or(|m| m.id != *id || m.kind != "text") {
+        if *seq < first_seq {
+            trimmed += 1;
+        } else if at_seq(history, first_seq, *seq).is_none_or(|m| m.id != *id || m.kind != "text") {
             out.push(missing("message", id.clone()));
         }
     }
-    out
+    (out, trimmed)
 }
 
-/// The entry of a whole history at `seq`: at position `seq` (none when a gap moved it).
-fn at_seq(history: &[api::StoredMessage], seq: u64) -> Option<&api::StoredMessage> {
-    usize::try_from(seq)
-        .ok()
-        .and_then(|s| s.checked_sub(1))
+/// The entry of a whole history from `first_seq` at `seq`: at position `seq - first_seq` (none
+/// when a gap moved it).
+fn at_seq(history: &[api::StoredMessage], first_seq: u64, seq: u64) -> Option<&api::StoredMessage> {
+    seq.checked_sub(first_seq)
+        .and_then(|i| usize::try_from(i).ok())
         .and_then(|i| history.get(i))
         .filter(|m| m.seq == seq)
 }
 
-/// The acknowledged edits of one conversation whose message does not hold their text.
-fn check_edits(
+/// The acknowledged edits of one conversation whose message does not hold their text (those of
+/// messages below `first_seq`, trimmed, are not checked).
+fn check_edits_from(
+    first_seq: u64,
     conv: &str,
     target: &str,
     edits: &[AckedEdit],
@@ -795,8 +818,9 @@ fn check_edits(
 ) -> Vec<Missing> {
     edits
         .iter()
+        .filter(|(seq, _, _)| *seq >= first_seq)
         .filter_map(|(seq, body, _)| {
-            let found = at_seq(history, *seq).filter(|m| m.kind == "text");
+            let found = at_seq(history, first_seq, *seq).filter(|m| m.kind == "text");
             (found.is_none_or(|m| m.body != *body)).then(|| Missing {
                 kind: "edit".into(),
                 id: format!(
@@ -1324,18 +1348,53 @@ mod tests {
             (1, "a".to_string(), "u".to_string()),
             (3, "c".into(), "u".into()),
         ];
-        assert!(check_history("c1", "t", &acked, &[m(1, "a"), m(2, "b"), m(3, "c")]).is_empty());
-        let gap = check_history("c1", "t", &acked, &[m(1, "a"), m(3, "c")]);
+        assert!(
+            check_history_from(1, "c1", "t", &acked, &[m(1, "a"), m(2, "b"), m(3, "c")])
+                .0
+                .is_empty()
+        );
+        let (gap, _) = check_history_from(1, "c1", "t", &acked, &[m(1, "a"), m(3, "c")]);
         assert_eq!(
             gap.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>(),
             ["gap", "message"],
             "{gap:?}"
         );
-        let lost = check_history("c1", "t", &acked, &[m(1, "a"), m(2, "b")]);
+        let (lost, _) = check_history_from(1, "c1", "t", &acked, &[m(1, "a"), m(2, "b")]);
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].id, "c");
-        let other = check_history("c1", "t", &acked, &[m(1, "x"), m(2, "b"), m(3, "c")]);
+        let (other, _) =
+            check_history_from(1, "c1", "t", &acked, &[m(1, "x"), m(2, "b"), m(3, "c")]);
         assert_eq!(other[0].kind, "message");
+    }
+
+    #[test]
+    fn messages_below_the_retention_floor_are_trimmed_and_a_gap_above_it_is_still_reported() {
+        let m = |seq: u64, id: &str| entry(seq, id, "text", "");
+        let acked = vec![
+            (1, "a".to_string(), "u".to_string()),
+            (2, "b".into(), "u".into()),
+            (4, "d".into(), "u".into()),
+        ];
+        // The server keeps from seq 3: 1 and 2 are trimmed, not missing.
+        let (missing, trimmed) = check_history_from(3, "c1", "t", &acked, &[m(3, "c"), m(4, "d")]);
+        assert!(missing.is_empty(), "{missing:?}");
+        assert_eq!(trimmed, 2);
+        // A gap above the floor (3 absent) and a lost message there are still found.
+        let (missing, trimmed) = check_history_from(3, "c1", "t", &acked, &[m(4, "d")]);
+        assert_eq!(
+            missing.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>(),
+            ["gap", "message"],
+            "{missing:?}"
+        );
+        assert_eq!(trimmed, 2);
+        // Edits of trimmed messages are not checked; above the floor they are.
+        let edits = vec![
+            (1, "gone".to_string(), "u".to_string()),
+            (4, "new".into(), "u".into()),
+        ];
+        let missing = check_edits_from(3, "c1", "t", &edits, &[m(3, "c"), m(4, "d")]);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].id.starts_with("seq 4"), "{missing:?}");
     }
 
     #[test]
@@ -1450,16 +1509,20 @@ mod tests {
             (1, "a".to_string(), "u".to_string()),
             (3, "b".into(), "u".into()),
         ];
-        assert!(check_history("c1", "t", &acked, &history).is_empty());
+        assert!(
+            check_history_from(1, "c1", "t", &acked, &history)
+                .0
+                .is_empty()
+        );
         let edited = vec![(1, "edited 1".to_string(), "u".to_string())];
-        assert!(check_edits("c1", "t", &edited, &history).is_empty());
+        assert!(check_edits_from(1, "c1", "t", &edited, &history).is_empty());
         // The text not edited, and an edit expected of an entry that is not a message.
         let lost = vec![
             (3, "edited 2".to_string(), "u".to_string()),
             (4, "edited 1".into(), "u".into()),
             (9, "edited 3".into(), "u".into()),
         ];
-        let missing = check_edits("c1", "t", &lost, &history);
+        let missing = check_edits_from(1, "c1", "t", &lost, &history);
         assert_eq!(missing.len(), 3, "{missing:?}");
         assert!(missing.iter().all(|m| m.kind == "edit"));
         assert_eq!(
@@ -1467,7 +1530,7 @@ mod tests {
             r#"seq 3: "edited 2" expected, Some("load message") found"#
         );
         // A message whose seq holds another kind of entry is not there.
-        let moved = check_history("c1", "t", &[(2, "x".into(), "u".into())], &history);
+        let (moved, _) = check_history_from(1, "c1", "t", &[(2, "x".into(), "u".into())], &history);
         assert_eq!(moved[0].kind, "message");
     }
 

@@ -92,10 +92,19 @@ impl Messenger {
         if !conv.may_read(actor, seq) {
             return Err(MessengerError::MessageNotFound);
         }
+        let floor = self.floor(conv.id).await?;
+        if seq < floor {
+            return Err(MessengerError::Trimmed(floor));
+        }
         let key = keys::message(conv.id, seq);
         let mut done = false;
         for _ in 0..MAX_REWRITES {
             let Some((bytes, version)) = self.read_at_owner(&conv.home_region, &key).await? else {
+                // Trimmed meanwhile, or never there.
+                let floor = self.floor(conv.id).await?;
+                if seq < floor {
+                    return Err(MessengerError::Trimmed(floor));
+                }
                 return Err(MessengerError::MessageNotFound);
             };
             // The slot keeps the fencing token it was created under.

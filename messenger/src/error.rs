@@ -35,6 +35,9 @@ pub enum MessengerError {
     /// No such message in the conversation.
     #[error("message not found")]
     MessageNotFound,
+    /// The message is below the conversation's retention floor: trimmed ([`crate::retention`]).
+    #[error("the message is past the conversation's history retention (first kept seq {0})")]
+    Trimmed(u64),
     /// Sequence claims kept losing races; retry.
     #[error("the conversation is too busy; retry")]
     Contended,

@@ -16,9 +16,10 @@ impl Messenger {
             .and_then(|v| v.value))
     }
 
-    /// Up to `limit` stored messages with seq > `after`, ascending. Stops before a seq this
-    /// replica does not hold yet only if `contiguous` (the REST view); a resume takes what is
-    /// there and lets the connection's cursor hold the part past a gap.
+    /// Up to `limit` stored messages with seq > `after`, ascending, from the retention floor
+    /// ([`Messenger::floor`]) when `after` is below it. Stops before a seq this replica does
+    /// not hold yet only if `contiguous` (the REST view); a resume takes what is there and lets
+    /// the connection's cursor hold the part past a gap.
     pub async fn after(
         &self,
         conv: u64,
@@ -27,6 +28,8 @@ impl Messenger {
         contiguous: bool,
     ) -> Result<Vec<Message>, MessengerError> {
         let limit = limit.clamp(1, 1000);
+        // Entries below the floor are trimmed (one kept change entry may be left there).
+        let after = after.max(self.floor(conv).await? - 1);
         let req = ScanRequest {
             prefix: keys::messages_prefix(conv),
             after: Some(keys::message(conv, after)),
@@ -49,7 +52,8 @@ impl Messenger {
         Ok(out)
     }
 
-    /// Up to `limit` stored messages with seq < `before` (`None`: the newest), ascending.
+    /// Up to `limit` stored messages with seq < `before` (`None`: the newest), ascending; none
+    /// below the retention floor ([`Messenger::floor`]).
     pub async fn before(
         &self,
         conv: u64,
@@ -65,8 +69,12 @@ impl Messenger {
             include_tombstones: false,
         };
         let page = self.store.scan(&req).await?;
+        let floor = self.floor(conv).await?;
         let mut out = Vec::with_capacity(page.items.len());
-        for (_, v) in page.items {
+        for (k, v) in page.items {
+            if keys::parse_message(&k).is_some_and(|(_, seq)| seq < floor) {
+                break;
+            }
             if let Some(b) = v.value {
                 out.push(codec::from_value::<Message>(&b)?);
             }

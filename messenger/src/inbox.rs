@@ -34,7 +34,8 @@ pub struct InboxItem {
     /// The user's read-up-to marker.
     pub read_seq: u64,
     /// Entries after the marker the user would count as unread: others' text messages, not
-    /// deleted (exact up to [`UNREAD_EXACT`] entries, then every newer entry counts).
+    /// deleted (exact up to [`UNREAD_EXACT`] entries, then every newer entry counts), none below
+    /// the retention floor (a marker below it counts from the floor).
     pub unread: u64,
     /// Last activity, ms since the epoch (the newest entry, else the creation).
     pub activity_ms: u64,
@@ -186,11 +187,15 @@ impl Messenger {
         &self,
         user: u64,
         conv: u64,
-        read: u64,
+        mut read: u64,
         last: u64,
     ) -> Result<u64, MessengerError> {
         if last <= read {
             return Ok(0);
+        }
+        if last - read > UNREAD_EXACT as u64 {
+            // Trimmed entries are not unread: they no longer exist (see `crate::retention`).
+            read = read.max(self.floor(conv).await? - 1);
         }
         let newer = last - read;
         let from = last.saturating_sub(UNREAD_EXACT as u64).max(read);

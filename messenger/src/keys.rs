@@ -10,6 +10,7 @@
 //! | `rd` | user, conv, seq (descending) | set element | — (read-up-to markers: the first is the marker) |
 //! | `ms` | home region, shard | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord): who may assign the seqs of the shard's conversations |
 //! | `ml` | conv | register, CAS'd at the home region | [`LeaseRecord`](crate::lease::LeaseRecord) of one conversation (the benchmark's baseline) |
+//! | `mf` | conv, seq (descending) | set element | — (retention floors: the first is the first seq kept, [`crate::retention`]) |
 //!
 //! Messages follow Discord's layout: a partition per (conversation, bucket), rows clustered by
 //! seq descending, so "the newest page" is a forward scan from the conversation's prefix and
@@ -35,6 +36,9 @@ pub const READ: Keyspace = Keyspace::new("rd");
 
 /// The lease of the right to assign a conversation's seqs ([`crate::lease`]).
 pub const LEASES: Keyspace = Keyspace::new("ml");
+
+/// Retention floors ([`crate::retention`]).
+pub const FLOORS: Keyspace = Keyspace::new("mf");
 
 /// The lease of `conv`.
 pub fn lease(conv: u64) -> Key {

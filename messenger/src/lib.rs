@@ -15,6 +15,7 @@
 //! - [`lease`]: the right to assign a conversation's seqs, a lease with a fencing token;
 //! - [`edit`]: editing and deleting messages;
 //! - [`history`]: reading the log by seq range;
+//! - [`retention`]: how much history a conversation keeps, trimmed off the send path;
 //! - [`inbox`]: read-up-to markers (max-merging, replicated) and the inbox by last activity;
 //! - [`protocol`]: the WebSocket wire frames (JSON, versioned by the `type` tag);
 //! - [`outbox`]: a per-connection send queue bounded in bytes;
@@ -43,6 +44,7 @@ pub mod model;
 pub mod outbox;
 pub mod pipeline;
 pub mod protocol;
+pub mod retention;
 pub mod send;
 pub mod sequencer;
 pub mod tail;
@@ -59,6 +61,7 @@ pub use lease::LeaseStats;
 pub use model::{Conversation, ConversationKind, Member, Message, MessageKind, Role};
 pub use outbox::{OutItem, Outbox};
 pub use pipeline::{Order, PipelineStats};
+pub use retention::{Retention, RetentionStats};
 pub use send::{Change, Draft, Item, ItemResult, Sent};
 pub use sequencer::SequencerStats;
 
@@ -101,6 +104,8 @@ pub struct MessengerConfig {
     /// sets it so), and only once [`Messenger::load_client_ids`] has run. `false` (the
     /// default): the index is read on every send.
     pub client_id_filter: bool,
+    /// How much history each conversation keeps ([`retention`]; the default keeps all).
+    pub retention: Retention,
 }
 
 impl MessengerConfig {
@@ -116,6 +121,7 @@ impl MessengerConfig {
             lease_per_conversation: false,
             lease_holder: None,
             client_id_filter: false,
+            retention: Retention::default(),
         }
     }
 }
@@ -159,6 +165,10 @@ pub struct Messenger {
     leases: Arc<lease::LeaseTable>,
     /// The client-id filter (see [`cids`]).
     cids: Arc<cids::ClientIds>,
+    /// Conversations waiting for a retention pass (bounded, see [`retention`]).
+    trim_queue: Arc<retention::TrimQueue>,
+    /// Retention's counters.
+    retention_stats: Arc<RetentionStats>,
 }
 
 /// Entries remembered across every conversation's [`send::Tail`] (about 24 bytes each).
@@ -212,6 +222,8 @@ impl Messenger {
             sequencer: Arc::default(),
             leases: Arc::default(),
             cids,
+            trim_queue: Arc::default(),
+            retention_stats: Arc::default(),
         }
     }
 

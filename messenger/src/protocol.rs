@@ -112,6 +112,9 @@ pub enum ServerFrame<'a> {
         conv: String,
         /// The last seq sent so far.
         last_seq: u64,
+        /// The first seq the conversation keeps (1: nothing trimmed; entries below it are past
+        /// the history retention, never sent).
+        first_seq: u64,
     },
     /// A member is typing.
     Typing {
@@ -386,6 +389,7 @@ mod tests {
             ServerFrame::Resumed {
                 conv: "1".into(),
                 last_seq: 0,
+                first_seq: 1,
             },
             ServerFrame::Typing {
                 conv: "1".into(),

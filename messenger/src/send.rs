@@ -619,6 +619,7 @@ impl Messenger {
             match outcome {
                 CasOutcome::Applied(v) => {
                     self.saw(conv.id, msg.seq, msg.epoch, Some((sender, &msg.client_id)));
+                    self.retention_check(conv.id, msg.seq);
                     slot.seq += 1;
                     slot.epoch = msg.epoch;
                     if joined.is_some() {

@@ -703,3 +703,196 @@ async fn with_the_block_cache_a_block_and_a_removal_take_effect_on_the_next_send
         Err(MessengerError::NotMember)
     ));
 }
+
+/// A messenger on a memory store keeping `max` entries per conversation.
+async fn with_retention(users: usize, max: u64) -> (Messenger, Vec<u64>) {
+    let mut cfg = MessengerConfig::new("r");
+    cfg.retention = crate::Retention { max, max_age: None };
+    messenger_on_memory(users, false, cfg).await
+}
+
+/// Live (not deleted) slots of `conv` in the store, and its client-id index entries.
+async fn stored(m: &Messenger, conv: u64) -> (Vec<u64>, usize) {
+    let slots = m
+        .store()
+        .scan(&starling_store::ScanRequest::prefix(
+            crate::keys::messages_prefix(conv),
+            1000,
+        ))
+        .await
+        .unwrap();
+    let mut seqs: Vec<u64> = slots
+        .items
+        .iter()
+        .filter_map(|(k, _)| crate::keys::parse_message(k).map(|(_, s)| s))
+        .collect();
+    seqs.sort_unstable();
+    let cids = m
+        .store()
+        .scan(&starling_store::ScanRequest::prefix(
+            crate::keys::CLIENT_IDS.key().u64(conv).finish(),
+            1000,
+        ))
+        .await
+        .unwrap();
+    (seqs, cids.items.len())
+}
+
+/// Runs the queued retention passes until none is left.
+async fn drain_trims(m: &Messenger) {
+    while let Some(conv) = m.retention_queue().pop() {
+        m.trim(conv).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_past_the_bound_keeps_exactly_the_last_n_from_its_floor() {
+    let (m, u) = with_retention(2, 100).await;
+    let (conv, _) = m
+        .create_group(u[0], &[u[1]], Some("g".into()), String::new(), None)
+        .await
+        .unwrap();
+    // Entry 1 is a change (every later entry is written under its state), then 299 texts.
+    let rename = crate::send::Change::Rename {
+        name: Some("h".into()),
+        topic: None,
+        avatar: None,
+    };
+    m.change(&conv, u[0], rename).await.unwrap().unwrap();
+    let conv = m.conversation(conv.id).await.unwrap();
+    for i in 2..=300 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+    }
+    assert_eq!(
+        m.retention_queue().len(),
+        1,
+        "queued once by the send path's checks"
+    );
+    drain_trims(&m).await;
+    assert_eq!(m.floor(conv.id).await.unwrap(), 201);
+    let history = m.after(conv.id, 0, 1000, true).await.unwrap();
+    assert_eq!(
+        history.iter().map(|x| x.seq).collect::<Vec<_>>(),
+        (201..=300).collect::<Vec<_>>(),
+        "exactly the last 100, from the floor"
+    );
+    let newest = m.before(conv.id, None, 1000).await.unwrap();
+    assert_eq!(newest.first().map(|x| x.seq), Some(201));
+    assert_eq!(newest.len(), 100);
+    // In the store: the 100 and the change entry they were written under; their index entries.
+    let (seqs, cids) = stored(&m, conv.id).await;
+    let mut expect = vec![1];
+    expect.extend(201..=300);
+    assert_eq!(seqs, expect);
+    assert_eq!(
+        cids, 101,
+        "the trimmed messages' client-id index entries are gone (the kept change's stays)"
+    );
+    // Unread counts what exists: from the floor for a marker below it.
+    let inbox = m.inbox(u[1], None, 10).await.unwrap();
+    assert_eq!(inbox.items[0].unread, 100);
+    // Edits of a trimmed message: refused as trimmed; above the floor: as before.
+    assert!(matches!(
+        m.edit(&conv, u[0], 150, "y", "e1").await,
+        Err(MessengerError::Trimmed(201))
+    ));
+    assert!(matches!(
+        m.delete_message(&conv, u[0], 5, "d1").await,
+        Err(MessengerError::Trimmed(201))
+    ));
+    m.edit(&conv, u[0], 250, "y", "e2").await.unwrap();
+    // Another change, then past the bound again: the old change entry goes, the new one stays.
+    let rename = crate::send::Change::Rename {
+        name: Some("i".into()),
+        topic: None,
+        avatar: None,
+    };
+    m.change(&conv, u[0], rename).await.unwrap().unwrap();
+    let conv = m.conversation(conv.id).await.unwrap();
+    let head = m.last_seq(conv.id).await.unwrap();
+    for i in head + 1..=500 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+    }
+    drain_trims(&m).await;
+    assert_eq!(m.floor(conv.id).await.unwrap(), 401);
+    let (seqs, cids) = stored(&m, conv.id).await;
+    let mut expect = vec![302];
+    expect.extend(401..=500);
+    assert_eq!(
+        seqs, expect,
+        "the change entry at 302 stays, the one at 1 is gone"
+    );
+    assert_eq!(cids, 101);
+    let history = m.after(conv.id, 150, 1000, true).await.unwrap();
+    assert_eq!(history.first().map(|x| x.seq), Some(401));
+    assert_eq!(history.len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_resumes_after_a_restart_from_the_sweep() {
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    for i in 1..=300 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+    }
+    // The floor was raised and the node stopped before deleting (the window a pass leaves).
+    let mut cfg = MessengerConfig::new("r");
+    cfg.retention = crate::Retention {
+        max: 100,
+        max_age: None,
+    };
+    let before = beside(&m, None, cfg.clone());
+    before.raise_floor(conv.id, 150).await.unwrap();
+    assert_eq!(
+        before.after(conv.id, 0, 10, true).await.unwrap()[0].seq,
+        150
+    );
+    // Restarted with retention on and no send: the sweep finds the conversation.
+    let restarted = beside(&m, None, cfg);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let r = restarted.clone();
+        tokio::spawn(async move {
+            r.run_retention(std::time::Duration::from_millis(10), rx)
+                .await;
+        })
+    };
+    while stored(&m, conv.id).await.0.len() != 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(restarted.floor(conv.id).await.unwrap(), 201);
+    assert_eq!(stored(&m, conv.id).await.0, (201..=300).collect::<Vec<_>>());
+    assert!(
+        restarted
+            .retention_stats()
+            .trimmed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_age_bound_trims_all_but_the_newest_entry() {
+    let mut cfg = MessengerConfig::new("r");
+    cfg.retention = crate::Retention {
+        max: 0,
+        max_age: Some(std::time::Duration::from_millis(1)),
+    };
+    let (m, u) = messenger_on_memory(2, false, cfg).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    for i in 1..=10 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+    }
+    // Every entry is older than 1 ms once a millisecond has passed.
+    while crate::now_ms() <= m.message(conv.id, 10).await.unwrap().unwrap().sent_at_ms + 1 {
+        tokio::task::yield_now().await;
+    }
+    m.trim(conv.id).await.unwrap();
+    assert_eq!(m.floor(conv.id).await.unwrap(), 10);
+    assert_eq!(stored(&m, conv.id).await.0, vec![10]);
+    // The next send lands after the head: no seq is reused.
+    let next = m.send(&conv, u[0], "c11", "x").await.unwrap();
+    assert_eq!(next.message.seq, 11);
+}

@@ -528,6 +528,17 @@ impl Session {
                 .max()
                 .unwrap_or(0)
         });
+        // Nothing below the retention floor is kept: a resume from below it starts there.
+        let first_seq = match self.state.messenger.floor(conv).await {
+            Ok(f) => f,
+            Err(e) => {
+                let (code, msg) = messenger_error_code(&e);
+                return self
+                    .write_one(protocol::error_frame(code, &msg, None))
+                    .await;
+            }
+        };
+        let after = after.max(first_seq - 1);
         self.cursors.resume(conv, after);
         let mut from = after;
         let mut ready = Vec::new();
@@ -547,6 +558,13 @@ impl Session {
                 }
             };
             let n = page.len();
+            // A page past a gap: trimmed meanwhile (the floor moved up) or not replicated yet.
+            if page.first().is_some_and(|m| m.seq > from + 1)
+                && let Ok(floor) = self.state.messenger.floor(conv).await
+                && floor > from + 1
+            {
+                self.cursors.resume(conv, floor - 1);
+            }
             // One deletion-record read per distinct sender of the page: a deleted user's
             // entries say so (`sender_deleted`), as the REST history's do.
             let state = self.state.clone();
@@ -596,6 +614,7 @@ impl Session {
         let done = protocol::encode(&ServerFrame::Resumed {
             conv: conv.to_string(),
             last_seq: self.cursors.last(conv),
+            first_seq,
         });
         self.write_one(done).await
     }
@@ -608,7 +627,8 @@ fn messenger_error_code(e: &MessengerError) -> (&'static str, String) {
         | MessengerError::TooManyMembers(_) => "invalid",
         MessengerError::NotFound
         | MessengerError::UnknownUser(_)
-        | MessengerError::MessageNotFound => "not_found",
+        | MessengerError::MessageNotFound
+        | MessengerError::Trimmed(_) => "not_found",
         MessengerError::NotMember | MessengerError::ForbiddenMsg(_) => "forbidden",
         MessengerError::ConflictMsg(_) => "conflict",
         MessengerError::Blocked => "blocked",

@@ -899,6 +899,13 @@ export interface components {
             client_id?: string | null;
         };
         MessageList: {
+            /**
+             * Format: int64
+             * @description The first seq the conversation keeps (1: nothing trimmed). Entries below it are past the
+             *     history retention (`--chat-history-max`, `--chat-history-max-age`): a page never holds
+             *     them, and an `after_seq` below it reads from it.
+             */
+            first_seq: number;
             /** @description Ascending by seq. */
             items: components["schemas"]["MessageView"][];
         };
@@ -2074,7 +2081,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it. A former member reads up to their removal. A full page has a `Link` to the next: the entries after it with after_seq, else those before it */
+            /** @description log entries the caller may read, ascending by seq, in their current state (edited text, deleted bodies gone); with after_seq, contiguous from it (from `first_seq`, the history retention's floor, when after_seq is below it). A former member reads up to their removal. A full page has a `Link` to the next: the entries after it with after_seq, else those before it */
             200: {
                 headers: {
                     /** @description `<…>; rel="next"`: the next page, while there is one */
@@ -2164,7 +2171,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description not a member, or not the message's sender (nor a group's owner/admin, for a delete) */
             403: components["responses"]["Forbidden"];
-            /** @description unknown conversation or message */
+            /** @description unknown conversation or message, or a message past the history retention (the detail says so) */
             404: components["responses"]["NotFound"];
             /** @description invalid body or client_id, or not a text message */
             422: components["responses"]["UnprocessableContent"];
@@ -2205,7 +2212,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             /** @description not a member, or not the message's sender (nor a group's owner/admin, for a delete) */
             403: components["responses"]["Forbidden"];
-            /** @description unknown conversation or message */
+            /** @description unknown conversation or message, or a message past the history retention (the detail says so) */
             404: components["responses"]["NotFound"];
             /** @description the message was deleted */
             409: components["responses"]["Conflict"];
