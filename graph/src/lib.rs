@@ -60,6 +60,11 @@ pub struct GraphConfig {
     /// shared by several nodes; the server sets it so). `false` (the default): a store read a
     /// request.
     pub session_cache: bool,
+    /// How long a cached session is trusted before the store is read again (`None`: until it is
+    /// revoked or evicted). The server sets it on a keyspace shared by several nodes, where
+    /// revocations made elsewhere arrive through the node's broadcast reader of the keyspace
+    /// feed: the safety net for a reader that is down.
+    pub session_recheck: Option<Duration>,
 }
 
 impl GraphConfig {
@@ -75,6 +80,7 @@ impl GraphConfig {
             keyspace_feed: false,
             block_cache: false,
             session_cache: false,
+            session_recheck: None,
         }
     }
 }

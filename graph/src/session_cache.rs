@@ -23,7 +23,11 @@
 //! - So it is used wherever this node's own change feed lists every session record's change: one
 //!   node on its own store, or a gossip cluster of nodes each on its own store
 //!   ([`crate::GraphConfig::session_cache`], set by the server). On a keyspace shared by several
-//!   nodes the feed is split between them and it stays off.
+//!   nodes the feed is split between them: there every node's broadcast reader of the keyspace
+//!   feed hands it the keys the region's other nodes wrote (`sessions_changed` again, within
+//!   the reader's poll interval, and [`crate::Graph::forget_sessions`] when the reader fell
+//!   behind or failed), and an entry is trusted for [`crate::GraphConfig::session_recheck`] at
+//!   most before the store is read again: the bound if that reader is down.
 //!
 //! Bounded: at most [`SESSIONS`] sessions, least recently used out (a session read again after
 //! its eviction is read from the store); counted in [`SessionCacheStats`]. Keyed by the token's
@@ -39,11 +43,14 @@ pub const SESSIONS: u64 = 100_000;
 /// Counters of the session cache, read by `/metrics`.
 pub type SessionCacheStats = ExactCacheStats;
 
-/// A cached session: its user and expiry (ms since the epoch).
+/// A cached session: its user, expiry, and when to read the store again (ms since the epoch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cached {
     pub(crate) user: u64,
     pub(crate) expires_at_ms: u64,
+    /// Past this, the entry is read again from the store ([`crate::GraphConfig::session_recheck`];
+    /// `u64::MAX` without one).
+    pub(crate) recheck_at_ms: u64,
 }
 
 /// The cache (see the module's documentation): token digest → its session.
@@ -102,18 +109,29 @@ impl SessionCache {
 }
 
 impl crate::Graph {
+    /// Forgets every cached session (a broadcast reader that may have missed revocations).
+    pub fn forget_sessions(&self) {
+        if let Some(cache) = self.session_cache() {
+            cache.0.changed_all();
+        }
+    }
+
     /// Drops from the session cache every session a change of `changes` names (a batch of this
-    /// node's change feed: replicated revocations included). Nothing without the cache.
-    pub(crate) fn sessions_changed(&self, changes: &[Change]) {
+    /// node's change feed, replicated revocations included, or the keys another node of a
+    /// shared keyspace wrote); returns how many it named. Nothing without the cache.
+    pub fn sessions_changed(&self, changes: &[Change]) -> usize {
         let Some(cache) = self.session_cache() else {
-            return;
+            return 0;
         };
         let prefix = SESSION_RECORDS.prefix();
+        let mut named = 0;
         for c in changes {
             if let Some(digest) = c.key.as_bytes().strip_prefix(prefix.as_bytes()) {
                 cache.revoked(digest);
+                named += 1;
             }
         }
+        named
     }
 }
 
@@ -209,6 +227,7 @@ mod tests {
         let s = Cached {
             user: 1,
             expires_at_ms: u64::MAX,
+            recheck_at_ms: u64::MAX,
         };
         assert_eq!(c.get(&d), None);
         let seen = c.generation();
@@ -238,11 +257,41 @@ mod tests {
             Cached {
                 user: u.id,
                 expires_at_ms: 1,
+                recheck_at_ms: u64::MAX,
             },
         );
         assert!(matches!(
             g.authenticate(&s.token).await,
             Err(GraphError::InvalidToken)
         ));
+    }
+
+    /// An entry past its recheck time, or forgotten, is read again from the store (an entry
+    /// naming another user stands for a revocation the cache did not hear of).
+    #[tokio::test]
+    async fn a_session_past_its_recheck_or_forgotten_is_read_again() {
+        let g = graph_cached(true);
+        let (u, s) = g.sign_up("erin", "password1", None, None).await.unwrap();
+        let c = g.session_cache().unwrap();
+        let d = crate::users::token_digest(&s.token);
+        let stale = |recheck_at_ms| Cached {
+            user: 999,
+            expires_at_ms: u64::MAX,
+            recheck_at_ms,
+        };
+        c.offer(d, c.generation(), stale(u64::MAX));
+        assert_eq!(
+            g.authenticate(&s.token).await.unwrap(),
+            999,
+            "from the cache"
+        );
+        g.forget_sessions();
+        assert_eq!(g.authenticate(&s.token).await.unwrap(), u.id, "forgotten");
+        c.offer(d, c.generation(), stale(1));
+        assert_eq!(
+            g.authenticate(&s.token).await.unwrap(),
+            u.id,
+            "past its recheck"
+        );
     }
 }

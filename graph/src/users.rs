@@ -317,7 +317,9 @@ impl Graph {
         }
         let digest = token_digest(token);
         let cache = self.sessions.as_deref();
-        if let Some(s) = cache.and_then(|c| c.get(&digest)) {
+        if let Some(s) = cache.and_then(|c| c.get(&digest))
+            && s.recheck_at_ms > now_ms()
+        {
             return if s.expires_at_ms > now_ms() {
                 Ok(s.user)
             } else {
@@ -333,9 +335,13 @@ impl Graph {
         match rec {
             Some(s) if s.expires_at_ms > now_ms() => {
                 if let (Some(c), Some(seen)) = (cache, seen) {
+                    let recheck = self.cfg.session_recheck.map_or(u64::MAX, |d| {
+                        now_ms().saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    });
                     let cached = Cached {
                         user: s.user_id,
                         expires_at_ms: s.expires_at_ms,
+                        recheck_at_ms: recheck,
                     };
                     c.offer(digest, seen, cached);
                 }
