@@ -113,6 +113,45 @@ impl Touched {
     }
 }
 
+impl Touched {
+    /// What other nodes' writes of `keys` made stale in this node's caches, from the keys alone
+    /// (a node's broadcast reader of the keyspace feed, without the region's bus): the posts
+    /// written, the authors' lists, the users whose record or profile changed, and the
+    /// follower's timeline of a follow edge. Not the timelines a new post reaches (only the
+    /// holder's fan-out knows its followers): those stay bounded by `shared_ttl`.
+    pub fn of_keys<'k>(keys: impl IntoIterator<Item = &'k starling_store::Key>) -> Touched {
+        use starling_store::key::read_u64;
+        let posts = starling_posts::POSTS.prefix();
+        let lists = crate::fanout::AUTHOR_LISTS.prefix();
+        let users = crate::authors::USER_RECORDS.prefix();
+        let profiles = crate::authors::PROFILES.prefix();
+        let follows = starling_graph::keys::FOLLOWING.prefix();
+        let mut t = Touched::default();
+        for k in keys {
+            let k = k.as_bytes();
+            if k.starts_with(posts.as_bytes()) {
+                if let Some(id) = read_u64(k, starling_posts::POSTS.prefix_len()) {
+                    t.post(id);
+                }
+            } else if k.starts_with(lists.as_bytes()) {
+                if let Some(a) = read_u64(k, crate::fanout::AUTHOR_LISTS.prefix_len()) {
+                    t.list(a);
+                }
+            } else if k.starts_with(users.as_bytes()) || k.starts_with(profiles.as_bytes()) {
+                // Both keyspaces' names are two characters long.
+                if let Some(u) = read_u64(k, crate::authors::USER_RECORDS.prefix_len()) {
+                    t.author(u);
+                }
+            } else if k.starts_with(follows.as_bytes())
+                && let Some(a) = read_u64(k, starling_graph::keys::FOLLOWING.prefix_len())
+            {
+                t.timeline(a);
+            }
+        }
+        t
+    }
+}
+
 impl Feed {
     /// Applies one batch like [`Feed::apply_changes`] and returns what it changed in the caches
     /// other nodes keep (see the module's doc).
@@ -175,5 +214,27 @@ mod tests {
         u.author(7);
         u.merge(t);
         assert!(u.all && u.authors.is_empty());
+    }
+
+    #[test]
+    fn keys_name_the_caches_they_make_stale() {
+        let keys = [
+            starling_posts::POSTS.key().u64(5).finish(),
+            crate::fanout::AUTHOR_LISTS.key().u64(6).finish(),
+            crate::authors::PROFILES.key().u64(7).finish(),
+            crate::authors::USER_RECORDS.key().u64(8).finish(),
+            starling_graph::keys::FOLLOWING
+                .key()
+                .u64(9)
+                .u64(10)
+                .finish(),
+            starling_store::Keyspace::new("zz").key().u64(11).finish(),
+        ];
+        let t = Touched::of_keys(&keys);
+        assert_eq!(t.posts.iter().copied().collect::<Vec<_>>(), [5]);
+        assert_eq!(t.lists.iter().copied().collect::<Vec<_>>(), [6]);
+        assert_eq!(t.authors.iter().copied().collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(t.timelines.iter().copied().collect::<Vec<_>>(), [9]);
+        assert!(!t.all);
     }
 }
