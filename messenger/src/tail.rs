@@ -34,46 +34,53 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, shutdown: watch::Receive
                 Err(e) => tracing::warn!(error = %e, "messenger tail: saving the position failed"),
             }
         }
-        let changes = tail.read().await;
-        for c in changes {
-            if let Some(conv) = keys::parse_conversation(&c.key) {
-                if let Err(e) = fanout.messenger.reload(conv).await {
-                    tracing::debug!(error = %e, conv, "messenger tail: record not reloaded");
-                }
-                continue;
+        handle(&fanout, &tail.read().await).await;
+    }
+}
+
+/// Delivers what `changes` bring to this node's connections (messages, read markers) and
+/// reloads the conversations they change: this node's own feed, through [`run`], or the keys
+/// the region's other nodes wrote on a shared ScyllaDB keyspace, through the node's broadcast
+/// reader of the keyspace feed (as `Origin::Remote`: written elsewhere, never delivered here).
+pub async fn handle(fanout: &Fanout, changes: &[starling_store::Change]) {
+    for c in changes {
+        if let Some(conv) = keys::parse_conversation(&c.key) {
+            if let Err(e) = fanout.messenger.reload(conv).await {
+                tracing::debug!(error = %e, conv, "messenger tail: record not reloaded");
             }
-            if let Some((user, conv, _)) = keys::parse_read(&c.key) {
-                // Elements come and go (a writer removes those below its own): the marker is
-                // the highest one now.
-                if c.origin != starling_store::Origin::Local
-                    && let Ok(conv) = fanout.messenger.conversation(conv).await
-                    && let Ok(seq) = fanout.messenger.read_marker(user, conv.id).await
-                {
-                    fanout.local_read(&conv, user, seq);
-                }
-                continue;
+            continue;
+        }
+        if let Some((user, conv, _)) = keys::parse_read(&c.key) {
+            // Elements come and go (a writer removes those below its own): the marker is
+            // the highest one now.
+            if c.origin != starling_store::Origin::Local
+                && let Ok(conv) = fanout.messenger.conversation(conv).await
+                && let Ok(seq) = fanout.messenger.read_marker(user, conv.id).await
+            {
+                fanout.local_read(&conv, user, seq);
             }
-            let Some((conv, seq)) = keys::parse_message(&c.key) else {
-                continue;
-            };
-            // Written here (this node is the slot's owner) and already delivered by the
-            // sender's path on this node: it was stored before that delivery, so a resume
-            // finds it. A replicated one is always delivered: a resume may have run before
-            // it arrived here, and its cursor waits for it.
-            if c.origin == starling_store::Origin::Local && fanout.delivered(conv, seq) {
-                continue;
+            continue;
+        }
+        let Some((conv, seq)) = keys::parse_message(&c.key) else {
+            continue;
+        };
+        // Written here (this node is the slot's owner) and already delivered by the
+        // sender's path on this node: it was stored before that delivery, so a resume
+        // finds it. A replicated one is always delivered: a resume may have run before
+        // it arrived here, and its cursor waits for it.
+        if c.origin == starling_store::Origin::Local && fanout.delivered(conv, seq) {
+            continue;
+        }
+        let delivered = async {
+            // (A replicated slot of a later lease holder fences this node's lease.)
+            if let Some(m) = fanout.messenger.message_noting_epoch(conv, seq).await? {
+                let conv = fanout.messenger.state_for(&m).await?;
+                fanout.local_message(&conv, &m);
             }
-            let delivered = async {
-                // (A replicated slot of a later lease holder fences this node's lease.)
-                if let Some(m) = fanout.messenger.message_noting_epoch(conv, seq).await? {
-                    let conv = fanout.messenger.state_for(&m).await?;
-                    fanout.local_message(&conv, &m);
-                }
-                Ok::<_, crate::MessengerError>(())
-            };
-            if let Err(e) = delivered.await {
-                tracing::debug!(error = %e, conv, seq, "messenger tail: not delivered");
-            }
+            Ok::<_, crate::MessengerError>(())
+        };
+        if let Err(e) = delivered.await {
+            tracing::debug!(error = %e, conv, seq, "messenger tail: not delivered");
         }
     }
 }
