@@ -14,7 +14,9 @@
 //! message that does not fit is dropped and counted). A lost message — queue full, Redis down or
 //! reconnecting, a holder killed between its fan-out and its publish — leaves a copy stale for
 //! at most `FeedConfig::shared_ttl` (`--feed-shared-ttl`, 5 s by default), which bounds every
-//! in-process copy on a shared keyspace. Without `--redis` there is no bus and that bound is all.
+//! in-process copy on a shared keyspace. Without `--redis` there is no bus: each node's reader of
+//! the keyspace feed (`crate::keyspace_tail`) drops what the keys it reads name, and that bound is
+//! left for the timelines a fan-out reached.
 //!
 //! The same messages carry the notifications a holder's batches wrote (recipient and id, at most
 //! [`MAX_NOTIFICATIONS`] a message: more go in further messages), so a `notification` frame

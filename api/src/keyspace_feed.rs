@@ -78,6 +78,17 @@ pub struct KeyspaceFeedSettings {
         hide_default_value = true
     )]
     pub keyspace_lease_ttl: starling_store::settings::Period<3_000, 600_000>,
+    /// With `--store scylla://…`: how often each node reads the whole keyspace-wide feed for
+    /// the keys the region's other nodes wrote (its caches, sessions, chat and notification
+    /// sockets; [`crate::keyspace_tail`]) — the staleness bound of what a node caches, e.g.
+    /// `100ms` (default 100ms, 10ms-10s).
+    #[arg(
+        long,
+        env = "STARLING_KEYSPACE_TAIL_INTERVAL",
+        default_value = "100ms",
+        hide_default_value = true
+    )]
+    pub keyspace_tail_interval: starling_store::settings::Period<10, 10_000>,
 }
 
 impl Default for KeyspaceFeedSettings {
@@ -136,6 +147,7 @@ pub struct Slot {
     feed: Arc<OnceLock<Arc<KeyspaceFeed>>>,
     failed: Arc<AtomicU64>,
     bus: Arc<OnceLock<CacheBus>>,
+    tail: Arc<crate::keyspace_tail::TailStats>,
 }
 
 impl Slot {
@@ -159,6 +171,11 @@ impl Slot {
         let _ = self.bus.set(bus);
     }
 
+    /// This node's broadcast reader's counters ([`crate::keyspace_tail`]).
+    pub fn tail(&self) -> &Arc<crate::keyspace_tail::TailStats> {
+        &self.tail
+    }
+
     /// Whether this node's consumer delivers the region's notifications live over a shared bus
     /// (then the node-local live tail does not run).
     pub fn delivers_notifications(&self) -> bool {
@@ -171,6 +188,7 @@ impl Collector for Slot {
         let Some(feed) = self.feed.get() else {
             return Ok(());
         };
+        self.tail.encode(&mut enc)?;
         let s = feed.stats();
         let e = &mut enc;
         let g = ConstGauge::new(i64::try_from(s.held).unwrap_or(i64::MAX));

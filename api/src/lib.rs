@@ -25,6 +25,7 @@ pub mod heap;
 pub mod http_metrics;
 pub mod hydrate;
 pub mod keyspace_feed;
+pub mod keyspace_tail;
 pub mod likes;
 pub mod limits;
 pub mod media;

@@ -105,8 +105,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             g.handle_grace = cfg.settings.housekeeping.handle_grace.get();
             g.keyspace_feed = shared;
             g.block_cache = sole_writer;
-            // Revocations made elsewhere reach it through this node's own change feed.
-            g.session_cache = !shared;
+            // Revocations made elsewhere reach it through this node's own change feed, or on a
+            // shared keyspace through its broadcast reader (`keyspace_tail`), rechecked at
+            // least every SESSION_RECHECK in case that reader is down.
+            g.session_cache = true;
+            g.session_recheck = shared.then_some(crate::keyspace_tail::SESSION_RECHECK);
             g
         },
         media,
@@ -129,8 +132,22 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // with what replication brings, until shutdown.
     let (stop_counts, stopped) = tokio::sync::watch::channel(false);
     let mut cache_bus = None;
+    let mut keyspace_tail = None;
     let keyspace_feed = match &cfg.settings.store {
         StoreKind::Scylla(url) => {
+            // Every node reads the whole feed for the keys the region's other nodes wrote:
+            // its caches, sessions, and (without Redis) chat and notification sockets.
+            let tail = crate::keyspace_tail::open(url).await?;
+            keyspace_tail = Some(tokio::spawn(crate::keyspace_tail::run(
+                state.clone(),
+                tail,
+                crate::keyspace_tail::TailConfig {
+                    interval: cfg.settings.keyspace_feed.keyspace_tail_interval.get(),
+                    me: cfg.node(),
+                    redis: cfg.settings.redis.is_some(),
+                },
+                stopped.clone(),
+            )));
             let lease = cfg.settings.keyspace_feed.lease_config();
             let kf = crate::keyspace_feed::open(url, cfg.node(), lease).await?;
             state.keyspace_feed.set(kf.clone());
@@ -246,9 +263,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let _ = stop_counts.send(true);
-    for task in [counts, fan_out, like_counts, keyspace_feed, cache_bus]
-        .into_iter()
-        .flatten()
+    for task in [
+        counts,
+        fan_out,
+        like_counts,
+        keyspace_feed,
+        cache_bus,
+        keyspace_tail,
+    ]
+    .into_iter()
+    .flatten()
     {
         let _ = task.await;
     }

@@ -957,7 +957,6 @@ fn redis_node(
 /// REST through node A reaches the recipient's socket on node B.
 #[test]
 fn notifications_and_chat_reach_a_socket_on_another_node() {
-    use common::chat::{Client, conversation, http, sign_up};
     let Some(cluster) = cluster() else { return };
     let Some(redis) = redis() else { return };
     let pid = std::process::id();
@@ -968,59 +967,7 @@ fn notifications_and_chat_reach_a_socket_on_another_node() {
         redis_node(dir.path(), &cluster, &ks, &redis, &region, "live0"),
         redis_node(dir.path(), &cluster, &ks, &redis, &region, "live1"),
     ];
-    let addr =
-        |n: &Node| -> std::net::SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
-    let (a, b) = (addr(&nodes[0]), addr(&nodes[1]));
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let alice = sign_up(a, &format!("alice{pid}")).await;
-            let bob = sign_up(b, &format!("bob{pid}")).await;
-            let (s, p) = http(
-                b,
-                "POST",
-                "/v1/posts",
-                Some(&bob.token),
-                Some(serde_json::json!({"text": "bob's post"})),
-            )
-            .await;
-            assert_eq!(s, 201, "{p}");
-            let post = p["id"].as_str().unwrap().to_string();
-            let mut on_b = Client::connect(b, &bob.token).await;
-            let mut on_a = Client::connect(a, &bob.token).await;
-            let follow = format!("/v1/following/{}", bob.id);
-            let (s, _) = http(a, "PUT", &follow, Some(&alice.token), None).await;
-            assert_eq!(s, 204);
-            let like = format!("/v1/posts/{post}/like");
-            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
-                let n = socket.next_of(&["notification"]).await;
-                assert_eq!(n["notification_type"], "follow", "on node {name}: {n}");
-            }
-            let (s, _) = http(a, "PUT", &like, Some(&alice.token), None).await;
-            assert!(s == 204 || s == 200, "{s}");
-            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
-                let n = socket.next_of(&["notification"]).await;
-                assert_eq!(
-                    n["notification_type"], "like",
-                    "on node {name}, once each: {n}"
-                );
-            }
-            let dm = conversation(a, &alice, &[&bob]).await;
-            let (s, m) = http(
-                a,
-                "POST",
-                &format!("/v1/conversations/{dm}/messages"),
-                Some(&alice.token),
-                Some(serde_json::json!({"body": "across the region", "client_id": "x1"})),
-            )
-            .await;
-            assert_eq!(s, 201, "{m}");
-            let got = on_b.next_of(&["message"]).await;
-            assert_eq!(got["body"], "across the region", "{got}");
-        });
+    live_across(&nodes[0], &nodes[1], pid);
     for node in nodes {
         assert!(node.terminate().success());
     }
@@ -1600,4 +1547,186 @@ fn anti_entropy_between_regions_repairs_what_a_push_missed() {
     for region in ["us", "eu"] {
         rt.block_on(drop_keyspace(&cluster, &ks(region)));
     }
+}
+
+/// Through node A (`a`): a follow and a like of bob's post by alice, then a message from alice
+/// to bob; each notification reaches bob's sockets on B and A once each, the message his socket
+/// on B.
+fn live_across(a: &Node, b: &Node, pid: u32) {
+    use common::chat::{Client, conversation, http, sign_up};
+    let addr =
+        |n: &Node| -> std::net::SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
+    let (a, b) = (addr(a), addr(b));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let alice = sign_up(a, &format!("alice{pid}")).await;
+            let bob = sign_up(b, &format!("bob{pid}")).await;
+            let (s, p) = http(
+                b,
+                "POST",
+                "/v1/posts",
+                Some(&bob.token),
+                Some(serde_json::json!({"text": "bob's post"})),
+            )
+            .await;
+            assert_eq!(s, 201, "{p}");
+            let post = p["id"].as_str().unwrap().to_string();
+            let mut on_b = Client::connect(b, &bob.token).await;
+            let mut on_a = Client::connect(a, &bob.token).await;
+            let follow = format!("/v1/following/{}", bob.id);
+            let (s, _) = http(a, "PUT", &follow, Some(&alice.token), None).await;
+            assert_eq!(s, 204);
+            let like = format!("/v1/posts/{post}/like");
+            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+                let n = socket.next_of(&["notification"]).await;
+                assert_eq!(n["notification_type"], "follow", "on node {name}: {n}");
+            }
+            let (s, _) = http(a, "PUT", &like, Some(&alice.token), None).await;
+            assert!(s == 204 || s == 200, "{s}");
+            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+                let n = socket.next_of(&["notification"]).await;
+                assert_eq!(
+                    n["notification_type"], "like",
+                    "on node {name}, once each: {n}"
+                );
+            }
+            let dm = conversation(a, &alice, &[&bob]).await;
+            let (s, m) = http(
+                a,
+                "POST",
+                &format!("/v1/conversations/{dm}/messages"),
+                Some(&alice.token),
+                Some(serde_json::json!({"body": "across the region", "client_id": "x1"})),
+            )
+            .await;
+            assert_eq!(s, 201, "{m}");
+            let got = on_b.next_of(&["message"]).await;
+            assert_eq!(got["body"], "across the region", "{got}");
+        });
+}
+
+/// Two nodes on one keyspace **without Redis**, timelines kept an hour (`--feed-shared-ttl 1h`),
+/// each reading the whole keyspace feed every 100 ms (`keyspace_tail`): a post edited and a
+/// display name changed through A show in the follower's feed cached on B (bodies and author
+/// summaries have no TTL: without the reader B serves the old ones until evicted); a password
+/// change through A revokes the session B cached (well before the cache's 30 s recheck); a
+/// follow and a like through A reach the recipient's sockets on B and A once each, a chat
+/// message through A his socket on B. `/metrics` counts the keys read and copies dropped.
+#[test]
+fn a_region_without_redis_hears_other_nodes_writes_through_the_keyspace_feed() {
+    let Some(cluster) = cluster() else { return };
+    let pid = std::process::id();
+    let ks = format!("t_tail_{pid}");
+    let dir = tempfile::tempdir().unwrap();
+    let region = format!("tail{pid}");
+    let flags = ["--region", &region, "--feed-shared-ttl", "1h"];
+    let nodes = [
+        keyspace_node(dir.path(), &cluster, &ks, "tail0", &flags),
+        keyspace_node(dir.path(), &cluster, &ks, "tail1", &flags),
+    ];
+    let [a, b] = &nodes;
+    let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
+    let handle = format!("author{pid}");
+    let (author, a_tok) = common::sign_up_user(a, &handle);
+    let (_, f_tok) = common::sign_up_user(b, &format!("reader{pid}"));
+    let body = serde_json::json!({"text": "first words"}).to_string();
+    let (s, p) = common::http_json(a.port, "POST", "/v1/posts", Some(&a_tok), &body);
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+    let id = json(&p)["id"].as_str().unwrap().to_string();
+    // Followed after the post: B's first read builds the timeline from the store.
+    let (s, _) = b.http("PUT", &format!("/v1/following/{author}"), Some(&f_tok), b"");
+    assert_eq!(s, 204);
+    // The post in the follower's feed through B: its text and its author's name.
+    let seen = || -> Option<(String, String)> {
+        let (s, body) = b.http("GET", "/v1/feed?limit=50", Some(&f_tok), b"");
+        let v = json(&body);
+        let item = v["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == id.as_str())?
+            .clone();
+        (s == 200).then(|| {
+            (
+                item["text"].as_str().unwrap_or_default().to_string(),
+                item["author_summary"]["display_name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+    };
+    let patience = Duration::from_secs(20);
+    assert!(
+        eventually(Duration::from_secs(60), || seen().is_some()),
+        "the post in the feed through B"
+    );
+    let edit = serde_json::json!({"text": "second thoughts"}).to_string();
+    let (s, r) = common::http_json(
+        a.port,
+        "PATCH",
+        &format!("/v1/posts/{id}"),
+        Some(&a_tok),
+        &edit,
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    assert!(
+        eventually(patience, || seen()
+            .is_some_and(|(t, _)| t == "second thoughts")),
+        "the edit through A read through B: {:?}",
+        seen()
+    );
+    let name = serde_json::json!({"display_name": "Renamed Author"}).to_string();
+    let (s, r) = common::http_json(a.port, "PATCH", "/v1/users/me", Some(&a_tok), &name);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&r));
+    assert!(
+        eventually(patience, || seen()
+            .is_some_and(|(_, n)| n == "Renamed Author")),
+        "the new name through B: {:?}",
+        seen()
+    );
+    // The first session, cached on B; a second one, through A, changes the password.
+    let me = |n: &Node, tok: &str| n.http("GET", "/v1/users/me", Some(tok), b"").0;
+    assert_eq!(me(b, &a_tok), 200);
+    assert_eq!(me(b, &a_tok), 200);
+    let login = serde_json::json!({"handle": handle, "password": "password1"}).to_string();
+    let (s, l) = common::http_json(a.port, "POST", "/v1/sessions", None, &login);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&l));
+    let second = json(&l)["token"].as_str().unwrap().to_string();
+    let change = serde_json::json!({"old": "password1", "new": "password2"}).to_string();
+    let (s, r) = common::http_json(
+        a.port,
+        "PUT",
+        "/v1/users/me/password",
+        Some(&second),
+        &change,
+    );
+    assert_eq!(s, 204, "{}", String::from_utf8_lossy(&r));
+    assert!(
+        eventually(patience, || me(b, &a_tok) == 401),
+        "the revoked session still works on B"
+    );
+    assert_eq!(me(b, &second), 200, "the changing session stays");
+    live_across(a, b, pid);
+    let sum = |name: &str| -> f64 {
+        nodes
+            .iter()
+            .map(|n| common::Metrics::read(format!("127.0.0.1:{}", n.port)).unwrap())
+            .map(|m| m.get(name).unwrap_or(0.0))
+            .sum()
+    };
+    assert!(sum("starling_keyspace_tail_keys_total") > 0.0);
+    assert!(sum("starling_keyspace_tail_invalidations_total") > 0.0);
+    assert_eq!(sum("starling_keyspace_tail_resets_total"), 0.0);
+    for node in nodes {
+        assert!(node.terminate().success());
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(drop_keyspace(&cluster, &ks));
 }

@@ -7,6 +7,8 @@
 //! the frames queued. Several nodes on one ScyllaDB keyspace with `--redis` do not run this tail
 //! (a node's feed holds only its own writes there): the keyspace feed's holders deliver every
 //! node's notifications over the region's bus (`crate::cache_bus`), through [`deliver`].
+//! Without `--redis` they do, for this node's own writes, and each node's reader of the
+//! keyspace feed (`crate::keyspace_tail`) delivers the notifications other nodes wrote.
 
 use crate::AppState;
 use starling_messenger::OutItem;
