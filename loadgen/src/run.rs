@@ -374,10 +374,12 @@ impl Ctx {
         result
     }
 
-    /// Edits one of `u`'s acknowledged chat messages not edited yet (sending one first when
-    /// there is none); logs the edit if it was acknowledged or its outcome is unknown.
+    /// Edits the newest of `u`'s acknowledged chat messages not edited yet (sending one first
+    /// when there is none): the newest, so that it is never past the server's chat history
+    /// retention (`--chat-history-max`; an older one may be trimmed, and its edit refused);
+    /// logs the edit if it was acknowledged or its outcome is unknown.
     async fn edit(&self, u: &User, n: u64) -> Result<(), RequestError> {
-        let taken = u.live.editable.lock().pop_front();
+        let taken = u.live.editable.lock().pop_back();
         let (conv, seq, id) = match taken {
             Some(m) => m,
             None => {

@@ -98,8 +98,8 @@ pub struct Live {
     /// acknowledged change of each member is well defined.
     pub members: tokio::sync::Mutex<Vec<Candidate>>,
     /// The user's acknowledged chat messages not edited yet, `(conversation, seq, message id)`,
-    /// oldest first: the `edit` operation takes each at most once, so no two edits of a message
-    /// race.
+    /// oldest first: the `edit` operation takes each at most once (the newest), so no two edits
+    /// of a message race.
     pub editable: parking_lot::Mutex<VecDeque<(String, u64, String)>>,
     /// The passwords the user's account may have, the likeliest first: the setup's, then each
     /// password change's new one (and its old one too while the change's outcome is unknown).

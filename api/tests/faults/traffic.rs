@@ -473,6 +473,7 @@ pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> V
             .unwrap();
         v.messages = m.messages;
         v.conversations = m.conversations;
+        v.trimmed = m.trimmed;
         v.edits = m.edits;
         v.edits_ambiguous = m.edits_ambiguous;
         v.groups = m.groups;
