@@ -16,7 +16,19 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "test-cluster-secret-0123456789";
 
 fn start_region(dir: &std::path::Path, region: &str, gossip: &str, seed: Option<&str>) -> Node {
+    start_region_with(dir, region, gossip, seed, &[])
+}
+
+/// [`start_region`] with `extra` flags.
+fn start_region_with(
+    dir: &std::path::Path,
+    region: &str,
+    gossip: &str,
+    seed: Option<&str>,
+    extra: &[&str],
+) -> Node {
     let mut args = common::member_args(region, region, gossip, SECRET, seed, None);
+    args.extend(extra.iter().map(|a| a.to_string()));
     args.extend(
         [
             "--handle-region",
@@ -551,4 +563,108 @@ fn the_seq_lease_moves_to_the_other_node_when_its_holder_dies_mid_stream() {
         assert!(m.get("starling_chat_lease_acquired_total").unwrap_or(0.0) >= 1.0);
         assert!(m.get("starling_chat_leases_held").unwrap_or(0.0) >= 1.0);
     });
+}
+
+/// The admin token of the retention test's nodes.
+const ADMIN: &str = "retention-admin-token-0123456789";
+
+/// A node's digest root (`GET /v1/admin/digest`).
+async fn digest(addr: SocketAddr) -> String {
+    let (s, v) = http(addr, "GET", "/v1/admin/digest", Some(ADMIN), None).await;
+    assert_eq!(s, 200, "{v}");
+    v["root"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn history_retention_in_two_regions_converges_from_the_home_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let g_us = format!("127.0.0.1:{}", common::free_port());
+    let g_eu = format!("127.0.0.1:{}", common::free_port());
+    let extra = ["--chat-history-max", "100", "--admin-token", ADMIN];
+    let us = start_region_with(dir.path(), "us", &g_us, None, &extra);
+    let eu = start_region_with(dir.path(), "eu", &g_eu, Some(&g_us), &extra);
+    let us_addr: SocketAddr = format!("127.0.0.1:{}", us.port).parse().unwrap();
+    let eu_addr: SocketAddr = format!("127.0.0.1:{}", eu.port).parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let alice = sign_up_retrying(us_addr, "alice").await;
+        let bob = sign_up_retrying(eu_addr, "bob").await;
+        let v =
+            conversation_retrying(us_addr, &alice, &bob, "bob's account never reached us").await;
+        let conv = v["id"].as_str().unwrap().to_string();
+        until("the conversation in eu", || {
+            let (bob, conv) = (bob.clone(), conv.clone());
+            async move {
+                let path = format!("/v1/conversations/{conv}");
+                http(eu_addr, "GET", &path, Some(&bob.token), None).await.0 == 200
+            }
+        })
+        .await;
+        // 300 entries: alice's at home, every tenth of them bob's, forwarded from eu.
+        for i in 1..=300u64 {
+            let (addr, who) = if i % 10 == 0 {
+                (eu_addr, &bob)
+            } else {
+                (us_addr, &alice)
+            };
+            let (st, v) = post_message(addr, &who.token, &conv, "hi", &format!("c{i}")).await;
+            assert_eq!((st, v["seq"].as_u64()), (201, Some(i)), "{v}");
+        }
+        // Both regions read the newest 100 from floor 201 (trimmed at home, the floor and the
+        // tombstones replicated).
+        for (addr, who) in [(us_addr, &alice), (eu_addr, &bob)] {
+            until("the newest 100 from the floor", || {
+                let (token, conv) = (who.token.clone(), conv.clone());
+                async move {
+                    let path = format!("/v1/conversations/{conv}/messages?after_seq=0&limit=100");
+                    let (s, v) = http(addr, "GET", &path, Some(&token), None).await;
+                    let seqs: Vec<u64> = v["items"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|m| m["seq"].as_u64()).collect())
+                        .unwrap_or_default();
+                    s == 200 && v["first_seq"] == 201 && seqs == (201..=300).collect::<Vec<_>>()
+                }
+            })
+            .await;
+        }
+        // The replicas converge: every record the same in both regions, tombstones included.
+        until("the same digest root in us and eu", || async move {
+            digest(us_addr).await == digest(eu_addr).await
+        })
+        .await;
+        // Trimmed everywhere: an edit from eu of a trimmed message is refused, one above the
+        // floor goes through the home region.
+        let path = format!("/v1/conversations/{conv}/messages/10");
+        let (s, v) = http(
+            eu_addr,
+            "PATCH",
+            &path,
+            Some(&bob.token),
+            Some(json!({"body":"x"})),
+        )
+        .await;
+        assert_eq!(s, 404, "{v}");
+        assert!(v["detail"].as_str().unwrap().contains("retention"), "{v}");
+        let path = format!("/v1/conversations/{conv}/messages/290");
+        let (s, v) = http(
+            eu_addr,
+            "PATCH",
+            &path,
+            Some(&bob.token),
+            Some(json!({"body":"x"})),
+        )
+        .await;
+        assert_eq!((s, v["body"].as_str()), (200, Some("x")), "{v}");
+        assert!(counter(us_addr, "starling_chat_history_trimmed").await >= 200);
+        assert_eq!(
+            counter(eu_addr, "starling_chat_history_trimmed").await,
+            0,
+            "eu trims nothing"
+        );
+    });
+    drop((us, eu));
 }
