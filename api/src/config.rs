@@ -55,7 +55,7 @@ use values::{
 #[derive(Args, Deserialize, Serialize, Debug, Clone)]
 #[serde(default)]
 pub struct ServeArgs {
-    /// Address the HTTP API listens on.
+    /// Address the HTTP API listens on (default 127.0.0.1:8080).
     #[arg(
         long,
         env = "STARLING_LISTEN",
@@ -63,7 +63,7 @@ pub struct ServeArgs {
         hide_default_value = true
     )]
     pub listen: SocketAddr,
-    /// Directory of the embedded store.
+    /// Directory of the embedded store (default ./starling-data).
     #[arg(
         long,
         env = "STARLING_DATA_DIR",
@@ -71,7 +71,7 @@ pub struct ServeArgs {
         hide_default_value = true
     )]
     pub data_dir: PathBuf,
-    /// Region this node serves.
+    /// Region this node serves (default local).
     #[arg(
         long,
         env = "STARLING_REGION",
@@ -79,7 +79,8 @@ pub struct ServeArgs {
         hide_default_value = true
     )]
     pub region: Name,
-    /// Name of this node (unique in its region); defaults to the host name and port.
+    /// Name of this node (unique in its region); default `node-PORT`, PORT being the port of
+    /// `--listen`.
     #[arg(long, env = "STARLING_NODE_ID")]
     pub node_id: Option<Name>,
     /// Store engine: `embedded` (on disk, default), `memory` (nothing persists), or a ScyllaDB
@@ -112,7 +113,7 @@ pub struct ServeArgs {
     /// (default: this node's region).
     #[arg(long, env = "STARLING_HANDLE_REGION")]
     pub handle_region: Option<String>,
-    /// Sign-ups and logins allowed per client address and minute.
+    /// Sign-ups and logins allowed per client address and minute (default 60).
     #[arg(
         long,
         env = "STARLING_AUTH_PER_MINUTE",
