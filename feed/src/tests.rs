@@ -13,10 +13,13 @@ fn world_pulling_above(followers: i64) -> World {
     })
 }
 
-/// Signs up three users: their ids, in order.
-async fn three(w: &World, handles: [&str; 3]) -> (u64, u64, u64) {
-    let [a, b, c] = handles;
-    (user(w, a).await, user(w, b).await, user(w, c).await)
+/// Signs up users with these handles: their ids, in order.
+async fn named<const N: usize>(w: &World, handles: [&str; N]) -> [u64; N] {
+    let mut ids = [0; N];
+    for (id, handle) in ids.iter_mut().zip(handles) {
+        *id = user(w, handle).await;
+    }
+    ids
 }
 
 async fn post(w: &World, author: u64, text: &str) -> u64 {
@@ -51,7 +54,7 @@ async fn all_pages(w: &World, u: u64, limit: usize) -> Vec<String> {
 #[tokio::test]
 async fn posts_fan_out_to_followers_newest_first() {
     let w = world(FeedConfig::default());
-    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
+    let [a, b, c] = named(&w, ["alice", "bob", "carol"]).await;
     w.graph.follow(a, b).await.unwrap();
     for t in ["b1", "b2"] {
         post(&w, b, t).await;
@@ -278,7 +281,7 @@ async fn pages_continue_past_the_cap_from_the_store() {
         backfill: 5,
         ..FeedConfig::default()
     });
-    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
+    let [a, b, c] = named(&w, ["alice", "bob", "carol"]).await;
     w.graph.follow(a, b).await.unwrap();
     w.graph.follow(a, c).await.unwrap();
     assert!(texts(&w, a).await.is_empty());
@@ -297,7 +300,7 @@ async fn pages_continue_past_the_cap_from_the_store() {
 #[tokio::test]
 async fn celebrities_are_pulled_exactly_above_the_threshold() {
     let w = world_pulling_above(2);
-    let (a, b, c) = three(&w, ["alice", "bob", "carol"]).await;
+    let [a, b, c] = named(&w, ["alice", "bob", "carol"]).await;
     let (edge, star) = (user(&w, "edge").await, user(&w, "star").await);
     for f in [a, b] {
         w.graph.follow(f, edge).await.unwrap();
@@ -321,7 +324,7 @@ async fn celebrities_are_pulled_exactly_above_the_threshold() {
 #[tokio::test]
 async fn an_author_crossing_the_threshold_is_pulled_from_then_on() {
     let w = world_pulling_above(1);
-    let (a, b, star) = three(&w, ["alice", "bob", "star"]).await;
+    let [a, b, star] = named(&w, ["alice", "bob", "star"]).await;
     w.graph.follow(a, star).await.unwrap();
     w.graph.catch_up_counts().await.unwrap();
     assert!(texts(&w, a).await.is_empty());
@@ -398,7 +401,7 @@ async fn pulled_star(cfg: FeedConfig) -> (World, u64, u64) {
         celebrity_followers: 1,
         ..cfg
     });
-    let (reader, other, star) = three(&w, ["reader", "other", "star"]).await;
+    let [reader, other, star] = named(&w, ["reader", "other", "star"]).await;
     for f in [reader, other] {
         w.graph.follow(f, star).await.unwrap();
     }
@@ -554,12 +557,7 @@ async fn the_author_list_keyspace_is_the_posts_crate_one() {
 #[tokio::test]
 async fn a_repost_reaches_followers_once_per_reposted_post() {
     let w = world(FeedConfig::default());
-    let (a, b, c, reader) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-        user(&w, "reader").await,
-    );
+    let [a, b, c, reader] = named(&w, ["alice", "bob", "carol", "reader"]).await;
     w.graph.follow(reader, b).await.unwrap();
     w.graph.follow(reader, c).await.unwrap();
     // The reader's timeline is built (and cached) before the reposts arrive.
@@ -599,12 +597,7 @@ async fn a_repost_reaches_followers_once_per_reposted_post() {
 #[tokio::test]
 async fn a_rebuilt_timeline_shows_a_reposted_post_once_a_page_and_drops_undone_reposts() {
     let w = world(FeedConfig::default());
-    let (a, b, c, reader) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-        user(&w, "reader").await,
-    );
+    let [a, b, c, reader] = named(&w, ["alice", "bob", "carol", "reader"]).await;
     let x = post(&w, a, "original").await;
     let (rb, _) = w.posts.repost(x, b).await.unwrap();
     w.posts.repost(x, c).await.unwrap();
@@ -668,12 +661,7 @@ async fn author_summaries_are_cached_and_dropped_when_the_user_changes() {
 #[tokio::test]
 async fn a_repost_backfilled_by_a_follow_counts_for_the_once_per_timeline_rule() {
     let w = world(FeedConfig::default());
-    let (a, b, c, reader) = (
-        user(&w, "alice").await,
-        user(&w, "bob").await,
-        user(&w, "carol").await,
-        user(&w, "reader").await,
-    );
+    let [a, b, c, reader] = named(&w, ["alice", "bob", "carol", "reader"]).await;
     w.graph.follow(reader, c).await.unwrap();
     assert!(texts(&w, reader).await.is_empty());
     let x = post(&w, a, "original").await;
