@@ -426,8 +426,12 @@ impl Messenger {
             return Ok(None);
         };
         let (m, epoch) = decode_slot(&b)?;
-        if epoch > 0 && self.leases.stats.held.load(Ordering::Relaxed) > 0 {
-            let c = self.conversation(conv).await?;
+        // (Its lease is its conversation's shard's in its home region: a conversation not
+        // known here yet fences nothing now; a claim's CAS still meets the slot.)
+        if epoch > 0
+            && self.leases.stats.held.load(Ordering::Relaxed) > 0
+            && let Ok(c) = self.conversation(conv).await
+        {
             self.leases.saw_epoch(self.lease_unit(&c), epoch);
         }
         Ok(Some(m))
@@ -843,6 +847,51 @@ mod tests {
             2,
             "one taking per conversation"
         );
+    }
+
+    /// Fencing is by shard: a slot that another holder of the shard created in one
+    /// conversation (replicated here, through the tail) fences this node's claims in every
+    /// conversation of the shard, which then wait for that holding (`busy`).
+    #[tokio::test]
+    async fn a_later_holders_slot_in_one_conversation_fences_the_whole_shard() {
+        let (m, u, [a, b]) = two_in_one_shard(crate::MessengerConfig::new("r")).await;
+        let first = m.send(&a, u[0], "a", "one").await.unwrap();
+        let mine = stored_lease(&m, &a).await;
+        let fenced = m.lease_stats().fenced.load(Ordering::Relaxed);
+        // Another node takes the shard (the next epoch) and creates b's next slot under it.
+        let theirs = LeaseRecord {
+            holder: mine.holder + 1,
+            epoch: mine.epoch + 1,
+            expires_ms: now_ms() + LEASE_MS,
+        };
+        m.store
+            .put(&m.lease_key(&b), codec::to_value(&theirs).unwrap())
+            .await
+            .unwrap();
+        let b_head = m.after(b.id, 0, 100, true).await.unwrap().len() as u64;
+        let mut other = first.message.clone();
+        (other.conv, other.seq, other.client_id) = (b.id, b_head + 1, "theirs".into());
+        m.store
+            .put(
+                &keys::message(b.id, b_head + 1),
+                encode_slot(&other, theirs.epoch).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            m.message_noting_epoch(b.id, b_head + 1).await.unwrap(),
+            Some(other)
+        );
+        let stats = m.lease_stats();
+        assert_eq!(stats.fenced.load(Ordering::Relaxed), fenced + 1);
+        assert_eq!(
+            m.leases.token(m.lease_unit(&a)),
+            None,
+            "a's claims are fenced too"
+        );
+        let r = m.send(&a, u[0], "a2", "two").await;
+        assert!(matches!(r, Err(MessengerError::Contended)), "{r:?}");
+        assert_eq!(stored_lease(&m, &a).await, theirs, "their holding stands");
     }
 
     /// A node's claims of two conversations of one shard run at once: one re-takes the

@@ -618,7 +618,12 @@ impl Messenger {
             };
             match outcome {
                 CasOutcome::Applied(v) => {
-                    self.saw(conv.id, msg.seq, msg.epoch, Some((sender, &msg.client_id)));
+                    self.saw(
+                        &slot.tail,
+                        msg.seq,
+                        msg.epoch,
+                        Some((sender, &msg.client_id)),
+                    );
                     self.retention_check(conv.id, msg.seq);
                     slot.seq += 1;
                     slot.epoch = msg.epoch;
@@ -650,7 +655,7 @@ impl Messenger {
                             return Err(MessengerError::Contended);
                         }
                         self.saw(
-                            conv.id,
+                            &slot.tail,
                             other.seq,
                             other.epoch,
                             Some((other.sender, &other.client_id)),
@@ -671,7 +676,7 @@ impl Messenger {
                     }
                 }
                 CasOutcome::Conflict(None) => {
-                    self.saw(conv.id, slot.seq, slot.epoch, None);
+                    self.saw(&slot.tail, slot.seq, slot.epoch, None);
                     slot.seq += 1;
                 }
             }
@@ -691,13 +696,14 @@ impl Messenger {
         probe: bool,
         stamp: u64,
     ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
-        let cached = self.tails.get(&conv).and_then(|t| {
-            let t = t.lock();
+        let cached = self.tails.get(&conv).and_then(|tail| {
+            let t = tail.lock();
             (t.lease == stamp).then(|| {
                 let slot = Slot {
                     seq: t.head + 1,
                     epoch: t.epoch,
                     lease: None,
+                    tail: tail.clone(),
                 };
                 let wanted: Vec<u64> = client_ids.iter().map(|c| cid_hash(c)).collect();
                 let candidates: Vec<u64> = t
@@ -733,29 +739,38 @@ impl Messenger {
             }
         }
         let (head, found, recent) = self.search_tail(conv, sender, client_ids).await?;
-        let slot = Slot {
-            seq: head.as_ref().map_or(1, |m| m.seq + 1),
-            epoch: head.as_ref().map_or(0, |m| m.epoch),
-            lease: None,
-        };
-        let tail = Tail {
-            head: slot.seq - 1,
-            epoch: slot.epoch,
+        let (seq, epoch) = (
+            head.as_ref().map_or(1, |m| m.seq + 1),
+            head.as_ref().map_or(0, |m| m.epoch),
+        );
+        let tail = Arc::new(parking_lot::Mutex::new(Tail {
+            head: seq - 1,
+            epoch,
             lease: stamp,
             recent,
+        }));
+        self.tails.insert(conv, tail.clone());
+        let slot = Slot {
+            seq,
+            epoch,
+            lease: None,
+            tail,
         };
-        self.tails
-            .insert(conv, Arc::new(parking_lot::Mutex::new(tail)));
         Ok((slot, found))
     }
 
-    /// Notes slot `seq` (and its entry's sender and client id, when it has one) in the tail
-    /// cache, if the cache has reached the slot below it (so it stays contiguous).
-    fn saw(&self, conv: u64, seq: u64, epoch: u64, entry: Option<(u64, &str)>) {
-        let Some(t) = self.tails.get(&conv) else {
-            return;
-        };
-        let mut t = t.lock();
+    /// Notes slot `seq` (and its entry's sender and client id, when it has one) in `tail`, the
+    /// conversation's tail cache entry its claim started from (no second cache look-up; an
+    /// entry evicted meanwhile is noted and dropped), if it has reached the slot below it (so
+    /// it stays contiguous).
+    fn saw(
+        &self,
+        tail: &parking_lot::Mutex<Tail>,
+        seq: u64,
+        epoch: u64,
+        entry: Option<(u64, &str)>,
+    ) {
+        let mut t = tail.lock();
         if seq != t.head + 1 {
             return;
         }
@@ -1095,12 +1110,13 @@ fn same_error(e: &MessengerError) -> MessengerError {
 }
 
 /// Where the next claim of a batch starts: the slot, and the epoch of the slot below it; and
-/// what the seq lease the claims run under covers and its epoch (`None`: without a lease).
-#[derive(Clone, Copy)]
+/// what the seq lease the claims run under covers and its epoch (`None`: without a lease); and
+/// the conversation's tail cache entry the claims note each slot they pass in.
 struct Slot {
     seq: u64,
     epoch: u64,
     lease: Option<(crate::lease::Unit, u64)>,
+    tail: Arc<parking_lot::Mutex<Tail>>,
 }
 
 /// What this node's claims have seen of a conversation's newest slots (the tail cache).
