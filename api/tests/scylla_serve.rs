@@ -633,14 +633,7 @@ fn region_of_nodes_derives_once(redis: Option<&str>) {
         handovers[..3].iter().sum::<i64>() > 0 && handovers[3] > 0,
         "hand-overs per node (n0, n1, n3, n2): {handovers:?}"
     );
-    for node in nodes {
-        assert!(node.terminate().success());
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(&cluster, &ks));
+    stop_region(nodes, &cluster, &ks);
 }
 
 /// A region of three nodes on one keyspace beside a second region (one node, its own keyspace),
@@ -829,24 +822,11 @@ fn a_post_through_one_node_reaches_timelines_cached_on_another() {
             "the deleted post {gone} still in the feed through node {n}"
         );
     }
-    let sum = |name: &str| -> f64 {
-        nodes
-            .iter()
-            .map(|n| common::Metrics::read(format!("127.0.0.1:{}", n.port)).unwrap())
-            .map(|m| m.get(name).unwrap_or(0.0))
-            .sum()
-    };
+    let sum = |name: &str| metric_sum(&nodes, name);
     assert!(sum("starling_cache_invalidations_sent_total") > 0.0);
     assert!(sum("starling_cache_invalidations_received_total") > 0.0);
     assert!(sum("starling_cache_invalidated_timelines_total") > 0.0);
-    for node in nodes {
-        assert!(node.terminate().success());
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(&cluster, &ks));
+    stop_region(nodes, &cluster, &ks);
 }
 
 /// Who a gossiping node of [`region_member`] is: its region, name and keyspace of `cluster`,
@@ -968,14 +948,7 @@ fn notifications_and_chat_reach_a_socket_on_another_node() {
         redis_node(dir.path(), &cluster, &ks, &redis, &region, "live1"),
     ];
     live_across(&nodes[0], &nodes[1], pid);
-    for node in nodes {
-        assert!(node.terminate().success());
-    }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(&cluster, &ks));
+    stop_region(nodes, &cluster, &ks);
 }
 
 /// A `starling cluster` supervisor running in the foreground in its own process group: its nodes
@@ -1711,16 +1684,15 @@ fn a_region_without_redis_hears_other_nodes_writes_through_the_keyspace_feed() {
     );
     assert_eq!(me(b, &second), 200, "the changing session stays");
     live_across(a, b, pid);
-    let sum = |name: &str| -> f64 {
-        nodes
-            .iter()
-            .map(|n| common::Metrics::read(format!("127.0.0.1:{}", n.port)).unwrap())
-            .map(|m| m.get(name).unwrap_or(0.0))
-            .sum()
-    };
+    let sum = |name: &str| metric_sum(&nodes, name);
     assert!(sum("starling_keyspace_tail_keys_total") > 0.0);
     assert!(sum("starling_keyspace_tail_invalidations_total") > 0.0);
     assert_eq!(sum("starling_keyspace_tail_resets_total"), 0.0);
+    stop_region(nodes, &cluster, &ks);
+}
+
+/// Stops `nodes` (each must exit cleanly) and drops their keyspace `ks` of `cluster`.
+fn stop_region(nodes: impl IntoIterator<Item = Node>, cluster: &str, ks: &str) {
     for node in nodes {
         assert!(node.terminate().success());
     }
@@ -1728,5 +1700,14 @@ fn a_region_without_redis_hears_other_nodes_writes_through_the_keyspace_feed() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(drop_keyspace(&cluster, &ks));
+        .block_on(drop_keyspace(cluster, ks));
+}
+
+/// The sum over `nodes` of the `/metrics` sample `name` (0 where a node has none).
+fn metric_sum(nodes: &[Node], name: &str) -> f64 {
+    nodes
+        .iter()
+        .map(|n| common::Metrics::read(format!("127.0.0.1:{}", n.port)).unwrap())
+        .map(|m| m.get(name).unwrap_or(0.0))
+        .sum()
 }

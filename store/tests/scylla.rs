@@ -168,13 +168,7 @@ async fn two_nodes_sharing_a_keyspace_lose_no_update() {
     let Some(nodes) = cluster() else { return };
     let ks = Keyspaces::new(nodes, "sharedw");
     let opts = ks.fresh(Writers::Shared);
-    let [a, b] = suite_nodes();
-    let sa = open_scylla(a, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let sb = open_scylla(b, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let [sa, sb] = two_engines(&opts).await;
     let c = Keyspace::new("cnt").key().u64(1).finish();
     let mut tasks = Vec::new();
     for s in [sa.clone(), sb.clone()] {
@@ -1016,13 +1010,7 @@ async fn the_broadcast_reader_sees_every_nodes_writes_after_it_started() {
     let ks = Keyspaces::new(nodes.clone(), "ktail");
     let mut opts = ks.fresh(Writers::Shared);
     opts.feed_partitions = Some(8);
-    let [a, b] = suite_nodes();
-    let sa = open_scylla(a, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let sb = open_scylla(b, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let [sa, sb] = two_engines(&opts).await;
     let tail = KeyspaceTail::open(&opts).await.unwrap();
     let first = tail.poll(1000).await.unwrap();
     assert!(
@@ -1078,4 +1066,17 @@ async fn the_broadcast_reader_sees_every_nodes_writes_after_it_started() {
     tail.restart();
     assert!(tail.poll(1000).await.unwrap().reset, "a restart is a reset");
     ks.drop_all().await;
+}
+
+/// The suite's two nodes as engines on the keyspace of `opts` (two Starling nodes sharing it).
+async fn two_engines(opts: &ScyllaOptions) -> [Arc<dyn Store>; 2] {
+    let mut out = Vec::new();
+    for node in suite_nodes() {
+        out.push(
+            open_scylla(node, Arc::new(HlcClock::new()), opts)
+                .await
+                .unwrap(),
+        );
+    }
+    [out.remove(0), out.remove(0)]
 }

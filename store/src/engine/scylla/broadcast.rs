@@ -20,11 +20,7 @@ use super::cql::retry;
 use super::kfeed::CHUNK_BITS;
 use super::lease::{KeyspaceChange, RETAINED, rows};
 use super::{ScyllaOptions, connect};
-use crate::contract::Origin;
 use crate::error::{Result, StoreError};
-use crate::key::Key;
-use crate::node::NodeId;
-use bytes::Bytes;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use std::collections::BTreeMap;
@@ -170,17 +166,7 @@ impl KeyspaceTail {
                 })
                 .await?;
                 for (part, seq, k, origin) in rows::<(i32, i64, Vec<u8>, i8)>(res, "kfeed")? {
-                    out.push(KeyspaceChange {
-                        part: part as u32,
-                        writer: NodeId(writer as u64),
-                        seq: seq as u64,
-                        key: Key(Bytes::from(k)),
-                        origin: if origin == 0 {
-                            Origin::Local
-                        } else {
-                            Origin::Remote
-                        },
-                    });
+                    out.push(KeyspaceChange::of_row(part as u32, writer, seq, k, origin));
                 }
             }
         }

@@ -88,6 +88,24 @@ pub struct KeyspaceChange {
     pub origin: Origin,
 }
 
+impl KeyspaceChange {
+    /// The entry of a `kfeed` row of partition `part` and `writer`: its `seq`, key and origin
+    /// column (0: accepted by the writer).
+    pub(super) fn of_row(part: u32, writer: i64, seq: i64, k: Vec<u8>, origin: i8) -> Self {
+        KeyspaceChange {
+            part,
+            writer: NodeId(writer as u64),
+            seq: seq as u64,
+            key: Key(Bytes::from(k)),
+            origin: if origin == 0 {
+                Origin::Local
+            } else {
+                Origin::Remote
+            },
+        }
+    }
+}
+
 impl From<KeyspaceChange> for crate::contract::Change {
     /// The entry as the consumers of a node's own feed see a change: the writer's sequence
     /// number (unique per writer only), the key and the origin.
@@ -878,17 +896,7 @@ impl KeyspaceFeed {
             })
             .await?;
             for (seq, k, origin) in rows::<(i64, Vec<u8>, i8)>(res, "kfeed")? {
-                out.push(KeyspaceChange {
-                    part,
-                    writer: NodeId(writer as u64),
-                    seq: seq as u64,
-                    key: Key(Bytes::from(k)),
-                    origin: if origin == 0 {
-                        Origin::Local
-                    } else {
-                        Origin::Remote
-                    },
-                });
+                out.push(KeyspaceChange::of_row(part, writer, seq, k, origin));
             }
             chunk += 1;
         }
