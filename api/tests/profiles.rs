@@ -193,9 +193,7 @@ fn a_password_change_revokes_sessions_in_every_region() {
 
 /// Session checks `n` answered from its session cache.
 fn session_cache_hits(n: &Node) -> f64 {
-    common::Metrics::read(format!("127.0.0.1:{}", n.port))
-        .and_then(|m| m.get("starling_session_cache_hits_total"))
-        .unwrap_or(0.0)
+    n.metric("starling_session_cache_hits_total")
 }
 
 /// Waits (≤ 30 s) until each of `nodes` refuses `revoked` (`what` revoked it), then checks that

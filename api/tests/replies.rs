@@ -153,12 +153,6 @@ fn threads_show_ancestors_then_replies_and_survive_a_deleted_parent() {
     assert!(n.terminate().success());
 }
 
-/// `/metrics` series `name` of `n` (0 when absent).
-fn metric(n: &Node, name: &str) -> f64 {
-    let m = common::Metrics::read(format!("127.0.0.1:{}", n.port)).expect("/metrics");
-    m.get(name).unwrap_or(0.0)
-}
-
 /// A deleted post leaves nothing behind in the engagement data: its likes and reposts are taken
 /// off by the node's background cleanup (the reposter's repost post leaves their list), the
 /// count shadows after them, then its counters at zero, and `/metrics` shows the work done and
@@ -216,14 +210,14 @@ fn a_deleted_posts_likes_and_reposts_are_taken_off() {
     // Two likes and a repost taken off, then the three elements' count shadows, then the post's
     // like and repost counters, at zero.
     let done = || {
-        metric(&n, "starling_deleted_post_removals_total") == 8.0
-            && metric(&n, "starling_deleted_posts_pending") == 0.0
+        n.metric("starling_deleted_post_removals_total") == 8.0
+            && n.metric("starling_deleted_posts_pending") == 0.0
     };
     assert!(
         eventually(WAIT, done),
         "removals {} pending {}",
-        metric(&n, "starling_deleted_post_removals_total"),
-        metric(&n, "starling_deleted_posts_pending")
+        n.metric("starling_deleted_post_removals_total"),
+        n.metric("starling_deleted_posts_pending")
     );
     assert_eq!(carols(), 0, "the repost post went with its element");
     assert_eq!(likes(&y), Some(1), "another post's like stays");
@@ -231,7 +225,7 @@ fn a_deleted_posts_likes_and_reposts_are_taken_off() {
         call(&n, "PUT", &format!("/v1/posts/{x}/like"), &bt, Value::Null).0,
         404
     );
-    assert_eq!(metric(&n, "starling_deleted_post_removals_total"), 8.0);
+    assert_eq!(n.metric("starling_deleted_post_removals_total"), 8.0);
     assert!(n.terminate().success());
 }
 

@@ -134,6 +134,14 @@ impl Node {
         http(self.port, method, path, token, body)
     }
 
+    /// The `/metrics` sample `series` (name and labels as written), 0 when absent or when the
+    /// node does not answer.
+    pub fn metric(&self, series: &str) -> f64 {
+        Metrics::read(format!("127.0.0.1:{}", self.port))
+            .and_then(|m| m.get(series))
+            .unwrap_or(0.0)
+    }
+
     /// Stops the node with SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
