@@ -856,15 +856,20 @@ fn region_member(
         seed.as_deref(),
         Some(&dir.join(m.name)),
     );
-    let store = format!("scylla://{}/{}", m.cluster, m.ks);
-    args.extend(
-        ["--store", &store, "--auth-per-minute", "1000000"]
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string()),
-    );
+    args.extend(keyspace_args(m.cluster, m.ks, extra));
     seed.get_or_insert(gossip);
     Node::start(dir, free_port(), &args)
+}
+
+/// The flags of a node on keyspace `ks` of `cluster` (sign-up and login unthrottled), then
+/// `extra`.
+fn keyspace_args(cluster: &str, ks: &str, extra: &[&str]) -> Vec<String> {
+    let store = format!("scylla://{cluster}/{ks}");
+    ["--store", &store, "--auth-per-minute", "1000000"]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Region us as `us0` and `us1` on keyspace `t_us_<tag>` of `cluster`, region eu as `eu0` on
@@ -894,22 +899,11 @@ fn keyspace_node(
     name: &str,
     extra: &[&str],
 ) -> Node {
-    let store = format!("scylla://{cluster}/{ks}");
     let data = dir.join(name).display().to_string();
-    let args: Vec<String> = [
-        "--store",
-        &store,
-        "--node-id",
-        name,
-        "--data-dir",
-        &data,
-        "--auth-per-minute",
-        "1000000",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["--node-id", name, "--data-dir", &data]
+        .map(String::from)
+        .into();
+    args.extend(keyspace_args(cluster, ks, extra));
     Node::start(dir, free_port(), &args)
 }
 
@@ -1309,12 +1303,7 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
 
 /// The unlabelled counter or gauge `name` of `node`'s `/metrics` (0 when absent).
 fn counter(node: &Node, name: &str) -> u64 {
-    let (_, m) = node.http("GET", "/metrics", None, b"");
-    String::from_utf8_lossy(&m)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0)
+    node.metric(name) as u64
 }
 
 /// Region us as two nodes on one keyspace, eu as one node on another; every message between
@@ -1591,12 +1580,29 @@ fn live_across(a: &Node, b: &Node, pid: u32) {
 /// message through A his socket on B. `/metrics` counts the keys read and copies dropped.
 #[test]
 fn a_region_without_redis_hears_other_nodes_writes_through_the_keyspace_feed() {
+    region_hears_other_nodes_writes(None);
+}
+
+/// The same with the region's Redis: the holders' bus drops the cached copies and the buses
+/// deliver the frames (the reader does not, or a socket would hear twice); the reader still
+/// carries the password change's revocation to B's session cache.
+#[test]
+fn a_region_with_redis_hears_other_nodes_writes_once() {
+    let Some(redis) = redis() else { return };
+    region_hears_other_nodes_writes(Some(&redis));
+}
+
+fn region_hears_other_nodes_writes(redis: Option<&str>) {
     let Some(cluster) = cluster() else { return };
     let pid = std::process::id();
-    let ks = format!("t_tail_{pid}");
+    let tag = if redis.is_some() { "r" } else { "" };
+    let ks = format!("t_tail{tag}_{pid}");
     let dir = tempfile::tempdir().unwrap();
-    let region = format!("tail{pid}");
-    let flags = ["--region", &region, "--feed-shared-ttl", "1h"];
+    let region = format!("tail{tag}{pid}");
+    let mut flags = vec!["--region", &region, "--feed-shared-ttl", "1h"];
+    if let Some(r) = redis {
+        flags.extend(["--redis", r]);
+    }
     let nodes = [
         keyspace_node(dir.path(), &cluster, &ks, "tail0", &flags),
         keyspace_node(dir.path(), &cluster, &ks, "tail1", &flags),
