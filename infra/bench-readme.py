@@ -10,6 +10,7 @@ BENCH = os.path.join(ROOT, "bench")
 SUITE = [
     ("kv.md", "store engines against raw fjall and a HashMap", "infra/bench.sh kv"),
     ("gossip.md", "gossip rounds to converge, cross-region latency", "infra/bench.sh gossip"),
+    ("reaper.md", "one tombstone-reaper pass from the tombstone index against the sweep of every record (100 k live, 100 due), memory and embedded", "cargo bench -p starling-gossip --bench reaper"),
     ("feed.md", "fan-out to 1 k–100 k followers, timeline inserts, feed reads 10 k vs 1 M users", "infra/bench.sh feed"),
     ("feed-pulled.md", "a feed page whose reader follows 0 / 10 / 50 pulled (large) accounts: the read-time merge's cost", "infra/bench.sh feed"),
     ("feed-api.md", "GET /v1/feed beside /healthz on the same server", "infra/bench-feed.sh"),

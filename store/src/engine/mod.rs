@@ -14,6 +14,7 @@
 mod backend;
 mod bulk;
 mod embedded;
+mod floor;
 mod fsync;
 mod memory;
 mod rules;
@@ -113,6 +114,8 @@ struct Shared<B> {
     saved_digests: AtomicBool,
     /// Whether every stored tombstone is indexed ([`META_TOMBS_INDEXED`]).
     tombs_indexed: AtomicBool,
+    /// Where the tombstone index's entries begin ([`floor`]).
+    tombs_floor: floor::Floor,
 }
 
 /// A store engine: the versioning logic over a backend. Cheap to share as `Arc<dyn Store>`.
@@ -298,6 +301,8 @@ struct Staged {
     ops: Vec<Op>,
     feed: Vec<Key>,
     toggles: Vec<(Key, u64)>,
+    /// The stamps of the tombstone-index entries it puts.
+    tombs: Vec<Hlc>,
     /// The new bytes of each key written so far (a batch's keys are few: a linear search).
     written: Vec<(Key, Bytes)>,
 }
@@ -322,6 +327,9 @@ impl Staged {
     ) -> Result<()> {
         let new_bytes = encode_record(new)?;
         self.written.push((key.clone(), new_bytes.clone()));
+        if new.is_tombstone() {
+            self.tombs.push(new.max_hlc());
+        }
         for op in tomb_ops(key.as_bytes(), old, new).into_iter().flatten() {
             // A key written twice in the batch: its first write's entry is dropped from the
             // batch rather than put and removed in it.
@@ -469,6 +477,7 @@ impl<B: Backend> Engine<B> {
             digests,
             saved_digests: AtomicBool::new(saved),
             tombs_indexed: AtomicBool::new(tombs_indexed),
+            tombs_floor: floor::Floor::default(),
         });
         let syncer = Arc::new(Syncer::start(shared.clone(), fsync));
         Engine {
@@ -547,6 +556,7 @@ impl<B: Backend> Shared<B> {
             let mut ops = vec![Op::put(Space::Data, key.0.clone(), new_bytes)];
             ops.extend(tombs.into_iter().flatten());
             self.backend.commit(ops)?;
+            self.tomb_written(&new);
             return Ok(Written {
                 old,
                 new: Some(new),
@@ -576,6 +586,7 @@ impl<B: Backend> Shared<B> {
             *seq = next;
             self.seq_tx.send_replace(next);
         }
+        self.tomb_written(&new);
         if let Some(old_bytes) = &old_bytes {
             self.digests
                 .toggle(key.as_bytes(), entry_hash(key.as_bytes(), old_bytes));
@@ -639,6 +650,7 @@ impl<B: Backend> Shared<B> {
             mut ops,
             feed,
             toggles,
+            tombs,
             ..
         } = batch;
         if !feed.is_empty() {
@@ -658,6 +670,9 @@ impl<B: Backend> Shared<B> {
             self.seq_tx.send_replace(next);
         } else if !ops.is_empty() {
             self.backend.commit(ops)?;
+        }
+        for hlc in tombs {
+            self.tombs_floor.written(hlc);
         }
         for (key, hash) in toggles {
             self.digests.toggle(key.as_bytes(), hash);
@@ -969,11 +984,27 @@ impl<B: Backend> Shared<B> {
         Ok(())
     }
 
+    /// After a committed write of `new`: a tombstone's index entry may lower the floor.
+    fn tomb_written(&self, new: &Record) {
+        if new.is_tombstone() {
+            self.tombs_floor.written(new.max_hlc());
+        }
+    }
+
     /// Up to `limit` tombstone-index entries last written before `before`, oldest first.
     fn tombstones(&self, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        self.tombstones_from(self.tombs_floor.get(), before, limit)
+    }
+
+    /// [`Shared::tombstones`] from the stamp `from` (the floor: nothing is stored below it).
+    fn tombstones_from(&self, from: Hlc, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        if from >= before {
+            return Ok(Vec::new());
+        }
+        let lower = Bound::Included(Bytes::copy_from_slice(&from.0.to_be_bytes()));
         let upper = Bound::Excluded(Bytes::copy_from_slice(&before.0.to_be_bytes()));
         self.backend
-            .scan(Space::Tombs, (Bound::Unbounded, upper), false, limit)?
+            .scan(Space::Tombs, (lower, upper), false, limit)?
             .into_iter()
             .map(|(k, _)| {
                 let hlc = k
@@ -990,11 +1021,18 @@ impl<B: Backend> Shared<B> {
     /// Consumes a page of the tombstone index below `horizon`: each entry's record goes if it
     /// still is that tombstone, the entry either way.
     fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Collected> {
-        let page = self.tombstones(horizon, limit.max(1))?;
+        let from = self.tombs_floor.begin(horizon);
+        let page = self.tombstones_from(from, horizon, limit.max(1))?;
         let mut out = Collected {
             read: page.len() as u64,
             more: page.len() >= limit.max(1),
             ..Collected::default()
+        };
+        // Every entry below this is consumed once the page is: the horizon, or for a full page
+        // its last stamp (entries of that stamp may follow).
+        let reached = match page.last() {
+            Some(t) if out.more => t.hlc,
+            _ => horizon,
         };
         for t in page {
             let k = t.key.0;
@@ -1015,6 +1053,7 @@ impl<B: Backend> Shared<B> {
                 }
             }
         }
+        self.tombs_floor.reached(from, reached);
         Ok(out)
     }
 
@@ -1030,6 +1069,7 @@ impl<B: Backend> Shared<B> {
                 let entry = tomb_key(r.max_hlc(), k.as_bytes());
                 self.backend
                     .commit(vec![Op::put(Space::Tombs, entry, Bytes::new())])?;
+                self.tombs_floor.written(r.max_hlc());
                 indexed += 1;
             }
         }
