@@ -29,10 +29,6 @@ use starling_posts::viewer::ViewerFlags;
 use std::io::Write;
 use std::sync::Arc;
 
-/// The page's maps and sets by id (foldhash: a page builds a few, SipHash showed in profiles).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
 impl From<&Author> for ActorView {
     fn from(a: &Author) -> Self {
         ActorView {
@@ -46,14 +42,26 @@ impl From<&Author> for ActorView {
 
 /// A page resolved for a viewer: what each item shows and everything it carries, before it is
 /// rendered as [`PostView`]s ([`views`]) or written as JSON ([`write_items`]).
+///
+/// Its lookups by id are binary searches in sorted vectors: a page names a few dozen posts and
+/// people, and building hash maps of them (allocations, hashing, rehashing) cost more than the
+/// searches.
 struct Resolved {
     items: Vec<Item>,
-    /// Reposted and quoted posts by id.
-    by_id: HashMap<u64, Arc<Post>>,
-    /// Authors reached through a repost or quote who blocked the viewer or were blocked.
-    blocked: HashSet<u64>,
-    /// Summaries of every author the page names.
-    authors: HashMap<u64, Arc<Author>>,
+    /// Reposted and quoted posts, sorted by id.
+    by_id: Vec<Arc<Post>>,
+    /// Authors reached through a repost or quote who blocked the viewer or were blocked, sorted.
+    blocked: Vec<u64>,
+    /// Summaries of every author the page names, sorted by id.
+    authors: Vec<Arc<Author>>,
+}
+
+/// The post `id` of `sorted` (by id).
+fn post_in(sorted: &[Arc<Post>], id: u64) -> Option<&Arc<Post>> {
+    sorted
+        .binary_search_by_key(&id, |p| p.id)
+        .ok()
+        .map(|i| &sorted[i])
 }
 
 /// One item: the post shown, the repost that brought it, its counters and the viewer's flags.
@@ -66,14 +74,15 @@ struct Item {
 
 impl Resolved {
     fn summary(&self, id: u64) -> Option<&Arc<Author>> {
-        self.authors.get(&id)
+        let i = self.authors.binary_search_by_key(&id, |a| a.id).ok()?;
+        self.authors.get(i)
     }
 
     /// The quoted post an item shows, if any (not across a block).
     fn quoted(&self, p: &Post) -> Option<&Arc<Post>> {
         p.quote_of
-            .and_then(|q| self.by_id.get(&q))
-            .filter(|q| !self.blocked.contains(&q.author))
+            .and_then(|q| post_in(&self.by_id, q))
+            .filter(|q| self.blocked.binary_search(&q.author).is_err())
     }
 }
 
@@ -86,24 +95,26 @@ async fn resolve(
     posts: &[Arc<Post>],
     originals: &[Arc<Post>],
 ) -> Result<Resolved, ApiError> {
-    let mut by_id: HashMap<u64, Arc<Post>> = originals.iter().map(|p| (p.id, p.clone())).collect();
-    let missing: Vec<u64> = posts
+    let mut by_id: Vec<Arc<Post>> = originals.to_vec();
+    by_id.sort_unstable_by_key(|p| p.id);
+    by_id.dedup_by_key(|p| p.id);
+    let mut missing: Vec<u64> = posts
         .iter()
         .filter_map(|p| p.repost_of.or(p.quote_of))
-        .filter(|o| !by_id.contains_key(o))
-        .collect::<HashSet<_>>()
-        .into_iter()
+        .filter(|o| post_in(&by_id, *o).is_none())
         .collect();
     if !missing.is_empty() {
-        for p in state.feed.posts(&missing).await? {
-            by_id.insert(p.id, p);
-        }
+        missing.sort_unstable();
+        missing.dedup();
+        by_id.extend(state.feed.posts(&missing).await?);
+        by_id.sort_unstable_by_key(|p| p.id);
+        by_id.dedup_by_key(|p| p.id);
     }
     // What each item shows: the post itself, or the post a repost reposts.
     let shown: Vec<(Arc<Post>, Option<Arc<Post>>)> = posts
         .iter()
         .filter_map(|p| match p.repost_of {
-            Some(o) => by_id.get(&o).map(|orig| (orig.clone(), Some(p.clone()))),
+            Some(o) => post_in(&by_id, o).map(|orig| (orig.clone(), Some(p.clone()))),
             None => Some((p.clone(), None)),
         })
         .collect();
@@ -112,7 +123,10 @@ async fn resolve(
     let mut foreign: Vec<u64> = shown
         .iter()
         .flat_map(|(p, r)| {
-            let quoted = p.quote_of.and_then(|q| by_id.get(&q)).map(|q| q.author);
+            let quoted = p
+                .quote_of
+                .and_then(|q| post_in(&by_id, q))
+                .map(|q| q.author);
             let reposted = r.as_ref().map(|_| p.author);
             quoted.into_iter().chain(reposted)
         })
@@ -121,34 +135,36 @@ async fn resolve(
     foreign.sort_unstable();
     foreign.dedup();
     let blocked_flags = state.graph.blocked_either_many(viewer, &foreign).await?;
-    let blocked: HashSet<u64> = foreign
+    // `foreign` is sorted, so is `blocked`.
+    let blocked: Vec<u64> = foreign
         .iter()
         .zip(blocked_flags)
         .filter_map(|(a, b)| b.then_some(*a))
         .collect();
-    let shown: Vec<(Arc<Post>, Option<Arc<Post>>)> = shown
-        .into_iter()
-        .filter(|(p, r)| r.is_none() || !blocked.contains(&p.author))
-        .collect();
+    let mut shown = shown;
+    shown.retain(|(p, r)| r.is_none() || blocked.binary_search(&p.author).is_err());
     let ids: Vec<u64> = shown.iter().map(|(p, _)| p.id).collect();
     let mut people: Vec<u64> = shown
         .iter()
         .flat_map(|(p, r)| {
-            let quoted = p.quote_of.and_then(|q| by_id.get(&q)).map(|q| q.author);
+            let quoted = p
+                .quote_of
+                .and_then(|q| post_in(&by_id, q))
+                .map(|q| q.author);
             [Some(p.author), r.as_ref().map(|r| r.author), quoted]
         })
         .flatten()
         .collect();
     people.sort_unstable();
     people.dedup();
-    let authors: HashMap<u64, Arc<Author>> = state
+    // In the order of `people` (sorted), a user who is gone left out: sorted by id.
+    let authors: Vec<Arc<Author>> = state
         .feed
         .authors()
         .get_many(&people)
         .await?
         .into_iter()
         .flatten()
-        .map(|a| (a.id, a))
         .collect();
     let counts = state.posts.likes().counts_many(&ids).await?;
     let own = state.posts.likes().viewer_flags(viewer, &ids).await?;
