@@ -5,12 +5,13 @@
 //! an index consumed from its head and read from its head again steps over every entry consumed
 //! since the last compaction: a pass would cost the recent deletes, not the due ones (the reaper
 //! benchmark, `gossip/benches/reaper.rs`, embedded engine: a pass of 100 due went 0.7 → 2.0 ms
-//! as 4 000 consumed entries piled up, and stays at 0.5 ms with the floor). A collection raises the floor to the last stamp it consumed, unless an
-//! entry below its horizon was written while it read; such a write lowers the floor itself. At
-//! open the floor is 0: the first read after a restart starts at the index's head.
+//! as 4 000 consumed entries piled up, and stays at 0.5 ms with the floor). A collection raises
+//! the floor to the last stamp it consumed, unless an entry below its horizon was written while
+//! it read (a count of such writes tells); such a write lowers the floor itself. At open the
+//! floor is 0: the first read after a restart starts at the index's head.
 
 use crate::hlc::Hlc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 /// The tombstone index's floor (see the module's doc).
 #[derive(Debug, Default)]
@@ -19,16 +20,20 @@ pub(crate) struct Floor {
     floor: AtomicU64,
     /// The highest horizon a collection has read up to: a write below it may be behind a read.
     target: AtomicU64,
-    /// An entry below `target` was written since the last [`Floor::begin`].
-    dirty: AtomicBool,
+    /// Entries written below `target` so far.
+    behind: AtomicU64,
 }
 
 impl Floor {
-    /// Before a collection up to `horizon`: the stamp to read from.
-    pub(crate) fn begin(&self, horizon: Hlc) -> Hlc {
+    /// Before a collection up to `horizon`: where it reads from (hand it to
+    /// [`Floor::reached`]).
+    pub(crate) fn begin(&self, horizon: Hlc) -> Begun {
         self.target.fetch_max(horizon.0, SeqCst);
-        self.dirty.store(false, SeqCst);
-        Hlc(self.floor.load(SeqCst))
+        let behind = self.behind.load(SeqCst);
+        Begun {
+            from: Hlc(self.floor.load(SeqCst)),
+            behind,
+        }
     }
 
     /// The stamp to read from, for a read that consumes nothing.
@@ -39,19 +44,30 @@ impl Floor {
     /// After an entry at `hlc` is committed (a write's, or the backfill's).
     pub(crate) fn written(&self, hlc: Hlc) {
         if hlc.0 < self.target.load(SeqCst) {
-            self.dirty.store(true, SeqCst);
+            self.behind.fetch_add(1, SeqCst);
             self.floor.fetch_min(hlc.0, SeqCst);
         }
     }
 
-    /// After a collection that read from `from` consumed every entry below `to`: raises the
-    /// floor to `to`, unless a write below the horizon came meanwhile (it may be behind the
-    /// read; the floor then stays, or is already lower).
-    pub(crate) fn reached(&self, from: Hlc, to: Hlc) {
-        if to > from && !self.dirty.load(SeqCst) {
-            let _ = self.floor.compare_exchange(from.0, to.0, SeqCst, SeqCst);
+    /// After a collection `begun` consumed every entry below `to`: raises the floor to `to`,
+    /// unless a write below a horizon came meanwhile (it may be behind the read; the floor then
+    /// stays, or is already lower).
+    pub(crate) fn reached(&self, begun: Begun, to: Hlc) {
+        if to > begun.from && self.behind.load(SeqCst) == begun.behind {
+            let _ = self
+                .floor
+                .compare_exchange(begun.from.0, to.0, SeqCst, SeqCst);
         }
     }
+}
+
+/// Where a collection began ([`Floor::begin`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Begun {
+    /// The stamp it reads from.
+    pub(crate) from: Hlc,
+    /// [`Floor`]'s count of writes below a horizon then.
+    behind: u64,
 }
 
 #[cfg(test)]
@@ -62,7 +78,7 @@ mod tests {
     fn a_write_behind_a_read_keeps_the_floor_below_it() {
         let f = Floor::default();
         let from = f.begin(Hlc(100));
-        assert_eq!(from, Hlc(0));
+        assert_eq!(from.from, Hlc(0));
         // Committed below the horizon while the read went on: the floor may not pass it.
         f.written(Hlc(50));
         f.reached(from, Hlc(100));

@@ -1021,8 +1021,8 @@ impl<B: Backend> Shared<B> {
     /// Consumes a page of the tombstone index below `horizon`: each entry's record goes if it
     /// still is that tombstone, the entry either way.
     fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Collected> {
-        let from = self.tombs_floor.begin(horizon);
-        let page = self.tombstones_from(from, horizon, limit.max(1))?;
+        let begun = self.tombs_floor.begin(horizon);
+        let page = self.tombstones_from(begun.from, horizon, limit.max(1))?;
         let mut out = Collected {
             read: page.len() as u64,
             more: page.len() >= limit.max(1),
@@ -1053,7 +1053,7 @@ impl<B: Backend> Shared<B> {
                 }
             }
         }
-        self.tombs_floor.reached(from, reached);
+        self.tombs_floor.reached(begun, reached);
         Ok(out)
     }
 
