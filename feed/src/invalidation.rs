@@ -118,7 +118,8 @@ impl Touched {
     /// (a node's broadcast reader of the keyspace feed, without the region's bus): the posts
     /// written, the authors' lists, the users whose record or profile changed, and the
     /// follower's timeline of a follow edge. Not the timelines a new post reaches (only the
-    /// holder's fan-out knows its followers): those stay bounded by `shared_ttl`.
+    /// holder's fan-out knows its followers): [`Feed::insert_written_elsewhere`] puts the post
+    /// into those held here.
     pub fn of_keys<'k>(keys: impl IntoIterator<Item = &'k starling_store::Key>) -> Touched {
         use starling_store::key::read_u64;
         let posts = starling_posts::POSTS.prefix();
@@ -153,6 +154,43 @@ impl Touched {
 }
 
 impl Feed {
+    /// Posts another node of a shared keyspace wrote, as this node's reader of the keyspace
+    /// feed sees their keys without the region's bus: each one goes into the timelines of its
+    /// author's followers that this node holds in process, as the holder's fan-out does on its
+    /// own node (no fan-out mark, no L2). A post gone, or one of an author pulled at read time
+    /// (their recent list is dropped by its own key), changes nothing; a post already there
+    /// (an edit) is not inserted again. One post read, one count read and one follower scan a
+    /// post (at most `celebrity_followers` ids). Returns the timelines that took a post.
+    pub async fn insert_written_elsewhere(&self, posts: &[u64]) -> Result<usize, crate::FeedError> {
+        let i = &self.inner;
+        let mut took = 0;
+        if i.l1.is_empty() {
+            return Ok(0);
+        }
+        let cap = i.l1.cap();
+        for id in posts {
+            let post = match i.posts.get(*id).await {
+                Ok(p) => p,
+                Err(starling_posts::PostError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if i.graph.count_of(post.author, "followers").await? > i.cfg.celebrity_followers {
+                continue;
+            }
+            for f in i.graph.all_followers(post.author).await? {
+                let Some(slot) = i.l1.slot(f) else { continue };
+                let mut s = slot.lock();
+                if match post.repost_of {
+                    Some(original) => s.insert_repost(post.id, original, post.author, cap),
+                    None => s.timeline.insert(post.id, post.author, cap),
+                } {
+                    took += 1;
+                }
+            }
+        }
+        Ok(took)
+    }
+
     /// Applies one batch like [`Feed::apply_changes`] and returns what it changed in the caches
     /// other nodes keep (see the module's doc).
     pub async fn apply_changes_noting(
