@@ -15,8 +15,8 @@
 //! reconnecting, a holder killed between its fan-out and its publish — leaves a copy stale for
 //! at most `FeedConfig::shared_ttl` (`--feed-shared-ttl`, 5 s by default), which bounds every
 //! in-process copy on a shared keyspace. Without `--redis` there is no bus: each node's reader of
-//! the keyspace feed (`crate::keyspace_tail`) drops what the keys it reads name, and that bound is
-//! left for the timelines a fan-out reached.
+//! the keyspace feed (`crate::keyspace_tail`) drops what the keys it reads name and puts new
+//! posts into the timelines held here; that bound is left for a failure there.
 //!
 //! The same messages carry the notifications a holder's batches wrote (recipient and id, at most
 //! [`MAX_NOTIFICATIONS`] a message: more go in further messages), so a `notification` frame

@@ -18,8 +18,10 @@
 //! 2. **Caches**, without `--redis` only (with it, the holders' invalidation bus,
 //!    [`crate::cache_bus`], says more — the timelines a fan-out reached — and sooner): the posts,
 //!    authors' lists, author summaries and follow-changed timelines the keys name
-//!    ([`starling_feed::invalidation::Touched::of_keys`]) are dropped. A new post's place in
-//!    followers' timelines cached here is not a key of its own: that stays bounded by
+//!    ([`starling_feed::invalidation::Touched::of_keys`]) are dropped, and each post goes into
+//!    the timelines of its author's followers cached here
+//!    ([`starling_feed::Feed::insert_written_elsewhere`]; not for authors pulled at read time,
+//!    whose lists are dropped by their own keys). A failure there leaves those timelines to
 //!    `--feed-shared-ttl` (5 s).
 //! 3. **Chat and notifications**, without `--redis` only (with it, the region's chat bus and the
 //!    invalidation bus deliver them): messages, read markers and conversation records go to the
@@ -114,13 +116,16 @@ impl TailStats {
     }
 }
 
-/// Opens the reader of the keyspace at `url` (a `scylla://` store URL).
+/// Opens the reader of the keyspace at `url` (a `scylla://` store URL) and places its cursors
+/// at the writers' marks now — before the node serves and caches anything, so that every write
+/// finished after a copy was cached is read.
 pub async fn open(url: &str) -> anyhow::Result<Arc<KeyspaceTail>> {
     use anyhow::Context as _;
     let opts = starling_store::ScyllaOptions::from_url(url).with_context(|| url.to_string())?;
-    Ok(Arc::new(KeyspaceTail::open(&opts).await.context(
-        "opening the broadcast reader of the keyspace-wide change feed",
-    )?))
+    let what = "opening the broadcast reader of the keyspace-wide change feed";
+    let tail = KeyspaceTail::open(&opts).await.context(what)?;
+    tail.poll(WINDOW).await.context(what)?;
+    Ok(Arc::new(tail))
 }
 
 /// How the reader runs.
@@ -203,6 +208,12 @@ async fn apply(state: &crate::AppState, changes: &[Change], redis: bool) -> u64 
     let touched = Touched::of_keys(changes.iter().map(|c| &c.key));
     named += touched.len() as u64;
     state.feed.drop_cached(&touched);
+    let posts: Vec<u64> = touched.posts.iter().copied().collect();
+    match state.feed.insert_written_elsewhere(&posts).await {
+        Ok(n) => named += n as u64,
+        // The timelines here miss those posts until they expire (`--feed-shared-ttl`).
+        Err(e) => tracing::warn!(error = %e, "keyspace tail: new posts not put in timelines here"),
+    }
     starling_messenger::tail::handle(&state.fanout, changes).await;
     let notes: Vec<(u64, u64)> = changes
         .iter()

@@ -1667,6 +1667,25 @@ fn region_hears_other_nodes_writes(redis: Option<&str>) {
         "the new name through B: {:?}",
         seen()
     );
+    // A new post through A joins the follower's timeline B holds (kept an hour).
+    let body = serde_json::json!({"text": "a second post"}).to_string();
+    let (s, p) = common::http_json(a.port, "POST", "/v1/posts", Some(&a_tok), &body);
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&p));
+    let second_post = json(&p)["id"].as_str().unwrap().to_string();
+    let (_, page) = b.http("GET", "/v1/feed?limit=50", Some(&f_tok), b"");
+    let in_feed = |page: &[u8]| {
+        json(page)["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|p| p["id"] == second_post.as_str()))
+    };
+    let shown = eventually(patience, || {
+        in_feed(&b.http("GET", "/v1/feed?limit=50", Some(&f_tok), b"").1)
+    });
+    assert!(
+        shown,
+        "the new post through B: {}",
+        String::from_utf8_lossy(&page)
+    );
     // The first session, cached on B; a second one, through A, changes the password.
     let me = |n: &Node, tok: &str| n.http("GET", "/v1/users/me", Some(tok), b"").0;
     assert_eq!(me(b, &a_tok), 200);
