@@ -17,7 +17,10 @@
 //! with the quoted post and `reposted_by` through serde (the feed's path before); the pages must
 //! be the same bytes. Prints µs per page of each and the ratios (hydrated / bare, spliced / spliced
 //! through serde) per round and as the median. `--only 0|1|2|3` (bare, serde, spliced, spliced
-//! through serde) reads only that page, `--pages × --rounds` times: a run to profile.
+//! through serde) reads only that page, `--pages × --rounds` times: a run to profile. Times are
+//! the thread's CPU time where the kernel tells it (`/proc/thread-self/schedstat`), so a round
+//! waiting for a core on a loaded machine does not count, and the kinds interleave in chunks of
+//! 250 pages.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark tool: fail loudly
 
 use starling_api::hydrate::PageJson;
@@ -87,8 +90,18 @@ async fn world(dir: Option<&std::path::Path>) -> (AppState, u64) {
     (state, reader)
 }
 
+/// The thread's CPU time so far in ns (`/proc/thread-self/schedstat`), if the kernel tells it:
+/// what a page costs without the time the thread waited for a core on a shared machine.
+fn cpu_ns() -> Option<u128> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
+/// µs per page of `n` pages written `how`: the thread's CPU time where the kernel tells it
+/// (everything runs on this thread: a current-thread runtime, the memory store's reads inline,
+/// the embedded store's on the blocking pool not counted), else wall time.
 async fn run(state: &AppState, reader: u64, n: usize, how: PageJson) -> f64 {
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_ns());
     let mut bytes = 0;
     for _ in 0..n {
         bytes += starling_api::hydrate::feed_page_json(state, reader, 20, how)
@@ -97,8 +110,16 @@ async fn run(state: &AppState, reader: u64, n: usize, how: PageJson) -> f64 {
             .len();
     }
     assert!(bytes > 0);
-    start.elapsed().as_nanos() as f64 / n as f64 / 1000.0
+    let ns = match (cpu, cpu_ns()) {
+        (Some(a), Some(b)) => b - a,
+        _ => start.elapsed().as_nanos(),
+    };
+    ns as f64 / n as f64 / 1000.0
 }
+
+/// Pages of each kind read in turn within a round: the kinds interleave finely, so all of them
+/// meet the same load.
+const CHUNK: usize = 250;
 
 fn main() {
     let n = flag("--pages", 20_000);
@@ -156,17 +177,17 @@ fn main() {
             run(&state, reader, n / 10, how).await;
         }
         let (mut views, mut spliced, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
+        let chunks = n.div_ceil(CHUNK);
         for r in 0..rounds {
-            // Spliced through serde and by hand alternate in both orders (A B, then B A).
-            let bare = run(&state, reader, n, PageJson::Bare).await;
-            let v = run(&state, reader, n, PageJson::Views).await;
-            let (s, old) = if r % 2 == 0 {
-                let old = run(&state, reader, n, PageJson::SplicedSerde).await;
-                (run(&state, reader, n, PageJson::Spliced).await, old)
-            } else {
-                let s = run(&state, reader, n, PageJson::Spliced).await;
-                (s, run(&state, reader, n, PageJson::SplicedSerde).await)
-            };
+            // Chunks of each kind in turn, the order reversed every other chunk (A B C D, D C B A).
+            let mut us = [0.0; 4];
+            for c in 0..chunks {
+                for k in 0..hows.len() {
+                    let k = if c % 2 == 0 { k } else { hows.len() - 1 - k };
+                    us[k] += run(&state, reader, CHUNK, hows[k]).await / chunks as f64;
+                }
+            }
+            let [bare, v, s, old] = us;
             println!(
                 "round {r}: bare {bare:.2} us/page, hydrated by serde {v:.2} ({:.2}x bare), \
                  hydrated spliced {s:.2} ({:.2}x bare, {:.2}x serde), spliced with serde's \
