@@ -8,8 +8,8 @@
 mod common;
 
 use common::chat::{
-    Client, Ended, Server, User, conversation, history, http, post_message, sign_up, start,
-    start_with, start_with_chat,
+    Client, Ended, Server, User, conversation, edit_message, history, http, messages, post_message,
+    sign_up, start, start_with, start_with_chat,
 };
 use serde_json::{Value, json};
 use starling_api::config::ChatSettings;
@@ -40,6 +40,11 @@ async fn block(s: &Server, blocker: &User, blocked: &User) {
     let path = format!("/v1/blocks/{}", blocked.id);
     let (st, _) = http(s.addr, "PUT", &path, Some(&blocker.token), None).await;
     assert_eq!(st, 204);
+}
+
+/// The seqs of a page's messages, in order.
+fn seqs(items: &[Value]) -> Vec<u64> {
+    items.iter().map(|m| m["seq"].as_u64().unwrap()).collect()
 }
 
 async fn three_users(s: &Server) -> (User, User, User) {
@@ -118,37 +123,12 @@ async fn send_ack_and_delivery_to_every_device_of_every_member() {
         (Some(bob.id.as_str()), Some(5))
     );
     // REST sees the same log, ascending, and lists conversations with their last seq.
-    let (st, v) = http(
-        s.addr,
-        "GET",
-        &format!("/v1/conversations/{group}/messages?after_seq=0"),
-        Some(&bob.token),
-        None,
-    )
-    .await;
+    let (st, items) = messages(s.addr, &bob.token, &group, 0).await;
     assert_eq!(st, 200);
-    let seqs: Vec<u64> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
-    let (_, v) = http(
-        s.addr,
-        "GET",
-        &format!("/v1/conversations/{group}/messages?before_seq=4&limit=2"),
-        Some(&bob.token),
-        None,
-    )
-    .await;
-    let seqs: Vec<u64> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, vec![2, 3]);
+    assert_eq!(seqs(&items), vec![1, 2, 3, 4, 5]);
+    let path = format!("/v1/conversations/{group}/messages?before_seq=4&limit=2");
+    let (_, v) = http(s.addr, "GET", &path, Some(&bob.token), None).await;
+    assert_eq!(seqs(v["items"].as_array().unwrap()), vec![2, 3]);
     let (st, v) = http(s.addr, "GET", "/v1/conversations", Some(&alice.token), None).await;
     assert_eq!(st, 200);
     let items = v["items"].as_array().unwrap();
@@ -175,14 +155,7 @@ async fn non_members_and_blocked_users_are_refused_everywhere() {
     let path = format!("/v1/conversations/{dm}/messages");
     let (st, _) = http(s.addr, "GET", &path, Some(&mallory.token), None).await;
     assert_eq!(st, 403);
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        &path,
-        Some(&mallory.token),
-        Some(json!({"body":"x","client_id":"x"})),
-    )
-    .await;
+    let (st, _) = post_message(s.addr, &mallory.token, &dm, "x", "x").await;
     assert_eq!(st, 403);
     let (st, _) = http(s.addr, "GET", &path, None, None).await;
     assert_eq!(st, 401);
@@ -215,14 +188,7 @@ async fn non_members_and_blocked_users_are_refused_everywhere() {
     assert!(v["items"].as_array().unwrap().is_empty());
     // A block forbids creating and sending in a 1:1, both ways.
     block(&s, &bob, &alice).await;
-    let (st, _) = http(
-        s.addr,
-        "POST",
-        &path,
-        Some(&alice.token),
-        Some(json!({"body":"hi","client_id":"b1"})),
-    )
-    .await;
+    let (st, _) = post_message(s.addr, &alice.token, &dm, "hi", "b1").await;
     assert_eq!(st, 403);
     let mut a = Client::connect(s.addr, &alice.token).await;
     a.send(send_frame(&dm, "b2", "hi")).await;
@@ -692,13 +658,8 @@ async fn past_the_history_bound_readers_start_at_the_floor_and_a_trimmed_edit_is
     for after in [0, 150, 200] {
         let (st, v) = page(after).await;
         assert_eq!(st, 200);
-        let seqs: Vec<u64> = v["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["seq"].as_u64().unwrap())
-            .collect();
-        assert_eq!(seqs, (201..=300).collect::<Vec<_>>(), "after_seq={after}");
+        let kept = seqs(v["items"].as_array().unwrap());
+        assert_eq!(kept, (201..=300).collect::<Vec<_>>(), "after_seq={after}");
     }
     // The newest page going back stops at the floor: no link to a page before it.
     let path = format!("/v1/conversations/{dm}/messages?before_seq=251&limit=100");
@@ -719,28 +680,13 @@ async fn past_the_history_bound_readers_start_at_the_floor_and_a_trimmed_edit_is
         "{done}"
     );
     // An edit or a delete of a trimmed message: 404 saying why; above the floor as before.
-    let path = format!("/v1/conversations/{dm}/messages/5");
-    let (st, v) = http(
-        s.addr,
-        "PATCH",
-        &path,
-        Some(&alice.token),
-        Some(json!({"body":"new"})),
-    )
-    .await;
+    let (st, v) = edit_message(s.addr, &alice.token, &dm, 5, "new").await;
     assert_eq!(st, 404, "{v}");
     assert!(v["detail"].as_str().unwrap().contains("retention"), "{v}");
+    let path = format!("/v1/conversations/{dm}/messages/5");
     let (st, _) = http(s.addr, "DELETE", &path, Some(&alice.token), None).await;
     assert_eq!(st, 404);
-    let path = format!("/v1/conversations/{dm}/messages/250");
-    let (st, v) = http(
-        s.addr,
-        "PATCH",
-        &path,
-        Some(&alice.token),
-        Some(json!({"body":"new"})),
-    )
-    .await;
+    let (st, v) = edit_message(s.addr, &alice.token, &dm, 250, "new").await;
     assert_eq!((st, v["body"].as_str()), (200, Some("new")), "{v}");
     // Unread counts what is kept: bob never read, 100 messages exist.
     let (st, v) = http(s.addr, "GET", "/v1/conversations", Some(&bob.token), None).await;

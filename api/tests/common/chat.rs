@@ -119,6 +119,26 @@ pub async fn post_message(
     http(addr, "POST", &path, Some(token), Some(body)).await
 }
 
+/// `PATCH /v1/conversations/{conv}/messages/{seq}` to `body` as `token`'s user: the status and
+/// body.
+pub async fn edit_message(
+    addr: SocketAddr,
+    token: &str,
+    conv: &str,
+    seq: u64,
+    body: &str,
+) -> (u16, Value) {
+    let path = format!("/v1/conversations/{conv}/messages/{seq}");
+    http(
+        addr,
+        "PATCH",
+        &path,
+        Some(token),
+        Some(json!({ "body": body })),
+    )
+    .await
+}
+
 /// A signed-up user.
 #[derive(Clone, Debug)]
 pub struct User {
