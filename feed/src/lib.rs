@@ -1,4 +1,4 @@
-//! Home timelines: fan-out on write into capped timelines cached in process (moka, L1) and,
+//! Home timelines: fan-out on write into capped timelines cached in process (quick_cache, L1) and,
 //! with Redis configured, in the region (L2); authors with many followers are pulled at read
 //! time instead (hybrid, as Twitter does); timelines missing from both tiers — never built,
 //! evicted, or of an inactive user — are rebuilt from follows and posts when read.
