@@ -56,6 +56,17 @@ struct Fixture {
     memory: Arc<dyn Store>,
 }
 
+impl Fixture {
+    /// The three engines every store row measures, by row name.
+    fn stores(&self) -> [(&'static str, &Arc<dyn Store>); 3] {
+        [
+            ("embedded", &self.embedded),
+            ("embedded-inline", &self.inline),
+            ("memory", &self.memory),
+        ]
+    }
+}
+
 fn fixture() -> Fixture {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -118,11 +129,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("raw-fjall", |b| {
         b.iter(|| black_box(f.raw.get(key(x.next())).expect("get")))
     });
-    for (name, s) in [
-        ("embedded", &f.embedded),
-        ("embedded-inline", &f.inline),
-        ("memory", &f.memory),
-    ] {
+    for (name, s) in f.stores() {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let k = starling_store::Key(key(x.next()));
@@ -213,11 +220,7 @@ fn benches(c: &mut Criterion) {
             start.elapsed()
         })
     });
-    for (name, s) in [
-        ("embedded", &f.embedded),
-        ("embedded-inline", &f.inline),
-        ("memory", &f.memory),
-    ] {
+    for (name, s) in f.stores() {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let per = iters.div_ceil(TASKS);
@@ -273,11 +276,7 @@ fn benches(c: &mut Criterion) {
             black_box(n)
         })
     });
-    for (name, s) in [
-        ("embedded", &f.embedded),
-        ("embedded-inline", &f.inline),
-        ("memory", &f.memory),
-    ] {
+    for (name, s) in f.stores() {
         g.bench_with_input(BenchmarkId::from_parameter(name), s, |b, s| {
             b.iter(|| {
                 let mut req = ScanRequest::prefix(KS.prefix(), 100);
@@ -320,11 +319,7 @@ fn benches(c: &mut Criterion) {
                 .expect("insert")
         })
     });
-    for (name, s) in [
-        ("embedded", &f.embedded),
-        ("embedded-inline", &f.inline),
-        ("memory", &f.memory),
-    ] {
+    for (name, s) in f.stores() {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let k = starling_store::Key(key(x.next()));
@@ -354,11 +349,7 @@ fn benches(c: &mut Criterion) {
             }
         })
     });
-    for (name, s) in [
-        ("embedded", &f.embedded),
-        ("embedded-inline", &f.inline),
-        ("memory", &f.memory),
-    ] {
+    for (name, s) in f.stores() {
         // Each key's current version is known, as in a read-then-swap loop: every CAS applies.
         let mut versions: Vec<starling_store::VersionVector> = (0..CAS_KEYS)
             .map(|i| {
