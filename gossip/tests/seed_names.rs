@@ -27,6 +27,12 @@ async fn start(name: &str, listen: SocketAddr, advertise: String, seeds: &[&str]
     start_on(name, listen, advertise, seeds, clock, store).await
 }
 
+/// A node listening on and advertising `127.0.0.1:port`.
+async fn start_loopback(name: &str, port: u16, seeds: &[&str]) -> GossipService {
+    let addr = format!("127.0.0.1:{port}");
+    start(name, addr.parse().expect("a socket address"), addr, seeds).await
+}
+
 async fn start_on(
     name: &str,
     listen: SocketAddr,
@@ -83,13 +89,7 @@ async fn a_node_joins_through_a_seed_name_that_starts_later() {
     let (pa, pb) = (free_port(), free_port());
     let seed = format!("localhost:{pa}");
     // b starts first: its seed's name resolves, but nothing listens there yet; it keeps trying.
-    let b = start(
-        "b",
-        format!("127.0.0.1:{pb}").parse().unwrap(),
-        format!("127.0.0.1:{pb}"),
-        &[&seed],
-    )
-    .await;
+    let b = start_loopback("b", pb, &[&seed]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(b.handle().members().is_empty());
     // a listens on every interface and advertises a name (resolved at its start, as peers
@@ -246,13 +246,7 @@ async fn a_node_whose_store_calls_take_seconds_is_never_suspected() {
         slow.clone(),
     )
     .await;
-    let b = start(
-        "b",
-        format!("127.0.0.1:{pb}").parse().unwrap(),
-        format!("127.0.0.1:{pb}"),
-        &[&seed],
-    )
-    .await;
+    let b = start_loopback("b", pb, &[&seed]).await;
     members(&a, 1).await;
     members(&b, 1).await;
     // Every store call of a's core loop (the feed read of each push, each tick's) now takes 3 s.
