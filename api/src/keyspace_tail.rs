@@ -20,7 +20,8 @@
 //!    authors' lists, author summaries and follow-changed timelines the keys name
 //!    ([`starling_feed::invalidation::Touched::of_keys`]) are dropped, and each post goes into
 //!    the timelines of its author's followers cached here
-//!    ([`starling_feed::Feed::insert_written_elsewhere`]; not for authors pulled at read time,
+//!    ([`starling_feed::Feed::insert_into_cached`], this node's own posts too: the holder that
+//!    fans a post out may be another node; not for authors pulled at read time,
 //!    whose lists are dropped by their own keys). A failure there leaves those timelines to
 //!    `--feed-shared-ttl` (5 s).
 //! 3. **Chat and notifications**, without `--redis` only (with it, the region's chat bus and the
@@ -163,6 +164,13 @@ pub async fn run(
                         "keyspace tail: fell behind the feed's retained window or failed to read it; every cached post, summary, list, timeline and session dropped, reading on from the writers' marks"
                     );
                 }
+                // This node's own posts too: the holder that fans one out may be another node.
+                let own = Touched::of_keys(
+                    p.changes
+                        .iter()
+                        .filter(|c| c.writer == cfg.me)
+                        .map(|c| &c.key),
+                );
                 let others: Vec<Change> = p
                     .changes
                     .into_iter()
@@ -173,7 +181,7 @@ pub async fn run(
                     })
                     .collect();
                 stats.keys.fetch_add(others.len() as u64, Ordering::Relaxed);
-                let dropped = apply(&state, &others, cfg.redis).await;
+                let dropped = apply(&state, &others, own.posts, cfg.redis).await;
                 stats.invalidations.fetch_add(dropped, Ordering::Relaxed);
                 more = p.lag > 0;
             }
@@ -195,24 +203,34 @@ pub async fn run(
     }
 }
 
-/// Hands other nodes' `changes` to this node's caches and sockets; returns the cached copies
-/// they named.
-async fn apply(state: &crate::AppState, changes: &[Change], redis: bool) -> u64 {
-    if changes.is_empty() {
-        return 0;
-    }
-    let mut named = state.graph.sessions_changed(changes) as u64;
+/// Hands other nodes' `changes` to this node's caches and sockets, and the posts of both
+/// (`own`: this node's) to the timelines held here; returns the cached copies they named.
+async fn apply(
+    state: &crate::AppState,
+    changes: &[Change],
+    own: std::collections::BTreeSet<u64>,
+    redis: bool,
+) -> u64 {
     if redis {
-        return named;
+        return state.graph.sessions_changed(changes) as u64;
     }
-    let touched = Touched::of_keys(changes.iter().map(|c| &c.key));
-    named += touched.len() as u64;
-    state.feed.drop_cached(&touched);
-    let posts: Vec<u64> = touched.posts.iter().copied().collect();
-    match state.feed.insert_written_elsewhere(&posts).await {
+    let mut posts = own;
+    let mut named = 0;
+    if !changes.is_empty() {
+        named += state.graph.sessions_changed(changes) as u64;
+        let touched = Touched::of_keys(changes.iter().map(|c| &c.key));
+        named += touched.len() as u64;
+        state.feed.drop_cached(&touched);
+        posts.extend(touched.posts.iter().copied());
+    }
+    let posts: Vec<u64> = posts.into_iter().collect();
+    match state.feed.insert_into_cached(&posts).await {
         Ok(n) => named += n as u64,
         // The timelines here miss those posts until they expire (`--feed-shared-ttl`).
         Err(e) => tracing::warn!(error = %e, "keyspace tail: new posts not put in timelines here"),
+    }
+    if changes.is_empty() {
+        return named;
     }
     starling_messenger::tail::handle(&state.fanout, changes).await;
     let notes: Vec<(u64, u64)> = changes

@@ -118,7 +118,7 @@ impl Touched {
     /// (a node's broadcast reader of the keyspace feed, without the region's bus): the posts
     /// written, the authors' lists, the users whose record or profile changed, and the
     /// follower's timeline of a follow edge. Not the timelines a new post reaches (only the
-    /// holder's fan-out knows its followers): [`Feed::insert_written_elsewhere`] puts the post
+    /// holder's fan-out knows its followers): [`Feed::insert_into_cached`] puts the post
     /// into those held here.
     pub fn of_keys<'k>(keys: impl IntoIterator<Item = &'k starling_store::Key>) -> Touched {
         use starling_store::key::read_u64;
@@ -154,14 +154,15 @@ impl Touched {
 }
 
 impl Feed {
-    /// Posts another node of a shared keyspace wrote, as this node's reader of the keyspace
-    /// feed sees their keys without the region's bus: each one goes into the timelines of its
+    /// Posts written to a shared keyspace (through any node: the holder that fans a post out
+    /// may be another), as this node's reader of the keyspace feed sees their keys without the
+    /// region's bus: each one goes into the timelines of its
     /// author's followers that this node holds in process, as the holder's fan-out does on its
     /// own node (no fan-out mark, no L2). A post gone, or one of an author pulled at read time
     /// (their recent list is dropped by its own key), changes nothing; a post already there
     /// (an edit) is not inserted again. One post read, one count read and one follower scan a
     /// post (at most `celebrity_followers` ids). Returns the timelines that took a post.
-    pub async fn insert_written_elsewhere(&self, posts: &[u64]) -> Result<usize, crate::FeedError> {
+    pub async fn insert_into_cached(&self, posts: &[u64]) -> Result<usize, crate::FeedError> {
         let i = &self.inner;
         let mut took = 0;
         if i.l1.is_empty() {
