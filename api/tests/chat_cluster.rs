@@ -8,18 +8,16 @@
 mod common;
 
 use common::Node;
-use common::chat::{Client, User, history, http, messages, post_message, try_sign_up};
+use common::chat::{
+    Client, User, edit_message, history, http, messages, post_message, try_sign_up,
+};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "test-cluster-secret-0123456789";
 
-fn start_region(dir: &std::path::Path, region: &str, gossip: &str, seed: Option<&str>) -> Node {
-    start_region_with(dir, region, gossip, seed, &[])
-}
-
-/// [`start_region`] with `extra` flags.
+/// A node of `region` (gossip at `gossip`, joining `seed`), started with `extra` flags.
 fn start_region_with(
     dir: &std::path::Path,
     region: &str,
@@ -41,6 +39,26 @@ fn start_region_with(
         .map(String::from),
     );
     Node::start(dir, common::free_port(), &args)
+}
+
+/// A node in `us` and one in `eu` joined to it, each started with `extra`, and their addresses.
+fn us_and_eu(dir: &std::path::Path, extra: &[&str]) -> ((Node, SocketAddr), (Node, SocketAddr)) {
+    let g_us = format!("127.0.0.1:{}", common::free_port());
+    let g_eu = format!("127.0.0.1:{}", common::free_port());
+    let us = start_region_with(dir, "us", &g_us, None, extra);
+    let eu = start_region_with(dir, "eu", &g_eu, Some(&g_us), extra);
+    let us_addr: SocketAddr = format!("127.0.0.1:{}", us.port).parse().unwrap();
+    let eu_addr: SocketAddr = format!("127.0.0.1:{}", eu.port).parse().unwrap();
+    ((us, us_addr), (eu, eu_addr))
+}
+
+/// The runtime the tests' clients run on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn until<F, Fut>(what: &str, mut f: F)
@@ -104,18 +122,8 @@ async fn conversation_retrying(addr: SocketAddr, me: &User, other: &User, what: 
 #[test]
 fn users_homed_in_different_regions_chat_through_the_home_region() {
     let dir = tempfile::tempdir().unwrap();
-    let g_us = format!("127.0.0.1:{}", common::free_port());
-    let g_eu = format!("127.0.0.1:{}", common::free_port());
-    let us = start_region(dir.path(), "us", &g_us, None);
-    let eu = start_region(dir.path(), "eu", &g_eu, Some(&g_us));
-    let us_addr: SocketAddr = format!("127.0.0.1:{}", us.port).parse().unwrap();
-    let eu_addr: SocketAddr = format!("127.0.0.1:{}", eu.port).parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    let ((us, us_addr), (eu, eu_addr)) = us_and_eu(dir.path(), &[]);
+    runtime().block_on(async move {
         let alice = sign_up_retrying(us_addr, "alice").await;
         let bob = sign_up_retrying(eu_addr, "bob").await;
         // Alice (home: us) needs Bob's account replicated to her region to start a chat.
@@ -578,19 +586,9 @@ async fn digest(addr: SocketAddr) -> String {
 #[test]
 fn history_retention_in_two_regions_converges_from_the_home_region() {
     let dir = tempfile::tempdir().unwrap();
-    let g_us = format!("127.0.0.1:{}", common::free_port());
-    let g_eu = format!("127.0.0.1:{}", common::free_port());
     let extra = ["--chat-history-max", "100", "--admin-token", ADMIN];
-    let us = start_region_with(dir.path(), "us", &g_us, None, &extra);
-    let eu = start_region_with(dir.path(), "eu", &g_eu, Some(&g_us), &extra);
-    let us_addr: SocketAddr = format!("127.0.0.1:{}", us.port).parse().unwrap();
-    let eu_addr: SocketAddr = format!("127.0.0.1:{}", eu.port).parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    let ((us, us_addr), (eu, eu_addr)) = us_and_eu(dir.path(), &extra);
+    runtime().block_on(async move {
         let alice = sign_up_retrying(us_addr, "alice").await;
         let bob = sign_up_retrying(eu_addr, "bob").await;
         let v =
@@ -638,26 +636,10 @@ fn history_retention_in_two_regions_converges_from_the_home_region() {
         .await;
         // Trimmed everywhere: an edit from eu of a trimmed message is refused, one above the
         // floor goes through the home region.
-        let path = format!("/v1/conversations/{conv}/messages/10");
-        let (s, v) = http(
-            eu_addr,
-            "PATCH",
-            &path,
-            Some(&bob.token),
-            Some(json!({"body":"x"})),
-        )
-        .await;
+        let (s, v) = edit_message(eu_addr, &bob.token, &conv, 10, "x").await;
         assert_eq!(s, 404, "{v}");
         assert!(v["detail"].as_str().unwrap().contains("retention"), "{v}");
-        let path = format!("/v1/conversations/{conv}/messages/290");
-        let (s, v) = http(
-            eu_addr,
-            "PATCH",
-            &path,
-            Some(&bob.token),
-            Some(json!({"body":"x"})),
-        )
-        .await;
+        let (s, v) = edit_message(eu_addr, &bob.token, &conv, 290, "x").await;
         assert_eq!((s, v["body"].as_str()), (200, Some("x")), "{v}");
         assert!(counter(us_addr, "starling_chat_history_trimmed").await >= 200);
         assert_eq!(

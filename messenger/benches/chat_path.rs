@@ -24,6 +24,8 @@
 //!   leases taken.
 //! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
 //!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
+//! - `send_retention`: the same with chat history retention (100 entries a conversation; its
+//!   background passes on the same runtime, so their CPU counts) against without it, ABAB.
 //! - `authorize_send`: a 1:1 send's check (member, no block either way) over 64 conversations
 //!   with the graph's block cache (`GraphConfig::block_cache`) against without it (two store
 //!   reads a check, before), ABAB in one run.
@@ -340,6 +342,41 @@ fn send_filter(c: &mut Criterion) {
     );
 }
 
+/// `send_retention`: `send_lease`'s load with chat history retention (`MessengerConfig::
+/// retention`, 100 entries a conversation: the send path's check every 64th seq, the queue, and
+/// the background task's passes trimming on the same runtime) against without it (before), ABAB
+/// in one run; process CPU time per message, so the trimming's own work counts too.
+fn send_retention(c: &mut Criterion) {
+    sends_ab(
+        c,
+        "send_retention",
+        LEASE_CONVS,
+        [
+            ("retention_a", true),
+            ("unbounded_before_a", false),
+            ("retention_b", true),
+            ("unbounded_before_b", false),
+        ],
+        |rt, on| {
+            let mut mcfg = MessengerConfig::new("r");
+            if on {
+                mcfg.retention = starling_messenger::Retention {
+                    max: 100,
+                    max_age: None,
+                };
+            }
+            let (m, users) = bench_messenger(rt, LEASE_CONVS + 1, false, mcfg);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let trimmer = m.clone();
+            rt.spawn(async move {
+                let _stop = stop;
+                trimmer.run_retention(Duration::from_secs(5), stopped).await;
+            });
+            (m, users)
+        },
+    );
+}
+
 /// A 1:1 conversation of each user after the first with the first.
 fn one_to_ones(
     rt: &tokio::runtime::Runtime,
@@ -440,6 +477,7 @@ criterion_group!(
     send_lease,
     send_lease_shards,
     send_filter,
+    send_retention,
     authorize_send
 );
 criterion_main!(benches);

@@ -11,18 +11,28 @@
 //!   merges as a maximum across nodes and regions and never moves back. It is written *before*
 //!   the slots below it are deleted, so a reader never meets a hole above the floor; a restart
 //!   between the two leaves slots below the floor, which the next pass deletes (a pass scans
-//!   the conversation's live slots from its oldest).
+//!   from the node's swept mark, below).
 //! - **A pass** ([`Messenger::trim`]), run by a node of the conversation's home region (the
 //!   one that claimed the slot, or the owner of its key there for the sweep): moves the floor up to
 //!   `head - max + 1` (and past entries older than the age bound, never past the head), then
-//!   deletes up to [`PAGE`] live slots below it, each by a compare-and-swap to a tombstone at the
+//!   deletes the live slots below it, oldest first, at most `MAX_PAGES` pages of [`PAGE`] a
+//!   pass (queued again for the rest), each by a compare-and-swap to a tombstone at the
 //!   slot's owner from the version read there (so it sees every rewrite an edit made: the
 //!   tombstone's causal context covers them, and a late replicated put of an older version is
 //!   dropped by the merge instead of bringing the message back), with the slot's client-id
-//!   index entry. Tombstones replicate like any delete and the reaper collects them after its
+//!   index entry. On one node (every swap on this node's store) a page's slots and index
+//!   entries are instead one blind delete batch, one commit: it replaces every version the store
+//!   holds, which are all there are, and an edit's swap after it fails on the tombstone.
+//!   Tombstones replicate like any delete and the reaper collects them after its
 //!   grace period. The change entry the floor's entry was written under (its `epoch`) is kept
 //!   while it is below the floor, so a replica whose conversation record lags can still read
-//!   that state; a later pass deletes it once the floor's epoch moves on.
+//!   that state; a later pass deletes it once the floor's epoch moves on. The scan starts at
+//!   the node's **swept mark** (`mfs/conv`, node-local: every slot below it but the kept change
+//!   entry is deleted), so a pass never walks the tombstones of earlier passes (the reaper's
+//!   grace keeps them for an hour by default); a node with no mark (another took over the
+//!   conversation, or its memory store restarted) starts from the oldest slot and follows the
+//!   scan's `next` past a budget spent among tombstones. A slot whose swap an edit won stops the
+//!   pass there (the mark stays below it; the next pass takes it again).
 //! - **The sweep** ([`Messenger::run_retention`]): the conversations are walked a page at a
 //!   time and queued, so an idle conversation is trimmed by age and a restart resumes every
 //!   conversation's trimming without a send.
@@ -35,7 +45,7 @@ use crate::keys;
 use crate::model::{Conversation, Message};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
-use starling_store::{CasOutcome, ScanRequest, StoreExt};
+use starling_store::{CasOutcome, Mutation, ScanRequest, StoreExt};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,7 +54,8 @@ use std::time::Duration;
 pub const CHECK_EVERY: u64 = 64;
 /// Most conversations waiting for a pass.
 pub const QUEUE_CAP: usize = 4096;
-/// Most slots one pass deletes (a conversation with more is queued again).
+/// Slots a pass reads at a time (at most `MAX_PAGES` pages; a conversation with more is queued
+/// again).
 pub const PAGE: usize = 256;
 /// Fewest entries a bounded conversation keeps (`max` is 0, unbounded, or at least this): above
 /// the claims' dedup window, so the newest entries a send searches are never trimmed.
@@ -189,6 +200,33 @@ fn floor_prefix(conv: u64) -> starling_store::Key {
     keys::FLOORS.key().u64(conv).finish()
 }
 
+/// Where a node's passes over `conv` have deleted up to (node-local, not replicated).
+fn swept_key(conv: u64) -> starling_store::Key {
+    SWEPT.key().u64(conv).finish()
+}
+
+/// The node-local marks of [`Messenger::trim`]: conv → (swept up to, change entry kept).
+const SWEPT: starling_store::Keyspace = starling_store::Keyspace::local("mfs");
+
+/// Pages of slots one pass reads at most (each at most [`PAGE`] slots).
+const MAX_PAGES: usize = 4;
+
+/// The client-id index entry of a stored slot's entry (`None`: undecodable or without one).
+fn index_key(conv: u64, slot: &[u8]) -> Option<starling_store::Key> {
+    let (h, _) = postcard::take_from_bytes::<crate::model::MessageHead>(slot).ok()?;
+    (!h.client_id.is_empty()).then(|| keys::client_id(conv, h.sender, h.client_id))
+}
+
+/// What deleting one slot did.
+enum Deleted {
+    /// Swapped to a tombstone.
+    Yes,
+    /// Not there (deleted already, or never replicated here).
+    Gone,
+    /// A rewrite (an edit) won the swap.
+    Raced,
+}
+
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -325,67 +363,166 @@ impl Messenger {
         let keep = match self.message(conv, target).await? {
             Some(m) => m.epoch,
             // Not here (yet): the floor waits for it.
-            None if target > floor => return Ok(pass),
+            None if target > 1 => return Ok(pass),
             None => 0,
         };
         if target > floor {
             self.raise_floor(conv, target).await?;
             pass.floor = target;
         }
-        let conv_rec = self.conversation(conv).await?;
-        let req = ScanRequest {
+        let home = self.conversation(conv).await?.home_region.clone();
+        let (swept, kept) = self.swept(conv).await?;
+        // The change entry kept by an earlier pass goes once the floor's epoch moved past it.
+        if kept != 0 && kept != keep && kept < swept {
+            if let Deleted::Raced = self.delete_slot(&home, conv, kept).await? {
+                self.queue_trim(conv);
+                return Ok(pass);
+            }
+            pass.trimmed += 1;
+        }
+        // The live slots from the swept mark up to the floor, oldest first, a page at a time
+        // (tombstones below the mark are never walked again).
+        let mut req = ScanRequest {
             prefix: keys::messages_prefix(conv),
-            after: None,
+            after: Some(keys::message(conv, swept.saturating_sub(1))),
             limit: PAGE,
             reverse: true,
             include_tombstones: false,
         };
-        let page = self.store.scan(&req).await?;
-        let mut below = 0usize;
-        for (k, _) in &page.items {
-            let Some((_, seq)) = keys::parse_message(k) else {
-                continue;
-            };
-            if seq >= target {
+        let mut mark = swept;
+        let mut done = false;
+        let mut pages = 0;
+        // One node: every swap runs on this store, so a blind delete (one commit a page) does
+        // what the swaps do: it replaces every version here, and an edit's swap after it fails.
+        let local = self.cas.local_store().is_some();
+        while pages < MAX_PAGES && !done {
+            pages += 1;
+            let page = self.store.scan(&req).await?;
+            let mut batch = Vec::new();
+            let mut upto = mark;
+            for (k, v) in &page.items {
+                let Some((_, seq)) = keys::parse_message(k) else {
+                    continue;
+                };
+                if seq >= target {
+                    done = true;
+                    break;
+                }
+                if seq != keep {
+                    batch.push((seq, v.value.clone()));
+                }
+                upto = seq + 1;
+            }
+            if local {
+                let mut muts = Vec::with_capacity(batch.len() * 2);
+                for (seq, value) in &batch {
+                    muts.push((keys::message(conv, *seq), Mutation::Delete));
+                    if let Some(idx) = value.as_deref().and_then(|b| index_key(conv, b)) {
+                        muts.push((idx, Mutation::Delete));
+                    }
+                }
+                if !muts.is_empty() {
+                    self.store.mutate_many(&muts).await?;
+                }
+                pass.trimmed += batch.len() as u64;
+                mark = upto;
+            } else {
+                let mut raced = false;
+                for (seq, _) in &batch {
+                    match self.delete_slot(&home, conv, *seq).await? {
+                        Deleted::Yes => pass.trimmed += 1,
+                        Deleted::Gone => {}
+                        // An edit's rewrite won the swap: the mark stays below it, and the
+                        // next pass takes it again.
+                        Deleted::Raced => {
+                            raced = true;
+                            break;
+                        }
+                    }
+                    mark = seq + 1;
+                }
+                if raced {
+                    done = false;
+                    break;
+                }
+                mark = upto;
+            }
+            if done {
                 break;
             }
-            below += 1;
-            if seq == keep {
-                continue;
-            }
-            if self.delete_slot(&conv_rec.home_region, conv, seq).await? {
-                pass.trimmed += 1;
+            match page.next {
+                Some(next) => {
+                    // Past the scan's budget among tombstones: on from where it stopped.
+                    if let Some((_, seq)) = keys::parse_message(&next) {
+                        mark = mark.max(seq.min(target));
+                    }
+                    req.after = Some(next);
+                }
+                None => done = true,
             }
         }
+        let mark = if done { target } else { mark };
+        self.set_swept(conv, mark, keep).await?;
         self.retention_stats
             .trimmed
             .fetch_add(pass.trimmed, Ordering::Relaxed);
-        // A full page of slots below the floor: more may follow.
-        if below == PAGE && page.next.is_some() {
+        if !done {
             pass.more = true;
             self.queue_trim(conv);
         }
         Ok(pass)
     }
 
+    /// How far this node's passes deleted `conv`'s slots (every slot below the first but the
+    /// second, the change entry kept, is gone): node-local, `(1, 0)` when none ran here.
+    async fn swept(&self, conv: u64) -> Result<(u64, u64), MessengerError> {
+        let v = self
+            .store
+            .get(&swept_key(conv))
+            .await?
+            .and_then(|v| v.value);
+        Ok(match v.as_deref() {
+            Some(b) if b.len() == 16 => {
+                let mut d = [0u8; 8];
+                let mut e = [0u8; 8];
+                d.copy_from_slice(&b[..8]);
+                e.copy_from_slice(&b[8..]);
+                (u64::from_be_bytes(d).max(1), u64::from_be_bytes(e))
+            }
+            _ => (1, 0),
+        })
+    }
+
+    async fn set_swept(&self, conv: u64, swept: u64, kept: u64) -> Result<(), MessengerError> {
+        let mut b = Vec::with_capacity(16);
+        b.extend_from_slice(&swept.to_be_bytes());
+        b.extend_from_slice(&kept.to_be_bytes());
+        self.store.put(&swept_key(conv), Bytes::from(b)).await?;
+        Ok(())
+    }
+
     /// Deletes slot `seq` by a swap to a tombstone at its owner, and its client-id index entry.
-    /// `false`: gone already, or a rewrite raced the swap (the next pass tries again).
-    async fn delete_slot(&self, home: &str, conv: u64, seq: u64) -> Result<bool, MessengerError> {
+    async fn delete_slot(
+        &self,
+        home: &str,
+        conv: u64,
+        seq: u64,
+    ) -> Result<Deleted, MessengerError> {
         let key = keys::message(conv, seq);
         let Some((bytes, version)) = self.read_at_owner(home, &key).await? else {
-            return Ok(false);
+            return Ok(Deleted::Gone);
         };
         let (m, _): (Message, u64) = crate::lease::decode_slot(&bytes)?;
         match self.cas.cas_at(home, &key, Some(&version), None).await? {
             CasOutcome::Applied(_) => {}
-            CasOutcome::Conflict(_) => return Ok(false),
+            CasOutcome::Conflict(_) => return Ok(Deleted::Raced),
         }
         if !m.client_id.is_empty() {
             self.store
                 .delete(&keys::client_id(conv, m.sender, &m.client_id))
                 .await?;
         }
-        Ok(true)
+        Ok(Deleted::Yes)
     }
 
     /// The background task of retention: runs a pass for each queued conversation, and sweeps

@@ -738,6 +738,16 @@ async fn stored(m: &Messenger, conv: u64) -> (Vec<u64>, usize) {
     (seqs, cids.items.len())
 }
 
+/// `actor` renames group `conv` to `name` (an entry of its log).
+async fn rename(m: &Messenger, conv: &crate::Conversation, actor: u64, name: &str) {
+    let change = crate::send::Change::Rename {
+        name: Some(name.into()),
+        topic: None,
+        avatar: None,
+    };
+    m.change(conv, actor, change).await.unwrap().unwrap();
+}
+
 /// Runs the queued retention passes until none is left.
 async fn drain_trims(m: &Messenger) {
     while let Some(conv) = m.retention_queue().pop() {
@@ -753,12 +763,7 @@ async fn a_conversation_past_the_bound_keeps_exactly_the_last_n_from_its_floor()
         .await
         .unwrap();
     // Entry 1 is a change (every later entry is written under its state), then 299 texts.
-    let rename = crate::send::Change::Rename {
-        name: Some("h".into()),
-        topic: None,
-        avatar: None,
-    };
-    m.change(&conv, u[0], rename).await.unwrap().unwrap();
+    rename(&m, &conv, u[0], "h").await;
     let conv = m.conversation(conv.id).await.unwrap();
     for i in 2..=300 {
         m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
@@ -802,12 +807,7 @@ async fn a_conversation_past_the_bound_keeps_exactly_the_last_n_from_its_floor()
     ));
     m.edit(&conv, u[0], 250, "y", "e2").await.unwrap();
     // Another change, then past the bound again: the old change entry goes, the new one stays.
-    let rename = crate::send::Change::Rename {
-        name: Some("i".into()),
-        topic: None,
-        avatar: None,
-    };
-    m.change(&conv, u[0], rename).await.unwrap().unwrap();
+    rename(&m, &conv, u[0], "i").await;
     let conv = m.conversation(conv.id).await.unwrap();
     let head = m.last_seq(conv.id).await.unwrap();
     for i in head + 1..=500 {
@@ -895,4 +895,25 @@ async fn the_age_bound_trims_all_but_the_newest_entry() {
     // The next send lands after the head: no seq is reused.
     let next = m.send(&conv, u[0], "c11", "x").await.unwrap();
     assert_eq!(next.message.seq, 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_keeps_pace_past_more_tombstones_than_a_scan_walks() {
+    // The memory engine keeps every tombstone (no reaper here), and a scan gives up after
+    // walking 4 x its limit of them: a pass that scanned from the oldest slot would stall.
+    let (m, u) = with_retention(2, 100).await;
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    for i in 1..=1500u64 {
+        m.send(&conv, u[0], &format!("c{i}"), "x").await.unwrap();
+        if i % 64 == 0 {
+            drain_trims(&m).await;
+        }
+    }
+    m.queue_trim(conv.id);
+    drain_trims(&m).await;
+    assert_eq!(m.floor(conv.id).await.unwrap(), 1401);
+    assert_eq!(
+        stored(&m, conv.id).await.0,
+        (1401..=1500).collect::<Vec<_>>()
+    );
 }
