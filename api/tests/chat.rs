@@ -695,3 +695,39 @@ async fn past_the_history_bound_readers_start_at_the_floor_and_a_trimmed_edit_is
     let m = s.state.messenger.retention_stats();
     assert_eq!(m.trimmed.load(std::sync::atomic::Ordering::Relaxed), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_with_a_history_bound_trims_without_a_send() {
+    let store = common::chat::memory_store();
+    let s = start_with(
+        store.clone(),
+        ChatSettings::default(),
+        (Bus::in_process(), None),
+    )
+    .await;
+    let alice = sign_up(s.addr, "alice").await;
+    let bob = sign_up(s.addr, "bob").await;
+    let dm = conversation(s.addr, &alice, &[&bob]).await;
+    for i in 1..=300u64 {
+        let (st, _) = post_message(s.addr, &alice.token, &dm, "hi", &format!("c{i}")).await;
+        assert_eq!(st, 201);
+    }
+    assert_eq!(
+        history(s.addr, &bob.token, &dm).await[0]["seq"],
+        1,
+        "10 000 kept by default"
+    );
+    drop(s);
+    // Restarted on the same store with a bound of 100, and nothing sent: the sweep trims.
+    let settings = ChatSettings {
+        chat_history_max: starling_messenger::retention::HistoryMax::new(100).unwrap(),
+        ..ChatSettings::default()
+    };
+    let s = start_with(store, settings, (Bus::in_process(), None)).await;
+    let path = format!("/v1/conversations/{dm}/messages?after_seq=0&limit=100");
+    while http(s.addr, "GET", &path, Some(&bob.token), None).await.1["first_seq"] != 201 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let items = history(s.addr, &bob.token, &dm).await;
+    assert_eq!((items.len(), items[0]["seq"].as_u64()), (100, Some(201)));
+}
