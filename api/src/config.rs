@@ -313,12 +313,12 @@ pub struct ChatSettings {
         hide_default_value = true
     )]
     pub chat_group_commit: bool,
-    /// Chat entries each conversation keeps, the oldest trimmed off the send path (0:
-    /// unbounded, else 100 to 10^9; default 10000).
+    /// Chat entries each conversation keeps, the oldest trimmed off the send path (0, the
+    /// default: every entry is kept; else 100 to 10^9).
     #[arg(
         long,
         env = "STARLING_CHAT_HISTORY_MAX",
-        default_value = "10000",
+        default_value = "0",
         hide_default_value = true
     )]
     pub chat_history_max: starling_messenger::retention::HistoryMax,
