@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }  # wall time and peak memory of a seed
 cargo build --release -q -p starling-api --bin starling -p starling-loadgen --bin starling-load
 USERS="${USERS:-1000000}"; FOLLOWS="${FOLLOWS:-100}"; BASE_USERS="${BASE_USERS:-10000}"
 LIKES="${LIKES:-5}"; REPOSTS="${REPOSTS:-0.5}"; REPLIES="${REPLIES:-0.5}"
