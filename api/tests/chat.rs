@@ -715,7 +715,7 @@ async fn a_node_restarted_with_a_history_bound_trims_without_a_send() {
     assert_eq!(
         history(s.addr, &bob.token, &dm).await[0]["seq"],
         1,
-        "10 000 kept by default"
+        "every entry kept by default"
     );
     drop(s);
     // Restarted on the same store with a bound of 100, and nothing sent: the sweep trims.
