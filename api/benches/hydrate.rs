@@ -15,9 +15,12 @@
 //! Hydrated three ways: serde over `PostView`s (the lists' path), spliced (the feed's path:
 //! pre-serialized posts, `starling_api::fragments`, the live parts written by hand) and spliced
 //! with the quoted post and `reposted_by` through serde (the feed's path before); the pages must
-//! be the same bytes. Prints µs per page of each and the ratios (hydrated / bare, spliced / spliced
-//! through serde) per round and as the median. `--only 0|1|2|3` (bare, serde, spliced, spliced
-//! through serde) reads only that page, `--pages × --rounds` times: a run to profile. Times are
+//! be the same bytes; and spliced with every author summary looked up before the fragments are
+//! checked against them (the feed's path before a fragment was taken first: one lookup for a post
+//! and its author). Prints µs per page of each and the ratios (hydrated / bare, spliced / spliced
+//! through serde, spliced / spliced after the authors) per round and as the median.
+//! `--only 0|1|2|3|4` (bare, serde, spliced, spliced through serde, spliced after the authors)
+//! reads only that page, `--pages × --rounds` times: a run to profile. Times are
 //! the thread's CPU time where the kernel tells it (`/proc/thread-self/schedstat`), so a round
 //! waiting for a core on a loaded machine does not count, and the kinds interleave in chunks of
 //! 250 pages.
@@ -151,6 +154,18 @@ fn main() {
             sample, before,
             "the spliced page through serde is the serde page"
         );
+        let after_authors = starling_api::hydrate::feed_page_json(
+            &state,
+            reader,
+            20,
+            PageJson::SplicedAfterAuthors,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            sample, after_authors,
+            "the spliced page after the authors is the serde page"
+        );
         let items: serde_json::Value = serde_json::from_slice(&sample).unwrap();
         let items = items.as_array().unwrap();
         let reposts = items
@@ -167,6 +182,7 @@ fn main() {
             PageJson::Views,
             PageJson::Spliced,
             PageJson::SplicedSerde,
+            PageJson::SplicedAfterAuthors,
         ];
         if let Some(how) = hows.get(flag("--only", usize::MAX)) {
             let us = run(&state, reader, n * rounds, *how).await;
@@ -176,31 +192,36 @@ fn main() {
         for how in hows {
             run(&state, reader, n / 10, how).await;
         }
-        let (mut views, mut spliced, mut by_hand) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut views, mut spliced, mut by_hand, mut one_lookup) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let chunks = n.div_ceil(CHUNK);
         for r in 0..rounds {
             // Chunks of each kind in turn, the order reversed every other chunk (A B C D, D C B A).
-            let mut us = [0.0; 4];
+            let mut us = [0.0; 5];
             for c in 0..chunks {
                 for k in 0..hows.len() {
                     let k = if c % 2 == 0 { k } else { hows.len() - 1 - k };
                     us[k] += run(&state, reader, CHUNK, hows[k]).await / chunks as f64;
                 }
             }
-            let [bare, v, s, old] = us;
+            let [bare, v, s, old, two] = us;
             println!(
                 "round {r}: bare {bare:.2} us/page, hydrated by serde {v:.2} ({:.2}x bare), \
                  hydrated spliced {s:.2} ({:.2}x bare, {:.2}x serde), spliced with serde's \
-                 live parts {old:.2} ({:.2}x bare; by hand / serde's {:.3})",
+                 live parts {old:.2} ({:.2}x bare; by hand / serde's {:.3}), spliced after the \
+                 authors {two:.2} ({:.2}x bare; one lookup / after the authors {:.3})",
                 v / bare,
                 s / bare,
                 s / v,
                 old / bare,
-                s / old
+                s / old,
+                two / bare,
+                s / two
             );
             views.push(v / bare);
             spliced.push(s / bare);
             by_hand.push(s / old);
+            one_lookup.push(s / two);
         }
         let median = |r: &mut Vec<f64>| {
             r.sort_by(f64::total_cmp);
@@ -208,10 +229,11 @@ fn main() {
         };
         println!(
             "median ratio hydrated/bare: serde {:.2}, spliced {:.2}; spliced with live parts by \
-             hand / through serde {:.3}",
+             hand / through serde {:.3}; one lookup / after the authors {:.3}",
             median(&mut views),
             median(&mut spliced),
-            median(&mut by_hand)
+            median(&mut by_hand),
+            median(&mut one_lookup)
         );
     });
 }

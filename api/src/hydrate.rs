@@ -16,13 +16,16 @@
 //! Two renderings of one resolved page: [`views`] ([`PostView`]s, for the lists and reads that
 //! embed them) and [`write_items`] (the feed's: JSON written into the page's buffer, each post's
 //! own fields and author summary spliced in pre-serialized from [`crate::fragments`]; the same
-//! bytes, tested).
+//! bytes, tested). The feed's path takes each shown post's fragment before it looks up any author
+//! ([`crate::fragments::Fragments::lookup`]): a post whose fragment is still good needs no
+//! summary lookup for its author, unless the page shows that author elsewhere (a repost, a quote).
 
 use crate::AppState;
+use crate::fragments::Fragment;
 use crate::notifications::ActorView;
 use crate::posts::{PostCounts, PostView, QuotedView, ViewerState};
 use crate::problem::ApiError;
-use starling_feed::authors::Author;
+use starling_feed::authors::{Author, Mark};
 use starling_posts::Post;
 use starling_posts::likes::Counts;
 use starling_posts::viewer::ViewerFlags;
@@ -52,8 +55,16 @@ struct Resolved {
     by_id: Vec<Arc<Post>>,
     /// Authors reached through a repost or quote who blocked the viewer or were blocked, sorted.
     blocked: Vec<u64>,
-    /// Summaries of every author the page names, sorted by id.
-    authors: Vec<Arc<Author>>,
+    /// Summaries of every author the page names (but those whose only part is in a fragment
+    /// taken before), sorted by id.
+    authors: Vec<Summary>,
+}
+
+/// An author's summary (`None`: the user is gone) and its mark.
+struct Summary {
+    id: u64,
+    author: Option<Arc<Author>>,
+    mark: Mark,
 }
 
 /// The post `id` of `sorted` (by id).
@@ -70,10 +81,16 @@ struct Item {
     repost: Option<Arc<Post>>,
     counts: Counts,
     me: ViewerFlags,
+    /// The post's fragment, when taken before the authors were looked up (the feed's path).
+    fragment: Option<Arc<Fragment>>,
 }
 
 impl Resolved {
     fn summary(&self, id: u64) -> Option<&Arc<Author>> {
+        self.marked(id)?.author.as_ref()
+    }
+
+    fn marked(&self, id: u64) -> Option<&Summary> {
         let i = self.authors.binary_search_by_key(&id, |a| a.id).ok()?;
         self.authors.get(i)
     }
@@ -86,6 +103,19 @@ impl Resolved {
     }
 }
 
+/// How [`resolve`] treats the pre-serialized posts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FragmentUse {
+    /// Not used (the [`PostView`] lists): every author is looked up.
+    None,
+    /// Each shown post's fragment taken first; the author of a post whose fragment is good is
+    /// not looked up for it (the feed's path).
+    First,
+    /// Every author looked up, the fragments checked against them when written (the feed's path
+    /// before; kept for `benches/hydrate.rs`).
+    AfterAuthors,
+}
+
 /// Resolves `posts` for `viewer`, in order. `originals` may hold the posts they repost or
 /// quote (a feed page has them); the others are read from the post cache. A repost whose post
 /// is gone or across a block is left out.
@@ -94,6 +124,7 @@ async fn resolve(
     viewer: u64,
     posts: &[Arc<Post>],
     originals: &[Arc<Post>],
+    fragments: FragmentUse,
 ) -> Result<Resolved, ApiError> {
     let mut by_id: Vec<Arc<Post>> = originals.to_vec();
     by_id.sort_unstable_by_key(|p| p.id);
@@ -144,30 +175,42 @@ async fn resolve(
     let mut shown = shown;
     shown.retain(|(p, r)| r.is_none() || blocked.binary_search(&p.author).is_err());
     let ids: Vec<u64> = shown.iter().map(|(p, _)| p.id).collect();
+    let taken: Vec<Option<Arc<Fragment>>> = if fragments == FragmentUse::First {
+        let now = state.feed.authors().current();
+        shown
+            .iter()
+            .map(|(p, _)| state.fragments.lookup(p, &now))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut people: Vec<u64> = shown
         .iter()
-        .flat_map(|(p, r)| {
+        .enumerate()
+        .flat_map(|(i, (p, r))| {
             let quoted = p
                 .quote_of
                 .and_then(|q| post_in(&by_id, q))
                 .map(|q| q.author);
-            [Some(p.author), r.as_ref().map(|r| r.author), quoted]
+            let own = taken.get(i).is_none_or(Option::is_none).then_some(p.author);
+            [own, r.as_ref().map(|r| r.author), quoted]
         })
         .flatten()
         .collect();
     people.sort_unstable();
     people.dedup();
-    // In the order of `people` (sorted), a user who is gone left out: sorted by id.
-    let authors: Vec<Arc<Author>> = state
+    // In the order of `people`: sorted by id.
+    let mut authors: Vec<Summary> = Vec::with_capacity(people.len());
+    state
         .feed
         .authors()
-        .get_many(&people)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+        .get_many_marked(&people, |id, author, mark| {
+            authors.push(Summary { id, author, mark })
+        })
+        .await?;
     let counts = state.posts.likes().counts_many(&ids).await?;
     let own = state.posts.likes().viewer_flags(viewer, &ids).await?;
+    let mut taken = taken.into_iter();
     let items = shown
         .into_iter()
         .zip(counts)
@@ -177,6 +220,7 @@ async fn resolve(
             repost,
             counts,
             me,
+            fragment: taken.next().flatten(),
         })
         .collect();
     Ok(Resolved {
@@ -196,7 +240,7 @@ pub(crate) async fn views(
     posts: &[Arc<Post>],
     originals: &[Arc<Post>],
 ) -> Result<Vec<PostView>, ApiError> {
-    let r = resolve(state, viewer, posts, originals).await?;
+    let r = resolve(state, viewer, posts, originals, FragmentUse::None).await?;
     let summary = |id: u64| r.summary(id).map(|a| ActorView::from(&**a));
     Ok(r.items
         .iter()
@@ -229,7 +273,7 @@ pub(crate) async fn write_items(
     originals: &[Arc<Post>],
     out: &mut Vec<u8>,
 ) -> Result<(), ApiError> {
-    let r = resolve(state, viewer, posts, originals).await?;
+    let r = resolve(state, viewer, posts, originals, FragmentUse::First).await?;
     write_resolved(state, &r, Live::ByHand, out)
 }
 
@@ -256,7 +300,14 @@ fn write_resolved(
             out.push(b',');
         }
         let p = &item.post;
-        state.fragments.write(p, r.summary(p.author), out);
+        match (&item.fragment, r.marked(p.author)) {
+            (Some(f), _) => out.extend_from_slice(f.json()),
+            (None, Some(a)) => state.fragments.write(p, a.author.as_ref(), a.mark, out),
+            // Every shown post without a fragment had its author looked up.
+            (None, None) => {
+                return Err(ApiError::Internal(format!("no summary for post {}", p.id)));
+            }
+        }
         if let Some(q) = r.quoted(p) {
             out.extend_from_slice(b",\"quoted\":");
             if live == Live::ByHand {
@@ -387,6 +438,9 @@ pub enum PageJson {
     /// As `Spliced`, the quoted post and `reposted_by` through serde (the path before they
     /// were written by hand).
     SplicedSerde,
+    /// As `Spliced`, every author summary looked up and the fragments checked against them
+    /// (the path before a fragment was taken first, saving its author's lookup).
+    SplicedAfterAuthors,
 }
 
 /// `viewer`'s first feed page of `limit` as a JSON array, written `how`: for
@@ -409,10 +463,15 @@ pub async fn feed_page_json(
             write_items(state, viewer, &page.posts, &page.originals, &mut out).await?;
             Ok(out)
         }
-        PageJson::SplicedSerde => {
+        PageJson::SplicedSerde | PageJson::SplicedAfterAuthors => {
+            let (fragments, live) = if how == PageJson::SplicedSerde {
+                (FragmentUse::First, Live::BySerde)
+            } else {
+                (FragmentUse::AfterAuthors, Live::ByHand)
+            };
             let mut out = Vec::with_capacity(512 * page.posts.len());
-            let r = resolve(state, viewer, &page.posts, &page.originals).await?;
-            write_resolved(state, &r, Live::BySerde, &mut out)?;
+            let r = resolve(state, viewer, &page.posts, &page.originals, fragments).await?;
+            write_resolved(state, &r, live, &mut out)?;
             Ok(out)
         }
     }
@@ -535,6 +594,7 @@ mod tests {
         check(&views, &page(PageJson::Spliced).await.unwrap());
         check(&views, &page(PageJson::Spliced).await.unwrap());
         check(&views, &page(PageJson::SplicedSerde).await.unwrap());
+        check(&views, &page(PageJson::SplicedAfterAuthors).await.unwrap());
         assert!(
             state.fragments.hits() > 0,
             "the second page reused fragments"

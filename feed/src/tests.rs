@@ -658,6 +658,48 @@ async fn author_summaries_are_cached_and_dropped_when_the_user_changes() {
     );
 }
 
+/// A summary's mark stays current until the user changes (through the change feed or
+/// `invalidate_all`), and only that user's (or their stripe's) marks move.
+#[tokio::test]
+async fn an_authors_mark_stays_current_until_the_user_changes() {
+    let w = world(FeedConfig::default());
+    let [a, b] = named(&w, ["alice", "bob"]).await;
+    let marks = || async {
+        let mut m = Vec::new();
+        let authors = w.feed.authors();
+        authors
+            .get_many_marked(&[a, b], |id, s, mark| m.push((id, s, mark)))
+            .await
+            .unwrap();
+        m
+    };
+    let current = |m: &[(u64, Option<Arc<authors::Author>>, authors::Mark)]| {
+        let now = w.feed.authors().current();
+        m.iter()
+            .map(|(id, _, mark)| now.is_current(*id, *mark))
+            .collect::<Vec<_>>()
+    };
+    let first = marks().await;
+    assert_eq!(first[0].1.as_ref().unwrap().handle, "alice");
+    assert_eq!(current(&first), [true, true]);
+    let again = marks().await;
+    assert!(Arc::ptr_eq(
+        again[0].1.as_ref().unwrap(),
+        first[0].1.as_ref().unwrap()
+    ));
+    assert_eq!(current(&first), [true, true], "a hit moves nothing");
+    w.graph.set_display_name(a, "Alice A.").await.unwrap();
+    w.feed.catch_up().await.unwrap();
+    let moved = current(&first);
+    assert!(!moved[0], "alice changed: her mark is stale");
+    let after = marks().await;
+    assert_eq!(after[0].1.as_ref().unwrap().display_name, "Alice A.");
+    assert_eq!(current(&after), [true, true]);
+    w.feed.authors().invalidate_all();
+    assert_eq!(current(&after), [false, false]);
+    assert_eq!(current(&marks().await), [true, true]);
+}
+
 #[tokio::test]
 async fn a_repost_backfilled_by_a_follow_counts_for_the_once_per_timeline_rule() {
     let w = world(FeedConfig::default());

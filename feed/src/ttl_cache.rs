@@ -52,8 +52,20 @@ impl<V: Clone> TtlCache<V> {
     pub(crate) fn get(&self, id: u64, now: Stamp) -> Option<V> {
         self.entries
             .get(&id)
-            .filter(|(_, at)| now.0.saturating_sub(at.0) < self.ttl_ms)
+            .filter(|(_, at)| self.is_fresh(*at, now))
             .map(|(v, _)| v)
+    }
+
+    /// As [`TtlCache::get`], with when the value was read.
+    pub(crate) fn get_stamped(&self, id: u64, now: Stamp) -> Option<(V, Stamp)> {
+        self.entries
+            .get(&id)
+            .filter(|(_, at)| self.is_fresh(*at, now))
+    }
+
+    /// Whether a value read at `at` is still answered at `now`.
+    pub(crate) fn is_fresh(&self, at: Stamp, now: Stamp) -> bool {
+        now.0.saturating_sub(at.0) < self.ttl_ms
     }
 
     /// Caches `value` for `id`, read at `now` (or later: an earlier stamp only expires sooner).
