@@ -239,7 +239,7 @@ impl Messenger {
     /// client id returns the original message and stores nothing.
     pub async fn send(
         &self,
-        conv: &Conversation,
+        conv: &Arc<Conversation>,
         sender: u64,
         client_id: &str,
         body: &str,
@@ -248,7 +248,11 @@ impl Messenger {
             client_id: client_id.to_string(),
             draft: Draft::Text(body.to_string()),
         };
-        match self.append(conv, sender, vec![item]).await.pop() {
+        match self
+            .append_in_order(conv, sender, vec![item], Order::default())
+            .await
+            .pop()
+        {
             Some(Ok(Some(sent))) => Ok(sent),
             Some(Ok(None)) | None => Err(MessengerError::Contended),
             Some(Err(e)) => Err(e),
@@ -257,22 +261,26 @@ impl Messenger {
 
     /// Appends `items` from `sender` to `conv`'s log, in this order (the caller authorized the
     /// sender to act in `conv`). One result per item, in the same order; an item after a
-    /// refused one is still tried.
+    /// refused one is still tried. (The claims hold the conversation shared: a caller that
+    /// holds it so calls [`Messenger::append_in_order`] and saves the copy made here.)
     pub async fn append(
         &self,
         conv: &Conversation,
         sender: u64,
         items: Vec<Item>,
     ) -> Vec<ItemResult> {
-        self.append_in_order(conv, sender, items, Order::default())
+        self.append_in_order(&Arc::new(conv.clone()), sender, items, Order::default())
             .await
     }
 
     /// [`Messenger::append`] for a batch of a sender's pipeline (see [`crate::pipeline`]): its
-    /// claims start after those of the batch `order.after` names, wherever they run.
+    /// claims start after those of the batch `order.after` names, wherever they run. `conv` is
+    /// the conversation as the caller authorized the sender in (the node's cached state, as
+    /// [`Messenger::authorize_send`] answers): the claims check each slot against it, or a newer
+    /// state where a slot lands above its epoch, without looking it up again.
     pub async fn append_in_order(
         &self,
-        conv: &Conversation,
+        conv: &Arc<Conversation>,
         sender: u64,
         items: Vec<Item>,
         order: Order,
@@ -427,7 +435,7 @@ impl Messenger {
     /// head in the home region, one item after the other.
     async fn claim_batch(
         &self,
-        conv: &Conversation,
+        conv: &Arc<Conversation>,
         sender: u64,
         items: Vec<Item>,
         order: Order,
@@ -463,7 +471,7 @@ impl Messenger {
     /// as the CAS walk inspects every slot from the cached head up).
     pub(crate) async fn claim_items(
         &self,
-        conv: &Conversation,
+        conv: &Arc<Conversation>,
         sender: u64,
         items: Vec<Item>,
         mut index: Option<&mut IndexBatch>,
@@ -493,10 +501,9 @@ impl Messenger {
                     .collect();
             }
         };
-        let mut known = match self.conversation(conv.id).await {
-            Ok(c) if c.epoch >= conv.epoch => c,
-            _ => Arc::new(conv.clone()),
-        };
+        // The caller's state (a newer one is looked up by `state_at` only where a slot lands
+        // above its epoch).
+        let mut known = conv.clone();
         let mut slot = Slot {
             lease: token.map(|t| (unit, t)),
             ..slot
@@ -1171,7 +1178,7 @@ impl CallHandler for SendHandler {
             .collect();
         let mut results = self
             .0
-            .claim_batch(&req.conv, req.sender, valid, req.order)
+            .claim_batch(&Arc::new(req.conv), req.sender, valid, req.order)
             .await
             .into_iter();
         let replies: Vec<ForwardReply> = refused

@@ -29,6 +29,7 @@ use crate::error::MessengerError;
 use crate::model::Conversation;
 use crate::send::{Item, ItemResult};
 use starling_store::{Key, Mutation, StoreError};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
 
@@ -58,7 +59,7 @@ pub struct SequencerStats {
 
 /// One batch waiting in a lane.
 pub(crate) struct Pending {
-    conv: Conversation,
+    conv: Arc<Conversation>,
     sender: u64,
     items: Vec<Item>,
     reply: oneshot::Sender<Vec<ItemResult>>,
@@ -133,7 +134,7 @@ impl Messenger {
     /// Runs `items` (a batch whose pipeline turn came) in the group commit of its lane.
     pub(crate) async fn sequenced(
         &self,
-        conv: &Conversation,
+        conv: &Arc<Conversation>,
         sender: u64,
         items: Vec<Item>,
     ) -> Vec<ItemResult> {
@@ -228,7 +229,7 @@ impl Messenger {
     async fn run_group(
         &self,
         queued: Vec<Pending>,
-        mine: Option<(&Conversation, u64, Vec<Item>)>,
+        mine: Option<(&Arc<Conversation>, u64, Vec<Item>)>,
     ) -> Option<Vec<ItemResult>> {
         self.sequencer.groups.fetch_add(1, Ordering::Relaxed);
         self.sequencer.batches.fetch_add(
