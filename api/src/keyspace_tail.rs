@@ -33,7 +33,7 @@
 //!
 //! A poll that fails, or finds this node further behind a writer than the feed retains
 //! ([`starling_store::consumer::MAX_LAG`]), **resets**: every cached post, summary, list,
-//! timeline and session is dropped (counted, and logged), and the reader goes on from the
+//! timeline, session and (without `--redis`) conversation is dropped (counted, and logged), and the reader goes on from the
 //! writers' marks; live frames missed then are not sent (clients resume from their cursors,
 //! notifications are listed by `GET /v1/notifications`).
 //!
@@ -249,5 +249,8 @@ fn forget_all(state: &crate::AppState, redis: bool) {
             all: true,
             ..Touched::default()
         });
+        // Conversation records (members, roles) changed elsewhere reach this node only through
+        // the reader without Redis: a missed one must not leave a removed member in.
+        state.messenger.forget_cached();
     }
 }

@@ -348,3 +348,34 @@ impl Messenger {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod forget_tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+    use crate::keys;
+    use crate::tests::setup;
+    use starling_store::StoreExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forgetting_the_cache_reads_a_change_made_elsewhere() {
+        let (m, u) = setup(3).await;
+        let (g, _) = m.create(u[0], &[u[1], u[2]]).await.unwrap();
+        // Another node removes u[2]: its record reaches this node's store, not its cache.
+        let mut elsewhere = (*g).clone();
+        elsewhere.members.retain(|x| x.user != u[2]);
+        elsewhere.epoch += 1;
+        m.store()
+            .put_typed(&keys::conversation(g.id), &elsewhere)
+            .await
+            .unwrap();
+        let cached = m.conversation(g.id).await.unwrap();
+        assert!(
+            cached.members.iter().any(|x| x.user == u[2]),
+            "still cached"
+        );
+        m.forget_cached();
+        let read = m.conversation(g.id).await.unwrap();
+        assert_eq!(read.epoch, elsewhere.epoch);
+        assert!(!read.members.iter().any(|x| x.user == u[2]));
+    }
+}

@@ -283,6 +283,15 @@ impl Messenger {
             tail_entries: self.tails.weighted_size(),
         }
     }
+
+    /// Drops the conversations and heads held here, so each is read again from the store on its
+    /// next use: for a node that may have missed other nodes' changes (the keyspace reader's
+    /// reset on a shared keyspace). The claims' tails stay: they are checked against the seq
+    /// lease's epoch on every claim.
+    pub fn forget_cached(&self) {
+        self.cache.invalidate_all();
+        self.heads.invalidate_all();
+    }
 }
 
 /// What [`Messenger::cache_entries`] reports.
