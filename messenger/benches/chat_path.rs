@@ -21,7 +21,7 @@
 //!   process CPU time per message. Before the timings it prints, for each, the store writes of
 //!   one second of that load at 1 000 msg/s: one message to each conversation (a slot commit
 //!   each) and one renewal pass (a CAS per lease held: the lease counters' `held`), and the
-//!   leases taken.
+//!   leases taken, and the heap bytes a warm send allocates (the allocator is counted: `cap`).
 //! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
 //!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
 //! - `send_retention`: the same with chat history retention (100 entries a conversation; its
@@ -40,6 +40,11 @@ use starling_messenger::{Conversation, Message, Messenger, MessengerConfig};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The allocator, counted (`cap`'s statistics): `send_lease_shards` prints the bytes a warm
+/// send allocates.
+#[global_allocator]
+static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 
 /// CPU time of this process so far, every thread's (`CLOCK_PROCESS_CPUTIME_ID`).
 fn cpu_now() -> std::time::Duration {
@@ -286,12 +291,25 @@ fn send_lease_shards(c: &mut Criterion) {
             }
             (stats.acquired.load(Relaxed) - a0, stats.held.load(Relaxed))
         });
+        // A second message to each (warm: tail caches built, leases held), allocations counted.
+        let allocated = rt.block_on(async {
+            let b0 = ALLOCATOR.total_allocated();
+            for (k, conv) in convs.iter().enumerate() {
+                let sent = m
+                    .send(conv, users[k + 1], "w2", "a 64-byte body")
+                    .await
+                    .expect("send");
+                m.note_head(&sent.message);
+            }
+            ALLOCATOR.total_allocated() - b0
+        });
         println!(
             "send_lease_shards/{name}: one second at 1 000 msg/s over {n} conversations: \
              {n} slot commits + {renewed} lease renewals = {} store writes \
-             ({:.3} a message); {acquired} leases taken",
+             ({:.3} a message); {acquired} leases taken; a warm send allocates {} bytes",
             n as u64 + renewed,
             (n as u64 + renewed) as f64 / n as f64,
+            allocated / n,
         );
     }
     sends_ab(

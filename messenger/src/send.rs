@@ -50,6 +50,7 @@ use crate::sequencer::{IndexBatch, index_entry};
 use crate::{Messenger, now_ms};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use starling_store::{
     CallHandler, CasOutcome, Key, ScanRequest, StoreError, StoreExt, VersionVector, codec,
 };
@@ -285,29 +286,38 @@ impl Messenger {
         items: Vec<Item>,
         order: Order,
     ) -> Vec<ItemResult> {
-        let mut out: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
-        let mut todo = Vec::new();
-        let mut todo_at = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
-            if let Err(e) = validate_item(&item) {
-                out.push(Some(Err(e)));
+        let n = items.len();
+        // The items step 1 answers (refused, or the original), by position: usually none, and
+        // then the batch goes on to the claims as it came (no copy, no merge).
+        let mut settled: SmallVec<[(usize, ItemResult); 1]> = SmallVec::new();
+        for (i, item) in items.iter().enumerate() {
+            if let Err(e) = validate_item(item) {
+                settled.push((i, Err(e)));
                 continue;
             }
             let idx = keys::client_id(conv.id, sender, &item.client_id);
             match self.original(conv.id, &idx).await {
-                Ok(Some(sent)) => out.push(Some(Ok(Some(sent)))),
-                Ok(None) => {
-                    out.push(None);
-                    todo.push(item);
-                    todo_at.push(i);
-                }
-                Err(e) => out.push(Some(Err(e))),
+                Ok(Some(sent)) => settled.push((i, Ok(Some(sent)))),
+                Ok(None) => {}
+                Err(e) => settled.push((i, Err(e))),
             }
         }
+        let todo: Vec<Item> = if settled.is_empty() {
+            items
+        } else {
+            let mut at = settled.iter().map(|(i, _)| *i).peekable();
+            items
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| at.next_if_eq(i).is_none())
+                .map(|(_, item)| item)
+                .collect()
+        };
+        let mut results = Vec::new();
         // A pipelined batch with nothing left to claim still goes where its claims would have
         // run, so that a batch following it there does not wait for it in vain.
         if !todo.is_empty() || order.token != 0 {
-            let results = match self.cas.local_region() {
+            results = match self.cas.local_region() {
                 Some(here) if here != conv.home_region => {
                     self.forward(conv, sender, todo, order).await
                 }
@@ -323,12 +333,18 @@ impl Messenger {
                 }
                 _ => self.claim_batch(conv, sender, todo, order).await,
             };
-            for (i, r) in todo_at.into_iter().zip(results) {
-                out[i] = Some(r);
-            }
         }
-        out.into_iter()
-            .map(|r| r.unwrap_or(Err(MessengerError::Contended)))
+        if settled.is_empty() && results.len() == n {
+            return results;
+        }
+        // The claims' results in the places step 1 left (one missing: `busy`).
+        let mut claimed = results.into_iter();
+        let mut settled = settled.into_iter().peekable();
+        (0..n)
+            .map(|i| match settled.next_if(|(at, _)| *at == i) {
+                Some((_, r)) => r,
+                None => claimed.next().unwrap_or(Err(MessengerError::Contended)),
+            })
             .collect()
     }
 
@@ -488,10 +504,9 @@ impl Messenger {
         } else {
             None
         };
-        let ids: Vec<&str> = items.iter().map(|i| i.client_id.as_str()).collect();
         let probe = !(no_probe && self.cas.local_region().is_none());
         let stamp = token.unwrap_or(0);
-        let (slot, mut found) = match self.tail_for(conv.id, sender, &ids, probe, stamp).await {
+        let (slot, mut found) = match self.tail_for(conv.id, sender, &items, probe, stamp).await {
             Ok(t) => t,
             Err(e) => {
                 let reason = e.to_string();
@@ -692,14 +707,14 @@ impl Messenger {
     }
 
     /// Where the next claim starts and, among the newest `dedup_window` entries, those from
-    /// `sender` with one of `client_ids`: from the tail cache when it was built under the
-    /// claim's lease epoch `stamp` and the replica here is not ahead of it, else from a scan
-    /// that rebuilds it.
+    /// `sender` with the client id of one of `items`: from the tail cache when it was built
+    /// under the claim's lease epoch `stamp` and the replica here is not ahead of it, else from
+    /// a scan that rebuilds it.
     async fn tail_for(
         &self,
         conv: u64,
         sender: u64,
-        client_ids: &[&str],
+        items: &[Item],
         probe: bool,
         stamp: u64,
     ) -> Result<(Slot, HashMap<String, Message>), MessengerError> {
@@ -712,8 +727,10 @@ impl Messenger {
                     lease: None,
                     tail: tail.clone(),
                 };
-                let wanted: Vec<u64> = client_ids.iter().map(|c| cid_hash(c)).collect();
-                let candidates: Vec<u64> = t
+                // On the stack for a batch of a few (a lone message, mostly).
+                let wanted: SmallVec<[u64; 4]> =
+                    items.iter().map(|i| cid_hash(&i.client_id)).collect();
+                let candidates: SmallVec<[u64; 4]> = t
                     .recent
                     .iter()
                     .filter(|e| e.sender == sender && wanted.contains(&e.cid))
@@ -737,7 +754,7 @@ impl Messenger {
                 for seq in candidates {
                     if let Some(m) = self.message(conv, seq).await?
                         && m.sender == sender
-                        && client_ids.contains(&m.client_id.as_str())
+                        && has_client_id(items, &m.client_id)
                     {
                         found.entry(m.client_id.clone()).or_insert(m);
                     }
@@ -745,7 +762,7 @@ impl Messenger {
                 return Ok((slot, found));
             }
         }
-        let (head, found, recent) = self.search_tail(conv, sender, client_ids).await?;
+        let (head, found, recent) = self.search_tail(conv, sender, items).await?;
         let (seq, epoch) = (
             head.as_ref().map_or(1, |m| m.seq + 1),
             head.as_ref().map_or(0, |m| m.epoch),
@@ -1059,12 +1076,13 @@ impl Messenger {
     }
 
     /// The newest stored entry here (`None`: none), among the newest `dedup_window` entries
-    /// those from `sender` with one of `client_ids`, and what the tail cache keeps of them.
+    /// those from `sender` with the client id of one of `items`, and what the tail cache keeps
+    /// of them.
     async fn search_tail(
         &self,
         conv: u64,
         sender: u64,
-        client_ids: &[&str],
+        items: &[Item],
     ) -> Result<(Option<Message>, HashMap<String, Message>, VecDeque<Seen>), MessengerError> {
         let window = self.cfg.dedup_window.max(1);
         let page = self
@@ -1090,7 +1108,7 @@ impl Messenger {
                     seq,
                 });
                 if h.sender == sender
-                    && client_ids.contains(&h.client_id)
+                    && has_client_id(items, h.client_id)
                     && !found.contains_key(h.client_id)
                 {
                     let m: Message = codec::from_value(b)?;
@@ -1146,6 +1164,11 @@ pub(crate) struct Seen {
     /// xxh3 of the client id (a match is confirmed by reading the slot).
     cid: u64,
     seq: u64,
+}
+
+/// Whether one of `items` has `client_id`.
+fn has_client_id(items: &[Item], client_id: &str) -> bool {
+    items.iter().any(|i| i.client_id == client_id)
 }
 
 fn cid_hash(client_id: &str) -> u64 {

@@ -237,19 +237,21 @@ impl Messenger {
             Ordering::Relaxed,
         );
         let mut index = IndexBatch::default();
+        // The queued batches' answers (none allocated for a leader alone) and the leader's own.
         let mut done = Vec::with_capacity(queued.len());
         for p in queued {
             let r = self
                 .claim_items(&p.conv, p.sender, p.items, Some(&mut index), true)
                 .await;
-            done.push((Some(p.reply), r));
+            done.push((p.reply, r));
         }
-        if let Some((conv, sender, items)) = mine {
-            let r = self
-                .claim_items(conv, sender, items, Some(&mut index), true)
-                .await;
-            done.push((None, r));
-        }
+        let mut own = match mine {
+            Some((conv, sender, items)) => Some(
+                self.claim_items(conv, sender, items, Some(&mut index), true)
+                    .await,
+            ),
+            None => None,
+        };
         if !index.entries.is_empty() {
             self.sequencer
                 .index_entries
@@ -258,7 +260,7 @@ impl Messenger {
                 // The entries are stored, their index is not: a retry finds them in the tail
                 // (the crash window of the protocol); this answer says nothing was confirmed.
                 let reason = e.to_string();
-                for (_, r) in &mut done {
+                for r in done.iter_mut().map(|(_, r)| r).chain(own.as_mut()) {
                     for x in r.iter_mut() {
                         if matches!(x, Ok(Some(_))) {
                             *x = Err(StoreError::Remote(reason.clone()).into());
@@ -267,14 +269,8 @@ impl Messenger {
                 }
             }
         }
-        let mut own = None;
         for (reply, r) in done {
-            match reply {
-                Some(reply) => {
-                    let _ = reply.send(r);
-                }
-                None => own = Some(r),
-            }
+            let _ = reply.send(r);
         }
         own
     }

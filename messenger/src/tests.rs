@@ -917,3 +917,39 @@ async fn trimming_keeps_pace_past_more_tombstones_than_a_scan_walks() {
         (1401..=1500).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_refused_retried_and_new_entries_answers_each_in_its_place() {
+    let (m, u) = setup(2).await;
+    let (conv, _) = m.create(u[0], &u[1..]).await.unwrap();
+    let first = m.send(&conv, u[0], "a", "first").await.unwrap();
+    let text = |cid: &str, body: &str| crate::Item {
+        client_id: cid.into(),
+        draft: crate::Draft::Text(body.into()),
+    };
+    // Refused, new, the original of "a" (step 1), new, refused, and "b" again in the batch.
+    let items = vec![
+        text("x", " "),
+        text("b", "second"),
+        text("a", "first"),
+        text("c", "third"),
+        text("", "no client id"),
+        text("b", "second"),
+    ];
+    let r = m
+        .append_in_order(&conv, u[0], items, Default::default())
+        .await;
+    assert_eq!(r.len(), 6);
+    assert!(matches!(r[0], Err(MessengerError::Invalid(_))));
+    assert!(matches!(r[4], Err(MessengerError::Invalid(_))));
+    let sent = |i: usize| r[i].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!((sent(1).message.seq, sent(1).new), (2, true));
+    assert_eq!(sent(1).message.body, "second");
+    assert_eq!(sent(2).message, first.message);
+    assert!(!sent(2).new);
+    assert_eq!((sent(3).message.seq, sent(3).new), (3, true));
+    assert_eq!(sent(3).message.body, "third");
+    assert_eq!(sent(5).message, sent(1).message);
+    assert!(!sent(5).new);
+    assert_eq!(m.last_seq(conv.id).await.unwrap(), 3);
+}
