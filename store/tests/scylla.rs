@@ -95,11 +95,7 @@ async fn conformance(test: &str, writers: Writers) {
     let ks = Keyspaces::new(nodes, test);
     run_all(|node| {
         let o = ks.fresh(writers);
-        async move {
-            open_scylla(node, Arc::new(HlcClock::new()), &o)
-                .await
-                .unwrap()
-        }
+        async move { engine(node, &o).await }
     })
     .await;
     ks.drop_all().await;
@@ -124,9 +120,7 @@ async fn scylla_state_survives_a_new_engine_instance() {
     let t = Keyspace::new("persist");
     let k = t.key().u64(1).str("kept").finish();
     let (digests, seq) = {
-        let s = open_scylla(node, Arc::new(HlcClock::new()), &opts)
-            .await
-            .unwrap();
+        let s = engine(node, &opts).await;
         s.put(&k, Bytes::from_static(b"kept")).await.unwrap();
         s.incr(&t.key().u64(2).finish(), 9).await.unwrap();
         for i in 0..30u64 {
@@ -137,9 +131,7 @@ async fn scylla_state_survives_a_new_engine_instance() {
         s.trim_changes(5).await.unwrap();
         (s.digests(), s.last_seq())
     };
-    let s = open_scylla(node, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let s = engine(node, &opts).await;
     assert_eq!(
         s.get(&k).await.unwrap().unwrap().value,
         Some(Bytes::from_static(b"kept"))
@@ -151,9 +143,7 @@ async fn scylla_state_survives_a_new_engine_instance() {
     s.put(&k, Bytes::from_static(b"again")).await.unwrap();
     assert_eq!(s.last_seq(), seq + 1);
     // A second node on the same keyspace sees the data (its own feed is empty).
-    let other = open_scylla(suite_nodes()[1], Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let other = engine(suite_nodes()[1], &opts).await;
     assert_eq!(
         other.get(&k).await.unwrap().unwrap().value,
         Some(Bytes::from_static(b"again"))
@@ -276,19 +266,13 @@ async fn the_keyspace_feed_delivers_every_nodes_writes_with_a_writer_killed() {
     opts.feed_partitions = Some(8);
     opts.feed_mark_interval = Duration::from_millis(20);
     let node = |i| NodeId::new(RegionId(7), i);
-    let a = open_scylla(node(1), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let b = open_scylla(node(2), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let a = engine(node(1), &opts).await;
+    let b = engine(node(2), &opts).await;
     // The killed node publishes its mark once, at open: every later write of it is in flight as
     // far as readers know, and reaches them only as an expired writer's entries.
     let mut killed_opts = opts.clone();
     killed_opts.feed_mark_interval = Duration::from_secs(3600);
-    let c = open_scylla(node(3), Arc::new(HlcClock::new()), &killed_opts)
-        .await
-        .unwrap();
+    let c = engine(node(3), &killed_opts).await;
     let mut other = opts.clone();
     other.feed_partitions = Some(16);
     let refused = open_scylla(node(4), Arc::new(HlcClock::new()), &other).await;
@@ -416,9 +400,7 @@ async fn a_consumer_paused_past_its_lease_is_fenced_and_its_partitions_handed_ov
     let mut opts = ks.fresh(Writers::Single);
     opts.feed_partitions = Some(16);
     opts.feed_mark_interval = Duration::from_millis(20);
-    let w: Arc<dyn Store> = open_scylla(suite_nodes()[0], Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let w: Arc<dyn Store> = engine(suite_nodes()[0], &opts).await;
     let x = KeyspaceFeed::open(&opts, NodeId(101), quick_leases())
         .await
         .unwrap();
@@ -516,9 +498,7 @@ async fn the_holder_trims_the_keyspace_feed_below_its_cursor() {
     let ks = Keyspaces::new(nodes.clone(), "ktrim");
     let mut opts = ks.fresh(Writers::Shared);
     opts.feed_partitions = Some(1);
-    let _w = open_scylla(suite_nodes()[0], Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let _w = engine(suite_nodes()[0], &opts).await;
     let s = scylla::client::session_builder::SessionBuilder::new()
         .known_nodes(&nodes)
         .build()
@@ -603,12 +583,8 @@ async fn nodes_sharing_a_keyspace_keep_their_own_consumer_positions() {
     let ks = Keyspaces::new(nodes, "cursors");
     let opts = ks.fresh(Writers::Shared);
     let [a, b] = [suite_nodes()[0], suite_nodes()[1]];
-    let a = open_scylla(a, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let b = open_scylla(b, Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let a = engine(a, &opts).await;
+    let b = engine(b, &opts).await;
     let (ca, cb) = (
         starling_store::FeedConsumer::new(a.clone(), "tail"),
         starling_store::FeedConsumer::new(b.clone(), "tail"),
@@ -639,10 +615,7 @@ async fn digests_reach(nodes: &[&Arc<dyn Store>], want: &starling_store::DigestT
 async fn scanned_digests(opts: &ScyllaOptions, node: u64) -> starling_store::DigestTree {
     let mut o = opts.clone();
     o.keyspace_digests = false;
-    open_scylla(NodeId(node), Arc::new(HlcClock::new()), &o)
-        .await
-        .unwrap()
-        .digests()
+    engine(NodeId(node), &o).await.digests()
 }
 
 /// Two nodes on one keyspace (keyspace digests) each accept writes — new keys, one key both
@@ -656,12 +629,8 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
     let mut opts = ks.fresh(Writers::Shared);
     opts.feed_partitions = Some(4);
     opts.keyspace_digests = true;
-    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
-    let b = open_scylla(NodeId(2), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let a = engine(NodeId(1), &opts).await;
+    let b = engine(NodeId(2), &opts).await;
     let feed = Arc::new(
         KeyspaceFeed::open(&opts, NodeId(101), quick_leases())
             .await
@@ -707,9 +676,7 @@ async fn the_keyspace_digests_cover_every_nodes_writes() {
         ],
     )
     .await;
-    let _c = open_scylla(NodeId(5), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let _c = engine(NodeId(5), &opts).await;
     let late = KeyspaceFeed::open(&opts, NodeId(102), quick_leases())
         .await
         .unwrap();
@@ -781,9 +748,7 @@ async fn folded_keyspace(
     let mut opts = ks.fresh(Writers::Shared);
     opts.feed_partitions = Some(4);
     opts.keyspace_digests = true;
-    let a = open_scylla(NodeId(1), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let a = engine(NodeId(1), &opts).await;
     let feed = holding_all(&opts, 101).await;
     let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
     let consumer = consume(feed, seen, stop.clone());
@@ -817,9 +782,7 @@ async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
 
     // Phase 1: no writes meanwhile; two members in turn.
     forget_digests(&opts).await;
-    let c = open_scylla(NodeId(4), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let c = engine(NodeId(4), &opts).await;
     let first = holding_all(&opts, 102).await;
     assert!(!first.keeps_digests() && !first.stats().digests_covered);
     let p = first.backfill_digests(PAGE).await.unwrap();
@@ -857,9 +820,7 @@ async fn the_digests_of_an_older_keyspace_are_backfilled_from_its_records() {
     // Phase 2: writes, overwrites, deletes and a purge between the pages, a consumer folding
     // them as the backfill runs.
     forget_digests(&opts).await;
-    let d = open_scylla(NodeId(5), Arc::new(HlcClock::new()), &opts)
-        .await
-        .unwrap();
+    let d = engine(NodeId(5), &opts).await;
     let third = holding_all(&opts, 104).await;
     let (seen, stop) = (Arc::default(), Arc::new(AtomicBool::new(false)));
     let consumer = consume(third.clone(), seen, stop.clone());
@@ -1069,14 +1030,17 @@ async fn the_broadcast_reader_sees_every_nodes_writes_after_it_started() {
 }
 
 /// The suite's two nodes as engines on the keyspace of `opts` (two Starling nodes sharing it).
+/// An engine of node `node` on `opts`' keyspace, with a clock of its own.
+async fn engine(node: NodeId, opts: &ScyllaOptions) -> Arc<dyn Store> {
+    open_scylla(node, Arc::new(HlcClock::new()), opts)
+        .await
+        .unwrap()
+}
+
 async fn two_engines(opts: &ScyllaOptions) -> [Arc<dyn Store>; 2] {
     let mut out = Vec::new();
     for node in suite_nodes() {
-        out.push(
-            open_scylla(node, Arc::new(HlcClock::new()), opts)
-                .await
-                .unwrap(),
-        );
+        out.push(engine(node, opts).await);
     }
     [out.remove(0), out.remove(0)]
 }
