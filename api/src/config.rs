@@ -346,9 +346,9 @@ impl Default for ChatSettings {
     }
 }
 
-/// The times of the tombstone reaper (`starling_gossip::reaper`) and of the sweeper of deleted
-/// accounts ([`crate::deletion`]): a group of `starling serve`'s settings (flags,
-/// `STARLING_<FLAG>` and `--config` keys, each declared once here).
+/// The times of the tombstone reaper (`starling_gossip::reaper`), of the sweeper of deleted
+/// accounts ([`crate::deletion`]) and of gossip's anti-entropy: a group of `starling serve`'s
+/// settings (flags, `STARLING_<FLAG>` and `--config` keys, each declared once here).
 #[derive(Args, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(default)]
 pub struct Housekeeping {
@@ -386,6 +386,16 @@ pub struct Housekeeping {
         hide_default_value = true
     )]
     pub deletion_interval: Span,
+    /// Time between anti-entropy rounds while they repair something, e.g. `1s` (default 1s;
+    /// idle rounds back off to 8 s, or to this when longer): a long one leaves a write a push
+    /// missed unrepaired that long (a test's way to turn anti-entropy off).
+    #[arg(
+        long,
+        env = "STARLING_AE_INTERVAL",
+        default_value = "1s",
+        hide_default_value = true
+    )]
+    pub ae_interval: Span,
 }
 
 impl Default for Housekeeping {
@@ -747,6 +757,8 @@ mod tests {
         assert_eq!(h.gc_grace.get(), Duration::from_secs(3600));
         assert_eq!(h.handle_grace.get(), Duration::from_secs(30 * 24 * 3600));
         assert_eq!(h.deletion_interval.get(), Duration::from_secs(10));
+        // Gossip's own default (GossipConfig::wan).
+        assert_eq!(h.ae_interval.get(), Duration::from_secs(1));
         assert_eq!(c.settings.housekeeping, h);
         let store = (
             c.settings.embedded.store_cache,

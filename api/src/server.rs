@@ -380,6 +380,7 @@ async fn start_gossip(
     let mut protocol = GossipConfig::wan(16);
     protocol.gc_interval = cfg.settings.housekeeping.gc_interval.get();
     protocol.gc_grace = cfg.settings.housekeeping.gc_grace.get();
+    protocol.ae_interval = cfg.settings.housekeeping.ae_interval.get();
     // The keyspace-wide feed's holders push to the other regions (crate::keyspace_feed): the
     // own feed's push sends nothing.
     protocol.keyspace_push = matches!(cfg.settings.store, StoreKind::Scylla(_));

@@ -1439,7 +1439,9 @@ fn a_write_is_pushed_to_other_regions_once_by_its_partition_holder() {
 /// us's keyspace from elsewhere (a gossip delta: its push to eu was the sender's, and it was
 /// lost) is pushed by nobody — us's holders push only what the region accepted, and it is in no
 /// node's own feed — so only anti-entropy between us's keyspace digests and eu's can bring it
-/// to eu: it arrives there.
+/// to eu: it arrives there, a node of us counted it among the records anti-entropy sent and eu
+/// among those it repaired, and no push was sent or applied. (With `STARLING_AE_INTERVAL=1h` in
+/// the test's environment, the nodes' `--ae-interval`, it does not arrive.)
 #[test]
 fn anti_entropy_between_regions_repairs_what_a_push_missed() {
     use starling_store::{HlcClock, Keyspace, Limits, NodeId, ScyllaOptions};
@@ -1493,16 +1495,44 @@ fn anti_entropy_between_regions_repairs_what_a_push_missed() {
             .and_then(|v| v.value)
             .is_some_and(|v| v.as_ref() == b"pushed to nobody")
     });
-    assert!(arrived, "anti-entropy never brought the record to eu");
-    // Not by a push: us's nodes pushed nothing (no write was accepted in us).
-    let pushed: u64 = nodes[..2]
+    // What carried it: us's nodes and eu's (nothing else differs between the regions: no write
+    // was accepted anywhere, so every other digest bucket is equal).
+    let (us_nodes, eu0) = (&nodes[..2], &nodes[2]);
+    let ae = || {
+        let sent: u64 = us_nodes
+            .iter()
+            .map(|n| counter(n, "starling_gossip_ae_records_sent_total"))
+            .sum();
+        (sent, counter(eu0, "starling_gossip_ae_repairs_total"))
+    };
+    let mut carried = ae();
+    // The counters move when the loop has taken the apply's answer, maybe after the read.
+    let by_ae = arrived
+        && eventually(Duration::from_secs(30), || {
+            carried = ae();
+            carried.0 > 0 && carried.1 > 0
+        });
+    // Not by a push: us's nodes pushed nothing (no write was accepted in us), and eu applied no
+    // pushed record.
+    let pushed: u64 = us_nodes
         .iter()
         .map(|n| {
             counter(n, "starling_gossip_deltas_pushed_total")
                 + counter(n, "starling_gossip_keyspace_pushed_total")
         })
         .sum();
-    assert_eq!(pushed, 0, "us pushed records");
+    let push_applied = counter(eu0, "starling_gossip_deltas_applied_total");
+    eprintln!(
+        "arrived {arrived}: us ae records sent {}, eu ae repairs {}; us pushed {pushed}, eu push-applied {push_applied}",
+        carried.0, carried.1
+    );
+    assert!(arrived, "anti-entropy never brought the record to eu");
+    assert!(
+        by_ae,
+        "the record reached eu but anti-entropy did not carry it (us sent {}, eu repaired {})",
+        carried.0, carried.1
+    );
+    assert_eq!((pushed, push_applied), (0, 0), "a push carried records");
     for n in nodes {
         assert!(n.terminate().success());
     }
