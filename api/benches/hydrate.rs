@@ -20,7 +20,8 @@
 //! and its author). Prints µs per page of each and the ratios (hydrated / bare, spliced / spliced
 //! through serde, spliced / spliced after the authors) per round and as the median.
 //! `--only 0|1|2|3|4` (bare, serde, spliced, spliced through serde, spliced after the authors)
-//! reads only that page, `--pages × --rounds` times: a run to profile. Times are
+//! reads only that page, with `--threads T` on T threads at once (each its own current-thread
+//! runtime over the one node's state: the caches' and the fragment table's cross-core costs), `--pages × --rounds` times: a run to profile. Times are
 //! the thread's CPU time where the kernel tells it (`/proc/thread-self/schedstat`), so a round
 //! waiting for a core on a loaded machine does not count, and the kinds interleave in chunks of
 //! 250 pages.
@@ -185,6 +186,26 @@ fn main() {
             PageJson::SplicedAfterAuthors,
         ];
         if let Some(how) = hows.get(flag("--only", usize::MAX)) {
+            let threads = flag("--threads", 1);
+            if threads > 1 {
+                let per: Vec<f64> = std::thread::scope(|s| {
+                    let runs: Vec<_> = (0..threads)
+                        .map(|_| {
+                            s.spawn(|| {
+                                let rt = tokio::runtime::Builder::new_current_thread()
+                                    .enable_all()
+                                    .build()
+                                    .unwrap();
+                                rt.block_on(run(&state, reader, n * rounds, *how))
+                            })
+                        })
+                        .collect();
+                    runs.into_iter().map(|r| r.join().unwrap()).collect()
+                });
+                let mean = per.iter().sum::<f64>() / per.len() as f64;
+                println!("{how:?} only, {threads} threads: {mean:.2} us/page (CPU, {per:.2?})");
+                return;
+            }
             let us = run(&state, reader, n * rounds, *how).await;
             println!("{how:?} only: {us:.2} us/page");
             return;

@@ -18,6 +18,9 @@
 //! `Arc`, the summary's mark still current: [`starling_feed::authors`]), about a fifth of a
 //! page's cache lookups.
 //!
+//! A slot is an [`ArcSwapOption`]: a read takes no lock (a hit costs a reference count, not a
+//! mutex a reader on another core may hold), a writer swaps the slot's `Arc` whole.
+//!
 //! Bounded: a direct-mapped table of [`SLOTS`] slots (a post's id picks its slot, a newcomer
 //! replaces the slot's holder), fragments over [`MAX_FRAGMENT`] bytes not kept (written afresh
 //! each time): at most `SLOTS × MAX_FRAGMENT` bytes. Metrics:
@@ -26,12 +29,13 @@
 
 use crate::notifications::ActorView;
 use crate::posts::PostView;
+use arc_swap::ArcSwapOption;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use starling_feed::authors::{Author, Current, Mark};
 use starling_posts::Post;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 
 /// Slots of the table (a power of two).
 pub const SLOTS: usize = 8192;
@@ -73,7 +77,7 @@ pub struct Fragments(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    slots: Box<[Mutex<Option<Arc<Fragment>>>]>,
+    slots: Box<[ArcSwapOption<Fragment>]>,
     hits: Counter,
     misses: Counter,
     cached: Gauge,
@@ -112,10 +116,7 @@ impl Fragments {
     /// lookup needed. Counted as a hit; a miss is counted by the [`Fragments::write`] that follows.
     pub(crate) fn lookup(&self, post: &Arc<Post>, now: &Current<'_>) -> Option<Arc<Fragment>> {
         let slot = &self.0.slots[slot_of(post.id)];
-        let held = slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()?;
+        let held = slot.load_full()?;
         let good = std::ptr::eq(held.post.as_ptr(), Arc::as_ptr(post))
             && now.is_current(post.author, held.mark);
         good.then(|| {
@@ -135,10 +136,13 @@ impl Fragments {
         out: &mut Vec<u8>,
     ) {
         let slot = &self.0.slots[slot_of(post.id)];
-        let held = slot.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let held = slot.load();
         // A fragment of the same post and summary under an older mark (another user of the
         // stripe changed) is written again with this one, so the next lookup takes it.
-        if let Some(f) = held.filter(|f| f.is_of(post, author) && f.mark == mark) {
+        if let Some(f) = held
+            .as_ref()
+            .filter(|f| f.is_of(post, author) && f.mark == mark)
+        {
             self.0.hits.inc();
             out.extend_from_slice(&f.json);
             return;
@@ -157,10 +161,8 @@ impl Fragments {
             json: json.into(),
         });
         let size = i64::try_from(new.json.len()).unwrap_or(i64::MAX);
-        let old = slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(new);
+        drop(held);
+        let old = slot.swap(Some(new));
         match old {
             Some(o) => {
                 self.0.bytes.inc_by(size - o.json.len() as i64);
@@ -183,7 +185,7 @@ impl Fragments {
 impl Default for Fragments {
     fn default() -> Self {
         Fragments(Arc::new(Inner {
-            slots: (0..SLOTS).map(|_| Mutex::new(None)).collect(),
+            slots: (0..SLOTS).map(|_| ArcSwapOption::empty()).collect(),
             hits: Counter::default(),
             misses: Counter::default(),
             cached: Gauge::default(),
