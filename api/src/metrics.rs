@@ -866,42 +866,6 @@ impl Collector for ChatCollector {
             "Conversations waiting for a retention pass (at most 4096)",
             i64::try_from(self.fanout.messenger.retention_queue().len()).unwrap_or(i64::MAX),
         )?;
-        let r = self.fanout.messenger.retention_stats();
-        for (name, help, v) in [
-            (
-                "starling_chat_history_trimmed",
-                "Chat log entries deleted by history retention (--chat-history-max, --chat-history-max-age)",
-                &r.trimmed,
-            ),
-            (
-                "starling_chat_history_queued",
-                "Conversations queued for a retention pass (by the send path's check or the sweep)",
-                &r.queued,
-            ),
-            (
-                "starling_chat_history_queue_dropped",
-                "Conversations not queued for a retention pass: the queue was full (queued again later)",
-                &r.dropped,
-            ),
-            (
-                "starling_chat_history_passes",
-                "Retention passes run on conversations this node claims seqs for",
-                &r.passes,
-            ),
-            (
-                "starling_chat_history_failed",
-                "Retention passes that failed (a store error; the conversation is queued again later)",
-                &r.failed,
-            ),
-        ] {
-            counter(e, name, help, v.load(Ordering::Relaxed))?;
-        }
-        gauge(
-            e,
-            "starling_chat_history_queue",
-            "Conversations waiting for a retention pass (at most 4096)",
-            i64::try_from(self.fanout.messenger.retention_queue().len()).unwrap_or(i64::MAX),
-        )?;
         let l = self.fanout.messenger.lease_stats();
         gauge(
             e,
