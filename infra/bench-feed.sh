@@ -93,7 +93,7 @@ print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at
 print("| cache tiers | connections | bare req/s | feed req/s | ratio | bare p50 / p99 | feed p50 / p99 | non-2xx |")
 print("|---|---|---|---|---|---|---|---|")
 for label, conns, brps, bp50, bp99, bbad, frps, fp50, fp99, fbad in rows:
-    tiers = "moka (L1) only" if label == "moka" else "moka + Redis L2"
+    tiers = "in-process (L1) only" if label == "moka" else "in-process L1 + Redis L2"
     print(f"| {tiers} | {conns} | {float(brps):,.0f} | {float(frps):,.0f} | {float(frps)/float(brps):.2f} | "
           f"{float(bp50):.2f} / {float(bp99):.2f} ms | {float(fp50):.2f} / {float(fp99):.2f} ms | {int(bbad)+int(fbad)} |")
 print("\nWarm reads are served from the in-process tier in both configurations; Redis is on the fan-out path "
