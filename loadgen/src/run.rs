@@ -182,6 +182,11 @@ fn pick(mix: &Mix, users: usize, rng: &mut StdRng, n: u64) -> Pick {
     Pick { op, user, other, n }
 }
 
+/// How far below its conversation's highest acknowledged seq a message may be for the `edit`
+/// operation: half the server's smallest chat history bound (`--chat-history-max` is 0 or at
+/// least 100), leaving the other half for entries the run has not seen acknowledged yet.
+pub const EDIT_WINDOW: u64 = 50;
+
 /// What the requests share.
 #[derive(Debug)]
 struct Ctx {
@@ -195,6 +200,10 @@ struct Ctx {
     chats: AtomicU64,
     /// The mix has edits: acknowledged chat messages are kept for them.
     edits: bool,
+    /// With edits: the highest seq acknowledged in each conversation (every user's), so an edit
+    /// never takes a message more than [`EDIT_WINDOW`] entries below it. One entry a
+    /// conversation of the run's users.
+    heads: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Posts for the `like` and `unlike` operations (a lock held for a push or a pick, never
     /// across an await).
     /// Per target: a like goes to a post acknowledged by the liker's own node, so it never
@@ -279,6 +288,7 @@ impl Ctx {
             Op::Chat => {
                 let (conv, m) = self.chat(u, p.n).await?;
                 if self.edits {
+                    self.saw_head(&conv, m.seq);
                     u.live.editable(&conv, m.seq, &m.id);
                 }
                 placed = Some((conv, m.seq));
@@ -374,17 +384,42 @@ impl Ctx {
         result
     }
 
-    /// Edits the newest of `u`'s acknowledged chat messages not edited yet (sending one first
-    /// when there is none): the newest, so that it is never past the server's chat history
-    /// retention (`--chat-history-max`; an older one may be trimmed, and its edit refused);
-    /// logs the edit if it was acknowledged or its outcome is unknown.
+    /// Notes an acknowledged entry of `conv` at `seq` (for [`Ctx::recent_editable`]).
+    fn saw_head(&self, conv: &str, seq: u64) {
+        let mut heads = self.heads.lock();
+        let head = heads.entry(conv.to_string()).or_insert(0);
+        *head = (*head).max(seq);
+    }
+
+    /// The newest of `u`'s acknowledged messages not edited yet that is within [`EDIT_WINDOW`]
+    /// entries of its conversation's highest acknowledged seq; older ones are dropped (the
+    /// queue takes the newest first, so an old one can wait there while its conversation moves
+    /// on past the server's history retention).
+    fn recent_editable(&self, u: &User) -> Option<(String, u64, String)> {
+        let mut q = u.live.editable.lock();
+        let heads = self.heads.lock();
+        while let Some((conv, seq, id)) = q.pop_back() {
+            let head = heads.get(&conv).copied().unwrap_or(seq);
+            if head.saturating_sub(seq) < EDIT_WINDOW {
+                return Some((conv, seq, id));
+            }
+        }
+        None
+    }
+
+    /// Edits the newest of `u`'s acknowledged chat messages not edited yet, within
+    /// [`EDIT_WINDOW`] entries of its conversation's head (sending one first when there is
+    /// none), so that it is never past the server's chat history retention
+    /// (`--chat-history-max`, at least 100 entries; an older one may be trimmed, and its edit
+    /// refused); logs the edit if it was acknowledged or its outcome is unknown.
     async fn edit(&self, u: &User, n: u64) -> Result<(), RequestError> {
-        let taken = u.live.editable.lock().pop_back();
+        let taken = self.recent_editable(u);
         let (conv, seq, id) = match taken {
             Some(m) => m,
             None => {
                 let sent_us = now_us();
                 let (conv, m) = self.chat(u, n).await?;
+                self.saw_head(&conv, m.seq);
                 let placed = Some((conv.clone(), m.seq));
                 self.log_write(
                     AckedKind::Message,
@@ -739,6 +774,7 @@ pub async fn run_keeping(
         run: now_us(),
         chats: AtomicU64::new(0),
         edits: cfg.mix.ops().any(|op| op == Op::Edit),
+        heads: parking_lot::Mutex::new(std::collections::HashMap::new()),
         liked: liked.clone(),
         given: posts,
         ok: AtomicU64::new(0),
