@@ -57,7 +57,7 @@ export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
 # Housekeeping of months, compressed: the change feed trimmed and the tombstone reaper passing
 # every 2 minutes, tombstones collected 5 minutes after they were written (defaults 10 s, 60 s, 1 h),
 # so a 2-hour run sees about 60 passes of each and collects from minute 5. Chat history: 200
-# entries a conversation (default 10 000): the mix's chat and edit entries (a few hundred a
+# entries a conversation (default: all kept): the mix's chat and edit entries (a few hundred a
 # second) over its 32 users' 1:1 conversations and groups (a few dozen) reach 200 each within a
 # minute or two, well inside the warm-up, so from then on the store holds at most 200 live
 # entries a conversation and the tombstones of the last 5 minutes' trims (10 000 would take
