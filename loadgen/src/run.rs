@@ -392,15 +392,19 @@ impl Ctx {
     }
 
     /// The newest of `u`'s acknowledged messages not edited yet that is within [`EDIT_WINDOW`]
-    /// entries of its conversation's highest acknowledged seq; older ones are dropped (the
-    /// queue takes the newest first, so an old one can wait there while its conversation moves
-    /// on past the server's history retention).
+    /// entries of its conversation's highest acknowledged seq in this run; older ones, and those
+    /// an earlier run queued, are dropped (the queue takes the newest first, so an old one can
+    /// wait there while its conversation moves on past the server's history retention).
     fn recent_editable(&self, u: &User) -> Option<(String, u64, String)> {
         let mut q = u.live.editable.lock();
         let heads = self.heads.lock();
         while let Some((conv, seq, id)) = q.pop_back() {
-            let head = heads.get(&conv).copied().unwrap_or(seq);
-            if head.saturating_sub(seq) < EDIT_WINDOW {
+            // No head known: the message was queued by an earlier run on the same users (the
+            // soak's capacity measurement), whose conversations may have moved on since.
+            if heads
+                .get(&conv)
+                .is_some_and(|head| head.saturating_sub(seq) < EDIT_WINDOW)
+            {
                 return Some((conv, seq, id));
             }
         }
