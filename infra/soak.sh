@@ -63,8 +63,6 @@ export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
 # entries a conversation and the tombstones of the last 5 minutes' trims (10 000 would take
 # most of the run to fill: the store would grow all along). The mix edits each user's newest
 # message, never one past the bound.
-# Known (2026-12-07): with --chat-history-max across the two regions a few edits of recent
-# messages were refused with a 4xx in a 60 s run (12 of 4 205); understand it before a long run.
 if [ "$secs" -ge 600 ]; then
   export STARLING_SOAK_NODE_ARGS="${STARLING_SOAK_NODE_ARGS:---feed-trim-interval 2m --gc-interval 2m --gc-grace 5m --chat-history-max 200}"
 fi
