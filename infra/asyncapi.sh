@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# need_deb_pkg, need_deb
+# need_deb_pkg, need_deb, npm_ci_cached
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
@@ -27,24 +27,6 @@ if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); proce
 fi
 
 dir=infra/asyncapi
-hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
-cache_root="$HOME/.cache/starling"
-cache="$cache_root/asyncapi-$hash"
-if [ ! -d "$cache/node_modules" ]; then
-  log "installing the AsyncAPI parser (npm ci, once; cached in $cache)"
-  mkdir -p "$cache_root"
-  tmp="$(mktemp -d "$cache_root/asyncapi-tmp.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
-  # --ignore-scripts: no package here needs an install script, and one (@scarf/scarf, pulled in by
-  # Spectral) would only report the install to its vendor.
-  (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  # Published whole or not at all; a concurrent run that got there first wins.
-  mv -T "$tmp" "$cache" 2>/dev/null || [ -d "$cache/node_modules" ]
-fi
-if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modules" ]; then
-  rm -rf "$dir/node_modules"
-  ln -s "$cache/node_modules" "$dir/node_modules"
-fi
+npm_ci_cached "$dir" asyncapi "the AsyncAPI parser"
 
 node "$dir/validate.mjs" "$@"

@@ -1,6 +1,7 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
-# Debian's packages, free ports, the starling binary, one node or a local `starling cluster`, and
-# starting, waiting for and stopping a background service whose pid lives in a state directory.
+# Debian's packages and a directory's pinned npm packages, free ports, the starling binary, one
+# node or a local `starling cluster`, and starting, waiting for and stopping a background service
+# whose pid lives in a state directory.
 # The caller has `set -euo pipefail` and defines `log`.
 
 # A Debian package by name, installed if missing.
@@ -18,6 +19,32 @@ need_deb_pkg() { # need_deb_pkg PACKAGE
 # A command from a Debian package, installed if missing.
 need_deb() { # need_deb COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 || need_deb_pkg "$2"
+}
+
+# The npm packages DIR/package-lock.json pins, installed with `npm ci` once per lock file into
+# ~/.cache/starling/NAME-<hash of the lock file> (a fresh clone reuses them; published whole or not
+# at all, and a concurrent run that got there first wins) and linked as DIR/node_modules. WHAT
+# names them in the log. --ignore-scripts: no package of ours needs an install script, and some
+# (@scarf/scarf, pulled in by Spectral) would only report the install to their vendor; playwright
+# downloads no browser of its own (Debian's chromium is used).
+npm_ci_cached() { # npm_ci_cached DIR NAME WHAT
+  local dir="$1" name="$2" what="$3"
+  local root="$HOME/.cache/starling"
+  local cache tmp
+  cache="$root/$name-$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  if [ ! -d "$cache/node_modules" ]; then
+    log "installing $what (npm ci, once; cached in $cache)"
+    mkdir -p "$root"
+    tmp="$(mktemp -d "$root/$name-tmp.XXXXXX")"
+    cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
+    (cd "$tmp" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund \
+      --loglevel=error) || { rm -rf "$tmp"; echo "npm ci failed in $dir" >&2; exit 1; }
+    mv -T "$tmp" "$cache" 2>/dev/null || { rm -rf "$tmp"; [ -d "$cache/node_modules" ]; }
+  fi
+  if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modules" ]; then
+    rm -rf "$dir/node_modules"
+    ln -s "$cache/node_modules" "$dir/node_modules"
+  fi
 }
 
 # A free TCP port on loopback, chosen by the kernel.

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# need_deb_pkg, need_deb
+# need_deb_pkg, need_deb, npm_ci_cached
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
@@ -52,21 +52,7 @@ need_node20() {
 need_node20
 
 dir=web
-hash="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
-cache="$cache_root/web-$hash"
-if [ ! -d "$cache/node_modules" ]; then
-  log "installing typescript, playwright-core and axe-core (npm ci, once; cached in $cache)"
-  mkdir -p "$cache_root"
-  tmp="$(mktemp -d "$cache_root/web-tmp.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
-  cp "$dir/package.json" "$dir/package-lock.json" "$tmp/"
-  (cd "$tmp" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  mv -T "$tmp" "$cache" 2>/dev/null || [ -d "$cache/node_modules" ]
-fi
-if [ "$(readlink "$dir/node_modules" 2>/dev/null || true)" != "$cache/node_modules" ]; then
-  rm -rf "$dir/node_modules"
-  ln -s "$cache/node_modules" "$dir/node_modules"
-fi
+npm_ci_cached "$dir" web "typescript, playwright-core and axe-core"
 
 log "web client: tsc --noEmit --checkJs"
 node "$dir/node_modules/typescript/bin/tsc" -p "$dir/tsconfig.json"
