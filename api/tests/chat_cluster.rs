@@ -52,15 +52,6 @@ fn us_and_eu(dir: &std::path::Path, extra: &[&str]) -> ((Node, SocketAddr), (Nod
     ((us, us_addr), (eu, eu_addr))
 }
 
-/// The runtime the tests' clients run on.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn until<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -123,7 +114,7 @@ async fn conversation_retrying(addr: SocketAddr, me: &User, other: &User, what: 
 fn users_homed_in_different_regions_chat_through_the_home_region() {
     let dir = tempfile::tempdir().unwrap();
     let ((us, us_addr), (eu, eu_addr)) = us_and_eu(dir.path(), &[]);
-    runtime().block_on(async move {
+    common::runtime().block_on(async move {
         let alice = sign_up_retrying(us_addr, "alice").await;
         let bob = sign_up_retrying(eu_addr, "bob").await;
         // Alice (home: us) needs Bob's account replicated to her region to start a chat.
@@ -342,11 +333,7 @@ fn sigterm_closes_websockets_with_1001() {
         &["--store".to_string(), "memory".to_string()],
     );
     let addr: SocketAddr = format!("127.0.0.1:{}", node.port).parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let mut client = rt.block_on(async {
         let u = sign_up_retrying(addr, "carol").await;
         Client::connect(addr, &u.token).await
@@ -372,11 +359,7 @@ fn a_node_restarted_on_its_data_directory_takes_its_seq_leases_again_at_once() {
         .chain([data.display().to_string()])
         .collect::<Vec<_>>();
     let at = |n: &Node| -> SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let send = |via: SocketAddr, token: String, conv: String, cid: &'static str| async move {
         http(
             via,
@@ -479,11 +462,7 @@ fn the_seq_lease_moves_to_the_other_node_when_its_holder_dies_mid_stream() {
                 .unwrap()
         })
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let (conv, alice) = rt.block_on(async {
         let alice = sign_up_retrying(addrs[0], "alice").await;
         let bob = sign_up_retrying(addrs[0], "bob").await;
@@ -588,7 +567,7 @@ fn history_retention_in_two_regions_converges_from_the_home_region() {
     let dir = tempfile::tempdir().unwrap();
     let extra = ["--chat-history-max", "100", "--admin-token", ADMIN];
     let ((us, us_addr), (eu, eu_addr)) = us_and_eu(dir.path(), &extra);
-    runtime().block_on(async move {
+    common::runtime().block_on(async move {
         let alice = sign_up_retrying(us_addr, "alice").await;
         let bob = sign_up_retrying(eu_addr, "bob").await;
         let v =

@@ -303,10 +303,7 @@ fn notifications_of_every_kind_are_grouped_marked_paged_live_and_blocked() {
     let (bob, bt) = sign_up(&n, "bob");
     let (carol, ct) = sign_up(&n, "carol");
     let (dave, dt) = sign_up(&n, "dave");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", n.port).parse().unwrap();
     let mut ws = rt.block_on(common::chat::Client::connect(addr, &at));
 

@@ -34,11 +34,7 @@ fn a_mixed_open_loop_run_records_every_op_and_loses_no_acked_write() {
     let rate = 40.0;
     let (warmup, duration, seed) = (Duration::from_millis(500), Duration::from_secs(3), 7);
     let mix: Mix = "read=6,post=2,follow=1,unfollow=1".parse().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let (report, late) = rt.block_on(async {
         let http = Http::new(Duration::from_secs(20), 64);
         let (log, writer) = AckedLog::create(&acked_path).unwrap();

@@ -125,11 +125,7 @@ fn serve_on_scylla_signs_up_posts_and_serves_the_feed() {
     });
     assert!(counted, "bob's follower count: {last}");
     assert!(node.terminate().success());
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(&nodes, &ks));
+    common::current_thread().block_on(drop_keyspace(&nodes, &ks));
 }
 
 /// A TCP forwarder to the CQL node that can cut every connection and refuse new ones: the
@@ -209,11 +205,7 @@ fn readyz_follows_the_cluster_at_run_time() {
         "and back to 200 when it returns (the driver reconnects)"
     );
     assert!(node.terminate().success());
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(&nodes, &ks));
+    common::current_thread().block_on(drop_keyspace(&nodes, &ks));
 }
 
 /// The S3 server of the media tests: `STARLING_TEST_S3_URL` (infra/seaweedfs.sh starts one),
@@ -380,10 +372,7 @@ fn media_uploaded_on_one_node_is_served_by_another_from_s3() {
     assert!(String::from_utf8_lossy(&body).contains("signature"));
 
     // The bytes are the bucket's object, and neither node has a copy on its disk.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     let mut builder = object_store::aws::AmazonS3Builder::new();
     for (k, v) in &env {
         builder = match k.as_str() {
@@ -448,14 +437,6 @@ fn region_of_nodes_derives_once(redis: Option<&str>) {
     }
     let start = |name: &str| keyspace_node(dir.path(), &cluster, &ks, name, &flags);
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap() };
-    let metric = |node: &Node, name: &str| -> i64 {
-        let (_, m) = node.http("GET", "/metrics", None, b"");
-        String::from_utf8_lossy(&m)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap()
-    };
     let mut nodes = vec![start("n0"), start("n1"), start("n2")];
     const USERS: usize = 6;
     let users: Vec<(String, String)> = (0..USERS)
@@ -531,9 +512,9 @@ fn region_of_nodes_derives_once(redis: Option<&str>) {
     let taken = eventually(Duration::from_secs(60), || {
         held = nodes
             .iter()
-            .map(|n| metric(n, "starling_keyspace_feed_partitions_held"))
+            .map(|n| counter(n, "starling_keyspace_feed_partitions_held"))
             .collect();
-        held.iter().sum::<i64>() == 32
+        held.iter().sum::<u64>() == 32
     });
     assert!(taken, "the live nodes hold every partition: {held:?}");
     // The dead node comes back under its id and takes its share again.
@@ -619,18 +600,18 @@ fn region_of_nodes_derives_once(redis: Option<&str>) {
     let split = eventually(Duration::from_secs(60), || {
         held = nodes
             .iter()
-            .map(|n| metric(n, "starling_keyspace_feed_partitions_held"))
+            .map(|n| counter(n, "starling_keyspace_feed_partitions_held"))
             .collect();
-        held.iter().sum::<i64>() == 32 && held.iter().all(|h| *h > 0)
+        held.iter().sum::<u64>() == 32 && held.iter().all(|h| *h > 0)
     });
     assert!(split, "partitions held per node: {held:?}");
     // The killed node's partitions were claimed by the others, and then some handed back.
-    let handovers: Vec<i64> = nodes
+    let handovers: Vec<u64> = nodes
         .iter()
-        .map(|n| metric(n, "starling_keyspace_feed_handovers_total"))
+        .map(|n| counter(n, "starling_keyspace_feed_handovers_total"))
         .collect();
     assert!(
-        handovers[..3].iter().sum::<i64>() > 0 && handovers[3] > 0,
+        handovers[..3].iter().sum::<u64>() > 0 && handovers[3] > 0,
         "hand-overs per node (n0, n1, n3, n2): {handovers:?}"
     );
     stop_region(nodes, &cluster, &ks);
@@ -643,19 +624,9 @@ fn region_of_nodes_derives_once(redis: Option<&str>) {
 fn a_region_of_nodes_converges_with_another_region() {
     let Some(cluster) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let secret = "a-cluster-secret-of-the-test";
-    let mut seed: Option<String> = None;
-    let mut start = |region: &str, name: &str| {
-        let ks = format!("t_{region}_{}", std::process::id());
-        let member = Member {
-            cluster: &cluster,
-            secret,
-            region,
-            name,
-            ks: &ks,
-        };
-        region_member(dir.path(), &mut seed, member, &["--wan-rtt", "us-eu=40"])
-    };
+    let mut regions = Regions::new(&cluster, dir.path(), std::process::id().to_string());
+    let mut start =
+        |region: &str, name: &str| regions.start(region, name, &["--wan-rtt", "us-eu=40"]);
     let us: Vec<Node> = (0..3).map(|i| start("us", &format!("us{i}"))).collect();
     let eu = start("eu", "eu0");
     let json = |b: &[u8]| -> serde_json::Value { serde_json::from_slice(b).unwrap_or_default() };
@@ -718,16 +689,7 @@ fn a_region_of_nodes_converges_with_another_region() {
         assert!(n.terminate().success());
     }
     assert!(eu.terminate().success());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for region in ["us", "eu"] {
-        rt.block_on(drop_keyspace(
-            &cluster,
-            &format!("t_{region}_{}", std::process::id()),
-        ));
-    }
+    regions.drop_us_and_eu();
 }
 
 /// The region's Redis (`STARLING_TEST_REDIS_URL`, started by infra/test.sh); under `CI=true` a
@@ -829,36 +791,53 @@ fn a_post_through_one_node_reaches_timelines_cached_on_another() {
     stop_region(nodes, &cluster, &ks);
 }
 
-/// Who a gossiping node of [`region_member`] is: its region, name and keyspace of `cluster`,
-/// and the region's cluster secret.
-struct Member<'a> {
+/// Gossiping regions of one cluster secret, each on its keyspace `t_<region>_<tag>` of
+/// `cluster`, their nodes' data under `dir`; the first node started is the seed of those after
+/// it.
+struct Regions<'a> {
     cluster: &'a str,
-    secret: &'a str,
-    region: &'a str,
-    name: &'a str,
-    ks: &'a str,
+    dir: &'a std::path::Path,
+    tag: String,
+    seed: Option<String>,
 }
 
-/// A gossiping node on its region's keyspace (unthrottled auth, then `extra` flags), its data
-/// under `dir`; the first one started becomes the seed (`seed`) of those after it.
-fn region_member(
-    dir: &std::path::Path,
-    seed: &mut Option<String>,
-    m: Member<'_>,
-    extra: &[&str],
-) -> Node {
-    let gossip = format!("127.0.0.1:{}", free_port());
-    let mut args = common::member_args(
-        m.region,
-        m.name,
-        &gossip,
-        m.secret,
-        seed.as_deref(),
-        Some(&dir.join(m.name)),
-    );
-    args.extend(keyspace_args(m.cluster, m.ks, extra));
-    seed.get_or_insert(gossip);
-    Node::start(dir, free_port(), &args)
+impl<'a> Regions<'a> {
+    fn new(cluster: &'a str, dir: &'a std::path::Path, tag: impl Into<String>) -> Self {
+        Regions {
+            cluster,
+            dir,
+            tag: tag.into(),
+            seed: None,
+        }
+    }
+
+    /// Node `name` of `region` (sign-up and login unthrottled, then `extra` flags).
+    fn start(&mut self, region: &str, name: &str, extra: &[&str]) -> Node {
+        let gossip = format!("127.0.0.1:{}", free_port());
+        let mut args = common::member_args(
+            region,
+            name,
+            &gossip,
+            "a-cluster-secret-of-the-test",
+            self.seed.as_deref(),
+            Some(&self.dir.join(name)),
+        );
+        let ks = format!("t_{region}_{}", self.tag);
+        args.extend(keyspace_args(self.cluster, &ks, extra));
+        self.seed.get_or_insert(gossip);
+        Node::start(self.dir, free_port(), &args)
+    }
+
+    /// Drops the keyspaces of regions us and eu.
+    fn drop_us_and_eu(&self) {
+        let rt = common::current_thread();
+        for region in ["us", "eu"] {
+            rt.block_on(drop_keyspace(
+                self.cluster,
+                &format!("t_{region}_{}", self.tag),
+            ));
+        }
+    }
 }
 
 /// The flags of a node on keyspace `ks` of `cluster` (sign-up and login unthrottled), then
@@ -875,19 +854,12 @@ fn keyspace_args(cluster: &str, ks: &str, extra: &[&str]) -> Vec<String> {
 /// Region us as `us0` and `us1` on keyspace `t_us_<tag>` of `cluster`, region eu as `eu0` on
 /// `t_eu_<tag>`, gossiping (the first the seed of the others).
 fn us_and_eu(dir: &std::path::Path, cluster: &str, tag: &str) -> [Node; 3] {
-    let mut seed: Option<String> = None;
-    let mut start = |region: &str, name: &str| {
-        let ks = format!("t_{region}_{tag}");
-        let member = Member {
-            cluster,
-            secret: "a-cluster-secret-of-the-test",
-            region,
-            name,
-            ks: &ks,
-        };
-        region_member(dir, &mut seed, member, &[])
-    };
-    [start("us", "us0"), start("us", "us1"), start("eu", "eu0")]
+    let mut regions = Regions::new(cluster, dir, tag);
+    [
+        regions.start("us", "us0", &[]),
+        regions.start("us", "us1", &[]),
+        regions.start("eu", "eu0", &[]),
+    ]
 }
 
 /// A node named `name` on keyspace `ks` of `cluster`, its data under `dir`, with `extra` flags
@@ -1184,10 +1156,7 @@ fn the_cluster_demo_runs_a_region_as_nodes_on_its_keyspace() {
         counted(&format!("/v1/posts/{}", posts[1]), &["counts", "likes"], 0);
     }
     // Each region's keyspace: its two nodes are the feed's members and split its partitions.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::current_thread();
     for (region, nodes) in [("us", &us), ("eu", &eu)] {
         let ks = format!("{prefix}_{region}");
         let mut members = 0;
@@ -1292,13 +1261,7 @@ fn regions_compare_keyspace_digests_and_find_nothing_once_converged() {
     for n in nodes {
         assert!(n.terminate().success());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for region in ["us", "eu"] {
-        rt.block_on(drop_keyspace(&cluster, &format!("t_{region}_{tag}")));
-    }
+    Regions::new(&cluster, dir.path(), &tag).drop_us_and_eu();
 }
 
 /// The unlabelled counter or gauge `name` of `node`'s `/metrics` (0 when absent).
@@ -1317,20 +1280,9 @@ fn counter(node: &Node, name: &str) -> u64 {
 fn a_write_is_pushed_to_other_regions_once_by_its_partition_holder() {
     let Some(cluster) = cluster() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let secret = "a-cluster-secret-of-the-test";
-    let tag = format!("kp{}", std::process::id());
-    let mut seed: Option<String> = None;
-    let mut start = |region: &str, name: &str| {
-        let ks = format!("t_{region}_{tag}");
-        let member = Member {
-            cluster: &cluster,
-            secret,
-            region,
-            name,
-            ks: &ks,
-        };
-        region_member(dir.path(), &mut seed, member, &["--wan-rtt", "us-eu=300"])
-    };
+    let mut regions = Regions::new(&cluster, dir.path(), format!("kp{}", std::process::id()));
+    let mut start =
+        |region: &str, name: &str| regions.start(region, name, &["--wan-rtt", "us-eu=300"]);
     // eu first: the seed of every us node, the restarted one included.
     let eu = start("eu", "eu0");
     let mut us0 = start("us", "us0");
@@ -1426,13 +1378,7 @@ fn a_write_is_pushed_to_other_regions_once_by_its_partition_holder() {
     );
     assert!(us1.terminate().success());
     assert!(eu.terminate().success());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for region in ["us", "eu"] {
-        rt.block_on(drop_keyspace(&cluster, &format!("t_{region}_{tag}")));
-    }
+    regions.drop_us_and_eu();
 }
 
 /// Region us as two nodes on one keyspace, eu as one node on another. A record merged into
@@ -1450,11 +1396,7 @@ fn anti_entropy_between_regions_repairs_what_a_push_missed() {
     let tag = format!("ae{}", std::process::id());
     let ks = |region: &str| format!("t_{region}_{tag}");
     let nodes = us_and_eu(dir.path(), &cluster, &tag);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let open = |region: &str, node: u64| {
         let opts = ScyllaOptions::from_url(&format!("scylla://{cluster}/{}", ks(region))).unwrap();
         rt.block_on(starling_store::open_scylla(
@@ -1536,9 +1478,7 @@ fn anti_entropy_between_regions_repairs_what_a_push_missed() {
     for n in nodes {
         assert!(n.terminate().success());
     }
-    for region in ["us", "eu"] {
-        rt.block_on(drop_keyspace(&cluster, &ks(region)));
-    }
+    Regions::new(&cluster, dir.path(), &tag).drop_us_and_eu();
 }
 
 /// Through node A (`a`): a follow and a like of bob's post by alice, then a message from alice
@@ -1549,56 +1489,51 @@ fn live_across(a: &Node, b: &Node, pid: u32) {
     let addr =
         |n: &Node| -> std::net::SocketAddr { format!("127.0.0.1:{}", n.port).parse().unwrap() };
     let (a, b) = (addr(a), addr(b));
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let alice = sign_up(a, &format!("alice{pid}")).await;
-            let bob = sign_up(b, &format!("bob{pid}")).await;
-            let (s, p) = http(
-                b,
-                "POST",
-                "/v1/posts",
-                Some(&bob.token),
-                Some(serde_json::json!({"text": "bob's post"})),
-            )
-            .await;
-            assert_eq!(s, 201, "{p}");
-            let post = p["id"].as_str().unwrap().to_string();
-            let mut on_b = Client::connect(b, &bob.token).await;
-            let mut on_a = Client::connect(a, &bob.token).await;
-            let follow = format!("/v1/following/{}", bob.id);
-            let (s, _) = http(a, "PUT", &follow, Some(&alice.token), None).await;
-            assert_eq!(s, 204);
-            let like = format!("/v1/posts/{post}/like");
-            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
-                let n = socket.next_of(&["notification"]).await;
-                assert_eq!(n["notification_type"], "follow", "on node {name}: {n}");
-            }
-            let (s, _) = http(a, "PUT", &like, Some(&alice.token), None).await;
-            assert!(s == 204 || s == 200, "{s}");
-            for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
-                let n = socket.next_of(&["notification"]).await;
-                assert_eq!(
-                    n["notification_type"], "like",
-                    "on node {name}, once each: {n}"
-                );
-            }
-            let dm = conversation(a, &alice, &[&bob]).await;
-            let (s, m) = http(
-                a,
-                "POST",
-                &format!("/v1/conversations/{dm}/messages"),
-                Some(&alice.token),
-                Some(serde_json::json!({"body": "across the region", "client_id": "x1"})),
-            )
-            .await;
-            assert_eq!(s, 201, "{m}");
-            let got = on_b.next_of(&["message"]).await;
-            assert_eq!(got["body"], "across the region", "{got}");
-        });
+    common::runtime().block_on(async {
+        let alice = sign_up(a, &format!("alice{pid}")).await;
+        let bob = sign_up(b, &format!("bob{pid}")).await;
+        let (s, p) = http(
+            b,
+            "POST",
+            "/v1/posts",
+            Some(&bob.token),
+            Some(serde_json::json!({"text": "bob's post"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{p}");
+        let post = p["id"].as_str().unwrap().to_string();
+        let mut on_b = Client::connect(b, &bob.token).await;
+        let mut on_a = Client::connect(a, &bob.token).await;
+        let follow = format!("/v1/following/{}", bob.id);
+        let (s, _) = http(a, "PUT", &follow, Some(&alice.token), None).await;
+        assert_eq!(s, 204);
+        let like = format!("/v1/posts/{post}/like");
+        for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+            let n = socket.next_of(&["notification"]).await;
+            assert_eq!(n["notification_type"], "follow", "on node {name}: {n}");
+        }
+        let (s, _) = http(a, "PUT", &like, Some(&alice.token), None).await;
+        assert!(s == 204 || s == 200, "{s}");
+        for (name, socket) in [("B", &mut on_b), ("A", &mut on_a)] {
+            let n = socket.next_of(&["notification"]).await;
+            assert_eq!(
+                n["notification_type"], "like",
+                "on node {name}, once each: {n}"
+            );
+        }
+        let dm = conversation(a, &alice, &[&bob]).await;
+        let (s, m) = http(
+            a,
+            "POST",
+            &format!("/v1/conversations/{dm}/messages"),
+            Some(&alice.token),
+            Some(serde_json::json!({"body": "across the region", "client_id": "x1"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{m}");
+        let got = on_b.next_of(&["message"]).await;
+        assert_eq!(got["body"], "across the region", "{got}");
+    });
 }
 
 /// Two nodes on one keyspace **without Redis**, timelines kept an hour (`--feed-shared-ttl 1h`),
@@ -1751,11 +1686,7 @@ fn stop_region(nodes: impl IntoIterator<Item = Node>, cluster: &str, ks: &str) {
     for node in nodes {
         assert!(node.terminate().success());
     }
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(drop_keyspace(cluster, ks));
+    common::current_thread().block_on(drop_keyspace(cluster, ks));
 }
 
 /// The sum over `nodes` of the `/metrics` sample `name` (0 where a node has none).

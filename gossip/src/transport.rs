@@ -449,13 +449,19 @@ impl GossipHandle {
             new,
             reply: tx,
         };
+        self.through_core(cmd, rx).instrument(span).await
+    }
+
+    /// Queues `cmd` for the core loop and waits for its answer on `rx` (its `reply`); a core
+    /// loop that has stopped fails it.
+    async fn through_core<T>(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<T, CasError>>,
+    ) -> Result<T, CasError> {
         let stopped = || CasError::Failed("the gossip service has stopped".into());
-        async {
-            self.commands.send(cmd).await.map_err(|_| stopped())?;
-            rx.await.map_err(|_| stopped())?
-        }
-        .instrument(span)
-        .await
+        self.commands.send(cmd).await.map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Whether this node owns `key` in `region` in the latest view and may run its CAS here,
@@ -493,13 +499,7 @@ impl GossipHandle {
             body,
             reply: tx,
         };
-        let stopped = || CasError::Failed("the gossip service has stopped".into());
-        async {
-            self.commands.send(cmd).await.map_err(|_| stopped())?;
-            rx.await.map_err(|_| stopped())?
-        }
-        .instrument(span)
-        .await
+        self.through_core(cmd, rx).instrument(span).await
     }
 
     /// Pushes `deltas` to one live member of each other region (see

@@ -114,6 +114,26 @@ pub struct Acked {
     pub body: Option<String>,
 }
 
+impl Acked {
+    /// A write of `kind` on `id` that `user` sent to `target` at `sent_us` (µs since the Unix
+    /// epoch), acknowledged now; what only some kinds carry is unset.
+    pub fn acked_now(kind: AckedKind, id: String, user: &str, target: &str, sent_us: u64) -> Acked {
+        Acked {
+            kind,
+            id,
+            user: user.to_string(),
+            target: target.to_string(),
+            sent_us,
+            acked_us: now_us(),
+            outcome: Outcome::Acked,
+            conv: None,
+            seq: None,
+            added: None,
+            body: None,
+        }
+    }
+}
+
 /// Now, in µs since the Unix epoch.
 pub fn now_us() -> u64 {
     SystemTime::now()

@@ -23,7 +23,7 @@
 //! `chat_deliver_local` ([`Placement`]).
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
+use crate::acked::{Acked, AckedKind, AckedLog, now_us};
 use crate::api;
 use crate::centrifugo;
 use crate::error::RequestError;
@@ -728,18 +728,11 @@ fn handle_frame(
                 let sent_us = now_us().saturating_sub(
                     u64::try_from(now.saturating_duration_since(intended).as_micros()).unwrap_or(0),
                 );
+                let message = AckedKind::Message;
                 return Some(Acked {
-                    kind: AckedKind::Message,
-                    id,
-                    user: user.id.clone(),
-                    target: user.target.clone(),
-                    sent_us,
-                    acked_us: now_us(),
-                    outcome: Outcome::Acked,
                     conv: Some(conv),
                     seq: Some(seq),
-                    added: None,
-                    body: None,
+                    ..Acked::acked_now(message, id, &user.id, &user.target, sent_us)
                 });
             }
             None

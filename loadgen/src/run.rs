@@ -234,41 +234,27 @@ impl Ctx {
             }
             Op::Post => {
                 let text = format!("load post {} by {}", p.n, u.handle);
-                let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-                self.liked
-                    .posts
-                    .lock()
-                    .entry(u.target.clone())
-                    .or_default()
-                    .add(p.user, &id, Instant::now(), self.liked.recent);
+                let id = self.post_to_be_liked(u, p.user, &text).await?;
                 Some((AckedKind::Post, id))
             }
             Op::Unpost => {
                 self.unpost(u).await?;
                 None
             }
-            Op::Like | Op::Unlike => {
-                let on = p.op == Op::Like;
+            Op::Like | Op::Unlike | Op::Repost | Op::Unrepost => {
                 let post = self.post_to_like(u, p.user, p.n).await?;
                 let sent_us = now_us();
-                let r = api::like(&self.http, &u.target, &u.token, &post, on).await;
-                let kind = if on {
-                    AckedKind::Like
-                } else {
-                    AckedKind::Unlike
+                let (kind, on) = match p.op {
+                    Op::Like => (AckedKind::Like, true),
+                    Op::Unlike => (AckedKind::Unlike, false),
+                    Op::Repost => (AckedKind::Repost, true),
+                    _ => (AckedKind::Unrepost, false),
                 };
-                self.write_done(kind, post, u, sent_us, r).await?;
-                None
-            }
-            Op::Repost | Op::Unrepost => {
-                let on = p.op == Op::Repost;
-                let post = self.post_to_like(u, p.user, p.n).await?;
-                let sent_us = now_us();
-                let r = api::repost(&self.http, &u.target, &u.token, &post, on).await;
-                let kind = if on {
-                    AckedKind::Repost
+                let (http, target, token) = (&self.http, &u.target, &u.token);
+                let r = if matches!(p.op, Op::Like | Op::Unlike) {
+                    api::like(http, target, token, &post, on).await
                 } else {
-                    AckedKind::Unrepost
+                    api::repost(http, target, token, &post, on).await
                 };
                 self.write_done(kind, post, u, sent_us, r).await?;
                 None
@@ -625,6 +611,24 @@ impl Ctx {
             .await
     }
 
+    /// `u` (the `user`th) posts `text`; the post is among those likes and reposts through its
+    /// target go to.
+    async fn post_to_be_liked(
+        &self,
+        u: &User,
+        user: usize,
+        text: &str,
+    ) -> Result<String, RequestError> {
+        let id = api::post(&self.http, &u.target, &u.token, text).await?;
+        self.liked
+            .posts
+            .lock()
+            .entry(u.target.clone())
+            .or_default()
+            .add(user, &id, Instant::now(), self.liked.recent);
+        Ok(id)
+    }
+
     /// The post the `n`th like or unlike goes to; `u` (the `user`th) posts one first when the
     /// run has none.
     async fn post_to_like(&self, u: &User, user: usize, n: u64) -> Result<String, RequestError> {
@@ -640,13 +644,7 @@ impl Ctx {
         }
         let sent_us = now_us();
         let text = format!("load post {n} by {} to like", u.handle);
-        let id = api::post(&self.http, &u.target, &u.token, &text).await?;
-        self.liked
-            .posts
-            .lock()
-            .entry(u.target.clone())
-            .or_default()
-            .add(user, &id, Instant::now(), self.liked.recent);
+        let id = self.post_to_be_liked(u, user, &text).await?;
         self.log_write(
             AckedKind::Post,
             id.clone(),
@@ -882,17 +880,8 @@ async fn closed_loop(ctx: Arc<Ctx>, cfg: &RunConfig) -> Result<Stats, LoadError>
 /// without a chat placement, membership direction or text (the callers add theirs).
 fn entry(kind: AckedKind, id: String, u: &User, sent_us: u64, outcome: Outcome) -> Acked {
     Acked {
-        kind,
-        id,
-        user: u.id.clone(),
-        target: u.target.clone(),
-        sent_us,
-        acked_us: now_us(),
         outcome,
-        conv: None,
-        seq: None,
-        added: None,
-        body: None,
+        ..Acked::acked_now(kind, id, &u.id, &u.target, sent_us)
     }
 }
 

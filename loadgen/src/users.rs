@@ -9,7 +9,7 @@
 //! accounts and their follows are not: the `delete` operation logs their deletion).
 
 use crate::LoadError;
-use crate::acked::{Acked, AckedKind, AckedLog, Outcome, now_us};
+use crate::acked::{Acked, AckedKind, AckedLog, now_us};
 use crate::api;
 use crate::error::RequestError;
 use crate::http::Http;
@@ -275,20 +275,10 @@ pub async fn setup(
                 }
                 .map_err(|e| LoadError::setup(format!("user {handle} at {target}"), e))?;
                 if let (Some(log), true) = (acked, signed_up) {
-                    log.record(Acked {
-                        kind: AckedKind::User,
-                        id: session.user_id.clone(),
-                        user: session.user_id.clone(),
-                        target: target.clone(),
-                        sent_us,
-                        acked_us: now_us(),
-                        outcome: Outcome::Acked,
-                        conv: None,
-                        seq: None,
-                        added: None,
-                        body: None,
-                    })
-                    .await;
+                    let id = session.user_id.clone();
+                    let user = &session.user_id;
+                    let signed_up = Acked::acked_now(AckedKind::User, id, user, &target, sent_us);
+                    log.record(signed_up).await;
                 }
                 let live = Live {
                     passwords: tokio::sync::Mutex::new(vec![cfg.password.clone()]),
@@ -328,20 +318,9 @@ pub async fn setup(
                 .await
                 .map_err(|e| LoadError::setup(format!("{} follows {}", u.handle, v.handle), e))?;
             if let Some(log) = acked {
-                log.record(Acked {
-                    kind: AckedKind::Follow,
-                    id: v.id.clone(),
-                    user: u.id.clone(),
-                    target: u.target.clone(),
-                    sent_us,
-                    acked_us: now_us(),
-                    outcome: Outcome::Acked,
-                    conv: None,
-                    seq: None,
-                    added: None,
-                    body: None,
-                })
-                .await;
+                let id = v.id.clone();
+                let follow = Acked::acked_now(AckedKind::Follow, id, &u.id, &u.target, sent_us);
+                log.record(follow).await;
             }
             Ok::<_, LoadError>(())
         })
@@ -361,20 +340,8 @@ pub async fn setup(
                 .await
                 .map_err(|e| LoadError::setup(format!("post by {}", u.handle), e))?;
             if let Some(log) = acked {
-                log.record(Acked {
-                    kind: AckedKind::Post,
-                    id,
-                    user: u.id.clone(),
-                    target: u.target.clone(),
-                    sent_us,
-                    acked_us: now_us(),
-                    outcome: Outcome::Acked,
-                    conv: None,
-                    seq: None,
-                    added: None,
-                    body: None,
-                })
-                .await;
+                let post = Acked::acked_now(AckedKind::Post, id, &u.id, &u.target, sent_us);
+                log.record(post).await;
             }
             Ok::<_, LoadError>(())
         })
@@ -425,18 +392,12 @@ pub async fn setup(
                 if let Some(log) = acked {
                     let acked_us = now_us();
                     for m in &members {
+                        let member = AckedKind::Member;
                         log.record(Acked {
-                            kind: AckedKind::Member,
-                            id: m.clone(),
-                            user: u.id.clone(),
-                            target: u.target.clone(),
-                            sent_us,
                             acked_us,
-                            outcome: Outcome::Acked,
                             conv: Some(group.clone()),
-                            seq: None,
                             added: Some(true),
-                            body: None,
+                            ..Acked::acked_now(member, m.clone(), &u.id, &u.target, sent_us)
                         })
                         .await;
                     }

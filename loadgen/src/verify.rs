@@ -1144,17 +1144,8 @@ mod tests {
 
     fn op(kind: AckedKind, user: &str, id: &str, sent_us: u64, acked_us: u64) -> Acked {
         Acked {
-            kind,
-            id: id.into(),
-            user: user.into(),
-            target: "t".into(),
-            sent_us,
             acked_us,
-            outcome: Outcome::Acked,
-            conv: None,
-            seq: None,
-            added: None,
-            body: None,
+            ..Acked::acked_now(kind, id.into(), user, "t", sent_us)
         }
     }
 

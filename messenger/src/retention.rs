@@ -108,11 +108,7 @@ impl HistoryMax {
 impl std::str::FromStr for HistoryMax {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let n = s
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| format!("{s:?}: expected a whole number ({e})"))?;
-        Self::new(n)
+        Self::new(starling_store::settings::whole_number(s)?)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::test_support::{beside, messenger_on_memory};
 use crate::{Messenger, MessengerConfig, MessengerError};
+use starling_store::conformance::feed_keys;
 use starling_store::{LocalCas, StoreExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -367,14 +368,42 @@ impl starling_store::CasRouter for Gated {
     }
 }
 
-async fn gated_setup(users: usize) -> (Messenger, Vec<u64>, Arc<Gated>) {
-    let (m, u) = setup(users).await;
+/// Two users on a messenger whose claims pass `Gated`'s gate, and their 1:1.
+async fn gated_pair() -> (Messenger, Vec<u64>, Arc<crate::Conversation>, Arc<Gated>) {
+    let (m, u) = setup(2).await;
     let gated = Arc::new(Gated {
         cas: LocalCas(m.store().clone()),
         gate: tokio::sync::Semaphore::new(GATE as usize),
     });
     let m = beside(&m, Some(gated.clone()), MessengerConfig::new("r"));
-    (m, u, gated)
+    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    (m, u, conv, gated)
+}
+
+/// A send on a task of its own ([`spawn_send`]).
+type SendTask = tokio::task::JoinHandle<Result<crate::Sent, MessengerError>>;
+
+/// The send `spawn` starts, once it leads a new group of its lane on `m` (behind a shut gate it
+/// then waits in its CAS while the test goes on).
+async fn lead_group(m: &Messenger, spawn: impl FnOnce() -> SendTask) -> SendTask {
+    let stats = m.sequencer_stats();
+    let groups = stats.groups.load(std::sync::atomic::Ordering::Relaxed);
+    let lead = spawn();
+    until(|| stats.groups.load(std::sync::atomic::Ordering::Relaxed) == groups + 1).await;
+    lead
+}
+
+/// `sender`'s send of `client_id` into `conv` on a task of its own (a gated one waits in its CAS
+/// while the test goes on).
+fn spawn_send(
+    m: &Messenger,
+    conv: &Arc<crate::Conversation>,
+    sender: u64,
+    client_id: &str,
+    body: &'static str,
+) -> SendTask {
+    let (m, conv, client_id) = (m.clone(), conv.clone(), client_id.to_string());
+    tokio::spawn(async move { m.send(&conv, sender, &client_id, body).await })
 }
 
 /// Waits (without a deadline of its own: the test runner's applies) until `f` holds.
@@ -387,37 +416,26 @@ async fn until(mut f: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_that_arrive_during_a_claim_are_one_group_with_one_index_batch() {
     use std::sync::atomic::Ordering::Relaxed;
-    let (m, u, gated) = gated_setup(2).await;
-    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let (m, u, conv, gated) = gated_pair().await;
     let shut = gated.gate.acquire_many(GATE).await.unwrap();
     let stats = m.sequencer_stats();
     let groups = stats.groups.load(Relaxed);
-    let lead = {
-        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
-        tokio::spawn(async move { m.send(&c, s, "a0", "first").await.unwrap() })
-    };
     // The first send leads its lane's group and waits in its CAS.
-    until(|| stats.groups.load(Relaxed) == groups + 1).await;
+    let lead = lead_group(&m, || spawn_send(&m, &conv, u[0], "a0", "first")).await;
     let mut queued = Vec::new();
     for i in 0..5 {
-        let (m, c, s) = (m.clone(), conv.clone(), u[1]);
-        queued.push(tokio::spawn(async move {
-            m.send(&c, s, &format!("b{i}"), "then").await.unwrap()
-        }));
+        queued.push(spawn_send(&m, &conv, u[1], &format!("b{i}"), "then"));
         until(|| stats.queued.load(Relaxed) == i + 1).await;
     }
     // A retry of the first send, while the first is still being claimed.
-    let retry = {
-        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
-        tokio::spawn(async move { m.send(&c, s, "a0", "first").await.unwrap() })
-    };
+    let retry = spawn_send(&m, &conv, u[0], "a0", "first");
     until(|| stats.queued.load(Relaxed) == 6).await;
     let entries = stats.index_entries.load(Relaxed);
     drop(shut);
-    let first = lead.await.unwrap();
+    let first = lead.await.unwrap().unwrap();
     assert_eq!((first.new, first.message.seq), (true, 1));
     for (i, t) in queued.into_iter().enumerate() {
-        let s = t.await.unwrap();
+        let s = t.await.unwrap().unwrap();
         assert!(s.new);
         assert_eq!(
             s.message.seq,
@@ -425,7 +443,7 @@ async fn sends_that_arrive_during_a_claim_are_one_group_with_one_index_batch() {
             "queued sends keep their arrival order"
         );
     }
-    let again = retry.await.unwrap();
+    let again = retry.await.unwrap().unwrap();
     assert!(!again.new, "the retry in the later group got the original");
     assert_eq!(again.message, first.message);
     assert_eq!(m.last_seq(conv.id).await.unwrap(), 6);
@@ -452,26 +470,17 @@ async fn sends_that_arrive_during_a_claim_are_one_group_with_one_index_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_dropped_mid_group_hands_its_lane_on_and_nothing_is_doubled() {
     use std::sync::atomic::Ordering::Relaxed;
-    let (m, u, gated) = gated_setup(2).await;
-    let (conv, _) = m.create(u[0], &[u[1]]).await.unwrap();
+    let (m, u, conv, gated) = gated_pair().await;
     let shut = gated.gate.acquire_many(GATE).await.unwrap();
     let stats = m.sequencer_stats();
-    let groups = stats.groups.load(Relaxed);
-    let lead = {
-        let (m, c, s) = (m.clone(), conv.clone(), u[0]);
-        tokio::spawn(async move { m.send(&c, s, "gone", "x").await })
-    };
-    until(|| stats.groups.load(Relaxed) == groups + 1).await;
-    let queued = {
-        let (m, c, s) = (m.clone(), conv.clone(), u[1]);
-        tokio::spawn(async move { m.send(&c, s, "stays", "y").await.unwrap() })
-    };
+    let lead = lead_group(&m, || spawn_send(&m, &conv, u[0], "gone", "x")).await;
+    let queued = spawn_send(&m, &conv, u[1], "stays", "y");
     until(|| stats.queued.load(Relaxed) == 1).await;
     // The leader's connection closes: its task is dropped while it waits in its CAS.
     lead.abort();
     assert!(lead.await.unwrap_err().is_cancelled());
     drop(shut);
-    let s = queued.await.unwrap();
+    let s = queued.await.unwrap().unwrap();
     assert!(s.new);
     // The abandoned send never reached its CAS: a retry stores it once, after the other.
     let r = m.send(&conv, u[0], "gone", "x").await.unwrap();
@@ -535,13 +544,7 @@ async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
         "no separate index write"
     );
     // In the change feed, each slot is followed at once by its index entry: one append.
-    let feed: Vec<_> = store
-        .changes(start, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.key)
-        .collect();
+    let feed = feed_keys(&*store, start).await;
     for msg in &sent {
         let slot = feed
             .iter()
@@ -576,13 +579,7 @@ async fn on_one_node_a_slot_and_its_index_entry_are_one_commit() {
     let at = store.last_seq();
     let s = m.send(&conv, u[0], "after", "x").await.unwrap();
     assert_eq!(s.message.seq, 5);
-    let feed: Vec<_> = store
-        .changes(at, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.key)
-        .collect();
+    let feed = feed_keys(&*store, at).await;
     assert_eq!(
         feed,
         vec![

@@ -47,12 +47,7 @@ impl Posts {
     /// it is not itself a repost). Idempotent: returns the repost and whether this call made it.
     pub async fn repost(&self, post: u64, reposter: u64) -> Result<(Post, bool), PostError> {
         let key = repost_key(post, reposter);
-        let named = self
-            .store
-            .get(&key)
-            .await?
-            .and_then(|v| v.value)
-            .and_then(|b| id_of(&b));
+        let named = self.repost_named(&key).await?;
         let (id, created) = match named {
             Some(id) => match self.get(id).await {
                 Ok(p) => return Ok((p, false)),
@@ -137,6 +132,12 @@ impl Posts {
         })
     }
 
+    /// The repost a reposter's element `key` names (none: not reposted, or unreadable).
+    async fn repost_named(&self, key: &Key) -> Result<Option<u64>, PostError> {
+        let value = self.store.get(key).await?.and_then(|v| v.value);
+        Ok(value.and_then(|b| id_of(&b)))
+    }
+
     /// Records that `quote` quotes `quoted`. Idempotent (written after the quote, and again by a
     /// retry).
     pub async fn link_quote(&self, quote: u64, quoted: u64) -> Result<(), PostError> {
@@ -152,12 +153,7 @@ impl Posts {
     pub(crate) async fn unlink_repost_or_quote(&self, post: &Post) -> Result<(), PostError> {
         if let Some(original) = post.repost_of {
             let key = repost_key(original, post.author);
-            let named = self
-                .store
-                .get(&key)
-                .await?
-                .and_then(|v| v.value)
-                .and_then(|b| id_of(&b));
+            let named = self.repost_named(&key).await?;
             if named == Some(post.id) {
                 self.store.remove(&key).await?;
                 self.likes.forget_viewer(original, post.author);

@@ -28,6 +28,27 @@ fn cpu_now() -> std::time::Duration {
         .unwrap_or_default()
 }
 
+/// The wall time of `task(t, per)` run on [`TASKS`] tasks of `mt` at once (`t` the task's number),
+/// `iters` shared out among them (`per` each).
+fn on_tasks<Fut>(
+    mt: &tokio::runtime::Runtime,
+    iters: u64,
+    task: impl Fn(u64, u64) -> Fut,
+) -> std::time::Duration
+where
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per = iters.div_ceil(TASKS);
+    let start = std::time::Instant::now();
+    mt.block_on(async {
+        let tasks: Vec<_> = (0..TASKS).map(|t| tokio::spawn(task(t, per))).collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+    });
+    start.elapsed()
+}
+
 fn key(i: u64) -> Bytes {
     KS.key().u64(i).finish().0
 }
@@ -196,61 +217,41 @@ fn benches(c: &mut Criterion) {
     let raw = f.raw.clone();
     g.bench_function("raw-fjall", |b| {
         b.iter_custom(|iters| {
-            let per = iters.div_ceil(TASKS);
-            let start = std::time::Instant::now();
-            mt.block_on(async {
-                let tasks: Vec<_> = (0..TASKS)
-                    .map(|t| {
-                        let raw = raw.clone();
-                        tokio::spawn(async move {
-                            for j in 0..per {
-                                let k = key((t * 16 + j % 16) % CAS_KEYS);
-                                let cur = raw.get(&k).expect("get");
-                                if cur.is_some() {
-                                    raw.insert(k.as_ref(), &VALUE[..]).expect("insert");
-                                }
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.expect("task");
+            on_tasks(&mt, iters, |t, per| {
+                let raw = raw.clone();
+                async move {
+                    for j in 0..per {
+                        let k = key((t * 16 + j % 16) % CAS_KEYS);
+                        let cur = raw.get(&k).expect("get");
+                        if cur.is_some() {
+                            raw.insert(k.as_ref(), &VALUE[..]).expect("insert");
+                        }
+                    }
                 }
-            });
-            start.elapsed()
+            })
         })
     });
     for (name, s) in f.stores() {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {
-                let per = iters.div_ceil(TASKS);
-                let start = std::time::Instant::now();
-                mt.block_on(async {
-                    let tasks: Vec<_> = (0..TASKS)
-                        .map(|t| {
-                            let s = s.clone();
-                            tokio::spawn(async move {
-                                let mut n = 0;
-                                while n < per {
-                                    let k = starling_store::Key(key((t * 16 + n % 16) % CAS_KEYS));
-                                    let cur = s.get(&k).await.expect("get").expect("seeded");
-                                    let next = Bytes::from_static(&VALUE);
-                                    if let CasOutcome::Applied(_) = s
-                                        .cas(&k, Some(&cur.version), Some(next))
-                                        .await
-                                        .expect("cas")
-                                    {
-                                        n += 1;
-                                    }
-                                }
-                            })
-                        })
-                        .collect();
-                    for t in tasks {
-                        t.await.expect("task");
+                on_tasks(&mt, iters, |t, per| {
+                    let s = s.clone();
+                    async move {
+                        let mut n = 0;
+                        while n < per {
+                            let k = starling_store::Key(key((t * 16 + n % 16) % CAS_KEYS));
+                            let cur = s.get(&k).await.expect("get").expect("seeded");
+                            let next = Bytes::from_static(&VALUE);
+                            if let CasOutcome::Applied(_) = s
+                                .cas(&k, Some(&cur.version), Some(next))
+                                .await
+                                .expect("cas")
+                            {
+                                n += 1;
+                            }
+                        }
                     }
-                });
-                start.elapsed()
+                })
             })
         });
     }

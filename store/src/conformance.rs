@@ -2,7 +2,9 @@
 //!
 //! An engine's tests call [`run_all`] with a factory that opens a fresh, empty store for a node
 //! (as chitchat runs one transport suite against every transport). The suite panics on the first
-//! failed check, naming it. It is compiled only for tests and with the `conformance` feature.
+//! failed check, naming it. Its helpers serve other crates' tests too ([`feed_keys`]: what a
+//! write put in the change feed). It is compiled only for tests and with the `conformance`
+//! feature.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use crate::contract::{CasOutcome, Delta, Mutation, Origin, ScanRequest, Store, StoreExt};
@@ -26,6 +28,13 @@ pub fn nodes() -> [NodeId; 2] {
         NodeId::new(RegionId::from_name("us"), 1),
         NodeId::new(RegionId::from_name("eu"), 2),
     ]
+}
+
+/// The keys of the first 100 changes after `after` in `s`'s change feed, oldest first: what a
+/// write put in the feed, for a test that checks which keys it names and in what order.
+pub async fn feed_keys(s: &dyn Store, after: u64) -> Vec<Key> {
+    let changes = s.changes(after, 100).await.unwrap();
+    changes.into_iter().map(|c| c.key).collect()
 }
 
 /// Runs every check; `open` must return a fresh, empty store for the given node each call.
@@ -83,9 +92,8 @@ async fn swaps_with_writes(s: Arc<dyn Store>, replica: Arc<dyn Store>) {
         "a key written twice sees its first write"
     );
     assert_eq!(s.get(&local).await.unwrap().unwrap().value, Some(b("here")));
-    let feed = s.changes(start, 100).await.unwrap();
     assert_eq!(
-        feed.iter().map(|c| c.key.clone()).collect::<Vec<_>>(),
+        feed_keys(&*s, start).await,
         vec![slot.clone(), idx.clone(), set.clone(), n.clone(), n.clone()],
         "every replicated write in the feed, the swapped key first; no local key"
     );
@@ -128,15 +136,8 @@ async fn swaps_with_writes(s: Arc<dyn Store>, replica: Arc<dyn Store>) {
     assert_eq!(s.get(&other).await.unwrap().unwrap().value, Some(b("3")));
 
     // What the feed names replicates to the same digests.
-    let keys: Vec<Key> = s
-        .changes(start, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.key)
-        .collect();
     let mut deltas = Vec::new();
-    for k in keys {
+    for k in feed_keys(&*s, start).await {
         let record = s.get_record(&k).await.unwrap().unwrap();
         deltas.push(Delta { key: k, record });
     }

@@ -110,14 +110,18 @@ impl<const MIN: u64, const MAX: u64> Within<MIN, MAX> {
     }
 }
 
+/// The whole number a flag, a variable or a file's text gives (surrounding white space allowed),
+/// or a message naming the text: the first check of every whole-number setting, before its range.
+pub fn whole_number(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|e| format!("{s:?}: expected a whole number ({e})"))
+}
+
 impl<const MIN: u64, const MAX: u64> FromStr for Within<MIN, MAX> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let n = s
-            .trim()
-            .parse::<u64>()
-            .map_err(|e| format!("{s:?}: expected a whole number ({e})"))?;
-        Self::new(n)
+        Self::new(whole_number(s)?)
     }
 }
 

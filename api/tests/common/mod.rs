@@ -238,6 +238,25 @@ pub fn eventually(max: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// The runtime a test's async clients run on: two workers (the machine's two cores), every
+/// driver on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A runtime on the test's own thread, every driver on: for a test that waits on one future at a
+/// time (a keyspace dropped, one socket read).
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 pub mod chat;
 pub mod http;
 #[path = "../../../gossip/tests/common/port.rs"]

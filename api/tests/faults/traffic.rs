@@ -246,14 +246,6 @@ fn in_flight(pacing: Pacing, rate: f64) -> usize {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 impl Traffic {
     /// Sets the users up (blocking), then starts the load in phase `phase`.
     pub(crate) fn start(load: Load, dir: &Path, phase: &str) -> Traffic {
@@ -269,7 +261,7 @@ impl Traffic {
         let (tx, rx) = std::sync::mpsc::channel();
         let (sh, path, targets) = (shared.clone(), acked_path.clone(), load.targets.clone());
         let thread = std::thread::spawn(move || {
-            let rt = runtime();
+            let rt = crate::common::runtime();
             rt.block_on(async move {
                 let http = Http::new(load.timeout, FAULT_IN_FLIGHT);
                 let (log, writer) = AckedLog::create(&path).unwrap();
@@ -381,7 +373,7 @@ impl Traffic {
     pub(crate) fn capacity_now(&self, mix: &str, seed: u64) -> f64 {
         let mix: Mix = mix.parse().unwrap();
         let users = Arc::new(self.users.clone());
-        runtime().block_on(async {
+        crate::common::runtime().block_on(async {
             let http = Http::new(Duration::from_secs(10), FAULT_IN_FLIGHT);
             capacity(&http, users, &mix, seed, None, &LikedWindow::default()).await
         })
@@ -457,7 +449,7 @@ pub(crate) fn counts(r: &Report) -> Counts {
 /// Everything the acked log holds, read back from every target (users, posts, edges; chat
 /// messages, edits and group memberships through their writers' sessions).
 pub(crate) fn verify(targets: &[String], acked_path: &Path, users: &[User]) -> Verification {
-    let rt = runtime();
+    let rt = crate::common::runtime();
     rt.block_on(async {
         let http = Http::new(Duration::from_secs(20), 32);
         let mut v = verify::verify_log(&http, targets, acked_path, 16)

@@ -42,6 +42,7 @@ use backend::{Backend, Op, Space, prefix_end};
 use bytes::{BufMut, Bytes, BytesMut};
 use fsync::Syncer;
 use parking_lot::Mutex;
+use rules::Written;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -366,12 +367,6 @@ impl Staged {
         self.toggles.push((key.clone(), new_hash));
         Ok(())
     }
-}
-
-/// What a keyed write did.
-struct Written {
-    old: Option<Record>,
-    new: Option<Record>,
 }
 
 impl<B: Backend> Engine<B> {
@@ -709,8 +704,7 @@ impl<B: Backend> Shared<B> {
         let w = self.write_with(key, Origin::Local, |old| {
             self.stamper.mutated(old, m, ctx).map(Some)
         })?;
-        w.new
-            .ok_or(StoreError::InvalidArgument("mutation produced no record"))
+        w.mutated()
     }
 
     fn cas(
@@ -723,31 +717,18 @@ impl<B: Backend> Shared<B> {
         let w = self.write_with(key, Origin::Local, |old| {
             self.stamper.swapped(old, expected, new)
         })?;
-        Ok(match w.new {
-            Some(r) => CasOutcome::Applied(r.visible()),
-            None => CasOutcome::Conflict(w.old.map(|r| r.visible())),
-        })
+        Ok(w.cas_outcome())
     }
 
     fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         for d in deltas {
-            if let Err(e) = rules::check_remote(&self.limits, d) {
-                tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
-                report.rejected += 1;
+            if !rules::admit_remote(&self.limits, d, &mut report) {
                 continue;
             }
             self.clock.observe(d.record.max_hlc());
             let res = self.write_with(&d.key, Origin::Remote, |old| rules::merged(old, &d.record));
-            match res {
-                Ok(Written { new: Some(_), .. }) => report.changed += 1,
-                Ok(Written { new: None, .. }) => report.unchanged += 1,
-                Err(e @ StoreError::KindMismatch { .. }) => {
-                    tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
-                    report.rejected += 1;
-                }
-                Err(e) => return Err(e),
-            }
+            rules::count_merge(d, res.map(|w| w.new.is_some()), &mut report)?;
         }
         Ok(report)
     }

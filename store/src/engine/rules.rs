@@ -1,11 +1,12 @@
-//! The engine-independent write rules: argument checks, dots, and the new record a local
-//! mutation, a compare-and-swap or a remote delta makes of the stored one.
+//! The engine-independent write rules: argument checks, dots, the new record a local
+//! mutation, a compare-and-swap or a remote delta makes of the stored one, and how a peer's
+//! deltas are counted (admitted, merged, refused).
 //!
 //! Pure functions of (stored record, request): the generic [`super::Engine`] calls them under its
 //! key lock, the ScyllaDB engine inside its conditional-write loop. The CRDT logic itself lives
 //! in [`crate::record`]; this is the one place that decides how a request maps onto it.
 
-use crate::contract::{Delta, Limits, Mutation, ScanRequest};
+use crate::contract::{ApplyReport, CasOutcome, Delta, Limits, Mutation, ScanRequest};
 use crate::error::{Result, StoreError};
 use crate::hlc::{Hlc, HlcClock};
 use crate::key::Key;
@@ -67,6 +68,58 @@ pub(crate) fn check_remote(limits: &Limits, d: &Delta) -> Result<()> {
     }
     let largest = d.record.visible_sizes().max().unwrap_or(0);
     check_value(limits, largest)
+}
+
+/// What a keyed write did: the record before it and the one it wrote (`None`: nothing written).
+pub(crate) struct Written {
+    pub(crate) old: Option<Record>,
+    pub(crate) new: Option<Record>,
+}
+
+impl Written {
+    /// A local mutation's answer: the record it wrote.
+    pub(crate) fn mutated(self) -> Result<Record> {
+        self.new
+            .ok_or(StoreError::InvalidArgument("mutation produced no record"))
+    }
+
+    /// A compare-and-swap's answer: the value written, or what is stored instead.
+    pub(crate) fn cas_outcome(self) -> CasOutcome {
+        match self.new {
+            Some(r) => CasOutcome::Applied(r.visible()),
+            None => CasOutcome::Conflict(self.old.map(|r| r.visible())),
+        }
+    }
+}
+
+/// Whether a peer's delta `d` may be merged here ([`check_remote`]); one that may not is logged
+/// and counted refused in `report`.
+pub(crate) fn admit_remote(limits: &Limits, d: &Delta, report: &mut ApplyReport) -> bool {
+    match check_remote(limits, d) {
+        Ok(()) => true,
+        Err(e) => {
+            refuse_remote(d, &e, report);
+            false
+        }
+    }
+}
+
+/// Counts a peer's delta `d` in `report` once its merge was written: `Ok(true)` if it changed
+/// the record, `Ok(false)` if it was already known; one of another kind than the key holds is
+/// refused (logged); another error is the caller's.
+pub(crate) fn count_merge(d: &Delta, merged: Result<bool>, report: &mut ApplyReport) -> Result<()> {
+    match merged {
+        Ok(true) => report.changed += 1,
+        Ok(false) => report.unchanged += 1,
+        Err(e @ StoreError::KindMismatch { .. }) => refuse_remote(d, &e, report),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+fn refuse_remote(d: &Delta, e: &StoreError, report: &mut ApplyReport) {
+    tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
+    report.rejected += 1;
 }
 
 /// Checks a scan request's limit and cursor.

@@ -97,11 +97,7 @@ impl KeyspaceChange {
             writer: NodeId(writer as u64),
             seq: seq as u64,
             key: Key(Bytes::from(k)),
-            origin: if origin == 0 {
-                Origin::Local
-            } else {
-                Origin::Remote
-            },
+            origin: super::origin_of_code(origin),
         }
     }
 }

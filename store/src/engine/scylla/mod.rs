@@ -41,7 +41,7 @@ pub use kfeed::{DEFAULT_PARTITIONS, partition_of};
 pub use lease::{FeedStats, KeyspaceChange, KeyspaceFeed, LeaseConfig, PartBatch};
 pub use options::{Consistency, Replication, ScyllaOptions, Writers};
 
-use super::rules::{self, Stamper};
+use super::rules::{self, Stamper, Written};
 use crate::codec::{decode_record, encode_record};
 use crate::contract::{
     ApplyReport, CasOutcome, Change, Delta, Limits, Mutation, Origin, ScanPage, ScanRequest, Store,
@@ -198,12 +198,6 @@ impl Feed {
     }
 }
 
-/// What a keyed write did.
-struct Written {
-    old: Option<Record>,
-    new: Option<Record>,
-}
-
 /// The outcome of writing one record.
 enum Committed {
     Applied,
@@ -247,10 +241,48 @@ impl std::fmt::Debug for ScyllaEngine {
     }
 }
 
+/// The `origin` column of a `changes` or `kfeed` row: 0 accepted by the writer, 1 merged.
 fn origin_code(o: Origin) -> i8 {
     match o {
         Origin::Local => 0,
         Origin::Remote => 1,
+    }
+}
+
+/// The origin an `origin` column holds ([`origin_code`]'s inverse; any code but 0 is a merge).
+fn origin_of_code(code: i8) -> Origin {
+    if code == 0 {
+        Origin::Local
+    } else {
+        Origin::Remote
+    }
+}
+
+/// Calls `f` with every row of the `kv` table, `(key, encoded record)`, a page at a time (each
+/// page read again on a transient failure).
+async fn each_record(
+    session: &Session,
+    st: &Statements,
+    mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let mut paging = PagingState::start();
+    loop {
+        let (res, next) = retry("reading every record", || {
+            session.execute_single_page(&st.all_records, (), paging.clone())
+        })
+        .await?;
+        let rows = res.into_rows_result().map_err(|e| bad_rows("kv", e))?;
+        for row in rows
+            .rows::<(Vec<u8>, Vec<u8>)>()
+            .map_err(|e| bad_rows("kv", e))?
+        {
+            let (k, v) = row.map_err(|e| bad_rows("kv", e))?;
+            f(k, v)?;
+        }
+        match next.into_paging_control_flow() {
+            ControlFlow::Break(()) => return Ok(()),
+            ControlFlow::Continue(p) => paging = p,
+        }
     }
 }
 
@@ -347,28 +379,14 @@ impl ScyllaEngine {
         // Rebuild the digests from the stored records, and catch up the clock with them.
         let digests = Digests::new();
         let mut max_seen = Hlc::ZERO;
-        let mut paging = PagingState::start();
-        loop {
-            let (res, next) = retry("reading every record", || {
-                session.execute_single_page(&st.all_records, (), paging.clone())
-            })
-            .await?;
-            let rows = res.into_rows_result().map_err(|e| bad_rows("kv", e))?;
-            for row in rows
-                .rows::<(Vec<u8>, Vec<u8>)>()
-                .map_err(|e| bad_rows("kv", e))?
-            {
-                let (k, v) = row.map_err(|e| bad_rows("kv", e))?;
-                if k.first() != Some(&crate::key::LOCAL_PREFIX) {
-                    digests.toggle(&k, entry_hash(&k, &v));
-                }
-                max_seen = max_seen.max(decode_record(&v)?.max_hlc());
+        each_record(&session, &st, |k, v| {
+            if k.first() != Some(&crate::key::LOCAL_PREFIX) {
+                digests.toggle(&k, entry_hash(&k, &v));
             }
-            match next.into_paging_control_flow() {
-                ControlFlow::Break(()) => break,
-                ControlFlow::Continue(p) => paging = p,
-            }
-        }
+            max_seen = max_seen.max(decode_record(&v)?.max_hlc());
+            Ok(())
+        })
+        .await?;
         clock.observe(max_seen);
         let (tx, _) = watch::channel(last);
         Ok(ScyllaEngine {
@@ -733,8 +751,7 @@ impl Store for ScyllaEngine {
                 self.stamper.mutated(old, mutation.clone(), ctx).map(Some)
             })
             .await?;
-        w.new
-            .ok_or(StoreError::InvalidArgument("mutation produced no record"))
+        w.mutated()
     }
 
     async fn cas(
@@ -749,10 +766,7 @@ impl Store for ScyllaEngine {
                 self.stamper.swapped(old, expected, new.clone())
             })
             .await?;
-        Ok(match w.new {
-            Some(r) => CasOutcome::Applied(r.visible()),
-            None => CasOutcome::Conflict(w.old.map(|r| r.visible())),
-        })
+        Ok(w.cas_outcome())
     }
 
     async fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
@@ -763,9 +777,7 @@ impl Store for ScyllaEngine {
     async fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         for d in deltas {
-            if let Err(e) = rules::check_remote(&self.limits, d) {
-                tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
-                report.rejected += 1;
+            if !rules::admit_remote(&self.limits, d, &mut report) {
                 continue;
             }
             self.clock.observe(d.record.max_hlc());
@@ -774,15 +786,7 @@ impl Store for ScyllaEngine {
                     rules::merged(old, &d.record)
                 })
                 .await;
-            match res {
-                Ok(Written { new: Some(_), .. }) => report.changed += 1,
-                Ok(Written { new: None, .. }) => report.unchanged += 1,
-                Err(e @ StoreError::KindMismatch { .. }) => {
-                    tracing::warn!(key = ?d.key, error = %e, "refusing a remote delta");
-                    report.rejected += 1;
-                }
-                Err(e) => return Err(e),
-            }
+            rules::count_merge(d, res.map(|w| w.new.is_some()), &mut report)?;
         }
         Ok(report)
     }
@@ -814,11 +818,7 @@ impl Store for ScyllaEngine {
                 out.push(Change {
                     seq: seq as u64,
                     key: Key(Bytes::from(k)),
-                    origin: if origin == 0 {
-                        Origin::Local
-                    } else {
-                        Origin::Remote
-                    },
+                    origin: origin_of_code(origin),
                 });
             }
             chunk += 1;
@@ -927,29 +927,14 @@ impl Store for ScyllaEngine {
 
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
         let mut doomed = Vec::new();
-        let mut paging = PagingState::start();
-        loop {
-            let (res, next) = retry("reading every record", || {
-                self.session
-                    .execute_single_page(&self.st.all_records, (), paging.clone())
-            })
-            .await?;
-            let rows = res.into_rows_result().map_err(|e| bad_rows("kv", e))?;
-            for row in rows
-                .rows::<(Vec<u8>, Vec<u8>)>()
-                .map_err(|e| bad_rows("kv", e))?
-            {
-                let (k, v) = row.map_err(|e| bad_rows("kv", e))?;
-                let r = decode_record(&v)?;
-                if r.is_tombstone() && r.max_hlc() < horizon {
-                    doomed.push((k, Bytes::from(v)));
-                }
+        each_record(&self.session, &self.st, |k, v| {
+            let r = decode_record(&v)?;
+            if r.is_tombstone() && r.max_hlc() < horizon {
+                doomed.push((k, Bytes::from(v)));
             }
-            match next.into_paging_control_flow() {
-                ControlFlow::Break(()) => break,
-                ControlFlow::Continue(p) => paging = p,
-            }
-        }
+            Ok(())
+        })
+        .await?;
         let mut purged = 0;
         for (k, v) in doomed {
             purged += u64::from(self.purge_one(&k, Some(&v)).await?);
