@@ -62,7 +62,9 @@ export STARLING_SOAK_SAMPLE_SECS="${STARLING_SOAK_SAMPLE_SECS:-10}"
 # minute or two, well inside the warm-up, so from then on the store holds at most 200 live
 # entries a conversation and the tombstones of the last 5 minutes' trims (10 000 would take
 # most of the run to fill: the store would grow all along). The mix edits each user's newest
-# message, never one past the bound.
+# message, never one past the bound. The CI-sized run (under 10 minutes) keeps its own flags
+# (SMALL_BOUNDS in api/tests/faults/soak.rs: a bound of 100); a run whose nodes bound the
+# history fails if none of them trimmed any.
 if [ "$secs" -ge 600 ]; then
   export STARLING_SOAK_NODE_ARGS="${STARLING_SOAK_NODE_ARGS:---feed-trim-interval 2m --gc-interval 2m --gc-grace 5m --chat-history-max 200}"
 fi

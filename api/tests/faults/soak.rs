@@ -40,7 +40,9 @@
 //! average, and where the gossip loop's time goes (its store calls' count, queue wait and run
 //! time; its longest tick and message steps). Every run fails when the change feed's longest
 //! in the measured part's last third exceeds 1.5× the first third's plus one trim batch, when
-//! nothing was trimmed or the reaper never passed, or when the gossip loop fell behind: a tick
+//! nothing was trimmed or the reaper never passed, when its nodes bound the chat history
+//! (`--chat-history-max`, in `SMALL_BOUNDS`) and none trimmed any (each node's retention
+//! counters are reported: [`CHAT_HISTORY`]), or when the gossip loop fell behind: a tick
 //! more than 1 s late in the measured part, or a sample finding it 1.1 s past its last tick
 //! (stuck in one step). A long run (10 minutes or more) also fails when the store's files grow
 //! more than 10 % or the p99 more than 1.2× from the first third to the last, or when any
@@ -88,11 +90,11 @@ use std::time::{Duration, Instant};
 /// Flags of a short soak's nodes: memory bounds small enough to be full within its warm-up,
 /// and the housekeeping compressed further than `infra/soak.sh`'s (trim and reaper every 5 s,
 /// tombstones collected 15 s after they were written), so a minute sees about ten passes of each.
-/// Chat history retention is not on here yet: with `--chat-history-max 100` the load generator
-/// edited messages its capacity measurement had queued, past the bound by then (12 of 4 205
-/// edits refused in a CI run; fixed in the load generator, one run with the bound since: 0 of
-/// 4 422). Turn it on once more runs agree (`STARLING_SOAK_NODE_ARGS` adds it meanwhile).
-const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000 --feed-trim-interval 5s --gc-interval 5s --gc-grace 15s";
+/// Chat history retention at its smallest bound (`--chat-history-max 100`, `infra/soak.sh` 200),
+/// so the run trims conversations while it edits their recent messages ([`CHAT_HISTORY`]).
+/// It was off from a013d68 to this change: 12 of 4 205 edits were refused with a 4xx (trimmed),
+/// the load generator editing messages its capacity measurement had queued (5eb1e0f).
+const SMALL_BOUNDS: &str = "--store-memtable 2MiB --store-cache 1MiB --feed-post-cache 2000 --feed-trim-interval 5s --gc-interval 5s --gc-grace 15s --chat-history-max 100";
 
 /// A short run's window of recent posts per node (likes and reposts go to them and the hot
 /// post) and how long a post that left it waits before `unpost` deletes it (more than the
@@ -115,6 +117,16 @@ const FILLING: [&str; 4] = [
     "starling_post_counts_cached",
     "starling_post_fragments_bytes",
     "starling_chat_tail_entries_cached",
+];
+
+/// Chat history retention (`--chat-history-max`): entries trimmed, passes run, passes failed,
+/// conversations not queued (queue full). Read at the end of the run and reported; a run whose
+/// flags bound the history fails when no node trimmed anything (it did not exercise retention).
+const CHAT_HISTORY: [&str; 4] = [
+    "starling_chat_history_trimmed_total",
+    "starling_chat_history_passes_total",
+    "starling_chat_history_failed_total",
+    "starling_chat_history_queue_dropped_total",
 ];
 
 /// The node's live heap (the api's tests build the binary with `heap-count`).
@@ -262,6 +274,19 @@ fn disk_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// The value of `--chat-history-max` among a node's flags (`--chat-history-max N` or
+/// `--chat-history-max=N`), if it is there.
+fn history_max(flags: &[String]) -> Option<u64> {
+    flags
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| match f.split_once('=') {
+            Some(("--chat-history-max", v)) => v.parse().ok(),
+            None if f == "--chat-history-max" => flags.get(i + 1)?.parse().ok(),
+            _ => None,
+        })
+}
+
 fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -298,17 +323,19 @@ pub(crate) fn run() {
     } else {
         LikedWindow::new(SHORT_WINDOW, SHORT_UNPOST_AFTER)
     };
+    let extra: Vec<String> = std::env::var("STARLING_SOAK_NODE_ARGS")
+        .unwrap_or_else(|_| if secs >= 600 { "" } else { SMALL_BOUNDS }.to_string())
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let history_bounded = history_max(&extra).is_some_and(|max| max > 0);
     let c = Cluster::start(&Options {
         regions: &["us", "eu"],
         per_region: 1,
         rtt_ms: 40,
         handle_region: "us",
         redis: vec![],
-        extra: std::env::var("STARLING_SOAK_NODE_ARGS")
-            .unwrap_or_else(|_| if secs >= 600 { "" } else { SMALL_BOUNDS }.to_string())
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
+        extra,
     });
     let mut t = Traffic::start(
         Load {
@@ -704,6 +731,24 @@ pub(crate) fn run() {
         .split(',')
         .filter_map(|w| w.split_once('='))
         .any(|(op, n)| op.trim() == "unpost" && n.trim() != "0");
+    // Retention: what each node trimmed over the whole run, the capacity measurement included
+    // (its counters are cumulative); a node trims the conversations it claims seqs for.
+    let mut history_trimmed = 0.0;
+    for m in &c.members {
+        let [trimmed, passes, failed, dropped] =
+            CHAT_HISTORY.map(|n| metric(m.port, n).unwrap_or(0.0));
+        history_trimmed += trimmed;
+        let _ = writeln!(
+            summary,
+            "{}: chat history retention trimmed {trimmed:.0} entries in {passes:.0} passes ({failed:.0} failed, {dropped:.0} conversations not queued)",
+            m.name
+        );
+    }
+    if history_bounded && history_trimmed == 0.0 {
+        failures.push(
+            "the nodes bound the chat history (--chat-history-max), but no node trimmed any".into(),
+        );
+    }
     if unposting && deleted_measured == 0.0 {
         failures.push("the mix has unpost, but no post was deleted in the measured part".into());
     }
