@@ -241,6 +241,11 @@ impl Collector for NodeCollector {
                 g.reaper_stats().failures.load(Ordering::Relaxed),
             ),
             (
+                "starling_gossip_reaper_behind",
+                "Reaper passes that stopped at their page limit with due tombstones left (the next came a second later)",
+                g.reaper_stats().behind.load(Ordering::Relaxed),
+            ),
+            (
                 "starling_gossip_reaper_pages",
                 "Pages the reaper read (of the tombstone index, or of records while sweeping)",
                 g.reaper_stats().pages.load(Ordering::Relaxed),

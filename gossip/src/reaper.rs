@@ -39,6 +39,14 @@ const POSITION: Keyspace = Keyspace::local("gr");
 /// Node-local: the key the backfill of the tombstone index continues after.
 const BACKFILL: Keyspace = Keyspace::local("gb");
 
+/// The wait before the next pass when an index pass stopped at its page limit with due
+/// tombstones left, instead of a whole interval: the page limit bounds one pass's work, not the
+/// rate of collection. With the limit as a rate, deletes faster than `pages × page` a
+/// `--gc-interval` (16 000 a minute by default) piled up for ever: the 2-hour soak of
+/// 2026-12-07 (2-minute passes) held 2.57 million due tombstones after 58 minutes, the oldest
+/// 51 minutes old against a 5-minute grace.
+pub const BEHIND_PAUSE: Duration = Duration::from_secs(1);
+
 /// What the reaper reports (`/metrics`).
 #[derive(Debug, Default)]
 pub struct ReaperStats {
@@ -58,6 +66,9 @@ pub struct ReaperStats {
     pub last_pass_us: AtomicU64,
     /// Passes that failed (a store error; logged).
     pub failures: AtomicU64,
+    /// Index passes that stopped at their page limit with due tombstones left (the next came
+    /// after [`BEHIND_PAUSE`]).
+    pub behind: AtomicU64,
     /// The position as a fraction of the key space, in millionths (its first 4 bytes read as a
     /// big-endian number): how far the sweep (or the backfill) is; 0 with a complete index.
     pub position_ppm: AtomicU64,
@@ -85,6 +96,9 @@ pub struct ReaperPass {
     /// The sweep reached the end of the key space (the next pass starts over), or the index
     /// pass the grace horizon.
     pub wrapped: bool,
+    /// The index pass stopped at its page limit with due tombstones left: the next one comes
+    /// after [`BEHIND_PAUSE`].
+    pub behind: bool,
 }
 
 /// Settings of a reaper.
@@ -217,10 +231,10 @@ impl Reaper {
                 if page == 0 {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                 }
-                break;
+                return Ok(report);
             }
             let Some(c) = self.store.collect_indexed(horizon, self.limit()).await? else {
-                break;
+                return Ok(report);
             };
             self.stats.pages.fetch_add(1, Ordering::Relaxed);
             self.stats.stale.fetch_add(c.stale, Ordering::Relaxed);
@@ -228,9 +242,11 @@ impl Reaper {
             report.collected += c.purged;
             if !c.more {
                 report.wrapped = true;
-                break;
+                return Ok(report);
             }
         }
+        report.behind = true;
+        self.stats.behind.fetch_add(1, Ordering::Relaxed);
         Ok(report)
     }
 
@@ -324,23 +340,36 @@ impl Reaper {
         self.sweep(allowed, POSITION, false).await
     }
 
-    /// Runs a pass every `interval` until `shutdown` turns true, while `allowed()` says so.
+    /// Runs a pass every `interval` (after [`BEHIND_PAUSE`] while passes stop behind) until
+    /// `shutdown` turns true, while `allowed()` says so.
     pub async fn run(
         self,
         interval: Duration,
         allowed: impl Fn() -> bool + Send + Sync,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
+        let mut wait = interval;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            if let Err(e) = self.pass(&allowed).await {
+            let pass = self.pass(&allowed).await;
+            if let Err(e) = &pass {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "collecting tombstones failed");
             }
+            wait = next_wait(pass.as_ref().ok(), interval);
         }
+    }
+}
+
+/// The wait before the pass after `pass` (`None`: it failed): [`BEHIND_PAUSE`] after one left
+/// behind, else the interval.
+fn next_wait(pass: Option<&ReaperPass>, interval: Duration) -> Duration {
+    match pass {
+        Some(p) if p.behind => BEHIND_PAUSE.min(interval),
+        _ => interval,
     }
 }
 
@@ -451,8 +480,14 @@ mod tests {
             "three pages of ten"
         );
         assert!(!first.wrapped);
+        assert!(
+            first.behind,
+            "stopped at its page limit with due tombstones left"
+        );
         let second = r.pass(|| true).await.unwrap();
         assert_eq!((second.collected, second.wrapped), (20, true));
+        assert!(!second.behind);
+        assert_eq!(r.stats().behind.load(Ordering::Relaxed), 1);
         for i in 0..100u64 {
             let rec = s.get_record(&key(i)).await.unwrap();
             assert_eq!(rec.is_some(), i % 2 == 1, "key {i}");
@@ -460,6 +495,27 @@ mod tests {
         assert_eq!(r.stats().collected.load(Ordering::Relaxed), 50);
         assert_eq!(r.stats().pages.load(Ordering::Relaxed), 6);
         assert_eq!(s.tombstone_index_len(), Some(0));
+    }
+
+    /// A pass left behind is followed a second later, any other after the interval: the page
+    /// limit bounds a pass, not the rate of collection.
+    #[test]
+    fn a_pass_left_behind_is_followed_within_a_second() {
+        let hour = Duration::from_secs(3600);
+        let behind = ReaperPass {
+            behind: true,
+            ..ReaperPass::default()
+        };
+        let done = ReaperPass {
+            wrapped: true,
+            ..ReaperPass::default()
+        };
+        assert_eq!(next_wait(Some(&behind), hour), BEHIND_PAUSE);
+        assert_eq!(next_wait(Some(&done), hour), hour);
+        assert_eq!(next_wait(Some(&ReaperPass::default()), hour), hour);
+        assert_eq!(next_wait(None, hour), hour, "a failure waits the interval");
+        let short = Duration::from_millis(200);
+        assert_eq!(next_wait(Some(&behind), short), short);
     }
 
     #[tokio::test]
@@ -478,6 +534,7 @@ mod tests {
         let r = Reaper::new(s.clone(), clock, cfg(100, 1), Arc::default());
         let p = r.pass(|| false).await.unwrap();
         assert_eq!((p.scanned, p.collected), (0, 0));
+        assert!(!p.behind, "an unsettled cluster waits the interval");
         assert_eq!(r.stats().skipped.load(Ordering::Relaxed), 1);
         assert_eq!(s.tombstone_index_len(), Some(10));
         assert_eq!(r.pass(|| true).await.unwrap().collected, 10, "once settled");
