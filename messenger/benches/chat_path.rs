@@ -20,8 +20,9 @@
 //!   per conversation (`MessengerConfig::lease_per_conversation`, before), ABAB in one run;
 //!   process CPU time per message. Before the timings it prints, for each, the store writes of
 //!   one second of that load at 1 000 msg/s: one message to each conversation (a slot commit
-//!   each) and one renewal pass (a CAS per lease held: the lease counters' `held`), and the
-//!   leases taken, and the heap bytes a warm send allocates (the allocator is counted: `cap`).
+//!   each) and the lease renewals a second, counted (`renewed`) over six seconds of that load
+//!   in real time with the renewal task running, and the leases taken, and the heap bytes a
+//!   warm send allocates (the allocator is counted: `cap`).
 //! - `send_filter`: the same with the client-id filter (`MessengerConfig::client_id_filter`:
 //!   step 1's index read skipped for a new client id) against without it, ABAB in one run.
 //! - `send_retention`: the same with chat history retention (100 entries a conversation; its
@@ -280,8 +281,7 @@ fn send_lease_shards(c: &mut Criterion) {
         let (m, users) = lease_unit_messenger(&rt, n + 1, per_conversation);
         let convs = one_to_ones(&rt, &m, &users);
         let stats = m.lease_stats();
-        // Each lease held and used within the lease's life is renewed once a pass (a second).
-        let (acquired, renewed) = rt.block_on(async {
+        let (acquired, held) = rt.block_on(async {
             use std::sync::atomic::Ordering::Relaxed;
             let a0 = stats.acquired.load(Relaxed);
             for (k, conv) in convs.iter().enumerate() {
@@ -291,6 +291,23 @@ fn send_lease_shards(c: &mut Criterion) {
             }
             (stats.acquired.load(Relaxed) - a0, stats.held.load(Relaxed))
         });
+        // RENEW_SECS seconds of that load in real time (each second a message to each
+        // conversation), the renewal task running beside it: its CASes are counted.
+        let renewals = rt.block_on(async {
+            use std::sync::atomic::Ordering::Relaxed;
+            let r0 = stats.renewed.load(Relaxed);
+            let start = tokio::time::Instant::now();
+            for s in 1..=RENEW_SECS {
+                for (k, conv) in convs.iter().enumerate() {
+                    m.send(conv, users[k + 1], &format!("r{s}"), "a 64-byte body")
+                        .await
+                        .expect("send");
+                }
+                tokio::time::sleep_until(start + Duration::from_secs(s)).await;
+            }
+            stats.renewed.load(Relaxed) - r0
+        });
+        let renewed = renewals as f64 / RENEW_SECS as f64;
         // A second message to each (warm: tail caches built, leases held), allocations counted.
         let allocated = rt.block_on(async {
             let b0 = ALLOCATOR.total_allocated();
@@ -305,10 +322,11 @@ fn send_lease_shards(c: &mut Criterion) {
         });
         println!(
             "send_lease_shards/{name}: one second at 1 000 msg/s over {n} conversations: \
-             {n} slot commits + {renewed} lease renewals = {} store writes \
-             ({:.3} a message); {acquired} leases taken; a warm send allocates {} bytes",
-            n as u64 + renewed,
-            (n as u64 + renewed) as f64 / n as f64,
+             {n} slot commits + {renewed:.1} lease renewals ({renewals} in {RENEW_SECS} s, \
+             {held} leases held) = {:.1} store writes ({:.3} a message); {acquired} leases \
+             taken; a warm send allocates {} bytes",
+            n as f64 + renewed,
+            (n as f64 + renewed) / n as f64,
             allocated / n,
         );
     }
@@ -320,6 +338,9 @@ fn send_lease_shards(c: &mut Criterion) {
         |rt, per_conversation| lease_unit_messenger(rt, n + 1, per_conversation),
     );
 }
+
+/// Seconds of real time `send_lease_shards` counts the lease renewals over.
+const RENEW_SECS: u64 = 6;
 
 /// Conversations `send_lease` rotates over (each holds its own lease).
 const LEASE_CONVS: usize = 64;

@@ -37,8 +37,10 @@
 //! slot with a higher epoch has been fenced: it drops the lease and answers `busy`.
 //!
 //! Renewal is a background task per messenger (one pass every [`RENEW_EVERY_MS`], at most
-//! [`MAX_RENEWALS`] CASes a pass, one per shard lease used within the last [`LEASE_MS`]); a lease
-//! not used that long is dropped and left to expire. **Hand-over** is unchanged by the shards:
+//! [`MAX_RENEWALS`] CASes a pass, one per shard lease used within the last [`LEASE_MS`] that
+//! has less than [`RENEW_BELOW_MS`] left: each lease is renewed every other pass, every 2 s,
+//! with at least 1.5 s of it left while the passes keep time); a lease not used that long is
+//! dropped and left to expire. **Hand-over** is unchanged by the shards:
 //! a dead holder's shards move after its expiry plus [`SKEW_MS`], at most 5 s after its last
 //! renewal; a shard whose key's owner moves (a node joins) waits for the old holder to drop it
 //! unused (4 s) and for its expiry (up to 4 s more). At most [`MAX_HELD`] leases are held; a
@@ -72,8 +74,15 @@ use std::sync::{Arc, Weak};
 
 /// How long a taking or renewal holds the lease (from the holder's clock before the CAS).
 pub const LEASE_MS: u64 = 4_000;
-/// How often held leases are renewed.
+/// How often the renewal pass runs.
 pub const RENEW_EVERY_MS: u64 = 1_000;
+/// A pass renews a lease only once it has less than this left. Between half the lease and
+/// half the lease plus half a pass: a lease renewed at one pass (`LEASE_MS` left) has 3 s left
+/// at the next (kept) and 2 s at the one after (renewed), with half a pass of slack for a late
+/// tick either way. So a used lease costs one CAS (a store write and a change-feed entry) every
+/// 2 s instead of every second, and a claim still finds at least 1.5 s of it left, far above
+/// [`CLAIM_HEADROOM_MS`], while the passes keep time.
+pub const RENEW_BELOW_MS: u64 = LEASE_MS / 2 + RENEW_EVERY_MS / 2;
 /// The clock skew between the nodes of a region this lease tolerates: another node takes an
 /// expired lease only this long after its expiry.
 pub const SKEW_MS: u64 = 1_000;
@@ -464,8 +473,14 @@ impl Messenger {
     }
 }
 
-/// One renewal pass: renews the leases used within [`LEASE_MS`] (at most [`MAX_RENEWALS`]),
-/// drops the others. `false` once the messenger is gone.
+/// Whether a pass at `now` renews a used lease that expires at `expires_ms`.
+fn renewal_due(expires_ms: u64, now: u64) -> bool {
+    expires_ms.saturating_sub(now) < RENEW_BELOW_MS
+}
+
+/// One renewal pass: renews the leases used within [`LEASE_MS`] that have less than
+/// [`RENEW_BELOW_MS`] left (at most [`MAX_RENEWALS`]), keeps the other used ones as they are,
+/// drops the unused. `false` once the messenger is gone.
 pub(crate) async fn renew_pass(
     table: &Weak<LeaseTable>,
     cas: &Weak<dyn CasRouter>,
@@ -485,6 +500,9 @@ pub(crate) async fn renew_pass(
             t.stats.held.fetch_sub(dropped as u64, Ordering::Relaxed);
         }
         for (unit, h) in s.iter() {
+            if !renewal_due(h.expires_ms, now) {
+                continue;
+            }
             if due.len() >= MAX_RENEWALS {
                 t.stats.renew_failed.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -545,6 +563,14 @@ mod tests {
     async fn stored_lease(m: &Messenger, conv: &Conversation) -> LeaseRecord {
         let v = m.store.get(&m.lease_key(conv)).await.unwrap().unwrap();
         codec::from_value(&v.value.unwrap()).unwrap()
+    }
+
+    /// Moves the expiry of the lease held in memory on `conv`'s unit `ms` earlier, as if it
+    /// had been taken or renewed that long ago (the stored record is left as it is).
+    fn age_leases(m: &Messenger, conv: &Conversation, ms: u64) {
+        for h in m.leases.shard(m.lease_unit(conv)).lock().values_mut() {
+            h.expires_ms = h.expires_ms.saturating_sub(ms);
+        }
     }
 
     async fn slot(m: &Messenger, conv: u64, seq: u64) -> (Message, u64) {
@@ -636,8 +662,20 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let me = m.store.node().0;
         let (table, cas) = (Arc::downgrade(&m.leases), Arc::downgrade(&m.cas));
-        // (The background task may renew too: count this pass's renewal as one at least.)
+        // A lease with more than RENEW_BELOW_MS left is kept as it is: no write. (Checked only
+        // if the pass surely ran that early: a paused test process may reach it later.)
         let renewed = m.lease_stats().renewed.load(Ordering::Relaxed);
+        assert!(renew_pass(&table, &cas, me).await);
+        if now_ms() + RENEW_BELOW_MS < before.expires_ms {
+            assert_eq!(stored_lease(&m, &conv).await, before, "not renewed yet");
+            assert_eq!(m.lease_stats().renewed.load(Ordering::Relaxed), renewed);
+        } else {
+            eprintln!("note: the pass ran late; the kept lease was not checked");
+        }
+        assert_eq!(m.lease_stats().held.load(Ordering::Relaxed), 1);
+        // Once less is left, the pass renews it.
+        age_leases(&m, &conv, LEASE_MS - RENEW_BELOW_MS + 1);
+        // (The background task may renew too: count this pass's renewal as one at least.)
         assert!(renew_pass(&table, &cas, me).await);
         let after = stored_lease(&m, &conv).await;
         assert_eq!(after.epoch, before.epoch, "a renewal keeps the epoch");
@@ -824,6 +862,7 @@ mod tests {
         assert!(m.store.get(&keys::lease(a.id)).await.unwrap().is_none());
         let (table, cas) = (Arc::downgrade(&m.leases), Arc::downgrade(&m.cas));
         let renewed = stats.renewed.load(Ordering::Relaxed);
+        age_leases(&m, &a, LEASE_MS - RENEW_BELOW_MS + 1);
         assert!(renew_pass(&table, &cas, m.lease_holder()).await);
         let this_pass = stats.renewed.load(Ordering::Relaxed) - renewed;
         // One renewal per shard held, not per conversation (the background pass may run too).
@@ -925,6 +964,37 @@ mod tests {
         assert!(!t.in_force(u, 5), "a claim under 5 is not in force under 7");
         assert!(t.in_force(u, 7));
         assert_eq!(t.stats.held.load(Ordering::Relaxed), 1);
+    }
+
+    /// Passes a second apart renew a lease every other pass, and a lease always has at least
+    /// 1.5 s left when a pass looks at it, whenever it was taken between two passes.
+    #[test]
+    fn a_used_lease_is_renewed_every_other_pass_with_time_to_spare() {
+        for taken in (0..RENEW_EVERY_MS).step_by(50) {
+            let mut expires = taken + LEASE_MS;
+            let mut renewals = Vec::new();
+            for pass in 1..=20u64 {
+                let now = pass * RENEW_EVERY_MS;
+                let left = expires - now;
+                assert!(
+                    left >= 1_500,
+                    "taken at {taken}: {left} ms left at pass {pass}"
+                );
+                if renewal_due(expires, now) {
+                    renewals.push(pass);
+                    expires = now + LEASE_MS;
+                }
+            }
+            let gaps: Vec<u64> = renewals.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(
+                gaps.iter().all(|&g| g == 2),
+                "taken at {taken}: {renewals:?}"
+            );
+            assert!(renewals.len() >= 9, "taken at {taken}: {renewals:?}");
+        }
+        // A fresh lease is not due; one with less than RENEW_BELOW_MS left is.
+        assert!(!renewal_due(10_000 + LEASE_MS, 10_000));
+        assert!(renewal_due(10_000 + RENEW_BELOW_MS - 1, 10_000));
     }
 
     #[test]
