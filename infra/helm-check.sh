@@ -46,9 +46,17 @@ schemas() {
   local k8s po
   k8s="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
   po="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROM_OPERATOR_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-  python3 -c 'import yaml' 2>/dev/null || { . infra/lib.sh; need_deb_pkg python3-yaml; }
+  # PyYAML reads the CRDs. Debian's package serves Debian's interpreter: a python3 earlier on
+  # PATH (pyenv's, on the CI machines) does not see it, so that one is used instead.
+  local py=python3
+  if ! "$py" -c 'import yaml' 2>/dev/null; then
+    . infra/lib.sh
+    need_deb_pkg python3-yaml
+    py=/usr/bin/python3
+    "$py" -c 'import yaml' || { echo "helm-check: PyYAML is needed (python3-yaml)" >&2; exit 1; }
+  fi
   rm -rf "$SCHEMAS"
-  python3 infra/k8s-schemas.py "$k8s/api/openapi-spec/swagger.json" \
+  "$py" infra/k8s-schemas.py "$k8s/api/openapi-spec/swagger.json" \
     "$SCHEMAS/v$K8S_VERSION-standalone-strict" \
     "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
     "$po/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
