@@ -4,7 +4,8 @@
 The soak counts the store's files as one number (`disk_kib`); this splits it, so that growth can
 be put on a part: the journals (`kv/*.jnl`, shared by every keyspace, removed only once every
 keyspace holding data in one has flushed it), and the keyspaces (`kv/keyspaces/N`: 0 is fjall's
-own, then the engine's spaces in the order it opens them: 1 data, 2 index, 3 changes, 4 meta).
+own, then the engine's spaces in the order it opens them: 1 data, 2 index, 3 changes, 4 meta,
+5 tombs, the tombstone index).
 
     infra/diag/store-files.py OUT.csv [--exe PATH] [--every SECONDS]
 
@@ -20,7 +21,7 @@ import os
 import sys
 import time
 
-SPACES = {0: "fjall", 1: "data", 2: "index", 3: "changes", 4: "meta"}
+SPACES = {0: "fjall", 1: "data", 2: "index", 3: "changes", 4: "meta", 5: "tombs"}
 
 
 def nodes(exe):
