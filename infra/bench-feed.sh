@@ -7,19 +7,16 @@
 # missing). About 2 minutes plus the build; STARLING_BIN=PATH runs a prebuilt binary instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for p in wrk curl redis-server; do
-  command -v "$p" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$p"; }
-done
-bin="${STARLING_BIN:-target/release/starling}"
-[ -n "${STARLING_BIN:-}" ] || cargo build --release -q -p starling-api --bin starling
-DUR="${DUR:-8s}"
-work=$(mktemp -d)
+# wrk, curl, $bin, $DUR, $work and wrk_figures (its serve_bench keeps one data directory; the
+# two servers here keep one each, beside a Redis).
+# shellcheck source=infra/wrk/lib.sh
+. infra/wrk/lib.sh
+need_deb redis-server redis-server
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 rport=$((20000 + RANDOM % 20000))
 redis-server --port $rport --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
 pids+=($!)
-: > "$work/rows"
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 
@@ -53,24 +50,13 @@ bench_server() { # label, extra serve flags...
   sleep 2
   curl -sf -H "authorization: Bearer $token" "$url/v1/feed?limit=20" > "$work/page.json"
   python3 -c "import json; n=len(json.load(open('$work/page.json'))['items']); assert n >= 15, n"
+  local conns bare feed
   for conns in 32 2; do
     wrk -t1 -c$conns -d"$DUR" --latency "$url/healthz" > "$work/bare.txt"
     wrk -t1 -c$conns -d"$DUR" --latency -H "Authorization: Bearer $token" "$url/v1/feed?limit=20" > "$work/feed.txt"
-    python3 - "$label" "$conns" "$work/bare.txt" "$work/feed.txt" >> "$work/rows" <<'PY'
-import re, sys
-label, conns = sys.argv[1], sys.argv[2]
-def parse(path):
-    t = open(path).read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-    def ms(p):
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
-        v, u = float(m.group(1)), m.group(2)
-        return v / 1000 if u == "us" else v * 1000 if u == "s" else v
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    return rps, ms(50), ms(99), int(bad.group(1)) if bad else 0
-b, f = parse(sys.argv[3]), parse(sys.argv[4])
-print("\t".join(map(str, [label, conns, *b, *f])))
-PY
+    bare=$(wrk_figures "$work/bare.txt")
+    feed=$(wrk_figures "$work/feed.txt")
+    printf '%s\t%s\t%s\t%s\n' "$label" "$conns" "$bare" "$feed" >> "$work/rows"
   done
   kill $pid; wait $pid 2>/dev/null || true
 }

@@ -1,10 +1,12 @@
-# Shared by the wrk benchmarks (infra/bench-api.sh, infra/bench-web.sh); sourced from the
-# repository's root after `set -euo pipefail`. Gives wrk and curl (from Debian's packages if
-# missing), `$bin` (the release binary, built unless STARLING_BIN names another), `$DUR` and
-# `$CONN` (per row), `$work` (a temporary directory, removed on exit), and:
+# Shared by the wrk benchmarks (infra/bench-api.sh, infra/bench-web.sh, infra/bench-feed.sh);
+# sourced from the repository's root after `set -euo pipefail`. Gives wrk and curl (from Debian's
+# packages if missing), `$bin` (the release binary, built unless STARLING_BIN names another),
+# `$DUR` and `$CONN` (per row), `$work` (a temporary directory, removed on exit), and:
 #   serve_bench ARGS…     starts `starling serve ARGS…` on a free loopback port, stopped on exit;
 #                         sets $url and $pid once /healthz answers
 #   run NAME WRK-ARGS…    one wrk row appended to $work/rows: name, req/s, p50 ms, p99 ms, non-2xx
+#   wrk_figures FILE      the figures of one `wrk --latency` output, tab separated: req/s,
+#                         p50 ms, p99 ms, non-2xx (or 3xx) responses; fails when one is missing
 log() { printf '==> %s\n' "$*" >&2; }
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
@@ -36,19 +38,23 @@ serve_bench() {
 }
 
 run() {
-  local name=$1
+  local name=$1 figures
   shift
   wrk -t1 -c"$CONN" -d"$DUR" --latency "$@" >"$work/$name.txt"
-  python3 - "$name" "$work/$name.txt" >>"$work/rows" <<'PY'
+  figures=$(wrk_figures "$work/$name.txt")
+  printf '%s\t%s\n' "$name" "$figures" >>"$work/rows"
+}
+
+wrk_figures() { # wrk_figures FILE
+  python3 - "$1" <<'PY'
 import re, sys
-name, path = sys.argv[1], sys.argv[2]
-t = open(path).read()
+t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 def ms(p):
     m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)
     v, u = float(m.group(1)), m.group(2)
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(f"{name}\t{rps}\t{ms(50)}\t{ms(99)}\t{non2xx.group(1) if non2xx else 0}")
+print(f"{rps}\t{ms(50)}\t{ms(99)}\t{non2xx.group(1) if non2xx else 0}")
 PY
 }
