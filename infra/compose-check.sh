@@ -27,12 +27,7 @@ PROJECT=starling-compose-check
 
 need_deb podman podman
 need_deb runc runc
-if [ ! -x "$VENV/bin/podman-compose" ]; then
-  log "installing podman-compose $PC_VERSION (PyPI, cached in $VENV)"
-  python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "podman-compose==$PC_VERSION"
-fi
+pip_venv_cached "$VENV" "podman-compose==$PC_VERSION" "podman-compose $PC_VERSION"
 # crun fails on VMs with mixed cgroups: run every container with runc (the compose file sets
 # open-file and process limits that a VM without CAP_SYS_RESOURCE can grant).
 CONF="$(mktemp -d)"

@@ -1,5 +1,5 @@
 # Shell helpers shared by infra scripts (sourced, not run): installing what a script needs from
-# Debian's packages and a directory's pinned npm packages, free ports, the starling binary, one
+# Debian's packages, a directory's pinned npm packages and a PyPI package in a venv, free ports, the starling binary, one
 # node or a local `starling cluster`, and starting, waiting for and stopping a background service
 # whose pid lives in a state directory.
 # The caller has `set -euo pipefail` and defines `log`.
@@ -48,6 +48,20 @@ npm_ci_cached() { # npm_ci_cached DIR NAME WHAT
 }
 
 # A free TCP port on loopback, chosen by the kernel.
+# A Python package from PyPI (SPEC: NAME==VERSION) installed once into the venv DIR (a venv's
+# scripts name its own path, so it is built in place; DIR/.complete marks a finished one, and an
+# unfinished one is built again from scratch). WHAT names it in the log.
+pip_venv_cached() { # pip_venv_cached DIR SPEC WHAT
+  local venv="$1" spec="$2" what="$3"
+  [ -f "$venv/.complete" ] && return 0
+  log "installing $what (from PyPI, once; cached in $venv)"
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$spec"
+  touch "$venv/.complete"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

