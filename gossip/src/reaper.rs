@@ -1,23 +1,24 @@
 //! The tombstone reaper: collects deleted records once every replica has them, beside the
 //! gossip core, never on its loop.
 //!
-//! A store that keeps a tombstone index ([`starling_store::tombstones`]: the memory and
-//! embedded engines) is collected from it: a pass consumes at most `gc_pages` pages of
-//! `gc_page` index entries, oldest first, up to the grace horizon, and stops there
-//! ([`Store::collect_indexed`], which removes each record only if it still is that tombstone,
-//! re-checked under its key's lock, and its entry either way). It reads the tombstones due and
-//! nothing else: its cost follows the deletes, not the data. No position is kept: consumed
-//! entries are gone, so the index's start is where the next pass begins, and a tombstone that
-//! arrives late from a peer with an old stamp lands before it and is collected next.
+//! A store that keeps a tombstone index ([`starling_store::tombstones`]: every engine; the
+//! ScyllaDB engine's is a table the nodes of a region share) is collected from it: a pass
+//! consumes at most `gc_pages` pages of `gc_page` index entries, oldest first, up to the grace
+//! horizon, and stops there ([`Store::collect_indexed`], which removes each record only if it
+//! still is that tombstone, re-checked under its key's lock, and its entry either way). It reads
+//! the tombstones due and nothing else: its cost follows the deletes, not the data. No position
+//! is kept: consumed entries are gone, so the index's start is where the next pass begins, and a
+//! tombstone that arrives late from a peer with an old stamp lands before it and is collected
+//! next.
 //!
 //! A store written before its engine kept the index ([`TombstoneIndex::Partial`]) is swept
 //! once more the old way to build it: pages of every record from a position saved in the store
 //! (node-local key `gb`, so after a restart the backfill goes on where it stopped), the old
 //! tombstones among them collected, the young ones indexed; at the end of the key space the
-//! index is marked complete and the sweep stops for good. A store without an index (ScyllaDB)
-//! keeps that sweep for ever, from its own position (`gr`), starting over at the end. Nothing
-//! is held between pages but the position: the memory a pass uses is one page, whatever the
-//! data.
+//! index is marked complete and the sweep stops for good. A store without an index (the
+//! trait's default) keeps that sweep for ever, from its own position (`gr`), starting over at
+//! the end. Nothing is held between pages but the position: the memory a pass uses is one page,
+//! whatever the data.
 //!
 //! The rule is the one the core has always applied: collect only after every known member has
 //! been alive, with none joining or returning, for a whole grace period (time for anti-entropy
@@ -540,7 +541,7 @@ mod tests {
         assert_eq!(r.pass(|| true).await.unwrap().collected, 10, "once settled");
     }
 
-    /// The path of a store without an index (ScyllaDB): a bounded sweep from a position.
+    /// The path of a store without an index: a bounded sweep from a position.
     #[tokio::test]
     async fn sweeps_are_bounded_and_collect_every_old_tombstone() {
         let clock = Arc::new(HlcClock::new());

@@ -1,9 +1,10 @@
 //! The tombstone index's answers: whether an engine keeps one ([`TombstoneIndex`]) and what a
 //! collection from it did ([`Collected`]).
 //!
-//! The memory and embedded engines write, in the same batch as each tombstone, an entry
-//! ordered by the tombstone's last write (its record's `max_hlc`), and remove it when the key is
-//! written again or purged: the index holds exactly the stored tombstones, oldest first. The
+//! Every engine writes, with each tombstone (the same batch; ScyllaDB's shared writers: the same
+//! round trip, see `engine/scylla/tombs.rs`), an entry ordered by the tombstone's last write (its
+//! record's `max_hlc`), and removes it when the key is written again or purged: the index holds
+//! exactly the stored tombstones, oldest first. The
 //! reaper (`starling_gossip::reaper`) reads it up to its grace horizon instead of every record,
 //! so a pass costs what is due, whatever the data. See ARCHITECTURE.md, "Tombstone index".
 
@@ -13,7 +14,8 @@ use crate::key::Key;
 /// Whether a store keeps a tombstone index, and whether it holds every tombstone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TombstoneIndex {
-    /// The engine keeps none (ScyllaDB): find tombstones by scanning the records.
+    /// The store keeps none (the trait's default; every engine of this crate keeps one): find
+    /// tombstones by scanning the records.
     Absent,
     /// It keeps one, but a store written before it did may hold tombstones it lacks: scan
     /// every record once, indexing the tombstones found ([`crate::Store::index_tombstones`]),

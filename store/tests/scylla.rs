@@ -12,8 +12,8 @@ use bytes::Bytes;
 use starling_store::conformance::{nodes as suite_nodes, run_all};
 use starling_store::consumer::{KeyspaceFeed, KeyspaceTail, LeaseConfig, MAX_LAG, partition_of};
 use starling_store::{
-    Delta, HlcClock, Key, Keyspace, Limits, NodeId, RegionId, ScyllaOptions, Store, StoreExt,
-    Writers, open_memory, open_scylla,
+    Delta, Hlc, HlcClock, Key, Keyspace, Limits, NodeId, RegionId, ScanRequest, ScyllaOptions,
+    Store, StoreExt, Tombstone, TombstoneIndex, Writers, open_memory, open_scylla,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -174,6 +174,21 @@ async fn two_nodes_sharing_a_keyspace_lose_no_update() {
     }
     assert_eq!(sa.counter(&c).await.unwrap(), 50);
     assert_eq!(sb.counter(&c).await.unwrap(), 50);
+    ks.drop_all().await;
+}
+
+/// Two holders of one keyspace feed partition, on two nodes sharing a keyspace, count the same
+/// batches through the partition's journal (`counted::held`): the old holder stopped after each
+/// of its writes in turn and waking late, then both at once. Each change is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_holders_of_a_partition_count_each_change_once() {
+    use starling_store::counted::held::check;
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "heldcount");
+    let opts = ks.fresh(Writers::Shared);
+    let [sa, sb] = two_engines(&opts).await;
+    check::a_holder_stopped_anywhere_counts_once(sa.clone(), sb.clone()).await;
+    check::two_holders_at_once_count_once(sa, sb, 5).await;
     ks.drop_all().await;
 }
 
@@ -1043,4 +1058,184 @@ async fn two_engines(opts: &ScyllaOptions) -> [Arc<dyn Store>; 2] {
         out.push(engine(node, opts).await);
     }
     [out.remove(0), out.remove(0)]
+}
+
+/// A stamp an hour ahead: later than every write of a test, however slow the cluster.
+fn an_hour_ahead() -> Hlc {
+    Hlc(HlcClock::new().now().0 + (3_600_000 << 16))
+}
+
+/// Every record of `s` (tombstones included), the keys of the tombstones among them, `page`
+/// records a read: what the reaper's backfill sweeps.
+async fn tombstone_keys(s: &dyn Store, page: usize) -> Vec<Key> {
+    let mut req = ScanRequest::prefix(Key::from(""), page);
+    req.include_tombstones = true;
+    let mut dead = Vec::new();
+    loop {
+        let p = s.scan(&req).await.unwrap();
+        dead.extend(
+            p.items
+                .into_iter()
+                .filter(|(_, v)| v.value.is_none())
+                .map(|(k, _)| k),
+        );
+        match p.next {
+            Some(n) => req.after = Some(n),
+            None => return dead,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyspace_from_before_the_tombstone_index_is_backfilled_then_complete() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "tombfill");
+    let opts = ks.fresh(Writers::Shared);
+    let [a, b] = suite_nodes();
+    let t = Keyspace::new("tf");
+    let k = |i: u64| t.key().u64(i).finish();
+    {
+        let s = engine(a, &opts).await;
+        assert_eq!(s.tombstone_index(), TombstoneIndex::Complete);
+        for i in 0..20 {
+            s.put(&k(i), Bytes::from_static(b"v")).await.unwrap();
+        }
+        for i in 0..12 {
+            s.delete(&k(i)).await.unwrap();
+        }
+        s.put(&k(11), Bytes::from_static(b"back")).await.unwrap();
+    }
+    // The keyspace as an older build left it: no index tables, schema version 4.
+    let n = &opts.keyspace;
+    run_cql(
+        &opts,
+        [
+            format!("DROP TABLE {n}.tombs"),
+            format!("DROP TABLE {n}.tomb_buckets"),
+            format!("DROP TABLE {n}.tomb_config"),
+            format!("DELETE FROM {n}.schema_version WHERE component = 'store' AND version = 5"),
+        ],
+    )
+    .await;
+    let later = an_hour_ahead();
+    let s = engine(a, &opts).await;
+    let other = engine(b, &opts).await;
+    assert_eq!(
+        s.tombstone_index(),
+        TombstoneIndex::Partial,
+        "a keyspace holding records at migration 5 is not known to be indexed"
+    );
+    assert!(s.tombstones(later, 100).await.unwrap().is_empty());
+    // The backfill, as the reaper runs it: every record swept, the tombstones indexed.
+    let dead = tombstone_keys(&*s, 7).await;
+    assert_eq!(dead.len(), 11);
+    for chunk in dead.chunks(4) {
+        s.index_tombstones(chunk).await.unwrap();
+    }
+    assert_eq!(other.tombstone_index(), TombstoneIndex::Partial);
+    s.tombstones_indexed().await.unwrap();
+    assert_eq!(s.tombstone_index(), TombstoneIndex::Complete);
+    let mut want = Vec::new();
+    for key in &dead {
+        let r = s.get_record(key).await.unwrap().unwrap();
+        want.push(Tombstone {
+            hlc: r.max_hlc(),
+            key: key.clone(),
+        });
+    }
+    want.sort_by(|x, y| (x.hlc, &x.key).cmp(&(y.hlc, &y.key)));
+    assert_eq!(s.tombstones(later, 100).await.unwrap(), want);
+    // The other node learns it when the reaper next asks; a new instance at open.
+    assert_eq!(other.tombstones(later, 100).await.unwrap(), want);
+    assert_eq!(other.tombstone_index(), TombstoneIndex::Complete);
+    let reopened = engine(b, &opts).await;
+    assert_eq!(reopened.tombstone_index(), TombstoneIndex::Complete);
+    // Collected from the index alone, a page at a time.
+    let first = s.collect_indexed(later, 4).await.unwrap().unwrap();
+    assert_eq!((first.read, first.purged, first.more), (4, 4, true));
+    let rest = other.collect_indexed(later, 100).await.unwrap().unwrap();
+    assert_eq!((rest.read, rest.purged, rest.more), (7, 7, false));
+    assert!(s.tombstones(later, 100).await.unwrap().is_empty());
+    assert!(
+        tombstone_keys(&*s, 7).await.is_empty(),
+        "every tombstone went"
+    );
+    assert!(
+        s.get(&k(11)).await.unwrap().is_some(),
+        "a live record stays"
+    );
+    ks.drop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_consuming_one_tombstone_index_remove_only_tombstones() {
+    let Some(nodes) = cluster() else { return };
+    let ks = Keyspaces::new(nodes, "tombpair");
+    let opts = ks.fresh(Writers::Shared);
+    let [sa, sb] = two_engines(&opts).await;
+    let t = Keyspace::new("tp");
+    let k = |i: u64| t.key().u64(i).finish();
+    for i in 0..30 {
+        sa.put(&k(i), Bytes::from_static(b"v")).await.unwrap();
+        sa.delete(&k(i)).await.unwrap();
+    }
+    // The other node writes five of them again; one more live key carries an entry no write
+    // moved (what a lost race of shared writers can leave).
+    for i in 0..5 {
+        sb.put(&k(i), Bytes::from_static(b"back")).await.unwrap();
+    }
+    sb.put(&k(40), Bytes::from_static(b"live")).await.unwrap();
+    let h = sb.get_record(&k(40)).await.unwrap().unwrap().max_hlc();
+    let bucket = (h.millis() / 600_000) as i64;
+    let n = &opts.keyspace;
+    run_cql(
+        &opts,
+        [
+            format!(
+                "INSERT INTO {n}.tombs (bucket, hlc, k) VALUES ({bucket}, {}, 0x{})",
+                h.0,
+                hex(k(40).as_bytes())
+            ),
+            format!("INSERT INTO {n}.tomb_buckets (id, bucket) VALUES (0, {bucket})"),
+        ],
+    )
+    .await;
+    let later = an_hour_ahead();
+    assert_eq!(sa.tombstones(later, 100).await.unwrap().len(), 26);
+    // Both consume at once, in pages of 7, until neither finds more.
+    let run = |s: Arc<dyn Store>| async move {
+        let mut read = 0;
+        loop {
+            let c = s.collect_indexed(later, 7).await.unwrap().unwrap();
+            read += c.read;
+            if !c.more {
+                return read;
+            }
+        }
+    };
+    let (ra, rb) = tokio::join!(run(sa.clone()), run(sb.clone()));
+    assert!(ra + rb >= 26, "every entry read: {ra} + {rb}");
+    assert!(sa.tombstones(later, 100).await.unwrap().is_empty());
+    assert!(
+        tombstone_keys(&*sa, 10).await.is_empty(),
+        "every tombstone went"
+    );
+    for i in 0..5 {
+        assert!(
+            sa.get(&k(i)).await.unwrap().is_some(),
+            "k{i} written again stays"
+        );
+    }
+    assert!(
+        sb.get(&k(40)).await.unwrap().is_some(),
+        "a stale entry's live record stays"
+    );
+    // Consuming an empty index again changes nothing.
+    let again = sa.collect_indexed(later, 7).await.unwrap().unwrap();
+    assert_eq!((again.read, again.purged, again.more), (0, 0, false));
+    ks.drop_all().await;
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

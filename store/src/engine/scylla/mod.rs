@@ -23,6 +23,11 @@
 //! proportional to the data, see ARCHITECTURE.md). With [`ScyllaOptions::keyspace_digests`] the
 //! digests answered are the keyspace's instead, as the keyspace feed's holders publish them
 //! ([`kdigest`]); purges then log a keyspace feed entry so the holders fold them out.
+//!
+//! Tombstones are indexed by their last write in tables the region's nodes share ([`tombs`]):
+//! a write that stores or replaces a tombstone moves its entry in the same round trip, and the
+//! reaper consumes the index a bounded page at a time, each record removed only if it still is
+//! that tombstone. The full-scan `purge_tombstones` remains as a fallback, a page at a time.
 
 mod backfill;
 mod broadcast;
@@ -34,6 +39,7 @@ mod lease;
 mod options;
 mod scan;
 mod schema;
+mod tombs;
 
 pub use backfill::BackfillProgress;
 pub use broadcast::{KeyspaceTail, MAX_LAG, TailPoll};
@@ -52,6 +58,7 @@ use crate::hlc::{Hlc, HlcClock};
 use crate::key::Key;
 use crate::node::NodeId;
 use crate::record::{Record, Versioned};
+use crate::tombstones::{Collected, Tombstone, TombstoneIndex};
 use crate::version::VersionVector;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,6 +69,8 @@ use scylla::client::session_builder::SessionBuilder;
 use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use scylla::response::PagingState;
 use scylla::response::query_result::QueryResult;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 use std::collections::BTreeSet;
@@ -86,7 +95,8 @@ pub async fn open_scylla(
     schema::migrate(&session, &opts.keyspace, &opts.replication.cql()).await?;
     let parts = kfeed::agree_partitions(&session, &opts.keyspace, opts.feed_partitions).await?;
     let st = Statements::prepare(&session, &opts.keyspace).await?;
-    let mut engine = ScyllaEngine::start(session, st, node, clock, opts, parts).await?;
+    let tombs = tombs::TombIndex::open(&session, &opts.keyspace).await?;
+    let mut engine = ScyllaEngine::start(session, st, tombs, node, clock, opts, parts).await?;
     if opts.keyspace_digests {
         let dst =
             Arc::new(kdigest::DigestStatements::prepare(&engine.session, &opts.keyspace).await?);
@@ -228,6 +238,8 @@ pub(crate) struct ScyllaEngine {
     kparts: u32,
     /// Whether writes enter the keyspace-wide feed (off only to measure its cost).
     keyspace_feed: bool,
+    /// The tombstone index ([`tombs`]).
+    tombs: tombs::TombIndex,
 }
 
 impl std::fmt::Debug for ScyllaEngine {
@@ -258,31 +270,46 @@ fn origin_of_code(code: i8) -> Origin {
     }
 }
 
-/// Calls `f` with every row of the `kv` table, `(key, encoded record)`, a page at a time (each
-/// page read again on a transient failure).
-async fn each_record(
-    session: &Session,
-    st: &Statements,
-    mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<()>,
-) -> Result<()> {
-    let mut paging = PagingState::start();
-    loop {
+/// The rows of the `kv` table, `(key, encoded record)`, a page at a time (each page read again
+/// on a transient failure): a walk holds one page, whatever the keyspace holds.
+struct Records<'a> {
+    session: &'a Session,
+    st: &'a Statements,
+    /// Where the next page starts; `None` past the last.
+    paging: Option<PagingState>,
+}
+
+impl<'a> Records<'a> {
+    fn new(session: &'a Session, st: &'a Statements) -> Self {
+        Records {
+            session,
+            st,
+            paging: Some(PagingState::start()),
+        }
+    }
+
+    /// The next page, or `None` past the last.
+    async fn next(&mut self) -> Result<Option<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let Some(paging) = self.paging.take() else {
+            return Ok(None);
+        };
         let (res, next) = retry("reading every record", || {
-            session.execute_single_page(&st.all_records, (), paging.clone())
+            self.session
+                .execute_single_page(&self.st.all_records, (), paging.clone())
         })
         .await?;
-        let rows = res.into_rows_result().map_err(|e| bad_rows("kv", e))?;
-        for row in rows
+        let page = res
+            .into_rows_result()
+            .map_err(|e| bad_rows("kv", e))?
             .rows::<(Vec<u8>, Vec<u8>)>()
             .map_err(|e| bad_rows("kv", e))?
-        {
-            let (k, v) = row.map_err(|e| bad_rows("kv", e))?;
-            f(k, v)?;
-        }
-        match next.into_paging_control_flow() {
-            ControlFlow::Break(()) => return Ok(()),
-            ControlFlow::Continue(p) => paging = p,
-        }
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad_rows("kv", e))?;
+        self.paging = match next.into_paging_control_flow() {
+            ControlFlow::Break(()) => None,
+            ControlFlow::Continue(p) => Some(p),
+        };
+        Ok(Some(page))
     }
 }
 
@@ -340,6 +367,7 @@ impl ScyllaEngine {
     async fn start(
         session: Arc<Session>,
         st: Statements,
+        tombs: tombs::TombIndex,
         node: NodeId,
         clock: Arc<HlcClock>,
         opts: &ScyllaOptions,
@@ -379,14 +407,15 @@ impl ScyllaEngine {
         // Rebuild the digests from the stored records, and catch up the clock with them.
         let digests = Digests::new();
         let mut max_seen = Hlc::ZERO;
-        each_record(&session, &st, |k, v| {
-            if k.first() != Some(&crate::key::LOCAL_PREFIX) {
-                digests.toggle(&k, entry_hash(&k, &v));
+        let mut records = Records::new(&session, &st);
+        while let Some(page) = records.next().await? {
+            for (k, v) in page {
+                if k.first() != Some(&crate::key::LOCAL_PREFIX) {
+                    digests.toggle(&k, entry_hash(&k, &v));
+                }
+                max_seen = max_seen.max(decode_record(&v)?.max_hlc());
             }
-            max_seen = max_seen.max(decode_record(&v)?.max_hlc());
-            Ok(())
-        })
-        .await?;
+        }
         clock.observe(max_seen);
         let (tx, _) = watch::channel(last);
         Ok(ScyllaEngine {
@@ -415,6 +444,7 @@ impl ScyllaEngine {
             keyspace: opts.keyspace.clone(),
             kparts,
             keyspace_feed: opts.keyspace_feed,
+            tombs,
         })
     }
 
@@ -468,15 +498,20 @@ impl ScyllaEngine {
                 return Ok(Written { old, new: None });
             };
             let new_bytes = encode_record(&new)?;
+            let edit = tombs::Edit::of(old.as_ref(), &new);
             let seq = (!key.is_local()).then(|| self.feed.begin());
             let done = self
-                .commit(key, seq, origin, old_bytes.as_ref(), &new_bytes)
+                .commit(key, seq, origin, old_bytes.as_ref(), &new_bytes, &edit)
                 .await;
             if let Some(seq) = seq {
                 self.feed.finish(seq);
             }
+            if done.is_err() {
+                self.tombs.failed(&edit);
+            }
             match done? {
                 Committed::Applied => {
+                    self.tombs.applied(&edit);
                     if !key.is_local() {
                         if let Some(o) = &old_bytes {
                             self.digests
@@ -498,7 +533,8 @@ impl ScyllaEngine {
         )))
     }
 
-    /// Single writer: the record, its feed entry and (new key) index rows in one LOGGED batch —
+    /// Single writer: the record, its feed entry, (new key) index rows and (a tombstone written or
+    /// replaced) its tombstone-index rows in one LOGGED batch —
     /// one client round trip, all or nothing (the batch log replays a half-applied batch).
     async fn commit_batch(
         &self,
@@ -507,7 +543,42 @@ impl ScyllaEngine {
         origin: Origin,
         new_key: bool,
         new: &Bytes,
+        edit: &tombs::Edit,
     ) -> Result<Committed> {
+        if !edit.is_empty() {
+            // A write that moves a tombstone-index entry: the same LOGGED batch, built for this
+            // write, with the entry's rows ([`tombs::TombIndex::append`]) after the record's.
+            let k = key.as_bytes();
+            let part = layout::partition(k);
+            let st = &self.st;
+            let mut parts: Vec<(&PreparedStatement, tombs::Row<'_>)> = Vec::with_capacity(5);
+            parts.push((&st.put, Box::new((part, k, new))));
+            if let Some(seq) = seq {
+                let origin = origin_code(origin);
+                let chunk = (seq >> CHUNK_BITS) as i64;
+                let log = (self.node_i64, chunk, seq as i64, k, origin);
+                parts.push((&st.log, Box::new(log)));
+                if self.keyspace_feed {
+                    let klog = kfeed::entry(k, self.kparts, self.node_i64, seq, origin);
+                    parts.push((&st.kfeed_log, Box::new(klog)));
+                }
+            }
+            if new_key {
+                parts.push((&st.add_part, Box::new((layout::namespace(k), part))));
+                if seq.is_some() {
+                    parts.push((&st.add_bucket, Box::new((bucket_of(k) as i32, k))));
+                }
+            }
+            let mut batch = Batch::new(BatchType::Logged);
+            let mut rows = Vec::with_capacity(parts.len() + 3);
+            for (stmt, row) in parts {
+                batch.append_statement(stmt.clone());
+                rows.push(row);
+            }
+            self.tombs.append(k, edit, &mut batch, &mut rows);
+            retry("writing a record", || self.session.batch(&batch, &rows)).await?;
+            return Ok(Committed::Applied);
+        }
         let k = key.as_bytes();
         let part = layout::partition(k);
         let ns = layout::namespace(k);
@@ -562,10 +633,11 @@ impl ScyllaEngine {
         origin: Origin,
         old: Option<&Bytes>,
         new: &Bytes,
+        edit: &tombs::Edit,
     ) -> Result<Committed> {
         if self.writers == Writers::Single {
             return self
-                .commit_batch(key, seq, origin, old.is_none(), new)
+                .commit_batch(key, seq, origin, old.is_none(), new, edit)
                 .await;
         }
         let k = key.as_bytes();
@@ -615,9 +687,11 @@ impl ScyllaEngine {
             }
             Ok::<_, StoreError>(())
         };
-        let (a, b) = tokio::join!(log, index);
+        let tomb = self.tombs.write(&self.session, k, edit);
+        let (a, b, c) = tokio::join!(log, index, tomb);
         a?;
         b?;
+        c?;
         let res = match old {
             None => {
                 retry("writing a record", || {
@@ -647,13 +721,16 @@ impl ScyllaEngine {
         }
     }
 
-    /// Removes one record if it is (still) a tombstone — and, with `seen`, still those bytes.
-    async fn purge_one(&self, k: &[u8], seen: Option<&Bytes>) -> Result<bool> {
+    /// Removes one record if it is (still) a tombstone — and, with `seen`, still those bytes;
+    /// with `unindex`, its tombstone-index entry too (a consumer of the index removes a page's
+    /// entries together instead).
+    async fn purge_one(&self, k: &[u8], seen: Option<&Bytes>, unindex: bool) -> Result<bool> {
         let _g = self.key_lock(k).lock().await;
         let Some(now) = self.read(k, false).await? else {
             return Ok(false);
         };
-        if seen.is_some_and(|s| *s != now) || !decode_record(&now)?.is_tombstone() {
+        let last = decode_record(&now)?;
+        if seen.is_some_and(|s| *s != now) || !last.is_tombstone() {
             return Ok(false);
         }
         // The keyspace feed names the purged key, so the holder of its partition folds it out of
@@ -676,6 +753,9 @@ impl ScyllaEngine {
             })
             .await?;
             self.digests.toggle(k, entry_hash(k, &now));
+        }
+        if unindex {
+            self.tombs.remove(&self.session, k, last.max_hlc()).await?;
         }
         Ok(true)
     }
@@ -925,19 +1005,19 @@ impl Store for ScyllaEngine {
         Ok((out, next))
     }
 
+    /// The full scan: the backfill's fallback, and a store's before its index. It purges page by
+    /// page, holding one page of doomed records at a time.
     async fn purge_tombstones(&self, horizon: Hlc) -> Result<u64> {
-        let mut doomed = Vec::new();
-        each_record(&self.session, &self.st, |k, v| {
-            let r = decode_record(&v)?;
-            if r.is_tombstone() && r.max_hlc() < horizon {
-                doomed.push((k, Bytes::from(v)));
-            }
-            Ok(())
-        })
-        .await?;
         let mut purged = 0;
-        for (k, v) in doomed {
-            purged += u64::from(self.purge_one(&k, Some(&v)).await?);
+        let mut records = Records::new(&self.session, &self.st);
+        while let Some(page) = records.next().await? {
+            for (k, v) in page {
+                let r = decode_record(&v)?;
+                if r.is_tombstone() && r.max_hlc() < horizon {
+                    let v = Bytes::from(v);
+                    purged += u64::from(self.purge_one(&k, Some(&v), true).await?);
+                }
+            }
         }
         Ok(purged)
     }
@@ -949,13 +1029,43 @@ impl Store for ScyllaEngine {
             rules::check_key(&self.limits, k)?;
             match self.load(k.as_bytes()).await? {
                 Some(r) if r.is_tombstone() && r.max_hlc() < horizon => {
-                    purged += u64::from(self.purge_one(k.as_bytes(), None).await?);
+                    purged += u64::from(self.purge_one(k.as_bytes(), None, true).await?);
                 }
                 Some(r) if r.is_tombstone() => young.push(k.clone()),
                 _ => {}
             }
         }
         Ok((purged, young))
+    }
+
+    fn tombstone_index(&self) -> TombstoneIndex {
+        if self.tombs.complete() {
+            TombstoneIndex::Complete
+        } else {
+            TombstoneIndex::Partial
+        }
+    }
+
+    fn tombstone_index_len(&self) -> Option<u64> {
+        Some(self.tombs.estimate())
+    }
+
+    async fn tombstones(&self, before: Hlc, limit: usize) -> Result<Vec<Tombstone>> {
+        // The reaper asks after each pass: a backfill another node finished shows here.
+        self.tombs.refresh(&self.session).await?;
+        self.tombs.entries(&self.session, before, limit).await
+    }
+
+    async fn collect_indexed(&self, horizon: Hlc, limit: usize) -> Result<Option<Collected>> {
+        self.collect_from_index(horizon, limit).await.map(Some)
+    }
+
+    async fn index_tombstones(&self, keys: &[Key]) -> Result<u64> {
+        self.index_found(keys).await
+    }
+
+    async fn tombstones_indexed(&self) -> Result<()> {
+        self.tombs.set_complete(&self.session).await
     }
 
     async fn flush(&self) -> Result<()> {

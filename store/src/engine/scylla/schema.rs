@@ -29,6 +29,10 @@
 //! - Migration 4, the digests' backfill (see [`super::backfill`]): `kdigest_backfill (id, page,
 //!   written, reached)` (how far the scan that builds the rows of a keyspace written before migration
 //!   3 has come: the driver's paging state, keys written, the token of the last row).
+//! - Migration 5, the tombstone index (see [`super::tombs`]): `tombs ((bucket), hlc, k)` (each
+//!   stored tombstone by the 10-minute bucket and stamp of its last write), `tomb_buckets ((id),
+//!   bucket)` (the buckets that may hold entries) and `tomb_config (id, complete)` (whether every
+//!   tombstone is indexed: the keyspace was empty at migration 5, or the reaper's backfill ended).
 //!
 //! Keyspaces made by earlier builds also hold an empty `messages` table (a message-history layout
 //! the messenger never adopted; migration 1 no longer creates it): nothing reads it, and an
@@ -44,7 +48,7 @@ use std::time::Duration;
 const DDL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 4;
+pub(crate) const SCHEMA_VERSION: i32 = 5;
 
 /// Migration `i + 1` is `MIGRATIONS[i]`; `{ks}` is replaced by the keyspace.
 const MIGRATIONS: &[&[&str]] = &[
@@ -83,6 +87,14 @@ const MIGRATIONS: &[&[&str]] = &[
         // 4: the digests' backfill position (see `super::backfill`).
         "CREATE TABLE IF NOT EXISTS {ks}.kdigest_backfill (id int PRIMARY KEY, page blob, \
      written bigint, reached bigint)",
+    ],
+    &[
+        // 5: the tombstone index (see `super::tombs`); `tomb_config` is written by `migrate`.
+        "CREATE TABLE IF NOT EXISTS {ks}.tombs (bucket bigint, hlc bigint, k blob, \
+     PRIMARY KEY ((bucket), hlc, k)) WITH gc_grace_seconds = 3600",
+        "CREATE TABLE IF NOT EXISTS {ks}.tomb_buckets (id int, bucket bigint, \
+     PRIMARY KEY ((id), bucket)) WITH gc_grace_seconds = 3600",
+        "CREATE TABLE IF NOT EXISTS {ks}.tomb_config (id int PRIMARY KEY, complete boolean)",
     ],
 ];
 
@@ -142,7 +154,10 @@ pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<
             .await?;
         }
         if version == 3 {
-            record_coverage(s, ks).await?;
+            record_coverage(s, ks, "kdigest_config").await?;
+        }
+        if version == 5 {
+            record_coverage(s, ks, "tomb_config").await?;
         }
         s.query_unpaged(
             format!(
@@ -158,11 +173,14 @@ pub(crate) async fn migrate(s: &Session, ks: &str, replication: &str) -> Result<
     Ok(())
 }
 
-/// Records, once per keyspace, whether the keyspace's digest rows will cover every key: only if
-/// it holds no record yet (keys written before migration 3 have no row; such a keyspace keeps
-/// per-node digests). The first node to decide wins (`IF NOT EXISTS`); a node deciding while
-/// another writes already sees a record and says no, the safe answer.
-async fn record_coverage(s: &Session, ks: &str) -> Result<()> {
+/// Records in `table` (`id`, `complete`), once per keyspace, whether the rows a migration adds
+/// will cover every key: only if the keyspace holds no record yet. Migration 3's digest rows
+/// (`kdigest_config`: keys written before have no row; such a keyspace keeps per-node digests
+/// until the backfill) and migration 5's tombstone index (`tomb_config`: tombstones written
+/// before have no entry until the reaper's backfill). The first node to decide wins (`IF NOT
+/// EXISTS`); a node deciding while another writes already sees a record and says no, the safe
+/// answer.
+async fn record_coverage(s: &Session, ks: &str, table: &str) -> Result<()> {
     let empty = s
         .query_unpaged(format!("SELECT k FROM {ks}.kv LIMIT 1"), ())
         .await
@@ -173,7 +191,7 @@ async fn record_coverage(s: &Session, ks: &str) -> Result<()> {
         == 0;
     retry("recording the digests' coverage", || {
         s.query_unpaged(
-            format!("INSERT INTO {ks}.kdigest_config (id, complete) VALUES (0, ?) IF NOT EXISTS"),
+            format!("INSERT INTO {ks}.{table} (id, complete) VALUES (0, ?) IF NOT EXISTS"),
             (empty,),
         )
     })
