@@ -177,21 +177,6 @@ async fn two_nodes_sharing_a_keyspace_lose_no_update() {
     ks.drop_all().await;
 }
 
-/// Two holders of one keyspace feed partition, on two nodes sharing a keyspace, count the same
-/// batches through the partition's journal (`counted::held`): the old holder stopped after each
-/// of its writes in turn and waking late, then both at once. Each change is counted once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_holders_of_a_partition_count_each_change_once() {
-    use starling_store::counted::held::check;
-    let Some(nodes) = cluster() else { return };
-    let ks = Keyspaces::new(nodes, "heldcount");
-    let opts = ks.fresh(Writers::Shared);
-    let [sa, sb] = two_engines(&opts).await;
-    check::a_holder_stopped_anywhere_counts_once(sa.clone(), sb.clone()).await;
-    check::two_holders_at_once_count_once(sa, sb, 5).await;
-    ks.drop_all().await;
-}
-
 #[tokio::test]
 async fn an_unreachable_cluster_is_one_clear_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
