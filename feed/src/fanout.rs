@@ -23,7 +23,7 @@
 use crate::{Feed, FeedError};
 use bytes::Bytes;
 use starling_posts::{Post, PostError};
-use starling_store::{Change, FeedConsumer, Keyspace, StoreExt, drive};
+use starling_store::{Change, FeedConsumer, Keyspace, StoreExt, Wake, drive};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -37,6 +37,15 @@ pub const CONSUMER: &str = "feed-fan-out";
 /// author's in-process list of recent posts (the name is checked against the posts crate by a
 /// test in `tests.rs`).
 pub(crate) const AUTHOR_LISTS: Keyspace = Keyspace::new("pa");
+/// The keyspaces whose changes the fan-out reads ([`Feed::apply`]): only their writes wake it.
+const READS: &[Keyspace] = &[
+    starling_posts::POSTS,
+    AUTHOR_LISTS,
+    crate::authors::USER_RECORDS,
+    crate::authors::PROFILES,
+    starling_graph::keys::FOLLOWERS,
+    starling_graph::keys::FOLLOWING,
+];
 
 impl Feed {
     /// Brings the timelines up to the store's change feed. Resumes where it stopped after a
@@ -136,7 +145,7 @@ impl Feed {
     /// Keeps timelines current with local and replicated changes until `shutdown` turns true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let store = self.inner.store.clone();
-        drive(store, shutdown, || async {
+        drive(store, Wake::On(READS), shutdown, || async {
             if let Err(e) = self.catch_up().await {
                 tracing::error!(error = %e, "feed fan-out failed");
             }

@@ -22,7 +22,7 @@
 
 use crate::keys::{FOLLOWERS, FOLLOWING};
 use crate::{Graph, GraphError};
-use starling_store::{Change, FeedConsumer, Key, Keyspace, StoreExt, counted, drive};
+use starling_store::{Change, FeedConsumer, Key, Keyspace, StoreExt, Wake, counted, drive};
 use tokio::sync::watch;
 
 /// `gn/user/"followers"|"following"` → counter (local).
@@ -33,6 +33,9 @@ const SHADOWS: Keyspace = Keyspace::local("gs");
 pub(crate) const LOADED: Keyspace = Keyspace::local("gl");
 /// The counts' name as a change-feed consumer (its saved position).
 pub const CONSUMER: &str = "graph-counts";
+/// The keyspaces whose changes the counts read: the edges, and the sessions whose revocations
+/// the session cache drops ([`Graph::count_changes`]). Only their writes wake the consumer.
+const READS: &[Keyspace] = &[FOLLOWERS, FOLLOWING, crate::keys::SESSIONS];
 
 pub(crate) fn count_key(id: u64, which: &str) -> Key {
     COUNTS.key().u64(id).str(which).finish()
@@ -93,7 +96,7 @@ impl Graph {
     /// Keeps the counts current with remote changes until `shutdown` turns true.
     pub async fn run_counts(self, shutdown: watch::Receiver<bool>) {
         let store = self.store.clone();
-        drive(store, shutdown, || async {
+        drive(store, Wake::On(READS), shutdown, || async {
             if let Err(e) = self.catch_up_counts().await {
                 tracing::error!(error = %e, "updating follower counts failed");
             }

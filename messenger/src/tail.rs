@@ -8,13 +8,17 @@
 use crate::fanout::Fanout;
 use crate::keys;
 use starling_store::Store;
-use starling_store::consumer::Tail;
+use starling_store::consumer::{Tail, Wake};
 use std::sync::Arc;
 use tokio::sync::watch;
 
 /// The tail's position in the change feed, saved (at most every [`SAVE_EVERY`]) so that the
 /// feed's trimmer (`starling_store::trim`) does not pass it. A restart still starts at the end.
 pub const CONSUMER: &str = "messenger-tail";
+
+/// The keyspaces whose changes the tail reads ([`handle`]): conversations, read markers,
+/// messages.
+const READS: &[starling_store::Keyspace] = &[keys::CONVERSATIONS, keys::READ, keys::MESSAGES];
 
 /// How often the tail saves its position, at most.
 const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -25,7 +29,14 @@ pub async fn run(fanout: Fanout, store: Arc<dyn Store>, shutdown: watch::Receive
     let mut saved: Option<(u64, tokio::time::Instant)> = None;
     // A burst of arrivals is one read of the feed (see `starling_store::consumer::LINGER`;
     // shorter here: this is the delivery path of replicated messages).
-    let mut tail = Tail::new(store, "messenger tail", TAIL_LINGER, shutdown);
+    // Woken by the messenger's keys only (not by posts, likes or follows).
+    let mut tail = Tail::new(
+        store,
+        "messenger tail",
+        Wake::On(READS),
+        TAIL_LINGER,
+        shutdown,
+    );
     while tail.wait().await {
         let pos = tail.position();
         if saved.is_none_or(|(at, when)| at != pos && when.elapsed() >= SAVE_EVERY) {

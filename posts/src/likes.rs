@@ -46,7 +46,8 @@ use crate::journal::Journal;
 use crate::viewer::{VIEWER_CACHED, ViewerCache, ViewerFlags};
 use bytes::Bytes;
 use starling_store::{
-    Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, counted, drive,
+    Dot, FeedConsumer, Key, Keyspace, ScanRequest, Store, StoreError, StoreExt, Wake, counted,
+    drive,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +95,16 @@ const COUNTED: [(Keyspace, Keyspace); 4] = [
     (crate::replies::REPLIES, REPLY_COUNTS),
     (crate::reposts::REPOSTS, REPOST_COUNTS),
     (crate::reposts::QUOTES, QUOTE_COUNTS),
+];
+
+/// The keyspaces whose changes the consumer reads: the counted sets, and the posts whose
+/// deletion queues a cleanup ([`crate::cleanup::queue_deleted`]). Only their writes wake it.
+const READS: &[Keyspace] = &[
+    LIKES,
+    crate::replies::REPLIES,
+    crate::reposts::REPOSTS,
+    crate::reposts::QUOTES,
+    crate::POSTS,
 ];
 
 /// The counter a changed element moves, if `key` is an element of a counted set.
@@ -521,7 +532,7 @@ impl Likes {
     /// Keeps the counts current with local and replicated likes until `shutdown` turns true.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let store = self.store.clone();
-        drive(store, shutdown, || async {
+        drive(store, Wake::On(READS), shutdown, || async {
             if let Err(e) = self.catch_up().await {
                 tracing::error!(error = %e, "updating like counts failed");
             }

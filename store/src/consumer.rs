@@ -80,19 +80,71 @@ impl FeedConsumer {
 /// wake-ups cost a tenth of a node's CPU in feed reads). The delay a change waits is at most this.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// Calls `step` now and every time the store's change feed grows (at most every [`LINGER`]),
-/// until `shutdown` turns true.
-pub async fn drive<F, Fut>(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>, mut step: F)
-where
+/// How often a reader woken only by some keys ([`Wake::On`]) reads the feed anyway when it grew
+/// with others: its position follows the feed within this, so the trimmer
+/// ([`crate::trim`]), which removes only what every consumer has read, is never held back by
+/// writes the consumer does not read (chat messages, for the follower counts).
+pub const SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Which commits wake a reader of the feed.
+#[derive(Clone, Copy, Debug)]
+pub enum Wake {
+    /// Every commit.
+    Every,
+    /// Commits that write a key of one of these keyspaces; other growth of the feed at most
+    /// every [`SWEEP`].
+    On(&'static [Keyspace]),
+}
+
+impl Wake {
+    /// The receiver of the commits that wake the reader.
+    fn subscribe(self, store: &dyn Store) -> watch::Receiver<u64> {
+        match self {
+            Wake::Every => store.subscribe(),
+            Wake::On(spaces) => {
+                let prefixes: Vec<Bytes> = spaces.iter().map(|ks| ks.prefix().0).collect();
+                store.subscribe_to(&prefixes)
+            }
+        }
+    }
+}
+
+/// Waits until `woken` says a commit woke the reader, or — every [`SWEEP`] — the feed has grown
+/// past `read_to` (the last sequence number the reader has seen): false once `shutdown` turns
+/// true (or the store is gone).
+async fn woken_or_swept(
+    store: &dyn Store,
+    woken: &mut watch::Receiver<u64>,
+    shutdown: &mut watch::Receiver<bool>,
+    read_to: u64,
+) -> bool {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return false,
+            r = woken.changed() => return r.is_ok(),
+            () = tokio::time::sleep(SWEEP) => if store.last_seq() > read_to { return true },
+        }
+    }
+}
+
+/// Calls `step` now and every time the store's change feed grows with a commit `wake` names
+/// (at most every [`LINGER`]; other growth at most every [`SWEEP`]), until `shutdown` turns
+/// true.
+pub async fn drive<F, Fut>(
+    store: Arc<dyn Store>,
+    wake: Wake,
+    mut shutdown: watch::Receiver<bool>,
+    mut step: F,
+) where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut grown = store.subscribe();
+    let mut woken = wake.subscribe(store.as_ref());
     loop {
+        let read_to = store.last_seq();
         step().await;
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            r = grown.changed() => if r.is_err() { return },
+        if !woken_or_swept(store.as_ref(), &mut woken, &mut shutdown, read_to).await {
+            return;
         }
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -116,29 +168,30 @@ pub struct Tail {
     name: &'static str,
     linger: std::time::Duration,
     shutdown: watch::Receiver<bool>,
-    grown: watch::Receiver<u64>,
+    woken: watch::Receiver<u64>,
     pos: u64,
     /// The last read emptied the feed: the next one waits for it to grow.
     caught_up: bool,
 }
 
 impl Tail {
-    /// A tail of `store`'s feed from its end now, waiting `linger` after a wake-up, until
-    /// `shutdown` turns true.
+    /// A tail of `store`'s feed from its end now, woken by the commits `wake` names, waiting
+    /// `linger` after a wake-up, until `shutdown` turns true.
     pub fn new(
         store: Arc<dyn Store>,
         name: &'static str,
+        wake: Wake,
         linger: std::time::Duration,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let woken = wake.subscribe(store.as_ref());
         let pos = store.last_seq();
-        let grown = store.subscribe();
         Tail {
             store,
             name,
             linger,
             shutdown,
-            grown,
+            woken,
             pos,
             caught_up: false,
         }
@@ -158,16 +211,17 @@ impl Tail {
         Some(self.read().await)
     }
 
-    /// Waits, if the last read emptied the feed, until the feed grows and then for the linger:
+    /// Waits, if the last read emptied the feed, until a commit wakes it (or the feed grew, at the
+    /// next [`SWEEP`]) and then for the linger:
     /// false once `shutdown` turned true (or the store is gone). For a caller that acts between
     /// the wait and the read (saves its position); otherwise [`Tail::next`].
     pub async fn wait(&mut self) -> bool {
         if !self.caught_up {
             return true;
         }
-        tokio::select! {
-            _ = self.shutdown.changed() => return false,
-            r = self.grown.changed() => if r.is_err() { return false },
+        let (store, pos) = (self.store.clone(), self.pos);
+        if !woken_or_swept(store.as_ref(), &mut self.woken, &mut self.shutdown, pos).await {
+            return false;
         }
         tokio::select! {
             _ = self.shutdown.changed() => false,
@@ -228,7 +282,7 @@ mod tests {
         );
         s.put(&Key::from("before"), Bytes::new()).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
-        let mut tail = Tail::new(s.clone(), "test tail", LINGER, shutdown);
+        let mut tail = Tail::new(s.clone(), "test tail", Wake::Every, LINGER, shutdown);
         for i in 0..=TAIL_BATCH {
             s.put(&Key::from(format!("k{i}").as_str()), Bytes::new())
                 .await
@@ -250,6 +304,119 @@ mod tests {
         );
         stop.send(true).unwrap();
         assert!(tail.next().await.is_none(), "shut down");
+    }
+
+    const READ: Keyspace = Keyspace::new("rk");
+    const OTHER: Keyspace = Keyspace::new("ok");
+
+    /// A consumer that reads `READ`'s keys: each step takes what the feed holds after its
+    /// position, and keeps the changes of `READ` it met.
+    fn counting_step(
+        s: Arc<dyn Store>,
+        met: Arc<parking_lot::Mutex<(u64, Vec<Key>, u32)>>,
+    ) -> impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static {
+        move || {
+            let (s, met) = (s.clone(), met.clone());
+            Box::pin(async move {
+                let after = met.lock().0;
+                let changes = s.changes(after, 1000).await.unwrap();
+                let mut m = met.lock();
+                m.2 += 1;
+                if let Some(last) = changes.last() {
+                    m.0 = last.seq;
+                }
+                let read = READ.prefix();
+                m.1.extend(
+                    changes
+                        .into_iter()
+                        .filter(|c| c.key.starts_with(read.as_bytes()))
+                        .map(|c| c.key),
+                );
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_woken_by_its_keys_steps_for_them_and_sweeps_the_rest() {
+        let s = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let met = Arc::new(parking_lot::Mutex::new((0u64, Vec::new(), 0u32)));
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(drive(
+            s.clone(),
+            Wake::On(&[READ]),
+            shutdown,
+            counting_step(s.clone(), met.clone()),
+        ));
+        let settle = || tokio::time::sleep(LINGER * 4);
+        settle().await;
+        let steps = met.lock().2;
+        assert_eq!(steps, 1, "the first step, at once");
+        // Writes to other keyspaces do not wake it within the sweep.
+        for i in 0..50 {
+            s.put(&OTHER.key().u64(i).finish(), Bytes::new())
+                .await
+                .unwrap();
+            tokio::time::sleep(LINGER * 2).await;
+        }
+        assert!(50 * 2 * LINGER < SWEEP);
+        assert_eq!(met.lock().2, steps, "not woken by keys it does not read");
+        // One of its keys wakes it (after the linger) and it reads everything up to it.
+        s.put(&READ.key().u64(1).finish(), Bytes::new())
+            .await
+            .unwrap();
+        settle().await;
+        {
+            let m = met.lock();
+            assert_eq!(m.2, steps + 1);
+            assert_eq!(m.1, vec![READ.key().u64(1).finish()]);
+            assert_eq!(
+                m.0,
+                s.last_seq(),
+                "its position passes the other writes too"
+            );
+        }
+        // Other growth alone is read at the next sweep, so its position follows the feed.
+        s.put(&OTHER.key().u64(99).finish(), Bytes::new())
+            .await
+            .unwrap();
+        tokio::time::sleep(SWEEP + LINGER * 2).await;
+        assert_eq!(met.lock().0, s.last_seq(), "swept");
+        let swept = met.lock().2;
+        // A feed that does not grow is not read again.
+        tokio::time::sleep(SWEEP * 5).await;
+        assert_eq!(met.lock().2, swept, "no step without growth");
+        stop.send(true).unwrap();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tail_woken_by_its_keys_reads_the_others_at_the_sweep() {
+        let s = open_memory(
+            NodeId::new(RegionId(1), 1),
+            Arc::new(HlcClock::new()),
+            Limits::default(),
+        );
+        let (_stop, shutdown) = watch::channel(false);
+        let mut tail = Tail::new(s.clone(), "test tail", Wake::On(&[READ]), LINGER, shutdown);
+        assert!(tail.next().await.unwrap().is_empty(), "the end, at first");
+        s.put(&OTHER.key().u64(1).finish(), Bytes::new())
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let swept = tail.next().await.unwrap();
+        assert_eq!(swept.len(), 1);
+        assert!(started.elapsed() >= SWEEP, "read at the sweep, not woken");
+        s.put(&READ.key().u64(1).finish(), Bytes::new())
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let woken = tail.next().await.unwrap();
+        assert_eq!(woken[0].key, READ.key().u64(1).finish());
+        assert!(started.elapsed() < SWEEP, "woken by its key");
     }
 
     #[tokio::test]

@@ -302,6 +302,15 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// A receiver that is told each new last sequence number.
     fn subscribe(&self) -> watch::Receiver<u64>;
 
+    /// A receiver told the last sequence number of each commit that writes a key starting with
+    /// one of `prefixes`: for a reader of the feed that derives state from a few keyspaces
+    /// ([`crate::consumer::Wake`]). The default, for an engine that does not filter: every
+    /// commit, as [`Store::subscribe`].
+    fn subscribe_to(&self, prefixes: &[Bytes]) -> watch::Receiver<u64> {
+        let _ = prefixes;
+        self.subscribe()
+    }
+
     /// Forgets changes with `seq <= upto` (every consumer is past them). Sequence numbers are
     /// never reused.
     async fn trim_changes(&self, upto: u64) -> Result<()>;

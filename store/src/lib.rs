@@ -33,7 +33,7 @@ pub mod tombstones;
 pub mod trim;
 pub mod version;
 
-pub use consumer::{FeedConsumer, drive};
+pub use consumer::{FeedConsumer, Wake, drive};
 pub use contract::{
     ApplyReport, BucketHashes, BulkLoad, BulkReport, BulkRun, CallHandler, CasOutcome, CasRouter,
     Change, Delta, Limits, LocalCas, MemoryStats, Mutation, Origin, ScanPage, ScanRequest, Store,

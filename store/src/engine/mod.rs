@@ -16,6 +16,7 @@ mod bulk;
 mod embedded;
 mod floor;
 mod fsync;
+mod interest;
 mod memory;
 mod rules;
 #[cfg(feature = "scylla")]
@@ -114,6 +115,8 @@ struct Shared<B> {
     /// entries' tombstones, which an LSM backend keeps until a compaction drops them.
     trimmed: AtomicU64,
     seq_tx: watch::Sender<u64>,
+    /// The feed's readers woken only by the keys they read ([`Store::subscribe_to`]).
+    interests: interest::Interests,
     digests: Digests,
     /// Whether a digest snapshot is stored (the next digest-changing write removes it).
     saved_digests: AtomicBool,
@@ -478,6 +481,7 @@ impl<B: Backend> Engine<B> {
             commit: Mutex::new(last_seq),
             trimmed: AtomicU64::new(trimmed),
             seq_tx,
+            interests: interest::Interests::default(),
             digests,
             saved_digests: AtomicBool::new(saved),
             tombs_indexed: AtomicBool::new(tombs_indexed),
@@ -589,6 +593,7 @@ impl<B: Backend> Shared<B> {
             self.backend.commit(ops)?;
             *seq = next;
             self.seq_tx.send_replace(next);
+            self.interests.committed(std::iter::once(key), next);
         }
         self.tomb_written(&new);
         if let Some(old_bytes) = &old_bytes {
@@ -672,6 +677,7 @@ impl<B: Backend> Shared<B> {
             self.backend.commit(ops)?;
             *seq = next;
             self.seq_tx.send_replace(next);
+            self.interests.committed(feed.iter(), next);
         } else if !ops.is_empty() {
             self.backend.commit(ops)?;
         }
@@ -1251,6 +1257,12 @@ impl<B: Backend> Store for Engine<B> {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.shared.seq_tx.subscribe()
+    }
+
+    fn subscribe_to(&self, prefixes: &[Bytes]) -> watch::Receiver<u64> {
+        // Under the commit lock: no commit falls between the number read and the subscription.
+        let seq = self.shared.commit.lock();
+        self.shared.interests.subscribe(prefixes, *seq)
     }
 
     async fn trim_changes(&self, upto: u64) -> Result<()> {
