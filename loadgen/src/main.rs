@@ -6,7 +6,7 @@
 //! acknowledged write back. See the README's "Load testing" section.
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use starling_loadgen::chat::{ChatConfig, Protocol, run_chat};
 use starling_loadgen::http::Http;
 use starling_loadgen::idle::{IdleConfig, run_idle};
@@ -34,9 +34,10 @@ enum Command {
     Verify(VerifyArgs),
 }
 
-#[derive(Parser, Debug)]
-struct RunArgs {
-    /// Base URLs of the nodes, comma separated; users are spread over them round-robin.
+/// The nodes a command talks to: `--target`, declared once for `run` and `verify`, each of which
+/// says in its own help (`mut_arg`) what it does with them.
+#[derive(Args, Debug)]
+struct Targets {
     #[arg(
         long,
         env = "STARLING_LOAD_TARGET",
@@ -44,6 +45,15 @@ struct RunArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     target: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(mut_arg("target", |a| a.help(
+    "Base URLs of the nodes, comma separated; users are spread over them round-robin"
+)))]
+struct RunArgs {
+    #[command(flatten)]
+    targets: Targets,
     /// Scenario: `rest` (the --mix), `chat` (WebSocket chatters) or `idle` (--conns idle
     /// sockets and the server's memory per socket; needs --server-pid).
     #[arg(long, default_value = "rest")]
@@ -152,15 +162,12 @@ struct RunArgs {
 }
 
 #[derive(Parser, Debug)]
+#[command(mut_arg("target", |a| a.help(
+    "Base URLs of the nodes to check, comma separated: every write is checked on each"
+)))]
 struct VerifyArgs {
-    /// Base URLs of the nodes to check, comma separated: every write is checked on each.
-    #[arg(
-        long,
-        env = "STARLING_LOAD_TARGET",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8080"
-    )]
-    target: Vec<String>,
+    #[command(flatten)]
+    targets: Targets,
     /// The acked log written by `run --acked-log`.
     #[arg(long)]
     acked_log: PathBuf,
@@ -238,7 +245,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
             } else {
                 a.users
             };
-            centrifugo::users(n, &a.target, a.centrifugo_secret.as_deref())
+            centrifugo::users(n, &a.targets.target, a.centrifugo_secret.as_deref())
         }
         (Protocol::Starling, Some(users)) => {
             eprintln!("{} users from the sessions file", users.len());
@@ -248,9 +255,9 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
             eprintln!(
                 "setting up {} users on {} target(s)…",
                 a.users,
-                a.target.len()
+                a.targets.target.len()
             );
-            let users = setup(&http, &a.target, &setup_cfg, log.as_ref()).await?;
+            let users = setup(&http, &a.targets.target, &setup_cfg, log.as_ref()).await?;
             if let Some(p) = &a.sessions {
                 sessions::save(p, &users)?;
             }
@@ -264,7 +271,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
     };
     let mut info = RunInfo {
         scenario: String::new(),
-        targets: a.target.clone(),
+        targets: a.targets.target.clone(),
         mode: mode.into(),
         rate: rate_value,
         concurrency: a.concurrency,
@@ -358,7 +365,7 @@ async fn cmd_run(a: RunArgs) -> anyhow::Result<()> {
 async fn cmd_verify(a: VerifyArgs) -> anyhow::Result<()> {
     let entries = acked::read(&a.acked_log)?;
     let http = Http::new(a.timeout, a.concurrency);
-    let v = verify::verify_log(&http, &a.target, &a.acked_log, a.concurrency).await?;
+    let v = verify::verify_log(&http, &a.targets.target, &a.acked_log, a.concurrency).await?;
     println!(
         "{} acked writes: {} users, {} posts and {} edges checked on {} target(s), {} ambiguous edges ({} by a write of unknown outcome), {} not checked (chat messages, edits, group members), {} missing",
         entries.len(),

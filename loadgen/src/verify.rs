@@ -416,25 +416,59 @@ where
     F: Fn(&'a String) -> Fut,
     Fut: std::future::Future<Output = Result<bool, crate::error::RequestError>>,
 {
-    stream::iter(ids)
-        .map(|id| {
-            let there = exists(id);
-            async move {
-                let there = there
-                    .await
-                    .map_err(|e| LoadError::setup(format!("reading {kind} {id} at {target}"), e))?;
-                Ok::<_, LoadError>((!there).then(|| Missing {
-                    kind: kind.into(),
-                    id: id.clone(),
-                    user: None,
-                    target: target.to_string(),
-                }))
-            }
-        })
+    all_missing(ids, concurrency, |id| {
+        let there = exists(id);
+        async move {
+            let there = there
+                .await
+                .map_err(|e| LoadError::setup(format!("reading {kind} {id} at {target}"), e))?;
+            Ok::<_, LoadError>((!there).then(|| Missing {
+                kind: kind.into(),
+                id: id.clone(),
+                user: None,
+                target: target.to_string(),
+            }))
+        }
+    })
+    .await
+}
+
+/// Runs `check` on every item, `concurrency` (at least one) at a time, and gathers what each
+/// found, in the order they finish; the first error ends it. Every check of the verification
+/// reads its targets this way.
+async fn concurrently<I, C, T, F, Fut>(
+    items: I,
+    concurrency: usize,
+    check: F,
+) -> Result<C, LoadError>
+where
+    I: IntoIterator,
+    C: Default + Extend<T>,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<T, LoadError>>,
+{
+    stream::iter(items)
+        .map(check)
         .buffer_unordered(concurrency.max(1))
-        .try_filter_map(|m| async move { Ok(m) })
         .try_collect()
         .await
+}
+
+/// [`concurrently`] of checks that each find what is missing (a list of them, or one or none):
+/// all they found.
+async fn all_missing<I, M, F, Fut>(
+    items: I,
+    concurrency: usize,
+    check: F,
+) -> Result<Vec<Missing>, LoadError>
+where
+    I: IntoIterator,
+    M: IntoIterator<Item = Missing>,
+    F: FnMut(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<M, LoadError>>,
+{
+    let found: Vec<M> = concurrently(items, concurrency, check).await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Reads back every expectation at every target, with `concurrency` requests in flight,
@@ -485,32 +519,29 @@ pub async fn verify(
                 .or_default()
                 .push((followee.as_str(), *want));
         }
-        let missing_edges: Vec<Vec<Missing>> = stream::iter(by_user)
-            .map(|(user, edges)| async move {
-                let have: HashSet<String> = api::following(http, target, token, user)
-                    .await
-                    .map_err(|e| {
-                        LoadError::setup(format!("reading who {user} follows at {target}"), e)
-                    })?
+        let found = all_missing(by_user, concurrency, |(user, edges)| async move {
+            let have: HashSet<String> = api::following(http, target, token, user)
+                .await
+                .map_err(|e| {
+                    LoadError::setup(format!("reading who {user} follows at {target}"), e)
+                })?
+                .into_iter()
+                .collect();
+            Ok::<_, LoadError>(
+                edges
                     .into_iter()
-                    .collect();
-                Ok::<_, LoadError>(
-                    edges
-                        .into_iter()
-                        .filter(|(followee, want)| have.contains(*followee) != *want)
-                        .map(|(followee, want)| Missing {
-                            kind: if want { "follow" } else { "unfollow" }.into(),
-                            id: followee.to_string(),
-                            user: Some(user.to_string()),
-                            target: target.clone(),
-                        })
-                        .collect(),
-                )
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
-            .await?;
-        out.missing.extend(missing_edges.into_iter().flatten());
+                    .filter(|(followee, want)| have.contains(*followee) != *want)
+                    .map(|(followee, want)| Missing {
+                        kind: if want { "follow" } else { "unfollow" }.into(),
+                        id: followee.to_string(),
+                        user: Some(user.to_string()),
+                        target: target.clone(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+        out.missing.extend(found);
 
         for counted in [&LIKES, &REPOSTS] {
             let map = if counted.list == "likes" {
@@ -566,33 +597,29 @@ async fn missing_counted(
             .or_default()
             .push((user.as_str(), *want));
     }
-    let missing: Vec<Vec<Missing>> = stream::iter(by_post)
-        .map(|(post, users)| async move {
-            let (have, n) = settled(http, target, token, post, counted.list).await?;
-            let mut out: Vec<Missing> = users
-                .into_iter()
-                .filter(|(user, want)| have.contains(*user) != *want)
-                .map(|(user, want)| Missing {
-                    kind: if want { counted.on } else { counted.off }.into(),
-                    id: post.to_string(),
-                    user: Some(user.to_string()),
-                    target: target.to_string(),
-                })
-                .collect();
-            if n != have.len() as u64 {
-                out.push(Missing {
-                    kind: counted.count.into(),
-                    id: format!("{post}: {n} counted, {} {}", have.len(), counted.list),
-                    user: None,
-                    target: target.to_string(),
-                });
-            }
-            Ok::<_, LoadError>(out)
-        })
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    Ok(missing.into_iter().flatten().collect())
+    all_missing(by_post, concurrency, |(post, users)| async move {
+        let (have, n) = settled(http, target, token, post, counted.list).await?;
+        let mut out: Vec<Missing> = users
+            .into_iter()
+            .filter(|(user, want)| have.contains(*user) != *want)
+            .map(|(user, want)| Missing {
+                kind: if want { counted.on } else { counted.off }.into(),
+                id: post.to_string(),
+                user: Some(user.to_string()),
+                target: target.to_string(),
+            })
+            .collect();
+        if n != have.len() as u64 {
+            out.push(Missing {
+                kind: counted.count.into(),
+                id: format!("{post}: {n} counted, {} {}", have.len(), counted.list),
+                user: None,
+                target: target.to_string(),
+            });
+        }
+        Ok::<_, LoadError>(out)
+    })
+    .await
 }
 
 /// A post's users of `list` (`likes`, `reposts`) at `target` and its count of them there, once
@@ -719,8 +746,8 @@ pub async fn verify_messages(
         .map(|g| g.members.len() as u64)
         .sum();
     for target in targets {
-        let found: Vec<(Vec<Missing>, u64)> = stream::iter(checked.iter())
-            .map(|c| async move {
+        let found: Vec<(Vec<Missing>, u64)> =
+            concurrently(checked.iter(), concurrency, |c| async move {
                 let history = api::messages(http, target, c.token, c.conv)
                     .await
                     .map_err(|e| {
@@ -747,8 +774,6 @@ pub async fn verify_messages(
                 }
                 Ok::<_, LoadError>((missing, trimmed))
             })
-            .buffer_unordered(concurrency.max(1))
-            .try_collect()
             .await?;
         for (missing, trimmed) in found {
             out.missing.extend(missing);
@@ -874,7 +899,6 @@ pub async fn verify_accounts(
     tokens: &std::collections::HashMap<String, String>,
     concurrency: usize,
 ) -> Result<Verification, LoadError> {
-    let c = concurrency.max(1);
     let deadline = tokio::time::Instant::now() + SWEEP_WAIT;
     let mut out = Verification {
         targets: targets.len(),
@@ -905,8 +929,10 @@ pub async fn verify_accounts(
     out.passwords = passwords.len() as u64;
     out.deletions = ex.deletions.len() as u64;
     // The handles of the users who changed their passwords (a login needs one).
-    let handles: BTreeMap<&String, String> = stream::iter(passwords.iter().map(|p| (p.0, p.1)))
-        .map(|(user, token)| async move {
+    let handles: BTreeMap<&String, String> = concurrently(
+        passwords.iter().map(|p| (p.0, p.1)),
+        concurrency,
+        |(user, token)| async move {
             let first = targets
                 .first()
                 .ok_or_else(|| LoadError::config("target", "at least one target"))?;
@@ -914,16 +940,15 @@ pub async fn verify_accounts(
                 .await
                 .map_err(|e| LoadError::setup(format!("the handle of {user}"), e))?;
             Ok::<_, LoadError>((user, h))
-        })
-        .buffer_unordered(c)
-        .try_collect()
-        .await?;
+        },
+    )
+    .await?;
     for target in targets {
         let t = target.as_str();
         let read_err = |what: String, e| LoadError::setup(format!("{what} at {t}"), e);
         // Mark-reads: every notification at or below the marker reads as read.
-        let found: Vec<(Vec<Missing>, u64)> = stream::iter(&marks)
-            .map(|&(user, up_to, token)| async move {
+        let found: Vec<(Vec<Missing>, u64)> =
+            concurrently(&marks, concurrency, |&(user, up_to, token)| async move {
                 let mut missing = Vec::new();
                 let mut read = 0;
                 let mut cursor: Option<String> = None;
@@ -953,8 +978,6 @@ pub async fn verify_accounts(
                 }
                 Ok::<_, LoadError>((missing, read))
             })
-            .buffer_unordered(c)
-            .try_collect()
             .await?;
         for (m, read) in found {
             out.missing.extend(m);
@@ -962,8 +985,10 @@ pub async fn verify_accounts(
         }
         // Password changes: the replaced password and the revoked session are refused.
         let handles = &handles;
-        let found: Vec<Vec<Missing>> = stream::iter(&passwords)
-            .map(|&(user, _, revoked, old)| async move {
+        let found = all_missing(
+            &passwords,
+            concurrency,
+            |&(user, _, revoked, old)| async move {
                 let mut missing = Vec::new();
                 let miss = |kind: &str| Missing {
                     kind: kind.into(),
@@ -986,14 +1011,15 @@ pub async fn verify_accounts(
                     }
                 }
                 Ok::<_, LoadError>(missing)
-            })
-            .buffer_unordered(c)
-            .try_collect()
-            .await?;
-        out.missing.extend(found.into_iter().flatten());
+            },
+        )
+        .await?;
+        out.missing.extend(found);
         // Deletions: the user is unknown and cannot sign in.
-        let found: Vec<Vec<Missing>> = stream::iter(&ex.deletions)
-            .map(|(deleted, handle, by)| async move {
+        let found = all_missing(
+            &ex.deletions,
+            concurrency,
+            |(deleted, handle, by)| async move {
                 let mut missing = Vec::new();
                 let miss = |kind: &str| Missing {
                     kind: kind.into(),
@@ -1017,14 +1043,15 @@ pub async fn verify_accounts(
                     missing.push(miss("deleted_login"));
                 }
                 Ok::<_, LoadError>(missing)
-            })
-            .buffer_unordered(c)
-            .try_collect()
-            .await?;
-        out.missing.extend(found.into_iter().flatten());
+            },
+        )
+        .await?;
+        out.missing.extend(found);
         // ... and swept off the followers of whom it followed, whose count follows.
-        let found: Vec<Vec<Missing>> = stream::iter(&followed)
-            .map(|(by, (token, deleted))| async move {
+        let found = all_missing(
+            &followed,
+            concurrency,
+            |(by, (token, deleted))| async move {
                 loop {
                     let have: HashSet<String> = api::followers(http, t, token, by)
                         .await
@@ -1061,47 +1088,40 @@ pub async fn verify_accounts(
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-            })
-            .buffer_unordered(c)
-            .try_collect()
-            .await?;
-        out.missing.extend(found.into_iter().flatten());
+            },
+        )
+        .await?;
+        out.missing.extend(found);
     }
     // Handles freed: a sign-up takes each (409 while the grace period lasts).
     if let Some(first) = targets.first() {
-        let found: Vec<Option<Missing>> = stream::iter(&ex.deletions)
-            .map(|(_, handle, _)| async move {
-                loop {
-                    let pw = format!("{handle}-reclaimed");
-                    match api::sign_up(http, first, handle, &pw).await {
-                        Ok(_) => return Ok::<_, LoadError>(None),
-                        Err(e)
-                            if matches!(e.status(), Some(409 | 429 | 503))
-                                && tokio::time::Instant::now() < deadline =>
-                        {
-                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                        }
-                        Err(e) if e.status() == Some(409) => {
-                            return Ok(Some(Missing {
-                                kind: "handle_freed".into(),
-                                id: handle.clone(),
-                                user: None,
-                                target: first.clone(),
-                            }));
-                        }
-                        Err(e) => {
-                            return Err(LoadError::setup(
-                                format!("claiming {handle} at {first}"),
-                                e,
-                            ));
-                        }
+        let found = all_missing(&ex.deletions, concurrency, |(_, handle, _)| async move {
+            loop {
+                let pw = format!("{handle}-reclaimed");
+                match api::sign_up(http, first, handle, &pw).await {
+                    Ok(_) => return Ok::<_, LoadError>(None),
+                    Err(e)
+                        if matches!(e.status(), Some(409 | 429 | 503))
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) if e.status() == Some(409) => {
+                        return Ok(Some(Missing {
+                            kind: "handle_freed".into(),
+                            id: handle.clone(),
+                            user: None,
+                            target: first.clone(),
+                        }));
+                    }
+                    Err(e) => {
+                        return Err(LoadError::setup(format!("claiming {handle} at {first}"), e));
                     }
                 }
-            })
-            .buffer_unordered(c)
-            .try_collect()
-            .await?;
-        out.missing.extend(found.into_iter().flatten());
+            }
+        })
+        .await?;
+        out.missing.extend(found);
     }
     Ok(out)
 }
