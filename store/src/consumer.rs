@@ -219,8 +219,14 @@ impl Tail {
         if !self.caught_up {
             return true;
         }
-        let (store, pos) = (self.store.clone(), self.pos);
-        if !woken_or_swept(store.as_ref(), &mut self.woken, &mut self.shutdown, pos).await {
+        if !woken_or_swept(
+            self.store.as_ref(),
+            &mut self.woken,
+            &mut self.shutdown,
+            self.pos,
+        )
+        .await
+        {
             return false;
         }
         tokio::select! {
@@ -251,13 +257,18 @@ mod tests {
     use super::*;
     use crate::{HlcClock, Limits, NodeId, RegionId, open_memory};
 
-    #[tokio::test]
-    async fn positions_persist_and_are_not_in_the_feed() {
-        let s = open_memory(
+    /// An empty memory store of node 1.
+    fn store() -> Arc<dyn Store> {
+        open_memory(
             NodeId::new(RegionId(1), 1),
             Arc::new(HlcClock::new()),
             Limits::default(),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn positions_persist_and_are_not_in_the_feed() {
+        let s = store();
         s.put(&Key::from("a"), Bytes::new()).await.unwrap();
         s.put(&Key::from("b"), Bytes::new()).await.unwrap();
         let c = FeedConsumer::new(s.clone(), "test");
@@ -275,11 +286,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tail_reads_from_the_end_in_batches_until_shutdown() {
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
+        let s = store();
         s.put(&Key::from("before"), Bytes::new()).await.unwrap();
         let (stop, shutdown) = watch::channel(false);
         let mut tail = Tail::new(s.clone(), "test tail", Wake::Every, LINGER, shutdown);
@@ -338,11 +345,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_consumer_woken_by_its_keys_steps_for_them_and_sweeps_the_rest() {
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
+        let s = store();
         let met = Arc::new(parking_lot::Mutex::new((0u64, Vec::new(), 0u32)));
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(drive(
@@ -395,11 +398,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_tail_woken_by_its_keys_reads_the_others_at_the_sweep() {
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
+        let s = store();
         let (_stop, shutdown) = watch::channel(false);
         let mut tail = Tail::new(s.clone(), "test tail", Wake::On(&[READ]), LINGER, shutdown);
         assert!(tail.next().await.unwrap().is_empty(), "the end, at first");
@@ -421,11 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_position_saved_under_the_old_key_is_read_until_one_is_saved_under_the_new() {
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
+        let s = store();
         let old = CURSORS.key().str("test").finish();
         s.put(&old, Bytes::copy_from_slice(&7u64.to_be_bytes()))
             .await
