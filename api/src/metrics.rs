@@ -90,6 +90,14 @@ impl Collector for NodeCollector {
                 gauge(e, name, help, i64::try_from(v).unwrap_or(i64::MAX))?;
             }
         }
+        if let Some(w) = self.store.writer_stats() {
+            lane_metrics(
+                e,
+                "starling_store_writer",
+                "writes of the store's writer thread (the embedded engine's commits and group flushes)",
+                w,
+            )?;
+        }
         let Some(g) = &self.gossip else {
             return Ok(());
         };
@@ -486,49 +494,65 @@ fn gossip_loop(e: &mut DescriptorEncoder, g: &GossipHandle) -> std::fmt::Result 
         "1 when the gossip core loop's store calls run on a thread of their own, 0 on tokio's shared blocking pool (--gossip-store-lane)",
         i64::from(lane.is_dedicated()),
     )?;
+    lane_metrics(
+        e,
+        "starling_gossip_store",
+        "store calls of the gossip core loop",
+        s,
+    )
+}
+
+/// A store lane's counters as `{prefix}_in_flight` (its queue holds
+/// [`starling_store::StoreLane::QUEUE`] calls at most), `{prefix}_calls`, `{prefix}_wait_us`,
+/// `{prefix}_run_us` and the longest wait and run (`{prefix}_wait_max_us`, `{prefix}_run_max_us`);
+/// `what` names the calls in the help texts.
+fn lane_metrics(
+    e: &mut DescriptorEncoder,
+    prefix: &str,
+    what: &str,
+    s: &starling_store::LaneStats,
+) -> std::fmt::Result {
+    let max = |v: &std::sync::atomic::AtomicU64| {
+        i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
+    };
     gauge(
         e,
-        "starling_gossip_store_in_flight",
-        "Store calls of the gossip core loop queued or running now (its lane's queue holds 64 at most)",
-        i64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
+        &format!("{prefix}_in_flight"),
+        &format!(
+            "The {what} queued or running now (the queue holds {} at most)",
+            starling_store::StoreLane::QUEUE
+        ),
+        max(&s.in_flight),
     )?;
     for (name, help, v) in [
+        ("calls", format!("The {what}"), &s.calls),
         (
-            "starling_gossip_store_calls",
-            "Store calls of the gossip core loop",
-            &s.calls,
-        ),
-        (
-            "starling_gossip_store_wait_us",
-            "Time the gossip core loop's store calls waited before they ran (µs)",
+            "wait_us",
+            format!("Time the {what} waited before they ran (µs)"),
             &s.wait_us,
         ),
-        (
-            "starling_gossip_store_run_us",
-            "Time the gossip core loop's store calls ran (µs)",
-            &s.run_us,
-        ),
+        ("run_us", format!("Time the {what} ran (µs)"), &s.run_us),
     ] {
-        counter(e, name, help, v.load(Ordering::Relaxed))?;
+        counter(
+            e,
+            &format!("{prefix}_{name}"),
+            &help,
+            v.load(Ordering::Relaxed),
+        )?;
     }
     for (name, help, v) in [
         (
-            "starling_gossip_store_wait_max_us",
-            "The longest wait of one store call of the gossip core loop before it ran (µs)",
+            "wait_max_us",
+            format!("The longest wait of one of the {what} before it ran (µs)"),
             &s.wait_max_us,
         ),
         (
-            "starling_gossip_store_run_max_us",
-            "The longest run of one store call of the gossip core loop (µs)",
+            "run_max_us",
+            format!("The longest run of one of the {what} (µs)"),
             &s.run_max_us,
         ),
     ] {
-        gauge(
-            e,
-            name,
-            help,
-            i64::try_from(v.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
-        )?;
+        gauge(e, &format!("{prefix}_{name}"), &help, max(v))?;
     }
     Ok(())
 }

@@ -5,8 +5,9 @@
     infra/diag/thread-states.py --summary OUT.csv [FROM TO] # stalled windows, from the record
 
 Each row is one node at one instant: the machine's busy CPU since the last sample (% of all
-cores, from /proc/stat), and per thread kind (`tokio`: the request workers, `blocking`: tokio's
-blocking pool, where the embedded store's reads, commits and journal writes run, `fjall`:
+cores, from /proc/stat), and per thread kind (`tokio`: the request workers, where the embedded
+store's reads run, `blocking`: tokio's blocking pool and the store's own threads (`store-writer`,
+`gossip-store`), where its commits, journal writes and housekeeping run, `fjall`:
 flushes and compactions, `other`) the CPU the kind used since the last sample (% of one core) and how many
 of its threads were running (state R), in a timed sleep (wchan `hrtimer_nanosleep` /
 `do_nanosleep`: fjall's write backpressure sleeps on the committing thread), in disk wait
@@ -50,7 +51,9 @@ KINDS = ("tokio", "blocking", "fjall", "other")
 def kind(comm):
     # `serve` names its blocking pool's threads `tokio-blocking` and its workers
     # `tokio-worker-N` (before 2026-12-06 both were `tokio-runtime-worker`, all counted as tokio).
-    if comm.startswith("tokio-blocking"):
+    # The store's own threads (its writer, the gossip core's lane) do the same work off the
+    # runtime: counted with the pool.
+    if comm.startswith(("tokio-blocking", "store-writer", "gossip-store")):
         return "blocking"
     if comm.startswith("tokio"):
         return "tokio"

@@ -417,6 +417,12 @@ pub trait Store: Send + Sync + Debug + 'static {
         self.flush().await
     }
 
+    /// The counters of the thread this store's writes run on, for an engine with one (the
+    /// embedded engine's writer: every commit and group flush but those of a view on a lane).
+    fn writer_stats(&self) -> Option<&crate::lane::LaneStats> {
+        None
+    }
+
     /// This store — the same data, locks and change feed — with its blocking work run on `lane`
     /// instead of tokio's blocking pool ([`crate::lane`]), for a caller that must not queue
     /// behind everyone else's store calls (the gossip core loop). `None` for an engine with no

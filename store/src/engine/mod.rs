@@ -133,6 +133,9 @@ pub(crate) struct Engine<B: Backend> {
     syncer: Arc<Syncer>,
     /// Where blocking work runs: tokio's blocking pool when `None`.
     lane: Option<Arc<StoreLane>>,
+    /// Where writes run when this view has no lane of its own: one thread of the engine's
+    /// (shared by every view), for a backend whose writes wait ([`Backend::blocking`]).
+    writer: Option<Arc<StoreLane>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Engine<B> {
@@ -444,7 +447,7 @@ impl<B: Backend> Engine<B> {
                 (digests, false)
             }
         };
-        Ok(Self::assemble(
+        Self::assemble(
             backend,
             node,
             clock,
@@ -452,7 +455,7 @@ impl<B: Backend> Engine<B> {
             fsync,
             digests,
             (last_seq, trimmed, saved, tombs_indexed),
-        ))
+        )
     }
 
     /// `state`: the feed's last sequence number and the highest one trimmed from it, whether
@@ -465,7 +468,7 @@ impl<B: Backend> Engine<B> {
         fsync: Option<FsyncPolicy>,
         digests: Digests,
         state: (u64, u64, bool, bool),
-    ) -> Self {
+    ) -> Result<Self> {
         let (last_seq, trimmed, saved, tombs_indexed) = state;
         let (seq_tx, _) = watch::channel(last_seq);
         let shared = Arc::new(Shared {
@@ -488,11 +491,17 @@ impl<B: Backend> Engine<B> {
             tombs_floor: floor::Floor::default(),
         });
         let syncer = Arc::new(Syncer::start(shared.clone(), fsync));
-        Engine {
+        let writer = if shared.backend.blocking() {
+            Some(StoreLane::dedicated("store-writer")?)
+        } else {
+            None
+        };
+        Ok(Engine {
             shared,
             syncer,
             lane: None,
-        }
+            writer,
+        })
     }
 }
 
@@ -1093,10 +1102,23 @@ impl<B: Backend> Shared<B> {
 }
 
 impl<B: Backend> Engine<B> {
+    /// Runs a read `f` (point reads, scans, change-feed reads) on the caller's thread. A read
+    /// is bounded CPU work over the memtables, the block cache and the OS page cache: it takes
+    /// no lock a writer holds across I/O (fjall's reads go through its immutable version and
+    /// lock-free memtables), and a miss of both caches is one random read of a table block.
+    /// Handing it to the blocking pool cost more than the read itself: about 9 µs and two
+    /// thread wake-ups a call, a node's capacity under the soak's mix 0.53-0.63× of reading
+    /// here (`bench/kv.md`, RELIABILITY.md "Soak"). Writes, fsyncs and the housekeeping's long
+    /// passes stay off the runtime ([`Self::off_runtime`]).
+    fn read<T>(&self, f: impl FnOnce(&Shared<B>) -> Result<T>) -> Result<T> {
+        f(&self.shared)
+    }
+
     /// Runs `f` on the engine: on tokio's blocking pool (or this view's lane,
     /// [`Store::on_lane`]) for a backend whose calls wait on the disk ([`Backend::blocking`]:
-    /// fjall's reads, commits and journal writes), so no tokio worker ever sits in disk wait;
-    /// inline for one that never waits (memory).
+    /// fjall's commits and journal writes, and the housekeeping's long passes), so no tokio
+    /// worker waits on the journal's lock, a write or an fsync; inline for one that never
+    /// waits (memory).
     async fn off_runtime<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -1125,16 +1147,21 @@ impl<B: Backend> Engine<B> {
         F: FnOnce(&Shared<B>) -> Result<T> + Send + 'static,
     {
         let flusher = self.syncer.flusher();
-        let (out, seq) = self
-            .off_runtime(move |s| {
-                let out = f(s)?;
-                let seq = s.committed();
-                if durable(&out) {
-                    flusher.flush_through(seq)?;
-                }
-                Ok((out, seq))
-            })
-            .await?;
+        let commit = move |s: &Shared<B>| {
+            let out = f(s)?;
+            let seq = s.committed();
+            if durable(&out) {
+                flusher.flush_through(seq)?;
+            }
+            Ok((out, seq))
+        };
+        let (out, seq) = match (&self.lane, &self.writer) {
+            (None, Some(writer)) => {
+                let shared = self.shared.clone();
+                writer.run(move || commit(&shared)).await??
+            }
+            _ => self.off_runtime(commit).await?,
+        };
         if durable(&out) {
             self.syncer.wait_synced(seq).await?;
         }
@@ -1158,24 +1185,19 @@ impl<B: Backend> Store for Engine<B> {
 
     async fn get(&self, key: &Key) -> Result<Option<Versioned<Bytes>>> {
         self.shared.check_key(key)?;
-        let key = key.clone();
-        self.off_runtime(move |s| rules::visible(s.load(key.as_bytes())?))
-            .await
+        self.read(|s| rules::visible(s.load(key.as_bytes())?))
     }
 
     async fn get_record(&self, key: &Key) -> Result<Option<Record>> {
         self.shared.check_key(key)?;
-        let key = key.clone();
-        self.off_runtime(move |s| s.load(key.as_bytes())).await
+        self.read(|s| s.load(key.as_bytes()))
     }
 
     async fn get_records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>> {
         for k in keys {
             self.shared.check_key(k)?;
         }
-        let keys = keys.to_vec();
-        self.off_runtime(move |s| keys.iter().map(|k| s.load(k.as_bytes())).collect())
-            .await
+        self.read(|s| keys.iter().map(|k| s.load(k.as_bytes())).collect())
     }
 
     async fn mutate(
@@ -1237,8 +1259,7 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn scan(&self, req: &ScanRequest) -> Result<ScanPage> {
-        let req = req.clone();
-        self.off_runtime(move |s| s.scan(&req)).await
+        self.read(|s| s.scan(req))
     }
 
     async fn apply(&self, deltas: &[Delta]) -> Result<ApplyReport> {
@@ -1248,7 +1269,7 @@ impl<B: Backend> Store for Engine<B> {
     }
 
     async fn changes(&self, after: u64, limit: usize) -> Result<Vec<Change>> {
-        self.off_runtime(move |s| s.changes(after, limit)).await
+        self.read(|s| s.changes(after, limit))
     }
 
     fn last_seq(&self) -> u64 {
@@ -1348,11 +1369,16 @@ impl<B: Backend> Store for Engine<B> {
         self.off_runtime(Shared::save_digests).await
     }
 
+    fn writer_stats(&self) -> Option<&crate::lane::LaneStats> {
+        self.writer.as_deref().map(StoreLane::stats)
+    }
+
     fn on_lane(&self, lane: Arc<StoreLane>) -> Option<Arc<dyn Store>> {
         Some(Arc::new(Engine {
             shared: self.shared.clone(),
             syncer: self.syncer.clone(),
             lane: Some(lane),
+            writer: self.writer.clone(),
         }))
     }
 }
