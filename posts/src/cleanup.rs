@@ -130,6 +130,10 @@ pub struct CleanupStep {
     pub finished: usize,
     /// Counters at zero of the finished posts removed (at most three a post).
     pub counters: usize,
+    /// Where the next step goes on (the last post this one looked at), or `None` at the end of
+    /// the queue: a pass walks the queue rather than reading its head again, so posts waiting
+    /// for the counting consumer at the head never hold up those behind them.
+    pub next: Option<u64>,
 }
 
 /// Where one post's cleanup stands after a step.
@@ -142,15 +146,25 @@ enum Progress {
 
 impl Posts {
     /// One bounded step of the cleanup of deleted posts (see the module doc): at most `budget`
-    /// removals over the first [`QUEUE_PAGE`] queued posts. Idempotent; run it on every node.
-    pub async fn clean_deleted_posts(&self, budget: usize) -> Result<CleanupStep, StoreError> {
+    /// removals over the next [`QUEUE_PAGE`] queued posts after `after` (from the queue's start
+    /// when `None`; go on from the step's [`CleanupStep::next`]). Idempotent; run it on every
+    /// node.
+    pub async fn clean_deleted_posts(
+        &self,
+        after: Option<u64>,
+        budget: usize,
+    ) -> Result<CleanupStep, StoreError> {
         let limit = QUEUE_PAGE.min(self.store.limits().max_scan);
-        let page = self
-            .store
-            .scan(&ScanRequest::prefix(QUEUE.prefix(), limit))
-            .await?;
+        let mut req = ScanRequest::prefix(QUEUE.prefix(), limit);
+        req.after = after.map(queue_key);
+        let page = self.store.scan(&req).await?;
         let mut out = CleanupStep {
             pending: page.items.len(),
+            // A short page is the queue's end (a page cut by the scan's budget is not).
+            next: page
+                .next
+                .as_ref()
+                .and_then(|k| starling_store::key::read_u64(k.as_bytes(), QUEUE.prefix_len())),
             ..CleanupStep::default()
         };
         // How far this node's consumer has counted (none: counted elsewhere too, see above).
@@ -163,15 +177,19 @@ impl Posts {
                     .await?,
             )
         };
+        let mut looked = after;
         for (key, entry) in &page.items {
-            let left = budget.saturating_sub(out.removed);
-            if left == 0 {
-                break;
-            }
             let Some(post) = starling_store::key::read_u64(key.as_bytes(), QUEUE.prefix_len())
             else {
                 continue;
             };
+            let left = budget.saturating_sub(out.removed);
+            if left == 0 {
+                // The rest of the page is the next step's.
+                out.next = looked;
+                break;
+            }
+            looked = Some(post);
             let record = self.store.get_record(&post_key(post)).await?;
             if record.is_some_and(|r| !r.is_tombstone()) {
                 // Live again (an edit won over the delete): nothing to take off.
@@ -363,7 +381,7 @@ mod tests {
         let mut steps = Vec::new();
         loop {
             p.likes().catch_up().await.unwrap();
-            let step = p.clean_deleted_posts(budget).await.unwrap();
+            let step = p.clean_deleted_posts(None, budget).await.unwrap();
             assert!(step.removed <= budget, "bounded: {step:?}");
             if step.pending == 0 {
                 return steps;
@@ -394,6 +412,69 @@ mod tests {
                 .len();
         }
         n
+    }
+
+    /// A pass as the api's sweeper runs it: steps of `budget`, each from where the last stopped,
+    /// at most `steps`; returns the posts it looked at.
+    async fn pass(p: &Posts, budget: usize, steps: usize) -> usize {
+        let (mut after, mut seen) = (None, 0);
+        for _ in 0..steps {
+            let step = p.clean_deleted_posts(after, budget).await.unwrap();
+            seen += step.pending;
+            after = step.next;
+            if after.is_none() {
+                break;
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_pass_walks_the_queue_past_posts_waiting_at_its_head() {
+        let p = posts();
+        let n = QUEUE_PAGE + 44;
+        for i in 0..n {
+            let (x, _) = p
+                .create(1, "us", &format!("p{i}"), &[], None)
+                .await
+                .unwrap();
+            p.delete(x.id, 1).await.unwrap();
+        }
+        p.likes().catch_up().await.unwrap();
+        // The first pass marks every queued post (each then waits for the counting consumer),
+        // the second, after the consumer has counted, finishes them all: none is left behind
+        // the first page's posts.
+        assert_eq!(
+            pass(&p, 1024, 8).await,
+            n,
+            "the first pass reads the whole queue"
+        );
+        p.likes().catch_up().await.unwrap();
+        assert_eq!(pass(&p, 1024, 8).await, n);
+        assert_eq!(
+            pass(&p, 1024, 8).await,
+            0,
+            "every cleanup finished in two passes"
+        );
+        // A step whose budget runs out leaves the rest of its page to the next one.
+        for i in 0..3 {
+            let (x, _) = p
+                .create(2, "us", &format!("q{i}"), &[], None)
+                .await
+                .unwrap();
+            p.note_like(10, x.id).await.unwrap();
+            p.likes().like(x.id, 10).await.unwrap();
+            p.delete(x.id, 2).await.unwrap();
+        }
+        p.likes().catch_up().await.unwrap();
+        let first = p.clean_deleted_posts(None, 1).await.unwrap();
+        assert_eq!((first.pending, first.removed), (3, 1));
+        let second = p.clean_deleted_posts(first.next, 1).await.unwrap();
+        assert_eq!(
+            (second.pending, second.removed),
+            (2, 1),
+            "{first:?} {second:?}"
+        );
     }
 
     #[tokio::test]
@@ -429,7 +510,7 @@ mod tests {
         assert_eq!(p.likes().repost_count(x.id).await.unwrap(), 2);
         assert_eq!(shadows_of(&p, x.id).await, 7);
         // Nothing is queued for a live post.
-        assert_eq!(p.clean_deleted_posts(10).await.unwrap().pending, 0);
+        assert_eq!(p.clean_deleted_posts(None, 10).await.unwrap().pending, 0);
 
         p.delete(x.id, 1).await.unwrap();
         let steps = clean(&p, 2).await;
@@ -462,7 +543,7 @@ mod tests {
         assert!(index.unwrap().and_then(|v| v.value).is_some());
         // Idempotent: nothing queued, nothing moves.
         assert_eq!(
-            p.clean_deleted_posts(10).await.unwrap(),
+            p.clean_deleted_posts(None, 10).await.unwrap(),
             CleanupStep::default()
         );
 
@@ -532,7 +613,7 @@ mod tests {
         p.store.apply(&[Delta { key, record: r }]).await.unwrap();
         p.likes().catch_up().await.unwrap();
         assert_eq!(p.likes().count(x.id).await.unwrap(), 1);
-        assert_eq!(p.clean_deleted_posts(0).await.unwrap().pending, 1);
+        assert_eq!(p.clean_deleted_posts(None, 0).await.unwrap().pending, 1);
         clean(&p, 100).await;
         assert_eq!(likers_of(&p, x.id).await, 0);
         assert_eq!(p.likes().count(x.id).await.unwrap(), 0);
@@ -546,9 +627,9 @@ mod tests {
         let (x, _) = p.create(1, "us", "kept", &[], None).await.unwrap();
         p.likes().like(x.id, 10).await.unwrap();
         p.store.put(&queue_key(x.id), Bytes::new()).await.unwrap();
-        let step = p.clean_deleted_posts(100).await.unwrap();
+        let step = p.clean_deleted_posts(None, 100).await.unwrap();
         assert_eq!((step.pending, step.removed, step.finished), (1, 0, 1));
         assert!(p.likes().liked(x.id, 10).await.unwrap());
-        assert_eq!(p.clean_deleted_posts(100).await.unwrap().pending, 0);
+        assert_eq!(p.clean_deleted_posts(None, 100).await.unwrap().pending, 0);
     }
 }
