@@ -6,7 +6,7 @@
 //!   reposted post nor another repost of it: once per reposted post per timeline) (and, by the node that claims the post in Redis, into L2), one Redis round trip
 //!   per 512 of them. The author's follower list comes from the worker's cache
 //!   ([`crate::followers`]), read whole from the store when missing. A node-local mark per post
-//!   means a post that is edited later is not fanned out again.
+//!   means a post that is edited later is not fanned out again; the post's deletion deletes it.
 //! - An author above the threshold is not fanned out; the first time a node sees one, it tells
 //!   the cached timelines of their followers to pull them at read time instead. A change to an
 //!   author's post list drops the in-process list of their recent posts ([`crate::recent`]).
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Node-local marks: `ff/post` — this node has fanned the post out.
-const FANNED: Keyspace = Keyspace::local("ff");
+pub(crate) const FANNED: Keyspace = Keyspace::local("ff");
 /// Node-local marks: `fc/author` — this node knows the author is pulled, not fanned out.
 const CELEBS: Keyspace = Keyspace::local("fc");
 /// The fan-out's name as a change-feed consumer (its saved position).
@@ -85,6 +85,7 @@ impl Feed {
         let lists_prefix = AUTHOR_LISTS.prefix();
         let users_prefix = crate::authors::USER_RECORDS.prefix();
         let profiles_prefix = crate::authors::PROFILES.prefix();
+        let mut gone = Vec::new();
         for c in changes {
             if c.key.starts_with(posts_prefix.as_bytes()) {
                 let off = starling_posts::POSTS.prefix_len();
@@ -99,7 +100,7 @@ impl Feed {
                     Ok(p) => {
                         self.fan_out(&p, note.as_deref_mut()).await?;
                     }
-                    Err(PostError::NotFound) => {}
+                    Err(PostError::NotFound) => gone.push(id),
                     Err(e) => return Err(e.into()),
                 }
             } else if c.key.starts_with(lists_prefix.as_bytes()) {
@@ -138,6 +139,33 @@ impl Feed {
                     }
                 }
             }
+        }
+        self.forget_fanned(&gone).await
+    }
+
+    /// Deletes the fan-out marks of deleted posts (`ids`, read as not found): a mark only keeps
+    /// an edit from fanning its post out again, and without this every post ever fanned out
+    /// left one (a soak's store gained 137 000 marks, 12 MiB, in 11 minutes). Only marks that
+    /// exist are deleted (a blind delete would store a tombstone for a post never fanned out
+    /// here); the reaper collects their tombstones. A post that comes back (an edit concurrent
+    /// with its deletion won) is fanned out again, to timelines its deletion left.
+    async fn forget_fanned(&self, ids: &[u64]) -> Result<(), FeedError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<starling_store::Key> = ids
+            .iter()
+            .map(|id| FANNED.key().u64(*id).finish())
+            .collect();
+        let found = self.inner.store.get_records(&marks).await?;
+        let deletes: Vec<(starling_store::Key, starling_store::Mutation)> = marks
+            .into_iter()
+            .zip(found)
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| !r.is_tombstone()))
+            .map(|(k, _)| (k, starling_store::Mutation::Delete))
+            .collect();
+        if !deletes.is_empty() {
+            self.inner.store.mutate_many(&deletes).await?;
         }
         Ok(())
     }

@@ -555,6 +555,45 @@ async fn the_author_list_keyspace_is_the_posts_crate_one() {
 }
 
 #[tokio::test]
+async fn a_deleted_posts_fan_out_mark_goes_and_no_other_is_written() {
+    let w = world(FeedConfig::default());
+    let [a, b] = named(&w, ["alice", "bob"]).await;
+    w.graph.follow(a, b).await.unwrap();
+    let (kept, deleted) = (post(&w, b, "kept").await, post(&w, b, "deleted").await);
+    assert_eq!(texts(&w, a).await, vec!["deleted", "kept"]);
+    let mark = |id: u64| crate::fanout::FANNED.key().u64(id).finish();
+    let record = |id: u64| {
+        let store = w.feed.inner.store.clone();
+        async move { store.get_record(&mark(id)).await.unwrap() }
+    };
+    for id in [kept, deleted] {
+        assert!(
+            record(id).await.is_some_and(|r| !r.is_tombstone()),
+            "{id} fanned out"
+        );
+    }
+    // Deleted after its fan-out: the mark goes (a tombstone for the reaper).
+    w.posts.delete(deleted, b).await.unwrap();
+    // Deleted before the fan-out saw it: never marked, so nothing is written for it.
+    let unseen = post(&w, b, "unseen").await;
+    w.posts.delete(unseen, b).await.unwrap();
+    assert_eq!(texts(&w, a).await, vec!["kept"]);
+    assert!(
+        record(deleted).await.is_some_and(|r| r.is_tombstone()),
+        "deleted"
+    );
+    assert_eq!(
+        record(unseen).await,
+        None,
+        "no tombstone for a mark never written"
+    );
+    assert!(
+        record(kept).await.is_some_and(|r| !r.is_tombstone()),
+        "kept"
+    );
+}
+
+#[tokio::test]
 async fn a_repost_reaches_followers_once_per_reposted_post() {
     let w = world(FeedConfig::default());
     let [a, b, c, reader] = named(&w, ["alice", "bob", "carol", "reader"]).await;
