@@ -1,20 +1,12 @@
 // A two-region `starling cluster` (us and eu, 100 ms apart): a user signed up in each region,
 // each using their own region's node from their own browser context; they follow each other,
 // see each other's posts and chat live across the regions.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, messageTexts, openPage, signUp, startCluster } from './harness.mjs';
+import { fixture } from './fixture.mjs';
+import { messageTexts, openPage, signUp, startCluster } from './harness.mjs';
 
-let cluster;
-let browser;
-before(async () => {
-  cluster = await startCluster();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await cluster?.stop();
-});
+const fx = fixture({ start: startCluster });
 
 /** Opens a profile by handle, retrying while the user has not replicated to this region. */
 async function profileOf(page, handle) {
@@ -30,8 +22,8 @@ async function profileOf(page, handle) {
 }
 
 test('a user in each region: posts and chat across regions', async (t) => {
-  const us = await openPage(browser, cluster.url('us'));
-  const eu = await openPage(browser, cluster.url('eu'));
+  const us = await openPage(fx.browser, fx.server.url('us'));
+  const eu = await openPage(fx.browser, fx.server.url('eu'));
   try {
     await signUp(us.page, 'ussie', 'Ussie in US');
     await signUp(eu.page, 'euro', 'Euro in EU');
@@ -69,7 +61,7 @@ test('a user in each region: posts and chat across regions', async (t) => {
     await us.page.locator('#messages li.msg[data-seq="1"]').waitFor();
     let opened = false;
     for (let i = 0; i < 60 && !opened; i++) {
-      await eu.page.goto(`${cluster.url('eu')}/#/chat`);
+      await eu.page.goto(`${fx.server.url('eu')}/#/chat`);
       await eu.page.reload();
       opened = await eu.page.locator('#conv-list a.conv', { hasText: 'Ussie in US' }).waitFor({ timeout: 1000 }).then(() => true, () => false);
     }
@@ -89,7 +81,7 @@ test('a user in each region: posts and chat across regions', async (t) => {
     assert.deepEqual(us.errors, []);
     assert.deepEqual(eu.errors, []);
   } catch (e) {
-    t.diagnostic(cluster.logs());
+    t.diagnostic(fx.server.logs());
     throw e;
   } finally {
     await us.context.close();

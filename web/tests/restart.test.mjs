@@ -1,27 +1,17 @@
 // The node goes away under an open chat (stopped, then started again on the same port with its
 // data): both pages say so, reconnect by themselves with backoff, resume, and a message written
 // while the server was down is sent once it is back; every message shows exactly once, in order.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { findUser, launch, messageTexts, openPage, signUp, startNode } from './harness.mjs';
+import { fixture } from './fixture.mjs';
+import { findUser, messageTexts, openPage, signUp, startNode } from './harness.mjs';
 
-const dir = mkdtempSync(join(tmpdir(), 'starling-web-restart-'));
-let node;
-let browser;
-after(async () => {
-  await browser?.close();
-  await node?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const fx = fixture({ dir: 'starling-web-restart-' });
 
 test('a server restart: the pages reconnect and resume exactly', async () => {
-  node = await startNode([], { dir });
-  browser = await launch();
-  const a = await openPage(browser, node.url);
-  const b = await openPage(browser, node.url);
+  fx.server = await startNode([], { dir: fx.dir });
+  const a = await openPage(fx.browser, fx.server.url);
+  const b = await openPage(fx.browser, fx.server.url);
   await signUp(a.page, 'frank', 'Frank');
   await signUp(b.page, 'grace', 'Grace');
   await findUser(a.page, 'grace');
@@ -33,8 +23,8 @@ test('a server restart: the pages reconnect and resume exactly', async () => {
   await b.page.locator('#conv-list a.conv', { hasText: 'Frank' }).click();
   await b.page.locator('#messages li.msg', { hasText: 'before the restart' }).waitFor();
 
-  const port = node.port;
-  await node.stop();
+  const port = fx.server.port;
+  await fx.server.stop();
   await a.page.locator('#conn-status[data-status="connecting"]').waitFor();
   await b.page.locator('#conn-status[data-status="connecting"]').waitFor();
   // Written while the server is down: shown at once, waiting.
@@ -42,7 +32,7 @@ test('a server restart: the pages reconnect and resume exactly', async () => {
   await a.page.keyboard.press('Enter');
   await a.page.locator('#messages li.pending', { hasText: 'written while it was down' }).waitFor();
 
-  node = await startNode([], { dir, port });
+  fx.server = await startNode([], { dir: fx.dir, port });
   await a.page.locator('#conn-status[data-status="online"]').waitFor({ timeout: 30_000 });
   await b.page.locator('#conn-status[data-status="online"]').waitFor({ timeout: 30_000 });
   await b.page.locator('#messages li.msg[data-seq="2"]').waitFor();

@@ -4,26 +4,18 @@
 // markers, then one side offline while the other sends: on reconnect the missed messages appear
 // exactly once, in order, and what the offline side sent meanwhile is delivered once.
 // axe-core on the main screens; screenshots when STARLING_SCREENSHOTS is set.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { findUser, launch, messageTexts, openPage, png, screenshot, seriousViolations, signUp, startNode } from './harness.mjs';
+import { fixture } from './fixture.mjs';
+import { findUser, messageTexts, openPage, png, screenshot, seriousViolations, signUp, startNode } from './harness.mjs';
 
-let node;
-let browser;
-before(async () => {
-  node = await startNode();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await node?.stop();
-});
+const fx = fixture({ start: () => startNode() });
 
 test('the binary serves the client, which runs without errors under its CSP', async () => {
-  const res = await fetch(`${node.url}/`);
+  const res = await fetch(`${fx.server.url}/`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-security-policy'), /script-src 'self'/);
-  const { context, page, errors } = await openPage(browser, node.url);
+  const { context, page, errors } = await openPage(fx.browser, fx.server.url);
   await page.getByRole('heading', { name: 'Log in to Starling' }).waitFor();
   assert.deepEqual(await seriousViolations(page), []);
   await screenshot(page, 'login');
@@ -40,8 +32,8 @@ test('the binary serves the client, which runs without errors under its CSP', as
 });
 
 test('two users: follow, a post with an image, chat live both ways, exact resume after going offline', async () => {
-  const a = await openPage(browser, node.url);
-  const b = await openPage(browser, node.url);
+  const a = await openPage(fx.browser, fx.server.url);
+  const b = await openPage(fx.browser, fx.server.url);
   await signUp(a.page, 'alice', 'Alice Liddell');
   await signUp(b.page, 'bob', 'Bob Marley');
 
@@ -192,9 +184,9 @@ test('two users: follow, a post with an image, chat live both ways, exact resume
 });
 
 test('a group: created, a member added and removed, messages reach members live', async () => {
-  const a = await openPage(browser, node.url);
-  const b = await openPage(browser, node.url);
-  const c = await openPage(browser, node.url);
+  const a = await openPage(fx.browser, fx.server.url);
+  const b = await openPage(fx.browser, fx.server.url);
+  const c = await openPage(fx.browser, fx.server.url);
   await signUp(a.page, 'carol', 'Carol');
   await signUp(b.page, 'dave', 'Dave');
   await signUp(c.page, 'erin', 'Erin');
