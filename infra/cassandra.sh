@@ -9,7 +9,7 @@
 #
 # Environment: CASSANDRA_VERSION (default 5.0.6), STARLING_CASSANDRA_STATE (where the pid, port
 # and data live; default /tmp/starling-cassandra-$UID), CASSANDRA_WAIT_SECS (default 180),
-# CASSANDRA_HEAP (default 1g). `start` sub-commands: `start --background` returns at once after
+# CASSANDRA_HEAP (default 2g). `start` sub-commands: `start --background` returns at once after
 # launching (use `wait` later), `wait` blocks until CQL answers.
 set -euo pipefail
 
@@ -17,7 +17,7 @@ VERSION="${CASSANDRA_VERSION:-5.0.6}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/starling/cassandra-$VERSION"
 STATE="${STARLING_CASSANDRA_STATE:-/tmp/starling-cassandra-$(id -u)}"
 WAIT_SECS="${CASSANDRA_WAIT_SECS:-180}"
-HEAP="${CASSANDRA_HEAP:-1g}"
+HEAP="${CASSANDRA_HEAP:-2g}"
 
 log() { printf '[cassandra] %s\n' "$*" >&2; }
 # shellcheck source=infra/lib.sh
