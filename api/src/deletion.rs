@@ -153,26 +153,15 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
         }
     }
     state.sweep.waiting.set(waiting as i64);
-    // Steps through the queue, each from where the last stopped, at most POST_CLEANUP_STEPS: a
-    // pass looks at up to POST_CLEANUP_STEPS × 256 deleted posts, and posts waiting at the
-    // queue's head (for the counting consumer) do not hold up those behind them.
-    let (mut after, mut seen) = (None, 0);
-    for _ in 0..POST_CLEANUP_STEPS {
-        let step = state
-            .posts
-            .clean_deleted_posts(after, POST_CLEANUP_STEP)
-            .await?;
-        seen += step.pending;
-        state
-            .sweep
-            .post_removals
-            .inc_by((step.removed + step.counters) as u64);
-        after = step.next;
-        if after.is_none() {
-            break;
-        }
-    }
-    state.sweep.posts_pending.set(seen as i64);
+    let cleanup = state
+        .posts
+        .clean_deleted_posts_pass(POST_CLEANUP_STEP, POST_CLEANUP_STEPS)
+        .await?;
+    state.sweep.posts_pending.set(cleanup.pending as i64);
+    state
+        .sweep
+        .post_removals
+        .inc_by((cleanup.removed + cleanup.counters) as u64);
     let backfill = state.posts.backfill_like_index(BACKFILL_STEP).await?;
     state.sweep.backfilled.inc_by(backfill.indexed as u64);
     Ok(())

@@ -235,6 +235,33 @@ impl Posts {
         Ok(out)
     }
 
+    /// A pass of the cleanup: steps of `budget` removals ([`Posts::clean_deleted_posts`]), each
+    /// from where the last stopped, at most `steps`, so posts waiting at the queue's head (for the
+    /// counting consumer) do not hold up those behind them. Returns the steps' sums (`pending`:
+    /// the queued posts the pass looked at) and, in `next`, where it stopped (`None`: the queue's
+    /// end).
+    pub async fn clean_deleted_posts_pass(
+        &self,
+        budget: usize,
+        steps: usize,
+    ) -> Result<CleanupStep, StoreError> {
+        let mut sum = CleanupStep::default();
+        for _ in 0..steps {
+            let step = self.clean_deleted_posts(sum.next, budget).await?;
+            sum = CleanupStep {
+                pending: sum.pending + step.pending,
+                removed: sum.removed + step.removed,
+                finished: sum.finished + step.finished,
+                counters: sum.counters + step.counters,
+                next: step.next,
+            };
+            if sum.next.is_none() {
+                break;
+            }
+        }
+        Ok(sum)
+    }
+
     /// Takes off up to `budget` of `post`'s likes, then of its reposts.
     async fn take_off(&self, post: u64, budget: usize) -> Result<Progress, StoreError> {
         let limit = budget.min(self.store.limits().max_scan);
@@ -414,19 +441,12 @@ mod tests {
         n
     }
 
-    /// A pass as the api's sweeper runs it: steps of `budget`, each from where the last stopped,
-    /// at most `steps`; returns the posts it looked at.
+    /// The posts a pass of `budget` removals a step, at most `steps` steps, looked at.
     async fn pass(p: &Posts, budget: usize, steps: usize) -> usize {
-        let (mut after, mut seen) = (None, 0);
-        for _ in 0..steps {
-            let step = p.clean_deleted_posts(after, budget).await.unwrap();
-            seen += step.pending;
-            after = step.next;
-            if after.is_none() {
-                break;
-            }
-        }
-        seen
+        p.clean_deleted_posts_pass(budget, steps)
+            .await
+            .unwrap()
+            .pending
     }
 
     #[tokio::test]
