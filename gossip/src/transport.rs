@@ -5,7 +5,9 @@
 //! - the **membership loop** (with [`TransportConfig::separate_membership`], the default) fires
 //!   SWIM's timers every 100 ms and answers SWIM packets through a [`SwimDriver`]: it never
 //!   awaits the store, so probes and suspicion keep their times while the core loop waits on a
-//!   slow read or write (without it, the core loop does this too, between its store calls);
+//!   slow read or write (without it, the core loop does this too, between its store calls). It
+//!   runs on a `gossip-swim` thread with a runtime of its own, and writes through connections
+//!   of its own, so neither busy tokio workers nor a queue of pushes delays a tick or a probe;
 //! - the **core loop** owns the [`GossipNode`]: it takes inbound envelopes, ticks every 100 ms,
 //!   pushes new local writes (the store's change-feed watch) at most every [`PUSH_LINGER`] —
 //!   a burst of writes is one push, one read of the feed and its records — runs CAS commands, and
@@ -266,6 +268,9 @@ pub enum TransportError {
     /// The core loop's store lane could not start its thread.
     #[error("cannot start the gossip store lane: {0}")]
     Lane(#[source] starling_store::StoreError),
+    /// The membership loop's thread or runtime could not start.
+    #[error("cannot start the gossip membership thread: {0}")]
+    MembershipThread(#[source] std::io::Error),
 }
 
 /// The address this node is known by: `addr` itself if it is an IP address, else the first
@@ -665,13 +670,28 @@ impl GossipService {
         let handlers = Handlers::default();
         let outbox = Arc::new(outbox);
         if let Some(swim_rx) = swim_rx {
-            tasks.spawn(membership_loop(
+            // Its own connections: a probe never waits in a peer's queue behind a push.
+            let swim_outbox = Arc::new(Outbox {
+                me: cfg.me.clone(),
+                codec: outbox.codec.clone(),
+                wan: wan.clone(),
+                writers: Mutex::new(HashMap::new()),
+                metrics: metrics.clone(),
+                rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x5e1f)),
+                shutdown: shutdown.subscribe(),
+            });
+            let ended = spawn_membership_thread(
                 core.swim_driver(),
                 swim_rx,
-                outbox.clone(),
+                swim_outbox,
                 clock_start,
                 shutdown.subscribe(),
-            ));
+            )
+            .map_err(TransportError::MembershipThread)?;
+            // The service's tasks end when the thread has.
+            tasks.spawn(async move {
+                let _ = ended.await;
+            });
         }
         tasks.spawn(core_loop(CoreLoop {
             core,
@@ -979,6 +999,30 @@ struct CoreLoop {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Runs the [`membership_loop`] on a thread of its own, with a single-threaded runtime of its
+/// own (its timer, its connections): on tokio's shared workers its ticks waited behind API
+/// requests whenever the machine was saturated (RELIABILITY.md, "Soak": ticks 259 and 282 ms
+/// apart in a 20-minute soak). The receiver is answered when the loop has ended.
+fn spawn_membership_thread(
+    driver: SwimDriver,
+    swim_in: mpsc::Receiver<Envelope>,
+    outbox: Arc<Outbox>,
+    start: Instant,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (ended_tx, ended_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("gossip-swim".into())
+        .spawn(move || {
+            runtime.block_on(membership_loop(driver, swim_in, outbox, start, shutdown));
+            let _ = ended_tx.send(());
+        })?;
+    Ok(ended_rx)
+}
+
 /// Fires SWIM's timers every tick and answers SWIM packets, never waiting on the store; what
 /// it sees of the membership the core takes on its next step.
 async fn membership_loop(
@@ -1012,7 +1056,7 @@ async fn membership_loop(
         };
         outbox.send(out, &mut writers);
     }
-    // Let the core loop's leave go out through the writers started here.
+    // Let the frames queued last go out before the writers stop.
     tokio::time::sleep(Duration::from_millis(100)).await;
     writers.abort_all();
 }
