@@ -28,22 +28,16 @@ RUN=$RANDOM run signup -s infra/wrk/signup.lua "$url"
 rss_mib=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' /proc/$pid/status)
 
 python3 - "$work/rows" "$DUR" "$CONN" "$rss_mib" > "$out" <<'PY'
-import sys, subprocess, datetime, os
-rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
-bare = float(rows[0][1])
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+import sys
+sys.path.insert(0, "infra/wrk")
+import page
 print("# REST API under load (infra/bench-api.sh)\n")
-print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}`: release build, "
-      f"embedded store (fsync every 100 ms), wrk with 1 thread and {sys.argv[3]} connections for {sys.argv[2]} per row, "
-      f"on the same {os.cpu_count()}-core machine as the server. The ceiling is `/healthz` on the same server; "
-      "ratio = endpoint req/s ÷ ceiling req/s. wrk is closed-loop: latencies under saturation, not at a fixed rate.\n")
-print("| endpoint | req/s | ratio to ceiling | p50 | p99 | non-2xx |")
-print("|---|---|---|---|---|---|")
+print(page.run_line("release build, embedded store (fsync every 100 ms), " + page.wrk_setup(sys.argv[2], sys.argv[3])) + "\n")
 names = {"bare": "GET /healthz (ceiling)", "post_get": "GET /v1/posts/{id}", "post_create": "POST /v1/posts",
          "follow": "PUT /v1/following/{id}", "login": "POST /v1/sessions (argon2id)", "signup": "POST /v1/users (argon2id)"}
-for name, rps, p50, p99, bad in rows:
-    print(f"| {names[name]} | {float(rps):,.0f} | {float(rps)/bare:.3f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {bad} |")
-print("\n`PUT /v1/following/{id}` cycles over 200 seeded users: after the first pass a follow is the idempotent "
+print(page.ceiling_table(sys.argv[1], "endpoint", names))
+print("\nwrk is closed-loop: latencies under saturation, not at a fixed rate. "
+      "`PUT /v1/following/{id}` cycles over 200 seeded users: after the first pass a follow is the idempotent "
       "path (a read that finds the edge). Sign-up and login are bound by argon2id (19 MiB, 2 passes), by design; they are also rate limited per address "
       "(disabled for this run).")
 print(f"\nThe server's RSS after all rows: {sys.argv[4]} MiB.")

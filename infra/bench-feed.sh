@@ -65,17 +65,18 @@ bench_server moka
 bench_server redis --redis redis://127.0.0.1:$rport
 
 python3 - "$work/rows" "$DUR" > bench/feed-api.md <<'PY'
-import sys, subprocess, datetime, os
-rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+import sys
+sys.path.insert(0, "infra/wrk")
+import page
+rows = page.rows(sys.argv[1])
 print("# GET /v1/feed under load (infra/bench-feed.sh)\n")
-print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}`: release build, "
-      f"embedded store, wrk with 1 thread for {sys.argv[2]} per row on the same {os.cpu_count()}-core machine as the "
+print(page.run_line(
+      f"release build, embedded store, wrk with 1 thread for {sys.argv[2]} per row on the same machine as the "
       "server (and Redis). A reader follows 50 authors with 3 posts each, likes one post of each, and each author "
       "reposts one post of the one before; each request returns 20 hydrated posts (author summary, counters, the "
       "reader's liked/reposted, the reposted post; warm). The baseline is `GET /healthz` on the same server in the same run (a bare axum handler); "
       "ratio = feed req/s ÷ bare req/s. 32 connections saturate the server; 2 connections is light load. wrk is "
-      "closed-loop: the open-loop figures at a fixed rate come with the load generator.\n")
+      "closed-loop: the open-loop figures at a fixed rate come with the load generator.\n"))
 print("| cache tiers | connections | bare req/s | feed req/s | ratio | bare p50 / p99 | feed p50 / p99 | non-2xx |")
 print("|---|---|---|---|---|---|---|---|")
 for label, conns, brps, bp50, bp99, bbad, frps, fp50, fp99, fbad in rows:

@@ -19,21 +19,14 @@ run module "$url/web/js/chat.js"
 run revalidate -H "If-None-Match: $etag" "$url/web/js/chat.js"
 
 python3 - "$work/rows" "$DUR" "$CONN" "$size" > "$out" <<'PY'
-import sys, subprocess, datetime, os
-rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
-bare = float(rows[0][1])
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+import sys
+sys.path.insert(0, "infra/wrk")
+import page
 print("# Serving the web client (infra/bench-web.sh)\n")
-print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC at commit `{commit}`: release build, "
-      f"wrk with 1 thread and {sys.argv[3]} connections for {sys.argv[2]} per row, on the same {os.cpu_count()}-core "
-      "machine as the server (shared, noisy: compare the ratios). The ceiling is `/healthz` on the same server; "
-      "ratio = row req/s ÷ ceiling req/s.\n")
-print("| request | req/s | ratio to ceiling | p50 | p99 | non-2xx |")
-print("|---|---|---|---|---|---|")
+print(page.run_line("release build, " + page.wrk_setup(sys.argv[2], sys.argv[3])) + "\n")
 names = {"bare": "GET /healthz (ceiling)", "page": "GET / (index.html)",
          "module": f"GET /web/js/chat.js ({int(sys.argv[4]):,} bytes)", "revalidate": "GET /web/js/chat.js, If-None-Match (304)"}
-for name, rps, p50, p99, bad in rows:
-    print(f"| {names[name]} | {float(rps):,.0f} | {float(rps)/bare:.3f} | {float(p50):.2f} ms | {float(p99):.2f} ms | {bad} |")
+print(page.ceiling_table(sys.argv[1], "request", names))
 print("\nThe files are embedded in the binary and served from a static slice (no copy, no disk read); "
       "each answer carries `Cache-Control: no-cache` and an ETag computed once at the first request, so a "
       "browser's reload is one 304 per file. The client's routes are merged beside the API's router, outside its "

@@ -7,6 +7,8 @@
 #   run NAME WRK-ARGS…    one wrk row appended to $work/rows: name, req/s, p50 ms, p99 ms, non-2xx
 #   wrk_figures FILE      the figures of one `wrk --latency` output, tab separated: req/s,
 #                         p50 ms, p99 ms, non-2xx (or 3xx) responses; fails when one is missing
+# Each script writes its page with infra/wrk/page.py (the rows, the "Run … at commit …" line, the
+# table against the /healthz ceiling).
 log() { printf '==> %s\n' "$*" >&2; }
 # shellcheck source=infra/lib.sh
 . infra/lib.sh
