@@ -60,6 +60,14 @@ struct Row {
     max: Duration,
 }
 
+impl Row {
+    /// This row's mean and p99 over `base`'s.
+    fn ratios(&self, base: &Row) -> (f64, f64) {
+        let over = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+        (over(self.mean, base.mean), over(self.p99, base.p99))
+    }
+}
+
 fn row(name: impl Into<String>, mut v: Vec<Duration>) -> Row {
     v.sort_unstable();
     let mean = v.iter().sum::<Duration>() / v.len().max(1) as u32;
@@ -379,12 +387,11 @@ fn main() {
         &cost_rows,
     );
     for (a, b) in &cost {
+        let (mean, p99) = a.ratios(b);
         let _ = writeln!(
             md,
-            "- {}: mean {:.2}x, p99 {:.2}x of the baseline",
-            a.name,
-            a.mean.as_secs_f64() / b.mean.as_secs_f64().max(1e-9),
-            a.p99.as_secs_f64() / b.p99.as_secs_f64().max(1e-9)
+            "- {}: mean {mean:.2}x, p99 {p99:.2}x of the baseline",
+            a.name
         );
     }
     let _ = writeln!(md);
@@ -396,11 +403,10 @@ fn main() {
         ),
         &[&lags.0, &lags.1],
     );
+    let (mean, p99) = lags.0.ratios(&lags.1);
     let _ = writeln!(
         md,
-        "- keyspace feed lag: mean {:.1}x, p99 {:.1}x of the node-local feed's\n",
-        lags.0.mean.as_secs_f64() / lags.1.mean.as_secs_f64().max(1e-9),
-        lags.0.p99.as_secs_f64() / lags.1.p99.as_secs_f64().max(1e-9)
+        "- keyspace feed lag: mean {mean:.1}x, p99 {p99:.1}x of the node-local feed's\n"
     );
     table(
         &mut md,
@@ -409,11 +415,10 @@ fn main() {
         ),
         &[&fold.0, &fold.1],
     );
+    let (mean, p99) = fold.0.ratios(&fold.1);
     let _ = writeln!(
         md,
-        "- commit with the keyspace's digests: mean {:.2}x, p99 {:.2}x of the baseline's\n",
-        fold.0.mean.as_secs_f64() / fold.1.mean.as_secs_f64().max(1e-9),
-        fold.0.p99.as_secs_f64() / fold.1.p99.as_secs_f64().max(1e-9)
+        "- commit with the keyspace's digests: mean {mean:.2}x, p99 {p99:.2}x of the baseline's\n"
     );
     table(
         &mut md,

@@ -255,16 +255,7 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{HlcClock, Limits, NodeId, RegionId, open_memory};
-
-    /// An empty memory store of node 1.
-    fn store() -> Arc<dyn Store> {
-        open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        )
-    }
+    use crate::engine::memory_for_tests as store;
 
     #[tokio::test]
     async fn positions_persist_and_are_not_in_the_feed() {

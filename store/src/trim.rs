@@ -231,16 +231,9 @@ impl Trimmer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{HlcClock, Key, Limits, NodeId, RegionId, StoreExt, open_memory};
+    use crate::engine::memory_for_tests as store;
+    use crate::{Key, StoreExt};
     use bytes::Bytes;
-
-    fn store() -> Arc<dyn Store> {
-        open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        )
-    }
 
     #[tokio::test]
     async fn trims_below_the_slowest_consumer_only_in_steps() {

@@ -148,6 +148,17 @@ impl<B: Backend> std::fmt::Debug for Engine<B> {
     }
 }
 
+/// An empty in-memory store of node 1 of region 1, with a clock of its own and the default
+/// limits: the store of the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn memory_for_tests() -> Arc<dyn Store> {
+    open_memory(
+        NodeId::new(crate::RegionId(1), 1),
+        Arc::new(HlcClock::new()),
+        Limits::default(),
+    )
+}
+
 /// Opens an in-memory store for `node`.
 pub fn open_memory(node: NodeId, clock: Arc<HlcClock>, limits: Limits) -> Arc<dyn Store> {
     let engine = Engine::new(memory::MemoryBackend::new(), node, clock, limits, None);
@@ -1385,16 +1396,11 @@ impl<B: Backend> Store for Engine<B> {
 
 #[cfg(test)]
 mod drop_zero_counters_tests {
-    use crate::{HlcClock, Key, Keyspace, Limits, NodeId, RegionId, StoreExt, open_memory};
-    use std::sync::Arc;
+    use crate::{Key, Keyspace, StoreExt};
 
     #[tokio::test]
     async fn only_local_counters_at_zero_go() {
-        let s = open_memory(
-            NodeId::new(RegionId(1), 1),
-            Arc::new(HlcClock::new()),
-            Limits::default(),
-        );
+        let s = super::memory_for_tests();
         let local = Keyspace::local("t");
         let (zero, one) = (local.key().u64(1).finish(), local.key().u64(2).finish());
         let replicated = Keyspace::new("t").key().u64(1).finish();
