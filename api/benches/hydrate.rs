@@ -75,7 +75,14 @@ async fn world(dir: Option<&std::path::Path>) -> (AppState, u64) {
                 let text = format!("post {round} of author {i}, with some words in it");
                 let (p, _) = state
                     .posts
-                    .create_quoting(*a, "t", &text, &[], None, quote)
+                    .create_linked(
+                        *a,
+                        "t",
+                        &text,
+                        &[],
+                        None,
+                        starling_posts::Links::quoting(quote),
+                    )
                     .await
                     .unwrap();
                 if let Some(q) = quote {

@@ -569,7 +569,14 @@ mod tests {
         posts.repost(hidden.id, authors[1]).await.unwrap();
         for (a, q) in [(authors[2], &hidden), (authors[3], &seen)] {
             let (p, _) = posts
-                .create_quoting(a, "t", "look", &[], None, Some(q.id))
+                .create_linked(
+                    a,
+                    "t",
+                    "look",
+                    &[],
+                    None,
+                    starling_posts::Links::quoting(q.id),
+                )
                 .await
                 .unwrap();
             posts.link_quote(p.id, q.id).await.unwrap();

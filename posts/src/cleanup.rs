@@ -512,7 +512,14 @@ mod tests {
         let (r2, _) = p.repost(x.id, 21).await.unwrap();
         // A quote of x, deleted by its author before x: x's quote count is back at 0.
         let (q, _) = p
-            .create_quoting(30, "us", "quoting x", &[], None, Some(x.id))
+            .create_linked(
+                30,
+                "us",
+                "quoting x",
+                &[],
+                None,
+                crate::Links::quoting(x.id),
+            )
             .await
             .unwrap();
         p.link_quote(q.id, x.id).await.unwrap();

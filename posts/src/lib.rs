@@ -99,6 +99,16 @@ pub struct Links {
     pub reply_to: Option<u64>,
 }
 
+impl Links {
+    /// A post that quotes `quote_of` (when there is one) and answers none.
+    pub fn quoting(quote_of: impl Into<Option<u64>>) -> Self {
+        Self {
+            quote_of: quote_of.into(),
+            reply_to: None,
+        }
+    }
+}
+
 /// Reads an optional id added after the first posts were stored: a record written before the
 /// field existed ends where the field would start, so postcard (which encodes fields in order,
 /// without names) fails to read it; that is taken as `None`. JSON (the body cache) omits it.
@@ -254,25 +264,7 @@ impl Posts {
         media: &[u64],
         idempotency_key: Option<&str>,
     ) -> Result<(Post, bool), PostError> {
-        self.create_quoting(author, author_region, text, media, idempotency_key, None)
-            .await
-    }
-
-    /// [`Posts::create`] of a post that quotes post `quote_of` (the caller checks that it exists
-    /// and may be quoted; [`Posts::link_quote`] then counts it).
-    pub async fn create_quoting(
-        &self,
-        author: u64,
-        author_region: &str,
-        text: &str,
-        media: &[u64],
-        idempotency_key: Option<&str>,
-        quote_of: Option<u64>,
-    ) -> Result<(Post, bool), PostError> {
-        let links = Links {
-            quote_of,
-            reply_to: None,
-        };
+        let links = Links::default();
         self.create_linked(author, author_region, text, media, idempotency_key, links)
             .await
     }

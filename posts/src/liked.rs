@@ -389,7 +389,7 @@ mod tests {
         let (x, _) = p.create(1, "us", "original", &[], None).await.unwrap();
         let (r, _) = p.repost(x.id, 2).await.unwrap();
         let (q, _) = p
-            .create_quoting(2, "us", "look", &[], None, Some(x.id))
+            .create_linked(2, "us", "look", &[], None, crate::Links::quoting(x.id))
             .await
             .unwrap();
         assert!(p.elements_here(&x).await.unwrap(), "none to wait for");

@@ -266,7 +266,7 @@ mod tests {
         let p = posts();
         let (x, _) = p.create(1, "us", "original", &[], None).await.unwrap();
         let (q, _) = p
-            .create_quoting(2, "us", "look", &[], None, Some(x.id))
+            .create_linked(2, "us", "look", &[], None, crate::Links::quoting(x.id))
             .await
             .unwrap();
         assert_eq!(q.quote_of, Some(x.id));
