@@ -319,6 +319,23 @@ pub struct Missing {
     pub target: String,
 }
 
+impl Missing {
+    /// A write of this `kind` on `id`, for `user` (if any), missing at `target`.
+    fn new(
+        kind: impl Into<String>,
+        id: impl Into<String>,
+        user: Option<String>,
+        target: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+            user,
+            target: target.into(),
+        }
+    }
+}
+
 /// The outcome of a verification.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
@@ -422,12 +439,9 @@ where
             let there = there
                 .await
                 .map_err(|e| LoadError::setup(format!("reading {kind} {id} at {target}"), e))?;
-            Ok::<_, LoadError>((!there).then(|| Missing {
-                kind: kind.into(),
-                id: id.clone(),
-                user: None,
-                target: target.to_string(),
-            }))
+            Ok::<_, LoadError>(
+                (!there).then(|| Missing::new(kind, id.clone(), None, target.to_string())),
+            )
         }
     })
     .await
@@ -531,11 +545,13 @@ pub async fn verify(
                 edges
                     .into_iter()
                     .filter(|(followee, want)| have.contains(*followee) != *want)
-                    .map(|(followee, want)| Missing {
-                        kind: if want { "follow" } else { "unfollow" }.into(),
-                        id: followee.to_string(),
-                        user: Some(user.to_string()),
-                        target: target.clone(),
+                    .map(|(followee, want)| {
+                        Missing::new(
+                            if want { "follow" } else { "unfollow" },
+                            followee.to_string(),
+                            Some(user.to_string()),
+                            target.clone(),
+                        )
                     })
                     .collect::<Vec<_>>(),
             )
@@ -602,20 +618,22 @@ async fn missing_counted(
         let mut out: Vec<Missing> = users
             .into_iter()
             .filter(|(user, want)| have.contains(*user) != *want)
-            .map(|(user, want)| Missing {
-                kind: if want { counted.on } else { counted.off }.into(),
-                id: post.to_string(),
-                user: Some(user.to_string()),
-                target: target.to_string(),
+            .map(|(user, want)| {
+                Missing::new(
+                    if want { counted.on } else { counted.off },
+                    post.to_string(),
+                    Some(user.to_string()),
+                    target.to_string(),
+                )
             })
             .collect();
         if n != have.len() as u64 {
-            out.push(Missing {
-                kind: counted.count.into(),
-                id: format!("{post}: {n} counted, {} {}", have.len(), counted.list),
-                user: None,
-                target: target.to_string(),
-            });
+            out.push(Missing::new(
+                counted.count,
+                format!("{post}: {n} counted, {} {}", have.len(), counted.list),
+                None,
+                target.to_string(),
+            ));
         }
         Ok::<_, LoadError>(out)
     })
@@ -796,12 +814,7 @@ fn check_history_from(
     history: &[api::StoredMessage],
 ) -> (Vec<Missing>, u64) {
     let mut out = Vec::new();
-    let missing = |kind: &str, id: String| Missing {
-        kind: kind.into(),
-        id,
-        user: Some(conv.to_string()),
-        target: target.to_string(),
-    };
+    let missing = |kind: &str, id: String| Missing::new(kind, id, Some(conv.to_string()), target);
     if let Some((i, m)) = history
         .iter()
         .enumerate()
@@ -846,14 +859,12 @@ fn check_edits_from(
         .filter(|(seq, _, _)| *seq >= first_seq)
         .filter_map(|(seq, body, _)| {
             let found = at_seq(history, first_seq, *seq).filter(|m| m.kind == "text");
-            (found.is_none_or(|m| m.body != *body)).then(|| Missing {
-                kind: "edit".into(),
-                id: format!(
+            (found.is_none_or(|m| m.body != *body)).then(|| {
+                let id = format!(
                     "seq {seq}: {body:?} expected, {:?} found",
                     found.map(|m| m.body.as_str())
-                ),
-                user: Some(conv.to_string()),
-                target: target.to_string(),
+                );
+                Missing::new("edit", id, Some(conv.to_string()), target)
             })
         })
         .collect()
@@ -869,16 +880,13 @@ fn check_members(
     let have: HashSet<&str> = members.iter().map(String::as_str).collect();
     want.iter()
         .filter(|(user, must)| have.contains(user.as_str()) != **must)
-        .map(|(user, must)| Missing {
-            kind: if *must {
+        .map(|(user, must)| {
+            let kind = if *must {
                 "member_added"
             } else {
                 "member_removed"
-            }
-            .into(),
-            id: user.clone(),
-            user: Some(conv.to_string()),
-            target: target.to_string(),
+            };
+            Missing::new(kind, user.clone(), Some(conv.to_string()), target)
         })
         .collect()
 }
@@ -962,12 +970,12 @@ pub async fn verify_accounts(
                             if *is_read {
                                 read += 1;
                             } else {
-                                missing.push(Missing {
-                                    kind: "mark_read".into(),
-                                    id: format!("{id} (marked up to {up_to})"),
-                                    user: Some(user.clone()),
-                                    target: t.to_string(),
-                                });
+                                missing.push(Missing::new(
+                                    "mark_read",
+                                    format!("{id} (marked up to {up_to})"),
+                                    Some(user.clone()),
+                                    t.to_string(),
+                                ));
                             }
                         }
                     }
@@ -990,12 +998,7 @@ pub async fn verify_accounts(
             concurrency,
             |&(user, _, revoked, old)| async move {
                 let mut missing = Vec::new();
-                let miss = |kind: &str| Missing {
-                    kind: kind.into(),
-                    id: user.clone(),
-                    user: None,
-                    target: t.to_string(),
-                };
+                let miss = |kind: &str| Missing::new(kind, user.clone(), None, t.to_string());
                 let session = api::session_status(http, t, revoked)
                     .await
                     .map_err(|e| read_err(format!("a revoked session of {user}"), e))?;
@@ -1021,11 +1024,8 @@ pub async fn verify_accounts(
             concurrency,
             |(deleted, handle, by)| async move {
                 let mut missing = Vec::new();
-                let miss = |kind: &str| Missing {
-                    kind: kind.into(),
-                    id: deleted.clone(),
-                    user: Some(by.clone()),
-                    target: t.to_string(),
+                let miss = |kind: &str| {
+                    Missing::new(kind, deleted.clone(), Some(by.clone()), t.to_string())
                 };
                 if let Some(token) = tokens.get(by) {
                     let there = api::user_exists(http, t, token, deleted)
@@ -1069,20 +1069,22 @@ pub async fn verify_accounts(
                     if settled || tokio::time::Instant::now() >= deadline {
                         let mut missing: Vec<Missing> = left
                             .into_iter()
-                            .map(|d| Missing {
-                                kind: "deleted_follow".into(),
-                                id: d.to_string(),
-                                user: Some(by.to_string()),
-                                target: t.to_string(),
+                            .map(|d| {
+                                Missing::new(
+                                    "deleted_follow",
+                                    d.to_string(),
+                                    Some(by.to_string()),
+                                    t.to_string(),
+                                )
                             })
                             .collect();
                         if n != have.len() as u64 {
-                            missing.push(Missing {
-                                kind: "deleted_follow".into(),
-                                id: format!("{by}: {n} counted, {} followers", have.len()),
-                                user: None,
-                                target: t.to_string(),
-                            });
+                            missing.push(Missing::new(
+                                "deleted_follow",
+                                format!("{by}: {n} counted, {} followers", have.len()),
+                                None,
+                                t.to_string(),
+                            ));
                         }
                         return Ok::<_, LoadError>(missing);
                     }
@@ -1107,12 +1109,12 @@ pub async fn verify_accounts(
                         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     }
                     Err(e) if e.status() == Some(409) => {
-                        return Ok(Some(Missing {
-                            kind: "handle_freed".into(),
-                            id: handle.clone(),
-                            user: None,
-                            target: first.clone(),
-                        }));
+                        return Ok(Some(Missing::new(
+                            "handle_freed",
+                            handle.clone(),
+                            None,
+                            first.clone(),
+                        )));
                     }
                     Err(e) => {
                         return Err(LoadError::setup(format!("claiming {handle} at {first}"), e));
