@@ -46,12 +46,7 @@ if [ -n "${REPORT_FROM:-}" ]; then
   . "$WORK/meta"
 else
   WORK=$(mktemp -d /tmp/bench-chat-wan.XXXXXX)
-  COMMIT="\`$(git rev-parse --short HEAD)\`"
-  [ -n "$(git status --porcelain --untracked-files=no)" ] && COMMIT="$COMMIT with uncommitted changes"
-  NICENESS=$(nice)
-  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }ONE_WAY=$ONE_WAY ROUNDS=$ROUNDS RATE=$RATE GROUP_RATE=$GROUP_RATE CONVS=$CONVS GROUP_COUNT=$GROUP_COUNT SECS=$SECS STORE=$STORE${JITTER:+ JITTER=$JITTER} infra/bench-chat-wan.sh"
-  [ "$NICENESS" = 0 ] || COMMAND="nice -n $NICENESS $COMMAND"
-  STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+  bench_provenance "${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }ONE_WAY=$ONE_WAY ROUNDS=$ROUNDS RATE=$RATE GROUP_RATE=$GROUP_RATE CONVS=$CONVS GROUP_COUNT=$GROUP_COUNT SECS=$SECS STORE=$STORE${JITTER:+ JITTER=$JITTER} infra/bench-chat-wan.sh"
   NOTE="${NOTE:-}"
   declare -p COMMIT COMMAND STARTED_AT JITTER ONE_WAY RATE GROUP_RATE CONVS GROUP_COUNT GROUP_SIZE SECS WARMUP STORE NOTE >"$WORK/meta"
 fi
@@ -127,27 +122,22 @@ sys.exit(0 if any(m["region"] != v["region"] and m["state"] == "alive" for m in 
 [ -n "${REPORT_FROM:-}" ] || measure
 
 python3 - "$WORK" "$COMMAND" "$COMMIT" "$STARTED_AT" "${NOTE:-}" "$STORE" "${JITTER:-}" <<'PY' >"$WORK/chat-regions.md"
-import json, os, sys
+import os, sys
+sys.path.insert(0, "infra")
+from chat_runs import counts_cells, delivery, errors_cell, num as f, scenario
 work, command, commit, started, note, store, jitter = sys.argv[1:8]
 runs = []
 for line in open(os.path.join(work, "runs.tsv")):
     rnd, ow, scen, rate, g, l1, l5, l15, path = line.rstrip("\n").split("\t")
-    r = json.load(open(path))
-    c, ops = r["chat"], r["ops"]
+    x = delivery(path, int(g))
+    ops = x.pop("report")["ops"]
     def lat(op):
         o = ops.get(op) or {}
         lu = o.get("latency_us") or {}
         return dict(n=o.get("ok", 0), **{k: lu.get(k, 0) / 1000 for k in ("p50", "p90", "p99", "p999", "max")})
-    want = c["sent"] * (int(g) - 1)
-    runs.append(dict(round=int(rnd), ow=int(ow), scen=scen, rate=int(rate), g=int(g),
-        load=(float(l1), float(l5), float(l15)), sent=c["sent"], acked=c["acked"],
-        delivered=c["delivered"], want=want, missing=c["missing"], dup=c["duplicates"],
-        pct=100.0 * c["delivered"] / want if want else 0.0,
-        cross=lat("chat_deliver_cross"), local=lat("chat_deliver_local"), ack=lat("chat_send"),
-        errors={k: v for o in ops.values() for k, v in o.get("error_kinds", {}).items()}))
-
-def f(v):
-    return f"{v:,.2f}"
+    runs.append(dict(x, round=int(rnd), ow=int(ow), scen=scen, rate=int(rate), g=int(g),
+        load=(float(l1), float(l5), float(l15)),
+        cross=lat("chat_deliver_cross"), local=lat("chat_deliver_local"), ack=lat("chat_send")))
 
 def p99(l):
     return f(l["p99"]) if l["n"] else "–"
@@ -189,7 +179,7 @@ def link_p99(ow):
     # The p99 of a uniform on 0..=J whole ms is J while J ≤ 99; the in-order writer never adds past J.
     return ow + (j if j <= 99 else -(-99 * (j + 1) // 100) - 1)
 for x in runs:
-    label = "1:1" if x["g"] == 2 else f"groups of {x['g']}"
+    label = scenario(x["g"])
     c = x["cross"]
     margin = c["p99"] - x["ow"]
     link = link_p99(x["ow"])
@@ -204,11 +194,8 @@ out += ["", "## Every run", "",
         "| round | one way ms | scenario | msg/s | load before (1/5/15) | sent | acked | delivered / expected | missing | duplicates | cross max | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for x in runs:
-    label = "1:1" if x["g"] == 2 else f"groups of {x['g']}"
-    errs = " ".join(f"{k}={v}" for k, v in sorted(x["errors"].items())) or "0"
-    out.append(f"| {x['round']} | {x['ow']} | {label} | {x['rate']:,} | {x['load'][0]:.2f} / {x['load'][1]:.2f} / {x['load'][2]:.2f} | "
-               f"{x['sent']:,} | {x['acked']:,} | {x['delivered']:,} / {x['want']:,} | {x['missing']:,} | {x['dup']:,} | "
-               f"{f(x['cross']['max'])} | {errs} |")
+    out.append(f"| {x['round']} | {x['ow']} | {scenario(x['g'])} | {x['rate']:,} | {counts_cells(x)} | "
+               f"{f(x['cross']['max'])} | {errors_cell(x)} |")
 print("\n".join(out))
 PY
 # The generated tables, then the page's hand-written part kept from its `## Reading` line on.

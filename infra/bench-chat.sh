@@ -45,12 +45,7 @@ if [ -n "${REPORT_FROM:-}" ]; then
 else
   WORK=$(mktemp -d /tmp/bench-chat.XXXXXX)
   # The tree at the start (the binaries are built from it unless STARLING_BIN / LOAD_BIN are given).
-  COMMIT="\`$(git rev-parse --short HEAD)\`"
-  [ -n "$(git status --porcelain --untracked-files=no)" ] && COMMIT="$COMMIT with uncommitted changes"
-  NICENESS=$(nice)
-  COMMAND="${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS ROUNDS=$ROUNDS IDLE=$IDLE EMBEDDED=$EMBEDDED${EMBEDDED_RATES:+ EMBEDDED_RATES=$EMBEDDED_RATES} BASELINE=$BASELINE SETUP_CONCURRENCY=$SETUP_CONCURRENCY infra/bench-chat.sh"
-  [ "$NICENESS" = 0 ] || COMMAND="nice -n $NICENESS $COMMAND"
-  STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+  bench_provenance "${STARLING_BIN:+STARLING_BIN=$STARLING_BIN }${LOAD_BIN:+LOAD_BIN=$LOAD_BIN }RATES=$RATES SECS=$SECS ROUNDS=$ROUNDS IDLE=$IDLE EMBEDDED=$EMBEDDED${EMBEDDED_RATES:+ EMBEDDED_RATES=$EMBEDDED_RATES} BASELINE=$BASELINE SETUP_CONCURRENCY=$SETUP_CONCURRENCY infra/bench-chat.sh"
   NOTE="${NOTE:-}"
   declare -p COMMIT COMMAND STARTED_AT RATES SECS WARMUP CONVS GROUP_COUNT GROUP_SIZE NOTE >"$WORK/meta"
 fi
@@ -175,36 +170,32 @@ measure() {
 
 python3 - "$WORK" "$COMMAND" "$COMMIT" "$STARTED_AT" "${NOTE:-}" <<'PY'
 import json, os, sys
+sys.path.insert(0, "infra")
+from chat_runs import counts_cells, delivery, errors_cell, num as f, scenario
 work, command, commit, started, note = sys.argv[1:6]
 env = os.environ
 runs = []
 for line in open(os.path.join(work, "runs.tsv")):
     server, rnd, scen, rate, g, l1, l5, l15, path = line.rstrip("\n").split("\t")
-    r = json.load(open(path))
+    x = delivery(path, int(g))
+    r = x.pop("report")
     c, ops = r["chat"], r["ops"]
     d, s = ops.get("chat_deliver", {}), ops.get("chat_send", {})
     lat = d.get("latency_us", {})
-    want = c["sent"] * (int(g) - 1)
     wd = c.get("window_deliveries") or 0
     cpu = c.get("server_cpu_us")
     ccpu = c.get("client_cpu_us")
-    runs.append(dict(server=server, round=int(rnd), scen=scen, rate=int(rate), g=int(g),
-        load=(float(l1), float(l5), float(l15)), sent=c["sent"], acked=c["acked"],
-        delivered=c["delivered"], want=want, missing=c["missing"], dup=c["duplicates"],
-        pct=100.0 * c["delivered"] / want if want else 0.0,
+    runs.append(dict(x, server=server, round=int(rnd), scen=scen, rate=int(rate), g=int(g),
+        load=(float(l1), float(l5), float(l15)),
         per_s=wd / r["run"]["duration_s"], p50=lat.get("p50", 0) / 1000,
         p99=lat.get("p99", 0) / 1000, p999=lat.get("p999", 0) / 1000,
         ack99=s.get("latency_us", {}).get("p99", 0) / 1000,
         cpu=(cpu / wd if cpu is not None and wd else None),
-        ccpu=(ccpu / wd if ccpu is not None and wd else None),
-        errors={k: v for o in ops.values() for k, v in o.get("error_kinds", {}).items()}))
+        ccpu=(ccpu / wd if ccpu is not None and wd else None)))
 
 def pick(server, scen, rate):
     c = [x for x in runs if x["server"] == server and x["scen"] == scen and x["rate"] == rate]
     return min(c, key=lambda x: x["load"][0]) if c else None
-
-def f(v, d=2):
-    return "–" if v is None else f"{v:,.{d}f}"
 
 def ratio(a, b):
     return "–" if a is None or b is None or not b else f"{a / b:.2f}"
@@ -232,7 +223,7 @@ for x in runs:
     if x["server"] in ("starling", "centrifugo") and k not in scens:
         scens.append(k)
 for scen, rate, g in scens:
-    label = "1:1" if g == 2 else f"groups of {g}"
+    label = scenario(g)
     a, b = pick("starling", scen, rate), pick("centrifugo", scen, rate)
     e = pick("starling-embedded", scen, rate)
     for name, x in (("Starling", a), ("Starling, embedded store", e), ("Centrifugo", b)):
@@ -275,11 +266,8 @@ out += ["", "## Every run", "",
         "| server | round | scenario | msg/s | load before | sent | acked | delivered / expected | missing | duplicates | p50 | p99 | p99.9 | ack p99 | CPU µs/delivery | client CPU µs/delivery | errors |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for x in runs:
-    label = "1:1" if x["g"] == 2 else f"groups of {x['g']}"
-    errs = " ".join(f"{k}={v}" for k, v in sorted(x["errors"].items())) or "0"
-    out.append(f"| {x['server']} | {x['round']} | {label} | {x['rate']:,} | {x['load'][0]:.2f} / {x['load'][1]:.2f} / {x['load'][2]:.2f} | "
-               f"{x['sent']:,} | {x['acked']:,} | {x['delivered']:,} / {x['want']:,} | {x['missing']:,} | {x['dup']:,} | "
-               f"{f(x['p50'])} | {f(x['p99'])} | {f(x['p999'])} | {f(x['ack99'])} | {f(x['cpu'], 1)} | {f(x['ccpu'], 1)} | {errs} |")
+    out.append(f"| {x['server']} | {x['round']} | {scenario(x['g'])} | {x['rate']:,} | {counts_cells(x)} | "
+               f"{f(x['p50'])} | {f(x['p99'])} | {f(x['p999'])} | {f(x['ack99'])} | {f(x['cpu'], 1)} | {f(x['ccpu'], 1)} | {errors_cell(x)} |")
 base = open(os.path.join(work, "baseline.md")).read().strip()
 if base:
     out += ["", "## Bare relay (api/benches/chat.rs)", "",

@@ -86,6 +86,17 @@ release_bins() {
   LOAD=${LOAD_BIN:-$PWD/target/release/starling-load}
 }
 
+# A benchmark's provenance for its page, as COMMIT (the tree's short commit in backquotes, "with
+# uncommitted changes" when it has them), COMMAND (COMMAND-LINE as given, behind `nice -n N` when
+# this shell runs niced) and STARTED_AT (now, UTC).
+bench_provenance() { # bench_provenance COMMAND-LINE
+  COMMIT="\`$(git rev-parse --short HEAD)\`"
+  [ -z "$(git status --porcelain --untracked-files=no)" ] || COMMIT="$COMMIT with uncommitted changes"
+  COMMAND=$1
+  [ "$(nice)" = 0 ] || COMMAND="nice -n $(nice) $COMMAND"
+  STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
+}
+
 # A detached local `starling cluster` in DIR on a random base port, which it sets as BASE (HTTP at
 # BASE+0.., gossip at BASE+1000..); ARGS (regions, nodes, store, ...) go to `starling cluster`.
 # Stop it with `"$BIN" cluster down --dir DIR`.

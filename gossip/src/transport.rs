@@ -20,8 +20,9 @@
 //!   lane ([`TransportConfig::dedicated_store_lane`]);
 //! - the **listener** accepts peers; each connection gets a reader that opens frames and closes
 //!   the connection on the first bad one (counted in `frames_refused`);
-//! - one **writer per peer address** keeps a connection, reconnects with backoff, and sends each
-//!   frame no earlier than its WAN delivery time. Its queue is bounded: when full, the message is
+//! - one **writer per peer address** (and per loop: the membership loop's are its own) keeps a
+//!   connection, reconnects with backoff, and sends each frame no earlier than its WAN delivery
+//!   time. Its queue is bounded: when full, the message is
 //!   dropped (counted) — gossip tolerates loss, anti-entropy repairs it.
 
 use crate::node::{
