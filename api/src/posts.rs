@@ -257,6 +257,22 @@ pub(crate) struct PostList {
     pub(crate) next_cursor: Option<String>,
 }
 
+/// An `Idempotency-Key` as the document's pattern has it: 1–128 visible ASCII characters, spaces
+/// inside only (a tab, an empty value or a 129th character is 400, not a key).
+fn idempotency_key(v: &[u8]) -> Result<String, ApiError> {
+    let visible = |c: &u8| (0x21..=0x7e).contains(c);
+    let ok = (1..=128).contains(&v.len())
+        && v.iter().all(|c| *c == b' ' || visible(c))
+        && v.first().is_some_and(visible)
+        && v.last().is_some_and(visible);
+    if !ok {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key is 1 to 128 visible ASCII characters (spaces only inside)".into(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(v).into_owned())
+}
+
 #[derive(Deserialize, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewPost {
@@ -329,11 +345,7 @@ pub(crate) async fn create(
     JsonBody(b): JsonBody<NewPost>,
 ) -> Result<(StatusCode, Json<PostView>), Refusal> {
     let idem = match headers.get("idempotency-key") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
-                .to_string(),
-        ),
+        Some(v) => Some(idempotency_key(v.as_bytes())?),
         None => None,
     };
     let media = b
@@ -759,5 +771,23 @@ mod tests {
             assert!(extension(t).is_some(), "{t}");
         }
         assert_eq!(extension("image/svg+xml"), None);
+    }
+}
+
+#[cfg(test)]
+mod idempotency_key_tests {
+    use super::idempotency_key;
+
+    #[test]
+    fn a_key_is_what_the_documents_pattern_says() {
+        let long = "k".repeat(128);
+        for good in ["3f1c2a9e-post-1", "a b", "~", long.as_str()] {
+            assert!(idempotency_key(good.as_bytes()).is_ok(), "{good:?}");
+        }
+        let too_long = "k".repeat(129);
+        for bad in ["", " a", "a ", "a\tb", "\t", too_long.as_str()] {
+            assert!(idempotency_key(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(idempotency_key(b"caf\xc3\xa9").is_err());
     }
 }
