@@ -107,6 +107,20 @@ fn json_req(method: &str, path: &str, token: Option<&str>, body: &str) -> Vec<u8
     )
 }
 
+/// A valid new post whose `Idempotency-Key` header is `key`, as bytes on the wire.
+fn post_with_key(token: &str, key: &[u8]) -> Vec<u8> {
+    let body = br#"{"text":"keyed"}"#;
+    let mut v = format!(
+        "POST /v1/posts HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nContent-Type: application/json\r\nIdempotency-Key: "
+    )
+    .into_bytes();
+    v.extend_from_slice(key);
+    v.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
 fn get(path: &str, token: &str) -> Vec<u8> {
     req("GET", path, Some(token), None, b"")
 }
@@ -267,6 +281,10 @@ async fn malformed_http_and_websocket_input_gets_4xx_and_changes_nothing() {
         // JSON bodies.
         ("post: not JSON", json_req("POST", "/v1/posts", Some(t), "{not json"), Want::Status(BAD)),
         ("post: empty body", json_req("POST", "/v1/posts", Some(t), ""), Want::Status(BAD)),
+        // An Idempotency-Key outside 1-128 visible ASCII characters (spaces only inside).
+        ("post: empty Idempotency-Key", post_with_key(t, b""), Want::Status(BAD)),
+        ("post: Idempotency-Key with a tab", post_with_key(t, b"a\tb"), Want::Status(BAD)),
+        ("post: Idempotency-Key of 129 characters", post_with_key(t, &[b'k'; 129]), Want::Status(BAD)),
         ("post: null", json_req("POST", "/v1/posts", Some(t), "null"), Want::Status(SHAPE)),
         ("post: array", json_req("POST", "/v1/posts", Some(t), "[]"), Want::Status(SHAPE)),
         ("post: text is a number", json_req("POST", "/v1/posts", Some(t), r#"{"text":5}"#), Want::Status(SHAPE)),
