@@ -672,15 +672,7 @@ impl GossipService {
         let outbox = Arc::new(outbox);
         if let Some(swim_rx) = swim_rx {
             // Its own connections: a probe never waits in a peer's queue behind a push.
-            let swim_outbox = Arc::new(Outbox {
-                me: cfg.me.clone(),
-                codec: outbox.codec.clone(),
-                wan: wan.clone(),
-                writers: Mutex::new(HashMap::new()),
-                metrics: metrics.clone(),
-                rng: Mutex::new(SmallRng::seed_from_u64(seed ^ 0x5e1f)),
-                shutdown: shutdown.subscribe(),
-            });
+            let swim_outbox = Arc::new(outbox.with_own_writers(seed ^ 0x5e1f));
             let ended = spawn_membership_thread(
                 core.swim_driver(),
                 swim_rx,
@@ -885,6 +877,20 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// The same node's outbox (identity, codec, WAN, metrics, shutdown) with connections of
+    /// its own and its own WAN draws, seeded with `rng_seed`.
+    fn with_own_writers(&self, rng_seed: u64) -> Self {
+        Outbox {
+            me: self.me.clone(),
+            codec: self.codec.clone(),
+            wan: self.wan.clone(),
+            writers: Mutex::new(HashMap::new()),
+            metrics: self.metrics.clone(),
+            rng: Mutex::new(SmallRng::seed_from_u64(rng_seed)),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     fn send(&self, out: Vec<Outbound>, tasks: &mut JoinSet<()>) {
         for Outbound { to, msg } in out {
             let route = if to.region.is_empty() {
