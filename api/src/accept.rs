@@ -8,7 +8,7 @@
 //!   connection (this also bounds an idle keep-alive connection and an upgrade request that is
 //!   never finished);
 //! - a request body not read within the request deadline is answered 503 by the router's
-//!   deadline layer ([`crate::limits::deadline`]);
+//!   deadline layer (tower-http's `TimeoutLayer`, in [`crate::router_with_deadline`]);
 //! - at most [`ConnLimits::max_connections`] sockets are open, and at most
 //!   [`ConnLimits::max_connections_per_ip`] from one client address: a socket over either cap is accepted and
 //!   closed at once (so the kernel's backlog never fills and other clients are still served).

@@ -347,15 +347,17 @@ pub fn router_with_deadline(state: AppState, deadline: std::time::Duration) -> a
         // another method 405 (axum adds `Allow`), and any `text/plain` rejection left.
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        // The request deadline: a slow handler, or a body never finished (it is read inside),
+        // gets a bodiless 503, which the next layer turns into a problem.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            deadline,
+        ))
         .layer(axum::middleware::map_response(
             problem::plain_errors_as_problems,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(extract::MAX_JSON_BODY))
         .layer(axum::middleware::from_fn(limits::declared_size))
-        .layer(axum::middleware::from_fn_with_state(
-            deadline,
-            limits::deadline,
-        ))
         // Outermost: counts every answer, the deadline's 503 and the size limits' 413 too.
         .layer(axum::middleware::from_fn_with_state(
             state.http.clone(),

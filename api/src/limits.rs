@@ -1,4 +1,5 @@
-//! Request limits: a deadline on every request, and a per-client-address rate limit on the
+//! Request limits: the default of the deadline on every request (the router applies it with
+//! tower-http's `TimeoutLayer`), and a per-client-address rate limit on the
 //! endpoints that hash passwords (sign-up, login) so they cannot be used to burn CPU or guess
 //! passwords. Body size limits are set on the router (see `extract::MAX_JSON_BODY`).
 
@@ -17,15 +18,6 @@ use std::time::Duration;
 
 /// How long a request may take before it is answered 503 (default of `--request-timeout`).
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Answers 503 (problem+json) to a request that is not done by its deadline `limit`: a slow
-/// handler, or a client that never finishes sending its body (the body is read inside).
-pub async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => ApiError::Unavailable("the request took too long".into()).into_response(),
-    }
-}
 
 /// Answers 413 at once to a request whose declared `Content-Length` exceeds the largest body
 /// any route accepts (media), instead of waiting for a body that may never come. Routes with a

@@ -223,16 +223,20 @@ pub async fn method_not_allowed(method: axum::http::Method) -> Refusal {
 const MAX_PLAIN_DETAIL: usize = 4 * 1024;
 
 /// The last line of the problem+json contract: an error answered as `text/plain` (the rejection
-/// of an axum extractor a handler takes directly, such as `WebSocketUpgrade`) is turned into a
+/// of an axum extractor a handler takes directly, such as `WebSocketUpgrade`) or with no body
+/// and no type (the request deadline's 503, from tower-http's `TimeoutLayer`) is turned into a
 /// problem with the same status and headers, its text as the detail. Handlers should use the
 /// extractors of [`crate::extract`], whose rejections are an [`ApiError`] already.
 pub async fn plain_errors_as_problems(resp: Response) -> Response {
     let status = resp.status();
-    let plain = resp
+    let kind = resp
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/plain"));
+        .map(|v| v.to_str().ok());
+    let plain = match kind {
+        Some(ct) => ct.is_some_and(|ct| ct.starts_with("text/plain")),
+        None => axum::body::HttpBody::size_hint(resp.body()).exact() == Some(0),
+    };
     if !(status.is_client_error() || status.is_server_error()) || !plain {
         return resp;
     }
@@ -241,10 +245,11 @@ pub async fn plain_errors_as_problems(resp: Response) -> Response {
         Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
         Err(_) => String::new(),
     };
-    let detail = if detail.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_string()
-    } else {
-        detail
+    let detail = match (detail.is_empty(), status) {
+        (false, _) => detail,
+        // The only bodiless 503 of the router: the request deadline's.
+        (true, StatusCode::SERVICE_UNAVAILABLE) => "the request took too long".to_string(),
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
     };
     let mut out = problem_response(status, detail);
     let mut headers = parts.headers;

@@ -242,17 +242,10 @@ struct Account {
 }
 
 fn sign_up(port: u16, handle: &str) -> Account {
-    let (s, v) = json_call(
-        port,
-        "POST",
-        "/v1/users",
-        None,
-        json!({"handle": handle, "password": PASSWORD}),
-    );
-    assert_eq!(s, 201, "{v}");
+    let (id, token) = common::sign_up_with(port, handle, PASSWORD);
     Account {
-        id: v["id"].as_str().unwrap().to_string(),
-        token: v["token"].as_str().unwrap().to_string(),
+        id,
+        token,
         handle: handle.to_string(),
     }
 }

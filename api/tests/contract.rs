@@ -49,16 +49,12 @@ fn assert_problem(what: &str, status: u16, head: &str, body: &[u8], want: u16) -
     v
 }
 
-fn sign_up(port: u16, handle: &str) -> String {
-    common::sign_up_at(port, handle).1
-}
-
 #[test]
 fn the_router_and_the_extractors_answer_problems() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
-    let t = sign_up(port, "alice");
+    let t = common::sign_up_at(port, "alice").1;
     let bearer = format!("Bearer {t}");
     let auth = [("Authorization", bearer.as_str())];
 
@@ -110,7 +106,7 @@ async fn the_bearer_scheme_is_matched_in_any_case() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
-    let t = sign_up(port, "alice");
+    let t = common::sign_up_at(port, "alice").1;
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let (s, h, b) = raw(
             port,
@@ -171,7 +167,7 @@ fn a_retry_after_the_original_post_was_deleted_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
-    let t = sign_up(port, "alice");
+    let t = common::sign_up_at(port, "alice").1;
     let create = |key: &str| {
         raw(
             port,
@@ -224,7 +220,7 @@ fn media_is_checked_on_upload_and_served_passively() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
-    let t = sign_up(port, "alice");
+    let t = common::sign_up_at(port, "alice").1;
     let upload = |ct: &str, body: &[u8]| {
         request_with_head(port, "POST", "/v1/media", Some(&t), Some(ct), body)
     };

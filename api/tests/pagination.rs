@@ -11,11 +11,6 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// (token, id) of a new user.
-fn sign_up(port: u16, handle: &str) -> (String, String) {
-    let (id, token) = common::sign_up_at(port, handle);
-    (token, id)
-}
-
 /// A GET: (status, the `Link` header's next target if any, body).
 fn get(port: u16, path: &str, token: &str) -> (u16, Option<String>, Value) {
     let (s, head, body) = request_with_head(port, "GET", path, Some(token), None, b"");
@@ -66,9 +61,9 @@ fn every_list_links_its_next_page_and_since_gets_only_newer() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::memory(dir.path(), &[]);
     let port = node.port;
-    let (alice, _) = sign_up(port, "alice");
-    let (bob, bob_id) = sign_up(port, "bob");
-    let (carol, _) = sign_up(port, "carol");
+    let (_, alice) = common::sign_up_at(port, "alice");
+    let (bob_id, bob) = common::sign_up_at(port, "bob");
+    let (_, carol) = common::sign_up_at(port, "carol");
     for t in [&alice, &carol] {
         let (s, _) = common::http(
             port,

@@ -121,6 +121,13 @@ fn slow_heads_idle_sockets_unfinished_bodies_and_upgrades_are_cut() {
         first.starts_with("HTTP/1.1 503"),
         "an unfinished body: {first:?}"
     );
+    // The deadline's answer is a problem like every other error, and says what happened.
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(
+        text.contains("content-type: application/problem+json")
+            && text.contains("\"detail\":\"the request took too long\""),
+        "the deadline's answer: {text}"
+    );
     // A body trickled a byte at a time (each byte before any timeout): the deadline still ends it.
     let slow_body = format!(
         "POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{}",

@@ -293,7 +293,12 @@ pub fn sign_up_user(n: &Node, handle: &str) -> (String, String) {
 
 /// Signs up `handle` (password `password1`) on the node at `port`: (id, token).
 pub fn sign_up_at(port: u16, handle: &str) -> (String, String) {
-    let body = serde_json::json!({"handle": handle, "password": "password1"});
+    sign_up_with(port, handle, "password1")
+}
+
+/// Signs up `handle` with `password` on the node at `port`: (id, token).
+pub fn sign_up_with(port: u16, handle: &str, password: &str) -> (String, String) {
+    let body = serde_json::json!({"handle": handle, "password": password});
     let (s, b) = http_json(port, "POST", "/v1/users", None, &body.to_string());
     let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
     assert_eq!(s, 201, "{v}");
