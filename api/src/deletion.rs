@@ -19,9 +19,9 @@
 //! The same pass takes a step of the cleanup of deleted posts ([`starling_posts::cleanup`]: their
 //! likes and reposts taken off on this node, then the count consumer's shadows of them, then its
 //! counters at zero): steps of
-//! at most [`POST_CLEANUP_STEP`] removals each, walking the queue from its start, at most
-//! [`POST_CLEANUP_STEPS`]: `starling_deleted_posts_pending` (posts queued, as far as the last pass
-//! looked: at most 8 192) and
+//! at most [`POST_CLEANUP_STEP`] removals each, at most [`POST_CLEANUP_STEPS`], walking the
+//! queue from where the last pass stopped (from its start again once a pass reached its end):
+//! `starling_deleted_posts_pending` (the queued posts the last pass looked at: at most 8 192) and
 //! `starling_deleted_post_removals_total`. And, until it has read every
 //! like once, a step of the backfill of the likes' liker index for likes written before it
 //! existed ([`starling_posts::liked`]), [`BACKFILL_STEP`] likes a pass:
@@ -106,8 +106,10 @@ impl SweepMetrics {
 
 /// Runs a pass every `interval` until `shutdown` turns true.
 pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    // Where the next pass goes on in the queue of deleted posts (`None`: its start).
+    let mut cleanup = None;
     loop {
-        if let Err(e) = pass(&state).await {
+        if let Err(e) = pass(&state, &mut cleanup).await {
             tracing::warn!(error = %e, "account deletion sweep failed; retrying next pass");
         }
         tokio::select! {
@@ -120,8 +122,12 @@ pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Recei
     }
 }
 
-/// One pass (see the module doc).
-pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
+/// One pass (see the module doc); its cleanup of deleted posts goes on from `cleanup` (where the
+/// last pass's stopped), which it moves on.
+pub async fn pass(
+    state: &AppState,
+    cleanup: &mut Option<u64>,
+) -> Result<(), crate::problem::ApiError> {
     let (pending, _) = state
         .graph
         .pending_deletions(None, DELETIONS_PER_PASS)
@@ -153,15 +159,16 @@ pub async fn pass(state: &AppState) -> Result<(), crate::problem::ApiError> {
         }
     }
     state.sweep.waiting.set(waiting as i64);
-    let cleanup = state
+    let step = state
         .posts
-        .clean_deleted_posts_pass(POST_CLEANUP_STEP, POST_CLEANUP_STEPS)
+        .clean_deleted_posts_pass(*cleanup, POST_CLEANUP_STEP, POST_CLEANUP_STEPS)
         .await?;
-    state.sweep.posts_pending.set(cleanup.pending as i64);
+    *cleanup = step.next;
+    state.sweep.posts_pending.set(step.pending as i64);
     state
         .sweep
         .post_removals
-        .inc_by((cleanup.removed + cleanup.counters) as u64);
+        .inc_by((step.removed + step.counters) as u64);
     let backfill = state.posts.backfill_like_index(BACKFILL_STEP).await?;
     state.sweep.backfilled.inc_by(backfill.indexed as u64);
     Ok(())

@@ -159,6 +159,12 @@ impl Conversation {
         }
     }
 
+    /// Forgets the former memberships that ended below `floor`: with history kept from `floor`
+    /// on, they read nothing the conversation still holds.
+    pub(crate) fn forget_past_below(&mut self, floor: u64) {
+        self.past.retain(|p| p.until >= floor);
+    }
+
     /// Removes `user`, remembering the stretch they could read up to `until`.
     pub(crate) fn remove_member(&mut self, user: u64, until: u64) {
         if let Ok(i) = self.members.binary_search_by_key(&user, |m| m.user) {

@@ -841,11 +841,18 @@ impl Messenger {
                 m.target_seq = Some(*target_seq);
             }
             Draft::Change(change) => {
-                let Some((kind, target, role, next)) =
+                let Some((kind, target, role, mut next)) =
                     self.changed(state, me.role, sender, change, seq)?
                 else {
                     return Ok(None);
                 };
+                // The state is written whole into this entry, past memberships and all (up to
+                // `MAX_PAST`, 13 KiB): with a bounded history, those that ended below the
+                // oldest entry kept once this one is in read nothing, so they go.
+                let max = self.cfg.retention.max;
+                if max > 0 {
+                    next.forget_past_below((seq + 1).saturating_sub(max));
+                }
                 m.kind = kind;
                 m.target = target;
                 m.role = role;

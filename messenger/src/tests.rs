@@ -753,6 +753,65 @@ async fn drain_trims(m: &Messenger) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_history_forgets_the_former_memberships_it_no_longer_holds() {
+    // Every change entry carries the whole state, former memberships included (up to
+    // MAX_PAST): with 10 entries kept, a stretch that ended below the oldest kept reads nothing.
+    let (m, u) = with_retention(3, 10).await;
+    let (conv, _) = m
+        .create_group(u[0], &[u[1]], Some("g".into()), String::new(), None)
+        .await
+        .unwrap();
+    for _ in 0..30 {
+        m.change(&conv, u[0], crate::Change::Add(u[2]))
+            .await
+            .unwrap()
+            .unwrap();
+        m.change(&conv, u[0], crate::Change::Remove(u[1]))
+            .await
+            .unwrap()
+            .unwrap();
+        m.change(&conv, u[0], crate::Change::Add(u[1]))
+            .await
+            .unwrap()
+            .unwrap();
+        m.change(&conv, u[0], crate::Change::Remove(u[2]))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let now = m.conversation(conv.id).await.unwrap();
+    let ends: Vec<u64> = now.past.iter().map(|p| p.until).collect();
+    let e = now.epoch;
+    assert_eq!(
+        ends,
+        vec![e - 8, e - 6, e - 4, e - 2, e],
+        "the removals among the last 10 entries (every other one), not the 55 before"
+    );
+    // The removed member still reads the stretch kept; a stretch forgotten is refused.
+    assert!(m.authorize_read(u[2], conv.id).await.is_ok());
+    let (other, _) = m
+        .create_group(u[0], &[u[2]], Some("h".into()), String::new(), None)
+        .await
+        .unwrap();
+    m.change(&other, u[0], crate::Change::Remove(u[2]))
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..9 {
+        rename(&m, &other, u[0], &format!("h{i}")).await;
+    }
+    assert!(
+        m.authorize_read(u[2], other.id).await.is_ok(),
+        "the removal is still among the last 10 entries"
+    );
+    rename(&m, &other, u[0], "last").await;
+    assert!(matches!(
+        m.authorize_read(u[2], other.id).await,
+        Err(MessengerError::NotMember)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_past_the_bound_keeps_exactly_the_last_n_from_its_floor() {
     let (m, u) = with_retention(2, 100).await;
     let (conv, _) = m

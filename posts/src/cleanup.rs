@@ -236,16 +236,23 @@ impl Posts {
     }
 
     /// A pass of the cleanup: steps of `budget` removals ([`Posts::clean_deleted_posts`]), each
-    /// from where the last stopped, at most `steps`, so posts waiting at the queue's head (for the
-    /// counting consumer) do not hold up those behind them. Returns the steps' sums (`pending`:
-    /// the queued posts the pass looked at) and, in `next`, where it stopped (`None`: the queue's
-    /// end).
+    /// from where the last stopped, at most `steps`, from `from` (the last pass's `next`; `None`:
+    /// the queue's start), so posts waiting at the queue's head (for the counting consumer) do
+    /// not hold up those behind them, and neither do the tombstones of finished entries there
+    /// (a page stops at the scan's budget among them: passes that all started at the head spent
+    /// their steps on the same tombstones and never reached most of a long queue, which grew by
+    /// 69 000 posts in 14 minutes of a soak). Returns the steps' sums (`pending`: the queued
+    /// posts the pass looked at) and, in `next`, where it stopped (`None`: the queue's end).
     pub async fn clean_deleted_posts_pass(
         &self,
+        from: Option<u64>,
         budget: usize,
         steps: usize,
     ) -> Result<CleanupStep, StoreError> {
-        let mut sum = CleanupStep::default();
+        let mut sum = CleanupStep {
+            next: from,
+            ..CleanupStep::default()
+        };
         for _ in 0..steps {
             let step = self.clean_deleted_posts(sum.next, budget).await?;
             sum = CleanupStep {
@@ -443,7 +450,7 @@ mod tests {
 
     /// The posts a pass of `budget` removals a step, at most `steps` steps, looked at.
     async fn pass(p: &Posts, budget: usize, steps: usize) -> usize {
-        p.clean_deleted_posts_pass(budget, steps)
+        p.clean_deleted_posts_pass(None, budget, steps)
             .await
             .unwrap()
             .pending
@@ -495,6 +502,38 @@ mod tests {
             (2, 1),
             "{first:?} {second:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pass_goes_on_where_the_last_one_stopped() {
+        let p = posts();
+        let n = 2 * QUEUE_PAGE + 10;
+        for i in 0..n {
+            let (x, _) = p
+                .create(1, "us", &format!("p{i}"), &[], None)
+                .await
+                .unwrap();
+            p.delete(x.id, 1).await.unwrap();
+        }
+        p.likes().catch_up().await.unwrap();
+        // One step a pass: each pass reads the page after the last one's, to the queue's end.
+        let first = p.clean_deleted_posts_pass(None, 1024, 1).await.unwrap();
+        assert_eq!(first.pending, QUEUE_PAGE);
+        let second = p
+            .clean_deleted_posts_pass(first.next, 1024, 1)
+            .await
+            .unwrap();
+        assert_eq!(second.pending, QUEUE_PAGE);
+        assert!(second.next > first.next, "{first:?} {second:?}");
+        let third = p
+            .clean_deleted_posts_pass(second.next, 1024, 1)
+            .await
+            .unwrap();
+        assert_eq!((third.pending, third.next), (10, None), "the queue's end");
+        // From the start again: every post was marked once, none finished yet.
+        p.likes().catch_up().await.unwrap();
+        let again = p.clean_deleted_posts_pass(None, 1024, 1).await.unwrap();
+        assert_eq!((again.pending, again.finished), (QUEUE_PAGE, QUEUE_PAGE));
     }
 
     #[tokio::test]
