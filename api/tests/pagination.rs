@@ -10,7 +10,6 @@ use common::{Node, request_with_head};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// (token, id) of a new user.
 /// A GET: (status, the `Link` header's next target if any, body).
 fn get(port: u16, path: &str, token: &str) -> (u16, Option<String>, Value) {
     let (s, head, body) = request_with_head(port, "GET", path, Some(token), None, b"");

@@ -761,23 +761,11 @@ async fn a_bounded_history_forgets_the_former_memberships_it_no_longer_holds() {
         .create_group(u[0], &[u[1]], Some("g".into()), String::new(), None)
         .await
         .unwrap();
+    use crate::Change::{Add, Remove};
     for _ in 0..30 {
-        m.change(&conv, u[0], crate::Change::Add(u[2]))
-            .await
-            .unwrap()
-            .unwrap();
-        m.change(&conv, u[0], crate::Change::Remove(u[1]))
-            .await
-            .unwrap()
-            .unwrap();
-        m.change(&conv, u[0], crate::Change::Add(u[1]))
-            .await
-            .unwrap()
-            .unwrap();
-        m.change(&conv, u[0], crate::Change::Remove(u[2]))
-            .await
-            .unwrap()
-            .unwrap();
+        for change in [Add(u[2]), Remove(u[1]), Add(u[1]), Remove(u[2])] {
+            m.change(&conv, u[0], change).await.unwrap().unwrap();
+        }
     }
     let now = m.conversation(conv.id).await.unwrap();
     let ends: Vec<u64> = now.past.iter().map(|p| p.until).collect();

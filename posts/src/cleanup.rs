@@ -448,6 +448,17 @@ mod tests {
         n
     }
 
+    /// Creates `n` posts of user 1 and deletes them (each queued for its cleanup).
+    async fn delete_new_posts(p: &Posts, n: usize) {
+        for i in 0..n {
+            let (x, _) = p
+                .create(1, "us", &format!("p{i}"), &[], None)
+                .await
+                .unwrap();
+            p.delete(x.id, 1).await.unwrap();
+        }
+    }
+
     /// The posts a pass of `budget` removals a step, at most `steps` steps, looked at.
     async fn pass(p: &Posts, budget: usize, steps: usize) -> usize {
         p.clean_deleted_posts_pass(None, budget, steps)
@@ -460,13 +471,7 @@ mod tests {
     async fn a_pass_walks_the_queue_past_posts_waiting_at_its_head() {
         let p = posts();
         let n = QUEUE_PAGE + 44;
-        for i in 0..n {
-            let (x, _) = p
-                .create(1, "us", &format!("p{i}"), &[], None)
-                .await
-                .unwrap();
-            p.delete(x.id, 1).await.unwrap();
-        }
+        delete_new_posts(&p, n).await;
         p.likes().catch_up().await.unwrap();
         // The first pass marks every queued post (each then waits for the counting consumer),
         // the second, after the consumer has counted, finishes them all: none is left behind
@@ -508,13 +513,7 @@ mod tests {
     async fn a_pass_goes_on_where_the_last_one_stopped() {
         let p = posts();
         let n = 2 * QUEUE_PAGE + 10;
-        for i in 0..n {
-            let (x, _) = p
-                .create(1, "us", &format!("p{i}"), &[], None)
-                .await
-                .unwrap();
-            p.delete(x.id, 1).await.unwrap();
-        }
+        delete_new_posts(&p, n).await;
         p.likes().catch_up().await.unwrap();
         // One step a pass: each pass reads the page after the last one's, to the queue's end.
         let first = p.clean_deleted_posts_pass(None, 1024, 1).await.unwrap();
